@@ -1,0 +1,16 @@
+//! Safe access to Ceph RBD images through librados and librbd.
+//!
+//! Both the CSI driver (provisioning) and the backup engine's PV data mover (changed-extent
+//! diffs between snapshots) need librbd; this crate is the one place that holds its FFI, so
+//! every `unsafe` block in Lifeboat that touches Ceph lives here, next to its `SAFETY` note.
+//!
+//! All calls block; async callers run them on `tokio::task::spawn_blocking`.
+
+mod cluster;
+mod error;
+mod ffi;
+mod image;
+
+pub use cluster::{Cluster, Pool};
+pub use error::RbdError;
+pub use image::{Extent, Image, ImageInfo, ImageOptions, Snapshot, SnapshotRef, features};

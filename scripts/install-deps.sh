@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what Lifeboat's build and test suite need on a Debian bookworm machine:
+# the real services the tests start (etcd, Ceph with RGW, nfs-ganesha), the C libraries the
+# build links (librados, librbd), protoc for gRPC code, and the anchors benchmarks compare
+# against (restic, etcdctl, the rbd CLI). Idempotent; silent when everything is present.
+set -euo pipefail
+
+packages=(
+  # build
+  pkg-config protobuf-compiler librados-dev librbd-dev
+  # etcd
+  etcd-server etcd-client
+  # Ceph: monitor, manager, OSD, CLI, S3 gateway, FUSE mapper for node tests
+  ceph-mon ceph-mgr ceph-osd ceph-common radosgw rbd-fuse
+  # NFS server and a userspace client
+  nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils
+  # tools the tests and benchmarks call
+  openssl age zstd restic util-linux procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

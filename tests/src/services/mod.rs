@@ -1,0 +1,5 @@
+//! Real services on loopback: etcd per test, Ceph (RBD + RGW) and NFS shared per run.
+
+pub mod ceph;
+pub mod etcd;
+pub mod nfs;
