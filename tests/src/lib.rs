@@ -11,7 +11,9 @@
 //! # Ok::<(), lifeboat_tests::HarnessError>(())
 //! ```
 
+pub mod faults;
 pub mod process;
+pub mod repos;
 mod s3;
 pub mod services;
 pub mod shared;

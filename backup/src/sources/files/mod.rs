@@ -120,6 +120,7 @@ async fn run(
         .map_err(|e| RepoError::Task(e.to_string()))?;
 
     let mut failed = vec![false; nodes.len()];
+    let mut fatal = None;
     for (i, result) in results {
         match result {
             Ok((chunks, size)) => {
@@ -130,8 +131,15 @@ async fn run(
                 warnings.push(w);
                 failed[i] = true;
             }
-            Err(FileError::Fatal(e)) => return Err(e),
+            Err(FileError::Fatal(e)) => {
+                fatal.get_or_insert(e);
+            }
         }
+    }
+    if let Some(e) = fatal {
+        // A worker saw the uploader stop; the uploader's own error names the object and the
+        // store's answer, so prefer it.
+        return Err(session.finish().await.err().unwrap_or(e));
     }
     let mut keep = failed.iter().map(|f| !f);
     nodes.retain(|_| keep.next().unwrap_or(true));
