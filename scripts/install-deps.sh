@@ -15,7 +15,7 @@ packages=(
   # NFS server and a userspace client
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils
   # tools the tests and benchmarks call
-  openssl age zstd restic util-linux procps
+  openssl age zstd restic util-linux procps time
 )
 
 missing=()

@@ -59,6 +59,19 @@ impl ChunkerParams {
     }
 }
 
+/// Splits an in-memory buffer into chunks without copying them.
+pub fn chunk_slice(data: &[u8], params: ChunkerParams, seed: u64) -> impl Iterator<Item = &[u8]> {
+    fastcdc::v2020::FastCDC::with_level_and_seed(
+        data,
+        params.min as usize,
+        params.avg as usize,
+        params.max as usize,
+        Normalization::Level1,
+        seed,
+    )
+    .map(move |c| &data[c.offset..c.offset + c.length])
+}
+
 /// Splits a reader into chunks.
 pub struct Chunker<R: Read> {
     inner: StreamCDC<R>,
@@ -120,6 +133,12 @@ mod tests {
             shared + 3 >= before.len(),
             "{shared} of {} chunks survived",
             before.len()
+        );
+        let sliced: Vec<&[u8]> = chunk_slice(&data, params, 7).collect();
+        let streamed: Vec<Vec<u8>> = Chunker::new(&data[..], params, 7).map(|c| c.unwrap()).collect();
+        assert_eq!(
+            sliced, streamed,
+            "slice and stream chunking must cut at the same points"
         );
         assert_eq!(
             Chunker::new(&data[..], params, 7)

@@ -11,6 +11,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc returns freed memory to the OS promptly; with glibc's per-thread arenas, the
+/// megabyte-sized pack and chunk buffers of parallel workers kept RSS far above live memory.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit codes scripts can rely on.
 pub mod exit {
     /// The command ran but found problems or could not do everything (check errors, partial

@@ -13,7 +13,7 @@ use std::time::Instant;
 use chrono::Utc;
 
 use crate::blob::{BlobId, BlobKind, SnapshotId};
-use crate::chunker::Chunker;
+use crate::chunker::{Chunker, chunk_slice};
 use crate::progress::Progress;
 use crate::read::BlobReader;
 use crate::repository::{LockKind, RepoError, Repository};
@@ -217,12 +217,13 @@ fn read_files(
         for _ in 0..workers.max(1) {
             scope.spawn(|| {
                 let mut sink = BlobSink::new(shared.clone(), BlobKind::Data);
+                let mut buf = Vec::new();
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let Some((node_index, path)) = jobs.get(n) else {
                         break;
                     };
-                    let result = read_one(&mut sink, shared, path, progress);
+                    let result = read_one(&mut sink, &mut buf, shared, path, progress);
                     let fatal = matches!(result, Err(FileError::Fatal(_)));
                     results
                         .lock()
@@ -252,21 +253,38 @@ fn read_files(
     results
 }
 
+/// Files up to this size are read whole into a reused buffer and chunked in place, which
+/// saves a copy per chunk; larger ones stream through the chunker.
+const WHOLE_FILE_LIMIT: u64 = 32 * 1024 * 1024;
+
 fn read_one(
     sink: &mut BlobSink,
+    buf: &mut Vec<u8>,
     shared: &SessionShared,
     path: &Path,
     progress: &Progress,
 ) -> Result<(Vec<BlobId>, u64), FileError> {
-    let file = std::fs::File::open(path).map_err(|e| FileError::Skip(format!("{}: {e}", path.display())))?;
+    let skip = |what: &str, e: std::io::Error| FileError::Skip(format!("{}: {what}{e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(|e| skip("", e))?;
+    let size = file.metadata().map_err(|e| skip("", e))?.len();
     let mut chunks = Vec::new();
-    let mut size = 0u64;
-    for chunk in Chunker::new(file, shared.chunker, shared.seed) {
-        let chunk = chunk.map_err(|e| FileError::Skip(format!("{}: read failed: {e}", path.display())))?;
-        size += chunk.len() as u64;
-        chunks.push(sink.put(&chunk).map_err(FileError::Fatal)?);
-        progress.add_done(chunk.len() as u64, 0);
+    let mut total = 0u64;
+    if size <= WHOLE_FILE_LIMIT {
+        buf.clear();
+        std::io::Read::read_to_end(&mut file, buf).map_err(|e| skip("read failed: ", e))?;
+        for chunk in chunk_slice(buf, shared.chunker, shared.seed) {
+            total += chunk.len() as u64;
+            chunks.push(sink.put(chunk).map_err(FileError::Fatal)?);
+            progress.add_done(chunk.len() as u64, 0);
+        }
+    } else {
+        for chunk in Chunker::new(file, shared.chunker, shared.seed) {
+            let chunk = chunk.map_err(|e| skip("read failed: ", e))?;
+            total += chunk.len() as u64;
+            chunks.push(sink.put(&chunk).map_err(FileError::Fatal)?);
+            progress.add_done(chunk.len() as u64, 0);
+        }
     }
     progress.add_done(0, 1);
-    Ok((chunks, size))
+    Ok((chunks, total))
 }
