@@ -1,4 +1,5 @@
 //! drctl as operators use it: a local repository, real files, exit codes scripts rely on.
+#![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
 
 use std::path::Path;
 use std::process::Output;
