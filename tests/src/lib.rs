@@ -20,6 +20,7 @@ pub mod shared;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub use services::azurite::{Azurite, azurite};
 pub use services::ceph::{Ceph, Rgw, ceph};
 pub use services::etcd::{Etcd, EtcdTls};
 pub use services::nfs::{Nfs, NfsDir, nfs};

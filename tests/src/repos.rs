@@ -16,6 +16,8 @@ pub enum Backend {
     Local,
     /// A fresh bucket on the run's Ceph RGW.
     Rgw,
+    /// A fresh container on the run's Azurite.
+    Azurite,
 }
 
 /// A test repository location plus an age identity that may open it.
@@ -56,6 +58,19 @@ impl TestRepo {
                         s3_region: Some(rgw.region.clone()),
                         access_key_id: Some(rgw.access_key.clone()),
                         secret_access_key: Some(Secret::new(rgw.secret_key.clone())),
+                        ..StoreOptions::default()
+                    },
+                )
+            }
+            Backend::Azurite => {
+                let azurite = crate::azurite()?;
+                let container = azurite.new_container("repo")?;
+                (
+                    format!("az://{container}/lifeboat"),
+                    StoreOptions {
+                        azure_endpoint: Some(azurite.endpoint()),
+                        azure_account: Some(crate::services::azurite::ACCOUNT.to_string()),
+                        azure_access_key: Some(Secret::new(crate::services::azurite::KEY)),
                         ..StoreOptions::default()
                     },
                 )
