@@ -117,7 +117,7 @@ pub enum RepoCommand {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
         /// zstd compression level.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 1)]
         compression_level: i32,
     },
     /// Manage the user keys that open the repository.

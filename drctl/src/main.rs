@@ -11,10 +11,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc returns freed memory to the OS promptly; with glibc's per-thread arenas, the
-/// megabyte-sized pack and chunk buffers of parallel workers kept RSS far above live memory.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// Serve allocations of 1 MiB and more (packs, chunks) straight from mmap, so freeing them
+/// returns the memory to the OS. glibc otherwise raises its mmap threshold after the first
+/// large free and keeps those buffers in per-thread arenas, which held a restore's RSS near
+/// twice its live memory.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets a glibc tunable; it is called once, before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
 
 /// Exit codes scripts can rely on.
 pub mod exit {
@@ -26,6 +33,7 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
