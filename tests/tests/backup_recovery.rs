@@ -23,20 +23,32 @@ fn random_file(path: &Path, len: usize) -> Result<()> {
     Ok(())
 }
 
-/// Runs inside a child process started by `backup_killed_with_sigkill_leaves_a_valid_repository`.
+/// Runs inside a child process started by the `*_backup_killed_with_sigkill_*` tests.
 #[test]
-#[ignore = "child half of backup_killed_with_sigkill_leaves_a_valid_repository"]
+#[ignore = "child half of the *_backup_killed_with_sigkill_* tests"]
 fn child_backup() -> Result<()> {
-    let (Ok(url), Ok(identity), Ok(data)) = (
+    let (Ok(url), Ok(identity), Ok(data), Ok(options)) = (
         std::env::var("LIFEBOAT_CHILD_REPO"),
         std::env::var("LIFEBOAT_CHILD_IDENTITY"),
         std::env::var("LIFEBOAT_CHILD_DATA"),
+        std::env::var("LIFEBOAT_CHILD_S3"),
     ) else {
         return Ok(());
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let store = lifeboat_backup::store::Store::open(&url, &Default::default())?;
+        let (endpoint, region, access, secret) = match options.split('|').collect::<Vec<_>>()[..] {
+            [e, r, a, s] => (e.to_string(), r.to_string(), a.to_string(), s.to_string()),
+            _ => Default::default(),
+        };
+        let opts = lifeboat_backup::store::StoreOptions {
+            s3_endpoint: (!endpoint.is_empty()).then_some(endpoint),
+            s3_region: (!region.is_empty()).then_some(region),
+            access_key_id: (!access.is_empty()).then_some(access),
+            secret_access_key: (!secret.is_empty()).then(|| lifeboat_backup::store::Secret::new(secret)),
+            ..Default::default()
+        };
+        let store = lifeboat_backup::store::Store::open(&url, &opts)?;
         let key = lifeboat_backup::crypto::UserKey::identity_file(Path::new(&identity))?;
         let repo = Repository::open(&store, &[key]).await?;
         backup_files(
@@ -50,34 +62,49 @@ fn child_backup() -> Result<()> {
     })
 }
 
-#[tokio::test]
-async fn backup_killed_with_sigkill_leaves_a_valid_repository() -> Result<()> {
-    let t = TestRepo::new(Backend::Local)?;
+async fn count(t: &TestRepo, prefix: &str) -> Result<usize> {
+    use futures::TryStreamExt;
+    let keys: Vec<_> = t
+        .store()
+        .object_store()
+        .list(Some(&prefix.into()))
+        .try_collect()
+        .await?;
+    Ok(keys.len())
+}
+
+async fn killed_backup(backend: Backend) -> Result<()> {
+    use object_store::ObjectStoreExt;
+    let t = TestRepo::new(backend)?;
     let data = t.path("data");
     std::fs::create_dir(&data)?;
     for i in 0..24 {
         random_file(&data.join(format!("f{i:02}.bin")), 5 << 20)?;
     }
     Repository::init(&t.store(), &[t.user_recipient()], InitOptions::default()).await?;
-
+    let s3 = format!(
+        "{}|{}|{}|{}",
+        t.options.s3_endpoint.clone().unwrap_or_default(),
+        t.options.s3_region.clone().unwrap_or_default(),
+        t.options.access_key_id.clone().unwrap_or_default(),
+        t.options
+            .secret_access_key
+            .as_ref()
+            .map(|s| s.expose().to_string())
+            .unwrap_or_default(),
+    );
     let mut child = Command::new(std::env::current_exe()?)
         .args(["--ignored", "--exact", "child_backup"])
         .env("LIFEBOAT_CHILD_REPO", &t.url)
         .env("LIFEBOAT_CHILD_IDENTITY", &t.identity)
         .env("LIFEBOAT_CHILD_DATA", &data)
+        .env("LIFEBOAT_CHILD_S3", s3)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     // Kill it once some packs are indexed but the backup is not finished.
-    let repo_dir = Path::new(&t.url);
     let started = Instant::now();
-    loop {
-        let indexed = std::fs::read_dir(repo_dir.join("index"))
-            .map(|d| d.count())
-            .unwrap_or(0);
-        if indexed >= 1 {
-            break;
-        }
+    while count(&t, "index").await? == 0 {
         if let Some(status) = child.try_wait()? {
             bail!("the backup finished ({status}) before it could be killed; make the data larger");
         }
@@ -85,7 +112,7 @@ async fn backup_killed_with_sigkill_leaves_a_valid_repository() -> Result<()> {
             started.elapsed() < Duration::from_secs(300),
             "no index file appeared"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill()?;
     child.wait()?;
@@ -97,13 +124,12 @@ async fn backup_killed_with_sigkill_leaves_a_valid_repository() -> Result<()> {
     );
     let report = check::check(&repo, true, Arc::new(Progress::default())).await?;
     ensure!(report.ok(), "{report:?}");
-    let indexed_before = repo.load_index().await?.blob_count();
-    ensure!(indexed_before > 0);
+    ensure!(repo.load_index().await?.blob_count() > 0);
 
-    // The lock the dead process held expires; until then a backup would wait, so clear it as
-    // an operator would after confirming the holder is dead.
+    // The dead process's lock would expire in 30 minutes; clear it as an operator would after
+    // confirming the holder is gone.
     for (key, _) in repo.list("locks/").await? {
-        std::fs::remove_file(repo_dir.join(key))?;
+        repo.object_store().delete(&key.as_str().into()).await?;
     }
     let snap = backup_files(
         &repo,
@@ -124,6 +150,16 @@ async fn backup_killed_with_sigkill_leaves_a_valid_repository() -> Result<()> {
             .ok()
     );
     Ok(())
+}
+
+#[tokio::test]
+async fn local_backup_killed_with_sigkill_leaves_a_valid_repository() -> Result<()> {
+    killed_backup(Backend::Local).await
+}
+
+#[tokio::test]
+async fn rgw_backup_killed_with_sigkill_leaves_a_valid_repository() -> Result<()> {
+    killed_backup(Backend::Rgw).await
 }
 
 fn age_decrypt(identity: &Path, file: &Path) -> Result<Vec<u8>> {
