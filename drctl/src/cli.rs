@@ -140,6 +140,16 @@ pub enum RepoCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Remove locks left by crashed processes (expired ones; with --all, every lock).
+    Unlock {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Also remove live locks: only after making sure their holders are gone.
+        #[arg(long)]
+        all: bool,
+    },
     /// Delete data no snapshot references (takes an exclusive lock).
     Prune {
         #[command(flatten)]

@@ -116,6 +116,8 @@ fn init_backup_list_restore_check_forget() {
     );
     ok(drctl(d).args(["forget", "--keep-last", "1"]).output().unwrap());
     ok(drctl(d).args(["repo", "prune"]).output().unwrap());
+    let unlocked = drctl(d).args(["repo", "unlock"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&unlocked.stderr).contains("removed 0 lock"));
     let stats = ok(drctl(d).args(["repo", "stats", "-o", "json"]).output().unwrap());
     let s: serde_json::Value = serde_json::from_str(&stats).unwrap();
     assert_eq!(s["snapshots"], 1);

@@ -597,3 +597,21 @@ async fn index_is_small_in_memory() -> Result<()> {
     ensure!(index.memory_bytes() <= index.blob_count() * 48 + index.packs().len() * 64);
     Ok(())
 }
+
+#[tokio::test]
+async fn files_larger_than_memory_buffers_stream_through_the_chunker() -> Result<()> {
+    use std::io::Read;
+    let t = TestRepo::new(Backend::Local)?;
+    let data = t.path("data");
+    std::fs::create_dir(&data)?;
+    let mut big = vec![0u8; 40 << 20];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut big)?;
+    std::fs::write(data.join("big.bin"), &big)?;
+    let repo = init(&t).await?;
+    let snap = backup(&repo, &data).await?;
+    ensure!(snap.summary.new_blobs > 20, "{:?}", snap.summary);
+    let out = t.path("out");
+    restore(&repo, &snap, &out).await?;
+    ensure!(std::fs::read(restored(&out, &data).join("big.bin"))? == big);
+    Ok(())
+}

@@ -157,4 +157,15 @@ impl Repository {
         }
         Ok(removed)
     }
+
+    /// Deletes every lock, live or not. For operators who have confirmed the holders are gone
+    /// (the process was killed, the node died) and cannot wait for the locks to expire.
+    pub async fn remove_all_locks(&self) -> Result<usize, RepoError> {
+        let objects = self.objects();
+        let keys = objects.list_keys("locks/").await?;
+        for key in &keys {
+            objects.delete(key).await?;
+        }
+        Ok(keys.len())
+    }
 }

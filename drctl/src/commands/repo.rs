@@ -105,6 +105,16 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
             })?;
             Ok(0)
         }
+        RepoCommand::Unlock { repo, key, all } => {
+            let r = open::repository(&repo, &key).await?;
+            let removed = if all {
+                r.remove_all_locks().await?
+            } else {
+                r.remove_stale_locks().await?
+            };
+            eprintln!("removed {removed} lock(s)");
+            Ok(0)
+        }
         RepoCommand::Prune { repo, key, dry_run } => {
             let r = open::repository(&repo, &key).await?;
             let plan = prune::prune(&r, dry_run).await?;
