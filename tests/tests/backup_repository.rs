@@ -615,3 +615,60 @@ async fn files_larger_than_memory_buffers_stream_through_the_chunker() -> Result
     ensure!(std::fs::read(restored(&out, &data).join("big.bin"))? == big);
     Ok(())
 }
+
+#[tokio::test]
+async fn rgw_throttling_is_retried_then_reported_with_the_object_key() -> Result<()> {
+    use lifeboat_tests::faults::FlakyProxy;
+    let t = TestRepo::new(Backend::Rgw)?;
+    make_data(&t.path("data"))?;
+    init(&t).await?;
+    let upstream = t
+        .options
+        .s3_endpoint
+        .clone()
+        .unwrap_or_default()
+        .trim_start_matches("http://")
+        .to_string();
+
+    // A few 503s: retried with backoff, and the backup succeeds.
+    let proxy = FlakyProxy::start(&upstream, 3).await?;
+    let mut options = t.options.clone();
+    options.s3_endpoint = Some(proxy.endpoint.clone());
+    // One request per connection, so the proxy sees every PUT.
+    options.idle_connections_per_host = Some(0);
+    let store = lifeboat_backup::store::Store::open(&t.url, &options)?;
+    let repo = Repository::open(&store, &[t.user_key()]).await?;
+    backup(&repo, &t.path("data")).await?;
+    ensure!(
+        proxy.refused() >= 3,
+        "the proxy refused only {} PUTs",
+        proxy.refused()
+    );
+    drop(proxy);
+
+    // Endless 503s: a clear error naming an object and the store's answer, and no snapshot.
+    let proxy = FlakyProxy::start(&upstream, usize::MAX / 2).await?;
+    options.s3_endpoint = Some(proxy.endpoint.clone());
+    options.max_retries = 2;
+    let store = lifeboat_backup::store::Store::open(&t.url, &options)?;
+    let repo = Repository::open(&store, &[t.user_key()]).await?;
+    std::fs::write(t.path("data/new.txt"), "new data that must be uploaded")?;
+    let err = backup(&repo, &t.path("data"))
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    ensure!(
+        err.contains("503") || err.contains("SlowDown"),
+        "store's answer missing: {err}"
+    );
+    ensure!(
+        err.contains("locks/") || err.contains("data/") || err.contains("index/"),
+        "object key missing: {err}"
+    );
+    ensure!(
+        open(&t).await?.snapshots().await?.len() == 1,
+        "a partial snapshot became visible"
+    );
+    Ok(())
+}

@@ -51,6 +51,9 @@ pub struct StoreOptions {
     pub max_retries: usize,
     /// Deadline for one request, retries excluded.
     pub request_timeout: Duration,
+    /// Idle connections kept per host (`None`: the HTTP client's default). 0 opens a fresh
+    /// connection per request, which fault-injecting proxies in tests rely on.
+    pub idle_connections_per_host: Option<usize>,
 }
 
 impl Default for StoreOptions {
@@ -65,6 +68,7 @@ impl Default for StoreOptions {
             azure_access_key: None,
             max_retries: 10,
             request_timeout: Duration::from_secs(120),
+            idle_connections_per_host: None,
         }
     }
 }
@@ -83,9 +87,13 @@ impl StoreOptions {
     }
 
     pub(crate) fn client_options(&self) -> ClientOptions {
-        ClientOptions::new()
+        let options = ClientOptions::new()
             .with_timeout(self.request_timeout)
-            .with_connect_timeout(Duration::from_secs(10))
+            .with_connect_timeout(Duration::from_secs(10));
+        match self.idle_connections_per_host {
+            Some(n) => options.with_pool_max_idle_per_host(n),
+            None => options,
+        }
     }
 }
 
