@@ -85,9 +85,12 @@ impl Index {
     /// Where `id` is stored, if anywhere.
     pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
         let pos = self.entries.binary_search_by(|e| e.id.cmp(id)).ok()?;
-        let e = &self.entries[pos];
+        Some(self.location(&self.entries[pos]))
+    }
+
+    fn location(&self, e: &Entry) -> BlobLocation {
         let pack = &self.packs[e.pack as usize];
-        Some(BlobLocation {
+        BlobLocation {
             pack: pack.id,
             kind: pack.kind,
             entry: PackedBlob {
@@ -96,7 +99,7 @@ impl Index {
                 length: e.length,
                 raw_length: e.raw_length,
             },
-        })
+        }
     }
 
     /// Whether `id` is stored.
@@ -116,19 +119,7 @@ impl Index {
 
     /// Every blob with its location.
     pub fn blobs(&self) -> impl Iterator<Item = BlobLocation> + '_ {
-        self.entries.iter().map(|e| {
-            let pack = &self.packs[e.pack as usize];
-            BlobLocation {
-                pack: pack.id,
-                kind: pack.kind,
-                entry: PackedBlob {
-                    id: e.id,
-                    offset: e.offset,
-                    length: e.length,
-                    raw_length: e.raw_length,
-                },
-            }
-        })
+        self.entries.iter().map(|e| self.location(e))
     }
 
     /// Bytes of memory the entries take (for `repo stats`).
