@@ -415,6 +415,7 @@ async fn hostile_snapshot(repo: &Repository, nodes: Vec<Node>) -> Result<Snapsho
         source: "files:/evil".into(),
         paths: vec![],
         tags: Default::default(),
+        meta: Default::default(),
         parent: None,
         tree,
         summary: Summary::default(),

@@ -118,6 +118,7 @@ mod tests {
             source: "files:/data".into(),
             paths: vec![],
             tags: Default::default(),
+            meta: Default::default(),
             parent: None,
             tree: vec![],
             summary: Summary::default(),

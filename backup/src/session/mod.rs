@@ -103,6 +103,28 @@ impl Session {
         Ok(ids)
     }
 
+    /// Chunks a stream (an etcd snapshot, a volume) into data blobs; returns the chunk ids and
+    /// the byte count. Blocking: run it on a blocking thread.
+    pub fn write_stream(
+        &self,
+        source: impl std::io::Read,
+        params: ChunkerParams,
+    ) -> Result<(Vec<BlobId>, u64), RepoError> {
+        let mut sink = BlobSink::new(self.shared.clone(), BlobKind::Data);
+        let mut ids = Vec::new();
+        let mut size = 0u64;
+        for chunk in Chunker::new(source, params, self.shared.seed) {
+            let chunk = chunk.map_err(|e| RepoError::Io {
+                path: "stream".to_string(),
+                message: e.to_string(),
+            })?;
+            size += chunk.len() as u64;
+            ids.push(sink.put(&chunk)?);
+        }
+        sink.finish()?;
+        Ok((ids, size))
+    }
+
     /// Waits for every pack to be uploaded and indexed. After this returns, everything the
     /// session wrote is durable and a snapshot may reference it.
     pub async fn finish(self) -> Result<SessionStats, RepoError> {

@@ -32,6 +32,9 @@ pub struct Snapshot {
     /// User tags (`--tag k=v`).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Facts the source records about itself (for etcd: cluster id, revision, member).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
     /// The snapshot whose unchanged files were reused.
     #[serde(default)]
     pub parent: Option<SnapshotId>,

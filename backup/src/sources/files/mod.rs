@@ -163,6 +163,7 @@ async fn run(
         source: source.to_string(),
         paths: roots.iter().map(|p| p.display().to_string()).collect(),
         tags: options.tags.clone(),
+        meta: Default::default(),
         parent: parent.and_then(|p| p.id),
         tree,
         summary: Summary {
