@@ -11,6 +11,7 @@
 //! # Ok::<(), lifeboat_tests::HarnessError>(())
 //! ```
 
+pub mod kube;
 pub mod process;
 mod s3;
 pub mod services;

@@ -1,0 +1,419 @@
+//! Create, update and delete with kube-apiserver's semantics: names, preconditions,
+//! generation, the status subresource, finalizers and graceful (pending) deletion.
+
+use serde_json::{Value, json};
+
+use super::hooks;
+use super::names;
+use super::registry::ResourceType;
+use super::status::ApiError;
+use super::store::{EventKind, Key, Store};
+
+/// Which part of an object a write may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The main resource: everything but `status` when a status subresource exists.
+    Main,
+    /// The `status` subresource: only `status`.
+    Status,
+}
+
+/// The result of a delete.
+#[derive(Debug, Clone)]
+pub enum Deleted {
+    /// Finalizers hold it: it now has a `deletionTimestamp`.
+    Pending(Value),
+    /// Gone; its last state.
+    Gone(Value),
+}
+
+fn meta_str<'a>(o: &'a Value, field: &str) -> &'a str {
+    o["metadata"][field].as_str().unwrap_or("")
+}
+
+fn finalizers(o: &Value) -> Vec<String> {
+    o["metadata"]["finalizers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// The object without the fields the server owns, to compare two versions for a no-op.
+fn comparable(o: &Value) -> Value {
+    let mut c = o.clone();
+    if let Some(m) = c["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+        m.remove("managedFields");
+    }
+    c
+}
+
+/// The part of an object whose change bumps `metadata.generation`.
+fn spec_part(rt: &ResourceType, o: &Value) -> Value {
+    let mut c = o.clone();
+    if let Some(m) = c.as_object_mut() {
+        for k in ["metadata", "apiVersion", "kind"] {
+            m.remove(k);
+        }
+        if rt.status {
+            m.remove("status");
+        }
+    }
+    c
+}
+
+fn check_type(rt: &ResourceType, body: &Value) -> Result<(), ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request("the request body is not a JSON object"));
+    }
+    if let Some(av) = body["apiVersion"].as_str().filter(|s| !s.is_empty()) {
+        if av != rt.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                rt.api_version()
+            )));
+        }
+    }
+    if let Some(k) = body["kind"].as_str().filter(|s| !s.is_empty()) {
+        if k != rt.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                rt.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_namespace(rt: &ResourceType, ns: Option<&str>, body: &mut Value) -> Result<(), ApiError> {
+    if !rt.namespaced {
+        if let Some(m) = body["metadata"].as_object_mut() {
+            m.remove("namespace");
+        }
+        return Ok(());
+    }
+    let url_ns = ns.unwrap_or("");
+    match body["metadata"]["namespace"].as_str() {
+        Some(b) if !b.is_empty() && b != url_ns => Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => {
+            body["metadata"]["namespace"] = json!(url_ns);
+            Ok(())
+        }
+    }
+}
+
+impl Store {
+    fn require_live_namespace(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<(), ApiError> {
+        let Some(ns_rt) = self.registry.builtin("", "namespaces") else {
+            return Ok(());
+        };
+        match self.objects.get(&Store::key(ns_rt, None, ns)) {
+            None => Err(ApiError::not_found(ns_rt, ns)),
+            Some(n) if !n["metadata"]["deletionTimestamp"].is_null() => Err(ApiError::forbidden(
+                rt,
+                name,
+                &format!("unable to create new content in namespace {ns} because it is being terminated"),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// POST: creates an object (a `generateName` gets a random suffix).
+    pub fn create(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        mut body: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        check_type(rt, &body)?;
+        if !body["metadata"].is_object() {
+            body["metadata"] = json!({});
+        }
+        check_namespace(rt, ns, &mut body)?;
+        let mut name = meta_str(&body, "name").to_string();
+        if name.is_empty() {
+            let prefix = meta_str(&body, "generateName").to_string();
+            if prefix.is_empty() {
+                return Err(ApiError::invalid(
+                    rt,
+                    "",
+                    &[(
+                        "metadata.name".into(),
+                        "Required value: name or generateName is required".into(),
+                    )],
+                ));
+            }
+            name = format!("{prefix}{}", names::generate_suffix());
+        }
+        if let Some(why) = names::validate(rt.names, &name) {
+            return Err(ApiError::invalid(
+                rt,
+                &name,
+                &[("metadata.name".into(), format!("Invalid value: \"{name}\": {why}"))],
+            ));
+        }
+        if rt.namespaced {
+            self.require_live_namespace(rt, ns.unwrap_or(""), &name)?;
+        }
+        let key = Store::key(rt, ns, &name);
+        if self.objects.contains_key(&key) {
+            return Err(ApiError::already_exists(rt, &name));
+        }
+        let m = &mut body["metadata"];
+        m["name"] = json!(name);
+        m["uid"] = json!(names::uuid());
+        m["creationTimestamp"] = json!(names::now_rfc3339());
+        if let Some(mo) = m.as_object_mut() {
+            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                mo.remove(k);
+            }
+        }
+        if rt.generation {
+            body["metadata"]["generation"] = json!(1);
+        }
+        if rt.status {
+            if let Some(o) = body.as_object_mut() {
+                o.remove("status");
+            }
+        }
+        body["apiVersion"] = json!(rt.api_version());
+        body["kind"] = json!(rt.kind);
+        hooks::on_create(self, rt, &mut body)?;
+        if dry_run {
+            return Ok(body);
+        }
+        let out = self.commit(key, body, EventKind::Added);
+        self.after_change(rt, &name);
+        Ok(Store::render(rt, &out))
+    }
+
+    /// PUT (on the main resource or `status`).
+    pub fn update(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        mut body: Value,
+        part: Part,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        check_type(rt, &body)?;
+        let key = Store::key(rt, ns, name);
+        let old = self
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        if !body["metadata"].is_object() {
+            body["metadata"] = json!({});
+        }
+        match meta_str(&body, "name") {
+            "" => body["metadata"]["name"] = json!(name),
+            n if n != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            _ => {}
+        }
+        check_namespace(rt, ns, &mut body)?;
+        let rv = meta_str(&body, "resourceVersion");
+        if !rv.is_empty() && rv != meta_str(&old, "resourceVersion") {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+        let uid = meta_str(&body, "uid");
+        if !uid.is_empty() && uid != meta_str(&old, "uid") {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&old, "uid")
+                ),
+            ));
+        }
+        let mut new = match part {
+            Part::Status => {
+                let mut n = old.clone();
+                match body.get("status") {
+                    Some(s) if !s.is_null() => n["status"] = s.clone(),
+                    _ => {
+                        if let Some(o) = n.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+                n
+            }
+            Part::Main => {
+                let mut n = body;
+                if rt.status {
+                    match old.get("status") {
+                        Some(s) => n["status"] = s.clone(),
+                        None => {
+                            if let Some(o) = n.as_object_mut() {
+                                o.remove("status");
+                            }
+                        }
+                    }
+                }
+                for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                    match old["metadata"].get(f) {
+                        Some(v) => n["metadata"][f] = v.clone(),
+                        None => {
+                            if let Some(m) = n["metadata"].as_object_mut() {
+                                m.remove(f);
+                            }
+                        }
+                    }
+                }
+                n
+            }
+        };
+        new["apiVersion"] = json!(rt.api_version());
+        new["kind"] = json!(rt.kind);
+        if !old["metadata"]["deletionTimestamp"].is_null() {
+            let before = finalizers(&old);
+            if let Some(added) = finalizers(&new).into_iter().find(|f| !before.contains(f)) {
+                return Err(ApiError::forbidden(
+                    rt,
+                    name,
+                    &format!("no new finalizers can be added if the object is being deleted, found new finalizers [\"{added}\"]"),
+                ));
+            }
+        }
+        hooks::on_update(self, rt, &old, &mut new)?;
+        if rt.generation && spec_part(rt, &old) != spec_part(rt, &new) {
+            let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
+            new["metadata"]["generation"] = json!(g + 1);
+        }
+        if comparable(&old) == comparable(&new) {
+            return Ok(Store::render(rt, &old));
+        }
+        if dry_run {
+            return Ok(Store::render(rt, &new));
+        }
+        let done = !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty();
+        let kind = if done { EventKind::Deleted } else { EventKind::Modified };
+        let out = self.commit(key, new, kind);
+        self.after_change(rt, name);
+        Ok(Store::render(rt, &out))
+    }
+
+    /// DELETE: removes the object, or marks it for deletion while finalizers remain.
+    pub fn delete(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        options: &Value,
+        dry_run: bool,
+    ) -> Result<Deleted, ApiError> {
+        let key = Store::key(rt, ns, name);
+        let old = self
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let pre = &options["preconditions"];
+        if let Some(rv) = pre["resourceVersion"].as_str() {
+            if rv != meta_str(&old, "resourceVersion") {
+                return Err(ApiError::conflict(
+                    rt,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        meta_str(&old, "resourceVersion")
+                    ),
+                ));
+            }
+        }
+        if let Some(uid) = pre["uid"].as_str() {
+            if uid != meta_str(&old, "uid") {
+                return Err(ApiError::conflict(
+                    rt,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&old, "uid")
+                    ),
+                ));
+            }
+        }
+        if dry_run {
+            return Ok(Deleted::Pending(Store::render(rt, &old)));
+        }
+        let out = self.delete_key(rt, key, old);
+        self.after_change(rt, name);
+        Ok(out)
+    }
+
+    /// Deletes one stored object (no preconditions), cascading for namespaces and CRDs.
+    pub(crate) fn delete_key(&mut self, rt: &ResourceType, key: Key, old: Value) -> Deleted {
+        let cascades = rt.group.is_empty() && rt.plural == "namespaces"
+            || rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions";
+        if finalizers(&old).is_empty() && !cascades {
+            return Deleted::Gone(Store::render(rt, &self.commit(key, old, EventKind::Deleted)));
+        }
+        let mut obj = old.clone();
+        if obj["metadata"]["deletionTimestamp"].is_null() {
+            obj["metadata"]["deletionTimestamp"] = json!(names::now_rfc3339());
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            if key.0.is_empty() && key.1 == "namespaces" {
+                obj["status"]["phase"] = json!("Terminating");
+            }
+            obj = self.commit(key.clone(), obj, EventKind::Modified);
+        }
+        if cascades {
+            hooks::cascade(self, &key, &obj);
+        }
+        match self.objects.get(&key) {
+            Some(o) => Deleted::Pending(Store::render(rt, o)),
+            None => Deleted::Gone(Store::render(rt, &obj)),
+        }
+    }
+
+    /// Work after any change: CRD registration and finishing terminating namespaces/CRDs.
+    fn after_change(&mut self, rt: &ResourceType, name: &str) {
+        if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
+            hooks::sync_crd(self, name);
+        }
+        hooks::reap(self);
+    }
+}
+
+impl Store {
+    /// DELETE on a collection: deletes every matching object, answering the list of them.
+    pub fn delete_collection(
+        &mut self,
+        rt: &ResourceType,
+        filter: &super::store::Filter,
+        dry_run: bool,
+    ) -> Value {
+        let victims: Vec<(Key, Value)> = self
+            .matching(rt, filter)
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .collect();
+        let mut items = Vec::new();
+        for (k, o) in victims {
+            if dry_run {
+                items.push(Store::render(rt, &o));
+                continue;
+            }
+            let name = k.3.clone();
+            match self.delete_key(rt, k, o) {
+                Deleted::Pending(v) | Deleted::Gone(v) => items.push(v),
+            }
+            self.after_change(rt, &name);
+        }
+        json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(),
+               "metadata": {"resourceVersion": self.rv.to_string()}, "items": items})
+    }
+}
