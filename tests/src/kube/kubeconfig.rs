@@ -41,8 +41,16 @@ pub fn write(dir: &Path, server: &str, auth: &Auth, insecure: bool) -> Result<Pa
     Ok(path)
 }
 
+/// Selects rustls' ring provider for the process: both ring (kube) and aws-lc-rs
+/// (object_store) are linked, and rustls refuses to guess between them.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A client for the cluster a kubeconfig file names.
 pub async fn client(path: &Path) -> Result<kube::Client, KubeTestError> {
+    install_crypto_provider();
     let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| KubeTestError::Client(e.to_string()))?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await

@@ -105,6 +105,7 @@ pub async fn start_envtest(assets: &Path, dir: &Path) -> Result<(Envtest, PathBu
 
 /// A client for the cluster `KUBECONFIG` (or `~/.kube/config`) names.
 pub async fn existing_client() -> Result<kube::Client, KubeTestError> {
+    kubeconfig::install_crypto_provider();
     let cfg = kube::Config::infer().await.map_err(|e| KubeTestError::Client(e.to_string()))?;
     kube::Client::try_from(cfg).map_err(|e| KubeTestError::Client(e.to_string()))
 }

@@ -1,0 +1,142 @@
+//! CRDs, discovery, the status subresource and the dynamic (untyped) API.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::discovery::{verbs, Discovery, Scope};
+use kube::ResourceExt;
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn discovery_lists_the_builtin_resources() {
+    let c = cluster().await;
+    let d = Discovery::new(c.client()).run().await.expect("discovery");
+    for (group, kind, namespaced) in [
+        ("", "ConfigMap", true),
+        ("", "Namespace", false),
+        ("", "PersistentVolumeClaim", true),
+        ("apps", "Deployment", true),
+        ("batch", "CronJob", true),
+        ("rbac.authorization.k8s.io", "ClusterRole", false),
+        ("storage.k8s.io", "StorageClass", false),
+        ("coordination.k8s.io", "Lease", true),
+        ("apiextensions.k8s.io", "CustomResourceDefinition", false),
+    ] {
+        let g = d.get(group).unwrap_or_else(|| panic!("group {group:?} missing"));
+        let (ar, caps) = g
+            .recommended_resources()
+            .into_iter()
+            .find(|(ar, _)| ar.kind == kind)
+            .unwrap_or_else(|| panic!("{kind} missing"));
+        assert_eq!(caps.scope == Scope::Namespaced, namespaced, "{kind}");
+        for verb in [verbs::LIST, verbs::WATCH, verbs::CREATE, verbs::PATCH, verbs::DELETE] {
+            assert!(caps.supports_operation(verb), "{kind} {verb}");
+        }
+        assert!(!ar.plural.is_empty());
+    }
+    let (_, deploy) = d.get("apps").and_then(|g| g.recommended_kind("Deployment")).expect("deployments");
+    assert!(deploy.subresources.iter().any(|(ar, _)| ar.plural == "status"), "deployments/status");
+    let version = c.client().apiserver_version().await.expect("/version");
+    assert_eq!(version.major, "1");
+}
+
+#[tokio::test]
+async fn crd_is_served_while_it_exists() {
+    let (c, ns) = cluster_ns("crd").await;
+    let group = format!("{}.crd.lifeboat.dev", ns.replace('-', ""));
+    let def = crd(&group, "gadgets", "Gadget");
+    install_crd(c.client(), &def).await;
+
+    let d = eventually("the CRD in discovery", 30, || {
+        let client = c.client();
+        let group = group.clone();
+        async move {
+            let d = Discovery::new(client).run().await.ok()?;
+            d.has_group(&group).then_some(d)
+        }
+    })
+    .await;
+    let (ar, caps) = d
+        .get(&group)
+        .and_then(|g| g.recommended_kind("Gadget"))
+        .expect("Gadget discovered");
+    assert_eq!(ar.plural, "gadgets");
+    assert_eq!(caps.scope, Scope::Namespaced);
+
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client(), &ns, &ar);
+    let mut obj = DynamicObject::new("g1", &ar);
+    obj.data = json!({"spec": {"size": 3}});
+    let made = api.create(&PostParams::default(), &obj).await.expect("create CR");
+    assert_eq!(made.metadata.generation, Some(1));
+    assert_eq!(api.list(&ListParams::default()).await.expect("list CRs").items.len(), 1);
+
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client());
+    crds.delete(&def.name_any(), &DeleteParams::default()).await.expect("delete CRD");
+    eventually("the CRD to go", 60, || async { crds.get(&def.name_any()).await.is_err().then_some(()) }).await;
+    eventually("the CRs to stop being served", 30, || async {
+        matches!(api.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 404).then_some(())
+    })
+    .await;
+    let d = Discovery::new(c.client()).run().await.expect("discovery");
+    assert!(!d.has_group(&group), "group still discovered after the CRD was deleted");
+}
+
+#[tokio::test]
+async fn status_subresource_semantics() {
+    let (c, ns) = cluster_ns("status").await;
+    let group = format!("{}.status.lifeboat.dev", ns.replace('-', ""));
+    install_crd(c.client(), &crd(&group, "dials", "Dial")).await;
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Dial"), "dials");
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client(), &ns, &ar);
+    let mut obj = DynamicObject::new("d", &ar);
+    obj.data = json!({"spec": {"level": 1}, "status": {"set": "on create"}});
+    let made = api.create(&PostParams::default(), &obj).await.expect("create");
+    assert!(made.data.get("status").is_none(), "status is dropped on create: {:?}", made.data);
+
+    let patched = api
+        .patch_status("d", &PatchParams::default(), &Patch::Merge(json!({"spec": {"level": 9}, "status": {"seen": 1}})))
+        .await
+        .expect("patch status");
+    assert_eq!(patched.data["status"]["seen"], json!(1));
+    assert_eq!(patched.data["spec"]["level"], json!(1), "spec is ignored on /status");
+    assert_eq!(patched.metadata.generation, Some(1));
+
+    let main = api
+        .patch("d", &PatchParams::default(), &Patch::Merge(json!({"spec": {"level": 2}, "status": {"seen": 5}})))
+        .await
+        .expect("patch main");
+    assert_eq!(main.data["status"]["seen"], json!(1), "status is ignored on the main resource");
+    assert_eq!(main.data["spec"]["level"], json!(2));
+    assert_eq!(main.metadata.generation, Some(2));
+
+    let applied = api
+        .patch_status(
+            "d",
+            &PatchParams::apply("lifeboat-test").force(),
+            &Patch::Apply(json!({"apiVersion": format!("{group}/v1"), "kind": "Dial", "status": {"seen": 7}})),
+        )
+        .await
+        .expect("apply status");
+    assert_eq!(applied.data["status"]["seen"], json!(7));
+}
+
+#[tokio::test]
+async fn dynamic_api_list_get_create_patch() {
+    let (c, ns) = cluster_ns("dynamic").await;
+    let ar = ApiResource::erase::<ConfigMap>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client(), &ns, &ar);
+    let mut obj = DynamicObject::new("dyn", &ar);
+    obj.data = json!({"data": {"a": "1"}});
+    api.create(&PostParams::default(), &obj).await.expect("create");
+    let got = api.get("dyn").await.expect("get");
+    assert_eq!(got.data["data"]["a"], json!("1"));
+    let patched = api
+        .patch("dyn", &PatchParams::default(), &Patch::Merge(json!({"data": {"b": "2"}})))
+        .await
+        .expect("patch");
+    assert_eq!(patched.data["data"], json!({"a": "1", "b": "2"}));
+    let names: Vec<String> = api.list(&ListParams::default()).await.expect("list").iter().map(|o| o.name_any()).collect();
+    assert!(names.contains(&"dyn".to_string()));
+}

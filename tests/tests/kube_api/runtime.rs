@@ -1,0 +1,120 @@
+//! kube-runtime against the server: a Controller over a CRD, and a watcher that survives a
+//! dropped watch and a 410 Gone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{CustomResource, ResourceExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::common::*;
+
+/// A small CRD for the controller test (the CRD itself is written by hand in `common::crd`).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(group = "runtime.lifeboat.dev", version = "v1", kind = "Widget", plural = "widgets")]
+#[kube(namespaced, status = "WidgetStatus", schema = "disabled")]
+pub struct WidgetSpec {
+    pub size: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WidgetStatus {
+    pub observed_size: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct ReconcileError(#[from] kube::Error);
+
+async fn reconcile(w: Arc<Widget>, client: Arc<kube::Client>) -> Result<Action, ReconcileError> {
+    let api: Api<Widget> = Api::namespaced((*client).clone(), &w.namespace().unwrap_or_default());
+    let status = json!({"status": {"observedSize": w.spec.size}});
+    api.patch_status(&w.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await?;
+    Ok(Action::await_change())
+}
+
+fn error_policy(_: Arc<Widget>, _: &ReconcileError, _: Arc<kube::Client>) -> Action {
+    Action::requeue(Duration::from_millis(200))
+}
+
+#[tokio::test]
+async fn controller_reconciles_a_custom_resource() {
+    let (c, ns) = cluster_ns("controller").await;
+    install_crd(c.client(), &crd("runtime.lifeboat.dev", "widgets", "Widget")).await;
+    let api: Api<Widget> = Api::namespaced(c.client(), &ns);
+    let controller = Controller::new(api.clone(), watcher::Config::default())
+        .run(reconcile, error_policy, Arc::new(c.client()))
+        .for_each(|_| async {});
+    let task = tokio::spawn(controller);
+    api.create(&PostParams::default(), &Widget::new("w1", WidgetSpec { size: 3 })).await.expect("create");
+    let observed = |want: i64| {
+        let api = api.clone();
+        async move {
+            let w = api.get("w1").await.ok()?;
+            (w.status.map(|s| s.observed_size) == Some(want)).then_some(())
+        }
+    };
+    eventually("the first reconcile", 30, || observed(3)).await;
+    api.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 5}}))).await.expect("resize");
+    eventually("the reconcile of the change", 30, || observed(5)).await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn watcher_survives_dropped_watches_and_gone() {
+    let (c, ns) = cluster_ns("watcher").await;
+    let Some(faults) = c.faults() else {
+        return skip("watcher_survives_dropped_watches_and_gone", "a real cluster cannot drop watches on request");
+    };
+    let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stream = watcher::watcher(api.clone(), watcher::Config::default()).default_backoff();
+    let task = tokio::spawn(async move {
+        let mut stream = Box::pin(stream);
+        while let Some(ev) = stream.next().await {
+            let msg = match ev {
+                Ok(Event::Apply(o)) | Ok(Event::InitApply(o)) => format!("apply {}", o.name_any()),
+                Ok(Event::Init) => "init".into(),
+                Ok(_) => continue,
+                Err(_) => "error".into(),
+            };
+            if tx.send(msg).is_err() {
+                return;
+            }
+        }
+    });
+    let mut wait_for = async |want: &str| {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(m) = rx.recv().await {
+                if m == want {
+                    return;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("watcher never said {want:?}"));
+    };
+    wait_for("init").await;
+    create_cm(&api, "before", json!({})).await;
+    wait_for("apply before").await;
+
+    faults.drop_watches();
+    create_cm(&api, "after-drop", json!({})).await;
+    wait_for("apply after-drop").await;
+
+    // History compacted while the watch is down: the resumed watch gets 410 and relists.
+    faults.compact();
+    faults.drop_watches();
+    wait_for("init").await;
+    create_cm(&api, "after-gone", json!({})).await;
+    wait_for("apply after-gone").await;
+    task.abort();
+}
