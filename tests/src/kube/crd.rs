@@ -22,7 +22,10 @@ pub fn validate(crd: &Value) -> Vec<(String, String)> {
     let plural = spec["names"]["plural"].as_str().unwrap_or("");
     let name = crd["metadata"]["name"].as_str().unwrap_or("");
     if group.is_empty() || names::validate(NameRule::Subdomain, group).is_some() || !group.contains('.') {
-        errs.push(("spec.group".into(), format!("Invalid value: \"{group}\": should be a domain with at least one dot")));
+        errs.push((
+            "spec.group".into(),
+            format!("Invalid value: \"{group}\": should be a domain with at least one dot"),
+        ));
     }
     if plural.is_empty() || names::validate(NameRule::Label, plural).is_some() {
         errs.push(("spec.names.plural".into(), format!("Invalid value: \"{plural}\"")));
@@ -31,17 +34,32 @@ pub fn validate(crd: &Value) -> Vec<(String, String)> {
         errs.push(("spec.names.kind".into(), "Required value".into()));
     }
     if name != format!("{plural}.{group}") {
-        errs.push(("metadata.name".into(), format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group")));
+        errs.push((
+            "metadata.name".into(),
+            format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"),
+        ));
     }
     match spec["scope"].as_str() {
         Some("Namespaced") | Some("Cluster") => {}
-        other => errs.push(("spec.scope".into(), format!("Unsupported value: {:?}: supported values: \"Cluster\", \"Namespaced\"", other.unwrap_or("")))),
+        other => errs.push((
+            "spec.scope".into(),
+            format!(
+                "Unsupported value: {:?}: supported values: \"Cluster\", \"Namespaced\"",
+                other.unwrap_or("")
+            ),
+        )),
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
-        errs.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
+        errs.push((
+            "spec.versions".into(),
+            "Invalid value: must have exactly one version marked as storage version".into(),
+        ));
     } else if versions.iter().filter(|v| v["storage"] == json!(true)).count() != 1 {
-        errs.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
+        errs.push((
+            "spec.versions".into(),
+            "Invalid value: must have exactly one version marked as storage version".into(),
+        ));
     }
     errs
 }
@@ -78,9 +96,16 @@ pub fn status(crd: &Value, old_status: Option<&Value>) -> Value {
     };
     let storage: Vec<Value> = crd["spec"]["versions"]
         .as_array()
-        .map(|vs| vs.iter().filter(|v| v["storage"] == json!(true)).map(|v| v["name"].clone()).collect())
+        .map(|vs| {
+            vs.iter()
+                .filter(|v| v["storage"] == json!(true))
+                .map(|v| v["name"].clone())
+                .collect()
+        })
         .unwrap_or_default();
-    let mut stored = old_status.map(|s| strings(&s["storedVersions"])).unwrap_or_default();
+    let mut stored = old_status
+        .map(|s| strings(&s["storedVersions"]))
+        .unwrap_or_default();
     for v in storage.iter().filter_map(Value::as_str) {
         if !stored.iter().any(|s| s == v) {
             stored.push(v.to_string());

@@ -88,13 +88,19 @@ pub fn resources(reg: &Registry, group: &str, version: &str) -> Option<Value> {
             }));
         }
         if r.group.is_empty() && r.plural == "namespaces" {
-            list.push(json!({"name": "namespaces/finalize", "singularName": "", "namespaced": false,
-                             "kind": "Namespace", "verbs": ["update"]}));
+            list.push(
+                json!({"name": "namespaces/finalize", "singularName": "", "namespaced": false,
+                             "kind": "Namespace", "verbs": ["update"]}),
+            );
         }
     }
     if list.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
 }

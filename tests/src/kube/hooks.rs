@@ -28,7 +28,10 @@ pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Resul
         if !errs.is_empty() {
             return Err(ApiError::invalid(rt, &name, &errs));
         }
-        let mut fins: Vec<Value> = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+        let mut fins: Vec<Value> = obj["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if !fins.contains(&json!(crd::CLEANUP_FINALIZER)) {
             fins.push(json!(crd::CLEANUP_FINALIZER));
         }
@@ -39,7 +42,12 @@ pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Resul
 }
 
 /// Immutable fields and server-maintained status on update.
-pub fn on_update(_store: &mut Store, rt: &ResourceType, old: &Value, new: &mut Value) -> Result<(), ApiError> {
+pub fn on_update(
+    _store: &mut Store,
+    rt: &ResourceType,
+    old: &Value,
+    new: &mut Value,
+) -> Result<(), ApiError> {
     if is(rt, "", "services") {
         for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
             if !old["spec"][f].is_null() {
@@ -60,7 +68,12 @@ pub fn on_update(_store: &mut Store, rt: &ResourceType, old: &Value, new: &mut V
     Ok(())
 }
 
-fn service_defaults(store: &mut Store, rt: &ResourceType, name: &str, obj: &mut Value) -> Result<(), ApiError> {
+fn service_defaults(
+    store: &mut Store,
+    rt: &ResourceType,
+    name: &str,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
     let spec = &mut obj["spec"];
     if spec["type"].is_null() {
         spec["type"] = json!("ClusterIP");
@@ -69,7 +82,11 @@ fn service_defaults(store: &mut Store, rt: &ResourceType, name: &str, obj: &mut 
     let headless = spec["clusterIP"] == json!("None");
     let no_ports = spec["ports"].as_array().is_none_or(|p| p.is_empty());
     if no_ports && !external && !headless {
-        return Err(ApiError::invalid(rt, name, &[("spec.ports".into(), "Required value".into())]));
+        return Err(ApiError::invalid(
+            rt,
+            name,
+            &[("spec.ports".into(), "Required value".into())],
+        ));
     }
     if let Some(ports) = spec["ports"].as_array_mut() {
         for p in ports {
@@ -89,7 +106,12 @@ fn service_defaults(store: &mut Store, rt: &ResourceType, name: &str, obj: &mut 
             // 10.96.0.0/12, the default service range; .1 is the `kubernetes` service.
             let n = store.next_ip;
             store.next_ip += 1;
-            spec["clusterIP"] = json!(format!("10.{}.{}.{}", 96 + (n >> 16) % 16, (n >> 8) & 0xff, n & 0xff));
+            spec["clusterIP"] = json!(format!(
+                "10.{}.{}.{}",
+                96 + (n >> 16) % 16,
+                (n >> 8) & 0xff,
+                n & 0xff
+            ));
         }
         spec["clusterIPs"] = json!([spec["clusterIP"].clone()]);
         spec["ipFamilies"] = json!(["IPv4"]);
@@ -103,7 +125,12 @@ fn service_defaults(store: &mut Store, rt: &ResourceType, name: &str, obj: &mut 
 /// Deletes what a terminating namespace or CRD contains.
 pub fn cascade(store: &mut Store, key: &Key, obj: &Value) {
     let victims: Vec<(Key, Value)> = if key.0.is_empty() && key.1 == "namespaces" {
-        store.objects.iter().filter(|(k, _)| k.2 == key.3).map(|(k, o)| (k.clone(), o.clone())).collect()
+        store
+            .objects
+            .iter()
+            .filter(|(k, _)| k.2 == key.3)
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .collect()
     } else {
         let group = obj["spec"]["group"].as_str().unwrap_or("");
         let plural = obj["spec"]["names"]["plural"].as_str().unwrap_or("");
@@ -115,7 +142,11 @@ pub fn cascade(store: &mut Store, key: &Key, obj: &Value) {
             .collect()
     };
     for (k, o) in victims {
-        let rt = store.registry.all().find(|r| r.group == k.0 && r.plural == k.1).cloned();
+        let rt = store
+            .registry
+            .all()
+            .find(|r| r.group == k.0 && r.plural == k.1)
+            .cloned();
         if let Some(rt) = rt {
             let _ = store.delete_key(&rt, k, o);
         }
@@ -124,7 +155,12 @@ pub fn cascade(store: &mut Store, key: &Key, obj: &Value) {
 
 /// Registers (or unregisters) the resource types of CRD `name`.
 pub fn sync_crd(store: &mut Store, name: &str) {
-    let key: Key = ("apiextensions.k8s.io".into(), "customresourcedefinitions".into(), String::new(), name.into());
+    let key: Key = (
+        "apiextensions.k8s.io".into(),
+        "customresourcedefinitions".into(),
+        String::new(),
+        name.into(),
+    );
     let types = store.objects.get(&key).map(crd::types).unwrap_or_default();
     store.registry.set_custom(name, types);
 }
@@ -133,7 +169,11 @@ pub fn sync_crd(store: &mut Store, name: &str) {
 pub fn reap(store: &mut Store) {
     loop {
         let mut done: Option<(Key, Value)> = None;
-        for (k, o) in store.objects.iter().filter(|(_, o)| !o["metadata"]["deletionTimestamp"].is_null()) {
+        for (k, o) in store
+            .objects
+            .iter()
+            .filter(|(_, o)| !o["metadata"]["deletionTimestamp"].is_null())
+        {
             if k.0.is_empty() && k.1 == "namespaces" {
                 let empty = !store.objects.keys().any(|c| c.2 == k.3);
                 if empty && o["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
@@ -142,7 +182,11 @@ pub fn reap(store: &mut Store) {
                     done = Some((k.clone(), n));
                     break;
                 }
-                if empty && o["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty()) {
+                if empty
+                    && o["metadata"]["finalizers"]
+                        .as_array()
+                        .is_none_or(|f| f.is_empty())
+                {
                     done = Some((k.clone(), o.clone()));
                     break;
                 }
@@ -150,19 +194,32 @@ pub fn reap(store: &mut Store) {
                 let group = o["spec"]["group"].as_str().unwrap_or("");
                 let plural = o["spec"]["names"]["plural"].as_str().unwrap_or("");
                 let empty = !store.objects.keys().any(|c| c.0 == group && c.1 == plural);
-                let fins = o["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+                let fins = o["metadata"]["finalizers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 if empty && fins.contains(&json!(crd::CLEANUP_FINALIZER)) {
                     let mut n = o.clone();
-                    n["metadata"]["finalizers"] = json!(fins.into_iter().filter(|f| *f != json!(crd::CLEANUP_FINALIZER)).collect::<Vec<_>>());
+                    n["metadata"]["finalizers"] = json!(
+                        fins.into_iter()
+                            .filter(|f| *f != json!(crd::CLEANUP_FINALIZER))
+                            .collect::<Vec<_>>()
+                    );
                     done = Some((k.clone(), n));
                     break;
                 }
             }
         }
         let Some((key, obj)) = done else { return };
-        let meta_fins_empty = obj["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+        let meta_fins_empty = obj["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty());
         let spec_fins_empty = obj["spec"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
-        let kind = if meta_fins_empty && spec_fins_empty { EventKind::Deleted } else { EventKind::Modified };
+        let kind = if meta_fins_empty && spec_fins_empty {
+            EventKind::Deleted
+        } else {
+            EventKind::Modified
+        };
         let crd_name = (key.1 == "customresourcedefinitions").then(|| key.3.clone());
         store.commit(key, obj, kind);
         if let Some(name) = crd_name {

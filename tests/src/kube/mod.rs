@@ -75,7 +75,9 @@ impl KubeTestError {
 enum Backend {
     InProcess(TestServer),
     /// Held for its drop, which stops etcd and kube-apiserver.
-    Envtest { _env: real::Envtest },
+    Envtest {
+        _env: real::Envtest,
+    },
     Existing,
 }
 
@@ -218,7 +220,11 @@ impl Drop for TestCluster {
         if !matches!(self.backend, Backend::Existing) {
             return;
         }
-        let names: Vec<String> = self.namespaces.lock().map(|mut n| std::mem::take(&mut *n)).unwrap_or_default();
+        let names: Vec<String> = self
+            .namespaces
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or_default();
         if names.is_empty() {
             return;
         }
@@ -229,7 +235,9 @@ impl Drop for TestCluster {
                 return;
             };
             rt.block_on(async move {
-                let Ok(client) = real::existing_client().await else { return };
+                let Ok(client) = real::existing_client().await else {
+                    return;
+                };
                 let api = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client);
                 for n in names {
                     let _ = api.delete(&n, &Default::default()).await;

@@ -13,7 +13,8 @@ fn is_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -35,9 +36,7 @@ pub fn validate(rule: NameRule, name: &str) -> Option<String> {
         } else {
             SUBDOMAIN_MSG.to_string()
         }),
-        NameRule::PathSegment
-            if name == "." || name == ".." || name.contains('/') || name.contains('%') =>
-        {
+        NameRule::PathSegment if name == "." || name == ".." || name.contains('/') || name.contains('%') => {
             Some(format!("may not contain '/' or '%', or be '.' or '..': {name}"))
         }
         _ => None,

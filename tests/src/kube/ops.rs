@@ -152,7 +152,10 @@ impl Store {
             return Err(ApiError::invalid(
                 rt,
                 &name,
-                &[("metadata.name".into(), format!("Invalid value: \"{name}\": {why}"))],
+                &[(
+                    "metadata.name".into(),
+                    format!("Invalid value: \"{name}\": {why}"),
+                )],
             ));
         }
         if rt.namespaced {
@@ -167,7 +170,12 @@ impl Store {
         m["uid"] = json!(names::uuid());
         m["creationTimestamp"] = json!(names::now_rfc3339());
         if let Some(mo) = m.as_object_mut() {
-            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            for k in [
+                "resourceVersion",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
                 mo.remove(k);
             }
         }
@@ -264,7 +272,13 @@ impl Store {
                         }
                     }
                 }
-                for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                for f in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                ] {
                     match old["metadata"].get(f) {
                         Some(v) => n["metadata"][f] = v.clone(),
                         None => {
@@ -285,7 +299,9 @@ impl Store {
                 return Err(ApiError::forbidden(
                     rt,
                     name,
-                    &format!("no new finalizers can be added if the object is being deleted, found new finalizers [\"{added}\"]"),
+                    &format!(
+                        "no new finalizers can be added if the object is being deleted, found new finalizers [\"{added}\"]"
+                    ),
                 ));
             }
         }
@@ -301,7 +317,11 @@ impl Store {
             return Ok(Store::render(rt, &new));
         }
         let done = !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty();
-        let kind = if done { EventKind::Deleted } else { EventKind::Modified };
+        let kind = if done {
+            EventKind::Deleted
+        } else {
+            EventKind::Modified
+        };
         let out = self.commit(key, new, kind);
         self.after_change(rt, name);
         Ok(Store::render(rt, &out))

@@ -66,8 +66,11 @@ pub fn apply(kind: PatchKind, current: &Value, body: &[u8]) -> Result<Value, Api
         }
         PatchKind::Json => {
             let p: json_patch::Patch = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-            json_patch::patch(&mut out, &p)
-                .map_err(|e| ApiError::invalid_patch(format!("the server rejected our request due to an error in our request: {e}")))?;
+            json_patch::patch(&mut out, &p).map_err(|e| {
+                ApiError::invalid_patch(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+            })?;
         }
         PatchKind::Apply => {
             let p: Value = serde_json::from_slice(body)
@@ -91,10 +94,22 @@ mod tests {
         let cur = json!({"a": {"b": 1, "c": 2}, "d": [1]});
         let m = apply(PatchKind::Merge, &cur, br#"{"a":{"b":null},"d":[2]}"#).ok();
         assert_eq!(m, Some(json!({"a": {"c": 2}, "d": [2]})));
-        let j = apply(PatchKind::Json, &cur, br#"[{"op":"replace","path":"/a/b","value":5}]"#).ok();
+        let j = apply(
+            PatchKind::Json,
+            &cur,
+            br#"[{"op":"replace","path":"/a/b","value":5}]"#,
+        )
+        .ok();
         assert_eq!(j, Some(json!({"a": {"b": 5, "c": 2}, "d": [1]})));
         let a = apply(PatchKind::Apply, &cur, br#"{"a":{"e":3}}"#).ok();
         assert_eq!(a, Some(json!({"a": {"b": 1, "c": 2, "e": 3}, "d": [1]})));
-        assert!(apply(PatchKind::Json, &cur, br#"[{"op":"test","path":"/a/b","value":9}]"#).is_err());
+        assert!(
+            apply(
+                PatchKind::Json,
+                &cur,
+                br#"[{"op":"test","path":"/a/b","value":9}]"#
+            )
+            .is_err()
+        );
     }
 }

@@ -48,23 +48,33 @@ pub async fn start_envtest(assets: &Path, dir: &Path) -> Result<(Envtest, PathBu
         .arg(format!("--listen-client-urls={etcd_url}"))
         .arg(format!("--advertise-client-urls={etcd_url}"))
         .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
-        .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"))
+        .arg(format!(
+            "--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"
+        ))
         .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"))
         .arg("--unsafe-no-fsync=true");
     let etcd = Daemon::spawn("etcd", cmd, &dir.join("etcd.log")).map_err(harness)?;
-    etcd.wait_ready("listening", Duration::from_secs(30), || process::port_open(etcd_port))
-        .map_err(harness)?;
+    etcd.wait_ready("listening", Duration::from_secs(30), || {
+        process::port_open(etcd_port)
+    })
+    .map_err(harness)?;
 
     let key = dir.join("sa.key");
     process::run(
         "kube-apiserver",
-        Command::new("openssl").args(["genrsa", "-out"]).arg(&key).arg("2048"),
+        Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(&key)
+            .arg("2048"),
     )
     .map_err(harness)?;
     let token = format!("lifeboat-{:016x}", super::names::random_u64());
     let tokens = dir.join("tokens.csv");
-    std::fs::write(&tokens, format!("{token},lifeboat-admin,lifeboat-admin,\"system:masters\"\n"))
-        .map_err(|e| KubeTestError::io("write tokens.csv", e))?;
+    std::fs::write(
+        &tokens,
+        format!("{token},lifeboat-admin,lifeboat-admin,\"system:masters\"\n"),
+    )
+    .map_err(|e| KubeTestError::io("write tokens.csv", e))?;
     let mut cmd = Command::new(assets.join("kube-apiserver"));
     cmd.arg(format!("--etcd-servers={etcd_url}"))
         .arg(format!("--cert-dir={}", dir.join("certs").display()))
@@ -81,7 +91,12 @@ pub async fn start_envtest(assets: &Path, dir: &Path) -> Result<(Envtest, PathBu
         .arg("--disable-admission-plugins=ServiceAccount");
     let apiserver = Daemon::spawn("kube-apiserver", cmd, &dir.join("kube-apiserver.log")).map_err(harness)?;
     let env = Envtest { etcd, apiserver };
-    let path = kubeconfig::write(dir, &format!("https://127.0.0.1:{api_port}"), &Auth::Token(token), true)?;
+    let path = kubeconfig::write(
+        dir,
+        &format!("https://127.0.0.1:{api_port}"),
+        &Auth::Token(token),
+        true,
+    )?;
     let client = kubeconfig::client(&path).await?;
     let start = Instant::now();
     loop {
@@ -94,10 +109,14 @@ pub async fn start_envtest(assets: &Path, dir: &Path) -> Result<(Envtest, PathBu
             return Ok((env, path));
         }
         if !env.apiserver.is_alive() {
-            return Err(KubeTestError::Start(env.apiserver.failed("exited before ready").to_string()));
+            return Err(KubeTestError::Start(
+                env.apiserver.failed("exited before ready").to_string(),
+            ));
         }
         if start.elapsed() > Duration::from_secs(60) {
-            return Err(KubeTestError::Start(env.apiserver.failed("not ready after 60 s").to_string()));
+            return Err(KubeTestError::Start(
+                env.apiserver.failed("not ready after 60 s").to_string(),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -106,6 +125,8 @@ pub async fn start_envtest(assets: &Path, dir: &Path) -> Result<(Envtest, PathBu
 /// A client for the cluster `KUBECONFIG` (or `~/.kube/config`) names.
 pub async fn existing_client() -> Result<kube::Client, KubeTestError> {
     kubeconfig::install_crypto_provider();
-    let cfg = kube::Config::infer().await.map_err(|e| KubeTestError::Client(e.to_string()))?;
+    let cfg = kube::Config::infer()
+        .await
+        .map_err(|e| KubeTestError::Client(e.to_string()))?;
     kube::Client::try_from(cfg).map_err(|e| KubeTestError::Client(e.to_string()))
 }

@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use super::KubeTestError;
 use super::discovery;
 use super::faults::{FaultState, Faults};
 use super::ops::{Deleted, Part};
@@ -28,7 +29,6 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError};
 use super::store::{Filter, Store};
 use super::watch::{self as watching, WatchParams};
-use super::KubeTestError;
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -121,7 +121,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: w
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut partitioned = shared.faults.partitioned.subscribe();
     let svc = service_fn(move |req| handle(shared.clone(), req));
     let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
@@ -133,7 +137,11 @@ async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>, mu
 }
 
 fn full(code: u16, content_type: &str, body: Vec<u8>) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(v) = header::HeaderValue::from_str(content_type) {
         r.headers_mut().insert(header::CONTENT_TYPE, v);
@@ -142,13 +150,18 @@ fn full(code: u16, content_type: &str, body: Vec<u8>) -> Response<Body> {
 }
 
 fn json_response(code: u16, v: &Value) -> Response<Body> {
-    full(code, "application/json", serde_json::to_vec(v).unwrap_or_default())
+    full(
+        code,
+        "application/json",
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
     let mut r = json_response(e.code, &e.to_status());
     if matches!(e.code, 429 | 503) {
-        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
     r
 }
@@ -164,7 +177,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return Ok(error_response(&ApiError::bad_request(format!("reading the body: {e}")))),
+        Err(e) => {
+            return Ok(error_response(&ApiError::bad_request(format!(
+                "reading the body: {e}"
+            ))));
+        }
     };
     let query: HashMap<String, String> = parts
         .uri
@@ -177,7 +194,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
-    let req = Req { method: parts.method, path: parts.uri.path().to_string(), query, content_type, body };
+    let req = Req {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query,
+        content_type,
+        body,
+    };
     Ok(match dispatch(&shared, &req) {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
         Ok(Reply::Text(t)) => full(200, "text/plain", t.into_bytes()),
@@ -188,13 +211,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 
 fn start_watch(shared: &Shared, p: WatchParams) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<watching::Chunk>(64);
-    tokio::spawn(watching::run(shared.store.clone(), shared.faults.clone(), p, shared.bookmark_every, tx));
+    tokio::spawn(watching::run(
+        shared.store.clone(),
+        shared.faults.clone(),
+        p,
+        shared.bookmark_every,
+        tx,
+    ));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|c| (c.map(Frame::data), rx))
     });
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -214,17 +245,20 @@ enum Reply {
 
 fn dispatch(shared: &Shared, req: &Req) -> Result<Reply, ApiError> {
     let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
-    let mut store = shared
-        .store
-        .lock()
-        .map_err(|_| ApiError::injected(500))?;
+    let mut store = shared.store.lock().map_err(|_| ApiError::injected(500))?;
     let reg = &store.registry;
     let get = req.method == Method::GET;
-    let found = |v: Option<Value>| v.map(|v| Reply::Json(200, v)).ok_or_else(|| ApiError::no_route(&req.path));
+    let found = |v: Option<Value>| {
+        v.map(|v| Reply::Json(200, v))
+            .ok_or_else(|| ApiError::no_route(&req.path))
+    };
     match segs.as_slice() {
         ["version"] if get => Ok(Reply::Json(200, discovery::version())),
         ["healthz" | "readyz" | "livez"] if get => Ok(Reply::Text("ok".into())),
-        ["api"] if get => Ok(Reply::Json(200, discovery::core_versions(&shared.addr.to_string()))),
+        ["api"] if get => Ok(Reply::Json(
+            200,
+            discovery::core_versions(&shared.addr.to_string()),
+        )),
         ["apis"] if get => Ok(Reply::Json(200, discovery::groups(reg))),
         ["api", v] if get => found(discovery::resources(reg, "", v)),
         ["apis", g] if get => found(discovery::group(reg, g)),
@@ -243,8 +277,14 @@ struct Target {
 }
 
 fn target(reg: &Registry, path: &str, group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
-    let nested = rest.len() >= 3 && rest[0] == "namespaces" && !(rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
-    let (ns, rest) = if nested { (Some(rest[1].to_string()), &rest[2..]) } else { (None, rest) };
+    let nested = rest.len() >= 3
+        && rest[0] == "namespaces"
+        && !(rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
+    let (ns, rest) = if nested {
+        (Some(rest[1].to_string()), &rest[2..])
+    } else {
+        (None, rest)
+    };
     let no = || ApiError::no_route(path);
     let rt = reg.lookup(group, version, rest[0]).cloned().ok_or_else(no)?;
     if rest.len() > 3 || (ns.is_some() && !rt.namespaced) {
@@ -257,10 +297,21 @@ fn target(reg: &Registry, path: &str, group: &str, version: &str, rest: &[&str])
         Some("finalize") if rt.group.is_empty() && rt.plural == "namespaces" => {}
         Some(_) => return Err(no()),
     }
-    Ok(Target { rt, ns, name: rest.get(1).map(|s| s.to_string()), sub })
+    Ok(Target {
+        rt,
+        ns,
+        name: rest.get(1).map(|s| s.to_string()),
+        sub,
+    })
 }
 
-fn resource(store: &mut Store, req: &Req, group: &str, version: &str, rest: &[&str]) -> Result<Reply, ApiError> {
+fn resource(
+    store: &mut Store,
+    req: &Req,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Reply, ApiError> {
     let q = |k: &str| req.query.get(k).map(String::as_str).unwrap_or("");
     let mut watch = matches!(q("watch"), "true" | "1");
     let rest = match rest.split_first() {
@@ -276,9 +327,14 @@ fn resource(store: &mut Store, req: &Req, group: &str, version: &str, rest: &[&s
     let dry_run = q("dryRun") == "All";
     let no_ns = rt.namespaced && ns.is_none();
     let body_json = || -> Result<Value, ApiError> {
-        serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+        serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
     };
-    let part = if t.sub.as_deref() == Some("status") { Part::Status } else { Part::Main };
+    let part = if t.sub.as_deref() == Some("status") {
+        Part::Status
+    } else {
+        Part::Main
+    };
     let Some(name) = t.name.as_deref() else {
         let filter = Filter {
             namespace: t.ns.clone(),
@@ -289,7 +345,10 @@ fn resource(store: &mut Store, req: &Req, group: &str, version: &str, rest: &[&s
             Method::GET if watch => {
                 let from = match q("resourceVersion") {
                     "" | "0" => None,
-                    v => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))?),
+                    v => Some(
+                        v.parse::<u64>()
+                            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))?,
+                    ),
                 };
                 let timeout = q("timeoutSeconds").parse::<u64>().ok().map(Duration::from_secs);
                 Ok(Reply::Watch(WatchParams {
@@ -306,9 +365,16 @@ fn resource(store: &mut Store, req: &Req, group: &str, version: &str, rest: &[&s
                 let cont = Some(q("continue")).filter(|c| !c.is_empty());
                 store.list(rt, &filter, limit, cont).map(|v| Reply::Json(200, v))
             }
-            Method::POST if !no_ns => store.create(rt, ns, body_json()?, dry_run).map(|v| Reply::Json(201, v)),
-            Method::DELETE if !no_ns || !rt.namespaced => Ok(Reply::Json(200, store.delete_collection(rt, &filter, dry_run))),
-            _ => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({})", req.path))),
+            Method::POST if !no_ns => store
+                .create(rt, ns, body_json()?, dry_run)
+                .map(|v| Reply::Json(201, v)),
+            Method::DELETE if !no_ns || !rt.namespaced => {
+                Ok(Reply::Json(200, store.delete_collection(rt, &filter, dry_run)))
+            }
+            _ => Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({})",
+                req.path
+            ))),
         };
     };
     if no_ns {
@@ -316,11 +382,15 @@ fn resource(store: &mut Store, req: &Req, group: &str, version: &str, rest: &[&s
     }
     match req.method {
         Method::GET => store.get(rt, ns, name).map(|v| Reply::Json(200, v)),
-        Method::PUT => store.update(rt, ns, name, body_json()?, part, dry_run).map(|v| Reply::Json(200, v)),
+        Method::PUT => store
+            .update(rt, ns, name, body_json()?, part, dry_run)
+            .map(|v| Reply::Json(200, v)),
         Method::PATCH => {
             let kind = PatchKind::from_content_type(&req.content_type)?;
             if kind == PatchKind::Apply && q("fieldManager").is_empty() {
-                return Err(ApiError::bad_request("fieldManager: Required value: is required for apply patch"));
+                return Err(ApiError::bad_request(
+                    "fieldManager: Required value: is required for apply patch",
+                ));
             }
             let current = match store.get(rt, ns, name) {
                 Ok(c) => c,
@@ -335,10 +405,16 @@ fn resource(store: &mut Store, req: &Req, group: &str, version: &str, rest: &[&s
                 Err(e) => return Err(e),
             };
             let new = patch::apply(kind, &current, &req.body)?;
-            store.update(rt, ns, name, new, part, dry_run).map(|v| Reply::Json(200, v))
+            store
+                .update(rt, ns, name, new, part, dry_run)
+                .map(|v| Reply::Json(200, v))
         }
         Method::DELETE => {
-            let opts = if req.body.is_empty() { Value::Null } else { body_json()? };
+            let opts = if req.body.is_empty() {
+                Value::Null
+            } else {
+                body_json()?
+            };
             match store.delete(rt, ns, name, &opts, dry_run)? {
                 Deleted::Pending(v) => Ok(Reply::Json(202, v)),
                 Deleted::Gone(v) if rt.crd.is_some() || rt.plural == "pods" => Ok(Reply::Json(200, v)),
@@ -348,6 +424,9 @@ fn resource(store: &mut Store, req: &Req, group: &str, version: &str, rest: &[&s
                 }
             }
         }
-        _ => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({})", req.path))),
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({})",
+            req.path
+        ))),
     }
 }

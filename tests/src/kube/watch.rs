@@ -54,7 +54,9 @@ fn render(p: &WatchParams, e: &Event) -> Option<Bytes> {
         EventKind::Modified if before => EventKind::Deleted,
         _ => return None,
     };
-    Some(line(&json!({"type": kind.as_str(), "object": Store::render(&p.rt, &e.object)})))
+    Some(line(
+        &json!({"type": kind.as_str(), "object": Store::render(&p.rt, &e.object)}),
+    ))
 }
 
 fn bookmark(p: &WatchParams, rv: u64, initial_end: bool) -> Bytes {
@@ -80,7 +82,9 @@ pub async fn run(
     tx: mpsc::Sender<Chunk>,
 ) {
     let start = match store.lock() {
-        Ok(s) => s.watch(&p.rt, &p.filter, p.from).map(|(i, rx)| (i, rx, s.current_rv())),
+        Ok(s) => s
+            .watch(&p.rt, &p.filter, p.from)
+            .map(|(i, rx)| (i, rx, s.current_rv())),
         Err(_) => return,
     };
     let (initial, mut rx, now) = match start {

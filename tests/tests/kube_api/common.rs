@@ -39,7 +39,9 @@ pub fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
 }
 
 pub async fn create_cm(api: &Api<ConfigMap>, name: &str, labels: serde_json::Value) -> ConfigMap {
-    api.create(&PostParams::default(), &cm(name, labels)).await.expect("create ConfigMap")
+    api.create(&PostParams::default(), &cm(name, labels))
+        .await
+        .expect("create ConfigMap")
 }
 
 /// Polls `check` until it returns `Some`, or panics after `secs` seconds.
@@ -99,7 +101,10 @@ pub async fn install_crd(client: kube::Client, crd: &CustomResourceDefinition) {
         async move {
             let c = api.get(&name).await.ok()?;
             let conds = c.status?.conditions?;
-            conds.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+            conds
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
         }
     })
     .await;

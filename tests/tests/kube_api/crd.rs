@@ -2,9 +2,12 @@
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
-use kube::discovery::{verbs, Discovery, Scope};
 use kube::ResourceExt;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    PostParams,
+};
+use kube::discovery::{Discovery, Scope, verbs};
 use serde_json::json;
 
 use crate::common::*;
@@ -31,13 +34,25 @@ async fn discovery_lists_the_builtin_resources() {
             .find(|(ar, _)| ar.kind == kind)
             .unwrap_or_else(|| panic!("{kind} missing"));
         assert_eq!(caps.scope == Scope::Namespaced, namespaced, "{kind}");
-        for verb in [verbs::LIST, verbs::WATCH, verbs::CREATE, verbs::PATCH, verbs::DELETE] {
+        for verb in [
+            verbs::LIST,
+            verbs::WATCH,
+            verbs::CREATE,
+            verbs::PATCH,
+            verbs::DELETE,
+        ] {
             assert!(caps.supports_operation(verb), "{kind} {verb}");
         }
         assert!(!ar.plural.is_empty());
     }
-    let (_, deploy) = d.get("apps").and_then(|g| g.recommended_kind("Deployment")).expect("deployments");
-    assert!(deploy.subresources.iter().any(|(ar, _)| ar.plural == "status"), "deployments/status");
+    let (_, deploy) = d
+        .get("apps")
+        .and_then(|g| g.recommended_kind("Deployment"))
+        .expect("deployments");
+    assert!(
+        deploy.subresources.iter().any(|(ar, _)| ar.plural == "status"),
+        "deployments/status"
+    );
     let version = c.client().apiserver_version().await.expect("/version");
     assert_eq!(version.major, "1");
 }
@@ -70,17 +85,33 @@ async fn crd_is_served_while_it_exists() {
     obj.data = json!({"spec": {"size": 3}});
     let made = api.create(&PostParams::default(), &obj).await.expect("create CR");
     assert_eq!(made.metadata.generation, Some(1));
-    assert_eq!(api.list(&ListParams::default()).await.expect("list CRs").items.len(), 1);
+    assert_eq!(
+        api.list(&ListParams::default())
+            .await
+            .expect("list CRs")
+            .items
+            .len(),
+        1
+    );
 
     let crds: Api<CustomResourceDefinition> = Api::all(c.client());
-    crds.delete(&def.name_any(), &DeleteParams::default()).await.expect("delete CRD");
-    eventually("the CRD to go", 60, || async { crds.get(&def.name_any()).await.is_err().then_some(()) }).await;
+    crds.delete(&def.name_any(), &DeleteParams::default())
+        .await
+        .expect("delete CRD");
+    eventually("the CRD to go", 60, || async {
+        crds.get(&def.name_any()).await.is_err().then_some(())
+    })
+    .await;
     eventually("the CRs to stop being served", 30, || async {
-        matches!(api.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 404).then_some(())
+        matches!(api.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 404)
+            .then_some(())
     })
     .await;
     let d = Discovery::new(c.client()).run().await.expect("discovery");
-    assert!(!d.has_group(&group), "group still discovered after the CRD was deleted");
+    assert!(
+        !d.has_group(&group),
+        "group still discovered after the CRD was deleted"
+    );
 }
 
 #[tokio::test]
@@ -93,21 +124,41 @@ async fn status_subresource_semantics() {
     let mut obj = DynamicObject::new("d", &ar);
     obj.data = json!({"spec": {"level": 1}, "status": {"set": "on create"}});
     let made = api.create(&PostParams::default(), &obj).await.expect("create");
-    assert!(made.data.get("status").is_none(), "status is dropped on create: {:?}", made.data);
+    assert!(
+        made.data.get("status").is_none(),
+        "status is dropped on create: {:?}",
+        made.data
+    );
 
     let patched = api
-        .patch_status("d", &PatchParams::default(), &Patch::Merge(json!({"spec": {"level": 9}, "status": {"seen": 1}})))
+        .patch_status(
+            "d",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"level": 9}, "status": {"seen": 1}})),
+        )
         .await
         .expect("patch status");
     assert_eq!(patched.data["status"]["seen"], json!(1));
-    assert_eq!(patched.data["spec"]["level"], json!(1), "spec is ignored on /status");
+    assert_eq!(
+        patched.data["spec"]["level"],
+        json!(1),
+        "spec is ignored on /status"
+    );
     assert_eq!(patched.metadata.generation, Some(1));
 
     let main = api
-        .patch("d", &PatchParams::default(), &Patch::Merge(json!({"spec": {"level": 2}, "status": {"seen": 5}})))
+        .patch(
+            "d",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"level": 2}, "status": {"seen": 5}})),
+        )
         .await
         .expect("patch main");
-    assert_eq!(main.data["status"]["seen"], json!(1), "status is ignored on the main resource");
+    assert_eq!(
+        main.data["status"]["seen"],
+        json!(1),
+        "status is ignored on the main resource"
+    );
     assert_eq!(main.data["spec"]["level"], json!(2));
     assert_eq!(main.metadata.generation, Some(2));
 
@@ -115,7 +166,9 @@ async fn status_subresource_semantics() {
         .patch_status(
             "d",
             &PatchParams::apply("lifeboat-test").force(),
-            &Patch::Apply(json!({"apiVersion": format!("{group}/v1"), "kind": "Dial", "status": {"seen": 7}})),
+            &Patch::Apply(
+                json!({"apiVersion": format!("{group}/v1"), "kind": "Dial", "status": {"seen": 7}}),
+            ),
         )
         .await
         .expect("apply status");
@@ -133,10 +186,20 @@ async fn dynamic_api_list_get_create_patch() {
     let got = api.get("dyn").await.expect("get");
     assert_eq!(got.data["data"]["a"], json!("1"));
     let patched = api
-        .patch("dyn", &PatchParams::default(), &Patch::Merge(json!({"data": {"b": "2"}})))
+        .patch(
+            "dyn",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"b": "2"}})),
+        )
         .await
         .expect("patch");
     assert_eq!(patched.data["data"], json!({"a": "1", "b": "2"}));
-    let names: Vec<String> = api.list(&ListParams::default()).await.expect("list").iter().map(|o| o.name_any()).collect();
+    let names: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
     assert!(names.contains(&"dyn".to_string()));
 }

@@ -3,8 +3,8 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::common::*;
@@ -19,13 +19,29 @@ async fn create_get_list_replace_delete() {
     let rv1 = made.resource_version().expect("resourceVersion");
     let got = api.get("one").await.expect("get");
     assert_eq!(got.uid(), made.uid());
-    let names: Vec<String> = api.list(&ListParams::default()).await.expect("list").iter().map(|o| o.name_any()).collect();
+    let names: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
     assert_eq!(names, vec!["one"]);
     let mut changed = got.clone();
     changed.data = Some([("k".to_string(), "w".to_string())].into());
-    let replaced = api.replace("one", &PostParams::default(), &changed).await.expect("replace");
+    let replaced = api
+        .replace("one", &PostParams::default(), &changed)
+        .await
+        .expect("replace");
     assert_ne!(replaced.resource_version().expect("rv"), rv1);
-    assert_eq!(replaced.data.as_ref().and_then(|d| d.get("k")).map(String::as_str), Some("w"));
+    assert_eq!(
+        replaced
+            .data
+            .as_ref()
+            .and_then(|d| d.get("k"))
+            .map(String::as_str),
+        Some("w")
+    );
     api.delete("one", &DeleteParams::default()).await.expect("delete");
     assert_eq!(code(api.get("one").await), (404, "NotFound".into()));
     assert_eq!(code(api.delete("one", &DeleteParams::default()).await).0, 404);
@@ -38,7 +54,11 @@ async fn generate_name_gets_a_suffix() {
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).expect("cm");
     let a = api.create(&PostParams::default(), &cm).await.expect("create a");
     let b = api.create(&PostParams::default(), &cm).await.expect("create b");
-    assert!(a.name_any().starts_with("gen-") && a.name_any().len() == 9, "{}", a.name_any());
+    assert!(
+        a.name_any().starts_with("gen-") && a.name_any().len() == 9,
+        "{}",
+        a.name_any()
+    );
     assert_ne!(a.name_any(), b.name_any());
 }
 
@@ -49,27 +69,52 @@ async fn stale_resource_version_is_a_conflict_and_duplicates_already_exist() {
     let first = create_cm(&api, "cm", json!({})).await;
     let mut newer = first.clone();
     newer.labels_mut().insert("a".into(), "1".into());
-    api.replace("cm", &PostParams::default(), &newer).await.expect("first update");
+    api.replace("cm", &PostParams::default(), &newer)
+        .await
+        .expect("first update");
     let mut stale = first.clone();
     stale.labels_mut().insert("a".into(), "2".into());
-    assert_eq!(code(api.replace("cm", &PostParams::default(), &stale).await), (409, "Conflict".into()));
-    let stale_patch = json!({"metadata": {"resourceVersion": first.resource_version(), "labels": {"b": "1"}}});
-    assert_eq!(code(api.patch("cm", &PatchParams::default(), &Patch::Merge(&stale_patch)).await).0, 409);
-    assert_eq!(code(api.create(&PostParams::default(), &cm("cm", json!({}))).await), (409, "AlreadyExists".into()));
+    assert_eq!(
+        code(api.replace("cm", &PostParams::default(), &stale).await),
+        (409, "Conflict".into())
+    );
+    let stale_patch =
+        json!({"metadata": {"resourceVersion": first.resource_version(), "labels": {"b": "1"}}});
+    assert_eq!(
+        code(
+            api.patch("cm", &PatchParams::default(), &Patch::Merge(&stale_patch))
+                .await
+        )
+        .0,
+        409
+    );
+    assert_eq!(
+        code(api.create(&PostParams::default(), &cm("cm", json!({}))).await),
+        (409, "AlreadyExists".into())
+    );
 }
 
 #[tokio::test]
 async fn invalid_and_missing_names_are_422() {
     let (c, ns) = cluster_ns("invalid").await;
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
-    assert_eq!(code(api.create(&PostParams::default(), &cm("Bad_Name", json!({}))).await), (422, "Invalid".into()));
+    assert_eq!(
+        code(
+            api.create(&PostParams::default(), &cm("Bad_Name", json!({})))
+                .await
+        ),
+        (422, "Invalid".into())
+    );
     let unnamed: ConfigMap = serde_json::from_value(json!({"metadata": {}})).expect("cm");
     assert_eq!(code(api.create(&PostParams::default(), &unnamed).await).0, 422);
     let nss: Api<Namespace> = Api::all(c.client());
     let dotted: Namespace = serde_json::from_value(json!({"metadata": {"name": "a.b"}})).expect("ns");
     assert_eq!(code(nss.create(&PostParams::default(), &dotted).await).0, 422);
     let missing: Api<ConfigMap> = Api::namespaced(c.client(), "no-such-namespace-lifeboat");
-    assert_eq!(code(missing.create(&PostParams::default(), &cm("x", json!({}))).await).0, 404);
+    assert_eq!(
+        code(missing.create(&PostParams::default(), &cm("x", json!({}))).await).0,
+        404
+    );
 }
 
 fn deployment(name: &str) -> Deployment {
@@ -91,15 +136,26 @@ fn deployment(name: &str) -> Deployment {
 async fn generation_bumps_on_spec_changes_only() {
     let (c, ns) = cluster_ns("generation").await;
     let api: Api<Deployment> = Api::namespaced(c.client(), &ns);
-    let d = api.create(&PostParams::default(), &deployment("web")).await.expect("create");
+    let d = api
+        .create(&PostParams::default(), &deployment("web"))
+        .await
+        .expect("create");
     assert_eq!(d.metadata.generation, Some(1));
     let labelled = api
-        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
         .await
         .expect("label");
     assert_eq!(labelled.metadata.generation, Some(1));
     let scaled = api
-        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
         .await
         .expect("scale");
     assert_eq!(scaled.metadata.generation, Some(2));
@@ -117,12 +173,21 @@ async fn label_and_field_selectors() {
     assert_eq!(names(api.list(&q("app=a")).await.expect("eq")), ["a"]);
     assert_eq!(names(api.list(&q("app in (a,b)")).await.expect("in")), ["a", "b"]);
     assert_eq!(names(api.list(&q("!app")).await.expect("not")), ["c"]);
-    assert_eq!(names(api.list(&q("app,tier!=front")).await.expect("exists")), ["b"]);
+    assert_eq!(
+        names(api.list(&q("app,tier!=front")).await.expect("exists")),
+        ["b"]
+    );
     let f = |s: &str| ListParams::default().fields(s);
     assert_eq!(names(api.list(&f("metadata.name=b")).await.expect("name")), ["b"]);
-    assert_eq!(names(api.list(&f("metadata.name!=b")).await.expect("not name")), ["a", "c"]);
+    assert_eq!(
+        names(api.list(&f("metadata.name!=b")).await.expect("not name")),
+        ["a", "c"]
+    );
     let all: Api<ConfigMap> = Api::all(c.client());
-    let in_ns = all.list(&f(&format!("metadata.namespace={ns}"))).await.expect("namespace");
+    let in_ns = all
+        .list(&f(&format!("metadata.namespace={ns}")))
+        .await
+        .expect("namespace");
     assert_eq!(names(in_ns), ["a", "b", "c"]);
     assert_eq!(code(api.list(&f("data.k=v")).await).0, 400);
 }
@@ -157,24 +222,49 @@ async fn patches_merge_json_and_apply() {
     let (c, ns) = cluster_ns("patch").await;
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
     create_cm(&api, "p", json!({})).await;
-    let merged = api.patch("p", &PatchParams::default(), &Patch::Merge(json!({"data": {"m": "1"}}))).await.expect("merge");
+    let merged = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"m": "1"}})),
+        )
+        .await
+        .expect("merge");
     assert_eq!(merged.data.as_ref().map(|d| d.len()), Some(2));
     let ops: json_patch::Patch = serde_json::from_value(json!([
         {"op": "replace", "path": "/data/k", "value": "json"},
         {"op": "remove", "path": "/data/m"}
     ]))
     .expect("json patch");
-    let patched = api.patch("p", &PatchParams::default(), &Patch::Json::<()>(ops)).await.expect("json patch");
+    let patched = api
+        .patch("p", &PatchParams::default(), &Patch::Json::<()>(ops))
+        .await
+        .expect("json patch");
     assert_eq!(patched.data, Some([("k".to_string(), "json".to_string())].into()));
     let failing: json_patch::Patch =
         serde_json::from_value(json!([{"op": "test", "path": "/data/k", "value": "nope"}])).expect("test op");
-    assert_eq!(code(api.patch("p", &PatchParams::default(), &Patch::Json::<()>(failing)).await).0, 422);
-    let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}});
+    assert_eq!(
+        code(
+            api.patch("p", &PatchParams::default(), &Patch::Json::<()>(failing))
+                .await
+        )
+        .0,
+        422
+    );
+    let applied =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}});
     let pp = PatchParams::apply("lifeboat-test").force();
-    let made = api.patch("applied", &pp, &Patch::Apply(&applied)).await.expect("apply creates");
+    let made = api
+        .patch("applied", &pp, &Patch::Apply(&applied))
+        .await
+        .expect("apply creates");
     assert_eq!(made.data, Some([("a".to_string(), "1".to_string())].into()));
-    let again = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "2"}});
-    let updated = api.patch("applied", &pp, &Patch::Apply(&again)).await.expect("apply updates");
+    let again =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "2"}});
+    let updated = api
+        .patch("applied", &pp, &Patch::Apply(&again))
+        .await
+        .expect("apply updates");
     assert_eq!(updated.data, Some([("a".to_string(), "2".to_string())].into()));
 }
 
@@ -185,14 +275,24 @@ async fn finalizers_hold_deletion_until_removed() {
     let mut held = cm("held", json!({}));
     held.metadata.finalizers = Some(vec!["test.lifeboat.dev/hold".into()]);
     api.create(&PostParams::default(), &held).await.expect("create");
-    let res = api.delete("held", &DeleteParams::default()).await.expect("delete");
+    let res = api
+        .delete("held", &DeleteParams::default())
+        .await
+        .expect("delete");
     assert!(res.is_left(), "a held object is returned, not a Status");
     let pending = api.get("held").await.expect("still there");
     assert!(pending.metadata.deletion_timestamp.is_some());
-    api.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
-        .await
-        .expect("release");
-    eventually("the released object to go", 10, || async { api.get("held").await.is_err().then_some(()) }).await;
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("release");
+    eventually("the released object to go", 10, || async {
+        api.get("held").await.is_err().then_some(())
+    })
+    .await;
     assert_eq!(code(api.get("held").await).0, 404);
 }
 
@@ -200,16 +300,27 @@ async fn finalizers_hold_deletion_until_removed() {
 async fn namespace_deletion_removes_its_objects() {
     let c = cluster().await;
     if !c.has_controllers() {
-        return skip("namespace_deletion_removes_its_objects", "no namespace controller runs beside a bare kube-apiserver");
+        return skip(
+            "namespace_deletion_removes_its_objects",
+            "no namespace controller runs beside a bare kube-apiserver",
+        );
     }
     let ns = c.namespace("nsdel").await.expect("namespace");
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
     create_cm(&api, "doomed", json!({})).await;
     let nss: Api<Namespace> = Api::all(c.client());
-    nss.delete(&ns, &DeleteParams::default()).await.expect("delete namespace");
-    eventually("the namespace to go", 120, || async { nss.get(&ns).await.is_err().then_some(()) }).await;
+    nss.delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+    eventually("the namespace to go", 120, || async {
+        nss.get(&ns).await.is_err().then_some(())
+    })
+    .await;
     let all: Api<ConfigMap> = Api::all(c.client());
-    let left = all.list(&ListParams::default().fields(&format!("metadata.namespace={ns}"))).await.expect("list");
+    let left = all
+        .list(&ListParams::default().fields(&format!("metadata.namespace={ns}")))
+        .await
+        .expect("list");
     assert!(left.items.is_empty());
 }
 
@@ -236,7 +347,15 @@ async fn delete_collection_by_label() {
     create_cm(&api, "x1", json!({"del": "yes"})).await;
     create_cm(&api, "x2", json!({"del": "yes"})).await;
     create_cm(&api, "keep", json!({"del": "no"})).await;
-    api.delete_collection(&DeleteParams::default(), &ListParams::default().labels("del=yes")).await.expect("deletecollection");
-    let left: Vec<String> = api.list(&ListParams::default().labels("del")).await.expect("list").iter().map(|o| o.name_any()).collect();
+    api.delete_collection(&DeleteParams::default(), &ListParams::default().labels("del=yes"))
+        .await
+        .expect("deletecollection");
+    let left: Vec<String> = api
+        .list(&ListParams::default().labels("del"))
+        .await
+        .expect("list")
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
     assert_eq!(left, ["keep"]);
 }

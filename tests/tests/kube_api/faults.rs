@@ -39,7 +39,9 @@ async fn injected_429s_are_retried_by_the_client() {
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
     create_cm(&api, "t", json!({})).await;
     faults.fail_next(429, 2);
-    api.get("t").await.expect("kube's default retry policy retries 429");
+    api.get("t")
+        .await
+        .expect("kube's default retry policy retries 429");
 }
 
 #[tokio::test]
@@ -73,7 +75,13 @@ async fn a_partitioned_cluster_refuses_connections_until_healed() {
         Err(_) => {}
         Ok(_) => panic!("a partitioned cluster answered"),
     }
-    b.client().apiserver_version().await.expect("cluster b is unaffected");
+    b.client()
+        .apiserver_version()
+        .await
+        .expect("cluster b is unaffected");
     faults.heal();
-    eventually("the healed cluster to answer", 10, || async { api_a.get("only-in-a").await.ok() }).await;
+    eventually("the healed cluster to answer", 10, || async {
+        api_a.get("only-in-a").await.ok()
+    })
+    .await;
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{CustomResource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -18,7 +18,12 @@ use crate::common::*;
 
 /// A small CRD for the controller test (the CRD itself is written by hand in `common::crd`).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[kube(group = "runtime.lifeboat.dev", version = "v1", kind = "Widget", plural = "widgets")]
+#[kube(
+    group = "runtime.lifeboat.dev",
+    version = "v1",
+    kind = "Widget",
+    plural = "widgets"
+)]
 #[kube(namespaced, status = "WidgetStatus", schema = "disabled")]
 pub struct WidgetSpec {
     pub size: i64,
@@ -37,7 +42,8 @@ struct ReconcileError(#[from] kube::Error);
 async fn reconcile(w: Arc<Widget>, client: Arc<kube::Client>) -> Result<Action, ReconcileError> {
     let api: Api<Widget> = Api::namespaced((*client).clone(), &w.namespace().unwrap_or_default());
     let status = json!({"status": {"observedSize": w.spec.size}});
-    api.patch_status(&w.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await?;
+    api.patch_status(&w.name_any(), &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
     Ok(Action::await_change())
 }
 
@@ -54,7 +60,9 @@ async fn controller_reconciles_a_custom_resource() {
         .run(reconcile, error_policy, Arc::new(c.client()))
         .for_each(|_| async {});
     let task = tokio::spawn(controller);
-    api.create(&PostParams::default(), &Widget::new("w1", WidgetSpec { size: 3 })).await.expect("create");
+    api.create(&PostParams::default(), &Widget::new("w1", WidgetSpec { size: 3 }))
+        .await
+        .expect("create");
     let observed = |want: i64| {
         let api = api.clone();
         async move {
@@ -63,7 +71,13 @@ async fn controller_reconciles_a_custom_resource() {
         }
     };
     eventually("the first reconcile", 30, || observed(3)).await;
-    api.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 5}}))).await.expect("resize");
+    api.patch(
+        "w1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"size": 5}})),
+    )
+    .await
+    .expect("resize");
     eventually("the reconcile of the change", 30, || observed(5)).await;
     task.abort();
 }
@@ -72,7 +86,10 @@ async fn controller_reconciles_a_custom_resource() {
 async fn watcher_survives_dropped_watches_and_gone() {
     let (c, ns) = cluster_ns("watcher").await;
     let Some(faults) = c.faults() else {
-        return skip("watcher_survives_dropped_watches_and_gone", "a real cluster cannot drop watches on request");
+        return skip(
+            "watcher_survives_dropped_watches_and_gone",
+            "a real cluster cannot drop watches on request",
+        );
     };
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use serde_json::json;
 
 use crate::common::*;
@@ -41,20 +41,41 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 async fn watch_from_a_resource_version_sees_added_modified_deleted() {
     let (c, ns) = cluster_ns("watch").await;
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
-    let rv = api.list(&ListParams::default()).await.expect("list").metadata.resource_version.expect("rv");
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
     create_cm(&api, "w", json!({})).await;
-    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "2"}}))).await.expect("patch");
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "2"}})),
+    )
+    .await
+    .expect("patch");
     api.delete("w", &DeleteParams::default()).await.expect("delete");
     let wp = WatchParams::default().timeout(20);
     let seen = collect(&api, &wp, &rv, 3).await;
-    assert_eq!(seen, pairs(&[("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")]));
+    assert_eq!(
+        seen,
+        pairs(&[("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")])
+    );
 }
 
 #[tokio::test]
 async fn watch_follows_live_changes_with_a_label_selector() {
     let (c, ns) = cluster_ns("watchsel").await;
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
-    let rv = api.list(&ListParams::default()).await.expect("list").metadata.resource_version.expect("rv");
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
     let wp = WatchParams::default().labels("watched=yes").timeout(20);
     let watcher = {
         let api = api.clone();
@@ -64,9 +85,13 @@ async fn watch_follows_live_changes_with_a_label_selector() {
     create_cm(&api, "ignored", json!({"watched": "no"})).await;
     create_cm(&api, "seen", json!({"watched": "yes"})).await;
     // Leaving the selector is seen as a deletion.
-    api.patch("seen", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"watched": "no"}}})))
-        .await
-        .expect("relabel");
+    api.patch(
+        "seen",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"watched": "no"}}})),
+    )
+    .await
+    .expect("relabel");
     let seen = watcher.await.expect("watch task");
     assert_eq!(seen, pairs(&[("ADDED", "seen"), ("DELETED", "seen")]));
 }
@@ -93,11 +118,30 @@ async fn watch_from_a_compacted_version_is_gone() {
 async fn bookmarks_when_asked() {
     let (c, ns) = cluster_ns("bookmark").await;
     if c.is_real() {
-        return skip("bookmarks_when_asked", "a real server sends bookmarks about once a minute");
+        return skip(
+            "bookmarks_when_asked",
+            "a real server sends bookmarks about once a minute",
+        );
     }
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
-    let rv = api.list(&ListParams::default()).await.expect("list").metadata.resource_version.expect("rv");
-    let stream = api.watch(&WatchParams { bookmarks: true, ..WatchParams::default() }.timeout(10), &rv).await.expect("watch");
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
+    let stream = api
+        .watch(
+            &WatchParams {
+                bookmarks: true,
+                ..WatchParams::default()
+            }
+            .timeout(10),
+            &rv,
+        )
+        .await
+        .expect("watch");
     let mut stream = Box::pin(stream);
     let bookmark = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(ev) = stream.next().await {
