@@ -50,12 +50,7 @@ pub fn validate(crd: &Value) -> Vec<(String, String)> {
         )),
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        errs.push((
-            "spec.versions".into(),
-            "Invalid value: must have exactly one version marked as storage version".into(),
-        ));
-    } else if versions.iter().filter(|v| v["storage"] == json!(true)).count() != 1 {
+    if versions.is_empty() || versions.iter().filter(|v| v["storage"] == json!(true)).count() != 1 {
         errs.push((
             "spec.versions".into(),
             "Invalid value: must have exactly one version marked as storage version".into(),

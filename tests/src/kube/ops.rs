@@ -66,21 +66,21 @@ fn check_type(rt: &ResourceType, body: &Value) -> Result<(), ApiError> {
     if !body.is_object() {
         return Err(ApiError::bad_request("the request body is not a JSON object"));
     }
-    if let Some(av) = body["apiVersion"].as_str().filter(|s| !s.is_empty()) {
-        if av != rt.api_version() {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({av}) does not match the expected API version ({})",
-                rt.api_version()
-            )));
-        }
+    if let Some(av) = body["apiVersion"].as_str().filter(|s| !s.is_empty())
+        && av != rt.api_version()
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            rt.api_version()
+        )));
     }
-    if let Some(k) = body["kind"].as_str().filter(|s| !s.is_empty()) {
-        if k != rt.kind {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the data ({k}) does not match the expected kind ({})",
-                rt.kind
-            )));
-        }
+    if let Some(k) = body["kind"].as_str().filter(|s| !s.is_empty())
+        && k != rt.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            rt.kind
+        )));
     }
     Ok(())
 }
@@ -182,10 +182,10 @@ impl Store {
         if rt.generation {
             body["metadata"]["generation"] = json!(1);
         }
-        if rt.status {
-            if let Some(o) = body.as_object_mut() {
-                o.remove("status");
-            }
+        if rt.status
+            && let Some(o) = body.as_object_mut()
+        {
+            o.remove("status");
         }
         body["apiVersion"] = json!(rt.api_version());
         body["kind"] = json!(rt.kind);
@@ -343,29 +343,29 @@ impl Store {
             .cloned()
             .ok_or_else(|| ApiError::not_found(rt, name))?;
         let pre = &options["preconditions"];
-        if let Some(rv) = pre["resourceVersion"].as_str() {
-            if rv != meta_str(&old, "resourceVersion") {
-                return Err(ApiError::conflict(
-                    rt,
-                    name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        meta_str(&old, "resourceVersion")
-                    ),
-                ));
-            }
+        if let Some(rv) = pre["resourceVersion"].as_str()
+            && rv != meta_str(&old, "resourceVersion")
+        {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    meta_str(&old, "resourceVersion")
+                ),
+            ));
         }
-        if let Some(uid) = pre["uid"].as_str() {
-            if uid != meta_str(&old, "uid") {
-                return Err(ApiError::conflict(
-                    rt,
-                    name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta_str(&old, "uid")
-                    ),
-                ));
-            }
+        if let Some(uid) = pre["uid"].as_str()
+            && uid != meta_str(&old, "uid")
+        {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&old, "uid")
+                ),
+            ));
         }
         if dry_run {
             return Ok(Deleted::Pending(Store::render(rt, &old)));

@@ -204,7 +204,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     Ok(match dispatch(&shared, &req) {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
         Ok(Reply::Text(t)) => full(200, "text/plain", t.into_bytes()),
-        Ok(Reply::Watch(p)) => start_watch(&shared, p),
+        Ok(Reply::Watch(p)) => start_watch(&shared, *p),
         Err(e) => error_response(&e),
     })
 }
@@ -240,7 +240,7 @@ struct Req {
 enum Reply {
     Json(u16, Value),
     Text(String),
-    Watch(WatchParams),
+    Watch(Box<WatchParams>),
 }
 
 fn dispatch(shared: &Shared, req: &Req) -> Result<Reply, ApiError> {
@@ -351,14 +351,14 @@ fn resource(
                     ),
                 };
                 let timeout = q("timeoutSeconds").parse::<u64>().ok().map(Duration::from_secs);
-                Ok(Reply::Watch(WatchParams {
+                Ok(Reply::Watch(Box::new(WatchParams {
                     rt: rt.clone(),
                     filter,
                     from,
                     bookmarks: q("allowWatchBookmarks") == "true",
                     send_initial: q("sendInitialEvents") == "true",
                     timeout,
-                }))
+                })))
             }
             Method::GET => {
                 let limit = q("limit").parse::<usize>().ok().filter(|l| *l > 0);

@@ -51,6 +51,9 @@ pub struct Event {
     pub old: Option<Value>,
 }
 
+/// A watch's start: the events to replay, and the receiver of later ones.
+pub type WatchStart = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
 /// The filters of a list or watch.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -210,10 +213,10 @@ impl Store {
         let mut remaining = 0usize;
         let mut last: Option<&Key> = None;
         for (k, o) in self.matching(rt, filter) {
-            if let Some((ns, name)) = &after {
-                if (&k.2, &k.3) <= (ns, name) {
-                    continue;
-                }
+            if let Some((ns, name)) = &after
+                && (&k.2, &k.3) <= (ns, name)
+            {
+                continue;
             }
             if limit.is_some_and(|l| items.len() >= l) {
                 remaining += 1;
@@ -223,11 +226,11 @@ impl Store {
             items.push(Self::render(rt, o));
         }
         let mut meta = json!({ "resourceVersion": list_rv.to_string() });
-        if remaining > 0 {
-            if let Some(k) = last {
-                meta["continue"] = json!(encode_continue(list_rv, &k.2, &k.3));
-                meta["remainingItemCount"] = json!(remaining);
-            }
+        if remaining > 0
+            && let Some(k) = last
+        {
+            meta["continue"] = json!(encode_continue(list_rv, &k.2, &k.3));
+            meta["remainingItemCount"] = json!(remaining);
         }
         Ok(json!({
             "kind": rt.list_kind(),
@@ -244,7 +247,7 @@ impl Store {
         rt: &ResourceType,
         filter: &Filter,
         from: Option<u64>,
-    ) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), ApiError> {
+    ) -> Result<WatchStart, ApiError> {
         let rx = self.tx.subscribe();
         let initial = match from {
             Some(v) if v < self.history_start => {

@@ -97,10 +97,10 @@ pub async fn run(
     let mut last = p.from.unwrap_or(now);
     for e in &initial {
         last = last.max(e.rv);
-        if let Some(l) = render(&p, e) {
-            if tx.send(Ok(l)).await.is_err() {
-                return;
-            }
+        if let Some(l) = render(&p, e)
+            && tx.send(Ok(l)).await.is_err()
+        {
+            return;
         }
     }
     if p.from.is_none() && p.send_initial && p.bookmarks {
