@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::crd;
+use super::gc::{self, Propagation};
 use super::registry::ResourceType;
 use super::status::ApiError;
 use super::store::{EventKind, Key, Store};
@@ -39,6 +40,35 @@ pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Resul
         obj["status"] = crd::status(obj, None);
     }
     Ok(())
+}
+
+/// A placeholder CA bundle for the `kube-root-ca.crt` ConfigMap (nothing verifies it).
+const ROOT_CA: &str =
+    "-----BEGIN CERTIFICATE-----\nbGlmZWJvYXQgdGVzdCBzZXJ2ZXIgcGxhY2Vob2xkZXI=\n-----END CERTIFICATE-----\n";
+
+/// What a real control plane's controllers add to a new namespace: the `default`
+/// ServiceAccount and the `kube-root-ca.crt` ConfigMap (code that backs up or lists a
+/// namespace meets them on real clusters, so it meets them here too).
+pub fn after_create(store: &mut Store, rt: &ResourceType, obj: &Value) {
+    if !is(rt, "", "namespaces") {
+        return;
+    }
+    let ns = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let extra = [
+        ("serviceaccounts", json!({"metadata": {"name": "default"}})),
+        (
+            "configmaps",
+            json!({"metadata": {"name": "kube-root-ca.crt",
+                   "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                   "data": {"ca.crt": ROOT_CA}}),
+        ),
+    ];
+    for (plural, body) in extra {
+        if let Some(t) = store.registry.builtin("", plural).cloned() {
+            // Fresh names in a fresh namespace: nothing can collide.
+            let _ = store.create(&t, Some(&ns), body, false);
+        }
+    }
 }
 
 /// Immutable fields and server-maintained status on update.
@@ -148,7 +178,7 @@ pub fn cascade(store: &mut Store, key: &Key, obj: &Value) {
             .find(|r| r.group == k.0 && r.plural == k.1)
             .cloned();
         if let Some(rt) = rt {
-            let _ = store.delete_key(&rt, k, o);
+            let _ = store.delete_key(&rt, k, o, Propagation::Background);
         }
     }
 }
@@ -168,6 +198,9 @@ pub fn sync_crd(store: &mut Store, name: &str) {
 /// Finishes deletions whose content is gone: namespaces and CRDs.
 pub fn reap(store: &mut Store) {
     loop {
+        if gc::sweep(store) {
+            continue;
+        }
         let mut done: Option<(Key, Value)> = None;
         for (k, o) in store
             .objects

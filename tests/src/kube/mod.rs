@@ -21,8 +21,10 @@
 //! ```
 
 mod crd;
+mod delete;
 mod discovery;
 mod faults;
+mod gc;
 mod hooks;
 pub mod kubeconfig;
 mod names;
@@ -30,6 +32,7 @@ mod ops;
 mod patch;
 pub mod real;
 mod registry;
+mod routes;
 mod selectors;
 mod server;
 mod status;

@@ -13,14 +13,15 @@ use crate::common::*;
 async fn create_get_list_replace_delete() {
     let (c, ns) = cluster_ns("crud").await;
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
-    let made = create_cm(&api, "one", json!({})).await;
+    let made = create_cm(&api, "one", json!({"test": "crud"})).await;
     assert!(made.uid().is_some_and(|u| !u.is_empty()));
     assert!(made.metadata.creation_timestamp.is_some());
     let rv1 = made.resource_version().expect("resourceVersion");
     let got = api.get("one").await.expect("get");
     assert_eq!(got.uid(), made.uid());
+    // Real namespaces also hold controller-made objects (kube-root-ca.crt): select ours.
     let names: Vec<String> = api
-        .list(&ListParams::default())
+        .list(&ListParams::default().labels("test=crud"))
         .await
         .expect("list")
         .iter()
@@ -165,11 +166,12 @@ async fn generation_bumps_on_spec_changes_only() {
 async fn label_and_field_selectors() {
     let (c, ns) = cluster_ns("selectors").await;
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
-    create_cm(&api, "a", json!({"app": "a", "tier": "front"})).await;
-    create_cm(&api, "b", json!({"app": "b"})).await;
-    create_cm(&api, "c", json!({})).await;
+    // Every object also carries set=s, to leave out controller-made ones (kube-root-ca.crt).
+    create_cm(&api, "a", json!({"set": "s", "app": "a", "tier": "front"})).await;
+    create_cm(&api, "b", json!({"set": "s", "app": "b"})).await;
+    create_cm(&api, "c", json!({"set": "s"})).await;
     let names = |l: kube::core::ObjectList<ConfigMap>| l.iter().map(|o| o.name_any()).collect::<Vec<_>>();
-    let q = |s: &str| ListParams::default().labels(s);
+    let q = |s: &str| ListParams::default().labels(&format!("set=s,{s}"));
     assert_eq!(names(api.list(&q("app=a")).await.expect("eq")), ["a"]);
     assert_eq!(names(api.list(&q("app in (a,b)")).await.expect("in")), ["a", "b"]);
     assert_eq!(names(api.list(&q("!app")).await.expect("not")), ["c"]);
@@ -177,7 +179,7 @@ async fn label_and_field_selectors() {
         names(api.list(&q("app,tier!=front")).await.expect("exists")),
         ["b"]
     );
-    let f = |s: &str| ListParams::default().fields(s);
+    let f = |s: &str| ListParams::default().labels("set=s").fields(s);
     assert_eq!(names(api.list(&f("metadata.name=b")).await.expect("name")), ["b"]);
     assert_eq!(
         names(api.list(&f("metadata.name!=b")).await.expect("not name")),

@@ -13,5 +13,6 @@ mod common;
 mod crd;
 mod crud;
 mod faults;
+mod gc;
 mod runtime;
 mod watch;

@@ -48,7 +48,7 @@ async fn watch_from_a_resource_version_sees_added_modified_deleted() {
         .metadata
         .resource_version
         .expect("rv");
-    create_cm(&api, "w", json!({})).await;
+    create_cm(&api, "w", json!({"test": "watch"})).await;
     api.patch(
         "w",
         &PatchParams::default(),
@@ -57,7 +57,8 @@ async fn watch_from_a_resource_version_sees_added_modified_deleted() {
     .await
     .expect("patch");
     api.delete("w", &DeleteParams::default()).await.expect("delete");
-    let wp = WatchParams::default().timeout(20);
+    // The selector leaves out objects a real cluster's controllers add to new namespaces.
+    let wp = WatchParams::default().labels("test=watch").timeout(20);
     let seen = collect(&api, &wp, &rv, 3).await;
     assert_eq!(
         seen,
