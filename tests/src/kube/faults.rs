@@ -13,7 +13,7 @@ use super::store::Store;
 #[derive(Debug)]
 pub(crate) struct FaultState {
     latency: Mutex<Duration>,
-    failures: Mutex<VecDeque<u16>>,
+    failures: Mutex<VecDeque<FailRule>>,
     /// Bumped to make every open watch stream fail.
     pub(crate) drop_watches: watch::Sender<u64>,
     /// `true` while the cluster refuses connections.
@@ -36,9 +36,37 @@ impl FaultState {
         self.latency.lock().map(|l| *l).unwrap_or_default()
     }
 
-    /// The injected status code for this request, if one is queued.
-    pub(crate) fn take_failure(&self) -> Option<u16> {
-        self.failures.lock().ok().and_then(|mut f| f.pop_front())
+    /// The injected status code for a request, if a queued rule matches it.
+    pub(crate) fn take_failure(&self, method: &str, path: &str) -> Option<u16> {
+        let mut rules = self.failures.lock().ok()?;
+        let i = rules.iter().position(|r| r.matches(method, path))?;
+        let rule = rules.get_mut(i)?;
+        rule.count -= 1;
+        let code = rule.code;
+        if rule.count == 0 {
+            rules.remove(i);
+        }
+        Some(code)
+    }
+}
+
+/// Which requests an injected failure hits.
+#[derive(Debug, Clone)]
+struct FailRule {
+    code: u16,
+    count: usize,
+    method: Option<String>,
+    path_contains: Option<String>,
+}
+
+impl FailRule {
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.count > 0
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path_contains.as_deref().is_none_or(|p| path.contains(p))
     }
 }
 
@@ -61,8 +89,29 @@ impl Faults {
 
     /// Answers the next `count` requests with HTTP `code` (429, 500, 503…) and a `Status`.
     pub fn fail_next(&self, code: u16, count: usize) {
+        self.push(FailRule {
+            code,
+            count,
+            method: None,
+            path_contains: None,
+        });
+    }
+
+    /// Like [`fail_next`](Self::fail_next), but only for requests with HTTP `method` (any
+    /// when `None`) whose path contains `path_contains` (e.g. `"/configmaps"`), so a test can
+    /// break one call of the code under test and leave the rest working.
+    pub fn fail_matching(&self, code: u16, count: usize, method: Option<&str>, path_contains: &str) {
+        self.push(FailRule {
+            code,
+            count,
+            method: method.map(String::from),
+            path_contains: Some(path_contains.to_string()),
+        });
+    }
+
+    fn push(&self, rule: FailRule) {
         if let Ok(mut f) = self.state.failures.lock() {
-            f.extend(std::iter::repeat_n(code, count));
+            f.push_back(rule);
         }
     }
 

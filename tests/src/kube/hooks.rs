@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::crd;
 use super::gc::{self, Propagation};
+use super::managed::Write;
 use super::registry::ResourceType;
 use super::status::ApiError;
 use super::store::{EventKind, Key, Store};
@@ -66,7 +67,7 @@ pub fn after_create(store: &mut Store, rt: &ResourceType, obj: &Value) {
     for (plural, body) in extra {
         if let Some(t) = store.registry.builtin("", plural).cloned() {
             // Fresh names in a fresh namespace: nothing can collide.
-            let _ = store.create(&t, Some(&ns), body, false);
+            let _ = store.create(&t, Some(&ns), body, &Write::system());
         }
     }
 }

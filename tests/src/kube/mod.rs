@@ -27,6 +27,7 @@ mod faults;
 mod gc;
 mod hooks;
 pub mod kubeconfig;
+mod managed;
 mod names;
 mod ops;
 mod patch;

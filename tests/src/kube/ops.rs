@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::hooks;
+use super::managed::{self, Write};
 use super::names;
 use super::registry::ResourceType;
 use super::status::ApiError;
@@ -117,7 +118,7 @@ impl Store {
         rt: &ResourceType,
         ns: Option<&str>,
         mut body: Value,
-        dry_run: bool,
+        w: &Write,
     ) -> Result<Value, ApiError> {
         check_type(rt, &body)?;
         if !body["metadata"].is_object() {
@@ -181,7 +182,11 @@ impl Store {
         body["apiVersion"] = json!(rt.api_version());
         body["kind"] = json!(rt.kind);
         hooks::on_create(self, rt, &mut body)?;
-        if dry_run {
+        if let Some(m) = body["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+        managed::record(&mut body, w, &rt.api_version(), false);
+        if w.dry_run {
             return Ok(body);
         }
         let out = self.commit(key, body, EventKind::Added);
@@ -198,7 +203,7 @@ impl Store {
         name: &str,
         mut body: Value,
         part: Part,
-        dry_run: bool,
+        w: &Write,
     ) -> Result<Value, ApiError> {
         check_type(rt, &body)?;
         let key = Store::key(rt, ns, name);
@@ -305,7 +310,16 @@ impl Store {
         if comparable(&old) == comparable(&new) {
             return Ok(Store::render(rt, &old));
         }
-        if dry_run {
+        match old["metadata"].get("managedFields") {
+            Some(m) => new["metadata"]["managedFields"] = m.clone(),
+            None => {
+                if let Some(m) = new["metadata"].as_object_mut() {
+                    m.remove("managedFields");
+                }
+            }
+        }
+        managed::record(&mut new, w, &rt.api_version(), part == Part::Status);
+        if w.dry_run {
             return Ok(Store::render(rt, &new));
         }
         let done = !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty();

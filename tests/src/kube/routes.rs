@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::delete::Deleted;
 use super::discovery;
+use super::managed::Write;
 use super::ops::Part;
 use super::patch::{self, PatchKind};
 use super::registry::{Registry, ResourceType};
@@ -26,6 +27,8 @@ pub(crate) struct Req {
     pub(crate) query: HashMap<String, String>,
     pub(crate) content_type: String,
     pub(crate) body: Bytes,
+    /// For the default field manager.
+    pub(crate) user_agent: String,
 }
 
 /// What to answer.
@@ -117,6 +120,14 @@ fn resource(
     let rt = &t.rt;
     let ns = t.ns.as_deref();
     let dry_run = q("dryRun") == "All";
+    let mut w = Write {
+        dry_run,
+        manager: match q("fieldManager") {
+            "" => req.user_agent.split('/').next().unwrap_or("").to_string(),
+            m => m.to_string(),
+        },
+        applied: None,
+    };
     let no_ns = rt.namespaced && ns.is_none();
     let body_json = || -> Result<Value, ApiError> {
         serde_json::from_slice(&req.body)
@@ -158,7 +169,7 @@ fn resource(
                 store.list(rt, &filter, limit, cont).map(|v| Reply::Json(200, v))
             }
             Method::POST if !no_ns => store
-                .create(rt, ns, body_json()?, dry_run)
+                .create(rt, ns, body_json()?, &w)
                 .map(|v| Reply::Json(201, v)),
             Method::DELETE if !no_ns || !rt.namespaced => {
                 Ok(Reply::Json(200, store.delete_collection(rt, &filter, dry_run)))
@@ -175,7 +186,7 @@ fn resource(
     match req.method {
         Method::GET => store.get(rt, ns, name).map(|v| Reply::Json(200, v)),
         Method::PUT => store
-            .update(rt, ns, name, body_json()?, part, dry_run)
+            .update(rt, ns, name, body_json()?, part, &w)
             .map(|v| Reply::Json(200, v)),
         Method::PATCH => {
             let kind = PatchKind::from_content_type(&req.content_type)?;
@@ -192,13 +203,17 @@ fn resource(
                         return Err(e);
                     }
                     body["metadata"]["name"] = Value::from(name);
-                    return store.create(rt, ns, body, dry_run).map(|v| Reply::Json(201, v));
+                    w.applied = Some(body.clone());
+                    return store.create(rt, ns, body, &w).map(|v| Reply::Json(201, v));
                 }
                 Err(e) => return Err(e),
             };
             let new = patch::apply(kind, &current, &req.body)?;
+            if kind == PatchKind::Apply {
+                w.applied = serde_json::from_slice(&req.body).ok();
+            }
             store
-                .update(rt, ns, name, new, part, dry_run)
+                .update(rt, ns, name, new, part, &w)
                 .map(|v| Reply::Json(200, v))
         }
         Method::DELETE => {

@@ -167,7 +167,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if let Some(code) = shared.faults.take_failure() {
+    if let Some(code) = shared
+        .faults
+        .take_failure(req.method().as_str(), req.uri().path())
+    {
         return Ok(error_response(&ApiError::injected(code)));
     }
     let (parts, body) = req.into_parts();
@@ -190,7 +193,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let req = Req {
+        user_agent,
         method: parts.method,
         path: parts.uri.path().to_string(),
         query,

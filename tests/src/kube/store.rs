@@ -108,7 +108,7 @@ impl Store {
             for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
                 let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
                 // Built-in names are valid; a failure here would be a bug caught by every test.
-                let _ = s.create(&rt, None, body, false);
+                let _ = s.create(&rt, None, body, &super::managed::Write::system());
             }
         }
         // Like a real server that has been up a while: the start of time is not watchable.

@@ -167,7 +167,7 @@ async fn status_subresource_semantics() {
             "d",
             &PatchParams::apply("lifeboat-test").force(),
             &Patch::Apply(
-                json!({"apiVersion": format!("{group}/v1"), "kind": "Dial", "status": {"seen": 7}}),
+                json!({"apiVersion": format!("{group}/v1"), "kind": "Dial", "metadata": {"name": "d"}, "status": {"seen": 7}}),
             ),
         )
         .await

@@ -268,6 +268,17 @@ async fn patches_merge_json_and_apply() {
         .await
         .expect("apply updates");
     assert_eq!(updated.data, Some([("a".to_string(), "2".to_string())].into()));
+    let managers: Vec<(String, String)> = updated
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| (m.manager.unwrap_or_default(), m.operation.unwrap_or_default()))
+        .collect();
+    assert!(
+        managers.contains(&("lifeboat-test".into(), "Apply".into())),
+        "{managers:?}"
+    );
 }
 
 #[tokio::test]

@@ -85,3 +85,18 @@ async fn a_partitioned_cluster_refuses_connections_until_healed() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn injected_failures_can_target_one_kind_of_request() {
+    let (c, ns) = cluster_ns("targeted").await;
+    let faults = faults_or_skip!(c, "injected_failures_can_target_one_kind_of_request");
+    let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
+    create_cm(&api, "t", json!({})).await;
+    faults.fail_matching(500, 1, Some("POST"), "/configmaps");
+    api.get("t").await.expect("a GET is not targeted");
+    let err = api.create(&Default::default(), &cm("u", json!({}))).await;
+    assert_eq!(code(err).0, 500);
+    api.create(&Default::default(), &cm("u", json!({})))
+        .await
+        .expect("only one failure was queued");
+}
