@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::names;
 use super::registry::{NameRule, ResourceType};
+use super::scale::ScalePaths;
 
 /// The finalizer the server puts on CRDs so their custom resources are removed first.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -140,6 +141,7 @@ pub fn types(crd: &Value) -> Vec<ResourceType> {
                     names: NameRule::Subdomain,
                     fields: Vec::new(),
                     crd: Some(name.clone()),
+                    scale: ScalePaths::from_crd(&v["subresources"]["scale"]),
                 })
                 .collect()
         })

@@ -87,6 +87,17 @@ pub fn resources(reg: &Registry, group: &str, version: &str) -> Option<Value> {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if r.scale.is_some() {
+            list.push(json!({
+                "name": format!("{}/scale", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
         if r.group.is_empty() && r.plural == "namespaces" {
             list.push(
                 json!({"name": "namespaces/finalize", "singularName": "", "namespaced": false,

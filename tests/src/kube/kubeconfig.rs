@@ -15,12 +15,24 @@ pub enum Auth {
     Token(String),
 }
 
-/// Writes `DIR/kubeconfig` for `server`; `insecure` skips TLS verification (self-signed
-/// serving certificates of a freshly started kube-apiserver).
-pub fn write(dir: &Path, server: &str, auth: &Auth, insecure: bool) -> Result<PathBuf, KubeTestError> {
+/// How the client checks the server's certificate.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Plain HTTP, nothing to check.
+    None,
+    /// Trust this CA (PEM).
+    Ca(String),
+    /// Skip verification (the self-signed serving certificate of a fresh kube-apiserver).
+    Insecure,
+}
+
+/// Writes `DIR/kubeconfig` for `server`.
+pub fn write(dir: &Path, server: &str, auth: &Auth, trust: &Trust) -> Result<PathBuf, KubeTestError> {
     let mut cluster = json!({ "server": server });
-    if insecure {
-        cluster["insecure-skip-tls-verify"] = json!(true);
+    match trust {
+        Trust::None => {}
+        Trust::Ca(pem) => cluster["certificate-authority-data"] = json!(super::tls::base64(pem.as_bytes())),
+        Trust::Insecure => cluster["insecure-skip-tls-verify"] = json!(true),
     }
     let user = match auth {
         Auth::None => json!({}),

@@ -8,7 +8,7 @@
 //!   namespaces ([`TestCluster::namespace`]), which are deleted when the cluster handle drops.
 //! - `KUBEBUILDER_ASSETS=DIR` (with `etcd` and `kube-apiserver` in it): both started on
 //!   loopback for this test, as controller-runtime's envtest does.
-//! - otherwise: the in-process test server ([`TestServer`]), plain HTTP on 127.0.0.1, with
+//! - otherwise: the in-process test server ([`TestServer`]), HTTPS on 127.0.0.1, with
 //!   [`Faults`] to break it.
 //!
 //! ```no_run
@@ -34,10 +34,12 @@ mod patch;
 pub mod real;
 mod registry;
 mod routes;
+mod scale;
 mod selectors;
 mod server;
 mod status;
 mod store;
+mod tls;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -125,7 +127,13 @@ impl TestCluster {
     pub async fn in_process() -> Result<Self, KubeTestError> {
         let dir = tempdir()?;
         let server = TestServer::start().await?;
-        let path = kubeconfig::write(dir.path(), &server.url(), &kubeconfig::Auth::None, false)?;
+        // The server accepts anyone, but kubectl asks for a password over HTTPS without a token.
+        let auth = kubeconfig::Auth::Token("lifeboat-test".into());
+        let trust = match server.ca_pem() {
+            Some(pem) => kubeconfig::Trust::Ca(pem.to_string()),
+            None => kubeconfig::Trust::None,
+        };
+        let path = kubeconfig::write(dir.path(), &server.url(), &auth, &trust)?;
         let client = kubeconfig::client(&path).await?;
         Ok(Self::new(Backend::InProcess(server), client, path, dir))
     }

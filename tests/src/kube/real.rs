@@ -95,7 +95,7 @@ pub async fn start_envtest(assets: &Path, dir: &Path) -> Result<(Envtest, PathBu
         dir,
         &format!("https://127.0.0.1:{api_port}"),
         &Auth::Token(token),
-        true,
+        &kubeconfig::Trust::Insecure,
     )?;
     let client = kubeconfig::client(&path).await?;
     let start = Instant::now();

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use super::scale::ScalePaths;
+
 /// How object names of a resource are validated (as kube-apiserver does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameRule {
@@ -42,6 +44,8 @@ pub struct ResourceType {
     pub fields: Vec<String>,
     /// Defined by a CRD (the CRD's name), `None` for built-ins.
     pub crd: Option<String>,
+    /// The `scale` subresource, if any.
+    pub scale: Option<ScalePaths>,
 }
 
 impl ResourceType {
@@ -322,6 +326,8 @@ fn builtin(b: &Builtin) -> ResourceType {
             .map(|s| s.to_string())
             .collect(),
         crd: None,
+        scale: (group == "apps" && matches!(plural, "deployments" | "statefulsets" | "replicasets"))
+            .then(ScalePaths::workload),
     }
 }
 

@@ -14,6 +14,7 @@ use super::managed::Write;
 use super::ops::Part;
 use super::patch::{self, PatchKind};
 use super::registry::{Registry, ResourceType};
+use super::scale;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::Shared;
 use super::status::{self, ApiError};
@@ -90,6 +91,7 @@ fn target(reg: &Registry, path: &str, group: &str, version: &str, rest: &[&str])
         None => {}
         Some("status") if rt.status => {}
         Some("finalize") if rt.group.is_empty() && rt.plural == "namespaces" => {}
+        Some("scale") if rt.scale.is_some() => {}
         Some(_) => return Err(no()),
     }
     Ok(Target {
@@ -183,6 +185,9 @@ fn resource(
     if no_ns {
         return Err(ApiError::no_route(&req.path));
     }
+    if let (Some("scale"), Some(paths)) = (t.sub.as_deref(), rt.scale.as_ref()) {
+        return scale_request(store, req, rt, paths, ns, name, &w);
+    }
     match req.method {
         Method::GET => store.get(rt, ns, name).map(|v| Reply::Json(200, v)),
         Method::PUT => store
@@ -239,4 +244,40 @@ fn resource(
             req.path
         ))),
     }
+}
+
+fn scale_request(
+    store: &mut Store,
+    req: &Req,
+    rt: &ResourceType,
+    paths: &scale::ScalePaths,
+    ns: Option<&str>,
+    name: &str,
+    w: &Write,
+) -> Result<Reply, ApiError> {
+    let current = store.get(rt, ns, name)?;
+    let view = scale::view(rt, paths, &current);
+    let wanted = match req.method {
+        Method::GET => return Ok(Reply::Json(200, view)),
+        Method::PUT => serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?,
+        Method::PATCH => patch::apply(PatchKind::from_content_type(&req.content_type)?, &view, &req.body)?,
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                "scale supports get, update and patch",
+            ));
+        }
+    };
+    let rv = wanted["metadata"]["resourceVersion"].as_str().unwrap_or("");
+    if !rv.is_empty() && rv != view["metadata"]["resourceVersion"].as_str().unwrap_or("") {
+        return Err(ApiError::conflict(
+            rt,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ));
+    }
+    let mut obj = scale::apply(paths, &current, &wanted)?;
+    obj["metadata"]["resourceVersion"] = Value::from("");
+    let out = store.update(rt, ns, name, obj, Part::Main, w)?;
+    Ok(Reply::Json(200, scale::view(rt, paths, &out)))
 }

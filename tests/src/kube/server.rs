@@ -24,6 +24,7 @@ use super::faults::{FaultState, Faults};
 use super::routes::{Reply, Req, dispatch};
 use super::status::ApiError;
 use super::store::Store;
+use super::tls::{self, ServerTls};
 use super::watch::{self as watching, WatchParams};
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -33,19 +34,31 @@ pub(crate) struct Shared {
     faults: Arc<FaultState>,
     pub(crate) addr: SocketAddr,
     bookmark_every: Duration,
+    tls: Option<ServerTls>,
 }
 
-/// An in-process Kubernetes API server on a loopback port (plain HTTP), one "cluster".
+/// An in-process Kubernetes API server on a loopback port, one "cluster".
 #[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
     faults: Faults,
     shutdown: watch::Sender<bool>,
+    ca_pem: Option<String>,
 }
 
 impl TestServer {
-    /// Starts serving on 127.0.0.1 on a free port, in a task of the current Tokio runtime.
+    /// Starts serving HTTPS (a fresh CA, see [`ca_pem`](Self::ca_pem)) on 127.0.0.1 on a free
+    /// port, in a task of the current Tokio runtime.
     pub async fn start() -> Result<Self, KubeTestError> {
+        Self::start_with(Some(tls::generate()?)).await
+    }
+
+    /// Like [`start`](Self::start) but plain HTTP (handy with curl).
+    pub async fn start_plain() -> Result<Self, KubeTestError> {
+        Self::start_with(None).await
+    }
+
+    async fn start_with(tls: Option<ServerTls>) -> Result<Self, KubeTestError> {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| KubeTestError::io("bind the test API server", e))?;
@@ -59,6 +72,7 @@ impl TestServer {
             faults: faults.clone(),
             addr,
             bookmark_every: Duration::from_secs(1),
+            tls: tls.clone(),
         });
         let (shutdown, rx) = watch::channel(false);
         tokio::spawn(accept_loop(listener, shared, rx));
@@ -66,12 +80,19 @@ impl TestServer {
             addr,
             faults: Faults { state: faults, store },
             shutdown,
+            ca_pem: tls.map(|t| t.ca_pem),
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT` (or `http://` for a plain server).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA certificate (PEM) that signed the serving certificate; `None` for plain HTTP.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// The fault-injection handle.
@@ -123,13 +144,31 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut partitioned = shared.faults.partitioned.subscribe();
-    let svc = service_fn(move |req| handle(shared.clone(), req));
-    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+    let serve = async {
+        match shared.tls.clone() {
+            Some(tls) => {
+                if let Ok(s) = tls.acceptor.accept(stream).await {
+                    serve_http(s, shared.clone()).await;
+                }
+            }
+            None => serve_http(stream, shared.clone()).await,
+        }
+    };
     tokio::select! {
-        _ = conn => {}
+        _ = serve => {}
         _ = partitioned.wait_for(|p| *p) => {}
         _ = shutdown.changed() => {}
     }
+}
+
+async fn serve_http<S>(io: S, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(shared.clone(), req));
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
 
 fn full(code: u16, content_type: &str, body: Vec<u8>) -> Response<Body> {

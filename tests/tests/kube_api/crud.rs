@@ -372,3 +372,24 @@ async fn delete_collection_by_label() {
         .collect();
     assert_eq!(left, ["keep"]);
 }
+
+#[tokio::test]
+async fn the_scale_subresource_sets_replicas() {
+    let (c, ns) = cluster_ns("scale").await;
+    let api: Api<Deployment> = Api::namespaced(c.client(), &ns);
+    api.create(&PostParams::default(), &deployment("web"))
+        .await
+        .expect("create");
+    let scale = api.get_scale("web").await.expect("get scale");
+    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(1));
+    api.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .expect("scale to zero");
+    let d = api.get("web").await.expect("get");
+    assert_eq!(d.spec.and_then(|s| s.replicas), Some(0));
+    assert_eq!(d.metadata.generation, Some(2));
+}
