@@ -9,6 +9,7 @@ use super::managed::Write;
 use super::registry::ResourceType;
 use super::status::ApiError;
 use super::store::{EventKind, Key, Store};
+use super::validate;
 
 fn is(rt: &ResourceType, group: &str, plural: &str) -> bool {
     rt.group == group && rt.plural == plural && rt.crd.is_none()
@@ -17,6 +18,13 @@ fn is(rt: &ResourceType, group: &str, plural: &str) -> bool {
 /// Defaults and validation on create.
 pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    if is(rt, "", "secrets") && obj["type"].is_null() {
+        obj["type"] = json!("Opaque");
+    }
+    let errs = validate::create(rt, obj);
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(rt, &name, &errs));
+    }
     if is(rt, "", "namespaces") {
         obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
         obj["spec"]["finalizers"] = json!(["kubernetes"]);
@@ -79,6 +87,14 @@ pub fn on_update(
     old: &Value,
     new: &mut Value,
 ) -> Result<(), ApiError> {
+    if is(rt, "", "secrets") && new["type"].is_null() {
+        new["type"] = json!("Opaque");
+    }
+    let errs = validate::update(rt, old, new);
+    if !errs.is_empty() {
+        let name = new["metadata"]["name"].as_str().unwrap_or("").to_string();
+        return Err(ApiError::invalid(rt, &name, &errs));
+    }
     if is(rt, "", "services") {
         for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
             if !old["spec"][f].is_null() {

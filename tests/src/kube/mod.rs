@@ -40,6 +40,7 @@ mod server;
 mod status;
 mod store;
 mod tls;
+mod validate;
 mod watch;
 
 use std::path::{Path, PathBuf};

@@ -15,4 +15,5 @@ mod crud;
 mod faults;
 mod gc;
 mod runtime;
+mod validation;
 mod watch;
