@@ -51,8 +51,7 @@ pub async fn start_envtest(assets: &Path, dir: &Path) -> Result<(Envtest, PathBu
         .arg(format!(
             "--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"
         ))
-        .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"))
-        .arg("--unsafe-no-fsync=true");
+        .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"));
     let etcd = Daemon::spawn("etcd", cmd, &dir.join("etcd.log")).map_err(harness)?;
     etcd.wait_ready("listening", Duration::from_secs(30), || {
         process::port_open(etcd_port)

@@ -58,8 +58,17 @@ impl TestServer {
         Self::start_with(None).await
     }
 
+    /// Like [`start`](Self::start) on a given loopback port (0 for any).
+    pub async fn start_on(port: u16) -> Result<Self, KubeTestError> {
+        Self::start_with_port(Some(tls::generate()?), port).await
+    }
+
     async fn start_with(tls: Option<ServerTls>) -> Result<Self, KubeTestError> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))
+        Self::start_with_port(tls, 0).await
+    }
+
+    async fn start_with_port(tls: Option<ServerTls>, port: u16) -> Result<Self, KubeTestError> {
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .map_err(|e| KubeTestError::io("bind the test API server", e))?;
         let addr = listener

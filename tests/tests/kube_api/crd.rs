@@ -173,6 +173,11 @@ async fn status_subresource_semantics() {
         .await
         .expect("apply status");
     assert_eq!(applied.data["status"]["seen"], json!(7));
+    // A CRD per run would litter a shared cluster.
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client());
+    crds.delete(&format!("dials.{group}"), &DeleteParams::default())
+        .await
+        .expect("delete CRD");
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@
 mod common;
 mod crd;
 mod crud;
+mod envtest;
 mod faults;
 mod gc;
 mod runtime;
