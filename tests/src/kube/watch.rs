@@ -68,6 +68,15 @@ fn bookmark(p: &WatchParams, rv: u64, initial_end: bool) -> Bytes {
                  "object": {"kind": p.rt.kind, "apiVersion": p.rt.api_version(), "metadata": meta}}))
 }
 
+/// Whether `e` is the removal of the CRD that defines the watched resource: the real server
+/// ends such watches.
+fn ends_watch(p: &WatchParams, e: &Event) -> bool {
+    e.kind == EventKind::Deleted
+        && p.rt.crd.as_deref() == Some(e.key.3.as_str())
+        && e.key.0 == "apiextensions.k8s.io"
+        && e.key.1 == "customresourcedefinitions"
+}
+
 /// The in-stream error event a real server sends when a watch cannot go on (410 Gone).
 pub fn error_line(e: &ApiError) -> Bytes {
     line(&json!({"type": "ERROR", "object": e.to_status()}))
@@ -117,6 +126,7 @@ pub async fn run(
         let out = tokio::select! {
             r = rx.recv() => match r {
                 Ok(e) if e.rv <= last => continue,
+                Ok(e) if ends_watch(&p, &e) => return,
                 Ok(e) => {
                     last = e.rv;
                     match render(&p, &e) {

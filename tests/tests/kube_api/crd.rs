@@ -53,6 +53,21 @@ async fn discovery_lists_the_builtin_resources() {
         deploy.subresources.iter().any(|(ar, _)| ar.plural == "status"),
         "deployments/status"
     );
+    // Every discovered resource that can be listed, can be (as `kubectl get all` assumes).
+    for group in d.groups() {
+        for (ar, caps) in group.recommended_resources() {
+            if !caps.supports_operation(verbs::LIST) {
+                continue;
+            }
+            let api: Api<DynamicObject> = Api::all_with(c.client(), &ar);
+            match api.list(&ListParams::default().limit(1)).await {
+                Ok(_) => {}
+                // Aggregated APIs of an existing cluster (metrics) may be down.
+                Err(kube::Error::Api(s)) if c.is_real() && s.code == 503 => {}
+                Err(e) => panic!("list {} {}: {e}", ar.api_version, ar.plural),
+            }
+        }
+    }
     let version = c.client().apiserver_version().await.expect("/version");
     assert_eq!(version.major, "1");
 }

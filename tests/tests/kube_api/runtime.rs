@@ -135,3 +135,32 @@ async fn watcher_survives_dropped_watches_and_gone() {
     wait_for("apply after-gone").await;
     task.abort();
 }
+
+#[tokio::test]
+async fn watcher_with_streaming_lists() {
+    let (c, ns) = cluster_ns("streaming").await;
+    if c.is_real() {
+        return skip(
+            "watcher_with_streaming_lists",
+            "WatchList (sendInitialEvents) depends on the server's feature gates",
+        );
+    }
+    let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
+    create_cm(&api, "existing", json!({})).await;
+    let stream =
+        watcher::watcher(api.clone(), watcher::Config::default().streaming_lists()).default_backoff();
+    let mut stream = Box::pin(stream);
+    let mut seen = Vec::new();
+    let done = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(ev) = stream.next().await {
+            match ev.expect("watch event") {
+                Event::InitApply(o) => seen.push(o.name_any()),
+                Event::InitDone => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "the initial events never ended");
+    assert!(seen.contains(&"existing".to_string()), "{seen:?}");
+}
