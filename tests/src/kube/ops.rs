@@ -125,6 +125,11 @@ impl Store {
             body["metadata"] = json!({});
         }
         check_namespace(rt, ns, &mut body)?;
+        if !meta_str(&body, "resourceVersion").is_empty() {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
         let mut name = meta_str(&body, "name").to_string();
         if name.is_empty() {
             let prefix = meta_str(&body, "generateName").to_string();
@@ -226,6 +231,18 @@ impl Store {
         }
         check_namespace(rt, ns, &mut body)?;
         let rv = meta_str(&body, "resourceVersion");
+        // Custom resources (and CRDs) do not allow unconditional updates.
+        let conditional_only = rt.crd.is_some() || rt.group == "apiextensions.k8s.io";
+        if rv.is_empty() && conditional_only {
+            return Err(ApiError::invalid(
+                rt,
+                name,
+                &[(
+                    "metadata.resourceVersion".into(),
+                    "Invalid value: 0x0: must be specified for an update".into(),
+                )],
+            ));
+        }
         if !rv.is_empty() && rv != meta_str(&old, "resourceVersion") {
             return Err(ApiError::conflict(
                 rt,

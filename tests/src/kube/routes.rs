@@ -231,7 +231,9 @@ fn resource(
                 opts["propagationPolicy"] = Value::from(q("propagationPolicy"));
             }
             match store.delete(rt, ns, name, &opts, dry_run)? {
-                Deleted::Pending(v) => Ok(Reply::Json(202, v)),
+                // 202 only when dependents are being deleted first, as kube-apiserver answers.
+                Deleted::Pending(v) if opts["propagationPolicy"] == "Foreground" => Ok(Reply::Json(202, v)),
+                Deleted::Pending(v) => Ok(Reply::Json(200, v)),
                 Deleted::Gone(v) if rt.crd.is_some() || rt.plural == "pods" => Ok(Reply::Json(200, v)),
                 Deleted::Gone(v) => {
                     let uid = v["metadata"]["uid"].as_str().unwrap_or("");
@@ -276,8 +278,8 @@ fn scale_request(
             "the object has been modified; please apply your changes to the latest version and try again",
         ));
     }
-    let mut obj = scale::apply(paths, &current, &wanted)?;
-    obj["metadata"]["resourceVersion"] = Value::from("");
+    // `current` carries its resourceVersion: the write is conditional on what was read.
+    let obj = scale::apply(paths, &current, &wanted)?;
     let out = store.update(rt, ns, name, obj, Part::Main, w)?;
     Ok(Reply::Json(200, scale::view(rt, paths, &out)))
 }

@@ -188,6 +188,13 @@ async fn status_subresource_semantics() {
         .await
         .expect("apply status");
     assert_eq!(applied.data["status"]["seen"], json!(7));
+    // Custom resources allow no unconditional update.
+    let mut unconditional = api.get("d").await.expect("get");
+    unconditional.metadata.resource_version = None;
+    assert_eq!(
+        code(api.replace("d", &PostParams::default(), &unconditional).await).0,
+        422
+    );
     // A CRD per run would litter a shared cluster.
     let crds: Api<CustomResourceDefinition> = Api::all(c.client());
     crds.delete(&format!("dials.{group}"), &DeleteParams::default())

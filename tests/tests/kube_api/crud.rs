@@ -93,6 +93,10 @@ async fn stale_resource_version_is_a_conflict_and_duplicates_already_exist() {
         code(api.create(&PostParams::default(), &cm("cm", json!({}))).await),
         (409, "AlreadyExists".into())
     );
+    // A read object cannot be created again as is: restores must drop resourceVersion.
+    let mut copy = api.get("cm").await.expect("get");
+    copy.metadata.name = Some("copy".into());
+    assert_eq!(code(api.create(&PostParams::default(), &copy).await).0, 400);
 }
 
 #[tokio::test]
