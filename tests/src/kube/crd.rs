@@ -129,6 +129,7 @@ pub fn types(crd: &Value) -> Vec<ResourceType> {
                 .filter(|v| v["served"] != json!(false))
                 .map(|v| ResourceType {
                     group: spec["group"].as_str().unwrap_or("").into(),
+                    storage_group: spec["group"].as_str().unwrap_or("").into(),
                     version: v["name"].as_str().unwrap_or("").into(),
                     plural: n["plural"].as_str().unwrap_or("").into(),
                     singular: n["singular"].as_str().unwrap_or("").into(),

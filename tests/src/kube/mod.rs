@@ -23,6 +23,7 @@
 mod crd;
 mod delete;
 mod discovery;
+mod events;
 mod faults;
 mod gc;
 mod hooks;

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::events;
 use super::hooks;
 use super::managed::{self, Write};
 use super::names;
@@ -121,6 +122,9 @@ impl Store {
         w: &Write,
     ) -> Result<Value, ApiError> {
         check_type(rt, &body)?;
+        if events::is_view(&rt.group) {
+            body = events::to_core(&body);
+        }
         if !body["metadata"].is_object() {
             body["metadata"] = json!({});
         }
@@ -211,6 +215,9 @@ impl Store {
         w: &Write,
     ) -> Result<Value, ApiError> {
         check_type(rt, &body)?;
+        if events::is_view(&rt.group) {
+            body = events::to_core(&body);
+        }
         let key = Store::key(rt, ns, name);
         let old = self
             .objects

@@ -20,6 +20,9 @@ pub enum NameRule {
 pub struct ResourceType {
     /// API group, empty for core.
     pub group: String,
+    /// The group objects are stored under: the same, except for views of another group's
+    /// objects (events.k8s.io Events are core Events).
+    pub storage_group: String,
     /// Version (`v1`).
     pub version: String,
     /// Plural resource name used in URLs.
@@ -311,6 +314,11 @@ fn builtin(b: &Builtin) -> ResourceType {
     };
     ResourceType {
         group: group.into(),
+        storage_group: if group == "events.k8s.io" {
+            String::new()
+        } else {
+            group.into()
+        },
         version: version.into(),
         plural: plural.into(),
         singular: kind.to_lowercase(),

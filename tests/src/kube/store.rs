@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use super::events;
 use super::registry::{Registry, ResourceType};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
@@ -132,12 +133,21 @@ impl Store {
     /// The key of `name` of `rt` in `ns`.
     pub fn key(rt: &ResourceType, ns: Option<&str>, name: &str) -> Key {
         let ns = if rt.namespaced { ns.unwrap_or("") } else { "" };
-        (rt.group.clone(), rt.plural.clone(), ns.into(), name.into())
+        (
+            rt.storage_group.clone(),
+            rt.plural.clone(),
+            ns.into(),
+            name.into(),
+        )
     }
 
     /// `obj` as served at `rt`'s version.
     pub fn render(rt: &ResourceType, obj: &Value) -> Value {
-        let mut o = obj.clone();
+        let mut o = if events::is_view(&rt.group) {
+            events::to_v1(obj)
+        } else {
+            obj.clone()
+        };
         o["apiVersion"] = json!(rt.api_version());
         o["kind"] = json!(rt.kind);
         o
@@ -186,7 +196,7 @@ impl Store {
     ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
         self.objects
             .iter()
-            .filter(move |(k, o)| k.0 == rt.group && k.1 == rt.plural && filter.matches(k, o))
+            .filter(move |(k, o)| k.0 == rt.storage_group && k.1 == rt.plural && filter.matches(k, o))
     }
 
     /// A list response, paginated with `limit` and an opaque `continue` token.
@@ -259,7 +269,7 @@ impl Store {
             Some(v) => self
                 .history
                 .iter()
-                .filter(|e| e.rv > v && e.key.0 == rt.group && e.key.1 == rt.plural)
+                .filter(|e| e.rv > v && e.key.0 == rt.storage_group && e.key.1 == rt.plural)
                 .cloned()
                 .collect(),
             None => self

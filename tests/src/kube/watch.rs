@@ -42,7 +42,7 @@ fn line(v: &Value) -> Bytes {
 /// The line (if any) `e` produces for a watch of `p`: selector watches see objects that stop
 /// matching as DELETED and objects that start matching as ADDED, like kube-apiserver's.
 fn render(p: &WatchParams, e: &Event) -> Option<Bytes> {
-    if e.key.0 != p.rt.group || e.key.1 != p.rt.plural {
+    if e.key.0 != p.rt.storage_group || e.key.1 != p.rt.plural {
         return None;
     }
     let now = p.filter.matches(&e.key, &e.object);

@@ -10,7 +10,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher::{self, Event};
-use kube::{CustomResource, ResourceExt};
+use kube::{CustomResource, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -163,4 +163,42 @@ async fn watcher_with_streaming_lists() {
     .await;
     assert!(done.is_ok(), "the initial events never ended");
     assert!(seen.contains(&"existing".to_string()), "{seen:?}");
+}
+
+#[tokio::test]
+async fn recorded_events_are_seen_through_both_event_apis() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use kube::api::ListParams;
+    use kube::runtime::events::{Event as Recorded, EventType, Recorder, Reporter};
+
+    let (c, ns) = cluster_ns("events").await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
+    let cm = create_cm(&api, "subject", json!({})).await;
+    let reporter = Reporter {
+        controller: "lifeboat-test".into(),
+        instance: Some("test-0".into()),
+    };
+    let recorder = Recorder::new(c.client(), reporter);
+    let event = Recorded {
+        type_: EventType::Normal,
+        reason: "Tested".into(),
+        note: Some("recorded by the test".into()),
+        action: "Testing".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&event, &cm.object_ref(&()))
+        .await
+        .expect("publish");
+    let core: Api<CoreEvent> = Api::namespaced(c.client(), &ns);
+    let seen = eventually("the event through core v1", 30, || async {
+        let lp = ListParams::default().fields("involvedObject.name=subject");
+        let list = core.list(&lp).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("Tested"))
+    })
+    .await;
+    assert_eq!(seen.message.as_deref(), Some("recorded by the test"));
+    assert_eq!(seen.involved_object.kind.as_deref(), Some("ConfigMap"));
 }
