@@ -112,6 +112,11 @@ impl Store {
                 let _ = s.create(&rt, None, body, &super::managed::Write::system());
             }
         }
+        if let Some(rt) = s.registry.builtin("", "services").cloned() {
+            let body = json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                              "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}});
+            let _ = s.create(&rt, Some("default"), body, &super::managed::Write::system());
+        }
         // Like a real server that has been up a while: the start of time is not watchable.
         s.history.clear();
         s.history_start = s.rv;
