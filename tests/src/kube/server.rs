@@ -68,9 +68,17 @@ impl TestServer {
     }
 
     async fn start_with_port(tls: Option<ServerTls>, port: u16) -> Result<Self, KubeTestError> {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
+        Self::spawn(tls, port)
+    }
+
+    /// Binds, then serves from a thread of its own with its own runtime: a test that blocks
+    /// its runtime (running a CLI and waiting for it, say) must not stall "the cluster".
+    fn spawn(tls: Option<ServerTls>, port: u16) -> Result<Self, KubeTestError> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
             .map_err(|e| KubeTestError::io("bind the test API server", e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| KubeTestError::io("set the listener non-blocking", e))?;
         let addr = listener
             .local_addr()
             .map_err(|e| KubeTestError::io("read the test API server's address", e))?;
@@ -84,7 +92,20 @@ impl TestServer {
             tls: tls.clone(),
         });
         let (shutdown, rx) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, shared, rx));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| KubeTestError::io("build the test API server's runtime", e))?;
+        std::thread::Builder::new()
+            .name(format!("kube-testserver-{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    if let Ok(listener) = TcpListener::from_std(listener) {
+                        accept_loop(listener, shared, rx).await;
+                    }
+                });
+            })
+            .map_err(|e| KubeTestError::io("start the test API server's thread", e))?;
         Ok(Self {
             addr,
             faults: Faults { state: faults, store },
