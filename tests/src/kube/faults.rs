@@ -18,6 +18,8 @@ pub(crate) struct FaultState {
     pub(crate) drop_watches: watch::Sender<u64>,
     /// `true` while the cluster refuses connections.
     pub(crate) partitioned: watch::Sender<bool>,
+    /// Whether the listener is open (it lags `partitioned` by a scheduling round).
+    listening: std::sync::atomic::AtomicBool,
 }
 
 impl Default for FaultState {
@@ -27,11 +29,27 @@ impl Default for FaultState {
             failures: Mutex::new(VecDeque::new()),
             drop_watches: watch::channel(0).0,
             partitioned: watch::channel(false).0,
+            listening: std::sync::atomic::AtomicBool::new(true),
         }
     }
 }
 
 impl FaultState {
+    pub(crate) fn set_listening(&self, on: bool) {
+        self.listening.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Waits (up to 5 s) until the listener state matches `on`, so a partition or heal has
+    /// taken effect when the fault call returns.
+    fn wait_listening(&self, on: bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.listening.load(std::sync::atomic::Ordering::SeqCst) != on
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     pub(crate) fn latency(&self) -> Duration {
         self.latency.lock().map(|l| *l).unwrap_or_default()
     }
@@ -132,10 +150,12 @@ impl Faults {
     /// [`heal`](Self::heal).
     pub fn partition(&self) {
         self.state.partitioned.send_replace(true);
+        self.state.wait_listening(false);
     }
 
     /// Ends a [`partition`](Self::partition): the server listens on the same port again.
     pub fn heal(&self) {
         self.state.partitioned.send_replace(false);
+        self.state.wait_listening(true);
     }
 }

@@ -2,7 +2,6 @@
 //! to discovery, the store and watches.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -144,6 +143,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: w
         if *partitioned.borrow_and_update() {
             // Closing the listener makes connects fail with "connection refused".
             listener = None;
+            shared.faults.set_listening(false);
             tokio::select! {
                 _ = partitioned.changed() => continue,
                 _ = shutdown.changed() => return,
@@ -151,7 +151,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: w
         }
         let Some(l) = listener.as_ref() else {
             match TcpListener::bind(shared.addr).await {
-                Ok(l) => listener = Some(l),
+                Ok(l) => {
+                    listener = Some(l);
+                    shared.faults.set_listening(true);
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
             continue;
@@ -231,7 +234,14 @@ fn error_response(e: &ApiError) -> Response<Body> {
     r
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+    if *shared.faults.partitioned.borrow() {
+        // An error from the service makes hyper drop the connection without an answer.
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "partitioned",
+        ));
+    }
     let latency = shared.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
