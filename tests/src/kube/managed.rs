@@ -1,5 +1,6 @@
 //! `metadata.managedFields`: which manager last wrote which fields, recorded approximately
-//! (maps are tracked field by field, lists as a whole) so objects look like a real server's.
+//! (maps are tracked field by field, lists as a whole) so objects look like a real server's,
+//! and so server-side apply can remove the fields a manager stops applying.
 
 use serde_json::{Map, Value, json};
 
@@ -74,35 +75,177 @@ fn owned(source: &Value, status_only: bool) -> Value {
     Value::Object(out)
 }
 
-/// Records `w`'s write of `obj` (at `api_version`, on `status` when `status_only`).
-pub fn record(obj: &mut Value, w: &Write, api_version: &str, status_only: bool) {
+type Path = Vec<String>;
+
+/// The leaf paths of a `fieldsV1` set.
+fn leaves(set: &Value, prefix: &mut Path, out: &mut Vec<Path>) {
+    let children: Vec<(&String, &Value)> = set
+        .as_object()
+        .map(|m| m.iter().filter(|(k, _)| k.starts_with("f:")).collect())
+        .unwrap_or_default();
+    if children.is_empty() {
+        if !prefix.is_empty() {
+            out.push(prefix.clone());
+        }
+        return;
+    }
+    for (k, v) in children {
+        prefix.push(k[2..].to_string());
+        leaves(v, prefix, out);
+        prefix.pop();
+    }
+}
+
+fn leaf_paths(set: &Value) -> Vec<Path> {
+    let mut out = Vec::new();
+    leaves(set, &mut Vec::new(), &mut out);
+    out
+}
+
+/// A `fieldsV1` set holding exactly `paths`.
+fn set_of(paths: &[Path]) -> Value {
+    let mut root = json!({});
+    for p in paths {
+        let mut node = &mut root;
+        for (depth, k) in p.iter().enumerate() {
+            if depth > 0 && node.get(".").is_none() {
+                node["."] = json!({});
+            }
+            node = &mut node[format!("f:{k}")];
+            if node.is_null() {
+                *node = json!({});
+            }
+        }
+    }
+    root
+}
+
+fn at<'a>(v: &'a Value, p: &Path) -> Option<&'a Value> {
+    p.iter().try_fold(v, |v, k| v.get(k))
+}
+
+/// Whether `a` is `b` or lies under it (or the reverse).
+fn overlaps(a: &Path, b: &Path) -> bool {
+    a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+fn is_same_entry(e: &Value, manager: &str, operation: &str, status_only: bool) -> bool {
+    e["manager"] == json!(manager)
+        && e["operation"] == json!(operation)
+        && (e["subresource"] == json!("status")) == status_only
+}
+
+/// Whether `manager` has applied to `obj` (on `status` when `status_only`) before: a first
+/// apply changes the object (its managedFields) even when every value is already there.
+pub fn has_applied(obj: &Value, manager: &str, status_only: bool) -> bool {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .is_some_and(|es| es.iter().any(|e| is_same_entry(e, manager, "Apply", status_only)))
+}
+
+/// Server-side apply's removal rule: fields `manager` applied before but leaves out of
+/// `applied` now are removed from `obj`, unless another manager also owns them.
+pub fn prune_unapplied(obj: &mut Value, manager: &str, applied: &Value, status_only: bool) {
+    let entries = obj["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let Some(before) = entries
+        .iter()
+        .find(|e| is_same_entry(e, manager, "Apply", status_only))
+    else {
+        return;
+    };
+    let now = leaf_paths(&owned(applied, status_only));
+    let others: Vec<Path> = entries
+        .iter()
+        .filter(|e| !is_same_entry(e, manager, "Apply", status_only))
+        .flat_map(|e| leaf_paths(&e["fieldsV1"]))
+        .collect();
+    for gone in leaf_paths(&before["fieldsV1"]) {
+        if now.iter().any(|p| overlaps(p, &gone)) || others.iter().any(|p| overlaps(p, &gone)) {
+            continue;
+        }
+        let Some((last, parent)) = gone.split_last() else {
+            continue;
+        };
+        let mut node = &mut *obj;
+        for k in parent {
+            node = &mut node[k.as_str()];
+        }
+        if let Some(m) = node.as_object_mut() {
+            m.remove(last);
+        }
+    }
+}
+
+/// Records `w`'s write of `obj` (at `api_version`, on `status` when `status_only`): an apply
+/// owns what it applied; an update adds the fields it changed from `old` to what it owned.
+pub fn record(obj: &mut Value, old: Option<&Value>, w: &Write, api_version: &str, status_only: bool) {
     if w.manager.is_empty() {
         return;
     }
     let operation = if w.applied.is_some() { "Apply" } else { "Update" };
-    let source = w.applied.as_ref().unwrap_or(obj);
+    let entries: Vec<Value> = obj["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let fields = match (&w.applied, old) {
+        (Some(applied), _) => owned(applied, status_only),
+        (None, None) => owned(obj, status_only),
+        (None, Some(old)) => {
+            let mut paths: Vec<Path> = entries
+                .iter()
+                .filter(|e| is_same_entry(e, &w.manager, operation, status_only))
+                .flat_map(|e| leaf_paths(&e["fieldsV1"]))
+                .collect();
+            for p in leaf_paths(&owned(obj, status_only)) {
+                if at(obj, &p) != at(old, &p) && !paths.contains(&p) {
+                    paths.push(p);
+                }
+            }
+            paths.retain(|p| at(obj, p).is_some());
+            if paths.is_empty() {
+                return;
+            }
+            set_of(&paths)
+        }
+    };
     let mut entry = json!({
         "manager": w.manager,
         "operation": operation,
         "apiVersion": api_version,
         "time": names::now_rfc3339(),
         "fieldsType": "FieldsV1",
-        "fieldsV1": owned(source, status_only),
+        "fieldsV1": fields,
     });
     if status_only {
         entry["subresource"] = json!("status");
     }
-    let mut entries: Vec<Value> = obj["metadata"]["managedFields"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let mut entries: Vec<Value> = entries
         .into_iter()
-        .filter(|e| {
-            !(e["manager"] == entry["manager"]
-                && e["operation"] == entry["operation"]
-                && e["subresource"] == entry["subresource"])
-        })
+        .filter(|e| !is_same_entry(e, &w.manager, operation, status_only))
         .collect();
     entries.push(entry);
     obj["metadata"]["managedFields"] = json!(entries);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_removes_what_it_no_longer_applies() {
+        let w = Write {
+            manager: "m".into(),
+            applied: Some(json!({"spec": {"a": 1, "b": 2}})),
+            ..Write::default()
+        };
+        let mut obj = json!({"metadata": {}, "spec": {"a": 1, "b": 2, "c": 3}});
+        record(&mut obj, None, &w, "v1", false);
+        prune_unapplied(&mut obj, "m", &json!({"spec": {"a": 1}}), false);
+        assert_eq!(obj["spec"], json!({"a": 1, "c": 3}));
+        let paths = leaf_paths(&set_of(&[vec!["spec".into(), "a".into()], vec!["x".into()]]));
+        assert_eq!(paths.len(), 2);
+    }
 }

@@ -194,7 +194,7 @@ impl Store {
         if let Some(m) = body["metadata"].as_object_mut() {
             m.remove("managedFields");
         }
-        managed::record(&mut body, w, &rt.api_version(), false);
+        managed::record(&mut body, None, w, &rt.api_version(), false);
         if w.dry_run {
             return Ok(body);
         }
@@ -331,7 +331,9 @@ impl Store {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
             new["metadata"]["generation"] = json!(g + 1);
         }
-        if comparable(&old) == comparable(&new) {
+        let first_apply =
+            w.applied.is_some() && !managed::has_applied(&old, &w.manager, part == Part::Status);
+        if comparable(&old) == comparable(&new) && !first_apply {
             return Ok(Store::render(rt, &old));
         }
         match old["metadata"].get("managedFields") {
@@ -342,7 +344,7 @@ impl Store {
                 }
             }
         }
-        managed::record(&mut new, w, &rt.api_version(), part == Part::Status);
+        managed::record(&mut new, Some(&old), w, &rt.api_version(), part == Part::Status);
         if w.dry_run {
             return Ok(Store::render(rt, &new));
         }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::delete::Deleted;
 use super::discovery;
-use super::managed::Write;
+use super::managed::{self, Write};
 use super::ops::Part;
 use super::patch::{self, PatchKind};
 use super::registry::{Registry, ResourceType};
@@ -213,9 +213,12 @@ fn resource(
                 }
                 Err(e) => return Err(e),
             };
-            let new = patch::apply(kind, &current, &req.body)?;
+            let mut new = patch::apply(kind, &current, &req.body)?;
             if kind == PatchKind::Apply {
                 w.applied = serde_json::from_slice(&req.body).ok();
+                if let Some(applied) = &w.applied {
+                    managed::prune_unapplied(&mut new, &w.manager, applied, part == Part::Status);
+                }
             }
             store
                 .update(rt, ns, name, new, part, &w)

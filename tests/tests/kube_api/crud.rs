@@ -283,6 +283,14 @@ async fn patches_merge_json_and_apply() {
         managers.contains(&("lifeboat-test".into(), "Apply".into())),
         "{managers:?}"
     );
+    // Fields the manager stops applying are removed.
+    let fewer =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"b": "1"}});
+    let pruned = api
+        .patch("applied", &pp, &Patch::Apply(&fewer))
+        .await
+        .expect("apply fewer fields");
+    assert_eq!(pruned.data, Some([("b".to_string(), "1".to_string())].into()));
 }
 
 #[tokio::test]
