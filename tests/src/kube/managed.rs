@@ -143,6 +143,64 @@ pub fn has_applied(obj: &Value, manager: &str, status_only: bool) -> bool {
         .is_some_and(|es| es.iter().any(|e| is_same_entry(e, manager, "Apply", status_only)))
 }
 
+/// Server-side apply's conflicts: fields `applied` would change that another manager owns.
+/// `Err` lists them as kube-apiserver does (`conflict with "mgr": .data.a`).
+pub fn apply_conflicts(
+    current: &Value,
+    manager: &str,
+    applied: &Value,
+    status_only: bool,
+) -> Result<(), String> {
+    let entries = current["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut conflicts = Vec::new();
+    for p in leaf_paths(&owned(applied, status_only)) {
+        if at(current, &p).is_none_or(|v| Some(v) == at(applied, &p)) {
+            continue;
+        }
+        for e in entries
+            .iter()
+            .filter(|e| !is_same_entry(e, manager, "Apply", status_only))
+        {
+            if leaf_paths(&e["fieldsV1"]).iter().any(|q| overlaps(q, &p)) {
+                let mgr = e["manager"].as_str().unwrap_or("");
+                let dotted: String = p.iter().map(|k| format!(".{k}")).collect();
+                conflicts.push(format!("conflict with \"{mgr}\": {dotted}"));
+            }
+        }
+    }
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "Apply failed with {} conflict{}: {}",
+        conflicts.len(),
+        if conflicts.len() == 1 { "" } else { "s" },
+        conflicts.join("\n")
+    ))
+}
+
+/// Takes the fields of `obj` that differ from `old` away from every other manager's entry
+/// (what an update, or a forced apply, does to ownership).
+fn transfer(entries: &mut [Value], obj: &Value, old: &Value, status_only: bool) {
+    let changed: Vec<Path> = leaf_paths(&owned(obj, status_only))
+        .into_iter()
+        .filter(|p| at(obj, p) != at(old, p))
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    for e in entries.iter_mut() {
+        let left: Vec<Path> = leaf_paths(&e["fieldsV1"])
+            .into_iter()
+            .filter(|q| !changed.iter().any(|c| overlaps(c, q)))
+            .collect();
+        e["fieldsV1"] = set_of(&left);
+    }
+}
+
 /// Server-side apply's removal rule: fields `manager` applied before but leaves out of
 /// `applied` now are removed from `obj`, unless another manager also owns them.
 pub fn prune_unapplied(obj: &mut Value, manager: &str, applied: &Value, status_only: bool) {
@@ -226,6 +284,11 @@ pub fn record(obj: &mut Value, old: Option<&Value>, w: &Write, api_version: &str
         .into_iter()
         .filter(|e| !is_same_entry(e, &w.manager, operation, status_only))
         .collect();
+    if let Some(old) = old {
+        transfer(&mut entries, obj, old, status_only);
+        // A manager whose every field went elsewhere no longer appears.
+        entries.retain(|e| !leaf_paths(&e["fieldsV1"]).is_empty());
+    }
     entries.push(entry);
     obj["metadata"]["managedFields"] = json!(entries);
 }

@@ -217,6 +217,10 @@ fn resource(
             if kind == PatchKind::Apply {
                 w.applied = serde_json::from_slice(&req.body).ok();
                 if let Some(applied) = &w.applied {
+                    if q("force") != "true" {
+                        managed::apply_conflicts(&current, &w.manager, applied, part == Part::Status)
+                            .map_err(|why| ApiError::conflict(rt, name, &why))?;
+                    }
                     managed::prune_unapplied(&mut new, &w.manager, applied, part == Part::Status);
                 }
             }

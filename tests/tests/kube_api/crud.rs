@@ -291,6 +291,28 @@ async fn patches_merge_json_and_apply() {
         .await
         .expect("apply fewer fields");
     assert_eq!(pruned.data, Some([("b".to_string(), "1".to_string())].into()));
+    // Another manager's field: applying a different value conflicts unless forced.
+    let other = PatchParams {
+        field_manager: Some("other".into()),
+        ..PatchParams::default()
+    };
+    api.patch("applied", &other, &Patch::Merge(json!({"data": {"c": "theirs"}})))
+        .await
+        .expect("merge patch by another manager");
+    let grab = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"b": "1", "c": "mine"}});
+    let polite = PatchParams::apply("lifeboat-test");
+    assert_eq!(
+        code(api.patch("applied", &polite, &Patch::Apply(&grab)).await),
+        (409, "Conflict".into())
+    );
+    let forced = api
+        .patch("applied", &pp, &Patch::Apply(&grab))
+        .await
+        .expect("forced apply");
+    assert_eq!(
+        forced.data.as_ref().and_then(|d| d.get("c")).map(String::as_str),
+        Some("mine")
+    );
 }
 
 #[tokio::test]
