@@ -168,7 +168,18 @@ fn resource(
             Method::GET => {
                 let limit = q("limit").parse::<usize>().ok().filter(|l| *l > 0);
                 let cont = Some(q("continue")).filter(|c| !c.is_empty());
-                store.list(rt, &filter, limit, cont).map(|v| Reply::Json(200, v))
+                // Only `resourceVersionMatch=Exact` pins a list to an old version; otherwise any
+                // version not older than the one given is fine, and the latest is that.
+                let at = match (q("resourceVersionMatch"), q("resourceVersion")) {
+                    ("Exact", v) => Some(
+                        v.parse::<u64>()
+                            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))?,
+                    ),
+                    _ => None,
+                };
+                store
+                    .list(rt, &filter, limit, cont, at)
+                    .map(|v| Reply::Json(200, v))
             }
             Method::POST if !no_ns => store
                 .create(rt, ns, body_json()?, &w)

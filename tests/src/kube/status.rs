@@ -141,6 +141,11 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
+    /// 504: a list at a resourceVersion the server has not reached.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "Timeout", message)
+    }
+
     /// 415: unsupported patch content type.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self::new(415, "UnsupportedMediaType", message)

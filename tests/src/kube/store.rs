@@ -204,13 +204,16 @@ impl Store {
             .filter(move |(k, o)| k.0 == rt.storage_group && k.1 == rt.plural && filter.matches(k, o))
     }
 
-    /// A list response, paginated with `limit` and an opaque `continue` token.
+    /// A list response, paginated with `limit` and an opaque `continue` token. Pages after
+    /// the first, and lists at an exact `at` resourceVersion, show the objects as they were at
+    /// that version (from the history), as etcd-backed lists do.
     pub fn list(
         &self,
         rt: &ResourceType,
         filter: &Filter,
         limit: Option<usize>,
         cont: Option<&str>,
+        at: Option<u64>,
     ) -> Result<Value, ApiError> {
         let (list_rv, after) = match cont.filter(|c| !c.is_empty()) {
             Some(c) => {
@@ -222,12 +225,29 @@ impl Store {
                 }
                 (rv, Some((ns, name)))
             }
-            None => (self.rv, None),
+            None => (at.unwrap_or(self.rv), None),
         };
+        if list_rv > self.rv {
+            return Err(ApiError::timeout(format!(
+                "Too large resource version: {list_rv}, current: {}",
+                self.rv
+            )));
+        }
+        if list_rv < self.history_start {
+            return Err(ApiError::expired(format!(
+                "too old resource version: {list_rv} ({})",
+                self.history_start
+            )));
+        }
+        let snapshot = self.snapshot_at(list_rv);
+        let objects = snapshot.as_ref().unwrap_or(&self.objects);
         let mut items = Vec::new();
         let mut remaining = 0usize;
         let mut last: Option<&Key> = None;
-        for (k, o) in self.matching(rt, filter) {
+        let selected = objects
+            .iter()
+            .filter(|(k, o)| k.0 == rt.storage_group && k.1 == rt.plural && filter.matches(k, o));
+        for (k, o) in selected {
             if let Some((ns, name)) = &after
                 && (&k.2, &k.3) <= (ns, name)
             {
@@ -253,6 +273,26 @@ impl Store {
             "metadata": meta,
             "items": items,
         }))
+    }
+
+    /// The objects as they were at `rv` (`None`: that is now), undoing later history.
+    fn snapshot_at(&self, rv: u64) -> Option<BTreeMap<Key, Value>> {
+        if rv >= self.rv {
+            return None;
+        }
+        let mut objects = self.objects.clone();
+        for e in self.history.iter().rev().take_while(|e| e.rv > rv) {
+            match (&e.kind, &e.old) {
+                (EventKind::Added, _) => {
+                    objects.remove(&e.key);
+                }
+                (_, Some(old)) => {
+                    objects.insert(e.key.clone(), old.clone());
+                }
+                (_, None) => {}
+            }
+        }
+        Some(objects)
     }
 
     /// Starts a watch: the events after `from` (or synthetic ADDED events for everything, when

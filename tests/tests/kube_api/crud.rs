@@ -214,6 +214,13 @@ async fn pagination_with_limit_and_continue() {
         assert!(page.items.len() <= 2);
         pages += 1;
         seen.extend(page.iter().map(|o| o.name_any()).filter(|n| n.starts_with("cm-")));
+        if pages == 1 {
+            // Later pages show the list's snapshot: changes made meanwhile do not show.
+            api.delete("cm-4", &DeleteParams::default())
+                .await
+                .expect("delete");
+            create_cm(&api, "cm-9", json!({})).await;
+        }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => lp = lp.continue_token(&token),
             None => break,
@@ -221,6 +228,37 @@ async fn pagination_with_limit_and_continue() {
     }
     assert!(pages >= 3);
     assert_eq!(seen, ["cm-0", "cm-1", "cm-2", "cm-3", "cm-4"]);
+}
+
+#[tokio::test]
+async fn list_at_an_exact_resource_version() {
+    let (c, ns) = cluster_ns("exact").await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
+    create_cm(&api, "old", json!({"test": "exact"})).await;
+    let lp = ListParams::default().labels("test=exact");
+    let rv = api
+        .list(&lp)
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
+    create_cm(&api, "new", json!({"test": "exact"})).await;
+    api.delete("old", &DeleteParams::default()).await.expect("delete");
+    let then = api
+        .list(&lp.clone().at(&rv).matching(kube::api::VersionMatch::Exact))
+        .await
+        .expect("list at rv");
+    let names: Vec<String> = then.iter().map(|o| o.name_any()).collect();
+    assert_eq!(names, ["old"]);
+    let now: Vec<String> = api
+        .list(&lp)
+        .await
+        .expect("list")
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
+    assert_eq!(now, ["new"]);
 }
 
 #[tokio::test]
