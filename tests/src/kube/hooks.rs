@@ -7,6 +7,7 @@ use super::crd;
 use super::gc::{self, Propagation};
 use super::managed::Write;
 use super::registry::ResourceType;
+use super::schema;
 use super::status::ApiError;
 use super::store::{EventKind, Key, Store};
 use super::validate;
@@ -17,6 +18,7 @@ fn is(rt: &ResourceType, group: &str, plural: &str) -> bool {
 
 /// Defaults and validation on create.
 pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+    custom_schema(store, rt, obj)?;
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
     if is(rt, "", "secrets") && obj["type"].is_null() {
         obj["type"] = json!("Opaque");
@@ -51,6 +53,36 @@ pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Resul
     Ok(())
 }
 
+/// Prunes, defaults and validates a custom resource by its CRD version's schema.
+fn custom_schema(store: &Store, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(crd_name) = &rt.crd else {
+        return Ok(());
+    };
+    let key: Key = (
+        "apiextensions.k8s.io".into(),
+        "customresourcedefinitions".into(),
+        String::new(),
+        crd_name.clone(),
+    );
+    let schema = store
+        .objects
+        .get(&key)
+        .and_then(|crd| {
+            crd["spec"]["versions"]
+                .as_array()?
+                .iter()
+                .find(|v| v["name"] == json!(rt.version))
+                .map(|v| v["schema"]["openAPIV3Schema"].clone())
+        })
+        .unwrap_or(Value::Null);
+    let errs = schema::apply(obj, &schema);
+    if errs.is_empty() {
+        return Ok(());
+    }
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    Err(ApiError::invalid(rt, &name, &errs))
+}
+
 /// A placeholder CA bundle for the `kube-root-ca.crt` ConfigMap (nothing verifies it).
 const ROOT_CA: &str =
     "-----BEGIN CERTIFICATE-----\nbGlmZWJvYXQgdGVzdCBzZXJ2ZXIgcGxhY2Vob2xkZXI=\n-----END CERTIFICATE-----\n";
@@ -81,12 +113,8 @@ pub fn after_create(store: &mut Store, rt: &ResourceType, obj: &Value) {
 }
 
 /// Immutable fields and server-maintained status on update.
-pub fn on_update(
-    _store: &mut Store,
-    rt: &ResourceType,
-    old: &Value,
-    new: &mut Value,
-) -> Result<(), ApiError> {
+pub fn on_update(store: &mut Store, rt: &ResourceType, old: &Value, new: &mut Value) -> Result<(), ApiError> {
+    custom_schema(store, rt, new)?;
     if is(rt, "", "secrets") && new["type"].is_null() {
         new["type"] = json!("Opaque");
     }

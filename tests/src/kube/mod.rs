@@ -36,6 +36,7 @@ pub mod real;
 mod registry;
 mod routes;
 mod scale;
+mod schema;
 mod selectors;
 mod server;
 mod status;

@@ -230,3 +230,46 @@ async fn dynamic_api_list_get_create_patch() {
         .collect();
     assert!(names.contains(&"dyn".to_string()));
 }
+
+#[tokio::test]
+async fn custom_resources_are_pruned_defaulted_and_validated() {
+    let (c, ns) = cluster_ns("schema").await;
+    let group = format!("{}.schema.lifeboat.dev", ns.replace('-', ""));
+    let def: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": format!("knobs.{group}")},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"plural": "knobs", "singular": "knob", "kind": "Knob", "listKind": "KnobList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {"type": "object", "required": ["size"], "properties": {
+                    "size": {"type": "integer"},
+                    "mode": {"type": "string", "default": "fast", "enum": ["fast", "slow"]}
+                }}}
+            }}}]
+        }
+    }))
+    .expect("crd");
+    install_crd(c.client(), &def).await;
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Knob"), "knobs");
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client(), &ns, &ar);
+    let mut good = DynamicObject::new("k", &ar);
+    good.data = json!({"spec": {"size": 2, "unknown": true}, "extra": 1});
+    let made = api.create(&PostParams::default(), &good).await.expect("create");
+    assert_eq!(
+        made.data["spec"],
+        json!({"size": 2, "mode": "fast"}),
+        "pruned and defaulted"
+    );
+    assert!(made.data.get("extra").is_none());
+    let mut wrong = DynamicObject::new("w", &ar);
+    wrong.data = json!({"spec": {"size": "big"}});
+    assert_eq!(code(api.create(&PostParams::default(), &wrong).await).0, 422);
+    let mut missing = DynamicObject::new("m", &ar);
+    missing.data = json!({"spec": {"mode": "slow"}});
+    assert_eq!(code(api.create(&PostParams::default(), &missing).await).0, 422);
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client());
+    crds.delete(&def.name_any(), &DeleteParams::default())
+        .await
+        .expect("delete CRD");
+}
