@@ -115,3 +115,83 @@ pub fn resources(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     };
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
 }
+
+/// The media type of aggregated discovery (apidiscovery.k8s.io/v2), stable since 1.30.
+pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an `Accept` header asks for aggregated discovery.
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=APIGroupDiscoveryList") && first.contains("v=v2;"))
+}
+
+fn gvk(group: &str, version: &str, kind: &str) -> Value {
+    json!({"group": group, "version": version, "kind": kind})
+}
+
+fn aggregated_resource(r: &ResourceType) -> Value {
+    let mut subs = Vec::new();
+    if r.status {
+        subs.push(
+            json!({"subresource": "status", "responseKind": gvk(&r.group, &r.version, &r.kind),
+                         "verbs": ["get", "patch", "update"]}),
+        );
+    }
+    if r.scale.is_some() {
+        subs.push(
+            json!({"subresource": "scale", "responseKind": gvk("autoscaling", "v1", "Scale"),
+                         "verbs": ["get", "patch", "update"]}),
+        );
+    }
+    let mut d = json!({
+        "resource": r.plural,
+        "responseKind": gvk(&r.group, &r.version, &r.kind),
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+    });
+    if !r.short_names.is_empty() {
+        d["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        d["categories"] = json!(r.categories);
+    }
+    if !subs.is_empty() {
+        d["subresources"] = json!(subs);
+    }
+    d
+}
+
+fn aggregated_group(reg: &Registry, group: &str, versions: &[String]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let resources: Vec<Value> = reg
+                .all()
+                .filter(|r| r.group == group && &r.version == v)
+                .map(aggregated_resource)
+                .collect();
+            json!({"version": v, "resources": resources, "freshness": "Current"})
+        })
+        .collect();
+    let mut g = json!({"metadata": {}, "versions": versions});
+    if !group.is_empty() {
+        g["metadata"]["name"] = json!(group);
+    }
+    g
+}
+
+/// Aggregated discovery: `/api` (`core`) or `/apis` as one APIGroupDiscoveryList.
+pub fn aggregated(reg: &Registry, core: bool) -> Value {
+    let items: Vec<Value> = if core {
+        vec![aggregated_group(reg, "", &["v1".to_string()])]
+    } else {
+        reg.groups()
+            .iter()
+            .map(|(g, vs)| aggregated_group(reg, g, vs))
+            .collect()
+    };
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}

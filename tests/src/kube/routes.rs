@@ -30,6 +30,8 @@ pub(crate) struct Req {
     pub(crate) body: Bytes,
     /// For the default field manager.
     pub(crate) user_agent: String,
+    /// For aggregated discovery.
+    pub(crate) accept: String,
 }
 
 /// What to answer.
@@ -37,6 +39,8 @@ pub(crate) enum Reply {
     Json(u16, Value),
     Text(String),
     Watch(Box<WatchParams>),
+    /// JSON with a particular media type (aggregated discovery).
+    Typed(&'static str, Value),
 }
 
 pub(crate) fn dispatch(shared: &Shared, req: &Req) -> Result<Reply, ApiError> {
@@ -51,6 +55,14 @@ pub(crate) fn dispatch(shared: &Shared, req: &Req) -> Result<Reply, ApiError> {
     match segs.as_slice() {
         ["version"] if get => Ok(Reply::Json(200, discovery::version())),
         ["healthz" | "readyz" | "livez"] if get => Ok(Reply::Text("ok".into())),
+        ["api"] if get && discovery::wants_aggregated(&req.accept) => Ok(Reply::Typed(
+            discovery::AGGREGATED,
+            discovery::aggregated(reg, true),
+        )),
+        ["apis"] if get && discovery::wants_aggregated(&req.accept) => Ok(Reply::Typed(
+            discovery::AGGREGATED,
+            discovery::aggregated(reg, false),
+        )),
         ["api"] if get => Ok(Reply::Json(
             200,
             discovery::core_versions(&shared.addr.to_string()),

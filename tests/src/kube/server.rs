@@ -278,7 +278,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let req = Req {
+        accept,
         user_agent,
         method: parts.method,
         path: parts.uri.path().to_string(),
@@ -288,6 +295,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     };
     Ok(match dispatch(&shared, &req) {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
+        Ok(Reply::Typed(media, v)) => full(200, media, serde_json::to_vec(&v).unwrap_or_default()),
         Ok(Reply::Text(t)) => full(200, "text/plain", t.into_bytes()),
         Ok(Reply::Watch(p)) => start_watch(&shared, *p),
         Err(e) => error_response(&e),

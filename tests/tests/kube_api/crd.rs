@@ -273,3 +273,29 @@ async fn custom_resources_are_pruned_defaulted_and_validated() {
         .await
         .expect("delete CRD");
 }
+
+#[tokio::test]
+async fn aggregated_discovery_matches_the_classic_one() {
+    let c = cluster().await;
+    let classic = Discovery::new(c.client()).run().await.expect("discovery");
+    let aggregated = Discovery::new(c.client())
+        .run_aggregated()
+        .await
+        .expect("aggregated discovery");
+    // Other tests' CRDs may come and go between the two runs on a shared cluster.
+    for group in classic.groups().filter(|g| !g.name().ends_with(".lifeboat.dev")) {
+        let other = aggregated
+            .get(group.name())
+            .unwrap_or_else(|| panic!("group {:?} missing from aggregated discovery", group.name()));
+        let kinds = |g: &kube::discovery::ApiGroup| {
+            let mut k: Vec<String> = g
+                .recommended_resources()
+                .into_iter()
+                .map(|(ar, _)| ar.kind)
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(kinds(group), kinds(other), "group {:?}", group.name());
+    }
+}
