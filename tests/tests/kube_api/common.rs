@@ -109,3 +109,13 @@ pub async fn install_crd(client: kube::Client, crd: &CustomResourceDefinition) {
     })
     .await;
 }
+
+/// Discovery, retried: on a shared cluster another test's CRD can vanish between the group
+/// list and the group's resource list, which fails one run.
+pub async fn discover(client: kube::Client) -> kube::discovery::Discovery {
+    eventually("a complete discovery", 30, || {
+        let client = client.clone();
+        async move { kube::discovery::Discovery::new(client).run().await.ok() }
+    })
+    .await
+}

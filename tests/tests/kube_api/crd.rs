@@ -15,7 +15,7 @@ use crate::common::*;
 #[tokio::test]
 async fn discovery_lists_the_builtin_resources() {
     let c = cluster().await;
-    let d = Discovery::new(c.client()).run().await.expect("discovery");
+    let d = discover(c.client()).await;
     for (group, kind, namespaced) in [
         ("", "ConfigMap", true),
         ("", "Namespace", false),
@@ -83,7 +83,7 @@ async fn crd_is_served_while_it_exists() {
         let client = c.client();
         let group = group.clone();
         async move {
-            let d = Discovery::new(client).run().await.ok()?;
+            let d = discover(client).await;
             d.has_group(&group).then_some(d)
         }
     })
@@ -122,7 +122,7 @@ async fn crd_is_served_while_it_exists() {
             .then_some(())
     })
     .await;
-    let d = Discovery::new(c.client()).run().await.expect("discovery");
+    let d = discover(c.client()).await;
     assert!(
         !d.has_group(&group),
         "group still discovered after the CRD was deleted"
@@ -277,7 +277,7 @@ async fn custom_resources_are_pruned_defaulted_and_validated() {
 #[tokio::test]
 async fn aggregated_discovery_matches_the_classic_one() {
     let c = cluster().await;
-    let classic = Discovery::new(c.client()).run().await.expect("discovery");
+    let classic = discover(c.client()).await;
     let aggregated = Discovery::new(c.client())
         .run_aggregated()
         .await
