@@ -15,7 +15,7 @@ packages=(
   # NFS server and a userspace client
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils
   # tools the tests and benchmarks call
-  openssl age zstd restic util-linux procps
+  openssl age zstd restic util-linux procps time
 )
 
 missing=()
@@ -31,4 +31,15 @@ if ((${#missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Azure Blob emulator (Microsoft's Azurite, from npm) and the Python SDK the harness uses to
+# create containers in it.
+if ! command -v azurite-blob >/dev/null 2>&1; then
+  echo "install-deps: installing azurite" >&2
+  npm install -g --silent azurite@3.37.0 >/dev/null
+fi
+if ! python3 -c "import azure.storage.blob" >/dev/null 2>&1; then
+  echo "install-deps: installing azure-storage-blob" >&2
+  python3 -m pip install -q azure-storage-blob==12.26.0 >/dev/null
 fi

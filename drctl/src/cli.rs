@@ -1,5 +1,7 @@
 //! The command line surface, following kubectl's habits (`--context`, `-n`, `-o`).
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Keep Kubernetes clusters' data alive through disasters.
@@ -17,7 +19,7 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Path to the kubeconfig file (defaults to $KUBECONFIG, then ~/.kube/config).
     #[arg(long, global = true, env = "KUBECONFIG")]
-    pub kubeconfig: Option<std::path::PathBuf>,
+    pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use.
     #[arg(long, global = true)]
     pub context: Option<String>,
@@ -27,10 +29,13 @@ pub struct GlobalArgs {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Never show progress bars.
+    #[arg(long, global = true)]
+    pub quiet: bool,
 }
 
 /// How results are printed.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     /// Aligned columns for people.
     Table,
@@ -40,22 +45,52 @@ pub enum Output {
     Yaml,
 }
 
-/// A command group's not-yet-parsed arguments.
-#[derive(Debug, Args)]
-pub struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
+/// Where the repository is and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub struct RepoArgs {
+    /// Repository: a path, file:///path, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix.
+    #[arg(long, env = "DRCTL_REPO")]
+    pub repo: String,
+    /// S3 endpoint for non-AWS services such as Ceph RGW or MinIO (AWS_ENDPOINT_URL also works).
+    #[arg(long, env = "DRCTL_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (AWS_REGION also works).
+    #[arg(long)]
+    pub s3_region: Option<String>,
+}
+
+/// How to open the repository.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// age identity file or unencrypted OpenSSH private key that opens the repository.
+    #[arg(long, env = "DRCTL_IDENTITY")]
+    pub identity: Option<PathBuf>,
+    /// File whose first line is the repository passphrase.
+    #[arg(long, env = "DRCTL_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// The command groups.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create, inspect, check and prune backup repositories.
-    Repo(Pending),
-    /// Back up files, Kubernetes objects or volumes.
-    Backup(Pending),
-    /// Restore from a backup or snapshot.
-    Restore(Pending),
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Back up files (later: Kubernetes objects and volumes).
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// List the snapshots in a repository.
+    Snapshots {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// Remove snapshots by a retention policy (data goes with `repo prune`).
+    Forget(ForgetArgs),
+    /// Restore from a snapshot.
+    #[command(subcommand)]
+    Restore(RestoreCommand),
     /// Manage scheduled backups and their retention.
     Schedule(Pending),
     /// Snapshot and restore etcd.
@@ -68,18 +103,177 @@ pub enum Command {
     Drill(Pending),
 }
 
-impl Command {
-    /// The group's name and what will build it.
-    pub fn not_built(&self) -> (&'static str, &'static str) {
-        match self {
-            Command::Repo(_) => ("repo", "the backup engine, issue #3"),
-            Command::Backup(_) => ("backup", "the backup engine, issue #3"),
-            Command::Restore(_) => ("restore", "the backup engine, issue #3"),
-            Command::Schedule(_) => ("schedule", "the controller, issue #5"),
-            Command::Etcd(_) => ("etcd", "etcd snapshots, issue #6"),
-            Command::Cluster(_) => ("cluster", "federation, not yet scheduled"),
-            Command::Failover(_) => ("failover", "federation, not yet scheduled"),
-            Command::Drill(_) => ("drill", "federation, not yet scheduled"),
-        }
+/// `drctl repo …`
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create a repository; prints its id.
+    Init {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Public key that may open the repository: age (age1…) or SSH (ssh-ed25519 …). Repeatable.
+        #[arg(long = "recipient")]
+        recipients: Vec<String>,
+        /// File whose first line is a passphrase that may open the repository.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// zstd compression level.
+        #[arg(long, default_value_t = 1)]
+        compression_level: i32,
+    },
+    /// Manage the user keys that open the repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Verify the repository's structure, and with --read-data every byte.
+    Check {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Download and verify every pack.
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Sizes and counts.
+    Stats {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// Remove locks left by crashed processes (expired ones; with --all, every lock).
+    Unlock {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Also remove live locks: only after making sure their holders are gone.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete data no snapshot references (takes an exclusive lock).
+    Prune {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Print the plan without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `drctl repo key …`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Let one more user key open the repository.
+    Add {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The new key: age (age1…) or SSH public key.
+        #[arg(long, conflicts_with = "new_passphrase_file")]
+        recipient: Option<String>,
+        /// The new key: a passphrase in this file.
+        #[arg(long)]
+        new_passphrase_file: Option<PathBuf>,
+    },
+    /// List the user keys.
+    List {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// Remove a user key (never the last one).
+    Remove {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The key id, from `repo key list`.
+        id: String,
+    },
+}
+
+/// `drctl backup …`
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back up files and directories; prints the snapshot id.
+    Files {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Paths to back up.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Tag the snapshot (key=value, repeatable).
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Read every file, even those unchanged since the last snapshot.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `drctl restore …`
+#[derive(Debug, Subcommand)]
+pub enum RestoreCommand {
+    /// Restore a files snapshot into a directory.
+    Files {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Snapshot id, unique prefix, or `latest`.
+        snapshot: String,
+        /// Directory to restore into (created if missing).
+        #[arg(long)]
+        target: PathBuf,
+        /// Only restore paths matching this glob (repeatable).
+        #[arg(long)]
+        include: Vec<String>,
+    },
+}
+
+/// `drctl forget …`
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Keep the N most recent snapshots.
+    #[arg(long, default_value_t = 0)]
+    pub keep_last: u32,
+    /// Keep the newest snapshot of each of the last N hours that have one.
+    #[arg(long, default_value_t = 0)]
+    pub keep_hourly: u32,
+    /// Keep the newest snapshot of each of the last N days that have one.
+    #[arg(long, default_value_t = 0)]
+    pub keep_daily: u32,
+    /// Keep the newest snapshot of each of the last N weeks that have one.
+    #[arg(long, default_value_t = 0)]
+    pub keep_weekly: u32,
+    /// Keep the newest snapshot of each of the last N months that have one.
+    #[arg(long, default_value_t = 0)]
+    pub keep_monthly: u32,
+    /// Print what would be removed without removing it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A command group's not-yet-parsed arguments.
+#[derive(Debug, Args)]
+pub struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("tag {s:?} must be key=value")),
     }
 }

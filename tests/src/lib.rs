@@ -12,14 +12,17 @@
 //! # Ok::<(), lifeboat_tests::HarnessError>(())
 //! ```
 
+pub mod faults;
 pub mod kube;
 pub mod process;
+pub mod repos;
 mod s3;
 pub mod services;
 pub mod shared;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub use services::azurite::{Azurite, azurite};
 pub use services::ceph::{Ceph, Rgw, ceph};
 pub use services::etcd::{Etcd, EtcdTls};
 pub use services::nfs::{Nfs, NfsDir, nfs};

@@ -123,8 +123,16 @@ fn build(location: &Location, options: &StoreOptions) -> Result<Arc<dyn ObjectSt
                 .with_container_name(container)
                 .with_retry(options.retry_config())
                 .with_client_options(options.client_options());
-            if options.azure_use_emulator {
-                b = b.with_use_emulator(true);
+            if let Some(endpoint) = &options.azure_endpoint {
+                b = b
+                    .with_endpoint(endpoint.clone())
+                    .with_allow_http(endpoint.starts_with("http://"));
+            }
+            if let Some(account) = &options.azure_account {
+                b = b.with_account(account);
+            }
+            if let Some(key) = &options.azure_access_key {
+                b = b.with_access_key(key.expose());
             }
             scoped(Arc::new(b.build().map_err(|e| configure("az", e))?), prefix)
         }

@@ -40,8 +40,13 @@ pub struct StoreOptions {
     pub access_key_id: Option<String>,
     /// S3 secret access key.
     pub secret_access_key: Option<Secret>,
-    /// Talk to Azurite with its well-known development account.
-    pub azure_use_emulator: bool,
+    /// Azure Blob endpoint, for Azurite or sovereign clouds
+    /// (`http://127.0.0.1:10000/devstoreaccount1`); `AZURE_STORAGE_ENDPOINT` also works.
+    pub azure_endpoint: Option<String>,
+    /// Azure storage account name.
+    pub azure_account: Option<String>,
+    /// Azure storage account key.
+    pub azure_access_key: Option<Secret>,
     /// Attempts for throttled (429/503) or failed (5xx, connection) requests.
     pub max_retries: usize,
     /// Deadline for one request, retries excluded.
@@ -55,7 +60,9 @@ impl Default for StoreOptions {
             s3_region: None,
             access_key_id: None,
             secret_access_key: None,
-            azure_use_emulator: false,
+            azure_endpoint: None,
+            azure_account: None,
+            azure_access_key: None,
             max_retries: 10,
             request_timeout: Duration::from_secs(120),
         }

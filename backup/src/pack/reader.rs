@@ -1,0 +1,138 @@
+//! Reading blobs back out of a downloaded pack.
+
+use super::PackedBlob;
+use super::writer::Trailer;
+use crate::blob::{BlobId, BlobKind, PackId, decompress};
+use crate::crypto::{CryptoError, RepoKey};
+
+/// Why a pack or a blob in it could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    /// Decryption failed: the pack was altered or is not ours.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The pack's bytes do not hash to its name.
+    #[error("pack {key}: content does not match its name (corrupted in storage)")]
+    WrongHash {
+        /// The pack's object key.
+        key: String,
+    },
+    /// A blob's frame is outside the pack or does not decode.
+    #[error("pack {key}: blob {blob}: {message}")]
+    Blob {
+        /// The pack's object key.
+        key: String,
+        /// The blob.
+        blob: BlobId,
+        /// What is wrong.
+        message: String,
+    },
+    /// The trailer listing the pack's blobs is missing or unreadable.
+    #[error("pack {key}: no readable blob list: {message}")]
+    Trailer {
+        /// The pack's object key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A decrypted pack.
+pub struct OpenPack {
+    key: String,
+    plaintext: Vec<u8>,
+}
+
+impl OpenPack {
+    /// Verifies and decrypts a pack downloaded from `key`.
+    pub fn open(repo_key: &RepoKey, id: &PackId, key: &str, bytes: &[u8]) -> Result<Self, PackError> {
+        if PackId::of(bytes) != *id {
+            return Err(PackError::WrongHash { key: key.to_string() });
+        }
+        let plaintext = repo_key.decrypt(bytes, key)?;
+        Ok(Self {
+            key: key.to_string(),
+            plaintext,
+        })
+    }
+
+    /// One blob's content, verified against its id.
+    pub fn blob(&self, entry: &PackedBlob, chunk_id_key: &[u8; 32]) -> Result<Vec<u8>, PackError> {
+        let bad = |message: String| PackError::Blob {
+            key: self.key.clone(),
+            blob: entry.id,
+            message,
+        };
+        let start = entry.offset as usize;
+        let end = start + entry.length as usize;
+        let frame = self
+            .plaintext
+            .get(start..end)
+            .ok_or_else(|| bad(format!("frame {start}..{end} is outside the pack")))?;
+        let data = decompress(frame, entry.raw_length as usize).map_err(|e| bad(e.to_string()))?;
+        if BlobId::keyed(chunk_id_key, &data) != entry.id {
+            return Err(bad("content does not match its id".to_string()));
+        }
+        Ok(data)
+    }
+
+    /// The blob list recorded in the pack itself (for rebuilding an index).
+    pub fn trailer(&self) -> Result<(BlobKind, Vec<PackedBlob>), PackError> {
+        let bad = |message: &str| PackError::Trailer {
+            key: self.key.clone(),
+            message: message.to_string(),
+        };
+        // The trailer is the last frame: scan back for a skippable-frame header whose length
+        // reaches exactly to the end of the plaintext.
+        let p = &self.plaintext;
+        let mut pos = p.len().checked_sub(8).ok_or_else(|| bad("pack too short"))?;
+        loop {
+            if p[pos..pos + 4] == 0x184D_2A5Bu32.to_le_bytes() {
+                let len = u32::from_le_bytes([p[pos + 4], p[pos + 5], p[pos + 6], p[pos + 7]]) as usize;
+                if pos + 8 + len == p.len() {
+                    let t: Trailer =
+                        serde_json::from_slice(&p[pos + 8..]).map_err(|e| bad(&e.to_string()))?;
+                    return Ok((t.kind, t.blobs));
+                }
+            }
+            pos = pos.checked_sub(1).ok_or_else(|| bad("no trailer frame"))?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::{Compression, compress};
+    use crate::pack::PackWriter;
+
+    #[test]
+    fn blobs_round_trip_and_the_trailer_lists_them() {
+        let key = RepoKey::generate();
+        let mut w = PackWriter::new(&key, BlobKind::Data, 0).unwrap();
+        let blobs: Vec<Vec<u8>> = vec![b"alpha".repeat(1000), vec![9u8; 70_000], b"x".to_vec()];
+        for b in &blobs {
+            w.add(
+                BlobId::keyed(key.chunk_id_key(), b),
+                &compress(b, Compression::default()),
+                b.len(),
+            )
+            .unwrap();
+        }
+        let sealed = w.seal().unwrap();
+        let open = OpenPack::open(&key, &sealed.id, "p", &sealed.bytes).unwrap();
+        for (entry, data) in sealed.blobs.iter().zip(&blobs) {
+            assert_eq!(&open.blob(entry, key.chunk_id_key()).unwrap(), data);
+        }
+        let (kind, listed) = open.trailer().unwrap();
+        assert_eq!(kind, BlobKind::Data);
+        assert_eq!(listed, sealed.blobs);
+
+        let mut bad = sealed.bytes.to_vec();
+        bad[100] ^= 1;
+        assert!(matches!(
+            OpenPack::open(&key, &sealed.id, "p", &bad),
+            Err(PackError::WrongHash { .. })
+        ));
+    }
+}

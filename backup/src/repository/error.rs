@@ -1,0 +1,169 @@
+//! Repository errors: each names the repository or object involved and, where there is one,
+//! the fix.
+
+use crate::crypto::CryptoError;
+use crate::pack::PackError;
+
+/// Why a repository operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// No `config` at the URL.
+    #[error(
+        "{url} is not a Lifeboat repository (no config object); create one with `drctl repo init --repo {url}`"
+    )]
+    NotARepository {
+        /// The URL.
+        url: String,
+    },
+    /// `init` on an existing repository.
+    #[error("{url} already holds a repository; nothing was written")]
+    AlreadyExists {
+        /// The URL.
+        url: String,
+    },
+    /// `init` without any user key.
+    #[error("no user key given: pass --recipient AGE_OR_SSH_PUBLIC_KEY or --passphrase-file FILE")]
+    NoRecipients,
+    /// Opening without any key source.
+    #[error(
+        "no key given to open {url}: pass --identity FILE (or set DRCTL_IDENTITY) or --passphrase-file FILE"
+    )]
+    NoKeyGiven {
+        /// The URL.
+        url: String,
+    },
+    /// No given key opens any `keys/` entry.
+    #[error(
+        "none of the keys tried ({tried}) opens repository {url} ({key_count} keys stored); check the identity or passphrase"
+    )]
+    WrongKey {
+        /// The URL.
+        url: String,
+        /// The key sources tried (paths, never contents).
+        tried: String,
+        /// How many `keys/` entries exist.
+        key_count: usize,
+    },
+    /// Bad init options.
+    #[error("invalid repository options: {0}")]
+    InvalidOptions(String),
+    /// An object that should exist does not.
+    #[error("object {key} not found in {url}")]
+    NotFound {
+        /// The object key.
+        key: String,
+        /// The repository URL.
+        url: String,
+    },
+    /// The object store failed (after retries).
+    #[error("{op} {key} in {url}: {message}")]
+    Store {
+        /// What was being done.
+        op: &'static str,
+        /// The object key.
+        key: String,
+        /// The repository URL.
+        url: String,
+        /// What the store said.
+        message: String,
+    },
+    /// An object's content is not what the format says.
+    #[error("{object}: {message}")]
+    Corrupt {
+        /// The object key.
+        object: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Encryption or decryption failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// A pack could not be read.
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    /// A snapshot id matched nothing.
+    #[error("no snapshot {id} in {url}; list them with `drctl snapshots --repo {url}`")]
+    SnapshotNotFound {
+        /// What was asked for.
+        id: String,
+        /// The URL.
+        url: String,
+    },
+    /// A snapshot prefix matched several.
+    #[error("snapshot prefix {prefix} matches several snapshots; give more digits")]
+    AmbiguousSnapshot {
+        /// The prefix.
+        prefix: String,
+    },
+    /// A blob a snapshot needs is not in the index.
+    #[error("blob {blob} is not in the index of {url} (the repository is damaged; run `drctl repo check`)")]
+    MissingBlob {
+        /// The blob id.
+        blob: String,
+        /// The URL.
+        url: String,
+    },
+    /// Someone else holds a conflicting lock.
+    #[error("{url} is locked: {holder}. Wait for it to finish; a crashed holder's lock expires at {expires}")]
+    Locked {
+        /// The URL.
+        url: String,
+        /// Who holds it.
+        holder: String,
+        /// When it expires.
+        expires: String,
+    },
+    /// A key operation that would lock everyone out.
+    #[error("{0}")]
+    KeyRefused(String),
+    /// Local I/O failed (reading files to back up, writing restored files).
+    #[error("{path}: {message}")]
+    Io {
+        /// The local path.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// A background task failed to run.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl RepoError {
+    pub(crate) fn store(op: &'static str, key: &str, url: &str, e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { .. } => Self::NotFound {
+                key: key.to_string(),
+                url: url.to_string(),
+            },
+            other => Self::Store {
+                op,
+                key: key.to_string(),
+                url: url.to_string(),
+                message: store_message(&other),
+            },
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path, e: std::io::Error) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The store's own message, with the error chain but without repeating the object path.
+fn store_message(e: &object_store::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg
+}

@@ -1,0 +1,107 @@
+//! User keys of a repository: add, list, remove, and unlocking with them.
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+
+use super::objects::Objects;
+use super::{Config, RepoError, Repository};
+use crate::blob::Id;
+use crate::crypto::{KeyType, RepoKey, UserKey, UserRecipient};
+
+/// One `keys/` entry, as `repo key list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    /// Its id (the object name).
+    pub id: String,
+    /// What kind of user key opens it.
+    pub key_type: KeyType,
+    /// When it was written.
+    pub created: DateTime<Utc>,
+    /// Whether it is the key that opened this session.
+    pub current: bool,
+}
+
+pub(super) async fn unlock(
+    objects: &Objects,
+    config: &Config,
+    keys: &[UserKey],
+) -> Result<(RepoKey, String), RepoError> {
+    let names = objects.list_keys("keys/").await?;
+    for name in &names {
+        let ciphertext = objects.get(name).await?;
+        for user_key in keys {
+            if let Some(text) = user_key.unwrap(&ciphertext, name)? {
+                let text = String::from_utf8_lossy(&text);
+                let repo_key = RepoKey::from_identity_file_text(&text, name)?;
+                if repo_key.recipient() != config.recipient {
+                    return Err(RepoError::Corrupt {
+                        object: name.clone(),
+                        message: "holds a key that is not this repository's".to_string(),
+                    });
+                }
+                let id = name.trim_start_matches("keys/").to_string();
+                return Ok((repo_key, id));
+            }
+        }
+    }
+    Err(RepoError::WrongKey {
+        url: objects.url().to_string(),
+        tried: keys.iter().map(UserKey::describe).collect::<Vec<_>>().join(", "),
+        key_count: names.len(),
+    })
+}
+
+impl Repository {
+    /// Wraps the repository key for one more user key; returns the new key's id.
+    pub async fn add_key(&self, recipient: &UserRecipient) -> Result<String, RepoError> {
+        let id = Id::random().to_hex()[..16].to_string();
+        let name = format!("keys/{id}");
+        let text = self.key.to_identity_file_text(&self.config.id);
+        let wrapped = recipient.wrap(text.as_bytes(), &name)?;
+        self.objects().put_new(&name, wrapped.into()).await?;
+        Ok(id)
+    }
+
+    /// Lists the user keys.
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, RepoError> {
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&ObjectPath::from("keys")))
+            .try_collect()
+            .await
+            .map_err(|e| RepoError::store("list", "keys/", &self.url, e))?;
+        let mut out = Vec::new();
+        for meta in metas {
+            let name = meta.location.to_string();
+            let bytes = self.objects().get(&name).await?;
+            let id = name.trim_start_matches("keys/").to_string();
+            out.push(KeyInfo {
+                current: id == self.key_id,
+                id,
+                key_type: KeyType::of_age_file(&bytes),
+                created: meta.last_modified,
+            });
+        }
+        out.sort_by_key(|k| k.created);
+        Ok(out)
+    }
+
+    /// Removes a user key. Refuses to remove the last one, which would lock everyone out.
+    pub async fn remove_key(&self, id: &str) -> Result<(), RepoError> {
+        let keys = self.list_keys().await?;
+        if !keys.iter().any(|k| k.id == id) {
+            return Err(RepoError::KeyRefused(format!(
+                "no key {id} in {}; list them with `drctl repo key list`",
+                self.url
+            )));
+        }
+        if keys.len() == 1 {
+            return Err(RepoError::KeyRefused(format!(
+                "key {id} is the only key of {}; add another with `drctl repo key add` first",
+                self.url
+            )));
+        }
+        self.objects().delete(&format!("keys/{id}")).await
+    }
+}

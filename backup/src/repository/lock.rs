@@ -1,0 +1,171 @@
+//! Repository locks. Backups, forgets and restores hold shared locks and run side by side;
+//! prune holds an exclusive one. A lock is a small plaintext object that expires unless its
+//! holder refreshes it, so a crashed holder cannot block the repository forever.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::objects::Objects;
+use super::{RepoError, Repository};
+use crate::blob::Id;
+
+/// How long a lock lives without a refresh.
+const TTL: Duration = Duration::from_secs(30 * 60);
+/// How often a live holder refreshes.
+const REFRESH: Duration = Duration::from_secs(5 * 60);
+
+/// Shared or exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockKind {
+    /// Compatible with other shared locks (backup, restore, forget, check).
+    Shared,
+    /// Alone (prune).
+    Exclusive,
+}
+
+/// A lock object's content.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LockInfo {
+    /// Shared or exclusive.
+    pub kind: LockKind,
+    /// What the holder is doing.
+    pub purpose: String,
+    /// The holder's host.
+    pub hostname: String,
+    /// The holder's process id.
+    pub pid: u32,
+    /// When it was taken.
+    pub created: DateTime<Utc>,
+    /// When it lapses unless refreshed.
+    pub expires: DateTime<Utc>,
+}
+
+/// A held lock; refreshed in the background until [`LockGuard::release`] or drop.
+pub struct LockGuard {
+    objects: Objects,
+    key: String,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl LockGuard {
+    /// Deletes the lock object.
+    pub async fn release(self) -> Result<(), RepoError> {
+        self.refresher.abort();
+        self.objects.delete(&self.key).await
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        // Stop refreshing; an unreleased lock then lapses after its TTL.
+        self.refresher.abort();
+    }
+}
+
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+impl Repository {
+    /// Takes a lock, or fails naming the holder of a conflicting one.
+    pub async fn lock(&self, kind: LockKind, purpose: &str) -> Result<LockGuard, RepoError> {
+        let objects = self.objects();
+        let key = format!("locks/{}", Id::random().to_hex()[..24].to_owned());
+        let purpose = purpose.to_string();
+        let info = move |now: DateTime<Utc>| LockInfo {
+            kind,
+            purpose: purpose.clone(),
+            hostname: hostname(),
+            pid: std::process::id(),
+            created: now,
+            expires: now + chrono::Duration::from_std(TTL).unwrap_or_else(|_| chrono::Duration::minutes(30)),
+        };
+        fn encode(i: &LockInfo) -> Vec<u8> {
+            serde_json::to_vec(i).unwrap_or_default()
+        }
+        objects
+            .put_overwrite(&key, encode(&info(Utc::now())).into())
+            .await?;
+
+        // With ours visible, look for others: whoever sees a conflict backs off, so two
+        // racing takers may both fail, but never both succeed.
+        let now = Utc::now();
+        for other in objects.list_keys("locks/").await? {
+            if other == key {
+                continue;
+            }
+            let Ok(bytes) = objects.get(&other).await else {
+                continue;
+            };
+            let Ok(theirs) = serde_json::from_slice::<LockInfo>(&bytes) else {
+                continue;
+            };
+            if theirs.expires < now {
+                continue;
+            }
+            if kind == LockKind::Exclusive || theirs.kind == LockKind::Exclusive {
+                objects.delete(&key).await?;
+                return Err(RepoError::Locked {
+                    url: self.url.clone(),
+                    holder: format!(
+                        "{:?} lock for {} held by pid {} on {} since {}",
+                        theirs.kind, theirs.purpose, theirs.pid, theirs.hostname, theirs.created
+                    ),
+                    expires: theirs.expires.to_rfc3339(),
+                });
+            }
+        }
+
+        let refresh_objects = objects.clone();
+        let refresh_key = key.clone();
+        let created = info(Utc::now()).created;
+        let refresher = tokio::spawn(async move {
+            let objects = Arc::new(refresh_objects);
+            loop {
+                tokio::time::sleep(REFRESH).await;
+                let mut i = info(Utc::now());
+                i.created = created;
+                let _ = objects.put_overwrite(&refresh_key, encode(&i).into()).await;
+            }
+        });
+        Ok(LockGuard {
+            objects,
+            key,
+            refresher,
+        })
+    }
+
+    /// Deletes locks whose holders stopped refreshing them.
+    pub async fn remove_stale_locks(&self) -> Result<usize, RepoError> {
+        let objects = self.objects();
+        let now = Utc::now();
+        let mut removed = 0;
+        for key in objects.list_keys("locks/").await? {
+            let Ok(bytes) = objects.get(&key).await else {
+                continue;
+            };
+            let stale = serde_json::from_slice::<LockInfo>(&bytes).map_or(true, |l| l.expires < now);
+            if stale {
+                objects.delete(&key).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes every lock, live or not. For operators who have confirmed the holders are gone
+    /// (the process was killed, the node died) and cannot wait for the locks to expire.
+    pub async fn remove_all_locks(&self) -> Result<usize, RepoError> {
+        let objects = self.objects();
+        let keys = objects.list_keys("locks/").await?;
+        for key in &keys {
+            objects.delete(key).await?;
+        }
+        Ok(keys.len())
+    }
+}

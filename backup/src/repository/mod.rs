@@ -1,0 +1,247 @@
+//! A repository: its config, its key, and typed access to the objects in it.
+//!
+//! Layout (see docs/FORMAT.md): `config` (plaintext), `keys/<id>` (the repository key wrapped
+//! per user key), `data/<xx>/<pack id>`, `index/<id>`, `snapshots/<id>`, `locks/<id>`.
+
+mod config;
+mod error;
+mod keys;
+mod lock;
+pub(crate) mod objects;
+
+pub use config::{Config, InitOptions};
+pub use error::RepoError;
+pub use keys::KeyInfo;
+pub(crate) use lock::hostname;
+pub use lock::{LockGuard, LockInfo, LockKind};
+
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
+use object_store::path::Path as ObjectPath;
+
+use crate::blob::SnapshotId;
+use crate::crypto::{RepoKey, UserKey, UserRecipient};
+use crate::index::{Index, IndexFile};
+use crate::snapshot::{Snapshot, snapshot_key};
+use crate::store::Store;
+
+/// How many metadata objects (snapshots, index files) are fetched at once.
+const METADATA_FETCH_CONCURRENCY: usize = 16;
+
+/// An open repository: config read, key unwrapped.
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    url: String,
+    config: Config,
+    key: Arc<RepoKey>,
+    key_id: String,
+}
+
+impl Repository {
+    /// Creates a repository at `store` with its key wrapped for each of `recipients`.
+    /// Refuses if one exists there already.
+    pub async fn init(
+        store: &Store,
+        recipients: &[UserRecipient],
+        options: InitOptions,
+    ) -> Result<Self, RepoError> {
+        Self::init_with(
+            store.object_store().clone(),
+            &store.location().to_string(),
+            recipients,
+            options,
+        )
+        .await
+    }
+
+    /// [`Repository::init`] on any object store (tests inject faulty ones).
+    pub async fn init_with(
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+        recipients: &[UserRecipient],
+        options: InitOptions,
+    ) -> Result<Self, RepoError> {
+        if recipients.is_empty() {
+            return Err(RepoError::NoRecipients);
+        }
+        options.chunker.validate().map_err(RepoError::InvalidOptions)?;
+        let probe = objects::Objects::new(store.clone(), url);
+        if probe.exists("config").await? {
+            return Err(RepoError::AlreadyExists { url: url.to_string() });
+        }
+        let key = RepoKey::generate();
+        let config = Config::new(&key, options);
+        let mut repo = Self {
+            store,
+            url: url.to_string(),
+            config,
+            key: Arc::new(key),
+            key_id: String::new(),
+        };
+        for r in recipients {
+            let id = repo.add_key(r).await?;
+            if repo.key_id.is_empty() {
+                repo.key_id = id;
+            }
+        }
+        // The config goes last: its presence is what makes the repository exist.
+        repo.objects()
+            .put_new("config", repo.config.to_json()?.into())
+            .await?;
+        Ok(repo)
+    }
+
+    /// Opens the repository at `store` with the first of `keys` that unwraps a repository key.
+    pub async fn open(store: &Store, keys: &[UserKey]) -> Result<Self, RepoError> {
+        Self::open_with(store.object_store().clone(), &store.location().to_string(), keys).await
+    }
+
+    /// [`Repository::open`] on any object store.
+    pub async fn open_with(
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+        keys: &[UserKey],
+    ) -> Result<Self, RepoError> {
+        let objects = objects::Objects::new(store.clone(), url);
+        let config = match objects.get("config").await {
+            Ok(bytes) => Config::from_json(&bytes, url)?,
+            Err(RepoError::NotFound { .. }) => {
+                return Err(RepoError::NotARepository { url: url.to_string() });
+            }
+            Err(e) => return Err(e),
+        };
+        if keys.is_empty() {
+            return Err(RepoError::NoKeyGiven { url: url.to_string() });
+        }
+        let (key, key_id) = keys::unlock(&objects, &config, keys).await?;
+        Ok(Self {
+            store,
+            url: url.to_string(),
+            config,
+            key: Arc::new(key),
+            key_id,
+        })
+    }
+
+    pub(crate) fn objects(&self) -> objects::Objects {
+        objects::Objects::new(self.store.clone(), &self.url)
+    }
+
+    /// The repository's URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Its config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Its key.
+    pub fn key(&self) -> &Arc<RepoKey> {
+        &self.key
+    }
+
+    /// The `keys/` entry that opened it.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The raw object store (keys relative to the repository root).
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Reads every index file: the keys of the objects and their contents.
+    pub async fn index_files(&self) -> Result<Vec<(String, IndexFile)>, RepoError> {
+        let keys = self.objects().list_keys("index/").await?;
+        futures::stream::iter(keys)
+            .map(|k| async move {
+                let file: IndexFile = self.objects().get_json(&self.key, &k).await?;
+                Ok::<_, RepoError>((k, file))
+            })
+            .buffer_unordered(METADATA_FETCH_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// Loads the whole index into memory.
+    pub async fn load_index(&self) -> Result<Index, RepoError> {
+        let files = self.index_files().await?;
+        Ok(Index::from_files(files.iter().map(|(_, f)| f)))
+    }
+
+    /// Every snapshot, oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<Snapshot>, RepoError> {
+        let keys = self.objects().list_keys("snapshots/").await?;
+        let mut snaps: Vec<Snapshot> = futures::stream::iter(keys)
+            .map(|k| async move {
+                let id: SnapshotId =
+                    k.trim_start_matches("snapshots/")
+                        .parse()
+                        .map_err(|_| RepoError::Corrupt {
+                            object: k.clone(),
+                            message: "name is not a snapshot id".to_string(),
+                        })?;
+                let mut snap: Snapshot = self.objects().get_json(&self.key, &k).await?;
+                snap.id = Some(id);
+                Ok::<_, RepoError>(snap)
+            })
+            .buffer_unordered(METADATA_FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        snaps.sort_by_key(|s| s.time);
+        Ok(snaps)
+    }
+
+    /// Finds a snapshot by full id or unique prefix (`latest` for the newest).
+    pub async fn find_snapshot(&self, id_or_prefix: &str) -> Result<Snapshot, RepoError> {
+        let snaps = self.snapshots().await?;
+        if id_or_prefix == "latest" {
+            return snaps.into_iter().last().ok_or(RepoError::SnapshotNotFound {
+                id: id_or_prefix.to_string(),
+                url: self.url.clone(),
+            });
+        }
+        let mut found = snaps
+            .into_iter()
+            .filter(|s| s.id.is_some_and(|id| id.to_hex().starts_with(id_or_prefix)));
+        match (found.next(), found.next()) {
+            (Some(s), None) if !id_or_prefix.is_empty() => Ok(s),
+            (Some(_), Some(_)) => Err(RepoError::AmbiguousSnapshot {
+                prefix: id_or_prefix.to_string(),
+            }),
+            _ => Err(RepoError::SnapshotNotFound {
+                id: id_or_prefix.to_string(),
+                url: self.url.clone(),
+            }),
+        }
+    }
+
+    /// Writes a snapshot manifest: the last step of a backup.
+    pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId, RepoError> {
+        let id = SnapshotId::random();
+        self.objects()
+            .put_json(&self.key, &snapshot_key(&id), snapshot)
+            .await?;
+        Ok(id)
+    }
+
+    /// Deletes a snapshot manifest (its data stays until `prune`).
+    pub async fn delete_snapshot(&self, id: &SnapshotId) -> Result<(), RepoError> {
+        self.objects().delete(&snapshot_key(id)).await
+    }
+
+    /// Lists object keys under a prefix with their sizes.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, RepoError> {
+        let p = ObjectPath::from(prefix.trim_end_matches('/'));
+        self.store
+            .list(Some(&p))
+            .map_ok(|m| (m.location.to_string(), m.size))
+            .try_collect()
+            .await
+            .map_err(|e| RepoError::store("list", prefix, &self.url, e))
+    }
+}

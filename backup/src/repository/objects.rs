@@ -1,0 +1,146 @@
+//! Object I/O with the repository's conventions: errors that name the object, create-only
+//! writes for everything but locks, and encrypted JSON (JSON → zstd → age).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use super::RepoError;
+use crate::crypto::RepoKey;
+
+#[derive(Clone)]
+pub(crate) struct Objects {
+    store: Arc<dyn ObjectStore>,
+    url: String,
+}
+
+impl Objects {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, url: &str) -> Self {
+        Self {
+            store,
+            url: url.to_string(),
+        }
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn err(&self, op: &'static str, key: &str, e: object_store::Error) -> RepoError {
+        RepoError::store(op, key, &self.url, e)
+    }
+
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool, RepoError> {
+        match self.store.head(&ObjectPath::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err("check", key, e)),
+        }
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Bytes, RepoError> {
+        let result = self
+            .store
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(|e| self.err("read", key, e))?;
+        result.bytes().await.map_err(|e| self.err("read", key, e))
+    }
+
+    /// Writes an object that must not exist yet. An existing object under a content-derived
+    /// name holds the same bytes, so that is success, not an error.
+    pub(crate) async fn put_new(&self, key: &str, bytes: Bytes) -> Result<(), RepoError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(self.err("write", key, e)),
+        }
+    }
+
+    /// Writes or replaces a small mutable object (locks only).
+    pub(crate) async fn put_overwrite(&self, key: &str, bytes: Bytes) -> Result<(), RepoError> {
+        self.store
+            .put(&ObjectPath::from(key), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("write", key, e))
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), RepoError> {
+        match self.store.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("delete", key, e)),
+        }
+    }
+
+    pub(crate) async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, RepoError> {
+        let p = ObjectPath::from(prefix.trim_end_matches('/'));
+        self.store
+            .list(Some(&p))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .map_err(|e| self.err("list", prefix, e))
+    }
+
+    pub(crate) async fn put_json<T: serde::Serialize>(
+        &self,
+        key: &RepoKey,
+        name: &str,
+        value: &T,
+    ) -> Result<(), RepoError> {
+        let bytes = seal_json(key, name, value)?;
+        self.put_new(name, bytes.into()).await
+    }
+
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &RepoKey,
+        name: &str,
+    ) -> Result<T, RepoError> {
+        let bytes = self.get(name).await?;
+        open_json(key, name, &bytes)
+    }
+}
+
+/// JSON → zstd → age.
+pub(crate) fn seal_json<T: serde::Serialize>(
+    key: &RepoKey,
+    name: &str,
+    value: &T,
+) -> Result<Vec<u8>, RepoError> {
+    let json = serde_json::to_vec(value).map_err(|e| RepoError::Corrupt {
+        object: name.to_string(),
+        message: e.to_string(),
+    })?;
+    let compressed = zstd::bulk::compress(&json, 3).map_err(|e| RepoError::Corrupt {
+        object: name.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(key.encrypt(&compressed, name)?)
+}
+
+/// age → zstd → JSON.
+pub(crate) fn open_json<T: serde::de::DeserializeOwned>(
+    key: &RepoKey,
+    name: &str,
+    bytes: &[u8],
+) -> Result<T, RepoError> {
+    let bad = |message: String| RepoError::Corrupt {
+        object: name.to_string(),
+        message,
+    };
+    let compressed = key.decrypt(bytes, name)?;
+    let json = zstd::stream::decode_all(&compressed[..]).map_err(|e| bad(format!("zstd: {e}")))?;
+    serde_json::from_slice(&json).map_err(|e| bad(format!("JSON: {e}")))
+}

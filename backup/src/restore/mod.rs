@@ -1,0 +1,258 @@
+//! Restoring a files snapshot into a directory: a plan (which blobs of which pack go where),
+//! then an executor that fetches each pack once and writes its blobs into place.
+
+mod plan;
+mod safe_path;
+
+pub use plan::{RestorePlan, plan_restore};
+pub use safe_path::{DirMaker, safe_relative};
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+
+use crate::index::Index;
+use crate::progress::Progress;
+use crate::read::BlobReader;
+use crate::repository::{LockKind, RepoError, Repository};
+use crate::snapshot::{Node, NodeKind, Snapshot};
+
+/// Packs fetched at once during a restore.
+const PACKS_IN_FLIGHT: usize = 3;
+
+/// Options for a restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Glob patterns; when given, only matching paths (and everything under matching
+    /// directories) are restored.
+    pub include: Vec<String>,
+}
+
+/// What a restore did, and what it could not do.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoreReport {
+    /// Files restored completely.
+    pub files: u64,
+    /// Directories created.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Paths that could not be restored, each with the reason.
+    pub errors: Vec<String>,
+}
+
+/// Restores `snapshot` under `target`.
+pub async fn restore_files(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    target: &Path,
+    options: &RestoreOptions,
+    progress: Arc<Progress>,
+) -> Result<RestoreReport, RepoError> {
+    let lock = repo.lock(LockKind::Shared, "restore").await?;
+    let result = run(repo, snapshot, target, options, progress).await;
+    lock.release().await?;
+    result
+}
+
+async fn run(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    target: &Path,
+    options: &RestoreOptions,
+    progress: Arc<Progress>,
+) -> Result<RestoreReport, RepoError> {
+    std::fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
+    let target = target.canonicalize().map_err(|e| RepoError::io(target, e))?;
+    let index = repo.load_index().await?;
+    let nodes = BlobReader::new(repo, &index).read_tree(&snapshot.tree).await?;
+    let plan = plan_restore(&nodes, &index, &options.include).map_err(RepoError::InvalidOptions)?;
+    let mut report = RestoreReport {
+        errors: plan.refused.clone(),
+        ..RestoreReport::default()
+    };
+    progress.add_total(plan.bytes, plan.packs.len() as u64);
+
+    // Directories, then empty files at their full size, so blobs can land in any order.
+    let mut dirs = DirMaker::new(&target);
+    let mut failed: BTreeSet<usize> = plan.missing.keys().copied().collect();
+    for (i, why) in &plan.missing {
+        report.errors.push(format!("{}: {why}", nodes[*i].path));
+    }
+    for (i, rel) in &plan.entries {
+        let node = &nodes[*i];
+        let made = match node.kind {
+            NodeKind::Dir => dirs.ensure(rel, true).map(|_| report.dirs += 1),
+            NodeKind::File => dirs
+                .ensure(rel, false)
+                .and_then(|abs| create_sized(&abs, node.size)),
+            NodeKind::Symlink => dirs.ensure(rel, false).map(|_| ()),
+        };
+        if let Err(e) = made {
+            report.errors.push(e);
+            failed.insert(*i);
+        }
+    }
+
+    let mut paths = vec![PathBuf::new(); nodes.len()];
+    for (i, rel) in &plan.entries {
+        paths[*i] = target.join(rel);
+    }
+    let paths = Arc::new(paths);
+    let pack_failures: Arc<Mutex<Vec<(usize, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    futures::stream::iter(plan.packs.iter())
+        .map(|(pack_id, blobs)| {
+            let paths = paths.clone();
+            let failures = pack_failures.clone();
+            let written = written.clone();
+            let progress = progress.clone();
+            async move {
+                let result = match BlobReader::open_pack(repo, pack_id).await {
+                    Ok(open) => {
+                        let blobs = blobs.clone();
+                        let chunk_key = *repo.key().chunk_id_key();
+                        let progress = progress.clone();
+                        tokio::task::spawn_blocking(move || {
+                            write_blobs(&open, &blobs, &chunk_key, &paths, &written, &progress)
+                        })
+                        .await
+                        .map_err(|e| RepoError::Task(e.to_string()))
+                        .and_then(|r| r)
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
+                    let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
+                    for b in blobs {
+                        for (file, _) in &b.targets {
+                            f.push((*file, e.to_string()));
+                        }
+                    }
+                }
+                progress.add_done(0, 1);
+            }
+        })
+        .buffer_unordered(PACKS_IN_FLIGHT)
+        .collect::<()>()
+        .await;
+
+    let pack_failures = Arc::try_unwrap(pack_failures).map_or_else(
+        |a| a.lock().map(|v| v.clone()).unwrap_or_default(),
+        |m| m.into_inner().unwrap_or_default(),
+    );
+    for (file, why) in pack_failures {
+        if failed.insert(file) {
+            report
+                .errors
+                .push(format!("{}: not restored: {why}", nodes[file].path));
+            // A partly written file would look restored; remove it.
+            let _ = std::fs::remove_file(&paths[file]);
+        }
+    }
+    report.bytes = written.load(std::sync::atomic::Ordering::Relaxed);
+
+    // Metadata last: file modes and times, then symlinks, then directories deepest first.
+    for (i, rel) in &plan.entries {
+        if failed.contains(i) {
+            continue;
+        }
+        let node = &nodes[*i];
+        let abs = target.join(rel);
+        match node.kind {
+            NodeKind::File => {
+                apply_metadata(&abs, node, &mut report.errors);
+                report.files += 1;
+            }
+            NodeKind::Symlink => match restore_symlink(&mut dirs, rel, node) {
+                Ok(()) => report.symlinks += 1,
+                Err(e) => report.errors.push(e),
+            },
+            NodeKind::Dir => {}
+        }
+    }
+    for (i, rel) in plan.entries.iter().rev() {
+        if nodes[*i].kind == NodeKind::Dir {
+            apply_metadata(&target.join(rel), &nodes[*i], &mut report.errors);
+        }
+    }
+    Ok(report)
+}
+
+fn create_sized(path: &Path, size: u64) -> Result<(), String> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(format!(
+            "{}: is a symlink; refusing to write through it",
+            path.display()
+        ));
+    }
+    let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.set_len(size).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write_blobs(
+    open: &crate::pack::OpenPack,
+    blobs: &[plan::PlannedBlob],
+    chunk_key: &[u8; 32],
+    paths: &[PathBuf],
+    written: &std::sync::atomic::AtomicU64,
+    progress: &Progress,
+) -> Result<(), RepoError> {
+    for b in blobs {
+        let data = open.blob(&b.entry, chunk_key)?;
+        for (file, offset) in &b.targets {
+            let path = &paths[*file];
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| RepoError::io(path, e))?;
+            f.write_all_at(&data, *offset)
+                .map_err(|e| RepoError::io(path, e))?;
+            written.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            progress.add_done(data.len() as u64, 0);
+        }
+    }
+    Ok(())
+}
+
+fn restore_symlink(dirs: &mut DirMaker, rel: &Path, node: &Node) -> Result<(), String> {
+    let abs = dirs.ensure(rel, false)?;
+    let target = node.target.as_deref().unwrap_or("");
+    if std::fs::symlink_metadata(&abs).is_ok() {
+        std::fs::remove_file(&abs).map_err(|e| format!("{}: {e}", abs.display()))?;
+    }
+    std::os::unix::fs::symlink(target, &abs).map_err(|e| format!("{}: {e}", abs.display()))
+}
+
+fn apply_metadata(path: &Path, node: &Node, errors: &mut Vec<String>) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)) {
+        errors.push(format!("{}: set mode: {e}", path.display()));
+    }
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(node.mtime_ns.max(0) as u64);
+    if let Ok(f) = std::fs::File::options().read(true).open(path) {
+        let _ = f.set_modified(mtime);
+    }
+    // Ownership only when running as root (as during a real disaster recovery).
+    if is_root() {
+        let _ = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid));
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// Every tree node of a snapshot (for listing and tests).
+pub async fn snapshot_nodes(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+) -> Result<Vec<Node>, RepoError> {
+    BlobReader::new(repo, index).read_tree(&snapshot.tree).await
+}

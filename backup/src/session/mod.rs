@@ -1,0 +1,122 @@
+//! Writing into a repository: the shared machinery every source (files, etcd, Kubernetes
+//! objects, volumes) uses. Workers turn content into blobs ([`BlobSink`]); sealed packs flow
+//! to an uploader that writes an index file every few packs; the tree and the snapshot
+//! manifest come last.
+
+mod sink;
+mod uploader;
+
+pub use sink::BlobSink;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::blob::{BlobId, BlobKind, Compression};
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::crypto::RepoKey;
+use crate::index::Index;
+use crate::pack::SealedPack;
+use crate::repository::{Config, RepoError, Repository};
+use crate::snapshot::Node;
+
+/// Packs waiting between workers and the uploader; with uploads in flight this bounds memory.
+const QUEUED_PACKS: usize = 2;
+
+/// State shared by all workers of one session.
+pub struct SessionShared {
+    pub(crate) key: Arc<RepoKey>,
+    pub(crate) index: Arc<Index>,
+    pub(crate) seen: Mutex<HashSet<BlobId>>,
+    pub(crate) compression: Compression,
+    pub(crate) pack_size: u64,
+    pub(crate) chunker: ChunkerParams,
+    pub(crate) seed: u64,
+    pub(crate) tx: mpsc::Sender<SealedPack>,
+    /// Raw bytes of blobs that were new to the repository.
+    pub(crate) new_bytes: AtomicU64,
+    /// Blobs that were new.
+    pub(crate) new_blobs: AtomicU64,
+}
+
+/// An open write session on a repository.
+pub struct Session {
+    shared: Arc<SessionShared>,
+    uploader: tokio::task::JoinHandle<Result<uploader::Uploaded, RepoError>>,
+}
+
+/// What a finished session stored.
+#[derive(Debug, Clone, Default)]
+pub struct SessionStats {
+    /// Raw bytes new to the repository.
+    pub new_bytes: u64,
+    /// Blobs new to the repository.
+    pub new_blobs: u64,
+    /// Bytes uploaded (packs).
+    pub stored_bytes: u64,
+    /// Packs uploaded.
+    pub packs: u64,
+}
+
+impl Session {
+    /// Starts a session against `index` (what the repository already holds).
+    pub fn start(repo: &Repository, index: Arc<Index>) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUED_PACKS);
+        let config: &Config = repo.config();
+        let shared = Arc::new(SessionShared {
+            key: repo.key().clone(),
+            index,
+            seen: Mutex::new(HashSet::new()),
+            compression: config.compression,
+            pack_size: u64::from(config.pack_size),
+            chunker: config.chunker,
+            seed: Config::chunker_seed(repo.key()),
+            tx,
+            new_bytes: AtomicU64::new(0),
+            new_blobs: AtomicU64::new(0),
+        });
+        let uploader = tokio::spawn(uploader::run(repo.objects(), repo.key().clone(), rx));
+        Self { shared, uploader }
+    }
+
+    /// The state workers need; give each worker thread its own [`BlobSink`] over it.
+    pub fn shared(&self) -> &Arc<SessionShared> {
+        &self.shared
+    }
+
+    /// Chunks a tree listing into tree blobs (run on a blocking thread).
+    pub fn write_tree(&self, nodes: &[Node]) -> Result<Vec<BlobId>, RepoError> {
+        let mut listing = Vec::new();
+        for node in nodes {
+            serde_json::to_writer(&mut listing, node).map_err(|e| RepoError::Task(e.to_string()))?;
+            listing.push(b'\n');
+        }
+        let mut sink = BlobSink::new(self.shared.clone(), BlobKind::Tree);
+        let mut ids = Vec::new();
+        for chunk in Chunker::new(&listing[..], ChunkerParams::TREE, self.shared.seed) {
+            let chunk = chunk.map_err(|e| RepoError::Task(e.to_string()))?;
+            ids.push(sink.put(&chunk)?);
+        }
+        sink.finish()?;
+        Ok(ids)
+    }
+
+    /// Waits for every pack to be uploaded and indexed. After this returns, everything the
+    /// session wrote is durable and a snapshot may reference it.
+    pub async fn finish(self) -> Result<SessionStats, RepoError> {
+        let Session { shared, uploader } = self;
+        let new_bytes = shared.new_bytes.load(Ordering::Relaxed);
+        let new_blobs = shared.new_blobs.load(Ordering::Relaxed);
+        // Dropping the last sender closes the channel, which ends the uploader.
+        drop(shared);
+        let uploaded = uploader.await.map_err(|e| RepoError::Task(e.to_string()))??;
+        Ok(SessionStats {
+            new_bytes,
+            new_blobs,
+            stored_bytes: uploaded.bytes,
+            packs: uploaded.packs,
+        })
+    }
+}

@@ -1,0 +1,51 @@
+//! `drctl backup …`
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use lifeboat_backup::progress::Progress;
+use lifeboat_backup::sources::files::{FilesOptions, backup_files};
+
+use crate::cli::{BackupCommand, GlobalArgs};
+use crate::open;
+use crate::output::{self, bytes};
+use crate::progress::Bar;
+
+pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
+    match cmd {
+        BackupCommand::Files {
+            repo,
+            key,
+            paths,
+            tags,
+            force,
+        } => {
+            let r = open::repository(&repo, &key).await?;
+            let options = FilesOptions {
+                tags: tags.into_iter().collect(),
+                force_full: force,
+                workers: 0,
+            };
+            let progress = Arc::new(Progress::default());
+            let bar = Bar::start(&progress, "backup", g.quiet);
+            let snap = backup_files(&r, &paths, &options, progress).await?;
+            drop(bar);
+            for w in &snap.summary.warnings {
+                eprintln!("warning: {w}");
+            }
+            let s = &snap.summary;
+            eprintln!(
+                "{} files ({}), {} read, {} new, {} stored in {:.1}s",
+                s.files,
+                bytes(s.bytes),
+                s.files_read,
+                bytes(s.new_bytes),
+                bytes(s.stored_bytes),
+                s.duration_ms as f64 / 1000.0
+            );
+            let id = snap.id.map(|i| i.to_hex()).unwrap_or_default();
+            output::print(g.output, &snap, |_| format!("{id}\n"))?;
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! One function per command: call the library, print the result.
+
+mod backup;
+mod repo;
+mod restore;
+mod snapshots;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::exit;
+
+/// Runs the parsed command; returns the exit code.
+pub async fn run(cli: Cli) -> Result<u8> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Repo(cmd) => repo::run(cmd, g).await,
+        Command::Backup(cmd) => backup::run(cmd, g).await,
+        Command::Snapshots { repo, key } => snapshots::list(&repo, &key, g).await,
+        Command::Forget(args) => snapshots::forget(&args, g).await,
+        Command::Restore(cmd) => restore::run(cmd, g).await,
+        Command::Schedule(_) => not_built("schedule", "the controller, issue #5"),
+        Command::Etcd(_) => not_built("etcd", "etcd snapshots, issue #6"),
+        Command::Cluster(_) => not_built("cluster", "federation, not yet scheduled"),
+        Command::Failover(_) => not_built("failover", "federation, not yet scheduled"),
+        Command::Drill(_) => not_built("drill", "federation, not yet scheduled"),
+    }
+}
+
+fn not_built(group: &str, arrives_with: &str) -> Result<u8> {
+    eprintln!("drctl {group}: not built yet (arrives with {arrives_with}); nothing was done");
+    Ok(exit::NOT_BUILT)
+}

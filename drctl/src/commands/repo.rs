@@ -1,0 +1,183 @@
+//! `drctl repo …`
+
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use lifeboat_backup::Repository;
+use lifeboat_backup::blob::Compression;
+use lifeboat_backup::crypto::UserRecipient;
+use lifeboat_backup::maintenance::{check, prune, stats};
+use lifeboat_backup::progress::Progress;
+use lifeboat_backup::repository::InitOptions;
+
+use crate::cli::{GlobalArgs, KeyCommand, RepoCommand};
+use crate::output::{self, bytes, table};
+use crate::progress::Bar;
+use crate::{exit, open};
+
+pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
+    match cmd {
+        RepoCommand::Init {
+            repo,
+            recipients,
+            passphrase_file,
+            compression_level,
+        } => {
+            let mut users = recipients
+                .iter()
+                .map(|r| UserRecipient::parse(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(p) = &passphrase_file {
+                users.push(UserRecipient::passphrase_file(p)?);
+            }
+            let store = open::store(&repo)?;
+            let options = InitOptions {
+                compression: Compression {
+                    level: compression_level,
+                },
+                ..InitOptions::default()
+            };
+            let r = Repository::init(&store, &users, options).await?;
+            output::print(g.output, r.config(), |c| format!("{}\n", c.id))?;
+            Ok(0)
+        }
+        RepoCommand::Key(cmd) => key(cmd, g).await,
+        RepoCommand::Check { repo, key, read_data } => {
+            let r = open::repository(&repo, &key).await?;
+            let progress = Arc::new(Progress::default());
+            let bar = Bar::start(&progress, "check", g.quiet || !read_data);
+            let report = check::check(&r, read_data, progress).await?;
+            drop(bar);
+            output::print(g.output, &report, |rep| {
+                let mut s = format!(
+                    "{} snapshots, {} packs ({} read){}\n",
+                    rep.snapshots,
+                    rep.packs,
+                    rep.packs_read,
+                    if rep.unindexed_packs > 0 {
+                        format!(
+                            ", {} unindexed packs (from interrupted backups; `repo prune` removes them)",
+                            rep.unindexed_packs
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                for (pack, why) in &rep.damaged_packs {
+                    s.push_str(&format!("damaged pack {pack}: {why}\n"));
+                }
+                for (snap, files) in &rep.affected {
+                    s.push_str(&format!("snapshot {snap} cannot be fully restored:\n"));
+                    for f in files {
+                        s.push_str(&format!("  {f}\n"));
+                    }
+                }
+                for e in &rep.errors {
+                    s.push_str(&format!("error: {e}\n"));
+                }
+                s.push_str(if rep.ok() {
+                    "no errors found\n"
+                } else {
+                    "errors found\n"
+                });
+                s
+            })?;
+            Ok(if report.ok() { 0 } else { exit::PARTIAL })
+        }
+        RepoCommand::Stats { repo, key } => {
+            let r = open::repository(&repo, &key).await?;
+            let st = stats::stats(&r).await?;
+            output::print(g.output, &st, |s| {
+                table(
+                    &["FIELD", "VALUE"],
+                    &[
+                        vec!["id".into(), s.id.clone()],
+                        vec!["snapshots".into(), s.snapshots.to_string()],
+                        vec!["packs".into(), s.packs.to_string()],
+                        vec!["stored".into(), bytes(s.stored_bytes)],
+                        vec!["blobs".into(), s.blobs.to_string()],
+                        vec!["unique data".into(), bytes(s.unique_raw_bytes)],
+                        vec!["all snapshots' data".into(), bytes(s.snapshot_bytes)],
+                        vec!["index files".into(), s.index_files.to_string()],
+                        vec!["index memory".into(), bytes(s.index_memory_bytes as u64)],
+                    ],
+                )
+            })?;
+            Ok(0)
+        }
+        RepoCommand::Unlock { repo, key, all } => {
+            let r = open::repository(&repo, &key).await?;
+            let removed = if all {
+                r.remove_all_locks().await?
+            } else {
+                r.remove_stale_locks().await?
+            };
+            eprintln!("removed {removed} lock(s)");
+            Ok(0)
+        }
+        RepoCommand::Prune { repo, key, dry_run } => {
+            let r = open::repository(&repo, &key).await?;
+            let plan = prune::prune(&r, dry_run).await?;
+            output::print(g.output, &plan, |p| {
+                format!(
+                    "{}{} blobs used, {} unused\n{} packs kept, {} repacked ({}), {} deleted, {} unindexed deleted\n{} freed\n",
+                    if dry_run { "dry run: nothing changed\n" } else { "" },
+                    p.used_blobs,
+                    p.unused_blobs,
+                    p.keep,
+                    p.repack.len(),
+                    bytes(p.repack_bytes),
+                    p.delete.len(),
+                    p.unindexed.len(),
+                    bytes(p.freed_bytes)
+                )
+            })?;
+            Ok(0)
+        }
+    }
+}
+
+async fn key(cmd: KeyCommand, g: &GlobalArgs) -> Result<u8> {
+    match cmd {
+        KeyCommand::Add {
+            repo,
+            key,
+            recipient,
+            new_passphrase_file,
+        } => {
+            let new = match (recipient, new_passphrase_file) {
+                (Some(r), None) => UserRecipient::parse(&r)?,
+                (None, Some(p)) => UserRecipient::passphrase_file(&p)?,
+                _ => bail!("give the new key as --recipient PUBLIC_KEY or --new-passphrase-file FILE"),
+            };
+            let r = open::repository(&repo, &key).await?;
+            let id = r.add_key(&new).await?;
+            println!("{id}");
+            Ok(0)
+        }
+        KeyCommand::List { repo, key } => {
+            let r = open::repository(&repo, &key).await?;
+            let keys = r.list_keys().await?;
+            output::print(g.output, &keys, |ks| {
+                let rows: Vec<Vec<String>> = ks
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            format!("{}{}", if k.current { "*" } else { " " }, k.id),
+                            k.key_type.to_string(),
+                            k.created.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&[" ID", "TYPE", "CREATED"], &rows)
+            })?;
+            Ok(0)
+        }
+        KeyCommand::Remove { repo, key, id } => {
+            let r = open::repository(&repo, &key).await?;
+            r.remove_key(&id).await?;
+            eprintln!("removed key {id}");
+            Ok(0)
+        }
+    }
+}

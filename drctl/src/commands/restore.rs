@@ -1,0 +1,50 @@
+//! `drctl restore …`
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use lifeboat_backup::progress::Progress;
+use lifeboat_backup::restore::{RestoreOptions, restore_files};
+
+use crate::cli::{GlobalArgs, RestoreCommand};
+use crate::output::{self, bytes};
+use crate::progress::Bar;
+use crate::{exit, open};
+
+pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
+    match cmd {
+        RestoreCommand::Files {
+            repo,
+            key,
+            snapshot,
+            target,
+            include,
+        } => {
+            let r = open::repository(&repo, &key).await?;
+            let snap = r.find_snapshot(&snapshot).await?;
+            let progress = Arc::new(Progress::default());
+            let bar = Bar::start(&progress, "restore", g.quiet);
+            let report = restore_files(&r, &snap, &target, &RestoreOptions { include }, progress).await?;
+            drop(bar);
+            output::print(g.output, &report, |rep| {
+                let mut s = format!(
+                    "restored {} files, {} directories, {} symlinks ({}) into {}\n",
+                    rep.files,
+                    rep.dirs,
+                    rep.symlinks,
+                    bytes(rep.bytes),
+                    target.display()
+                );
+                for e in &rep.errors {
+                    s.push_str(&format!("not restored: {e}\n"));
+                }
+                s
+            })?;
+            Ok(if report.errors.is_empty() {
+                0
+            } else {
+                exit::PARTIAL
+            })
+        }
+    }
+}

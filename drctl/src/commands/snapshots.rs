@@ -1,0 +1,94 @@
+//! `drctl snapshots` and `drctl forget`.
+
+use anyhow::Result;
+use lifeboat_backup::maintenance::forget::{RetentionPolicy, plan_forget};
+
+use crate::cli::{ForgetArgs, GlobalArgs, KeyArgs, RepoArgs};
+use crate::open;
+use crate::output::{self, bytes, table};
+
+pub async fn list(repo: &RepoArgs, key: &KeyArgs, g: &GlobalArgs) -> Result<u8> {
+    let r = open::repository(repo, key).await?;
+    let snaps = r.snapshots().await?;
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        id: String,
+        #[serde(flatten)]
+        snapshot: &'a lifeboat_backup::snapshot::Snapshot,
+    }
+    let rows: Vec<Row<'_>> = snaps
+        .iter()
+        .map(|s| Row {
+            id: s.id.map(|i| i.to_hex()).unwrap_or_default(),
+            snapshot: s,
+        })
+        .collect();
+    output::print(g.output, &rows, |rows| {
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let s = r.snapshot;
+                vec![
+                    r.id[..8.min(r.id.len())].to_string(),
+                    s.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    s.hostname.clone(),
+                    s.kind.clone(),
+                    s.paths.join(","),
+                    s.summary.files.to_string(),
+                    bytes(s.summary.bytes),
+                    s.tags
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ]
+            })
+            .collect();
+        table(
+            &["ID", "TIME", "HOST", "KIND", "PATHS", "FILES", "SIZE", "TAGS"],
+            &cells,
+        )
+    })?;
+    Ok(0)
+}
+
+pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
+    let r = open::repository(&args.repo, &args.key).await?;
+    let policy = RetentionPolicy {
+        keep_last: args.keep_last,
+        keep_hourly: args.keep_hourly,
+        keep_daily: args.keep_daily,
+        keep_weekly: args.keep_weekly,
+        keep_monthly: args.keep_monthly,
+    };
+    let lock = r
+        .lock(lifeboat_backup::repository::LockKind::Shared, "forget")
+        .await?;
+    let snaps = r.snapshots().await?;
+    let plan = plan_forget(&snaps, &policy).map_err(anyhow::Error::msg)?;
+    if !args.dry_run {
+        for group in &plan {
+            for id in &group.remove {
+                r.delete_snapshot(id).await?;
+            }
+        }
+    }
+    lock.release().await?;
+    output::print(g.output, &plan, |groups| {
+        let mut s = String::new();
+        if args.dry_run {
+            s.push_str("dry run: nothing removed\n");
+        }
+        for grp in groups {
+            s.push_str(&format!("{}\n", grp.group));
+            for (id, why) in &grp.keep {
+                s.push_str(&format!("  keep   {} ({})\n", id.short(), why.join(", ")));
+            }
+            for id in &grp.remove {
+                s.push_str(&format!("  remove {}\n", id.short()));
+            }
+        }
+        s
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,58 @@
+//! A progress bar on a terminal, nothing otherwise.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use lifeboat_backup::progress::Progress;
+
+/// Draws `progress` until dropped.
+pub struct Bar {
+    task: Option<tokio::task::JoinHandle<()>>,
+    bar: Option<ProgressBar>,
+}
+
+impl Bar {
+    /// Starts drawing when stderr is a terminal and `quiet` is off.
+    pub fn start(progress: &Arc<Progress>, what: &str, quiet: bool) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Self {
+                task: None,
+                bar: None,
+            };
+        }
+        let bar = ProgressBar::new(0);
+        let style =
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(what.to_string());
+        let p = progress.clone();
+        let b = bar.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let (done, total) = p.bytes();
+                b.set_length(total.max(done));
+                b.set_position(done);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Self {
+            task: Some(task),
+            bar: Some(bar),
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Backup benchmark: drctl against restic, in the same run, on the same data, to a local
+//! directory and to Ceph RGW. Prints a side-by-side table. Run it with
+//! `scripts/bench-backup.sh` (it builds release binaries first).
+//!
+//! Dataset: 1 GiB in 8 MiB files, half random bytes, half JSON-lines logs. Then 1 % of it
+//! changes (one random file rewritten, one log file grown) and both tools back up again, then
+//! restore the latest snapshot.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use lifeboat_tests::repos::make_identity;
+
+const FILE: usize = 8 << 20;
+
+struct Measure {
+    wall: f64,
+    cpu: f64,
+    rss_mib: f64,
+}
+
+fn timed(cmd: Command, env: &[(String, String)]) -> Measure {
+    // Flush earlier writes so neither tool pays for the other's (or the generator's) writeback.
+    let _ = Command::new("sync").status();
+    let out_file = tempfile::NamedTempFile::new().expect("temp file");
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .arg("-f")
+        .arg("%e %U %S %M")
+        .arg("-o")
+        .arg(out_file.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
+    let out = timed.output().expect("run timed command");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(out_file.path()).expect("read time output");
+    let f: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    Measure {
+        wall: f[0],
+        cpu: f[1] + f[2],
+        rss_mib: f[3] / 1024.0,
+    }
+}
+
+fn make_dataset(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut urandom = std::fs::File::open("/dev/urandom").expect("urandom");
+    for i in 0..64 {
+        let mut buf = vec![0u8; FILE];
+        urandom.read_exact(&mut buf).expect("read urandom");
+        std::fs::write(dir.join(format!("random-{i:02}.bin")), &buf).expect("write");
+    }
+    let levels = ["info", "info", "info", "debug", "warn", "error"];
+    let paths = [
+        "/api/v1/pods",
+        "/api/v1/namespaces/default/secrets",
+        "/apis/apps/v1/deployments",
+        "/healthz",
+    ];
+    let mut seq: u64 = 0x1234_5678;
+    for i in 0..64 {
+        let mut out = Vec::with_capacity(FILE + 512);
+        while out.len() < FILE {
+            seq = seq
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let r = seq >> 33;
+            writeln!(
+                out,
+                "{{\"ts\":\"2026-11-25T{:02}:{:02}:{:02}.{:03}Z\",\"level\":\"{}\",\"req\":\"{:016x}\",\"method\":\"GET\",\"path\":\"{}\",\"status\":{},\"latency_ms\":{},\"node\":\"worker-{}\"}}",
+                (r >> 3) % 24, (r >> 8) % 60, (r >> 14) % 60, r % 1000,
+                levels[(r % 6) as usize], seq, paths[(r % 4) as usize],
+                if r.is_multiple_of(17) { 500 } else { 200 }, r % 250, r % 12
+            )
+            .expect("format");
+        }
+        out.truncate(FILE);
+        std::fs::write(dir.join(format!("logs-{i:02}.jsonl")), &out).expect("write");
+    }
+}
+
+/// Changes about 1 %: one random file rewritten, 2 MiB appended to one log.
+fn change_one_percent(dir: &Path) {
+    let mut buf = vec![0u8; FILE];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("urandom");
+    std::fs::write(dir.join("random-07.bin"), &buf).expect("write");
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("logs-03.jsonl"))
+        .expect("open log");
+    let line = b"{\"ts\":\"2026-11-26T00:00:00.000Z\",\"level\":\"info\",\"msg\":\"appended after the first backup\"}\n";
+    for _ in 0..(2 << 20) / line.len() {
+        log.write_all(line).expect("append");
+    }
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        if let Ok(meta) = std::fs::symlink_metadata(&p) {
+            if meta.is_dir() {
+                if let Ok(rd) = std::fs::read_dir(&p) {
+                    stack.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+                }
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+struct Target {
+    name: &'static str,
+    drctl_repo: String,
+    restic_repo: String,
+    env: Vec<(String, String)>,
+    local_dirs: Option<(PathBuf, PathBuf)>,
+    bucket: Option<String>,
+}
+
+fn bucket_size(bucket: &str) -> u64 {
+    let out = Command::new("radosgw-admin")
+        .arg("-c")
+        .arg(lifeboat_tests::ceph().expect("ceph").conf())
+        .args(["bucket", "stats", "--bucket", bucket])
+        .output()
+        .expect("radosgw-admin");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["usage"]["rgw.main"]["size"].as_u64().unwrap_or(0)
+}
+
+fn main() {
+    // `BENCH_GENERATE=DIR` only writes the dataset (for profiling one tool by hand).
+    if let Some(dir) = std::env::var_os("BENCH_GENERATE") {
+        make_dataset(Path::new(&dir));
+        return;
+    }
+    let drctl = std::env::var("DRCTL_BIN").unwrap_or_else(|_| "target/release/drctl".to_string());
+    let with_rgw = std::env::var("BENCH_SKIP_RGW").is_err();
+    let work = tempfile::Builder::new()
+        .prefix("lifeboat-bench-")
+        .tempdir()
+        .expect("tempdir");
+    let data = work.path().join("data");
+    eprintln!("generating 1 GiB dataset in {}", data.display());
+    make_dataset(&data);
+    let (identity, recipient) = make_identity(work.path(), "bench").expect("identity");
+
+    let mut targets = vec![Target {
+        name: "local",
+        drctl_repo: work.path().join("drctl-repo").display().to_string(),
+        restic_repo: work.path().join("restic-repo").display().to_string(),
+        env: vec![],
+        local_dirs: Some((work.path().join("drctl-repo"), work.path().join("restic-repo"))),
+        bucket: None,
+    }];
+    if with_rgw {
+        let ceph = lifeboat_tests::ceph().expect("start Ceph");
+        let rgw = ceph.rgw();
+        let bucket = rgw.new_bucket("bench").expect("bucket");
+        let host = rgw.endpoint.trim_start_matches("http://");
+        targets.push(Target {
+            name: "rgw",
+            drctl_repo: format!("s3://{bucket}/drctl"),
+            restic_repo: format!("s3:http://{host}/{bucket}/restic"),
+            env: vec![
+                ("AWS_ACCESS_KEY_ID".into(), rgw.access_key.clone()),
+                ("AWS_SECRET_ACCESS_KEY".into(), rgw.secret_key.clone()),
+                ("AWS_REGION".into(), rgw.region.clone()),
+                ("DRCTL_S3_ENDPOINT".into(), rgw.endpoint.clone()),
+            ],
+            local_dirs: None,
+            bucket: Some(bucket),
+        });
+    }
+
+    let mut rows: Vec<(String, Measure, Measure, u64, u64)> = Vec::new();
+    for t in &targets {
+        let mut env = t.env.clone();
+        env.push(("RESTIC_PASSWORD".into(), "bench-password".into()));
+        env.push(("DRCTL_IDENTITY".into(), identity.display().to_string()));
+        env.push(("DRCTL_REPO".into(), t.drctl_repo.clone()));
+        env.push(("RESTIC_REPOSITORY".into(), t.restic_repo.clone()));
+        if let Some((d, r)) = &t.local_dirs {
+            std::fs::create_dir_all(d).expect("mkdir");
+            let _ = r;
+        }
+        let run = |args: &[&str]| {
+            let out = Command::new(args[0])
+                .args(&args[1..])
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .output()
+                .expect("run");
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&["restic", "init", "--repository-version", "2"]);
+        run(&[&drctl, "repo", "init", "--recipient", &recipient]);
+        let stored = |t: &Target| -> (u64, u64) {
+            match (&t.local_dirs, &t.bucket) {
+                (Some((d, r)), _) => (dir_size(d), dir_size(r)),
+                (None, Some(b)) => {
+                    // One bucket holds both; restic's share is measured by its own stats.
+                    let total = bucket_size(b);
+                    (total, 0)
+                }
+                _ => (0, 0),
+            }
+        };
+        let backup =
+            |step: &str, rows: &mut Vec<(String, Measure, Measure, u64, u64)>, before: (u64, u64)| {
+                let mut d = Command::new(&drctl);
+                d.args(["backup", "files", "--quiet"]).arg(&data);
+                let dm = timed(d, &env);
+                let mid = stored(t);
+                let mut r = Command::new("restic");
+                r.args(["backup", "--quiet"]).arg(&data);
+                let rm = timed(r, &env);
+                let after = stored(t);
+                let (d_bytes, r_bytes) = if t.local_dirs.is_some() {
+                    (after.0 - before.0, after.1 - before.1)
+                } else {
+                    (mid.0 - before.0, after.0 - mid.0)
+                };
+                rows.push((format!("{} {step}", t.name), dm, rm, d_bytes, r_bytes));
+                after
+            };
+        let s0 = stored(t);
+        let s1 = backup("full backup", &mut rows, s0);
+        change_one_percent(&data);
+        backup("incremental (1% changed)", &mut rows, s1);
+        let d_out = work.path().join(format!("restore-drctl-{}", t.name));
+        let r_out = work.path().join(format!("restore-restic-{}", t.name));
+        let mut d = Command::new(&drctl);
+        d.args(["restore", "files", "latest", "--quiet", "--target"])
+            .arg(&d_out);
+        let dm = timed(d, &env);
+        let mut r = Command::new("restic");
+        r.args(["restore", "latest", "--target"]).arg(&r_out);
+        let rm = timed(r, &env);
+        rows.push((format!("{} restore", t.name), dm, rm, 0, 0));
+        // Verify both restores against the source.
+        for out in [&d_out, &r_out] {
+            let restored = out.join(data.strip_prefix("/").expect("absolute"));
+            let same = Command::new("diff")
+                .arg("-rq")
+                .arg(&data)
+                .arg(&restored)
+                .status()
+                .expect("diff");
+            assert!(
+                same.success(),
+                "restore into {} differs from the source",
+                out.display()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&d_out);
+        let _ = std::fs::remove_dir_all(&r_out);
+        // Put the dataset back for the next target.
+        let _ = std::fs::remove_dir_all(&data);
+        make_dataset(&data);
+    }
+
+    println!(
+        "{:<34} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "step",
+        "drctl s",
+        "restic s",
+        "speedup",
+        "drctl cpu",
+        "restic cpu",
+        "drctl MiB",
+        "restic MiB",
+        "drctl MB",
+        "restic MB"
+    );
+    for (step, d, r, db, rb) in &rows {
+        println!(
+            "{:<34} {:>9.2} {:>9.2} {:>6.2}x {:>9.2} {:>10.2} {:>9.0} {:>10.0} {:>10} {:>10}",
+            step,
+            d.wall,
+            r.wall,
+            r.wall / d.wall.max(0.001),
+            d.cpu,
+            r.cpu,
+            d.rss_mib,
+            r.rss_mib,
+            if *db > 0 {
+                format!("{:.1}", *db as f64 / 1e6)
+            } else {
+                "-".into()
+            },
+            if *rb > 0 {
+                format!("{:.1}", *rb as f64 / 1e6)
+            } else {
+                "-".into()
+            },
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Repositories for tests: on local disk or in a fresh RGW bucket, with an age identity.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lifeboat_backup::crypto::{UserKey, UserRecipient};
+use lifeboat_backup::store::{Secret, Store, StoreOptions};
+use tempfile::TempDir;
+
+use crate::HarnessError;
+
+/// Where a test repository lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A temporary directory.
+    Local,
+    /// A fresh bucket on the run's Ceph RGW.
+    Rgw,
+    /// A fresh container on the run's Azurite.
+    Azurite,
+}
+
+/// A test repository location plus an age identity that may open it.
+pub struct TestRepo {
+    /// The repository URL.
+    pub url: String,
+    /// How to reach it.
+    pub options: StoreOptions,
+    /// The age identity file.
+    pub identity: PathBuf,
+    /// The identity's public key.
+    pub recipient: String,
+    /// Scratch space for the test (data to back up, restore targets).
+    pub dir: TempDir,
+}
+
+impl TestRepo {
+    /// A new, empty location on `backend` (the repository is not initialised).
+    pub fn new(backend: Backend) -> Result<Self, HarnessError> {
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-repo-test-")
+            .tempdir()
+            .map_err(|e| HarnessError::io("create temp dir", e))?;
+        let (identity, recipient) = make_identity(dir.path(), "me")?;
+        let (url, options) = match backend {
+            Backend::Local => {
+                let repo = dir.path().join("repo");
+                std::fs::create_dir(&repo).map_err(|e| HarnessError::io("create repo dir", e))?;
+                (repo.display().to_string(), StoreOptions::default())
+            }
+            Backend::Rgw => {
+                let rgw = crate::ceph()?.rgw();
+                let bucket = rgw.new_bucket("repo")?;
+                (
+                    format!("s3://{bucket}/lifeboat"),
+                    StoreOptions {
+                        s3_endpoint: Some(rgw.endpoint.clone()),
+                        s3_region: Some(rgw.region.clone()),
+                        access_key_id: Some(rgw.access_key.clone()),
+                        secret_access_key: Some(Secret::new(rgw.secret_key.clone())),
+                        ..StoreOptions::default()
+                    },
+                )
+            }
+            Backend::Azurite => {
+                let azurite = crate::azurite()?;
+                let container = azurite.new_container("repo")?;
+                (
+                    format!("az://{container}/lifeboat"),
+                    StoreOptions {
+                        azure_endpoint: Some(azurite.endpoint()),
+                        azure_account: Some(crate::services::azurite::ACCOUNT.to_string()),
+                        azure_access_key: Some(Secret::new(crate::services::azurite::KEY)),
+                        ..StoreOptions::default()
+                    },
+                )
+            }
+        };
+        Ok(Self {
+            url,
+            options,
+            identity,
+            recipient,
+            dir,
+        })
+    }
+
+    /// Opens the store.
+    pub fn store(&self) -> Store {
+        Store::open(&self.url, &self.options).expect("test store opens")
+    }
+
+    /// The identity as a recipient for `init`.
+    pub fn user_recipient(&self) -> UserRecipient {
+        UserRecipient::parse(&self.recipient).expect("test recipient parses")
+    }
+
+    /// The identity as a key for `open`.
+    pub fn user_key(&self) -> UserKey {
+        UserKey::identity_file(&self.identity).expect("test identity loads")
+    }
+
+    /// A path in the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Environment for running `drctl` against this repository.
+    pub fn drctl_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("DRCTL_REPO".to_string(), self.url.clone()),
+            ("DRCTL_IDENTITY".to_string(), self.identity.display().to_string()),
+        ];
+        if let Some(e) = &self.options.s3_endpoint {
+            env.push(("DRCTL_S3_ENDPOINT".to_string(), e.clone()));
+            env.push((
+                "AWS_REGION".to_string(),
+                self.options.s3_region.clone().unwrap_or_default(),
+            ));
+            env.push((
+                "AWS_ACCESS_KEY_ID".to_string(),
+                self.options.access_key_id.clone().unwrap_or_default(),
+            ));
+            env.push((
+                "AWS_SECRET_ACCESS_KEY".to_string(),
+                self.options
+                    .secret_access_key
+                    .as_ref()
+                    .map(|s| s.expose().to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+        env
+    }
+}
+
+/// Makes an age identity with the stock `age-keygen`; returns (file, public key).
+pub fn make_identity(dir: &Path, name: &str) -> Result<(PathBuf, String), HarnessError> {
+    let path = dir.join(format!("{name}.age"));
+    crate::process::run("age-keygen", Command::new("age-keygen").arg("-o").arg(&path))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| HarnessError::io("read identity", e))?;
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap_or_default()
+        .to_string();
+    Ok((path, public))
+}

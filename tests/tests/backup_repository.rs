@@ -1,0 +1,617 @@
+//! The backup engine end to end, on local disk and on Ceph RGW: round trips, incremental
+//! backups, keys, damage, crashes, hostile snapshots and failing storage.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Result, ensure};
+use lifeboat_backup::Repository;
+use lifeboat_backup::crypto::{UserKey, UserRecipient};
+use lifeboat_backup::index::Index;
+use lifeboat_backup::maintenance::{check, forget, prune};
+use lifeboat_backup::progress::Progress;
+use lifeboat_backup::repository::{InitOptions, LockKind, RepoError};
+use lifeboat_backup::restore::{RestoreOptions, restore_files};
+use lifeboat_backup::session::Session;
+use lifeboat_backup::snapshot::{Node, NodeKind, Snapshot, Summary};
+use lifeboat_backup::sources::files::{FilesOptions, backup_files};
+use lifeboat_tests::repos::{Backend, TestRepo, make_identity};
+use object_store::ObjectStoreExt;
+
+fn progress() -> Arc<Progress> {
+    Arc::new(Progress::default())
+}
+
+/// A small tree with the shapes that matter: random and compressible data, a file spanning
+/// several chunks, an empty file, nesting, a symlink, odd permissions.
+fn make_data(root: &Path) -> Result<()> {
+    std::fs::create_dir_all(root.join("logs/old"))?;
+    std::fs::create_dir_all(root.join("empty-dir"))?;
+    let random: Vec<u8> = (0..3_000_000u32)
+        .map(|i| blake3::hash(&i.to_le_bytes()).as_bytes()[0])
+        .collect();
+    std::fs::write(root.join("random.bin"), &random)?;
+    let log: String = (0..60_000)
+        .map(|i| format!("{{\"ts\":{i},\"level\":\"info\",\"msg\":\"GET /api/v1/pods\"}}\n"))
+        .collect();
+    std::fs::write(root.join("logs/app.log"), &log)?;
+    std::fs::write(root.join("logs/old/empty.log"), b"")?;
+    std::fs::write(root.join("secret.key"), b"0123456789")?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("secret.key"), std::fs::Permissions::from_mode(0o600))?;
+    std::os::unix::fs::symlink("logs/app.log", root.join("current.log"))?;
+    Ok(())
+}
+
+/// Asserts two directory trees hold the same files, links and permissions.
+fn assert_same_tree(a: &Path, b: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let list = |root: &Path| -> Result<BTreeMap<PathBuf, (u32, Vec<u8>)>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            let meta = std::fs::symlink_metadata(&p)?;
+            let rel = p.strip_prefix(root)?.to_path_buf();
+            let content = if meta.file_type().is_symlink() {
+                std::fs::read_link(&p)?.to_string_lossy().as_bytes().to_vec()
+            } else if meta.is_dir() {
+                for e in std::fs::read_dir(&p)? {
+                    stack.push(e?.path());
+                }
+                Vec::new()
+            } else {
+                std::fs::read(&p)?
+            };
+            out.insert(rel, (meta.mode(), content));
+        }
+        Ok(out)
+    };
+    let (la, lb) = (list(a)?, list(b)?);
+    ensure!(
+        la.keys().collect::<Vec<_>>() == lb.keys().collect::<Vec<_>>(),
+        "trees differ: {:?} vs {:?}",
+        la.keys(),
+        lb.keys()
+    );
+    for (k, v) in &la {
+        ensure!(lb.get(k) == Some(v), "{} differs", k.display());
+    }
+    Ok(())
+}
+
+async fn init(t: &TestRepo) -> Result<Repository> {
+    Ok(Repository::init(&t.store(), &[t.user_recipient()], InitOptions::default()).await?)
+}
+
+async fn open(t: &TestRepo) -> Result<Repository> {
+    Ok(Repository::open(&t.store(), &[t.user_key()]).await?)
+}
+
+async fn backup(repo: &Repository, path: &Path) -> Result<Snapshot> {
+    Ok(backup_files(repo, &[path.to_path_buf()], &FilesOptions::default(), progress()).await?)
+}
+
+async fn restore(
+    repo: &Repository,
+    snap: &Snapshot,
+    target: &Path,
+) -> Result<lifeboat_backup::restore::RestoreReport> {
+    Ok(restore_files(repo, snap, target, &RestoreOptions::default(), progress()).await?)
+}
+
+/// Where a backed-up absolute path lands under a restore target.
+fn restored(target: &Path, original: &Path) -> PathBuf {
+    target.join(original.strip_prefix("/").unwrap_or(original))
+}
+
+async fn round_trip_and_incremental(backend: Backend) -> Result<()> {
+    let t = TestRepo::new(backend)?;
+    let data = t.path("data");
+    make_data(&data)?;
+    init(&t).await?;
+    let repo = open(&t).await?;
+
+    let first = backup(&repo, &data).await?;
+    ensure!(
+        first.summary.files == 4 && first.summary.files_read == 3,
+        "{:?}",
+        first.summary
+    );
+    let out = t.path("out1");
+    let report = restore(&repo, &first, &out).await?;
+    ensure!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_same_tree(&data, &restored(&out, &data))?;
+
+    // Change one file: only it is read again, and only its changed chunk is new.
+    let mut log = std::fs::read(data.join("logs/app.log"))?;
+    log.extend_from_slice(b"{\"ts\":-1,\"msg\":\"appended\"}\n");
+    std::fs::write(data.join("logs/app.log"), &log)?;
+    let second = backup(&repo, &data).await?;
+    ensure!(second.parent == first.id, "parent not recorded");
+    ensure!(
+        second.summary.files_read == 1,
+        "read {} files again",
+        second.summary.files_read
+    );
+    // At most that file's chunks and the new tree listing are new.
+    ensure!(
+        second.summary.new_bytes <= log.len() as u64 + 64 * 1024,
+        "{:?}",
+        second.summary
+    );
+    ensure!(
+        second.summary.stored_bytes < first.summary.stored_bytes / 4,
+        "{:?}",
+        second.summary
+    );
+    let out = t.path("out2");
+    restore(&repo, &second, &out).await?;
+    assert_same_tree(&data, &restored(&out, &data))?;
+
+    // The first snapshot still restores as it was.
+    let snaps = repo.snapshots().await?;
+    ensure!(snaps.len() == 2);
+    let report = check::check(&repo, true, progress()).await?;
+    ensure!(report.ok(), "{report:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn local_round_trip_and_incremental() -> Result<()> {
+    round_trip_and_incremental(Backend::Local).await
+}
+
+#[tokio::test]
+async fn rgw_round_trip_and_incremental() -> Result<()> {
+    round_trip_and_incremental(Backend::Rgw).await
+}
+
+#[tokio::test]
+async fn identical_data_is_stored_once() -> Result<()> {
+    let t = TestRepo::new(Backend::Local)?;
+    make_data(&t.path("a"))?;
+    make_data(&t.path("b"))?;
+    let repo = init(&t).await?;
+    let a = backup(&repo, &t.path("a")).await?;
+    let b = backup(&repo, &t.path("b")).await?;
+    ensure!(a.summary.new_bytes > 3_000_000);
+    // Only the second tree listing (its paths differ) is new.
+    ensure!(
+        b.summary.new_bytes < 16 * 1024,
+        "second copy added {} bytes",
+        b.summary.new_bytes
+    );
+    Ok(())
+}
+
+async fn wrong_key(backend: Backend) -> Result<()> {
+    let t = TestRepo::new(backend)?;
+    init(&t).await?;
+    let before = t.store().object_store().list(None).count_items().await;
+    let (other, _) = make_identity(t.dir.path(), "stranger")?;
+    let err = Repository::open(&t.store(), &[UserKey::identity_file(&other)?])
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("opened with a stranger's key"))?;
+    let text = err.to_string();
+    ensure!(matches!(err, RepoError::WrongKey { .. }), "{text}");
+    ensure!(text.contains(&t.url) && text.contains("stranger.age"), "{text}");
+    let err = Repository::open(&t.store(), &[])
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    ensure!(err.contains("--identity"), "{err}");
+    let after = t.store().object_store().list(None).count_items().await;
+    ensure!(before == after, "a failed open wrote objects");
+    // A second init refuses and writes nothing.
+    let again = Repository::init(&t.store(), &[t.user_recipient()], InitOptions::default()).await;
+    ensure!(matches!(again, Err(RepoError::AlreadyExists { .. })));
+    ensure!(t.store().object_store().list(None).count_items().await == after);
+    Ok(())
+}
+
+trait CountItems {
+    async fn count_items(self) -> usize;
+}
+
+impl<S: futures::Stream + Unpin> CountItems for S {
+    async fn count_items(self) -> usize {
+        use futures::StreamExt;
+        self.count().await
+    }
+}
+
+#[tokio::test]
+async fn local_wrong_key_is_named_and_writes_nothing() -> Result<()> {
+    wrong_key(Backend::Local).await
+}
+
+#[tokio::test]
+async fn rgw_wrong_key_is_named_and_writes_nothing() -> Result<()> {
+    wrong_key(Backend::Rgw).await
+}
+
+#[tokio::test]
+async fn keys_can_be_added_and_removed_without_rewriting_data() -> Result<()> {
+    let t = TestRepo::new(Backend::Local)?;
+    make_data(&t.path("data"))?;
+    let repo = init(&t).await?;
+    backup(&repo, &t.path("data")).await?;
+    let data_before: Vec<_> = repo.list("data/").await?;
+    let pass = t.path("pass.txt");
+    std::fs::write(&pass, "correct horse battery staple\n")?;
+    let id2 = repo.add_key(&UserRecipient::passphrase_file(&pass)?).await?;
+    let by_pass = Repository::open(&t.store(), &[UserKey::passphrase_file(&pass)?]).await?;
+    ensure!(by_pass.key_id() == id2);
+    ensure!(by_pass.snapshots().await?.len() == 1);
+    let keys = by_pass.list_keys().await?;
+    ensure!(keys.len() == 2, "{keys:?}");
+    by_pass.remove_key(repo.key_id()).await?;
+    ensure!(
+        open(&t).await.is_err(),
+        "the removed key still opens the repository"
+    );
+    let last = by_pass
+        .remove_key(&id2)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    ensure!(last.contains("only key"), "{last}");
+    ensure!(by_pass.list("data/").await? == data_before, "data was rewritten");
+    Ok(())
+}
+
+async fn damaged_packs(backend: Backend) -> Result<()> {
+    let t = TestRepo::new(backend)?;
+    let data = t.path("data");
+    make_data(&data)?;
+    // A second random file so the damage hits only part of the snapshot.
+    let other: Vec<u8> = (0..2_000_000u32)
+        .map(|i| blake3::hash(&(i ^ 0xabcdef).to_le_bytes()).as_bytes()[1])
+        .collect();
+    std::fs::write(data.join("other.bin"), &other)?;
+    let repo = init(&t).await?;
+    let snap = backup(&repo, &data).await?;
+
+    // Find the pack holding random.bin's first chunk and delete it.
+    let index = repo.load_index().await?;
+    let nodes = lifeboat_backup::restore::snapshot_nodes(&repo, &index, &snap).await?;
+    let victim = nodes
+        .iter()
+        .find(|n| n.path.ends_with("random.bin"))
+        .ok_or_else(|| anyhow::anyhow!("no random.bin"))?;
+    let pack = index
+        .get(&victim.chunks[0])
+        .ok_or_else(|| anyhow::anyhow!("chunk not indexed"))?
+        .pack;
+    let key = lifeboat_backup::pack::pack_key(&pack);
+    repo.object_store().delete(&key.as_str().into()).await?;
+
+    let report = check::check(&repo, false, progress()).await?;
+    ensure!(!report.ok());
+    ensure!(report.damaged_packs.contains_key(&key), "{report:?}");
+    let sid = snap.id.map(|i| i.to_hex()).unwrap_or_default();
+    let files = report.affected.get(&sid).cloned().unwrap_or_default();
+    ensure!(files.iter().any(|f| f.contains("random.bin")), "{files:?}");
+
+    // Everything else restores; the damaged file is named, and not left half-written.
+    let out = t.path("out");
+    let rep = restore(&repo, &snap, &out).await?;
+    ensure!(
+        rep.errors.iter().any(|e| e.contains("random.bin")),
+        "{:?}",
+        rep.errors
+    );
+    ensure!(!restored(&out, &data).join("random.bin").exists() || rep.errors.is_empty());
+    let unaffected: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| {
+            n.kind == NodeKind::File
+                && !n
+                    .chunks
+                    .iter()
+                    .any(|c| index.get(c).is_some_and(|l| l.pack == pack))
+        })
+        .collect();
+    ensure!(!unaffected.is_empty());
+    for n in unaffected {
+        let original = Path::new("/").join(&n.path);
+        ensure!(
+            std::fs::read(out.join(&n.path))? == std::fs::read(&original)?,
+            "{} not restored",
+            n.path
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn local_deleted_pack_is_named_and_the_rest_restores() -> Result<()> {
+    damaged_packs(Backend::Local).await
+}
+
+#[tokio::test]
+async fn rgw_deleted_pack_is_named_and_the_rest_restores() -> Result<()> {
+    damaged_packs(Backend::Rgw).await
+}
+
+async fn corrupted_pack(backend: Backend) -> Result<()> {
+    let t = TestRepo::new(backend)?;
+    make_data(&t.path("data"))?;
+    let repo = init(&t).await?;
+    backup(&repo, &t.path("data")).await?;
+    // A data pack: the structure check reads tree packs, so it would notice those anyway.
+    let index = repo.load_index().await?;
+    let pack = index
+        .packs()
+        .iter()
+        .find(|p| p.kind == lifeboat_backup::blob::BlobKind::Data)
+        .ok_or_else(|| anyhow::anyhow!("no data packs"))?;
+    let key = lifeboat_backup::pack::pack_key(&pack.id);
+    let path: object_store::path::Path = key.as_str().into();
+    let mut bytes = repo.object_store().get(&path).await?.bytes().await?.to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    repo.object_store().put(&path, bytes.into()).await?;
+    ensure!(
+        check::check(&repo, false, progress()).await?.ok(),
+        "structure check should not read data"
+    );
+    let report = check::check(&repo, true, progress()).await?;
+    ensure!(report.damaged_packs.contains_key(&key), "{report:?}");
+    ensure!(
+        !report.affected.is_empty(),
+        "no snapshot named as affected: {report:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn local_corrupted_pack_is_found_by_read_data() -> Result<()> {
+    corrupted_pack(Backend::Local).await
+}
+
+#[tokio::test]
+async fn rgw_corrupted_pack_is_found_by_read_data() -> Result<()> {
+    corrupted_pack(Backend::Rgw).await
+}
+
+#[tokio::test]
+async fn concurrent_backups_into_one_repository_are_safe() -> Result<()> {
+    let t = TestRepo::new(Backend::Local)?;
+    make_data(&t.path("a"))?;
+    make_data(&t.path("b"))?;
+    std::fs::write(t.path("b/extra.txt"), "only in b")?;
+    init(&t).await?;
+    let (ra, rb) = (open(&t).await?, open(&t).await?);
+    let (pa, pb) = (t.path("a"), t.path("b"));
+    let (sa, sb) = tokio::join!(backup(&ra, &pa), backup(&rb, &pb));
+    let (sa, sb) = (sa?, sb?);
+    let repo = open(&t).await?;
+    ensure!(repo.snapshots().await?.len() == 2);
+    ensure!(check::check(&repo, true, progress()).await?.ok());
+    for (snap, dir, out) in [(&sa, "a", "out-a"), (&sb, "b", "out-b")] {
+        let out = t.path(out);
+        restore(&repo, snap, &out).await?;
+        assert_same_tree(&t.path(dir), &restored(&out, &t.path(dir)))?;
+    }
+    Ok(())
+}
+
+async fn hostile_snapshot(repo: &Repository, nodes: Vec<Node>) -> Result<Snapshot> {
+    let index = Arc::new(repo.load_index().await?);
+    let session = Session::start(repo, index);
+    let (tree, session) = tokio::task::spawn_blocking(move || (session.write_tree(&nodes), session)).await?;
+    let tree = tree?;
+    session.finish().await?;
+    let mut snap = Snapshot {
+        id: None,
+        time: chrono::Utc::now(),
+        hostname: "attacker".into(),
+        kind: "files".into(),
+        source: "files:/evil".into(),
+        paths: vec![],
+        tags: Default::default(),
+        parent: None,
+        tree,
+        summary: Summary::default(),
+    };
+    snap.id = Some(repo.save_snapshot(&snap).await?);
+    Ok(snap)
+}
+
+#[tokio::test]
+async fn restore_never_writes_outside_the_target() -> Result<()> {
+    let t = TestRepo::new(Backend::Local)?;
+    let repo = init(&t).await?;
+    let outside = t.path("outside");
+    std::fs::create_dir(&outside)?;
+    let node = |path: &str, kind: NodeKind, target: Option<String>| Node {
+        path: path.to_string(),
+        kind,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        inode: 0,
+        size: 0,
+        chunks: vec![],
+        target,
+    };
+    let snap = hostile_snapshot(
+        &repo,
+        vec![
+            node("../escape", NodeKind::File, None),
+            node(&format!("{}/abs", outside.display()), NodeKind::File, None),
+            node("a/../../escape2", NodeKind::File, None),
+            node("link", NodeKind::Symlink, Some(outside.display().to_string())),
+            node("link/through-symlink", NodeKind::File, None),
+            node("fine.txt", NodeKind::File, None),
+        ],
+    )
+    .await?;
+    let target = t.path("target");
+    let report = restore(&repo, &snap, &target).await?;
+    ensure!(
+        std::fs::read_dir(&outside)?.count() == 0,
+        "something was written outside the target"
+    );
+    ensure!(!t.path("escape").exists() && !t.path("escape2").exists());
+    ensure!(target.join("fine.txt").exists());
+    ensure!(
+        report.errors.iter().filter(|e| e.contains("refused")).count() == 3,
+        "{:?}",
+        report.errors
+    );
+    Ok(())
+}
+
+async fn failing_store(backend: Backend) -> Result<()> {
+    let t = TestRepo::new(backend)?;
+    make_data(&t.path("data"))?;
+    init(&t).await?;
+    let faulty: Arc<dyn object_store::ObjectStore> = Arc::new(lifeboat_tests::faults::FailingStore::new(
+        t.store().object_store().clone(),
+        "data/",
+        0,
+    ));
+    let repo = Repository::open_with(faulty, &t.url, &[t.user_key()]).await?;
+    let err = backup(&repo, &t.path("data"))
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    ensure!(
+        err.contains("data/") && err.contains("503"),
+        "error does not name the object and cause: {err}"
+    );
+    let repo = open(&t).await?;
+    ensure!(repo.snapshots().await?.is_empty(), "a snapshot became visible");
+    ensure!(check::check(&repo, false, progress()).await?.ok());
+    // And the next backup on a healthy store works.
+    backup(&repo, &t.path("data")).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn local_store_failure_names_the_object_and_leaves_no_snapshot() -> Result<()> {
+    failing_store(Backend::Local).await
+}
+
+#[tokio::test]
+async fn rgw_store_failure_names_the_object_and_leaves_no_snapshot() -> Result<()> {
+    failing_store(Backend::Rgw).await
+}
+
+#[tokio::test]
+async fn forget_and_prune_reclaim_space_and_keep_what_is_kept() -> Result<()> {
+    let t = TestRepo::new(Backend::Local)?;
+    let data = t.path("data");
+    make_data(&data)?;
+    let repo = init(&t).await?;
+    backup(&repo, &data).await?;
+    for round in 0..2u32 {
+        let fresh: Vec<u8> = (0..1_500_000u32)
+            .map(|i| blake3::hash(&(i + 1000 * round).to_be_bytes()).as_bytes()[2])
+            .collect();
+        std::fs::write(data.join("random.bin"), &fresh)?;
+        backup(&repo, &data).await?;
+    }
+    let stored_before: u64 = repo.list("data/").await?.iter().map(|(_, s)| s).sum();
+    let snaps = repo.snapshots().await?;
+    let plan = forget::plan_forget(
+        &snaps,
+        &forget::RetentionPolicy {
+            keep_last: 1,
+            ..Default::default()
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
+    ensure!(plan[0].remove.len() == 2 && plan[0].keep.len() == 1);
+    for id in &plan[0].remove {
+        repo.delete_snapshot(id).await?;
+    }
+    let dry = prune::prune(&repo, true).await?;
+    ensure!(
+        repo.list("data/").await?.iter().map(|(_, s)| s).sum::<u64>() == stored_before,
+        "dry run changed data"
+    );
+    ensure!(!dry.delete.is_empty() || !dry.repack.is_empty(), "{dry:?}");
+    prune::prune(&repo, false).await?;
+    let stored_after: u64 = repo.list("data/").await?.iter().map(|(_, s)| s).sum();
+    ensure!(
+        stored_after < stored_before * 2 / 3,
+        "{stored_before} -> {stored_after}"
+    );
+    ensure!(check::check(&repo, true, progress()).await?.ok());
+    let latest = repo.find_snapshot("latest").await?;
+    let out = t.path("out");
+    restore(&repo, &latest, &out).await?;
+    assert_same_tree(&data, &restored(&out, &data))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn prune_waits_for_no_one_and_backups_wait_for_prune() -> Result<()> {
+    let t = TestRepo::new(Backend::Local)?;
+    make_data(&t.path("data"))?;
+    let repo = init(&t).await?;
+    let shared = repo.lock(LockKind::Shared, "backup").await?;
+    let err = prune::prune(&repo, false)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    ensure!(err.contains("locked") && err.contains("backup"), "{err}");
+    shared.release().await?;
+    let exclusive = repo.lock(LockKind::Exclusive, "prune").await?;
+    let err = backup(&repo, &t.path("data"))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    ensure!(err.contains("locked") && err.contains("expires"), "{err}");
+    drop(exclusive); // a crashed holder: its lock stays until it expires
+    // An expired lock no longer blocks anyone.
+    let locks = repo.list("locks/").await?;
+    ensure!(locks.len() == 1);
+    let stale = serde_json::json!({"kind":"exclusive","purpose":"prune","hostname":"gone","pid":1,
+        "created":"2020-01-01T00:00:00Z","expires":"2020-01-01T00:30:00Z"});
+    let path = Path::new(&t.url).join(&locks[0].0);
+    std::fs::write(path, stale.to_string())?;
+    backup(&repo, &t.path("data")).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn index_is_small_in_memory() -> Result<()> {
+    let t = TestRepo::new(Backend::Local)?;
+    make_data(&t.path("data"))?;
+    let repo = init(&t).await?;
+    backup(&repo, &t.path("data")).await?;
+    let index: Index = repo.load_index().await?;
+    ensure!(index.memory_bytes() <= index.blob_count() * 48 + index.packs().len() * 64);
+    Ok(())
+}
+
+#[tokio::test]
+async fn files_larger_than_memory_buffers_stream_through_the_chunker() -> Result<()> {
+    use std::io::Read;
+    let t = TestRepo::new(Backend::Local)?;
+    let data = t.path("data");
+    std::fs::create_dir(&data)?;
+    let mut big = vec![0u8; 40 << 20];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut big)?;
+    std::fs::write(data.join("big.bin"), &big)?;
+    let repo = init(&t).await?;
+    let snap = backup(&repo, &data).await?;
+    ensure!(snap.summary.new_blobs > 20, "{:?}", snap.summary);
+    let out = t.path("out");
+    restore(&repo, &snap, &out).await?;
+    ensure!(std::fs::read(restored(&out, &data).join("big.bin"))? == big);
+    Ok(())
+}
