@@ -1,6 +1,7 @@
 //! Test support for Lifeboat's integration suite: real etcd, Ceph (RBD and RGW S3) and
 //! nfs-ganesha started from Debian packages on loopback, on free ports, in temporary
-//! directories.
+//! directories; and a Kubernetes API server for tests ([`kube::TestCluster`]) that switches to
+//! a real kube-apiserver when the environment names one.
 //!
 //! Nothing shipped depends on this crate; it depends on the shipped crates.
 //!
@@ -12,6 +13,7 @@
 //! ```
 
 pub mod faults;
+pub mod kube;
 pub mod process;
 pub mod repos;
 mod s3;

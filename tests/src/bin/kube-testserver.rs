@@ -1,0 +1,53 @@
+//! Runs the in-process Kubernetes API test server by hand, for poking at it with kubectl:
+//! `cargo run -p lifeboat-tests --bin kube-testserver` prints `export KUBECONFIG=…` and serves
+//! until Ctrl-C or SIGTERM.
+//!
+//! Given kube-apiserver's `--secure-port=N`, it serves on that port and ignores the other
+//! flags: the suite uses that to stand it in for kube-apiserver when checking the
+//! `KUBEBUILDER_ASSETS` start-up path on machines that have no kube-apiserver.
+
+use std::process::ExitCode;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let port = std::env::args().find_map(|a| {
+        a.strip_prefix("--secure-port=")
+            .and_then(|p| p.parse::<u16>().ok())
+    });
+    let _keep = match port {
+        Some(port) => match lifeboat_tests::kube::TestServer::start_on(port).await {
+            Ok(s) => Keep::Server(s),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => match lifeboat_tests::kube::TestCluster::in_process().await {
+            Ok(c) => {
+                println!("export KUBECONFIG={}", c.kubeconfig_path().display());
+                Keep::Cluster(Box::new(c))
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return ExitCode::FAILURE;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    ExitCode::SUCCESS
+}
+
+/// What must stay alive while serving.
+#[allow(dead_code)]
+enum Keep {
+    Server(lifeboat_tests::kube::TestServer),
+    Cluster(Box<lifeboat_tests::kube::TestCluster>),
+}

@@ -1,0 +1,155 @@
+//! The garbage collector a real control plane runs: dependents whose owners are all gone are
+//! deleted (background propagation), `Foreground` deletion waits for dependents, and
+//! `Orphan` deletion releases them.
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+
+use super::names;
+use super::registry::ResourceType;
+use super::store::{EventKind, Key, Store};
+
+/// The finalizer that holds an owner until its dependents are gone.
+pub const FOREGROUND: &str = "foregroundDeletion";
+
+fn owner_uids(o: &Value) -> Vec<&str> {
+    o["metadata"]["ownerReferences"]
+        .as_array()
+        .map(|refs| refs.iter().filter_map(|r| r["uid"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+fn dependents(store: &Store, uid: &str) -> Vec<Key> {
+    store
+        .objects
+        .iter()
+        .filter(|(_, o)| owner_uids(o).contains(&uid))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+fn type_of(store: &Store, key: &Key) -> Option<ResourceType> {
+    store
+        .registry
+        .all()
+        .find(|r| r.group == key.0 && r.plural == key.1)
+        .cloned()
+}
+
+/// How a delete treats dependents (`propagationPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// Delete the owner now; the collector removes dependents afterwards (the default).
+    Background,
+    /// Keep the owner (with a `foregroundDeletion` finalizer) until dependents are gone.
+    Foreground,
+    /// Remove the owner references from dependents and leave them.
+    Orphan,
+}
+
+impl Propagation {
+    /// From `DeleteOptions.propagationPolicy` or the query parameter.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "Foreground" => Self::Foreground,
+            "Orphan" => Self::Orphan,
+            _ => Self::Background,
+        }
+    }
+}
+
+/// Prepares `old` for deletion under `policy`; returns the object to delete (for Foreground,
+/// with the finalizer added) after releasing or deleting dependents as the policy says.
+pub fn before_delete(store: &mut Store, policy: Propagation, key: &Key, mut old: Value) -> Value {
+    let uid = old["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let deps = dependents(store, &uid);
+    if deps.is_empty() {
+        return old;
+    }
+    match policy {
+        Propagation::Background => {}
+        Propagation::Orphan => {
+            for d in deps {
+                if let Some(mut o) = store.objects.get(&d).cloned() {
+                    let refs: Vec<Value> = o["metadata"]["ownerReferences"]
+                        .as_array()
+                        .map(|r| r.iter().filter(|r| r["uid"] != json!(uid)).cloned().collect())
+                        .unwrap_or_default();
+                    o["metadata"]["ownerReferences"] = json!(refs);
+                    store.commit(d, o, EventKind::Modified);
+                }
+            }
+        }
+        Propagation::Foreground => {
+            let mut fins: Vec<Value> = old["metadata"]["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !fins.contains(&json!(FOREGROUND)) {
+                fins.push(json!(FOREGROUND));
+            }
+            old["metadata"]["finalizers"] = json!(fins);
+            if old["metadata"]["deletionTimestamp"].is_null() {
+                old["metadata"]["deletionTimestamp"] = json!(names::now_rfc3339());
+                old["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            }
+            old = store.commit(key.clone(), old, EventKind::Modified);
+            for d in deps {
+                if let (Some(rt), Some(o)) = (type_of(store, &d), store.objects.get(&d).cloned()) {
+                    store.delete_key(&rt, d, o, Propagation::Foreground);
+                }
+            }
+        }
+    }
+    old
+}
+
+/// One collection pass: deletes one orphaned dependent or releases one foreground owner.
+/// Returns whether it changed anything (the caller loops until it did not).
+pub fn sweep(store: &mut Store) -> bool {
+    let uids: HashSet<String> = store
+        .objects
+        .values()
+        .filter_map(|o| o["metadata"]["uid"].as_str().map(String::from))
+        .collect();
+    let orphan = store.objects.iter().find(|(_, o)| {
+        let owners = owner_uids(o);
+        !owners.is_empty()
+            && o["metadata"]["deletionTimestamp"].is_null()
+            && owners.iter().all(|u| !uids.contains(*u))
+    });
+    if let Some((k, o)) = orphan.map(|(k, o)| (k.clone(), o.clone()))
+        && let Some(rt) = type_of(store, &k)
+    {
+        store.delete_key(&rt, k, o, Propagation::Background);
+        return true;
+    }
+    let released = store.objects.iter().find(|(_, o)| {
+        let fins = o["metadata"]["finalizers"].as_array();
+        fins.is_some_and(|f| f.contains(&json!(FOREGROUND)))
+            && !o["metadata"]["deletionTimestamp"].is_null()
+            && o["metadata"]["uid"]
+                .as_str()
+                .is_some_and(|u| !store.objects.values().any(|d| owner_uids(d).contains(&u)))
+    });
+    if let Some((k, mut o)) = released.map(|(k, o)| (k.clone(), o.clone())) {
+        let fins: Vec<Value> = o["metadata"]["finalizers"]
+            .as_array()
+            .map(|f| f.iter().filter(|f| **f != json!(FOREGROUND)).cloned().collect())
+            .unwrap_or_default();
+        let gone = fins.is_empty();
+        o["metadata"]["finalizers"] = json!(fins);
+        store.commit(
+            k,
+            o,
+            if gone {
+                EventKind::Deleted
+            } else {
+                EventKind::Modified
+            },
+        );
+        return true;
+    }
+    false
+}

@@ -1,0 +1,264 @@
+//! A Kubernetes API server for tests, and the switch to a real one.
+//!
+//! No kube-apiserver, kind or k3s can run on the development machines, yet everything
+//! Kubernetes-facing must be tested over real HTTP with `kube::Client`. [`TestCluster::start`]
+//! gives a test one cluster:
+//!
+//! - `USE_EXISTING_CLUSTER=true` (with `KUBECONFIG`): that cluster; tests keep to their own
+//!   namespaces ([`TestCluster::namespace`]), which are deleted when the cluster handle drops.
+//! - `KUBEBUILDER_ASSETS=DIR` (with `etcd` and `kube-apiserver` in it): both started on
+//!   loopback for this test, as controller-runtime's envtest does.
+//! - otherwise: the in-process test server ([`TestServer`]), HTTPS on 127.0.0.1, with
+//!   [`Faults`] to break it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), lifeboat_tests::kube::KubeTestError> {
+//! let cluster = lifeboat_tests::kube::TestCluster::start().await?;
+//! let ns = cluster.namespace("demo").await?;
+//! let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+//!     kube::Api::namespaced(cluster.client(), &ns);
+//! # Ok(()) }
+//! ```
+
+mod crd;
+mod delete;
+mod discovery;
+mod events;
+mod faults;
+mod gc;
+mod hooks;
+pub mod kubeconfig;
+mod managed;
+mod names;
+mod ops;
+mod patch;
+pub mod real;
+mod registry;
+mod routes;
+mod scale;
+mod schema;
+mod selectors;
+mod server;
+mod status;
+mod store;
+mod tls;
+mod validate;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use faults::Faults;
+pub use server::TestServer;
+pub use status::ApiError;
+
+/// Why a test cluster could not be started or used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KubeTestError {
+    /// A local file or socket operation failed.
+    #[error("kube test cluster: {what}: {message}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        message: String,
+    },
+    /// Building a client or talking to the cluster failed.
+    #[error("kube test cluster: client: {0}")]
+    Client(String),
+    /// A real etcd/kube-apiserver did not start.
+    #[error("kube test cluster: real API server: {0}")]
+    Start(String),
+}
+
+impl KubeTestError {
+    pub(crate) fn io(what: impl Into<String>, e: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Backend {
+    InProcess(TestServer),
+    /// Held for its drop, which stops etcd and kube-apiserver.
+    Envtest {
+        _env: real::Envtest,
+    },
+    Existing,
+}
+
+/// One Kubernetes cluster for a test: the in-process server or a real API server.
+pub struct TestCluster {
+    backend: Backend,
+    client: kube::Client,
+    kubeconfig: PathBuf,
+    namespaces: Mutex<Vec<String>>,
+    // Last, so the kubeconfig and the servers' files outlive everything above.
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for TestCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCluster")
+            .field("backend", &self.backend)
+            .field("kubeconfig", &self.kubeconfig)
+            .finish()
+    }
+}
+
+fn env_true(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+impl TestCluster {
+    /// The cluster the environment asks for (see the module docs).
+    pub async fn start() -> Result<Self, KubeTestError> {
+        if env_true("USE_EXISTING_CLUSTER") {
+            return Self::existing().await;
+        }
+        match std::env::var_os("KUBEBUILDER_ASSETS").filter(|v| !v.is_empty()) {
+            Some(dir) => Self::envtest(Path::new(&dir)).await,
+            None => Self::in_process().await,
+        }
+    }
+
+    /// Always the in-process test server, whatever the environment says (for tests of the
+    /// test server itself or of several clusters with faults).
+    pub async fn in_process() -> Result<Self, KubeTestError> {
+        let dir = tempdir()?;
+        let server = TestServer::start().await?;
+        // The server accepts anyone, but kubectl asks for a password over HTTPS without a token.
+        let auth = kubeconfig::Auth::Token("lifeboat-test".into());
+        let trust = match server.ca_pem() {
+            Some(pem) => kubeconfig::Trust::Ca(pem.to_string()),
+            None => kubeconfig::Trust::None,
+        };
+        let path = kubeconfig::write(dir.path(), &server.url(), &auth, &trust)?;
+        let client = kubeconfig::client(&path).await?;
+        Ok(Self::new(Backend::InProcess(server), client, path, dir))
+    }
+
+    async fn envtest(assets: &Path) -> Result<Self, KubeTestError> {
+        let dir = tempdir()?;
+        let (env, path) = real::start_envtest(assets, dir.path()).await?;
+        let client = kubeconfig::client(&path).await?;
+        Ok(Self::new(Backend::Envtest { _env: env }, client, path, dir))
+    }
+
+    async fn existing() -> Result<Self, KubeTestError> {
+        let dir = tempdir()?;
+        let client = real::existing_client().await?;
+        let path = std::env::var_os("KUBECONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.path().join("(default kubeconfig)"));
+        Ok(Self::new(Backend::Existing, client, path, dir))
+    }
+
+    fn new(backend: Backend, client: kube::Client, kubeconfig: PathBuf, dir: tempfile::TempDir) -> Self {
+        Self {
+            backend,
+            client,
+            kubeconfig,
+            namespaces: Mutex::new(Vec::new()),
+            _dir: dir,
+        }
+    }
+
+    /// A client for this cluster.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// A kubeconfig file for this cluster (for kubectl or code that reads one).
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The fault handle; `None` on a real cluster, which a test cannot break.
+    pub fn faults(&self) -> Option<&Faults> {
+        match &self.backend {
+            Backend::InProcess(s) => Some(s.faults()),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a real kube-apiserver (envtest or an existing cluster).
+    pub fn is_real(&self) -> bool {
+        !matches!(self.backend, Backend::InProcess(_))
+    }
+
+    /// Whether a controller-manager runs (namespace and garbage-collection controllers):
+    /// true for existing clusters and the test server, false for a bare envtest API server.
+    pub fn has_controllers(&self) -> bool {
+        !matches!(self.backend, Backend::Envtest { .. })
+    }
+
+    /// Which backend this is, for messages.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::InProcess(_) => "in-process test server",
+            Backend::Envtest { .. } => "kube-apiserver from KUBEBUILDER_ASSETS",
+            Backend::Existing => "existing cluster (USE_EXISTING_CLUSTER)",
+        }
+    }
+
+    /// Creates a namespace named uniquely after `prefix`, deleted when this handle drops on
+    /// an existing cluster (envtest and test servers go away whole).
+    pub async fn namespace(&self, prefix: &str) -> Result<String, KubeTestError> {
+        use k8s_openapi::api::core::v1::Namespace;
+        let name = format!("{}-{}", crate::unique_name(prefix), names::generate_suffix());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+            .map_err(|e| KubeTestError::Client(e.to_string()))?;
+        kube::Api::<Namespace>::all(self.client())
+            .create(&Default::default(), &ns)
+            .await
+            .map_err(|e| KubeTestError::Client(format!("create namespace {name}: {e}")))?;
+        if let Ok(mut list) = self.namespaces.lock() {
+            list.push(name.clone());
+        }
+        Ok(name)
+    }
+}
+
+fn tempdir() -> Result<tempfile::TempDir, KubeTestError> {
+    tempfile::Builder::new()
+        .prefix("lifeboat-kube-")
+        .tempdir()
+        .map_err(|e| KubeTestError::io("create a temporary directory", e))
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if !matches!(self.backend, Backend::Existing) {
+            return;
+        }
+        let names: Vec<String> = self
+            .namespaces
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or_default();
+        if names.is_empty() {
+            return;
+        }
+        // Drop cannot await, and the test's runtime may be shutting down: a private runtime
+        // on its own thread does the clean-up.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(client) = real::existing_client().await else {
+                    return;
+                };
+                let api = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client);
+                for n in names {
+                    let _ = api.delete(&n, &Default::default()).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

@@ -1,0 +1,131 @@
+//! Real API servers: `etcd` + `kube-apiserver` started from `KUBEBUILDER_ASSETS` the way
+//! controller-runtime's envtest does, or an existing cluster (`USE_EXISTING_CLUSTER=true`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::process::{self, Daemon};
+
+use super::KubeTestError;
+use super::kubeconfig::{self, Auth};
+
+/// An etcd and a kube-apiserver on loopback, stopped on drop.
+#[derive(Debug)]
+pub struct Envtest {
+    etcd: Daemon,
+    apiserver: Daemon,
+}
+
+impl Drop for Envtest {
+    fn drop(&mut self) {
+        self.apiserver.stop();
+        self.etcd.stop();
+    }
+}
+
+fn harness(e: crate::HarnessError) -> KubeTestError {
+    KubeTestError::Start(e.to_string())
+}
+
+/// Starts etcd and kube-apiserver from `assets` with state under `dir`; returns them and the
+/// kubeconfig (token auth, authorization AlwaysAllow, self-signed serving certificate).
+pub async fn start_envtest(assets: &Path, dir: &Path) -> Result<(Envtest, PathBuf), KubeTestError> {
+    for bin in ["etcd", "kube-apiserver"] {
+        if !assets.join(bin).is_file() {
+            return Err(KubeTestError::Start(format!(
+                "KUBEBUILDER_ASSETS={} has no {bin} binary",
+                assets.display()
+            )));
+        }
+    }
+    let etcd_port = process::free_port().map_err(harness)?;
+    let peer_port = process::free_port().map_err(harness)?;
+    let api_port = process::free_port().map_err(harness)?;
+    let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+    let mut cmd = Command::new(assets.join("etcd"));
+    cmd.arg(format!("--data-dir={}", dir.join("etcd").display()))
+        .arg(format!("--listen-client-urls={etcd_url}"))
+        .arg(format!("--advertise-client-urls={etcd_url}"))
+        .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
+        .arg(format!(
+            "--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"
+        ))
+        .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"));
+    let etcd = Daemon::spawn("etcd", cmd, &dir.join("etcd.log")).map_err(harness)?;
+    etcd.wait_ready("listening", Duration::from_secs(30), || {
+        process::port_open(etcd_port)
+    })
+    .map_err(harness)?;
+
+    let key = dir.join("sa.key");
+    process::run(
+        "kube-apiserver",
+        Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(&key)
+            .arg("2048"),
+    )
+    .map_err(harness)?;
+    let token = format!("lifeboat-{:016x}", super::names::random_u64());
+    let tokens = dir.join("tokens.csv");
+    std::fs::write(
+        &tokens,
+        format!("{token},lifeboat-admin,lifeboat-admin,\"system:masters\"\n"),
+    )
+    .map_err(|e| KubeTestError::io("write tokens.csv", e))?;
+    let mut cmd = Command::new(assets.join("kube-apiserver"));
+    cmd.arg(format!("--etcd-servers={etcd_url}"))
+        .arg(format!("--cert-dir={}", dir.join("certs").display()))
+        .arg(format!("--secure-port={api_port}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg("--advertise-address=127.0.0.1")
+        .arg("--service-cluster-ip-range=10.0.0.0/24")
+        .arg("--allow-privileged=true")
+        .arg("--authorization-mode=AlwaysAllow")
+        .arg(format!("--token-auth-file={}", tokens.display()))
+        .arg(format!("--service-account-issuer=https://127.0.0.1:{api_port}"))
+        .arg(format!("--service-account-key-file={}", key.display()))
+        .arg(format!("--service-account-signing-key-file={}", key.display()))
+        .arg("--disable-admission-plugins=ServiceAccount");
+    let apiserver = Daemon::spawn("kube-apiserver", cmd, &dir.join("kube-apiserver.log")).map_err(harness)?;
+    let env = Envtest { etcd, apiserver };
+    let path = kubeconfig::write(
+        dir,
+        &format!("https://127.0.0.1:{api_port}"),
+        &Auth::Token(token),
+        &kubeconfig::Trust::Insecure,
+    )?;
+    let client = kubeconfig::client(&path).await?;
+    let start = Instant::now();
+    loop {
+        let ready = client.list_core_api_versions().await.is_ok()
+            && kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+                .get("default")
+                .await
+                .is_ok();
+        if ready {
+            return Ok((env, path));
+        }
+        if !env.apiserver.is_alive() {
+            return Err(KubeTestError::Start(
+                env.apiserver.failed("exited before ready").to_string(),
+            ));
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(KubeTestError::Start(
+                env.apiserver.failed("not ready after 60 s").to_string(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A client for the cluster `KUBECONFIG` (or `~/.kube/config`) names.
+pub async fn existing_client() -> Result<kube::Client, KubeTestError> {
+    kubeconfig::install_crypto_provider();
+    let cfg = kube::Config::infer()
+        .await
+        .map_err(|e| KubeTestError::Client(e.to_string()))?;
+    kube::Client::try_from(cfg).map_err(|e| KubeTestError::Client(e.to_string()))
+}
