@@ -26,9 +26,10 @@ pub struct GlobalArgs {
     /// Namespace for namespaced objects.
     #[arg(short = 'n', long, global = true)]
     pub namespace: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
+    /// Output format (`-o json` as with kubectl; the long form is --format because
+    /// `etcd restore --output FILE` names a file).
+    #[arg(short = 'o', long = "format", global = true, value_enum, default_value_t = Output::Table)]
+    pub format: Output,
     /// Never show progress bars.
     #[arg(long, global = true)]
     pub quiet: bool,
@@ -94,7 +95,8 @@ pub enum Command {
     /// Manage scheduled backups and their retention.
     Schedule(Pending),
     /// Snapshot and restore etcd.
-    Etcd(Pending),
+    #[command(subcommand)]
+    Etcd(EtcdCommand),
     /// Register clusters and watch their health.
     Cluster(Pending),
     /// Plan and run a failover to another cluster.
@@ -234,6 +236,55 @@ pub enum RestoreCommand {
         /// Only restore paths matching this glob (repeatable).
         #[arg(long)]
         include: Vec<String>,
+    },
+}
+
+/// `drctl etcd …`
+#[derive(Debug, Subcommand)]
+pub enum EtcdCommand {
+    /// Take a full snapshot of etcd into the repository; prints the snapshot id.
+    Snapshot {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        repo_key: KeyArgs,
+        /// etcd client URLs, comma-separated; the leader (or a healthy member) is used.
+        #[arg(long, value_delimiter = ',', required = true)]
+        endpoints: Vec<String>,
+        /// CA certificate of etcd's server certificates.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
+        /// Client certificate (kubeadm: /etc/kubernetes/pki/etcd/healthcheck-client.crt).
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// Client key.
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// Tag the snapshot (key=value, repeatable).
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+    },
+    /// List etcd snapshots.
+    Snapshots {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        repo_key: KeyArgs,
+    },
+    /// Write a snapshot's database to a file for `etcdctl snapshot restore` / `etcdutl`.
+    Restore {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        repo_key: KeyArgs,
+        /// Snapshot id, unique prefix, or `latest` (the newest etcd snapshot).
+        snapshot: String,
+        /// The database file to write.
+        #[arg(long)]
+        output: PathBuf,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -19,7 +19,7 @@ fn help_lists_every_command_group() {
             "{group} missing from:\n{help}"
         );
     }
-    for flag in ["--context", "--namespace", "--output", "--kubeconfig"] {
+    for flag in ["--context", "--namespace", "--format", "--kubeconfig"] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }

@@ -44,7 +44,7 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
                 s.duration_ms as f64 / 1000.0
             );
             let id = snap.id.map(|i| i.to_hex()).unwrap_or_default();
-            output::print(g.output, &snap, |_| format!("{id}\n"))?;
+            output::print(g.format, &snap, |_| format!("{id}\n"))?;
             Ok(0)
         }
     }

@@ -1,6 +1,7 @@
 //! One function per command: call the library, print the result.
 
 mod backup;
+mod etcd;
 mod repo;
 mod restore;
 mod snapshots;
@@ -20,7 +21,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Forget(args) => snapshots::forget(&args, g).await,
         Command::Restore(cmd) => restore::run(cmd, g).await,
         Command::Schedule(_) => not_built("schedule", "the controller, issue #5"),
-        Command::Etcd(_) => not_built("etcd", "etcd snapshots, issue #6"),
+        Command::Etcd(cmd) => etcd::run(cmd, g).await,
         Command::Cluster(_) => not_built("cluster", "federation, not yet scheduled"),
         Command::Failover(_) => not_built("failover", "federation, not yet scheduled"),
         Command::Drill(_) => not_built("drill", "federation, not yet scheduled"),

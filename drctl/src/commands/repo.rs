@@ -38,7 +38,7 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
                 ..InitOptions::default()
             };
             let r = Repository::init(&store, &users, options).await?;
-            output::print(g.output, r.config(), |c| format!("{}\n", c.id))?;
+            output::print(g.format, r.config(), |c| format!("{}\n", c.id))?;
             Ok(0)
         }
         RepoCommand::Key(cmd) => key(cmd, g).await,
@@ -48,7 +48,7 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
             let bar = Bar::start(&progress, "check", g.quiet || !read_data);
             let report = check::check(&r, read_data, progress).await?;
             drop(bar);
-            output::print(g.output, &report, |rep| {
+            output::print(g.format, &report, |rep| {
                 let mut s = format!(
                     "{} snapshots, {} packs ({} read){}\n",
                     rep.snapshots,
@@ -87,7 +87,7 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
         RepoCommand::Stats { repo, key } => {
             let r = open::repository(&repo, &key).await?;
             let st = stats::stats(&r).await?;
-            output::print(g.output, &st, |s| {
+            output::print(g.format, &st, |s| {
                 table(
                     &["FIELD", "VALUE"],
                     &[
@@ -118,7 +118,7 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
         RepoCommand::Prune { repo, key, dry_run } => {
             let r = open::repository(&repo, &key).await?;
             let plan = prune::prune(&r, dry_run).await?;
-            output::print(g.output, &plan, |p| {
+            output::print(g.format, &plan, |p| {
                 format!(
                     "{}{} blobs used, {} unused\n{} packs kept, {} repacked ({}), {} deleted, {} unindexed deleted\n{} freed\n",
                     if dry_run { "dry run: nothing changed\n" } else { "" },
@@ -158,7 +158,7 @@ async fn key(cmd: KeyCommand, g: &GlobalArgs) -> Result<u8> {
         KeyCommand::List { repo, key } => {
             let r = open::repository(&repo, &key).await?;
             let keys = r.list_keys().await?;
-            output::print(g.output, &keys, |ks| {
+            output::print(g.format, &keys, |ks| {
                 let rows: Vec<Vec<String>> = ks
                     .iter()
                     .map(|k| {

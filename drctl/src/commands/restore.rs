@@ -26,7 +26,7 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
             let bar = Bar::start(&progress, "restore", g.quiet);
             let report = restore_files(&r, &snap, &target, &RestoreOptions { include }, progress).await?;
             drop(bar);
-            output::print(g.output, &report, |rep| {
+            output::print(g.format, &report, |rep| {
                 let mut s = format!(
                     "restored {} files, {} directories, {} symlinks ({}) into {}\n",
                     rep.files,

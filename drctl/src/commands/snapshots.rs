@@ -23,7 +23,7 @@ pub async fn list(repo: &RepoArgs, key: &KeyArgs, g: &GlobalArgs) -> Result<u8> 
             snapshot: s,
         })
         .collect();
-    output::print(g.output, &rows, |rows| {
+    output::print(g.format, &rows, |rows| {
         let cells: Vec<Vec<String>> = rows
             .iter()
             .map(|r| {
@@ -74,7 +74,7 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
         }
     }
     lock.release().await?;
-    output::print(g.output, &plan, |groups| {
+    output::print(g.format, &plan, |groups| {
         let mut s = String::new();
         if args.dry_run {
             s.push_str("dry run: nothing removed\n");
