@@ -116,10 +116,9 @@ async fn run(
                 let result = match BlobReader::open_pack(repo, pack_id).await {
                     Ok(open) => {
                         let blobs = blobs.clone();
-                        let chunk_key = *repo.key().chunk_id_key();
                         let progress = progress.clone();
                         tokio::task::spawn_blocking(move || {
-                            write_blobs(&open, &blobs, &chunk_key, &paths, &written, &progress)
+                            write_blobs(&open, &blobs, &paths, &written, &progress)
                         })
                         .await
                         .map_err(|e| RepoError::Task(e.to_string()))
@@ -198,13 +197,12 @@ fn create_sized(path: &Path, size: u64) -> Result<(), String> {
 fn write_blobs(
     open: &crate::pack::OpenPack,
     blobs: &[plan::PlannedBlob],
-    chunk_key: &[u8; 32],
     paths: &[PathBuf],
     written: &std::sync::atomic::AtomicU64,
     progress: &Progress,
 ) -> Result<(), RepoError> {
     for b in blobs {
-        let data = open.blob(&b.entry, chunk_key)?;
+        let data = open.blob_unverified(&b.entry)?;
         for (file, offset) in &b.targets {
             let path = &paths[*file];
             let f = std::fs::OpenOptions::new()
