@@ -86,6 +86,10 @@ async fn run(
     }
     for (i, rel) in &plan.entries {
         let node = &nodes[*i];
+        if failed.contains(i) {
+            // Some chunk is missing: do not leave an empty or partial file behind.
+            continue;
+        }
         let made = match node.kind {
             NodeKind::Dir => dirs.ensure(rel, true).map(|_| report.dirs += 1),
             NodeKind::File => dirs
@@ -104,11 +108,13 @@ async fn run(
         paths[*i] = target.join(rel);
     }
     let paths = Arc::new(paths);
+    let skip = Arc::new(failed.clone());
     let pack_failures: Arc<Mutex<Vec<(usize, String)>>> = Arc::new(Mutex::new(Vec::new()));
     let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
     futures::stream::iter(plan.packs.iter())
         .map(|(pack_id, blobs)| {
             let paths = paths.clone();
+            let skip = skip.clone();
             let failures = pack_failures.clone();
             let written = written.clone();
             let progress = progress.clone();
@@ -118,21 +124,22 @@ async fn run(
                         let blobs = blobs.clone();
                         let progress = progress.clone();
                         tokio::task::spawn_blocking(move || {
-                            write_blobs(&open, &blobs, &paths, &written, &progress)
+                            write_blobs(&open, &blobs, &paths, &skip, &written, &progress)
                         })
                         .await
                         .map_err(|e| RepoError::Task(e.to_string()))
-                        .and_then(|r| r)
                     }
                     Err(e) => Err(e),
                 };
-                if let Err(e) = result {
-                    let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
-                    for b in blobs {
-                        for (file, _) in &b.targets {
-                            f.push((*file, e.to_string()));
-                        }
-                    }
+                let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(per_file) => f.extend(per_file),
+                    // The whole pack is unreadable: every file with a blob in it is affected.
+                    Err(e) => f.extend(
+                        blobs
+                            .iter()
+                            .flat_map(|b| b.targets.iter().map(|(file, _)| (*file, e.to_string()))),
+                    ),
                 }
                 progress.add_done(0, 1);
             }
@@ -194,28 +201,41 @@ fn create_sized(path: &Path, size: u64) -> Result<(), String> {
     f.set_len(size).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Decodes each blob of an open pack and writes it wherever it goes. A bad blob or a failed
+/// write affects only the files involved; they are returned with the reason.
 fn write_blobs(
     open: &crate::pack::OpenPack,
     blobs: &[plan::PlannedBlob],
     paths: &[PathBuf],
+    skip: &BTreeSet<usize>,
     written: &std::sync::atomic::AtomicU64,
     progress: &Progress,
-) -> Result<(), RepoError> {
+) -> Vec<(usize, String)> {
+    let mut failures = Vec::new();
     for b in blobs {
-        let data = open.blob_unverified(&b.entry)?;
-        for (file, offset) in &b.targets {
+        let data = match open.blob_unverified(&b.entry) {
+            Ok(d) => d,
+            Err(e) => {
+                failures.extend(b.targets.iter().map(|(file, _)| (*file, e.to_string())));
+                continue;
+            }
+        };
+        for (file, offset) in b.targets.iter().filter(|(file, _)| !skip.contains(file)) {
             let path = &paths[*file];
-            let f = std::fs::OpenOptions::new()
+            let wrote = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
-                .map_err(|e| RepoError::io(path, e))?;
-            f.write_all_at(&data, *offset)
-                .map_err(|e| RepoError::io(path, e))?;
-            written.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            progress.add_done(data.len() as u64, 0);
+                .and_then(|f| f.write_all_at(&data, *offset));
+            match wrote {
+                Ok(()) => {
+                    written.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    progress.add_done(data.len() as u64, 0);
+                }
+                Err(e) => failures.push((*file, format!("write {}: {e}", path.display()))),
+            }
         }
     }
-    Ok(())
+    failures
 }
 
 fn restore_symlink(dirs: &mut DirMaker, rel: &Path, node: &Node) -> Result<(), String> {
