@@ -6,12 +6,14 @@
 //! almost all chunks.
 
 mod connect;
+mod delta;
 mod restore;
 mod snapshot;
 
 pub use connect::{EtcdEndpoints, EtcdError, EtcdTlsFiles};
+pub use delta::{DELTA_PATH, DeltaEvent, DeltaOptions, DeltaOutcome, stream_deltas};
 pub use restore::restore_etcd;
-pub use snapshot::snapshot_etcd;
+pub use snapshot::{SnapshotError, snapshot_etcd};
 
 use crate::chunker::ChunkerParams;
 
