@@ -121,6 +121,12 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
+    /// 500 with no reason: what kube-apiserver answers for a plain (non-API) error from its
+    /// storage layer, such as a create that carries a resourceVersion.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
+    }
+
     /// 403: refused by policy (e.g. new content in a terminating namespace).
     pub fn forbidden(rt: &ResourceType, name: &str, why: &str) -> Self {
         Self::new(
@@ -172,9 +178,12 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         });
+        // `reason` is omitted when empty (StatusReasonUnknown), as Go's omitempty does.
+        if !self.reason.is_empty() {
+            s["reason"] = json!(self.reason);
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }
