@@ -261,10 +261,14 @@ fn resource(
                 opts["propagationPolicy"] = Value::from(q("propagationPolicy"));
             }
             match store.delete(rt, ns, name, &opts, dry_run)? {
-                // 202 only when dependents are being deleted first, as kube-apiserver answers.
-                Deleted::Pending(v) if opts["propagationPolicy"] == "Foreground" => Ok(Reply::Json(202, v)),
+                // kube-apiserver answers 202 only for the deprecated `orphanDependents: false`
+                // on an object not deleted at once; Foreground and everything else get 200.
+                Deleted::Pending(v) if opts["orphanDependents"] == Value::Bool(false) => Ok(Reply::Json(202, v)),
                 Deleted::Pending(v) => Ok(Reply::Json(200, v)),
-                Deleted::Gone(v) if rt.crd.is_some() || rt.plural == "pods" => Ok(Reply::Json(200, v)),
+                // These registries return the deleted object rather than a Status.
+                Deleted::Gone(v) if rt.crd.is_some() || (rt.group.is_empty() && matches!(rt.plural.as_str(), "pods" | "services")) => {
+                    Ok(Reply::Json(200, v))
+                }
                 Deleted::Gone(v) => {
                     let uid = v["metadata"]["uid"].as_str().unwrap_or("");
                     Ok(Reply::Json(200, status::success(rt, name, uid)))

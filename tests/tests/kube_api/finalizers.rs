@@ -1,6 +1,7 @@
 //! Finalizers and deletion: held objects, terminating namespaces and their content.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -100,4 +101,52 @@ async fn a_terminating_namespace_stays_while_its_content_is_held() {
         })
         .await;
     }
+}
+
+#[tokio::test]
+async fn deletion_bumps_generation_and_answers_like_kube_apiserver() {
+    let (c, ns) = cluster_ns("delanswer").await;
+    let hold = json!({"metadata": {"finalizers": ["test.lifeboat.dev/hold"]}});
+    let release = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    // Marking an object for deletion bumps a positive generation (generation predicates see it).
+    let deps: Api<Deployment> = Api::namespaced(c.client(), &ns);
+    let mut d = crate::patches::deployment("web");
+    d.metadata.finalizers = Some(vec!["test.lifeboat.dev/hold".into()]);
+    let made = deps.create(&PostParams::default(), &d).await.expect("create");
+    assert_eq!(made.metadata.generation, Some(1));
+    deps.delete("web", &DeleteParams::default()).await.expect("delete");
+    let marked = deps.get("web").await.expect("held");
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert_eq!(marked.metadata.generation, Some(2));
+    deps.patch("web", &PatchParams::default(), &release)
+        .await
+        .expect("release the deployment");
+
+    // Foreground deletion of a held object answers 200 (202 is only for orphanDependents=false).
+    let cms: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
+    let mut held = cm("held", json!({}));
+    held.metadata.finalizers = serde_json::from_value(hold["metadata"]["finalizers"].clone()).ok();
+    cms.create(&PostParams::default(), &held).await.expect("create");
+    let req = http::Request::delete(format!("/api/v1/namespaces/{ns}/configmaps/held"))
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(
+            serde_json::to_vec(&json!({"propagationPolicy": "Foreground"})).expect("json"),
+        ))
+        .expect("request");
+    let res = c.client().send(req).await.expect("foreground delete");
+    assert_eq!(res.status().as_u16(), 200);
+    cms.patch("held", &PatchParams::default(), &release)
+        .await
+        .expect("release the ConfigMap");
+
+    // Deleting a Service returns the Service, as for Pods (not a Status).
+    let svcs: Api<Service> = Api::namespaced(c.client(), &ns);
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
+    }))
+    .expect("service");
+    svcs.create(&PostParams::default(), &svc).await.expect("create service");
+    let gone = svcs.delete("web", &DeleteParams::default()).await.expect("delete service");
+    assert!(gone.is_left(), "a deleted Service is returned, not a Status");
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::common::*;
 
-fn deployment(name: &str) -> Deployment {
+pub fn deployment(name: &str) -> Deployment {
     serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {
