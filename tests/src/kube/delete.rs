@@ -5,7 +5,6 @@ use serde_json::{Value, json};
 
 use super::gc::{self, Propagation};
 use super::hooks;
-use super::names;
 use super::registry::ResourceType;
 use super::status::ApiError;
 use super::store::{EventKind, Filter, Key, Store};
