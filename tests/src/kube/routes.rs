@@ -196,7 +196,8 @@ fn resource(
             Method::POST if !no_ns => store
                 .create(rt, ns, body_json()?, &w)
                 .map(|v| Reply::Json(201, v)),
-            Method::DELETE if !no_ns || !rt.namespaced => {
+            // Namespaces have no deletecollection (nor does discovery offer it).
+            Method::DELETE if (!no_ns || !rt.namespaced) && !(rt.group.is_empty() && rt.plural == "namespaces") => {
                 Ok(Reply::Json(200, store.delete_collection(rt, &filter, dry_run)))
             }
             _ => Err(ApiError::method_not_allowed(format!(

@@ -147,9 +147,18 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
-    /// 504: a list at a resourceVersion the server has not reached.
-    pub fn timeout(message: impl Into<String>) -> Self {
-        Self::new(504, "Timeout", message)
+    /// 504: a list or watch at a resourceVersion the server has not reached, worded and
+    /// detailed like storage's TooLargeResourceVersionError (clients retry on the cause).
+    pub fn too_large_resource_version(wanted: u64, current: u64) -> Self {
+        Self::new(
+            504,
+            "Timeout",
+            format!("Timeout: Too large resource version: {wanted}, current: {current}"),
+        )
+        .with_details(json!({
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        }))
     }
 
     /// 415: unsupported patch content type.

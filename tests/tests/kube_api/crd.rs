@@ -43,6 +43,9 @@ async fn discovery_lists_the_builtin_resources() {
         ] {
             assert!(caps.supports_operation(verb), "{kind} {verb}");
         }
+        // Namespaces are deleted one by one: no deletecollection.
+        let collection = caps.supports_operation(verbs::DELETE_COLLECTION);
+        assert_eq!(collection, kind != "Namespace", "{kind} deletecollection");
         assert!(!ar.plural.is_empty());
     }
     let (_, deploy) = d

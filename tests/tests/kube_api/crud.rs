@@ -190,6 +190,15 @@ async fn pagination_with_limit_and_continue() {
         }
     }
     assert!(pages >= 3);
+    // remainingItemCount is given for plain lists, left out when a selector filters.
+    let plain = api.list(&ListParams::default().limit(1)).await.expect("plain page");
+    assert!(plain.metadata.remaining_item_count.is_some_and(|n| n > 0));
+    let selected = api
+        .list(&ListParams::default().limit(1).labels("!absent"))
+        .await
+        .expect("selected page");
+    assert!(selected.metadata.continue_.is_some_and(|c| !c.is_empty()));
+    assert_eq!(selected.metadata.remaining_item_count, None);
     assert_eq!(seen, ["cm-0", "cm-1", "cm-2", "cm-3", "cm-4"]);
 }
 
