@@ -61,7 +61,16 @@ fn verbs(r: &ResourceType) -> Value {
     if r.group.is_empty() && r.plural == "namespaces" && r.crd.is_none() {
         return json!(["create", "delete", "get", "list", "patch", "update", "watch"]);
     }
-    json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
+    json!([
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch"
+    ])
 }
 
 fn resource_doc(r: &ResourceType) -> Value {

@@ -156,7 +156,12 @@ impl TestCluster {
         Ok(Self::new(Backend::Existing, client, user_kubeconfig(), dir))
     }
 
-    fn new(backend: Backend, client: kube::Client, kubeconfig: Option<PathBuf>, dir: tempfile::TempDir) -> Self {
+    fn new(
+        backend: Backend,
+        client: kube::Client,
+        kubeconfig: Option<PathBuf>,
+        dir: tempfile::TempDir,
+    ) -> Self {
         Self {
             backend,
             client,

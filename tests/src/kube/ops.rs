@@ -355,8 +355,12 @@ impl Store {
         }
         // A terminating namespace also waits for `spec.finalizers` (`kubernetes`), which only
         // the namespace reaper (`hooks::reap`) clears, once the content is gone.
-        let spec_held = is_namespace(rt) && new["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
-        let done = !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty() && !spec_held;
+        let spec_held = is_namespace(rt)
+            && new["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+        let done =
+            !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty() && !spec_held;
         let kind = if done {
             EventKind::Deleted
         } else {

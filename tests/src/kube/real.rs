@@ -55,7 +55,9 @@ pub async fn start_envtest(assets: &Path, dir: &Path) -> Result<(Envtest, PathBu
     let etcd = Daemon::spawn("etcd", cmd, &dir.join("etcd.log")).map_err(harness)?;
     // wait_ready polls with thread sleeps (up to 30 s): off the async runtime.
     let etcd = tokio::task::spawn_blocking(move || {
-        match etcd.wait_ready("listening", Duration::from_secs(30), || process::port_open(etcd_port)) {
+        match etcd.wait_ready("listening", Duration::from_secs(30), || {
+            process::port_open(etcd_port)
+        }) {
             Ok(()) => Ok(etcd),
             Err(e) => {
                 etcd.stop();

@@ -158,6 +158,7 @@ fn resource(
             labels: LabelSelector::parse(q("labelSelector"))?,
             fields: FieldSelector::parse(q("fieldSelector"), rt)?,
         };
+        let is_namespaces = rt.group.is_empty() && rt.plural == "namespaces";
         return match req.method {
             Method::GET if watch => {
                 let from = match q("resourceVersion") {
@@ -197,7 +198,7 @@ fn resource(
                 .create(rt, ns, body_json()?, &w)
                 .map(|v| Reply::Json(201, v)),
             // Namespaces have no deletecollection (nor does discovery offer it).
-            Method::DELETE if (!no_ns || !rt.namespaced) && !(rt.group.is_empty() && rt.plural == "namespaces") => {
+            Method::DELETE if !no_ns && !is_namespaces => {
                 Ok(Reply::Json(200, store.delete_collection(rt, &filter, dry_run)))
             }
             _ => Err(ApiError::method_not_allowed(format!(
@@ -264,10 +265,15 @@ fn resource(
             match store.delete(rt, ns, name, &opts, dry_run)? {
                 // kube-apiserver answers 202 only for the deprecated `orphanDependents: false`
                 // on an object not deleted at once; Foreground and everything else get 200.
-                Deleted::Pending(v) if opts["orphanDependents"] == Value::Bool(false) => Ok(Reply::Json(202, v)),
+                Deleted::Pending(v) if opts["orphanDependents"] == Value::Bool(false) => {
+                    Ok(Reply::Json(202, v))
+                }
                 Deleted::Pending(v) => Ok(Reply::Json(200, v)),
                 // These registries return the deleted object rather than a Status.
-                Deleted::Gone(v) if rt.crd.is_some() || (rt.group.is_empty() && matches!(rt.plural.as_str(), "pods" | "services")) => {
+                Deleted::Gone(v)
+                    if rt.crd.is_some()
+                        || (rt.group.is_empty() && matches!(rt.plural.as_str(), "pods" | "services")) =>
+                {
                     Ok(Reply::Json(200, v))
                 }
                 Deleted::Gone(v) => {

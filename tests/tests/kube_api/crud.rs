@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PatchParams, Patch, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::common::*;
@@ -99,7 +99,8 @@ async fn stale_resource_version_is_a_conflict_and_duplicates_already_exist() {
     // failure and its message are stable.
     match api.create(&PostParams::default(), &copy).await {
         Err(kube::Error::Api(s)) => assert!(
-            s.message.contains("resourceVersion should not be set on objects to be created"),
+            s.message
+                .contains("resourceVersion should not be set on objects to be created"),
             "{s:?}"
         ),
         other => panic!("create with a resourceVersion: expected an API error, got {other:?}"),
@@ -191,7 +192,10 @@ async fn pagination_with_limit_and_continue() {
     }
     assert!(pages >= 3);
     // remainingItemCount is given for plain lists, left out when a selector filters.
-    let plain = api.list(&ListParams::default().limit(1)).await.expect("plain page");
+    let plain = api
+        .list(&ListParams::default().limit(1))
+        .await
+        .expect("plain page");
     assert!(plain.metadata.remaining_item_count.is_some_and(|n| n > 0));
     let selected = api
         .list(&ListParams::default().limit(1).labels("!absent"))

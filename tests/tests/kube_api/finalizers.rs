@@ -114,7 +114,9 @@ async fn deletion_bumps_generation_and_answers_like_kube_apiserver() {
     d.metadata.finalizers = Some(vec!["test.lifeboat.dev/hold".into()]);
     let made = deps.create(&PostParams::default(), &d).await.expect("create");
     assert_eq!(made.metadata.generation, Some(1));
-    deps.delete("web", &DeleteParams::default()).await.expect("delete");
+    deps.delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
     let marked = deps.get("web").await.expect("held");
     assert!(marked.metadata.deletion_timestamp.is_some());
     assert_eq!(marked.metadata.generation, Some(2));
@@ -146,7 +148,12 @@ async fn deletion_bumps_generation_and_answers_like_kube_apiserver() {
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
     }))
     .expect("service");
-    svcs.create(&PostParams::default(), &svc).await.expect("create service");
-    let gone = svcs.delete("web", &DeleteParams::default()).await.expect("delete service");
+    svcs.create(&PostParams::default(), &svc)
+        .await
+        .expect("create service");
+    let gone = svcs
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete service");
     assert!(gone.is_left(), "a deleted Service is returned, not a Status");
 }
