@@ -26,7 +26,10 @@ async fn main() -> ExitCode {
         },
         None => match lifeboat_tests::kube::TestCluster::in_process().await {
             Ok(c) => {
-                println!("export KUBECONFIG={}", c.kubeconfig_path().display());
+                // An in-process cluster always has its generated kubeconfig.
+                if let Some(path) = c.kubeconfig_path() {
+                    println!("export KUBECONFIG={}", path.display());
+                }
                 Keep::Cluster(Box::new(c))
             }
             Err(e) => {

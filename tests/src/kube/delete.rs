@@ -5,7 +5,6 @@ use serde_json::{Value, json};
 
 use super::gc::{self, Propagation};
 use super::hooks;
-use super::names;
 use super::registry::ResourceType;
 use super::status::ApiError;
 use super::store::{EventKind, Filter, Key, Store};
@@ -101,8 +100,7 @@ impl Store {
         }
         let mut obj = old.clone();
         if obj["metadata"]["deletionTimestamp"].is_null() {
-            obj["metadata"]["deletionTimestamp"] = json!(names::now_rfc3339());
-            obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            gc::mark_deleted(&mut obj);
             if key.0.is_empty() && key.1 == "namespaces" {
                 obj["status"]["phase"] = json!("Terminating");
             }

@@ -56,13 +56,30 @@ pub fn group(reg: &Registry, name: &str) -> Option<Value> {
     })
 }
 
+/// The verbs of a resource: all eight, but Namespaces have no `deletecollection`.
+fn verbs(r: &ResourceType) -> Value {
+    if r.group.is_empty() && r.plural == "namespaces" && r.crd.is_none() {
+        return json!(["create", "delete", "get", "list", "patch", "update", "watch"]);
+    }
+    json!([
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch"
+    ])
+}
+
 fn resource_doc(r: &ResourceType) -> Value {
     let mut d = json!({
         "name": r.plural,
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
-        "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+        "verbs": verbs(r),
     });
     if !r.short_names.is_empty() {
         d["shortNames"] = json!(r.short_names);
@@ -150,7 +167,7 @@ fn aggregated_resource(r: &ResourceType) -> Value {
         "responseKind": gvk(&r.group, &r.version, &r.kind),
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+        "verbs": verbs(r),
     });
     if !r.short_names.is_empty() {
         d["shortNames"] = json!(r.short_names);

@@ -59,6 +59,16 @@ impl Propagation {
     }
 }
 
+/// Sets `deletionTimestamp` (grace period 0) and, as kube-apiserver does, bumps a positive
+/// `metadata.generation`, so controllers filtering on generation changes see the deletion.
+pub fn mark_deleted(obj: &mut Value) {
+    obj["metadata"]["deletionTimestamp"] = json!(names::now_rfc3339());
+    obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    if let Some(g) = obj["metadata"]["generation"].as_i64().filter(|g| *g > 0) {
+        obj["metadata"]["generation"] = json!(g + 1);
+    }
+}
+
 /// Prepares `old` for deletion under `policy`; returns the object to delete (for Foreground,
 /// with the finalizer added) after releasing or deleting dependents as the policy says.
 pub fn before_delete(store: &mut Store, policy: Propagation, key: &Key, mut old: Value) -> Value {
@@ -91,8 +101,7 @@ pub fn before_delete(store: &mut Store, policy: Propagation, key: &Key, mut old:
             }
             old["metadata"]["finalizers"] = json!(fins);
             if old["metadata"]["deletionTimestamp"].is_null() {
-                old["metadata"]["deletionTimestamp"] = json!(names::now_rfc3339());
-                old["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                mark_deleted(&mut old);
             }
             old = store.commit(key.clone(), old, EventKind::Modified);
             for d in deps {

@@ -4,8 +4,9 @@
 //! Kubernetes-facing must be tested over real HTTP with `kube::Client`. [`TestCluster::start`]
 //! gives a test one cluster:
 //!
-//! - `USE_EXISTING_CLUSTER=true` (with `KUBECONFIG`): that cluster; tests keep to their own
-//!   namespaces ([`TestCluster::namespace`]), which are deleted when the cluster handle drops.
+//! - `USE_EXISTING_CLUSTER=true` or `1` (with `KUBECONFIG`, else `~/.kube/config`): that
+//!   cluster; tests keep to their own namespaces ([`TestCluster::namespace`]), which are
+//!   deleted when the cluster handle drops.
 //! - `KUBEBUILDER_ASSETS=DIR` (with `etcd` and `kube-apiserver` in it): both started on
 //!   loopback for this test, as controller-runtime's envtest does.
 //! - otherwise: the in-process test server ([`TestServer`]), HTTPS on 127.0.0.1, with
@@ -94,7 +95,8 @@ enum Backend {
 pub struct TestCluster {
     backend: Backend,
     client: kube::Client,
-    kubeconfig: PathBuf,
+    /// `None` only for an existing cluster reached without a kubeconfig file (in-cluster).
+    kubeconfig: Option<PathBuf>,
     namespaces: Mutex<Vec<String>>,
     // Last, so the kubeconfig and the servers' files outlive everything above.
     _dir: tempfile::TempDir,
@@ -138,26 +140,28 @@ impl TestCluster {
         };
         let path = kubeconfig::write(dir.path(), &server.url(), &auth, &trust)?;
         let client = kubeconfig::client(&path).await?;
-        Ok(Self::new(Backend::InProcess(server), client, path, dir))
+        Ok(Self::new(Backend::InProcess(server), client, Some(path), dir))
     }
 
     async fn envtest(assets: &Path) -> Result<Self, KubeTestError> {
         let dir = tempdir()?;
         let (env, path) = real::start_envtest(assets, dir.path()).await?;
         let client = kubeconfig::client(&path).await?;
-        Ok(Self::new(Backend::Envtest { _env: env }, client, path, dir))
+        Ok(Self::new(Backend::Envtest { _env: env }, client, Some(path), dir))
     }
 
     async fn existing() -> Result<Self, KubeTestError> {
         let dir = tempdir()?;
         let client = real::existing_client().await?;
-        let path = std::env::var_os("KUBECONFIG")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| dir.path().join("(default kubeconfig)"));
-        Ok(Self::new(Backend::Existing, client, path, dir))
+        Ok(Self::new(Backend::Existing, client, user_kubeconfig(), dir))
     }
 
-    fn new(backend: Backend, client: kube::Client, kubeconfig: PathBuf, dir: tempfile::TempDir) -> Self {
+    fn new(
+        backend: Backend,
+        client: kube::Client,
+        kubeconfig: Option<PathBuf>,
+        dir: tempfile::TempDir,
+    ) -> Self {
         Self {
             backend,
             client,
@@ -172,9 +176,11 @@ impl TestCluster {
         self.client.clone()
     }
 
-    /// A kubeconfig file for this cluster (for kubectl or code that reads one).
-    pub fn kubeconfig_path(&self) -> &Path {
-        &self.kubeconfig
+    /// A kubeconfig file for this cluster (for kubectl or code that reads one): the generated
+    /// one, or for an existing cluster the user's (`KUBECONFIG`, else `~/.kube/config`);
+    /// `None` when an existing cluster was reached without such a file (in-cluster config).
+    pub fn kubeconfig_path(&self) -> Option<&Path> {
+        self.kubeconfig.as_deref()
     }
 
     /// The fault handle; `None` on a real cluster, which a test cannot break.
@@ -221,6 +227,16 @@ impl TestCluster {
         }
         Ok(name)
     }
+}
+
+/// The kubeconfig file kube's `Config::infer` reads: the first existing entry of
+/// `KUBECONFIG`, else `$HOME/.kube/config` if it exists.
+fn user_kubeconfig() -> Option<PathBuf> {
+    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        return std::env::split_paths(&list).find(|p| p.is_file());
+    }
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty())?;
+    Some(PathBuf::from(home).join(".kube").join("config")).filter(|p| p.is_file())
 }
 
 fn tempdir() -> Result<tempfile::TempDir, KubeTestError> {

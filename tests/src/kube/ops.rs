@@ -24,6 +24,10 @@ fn meta_str<'a>(o: &'a Value, field: &str) -> &'a str {
     o["metadata"][field].as_str().unwrap_or("")
 }
 
+fn is_namespace(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && rt.plural == "namespaces" && rt.crd.is_none()
+}
+
 fn finalizers(o: &Value) -> Vec<String> {
     o["metadata"]["finalizers"]
         .as_array()
@@ -130,7 +134,8 @@ impl Store {
         }
         check_namespace(rt, ns, &mut body)?;
         if !meta_str(&body, "resourceVersion").is_empty() {
-            return Err(ApiError::bad_request(
+            // etcd3 storage refuses it with a plain error, which the server answers as 500.
+            return Err(ApiError::internal(
                 "resourceVersion should not be set on objects to be created",
             ));
         }
@@ -348,7 +353,14 @@ impl Store {
         if w.dry_run {
             return Ok(Store::render(rt, &new));
         }
-        let done = !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty();
+        // A terminating namespace also waits for `spec.finalizers` (`kubernetes`), which only
+        // the namespace reaper (`hooks::reap`) clears, once the content is gone.
+        let spec_held = is_namespace(rt)
+            && new["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+        let done =
+            !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty() && !spec_held;
         let kind = if done {
             EventKind::Deleted
         } else {

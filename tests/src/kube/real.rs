@@ -53,27 +53,38 @@ pub async fn start_envtest(assets: &Path, dir: &Path) -> Result<(Envtest, PathBu
         ))
         .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"));
     let etcd = Daemon::spawn("etcd", cmd, &dir.join("etcd.log")).map_err(harness)?;
-    etcd.wait_ready("listening", Duration::from_secs(30), || {
-        process::port_open(etcd_port)
+    // wait_ready polls with thread sleeps (up to 30 s): off the async runtime.
+    let etcd = tokio::task::spawn_blocking(move || {
+        match etcd.wait_ready("listening", Duration::from_secs(30), || {
+            process::port_open(etcd_port)
+        }) {
+            Ok(()) => Ok(etcd),
+            Err(e) => {
+                etcd.stop();
+                Err(harness(e))
+            }
+        }
     })
-    .map_err(harness)?;
+    .await
+    .map_err(|e| KubeTestError::Start(format!("waiting for etcd: {e}")))??;
 
-    let key = dir.join("sa.key");
-    process::run(
-        "kube-apiserver",
-        Command::new("openssl")
-            .args(["genrsa", "-out"])
-            .arg(&key)
-            .arg("2048"),
-    )
-    .map_err(harness)?;
+    let (key, public) = match service_account_key(dir) {
+        Ok(paths) => paths,
+        Err(e) => {
+            etcd.stop();
+            return Err(e);
+        }
+    };
     let token = format!("lifeboat-{:016x}", super::names::random_u64());
     let tokens = dir.join("tokens.csv");
     std::fs::write(
         &tokens,
         format!("{token},lifeboat-admin,lifeboat-admin,\"system:masters\"\n"),
     )
-    .map_err(|e| KubeTestError::io("write tokens.csv", e))?;
+    .map_err(|e| {
+        etcd.stop();
+        KubeTestError::io("write tokens.csv", e)
+    })?;
     let mut cmd = Command::new(assets.join("kube-apiserver"));
     cmd.arg(format!("--etcd-servers={etcd_url}"))
         .arg(format!("--cert-dir={}", dir.join("certs").display()))
@@ -85,10 +96,13 @@ pub async fn start_envtest(assets: &Path, dir: &Path) -> Result<(Envtest, PathBu
         .arg("--authorization-mode=AlwaysAllow")
         .arg(format!("--token-auth-file={}", tokens.display()))
         .arg(format!("--service-account-issuer=https://127.0.0.1:{api_port}"))
-        .arg(format!("--service-account-key-file={}", key.display()))
+        .arg(format!("--service-account-key-file={}", public.display()))
         .arg(format!("--service-account-signing-key-file={}", key.display()))
         .arg("--disable-admission-plugins=ServiceAccount");
-    let apiserver = Daemon::spawn("kube-apiserver", cmd, &dir.join("kube-apiserver.log")).map_err(harness)?;
+    let apiserver = Daemon::spawn("kube-apiserver", cmd, &dir.join("kube-apiserver.log")).map_err(|e| {
+        etcd.stop();
+        harness(e)
+    })?;
     let env = Envtest { etcd, apiserver };
     let path = kubeconfig::write(
         dir,
@@ -119,6 +133,19 @@ pub async fn start_envtest(assets: &Path, dir: &Path) -> Result<(Envtest, PathBu
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Writes a fresh ECDSA P-256 service-account key pair under `dir`: the private key (PKCS#8
+/// PEM, for `--service-account-signing-key-file`) and its public key (SPKI PEM, for
+/// `--service-account-key-file`); kube-apiserver accepts EC keys for both. No openssl needed.
+fn service_account_key(dir: &Path) -> Result<(PathBuf, PathBuf), KubeTestError> {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| KubeTestError::Start(format!("generate the service-account key: {e}")))?;
+    let key = dir.join("sa.key");
+    let public = dir.join("sa.pub");
+    std::fs::write(&key, pair.serialize_pem()).map_err(|e| KubeTestError::io("write sa.key", e))?;
+    std::fs::write(&public, pair.public_key_pem()).map_err(|e| KubeTestError::io("write sa.pub", e))?;
+    Ok((key, public))
 }
 
 /// A client for the cluster `KUBECONFIG` (or `~/.kube/config`) names.

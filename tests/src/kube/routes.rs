@@ -158,6 +158,7 @@ fn resource(
             labels: LabelSelector::parse(q("labelSelector"))?,
             fields: FieldSelector::parse(q("fieldSelector"), rt)?,
         };
+        let is_namespaces = rt.group.is_empty() && rt.plural == "namespaces";
         return match req.method {
             Method::GET if watch => {
                 let from = match q("resourceVersion") {
@@ -196,7 +197,8 @@ fn resource(
             Method::POST if !no_ns => store
                 .create(rt, ns, body_json()?, &w)
                 .map(|v| Reply::Json(201, v)),
-            Method::DELETE if !no_ns || !rt.namespaced => {
+            // Namespaces have no deletecollection (nor does discovery offer it).
+            Method::DELETE if !no_ns && !is_namespaces => {
                 Ok(Reply::Json(200, store.delete_collection(rt, &filter, dry_run)))
             }
             _ => Err(ApiError::method_not_allowed(format!(
@@ -261,10 +263,19 @@ fn resource(
                 opts["propagationPolicy"] = Value::from(q("propagationPolicy"));
             }
             match store.delete(rt, ns, name, &opts, dry_run)? {
-                // 202 only when dependents are being deleted first, as kube-apiserver answers.
-                Deleted::Pending(v) if opts["propagationPolicy"] == "Foreground" => Ok(Reply::Json(202, v)),
+                // kube-apiserver answers 202 only for the deprecated `orphanDependents: false`
+                // on an object not deleted at once; Foreground and everything else get 200.
+                Deleted::Pending(v) if opts["orphanDependents"] == Value::Bool(false) => {
+                    Ok(Reply::Json(202, v))
+                }
                 Deleted::Pending(v) => Ok(Reply::Json(200, v)),
-                Deleted::Gone(v) if rt.crd.is_some() || rt.plural == "pods" => Ok(Reply::Json(200, v)),
+                // These registries return the deleted object rather than a Status.
+                Deleted::Gone(v)
+                    if rt.crd.is_some()
+                        || (rt.group.is_empty() && matches!(rt.plural.as_str(), "pods" | "services")) =>
+                {
+                    Ok(Reply::Json(200, v))
+                }
                 Deleted::Gone(v) => {
                     let uid = v["metadata"]["uid"].as_str().unwrap_or("");
                     Ok(Reply::Json(200, status::success(rt, name, uid)))

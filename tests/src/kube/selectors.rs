@@ -108,6 +108,11 @@ fn parse_one(term: &str, set_based: bool) -> Result<Requirement, ApiError> {
 pub struct LabelSelector(Vec<Requirement>);
 
 impl LabelSelector {
+    /// Whether it selects everything (no requirements).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Parses `a=b,c!=d,e in (x,y),f notin (z),g,!h`.
     pub fn parse(s: &str) -> Result<Self, ApiError> {
         if s.trim().is_empty() {
@@ -134,6 +139,11 @@ impl LabelSelector {
 pub struct FieldSelector(Vec<Requirement>);
 
 impl FieldSelector {
+    /// Whether it selects everything (no requirements).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Parses `metadata.name=x,metadata.namespace!=y`; unsupported fields are a 400.
     pub fn parse(s: &str, rt: &ResourceType) -> Result<Self, ApiError> {
         if s.trim().is_empty() {

@@ -47,7 +47,8 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts serving HTTPS (a fresh CA, see [`ca_pem`](Self::ca_pem)) on 127.0.0.1 on a free
-    /// port, in a task of the current Tokio runtime.
+    /// port, on a thread of its own with its own Tokio runtime (so a test that blocks its
+    /// runtime does not stall the server); dropping the handle stops it.
     pub async fn start() -> Result<Self, KubeTestError> {
         Self::start_with(Some(tls::generate()?)).await
     }
@@ -155,7 +156,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: w
                     listener = Some(l);
                     shared.faults.set_listening(true);
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                // The port may be taken meanwhile: retry, but stop when the server is dropped.
+                Err(_) => tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = shutdown.changed() => return,
+                },
             }
             continue;
         };

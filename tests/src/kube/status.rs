@@ -121,6 +121,12 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
+    /// 500 with no reason: what kube-apiserver answers for a plain (non-API) error from its
+    /// storage layer, such as a create that carries a resourceVersion.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
+    }
+
     /// 403: refused by policy (e.g. new content in a terminating namespace).
     pub fn forbidden(rt: &ResourceType, name: &str, why: &str) -> Self {
         Self::new(
@@ -141,9 +147,18 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
-    /// 504: a list at a resourceVersion the server has not reached.
-    pub fn timeout(message: impl Into<String>) -> Self {
-        Self::new(504, "Timeout", message)
+    /// 504: a list or watch at a resourceVersion the server has not reached, worded and
+    /// detailed like storage's TooLargeResourceVersionError (clients retry on the cause).
+    pub fn too_large_resource_version(wanted: u64, current: u64) -> Self {
+        Self::new(
+            504,
+            "Timeout",
+            format!("Timeout: Too large resource version: {wanted}, current: {current}"),
+        )
+        .with_details(json!({
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        }))
     }
 
     /// 415: unsupported patch content type.
@@ -172,9 +187,12 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         });
+        // `reason` is omitted when empty (StatusReasonUnknown), as Go's omitempty does.
+        if !self.reason.is_empty() {
+            s["reason"] = json!(self.reason);
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }

@@ -228,10 +228,7 @@ impl Store {
             None => (at.unwrap_or(self.rv), None),
         };
         if list_rv > self.rv {
-            return Err(ApiError::timeout(format!(
-                "Too large resource version: {list_rv}, current: {}",
-                self.rv
-            )));
+            return Err(ApiError::too_large_resource_version(list_rv, self.rv));
         }
         if list_rv < self.history_start {
             return Err(ApiError::expired(format!(
@@ -265,7 +262,10 @@ impl Store {
             && let Some(k) = last
         {
             meta["continue"] = json!(encode_continue(list_rv, &k.2, &k.3));
-            meta["remainingItemCount"] = json!(remaining);
+            // Real servers cannot count what a selector would keep, so they leave it out.
+            if filter.labels.is_empty() && filter.fields.is_empty() {
+                meta["remainingItemCount"] = json!(remaining);
+            }
         }
         Ok(json!({
             "kind": rt.list_kind(),

@@ -122,12 +122,23 @@ pub async fn run(
     let deadline = p.timeout.unwrap_or(Duration::from_secs(1800));
     let timeout = tokio::time::sleep(deadline);
     tokio::pin!(timeout);
+    // A resourceVersion the server has not reached: like the watch cache, wait up to 3 s for
+    // it, then end with a "Too large resource version" error.
+    let mut ahead = p.from.filter(|f| *f > now);
+    let fresh = tokio::time::sleep(Duration::from_secs(3));
+    tokio::pin!(fresh);
     loop {
         let out = tokio::select! {
             r = rx.recv() => match r {
-                Ok(e) if e.rv <= last => continue,
+                Ok(e) if e.rv <= last => {
+                    if ahead.is_some_and(|f| e.rv >= f) {
+                        ahead = None;
+                    }
+                    continue;
+                }
                 Ok(e) if ends_watch(&p, &e) => return,
                 Ok(e) => {
+                    ahead = None;
                     last = e.rv;
                     match render(&p, &e) {
                         Some(l) => Ok(l),
@@ -140,7 +151,13 @@ pub async fn run(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = ticks.tick(), if p.bookmarks => Ok(bookmark(&p, last, false)),
+            _ = &mut fresh, if ahead.is_some() => {
+                let current = store.lock().map(|s| s.current_rv()).unwrap_or(now);
+                let wanted = ahead.unwrap_or(current);
+                let _ = tx.send(Ok(error_line(&ApiError::too_large_resource_version(wanted, current)))).await;
+                return;
+            }
+            _ = ticks.tick(), if p.bookmarks && ahead.is_none() => Ok(bookmark(&p, last, false)),
             _ = &mut timeout => return,
             _ = drops.changed() => Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected fault: watch dropped")),
             _ = tx.closed() => return,

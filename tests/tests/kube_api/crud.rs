@@ -1,7 +1,6 @@
-//! Create, read, update, delete: names, conflicts, errors, selectors, pagination, patches,
-//! finalizers, namespaces and services.
+//! Create, read, update, delete: names, conflicts, errors, selectors, pagination, services
+//! and collections.
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -96,7 +95,16 @@ async fn stale_resource_version_is_a_conflict_and_duplicates_already_exist() {
     // A read object cannot be created again as is: restores must drop resourceVersion.
     let mut copy = api.get("cm").await.expect("get");
     copy.metadata.name = Some("copy".into());
-    assert_eq!(code(api.create(&PostParams::default(), &copy).await).0, 400);
+    // kube-apiserver answers 500 with no reason here (a storage-layer error): only the
+    // failure and its message are stable.
+    match api.create(&PostParams::default(), &copy).await {
+        Err(kube::Error::Api(s)) => assert!(
+            s.message
+                .contains("resourceVersion should not be set on objects to be created"),
+            "{s:?}"
+        ),
+        other => panic!("create with a resourceVersion: expected an API error, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -120,50 +128,6 @@ async fn invalid_and_missing_names_are_422() {
         code(missing.create(&PostParams::default(), &cm("x", json!({}))).await).0,
         404
     );
-}
-
-fn deployment(name: &str) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "c", "image": "example.invalid/none:1"}]}
-            }
-        }
-    }))
-    .expect("deployment")
-}
-
-#[tokio::test]
-async fn generation_bumps_on_spec_changes_only() {
-    let (c, ns) = cluster_ns("generation").await;
-    let api: Api<Deployment> = Api::namespaced(c.client(), &ns);
-    let d = api
-        .create(&PostParams::default(), &deployment("web"))
-        .await
-        .expect("create");
-    assert_eq!(d.metadata.generation, Some(1));
-    let labelled = api
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
-        )
-        .await
-        .expect("label");
-    assert_eq!(labelled.metadata.generation, Some(1));
-    let scaled = api
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 3}})),
-        )
-        .await
-        .expect("scale");
-    assert_eq!(scaled.metadata.generation, Some(2));
 }
 
 #[tokio::test]
@@ -227,6 +191,18 @@ async fn pagination_with_limit_and_continue() {
         }
     }
     assert!(pages >= 3);
+    // remainingItemCount is given for plain lists, left out when a selector filters.
+    let plain = api
+        .list(&ListParams::default().limit(1))
+        .await
+        .expect("plain page");
+    assert!(plain.metadata.remaining_item_count.is_some_and(|n| n > 0));
+    let selected = api
+        .list(&ListParams::default().limit(1).labels("!absent"))
+        .await
+        .expect("selected page");
+    assert!(selected.metadata.continue_.is_some_and(|c| !c.is_empty()));
+    assert_eq!(selected.metadata.remaining_item_count, None);
     assert_eq!(seen, ["cm-0", "cm-1", "cm-2", "cm-3", "cm-4"]);
 }
 
@@ -259,154 +235,6 @@ async fn list_at_an_exact_resource_version() {
         .map(|o| o.name_any())
         .collect();
     assert_eq!(now, ["new"]);
-}
-
-#[tokio::test]
-async fn patches_merge_json_and_apply() {
-    let (c, ns) = cluster_ns("patch").await;
-    let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
-    create_cm(&api, "p", json!({})).await;
-    let merged = api
-        .patch(
-            "p",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"m": "1"}})),
-        )
-        .await
-        .expect("merge");
-    assert_eq!(merged.data.as_ref().map(|d| d.len()), Some(2));
-    let ops: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "replace", "path": "/data/k", "value": "json"},
-        {"op": "remove", "path": "/data/m"}
-    ]))
-    .expect("json patch");
-    let patched = api
-        .patch("p", &PatchParams::default(), &Patch::Json::<()>(ops))
-        .await
-        .expect("json patch");
-    assert_eq!(patched.data, Some([("k".to_string(), "json".to_string())].into()));
-    let failing: json_patch::Patch =
-        serde_json::from_value(json!([{"op": "test", "path": "/data/k", "value": "nope"}])).expect("test op");
-    assert_eq!(
-        code(
-            api.patch("p", &PatchParams::default(), &Patch::Json::<()>(failing))
-                .await
-        )
-        .0,
-        422
-    );
-    let applied =
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}});
-    let pp = PatchParams::apply("lifeboat-test").force();
-    let made = api
-        .patch("applied", &pp, &Patch::Apply(&applied))
-        .await
-        .expect("apply creates");
-    assert_eq!(made.data, Some([("a".to_string(), "1".to_string())].into()));
-    let again =
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "2"}});
-    let updated = api
-        .patch("applied", &pp, &Patch::Apply(&again))
-        .await
-        .expect("apply updates");
-    assert_eq!(updated.data, Some([("a".to_string(), "2".to_string())].into()));
-    let managers: Vec<(String, String)> = updated
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| (m.manager.unwrap_or_default(), m.operation.unwrap_or_default()))
-        .collect();
-    assert!(
-        managers.contains(&("lifeboat-test".into(), "Apply".into())),
-        "{managers:?}"
-    );
-    // Fields the manager stops applying are removed.
-    let fewer =
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"b": "1"}});
-    let pruned = api
-        .patch("applied", &pp, &Patch::Apply(&fewer))
-        .await
-        .expect("apply fewer fields");
-    assert_eq!(pruned.data, Some([("b".to_string(), "1".to_string())].into()));
-    // Another manager's field: applying a different value conflicts unless forced.
-    let other = PatchParams {
-        field_manager: Some("other".into()),
-        ..PatchParams::default()
-    };
-    api.patch("applied", &other, &Patch::Merge(json!({"data": {"c": "theirs"}})))
-        .await
-        .expect("merge patch by another manager");
-    let grab = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"b": "1", "c": "mine"}});
-    let polite = PatchParams::apply("lifeboat-test");
-    assert_eq!(
-        code(api.patch("applied", &polite, &Patch::Apply(&grab)).await),
-        (409, "Conflict".into())
-    );
-    let forced = api
-        .patch("applied", &pp, &Patch::Apply(&grab))
-        .await
-        .expect("forced apply");
-    assert_eq!(
-        forced.data.as_ref().and_then(|d| d.get("c")).map(String::as_str),
-        Some("mine")
-    );
-}
-
-#[tokio::test]
-async fn finalizers_hold_deletion_until_removed() {
-    let (c, ns) = cluster_ns("finalizers").await;
-    let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
-    let mut held = cm("held", json!({}));
-    held.metadata.finalizers = Some(vec!["test.lifeboat.dev/hold".into()]);
-    api.create(&PostParams::default(), &held).await.expect("create");
-    let res = api
-        .delete("held", &DeleteParams::default())
-        .await
-        .expect("delete");
-    assert!(res.is_left(), "a held object is returned, not a Status");
-    let pending = api.get("held").await.expect("still there");
-    assert!(pending.metadata.deletion_timestamp.is_some());
-    api.patch(
-        "held",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-    )
-    .await
-    .expect("release");
-    eventually("the released object to go", 10, || async {
-        api.get("held").await.is_err().then_some(())
-    })
-    .await;
-    assert_eq!(code(api.get("held").await).0, 404);
-}
-
-#[tokio::test]
-async fn namespace_deletion_removes_its_objects() {
-    let c = cluster().await;
-    if !c.has_controllers() {
-        return skip(
-            "namespace_deletion_removes_its_objects",
-            "no namespace controller runs beside a bare kube-apiserver",
-        );
-    }
-    let ns = c.namespace("nsdel").await.expect("namespace");
-    let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
-    create_cm(&api, "doomed", json!({})).await;
-    let nss: Api<Namespace> = Api::all(c.client());
-    nss.delete(&ns, &DeleteParams::default())
-        .await
-        .expect("delete namespace");
-    eventually("the namespace to go", 120, || async {
-        nss.get(&ns).await.is_err().then_some(())
-    })
-    .await;
-    let all: Api<ConfigMap> = Api::all(c.client());
-    let left = all
-        .list(&ListParams::default().fields(&format!("metadata.namespace={ns}")))
-        .await
-        .expect("list");
-    assert!(left.items.is_empty());
 }
 
 #[tokio::test]
@@ -443,25 +271,4 @@ async fn delete_collection_by_label() {
         .map(|o| o.name_any())
         .collect();
     assert_eq!(left, ["keep"]);
-}
-
-#[tokio::test]
-async fn the_scale_subresource_sets_replicas() {
-    let (c, ns) = cluster_ns("scale").await;
-    let api: Api<Deployment> = Api::namespaced(c.client(), &ns);
-    api.create(&PostParams::default(), &deployment("web"))
-        .await
-        .expect("create");
-    let scale = api.get_scale("web").await.expect("get scale");
-    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(1));
-    api.patch_scale(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": 0}})),
-    )
-    .await
-    .expect("scale to zero");
-    let d = api.get("web").await.expect("get");
-    assert_eq!(d.spec.and_then(|s| s.replicas), Some(0));
-    assert_eq!(d.metadata.generation, Some(2));
 }

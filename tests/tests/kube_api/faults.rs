@@ -105,20 +105,19 @@ async fn injected_failures_can_target_one_kind_of_request() {
 async fn the_cluster_answers_while_the_test_blocks() {
     // As when a test runs a CLI against the kubeconfig and waits for it synchronously.
     let c = cluster().await;
-    let kubeconfig = c.kubeconfig_path().to_path_buf();
-    let is_existing = std::env::var("USE_EXISTING_CLUSTER").is_ok_and(|v| v == "true");
+    let kubeconfig = c.kubeconfig_path().map(std::path::Path::to_path_buf);
     let other = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         rt.block_on(async {
-            let client = if is_existing {
-                kube::Client::try_default().await.expect("client")
-            } else {
-                lifeboat_tests::kube::kubeconfig::client(&kubeconfig)
+            // No kubeconfig file: an existing cluster reached from inside (in-cluster config).
+            let client = match &kubeconfig {
+                Some(path) => lifeboat_tests::kube::kubeconfig::client(path)
                     .await
-                    .expect("client")
+                    .expect("client"),
+                None => kube::Client::try_default().await.expect("client"),
             };
             client.apiserver_version().await.map(|v| v.major)
         })

@@ -158,3 +158,20 @@ async fn bookmarks_when_asked() {
     .expect("a bookmark");
     assert!(!bookmark.metadata.resource_version.is_empty());
 }
+
+#[tokio::test]
+async fn watch_from_a_future_resource_version_fails_as_too_large() {
+    let (c, ns) = cluster_ns("watchahead").await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
+    let rv: u64 = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .and_then(|v| v.parse().ok())
+        .expect("numeric rv");
+    // After a short wait for the server to catch up, a "Too large resource version" 504.
+    let events = collect(&api, &WatchParams::default(), &(rv + 10_000_000).to_string(), 1).await;
+    assert_eq!(events, pairs(&[("ERROR", "504")]));
+}
