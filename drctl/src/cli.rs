@@ -263,6 +263,16 @@ pub enum EtcdCommand {
         /// Tag the snapshot (key=value, repeatable).
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
+        /// After the full snapshot, keep watching and store delta snapshots until Ctrl-C (or
+        /// SIGTERM); resumes an existing chain. A compaction gap starts a new full snapshot.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: store a delta at least this often (seconds): the recovery point.
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+        /// With --watch: store a delta once this many MiB of changes are buffered.
+        #[arg(long, default_value_t = 8)]
+        max_delta_mib: usize,
     },
     /// List etcd snapshots.
     Snapshots {
@@ -279,6 +289,12 @@ pub enum EtcdCommand {
         repo_key: KeyArgs,
         /// Snapshot id, unique prefix, or `latest` (the newest etcd snapshot).
         snapshot: String,
+        /// Replay the chain's deltas up to this revision.
+        #[arg(long, conflicts_with = "latest")]
+        to_revision: Option<i64>,
+        /// Replay every delta of the chain.
+        #[arg(long)]
+        latest: bool,
         /// The database file to write.
         #[arg(long)]
         output: PathBuf,

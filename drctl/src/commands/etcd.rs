@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use lifeboat_backup::progress::Progress;
-use lifeboat_backup::sources::etcd::{EtcdEndpoints, EtcdTlsFiles, restore_etcd, snapshot_etcd};
+use lifeboat_backup::sources::etcd::{
+    DeltaOptions, DeltaOutcome, EtcdEndpoints, EtcdTlsFiles, RestorePoint, restore_etcd_at, snapshot_etcd,
+    stream_deltas,
+};
 
 use crate::cli::{EtcdCommand, GlobalArgs};
 use crate::open;
@@ -21,6 +24,9 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
             cert,
             key,
             tags,
+            watch,
+            interval,
+            max_delta_mib,
         } => {
             let tls = match (cacert, cert, key) {
                 (Some(ca), cert, key) => Some(EtcdTlsFiles { ca, cert, key }),
@@ -30,13 +36,8 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
             let r = open::repository(&repo, &repo_key).await?;
             let progress = Arc::new(Progress::default());
             let bar = Bar::start(&progress, "etcd snapshot", g.quiet);
-            let snap = snapshot_etcd(
-                &r,
-                &EtcdEndpoints { urls: endpoints, tls },
-                tags.into_iter().collect(),
-                progress,
-            )
-            .await?;
+            let endpoints = EtcdEndpoints { urls: endpoints, tls };
+            let snap = snapshot_etcd(&r, &endpoints, tags.into_iter().collect(), progress).await?;
             drop(bar);
             let s = &snap.summary;
             eprintln!(
@@ -50,6 +51,9 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
             );
             let id = snap.id.map(|i| i.to_hex()).unwrap_or_default();
             output::print(g.format, &snap, |_| format!("{id}\n"))?;
+            if watch {
+                return watch_deltas(&r, &endpoints, interval, max_delta_mib).await;
+            }
             Ok(0)
         }
         EtcdCommand::Snapshots { repo, repo_key } => {
@@ -95,6 +99,8 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
             repo,
             repo_key,
             snapshot,
+            to_revision,
+            latest,
             output: out,
             force,
         } => {
@@ -108,15 +114,81 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
             } else {
                 r.find_snapshot(&snapshot).await?
             };
-            let size = restore_etcd(&r, &snap, &out, force).await?;
+            let point = match (to_revision, latest) {
+                (Some(r), _) => RestorePoint::Revision(r),
+                (None, true) => RestorePoint::Latest,
+                (None, false) => RestorePoint::Snapshot,
+            };
+            let summary = restore_etcd_at(&r, &snap, point, &out, force).await?;
             eprintln!(
-                "wrote {} ({}, revision {}); restore it with `etcdutl snapshot restore {}` on each member",
+                "wrote {} ({}, source revision {}, {} deltas replayed); restore it with `etcdctl snapshot restore {}` on each member (docs/etcd-recovery.md)",
                 out.display(),
-                bytes(size),
-                snap.meta.get("revision").map_or("?", String::as_str),
+                bytes(summary.bytes),
+                summary.revision,
+                summary.deltas,
                 out.display()
             );
             Ok(0)
+        }
+    }
+}
+
+/// Streams deltas until Ctrl-C or SIGTERM, then stores what was buffered and exits.
+async fn watch_deltas(
+    r: &lifeboat_backup::Repository,
+    endpoints: &EtcdEndpoints,
+    interval: u64,
+    max_delta_mib: usize,
+) -> Result<u8> {
+    let options = DeltaOptions {
+        interval: std::time::Duration::from_secs(interval.max(1)),
+        max_bytes: max_delta_mib.max(1) << 20,
+        max_deltas: None,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        let _ = stop.send(true);
+    });
+    loop {
+        eprintln!("watching etcd; a delta is stored every {interval}s while changes arrive (Ctrl-C stops)");
+        match stream_deltas(
+            r,
+            endpoints,
+            &options,
+            stopped.clone(),
+            Arc::new(Progress::default()),
+        )
+        .await?
+        {
+            DeltaOutcome::Stopped {
+                deltas,
+                last_revision,
+            } => {
+                eprintln!("stopped: {deltas} deltas stored, up to revision {last_revision}");
+                return Ok(0);
+            }
+            DeltaOutcome::NewFull {
+                compact_revision,
+                full,
+            } => {
+                eprintln!(
+                    "etcd compacted revision {compact_revision} before the chain caught up: took a new full snapshot {} and continue from it",
+                    full.short()
+                );
+            }
         }
     }
 }

@@ -7,11 +7,13 @@
 
 mod connect;
 mod delta;
+mod replay;
 mod restore;
 mod snapshot;
 
 pub use connect::{EtcdEndpoints, EtcdError, EtcdTlsFiles};
 pub use delta::{DELTA_PATH, DeltaEvent, DeltaOptions, DeltaOutcome, stream_deltas};
+pub use replay::{EtcdRestoreSummary, RestorePoint, chain, restore_etcd_at};
 pub use restore::restore_etcd;
 pub use snapshot::{SnapshotError, snapshot_etcd};
 
