@@ -61,7 +61,7 @@ async fn fill(
     let mut ops = Vec::new();
     for i in 0..keys {
         if let Some(g) = generation(i) {
-            let k = format!("/registry/configmaps/ns-{}/cm-{i:06}", i % 50);
+            let k = format!("/registry/configmaps/ns-{}/cm-{i:06}", i % 250);
             let v = value(i, g);
             ops.push(TxnOp::put(k.clone(), v.clone(), None));
             expected.insert(k, v);
@@ -104,7 +104,7 @@ async fn verify_restored(db: &std::path::Path, expected: &BTreeMap<String, Vec<u
     let mut c = client(&member).await?;
     // One namespace at a time keeps each response under gRPC's 4 MiB limit.
     let mut restored = 0;
-    for ns in 0..50 {
+    for ns in 0..250 {
         let prefix = format!("/registry/configmaps/ns-{ns}/");
         let got = c
             .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
@@ -129,19 +129,19 @@ async fn verify_restored(db: &std::path::Path, expected: &BTreeMap<String, Vec<u
 async fn full_snapshots(tls: bool) -> Result<()> {
     let etcd = if tls { Etcd::start_tls()? } else { Etcd::start()? };
     let mut c = client(&etcd).await?;
-    let before = fill(&mut c, 20_000, |_| Some(0)).await?;
+    let before = fill(&mut c, 100_000, |_| Some(0)).await?;
     let t = TestRepo::new(Backend::Local)?;
     let repo = Repository::init(&t.store(), &[t.user_recipient()], Default::default()).await?;
     let progress = || Arc::new(Progress::default());
     let first = snapshot_etcd(&repo, &endpoints(&etcd), BTreeMap::new(), progress()).await?;
     ensure!(
-        first.kind == "etcd" && first.summary.bytes > 20 << 20,
+        first.kind == "etcd" && first.summary.bytes > 100 << 20,
         "{:?}",
         first.summary
     );
 
     // Change 1% of the keys; the second snapshot must store a small fraction of the first.
-    let after_change = fill(&mut c, 20_000, |i| (i % 100 == 7).then_some(1)).await?;
+    let after_change = fill(&mut c, 100_000, |i| (i % 100 == 7).then_some(1)).await?;
     let second = snapshot_etcd(&repo, &endpoints(&etcd), BTreeMap::new(), progress()).await?;
     let ratio = second.summary.stored_bytes as f64 / first.summary.stored_bytes as f64;
     ensure!(
