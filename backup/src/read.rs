@@ -61,12 +61,34 @@ impl<'a> BlobReader<'a> {
         Ok(open.blob(&loc.entry, self.repo.key().chunk_id_key())?)
     }
 
+    /// A stream's content from its chunk list, fetching each pack once however the chunks are
+    /// spread over packs (parallel writers interleave a stream's chunks across their packs).
+    pub async fn read_stream(&self, chunks: &[BlobId]) -> Result<Vec<u8>, RepoError> {
+        let mut by_pack: std::collections::BTreeMap<PackId, Vec<(usize, crate::pack::PackedBlob)>> =
+            std::collections::BTreeMap::new();
+        let mut offset = 0usize;
+        for id in chunks {
+            let loc = self.index.get(id).ok_or_else(|| RepoError::MissingBlob {
+                blob: id.to_hex(),
+                url: self.repo.url().to_string(),
+            })?;
+            by_pack.entry(loc.pack).or_default().push((offset, loc.entry));
+            offset += loc.entry.raw_length as usize;
+        }
+        let mut out = vec![0u8; offset];
+        for (pack, blobs) in by_pack {
+            let open = Self::open_pack(self.repo, &pack).await?;
+            for (at, entry) in blobs {
+                let data = open.blob(&entry, self.repo.key().chunk_id_key())?;
+                out[at..at + data.len()].copy_from_slice(&data);
+            }
+        }
+        Ok(out)
+    }
+
     /// A snapshot's whole tree listing.
     pub async fn read_tree(&self, tree: &[BlobId]) -> Result<Vec<Node>, RepoError> {
-        let mut listing = Vec::new();
-        for id in tree {
-            listing.extend(self.read(id).await?);
-        }
+        let listing = self.read_stream(tree).await?;
         listing
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())

@@ -12,6 +12,7 @@
 //! # Ok::<(), lifeboat_tests::HarnessError>(())
 //! ```
 
+pub mod bench;
 pub mod faults;
 pub mod kube;
 pub mod process;

@@ -104,25 +104,86 @@ impl Session {
     }
 
     /// Chunks a stream (an etcd snapshot, a volume) into data blobs; returns the chunk ids and
-    /// the byte count. Blocking: run it on a blocking thread.
+    /// the byte count. Chunking is sequential, but hashing, compression and encryption of the
+    /// chunks run on one worker per core. Blocking: run it on a blocking thread.
     pub fn write_stream(
         &self,
         source: impl std::io::Read,
         params: ChunkerParams,
     ) -> Result<(Vec<BlobId>, u64), RepoError> {
-        let mut sink = BlobSink::new(self.shared.clone(), BlobKind::Data);
-        let mut ids = Vec::new();
-        let mut size = 0u64;
-        for chunk in Chunker::new(source, params, self.shared.seed) {
-            let chunk = chunk.map_err(|e| RepoError::Io {
-                path: "stream".to_string(),
-                message: e.to_string(),
-            })?;
-            size += chunk.len() as u64;
-            ids.push(sink.put(&chunk)?);
-        }
-        sink.finish()?;
-        Ok((ids, size))
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 4);
+        let seed = self.shared.seed;
+        std::thread::scope(|scope| {
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Result<BlobId, RepoError>)>();
+            let mut senders = Vec::with_capacity(workers);
+            for _ in 0..workers {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(2);
+                senders.push(tx);
+                let done = done_tx.clone();
+                let shared = self.shared.clone();
+                scope.spawn(move || {
+                    let mut sink = BlobSink::new(shared, BlobKind::Data);
+                    for (seq, chunk) in rx {
+                        let put = sink.put(&chunk);
+                        let failed = put.is_err();
+                        let _ = done.send((seq, put));
+                        if failed {
+                            return;
+                        }
+                    }
+                    if let Err(e) = sink.finish() {
+                        let _ = done.send((usize::MAX, Err(e)));
+                    }
+                });
+            }
+            drop(done_tx);
+            let mut size = 0u64;
+            let mut count = 0usize;
+            let mut read_error = None;
+            for (seq, chunk) in Chunker::new(source, params, seed).enumerate() {
+                match chunk {
+                    Ok(chunk) => {
+                        size += chunk.len() as u64;
+                        count = seq + 1;
+                        if senders[seq % workers].send((seq, chunk)).is_err() {
+                            break; // that worker failed; its error is in `done`
+                        }
+                    }
+                    Err(e) => {
+                        read_error = Some(RepoError::Io {
+                            path: "stream".to_string(),
+                            message: e.to_string(),
+                        });
+                        break;
+                    }
+                }
+            }
+            drop(senders);
+            let mut ids: Vec<Option<BlobId>> = vec![None; count];
+            let mut first_error = read_error;
+            for (seq, put) in done_rx {
+                match put {
+                    Ok(id) => {
+                        if let Some(slot) = ids.get_mut(seq) {
+                            *slot = Some(id);
+                        }
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            let ids = ids
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| RepoError::Task("a chunk of the stream was not stored".to_string()))?;
+            Ok((ids, size))
+        })
     }
 
     /// Waits for every pack to be uploaded and indexed. After this returns, everything the

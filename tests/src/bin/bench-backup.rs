@@ -8,52 +8,12 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use lifeboat_tests::bench::{Measure, timed};
 use lifeboat_tests::repos::make_identity;
 
 const FILE: usize = 8 << 20;
-
-struct Measure {
-    wall: f64,
-    cpu: f64,
-    rss_mib: f64,
-}
-
-fn timed(cmd: Command, env: &[(String, String)]) -> Measure {
-    // Flush earlier writes so neither tool pays for the other's (or the generator's) writeback.
-    let _ = Command::new("sync").status();
-    let out_file = tempfile::NamedTempFile::new().expect("temp file");
-    let mut timed = Command::new("/usr/bin/time");
-    timed
-        .arg("-f")
-        .arg("%e %U %S %M")
-        .arg("-o")
-        .arg(out_file.path())
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(dir) = cmd.get_current_dir() {
-        timed.current_dir(dir);
-    }
-    let out = timed.output().expect("run timed command");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}",
-        cmd,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(out_file.path()).expect("read time output");
-    let f: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    Measure {
-        wall: f[0],
-        cpu: f[1] + f[2],
-        rss_mib: f[3] / 1024.0,
-    }
-}
 
 fn make_dataset(dir: &Path) {
     std::fs::create_dir_all(dir).expect("mkdir");

@@ -161,10 +161,7 @@ pub async fn restore_etcd_at(
                 object: format!("etcd delta {}", delta.id.map(|i| i.to_hex()).unwrap_or_default()),
                 message: format!("has no {DELTA_PATH}"),
             })?;
-        let mut listing = Vec::new();
-        for id in &node.chunks {
-            listing.extend(reader.read(id).await?);
-        }
+        let listing = reader.read_stream(&node.chunks).await?;
         let events: Vec<DeltaEvent> = listing
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())

@@ -41,10 +41,7 @@ pub async fn restore_etcd(
             object: format!("snapshot {sid}"),
             message: format!("has no {DB_PATH}"),
         })?;
-    let mut db = Vec::with_capacity(node.size as usize);
-    for id in &node.chunks {
-        db.extend(reader.read(id).await?);
-    }
+    let db = reader.read_stream(&node.chunks).await?;
     if !verify_trailer(&db) {
         return Err(RepoError::Corrupt {
             object: format!("snapshot {sid}"),
