@@ -54,27 +54,7 @@ async fn wave(c: &mut Client, state: &mut State, tag: &str, n: u32) -> Result<i6
 
 /// Restores `db` with the stock etcdctl, starts a member on it and compares every key.
 async fn assert_db_holds(db: &std::path::Path, expected: &State) -> Result<()> {
-    let data_dir = db.with_extension("data");
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["snapshot", "restore"])
-        .arg(db)
-        .arg(format!("--data-dir={}", data_dir.display()))
-        .args([
-            "--name=default",
-            "--initial-cluster=default=http://127.0.0.1:2380",
-            "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-        ])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "etcdctl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let member = Etcd::start_with(
-        false,
-        &[&format!("--data-dir={}", data_dir.display()), "--name=default"],
-    )?;
+    let member = Etcd::from_snapshot(db)?;
     let mut c = Client::connect([member.endpoint()], None).await?;
     let got = c
         .get("/registry/", Some(etcd_client::GetOptions::new().with_prefix()))

@@ -80,27 +80,7 @@ async fn fill(
 
 /// Restores `db` with the stock `etcdctl`, starts a member on it and reads every key back.
 async fn verify_restored(db: &std::path::Path, expected: &BTreeMap<String, Vec<u8>>) -> Result<()> {
-    let data_dir = db.with_extension("restored");
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["snapshot", "restore"])
-        .arg(db)
-        .arg(format!("--data-dir={}", data_dir.display()))
-        .args([
-            "--name=default",
-            "--initial-cluster=default=http://127.0.0.1:2380",
-            "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-        ])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "etcdctl snapshot restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let member = Etcd::start_with(
-        false,
-        &[&format!("--data-dir={}", data_dir.display()), "--name=default"],
-    )?;
+    let member = Etcd::from_snapshot(db)?;
     let mut c = client(&member).await?;
     // One namespace at a time keeps each response under gRPC's 4 MiB limit.
     let mut restored = 0;

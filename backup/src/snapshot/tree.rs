@@ -53,6 +53,24 @@ pub struct Node {
 }
 
 impl Node {
+    /// A private (0600) file node for a stream source (an etcd database, a delta listing),
+    /// which has no inode or owner of its own.
+    pub fn stream(path: &str, size: u64, chunks: Vec<BlobId>, time: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            path: path.to_string(),
+            kind: NodeKind::File,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            mtime_ns: time.timestamp_nanos_opt().unwrap_or(0),
+            ctime_ns: 0,
+            inode: 0,
+            size,
+            chunks,
+            target: None,
+        }
+    }
+
     /// True when `other` (from the parent snapshot) describes the same unchanged file, so its
     /// chunk list can be reused without reading the file.
     pub fn unchanged_since(&self, other: &Node) -> bool {

@@ -22,7 +22,7 @@ use crate::blob::SnapshotId;
 use crate::progress::Progress;
 use crate::repository::{LockKind, RepoError, Repository};
 use crate::session::Session;
-use crate::snapshot::{Node, NodeKind, Snapshot, Summary};
+use crate::snapshot::{Node, Snapshot, Summary};
 
 /// The tree path of a delta's event list.
 pub const DELTA_PATH: &str = "etcd/delta.jsonl";
@@ -230,19 +230,7 @@ async fn write_delta(
             let written = session
                 .write_stream(&listing[..], ETCD_CHUNKS)
                 .and_then(|(chunks, _)| {
-                    let node = Node {
-                        path: DELTA_PATH.to_string(),
-                        kind: NodeKind::File,
-                        mode: 0o600,
-                        uid: 0,
-                        gid: 0,
-                        mtime_ns: time.timestamp_nanos_opt().unwrap_or(0),
-                        ctime_ns: 0,
-                        inode: 0,
-                        size,
-                        chunks,
-                        target: None,
-                    };
+                    let node = Node::stream(DELTA_PATH, size, chunks, time);
                     session.write_tree(&[node])
                 });
             (written, session)

@@ -14,7 +14,7 @@ use super::{DB_PATH, ETCD_CHUNKS};
 use crate::progress::Progress;
 use crate::repository::{LockKind, RepoError, Repository};
 use crate::session::Session;
-use crate::snapshot::{Node, NodeKind, Snapshot, Summary};
+use crate::snapshot::{Node, Snapshot, Summary};
 
 /// Why an etcd snapshot failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,19 +117,7 @@ pub async fn snapshot_etcd(
             }
             .into());
         }
-        let node = Node {
-            path: DB_PATH.to_string(),
-            kind: NodeKind::File,
-            mode: 0o600,
-            uid: 0,
-            gid: 0,
-            mtime_ns: time.timestamp_nanos_opt().unwrap_or(0),
-            ctime_ns: 0,
-            inode: 0,
-            size,
-            chunks,
-            target: None,
-        };
+        let node = Node::stream(DB_PATH, size, chunks, time);
         let (tree, session) = tokio::task::spawn_blocking(move || (session.write_tree(&[node]), session))
             .await
             .map_err(|e| RepoError::Task(e.to_string()))?;
