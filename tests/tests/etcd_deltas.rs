@@ -167,6 +167,24 @@ async fn deltas_restore_to_a_mid_chain_revision_and_resume_after_a_kill() -> Res
         .map(|e| e.to_string())
         .unwrap_or_default();
     ensure!(err.contains("before this chain's full snapshot"), "{err}");
+
+    // A delta whose full snapshot is gone cannot be restored, and says why.
+    let delta = repo
+        .snapshots()
+        .await?
+        .into_iter()
+        .rfind(|s| s.meta.get("type").map(String::as_str) == Some("delta"))
+        .ok_or_else(|| anyhow::anyhow!("no delta"))?;
+    repo.delete_snapshot(&full.id.ok_or_else(|| anyhow::anyhow!("no id"))?)
+        .await?;
+    let orphan = t.path("orphan.db");
+    let err = restore_etcd_at(&repo, &delta, RestorePoint::Snapshot, &orphan, false)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    ensure!(err.contains("full snapshot") && err.contains("missing"), "{err}");
+    ensure!(!orphan.exists(), "a database was written without its base");
     Ok(())
 }
 
