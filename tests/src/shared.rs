@@ -26,7 +26,7 @@ use crate::process::{Daemon, pid_alive};
 
 /// Bumped when the on-disk state or service settings change, so a newer harness never reuses
 /// services an older one configured.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 /// Where shared services keep their data, state and logs.
 pub fn state_dir() -> PathBuf {

@@ -402,6 +402,10 @@ osd crush chooseleaf type = 0
 mon allow pool size one = true
 mon allow pool delete = true
 mon warn on pool no redundancy = false
+# A test cluster must not shut its monitor down because the build machine's disk is busy:
+# by default ceph-mon exits below 5 % free space, before logging why.
+mon data avail crit = 1
+mon data avail warn = 2
 mon max pg per osd = 2000
 osd objectstore = bluestore
 bluestore block path = {d}/blocks/$name.block
