@@ -17,12 +17,14 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn add_total(&self, bytes: u64, items: u64) {
+    /// Adds to what is expected.
+    pub fn add_total(&self, bytes: u64, items: u64) {
         self.total_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.total_items.fetch_add(items, Ordering::Relaxed);
     }
 
-    pub(crate) fn add_done(&self, bytes: u64, items: u64) {
+    /// Adds to what is done.
+    pub fn add_done(&self, bytes: u64, items: u64) {
         self.done_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.done_items.fetch_add(items, Ordering::Relaxed);
     }

@@ -120,11 +120,21 @@ impl UserKey {
     /// Loads identities from an age identity file (`AGE-SECRET-KEY-1…` lines) or an
     /// unencrypted OpenSSH private key.
     pub fn identity_file(path: &Path) -> Result<Self, CryptoError> {
+        let data = Zeroizing::new(std::fs::read(path).map_err(|e| CryptoError::BadIdentity {
+            path: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?);
+        Self::identity_bytes(&data, path)
+    }
+
+    /// Parses identities held in memory (a Kubernetes Secret's value); `source` names where
+    /// they came from in messages (`secret ns/name key identity`).
+    pub fn identity_bytes(data: &[u8], source: &Path) -> Result<Self, CryptoError> {
+        let path = source;
         let bad = |message: String| CryptoError::BadIdentity {
             path: path.display().to_string(),
             message,
         };
-        let data = Zeroizing::new(std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?);
         let text = String::from_utf8_lossy(&data);
         let identities: Vec<Box<dyn age::Identity + Send + Sync>> = if text.contains("AGE-SECRET-KEY-1") {
             text.lines()
@@ -167,6 +177,22 @@ impl UserKey {
         Ok(Self::Passphrase {
             path: path.to_path_buf(),
             passphrase: read_passphrase(path)?,
+        })
+    }
+
+    /// A passphrase held in memory (a Secret's value: its first line); `source` names it.
+    pub fn passphrase_bytes(data: &[u8], source: &Path) -> Result<Self, CryptoError> {
+        let text = Zeroizing::new(String::from_utf8_lossy(data).into_owned());
+        let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+        if line.is_empty() {
+            return Err(CryptoError::BadIdentity {
+                path: source.display().to_string(),
+                message: "is empty; put the passphrase on its first line".to_string(),
+            });
+        }
+        Ok(Self::Passphrase {
+            path: source.to_path_buf(),
+            passphrase: super::repo_key::secret(line),
         })
     }
 

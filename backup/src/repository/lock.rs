@@ -65,7 +65,8 @@ impl Drop for LockGuard {
     }
 }
 
-pub(crate) fn hostname() -> String {
+/// This machine's name, recorded in locks and snapshots.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".to_string())

@@ -12,7 +12,7 @@ pub(crate) mod objects;
 pub use config::{Config, InitOptions};
 pub use error::RepoError;
 pub use keys::KeyInfo;
-pub(crate) use lock::hostname;
+pub use lock::hostname;
 pub use lock::{LockGuard, LockInfo, LockKind};
 
 use std::sync::Arc;

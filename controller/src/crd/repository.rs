@@ -1,0 +1,81 @@
+//! `BackupRepository`: where backups are stored and the keys that open it.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Condition, SecretKeyRef};
+
+/// An encrypted Lifeboat repository on object storage.
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "lifeboat.dev",
+    version = "v1alpha1",
+    kind = "BackupRepository",
+    namespaced,
+    status = "BackupRepositoryStatus",
+    shortname = "lbrepo",
+    category = "lifeboat",
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.accessMode"}"#,
+    printcolumn = r#"{"name":"Reachable","type":"boolean","jsonPath":".status.reachable"}"#,
+    printcolumn = r#"{"name":"Last Check","type":"date","jsonPath":".status.lastCheckTime"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRepositorySpec {
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or a path.
+    pub url: String,
+    /// S3 endpoint for non-AWS services (Ceph RGW, MinIO), path-style.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_region: Option<String>,
+    /// Azure Blob endpoint (Azurite, sovereign clouds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_endpoint: Option<String>,
+    /// Secret with the store's credentials: `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY`, or
+    /// `AZURE_STORAGE_ACCOUNT_NAME` + `AZURE_STORAGE_ACCOUNT_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<SecretKeyRef>,
+    /// Secret with the key that opens the repository: an age identity (key `identity`) or a
+    /// passphrase (key `passphrase`); `key` picks one explicitly.
+    pub key_secret: SecretKeyRef,
+    /// ReadOnly repositories are only restored from (a replica, another cluster's backups).
+    #[serde(default)]
+    pub access_mode: AccessMode,
+}
+
+/// Whether backups may be written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AccessMode {
+    /// Backups and restores.
+    #[default]
+    ReadWrite,
+    /// Restores only.
+    ReadOnly,
+}
+
+/// What the controller last saw of the repository.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRepositoryStatus {
+    /// Whether it could be opened with the key at the last check.
+    #[serde(default)]
+    pub reachable: bool,
+    /// When it was last checked (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_time: Option<String>,
+    /// The repository's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_id: Option<String>,
+    /// Snapshots it held at the last check.
+    #[serde(default)]
+    pub snapshots: u64,
+    /// What went wrong and the fix, or a summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Conditions (`Ready`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

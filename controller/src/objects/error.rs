@@ -1,0 +1,43 @@
+//! Why an object backup or restore could not run at all (per-object problems are reported
+//! in the outcome instead, and never stop the rest).
+
+use lifeboat_backup::RepoError;
+
+/// A failure of the whole operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectsError {
+    /// The API server refused or could not be reached.
+    #[error("Kubernetes API: {what}: {message}")]
+    Kube {
+        /// What was being done.
+        what: String,
+        /// The server's or client's answer.
+        message: String,
+    },
+    /// The repository failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The request itself is wrong; the message names the field and the fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// The snapshot is not an object backup.
+    #[error(
+        "snapshot {id} is a {kind} snapshot, not a Kubernetes objects backup; pick one listed by `drctl backup list --repo …`"
+    )]
+    WrongKind {
+        /// The snapshot.
+        id: String,
+        /// What it holds.
+        kind: String,
+    },
+}
+
+impl ObjectsError {
+    /// Wraps a client error with what was being done.
+    pub fn kube(what: impl Into<String>, e: kube::Error) -> Self {
+        Self::Kube {
+            what: what.into(),
+            message: e.to_string(),
+        }
+    }
+}

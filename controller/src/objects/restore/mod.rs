@@ -1,0 +1,264 @@
+//! Restoring objects: plan ([`plan::plan`]), then apply stage by stage with a bounded number
+//! of creates in flight, reporting every object that fails and carrying on.
+
+mod apply;
+pub mod compare;
+pub mod plan;
+pub mod transform;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use kube::Client;
+use lifeboat_backup::Repository;
+use lifeboat_backup::blob::PackId;
+use lifeboat_backup::progress::Progress;
+use lifeboat_backup::read::BlobReader;
+use lifeboat_backup::repository::LockKind;
+use lifeboat_backup::snapshot::Snapshot;
+use serde_json::Value;
+
+pub use apply::Applied;
+use plan::{PlanItem, Stage};
+
+use super::discover::ResourceRecord;
+use super::filter::{NamespaceFilter, ResourceFilter};
+use super::{ObjectsError, RESOURCES_PATH, SNAPSHOT_KIND};
+use crate::crd::{ExistingResourcePolicy, ItemMessage, RestoreSpec, RestoreSummary};
+
+/// How to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Namespaces to restore (by their name in the backup).
+    pub namespaces: NamespaceFilter,
+    /// Resource types to restore.
+    pub resources: ResourceFilter,
+    /// Whether cluster-scoped objects (other than Namespaces) are restored.
+    pub cluster_scoped: bool,
+    /// Old namespace → new.
+    pub namespace_mapping: BTreeMap<String, String>,
+    /// What to do with objects that exist.
+    pub existing: ExistingResourcePolicy,
+    /// Also write `status`.
+    pub restore_status: bool,
+    /// Labels added to every object.
+    pub labels: BTreeMap<String, String>,
+    /// Change nothing; report what would change.
+    pub dry_run: bool,
+    /// Creates in flight.
+    pub parallelism: usize,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        Self {
+            namespaces: NamespaceFilter::default(),
+            resources: ResourceFilter::default(),
+            cluster_scoped: true,
+            namespace_mapping: BTreeMap::new(),
+            existing: ExistingResourcePolicy::None,
+            restore_status: false,
+            labels: BTreeMap::new(),
+            dry_run: false,
+            parallelism: 32,
+        }
+    }
+}
+
+impl RestoreOptions {
+    /// The options a Restore resource describes.
+    pub fn from_spec(spec: &RestoreSpec) -> Result<Self, ObjectsError> {
+        Ok(Self {
+            namespaces: NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces)?,
+            resources: ResourceFilter::new(&spec.included_resources, &spec.excluded_resources)?,
+            cluster_scoped: spec.included_namespaces.is_empty(),
+            namespace_mapping: spec.namespace_mapping.clone(),
+            existing: spec.existing_resource_policy,
+            restore_status: spec.restore_status,
+            labels: spec.labels.clone(),
+            dry_run: spec.dry_run,
+            ..Self::default()
+        })
+    }
+}
+
+/// What a restore did (or, for a dry run, would do).
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOutcome {
+    /// Counts.
+    pub summary: RestoreSummary,
+    /// Every object that failed, and why.
+    pub errors: Vec<ItemMessage>,
+    /// Notes that did not fail anything.
+    pub warnings: Vec<ItemMessage>,
+    /// Each change made or, for a dry run, that would be made: `create …`, `update …` with
+    /// the fields that differ.
+    pub changes: Vec<String>,
+}
+
+impl RestoreOutcome {
+    fn record(&mut self, item: &PlanItem, result: Result<Applied, String>) {
+        match result {
+            Ok(applied) => {
+                match &applied {
+                    Applied::Created => self.summary.created += 1,
+                    Applied::Updated(_) => self.summary.updated += 1,
+                    Applied::Unchanged => self.summary.unchanged += 1,
+                    Applied::SkippedExisting => self.summary.skipped_existing += 1,
+                }
+                if let Some(line) = applied.describe(&item.display()) {
+                    self.changes.push(line);
+                }
+            }
+            Err(message) => self.errors.push(ItemMessage {
+                item: item.display(),
+                message,
+            }),
+        }
+    }
+}
+
+/// Restores `snapshot` into the cluster behind `client`.
+pub async fn restore_objects(
+    client: &Client,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    options: &RestoreOptions,
+    progress: Arc<Progress>,
+) -> Result<RestoreOutcome, ObjectsError> {
+    if snapshot.kind != SNAPSHOT_KIND {
+        return Err(ObjectsError::WrongKind {
+            id: snapshot.id.map(|i| i.to_hex()).unwrap_or_default(),
+            kind: snapshot.kind.clone(),
+        });
+    }
+    let lock = repo.lock(LockKind::Shared, "kubernetes objects restore").await?;
+    let result = restore_locked(client, repo, snapshot, options, progress).await;
+    match (result, lock.release().await) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Ok(outcome), Ok(())) => Ok(outcome),
+    }
+}
+
+async fn restore_locked(
+    client: &Client,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    options: &RestoreOptions,
+    progress: Arc<Progress>,
+) -> Result<RestoreOutcome, ObjectsError> {
+    let index = repo.load_index().await?;
+    let reader = BlobReader::new(repo, &index);
+    let nodes = reader.read_tree(&snapshot.tree).await?;
+    let table = nodes
+        .iter()
+        .find(|n| n.path == RESOURCES_PATH)
+        .ok_or_else(|| ObjectsError::Invalid(format!("snapshot has no {RESOURCES_PATH}; it is damaged")))?;
+    let records: Vec<ResourceRecord> = serde_json::from_slice(&reader.read_stream(&table.chunks).await?)
+        .map_err(|e| ObjectsError::Invalid(format!("{RESOURCES_PATH} is unreadable: {e}")))?;
+    let records: HashMap<String, ResourceRecord> = records.into_iter().map(|r| (r.key(), r)).collect();
+    let plan = plan::plan(&nodes, &records, options)?;
+    drop(nodes);
+    progress.add_total(0, plan.len() as u64);
+
+    let outcome = Mutex::new(RestoreOutcome::default());
+    outcome.lock().unwrap_or_else(|p| p.into_inner()).summary.filtered = plan.filtered;
+    let applier = apply::Applier::new(client.clone(), options);
+    let mut namespaces_ensured = false;
+    for (stage, items) in &plan.stages {
+        if *stage > Stage::Namespaces && !namespaces_ensured {
+            namespaces_ensured = true;
+            applier.ensure_namespaces(&plan, &outcome).await;
+        }
+        let created_crds = Mutex::new(Vec::new());
+        // Fetch each pack once, two at a time, and create its objects with `parallelism`
+        // requests in flight: memory holds a couple of packs, not the whole stage.
+        let mut by_pack: BTreeMap<PackId, Vec<&PlanItem>> = BTreeMap::new();
+        for item in items {
+            match index.get(&item.blob) {
+                Some(loc) => by_pack.entry(loc.pack).or_default().push(item),
+                None => outcome
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .errors
+                    .push(ItemMessage {
+                        item: item.display(),
+                        message: format!(
+                            "its data (blob {}) is missing from the repository; run `drctl repo check`",
+                            item.blob.to_hex()
+                        ),
+                    }),
+            }
+        }
+        let decoded = futures::stream::iter(by_pack)
+            .map(|(pack, items)| {
+                let index = &index;
+                async move {
+                    let open = BlobReader::open_pack(repo, &pack).await;
+                    items
+                        .into_iter()
+                        .map(|item| {
+                            let value = match &open {
+                                Ok(open) => index
+                                    .get(&item.blob)
+                                    .ok_or_else(|| "blob not indexed".to_string())
+                                    .and_then(|loc| {
+                                        open.blob(&loc.entry, repo.key().chunk_id_key())
+                                            .map_err(|e| e.to_string())
+                                    })
+                                    .and_then(|bytes| {
+                                        serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string())
+                                    }),
+                                Err(e) => Err(format!("its pack could not be read: {e}")),
+                            };
+                            (item, value)
+                        })
+                        .collect::<Vec<_>>()
+                }
+            })
+            .buffered(2)
+            .flat_map(futures::stream::iter);
+        decoded
+            .for_each_concurrent(options.parallelism.max(1), |(item, value)| {
+                let applier = &applier;
+                let records = &records;
+                let outcome = &outcome;
+                let progress = &progress;
+                let created_crds = &created_crds;
+                async move {
+                    let result = match (value, records.get(&item.source.key)) {
+                        (Ok(value), Some(record)) => applier.apply(record, item, value).await,
+                        (Err(e), _) => Err(format!("could not read it from the repository: {e}")),
+                        (_, None) => Err("its resource type is not in the backup's table".to_string()),
+                    };
+                    if *stage == Stage::Crds && matches!(result, Ok(Applied::Created)) {
+                        created_crds
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(item.name.clone());
+                    }
+                    outcome
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .record(item, result);
+                    progress.add_done(0, 1);
+                }
+            })
+            .await;
+        if *stage == Stage::Crds {
+            let names = created_crds.into_inner().unwrap_or_else(|p| p.into_inner());
+            for warning in applier.wait_established(&names).await {
+                outcome
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .warnings
+                    .push(warning);
+            }
+        }
+    }
+    let mut outcome = outcome.into_inner().unwrap_or_else(|p| p.into_inner());
+    outcome.changes.sort();
+    Ok(outcome)
+}
