@@ -9,3 +9,12 @@
 pub mod crd;
 pub mod objects;
 pub mod repository;
+
+/// The Lease the elected controller holds; drctl reads it to tell whether a controller runs.
+pub const LEASE_NAME: &str = "lifeboat-controller";
+/// The controller's namespace when `POD_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "lifeboat-system";
+/// Finalizer on Backups whose deletion removes their snapshot.
+pub const BACKUP_FINALIZER: &str = "lifeboat.dev/snapshot-cleanup";
+/// Label on Backups a Schedule created, naming the Schedule.
+pub const SCHEDULE_LABEL: &str = "lifeboat.dev/schedule";
