@@ -31,7 +31,17 @@ async fn populate(client: &Client, ns: &str) -> kube::api::ApiResource {
     .await;
     create(client, &svc, Some(ns), json!({"metadata": {"name": "peers"}, "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 5432}]}})).await;
     let ep = ar("", "v1", "Endpoints", "endpoints");
-    create(client, &ep, Some(ns), json!({"metadata": {"name": "web"}, "subsets": [{"addresses": [{"ip": "10.1.0.1"}], "ports": [{"port": 80}]}]})).await;
+    // On a cluster with controllers the endpoints controller may have made this one already.
+    let generated: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(client.clone(), ns, &ep);
+    let web_ep: kube::api::DynamicObject = serde_json::from_value(
+        json!({"metadata": {"name": "web"}, "subsets": [{"addresses": [{"ip": "10.1.0.1"}], "ports": [{"port": 80}]}]}),
+    )
+    .expect("endpoints");
+    match generated.create(&Default::default(), &web_ep).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create endpoints web: {e}"),
+    }
     create(client, &ep, Some(ns), json!({"metadata": {"name": "external-db"}, "subsets": [{"addresses": [{"ip": "10.2.0.1"}], "ports": [{"port": 5432}]}]})).await;
     create(
         client,
