@@ -97,10 +97,8 @@ pub async fn used_blobs(repo: &Repository, index: &Index) -> Result<HashSet<Blob
 
 /// Computes the plan and, unless `dry_run`, applies it.
 pub async fn prune(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
-    let lock = repo.lock(LockKind::Exclusive, "prune").await?;
-    let result = run(repo, dry_run).await;
-    lock.release().await?;
-    result
+    repo.while_locked(LockKind::Exclusive, "prune", run(repo, dry_run))
+        .await
 }
 
 async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {

@@ -73,6 +73,25 @@ pub fn hostname() -> String {
 }
 
 impl Repository {
+    /// Runs `work` under a lock and releases it afterwards, whatever `work` returned. The
+    /// operation's own error wins over a failed release (which only leaves a lock that
+    /// lapses after its TTL).
+    pub async fn while_locked<T, E: From<RepoError>>(
+        &self,
+        kind: LockKind,
+        purpose: &str,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let lock = self.lock(kind, purpose).await?;
+        let result = work.await;
+        let released = lock.release().await;
+        match (result, released) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e.into()),
+            (Ok(v), Ok(())) => Ok(v),
+        }
+    }
+
     /// Takes a lock, or fails naming the holder of a conflicting one.
     pub async fn lock(&self, kind: LockKind, purpose: &str) -> Result<LockGuard, RepoError> {
         let objects = self.objects();

@@ -54,10 +54,12 @@ pub async fn restore_files(
     options: &RestoreOptions,
     progress: Arc<Progress>,
 ) -> Result<RestoreReport, RepoError> {
-    let lock = repo.lock(LockKind::Shared, "restore").await?;
-    let result = run(repo, snapshot, target, options, progress).await;
-    lock.release().await?;
-    result
+    repo.while_locked(
+        LockKind::Shared,
+        "restore",
+        run(repo, snapshot, target, options, progress),
+    )
+    .await
 }
 
 async fn run(

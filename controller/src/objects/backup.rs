@@ -116,8 +116,7 @@ pub async fn backup_objects(
     let cluster_id = cluster_id(client).await;
     let ctx = Arc::new(skip_context(client, &taken).await?);
 
-    let lock = repo.lock(LockKind::Shared, "kubernetes objects backup").await?;
-    let result = async {
+    let work = async {
         let index = Arc::new(repo.load_index().await?);
         let session = Session::start(repo, index);
         let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(256);
@@ -207,13 +206,9 @@ pub async fn backup_objects(
             warnings,
             errors,
         })
-    }
-    .await;
-    match (result, lock.release().await) {
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(e)) => Err(e.into()),
-        (Ok(outcome), Ok(())) => Ok(outcome),
-    }
+    };
+    repo.while_locked(LockKind::Shared, "kubernetes objects backup", work)
+        .await
 }
 
 /// In `Auto` mode with a namespace filter, the cluster-scoped types the namespaced objects

@@ -222,8 +222,7 @@ async fn write_delta(
         serde_json::to_writer(&mut listing, e).map_err(|e| RepoError::Task(e.to_string()))?;
         listing.push(b'\n');
     }
-    let lock = repo.lock(LockKind::Shared, "etcd delta").await?;
-    let result = async {
+    repo.while_locked(LockKind::Shared, "etcd delta", async {
         let session = Session::start(repo, Arc::new(repo.load_index().await?));
         let size = listing.len() as u64;
         let (written, session) = tokio::task::spawn_blocking(move || {
@@ -270,8 +269,6 @@ async fn write_delta(
         };
         snap.id = Some(repo.save_snapshot(&snap).await?);
         Ok::<_, SnapshotError>(snap)
-    }
-    .await;
-    lock.release().await?;
-    result
+    })
+    .await
 }

@@ -49,10 +49,12 @@ pub async fn backup_files(
             .collect::<Vec<_>>()
             .join(",")
     );
-    let lock = repo.lock(LockKind::Shared, "backup").await?;
-    let result = run(repo, &roots, &source, time, options, progress, started).await;
-    lock.release().await?;
-    result
+    repo.while_locked(
+        LockKind::Shared,
+        "backup",
+        run(repo, &roots, &source, time, options, progress, started),
+    )
+    .await
 }
 
 fn absolute_roots(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RepoError> {

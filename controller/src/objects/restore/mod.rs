@@ -133,13 +133,9 @@ pub async fn restore_objects(
             kind: snapshot.kind.clone(),
         });
     }
-    let lock = repo.lock(LockKind::Shared, "kubernetes objects restore").await?;
-    let result = restore_locked(client, repo, snapshot, options, progress).await;
-    match (result, lock.release().await) {
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(e)) => Err(e.into()),
-        (Ok(outcome), Ok(())) => Ok(outcome),
-    }
+    let work = restore_locked(client, repo, snapshot, options, progress);
+    repo.while_locked(LockKind::Shared, "kubernetes objects restore", work)
+        .await
 }
 
 async fn restore_locked(
