@@ -40,6 +40,9 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
             .unwrap_or_else(|| ns.to_string())
     };
     let status = obj.as_object_mut().and_then(|o| o.remove("status"));
+    let moved = obj["metadata"]["namespace"]
+        .as_str()
+        .is_some_and(|ns| rewrite.namespace_mapping.contains_key(ns));
     if let Some(meta) = obj["metadata"].as_object_mut() {
         for field in SERVER_METADATA {
             meta.remove(*field);
@@ -63,7 +66,7 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
         }
     }
     match (record.group.as_str(), record.plural.as_str()) {
-        ("", "services") => reset_cluster_ip(&mut obj),
+        ("", "services") => reset_cluster_ip(&mut obj, moved),
         ("", "persistentvolumes") => {
             if let Some(claim) = obj["spec"]["claimRef"].as_object_mut() {
                 claim.remove("uid");
@@ -73,12 +76,7 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
                 }
             }
         }
-        ("", "pods") => {
-            // The node it ran on may be gone; let the scheduler choose.
-            if let Some(spec) = obj["spec"].as_object_mut() {
-                spec.remove("nodeName");
-            }
-        }
+        ("", "pods") => strip_pod_bindings(&mut obj),
         ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
             if let Some(subjects) = obj["subjects"].as_array_mut() {
                 for s in subjects {
@@ -94,11 +92,46 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
     (obj, status)
 }
 
-/// Services get a new cluster IP unless headless (`None`), as the old one may be taken.
-fn reset_cluster_ip(obj: &mut Value) {
+/// Pods lose what tied them to their old cluster: the node they ran on (let the scheduler
+/// choose) and the projected service-account token volume, which the API server's admission
+/// adds afresh (a restored copy names a token that no longer exists).
+fn strip_pod_bindings(obj: &mut Value) {
     let Some(spec) = obj["spec"].as_object_mut() else {
         return;
     };
+    spec.remove("nodeName");
+    let is_token = |name: &str| name.starts_with("kube-api-access-");
+    if let Some(volumes) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        volumes.retain(|v| !v["name"].as_str().is_some_and(is_token));
+    }
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(mounts) = c.get_mut("volumeMounts").and_then(Value::as_array_mut) {
+                mounts.retain(|m| !m["name"].as_str().is_some_and(is_token));
+            }
+        }
+    }
+}
+
+/// Services get a new cluster IP unless headless (`None`), as the old one may be taken. A
+/// copy restored into another namespace also gives up its node ports, which the original
+/// still holds.
+fn reset_cluster_ip(obj: &mut Value, copy: bool) {
+    let Some(spec) = obj["spec"].as_object_mut() else {
+        return;
+    };
+    if copy && let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            if let Some(p) = p.as_object_mut() {
+                p.remove("nodePort");
+            }
+        }
+    }
     let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
     if !headless {
         spec.remove("clusterIP");
@@ -156,6 +189,33 @@ mod tests {
         let pv = json!({"metadata": {"name": "pv1"}, "spec": {"claimRef": {"namespace": "a", "name": "c", "uid": "u"}}});
         let (out, _) = prepare(pv, &record("", "persistentvolumes"), &rw);
         assert_eq!(out["spec"]["claimRef"], json!({"namespace": "b", "name": "c"}));
+
+        let np = json!({"metadata": {"name": "np", "namespace": "a"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
+        let (out, _) = prepare(np.clone(), &record("", "services"), &rw);
+        assert!(
+            out["spec"]["ports"][0].get("nodePort").is_none(),
+            "a copy gives up the node port"
+        );
+        let same = Rewrite {
+            namespace_mapping: &BTreeMap::new(),
+            labels: &labels,
+        };
+        let (out, _) = prepare(np, &record("", "services"), &same);
+        assert_eq!(
+            out["spec"]["ports"][0]["nodePort"], 30080,
+            "in place, it keeps it"
+        );
+
+        let pod = json!({"metadata": {"name": "p", "namespace": "a"}, "spec": {"nodeName": "n1",
+            "volumes": [{"name": "kube-api-access-x1"}, {"name": "data"}],
+            "containers": [{"name": "c", "volumeMounts": [{"name": "kube-api-access-x1"}, {"name": "data"}]}]}});
+        let (out, _) = prepare(pod, &record("", "pods"), &rw);
+        assert!(out["spec"].get("nodeName").is_none());
+        assert_eq!(out["spec"]["volumes"], json!([{"name": "data"}]));
+        assert_eq!(
+            out["spec"]["containers"][0]["volumeMounts"],
+            json!([{"name": "data"}])
+        );
 
         let ns = json!({"metadata": {"name": "a"}});
         let (out, _) = prepare(ns, &record("", "namespaces"), &rw);
