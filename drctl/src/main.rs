@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod kube;
 mod open;
 mod output;
 mod progress;
@@ -34,6 +35,8 @@ pub mod exit {
 
 fn main() -> ExitCode {
     tune_allocator();
+    // kube links rustls with ring and object_store with aws-lc-rs: pick one for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

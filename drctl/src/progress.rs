@@ -16,6 +16,15 @@ pub struct Bar {
 impl Bar {
     /// Starts drawing when stderr is a terminal and `quiet` is off.
     pub fn start(progress: &Arc<Progress>, what: &str, quiet: bool) -> Self {
+        Self::draw(progress, what, quiet, false)
+    }
+
+    /// Like [`Bar::start`], counting items (Kubernetes objects) instead of bytes.
+    pub fn start_items(progress: &Arc<Progress>, what: &str, quiet: bool) -> Self {
+        Self::draw(progress, what, quiet, true)
+    }
+
+    fn draw(progress: &Arc<Progress>, what: &str, quiet: bool, items: bool) -> Self {
         if quiet || !std::io::stderr().is_terminal() {
             return Self {
                 task: None,
@@ -23,17 +32,21 @@ impl Bar {
             };
         }
         let bar = ProgressBar::new(0);
-        let style =
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+        let template = if items {
+            "{msg} [{bar:30}] {pos}/{len} objects {per_sec} eta {eta}"
+        } else {
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+        };
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(what.to_string());
         let p = progress.clone();
         let b = bar.clone();
         let task = tokio::spawn(async move {
             loop {
-                let (done, total) = p.bytes();
+                let (done, total) = if items { p.items() } else { p.bytes() };
                 b.set_length(total.max(done));
                 b.set_position(done);
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -135,7 +135,7 @@ impl UserKey {
             path: path.display().to_string(),
             message,
         };
-        let text = String::from_utf8_lossy(&data);
+        let text = String::from_utf8_lossy(data);
         let identities: Vec<Box<dyn age::Identity + Send + Sync>> = if text.contains("AGE-SECRET-KEY-1") {
             text.lines()
                 .map(str::trim)
@@ -147,7 +147,7 @@ impl UserKey {
                 })
                 .collect::<Result<_, _>>()?
         } else if text.contains("PRIVATE KEY") {
-            let id = age::ssh::Identity::from_buffer(&data[..], Some(path.display().to_string()))
+            let id = age::ssh::Identity::from_buffer(data, Some(path.display().to_string()))
                 .map_err(|e| bad(format!("not a usable SSH private key: {e}")))?;
             match id {
                 age::ssh::Identity::Unencrypted(_) => vec![Box::new(id)],

@@ -122,7 +122,7 @@ pub async fn backup_objects(
         let session = Session::start(repo, index);
         let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(256);
         let shared = session.shared().clone();
-        let writer = tokio::task::spawn_blocking(move || store_objects(shared, rx, time));
+        let writer = tokio::task::spawn_blocking(move || store_objects(shared, rx));
 
         let table = serde_json::to_vec_pretty(&taken).map_err(|e| ObjectsError::Invalid(e.to_string()))?;
         let _ = tx.send((RESOURCES_PATH.to_string(), table)).await;
@@ -392,8 +392,10 @@ fn ns_name(ns: Option<&str>, name: &str) -> String {
 fn store_objects(
     shared: Arc<lifeboat_backup::session::SessionShared>,
     mut rx: mpsc::Receiver<(String, Vec<u8>)>,
-    time: chrono::DateTime<Utc>,
 ) -> Result<Vec<Node>, ObjectsError> {
+    // Nodes carry no time of their own (the snapshot has it), so an unchanged object's
+    // tree line is byte-identical in the next backup and the tree deduplicates too.
+    let time = chrono::DateTime::UNIX_EPOCH;
     let mut sink = BlobSink::new(shared, BlobKind::Data);
     let mut nodes = Vec::new();
     let mut seen: HashMap<String, ()> = HashMap::new();

@@ -2,6 +2,7 @@
 
 mod backup;
 mod etcd;
+mod objects;
 mod repo;
 mod restore;
 mod snapshots;
@@ -20,12 +21,22 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Snapshots { repo, key } => snapshots::list(&repo, &key, g).await,
         Command::Forget(args) => snapshots::forget(&args, g).await,
         Command::Restore(cmd) => restore::run(cmd, g).await,
-        Command::Schedule(_) => not_built("schedule", "the controller, issue #5"),
+        Command::Schedule(cmd) => objects::schedule::run(&cmd, g).await,
+        Command::Crds(args) => crds(&args),
         Command::Etcd(cmd) => etcd::run(cmd, g).await,
         Command::Cluster(_) => not_built("cluster", "federation, not yet scheduled"),
         Command::Failover(_) => not_built("failover", "federation, not yet scheduled"),
         Command::Drill(_) => not_built("drill", "federation, not yet scheduled"),
     }
+}
+
+fn crds(args: &crate::cli::CrdsArgs) -> Result<u8> {
+    let yaml = lifeboat_controller::crd::to_yaml()?;
+    match &args.write {
+        Some(path) => std::fs::write(path, yaml)?,
+        None => print!("{yaml}"),
+    }
+    Ok(0)
 }
 
 fn not_built(group: &str, arrives_with: &str) -> Result<u8> {

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
+mod objects;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use objects::*;
 
 /// Keep Kubernetes clusters' data alive through disasters.
 #[derive(Debug, Parser)]
@@ -77,7 +80,7 @@ pub enum Command {
     /// Create, inspect, check and prune backup repositories.
     #[command(subcommand)]
     Repo(RepoCommand),
-    /// Back up files (later: Kubernetes objects and volumes).
+    /// Back up Kubernetes objects (through the controller or directly) or files.
     #[command(subcommand)]
     Backup(BackupCommand),
     /// List the snapshots in a repository.
@@ -93,7 +96,10 @@ pub enum Command {
     #[command(subcommand)]
     Restore(RestoreCommand),
     /// Manage scheduled backups and their retention.
-    Schedule(Pending),
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Print the CustomResourceDefinitions (YAML) for `kubectl apply -f -`.
+    Crds(CrdsArgs),
     /// Snapshot and restore etcd.
     #[command(subcommand)]
     Etcd(EtcdCommand),
@@ -201,6 +207,14 @@ pub enum KeyCommand {
 /// `drctl backup …`
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
+    /// Back up Kubernetes objects: as a Backup the controller runs, or here (--direct / --repo).
+    Create(Box<BackupCreateArgs>),
+    /// List Backups (or, with --repo, the object snapshots in the repository).
+    List(BackupRefArgs),
+    /// Show one Backup: phase, counts, every warning and error.
+    Describe(BackupRefArgs),
+    /// Delete a Backup (its snapshot goes per its deletion policy; with --repo, forget it).
+    Delete(BackupRefArgs),
     /// Back up files and directories; prints the snapshot id.
     Files {
         #[command(flatten)]
@@ -222,6 +236,10 @@ pub enum BackupCommand {
 /// `drctl restore …`
 #[derive(Debug, Subcommand)]
 pub enum RestoreCommand {
+    /// Restore Kubernetes objects from a Backup or snapshot.
+    Create(Box<RestoreCreateArgs>),
+    /// Show one Restore: phase, counts, every error.
+    Describe(RestoreRefArgs),
     /// Restore a files snapshot into a directory.
     Files {
         #[command(flatten)]
@@ -338,7 +356,7 @@ pub struct Pending {
     pub args: Vec<String>,
 }
 
-fn parse_tag(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("tag {s:?} must be key=value")),

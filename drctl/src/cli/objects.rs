@@ -1,0 +1,221 @@
+//! Flags of the Kubernetes objects commands: `backup create|list|describe|delete`,
+//! `restore create|describe`, `schedule …`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::KeyArgs;
+
+/// Where the work happens: through the controller (CRs) or in drctl itself.
+#[derive(Debug, Clone, Args)]
+pub struct ModeArgs {
+    /// Do the work here instead of asking the controller (implied by --repo, and when no
+    /// controller is running).
+    #[arg(long)]
+    pub direct: bool,
+    /// Repository URL for --direct: a path, s3://, gs:// or az:// URL.
+    #[arg(long, env = "DRCTL_REPO")]
+    pub repo: Option<String>,
+    /// S3 endpoint for non-AWS services such as Ceph RGW or MinIO.
+    #[arg(long, env = "DRCTL_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long)]
+    pub s3_region: Option<String>,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Namespace the controller runs in (where its Lease is).
+    #[arg(long, env = "DRCTL_CONTROLLER_NAMESPACE", default_value = lifeboat_controller::DEFAULT_NAMESPACE)]
+    pub controller_namespace: String,
+}
+
+/// Which objects, as in a Backup's spec.
+#[derive(Debug, Clone, Args)]
+pub struct SelectionArgs {
+    /// Namespaces to include (globs, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub include_namespaces: Vec<String>,
+    /// Namespaces to leave out (globs, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub exclude_namespaces: Vec<String>,
+    /// Resources to include, `plural` or `plural.group` (globs, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub include_resources: Vec<String>,
+    /// Resources to leave out (globs, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub exclude_resources: Vec<String>,
+}
+
+/// `drctl backup create`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupCreateArgs {
+    /// The Backup's name.
+    pub name: String,
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Label selector (`app=web,tier!=cache`).
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Cluster-scoped objects: auto (all, or those the selected namespaces need), include, exclude.
+    #[arg(long, value_enum, default_value_t = ClusterScopedArg::Auto)]
+    pub cluster_scoped: ClusterScopedArg,
+    /// BackupRepository (in the namespace) the controller writes to.
+    #[arg(long, default_value = "default")]
+    pub repository: String,
+    /// How long to keep it (`720h`).
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Wait for the controller to finish it (direct runs always wait).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `--cluster-scoped`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClusterScopedArg {
+    /// All when no namespace filter, else what the namespaces need.
+    Auto,
+    /// Always.
+    Include,
+    /// Never.
+    Exclude,
+}
+
+/// `drctl backup list|describe|delete`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupRefArgs {
+    /// The Backup's name (list: none).
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub mode: ModeArgs,
+}
+
+/// `--existing-resource-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExistingPolicyArg {
+    /// Leave existing objects alone.
+    None,
+    /// Make them match the backup.
+    Update,
+}
+
+/// `drctl restore create`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreCreateArgs {
+    /// The Restore's name (generated from the backup's if omitted).
+    pub name: Option<String>,
+    /// The Backup to restore (in direct mode: the newest snapshot tagged with that name).
+    #[arg(long, required_unless_present = "from_snapshot")]
+    pub from_backup: Option<String>,
+    /// Or a snapshot id (or unique prefix).
+    #[arg(long, conflicts_with = "from_backup")]
+    pub from_snapshot: Option<String>,
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Namespace mapping `old:new`, comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_mapping)]
+    pub namespace_mapping: Vec<(String, String)>,
+    /// What to do with objects that already exist.
+    #[arg(long, value_enum, default_value_t = ExistingPolicyArg::None)]
+    pub existing_resource_policy: ExistingPolicyArg,
+    /// Also restore `status`.
+    #[arg(long)]
+    pub restore_status: bool,
+    /// Labels to add to every restored object (key=value, comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = super::parse_tag)]
+    pub labels: Vec<(String, String)>,
+    /// Print what would change, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Creates in flight (direct mode).
+    #[arg(long, default_value_t = 32)]
+    pub parallelism: usize,
+    /// Wait for the controller to finish it (direct runs always wait).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `drctl restore describe`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreRefArgs {
+    /// The Restore's name.
+    pub name: String,
+}
+
+/// `drctl schedule …`
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Create a Schedule.
+    Create(Box<ScheduleCreateArgs>),
+    /// List Schedules.
+    List,
+    /// Stop creating Backups.
+    Pause {
+        /// The Schedule.
+        name: String,
+    },
+    /// Resume creating Backups.
+    Unpause {
+        /// The Schedule.
+        name: String,
+    },
+}
+
+/// `drctl schedule create`.
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleCreateArgs {
+    /// The Schedule's name.
+    pub name: String,
+    /// Cron expression (`0 2 * * *`, `@daily`).
+    #[arg(long)]
+    pub schedule: String,
+    /// IANA time zone for the expression (`Europe/Berlin`); UTC if unset.
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// BackupRepository the backups go to.
+    #[arg(long, default_value = "default")]
+    pub repository: String,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Label selector.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Keep the newest N backups.
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    /// Keep one per hour for N hours.
+    #[arg(long)]
+    pub keep_hourly: Option<u32>,
+    /// Keep one per day for N days.
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    /// Keep one per week for N weeks.
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    /// Keep one per month for N months.
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    /// Create it paused.
+    #[arg(long)]
+    pub paused: bool,
+}
+
+/// `drctl crds`.
+#[derive(Debug, Clone, Args)]
+pub struct CrdsArgs {
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    pub write: Option<PathBuf>,
+}
+
+fn parse_mapping(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.to_string(), b.to_string())),
+        _ => Err(format!("namespace mapping {s:?} must be old:new")),
+    }
+}

@@ -1,0 +1,301 @@
+//! `drctl backup create|list|describe|delete` for Kubernetes objects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use lifeboat_backup::Repository;
+use lifeboat_backup::progress::Progress;
+use lifeboat_backup::snapshot::Snapshot;
+use lifeboat_controller::crd::{Backup, BackupPhase, BackupSpec, ClusterScoped, ItemMessage};
+use lifeboat_controller::objects::{BACKUP_TAG, BackupRequest, SNAPSHOT_KIND, backup_objects};
+use serde::Serialize;
+
+use super::{Mode, age, decide, mirror, print_items};
+use crate::cli::{BackupCreateArgs, BackupRefArgs, ClusterScopedArg, GlobalArgs};
+use crate::exit;
+use crate::kube::connect;
+use crate::output::{self, bytes};
+use crate::progress::Bar;
+
+/// What a direct backup did, for `-o json|yaml`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DirectBackup {
+    name: String,
+    snapshot_id: String,
+    phase: BackupPhase,
+    items_backed_up: u64,
+    items_skipped: u64,
+    bytes_added: u64,
+    warnings: Vec<ItemMessage>,
+    errors: Vec<ItemMessage>,
+}
+
+fn spec(args: &BackupCreateArgs) -> BackupSpec {
+    BackupSpec {
+        repository: args.repository.clone(),
+        included_namespaces: args.selection.include_namespaces.clone(),
+        excluded_namespaces: args.selection.exclude_namespaces.clone(),
+        included_resources: args.selection.include_resources.clone(),
+        excluded_resources: args.selection.exclude_resources.clone(),
+        cluster_scoped: match args.cluster_scoped {
+            ClusterScopedArg::Auto => ClusterScoped::Auto,
+            ClusterScopedArg::Include => ClusterScoped::Include,
+            ClusterScopedArg::Exclude => ClusterScoped::Exclude,
+        },
+        label_selector: args.selector.clone(),
+        ttl: args.ttl.clone(),
+        ..BackupSpec::default()
+    }
+}
+
+/// `drctl backup create`.
+pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
+    let target = connect(g).await?;
+    let spec = spec(args);
+    match decide(&args.mode, &target).await? {
+        Mode::Direct(repo) => {
+            let request = BackupRequest::from_spec(&args.name, &spec)?;
+            let progress = Arc::new(Progress::default());
+            let bar = Bar::start_items(&progress, "backup", g.quiet);
+            let outcome = backup_objects(&target.client, &repo, &request, progress).await?;
+            drop(bar);
+            let phase = if outcome.errors.is_empty() {
+                BackupPhase::Completed
+            } else {
+                BackupPhase::PartiallyFailed
+            };
+            print_items("warning", &outcome.warnings);
+            print_items("error", &outcome.errors);
+            let s = &outcome.snapshot.summary;
+            eprintln!(
+                "{}: {} objects, {} skipped, {} new, {} stored in {:.1}s",
+                args.name,
+                outcome.items,
+                outcome.skipped,
+                bytes(s.new_bytes),
+                bytes(s.stored_bytes),
+                s.duration_ms as f64 / 1000.0
+            );
+            if outcome.items == 0 {
+                eprintln!(
+                    "warning: the backup matched no objects; check --include-namespaces and --selector"
+                );
+            }
+            let report = DirectBackup {
+                name: args.name.clone(),
+                snapshot_id: outcome.snapshot.id.map(|i| i.to_hex()).unwrap_or_default(),
+                phase,
+                items_backed_up: outcome.items,
+                items_skipped: outcome.skipped,
+                bytes_added: s.new_bytes,
+                warnings: outcome.warnings,
+                errors: outcome.errors,
+            };
+            output::print(g.format, &report, |r| format!("{}\n", r.snapshot_id))?;
+            Ok(if phase == BackupPhase::Completed {
+                0
+            } else {
+                exit::PARTIAL
+            })
+        }
+        Mode::Controller => {
+            let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
+            let backup = Backup::new(&args.name, spec);
+            api.create(&PostParams::default(), &backup).await.map_err(|e| {
+                super::resource_error(e, format!("create Backup {}/{}", target.namespace, args.name))
+            })?;
+            if !args.wait {
+                output::print(g.format, &backup, |_| {
+                    format!("backup.lifeboat.dev/{} created\n", args.name)
+                })?;
+                return Ok(0);
+            }
+            let done = wait(&api, &args.name, g.quiet).await?;
+            finish(&done, g)
+        }
+    }
+}
+
+/// Follows a Backup until it finishes, drawing its progress.
+async fn wait(api: &Api<Backup>, name: &str, quiet: bool) -> Result<Backup> {
+    let progress = Arc::new(Progress::default());
+    let _bar = Bar::start_items(&progress, "backup", quiet);
+    loop {
+        let b = api
+            .get(name)
+            .await
+            .with_context(|| format!("read Backup {name}"))?;
+        let status = b.status.clone().unwrap_or_default();
+        mirror(&progress, status.progress.as_ref());
+        if status.phase.is_finished() {
+            return Ok(b);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn finish(b: &Backup, g: &GlobalArgs) -> Result<u8> {
+    let status = b.status.clone().unwrap_or_default();
+    print_items("warning", &status.warnings);
+    print_items("error", &status.errors);
+    if let Some(m) = &status.message {
+        eprintln!("{m}");
+    }
+    output::print(g.format, b, |b| {
+        format!(
+            "{} {:?}: {} objects, snapshot {}\n",
+            b.metadata.name.clone().unwrap_or_default(),
+            status.phase,
+            status.items_backed_up,
+            status.snapshot_id.clone().unwrap_or_else(|| "-".to_string())
+        )
+    })?;
+    Ok(match status.phase {
+        BackupPhase::Completed => 0,
+        BackupPhase::PartiallyFailed => exit::PARTIAL,
+        _ => 1,
+    })
+}
+
+/// Object snapshots in a repository, newest first, optionally of one Backup name.
+pub async fn object_snapshots(repo: &Repository, name: Option<&str>) -> Result<Vec<Snapshot>> {
+    let mut snaps: Vec<Snapshot> = repo
+        .snapshots()
+        .await?
+        .into_iter()
+        .filter(|s| s.kind == SNAPSHOT_KIND)
+        .filter(|s| name.is_none_or(|n| s.tags.get(BACKUP_TAG).map(String::as_str) == Some(n)))
+        .collect();
+    snaps.sort_by_key(|s| std::cmp::Reverse(s.time));
+    Ok(snaps)
+}
+
+fn snapshot_rows(snaps: &[Snapshot]) -> String {
+    let rows: Vec<Vec<String>> = snaps
+        .iter()
+        .map(|s| {
+            vec![
+                s.tags.get(BACKUP_TAG).cloned().unwrap_or_default(),
+                s.id.map(|i| i.to_hex()[..12].to_string()).unwrap_or_default(),
+                s.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                s.summary.files.to_string(),
+                bytes(s.summary.new_bytes),
+                s.summary.warnings.len().to_string(),
+            ]
+        })
+        .collect();
+    output::table(
+        &["NAME", "SNAPSHOT", "TIME", "OBJECTS", "ADDED", "WARNINGS"],
+        &rows,
+    )
+}
+
+/// `drctl backup list`.
+pub async fn list(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
+    let target = connect(g).await?;
+    match decide(&args.mode, &target).await? {
+        Mode::Direct(repo) => {
+            let snaps = object_snapshots(&repo, args.name.as_deref()).await?;
+            output::print(g.format, &snaps, |s| snapshot_rows(s))?;
+        }
+        Mode::Controller => {
+            let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
+            let list = api.list(&Default::default()).await.context("list Backups")?;
+            output::print(g.format, &list.items, |items| {
+                let rows: Vec<Vec<String>> = items
+                    .iter()
+                    .map(|b| {
+                        let s = b.status.clone().unwrap_or_default();
+                        vec![
+                            b.metadata.name.clone().unwrap_or_default(),
+                            format!("{:?}", s.phase),
+                            s.items_backed_up.to_string(),
+                            s.errors.len().to_string(),
+                            s.snapshot_id
+                                .map(|i| i.chars().take(12).collect())
+                                .unwrap_or_default(),
+                            age(b
+                                .metadata
+                                .creation_timestamp
+                                .as_ref()
+                                .map(|t| t.0.to_string())
+                                .as_deref()),
+                        ]
+                    })
+                    .collect();
+                output::table(&["NAME", "PHASE", "ITEMS", "ERRORS", "SNAPSHOT", "AGE"], &rows)
+            })?;
+        }
+    }
+    Ok(0)
+}
+
+/// `drctl backup describe NAME`.
+pub async fn describe(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
+    let Some(name) = &args.name else {
+        bail!("which Backup? pass its name");
+    };
+    let target = connect(g).await?;
+    match decide(&args.mode, &target).await? {
+        Mode::Direct(repo) => {
+            let snaps = object_snapshots(&repo, Some(name)).await?;
+            let Some(snap) = snaps.first() else {
+                bail!(
+                    "no snapshot of Backup {name} in {}; list them with `drctl backup list --repo …`",
+                    repo.url()
+                );
+            };
+            output::print(g.format, snap, |s| {
+                let mut out = snapshot_rows(std::slice::from_ref(s));
+                for w in &s.summary.warnings {
+                    out.push_str(&format!("warning: {w}\n"));
+                }
+                out
+            })?;
+        }
+        Mode::Controller => {
+            let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
+            let b = api
+                .get(name)
+                .await
+                .with_context(|| format!("read Backup {}/{name}", target.namespace))?;
+            output::print(g.format, &b, |b| serde_yaml::to_string(b).unwrap_or_default())?;
+        }
+    }
+    Ok(0)
+}
+
+/// `drctl backup delete NAME`.
+pub async fn delete(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
+    let Some(name) = &args.name else {
+        bail!("which Backup? pass its name");
+    };
+    let target = connect(g).await?;
+    match decide(&args.mode, &target).await? {
+        Mode::Direct(repo) => {
+            let snaps = object_snapshots(&repo, Some(name)).await?;
+            if snaps.is_empty() {
+                bail!("no snapshot of Backup {name} in {}", repo.url());
+            }
+            for s in &snaps {
+                if let Some(id) = &s.id {
+                    repo.delete_snapshot(id).await?;
+                    eprintln!("forgot snapshot {} of {name}", id.to_hex());
+                }
+            }
+            eprintln!("run `drctl repo prune` to free the space");
+        }
+        Mode::Controller => {
+            let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
+            api.delete(name, &DeleteParams::default())
+                .await
+                .with_context(|| format!("delete Backup {}/{name}", target.namespace))?;
+            eprintln!("backup.lifeboat.dev/{name} deleted (its snapshot follows its deletion policy)");
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,96 @@
+//! Kubernetes objects commands. Each decides first whether the controller does the work
+//! (a Backup/Restore/Schedule resource) or drctl does it here (`--direct`, `--repo`, or no
+//! controller running), then calls the same library the controller uses.
+
+pub mod backup;
+pub mod restore;
+pub mod schedule;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Result, bail};
+use lifeboat_backup::Repository;
+use lifeboat_backup::progress::Progress;
+use lifeboat_controller::crd::{ItemMessage, Progress as StatusProgress};
+
+use crate::cli::{ModeArgs, RepoArgs};
+use crate::kube::{Target, controller_running};
+use crate::open;
+
+/// Who does the work.
+pub enum Mode {
+    /// drctl, against this repository.
+    Direct(Box<Repository>),
+    /// The controller, through resources.
+    Controller,
+}
+
+/// Decides the mode; a direct run opens the repository now so key problems show first.
+pub async fn decide(mode: &ModeArgs, target: &Target) -> Result<Mode> {
+    let direct = mode.direct || mode.repo.is_some();
+    if !direct && controller_running(&target.client, &mode.controller_namespace).await? {
+        return Ok(Mode::Controller);
+    }
+    let Some(url) = &mode.repo else {
+        if mode.direct {
+            bail!("--direct needs the repository: pass --repo URL (or set DRCTL_REPO) and --identity");
+        }
+        bail!(
+            "no Lifeboat controller is running (Lease {}/{} is missing or expired) and no --repo was given: \
+             pass --repo URL and --identity to do the work here, or install the controller",
+            mode.controller_namespace,
+            lifeboat_controller::LEASE_NAME
+        );
+    };
+    let repo_args = RepoArgs {
+        repo: url.clone(),
+        s3_endpoint: mode.s3_endpoint.clone(),
+        s3_region: mode.s3_region.clone(),
+    };
+    Ok(Mode::Direct(Box::new(
+        open::repository(&repo_args, &mode.key).await?,
+    )))
+}
+
+/// Explains a failed write of a Lifeboat resource; a 404 means the CRDs are not installed.
+pub fn resource_error(e: kube::Error, what: String) -> anyhow::Error {
+    match &e {
+        kube::Error::Api(ae) if ae.code == 404 => anyhow::anyhow!(
+            "{what}: the Lifeboat CRDs are not installed in this cluster; install them with \
+             `drctl crds | kubectl apply -f -` (or the Helm chart), or run with --direct --repo URL"
+        ),
+        _ => anyhow::Error::new(e).context(what),
+    }
+}
+
+/// Feeds a progress bar from a resource's status.
+pub fn mirror(progress: &Arc<Progress>, status: Option<&StatusProgress>) {
+    if let Some(p) = status {
+        progress.total_items.store(p.total_items, Ordering::Relaxed);
+        progress.done_items.store(p.items_done, Ordering::Relaxed);
+    }
+}
+
+/// Prints warnings and errors to stderr, one per line.
+pub fn print_items(label: &str, items: &[ItemMessage]) {
+    for i in items {
+        eprintln!("{label}: {}: {}", i.item, i.message);
+    }
+}
+
+/// Age of an RFC 3339 time for tables (`5m`, `3h`, `2d`).
+pub fn age(rfc3339: Option<&str>) -> String {
+    let Some(t) = rfc3339.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
+        return "-".to_string();
+    };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}

@@ -1,0 +1,198 @@
+//! `drctl restore create|describe` for Kubernetes objects.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use kube::Api;
+use kube::api::PostParams;
+use lifeboat_backup::progress::Progress;
+use lifeboat_controller::crd::{ExistingResourcePolicy, Restore, RestorePhase, RestoreSpec, RestoreSummary};
+use lifeboat_controller::objects::{RestoreOptions, restore_objects};
+use serde::Serialize;
+
+use super::backup::object_snapshots;
+use super::{Mode, decide, mirror, print_items};
+use crate::cli::{ExistingPolicyArg, GlobalArgs, RestoreCreateArgs, RestoreRefArgs};
+use crate::exit;
+use crate::kube::connect;
+use crate::output;
+use crate::progress::Bar;
+
+/// What a direct restore did, for `-o json|yaml`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DirectRestore {
+    snapshot_id: String,
+    phase: RestorePhase,
+    dry_run: bool,
+    summary: RestoreSummary,
+    changes: Vec<String>,
+    errors: Vec<lifeboat_controller::crd::ItemMessage>,
+    warnings: Vec<lifeboat_controller::crd::ItemMessage>,
+}
+
+fn spec(args: &RestoreCreateArgs) -> RestoreSpec {
+    RestoreSpec {
+        backup_name: args.from_backup.clone(),
+        snapshot_id: args.from_snapshot.clone(),
+        included_namespaces: args.selection.include_namespaces.clone(),
+        excluded_namespaces: args.selection.exclude_namespaces.clone(),
+        included_resources: args.selection.include_resources.clone(),
+        excluded_resources: args.selection.exclude_resources.clone(),
+        namespace_mapping: args.namespace_mapping.iter().cloned().collect::<BTreeMap<_, _>>(),
+        existing_resource_policy: match args.existing_resource_policy {
+            ExistingPolicyArg::None => ExistingResourcePolicy::None,
+            ExistingPolicyArg::Update => ExistingResourcePolicy::Update,
+        },
+        restore_status: args.restore_status,
+        labels: args.labels.iter().cloned().collect(),
+        dry_run: args.dry_run,
+        ..RestoreSpec::default()
+    }
+}
+
+/// `drctl restore create`.
+pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
+    let target = connect(g).await?;
+    let spec = spec(args);
+    match decide(&args.mode, &target).await? {
+        Mode::Direct(repo) => {
+            let snapshot = match (&args.from_snapshot, &args.from_backup) {
+                (Some(id), _) => repo.find_snapshot(id).await?,
+                (None, Some(name)) => object_snapshots(&repo, Some(name))
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "no snapshot of Backup {name} in {}; list them with `drctl backup list --repo …`",
+                            repo.url()
+                        )
+                    })?,
+                (None, None) => bail!("pass --from-backup NAME or --from-snapshot ID"),
+            };
+            let mut options = RestoreOptions::from_spec(&spec)?;
+            options.parallelism = args.parallelism.max(1);
+            let progress = Arc::new(Progress::default());
+            let bar = Bar::start_items(&progress, "restore", g.quiet);
+            let outcome = restore_objects(&target.client, &repo, &snapshot, &options, progress).await?;
+            drop(bar);
+            let phase = if outcome.errors.is_empty() {
+                RestorePhase::Completed
+            } else {
+                RestorePhase::PartiallyFailed
+            };
+            print_items("warning", &outcome.warnings);
+            print_items("error", &outcome.errors);
+            let s = &outcome.summary;
+            eprintln!(
+                "{}{} created, {} updated, {} unchanged, {} skipped (exist), {} filtered, {} failed",
+                if args.dry_run { "dry run: would have " } else { "" },
+                s.created,
+                s.updated,
+                s.unchanged,
+                s.skipped_existing,
+                s.filtered,
+                outcome.errors.len()
+            );
+            let report = DirectRestore {
+                snapshot_id: snapshot.id.map(|i| i.to_hex()).unwrap_or_default(),
+                phase,
+                dry_run: args.dry_run,
+                summary: outcome.summary,
+                changes: outcome.changes,
+                errors: outcome.errors,
+                warnings: outcome.warnings,
+            };
+            output::print(g.format, &report, |r| {
+                if r.dry_run {
+                    r.changes.iter().map(|c| format!("{c}\n")).collect()
+                } else {
+                    String::new()
+                }
+            })?;
+            Ok(if phase == RestorePhase::Completed {
+                0
+            } else {
+                exit::PARTIAL
+            })
+        }
+        Mode::Controller => {
+            let name = args.name.clone().unwrap_or_else(|| {
+                format!(
+                    "{}-{}",
+                    args.from_backup.as_deref().unwrap_or("snapshot"),
+                    chrono::Utc::now().format("%Y%m%d%H%M%S")
+                )
+            });
+            let api: Api<Restore> = Api::namespaced(target.client.clone(), &target.namespace);
+            let restore = Restore::new(&name, spec);
+            api.create(&PostParams::default(), &restore).await.map_err(|e| {
+                super::resource_error(e, format!("create Restore {}/{}", target.namespace, name))
+            })?;
+            if !args.wait {
+                output::print(g.format, &restore, |_| {
+                    format!("restore.lifeboat.dev/{name} created\n")
+                })?;
+                return Ok(0);
+            }
+            let progress = Arc::new(Progress::default());
+            let bar = Bar::start_items(&progress, "restore", g.quiet);
+            let done = loop {
+                let r = api
+                    .get(&name)
+                    .await
+                    .with_context(|| format!("read Restore {name}"))?;
+                let status = r.status.clone().unwrap_or_default();
+                mirror(&progress, status.progress.as_ref());
+                if status.phase.is_finished() {
+                    break r;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            drop(bar);
+            finish(&done, g)
+        }
+    }
+}
+
+fn finish(r: &Restore, g: &GlobalArgs) -> Result<u8> {
+    let status = r.status.clone().unwrap_or_default();
+    print_items("warning", &status.warnings);
+    print_items("error", &status.errors);
+    if let Some(m) = &status.message {
+        eprintln!("{m}");
+    }
+    output::print(g.format, r, |r| {
+        let mut out = format!(
+            "{} {:?}: {} restored, {} skipped, {} failed\n",
+            r.metadata.name.clone().unwrap_or_default(),
+            status.phase,
+            status.items_restored,
+            status.items_skipped,
+            status.items_failed
+        );
+        for c in &status.changes {
+            out.push_str(&format!("{c}\n"));
+        }
+        out
+    })?;
+    Ok(match status.phase {
+        RestorePhase::Completed => 0,
+        RestorePhase::PartiallyFailed => exit::PARTIAL,
+        _ => 1,
+    })
+}
+
+/// `drctl restore describe NAME`.
+pub async fn describe(args: &RestoreRefArgs, g: &GlobalArgs) -> Result<u8> {
+    let target = connect(g).await?;
+    let api: Api<Restore> = Api::namespaced(target.client.clone(), &target.namespace);
+    let r = api
+        .get(&args.name)
+        .await
+        .with_context(|| format!("read Restore {}/{}", target.namespace, args.name))?;
+    finish(&r, g)
+}

@@ -1,0 +1,312 @@
+//! `drctl backup create|list|describe|delete` and `drctl restore create` for Kubernetes
+//! objects, against the Kubernetes API test server (or a real one, see docs/testing.md).
+#![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::PostParams;
+use lifeboat_controller::crd::Backup;
+use lifeboat_tests::kube::TestCluster;
+use serde_json::json;
+
+struct Env {
+    kubeconfig: PathBuf,
+    repo: PathBuf,
+    identity: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn drctl(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("drctl").unwrap();
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("DRCTL_REPO")
+            .env("DRCTL_IDENTITY", &self.identity)
+            .arg("--quiet")
+            .args(args);
+        c
+    }
+
+    fn with_repo(&self, args: &[&str]) -> Command {
+        let mut c = self.drctl(args);
+        c.arg("--repo").arg(&self.repo);
+        c
+    }
+}
+
+async fn run(mut c: Command) -> Output {
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn setup(cluster: &TestCluster) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, public) = lifeboat_tests::repos::make_identity(dir.path(), "me").unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let env = Env {
+        kubeconfig: cluster
+            .kubeconfig_path()
+            .map(Path::to_path_buf)
+            .expect("a kubeconfig file"),
+        repo,
+        identity,
+        _dir: dir,
+    };
+    let init = run(env.with_repo(&["repo", "init", "--recipient", &public])).await;
+    assert!(init.status.success(), "{}", text(&init));
+    env
+}
+
+async fn configmaps(cluster: &TestCluster, ns: &str, n: usize) {
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client(), ns);
+    for i in 0..n {
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}}),
+        )
+        .unwrap();
+        api.create(&PostParams::default(), &cm).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_backup_and_restore_with_no_controller() {
+    let cluster = TestCluster::start().await.unwrap();
+    let env = setup(&cluster).await;
+    let src = cluster.namespace("cli-src").await.unwrap();
+    let dst = cluster.namespace("cli-dst").await.unwrap();
+    configmaps(&cluster, &src, 12).await;
+
+    // No controller and no repository: refuse, and say what to do.
+    let refused = run(env.drctl(&["backup", "create", "nightly", "--include-namespaces", &src])).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let msg = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(
+        msg.contains("no Lifeboat controller is running") && msg.contains("--repo"),
+        "{msg}"
+    );
+
+    let created = run(env.with_repo(&["backup", "create", "nightly", "--include-namespaces", &src])).await;
+    assert!(created.status.success(), "{}", text(&created));
+    let snapshot = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    assert_eq!(snapshot.len(), 64, "prints the snapshot id: {}", text(&created));
+
+    let listed = run(env.with_repo(&["backup", "list", "-o", "json"])).await;
+    assert!(listed.status.success(), "{}", text(&listed));
+    let list: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(list[0]["tags"]["backup"], "nightly");
+    assert!(list[0]["summary"]["files"].as_u64().unwrap() >= 13, "{list}");
+
+    let mapping = format!("{src}:{dst}");
+    let dry = run(env.with_repo(&[
+        "restore",
+        "create",
+        "--from-backup",
+        "nightly",
+        "--namespace-mapping",
+        &mapping,
+        "--dry-run",
+    ]))
+    .await;
+    assert!(dry.status.success(), "{}", text(&dry));
+    let plan = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(plan.contains(&format!("create configmaps/{dst}/cm-0")), "{plan}");
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), &dst);
+    assert!(
+        cms.get_opt("cm-0").await.unwrap().is_none(),
+        "a dry run changes nothing"
+    );
+
+    let restored = run(env.with_repo(&[
+        "restore",
+        "create",
+        "--from-backup",
+        "nightly",
+        "--namespace-mapping",
+        &mapping,
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert!(restored.status.success(), "{}", text(&restored));
+    let report: serde_json::Value = serde_json::from_slice(&restored.stdout).unwrap();
+    assert_eq!(report["summary"]["created"], 12, "{report}");
+    for i in 0..12 {
+        let cm = cms.get(&format!("cm-{i}")).await.unwrap();
+        assert_eq!(cm.data.unwrap()["i"], i.to_string());
+    }
+
+    // A bad mapping fails before anything is written, naming the fix.
+    let bad = run(env.with_repo(&[
+        "restore",
+        "create",
+        "--from-backup",
+        "nightly",
+        "--namespace-mapping",
+        &format!("{src}:Bad_Name"),
+    ]))
+    .await;
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not a valid namespace name"),
+        "{}",
+        text(&bad)
+    );
+
+    let unknown = run(env.with_repo(&["restore", "create", "--from-backup", "no-such-backup"])).await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no snapshot of Backup no-such-backup"),
+        "{}",
+        text(&unknown)
+    );
+
+    let deleted = run(env.with_repo(&["backup", "delete", "nightly"])).await;
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    let after = run(env.with_repo(&["backup", "list", "-o", "json"])).await;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&after.stdout).unwrap(),
+        json!([])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_controller_running_drctl_creates_resources() {
+    let cluster = TestCluster::start().await.unwrap();
+    let env = setup(&cluster).await;
+    let ns = cluster.namespace("cli-ctl").await.unwrap();
+    // A controller holds a fresh Lease in its namespace.
+    let ctl_ns = cluster.namespace("cli-ctl-system").await.unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": lifeboat_controller::LEASE_NAME},
+        "spec": {"holderIdentity": "controller-0", "leaseDurationSeconds": 15, "renewTime": now.to_string()}}))
+    .unwrap();
+    Api::<Lease>::namespaced(cluster.client(), &ctl_ns)
+        .create(&PostParams::default(), &lease)
+        .await
+        .unwrap();
+
+    // Without the CRDs, the error says how to install them.
+    let mut early = env.drctl(&["backup", "create", "early", "-n", &ns]);
+    early.env("DRCTL_CONTROLLER_NAMESPACE", &ctl_ns);
+    let missing = run(early).await;
+    if !cluster.is_real() {
+        assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+        let msg = String::from_utf8_lossy(&missing.stderr).to_string();
+        assert!(msg.contains("drctl crds | kubectl apply -f -"), "{msg}");
+    }
+    install_crds(&cluster).await;
+
+    let mut create = env.drctl(&[
+        "backup",
+        "create",
+        "weekly",
+        "-n",
+        &ns,
+        "--include-namespaces",
+        "web-*",
+        "--repository",
+        "main",
+    ]);
+    create.env("DRCTL_CONTROLLER_NAMESPACE", &ctl_ns);
+    let out = run(create).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let backup = Api::<Backup>::namespaced(cluster.client(), &ns)
+        .get("weekly")
+        .await
+        .unwrap();
+    assert_eq!(backup.spec.repository, "main");
+    assert_eq!(backup.spec.included_namespaces, vec!["web-*".to_string()]);
+
+    let mut sched = env.drctl(&[
+        "schedule",
+        "create",
+        "daily",
+        "-n",
+        &ns,
+        "--schedule",
+        "0 2 * * *",
+        "--time-zone",
+        "Europe/Berlin",
+        "--keep-daily",
+        "7",
+    ]);
+    sched.env("DRCTL_CONTROLLER_NAMESPACE", &ctl_ns);
+    let out = run(sched).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let bad = run(env.drctl(&["schedule", "create", "oops", "-n", &ns, "--schedule", "every day"])).await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is not a cron expression"),
+        "{}",
+        text(&bad)
+    );
+    let bad_tz = run(env.drctl(&[
+        "schedule",
+        "create",
+        "oops",
+        "-n",
+        &ns,
+        "--schedule",
+        "@daily",
+        "--time-zone",
+        "Mars/Olympus",
+    ]))
+    .await;
+    assert!(
+        String::from_utf8_lossy(&bad_tz.stderr).contains("not an IANA time zone"),
+        "{}",
+        text(&bad_tz)
+    );
+    let paused = run(env.drctl(&["schedule", "pause", "daily", "-n", &ns])).await;
+    assert!(paused.status.success(), "{}", text(&paused));
+    let listed = run(env.drctl(&["schedule", "list", "-n", &ns, "-o", "json"])).await;
+    let list: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(list[0]["spec"]["paused"], true, "{list}");
+    assert_eq!(list[0]["spec"]["retention"]["keepDaily"], 7, "{list}");
+}
+
+async fn install_crds(cluster: &TestCluster) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(cluster.client());
+    for crd in lifeboat_controller::crd::all() {
+        match api.create(&PostParams::default(), &crd).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => panic!("install CRD: {e}"),
+        }
+    }
+    let backups: Api<Backup> = Api::all(cluster.client());
+    for _ in 0..100 {
+        if backups.list(&Default::default()).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the Lifeboat CRDs were not served in time");
+}
+
+#[test]
+fn crds_are_printed_as_yaml() {
+    let out = Command::cargo_bin("drctl").unwrap().arg("crds").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for kind in ["BackupRepository", "Backup", "Schedule", "Restore"] {
+        assert!(text.contains(&format!("kind: {kind}\n")), "{kind} missing");
+    }
+}

@@ -1,0 +1,6 @@
+//! Kubernetes objects backup and restore through the library, against the Kubernetes API
+//! test server (or a real API server: see docs/testing.md), with a repository on local disk.
+
+mod common;
+mod filters_and_errors;
+mod round_trip;
