@@ -85,25 +85,34 @@ pub async fn run_controllers(ctx: Arc<Context>, health: Arc<Health>, stop: watch
         .with_config(cfg)
         .graceful_shutdown_on(stopped(stop.clone()));
 
-    let stores = (
-        backups.store(),
-        restores.store(),
-        schedules.store(),
-        repositories.store(),
-    );
+    // Ready once every kind can be listed (CRDs installed, RBAC in place).
     let synced = {
         let health = health.clone();
+        let (client, ns) = (client.clone(), ns.map(str::to_string));
         async move {
-            let ready = futures::join!(
-                stores.0.wait_until_ready(),
-                stores.1.wait_until_ready(),
-                stores.2.wait_until_ready(),
-                stores.3.wait_until_ready(),
-            );
-            if ready.0.is_ok() && ready.1.is_ok() && ready.2.is_ok() && ready.3.is_ok() {
-                health.set_synced(true);
-                tracing::info!("controllers synced");
+            let lp = kube::api::ListParams::default().limit(1);
+            loop {
+                let ns = ns.as_deref();
+                let (b, r, s, br) = (
+                    api::<Backup>(&client, ns),
+                    api::<Restore>(&client, ns),
+                    api::<Schedule>(&client, ns),
+                    api::<BackupRepository>(&client, ns),
+                );
+                let listed = futures::join!(b.list(&lp), r.list(&lp), s.list(&lp), br.list(&lp));
+                match (listed.0, listed.1, listed.2, listed.3) {
+                    (Ok(_), Ok(_), Ok(_), Ok(_)) => break,
+                    (a, b, c, d) => {
+                        let e = [a.err(), b.err(), c.err(), d.err()].into_iter().flatten().next();
+                        if let Some(e) = e {
+                            tracing::warn!("cannot list Lifeboat resources (CRDs installed? RBAC?): {e}");
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
+                }
             }
+            health.set_synced(true);
+            tracing::info!("controllers synced");
         }
     };
     let synced = tokio::spawn(synced);

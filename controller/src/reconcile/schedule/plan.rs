@@ -202,3 +202,233 @@ pub fn derived_status(o: &Observed<'_>) -> ScheduleStatus {
     };
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{Retention, RetryPolicy};
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, h, m, s)
+            .single()
+            .expect("valid time")
+    }
+
+    fn spec(cron: &str) -> ScheduleSpec {
+        ScheduleSpec {
+            schedule: cron.into(),
+            ..ScheduleSpec::default()
+        }
+    }
+
+    fn made(name: &str, scheduled: DateTime<Utc>, attempt: u32, phase: BackupPhase) -> ScheduledBackup {
+        ScheduledBackup {
+            name: name.into(),
+            scheduled,
+            attempt,
+            phase,
+            completion: Some(scheduled + chrono::Duration::seconds(30)),
+        }
+    }
+
+    fn step(
+        spec: &ScheduleSpec,
+        status: &ScheduleStatus,
+        now: DateTime<Utc>,
+        backups: &[ScheduledBackup],
+    ) -> Step {
+        next_step(&Observed {
+            name: "nightly",
+            spec,
+            status,
+            created: at(0, 0, 0),
+            now,
+            backups,
+        })
+    }
+
+    #[test]
+    fn creates_the_due_backup_once_with_a_name_from_its_time() {
+        let s = spec("0 * * * *");
+        let none = ScheduleStatus::default();
+        assert_eq!(
+            step(&s, &none, at(1, 0, 5), &[]),
+            Step::CreateBackup {
+                name: "nightly-20260301010000".into(),
+                scheduled: at(1, 0, 0)
+            }
+        );
+        // The Backup exists (status write lost in a restart): nothing new, wait for 02:00.
+        let b = [made(
+            "nightly-20260301010000",
+            at(1, 0, 0),
+            0,
+            BackupPhase::InProgress,
+        )];
+        assert_eq!(
+            step(&s, &none, at(1, 0, 6), &b),
+            Step::Wait {
+                until: Some(at(2, 0, 0))
+            }
+        );
+        // Nothing is due for times before the Schedule existed.
+        assert_eq!(
+            step(&s, &none, at(0, 30, 0), &[]),
+            Step::Wait {
+                until: Some(at(1, 0, 0))
+            }
+        );
+    }
+
+    #[test]
+    fn invalid_cron_and_zone_name_the_field() {
+        let mut s = spec("61 * * * *");
+        let none = ScheduleStatus::default();
+        let Step::Invalid(e) = step(&s, &none, at(1, 0, 0), &[]) else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(e.field, "spec.schedule");
+        s.schedule = "@hourly".into();
+        s.time_zone = Some("Nowhere/Special".into());
+        let Step::Invalid(e) = step(&s, &none, at(1, 0, 0), &[]) else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(e.field, "spec.timeZone");
+    }
+
+    #[test]
+    fn forbid_skips_a_run_while_one_is_going_and_allow_starts_it() {
+        let mut s = spec("0 * * * *");
+        let running = [made(
+            "nightly-20260301010000",
+            at(1, 0, 0),
+            0,
+            BackupPhase::InProgress,
+        )];
+        let Step::Skip { scheduled, reason } = step(&s, &ScheduleStatus::default(), at(2, 0, 1), &running)
+        else {
+            panic!("expected Skip")
+        };
+        assert_eq!(scheduled, at(2, 0, 0));
+        assert!(reason.contains("nightly-20260301010000") && reason.contains("Forbid"));
+        s.concurrency_policy = ConcurrencyPolicy::Allow;
+        assert!(matches!(
+            step(&s, &ScheduleStatus::default(), at(2, 0, 1), &running),
+            Step::CreateBackup { .. }
+        ));
+    }
+
+    #[test]
+    fn a_missed_deadline_is_skipped_and_paused_creates_nothing() {
+        let mut s = spec("0 * * * *");
+        s.starting_deadline_seconds = Some(60);
+        assert!(matches!(
+            step(&s, &ScheduleStatus::default(), at(1, 5, 0), &[]),
+            Step::Skip { .. }
+        ));
+        s.paused = true;
+        assert_eq!(
+            step(&s, &ScheduleStatus::default(), at(1, 0, 1), &[]),
+            Step::Paused
+        );
+    }
+
+    #[test]
+    fn failed_runs_are_retried_with_doubling_backoff_before_the_next_run() {
+        let mut s = spec("0 * * * *");
+        s.retry = RetryPolicy {
+            limit: 2,
+            backoff_seconds: 60,
+        };
+        let failed = made("nightly-20260301010000", at(1, 0, 0), 0, BackupPhase::Failed);
+        // Completed at 01:00:30; first retry at 01:01:30.
+        assert_eq!(
+            step(
+                &s,
+                &ScheduleStatus::default(),
+                at(1, 1, 0),
+                std::slice::from_ref(&failed)
+            ),
+            Step::Wait {
+                until: Some(at(1, 1, 30))
+            }
+        );
+        assert_eq!(
+            step(
+                &s,
+                &ScheduleStatus::default(),
+                at(1, 1, 31),
+                std::slice::from_ref(&failed)
+            ),
+            Step::Retry {
+                name: "nightly-20260301010000-r1".into(),
+                scheduled: at(1, 0, 0),
+                attempt: 1
+            }
+        );
+        let mut retried = made("nightly-20260301010000-r1", at(1, 0, 0), 1, BackupPhase::Failed);
+        retried.completion = Some(at(1, 2, 0));
+        // Second retry waits 120 s after the first retry ended.
+        assert_eq!(
+            step(
+                &s,
+                &ScheduleStatus::default(),
+                at(1, 2, 1),
+                &[failed.clone(), retried.clone()]
+            ),
+            Step::Wait {
+                until: Some(at(1, 4, 0))
+            }
+        );
+        retried.attempt = 2;
+        assert_eq!(
+            step(&s, &ScheduleStatus::default(), at(1, 5, 0), &[failed, retried]),
+            Step::Wait {
+                until: Some(at(2, 0, 0))
+            }
+        );
+    }
+
+    #[test]
+    fn prunes_beyond_retention_but_keeps_the_newest_failure() {
+        let mut s = spec("0 * * * *");
+        s.retention = Retention {
+            keep_last: Some(2),
+            ..Retention::default()
+        };
+        let backups = [
+            made("b1", at(1, 0, 0), 0, BackupPhase::Completed),
+            made("b2", at(2, 0, 0), 0, BackupPhase::Failed),
+            made("b3", at(3, 0, 0), 0, BackupPhase::Completed),
+            made("b4", at(4, 0, 0), 0, BackupPhase::PartiallyFailed),
+            made("b5", at(5, 0, 0), 0, BackupPhase::Failed),
+            made("b6", at(6, 0, 0), 0, BackupPhase::InProgress),
+        ];
+        assert_eq!(
+            step(&s, &ScheduleStatus::default(), at(6, 0, 1), &backups),
+            Step::Prune(vec!["b1".into(), "b2".into()])
+        );
+    }
+
+    #[test]
+    fn status_shows_last_and_next_runs_and_the_last_success() {
+        let s = spec("0 * * * *");
+        let backups = [
+            made("b1", at(1, 0, 0), 0, BackupPhase::Completed),
+            made("b2", at(2, 0, 0), 0, BackupPhase::Failed),
+        ];
+        let st = derived_status(&Observed {
+            name: "nightly",
+            spec: &s,
+            status: &ScheduleStatus::default(),
+            created: at(0, 0, 0),
+            now: at(2, 10, 0),
+            backups: &backups,
+        });
+        assert_eq!(st.last_backup.as_deref(), Some("b2"));
+        assert_eq!(st.last_successful_backup.as_deref(), Some("b1"));
+        assert_eq!(st.last_run_time, Some(at(2, 0, 0).to_rfc3339()));
+        assert_eq!(st.next_run_time, Some(at(3, 0, 0).to_rfc3339()));
+    }
+}
