@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Client;
 use tokio::sync::watch;
@@ -13,6 +14,9 @@ use crate::http::Health;
 use crate::leader::{Election, elect};
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, run_controllers};
+
+/// How long stopping controllers may take before they are aborted.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs until `shutdown` completes: elects (or, with leader election off, assumes) leadership
 /// and reconciles while leading. Losing the Lease stops the controllers and aborts the runs in
@@ -79,13 +83,20 @@ pub async fn run(
         metrics.leader.set(1);
         let ctx = Arc::new(Context::new(client.clone(), config.clone(), metrics.clone()));
         let (term_tx, term_rx) = watch::channel(false);
-        let controllers = tokio::spawn(run_controllers(ctx, health.clone(), term_rx));
+        let mut controllers = tokio::spawn(run_controllers(ctx.clone(), health.clone(), term_rx));
         tokio::select! {
             _ = leading_rx.wait_for(|l| *l != Some(true)) => {}
             _ = shutting_down.wait_for(|s| *s) => {}
         }
         let _ = term_tx.send(true);
-        let _ = controllers.await;
+        // Backups and restores stop at once: the next leader resumes them.
+        ctx.runs.abort_all();
+        // Reconciles in flight may finish; one stuck on a dead API server may not hold the
+        // step-down (and so a second leader) or the exit back.
+        if tokio::time::timeout(STOP_GRACE, &mut controllers).await.is_err() {
+            tracing::warn!("controllers did not stop within {STOP_GRACE:?}; aborting them");
+            controllers.abort();
+        }
         metrics.leader.set(0);
         tracing::info!(identity = %config.identity, "not leading: controllers stopped");
     }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use lifeboat_controller::BACKUP_FINALIZER;
 use lifeboat_controller::crd::{
     Backup, BackupPhase, BackupRepository, BackupRepositorySpec, BackupSpec, EtcdSource, SecretKeyRef,
@@ -66,6 +67,34 @@ async fn backup_completes_with_items_and_a_snapshot() {
             .contains(&BACKUP_FINALIZER.to_string())
     );
     let id = status.snapshot_id.expect("snapshot id");
+
+    // Events tell the story, and carry nothing from the key Secret.
+    let events: Api<Event> = env.api();
+    let key = std::fs::read_to_string(&env.repo.identity).expect("identity");
+    let secret_line = key
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY"))
+        .expect("secret key line");
+    let reasons = eventually("BackupStarted and BackupCompleted events", 30, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?.items;
+            let mine: Vec<Event> = list
+                .into_iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("first"))
+                .collect();
+            let reasons: Vec<String> = mine.iter().filter_map(|e| e.reason.clone()).collect();
+            (reasons.iter().any(|r| r == "BackupStarted") && reasons.iter().any(|r| r == "BackupCompleted"))
+                .then_some(mine)
+        }
+    })
+    .await;
+    for e in reasons {
+        assert!(
+            !e.note.unwrap_or_default().contains(secret_line),
+            "key material in an Event"
+        );
+    }
     let snap = env
         .open()
         .await
@@ -248,11 +277,13 @@ async fn a_controller_restart_mid_backup_runs_it_again() {
         api.create(&PostParams::default(), &objects_backup("resumed", &env.ns))
             .await
             .expect("create");
-        eventually("the first run to start", 60, || {
+        // Progress is written to status while the run goes.
+        eventually("the first run to report progress", 60, || {
             let api = api.clone();
             async move {
                 let s = api.get("resumed").await.ok()?.status?;
-                (s.phase == BackupPhase::InProgress).then_some(())
+                (s.phase == BackupPhase::InProgress && s.progress.is_some_and(|p| p.total_items > 0))
+                    .then_some(())
             }
         })
         .await;

@@ -126,8 +126,8 @@ impl Election {
 }
 
 /// Runs leader election until `shutdown`, publishing whether we lead on `leading`. A leader
-/// that cannot renew within its Lease duration steps down on its own, before anyone else can
-/// take over.
+/// that cannot renew within two thirds of its Lease duration steps down on its own, before
+/// anyone else can take over.
 pub async fn elect(
     client: Client,
     election: Election,
@@ -153,7 +153,8 @@ pub async fn elect(
                     election.namespace,
                     election.name
                 );
-                if is_leader && last_renewal.elapsed() >= election.duration {
+                // Step down well before the Lease can expire, so two leaders never overlap.
+                if is_leader && last_renewal.elapsed() >= election.duration * 2 / 3 {
                     tracing::warn!("could not renew the leader Lease in time; stepping down");
                     is_leader = false;
                 }
