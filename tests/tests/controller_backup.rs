@@ -242,6 +242,18 @@ async fn invalid_backups_fail_with_a_condition_naming_the_object_and_the_fix() {
         }
         api.create(&PostParams::default(), &b).await.expect("create");
     }
+    // The repository whose key Secret is missing is reported not Ready, naming the Secret.
+    let cond = eventually("BackupRepository no-key to be not Ready", 30, || {
+        let repos = repos.clone();
+        async move {
+            let s = repos.get("no-key").await.ok()?.status?;
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready" && c.status == "False")
+        }
+    })
+    .await;
+    assert!(cond.message.contains("absent"), "{}", cond.message);
     for (name, _, _, want) in &cases {
         let b = finished(&api, name, 30).await;
         let status = b.status.expect("status");
@@ -371,5 +383,37 @@ async fn an_etcd_backup_snapshots_a_real_etcd_over_mutual_tls() {
     assert_eq!(snap.kind, "etcd");
     assert_eq!(snap.tags.get("backup").map(String::as_str), Some("etcd"));
     assert!(s.bytes_added > 0);
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn a_backup_past_its_ttl_is_deleted_with_its_snapshot() {
+    let env = env("ctl-ttl").await;
+    env.config_maps(1).await;
+    let ctl = env.controller("a").await;
+    let api: Api<Backup> = env.api();
+    let mut b = objects_backup("short-lived", &env.ns);
+    b.spec.ttl = Some("3s".into());
+    api.create(&PostParams::default(), &b).await.expect("create");
+    let done = finished(&api, "short-lived", 60).await.status.expect("status");
+    assert_eq!(done.phase, BackupPhase::Completed);
+    assert!(done.expiration.is_some(), "{done:?}");
+    let id = done.snapshot_id.expect("id");
+    eventually("the expired Backup to be deleted", 30, || {
+        let api = api.clone();
+        async move { api.get_opt("short-lived").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert!(
+        env.open().await.find_snapshot(&id).await.is_err(),
+        "expired snapshot kept"
+    );
+
+    let mut bad = objects_backup("bad-ttl", &env.ns);
+    bad.spec.ttl = Some("forever".into());
+    api.create(&PostParams::default(), &bad).await.expect("create");
+    let s = finished(&api, "bad-ttl", 30).await.status.expect("status");
+    assert_eq!(s.phase, BackupPhase::Failed);
+    assert!(s.message.unwrap_or_default().contains("spec.ttl"));
     ctl.stop().await;
 }

@@ -110,6 +110,29 @@ async fn a_restore_puts_objects_into_a_mapped_namespace_and_a_dry_run_changes_no
         );
     }
 
+    // A mapping to an invalid namespace name fails validation, naming the mapping.
+    let bad = Restore::new(
+        "bad-mapping",
+        RestoreSpec {
+            backup_name: Some("source".into()),
+            namespace_mapping: [(env.ns.clone(), "Not_A_Namespace".to_string())].into(),
+            ..RestoreSpec::default()
+        },
+    );
+    restores
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect("create");
+    let s = restored(&restores, "bad-mapping").await.status.expect("status");
+    assert_eq!(s.phase, RestorePhase::Failed, "{s:?}");
+    let valid = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Valid")
+        .expect("Valid condition");
+    assert_eq!(valid.status, "False");
+    assert!(valid.message.contains("Not_A_Namespace"), "{}", valid.message);
+
     // A Restore from a Backup that does not exist fails naming it.
     let missing = Restore::new(
         "missing",
