@@ -132,3 +132,45 @@ async fn metrics_and_health_endpoints_answer() {
     assert_eq!(ctl.get("/nope").await.0, 404);
     ctl.stop().await;
 }
+
+#[tokio::test]
+async fn a_leader_whose_lease_is_taken_stops_reconciling() {
+    let env = env("ctl-lost").await;
+    let ctl = env.controller("holder").await;
+    eventually("the controller to lead", 30, || async {
+        ctl.health.is_leading().then_some(())
+    })
+    .await;
+    // Another process takes the Lease (as after a partition): the holder must step down.
+    let leases: Api<Lease> = env.api();
+    let mut lease = leases.get(LEASE_NAME).await.expect("Lease");
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = Some("intruder".into());
+        spec.lease_duration_seconds = Some(60);
+        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+    }
+    leases
+        .replace(LEASE_NAME, &PostParams::default(), &lease)
+        .await
+        .expect("take the Lease");
+    eventually("the old holder to step down", 10, || async {
+        (!ctl.health.is_leading()).then_some(())
+    })
+    .await;
+    let (_, text) = ctl.get("/metrics").await;
+    assert!(text.contains("lifeboat_leader 0"), "{text}");
+    // While it does not lead, nothing is reconciled.
+    let api: Api<Backup> = env.api();
+    api.create(&PostParams::default(), &backup("unattended", &env.ns))
+        .await
+        .expect("create");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let b = api.get("unattended").await.expect("get");
+    assert!(
+        b.status.is_none() && b.metadata.finalizers.is_none(),
+        "a follower reconciled: {b:?}"
+    );
+    ctl.stop().await;
+}

@@ -205,3 +205,57 @@ async fn invalid_cron_and_time_zone_are_reported_on_the_schedule() {
     .await;
     ctl.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_run_is_retried_with_backoff_before_the_next_run() {
+    let env = env("ctl-retry").await;
+    let ctl = env.controller("a").await;
+    let schedules: Api<Schedule> = env.api();
+    let backups: Api<Backup> = env.api();
+    let mut s = schedule("flaky", "*/15 * * * * *", &env.ns);
+    // Every run fails validation: the repository does not exist.
+    s.spec.template.repository = "missing".into();
+    s.spec.retry = lifeboat_controller::crd::RetryPolicy {
+        limit: 1,
+        backoff_seconds: 1,
+    };
+    schedules
+        .create(&PostParams::default(), &s)
+        .await
+        .expect("create");
+    let retry = eventually("a retry Backup", 40, || {
+        let backups = backups.clone();
+        async move {
+            backups_of(&backups, "flaky")
+                .await
+                .into_iter()
+                .find(|b| b.metadata.name.as_deref().is_some_and(|n| n.ends_with("-r1")))
+        }
+    })
+    .await;
+    let name = retry.metadata.name.clone().unwrap_or_default();
+    let first = name.trim_end_matches("-r1").to_string();
+    let original = backups.get(&first).await.expect("the failed run");
+    let failed_at = original
+        .status
+        .and_then(|s| s.completion_time)
+        .expect("completion");
+    let created = retry.metadata.creation_timestamp.expect("created").0;
+    let failed_at = chrono::DateTime::parse_from_rfc3339(&failed_at).expect("time");
+    assert!(
+        created.as_millisecond() >= failed_at.timestamp_millis() + 900,
+        "the retry waited its backoff"
+    );
+    // No second retry: the limit is 1.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        backups_of(&backups, "flaky").await.iter().all(|b| !b
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .ends_with("-r2")),
+        "retried beyond the limit"
+    );
+    ctl.stop().await;
+}
