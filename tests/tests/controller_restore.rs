@@ -154,3 +154,73 @@ async fn a_restore_puts_objects_into_a_mapped_namespace_and_a_dry_run_changes_no
     );
     ctl.stop().await;
 }
+
+#[tokio::test]
+async fn objects_the_server_rejects_are_listed_and_the_rest_restored() {
+    let env = env("ctl-partial").await;
+    let Some(faults) = env.cluster.faults() else {
+        eprintln!(
+            "SKIPPED objects_the_server_rejects_are_listed_and_the_rest_restored: needs the test server's faults"
+        );
+        return;
+    };
+    env.config_maps(3).await;
+    let target = env
+        .cluster
+        .namespace("ctl-partial-to")
+        .await
+        .expect("target namespace");
+    let ctl = env.controller("a").await;
+    let backups: Api<Backup> = env.api();
+    let b = Backup::new(
+        "source",
+        BackupSpec {
+            repository: REPO.into(),
+            included_namespaces: vec![env.ns.clone()],
+            included_resources: vec!["configmaps".into()],
+            ..BackupSpec::default()
+        },
+    );
+    backups
+        .create(&PostParams::default(), &b)
+        .await
+        .expect("create Backup");
+    eventually("the Backup to complete", 60, || {
+        let backups = backups.clone();
+        async move {
+            let s = backups.get("source").await.ok()?.status?;
+            (s.phase == BackupPhase::Completed).then_some(())
+        }
+    })
+    .await;
+    // The server refuses the first ConfigMap created in the target namespace.
+    faults.fail_matching(403, 1, Some("POST"), &format!("/namespaces/{target}/configmaps"));
+    let restores: Api<Restore> = env.api();
+    let r = Restore::new(
+        "partial",
+        RestoreSpec {
+            backup_name: Some("source".into()),
+            namespace_mapping: [(env.ns.clone(), target.clone())].into(),
+            ..RestoreSpec::default()
+        },
+    );
+    restores.create(&PostParams::default(), &r).await.expect("create");
+    let s = restored(&restores, "partial").await.status.expect("status");
+    assert_eq!(s.phase, RestorePhase::PartiallyFailed, "{s:?}");
+    assert_eq!(s.items_failed, 1, "{s:?}");
+    assert_eq!(s.errors.len(), 1);
+    assert!(s.errors[0].item.starts_with("configmaps/"), "{:?}", s.errors);
+    assert!(!s.errors[0].message.is_empty());
+    assert!(s.message.unwrap_or_default().contains("status.errors"));
+    let in_target: Api<ConfigMap> = Api::namespaced(env.client(), &target);
+    let restored_cms = in_target
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter(|c| c.metadata.name.as_deref().is_some_and(|n| n.starts_with("cm-")))
+        .count();
+    assert_eq!(restored_cms, 2, "the other objects were restored");
+    ctl.stop().await;
+}
