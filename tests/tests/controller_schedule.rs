@@ -110,6 +110,13 @@ async fn a_schedule_creates_backups_and_prunes_beyond_retention() {
     assert!(s.last_run_time.is_some() && s.next_run_time.is_some(), "{s:?}");
     assert!(s.last_successful_backup.is_some(), "{s:?}");
 
+    let (_, metrics) = ctl.get("/metrics").await;
+    let gauge = format!(
+        r#"lifeboat_schedule_last_success_timestamp_seconds{{namespace="{}",schedule="every2s"}}"#,
+        env.ns
+    );
+    assert!(metrics.contains(&gauge), "{gauge} missing:\n{metrics}");
+
     // Pruned Backups took their snapshots with them (finalizer): at most the kept ones and
     // one or two in flight remain.
     let repo = env.open().await;
