@@ -3,12 +3,23 @@
 //! operator that reconciles them.
 //!
 //! Every step is a plan computed from observed state by a plain function (`objects::restore::plan`,
-//! `schedule::next_step`…) and applied by a small executor, so the controller and
+//! `reconcile::schedule::plan::next_step`…) and applied by a small executor, so the controller and
 //! `drctl --direct` do the same thing in the same way.
 
+pub mod config;
 pub mod crd;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod objects;
+pub mod reconcile;
 pub mod repository;
+mod run;
+
+pub use config::Config;
+pub use error::Error;
+pub use run::run;
 
 /// The Lease the elected controller holds; drctl reads it to tell whether a controller runs.
 pub const LEASE_NAME: &str = "lifeboat-controller";

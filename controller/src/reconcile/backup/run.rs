@@ -1,0 +1,212 @@
+//! One run of a Backup: validate, open the repository, back up objects or etcd while writing
+//! progress to status, then write the result. Runs as a task of its own so a long backup does
+//! not hold a reconcile worker.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use kube::{Api, Resource, ResourceExt};
+use lifeboat_backup::progress::Progress;
+
+use super::etcd::backup_etcd;
+use crate::crd::{
+    AccessMode, Backup, BackupPhase, BackupStatus, Condition, ItemMessage, Progress as ProgressStatus,
+};
+use crate::objects::{BACKUP_TAG, BackupRequest, backup_objects};
+use crate::reconcile::context::Context;
+use crate::reconcile::outcome::{Failure, capped};
+use crate::reconcile::runs::off_thread;
+use crate::reconcile::status::write_status;
+use crate::repository::{get_repository, open_repository};
+
+/// What a successful run stored.
+struct Stored {
+    snapshot_id: String,
+    items: u64,
+    skipped: u64,
+    bytes: u64,
+    warnings: Vec<ItemMessage>,
+    errors: Vec<ItemMessage>,
+}
+
+async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Result<Stored, Failure> {
+    let name = backup.name_any();
+    let namespace = backup.namespace().unwrap_or_default();
+    let spec = &backup.spec;
+    let request = match &spec.etcd {
+        None => Some(BackupRequest::from_spec(&name, spec)?),
+        Some(_) => None,
+    };
+    let repo_obj = get_repository(&ctx.client, &namespace, &spec.repository).await?;
+    if repo_obj.spec.access_mode == AccessMode::ReadOnly {
+        return Err(Failure::Invalid(format!(
+            "BackupRepository {namespace}/{} is ReadOnly (restores only); back up into a ReadWrite \
+             repository or set its spec.accessMode to ReadWrite",
+            spec.repository
+        )));
+    }
+    let repo = open_repository(&ctx.client, &repo_obj).await?;
+    match (&spec.etcd, request) {
+        (Some(source), _) => {
+            let mut tags = spec.tags.clone();
+            tags.insert(BACKUP_TAG.to_string(), name.clone());
+            let snap = backup_etcd(&ctx.client, &namespace, source, &repo, tags, progress).await?;
+            Ok(Stored {
+                snapshot_id: snap.id.map(|i| i.to_hex()).unwrap_or_default(),
+                items: 1,
+                skipped: 0,
+                bytes: snap.summary.new_bytes,
+                warnings: Vec::new(),
+                errors: Vec::new(),
+            })
+        }
+        (None, Some(request)) => {
+            let out = backup_objects(&ctx.client, &repo, &request, progress).await?;
+            Ok(Stored {
+                snapshot_id: out.snapshot.id.map(|i| i.to_hex()).unwrap_or_default(),
+                items: out.items,
+                skipped: out.skipped,
+                bytes: out.snapshot.summary.new_bytes,
+                warnings: out.warnings,
+                errors: out.errors,
+            })
+        }
+        (None, None) => Err(Failure::Failed("nothing to back up".to_string())),
+    }
+}
+
+fn progress_status(p: &Progress) -> ProgressStatus {
+    let (done, total) = p.items();
+    ProgressStatus {
+        total_items: total,
+        items_done: done,
+    }
+}
+
+/// Runs `backup`, whose status (`running`) already says InProgress, to the end.
+pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) {
+    let name = backup.name_any();
+    let namespace = backup.namespace().unwrap_or_default();
+    let api: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let reference = backup.object_ref(&());
+    let started = Instant::now();
+    ctx.metrics.started("backup");
+    ctx.event(
+        &reference,
+        false,
+        "BackupStarted",
+        format!(
+            "attempt {} into repository {}",
+            running.attempts, backup.spec.repository
+        ),
+    )
+    .await;
+
+    let progress = Arc::new(Progress::default());
+    let mut current = running.clone();
+    let work = {
+        let (ctx, backup, progress) = (ctx.clone(), backup.clone(), progress.clone());
+        off_thread(move || async move { execute(&ctx, &backup, progress).await })
+    };
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(ctx.config.progress_interval);
+    ticker.tick().await;
+    let result = loop {
+        tokio::select! {
+            r = &mut work => break r.unwrap_or_else(|| Err(Failure::Transient("cancelled".to_string()))),
+            _ = ticker.tick() => {
+                let mut next = current.clone();
+                next.progress = Some(progress_status(&progress));
+                if next != current && write_status(&api, &name, Some(&current), &next).await.is_ok() {
+                    current = next;
+                }
+            }
+        }
+    };
+
+    let mut done = current.clone();
+    done.progress = Some(progress_status(&progress));
+    let (result_label, items, bytes) = match result {
+        Ok(stored) => {
+            done.phase = if stored.errors.is_empty() {
+                BackupPhase::Completed
+            } else {
+                BackupPhase::PartiallyFailed
+            };
+            done.snapshot_id = Some(stored.snapshot_id);
+            done.items_backed_up = stored.items;
+            done.items_skipped = stored.skipped;
+            done.bytes_added = stored.bytes;
+            done.error_count = stored.errors.len() as u64;
+            done.message = (!stored.errors.is_empty()).then(|| {
+                format!(
+                    "{} items could not be backed up; each is listed in status.errors",
+                    stored.errors.len()
+                )
+            });
+            done.warnings = capped(stored.warnings);
+            done.errors = capped(stored.errors);
+            Condition::set(&mut done.conditions, Condition::new("Valid", true, "Valid", ""));
+            let label = if done.phase == BackupPhase::Completed {
+                "Completed"
+            } else {
+                "PartiallyFailed"
+            };
+            (label, stored.items, stored.bytes)
+        }
+        Err(Failure::Transient(message)) => {
+            // Leave it InProgress: the next reconcile starts another attempt.
+            tracing::warn!(backup = %name, namespace = %namespace, "backup attempt interrupted: {message}");
+            let mut next = current.clone();
+            next.message = Some(format!(
+                "attempt {} interrupted: {message}; retrying",
+                current.attempts
+            ));
+            let _ = write_status(&api, &name, Some(&current), &next).await;
+            return;
+        }
+        Err(Failure::Invalid(message)) => {
+            done.phase = BackupPhase::Failed;
+            Condition::set(
+                &mut done.conditions,
+                Condition::new("Valid", false, "Invalid", &message),
+            );
+            done.message = Some(message);
+            ("Failed", 0, 0)
+        }
+        Err(Failure::Failed(message)) => {
+            done.phase = BackupPhase::Failed;
+            done.message = Some(message);
+            ("Failed", 0, 0)
+        }
+    };
+    done.completion_time = Some(Utc::now().to_rfc3339());
+    for _ in 0..5 {
+        match write_status(&api, &name, Some(&current), &done).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!("{e}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+    ctx.metrics.finished(
+        "backup",
+        result_label,
+        started.elapsed().as_secs_f64(),
+        items,
+        bytes,
+    );
+    let note = match &done.message {
+        Some(m) => format!("{result_label}: {m}"),
+        None => format!(
+            "{result_label}: {items} items in snapshot {}",
+            done.snapshot_id.as_deref().unwrap_or("")
+        ),
+    };
+    let warning = result_label != "Completed";
+    ctx.event(&reference, warning, &format!("Backup{result_label}"), note)
+        .await;
+    tracing::info!(backup = %name, namespace = %namespace, result = result_label, items, "backup finished");
+}

@@ -1,0 +1,199 @@
+//! One run of a Restore: find the snapshot (from a Backup or by id), restore, report every
+//! failed item and, for a dry run, the changes it would make.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use kube::{Api, Resource, ResourceExt};
+use lifeboat_backup::progress::Progress;
+
+use crate::crd::{Backup, Condition, Progress as ProgressStatus, Restore, RestorePhase, RestoreStatus};
+use crate::objects::{RestoreOptions, RestoreOutcome, restore_objects};
+use crate::reconcile::context::Context;
+use crate::reconcile::outcome::{Failure, MAX_ITEMS_IN_STATUS, capped};
+use crate::reconcile::runs::off_thread;
+use crate::reconcile::status::write_status;
+use crate::repository::{get_repository, open_repository};
+
+async fn execute(
+    ctx: &Context,
+    restore: &Restore,
+    progress: Arc<Progress>,
+) -> Result<(String, RestoreOutcome), Failure> {
+    let namespace = restore.namespace().unwrap_or_default();
+    let spec = &restore.spec;
+    let options = RestoreOptions::from_spec(spec)?;
+    let (repository, snapshot_id) =
+        match (&spec.backup_name, &spec.snapshot_id) {
+            (Some(b), _) => {
+                let api: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+                let backup = api
+                    .get_opt(b)
+                    .await
+                    .map_err(|e| Failure::Transient(format!("read Backup {namespace}/{b}: {e}")))?
+                    .ok_or_else(|| {
+                        Failure::Invalid(format!(
+                            "Backup {namespace}/{b} (spec.backupName) not found; fix the name or give \
+                         spec.snapshotId and spec.repository"
+                        ))
+                    })?;
+                let status = backup.status.unwrap_or_default();
+                let id = status.snapshot_id.filter(|_| status.phase.is_finished()).ok_or_else(|| {
+                Failure::Invalid(format!(
+                    "Backup {namespace}/{b} has no snapshot (phase {:?}); restore from a Completed or \
+                     PartiallyFailed Backup",
+                    status.phase
+                ))
+            })?;
+                let repo = spec.repository.clone().unwrap_or(backup.spec.repository);
+                (repo, id)
+            }
+            (None, Some(id)) => {
+                let repo = spec.repository.clone().ok_or_else(|| {
+                    Failure::Invalid(
+                        "spec.snapshotId needs spec.repository (the BackupRepository holding it)".to_string(),
+                    )
+                })?;
+                (repo, id.clone())
+            }
+            (None, None) => {
+                return Err(Failure::Invalid(
+                    "neither spec.backupName nor spec.snapshotId is set; name what to restore from"
+                        .to_string(),
+                ));
+            }
+        };
+    let repo_obj = get_repository(&ctx.client, &namespace, &repository).await?;
+    let repo = open_repository(&ctx.client, &repo_obj).await?;
+    let snapshot = repo.find_snapshot(&snapshot_id).await.map_err(|e| {
+        Failure::Invalid(format!(
+            "snapshot {snapshot_id} in BackupRepository {namespace}/{repository}: {e}"
+        ))
+    })?;
+    let id = snapshot.id.map(|i| i.to_hex()).unwrap_or(snapshot_id);
+    let outcome = restore_objects(&ctx.client, &repo, &snapshot, &options, progress).await?;
+    Ok((id, outcome))
+}
+
+fn progress_status(p: &Progress) -> ProgressStatus {
+    let (done, total) = p.items();
+    ProgressStatus {
+        total_items: total,
+        items_done: done,
+    }
+}
+
+/// Runs `restore`, whose status (`running`) already says InProgress, to the end.
+pub async fn run(ctx: Arc<Context>, restore: Arc<Restore>, running: RestoreStatus) {
+    let name = restore.name_any();
+    let namespace = restore.namespace().unwrap_or_default();
+    let api: Api<Restore> = Api::namespaced(ctx.client.clone(), &namespace);
+    let reference = restore.object_ref(&());
+    let started = Instant::now();
+    ctx.metrics.started("restore");
+    ctx.event(&reference, false, "RestoreStarted", "restore started".to_string())
+        .await;
+
+    let progress = Arc::new(Progress::default());
+    let mut current = running.clone();
+    let work = {
+        let (ctx, restore, progress) = (ctx.clone(), restore.clone(), progress.clone());
+        off_thread(move || async move { execute(&ctx, &restore, progress).await })
+    };
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(ctx.config.progress_interval);
+    ticker.tick().await;
+    let result = loop {
+        tokio::select! {
+            r = &mut work => break r.unwrap_or_else(|| Err(Failure::Transient("cancelled".to_string()))),
+            _ = ticker.tick() => {
+                let mut next = current.clone();
+                next.progress = Some(progress_status(&progress));
+                if next != current && write_status(&api, &name, Some(&current), &next).await.is_ok() {
+                    current = next;
+                }
+            }
+        }
+    };
+
+    let mut done = current.clone();
+    done.progress = Some(progress_status(&progress));
+    let mut items = 0;
+    let label = match result {
+        Ok((id, out)) => {
+            let s = &out.summary;
+            items = s.created + s.updated;
+            done.snapshot_id = Some(id);
+            done.items_restored = items;
+            done.items_skipped = s.skipped_existing + s.unchanged;
+            done.items_failed = out.errors.len() as u64;
+            done.phase = if out.errors.is_empty() {
+                RestorePhase::Completed
+            } else {
+                RestorePhase::PartiallyFailed
+            };
+            done.message = (!out.errors.is_empty()).then(|| {
+                format!(
+                    "{} items could not be restored; each is listed in status.errors",
+                    out.errors.len()
+                )
+            });
+            done.errors = capped(out.errors);
+            done.warnings = capped(out.warnings);
+            let mut changes = out.changes;
+            if changes.len() > MAX_ITEMS_IN_STATUS {
+                let more = changes.len() - MAX_ITEMS_IN_STATUS;
+                changes.truncate(MAX_ITEMS_IN_STATUS);
+                changes.push(format!("… {more} more not shown"));
+            }
+            done.changes = changes;
+            done.summary = Some(out.summary);
+            Condition::set(&mut done.conditions, Condition::new("Valid", true, "Valid", ""));
+            if done.phase == RestorePhase::Completed {
+                "Completed"
+            } else {
+                "PartiallyFailed"
+            }
+        }
+        Err(Failure::Transient(message)) => {
+            tracing::warn!(restore = %name, namespace = %namespace, "restore attempt interrupted: {message}");
+            let mut next = current.clone();
+            next.message = Some(format!("interrupted: {message}; retrying"));
+            let _ = write_status(&api, &name, Some(&current), &next).await;
+            return;
+        }
+        Err(Failure::Invalid(message)) => {
+            done.phase = RestorePhase::Failed;
+            Condition::set(
+                &mut done.conditions,
+                Condition::new("Valid", false, "Invalid", &message),
+            );
+            done.message = Some(message);
+            "Failed"
+        }
+        Err(Failure::Failed(message)) => {
+            done.phase = RestorePhase::Failed;
+            done.message = Some(message);
+            "Failed"
+        }
+    };
+    done.completion_time = Some(Utc::now().to_rfc3339());
+    for _ in 0..5 {
+        match write_status(&api, &name, Some(&current), &done).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!("{e}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+    ctx.metrics
+        .finished("restore", label, started.elapsed().as_secs_f64(), items, 0);
+    let note = match &done.message {
+        Some(m) => format!("{label}: {m}"),
+        None => format!("{label}: {items} items restored"),
+    };
+    ctx.event(&reference, label != "Completed", &format!("Restore{label}"), note)
+        .await;
+}

@@ -1,0 +1,87 @@
+//! Backups and restores running in this process. A resource found InProgress that is not
+//! in here was interrupted (controller restart, lost leadership) and is run again.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::task::AbortHandle;
+
+/// Runs in flight, by key (`kind/namespace/name/uid`).
+#[derive(Debug, Default, Clone)]
+pub struct Runs {
+    inner: Arc<Mutex<HashMap<String, AbortHandle>>>,
+}
+
+impl Runs {
+    /// Whether `key` runs here.
+    pub fn is_running(&self, key: &str) -> bool {
+        self.inner.lock().map(|m| m.contains_key(key)).unwrap_or(false)
+    }
+
+    /// Starts `run` under `key` unless it already runs; false if it did.
+    pub fn start<F>(&self, key: String, run: F) -> bool
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Ok(mut map) = self.inner.lock() else {
+            return false;
+        };
+        if map.contains_key(&key) {
+            return false;
+        }
+        let inner = self.inner.clone();
+        let k = key.clone();
+        let handle = tokio::spawn(async move {
+            run.await;
+            if let Ok(mut m) = inner.lock() {
+                m.remove(&k);
+            }
+        });
+        map.insert(key, handle.abort_handle());
+        true
+    }
+
+    /// Stops the run under `key`, if any (its resource is being deleted).
+    pub fn abort(&self, key: &str) {
+        if let Ok(mut m) = self.inner.lock()
+            && let Some(h) = m.remove(key)
+        {
+            h.abort();
+        }
+    }
+
+    /// Stops every run (leadership lost, shutdown); their resources stay InProgress and the
+    /// next leader runs them again.
+    pub fn abort_all(&self) {
+        if let Ok(mut m) = self.inner.lock() {
+            for (_, h) in m.drain() {
+                h.abort();
+            }
+        }
+    }
+}
+
+/// Runs the future `make` builds on a blocking thread of its own, for futures the compiler
+/// cannot prove `Send` (the object backup and restore pipelines borrow across their stream
+/// combinators). Dropping the returned future cancels the work at its next await point.
+pub async fn off_thread<T, F, Fut>(make: F) -> Option<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<()>();
+    let joined = tokio::task::spawn_blocking(move || {
+        handle.block_on(async move {
+            tokio::select! {
+                r = make() => Some(r),
+                _ = cancel_rx => None,
+            }
+        })
+    })
+    .await;
+    drop(cancel_tx);
+    joined.ok().flatten()
+}

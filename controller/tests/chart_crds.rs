@@ -1,0 +1,30 @@
+//! The chart's CRDs are the ones the Rust types generate. Regenerate after changing a CRD
+//! type with:
+//!
+//! ```sh
+//! UPDATE_CRDS=1 cargo test -p lifeboat-controller --test chart_crds
+//! # or: drctl crds > charts/lifeboat/crds/lifeboat.dev.yaml
+//! ```
+
+use std::path::PathBuf;
+
+fn chart_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/lifeboat/crds/lifeboat.dev.yaml")
+}
+
+#[test]
+fn chart_crds_match_the_rust_types() {
+    let generated = lifeboat_controller::crd::to_yaml().expect("CRDs serialise");
+    let path = chart_file();
+    if std::env::var_os("UPDATE_CRDS").is_some() {
+        std::fs::write(&path, &generated).expect("write the chart's CRDs");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is out of date with controller/src/crd; regenerate it with \
+         `UPDATE_CRDS=1 cargo test -p lifeboat-controller --test chart_crds` and commit the result",
+        path.display()
+    );
+}

@@ -1,0 +1,419 @@
+//! The Backup controller against the Kubernetes API test server (or a real API server, see
+//! docs/testing.md) with a local-disk repository:
+//!
+//! ```sh
+//! cargo test -p lifeboat-tests --test controller_backup
+//! ```
+
+mod controller_support;
+
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use lifeboat_controller::BACKUP_FINALIZER;
+use lifeboat_controller::crd::{
+    Backup, BackupPhase, BackupRepository, BackupRepositorySpec, BackupSpec, EtcdSource, SecretKeyRef,
+};
+use lifeboat_tests::services::etcd::Etcd;
+use serde_json::json;
+
+use controller_support::*;
+
+fn objects_backup(name: &str, ns: &str) -> Backup {
+    Backup::new(
+        name,
+        BackupSpec {
+            repository: REPO.into(),
+            included_namespaces: vec![ns.to_string()],
+            ..BackupSpec::default()
+        },
+    )
+}
+
+async fn finished(api: &Api<Backup>, name: &str, secs: u64) -> Backup {
+    eventually(&format!("Backup {name} to finish"), secs, || {
+        let api = api.clone();
+        let name = name.to_string();
+        async move {
+            let b = api.get(&name).await.ok()?;
+            b.status.as_ref()?.phase.is_finished().then_some(b)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn backup_completes_with_items_and_a_snapshot() {
+    let env = env("ctl-backup").await;
+    env.config_maps(5).await;
+    let ctl = env.controller("a").await;
+    let api: Api<Backup> = env.api();
+    api.create(&PostParams::default(), &objects_backup("first", &env.ns))
+        .await
+        .expect("create Backup");
+    let b = finished(&api, "first", 60).await;
+    let status = b.status.clone().expect("status");
+    assert_eq!(status.phase, BackupPhase::Completed, "{status:?}");
+    assert!(status.items_backed_up >= 5, "{status:?}");
+    assert_eq!(status.attempts, 1);
+    assert!(status.start_time.is_some() && status.completion_time.is_some());
+    assert!(
+        b.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&BACKUP_FINALIZER.to_string())
+    );
+    let id = status.snapshot_id.expect("snapshot id");
+
+    // Events tell the story, and carry nothing from the key Secret.
+    let events: Api<Event> = env.api();
+    let key = std::fs::read_to_string(&env.repo.identity).expect("identity");
+    let secret_line = key
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY"))
+        .expect("secret key line");
+    let reasons = eventually("BackupStarted and BackupCompleted events", 30, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?.items;
+            let mine: Vec<Event> = list
+                .into_iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("first"))
+                .collect();
+            let reasons: Vec<String> = mine.iter().filter_map(|e| e.reason.clone()).collect();
+            (reasons.iter().any(|r| r == "BackupStarted") && reasons.iter().any(|r| r == "BackupCompleted"))
+                .then_some(mine)
+        }
+    })
+    .await;
+    for e in reasons {
+        assert!(
+            !e.note.unwrap_or_default().contains(secret_line),
+            "key material in an Event"
+        );
+    }
+    let snap = env
+        .open()
+        .await
+        .find_snapshot(&id)
+        .await
+        .expect("snapshot in the repository");
+    assert_eq!(snap.tags.get("backup").map(String::as_str), Some("first"));
+
+    // The repository check reports it reachable with the snapshot counted.
+    let repos: Api<BackupRepository> = env.api();
+    eventually("the BackupRepository to be Ready with 1 snapshot", 30, || {
+        let repos = repos.clone();
+        async move {
+            let s = repos.get(REPO).await.ok()?.status?;
+            (s.reachable
+                && s.snapshots == 1
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True"))
+            .then_some(())
+        }
+    })
+    .await;
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_backup_forgets_its_snapshot_unless_retained() {
+    let env = env("ctl-finalizer").await;
+    env.config_maps(2).await;
+    let ctl = env.controller("a").await;
+    let api: Api<Backup> = env.api();
+    api.create(&PostParams::default(), &objects_backup("doomed", &env.ns))
+        .await
+        .expect("create");
+    let mut kept = objects_backup("kept", &env.ns);
+    kept.spec.deletion_policy = lifeboat_controller::crd::DeletionPolicy::Retain;
+    api.create(&PostParams::default(), &kept).await.expect("create");
+    let doomed = finished(&api, "doomed", 60)
+        .await
+        .status
+        .and_then(|s| s.snapshot_id)
+        .expect("id");
+    let retained = finished(&api, "kept", 60)
+        .await
+        .status
+        .and_then(|s| s.snapshot_id)
+        .expect("id");
+
+    for name in ["doomed", "kept"] {
+        api.delete(name, &DeleteParams::default()).await.expect("delete");
+    }
+    for name in ["doomed", "kept"] {
+        eventually(&format!("Backup {name} to be gone"), 30, || {
+            let api = api.clone();
+            async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
+        })
+        .await;
+    }
+    let repo = env.open().await;
+    assert!(
+        repo.find_snapshot(&doomed).await.is_err(),
+        "snapshot of a Delete backup remains"
+    );
+    repo.find_snapshot(&retained)
+        .await
+        .expect("snapshot of a Retain backup is kept");
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn a_backup_whose_repository_is_gone_is_still_deleted() {
+    let env = env("ctl-orphan").await;
+    env.config_maps(1).await;
+    let ctl = env.controller("a").await;
+    let api: Api<Backup> = env.api();
+    api.create(&PostParams::default(), &objects_backup("orphan", &env.ns))
+        .await
+        .expect("create");
+    finished(&api, "orphan", 60).await;
+    let repos: Api<BackupRepository> = env.api();
+    repos
+        .delete(REPO, &DeleteParams::default())
+        .await
+        .expect("delete repo");
+    api.delete("orphan", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the orphaned Backup to be gone", 30, || {
+        let api = api.clone();
+        async move { api.get_opt("orphan").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_backups_fail_with_a_condition_naming_the_object_and_the_fix() {
+    let env = env("ctl-invalid").await;
+    let repos: Api<BackupRepository> = env.api();
+    let no_key = BackupRepository::new(
+        "no-key",
+        BackupRepositorySpec {
+            url: env.repo.url.clone(),
+            key_secret: SecretKeyRef {
+                name: "absent".into(),
+                key: None,
+            },
+            ..BackupRepositorySpec::default()
+        },
+    );
+    repos.create(&PostParams::default(), &no_key).await.expect("repo");
+    let mut read_only = no_key.clone();
+    read_only.metadata.name = Some("read-only".into());
+    read_only.spec.key_secret.name = "repo-key".into();
+    read_only.spec.access_mode = lifeboat_controller::crd::AccessMode::ReadOnly;
+    repos
+        .create(&PostParams::default(), &read_only)
+        .await
+        .expect("repo");
+
+    let ctl = env.controller("a").await;
+    let api: Api<Backup> = env.api();
+    let cases = [
+        (
+            "unknown-repo",
+            "missing",
+            None,
+            format!("BackupRepository {}/missing not found", env.ns),
+        ),
+        (
+            "missing-secret",
+            "no-key",
+            None,
+            format!("Secret {}/absent", env.ns),
+        ),
+        ("read-only", "read-only", None, "ReadOnly".to_string()),
+        ("bad-glob", REPO, Some("[oops"), "[oops".to_string()),
+    ];
+    for (name, repo, glob, _) in &cases {
+        let mut b = objects_backup(name, &env.ns);
+        b.spec.repository = repo.to_string();
+        if let Some(g) = glob {
+            b.spec.included_namespaces = vec![g.to_string()];
+        }
+        api.create(&PostParams::default(), &b).await.expect("create");
+    }
+    // The repository whose key Secret is missing is reported not Ready, naming the Secret.
+    let cond = eventually("BackupRepository no-key to be not Ready", 30, || {
+        let repos = repos.clone();
+        async move {
+            let s = repos.get("no-key").await.ok()?.status?;
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready" && c.status == "False")
+        }
+    })
+    .await;
+    assert!(cond.message.contains("absent"), "{}", cond.message);
+    for (name, _, _, want) in &cases {
+        let b = finished(&api, name, 30).await;
+        let status = b.status.expect("status");
+        assert_eq!(status.phase, BackupPhase::Failed, "{name}: {status:?}");
+        let valid = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Valid")
+            .unwrap_or_else(|| panic!("{name}: no Valid condition: {status:?}"));
+        assert_eq!(valid.status, "False", "{name}");
+        assert!(
+            valid.message.contains(want.as_str()),
+            "{name}: {:?} lacks {want:?}",
+            valid.message
+        );
+        assert!(
+            status.message.unwrap_or_default().contains(want.as_str()),
+            "{name}"
+        );
+    }
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn a_controller_restart_mid_backup_runs_it_again() {
+    let env = env("ctl-resume").await;
+    env.config_maps(3).await;
+    let api: Api<Backup> = env.api();
+    if let Some(faults) = env.cluster.faults() {
+        // A slow API server keeps the first run going long enough to stop its controller.
+        faults.set_latency(Duration::from_millis(60));
+        let first = env.controller("first").await;
+        api.create(&PostParams::default(), &objects_backup("resumed", &env.ns))
+            .await
+            .expect("create");
+        // Progress is written to status while the run goes.
+        eventually("the first run to report progress", 60, || {
+            let api = api.clone();
+            async move {
+                let s = api.get("resumed").await.ok()?.status?;
+                (s.phase == BackupPhase::InProgress && s.progress.is_some_and(|p| p.total_items > 0))
+                    .then_some(())
+            }
+        })
+        .await;
+        first.stop().await;
+        faults.set_latency(Duration::ZERO);
+        let s = api.get("resumed").await.expect("get").status.expect("status");
+        assert_eq!(
+            s.phase,
+            BackupPhase::InProgress,
+            "the first run must not have finished: {s:?}"
+        );
+    } else {
+        // A real API server cannot be slowed down: leave the Backup as a controller that died
+        // mid-run would.
+        let b = objects_backup("resumed", &env.ns);
+        api.create(&PostParams::default(), &b).await.expect("create");
+        let mut with_finalizer = json!({"metadata": {"finalizers": [BACKUP_FINALIZER]}});
+        api.patch("resumed", &PatchParams::default(), &Patch::Merge(&with_finalizer))
+            .await
+            .expect("finalizer");
+        with_finalizer = json!({"status": {"phase": "InProgress", "attempts": 1}});
+        api.patch_status("resumed", &PatchParams::default(), &Patch::Merge(&with_finalizer))
+            .await
+            .expect("status");
+    }
+    let second = env.controller("second").await;
+    let b = finished(&api, "resumed", 90).await;
+    let s = b.status.expect("status");
+    assert_eq!(s.phase, BackupPhase::Completed, "{s:?}");
+    assert_eq!(s.attempts, 2, "the resumed run is the second attempt");
+    assert!(s.snapshot_id.is_some());
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn an_etcd_backup_snapshots_a_real_etcd_over_mutual_tls() {
+    let env = env("ctl-etcd").await;
+    let etcd = Etcd::start_tls().expect("etcd starts (needs the etcd package)");
+    let mut put = etcd.etcdctl();
+    put.args(["put", "/registry/demo", "hello"]);
+    assert!(put.status().expect("etcdctl").success());
+    let tls = etcd.tls().expect("TLS material").clone();
+    let read = |p: &std::path::Path| ByteString(std::fs::read(p).expect("read TLS file"));
+    let mut secret = Secret::default();
+    secret.metadata.name = Some("etcd-client".into());
+    secret.data = Some(
+        [
+            ("ca.crt".to_string(), read(&tls.ca)),
+            ("tls.crt".to_string(), read(&tls.cert)),
+            ("tls.key".to_string(), read(&tls.key)),
+        ]
+        .into(),
+    );
+    let secrets: Api<Secret> = env.api();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("Secret");
+
+    let ctl = env.controller("a").await;
+    let api: Api<Backup> = env.api();
+    let b = Backup::new(
+        "etcd",
+        BackupSpec {
+            repository: REPO.into(),
+            etcd: Some(EtcdSource {
+                endpoints: vec![etcd.endpoint()],
+                tls_secret: Some(SecretKeyRef {
+                    name: "etcd-client".into(),
+                    key: None,
+                }),
+            }),
+            ..BackupSpec::default()
+        },
+    );
+    api.create(&PostParams::default(), &b).await.expect("create");
+    let s = finished(&api, "etcd", 60).await.status.expect("status");
+    assert_eq!(s.phase, BackupPhase::Completed, "{s:?}");
+    let snap = env
+        .open()
+        .await
+        .find_snapshot(s.snapshot_id.as_deref().expect("id"))
+        .await
+        .expect("snapshot");
+    assert_eq!(snap.kind, "etcd");
+    assert_eq!(snap.tags.get("backup").map(String::as_str), Some("etcd"));
+    assert!(s.bytes_added > 0);
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn a_backup_past_its_ttl_is_deleted_with_its_snapshot() {
+    let env = env("ctl-ttl").await;
+    env.config_maps(1).await;
+    let ctl = env.controller("a").await;
+    let api: Api<Backup> = env.api();
+    let mut b = objects_backup("short-lived", &env.ns);
+    b.spec.ttl = Some("3s".into());
+    api.create(&PostParams::default(), &b).await.expect("create");
+    let done = finished(&api, "short-lived", 60).await.status.expect("status");
+    assert_eq!(done.phase, BackupPhase::Completed);
+    assert!(done.expiration.is_some(), "{done:?}");
+    let id = done.snapshot_id.expect("id");
+    eventually("the expired Backup to be deleted", 30, || {
+        let api = api.clone();
+        async move { api.get_opt("short-lived").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert!(
+        env.open().await.find_snapshot(&id).await.is_err(),
+        "expired snapshot kept"
+    );
+
+    let mut bad = objects_backup("bad-ttl", &env.ns);
+    bad.spec.ttl = Some("forever".into());
+    api.create(&PostParams::default(), &bad).await.expect("create");
+    let s = finished(&api, "bad-ttl", 30).await.status.expect("status");
+    assert_eq!(s.phase, BackupPhase::Failed);
+    assert!(s.message.unwrap_or_default().contains("spec.ttl"));
+    ctl.stop().await;
+}
