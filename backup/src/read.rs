@@ -86,6 +86,39 @@ impl<'a> BlobReader<'a> {
         Ok(out)
     }
 
+    /// Writes a stream's content into `file` (from offset 0), one pack in memory at a time,
+    /// so restoring a database of many GiB needs no more memory than a small one. Returns the
+    /// byte count.
+    pub async fn read_stream_to(&self, chunks: &[BlobId], file: &std::fs::File) -> Result<u64, RepoError> {
+        use std::os::unix::fs::FileExt;
+        let mut by_pack: std::collections::BTreeMap<PackId, Vec<(u64, crate::pack::PackedBlob)>> =
+            std::collections::BTreeMap::new();
+        let mut offset = 0u64;
+        for id in chunks {
+            let loc = self.index.get(id).ok_or_else(|| RepoError::MissingBlob {
+                blob: id.to_hex(),
+                url: self.repo.url().to_string(),
+            })?;
+            by_pack.entry(loc.pack).or_default().push((offset, loc.entry));
+            offset += u64::from(loc.entry.raw_length);
+        }
+        file.set_len(offset).map_err(|e| RepoError::Io {
+            path: "stream output".to_string(),
+            message: e.to_string(),
+        })?;
+        for (pack, blobs) in by_pack {
+            let open = Self::open_pack(self.repo, &pack).await?;
+            for (at, entry) in blobs {
+                let data = open.blob(&entry, self.repo.key().chunk_id_key())?;
+                file.write_all_at(&data, at).map_err(|e| RepoError::Io {
+                    path: "stream output".to_string(),
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        Ok(offset)
+    }
+
     /// A snapshot's whole tree listing.
     pub async fn read_tree(&self, tree: &[BlobId]) -> Result<Vec<Node>, RepoError> {
         let listing = self.read_stream(tree).await?;

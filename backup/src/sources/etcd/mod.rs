@@ -30,6 +30,30 @@ pub const ETCD_CHUNKS: ChunkerParams = ChunkerParams {
 pub const DB_PATH: &str = "etcd/snapshot.db";
 
 /// Checks etcd's integrity trailer: the last 32 bytes are the SHA-256 of everything before.
+pub fn verify_trailer_file(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use sha2::Digest;
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.seek(SeekFrom::End(0))?;
+    if len <= 32 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut body = (&mut *file).take(len - 32);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = body.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let mut trailer = [0u8; 32];
+    file.read_exact(&mut trailer)?;
+    Ok(hasher.finalize().as_slice() == trailer)
+}
+
+/// [`verify_trailer_file`] for a database in memory.
 pub fn verify_trailer(db: &[u8]) -> bool {
     use sha2::Digest;
     db.len() > 32 && sha2::Sha256::digest(&db[..db.len() - 32]).as_slice() == &db[db.len() - 32..]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, Txn, TxnOp};
 
 use super::delta::{DELTA_PATH, DeltaEvent};
-use super::{restore_etcd, verify_trailer};
+use super::{restore_etcd, verify_trailer_file};
 use crate::read::BlobReader;
 use crate::repository::{RepoError, Repository};
 use crate::snapshot::Snapshot;
@@ -201,34 +201,44 @@ pub async fn restore_etcd_at(
         .snapshot()
         .await
         .map_err(|e| RepoError::Task(format!("snapshot of the rebuilt etcd: {e}")))?;
-    let mut db = Vec::new();
-    while let Some(chunk) = stream
-        .message()
-        .await
-        .map_err(|e| RepoError::Task(e.to_string()))?
-    {
-        db.extend_from_slice(chunk.blob());
-    }
-    etcd.stop().await;
-    if !verify_trailer(&db) {
-        return Err(RepoError::Corrupt {
-            object: "rebuilt etcd database".to_string(),
-            message: "fails etcd's integrity check".to_string(),
-        });
-    }
+    // Streamed to a temporary file beside the output: memory stays small however large the
+    // database.
     let dir = output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| RepoError::io(dir, e))?;
-    std::io::Write::write_all(&mut tmp, &db).map_err(|e| RepoError::io(output, e))?;
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|e| RepoError::Task(e.to_string()))?
+    {
+        std::io::Write::write_all(&mut tmp, chunk.blob()).map_err(|e| RepoError::io(output, e))?;
+    }
+    etcd.stop().await;
+    let mut file = tmp.as_file().try_clone().map_err(|e| RepoError::io(output, e))?;
+    let intact = tokio::task::spawn_blocking(move || verify_trailer_file(&mut file))
+        .await
+        .map_err(|e| RepoError::Task(e.to_string()))?
+        .map_err(|e| RepoError::io(output, e))?;
+    if !intact {
+        return Err(RepoError::Corrupt {
+            object: "rebuilt etcd database".to_string(),
+            message: "fails etcd's integrity check".to_string(),
+        });
+    }
     tmp.as_file().sync_all().map_err(|e| RepoError::io(output, e))?;
+    let bytes = tmp
+        .as_file()
+        .metadata()
+        .map_err(|e| RepoError::io(output, e))?
+        .len();
     tmp.persist(output).map_err(|e| RepoError::io(output, e.error))?;
     Ok(EtcdRestoreSummary {
         revision: target,
         deltas: needed.len(),
         revisions_replayed: replayed,
-        bytes: db.len() as u64,
+        bytes,
     })
 }
 

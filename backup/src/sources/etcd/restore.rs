@@ -1,13 +1,12 @@
 //! Rebuilding an etcd database file from a snapshot.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::read::BlobReader;
 use crate::repository::{RepoError, Repository};
 use crate::snapshot::Snapshot;
 
-use super::{DB_PATH, verify_trailer};
+use super::{DB_PATH, verify_trailer_file};
 
 /// Writes the database of an etcd `snapshot` to `output` (a file `etcdctl snapshot restore`
 /// takes), verifying etcd's integrity trailer. Refuses to replace an existing file unless
@@ -41,20 +40,26 @@ pub async fn restore_etcd(
             object: format!("snapshot {sid}"),
             message: format!("has no {DB_PATH}"),
         })?;
-    let db = reader.read_stream(&node.chunks).await?;
-    if !verify_trailer(&db) {
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // Straight into a temporary file beside the output, a pack at a time: memory stays
+    // small however large the database.
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| RepoError::io(dir, e))?;
+    let size = reader.read_stream_to(&node.chunks, tmp.as_file()).await?;
+    let mut file = tmp.as_file().try_clone().map_err(|e| RepoError::io(output, e))?;
+    let intact = tokio::task::spawn_blocking(move || verify_trailer_file(&mut file))
+        .await
+        .map_err(|e| RepoError::Task(e.to_string()))?
+        .map_err(|e| RepoError::io(output, e))?;
+    if !intact {
         return Err(RepoError::Corrupt {
             object: format!("snapshot {sid}"),
             message: "the restored database fails etcd's SHA-256 integrity check".to_string(),
         });
     }
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| RepoError::io(dir, e))?;
-    tmp.write_all(&db).map_err(|e| RepoError::io(output, e))?;
     tmp.as_file().sync_all().map_err(|e| RepoError::io(output, e))?;
     tmp.persist(output).map_err(|e| RepoError::io(output, e.error))?;
-    Ok(db.len() as u64)
+    Ok(size)
 }
