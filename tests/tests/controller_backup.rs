@@ -118,6 +118,23 @@ async fn backup_completes_with_items_and_a_snapshot() {
         }
     })
     .await;
+
+    // A Backup that matches nothing completes, and says so.
+    api.create(
+        &PostParams::default(),
+        &objects_backup("empty", "no-such-namespace-here"),
+    )
+    .await
+    .expect("create Backup");
+    let empty = finished(&api, "empty", 60).await.status.expect("status");
+    assert_eq!(empty.items_backed_up, 0);
+    let matched = empty
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "MatchedObjects")
+        .expect("MatchedObjects condition");
+    assert_eq!(matched.status, "False");
+    assert!(matched.message.contains("spec.includedNamespaces"), "{matched:?}");
     ctl.stop().await;
 }
 

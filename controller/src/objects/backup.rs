@@ -1,7 +1,7 @@
 //! Backing up objects: discover, list every resource type in pages (several types at once),
 //! leave out what must not be restored, and store each object as one blob.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -125,19 +125,26 @@ pub async fn backup_objects(
 
         let table = serde_json::to_vec_pretty(&taken).map_err(|e| ObjectsError::Invalid(e.to_string()))?;
         let _ = tx.send((RESOURCES_PATH.to_string(), table)).await;
-        let tallies: Vec<(String, Tally)> = futures::stream::iter(taken.iter())
-            .map(|r| {
-                let tx = tx.clone();
-                let ctx = ctx.clone();
-                let progress = progress.clone();
-                async move {
-                    let tally = backup_resource(client, r, &request.filter, &ctx, &tx, &progress).await;
-                    (r.key(), tally)
-                }
-            })
-            .buffer_unordered(request.parallelism.max(1))
-            .collect()
-            .await;
+        // CRDs wanted only for what the selected namespaces hold go last, once it is known
+        // which custom resource types had objects.
+        let narrowed = !request.filter.all_cluster_scoped();
+        let (later, first): (Vec<&ResourceRecord>, Vec<&ResourceRecord>) =
+            taken.iter().partition(|r| narrowed && is_crd(r));
+        let lists = Lists {
+            client,
+            filter: &request.filter,
+            ctx: &ctx,
+            tx: &tx,
+            progress: &progress,
+            parallelism: request.parallelism.max(1),
+        };
+        let mut tallies = lists.run(&first, &HashSet::new()).await;
+        let used: HashSet<String> = tallies
+            .iter()
+            .filter(|(_, t)| t.stored > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        tallies.extend(lists.run(&later, &used).await);
         drop(tx);
         let mut nodes = writer.await.map_err(|e| RepoError::Task(e.to_string()))??;
         nodes.sort_by(|a, b| a.path.cmp(&b.path));
@@ -222,8 +229,52 @@ fn needed_cluster_scoped(r: &ResourceRecord, _filter: &ObjectFilter) -> bool {
     )
 }
 
+/// Lists resource types, several at once, into the writer.
+struct Lists<'a> {
+    client: &'a Client,
+    filter: &'a ObjectFilter,
+    ctx: &'a SkipContext,
+    tx: &'a mpsc::Sender<(String, Vec<u8>)>,
+    progress: &'a Progress,
+    parallelism: usize,
+}
+
+impl Lists<'_> {
+    async fn run(&self, records: &[&ResourceRecord], needed_crds: &HashSet<String>) -> Vec<(String, Tally)> {
+        let scope = Scope {
+            filter: self.filter,
+            ctx: self.ctx,
+            needed_crds,
+        };
+        futures::stream::iter(records)
+            .map(|r| {
+                let scope = &scope;
+                async move {
+                    let tally = backup_resource(self.client, r, scope, self.tx, self.progress).await;
+                    (r.key(), tally)
+                }
+            })
+            .buffer_unordered(self.parallelism)
+            .collect()
+            .await
+    }
+}
+
+fn is_crd(r: &ResourceRecord) -> bool {
+    r.group == "apiextensions.k8s.io" && r.plural == "customresourcedefinitions"
+}
+
+/// What decides whether one object of a resource is taken.
+struct Scope<'a> {
+    filter: &'a ObjectFilter,
+    ctx: &'a SkipContext,
+    /// `plural.group` of custom resource types that had objects in the selection.
+    needed_crds: &'a HashSet<String>,
+}
+
 /// Whether a cluster-scoped object is needed by the selected namespaces (narrowed `Auto`).
-fn cluster_object_needed(r: &ResourceRecord, obj: &Value, filter: &ObjectFilter) -> bool {
+fn cluster_object_needed(r: &ResourceRecord, obj: &Value, scope: &Scope<'_>) -> bool {
+    let filter = scope.filter;
     if filter.all_cluster_scoped() {
         return true;
     }
@@ -234,7 +285,14 @@ fn cluster_object_needed(r: &ResourceRecord, obj: &Value, filter: &ObjectFilter)
         ("", "persistentvolumes") => obj["spec"]["claimRef"]["namespace"]
             .as_str()
             .is_some_and(|n| filter.namespaces.matches(n)),
-        ("apiextensions.k8s.io", "customresourcedefinitions") => obj["spec"]["scope"] == "Namespaced",
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            let key = format!(
+                "{}.{}",
+                obj["spec"]["names"]["plural"].as_str().unwrap_or_default(),
+                obj["spec"]["group"].as_str().unwrap_or_default()
+            );
+            scope.needed_crds.contains(&key)
+        }
         _ => false,
     }
 }
@@ -293,8 +351,7 @@ async fn skip_context(client: &Client, taken: &[ResourceRecord]) -> Result<SkipC
 async fn backup_resource(
     client: &Client,
     r: &ResourceRecord,
-    filter: &ObjectFilter,
-    ctx: &SkipContext,
+    scope: &Scope<'_>,
     tx: &mpsc::Sender<(String, Vec<u8>)>,
     progress: &Progress,
 ) -> Tally {
@@ -306,7 +363,7 @@ async fn backup_resource(
     let mut restarted = false;
     loop {
         let mut params = ListParams::default().limit(PAGE_SIZE);
-        if let Some(sel) = &filter.label_selector {
+        if let Some(sel) = &scope.filter.label_selector {
             params = params.labels(sel);
         }
         if let Some(t) = &token {
@@ -339,14 +396,14 @@ async fn backup_resource(
             let ns = value["metadata"]["namespace"].as_str().map(str::to_string);
             let name = value["metadata"]["name"].as_str().unwrap_or_default().to_string();
             if let Some(ns) = &ns
-                && !filter.namespaces.matches(ns)
+                && !scope.filter.namespaces.matches(ns)
             {
                 continue;
             }
-            if !r.namespaced && !cluster_object_needed(r, &value, filter) {
+            if !r.namespaced && !cluster_object_needed(r, &value, scope) {
                 continue;
             }
-            if let Some(why) = skipped_object(&r.plural, &r.group, &value, ctx) {
+            if let Some(why) = skipped_object(&r.plural, &r.group, &value, scope.ctx) {
                 tally.skipped += 1;
                 tally
                     .example

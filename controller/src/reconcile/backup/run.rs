@@ -148,6 +148,21 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
             done.warnings = capped(stored.warnings);
             done.errors = capped(stored.errors);
             Condition::set(&mut done.conditions, Condition::new("Valid", true, "Valid", ""));
+            if stored.items == 0 && backup.spec.etcd.is_none() {
+                // Not a failure (the namespaces may be empty on purpose), but never silent.
+                let hint = "the backup matched no objects: check spec.includedNamespaces, \
+                            spec.includedResources and spec.labelSelector";
+                Condition::set(
+                    &mut done.conditions,
+                    Condition::new("MatchedObjects", false, "NothingMatched", hint),
+                );
+                done.message = Some(hint.to_string());
+            } else {
+                Condition::set(
+                    &mut done.conditions,
+                    Condition::new("MatchedObjects", true, "Matched", ""),
+                );
+            }
             let label = if done.phase == BackupPhase::Completed {
                 "Completed"
             } else {
