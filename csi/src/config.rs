@@ -55,7 +55,9 @@ pub struct NfsExport {
 impl DriverConfig {
     /// Loads the file, or an empty config when no path is given.
     pub fn load(path: Option<&Path>) -> Result<Self> {
-        let Some(path) = path else { return Ok(Self::default()) };
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
         let text = std::fs::read_to_string(path)
             .map_err(|e| CsiError::Internal(format!("read driver config {}: {e}", path.display())))?;
         serde_json::from_str(&text)
@@ -74,9 +76,15 @@ impl DriverConfig {
 impl CephCluster {
     /// The configured read-only credentials, if any.
     pub fn credentials(&self) -> Result<Option<Credentials>> {
-        let (Some(user), Some(file)) = (&self.user, &self.key_file) else { return Ok(None) };
+        let (Some(user), Some(file)) = (&self.user, &self.key_file) else {
+            return Ok(None);
+        };
         let key = zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|e| {
-            CsiError::Internal(format!("read key file {} for cluster {}: {e}", file.display(), self.cluster_id))
+            CsiError::Internal(format!(
+                "read key file {} for cluster {}: {e}",
+                file.display(),
+                self.cluster_id
+            ))
         })?);
         Credentials::new(user, &key).map(Some)
     }

@@ -24,11 +24,18 @@ impl IdentityService {
     async fn probe_backends(&self) -> Result<(), String> {
         for c in &self.driver.settings.config.rbd {
             if c.user.is_some() {
-                self.driver.rbd.connect_readonly(&c.cluster_id).await.map_err(|e| e.to_string())?;
+                self.driver
+                    .rbd
+                    .connect_readonly(&c.cluster_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
             } else {
                 let reachable = futures_any(&c.monitors).await;
                 if !reachable {
-                    return Err(format!("no monitor of cluster {} accepts connections", c.cluster_id));
+                    return Err(format!(
+                        "no monitor of cluster {} accepts connections",
+                        c.cluster_id
+                    ));
                 }
             }
         }
@@ -69,18 +76,24 @@ impl Identity for IdentityService {
         _request: Request<GetPluginCapabilitiesRequest>,
     ) -> Result<Response<GetPluginCapabilitiesResponse>, Status> {
         let service = |t: service::Type| PluginCapability {
-            r#type: Some(plugin_capability::Type::Service(plugin_capability::Service { r#type: t as i32 })),
+            r#type: Some(plugin_capability::Type::Service(plugin_capability::Service {
+                r#type: t as i32,
+            })),
         };
         let mut caps = vec![service(service::Type::VolumeAccessibilityConstraints)];
         if self.driver.settings.mode != Mode::Node {
             caps.push(service(service::Type::ControllerService));
         }
         caps.push(PluginCapability {
-            r#type: Some(plugin_capability::Type::VolumeExpansion(plugin_capability::VolumeExpansion {
-                r#type: volume_expansion::Type::Online as i32,
-            })),
+            r#type: Some(plugin_capability::Type::VolumeExpansion(
+                plugin_capability::VolumeExpansion {
+                    r#type: volume_expansion::Type::Online as i32,
+                },
+            )),
         });
-        Ok(Response::new(GetPluginCapabilitiesResponse { capabilities: caps }))
+        Ok(Response::new(GetPluginCapabilitiesResponse {
+            capabilities: caps,
+        }))
     }
 
     async fn probe(&self, _request: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {

@@ -63,8 +63,16 @@ pub fn check_name(what: &str, part: &str) -> Result<()> {
         && part.len() <= 128
         && part != "."
         && part != ".."
-        && part.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if ok { Ok(()) } else { Err(invalid(format!("{what} {part:?} must be [A-Za-z0-9._-], not . or .."))) }
+        && part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{what} {part:?} must be [A-Za-z0-9._-], not . or .."
+        )))
+    }
 }
 
 /// Checks a relative directory path: names joined by single `/`.
@@ -74,7 +82,9 @@ pub fn check_rel_path(what: &str, path: &str) -> Result<()> {
 
 fn check_share(share: &str) -> Result<()> {
     if !share.starts_with('/') || share.contains(':') || share.contains("//") {
-        return Err(invalid(format!("share {share:?} must be an absolute path without ':'")));
+        return Err(invalid(format!(
+            "share {share:?} must be an absolute path without ':'"
+        )));
     }
     if share == "/" {
         return Ok(());
@@ -83,8 +93,17 @@ fn check_share(share: &str) -> Result<()> {
 }
 
 fn check_server(server: &str) -> Result<()> {
-    let ok = !server.is_empty() && server.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c));
-    if ok { Ok(()) } else { Err(invalid(format!("server {server:?} must be a host name or IPv4 address"))) }
+    let ok = !server.is_empty()
+        && server
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "server {server:?} must be a host name or IPv4 address"
+        )))
+    }
 }
 
 impl RbdVolume {
@@ -108,7 +127,9 @@ impl NfsVolume {
         check_share(share)?;
         check_rel_path("volume directory", dir)?;
         if !["delete", "retain", "archive"].contains(&on_delete) {
-            return Err(invalid(format!("onDelete {on_delete:?}: delete, retain or archive")));
+            return Err(invalid(format!(
+                "onDelete {on_delete:?}: delete, retain or archive"
+            )));
         }
         Ok(Self {
             server: server.into(),
@@ -174,7 +195,10 @@ mod tests {
 
     #[test]
     fn ids_round_trip_and_refuse_escapes() {
-        for id in ["rbd:c1:pool:csi-vol-ab", "nfs:127.0.0.1:/srv/export:base/pvc-1:retain"] {
+        for id in [
+            "rbd:c1:pool:csi-vol-ab",
+            "nfs:127.0.0.1:/srv/export:base/pvc-1:retain",
+        ] {
             assert_eq!(VolumeId::parse(id).expect(id).to_string(), id);
         }
         let snap = "rbd:c1:pool:img:csi-snap-1";

@@ -7,6 +7,7 @@
 //! every volume id starts with its backend, so later calls need no parameters.
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod driver;

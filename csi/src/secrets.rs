@@ -18,11 +18,21 @@ impl Credentials {
     /// Builds credentials from a user and key, refusing characters that would break a config file.
     pub fn new(user: &str, key: &str) -> Result<Self> {
         let user = user.strip_prefix("client.").unwrap_or(user);
-        if user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            return Err(invalid("secret userID must be a cephx user name ([A-Za-z0-9._-])"));
+        if user.is_empty()
+            || !user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(invalid(
+                "secret userID must be a cephx user name ([A-Za-z0-9._-])",
+            ));
         }
         let key = key.trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c)) {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+        {
             return Err(invalid("secret userKey must be a base64 cephx key"));
         }
         Ok(Self {
@@ -48,7 +58,10 @@ impl Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("user", &self.user).field("key", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("key", &"<redacted>")
+            .finish()
     }
 }
 

@@ -21,7 +21,9 @@ pub fn socket_path(endpoint: &str) -> Result<PathBuf> {
         .or_else(|| endpoint.strip_prefix("unix:"))
         .unwrap_or(endpoint);
     if !path.starts_with('/') {
-        return Err(CsiError::InvalidArgument(format!("endpoint {endpoint:?}: want unix:///absolute/path")));
+        return Err(CsiError::InvalidArgument(format!(
+            "endpoint {endpoint:?}: want unix:///absolute/path"
+        )));
     }
     Ok(PathBuf::from(path))
 }
@@ -44,12 +46,18 @@ pub async fn serve(
         driver: driver.clone(),
     }));
     if mode != Mode::Node {
-        router = router.add_service(ControllerServer::new(ControllerService { driver: driver.clone() }));
+        router = router.add_service(ControllerServer::new(ControllerService {
+            driver: driver.clone(),
+        }));
     }
     if mode != Mode::Controller {
-        router = router.add_service(NodeServer::new(NodeService { driver: driver.clone() }));
+        router = router.add_service(NodeServer::new(NodeService {
+            driver: driver.clone(),
+        }));
     }
     tracing::info!(socket = %socket.display(), ?mode, name = %driver.settings.name, "serving CSI");
-    router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown).await?;
+    router
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await?;
     Ok(())
 }

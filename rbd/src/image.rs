@@ -314,7 +314,9 @@ impl<'p> Image<'p> {
             if ret == -libc::ENOENT {
                 return Ok(None);
             }
-            check(ret.into(), "get image metadata", || format!("{} {key}", self.spec()))?;
+            check(ret.into(), "get image metadata", || {
+                format!("{} {key}", self.spec())
+            })?;
             buf.truncate(got.min(len));
             if let Some(nul) = buf.iter().position(|b| *b == 0) {
                 buf.truncate(nul);
@@ -329,12 +331,18 @@ impl<'p> Image<'p> {
         let c_value = cstring("metadata value", value)?;
         // SAFETY: live handle; both strings outlive the call.
         let ret = unsafe { ffi::rbd_metadata_set(self.raw, c_key.as_ptr(), c_value.as_ptr()) };
-        check(ret.into(), "set image metadata", || format!("{} {key}", self.spec())).map(|_| ())
+        check(ret.into(), "set image metadata", || {
+            format!("{} {key}", self.spec())
+        })
+        .map(|_| ())
     }
 
     /// When a snapshot was taken, in seconds since the Unix epoch.
     pub fn snapshot_timestamp(&self, snap_id: u64) -> Result<i64, RbdError> {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: live handle; `ts` is a writable timespec.
         let ret = unsafe { ffi::rbd_snap_get_timestamp(self.raw, snap_id, &mut ts) };
         check(ret.into(), "get snapshot timestamp", || self.spec())?;

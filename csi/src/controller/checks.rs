@@ -1,8 +1,8 @@
 //! Request checks shared by the controller RPCs: capacity ranges and volume capabilities.
 
 use crate::error::{CsiError, Result, invalid};
-use crate::proto::volume_capability::access_mode::Mode;
 use crate::proto::volume_capability::AccessType;
+use crate::proto::volume_capability::access_mode::Mode;
 use crate::proto::{CapacityRange, VolumeCapability};
 
 /// Size of a volume created without a capacity range.
@@ -28,18 +28,34 @@ pub fn capacity(range: Option<&CapacityRange>) -> Result<Capacity> {
     }
     let (required, limit) = (req as u64, lim as u64);
     if limit > 0 && required > limit {
-        return Err(CsiError::OutOfRange(format!("required {required} bytes exceeds the limit of {limit}")));
+        return Err(CsiError::OutOfRange(format!(
+            "required {required} bytes exceeds the limit of {limit}"
+        )));
     }
-    let wanted = if required == 0 { DEFAULT_SIZE } else { required.div_ceil(MIB) * MIB };
+    let wanted = if required == 0 {
+        DEFAULT_SIZE
+    } else {
+        required.div_ceil(MIB) * MIB
+    };
     let size = if limit > 0 && wanted > limit {
-        if required == 0 { limit } else { required.max(limit / MIB * MIB).min(limit) }
+        if required == 0 {
+            limit
+        } else {
+            required.max(limit / MIB * MIB).min(limit)
+        }
     } else {
         wanted
     };
     if size == 0 || size < required {
-        return Err(CsiError::OutOfRange(format!("no size between {required} and {limit} bytes")));
+        return Err(CsiError::OutOfRange(format!(
+            "no size between {required} and {limit} bytes"
+        )));
     }
-    Ok(Capacity { size, required, limit })
+    Ok(Capacity {
+        size,
+        required,
+        limit,
+    })
 }
 
 /// Which backend a capability check is for.
@@ -57,7 +73,10 @@ pub fn unsupported(backend: Backend, caps: &[VolumeCapability]) -> Result<Option
         return Err(invalid("volume_capabilities is required"));
     }
     for cap in caps {
-        let access = cap.access_type.as_ref().ok_or_else(|| invalid("volume capability needs block or mount"))?;
+        let access = cap
+            .access_type
+            .as_ref()
+            .ok_or_else(|| invalid("volume capability needs block or mount"))?;
         let mode = cap
             .access_mode
             .as_ref()
@@ -88,7 +107,12 @@ mod tests {
 
     #[test]
     fn capacity_rounds_within_limits() {
-        let r = |req, lim| capacity(Some(&CapacityRange { required_bytes: req, limit_bytes: lim }));
+        let r = |req, lim| {
+            capacity(Some(&CapacityRange {
+                required_bytes: req,
+                limit_bytes: lim,
+            }))
+        };
         assert_eq!(capacity(None).expect("default").size, DEFAULT_SIZE);
         assert_eq!(r(1, 0).expect("1").size, MIB);
         assert_eq!(r(MIB as i64 + 1, 3 * MIB as i64).expect("r").size, 2 * MIB);

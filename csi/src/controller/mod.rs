@@ -50,7 +50,11 @@ fn backend_of(params: &HashMap<String, String>) -> Result<Backend> {
 
 impl ControllerService {
     /// Connects for an RPC: with the request's secrets when given, else the driver's own.
-    async fn rbd_cluster(&self, v: &RbdVolume, secrets: &HashMap<String, String>) -> Result<lifeboat_rbd::Cluster> {
+    async fn rbd_cluster(
+        &self,
+        v: &RbdVolume,
+        secrets: &HashMap<String, String>,
+    ) -> Result<lifeboat_rbd::Cluster> {
         if secrets.is_empty() {
             self.driver.rbd.connect_readonly(&v.cluster).await
         } else {
@@ -79,7 +83,13 @@ impl ControllerService {
                 content_source: req.volume_content_source,
                 accessible_topology: req
                     .accessibility_requirements
-                    .map(|t| if t.requisite.is_empty() { t.preferred } else { t.requisite })
+                    .map(|t| {
+                        if t.requisite.is_empty() {
+                            t.preferred
+                        } else {
+                            t.requisite
+                        }
+                    })
                     .unwrap_or_default(),
                 ..volume
             }),
@@ -105,14 +115,24 @@ impl ControllerService {
                     image: v.image,
                     snap: name,
                 },
-                _ => return Err(CsiError::NotFound(format!("snapshot {:?} does not exist here", s.snapshot_id))),
+                _ => {
+                    return Err(CsiError::NotFound(format!(
+                        "snapshot {:?} does not exist here",
+                        s.snapshot_id
+                    )));
+                }
             },
             Some(SourceType::Volume(s)) => match VolumeId::parse(&s.volume_id) {
                 Ok(VolumeId::Rbd(v)) if v.cluster == params.cluster_id => Source::Volume {
                     pool: v.pool,
                     image: v.image,
                 },
-                _ => return Err(CsiError::NotFound(format!("volume {:?} does not exist here", s.volume_id))),
+                _ => {
+                    return Err(CsiError::NotFound(format!(
+                        "volume {:?} does not exist here",
+                        s.volume_id
+                    )));
+                }
             },
         };
         let id = RbdVolume::new(&params.cluster_id, &params.pool, &images::image_name(&req.name))?;
@@ -125,8 +145,18 @@ impl ControllerService {
             params: params.clone(),
             source,
         };
-        let size = self.driver.rbd.run(cluster, move |c| images::create(c, &plan)).await?;
-        let monitors = self.driver.rbd.config.cluster(&params.cluster_id)?.monitors.join(",");
+        let size = self
+            .driver
+            .rbd
+            .run(cluster, move |c| images::create(c, &plan))
+            .await?;
+        let monitors = self
+            .driver
+            .rbd
+            .config
+            .cluster(&params.cluster_id)?
+            .monitors
+            .join(",");
         let context = HashMap::from([
             ("backend".to_string(), "rbd".to_string()),
             ("clusterID".to_string(), params.cluster_id.clone()),
@@ -161,15 +191,28 @@ impl ControllerService {
                     name,
                 }) if same_share(&v) => {
                     if !self.driver.nfs.snapshot_exists(&v, &name).await? {
-                        return Err(CsiError::NotFound(format!("snapshot {:?} does not exist", s.snapshot_id)));
+                        return Err(CsiError::NotFound(format!(
+                            "snapshot {:?} does not exist",
+                            s.snapshot_id
+                        )));
                     }
                     Some(NfsSource::snapshot(&v, &name))
                 }
-                _ => return Err(CsiError::NotFound(format!("snapshot {:?} does not exist here", s.snapshot_id))),
+                _ => {
+                    return Err(CsiError::NotFound(format!(
+                        "snapshot {:?} does not exist here",
+                        s.snapshot_id
+                    )));
+                }
             },
             Some(SourceType::Volume(s)) => match VolumeId::parse(&s.volume_id) {
                 Ok(VolumeId::Nfs(v)) if same_share(&v) => Some(NfsSource { dir: v.dir }),
-                _ => return Err(CsiError::NotFound(format!("volume {:?} does not exist here", s.volume_id))),
+                _ => {
+                    return Err(CsiError::NotFound(format!(
+                        "volume {:?} does not exist here",
+                        s.volume_id
+                    )));
+                }
             },
         };
         self.driver.nfs.create(&vol, source).await?;
@@ -193,13 +236,18 @@ impl ControllerService {
             return Err(invalid("volume_id is required"));
         }
         // An id this driver never made names nothing: deleting it succeeds (idempotence).
-        let Ok(id) = VolumeId::parse(&req.volume_id) else { return Ok(()) };
+        let Ok(id) = VolumeId::parse(&req.volume_id) else {
+            return Ok(());
+        };
         let _guard = self.driver.inflight.claim(req.volume_id.clone())?;
         match id {
             VolumeId::Rbd(v) => {
                 let creds = Credentials::from_secrets(&req.secrets)?;
                 let cluster = self.driver.rbd.connect(&v.cluster, &creds).await?;
-                self.driver.rbd.run(cluster, move |c| images::delete(c, &v.pool, &v.image)).await
+                self.driver
+                    .rbd
+                    .run(cluster, move |c| images::delete(c, &v.pool, &v.image))
+                    .await
             }
             VolumeId::Nfs(v) => self.driver.nfs.delete(&v).await,
         }
@@ -211,7 +259,10 @@ impl ControllerService {
             VolumeId::Rbd(v) => {
                 let cluster = self.rbd_cluster(v, secrets).await?;
                 let (pool, image) = (v.pool.clone(), v.image.clone());
-                self.driver.rbd.run(cluster, move |c| images::size(c, &pool, &image)).await
+                self.driver
+                    .rbd
+                    .run(cluster, move |c| images::size(c, &pool, &image))
+                    .await
             }
             VolumeId::Nfs(v) => {
                 if self.driver.nfs.exists(v).await? {
@@ -223,13 +274,23 @@ impl ControllerService {
         }
     }
 
-    async fn validate(&self, req: ValidateVolumeCapabilitiesRequest) -> Result<ValidateVolumeCapabilitiesResponse> {
+    async fn validate(
+        &self,
+        req: ValidateVolumeCapabilitiesRequest,
+    ) -> Result<ValidateVolumeCapabilitiesResponse> {
         let id = lookup_id(&req.volume_id)?;
-        let backend = if matches!(id, VolumeId::Rbd(_)) { Backend::Rbd } else { Backend::Nfs };
+        let backend = if matches!(id, VolumeId::Rbd(_)) {
+            Backend::Rbd
+        } else {
+            Backend::Nfs
+        };
         let why = unsupported(backend, &req.volume_capabilities)?;
         self.existing_size(&id, &req.secrets).await?;
         Ok(match why {
-            Some(message) => ValidateVolumeCapabilitiesResponse { confirmed: None, message },
+            Some(message) => ValidateVolumeCapabilitiesResponse {
+                confirmed: None,
+                message,
+            },
             None => ValidateVolumeCapabilitiesResponse {
                 confirmed: Some(validate_volume_capabilities_response::Confirmed {
                     volume_context: req.volume_context,
@@ -277,7 +338,10 @@ impl ControllerService {
             }
             VolumeId::Nfs(v) => {
                 if !self.driver.nfs.exists(&v).await? {
-                    return Err(CsiError::NotFound(format!("volume {} does not exist", req.volume_id)));
+                    return Err(CsiError::NotFound(format!(
+                        "volume {} does not exist",
+                        req.volume_id
+                    )));
                 }
                 Ok(ControllerExpandVolumeResponse {
                     capacity_bytes: cap.size as i64,
@@ -319,7 +383,11 @@ impl ControllerService {
             let cluster = self.driver.rbd.connect_readonly(&c.cluster_id).await?;
             for pool in &c.pools {
                 let p = pool.clone();
-                let found = self.driver.rbd.run(cluster.clone(), move |cl| images::list(cl, &p)).await?;
+                let found = self
+                    .driver
+                    .rbd
+                    .run(cluster.clone(), move |cl| images::list(cl, &p))
+                    .await?;
                 for (image, size) in found {
                     let id = VolumeId::Rbd(RbdVolume::new(&c.cluster_id, pool, &image)?);
                     all.push((id.to_string(), size));
@@ -358,14 +426,19 @@ impl ControllerService {
             }
         }
         if req.parameters.is_empty() {
-            return Err(invalid("parameters (a StorageClass's) are required to know which pool"));
+            return Err(invalid(
+                "parameters (a StorageClass's) are required to know which pool",
+            ));
         }
         let available = match backend_of(&req.parameters)? {
             Backend::Rbd => {
                 let params = RbdParams::parse(&req.parameters)?;
                 let cluster = self.driver.rbd.connect_readonly(&params.cluster_id).await?;
                 let pool = params.pool.clone();
-                self.driver.rbd.run(cluster, move |c| images::pool_available(c, &pool)).await?
+                self.driver
+                    .rbd
+                    .run(cluster, move |c| images::pool_available(c, &pool))
+                    .await?
             }
             Backend::Nfs => {
                 let params = NfsParams::parse(&req.parameters)?;
@@ -400,7 +473,10 @@ pub(crate) fn paginate<T>(
     max: i32,
     key: impl Fn(&T) -> String,
 ) -> (Vec<T>, String) {
-    let rest: Vec<T> = items.into_iter().filter(|i| after.is_none_or(|a| key(i).as_str() > a)).collect();
+    let rest: Vec<T> = items
+        .into_iter()
+        .filter(|i| after.is_none_or(|a| key(i).as_str() > a))
+        .collect();
     if max <= 0 || rest.len() <= max as usize {
         return (rest, String::new());
     }
@@ -423,9 +499,9 @@ fn caps() -> Vec<ControllerServiceCapability> {
     ]
     .into_iter()
     .map(|t| ControllerServiceCapability {
-        r#type: Some(controller_service_capability::Type::Rpc(controller_service_capability::Rpc {
-            r#type: t as i32,
-        })),
+        r#type: Some(controller_service_capability::Type::Rpc(
+            controller_service_capability::Rpc { r#type: t as i32 },
+        )),
     })
     .collect()
 }
@@ -453,28 +529,40 @@ impl Controller for ControllerService {
         &self,
         request: Request<DeleteVolumeRequest>,
     ) -> std::result::Result<Response<DeleteVolumeResponse>, Status> {
-        log_err("DeleteVolume", self.delete(request.into_inner()).await.map(|()| DeleteVolumeResponse {}))
+        log_err(
+            "DeleteVolume",
+            self.delete(request.into_inner())
+                .await
+                .map(|()| DeleteVolumeResponse {}),
+        )
     }
 
     async fn controller_publish_volume(
         &self,
         _request: Request<ControllerPublishVolumeRequest>,
     ) -> std::result::Result<Response<ControllerPublishVolumeResponse>, Status> {
-        Err(Status::unimplemented("no controller publish: nodes map volumes themselves"))
+        Err(Status::unimplemented(
+            "no controller publish: nodes map volumes themselves",
+        ))
     }
 
     async fn controller_unpublish_volume(
         &self,
         _request: Request<ControllerUnpublishVolumeRequest>,
     ) -> std::result::Result<Response<ControllerUnpublishVolumeResponse>, Status> {
-        Err(Status::unimplemented("no controller publish: nodes map volumes themselves"))
+        Err(Status::unimplemented(
+            "no controller publish: nodes map volumes themselves",
+        ))
     }
 
     async fn validate_volume_capabilities(
         &self,
         request: Request<ValidateVolumeCapabilitiesRequest>,
     ) -> std::result::Result<Response<ValidateVolumeCapabilitiesResponse>, Status> {
-        log_err("ValidateVolumeCapabilities", self.validate(request.into_inner()).await)
+        log_err(
+            "ValidateVolumeCapabilities",
+            self.validate(request.into_inner()).await,
+        )
     }
 
     async fn list_volumes(
@@ -488,35 +576,49 @@ impl Controller for ControllerService {
         &self,
         request: Request<GetCapacityRequest>,
     ) -> std::result::Result<Response<GetCapacityResponse>, Status> {
-        log_err("GetCapacity", ControllerService::get_capacity(self, request.into_inner()).await)
+        log_err(
+            "GetCapacity",
+            ControllerService::get_capacity(self, request.into_inner()).await,
+        )
     }
 
     async fn controller_get_capabilities(
         &self,
         _request: Request<ControllerGetCapabilitiesRequest>,
     ) -> std::result::Result<Response<ControllerGetCapabilitiesResponse>, Status> {
-        Ok(Response::new(ControllerGetCapabilitiesResponse { capabilities: caps() }))
+        Ok(Response::new(ControllerGetCapabilitiesResponse {
+            capabilities: caps(),
+        }))
     }
 
     async fn create_snapshot(
         &self,
         request: Request<CreateSnapshotRequest>,
     ) -> std::result::Result<Response<CreateSnapshotResponse>, Status> {
-        log_err("CreateSnapshot", self.create_snapshot_impl(request.into_inner()).await)
+        log_err(
+            "CreateSnapshot",
+            self.create_snapshot_impl(request.into_inner()).await,
+        )
     }
 
     async fn delete_snapshot(
         &self,
         request: Request<DeleteSnapshotRequest>,
     ) -> std::result::Result<Response<DeleteSnapshotResponse>, Status> {
-        log_err("DeleteSnapshot", self.delete_snapshot_impl(request.into_inner()).await)
+        log_err(
+            "DeleteSnapshot",
+            self.delete_snapshot_impl(request.into_inner()).await,
+        )
     }
 
     async fn list_snapshots(
         &self,
         request: Request<ListSnapshotsRequest>,
     ) -> std::result::Result<Response<ListSnapshotsResponse>, Status> {
-        log_err("ListSnapshots", self.list_snapshots_impl(request.into_inner()).await)
+        log_err(
+            "ListSnapshots",
+            self.list_snapshots_impl(request.into_inner()).await,
+        )
     }
 
     async fn controller_expand_volume(
@@ -537,6 +639,8 @@ impl Controller for ControllerService {
         &self,
         _request: Request<ControllerModifyVolumeRequest>,
     ) -> std::result::Result<Response<ControllerModifyVolumeResponse>, Status> {
-        Err(Status::unimplemented("volume attributes classes are not supported"))
+        Err(Status::unimplemented(
+            "volume attributes classes are not supported",
+        ))
     }
 }

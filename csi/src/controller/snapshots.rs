@@ -14,7 +14,10 @@ use crate::proto::*;
 use crate::rbd::images::{self, SnapInfo};
 
 fn timestamp(secs: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: secs, nanos: 0 }
+    prost_types::Timestamp {
+        seconds: secs,
+        nanos: 0,
+    }
 }
 
 fn now() -> i64 {
@@ -41,7 +44,10 @@ fn rbd_snapshot(cluster: &str, s: &SnapInfo) -> Result<Snapshot> {
 }
 
 impl ControllerService {
-    pub(super) async fn create_snapshot_impl(&self, req: CreateSnapshotRequest) -> Result<CreateSnapshotResponse> {
+    pub(super) async fn create_snapshot_impl(
+        &self,
+        req: CreateSnapshotRequest,
+    ) -> Result<CreateSnapshotResponse> {
         if req.name.is_empty() {
             return Err(invalid("name is required"));
         }
@@ -69,7 +75,10 @@ impl ControllerService {
             }
             VolumeId::Nfs(v) => {
                 if !self.driver.nfs.exists(v).await? {
-                    return Err(CsiError::NotFound(format!("volume {:?} does not exist", req.source_volume_id)));
+                    return Err(CsiError::NotFound(format!(
+                        "volume {:?} does not exist",
+                        req.source_volume_id
+                    )));
                 }
                 let snap = format!("snap-{}", name_hash(&req.name));
                 self.driver.nfs.snapshot(v, &snap).await?;
@@ -92,11 +101,16 @@ impl ControllerService {
         })
     }
 
-    pub(super) async fn delete_snapshot_impl(&self, req: DeleteSnapshotRequest) -> Result<DeleteSnapshotResponse> {
+    pub(super) async fn delete_snapshot_impl(
+        &self,
+        req: DeleteSnapshotRequest,
+    ) -> Result<DeleteSnapshotResponse> {
         if req.snapshot_id.is_empty() {
             return Err(invalid("snapshot_id is required"));
         }
-        let Ok(id) = SnapshotId::parse(&req.snapshot_id) else { return Ok(DeleteSnapshotResponse {}) };
+        let Ok(id) = SnapshotId::parse(&req.snapshot_id) else {
+            return Ok(DeleteSnapshotResponse {});
+        };
         let _guard = self.driver.inflight.claim(req.snapshot_id.clone())?;
         match &id.volume {
             VolumeId::Rbd(v) => {
@@ -119,7 +133,10 @@ impl ControllerService {
         Ok(DeleteSnapshotResponse {})
     }
 
-    pub(super) async fn list_snapshots_impl(&self, req: ListSnapshotsRequest) -> Result<ListSnapshotsResponse> {
+    pub(super) async fn list_snapshots_impl(
+        &self,
+        req: ListSnapshotsRequest,
+    ) -> Result<ListSnapshotsResponse> {
         if req.max_entries < 0 {
             return Err(invalid("max_entries must not be negative"));
         }
@@ -137,9 +154,11 @@ impl ControllerService {
                 let found = self
                     .driver
                     .rbd
-                    .run(cluster, move |c| match images::list_snapshots(c, &pool, Some(&image)) {
-                        Err(CsiError::NotFound(_)) => Ok(vec![]),
-                        other => other,
+                    .run(cluster, move |c| {
+                        match images::list_snapshots(c, &pool, Some(&image)) {
+                            Err(CsiError::NotFound(_)) => Ok(vec![]),
+                            other => other,
+                        }
                     })
                     .await?;
                 for s in &found {
@@ -155,7 +174,11 @@ impl ControllerService {
                 let cluster = self.rbd_cluster(&probe, &req.secrets).await?;
                 for pool in &c.pools {
                     let p = pool.clone();
-                    let found = self.driver.rbd.run(cluster.clone(), move |cl| images::list_snapshots(cl, &p, None)).await?;
+                    let found = self
+                        .driver
+                        .rbd
+                        .run(cluster.clone(), move |cl| images::list_snapshots(cl, &p, None))
+                        .await?;
                     for s in &found {
                         all.push(rbd_snapshot(&c.cluster_id, s)?);
                     }
@@ -173,7 +196,11 @@ impl ControllerService {
         })
     }
 
-    async fn one_snapshot(&self, id: &SnapshotId, secrets: &HashMap<String, String>) -> Result<Option<Snapshot>> {
+    async fn one_snapshot(
+        &self,
+        id: &SnapshotId,
+        secrets: &HashMap<String, String>,
+    ) -> Result<Option<Snapshot>> {
         match &id.volume {
             VolumeId::Rbd(v) => {
                 let cluster = self.rbd_cluster(v, secrets).await?;
@@ -181,19 +208,26 @@ impl ControllerService {
                 let found = self
                     .driver
                     .rbd
-                    .run(cluster, move |c| match images::get_snapshot(c, &pool, &image, &snap) {
-                        Err(CsiError::NotFound(_)) => Ok(None),
-                        other => other,
+                    .run(cluster, move |c| {
+                        match images::get_snapshot(c, &pool, &image, &snap) {
+                            Err(CsiError::NotFound(_)) => Ok(None),
+                            other => other,
+                        }
                     })
                     .await?;
                 found.map(|s| rbd_snapshot(&v.cluster, &s)).transpose()
             }
-            VolumeId::Nfs(v) => Ok(self.driver.nfs.snapshot_exists(v, &id.name).await?.then(|| Snapshot {
-                snapshot_id: id.to_string(),
-                source_volume_id: id.volume.to_string(),
-                ready_to_use: true,
-                ..Default::default()
-            })),
+            VolumeId::Nfs(v) => Ok(self
+                .driver
+                .nfs
+                .snapshot_exists(v, &id.name)
+                .await?
+                .then(|| Snapshot {
+                    snapshot_id: id.to_string(),
+                    source_volume_id: id.volume.to_string(),
+                    ready_to_use: true,
+                    ..Default::default()
+                })),
         }
     }
 }

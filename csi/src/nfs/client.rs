@@ -2,9 +2,7 @@
 //! needs, none of which follows a symbolic link. Each RPC opens its own session, so a call
 //! that timed out (and was dropped mid-flight) cannot leave a half-read reply for the next.
 
-use nfs3_client::nfs3_types::nfs3::{
-    self, Nfs3Option, Nfs3Result, diropargs3, ftype3, nfs_fh3, nfsstat3,
-};
+use nfs3_client::nfs3_types::nfs3::{self, Nfs3Option, Nfs3Result, diropargs3, ftype3, nfs_fh3, nfsstat3};
 use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
 
@@ -153,7 +151,9 @@ impl Session {
     async fn expect_dir(&mut self, dir: &nfs_fh3, n: &str) -> Result<nfs_fh3> {
         match self.lookup(dir, n).await? {
             Some((fh, Kind::Dir)) => Ok(fh),
-            Some(_) => Err(CsiError::FailedPrecondition(format!("{n} exists and is not a directory"))),
+            Some(_) => Err(CsiError::FailedPrecondition(format!(
+                "{n} exists and is not a directory"
+            ))),
             None => Err(CsiError::Internal(format!("{n} vanished after mkdir"))),
         }
     }
@@ -195,7 +195,9 @@ impl Session {
     /// Removes `n` in `dir` and, if it is a directory, everything below it. Symlinks are
     /// removed as links; the walk never leaves the tree it started in.
     pub async fn remove_tree(&mut self, dir: &nfs_fh3, n: &str) -> Result<()> {
-        let Some((fh, k)) = self.lookup(dir, n).await? else { return Ok(()) };
+        let Some((fh, k)) = self.lookup(dir, n).await? else {
+            return Ok(());
+        };
         if k == Kind::Dir {
             for child in self.list(&fh).await? {
                 Box::pin(self.remove_tree(&fh, &child)).await?;
@@ -259,7 +261,9 @@ impl Session {
     pub async fn copy_tree(&mut self, src: &nfs_fh3, dst_parent: &nfs_fh3, n: &str) -> Result<()> {
         let dst = self.mkdir(dst_parent, n).await?;
         for child in self.list(src).await? {
-            let Some((fh, k)) = self.lookup(src, &child).await? else { continue };
+            let Some((fh, k)) = self.lookup(src, &child).await? else {
+                continue;
+            };
             match k {
                 Kind::Dir => Box::pin(self.copy_tree(&fh, &dst, &child)).await?,
                 Kind::File => self.copy_file(&fh, &dst, &child).await?,

@@ -65,7 +65,11 @@ impl NfsParams {
 }
 
 fn join(base: &str, name: &str) -> String {
-    if base.is_empty() { name.to_string() } else { format!("{base}/{name}") }
+    if base.is_empty() {
+        name.to_string()
+    } else {
+        format!("{base}/{name}")
+    }
 }
 
 /// Splits `a/b/vol-x` into (`a/b`, `vol-x`).
@@ -105,15 +109,16 @@ impl NfsBackend {
         let (base, name) = (base.to_string(), name.to_string());
         self.with_session(vol, move |s| {
             Box::pin(async move {
-                let base_fh = s
-                    .walk(&base)
-                    .await?
-                    .ok_or_else(|| CsiError::NotFound(format!("baseDir {base:?} does not exist on the share")))?;
+                let base_fh = s.walk(&base).await?.ok_or_else(|| {
+                    CsiError::NotFound(format!("baseDir {base:?} does not exist on the share"))
+                })?;
                 if let Some((_, k)) = s.lookup(&base_fh, &name).await? {
                     return if k == Kind::Dir {
                         Ok(())
                     } else {
-                        Err(CsiError::AlreadyExists(format!("{name} exists and is not a directory")))
+                        Err(CsiError::AlreadyExists(format!(
+                            "{name} exists and is not a directory"
+                        )))
                     };
                 }
                 match source {
@@ -121,10 +126,9 @@ impl NfsBackend {
                         s.mkdir(&base_fh, &name).await?;
                     }
                     Some(src) => {
-                        let src_fh = s
-                            .walk(&src.dir)
-                            .await?
-                            .ok_or_else(|| CsiError::NotFound(format!("source {} does not exist", src.dir)))?;
+                        let src_fh = s.walk(&src.dir).await?.ok_or_else(|| {
+                            CsiError::NotFound(format!("source {} does not exist", src.dir))
+                        })?;
                         copy_then_rename(s, &src_fh, &base_fh, &name).await?;
                     }
                 }
@@ -144,7 +148,9 @@ impl NfsBackend {
         check_name("volume directory", &name)?;
         self.with_session(vol, move |s| {
             Box::pin(async move {
-                let Some(base_fh) = s.walk(&base).await? else { return Ok(()) };
+                let Some(base_fh) = s.walk(&base).await? else {
+                    return Ok(());
+                };
                 match s.lookup(&base_fh, &name).await? {
                     None => return Ok(()),
                     Some((_, Kind::Dir)) => {}
@@ -159,7 +165,8 @@ impl NfsBackend {
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_secs())
                         .unwrap_or(0);
-                    s.rename(&base_fh, &name, &base_fh, &format!("archived-{name}-{secs}")).await
+                    s.rename(&base_fh, &name, &base_fh, &format!("archived-{name}-{secs}"))
+                        .await
                 } else {
                     s.remove_tree(&base_fh, &name).await
                 }
@@ -171,7 +178,10 @@ impl NfsBackend {
     /// True if the volume directory exists.
     pub async fn exists(&self, vol: &NfsVolume) -> Result<bool> {
         let dir = vol.dir.clone();
-        self.with_session(vol, move |s| Box::pin(async move { Ok(s.walk(&dir).await?.is_some()) })).await
+        self.with_session(vol, move |s| {
+            Box::pin(async move { Ok(s.walk(&dir).await?.is_some()) })
+        })
+        .await
     }
 
     /// Copies the volume into `.lifeboat-snapshots/<snap>` next to it.
@@ -184,7 +194,10 @@ impl NfsBackend {
                     .walk(&dir)
                     .await?
                     .ok_or_else(|| CsiError::NotFound(format!("volume {dir} does not exist")))?;
-                let base_fh = s.walk(&base).await?.ok_or_else(|| CsiError::NotFound(format!("{base} is gone")))?;
+                let base_fh = s
+                    .walk(&base)
+                    .await?
+                    .ok_or_else(|| CsiError::NotFound(format!("{base} is gone")))?;
                 let snaps = s.mkdir(&base_fh, SNAP_DIR).await?;
                 if s.lookup(&snaps, &snap).await?.is_some() {
                     return Ok(());
@@ -202,7 +215,9 @@ impl NfsBackend {
         let (snaps, snap) = (join(base, SNAP_DIR), snap.to_string());
         self.with_session(vol, move |s| {
             Box::pin(async move {
-                let Some(fh) = s.walk(&snaps).await? else { return Ok(()) };
+                let Some(fh) = s.walk(&snaps).await? else {
+                    return Ok(());
+                };
                 s.remove_tree(&fh, &snap).await
             })
         })
@@ -213,17 +228,24 @@ impl NfsBackend {
     pub async fn snapshot_exists(&self, vol: &NfsVolume, snap: &str) -> Result<bool> {
         let (base, _) = split(&vol.dir);
         let path = join(&join(base, SNAP_DIR), snap);
-        self.with_session(vol, move |s| Box::pin(async move { Ok(s.walk(&path).await?.is_some()) })).await
+        self.with_session(vol, move |s| {
+            Box::pin(async move { Ok(s.walk(&path).await?.is_some()) })
+        })
+        .await
     }
 
     /// Free bytes on the export (best effort).
     pub async fn available(&self, vol: &NfsVolume) -> Result<u64> {
-        self.with_session(vol, |s| Box::pin(async move { Ok(s.fsstat().await?.0) })).await
+        self.with_session(vol, |s| Box::pin(async move { Ok(s.fsstat().await?.0) }))
+            .await
     }
 
     /// Checks the server answers a mount and a root lookup.
     pub async fn probe(&self, vol: &NfsVolume) -> Result<()> {
-        self.with_session(vol, |s| Box::pin(async move { s.list(&s.root()).await.map(|_| ()) })).await
+        self.with_session(vol, |s| {
+            Box::pin(async move { s.list(&s.root()).await.map(|_| ()) })
+        })
+        .await
     }
 }
 

@@ -41,7 +41,10 @@ pub async fn status(program: &str, args: &[&str]) -> Result<(i32, String)> {
         .output()
         .await
         .map_err(|e| CsiError::Internal(format!("run {program}: {e}")))?;
-    Ok((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).trim().to_string()))
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    ))
 }
 
 /// True if `path` is a mount point (from /proc/self/mountinfo).
@@ -56,7 +59,10 @@ pub fn is_mounted(path: &Path) -> Result<bool> {
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// Bytes and inodes of the filesystem holding `path`: (total, free for users, used) each.

@@ -76,13 +76,18 @@ pub async fn map(kind: MapperKind, req: &MapRequest<'_>) -> Result<Mapped> {
         }
         MapperKind::Fuse => {
             let dir = &req.fuse_dir;
-            std::fs::create_dir_all(dir).map_err(|e| CsiError::Internal(format!("create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| CsiError::Internal(format!("create {}: {e}", dir.display())))?;
             let image_file = dir.join(req.image);
             if !crate::node::exec::is_mounted(dir)? {
                 let d = dir.to_string_lossy().to_string();
                 let args = format!("--id {}", req.user);
-                run_env("rbd-fuse", &["-c", &conf, "-p", req.pool, "-r", req.image, &d], &[("CEPH_ARGS", &args)])
-                    .await?;
+                run_env(
+                    "rbd-fuse",
+                    &["-c", &conf, "-p", req.pool, "-r", req.image, &d],
+                    &[("CEPH_ARGS", &args)],
+                )
+                .await?;
             }
             wait_for(&image_file).await?;
             let file = image_file.to_string_lossy().to_string();
@@ -107,12 +112,19 @@ async fn wait_for(path: &Path) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(CsiError::Internal(format!("rbd-fuse did not expose {}", path.display())))
+    Err(CsiError::Internal(format!(
+        "rbd-fuse did not expose {}",
+        path.display()
+    )))
 }
 
 async fn find_loop(file: &str) -> Result<Option<String>> {
     let out = run("losetup", &["-j", file, "-O", "NAME", "-n"]).await?;
-    Ok(out.lines().next().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()))
+    Ok(out
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty()))
 }
 
 /// Undoes [`map`]; safe to repeat.
@@ -132,9 +144,18 @@ pub async fn unmap(m: &Mapped) -> Result<()> {
                 run("losetup", &["-d", &dev]).await?;
             }
             if let Some(dir) = &m.fuse_dir {
-                if crate::node::exec::is_mounted(dir)? {
-                    let d = dir.to_string_lossy().to_string();
-                    run("umount", &[&d]).await?;
+                // The loop device lets go of the image file asynchronously after detaching.
+                let d = dir.to_string_lossy().to_string();
+                let mut tries = 0;
+                while crate::node::exec::is_mounted(dir)? {
+                    match run("umount", &[&d]).await {
+                        Ok(_) => {}
+                        Err(e) if tries >= 50 => return Err(e),
+                        Err(_) => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
                 }
                 let _ = std::fs::remove_dir(dir);
             }

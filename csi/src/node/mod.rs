@@ -31,7 +31,11 @@ pub struct NodeService {
 }
 
 fn required<'a>(what: &str, v: &'a str) -> Result<&'a str> {
-    if v.is_empty() { Err(invalid(format!("{what} is required"))) } else { Ok(v) }
+    if v.is_empty() {
+        Err(invalid(format!("{what} is required")))
+    } else {
+        Ok(v)
+    }
 }
 
 fn path_str(p: &Path) -> String {
@@ -46,9 +50,16 @@ impl NodeService {
     async fn stage(&self, req: NodeStageVolumeRequest) -> Result<()> {
         let volume_id = required("volume_id", &req.volume_id)?;
         let staging = PathBuf::from(required("staging_target_path", &req.staging_target_path)?);
-        let cap = req.volume_capability.as_ref().ok_or_else(|| invalid("volume_capability is required"))?;
-        let access = cap.access_type.as_ref().ok_or_else(|| invalid("volume capability needs block or mount"))?;
-        let id = VolumeId::parse(volume_id).map_err(|_| CsiError::NotFound(format!("volume {volume_id:?} does not exist")))?;
+        let cap = req
+            .volume_capability
+            .as_ref()
+            .ok_or_else(|| invalid("volume_capability is required"))?;
+        let access = cap
+            .access_type
+            .as_ref()
+            .ok_or_else(|| invalid("volume capability needs block or mount"))?;
+        let id = VolumeId::parse(volume_id)
+            .map_err(|_| CsiError::NotFound(format!("volume {volume_id:?} does not exist")))?;
         let _guard = self.driver.inflight.claim(volume_id.to_string())?;
         if let Some(rec) = state::load(self.state_dir(), volume_id)? {
             if rec.staging == staging && (rec.block || is_mounted(&staging)?) {
@@ -57,13 +68,18 @@ impl NodeService {
         }
         match id {
             VolumeId::Nfs(v) => {
-                let opts = req.volume_context.get("mountOptions").cloned().unwrap_or_default();
+                let opts = req
+                    .volume_context
+                    .get("mountOptions")
+                    .cloned()
+                    .unwrap_or_default();
                 let flags = match access {
                     AccessType::Mount(m) => m.mount_flags.clone(),
                     AccessType::Block(_) => return Err(invalid("NFS volumes cannot be raw block devices")),
                 };
                 let cmd = nfs_mount::command(&v, &opts, &flags, &staging);
-                std::fs::create_dir_all(&staging).map_err(|e| CsiError::Internal(format!("create staging: {e}")))?;
+                std::fs::create_dir_all(&staging)
+                    .map_err(|e| CsiError::Internal(format!("create staging: {e}")))?;
                 let args: Vec<&str> = cmd[1..].iter().map(String::as_str).collect();
                 run(&cmd[0], &args).await?;
                 state::save(
@@ -106,7 +122,10 @@ impl NodeService {
                         let fs = if !m.fs_type.is_empty() {
                             m.fs_type.clone()
                         } else {
-                            req.volume_context.get("fsType").cloned().unwrap_or_else(|| "ext4".into())
+                            req.volume_context
+                                .get("fsType")
+                                .cloned()
+                                .unwrap_or_else(|| "ext4".into())
                         };
                         let mut opts: Vec<String> = m.mount_flags.clone();
                         if let Some(o) = req.volume_context.get("mountOptions").filter(|o| !o.is_empty()) {
@@ -153,9 +172,16 @@ impl NodeService {
         let volume_id = required("volume_id", &req.volume_id)?;
         let target = PathBuf::from(required("target_path", &req.target_path)?);
         let staging = PathBuf::from(required("staging_target_path", &req.staging_target_path)?);
-        let cap = req.volume_capability.as_ref().ok_or_else(|| invalid("volume_capability is required"))?;
-        let access = cap.access_type.as_ref().ok_or_else(|| invalid("volume capability needs block or mount"))?;
-        VolumeId::parse(volume_id).map_err(|_| CsiError::NotFound(format!("volume {volume_id:?} does not exist")))?;
+        let cap = req
+            .volume_capability
+            .as_ref()
+            .ok_or_else(|| invalid("volume_capability is required"))?;
+        let access = cap
+            .access_type
+            .as_ref()
+            .ok_or_else(|| invalid("volume capability needs block or mount"))?;
+        VolumeId::parse(volume_id)
+            .map_err(|_| CsiError::NotFound(format!("volume {volume_id:?} does not exist")))?;
         let _guard = self.driver.inflight.claim(volume_id.to_string())?;
         let rec = state::load(self.state_dir(), volume_id)?
             .ok_or_else(|| CsiError::FailedPrecondition(format!("volume {volume_id} is not staged")))?;
@@ -170,7 +196,8 @@ impl NodeService {
                     .map(|m| m.device.clone())
                     .ok_or_else(|| invalid("only RBD volumes can be raw block devices"))?;
                 if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| CsiError::Internal(format!("create target dir: {e}")))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| CsiError::Internal(format!("create target dir: {e}")))?;
                 }
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -180,7 +207,8 @@ impl NodeService {
                 dev
             }
             AccessType::Mount(_) => {
-                std::fs::create_dir_all(&target).map_err(|e| CsiError::Internal(format!("create target: {e}")))?;
+                std::fs::create_dir_all(&target)
+                    .map_err(|e| CsiError::Internal(format!("create target: {e}")))?;
                 path_str(&staging)
             }
         };
@@ -214,7 +242,10 @@ impl NodeService {
         let volume_id = required("volume_id", &req.volume_id)?;
         let path = PathBuf::from(required("volume_path", &req.volume_path)?);
         if !path.exists() {
-            return Err(CsiError::NotFound(format!("volume path {} does not exist", path.display())));
+            return Err(CsiError::NotFound(format!(
+                "volume path {} does not exist",
+                path.display()
+            )));
         }
         let rec = state::load(self.state_dir(), volume_id)?;
         if rec.as_ref().is_some_and(|r| r.block) {
@@ -241,10 +272,17 @@ impl NodeService {
             unit: unit as i32,
         };
         Ok(NodeGetVolumeStatsResponse {
-            usage: vec![usage(bytes, volume_usage::Unit::Bytes), usage(inodes, volume_usage::Unit::Inodes)],
+            usage: vec![
+                usage(bytes, volume_usage::Unit::Bytes),
+                usage(inodes, volume_usage::Unit::Inodes),
+            ],
             volume_condition: Some(VolumeCondition {
                 abnormal: !mounted,
-                message: if mounted { "mounted".into() } else { "volume path is not a mount point".into() },
+                message: if mounted {
+                    "mounted".into()
+                } else {
+                    "volume path is not a mount point".into()
+                },
             }),
         })
     }
@@ -253,7 +291,10 @@ impl NodeService {
         let volume_id = required("volume_id", &req.volume_id)?;
         let path = PathBuf::from(required("volume_path", &req.volume_path)?);
         if !path.exists() {
-            return Err(CsiError::NotFound(format!("volume path {} does not exist", path.display())));
+            return Err(CsiError::NotFound(format!(
+                "volume path {} does not exist",
+                path.display()
+            )));
         }
         let rec = state::load(self.state_dir(), volume_id)?
             .ok_or_else(|| CsiError::NotFound(format!("volume {volume_id} is not staged on this node")))?;
@@ -282,19 +323,38 @@ async fn format_and_mount(device: &str, fs: &str, opts: &[String], staging: &Pat
     match code {
         0 => {
             if found != fs {
-                tracing::info!(device, found, wanted = fs, "device already holds a filesystem; mounting it as is");
+                tracing::info!(
+                    device,
+                    found,
+                    wanted = fs,
+                    "device already holds a filesystem; mounting it as is"
+                );
+            }
+            if found.starts_with("ext") {
+                grow_ext_offline(device).await?;
             }
         }
         2 => {
             let mkfs = format!("mkfs.{fs}");
-            let args: Vec<&str> = if fs == "xfs" { vec!["-q", device] } else { vec!["-q", "-F", device] };
+            let args: Vec<&str> = if fs == "xfs" {
+                vec!["-q", device]
+            } else {
+                vec!["-q", "-F", device]
+            };
             run(&mkfs, &args).await?;
         }
         other => return Err(CsiError::Internal(format!("blkid {device} exited {other}"))),
     }
     std::fs::create_dir_all(staging).map_err(|e| CsiError::Internal(format!("create staging: {e}")))?;
     let s = path_str(staging);
-    let mut args: Vec<String> = vec!["-t".into(), if code == 0 && !found.is_empty() { found } else { fs.into() }];
+    let mut args: Vec<String> = vec![
+        "-t".into(),
+        if code == 0 && !found.is_empty() {
+            found
+        } else {
+            fs.into()
+        },
+    ];
     if !opts.is_empty() {
         args.push("-o".into());
         args.push(opts.join(","));
@@ -305,13 +365,47 @@ async fn format_and_mount(device: &str, fs: &str, opts: &[String], staging: &Pat
     run("mount", &a).await.map(|_| ())
 }
 
+/// Grows an unmounted ext filesystem to its device when the volume was expanded while not
+/// staged (offline expansion), so a restaged volume always shows its full size.
+async fn grow_ext_offline(device: &str) -> Result<()> {
+    let header = run("dumpe2fs", &["-h", device]).await?;
+    let field = |name: &str| -> Option<u64> {
+        header
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split(':').nth(1))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let (Some(blocks), Some(bsize)) = (field("Block count:"), field("Block size:")) else {
+        return Ok(());
+    };
+    if device_size(device).await? <= blocks * bsize + (1 << 20) {
+        return Ok(());
+    }
+    // e2fsck exits 1 when it fixed something, which is fine before a resize.
+    let (code, _) = status("e2fsck", &["-f", "-p", device]).await?;
+    if code > 1 {
+        return Err(CsiError::Internal(format!(
+            "e2fsck {device} exited {code}; not resizing"
+        )));
+    }
+    run("resize2fs", &[device]).await.map(|_| ())
+}
+
 fn caps() -> Vec<NodeServiceCapability> {
-    [Cap::StageUnstageVolume, Cap::GetVolumeStats, Cap::ExpandVolume, Cap::VolumeCondition]
-        .into_iter()
-        .map(|t| NodeServiceCapability {
-            r#type: Some(node_service_capability::Type::Rpc(node_service_capability::Rpc { r#type: t as i32 })),
-        })
-        .collect()
+    [
+        Cap::StageUnstageVolume,
+        Cap::GetVolumeStats,
+        Cap::ExpandVolume,
+        Cap::VolumeCondition,
+    ]
+    .into_iter()
+    .map(|t| NodeServiceCapability {
+        r#type: Some(node_service_capability::Type::Rpc(node_service_capability::Rpc {
+            r#type: t as i32,
+        })),
+    })
+    .collect()
 }
 
 fn reply<T>(rpc: &'static str, r: Result<T>) -> std::result::Result<Response<T>, Status> {
@@ -330,21 +424,36 @@ impl Node for NodeService {
         &self,
         request: Request<NodeStageVolumeRequest>,
     ) -> std::result::Result<Response<NodeStageVolumeResponse>, Status> {
-        reply("NodeStageVolume", self.stage(request.into_inner()).await.map(|()| NodeStageVolumeResponse {}))
+        reply(
+            "NodeStageVolume",
+            self.stage(request.into_inner())
+                .await
+                .map(|()| NodeStageVolumeResponse {}),
+        )
     }
 
     async fn node_unstage_volume(
         &self,
         request: Request<NodeUnstageVolumeRequest>,
     ) -> std::result::Result<Response<NodeUnstageVolumeResponse>, Status> {
-        reply("NodeUnstageVolume", self.unstage(request.into_inner()).await.map(|()| NodeUnstageVolumeResponse {}))
+        reply(
+            "NodeUnstageVolume",
+            self.unstage(request.into_inner())
+                .await
+                .map(|()| NodeUnstageVolumeResponse {}),
+        )
     }
 
     async fn node_publish_volume(
         &self,
         request: Request<NodePublishVolumeRequest>,
     ) -> std::result::Result<Response<NodePublishVolumeResponse>, Status> {
-        reply("NodePublishVolume", self.publish(request.into_inner()).await.map(|()| NodePublishVolumeResponse {}))
+        reply(
+            "NodePublishVolume",
+            self.publish(request.into_inner())
+                .await
+                .map(|()| NodePublishVolumeResponse {}),
+        )
     }
 
     async fn node_unpublish_volume(
@@ -353,7 +462,9 @@ impl Node for NodeService {
     ) -> std::result::Result<Response<NodeUnpublishVolumeResponse>, Status> {
         reply(
             "NodeUnpublishVolume",
-            self.unpublish(request.into_inner()).await.map(|()| NodeUnpublishVolumeResponse {}),
+            self.unpublish(request.into_inner())
+                .await
+                .map(|()| NodeUnpublishVolumeResponse {}),
         )
     }
 
@@ -375,7 +486,9 @@ impl Node for NodeService {
         &self,
         _request: Request<NodeGetCapabilitiesRequest>,
     ) -> std::result::Result<Response<NodeGetCapabilitiesResponse>, Status> {
-        Ok(Response::new(NodeGetCapabilitiesResponse { capabilities: caps() }))
+        Ok(Response::new(NodeGetCapabilitiesResponse {
+            capabilities: caps(),
+        }))
     }
 
     async fn node_get_info(
@@ -392,4 +505,3 @@ impl Node for NodeService {
         }))
     }
 }
-

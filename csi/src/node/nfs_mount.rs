@@ -37,10 +37,23 @@ mod tests {
     #[test]
     fn builds_the_mount_command() {
         let v = NfsVolume::new("10.0.0.5", "/srv/export", "k8s/vol-1", "delete").expect("valid");
-        let cmd = command(&v, "nfsvers=4.1, hard", &["noatime".into(), "hard".into()], Path::new("/stage/x"));
+        let cmd = command(
+            &v,
+            "nfsvers=4.1, hard",
+            &["noatime".into(), "hard".into()],
+            Path::new("/stage/x"),
+        );
         assert_eq!(
             cmd,
-            ["mount", "-t", "nfs", "-o", "nfsvers=4.1,hard,noatime", "10.0.0.5:/srv/export/k8s/vol-1", "/stage/x"]
+            [
+                "mount",
+                "-t",
+                "nfs",
+                "-o",
+                "nfsvers=4.1,hard,noatime",
+                "10.0.0.5:/srv/export/k8s/vol-1",
+                "/stage/x"
+            ]
         );
     }
 }

@@ -59,28 +59,44 @@ impl Connections {
         .await;
         drop(conf);
         let cluster = match connected {
-            Err(_) => return Err(CsiError::Unavailable(format!("connect to Ceph monitors {monitors:?}: timed out"))),
+            Err(_) => {
+                return Err(CsiError::Unavailable(format!(
+                    "connect to Ceph monitors {monitors:?}: timed out"
+                )));
+            }
             Ok(Err(e)) => return Err(CsiError::Internal(format!("connect task: {e}"))),
             Ok(Ok(Err(e))) => {
                 return Err(CsiError::Unavailable(format!(
                     "connect to Ceph monitors {monitors:?} as {}: {}",
                     creds.user,
-                    e.errno().map_or("connection failed".to_string(), |n| std::io::Error::from_raw_os_error(n).to_string())
+                    e.errno().map_or("connection failed".to_string(), |n| {
+                        std::io::Error::from_raw_os_error(n).to_string()
+                    })
                 )));
             }
             Ok(Ok(Ok(c))) => c,
         };
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, cluster.clone());
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, cluster.clone());
         Ok(cluster)
     }
 
     /// Forgets a connection that failed, so the next call reconnects.
     pub fn forget(&self, monitors: &[String], creds: &Credentials) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&cache_key(monitors, creds));
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&cache_key(monitors, creds));
     }
 
     fn lookup(&self, key: &str) -> Option<Cluster> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// Writes a ceph.conf with monitors and key; removed when the returned guard drops.
@@ -91,7 +107,12 @@ impl Connections {
 
 fn cache_key(monitors: &[String], creds: &Credentials) -> String {
     let digest = Sha256::digest(creds.key().as_bytes());
-    format!("{}|{}|{}", monitors.join(","), creds.user, hex::encode(&digest[..8]))
+    format!(
+        "{}|{}|{}",
+        monitors.join(","),
+        creds.user,
+        hex::encode(&digest[..8])
+    )
 }
 
 /// A config file that is deleted on drop.
@@ -103,11 +124,26 @@ impl Drop for TempConf {
     }
 }
 
-fn write_conf(dir: &PathBuf, counter: &AtomicU64, monitors: &[String], creds: &Credentials) -> Result<TempConf> {
+fn write_conf(
+    dir: &PathBuf,
+    counter: &AtomicU64,
+    monitors: &[String],
+    creds: &Credentials,
+) -> Result<TempConf> {
     let io = |what: &str, e: std::io::Error| CsiError::Internal(format!("{what} in {}: {e}", dir.display()));
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io("create dir", e))?;
-    if monitors.is_empty() || monitors.iter().any(|m| m.is_empty() || m.contains(['\n', ';', '#', '='])) {
-        return Err(CsiError::InvalidArgument("monitors must be a list of host:port addresses".into()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io("create dir", e))?;
+    if monitors.is_empty()
+        || monitors
+            .iter()
+            .any(|m| m.is_empty() || m.contains(['\n', ';', '#', '=']))
+    {
+        return Err(CsiError::InvalidArgument(
+            "monitors must be a list of host:port addresses".into(),
+        ));
     }
     let path = dir.join(format!(
         "ceph-{}-{}.conf",

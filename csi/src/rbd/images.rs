@@ -108,7 +108,11 @@ pub fn create(cluster: &Cluster, plan: &CreatePlan) -> Result<u64> {
     }
     let source_size = match &plan.source {
         Source::None => 0,
-        Source::Snapshot { pool: sp, image: si, snap } => {
+        Source::Snapshot {
+            pool: sp,
+            image: si,
+            snap,
+        } => {
             get_snapshot(cluster, sp, si, snap)?
                 .ok_or_else(|| CsiError::NotFound(format!("snapshot {sp}/{si}@{snap} does not exist")))?
                 .size
@@ -121,29 +125,14 @@ pub fn create(cluster: &Cluster, plan: &CreatePlan) -> Result<u64> {
             plan.limit
         )));
     }
-    let opts = plan.params.image_options()?;
-    match &plan.source {
-        Source::None => pool.create_image(&image, plan.size, &opts).map_err(err)?,
-        Source::Snapshot { pool: sp, image: si, snap } => {
-            let src_pool = cluster.pool(sp).map_err(err)?;
-            clone_from(&src_pool, si, snap, &pool, &image, &opts)?;
+    // An image whose header a crash left half-written may be listed yet not open; rbd_remove
+    // cleans such leftovers, so an EEXIST here is answered by removing it and trying once more.
+    match make(cluster, &pool, &image, plan) {
+        Err(CsiError::AlreadyExists(_)) => {
+            remove_leftover(&pool, &image)?;
+            make(cluster, &pool, &image, plan)?;
         }
-        Source::Volume { pool: sp, image: si } => {
-            let src_pool = cluster.pool(sp).map_err(err)?;
-            let tmp = format!("{TMP_PREFIX}{}", name_hash(&plan.name));
-            {
-                let mut src = src_pool.open(si, None).map_err(err)?;
-                match src.create_snapshot(&tmp) {
-                    Ok(()) => {}
-                    Err(e) if e.is_already_exists() => {}
-                    Err(e) => return Err(err(e)),
-                }
-            }
-            clone_from(&src_pool, si, &tmp, &pool, &image, &opts)?;
-            // A volume clone must not pin its source: always flatten, then drop the temp snap.
-            pool.open(&image, None).map_err(err)?.flatten().map_err(err)?;
-            remove_snapshot(&src_pool, si, &tmp)?;
-        }
+        other => other?,
     }
     let mut img = pool.open(&image, None).map_err(err)?;
     let current = img.info().map_err(err)?.size;
@@ -157,6 +146,38 @@ pub fn create(cluster: &Cluster, plan: &CreatePlan) -> Result<u64> {
     img.set_metadata(PARAMS, &fingerprint).map_err(err)?;
     img.set_metadata(COMPLETE, "1").map_err(err)?;
     Ok(img.info().map_err(err)?.size)
+}
+
+fn make(cluster: &Cluster, pool: &Pool, image: &str, plan: &CreatePlan) -> Result<()> {
+    let opts = plan.params.image_options()?;
+    match &plan.source {
+        Source::None => pool.create_image(image, plan.size, &opts).map_err(err)?,
+        Source::Snapshot {
+            pool: sp,
+            image: si,
+            snap,
+        } => {
+            let src_pool = cluster.pool(sp).map_err(err)?;
+            clone_from(&src_pool, si, snap, pool, image, &opts)?;
+        }
+        Source::Volume { pool: sp, image: si } => {
+            let src_pool = cluster.pool(sp).map_err(err)?;
+            let tmp = format!("{TMP_PREFIX}{}", name_hash(&plan.name));
+            {
+                let mut src = src_pool.open(si, None).map_err(err)?;
+                match src.create_snapshot(&tmp) {
+                    Ok(()) => {}
+                    Err(e) if e.is_already_exists() => {}
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            clone_from(&src_pool, si, &tmp, pool, image, &opts)?;
+            // A volume clone must not pin its source: always flatten, then drop the temp snap.
+            pool.open(image, None).map_err(err)?.flatten().map_err(err)?;
+            remove_snapshot(&src_pool, si, &tmp)?;
+        }
+    }
+    Ok(())
 }
 
 fn existing(img: &Image<'_>, plan: &CreatePlan, fingerprint: &str) -> Result<u64> {
@@ -207,7 +228,11 @@ fn clone_from(
 }
 
 fn remove_leftover(pool: &Pool, image: &str) -> Result<()> {
-    tracing::warn!(pool = pool.name(), image, "removing the leftover of an interrupted create");
+    tracing::warn!(
+        pool = pool.name(),
+        image,
+        "removing the leftover of an interrupted create"
+    );
     match pool.remove_image(image) {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
@@ -280,7 +305,9 @@ pub fn size(cluster: &Cluster, pool_name: &str, image: &str) -> Result<u64> {
     let pool = cluster.pool(pool_name).map_err(err)?;
     let img = pool.open_read_only(image, None).map_err(err)?;
     if img.metadata(COMPLETE).map_err(err)?.is_none() {
-        return Err(CsiError::NotFound(format!("volume {pool_name}/{image} is not complete")));
+        return Err(CsiError::NotFound(format!(
+            "volume {pool_name}/{image} is not complete"
+        )));
     }
     Ok(img.info().map_err(err)?.size)
 }
@@ -300,8 +327,12 @@ pub fn expand(cluster: &Cluster, pool_name: &str, image: &str, size: u64) -> Res
 /// Complete volumes (image name, size) in a pool, sorted by name.
 pub fn list(cluster: &Cluster, pool_name: &str) -> Result<Vec<(String, u64)>> {
     let pool = cluster.pool(pool_name).map_err(err)?;
-    let mut names: Vec<String> =
-        pool.list_images().map_err(err)?.into_iter().filter(|n| n.starts_with(IMAGE_PREFIX)).collect();
+    let mut names: Vec<String> = pool
+        .list_images()
+        .map_err(err)?
+        .into_iter()
+        .filter(|n| n.starts_with(IMAGE_PREFIX))
+        .collect();
     names.sort();
     let mut out = Vec::new();
     for n in names {
@@ -377,7 +408,12 @@ pub fn list_snapshots(cluster: &Cluster, pool_name: &str, image: Option<&str>) -
     let pool = cluster.pool(pool_name).map_err(err)?;
     let images = match image {
         Some(i) => vec![i.to_string()],
-        None => pool.list_images().map_err(err)?.into_iter().filter(|n| n.starts_with(IMAGE_PREFIX)).collect(),
+        None => pool
+            .list_images()
+            .map_err(err)?
+            .into_iter()
+            .filter(|n| n.starts_with(IMAGE_PREFIX))
+            .collect(),
     };
     let mut out = Vec::new();
     for i in images {

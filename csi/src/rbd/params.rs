@@ -51,7 +51,9 @@ impl RbdParams {
         }
         let feats = get("imageFeatures").unwrap_or("layering");
         features::parse(feats).map_err(invalid)?;
-        let fs_type = get("csi.storage.k8s.io/fstype").or(get("fsType")).unwrap_or("ext4");
+        let fs_type = get("csi.storage.k8s.io/fstype")
+            .or(get("fsType"))
+            .unwrap_or("ext4");
         if !["ext4", "xfs", "ext3"].contains(&fs_type) {
             return Err(invalid(format!("fstype {fs_type:?}: ext4, ext3 or xfs")));
         }
