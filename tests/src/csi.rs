@@ -242,20 +242,16 @@ pub async fn channel(socket: &Path) -> Result<Channel, HarnessError> {
         .map_err(|e| harness(&format!("connect {}", socket.display()), e))
 }
 
+/// Driver config, StorageClass parameters, secrets.
+pub type RbdSetup = (
+    serde_json::Value,
+    HashMap<String, String>,
+    HashMap<String, String>,
+);
+
 /// The driver config, StorageClass parameters and secrets for RBD volumes in `pool` on the
 /// shared test Ceph; the admin key is written to `key_file` for the driver's read-only calls.
-pub fn rbd_setup(
-    ceph: &crate::Ceph,
-    pool: &str,
-    key_file: &Path,
-) -> Result<
-    (
-        serde_json::Value,
-        HashMap<String, String>,
-        HashMap<String, String>,
-    ),
-    HarnessError,
-> {
+pub fn rbd_setup(ceph: &crate::Ceph, pool: &str, key_file: &Path) -> Result<RbdSetup, HarnessError> {
     let key = ceph.admin_key()?;
     std::fs::write(key_file, &key).map_err(|e| HarnessError::io("write key file", e))?;
     let config = serde_json::json!({

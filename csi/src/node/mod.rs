@@ -61,10 +61,11 @@ impl NodeService {
         let id = VolumeId::parse(volume_id)
             .map_err(|_| CsiError::NotFound(format!("volume {volume_id:?} does not exist")))?;
         let _guard = self.driver.inflight.claim(volume_id.to_string())?;
-        if let Some(rec) = state::load(self.state_dir(), volume_id)? {
-            if rec.staging == staging && (rec.block || is_mounted(&staging)?) {
-                return Ok(());
-            }
+        if let Some(rec) = state::load(self.state_dir(), volume_id)?
+            && rec.staging == staging
+            && (rec.block || is_mounted(&staging)?)
+        {
+            return Ok(());
         }
         match id {
             VolumeId::Nfs(v) => {
@@ -214,11 +215,11 @@ impl NodeService {
         };
         let t = path_str(&target);
         run("mount", &["--bind", &source, &t]).await?;
-        if req.readonly {
-            if let Err(e) = run("mount", &["-o", "remount,bind,ro", &t]).await {
-                let _ = run("umount", &[&t]).await;
-                return Err(e);
-            }
+        if req.readonly
+            && let Err(e) = run("mount", &["-o", "remount,bind,ro", &t]).await
+        {
+            let _ = run("umount", &[&t]).await;
+            return Err(e);
         }
         Ok(())
     }
