@@ -137,7 +137,13 @@ async fn main() {
     let ceph = lifeboat_tests::ceph().expect("test Ceph");
     let pool = ceph.new_pool("bench-csi").expect("pool");
     let keydir = tempfile::tempdir().expect("temp dir");
-    let (config, params, secrets) = rbd_setup(ceph, &pool, &keydir.path().join("key")).expect("setup");
+    let (config, mut params, secrets) = rbd_setup(ceph, &pool, &keydir.path().join("key")).expect("setup");
+    // The features `rbd create` uses by default in Ceph 16, so both sides make the same images
+    // (object-map is what makes removing a never-written image cheap).
+    params.insert(
+        "imageFeatures".into(),
+        "layering,exclusive-lock,object-map,fast-diff,deep-flatten".into(),
+    );
     let exe = std::env::current_exe().expect("current exe");
     let driver_bin = exe.with_file_name("csi-driver");
     let driver = CsiDriver::start(
