@@ -77,15 +77,23 @@ fn code<T: std::fmt::Debug>(r: std::result::Result<T, tonic::Status>) -> Code {
     }
 }
 
-/// Creates, retrying ABORTED as a CO does.
+/// Creates, retrying ABORTED and UNAVAILABLE with backoff as a CO does (for up to 2 minutes:
+/// a killed driver's watch on a half-made image lasts the OSD watch timeout, 30 s).
 async fn create_retrying(
     c: &mut controller_client::ControllerClient<tonic::transport::Channel>,
     req: CreateVolumeRequest,
 ) -> Result<Volume> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         match c.create_volume(req.clone()).await {
             Ok(r) => return r.into_inner().volume.context("no volume"),
-            Err(s) if s.code() == Code::Aborted => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(s)
+                if matches!(s.code(), Code::Aborted | Code::Unavailable)
+                    && std::time::Instant::now() < deadline =>
+            {
+                let pause = if s.code() == Code::Aborted { 20 } else { 1000 };
+                tokio::time::sleep(Duration::from_millis(pause)).await
+            }
             Err(s) => anyhow::bail!("create {}: {s}", req.name),
         }
     }

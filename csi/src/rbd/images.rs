@@ -236,6 +236,12 @@ fn remove_leftover(pool: &Pool, image: &str) -> Result<()> {
     match pool.remove_image(image) {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
+        // A crashed driver's watch on the header outlives it by the OSD watch timeout (30 s by
+        // default): retryable, and the retry that comes after it removes the leftover.
+        Err(e) if e.is_busy() => Err(CsiError::Unavailable(format!(
+            "the leftover {}/{image} of an interrupted create is still watched by a dead client; retry shortly",
+            pool.name()
+        ))),
         Err(e) => Err(err(e)),
     }
 }
@@ -276,6 +282,14 @@ pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<()> {
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(err(e)),
     };
+    // The common case (no snapshots) costs one call; snapshots make librbd refuse, and only
+    // then are they looked at.
+    match pool.remove_image(image) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) if e.is_busy() => {}
+        Err(e) => return Err(err(e)),
+    }
     let snaps = match pool.open(image, None) {
         Ok(img) => img.snapshots().map_err(err)?,
         Err(e) if e.is_not_found() => return Ok(()),
