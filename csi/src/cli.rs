@@ -38,9 +38,9 @@ pub struct Args {
     /// Topology segment of this node, `key=value` (repeatable).
     #[arg(long = "topology")]
     topology: Vec<String>,
-    /// Deadline for one RPC's NFS work, in seconds.
-    #[arg(long, default_value_t = 60)]
-    nfs_timeout_secs: u64,
+    /// Deadline for one RPC's NFS work, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    nfs_timeout_ms: u64,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -88,7 +88,7 @@ pub async fn run(args: Args) -> Result<(), BoxError> {
         config,
         state_dir: args.state_dir,
         mapper: args.mapper,
-        nfs_timeout: Duration::from_secs(args.nfs_timeout_secs),
+        nfs_timeout: Duration::from_millis(args.nfs_timeout_ms),
     });
     let shutdown = async {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -369,3 +369,55 @@ async fn snapshot_restore_and_clone_copy_the_tree() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_timed_out_nfs_call_does_not_poison_the_next() -> Result<()> {
+    // 300 ms for a whole RPC's NFS work: copying 256 MiB through the userspace client cannot
+    // finish in it; making a directory can.
+    let e = env("csi-nfs-timeout", vec!["--nfs-timeout-ms".into(), "300".into()]).await?;
+    let mut c = e.driver.clients().await?.controller;
+    let v = c
+        .create_volume(e.req("big", "delete"))
+        .await?
+        .into_inner()
+        .volume
+        .context("v")?;
+    let chunk: Vec<u8> = (0..(1 << 20)).map(|i| (i % 253) as u8).collect();
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(e.local(&v).join("big.bin"))?;
+        for _ in 0..256 {
+            f.write_all(&chunk)?;
+        }
+    }
+    let started = std::time::Instant::now();
+    let r = c
+        .create_snapshot(CreateSnapshotRequest {
+            source_volume_id: v.volume_id.clone(),
+            name: "too-slow".into(),
+            ..Default::default()
+        })
+        .await;
+    ensure!(code(r) == Code::Unavailable);
+    ensure!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The next calls to the same server, on the same driver, work.
+    let small = c
+        .create_volume(e.req("small", "delete"))
+        .await?
+        .into_inner()
+        .volume
+        .context("v")?;
+    ensure!(e.local(&small).is_dir());
+    for id in [small.volume_id, v.volume_id] {
+        c.delete_volume(DeleteVolumeRequest {
+            volume_id: id,
+            secrets: HashMap::new(),
+        })
+        .await?;
+    }
+    Ok(())
+}

@@ -13,12 +13,9 @@ use crate::error::{CsiError, Result};
 use crate::ids::name_hash;
 use crate::rbd::params::{CloneMode, RbdParams};
 
-/// Metadata key holding the CO's request name.
-pub const NAME: &str = "lifeboat.csi.name";
-/// Metadata key holding the parameters fingerprint.
-pub const PARAMS: &str = "lifeboat.csi.params";
-/// Metadata key written last by a successful create.
-pub const COMPLETE: &str = "lifeboat.csi.complete";
+/// Metadata key written last by a successful create, in one write: the CO's request name and
+/// the parameters fingerprint, as JSON `{"name": …, "params": …}`.
+pub const COMPLETE: &str = "lifeboat.csi.volume";
 /// Prefix of every image this driver creates.
 pub const IMAGE_PREFIX: &str = "csi-vol-";
 /// Prefix of every CSI snapshot.
@@ -142,9 +139,8 @@ pub fn create(cluster: &Cluster, plan: &CreatePlan) -> Result<u64> {
     if matches!(plan.source, Source::Snapshot { .. }) && plan.params.clone_mode == CloneMode::Flatten {
         img.flatten().map_err(err)?;
     }
-    img.set_metadata(NAME, &plan.name).map_err(err)?;
-    img.set_metadata(PARAMS, &fingerprint).map_err(err)?;
-    img.set_metadata(COMPLETE, "1").map_err(err)?;
+    let record = serde_json::json!({"name": plan.name, "params": fingerprint}).to_string();
+    img.set_metadata(COMPLETE, &record).map_err(err)?;
     Ok(img.info().map_err(err)?.size)
 }
 
@@ -182,8 +178,10 @@ fn make(cluster: &Cluster, pool: &Pool, image: &str, plan: &CreatePlan) -> Resul
 
 fn existing(img: &Image<'_>, plan: &CreatePlan, fingerprint: &str) -> Result<u64> {
     let size = img.info().map_err(err)?.size;
-    let name = img.metadata(NAME).map_err(err)?.unwrap_or_default();
-    let params = img.metadata(PARAMS).map_err(err)?.unwrap_or_default();
+    let record: serde_json::Value =
+        serde_json::from_str(&img.metadata(COMPLETE).map_err(err)?.unwrap_or_default()).unwrap_or_default();
+    let name = record["name"].as_str().unwrap_or_default();
+    let params = record["params"].as_str().unwrap_or_default();
     if name != plan.name {
         return Err(CsiError::AlreadyExists(format!(
             "image {} belongs to another volume name",
