@@ -421,3 +421,52 @@ async fn a_timed_out_nfs_call_does_not_poison_the_next() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_second_operation_on_a_busy_volume_is_aborted() -> Result<()> {
+    let e = env("csi-nfs-inflight", vec![]).await?;
+    let mut c = e.driver.clients().await?.controller;
+    let v = c
+        .create_volume(e.req("busy", "delete"))
+        .await?
+        .into_inner()
+        .volume
+        .context("v")?;
+    {
+        use std::io::Write;
+        let chunk = vec![1u8; 1 << 20];
+        let mut f = std::fs::File::create(e.local(&v).join("big.bin"))?;
+        for _ in 0..256 {
+            f.write_all(&chunk)?;
+        }
+    }
+    // A slow snapshot (a 256 MiB copy) holds the volume; a delete meanwhile is ABORTED.
+    let mut slow = c.clone();
+    let snap_req = CreateSnapshotRequest {
+        source_volume_id: v.volume_id.clone(),
+        name: "slow".into(),
+        ..Default::default()
+    };
+    let snapshot = tokio::spawn(async move { slow.create_snapshot(snap_req).await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let del = DeleteVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        secrets: HashMap::new(),
+    };
+    let r = c.delete_volume(del.clone()).await;
+    let finished_first = snapshot.is_finished();
+    let snap = snapshot.await??.into_inner().snapshot.context("snapshot")?;
+    if finished_first {
+        eprintln!("SKIPPED the ABORTED check: the snapshot finished within 100 ms");
+    } else {
+        ensure!(code(r) == Code::Aborted);
+    }
+    c.delete_snapshot(DeleteSnapshotRequest {
+        snapshot_id: snap.snapshot_id,
+        secrets: HashMap::new(),
+    })
+    .await?;
+    c.delete_volume(del).await?;
+    ensure!(!e.local(&v).exists());
+    Ok(())
+}
