@@ -128,6 +128,19 @@ async fn identity_and_capabilities() -> Result<()> {
     ensure!(ctrl.capabilities.len() == 9, "{ctrl:?}");
     // Controller mode serves no Node service.
     ensure!(code(c.node.node_get_info(NodeGetInfoRequest {}).await) == Code::Unimplemented);
+
+    // Probe really asks: a cluster whose monitors do not answer makes it fail.
+    let dead = CsiDriver::start(
+        env!("CARGO_BIN_EXE_csi-driver"),
+        DriverOptions {
+            config: serde_json::json!({"rbd": [{"clusterID": "dead", "monitors": ["127.0.0.1:1"]}]}),
+            mode: "controller",
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut id = dead.clients().await?.identity;
+    ensure!(code(id.probe(ProbeRequest {}).await) == Code::FailedPrecondition);
     Ok(())
 }
 
