@@ -644,3 +644,39 @@ impl Controller for ControllerService {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_tokens_and_refuse_forged_ones() {
+        let ids: Vec<String> = (0..5).map(|i| format!("rbd:c:p:csi-vol-{i}")).collect();
+        let (p1, t1) = paginate(ids.clone(), None, 2, |s| s.clone());
+        assert_eq!(p1, ids[..2]);
+        let after = decode_token(&t1, |t| VolumeId::parse(t).is_ok()).expect("token");
+        let (p2, _) = paginate(ids.clone(), after.as_deref(), 0, |s| s.clone());
+        assert_eq!(p2, ids[2..]);
+        for bad in ["zz", "00", &hex::encode("rbd:only:three")] {
+            assert!(matches!(
+                decode_token(bad, |t| VolumeId::parse(t).is_ok()),
+                Err(CsiError::BadToken(_))
+            ));
+        }
+        let (all, t) = paginate(ids.clone(), None, 5, |s| s.clone());
+        assert_eq!((all.len(), t.as_str()), (5, ""));
+    }
+
+    #[test]
+    fn backend_comes_from_the_parameters() {
+        let p = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(backend_of(&p(&[("pool", "x")])).ok(), Some(Backend::Rbd));
+        assert_eq!(backend_of(&p(&[("server", "x")])).ok(), Some(Backend::Nfs));
+        assert_eq!(
+            backend_of(&p(&[("backend", "nfs"), ("pool", "x")])).ok(),
+            Some(Backend::Nfs)
+        );
+        assert!(backend_of(&p(&[("backend", "gluster")])).is_err());
+        assert!(backend_of(&p(&[])).is_err());
+    }
+}
