@@ -16,6 +16,8 @@ packages=(
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils
   # tools the tests and benchmarks call
   openssl age zstd restic util-linux procps time
+  # CSI node tests: filesystems made and grown on RBD images
+  e2fsprogs xfsprogs
 )
 
 missing=()

@@ -296,6 +296,59 @@ impl<'p> Image<'p> {
         }
     }
 
+    /// Reads an image metadata value (`rbd image-meta get`); `None` when the key is absent.
+    pub fn metadata(&self, key: &str) -> Result<Option<String>, RbdError> {
+        let c_key = cstring("metadata key", key)?;
+        let mut len: usize = 256;
+        loop {
+            let mut buf = vec![0u8; len];
+            let mut got = len;
+            // SAFETY: live handle; `buf` is writable for `got` bytes; librbd sets `got` to the
+            // length it needs (with -ERANGE) or wrote, including the NUL.
+            let ret =
+                unsafe { ffi::rbd_metadata_get(self.raw, c_key.as_ptr(), buf.as_mut_ptr().cast(), &mut got) };
+            if ret == -libc::ERANGE && got > len {
+                len = got;
+                continue;
+            }
+            if ret == -libc::ENOENT {
+                return Ok(None);
+            }
+            check(ret.into(), "get image metadata", || {
+                format!("{} {key}", self.spec())
+            })?;
+            buf.truncate(got.min(len));
+            if let Some(nul) = buf.iter().position(|b| *b == 0) {
+                buf.truncate(nul);
+            }
+            return Ok(Some(String::from_utf8_lossy(&buf).into_owned()));
+        }
+    }
+
+    /// Sets an image metadata value (`rbd image-meta set`).
+    pub fn set_metadata(&mut self, key: &str, value: &str) -> Result<(), RbdError> {
+        let c_key = cstring("metadata key", key)?;
+        let c_value = cstring("metadata value", value)?;
+        // SAFETY: live handle; both strings outlive the call.
+        let ret = unsafe { ffi::rbd_metadata_set(self.raw, c_key.as_ptr(), c_value.as_ptr()) };
+        check(ret.into(), "set image metadata", || {
+            format!("{} {key}", self.spec())
+        })
+        .map(|_| ())
+    }
+
+    /// When a snapshot was taken, in seconds since the Unix epoch.
+    pub fn snapshot_timestamp(&self, snap_id: u64) -> Result<i64, RbdError> {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: live handle; `ts` is a writable timespec.
+        let ret = unsafe { ffi::rbd_snap_get_timestamp(self.raw, snap_id, &mut ts) };
+        check(ret.into(), "get snapshot timestamp", || self.spec())?;
+        Ok(ts.tv_sec)
+    }
+
     /// Reads `buf.len()` bytes at `offset`; returns how many were read.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, RbdError> {
         // SAFETY: live handle; `buf` is writable for its whole length.

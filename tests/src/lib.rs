@@ -13,6 +13,7 @@
 //! ```
 
 pub mod bench;
+pub mod csi;
 pub mod faults;
 pub mod kube;
 pub mod process;

@@ -1,0 +1,78 @@
+//! One error type for every RPC, mapped to the gRPC code the CSI spec asks for.
+
+use lifeboat_rbd::RbdError;
+
+/// Why an RPC failed. The variant picks the gRPC code; the message never carries secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum CsiError {
+    /// A required field is missing or a value is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The volume, snapshot or path does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The name is taken by something incompatible with the request.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The capacity cannot be satisfied.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The object is in a state that forbids the operation (snapshots, children, in use).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Another operation on the same volume or name is running; the CO retries.
+    #[error("an operation on {0} is already in flight")]
+    Aborted(String),
+    /// A ListVolumes/ListSnapshots token this driver did not hand out.
+    #[error("invalid starting token {0:?}")]
+    BadToken(String),
+    /// The backend did not answer in time or could not be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The RPC or capability is not offered.
+    #[error("{0}")]
+    Unimplemented(String),
+    /// Anything else: a failed command, an unexpected backend answer.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl CsiError {
+    /// Wraps a librbd/librados failure, choosing the meaning from its errno.
+    pub fn rbd(e: RbdError) -> Self {
+        let text = e.to_string();
+        match e.errno() {
+            Some(libc::ENOENT) => CsiError::NotFound(text),
+            Some(libc::EEXIST) => CsiError::AlreadyExists(text),
+            Some(libc::EBUSY) | Some(libc::ENOTEMPTY) => CsiError::FailedPrecondition(text),
+            Some(libc::ETIMEDOUT) | Some(libc::ECONNREFUSED) => CsiError::Unavailable(text),
+            None => CsiError::Unavailable(text),
+            Some(_) => CsiError::Internal(text),
+        }
+    }
+}
+
+impl From<CsiError> for tonic::Status {
+    fn from(e: CsiError) -> Self {
+        let message = e.to_string();
+        match e {
+            CsiError::InvalidArgument(_) => tonic::Status::invalid_argument(message),
+            CsiError::NotFound(_) => tonic::Status::not_found(message),
+            CsiError::AlreadyExists(_) => tonic::Status::already_exists(message),
+            CsiError::OutOfRange(_) => tonic::Status::out_of_range(message),
+            CsiError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
+            CsiError::Aborted(_) | CsiError::BadToken(_) => tonic::Status::aborted(message),
+            CsiError::Unavailable(_) => tonic::Status::unavailable(message),
+            CsiError::Unimplemented(_) => tonic::Status::unimplemented(message),
+            CsiError::Internal(_) => tonic::Status::internal(message),
+        }
+    }
+}
+
+/// Shorthand for the driver's results.
+pub type Result<T> = std::result::Result<T, CsiError>;
+
+/// Builds an `InvalidArgument` error.
+pub fn invalid(msg: impl Into<String>) -> CsiError {
+    CsiError::InvalidArgument(msg.into())
+}

@@ -1,0 +1,279 @@
+//! The NFS backend: one directory per volume on an existing export, made and removed through
+//! a userspace NFSv3 client, so the controller needs no mount and no privileges.
+//!
+//! Layout under `<share>/<baseDir>`: volumes `vol-<hash of name>`, snapshots in
+//! `.lifeboat-snapshots/snap-<hash of name>`, archived volumes `archived-vol-…-<unix time>`.
+//! Copies (snapshots, clones, restores) go to a `.tmp` name first and are renamed into place,
+//! so an interrupted copy is never mistaken for a finished one: the retry removes it and
+//! copies again. Capacity is best effort: NFS has no per-directory quota here, the
+//! requested size is reported back and not enforced.
+
+pub mod client;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::error::{CsiError, Result, invalid};
+use crate::ids::{NfsVolume, check_name, check_rel_path, name_hash};
+use client::{Kind, Session};
+
+/// Where snapshots live, below the base directory.
+pub const SNAP_DIR: &str = ".lifeboat-snapshots";
+
+/// Parsed NFS StorageClass parameters.
+#[derive(Debug, Clone)]
+pub struct NfsParams {
+    /// Server address.
+    pub server: String,
+    /// Exported path.
+    pub share: String,
+    /// Directory below the share that holds the volumes ("" for the share itself).
+    pub base_dir: String,
+    /// `delete`, `retain` or `archive`.
+    pub on_delete: String,
+    /// Mount options for nodes.
+    pub mount_options: String,
+}
+
+impl NfsParams {
+    /// Parses `server`, `share`, `baseDir`, `onDelete` and `mountOptions`.
+    pub fn parse(p: &HashMap<String, String>) -> Result<Self> {
+        let get = |k: &str| p.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let server = get("server").ok_or_else(|| invalid("parameter server is required"))?;
+        let share = get("share").ok_or_else(|| invalid("parameter share is required"))?;
+        let base_dir = get("baseDir").unwrap_or("").trim_matches('/');
+        if !base_dir.is_empty() {
+            check_rel_path("baseDir", base_dir)?;
+        }
+        let on_delete = get("onDelete").unwrap_or("delete");
+        // Validates server, share and policy the same way ids are checked.
+        NfsVolume::new(server, share, "x", on_delete)?;
+        Ok(Self {
+            server: server.into(),
+            share: share.into(),
+            base_dir: base_dir.into(),
+            on_delete: on_delete.into(),
+            mount_options: get("mountOptions").unwrap_or("").into(),
+        })
+    }
+
+    /// The id of the volume a CreateVolume name maps to.
+    pub fn volume_for(&self, request_name: &str) -> Result<NfsVolume> {
+        let dir = join(&self.base_dir, &format!("vol-{}", name_hash(request_name)));
+        NfsVolume::new(&self.server, &self.share, &dir, &self.on_delete)
+    }
+}
+
+fn join(base: &str, name: &str) -> String {
+    if base.is_empty() {
+        name.to_string()
+    } else {
+        format!("{base}/{name}")
+    }
+}
+
+/// Splits `a/b/vol-x` into (`a/b`, `vol-x`).
+fn split(dir: &str) -> (&str, &str) {
+    dir.rsplit_once('/').unwrap_or(("", dir))
+}
+
+/// The NFS operations, each on its own session and under one deadline.
+#[derive(Clone)]
+pub struct NfsBackend {
+    /// Deadline for one whole RPC's NFS work.
+    pub timeout: Duration,
+}
+
+impl NfsBackend {
+    async fn with_session<T, F>(&self, vol: &NfsVolume, f: F) -> Result<T>
+    where
+        F: for<'a> FnOnce(&'a mut Session) -> std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>,
+    {
+        let work = async {
+            let mut s = Session::connect(&vol.server, &vol.share).await?;
+            let out = f(&mut s).await;
+            s.close().await;
+            out
+        };
+        tokio::time::timeout(self.timeout, work).await.map_err(|_| {
+            CsiError::Unavailable(format!(
+                "NFS server {}:{} did not answer within {:?}",
+                vol.server, vol.share, self.timeout
+            ))
+        })?
+    }
+
+    /// Creates the volume directory (empty, or a copy of a snapshot or another volume).
+    pub async fn create(&self, vol: &NfsVolume, source: Option<NfsSource>) -> Result<()> {
+        let (base, name) = split(&vol.dir);
+        let (base, name) = (base.to_string(), name.to_string());
+        self.with_session(vol, move |s| {
+            Box::pin(async move {
+                let base_fh = s.walk(&base).await?.ok_or_else(|| {
+                    CsiError::NotFound(format!("baseDir {base:?} does not exist on the share"))
+                })?;
+                if let Some((_, k)) = s.lookup(&base_fh, &name).await? {
+                    return if k == Kind::Dir {
+                        Ok(())
+                    } else {
+                        Err(CsiError::AlreadyExists(format!(
+                            "{name} exists and is not a directory"
+                        )))
+                    };
+                }
+                match source {
+                    None => {
+                        s.mkdir(&base_fh, &name).await?;
+                    }
+                    Some(src) => {
+                        let src_fh = s.walk(&src.dir).await?.ok_or_else(|| {
+                            CsiError::NotFound(format!("source {} does not exist", src.dir))
+                        })?;
+                        copy_then_rename(s, &src_fh, &base_fh, &name).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Applies the volume's onDelete policy. Only `<dir>` itself is ever touched.
+    pub async fn delete(&self, vol: &NfsVolume) -> Result<()> {
+        if vol.on_delete == "retain" {
+            return Ok(());
+        }
+        let (base, name) = split(&vol.dir);
+        let (base, name, policy) = (base.to_string(), name.to_string(), vol.on_delete.clone());
+        check_name("volume directory", &name)?;
+        self.with_session(vol, move |s| {
+            Box::pin(async move {
+                let Some(base_fh) = s.walk(&base).await? else {
+                    return Ok(());
+                };
+                match s.lookup(&base_fh, &name).await? {
+                    None => return Ok(()),
+                    Some((_, Kind::Dir)) => {}
+                    Some(_) => {
+                        return Err(CsiError::FailedPrecondition(format!(
+                            "{name} is not a directory; refusing to touch it"
+                        )));
+                    }
+                }
+                if policy == "archive" {
+                    let secs = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    s.rename(&base_fh, &name, &base_fh, &format!("archived-{name}-{secs}"))
+                        .await
+                } else {
+                    s.remove_tree(&base_fh, &name).await
+                }
+            })
+        })
+        .await
+    }
+
+    /// True if the volume directory exists.
+    pub async fn exists(&self, vol: &NfsVolume) -> Result<bool> {
+        let dir = vol.dir.clone();
+        self.with_session(vol, move |s| {
+            Box::pin(async move { Ok(s.walk(&dir).await?.is_some()) })
+        })
+        .await
+    }
+
+    /// Copies the volume into `.lifeboat-snapshots/<snap>` next to it.
+    pub async fn snapshot(&self, vol: &NfsVolume, snap: &str) -> Result<()> {
+        let (base, _) = split(&vol.dir);
+        let (base, dir, snap) = (base.to_string(), vol.dir.clone(), snap.to_string());
+        self.with_session(vol, move |s| {
+            Box::pin(async move {
+                let src = s
+                    .walk(&dir)
+                    .await?
+                    .ok_or_else(|| CsiError::NotFound(format!("volume {dir} does not exist")))?;
+                let base_fh = s
+                    .walk(&base)
+                    .await?
+                    .ok_or_else(|| CsiError::NotFound(format!("{base} is gone")))?;
+                let snaps = s.mkdir(&base_fh, SNAP_DIR).await?;
+                if s.lookup(&snaps, &snap).await?.is_some() {
+                    return Ok(());
+                }
+                copy_then_rename(s, &src, &snaps, &snap).await
+            })
+        })
+        .await
+    }
+
+    /// Removes a snapshot directory (absent is fine).
+    pub async fn delete_snapshot(&self, vol: &NfsVolume, snap: &str) -> Result<()> {
+        check_name("snapshot", snap)?;
+        let (base, _) = split(&vol.dir);
+        let (snaps, snap) = (join(base, SNAP_DIR), snap.to_string());
+        self.with_session(vol, move |s| {
+            Box::pin(async move {
+                let Some(fh) = s.walk(&snaps).await? else {
+                    return Ok(());
+                };
+                s.remove_tree(&fh, &snap).await
+            })
+        })
+        .await
+    }
+
+    /// True if the snapshot directory exists.
+    pub async fn snapshot_exists(&self, vol: &NfsVolume, snap: &str) -> Result<bool> {
+        let (base, _) = split(&vol.dir);
+        let path = join(&join(base, SNAP_DIR), snap);
+        self.with_session(vol, move |s| {
+            Box::pin(async move { Ok(s.walk(&path).await?.is_some()) })
+        })
+        .await
+    }
+
+    /// Free bytes on the export (best effort).
+    pub async fn available(&self, vol: &NfsVolume) -> Result<u64> {
+        self.with_session(vol, |s| Box::pin(async move { Ok(s.fsstat().await?.0) }))
+            .await
+    }
+
+    /// Checks the server answers a mount and a root lookup.
+    pub async fn probe(&self, vol: &NfsVolume) -> Result<()> {
+        self.with_session(vol, |s| {
+            Box::pin(async move { s.list(&s.root()).await.map(|_| ()) })
+        })
+        .await
+    }
+}
+
+/// Where an NFS copy comes from: a directory below the share.
+#[derive(Debug, Clone)]
+pub struct NfsSource {
+    /// Relative path of the source directory.
+    pub dir: String,
+}
+
+impl NfsSource {
+    /// The directory of snapshot `snap` taken of `vol`.
+    pub fn snapshot(vol: &NfsVolume, snap: &str) -> Self {
+        let (base, _) = split(&vol.dir);
+        Self {
+            dir: join(&join(base, SNAP_DIR), snap),
+        }
+    }
+}
+
+async fn copy_then_rename(
+    s: &mut Session,
+    src: &nfs3_client::nfs3_types::nfs3::nfs_fh3,
+    parent: &nfs3_client::nfs3_types::nfs3::nfs_fh3,
+    name: &str,
+) -> Result<()> {
+    let tmp = format!("{name}.tmp");
+    s.remove_tree(parent, &tmp).await?;
+    s.copy_tree(src, parent, &tmp).await?;
+    s.rename(parent, &tmp, parent, name).await
+}

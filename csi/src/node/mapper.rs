@@ -1,0 +1,173 @@
+//! Exposing an RBD image as a block device on this node.
+//!
+//! Production nodes use the kernel client (`rbd map`). Where the kernel has no rbd module
+//! (as on the CI machines), the image is exposed as a file by `rbd-fuse` and attached to a
+//! loop device, which gives a real block device backed by the real image.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{CsiError, Result};
+use crate::node::exec::{run, run_env};
+use crate::rbd::connect::TempConf;
+
+/// How images are mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum MapperKind {
+    /// krbd when the kernel has it, rbd-fuse + loop otherwise.
+    Auto,
+    /// The kernel RBD client.
+    Krbd,
+    /// rbd-fuse plus a loop device.
+    Fuse,
+}
+
+impl MapperKind {
+    /// Resolves `Auto` on this machine.
+    pub fn resolve(self) -> MapperKind {
+        match self {
+            MapperKind::Auto if Path::new("/sys/bus/rbd").exists() => MapperKind::Krbd,
+            MapperKind::Auto => MapperKind::Fuse,
+            other => other,
+        }
+    }
+}
+
+/// A mapped image.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Mapped {
+    /// The mapper used.
+    pub kind: MapperKind,
+    /// The block device.
+    pub device: String,
+    /// The rbd-fuse mount directory, for the fuse mapper.
+    pub fuse_dir: Option<PathBuf>,
+    /// The image file behind the loop device, for the fuse mapper.
+    pub backing: Option<String>,
+}
+
+/// What to map.
+pub struct MapRequest<'a> {
+    /// Pool of the image.
+    pub pool: &'a str,
+    /// The image.
+    pub image: &'a str,
+    /// cephx user.
+    pub user: &'a str,
+    /// A config file with monitors and key, alive for the duration of the call.
+    pub conf: &'a TempConf,
+    /// Directory for the fuse mount.
+    pub fuse_dir: PathBuf,
+}
+
+/// Maps the image with `kind` (already resolved).
+pub async fn map(kind: MapperKind, req: &MapRequest<'_>) -> Result<Mapped> {
+    let conf = req.conf.0.to_string_lossy().to_string();
+    match kind {
+        MapperKind::Krbd | MapperKind::Auto => {
+            let spec = format!("{}/{}", req.pool, req.image);
+            let device = run("rbd", &["map", &spec, "-c", &conf, "--id", req.user]).await?;
+            Ok(Mapped {
+                kind: MapperKind::Krbd,
+                device,
+                fuse_dir: None,
+                backing: None,
+            })
+        }
+        MapperKind::Fuse => {
+            let dir = &req.fuse_dir;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| CsiError::Internal(format!("create {}: {e}", dir.display())))?;
+            let image_file = dir.join(req.image);
+            if !crate::node::exec::is_mounted(dir)? {
+                let d = dir.to_string_lossy().to_string();
+                let args = format!("--id {}", req.user);
+                run_env(
+                    "rbd-fuse",
+                    &["-c", &conf, "-p", req.pool, "-r", req.image, &d],
+                    &[("CEPH_ARGS", &args)],
+                )
+                .await?;
+            }
+            wait_for(&image_file).await?;
+            let file = image_file.to_string_lossy().to_string();
+            let device = match find_loop(&file).await? {
+                Some(d) => d,
+                None => run("losetup", &["-f", "--show", "--direct-io=off", &file]).await?,
+            };
+            Ok(Mapped {
+                kind: MapperKind::Fuse,
+                device,
+                fuse_dir: Some(dir.clone()),
+                backing: Some(file),
+            })
+        }
+    }
+}
+
+async fn wait_for(path: &Path) -> Result<()> {
+    for _ in 0..100 {
+        if path.exists() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(CsiError::Internal(format!(
+        "rbd-fuse did not expose {}",
+        path.display()
+    )))
+}
+
+async fn find_loop(file: &str) -> Result<Option<String>> {
+    let out = run("losetup", &["-j", file, "-O", "NAME", "-n"]).await?;
+    Ok(out
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty()))
+}
+
+/// Undoes [`map`]; safe to repeat.
+pub async fn unmap(m: &Mapped) -> Result<()> {
+    match m.kind {
+        MapperKind::Krbd | MapperKind::Auto => {
+            if Path::new(&m.device).exists() {
+                run("rbd", &["unmap", &m.device]).await?;
+            }
+        }
+        MapperKind::Fuse => {
+            // Detach only a loop device still backed by this image: the number may have been
+            // reused by another volume since.
+            if let Some(file) = &m.backing
+                && let Some(dev) = find_loop(file).await.ok().flatten()
+            {
+                run("losetup", &["-d", &dev]).await?;
+            }
+            if let Some(dir) = &m.fuse_dir {
+                // The loop device lets go of the image file asynchronously after detaching.
+                let d = dir.to_string_lossy().to_string();
+                let mut tries = 0;
+                while crate::node::exec::is_mounted(dir)? {
+                    match run("umount", &[&d]).await {
+                        Ok(_) => {}
+                        Err(e) if tries >= 50 => return Err(e),
+                        Err(_) => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the block device notice the image grew.
+pub async fn refresh_size(m: &Mapped) -> Result<()> {
+    if m.kind == MapperKind::Fuse {
+        run("losetup", &["-c", &m.device]).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,464 @@
+//! Blocking image operations behind the controller RPCs. Each is idempotent: a retry after a
+//! crash at any point finishes or cleans up the earlier attempt instead of leaving orphans.
+//!
+//! Crash safety rests on three facts: image and snapshot names are derived from the CO's
+//! request name, so a retry looks in the same place; the metadata key
+//! [`COMPLETE`] is written last, so an image without it is a leftover of an interrupted
+//! create and is removed and made again; temporary clone snapshots have names derived from
+//! the new volume's name and are removed by the retry that finds them.
+
+use lifeboat_rbd::{Cluster, Image, Pool, RbdError, SnapshotRef};
+
+use crate::error::{CsiError, Result};
+use crate::ids::name_hash;
+use crate::rbd::params::{CloneMode, RbdParams};
+
+/// Metadata key written last by a successful create, in one write: the CO's request name and
+/// the parameters fingerprint, as JSON `{"name": …, "params": …}`.
+pub const COMPLETE: &str = "lifeboat.csi.volume";
+/// Prefix of every image this driver creates.
+pub const IMAGE_PREFIX: &str = "csi-vol-";
+/// Prefix of every CSI snapshot.
+pub const SNAP_PREFIX: &str = "csi-snap-";
+/// Prefix of temporary snapshots taken to clone a volume.
+pub const TMP_PREFIX: &str = "csi-tmp-";
+
+/// The image a CreateVolume name maps to.
+pub fn image_name(request_name: &str) -> String {
+    format!("{IMAGE_PREFIX}{}", name_hash(request_name))
+}
+
+/// The snapshot a CreateSnapshot name maps to.
+pub fn snapshot_name(request_name: &str) -> String {
+    format!("{SNAP_PREFIX}{}", name_hash(request_name))
+}
+
+/// Where a new volume's data comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Blank.
+    None,
+    /// An RBD snapshot of an image in the same cluster.
+    Snapshot {
+        /// Pool of the source image.
+        pool: String,
+        /// Source image.
+        image: String,
+        /// Snapshot name.
+        snap: String,
+    },
+    /// Another image in the same cluster.
+    Volume {
+        /// Pool of the source image.
+        pool: String,
+        /// Source image.
+        image: String,
+    },
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::None => String::new(),
+            Source::Snapshot { pool, image, snap } => format!("snap:{pool}/{image}@{snap}"),
+            Source::Volume { pool, image } => format!("vol:{pool}/{image}"),
+        }
+    }
+}
+
+/// A CreateVolume, decided.
+pub struct CreatePlan {
+    /// The CO's name.
+    pub name: String,
+    /// Bytes to provision (already rounded).
+    pub size: u64,
+    /// Smallest acceptable size for an existing volume.
+    pub required: u64,
+    /// Largest acceptable size (0 = no limit).
+    pub limit: u64,
+    /// Parsed parameters.
+    pub params: RbdParams,
+    /// Content source.
+    pub source: Source,
+}
+
+fn err(e: RbdError) -> CsiError {
+    CsiError::rbd(e)
+}
+
+/// Creates the volume, or returns the size of the one an earlier call with this name made.
+pub fn create(cluster: &Cluster, plan: &CreatePlan) -> Result<u64> {
+    let pool = cluster.pool(&plan.params.pool).map_err(err)?;
+    let image = image_name(&plan.name);
+    let fingerprint = plan.params.fingerprint(&plan.source.describe());
+    match pool.open(&image, None) {
+        Ok(img) => {
+            if img.metadata(COMPLETE).map_err(err)?.is_some() {
+                return existing(&img, plan, &fingerprint);
+            }
+            // Left by an interrupted create: make it again from scratch.
+            drop(img);
+            remove_leftover(&pool, &image)?;
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(err(e)),
+    }
+    let source_size = match &plan.source {
+        Source::None => 0,
+        Source::Snapshot {
+            pool: sp,
+            image: si,
+            snap,
+        } => {
+            get_snapshot(cluster, sp, si, snap)?
+                .ok_or_else(|| CsiError::NotFound(format!("snapshot {sp}/{si}@{snap} does not exist")))?
+                .size
+        }
+        Source::Volume { pool: sp, image: si } => size(cluster, sp, si)?,
+    };
+    if plan.limit > 0 && source_size > plan.limit {
+        return Err(CsiError::OutOfRange(format!(
+            "the source holds {source_size} bytes, more than the limit of {} bytes",
+            plan.limit
+        )));
+    }
+    // An image whose header a crash left half-written may be listed yet not open; rbd_remove
+    // cleans such leftovers, so an EEXIST here is answered by removing it and trying once more.
+    match make(cluster, &pool, &image, plan) {
+        Err(CsiError::AlreadyExists(_)) => {
+            remove_leftover(&pool, &image)?;
+            make(cluster, &pool, &image, plan)?;
+        }
+        other => other?,
+    }
+    let mut img = pool.open(&image, None).map_err(err)?;
+    let current = img.info().map_err(err)?.size;
+    if current < plan.size {
+        img.resize(plan.size, false).map_err(err)?;
+    }
+    if matches!(plan.source, Source::Snapshot { .. }) && plan.params.clone_mode == CloneMode::Flatten {
+        img.flatten().map_err(err)?;
+    }
+    let record = serde_json::json!({"name": plan.name, "params": fingerprint}).to_string();
+    img.set_metadata(COMPLETE, &record).map_err(err)?;
+    Ok(img.info().map_err(err)?.size)
+}
+
+fn make(cluster: &Cluster, pool: &Pool, image: &str, plan: &CreatePlan) -> Result<()> {
+    let opts = plan.params.image_options()?;
+    match &plan.source {
+        Source::None => pool.create_image(image, plan.size, &opts).map_err(err)?,
+        Source::Snapshot {
+            pool: sp,
+            image: si,
+            snap,
+        } => {
+            let src_pool = cluster.pool(sp).map_err(err)?;
+            clone_from(&src_pool, si, snap, pool, image, &opts)?;
+        }
+        Source::Volume { pool: sp, image: si } => {
+            let src_pool = cluster.pool(sp).map_err(err)?;
+            let tmp = format!("{TMP_PREFIX}{}", name_hash(&plan.name));
+            {
+                let mut src = src_pool.open(si, None).map_err(err)?;
+                match src.create_snapshot(&tmp) {
+                    Ok(()) => {}
+                    Err(e) if e.is_already_exists() => {}
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            clone_from(&src_pool, si, &tmp, pool, image, &opts)?;
+            // A volume clone must not pin its source: always flatten, then drop the temp snap.
+            pool.open(image, None).map_err(err)?.flatten().map_err(err)?;
+            remove_snapshot(&src_pool, si, &tmp)?;
+        }
+    }
+    Ok(())
+}
+
+fn existing(img: &Image<'_>, plan: &CreatePlan, fingerprint: &str) -> Result<u64> {
+    let size = img.info().map_err(err)?.size;
+    let record: serde_json::Value =
+        serde_json::from_str(&img.metadata(COMPLETE).map_err(err)?.unwrap_or_default()).unwrap_or_default();
+    let name = record["name"].as_str().unwrap_or_default();
+    let params = record["params"].as_str().unwrap_or_default();
+    if name != plan.name {
+        return Err(CsiError::AlreadyExists(format!(
+            "image {} belongs to another volume name",
+            img.name()
+        )));
+    }
+    if size < plan.required || (plan.limit > 0 && size > plan.limit) {
+        return Err(CsiError::AlreadyExists(format!(
+            "volume {:?} exists with {size} bytes, incompatible with the requested capacity",
+            plan.name
+        )));
+    }
+    if params != fingerprint {
+        return Err(CsiError::AlreadyExists(format!(
+            "volume {:?} exists with different parameters or source",
+            plan.name
+        )));
+    }
+    Ok(size)
+}
+
+fn clone_from(
+    src_pool: &Pool,
+    src_image: &str,
+    snap: &str,
+    pool: &Pool,
+    image: &str,
+    opts: &lifeboat_rbd::ImageOptions,
+) -> Result<()> {
+    {
+        let mut src = src_pool.open(src_image, None).map_err(err)?;
+        if !src.is_snapshot_protected(snap).map_err(err)? {
+            src.protect_snapshot(snap).map_err(err)?;
+        }
+    }
+    let parent = SnapshotRef {
+        pool: src_pool,
+        image: src_image,
+        snapshot: snap,
+    };
+    pool.clone_image(&parent, image, opts).map_err(err)
+}
+
+fn remove_leftover(pool: &Pool, image: &str) -> Result<()> {
+    tracing::warn!(
+        pool = pool.name(),
+        image,
+        "removing the leftover of an interrupted create"
+    );
+    match pool.remove_image(image) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        // A crashed driver's watch on the header outlives it by the OSD watch timeout (30 s by
+        // default): retryable, and the retry that comes after it removes the leftover.
+        Err(e) if e.is_busy() => Err(CsiError::Unavailable(format!(
+            "the leftover {}/{image} of an interrupted create is still watched by a dead client; retry shortly",
+            pool.name()
+        ))),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// Unprotects (if needed) and removes a snapshot; absent is fine, children are FAILED_PRECONDITION.
+pub fn remove_snapshot(pool: &Pool, image: &str, snap: &str) -> Result<()> {
+    let mut img = match pool.open(image, None) {
+        Ok(i) => i,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    match img.is_snapshot_protected(snap) {
+        Ok(true) => match img.unprotect_snapshot(snap) {
+            Ok(()) => {}
+            Err(e) if e.is_busy() => {
+                return Err(CsiError::FailedPrecondition(format!(
+                    "snapshot {snap} of {}/{image} still has clones",
+                    pool.name()
+                )));
+            }
+            Err(e) => return Err(err(e)),
+        },
+        Ok(false) => {}
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(err(e)),
+    }
+    match img.remove_snapshot(snap) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// Removes a volume's image. Absent is success; CSI snapshots or clones are FAILED_PRECONDITION.
+pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<()> {
+    let pool = match cluster.pool(pool_name) {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    // The common case (no snapshots) costs one call; snapshots make librbd refuse, and only
+    // then are they looked at.
+    match pool.remove_image(image) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) if e.is_busy() => {}
+        Err(e) => return Err(err(e)),
+    }
+    let snaps = match pool.open(image, None) {
+        Ok(img) => img.snapshots().map_err(err)?,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    if let Some(s) = snaps.iter().find(|s| s.name.starts_with(SNAP_PREFIX)) {
+        return Err(CsiError::FailedPrecondition(format!(
+            "volume {pool_name}/{image} has snapshot {}: delete its VolumeSnapshots first",
+            s.name
+        )));
+    }
+    for s in snaps.iter().filter(|s| s.name.starts_with(TMP_PREFIX)) {
+        remove_snapshot(&pool, image, &s.name)?;
+    }
+    match pool.remove_image(image) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) if e.is_busy() => Err(CsiError::FailedPrecondition(format!(
+            "volume {pool_name}/{image} is in use (mapped, or has clones)"
+        ))),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// Size of a volume created by this driver; NOT_FOUND if absent or not ours.
+pub fn size(cluster: &Cluster, pool_name: &str, image: &str) -> Result<u64> {
+    let pool = cluster.pool(pool_name).map_err(err)?;
+    let img = pool.open_read_only(image, None).map_err(err)?;
+    if img.metadata(COMPLETE).map_err(err)?.is_none() {
+        return Err(CsiError::NotFound(format!(
+            "volume {pool_name}/{image} is not complete"
+        )));
+    }
+    Ok(img.info().map_err(err)?.size)
+}
+
+/// Grows a volume to at least `size`; returns the new size.
+pub fn expand(cluster: &Cluster, pool_name: &str, image: &str, size: u64) -> Result<u64> {
+    let pool = cluster.pool(pool_name).map_err(err)?;
+    let mut img = pool.open(image, None).map_err(err)?;
+    let current = img.info().map_err(err)?.size;
+    if current >= size {
+        return Ok(current);
+    }
+    img.resize(size, false).map_err(err)?;
+    Ok(img.info().map_err(err)?.size)
+}
+
+/// Complete volumes (image name, size) in a pool, sorted by name.
+pub fn list(cluster: &Cluster, pool_name: &str) -> Result<Vec<(String, u64)>> {
+    let pool = cluster.pool(pool_name).map_err(err)?;
+    let mut names: Vec<String> = pool
+        .list_images()
+        .map_err(err)?
+        .into_iter()
+        .filter(|n| n.starts_with(IMAGE_PREFIX))
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for n in names {
+        match pool.open_read_only(&n, None) {
+            Ok(img) => {
+                if img.metadata(COMPLETE).map_err(err)?.is_some() {
+                    out.push((n, img.info().map_err(err)?.size));
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(out)
+}
+
+/// One CSI snapshot as found on an image.
+#[derive(Debug, Clone)]
+pub struct SnapInfo {
+    /// Pool of the source image.
+    pub pool: String,
+    /// Source image.
+    pub image: String,
+    /// Snapshot name.
+    pub name: String,
+    /// Image size at snapshot time.
+    pub size: u64,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
+}
+
+/// Takes (or finds, on a retry) a CSI snapshot of an image.
+pub fn snapshot(cluster: &Cluster, pool_name: &str, image: &str, snap: &str) -> Result<SnapInfo> {
+    let pool = cluster.pool(pool_name).map_err(err)?;
+    let mut img = pool.open(image, None).map_err(err)?;
+    match img.create_snapshot(snap) {
+        Ok(()) => {}
+        Err(e) if e.is_already_exists() => {}
+        Err(e) => return Err(err(e)),
+    }
+    if !img.is_snapshot_protected(snap).map_err(err)? {
+        img.protect_snapshot(snap).map_err(err)?;
+    }
+    find_snapshot(&img, pool_name, snap)?
+        .ok_or_else(|| CsiError::Internal(format!("snapshot {snap} vanished after creation")))
+}
+
+fn find_snapshot(img: &Image<'_>, pool: &str, snap: &str) -> Result<Option<SnapInfo>> {
+    let Some(s) = img.snapshots().map_err(err)?.into_iter().find(|s| s.name == snap) else {
+        return Ok(None);
+    };
+    Ok(Some(SnapInfo {
+        pool: pool.into(),
+        image: img.name().into(),
+        name: s.name,
+        size: s.size,
+        created: img.snapshot_timestamp(s.id).map_err(err)?,
+    }))
+}
+
+/// One snapshot, if it exists.
+pub fn get_snapshot(cluster: &Cluster, pool_name: &str, image: &str, snap: &str) -> Result<Option<SnapInfo>> {
+    let pool = cluster.pool(pool_name).map_err(err)?;
+    match pool.open_read_only(image, None) {
+        Ok(img) => find_snapshot(&img, pool_name, snap),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// CSI snapshots of one image, or of every volume in the pool.
+pub fn list_snapshots(cluster: &Cluster, pool_name: &str, image: Option<&str>) -> Result<Vec<SnapInfo>> {
+    let pool = cluster.pool(pool_name).map_err(err)?;
+    let images = match image {
+        Some(i) => vec![i.to_string()],
+        None => pool
+            .list_images()
+            .map_err(err)?
+            .into_iter()
+            .filter(|n| n.starts_with(IMAGE_PREFIX))
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for i in images {
+        let img = match pool.open_read_only(&i, None) {
+            Ok(img) => img,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(err(e)),
+        };
+        for s in img.snapshots().map_err(err)? {
+            if s.name.starts_with(SNAP_PREFIX) {
+                out.push(SnapInfo {
+                    pool: pool_name.into(),
+                    image: i.clone(),
+                    created: img.snapshot_timestamp(s.id).map_err(err)?,
+                    name: s.name,
+                    size: s.size,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Available bytes in a pool, from the monitors' `df` (needs a running manager).
+pub fn pool_available(cluster: &Cluster, pool_name: &str) -> Result<u64> {
+    let out = cluster
+        .mon_command(&serde_json::json!({"prefix": "df", "format": "json"}))
+        .map_err(err)?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out).map_err(|e| CsiError::Internal(format!("parse ceph df: {e}")))?;
+    v["pools"]
+        .as_array()
+        .and_then(|pools| pools.iter().find(|p| p["name"] == pool_name))
+        .and_then(|p| p["stats"]["max_avail"].as_u64())
+        .ok_or_else(|| CsiError::NotFound(format!("pool {pool_name} not in ceph df")))
+}

@@ -1,0 +1,193 @@
+//! CSI provisioning benchmark: CreateVolume + DeleteVolume through the driver's socket, one
+//! and 16 requests in flight, against `rbd create` / `rbd rm` on the same pool in the same
+//! run. Run it with `scripts/bench-csi.sh`; it prints a table.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use lifeboat_csi::proto::*;
+use lifeboat_tests::csi::{CsiDriver, DriverOptions, mount_cap, rbd_setup};
+
+const OPS: usize = 48;
+const SIZE: i64 = 1 << 30;
+
+struct Row {
+    what: String,
+    create: Vec<Duration>,
+    delete: Vec<Duration>,
+    wall: Duration,
+}
+
+fn pct(v: &[Duration], p: f64) -> f64 {
+    let mut s: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return 0.0;
+    }
+    s[((s.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn csi_run(
+    driver: &CsiDriver,
+    params: &HashMap<String, String>,
+    secrets: &HashMap<String, String>,
+    inflight: usize,
+    tag: &str,
+) -> Row {
+    let clients = driver.clients().await.expect("clients");
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(inflight));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..OPS {
+        let mut c = clients.controller.clone();
+        let (params, secrets, sem) = (params.clone(), secrets.clone(), sem.clone());
+        let name = format!("bench-{tag}-{i}");
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await.expect("semaphore");
+            let t = Instant::now();
+            let v = c
+                .create_volume(CreateVolumeRequest {
+                    name,
+                    capacity_range: Some(CapacityRange {
+                        required_bytes: SIZE,
+                        limit_bytes: 0,
+                    }),
+                    volume_capabilities: vec![mount_cap("ext4")],
+                    parameters: params,
+                    secrets: secrets.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("create")
+                .into_inner()
+                .volume
+                .expect("volume");
+            let created = t.elapsed();
+            let t = Instant::now();
+            c.delete_volume(DeleteVolumeRequest {
+                volume_id: v.volume_id,
+                secrets,
+            })
+            .await
+            .expect("delete");
+            (created, t.elapsed())
+        }));
+    }
+    let mut row = Row {
+        what: format!("CSI, {inflight} in flight"),
+        create: vec![],
+        delete: vec![],
+        wall: Duration::ZERO,
+    };
+    for t in tasks {
+        let (c, d) = t.await.expect("task");
+        row.create.push(c);
+        row.delete.push(d);
+    }
+    row.wall = start.elapsed();
+    row
+}
+
+async fn cli_run(ceph: &'static lifeboat_tests::Ceph, pool: &str, inflight: usize, tag: &str) -> Row {
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(inflight));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..OPS {
+        let sem = sem.clone();
+        let spec = format!("{pool}/cli-{tag}-{i}");
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await.expect("semaphore");
+            let run = |args: Vec<String>| async move {
+                let cmd = ceph.rbd_cmd();
+                let t = Instant::now();
+                let out = tokio::process::Command::from(cmd)
+                    .args(&args)
+                    .output()
+                    .await
+                    .expect("rbd");
+                assert!(
+                    out.status.success(),
+                    "rbd {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                t.elapsed()
+            };
+            let c = run(vec!["create".into(), spec.clone(), "--size".into(), "1G".into()]).await;
+            let d = run(vec!["rm".into(), "--no-progress".into(), spec]).await;
+            (c, d)
+        }));
+    }
+    let mut row = Row {
+        what: format!("rbd CLI, {inflight} in flight"),
+        create: vec![],
+        delete: vec![],
+        wall: Duration::ZERO,
+    };
+    for t in tasks {
+        let (c, d) = t.await.expect("task");
+        row.create.push(c);
+        row.delete.push(d);
+    }
+    row.wall = start.elapsed();
+    row
+}
+
+#[tokio::main]
+async fn main() {
+    let ceph = lifeboat_tests::ceph().expect("test Ceph");
+    let pool = ceph.new_pool("bench-csi").expect("pool");
+    let keydir = tempfile::tempdir().expect("temp dir");
+    let (config, mut params, secrets) = rbd_setup(ceph, &pool, &keydir.path().join("key")).expect("setup");
+    // The features `rbd create` uses by default in Ceph 16, so both sides make the same images
+    // (object-map is what makes removing a never-written image cheap).
+    params.insert(
+        "imageFeatures".into(),
+        "layering,exclusive-lock,object-map,fast-diff,deep-flatten".into(),
+    );
+    let exe = std::env::current_exe().expect("current exe");
+    let driver_bin = exe.with_file_name("csi-driver");
+    let driver = CsiDriver::start(
+        &driver_bin,
+        DriverOptions {
+            config,
+            mode: "controller",
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("start driver");
+    // Warm up: the first call opens the cluster connection.
+    let _ = csi_run(&driver, &params, &secrets, 1, "warm").await;
+    let rows = vec![
+        cli_run(ceph, &pool, 1, "s").await,
+        csi_run(&driver, &params, &secrets, 1, "s").await,
+        cli_run(ceph, &pool, 16, "p").await,
+        csi_run(&driver, &params, &secrets, 16, "p").await,
+    ];
+    println!("\n{OPS} × (create 1 GiB + delete) per row, pool {pool}\n");
+    println!(
+        "| {:<22} | {:>12} | {:>12} | {:>12} | {:>12} | {:>14} |",
+        "", "create p50", "create p99", "delete p50", "delete p99", "pairs/s"
+    );
+    println!(
+        "|{:-<24}|{:->14}|{:->14}|{:->14}|{:->14}|{:->16}|",
+        "", "", "", "", "", ""
+    );
+    for r in &rows {
+        println!(
+            "| {:<22} | {:>9.1} ms | {:>9.1} ms | {:>9.1} ms | {:>9.1} ms | {:>14.1} |",
+            r.what,
+            pct(&r.create, 0.5),
+            pct(&r.create, 0.99),
+            pct(&r.delete, 0.5),
+            pct(&r.delete, 0.99),
+            OPS as f64 / r.wall.as_secs_f64()
+        );
+    }
+    let ratio = pct(&rows[1].create, 0.5) / pct(&rows[0].create, 0.5);
+    let speedup = (OPS as f64 / rows[3].wall.as_secs_f64()) / (OPS as f64 / rows[1].wall.as_secs_f64());
+    println!("\nCSI create p50 / rbd create p50: {ratio:.2} (target ≤ 1.2)");
+    println!("CSI 16-in-flight throughput / serial: {speedup:.1}× (target ≥ 5×)");
+    drop(driver);
+    let _ = ceph.delete_pool(&pool);
+}
