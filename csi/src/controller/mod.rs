@@ -296,6 +296,7 @@ impl ControllerService {
                     volume_context: req.volume_context,
                     volume_capabilities: req.volume_capabilities,
                     parameters: req.parameters,
+                    mutable_parameters: req.mutable_parameters,
                 }),
                 message: String::new(),
             },
