@@ -76,3 +76,15 @@ pub type Result<T> = std::result::Result<T, CsiError>;
 pub fn invalid(msg: impl Into<String>) -> CsiError {
     CsiError::InvalidArgument(msg.into())
 }
+
+/// Turns an RPC's result into the gRPC reply, logging a failure once with the RPC's name
+/// (messages never carry secrets: see [`CsiError`]).
+pub fn reply<T>(rpc: &'static str, r: Result<T>) -> std::result::Result<tonic::Response<T>, tonic::Status> {
+    match r {
+        Ok(v) => Ok(tonic::Response::new(v)),
+        Err(e) => {
+            tracing::info!(rpc, error = %e, "failed");
+            Err(e.into())
+        }
+    }
+}

@@ -5,7 +5,15 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use kube::Api;
+use lifeboat_backup::progress::Progress;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::task::AbortHandle;
+
+use super::outcome::Failure;
+use super::status::write_status;
+use crate::crd::Progress as ProgressStatus;
 
 /// Runs in flight, by key (`kind/namespace/name/uid`).
 #[derive(Debug, Default, Clone)]
@@ -84,4 +92,54 @@ where
     .await;
     drop(cancel_tx);
     joined.ok().flatten()
+}
+
+/// The counters of a run as its resource's status shows them.
+pub fn progress_status(p: &Progress) -> ProgressStatus {
+    let (done, total) = p.items();
+    ProgressStatus {
+        total_items: total,
+        items_done: done,
+    }
+}
+
+/// Runs the work `make` builds (off this thread, see [`off_thread`]) to its end, copying
+/// `progress` into the resource's status every `interval` through `set`, so a long backup or
+/// restore shows how far it has got. Returns the work's result (a cancelled run is a
+/// transient failure) and the status as last written.
+pub async fn run_reporting<K, S, T, F, Fut>(
+    api: &Api<K>,
+    name: &str,
+    interval: std::time::Duration,
+    mut current: S,
+    progress: &Progress,
+    set: impl Fn(&mut S, ProgressStatus),
+    make: F,
+) -> (Result<T, Failure>, S)
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Clone + PartialEq + Serialize,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, Failure>>,
+    T: Send + 'static,
+{
+    let work = off_thread(make);
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            r = &mut work => {
+                let result = r.unwrap_or_else(|| Err(Failure::Transient("cancelled".to_string())));
+                return (result, current);
+            }
+            _ = ticker.tick() => {
+                let mut next = current.clone();
+                set(&mut next, progress_status(progress));
+                if next != current && write_status(api, name, Some(&current), &next).await.is_ok() {
+                    current = next;
+                }
+            }
+        }
+    }
 }

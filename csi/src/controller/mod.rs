@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::driver::Driver;
-use crate::error::{CsiError, Result, invalid};
+use crate::error::{CsiError, Result, invalid, reply};
 use crate::ids::{NfsVolume, RbdVolume, SnapshotId, VolumeId};
 use crate::nfs::{NfsParams, NfsSource};
 use crate::proto::controller_server::Controller;
@@ -507,30 +507,20 @@ fn caps() -> Vec<ControllerServiceCapability> {
     .collect()
 }
 
-fn log_err<T>(rpc: &'static str, r: Result<T>) -> std::result::Result<Response<T>, Status> {
-    match r {
-        Ok(v) => Ok(Response::new(v)),
-        Err(e) => {
-            tracing::info!(rpc, error = %e, "failed");
-            Err(e.into())
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl Controller for ControllerService {
     async fn create_volume(
         &self,
         request: Request<CreateVolumeRequest>,
     ) -> std::result::Result<Response<CreateVolumeResponse>, Status> {
-        log_err("CreateVolume", self.create(request.into_inner()).await)
+        reply("CreateVolume", self.create(request.into_inner()).await)
     }
 
     async fn delete_volume(
         &self,
         request: Request<DeleteVolumeRequest>,
     ) -> std::result::Result<Response<DeleteVolumeResponse>, Status> {
-        log_err(
+        reply(
             "DeleteVolume",
             self.delete(request.into_inner())
                 .await
@@ -560,7 +550,7 @@ impl Controller for ControllerService {
         &self,
         request: Request<ValidateVolumeCapabilitiesRequest>,
     ) -> std::result::Result<Response<ValidateVolumeCapabilitiesResponse>, Status> {
-        log_err(
+        reply(
             "ValidateVolumeCapabilities",
             self.validate(request.into_inner()).await,
         )
@@ -570,14 +560,14 @@ impl Controller for ControllerService {
         &self,
         request: Request<ListVolumesRequest>,
     ) -> std::result::Result<Response<ListVolumesResponse>, Status> {
-        log_err("ListVolumes", self.list(request.into_inner()).await)
+        reply("ListVolumes", self.list(request.into_inner()).await)
     }
 
     async fn get_capacity(
         &self,
         request: Request<GetCapacityRequest>,
     ) -> std::result::Result<Response<GetCapacityResponse>, Status> {
-        log_err(
+        reply(
             "GetCapacity",
             ControllerService::get_capacity(self, request.into_inner()).await,
         )
@@ -596,7 +586,7 @@ impl Controller for ControllerService {
         &self,
         request: Request<CreateSnapshotRequest>,
     ) -> std::result::Result<Response<CreateSnapshotResponse>, Status> {
-        log_err(
+        reply(
             "CreateSnapshot",
             self.create_snapshot_impl(request.into_inner()).await,
         )
@@ -606,7 +596,7 @@ impl Controller for ControllerService {
         &self,
         request: Request<DeleteSnapshotRequest>,
     ) -> std::result::Result<Response<DeleteSnapshotResponse>, Status> {
-        log_err(
+        reply(
             "DeleteSnapshot",
             self.delete_snapshot_impl(request.into_inner()).await,
         )
@@ -616,7 +606,7 @@ impl Controller for ControllerService {
         &self,
         request: Request<ListSnapshotsRequest>,
     ) -> std::result::Result<Response<ListSnapshotsResponse>, Status> {
-        log_err(
+        reply(
             "ListSnapshots",
             self.list_snapshots_impl(request.into_inner()).await,
         )
@@ -626,14 +616,14 @@ impl Controller for ControllerService {
         &self,
         request: Request<ControllerExpandVolumeRequest>,
     ) -> std::result::Result<Response<ControllerExpandVolumeResponse>, Status> {
-        log_err("ControllerExpandVolume", self.expand(request.into_inner()).await)
+        reply("ControllerExpandVolume", self.expand(request.into_inner()).await)
     }
 
     async fn controller_get_volume(
         &self,
         request: Request<ControllerGetVolumeRequest>,
     ) -> std::result::Result<Response<ControllerGetVolumeResponse>, Status> {
-        log_err("ControllerGetVolume", self.get_volume(request.into_inner()).await)
+        reply("ControllerGetVolume", self.get_volume(request.into_inner()).await)
     }
 
     async fn controller_modify_volume(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::driver::Driver;
-use crate::error::{CsiError, Result, invalid};
+use crate::error::{CsiError, Result, invalid, reply};
 use crate::ids::VolumeId;
 use crate::proto::node_server::Node;
 use crate::proto::node_service_capability::rpc::Type as Cap;
@@ -407,16 +407,6 @@ fn caps() -> Vec<NodeServiceCapability> {
         })),
     })
     .collect()
-}
-
-fn reply<T>(rpc: &'static str, r: Result<T>) -> std::result::Result<Response<T>, Status> {
-    match r {
-        Ok(v) => Ok(Response::new(v)),
-        Err(e) => {
-            tracing::info!(rpc, error = %e, "failed");
-            Err(e.into())
-        }
-    }
 }
 
 #[tonic::async_trait]

@@ -7,6 +7,7 @@
 
 mod connect;
 mod delta;
+mod output;
 mod replay;
 mod restore;
 mod snapshot;

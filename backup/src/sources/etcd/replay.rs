@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, Txn, TxnOp};
 
 use super::delta::{DELTA_PATH, DeltaEvent};
-use super::{restore_etcd, verify_trailer_file};
+use super::output::DbOutput;
+use super::restore_etcd;
 use crate::read::BlobReader;
 use crate::repository::{RepoError, Repository};
 use crate::snapshot::Snapshot;
@@ -203,37 +204,16 @@ pub async fn restore_etcd_at(
         .map_err(|e| RepoError::Task(format!("snapshot of the rebuilt etcd: {e}")))?;
     // Streamed to a temporary file beside the output: memory stays small however large the
     // database.
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| RepoError::io(dir, e))?;
+    let mut db = DbOutput::new(output)?;
     while let Some(chunk) = stream
         .message()
         .await
         .map_err(|e| RepoError::Task(e.to_string()))?
     {
-        std::io::Write::write_all(&mut tmp, chunk.blob()).map_err(|e| RepoError::io(output, e))?;
+        db.append(chunk.blob())?;
     }
     etcd.stop().await;
-    let mut file = tmp.as_file().try_clone().map_err(|e| RepoError::io(output, e))?;
-    let intact = tokio::task::spawn_blocking(move || verify_trailer_file(&mut file))
-        .await
-        .map_err(|e| RepoError::Task(e.to_string()))?
-        .map_err(|e| RepoError::io(output, e))?;
-    if !intact {
-        return Err(RepoError::Corrupt {
-            object: "rebuilt etcd database".to_string(),
-            message: "fails etcd's integrity check".to_string(),
-        });
-    }
-    tmp.as_file().sync_all().map_err(|e| RepoError::io(output, e))?;
-    let bytes = tmp
-        .as_file()
-        .metadata()
-        .map_err(|e| RepoError::io(output, e))?
-        .len();
-    tmp.persist(output).map_err(|e| RepoError::io(output, e.error))?;
+    let bytes = db.publish("the rebuilt etcd database".to_string()).await?;
     Ok(EtcdRestoreSummary {
         revision: target,
         deltas: needed.len(),

@@ -6,7 +6,8 @@ use crate::read::BlobReader;
 use crate::repository::{RepoError, Repository};
 use crate::snapshot::Snapshot;
 
-use super::{DB_PATH, verify_trailer_file};
+use super::DB_PATH;
+use super::output::DbOutput;
 
 /// Writes the database of an etcd `snapshot` to `output` (a file `etcdctl snapshot restore`
 /// takes), verifying etcd's integrity trailer. Refuses to replace an existing file unless
@@ -40,26 +41,9 @@ pub async fn restore_etcd(
             object: format!("snapshot {sid}"),
             message: format!("has no {DB_PATH}"),
         })?;
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     // Straight into a temporary file beside the output, a pack at a time: memory stays
     // small however large the database.
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| RepoError::io(dir, e))?;
-    let size = reader.read_stream_to(&node.chunks, tmp.as_file()).await?;
-    let mut file = tmp.as_file().try_clone().map_err(|e| RepoError::io(output, e))?;
-    let intact = tokio::task::spawn_blocking(move || verify_trailer_file(&mut file))
-        .await
-        .map_err(|e| RepoError::Task(e.to_string()))?
-        .map_err(|e| RepoError::io(output, e))?;
-    if !intact {
-        return Err(RepoError::Corrupt {
-            object: format!("snapshot {sid}"),
-            message: "the restored database fails etcd's SHA-256 integrity check".to_string(),
-        });
-    }
-    tmp.as_file().sync_all().map_err(|e| RepoError::io(output, e))?;
-    tmp.persist(output).map_err(|e| RepoError::io(output, e.error))?;
-    Ok(size)
+    let db = DbOutput::new(output)?;
+    reader.read_stream_to(&node.chunks, db.file()).await?;
+    db.publish(format!("the database of snapshot {sid}")).await
 }

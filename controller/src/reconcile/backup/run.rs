@@ -10,13 +10,11 @@ use kube::{Api, Resource, ResourceExt};
 use lifeboat_backup::progress::Progress;
 
 use super::etcd::backup_etcd;
-use crate::crd::{
-    AccessMode, Backup, BackupPhase, BackupStatus, Condition, ItemMessage, Progress as ProgressStatus,
-};
+use crate::crd::{AccessMode, Backup, BackupPhase, BackupStatus, Condition, ItemMessage};
 use crate::objects::{BACKUP_TAG, BackupRequest, backup_objects};
 use crate::reconcile::context::Context;
 use crate::reconcile::outcome::{Failure, capped};
-use crate::reconcile::runs::off_thread;
+use crate::reconcile::runs::{progress_status, run_reporting};
 use crate::reconcile::status::write_status;
 use crate::repository::{get_repository, open_repository};
 
@@ -76,14 +74,6 @@ async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Res
     }
 }
 
-fn progress_status(p: &Progress) -> ProgressStatus {
-    let (done, total) = p.items();
-    ProgressStatus {
-        total_items: total,
-        items_done: done,
-    }
-}
-
 /// Runs `backup`, whose status (`running`) already says InProgress, to the end.
 pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) {
     let name = backup.name_any();
@@ -104,25 +94,18 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
     .await;
 
     let progress = Arc::new(Progress::default());
-    let mut current = running.clone();
-    let work = {
-        let (ctx, backup, progress) = (ctx.clone(), backup.clone(), progress.clone());
-        off_thread(move || async move { execute(&ctx, &backup, progress).await })
-    };
-    tokio::pin!(work);
-    let mut ticker = tokio::time::interval(ctx.config.progress_interval);
-    ticker.tick().await;
-    let result = loop {
-        tokio::select! {
-            r = &mut work => break r.unwrap_or_else(|| Err(Failure::Transient("cancelled".to_string()))),
-            _ = ticker.tick() => {
-                let mut next = current.clone();
-                next.progress = Some(progress_status(&progress));
-                if next != current && write_status(&api, &name, Some(&current), &next).await.is_ok() {
-                    current = next;
-                }
-            }
-        }
+    let (result, current) = {
+        let (run_ctx, run_backup, run_progress) = (ctx.clone(), backup.clone(), progress.clone());
+        run_reporting(
+            &api,
+            &name,
+            ctx.config.progress_interval,
+            running.clone(),
+            &progress,
+            |s, p| s.progress = Some(p),
+            move || async move { execute(&run_ctx, &run_backup, run_progress).await },
+        )
+        .await
     };
 
     let mut done = current.clone();

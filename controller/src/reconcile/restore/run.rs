@@ -8,11 +8,11 @@ use chrono::Utc;
 use kube::{Api, Resource, ResourceExt};
 use lifeboat_backup::progress::Progress;
 
-use crate::crd::{Backup, Condition, Progress as ProgressStatus, Restore, RestorePhase, RestoreStatus};
+use crate::crd::{Backup, Condition, Restore, RestorePhase, RestoreStatus};
 use crate::objects::{RestoreOptions, RestoreOutcome, restore_objects};
 use crate::reconcile::context::Context;
 use crate::reconcile::outcome::{Failure, MAX_ITEMS_IN_STATUS, capped};
-use crate::reconcile::runs::off_thread;
+use crate::reconcile::runs::{progress_status, run_reporting};
 use crate::reconcile::status::write_status;
 use crate::repository::{get_repository, open_repository};
 
@@ -76,14 +76,6 @@ async fn execute(
     Ok((id, outcome))
 }
 
-fn progress_status(p: &Progress) -> ProgressStatus {
-    let (done, total) = p.items();
-    ProgressStatus {
-        total_items: total,
-        items_done: done,
-    }
-}
-
 /// Runs `restore`, whose status (`running`) already says InProgress, to the end.
 pub async fn run(ctx: Arc<Context>, restore: Arc<Restore>, running: RestoreStatus) {
     let name = restore.name_any();
@@ -96,25 +88,18 @@ pub async fn run(ctx: Arc<Context>, restore: Arc<Restore>, running: RestoreStatu
         .await;
 
     let progress = Arc::new(Progress::default());
-    let mut current = running.clone();
-    let work = {
-        let (ctx, restore, progress) = (ctx.clone(), restore.clone(), progress.clone());
-        off_thread(move || async move { execute(&ctx, &restore, progress).await })
-    };
-    tokio::pin!(work);
-    let mut ticker = tokio::time::interval(ctx.config.progress_interval);
-    ticker.tick().await;
-    let result = loop {
-        tokio::select! {
-            r = &mut work => break r.unwrap_or_else(|| Err(Failure::Transient("cancelled".to_string()))),
-            _ = ticker.tick() => {
-                let mut next = current.clone();
-                next.progress = Some(progress_status(&progress));
-                if next != current && write_status(&api, &name, Some(&current), &next).await.is_ok() {
-                    current = next;
-                }
-            }
-        }
+    let (result, current) = {
+        let (run_ctx, run_restore, run_progress) = (ctx.clone(), restore.clone(), progress.clone());
+        run_reporting(
+            &api,
+            &name,
+            ctx.config.progress_interval,
+            running.clone(),
+            &progress,
+            |s, p| s.progress = Some(p),
+            move || async move { execute(&run_ctx, &run_restore, run_progress).await },
+        )
+        .await
     };
 
     let mut done = current.clone();

@@ -174,6 +174,19 @@ pub async fn object_snapshots(repo: &Repository, name: Option<&str>) -> Result<V
     Ok(snaps)
 }
 
+/// The snapshots of Backup `name`, newest first; an error naming the repository and how to
+/// list what it holds when there are none.
+pub async fn backup_snapshots(repo: &Repository, name: &str) -> Result<Vec<Snapshot>> {
+    let snaps = object_snapshots(repo, Some(name)).await?;
+    if snaps.is_empty() {
+        bail!(
+            "no snapshot of Backup {name} in {}; list them with `drctl backup list --repo …`",
+            repo.url()
+        );
+    }
+    Ok(snaps)
+}
+
 fn snapshot_rows(snaps: &[Snapshot]) -> String {
     let rows: Vec<Vec<String>> = snaps
         .iter()
@@ -242,14 +255,8 @@ pub async fn describe(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
     let target = connect(g).await?;
     match decide(&args.mode, &target).await? {
         Mode::Direct(repo) => {
-            let snaps = object_snapshots(&repo, Some(name)).await?;
-            let Some(snap) = snaps.first() else {
-                bail!(
-                    "no snapshot of Backup {name} in {}; list them with `drctl backup list --repo …`",
-                    repo.url()
-                );
-            };
-            output::print(g.format, snap, |s| {
+            let snaps = backup_snapshots(&repo, name).await?;
+            output::print(g.format, &snaps[0], |s| {
                 let mut out = snapshot_rows(std::slice::from_ref(s));
                 for w in &s.summary.warnings {
                     out.push_str(&format!("warning: {w}\n"));
@@ -277,11 +284,7 @@ pub async fn delete(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
     let target = connect(g).await?;
     match decide(&args.mode, &target).await? {
         Mode::Direct(repo) => {
-            let snaps = object_snapshots(&repo, Some(name)).await?;
-            if snaps.is_empty() {
-                bail!("no snapshot of Backup {name} in {}", repo.url());
-            }
-            for s in &snaps {
+            for s in &backup_snapshots(&repo, name).await? {
                 if let Some(id) = &s.id {
                     repo.delete_snapshot(id).await?;
                     eprintln!("forgot snapshot {} of {name}", id.to_hex());

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use kube::Api;
 use kube::api::PostParams;
 use lifeboat_backup::progress::Progress;
@@ -12,7 +12,7 @@ use lifeboat_controller::crd::{ExistingResourcePolicy, Restore, RestorePhase, Re
 use lifeboat_controller::objects::{RestoreOptions, restore_objects};
 use serde::Serialize;
 
-use super::backup::object_snapshots;
+use super::backup::backup_snapshots;
 use super::{Mode, decide, mirror, print_items};
 use crate::cli::{ExistingPolicyArg, GlobalArgs, RestoreCreateArgs, RestoreRefArgs};
 use crate::exit;
@@ -61,16 +61,7 @@ pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
         Mode::Direct(repo) => {
             let snapshot = match (&args.from_snapshot, &args.from_backup) {
                 (Some(id), _) => repo.find_snapshot(id).await?,
-                (None, Some(name)) => object_snapshots(&repo, Some(name))
-                    .await?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "no snapshot of Backup {name} in {}; list them with `drctl backup list --repo …`",
-                            repo.url()
-                        )
-                    })?,
+                (None, Some(name)) => backup_snapshots(&repo, name).await?.swap_remove(0),
                 (None, None) => bail!("pass --from-backup NAME or --from-snapshot ID"),
             };
             let mut options = RestoreOptions::from_spec(&spec)?;

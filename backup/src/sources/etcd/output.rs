@@ -1,0 +1,66 @@
+//! The database file a restore writes: built in a temporary file beside the output, and
+//! moved into place only once etcd's integrity trailer checks out, so a failure leaves
+//! nothing half-written where `etcdctl snapshot restore` would pick it up.
+
+use std::path::Path;
+
+use tempfile::NamedTempFile;
+
+use super::verify_trailer_file;
+use crate::repository::RepoError;
+
+/// A database file being written.
+pub(crate) struct DbOutput<'a> {
+    output: &'a Path,
+    tmp: NamedTempFile,
+}
+
+impl<'a> DbOutput<'a> {
+    /// Starts writing the database that will become `output`.
+    pub(crate) fn new(output: &'a Path) -> Result<Self, RepoError> {
+        let dir = output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = NamedTempFile::new_in(dir).map_err(|e| RepoError::io(dir, e))?;
+        Ok(Self { output, tmp })
+    }
+
+    /// The file to write into.
+    pub(crate) fn file(&self) -> &std::fs::File {
+        self.tmp.as_file()
+    }
+
+    /// Appends `data`.
+    pub(crate) fn append(&mut self, data: &[u8]) -> Result<(), RepoError> {
+        std::io::Write::write_all(&mut self.tmp, data).map_err(|e| RepoError::io(self.output, e))
+    }
+
+    /// Checks the trailer, syncs and moves the file to the output; `what` names the
+    /// database in the error if the check fails. Returns its size.
+    pub(crate) async fn publish(self, what: String) -> Result<u64, RepoError> {
+        let output = self.output;
+        let mut file = self
+            .tmp
+            .as_file()
+            .try_clone()
+            .map_err(|e| RepoError::io(output, e))?;
+        let intact = tokio::task::spawn_blocking(move || verify_trailer_file(&mut file))
+            .await
+            .map_err(|e| RepoError::Task(e.to_string()))?
+            .map_err(|e| RepoError::io(output, e))?;
+        if !intact {
+            return Err(RepoError::Corrupt {
+                object: what,
+                message: "fails etcd's SHA-256 integrity check".to_string(),
+            });
+        }
+        let file = self.tmp.as_file();
+        file.sync_all().map_err(|e| RepoError::io(output, e))?;
+        let size = file.metadata().map_err(|e| RepoError::io(output, e))?.len();
+        self.tmp
+            .persist(output)
+            .map_err(|e| RepoError::io(output, e.error))?;
+        Ok(size)
+    }
+}
