@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+use lifeboat_controller::leader::LeaseView;
 
 use crate::cli::GlobalArgs;
 
@@ -55,17 +56,6 @@ pub async fn controller_running(client: &Client, namespace: &str) -> Result<bool
         Err(kube::Error::Api(e)) if e.code == 403 => None,
         Err(e) => return Err(e).context("ask the cluster whether a Lifeboat controller runs"),
     };
-    let Some(spec) = lease.and_then(|l| l.spec) else {
-        return Ok(false);
-    };
-    let held = spec.holder_identity.is_some_and(|h| !h.is_empty());
-    let fresh = match (spec.renew_time, spec.lease_duration_seconds) {
-        (Some(renewed), Some(secs)) => renewed.0.as_second() + i64::from(secs) > jiff_now().as_second(),
-        _ => false,
-    };
-    Ok(held && fresh)
-}
-
-fn jiff_now() -> k8s_openapi::jiff::Timestamp {
-    k8s_openapi::jiff::Timestamp::now()
+    let now = chrono::Utc::now();
+    Ok(lease.is_some_and(|l| LeaseView::from(&l).held_until(now).is_some()))
 }

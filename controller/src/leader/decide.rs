@@ -39,30 +39,30 @@ pub fn decide(lease: Option<&LeaseView>, me: &str, now: DateTime<Utc>, was_leadi
     let Some(lease) = lease else {
         return Decision::Acquire;
     };
-    let holder = match lease.holder.as_deref() {
+    match lease.holder.as_deref() {
         None | Some("") => return Decision::Acquire,
-        Some(h) => h,
-    };
-    if holder == me {
-        return Decision::Renew;
+        Some(h) if h == me => return Decision::Renew,
+        Some(_) => {}
     }
-    let until = lease
-        .renew_time
-        .map(|t| t + chrono::Duration::seconds(lease.duration_secs.max(1)));
-    match until {
-        Some(until) if until > now => {
-            if was_leading {
-                Decision::Lost {
-                    holder: holder.to_string(),
-                }
-            } else {
-                Decision::Wait {
-                    holder: holder.to_string(),
-                    until,
-                }
-            }
-        }
-        _ => Decision::Acquire,
+    match lease.held_until(now) {
+        Some((holder, _)) if was_leading => Decision::Lost {
+            holder: holder.to_string(),
+        },
+        Some((holder, until)) => Decision::Wait {
+            holder: holder.to_string(),
+            until,
+        },
+        None => Decision::Acquire,
+    }
+}
+
+impl LeaseView {
+    /// The holder and when their Lease runs out, if someone holds it and it has not run out
+    /// at `now` (also how drctl tells whether a controller is running).
+    pub fn held_until(&self, now: DateTime<Utc>) -> Option<(&str, DateTime<Utc>)> {
+        let holder = self.holder.as_deref().filter(|h| !h.is_empty())?;
+        let until = self.renew_time? + chrono::Duration::seconds(self.duration_secs.max(1));
+        (until > now).then_some((holder, until))
     }
 }
 

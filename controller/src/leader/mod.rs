@@ -27,12 +27,14 @@ fn micro(t: DateTime<Utc>) -> Option<MicroTime> {
         .map(MicroTime)
 }
 
-fn view(lease: &Lease) -> LeaseView {
-    let spec = lease.spec.clone().unwrap_or_default();
-    LeaseView {
-        holder: spec.holder_identity,
-        renew_time: spec.renew_time.as_ref().and_then(to_chrono),
-        duration_secs: i64::from(spec.lease_duration_seconds.unwrap_or(15)),
+impl From<&Lease> for LeaseView {
+    fn from(lease: &Lease) -> Self {
+        let spec = lease.spec.clone().unwrap_or_default();
+        LeaseView {
+            holder: spec.holder_identity,
+            renew_time: spec.renew_time.as_ref().and_then(to_chrono),
+            duration_secs: i64::from(spec.lease_duration_seconds.unwrap_or(15)),
+        }
     }
 }
 
@@ -66,7 +68,7 @@ impl Election {
         let now = Utc::now();
         let current = api.get_opt(&self.name).await?;
         let decision = decide(
-            current.as_ref().map(view).as_ref(),
+            current.as_ref().map(LeaseView::from).as_ref(),
             &self.identity,
             now,
             was_leading,

@@ -26,6 +26,23 @@ pub const RESOURCES_PATH: &str = "lifeboat/resources.json";
 /// The snapshot tag that names the Backup it was made for.
 pub const BACKUP_TAG: &str = "backup";
 
+/// Object snapshots in `repo`, newest first; only those of the Backup `name` if given (the
+/// record a restore finds when the cluster that held the Backup resource is gone).
+pub async fn object_snapshots(
+    repo: &lifeboat_backup::Repository,
+    name: Option<&str>,
+) -> Result<Vec<lifeboat_backup::snapshot::Snapshot>, lifeboat_backup::RepoError> {
+    let mut snaps: Vec<_> = repo
+        .snapshots()
+        .await?
+        .into_iter()
+        .filter(|s| s.kind == SNAPSHOT_KIND)
+        .filter(|s| name.is_none_or(|n| s.tags.get(BACKUP_TAG).map(String::as_str) == Some(n)))
+        .collect();
+    snaps.sort_by_key(|s| std::cmp::Reverse(s.time));
+    Ok(snaps)
+}
+
 /// Directory name of a resource: `configmaps`, `deployments.apps`.
 pub fn resource_key(plural: &str, group: &str) -> String {
     if group.is_empty() {

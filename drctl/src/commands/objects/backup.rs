@@ -10,7 +10,7 @@ use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_controller::crd::{Backup, BackupPhase, BackupSpec, ClusterScoped, ItemMessage};
-use lifeboat_controller::objects::{BACKUP_TAG, BackupRequest, SNAPSHOT_KIND, backup_objects};
+use lifeboat_controller::objects::{BACKUP_TAG, BackupRequest, backup_objects, object_snapshots};
 use serde::Serialize;
 
 use super::{Mode, age, decide, mirror, print_items};
@@ -159,19 +159,6 @@ fn finish(b: &Backup, g: &GlobalArgs) -> Result<u8> {
         BackupPhase::PartiallyFailed => exit::PARTIAL,
         _ => 1,
     })
-}
-
-/// Object snapshots in a repository, newest first, optionally of one Backup name.
-pub async fn object_snapshots(repo: &Repository, name: Option<&str>) -> Result<Vec<Snapshot>> {
-    let mut snaps: Vec<Snapshot> = repo
-        .snapshots()
-        .await?
-        .into_iter()
-        .filter(|s| s.kind == SNAPSHOT_KIND)
-        .filter(|s| name.is_none_or(|n| s.tags.get(BACKUP_TAG).map(String::as_str) == Some(n)))
-        .collect();
-    snaps.sort_by_key(|s| std::cmp::Reverse(s.time));
-    Ok(snaps)
 }
 
 /// The snapshots of Backup `name`, newest first; an error naming the repository and how to
