@@ -249,9 +249,12 @@ async fn a_failed_run_is_retried_with_backoff_before_the_next_run() {
         .expect("completion");
     let created = retry.metadata.creation_timestamp.expect("created").0;
     let failed_at = chrono::DateTime::parse_from_rfc3339(&failed_at).expect("time");
+    // creationTimestamp has whole seconds (as on a real API server): compare at that
+    // precision, against the second in which the 1 s backoff ends.
+    let backoff_ends = failed_at + chrono::Duration::seconds(1);
     assert!(
-        created.as_millisecond() >= failed_at.timestamp_millis() + 900,
-        "the retry waited its backoff"
+        created.as_second() >= backoff_ends.timestamp(),
+        "the retry waited its backoff: created {created}, failed at {failed_at}"
     );
     // No second retry: the limit is 1.
     tokio::time::sleep(Duration::from_secs(3)).await;
