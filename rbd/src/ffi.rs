@@ -128,3 +128,19 @@ unsafe extern "C" {
     pub fn rbd_metadata_set(image: rbd_image_t, key: *const c_char, value: *const c_char) -> c_int;
     pub fn rbd_snap_get_timestamp(image: rbd_image_t, snap_id: u64, timestamp: *mut libc::timespec) -> c_int;
 }
+
+#[link(name = "rados")]
+unsafe extern "C" {
+    /// Runs an OSD class method on one object; returns the output length or a negative errno
+    /// (`-ERANGE` when `out` is too small).
+    pub fn rados_exec(
+        io: rados_ioctx_t,
+        oid: *const c_char,
+        cls: *const c_char,
+        method: *const c_char,
+        in_buf: *const c_char,
+        in_len: size_t,
+        out_buf: *mut c_char,
+        out_len: size_t,
+    ) -> c_int;
+}

@@ -6,6 +6,7 @@
 //!
 //! All calls block; async callers run them on `tokio::task::spawn_blocking`.
 
+mod cls;
 mod cluster;
 mod error;
 mod ffi;

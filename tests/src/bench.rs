@@ -49,3 +49,38 @@ pub fn timed(cmd: Command, env: &[(String, String)]) -> Measure {
         rss_mib: f[3] / 1024.0,
     }
 }
+
+/// Whole-machine CPU counters from `/proc/stat`, to tell how busy all cores were during a
+/// phase (driver, Ceph daemons and client together), not just one process.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineCpu {
+    busy: u64,
+}
+
+impl MachineCpu {
+    /// Reads the counters now (zeros where `/proc/stat` is unreadable).
+    pub fn now() -> Self {
+        let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+        let busy = fields
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+            .map(|(_, v)| v)
+            .sum();
+        Self { busy }
+    }
+
+    /// CPU seconds spent by the whole machine since `earlier` (USER_HZ is 100 on Linux).
+    pub fn seconds_since(&self, earlier: &MachineCpu) -> f64 {
+        self.busy.saturating_sub(earlier.busy) as f64 / 100.0
+    }
+}

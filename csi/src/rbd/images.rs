@@ -91,17 +91,21 @@ pub fn create(cluster: &Cluster, plan: &CreatePlan) -> Result<u64> {
     let pool = cluster.pool(&plan.params.pool).map_err(err)?;
     let image = image_name(&plan.name);
     let fingerprint = plan.params.fingerprint(&plan.source.describe());
-    match pool.open(&image, None) {
-        Ok(img) => {
-            if img.metadata(COMPLETE).map_err(err)?.is_some() {
-                return existing(&img, plan, &fingerprint);
+    // Most names are new: one small read of the id object says so without building an image
+    // context (which costs more CPU than the rest of the create).
+    if pool.image_id(&image).map_err(err)?.is_some() {
+        match pool.open(&image, None) {
+            Ok(img) => {
+                if img.metadata(COMPLETE).map_err(err)?.is_some() {
+                    return existing(&img, plan, &fingerprint);
+                }
+                // Left by an interrupted create: make it again from scratch.
+                drop(img);
+                remove_leftover(&pool, &image)?;
             }
-            // Left by an interrupted create: make it again from scratch.
-            drop(img);
-            remove_leftover(&pool, &image)?;
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(err(e)),
         }
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(err(e)),
     }
     let source_size = match &plan.source {
         Source::None => 0,
@@ -131,17 +135,28 @@ pub fn create(cluster: &Cluster, plan: &CreatePlan) -> Result<u64> {
         }
         other => other?,
     }
-    let mut img = pool.open(&image, None).map_err(err)?;
-    let current = img.info().map_err(err)?.size;
-    if current < plan.size {
-        img.resize(plan.size, false).map_err(err)?;
-    }
-    if matches!(plan.source, Source::Snapshot { .. }) && plan.params.clone_mode == CloneMode::Flatten {
-        img.flatten().map_err(err)?;
-    }
+    let size = match plan.source {
+        // A blank image is made at exactly the planned size.
+        Source::None => plan.size,
+        Source::Snapshot { .. } | Source::Volume { .. } => {
+            let mut img = pool.open(&image, None).map_err(err)?;
+            let current = img.info().map_err(err)?.size;
+            if current < plan.size {
+                img.resize(plan.size, false).map_err(err)?;
+            }
+            if matches!(plan.source, Source::Snapshot { .. }) && plan.params.clone_mode == CloneMode::Flatten
+            {
+                img.flatten().map_err(err)?;
+            }
+            img.info().map_err(err)?.size
+        }
+    };
+    // The image is closed and no node has mapped it yet, so the marker can be written without
+    // opening it (and without taking its exclusive lock).
     let record = serde_json::json!({"name": plan.name, "params": fingerprint}).to_string();
-    img.set_metadata(COMPLETE, &record).map_err(err)?;
-    Ok(img.info().map_err(err)?.size)
+    pool.set_new_image_metadata(&image, COMPLETE, &record)
+        .map_err(err)?;
+    Ok(size)
 }
 
 fn make(cluster: &Cluster, pool: &Pool, image: &str, plan: &CreatePlan) -> Result<()> {

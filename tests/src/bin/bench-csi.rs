@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use lifeboat_csi::proto::*;
+use lifeboat_tests::bench::MachineCpu;
 use lifeboat_tests::csi::{CsiDriver, DriverOptions, mount_cap, rbd_setup};
 
 const OPS: usize = 48;
@@ -16,6 +17,8 @@ struct Row {
     create: Vec<Duration>,
     delete: Vec<Duration>,
     wall: Duration,
+    /// CPU seconds the whole machine spent during the row.
+    cpu: f64,
 }
 
 fn pct(v: &[Duration], p: f64) -> f64 {
@@ -36,6 +39,7 @@ async fn csi_run(
 ) -> Row {
     let clients = driver.clients().await.expect("clients");
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(inflight));
+    let cpu = MachineCpu::now();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..OPS {
@@ -78,6 +82,7 @@ async fn csi_run(
         create: vec![],
         delete: vec![],
         wall: Duration::ZERO,
+        cpu: 0.0,
     };
     for t in tasks {
         let (c, d) = t.await.expect("task");
@@ -85,11 +90,13 @@ async fn csi_run(
         row.delete.push(d);
     }
     row.wall = start.elapsed();
+    row.cpu = MachineCpu::now().seconds_since(&cpu);
     row
 }
 
 async fn cli_run(ceph: &'static lifeboat_tests::Ceph, pool: &str, inflight: usize, tag: &str) -> Row {
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(inflight));
+    let cpu = MachineCpu::now();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..OPS {
@@ -122,6 +129,7 @@ async fn cli_run(ceph: &'static lifeboat_tests::Ceph, pool: &str, inflight: usiz
         create: vec![],
         delete: vec![],
         wall: Duration::ZERO,
+        cpu: 0.0,
     };
     for t in tasks {
         let (c, d) = t.await.expect("task");
@@ -129,6 +137,7 @@ async fn cli_run(ceph: &'static lifeboat_tests::Ceph, pool: &str, inflight: usiz
         row.delete.push(d);
     }
     row.wall = start.elapsed();
+    row.cpu = MachineCpu::now().seconds_since(&cpu);
     row
 }
 
@@ -166,28 +175,34 @@ async fn main() {
     ];
     println!("\n{OPS} × (create 1 GiB + delete) per row, pool {pool}\n");
     println!(
-        "| {:<22} | {:>12} | {:>12} | {:>12} | {:>12} | {:>14} |",
-        "", "create p50", "create p99", "delete p50", "delete p99", "pairs/s"
+        "| {:<22} | {:>12} | {:>12} | {:>12} | {:>12} | {:>8} | {:>11} | {:>13} |",
+        "", "create p50", "create p99", "delete p50", "delete p99", "pairs/s", "cores busy", "CPU ms/pair"
     );
     println!(
-        "|{:-<24}|{:->14}|{:->14}|{:->14}|{:->14}|{:->16}|",
-        "", "", "", "", "", ""
+        "|{:-<24}|{:->14}|{:->14}|{:->14}|{:->14}|{:->10}|{:->13}|{:->15}|",
+        "", "", "", "", "", "", "", ""
     );
     for r in &rows {
         println!(
-            "| {:<22} | {:>9.1} ms | {:>9.1} ms | {:>9.1} ms | {:>9.1} ms | {:>14.1} |",
+            "| {:<22} | {:>9.1} ms | {:>9.1} ms | {:>9.1} ms | {:>9.1} ms | {:>8.1} | {:>11.2} | {:>13.1} |",
             r.what,
             pct(&r.create, 0.5),
             pct(&r.create, 0.99),
             pct(&r.delete, 0.5),
             pct(&r.delete, 0.99),
-            OPS as f64 / r.wall.as_secs_f64()
+            OPS as f64 / r.wall.as_secs_f64(),
+            r.cpu / r.wall.as_secs_f64(),
+            r.cpu * 1000.0 / OPS as f64
         );
     }
     let ratio = pct(&rows[1].create, 0.5) / pct(&rows[0].create, 0.5);
     let speedup = (OPS as f64 / rows[3].wall.as_secs_f64()) / (OPS as f64 / rows[1].wall.as_secs_f64());
     println!("\nCSI create p50 / rbd create p50: {ratio:.2} (target ≤ 1.2)");
     println!("CSI 16-in-flight throughput / serial: {speedup:.1}× (target ≥ 5×)");
+    println!(
+        "(cores busy and CPU are the whole machine's: driver, Ceph daemons and this client; it has {} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     drop(driver);
     let _ = ceph.delete_pool(&pool);
 }
