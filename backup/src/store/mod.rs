@@ -5,6 +5,7 @@
 //! `gs://bucket/prefix`, `az://container/prefix`); the prefix is applied here so the rest of
 //! the engine sees keys relative to the repository root.
 
+mod local;
 mod location;
 mod options;
 
@@ -17,6 +18,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
 
+pub use local::LocalStore;
 pub use location::{Location, LocationError};
 pub use options::{Secret, StoreOptions};
 
@@ -91,7 +93,7 @@ fn build(location: &Location, options: &StoreOptions) -> Result<Arc<dyn ObjectSt
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
-            Arc::new(fs.with_automatic_cleanup(true))
+            Arc::new(LocalStore::new(fs.with_automatic_cleanup(true)))
         }
         Location::S3 { bucket, prefix } => {
             let mut b = AmazonS3Builder::from_env()

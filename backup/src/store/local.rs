@@ -1,0 +1,354 @@
+//! A local-directory store: `object_store`'s `LocalFileSystem` with fsync on, except that
+//! large objects (packs) are written with `O_DIRECT`.
+//!
+//! Why: a backup writes hundreds of MiB of packs that nobody reads soon. Through the page
+//! cache each byte is copied into freshly allocated cache pages — on the VMs we measured, a
+//! third of a backup's CPU — and evicts the application's own cache on the node being backed
+//! up. `O_DIRECT` hands the (already built) pack straight to the device; the fsync that
+//! durability needs anyway then has little left to flush. Small objects (index, snapshots,
+//! locks) keep the plain path. Filesystems that refuse `O_DIRECT` (tmpfs, some FUSE mounts)
+//! are detected on first use and get the plain path too.
+//!
+//! Publishing is the same as `LocalFileSystem`'s: write `<key>#<digits>` (which its listings
+//! skip), fsync, hard-link (create-only) or rename (overwrite) into place, fsync the directory.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+};
+
+/// Objects at least this large are written with `O_DIRECT`.
+const DIRECT_MIN: usize = 1 << 20;
+/// Alignment `O_DIRECT` needs for buffers, offsets and lengths (the largest logical block
+/// size in use).
+const ALIGN: usize = 4096;
+/// Bytes staged per direct write.
+const STAGE: usize = 4 << 20;
+
+/// Aligned staging buffers, reused so each write does not fault in fresh pages.
+static BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+static STAGING_ID: AtomicU64 = AtomicU64::new(0);
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct LocalStore {
+    fs: LocalFileSystem,
+    /// Cleared when the filesystem refuses `O_DIRECT`.
+    direct: AtomicBool,
+}
+
+impl LocalStore {
+    /// Wraps a `LocalFileSystem` rooted at the repository directory.
+    pub fn new(fs: LocalFileSystem) -> Self {
+        Self {
+            fs: fs.with_fsync(true),
+            direct: AtomicBool::new(true),
+        }
+    }
+}
+
+impl fmt::Display for LocalStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LocalStore({})", self.fs)
+    }
+}
+
+/// Why a direct write did not happen.
+enum DirectError {
+    /// The filesystem does not do `O_DIRECT`: use the plain path from now on.
+    Unsupported,
+    Failed(object_store::Error),
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        let plain_mode = matches!(opts.mode, PutMode::Create | PutMode::Overwrite);
+        if payload.content_length() < DIRECT_MIN
+            || !plain_mode
+            || !opts.attributes.is_empty()
+            || !self.direct.load(Ordering::Relaxed)
+        {
+            return self.fs.put_opts(location, payload, opts).await;
+        }
+        let path = self.fs.path_to_filesystem(location)?;
+        let create = matches!(opts.mode, PutMode::Create);
+        let job_payload = payload.clone();
+        let done = tokio::task::spawn_blocking(move || write_direct(&path, &job_payload, create))
+            .await
+            .map_err(|e| generic(std::io::Error::other(e.to_string())))?;
+        match done {
+            Ok(result) => Ok(result),
+            Err(DirectError::Failed(e)) => Err(e),
+            Err(DirectError::Unsupported) => {
+                tracing::debug!(
+                    "the repository's filesystem refuses O_DIRECT; writing packs through the page cache"
+                );
+                self.direct.store(false, Ordering::Relaxed);
+                self.fs.put_opts(location, payload, opts).await
+            }
+        }
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.fs.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.fs.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> Result<Vec<Bytes>> {
+        self.fs.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        self.fs.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.fs.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.fs.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.fs.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.fs.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.fs.rename_opts(from, to, options).await
+    }
+}
+
+fn generic(e: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "LocalStore",
+        source: Box::new(e),
+    }
+}
+
+fn failed(what: &str, path: &FsPath, e: std::io::Error) -> DirectError {
+    DirectError::Failed(generic(std::io::Error::new(
+        e.kind(),
+        format!("{what} {}: {e}", path.display()),
+    )))
+}
+
+/// Writes `payload` to a staging file with `O_DIRECT`, makes it durable and publishes it.
+fn write_direct(path: &FsPath, payload: &PutPayload, create: bool) -> Result<PutResult, DirectError> {
+    let parent = path.parent().unwrap_or(FsPath::new("/"));
+    if !parent.is_dir() {
+        std::fs::create_dir_all(parent).map_err(|e| failed("create directory", parent, e))?;
+        if let Some(grand) = parent.parent() {
+            sync_dir(grand).map_err(|e| failed("sync directory", grand, e))?;
+        }
+    }
+    let (file, staging) = open_staging(path)?;
+    let written = write_aligned(&file, payload).and_then(|()| {
+        file.set_len(payload.content_length() as u64)?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&staging);
+        return Err(if e.raw_os_error() == Some(libc::EINVAL) {
+            DirectError::Unsupported
+        } else {
+            failed("write", &staging, e)
+        });
+    }
+    let meta = file.metadata().map_err(|e| failed("stat", &staging, e))?;
+    drop(file);
+    let published = if create {
+        std::fs::hard_link(&staging, path).map(|()| {
+            let _ = std::fs::remove_file(&staging);
+        })
+    } else {
+        std::fs::rename(&staging, path)
+    };
+    if let Err(e) = published {
+        let _ = std::fs::remove_file(&staging);
+        return Err(if e.kind() == ErrorKind::AlreadyExists {
+            DirectError::Failed(object_store::Error::AlreadyExists {
+                path: path.display().to_string(),
+                source: Box::new(e),
+            })
+        } else {
+            failed("publish", path, e)
+        });
+    }
+    sync_dir(parent).map_err(|e| failed("sync directory", parent, e))?;
+    Ok(PutResult {
+        e_tag: Some(etag(&meta)),
+        version: None,
+        extensions: Default::default(),
+    })
+}
+
+/// Opens `<path>#<digits>` for direct writing (digits-only suffixes are hidden from listings).
+fn open_staging(path: &FsPath) -> Result<(File, PathBuf), DirectError> {
+    loop {
+        let n = u64::from(std::process::id()) << 32 | STAGING_ID.fetch_add(1, Ordering::Relaxed);
+        let mut staging = path.as_os_str().to_owned();
+        staging.push(format!("#{n}"));
+        let staging = PathBuf::from(staging);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&staging)
+        {
+            Ok(f) => return Ok((f, staging)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Err(DirectError::Unsupported),
+            Err(e) => return Err(failed("create", &staging, e)),
+        }
+    }
+}
+
+/// Copies the payload through an aligned buffer in `STAGE`-sized writes; the last write is
+/// padded to `ALIGN` (the caller truncates the file to the real length).
+fn write_aligned(file: &File, payload: &PutPayload) -> std::io::Result<()> {
+    let mut buffer = take_buffer();
+    let start = buffer.as_ptr().align_offset(ALIGN);
+    let result = (|| {
+        let stage = &mut buffer[start..start + STAGE];
+        let mut filled = 0usize;
+        let mut offset = 0u64;
+        for part in payload.iter() {
+            let mut part: &[u8] = part;
+            while !part.is_empty() {
+                let n = part.len().min(STAGE - filled);
+                stage[filled..filled + n].copy_from_slice(&part[..n]);
+                filled += n;
+                part = &part[n..];
+                if filled == STAGE {
+                    file.write_all_at(stage, offset)?;
+                    offset += STAGE as u64;
+                    filled = 0;
+                }
+            }
+        }
+        if filled > 0 {
+            let padded = filled.div_ceil(ALIGN) * ALIGN;
+            stage[filled..padded].fill(0);
+            file.write_all_at(&stage[..padded], offset)?;
+        }
+        Ok(())
+    })();
+    BUFFERS.lock().unwrap_or_else(|p| p.into_inner()).push(buffer);
+    result
+}
+
+fn take_buffer() -> Vec<u8> {
+    BUFFERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop()
+        .unwrap_or_else(|| vec![0u8; STAGE + ALIGN])
+}
+
+fn sync_dir(dir: &FsPath) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The same shape of tag `LocalFileSystem` gives (inode, mtime, size), so either path's
+/// objects look alike.
+fn etag(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{:x}-{:x}-{:x}",
+        meta.ino(),
+        meta.mtime() as u64 * 1_000_000 + meta.mtime_nsec() as u64 / 1000,
+        meta.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+
+    async fn round_trip(len: usize) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(LocalFileSystem::new_with_prefix(dir.path()).expect("fs"));
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        // Several parts, none aligned, to cross staging boundaries at odd places.
+        let parts: Vec<Bytes> = data.chunks(1_000_003).map(Bytes::copy_from_slice).collect();
+        let key = Path::from("packs/ab/abcdef");
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        store
+            .put_opts(&key, PutPayload::from_iter(parts), opts.clone())
+            .await
+            .expect("put");
+        let back = store.get(&key).await.expect("get").bytes().await.expect("bytes");
+        assert_eq!(back.len(), len);
+        assert!(back == data, "content differs");
+        // Create-only: a second put of the same key is refused and the first stays.
+        let again = store.put_opts(&key, PutPayload::from(vec![1u8; len]), opts).await;
+        assert!(
+            matches!(again, Err(object_store::Error::AlreadyExists { .. })),
+            "{again:?}"
+        );
+        let listed: Vec<_> = futures::StreamExt::collect::<Vec<_>>(store.list(None)).await;
+        assert_eq!(listed.len(), 1, "staging files must not show: {listed:?}");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("packs/ab"))
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "a staging file was left behind: {names:?}");
+        let probe = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(dir.path().join("probe"));
+        if probe.is_ok() {
+            assert!(
+                store.direct.load(Ordering::Relaxed),
+                "O_DIRECT works here but was given up"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn large_objects_round_trip_whatever_their_length() {
+        round_trip(DIRECT_MIN).await;
+        round_trip(STAGE * 3).await;
+        round_trip(STAGE * 2 + 12_345).await;
+    }
+
+    #[tokio::test]
+    async fn small_objects_take_the_plain_path() {
+        round_trip(10_000).await;
+    }
+}
