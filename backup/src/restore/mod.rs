@@ -20,8 +20,10 @@ use crate::read::BlobReader;
 use crate::repository::{LockKind, RepoError, Repository};
 use crate::snapshot::{Node, NodeKind, Snapshot};
 
-/// Packs fetched at once during a restore.
-const PACKS_IN_FLIGHT: usize = 3;
+/// Packs fetched at once during a restore. Each holds ~2 × 17 MiB (ciphertext, plaintext)
+/// while it is decoded; against RGW, 4 restored 1 GiB 5–8 % faster than 3, and 6 no faster
+/// than 4 (the store's CPU is then the limit) for 50 MiB more RSS.
+const PACKS_IN_FLIGHT: usize = 4;
 
 /// Options for a restore.
 #[derive(Debug, Clone, Default)]
