@@ -78,7 +78,7 @@ impl Cluster {
     }
 }
 
-fn radoserr_errno(e: &ceph::error::RadosError) -> i32 {
+pub(crate) fn radoserr_errno(e: &ceph::error::RadosError) -> i32 {
     match e {
         ceph::error::RadosError::ApiError(errno) => *errno as i32,
         _ => libc::EIO,
@@ -97,6 +97,10 @@ impl Pool {
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(crate) fn ioctx(&self) -> &ceph::ceph::IoCtx {
+        &self.ioctx
     }
 
     pub(crate) fn raw(&self) -> crate::ffi::rados_ioctx_t {

@@ -11,6 +11,7 @@ mod cluster;
 mod error;
 mod ffi;
 mod image;
+mod objects;
 
 pub use cluster::{Cluster, Pool};
 pub use error::RbdError;

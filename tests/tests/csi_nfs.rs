@@ -125,7 +125,14 @@ async fn create_delete_retain_archive_and_nothing_outside_is_touched() -> Result
         .into_inner()
         .volume
         .context("v")?;
-    ensure!(again.volume_id == a.volume_id);
+    ensure!(again.volume_id == a.volume_id && again.capacity_bytes == a.capacity_bytes);
+    // Same name, a size the recorded volume cannot satisfy: ALREADY_EXISTS, as the spec says.
+    let mut bigger = e.req("pvc-a", "delete");
+    bigger.capacity_range = Some(CapacityRange {
+        required_bytes: 4 << 30,
+        limit_bytes: 0,
+    });
+    ensure!(code(c.controller.create_volume(bigger).await) == Code::AlreadyExists);
     // Content, including links out of the volume, which deletion must not follow.
     std::fs::create_dir_all(a_dir.join("sub/deeper"))?;
     std::fs::write(a_dir.join("sub/deeper/file"), b"data")?;
@@ -301,6 +308,19 @@ async fn snapshot_restore_and_clone_copy_the_tree() -> Result<()> {
         .snapshot
         .context("s")?;
     ensure!(again.snapshot_id == snap.snapshot_id);
+    // The same snapshot name asked of another volume is a conflict, not the first volume's copy.
+    let other = c
+        .create_volume(e.req("other", "delete"))
+        .await?
+        .into_inner()
+        .volume
+        .context("v")?;
+    let reuse = CreateSnapshotRequest {
+        source_volume_id: other.volume_id.clone(),
+        name: "snap-1".into(),
+        ..Default::default()
+    };
+    ensure!(code(c.create_snapshot(reuse).await) == Code::AlreadyExists);
     std::fs::write(src.join("top.txt"), b"changed after the snapshot")?;
 
     let mut restore = e.req("restored", "delete");
@@ -349,7 +369,23 @@ async fn snapshot_restore_and_clone_copy_the_tree() -> Result<()> {
     };
     c.delete_snapshot(del.clone()).await?;
     c.delete_snapshot(del).await?;
-    for id in [v.volume_id, restored.volume_id, cloned.volume_id] {
+    // Deleted, the name is free for the other volume.
+    let moved = c
+        .create_snapshot(CreateSnapshotRequest {
+            source_volume_id: other.volume_id.clone(),
+            name: "snap-1".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .snapshot
+        .context("s")?;
+    c.delete_snapshot(DeleteSnapshotRequest {
+        snapshot_id: moved.snapshot_id,
+        secrets: HashMap::new(),
+    })
+    .await?;
+    for id in [v.volume_id, restored.volume_id, cloned.volume_id, other.volume_id] {
         c.delete_volume(DeleteVolumeRequest {
             volume_id: id,
             secrets: HashMap::new(),
@@ -359,14 +395,16 @@ async fn snapshot_restore_and_clone_copy_the_tree() -> Result<()> {
     let left: Vec<String> = std::fs::read_dir(&e.dir.local)?
         .flatten()
         .map(|d| d.file_name().to_string_lossy().to_string())
-        .filter(|n| n != ".lifeboat-snapshots")
+        .filter(|n| n != ".lifeboat-snapshots" && n != ".lifeboat-meta")
         .collect();
     ensure!(left.is_empty(), "left behind: {left:?}");
-    ensure!(
-        std::fs::read_dir(e.dir.local.join(".lifeboat-snapshots"))?
-            .next()
-            .is_none()
-    );
+    for meta in [".lifeboat-snapshots", ".lifeboat-meta"] {
+        let left: Vec<_> = std::fs::read_dir(e.dir.local.join(meta))?
+            .flatten()
+            .map(|d| d.file_name())
+            .collect();
+        ensure!(left.is_empty(), "left in {meta}: {left:?}");
+    }
     Ok(())
 }
 

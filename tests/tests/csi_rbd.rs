@@ -498,6 +498,52 @@ async fn snapshot_restore_and_clone_keep_the_data() -> Result<()> {
         .snapshot
         .context("snapshot")?;
     ensure!(again.snapshot_id == snap.snapshot_id);
+    // The same snapshot name asked of another volume is a conflict, not a second snapshot;
+    // once the first is deleted the name is free for the other volume.
+    let other = c
+        .create_volume(e.create_req("snap-other", 16 * MIB))
+        .await?
+        .into_inner()
+        .volume
+        .context("other")?;
+    let reuse = CreateSnapshotRequest {
+        source_volume_id: other.volume_id.clone(),
+        name: "snap-1".into(),
+        secrets: e.secrets.clone(),
+        parameters: HashMap::new(),
+    };
+    ensure!(code(c.create_snapshot(reuse.clone()).await) == Code::AlreadyExists);
+    let scratch = c
+        .create_snapshot(CreateSnapshotRequest {
+            name: "snap-scratch".into(),
+            ..reuse.clone()
+        })
+        .await?
+        .into_inner()
+        .snapshot
+        .context("scratch")?;
+    c.delete_snapshot(DeleteSnapshotRequest {
+        snapshot_id: scratch.snapshot_id.clone(),
+        secrets: e.secrets.clone(),
+    })
+    .await?;
+    let reused = c
+        .create_snapshot(CreateSnapshotRequest {
+            name: "snap-scratch".into(),
+            source_volume_id: v.volume_id.clone(),
+            ..reuse
+        })
+        .await?
+        .into_inner()
+        .snapshot
+        .context("reused")?;
+    ensure!(reused.source_volume_id == v.volume_id);
+    c.delete_snapshot(DeleteSnapshotRequest {
+        snapshot_id: reused.snapshot_id,
+        secrets: e.secrets.clone(),
+    })
+    .await?;
+    c.delete_volume(e.delete_req(&other.volume_id)).await?;
     // Overwrite the source after the snapshot: the restore must show the old data.
     {
         let mut img = pool.open(&v.volume_context["imageName"], None)?;

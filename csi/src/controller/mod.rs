@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use crate::driver::Driver;
 use crate::error::{CsiError, Result, invalid, reply};
 use crate::ids::{NfsVolume, RbdVolume, SnapshotId, VolumeId};
-use crate::nfs::{NfsParams, NfsSource};
+use crate::nfs::{NfsParams, NfsSource, VolumeRecord};
 use crate::proto::controller_server::Controller;
 use crate::proto::controller_service_capability::rpc::Type as Cap;
 use crate::proto::volume_content_source::Type as SourceType;
@@ -35,6 +35,15 @@ fn lookup_id(id: &str) -> Result<VolumeId> {
         return Err(invalid("volume_id is required"));
     }
     VolumeId::parse(id).map_err(|_| CsiError::NotFound(format!("volume {id:?} does not exist")))
+}
+
+/// A content source as one string ("" when blank), for recording and comparing.
+fn source_id(source: Option<&VolumeContentSource>) -> String {
+    match source.and_then(|s| s.r#type.as_ref()) {
+        Some(SourceType::Snapshot(s)) => format!("snapshot:{}", s.snapshot_id),
+        Some(SourceType::Volume(v)) => format!("volume:{}", v.volume_id),
+        None => String::new(),
+    }
 }
 
 fn backend_of(params: &HashMap<String, String>) -> Result<Backend> {
@@ -215,7 +224,14 @@ impl ControllerService {
                 }
             },
         };
-        self.driver.nfs.create(&vol, source).await?;
+        let want = VolumeRecord {
+            name: req.name.clone(),
+            capacity: cap.size,
+            source: source_id(req.volume_content_source.as_ref()),
+            required: cap.required,
+            limit: cap.limit,
+        };
+        let capacity = self.driver.nfs.create(&vol, source, want).await?;
         let context = HashMap::from([
             ("backend".to_string(), "nfs".to_string()),
             ("server".to_string(), vol.server.clone()),
@@ -224,7 +240,7 @@ impl ControllerService {
             ("mountOptions".to_string(), params.mount_options.clone()),
         ]);
         Ok(Volume {
-            capacity_bytes: cap.size as i64,
+            capacity_bytes: capacity as i64,
             volume_id: VolumeId::Nfs(vol).to_string(),
             volume_context: context,
             ..Default::default()

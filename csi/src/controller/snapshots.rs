@@ -124,7 +124,7 @@ impl ControllerService {
                             Err(e) if e.is_not_found() => return Ok(()),
                             Err(e) => return Err(CsiError::rbd(e)),
                         };
-                        images::remove_snapshot(&p, &image, &snap)
+                        images::delete_snapshot(&p, &image, &snap)
                     })
                     .await?;
             }

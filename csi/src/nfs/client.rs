@@ -275,11 +275,25 @@ impl Session {
     }
 
     async fn copy_file(&mut self, src: &nfs_fh3, dst_dir: &nfs_fh3, n: &str) -> Result<()> {
+        let dst = self.create_file(dst_dir, n).await?;
+        let mut offset = 0u64;
+        loop {
+            let (data, eof) = self.read_at(src, offset, 256 * 1024, n).await?;
+            self.write_at(&dst, offset, &data, n).await?;
+            offset += data.len() as u64;
+            if eof || data.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Creates (or truncates) regular file `n` in `dir`, mode 0644.
+    pub async fn create_file(&mut self, dir: &nfs_fh3, n: &str) -> Result<nfs_fh3> {
         let res = self
             .conn
             .create(&nfs3::CREATE3args {
                 where_: diropargs3 {
-                    dir: dst_dir.clone(),
+                    dir: dir.clone(),
                     name: name(n),
                 },
                 how: nfs3::createhow3::UNCHECKED(nfs3::sattr3 {
@@ -290,57 +304,64 @@ impl Session {
             })
             .await
             .map_err(|e| rpc(&format!("create {n}"), e))?;
-        let dst = match res {
+        match res {
             Nfs3Result::Ok(ok) => match ok.obj {
-                Nfs3Option::Some(fh) => fh,
-                Nfs3Option::None => match self.lookup(dst_dir, n).await? {
-                    Some((fh, _)) => fh,
-                    None => return Err(CsiError::Internal(format!("{n} vanished after create"))),
+                Nfs3Option::Some(fh) => Ok(fh),
+                Nfs3Option::None => match self.lookup(dir, n).await? {
+                    Some((fh, _)) => Ok(fh),
+                    None => Err(CsiError::Internal(format!("{n} vanished after create"))),
                 },
             },
-            Nfs3Result::Err((s, _)) => return Err(status(&format!("create {n}"), s)),
-        };
-        let mut offset = 0u64;
-        loop {
+            Nfs3Result::Err((s, _)) => Err(status(&format!("create {n}"), s)),
+        }
+    }
+
+    /// Reads up to `count` bytes at `offset`; also says whether the file ended.
+    pub async fn read_at(
+        &mut self,
+        file: &nfs_fh3,
+        offset: u64,
+        count: u32,
+        n: &str,
+    ) -> Result<(Vec<u8>, bool)> {
+        let res = self
+            .conn
+            .read(&nfs3::READ3args {
+                file: file.clone(),
+                offset,
+                count,
+            })
+            .await
+            .map_err(|e| rpc(&format!("read {n}"), e))?;
+        match res {
+            Nfs3Result::Ok(ok) => Ok((ok.data.0.as_ref().to_vec(), ok.eof)),
+            Nfs3Result::Err((s, _)) => Err(status(&format!("read {n}"), s)),
+        }
+    }
+
+    /// Writes all of `data` at `offset`, stable on the server's disk before returning.
+    pub async fn write_at(&mut self, file: &nfs_fh3, offset: u64, data: &[u8], n: &str) -> Result<()> {
+        let mut written = 0usize;
+        while written < data.len() {
+            let chunk = &data[written..];
             let res = self
                 .conn
-                .read(&nfs3::READ3args {
-                    file: src.clone(),
-                    offset,
-                    count: 256 * 1024,
+                .write(&nfs3::WRITE3args {
+                    file: file.clone(),
+                    offset: offset + written as u64,
+                    count: chunk.len() as u32,
+                    stable: nfs3::stable_how::FILE_SYNC,
+                    data: Opaque::borrowed(chunk),
                 })
                 .await
-                .map_err(|e| rpc(&format!("read {n}"), e))?;
-            let ok = match res {
-                Nfs3Result::Ok(ok) => ok,
-                Nfs3Result::Err((s, _)) => return Err(status(&format!("read {n}"), s)),
-            };
-            let data = ok.data.0.as_ref();
-            let mut written = 0usize;
-            while written < data.len() {
-                let chunk = &data[written..];
-                let res = self
-                    .conn
-                    .write(&nfs3::WRITE3args {
-                        file: dst.clone(),
-                        offset: offset + written as u64,
-                        count: chunk.len() as u32,
-                        stable: nfs3::stable_how::FILE_SYNC,
-                        data: Opaque::borrowed(chunk),
-                    })
-                    .await
-                    .map_err(|e| rpc(&format!("write {n}"), e))?;
-                match res {
-                    Nfs3Result::Ok(w) if w.count > 0 => written += w.count as usize,
-                    Nfs3Result::Ok(_) => return Err(CsiError::Internal(format!("write {n}: no progress"))),
-                    Nfs3Result::Err((s, _)) => return Err(status(&format!("write {n}"), s)),
-                }
-            }
-            offset += data.len() as u64;
-            if ok.eof || data.is_empty() {
-                return Ok(());
+                .map_err(|e| rpc(&format!("write {n}"), e))?;
+            match res {
+                Nfs3Result::Ok(w) if w.count > 0 => written += w.count as usize,
+                Nfs3Result::Ok(_) => return Err(CsiError::Internal(format!("write {n}: no progress"))),
+                Nfs3Result::Err((s, _)) => return Err(status(&format!("write {n}"), s)),
             }
         }
+        Ok(())
     }
 
     async fn copy_link(&mut self, src: &nfs_fh3, dst_dir: &nfs_fh3, n: &str) -> Result<()> {

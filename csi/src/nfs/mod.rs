@@ -6,9 +6,10 @@
 //! Copies (snapshots, clones, restores) go to a `.tmp` name first and are renamed into place,
 //! so an interrupted copy is never mistaken for a finished one: the retry removes it and
 //! copies again. Capacity is best effort: NFS has no per-directory quota here, the
-//! requested size is reported back and not enforced.
+//! requested size is recorded (see [`records`]) and reported back, not enforced.
 
 pub mod client;
+pub mod records;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -103,8 +104,14 @@ impl NfsBackend {
         })?
     }
 
-    /// Creates the volume directory (empty, or a copy of a snapshot or another volume).
-    pub async fn create(&self, vol: &NfsVolume, source: Option<NfsSource>) -> Result<()> {
+    /// Creates the volume directory (empty, or a copy of a snapshot or another volume), or
+    /// finds the one an earlier call with this name made; returns its recorded capacity.
+    pub async fn create(
+        &self,
+        vol: &NfsVolume,
+        source: Option<NfsSource>,
+        want: VolumeRecord,
+    ) -> Result<u64> {
         let (base, name) = split(&vol.dir);
         let (base, name) = (base.to_string(), name.to_string());
         self.with_session(vol, move |s| {
@@ -113,26 +120,30 @@ impl NfsBackend {
                     CsiError::NotFound(format!("baseDir {base:?} does not exist on the share"))
                 })?;
                 if let Some((_, k)) = s.lookup(&base_fh, &name).await? {
-                    return if k == Kind::Dir {
-                        Ok(())
-                    } else {
-                        Err(CsiError::AlreadyExists(format!(
+                    if k != Kind::Dir {
+                        return Err(CsiError::AlreadyExists(format!(
                             "{name} exists and is not a directory"
-                        )))
-                    };
-                }
-                match source {
-                    None => {
-                        s.mkdir(&base_fh, &name).await?;
+                        )));
                     }
-                    Some(src) => {
-                        let src_fh = s.walk(&src.dir).await?.ok_or_else(|| {
-                            CsiError::NotFound(format!("source {} does not exist", src.dir))
-                        })?;
-                        copy_then_rename(s, &src_fh, &base_fh, &name).await?;
+                    if let Some(found) = records::read(s, &base_fh, &name).await? {
+                        return want.matches(&found);
+                    }
+                    // Made before records existed, or interrupted just before its record.
+                } else {
+                    match source {
+                        None => {
+                            s.mkdir(&base_fh, &name).await?;
+                        }
+                        Some(src) => {
+                            let src_fh = s.walk(&src.dir).await?.ok_or_else(|| {
+                                CsiError::NotFound(format!("source {} does not exist", src.dir))
+                            })?;
+                            copy_then_rename(s, &src_fh, &base_fh, &name).await?;
+                        }
                     }
                 }
-                Ok(())
+                records::write(s, &base_fh, &name, &want.to_json()).await?;
+                Ok(want.capacity)
             })
         })
         .await
@@ -140,9 +151,6 @@ impl NfsBackend {
 
     /// Applies the volume's onDelete policy. Only `<dir>` itself is ever touched.
     pub async fn delete(&self, vol: &NfsVolume) -> Result<()> {
-        if vol.on_delete == "retain" {
-            return Ok(());
-        }
         let (base, name) = split(&vol.dir);
         let (base, name, policy) = (base.to_string(), name.to_string(), vol.on_delete.clone());
         check_name("volume directory", &name)?;
@@ -151,6 +159,11 @@ impl NfsBackend {
                 let Some(base_fh) = s.walk(&base).await? else {
                     return Ok(());
                 };
+                // The name is free again whatever happens to the data.
+                records::remove(s, &base_fh, &name).await?;
+                if policy == "retain" {
+                    return Ok(());
+                }
                 match s.lookup(&base_fh, &name).await? {
                     None => return Ok(()),
                     Some((_, Kind::Dir)) => {}
@@ -198,6 +211,17 @@ impl NfsBackend {
                     .walk(&base)
                     .await?
                     .ok_or_else(|| CsiError::NotFound(format!("{base} is gone")))?;
+                let owner = split(&dir).1.as_bytes().to_vec();
+                match records::read(s, &base_fh, &snap).await? {
+                    Some(taken) if taken != owner => {
+                        return Err(CsiError::AlreadyExists(format!(
+                            "the snapshot name is already used for volume {}",
+                            String::from_utf8_lossy(&taken)
+                        )));
+                    }
+                    Some(_) => {}
+                    None => records::write(s, &base_fh, &snap, &owner).await?,
+                }
                 let snaps = s.mkdir(&base_fh, SNAP_DIR).await?;
                 if s.lookup(&snaps, &snap).await?.is_some() {
                     return Ok(());
@@ -211,14 +235,21 @@ impl NfsBackend {
     /// Removes a snapshot directory (absent is fine).
     pub async fn delete_snapshot(&self, vol: &NfsVolume, snap: &str) -> Result<()> {
         check_name("snapshot", snap)?;
-        let (base, _) = split(&vol.dir);
-        let (snaps, snap) = (join(base, SNAP_DIR), snap.to_string());
+        let (base, vol_name) = split(&vol.dir);
+        let (base, owner, snap) = (base.to_string(), vol_name.as_bytes().to_vec(), snap.to_string());
         self.with_session(vol, move |s| {
             Box::pin(async move {
-                let Some(fh) = s.walk(&snaps).await? else {
+                let Some(base_fh) = s.walk(&base).await? else {
                     return Ok(());
                 };
-                s.remove_tree(&fh, &snap).await
+                if let Some((snaps, Kind::Dir)) = s.lookup(&base_fh, SNAP_DIR).await? {
+                    s.remove_tree(&snaps, &snap).await?;
+                }
+                // Only this volume's claim on the name is released.
+                if records::read(s, &base_fh, &snap).await?.as_deref() == Some(owner.as_slice()) {
+                    records::remove(s, &base_fh, &snap).await?;
+                }
+                Ok(())
             })
         })
         .await
@@ -246,6 +277,59 @@ impl NfsBackend {
             Box::pin(async move { s.list(&s.root()).await.map(|_| ()) })
         })
         .await
+    }
+}
+
+/// What CreateVolume asked for, as recorded next to the volume.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VolumeRecord {
+    /// The CO's request name.
+    pub name: String,
+    /// Bytes granted.
+    pub capacity: u64,
+    /// The content source, as its CSI id ("" when blank).
+    pub source: String,
+    /// Smallest acceptable capacity of an existing volume (not recorded).
+    #[serde(skip)]
+    pub required: u64,
+    /// Largest acceptable capacity, 0 = no limit (not recorded).
+    #[serde(skip)]
+    pub limit: u64,
+}
+
+impl VolumeRecord {
+    fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The recorded capacity if the volume found satisfies this request; ALREADY_EXISTS if not.
+    fn matches(&self, found: &[u8]) -> Result<u64> {
+        let found: VolumeRecord = serde_json::from_slice(found).map_err(|e| {
+            CsiError::Internal(format!(
+                "unreadable record {}/{}: {e}",
+                records::META_DIR,
+                self.name
+            ))
+        })?;
+        if found.name != self.name {
+            return Err(CsiError::AlreadyExists(format!(
+                "the volume directory belongs to another volume name ({:?})",
+                found.name
+            )));
+        }
+        if found.capacity < self.required || (self.limit > 0 && found.capacity > self.limit) {
+            return Err(CsiError::AlreadyExists(format!(
+                "volume {:?} exists with {} bytes, incompatible with the requested capacity",
+                self.name, found.capacity
+            )));
+        }
+        if found.source != self.source {
+            return Err(CsiError::AlreadyExists(format!(
+                "volume {:?} exists with a different content source",
+                self.name
+            )));
+        }
+        Ok(found.capacity)
     }
 }
 

@@ -288,6 +288,17 @@ pub fn remove_snapshot(pool: &Pool, image: &str, snap: &str) -> Result<()> {
     }
 }
 
+/// Removes a CSI snapshot and the record of its name (absent is fine).
+pub fn delete_snapshot(pool: &Pool, image: &str, snap: &str) -> Result<()> {
+    remove_snapshot(pool, image, snap)?;
+    let owner = snapshot_owner(snap);
+    // Only this volume's claim on the name is released.
+    if pool.read_object(&owner, 256).map_err(err)?.as_deref() == Some(image.as_bytes()) {
+        pool.remove_object(&owner).map_err(err)?;
+    }
+    Ok(())
+}
+
 /// Removes a volume's image. Absent is success; CSI snapshots or clones are FAILED_PRECONDITION.
 pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<()> {
     let pool = match cluster.pool(pool_name) {
@@ -391,9 +402,27 @@ pub struct SnapInfo {
     pub created: i64,
 }
 
+/// The RADOS object that records which image a CSI snapshot name was taken of, so the same
+/// name asked of another volume is refused (ALREADY_EXISTS) instead of silently becoming a
+/// second snapshot. It is written before the snapshot and removed after it.
+fn snapshot_owner(snap: &str) -> String {
+    format!("lifeboat.csi.{snap}")
+}
+
 /// Takes (or finds, on a retry) a CSI snapshot of an image.
 pub fn snapshot(cluster: &Cluster, pool_name: &str, image: &str, snap: &str) -> Result<SnapInfo> {
     let pool = cluster.pool(pool_name).map_err(err)?;
+    let owner = snapshot_owner(snap);
+    match pool.read_object(&owner, 256).map_err(err)? {
+        Some(taken) if taken != image.as_bytes() => {
+            return Err(CsiError::AlreadyExists(format!(
+                "the snapshot name is already used for volume {pool_name}/{}",
+                String::from_utf8_lossy(&taken)
+            )));
+        }
+        Some(_) => {}
+        None => pool.write_object(&owner, image.as_bytes()).map_err(err)?,
+    }
     let mut img = pool.open(image, None).map_err(err)?;
     match img.create_snapshot(snap) {
         Ok(()) => {}

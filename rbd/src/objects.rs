@@ -1,0 +1,46 @@
+//! Small plain RADOS objects next to the images, for the few facts librbd has no place for
+//! (which volume a CSI snapshot name belongs to). One object per fact, so each write is atomic
+//! and nothing is shared between unrelated requests.
+
+use crate::cluster::{Pool, radoserr_errno};
+use crate::error::RbdError;
+
+impl Pool {
+    /// The content of object `name` (up to `max` bytes), or `None` if it does not exist.
+    pub fn read_object(&self, name: &str, max: usize) -> Result<Option<Vec<u8>>, RbdError> {
+        let mut buf = Vec::with_capacity(max.max(1));
+        match self.ioctx().rados_object_read(name, &mut buf, 0) {
+            Ok(_) => Ok(Some(buf)),
+            Err(e) => match radoserr_errno(&e) {
+                libc::ENOENT => Ok(None),
+                errno => Err(self.object_error("read object", name, errno)),
+            },
+        }
+    }
+
+    /// Creates or replaces object `name` with `data`, in one atomic write.
+    pub fn write_object(&self, name: &str, data: &[u8]) -> Result<(), RbdError> {
+        self.ioctx()
+            .rados_object_write_full(name, data)
+            .map_err(|e| self.object_error("write object", name, radoserr_errno(&e)))
+    }
+
+    /// Removes object `name`; absent is fine.
+    pub fn remove_object(&self, name: &str) -> Result<(), RbdError> {
+        match self.ioctx().rados_object_remove(name) {
+            Ok(()) => Ok(()),
+            Err(e) => match radoserr_errno(&e) {
+                libc::ENOENT => Ok(()),
+                errno => Err(self.object_error("remove object", name, errno)),
+            },
+        }
+    }
+
+    fn object_error(&self, op: &'static str, name: &str, errno: i32) -> RbdError {
+        RbdError::Ceph {
+            op,
+            target: self.spec(name),
+            errno,
+        }
+    }
+}
