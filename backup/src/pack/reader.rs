@@ -2,7 +2,7 @@
 
 use super::PackedBlob;
 use super::writer::Trailer;
-use crate::blob::{BlobId, BlobKind, PackId, decompress};
+use crate::blob::{BlobId, BlobKind, PackId, decompress, raw_frame_parts};
 use crate::crypto::{CryptoError, RepoKey};
 
 /// Why a pack or a blob in it could not be read.
@@ -73,18 +73,39 @@ impl OpenPack {
     /// already authenticated every byte of the pack, and a wrong offset fails the zstd frame
     /// or length check. `repo check --read-data` still verifies ids.
     pub fn blob_unverified(&self, entry: &PackedBlob) -> Result<Vec<u8>, PackError> {
-        let bad = |message: String| PackError::Blob {
+        let frame = self.frame(entry)?;
+        decompress(frame, entry.raw_length as usize).map_err(|e| self.bad_blob(entry, e.to_string()))
+    }
+
+    /// Like [`Self::blob_unverified`], but stored (incompressible) blobs come back as slices
+    /// of the pack instead of a decoded copy.
+    pub fn blob_parts_unverified(&self, entry: &PackedBlob) -> Result<BlobParts<'_>, PackError> {
+        let frame = self.frame(entry)?;
+        match raw_frame_parts(frame) {
+            Some(parts)
+                if parts.iter().map(|p| p.len() as u64).sum::<u64>() == u64::from(entry.raw_length) =>
+            {
+                Ok(BlobParts::Stored(parts))
+            }
+            Some(_) => Err(self.bad_blob(entry, "stored length differs from the index".into())),
+            None => self.blob_unverified(entry).map(BlobParts::Decoded),
+        }
+    }
+
+    fn frame(&self, entry: &PackedBlob) -> Result<&[u8], PackError> {
+        let start = entry.offset as usize;
+        let end = start + entry.length as usize;
+        self.plaintext
+            .get(start..end)
+            .ok_or_else(|| self.bad_blob(entry, format!("frame {start}..{end} is outside the pack")))
+    }
+
+    fn bad_blob(&self, entry: &PackedBlob, message: String) -> PackError {
+        PackError::Blob {
             key: self.key.clone(),
             blob: entry.id,
             message,
-        };
-        let start = entry.offset as usize;
-        let end = start + entry.length as usize;
-        let frame = self
-            .plaintext
-            .get(start..end)
-            .ok_or_else(|| bad(format!("frame {start}..{end} is outside the pack")))?;
-        decompress(frame, entry.raw_length as usize).map_err(|e| bad(e.to_string()))
+        }
     }
 
     /// The blob list recorded in the pack itself (for rebuilding an index).
@@ -109,6 +130,14 @@ impl OpenPack {
             pos = pos.checked_sub(1).ok_or_else(|| bad("no trailer frame"))?;
         }
     }
+}
+
+/// A blob's content as [`OpenPack::blob_parts_unverified`] gives it.
+pub enum BlobParts<'a> {
+    /// Stored data: slices of the pack, in order.
+    Stored(Vec<&'a [u8]>),
+    /// Decompressed data.
+    Decoded(Vec<u8>),
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 
 use crate::index::Index;
+use crate::pack::BlobParts;
 use crate::progress::Progress;
 use crate::read::BlobReader;
 use crate::repository::{LockKind, RepoError, Repository};
@@ -217,29 +218,45 @@ fn write_blobs(
 ) -> Vec<(usize, String)> {
     let mut failures = Vec::new();
     for b in blobs {
-        let data = match open.blob_unverified(&b.entry) {
-            Ok(d) => d,
+        let parts = match open.blob_parts_unverified(&b.entry) {
+            Ok(p) => p,
             Err(e) => {
                 failures.extend(b.targets.iter().map(|(file, _)| (*file, e.to_string())));
                 continue;
             }
         };
+        let len = u64::from(b.entry.raw_length);
         for (file, offset) in b.targets.iter().filter(|(file, _)| !skip.contains(file)) {
             let path = &paths[*file];
             let wrote = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
-                .and_then(|f| f.write_all_at(&data, *offset));
+                .and_then(|f| write_parts(&f, &parts, *offset));
             match wrote {
                 Ok(()) => {
-                    written.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    progress.add_done(data.len() as u64, 0);
+                    written.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+                    progress.add_done(len, 0);
                 }
                 Err(e) => failures.push((*file, format!("write {}: {e}", path.display()))),
             }
         }
     }
     failures
+}
+
+/// Writes a blob's content at `offset`: stored blobs straight from the pack's slices.
+fn write_parts(f: &std::fs::File, parts: &BlobParts<'_>, offset: u64) -> std::io::Result<()> {
+    match parts {
+        BlobParts::Decoded(data) => f.write_all_at(data, offset),
+        BlobParts::Stored(slices) => {
+            let mut at = offset;
+            for s in slices {
+                f.write_all_at(s, at)?;
+                at += s.len() as u64;
+            }
+            Ok(())
+        }
+    }
 }
 
 fn restore_symlink(dirs: &mut DirMaker, rel: &Path, node: &Node) -> Result<(), String> {
