@@ -50,6 +50,10 @@ pub struct NfsExport {
     pub server: String,
     /// Exported path.
     pub share: String,
+    /// Base directories (the `baseDir` of each StorageClass on this export) ListVolumes
+    /// walks; empty walks the share's root only.
+    #[serde(default)]
+    pub base_dirs: Vec<String>,
 }
 
 impl DriverConfig {

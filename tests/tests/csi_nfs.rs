@@ -21,7 +21,8 @@ struct Env {
 async fn env(prefix: &str, extra: Vec<String>) -> Result<Env> {
     let nfs = lifeboat_tests::nfs()?;
     let dir = nfs.new_dir(prefix)?;
-    let config = serde_json::json!({"nfs": [{"server": dir.server, "share": dir.share}]});
+    let config =
+        serde_json::json!({"nfs": [{"server": dir.server, "share": dir.share, "baseDirs": [dir.name]}]});
     let driver = CsiDriver::start(
         env!("CARGO_BIN_EXE_csi-driver"),
         DriverOptions {
@@ -133,6 +134,20 @@ async fn create_delete_retain_archive_and_nothing_outside_is_touched() -> Result
         limit_bytes: 0,
     });
     ensure!(code(c.controller.create_volume(bigger).await) == Code::AlreadyExists);
+    // ListVolumes finds it through the export and base directory in the driver config, with
+    // the id CreateVolume gave and the recorded capacity.
+    let listed = c
+        .controller
+        .list_volumes(ListVolumesRequest::default())
+        .await?
+        .into_inner();
+    ensure!(
+        listed.entries.iter().any(|e| e
+            .volume
+            .as_ref()
+            .is_some_and(|v| v.volume_id == a.volume_id && v.capacity_bytes == a.capacity_bytes)),
+        "{listed:?}"
+    );
     // Content, including links out of the volume, which deletion must not follow.
     std::fs::create_dir_all(a_dir.join("sub/deeper"))?;
     std::fs::write(a_dir.join("sub/deeper/file"), b"data")?;
@@ -150,6 +165,18 @@ async fn create_delete_retain_archive_and_nothing_outside_is_touched() -> Result
         .with_context(|| e.driver.log())?;
     c.controller.delete_volume(del(&a.volume_id)).await?;
     ensure!(!a_dir.exists(), "volume directory still there");
+    let listed = c
+        .controller
+        .list_volumes(ListVolumesRequest::default())
+        .await?
+        .into_inner();
+    ensure!(
+        !listed
+            .entries
+            .iter()
+            .any(|e| e.volume.as_ref().is_some_and(|v| v.volume_id == a.volume_id)),
+        "a deleted volume is still listed"
+    );
     ensure!(
         std::fs::read(canary.join("precious"))? == b"keep me",
         "deletion followed a symlink"

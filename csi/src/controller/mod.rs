@@ -228,6 +228,7 @@ impl ControllerService {
             name: req.name.clone(),
             capacity: cap.size,
             source: source_id(req.volume_content_source.as_ref()),
+            on_delete: vol.on_delete.clone(),
             required: cap.required,
             limit: cap.limit,
         };
@@ -408,6 +409,24 @@ impl ControllerService {
                 for (image, size) in found {
                     let id = VolumeId::Rbd(RbdVolume::new(&c.cluster_id, pool, &image)?);
                     all.push((id.to_string(), size));
+                }
+            }
+        }
+        for export in &self.driver.rbd.config.nfs {
+            let roots = if export.base_dirs.is_empty() {
+                vec![String::new()]
+            } else {
+                export.base_dirs.clone()
+            };
+            for base in roots {
+                for (dir, rec) in self.driver.nfs.list(&export.server, &export.share, &base).await? {
+                    let on_delete = if rec.on_delete.is_empty() {
+                        "delete"
+                    } else {
+                        &rec.on_delete
+                    };
+                    let vol = NfsVolume::new(&export.server, &export.share, &dir, on_delete)?;
+                    all.push((VolumeId::Nfs(vol).to_string(), rec.capacity));
                 }
             }
         }

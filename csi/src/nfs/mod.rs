@@ -188,6 +188,37 @@ impl NfsBackend {
         .await
     }
 
+    /// Volumes recorded under `base` on an export: (directory below the share, record), for
+    /// ListVolumes. Only complete volumes have records.
+    pub async fn list(&self, server: &str, share: &str, base: &str) -> Result<Vec<(String, VolumeRecord)>> {
+        let probe = NfsVolume::new(server, share, "x", "delete")?;
+        let base = base.trim_matches('/').to_string();
+        if !base.is_empty() {
+            check_rel_path("baseDir", &base)?;
+        }
+        self.with_session(&probe, move |s| {
+            Box::pin(async move {
+                let Some(base_fh) = s.walk(&base).await? else {
+                    return Ok(vec![]);
+                };
+                let mut out = Vec::new();
+                for name in records::names(s, &base_fh).await? {
+                    if !name.starts_with("vol-") || name.ends_with(".tmp") {
+                        continue;
+                    }
+                    let Some(raw) = records::read(s, &base_fh, &name).await? else {
+                        continue;
+                    };
+                    if let Ok(rec) = serde_json::from_slice::<VolumeRecord>(&raw) {
+                        out.push((join(&base, &name), rec));
+                    }
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
     /// True if the volume directory exists.
     pub async fn exists(&self, vol: &NfsVolume) -> Result<bool> {
         let dir = vol.dir.clone();
@@ -289,6 +320,9 @@ pub struct VolumeRecord {
     pub capacity: u64,
     /// The content source, as its CSI id ("" when blank).
     pub source: String,
+    /// The onDelete policy, part of the volume id (so ListVolumes can give the id back).
+    #[serde(default)]
+    pub on_delete: String,
     /// Smallest acceptable capacity of an existing volume (not recorded).
     #[serde(skip)]
     pub required: u64,
@@ -321,6 +355,12 @@ impl VolumeRecord {
             return Err(CsiError::AlreadyExists(format!(
                 "volume {:?} exists with {} bytes, incompatible with the requested capacity",
                 self.name, found.capacity
+            )));
+        }
+        if !found.on_delete.is_empty() && found.on_delete != self.on_delete {
+            return Err(CsiError::AlreadyExists(format!(
+                "volume {:?} exists with onDelete {:?}",
+                self.name, found.on_delete
             )));
         }
         if found.source != self.source {

@@ -44,3 +44,11 @@ pub async fn remove(s: &mut Session, base: &nfs_fh3, record: &str) -> Result<()>
         _ => Ok(()),
     }
 }
+
+/// Names of all records (empty when there are none).
+pub async fn names(s: &mut Session, base: &nfs_fh3) -> Result<Vec<String>> {
+    match s.lookup(base, META_DIR).await? {
+        Some((meta, Kind::Dir)) => s.list(&meta).await,
+        _ => Ok(vec![]),
+    }
+}
