@@ -16,6 +16,7 @@ pub mod bench;
 pub mod csi;
 pub mod faults;
 pub mod kube;
+pub mod poll;
 pub mod process;
 pub mod repos;
 mod s3;

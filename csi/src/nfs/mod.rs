@@ -201,19 +201,14 @@ impl NfsBackend {
                 let Some(base_fh) = s.walk(&base).await? else {
                     return Ok(vec![]);
                 };
-                let mut out = Vec::new();
-                for name in records::names(s, &base_fh).await? {
-                    if !name.starts_with("vol-") || name.ends_with(".tmp") {
-                        continue;
-                    }
-                    let Some(raw) = records::read(s, &base_fh, &name).await? else {
-                        continue;
-                    };
-                    if let Ok(rec) = serde_json::from_slice::<VolumeRecord>(&raw) {
-                        out.push((join(&base, &name), rec));
-                    }
-                }
-                Ok(out)
+                Ok(records::read_all(s, &base_fh, "vol-")
+                    .await?
+                    .into_iter()
+                    .filter_map(|(name, raw)| {
+                        let rec = serde_json::from_slice::<VolumeRecord>(&raw).ok()?;
+                        Some((join(&base, &name), rec))
+                    })
+                    .collect())
             })
         })
         .await

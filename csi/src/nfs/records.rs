@@ -45,10 +45,21 @@ pub async fn remove(s: &mut Session, base: &nfs_fh3, record: &str) -> Result<()>
     }
 }
 
-/// Names of all records (empty when there are none).
-pub async fn names(s: &mut Session, base: &nfs_fh3) -> Result<Vec<String>> {
-    match s.lookup(base, META_DIR).await? {
-        Some((meta, Kind::Dir)) => s.list(&meta).await,
-        _ => Ok(vec![]),
+/// Every record whose name starts with `prefix` (a finished one: `.tmp` names are skipped),
+/// with its content; the metadata directory is looked up once.
+pub async fn read_all(s: &mut Session, base: &nfs_fh3, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let Some((meta, Kind::Dir)) = s.lookup(base, META_DIR).await? else {
+        return Ok(vec![]);
+    };
+    let mut out = Vec::new();
+    for name in s.list(&meta).await? {
+        if !name.starts_with(prefix) || name.ends_with(".tmp") {
+            continue;
+        }
+        if let Some((fh, Kind::File)) = s.lookup(&meta, &name).await? {
+            let data = s.read_at(&fh, 0, MAX_RECORD, &name).await?.0;
+            out.push((name, data));
+        }
     }
+    Ok(out)
 }

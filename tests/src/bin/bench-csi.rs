@@ -30,6 +30,31 @@ fn pct(v: &[Duration], p: f64) -> f64 {
     s[((s.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// Waits for a row's (create, delete) timings and measures its wall time and machine CPU
+/// from `start` and `cpu`.
+async fn collect(
+    what: String,
+    tasks: Vec<tokio::task::JoinHandle<(Duration, Duration)>>,
+    start: Instant,
+    cpu: MachineCpu,
+) -> Row {
+    let mut row = Row {
+        what,
+        create: vec![],
+        delete: vec![],
+        wall: Duration::ZERO,
+        cpu: 0.0,
+    };
+    for t in tasks {
+        let (c, d) = t.await.expect("task");
+        row.create.push(c);
+        row.delete.push(d);
+    }
+    row.wall = start.elapsed();
+    row.cpu = MachineCpu::now().seconds_since(&cpu);
+    row
+}
+
 async fn csi_run(
     driver: &CsiDriver,
     params: &HashMap<String, String>,
@@ -77,21 +102,7 @@ async fn csi_run(
             (created, t.elapsed())
         }));
     }
-    let mut row = Row {
-        what: format!("CSI, {inflight} in flight"),
-        create: vec![],
-        delete: vec![],
-        wall: Duration::ZERO,
-        cpu: 0.0,
-    };
-    for t in tasks {
-        let (c, d) = t.await.expect("task");
-        row.create.push(c);
-        row.delete.push(d);
-    }
-    row.wall = start.elapsed();
-    row.cpu = MachineCpu::now().seconds_since(&cpu);
-    row
+    collect(format!("CSI, {inflight} in flight"), tasks, start, cpu).await
 }
 
 async fn cli_run(ceph: &'static lifeboat_tests::Ceph, pool: &str, inflight: usize, tag: &str) -> Row {
@@ -124,21 +135,7 @@ async fn cli_run(ceph: &'static lifeboat_tests::Ceph, pool: &str, inflight: usiz
             (c, d)
         }));
     }
-    let mut row = Row {
-        what: format!("rbd CLI, {inflight} in flight"),
-        create: vec![],
-        delete: vec![],
-        wall: Duration::ZERO,
-        cpu: 0.0,
-    };
-    for t in tasks {
-        let (c, d) = t.await.expect("task");
-        row.create.push(c);
-        row.delete.push(d);
-    }
-    row.wall = start.elapsed();
-    row.cpu = MachineCpu::now().seconds_since(&cpu);
-    row
+    collect(format!("rbd CLI, {inflight} in flight"), tasks, start, cpu).await
 }
 
 #[tokio::main]

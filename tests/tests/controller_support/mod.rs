@@ -3,9 +3,8 @@
 //! through `lifeboat_controller::run`.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -19,6 +18,7 @@ use lifeboat_controller::crd::{self, BackupRepository, BackupRepositorySpec, Sec
 use lifeboat_controller::http::{self, Health};
 use lifeboat_controller::metrics::Metrics;
 use lifeboat_tests::kube::TestCluster;
+pub use lifeboat_tests::poll::eventually;
 use lifeboat_tests::repos::{Backend, TestRepo};
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -249,20 +249,4 @@ pub async fn env(prefix: &str) -> Env {
         .await
         .expect("BackupRepository");
     env
-}
-
-/// Polls `check` until it returns `Some`, or panics after `secs` seconds.
-pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -1,11 +1,9 @@
 //! Helpers shared by the Kubernetes API tests.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
-
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use lifeboat_tests::kube::TestCluster;
+pub use lifeboat_tests::poll::eventually;
 use serde_json::json;
 
 pub async fn cluster() -> TestCluster {
@@ -42,22 +40,6 @@ pub async fn create_cm(api: &Api<ConfigMap>, name: &str, labels: serde_json::Val
     api.create(&PostParams::default(), &cm(name, labels))
         .await
         .expect("create ConfigMap")
-}
-
-/// Polls `check` until it returns `Some`, or panics after `secs` seconds.
-pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Prints why a test is skipped on this backend.
