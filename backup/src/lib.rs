@@ -5,6 +5,7 @@
 //! keeps them in a repository on object storage — chunked by content (FastCDC), named by keyed
 //! BLAKE3, compressed (zstd), grouped into packs and encrypted (age). See `docs/FORMAT.md`.
 
+mod aligned;
 pub mod blob;
 pub mod chunker;
 pub mod crypto;

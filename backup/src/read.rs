@@ -31,11 +31,21 @@ impl<'a> BlobReader<'a> {
 
     /// Downloads, verifies and decrypts one pack.
     pub async fn open_pack(repo: &Repository, id: &PackId) -> Result<OpenPack, RepoError> {
+        Self::open_pack_into(repo, id, Vec::new()).await
+    }
+
+    /// [`Self::open_pack`] into `buffer`, the [`OpenPack::into_buffer`] of an earlier pack:
+    /// readers of many packs reuse a few buffers instead of faulting in fresh memory for each.
+    pub async fn open_pack_into(
+        repo: &Repository,
+        id: &PackId,
+        buffer: Vec<u8>,
+    ) -> Result<OpenPack, RepoError> {
         let key = pack_key(id);
-        let bytes = repo.objects().get(&key).await?;
+        let parts = repo.objects().get_parts(&key).await?;
         let repo_key = repo.key().clone();
         let id = *id;
-        tokio::task::spawn_blocking(move || OpenPack::open(&repo_key, &id, &key, &bytes))
+        tokio::task::spawn_blocking(move || OpenPack::open(&repo_key, &id, &key, &parts, buffer))
             .await
             .map_err(|e| RepoError::Task(e.to_string()))?
             .map_err(RepoError::from)

@@ -51,6 +51,37 @@ pub fn decompress(frame: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Decodes a frame made by [`compress`] into `out`, which must be exactly the content's
+/// size: a restore decodes straight into the buffer it writes from. Stored frames are
+/// copied out of their raw blocks without going through the decoder.
+pub fn decompress_into(frame: &[u8], out: &mut [u8]) -> std::io::Result<()> {
+    let expected = out.len();
+    let wrong = |got: usize| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("decoded {got} bytes, expected {expected}"),
+        )
+    };
+    if let Some(parts) = raw_frame_parts(frame) {
+        let got: usize = parts.iter().map(|p| p.len()).sum();
+        if got != expected {
+            return Err(wrong(got));
+        }
+        let mut at = 0;
+        for part in parts {
+            out[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        return Ok(());
+    }
+    // Content longer than `out` fails in zstd ("destination buffer is too small").
+    let got = zstd::bulk::decompress_to_buffer(frame, out)?;
+    if got != expected {
+        return Err(wrong(got));
+    }
+    Ok(())
+}
+
 /// A zstd frame (RFC 8878) holding `data` uncompressed in raw blocks.
 pub fn raw_frame(data: &[u8]) -> Vec<u8> {
     let blocks = data.len().div_ceil(MAX_BLOCK).max(1);
@@ -159,6 +190,25 @@ mod tests {
         let text = "{\"msg\":\"ok\"}\n".repeat(10_000);
         let compressed = compress(text.as_bytes(), Compression::default());
         assert!(raw_frame_parts(&compressed).is_none());
+    }
+
+    #[test]
+    fn frames_decode_into_a_buffer_of_exactly_their_size() {
+        let text = "{\"msg\":\"ok\"}\n".repeat(10_000);
+        let random: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let frames = [
+            (text.as_bytes(), compress(text.as_bytes(), Compression::default())),
+            (&random[..], raw_frame(&random)),
+        ];
+        for (data, frame) in frames {
+            let mut out = vec![0u8; data.len()];
+            decompress_into(&frame, &mut out).unwrap();
+            assert!(out == data);
+            assert!(decompress_into(&frame, &mut vec![0u8; data.len() - 1]).is_err());
+            assert!(decompress_into(&frame, &mut vec![0u8; data.len() + 1]).is_err());
+        }
     }
 
     #[test]

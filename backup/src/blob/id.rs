@@ -35,6 +35,15 @@ impl Id {
         Self(*blake3::hash(data).as_bytes())
     }
 
+    /// [`Self::of`] the concatenation of `parts`, without copying them together.
+    pub fn of_parts<P: AsRef<[u8]>>(parts: &[P]) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        for part in parts {
+            hasher.update(part.as_ref());
+        }
+        Self(*hasher.finalize().as_bytes())
+    }
+
     /// A random id.
     pub fn random() -> Self {
         Self(rand::random())

@@ -4,7 +4,9 @@
 mod compress;
 mod id;
 
-pub use compress::{Compression, compress, decompress, raw_frame, raw_frame_parts, skippable_frame};
+pub use compress::{
+    Compression, compress, decompress, decompress_into, raw_frame, raw_frame_parts, skippable_frame,
+};
 pub use id::{BlobId, Id, IdParseError, PackId, SnapshotId};
 
 /// What a blob holds; packs hold one kind each so trees can be read without data.

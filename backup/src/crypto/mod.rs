@@ -6,7 +6,7 @@
 mod repo_key;
 mod user_key;
 
-pub use repo_key::RepoKey;
+pub use repo_key::{PartsReader, RepoKey};
 pub use user_key::{KeyType, UserKey, UserRecipient};
 
 /// Why encryption or decryption failed.

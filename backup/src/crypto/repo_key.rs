@@ -1,6 +1,6 @@
 //! The repository key: an age X25519 identity generated at `init`.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 use age::secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -97,18 +97,104 @@ impl RepoKey {
 
     /// Decrypts a complete age file written by [`RepoKey::encrypt`].
     pub fn decrypt(&self, ciphertext: &[u8], object: &str) -> Result<Vec<u8>, CryptoError> {
-        let decryptor = age::Decryptor::new_buffered(ciphertext).map_err(|e| corrupt(object, e))?;
-        let mut reader = decryptor
+        let mut out = Vec::new();
+        let len = self.decrypt_into(&[ciphertext], object, &mut out)?;
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// Decrypts an age file that arrived in `parts` (as an HTTP body does) into the start of
+    /// `out`, and returns the plaintext's length. `out` only grows (zeroed once), so a caller
+    /// that reuses it neither copies the parts together nor faults in and zeroes fresh pages
+    /// for every object.
+    pub fn decrypt_into<P: AsRef<[u8]>>(
+        &self,
+        parts: &[P],
+        object: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, CryptoError> {
+        let total: usize = parts.iter().map(|p| p.as_ref().len()).sum();
+        let mut reader = self.decrypt_reader(parts, object)?;
+        // The plaintext is shorter than the ciphertext; the extra byte tells the end apart.
+        // Grown in 4 MiB steps, so packs a little larger than the last do not reallocate.
+        if out.len() <= total {
+            out.resize((total + 1).next_multiple_of(4 << 20), 0);
+        }
+        let mut filled = 0;
+        loop {
+            match reader.read(&mut out[filled..]) {
+                Ok(0) => return Ok(filled),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(corrupt(object, e)),
+            }
+            if filled == out.len() {
+                return Err(corrupt(object, "plaintext longer than its ciphertext"));
+            }
+        }
+    }
+}
+
+impl RepoKey {
+    /// The plaintext of an age file that arrived in `parts`, as a reader: consumers that go
+    /// through it in order (a restore walking a pack's frames) never hold the whole plaintext.
+    /// Each 64 KiB chunk is authenticated before any of it is returned; a read error means
+    /// the rest of the file cannot be trusted.
+    pub fn decrypt_reader<'a, P: AsRef<[u8]>>(
+        &self,
+        parts: &'a [P],
+        object: &str,
+    ) -> Result<age::stream::StreamReader<PartsReader<'a, P>>, CryptoError> {
+        let decryptor =
+            age::Decryptor::new_buffered(PartsReader::new(parts)).map_err(|e| corrupt(object, e))?;
+        decryptor
             .decrypt(std::iter::once(&self.identity as &dyn age::Identity))
             .map_err(|e| match e {
                 age::DecryptError::NoMatchingKeys => CryptoError::NoMatchingKey {
                     object: object.to_string(),
                 },
                 other => corrupt(object, other),
-            })?;
-        let mut out = Vec::with_capacity(ciphertext.len());
-        reader.read_to_end(&mut out).map_err(|e| corrupt(object, e))?;
-        Ok(out)
+            })
+    }
+}
+
+/// Reads consecutive byte slices as one stream, without copying them together.
+pub struct PartsReader<'a, P> {
+    parts: &'a [P],
+    /// Position in `parts[0]`.
+    pos: usize,
+}
+
+impl<'a, P: AsRef<[u8]>> PartsReader<'a, P> {
+    fn new(parts: &'a [P]) -> Self {
+        Self { parts, pos: 0 }
+    }
+}
+
+impl<P: AsRef<[u8]>> BufRead for PartsReader<'_, P> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while let Some((first, rest)) = self.parts.split_first() {
+            if self.pos < first.as_ref().len() {
+                return Ok(&first.as_ref()[self.pos..]);
+            }
+            self.parts = rest;
+            self.pos = 0;
+        }
+        Ok(&[])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+}
+
+impl<P: AsRef<[u8]>> Read for PartsReader<'_, P> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
     }
 }
 
@@ -159,5 +245,21 @@ mod tests {
             other.decrypt(&ct, "x"),
             Err(CryptoError::NoMatchingKey { .. })
         ));
+    }
+
+    #[test]
+    fn decrypts_from_parts_into_a_reused_buffer() {
+        let key = RepoKey::generate();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        let mut buffer = Vec::new();
+        for plaintext in [&big[..], b"short", b""] {
+            let ct = key.encrypt(plaintext, "x").unwrap();
+            // Cut at odd places, one part empty, as HTTP bodies arrive.
+            let cut = (ct.len() / 2).max(7);
+            let parts = [&ct[..7], &ct[7..7], &ct[7..cut], &ct[cut..]];
+            let len = key.decrypt_into(&parts, "x", &mut buffer).unwrap();
+            assert_eq!(&buffer[..len], plaintext);
+        }
+        assert!(buffer.len() > big.len(), "the buffer is kept, not shrunk");
     }
 }

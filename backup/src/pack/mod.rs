@@ -6,7 +6,7 @@
 mod reader;
 mod writer;
 
-pub use reader::{BlobParts, OpenPack, PackError};
+pub use reader::{OpenPack, PackError, PackStream};
 pub use writer::{PackWriter, SealedPack};
 
 use crate::blob::{BlobId, PackId};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::RepoError;
 use crate::crypto::RepoKey;
@@ -48,6 +48,24 @@ impl Objects {
             .await
             .map_err(|e| self.err("read", key, e))?;
         result.bytes().await.map_err(|e| self.err("read", key, e))
+    }
+
+    /// Reads a whole object as the parts it arrived in (an HTTP body's chunks), so large
+    /// objects (packs) are not copied together first; a local file comes as one part.
+    pub(crate) async fn get_parts(&self, key: &str) -> Result<Vec<Bytes>, RepoError> {
+        let result = self
+            .store
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(|e| self.err("read", key, e))?;
+        if matches!(result.payload, GetResultPayload::File(..)) {
+            return Ok(vec![result.bytes().await.map_err(|e| self.err("read", key, e))?]);
+        }
+        result
+            .into_stream()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("read", key, e))
     }
 
     /// Writes an object that must not exist yet. An existing object under a content-derived

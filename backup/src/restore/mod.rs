@@ -1,21 +1,25 @@
 //! Restoring a files snapshot into a directory: a plan (which blobs of which pack go where),
 //! then an executor that fetches each pack once and writes its blobs into place.
 
+mod output;
 mod plan;
 mod safe_path;
 
+use output::BlobWriter;
 pub use plan::{RestorePlan, plan_restore};
 pub use safe_path::{DirMaker, safe_relative};
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 
+use crate::aligned::Placed;
+use crate::blob::decompress_into;
 use crate::index::Index;
-use crate::pack::BlobParts;
+use crate::pack::{PackStream, pack_key};
 use crate::progress::Progress;
 use crate::read::BlobReader;
 use crate::repository::{LockKind, RepoError, Repository};
@@ -116,23 +120,41 @@ async fn run(
     let skip = Arc::new(failed.clone());
     let pack_failures: Arc<Mutex<Vec<(usize, String)>>> = Arc::new(Mutex::new(Vec::new()));
     let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let direct = Arc::new(AtomicBool::new(true));
+    // Decoding buffers of finished packs, for the next ones (fresh ones would be faulted in
+    // and zeroed for every pack).
+    let scratches: Arc<Mutex<Vec<Scratch>>> = Arc::new(Mutex::new(Vec::new()));
     futures::stream::iter(plan.packs.iter())
         .map(|(pack_id, blobs)| {
-            let paths = paths.clone();
-            let skip = skip.clone();
-            let failures = pack_failures.clone();
-            let written = written.clone();
-            let progress = progress.clone();
+            let (paths, skip, failures) = (paths.clone(), skip.clone(), pack_failures.clone());
+            let (written, progress) = (written.clone(), progress.clone());
+            let (direct, scratches) = (direct.clone(), scratches.clone());
             async move {
-                let result = match BlobReader::open_pack(repo, pack_id).await {
-                    Ok(open) => {
-                        let blobs = blobs.clone();
+                let key = pack_key(pack_id);
+                let result = match repo.objects().get_parts(&key).await {
+                    Ok(parts) => {
+                        let (blobs, id, repo_key) = (blobs.clone(), *pack_id, repo.key().clone());
                         let progress = progress.clone();
                         tokio::task::spawn_blocking(move || {
-                            write_blobs(&open, &blobs, &paths, &skip, &written, &progress)
+                            let mut stream = PackStream::open(&repo_key, &id, &key, &parts)?;
+                            let mut scratch = scratches
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .pop()
+                                .unwrap_or_default();
+                            let out = PackOutput {
+                                paths: &paths,
+                                skip: &skip,
+                                written: &written,
+                                progress: &progress,
+                            };
+                            let mut writer = BlobWriter::new(&direct);
+                            let failed = out.write_blobs(&mut stream, &blobs, &mut writer, &mut scratch);
+                            scratches.lock().unwrap_or_else(|p| p.into_inner()).push(scratch);
+                            Ok(failed)
                         })
                         .await
-                        .map_err(|e| RepoError::Task(e.to_string()))
+                        .unwrap_or_else(|e| Err(RepoError::Task(e.to_string())))
                     }
                     Err(e) => Err(e),
                 };
@@ -206,56 +228,71 @@ fn create_sized(path: &Path, size: u64) -> Result<(), String> {
     f.set_len(size).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Decodes each blob of an open pack and writes it wherever it goes. A bad blob or a failed
-/// write affects only the files involved; they are returned with the reason.
-fn write_blobs(
-    open: &crate::pack::OpenPack,
-    blobs: &[plan::PlannedBlob],
-    paths: &[PathBuf],
-    skip: &BTreeSet<usize>,
-    written: &std::sync::atomic::AtomicU64,
-    progress: &Progress,
-) -> Vec<(usize, String)> {
-    let mut failures = Vec::new();
-    for b in blobs {
-        let parts = match open.blob_parts_unverified(&b.entry) {
-            Ok(p) => p,
-            Err(e) => {
-                failures.extend(b.targets.iter().map(|(file, _)| (*file, e.to_string())));
-                continue;
-            }
-        };
-        let len = u64::from(b.entry.raw_length);
-        for (file, offset) in b.targets.iter().filter(|(file, _)| !skip.contains(file)) {
-            let path = &paths[*file];
-            let wrote = std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .and_then(|f| write_parts(&f, &parts, *offset));
-            match wrote {
-                Ok(()) => {
-                    written.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
-                    progress.add_done(len, 0);
-                }
-                Err(e) => failures.push((*file, format!("write {}: {e}", path.display()))),
-            }
-        }
-    }
-    failures
+/// One worker's decoding buffers: the current frame, and the blob decoded from it, placed
+/// for direct writes.
+#[derive(Default)]
+struct Scratch {
+    frame: Vec<u8>,
+    placed: Placed,
 }
 
-/// Writes a blob's content at `offset`: stored blobs straight from the pack's slices.
-fn write_parts(f: &std::fs::File, parts: &BlobParts<'_>, offset: u64) -> std::io::Result<()> {
-    match parts {
-        BlobParts::Decoded(data) => f.write_all_at(data, offset),
-        BlobParts::Stored(slices) => {
-            let mut at = offset;
-            for s in slices {
-                f.write_all_at(s, at)?;
-                at += s.len() as u64;
+/// Where a pack's blobs go, and the shared tallies.
+struct PackOutput<'a> {
+    paths: &'a [PathBuf],
+    skip: &'a BTreeSet<usize>,
+    written: &'a std::sync::atomic::AtomicU64,
+    progress: &'a Progress,
+}
+
+impl PackOutput<'_> {
+    /// Decodes each planned blob of a pack, in pack order, and writes it wherever it goes. A
+    /// bad blob or a failed write affects only the files involved; they are returned with the
+    /// reason.
+    fn write_blobs<P: AsRef<[u8]>>(
+        &self,
+        stream: &mut PackStream<'_, P>,
+        blobs: &[plan::PlannedBlob],
+        writer: &mut BlobWriter<'_>,
+        scratch: &mut Scratch,
+    ) -> Vec<(usize, String)> {
+        let mut failures = Vec::new();
+        for b in blobs {
+            let targets: Vec<(usize, u64)> = b
+                .targets
+                .iter()
+                .filter(|(file, _)| !self.skip.contains(file))
+                .copied()
+                .collect();
+            let Some(&(_, first_offset)) = targets.first() else {
+                continue;
+            };
+            let decoded = stream.frame(&b.entry, &mut scratch.frame).and_then(|frame| {
+                // Placed for the first target's offset: its whole blocks need no more copies.
+                let out = scratch.placed.slot(b.entry.raw_length as usize, first_offset);
+                decompress_into(frame, out)
+                    .map(|()| &*out)
+                    .map_err(|e| stream.blob_error(&b.entry, e.to_string()))
+            });
+            let data = match decoded {
+                Ok(data) => data,
+                Err(e) => {
+                    failures.extend(targets.iter().map(|(file, _)| (*file, e.to_string())));
+                    continue;
+                }
+            };
+            let len = data.len() as u64;
+            for (file, offset) in targets {
+                let path = &self.paths[file];
+                match writer.write(path, data, offset) {
+                    Ok(()) => {
+                        self.written.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+                        self.progress.add_done(len, 0);
+                    }
+                    Err(e) => failures.push((file, format!("write {}: {e}", path.display()))),
+                }
             }
-            Ok(())
         }
+        failures
     }
 }
 

@@ -26,7 +26,7 @@ pub struct PlannedBlob {
 pub struct RestorePlan {
     /// Nodes to restore (index into the tree) with their safe relative paths, in tree order.
     pub entries: Vec<(usize, PathBuf)>,
-    /// Blobs to fetch, grouped by pack.
+    /// Blobs to fetch, grouped by pack, in the order they lie in it.
     pub packs: BTreeMap<PackId, Vec<PlannedBlob>>,
     /// Files that cannot be restored because a chunk is not in the index, with why.
     pub missing: BTreeMap<usize, String>,
@@ -98,6 +98,10 @@ pub fn plan_restore(nodes: &[Node], index: &Index, include: &[String]) -> Result
             offset += u64::from(loc.entry.raw_length);
         }
         plan.bytes += node.size;
+    }
+    // The executor reads each pack front to back.
+    for blobs in plan.packs.values_mut() {
+        blobs.sort_by_key(|b| b.entry.offset);
     }
     Ok(plan)
 }

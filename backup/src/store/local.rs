@@ -17,9 +17,9 @@ use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::aligned::{ALIGN, STAGE, Stage};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -32,14 +32,6 @@ use object_store::{
 
 /// Objects at least this large are written with `O_DIRECT`.
 const DIRECT_MIN: usize = 1 << 20;
-/// Alignment `O_DIRECT` needs for buffers, offsets and lengths (the largest logical block
-/// size in use).
-const ALIGN: usize = 4096;
-/// Bytes staged per direct write.
-const STAGE: usize = 4 << 20;
-
-/// Aligned staging buffers, reused so each write does not fault in fresh pages.
-static BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 static STAGING_ID: AtomicU64 = AtomicU64::new(0);
 
 /// See the module documentation.
@@ -236,43 +228,30 @@ fn open_staging(path: &FsPath) -> Result<(File, PathBuf), DirectError> {
 /// Copies the payload through an aligned buffer in `STAGE`-sized writes; the last write is
 /// padded to `ALIGN` (the caller truncates the file to the real length).
 fn write_aligned(file: &File, payload: &PutPayload) -> std::io::Result<()> {
-    let mut buffer = take_buffer();
-    let start = buffer.as_ptr().align_offset(ALIGN);
-    let result = (|| {
-        let stage = &mut buffer[start..start + STAGE];
-        let mut filled = 0usize;
-        let mut offset = 0u64;
-        for part in payload.iter() {
-            let mut part: &[u8] = part;
-            while !part.is_empty() {
-                let n = part.len().min(STAGE - filled);
-                stage[filled..filled + n].copy_from_slice(&part[..n]);
-                filled += n;
-                part = &part[n..];
-                if filled == STAGE {
-                    file.write_all_at(stage, offset)?;
-                    offset += STAGE as u64;
-                    filled = 0;
-                }
+    let mut buffer = Stage::take();
+    let stage = buffer.bytes();
+    let mut filled = 0usize;
+    let mut offset = 0u64;
+    for part in payload.iter() {
+        let mut part: &[u8] = part;
+        while !part.is_empty() {
+            let n = part.len().min(STAGE - filled);
+            stage[filled..filled + n].copy_from_slice(&part[..n]);
+            filled += n;
+            part = &part[n..];
+            if filled == STAGE {
+                file.write_all_at(stage, offset)?;
+                offset += STAGE as u64;
+                filled = 0;
             }
         }
-        if filled > 0 {
-            let padded = filled.div_ceil(ALIGN) * ALIGN;
-            stage[filled..padded].fill(0);
-            file.write_all_at(&stage[..padded], offset)?;
-        }
-        Ok(())
-    })();
-    BUFFERS.lock().unwrap_or_else(|p| p.into_inner()).push(buffer);
-    result
-}
-
-fn take_buffer() -> Vec<u8> {
-    BUFFERS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .pop()
-        .unwrap_or_else(|| vec![0u8; STAGE + ALIGN])
+    }
+    if filled > 0 {
+        let padded = filled.div_ceil(ALIGN) * ALIGN;
+        stage[filled..padded].fill(0);
+        file.write_all_at(&stage[..padded], offset)?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &FsPath) -> std::io::Result<()> {
