@@ -2,6 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use futures::TryStreamExt;
+
 use crate::blob::{BlobId, PackId};
 use crate::index::Index;
 use crate::pack::{OpenPack, pack_key};
@@ -31,21 +33,11 @@ impl<'a> BlobReader<'a> {
 
     /// Downloads, verifies and decrypts one pack.
     pub async fn open_pack(repo: &Repository, id: &PackId) -> Result<OpenPack, RepoError> {
-        Self::open_pack_into(repo, id, Vec::new()).await
-    }
-
-    /// [`Self::open_pack`] into `buffer`, the [`OpenPack::into_buffer`] of an earlier pack:
-    /// readers of many packs reuse a few buffers instead of faulting in fresh memory for each.
-    pub async fn open_pack_into(
-        repo: &Repository,
-        id: &PackId,
-        buffer: Vec<u8>,
-    ) -> Result<OpenPack, RepoError> {
         let key = pack_key(id);
-        let parts = repo.objects().get_parts(&key).await?;
+        let parts: Vec<bytes::Bytes> = repo.objects().get_body(&key).await?.try_collect().await?;
         let repo_key = repo.key().clone();
         let id = *id;
-        tokio::task::spawn_blocking(move || OpenPack::open(&repo_key, &id, &key, &parts, buffer))
+        tokio::task::spawn_blocking(move || OpenPack::open(&repo_key, &id, &key, &parts))
             .await
             .map_err(|e| RepoError::Task(e.to_string()))?
             .map_err(RepoError::from)

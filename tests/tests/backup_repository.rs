@@ -297,26 +297,36 @@ async fn damaged_packs(backend: Backend) -> Result<()> {
     let files = report.affected.get(&sid).cloned().unwrap_or_default();
     ensure!(files.iter().any(|f| f.contains("random.bin")), "{files:?}");
 
-    // Everything else restores; the damaged file is named, and not left half-written.
-    let out = t.path("out");
-    let rep = restore(&repo, &snap, &out).await?;
-    ensure!(
-        rep.errors.iter().any(|e| e.contains("random.bin")),
-        "{:?}",
-        rep.errors
-    );
-    ensure!(!restored(&out, &data).join("random.bin").exists() || rep.errors.is_empty());
-    let unaffected: Vec<&Node> = nodes
-        .iter()
-        .filter(|n| {
-            n.kind == NodeKind::File
-                && !n
-                    .chunks
-                    .iter()
-                    .any(|c| index.get(c).is_some_and(|l| l.pack == pack))
-        })
-        .collect();
-    ensure!(!unaffected.is_empty());
+    restores_around(&repo, &snap, &pack, &t.path("out")).await
+}
+
+/// Restores `snap` while `pack` is damaged: every file with a blob in it is named in the
+/// report and not left behind half-written; every other file restores intact.
+async fn restores_around(
+    repo: &Repository,
+    snap: &Snapshot,
+    pack: &lifeboat_backup::blob::PackId,
+    out: &Path,
+) -> Result<()> {
+    let index = repo.load_index().await?;
+    let nodes = lifeboat_backup::restore::snapshot_nodes(repo, &index, snap).await?;
+    let rep = restore(repo, snap, out).await?;
+    let (affected, unaffected): (Vec<&Node>, Vec<&Node>) =
+        nodes.iter().filter(|n| n.kind == NodeKind::File).partition(|n| {
+            n.chunks
+                .iter()
+                .any(|c| index.get(c).is_some_and(|l| l.pack == *pack))
+        });
+    ensure!(!affected.is_empty() && !unaffected.is_empty());
+    for n in affected {
+        ensure!(
+            rep.errors.iter().any(|e| e.contains(&n.path)),
+            "{} not named: {:?}",
+            n.path,
+            rep.errors
+        );
+        ensure!(!out.join(&n.path).exists(), "{} left behind", n.path);
+    }
     for n in unaffected {
         let original = Path::new("/").join(&n.path);
         ensure!(
@@ -342,7 +352,7 @@ async fn corrupted_pack(backend: Backend) -> Result<()> {
     let t = TestRepo::new(backend)?;
     make_data(&t.path("data"))?;
     let repo = init(&t).await?;
-    backup(&repo, &t.path("data")).await?;
+    let snap = backup(&repo, &t.path("data")).await?;
     // A data pack: the structure check reads tree packs, so it would notice those anyway.
     let index = repo.load_index().await?;
     let pack = index
@@ -352,7 +362,8 @@ async fn corrupted_pack(backend: Backend) -> Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no data packs"))?;
     let key = lifeboat_backup::pack::pack_key(&pack.id);
     let path: object_store::path::Path = key.as_str().into();
-    let mut bytes = repo.object_store().get(&path).await?.bytes().await?.to_vec();
+    let original = repo.object_store().get(&path).await?.bytes().await?;
+    let mut bytes = original.to_vec();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     repo.object_store().put(&path, bytes.into()).await?;
@@ -366,7 +377,29 @@ async fn corrupted_pack(backend: Backend) -> Result<()> {
         !report.affected.is_empty(),
         "no snapshot named as affected: {report:?}"
     );
-    Ok(())
+    // A restore streams packs and writes blobs as they decrypt: files with a blob after the
+    // damage, and those written before the damage was found, must all be undone.
+    restores_around(&repo, &snap, &pack.id, &t.path("out-flipped")).await?;
+
+    // Another valid pack of this repository under the damaged one's name: it decrypts, so
+    // only the name check at the end of the stream catches it.
+    let tree_pack = index
+        .packs()
+        .iter()
+        .find(|p| p.kind == lifeboat_backup::blob::BlobKind::Tree)
+        .ok_or_else(|| anyhow::anyhow!("no tree packs"))?;
+    let tree_key = lifeboat_backup::pack::pack_key(&tree_pack.id);
+    let swapped = repo
+        .object_store()
+        .get(&tree_key.as_str().into())
+        .await?
+        .bytes()
+        .await?;
+    repo.object_store().put(&path, swapped.into()).await?;
+    restores_around(&repo, &snap, &pack.id, &t.path("out-swapped")).await?;
+    repo.object_store().put(&path, original.into()).await?;
+    restore(&repo, &snap, &t.path("out-mended")).await?;
+    assert_same_tree(&restored(&t.path("out-mended"), &t.path("data")), &t.path("data"))
 }
 
 #[tokio::test]

@@ -114,7 +114,7 @@ impl RepoKey {
         out: &mut Vec<u8>,
     ) -> Result<usize, CryptoError> {
         let total: usize = parts.iter().map(|p| p.as_ref().len()).sum();
-        let mut reader = self.decrypt_reader(parts, object)?;
+        let mut reader = self.decrypt_reader(PartsReader::new(parts), object)?;
         // The plaintext is shorter than the ciphertext; the extra byte tells the end apart.
         // Grown in 4 MiB steps, so packs a little larger than the last do not reallocate.
         if out.len() <= total {
@@ -133,20 +133,17 @@ impl RepoKey {
             }
         }
     }
-}
 
-impl RepoKey {
-    /// The plaintext of an age file that arrived in `parts`, as a reader: consumers that go
-    /// through it in order (a restore walking a pack's frames) never hold the whole plaintext.
-    /// Each 64 KiB chunk is authenticated before any of it is returned; a read error means
-    /// the rest of the file cannot be trusted.
-    pub fn decrypt_reader<'a, P: AsRef<[u8]>>(
+    /// The plaintext of the age file `input`, as a reader: consumers that go through it in
+    /// order (a restore walking a pack's frames) never hold the whole plaintext. Each 64 KiB
+    /// chunk is authenticated before any of it is returned; after a read error nothing more
+    /// of the file can be trusted.
+    pub fn decrypt_reader<R: BufRead>(
         &self,
-        parts: &'a [P],
+        input: R,
         object: &str,
-    ) -> Result<age::stream::StreamReader<PartsReader<'a, P>>, CryptoError> {
-        let decryptor =
-            age::Decryptor::new_buffered(PartsReader::new(parts)).map_err(|e| corrupt(object, e))?;
+    ) -> Result<age::stream::StreamReader<R>, CryptoError> {
+        let decryptor = age::Decryptor::new_buffered(input).map_err(|e| corrupt(object, e))?;
         decryptor
             .decrypt(std::iter::once(&self.identity as &dyn age::Identity))
             .map_err(|e| match e {
@@ -166,7 +163,8 @@ pub struct PartsReader<'a, P> {
 }
 
 impl<'a, P: AsRef<[u8]>> PartsReader<'a, P> {
-    fn new(parts: &'a [P]) -> Self {
+    /// A reader over `parts`, in order.
+    pub fn new(parts: &'a [P]) -> Self {
         Self { parts, pos: 0 }
     }
 }

@@ -4,9 +4,11 @@
 //! alone, and `age -d | zstd -d` still yields just the data).
 
 mod reader;
+mod stream;
 mod writer;
 
-pub use reader::{OpenPack, PackError, PackStream};
+pub use reader::{OpenPack, PackError};
+pub use stream::PackStream;
 pub use writer::{PackWriter, SealedPack};
 
 use crate::blob::{BlobId, PackId};

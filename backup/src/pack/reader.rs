@@ -2,10 +2,8 @@
 
 use super::PackedBlob;
 use super::writer::Trailer;
-use std::io::Read;
-
 use crate::blob::{BlobId, BlobKind, PackId, decompress};
-use crate::crypto::{CryptoError, PartsReader, RepoKey};
+use crate::crypto::{CryptoError, RepoKey};
 
 /// Why a pack or a blob in it could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -42,41 +40,28 @@ pub enum PackError {
 /// A decrypted pack.
 pub struct OpenPack {
     key: String,
-    /// The plaintext is `buffer[..len]`.
-    buffer: Vec<u8>,
-    len: usize,
+    plaintext: Vec<u8>,
 }
 
 impl OpenPack {
-    /// Verifies and decrypts a pack downloaded from `key`, given as the parts it arrived in,
-    /// into `buffer` (pass the [`Self::into_buffer`] of an earlier pack to reuse its memory,
-    /// or an empty one).
+    /// Verifies and decrypts a pack downloaded from `key`, given as the parts it arrived in
+    /// (so they need not be copied together first).
     pub fn open<P: AsRef<[u8]>>(
         repo_key: &RepoKey,
         id: &PackId,
         key: &str,
         parts: &[P],
-        buffer: Vec<u8>,
     ) -> Result<Self, PackError> {
         if PackId::of_parts(parts) != *id {
             return Err(PackError::WrongHash { key: key.to_string() });
         }
-        let mut open = Self {
+        let mut plaintext = Vec::new();
+        let len = repo_key.decrypt_into(parts, key, &mut plaintext)?;
+        plaintext.truncate(len);
+        Ok(Self {
             key: key.to_string(),
-            buffer,
-            len: 0,
-        };
-        open.len = repo_key.decrypt_into(parts, key, &mut open.buffer)?;
-        Ok(open)
-    }
-
-    fn plaintext(&self) -> &[u8] {
-        &self.buffer[..self.len]
-    }
-
-    /// The memory the plaintext occupied, for the next [`Self::open`].
-    pub fn into_buffer(self) -> Vec<u8> {
-        self.buffer
+            plaintext,
+        })
     }
 
     /// One blob's content, verified against its id.
@@ -103,7 +88,7 @@ impl OpenPack {
     fn frame(&self, entry: &PackedBlob) -> Result<&[u8], PackError> {
         let start = entry.offset as usize;
         let end = start + entry.length as usize;
-        self.plaintext()
+        self.plaintext
             .get(start..end)
             .ok_or_else(|| self.bad_blob(entry, format!("frame {start}..{end} is outside the pack")))
     }
@@ -124,7 +109,7 @@ impl OpenPack {
         };
         // The trailer is the last frame: scan back for a skippable-frame header whose length
         // reaches exactly to the end of the plaintext.
-        let p = self.plaintext();
+        let p = &self.plaintext;
         let mut pos = p.len().checked_sub(8).ok_or_else(|| bad("pack too short"))?;
         loop {
             if p[pos..pos + 4] == 0x184D_2A5Bu32.to_le_bytes() {
@@ -136,85 +121,6 @@ impl OpenPack {
                 }
             }
             pos = pos.checked_sub(1).ok_or_else(|| bad("no trailer frame"))?;
-        }
-    }
-}
-
-/// A pack read front to back, one frame at a time, without holding its whole plaintext: the
-/// restore path, which needs each blob once and in pack order.
-pub struct PackStream<'a, P> {
-    key: String,
-    reader: age::stream::StreamReader<PartsReader<'a, P>>,
-    /// Plaintext offset of the next byte `reader` returns.
-    pos: u64,
-    /// Set once the stream failed; nothing after that point can be trusted.
-    broken: Option<String>,
-}
-
-impl<'a, P: AsRef<[u8]>> PackStream<'a, P> {
-    /// Verifies a pack downloaded from `key` (given as the parts it arrived in) against its
-    /// id and starts decrypting it.
-    pub fn open(repo_key: &RepoKey, id: &PackId, key: &str, parts: &'a [P]) -> Result<Self, PackError> {
-        if PackId::of_parts(parts) != *id {
-            return Err(PackError::WrongHash { key: key.to_string() });
-        }
-        Ok(Self {
-            key: key.to_string(),
-            reader: repo_key.decrypt_reader(parts, key)?,
-            pos: 0,
-            broken: None,
-        })
-    }
-
-    /// Reads the frame of `entry` into the start of `buf` (grown when too short, never shrunk,
-    /// so a reused buffer is not zeroed again). Entries must come in increasing offset order;
-    /// the bytes between them are decrypted and dropped.
-    pub fn frame<'b>(&mut self, entry: &PackedBlob, buf: &'b mut Vec<u8>) -> Result<&'b [u8], PackError> {
-        if let Some(why) = &self.broken {
-            return Err(self.blob_error(entry, why.clone()));
-        }
-        let offset = u64::from(entry.offset);
-        if offset < self.pos {
-            return Err(self.blob_error(
-                entry,
-                format!("frame at {offset} is behind the stream ({})", self.pos),
-            ));
-        }
-        let len = entry.length as usize;
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        let frame = &mut buf[..len];
-        let read = std::io::copy(
-            &mut (&mut self.reader).take(offset - self.pos),
-            &mut std::io::sink(),
-        )
-        .and_then(|skipped| {
-            if skipped == offset - self.pos {
-                self.reader.read_exact(frame)
-            } else {
-                Err(std::io::ErrorKind::UnexpectedEof.into())
-            }
-        });
-        if let Err(e) = read {
-            let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                "the pack ends before this frame".to_string()
-            } else {
-                format!("decryption failed: {e}")
-            };
-            self.broken = Some(why.clone());
-            return Err(self.blob_error(entry, why));
-        }
-        self.pos = offset + u64::from(entry.length);
-        Ok(frame)
-    }
-
-    /// An error about one blob of this pack.
-    pub fn blob_error(&self, entry: &PackedBlob, message: String) -> PackError {
-        PackError::Blob {
-            key: self.key.clone(),
-            blob: entry.id,
-            message,
         }
     }
 }
@@ -239,7 +145,7 @@ mod tests {
             .unwrap();
         }
         let sealed = w.seal().unwrap();
-        let open = OpenPack::open(&key, &sealed.id, "p", &[&sealed.bytes], Vec::new()).unwrap();
+        let open = OpenPack::open(&key, &sealed.id, "p", &[&sealed.bytes]).unwrap();
         for (entry, data) in sealed.blobs.iter().zip(&blobs) {
             assert_eq!(&open.blob(entry, key.chunk_id_key()).unwrap(), data);
         }
@@ -250,55 +156,7 @@ mod tests {
         let mut bad = sealed.bytes.to_vec();
         bad[100] ^= 1;
         assert!(matches!(
-            OpenPack::open(&key, &sealed.id, "p", &[&bad], Vec::new()),
-            Err(PackError::WrongHash { .. })
-        ));
-    }
-
-    #[test]
-    fn a_stream_reads_frames_in_order_and_stops_at_damage() {
-        let key = RepoKey::generate();
-        let mut w = PackWriter::new(&key, BlobKind::Data, 0).unwrap();
-        let blobs: Vec<Vec<u8>> = (0..6u8)
-            .map(|i| vec![i; 50_000 + usize::from(i) * 7_001])
-            .collect();
-        for b in &blobs {
-            let frame = crate::blob::raw_frame(b);
-            w.add(BlobId::keyed(key.chunk_id_key(), b), &frame, b.len())
-                .unwrap();
-        }
-        let sealed = w.seal().unwrap();
-        let parts: Vec<&[u8]> = sealed.bytes.chunks(10_007).collect();
-        let mut buf = Vec::new();
-
-        // Every other blob, in order: the skipped ones are read past.
-        let mut stream = PackStream::open(&key, &sealed.id, "p", &parts).unwrap();
-        for i in [1, 3, 5] {
-            let frame = stream.frame(&sealed.blobs[i], &mut buf).unwrap();
-            assert_eq!(decompress(frame, blobs[i].len()).unwrap(), blobs[i]);
-        }
-        // Going back is refused.
-        assert!(stream.frame(&sealed.blobs[2], &mut buf).is_err());
-
-        // Damage in the middle: blobs before it are fine, it and everything after fail.
-        let mut bad = sealed.bytes.to_vec();
-        let at = sealed.bytes.len() / 2;
-        bad[at] ^= 1;
-        let bad_id = PackId::of(&bad);
-        let bad_parts = [&bad[..]];
-        let mut stream = PackStream::open(&key, &bad_id, "p", &bad_parts).unwrap();
-        let mut results = Vec::new();
-        for entry in &sealed.blobs {
-            results.push(stream.frame(entry, &mut buf).is_ok());
-        }
-        assert!(results[0], "{results:?}");
-        assert!(!results[5], "{results:?}");
-        let first_bad = results.iter().position(|ok| !ok).unwrap();
-        assert!(results[first_bad..].iter().all(|ok| !ok), "{results:?}");
-
-        // A pack that does not hash to its name is refused before decrypting.
-        assert!(matches!(
-            PackStream::open(&key, &sealed.id, "p", &[&bad]),
+            OpenPack::open(&key, &sealed.id, "p", &[&bad]),
             Err(PackError::WrongHash { .. })
         ));
     }

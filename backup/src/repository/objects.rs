@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
@@ -50,22 +51,26 @@ impl Objects {
         result.bytes().await.map_err(|e| self.err("read", key, e))
     }
 
-    /// Reads a whole object as the parts it arrived in (an HTTP body's chunks), so large
-    /// objects (packs) are not copied together first; a local file comes as one part.
-    pub(crate) async fn get_parts(&self, key: &str) -> Result<Vec<Bytes>, RepoError> {
+    /// An object's content as it arrives (an HTTP body's chunks), for readers that consume it
+    /// front to back without holding all of it; a local file comes as one chunk.
+    pub(crate) async fn get_body(
+        &self,
+        key: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes, RepoError>>, RepoError> {
         let result = self
             .store
             .get(&ObjectPath::from(key))
             .await
             .map_err(|e| self.err("read", key, e))?;
         if matches!(result.payload, GetResultPayload::File(..)) {
-            return Ok(vec![result.bytes().await.map_err(|e| self.err("read", key, e))?]);
+            let whole = result.bytes().await.map_err(|e| self.err("read", key, e))?;
+            return Ok(futures::stream::once(async move { Ok(whole) }).boxed());
         }
-        result
+        let (objects, key) = (self.clone(), key.to_string());
+        Ok(result
             .into_stream()
-            .try_collect()
-            .await
-            .map_err(|e| self.err("read", key, e))
+            .map_err(move |e| objects.err("read", &key, e))
+            .boxed())
     }
 
     /// Writes an object that must not exist yet. An existing object under a content-derived
