@@ -147,14 +147,15 @@ async fn run(
                             let out = PackOutput {
                                 paths: &paths,
                                 skip: &skip,
-                                written: &written,
                                 progress: &progress,
                             };
                             let mut writer = BlobWriter::new(&direct);
-                            let failed = out.write_blobs(&mut stream, &blobs, &mut writer, &mut scratch);
+                            let (failed, bytes) =
+                                out.write_blobs(&mut stream, &blobs, &mut writer, &mut scratch);
                             scratches.lock().unwrap_or_else(|p| p.into_inner()).push(scratch);
                             // Only now is the pack known to be the one the index named.
                             stream.finish()?;
+                            written.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
                             Ok(failed)
                         });
                         let ((), decoded) = tokio::join!(body::forward(body, tx), decode);
@@ -240,26 +241,26 @@ struct Scratch {
     placed: Placed,
 }
 
-/// Where a pack's blobs go, and the shared tallies.
+/// Where a pack's blobs go.
 struct PackOutput<'a> {
     paths: &'a [PathBuf],
     skip: &'a BTreeSet<usize>,
-    written: &'a std::sync::atomic::AtomicU64,
     progress: &'a Progress,
 }
 
 impl PackOutput<'_> {
     /// Decodes each planned blob of a pack, in pack order, and writes it wherever it goes. A
     /// bad blob or a failed write affects only the files involved; they are returned with the
-    /// reason.
+    /// reason, and with the bytes written.
     fn write_blobs<R: std::io::BufRead>(
         &self,
         stream: &mut PackStream<R>,
         blobs: &[plan::PlannedBlob],
         writer: &mut BlobWriter<'_>,
         scratch: &mut Scratch,
-    ) -> Vec<(usize, String)> {
+    ) -> (Vec<(usize, String)>, u64) {
         let mut failures = Vec::new();
+        let mut written = 0;
         for b in blobs {
             let targets: Vec<(usize, u64)> = b
                 .targets
@@ -289,14 +290,14 @@ impl PackOutput<'_> {
                 let path = &self.paths[file];
                 match writer.write(path, data, offset) {
                     Ok(()) => {
-                        self.written.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+                        written += len;
                         self.progress.add_done(len, 0);
                     }
                     Err(e) => failures.push((file, format!("write {}: {e}", path.display()))),
                 }
             }
         }
-        failures
+        (failures, written)
     }
 }
 
