@@ -106,6 +106,30 @@ fn bucket_size(bucket: &str) -> u64 {
     v["usage"]["rgw.main"]["size"].as_u64().unwrap_or(0)
 }
 
+/// Deletes a bench bucket and its ~1.2 GB: the test cluster's OSD holds 4 GiB, so a few runs
+/// against one held `testenv` would fill it (RGW then blocks every write).
+fn remove_bucket(bucket: &str) {
+    let out = Command::new("radosgw-admin")
+        .arg("-c")
+        .arg(lifeboat_tests::ceph().expect("ceph").conf())
+        .args([
+            "bucket",
+            "rm",
+            "--bucket",
+            bucket,
+            "--purge-objects",
+            "--bypass-gc",
+        ])
+        .output()
+        .expect("radosgw-admin");
+    if !out.status.success() {
+        eprintln!(
+            "could not remove bucket {bucket}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn main() {
     // `BENCH_GENERATE=DIR` only writes the dataset (for profiling one tool by hand).
     if let Some(dir) = std::env::var_os("BENCH_GENERATE") {
@@ -236,6 +260,9 @@ fn main() {
         }
         let _ = std::fs::remove_dir_all(&d_out);
         let _ = std::fs::remove_dir_all(&r_out);
+        if let Some(bucket) = &t.bucket {
+            remove_bucket(bucket);
+        }
         // Put the dataset back for the next target.
         let _ = std::fs::remove_dir_all(&data);
         make_dataset(&data);
