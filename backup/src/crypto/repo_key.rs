@@ -97,41 +97,18 @@ impl RepoKey {
 
     /// Decrypts a complete age file written by [`RepoKey::encrypt`].
     pub fn decrypt(&self, ciphertext: &[u8], object: &str) -> Result<Vec<u8>, CryptoError> {
-        let mut out = Vec::new();
-        let len = self.decrypt_into(&[ciphertext], object, &mut out)?;
-        out.truncate(len);
-        Ok(out)
+        self.decrypt_parts(&[ciphertext], object)
     }
 
-    /// Decrypts an age file that arrived in `parts` (as an HTTP body does) into the start of
-    /// `out`, and returns the plaintext's length. `out` only grows (zeroed once), so a caller
-    /// that reuses it neither copies the parts together nor faults in and zeroes fresh pages
-    /// for every object.
-    pub fn decrypt_into<P: AsRef<[u8]>>(
-        &self,
-        parts: &[P],
-        object: &str,
-        out: &mut Vec<u8>,
-    ) -> Result<usize, CryptoError> {
+    /// Decrypts an age file that arrived in `parts` (as an HTTP body does), without copying
+    /// the parts together first.
+    pub fn decrypt_parts<P: AsRef<[u8]>>(&self, parts: &[P], object: &str) -> Result<Vec<u8>, CryptoError> {
         let total: usize = parts.iter().map(|p| p.as_ref().len()).sum();
         let mut reader = self.decrypt_reader(PartsReader::new(parts), object)?;
-        // The plaintext is shorter than the ciphertext; the extra byte tells the end apart.
-        // Grown in 4 MiB steps, so packs a little larger than the last do not reallocate.
-        if out.len() <= total {
-            out.resize((total + 1).next_multiple_of(4 << 20), 0);
-        }
-        let mut filled = 0;
-        loop {
-            match reader.read(&mut out[filled..]) {
-                Ok(0) => return Ok(filled),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(corrupt(object, e)),
-            }
-            if filled == out.len() {
-                return Err(corrupt(object, "plaintext longer than its ciphertext"));
-            }
-        }
+        // The plaintext is a little shorter than the ciphertext: one allocation.
+        let mut out = Vec::with_capacity(total);
+        reader.read_to_end(&mut out).map_err(|e| corrupt(object, e))?;
+        Ok(out)
     }
 
     /// The plaintext of the age file `input`, as a reader: consumers that go through it in
@@ -246,18 +223,15 @@ mod tests {
     }
 
     #[test]
-    fn decrypts_from_parts_into_a_reused_buffer() {
+    fn decrypts_from_parts() {
         let key = RepoKey::generate();
         let big: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
-        let mut buffer = Vec::new();
         for plaintext in [&big[..], b"short", b""] {
             let ct = key.encrypt(plaintext, "x").unwrap();
             // Cut at odd places, one part empty, as HTTP bodies arrive.
             let cut = (ct.len() / 2).max(7);
             let parts = [&ct[..7], &ct[7..7], &ct[7..cut], &ct[cut..]];
-            let len = key.decrypt_into(&parts, "x", &mut buffer).unwrap();
-            assert_eq!(&buffer[..len], plaintext);
+            assert_eq!(key.decrypt_parts(&parts, "x").unwrap(), plaintext);
         }
-        assert!(buffer.len() > big.len(), "the buffer is kept, not shrunk");
     }
 }

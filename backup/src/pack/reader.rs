@@ -55,12 +55,9 @@ impl OpenPack {
         if PackId::of_parts(parts) != *id {
             return Err(PackError::WrongHash { key: key.to_string() });
         }
-        let mut plaintext = Vec::new();
-        let len = repo_key.decrypt_into(parts, key, &mut plaintext)?;
-        plaintext.truncate(len);
         Ok(Self {
             key: key.to_string(),
-            plaintext,
+            plaintext: repo_key.decrypt_parts(parts, key)?,
         })
     }
 
