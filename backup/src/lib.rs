@@ -7,6 +7,7 @@
 
 mod aligned;
 pub mod blob;
+mod bufread;
 pub mod chunker;
 pub mod crypto;
 pub mod index;

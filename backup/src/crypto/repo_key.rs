@@ -165,11 +165,7 @@ impl<P: AsRef<[u8]>> BufRead for PartsReader<'_, P> {
 
 impl<P: AsRef<[u8]>> Read for PartsReader<'_, P> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        crate::bufread::read_from_buf(self, buf)
     }
 }
 
