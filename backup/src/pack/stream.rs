@@ -151,6 +151,13 @@ mod tests {
     use crate::crypto::PartsReader;
     use crate::pack::PackWriter;
 
+    /// Six blobs of different lengths, each spanning a few of age's 64 KiB chunks.
+    fn six_blobs() -> Vec<Vec<u8>> {
+        (0..6u8)
+            .map(|i| vec![i; 50_000 + usize::from(i) * 7_001])
+            .collect()
+    }
+
     fn pack_of(key: &RepoKey, blobs: &[Vec<u8>]) -> crate::pack::SealedPack {
         let mut w = PackWriter::new(key, BlobKind::Data, 0).unwrap();
         for b in blobs {
@@ -164,9 +171,7 @@ mod tests {
     #[test]
     fn frames_come_in_order_and_the_name_is_checked_at_the_end() {
         let key = RepoKey::generate();
-        let blobs: Vec<Vec<u8>> = (0..6u8)
-            .map(|i| vec![i; 50_000 + usize::from(i) * 7_001])
-            .collect();
+        let blobs = six_blobs();
         let sealed = pack_of(&key, &blobs);
         let parts: Vec<&[u8]> = sealed.bytes.chunks(10_007).collect();
         let mut buf = Vec::new();
@@ -194,9 +199,7 @@ mod tests {
     #[test]
     fn damage_fails_its_frame_and_everything_after_it() {
         let key = RepoKey::generate();
-        let blobs: Vec<Vec<u8>> = (0..6u8)
-            .map(|i| vec![i; 50_000 + usize::from(i) * 7_001])
-            .collect();
+        let blobs = six_blobs();
         let sealed = pack_of(&key, &blobs);
         let mut bad = sealed.bytes.to_vec();
         let at = bad.len() / 2;
