@@ -99,6 +99,12 @@ impl Pool {
         &self.name
     }
 
+    /// The pool's numeric id (as group namespaces and `ceph df` name pools).
+    pub fn id(&self) -> i64 {
+        // SAFETY: the ioctx is live for `self`'s lifetime; the call only reads it.
+        unsafe { crate::ffi::rados_ioctx_get_id(self.raw()) }
+    }
+
     pub(crate) fn ioctx(&self) -> &ceph::ceph::IoCtx {
         &self.ioctx
     }
