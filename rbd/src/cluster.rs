@@ -62,6 +62,20 @@ impl Cluster {
         })
     }
 
+    /// The name of the pool with id `id` (as group namespaces and group image lists give
+    /// pools), or `None` if no pool this client can open has it.
+    pub fn pool_name(&self, id: i64) -> Result<Option<String>, RbdError> {
+        for name in self.pools()? {
+            match self.pool(&name) {
+                Ok(p) if p.id() == id => return Ok(Some(name)),
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
     /// Sends a monitor command (a JSON object, as the `ceph` CLI does) and returns its
     /// output, e.g. `{"prefix": "df", "format": "json"}` for pool capacity.
     pub fn mon_command(&self, command: &serde_json::Value) -> Result<Vec<u8>, RbdError> {

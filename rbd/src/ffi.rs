@@ -160,7 +160,8 @@ unsafe extern "C" {
     pub fn rbd_snap_get_timestamp(image: rbd_image_t, snap_id: u64, timestamp: *mut libc::timespec) -> c_int;
     pub fn rbd_metadata_remove(image: rbd_image_t, key: *const c_char) -> c_int;
     pub fn rbd_snap_set_by_id(image: rbd_image_t, snap_id: u64) -> c_int;
-    pub fn rbd_snap_get_namespace_type(image: rbd_image_t, snap_id: u64, namespace_type: *mut c_int) -> c_int;
+    pub fn rbd_snap_get_namespace_type(image: rbd_image_t, snap_id: u64, namespace_type: *mut c_int)
+    -> c_int;
     pub fn rbd_snap_get_group_namespace(
         image: rbd_image_t,
         snap_id: u64,
@@ -171,8 +172,11 @@ unsafe extern "C" {
         group_snap: *mut rbd_snap_group_namespace_t,
         group_snap_size: size_t,
     ) -> c_int;
-    pub fn rbd_get_group(image: rbd_image_t, group_info: *mut rbd_group_info_t, group_info_size: size_t)
-    -> c_int;
+    pub fn rbd_get_group(
+        image: rbd_image_t,
+        group_info: *mut rbd_group_info_t,
+        group_info_size: size_t,
+    ) -> c_int;
     pub fn rbd_group_info_cleanup(group_info: *mut rbd_group_info_t, group_info_size: size_t) -> c_int;
 
     pub fn rbd_group_create(io: rados_ioctx_t, name: *const c_char) -> c_int;
@@ -201,10 +205,16 @@ unsafe extern "C" {
         group_image_info_size: size_t,
         num_entries: size_t,
     ) -> c_int;
-    pub fn rbd_group_snap_create(group_p: rados_ioctx_t, group_name: *const c_char, snap_name: *const c_char)
-    -> c_int;
-    pub fn rbd_group_snap_remove(group_p: rados_ioctx_t, group_name: *const c_char, snap_name: *const c_char)
-    -> c_int;
+    pub fn rbd_group_snap_create(
+        group_p: rados_ioctx_t,
+        group_name: *const c_char,
+        snap_name: *const c_char,
+    ) -> c_int;
+    pub fn rbd_group_snap_remove(
+        group_p: rados_ioctx_t,
+        group_name: *const c_char,
+        snap_name: *const c_char,
+    ) -> c_int;
     pub fn rbd_group_snap_list(
         group_p: rados_ioctx_t,
         group_name: *const c_char,

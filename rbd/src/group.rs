@@ -83,7 +83,8 @@ impl Pool {
         let g = cstring("group name", group)?;
         let i = cstring("image name", image)?;
         // SAFETY: both ioctxs are live for the call; the names outlive it.
-        let ret = unsafe { ffi::rbd_group_image_remove(self.raw(), g.as_ptr(), image_pool.raw(), i.as_ptr()) };
+        let ret =
+            unsafe { ffi::rbd_group_image_remove(self.raw(), g.as_ptr(), image_pool.raw(), i.as_ptr()) };
         check(ret.into(), "remove image from group", || {
             format!("{} from {}", image_pool.spec(image), self.group_spec(group))
         })
@@ -100,8 +101,9 @@ impl Pool {
             let mut count = capacity;
             // SAFETY: `buf` has room for `count` entries of the size passed; librbd writes at
             // most that many and sets `count` to the number written (or needed, with -ERANGE).
-            let ret =
-                unsafe { ffi::rbd_group_image_list(self.raw(), g.as_ptr(), buf.as_mut_ptr(), size, &mut count) };
+            let ret = unsafe {
+                ffi::rbd_group_image_list(self.raw(), g.as_ptr(), buf.as_mut_ptr(), size, &mut count)
+            };
             if ret == -libc::ERANGE && count > capacity {
                 capacity = count;
                 continue;
@@ -157,8 +159,9 @@ impl Pool {
             let mut buf: Vec<ffi::rbd_group_snap_info_t> = Vec::with_capacity(capacity);
             let mut count = capacity;
             // SAFETY: as in `group_images`: room for `count` entries of the size passed.
-            let ret =
-                unsafe { ffi::rbd_group_snap_list(self.raw(), g.as_ptr(), buf.as_mut_ptr(), size, &mut count) };
+            let ret = unsafe {
+                ffi::rbd_group_snap_list(self.raw(), g.as_ptr(), buf.as_mut_ptr(), size, &mut count)
+            };
             if ret == -libc::ERANGE && count > capacity {
                 capacity = count;
                 continue;
@@ -202,7 +205,9 @@ pub(crate) fn group_namespace(image: ffi::rbd_image_t, snap_id: u64) -> Result<S
     let mut kind: libc::c_int = 0;
     // SAFETY: live image handle; writable out-parameter.
     let ret = unsafe { ffi::rbd_snap_get_namespace_type(image, snap_id, &mut kind) };
-    check(ret.into(), "get snapshot namespace", || format!("snapshot id {snap_id}"))?;
+    check(ret.into(), "get snapshot namespace", || {
+        format!("snapshot id {snap_id}")
+    })?;
     match kind {
         ffi::RBD_SNAP_NAMESPACE_TYPE_USER => Ok(SnapshotNamespace::User),
         ffi::RBD_SNAP_NAMESPACE_TYPE_GROUP => {
@@ -214,7 +219,9 @@ pub(crate) fn group_namespace(image: ffi::rbd_image_t, snap_id: u64) -> Result<S
             };
             // SAFETY: live image handle; `ns` is writable and its size is passed.
             let ret = unsafe { ffi::rbd_snap_get_group_namespace(image, snap_id, &mut ns, size) };
-            check(ret.into(), "get snapshot group", || format!("snapshot id {snap_id}"))?;
+            check(ret.into(), "get snapshot group", || {
+                format!("snapshot id {snap_id}")
+            })?;
             let out = SnapshotNamespace::Group {
                 pool_id: ns.group_pool,
                 group: text(ns.group_name),
