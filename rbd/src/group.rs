@@ -57,7 +57,8 @@ impl Pool {
         check(ret.into(), "create group", || self.group_spec(name)).map(|_| ())
     }
 
-    /// Removes group `name` and its snapshots (not the images). `ENOENT` if absent.
+    /// Removes group `name` and its snapshots (not the images). An absent group is success
+    /// (librbd's answer).
     pub fn remove_group(&self, name: &str) -> Result<(), RbdError> {
         let c = cstring("group name", name)?;
         // SAFETY: live ioctx; the name outlives the call.
@@ -150,7 +151,7 @@ impl Pool {
         .map(|_| ())
     }
 
-    /// The snapshots of group `group`.
+    /// The snapshots of group `group` (none for an absent group, as librbd answers).
     pub fn group_snapshots(&self, group: &str) -> Result<Vec<GroupSnapshot>, RbdError> {
         let g = cstring("group name", group)?;
         let size = std::mem::size_of::<ffi::rbd_group_snap_info_t>();

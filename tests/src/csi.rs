@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lifeboat_csi::proto::controller_client::ControllerClient;
+use lifeboat_csi::proto::group_controller_client::GroupControllerClient;
 use lifeboat_csi::proto::identity_client::IdentityClient;
 use lifeboat_csi::proto::node_client::NodeClient;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -34,6 +35,8 @@ pub struct DriverOptions {
     pub mapper: &'static str,
     /// Extra flags.
     pub extra: Vec<String>,
+    /// `--topology` segments (`key=value`); empty starts the driver without the flag.
+    pub topology: Vec<String>,
 }
 
 impl Default for DriverOptions {
@@ -43,6 +46,7 @@ impl Default for DriverOptions {
             mode: "all",
             mapper: "auto",
             extra: vec![],
+            topology: vec!["topology.csi.lifeboat.dev/zone=test".into()],
         }
     }
 }
@@ -77,12 +81,13 @@ impl CsiDriver {
             &config.to_string_lossy(),
             "--state-dir",
             &dir.path().join("state").to_string_lossy(),
-            "--topology",
-            "topology.csi.lifeboat.dev/zone=test",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        for t in opts.topology {
+            args.extend(["--topology".to_string(), t]);
+        }
         args.extend(opts.extra);
         let mut d = Self {
             child: None,
@@ -165,12 +170,13 @@ impl CsiDriver {
         channel(&self.socket).await
     }
 
-    /// Identity, Controller and Node clients on one channel.
+    /// Identity, Controller, GroupController and Node clients on one channel.
     pub async fn clients(&self) -> Result<Clients, HarnessError> {
         let ch = self.channel().await?;
         Ok(Clients {
             identity: IdentityClient::new(ch.clone()),
             controller: ControllerClient::new(ch.clone()),
+            group: GroupControllerClient::new(ch.clone()),
             node: NodeClient::new(ch),
         })
     }
@@ -216,12 +222,14 @@ pub fn cleanup_mounts(dir: &Path) {
     }
 }
 
-/// The three service clients.
+/// The four service clients.
 pub struct Clients {
     /// Identity.
     pub identity: IdentityClient<Channel>,
     /// Controller.
     pub controller: ControllerClient<Channel>,
+    /// GroupController (volume group snapshots).
+    pub group: GroupControllerClient<Channel>,
     /// Node.
     pub node: NodeClient<Channel>,
 }

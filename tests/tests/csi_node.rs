@@ -62,7 +62,7 @@ async fn stage_publish_write_read_expand_unpublish_unstage() -> Result<()> {
         .node_get_capabilities(NodeGetCapabilitiesRequest {})
         .await?
         .into_inner();
-    ensure!(ncaps.capabilities.len() == 4);
+    ensure!(ncaps.capabilities.len() == 5);
 
     let vol = c
         .controller

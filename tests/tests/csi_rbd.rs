@@ -117,7 +117,7 @@ async fn identity_and_capabilities() -> Result<()> {
         .get_plugin_capabilities(GetPluginCapabilitiesRequest {})
         .await?
         .into_inner();
-    ensure!(caps.capabilities.len() == 3, "{caps:?}");
+    ensure!(caps.capabilities.len() == 4, "{caps:?}");
     let probe = c.identity.probe(ProbeRequest {}).await?.into_inner();
     ensure!(probe.ready == Some(true));
     let ctrl = c
@@ -125,7 +125,7 @@ async fn identity_and_capabilities() -> Result<()> {
         .controller_get_capabilities(ControllerGetCapabilitiesRequest {})
         .await?
         .into_inner();
-    ensure!(ctrl.capabilities.len() == 9, "{ctrl:?}");
+    ensure!(ctrl.capabilities.len() == 11, "{ctrl:?}");
     // Controller mode serves no Node service.
     ensure!(code(c.node.node_get_info(NodeGetInfoRequest {}).await) == Code::Unimplemented);
 

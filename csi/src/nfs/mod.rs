@@ -51,7 +51,10 @@ impl NfsParams {
         let base_dir = get("baseDir").unwrap_or("").trim_matches('/');
         if !base_dir.is_empty() {
             check_rel_path("baseDir", base_dir)?;
-            if base_dir.split('/').any(|c| c == SNAP_DIR || c == records::META_DIR) {
+            if base_dir
+                .split('/')
+                .any(|c| c == SNAP_DIR || c == records::META_DIR)
+            {
                 return Err(invalid(format!(
                     "baseDir {base_dir:?}: {SNAP_DIR} and {} hold the driver's own records",
                     records::META_DIR
