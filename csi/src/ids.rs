@@ -359,7 +359,7 @@ mod tests {
             format!("nfs:h:/srv:.lifeboat-meta/vol-{h}:delete"),
             format!("nfs:h:/srv:archived-vol-{h}-1700000000:archive"),
             format!("nfs:h:/srv:base/vol-{h}/sub:delete"),
-            format!("nfs:h:/srv::delete"),
+            "nfs:h:/srv::delete".to_string(),
         ] {
             assert!(VolumeId::parse(&bad).is_err(), "{bad} accepted");
         }

@@ -327,3 +327,77 @@ pub fn block_cap() -> lifeboat_csi::proto::VolumeCapability {
         }),
     }
 }
+
+/// A driver serving RBD volumes in a new pool of the shared test Ceph, with the StorageClass
+/// parameters and secrets for that pool.
+pub struct RbdEnv {
+    /// The driver process.
+    pub driver: CsiDriver,
+    /// The test's own pool.
+    pub pool: String,
+    /// StorageClass parameters (`imageFeatures: layering`, ext4).
+    pub params: HashMap<String, String>,
+    /// Secrets (the admin key).
+    pub secrets: HashMap<String, String>,
+}
+
+impl RbdEnv {
+    /// Starts `binary` (the `csi-driver` test binary) on a new pool named after `prefix`;
+    /// `opts.config` is replaced by the pool's driver config after `edit` has seen it.
+    pub async fn start(
+        binary: impl AsRef<Path>,
+        prefix: &str,
+        mut opts: DriverOptions,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<Self, HarnessError> {
+        let ceph = crate::ceph()?;
+        let pool = ceph.new_pool(prefix)?;
+        let keydir = tempfile::tempdir().map_err(|e| HarnessError::io("temp dir", e))?;
+        let (mut config, params, secrets) = rbd_setup(ceph, &pool, &keydir.keep().join("admin.key"))?;
+        edit(&mut config);
+        opts.config = config;
+        let driver = CsiDriver::start(binary, opts).await?;
+        Ok(Self {
+            driver,
+            pool,
+            params,
+            secrets,
+        })
+    }
+
+    /// A CreateVolume request for `bytes` with this pool's parameters and secrets.
+    pub fn create_req(&self, name: &str, bytes: i64) -> lifeboat_csi::proto::CreateVolumeRequest {
+        lifeboat_csi::proto::CreateVolumeRequest {
+            name: name.into(),
+            capacity_range: Some(lifeboat_csi::proto::CapacityRange {
+                required_bytes: bytes,
+                limit_bytes: 0,
+            }),
+            volume_capabilities: vec![mount_cap("ext4")],
+            parameters: self.params.clone(),
+            secrets: self.secrets.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// A DeleteVolume request with the secrets.
+    pub fn delete_req(&self, id: &str) -> lifeboat_csi::proto::DeleteVolumeRequest {
+        lifeboat_csi::proto::DeleteVolumeRequest {
+            volume_id: id.into(),
+            secrets: self.secrets.clone(),
+        }
+    }
+
+    /// Image names in the pool, through the `rbd` CLI.
+    pub fn images(&self) -> Result<Vec<String>, HarnessError> {
+        rbd_ls(crate::ceph()?, &self.pool)
+    }
+}
+
+/// The gRPC code of a call that must fail; panics with the answer if it succeeded.
+pub fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> tonic::Code {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(s) => s.code(),
+    }
+}

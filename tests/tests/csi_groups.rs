@@ -9,75 +9,39 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use lifeboat_csi::proto::volume_content_source::{SnapshotSource, Type as Src};
 use lifeboat_csi::proto::*;
-use lifeboat_tests::csi::{CsiDriver, DriverOptions, mount_cap, rbd_ls, rbd_setup};
+use lifeboat_tests::csi::{DriverOptions, RbdEnv, code, rbd_ls};
 use tonic::Code;
 
 const MIB: i64 = 1 << 20;
 
-struct Env {
-    driver: CsiDriver,
-    pool: String,
-    params: HashMap<String, String>,
-    secrets: HashMap<String, String>,
+async fn env(prefix: &str) -> Result<RbdEnv> {
+    let opts = DriverOptions {
+        mode: "controller",
+        ..Default::default()
+    };
+    let mut e = RbdEnv::start(env!("CARGO_BIN_EXE_csi-driver"), prefix, opts, |_| {}).await?;
+    e.params.remove("imageFeatures");
+    Ok(e)
 }
 
-async fn env(prefix: &str) -> Result<Env> {
-    let ceph = lifeboat_tests::ceph()?;
-    let pool = ceph.new_pool(prefix)?;
-    let key_file = tempfile::tempdir()?.keep().join("admin.key");
-    let (config, mut params, secrets) = rbd_setup(ceph, &pool, &key_file)?;
-    params.remove("imageFeatures");
-    let driver = CsiDriver::start(
-        env!("CARGO_BIN_EXE_csi-driver"),
-        DriverOptions {
-            config,
-            mode: "controller",
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(Env {
-        driver,
-        pool,
-        params,
-        secrets,
-    })
-}
-
-impl Env {
-    fn create_req(&self, name: &str, source: Option<&str>) -> CreateVolumeRequest {
-        CreateVolumeRequest {
-            name: name.into(),
-            capacity_range: Some(CapacityRange {
-                required_bytes: 16 * MIB,
-                limit_bytes: 0,
-            }),
-            volume_capabilities: vec![mount_cap("ext4")],
-            parameters: self.params.clone(),
-            secrets: self.secrets.clone(),
-            volume_content_source: source.map(|s| VolumeContentSource {
-                r#type: Some(Src::Snapshot(SnapshotSource {
-                    snapshot_id: s.into(),
-                })),
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn group_req(&self, name: &str, ids: &[String]) -> CreateVolumeGroupSnapshotRequest {
-        CreateVolumeGroupSnapshotRequest {
-            name: name.into(),
-            source_volume_ids: ids.to_vec(),
-            secrets: self.secrets.clone(),
-            parameters: HashMap::new(),
-        }
+/// A 16 MiB volume, restored from snapshot `source` when given.
+fn volume_req(e: &RbdEnv, name: &str, source: Option<&str>) -> CreateVolumeRequest {
+    CreateVolumeRequest {
+        volume_content_source: source.map(|s| VolumeContentSource {
+            r#type: Some(Src::Snapshot(SnapshotSource {
+                snapshot_id: s.into(),
+            })),
+        }),
+        ..e.create_req(name, 16 * MIB)
     }
 }
 
-fn code<T: std::fmt::Debug>(r: std::result::Result<T, tonic::Status>) -> Code {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(s) => s.code(),
+fn group_req(e: &RbdEnv, name: &str, ids: &[String]) -> CreateVolumeGroupSnapshotRequest {
+    CreateVolumeGroupSnapshotRequest {
+        name: name.into(),
+        source_volume_ids: ids.to_vec(),
+        secrets: e.secrets.clone(),
+        parameters: HashMap::new(),
     }
 }
 
@@ -136,7 +100,7 @@ async fn group_snapshot_restores_each_volume_as_it_was() -> Result<()> {
     for i in 0..3 {
         let v = c
             .controller
-            .create_volume(e.create_req(&format!("member-{i}"), None))
+            .create_volume(volume_req(&e, &format!("member-{i}"), None))
             .await?
             .into_inner()
             .volume
@@ -147,7 +111,7 @@ async fn group_snapshot_restores_each_volume_as_it_was() -> Result<()> {
     let ids: Vec<String> = vols.iter().map(|v| v.volume_id.clone()).collect();
     let group = c
         .group
-        .create_volume_group_snapshot(e.group_req("nightly", &ids))
+        .create_volume_group_snapshot(group_req(&e, "nightly", &ids))
         .await
         .with_context(|| e.driver.log())?
         .into_inner()
@@ -165,7 +129,7 @@ async fn group_snapshot_restores_each_volume_as_it_was() -> Result<()> {
     reversed.reverse();
     let again = c
         .group
-        .create_volume_group_snapshot(e.group_req("nightly", &reversed))
+        .create_volume_group_snapshot(group_req(&e, "nightly", &reversed))
         .await?
         .into_inner()
         .group_snapshot
@@ -173,7 +137,7 @@ async fn group_snapshot_restores_each_volume_as_it_was() -> Result<()> {
     ensure!(again.group_snapshot_id == group.group_snapshot_id);
     let fewer = c
         .group
-        .create_volume_group_snapshot(e.group_req("nightly", &ids[..2]))
+        .create_volume_group_snapshot(group_req(&e, "nightly", &ids[..2]))
         .await;
     ensure!(code(fewer) == Code::AlreadyExists);
 
@@ -189,7 +153,11 @@ async fn group_snapshot_restores_each_volume_as_it_was() -> Result<()> {
             .context("member")?;
         let restored = c
             .controller
-            .create_volume(e.create_req(&format!("restored-{i}"), Some(&member.snapshot_id)))
+            .create_volume(volume_req(
+                &e,
+                &format!("restored-{i}"),
+                Some(&member.snapshot_id),
+            ))
             .await
             .with_context(|| e.driver.log())?
             .into_inner()
@@ -246,7 +214,7 @@ async fn group_snapshot_restores_each_volume_as_it_was() -> Result<()> {
     // The volumes are free for another group snapshot meanwhile.
     let second = c
         .group
-        .create_volume_group_snapshot(e.group_req("hourly", &ids[1..]))
+        .create_volume_group_snapshot(group_req(&e, "hourly", &ids[1..]))
         .await?
         .into_inner()
         .group_snapshot
@@ -290,11 +258,17 @@ async fn group_snapshot_restores_each_volume_as_it_was() -> Result<()> {
         lifeboat_csi::ids::name_hash("never")
     );
     ensure!(code(c.group.get_volume_group_snapshot(get(&unknown, vec![])).await) == Code::NotFound);
-    ensure!(code(c.group.create_volume_group_snapshot(e.group_req("", &ids)).await) == Code::InvalidArgument);
     ensure!(
         code(
             c.group
-                .create_volume_group_snapshot(e.group_req("empty", &[]))
+                .create_volume_group_snapshot(group_req(&e, "", &ids))
+                .await
+        ) == Code::InvalidArgument
+    );
+    ensure!(
+        code(
+            c.group
+                .create_volume_group_snapshot(group_req(&e, "empty", &[]))
                 .await
         ) == Code::InvalidArgument
     );
@@ -338,7 +312,7 @@ async fn a_driver_killed_mid_group_snapshot_finishes_on_retry() -> Result<()> {
         let mut c = e.driver.clients().await?.controller;
         for i in 0..3 {
             let v = c
-                .create_volume(e.create_req(&format!("crash-member-{i}"), None))
+                .create_volume(volume_req(&e, &format!("crash-member-{i}"), None))
                 .await?
                 .into_inner()
                 .volume
@@ -349,7 +323,7 @@ async fn a_driver_killed_mid_group_snapshot_finishes_on_retry() -> Result<()> {
     }
     let mut groups = Vec::new();
     for (round, delay_ms) in [5u64, 40, 150].into_iter().enumerate() {
-        let req = e.group_req(&format!("crash-{round}"), &ids);
+        let req = group_req(&e, &format!("crash-{round}"), &ids);
         let mut g = e.driver.clients().await?.group;
         let pending = tokio::spawn({
             let req = req.clone();

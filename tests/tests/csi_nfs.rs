@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result, ensure};
 use lifeboat_csi::proto::volume_content_source::{SnapshotSource, Type as Src, VolumeSource};
 use lifeboat_csi::proto::*;
-use lifeboat_tests::csi::{CsiDriver, DriverOptions, mount_cap};
+use lifeboat_tests::csi::{CsiDriver, DriverOptions, code, mount_cap};
 use tonic::Code;
 
 struct Env {
@@ -62,13 +62,6 @@ impl Env {
             .strip_prefix(&format!("{}/", self.dir.name))
             .unwrap_or("");
         self.dir.local.join(sub)
-    }
-}
-
-fn code<T: std::fmt::Debug>(r: std::result::Result<T, tonic::Status>) -> Code {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(s) => s.code(),
     }
 }
 

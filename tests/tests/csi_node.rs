@@ -7,17 +7,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
 use lifeboat_csi::proto::*;
-use lifeboat_tests::csi::{CsiDriver, DriverOptions, block_cap, mount_cap, rbd_setup};
+use lifeboat_tests::csi::{CsiDriver, DriverOptions, block_cap, code, mount_cap, rbd_setup};
 use tonic::Code;
 
 const MIB: i64 = 1 << 20;
-
-fn code<T: std::fmt::Debug>(r: std::result::Result<T, tonic::Status>) -> Code {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(s) => s.code(),
-    }
-}
 
 fn df_bytes(path: &Path) -> Result<u64> {
     let out = std::process::Command::new("stat")

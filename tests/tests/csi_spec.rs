@@ -9,71 +9,20 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result, ensure};
 use lifeboat_csi::proto::*;
-use lifeboat_tests::csi::{CsiDriver, DriverOptions, mount_cap, rbd_setup};
+use lifeboat_tests::csi::{DriverOptions, RbdEnv, code};
 use tonic::Code;
 
 const MIB: i64 = 1 << 20;
 
-struct Env {
-    driver: CsiDriver,
-    pool: String,
-    params: HashMap<String, String>,
-    secrets: HashMap<String, String>,
-}
-
-/// A driver in `all` mode on a new pool; `topology` is the cluster's `topology` in the
-/// driver config, `flags` its `--topology` segments.
-async fn env(prefix: &str, cluster_topology: serde_json::Value, flags: Vec<String>) -> Result<Env> {
-    let ceph = lifeboat_tests::ceph()?;
-    let pool = ceph.new_pool(prefix)?;
-    let key_file = tempfile::tempdir()?.keep().join("admin.key");
-    let (mut config, params, secrets) = rbd_setup(ceph, &pool, &key_file)?;
-    config["rbd"][0]["topology"] = cluster_topology;
-    let driver = CsiDriver::start(
-        env!("CARGO_BIN_EXE_csi-driver"),
-        DriverOptions {
-            config,
-            topology: flags,
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(Env {
-        driver,
-        pool,
-        params,
-        secrets,
-    })
-}
-
-impl Env {
-    fn create_req(&self, name: &str) -> CreateVolumeRequest {
-        CreateVolumeRequest {
-            name: name.into(),
-            capacity_range: Some(CapacityRange {
-                required_bytes: 8 * MIB,
-                limit_bytes: 0,
-            }),
-            volume_capabilities: vec![mount_cap("ext4")],
-            parameters: self.params.clone(),
-            secrets: self.secrets.clone(),
-            ..Default::default()
-        }
-    }
-
-    fn delete_req(&self, id: &str) -> DeleteVolumeRequest {
-        DeleteVolumeRequest {
-            volume_id: id.into(),
-            secrets: self.secrets.clone(),
-        }
-    }
-}
-
-fn code<T: std::fmt::Debug>(r: std::result::Result<T, tonic::Status>) -> Code {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(s) => s.code(),
-    }
+/// A driver in `all` mode on a new pool; `cluster_topology` is the cluster's `topology` in
+/// the driver config, `flags` its `--topology` segments.
+async fn env(prefix: &str, cluster_topology: serde_json::Value, flags: Vec<String>) -> Result<RbdEnv> {
+    let opts = DriverOptions {
+        topology: flags,
+        ..Default::default()
+    };
+    let edit = |config: &mut serde_json::Value| config["rbd"][0]["topology"] = cluster_topology;
+    Ok(RbdEnv::start(env!("CARGO_BIN_EXE_csi-driver"), prefix, opts, edit).await?)
 }
 
 fn topo(kv: &[(&str, &str)]) -> Topology {
@@ -82,7 +31,7 @@ fn topo(kv: &[(&str, &str)]) -> Topology {
     }
 }
 
-/// `rbd` CLI output for an image, as JSON.
+/// `rbd` CLI output, as JSON.
 fn rbd_json(args: &[&str]) -> Result<serde_json::Value> {
     let out = lifeboat_tests::ceph()?
         .rbd_cmd()
@@ -119,7 +68,7 @@ async fn topology_is_reported_and_honoured_and_capacity_follows_it() -> Result<(
     );
 
     // The cluster is reachable from zone a only.
-    let mut req = e.create_req("pvc-topo");
+    let mut req = e.create_req("pvc-topo", 8 * MIB);
     req.accessibility_requirements = Some(TopologyRequirement {
         requisite: vec![topo(&[(zone, "b")]), topo(&[(zone, "a"), ("rack", "1")])],
         preferred: vec![topo(&[(zone, "b")])],
@@ -135,7 +84,7 @@ async fn topology_is_reported_and_honoured_and_capacity_follows_it() -> Result<(
         v.accessible_topology == vec![topo(&[(zone, "a"), ("rack", "1")])],
         "{v:?}"
     );
-    let mut elsewhere = e.create_req("pvc-elsewhere");
+    let mut elsewhere = e.create_req("pvc-elsewhere", 8 * MIB);
     elsewhere.accessibility_requirements = Some(TopologyRequirement {
         requisite: vec![topo(&[(zone, "b")])],
         preferred: vec![],
@@ -148,7 +97,7 @@ async fn topology_is_reported_and_honoured_and_capacity_follows_it() -> Result<(
     // No requirements: the volume is where the cluster is.
     let plain = c
         .controller
-        .create_volume(e.create_req("pvc-plain"))
+        .create_volume(e.create_req("pvc-plain", 8 * MIB))
         .await?
         .into_inner()
         .volume
@@ -203,7 +152,7 @@ async fn topology_is_reported_and_honoured_and_capacity_follows_it() -> Result<(
 async fn modify_volume_sets_rbd_qos_and_refuses_unknown_keys() -> Result<()> {
     let e = env("csi-qos", serde_json::json!([]), vec![]).await?;
     let mut c = e.driver.clients().await?.controller;
-    let mut req = e.create_req("pvc-qos");
+    let mut req = e.create_req("pvc-qos", 8 * MIB);
     req.mutable_parameters = HashMap::from([("qosIopsLimit".to_string(), "100".to_string())]);
     let v = c
         .create_volume(req.clone())
@@ -245,7 +194,7 @@ async fn modify_volume_sets_rbd_qos_and_refuses_unknown_keys() -> Result<()> {
             code(c.controller_modify_volume(modify(&bad)).await) == Code::InvalidArgument,
             "{bad:?}"
         );
-        let mut create = e.create_req("pvc-bad-qos");
+        let mut create = e.create_req("pvc-bad-qos", 8 * MIB);
         create.mutable_parameters = bad.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         ensure!(
             code(c.create_volume(create).await) == Code::InvalidArgument,
@@ -286,7 +235,7 @@ async fn forged_rbd_ids_touch_nothing_and_defaults_are_pacific_features() -> Res
             .output()?;
         ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let mut req = e.create_req("pvc-default-features");
+    let mut req = e.create_req("pvc-default-features", 8 * MIB);
     req.parameters.remove("imageFeatures");
     let v = c.create_volume(req).await?.into_inner().volume.context("v")?;
     let info = rbd_json(&["info", &format!("{}/{}", e.pool, v.volume_context["imageName"])])?;
@@ -310,6 +259,7 @@ async fn forged_rbd_ids_touch_nothing_and_defaults_are_pacific_features() -> Res
     let pool = &e.pool;
     for id in [
         format!("rbd:test:{pool}:{theirs}"),
+        format!("rbd:test:{pool}:{lookalike}"),
         format!("rbd:test:{pool}:{}", lookalike.to_uppercase()),
         format!("rbd:test:{pool}:{}x", v.volume_context["imageName"]),
         format!("rbd:test:{pool}/x:{}", v.volume_context["imageName"]),
@@ -357,12 +307,12 @@ async fn a_snapshot_name_used_in_another_pool_is_already_exists() -> Result<()> 
     let other_pool = ceph.new_pool("csi-snapname-b")?;
     let mut c = a.driver.clients().await?.controller;
     let va = c
-        .create_volume(a.create_req("vol-a"))
+        .create_volume(a.create_req("vol-a", 8 * MIB))
         .await?
         .into_inner()
         .volume
         .context("a")?;
-    let mut in_b = a.create_req("vol-b");
+    let mut in_b = a.create_req("vol-b", 8 * MIB);
     in_b.parameters.insert("pool".into(), other_pool.clone());
     let vb = c.create_volume(in_b).await?.into_inner().volume.context("b")?;
     let snap = |volume: &str| CreateSnapshotRequest {

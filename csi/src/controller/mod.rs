@@ -57,7 +57,7 @@ pub fn backend_of(params: &HashMap<String, String>) -> Result<Backend> {
 impl ControllerService {
     /// The service over a driver's shared state.
     pub fn new(driver: Arc<Driver>) -> Self {
-        let config = Arc::new(driver.settings.config.clone());
+        let config = driver.rbd.config.clone();
         Self {
             rbd: RbdController {
                 rbd: driver.rbd.clone(),

@@ -166,7 +166,6 @@ impl VolumeBackend for RbdController {
         self.rbd
             .run(cluster, move |c| images::delete(c, &pool, &image))
             .await
-            .map(|()| true)
     }
 
     async fn volume_size(&self, vol: &RbdVolume, secrets: &Secrets) -> Result<u64> {

@@ -398,18 +398,33 @@ pub fn delete_snapshot(pool: &Pool, image: &str, snap: &str) -> Result<()> {
     Ok(())
 }
 
-/// Removes a volume's image. Absent is success; CSI snapshots or clones are FAILED_PRECONDITION.
-pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<()> {
+/// True if `image` is a volume this driver finished creating: its [`COMPLETE`] marker names a
+/// request whose image is `image`. Read without opening the image.
+fn is_ours(pool: &Pool, image: &str) -> Result<bool> {
+    let Some(record) = pool.peek_image_metadata(image, COMPLETE).map_err(err)? else {
+        return Ok(false);
+    };
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap_or_default();
+    Ok(record["name"].as_str().is_some_and(|n| image_name(n) == image))
+}
+
+/// Removes a volume's image if the driver created it (see [`is_ours`]); `Ok(false)` when it is
+/// absent or not the driver's, which is left untouched. CSI snapshots, group snapshot members
+/// or clones are FAILED_PRECONDITION.
+pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<bool> {
     let pool = match cluster.pool(pool_name) {
         Ok(p) => p,
-        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) if e.is_not_found() => return Ok(false),
         Err(e) => return Err(err(e)),
     };
+    if !is_ours(&pool, image)? {
+        return Ok(false);
+    }
     // The common case (no snapshots) costs one call; snapshots make librbd refuse, and only
     // then are they looked at.
     match pool.remove_image(image) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.is_not_found() => return Ok(()),
+        Ok(()) => return Ok(true),
+        Err(e) if e.is_not_found() => return Ok(true),
         Err(e) if e.is_busy() => {}
         // Still in an RBD group: an interrupted CreateVolumeGroupSnapshot, whose retry removes it.
         Err(e) if e.errno() == Some(libc::EMLINK) => {
@@ -434,7 +449,7 @@ pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<()> {
             }
             img.snapshots().map_err(err)?
         }
-        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) if e.is_not_found() => return Ok(true),
         Err(e) => return Err(err(e)),
     };
     if let Some(s) = snaps.iter().find(|s| s.name.starts_with(RBD_SNAP_PREFIX)) {
@@ -447,8 +462,8 @@ pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<()> {
         remove_snapshot(&pool, image, &s.name)?;
     }
     match pool.remove_image(image) {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(true),
         Err(e) if e.is_busy() => Err(CsiError::FailedPrecondition(format!(
             "volume {pool_name}/{image} is in use (mapped, or has clones)"
         ))),
