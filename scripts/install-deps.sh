@@ -41,6 +41,12 @@ if ! command -v azurite-blob >/dev/null 2>&1; then
   echo "install-deps: installing azurite" >&2
   npm install -g --silent azurite@3.37.0 >/dev/null
 fi
+# Python's gRPC (C-core), a client that sends the socket path as :authority: the CSI tests
+# check the driver answers it (tests/tests/csi_spec.rs).
+if ! python3 -c "import grpc" >/dev/null 2>&1; then
+  echo "install-deps: installing grpcio" >&2
+  python3 -m pip install -q grpcio==1.85.1 >/dev/null
+fi
 if ! python3 -c "import azure.storage.blob" >/dev/null 2>&1; then
   echo "install-deps: installing azure-storage-blob" >&2
   python3 -m pip install -q azure-storage-blob==12.26.0 >/dev/null
