@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::compare::{changed_fields, is_subset};
 use super::plan::{PlanItem, RestorePlan};
-use super::transform::{Rewrite, prepare};
+use super::transform::{Rewrite, map_storage_class, prepare};
 use super::{RestoreOptions, RestoreOutcome};
 use crate::crd::{ExistingResourcePolicy, ItemMessage};
 use crate::objects::discover::ResourceRecord;
@@ -49,6 +49,7 @@ pub struct Applier {
     dry_run: bool,
     mapping: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
+    storage_classes: BTreeMap<String, String>,
     namespaces_done: Mutex<HashSet<String>>,
 }
 
@@ -62,6 +63,7 @@ impl Applier {
             dry_run: options.dry_run,
             mapping: options.namespace_mapping.clone(),
             labels: options.labels.clone(),
+            storage_classes: options.storage_class_mapping.clone(),
             namespaces_done: Mutex::new(HashSet::new()),
         }
     }
@@ -85,7 +87,8 @@ impl Applier {
             namespace_mapping: &self.mapping,
             labels: &self.labels,
         };
-        let (desired, status) = prepare(value, record, &rewrite);
+        let (mut desired, status) = prepare(value, record, &rewrite);
+        map_storage_class(&mut desired, record, &self.storage_classes);
         let api = self.api(record, item.namespace.as_deref());
         if self.dry_run {
             return match api.get_opt(&item.name).await.map_err(explain)? {
