@@ -34,7 +34,9 @@ impl FenceMark {
 
     /// The marks among an object's annotations (unreadable ones block everything: a mark is
     /// never ignored because it could not be parsed).
-    pub fn from_annotations(annotations: &std::collections::BTreeMap<String, String>) -> Vec<Result<Self, String>> {
+    pub fn from_annotations(
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<Result<Self, String>> {
         annotations
             .iter()
             .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX))

@@ -120,7 +120,11 @@ pub async fn event(client: &Client, namespace: &str, plan: &str, warning: bool, 
         note.truncate(cut);
     }
     let event = Event {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
         reason: reason.to_string(),
         note: Some(note),
         action: reason.to_string(),

@@ -66,7 +66,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    lifeboat_federation::clusters::valid_name(&args.cluster).map_err(|e| anyhow::anyhow!("--cluster: {e}"))?;
+    lifeboat_federation::clusters::valid_name(&args.cluster)
+        .map_err(|e| anyhow::anyhow!("--cluster: {e}"))?;
     let identity = args
         .identity
         .or_else(|| std::env::var("HOSTNAME").ok())

@@ -61,21 +61,41 @@ impl FederationMetrics {
     pub fn register(metrics: &lifeboat_controller::metrics::Metrics) -> Self {
         let m = Self::default();
         metrics.register_with(|r| {
-            r.register("drill_rpo_seconds", "Age of the recovery point the latest drill restored", m.drill_rpo.clone());
-            r.register("drill_rto_seconds", "Start to ready of the latest drill", m.drill_rto.clone());
+            r.register(
+                "drill_rpo_seconds",
+                "Age of the recovery point the latest drill restored",
+                m.drill_rpo.clone(),
+            );
+            r.register(
+                "drill_rto_seconds",
+                "Start to ready of the latest drill",
+                m.drill_rto.clone(),
+            );
             r.register(
                 "drill_success",
                 "1 if the latest drill completed and met its RPO and RTO targets",
                 m.drill_success.clone(),
             );
-            r.register("drill_timestamp_seconds", "Start of the latest drill (Unix seconds)", m.drill_time.clone());
+            r.register(
+                "drill_timestamp_seconds",
+                "Start of the latest drill (Unix seconds)",
+                m.drill_time.clone(),
+            );
             r.register(
                 "cluster_healthy",
                 "Federation verdict per cluster: 1 healthy, 0 suspect, -1 failed",
                 m.cluster_healthy.clone(),
             );
-            r.register("fence_epoch", "Fencing epoch of each protected application", m.fence_epoch.clone());
-            r.register("fenced", "1 while this cluster is fenced off the application", m.fenced.clone());
+            r.register(
+                "fence_epoch",
+                "Fencing epoch of each protected application",
+                m.fence_epoch.clone(),
+            );
+            r.register(
+                "fenced",
+                "1 while this cluster is fenced off the application",
+                m.fenced.clone(),
+            );
         });
         m
     }
@@ -92,7 +112,9 @@ impl FederationMetrics {
         if let Some(v) = report.rto.measured_seconds {
             self.drill_rto.get_or_create(&l).set(v);
         }
-        self.drill_success.get_or_create(&l).set(i64::from(report.success));
+        self.drill_success
+            .get_or_create(&l)
+            .set(i64::from(report.success));
         self.drill_time.get_or_create(&l).set(report.started.timestamp());
     }
 }

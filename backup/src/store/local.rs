@@ -82,9 +82,11 @@ impl ObjectStore for LocalStore {
             let path = self.fs.path_to_filesystem(location)?;
             let expected = version.e_tag.clone();
             let location = location.to_string();
-            return tokio::task::spawn_blocking(move || update(&path, &location, &payload, expected.as_deref()))
-                .await
-                .map_err(|e| generic(std::io::Error::other(e.to_string())))?;
+            return tokio::task::spawn_blocking(move || {
+                update(&path, &location, &payload, expected.as_deref())
+            })
+            .await
+            .map_err(|e| generic(std::io::Error::other(e.to_string())))?;
         }
         let plain_mode = matches!(opts.mode, PutMode::Create | PutMode::Overwrite);
         if payload.content_length() < DIRECT_MIN
@@ -436,7 +438,7 @@ mod tests {
 
     #[tokio::test]
     async fn update_is_compare_and_swap() {
-        use object_store::{UpdateVersion, PutMode};
+        use object_store::{PutMode, UpdateVersion};
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::new(LocalFileSystem::new_with_prefix(dir.path()).expect("fs"));
         let key = Path::from("federation/fence/app");
@@ -445,19 +447,33 @@ mod tests {
             ..Default::default()
         };
         // Absent: an update is a precondition failure, not a create.
-        let absent = store.put_opts(&key, "x".into(), update(Some("\"1-2-3\"".into()))).await;
-        assert!(matches!(absent, Err(object_store::Error::Precondition { .. })), "{absent:?}");
+        let absent = store
+            .put_opts(&key, "x".into(), update(Some("\"1-2-3\"".into())))
+            .await;
+        assert!(
+            matches!(absent, Err(object_store::Error::Precondition { .. })),
+            "{absent:?}"
+        );
         store.put(&key, "v1".into()).await.expect("create");
         let v1 = store.head(&key).await.expect("head").e_tag;
-        let r = store.put_opts(&key, "v2".into(), update(v1.clone())).await.expect("update v1→v2");
+        let r = store
+            .put_opts(&key, "v2".into(), update(v1.clone()))
+            .await
+            .expect("update v1→v2");
         // The returned tag is what head reports, so it can be used for the next update.
         assert_eq!(r.e_tag, store.head(&key).await.expect("head").e_tag);
         let stale = store.put_opts(&key, "v3".into(), update(v1)).await;
-        assert!(matches!(stale, Err(object_store::Error::Precondition { .. })), "{stale:?}");
+        assert!(
+            matches!(stale, Err(object_store::Error::Precondition { .. })),
+            "{stale:?}"
+        );
         let now = store.get(&key).await.expect("get").bytes().await.expect("bytes");
         assert_eq!(&now[..], b"v2");
         let none = store.put_opts(&key, "v3".into(), update(None)).await;
-        assert!(matches!(none, Err(object_store::Error::Generic { .. })), "{none:?}");
+        assert!(
+            matches!(none, Err(object_store::Error::Generic { .. })),
+            "{none:?}"
+        );
         let listed: Vec<_> = futures::StreamExt::collect::<Vec<_>>(store.list(None)).await;
         assert_eq!(listed.len(), 1, "{listed:?}");
     }

@@ -25,7 +25,11 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
     loop {
         running.retain(|_, h| !h.is_finished());
         let api: Api<Drill> = Api::namespaced(agent.client.clone(), &agent.config.namespace);
-        let drills = api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+        let drills = api
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
         let now = Utc::now();
         for d in drills {
             let name = d.name_any();
@@ -36,7 +40,10 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
             let cron = match CronSchedule::parse(&d.spec.schedule, d.spec.time_zone.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
-                    Condition::set(&mut status.conditions, Condition::new("Valid", false, "InvalidSchedule", e.message));
+                    Condition::set(
+                        &mut status.conditions,
+                        Condition::new("Valid", false, "InvalidSchedule", e.message),
+                    );
                     write(&api, &d, &status).await;
                     continue;
                 }
@@ -46,9 +53,11 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
                 .as_deref()
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&Utc));
-            let created = d.metadata.creation_timestamp.as_ref().map(|t| {
-                DateTime::from_timestamp(t.0.as_second(), 0).unwrap_or(now)
-            });
+            let created = d
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| DateTime::from_timestamp(t.0.as_second(), 0).unwrap_or(now));
             let due = cron
                 .latest(now)
                 .is_some_and(|t| last.is_none_or(|l| t > l) && created.is_none_or(|c| t >= c));
@@ -69,18 +78,26 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
             running.insert(
                 name.clone(),
                 tokio::spawn(async move {
-                    let summary = one(&agent, &d, now).await;
+                    let summary = one_on_own_thread(agent.clone(), d.clone(), now).await;
                     // Re-read: status may have moved on meanwhile.
                     let Ok(fresh) = api.get(&name).await else { return };
                     let mut status = fresh.status.clone().unwrap_or_default();
-                    status.last_result = Some(if summary.success { "Succeeded" } else { "Failed" }.to_string());
+                    status.last_result =
+                        Some(if summary.success { "Succeeded" } else { "Failed" }.to_string());
                     Condition::set(
                         &mut status.conditions,
                         Condition::new(
                             "Succeeded",
                             summary.success,
-                            if summary.success { "TargetsMet" } else { "DrillFailed" },
-                            summary.message.clone().unwrap_or_else(|| "every step passed and every target was met".into()),
+                            if summary.success {
+                                "TargetsMet"
+                            } else {
+                                "DrillFailed"
+                            },
+                            summary
+                                .message
+                                .clone()
+                                .unwrap_or_else(|| "every step passed and every target was met".into()),
                         ),
                     );
                     status.history.insert(0, summary.clone());
@@ -91,12 +108,22 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
                         "Drill",
                         &name,
                         !summary.success,
-                        if summary.success { "DrillSucceeded" } else { "DrillFailed" },
+                        if summary.success {
+                            "DrillSucceeded"
+                        } else {
+                            "DrillFailed"
+                        },
                         &format!(
                             "run {}: RPO {} s, RTO {} s{}",
                             summary.run,
-                            summary.rpo_seconds.map(|v| format!("{v:.1}")).unwrap_or_else(|| "?".into()),
-                            summary.rto_seconds.map(|v| format!("{v:.1}")).unwrap_or_else(|| "?".into()),
+                            summary
+                                .rpo_seconds
+                                .map(|v| format!("{v:.1}"))
+                                .unwrap_or_else(|| "?".into()),
+                            summary
+                                .rto_seconds
+                                .map(|v| format!("{v:.1}"))
+                                .unwrap_or_else(|| "?".into()),
                             summary.message.map(|m| format!(": {m}")).unwrap_or_default()
                         ),
                     )
@@ -114,8 +141,32 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn write(api: &Api<Drill>, d: &Drill, status: &DrillStatus) {
-    if let Err(e) = lifeboat_controller::reconcile::status::write_status(api, &d.name_any(), d.status.as_ref(), status).await {
+    if let Err(e) =
+        lifeboat_controller::reconcile::status::write_status(api, &d.name_any(), d.status.as_ref(), status)
+            .await
+    {
         tracing::debug!("federation agent: status of Drill {}: {e}", d.name_any());
+    }
+}
+
+/// Runs [`one`] on a blocking-pool thread with `Handle::block_on`, which needs no `Send`
+/// future: rustc cannot prove the engine's future `Send` for every lifetime ("implementation
+/// of `Send` is not general enough", rust-lang/rust#64552 and kin), so it cannot go through
+/// `tokio::spawn`. A drill is long and mostly waits, so a thread of its own costs nothing.
+async fn one_on_own_thread(agent: Arc<Agent>, d: Drill, started: DateTime<Utc>) -> DrillSummary {
+    let handle = tokio::runtime::Handle::current();
+    let target = d.spec.target.clone().unwrap_or_default();
+    match tokio::task::spawn_blocking(move || handle.block_on(one(&agent, &d, started))).await {
+        Ok(summary) => summary,
+        Err(e) => DrillSummary {
+            run: String::new(),
+            start_time: started.to_rfc3339(),
+            target,
+            success: false,
+            rpo_seconds: None,
+            rto_seconds: None,
+            message: Some(format!("the drill's thread ended abnormally: {e}")),
+        },
     }
 }
 
@@ -133,7 +184,12 @@ async fn one(agent: &Agent, d: &Drill, started: DateTime<Utc>) -> DrillSummary {
     let plans: Api<FailoverPlan> = Api::namespaced(agent.client.clone(), &agent.config.namespace);
     let plan = match plans.get_opt(&d.spec.plan).await {
         Ok(Some(p)) => p,
-        Ok(None) => return failed("", format!("FailoverPlan {} not found; fix spec.plan", d.spec.plan)),
+        Ok(None) => {
+            return failed(
+                "",
+                format!("FailoverPlan {} not found; fix spec.plan", d.spec.plan),
+            );
+        }
         Err(e) => return failed("", format!("read FailoverPlan {}: {e}", d.spec.plan)),
     };
     if let Err(e) = plan.validate() {
@@ -141,7 +197,10 @@ async fn one(agent: &Agent, d: &Drill, started: DateTime<Utc>) -> DrillSummary {
     }
     let repos = agent.plan_repositories(&plan).await;
     let Some(state) = Agent::state(&repos) else {
-        return failed("", "none of the plan's repositories could be opened here".to_string());
+        return failed(
+            "",
+            "none of the plan's repositories could be opened here".to_string(),
+        );
     };
     let env = Env {
         records: agent.records(Some(&state)).await,
@@ -157,14 +216,12 @@ async fn one(agent: &Agent, d: &Drill, started: DateTime<Utc>) -> DrillSummary {
         to: d.spec.target.clone(),
         namespace_suffix: d.spec.namespace_suffix.clone(),
     };
-    let planning: futures::future::BoxFuture<'_, _> = Box::pin(drill::plan(&env, &plan, &request));
-    let planned = match planning.await {
+    let planned = match drill::plan(&env, &plan, &request).await {
         Ok(p) => p,
         Err(e) => return failed(d.spec.target.as_deref().unwrap_or(""), e.to_string()),
     };
     let target = planned.to.clone();
-    let running: futures::future::BoxFuture<'_, _> = Box::pin(drill::run(&env, &plan, planned));
-    match running.await {
+    match drill::run(&env, &plan, planned).await {
         Ok((_, report)) => {
             agent
                 .metrics

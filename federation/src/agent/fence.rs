@@ -25,10 +25,13 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
             }
             let name = plan.name_any();
             let repos = agent.plan_repositories(&plan).await;
-            let Some(state) = Agent::state(&repos) else { continue };
+            let Some(state) = Agent::state(&repos) else {
+                continue;
+            };
             let urls: Vec<String> = plan.spec.repositories.iter().map(|r| r.url.clone()).collect();
             for app in &plan.spec.applications {
-                let renewal = match fence::renew(&state, &name, &app.name, &me, plan.spec.primary == me).await {
+                let renewal = match fence::renew(&state, &name, &app.name, &me, plan.spec.primary == me).await
+                {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!("federation agent: fencing lease of {name}/{}: {e}", app.name);
@@ -66,7 +69,8 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
                             epoch,
                         };
                         let done = async {
-                            let mut changes = enforce::mark_repositories(&agent.client, &me, &urls, &mark).await?;
+                            let mut changes =
+                                enforce::mark_repositories(&agent.client, &me, &urls, &mark).await?;
                             changes.extend(enforce::stop(&agent.client, &scope, &why).await?);
                             Ok::<_, enforce::EnforceError>(changes)
                         }
@@ -96,7 +100,10 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
                                 }
                                 event(&agent, "FailoverPlan", &name, true, "Fenced", &note).await;
                             }
-                            Err(e) => tracing::warn!("federation agent: enforce fencing of {name}/{}: {e}", app.name),
+                            Err(e) => tracing::warn!(
+                                "federation agent: enforce fencing of {name}/{}: {e}",
+                                app.name
+                            ),
                         }
                     }
                 }

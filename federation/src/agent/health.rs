@@ -37,29 +37,41 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
             .unwrap_or(agent.config.probe_interval);
         let connector = agent.connector();
         let api: Api<Cluster> = Api::namespaced(agent.client.clone(), &agent.config.namespace);
-        let clusters = api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+        let clusters = api
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
         for c in clusters {
             let name = c.name_any();
             if name == agent.config.cluster {
                 continue;
             }
-            let Some(record) = records.get(&name) else { continue };
+            let Some(record) = records.get(&name) else {
+                continue;
+            };
             let client = connector.connect(record).await.ok();
             let result = health::probe(client.as_ref(), record, &ProbeOptions::default()).await;
             let now = Utc::now();
             let (obs, verdict, all) = match &state {
-                Some(state) => match health::observe_and_record(state, &name, &agent.actor, result.clone(), &policy).await {
-                    Ok((obs, verdict)) => {
-                        let all = health::observations(state, &name).await.unwrap_or_else(|_| vec![obs.clone()]);
-                        (obs, verdict, all)
+                Some(state) => {
+                    match health::observe_and_record(state, &name, &agent.actor, result.clone(), &policy)
+                        .await
+                    {
+                        Ok((obs, verdict)) => {
+                            let all = health::observations(state, &name)
+                                .await
+                                .unwrap_or_else(|_| vec![obs.clone()]);
+                            (obs, verdict, all)
+                        }
+                        Err(e) => {
+                            tracing::warn!("federation agent: record the health of {name}: {e}");
+                            let obs = health::observe(None, &name, &agent.actor, result, now);
+                            let v = health::assess(std::slice::from_ref(&obs), &policy, now);
+                            (obs.clone(), v, vec![obs])
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!("federation agent: record the health of {name}: {e}");
-                        let obs = health::observe(None, &name, &agent.actor, result, now);
-                        let v = health::assess(std::slice::from_ref(&obs), &policy, now);
-                        (obs.clone(), v, vec![obs])
-                    }
-                },
+                }
                 None => {
                     let obs = health::observe(None, &name, &agent.actor, result, now);
                     let v = health::assess(std::slice::from_ref(&obs), &policy, now);
@@ -98,7 +110,8 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
                 )],
             };
             if let Err(e) =
-                lifeboat_controller::reconcile::status::write_status(&api, &name, c.status.as_ref(), &status).await
+                lifeboat_controller::reconcile::status::write_status(&api, &name, c.status.as_ref(), &status)
+                    .await
             {
                 tracing::debug!("federation agent: status of Cluster {name}: {e}");
             }
@@ -108,7 +121,9 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
                 Verdict::Failed { .. } => Some(-1),
                 Verdict::Unknown => None,
             };
-            let labels = ClusterLabels { cluster: name.clone() };
+            let labels = ClusterLabels {
+                cluster: name.clone(),
+            };
             match value {
                 Some(v) => {
                     agent.metrics.cluster_healthy.get_or_create(&labels).set(v);
@@ -120,7 +135,15 @@ pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
             let phase = verdict.phase().to_string();
             if phases.get(&name) != Some(&phase) {
                 let warning = !matches!(verdict, Verdict::Healthy);
-                event(&agent, "Cluster", &name, warning, &format!("Cluster{phase}"), &verdict.describe(&policy)).await;
+                event(
+                    &agent,
+                    "Cluster",
+                    &name,
+                    warning,
+                    &format!("Cluster{phase}"),
+                    &verdict.describe(&policy),
+                )
+                .await;
                 phases.insert(name, phase);
             }
         }

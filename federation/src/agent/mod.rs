@@ -91,7 +91,12 @@ impl Agent {
         let mut out = BTreeMap::new();
         for name in names {
             let opened = async {
-                let r = lifeboat_controller::repository::get_repository(&self.client, &self.config.namespace, name).await?;
+                let r = lifeboat_controller::repository::get_repository(
+                    &self.client,
+                    &self.config.namespace,
+                    name,
+                )
+                .await?;
                 let url = r.spec.url.clone();
                 let repo = lifeboat_controller::repository::open_repository(&self.client, &r).await?;
                 Ok::<_, lifeboat_controller::repository::AccessError>((url, repo))
@@ -112,7 +117,11 @@ impl Agent {
             .spec
             .repositories
             .iter()
-            .map(|r| r.backup_repository.clone().unwrap_or_else(|| "default".to_string()))
+            .map(|r| {
+                r.backup_repository
+                    .clone()
+                    .unwrap_or_else(|| "default".to_string())
+            })
             .collect();
         let opened = self.open(&names).await;
         // Key them by the plan's URLs, which steps and records use.
@@ -121,7 +130,10 @@ impl Agent {
             if let Some((_, repo)) = opened.iter().find(|(url, _)| normalise(url) == normalise(&r.url)) {
                 out.insert(r.url.clone(), repo.clone());
             } else if opened.is_empty() {
-                tracing::debug!("federation agent: repository {name} of plan {} not opened", plan.name_any());
+                tracing::debug!(
+                    "federation agent: repository {name} of plan {} not opened",
+                    plan.name_any()
+                );
             }
         }
         out
@@ -266,7 +278,10 @@ pub async fn run(
             _ = stopping.wait_for(|s| *s) => {}
         }
         let _ = term_tx.send(true);
-        if tokio::time::timeout(Duration::from_secs(10), loops).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), loops)
+            .await
+            .is_err()
+        {
             tracing::warn!("federation loops did not stop in time");
         }
         metrics.leader.set(0);
@@ -301,7 +316,11 @@ pub(crate) async fn event(agent: &Agent, kind: &str, name: &str, warning: bool, 
         ..ObjectReference::default()
     };
     let e = Event {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
         reason: reason.to_string(),
         note: Some(note.chars().take(1000).collect()),
         action: reason.to_string(),

@@ -78,7 +78,9 @@ impl std::fmt::Debug for Connector {
                 .field("default", default)
                 .field("overrides", overrides)
                 .finish(),
-            Self::Secrets { namespace, .. } => f.debug_struct("Secrets").field("namespace", namespace).finish(),
+            Self::Secrets { namespace, .. } => {
+                f.debug_struct("Secrets").field("namespace", namespace).finish()
+            }
         }
     }
 }
@@ -117,7 +119,11 @@ impl Connector {
                     .map(|(c, _)| c)
                     .map_err(fail)
             }
-            Self::Secrets { client, namespace, own } => {
+            Self::Secrets {
+                client,
+                namespace,
+                own,
+            } => {
                 if let Some((name, c)) = own
                     && *name == record.name
                 {

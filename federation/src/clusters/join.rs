@@ -27,13 +27,21 @@ pub fn minify(kc: &Kubeconfig, context: Option<&str>) -> Result<String, String> 
         .find(|c| c.name == wanted)
         .cloned()
         .ok_or_else(|| format!("the kubeconfig has no context {wanted:?}"))?;
-    let inner = ctx.context.clone().ok_or_else(|| format!("context {wanted:?} is empty"))?;
+    let inner = ctx
+        .context
+        .clone()
+        .ok_or_else(|| format!("context {wanted:?} is empty"))?;
     let cluster = kc
         .clusters
         .iter()
         .find(|c| c.name == inner.cluster)
         .cloned()
-        .ok_or_else(|| format!("context {wanted:?} names cluster {:?}, which is not in the file", inner.cluster))?;
+        .ok_or_else(|| {
+            format!(
+                "context {wanted:?} names cluster {:?}, which is not in the file",
+                inner.cluster
+            )
+        })?;
     let users: Vec<_> = kc
         .auth_infos
         .iter()
@@ -73,7 +81,10 @@ pub async fn install(
         record.name.clone(),
     )]));
     s.type_ = Some("Opaque".to_string());
-    s.data = Some(BTreeMap::from([(key, ByteString(kubeconfig_yaml.as_bytes().to_vec()))]));
+    s.data = Some(BTreeMap::from([(
+        key,
+        ByteString(kubeconfig_yaml.as_bytes().to_vec()),
+    )]));
     let mut value = serde_json::to_value(&s).map_err(|e| e.to_string())?;
     value["apiVersion"] = "v1".into();
     value["kind"] = "Secret".into();
@@ -118,7 +129,10 @@ pub async fn apply_cluster(
 /// `client`.
 pub async fn uninstall(client: &Client, namespace: &str, name: &str) -> Result<(), String> {
     let api: Api<Cluster> = Api::namespaced(client.clone(), namespace);
-    let existing = api.get_opt(name).await.map_err(|e| format!("read Cluster {namespace}/{name}: {e}"))?;
+    let existing = api
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("read Cluster {namespace}/{name}: {e}"))?;
     if let Some(c) = existing {
         if let Some(s) = &c.spec.kubeconfig_secret {
             let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -169,6 +183,10 @@ contexts:
         assert!(!b.contains("secret-a") && !b.contains("https://a:6443"), "{b}");
         let current = minify(&kc, None).expect("current");
         assert!(current.contains("secret-a") && !current.contains("secret-b"));
-        assert!(minify(&kc, Some("zz")).expect_err("absent").contains("no context"));
+        assert!(
+            minify(&kc, Some("zz"))
+                .expect_err("absent")
+                .contains("no context")
+        );
     }
 }

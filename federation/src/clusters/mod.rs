@@ -6,7 +6,7 @@
 mod connect;
 pub mod join;
 
-pub use connect::{Connector, ConnectError, connect_kubeconfig};
+pub use connect::{ConnectError, Connector, connect_kubeconfig};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -163,7 +163,9 @@ mod tests {
 /// `kube-system` namespace's uid) and its nodes' internal addresses.
 pub async fn inspect(client: &kube::Client) -> Result<(Option<String>, Vec<String>), kube::Error> {
     use k8s_openapi::api::core::v1::{Namespace, Node};
-    let ns = kube::Api::<Namespace>::all(client.clone()).get_opt("kube-system").await?;
+    let ns = kube::Api::<Namespace>::all(client.clone())
+        .get_opt("kube-system")
+        .await?;
     let id = ns.and_then(|n| n.metadata.uid);
     let nodes = kube::Api::<Node>::all(client.clone())
         .list(&Default::default())

@@ -58,7 +58,9 @@ impl FailoverPlan {
         if kind != "FailoverPlan" {
             return Err(PlanFileError::Parse {
                 path: source.to_string(),
-                message: format!("kind is {kind:?}; expected FailoverPlan (apiVersion lifeboat.dev/v1alpha1)"),
+                message: format!(
+                    "kind is {kind:?}; expected FailoverPlan (apiVersion lifeboat.dev/v1alpha1)"
+                ),
             });
         }
         let plan: FailoverPlan = serde_yaml::from_value(value).map_err(|e| PlanFileError::Parse {
@@ -89,11 +91,16 @@ impl FailoverPlan {
                 p.push(format!("spec.applications[{i}].name {:?} is used twice", a.name));
             }
             if a.namespaces.is_empty() {
-                p.push(format!("spec.applications[{i}].namespaces is empty: name the namespaces of {:?}", a.name));
+                p.push(format!(
+                    "spec.applications[{i}].namespaces is empty: name the namespaces of {:?}",
+                    a.name
+                ));
             }
             for ns in &a.namespaces {
                 if valid_name(ns).is_err() {
-                    p.push(format!("spec.applications[{i}].namespaces: {ns:?} is not a namespace name"));
+                    p.push(format!(
+                        "spec.applications[{i}].namespaces: {ns:?} is not a namespace name"
+                    ));
                 }
             }
         }
@@ -114,18 +121,25 @@ impl FailoverPlan {
         }
         for t in s.targets.keys() {
             if !clusters.contains(t) {
-                p.push(format!("spec.targets.{t}: not a cluster of this plan (primary or standby)"));
+                p.push(format!(
+                    "spec.targets.{t}: not a cluster of this plan (primary or standby)"
+                ));
             }
         }
         for (t, m) in &s.targets {
             for (from, to) in &m.namespace_mapping {
                 if valid_name(to).is_err() {
-                    p.push(format!("spec.targets.{t}.namespaceMapping.{from}: {to:?} is not a namespace name"));
+                    p.push(format!(
+                        "spec.targets.{t}.namespaceMapping.{from}: {to:?} is not a namespace name"
+                    ));
                 }
             }
         }
         if s.repositories.is_empty() {
-            p.push("spec.repositories is empty: name the repository (or repositories) holding the backups".into());
+            p.push(
+                "spec.repositories is empty: name the repository (or repositories) holding the backups"
+                    .into(),
+            );
         }
         for (i, r) in s.repositories.iter().enumerate() {
             if let Err(e) = lifeboat_backup::store::Location::parse(&r.url) {
@@ -214,10 +228,15 @@ spec:
     fn every_problem_is_reported_at_once() {
         let bad = GOOD
             .replace("standbys: [c2, c3]", "standbys: [c1, c2]")
-            .replace("name: shop\n      namespaces: [shop]", "name: Shop\n      namespaces: []")
+            .replace(
+                "name: shop\n      namespaces: [shop]",
+                "name: Shop\n      namespaces: []",
+            )
             .replace("s3://bucket/lifeboat", "ftp://x")
             .replace("externalDns:", "command: [x]\n      externalDns:");
-        let err = FailoverPlan::parse(&bad, "bad.yaml").expect_err("invalid").to_string();
+        let err = FailoverPlan::parse(&bad, "bad.yaml")
+            .expect_err("invalid")
+            .to_string();
         for needle in [
             "spec.standbys[0] \"c1\" is the primary",
             "spec.applications[0].name",
@@ -227,10 +246,14 @@ spec:
         ] {
             assert!(err.contains(needle), "{needle} missing from:\n{err}");
         }
-        let wrong = FailoverPlan::parse("kind: Backup\n", "x.yaml").expect_err("kind").to_string();
+        let wrong = FailoverPlan::parse("kind: Backup\n", "x.yaml")
+            .expect_err("kind")
+            .to_string();
         assert!(wrong.contains("expected FailoverPlan"), "{wrong}");
         let targets = GOOD.replace("    c2: {", "    c9: {");
-        let err = FailoverPlan::parse(&targets, "t.yaml").expect_err("target").to_string();
+        let err = FailoverPlan::parse(&targets, "t.yaml")
+            .expect_err("target")
+            .to_string();
         assert!(err.contains("spec.targets.c9"), "{err}");
     }
 }

@@ -37,7 +37,11 @@ pub async fn plan(env: &Env, fp: &FailoverPlan, request: &DrillRequest) -> Resul
 }
 
 /// Runs a planned drill to the end (teardown included) and stores its report.
-pub async fn run(env: &Env, fp: &FailoverPlan, plan: Plan) -> Result<(RunRecord, DrillReport), FailoverError> {
+pub async fn run(
+    env: &Env,
+    fp: &FailoverPlan,
+    plan: Plan,
+) -> Result<(RunRecord, DrillReport), FailoverError> {
     let (record, mut store) = failover::start(env, fp, plan).await?;
     let record = failover::run(env, record, &mut store).await?;
     let report = DrillReport::from_run(&record);
@@ -52,7 +56,9 @@ pub fn report_key(plan: &str, run: &str) -> String {
 
 /// Stores a report in every repository.
 pub async fn save(state: &StateStore, report: &DrillReport) -> Result<WriteReport, StateError> {
-    state.create_all(&report_key(&report.plan, &report.run), report).await
+    state
+        .create_all(&report_key(&report.plan, &report.run), report)
+        .await
 }
 
 /// The stored reports of `plan`, oldest first.

@@ -11,7 +11,9 @@ fn seconds(v: Option<f64>) -> String {
 }
 
 fn objective(t: &Target) -> String {
-    t.objective_seconds.map(|o| format!("{o} s")).unwrap_or_else(|| "none".to_string())
+    t.objective_seconds
+        .map(|o| format!("{o} s"))
+        .unwrap_or_else(|| "none".to_string())
 }
 
 fn verdict(t: &Target) -> &'static str {
@@ -48,7 +50,10 @@ pub fn markdown(r: &DrillReport) -> String {
         seconds(r.rto.measured_seconds),
         verdict(&r.rto)
     );
-    let _ = writeln!(s, "## Steps\n\n| # | step | state | start | duration | note |\n|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "## Steps\n\n| # | step | state | start | duration | note |\n|---|---|---|---|---|---|"
+    );
     for (i, st) in r.steps.iter().enumerate() {
         let _ = writeln!(
             s,
@@ -62,7 +67,10 @@ pub fn markdown(r: &DrillReport) -> String {
         );
     }
     if !r.recovery_points.is_empty() {
-        let _ = writeln!(s, "\n## Recovery points\n\n| application | snapshot | taken | age |\n|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "\n## Recovery points\n\n| application | snapshot | taken | age |\n|---|---|---|---|"
+        );
         for p in &r.recovery_points {
             let _ = writeln!(
                 s,

@@ -193,7 +193,11 @@ impl DrillReport {
     pub fn failure(&self) -> String {
         let mut why = Vec::new();
         if let Some(s) = self.steps.iter().find(|s| s.state == "Failed") {
-            why.push(format!("{} failed: {}", s.title, s.message.clone().unwrap_or_default()));
+            why.push(format!(
+                "{} failed: {}",
+                s.title,
+                s.message.clone().unwrap_or_default()
+            ));
         }
         if !self.rpo.met {
             why.push(format!(
@@ -204,7 +208,10 @@ impl DrillReport {
         }
         if !self.rto.met {
             why.push(match self.rto.measured_seconds {
-                Some(m) => format!("RTO missed: {m:.1} s > {} s", self.rto.objective_seconds.unwrap_or(0)),
+                Some(m) => format!(
+                    "RTO missed: {m:.1} s > {} s",
+                    self.rto.objective_seconds.unwrap_or(0)
+                ),
                 None => "RTO missed: never ready".to_string(),
             });
         }

@@ -118,7 +118,11 @@ pub async fn restore(
     run: &str,
     progress: Arc<Progress>,
 ) -> Result<Restored, String> {
-    let excluded: Vec<String> = if drill { vec!["*.lifeboat.dev".to_string()] } else { Vec::new() };
+    let excluded: Vec<String> = if drill {
+        vec!["*.lifeboat.dev".to_string()]
+    } else {
+        Vec::new()
+    };
     let options = RestoreOptions {
         namespaces: NamespaceFilter::new(&app.namespaces, &[]).map_err(|e| e.to_string())?,
         resources: ResourceFilter::new(&[], &excluded).map_err(|e| e.to_string())?,
@@ -222,12 +226,16 @@ pub async fn verify(
     let records: HashMap<String, ResourceRecord> = records.into_iter().map(|r| (r.key(), r)).collect();
     let mut expected = Vec::new();
     for n in &nodes {
-        let Some(path) = ObjectPath::parse(&n.path) else { continue };
+        let Some(path) = ObjectPath::parse(&n.path) else {
+            continue;
+        };
         let Some(ns) = &path.namespace else { continue };
         if !app.namespaces.contains(ns) || path.key.ends_with(".lifeboat.dev") {
             continue;
         }
-        let Some(record) = records.get(&path.key) else { continue };
+        let Some(record) = records.get(&path.key) else {
+            continue;
+        };
         expected.push((path.clone(), record.clone(), n.chunks.clone()));
     }
     let mut v = Verification {
@@ -241,14 +249,18 @@ pub async fn verify(
         .map(|(path, record, _)| {
             let ns = path.namespace.clone().unwrap_or_default();
             let ns = namespace_mapping.get(&ns).cloned().unwrap_or(ns);
-            (path.clone(), Api::namespaced_with(client.clone(), &ns, &record.api_resource()))
+            (
+                path.clone(),
+                Api::namespaced_with(client.clone(), &ns, &record.api_resource()),
+            )
         })
         .collect();
-    let looked: Vec<(ObjectPath, Result<Option<DynamicObject>, kube::Error>)> = futures::stream::iter(lookups)
-        .map(get_one)
-        .buffer_unordered(32)
-        .collect()
-        .await;
+    let looked: Vec<(ObjectPath, Result<Option<DynamicObject>, kube::Error>)> =
+        futures::stream::iter(lookups)
+            .map(get_one)
+            .buffer_unordered(32)
+            .collect()
+            .await;
     let mut live: BTreeMap<ObjectPath, DynamicObject> = BTreeMap::new();
     for (path, got) in looked {
         match got {
@@ -288,7 +300,9 @@ pub async fn verify(
     Ok(v)
 }
 
-async fn get_one((path, api): (ObjectPath, Api<DynamicObject>)) -> (ObjectPath, Result<Option<DynamicObject>, kube::Error>) {
+async fn get_one(
+    (path, api): (ObjectPath, Api<DynamicObject>),
+) -> (ObjectPath, Result<Option<DynamicObject>, kube::Error>) {
     let got = api.get_opt(&path.name).await;
     (path, got)
 }

@@ -124,7 +124,9 @@ impl RunStore {
             if matches!(attempt, Ok(Cas::Conflict)) {
                 // Someone wrote it: a newer revision by another owner means we lost the run.
                 match r.get::<RunRecord>(&self.key).await {
-                    Ok(Some(cur)) if cur.value.revision >= record.revision && cur.value.owner != record.owner => {
+                    Ok(Some(cur))
+                        if cur.value.revision >= record.revision && cur.value.owner != record.owner =>
+                    {
                         return Err(FailoverError::TakenOver {
                             run: record.id.clone(),
                             owner: cur.value.owner,
@@ -157,7 +159,11 @@ impl RunStore {
 }
 
 /// The run of `plan` (of this kind) in progress, if any.
-pub async fn find_active(env: &Env, plan: &str, kind: Kind) -> Result<Option<(RunRecord, RunStore)>, FailoverError> {
+pub async fn find_active(
+    env: &Env,
+    plan: &str,
+    kind: Kind,
+) -> Result<Option<(RunRecord, RunStore)>, FailoverError> {
     let actives: Vec<Active> = env.state.read_values(&active_key(plan, kind)).await?;
     for a in actives {
         if let Some((record, store)) = RunStore::load(&env.state, &a.run).await?
@@ -198,7 +204,8 @@ pub async fn start(env: &Env, fp: &FailoverPlan, plan: Plan) -> Result<(RunRecor
     let record = RunRecord::new(
         id.clone(),
         plan.clone(),
-        &fp.namespace().unwrap_or_else(|| lifeboat_controller::DEFAULT_NAMESPACE.to_string()),
+        &fp.namespace()
+            .unwrap_or_else(|| lifeboat_controller::DEFAULT_NAMESPACE.to_string()),
         fp.spec.clone(),
         &env.actor,
         now,
@@ -273,7 +280,10 @@ pub async fn run(env: &Env, mut record: RunRecord, store: &mut RunStore) -> Resu
                 record.fail(i, message, permanent, now);
                 let exhausted = record.steps[i].attempts >= MAX_ATTEMPTS;
                 if !exhausted {
-                    tokio::time::sleep(std::time::Duration::from_secs(2 * u64::from(record.steps[i].attempts))).await;
+                    tokio::time::sleep(std::time::Duration::from_secs(
+                        2 * u64::from(record.steps[i].attempts),
+                    ))
+                    .await;
                 }
             }
         }
@@ -305,12 +315,22 @@ async fn finish(
     if phase == Phase::Succeeded || kind == Kind::Drill {
         env.state.delete_all(&active_key(&record.plan.plan, kind)).await?;
     }
-    let outcome = if phase == Phase::Succeeded { "succeeded" } else { "failed" };
+    let outcome = if phase == Phase::Succeeded {
+        "succeeded"
+    } else {
+        "failed"
+    };
     let failed_step = record
         .steps
         .iter()
         .find(|s| s.state == StepState::Failed)
-        .map(|s| format!(": {} failed: {}", s.step.title(), s.message.clone().unwrap_or_default()))
+        .map(|s| {
+            format!(
+                ": {} failed: {}",
+                s.step.title(),
+                s.message.clone().unwrap_or_default()
+            )
+        })
         .unwrap_or_default();
     let message = format!("{}{failed_step}", describe(&record.plan));
     let mut a = AuditRecord::new(kind.as_str(), outcome, &env.actor, message.clone());
@@ -325,7 +345,11 @@ async fn finish(
     let reason = format!(
         "{}{}",
         capitalise(kind.as_str()),
-        if phase == Phase::Succeeded { "Succeeded" } else { "Failed" }
+        if phase == Phase::Succeeded {
+            "Succeeded"
+        } else {
+            "Failed"
+        }
     );
     let mut involved = vec![record.plan.to.clone()];
     involved.extend(record.plan.from.clone());
@@ -390,11 +414,16 @@ impl Clients {
         if let Some(c) = self.by_name.get(cluster) {
             return Ok(c.clone());
         }
-        let record = env
-            .records
-            .get(cluster)
-            .ok_or_else(|| permanent(format!("cluster {cluster} is not registered; `drctl cluster add {cluster}`")))?;
-        let c = env.connector.connect(record).await.map_err(|e| retry(e.to_string()))?;
+        let record = env.records.get(cluster).ok_or_else(|| {
+            permanent(format!(
+                "cluster {cluster} is not registered; `drctl cluster add {cluster}`"
+            ))
+        })?;
+        let c = env
+            .connector
+            .connect(record)
+            .await
+            .map_err(|e| retry(e.to_string()))?;
         self.by_name.insert(cluster.to_string(), c.clone());
         Ok(c)
     }
@@ -412,7 +441,14 @@ fn application<'a>(record: &'a RunRecord, name: &str) -> Result<&'a Application,
 fn mapped(record: &RunRecord, namespaces: &[String]) -> Vec<String> {
     namespaces
         .iter()
-        .map(|n| record.plan.namespace_mapping.get(n).cloned().unwrap_or_else(|| n.clone()))
+        .map(|n| {
+            record
+                .plan
+                .namespace_mapping
+                .get(n)
+                .cloned()
+                .unwrap_or_else(|| n.clone())
+        })
         .collect()
 }
 
@@ -428,12 +464,19 @@ fn epoch_of(record: &RunRecord, application: &str) -> u64 {
 }
 
 /// The first repository of the plan that could be opened.
-fn first_repository(env: &Env, record: &RunRecord) -> Result<(String, std::sync::Arc<lifeboat_backup::Repository>), Failure> {
+fn first_repository(
+    env: &Env,
+    record: &RunRecord,
+) -> Result<(String, std::sync::Arc<lifeboat_backup::Repository>), Failure> {
     record
         .spec
         .repositories
         .iter()
-        .find_map(|r| env.repositories.get(&r.url).map(|repo| (r.url.clone(), repo.clone())))
+        .find_map(|r| {
+            env.repositories
+                .get(&r.url)
+                .map(|repo| (r.url.clone(), repo.clone()))
+        })
         .ok_or_else(|| retry("none of the plan's repositories could be opened"))
 }
 
@@ -481,11 +524,18 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             }
             let created: Vec<&String> = namespaces.iter().filter(|n| !existing.contains(n)).collect();
             Ok(Outcome::Done(
-                Some(format!("{cluster} answers; {} of {} namespaces are new", created.len(), namespaces.len())),
+                Some(format!(
+                    "{cluster} answers; {} of {} namespaces are new",
+                    created.len(),
+                    namespaces.len()
+                )),
                 json!({"created": created}),
             ))
         }
-        Step::Quiesce { cluster, application: a } => {
+        Step::Quiesce {
+            cluster,
+            application: a,
+        } => {
             let app = application(record, &a)?;
             let client = clients.get(env, &cluster).await?;
             let scope = enforce::Scope {
@@ -494,7 +544,9 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 selector: app.selector.as_deref(),
             };
             let why = format!("quiesced: {} run {}", record.plan.kind.as_str(), record.id);
-            let changes = enforce::stop(&client, &scope, &why).await.map_err(|e| retry(e.to_string()))?;
+            let changes = enforce::stop(&client, &scope, &why)
+                .await
+                .map_err(|e| retry(e.to_string()))?;
             let timeout = std::time::Duration::from_secs(record.spec.readiness.timeout_seconds);
             enforce::wait_stopped(&client, &scope, timeout)
                 .await
@@ -504,7 +556,10 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 json!({"changes": changes}),
             ))
         }
-        Step::FinalBackup { cluster, application: a } => {
+        Step::FinalBackup {
+            cluster,
+            application: a,
+        } => {
             let app = application(record, &a)?;
             let client = clients.get(env, &cluster).await?;
             let (url, repo) = first_repository(env, record)?;
@@ -517,7 +572,11 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 json!({"snapshot": id, "repository": url, "time": snap.time, "objects": snap.summary.files}),
             ))
         }
-        Step::Fence { application: a, from, to } => {
+        Step::Fence {
+            application: a,
+            from,
+            to,
+        } => {
             let app = application(record, &a)?;
             let reason = format!("{} run {}", record.plan.kind.as_str(), record.id);
             let taken = fence::take_over(&env.state, &plan_name, &a, &to, &reason)
@@ -549,7 +608,12 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                         } else {
                             format!(
                                 " (not yet written to {}: unreachable)",
-                                taken.unreachable.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>().join(", ")
+                                taken
+                                    .unreachable
+                                    .iter()
+                                    .map(|(u, _)| u.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             )
                         }
                     ),
@@ -559,14 +623,19 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 entry.from = from.clone();
                 entry.to = Some(to.clone());
                 entry.epoch = Some(taken.lease.epoch);
-                audit::append(&env.state, &entry).await.map_err(|e| retry(e.to_string()))?;
+                audit::append(&env.state, &entry)
+                    .await
+                    .map_err(|e| retry(e.to_string()))?;
             }
             Ok(Outcome::Done(
                 Some(format!("epoch {} held by {to}", taken.lease.epoch)),
                 json!({"epoch": taken.lease.epoch, "written": taken.written, "unreachable": taken.unreachable}),
             ))
         }
-        Step::StopSource { cluster, application: a } => {
+        Step::StopSource {
+            cluster,
+            application: a,
+        } => {
             let app = application(record, &a)?;
             let client = clients.get(env, &cluster).await?;
             let epoch = epoch_of(record, &a);
@@ -576,7 +645,9 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 namespaces: &app.namespaces,
                 selector: app.selector.as_deref(),
             };
-            let mut changes = enforce::stop(&client, &scope, &why).await.map_err(|e| retry(e.to_string()))?;
+            let mut changes = enforce::stop(&client, &scope, &why)
+                .await
+                .map_err(|e| retry(e.to_string()))?;
             let mark = FenceMark {
                 plan: plan_name.clone(),
                 application: a.clone(),
@@ -600,7 +671,11 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 return Ok(Outcome::Skipped(format!("{cluster} has no Ceph configured")));
             };
             let client = clients.get(env, &cluster).await.ok();
-            let addresses = node_addresses(client.as_ref(), &rec.map(|r| r.node_addresses).unwrap_or_default()).await;
+            let addresses = node_addresses(
+                client.as_ref(),
+                &rec.map(|r| r.node_addresses).unwrap_or_default(),
+            )
+            .await;
             if addresses.is_empty() {
                 return Ok(Outcome::Skipped(format!("no node address of {cluster} is known")));
             }
@@ -619,8 +694,14 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 return Ok(Outcome::Skipped(format!("{cluster} has no Ceph configured")));
             };
             let client = clients.get(env, &cluster).await.ok();
-            let addresses = node_addresses(client.as_ref(), &rec.map(|r| r.node_addresses).unwrap_or_default()).await;
-            let removed = blocklist::remove(&ceph, &addresses).await.map_err(|e| retry(e.to_string()))?;
+            let addresses = node_addresses(
+                client.as_ref(),
+                &rec.map(|r| r.node_addresses).unwrap_or_default(),
+            )
+            .await;
+            let removed = blocklist::remove(&ceph, &addresses)
+                .await
+                .map_err(|e| retry(e.to_string()))?;
             Ok(Outcome::Done(
                 Some(format!("{} blocklist entr(ies) removed", removed.len())),
                 json!({"removed": removed}),
@@ -661,9 +742,14 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 json!({"restored": restored, "time": snapshot.time}),
             ))
         }
-        Step::RestoreVolumes { application: a, cluster } => {
+        Step::RestoreVolumes {
+            application: a,
+            cluster,
+        } => {
             let Some(mover) = env.volumes.clone() else {
-                return Ok(Outcome::Skipped("no PV data mover installed (issue 18)".to_string()));
+                return Ok(Outcome::Skipped(
+                    "no PV data mover installed (issue 18)".to_string(),
+                ));
             };
             let app = application(record, &a)?;
             let client = clients.get(env, &cluster).await?;
@@ -672,7 +758,9 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 .iter()
                 .find_map(|s| match &s.step {
                     Step::RestoreObjects {
-                        application, recovery_point, ..
+                        application,
+                        recovery_point,
+                        ..
                     } if *application == a => Some(recovery_point.clone()),
                     _ => None,
                 })
@@ -696,7 +784,9 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 namespaces: &namespaces,
                 selector: app.selector.as_deref(),
             };
-            let changes = enforce::start(&client, &scope).await.map_err(|e| retry(e.to_string()))?;
+            let changes = enforce::start(&client, &scope)
+                .await
+                .map_err(|e| retry(e.to_string()))?;
             Ok(Outcome::Done(
                 Some(format!("{} workload(s) scaled back up", changes.len())),
                 json!({"changes": changes}),
@@ -709,9 +799,15 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
         } => {
             let app = application(record, &a)?;
             let client = clients.get(env, &cluster).await?;
-            let gates = ready::wait(&client, &namespaces, app.selector.as_deref(), &record.spec.readiness, &cluster)
-                .await
-                .map_err(permanent)?;
+            let gates = ready::wait(
+                &client,
+                &namespaces,
+                app.selector.as_deref(),
+                &record.spec.readiness,
+                &cluster,
+            )
+            .await
+            .map_err(permanent)?;
             Ok(Outcome::Done(
                 Some(
                     gates
@@ -732,7 +828,12 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 Some(f) => clients.get(env, f).await.ok(),
                 None => None,
             };
-            let first_app = record.spec.applications.first().map(|a| a.name.clone()).unwrap_or_default();
+            let first_app = record
+                .spec
+                .applications
+                .first()
+                .map(|a| a.name.clone())
+                .unwrap_or_default();
             let s = traffic::Switch {
                 plan: &plan_name,
                 run: &record.id,
@@ -745,7 +846,10 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             let done = traffic::switch(h, &s).await.map_err(retry)?;
             Ok(Outcome::Done(Some(done), Value::Null))
         }
-        Step::Unfence { cluster, application: a } => {
+        Step::Unfence {
+            cluster,
+            application: a,
+        } => {
             let client = clients.get(env, &cluster).await?;
             let changes = enforce::unmark_repositories(&client, &cluster, &plan_urls(record), &plan_name, &a)
                 .await
@@ -760,13 +864,18 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             entry.run = Some(record.id.clone());
             entry.to = Some(cluster.clone());
             entry.epoch = Some(epoch_of(record, &a));
-            audit::append(&env.state, &entry).await.map_err(|e| retry(e.to_string()))?;
+            audit::append(&env.state, &entry)
+                .await
+                .map_err(|e| retry(e.to_string()))?;
             Ok(Outcome::Done(
                 Some(format!("{} mark(s) lifted", changes.len())),
                 json!({"changes": changes}),
             ))
         }
-        Step::Verify { cluster, application: a } => {
+        Step::Verify {
+            cluster,
+            application: a,
+        } => {
             let app = application(record, &a)?;
             let client = clients.get(env, &cluster).await?;
             let rp = record
@@ -774,7 +883,9 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 .iter()
                 .find_map(|s| match &s.step {
                     Step::RestoreObjects {
-                        application, recovery_point, ..
+                        application,
+                        recovery_point,
+                        ..
                     } if *application == a => Some(recovery_point.clone()),
                     _ => None,
                 })
@@ -783,9 +894,21 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             let mapping: BTreeMap<String, String> = app
                 .namespaces
                 .iter()
-                .map(|n| (n.clone(), record.plan.namespace_mapping.get(n).cloned().unwrap_or_else(|| n.clone())))
+                .map(|n| {
+                    (
+                        n.clone(),
+                        record
+                            .plan
+                            .namespace_mapping
+                            .get(n)
+                            .cloned()
+                            .unwrap_or_else(|| n.clone()),
+                    )
+                })
                 .collect();
-            let v = data::verify(&client, &repo, &snapshot, app, &mapping).await.map_err(retry)?;
+            let v = data::verify(&client, &repo, &snapshot, app, &mapping)
+                .await
+                .map_err(retry)?;
             let summary = format!(
                 "{}/{} objects present, {} ConfigMaps/Secrets compared, {} differ",
                 v.found,
@@ -832,7 +955,13 @@ async fn recovery_snapshot(
     record: &RunRecord,
     application: &str,
     rp: &RecoveryPointRef,
-) -> Result<(std::sync::Arc<lifeboat_backup::Repository>, lifeboat_backup::snapshot::Snapshot), Failure> {
+) -> Result<
+    (
+        std::sync::Arc<lifeboat_backup::Repository>,
+        lifeboat_backup::snapshot::Snapshot,
+    ),
+    Failure,
+> {
     let (id, preferred) = match rp {
         RecoveryPointRef::Snapshot { id, repository, .. } => (id.clone(), Some(repository.clone())),
         RecoveryPointRef::FinalBackup => {
@@ -860,5 +989,8 @@ async fn recovery_snapshot(
             Err(e) => errors.push(e.to_string()),
         }
     }
-    Err(retry(format!("recovery point {id} not found: {}", errors.join("; "))))
+    Err(retry(format!(
+        "recovery point {id} not found: {}",
+        errors.join("; ")
+    )))
 }

@@ -130,7 +130,14 @@ pub enum ResumeError {
 
 impl RunRecord {
     /// A new run of `plan`.
-    pub fn new(id: String, plan: Plan, namespace: &str, spec: FailoverPlanSpec, owner: &str, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        id: String,
+        plan: Plan,
+        namespace: &str,
+        spec: FailoverPlanSpec,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
         let steps = plan
             .steps
             .iter()
@@ -394,9 +401,13 @@ mod tests {
         r.begin(0, at(10));
         assert!(matches!(r.resume("other", at(20)), Err(ResumeError::Busy { .. })));
         r.resume("me", at(20)).expect("its owner may continue");
-        r.resume("other", at(20 + STALE_AFTER_SECS)).expect("silent long enough");
+        r.resume("other", at(20 + STALE_AFTER_SECS))
+            .expect("silent long enough");
         let mut done = record();
         done.finish(Phase::Succeeded, at(5));
-        assert!(matches!(done.resume("me", at(6)), Err(ResumeError::Finished { .. })));
+        assert!(matches!(
+            done.resume("me", at(6)),
+            Err(ResumeError::Finished { .. })
+        ));
     }
 }

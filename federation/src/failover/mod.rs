@@ -78,9 +78,15 @@ pub fn plan_key(name: &str) -> String {
 
 /// Stores the plan a run uses in every repository, so a later run (or a resume from another
 /// machine) can name it instead of carrying the file.
-pub async fn store_plan(state: &StateStore, fp: &crate::crd::FailoverPlan) -> Result<(), crate::state::StateError> {
+pub async fn store_plan(
+    state: &StateStore,
+    fp: &crate::crd::FailoverPlan,
+) -> Result<(), crate::state::StateError> {
     use kube::ResourceExt;
-    state.overwrite_all(&plan_key(&fp.name_any()), fp).await.map(|_| ())
+    state
+        .overwrite_all(&plan_key(&fp.name_any()), fp)
+        .await
+        .map(|_| ())
 }
 
 /// A plan stored by an earlier run.

@@ -64,7 +64,11 @@ pub async fn observe(env: &Env, fp: &FailoverPlan, kind: Kind) -> Result<Observe
     }
     let sources: BTreeSet<String> = holders
         .values()
-        .map(|h| h.clone().map(|(c, _)| c).unwrap_or_else(|| fp.spec.primary.clone()))
+        .map(|h| {
+            h.clone()
+                .map(|(c, _)| c)
+                .unwrap_or_else(|| fp.spec.primary.clone())
+        })
         .collect();
 
     let mut probes = Vec::new();
@@ -204,18 +208,53 @@ mod tests {
             namespaces: vec!["shop".into()],
             ..Application::default()
         };
-        let ids = BTreeMap::from([("uid-1".to_string(), "c1".to_string()), ("uid-2".to_string(), "c2".to_string())]);
+        let ids = BTreeMap::from([
+            ("uid-1".to_string(), "c1".to_string()),
+            ("uid-2".to_string(), "c2".to_string()),
+        ]);
         let none = BTreeMap::new();
         // Before any failover: the primary's backups count, the standby's do not.
         assert!(eligible(at(0), Some("uid-1"), &none, &app, None, &ids, "c1"));
         assert!(!eligible(at(0), Some("uid-2"), &none, &app, None, &ids, "c1"));
         // After c2 took over at t=100: c1's later backups (it came back, fenced) are refused.
         let lease = FenceLease::initial("p", "shop", "c1", at(0)).taken_over("c2", at(100), "failover");
-        assert!(eligible(at(50), Some("uid-1"), &none, &app, Some(&lease), &ids, "c1"));
-        assert!(!eligible(at(150), Some("uid-1"), &none, &app, Some(&lease), &ids, "c1"));
-        assert!(eligible(at(150), Some("uid-2"), &none, &app, Some(&lease), &ids, "c1"));
+        assert!(eligible(
+            at(50),
+            Some("uid-1"),
+            &none,
+            &app,
+            Some(&lease),
+            &ids,
+            "c1"
+        ));
+        assert!(!eligible(
+            at(150),
+            Some("uid-1"),
+            &none,
+            &app,
+            Some(&lease),
+            &ids,
+            "c1"
+        ));
+        assert!(eligible(
+            at(150),
+            Some("uid-2"),
+            &none,
+            &app,
+            Some(&lease),
+            &ids,
+            "c1"
+        ));
         // Unknown clusters never count once ids are known; with no ids at all, anything does.
-        assert!(!eligible(at(150), Some("uid-9"), &none, &app, Some(&lease), &ids, "c1"));
+        assert!(!eligible(
+            at(150),
+            Some("uid-9"),
+            &none,
+            &app,
+            Some(&lease),
+            &ids,
+            "c1"
+        ));
         assert!(eligible(at(150), None, &none, &app, None, &BTreeMap::new(), "c1"));
         // Tags narrow further.
         let tagged = Application {

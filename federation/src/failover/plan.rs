@@ -114,7 +114,9 @@ pub enum PlanError {
         members: String,
     },
     /// The target already holds the applications.
-    #[error("{cluster} already runs the applications of plan {plan} (epoch {epoch}); there is nothing to move")]
+    #[error(
+        "{cluster} already runs the applications of plan {plan} (epoch {epoch}); there is nothing to move"
+    )]
     AlreadyHolder {
         /// The cluster.
         cluster: String,
@@ -338,7 +340,9 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
                     });
                 }
                 if !failed {
-                    warnings.push(format!("{h} is not confirmed failed: failing over because of --force"));
+                    warnings.push(format!(
+                        "{h} is not confirmed failed: failing over because of --force"
+                    ));
                 }
             }
             Kind::Failback | Kind::Relocate if !reachable => {
@@ -357,7 +361,11 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
     let mut ns_map = BTreeMap::new();
     for app in &spec.applications {
         for ns in &app.namespaces {
-            let mapped = mapping.namespace_mapping.get(ns).cloned().unwrap_or_else(|| ns.clone());
+            let mapped = mapping
+                .namespace_mapping
+                .get(ns)
+                .cloned()
+                .unwrap_or_else(|| ns.clone());
             let mapped = if kind == Kind::Drill {
                 format!("{mapped}{suffix}")
             } else {
@@ -370,10 +378,18 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
             ns_map.insert(ns.clone(), mapped);
         }
     }
-    let target_namespaces: Vec<String> = ns_map.values().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let target_namespaces: Vec<String> = ns_map
+        .values()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if kind == Kind::Drill {
         let existing = observed.namespaces.get(&to).cloned().unwrap_or_default();
-        let clash: Vec<&String> = target_namespaces.iter().filter(|n| existing.contains(*n)).collect();
+        let clash: Vec<&String> = target_namespaces
+            .iter()
+            .filter(|n| existing.contains(*n))
+            .collect();
         if !clash.is_empty() {
             return Err(PlanError::NamespacesExist {
                 cluster: to.clone(),

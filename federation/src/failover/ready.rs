@@ -32,7 +32,11 @@ fn params(selector: Option<&str>) -> ListParams {
 }
 
 /// Workloads not yet available, or an error.
-async fn workloads_pending(client: &Client, namespaces: &[String], selector: Option<&str>) -> Result<(usize, Vec<String>), String> {
+async fn workloads_pending(
+    client: &Client,
+    namespaces: &[String],
+    selector: Option<&str>,
+) -> Result<(usize, Vec<String>), String> {
     let mut total = 0;
     let mut pending = Vec::new();
     for ns in namespaces {
@@ -73,7 +77,11 @@ async fn workloads_pending(client: &Client, namespaces: &[String], selector: Opt
     Ok((total, pending))
 }
 
-async fn claims_pending(client: &Client, namespaces: &[String], selector: Option<&str>) -> Result<(usize, Vec<String>), String> {
+async fn claims_pending(
+    client: &Client,
+    namespaces: &[String],
+    selector: Option<&str>,
+) -> Result<(usize, Vec<String>), String> {
     let mut total = 0;
     let mut pending = Vec::new();
     for ns in namespaces {
@@ -85,9 +93,17 @@ async fn claims_pending(client: &Client, namespaces: &[String], selector: Option
             .items
         {
             total += 1;
-            let phase = c.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+            let phase = c
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
             if phase != "Bound" {
-                pending.push(format!("PVC {ns}/{} {}", c.name_any(), if phase.is_empty() { "Pending" } else { &phase }));
+                pending.push(format!(
+                    "PVC {ns}/{} {}",
+                    c.name_any(),
+                    if phase.is_empty() { "Pending" } else { &phase }
+                ));
             }
         }
     }
@@ -96,13 +112,21 @@ async fn claims_pending(client: &Client, namespaces: &[String], selector: Option
 
 async fn http_ok(http: &reqwest::Client, check: &HttpCheck, target: &str) -> Result<(), String> {
     let url = check.url.replace("{target}", target);
-    let resp = http.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    let resp = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
     let code = resp.status().as_u16();
     let ok = match check.expect_status {
         Some(want) => code == want,
         None => (200..300).contains(&code),
     };
-    if ok { Ok(()) } else { Err(format!("GET {url}: {code}")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("GET {url}: {code}"))
+    }
 }
 
 /// Waits for every gate of `readiness` on `namespaces` of the target, polling; fails after

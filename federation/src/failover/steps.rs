@@ -187,8 +187,14 @@ impl Step {
         match self {
             Step::Preflight { cluster, .. } => format!("preflight {cluster}"),
             Step::Quiesce { cluster, application } => format!("quiesce {application} on {cluster}"),
-            Step::FinalBackup { cluster, application } => format!("final backup of {application} on {cluster}"),
-            Step::Fence { application, from, to } => match from {
+            Step::FinalBackup { cluster, application } => {
+                format!("final backup of {application} on {cluster}")
+            }
+            Step::Fence {
+                application,
+                from,
+                to,
+            } => match from {
                 Some(f) => format!("fence {application}: {f} → {to}"),
                 None => format!("fence {application}: → {to}"),
             },
@@ -198,7 +204,9 @@ impl Step {
             Step::RestoreObjects {
                 application, cluster, ..
             } => format!("restore {application} objects on {cluster}"),
-            Step::RestoreVolumes { application, cluster } => format!("restore {application} volumes on {cluster}"),
+            Step::RestoreVolumes { application, cluster } => {
+                format!("restore {application} volumes on {cluster}")
+            }
             Step::StartWorkloads {
                 cluster, application, ..
             } => format!("start {application} on {cluster}"),

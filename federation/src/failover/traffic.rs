@@ -42,13 +42,20 @@ fn params() -> PatchParams {
 /// Runs one hook; returns what it did.
 pub async fn switch(hook: &TrafficHook, s: &Switch<'_>) -> Result<String, String> {
     if let Some(dns) = &hook.external_dns {
-        let target_ns = s.namespace_mapping.get(&dns.namespace).cloned().unwrap_or_else(|| dns.namespace.clone());
+        let target_ns = s
+            .namespace_mapping
+            .get(&dns.namespace)
+            .cloned()
+            .unwrap_or_else(|| dns.namespace.clone());
         let on = json!({"metadata": {"annotations": {EXTERNAL_DNS_HOSTNAME: dns.hostname}}});
         Api::<Service>::namespaced(s.to.1.clone(), &target_ns)
             .patch(&dns.service, &params(), &Patch::Merge(&on))
             .await
             .map_err(|e| format!("annotate Service {target_ns}/{} on {}: {e}", dns.service, s.to.0))?;
-        let mut done = format!("{} → Service {target_ns}/{} on {}", dns.hostname, dns.service, s.to.0);
+        let mut done = format!(
+            "{} → Service {target_ns}/{} on {}",
+            dns.hostname, dns.service, s.to.0
+        );
         if let Some((from, Some(client))) = &s.from {
             let off = json!({"metadata": {"annotations": {EXTERNAL_DNS_HOSTNAME: Value::Null}}});
             match Api::<Service>::namespaced(client.clone(), &dns.namespace)

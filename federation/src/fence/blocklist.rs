@@ -70,7 +70,9 @@ pub fn entry(ip: &str) -> String {
 
 /// Whether Ceph answers (`ceph -s`).
 pub async fn reachable(access: &CephAccess) -> Result<(), BlocklistError> {
-    ceph(access, &["-s", "-f", "json"], "check status").await.map(|_| ())
+    ceph(access, &["-s", "-f", "json"], "check status")
+        .await
+        .map(|_| ())
 }
 
 /// Blocklists every client from `addresses`. Returns the entries added.
@@ -79,7 +81,12 @@ pub async fn add(access: &CephAccess, addresses: &[String]) -> Result<Vec<String
     let mut added = Vec::new();
     for ip in addresses {
         let e = entry(ip);
-        ceph(access, &["osd", "blocklist", "add", &e, &expire], &format!("blocklist {e}")).await?;
+        ceph(
+            access,
+            &["osd", "blocklist", "add", &e, &expire],
+            &format!("blocklist {e}"),
+        )
+        .await?;
         added.push(e);
     }
     Ok(added)
@@ -94,7 +101,12 @@ pub async fn remove(access: &CephAccess, addresses: &[String]) -> Result<Vec<Str
         if !listed.contains(&e) {
             continue;
         }
-        ceph(access, &["osd", "blocklist", "rm", &e], &format!("remove {e} from the blocklist")).await?;
+        ceph(
+            access,
+            &["osd", "blocklist", "rm", &e],
+            &format!("remove {e} from the blocklist"),
+        )
+        .await?;
         removed.push(e);
     }
     Ok(removed)
@@ -102,7 +114,12 @@ pub async fn remove(access: &CephAccess, addresses: &[String]) -> Result<Vec<Str
 
 /// The current blocklist entries (`addr` only).
 pub async fn list(access: &CephAccess) -> Result<Vec<String>, BlocklistError> {
-    let out = ceph(access, &["osd", "blocklist", "ls", "-f", "json"], "list the blocklist").await?;
+    let out = ceph(
+        access,
+        &["osd", "blocklist", "ls", "-f", "json"],
+        "list the blocklist",
+    )
+    .await?;
     let parsed: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null);
     Ok(parsed
         .as_array()

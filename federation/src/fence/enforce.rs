@@ -71,7 +71,12 @@ fn patch_params() -> PatchParams {
     }
 }
 
-async fn scale_kind<K>(client: &Client, scope: &Scope<'_>, why: &str, kind: &str) -> Result<Vec<String>, EnforceError>
+async fn scale_kind<K>(
+    client: &Client,
+    scope: &Scope<'_>,
+    why: &str,
+    kind: &str,
+) -> Result<Vec<String>, EnforceError>
 where
     K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -192,7 +197,8 @@ pub async fn start(client: &Client, scope: &Scope<'_>) -> Result<Vec<String>, En
                 continue;
             }
             let name = cj.name_any();
-            let patch = json!({"metadata": {"annotations": {SUSPENDED_BY: null}}, "spec": {"suspend": false}});
+            let patch =
+                json!({"metadata": {"annotations": {SUSPENDED_BY: null}}, "spec": {"suspend": false}});
             api.patch(&name, &patch_params(), &Patch::Merge(&patch))
                 .await
                 .map_err(|e| scope.fail(format!("resume CronJob {ns}/{name}"), e))?;
@@ -248,7 +254,11 @@ pub async fn wait_stopped(client: &Client, scope: &Scope<'_>, timeout: Duration)
 }
 
 /// BackupRepositories on the cluster whose URL is one of `urls`.
-async fn repositories(client: &Client, cluster: &str, urls: &[String]) -> Result<Vec<BackupRepository>, EnforceError> {
+async fn repositories(
+    client: &Client,
+    cluster: &str,
+    urls: &[String],
+) -> Result<Vec<BackupRepository>, EnforceError> {
     let api: Api<BackupRepository> = Api::all(client.clone());
     let fail = |e: kube::Error| EnforceError {
         cluster: cluster.to_string(),
@@ -305,7 +315,13 @@ pub async fn mark_repositories(
         if r.annotations().get(&mark.annotation()) == Some(&value) {
             continue;
         }
-        annotate(client, cluster, &r, BTreeMap::from([(mark.annotation(), json!(value))])).await?;
+        annotate(
+            client,
+            cluster,
+            &r,
+            BTreeMap::from([(mark.annotation(), json!(value))]),
+        )
+        .await?;
         changes.push(format!(
             "BackupRepository {}/{}: fenced for {}/{}",
             r.namespace().unwrap_or_default(),

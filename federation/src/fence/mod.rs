@@ -192,7 +192,8 @@ pub async fn renew(
         Some(l) => lease::standing(Some(l), me),
         None => {
             let (copies, _) = split(state.read_all::<FenceLease>(&k).await);
-            let newest = lease::newest(copies.iter().filter_map(|(_, c)| c.as_ref().map(|v| &v.value))).cloned();
+            let newest =
+                lease::newest(copies.iter().filter_map(|(_, c)| c.as_ref().map(|v| &v.value))).cloned();
             return Ok(Renewal {
                 standing: lease::standing(newest.as_ref(), me),
                 lease: newest,
@@ -209,7 +210,9 @@ pub async fn renew(
 
 type Copy<'a> = (&'a Replica, Option<Versioned<FenceLease>>);
 
-fn split(reads: Vec<(&Replica, Result<Option<Versioned<FenceLease>>, StateError>)>) -> (Vec<Copy<'_>>, Vec<(String, String)>) {
+fn split(
+    reads: Vec<(&Replica, Result<Option<Versioned<FenceLease>>, StateError>)>,
+) -> (Vec<Copy<'_>>, Vec<(String, String)>) {
     let mut copies = Vec::new();
     let mut unreachable = Vec::new();
     for (r, got) in reads {
@@ -239,7 +242,9 @@ async fn write_copies(k: &str, copies: &[Copy<'_>], target: &FenceLease) -> Writ
     for (r, current) in copies {
         let result = match current {
             Some(v) if v.value.epoch > target.epoch => return Written::Lost,
-            Some(v) if v.value.epoch == target.epoch && v.value.holder != target.holder => return Written::Lost,
+            Some(v) if v.value.epoch == target.epoch && v.value.holder != target.holder => {
+                return Written::Lost;
+            }
             Some(v) if v.value == *target => Ok(Cas::Written(v.version.clone())),
             Some(v) => r.update(k, target, &v.version).await,
             None => r.create(k, target).await,

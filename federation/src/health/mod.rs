@@ -112,7 +112,9 @@ pub async fn observe_and_record(
         .cloned();
     let now = Utc::now();
     let obs = observe(previous.as_ref(), cluster, observer, result, now);
-    state.overwrite_all(&observation_key(cluster, observer), &obs).await?;
+    state
+        .overwrite_all(&observation_key(cluster, observer), &obs)
+        .await?;
     all.retain(|o| observer_key(&o.observer) != observer_key(observer));
     all.push(obs.clone());
     Ok((obs, assess(&all, policy, now)))

@@ -112,7 +112,10 @@ async fn readyz(client: &Client) -> Result<String, String> {
 
 async fn nodes(client: &Client) -> Result<String, String> {
     let api: Api<Node> = Api::all(client.clone());
-    let list = api.list(&ListParams::default()).await.map_err(|e| format!("list nodes: {e}"))?;
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("list nodes: {e}"))?;
     let total = list.items.len();
     let ready = list
         .items
@@ -136,7 +139,12 @@ async fn controller_lease(client: &Client, namespace: &str) -> Result<String, St
         .get_opt(lifeboat_controller::LEASE_NAME)
         .await
         .map_err(|e| format!("read Lease {namespace}/{}: {e}", lifeboat_controller::LEASE_NAME))?
-        .ok_or_else(|| format!("no Lease {namespace}/{}: the controller is not running", lifeboat_controller::LEASE_NAME))?;
+        .ok_or_else(|| {
+            format!(
+                "no Lease {namespace}/{}: the controller is not running",
+                lifeboat_controller::LEASE_NAME
+            )
+        })?;
     let view = LeaseView::from(&lease);
     match view.held_until(Utc::now()) {
         Some(_) => Ok(format!(
@@ -150,7 +158,11 @@ async fn controller_lease(client: &Client, namespace: &str) -> Result<String, St
     }
 }
 
-async fn newest_backup(repo: &Repository, record: &ClusterRecord, rpo: Option<Duration>) -> Result<String, String> {
+async fn newest_backup(
+    repo: &Repository,
+    record: &ClusterRecord,
+    rpo: Option<Duration>,
+) -> Result<String, String> {
     let snaps = lifeboat_controller::objects::object_snapshots(repo, None)
         .await
         .map_err(|e| format!("unreachable: {e}"))?;

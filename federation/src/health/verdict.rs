@@ -84,7 +84,9 @@ impl Verdict {
             Self::Failed { confirmed_by, since } => format!(
                 "failed, confirmed by {}{}",
                 confirmed_by.join(", "),
-                since.map(|s| format!(" (failing since {})", s.to_rfc3339())).unwrap_or_default()
+                since
+                    .map(|s| format!(" (failing since {})", s.to_rfc3339()))
+                    .unwrap_or_default()
             ),
         }
     }
@@ -148,7 +150,11 @@ pub fn observe(
         ok,
         consecutive_failures: failures,
         first_failure,
-        last_success: if ok { Some(now) } else { previous.and_then(|p| p.last_success) },
+        last_success: if ok {
+            Some(now)
+        } else {
+            previous.and_then(|p| p.last_success)
+        },
         checks: probe.checks,
     }
 }
@@ -177,7 +183,13 @@ mod tests {
     fn run(observer: &str, results: &[bool], start: i64) -> Observation {
         let mut o: Option<Observation> = None;
         for (i, ok) in results.iter().enumerate() {
-            o = Some(observe(o.as_ref(), "c1", observer, probe(*ok), at(start + i as i64 * 10)));
+            o = Some(observe(
+                o.as_ref(),
+                "c1",
+                observer,
+                probe(*ok),
+                at(start + i as i64 * 10),
+            ));
         }
         o.expect("at least one probe")
     }
@@ -190,7 +202,10 @@ mod tests {
         assert_eq!(a.first_failure, Some(at(10)));
         let b = run("c3", &[true, true, true, true, true], 0);
         let v = assess(&[a.clone(), b], &p, at(45));
-        assert!(matches!(&v, Verdict::Suspect { need: 1, failing } if failing.len() == 1), "{v:?}");
+        assert!(
+            matches!(&v, Verdict::Suspect { need: 1, failing } if failing.len() == 1),
+            "{v:?}"
+        );
         assert!(v.describe(&p).contains("1 more"));
     }
 
@@ -200,7 +215,10 @@ mod tests {
         let a = run("c2", &[false, false, false], 0);
         let b = run("laptop", &[true, false, false], 0);
         // b has seen only two in a row: not yet.
-        assert!(matches!(assess(&[a.clone(), b.clone()], &p, at(25)), Verdict::Suspect { need: 1, .. }));
+        assert!(matches!(
+            assess(&[a.clone(), b.clone()], &p, at(25)),
+            Verdict::Suspect { need: 1, .. }
+        ));
         let b = observe(Some(&b), "c1", "laptop", probe(false), at(30));
         let v = assess(&[a, b], &p, at(31));
         assert_eq!(
@@ -222,7 +240,10 @@ mod tests {
         let healed = observe(Some(&b), "c1", "c3", probe(true), at(40));
         assert_eq!(healed.consecutive_failures, 0);
         assert_eq!(healed.last_success, Some(at(40)));
-        assert!(matches!(assess(&[a, healed], &p, at(41)), Verdict::Suspect { .. }));
+        assert!(matches!(
+            assess(&[a, healed], &p, at(41)),
+            Verdict::Suspect { .. }
+        ));
         assert_eq!(assess(&[], &p, at(0)), Verdict::Unknown);
     }
 }

@@ -62,7 +62,9 @@ pub enum StateError {
     #[error("no repository of the federation could be reached: {0}")]
     Unreachable(String),
     /// No repository is configured.
-    #[error("no repository given for the federation state: pass --repo (repeatable) or name them in the plan")]
+    #[error(
+        "no repository given for the federation state: pass --repo (repeatable) or name them in the plan"
+    )]
     NoRepository,
 }
 
@@ -126,17 +128,27 @@ impl StateStore {
     }
 
     /// Overwrites `key` in every copy (single-writer objects); fails only if no copy took it.
-    pub async fn overwrite_all<T: Serialize + Sync>(&self, key: &str, value: &T) -> Result<WriteReport, StateError> {
+    pub async fn overwrite_all<T: Serialize + Sync>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<WriteReport, StateError> {
         let mut writes: Vec<BoxFuture<'_, (String, Result<(), StateError>)>> = Vec::new();
         for r in &self.replicas {
-            writes.push(Box::pin(async move { (r.url().to_string(), r.overwrite(key, value).await) }));
+            writes.push(Box::pin(async move {
+                (r.url().to_string(), r.overwrite(key, value).await)
+            }));
         }
         collect(join_all(writes).await)
     }
 
     /// Creates `key` in every copy (an existing object is left as it is, and counts as
     /// written: created-once objects carry unique names).
-    pub async fn create_all<T: Serialize + Sync>(&self, key: &str, value: &T) -> Result<WriteReport, StateError> {
+    pub async fn create_all<T: Serialize + Sync>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<WriteReport, StateError> {
         let mut writes: Vec<BoxFuture<'_, (String, Result<(), StateError>)>> = Vec::new();
         for r in &self.replicas {
             writes.push(Box::pin(async move {
@@ -172,7 +184,9 @@ impl StateStore {
     pub async fn delete_all(&self, key: &str) -> Result<WriteReport, StateError> {
         let mut deletes: Vec<BoxFuture<'_, (String, Result<(), StateError>)>> = Vec::new();
         for r in &self.replicas {
-            deletes.push(Box::pin(async move { (r.url().to_string(), r.delete(key).await) }));
+            deletes.push(Box::pin(
+                async move { (r.url().to_string(), r.delete(key).await) },
+            ));
         }
         collect(join_all(deletes).await)
     }

@@ -61,7 +61,9 @@ pub struct Replica {
 
 impl std::fmt::Debug for Replica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replica").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("Replica")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,7 +94,10 @@ impl Replica {
     fn seal<T: Serialize>(&self, key: &str, value: &T) -> Result<Bytes, StateError> {
         let json = serde_json::to_vec(value).map_err(|e| self.err("encode", key, e))?;
         let packed = zstd::bulk::compress(&json, 3).map_err(|e| self.err("compress", key, e))?;
-        let sealed = self.key.encrypt(&packed, key).map_err(|e| self.err("encrypt", key, e))?;
+        let sealed = self
+            .key
+            .encrypt(&packed, key)
+            .map_err(|e| self.err("encrypt", key, e))?;
         Ok(Bytes::from(sealed))
     }
 
@@ -131,7 +136,12 @@ impl Replica {
     }
 
     /// Replaces `key` only if it is still at `version` (`If-Match`).
-    pub async fn update<T: Serialize>(&self, key: &str, value: &T, version: &Version) -> Result<Cas, StateError> {
+    pub async fn update<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        version: &Version,
+    ) -> Result<Cas, StateError> {
         self.put_mode(key, value, PutMode::Update(version.update())).await
     }
 

@@ -98,16 +98,25 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
 pub fn map_storage_class(obj: &mut Value, record: &ResourceRecord, mapping: &BTreeMap<String, String>) {
     if mapping.is_empty()
         || !record.group.is_empty()
-        || !matches!(record.plural.as_str(), "persistentvolumeclaims" | "persistentvolumes")
+        || !matches!(
+            record.plural.as_str(),
+            "persistentvolumeclaims" | "persistentvolumes"
+        )
     {
         return;
     }
-    if let Some(to) = obj["spec"]["storageClassName"].as_str().and_then(|c| mapping.get(c)) {
+    if let Some(to) = obj["spec"]["storageClassName"]
+        .as_str()
+        .and_then(|c| mapping.get(c))
+    {
         obj["spec"]["storageClassName"] = Value::String(to.clone());
     }
     // The beta annotation some old claims still carry wins over the field on old servers.
     let beta = "volume.beta.kubernetes.io/storage-class";
-    if let Some(to) = obj["metadata"]["annotations"][beta].as_str().and_then(|c| mapping.get(c)) {
+    if let Some(to) = obj["metadata"]["annotations"][beta]
+        .as_str()
+        .and_then(|c| mapping.get(c))
+    {
         obj["metadata"]["annotations"][beta] = Value::String(to.clone());
     }
 }
@@ -249,7 +258,10 @@ mod tests {
             "spec": {"storageClassName": "fast-eu"}});
         map_storage_class(&mut pvc, &record("", "persistentvolumeclaims"), &mapping);
         assert_eq!(pvc["spec"]["storageClassName"], "fast-us");
-        assert_eq!(pvc["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"], "fast-us");
+        assert_eq!(
+            pvc["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"],
+            "fast-us"
+        );
         let mut pv = json!({"metadata": {"name": "v"}, "spec": {"storageClassName": "slow"}});
         map_storage_class(&mut pv, &record("", "persistentvolumes"), &mapping);
         assert_eq!(pv["spec"]["storageClassName"], "slow", "unmapped classes stay");

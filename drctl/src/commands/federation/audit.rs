@@ -11,7 +11,9 @@ use crate::output;
 /// `30m`, `24h`, `7d` → seconds.
 fn parse_age(s: &str) -> Result<i64> {
     let (n, unit) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
-    let n: i64 = n.parse().map_err(|_| anyhow::anyhow!("--since {s:?}: write a number and s, m, h or d (`24h`)"))?;
+    let n: i64 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--since {s:?}: write a number and s, m, h or d (`24h`)"))?;
     Ok(match unit {
         "s" | "" => n,
         "m" => n * 60,
@@ -39,7 +41,9 @@ fn table(records: &Vec<AuditRecord>) -> String {
         })
         .collect();
     output::table(
-        &["TIME", "ACTION", "OUTCOME", "ACTOR", "PLAN", "FROM", "TO", "EPOCH", "MESSAGE"],
+        &[
+            "TIME", "ACTION", "OUTCOME", "ACTOR", "PLAN", "FROM", "TO", "EPOCH", "MESSAGE",
+        ],
         &rows,
     )
 }

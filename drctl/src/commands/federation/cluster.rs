@@ -54,11 +54,17 @@ fn list_table(list: &Vec<ClusterRecord>) -> String {
                 r.cloud.clone(),
                 r.server.clone(),
                 r.context.clone().unwrap_or_default(),
-                r.kubeconfig_secret.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+                r.kubeconfig_secret
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
-    output::table(&["NAME", "ROLE", "REGION", "CLOUD", "SERVER", "CONTEXT", "SECRET"], &rows)
+    output::table(
+        &["NAME", "ROLE", "REGION", "CLOUD", "SERVER", "CONTEXT", "SECRET"],
+        &rows,
+    )
 }
 
 async fn add(args: &ClusterAddArgs, g: &GlobalArgs) -> Result<u8> {
@@ -121,26 +127,45 @@ async fn add(args: &ClusterAddArgs, g: &GlobalArgs) -> Result<u8> {
         let mine = join::minify(&kc, g.context.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
         for other in env.records.values().filter(|r| r.name != record.name) {
             let Ok(theirs) = env.connector.connect(other).await else {
-                eprintln!("warning: {} is unreachable from here: install the Secret there later", other.name);
+                eprintln!(
+                    "warning: {} is unreachable from here: install the Secret there later",
+                    other.name
+                );
                 continue;
             };
-            if let Err(e) = join::install(&theirs, &other.controller_namespace, &record, secret, &mine).await {
+            if let Err(e) = join::install(&theirs, &other.controller_namespace, &record, secret, &mine).await
+            {
                 eprintln!("warning: {}: {e}", other.name);
             }
             // And the other way round, if we hold its kubeconfig here.
             let (Some(their_secret), Some(path)) = (&other.kubeconfig_secret, &other.kubeconfig_path) else {
                 continue;
             };
-            let Ok(their_kc) = kube::config::Kubeconfig::read_from(path) else { continue };
-            let Ok(theirs_small) = join::minify(&their_kc, other.context.as_deref()) else { continue };
-            if let Err(e) =
-                join::install(&client, &record.controller_namespace, other, their_secret, &theirs_small).await
+            let Ok(their_kc) = kube::config::Kubeconfig::read_from(path) else {
+                continue;
+            };
+            let Ok(theirs_small) = join::minify(&their_kc, other.context.as_deref()) else {
+                continue;
+            };
+            if let Err(e) = join::install(
+                &client,
+                &record.controller_namespace,
+                other,
+                their_secret,
+                &theirs_small,
+            )
+            .await
             {
                 eprintln!("warning: {}: {e}", record.name);
             }
         }
     }
-    let mut a = AuditRecord::new("cluster-add", "done", &env.actor, format!("{} at {}", record.name, record.server));
+    let mut a = AuditRecord::new(
+        "cluster-add",
+        "done",
+        &env.actor,
+        format!("{} at {}", record.name, record.server),
+    );
     a.to = Some(record.name.clone());
     audit::append(&env.state, &a).await?;
     output::print(g.format, &record, |r| {
@@ -192,7 +217,9 @@ async fn status(
                 tokio::time::sleep(Duration::from_secs(interval)).await;
             }
             let result = health::probe(client.as_ref(), record, &options).await;
-            last = Some(health::observe_and_record(&env.state, &record.name, &env.actor, result, &policy).await?);
+            last = Some(
+                health::observe_and_record(&env.state, &record.name, &env.actor, result, &policy).await?,
+            );
         }
         let Some((obs, verdict)) = last else { continue };
         let all = health::observations(&env.state, &record.name).await?;
@@ -216,21 +243,36 @@ async fn status(
                     r.verdict.phase().to_string(),
                     r.observers
                         .iter()
-                        .map(|(o, ok, n)| if *ok { format!("{o}:ok") } else { format!("{o}:{n} failed") })
+                        .map(|(o, ok, n)| {
+                            if *ok {
+                                format!("{o}:ok")
+                            } else {
+                                format!("{o}:{n} failed")
+                            }
+                        })
                         .collect::<Vec<_>>()
                         .join(" "),
                     r.verdict.describe(&policy),
                 ]
             })
             .collect();
-        s.push_str(&output::table(&["CLUSTER", "HEALTH", "OBSERVERS", "VERDICT"], &table_rows));
+        s.push_str(&output::table(
+            &["CLUSTER", "HEALTH", "OBSERVERS", "VERDICT"],
+            &table_rows,
+        ));
         for r in rows {
             for c in &r.checks {
                 s.push_str(&format!(
                     "  {} {}: {} ({}) {}\n",
                     r.cluster,
                     c.name,
-                    if c.ok { "ok" } else if c.critical { "FAILED" } else { "degraded" },
+                    if c.ok {
+                        "ok"
+                    } else if c.critical {
+                        "FAILED"
+                    } else {
+                        "degraded"
+                    },
                     c.message,
                     format_args!("{} ms", c.millis)
                 ));
@@ -238,11 +280,13 @@ async fn status(
         }
         s
     })?;
-    Ok(if rows.iter().any(|r| matches!(r.verdict, Verdict::Failed { .. })) {
-        crate::exit::PARTIAL
-    } else {
-        0
-    })
+    Ok(
+        if rows.iter().any(|r| matches!(r.verdict, Verdict::Failed { .. })) {
+            crate::exit::PARTIAL
+        } else {
+            0
+        },
+    )
 }
 
 async fn remove(g: &GlobalArgs, fed: &crate::cli::FederationArgs, name: &str) -> Result<u8> {
@@ -258,7 +302,12 @@ async fn remove(g: &GlobalArgs, fed: &crate::cli::FederationArgs, name: &str) ->
         }
     }
     clusters::remove(&env.state, name).await?;
-    let mut a = AuditRecord::new("cluster-remove", "done", &env.actor, format!("{} at {}", record.name, record.server));
+    let mut a = AuditRecord::new(
+        "cluster-remove",
+        "done",
+        &env.actor,
+        format!("{} at {}", record.name, record.server),
+    );
     a.from = Some(record.name.clone());
     audit::append(&env.state, &a).await?;
     println!("removed {name}");

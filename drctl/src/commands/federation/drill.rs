@@ -33,8 +33,12 @@ fn table(r: &DrillReport) -> String {
     let target = |name: &str, t: &lifeboat_federation::drill::report::Target| {
         format!(
             "{name}: {} (objective {}) — {}\n",
-            t.measured_seconds.map(|m| format!("{m:.1} s")).unwrap_or_else(|| "not measured".into()),
-            t.objective_seconds.map(|o| format!("{o} s")).unwrap_or_else(|| "none".into()),
+            t.measured_seconds
+                .map(|m| format!("{m:.1} s"))
+                .unwrap_or_else(|| "not measured".into()),
+            t.objective_seconds
+                .map(|o| format!("{o} s"))
+                .unwrap_or_else(|| "none".into()),
             if t.met { "met" } else { "MISSED" }
         )
     };
@@ -44,7 +48,11 @@ fn table(r: &DrillReport) -> String {
         "drill {} into {}: {}\n",
         r.run,
         r.target,
-        if r.success { "succeeded".to_string() } else { format!("FAILED: {}", r.failure()) }
+        if r.success {
+            "succeeded".to_string()
+        } else {
+            format!("FAILED: {}", r.failure())
+        }
     ));
     s
 }

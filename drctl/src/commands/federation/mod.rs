@@ -40,7 +40,10 @@ fn flag_repositories(fed: &FederationArgs) -> Vec<PlanRepository> {
 }
 
 /// Opens every repository it can; fails only if none opens.
-async fn open_repositories(list: &[PlanRepository], fed: &FederationArgs) -> Result<BTreeMap<String, Arc<Repository>>> {
+async fn open_repositories(
+    list: &[PlanRepository],
+    fed: &FederationArgs,
+) -> Result<BTreeMap<String, Arc<Repository>>> {
     if list.is_empty() {
         bail!("no repository given: pass --repo URL (comma-separated for several) or a plan that names them");
     }
@@ -76,7 +79,10 @@ async fn open_repositories(list: &[PlanRepository], fed: &FederationArgs) -> Res
         eprintln!("warning: repository {f}");
     }
     if out.is_empty() {
-        bail!("none of the repositories could be opened:\n  {}", failures.join("\n  "));
+        bail!(
+            "none of the repositories could be opened:\n  {}",
+            failures.join("\n  ")
+        );
     }
     Ok(out)
 }
@@ -94,7 +100,11 @@ fn printer(quiet: bool) -> Arc<dyn Fn(&Event) + Send + Sync> {
                 title,
                 attempt,
             } => {
-                let again = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                let again = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
                 eprintln!("[{}/{}] {title}{again} …", index + 1, total);
             }
             Event::Ended {
@@ -171,9 +181,9 @@ async fn plan_env(g: &GlobalArgs, fed: &FederationArgs, plan: &str) -> Result<(F
     if plan.contains('/') || plan.ends_with(".yaml") || plan.ends_with(".yml") || plan.ends_with(".json") {
         bail!("plan file {plan} does not exist");
     }
-    let env = env_from_flags(g, fed)
-        .await
-        .with_context(|| format!("{plan} is not a file, so it names a stored plan: the repositories must be given"))?;
+    let env = env_from_flags(g, fed).await.with_context(|| {
+        format!("{plan} is not a file, so it names a stored plan: the repositories must be given")
+    })?;
     let Some(fp) = lifeboat_federation::failover::stored_plan(&env.state, plan).await? else {
         bail!("no plan {plan} is stored in the repositories (and no such file): pass the plan file");
     };
