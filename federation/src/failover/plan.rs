@@ -575,3 +575,7 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
         warnings,
     })
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
