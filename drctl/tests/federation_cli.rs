@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use lifeboat_tests::kube::TestCluster;
@@ -25,7 +25,7 @@ struct Env {
 }
 
 impl Env {
-    fn drctl(&self, kubeconfig: Option<&Path>, args: &[&str]) -> Command {
+    fn drctl(&self, kubeconfig: Option<&PathBuf>, args: &[&str]) -> Command {
         let mut c = Command::cargo_bin("drctl").unwrap();
         c.env_remove("KUBECONFIG")
             .env_remove("DRCTL_REPO")
@@ -95,6 +95,20 @@ fn play_deployment_controller(clusters: Vec<kube::Client>, delay: Duration) -> t
     })
 }
 
+/// Plays the kubelet: a Ready node with an internal address (health probes require one).
+async fn ready_node(c: &TestCluster, name: &str, address: &str) {
+    let api: Api<Node> = Api::all(c.client());
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    api.create(&PostParams::default(), &node).await.unwrap();
+    let status = json!({"status": {
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+            "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "addresses": [{"type": "InternalIP", "address": address}]}});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
 async fn application(c1: &TestCluster, n: usize) -> String {
     let ns = c1.namespace("shop").await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(c1.client(), &ns);
@@ -159,6 +173,8 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
     let env = Env { repo, identity, dir };
     let init = run(env.drctl(None, &["repo", "init", "--recipient", &public])).await;
     assert!(init.status.success(), "{}", text(&init));
+    ready_node(&c1, "node-1", "10.0.1.1").await;
+    ready_node(&c2, "node-1", "10.0.2.1").await;
     let controller = play_deployment_controller(vec![c1.client(), c2.client()], Duration::from_secs(1));
 
     // Registry: two clusters, the kubeconfig never printed.
@@ -248,6 +264,13 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
     assert!(rto >= 1.0, "RTO includes the 1 s the Deployment took to become available: {r}");
     assert!(rto < 60.0 && r["rto"]["met"] == true, "{r}");
     eprintln!("drill: RPO {rpo:.2} s, RTO {rto:.2} s");
+    let v = &r["verification"][0][1];
+    assert!(
+        v["expected"].as_u64().unwrap() >= 51
+            && v["found"] == v["expected"]
+            && v["dataCompared"].as_u64().unwrap() >= 50,
+        "every object of the recovery point (50 ConfigMaps and the Deployment) was found: {r}"
+    );
     for f in ["report.json", "report.md", "report.html"] {
         let body = std::fs::read_to_string(reports.join(f)).unwrap();
         assert!(body.contains(r["run"].as_str().unwrap()), "{f} names the run");

@@ -250,6 +250,6 @@ pub fn html(r: &DrillReport) -> String {
         }
         let _ = write!(s, "</ul>");
     }
-    let _ = write!(s, "</body></html>\n");
+    let _ = writeln!(s, "</body></html>");
     s
 }

@@ -209,10 +209,9 @@ pub async fn renew(
 }
 
 type Copy<'a> = (&'a Replica, Option<Versioned<FenceLease>>);
+type Read<'a> = (&'a Replica, Result<Option<Versioned<FenceLease>>, StateError>);
 
-fn split(
-    reads: Vec<(&Replica, Result<Option<Versioned<FenceLease>>, StateError>)>,
-) -> (Vec<Copy<'_>>, Vec<(String, String)>) {
+fn split(reads: Vec<Read<'_>>) -> (Vec<Copy<'_>>, Vec<(String, String)>) {
     let mut copies = Vec::new();
     let mut unreachable = Vec::new();
     for (r, got) in reads {
