@@ -210,7 +210,9 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
     assert!(status.status.success(), "{}", text(&status));
     let st = json_of(&status);
     for row in st.as_array().unwrap() {
-        assert_ne!(row["verdict"]["phase"], "Failed", "{st}");
+        assert_eq!(row["verdict"]["phase"], "Healthy", "{st}");
+        let nodes = row["checks"].as_array().unwrap().iter().find(|c| c["name"] == "nodes").unwrap();
+        assert_eq!(nodes["ok"], true, "{st}");
     }
 
     // The application on c1, backed up directly (no controller).
