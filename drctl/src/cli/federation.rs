@@ -168,8 +168,8 @@ pub struct DrillArgs {
     /// The cluster to restore into (the plan's first healthy standby if unset).
     #[arg(long)]
     pub to: Option<String>,
-    /// Suffix for the restored namespaces (`-drill`).
-    #[arg(long)]
+    /// Suffix for the restored namespaces (`-drill`; a leading hyphen is fine).
+    #[arg(long, allow_hyphen_values = true)]
     pub namespace_suffix: Option<String>,
     /// Print the plan and change nothing.
     #[arg(long)]

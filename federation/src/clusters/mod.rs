@@ -145,20 +145,6 @@ pub async fn remove(state: &StateStore, name: &str) -> Result<WriteReport, State
     Ok(report)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_dns_labels() {
-        assert!(valid_name("eu-west-1").is_ok());
-        for bad in ["", "EU", "a_b", "-a", "a-", &"x".repeat(64), "a/b", "a.b"] {
-            let e = valid_name(bad).expect_err(bad);
-            assert!(e.contains("lowercase"), "{e}");
-        }
-    }
-}
-
 /// What `cluster add` learns from the cluster itself: the id object backups record (the
 /// `kube-system` namespace's uid) and its nodes' internal addresses.
 pub async fn inspect(client: &kube::Client) -> Result<(Option<String>, Vec<String>), kube::Error> {
@@ -179,4 +165,18 @@ pub async fn inspect(client: &kube::Client) -> Result<(Option<String>, Vec<Strin
         }
     }
     Ok((id, addresses))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_labels() {
+        assert!(valid_name("eu-west-1").is_ok());
+        for bad in ["", "EU", "a_b", "-a", "a-", &"x".repeat(64), "a/b", "a.b"] {
+            let e = valid_name(bad).expect_err(bad);
+            assert!(e.contains("lowercase"), "{e}");
+        }
+    }
 }

@@ -23,7 +23,7 @@ fn parse_age(s: &str) -> Result<i64> {
     })
 }
 
-fn table(records: &Vec<AuditRecord>) -> String {
+fn table(records: &[AuditRecord]) -> String {
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
@@ -62,6 +62,6 @@ pub async fn audit(args: &AuditArgs, g: &GlobalArgs) -> Result<u8> {
     if let Some(since) = since {
         records.retain(|r| r.time >= since);
     }
-    output::print(g.format, &records, table)?;
+    output::print(g.format, &records, |r| table(r))?;
     Ok(0)
 }

@@ -21,7 +21,7 @@ pub async fn run(cmd: &ClusterCommand, g: &GlobalArgs) -> Result<u8> {
         ClusterCommand::List { fed } => {
             let env = env_from_flags(g, fed).await?;
             let list: Vec<ClusterRecord> = env.records.into_values().collect();
-            output::print(g.format, &list, list_table)?;
+            output::print(g.format, &list, |l| list_table(l))?;
             Ok(0)
         }
         ClusterCommand::Status {
@@ -43,7 +43,7 @@ pub async fn run(cmd: &ClusterCommand, g: &GlobalArgs) -> Result<u8> {
     }
 }
 
-fn list_table(list: &Vec<ClusterRecord>) -> String {
+fn list_table(list: &[ClusterRecord]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|r| {
