@@ -67,7 +67,9 @@ fn play_deployment_controller(clusters: Vec<kube::Client>, delay: Duration) -> t
         loop {
             for (i, c) in clusters.iter().enumerate() {
                 let all: Api<Deployment> = Api::all(c.clone());
-                let Ok(list) = all.list(&Default::default()).await else { continue };
+                let Ok(list) = all.list(&Default::default()).await else {
+                    continue;
+                };
                 for d in list.items {
                     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                     let have = d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
@@ -113,9 +115,10 @@ async fn application(c1: &TestCluster, n: usize) -> String {
     let ns = c1.namespace("shop").await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(c1.client(), &ns);
     for i in 0..n {
-        let cm: ConfigMap =
-            serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}}))
-                .unwrap();
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}}),
+        )
+        .unwrap();
         cms.create(&PostParams::default(), &cm).await.unwrap();
     }
     let d: Deployment = serde_json::from_value(json!({
@@ -178,10 +181,15 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
     let controller = play_deployment_controller(vec![c1.client(), c2.client()], Duration::from_secs(1));
 
     // Registry: two clusters, the kubeconfig never printed.
-    for (name, k, role, region) in [("c1", &k1, "primary", "eu-west"), ("c2", &k2, "standby", "us-east")] {
+    for (name, k, role, region) in [
+        ("c1", &k1, "primary", "eu-west"),
+        ("c2", &k2, "standby", "us-east"),
+    ] {
         let added = run(env.drctl(
             Some(k),
-            &["cluster", "add", name, "--role", role, "--region", region, "--cloud", "test"],
+            &[
+                "cluster", "add", name, "--role", role, "--region", region, "--cloud", "test",
+            ],
         ))
         .await;
         assert!(added.status.success(), "{}", text(&added));
@@ -189,7 +197,12 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
     let listed = run(env.drctl(None, &["cluster", "list", "-o", "json"])).await;
     assert!(listed.status.success(), "{}", text(&listed));
     let list = json_of(&listed);
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["c1", "c2"], "{list}");
     assert_eq!(list[0]["role"], "primary");
     assert_eq!(list[1]["region"], "us-east");
@@ -198,12 +211,19 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
         "the kube-system uid identifies the cluster's backups: {list}"
     );
     let printed = String::from_utf8_lossy(&listed.stdout).to_string();
-    assert!(!printed.contains("lifeboat-test"), "no bearer token in the registry listing");
+    assert!(
+        !printed.contains("lifeboat-test"),
+        "no bearer token in the registry listing"
+    );
 
     // Bad input: a cluster name that is not a DNS label, an unreachable cluster.
     let bad = run(env.drctl(Some(&k1), &["cluster", "add", "Bad_Name"])).await;
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("cluster name"), "{}", text(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("cluster name"),
+        "{}",
+        text(&bad)
+    );
 
     // Health from here: both reachable, neither failed.
     let status = run(env.drctl(None, &["cluster", "status", "-o", "json"])).await;
@@ -211,30 +231,67 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
     let st = json_of(&status);
     for row in st.as_array().unwrap() {
         assert_eq!(row["verdict"]["phase"], "Healthy", "{st}");
-        let nodes = row["checks"].as_array().unwrap().iter().find(|c| c["name"] == "nodes").unwrap();
+        let nodes = row["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "nodes")
+            .unwrap();
         assert_eq!(nodes["ok"], true, "{st}");
     }
 
     // The application on c1, backed up directly (no controller).
     let ns = application(&c1, 50).await;
-    let backup = run(env.drctl(Some(&k1), &["backup", "create", "shop", "--include-namespaces", &ns])).await;
+    let backup = run(env.drctl(
+        Some(&k1),
+        &["backup", "create", "shop", "--include-namespaces", &ns],
+    ))
+    .await;
     assert!(backup.status.success(), "{}", text(&backup));
     let plan = write_plan(env.dir.path(), &ns, &env.repo);
     let plan_arg = plan.to_str().unwrap();
 
     // A drill's dry run prints the plan and changes nothing.
-    let dry = run(env.drctl(None, &["drill", "--plan", plan_arg, "--to", "c2", "--dry-run", "-o", "json"])).await;
+    let dry = run(env.drctl(
+        None,
+        &[
+            "drill",
+            "--plan",
+            plan_arg,
+            "--to",
+            "c2",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    ))
+    .await;
     assert!(dry.status.success(), "{}", text(&dry));
     let p = json_of(&dry);
     assert_eq!(p["kind"], "drill", "{p}");
     assert_eq!(p["to"], "c2");
-    let steps: Vec<&str> = p["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert!(steps.contains(&"restoreObjects") && steps.contains(&"waitReady") && steps.contains(&"teardown"), "{p}");
+    let steps: Vec<&str> = p["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
     assert!(
-        !steps.iter().any(|s| ["fence", "switchTraffic", "stopSource"].contains(s)),
+        steps.contains(&"restoreObjects") && steps.contains(&"waitReady") && steps.contains(&"teardown"),
+        "{p}"
+    );
+    assert!(
+        !steps
+            .iter()
+            .any(|s| ["fence", "switchTraffic", "stopSource"].contains(s)),
         "a drill fences nothing and switches no traffic: {p}"
     );
-    assert!(p["recoveryPoints"]["shop"]["id"].as_str().is_some_and(|s| s.len() == 64), "{p}");
+    assert!(
+        p["recoveryPoints"]["shop"]["id"]
+            .as_str()
+            .is_some_and(|s| s.len() == 64),
+        "{p}"
+    );
     let c2_namespaces = |c: kube::Client| async move {
         Api::<Namespace>::all(c)
             .list(&Default::default())
@@ -252,8 +309,17 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
     let drilled = run(env.drctl(
         None,
         &[
-            "drill", "--plan", plan_arg, "--to", "c2", "--namespace-suffix", "-drill", "--report-dir",
-            reports.to_str().unwrap(), "-o", "json",
+            "drill",
+            "--plan",
+            plan_arg,
+            "--to",
+            "c2",
+            "--namespace-suffix",
+            "-drill",
+            "--report-dir",
+            reports.to_str().unwrap(),
+            "-o",
+            "json",
         ],
     ))
     .await;
@@ -263,7 +329,10 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
     let rpo = r["rpo"]["measuredSeconds"].as_f64().unwrap();
     let rto = r["rto"]["measuredSeconds"].as_f64().unwrap();
     assert!(rpo > 0.0 && rpo < 300.0 && r["rpo"]["met"] == true, "{r}");
-    assert!(rto >= 1.0, "RTO includes the 1 s the Deployment took to become available: {r}");
+    assert!(
+        rto >= 1.0,
+        "RTO includes the 1 s the Deployment took to become available: {r}"
+    );
     assert!(rto < 60.0 && r["rto"]["met"] == true, "{r}");
     eprintln!("drill: RPO {rpo:.2} s, RTO {rto:.2} s");
     let v = &r["verification"][0][1];
@@ -278,7 +347,10 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
         assert!(body.contains(r["run"].as_str().unwrap()), "{f} names the run");
     }
     let html = std::fs::read_to_string(reports.join("report.html")).unwrap();
-    assert!(html.contains("RPO") && html.contains("RTO") && !html.contains("<script src"), "self-contained");
+    assert!(
+        html.contains("RPO") && html.contains("RTO") && !html.contains("<script src"),
+        "self-contained"
+    );
     // Teardown deletes the drill's namespaces (the namespace controller finishes it).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -286,41 +358,81 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
         if now == before {
             break;
         }
-        assert!(Instant::now() < deadline, "the drill left namespaces behind: {now:?} vs {before:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the drill left namespaces behind: {now:?} vs {before:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let web = Api::<Deployment>::namespaced(c1.client(), &ns).get("web").await.unwrap();
-    assert_eq!(web.spec.unwrap().replicas, Some(2), "the primary is untouched by a drill");
+    let web = Api::<Deployment>::namespaced(c1.client(), &ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        web.spec.unwrap().replicas,
+        Some(2),
+        "the primary is untouched by a drill"
+    );
 
     // Failover: c1 is reachable, so it is refused without --force and names the fix.
     let refused = run(env.drctl(None, &["failover", "--plan", plan_arg, "--to", "c2"])).await;
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("relocate"), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("relocate"),
+        "{}",
+        text(&refused)
+    );
 
-    let failed_over = run(env.drctl(None, &["failover", "--plan", plan_arg, "--to", "c2", "--force", "-o", "json"])).await;
+    let failed_over = run(env.drctl(
+        None,
+        &[
+            "failover", "--plan", plan_arg, "--to", "c2", "--force", "-o", "json",
+        ],
+    ))
+    .await;
     assert!(failed_over.status.success(), "{}", text(&failed_over));
     let cms: Api<ConfigMap> = Api::namespaced(c2.client(), &ns);
     for i in 0..50 {
         let cm = cms.get(&format!("cm-{i}")).await.unwrap();
         assert_eq!(cm.data.unwrap()["i"], i.to_string());
     }
-    let old = Api::<Deployment>::namespaced(c1.client(), &ns).get("web").await.unwrap();
-    assert_eq!(old.spec.unwrap().replicas, Some(0), "the old primary is fenced: scaled to zero");
+    let old = Api::<Deployment>::namespaced(c1.client(), &ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        old.spec.unwrap().replicas,
+        Some(0),
+        "the old primary is fenced: scaled to zero"
+    );
     assert!(
-        old.metadata.annotations.unwrap_or_default().keys().any(|k| k.contains("lifeboat")),
+        old.metadata
+            .annotations
+            .unwrap_or_default()
+            .keys()
+            .any(|k| k.contains("lifeboat")),
         "its former replica count is recorded for a failback"
     );
 
     // The target now holds the lease: failing over to it again has nothing to move.
     let again = run(env.drctl(None, &["failover", "--plan", plan_arg, "--to", "c2", "--force"])).await;
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already runs"), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already runs"),
+        "{}",
+        text(&again)
+    );
 
     // Every DR action is in the audit log.
     let audit = run(env.drctl(None, &["audit", "-o", "json"])).await;
     assert!(audit.status.success(), "{}", text(&audit));
     let log = json_of(&audit);
-    let actions: Vec<&str> = log.as_array().unwrap().iter().filter_map(|a| a["action"].as_str()).collect();
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
     for want in ["cluster-add", "drill", "failover"] {
         assert!(actions.contains(&want), "{want} in {actions:?}");
     }

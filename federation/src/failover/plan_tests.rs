@@ -113,10 +113,22 @@ fn a_failover_goes_to_the_first_healthy_standby_fences_first_and_switches_traffi
     assert_eq!((p.from.as_deref(), p.to.as_str()), (Some("c1"), "c2"));
     assert_eq!(
         names(&p),
-        ["preflight", "fence", "restoreObjects", "startWorkloads", "waitReady", "switchTraffic", "unfence"],
+        [
+            "preflight",
+            "fence",
+            "restoreObjects",
+            "startWorkloads",
+            "waitReady",
+            "switchTraffic",
+            "unfence"
+        ],
         "the unreachable c1 gets no stopSource step (its agent stops it when it sees the epoch)"
     );
-    assert!(p.warnings.iter().any(|w| w.contains("c1 is unreachable")), "{:?}", p.warnings);
+    assert!(
+        p.warnings.iter().any(|w| w.contains("c1 is unreachable")),
+        "{:?}",
+        p.warnings
+    );
     assert_eq!(p.recovery_points["shop"].as_ref().map(|r| r.time), Some(at(-10)));
 
     // c2 is down too: the next standby in order.
@@ -134,7 +146,11 @@ fn a_second_failover_over_three_clusters_moves_from_the_new_holder() {
     o.clusters.insert("c1".into(), view(true, Verdict::Healthy));
     o.clusters.insert("c2".into(), view(false, failed()));
     let p = plan(&request(Kind::Failover, None), &fp, &o).expect("plan");
-    assert_eq!((p.from.as_deref(), p.to.as_str()), (Some("c2"), "c3"), "standbys first, in order");
+    assert_eq!(
+        (p.from.as_deref(), p.to.as_str()),
+        (Some("c2"), "c3"),
+        "standbys first, in order"
+    );
     let to_primary = plan(&request(Kind::Failover, Some("c1")), &fp, &o).expect("plan");
     assert_eq!(to_primary.to, "c1");
 }
@@ -155,13 +171,20 @@ fn a_failover_from_a_cluster_not_confirmed_failed_is_refused_unless_forced() {
     );
     let e = plan(&request(Kind::Failover, None), &fp, &o).expect_err("one observer is not enough");
     assert!(matches!(e, PlanError::SourceNotFailed { .. }), "{e}");
-    assert!(e.to_string().contains("--force") && e.to_string().contains("relocate"), "{e}");
+    assert!(
+        e.to_string().contains("--force") && e.to_string().contains("relocate"),
+        "{e}"
+    );
     let forced = Request {
         force: true,
         ..request(Kind::Failover, None)
     };
     let p = plan(&forced, &fp, &o).expect("forced");
-    assert!(p.warnings.iter().any(|w| w.contains("--force")), "{:?}", p.warnings);
+    assert!(
+        p.warnings.iter().any(|w| w.contains("--force")),
+        "{:?}",
+        p.warnings
+    );
 }
 
 #[test]
@@ -176,11 +199,19 @@ fn a_drill_fences_nothing_switches_no_traffic_and_tears_down() {
     let p = plan(&r, &fp, &o).expect("plan");
     assert_eq!(
         names(&p),
-        ["preflight", "restoreObjects", "startWorkloads", "waitReady", "verify", "teardown"]
+        [
+            "preflight",
+            "restoreObjects",
+            "startWorkloads",
+            "waitReady",
+            "verify",
+            "teardown"
+        ]
     );
     assert_eq!(p.namespace_mapping["shop"], "shop-drill");
     // The drill namespace already exists there: refused, naming the fix.
-    o.namespaces.insert("c2".into(), BTreeSet::from(["shop-drill".to_string()]));
+    o.namespaces
+        .insert("c2".into(), BTreeSet::from(["shop-drill".to_string()]));
     let e = plan(&r, &fp, &o).expect_err("clash");
     assert!(e.to_string().contains("--namespace-suffix"), "{e}");
     // Without a suffix into the holder itself: refused.
@@ -229,7 +260,12 @@ fn bad_requests_name_the_fix() {
     let fp = plan_of_three();
     let e = plan(&request(Kind::Failover, Some("c9")), &fp, &observed(None)).expect_err("unknown");
     assert!(e.to_string().contains("c1, c2, c3"), "{e}");
-    let e = plan(&request(Kind::Failover, Some("c2")), &fp, &observed(Some(("c2", 2)))).expect_err("holder");
+    let e = plan(
+        &request(Kind::Failover, Some("c2")),
+        &fp,
+        &observed(Some(("c2", 2))),
+    )
+    .expect_err("holder");
     assert!(matches!(e, PlanError::AlreadyHolder { epoch: 2, .. }), "{e}");
     let mut o = observed(None);
     o.recovery_points.insert("shop".into(), None);
@@ -241,5 +277,9 @@ fn bad_requests_name_the_fix() {
         rp.time = at(-120);
     }
     let p = plan(&request(Kind::Failover, None), &fp, &o).expect("plan");
-    assert!(p.warnings.iter().any(|w| w.contains("beyond the RPO of 30 s")), "{:?}", p.warnings);
+    assert!(
+        p.warnings.iter().any(|w| w.contains("beyond the RPO of 30 s")),
+        "{:?}",
+        p.warnings
+    );
 }
