@@ -7,14 +7,22 @@ use lifeboat_backup::store::{Store, StoreOptions};
 
 use crate::cli::{KeyArgs, RepoArgs};
 
-/// Opens the object store the flags point at.
-pub fn store(args: &RepoArgs) -> Result<Store> {
-    let options = StoreOptions {
+fn store_options(args: &RepoArgs) -> StoreOptions {
+    StoreOptions {
         s3_endpoint: args.s3_endpoint.clone(),
         s3_region: args.s3_region.clone(),
         ..StoreOptions::default()
-    };
-    Ok(Store::open(&args.repo, &options)?)
+    }
+}
+
+/// Opens the object store the flags point at.
+pub fn store(args: &RepoArgs) -> Result<Store> {
+    Ok(Store::open(&args.repo, &store_options(args))?)
+}
+
+/// Opens the object store for `repo init`, creating a local directory that does not exist.
+pub fn store_for_init(args: &RepoArgs) -> Result<Store> {
+    Ok(Store::create(&args.repo, &store_options(args))?)
 }
 
 /// The user keys given by `--identity` / `DRCTL_IDENTITY` and `--passphrase-file`.

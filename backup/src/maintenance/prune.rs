@@ -175,6 +175,6 @@ async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
     for key in &plan.unindexed {
         repo.objects().delete(key).await?;
     }
-    repo.remove_stale_locks().await?;
+    repo.remove_expired_locks().await?;
     Ok(plan)
 }

@@ -21,6 +21,16 @@ pub enum RepoError {
         /// The URL.
         url: String,
     },
+    /// `init` where other data lives.
+    #[error(
+        "{url} is not empty ({found} is there) and holds no repository; nothing was written. Create the repository in an empty directory or prefix"
+    )]
+    NotEmpty {
+        /// The URL.
+        url: String,
+        /// One object found there.
+        found: String,
+    },
     /// `init` without any user key.
     #[error("no user key given: pass --recipient AGE_OR_SSH_PUBLIC_KEY or --passphrase-file FILE")]
     NoRecipients,
@@ -104,12 +114,14 @@ pub enum RepoError {
         url: String,
     },
     /// Someone else holds a conflicting lock.
-    #[error("{url} is locked: {holder}. Wait for it to finish; a crashed holder's lock expires at {expires}")]
+    #[error("{url} is locked by {holder}. {advice} Left alone, the lock lapses at {expires}.")]
     Locked {
         /// The URL.
         url: String,
-        /// Who holds it.
+        /// Who holds it: pid, host, operation, age.
         holder: String,
+        /// What to do: wait, or how to remove it.
+        advice: String,
         /// When it expires.
         expires: String,
     },

@@ -5,6 +5,7 @@
 
 mod config;
 mod error;
+pub mod holder;
 mod keys;
 mod lock;
 pub(crate) mod objects;
@@ -13,7 +14,7 @@ pub use config::{Config, InitOptions};
 pub use error::RepoError;
 pub use keys::KeyInfo;
 pub use lock::hostname;
-pub use lock::{LockGuard, LockInfo, LockKind};
+pub use lock::{LockGuard, LockInfo, LockKind, UnlockReport};
 
 use std::sync::Arc;
 
@@ -71,6 +72,20 @@ impl Repository {
         if probe.exists("config").await? {
             return Err(RepoError::AlreadyExists { url: url.to_string() });
         }
+        // Something else lives here: a repository would mix with it, and `prune` would one
+        // day delete what it does not recognise. (Keys alone are what an interrupted init
+        // leaves; they open nothing without a config.)
+        let mut listing = store.list(None);
+        while let Some(item) = listing.next().await {
+            let found = item.map_err(|e| RepoError::store("list", "", url, e))?;
+            if !found.location.as_ref().starts_with("keys/") {
+                return Err(RepoError::NotEmpty {
+                    url: url.to_string(),
+                    found: found.location.to_string(),
+                });
+            }
+        }
+        drop(listing);
         let key = RepoKey::generate();
         let config = Config::new(&key, options);
         let mut repo = Self {

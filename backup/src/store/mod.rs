@@ -63,6 +63,26 @@ impl Store {
         Ok(Self { inner, location })
     }
 
+    /// Like [`Store::open`], but first creates a local repository directory that does not
+    /// exist yet (private: mode 0700), as `repo init` does. Cloud locations are opened as
+    /// they are: buckets and containers are not created.
+    pub fn create(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        if let Location::Local { path } = Location::parse(url)?
+            && !path.exists()
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&path)
+                .map_err(|e| StoreError::LocalDir {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+        }
+        Self::open(url, options)
+    }
+
     /// The underlying `object_store` handle, keys relative to the repository root.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.inner

@@ -148,15 +148,19 @@ pub enum RepoCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
-    /// Remove locks left by crashed processes (expired ones; with --all, every lock).
+    /// Remove locks left by processes that are gone: expired locks, and locks whose holder ran
+    /// on this host and no longer runs (killed, crashed, host rebooted). Locks held on other
+    /// hosts stay unless --remove-all is given.
     Unlock {
         #[command(flatten)]
         repo: RepoArgs,
         #[command(flatten)]
         key: KeyArgs,
-        /// Also remove live locks: only after making sure their holders are gone.
-        #[arg(long)]
-        all: bool,
+        /// Also remove locks whose holders cannot be checked from here (other hosts, other
+        /// containers) and live ones. Only after making sure those processes are gone: a
+        /// prune running beside an unprotected backup deletes data the backup needs.
+        #[arg(long, alias = "all")]
+        remove_all: bool,
     },
     /// Delete data no snapshot references (takes an exclusive lock).
     Prune {
@@ -241,6 +245,22 @@ pub enum RestoreCommand {
     /// Show one Restore: phase, counts, every error.
     Describe(RestoreRefArgs),
     /// Restore a files snapshot into a directory.
+    ///
+    /// Restores file content (sparse files stay sparse), directories, symlinks (targets byte
+    /// for byte) and hard links (as hard links, among the paths restored), names exactly as
+    /// backed up (including names that are not UTF-8), and each entry's mode (with set-user-ID,
+    /// set-group-ID and sticky bits), modification time, extended attributes and POSIX ACLs
+    /// (system.posix_acl_access / system.posix_acl_default) where the target filesystem
+    /// supports them. Run as root, owners (uid/gid) and trusted.* / security.* attributes
+    /// (file capabilities, SELinux labels) are restored too; otherwise files belong to the
+    /// user running the restore, and those attributes are skipped with a warning.
+    ///
+    /// Nothing outside --target is ever written: symlinks already in the target are never
+    /// followed, existing files, hard links and symlinks where the snapshot has a file are
+    /// replaced (written under a temporary name, then renamed over), never written into, and
+    /// entries of a damaged snapshot (a name listed twice) are refused. Exit code 3 when
+    /// anything could not be restored; every such path is listed.
+    #[command(verbatim_doc_comment)]
     Files {
         #[command(flatten)]
         repo: RepoArgs,

@@ -30,7 +30,7 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
             if let Some(p) = &passphrase_file {
                 users.push(UserRecipient::passphrase_file(p)?);
             }
-            let store = open::store(&repo)?;
+            let store = open::store_for_init(&repo)?;
             let options = InitOptions {
                 compression: Compression {
                     level: compression_level,
@@ -105,14 +105,41 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
             })?;
             Ok(0)
         }
-        RepoCommand::Unlock { repo, key, all } => {
+        RepoCommand::Unlock {
+            repo,
+            key,
+            remove_all,
+        } => {
             let r = open::repository(&repo, &key).await?;
-            let removed = if all {
-                r.remove_all_locks().await?
-            } else {
-                r.remove_stale_locks().await?
-            };
-            eprintln!("removed {removed} lock(s)");
+            if remove_all {
+                eprintln!(
+                    "warning: --remove-all removes every lock, including those of processes that may still run \
+                     on other hosts; a prune started now can delete data a running backup still needs"
+                );
+            }
+            let report = r.unlock(remove_all).await?;
+            output::print(g.format, &report, |rep| {
+                let mut s = String::new();
+                for l in &rep.removed {
+                    s.push_str(&format!("removed: {l}\n"));
+                }
+                for l in &rep.kept {
+                    s.push_str(&format!("kept: {l}\n"));
+                }
+                s
+            })?;
+            eprintln!(
+                "removed {} lock(s){}",
+                report.removed.len(),
+                if report.kept.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", kept {} (their holders may still run; --remove-all removes them once you are sure they do not)",
+                        report.kept.len()
+                    )
+                }
+            );
             Ok(0)
         }
         RepoCommand::Prune { repo, key, dry_run } => {
