@@ -51,7 +51,18 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
                 s.duration_ms as f64 / 1000.0
             );
             let id = snap.id.map(|i| i.to_hex()).unwrap_or_default();
-            output::print(g.format, &snap, |_| format!("{id}\n"))?;
+            /// The manifest with its id, which the manifest itself does not hold.
+            #[derive(serde::Serialize)]
+            struct WithId<'a> {
+                id: &'a str,
+                #[serde(flatten)]
+                snapshot: &'a lifeboat_backup::snapshot::Snapshot,
+            }
+            let printed = WithId {
+                id: &id,
+                snapshot: &snap,
+            };
+            output::print(g.format, &printed, |_| format!("{id}\n"))?;
             if s.skipped.is_empty() && s.warnings.is_empty() {
                 Ok(0)
             } else {
