@@ -14,8 +14,9 @@ packages=(
   ceph-mon ceph-mgr ceph-osd ceph-common radosgw rbd-fuse
   # NFS server and a userspace client
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils
-  # tools the tests and benchmarks call
-  openssl age zstd restic util-linux procps time
+  # tools the tests and benchmarks call (acl: setfacl for the ACL restore tests; b3sum and jq:
+  # the docs/FORMAT.md recovery recipe and tests/recovery/recover.py)
+  openssl age zstd restic util-linux procps time acl b3sum jq
   # CSI node tests: filesystems made and grown on RBD images
   e2fsprogs xfsprogs
 )

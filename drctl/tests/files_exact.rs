@@ -6,125 +6,18 @@
 
 mod files_support;
 
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::process::Command;
 
 use files_support::*;
 use lifeboat_tests::repos::Backend;
 
-const T0: i64 = 1_600_000_000;
-
-fn random(len: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; len];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut buf)
-        .unwrap();
-    buf
-}
-
-/// A tree with every kind of thing a restore gets wrong; returns nothing, all under `root`.
-fn make_data(root: &Path) {
-    let p = |rel: &[u8]| root.join(name(rel));
-    std::fs::create_dir_all(root).unwrap();
-    for (file, mode) in [("setuid", 0o4755), ("setgid", 0o2755), ("exec-only", 0o4711)] {
-        std::fs::write(root.join(file), random(5000)).unwrap();
-        lchown(&root.join(file), 1234, 5678);
-        chmod(&root.join(file), mode);
-    }
-    std::fs::create_dir(root.join("sticky")).unwrap();
-    std::fs::write(root.join("sticky/inside.txt"), b"in a sticky directory\n").unwrap();
-    lchown(&root.join("sticky/inside.txt"), 1234, 1234);
-    chmod(&root.join("sticky"), 0o1777);
-    std::fs::create_dir(root.join("setgid-dir")).unwrap();
-    lchown(&root.join("setgid-dir"), 1234, 5678);
-    chmod(&root.join("setgid-dir"), 0o2775);
-
-    // Names and targets that are not UTF-8.
-    std::fs::write(p(b"caf\xe9"), b"latin-1 name\n").unwrap();
-    chmod(&p(b"caf\xe9"), 0o640);
-    std::fs::create_dir_all(p(b"d\xff\xfe/inner")).unwrap();
-    std::fs::write(p(b"d\xff\xfe/inner/file"), random(3000)).unwrap();
-    chmod(&p(b"d\xff\xfe"), 0o750);
-    std::os::unix::fs::symlink(name(b"caf\xe9"), root.join("badlink")).unwrap();
-    std::os::unix::fs::symlink(name(b"/nonexistent/\xff\xfe"), root.join("badlink2")).unwrap();
-    lchown(&root.join("badlink2"), 1234, 5678);
-
-    // Three names for one inode.
-    std::fs::create_dir_all(root.join("links")).unwrap();
-    std::fs::create_dir_all(root.join("other")).unwrap();
-    std::fs::write(root.join("links/a"), random(70_000)).unwrap();
-    std::fs::hard_link(root.join("links/a"), root.join("links/b")).unwrap();
-    std::fs::hard_link(root.join("links/a"), root.join("other/c")).unwrap();
-
-    // 256 MiB holding 128 KiB of data.
-    let sparse = std::fs::File::create(root.join("sparse.img")).unwrap();
-    sparse.set_len(256 << 20).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&sparse, &random(128 << 10), 100 << 20).unwrap();
-    drop(sparse);
-
-    // Several chunks, and an empty file.
-    std::fs::write(root.join("big.bin"), random(3 << 20)).unwrap();
-    std::fs::write(root.join("empty"), b"").unwrap();
-    chmod(&root.join("empty"), 0o600);
-
-    // Extended attributes and ACLs (an access ACL on a file, a default ACL on a directory).
-    let x = root.join("xattr.txt");
-    std::fs::write(&x, b"attributes\n").unwrap();
-    rustix::fs::setxattr(
-        &x,
-        "user.comment",
-        b"caf\xe9 \x00\x01 binary",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
-    rustix::fs::setxattr(
-        &x,
-        "trusted.lifeboat",
-        b"root only",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
-    run(Command::new("setfacl")
-        .args(["-m", "u:1234:r-x,g:5678:r--"])
-        .arg(&x));
-    std::fs::create_dir(root.join("acl-dir")).unwrap();
-    std::fs::write(root.join("acl-dir/f"), b"f").unwrap();
-    run(Command::new("setfacl")
-        .args(["-d", "-m", "u:1234:rwx"])
-        .arg(root.join("acl-dir")));
-    std::os::unix::fs::symlink("xattr.txt", root.join("xlink")).unwrap();
-    rustix::fs::lsetxattr(
-        root.join("xlink"),
-        "trusted.on-a-link",
-        b"yes",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
-
-    // Distinct times everywhere, directories last (deepest first).
-    let mut all: Vec<_> = tree(root).into_keys().collect();
-    all.sort_by_key(|k| {
-        std::cmp::Reverse(k.iter().filter(|b| **b == b'/').count() + usize::from(!k.is_empty()))
-    });
-    for (i, rel) in all.iter().enumerate() {
-        let path = if rel.is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(name(rel))
-        };
-        set_mtime(&path, T0 + i as i64 * 1000, 123_456_789);
-    }
-}
-
 fn exact_restore_as_root(backend: Backend) {
     let repo = Repo::new(backend);
     let src = tempfile::tempdir().unwrap();
     let data = src.path().join("data");
-    make_data(&data);
+    make_exact_dataset(&data);
 
     let (code, manifest, err) = repo.backup(As::Me, &data);
     assert_eq!(code, Some(0), "backup: {err}");
@@ -202,7 +95,7 @@ fn restore_as_an_unprivileged_user_is_exact_but_for_owners() {
     let repo = Repo::new(Backend::Local);
     let src = tempfile::tempdir().unwrap();
     let data = src.path().join("data");
-    make_data(&data);
+    make_exact_dataset(&data);
     let (code, manifest, err) = repo.backup(As::Me, &data);
     assert_eq!(code, Some(0), "backup: {err}");
     repo.hand_to_nobody();

@@ -327,6 +327,16 @@ async fn restores_around(
         );
         ensure!(!out.join(&n.path).exists(), "{} left behind", n.path);
     }
+    // Nor under its temporary name.
+    let leftovers = std::process::Command::new("find")
+        .arg(out)
+        .args(["-name", ".lifeboat-restore-*"])
+        .output()?;
+    ensure!(
+        leftovers.stdout.is_empty(),
+        "temporary files left: {}",
+        String::from_utf8_lossy(&leftovers.stdout)
+    );
     for n in unaffected {
         let original = Path::new("/").join(&n.path);
         ensure!(
