@@ -66,16 +66,7 @@ fn exact_restore_as_root(backend: Backend) {
         sparse.blocks() * 512
     );
     // No temporary files are left.
-    let leftovers = Command::new("find")
-        .arg(&target)
-        .args(["-name", ".lifeboat-restore-*"])
-        .output()
-        .unwrap();
-    assert!(
-        leftovers.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&leftovers.stdout)
-    );
+    assert_eq!(restore_leftovers(&target), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]

@@ -7,55 +7,22 @@
 mod files_support;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use files_support::*;
 use lifeboat_backup::Repository;
-use lifeboat_backup::blob::BlobKind;
-use lifeboat_backup::index::Index;
-use lifeboat_backup::session::{BlobSink, Session};
-use lifeboat_backup::snapshot::{Node, NodeKind, Snapshot, Summary};
-use lifeboat_tests::repos::Backend;
+use lifeboat_backup::snapshot::{Node, NodeKind};
+use lifeboat_tests::repos::{Backend, write_snapshot};
 
-/// Writes a snapshot whose tree is exactly `nodes` (in that order), with every file node's
-/// content `content`, through the engine's own lower-level API, as a forger with the
-/// repository key could.
-fn forge_snapshot(repo: &Repo, mut nodes: Vec<Node>, content: &[u8]) -> String {
+/// Writes a snapshot whose tree is exactly `nodes` (in that order), every file holding
+/// `content`, as a forger with the repository key could.
+fn forge_snapshot(repo: &Repo, nodes: Vec<Node>, content: &[u8]) -> String {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let r = Repository::open(&repo.t.store(), &[repo.t.user_key()])
             .await
             .unwrap();
-        let session = Session::start(&r, Arc::new(Index::default()));
-        let shared = session.shared().clone();
-        let content = content.to_vec();
-        let (tree, session) = tokio::task::spawn_blocking(move || {
-            let mut sink = BlobSink::new(shared, BlobKind::Data);
-            let id = sink.put(&content).unwrap();
-            sink.finish().unwrap();
-            for n in nodes.iter_mut().filter(|n| n.kind == NodeKind::File) {
-                n.chunks = vec![id];
-                n.size = content.len() as u64;
-            }
-            (session.write_tree(&nodes).unwrap(), session)
-        })
-        .await
-        .unwrap();
-        session.finish().await.unwrap();
-        let snap = Snapshot {
-            id: None,
-            time: chrono::Utc::now(),
-            hostname: "forger".into(),
-            kind: "files".into(),
-            source: "files:/forged".into(),
-            paths: vec![],
-            tags: Default::default(),
-            meta: Default::default(),
-            parent: None,
-            tree,
-            summary: Summary::default(),
-        };
-        r.save_snapshot(&snap).await.unwrap().to_hex()
+        let snap = write_snapshot(&r, nodes, Some(content.to_vec())).await.unwrap();
+        snap.id.unwrap().to_hex()
     })
 }
 

@@ -223,6 +223,19 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Temporary files a restore left under `dir` (`.lifeboat-restore-*`): there should be none.
+pub fn restore_leftovers(dir: &Path) -> Vec<PathBuf> {
+    let out = Command::new("find")
+        .arg(dir)
+        .args(["-name", ".lifeboat-restore-*"])
+        .output()
+        .expect("find");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .collect()
+}
+
 /// Bytes to names.
 pub fn name(bytes: &[u8]) -> &OsStr {
     OsStr::from_bytes(bytes)
@@ -290,20 +303,12 @@ pub fn make_exact_dataset(root: &Path) {
     // Extended attributes and ACLs (an access ACL on a file, a default ACL on a directory).
     let x = root.join("xattr.txt");
     std::fs::write(&x, b"attributes\n").unwrap();
-    rustix::fs::setxattr(
-        &x,
-        "user.comment",
-        b"caf\xe9 \x00\x01 binary",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
-    rustix::fs::setxattr(
-        &x,
-        "trusted.lifeboat",
-        b"root only",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
+    for (attr, value) in [
+        ("user.comment", &b"caf\xe9 \x00\x01 binary"[..]),
+        ("trusted.lifeboat", b"root only"),
+    ] {
+        rustix::fs::setxattr(&x, attr, value, rustix::fs::XattrFlags::empty()).unwrap();
+    }
     run(Command::new("setfacl")
         .args(["-m", "u:1234:r-x,g:5678:r--"])
         .arg(&x));

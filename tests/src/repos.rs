@@ -3,7 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use lifeboat_backup::Repository;
+use lifeboat_backup::blob::BlobKind;
 use lifeboat_backup::crypto::{UserKey, UserRecipient};
+use lifeboat_backup::index::Index;
+use lifeboat_backup::repository::RepoError;
+use lifeboat_backup::session::{BlobSink, Session};
+use lifeboat_backup::snapshot::{Node, NodeKind, Snapshot, Summary};
 use lifeboat_backup::store::{Secret, Store, StoreOptions};
 use tempfile::TempDir;
 
@@ -145,4 +151,50 @@ pub fn make_identity(dir: &Path, name: &str) -> Result<(PathBuf, String), Harnes
         .unwrap_or_default()
         .to_string();
     Ok((path, public))
+}
+
+/// Writes a `files` snapshot whose tree is exactly `nodes`, in that order, through the engine's
+/// own lower-level API, as someone holding the repository key could (hostile and damaged trees
+/// for tests). With `content`, every file node gets it as its one chunk.
+pub async fn write_snapshot(
+    repo: &Repository,
+    mut nodes: Vec<Node>,
+    content: Option<Vec<u8>>,
+) -> Result<Snapshot, RepoError> {
+    let session = Session::start(repo, std::sync::Arc::new(Index::default()));
+    let shared = session.shared().clone();
+    let (tree, session) = tokio::task::spawn_blocking(move || {
+        let written = || -> Result<_, RepoError> {
+            if let Some(content) = content {
+                let mut sink = BlobSink::new(shared, BlobKind::Data);
+                let id = sink.put(&content)?;
+                sink.finish()?;
+                for n in nodes.iter_mut().filter(|n| n.kind == NodeKind::File) {
+                    n.chunks = vec![id];
+                    n.size = content.len() as u64;
+                }
+            }
+            session.write_tree(&nodes)
+        };
+        (written(), session)
+    })
+    .await
+    .map_err(|e| RepoError::Task(e.to_string()))?;
+    let tree = tree?;
+    session.finish().await?;
+    let mut snap = Snapshot {
+        id: None,
+        time: chrono::Utc::now(),
+        hostname: "forger".into(),
+        kind: "files".into(),
+        source: "files:/forged".into(),
+        paths: vec![],
+        tags: Default::default(),
+        meta: Default::default(),
+        parent: None,
+        tree,
+        summary: Summary::default(),
+    };
+    snap.id = Some(repo.save_snapshot(&snap).await?);
+    Ok(snap)
 }

@@ -13,8 +13,7 @@ use lifeboat_backup::maintenance::{check, forget, prune};
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::repository::{InitOptions, LockKind, RepoError};
 use lifeboat_backup::restore::{RestoreOptions, restore_files};
-use lifeboat_backup::session::Session;
-use lifeboat_backup::snapshot::{Node, NodeKind, Snapshot, Summary};
+use lifeboat_backup::snapshot::{Node, NodeKind, Snapshot};
 use lifeboat_backup::sources::files::{FilesOptions, backup_files};
 use lifeboat_tests::repos::{Backend, TestRepo, make_identity};
 use object_store::ObjectStoreExt;
@@ -328,15 +327,8 @@ async fn restores_around(
         ensure!(!out.join(&n.path).exists(), "{} left behind", n.path);
     }
     // Nor under its temporary name.
-    let leftovers = std::process::Command::new("find")
-        .arg(out)
-        .args(["-name", ".lifeboat-restore-*"])
-        .output()?;
-    ensure!(
-        leftovers.stdout.is_empty(),
-        "temporary files left: {}",
-        String::from_utf8_lossy(&leftovers.stdout)
-    );
+    let leftovers = lifeboat_tests::files::restore_leftovers(out);
+    ensure!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     for n in unaffected {
         let original = Path::new("/").join(&n.path);
         ensure!(
@@ -445,26 +437,7 @@ async fn concurrent_backups_into_one_repository_are_safe() -> Result<()> {
 }
 
 async fn hostile_snapshot(repo: &Repository, nodes: Vec<Node>) -> Result<Snapshot> {
-    let index = Arc::new(repo.load_index().await?);
-    let session = Session::start(repo, index);
-    let (tree, session) = tokio::task::spawn_blocking(move || (session.write_tree(&nodes), session)).await?;
-    let tree = tree?;
-    session.finish().await?;
-    let mut snap = Snapshot {
-        id: None,
-        time: chrono::Utc::now(),
-        hostname: "attacker".into(),
-        kind: "files".into(),
-        source: "files:/evil".into(),
-        paths: vec![],
-        tags: Default::default(),
-        meta: Default::default(),
-        parent: None,
-        tree,
-        summary: Summary::default(),
-    };
-    snap.id = Some(repo.save_snapshot(&snap).await?);
-    Ok(snap)
+    Ok(lifeboat_tests::repos::write_snapshot(repo, nodes, None).await?)
 }
 
 #[tokio::test]

@@ -37,14 +37,13 @@ fn open_dir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
 
 impl Dirs {
     /// Opens the target directory (which must exist).
-    pub(super) fn open(target: &Path) -> Result<Self, EntryError> {
+    pub(super) fn open(target: &Path) -> std::io::Result<Self> {
         let root = rustix::fs::openat(
             rustix::fs::CWD,
             target,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
-        )
-        .map_err(|e| EntryError::os(&target.display().to_string(), "open the restore target", e))?;
+        )?;
         Ok(Self {
             target: target.to_path_buf(),
             root: Arc::new(root),

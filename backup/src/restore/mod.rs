@@ -89,10 +89,7 @@ async fn run(
     };
     progress.add_total(plan.bytes, plan.packs.len() as u64);
 
-    let dirs = Arc::new(handles::Dirs::open(&target).map_err(|e| RepoError::Io {
-        path: target.display().to_string(),
-        message: e.to_string(),
-    })?);
+    let dirs = Arc::new(handles::Dirs::open(&target).map_err(|e| RepoError::io(&target, e))?);
     let mut failed: BTreeSet<usize> = plan.missing.keys().copied().collect();
     for (i, why) in &plan.missing {
         report.errors.push(format!("{}: {why}", nodes[*i].path));

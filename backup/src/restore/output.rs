@@ -41,12 +41,13 @@ pub(super) struct FileSlot {
     pub(super) shown: String,
 }
 
-/// The file a writer has open: consecutive blobs of a pack mostly go to one file.
+/// The file a writer has open: consecutive blobs of a pack mostly go to one file. Two
+/// handles, one through the page cache and one with `O_DIRECT` (opened when first needed):
+/// switching one handle's flag with `fcntl` for every blob cost more than the second open.
 struct OpenFile {
     node: usize,
-    fd: OwnedFd,
-    /// Whether `O_DIRECT` is set on `fd` now.
-    direct: bool,
+    buffered: OwnedFd,
+    direct: Option<OwnedFd>,
 }
 
 /// Writes blobs for one worker; holds its staging buffer and last file between blobs.
@@ -82,54 +83,74 @@ impl<'a> BlobWriter<'a> {
     ) -> Result<(), EntryError> {
         let mut from = 0;
         while let Some((start, end)) = next_data_run(data, offset, from) {
-            self.write_run(node, slot, &data[start..end], offset + start as u64)
-                .map_err(|error| EntryError::Os {
-                    path: slot.shown.clone(),
-                    op: "write",
-                    error,
-                })?;
+            let file = open_file(&mut self.open, self.dirs, node, slot)?;
+            let run = &data[start..end];
+            write_run(
+                file,
+                slot,
+                self.dirs,
+                &mut self.stage,
+                self.direct,
+                run,
+                offset + start as u64,
+            )?;
             from = end;
         }
         Ok(())
     }
+}
 
-    fn write_run(&mut self, node: usize, slot: &FileSlot, data: &[u8], offset: u64) -> io::Result<()> {
-        let allow_direct = self.direct.load(Ordering::Relaxed);
-        let len = data.len() as u64;
-        let (start, end) = (align_up(offset), align_down(offset + len));
-        let file = open_file(&mut self.open, self.dirs, node, slot).map_err(io::Error::other)?;
-        if len < DIRECT_MIN || end <= start || !allow_direct {
-            set_direct(file, false)?;
-            return write_all_at(&file.fd, data, offset);
-        }
-        let middle = &data[(start - offset) as usize..(end - offset) as usize];
-        set_direct(file, false)?;
-        write_all_at(&file.fd, &data[..(start - offset) as usize], offset)?;
-        write_all_at(&file.fd, &data[(end - offset) as usize..], end)?;
-        match set_direct(file, true) {
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                tracing::debug!(
-                    "{} refuses O_DIRECT; restoring through the page cache",
-                    slot.shown
-                );
-                self.direct.store(false, Ordering::Relaxed);
-                write_all_at(&file.fd, middle, start)
-            }
-            Err(e) => Err(e),
-            Ok(()) => {
-                let fd = &file.fd;
-                if (middle.as_ptr() as usize).is_multiple_of(ALIGN) {
-                    return write_all_at(fd, middle, start);
-                }
-                let stage = self.stage.get_or_insert_with(Stage::take).bytes();
-                for (i, piece) in middle.chunks(STAGE).enumerate() {
-                    stage[..piece.len()].copy_from_slice(piece);
-                    write_all_at(fd, &stage[..piece.len()], start + (i * STAGE) as u64)?;
-                }
-                Ok(())
-            }
-        }
+/// Writes one run of data at `offset`: whole aligned blocks with `O_DIRECT` (unless the
+/// run is short or the target refuses it), edges through the page cache.
+fn write_run(
+    file: &mut OpenFile,
+    slot: &FileSlot,
+    dirs: &Dirs,
+    stage: &mut Option<Stage>,
+    direct: &AtomicBool,
+    data: &[u8],
+    offset: u64,
+) -> Result<(), EntryError> {
+    let failed = |error| EntryError::Os {
+        path: slot.shown.clone(),
+        op: "write",
+        error,
+    };
+    let len = data.len() as u64;
+    let (start, end) = (align_up(offset), align_down(offset + len));
+    if len < DIRECT_MIN || end <= start || !direct.load(Ordering::Relaxed) {
+        return write_all_at(&file.buffered, data, offset).map_err(failed);
     }
+    let middle = &data[(start - offset) as usize..(end - offset) as usize];
+    write_all_at(&file.buffered, &data[..(start - offset) as usize], offset).map_err(failed)?;
+    write_all_at(&file.buffered, &data[(end - offset) as usize..], end).map_err(failed)?;
+    let fd = match &file.direct {
+        Some(fd) => fd,
+        None => {
+            let dir = dirs.get(&slot.dir)?;
+            match open_temp(&dir, &slot.temp, OFlags::WRONLY | OFlags::DIRECT, &slot.shown) {
+                Ok(fd) => file.direct.insert(fd),
+                Err(EntryError::Os { error, .. }) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::debug!(
+                        "{} refuses O_DIRECT; restoring through the page cache",
+                        slot.shown
+                    );
+                    direct.store(false, Ordering::Relaxed);
+                    return write_all_at(&file.buffered, middle, start).map_err(failed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    if (middle.as_ptr() as usize).is_multiple_of(ALIGN) {
+        return write_all_at(fd, middle, start).map_err(failed);
+    }
+    let stage = stage.get_or_insert_with(Stage::take).bytes();
+    for (i, piece) in middle.chunks(STAGE).enumerate() {
+        stage[..piece.len()].copy_from_slice(piece);
+        write_all_at(fd, &stage[..piece.len()], start + (i * STAGE) as u64).map_err(failed)?;
+    }
+    Ok(())
 }
 
 /// The open handle of node `node`'s temporary file, opened (and checked to be the inode the
@@ -143,26 +164,16 @@ fn open_file<'o>(
     if open.as_ref().is_none_or(|f| f.node != node) {
         *open = None;
         let dir = dirs.get(&slot.dir)?;
-        let fd = open_temp(&dir, &slot.temp, OFlags::WRONLY, &slot.shown)?;
+        let buffered = open_temp(&dir, &slot.temp, OFlags::WRONLY, &slot.shown)?;
         *open = Some(OpenFile {
             node,
-            fd,
-            direct: false,
+            buffered,
+            direct: None,
         });
     }
     open.as_mut().ok_or_else(|| EntryError::Replaced {
         path: slot.shown.clone(),
     })
-}
-
-/// Switches `O_DIRECT` on or off for the open file (`fcntl(F_SETFL)`), if it is not already.
-fn set_direct(file: &mut OpenFile, on: bool) -> io::Result<()> {
-    if file.direct != on {
-        let flags = if on { OFlags::DIRECT } else { OFlags::empty() };
-        rustix::fs::fcntl_setfl(&file.fd, flags)?;
-        file.direct = on;
-    }
-    Ok(())
 }
 
 fn write_all_at(fd: &OwnedFd, mut data: &[u8], mut offset: u64) -> io::Result<()> {

@@ -210,11 +210,7 @@ mod tests {
     use super::*;
 
     fn node(path: &[u8], kind: NodeKind) -> Node {
-        let mut n = Node {
-            kind,
-            ..Node::default()
-        };
-        n.set_path_bytes(path);
+        let mut n = Node::with_path(path, kind);
         if kind == NodeKind::Symlink {
             n.set_target_bytes(b"/etc/passwd");
         }

@@ -100,6 +100,16 @@ impl Node {
         }
     }
 
+    /// A node of `kind` at `path` (exact bytes), everything else zero or empty.
+    pub fn with_path(path: &[u8], kind: NodeKind) -> Self {
+        let mut node = Self {
+            kind,
+            ..Self::default()
+        };
+        node.set_path_bytes(path);
+        node
+    }
+
     /// The path's exact bytes.
     pub fn path_bytes(&self) -> &[u8] {
         self.path_raw.as_deref().unwrap_or(self.path.as_bytes())
@@ -301,12 +311,8 @@ mod tests {
 
     #[test]
     fn non_utf8_names_and_targets_round_trip_byte_for_byte() {
-        let mut node = Node {
-            kind: NodeKind::Symlink,
-            mode: 0o777,
-            ..Node::default()
-        };
-        node.set_path_bytes(b"data/caf\xe9");
+        let mut node = Node::with_path(b"data/caf\xe9", NodeKind::Symlink);
+        node.mode = 0o777;
         node.set_target_bytes(b"../\xff\xfe");
         let json = serde_json::to_string(&node).unwrap();
         assert!(!json.contains("\"path\""), "{json}");

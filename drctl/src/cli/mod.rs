@@ -148,9 +148,11 @@ pub enum RepoCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
-    /// Remove locks left by processes that are gone: expired locks, and locks whose holder ran
-    /// on this host and no longer runs (killed, crashed, host rebooted). Locks held on other
-    /// hosts stay unless --remove-all is given.
+    /// Remove locks left by processes that are gone.
+    ///
+    /// Removes expired locks, and locks whose holder ran on this host and no longer runs
+    /// (killed, crashed, host rebooted). Locks held on other hosts or in other containers stay
+    /// unless --remove-all is given.
     Unlock {
         #[command(flatten)]
         repo: RepoArgs,
@@ -244,7 +246,7 @@ pub enum RestoreCommand {
     Create(Box<RestoreCreateArgs>),
     /// Show one Restore: phase, counts, every error.
     Describe(RestoreRefArgs),
-    /// Restore a files snapshot into a directory.
+    /// Restore a files snapshot into a directory
     ///
     /// Restores file content (sparse files stay sparse), directories, symlinks (targets byte
     /// for byte) and hard links (as hard links, among the paths restored), names exactly as

@@ -114,3 +114,36 @@ fn node_for(path: &Path, meta: &std::fs::Metadata, out: &mut Walked) -> Option<N
     }
     Some(node)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A path that vanished between being listed and being looked at is named, not dropped.
+    #[test]
+    fn vanished_and_special_entries_are_listed_as_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kept"), b"x").unwrap();
+        let socket = std::os::unix::net::UnixListener::bind(dir.path().join("socket")).unwrap();
+        let gone = dir.path().join("gone");
+        let walked = walk(&[dir.path().to_path_buf(), gone.clone()]);
+        let skipped: Vec<&str> = walked.skipped.iter().map(|s| s.path.as_str()).collect();
+        assert!(skipped.contains(&gone.to_str().unwrap()), "{skipped:?}");
+        assert!(skipped.iter().any(|p| p.ends_with("/socket")), "{skipped:?}");
+        assert!(walked.nodes.iter().any(|n| n.path.ends_with("/kept")));
+        drop(socket);
+    }
+
+    #[test]
+    fn names_are_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        std::fs::create_dir(&odd).unwrap();
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"\xff"), odd.join("l")).unwrap();
+        let walked = walk(&[dir.path().to_path_buf()]);
+        assert!(walked.skipped.is_empty(), "{:?}", walked.skipped);
+        let link = walked.nodes.iter().find(|n| n.kind == NodeKind::Symlink).unwrap();
+        assert!(link.path_bytes().ends_with(b"/caf\xe9/l"));
+        assert_eq!(link.target_bytes(), Some(&b"\xff"[..]));
+    }
+}
