@@ -64,13 +64,24 @@ impl Env {
 
     /// Starts a controller with settings adjusted by `tune`.
     pub async fn controller_with(&self, identity: &str, tune: impl FnOnce(&mut Config)) -> RunningController {
+        self.controller_through(self.client(), identity, tune).await
+    }
+
+    /// Starts a controller that reaches the cluster through `client` (a wrapper around
+    /// [`Env::client`] that records or alters requests).
+    pub async fn controller_through(
+        &self,
+        client: Client,
+        identity: &str,
+        tune: impl FnOnce(&mut Config),
+    ) -> RunningController {
         let mut config = Config::new(Some(self.ns.clone()), identity.to_string());
         config.watch_namespace = Some(self.ns.clone());
         config.lease_duration = Duration::from_secs(3);
         config.progress_interval = Duration::from_millis(200);
         config.repository_check_interval = Duration::from_secs(2);
         tune(&mut config);
-        RunningController::start(self.client(), config).await
+        RunningController::start(client, config).await
     }
 
     /// Creates ConfigMaps `cm-0…` in the namespace.
