@@ -20,13 +20,17 @@ const GROUPS: &[&str] = &[
 ];
 
 fn drctl(args: &[&str]) -> String {
-    let out = Command::cargo_bin("drctl").unwrap().args(args).output().unwrap();
+    let out = Command::cargo_bin("drctl")
+        .expect("the drctl binary")
+        .args(args)
+        .output()
+        .expect("run drctl");
     assert!(
         out.status.success(),
         "drctl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
 #[test]
@@ -45,8 +49,8 @@ fn every_shell_gets_a_script_naming_every_command() {
 
 /// Sources the bash script in a real bash and asks it to complete, as the shell does on Tab.
 fn bash_complete(line: &str) -> Vec<String> {
-    let script = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(script.path(), drctl(&["completion", "bash"])).unwrap();
+    let script = tempfile::NamedTempFile::new().expect("temporary file");
+    std::fs::write(script.path(), drctl(&["completion", "bash"])).expect("write the script");
     let words: Vec<&str> = line.split(' ').collect();
     let program = format!(
         "source {script}\n\
@@ -67,14 +71,14 @@ fn bash_complete(line: &str) -> Vec<String> {
     let out = std::process::Command::new("bash")
         .args(["--norc", "-c", &program])
         .output()
-        .unwrap();
+        .expect("run bash");
     assert!(
         out.status.success(),
         "bash: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout)
-        .unwrap()
+        .expect("UTF-8 output")
         .split_whitespace()
         .map(str::to_string)
         .collect()

@@ -26,8 +26,8 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use lifeboat_controller::SCHEDULE_LABEL;
 use lifeboat_controller::crd::{
-    Backup, BackupPhase, BackupSpec, ExistingResourcePolicy, Restore, RestorePhase, RestoreSpec, Retention,
-    Schedule, ScheduleSpec,
+    Backup, BackupSpec, ExistingResourcePolicy, Restore, RestorePhase, RestoreSpec, Retention, Schedule,
+    ScheduleSpec,
 };
 use lifeboat_tests::helm::Helm;
 use serde_json::{Value, json};
@@ -230,25 +230,7 @@ async fn exercise(env: &Env, target: &str) {
         .create(&PostParams::default(), &schedule)
         .await
         .expect("create Schedule");
-    let source = Backup::new(
-        "source",
-        BackupSpec {
-            repository: REPO.into(),
-            included_namespaces: vec![env.ns.clone()],
-            included_resources: vec!["configmaps".into()],
-            ..BackupSpec::default()
-        },
-    );
-    backups
-        .create(&PostParams::default(), &source)
-        .await
-        .expect("create Backup");
-    let completed = |b: &Backup| {
-        b.status
-            .as_ref()
-            .is_some_and(|s| s.phase == BackupPhase::Completed)
-    };
-    wait_phase(&backups, "source", "Backup", completed).await;
+    env.backup_config_maps("source").await;
 
     let restore = |name: &str, policy: ExistingResourcePolicy| {
         Restore::new(

@@ -4,19 +4,8 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail, ensure};
-use serde_json::Value;
 
-use crate::{Case, each_case};
-
-fn string_map(v: &Value) -> HashMap<String, String> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use crate::{Case, each_case, string_map};
 
 fn containers(case: &Case, kind: &str, name: &str) -> Result<Vec<String>> {
     Ok(case.object(kind, name)?["spec"]["template"]["spec"]["containers"]
@@ -74,7 +63,7 @@ fn check(case: &Case) -> Result<()> {
             sc["provisioner"] == driver_name,
             "StorageClass {name}: provisioner"
         );
-        let params = string_map(&sc["parameters"]);
+        let params: HashMap<String, String> = string_map(&sc["parameters"]);
         match params.get("backend").map(String::as_str) {
             Some("rbd") => {
                 lifeboat_csi::rbd::params::RbdParams::parse(&params)

@@ -56,6 +56,15 @@ impl Case {
     }
 }
 
+/// The string values of a JSON object (labels, selectors, parameters); others are left out.
+fn string_map<M: FromIterator<(String, String)>>(v: &Value) -> M {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect()
+}
+
 fn chart_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/lifeboat")
 }

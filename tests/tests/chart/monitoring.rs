@@ -130,12 +130,15 @@ impl Exported {
     }
 }
 
-/// Every vector selector (with its matchers: label → `Some(value)` for `=`) and every
-/// `by (…)` label of an expression.
+/// A selector's label matchers: label → `Some(value)` for `=`, `None` for the others.
+type Matchers = Vec<(String, Option<String>)>;
+
+/// Every vector selector (metric name and matchers) and every `by (…)` label of an
+/// expression.
 #[derive(Default)]
 struct Selectors {
     names: BTreeSet<String>,
-    selectors: Vec<(String, Vec<(String, Option<String>)>)>,
+    selectors: Vec<(String, Matchers)>,
     grouping: BTreeSet<String>,
 }
 

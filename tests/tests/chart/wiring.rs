@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use anyhow::{Result, ensure};
 use serde_json::Value;
 
-use crate::{Case, NAMESPACE};
+use crate::{Case, NAMESPACE, string_map};
 
 const CLUSTER_SCOPED: &[&str] = &[
     "CustomResourceDefinition",
@@ -42,16 +42,6 @@ fn is_label_value(s: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
                 && s.as_bytes()[0].is_ascii_alphanumeric()
                 && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()))
-}
-
-fn string_map(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
@@ -92,7 +82,7 @@ pub(crate) fn check(case: &Case) -> Result<()> {
             seen.insert((kind, namespace, name)),
             "{kind} {name} is rendered twice"
         );
-        for (k, v) in string_map(&meta["labels"]) {
+        for (k, v) in string_map::<BTreeMap<_, _>>(&meta["labels"]) {
             ensure!(
                 is_label_value(&v),
                 "{kind} {name}: label {k}={v:?} is not a valid label value"
