@@ -36,6 +36,14 @@ use controller_support::*;
 
 const RELEASE: &str = "lb";
 
+/// Grants the code needs that a short run may not exercise, and why.
+const MAY_GO_UNUSED: &[(&str, &str, &str, &str)] = &[(
+    "events.k8s.io",
+    "events",
+    "patch",
+    "kube-runtime's Recorder patches an Event only when the same one repeats",
+)];
+
 /// One request as RBAC sees it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Access {
@@ -397,7 +405,10 @@ async fn the_chart_grants_the_controller_exactly_what_it_uses() {
                     let used = accesses
                         .iter()
                         .any(|a| &a.group == group && &a.resource == resource && &a.verb == verb);
-                    if !used {
+                    let excused = MAY_GO_UNUSED
+                        .iter()
+                        .any(|(g, r, v, _)| g == group && r == resource && v == verb);
+                    if !used && !excused {
                         unused.push(format!("{}: {verb} {group}/{resource}", rule.role));
                     }
                 }
