@@ -98,6 +98,10 @@ fn combinations() -> Vec<(&'static str, Value)> {
                 "storageClasses": {"rbd": {"clusterID": "ceph-2", "pool": "ssd", "fsType": "xfs", "secretName": "ceph-2-csi"}}
             }}),
         ),
+        (
+            "csi-group-snapshots-and-attributes-classes",
+            json!({"csi": {"groupSnapshots": true, "volumeAttributesClasses": true}}),
+        ),
         ("controller-off", json!({"controller": {"enabled": false}})),
         (
             "everything-off",
@@ -277,6 +281,29 @@ fn components_follow_their_switches() -> Result<()> {
             count("VolumeSnapshotClass") == usize::from(classes),
             "VolumeSnapshotClass: {kinds:?}"
         );
+        let group_snapshots = csi && values["csi"]["groupSnapshots"] == json!(true);
+        ensure!(
+            count("VolumeGroupSnapshotClass") == usize::from(classes && group_snapshots),
+            "VolumeGroupSnapshotClass: {kinds:?}"
+        );
+        if csi {
+            let args = sidecar_args(case)?;
+            let gate = |container: &str, gate: &str| {
+                args.iter()
+                    .any(|(c, a)| c == container && a.starts_with("--feature-gates=") && a.contains(gate))
+            };
+            ensure!(
+                gate("csi-snapshotter", "CSIVolumeGroupSnapshot=true") == group_snapshots,
+                "csi-snapshotter group snapshot gate: {args:?}"
+            );
+            let attributes = values["csi"]["volumeAttributesClasses"] == json!(true);
+            for sidecar in ["csi-provisioner", "csi-resizer"] {
+                ensure!(
+                    gate(sidecar, "VolumeAttributesClass=true") == attributes,
+                    "{sidecar} VolumeAttributesClass gate: {args:?}"
+                );
+            }
+        }
         let rules = monitoring && controller;
         ensure!(
             count("PrometheusRule") == usize::from(rules),
@@ -304,4 +331,28 @@ fn components_follow_their_switches() -> Result<()> {
         );
         Ok(())
     })
+}
+
+/// `(container name, argument)` for every container of the CSI controller Deployment.
+fn sidecar_args(case: &Case) -> Result<Vec<(String, String)>> {
+    let deployment = case
+        .of_kind("Deployment")
+        .find(|d| {
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["name"] == "csi-provisioner"))
+        })
+        .ok_or_else(|| anyhow::anyhow!("no CSI controller Deployment"))?;
+    let mut out = Vec::new();
+    for c in deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let name = c["name"].as_str().unwrap_or_default().to_string();
+        for a in c["args"].as_array().into_iter().flatten() {
+            out.push((name.clone(), a.as_str().unwrap_or_default().to_string()));
+        }
+    }
+    Ok(out)
 }

@@ -43,6 +43,9 @@ fn roundtrip_by_kind(api_version: &str, kind: &str, obj: &Value) -> Result<()> {
             roundtrip::<apiextensions::CustomResourceDefinition>(obj)
         }
         ("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass") => roundtrip::<VolumeSnapshotClass>(obj),
+        ("groupsnapshot.storage.k8s.io/v1beta1", "VolumeGroupSnapshotClass") => {
+            roundtrip::<VolumeSnapshotClass>(obj)
+        }
         ("monitoring.coreos.com/v1", "PrometheusRule") => roundtrip::<PrometheusRule>(obj),
         ("monitoring.coreos.com/v1", "ServiceMonitor") => roundtrip::<ServiceMonitor>(obj),
         _ => bail!("no schema for {kind} ({api_version}) in this test: add its type to schema.rs"),
@@ -103,7 +106,8 @@ fn diff(path: &str, rendered: &Value, typed: &Value, out: &mut Vec<String>) {
 }
 
 /// `snapshot.storage.k8s.io/v1` VolumeSnapshotClass, as the external-snapshotter's CRD
-/// (client/config/crd/snapshot.storage.k8s.io_volumesnapshotclasses.yaml) declares it.
+/// (client/config/crd/snapshot.storage.k8s.io_volumesnapshotclasses.yaml) declares it; the
+/// v8 `groupsnapshot.storage.k8s.io/v1beta1` VolumeGroupSnapshotClass has the same fields.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct VolumeSnapshotClass {

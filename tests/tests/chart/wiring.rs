@@ -17,6 +17,7 @@ const CLUSTER_SCOPED: &[&str] = &[
     "CSIDriver",
     "StorageClass",
     "VolumeSnapshotClass",
+    "VolumeGroupSnapshotClass",
 ];
 
 /// A DNS-1123 subdomain: what most kinds' names must be.
