@@ -313,6 +313,23 @@ async fn stock_tools_recover_a_snapshot_exactly_following_format_md() -> Result<
         )
         .await?;
     }
+    // Several key files, ours not the first in name order: the recipe must try each.
+    let pass = t.path("other-pass.txt");
+    std::fs::write(&pass, "someone else's passphrase\n")?;
+    let other = lifeboat_backup::crypto::UserRecipient::passphrase_file(&pass)?;
+    loop {
+        repo.add_key(&other).await?;
+        let mut names: Vec<_> = std::fs::read_dir(Path::new(&t.url).join("keys"))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        if names.len() > 20 {
+            bail!("keys/ holds {} objects and ours is still first", names.len());
+        }
+        if names.first().is_some_and(|n| n.as_os_str() != repo.key_id()) {
+            break;
+        }
+    }
     ensure!(
         Command::new("b3sum").arg("--version").output().is_ok(),
         "b3sum is missing: scripts/install-deps.sh installs it"

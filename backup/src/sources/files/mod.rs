@@ -296,6 +296,34 @@ fn read_files(
     results
 }
 
+/// Opens a file the walk listed as regular, for reading, if it still is one. Between the
+/// walk and the read the name may have been replaced: by a symlink (followed, a backup run as
+/// root would store whatever it points at under this name), or by a FIFO or device (opening a
+/// FIFO would wait for a writer forever). So the name is opened without following a symlink
+/// (`O_NOFOLLOW`: `ELOOP`) and without waiting (`O_NONBLOCK`, which regular files ignore),
+/// and the handle must be a regular file.
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::other("replaced by a symlink after it was listed; not followed")
+            } else {
+                e
+            }
+        })?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(std::io::Error::other(format!(
+            "no longer a regular file (now {kind:?}) after it was listed"
+        )));
+    }
+    Ok(file)
+}
+
 /// Files up to this size are read whole into a reused buffer and chunked in place, which
 /// saves a copy per chunk; larger ones stream through the chunker.
 const WHOLE_FILE_LIMIT: u64 = 32 * 1024 * 1024;
@@ -309,7 +337,7 @@ fn read_one(
 ) -> Result<(Vec<BlobId>, u64), FileError> {
     let skip =
         |what: &str, e: std::io::Error| FileError::Skip(path.display().to_string(), format!("{what}{e}"));
-    let mut file = std::fs::File::open(path).map_err(|e| skip("", e))?;
+    let mut file = open_regular(path).map_err(|e| skip("", e))?;
     let size = file.metadata().map_err(|e| skip("", e))?.len();
     let mut chunks = Vec::new();
     let mut total = 0u64;
@@ -331,4 +359,39 @@ fn read_one(
     }
     progress.add_done(0, 1);
     Ok((chunks, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_regular;
+
+    /// A name the walk saw as a file but that is now a symlink, a FIFO or a directory is not
+    /// read through (and a FIFO does not hang the backup); a file still is.
+    #[test]
+    fn only_regular_files_are_opened_for_reading() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"content").expect("write");
+        assert!(open_regular(&file).is_ok());
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        let err = open_regular(&link).expect_err("a symlink was followed");
+        assert!(err.to_string().contains("symlink"), "{err}");
+
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .expect("mkfifo");
+        let err = open_regular(&fifo).expect_err("a FIFO was opened for reading");
+        assert!(err.to_string().contains("no longer a regular file"), "{err}");
+
+        let err = open_regular(dir.path()).expect_err("a directory was opened");
+        assert!(err.to_string().contains("no longer a regular file"), "{err}");
+    }
 }
