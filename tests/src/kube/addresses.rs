@@ -213,12 +213,7 @@ impl Addresses {
             .and_then(|o| o["spec"]["ports"].as_array())
             .map(|ps| {
                 ps.iter()
-                    .filter_map(|p| {
-                        Some((
-                            p["port"].as_u64()?,
-                            u16::try_from(p["nodePort"].as_u64()?).ok()?,
-                        ))
-                    })
+                    .filter_map(|p| Some((p["port"].as_u64()?, u16::try_from(p["nodePort"].as_u64()?).ok()?)))
                     .collect()
             })
             .unwrap_or_default();
@@ -252,7 +247,10 @@ impl Addresses {
                         return Err(ApiError::invalid(
                             rt,
                             name,
-                            &[(field, format!("Invalid value: {r}: provided port is already allocated"))],
+                            &[(
+                                field,
+                                format!("Invalid value: {r}: provided port is already allocated"),
+                            )],
                         ));
                     }
                     r

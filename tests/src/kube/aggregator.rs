@@ -134,7 +134,11 @@ pub fn status(store: &Store, obj: &Value, hanging: bool) -> Value {
         .and_then(|(_, e)| e["subsets"].as_array().cloned())
         .unwrap_or_default()
         .iter()
-        .find_map(|s| s["addresses"].as_array()?.first()?["ip"].as_str().map(String::from));
+        .find_map(|s| {
+            s["addresses"].as_array()?.first()?["ip"]
+                .as_str()
+                .map(String::from)
+        });
     match addresses {
         None => json!({"conditions": [condition(false, "MissingEndpoints",
             &format!("endpoints for service/{name} in \"{ns}\" have no addresses with port name \"{port_name}\""))]}),

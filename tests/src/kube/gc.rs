@@ -113,9 +113,7 @@ pub fn sweep(store: &mut Store) -> bool {
         let orphan = !owners.is_empty()
             && o["metadata"]["deletionTimestamp"].is_null()
             && owners.iter().all(|u| !store.index.has_uid(u));
-        if orphan
-            && let Some(rt) = type_of(store, &k)
-        {
+        if orphan && let Some(rt) = type_of(store, &k) {
             let o = o.clone();
             store.delete_key(&rt, k, o, Propagation::Background);
             return true;

@@ -83,10 +83,7 @@ impl Index {
         if !key.2.is_empty() {
             *self.per_namespace.entry(key.2.clone()).or_default() += 1;
         }
-        *self
-            .per_type
-            .entry((key.0.clone(), key.1.clone()))
-            .or_default() += 1;
+        *self.per_type.entry((key.0.clone(), key.1.clone())).or_default() += 1;
     }
 
     /// After the object with `uid` is gone, its dependents may be orphans.

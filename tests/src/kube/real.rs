@@ -37,7 +37,12 @@ impl Envtest {
         let mut client = etcd_client::Client::connect([self.etcd_url.as_str()], None)
             .await
             .map_err(fail)?;
-        let revision = client.status().await.map_err(fail)?.header().map_or(0, |h| h.revision());
+        let revision = client
+            .status()
+            .await
+            .map_err(fail)?
+            .header()
+            .map_or(0, |h| h.revision());
         client
             .compact(
                 revision,

@@ -311,6 +311,9 @@ mod tests {
     fn versions_sort_like_kubernetes() {
         let mut v = vec!["v1alpha1", "foo", "v1beta1", "v2", "v1", "v10beta3", "v1beta2"];
         v.sort_by(|a, b| version_order(a, b));
-        assert_eq!(v, ["v2", "v1", "v10beta3", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
+        assert_eq!(
+            v,
+            ["v2", "v1", "v10beta3", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
     }
 }

@@ -62,7 +62,11 @@ pub(crate) fn dispatch(shared: &Shared, req: &Req) -> Result<Reply, ApiError> {
         }
         if aggregator::serving(&store, g, v).is_some() {
             // The aggregator's proxy, for an API whose server is unavailable.
-            return Ok(Reply::Raw(503, "text/plain; charset=utf-8", "service unavailable\n".into()));
+            return Ok(Reply::Raw(
+                503,
+                "text/plain; charset=utf-8",
+                "service unavailable\n".into(),
+            ));
         }
     }
     let served = || aggregator::served_groups(&store);

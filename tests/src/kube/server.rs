@@ -303,8 +303,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|v| *v > 0);
     let exact = query.get("resourceVersionMatch").map(String::as_str) == Some("Exact");
-    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1")
-        || parts.uri.path().contains("/watch/");
+    let watching =
+        query.get("watch").is_some_and(|w| w == "true" || w == "1") || parts.uri.path().contains("/watch/");
     if let Some(v) = wanted
         && parts.method == http::Method::GET
         && !exact

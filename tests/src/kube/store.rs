@@ -244,7 +244,12 @@ impl Store {
         group: &'a str,
         plural: &'a str,
     ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
-        let start: Key = (group.to_string(), plural.to_string(), String::new(), String::new());
+        let start: Key = (
+            group.to_string(),
+            plural.to_string(),
+            String::new(),
+            String::new(),
+        );
         self.objects
             .range(start..)
             .take_while(move |(k, _)| k.0 == group && k.1 == plural)
@@ -425,7 +430,12 @@ fn type_range<'a>(
             ns.to_string(),
             name.to_string(),
         ),
-        None => (rt.storage_group.clone(), rt.plural.clone(), String::new(), String::new()),
+        None => (
+            rt.storage_group.clone(),
+            rt.plural.clone(),
+            String::new(),
+            String::new(),
+        ),
     };
     let lower = if after.is_some() {
         Bound::Excluded(start)

@@ -116,7 +116,9 @@ pub async fn run(
     {
         let current = store.lock().map(|s| s.current_rv()).unwrap_or(0);
         let _ = tx
-            .send(Ok(error_line(&ApiError::too_large_resource_version(wanted, current))))
+            .send(Ok(error_line(&ApiError::too_large_resource_version(
+                wanted, current,
+            ))))
             .await;
         return;
     }

@@ -49,12 +49,18 @@ async fn a_taken_node_port_is_refused_before_the_name_is_checked() {
         .expect("create a NodePort Service");
     let spec = first.spec.expect("spec");
     assert_eq!(spec.ports.expect("ports")[0].node_port, Some(i32::from(port)));
-    assert!(spec.cluster_ip.is_some_and(|ip| !ip.is_empty()), "a cluster IP is given");
+    assert!(
+        spec.cluster_ip.is_some_and(|ip| !ip.is_empty()),
+        "a cluster IP is given"
+    );
 
     // Another Service asking for the same port, and the same Service created again (what a
     // restore into the original namespace does): the port is refused first, not the name.
     for name in ["other", "web"] {
-        let e = api_error(api.create(&PostParams::default(), &service(name, Some(port))).await);
+        let e = api_error(
+            api.create(&PostParams::default(), &service(name, Some(port)))
+                .await,
+        );
         assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{name}: {e:?}");
         assert!(
             e.message.contains(&format!(
@@ -72,7 +78,10 @@ async fn a_taken_node_port_is_refused_before_the_name_is_checked() {
     let e = api_error(api.create(&PostParams::default(), &service("web", None)).await);
     assert_eq!((e.code, e.reason.as_str()), (409, "AlreadyExists"), "{e:?}");
 
-    let e = api_error(api.create(&PostParams::default(), &service("low", Some(80))).await);
+    let e = api_error(
+        api.create(&PostParams::default(), &service("low", Some(80)))
+            .await,
+    );
     assert_eq!(e.code, 422, "{e:?}");
     assert!(
         e.message.contains("provided port is not in the valid range"),
@@ -132,7 +141,11 @@ async fn cluster_ips_run_out_like_kube_apiserver() {
         }
     };
     assert!((10..=13).contains(&made), "{made} Services got an address");
-    assert_eq!((refused.code, refused.reason.as_str()), (500, "InternalError"), "{refused:?}");
+    assert_eq!(
+        (refused.code, refused.reason.as_str()),
+        (500, "InternalError"),
+        "{refused:?}"
+    );
     assert_eq!(
         refused.message,
         "Internal error occurred: failed to allocate a serviceIP: range is full"

@@ -69,19 +69,19 @@ async fn an_aggregated_api_without_its_server_is_listed_but_answers_503() {
 
     let client = c.client_without_retries().await.expect("client");
     let groups = client.list_api_groups().await.expect("/apis");
-    let listed = groups.groups.iter().find(|g| g.name == group).expect("listed in /apis");
+    let listed = groups
+        .groups
+        .iter()
+        .find(|g| g.name == group)
+        .expect("listed in /apis");
     assert_eq!(listed.versions[0].version, "v1beta1");
-    let answer = client
-        .list_api_group_resources(&format!("{group}/v1beta1"))
-        .await;
+    let answer = client.list_api_group_resources(&format!("{group}/v1beta1")).await;
     let code = match answer {
         Err(kube::Error::Api(s)) => s.code,
         other => panic!("expected a 503, got {other:?}"),
     };
     assert_eq!(code, 503);
-    api.delete(&name, &Default::default())
-        .await
-        .expect("unregister");
+    api.delete(&name, &Default::default()).await.expect("unregister");
 }
 
 #[tokio::test]
@@ -148,7 +148,10 @@ async fn a_webhook_that_cannot_be_called_blocks_what_it_guards() {
     let refused: Value = eventually("the webhook to be in force", 30, || {
         let guarded = guarded.clone();
         async move {
-            match guarded.create(&PostParams::default(), &cm("blocked", json!({}))).await {
+            match guarded
+                .create(&PostParams::default(), &cm("blocked", json!({})))
+                .await
+            {
                 Err(kube::Error::Api(s)) => Some(json!({"code": s.code, "message": s.message})),
                 Ok(_) => {
                     let _ = guarded.delete("blocked", &Default::default()).await;

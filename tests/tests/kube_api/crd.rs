@@ -372,10 +372,7 @@ async fn a_multi_version_crd_prunes_each_version_by_its_own_schema() {
     // The preferred version (v1beta1 outranks v1alpha1) does not declare legacyMode: read
     // there, it is pruned; read at the storage version, it is there.
     let d = discover(c.client()).await;
-    assert_eq!(
-        d.get(&group).and_then(|g| g.preferred_version()),
-        Some("v1beta1")
-    );
+    assert_eq!(d.get(&group).and_then(|g| g.preferred_version()), Some("v1beta1"));
     let via_beta = beta.get("g1").await.expect("get at v1beta1");
     assert_eq!(via_beta.data["spec"], json!({"size": 3}));
     let via_alpha = alpha.get("g1").await.expect("get at v1alpha1");

@@ -95,9 +95,9 @@ async fn a_terminating_namespace_stays_while_its_content_is_held() {
     };
     assert_eq!((refused.code, refused.reason.as_str()), (403, "Forbidden"));
     assert!(
-        refused
-            .message
-            .contains(&format!("unable to create new content in namespace {ns} because it is being terminated")),
+        refused.message.contains(&format!(
+            "unable to create new content in namespace {ns} because it is being terminated"
+        )),
         "{refused:?}"
     );
     let causes = refused.details.map(|d| d.causes).unwrap_or_default();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::api::{Api, DynamicObject, PostParams};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::compare::{changed_fields, is_subset};
 use super::plan::{PlanItem, RestorePlan};
@@ -50,6 +50,8 @@ pub struct Applier {
     mapping: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
     namespaces_done: Mutex<HashSet<String>>,
+    /// Target namespaces found Terminating: nothing can be created in them.
+    terminating: Mutex<HashSet<String>>,
 }
 
 impl Applier {
@@ -63,6 +65,7 @@ impl Applier {
             mapping: options.namespace_mapping.clone(),
             labels: options.labels.clone(),
             namespaces_done: Mutex::new(HashSet::new()),
+            terminating: Mutex::new(HashSet::new()),
         }
     }
 
@@ -84,66 +87,130 @@ impl Applier {
         let rewrite = Rewrite {
             namespace_mapping: &self.mapping,
             labels: &self.labels,
+            restore_status: self.restore_status,
         };
         let (desired, status) = prepare(value, record, &rewrite);
+        let want = Desired {
+            body: &desired,
+            status: status.as_ref(),
+        };
         let api = self.api(record, item.namespace.as_deref());
+        if let Some(ns) = item.namespace.as_deref().filter(|ns| self.is_terminating(ns)) {
+            // Only existing objects can still be updated there.
+            return match api.get_opt(&item.name).await.map_err(explain)? {
+                Some(existing) if self.dry_run => Ok(self.compare(&want, &existing)),
+                Some(_) => self.existing_object(&api, item, &want).await,
+                None => Err(terminating(ns, item)),
+            };
+        }
         if self.dry_run {
             return match api.get_opt(&item.name).await.map_err(explain)? {
                 None => Ok(Applied::Created),
-                Some(existing) => Ok(self.compare(&desired, &existing)),
+                Some(existing) => Ok(self.compare(&want, &existing)),
             };
         }
         let obj: DynamicObject =
             serde_json::from_value(desired.clone()).map_err(|e| format!("not a valid object: {e}"))?;
         match api.create(&PostParams::default(), &obj).await {
             Ok(created) => {
-                if self.restore_status
-                    && let Some(status) = status
-                {
-                    self.write_status(&api, &created, status).await?;
+                if let Some(status) = status {
+                    self.write_status(&api, &created, status)
+                        .await
+                        .map_err(|e| format!("created, but its status could not be written: {e}"))?;
                 }
                 Ok(Applied::Created)
             }
-            Err(kube::Error::Api(e)) if e.code == 409 => self.existing_object(&api, item, &desired).await,
+            Err(kube::Error::Api(e)) if e.code == 409 => self.existing_object(&api, item, &want).await,
+            // The API server checks a fixed node port before it finds the name taken: the
+            // Service may be there already, holding that very port.
+            Err(kube::Error::Api(e))
+                if e.code == 422 && e.message.contains("provided port is already allocated") =>
+            {
+                match api.get_opt(&item.name).await.map_err(explain)? {
+                    Some(_) => self.existing_object(&api, item, &want).await,
+                    None => Err(format!(
+                        "the API server rejected it: {}; another Service holds that node port: free it, \
+                         or restore into another namespace with --namespace-mapping (a copy gives up its node ports)",
+                        e.message
+                    )),
+                }
+            }
+            Err(kube::Error::Api(e)) if is_namespace_terminating(&e) => {
+                let ns = item.namespace.clone().unwrap_or_default();
+                self.terminating
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(ns.clone());
+                Err(terminating(&ns, item))
+            }
             Err(e) => Err(explain(e)),
         }
     }
 
-    fn compare(&self, desired: &Value, existing: &DynamicObject) -> Applied {
+    fn is_terminating(&self, ns: &str) -> bool {
+        self.terminating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(ns)
+    }
+
+    /// What the existing object is, given what the backup wants: unchanged if every field
+    /// the backup sets (with `restoreStatus`, status too) matches.
+    fn compare(&self, want: &Desired<'_>, existing: &DynamicObject) -> Applied {
         let existing = serde_json::to_value(existing).unwrap_or(Value::Null);
-        if is_subset(desired, &existing) {
+        let full = want.full();
+        if is_subset(&full, &existing) {
             Applied::Unchanged
         } else if self.existing == ExistingResourcePolicy::Update {
-            Applied::Updated(changed_fields(desired, &existing))
+            Applied::Updated(changed_fields(&full, &existing))
         } else {
             Applied::SkippedExisting
         }
     }
 
-    /// The object exists: leave it, or make it match, as the policy says. A concurrent
-    /// writer (409 on update) gets one more try with a fresh copy.
+    /// The object exists: leave it, or make it match, as the policy says (the object, then
+    /// its status through the status subresource). A concurrent writer (409 on update) gets
+    /// one more try with a fresh copy.
     async fn existing_object(
         &self,
         api: &Api<DynamicObject>,
         item: &PlanItem,
-        desired: &Value,
+        want: &Desired<'_>,
     ) -> Result<Applied, String> {
         for _ in 0..2 {
             let existing = api.get(&item.name).await.map_err(explain)?;
-            let verdict = self.compare(desired, &existing);
+            let verdict = self.compare(want, &existing);
             let Applied::Updated(_) = &verdict else {
                 return Ok(verdict);
             };
-            let mut update = desired.clone();
-            update["metadata"]["resourceVersion"] =
-                Value::String(existing.metadata.resource_version.clone().unwrap_or_default());
-            let obj: DynamicObject =
-                serde_json::from_value(update).map_err(|e| format!("not a valid object: {e}"))?;
-            match api.replace(&item.name, &PostParams::default(), &obj).await {
-                Ok(_) => return Ok(verdict),
-                Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                Err(e) => return Err(explain(e)),
+            if self.dry_run {
+                return Ok(verdict);
             }
+            let current = serde_json::to_value(&existing).unwrap_or(Value::Null);
+            let mut latest = existing;
+            if !is_subset(want.body, &current) {
+                let mut update = want.body.clone();
+                update["metadata"]["resourceVersion"] =
+                    Value::String(latest.metadata.resource_version.clone().unwrap_or_default());
+                let obj: DynamicObject =
+                    serde_json::from_value(update).map_err(|e| format!("not a valid object: {e}"))?;
+                match api.replace(&item.name, &PostParams::default(), &obj).await {
+                    Ok(updated) => latest = updated,
+                    Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                    Err(e) => return Err(explain(e)),
+                }
+            }
+            if let Some(status) = want.status {
+                let now = serde_json::to_value(&latest).unwrap_or(Value::Null);
+                if !is_subset(&json!({"status": status}), &now) {
+                    match self.write_status(api, &latest, status.clone()).await {
+                        Ok(()) => {}
+                        Err(StatusWrite::Conflict) => continue,
+                        Err(e) => return Err(format!("updated, but its status could not be written: {e}")),
+                    }
+                }
+            }
+            return Ok(verdict);
         }
         Err("it kept changing while being updated (409 Conflict twice); run the restore again".to_string())
     }
@@ -151,16 +218,20 @@ impl Applier {
     async fn write_status(
         &self,
         api: &Api<DynamicObject>,
-        created: &DynamicObject,
+        current: &DynamicObject,
         status: Value,
-    ) -> Result<(), String> {
-        let mut with_status = created.clone();
+    ) -> Result<(), StatusWrite> {
+        let mut with_status = current.clone();
         with_status.data["status"] = status;
-        let name = created.metadata.name.clone().unwrap_or_default();
-        api.replace_status(&name, &PostParams::default(), &with_status)
+        let name = current.metadata.name.clone().unwrap_or_default();
+        match api
+            .replace_status(&name, &PostParams::default(), &with_status)
             .await
-            .map(|_| ())
-            .map_err(|e| format!("created, but its status could not be written: {}", explain(e)))
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => Err(StatusWrite::Conflict),
+            Err(e) => Err(StatusWrite::Failed(explain(e))),
+        }
     }
 
     /// Creates the namespaces objects will land in that neither exist nor were restored.
@@ -176,7 +247,15 @@ impl Applier {
                 continue;
             }
             match api.get_opt(ns).await {
-                Ok(Some(_)) => continue,
+                Ok(Some(existing)) => {
+                    if existing.metadata.deletion_timestamp.is_some() {
+                        self.terminating
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(ns.clone());
+                    }
+                    continue;
+                }
                 Ok(None) if self.dry_run => {
                     outcome
                         .lock()
@@ -242,6 +321,65 @@ impl Applier {
     }
 }
 
+/// What the backup wants an object to be.
+struct Desired<'a> {
+    /// The object to create or replace.
+    body: &'a Value,
+    /// Its status, written through the status subresource afterwards.
+    status: Option<&'a Value>,
+}
+
+impl Desired<'_> {
+    /// The object as it should read back, status included.
+    fn full(&self) -> Value {
+        let mut full = self.body.clone();
+        if let Some(s) = self.status {
+            full["status"] = s.clone();
+        }
+        full
+    }
+}
+
+/// Why a status write failed.
+#[derive(Debug)]
+enum StatusWrite {
+    /// The object changed meanwhile.
+    Conflict,
+    /// The server refused; the explanation.
+    Failed(String),
+}
+
+impl std::fmt::Display for StatusWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Conflict => f.write_str("it changed meanwhile (409 Conflict)"),
+            Self::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Whether the API server refused a create because the namespace is being deleted (the
+/// NamespaceLifecycle admission plugin's 403 with the `NamespaceTerminating` cause).
+fn is_namespace_terminating(e: &kube::core::Status) -> bool {
+    e.code == 403
+        && (e
+            .details
+            .as_ref()
+            .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+            || e.message.contains("because it is being terminated"))
+}
+
+/// The error for an object whose target namespace is being deleted.
+fn terminating(ns: &str, item: &PlanItem) -> String {
+    let from = item.source.namespace.as_deref().unwrap_or(ns);
+    format!(
+        "namespace {ns} is being deleted (Terminating): the API server refuses new objects in it \
+         until the deletion finishes; wait until the namespace is gone and restore again, or \
+         restore into another namespace with --namespace-mapping {from}:NEW-NAME \
+         (spec.namespaceMapping)"
+    )
+}
+
 fn push_error(outcome: &Mutex<RestoreOutcome>, item: String, message: String) {
     outcome
         .lock()
@@ -254,6 +392,11 @@ fn push_error(outcome: &Mutex<RestoreOutcome>, item: String, message: String) {
 pub fn explain(e: kube::Error) -> String {
     match e {
         kube::Error::Api(ae) => match ae.code {
+            403 if is_namespace_terminating(&ae) => format!(
+                "forbidden: {}; the namespace is being deleted: wait until it is gone, or restore \
+                 into another namespace with --namespace-mapping",
+                ae.message
+            ),
             403 => format!(
                 "forbidden: {}; grant the restoring identity create/update on this resource",
                 ae.message
