@@ -150,14 +150,21 @@ pub fn check(
         Phase::Mutating => "mutatingwebhookconfigurations",
         Phase::Validating => "validatingwebhookconfigurations",
     };
+    let mut configs = store.objects_of(GROUP, plural).peekable();
+    if configs.peek().is_none() {
+        return Ok(());
+    }
     let namespace = ns.filter(|_| rt.namespaced).and_then(|ns| {
-        store
-            .objects_of("", "namespaces")
-            .find(|(k, _)| k.3 == ns)
-            .map(|(_, o)| o)
+        let key = (
+            String::new(),
+            "namespaces".to_string(),
+            String::new(),
+            ns.to_string(),
+        );
+        store.objects.get(&key)
     });
     let is_namespace = rt.group.is_empty() && rt.plural == "namespaces" && rt.crd.is_none();
-    for (_, config) in store.objects_of(GROUP, plural) {
+    for (_, config) in configs {
         for hook in config["webhooks"].as_array().into_iter().flatten() {
             let rules = hook["rules"].as_array().into_iter().flatten();
             if !rules.into_iter().any(|r| rule_matches(r, rt, op)) {

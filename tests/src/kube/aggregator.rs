@@ -179,9 +179,11 @@ pub fn served_groups(store: &Store) -> Vec<(String, Vec<String>)> {
     out
 }
 
-/// The aggregated API serving `group/version`, if any.
-pub fn serving(store: &Store, group: &str, version: &str) -> Option<Aggregated> {
-    aggregated(store)
-        .into_iter()
-        .find(|a| a.group == group && a.version == version)
+/// Whether an aggregated API serves `group/version` (asked on every request under
+/// `/apis/GROUP/VERSION`, so it allocates nothing).
+pub fn serving(store: &Store, group: &str, version: &str) -> bool {
+    store.objects_of(GROUP, PLURAL).any(|(_, o)| {
+        let spec = &o["spec"];
+        spec["service"].is_object() && spec["group"] == group && spec["version"] == version
+    })
 }

@@ -191,11 +191,25 @@ fn service_defaults(
 /// Deletes what a terminating namespace or CRD contains.
 pub fn cascade(store: &mut Store, key: &Key, obj: &Value) {
     let victims: Vec<(Key, Value)> = if key.0.is_empty() && key.1 == "namespaces" {
-        store
-            .objects
-            .iter()
-            .filter(|(k, _)| k.2 == key.3)
-            .map(|(k, o)| (k.clone(), o.clone()))
+        // Keys start with the type, then the namespace: one range per stored type.
+        let mut types: Vec<(String, String)> = store
+            .registry
+            .all()
+            .filter(|r| r.namespaced)
+            .map(|r| (r.storage_group.clone(), r.plural.clone()))
+            .collect();
+        types.sort();
+        types.dedup();
+        types
+            .into_iter()
+            .flat_map(|(g, p)| {
+                let start: Key = (g.clone(), p.clone(), key.3.clone(), String::new());
+                store
+                    .objects
+                    .range(start..)
+                    .take_while(move |(k, _)| k.0 == g && k.1 == p && k.2 == key.3)
+                    .map(|(k, o)| (k.clone(), o.clone()))
+            })
             .collect()
     } else {
         let group = obj["spec"]["group"].as_str().unwrap_or("");

@@ -60,7 +60,7 @@ pub(crate) fn dispatch(shared: &Shared, req: &Req) -> Result<Reply, ApiError> {
         if store.hanging_apis.contains(&(g.to_string(), v.to_string())) {
             return Ok(Reply::Hang);
         }
-        if aggregator::serving(&store, g, v).is_some() {
+        if aggregator::serving(&store, g, v) {
             // The aggregator's proxy, for an API whose server is unavailable.
             return Ok(Reply::Raw(
                 503,
