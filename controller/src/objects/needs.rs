@@ -49,7 +49,9 @@ impl Needs {
     /// Notes what a selected object of `group/plural` needs.
     pub fn note(&mut self, group: &str, plural: &str, obj: &Value) {
         let ns = str_at(obj, &["metadata", "namespace"]);
-        if let Some(ns) = ns {
+        if let Some(ns) = ns
+            && !self.namespaces.contains(ns)
+        {
             self.namespaces.insert(ns.to_string());
         }
         match (group, plural) {
@@ -67,7 +69,10 @@ impl Needs {
                 }
             }
             (g, p) if !is_builtin_group(g) => {
-                self.crds.insert(format!("{p}.{g}"));
+                let crd = format!("{p}.{g}");
+                if !self.crds.contains(&crd) {
+                    self.crds.insert(crd);
+                }
             }
             _ => {}
         }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
@@ -109,12 +110,10 @@ impl Applier {
                 Some(existing) => Ok(self.compare(&want, &existing)),
             };
         }
-        let obj: DynamicObject =
-            serde_json::from_value(desired.clone()).map_err(|e| format!("not a valid object: {e}"))?;
-        match api.create(&PostParams::default(), &obj).await {
-            Ok(created) => {
-                if let Some(status) = status {
-                    self.write_status(&api, &created, status)
+        match self.create(&api, &desired).await {
+            Ok(()) => {
+                if let Some(status) = &status {
+                    self.write_status(&api, &item.name, status)
                         .await
                         .map_err(|e| format!("created, but its status could not be written: {e}"))?;
                 }
@@ -145,6 +144,19 @@ impl Applier {
             }
             Err(e) => Err(explain(e)),
         }
+    }
+
+    /// POSTs `body` as it is (no round trip through a typed object), reading nothing of the
+    /// answer but its status: a restore creates many objects, and each conversion costs.
+    async fn create(&self, api: &Api<DynamicObject>, body: &Value) -> Result<(), kube::Error> {
+        let bytes = serde_json::to_vec(body).map_err(kube::Error::SerdeError)?;
+        let req = kube::core::Request::new(api.resource_url())
+            .create(&PostParams::default(), bytes)
+            .map_err(kube::Error::BuildRequest)?;
+        self.client
+            .request::<serde::de::IgnoredAny>(req)
+            .await
+            .map(|_| ())
     }
 
     fn is_terminating(&self, ns: &str) -> bool {
@@ -187,103 +199,101 @@ impl Applier {
                 return Ok(verdict);
             }
             let current = serde_json::to_value(&existing).unwrap_or(Value::Null);
-            let mut latest = existing;
-            if !is_subset(want.body, &current) {
+            let mut latest = current;
+            if !is_subset(want.body, &latest) {
                 let mut update = want.body.clone();
                 update["metadata"]["resourceVersion"] =
-                    Value::String(latest.metadata.resource_version.clone().unwrap_or_default());
+                    Value::String(existing.metadata.resource_version.clone().unwrap_or_default());
                 let obj: DynamicObject =
                     serde_json::from_value(update).map_err(|e| format!("not a valid object: {e}"))?;
                 match api.replace(&item.name, &PostParams::default(), &obj).await {
-                    Ok(updated) => latest = updated,
+                    Ok(updated) => latest = serde_json::to_value(&updated).unwrap_or(Value::Null),
                     Err(kube::Error::Api(e)) if e.code == 409 => continue,
                     Err(e) => return Err(explain(e)),
                 }
             }
-            if let Some(status) = want.status {
-                let now = serde_json::to_value(&latest).unwrap_or(Value::Null);
-                if !is_subset(&json!({"status": status}), &now) {
-                    match self.write_status(api, &latest, status.clone()).await {
-                        Ok(()) => {}
-                        Err(StatusWrite::Conflict) => continue,
-                        Err(e) => return Err(format!("updated, but its status could not be written: {e}")),
-                    }
-                }
+            if let Some(status) = want.status
+                && !is_subset(&json!({"status": status}), &latest)
+            {
+                self.write_status(api, &item.name, status)
+                    .await
+                    .map_err(|e| format!("updated, but its status could not be written: {e}"))?;
             }
             return Ok(verdict);
         }
         Err("it kept changing while being updated (409 Conflict twice); run the restore again".to_string())
     }
 
-    async fn write_status(
-        &self,
-        api: &Api<DynamicObject>,
-        current: &DynamicObject,
-        status: Value,
-    ) -> Result<(), StatusWrite> {
-        let mut with_status = current.clone();
-        with_status.data["status"] = status;
-        let name = current.metadata.name.clone().unwrap_or_default();
-        match api
-            .replace_status(&name, &PostParams::default(), &with_status)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 => Err(StatusWrite::Conflict),
-            Err(e) => Err(StatusWrite::Failed(explain(e))),
-        }
+    /// Writes `status` through the status subresource, as a merge patch (no resourceVersion
+    /// to race with; status fields the backup does not set stay as the server has them).
+    async fn write_status(&self, api: &Api<DynamicObject>, name: &str, status: &Value) -> Result<(), String> {
+        api.patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .map(|_| ())
+        .map_err(explain)
     }
 
     /// Creates the namespaces objects will land in that neither exist nor were restored.
     pub async fn ensure_namespaces(&self, plan: &RestorePlan, outcome: &Mutex<RestoreOutcome>) {
+        let fresh: Vec<&String> = plan
+            .namespaces
+            .iter()
+            .filter(|ns| {
+                self.namespaces_done
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((*ns).clone())
+            })
+            .collect();
+        futures::stream::iter(fresh)
+            .for_each_concurrent(32, |ns| self.ensure_namespace(ns, outcome))
+            .await;
+    }
+
+    /// Creates namespace `ns` unless it exists; notes it if it is Terminating.
+    async fn ensure_namespace(&self, ns: &str, outcome: &Mutex<RestoreOutcome>) {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
-        for ns in &plan.namespaces {
-            if !self
-                .namespaces_done
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(ns.clone())
-            {
-                continue;
-            }
-            match api.get_opt(ns).await {
-                Ok(Some(existing)) => {
-                    if existing.metadata.deletion_timestamp.is_some() {
-                        self.terminating
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(ns.clone());
-                    }
-                    continue;
-                }
-                Ok(None) if self.dry_run => {
-                    outcome
+        match api.get_opt(ns).await {
+            Ok(Some(existing)) => {
+                if existing.metadata.deletion_timestamp.is_some() {
+                    self.terminating
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .changes
-                        .push(format!("create namespaces/{ns}"));
-                    continue;
+                        .insert(ns.to_string());
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    push_error(outcome, format!("namespaces/{ns}"), explain(e));
-                    continue;
-                }
+                return;
             }
-            let mut obj = k8s_openapi::api::core::v1::Namespace::default();
-            obj.metadata.name = Some(ns.clone());
-            if !self.labels.is_empty() {
-                obj.metadata.labels = Some(self.labels.clone());
+            Ok(None) if self.dry_run => {
+                outcome
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .changes
+                    .push(format!("create namespaces/{ns}"));
+                return;
             }
-            match api.create(&PostParams::default(), &obj).await {
-                Ok(_) => {
-                    let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
-                    o.summary.created += 1;
-                    o.changes.push(format!("create namespaces/{ns}"));
-                }
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => push_error(outcome, format!("namespaces/{ns}"), explain(e)),
+            Ok(None) => {}
+            Err(e) => {
+                push_error(outcome, format!("namespaces/{ns}"), explain(e));
+                return;
             }
+        }
+        let mut obj = k8s_openapi::api::core::v1::Namespace::default();
+        obj.metadata.name = Some(ns.to_string());
+        if !self.labels.is_empty() {
+            obj.metadata.labels = Some(self.labels.clone());
+        }
+        match api.create(&PostParams::default(), &obj).await {
+            Ok(_) => {
+                let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
+                o.summary.created += 1;
+                o.changes.push(format!("create namespaces/{ns}"));
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => push_error(outcome, format!("namespaces/{ns}"), explain(e)),
         }
     }
 
@@ -337,24 +347,6 @@ impl Desired<'_> {
             full["status"] = s.clone();
         }
         full
-    }
-}
-
-/// Why a status write failed.
-#[derive(Debug)]
-enum StatusWrite {
-    /// The object changed meanwhile.
-    Conflict,
-    /// The server refused; the explanation.
-    Failed(String),
-}
-
-impl std::fmt::Display for StatusWrite {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Conflict => f.write_str("it changed meanwhile (409 Conflict)"),
-            Self::Failed(m) => f.write_str(m),
-        }
     }
 }
 
