@@ -40,7 +40,7 @@ pub struct Needs {
 
 fn str_at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter()
-        .fold(Some(obj), |v, k| v.and_then(|v| v.get(*k)))
+        .try_fold(obj, |v, k| v.get(*k))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }

@@ -224,17 +224,24 @@ impl Applier {
         Err("it kept changing while being updated (409 Conflict twice); run the restore again".to_string())
     }
 
-    /// Writes `status` through the status subresource, as a merge patch (no resourceVersion
-    /// to race with; status fields the backup does not set stay as the server has them).
+    /// Writes `status` through the status subresource: the object as it is now, with the
+    /// backup's status, replaced (the `update` verb on `*/status`, which the chart's restore
+    /// rule grants; a merge patch would need `patch` on every resource). A concurrent writer
+    /// (409) gets one more try with a fresh copy.
     async fn write_status(&self, api: &Api<DynamicObject>, name: &str, status: &Value) -> Result<(), String> {
-        api.patch_status(
-            name,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({ "status": status })),
+        for _ in 0..2 {
+            let mut current = api.get(name).await.map_err(explain)?;
+            current.data["status"] = status.clone();
+            match api.replace_status(name, &PostParams::default(), &current).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => return Err(explain(e)),
+            }
+        }
+        Err(
+            "it kept changing while its status was written (409 Conflict twice); run the restore again"
+                .to_string(),
         )
-        .await
-        .map(|_| ())
-        .map_err(explain)
     }
 
     /// Creates the namespaces objects will land in that neither exist nor were restored.
