@@ -310,3 +310,117 @@ fn crds_are_printed_as_yaml() {
         assert!(text.contains(&format!("kind: {kind}\n")), "{kind} missing");
     }
 }
+
+/// Registers the aggregated API `v1beta1.GROUP`, served by a Service that does not exist.
+async fn register_unavailable_api(cluster: &TestCluster, group: &str, ns: &str) -> String {
+    use kube::api::{ApiResource, DynamicObject};
+    let ar = ApiResource {
+        group: "apiregistration.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "apiregistration.k8s.io/v1".into(),
+        kind: "APIService".into(),
+        plural: "apiservices".into(),
+    };
+    let api: Api<DynamicObject> = Api::all_with(cluster.client(), &ar);
+    let name = format!("v1beta1.{group}");
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
+        "spec": {"group": group, "version": "v1beta1", "insecureSkipTLSVerify": true,
+                 "groupPriorityMinimum": 100, "versionPriority": 10,
+                 "service": {"namespace": ns, "name": "no-such-backend", "port": 443}}}))
+    .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    lifeboat_tests::poll::eventually("the APIService to be judged unavailable", 60, || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let o = api.get(&name).await.ok()?;
+            o.data["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Available" && c["status"] == "False")
+                .then_some(())
+        }
+    })
+    .await;
+    name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_api_groups_are_printed_and_node_port_conflicts_are_existing_objects() {
+    let cluster = TestCluster::start().await.unwrap();
+    let env = setup(&cluster).await;
+    let ns = cluster.namespace("cli-aggr").await.unwrap();
+    configmaps(&cluster, &ns, 2).await;
+    let port = 30000 + (std::process::id() % 2700) as u16;
+    let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"type": "NodePort", "selector": {"app": "web"},
+                 "ports": [{"port": 80, "nodePort": port}]}}))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(cluster.client(), &ns)
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
+    let group = format!("cli{}.lifeboat-test.dev", std::process::id());
+    let apiservice = register_unavailable_api(&cluster, &group, &ns).await;
+
+    let started = std::time::Instant::now();
+    let out = run(env.with_repo(&[
+        "backup",
+        "create",
+        "aggr",
+        "--include-namespaces",
+        &ns,
+        "-o",
+        "json",
+    ]))
+    .await;
+    let took = started.elapsed();
+    let _ = Api::<kube::api::DynamicObject>::all_with(
+        cluster.client(),
+        &kube::api::ApiResource {
+            group: "apiregistration.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiregistration.k8s.io/v1".into(),
+            kind: "APIService".into(),
+            plural: "apiservices".into(),
+        },
+    )
+    .delete(&apiservice, &Default::default())
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains(&format!(
+            "skipped API group: {group}/v1beta1: API group not backed up"
+        )),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["phase"], "Completed", "{report}");
+    assert_eq!(
+        report["skippedApiGroups"][0]["item"],
+        format!("{group}/v1beta1"),
+        "{report}"
+    );
+
+    // Restoring into the namespace where the NodePort Service still holds its port: the
+    // Service is an existing object (left alone), and the restore succeeds.
+    let restored = run(env.with_repo(&[
+        "restore",
+        "create",
+        "--from-backup",
+        "aggr",
+        "--include-namespaces",
+        &ns,
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(restored.status.code(), Some(0), "{}", text(&restored));
+    let report: serde_json::Value = serde_json::from_slice(&restored.stdout).unwrap();
+    assert_eq!(report["errors"], json!([]), "{report}");
+    assert_eq!(report["summary"]["created"], 0, "{report}");
+}

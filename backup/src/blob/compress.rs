@@ -41,7 +41,20 @@ pub fn compress(data: &[u8], compression: Compression) -> Vec<u8> {
 
 /// Decodes a frame made by [`compress`]; `raw_len` is the expected size.
 pub fn decompress(frame: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
-    let out = zstd::bulk::decompress(frame, raw_len)?;
+    thread_local! {
+        static DECODER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let out = DECODER.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(dec) => dec.decompress(frame, raw_len),
+            None => zstd::bulk::decompress(frame, raw_len),
+        }
+    })?;
     if out.len() != raw_len {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,

@@ -30,6 +30,8 @@ struct DirectBackup {
     items_backed_up: u64,
     items_skipped: u64,
     bytes_added: u64,
+    /// Aggregated API group versions not backed up because their server is unavailable.
+    skipped_api_groups: Vec<ItemMessage>,
     warnings: Vec<ItemMessage>,
     errors: Vec<ItemMessage>,
 }
@@ -68,6 +70,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             } else {
                 BackupPhase::PartiallyFailed
             };
+            print_items("skipped API group", &outcome.skipped_groups);
             print_items("warning", &outcome.warnings);
             print_items("error", &outcome.errors);
             let s = &outcome.snapshot.summary;
@@ -92,6 +95,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
                 items_backed_up: outcome.items,
                 items_skipped: outcome.skipped,
                 bytes_added: s.new_bytes,
+                skipped_api_groups: outcome.skipped_groups,
                 warnings: outcome.warnings,
                 errors: outcome.errors,
             };
@@ -142,6 +146,9 @@ fn finish(b: &Backup, g: &GlobalArgs) -> Result<u8> {
     let status = b.status.clone().unwrap_or_default();
     print_items("warning", &status.warnings);
     print_items("error", &status.errors);
+    for c in status.conditions.iter().filter(|c| c.status == "False") {
+        eprintln!("condition {} is False ({}): {}", c.type_, c.reason, c.message);
+    }
     if let Some(m) = &status.message {
         eprintln!("{m}");
     }
