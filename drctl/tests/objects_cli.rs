@@ -424,3 +424,78 @@ async fn skipped_api_groups_are_printed_and_node_port_conflicts_are_existing_obj
     assert_eq!(report["errors"], json!([]), "{report}");
     assert_eq!(report["summary"]["created"], 0, "{report}");
 }
+
+/// A group this cluster serves itself (a CRD's) that cannot be discovered is data that could not
+/// be saved: the backup finishes PartiallyFailed (exit 3), naming the group and its CRD.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undiscoverable_crd_group_fails_the_backup_partially_naming_it() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let cluster = TestCluster::start().await.unwrap();
+    let Some(faults) = cluster.faults() else {
+        eprintln!("SKIPPED: breaking one group's discovery needs the in-process test server");
+        return;
+    };
+    let env = setup(&cluster).await;
+    let ns = cluster.namespace("cli-crdgone").await.unwrap();
+    configmaps(&cluster, &ns, 1).await;
+    let group = format!("gone{}.lifeboat-test.dev", std::process::id());
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": format!("gizmos.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .unwrap();
+    Api::<CustomResourceDefinition>::all(cluster.client())
+        .create(&PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let gizmos = kube::api::ApiResource {
+        group: group.clone(),
+        version: "v1".into(),
+        api_version: format!("{group}/v1"),
+        kind: "Gizmo".into(),
+        plural: "gizmos".into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(cluster.client(), &ns, &gizmos);
+    let gizmo: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{group}/v1"), "kind": "Gizmo", "metadata": {"name": "g"}}))
+    .unwrap();
+    let mut created = false;
+    for _ in 0..100 {
+        if api.create(&PostParams::default(), &gizmo).await.is_ok() {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(created, "the CRD was not served in time");
+    faults.fail_matching(503, 100_000, Some("GET"), &format!("/apis/{group}/"));
+
+    let out = run(env.with_repo(&[
+        "backup",
+        "create",
+        "crd-gone",
+        "--include-namespaces",
+        &ns,
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["phase"], "PartiallyFailed", "{report}");
+    let errors = report["errors"].as_array().cloned().unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e["item"] == format!("{group}/v1")
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("gizmos.{group}")))),
+        "an error names the group and its CRD: {report}"
+    );
+    assert_eq!(report["skippedApiGroups"], json!([]), "{report}");
+    // The rest was still backed up.
+    assert!(report["itemsBackedUp"].as_u64().unwrap_or(0) >= 1, "{report}");
+}
