@@ -3,9 +3,9 @@
 use anyhow::{Context, Result};
 use lifeboat_backup::Repository;
 use lifeboat_backup::crypto::UserKey;
-use lifeboat_backup::store::{Store, StoreOptions};
+use lifeboat_backup::store::{Secret, Store, StoreOptions};
 
-use crate::cli::{KeyArgs, RepoArgs};
+use crate::cli::{CopyArgs, KeyArgs, RepoArgs};
 
 /// Opens the object store the flags point at.
 pub fn store(args: &RepoArgs) -> Result<Store> {
@@ -15,6 +15,23 @@ pub fn store(args: &RepoArgs) -> Result<Store> {
         ..StoreOptions::default()
     };
     Ok(Store::open(&args.repo, &options)?)
+}
+
+/// Opens the destination of `repo copy`: its own endpoint flags, and credentials from
+/// `DRCTL_TO_*` variables when they are set (else the usual `AWS_*` / `AZURE_STORAGE_*`).
+pub fn destination_store(args: &CopyArgs) -> Result<Store> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let options = StoreOptions {
+        s3_endpoint: args.to_s3_endpoint.clone(),
+        s3_region: args.to_s3_region.clone(),
+        access_key_id: var("DRCTL_TO_AWS_ACCESS_KEY_ID"),
+        secret_access_key: var("DRCTL_TO_AWS_SECRET_ACCESS_KEY").map(Secret::new),
+        azure_endpoint: args.to_azure_endpoint.clone(),
+        azure_account: var("DRCTL_TO_AZURE_STORAGE_ACCOUNT_NAME"),
+        azure_access_key: var("DRCTL_TO_AZURE_STORAGE_ACCOUNT_KEY").map(Secret::new),
+        ..StoreOptions::default()
+    };
+    Store::open(&args.to, &options).with_context(|| format!("open destination {}", args.to))
 }
 
 /// The user keys given by `--identity` / `DRCTL_IDENTITY` and `--passphrase-file`.

@@ -76,15 +76,16 @@ impl Objects {
     /// Writes an object that must not exist yet. An existing object under a content-derived
     /// name holds the same bytes, so that is success, not an error.
     pub(crate) async fn put_new(&self, key: &str, bytes: Bytes) -> Result<(), RepoError> {
+        self.put_new_payload(key, PutPayload::from(bytes)).await
+    }
+
+    /// [`Self::put_new`] of a payload in parts (an HTTP body's chunks, not concatenated).
+    pub(crate) async fn put_new_payload(&self, key: &str, payload: PutPayload) -> Result<(), RepoError> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        match self
-            .store
-            .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), opts)
-            .await
-        {
+        match self.store.put_opts(&ObjectPath::from(key), payload, opts).await {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(self.err("write", key, e)),
         }

@@ -1,6 +1,7 @@
 //! One function per command: call the library, print the result.
 
 mod backup;
+mod copy;
 mod etcd;
 mod objects;
 mod repo;
