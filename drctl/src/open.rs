@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use lifeboat_backup::Repository;
 use lifeboat_backup::crypto::UserKey;
-use lifeboat_backup::store::{Secret, Store, StoreOptions};
+use lifeboat_backup::store::{Location, Secret, Store, StoreOptions};
 
 use crate::cli::{CopyArgs, KeyArgs, RepoArgs};
 
@@ -31,6 +31,12 @@ pub fn destination_store(args: &CopyArgs) -> Result<Store> {
         azure_access_key: var("DRCTL_TO_AZURE_STORAGE_ACCOUNT_KEY").map(Secret::new),
         ..StoreOptions::default()
     };
+    // A local destination directory is created, as `cp -r` would.
+    if let Ok(Location::Local { path }) = Location::parse(&args.to)
+        && !path.exists()
+    {
+        std::fs::create_dir_all(&path).with_context(|| format!("create destination {}", path.display()))?;
+    }
     Store::open(&args.to, &options).with_context(|| format!("open destination {}", args.to))
 }
 

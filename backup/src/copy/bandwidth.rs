@@ -1,10 +1,10 @@
 //! A bandwidth limit shared by every transfer of one copy (`--bandwidth 50MiB`).
 //!
 //! Each chunk reserves its slot on one timeline: the slot starts when the previous one ends
-//! (or now, if the line is idle) and lasts `bytes / rate`; the transfer waits for its slot
-//! before taking the next chunk, so the socket's receive window closes and the sender slows
-//! down. Over any stretch longer than a chunk's slot the average stays at or under the rate,
-//! however many transfers run. (`object_store`'s `ThrottledStore` sleeps per request, not per
+//! (or now, if the line is idle) and lasts `bytes / rate`; the transfer waits until its slot
+//! ends before taking the next chunk, so the socket's receive window closes and the sender
+//! slows down. The average stays at or under the rate however many transfers run, and a
+//! source that hands over a whole pack in one chunk (local disk) is held for its full slot. (`object_store`'s `ThrottledStore` sleeps per request, not per
 //! byte shared across requests, so it cannot express a total rate.)
 
 use std::sync::Mutex;
@@ -33,21 +33,19 @@ impl Bandwidth {
         self.bytes_per_second
     }
 
-    /// Waits until `bytes` may pass.
+    /// Accounts for `bytes` just received: waits until the end of their slot.
     pub async fn take(&self, bytes: usize) {
         let now = Instant::now();
         let slot = Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64);
-        let start = {
+        let end = {
             let Ok(mut next) = self.next_free.lock() else {
                 return;
             };
-            let start = next.map_or(now, |n| n.max(now));
-            *next = Some(start + slot);
-            start
+            let end = next.map_or(now, |n| n.max(now)) + slot;
+            *next = Some(end);
+            end
         };
-        if start > now {
-            tokio::time::sleep_until(start).await;
-        }
+        tokio::time::sleep_until(end).await;
     }
 }
 
@@ -115,8 +113,8 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        // 2 MB at 1 MB/s: the last slot starts after 1.95 s.
+        // 2 MB at 1 MB/s: the last slot ends after 2 s.
         let took = start.elapsed().as_secs_f64();
-        assert!((1.9..2.1).contains(&took), "{took}");
+        assert!((1.99..2.05).contains(&took), "{took}");
     }
 }

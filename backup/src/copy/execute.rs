@@ -351,5 +351,6 @@ async fn run(
     if let Some(x) = &run.extender {
         run.report.retention_extended = x.extended;
     }
+    run.report.destination_snapshots = run.prepared.destination_snapshots + run.report.snapshots_copied.len();
     Ok(run.report)
 }

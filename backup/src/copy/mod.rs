@@ -170,6 +170,8 @@ pub struct CopyReport {
     /// The newest selected snapshot the destination holds after the copy (its age is the
     /// recovery point objective for losing the source).
     pub newest: Option<SnapshotStamp>,
+    /// Snapshots the destination holds after the copy, selected or not.
+    pub destination_snapshots: usize,
 }
 
 impl CopyReport {

@@ -31,6 +31,9 @@ pub enum Selection {
     Snapshots(Vec<String>),
     /// Snapshots carrying every one of these tags.
     Tags(BTreeMap<String, String>),
+    /// Exactly these snapshots (chosen by the caller, e.g. by a destination's retention);
+    /// ids the source does not hold are ignored.
+    Ids(Vec<SnapshotId>),
 }
 
 impl Selection {
@@ -40,6 +43,12 @@ impl Selection {
         let ids = |it: &mut dyn Iterator<Item = &Snapshot>| it.filter_map(|s| s.id).collect::<Vec<_>>();
         match self {
             Self::All => Ok(ids(&mut snapshots.iter())),
+            Self::Ids(wanted) => {
+                let wanted: BTreeSet<&SnapshotId> = wanted.iter().collect();
+                Ok(ids(&mut snapshots
+                    .iter()
+                    .filter(|s| s.id.is_some_and(|id| wanted.contains(&id)))))
+            }
             Self::Tags(tags) => Ok(ids(&mut snapshots
                 .iter()
                 .filter(|s| tags.iter().all(|(k, v)| s.tags.get(k) == Some(v))))),

@@ -31,6 +31,8 @@ pub struct Prepared {
     pub(super) destination_keys: Vec<String>,
     /// When each selected snapshot was taken.
     pub(super) times: HashMap<SnapshotId, DateTime<Utc>>,
+    /// Snapshots the destination held before the copy (selected or not).
+    pub(super) destination_snapshots: usize,
     locks: Vec<LockGuard>,
 }
 
@@ -246,6 +248,7 @@ async fn survey(
         destination_index_files,
         destination_keys,
         times,
+        destination_snapshots: present.len(),
         locks: Vec::new(),
     })
 }
