@@ -74,7 +74,8 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
         }
     };
     let bytes = value * factor;
-    if !(bytes >= 1.0) {
+    // NaN fails this too.
+    if bytes.is_nan() || bytes < 1.0 {
         return Err(format!("bandwidth {text:?} must be at least 1 byte per second"));
     }
     Ok(bytes as u64)
