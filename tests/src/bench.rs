@@ -3,7 +3,7 @@
 //! runs do not pay for each other.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// One command's cost.
@@ -92,6 +92,44 @@ impl MachineCpu {
     pub fn seconds_since(&self, earlier: &MachineCpu) -> f64 {
         self.busy.saturating_sub(earlier.busy) as f64 / 100.0
     }
+}
+
+/// A benchmark's scratch directory holding the 1 GiB dataset (`data`) and an age identity
+/// for its repositories; removed on drop.
+pub struct BenchData {
+    /// The scratch directory.
+    pub work: tempfile::TempDir,
+    /// The dataset.
+    pub data: PathBuf,
+    /// The identity file.
+    pub identity: PathBuf,
+    /// Its public key.
+    pub recipient: String,
+}
+
+impl BenchData {
+    /// Makes the scratch directory (named `prefix…`), the dataset and the identity.
+    pub fn generate(prefix: &str) -> Self {
+        let work = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("tempdir");
+        let data = work.path().join("data");
+        eprintln!("generating 1 GiB dataset in {}", data.display());
+        make_dataset(&data);
+        let (identity, recipient) = crate::repos::make_identity(work.path(), "bench").expect("identity");
+        Self {
+            work,
+            data,
+            identity,
+            recipient,
+        }
+    }
+}
+
+/// The drctl binary a benchmark runs: `DRCTL_BIN`, else the release build's.
+pub fn drctl_bin() -> String {
+    std::env::var("DRCTL_BIN").unwrap_or_else(|_| "target/release/drctl".to_string())
 }
 
 /// Size of each file of the benchmark dataset.

@@ -152,15 +152,17 @@ impl Run<'_> {
     /// of what it reuses.
     async fn publish(&mut self, id: SnapshotId) -> Result<(), CopyError> {
         if let Some(x) = &mut self.extender {
-            let reused = self
+            // Packs it reuses, and packs an earlier (interrupted) copy stored: neither was
+            // written with this copy's retention. Packs this copy sent are `done` already.
+            let depends: Vec<PackId> = self
                 .prepared
                 .plan
                 .snapshots
                 .iter()
                 .find(|s| s.id == id)
-                .map(|s| s.reused.clone())
+                .map(|s| s.reused.iter().chain(&s.packs).copied().collect())
                 .unwrap_or_default();
-            for pack in reused {
+            for pack in depends {
                 x.ensure(&pack_key(&pack)).await?;
                 for file in x.listed_in.get(&pack).cloned().unwrap_or_default() {
                     x.ensure(&file).await?;

@@ -15,7 +15,7 @@ use crate::read::BlobReader;
 use crate::repository::objects::Objects;
 use crate::repository::{Config, LockGuard, LockKind, RepoError, Repository};
 use crate::snapshot::NodeKind;
-use crate::store::Store;
+use crate::store::{Location, Store};
 
 /// A surveyed copy: the plan, and what the executor needs to carry it out.
 pub struct Prepared {
@@ -63,7 +63,15 @@ pub async fn prepare(
     options: &CopyOptions,
 ) -> Result<Prepared, CopyError> {
     let url = destination.location().to_string();
-    if url == source.url() {
+    // (Two S3 URLs may name the same bucket on different services, so only local paths can
+    // be told the same; copying a repository onto itself elsewhere would find nothing to do.)
+    if let (Ok(Location::Local { path: from }), Location::Local { path: to }) =
+        (Location::parse(source.url()), destination.location())
+        && from
+            .canonicalize()
+            .ok()
+            .is_some_and(|f| Some(f) == to.canonicalize().ok())
+    {
         return Err(CopyError::SameLocation { url });
     }
     let dst = Objects::new(destination.object_store().clone(), &url);

@@ -9,8 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lifeboat_tests::bench::{Measure, change_one_percent, make_dataset, remove_bucket, timed};
-use lifeboat_tests::repos::make_identity;
+use lifeboat_tests::bench::{
+    BenchData, Measure, change_one_percent, drctl_bin, make_dataset, remove_bucket, timed,
+};
 
 fn dir_size(path: &Path) -> u64 {
     let mut total = 0;
@@ -55,16 +56,14 @@ fn main() {
         make_dataset(Path::new(&dir));
         return;
     }
-    let drctl = std::env::var("DRCTL_BIN").unwrap_or_else(|_| "target/release/drctl".to_string());
+    let drctl = drctl_bin();
     let with_rgw = std::env::var("BENCH_SKIP_RGW").is_err();
-    let work = tempfile::Builder::new()
-        .prefix("lifeboat-bench-")
-        .tempdir()
-        .expect("tempdir");
-    let data = work.path().join("data");
-    eprintln!("generating 1 GiB dataset in {}", data.display());
-    make_dataset(&data);
-    let (identity, recipient) = make_identity(work.path(), "bench").expect("identity");
+    let BenchData {
+        work,
+        data,
+        identity,
+        recipient,
+    } = BenchData::generate("lifeboat-bench-");
 
     let mut targets = vec![Target {
         name: "local",

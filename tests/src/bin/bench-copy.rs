@@ -13,8 +13,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use lifeboat_backup::store::{Secret, Store, StoreOptions};
-use lifeboat_tests::bench::{Measure, change_one_percent, make_dataset, remove_bucket, timed_output};
-use lifeboat_tests::repos::make_identity;
+use lifeboat_tests::bench::{BenchData, Measure, change_one_percent, drctl_bin, remove_bucket, timed_output};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -113,16 +112,14 @@ fn json(text: &str) -> serde_json::Value {
 }
 
 fn main() {
-    let drctl = std::env::var("DRCTL_BIN").unwrap_or_else(|_| "target/release/drctl".to_string());
+    let drctl = drctl_bin();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let work = tempfile::Builder::new()
-        .prefix("lifeboat-bench-copy-")
-        .tempdir()
-        .expect("tempdir");
-    let data = work.path().join("data");
-    eprintln!("generating 1 GiB dataset in {}", data.display());
-    make_dataset(&data);
-    let (identity, recipient) = make_identity(work.path(), "bench").expect("identity");
+    let BenchData {
+        work,
+        data,
+        identity,
+        recipient,
+    } = BenchData::generate("lifeboat-bench-copy-");
 
     let ceph = lifeboat_tests::ceph().expect("start Ceph");
     let rgw = ceph.rgw();
