@@ -42,6 +42,11 @@ pub struct ScheduleLabels {
 
 type HistogramFamily = Family<ResultLabels, Histogram, fn() -> Histogram>;
 
+/// The `operation` label's values.
+pub const OPERATIONS: [&str; 2] = ["backup", "restore"];
+/// The `result` values `lifeboat_failures_total` counts.
+pub const FAILED_RESULTS: [&str; 2] = ["Failed", "PartiallyFailed"];
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.5, 2.0, 14))
 }
@@ -113,6 +118,16 @@ impl Metrics {
             "1 while this controller holds the leader Lease",
             leader.clone(),
         );
+        // Series of the fixed label sets exist from the start, at 0: a counter series born at
+        // 1 shows no `increase()`, so alerts would miss the first failure after a restart.
+        for operation in OPERATIONS {
+            let _ = attempts.get_or_create(&OpLabels { operation });
+            let _ = items.get_or_create(&OpLabels { operation });
+            let _ = bytes.get_or_create(&OpLabels { operation });
+            for result in FAILED_RESULTS {
+                let _ = failures.get_or_create(&ResultLabels { operation, result });
+            }
+        }
         let replication = ReplicationMetrics::register(&mut registry);
         Self {
             replication,

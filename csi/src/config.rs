@@ -2,6 +2,7 @@
 //! read-only credentials the RPCs that carry no secrets (ListVolumes, GetCapacity,
 //! ControllerGetVolume, Probe) use. Like ceph-csi's `config.json`, mounted from a ConfigMap.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -37,9 +38,13 @@ pub struct CephCluster {
     /// File holding that user's key (a mounted Secret), never the key itself.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
-    /// Pools ListVolumes walks.
+    /// Pools ListVolumes walks (and GetCapacity without parameters sums up).
     #[serde(default)]
     pub pools: Vec<String>,
+    /// Where the cluster can be reached from: topology segments (`{"topology.kubernetes.io/zone":
+    /// "z1"}`), any of which a node must match. Empty: from everywhere.
+    #[serde(default)]
+    pub topology: Vec<BTreeMap<String, String>>,
 }
 
 /// One NFS export.
@@ -54,6 +59,9 @@ pub struct NfsExport {
     /// walks; empty walks the share's root only.
     #[serde(default)]
     pub base_dirs: Vec<String>,
+    /// Where the export can be reached from, as for [`CephCluster::topology`].
+    #[serde(default)]
+    pub topology: Vec<BTreeMap<String, String>>,
 }
 
 impl DriverConfig {
@@ -66,6 +74,11 @@ impl DriverConfig {
             .map_err(|e| CsiError::Internal(format!("read driver config {}: {e}", path.display())))?;
         serde_json::from_str(&text)
             .map_err(|e| CsiError::Internal(format!("parse driver config {}: {e}", path.display())))
+    }
+
+    /// The export a StorageClass's `server` and `share` name, if configured.
+    pub fn export(&self, server: &str, share: &str) -> Option<&NfsExport> {
+        self.nfs.iter().find(|e| e.server == server && e.share == share)
     }
 
     /// The cluster a `clusterID` names.

@@ -17,6 +17,9 @@ pub enum CsiError {
     /// The capacity cannot be satisfied.
     #[error("{0}")]
     OutOfRange(String),
+    /// Nothing the driver is configured for can provision in the requested topology.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The object is in a state that forbids the operation (snapshots, children, in use).
     #[error("{0}")]
     FailedPrecondition(String),
@@ -52,20 +55,27 @@ impl CsiError {
     }
 }
 
+impl CsiError {
+    /// The gRPC code the CSI spec asks for in this case.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            CsiError::InvalidArgument(_) => tonic::Code::InvalidArgument,
+            CsiError::NotFound(_) => tonic::Code::NotFound,
+            CsiError::AlreadyExists(_) => tonic::Code::AlreadyExists,
+            CsiError::OutOfRange(_) => tonic::Code::OutOfRange,
+            CsiError::ResourceExhausted(_) => tonic::Code::ResourceExhausted,
+            CsiError::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
+            CsiError::Aborted(_) | CsiError::BadToken(_) => tonic::Code::Aborted,
+            CsiError::Unavailable(_) => tonic::Code::Unavailable,
+            CsiError::Unimplemented(_) => tonic::Code::Unimplemented,
+            CsiError::Internal(_) => tonic::Code::Internal,
+        }
+    }
+}
+
 impl From<CsiError> for tonic::Status {
     fn from(e: CsiError) -> Self {
-        let message = e.to_string();
-        match e {
-            CsiError::InvalidArgument(_) => tonic::Status::invalid_argument(message),
-            CsiError::NotFound(_) => tonic::Status::not_found(message),
-            CsiError::AlreadyExists(_) => tonic::Status::already_exists(message),
-            CsiError::OutOfRange(_) => tonic::Status::out_of_range(message),
-            CsiError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
-            CsiError::Aborted(_) | CsiError::BadToken(_) => tonic::Status::aborted(message),
-            CsiError::Unavailable(_) => tonic::Status::unavailable(message),
-            CsiError::Unimplemented(_) => tonic::Status::unimplemented(message),
-            CsiError::Internal(_) => tonic::Status::internal(message),
-        }
+        tonic::Status::new(e.code(), e.to_string())
     }
 }
 
@@ -78,8 +88,15 @@ pub fn invalid(msg: impl Into<String>) -> CsiError {
 }
 
 /// Turns an RPC's result into the gRPC reply, logging a failure once with the RPC's name
-/// (messages never carry secrets: see [`CsiError`]).
-pub fn reply<T>(rpc: &'static str, r: Result<T>) -> std::result::Result<tonic::Response<T>, tonic::Status> {
+/// (messages never carry secrets: see [`CsiError`]). Works for [`CsiError`] and for the
+/// controller's per-operation errors alike.
+pub fn reply<T, E>(
+    rpc: &'static str,
+    r: std::result::Result<T, E>,
+) -> std::result::Result<tonic::Response<T>, tonic::Status>
+where
+    E: std::fmt::Display + Into<tonic::Status>,
+{
     match r {
         Ok(v) => Ok(tonic::Response::new(v)),
         Err(e) => {

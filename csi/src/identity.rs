@@ -5,7 +5,6 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::driver::{Driver, Mode};
-use crate::ids::NfsVolume;
 use crate::proto::identity_server::Identity;
 use crate::proto::plugin_capability::{self, service, volume_expansion};
 use crate::proto::*;
@@ -40,8 +39,11 @@ impl IdentityService {
             }
         }
         for n in &self.driver.settings.config.nfs {
-            let vol = NfsVolume::new(&n.server, &n.share, "x", "retain").map_err(|e| e.to_string())?;
-            self.driver.nfs.probe(&vol).await.map_err(|e| e.to_string())?;
+            self.driver
+                .nfs
+                .probe(&n.server, &n.share)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -83,6 +85,7 @@ impl Identity for IdentityService {
         let mut caps = vec![service(service::Type::VolumeAccessibilityConstraints)];
         if self.driver.settings.mode != Mode::Node {
             caps.push(service(service::Type::ControllerService));
+            caps.push(service(service::Type::GroupControllerService));
         }
         caps.push(PluginCapability {
             r#type: Some(plugin_capability::Type::VolumeExpansion(

@@ -6,7 +6,7 @@
 //! lock round trip on the first write. A provisioner that only needs to know whether a name
 //! is taken, or to stamp an image it has just created, would pay that several times per
 //! volume; profiling the CSI driver under 16 parallel creates showed most of its CPU there.
-//! The class methods used here (`get_id`, `metadata_set`) are the ones librbd
+//! The class methods used here (`get_id`, `metadata_get`, `metadata_set`) are the ones librbd
 //! itself calls, with Ceph's encoding (little-endian `u32` length before every string).
 #![allow(unsafe_code)]
 
@@ -21,6 +21,24 @@ impl Pool {
             Ok(out) => decode_string(&out)
                 .map(Some)
                 .ok_or_else(|| self.bad_reply("get image id", name)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads one image metadata value without opening the image: two small reads (the id
+    /// object, then the header's metadata), no image context. `None` when the image or the key
+    /// is absent.
+    pub fn peek_image_metadata(&self, name: &str, key: &str) -> Result<Option<String>, RbdError> {
+        let Some(id) = self.image_id(name)? else {
+            return Ok(None);
+        };
+        let mut input = Vec::new();
+        encode_string(&mut input, key.as_bytes());
+        match self.exec(&header(&id), "metadata_get", &input, "get image metadata", name) {
+            Ok(out) => decode_string(&out)
+                .map(Some)
+                .ok_or_else(|| self.bad_reply("get image metadata", name)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }

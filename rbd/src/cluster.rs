@@ -62,6 +62,20 @@ impl Cluster {
         })
     }
 
+    /// The name of the pool with id `id` (as group namespaces and group image lists give
+    /// pools), or `None` if no pool this client can open has it.
+    pub fn pool_name(&self, id: i64) -> Result<Option<String>, RbdError> {
+        for name in self.pools()? {
+            match self.pool(&name) {
+                Ok(p) if p.id() == id => return Ok(Some(name)),
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
     /// Sends a monitor command (a JSON object, as the `ceph` CLI does) and returns its
     /// output, e.g. `{"prefix": "df", "format": "json"}` for pool capacity.
     pub fn mon_command(&self, command: &serde_json::Value) -> Result<Vec<u8>, RbdError> {
@@ -97,6 +111,12 @@ impl Pool {
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The pool's numeric id (as group namespaces and `ceph df` name pools).
+    pub fn id(&self) -> i64 {
+        // SAFETY: the ioctx is live for `self`'s lifetime; the call only reads it.
+        unsafe { crate::ffi::rados_ioctx_get_id(self.raw()) }
     }
 
     pub(crate) fn ioctx(&self) -> &ceph::ceph::IoCtx {

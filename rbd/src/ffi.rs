@@ -39,6 +39,37 @@ pub struct rbd_snap_info_t {
 }
 
 #[repr(C)]
+pub struct rbd_group_image_info_t {
+    pub name: *mut c_char,
+    pub pool: i64,
+    pub state: c_int,
+}
+
+#[repr(C)]
+pub struct rbd_group_info_t {
+    pub name: *mut c_char,
+    pub pool: i64,
+}
+
+#[repr(C)]
+pub struct rbd_group_snap_info_t {
+    pub name: *mut c_char,
+    pub state: c_int,
+}
+
+#[repr(C)]
+pub struct rbd_snap_group_namespace_t {
+    pub group_pool: i64,
+    pub group_name: *mut c_char,
+    pub group_snap_name: *mut c_char,
+}
+
+pub const RBD_GROUP_IMAGE_STATE_ATTACHED: c_int = 0;
+pub const RBD_GROUP_SNAP_STATE_COMPLETE: c_int = 1;
+pub const RBD_SNAP_NAMESPACE_TYPE_USER: c_int = 0;
+pub const RBD_SNAP_NAMESPACE_TYPE_GROUP: c_int = 1;
+
+#[repr(C)]
 pub struct rbd_image_spec_t {
     pub id: *mut c_char,
     pub name: *mut c_char,
@@ -127,10 +158,81 @@ unsafe extern "C" {
     ) -> c_int;
     pub fn rbd_metadata_set(image: rbd_image_t, key: *const c_char, value: *const c_char) -> c_int;
     pub fn rbd_snap_get_timestamp(image: rbd_image_t, snap_id: u64, timestamp: *mut libc::timespec) -> c_int;
+    pub fn rbd_metadata_remove(image: rbd_image_t, key: *const c_char) -> c_int;
+    pub fn rbd_snap_set_by_id(image: rbd_image_t, snap_id: u64) -> c_int;
+    pub fn rbd_snap_get_namespace_type(image: rbd_image_t, snap_id: u64, namespace_type: *mut c_int)
+    -> c_int;
+    pub fn rbd_snap_get_group_namespace(
+        image: rbd_image_t,
+        snap_id: u64,
+        group_snap: *mut rbd_snap_group_namespace_t,
+        group_snap_size: size_t,
+    ) -> c_int;
+    pub fn rbd_snap_group_namespace_cleanup(
+        group_snap: *mut rbd_snap_group_namespace_t,
+        group_snap_size: size_t,
+    ) -> c_int;
+    pub fn rbd_get_group(
+        image: rbd_image_t,
+        group_info: *mut rbd_group_info_t,
+        group_info_size: size_t,
+    ) -> c_int;
+    pub fn rbd_group_info_cleanup(group_info: *mut rbd_group_info_t, group_info_size: size_t) -> c_int;
+
+    pub fn rbd_group_create(io: rados_ioctx_t, name: *const c_char) -> c_int;
+    pub fn rbd_group_remove(io: rados_ioctx_t, name: *const c_char) -> c_int;
+    pub fn rbd_group_image_add(
+        group_p: rados_ioctx_t,
+        group_name: *const c_char,
+        image_p: rados_ioctx_t,
+        image_name: *const c_char,
+    ) -> c_int;
+    pub fn rbd_group_image_remove(
+        group_p: rados_ioctx_t,
+        group_name: *const c_char,
+        image_p: rados_ioctx_t,
+        image_name: *const c_char,
+    ) -> c_int;
+    pub fn rbd_group_image_list(
+        group_p: rados_ioctx_t,
+        group_name: *const c_char,
+        images: *mut rbd_group_image_info_t,
+        group_image_info_size: size_t,
+        num_entries: *mut size_t,
+    ) -> c_int;
+    pub fn rbd_group_image_list_cleanup(
+        images: *mut rbd_group_image_info_t,
+        group_image_info_size: size_t,
+        num_entries: size_t,
+    ) -> c_int;
+    pub fn rbd_group_snap_create(
+        group_p: rados_ioctx_t,
+        group_name: *const c_char,
+        snap_name: *const c_char,
+    ) -> c_int;
+    pub fn rbd_group_snap_remove(
+        group_p: rados_ioctx_t,
+        group_name: *const c_char,
+        snap_name: *const c_char,
+    ) -> c_int;
+    pub fn rbd_group_snap_list(
+        group_p: rados_ioctx_t,
+        group_name: *const c_char,
+        snaps: *mut rbd_group_snap_info_t,
+        group_snap_info_size: size_t,
+        num_entries: *mut size_t,
+    ) -> c_int;
+    pub fn rbd_group_snap_list_cleanup(
+        snaps: *mut rbd_group_snap_info_t,
+        group_snap_info_size: size_t,
+        num_entries: size_t,
+    ) -> c_int;
 }
 
 #[link(name = "rados")]
 unsafe extern "C" {
+    /// The id of the pool an I/O context is open on.
+    pub fn rados_ioctx_get_id(io: rados_ioctx_t) -> i64;
     /// Runs an OSD class method on one object; returns the output length or a negative errno
     /// (`-ERANGE` when `out` is too small).
     pub fn rados_exec(

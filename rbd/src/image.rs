@@ -266,7 +266,8 @@ impl<'p> Image<'p> {
         Ok(protected != 0)
     }
 
-    /// All snapshots of the image, oldest first.
+    /// All snapshots of the image, oldest first, of every namespace (user snapshots and
+    /// group snapshot members alike; see [`Image::snapshot_namespace`]).
     pub fn snapshots(&self) -> Result<Vec<Snapshot>, RbdError> {
         let mut capacity: i32 = 16;
         loop {
@@ -335,6 +336,56 @@ impl<'p> Image<'p> {
             format!("{} {key}", self.spec())
         })
         .map(|_| ())
+    }
+
+    /// Removes an image metadata key (`rbd image-meta remove`); absent is fine.
+    pub fn remove_metadata(&mut self, key: &str) -> Result<(), RbdError> {
+        let c_key = cstring("metadata key", key)?;
+        // SAFETY: live handle; the key outlives the call.
+        let ret = unsafe { ffi::rbd_metadata_remove(self.raw, c_key.as_ptr()) };
+        if ret == -libc::ENOENT {
+            return Ok(());
+        }
+        check(ret.into(), "remove image metadata", || {
+            format!("{} {key}", self.spec())
+        })
+        .map(|_| ())
+    }
+
+    /// Switches this handle to read snapshot `snap_id` (of any namespace, e.g. a group
+    /// snapshot member), as `rbd_open` with a snapshot name does for user snapshots.
+    pub fn set_snapshot_by_id(&mut self, snap_id: u64) -> Result<(), RbdError> {
+        // SAFETY: live handle.
+        let ret = unsafe { ffi::rbd_snap_set_by_id(self.raw, snap_id) };
+        check(ret.into(), "set snapshot", || {
+            format!("{} snapshot id {snap_id}", self.spec())
+        })
+        .map(|_| ())
+    }
+
+    /// The namespace of snapshot `snap_id`: user, or the group snapshot it belongs to.
+    pub fn snapshot_namespace(&self, snap_id: u64) -> Result<crate::group::SnapshotNamespace, RbdError> {
+        crate::group::group_namespace(self.raw, snap_id).map_err(|e| self.retarget(e))
+    }
+
+    /// The group this image belongs to, as (pool id, group name), if any.
+    pub fn group(&self) -> Result<Option<(i64, String)>, RbdError> {
+        crate::group::image_group(self.raw).map_err(|e| self.retarget(e))
+    }
+
+    fn retarget(&self, e: RbdError) -> RbdError {
+        match e {
+            RbdError::Ceph { op, target, errno } => RbdError::Ceph {
+                op,
+                target: if target.is_empty() {
+                    self.spec()
+                } else {
+                    format!("{} {target}", self.spec())
+                },
+                errno,
+            },
+            other => other,
+        }
     }
 
     /// When a snapshot was taken, in seconds since the Unix epoch.

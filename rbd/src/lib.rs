@@ -10,9 +10,11 @@ mod cls;
 mod cluster;
 mod error;
 mod ffi;
+mod group;
 mod image;
 mod objects;
 
 pub use cluster::{Cluster, Pool};
 pub use error::RbdError;
+pub use group::{GroupImage, GroupSnapshot, SnapshotNamespace};
 pub use image::{Extent, Image, ImageInfo, ImageOptions, Snapshot, SnapshotRef, features};

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lifeboat_csi::proto::controller_client::ControllerClient;
+use lifeboat_csi::proto::group_controller_client::GroupControllerClient;
 use lifeboat_csi::proto::identity_client::IdentityClient;
 use lifeboat_csi::proto::node_client::NodeClient;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -34,6 +35,8 @@ pub struct DriverOptions {
     pub mapper: &'static str,
     /// Extra flags.
     pub extra: Vec<String>,
+    /// `--topology` segments (`key=value`); empty starts the driver without the flag.
+    pub topology: Vec<String>,
 }
 
 impl Default for DriverOptions {
@@ -43,6 +46,7 @@ impl Default for DriverOptions {
             mode: "all",
             mapper: "auto",
             extra: vec![],
+            topology: vec!["topology.csi.lifeboat.dev/zone=test".into()],
         }
     }
 }
@@ -77,12 +81,13 @@ impl CsiDriver {
             &config.to_string_lossy(),
             "--state-dir",
             &dir.path().join("state").to_string_lossy(),
-            "--topology",
-            "topology.csi.lifeboat.dev/zone=test",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        for t in opts.topology {
+            args.extend(["--topology".to_string(), t]);
+        }
         args.extend(opts.extra);
         let mut d = Self {
             child: None,
@@ -165,12 +170,13 @@ impl CsiDriver {
         channel(&self.socket).await
     }
 
-    /// Identity, Controller and Node clients on one channel.
+    /// Identity, Controller, GroupController and Node clients on one channel.
     pub async fn clients(&self) -> Result<Clients, HarnessError> {
         let ch = self.channel().await?;
         Ok(Clients {
             identity: IdentityClient::new(ch.clone()),
             controller: ControllerClient::new(ch.clone()),
+            group: GroupControllerClient::new(ch.clone()),
             node: NodeClient::new(ch),
         })
     }
@@ -216,12 +222,14 @@ pub fn cleanup_mounts(dir: &Path) {
     }
 }
 
-/// The three service clients.
+/// The four service clients.
 pub struct Clients {
     /// Identity.
     pub identity: IdentityClient<Channel>,
     /// Controller.
     pub controller: ControllerClient<Channel>,
+    /// GroupController (volume group snapshots).
+    pub group: GroupControllerClient<Channel>,
     /// Node.
     pub node: NodeClient<Channel>,
 }
@@ -317,5 +325,79 @@ pub fn block_cap() -> lifeboat_csi::proto::VolumeCapability {
         access_mode: Some(AccessMode {
             mode: Mode::SingleNodeWriter as i32,
         }),
+    }
+}
+
+/// A driver serving RBD volumes in a new pool of the shared test Ceph, with the StorageClass
+/// parameters and secrets for that pool.
+pub struct RbdEnv {
+    /// The driver process.
+    pub driver: CsiDriver,
+    /// The test's own pool.
+    pub pool: String,
+    /// StorageClass parameters (`imageFeatures: layering`, ext4).
+    pub params: HashMap<String, String>,
+    /// Secrets (the admin key).
+    pub secrets: HashMap<String, String>,
+}
+
+impl RbdEnv {
+    /// Starts `binary` (the `csi-driver` test binary) on a new pool named after `prefix`;
+    /// `opts.config` is replaced by the pool's driver config after `edit` has seen it.
+    pub async fn start(
+        binary: impl AsRef<Path>,
+        prefix: &str,
+        mut opts: DriverOptions,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<Self, HarnessError> {
+        let ceph = crate::ceph()?;
+        let pool = ceph.new_pool(prefix)?;
+        let keydir = tempfile::tempdir().map_err(|e| HarnessError::io("temp dir", e))?;
+        let (mut config, params, secrets) = rbd_setup(ceph, &pool, &keydir.keep().join("admin.key"))?;
+        edit(&mut config);
+        opts.config = config;
+        let driver = CsiDriver::start(binary, opts).await?;
+        Ok(Self {
+            driver,
+            pool,
+            params,
+            secrets,
+        })
+    }
+
+    /// A CreateVolume request for `bytes` with this pool's parameters and secrets.
+    pub fn create_req(&self, name: &str, bytes: i64) -> lifeboat_csi::proto::CreateVolumeRequest {
+        lifeboat_csi::proto::CreateVolumeRequest {
+            name: name.into(),
+            capacity_range: Some(lifeboat_csi::proto::CapacityRange {
+                required_bytes: bytes,
+                limit_bytes: 0,
+            }),
+            volume_capabilities: vec![mount_cap("ext4")],
+            parameters: self.params.clone(),
+            secrets: self.secrets.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// A DeleteVolume request with the secrets.
+    pub fn delete_req(&self, id: &str) -> lifeboat_csi::proto::DeleteVolumeRequest {
+        lifeboat_csi::proto::DeleteVolumeRequest {
+            volume_id: id.into(),
+            secrets: self.secrets.clone(),
+        }
+    }
+
+    /// Image names in the pool, through the `rbd` CLI.
+    pub fn images(&self) -> Result<Vec<String>, HarnessError> {
+        rbd_ls(crate::ceph()?, &self.pool)
+    }
+}
+
+/// The gRPC code of a call that must fail; panics with the answer if it succeeded.
+pub fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> tonic::Code {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(s) => s.code(),
     }
 }

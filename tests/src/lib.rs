@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod csi;
 pub mod faults;
+pub mod helm;
 pub mod kube;
 pub mod poll;
 pub mod process;

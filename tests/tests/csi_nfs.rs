@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result, ensure};
 use lifeboat_csi::proto::volume_content_source::{SnapshotSource, Type as Src, VolumeSource};
 use lifeboat_csi::proto::*;
-use lifeboat_tests::csi::{CsiDriver, DriverOptions, mount_cap};
+use lifeboat_tests::csi::{CsiDriver, DriverOptions, code, mount_cap};
 use tonic::Code;
 
 struct Env {
@@ -62,13 +62,6 @@ impl Env {
             .strip_prefix(&format!("{}/", self.dir.name))
             .unwrap_or("");
         self.dir.local.join(sub)
-    }
-}
-
-fn code<T: std::fmt::Debug>(r: std::result::Result<T, tonic::Status>) -> Code {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(s) => s.code(),
     }
 }
 
@@ -532,5 +525,208 @@ async fn a_second_operation_on_a_busy_volume_is_aborted() -> Result<()> {
     .await?;
     c.delete_volume(del).await?;
     ensure!(!e.local(&v).exists());
+    Ok(())
+}
+
+/// Every id a hand-made PersistentVolume could carry that names something the driver did not
+/// create — another application's folder, the base directory, the driver's own metadata, a
+/// folder named like a volume but without a record, a real volume under another policy or
+/// another base — is deleted with nothing touched, for every onDelete policy; the export's
+/// whole tree (neighbour volume, records, foreign folders) stays byte for byte the same.
+#[tokio::test]
+async fn delete_volume_removes_only_what_the_driver_created() -> Result<()> {
+    let e = env("csi-nfs-forged", vec![]).await?;
+    let mut c = e.driver.clients().await?.controller;
+    let neighbour = c
+        .create_volume(e.req("neighbour", "delete"))
+        .await?
+        .into_inner()
+        .volume
+        .context("v")?;
+    std::fs::write(e.local(&neighbour).join("data"), b"neighbour's data")?;
+    let snap = c
+        .create_snapshot(CreateSnapshotRequest {
+            source_volume_id: neighbour.volume_id.clone(),
+            name: "neighbour-snap".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .snapshot
+        .context("snapshot")?;
+    // Foreign folders: another application, one named like a volume with no record, one in
+    // a deeper folder of someone else's, and files at the share's root.
+    let fake_hash = lifeboat_csi::ids::name_hash("never-created");
+    for (dir, file) in [
+        ("other-app", "db.sqlite"),
+        (&format!("vol-{fake_hash}") as &str, "looks-like-ours"),
+        ("users/alice", "thesis.tex"),
+    ] {
+        std::fs::create_dir_all(e.dir.local.join(dir))?;
+        std::fs::write(e.dir.local.join(dir).join(file), format!("{dir} content"))?;
+    }
+    // Folders at the share's root too (other tests share it, so only these are compared).
+    let share_root = e.dir.local.parent().context("share root")?.to_path_buf();
+    let root_app = format!("{}-other-app", e.dir.name);
+    let root_vol = format!("vol-{}", lifeboat_csi::ids::name_hash(&root_app));
+    for dir in [&root_app, &root_vol] {
+        std::fs::create_dir_all(share_root.join(dir))?;
+        std::fs::write(share_root.join(dir).join("file"), format!("{dir} at the root"))?;
+    }
+    let root_trees = || -> Result<Vec<BTreeMap<String, String>>> {
+        Ok(vec![
+            tree(&share_root.join(&root_app))?,
+            tree(&share_root.join(&root_vol))?,
+        ])
+    };
+    let before_base = tree(&e.dir.local)?;
+    let before_share = root_trees()?;
+
+    let (server, share, base) = (&e.dir.server, &e.dir.share, &e.dir.name);
+    let neighbour_dir = neighbour.volume_context["subDir"].clone();
+    let neighbour_name = neighbour_dir.rsplit('/').next().context("name")?.to_string();
+    for policy in ["delete", "retain", "archive"] {
+        let forged = [
+            format!("nfs:{server}:{share}:other-app:{policy}"),
+            format!("nfs:{server}:{share}:{root_app}:{policy}"),
+            format!("nfs:{server}:{share}:{root_vol}:{policy}"),
+            format!("nfs:{server}:{share}:{base}:{policy}"),
+            format!("nfs:{server}:{share}:{base}/other-app:{policy}"),
+            format!("nfs:{server}:{share}:{base}/.lifeboat-meta:{policy}"),
+            format!("nfs:{server}:{share}:{base}/.lifeboat-meta/{neighbour_name}:{policy}"),
+            format!("nfs:{server}:{share}:{base}/.lifeboat-snapshots:{policy}"),
+            format!("nfs:{server}:{share}:{base}/users:{policy}"),
+            format!("nfs:{server}:{share}:{base}/vol-{fake_hash}:{policy}"),
+            format!("nfs:{server}:{share}:vol-{fake_hash}:{policy}"),
+            format!("nfs:{server}:{share}:{base}/users/{neighbour_name}:{policy}"),
+            format!("nfs:{server}:{share}:{neighbour_name}:{policy}"),
+            format!("nfs:{server}:{share}::{policy}"),
+            format!("nfs:{server}:{share}:{base}/..:{policy}"),
+        ];
+        for id in forged.iter().chain(
+            // The neighbour itself under the policies it was not created with.
+            (policy != "delete")
+                .then(|| format!("nfs:{server}:{share}:{neighbour_dir}:{policy}"))
+                .iter(),
+        ) {
+            c.delete_volume(DeleteVolumeRequest {
+                volume_id: id.clone(),
+                secrets: HashMap::new(),
+            })
+            .await
+            .with_context(|| format!("DeleteVolume {id}: {}", e.driver.log()))?;
+            ensure!(
+                tree(&e.dir.local)? == before_base,
+                "DeleteVolume {id} changed the base directory"
+            );
+            ensure!(
+                root_trees()? == before_share,
+                "DeleteVolume {id} changed a folder at the share's root"
+            );
+        }
+    }
+    // Forged snapshot ids: another volume's snapshot name under the neighbour's id, and one
+    // the driver never made.
+    let snap_name = snap
+        .snapshot_id
+        .rsplit(':')
+        .next()
+        .context("snap name")?
+        .to_string();
+    let other_hash = lifeboat_csi::ids::name_hash("someone");
+    for id in [
+        format!("nfs:{server}:{share}:{base}/vol-{fake_hash}:delete:{snap_name}"),
+        format!("{}:snap-{other_hash}", neighbour.volume_id),
+        format!("{}:..", neighbour.volume_id),
+        format!("{}:.lifeboat-meta", neighbour.volume_id),
+    ] {
+        c.delete_snapshot(DeleteSnapshotRequest {
+            snapshot_id: id.clone(),
+            secrets: HashMap::new(),
+        })
+        .await
+        .with_context(|| format!("DeleteSnapshot {id}"))?;
+        ensure!(
+            tree(&e.dir.local)? == before_base,
+            "DeleteSnapshot {id} changed the base directory"
+        );
+    }
+    ensure!(
+        root_trees()? == before_share,
+        "a folder at the share's root changed"
+    );
+    ensure!(
+        listed_volumes(&mut c)
+            .await?
+            .iter()
+            .any(|v| v.volume_id == neighbour.volume_id),
+        "the neighbour is no longer listed"
+    );
+
+    // The real ids still work, and take only their own directories.
+    c.delete_snapshot(DeleteSnapshotRequest {
+        snapshot_id: snap.snapshot_id,
+        secrets: HashMap::new(),
+    })
+    .await?;
+    c.delete_volume(DeleteVolumeRequest {
+        volume_id: neighbour.volume_id.clone(),
+        secrets: HashMap::new(),
+    })
+    .await?;
+    ensure!(!e.local(&neighbour).exists(), "the neighbour was not deleted");
+    for dir in [&root_app, &root_vol] {
+        std::fs::remove_dir_all(share_root.join(dir))?;
+    }
+    for (dir, file) in [
+        ("other-app", "db.sqlite"),
+        (&format!("vol-{fake_hash}") as &str, "looks-like-ours"),
+        ("users/alice", "thesis.tex"),
+    ] {
+        ensure!(
+            std::fs::read(e.dir.local.join(dir).join(file))? == format!("{dir} content").as_bytes(),
+            "{dir} was touched"
+        );
+    }
+    Ok(())
+}
+
+/// NFS volumes have no mutable parameters; GetCapacity without parameters counts the
+/// configured export.
+#[tokio::test]
+async fn nfs_mutable_parameters_are_refused_and_capacity_needs_no_parameters() -> Result<()> {
+    let e = env("csi-nfs-modify", vec![]).await?;
+    let mut c = e.driver.clients().await?.controller;
+    let mut with_qos = e.req("qos", "delete");
+    with_qos.mutable_parameters = HashMap::from([("qosIopsLimit".to_string(), "10".to_string())]);
+    ensure!(code(c.create_volume(with_qos).await) == Code::InvalidArgument);
+    let v = c
+        .create_volume(e.req("plain", "delete"))
+        .await?
+        .into_inner()
+        .volume
+        .context("v")?;
+    let modify = |params: &[(&str, &str)]| ControllerModifyVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        mutable_parameters: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    ensure!(
+        code(
+            c.controller_modify_volume(modify(&[("qosIopsLimit", "10")]))
+                .await
+        ) == Code::InvalidArgument
+    );
+    c.controller_modify_volume(modify(&[])).await?;
+    let all = c.get_capacity(GetCapacityRequest::default()).await?.into_inner();
+    ensure!(all.available_capacity > 0, "{all:?}");
+    c.delete_volume(DeleteVolumeRequest {
+        volume_id: v.volume_id,
+        secrets: HashMap::new(),
+    })
+    .await?;
     Ok(())
 }

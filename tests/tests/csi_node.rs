@@ -7,17 +7,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
 use lifeboat_csi::proto::*;
-use lifeboat_tests::csi::{CsiDriver, DriverOptions, block_cap, mount_cap, rbd_setup};
+use lifeboat_tests::csi::{CsiDriver, DriverOptions, block_cap, code, mount_cap, rbd_setup};
 use tonic::Code;
 
 const MIB: i64 = 1 << 20;
-
-fn code<T: std::fmt::Debug>(r: std::result::Result<T, tonic::Status>) -> Code {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(s) => s.code(),
-    }
-}
 
 fn df_bytes(path: &Path) -> Result<u64> {
     let out = std::process::Command::new("stat")
@@ -62,7 +55,7 @@ async fn stage_publish_write_read_expand_unpublish_unstage() -> Result<()> {
         .node_get_capabilities(NodeGetCapabilitiesRequest {})
         .await?
         .into_inner();
-    ensure!(ncaps.capabilities.len() == 4);
+    ensure!(ncaps.capabilities.len() == 5);
 
     let vol = c
         .controller

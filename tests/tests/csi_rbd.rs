@@ -8,73 +8,17 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use lifeboat_csi::proto::volume_content_source::{SnapshotSource, Type as Src, VolumeSource};
 use lifeboat_csi::proto::*;
-use lifeboat_tests::csi::{CsiDriver, DriverOptions, block_cap, mount_cap, rbd_ls, rbd_setup};
+use lifeboat_tests::csi::{CsiDriver, DriverOptions, RbdEnv, block_cap, code, mount_cap};
 use tonic::Code;
 
 const MIB: i64 = 1 << 20;
 
-struct Env {
-    driver: CsiDriver,
-    pool: String,
-    params: HashMap<String, String>,
-    secrets: HashMap<String, String>,
-}
-
-async fn env(prefix: &str) -> Result<Env> {
-    let ceph = lifeboat_tests::ceph()?;
-    let pool = ceph.new_pool(prefix)?;
-    let keydir = tempfile::tempdir()?;
-    let key_file = keydir.keep().join("admin.key");
-    let (config, params, secrets) = rbd_setup(ceph, &pool, &key_file)?;
-    let driver = CsiDriver::start(
-        env!("CARGO_BIN_EXE_csi-driver"),
-        DriverOptions {
-            config,
-            mode: "controller",
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(Env {
-        driver,
-        pool,
-        params,
-        secrets,
-    })
-}
-
-impl Env {
-    fn create_req(&self, name: &str, bytes: i64) -> CreateVolumeRequest {
-        CreateVolumeRequest {
-            name: name.into(),
-            capacity_range: Some(CapacityRange {
-                required_bytes: bytes,
-                limit_bytes: 0,
-            }),
-            volume_capabilities: vec![mount_cap("ext4")],
-            parameters: self.params.clone(),
-            secrets: self.secrets.clone(),
-            ..Default::default()
-        }
-    }
-
-    fn delete_req(&self, id: &str) -> DeleteVolumeRequest {
-        DeleteVolumeRequest {
-            volume_id: id.into(),
-            secrets: self.secrets.clone(),
-        }
-    }
-
-    fn images(&self) -> Result<Vec<String>> {
-        Ok(rbd_ls(lifeboat_tests::ceph()?, &self.pool)?)
-    }
-}
-
-fn code<T: std::fmt::Debug>(r: std::result::Result<T, tonic::Status>) -> Code {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(s) => s.code(),
-    }
+async fn env(prefix: &str) -> Result<RbdEnv> {
+    let opts = DriverOptions {
+        mode: "controller",
+        ..Default::default()
+    };
+    Ok(RbdEnv::start(env!("CARGO_BIN_EXE_csi-driver"), prefix, opts, |_| {}).await?)
 }
 
 /// Creates, retrying ABORTED and UNAVAILABLE with backoff as a CO does (for up to 2 minutes:
@@ -117,7 +61,7 @@ async fn identity_and_capabilities() -> Result<()> {
         .get_plugin_capabilities(GetPluginCapabilitiesRequest {})
         .await?
         .into_inner();
-    ensure!(caps.capabilities.len() == 3, "{caps:?}");
+    ensure!(caps.capabilities.len() == 4, "{caps:?}");
     let probe = c.identity.probe(ProbeRequest {}).await?.into_inner();
     ensure!(probe.ready == Some(true));
     let ctrl = c
@@ -125,7 +69,7 @@ async fn identity_and_capabilities() -> Result<()> {
         .controller_get_capabilities(ControllerGetCapabilitiesRequest {})
         .await?
         .into_inner();
-    ensure!(ctrl.capabilities.len() == 9, "{ctrl:?}");
+    ensure!(ctrl.capabilities.len() == 11, "{ctrl:?}");
     // Controller mode serves no Node service.
     ensure!(code(c.node.node_get_info(NodeGetInfoRequest {}).await) == Code::Unimplemented);
 

@@ -1,7 +1,18 @@
-//! The CSI Controller service: provisioning, snapshots, expansion, listing and capacity.
+//! The CSI Controller service. Requests are checked here once (required fields, ids, the
+//! in-flight guard, topology) and handed to the backend the id or StorageClass names, RBD or
+//! NFS, through [`backend::VolumeBackend`]; each operation's failure is its own error type
+//! ([`errors`]) carrying the object and the cause.
 
+pub mod backend;
+pub mod capacity;
 pub mod checks;
+pub mod errors;
+pub mod group;
+pub mod nfs;
+pub mod paging;
+pub mod rbd;
 mod snapshots;
+pub mod topology;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,43 +21,29 @@ use tonic::{Request, Response, Status};
 
 use crate::driver::Driver;
 use crate::error::{CsiError, Result, invalid, reply};
-use crate::ids::{NfsVolume, RbdVolume, SnapshotId, VolumeId};
-use crate::nfs::{NfsParams, NfsSource, VolumeRecord};
+use crate::ids::VolumeId;
 use crate::proto::controller_server::Controller;
 use crate::proto::controller_service_capability::rpc::Type as Cap;
-use crate::proto::volume_content_source::Type as SourceType;
 use crate::proto::*;
-use crate::rbd::images::{self, CreatePlan, Source};
-use crate::rbd::params::RbdParams;
-use crate::secrets::Credentials;
-use checks::{Backend, capacity, unsupported};
+use backend::{NewVolume, Secrets, VolumeBackend};
+use checks::{Backend, capacity as decide_capacity, unsupported};
+use errors::{CreateVolumeError, InventoryError, VolumeOpError};
+use nfs::NfsController;
+use rbd::RbdController;
 
 /// The Controller service.
 #[derive(Clone)]
 pub struct ControllerService {
-    /// Shared state.
+    /// Shared state (settings, in-flight guard).
     pub driver: Arc<Driver>,
+    /// RBD volumes.
+    pub rbd: RbdController,
+    /// NFS volumes.
+    pub nfs: NfsController,
 }
 
-/// Parses an id for an RPC that looks a volume up: ids this driver cannot have made are
-/// NOT_FOUND (the volume surely does not exist), an empty id is INVALID_ARGUMENT.
-fn lookup_id(id: &str) -> Result<VolumeId> {
-    if id.is_empty() {
-        return Err(invalid("volume_id is required"));
-    }
-    VolumeId::parse(id).map_err(|_| CsiError::NotFound(format!("volume {id:?} does not exist")))
-}
-
-/// A content source as one string ("" when blank), for recording and comparing.
-fn source_id(source: Option<&VolumeContentSource>) -> String {
-    match source.and_then(|s| s.r#type.as_ref()) {
-        Some(SourceType::Snapshot(s)) => format!("snapshot:{}", s.snapshot_id),
-        Some(SourceType::Volume(v)) => format!("volume:{}", v.volume_id),
-        None => String::new(),
-    }
-}
-
-fn backend_of(params: &HashMap<String, String>) -> Result<Backend> {
+/// Which backend a StorageClass's parameters name (`backend`, or inferred from `pool`/`server`).
+pub fn backend_of(params: &HashMap<String, String>) -> Result<Backend> {
     match params.get("backend").map(String::as_str) {
         Some("rbd") => Ok(Backend::Rbd),
         Some("nfs") => Ok(Backend::Nfs),
@@ -58,257 +55,211 @@ fn backend_of(params: &HashMap<String, String>) -> Result<Backend> {
 }
 
 impl ControllerService {
-    /// Connects for an RPC: with the request's secrets when given, else the driver's own.
-    async fn rbd_cluster(
-        &self,
-        v: &RbdVolume,
-        secrets: &HashMap<String, String>,
-    ) -> Result<lifeboat_rbd::Cluster> {
-        if secrets.is_empty() {
-            self.driver.rbd.connect_readonly(&v.cluster).await
-        } else {
-            let creds = Credentials::from_secrets(secrets)?;
-            self.driver.rbd.connect(&v.cluster, &creds).await
+    /// The service over a driver's shared state.
+    pub fn new(driver: Arc<Driver>) -> Self {
+        let config = driver.rbd.config.clone();
+        Self {
+            rbd: RbdController {
+                rbd: driver.rbd.clone(),
+                config: config.clone(),
+            },
+            nfs: NfsController {
+                nfs: driver.nfs.clone(),
+                config,
+            },
+            driver,
         }
     }
 
-    async fn create(&self, req: CreateVolumeRequest) -> Result<CreateVolumeResponse> {
-        if req.name.is_empty() {
-            return Err(invalid("name is required"));
-        }
-        let backend = backend_of(&req.parameters)?;
-        if let Some(why) = unsupported(backend, &req.volume_capabilities)? {
-            return Err(invalid(why));
-        }
-        let cap = capacity(req.capacity_range.as_ref())?;
-        let _guard = self.driver.inflight.claim(format!("create/{}", req.name))?;
-        let source = req.volume_content_source.clone().and_then(|s| s.r#type);
-        let volume = match backend {
-            Backend::Rbd => self.create_rbd(&req, cap, source.as_ref()).await?,
-            Backend::Nfs => self.create_nfs(&req, cap, source.as_ref()).await?,
+    async fn create(
+        &self,
+        req: CreateVolumeRequest,
+    ) -> std::result::Result<CreateVolumeResponse, CreateVolumeError> {
+        let name = req.name.clone();
+        let request = |source: CsiError| CreateVolumeError::Request {
+            name: name.clone(),
+            source,
         };
+        if req.name.is_empty() {
+            return Err(request(invalid("name is required")));
+        }
+        let backend = backend_of(&req.parameters).map_err(request)?;
+        if let Some(why) = unsupported(backend, &req.volume_capabilities).map_err(request)? {
+            return Err(request(invalid(why)));
+        }
+        let cap = decide_capacity(req.capacity_range.as_ref()).map_err(request)?;
+        let (reach, what) = match backend {
+            Backend::Rbd => (self.rbd.reach(&req.parameters), "the Ceph cluster"),
+            Backend::Nfs => (self.nfs.reach(&req.parameters), "the NFS export"),
+        };
+        let reach = reach.map_err(request)?;
+        let accessible_topology = topology::accessible(req.accessibility_requirements.as_ref(), &reach, what)
+            .map_err(|source| CreateVolumeError::Topology {
+                name: name.clone(),
+                source,
+            })?;
+        match backend {
+            Backend::Rbd => self.rbd.check_mutable(&req.mutable_parameters),
+            Backend::Nfs => self.nfs.check_mutable(&req.mutable_parameters),
+        }
+        .map_err(request)?;
+        let _guard = self
+            .driver
+            .inflight
+            .claim(format!("create/{}", req.name))
+            .map_err(|_| CreateVolumeError::InFlight { name: name.clone() })?;
+        let source = req.volume_content_source.as_ref().and_then(|s| s.r#type.as_ref());
+        let new = NewVolume {
+            name: &req.name,
+            capacity: cap,
+            parameters: &req.parameters,
+            mutable_parameters: &req.mutable_parameters,
+            secrets: &req.secrets,
+            source,
+        };
+        let volume = match backend {
+            Backend::Rbd => self.rbd.create_volume(new).await,
+            Backend::Nfs => self.nfs.create_volume(new).await,
+        }
+        .map_err(|source| match source {
+            CsiError::InvalidArgument(_) | CsiError::NotFound(_) | CsiError::OutOfRange(_) => {
+                CreateVolumeError::Request {
+                    name: name.clone(),
+                    source,
+                }
+            }
+            source => CreateVolumeError::Backend {
+                name: name.clone(),
+                source,
+            },
+        })?;
         Ok(CreateVolumeResponse {
             volume: Some(Volume {
                 content_source: req.volume_content_source,
-                accessible_topology: req
-                    .accessibility_requirements
-                    .map(|t| {
-                        if t.requisite.is_empty() {
-                            t.preferred
-                        } else {
-                            t.requisite
-                        }
-                    })
-                    .unwrap_or_default(),
+                accessible_topology,
                 ..volume
             }),
         })
     }
 
-    async fn create_rbd(
-        &self,
-        req: &CreateVolumeRequest,
-        cap: checks::Capacity,
-        source: Option<&SourceType>,
-    ) -> Result<Volume> {
-        let params = RbdParams::parse(&req.parameters)?;
-        let creds = Credentials::from_secrets(&req.secrets)?;
-        let source = match source {
-            None => Source::None,
-            Some(SourceType::Snapshot(s)) => match SnapshotId::parse(&s.snapshot_id) {
-                Ok(SnapshotId {
-                    volume: VolumeId::Rbd(v),
-                    name,
-                }) if v.cluster == params.cluster_id => Source::Snapshot {
-                    pool: v.pool,
-                    image: v.image,
-                    snap: name,
-                },
-                _ => {
-                    return Err(CsiError::NotFound(format!(
-                        "snapshot {:?} does not exist here",
-                        s.snapshot_id
-                    )));
-                }
-            },
-            Some(SourceType::Volume(s)) => match VolumeId::parse(&s.volume_id) {
-                Ok(VolumeId::Rbd(v)) if v.cluster == params.cluster_id => Source::Volume {
-                    pool: v.pool,
-                    image: v.image,
-                },
-                _ => {
-                    return Err(CsiError::NotFound(format!(
-                        "volume {:?} does not exist here",
-                        s.volume_id
-                    )));
-                }
-            },
-        };
-        let id = RbdVolume::new(&params.cluster_id, &params.pool, &images::image_name(&req.name))?;
-        let cluster = self.driver.rbd.connect(&params.cluster_id, &creds).await?;
-        let plan = CreatePlan {
-            name: req.name.clone(),
-            size: cap.size,
-            required: cap.required,
-            limit: cap.limit,
-            params: params.clone(),
+    /// Parses the id of an RPC that acts on an existing volume: empty is INVALID_ARGUMENT, an
+    /// id this driver cannot have made names no volume (NOT_FOUND).
+    fn existing(op: &'static str, id: &str) -> std::result::Result<VolumeId, VolumeOpError> {
+        if id.is_empty() {
+            return Err(VolumeOpError::MissingId { op });
+        }
+        VolumeId::parse(id).map_err(|source| VolumeOpError::NotFound {
+            op,
+            id: id.to_string(),
             source,
-        };
-        let size = self
-            .driver
-            .rbd
-            .run(cluster, move |c| images::create(c, &plan))
-            .await?;
-        let monitors = self
-            .driver
-            .rbd
-            .config
-            .cluster(&params.cluster_id)?
-            .monitors
-            .join(",");
-        let context = HashMap::from([
-            ("backend".to_string(), "rbd".to_string()),
-            ("clusterID".to_string(), params.cluster_id.clone()),
-            ("pool".to_string(), params.pool.clone()),
-            ("imageName".to_string(), id.image.clone()),
-            ("fsType".to_string(), params.fs_type.clone()),
-            ("mountOptions".to_string(), params.mount_options.clone()),
-            ("monitors".to_string(), monitors),
-        ]);
-        Ok(Volume {
-            capacity_bytes: size as i64,
-            volume_id: VolumeId::Rbd(id).to_string(),
-            volume_context: context,
-            ..Default::default()
         })
     }
 
-    async fn create_nfs(
+    fn backend_error<'a>(op: &'static str, id: &'a str) -> impl Fn(CsiError) -> VolumeOpError + 'a {
+        move |source| match source {
+            CsiError::NotFound(_) => VolumeOpError::NotFound {
+                op,
+                id: id.to_string(),
+                source,
+            },
+            source => VolumeOpError::Backend {
+                op,
+                id: id.to_string(),
+                source,
+            },
+        }
+    }
+
+    fn claim(
         &self,
-        req: &CreateVolumeRequest,
-        cap: checks::Capacity,
-        source: Option<&SourceType>,
-    ) -> Result<Volume> {
-        let params = NfsParams::parse(&req.parameters)?;
-        let vol = params.volume_for(&req.name)?;
-        let same_share = |v: &NfsVolume| v.server == vol.server && v.share == vol.share;
-        let source = match source {
-            None => None,
-            Some(SourceType::Snapshot(s)) => match SnapshotId::parse(&s.snapshot_id) {
-                Ok(SnapshotId {
-                    volume: VolumeId::Nfs(v),
-                    name,
-                }) if same_share(&v) => {
-                    if !self.driver.nfs.snapshot_exists(&v, &name).await? {
-                        return Err(CsiError::NotFound(format!(
-                            "snapshot {:?} does not exist",
-                            s.snapshot_id
-                        )));
-                    }
-                    Some(NfsSource::snapshot(&v, &name))
-                }
-                _ => {
-                    return Err(CsiError::NotFound(format!(
-                        "snapshot {:?} does not exist here",
-                        s.snapshot_id
-                    )));
-                }
-            },
-            Some(SourceType::Volume(s)) => match VolumeId::parse(&s.volume_id) {
-                Ok(VolumeId::Nfs(v)) if same_share(&v) => Some(NfsSource { dir: v.dir }),
-                _ => {
-                    return Err(CsiError::NotFound(format!(
-                        "volume {:?} does not exist here",
-                        s.volume_id
-                    )));
-                }
-            },
-        };
-        let want = VolumeRecord {
-            name: req.name.clone(),
-            capacity: cap.size,
-            source: source_id(req.volume_content_source.as_ref()),
-            on_delete: vol.on_delete.clone(),
-            required: cap.required,
-            limit: cap.limit,
-        };
-        let capacity = self.driver.nfs.create(&vol, source, want).await?;
-        let context = HashMap::from([
-            ("backend".to_string(), "nfs".to_string()),
-            ("server".to_string(), vol.server.clone()),
-            ("share".to_string(), vol.share.clone()),
-            ("subDir".to_string(), vol.dir.clone()),
-            ("mountOptions".to_string(), params.mount_options.clone()),
-        ]);
-        Ok(Volume {
-            capacity_bytes: capacity as i64,
-            volume_id: VolumeId::Nfs(vol).to_string(),
-            volume_context: context,
-            ..Default::default()
-        })
+        op: &'static str,
+        id: &str,
+    ) -> std::result::Result<crate::inflight::Guard, VolumeOpError> {
+        self.driver
+            .inflight
+            .claim(id.to_string())
+            .map_err(|_| VolumeOpError::InFlight {
+                op,
+                id: id.to_string(),
+            })
     }
 
-    async fn delete(&self, req: DeleteVolumeRequest) -> Result<()> {
+    async fn delete(&self, req: DeleteVolumeRequest) -> std::result::Result<(), VolumeOpError> {
+        const OP: &str = "DeleteVolume";
         if req.volume_id.is_empty() {
-            return Err(invalid("volume_id is required"));
+            return Err(VolumeOpError::MissingId { op: OP });
         }
-        // An id this driver never made names nothing: deleting it succeeds (idempotence).
-        let Ok(id) = VolumeId::parse(&req.volume_id) else {
-            return Ok(());
-        };
-        let _guard = self.driver.inflight.claim(req.volume_id.clone())?;
-        match id {
-            VolumeId::Rbd(v) => {
-                let creds = Credentials::from_secrets(&req.secrets)?;
-                let cluster = self.driver.rbd.connect(&v.cluster, &creds).await?;
-                self.driver
-                    .rbd
-                    .run(cluster, move |c| images::delete(c, &v.pool, &v.image))
-                    .await
+        // An id this driver cannot have made names nothing of its own: nothing is touched and
+        // the answer is OK, as the spec asks for ids of volumes that do not exist.
+        let id = match VolumeId::parse(&req.volume_id) {
+            Ok(id) => id,
+            Err(why) => {
+                tracing::warn!(volume_id = %req.volume_id, %why, "DeleteVolume of an id this driver cannot have made; nothing removed");
+                return Ok(());
             }
-            VolumeId::Nfs(v) => self.driver.nfs.delete(&v).await,
+        };
+        let _guard = self.claim(OP, &req.volume_id)?;
+        let ours = match &id {
+            VolumeId::Rbd(v) => self.rbd.delete_volume(v, &req.secrets).await,
+            VolumeId::Nfs(v) => self.nfs.delete_volume(v, &req.secrets).await,
         }
+        .map_err(|source| VolumeOpError::Backend {
+            op: OP,
+            id: req.volume_id.clone(),
+            source,
+        })?;
+        if !ours {
+            tracing::warn!(volume_id = %req.volume_id, "DeleteVolume of a volume this driver has no record of; nothing removed");
+        }
+        Ok(())
     }
 
     /// Size of an existing volume (NFS: 0, unknown), NOT_FOUND if absent.
-    async fn existing_size(&self, id: &VolumeId, secrets: &HashMap<String, String>) -> Result<u64> {
+    async fn size(
+        &self,
+        op: &'static str,
+        id: &VolumeId,
+        raw: &str,
+        secrets: &Secrets,
+    ) -> std::result::Result<u64, VolumeOpError> {
         match id {
-            VolumeId::Rbd(v) => {
-                let cluster = self.rbd_cluster(v, secrets).await?;
-                let (pool, image) = (v.pool.clone(), v.image.clone());
-                self.driver
-                    .rbd
-                    .run(cluster, move |c| images::size(c, &pool, &image))
-                    .await
-            }
-            VolumeId::Nfs(v) => {
-                if self.driver.nfs.exists(v).await? {
-                    Ok(0)
-                } else {
-                    Err(CsiError::NotFound(format!("volume {id} does not exist")))
-                }
-            }
+            VolumeId::Rbd(v) => self.rbd.volume_size(v, secrets).await,
+            VolumeId::Nfs(v) => self.nfs.volume_size(v, secrets).await,
         }
+        .map_err(Self::backend_error(op, raw))
     }
 
     async fn validate(
         &self,
         req: ValidateVolumeCapabilitiesRequest,
-    ) -> Result<ValidateVolumeCapabilitiesResponse> {
-        let id = lookup_id(&req.volume_id)?;
-        let backend = if matches!(id, VolumeId::Rbd(_)) {
-            Backend::Rbd
-        } else {
-            Backend::Nfs
+    ) -> std::result::Result<ValidateVolumeCapabilitiesResponse, VolumeOpError> {
+        const OP: &str = "ValidateVolumeCapabilities";
+        let id = Self::existing(OP, &req.volume_id)?;
+        let backend = match id {
+            VolumeId::Rbd(_) => Backend::Rbd,
+            VolumeId::Nfs(_) => Backend::Nfs,
         };
-        let why = unsupported(backend, &req.volume_capabilities)?;
-        self.existing_size(&id, &req.secrets).await?;
-        Ok(match why {
-            Some(message) => ValidateVolumeCapabilitiesResponse {
+        let why =
+            unsupported(backend, &req.volume_capabilities).map_err(|source| VolumeOpError::Request {
+                op: OP,
+                id: req.volume_id.clone(),
+                source,
+            })?;
+        self.size(OP, &id, &req.volume_id, &req.secrets).await?;
+        let mutable_ok = match &id {
+            VolumeId::Rbd(_) => self.rbd.check_mutable(&req.mutable_parameters),
+            VolumeId::Nfs(_) => self.nfs.check_mutable(&req.mutable_parameters),
+        };
+        Ok(match (why, mutable_ok) {
+            (Some(message), _) => ValidateVolumeCapabilitiesResponse {
                 confirmed: None,
                 message,
             },
-            None => ValidateVolumeCapabilitiesResponse {
+            (None, Err(e)) => ValidateVolumeCapabilitiesResponse {
+                confirmed: None,
+                message: e.to_string(),
+            },
+            (None, Ok(())) => ValidateVolumeCapabilitiesResponse {
                 confirmed: Some(validate_volume_capabilities_response::Confirmed {
                     volume_context: req.volume_context,
                     volume_capabilities: req.volume_capabilities,
@@ -320,58 +271,79 @@ impl ControllerService {
         })
     }
 
-    async fn expand(&self, req: ControllerExpandVolumeRequest) -> Result<ControllerExpandVolumeResponse> {
-        let id = lookup_id(&req.volume_id)?;
-        let cap = capacity(req.capacity_range.as_ref())?;
+    async fn expand(
+        &self,
+        req: ControllerExpandVolumeRequest,
+    ) -> std::result::Result<ControllerExpandVolumeResponse, VolumeOpError> {
+        const OP: &str = "ControllerExpandVolume";
+        let id = Self::existing(OP, &req.volume_id)?;
+        let request = |source| VolumeOpError::Request {
+            op: OP,
+            id: req.volume_id.clone(),
+            source,
+        };
         if req.capacity_range.is_none() {
-            return Err(invalid("capacity_range is required"));
+            return Err(request(invalid("capacity_range is required")));
         }
-        let _guard = self.driver.inflight.claim(req.volume_id.clone())?;
+        let cap = decide_capacity(req.capacity_range.as_ref()).map_err(request)?;
+        let _guard = self.claim(OP, &req.volume_id)?;
         let block = req
             .volume_capability
             .as_ref()
             .and_then(|c| c.access_type.as_ref())
             .is_some_and(|a| matches!(a, volume_capability::AccessType::Block(_)));
-        match id {
-            VolumeId::Rbd(v) => {
-                let cluster = self.rbd_cluster(&v, &req.secrets).await?;
-                let size = cap.size;
-                let new = self
-                    .driver
-                    .rbd
-                    .run(cluster, move |c| {
-                        images::size(c, &v.pool, &v.image)?;
-                        images::expand(c, &v.pool, &v.image, size)
-                    })
-                    .await?;
-                if cap.limit > 0 && new > cap.limit {
-                    return Err(CsiError::OutOfRange(format!(
-                        "volume is {new} bytes, above the limit; RBD volumes do not shrink"
-                    )));
-                }
-                Ok(ControllerExpandVolumeResponse {
-                    capacity_bytes: new as i64,
-                    node_expansion_required: !block,
-                })
-            }
-            VolumeId::Nfs(v) => {
-                if !self.driver.nfs.exists(&v).await? {
-                    return Err(CsiError::NotFound(format!(
-                        "volume {} does not exist",
-                        req.volume_id
-                    )));
-                }
-                Ok(ControllerExpandVolumeResponse {
-                    capacity_bytes: cap.size as i64,
-                    node_expansion_required: false,
-                })
-            }
+        let (size, node) = match &id {
+            VolumeId::Rbd(v) => self.rbd.expand_volume(v, cap.size, &req.secrets).await,
+            VolumeId::Nfs(v) => self.nfs.expand_volume(v, cap.size, &req.secrets).await,
         }
+        .map_err(Self::backend_error(OP, &req.volume_id))?;
+        if cap.limit > 0 && size > cap.limit {
+            return Err(request(CsiError::OutOfRange(format!(
+                "volume is {size} bytes, above the limit; volumes do not shrink"
+            ))));
+        }
+        Ok(ControllerExpandVolumeResponse {
+            capacity_bytes: size as i64,
+            node_expansion_required: node && !block,
+        })
     }
 
-    async fn get_volume(&self, req: ControllerGetVolumeRequest) -> Result<ControllerGetVolumeResponse> {
-        let id = lookup_id(&req.volume_id)?;
-        let size = self.existing_size(&id, &HashMap::new()).await?;
+    async fn modify(&self, req: ControllerModifyVolumeRequest) -> std::result::Result<(), VolumeOpError> {
+        const OP: &str = "ControllerModifyVolume";
+        let id = Self::existing(OP, &req.volume_id)?;
+        let request = |source| VolumeOpError::Request {
+            op: OP,
+            id: req.volume_id.clone(),
+            source,
+        };
+        match &id {
+            VolumeId::Rbd(_) => self.rbd.check_mutable(&req.mutable_parameters),
+            VolumeId::Nfs(_) => self.nfs.check_mutable(&req.mutable_parameters),
+        }
+        .map_err(request)?;
+        let _guard = self.claim(OP, &req.volume_id)?;
+        match &id {
+            VolumeId::Rbd(v) => {
+                self.rbd
+                    .modify_volume(v, &req.mutable_parameters, &req.secrets)
+                    .await
+            }
+            VolumeId::Nfs(v) => {
+                self.nfs
+                    .modify_volume(v, &req.mutable_parameters, &req.secrets)
+                    .await
+            }
+        }
+        .map_err(Self::backend_error(OP, &req.volume_id))
+    }
+
+    async fn get_volume(
+        &self,
+        req: ControllerGetVolumeRequest,
+    ) -> std::result::Result<ControllerGetVolumeResponse, VolumeOpError> {
+        const OP: &str = "ControllerGetVolume";
+        let id = Self::existing(OP, &req.volume_id)?;
+        let size = self.size(OP, &id, &req.volume_id, &HashMap::new()).await?;
         Ok(ControllerGetVolumeResponse {
             volume: Some(Volume {
                 capacity_bytes: size as i64,
@@ -388,50 +360,36 @@ impl ControllerService {
         })
     }
 
-    async fn list(&self, req: ListVolumesRequest) -> Result<ListVolumesResponse> {
-        if req.max_entries < 0 {
-            return Err(invalid("max_entries must not be negative"));
-        }
-        let after = decode_token(&req.starting_token, |t| VolumeId::parse(t).is_ok())?;
-        let mut all: Vec<(String, u64)> = Vec::new();
-        for c in &self.driver.rbd.config.rbd {
-            if c.user.is_none() || c.pools.is_empty() {
-                continue;
-            }
-            let cluster = self.driver.rbd.connect_readonly(&c.cluster_id).await?;
-            for pool in &c.pools {
-                let p = pool.clone();
-                let found = self
-                    .driver
-                    .rbd
-                    .run(cluster.clone(), move |cl| images::list(cl, &p))
-                    .await?;
-                for (image, size) in found {
-                    let id = VolumeId::Rbd(RbdVolume::new(&c.cluster_id, pool, &image)?);
-                    all.push((id.to_string(), size));
-                }
-            }
-        }
-        for export in &self.driver.rbd.config.nfs {
-            let roots = if export.base_dirs.is_empty() {
-                vec![String::new()]
-            } else {
-                export.base_dirs.clone()
-            };
-            for base in roots {
-                for (dir, rec) in self.driver.nfs.list(&export.server, &export.share, &base).await? {
-                    let on_delete = if rec.on_delete.is_empty() {
-                        "delete"
-                    } else {
-                        &rec.on_delete
-                    };
-                    let vol = NfsVolume::new(&export.server, &export.share, &dir, on_delete)?;
-                    all.push((VolumeId::Nfs(vol).to_string(), rec.capacity));
-                }
-            }
-        }
+    async fn list(
+        &self,
+        req: ListVolumesRequest,
+    ) -> std::result::Result<ListVolumesResponse, InventoryError> {
+        const OP: &str = "ListVolumes";
+        let request = |source| InventoryError::Request { op: OP, source };
+        paging::check_max(req.max_entries).map_err(request)?;
+        let after =
+            paging::decode_token(&req.starting_token, |t| VolumeId::parse(t).is_ok()).map_err(request)?;
+        let mut all = self
+            .rbd
+            .list_volumes()
+            .await
+            .map_err(|source| InventoryError::Backend {
+                op: OP,
+                backend: "Ceph clusters".into(),
+                source,
+            })?;
+        all.extend(
+            self.nfs
+                .list_volumes()
+                .await
+                .map_err(|source| InventoryError::Backend {
+                    op: OP,
+                    backend: "NFS exports".into(),
+                    source,
+                })?,
+        );
         all.sort();
-        let (page, next) = paginate(all, after.as_deref(), req.max_entries, |(id, _)| id.clone());
+        let (page, next) = paging::paginate(all, after.as_deref(), req.max_entries, |(id, _)| id.clone());
         Ok(ListVolumesResponse {
             entries: page
                 .into_iter()
@@ -453,72 +411,6 @@ impl ControllerService {
             next_token: next,
         })
     }
-
-    async fn get_capacity(&self, req: GetCapacityRequest) -> Result<GetCapacityResponse> {
-        if !req.volume_capabilities.is_empty() {
-            let backend = backend_of(&req.parameters)?;
-            if unsupported(backend, &req.volume_capabilities)?.is_some() {
-                return Ok(GetCapacityResponse::default());
-            }
-        }
-        if req.parameters.is_empty() {
-            return Err(invalid(
-                "parameters (a StorageClass's) are required to know which pool",
-            ));
-        }
-        let available = match backend_of(&req.parameters)? {
-            Backend::Rbd => {
-                let params = RbdParams::parse(&req.parameters)?;
-                let cluster = self.driver.rbd.connect_readonly(&params.cluster_id).await?;
-                let pool = params.pool.clone();
-                self.driver
-                    .rbd
-                    .run(cluster, move |c| images::pool_available(c, &pool))
-                    .await?
-            }
-            Backend::Nfs => {
-                let params = NfsParams::parse(&req.parameters)?;
-                let vol = NfsVolume::new(&params.server, &params.share, "x", &params.on_delete)?;
-                self.driver.nfs.available(&vol).await?
-            }
-        };
-        Ok(GetCapacityResponse {
-            available_capacity: available as i64,
-            ..Default::default()
-        })
-    }
-}
-
-/// Decodes a pagination token (hex of the last id returned); anything else is ABORTED.
-pub(crate) fn decode_token(token: &str, valid: impl Fn(&str) -> bool) -> Result<Option<String>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bytes = hex::decode(token).map_err(|_| CsiError::BadToken(token.into()))?;
-    let text = String::from_utf8(bytes).map_err(|_| CsiError::BadToken(token.into()))?;
-    if !valid(&text) {
-        return Err(CsiError::BadToken(token.into()));
-    }
-    Ok(Some(text))
-}
-
-/// One page of a sorted list, starting after `after`, and the token for the next page.
-pub(crate) fn paginate<T>(
-    items: Vec<T>,
-    after: Option<&str>,
-    max: i32,
-    key: impl Fn(&T) -> String,
-) -> (Vec<T>, String) {
-    let rest: Vec<T> = items
-        .into_iter()
-        .filter(|i| after.is_none_or(|a| key(i).as_str() > a))
-        .collect();
-    if max <= 0 || rest.len() <= max as usize {
-        return (rest, String::new());
-    }
-    let page: Vec<T> = rest.into_iter().take(max as usize).collect();
-    let next = page.last().map(|i| hex::encode(key(i))).unwrap_or_default();
-    (page, next)
 }
 
 fn caps() -> Vec<ControllerServiceCapability> {
@@ -532,6 +424,8 @@ fn caps() -> Vec<ControllerServiceCapability> {
         Cap::GetCapacity,
         Cap::GetVolume,
         Cap::VolumeCondition,
+        Cap::SingleNodeMultiWriter,
+        Cap::ModifyVolume,
     ]
     .into_iter()
     .map(|t| ControllerServiceCapability {
@@ -542,31 +436,23 @@ fn caps() -> Vec<ControllerServiceCapability> {
     .collect()
 }
 
+type Reply<T> = std::result::Result<Response<T>, Status>;
+
 #[tonic::async_trait]
 impl Controller for ControllerService {
-    async fn create_volume(
-        &self,
-        request: Request<CreateVolumeRequest>,
-    ) -> std::result::Result<Response<CreateVolumeResponse>, Status> {
+    async fn create_volume(&self, request: Request<CreateVolumeRequest>) -> Reply<CreateVolumeResponse> {
         reply("CreateVolume", self.create(request.into_inner()).await)
     }
 
-    async fn delete_volume(
-        &self,
-        request: Request<DeleteVolumeRequest>,
-    ) -> std::result::Result<Response<DeleteVolumeResponse>, Status> {
-        reply(
-            "DeleteVolume",
-            self.delete(request.into_inner())
-                .await
-                .map(|()| DeleteVolumeResponse {}),
-        )
+    async fn delete_volume(&self, request: Request<DeleteVolumeRequest>) -> Reply<DeleteVolumeResponse> {
+        let r = self.delete(request.into_inner()).await;
+        reply("DeleteVolume", r.map(|()| DeleteVolumeResponse {}))
     }
 
     async fn controller_publish_volume(
         &self,
         _request: Request<ControllerPublishVolumeRequest>,
-    ) -> std::result::Result<Response<ControllerPublishVolumeResponse>, Status> {
+    ) -> Reply<ControllerPublishVolumeResponse> {
         Err(Status::unimplemented(
             "no controller publish: nodes map volumes themselves",
         ))
@@ -575,7 +461,7 @@ impl Controller for ControllerService {
     async fn controller_unpublish_volume(
         &self,
         _request: Request<ControllerUnpublishVolumeRequest>,
-    ) -> std::result::Result<Response<ControllerUnpublishVolumeResponse>, Status> {
+    ) -> Reply<ControllerUnpublishVolumeResponse> {
         Err(Status::unimplemented(
             "no controller publish: nodes map volumes themselves",
         ))
@@ -584,34 +470,28 @@ impl Controller for ControllerService {
     async fn validate_volume_capabilities(
         &self,
         request: Request<ValidateVolumeCapabilitiesRequest>,
-    ) -> std::result::Result<Response<ValidateVolumeCapabilitiesResponse>, Status> {
+    ) -> Reply<ValidateVolumeCapabilitiesResponse> {
         reply(
             "ValidateVolumeCapabilities",
             self.validate(request.into_inner()).await,
         )
     }
 
-    async fn list_volumes(
-        &self,
-        request: Request<ListVolumesRequest>,
-    ) -> std::result::Result<Response<ListVolumesResponse>, Status> {
+    async fn list_volumes(&self, request: Request<ListVolumesRequest>) -> Reply<ListVolumesResponse> {
         reply("ListVolumes", self.list(request.into_inner()).await)
     }
 
-    async fn get_capacity(
-        &self,
-        request: Request<GetCapacityRequest>,
-    ) -> std::result::Result<Response<GetCapacityResponse>, Status> {
+    async fn get_capacity(&self, request: Request<GetCapacityRequest>) -> Reply<GetCapacityResponse> {
         reply(
             "GetCapacity",
-            ControllerService::get_capacity(self, request.into_inner()).await,
+            capacity::get_capacity(self, request.into_inner()).await,
         )
     }
 
     async fn controller_get_capabilities(
         &self,
         _request: Request<ControllerGetCapabilitiesRequest>,
-    ) -> std::result::Result<Response<ControllerGetCapabilitiesResponse>, Status> {
+    ) -> Reply<ControllerGetCapabilitiesResponse> {
         Ok(Response::new(ControllerGetCapabilitiesResponse {
             capabilities: caps(),
         }))
@@ -620,7 +500,7 @@ impl Controller for ControllerService {
     async fn create_snapshot(
         &self,
         request: Request<CreateSnapshotRequest>,
-    ) -> std::result::Result<Response<CreateSnapshotResponse>, Status> {
+    ) -> Reply<CreateSnapshotResponse> {
         reply(
             "CreateSnapshot",
             self.create_snapshot_impl(request.into_inner()).await,
@@ -630,17 +510,14 @@ impl Controller for ControllerService {
     async fn delete_snapshot(
         &self,
         request: Request<DeleteSnapshotRequest>,
-    ) -> std::result::Result<Response<DeleteSnapshotResponse>, Status> {
+    ) -> Reply<DeleteSnapshotResponse> {
         reply(
             "DeleteSnapshot",
             self.delete_snapshot_impl(request.into_inner()).await,
         )
     }
 
-    async fn list_snapshots(
-        &self,
-        request: Request<ListSnapshotsRequest>,
-    ) -> std::result::Result<Response<ListSnapshotsResponse>, Status> {
+    async fn list_snapshots(&self, request: Request<ListSnapshotsRequest>) -> Reply<ListSnapshotsResponse> {
         reply(
             "ListSnapshots",
             self.list_snapshots_impl(request.into_inner()).await,
@@ -650,48 +527,32 @@ impl Controller for ControllerService {
     async fn controller_expand_volume(
         &self,
         request: Request<ControllerExpandVolumeRequest>,
-    ) -> std::result::Result<Response<ControllerExpandVolumeResponse>, Status> {
+    ) -> Reply<ControllerExpandVolumeResponse> {
         reply("ControllerExpandVolume", self.expand(request.into_inner()).await)
     }
 
     async fn controller_get_volume(
         &self,
         request: Request<ControllerGetVolumeRequest>,
-    ) -> std::result::Result<Response<ControllerGetVolumeResponse>, Status> {
+    ) -> Reply<ControllerGetVolumeResponse> {
         reply("ControllerGetVolume", self.get_volume(request.into_inner()).await)
     }
 
     async fn controller_modify_volume(
         &self,
-        _request: Request<ControllerModifyVolumeRequest>,
-    ) -> std::result::Result<Response<ControllerModifyVolumeResponse>, Status> {
-        Err(Status::unimplemented(
-            "volume attributes classes are not supported",
-        ))
+        request: Request<ControllerModifyVolumeRequest>,
+    ) -> Reply<ControllerModifyVolumeResponse> {
+        let r = self.modify(request.into_inner()).await;
+        reply(
+            "ControllerModifyVolume",
+            r.map(|()| ControllerModifyVolumeResponse {}),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pages_follow_tokens_and_refuse_forged_ones() {
-        let ids: Vec<String> = (0..5).map(|i| format!("rbd:c:p:csi-vol-{i}")).collect();
-        let (p1, t1) = paginate(ids.clone(), None, 2, |s| s.clone());
-        assert_eq!(p1, ids[..2]);
-        let after = decode_token(&t1, |t| VolumeId::parse(t).is_ok()).expect("token");
-        let (p2, _) = paginate(ids.clone(), after.as_deref(), 0, |s| s.clone());
-        assert_eq!(p2, ids[2..]);
-        for bad in ["zz", "00", &hex::encode("rbd:only:three")] {
-            assert!(matches!(
-                decode_token(bad, |t| VolumeId::parse(t).is_ok()),
-                Err(CsiError::BadToken(_))
-            ));
-        }
-        let (all, t) = paginate(ids.clone(), None, 5, |s| s.clone());
-        assert_eq!((all.len(), t.as_str()), (5, ""));
-    }
 
     #[test]
     fn backend_comes_from_the_parameters() {

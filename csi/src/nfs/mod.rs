@@ -3,6 +3,12 @@
 //!
 //! Layout under `<share>/<baseDir>`: volumes `vol-<hash of name>`, snapshots in
 //! `.lifeboat-snapshots/snap-<hash of name>`, archived volumes `archived-vol-…-<unix time>`.
+//!
+//! The driver deletes only what it created: a volume directory whose record in
+//! `.lifeboat-meta` names a request whose hash is the directory's name and the same onDelete
+//! policy as the id, and a snapshot directory whose record names the volume. Anything else an
+//! id may name (another application's folder, the base directory, `.lifeboat-meta`, a volume
+//! id with another policy) is not the driver's: DeleteVolume answers OK and touches nothing.
 //! Copies (snapshots, clones, restores) go to a `.tmp` name first and are renamed into place,
 //! so an interrupted copy is never mistaken for a finished one: the retry removes it and
 //! copies again. Capacity is best effort: NFS has no per-directory quota here, the
@@ -15,7 +21,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::error::{CsiError, Result, invalid};
-use crate::ids::{NfsVolume, check_name, check_rel_path, name_hash};
+use crate::ids::{NFS_VOLUME_PREFIX, NfsVolume, check_export, check_rel_path, hashed_name};
 use client::{Kind, Session};
 
 /// Where snapshots live, below the base directory.
@@ -45,10 +51,24 @@ impl NfsParams {
         let base_dir = get("baseDir").unwrap_or("").trim_matches('/');
         if !base_dir.is_empty() {
             check_rel_path("baseDir", base_dir)?;
+            if base_dir
+                .split('/')
+                .any(|c| c == SNAP_DIR || c == records::META_DIR)
+            {
+                return Err(invalid(format!(
+                    "baseDir {base_dir:?}: {SNAP_DIR} and {} hold the driver's own records",
+                    records::META_DIR
+                )));
+            }
         }
         let on_delete = get("onDelete").unwrap_or("delete");
         // Validates server, share and policy the same way ids are checked.
-        NfsVolume::new(server, share, "x", on_delete)?;
+        check_export(server, share)?;
+        if !["delete", "retain", "archive"].contains(&on_delete) {
+            return Err(invalid(format!(
+                "onDelete {on_delete:?}: delete, retain or archive"
+            )));
+        }
         Ok(Self {
             server: server.into(),
             share: share.into(),
@@ -60,7 +80,7 @@ impl NfsParams {
 
     /// The id of the volume a CreateVolume name maps to.
     pub fn volume_for(&self, request_name: &str) -> Result<NfsVolume> {
-        let dir = join(&self.base_dir, &format!("vol-{}", name_hash(request_name)));
+        let dir = join(&self.base_dir, &hashed_name(NFS_VOLUME_PREFIX, request_name));
         NfsVolume::new(&self.server, &self.share, &dir, &self.on_delete)
     }
 }
@@ -71,11 +91,6 @@ fn join(base: &str, name: &str) -> String {
     } else {
         format!("{base}/{name}")
     }
-}
-
-/// Splits `a/b/vol-x` into (`a/b`, `vol-x`).
-fn split(dir: &str) -> (&str, &str) {
-    dir.rsplit_once('/').unwrap_or(("", dir))
 }
 
 /// The NFS operations, each on its own session and under one deadline.
@@ -90,16 +105,25 @@ impl NfsBackend {
     where
         F: for<'a> FnOnce(&'a mut Session) -> std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>,
     {
+        self.on_export(&vol.server, &vol.share, f).await
+    }
+
+    /// Runs `f` on a fresh session on `server:share`, under the RPC's deadline.
+    async fn on_export<T, F>(&self, server: &str, share: &str, f: F) -> Result<T>
+    where
+        F: for<'a> FnOnce(&'a mut Session) -> std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>,
+    {
+        check_export(server, share)?;
         let work = async {
-            let mut s = Session::connect(&vol.server, &vol.share).await?;
+            let mut s = Session::connect(server, share).await?;
             let out = f(&mut s).await;
             s.close().await;
             out
         };
         tokio::time::timeout(self.timeout, work).await.map_err(|_| {
             CsiError::Unavailable(format!(
-                "NFS server {}:{} did not answer within {:?}",
-                vol.server, vol.share, self.timeout
+                "NFS server {server}:{share} did not answer within {:?}",
+                self.timeout
             ))
         })?
     }
@@ -112,8 +136,7 @@ impl NfsBackend {
         source: Option<NfsSource>,
         want: VolumeRecord,
     ) -> Result<u64> {
-        let (base, name) = split(&vol.dir);
-        let (base, name) = (base.to_string(), name.to_string());
+        let (base, name) = (vol.base().to_string(), vol.name().to_string());
         self.with_session(vol, move |s| {
             Box::pin(async move {
                 let base_fh = s.walk(&base).await?.ok_or_else(|| {
@@ -149,40 +172,57 @@ impl NfsBackend {
         .await
     }
 
-    /// Applies the volume's onDelete policy. Only `<dir>` itself is ever touched.
-    pub async fn delete(&self, vol: &NfsVolume) -> Result<()> {
-        let (base, name) = split(&vol.dir);
-        let (base, name, policy) = (base.to_string(), name.to_string(), vol.on_delete.clone());
-        check_name("volume directory", &name)?;
+    /// Applies the volume's onDelete policy, if the volume is one this driver created: its
+    /// record must exist, belong to a request whose hash is the directory's name, and carry
+    /// the id's policy. Anything else is left untouched and reported as not ours (`Ok(false)`),
+    /// so DeleteVolume can answer OK for an unknown id as the spec asks. Only `<dir>` itself is
+    /// ever removed or renamed; the record goes last, so a retry after a crash finishes the job.
+    pub async fn delete(&self, vol: &NfsVolume) -> Result<bool> {
+        let (base, name, policy) = (
+            vol.base().to_string(),
+            vol.name().to_string(),
+            vol.on_delete.clone(),
+        );
         self.with_session(vol, move |s| {
             Box::pin(async move {
                 let Some(base_fh) = s.walk(&base).await? else {
-                    return Ok(());
+                    return Ok(false);
                 };
-                // The name is free again whatever happens to the data.
-                records::remove(s, &base_fh, &name).await?;
-                if policy == "retain" {
-                    return Ok(());
+                let Some(raw) = records::read(s, &base_fh, &name).await? else {
+                    return Ok(false);
+                };
+                let Ok(rec) = serde_json::from_slice::<VolumeRecord>(&raw) else {
+                    return Ok(false);
+                };
+                let recorded_policy = if rec.on_delete.is_empty() {
+                    "delete"
+                } else {
+                    rec.on_delete.as_str()
+                };
+                if hashed_name(NFS_VOLUME_PREFIX, &rec.name) != name || recorded_policy != policy {
+                    return Ok(false);
                 }
                 match s.lookup(&base_fh, &name).await? {
-                    None => return Ok(()),
-                    Some((_, Kind::Dir)) => {}
+                    None => {}
+                    Some((_, Kind::Dir)) if policy == "retain" => {}
+                    Some((_, Kind::Dir)) if policy == "archive" => {
+                        let secs = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0);
+                        s.rename(&base_fh, &name, &base_fh, &format!("archived-{name}-{secs}"))
+                            .await?;
+                    }
+                    Some((_, Kind::Dir)) => s.remove_tree(&base_fh, &name).await?,
                     Some(_) => {
                         return Err(CsiError::FailedPrecondition(format!(
                             "{name} is not a directory; refusing to touch it"
                         )));
                     }
                 }
-                if policy == "archive" {
-                    let secs = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0);
-                    s.rename(&base_fh, &name, &base_fh, &format!("archived-{name}-{secs}"))
-                        .await
-                } else {
-                    s.remove_tree(&base_fh, &name).await
-                }
+                // The name is free again whatever happened to the data.
+                records::remove(s, &base_fh, &name).await?;
+                Ok(true)
             })
         })
         .await
@@ -191,12 +231,11 @@ impl NfsBackend {
     /// Volumes recorded under `base` on an export: (directory below the share, record), for
     /// ListVolumes. Only complete volumes have records.
     pub async fn list(&self, server: &str, share: &str, base: &str) -> Result<Vec<(String, VolumeRecord)>> {
-        let probe = NfsVolume::new(server, share, "x", "delete")?;
         let base = base.trim_matches('/').to_string();
         if !base.is_empty() {
             check_rel_path("baseDir", &base)?;
         }
-        self.with_session(&probe, move |s| {
+        self.on_export(server, share, move |s| {
             Box::pin(async move {
                 let Some(base_fh) = s.walk(&base).await? else {
                     return Ok(vec![]);
@@ -206,7 +245,7 @@ impl NfsBackend {
                     .into_iter()
                     .filter_map(|(name, raw)| {
                         let rec = serde_json::from_slice::<VolumeRecord>(&raw).ok()?;
-                        Some((join(&base, &name), rec))
+                        (hashed_name(NFS_VOLUME_PREFIX, &rec.name) == name).then(|| (join(&base, &name), rec))
                     })
                     .collect())
             })
@@ -225,8 +264,7 @@ impl NfsBackend {
 
     /// Copies the volume into `.lifeboat-snapshots/<snap>` next to it.
     pub async fn snapshot(&self, vol: &NfsVolume, snap: &str) -> Result<()> {
-        let (base, _) = split(&vol.dir);
-        let (base, dir, snap) = (base.to_string(), vol.dir.clone(), snap.to_string());
+        let (base, dir, snap) = (vol.base().to_string(), vol.dir.clone(), snap.to_string());
         self.with_session(vol, move |s| {
             Box::pin(async move {
                 let src = s
@@ -237,7 +275,7 @@ impl NfsBackend {
                     .walk(&base)
                     .await?
                     .ok_or_else(|| CsiError::NotFound(format!("{base} is gone")))?;
-                let owner = split(&dir).1.as_bytes().to_vec();
+                let owner = dir.rsplit('/').next().unwrap_or(&dir).as_bytes().to_vec();
                 match records::read(s, &base_fh, &snap).await? {
                     Some(taken) if taken != owner => {
                         return Err(CsiError::AlreadyExists(format!(
@@ -258,24 +296,26 @@ impl NfsBackend {
         .await
     }
 
-    /// Removes a snapshot directory (absent is fine).
+    /// Removes a snapshot directory the driver made of this volume: only when the snapshot's
+    /// record names the volume (absent or someone else's is fine and touches nothing).
     pub async fn delete_snapshot(&self, vol: &NfsVolume, snap: &str) -> Result<()> {
-        check_name("snapshot", snap)?;
-        let (base, vol_name) = split(&vol.dir);
-        let (base, owner, snap) = (base.to_string(), vol_name.as_bytes().to_vec(), snap.to_string());
+        let (base, owner, snap) = (
+            vol.base().to_string(),
+            vol.name().as_bytes().to_vec(),
+            snap.to_string(),
+        );
         self.with_session(vol, move |s| {
             Box::pin(async move {
                 let Some(base_fh) = s.walk(&base).await? else {
                     return Ok(());
                 };
+                if records::read(s, &base_fh, &snap).await?.as_deref() != Some(owner.as_slice()) {
+                    return Ok(());
+                }
                 if let Some((snaps, Kind::Dir)) = s.lookup(&base_fh, SNAP_DIR).await? {
                     s.remove_tree(&snaps, &snap).await?;
                 }
-                // Only this volume's claim on the name is released.
-                if records::read(s, &base_fh, &snap).await?.as_deref() == Some(owner.as_slice()) {
-                    records::remove(s, &base_fh, &snap).await?;
-                }
-                Ok(())
+                records::remove(s, &base_fh, &snap).await
             })
         })
         .await
@@ -283,8 +323,7 @@ impl NfsBackend {
 
     /// True if the snapshot directory exists.
     pub async fn snapshot_exists(&self, vol: &NfsVolume, snap: &str) -> Result<bool> {
-        let (base, _) = split(&vol.dir);
-        let path = join(&join(base, SNAP_DIR), snap);
+        let path = join(&join(vol.base(), SNAP_DIR), snap);
         self.with_session(vol, move |s| {
             Box::pin(async move { Ok(s.walk(&path).await?.is_some()) })
         })
@@ -292,14 +331,16 @@ impl NfsBackend {
     }
 
     /// Free bytes on the export (best effort).
-    pub async fn available(&self, vol: &NfsVolume) -> Result<u64> {
-        self.with_session(vol, |s| Box::pin(async move { Ok(s.fsstat().await?.0) }))
-            .await
+    pub async fn available(&self, server: &str, share: &str) -> Result<u64> {
+        self.on_export(server, share, |s| {
+            Box::pin(async move { Ok(s.fsstat().await?.0) })
+        })
+        .await
     }
 
     /// Checks the server answers a mount and a root lookup.
-    pub async fn probe(&self, vol: &NfsVolume) -> Result<()> {
-        self.with_session(vol, |s| {
+    pub async fn probe(&self, server: &str, share: &str) -> Result<()> {
+        self.on_export(server, share, |s| {
             Box::pin(async move { s.list(&s.root()).await.map(|_| ()) })
         })
         .await
@@ -378,9 +419,8 @@ pub struct NfsSource {
 impl NfsSource {
     /// The directory of snapshot `snap` taken of `vol`.
     pub fn snapshot(vol: &NfsVolume, snap: &str) -> Self {
-        let (base, _) = split(&vol.dir);
         Self {
-            dir: join(&join(base, SNAP_DIR), snap),
+            dir: join(&join(vol.base(), SNAP_DIR), snap),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod mapper;
 pub mod nfs_mount;
 pub mod state;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -399,6 +400,7 @@ fn caps() -> Vec<NodeServiceCapability> {
         Cap::GetVolumeStats,
         Cap::ExpandVolume,
         Cap::VolumeCondition,
+        Cap::SingleNodeMultiWriter,
     ]
     .into_iter()
     .map(|t| NodeServiceCapability {
@@ -486,13 +488,18 @@ impl Node for NodeService {
         &self,
         _request: Request<NodeGetInfoRequest>,
     ) -> std::result::Result<Response<NodeGetInfoResponse>, Status> {
+        // The plugin advertises VOLUME_ACCESSIBILITY_CONSTRAINTS, so a node always has a
+        // topology: the `--topology` segments, or one derived from the node id.
         let s = &self.driver.settings;
+        let segments = if s.topology.is_empty() {
+            HashMap::from([crate::controller::topology::default_node_segment(&s.node_id)])
+        } else {
+            s.topology.clone().into_iter().collect()
+        };
         Ok(Response::new(NodeGetInfoResponse {
             node_id: s.node_id.clone(),
             max_volumes_per_node: 0,
-            accessible_topology: (!s.topology.is_empty()).then(|| Topology {
-                segments: s.topology.clone().into_iter().collect(),
-            }),
+            accessible_topology: Some(Topology { segments }),
         }))
     }
 }

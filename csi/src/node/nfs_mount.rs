@@ -36,7 +36,8 @@ mod tests {
 
     #[test]
     fn builds_the_mount_command() {
-        let v = NfsVolume::new("10.0.0.5", "/srv/export", "k8s/vol-1", "delete").expect("valid");
+        let dir = format!("k8s/{}", crate::ids::hashed_name("vol-", "pvc-1"));
+        let v = NfsVolume::new("10.0.0.5", "/srv/export", &dir, "delete").expect("valid");
         let cmd = command(
             &v,
             "nfsvers=4.1, hard",
@@ -51,7 +52,7 @@ mod tests {
                 "nfs",
                 "-o",
                 "nfsvers=4.1,hard,noatime",
-                "10.0.0.5:/srv/export/k8s/vol-1",
+                format!("10.0.0.5:/srv/export/{dir}").as_str(),
                 "/stage/x"
             ]
         );

@@ -7,30 +7,29 @@
 //! create and is removed and made again; temporary clone snapshots have names derived from
 //! the new volume's name and are removed by the retry that finds them.
 
-use lifeboat_rbd::{Cluster, Image, Pool, RbdError, SnapshotRef};
+use lifeboat_rbd::{Cluster, Image, Pool, RbdError, SnapshotNamespace, SnapshotRef};
 
 use crate::error::{CsiError, Result};
-use crate::ids::name_hash;
+use crate::ids::{RBD_GROUP_SNAP_PREFIX, RBD_IMAGE_PREFIX, RBD_SNAP_PREFIX, hashed_name, name_hash};
 use crate::rbd::params::{CloneMode, RbdParams};
+use crate::rbd::qos::Qos;
 
 /// Metadata key written last by a successful create, in one write: the CO's request name and
 /// the parameters fingerprint, as JSON `{"name": …, "params": …}`.
 pub const COMPLETE: &str = "lifeboat.csi.volume";
-/// Prefix of every image this driver creates.
-pub const IMAGE_PREFIX: &str = "csi-vol-";
-/// Prefix of every CSI snapshot.
-pub const SNAP_PREFIX: &str = "csi-snap-";
 /// Prefix of temporary snapshots taken to clone a volume.
 pub const TMP_PREFIX: &str = "csi-tmp-";
+/// Bytes copied per read/write when a volume is restored from a group snapshot member.
+const COPY_CHUNK: u64 = 4 << 20;
 
 /// The image a CreateVolume name maps to.
 pub fn image_name(request_name: &str) -> String {
-    format!("{IMAGE_PREFIX}{}", name_hash(request_name))
+    hashed_name(RBD_IMAGE_PREFIX, request_name)
 }
 
 /// The snapshot a CreateSnapshot name maps to.
 pub fn snapshot_name(request_name: &str) -> String {
-    format!("{SNAP_PREFIX}{}", name_hash(request_name))
+    hashed_name(RBD_SNAP_PREFIX, request_name)
 }
 
 /// Where a new volume's data comes from.
@@ -54,6 +53,16 @@ pub enum Source {
         /// Source image.
         image: String,
     },
+    /// An image's member snapshot of a volume group snapshot. Pacific's librbd cannot clone
+    /// from a group snapshot namespace, so the data is copied.
+    GroupMember {
+        /// Pool of the source image.
+        pool: String,
+        /// Source image.
+        image: String,
+        /// The group snapshot's name (`csi-gsnap-<hash>`).
+        group_snap: String,
+    },
 }
 
 impl Source {
@@ -62,6 +71,11 @@ impl Source {
             Source::None => String::new(),
             Source::Snapshot { pool, image, snap } => format!("snap:{pool}/{image}@{snap}"),
             Source::Volume { pool, image } => format!("vol:{pool}/{image}"),
+            Source::GroupMember {
+                pool,
+                image,
+                group_snap,
+            } => format!("gsnap:{pool}/{image}@{group_snap}"),
         }
     }
 }
@@ -80,6 +94,8 @@ pub struct CreatePlan {
     pub params: RbdParams,
     /// Content source.
     pub source: Source,
+    /// QoS limits (mutable parameters) to set before the volume is handed out.
+    pub qos: Qos,
 }
 
 fn err(e: RbdError) -> CsiError {
@@ -119,6 +135,21 @@ pub fn create(cluster: &Cluster, plan: &CreatePlan) -> Result<u64> {
                 .size
         }
         Source::Volume { pool: sp, image: si } => size(cluster, sp, si)?,
+        Source::GroupMember {
+            pool: sp,
+            image: si,
+            group_snap,
+        } => {
+            let p = cluster.pool(sp).map_err(err)?;
+            let img = p.open_read_only(si, None).map_err(err)?;
+            find_group_member(&img, group_snap)?
+                .ok_or_else(|| {
+                    CsiError::NotFound(format!(
+                        "group snapshot member {sp}/{si}@{group_snap} does not exist"
+                    ))
+                })?
+                .size
+        }
     };
     if plan.limit > 0 && source_size > plan.limit {
         return Err(CsiError::OutOfRange(format!(
@@ -138,6 +169,7 @@ pub fn create(cluster: &Cluster, plan: &CreatePlan) -> Result<u64> {
     let size = match plan.source {
         // A blank image is made at exactly the planned size.
         Source::None => plan.size,
+        Source::GroupMember { .. } => plan.size.max(source_size),
         Source::Snapshot { .. } | Source::Volume { .. } => {
             let mut img = pool.open(&image, None).map_err(err)?;
             let current = img.info().map_err(err)?.size;
@@ -151,8 +183,14 @@ pub fn create(cluster: &Cluster, plan: &CreatePlan) -> Result<u64> {
             img.info().map_err(err)?.size
         }
     };
-    // The image is closed and no node has mapped it yet, so the marker can be written without
-    // opening it (and without taking its exclusive lock).
+    // The image is closed and no node has mapped it yet, so QoS and the marker can be written
+    // without opening it (and without taking its exclusive lock).
+    for (option, value) in &plan.qos.0 {
+        if *value > 0 {
+            pool.set_new_image_metadata(&image, &Qos::metadata_key(option), &value.to_string())
+                .map_err(err)?;
+        }
+    }
     let record = serde_json::json!({"name": plan.name, "params": fingerprint}).to_string();
     pool.set_new_image_metadata(&image, COMPLETE, &record)
         .map_err(err)?;
@@ -187,8 +225,69 @@ fn make(cluster: &Cluster, pool: &Pool, image: &str, plan: &CreatePlan) -> Resul
             pool.open(image, None).map_err(err)?.flatten().map_err(err)?;
             remove_snapshot(&src_pool, si, &tmp)?;
         }
+        Source::GroupMember {
+            pool: sp,
+            image: si,
+            group_snap,
+        } => {
+            let src_pool = cluster.pool(sp).map_err(err)?;
+            let mut src = src_pool.open_read_only(si, None).map_err(err)?;
+            let member = find_group_member(&src, group_snap)?.ok_or_else(|| {
+                CsiError::NotFound(format!("group snapshot member {sp}/{si}@{group_snap} is gone"))
+            })?;
+            pool.create_image(image, plan.size.max(member.size), &opts)
+                .map_err(err)?;
+            src.set_snapshot_by_id(member.id).map_err(err)?;
+            copy_allocated(&src, &mut pool.open(image, None).map_err(err)?)?;
+        }
     }
     Ok(())
+}
+
+/// Copies every allocated extent of `src` (as of the snapshot it is set to) into `dst`, which
+/// is new and so reads as zeros everywhere else.
+fn copy_allocated(src: &Image<'_>, dst: &mut Image<'_>) -> Result<()> {
+    let mut buf = vec![0u8; COPY_CHUNK as usize];
+    for extent in src.changed_extents(None).map_err(err)? {
+        if !extent.exists {
+            continue;
+        }
+        let mut offset = extent.offset;
+        let end = extent.offset + extent.length;
+        while offset < end {
+            let len = (end - offset).min(COPY_CHUNK) as usize;
+            let got = src.read_at(offset, &mut buf[..len]).map_err(err)?;
+            if got == 0 {
+                break;
+            }
+            dst.write_at(offset, &buf[..got]).map_err(err)?;
+            offset += got as u64;
+        }
+    }
+    dst.flush().map_err(err)
+}
+
+/// The user-visible facts of one snapshot of an image, found by id.
+pub struct MemberSnap {
+    /// librbd's snapshot id.
+    pub id: u64,
+    /// Image size when it was taken.
+    pub size: u64,
+}
+
+/// The member snapshot an image has in group snapshot `group_snap`, if any.
+pub fn find_group_member(img: &Image<'_>, group_snap: &str) -> Result<Option<MemberSnap>> {
+    for s in img.snapshots().map_err(err)? {
+        if let SnapshotNamespace::Group { snapshot, .. } = img.snapshot_namespace(s.id).map_err(err)?
+            && snapshot == group_snap
+        {
+            return Ok(Some(MemberSnap {
+                id: s.id,
+                size: s.size,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 fn existing(img: &Image<'_>, plan: &CreatePlan, fingerprint: &str) -> Result<u64> {
@@ -299,27 +398,61 @@ pub fn delete_snapshot(pool: &Pool, image: &str, snap: &str) -> Result<()> {
     Ok(())
 }
 
-/// Removes a volume's image. Absent is success; CSI snapshots or clones are FAILED_PRECONDITION.
-pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<()> {
+/// True if `image` is a volume this driver finished creating: its [`COMPLETE`] marker names a
+/// request whose image is `image`. Read without opening the image.
+fn is_ours(pool: &Pool, image: &str) -> Result<bool> {
+    let Some(record) = pool.peek_image_metadata(image, COMPLETE).map_err(err)? else {
+        return Ok(false);
+    };
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap_or_default();
+    Ok(record["name"].as_str().is_some_and(|n| image_name(n) == image))
+}
+
+/// Removes a volume's image if the driver created it (see [`is_ours`]); `Ok(false)` when it is
+/// absent or not the driver's, which is left untouched. CSI snapshots, group snapshot members
+/// or clones are FAILED_PRECONDITION.
+pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<bool> {
     let pool = match cluster.pool(pool_name) {
         Ok(p) => p,
-        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) if e.is_not_found() => return Ok(false),
         Err(e) => return Err(err(e)),
     };
+    if !is_ours(&pool, image)? {
+        return Ok(false);
+    }
     // The common case (no snapshots) costs one call; snapshots make librbd refuse, and only
     // then are they looked at.
     match pool.remove_image(image) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.is_not_found() => return Ok(()),
+        Ok(()) => return Ok(true),
+        Err(e) if e.is_not_found() => return Ok(true),
         Err(e) if e.is_busy() => {}
+        // Still in an RBD group: an interrupted CreateVolumeGroupSnapshot, whose retry removes it.
+        Err(e) if e.errno() == Some(libc::EMLINK) => {
+            return Err(CsiError::FailedPrecondition(format!(
+                "volume {pool_name}/{image} is in an RBD group of an unfinished group snapshot; \
+                 retry once it is finished or deleted"
+            )));
+        }
         Err(e) => return Err(err(e)),
     }
     let snaps = match pool.open(image, None) {
-        Ok(img) => img.snapshots().map_err(err)?,
-        Err(e) if e.is_not_found() => return Ok(()),
+        Ok(img) => {
+            for s in img.snapshots().map_err(err)? {
+                if let SnapshotNamespace::Group { group, snapshot, .. } =
+                    img.snapshot_namespace(s.id).map_err(err)?
+                {
+                    return Err(CsiError::FailedPrecondition(format!(
+                        "volume {pool_name}/{image} is a member of group snapshot {group}@{snapshot}: \
+                         delete its VolumeGroupSnapshot first"
+                    )));
+                }
+            }
+            img.snapshots().map_err(err)?
+        }
+        Err(e) if e.is_not_found() => return Ok(true),
         Err(e) => return Err(err(e)),
     };
-    if let Some(s) = snaps.iter().find(|s| s.name.starts_with(SNAP_PREFIX)) {
+    if let Some(s) = snaps.iter().find(|s| s.name.starts_with(RBD_SNAP_PREFIX)) {
         return Err(CsiError::FailedPrecondition(format!(
             "volume {pool_name}/{image} has snapshot {}: delete its VolumeSnapshots first",
             s.name
@@ -329,8 +462,8 @@ pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<()> {
         remove_snapshot(&pool, image, &s.name)?;
     }
     match pool.remove_image(image) {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(true),
         Err(e) if e.is_busy() => Err(CsiError::FailedPrecondition(format!(
             "volume {pool_name}/{image} is in use (mapped, or has clones)"
         ))),
@@ -369,7 +502,7 @@ pub fn list(cluster: &Cluster, pool_name: &str) -> Result<Vec<(String, u64)>> {
         .list_images()
         .map_err(err)?
         .into_iter()
-        .filter(|n| n.starts_with(IMAGE_PREFIX))
+        .filter(|n| n.starts_with(RBD_IMAGE_PREFIX))
         .collect();
     names.sort();
     let mut out = Vec::new();
@@ -394,12 +527,15 @@ pub struct SnapInfo {
     pub pool: String,
     /// Source image.
     pub image: String,
-    /// Snapshot name.
+    /// Snapshot name: the RBD snapshot's, or for a group snapshot member the group
+    /// snapshot's (`csi-gsnap-<hash>`).
     pub name: String,
     /// Image size at snapshot time.
     pub size: u64,
     /// Creation time, seconds since the epoch.
     pub created: i64,
+    /// For a group snapshot member: (pool of the group, group name).
+    pub group: Option<(String, String)>,
 }
 
 /// The RADOS object that records which image a CSI snapshot name was taken of, so the same
@@ -407,6 +543,27 @@ pub struct SnapInfo {
 /// second snapshot. It is written before the snapshot and removed after it.
 fn snapshot_owner(snap: &str) -> String {
     format!("lifeboat.csi.{snap}")
+}
+
+/// The pool (other than `except`) whose record claims name object `object`, with the
+/// record; pools this client may not read are passed over. Names are recorded in the pool of
+/// the thing they name, so a name reused in another pool is only found by looking there.
+pub fn claimed_elsewhere(cluster: &Cluster, except: &str, object: &str) -> Result<Option<(String, Vec<u8>)>> {
+    for name in cluster.pools().map_err(err)? {
+        if name == except {
+            continue;
+        }
+        let Ok(pool) = cluster.pool(&name) else {
+            continue;
+        };
+        match pool.read_object(object, 4096) {
+            Ok(Some(record)) => return Ok(Some((name, record))),
+            Ok(None) => {}
+            Err(e) if matches!(e.errno(), Some(libc::EPERM) | Some(libc::EACCES)) => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(None)
 }
 
 /// Takes (or finds, on a retry) a CSI snapshot of an image.
@@ -421,7 +578,15 @@ pub fn snapshot(cluster: &Cluster, pool_name: &str, image: &str, snap: &str) -> 
             )));
         }
         Some(_) => {}
-        None => pool.write_object(&owner, image.as_bytes()).map_err(err)?,
+        None => {
+            if let Some((other, taken)) = claimed_elsewhere(cluster, pool_name, &owner)? {
+                return Err(CsiError::AlreadyExists(format!(
+                    "the snapshot name is already used for volume {other}/{}",
+                    String::from_utf8_lossy(&taken)
+                )));
+            }
+            pool.write_object(&owner, image.as_bytes()).map_err(err)?
+        }
     }
     let mut img = pool.open(image, None).map_err(err)?;
     match img.create_snapshot(snap) {
@@ -432,28 +597,62 @@ pub fn snapshot(cluster: &Cluster, pool_name: &str, image: &str, snap: &str) -> 
     if !img.is_snapshot_protected(snap).map_err(err)? {
         img.protect_snapshot(snap).map_err(err)?;
     }
-    find_snapshot(&img, pool_name, snap)?
+    get_snapshot(cluster, pool_name, image, snap)?
         .ok_or_else(|| CsiError::Internal(format!("snapshot {snap} vanished after creation")))
 }
 
-fn find_snapshot(img: &Image<'_>, pool: &str, snap: &str) -> Result<Option<SnapInfo>> {
-    let Some(s) = img.snapshots().map_err(err)?.into_iter().find(|s| s.name == snap) else {
-        return Ok(None);
-    };
-    Ok(Some(SnapInfo {
-        pool: pool.into(),
-        image: img.name().into(),
-        name: s.name,
-        size: s.size,
-        created: img.snapshot_timestamp(s.id).map_err(err)?,
-    }))
+/// The CSI snapshots of an open image: its `csi-snap-` user snapshots and its members of
+/// `csi-gsnap-` group snapshots, optionally only the one named `only`.
+fn image_snapshots(
+    cluster: &Cluster,
+    img: &Image<'_>,
+    pool: &str,
+    only: Option<&str>,
+) -> Result<Vec<SnapInfo>> {
+    let mut out = Vec::new();
+    for s in img.snapshots().map_err(err)? {
+        let (name, group) = match img.snapshot_namespace(s.id).map_err(err)? {
+            SnapshotNamespace::User if s.name.starts_with(RBD_SNAP_PREFIX) => (s.name, None),
+            SnapshotNamespace::Group {
+                pool_id,
+                group,
+                snapshot,
+            } if snapshot.starts_with(RBD_GROUP_SNAP_PREFIX) => {
+                if only.is_some_and(|o| o != snapshot) {
+                    continue;
+                }
+                let group_pool = cluster
+                    .pool_name(pool_id)
+                    .map_err(err)?
+                    .unwrap_or_else(|| pool_id.to_string());
+                (snapshot, Some((group_pool, group)))
+            }
+            _ => continue,
+        };
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        out.push(SnapInfo {
+            pool: pool.into(),
+            image: img.name().into(),
+            created: img.snapshot_timestamp(s.id).map_err(err)?,
+            name,
+            size: s.size,
+            group,
+        });
+    }
+    Ok(out)
 }
 
-/// One snapshot, if it exists.
+/// One snapshot (user or group member), if it exists.
 pub fn get_snapshot(cluster: &Cluster, pool_name: &str, image: &str, snap: &str) -> Result<Option<SnapInfo>> {
-    let pool = cluster.pool(pool_name).map_err(err)?;
+    let pool = match cluster.pool(pool_name) {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(err(e)),
+    };
     match pool.open_read_only(image, None) {
-        Ok(img) => find_snapshot(&img, pool_name, snap),
+        Ok(img) => Ok(image_snapshots(cluster, &img, pool_name, Some(snap))?.pop()),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(err(e)),
     }
@@ -468,41 +667,55 @@ pub fn list_snapshots(cluster: &Cluster, pool_name: &str, image: Option<&str>) -
             .list_images()
             .map_err(err)?
             .into_iter()
-            .filter(|n| n.starts_with(IMAGE_PREFIX))
+            .filter(|n| n.starts_with(RBD_IMAGE_PREFIX))
             .collect(),
     };
     let mut out = Vec::new();
     for i in images {
-        let img = match pool.open_read_only(&i, None) {
-            Ok(img) => img,
-            Err(e) if e.is_not_found() => continue,
+        match pool.open_read_only(&i, None) {
+            Ok(img) => out.extend(image_snapshots(cluster, &img, pool_name, None)?),
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(err(e)),
-        };
-        for s in img.snapshots().map_err(err)? {
-            if s.name.starts_with(SNAP_PREFIX) {
-                out.push(SnapInfo {
-                    pool: pool_name.into(),
-                    image: i.clone(),
-                    created: img.snapshot_timestamp(s.id).map_err(err)?,
-                    name: s.name,
-                    size: s.size,
-                });
-            }
         }
     }
     Ok(out)
 }
 
-/// Available bytes in a pool, from the monitors' `df` (needs a running manager).
-pub fn pool_available(cluster: &Cluster, pool_name: &str) -> Result<u64> {
+/// Sets QoS limits on an existing volume.
+pub fn set_qos(cluster: &Cluster, pool_name: &str, image: &str, qos: &Qos) -> Result<()> {
+    let pool = cluster.pool(pool_name).map_err(err)?;
+    let mut img = pool.open(image, None).map_err(err)?;
+    if img.metadata(COMPLETE).map_err(err)?.is_none() {
+        return Err(CsiError::NotFound(format!(
+            "volume {pool_name}/{image} is not complete"
+        )));
+    }
+    qos.apply(&mut img)
+}
+
+/// `max_avail` of every pool, by name, from the monitors' `df` (needs a running manager).
+pub fn pools_available(cluster: &Cluster) -> Result<Vec<(String, u64)>> {
     let out = cluster
         .mon_command(&serde_json::json!({"prefix": "df", "format": "json"}))
         .map_err(err)?;
     let v: serde_json::Value =
         serde_json::from_slice(&out).map_err(|e| CsiError::Internal(format!("parse ceph df: {e}")))?;
-    v["pools"]
+    Ok(v["pools"]
         .as_array()
-        .and_then(|pools| pools.iter().find(|p| p["name"] == pool_name))
-        .and_then(|p| p["stats"]["max_avail"].as_u64())
+        .map(|pools| {
+            pools
+                .iter()
+                .filter_map(|p| Some((p["name"].as_str()?.to_string(), p["stats"]["max_avail"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Available bytes in a pool, from the monitors' `df`.
+pub fn pool_available(cluster: &Cluster, pool_name: &str) -> Result<u64> {
+    pools_available(cluster)?
+        .into_iter()
+        .find(|(n, _)| n == pool_name)
+        .map(|(_, a)| a)
         .ok_or_else(|| CsiError::NotFound(format!("pool {pool_name} not in ceph df")))
 }

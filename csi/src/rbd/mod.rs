@@ -1,8 +1,10 @@
 //! The Ceph RBD backend: images in pools, found again from their ids.
 
 pub mod connect;
+pub mod groups;
 pub mod images;
 pub mod params;
+pub mod qos;
 
 use std::sync::Arc;
 

@@ -7,6 +7,12 @@ use lifeboat_rbd::{ImageOptions, features};
 use crate::error::{Result, invalid};
 use crate::ids::check_name;
 
+/// Image features when a StorageClass names none: what `rbd create` uses by default on Ceph
+/// Pacific. object-map and fast-diff make removal touch only written objects and make
+/// changed-block diffs fast; kernels before 5.3 cannot map such images with krbd (see
+/// docs/csi.md), and StorageClasses for them set `imageFeatures: layering`.
+pub const DEFAULT_FEATURES: &str = "layering,exclusive-lock,object-map,fast-diff,deep-flatten";
+
 /// How a volume made from a snapshot or another volume relates to its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloneMode {
@@ -49,7 +55,7 @@ impl RbdParams {
         if let Some(d) = &data_pool {
             check_name("dataPool", d)?;
         }
-        let feats = get("imageFeatures").unwrap_or("layering");
+        let feats = get("imageFeatures").unwrap_or(DEFAULT_FEATURES);
         features::parse(feats).map_err(invalid)?;
         let fs_type = get("csi.storage.k8s.io/fstype")
             .or(get("fsType"))

@@ -109,6 +109,36 @@ pub enum Command {
     Failover(Pending),
     /// Run a failover drill and measure RPO and RTO.
     Drill(Pending),
+    /// Print a shell completion script.
+    #[command(long_about = COMPLETION_HELP)]
+    Completion(CompletionArgs),
+    /// Print drctl's man page, or write one page per command into a directory.
+    Man(ManArgs),
+}
+
+const COMPLETION_HELP: &str = "Print a shell completion script for drctl, as `kubectl completion` does.
+
+  bash:        source <(drctl completion bash)        # in ~/.bashrc
+               drctl completion bash > /etc/bash_completion.d/drctl
+  zsh:         drctl completion zsh > \"${fpath[1]}/_drctl\"
+  fish:        drctl completion fish > ~/.config/fish/completions/drctl.fish
+  powershell:  drctl completion powershell | Out-String | Invoke-Expression";
+
+/// `drctl completion SHELL`
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `drctl man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write drctl.1 and a page per command (drctl-repo-init.1, …) into this directory,
+    /// e.g. /usr/local/share/man/man1, instead of printing drctl.1.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// `drctl repo …`

@@ -1,16 +1,21 @@
-//! Serving the CSI services on a unix socket.
+//! Serving the CSI services on a unix socket, to any gRPC client (see [`authority`]).
+
+pub mod authority;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::controller::ControllerService;
+use crate::controller::group::GroupControllerService;
 use crate::driver::{Driver, Mode};
 use crate::error::{CsiError, Result};
 use crate::identity::IdentityService;
 use crate::node::NodeService;
 use crate::proto::controller_server::ControllerServer;
+use crate::proto::group_controller_server::GroupControllerServer;
 use crate::proto::identity_server::IdentityServer;
 use crate::proto::node_server::NodeServer;
 
@@ -46,9 +51,10 @@ pub async fn serve(
         driver: driver.clone(),
     }));
     if mode != Mode::Node {
-        router = router.add_service(ControllerServer::new(ControllerService {
-            driver: driver.clone(),
-        }));
+        let controller = ControllerService::new(driver.clone());
+        router = router
+            .add_service(ControllerServer::new(controller.clone()))
+            .add_service(GroupControllerServer::new(GroupControllerService { controller }));
     }
     if mode != Mode::Controller {
         router = router.add_service(NodeServer::new(NodeService {
@@ -57,7 +63,10 @@ pub async fn serve(
     }
     tracing::info!(socket = %socket.display(), ?mode, name = %driver.settings.name, "serving CSI");
     router
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener).map(|conn| conn.map(authority::AnyAuthority::new)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }
