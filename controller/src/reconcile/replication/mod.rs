@@ -14,8 +14,9 @@ use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::status::write_status;
-use crate::crd::{Backup, BackupReplication, Condition, ReplicationPhase};
+use crate::crd::{Backup, BackupReplication, BackupReplicationStatus, Condition, ReplicationPhase};
 use crate::error::{Error, Result};
+use crate::metrics::DestinationLabels;
 use plan::{ReplicationStep, ReplicationView, next_step, validate};
 
 fn run_key(r: &BackupReplication) -> String {
@@ -49,6 +50,21 @@ async fn newest_backup(api: &Api<Backup>, repository: &str) -> Result<Option<Dat
         .max())
 }
 
+/// Feeds the lag metric from status, so a controller that just became leader (or restarted)
+/// reports each destination's lag before its first copy.
+fn report_lag(ctx: &Context, namespace: &str, name: &str, status: &BackupReplicationStatus) {
+    for d in &status.destinations {
+        if let Some(t) = parse_time(d.newest_snapshot_time.as_ref()) {
+            let labels = DestinationLabels {
+                namespace: namespace.to_string(),
+                replication: name.to_string(),
+                destination: d.name.clone(),
+            };
+            ctx.metrics.replication.set_newest(&labels, t.timestamp());
+        }
+    }
+}
+
 /// Reconciles one BackupReplication.
 pub async fn reconcile(replication: Arc<BackupReplication>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = replication.namespace().ok_or_else(|| {
@@ -61,6 +77,7 @@ pub async fn reconcile(replication: Arc<BackupReplication>, ctx: Arc<Context>) -
     let api: Api<BackupReplication> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = run_key(&replication);
     let status = replication.status.clone().unwrap_or_default();
+    report_lag(&ctx, &namespace, &name, &status);
     let now = Utc::now();
     let schedule = match validate(&replication.spec) {
         Ok(s) => s,
