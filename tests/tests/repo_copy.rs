@@ -209,6 +209,30 @@ async fn copies_only_the_selected_snapshots_and_refuses_another_repository() -> 
         .await
         .expect_err("copy into a directory that is not a repository");
     ensure!(matches!(err, CopyError::NotEmpty { .. }), "{err}");
+    // And a directory of someone's files, or a bucket prefix another tool writes: refused,
+    // naming what is there, and nothing is written next to them.
+    let home = TestRepo::new(Backend::Local)?;
+    std::fs::create_dir_all(Path::new(&home.url).join("photos"))?;
+    std::fs::write(Path::new(&home.url).join("photos/cat.jpg"), b"meow")?;
+    std::fs::write(Path::new(&home.url).join("notes.txt"), b"keep me")?;
+    let bucket = TestRepo::new(Backend::Rgw)?;
+    bucket
+        .store()
+        .object_store()
+        .put(&ObjectPath::from("other-tool/state.json"), b"{}".to_vec().into())
+        .await?;
+    for (foreign, what) in [(&home, "notes.txt"), (&bucket, "other-tool/")] {
+        let before = foreign.store().object_store().list(None).count().await;
+        let err = copy::copy(&repo, &foreign.store(), &CopyOptions::default(), progress())
+            .await
+            .expect_err("copy next to foreign objects");
+        ensure!(matches!(err, CopyError::NotEmpty { .. }), "{err}");
+        ensure!(
+            err.to_string().contains(what) || err.to_string().contains("photos/"),
+            "{err}"
+        );
+        ensure!(foreign.store().object_store().list(None).count().await == before);
+    }
     Ok(())
 }
 

@@ -55,6 +55,12 @@ impl Selection {
             Self::Snapshots(wanted) => {
                 let mut out = Vec::new();
                 for w in wanted {
+                    if w.is_empty() {
+                        return Err(
+                            "an empty snapshot id was given; pass an id, a unique prefix of one, or latest"
+                                .to_string(),
+                        );
+                    }
                     let found: Vec<SnapshotId> = if w == "latest" {
                         snapshots
                             .iter()
@@ -433,5 +439,10 @@ mod tests {
             .select(&snaps)
             .unwrap_err();
         assert!(err.contains("no snapshot zz"), "{err}");
+        // An empty id would match every snapshot as a prefix; it is refused instead.
+        let err = Selection::Snapshots(vec![String::new()])
+            .select(&snaps)
+            .unwrap_err();
+        assert!(err.contains("empty snapshot id"), "{err}");
     }
 }

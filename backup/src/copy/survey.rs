@@ -144,7 +144,7 @@ pub async fn prepare(
 }
 
 /// A destination without `config` may only hold key files of this repository (a copy killed
-/// before it wrote `config`).
+/// before it wrote `config`), and nothing else at all.
 async fn refuse_foreign(
     dst: &Objects,
     url: &str,
@@ -158,13 +158,12 @@ async fn refuse_foreign(
             what: format!("key file {k} of another repository"),
         });
     }
-    for prefix in ["snapshots/", "index/", "data/"] {
-        if let Some(k) = dst.list_keys(prefix).await?.first() {
-            return Err(CopyError::NotEmpty {
-                destination: url.to_string(),
-                what: format!("object {k}"),
-            });
-        }
+    // Anything but `keys/` (a directory of the user's files, another tool's bucket prefix).
+    if let Some(k) = dst.list_top().await?.into_iter().find(|k| k != "keys/") {
+        return Err(CopyError::NotEmpty {
+            destination: url.to_string(),
+            what: format!("object {k}"),
+        });
     }
     Ok(())
 }

@@ -107,6 +107,21 @@ impl Objects {
         }
     }
 
+    /// The names at the top level: "folders" (common prefixes) and objects, one listing.
+    pub(crate) async fn list_top(&self) -> Result<Vec<String>, RepoError> {
+        let listed = self
+            .store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| self.err("list", "", e))?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .map(|p| format!("{p}/"))
+            .chain(listed.objects.iter().map(|m| m.location.to_string()))
+            .collect())
+    }
+
     pub(crate) async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, RepoError> {
         let p = ObjectPath::from(prefix.trim_end_matches('/'));
         self.store
