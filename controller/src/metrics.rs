@@ -1,5 +1,10 @@
 //! Prometheus metrics. Labels are small fixed sets (`&'static str` kinds and results) plus the
-//! Schedule's namespace and name; never error text, never anything from a Secret.
+//! Schedule's (or BackupReplication's and its destination's) namespace and name; never error
+//! text, never anything from a Secret.
+
+mod replication;
+
+pub use replication::{DestinationLabels, ReplicationMetrics};
 
 use std::sync::Mutex;
 
@@ -63,6 +68,8 @@ pub struct Metrics {
     pub last_success: Family<ScheduleLabels, Gauge>,
     /// 1 while this process holds the Lease.
     pub leader: Gauge,
+    /// Per replication destination: bytes, snapshots, errors, newest snapshot, lag.
+    pub replication: ReplicationMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,7 +128,9 @@ impl Metrics {
                 let _ = failures.get_or_create(&ResultLabels { operation, result });
             }
         }
+        let replication = ReplicationMetrics::register(&mut registry);
         Self {
+            replication,
             registry: Mutex::new(registry),
             attempts,
             failures,

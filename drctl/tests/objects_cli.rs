@@ -111,6 +111,15 @@ async fn direct_backup_and_restore_with_no_controller() {
     let list: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(list[0]["tags"]["backup"], "nightly");
     assert!(list[0]["summary"]["files"].as_u64().unwrap() >= 13, "{list}");
+    // The same from a laptop with no cluster at all: --repo never contacts one.
+    let mut offline = env.with_repo(&["backup", "list", "-o", "json"]);
+    offline.env("KUBECONFIG", "/nonexistent/kubeconfig");
+    let offline = run(offline).await;
+    assert!(offline.status.success(), "{}", text(&offline));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&offline.stdout).unwrap(),
+        list
+    );
 
     let mapping = format!("{src}:{dst}");
     let dry = run(env.with_repo(&[

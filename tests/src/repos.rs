@@ -24,6 +24,8 @@ pub enum Backend {
     Rgw,
     /// A fresh container on the run's Azurite.
     Azurite,
+    /// A fresh bucket on the run's Ceph RGW created with S3 Object Lock enabled.
+    RgwObjectLock,
 }
 
 /// A test repository location plus an age identity that may open it.
@@ -54,9 +56,13 @@ impl TestRepo {
                 std::fs::create_dir(&repo).map_err(|e| HarnessError::io("create repo dir", e))?;
                 (repo.display().to_string(), StoreOptions::default())
             }
-            Backend::Rgw => {
+            Backend::Rgw | Backend::RgwObjectLock => {
                 let rgw = crate::ceph()?.rgw();
-                let bucket = rgw.new_bucket("repo")?;
+                let bucket = if backend == Backend::Rgw {
+                    rgw.new_bucket("repo")?
+                } else {
+                    rgw.new_object_lock_bucket("locked")?
+                };
                 (
                     format!("s3://{bucket}/lifeboat"),
                     StoreOptions {
@@ -136,7 +142,51 @@ impl TestRepo {
                     .unwrap_or_default(),
             ));
         }
+        if self.options.azure_endpoint.is_some() {
+            env.extend(crate::azurite().map(|a| a.env()).unwrap_or_default());
+        }
         env
+    }
+
+    /// Arguments and environment for `drctl repo copy --to` this repository (its credentials
+    /// through the `DRCTL_TO_*` variables, so they may differ from the source's).
+    pub fn copy_destination(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let mut args = vec!["--to".to_string(), self.url.clone()];
+        let mut env = Vec::new();
+        if let Some(e) = &self.options.s3_endpoint {
+            args.extend(["--to-s3-endpoint".to_string(), e.clone()]);
+            if let Some(r) = &self.options.s3_region {
+                args.extend(["--to-s3-region".to_string(), r.clone()]);
+            }
+            env.push((
+                "DRCTL_TO_AWS_ACCESS_KEY_ID".to_string(),
+                self.options.access_key_id.clone().unwrap_or_default(),
+            ));
+            env.push((
+                "DRCTL_TO_AWS_SECRET_ACCESS_KEY".to_string(),
+                self.options
+                    .secret_access_key
+                    .as_ref()
+                    .map(|s| s.expose().to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+        if let Some(e) = &self.options.azure_endpoint {
+            args.extend(["--to-azure-endpoint".to_string(), e.clone()]);
+            env.push((
+                "DRCTL_TO_AZURE_STORAGE_ACCOUNT_NAME".to_string(),
+                self.options.azure_account.clone().unwrap_or_default(),
+            ));
+            env.push((
+                "DRCTL_TO_AZURE_STORAGE_ACCOUNT_KEY".to_string(),
+                self.options
+                    .azure_access_key
+                    .as_ref()
+                    .map(|s| s.expose().to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+        (args, env)
     }
 }
 

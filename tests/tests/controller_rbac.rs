@@ -1,6 +1,7 @@
 //! The controller's RBAC in the Helm chart is least privilege, shown by running it: the
 //! controller works through a client that records every request (Schedules creating and
-//! pruning Backups, a Backup, a Restore and a Restore that updates, leader election), then
+//! pruning Backups, a Backup, a Restore and a Restore that updates, a BackupReplication,
+//! leader election), then
 //!
 //! - every request it made is one the chart's rules for its ServiceAccount allow, evaluated
 //!   as kube-apiserver's RBAC authorizer does (request info from the path as
@@ -26,10 +27,12 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use lifeboat_controller::SCHEDULE_LABEL;
 use lifeboat_controller::crd::{
-    Backup, BackupSpec, ExistingResourcePolicy, Restore, RestorePhase, RestoreSpec, Retention, Schedule,
-    ScheduleSpec,
+    Backup, BackupReplication, BackupReplicationSpec, BackupRepository, BackupRepositorySpec, BackupSpec,
+    ExistingResourcePolicy, ReplicationDestination, ReplicationPhase, Restore, RestorePhase, RestoreSpec,
+    Retention, Schedule, ScheduleSpec, SecretKeyRef,
 };
 use lifeboat_tests::helm::Helm;
+use lifeboat_tests::repos::{Backend, TestRepo};
 use serde_json::{Value, json};
 
 use controller_support::*;
@@ -211,8 +214,9 @@ where
     .await;
 }
 
-/// Runs the controller through everything it does with the API in one namespace.
-async fn exercise(env: &Env, target: &str) {
+/// Runs the controller through everything it does with the API in one namespace; returns the
+/// replica's directory, to be removed once the controller stopped.
+async fn exercise(env: &Env, target: &str) -> TestRepo {
     let schedules: Api<Schedule> = env.api();
     let backups: Api<Backup> = env.api();
     let restores: Api<Restore> = env.api();
@@ -290,6 +294,62 @@ async fn exercise(env: &Env, target: &str) {
     })
     .await;
 
+    // A BackupReplication copies the source repository to a second BackupRepository after
+    // each finished Backup and writes each destination's status.
+    let replica = TestRepo::new(Backend::Local).expect("replica directory");
+    let repositories: Api<BackupRepository> = env.api();
+    repositories
+        .create(
+            &PostParams::default(),
+            &BackupRepository::new(
+                "replica",
+                BackupRepositorySpec {
+                    url: replica.url.clone(),
+                    key_secret: SecretKeyRef {
+                        name: "repo-key".into(),
+                        key: None,
+                    },
+                    ..BackupRepositorySpec::default()
+                },
+            ),
+        )
+        .await
+        .expect("create BackupRepository");
+    let replications: Api<BackupReplication> = env.api();
+    replications
+        .create(
+            &PostParams::default(),
+            &BackupReplication::new(
+                "offsite",
+                BackupReplicationSpec {
+                    source_repository: REPO.into(),
+                    destinations: vec![ReplicationDestination {
+                        name: "replica".into(),
+                        repository: "replica".into(),
+                        ..Default::default()
+                    }],
+                    after_each_backup: true,
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .expect("create BackupReplication");
+    wait_phase(
+        &replications,
+        "offsite",
+        "BackupReplication",
+        |r: &BackupReplication| {
+            r.status.as_ref().is_some_and(|s| {
+                s.phase == ReplicationPhase::Idle
+                    && s.destinations
+                        .first()
+                        .is_some_and(|d| d.newest_snapshot.is_some())
+            })
+        },
+    )
+    .await;
+
     // Retention has pruned at least one scheduled Backup (deleted, finalizer removed).
     let mut seen = BTreeSet::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -313,6 +373,7 @@ async fn exercise(env: &Env, target: &str) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    replica
 }
 
 #[tokio::test]
@@ -342,8 +403,9 @@ async fn the_chart_grants_the_controller_exactly_what_it_uses() {
             c.repository_check_interval = Duration::from_secs(1);
         })
         .await;
-    exercise(&env, &target).await;
+    let replica = exercise(&env, &target).await;
     ctl.stop().await;
+    drop(replica);
 
     let log = std::mem::take(&mut *log.lock().expect("log"));
     let mut accesses = BTreeSet::new();

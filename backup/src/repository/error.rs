@@ -136,6 +136,16 @@ pub enum RepoError {
         /// The OS error.
         message: String,
     },
+    /// S3 Object Lock retains the object: it cannot be deleted yet.
+    #[error("{key} in {url} is locked (S3 Object Lock) until {until}; it can be removed after that")]
+    Retained {
+        /// The object key.
+        key: String,
+        /// The repository URL.
+        url: String,
+        /// When its retention ends.
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// A background task failed to run.
     #[error("internal task failed: {0}")]
     Task(String),

@@ -194,6 +194,9 @@ pub enum RepoCommand {
         #[arg(long, alias = "all")]
         remove_all: bool,
     },
+    /// Copy snapshots into another store (another cloud): a complete repository the same
+    /// keys open. Incremental and resumable; run it again after an interruption.
+    Copy(Box<CopyArgs>),
     /// Delete data no snapshot references (takes an exclusive lock).
     Prune {
         #[command(flatten)]
@@ -204,6 +207,64 @@ pub enum RepoCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// `drctl repo copy`. The destination's credentials come from the usual variables
+/// (`AWS_*`, `AZURE_STORAGE_*`), or from `DRCTL_TO_AWS_ACCESS_KEY_ID`,
+/// `DRCTL_TO_AWS_SECRET_ACCESS_KEY`, `DRCTL_TO_AZURE_STORAGE_ACCOUNT_NAME` and
+/// `DRCTL_TO_AZURE_STORAGE_ACCOUNT_KEY` when they differ from the source's.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Destination: a path, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix.
+    #[arg(long)]
+    pub to: String,
+    /// S3 endpoint of the destination (RGW, MinIO), when it differs from the source's.
+    #[arg(long, env = "DRCTL_TO_S3_ENDPOINT")]
+    pub to_s3_endpoint: Option<String>,
+    /// S3 region of the destination.
+    #[arg(long)]
+    pub to_s3_region: Option<String>,
+    /// Azure Blob endpoint of the destination (Azurite, sovereign clouds).
+    #[arg(long, env = "DRCTL_TO_AZURE_ENDPOINT")]
+    pub to_azure_endpoint: Option<String>,
+    /// Copy these snapshots: ids, unique prefixes, or `latest`.
+    #[arg(long, num_args = 1.., conflicts_with_all = ["tags", "all"])]
+    pub snapshots: Vec<String>,
+    /// Copy the snapshots carrying this tag (key=value; repeated, all must match).
+    #[arg(long = "tag", value_parser = parse_tag, conflicts_with = "all")]
+    pub tags: Vec<(String, String)>,
+    /// Copy every snapshot (the default).
+    #[arg(long)]
+    pub all: bool,
+    /// Packs transferred at once.
+    #[arg(long, default_value_t = lifeboat_backup::copy::DEFAULT_PARALLELISM)]
+    pub parallel: usize,
+    /// Bandwidth limit for all transfers together, per second: 50MiB, 10M, 800KiB.
+    #[arg(long, value_parser = lifeboat_backup::copy::parse_rate)]
+    pub bandwidth: Option<u64>,
+    /// Write every copied object with S3 Object Lock in this mode (the bucket must have been
+    /// created with object lock enabled).
+    #[arg(long, value_enum, requires = "lock_days")]
+    pub lock_mode: Option<LockModeArg>,
+    /// Days each copied object stays locked.
+    #[arg(long, requires = "lock_mode")]
+    pub lock_days: Option<u32>,
+    /// Print the plan (what the destination lacks) without copying.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `--lock-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LockModeArg {
+    /// Users with s3:BypassGovernanceRetention may still remove the lock.
+    Governance,
+    /// Nobody can delete a copied object before its date.
+    Compliance,
 }
 
 /// `drctl repo key …`

@@ -2,6 +2,7 @@
 
 mod backup;
 mod completion;
+mod copy;
 mod etcd;
 mod objects;
 mod repo;

@@ -138,7 +138,7 @@ fn combinations() -> Vec<(&'static str, Value)> {
                 "enabled": true,
                 "serviceMonitor": {"enabled": false},
                 "dashboard": {"namespace": "grafana", "labels": {"grafana_dashboard": "lifeboat"}, "folder": "Storage"},
-                "rules": {"labels": {"release": "kube-prometheus-stack"}, "scheduleMaxAgeHours": 8, "severity": {"warning": "ticket", "critical": "page"}}
+                "rules": {"labels": {"release": "kube-prometheus-stack"}, "scheduleMaxAgeHours": 8, "replicationMaxLagHours": 8, "severity": {"warning": "ticket", "critical": "page"}}
             }}),
         ),
         (
@@ -262,7 +262,10 @@ fn components_follow_their_switches() -> Result<()> {
         let kinds = case.kinds();
         let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
         // The CRDs ship with every release: drctl and controllers elsewhere need them.
-        ensure!(count("CustomResourceDefinition") == 4, "CRDs: {kinds:?}");
+        ensure!(
+            count("CustomResourceDefinition") == lifeboat_controller::crd::all().len(),
+            "CRDs: {kinds:?}"
+        );
         let has_controller = case
             .object("Deployment", &format!("{RELEASE}-controller"))
             .is_ok();

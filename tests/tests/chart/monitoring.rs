@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use anyhow::{Context, Result, bail, ensure};
-use lifeboat_controller::metrics::{Metrics, ScheduleLabels};
+use lifeboat_controller::metrics::{DestinationLabels, Metrics, ScheduleLabels};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
 use promql_parser::util::{ExprVisitor, walk_expr};
@@ -50,6 +50,18 @@ impl Exported {
                 metrics.finished(operation, result, 1.0, 1, 1);
             }
         }
+        // One replication destination with a copy, a failure and a newest snapshot (the lag).
+        let destination = DestinationLabels {
+            namespace: "shop".into(),
+            replication: "offsite".into(),
+            destination: "dr-azure".into(),
+        };
+        let r = &metrics.replication;
+        r.set_newest(&destination, 1_700_000_000);
+        r.bytes.get_or_create(&destination).inc_by(1);
+        r.snapshots.get_or_create(&destination).inc();
+        r.errors.get_or_create(&destination).inc();
+        r.last_success.get_or_create(&destination).set(1_700_000_000);
         let text = metrics.encode();
         let mut families = Vec::new();
         let mut series: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
@@ -325,35 +337,51 @@ fn check_rules(exported: &Exported, case: &Case) -> Result<BTreeSet<String>> {
     Ok(used)
 }
 
-/// The dashboard's schedules table turns red where LifeboatScheduleBackupTooOld fires.
-fn same_threshold_as_the_alert(case: &Case, dashboard: &Value) -> Result<()> {
-    let hours = case.values["monitoring"]["rules"]["scheduleMaxAgeHours"]
-        .as_u64()
-        .unwrap_or(26);
-    let rule = case
-        .of_kind("PrometheusRule")
-        .flat_map(|r| schema::prometheus_rules(r).unwrap_or_default())
-        .find(|r| r.alert.as_deref() == Some("LifeboatScheduleBackupTooOld"))
-        .context("no LifeboatScheduleBackupTooOld alert")?;
-    ensure!(
-        rule.expr.ends_with(&format!("> {}", hours * 3600)),
-        "case {}: alert threshold in {:?}, want {hours} h",
-        case.name,
-        rule.expr
-    );
-    let table = panels(dashboard)
-        .into_iter()
-        .find(|p| p["type"] == "table")
-        .context("no schedules table")?;
-    let steps = &table["fieldConfig"]["defaults"]["thresholds"]["steps"];
-    ensure!(
-        steps
-            .as_array()
-            .and_then(|s| s.last())
-            .is_some_and(|s| s["value"] == hours * 3600),
-        "case {}: the schedules table turns red at {steps}, the alert at {hours} h",
-        case.name
-    );
+/// Each of the dashboard's tables turns red where its alert fires: the schedules table with
+/// LifeboatScheduleBackupTooOld, the replication table with LifeboatReplicationLagging.
+fn same_thresholds_as_the_alerts(case: &Case, dashboard: &Value) -> Result<()> {
+    for (alert, value, default, table_title) in [
+        (
+            "LifeboatScheduleBackupTooOld",
+            "scheduleMaxAgeHours",
+            26,
+            "Newest successful backup per Schedule",
+        ),
+        (
+            "LifeboatReplicationLagging",
+            "replicationMaxLagHours",
+            28,
+            "Replication lag per destination",
+        ),
+    ] {
+        let hours = case.values["monitoring"]["rules"][value]
+            .as_u64()
+            .unwrap_or(default);
+        let rule = case
+            .of_kind("PrometheusRule")
+            .flat_map(|r| schema::prometheus_rules(r).unwrap_or_default())
+            .find(|r| r.alert.as_deref() == Some(alert))
+            .with_context(|| format!("no {alert} alert"))?;
+        ensure!(
+            rule.expr.ends_with(&format!("> {}", hours * 3600)),
+            "case {}: {alert} threshold in {:?}, want {hours} h",
+            case.name,
+            rule.expr
+        );
+        let table = panels(dashboard)
+            .into_iter()
+            .find(|p| p["type"] == "table" && p["title"] == table_title)
+            .with_context(|| format!("no table {table_title:?}"))?;
+        let steps = &table["fieldConfig"]["defaults"]["thresholds"]["steps"];
+        ensure!(
+            steps
+                .as_array()
+                .and_then(|s| s.last())
+                .is_some_and(|s| s["value"] == hours * 3600),
+            "case {}: {table_title:?} turns red at {steps}, {alert} at {hours} h",
+            case.name
+        );
+    }
     Ok(())
 }
 
@@ -376,7 +404,7 @@ fn dashboard_and_alerts_name_only_metrics_the_controller_exports() -> Result<()>
             .as_str()
             .context("lifeboat.json")?;
         let json: Value = serde_json::from_str(text).context("the dashboard is not JSON")?;
-        same_threshold_as_the_alert(case, &json)?;
+        same_thresholds_as_the_alerts(case, &json)?;
         used.extend(
             check_dashboard(&exported, &json).with_context(|| format!("case {}: dashboard", case.name))?,
         );

@@ -13,7 +13,7 @@ use lifeboat_controller::crd::{Backup, BackupPhase, BackupSpec, ClusterScoped, I
 use lifeboat_controller::objects::{BACKUP_TAG, BackupRequest, backup_objects, object_snapshots};
 use serde::Serialize;
 
-use super::{Mode, age, decide, mirror, print_items};
+use super::{Mode, Resolved, age, decide, mirror, print_items, resolve};
 use crate::cli::{BackupCreateArgs, BackupRefArgs, ClusterScopedArg, GlobalArgs};
 use crate::exit;
 use crate::kube::connect;
@@ -203,13 +203,12 @@ fn snapshot_rows(snaps: &[Snapshot]) -> String {
 
 /// `drctl backup list`.
 pub async fn list(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
-    let target = connect(g).await?;
-    match decide(&args.mode, &target).await? {
-        Mode::Direct(repo) => {
+    match resolve(&args.mode, g).await? {
+        Resolved::Direct(repo) => {
             let snaps = object_snapshots(&repo, args.name.as_deref()).await?;
             output::print(g.format, &snaps, |s| snapshot_rows(s))?;
         }
-        Mode::Controller => {
+        Resolved::Controller(target) => {
             let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
             let list = api.list(&Default::default()).await.context("list Backups")?;
             output::print(g.format, &list.items, |items| {
@@ -246,9 +245,8 @@ pub async fn describe(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
     let Some(name) = &args.name else {
         bail!("which Backup? pass its name");
     };
-    let target = connect(g).await?;
-    match decide(&args.mode, &target).await? {
-        Mode::Direct(repo) => {
+    match resolve(&args.mode, g).await? {
+        Resolved::Direct(repo) => {
             let snaps = backup_snapshots(&repo, name).await?;
             output::print(g.format, &snaps[0], |s| {
                 let mut out = snapshot_rows(std::slice::from_ref(s));
@@ -258,7 +256,7 @@ pub async fn describe(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
                 out
             })?;
         }
-        Mode::Controller => {
+        Resolved::Controller(target) => {
             let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
             let b = api
                 .get(name)
@@ -275,9 +273,8 @@ pub async fn delete(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
     let Some(name) = &args.name else {
         bail!("which Backup? pass its name");
     };
-    let target = connect(g).await?;
-    match decide(&args.mode, &target).await? {
-        Mode::Direct(repo) => {
+    match resolve(&args.mode, g).await? {
+        Resolved::Direct(repo) => {
             for s in &backup_snapshots(&repo, name).await? {
                 if let Some(id) = &s.id {
                     repo.delete_snapshot(id).await?;
@@ -286,7 +283,7 @@ pub async fn delete(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
             }
             eprintln!("run `drctl repo prune` to free the space");
         }
-        Mode::Controller => {
+        Resolved::Controller(target) => {
             let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
             api.delete(name, &DeleteParams::default())
                 .await
