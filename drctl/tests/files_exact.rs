@@ -110,12 +110,7 @@ fn restore_as_an_unprivileged_user_is_exact_but_for_owners() {
                 .collect(),
             ..e.clone()
         };
-        assert_eq!(
-            without_owner(w),
-            without_owner(g),
-            "{:?}",
-            String::from_utf8_lossy(path)
-        );
+        assert_same_entry(path, &without_owner(w), &without_owner(g));
         assert_eq!(
             (g.uid, g.gid),
             (NOBODY, NOBODY),
@@ -151,7 +146,7 @@ fn parents_of_an_included_path_get_their_metadata() {
     let back = restored(&target, &data);
     assert!(!back.join("top/sibling.txt").exists());
     for rel in ["top", "top/mid", "top/mid/deep.txt"] {
-        assert_eq!(entry(&back.join(rel)), entry(&data.join(rel)), "{rel}");
+        assert_same_entry(rel.as_bytes(), &entry(&data.join(rel)), &entry(&back.join(rel)));
     }
 }
 
