@@ -287,12 +287,17 @@ impl ObjectLock {
         key: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Bytes), LockError> {
-        let response = request.send().await.map_err(|e| self.request_error(op, key, e))?;
+        // A reqwest error prints its URL, and a presigned URL is a credential until it expires:
+        // errors keep only the store's location (`self.url`).
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.request_error(op, key, e.without_url()))?;
         let status = response.status().as_u16();
         let body = response
             .bytes()
             .await
-            .map_err(|e| self.request_error(op, key, e))?;
+            .map_err(|e| self.request_error(op, key, e.without_url()))?;
         Ok((status, body))
     }
 
