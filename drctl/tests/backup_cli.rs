@@ -2,9 +2,9 @@
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
 
 use std::path::Path;
-use std::process::Output;
 
 use assert_cmd::Command;
+use lifeboat_tests::process::succeeded;
 
 /// The drctl under test: this build's, or `LIFEBOAT_DRCTL` (an older build, to see a test fail).
 fn drctl_bin() -> std::path::PathBuf {
@@ -20,17 +20,6 @@ fn drctl(dir: &Path) -> Command {
         .env_remove("DRCTL_PASSPHRASE_FILE")
         .arg("--quiet");
     c
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn setup() -> (tempfile::TempDir, String) {
@@ -58,36 +47,42 @@ fn setup() -> (tempfile::TempDir, String) {
 fn init_backup_list_restore_check_forget() {
     let (dir, public) = setup();
     let d = dir.path();
-    let id = ok(drctl(d)
-        .args(["repo", "init", "--recipient", &public])
-        .output()
-        .unwrap());
+    let id = succeeded(
+        drctl(d)
+            .args(["repo", "init", "--recipient", &public])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(id.trim().len(), 32, "repo id: {id}");
 
-    let snap = ok(drctl(d)
-        .args(["backup", "files", "--tag", "env=test"])
-        .arg(d.join("data"))
-        .output()
-        .unwrap());
+    let snap = succeeded(
+        drctl(d)
+            .args(["backup", "files", "--tag", "env=test"])
+            .arg(d.join("data"))
+            .output()
+            .unwrap(),
+    );
     let snap = snap.trim().to_string();
     assert_eq!(snap.len(), 64, "snapshot id: {snap}");
 
-    let listed = ok(drctl(d).args(["snapshots", "-o", "json"]).output().unwrap());
+    let listed = succeeded(drctl(d).args(["snapshots", "-o", "json"]).output().unwrap());
     let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(v[0]["id"], snap.as_str());
     assert_eq!(v[0]["tags"]["env"], "test");
-    let table = ok(drctl(d).args(["snapshots"]).output().unwrap());
+    let table = succeeded(drctl(d).args(["snapshots"]).output().unwrap());
     assert!(table.starts_with("ID") && table.contains(&snap[..8]), "{table}");
-    let yaml = ok(drctl(d).args(["snapshots", "-o", "yaml"]).output().unwrap());
+    let yaml = succeeded(drctl(d).args(["snapshots", "-o", "yaml"]).output().unwrap());
     assert!(yaml.contains(&format!("id: {snap}")), "{yaml}");
 
     let target = d.join("out");
-    ok(drctl(d)
-        .args(["restore", "files", &snap[..10], "--target"])
-        .arg(&target)
-        .args(["--include", "**/sub"])
-        .output()
-        .unwrap());
+    succeeded(
+        drctl(d)
+            .args(["restore", "files", &snap[..10], "--target"])
+            .arg(&target)
+            .args(["--include", "**/sub"])
+            .output()
+            .unwrap(),
+    );
     let restored = target.join(d.join("data").strip_prefix("/").unwrap());
     assert_eq!(
         std::fs::read(restored.join("sub/b.bin")).unwrap(),
@@ -98,34 +93,37 @@ fn init_backup_list_restore_check_forget() {
         "--include restored more than asked"
     );
 
-    let check = ok(drctl(d).args(["repo", "check", "--read-data"]).output().unwrap());
+    let check = succeeded(drctl(d).args(["repo", "check", "--read-data"]).output().unwrap());
     assert!(check.contains("no errors found"), "{check}");
-    ok(drctl(d)
-        .args(["backup", "files"])
-        .arg(d.join("data"))
-        .output()
-        .unwrap());
-    let dry = ok(drctl(d)
-        .args(["forget", "--keep-last", "1", "--dry-run"])
-        .output()
-        .unwrap());
+    succeeded(
+        drctl(d)
+            .args(["backup", "files"])
+            .arg(d.join("data"))
+            .output()
+            .unwrap(),
+    );
+    let dry = succeeded(
+        drctl(d)
+            .args(["forget", "--keep-last", "1", "--dry-run"])
+            .output()
+            .unwrap(),
+    );
     assert!(dry.contains("remove") && dry.contains("dry run"), "{dry}");
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&ok(drctl(d)
-            .args(["snapshots", "-o", "json"])
-            .output()
-            .unwrap()))
+        serde_json::from_str::<serde_json::Value>(&succeeded(
+            drctl(d).args(["snapshots", "-o", "json"]).output().unwrap()
+        ))
         .unwrap()
         .as_array()
         .unwrap()
         .len(),
         2
     );
-    ok(drctl(d).args(["forget", "--keep-last", "1"]).output().unwrap());
-    ok(drctl(d).args(["repo", "prune"]).output().unwrap());
+    succeeded(drctl(d).args(["forget", "--keep-last", "1"]).output().unwrap());
+    succeeded(drctl(d).args(["repo", "prune"]).output().unwrap());
     let unlocked = drctl(d).args(["repo", "unlock"]).output().unwrap();
     assert!(String::from_utf8_lossy(&unlocked.stderr).contains("removed 0 lock"));
-    let stats = ok(drctl(d).args(["repo", "stats", "-o", "json"]).output().unwrap());
+    let stats = succeeded(drctl(d).args(["repo", "stats", "-o", "json"]).output().unwrap());
     let s: serde_json::Value = serde_json::from_str(&stats).unwrap();
     assert_eq!(s["snapshots"], 1);
 }
@@ -143,10 +141,12 @@ fn bad_input_gets_clear_errors_and_exit_codes() {
         "{err}"
     );
 
-    ok(drctl(d)
-        .args(["repo", "init", "--recipient", &public])
-        .output()
-        .unwrap());
+    succeeded(
+        drctl(d)
+            .args(["repo", "init", "--recipient", &public])
+            .output()
+            .unwrap(),
+    );
     // A second init refuses.
     let out = drctl(d)
         .args(["repo", "init", "--recipient", &public])
@@ -201,11 +201,13 @@ fn init_creates_a_missing_directory_and_refuses_a_foreign_one() {
     let d = dir.path();
     // A directory that does not exist yet, several levels deep, is created (as restic does).
     let fresh = d.join("new/nested/repo");
-    ok(drctl(d)
-        .args(["repo", "init", "--recipient", &public])
-        .env("DRCTL_REPO", &fresh)
-        .output()
-        .unwrap());
+    succeeded(
+        drctl(d)
+            .args(["repo", "init", "--recipient", &public])
+            .env("DRCTL_REPO", &fresh)
+            .output()
+            .unwrap(),
+    );
     assert!(fresh.join("config").is_file());
     // A directory holding something else is refused, and nothing is written into it.
     let foreign = d.join("foreign");
@@ -257,10 +259,12 @@ fn lock_files(d: &Path) -> Vec<std::path::PathBuf> {
 fn a_killed_holders_lock_is_named_and_repo_unlock_removes_it() {
     let (dir, public) = setup();
     let d = dir.path();
-    ok(drctl(d)
-        .args(["repo", "init", "--recipient", &public])
-        .output()
-        .unwrap());
+    succeeded(
+        drctl(d)
+            .args(["repo", "init", "--recipient", &public])
+            .output()
+            .unwrap(),
+    );
     let mut big = vec![0u8; 96 << 20];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut big).unwrap();
     std::fs::write(d.join("data/big.bin"), &big).unwrap();
@@ -342,7 +346,7 @@ fn a_killed_holders_lock_is_named_and_repo_unlock_removes_it() {
         "{err}"
     );
     assert!(lock_files(d).is_empty());
-    ok(drctl(d).args(["repo", "prune"]).output().unwrap());
+    succeeded(drctl(d).args(["repo", "prune"]).output().unwrap());
 
     // A prune's exclusive lock whose process died on this host blocks forget, with the fix.
     let mut gone = std::process::Command::new("true").spawn().unwrap();
@@ -363,5 +367,5 @@ fn a_killed_holders_lock_is_named_and_repo_unlock_removes_it() {
     );
     let out = drctl(d).args(["repo", "unlock"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("removed 1 lock(s)"));
-    ok(drctl(d).args(["forget", "--keep-last", "1"]).output().unwrap());
+    succeeded(drctl(d).args(["forget", "--keep-last", "1"]).output().unwrap());
 }

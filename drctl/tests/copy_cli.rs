@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use lifeboat_tests::process::succeeded;
 use lifeboat_tests::repos::{Backend, TestRepo};
 use serde_json::Value;
 
@@ -23,19 +24,8 @@ fn drctl(env: &[(String, String)]) -> Command {
     c
 }
 
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn json(out: Output) -> Value {
-    serde_json::from_str(&ok(out)).unwrap()
+    serde_json::from_str(&succeeded(out)).unwrap()
 }
 
 /// xorshift64*: a seeded sequence of kill delays, printed so a failure can be replayed.
@@ -75,19 +65,23 @@ fn copy_killed_at_random_moments_resumes_and_no_snapshot_is_visible_before_its_d
     let src_env = src.drctl_env();
     let data = src.path("data");
     std::fs::create_dir_all(&data).unwrap();
-    ok(drctl(&src_env)
-        .args(["repo", "init", "--recipient", &src.recipient])
-        .output()
-        .unwrap());
+    succeeded(
+        drctl(&src_env)
+            .args(["repo", "init", "--recipient", &src.recipient])
+            .output()
+            .unwrap(),
+    );
     // Snapshots each adding incompressible data (a pack or more each): three now, and one
     // more before every round, as continuous replication sees them.
     let backup = |i: u64, mib: usize| {
         write_random(&data.join(format!("part-{i}.bin")), seed ^ (i + 1), mib << 20);
-        ok(drctl(&src_env)
-            .args(["backup", "files"])
-            .arg(&data)
-            .output()
-            .unwrap());
+        succeeded(
+            drctl(&src_env)
+                .args(["backup", "files"])
+                .arg(&data)
+                .output()
+                .unwrap(),
+        );
     };
     for i in 0..3u64 {
         backup(i, 8);
@@ -199,11 +193,13 @@ fn copy_killed_at_random_moments_resumes_and_no_snapshot_is_visible_before_its_d
     assert_eq!(checked["snapshots"], 3 + rounds, "{checked}");
     assert_eq!(checked["unindexed_packs"], 0, "{checked}");
     let target = src.path("restored");
-    ok(drctl(&dst_env)
-        .args(["restore", "files", "latest", "--target"])
-        .arg(&target)
-        .output()
-        .unwrap());
+    succeeded(
+        drctl(&dst_env)
+            .args(["restore", "files", "latest", "--target"])
+            .arg(&target)
+            .output()
+            .unwrap(),
+    );
     let restored = target.join(data.strip_prefix("/").unwrap());
     let diff = Command::new("diff")
         .arg("-r")
@@ -230,10 +226,12 @@ fn copy_killed_at_random_moments_resumes_and_no_snapshot_is_visible_before_its_d
 fn copy_rejects_bad_input_with_the_fix() {
     let src = TestRepo::new(Backend::Local).unwrap();
     let env = src.drctl_env();
-    ok(drctl(&env)
-        .args(["repo", "init", "--recipient", &src.recipient])
-        .output()
-        .unwrap());
+    succeeded(
+        drctl(&env)
+            .args(["repo", "init", "--recipient", &src.recipient])
+            .output()
+            .unwrap(),
+    );
     let to = src.path("replica");
     let run = |args: &[&str]| {
         let out = drctl(&env)
