@@ -9,6 +9,7 @@ mod aligned;
 pub mod blob;
 mod bufread;
 pub mod chunker;
+pub mod copy;
 pub mod crypto;
 pub mod index;
 pub mod maintenance;

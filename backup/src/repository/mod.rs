@@ -5,15 +5,17 @@
 
 mod config;
 mod error;
+pub mod holder;
 mod keys;
 mod lock;
 pub(crate) mod objects;
+mod retention;
 
 pub use config::{Config, InitOptions};
 pub use error::RepoError;
 pub use keys::KeyInfo;
 pub use lock::hostname;
-pub use lock::{LockGuard, LockInfo, LockKind};
+pub use lock::{LockGuard, LockInfo, LockKind, UnlockReport};
 
 use std::sync::Arc;
 
@@ -25,7 +27,7 @@ use crate::blob::SnapshotId;
 use crate::crypto::{RepoKey, UserKey, UserRecipient};
 use crate::index::{Index, IndexFile};
 use crate::snapshot::{Snapshot, snapshot_key};
-use crate::store::Store;
+use crate::store::{ObjectLock, Store};
 
 /// How many metadata objects (snapshots, index files) are fetched at once.
 const METADATA_FETCH_CONCURRENCY: usize = 16;
@@ -37,6 +39,8 @@ pub struct Repository {
     config: Config,
     key: Arc<RepoKey>,
     key_id: String,
+    /// S3 Object Lock on the repository's bucket, when the store has the feature.
+    lock: Option<Arc<ObjectLock>>,
 }
 
 impl Repository {
@@ -47,13 +51,15 @@ impl Repository {
         recipients: &[UserRecipient],
         options: InitOptions,
     ) -> Result<Self, RepoError> {
-        Self::init_with(
+        let mut repo = Self::init_with(
             store.object_store().clone(),
             &store.location().to_string(),
             recipients,
             options,
         )
-        .await
+        .await?;
+        repo.lock = store.object_lock().cloned();
+        Ok(repo)
     }
 
     /// [`Repository::init`] on any object store (tests inject faulty ones).
@@ -71,6 +77,20 @@ impl Repository {
         if probe.exists("config").await? {
             return Err(RepoError::AlreadyExists { url: url.to_string() });
         }
+        // Something else lives here: a repository would mix with it, and `prune` would one
+        // day delete what it does not recognise. (Keys alone are what an interrupted init
+        // leaves; they open nothing without a config.)
+        let mut listing = store.list(None);
+        while let Some(item) = listing.next().await {
+            let found = item.map_err(|e| RepoError::store("list", "", url, e))?;
+            if !found.location.as_ref().starts_with("keys/") {
+                return Err(RepoError::NotEmpty {
+                    url: url.to_string(),
+                    found: found.location.to_string(),
+                });
+            }
+        }
+        drop(listing);
         let key = RepoKey::generate();
         let config = Config::new(&key, options);
         let mut repo = Self {
@@ -79,6 +99,7 @@ impl Repository {
             config,
             key: Arc::new(key),
             key_id: String::new(),
+            lock: None,
         };
         for r in recipients {
             let id = repo.add_key(r).await?;
@@ -95,7 +116,10 @@ impl Repository {
 
     /// Opens the repository at `store` with the first of `keys` that unwraps a repository key.
     pub async fn open(store: &Store, keys: &[UserKey]) -> Result<Self, RepoError> {
-        Self::open_with(store.object_store().clone(), &store.location().to_string(), keys).await
+        let mut repo =
+            Self::open_with(store.object_store().clone(), &store.location().to_string(), keys).await?;
+        repo.lock = store.object_lock().cloned();
+        Ok(repo)
     }
 
     /// [`Repository::open`] on any object store.
@@ -122,7 +146,26 @@ impl Repository {
             config,
             key: Arc::new(key),
             key_id,
+            lock: None,
         })
+    }
+
+    /// The same repository in another store (a replica that `copy` writes): same config and
+    /// key, opened without unwrapping a key file there.
+    pub(crate) fn replica(&self, store: &Store) -> Self {
+        Self {
+            store: store.object_store().clone(),
+            url: store.location().to_string(),
+            config: self.config.clone(),
+            key: self.key.clone(),
+            key_id: self.key_id.clone(),
+            lock: store.object_lock().cloned(),
+        }
+    }
+
+    /// S3 Object Lock requests for this repository's bucket, if its store has the feature.
+    pub fn object_lock(&self) -> Option<&Arc<ObjectLock>> {
+        self.lock.as_ref()
     }
 
     pub(crate) fn objects(&self) -> objects::Objects {
@@ -229,9 +272,22 @@ impl Repository {
         Ok(id)
     }
 
-    /// Deletes a snapshot manifest (its data stays until `prune`).
+    /// Deletes a snapshot manifest (its data stays until `prune`). Refuses with
+    /// [`RepoError::Retained`] while S3 Object Lock retains it.
     pub async fn delete_snapshot(&self, id: &SnapshotId) -> Result<(), RepoError> {
-        self.objects().delete(&snapshot_key(id)).await
+        let key = snapshot_key(id);
+        if let Some(r) = self
+            .retained([key.clone()], chrono::Utc::now())
+            .await?
+            .remove(&key)
+        {
+            return Err(RepoError::Retained {
+                key,
+                url: self.url.clone(),
+                until: r.until,
+            });
+        }
+        self.objects().delete(&key).await
     }
 
     /// Lists object keys under a prefix with their sizes.

@@ -1,6 +1,8 @@
 //! One function per command: call the library, print the result.
 
 mod backup;
+mod completion;
+mod copy;
 mod etcd;
 mod federation;
 mod objects;
@@ -30,6 +32,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Relocate(args) => federation::relocate(&args, g).await,
         Command::Drill(args) => federation::drill(&args, g).await,
         Command::Audit(args) => federation::audit(&args, g).await,
+        Command::Completion(args) => completion::script(args.shell),
+        Command::Man(args) => completion::man(args.dir.as_deref()),
     }
 }
 

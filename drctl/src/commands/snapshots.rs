@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use lifeboat_backup::maintenance::forget::{RetentionPolicy, plan_forget};
+use lifeboat_backup::snapshot::snapshot_key;
 
 use crate::cli::{ForgetArgs, GlobalArgs, KeyArgs, RepoArgs};
 use crate::open;
@@ -66,9 +67,22 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
         .await?;
     let snaps = r.snapshots().await?;
     let plan = plan_forget(&snaps, &policy).map_err(anyhow::Error::msg)?;
+    // S3 Object Lock may retain some of them: those stay, and are named.
+    let removing = plan.iter().flat_map(|g| g.remove.iter().map(snapshot_key));
+    let held = r.retained(removing, chrono::Utc::now()).await?;
+    for (key, retention) in &held {
+        eprintln!(
+            "{key} is locked ({}) until {}: kept; a later forget removes it",
+            retention.mode, retention.until
+        );
+    }
     if !args.dry_run {
         for group in &plan {
-            for id in &group.remove {
+            for id in group
+                .remove
+                .iter()
+                .filter(|id| !held.contains_key(&snapshot_key(id)))
+            {
                 r.delete_snapshot(id).await?;
             }
         }

@@ -15,8 +15,8 @@ use lifeboat_backup::read::BlobReader;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_controller::crd::{ClusterScoped, ExistingResourcePolicy};
 use lifeboat_controller::objects::{
-    BackupRequest, NamespaceFilter, ObjectFilter, ObjectPath, RESOURCES_PATH, ResourceFilter, ResourceRecord,
-    RestoreOptions, backup_objects, restore_objects,
+    BackupRequest, DiscoveryDeadlines, NamespaceFilter, ObjectFilter, ObjectPath, RESOURCES_PATH,
+    ResourceFilter, ResourceRecord, RestoreOptions, backup_objects, restore_objects,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -69,6 +69,7 @@ pub async fn final_backup(
         },
         tags,
         parallelism: 8,
+        discovery: DiscoveryDeadlines::default(),
     };
     let outcome = backup_objects(client, repo, &request, progress)
         .await
