@@ -31,8 +31,6 @@ pub mod exit {
     /// The command ran but found problems or could not do everything (check errors, partial
     /// restore); details are printed.
     pub const PARTIAL: u8 = 3;
-    /// A command group that is not built yet (sysexits' EX_UNAVAILABLE).
-    pub const NOT_BUILT: u8 = 69;
 }
 
 fn main() -> ExitCode {

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
+mod federation;
 mod objects;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use federation::*;
 pub use objects::*;
 
 /// Keep Kubernetes clusters' data alive through disasters.
@@ -104,11 +106,18 @@ pub enum Command {
     #[command(subcommand)]
     Etcd(EtcdCommand),
     /// Register clusters and watch their health.
-    Cluster(Pending),
-    /// Plan and run a failover to another cluster.
-    Failover(Pending),
-    /// Run a failover drill and measure RPO and RTO.
-    Drill(Pending),
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Fail a plan's applications over to another cluster (unplanned: newest recovery point).
+    Failover(Box<FailoverArgs>),
+    /// Move a plan's applications back to its primary (planned: no data loss).
+    Failback(Box<FailbackArgs>),
+    /// Move a plan's applications to another cluster (planned: no data loss).
+    Relocate(Box<RelocateArgs>),
+    /// Rehearse a failover in isolation and measure RPO and RTO.
+    Drill(Box<DrillArgs>),
+    /// List the federation's audit log of DR actions.
+    Audit(Box<AuditArgs>),
     /// Print a shell completion script.
     #[command(long_about = COMPLETION_HELP)]
     Completion(CompletionArgs),
@@ -460,13 +469,6 @@ pub struct ForgetArgs {
     /// Print what would be removed without removing it.
     #[arg(long)]
     pub dry_run: bool,
-}
-
-/// A command group's not-yet-parsed arguments.
-#[derive(Debug, Args)]
-pub struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
 }
 
 pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
