@@ -33,8 +33,20 @@ pub mod exit {
     pub const PARTIAL: u8 = 3;
 }
 
+/// Diagnostics on stderr when `RUST_LOG` asks for them (`RUST_LOG=debug`,
+/// `RUST_LOG=lifeboat_backup=trace`, …); without it drctl prints only its own output.
+fn init_logging() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
 fn main() -> ExitCode {
     tune_allocator();
+    init_logging();
     // kube links rustls with ring and object_store with aws-lc-rs: pick one for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = cli::Cli::parse();

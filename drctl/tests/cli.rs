@@ -36,7 +36,10 @@ fn federation_groups_refuse_unknown_subcommands_as_usage_errors() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{group}");
         let err = String::from_utf8(out.stderr).unwrap();
-        assert!(err.contains("anything") || err.contains("--flag"), "{group}: {err}");
+        assert!(
+            err.contains("anything") || err.contains("--flag"),
+            "{group}: {err}"
+        );
     }
 }
 

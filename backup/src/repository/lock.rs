@@ -74,6 +74,7 @@ impl LockGuard {
     /// Deletes the lock object.
     pub async fn release(self) -> Result<(), RepoError> {
         self.refresher.abort();
+        tracing::debug!(lock = %self.key, "lock released");
         self.objects.delete(&self.key).await
     }
 }
@@ -190,6 +191,7 @@ impl Repository {
                 let _ = objects.put_overwrite(&refresh_key, encode(&i).into()).await;
             }
         });
+        tracing::debug!(repository = %self.url, lock = %key, ?kind, "lock taken");
         Ok(LockGuard {
             objects,
             key,

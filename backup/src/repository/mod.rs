@@ -140,6 +140,7 @@ impl Repository {
             return Err(RepoError::NoKeyGiven { url: url.to_string() });
         }
         let (key, key_id) = keys::unlock(&objects, &config, keys).await?;
+        tracing::debug!(repository = url, key_file = %key_id, "repository opened");
         Ok(Self {
             store,
             url: url.to_string(),
@@ -269,6 +270,7 @@ impl Repository {
         self.objects()
             .put_json(&self.key, &snapshot_key(&id), snapshot)
             .await?;
+        tracing::debug!(repository = %self.url, snapshot = %id, "snapshot saved");
         Ok(id)
     }
 
