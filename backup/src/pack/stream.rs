@@ -11,7 +11,7 @@ use std::io::{BufRead, Read};
 use std::rc::Rc;
 
 use super::{PackError, PackedBlob};
-use crate::blob::PackId;
+use crate::blob::{PackId, decompress_into};
 use crate::crypto::RepoKey;
 
 /// See the module documentation.
@@ -48,6 +48,131 @@ impl<R: BufRead> PackStream<R> {
     /// so a reused buffer is not zeroed again). Entries must come in increasing offset order;
     /// the bytes between them are decrypted and dropped.
     pub fn frame<'b>(&mut self, entry: &PackedBlob, buf: &'b mut Vec<u8>) -> Result<&'b [u8], PackError> {
+        self.skip_to(entry)?;
+        let len = entry.length as usize;
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        self.read_exact(entry, &mut buf[..len])?;
+        Ok(&buf[..len])
+    }
+
+    /// Decodes the blob of `entry` into `out`, which must be exactly its raw length. Raw-block
+    /// frames (incompressible data, about half a typical backup) are decrypted straight into
+    /// `out`, block by block, without passing through `frame`; other frames are read into
+    /// `frame` (grown, never shrunk) and decompressed into `out`. Entries must come in
+    /// increasing offset order. A frame that does not decode fails this blob only: the stream
+    /// goes on after it.
+    pub fn decode_into(
+        &mut self,
+        entry: &PackedBlob,
+        frame: &mut Vec<u8>,
+        out: &mut [u8],
+    ) -> Result<(), PackError> {
+        self.skip_to(entry)?;
+        let end = u64::from(entry.offset) + u64::from(entry.length);
+        let decoded = self.decode_frame(entry, frame, out);
+        if self.broken.is_none() && self.pos < end {
+            // A frame refused part-way: the next one starts after it.
+            self.read_through(entry, end - self.pos)?;
+        }
+        decoded
+    }
+
+    /// [`Self::decode_into`] from the frame's first byte.
+    fn decode_frame(
+        &mut self,
+        entry: &PackedBlob,
+        frame: &mut Vec<u8>,
+        out: &mut [u8],
+    ) -> Result<(), PackError> {
+        let length = entry.length as usize;
+        let mut head = [0u8; 13];
+        let probe = length.min(5);
+        self.read_exact(entry, &mut head[..probe])?;
+        let Some(header_len) = raw_header_len(&head[..probe]).filter(|n| *n <= length) else {
+            return self.decode_whole(entry, &head[..probe], &[], frame, out);
+        };
+        self.read_exact(entry, &mut head[probe..header_len])?;
+        let size = match header_len {
+            9 => u64::from(u32::from_le_bytes([head[5], head[6], head[7], head[8]])),
+            _ => u64::from_le_bytes([
+                head[5], head[6], head[7], head[8], head[9], head[10], head[11], head[12],
+            ]),
+        };
+        let expected = out.len();
+        let wrong = |got: u64| format!("decoded {got} bytes, expected {expected}");
+        if size != out.len() as u64 {
+            return Err(self.blob_error(entry, wrong(size)));
+        }
+        // (header, payload length) of each raw block read so far, to rebuild the frame for
+        // zstd if a compressed block follows.
+        let mut blocks: Vec<([u8; 3], usize)> = Vec::new();
+        let (mut at, mut consumed) = (0usize, header_len);
+        loop {
+            if consumed + 3 > length {
+                return Err(self.blob_error(entry, "the frame ends inside a block".to_string()));
+            }
+            let mut block = [0u8; 3];
+            self.read_exact(entry, &mut block)?;
+            consumed += 3;
+            let h = u32::from(block[0]) | u32::from(block[1]) << 8 | u32::from(block[2]) << 16;
+            let len = (h >> 3) as usize;
+            if (h >> 1) & 3 != 0 {
+                // Not a raw block: zstd decodes the whole frame.
+                let mut rebuilt = Vec::with_capacity(blocks.len() * 3 + at + 3);
+                let mut from = 0;
+                for (header, n) in &blocks {
+                    rebuilt.extend_from_slice(header);
+                    rebuilt.extend_from_slice(&out[from..from + n]);
+                    from += n;
+                }
+                rebuilt.extend_from_slice(&block);
+                return self.decode_whole(entry, &head[..header_len], &rebuilt, frame, out);
+            }
+            if at + len > out.len() || consumed + len > length {
+                return Err(self.blob_error(entry, wrong((at + len) as u64)));
+            }
+            self.read_exact(entry, &mut out[at..at + len])?;
+            blocks.push((block, len));
+            at += len;
+            consumed += len;
+            if h & 1 == 1 {
+                break;
+            }
+        }
+        if consumed != length || at != out.len() {
+            return Err(self.blob_error(
+                entry,
+                format!("the frame's blocks hold {at} bytes in {consumed} of its {length}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the rest of a frame whose first bytes were `head` then `read`, into `frame`, and
+    /// decompresses it into `out`.
+    fn decode_whole(
+        &mut self,
+        entry: &PackedBlob,
+        head: &[u8],
+        read: &[u8],
+        frame: &mut Vec<u8>,
+        out: &mut [u8],
+    ) -> Result<(), PackError> {
+        let length = entry.length as usize;
+        let done = head.len() + read.len();
+        if frame.len() < length {
+            frame.resize(length, 0);
+        }
+        frame[..head.len()].copy_from_slice(head);
+        frame[head.len()..done].copy_from_slice(read);
+        self.read_exact(entry, &mut frame[done..length])?;
+        decompress_into(&frame[..length], out).map_err(|e| self.blob_error(entry, e.to_string()))
+    }
+
+    /// Checks that `entry` is ahead of the stream and reads up to its frame.
+    fn skip_to(&mut self, entry: &PackedBlob) -> Result<(), PackError> {
         if let Some(why) = &self.broken {
             return Err(self.blob_error(entry, why.clone()));
         }
@@ -58,31 +183,42 @@ impl<R: BufRead> PackStream<R> {
                 format!("frame at {offset} is behind the stream ({})", self.pos),
             ));
         }
-        let len = entry.length as usize;
-        if buf.len() < len {
-            buf.resize(len, 0);
+        self.read_through(entry, offset - self.pos)
+    }
+
+    /// Decrypts and drops the next `n` bytes.
+    fn read_through(&mut self, entry: &PackedBlob, n: u64) -> Result<(), PackError> {
+        let skipped = std::io::copy(&mut (&mut self.reader).take(n), &mut std::io::sink());
+        match skipped {
+            Ok(s) if s == n => {
+                self.pos += n;
+                Ok(())
+            }
+            Ok(_) => Err(self.fail(entry, std::io::ErrorKind::UnexpectedEof.into())),
+            Err(e) => Err(self.fail(entry, e)),
         }
-        let frame = &mut buf[..len];
-        let gap = offset - self.pos;
-        let read =
-            std::io::copy(&mut (&mut self.reader).take(gap), &mut std::io::sink()).and_then(|skipped| {
-                if skipped == gap {
-                    self.reader.read_exact(frame)
-                } else {
-                    Err(std::io::ErrorKind::UnexpectedEof.into())
-                }
-            });
-        if let Err(e) = read {
-            let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                "the pack ends before this frame".to_string()
-            } else {
-                format!("cannot read the pack: {e}")
-            };
-            self.broken = Some(why.clone());
-            return Err(self.blob_error(entry, why));
+    }
+
+    /// Fills `buf` from the stream.
+    fn read_exact(&mut self, entry: &PackedBlob, buf: &mut [u8]) -> Result<(), PackError> {
+        match self.reader.read_exact(buf) {
+            Ok(()) => {
+                self.pos += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => Err(self.fail(entry, e)),
         }
-        self.pos = offset + u64::from(entry.length);
-        Ok(frame)
+    }
+
+    /// Marks the stream broken by a read error: nothing after it can be trusted.
+    fn fail(&mut self, entry: &PackedBlob, e: std::io::Error) -> PackError {
+        let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            "the pack ends before this frame".to_string()
+        } else {
+            format!("cannot read the pack: {e}")
+        };
+        self.broken = Some(why.clone());
+        self.blob_error(entry, why)
     }
 
     /// Reads the rest of the pack and checks that it hashes to its name. Only after this
@@ -111,6 +247,19 @@ impl<R: BufRead> PackStream<R> {
             blob: entry.id,
             message,
         }
+    }
+}
+
+/// The header length of a single-segment frame without checksum or dictionary (the form
+/// [`crate::blob::raw_frame`] writes) from its first 5 bytes, or `None` for any other frame.
+fn raw_header_len(head: &[u8]) -> Option<usize> {
+    if head.len() < 5 || head[..4] != 0xFD2F_B528u32.to_le_bytes() {
+        return None;
+    }
+    match head[4] {
+        0b1010_0000 => Some(9),
+        0b1110_0000 => Some(13),
+        _ => None,
     }
 }
 
@@ -194,6 +343,55 @@ mod tests {
         let other_parts = [&other.bytes[..]];
         let stream = PackStream::open(&key, &sealed.id, "p", PartsReader::new(&other_parts)).unwrap();
         assert!(matches!(stream.finish(), Err(PackError::WrongHash { .. })));
+    }
+
+    #[test]
+    fn blobs_decode_into_place_whatever_their_frames() {
+        let key = RepoKey::generate();
+        let random: Vec<u8> = (0..200_000).map(|_| rand::random::<u8>()).collect();
+        let text = "{\"msg\":\"ok\"}\n".repeat(20_000);
+        // zstd's own frame for this starts with a raw block, then compressed ones.
+        let mixed: Vec<u8> = random[..150_000].iter().chain(text.as_bytes()).copied().collect();
+        let blobs = [
+            random.clone(),
+            text.clone().into_bytes(),
+            mixed,
+            Vec::new(),
+            vec![7u8; 3],
+        ];
+        let mut w = PackWriter::new(&key, BlobKind::Data, 0).unwrap();
+        for b in &blobs {
+            let frame = crate::blob::compress(b, crate::blob::Compression::default());
+            w.add(BlobId::keyed(key.chunk_id_key(), b), &frame, b.len())
+                .unwrap();
+        }
+        let sealed = w.seal().unwrap();
+        let parts: Vec<&[u8]> = sealed.bytes.chunks(9_973).collect();
+        let mut stream = PackStream::open(&key, &sealed.id, "p", PartsReader::new(&parts)).unwrap();
+        let mut frame = Vec::new();
+        for (b, entry) in blobs.iter().zip(&sealed.blobs) {
+            let mut out = vec![0u8; b.len()];
+            stream.decode_into(entry, &mut frame, &mut out).unwrap();
+            assert!(out == *b, "blob of {} bytes differs", b.len());
+        }
+        stream.finish().unwrap();
+
+        // A wrong length fails that blob only; the next one still decodes.
+        let mut stream = PackStream::open(&key, &sealed.id, "p", PartsReader::new(&parts)).unwrap();
+        for i in 0..3 {
+            let mut short = vec![0u8; blobs[i].len() - 1];
+            assert!(
+                stream
+                    .decode_into(&sealed.blobs[i], &mut frame, &mut short)
+                    .is_err()
+            );
+        }
+        let mut out = vec![0u8; 3];
+        stream
+            .decode_into(&sealed.blobs[4], &mut frame, &mut out)
+            .unwrap();
+        assert_eq!(out, blobs[4]);
+        stream.finish().unwrap();
     }
 
     #[test]
