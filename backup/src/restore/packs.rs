@@ -63,11 +63,11 @@ pub(super) async fn write_packs(
                 let key = pack_key(pack_id);
                 let result = match repo.objects().get_body(&key).await {
                     Ok(body) => {
-                        let (blobs, id, repo_key) = (blobs.clone(), *pack_id, repo.key().clone());
+                        let (blobs, repo_key) = (blobs.clone(), repo.key().clone());
                         let progress = progress.clone();
                         let (tx, input) = body::channel();
                         let decode = tokio::task::spawn_blocking(move || {
-                            let mut stream = PackStream::open(&repo_key, &id, &key, input)?;
+                            let mut stream = PackStream::open(&repo_key, &key, input)?;
                             let mut scratch = scratches
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
@@ -84,7 +84,8 @@ pub(super) async fn write_packs(
                             drop(writer);
                             scratches.lock().unwrap_or_else(|p| p.into_inner()).push(scratch);
                             // Only now is the pack known to be the one the index named.
-                            stream.finish()?;
+                            let used: Vec<_> = blobs.iter().map(|b| b.entry).collect();
+                            stream.finish(&used)?;
                             written.fetch_add(bytes, Ordering::Relaxed);
                             Ok(failed)
                         });
