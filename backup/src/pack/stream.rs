@@ -379,13 +379,9 @@ mod tests {
 
         // A wrong length fails that blob only; the next one still decodes.
         let mut stream = PackStream::open(&key, "p", PartsReader::new(&parts)).unwrap();
-        for i in 0..3 {
-            let mut short = vec![0u8; blobs[i].len() - 1];
-            assert!(
-                stream
-                    .decode_into(&sealed.blobs[i], &mut frame, &mut short)
-                    .is_err()
-            );
+        for (b, entry) in blobs.iter().zip(&sealed.blobs).take(3) {
+            let mut short = vec![0u8; b.len() - 1];
+            assert!(stream.decode_into(entry, &mut frame, &mut short).is_err());
         }
         let mut out = vec![0u8; 3];
         stream
