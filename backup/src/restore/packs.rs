@@ -12,7 +12,6 @@ use super::handles::Dirs;
 use super::output::{BlobWriter, FileSlot};
 use super::plan::{PlannedBlob, RestorePlan};
 use crate::aligned::Placed;
-use crate::blob::decompress_into;
 use crate::pack::{PackStream, pack_key};
 use crate::progress::Progress;
 use crate::repository::{RepoError, Repository};
@@ -22,8 +21,8 @@ use crate::repository::{RepoError, Repository};
 /// 2 took 2.0–2.3 s, 3 took 1.9–2.0 s, 4 took 1.8–1.9 s, 6 no less than 4.
 const PACKS_IN_FLIGHT: usize = 4;
 
-/// One worker's decoding buffers: the current frame, and the blob decoded from it, placed
-/// for direct writes.
+/// One worker's decoding buffers: the current compressed frame, and the blob decoded from it
+/// (or decrypted straight into it, for raw frames), placed for direct writes.
 #[derive(Default)]
 struct Scratch {
     frame: Vec<u8>,
@@ -64,11 +63,11 @@ pub(super) async fn write_packs(
                 let key = pack_key(pack_id);
                 let result = match repo.objects().get_body(&key).await {
                     Ok(body) => {
-                        let (blobs, id, repo_key) = (blobs.clone(), *pack_id, repo.key().clone());
+                        let (blobs, repo_key) = (blobs.clone(), repo.key().clone());
                         let progress = progress.clone();
                         let (tx, input) = body::channel();
                         let decode = tokio::task::spawn_blocking(move || {
-                            let mut stream = PackStream::open(&repo_key, &id, &key, input)?;
+                            let mut stream = PackStream::open(&repo_key, &key, input)?;
                             let mut scratch = scratches
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
@@ -85,7 +84,8 @@ pub(super) async fn write_packs(
                             drop(writer);
                             scratches.lock().unwrap_or_else(|p| p.into_inner()).push(scratch);
                             // Only now is the pack known to be the one the index named.
-                            stream.finish()?;
+                            let used: Vec<_> = blobs.iter().map(|b| b.entry).collect();
+                            stream.finish(&used)?;
                             written.fetch_add(bytes, Ordering::Relaxed);
                             Ok(failed)
                         });
@@ -144,15 +144,10 @@ impl PackOutput<'_> {
             let Some(&(_, first_offset, _)) = targets.first() else {
                 continue;
             };
-            let decoded = stream.frame(&b.entry, &mut scratch.frame).and_then(|frame| {
-                // Placed for the first target's offset: its whole blocks need no more copies.
-                let out = scratch.placed.slot(b.entry.raw_length as usize, first_offset);
-                decompress_into(frame, out)
-                    .map(|()| &*out)
-                    .map_err(|e| stream.blob_error(&b.entry, e.to_string()))
-            });
-            let data = match decoded {
-                Ok(data) => data,
+            // Placed for the first target's offset: its whole blocks need no more copies.
+            let out = scratch.placed.slot(b.entry.raw_length as usize, first_offset);
+            let data = match stream.decode_into(&b.entry, &mut scratch.frame, out) {
+                Ok(()) => &*out,
                 Err(e) => {
                     failures.extend(targets.iter().map(|(file, _, _)| (*file, e.to_string())));
                     continue;
