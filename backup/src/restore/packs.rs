@@ -12,6 +12,8 @@ use super::handles::Dirs;
 use super::output::{BlobWriter, FileSlot};
 use super::plan::{PlannedBlob, RestorePlan};
 use crate::aligned::Placed;
+use crate::blob::BlobId;
+use crate::crypto::RepoKey;
 use crate::pack::{PackStream, pack_key};
 use crate::progress::Progress;
 use crate::repository::{RepoError, Repository};
@@ -74,6 +76,7 @@ pub(super) async fn write_packs(
                                 .pop()
                                 .unwrap_or_default();
                             let out = PackOutput {
+                                key: &repo_key,
                                 slots: &slots,
                                 skip: &skip,
                                 progress: &progress,
@@ -116,6 +119,9 @@ pub(super) async fn write_packs(
 
 /// Where a pack's blobs go.
 struct PackOutput<'a> {
+    /// Checks each blob against its id (keyed BLAKE3 under the repository's chunk-id key):
+    /// the one check that a writer without the repository key cannot satisfy.
+    key: &'a RepoKey,
     slots: &'a [Option<FileSlot>],
     skip: &'a BTreeSet<usize>,
     progress: &'a Progress,
@@ -146,7 +152,14 @@ impl PackOutput<'_> {
             };
             // Placed for the first target's offset: its whole blocks need no more copies.
             let out = scratch.placed.slot(b.entry.raw_length as usize, first_offset);
-            let data = match stream.decode_into(&b.entry, &mut scratch.frame, out) {
+            // Verified before any byte of it is written: a blob that decodes cleanly but is
+            // not the one its id names (a forged or mixed-up pack) fails its files.
+            let decoded = match stream.decode_into(&b.entry, &mut scratch.frame, out) {
+                Ok(()) if BlobId::keyed(self.key.chunk_id_key(), out) == b.entry.id => Ok(()),
+                Ok(()) => Err(stream.blob_error(&b.entry, "content does not match its id".to_string())),
+                Err(e) => Err(e),
+            };
+            let data = match decoded {
                 Ok(()) => &*out,
                 Err(e) => {
                     failures.extend(targets.iter().map(|(file, _, _)| (*file, e.to_string())));
