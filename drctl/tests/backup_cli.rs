@@ -369,3 +369,203 @@ fn a_killed_holders_lock_is_named_and_repo_unlock_removes_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("removed 1 lock(s)"));
     succeeded(drctl(d).args(["forget", "--keep-last", "1"]).output().unwrap());
 }
+
+/// Exit code, stdout and stderr of a finished command.
+fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A repository with one snapshot of `n` files of 10 MiB of random data (so several packs
+/// and, past 4 packs, several index files); returns the snapshot id.
+fn repo_with_random_files(d: &Path, public: &str, n: usize) -> String {
+    succeeded(
+        drctl(d)
+            .args(["repo", "init", "--recipient", public])
+            .output()
+            .unwrap(),
+    );
+    let src = d.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut random = std::fs::File::open("/dev/urandom").unwrap();
+    for i in 0..n {
+        let mut buf = vec![0u8; 10 << 20];
+        std::io::Read::read_exact(&mut random, &mut buf).unwrap();
+        std::fs::write(src.join(format!("f{i}")), &buf).unwrap();
+    }
+    let id = succeeded(drctl(d).args(["backup", "files"]).arg(&src).output().unwrap());
+    id.trim().to_string()
+}
+
+/// Stored objects under `repo/<dir>` (not the `<name>#<digits>` files they are written through).
+fn objects(d: &Path, dir: &str) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = walk(&d.join("repo").join(dir))
+        .into_iter()
+        .filter(|p| p.is_file() && !p.to_string_lossy().contains('#'))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Restores `snap` into `d/<target>` and compares every file with `d/src`.
+fn restores_exactly(d: &Path, snap: &str, target: &str) {
+    let target = d.join(target);
+    let (code, out, err) = run(drctl(d).args(["restore", "files", snap, "--target"]).arg(&target));
+    assert_eq!(code, Some(0), "restore: {out}{err}");
+    let src = d.join("src");
+    let back = target.join(src.strip_prefix("/").unwrap());
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        assert!(
+            std::fs::read(&p).unwrap() == std::fs::read(back.join(p.file_name().unwrap())).unwrap(),
+            "{} differs after restore",
+            p.display()
+        );
+    }
+}
+
+/// Defect 1: with an index file gone, `repo check` names `repo repair index`, `repo prune`
+/// deletes nothing (the unindexed packs hold the snapshot's data), and `repo repair index`
+/// rebuilds the index from the packs' trailers, after which restore and prune work.
+#[test]
+fn prune_never_deletes_packs_a_snapshot_needs_and_repair_index_rebuilds_the_index() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    let snap = repo_with_random_files(d, &public, 12);
+    let index = objects(d, "index");
+    assert!(index.len() >= 2, "{index:?}");
+    let packs = objects(d, "data");
+    let oldest = index
+        .iter()
+        .min_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+        .unwrap();
+    std::fs::remove_file(oldest).unwrap();
+
+    let (code, out, err) = run(drctl(d).args(["repo", "check"]));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("drctl repo repair index"), "{out}");
+    for dry_run in [true, false] {
+        let (code, out, err) = run(drctl(d)
+            .args(["repo", "prune"])
+            .args(dry_run.then_some("--dry-run")));
+        assert_eq!(code, Some(1), "prune: {out}{err}");
+        assert!(
+            err.contains("prune refused, nothing was deleted") && err.contains("drctl repo repair index"),
+            "{err}"
+        );
+        assert_eq!(objects(d, "data"), packs, "prune deleted packs");
+    }
+
+    let (code, out, err) = run(drctl(d).args(["repo", "repair", "index"]));
+    assert_eq!(code, Some(0), "repair: {out}{err}");
+    assert!(out.contains(&format!("{} packs indexed", packs.len())), "{out}");
+    let check = succeeded(drctl(d).args(["repo", "check", "--read-data"]).output().unwrap());
+    assert!(check.contains("no errors found"), "{check}");
+    restores_exactly(d, &snap, "out1");
+    let pruned = succeeded(drctl(d).args(["repo", "prune"]).output().unwrap());
+    assert!(pruned.contains("0 deleted, 0 unindexed deleted"), "{pruned}");
+    restores_exactly(d, &snap, "out2");
+}
+
+/// Defect 5: a truncated index file makes check exit 3 naming the fix (not 1), other
+/// commands name it too, and `repo repair index` replaces it.
+#[test]
+fn a_damaged_index_file_is_named_and_repair_index_replaces_it() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    let snap = repo_with_random_files(d, &public, 2);
+    for f in objects(d, "index") {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(500)
+            .unwrap();
+    }
+    let (code, out, err) = run(drctl(d).args(["repo", "check"]));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        out.contains("is damaged") && out.contains("drctl repo repair index"),
+        "{out}"
+    );
+    for args in [
+        &["repo", "prune", "--dry-run"][..],
+        &["backup", "files", "/dev/null"][..],
+    ] {
+        let (code, out, err) = run(drctl(d).args(args));
+        assert_eq!(code, Some(1), "{args:?}: {out}{err}");
+        assert!(err.contains("drctl repo repair index"), "{args:?}: {err}");
+    }
+    let (code, out, err) = run(drctl(d).args(["repo", "repair", "index"]));
+    assert_eq!(code, Some(0), "repair: {out}{err}");
+    assert!(out.contains("damaged index file index/"), "{out}");
+    let check = succeeded(drctl(d).args(["repo", "check", "--read-data"]).output().unwrap());
+    assert!(check.contains("no errors found"), "{check}");
+    restores_exactly(d, &snap, "out");
+}
+
+/// Defect 6: a lost data pack is named by check with the fix; prune refuses; after `repo
+/// repair index` drops it, the next backup (not --force) stores the lost blobs again, which
+/// heals the old snapshot too (same blobs).
+#[test]
+fn a_lost_pack_is_named_and_the_next_backup_after_repair_stores_its_blobs_again() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    let old = repo_with_random_files(d, &public, 3);
+    let packs = objects(d, "data");
+    let (code, out, err) = run(drctl(d).args(["repo", "stats", "-o", "json"]));
+    assert_eq!(code, Some(0), "{err}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(packs.len() >= 2, "{stats}");
+    // The largest pack holds file data.
+    let lost = packs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    std::fs::remove_file(lost).unwrap();
+    let lost_name = lost.file_name().unwrap().to_string_lossy().into_owned();
+
+    let (code, out, err) = run(drctl(d).args(["repo", "check"]));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "damaged pack data/{}/{lost_name}: missing",
+            &lost_name[..2]
+        )) && out.contains("drctl repo repair index"),
+        "{out}"
+    );
+    let (code, out, err) = run(drctl(d).args(["repo", "prune"]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("missing from storage") && err.contains("repair index"),
+        "{err}"
+    );
+
+    let (code, out, err) = run(drctl(d).args(["repo", "repair", "index"]));
+    assert_eq!(code, Some(3), "repair: {out}{err}");
+    assert!(
+        out.contains(&lost_name) && out.contains("dropped from the index"),
+        "{out}"
+    );
+
+    let (code, out, err) = run(drctl(d)
+        .args(["backup", "files", "-o", "json"])
+        .arg(d.join("src")));
+    assert_eq!(code, Some(0), "{err}");
+    let manifest: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        manifest["summary"]["new_bytes"].as_u64().unwrap() > 0,
+        "{manifest}"
+    );
+    let snap = manifest["id"].as_str().unwrap().to_string();
+    restores_exactly(d, &snap, "out");
+    let check = succeeded(drctl(d).args(["repo", "check", "--read-data"]).output().unwrap());
+    assert!(check.contains("no errors found"), "{check}");
+    restores_exactly(d, &old, "out-old");
+    succeeded(drctl(d).args(["repo", "prune"]).output().unwrap());
+    restores_exactly(d, &snap, "out2");
+}

@@ -105,6 +105,25 @@ pub enum RepoError {
         /// The prefix.
         prefix: String,
     },
+    /// An index file that does not decrypt or parse.
+    #[error(
+        "index file {key} in {url} is damaged ({message}); rebuild the index from the packs with `drctl repo repair index --repo {url}`"
+    )]
+    DamagedIndex {
+        /// The index file's key.
+        key: String,
+        /// The repository URL.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Prune would delete data snapshots need, or work from an index that does not match
+    /// storage; nothing was deleted.
+    #[error("prune refused, nothing was deleted: {reason}")]
+    PruneRefused {
+        /// What is wrong and the fix.
+        reason: String,
+    },
     /// A blob a snapshot needs is not in the index.
     #[error("blob {blob} is not in the index of {url} (the repository is damaged; run `drctl repo check`)")]
     MissingBlob {

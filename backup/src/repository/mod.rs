@@ -197,17 +197,44 @@ impl Repository {
         &self.store
     }
 
-    /// Reads every index file: the keys of the objects and their contents.
+    /// Reads every index file: the keys of the objects and their contents. A damaged index
+    /// file (fails to decrypt or parse) is [`RepoError::DamagedIndex`], which names the fix.
     pub async fn index_files(&self) -> Result<Vec<(String, IndexFile)>, RepoError> {
+        let (files, mut damaged) = self.index_files_checked().await?;
+        match damaged.pop() {
+            Some(e) => Err(e),
+            None => Ok(files),
+        }
+    }
+
+    /// Reads every index file, setting damaged ones aside ([`RepoError::DamagedIndex`] each)
+    /// instead of failing: for `repo check` and `repo repair index`. The store failing is
+    /// still an error.
+    pub async fn index_files_checked(&self) -> Result<(Vec<(String, IndexFile)>, Vec<RepoError>), RepoError> {
         let keys = self.objects().list_keys("index/").await?;
-        futures::stream::iter(keys)
+        let read: Vec<(String, Result<IndexFile, RepoError>)> = futures::stream::iter(keys)
             .map(|k| async move {
-                let file: IndexFile = self.objects().get_json(&self.key, &k).await?;
-                Ok::<_, RepoError>((k, file))
+                let file = self.objects().get_json(&self.key, &k).await;
+                (k, file)
             })
             .buffer_unordered(METADATA_FETCH_CONCURRENCY)
-            .try_collect()
-            .await
+            .collect()
+            .await;
+        let (mut files, mut damaged) = (Vec::new(), Vec::new());
+        for (key, file) in read {
+            match file {
+                Ok(f) => files.push((key, f)),
+                Err(e @ (RepoError::Crypto(_) | RepoError::Corrupt { .. })) => {
+                    damaged.push(RepoError::DamagedIndex {
+                        key,
+                        url: self.url.clone(),
+                        message: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((files, damaged))
     }
 
     /// Loads the whole index into memory.

@@ -197,7 +197,13 @@ pub enum RepoCommand {
     /// Copy snapshots into another store (another cloud): a complete repository the same
     /// keys open. Incremental and resumable; run it again after an interruption.
     Copy(Box<CopyArgs>),
+    /// Repair the repository's metadata.
+    #[command(subcommand)]
+    Repair(RepairCommand),
     /// Delete data no snapshot references (takes an exclusive lock).
+    ///
+    /// Refuses, deleting nothing, while the index lists packs that storage lacks or while
+    /// packs no index lists hold blobs snapshots need: run `drctl repo repair index` first.
     Prune {
         #[command(flatten)]
         repo: RepoArgs,
@@ -206,6 +212,27 @@ pub enum RepoCommand {
         /// Print the plan without changing anything.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+/// `drctl repo repair …`
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild the index from the packs in storage (as restic's `repair index`).
+    ///
+    /// Every pack ends in a list of the blobs it holds. Packs that no readable index file
+    /// lists (a lost or damaged index file, an interrupted backup) are read and indexed;
+    /// entries of packs missing from storage are dropped, so the next backup stores those
+    /// blobs again where the source still has them. New index files are written before the
+    /// old ones are deleted. Takes an exclusive lock.
+    Index {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Read every pack's blob list, not only those of packs no index lists correctly.
+        #[arg(long)]
+        read_all_packs: bool,
     },
 }
 

@@ -100,14 +100,15 @@ async fn run(
         .await
         .map_err(|e| RepoError::Task(e.to_string()))?;
 
+    let mut reused = vec![false; nodes.len()];
     if let (Some(parent), false) = (&parent, options.force_full) {
         let reader = BlobReader::new(repo, &index);
         let old = reader.read_tree(&parent.tree).await?;
-        reuse_unchanged(&mut nodes, &old);
+        reused = reuse_unchanged(&mut nodes, &old, &index);
     }
 
     // Each inode is read once, however many names (hard links) it has.
-    let (to_read, same_inode) = files_to_read(&nodes);
+    let (to_read, same_inode) = files_to_read(&nodes, &reused);
     progress.add_total(to_read.iter().map(|&i| nodes[i].size).sum(), to_read.len() as u64);
 
     let session = Session::start(repo, index);
@@ -203,14 +204,15 @@ async fn run(
     Ok(snapshot)
 }
 
-/// The files whose content must be read (new or changed, not empty), and for every further
-/// name of an inode already in that list, (that name, the first name).
-fn files_to_read(nodes: &[Node]) -> (Vec<usize>, Vec<(usize, usize)>) {
+/// The files whose content must be read (all but those `reused` from the parent), and for
+/// every further name of an inode already in that list, (that name, the first name). Files
+/// whose size is 0 are read too: /proc and /sys files say 0 and have content.
+fn files_to_read(nodes: &[Node], reused: &[bool]) -> (Vec<usize>, Vec<(usize, usize)>) {
     let mut to_read = Vec::new();
     let mut same_inode = Vec::new();
     let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
-        if n.kind != NodeKind::File || !n.chunks.is_empty() || n.size == 0 {
+        if n.kind != NodeKind::File || reused.get(i).copied().unwrap_or(false) {
             continue;
         }
         if n.nlink > 1 {
@@ -225,18 +227,27 @@ fn files_to_read(nodes: &[Node]) -> (Vec<usize>, Vec<(usize, usize)>) {
     (to_read, same_inode)
 }
 
-/// Copies chunk lists from the parent for files whose metadata says they did not change.
-/// Both lists are sorted by path, so this is one merge pass.
-fn reuse_unchanged(nodes: &mut [Node], old: &[Node]) {
+/// Copies chunk lists from the parent for files whose metadata says they did not change and
+/// whose every chunk the index still lists (after `repo repair index` dropped a lost pack,
+/// the file is read again and its lost blobs are stored anew). Both lists are sorted by path,
+/// so this is one merge pass. Returns which nodes were reused.
+fn reuse_unchanged(nodes: &mut [Node], old: &[Node], index: &crate::index::Index) -> Vec<bool> {
+    let mut reused = vec![false; nodes.len()];
     let mut j = 0;
-    for node in nodes.iter_mut() {
+    for (i, node) in nodes.iter_mut().enumerate() {
         while j < old.len() && old[j].path_bytes() < node.path_bytes() {
             j += 1;
         }
-        if j < old.len() && old[j].path_bytes() == node.path_bytes() && node.unchanged_since(&old[j]) {
+        if j < old.len()
+            && old[j].path_bytes() == node.path_bytes()
+            && node.unchanged_since(&old[j])
+            && old[j].chunks.iter().all(|c| index.contains(c))
+        {
             node.chunks = old[j].chunks.clone();
+            reused[i] = true;
         }
     }
+    reused
 }
 
 enum FileError {
