@@ -569,3 +569,59 @@ fn a_lost_pack_is_named_and_the_next_backup_after_repair_stores_its_blobs_again(
     succeeded(drctl(d).args(["repo", "prune"]).output().unwrap());
     restores_exactly(d, &snap, "out2");
 }
+
+fn init(d: &Path, public: &str) {
+    succeeded(
+        drctl(d)
+            .args(["repo", "init", "--recipient", public])
+            .output()
+            .unwrap(),
+    );
+}
+
+/// `backup files -o json` run in `cwd`: the manifest printed.
+fn backup_json(d: &Path, cwd: &Path, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let (code, out, err) = run(drctl(d)
+        .current_dir(cwd)
+        .args(["backup", "files", "-o", "json"])
+        .args(args));
+    assert_eq!(code, Some(0), "backup {args:?}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Defect 2: source paths are normalised lexically (absolute, no `.`, `..`, `//` or trailing
+/// `/`), so `./data/`, `data//sub/..` and `data` are one source (one retention group, one
+/// parent chain), `data/..` backs up the directory above, and check passes.
+#[test]
+fn source_paths_are_normalised() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    let data = d.join("data").display().to_string();
+    let first = backup_json(d, d, &["./data/".as_ref()]);
+    assert_eq!(first["paths"], serde_json::json!([data]), "{first}");
+    assert_eq!(first["source"], format!("files:{data}"));
+    let second = backup_json(d, d, &["data//sub/../".as_ref()]);
+    assert_eq!(second["paths"], serde_json::json!([data]), "{second}");
+    assert_eq!(
+        second["parent"], first["id"],
+        "a trailing slash started a new group"
+    );
+    assert_eq!(second["summary"]["files_read"], 0, "{second}");
+    let above = backup_json(d, &d.join("data/sub"), &["../..".as_ref()]);
+    assert_eq!(
+        above["paths"],
+        serde_json::json!([d.display().to_string()]),
+        "{above}"
+    );
+    let check = succeeded(drctl(d).args(["repo", "check"]).output().unwrap());
+    assert!(check.contains("no errors found"), "{check}");
+    let target = d.join("out");
+    let (code, out, err) = run(drctl(d)
+        .args(["restore", "files", above["id"].as_str().unwrap(), "--target"])
+        .arg(&target)
+        .args(["--include", "**/data/a.txt"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let back = target.join(d.join("data/a.txt").strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read_to_string(back).unwrap(), "hello\n".repeat(1000));
+}

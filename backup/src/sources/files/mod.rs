@@ -65,13 +65,55 @@ pub async fn backup_files(
 fn absolute_roots(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RepoError> {
     let mut roots = Vec::new();
     for p in paths {
-        let abs = std::path::absolute(p).map_err(|e| RepoError::io(p, e))?;
+        let abs = source_path(p).map_err(|e| RepoError::io(p, e))?;
         std::fs::symlink_metadata(&abs).map_err(|e| RepoError::io(p, e))?;
         roots.push(abs);
     }
     roots.sort();
     roots.dedup();
     Ok(roots)
+}
+
+/// `path` as a snapshot records it: made absolute against the working directory, then
+/// normalised lexically (see [`normalize`]); `./src/` run in `/tmp/y` is `/tmp/y/src`.
+pub fn source_path(path: &Path) -> std::io::Result<PathBuf> {
+    Ok(normalize(&std::path::absolute(path)?))
+}
+
+/// How a snapshot's `paths` and `source` write an absolute path: as it is when it is UTF-8,
+/// else `base64:` and its exact bytes in base64 (no absolute path starts that way), so two
+/// paths that differ only in bytes that are not UTF-8 stay two retention groups.
+pub fn path_text(path: &Path) -> String {
+    let bytes = path.as_os_str().as_bytes();
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => {
+            use base64::Engine;
+            format!(
+                "base64:{}",
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            )
+        }
+    }
+}
+
+/// An absolute path in its one lexical form, as Go's `filepath.Clean` (restic) makes it: no
+/// `.`, `..`, empty components or trailing `/` (`/tmp/y/src/sub/../` is `/tmp/y/src`; `..`
+/// of `/` is `/`). Lexical like restic's: `..` after a symlink names the link's parent, not
+/// its target's.
+fn normalize(abs: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(name) => out.push(name),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 async fn run(
@@ -374,7 +416,33 @@ fn read_one(
 
 #[cfg(test)]
 mod tests {
-    use super::open_regular;
+    use super::{normalize, open_regular};
+    use std::path::Path;
+
+    #[test]
+    fn paths_that_are_not_utf8_keep_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let e9 = super::path_text(Path::new(std::ffi::OsStr::from_bytes(b"/tmp/l/caf\xe9")));
+        let e8 = super::path_text(Path::new(std::ffi::OsStr::from_bytes(b"/tmp/l/caf\xe8")));
+        assert_ne!(e9, e8);
+        assert_eq!(e9, "base64:L3RtcC9sL2NhZuk=");
+        assert_eq!(super::path_text(Path::new("/tmp/l/café")), "/tmp/l/café");
+    }
+
+    #[test]
+    fn source_paths_are_normalized_lexically() {
+        for (given, clean) in [
+            ("/tmp/y/src/", "/tmp/y/src"),
+            ("/tmp/y/./src//", "/tmp/y/src"),
+            ("/tmp/y/src/sub/../", "/tmp/y/src"),
+            ("/tmp/y/src/..", "/tmp/y"),
+            ("/..", "/"),
+            ("/", "/"),
+            ("//", "/"),
+        ] {
+            assert_eq!(normalize(Path::new(given)), Path::new(clean), "{given}");
+        }
+    }
 
     /// A name the walk saw as a file but that is now a symlink, a FIFO or a directory is not
     /// read through (and a FIFO does not hang the backup); a file still is.

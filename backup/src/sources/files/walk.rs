@@ -42,6 +42,9 @@ pub fn walk(roots: &[PathBuf]) -> Walked {
                 continue;
             }
         };
+        // `/` itself has no node: its path would be empty (see docs/FORMAT.md, Trees); what
+        // is in it is listed as usual.
+        let root_dir = path.as_os_str().as_bytes() == b"/";
         let Some(mut node) = node_for(&path, &meta, &mut out) else {
             continue;
         };
@@ -64,7 +67,9 @@ pub fn walk(roots: &[PathBuf]) -> Walked {
                 Err(e) => out.skip(&path, format_args!("cannot list its entries: {e}")),
             }
         }
-        out.nodes.push(node);
+        if !root_dir {
+            out.nodes.push(node);
+        }
     }
     out.nodes.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
     out.nodes.dedup_by(|a, b| a.path_bytes() == b.path_bytes());
