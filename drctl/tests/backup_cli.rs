@@ -625,3 +625,41 @@ fn source_paths_are_normalised() {
     let back = target.join(d.join("data/a.txt").strip_prefix("/").unwrap());
     assert_eq!(std::fs::read_to_string(back).unwrap(), "hello\n".repeat(1000));
 }
+
+/// Defect 11: `--host` fixes the host name (CronJob pods get a new one each run), so the
+/// parent is found; `forget --group-by paths` applies retention across host names.
+#[test]
+fn a_fixed_host_keeps_parents_and_group_by_ignores_host_names() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    let data = d.join("data");
+    let first = backup_json(d, d, &["--host".as_ref(), "cron".as_ref(), data.as_os_str()]);
+    let second = backup_json(d, d, &["--host".as_ref(), "cron".as_ref(), data.as_os_str()]);
+    assert_eq!(second["parent"], first["id"]);
+    assert_eq!(second["summary"]["files_read"], 0);
+    backup_json(d, d, &["--host".as_ref(), "pod-x1".as_ref(), data.as_os_str()]);
+    backup_json(d, d, &["--host".as_ref(), "pod-x2".as_ref(), data.as_os_str()]);
+    let by_host = succeeded(
+        drctl(d)
+            .args(["forget", "--keep-last", "1", "--dry-run"])
+            .output()
+            .unwrap(),
+    );
+    // By host: only cron's older snapshot goes; each pod's one snapshot is its group's last.
+    assert_eq!(by_host.matches("remove ").count(), 1, "{by_host}");
+    succeeded(
+        drctl(d)
+            .args(["forget", "--keep-last", "1", "--group-by", "paths"])
+            .output()
+            .unwrap(),
+    );
+    let left: serde_json::Value = serde_json::from_str(&succeeded(
+        drctl(d).args(["snapshots", "-o", "json"]).output().unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+    assert_eq!(left[0]["hostname"], "pod-x2");
+    let (code, _, err) = run(drctl(d).args(["forget", "--keep-last", "1", "--group-by", "color"]));
+    assert_eq!(code, Some(2), "{err}");
+}

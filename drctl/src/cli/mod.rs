@@ -354,6 +354,11 @@ pub enum BackupCommand {
         /// Read every file, even those unchanged since the last snapshot.
         #[arg(long)]
         force: bool,
+        /// Host name to record instead of this machine's (as restic's --host): retention
+        /// groups and the parent snapshot go by it. Give a fixed name where the host name
+        /// changes each run (Kubernetes CronJob pods).
+        #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        host: Option<String>,
     },
 }
 
@@ -487,6 +492,28 @@ pub struct ForgetArgs {
     /// Print what would be removed without removing it.
     #[arg(long)]
     pub dry_run: bool,
+    /// What makes snapshots one group that the policy applies to, besides their kind: any of
+    /// host, paths, tags, comma-separated (restic's --group-by). Leave host out when the host
+    /// name changes each run (Kubernetes CronJob pods), or back up with a fixed --host.
+    #[arg(long, default_value = "host,paths", value_parser = parse_group_by)]
+    pub group_by: lifeboat_backup::maintenance::forget::GroupBy,
+}
+
+fn parse_group_by(s: &str) -> Result<lifeboat_backup::maintenance::forget::GroupBy, String> {
+    let mut g = lifeboat_backup::maintenance::forget::GroupBy {
+        host: false,
+        paths: false,
+        tags: false,
+    };
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "host" => g.host = true,
+            "paths" => g.paths = true,
+            "tags" => g.tags = true,
+            other => return Err(format!("{other:?} is not one of host, paths, tags")),
+        }
+    }
+    Ok(g)
 }
 
 /// A command group's not-yet-parsed arguments.

@@ -1,7 +1,7 @@
 //! `drctl snapshots` and `drctl forget`.
 
 use anyhow::Result;
-use lifeboat_backup::maintenance::forget::{RetentionPolicy, plan_forget};
+use lifeboat_backup::maintenance::forget::{RetentionPolicy, plan_forget_grouped};
 use lifeboat_backup::snapshot::snapshot_key;
 
 use crate::cli::{ForgetArgs, GlobalArgs, KeyArgs, RepoArgs};
@@ -66,7 +66,7 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
         .lock(lifeboat_backup::repository::LockKind::Shared, "forget")
         .await?;
     let snaps = r.snapshots().await?;
-    let plan = plan_forget(&snaps, &policy).map_err(anyhow::Error::msg)?;
+    let plan = plan_forget_grouped(&snaps, &policy, args.group_by).map_err(anyhow::Error::msg)?;
     // S3 Object Lock may retain some of them: those stay, and are named.
     let removing = plan.iter().flat_map(|g| g.remove.iter().map(snapshot_key));
     let held = r.retained(removing, chrono::Utc::now()).await?;

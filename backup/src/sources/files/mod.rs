@@ -32,6 +32,10 @@ pub struct FilesOptions {
     pub force_full: bool,
     /// Worker threads (0: one per core).
     pub workers: usize,
+    /// The host name to record (restic's `--host`): retention groups and the parent snapshot
+    /// go by it, so pods whose host names change each run (CronJobs) give one fixed name.
+    /// `None`: this machine's host name.
+    pub host: Option<String>,
 }
 
 /// Backs up `paths` into `repo`; returns the new snapshot. Paths that cannot be read are
@@ -126,7 +130,7 @@ async fn run(
     started: Instant,
 ) -> Result<Snapshot, RepoError> {
     let index = Arc::new(repo.load_index().await?);
-    let hostname = crate::repository::hostname();
+    let hostname = options.host.clone().unwrap_or_else(crate::repository::hostname);
     let parent = repo
         .snapshots()
         .await?
