@@ -626,6 +626,60 @@ fn source_paths_are_normalised() {
     assert_eq!(std::fs::read_to_string(back).unwrap(), "hello\n".repeat(1000));
 }
 
+/// Defect 3: `latest` is the newest files snapshot (of --host, with --path when given),
+/// never a snapshot of another host or path; no match is an error naming what was sought.
+#[test]
+fn restore_latest_is_the_newest_matching_files_snapshot() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    std::fs::create_dir_all(d.join("other")).unwrap();
+    std::fs::write(d.join("other/o.txt"), "other\n").unwrap();
+    let a = backup_json(
+        d,
+        d,
+        &["--host".as_ref(), "node-a".as_ref(), d.join("data").as_os_str()],
+    );
+    let b = backup_json(
+        d,
+        d,
+        &["--host".as_ref(), "node-b".as_ref(), d.join("other").as_os_str()],
+    );
+    assert_eq!(b["hostname"], "node-b");
+    let restore = |target: &str, extra: &[&str]| {
+        let t = d.join(target);
+        let (code, out, err) = run(drctl(d)
+            .args(["restore", "files", "latest", "--target"])
+            .arg(&t)
+            .args(extra));
+        (code, format!("{out}{err}"), t)
+    };
+    // Plain latest: b. With --host node-a, or --path data: a.
+    let (code, out, t) = restore("t1", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        t.join(d.join("other/o.txt").strip_prefix("/").unwrap()).exists(),
+        "{out}"
+    );
+    let data = d.join("data").display().to_string();
+    for extra in [
+        &["--host", "node-a"][..],
+        &["--path", &data],
+        &["--path", &format!("{data}/")],
+    ] {
+        let (code, out, t) = restore(&format!("t{}", extra[1].len()), extra);
+        assert_eq!(code, Some(0), "{extra:?}: {out}");
+        assert!(
+            t.join(d.join("data/a.txt").strip_prefix("/").unwrap()).exists(),
+            "{extra:?} did not restore snapshot {}: {out}",
+            a["id"]
+        );
+    }
+    let (code, out, _) = restore("t9", &["--host", "node-c"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("no files snapshot of host node-c"), "{out}");
+}
+
 /// Defect 11: `--host` fixes the host name (CronJob pods get a new one each run), so the
 /// parent is found; `forget --group-by paths` applies retention across host names.
 #[test]

@@ -99,6 +99,27 @@ pub enum RepoError {
         /// The URL.
         url: String,
     },
+    /// `latest` matched no snapshot of the kind, host and paths asked for.
+    #[error("no {what} in {url}; list the snapshots with `drctl snapshots --repo {url}`")]
+    NoMatchingSnapshot {
+        /// The filter, in words.
+        what: String,
+        /// The URL.
+        url: String,
+    },
+    /// A snapshot of another kind than the command restores.
+    #[error(
+        "snapshot {id} is of kind {kind}, not {wanted}; {}",
+        restore_hint(.kind)
+    )]
+    WrongSnapshotKind {
+        /// The snapshot (short id).
+        id: String,
+        /// Its kind.
+        kind: String,
+        /// The kind the command restores.
+        wanted: String,
+    },
     /// A snapshot prefix matched several.
     #[error("snapshot prefix {prefix} matches several snapshots; give more digits")]
     AmbiguousSnapshot {
@@ -191,6 +212,15 @@ impl RepoError {
             path: path.display().to_string(),
             message: e.to_string(),
         }
+    }
+}
+
+/// How a snapshot of `kind` is restored.
+fn restore_hint(kind: &str) -> &'static str {
+    match kind {
+        "etcd" => "restore it with `drctl etcd restore`",
+        "kubernetes" => "restore it with `drctl restore create --from-snapshot`",
+        _ => "give the id of a snapshot of the right kind (`drctl snapshots` lists them)",
     }
 }
 

@@ -32,6 +32,40 @@ use crate::store::{ObjectLock, Store};
 /// How many metadata objects (snapshots, index files) are fetched at once.
 const METADATA_FETCH_CONCURRENCY: usize = 16;
 
+/// Which snapshots `latest` may pick: one kind, optionally one host and snapshots holding
+/// every one of some paths (restic's `--host` / `--path`).
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// `files`, `etcd`, `kubernetes`.
+    pub kind: String,
+    /// Only snapshots this host made.
+    pub host: Option<String>,
+    /// Only snapshots whose `paths` include all of these (absolute, normalised).
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// Whether `snap` passes.
+    pub fn matches(&self, snap: &Snapshot) -> bool {
+        snap.kind == self.kind
+            && self.host.as_ref().is_none_or(|h| *h == snap.hostname)
+            && self.paths.iter().all(|p| snap.paths.contains(p))
+    }
+}
+
+impl std::fmt::Display for SnapshotFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} snapshot", self.kind)?;
+        if let Some(h) = &self.host {
+            write!(f, " of host {h}")?;
+        }
+        if !self.paths.is_empty() {
+            write!(f, " with paths {}", self.paths.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// An open repository: config read, key unwrapped.
 pub struct Repository {
     store: Arc<dyn ObjectStore>,
@@ -288,6 +322,35 @@ impl Repository {
                 url: self.url.clone(),
             }),
         }
+    }
+
+    /// Finds a snapshot of one kind: `latest` is the newest that `filter` matches (restic's
+    /// `latest` with `--host` / `--path`); an id or prefix must name a snapshot of
+    /// `filter.kind`, else [`RepoError::WrongSnapshotKind`].
+    pub async fn find_snapshot_matching(
+        &self,
+        id_or_prefix: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<Snapshot, RepoError> {
+        if id_or_prefix != "latest" {
+            let snap = self.find_snapshot(id_or_prefix).await?;
+            if snap.kind != filter.kind {
+                return Err(RepoError::WrongSnapshotKind {
+                    id: snap.id.map(|i| i.short()).unwrap_or_default(),
+                    kind: snap.kind,
+                    wanted: filter.kind.clone(),
+                });
+            }
+            return Ok(snap);
+        }
+        self.snapshots()
+            .await?
+            .into_iter()
+            .rfind(|s| filter.matches(s))
+            .ok_or_else(|| RepoError::NoMatchingSnapshot {
+                what: filter.to_string(),
+                url: self.url.clone(),
+            })
     }
 
     /// Writes a snapshot manifest: the last step of a backup.

@@ -364,6 +364,7 @@ pub enum BackupCommand {
 
 /// `drctl restore …`
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run; boxing buys nothing
 pub enum RestoreCommand {
     /// Restore Kubernetes objects from a Backup or snapshot.
     Create(Box<RestoreCreateArgs>),
@@ -391,11 +392,18 @@ pub enum RestoreCommand {
         repo: RepoArgs,
         #[command(flatten)]
         key: KeyArgs,
-        /// Snapshot id, unique prefix, or `latest`.
+        /// Snapshot id, unique prefix, or `latest`: the newest files snapshot (of --host,
+        /// holding every --path, when given).
         snapshot: String,
         /// Directory to restore into (created if missing).
         #[arg(long)]
         target: PathBuf,
+        /// With `latest`: only snapshots made on this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// With `latest`: only snapshots that backed up this path (repeatable: all of them).
+        #[arg(long = "path")]
+        paths: Vec<PathBuf>,
         /// Only restore paths matching this glob (repeatable).
         #[arg(long)]
         include: Vec<String>,
