@@ -183,3 +183,41 @@ fn sparse_files_are_stored_and_restored_small() {
         .unwrap();
     assert!(kib <= 132, "du says {kib} KiB");
 }
+
+/// Defect 15: a file that changes while it is read (here: appended to throughout) is named
+/// in a warning and the backup exits 3 (partial), not 0 with torn content.
+#[test]
+fn a_file_changed_while_it_is_read_is_named_and_the_backup_is_partial() {
+    let repo = Repo::new(Backend::Local);
+    let src = tempfile::tempdir().unwrap();
+    let data = src.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let growing = data.join("growing.log");
+    let mut big = vec![0u8; 64 << 20];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut big).unwrap();
+    std::fs::write(&growing, &big).unwrap();
+    std::fs::write(data.join("quiet"), b"still\n").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, growing) = (stop.clone(), growing.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&growing).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::io::Write::write_all(&mut f, b"line\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let (code, manifest, err) = repo.backup(As::Me, &data);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(code, Some(3), "backup: {err}");
+    let name = growing.display().to_string();
+    assert!(
+        err.contains(&format!("{name}: changed while it was read")),
+        "{err}"
+    );
+    let warnings = manifest["summary"]["warnings"].to_string();
+    assert!(warnings.contains("changed while it was read"), "{manifest}");
+    assert!(!warnings.contains("data/quiet"), "{manifest}");
+}

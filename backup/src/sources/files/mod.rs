@@ -175,11 +175,13 @@ async fn run(
 
     let mut failed = vec![false; nodes.len()];
     let mut fatal = None;
+    let mut warnings = warnings;
     for (i, result) in results {
         match result {
-            Ok((chunks, size)) => {
-                nodes[i].chunks = chunks;
-                nodes[i].size = size;
+            Ok(read) => {
+                nodes[i].chunks = read.chunks;
+                nodes[i].size = read.size;
+                warnings.extend(read.warning);
             }
             Err(FileError::Skip(path, error)) => {
                 skipped.push(SkippedPath { path, error });
@@ -303,7 +305,16 @@ enum FileError {
     Fatal(RepoError),
 }
 
-type FileResult = (usize, Result<(Vec<BlobId>, u64), FileError>);
+/// A file's content as stored.
+struct ReadFile {
+    chunks: Vec<BlobId>,
+    /// Bytes read (to end of file, whatever its size said).
+    size: u64,
+    /// Set when the file changed while it was read: what was stored may be torn.
+    warning: Option<String>,
+}
+
+type FileResult = (usize, Result<ReadFile, FileError>);
 
 fn read_files(
     shared: &Arc<SessionShared>,
@@ -391,11 +402,12 @@ fn read_one(
     shared: &SessionShared,
     path: &Path,
     progress: &Progress,
-) -> Result<(Vec<BlobId>, u64), FileError> {
+) -> Result<ReadFile, FileError> {
     let skip =
         |what: &str, e: std::io::Error| FileError::Skip(path.display().to_string(), format!("{what}{e}"));
     let mut file = open_regular(path).map_err(|e| skip("", e))?;
-    let size = file.metadata().map_err(|e| skip("", e))?.len();
+    let before = file.metadata().map_err(|e| skip("", e))?;
+    let size = before.len();
     let mut chunks = Vec::new();
     let mut total = 0u64;
     if size <= WHOLE_FILE_LIMIT {
@@ -407,7 +419,7 @@ fn read_one(
             progress.add_done(chunk.len() as u64, 0);
         }
     } else {
-        for chunk in Chunker::new(file, shared.chunker, shared.seed) {
+        for chunk in Chunker::new(&mut file, shared.chunker, shared.seed) {
             let chunk = chunk.map_err(|e| skip("read failed: ", e))?;
             total += chunk.len() as u64;
             chunks.push(sink.put(&chunk).map_err(FileError::Fatal)?);
@@ -415,7 +427,32 @@ fn read_one(
         }
     }
     progress.add_done(0, 1);
-    Ok((chunks, total))
+    let after = file.metadata().map_err(|e| skip("", e))?;
+    Ok(ReadFile {
+        chunks,
+        size: total,
+        warning: changed_while_read(&before, &after).map(|what| {
+            format!(
+                "{}: changed while it was read ({what}); the saved content may mix old and new data: back it up again once it is quiet",
+                path.display()
+            )
+        }),
+    })
+}
+
+/// How a file's status differs after reading it from before (size, modification or change
+/// time), if it does; the file changed during the read.
+fn changed_while_read(before: &std::fs::Metadata, after: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if before.len() != after.len() {
+        Some(format!("size {} became {}", before.len(), after.len()))
+    } else if (before.mtime(), before.mtime_nsec()) != (after.mtime(), after.mtime_nsec()) {
+        Some("its modification time changed".to_string())
+    } else if (before.ctime(), before.ctime_nsec()) != (after.ctime(), after.ctime_nsec()) {
+        Some("its status change time changed".to_string())
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
