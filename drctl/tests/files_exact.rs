@@ -184,6 +184,28 @@ fn sparse_files_are_stored_and_restored_small() {
     assert!(kib <= 132, "du says {kib} KiB");
 }
 
+/// Defect 16: files whose size says 0 but that have content (/proc, /sys) are read to the
+/// end, as restic does.
+#[test]
+fn files_that_report_size_zero_are_read_to_the_end() {
+    let repo = Repo::new(Backend::Local);
+    let proc_file = std::path::Path::new("/proc/version");
+    assert_eq!(std::fs::metadata(proc_file).unwrap().len(), 0);
+    let want = std::fs::read(proc_file).unwrap();
+    assert!(!want.is_empty());
+    let (code, manifest, err) = repo.backup(As::Me, proc_file);
+    assert!(matches!(code, Some(0 | 3)), "backup: {err}");
+    assert_eq!(
+        manifest["summary"]["bytes"].as_u64(),
+        Some(want.len() as u64),
+        "{manifest}"
+    );
+    let target = repo.path("target");
+    let (code, out) = repo.restore(As::Me, &snapshot_id(&manifest), &target, &[]);
+    assert_eq!(code, Some(0), "restore: {out}");
+    assert_eq!(std::fs::read(restored(&target, proc_file)).unwrap(), want);
+}
+
 /// Defect 15: a file that changes while it is read (here: appended to throughout) is named
 /// in a warning and the backup exits 3 (partial), not 0 with torn content.
 #[test]
