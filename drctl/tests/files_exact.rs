@@ -184,6 +184,41 @@ fn sparse_files_are_stored_and_restored_small() {
     assert!(kib <= 132, "du says {kib} KiB");
 }
 
+/// Defect 17: modification times outside 1677–2262 (beyond 64-bit nanoseconds) come back
+/// exactly, not wrapped around to 1901.
+#[test]
+fn times_outside_64_bit_nanoseconds_restore_exactly() {
+    let repo = Repo::new(Backend::Local);
+    let src = tempfile::tempdir().unwrap();
+    let data = src.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // 2300-01-01, 1600-01-01 and 9999-12-31, as far as the filesystem keeps them (ext4:
+    // 1901–2446); 2300 is within every filesystem's range that Linux has today.
+    let asked = [
+        (10_413_792_000i64, 5i64),
+        (-11_676_096_000, 7),
+        (253_402_214_400, 0),
+    ];
+    let mut times = Vec::new();
+    for (i, (secs, nanos)) in asked.iter().enumerate() {
+        let f = data.join(format!("t{i}"));
+        std::fs::write(&f, b"x").unwrap();
+        set_mtime(&f, *secs, *nanos);
+        let m = std::fs::metadata(&f).unwrap();
+        times.push((m.mtime(), m.mtime_nsec()));
+    }
+    assert_eq!(times[0], asked[0], "the filesystem cannot hold 2300");
+    let (code, manifest, err) = repo.backup(As::Me, &data);
+    assert_eq!(code, Some(0), "backup: {err}");
+    let target = repo.path("target");
+    let (code, out) = repo.restore(As::Me, &snapshot_id(&manifest), &target, &[]);
+    assert_eq!(code, Some(0), "restore: {out}");
+    for (i, (secs, nanos)) in times.iter().enumerate() {
+        let m = std::fs::metadata(restored(&target, &data).join(format!("t{i}"))).unwrap();
+        assert_eq!((m.mtime(), m.mtime_nsec()), (*secs, *nanos), "t{i}");
+    }
+}
+
 /// Defect 16: files whose size says 0 but that have content (/proc, /sys) are read to the
 /// end, as restic does.
 #[test]

@@ -96,8 +96,8 @@ fn node_for(path: &Path, meta: &std::fs::Metadata, out: &mut Walked) -> Option<N
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
         gid: meta.gid(),
-        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
         inode: meta.ino(),
         size: if kind == NodeKind::File { meta.len() } else { 0 },
         ..Node::default()
