@@ -680,6 +680,59 @@ fn restore_latest_is_the_newest_matching_files_snapshot() {
     assert!(out.contains("no files snapshot of host node-c"), "{out}");
 }
 
+/// [`drctl`] as a std `Command`, whose stdout can be any file.
+fn std_drctl(d: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(drctl_bin());
+    c.env("DRCTL_REPO", d.join("repo"))
+        .env("DRCTL_IDENTITY", d.join("me.age"))
+        .env_remove("DRCTL_PASSPHRASE_FILE")
+        .arg("--quiet");
+    c
+}
+
+/// Defect 10: a reader that goes away (`| head`) ends drctl quietly; a full disk on stdout
+/// is an error naming standard output. Never a panic.
+#[test]
+fn a_closed_or_full_stdout_is_not_a_panic() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    for _ in 0..3 {
+        succeeded(
+            drctl(d)
+                .args(["backup", "files"])
+                .arg(d.join("data"))
+                .output()
+                .unwrap(),
+        );
+    }
+    let commands: [&[&str]; 4] = [
+        &["snapshots", "-o", "json"],
+        &["forget", "--keep-last", "1", "--dry-run", "-o", "json"],
+        &["repo", "check", "-o", "yaml"],
+        &["completion", "bash"],
+    ];
+    for args in commands {
+        // The reader is gone before drctl writes.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std_drctl(d).args(args).stdout(writer).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = std_drctl(d).args(args).stdout(full).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("write to standard output") && err.contains("No space left on device"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
 /// Defect 11: `--host` fixes the host name (CronJob pods get a new one each run), so the
 /// parent is found; `forget --group-by paths` applies retention across host names.
 #[test]

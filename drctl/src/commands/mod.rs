@@ -38,7 +38,7 @@ fn crds(args: &crate::cli::CrdsArgs) -> Result<u8> {
     let yaml = lifeboat_controller::crd::to_yaml()?;
     match &args.write {
         Some(path) => std::fs::write(path, yaml)?,
-        None => print!("{yaml}"),
+        None => crate::output::write(yaml.as_bytes())?,
     }
     Ok(0)
 }

@@ -244,7 +244,7 @@ async fn key(cmd: KeyCommand, g: &GlobalArgs) -> Result<u8> {
             };
             let r = open::repository(&repo, &key).await?;
             let id = r.add_key(&new).await?;
-            println!("{id}");
+            output::write(format!("{id}\n").as_bytes())?;
             Ok(0)
         }
         KeyCommand::List { repo, key } => {
