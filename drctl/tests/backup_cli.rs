@@ -770,3 +770,41 @@ fn a_fixed_host_keeps_parents_and_group_by_ignores_host_names() {
     let (code, _, err) = run(drctl(d).args(["forget", "--keep-last", "1", "--group-by", "color"]));
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// Defect 12: two directories whose names differ only in bytes that are not UTF-8 are two
+/// sources (two retention groups), not one.
+#[test]
+fn sources_that_differ_in_non_utf8_bytes_are_separate_groups() {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    let e9 = d.join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    let e8 = d.join(std::ffi::OsStr::from_bytes(b"caf\xe8"));
+    for p in [&e9, &e8] {
+        std::fs::create_dir(p).unwrap();
+        std::fs::write(p.join("x"), p.as_os_str().as_bytes()).unwrap();
+    }
+    let a = backup_json(d, d, &[e9.as_os_str()]);
+    let b = backup_json(d, d, &[e8.as_os_str()]);
+    assert_ne!(a["source"], b["source"]);
+    assert_ne!(a["paths"], b["paths"]);
+    let again = backup_json(d, d, &[e9.as_os_str()]);
+    assert_eq!(again["parent"], a["id"]);
+    succeeded(drctl(d).args(["forget", "--keep-last", "1"]).output().unwrap());
+    let left: serde_json::Value = serde_json::from_str(&succeeded(
+        drctl(d).args(["snapshots", "-o", "json"]).output().unwrap(),
+    ))
+    .unwrap();
+    let ids: Vec<&str> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{left}");
+    assert!(
+        ids.contains(&b["id"].as_str().unwrap()),
+        "caf\\xe8's only snapshot was forgotten"
+    );
+}

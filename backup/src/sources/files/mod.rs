@@ -52,11 +52,7 @@ pub async fn backup_files(
     let roots = absolute_roots(paths)?;
     let source = format!(
         "files:{}",
-        roots
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(",")
+        roots.iter().map(|p| path_text(p)).collect::<Vec<_>>().join(",")
     );
     repo.while_locked(
         LockKind::Shared,
@@ -229,7 +225,7 @@ async fn run(
         hostname,
         kind: "files".to_string(),
         source: source.to_string(),
-        paths: roots.iter().map(|p| p.display().to_string()).collect(),
+        paths: roots.iter().map(|p| path_text(p)).collect(),
         tags: options.tags.clone(),
         meta: Default::default(),
         parent: parent.and_then(|p| p.id),
