@@ -186,6 +186,9 @@ pub enum RepoError {
         /// When its retention ends.
         until: chrono::DateTime<chrono::Utc>,
     },
+    /// A restore's `--include` pattern is not a glob.
+    #[error(transparent)]
+    InvalidInclude(#[from] crate::restore::InvalidInclude),
     /// A background task failed to run.
     #[error("internal task failed: {0}")]
     Task(String),

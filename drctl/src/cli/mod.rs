@@ -404,7 +404,12 @@ pub enum RestoreCommand {
         /// With `latest`: only snapshots that backed up this path (repeatable: all of them).
         #[arg(long = "path")]
         paths: Vec<PathBuf>,
-        /// Only restore paths matching this glob (repeatable).
+        /// Only restore paths matching this glob (repeatable), with the directories above them.
+        /// Patterns match paths as stored: absolute, without the leading `/` (a leading `/` in
+        /// a pattern is ignored), so `/srv/app/conf` or `srv/app/conf` for that directory and
+        /// everything in it, `srv/app/**/*.log`, `srv/{a,b}/x`. `*` and `?` match any
+        /// characters, `/` included; `[abc]` one of them. A pattern that matches nothing is
+        /// named and the restore exits 3; one that is not a glob exits 2.
         #[arg(long)]
         include: Vec<String>,
     },
