@@ -808,3 +808,42 @@ fn sources_that_differ_in_non_utf8_bytes_are_separate_groups() {
         "caf\\xe8's only snapshot was forgotten"
     );
 }
+
+/// Defects 14 and 29: an --include that matches nothing is named and the restore exits 3; an
+/// invalid glob, a missing key and forget without a --keep-* option are usage errors: exit 2.
+#[test]
+fn unmatched_includes_are_named_and_usage_errors_exit_2() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    let snap = succeeded(
+        drctl(d)
+            .args(["backup", "files"])
+            .arg(d.join("data"))
+            .output()
+            .unwrap(),
+    );
+    let snap = snap.trim();
+    let data = d.join("data").display().to_string();
+    let (code, out, err) = run(drctl(d)
+        .args(["restore", "files", snap, "--target"])
+        .arg(d.join("t"))
+        .args(["--include", "plain", "--include", &format!("{data}/sub")]));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("--include \"plain\" matches nothing"), "{out}");
+    assert!(!out.contains("sub\" matches nothing"), "{out}");
+    assert!(d.join("t").join(&data[1..]).join("sub/b.bin").exists());
+
+    let (code, _, err) = run(drctl(d)
+        .args(["restore", "files", snap, "--target"])
+        .arg(d.join("t2"))
+        .args(["--include", "data/[a"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("\"data/[a\" is not a valid glob"), "{err}");
+    let (code, _, err) = run(drctl(d).args(["forget"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--keep"), "{err}");
+    let (code, _, err) = run(drctl(d).args(["snapshots"]).env_remove("DRCTL_IDENTITY"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--identity"), "{err}");
+}

@@ -54,7 +54,6 @@ pub async fn list(repo: &RepoArgs, key: &KeyArgs, g: &GlobalArgs) -> Result<u8> 
 }
 
 pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
-    let r = open::repository(&args.repo, &args.key).await?;
     let policy = RetentionPolicy {
         keep_last: args.keep_last,
         keep_hourly: args.keep_hourly,
@@ -62,6 +61,14 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
         keep_weekly: args.keep_weekly,
         keep_monthly: args.keep_monthly,
     };
+    if policy == RetentionPolicy::default() {
+        return Err(crate::UsageError(
+            "no --keep-* option given; refusing to forget every snapshot (give e.g. --keep-last 7)"
+                .to_string(),
+        )
+        .into());
+    }
+    let r = open::repository(&args.repo, &args.key).await?;
     let lock = r
         .lock(lifeboat_backup::repository::LockKind::Shared, "forget")
         .await?;
