@@ -275,7 +275,17 @@ async fn refuse_unless_index_matches_storage(
             });
         }
     }
-    Ok(())
+    // No pack holds them: their data is lost. A snapshot whose tree is lost cannot say which
+    // chunks it needs, so nothing is deleted until the damaged snapshots are dealt with.
+    Err(RepoError::PruneRefused {
+        reason: format!(
+            "snapshots need {} blob(s) that no pack holds (data was lost); `drctl repo check --repo {url}` \
+             names the damaged snapshots: back up their sources again (that stores the blobs \
+             anew where the source still has them) or forget those snapshots, then prune again",
+            unindexed_needed.len(),
+            url = repo.url()
+        ),
+    })
 }
 
 /// What object lock keeps from a first plan: retained packs it would remove, retained index
