@@ -855,3 +855,36 @@ fn unmatched_includes_are_named_and_usage_errors_exit_2() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--identity"), "{err}");
 }
+
+/// Defect 4 (part): a stray file among the key files or the snapshots (an interrupted rsync's
+/// temporary, a README) does not lock everyone out of the repository.
+#[test]
+fn stray_files_in_keys_and_snapshots_do_not_block_the_repository() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    let snap = succeeded(
+        drctl(d)
+            .args(["backup", "files"])
+            .arg(d.join("data"))
+            .output()
+            .unwrap(),
+    );
+    std::fs::write(d.join("repo/keys/README"), "hi\n").unwrap();
+    std::fs::write(d.join("repo/snapshots/README"), "hi\n").unwrap();
+    let listed = succeeded(drctl(d).args(["snapshots", "-o", "json"]).output().unwrap());
+    assert!(listed.contains(snap.trim()), "{listed}");
+    succeeded(
+        drctl(d)
+            .args(["backup", "files"])
+            .arg(d.join("data"))
+            .output()
+            .unwrap(),
+    );
+    let (code, out, err) = run(drctl(d)
+        .args(["restore", "files", snap.trim(), "--target"])
+        .arg(d.join("t")));
+    assert_eq!(code, Some(0), "{out}{err}");
+    succeeded(drctl(d).args(["forget", "--keep-last", "1"]).output().unwrap());
+    succeeded(drctl(d).args(["repo", "prune"]).output().unwrap());
+}

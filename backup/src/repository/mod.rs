@@ -277,9 +277,20 @@ impl Repository {
         Ok(Index::from_files(files.iter().map(|(_, f)| f)))
     }
 
-    /// Every snapshot, oldest first.
+    /// Every snapshot, oldest first. Objects under `snapshots/` whose name is not a snapshot
+    /// id (a stray README, an rsync temporary file) are not snapshots and are skipped.
     pub async fn snapshots(&self) -> Result<Vec<Snapshot>, RepoError> {
-        let keys = self.objects().list_keys("snapshots/").await?;
+        let mut keys = self.objects().list_keys("snapshots/").await?;
+        keys.retain(|k| {
+            let is_id = k.trim_start_matches("snapshots/").parse::<SnapshotId>().is_ok();
+            if !is_id {
+                tracing::warn!(
+                    "{k} in {} is not a snapshot (its name is not an id), skipped",
+                    self.url
+                );
+            }
+            is_id
+        });
         let mut snaps: Vec<Snapshot> = futures::stream::iter(keys)
             .map(|k| async move {
                 let id: SnapshotId =
