@@ -111,9 +111,11 @@ async fn round_trip_and_incremental(backend: Backend) -> Result<()> {
     init(&t).await?;
     let repo = open(&t).await?;
 
+    // Every file is read the first time, the empty one too (a size of 0 is not trusted:
+    // /proc files say 0 and have content).
     let first = backup(&repo, &data).await?;
     ensure!(
-        first.summary.files == 4 && first.summary.files_read == 3,
+        first.summary.files == 4 && first.summary.files_read == 4,
         "{:?}",
         first.summary
     );
