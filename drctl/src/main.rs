@@ -28,6 +28,9 @@ fn tune_allocator() {
 
 /// Exit codes scripts can rely on.
 pub mod exit {
+    /// The command line is wrong (clap's own errors, a missing key, an option that asks for
+    /// nothing, an invalid pattern): nothing was done.
+    pub const USAGE: u8 = 2;
     /// The command ran but found problems or could not do everything (check errors, partial
     /// restore); details are printed.
     pub const PARTIAL: u8 = 3;
@@ -61,7 +64,32 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(error_code(&e))
         }
     }
+}
+
+/// A usage error found after parsing: exit 2, like clap's own.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// 2 for errors in what the user asked (README: exit codes), 1 for everything else.
+fn error_code(e: &anyhow::Error) -> u8 {
+    use lifeboat_backup::RepoError;
+    let usage = e.chain().any(|cause| {
+        cause.is::<UsageError>()
+            || matches!(
+                cause.downcast_ref::<RepoError>(),
+                Some(RepoError::NoKeyGiven { .. } | RepoError::NoRecipients | RepoError::InvalidInclude(_))
+            )
+    });
+    if usage { exit::USAGE } else { 1 }
 }

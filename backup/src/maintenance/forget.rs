@@ -36,17 +36,62 @@ pub struct ForgetGroup {
     pub remove: Vec<SnapshotId>,
 }
 
-/// Applies `policy` to each group of `snapshots`.
+/// What makes snapshots one retention group besides their kind (restic's `--group-by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupBy {
+    /// The host that made them.
+    pub host: bool,
+    /// What they back up (`source`: for files, the paths).
+    pub paths: bool,
+    /// Their tags.
+    pub tags: bool,
+}
+
+impl Default for GroupBy {
+    /// Host and paths, as restic.
+    fn default() -> Self {
+        Self {
+            host: true,
+            paths: true,
+            tags: false,
+        }
+    }
+}
+
+impl GroupBy {
+    fn key(&self, s: &Snapshot) -> String {
+        let mut key = s.kind.clone();
+        if self.host {
+            key = format!("{} {key}", s.hostname);
+        }
+        if self.paths {
+            key = format!("{key} {}", s.source);
+        }
+        if self.tags {
+            let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            key = format!("{key} [{}]", tags.join(","));
+        }
+        key
+    }
+}
+
+/// Applies `policy` to each group of `snapshots` (same host, kind and source).
 pub fn plan_forget(snapshots: &[Snapshot], policy: &RetentionPolicy) -> Result<Vec<ForgetGroup>, String> {
+    plan_forget_grouped(snapshots, policy, GroupBy::default())
+}
+
+/// Applies `policy` to each group of `snapshots`, grouped by kind and what `group_by` names.
+pub fn plan_forget_grouped(
+    snapshots: &[Snapshot],
+    policy: &RetentionPolicy,
+    group_by: GroupBy,
+) -> Result<Vec<ForgetGroup>, String> {
     if *policy == RetentionPolicy::default() {
         return Err("no --keep-* option given; refusing to forget every snapshot".to_string());
     }
     let mut groups: BTreeMap<String, Vec<&Snapshot>> = BTreeMap::new();
     for s in snapshots {
-        groups
-            .entry(format!("{} {} {}", s.hostname, s.kind, s.source))
-            .or_default()
-            .push(s);
+        groups.entry(group_by.key(s)).or_default().push(s);
     }
     let mut out = Vec::new();
     for (group, mut snaps) in groups {
@@ -108,6 +153,31 @@ mod tests {
     use super::*;
     use crate::snapshot::Summary;
     use chrono::{TimeZone, Utc};
+
+    /// CronJob pods get a new host name each run: grouping by paths alone keeps the policy
+    /// working across them.
+    #[test]
+    fn group_by_chooses_what_makes_a_group() {
+        let mut snaps: Vec<Snapshot> = (0..4).map(|n| snap(n, 2026, 1, 1 + u32::from(n), 0)).collect();
+        for (n, s) in snaps.iter_mut().enumerate() {
+            s.hostname = format!("pod-{n}");
+        }
+        let policy = RetentionPolicy {
+            keep_last: 1,
+            ..RetentionPolicy::default()
+        };
+        let by_host = plan_forget(&snaps, &policy).unwrap();
+        assert_eq!(by_host.len(), 4);
+        assert!(by_host.iter().all(|g| g.remove.is_empty()));
+        let by_paths = GroupBy {
+            host: false,
+            ..GroupBy::default()
+        };
+        let plan = plan_forget_grouped(&snaps, &policy, by_paths).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].remove.len(), 3);
+        assert_eq!(plan[0].keep[0].0, snaps[3].id.unwrap());
+    }
 
     fn snap(n: u8, y: i32, m: u32, d: u32, h: u32) -> Snapshot {
         Snapshot {

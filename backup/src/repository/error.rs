@@ -99,11 +99,51 @@ pub enum RepoError {
         /// The URL.
         url: String,
     },
+    /// `latest` matched no snapshot of the kind, host and paths asked for.
+    #[error("no {what} in {url}; list the snapshots with `drctl snapshots --repo {url}`")]
+    NoMatchingSnapshot {
+        /// The filter, in words.
+        what: String,
+        /// The URL.
+        url: String,
+    },
+    /// A snapshot of another kind than the command restores.
+    #[error(
+        "snapshot {id} is of kind {kind}, not {wanted}; {}",
+        restore_hint(.kind)
+    )]
+    WrongSnapshotKind {
+        /// The snapshot (short id).
+        id: String,
+        /// Its kind.
+        kind: String,
+        /// The kind the command restores.
+        wanted: String,
+    },
     /// A snapshot prefix matched several.
     #[error("snapshot prefix {prefix} matches several snapshots; give more digits")]
     AmbiguousSnapshot {
         /// The prefix.
         prefix: String,
+    },
+    /// An index file that does not decrypt or parse.
+    #[error(
+        "index file {key} in {url} is damaged ({message}); rebuild the index from the packs with `drctl repo repair index --repo {url}`"
+    )]
+    DamagedIndex {
+        /// The index file's key.
+        key: String,
+        /// The repository URL.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Prune would delete data snapshots need, or work from an index that does not match
+    /// storage; nothing was deleted.
+    #[error("prune refused, nothing was deleted: {reason}")]
+    PruneRefused {
+        /// What is wrong and the fix.
+        reason: String,
     },
     /// A blob a snapshot needs is not in the index.
     #[error("blob {blob} is not in the index of {url} (the repository is damaged; run `drctl repo check`)")]
@@ -146,6 +186,9 @@ pub enum RepoError {
         /// When its retention ends.
         until: chrono::DateTime<chrono::Utc>,
     },
+    /// A restore's `--include` pattern is not a glob.
+    #[error(transparent)]
+    InvalidInclude(#[from] crate::restore::InvalidInclude),
     /// A background task failed to run.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -172,6 +215,15 @@ impl RepoError {
             path: path.display().to_string(),
             message: e.to_string(),
         }
+    }
+}
+
+/// How a snapshot of `kind` is restored.
+fn restore_hint(kind: &str) -> &'static str {
+    match kind {
+        "etcd" => "restore it with `drctl etcd restore`",
+        "kubernetes" => "restore it with `drctl restore create --from-snapshot`",
+        _ => "give the id of a snapshot of the right kind (`drctl snapshots` lists them)",
     }
 }
 

@@ -17,7 +17,7 @@ mod packs;
 mod plan;
 
 pub use error::EntryError;
-pub use plan::{EntryKind, PlannedBlob, PlannedEntry, RestorePlan, plan_restore};
+pub use plan::{EntryKind, InvalidInclude, PlannedBlob, PlannedEntry, RestorePlan, plan_restore};
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -82,11 +82,18 @@ async fn run(
     let target = target.canonicalize().map_err(|e| RepoError::io(target, e))?;
     let index = repo.load_index().await?;
     let nodes = BlobReader::new(repo, &index).read_tree(&snapshot.tree).await?;
-    let plan = plan_restore(&nodes, &index, &options.include).map_err(RepoError::InvalidOptions)?;
+    let plan = plan_restore(&nodes, &index, &options.include)?;
     let mut report = RestoreReport {
         errors: plan.refused.clone(),
         ..RestoreReport::default()
     };
+    for pattern in &plan.unmatched {
+        report.errors.push(format!(
+            "--include {pattern:?} matches nothing in the snapshot (patterns match stored paths: \
+             absolute, without the leading /, e.g. {:?})",
+            nodes.first().map_or("tmp/data", |n| n.path.as_str())
+        ));
+    }
     progress.add_total(plan.bytes, plan.packs.len() as u64);
 
     let dirs = Arc::new(handles::Dirs::open(&target).map_err(|e| RepoError::io(&target, e))?);

@@ -42,7 +42,7 @@ fn crds(args: &crate::cli::CrdsArgs) -> Result<u8> {
     yaml.push_str(&lifeboat_federation::crd::to_yaml()?);
     match &args.write {
         Some(path) => std::fs::write(path, yaml)?,
-        None => print!("{yaml}"),
+        None => crate::output::write(yaml.as_bytes())?,
     }
     Ok(0)
 }

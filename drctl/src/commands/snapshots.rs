@@ -1,7 +1,7 @@
 //! `drctl snapshots` and `drctl forget`.
 
 use anyhow::Result;
-use lifeboat_backup::maintenance::forget::{RetentionPolicy, plan_forget};
+use lifeboat_backup::maintenance::forget::{RetentionPolicy, plan_forget_grouped};
 use lifeboat_backup::snapshot::snapshot_key;
 
 use crate::cli::{ForgetArgs, GlobalArgs, KeyArgs, RepoArgs};
@@ -54,7 +54,6 @@ pub async fn list(repo: &RepoArgs, key: &KeyArgs, g: &GlobalArgs) -> Result<u8> 
 }
 
 pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
-    let r = open::repository(&args.repo, &args.key).await?;
     let policy = RetentionPolicy {
         keep_last: args.keep_last,
         keep_hourly: args.keep_hourly,
@@ -62,11 +61,19 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
         keep_weekly: args.keep_weekly,
         keep_monthly: args.keep_monthly,
     };
+    if policy == RetentionPolicy::default() {
+        return Err(crate::UsageError(
+            "no --keep-* option given; refusing to forget every snapshot (give e.g. --keep-last 7)"
+                .to_string(),
+        )
+        .into());
+    }
+    let r = open::repository(&args.repo, &args.key).await?;
     let lock = r
         .lock(lifeboat_backup::repository::LockKind::Shared, "forget")
         .await?;
     let snaps = r.snapshots().await?;
-    let plan = plan_forget(&snaps, &policy).map_err(anyhow::Error::msg)?;
+    let plan = plan_forget_grouped(&snaps, &policy, args.group_by).map_err(anyhow::Error::msg)?;
     // S3 Object Lock may retain some of them: those stay, and are named.
     let removing = plan.iter().flat_map(|g| g.remove.iter().map(snapshot_key));
     let held = r.retained(removing, chrono::Utc::now()).await?;
