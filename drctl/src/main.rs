@@ -36,15 +36,17 @@ pub mod exit {
     pub const PARTIAL: u8 = 3;
 }
 
-/// Diagnostics on stderr when `RUST_LOG` asks for them (`RUST_LOG=debug`,
-/// `RUST_LOG=lifeboat_backup=trace`, …); without it drctl prints only its own output.
+/// Diagnostics on stderr: warnings (a stray object skipped, …) by default; more when
+/// `RUST_LOG` asks (`RUST_LOG=debug`, `RUST_LOG=lifeboat_backup=trace`, …).
 fn init_logging() {
-    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init();
-    }
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    let _ = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(filter) => builder.with_env_filter(filter).try_init(),
+        Err(_) => builder
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .without_time()
+            .try_init(),
+    };
 }
 
 fn main() -> ExitCode {
