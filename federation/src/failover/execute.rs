@@ -456,6 +456,23 @@ fn plan_urls(record: &RunRecord) -> Vec<String> {
     record.spec.repositories.iter().map(|r| r.url.clone()).collect()
 }
 
+/// The recovery point the plan restores `application`'s objects from (volumes and
+/// verification use the same one); the final backup when the plan names none.
+fn restored_point(record: &RunRecord, application: &str) -> RecoveryPointRef {
+    record
+        .steps
+        .iter()
+        .find_map(|s| match &s.step {
+            Step::RestoreObjects {
+                application: a,
+                recovery_point,
+                ..
+            } if a == application => Some(recovery_point.clone()),
+            _ => None,
+        })
+        .unwrap_or(RecoveryPointRef::FinalBackup)
+}
+
 fn epoch_of(record: &RunRecord, application: &str) -> u64 {
     record
         .output_of(|s| matches!(s, Step::Fence { application: a, .. } if a == application))
@@ -753,18 +770,7 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             };
             let app = application(record, &a)?;
             let client = clients.get(env, &cluster).await?;
-            let rp = record
-                .steps
-                .iter()
-                .find_map(|s| match &s.step {
-                    Step::RestoreObjects {
-                        application,
-                        recovery_point,
-                        ..
-                    } if *application == a => Some(recovery_point.clone()),
-                    _ => None,
-                })
-                .unwrap_or(RecoveryPointRef::FinalBackup);
+            let rp = restored_point(record, &a);
             let (repo, snapshot) = recovery_snapshot(env, record, &a, &rp).await?;
             let out = mover
                 .restore(&client, &repo, &snapshot, app, &record.plan.namespace_mapping)
@@ -878,18 +884,7 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
         } => {
             let app = application(record, &a)?;
             let client = clients.get(env, &cluster).await?;
-            let rp = record
-                .steps
-                .iter()
-                .find_map(|s| match &s.step {
-                    Step::RestoreObjects {
-                        application,
-                        recovery_point,
-                        ..
-                    } if *application == a => Some(recovery_point.clone()),
-                    _ => None,
-                })
-                .unwrap_or(RecoveryPointRef::FinalBackup);
+            let rp = restored_point(record, &a);
             let (repo, snapshot) = recovery_snapshot(env, record, &a, &rp).await?;
             let mapping: BTreeMap<String, String> = app
                 .namespaces
