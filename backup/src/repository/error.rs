@@ -168,6 +168,19 @@ pub enum RepoError {
     /// A key operation that would lock everyone out.
     #[error("{0}")]
     KeyRefused(String),
+    /// A backup source given as a directory (`link/`, `link/.`) that is a symbolic link: the
+    /// backup would store only the link.
+    #[error(
+        "{path} is a symbolic link to {target}, given as a directory: a backup stores a link as a \
+         link, so it would hold no file of that directory; pass {target} to back up the directory \
+         (or {path} without the trailing `/` to keep just the link)"
+    )]
+    SourceIsSymlink {
+        /// The source as recorded (absolute, normalised).
+        path: String,
+        /// Where the link leads (resolved).
+        target: String,
+    },
     /// Local I/O failed (reading files to back up, writing restored files).
     #[error("{path}: {message}")]
     Io {

@@ -66,7 +66,17 @@ fn absolute_roots(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RepoError> {
     let mut roots = Vec::new();
     for p in paths {
         let abs = source_path(p).map_err(|e| RepoError::io(p, e))?;
-        std::fs::symlink_metadata(&abs).map_err(|e| RepoError::io(p, e))?;
+        let meta = std::fs::symlink_metadata(&abs).map_err(|e| RepoError::io(p, e))?;
+        // `link/` or `link/.` asks for the directory, but lexical normalisation (as restic's)
+        // leaves the link itself: refuse rather than store an empty backup of it.
+        let given = p.as_os_str().as_bytes();
+        if meta.file_type().is_symlink() && (given.ends_with(b"/") || given.ends_with(b"/.")) {
+            let target = std::fs::canonicalize(&abs).map_err(|e| RepoError::io(p, e))?;
+            return Err(RepoError::SourceIsSymlink {
+                path: abs.display().to_string(),
+                target: target.display().to_string(),
+            });
+        }
         roots.push(abs);
     }
     roots.sort();
@@ -453,8 +463,10 @@ fn changed_while_read(before: &std::fs::Metadata, after: &std::fs::Metadata) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::{normalize, open_regular};
+    use super::{absolute_roots, normalize, open_regular};
+    use crate::repository::RepoError;
     use std::path::Path;
+    use std::path::PathBuf;
 
     #[test]
     fn paths_that_are_not_utf8_keep_their_bytes() {
@@ -464,6 +476,26 @@ mod tests {
         assert_ne!(e9, e8);
         assert_eq!(e9, "base64:L3RtcC9sL2NhZuk=");
         assert_eq!(super::path_text(Path::new("/tmp/l/café")), "/tmp/l/café");
+    }
+
+    /// `link/` and `link/.` for a symlinked directory are refused naming the directory to
+    /// pass (normalised, they would back up only the link); `link` alone is the link.
+    #[test]
+    fn a_symlinked_directory_given_as_a_directory_is_refused_naming_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("realdir");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("f"), b"data").unwrap();
+        let link = dir.path().join("linkdir");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        for given in [format!("{}/", link.display()), format!("{}/.", link.display())] {
+            let e = absolute_roots(&[PathBuf::from(&given)]).unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, RepoError::SourceIsSymlink { .. }), "{given}: {text}");
+            let real = std::fs::canonicalize(&real).unwrap();
+            assert!(text.contains(&format!("pass {}", real.display())), "{text}");
+        }
+        assert_eq!(absolute_roots(std::slice::from_ref(&link)).unwrap(), vec![link]);
     }
 
     #[test]
