@@ -74,6 +74,15 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.command(who, args).output().expect("run drctl")
+    }
+
+    /// drctl with this repository's environment, to spawn (or run) as the caller likes.
+    pub fn command<I, S>(&self, who: As, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let bin = drctl_bin();
         let mut cmd = match who {
             As::Me => Command::new(&bin),
@@ -94,7 +103,7 @@ impl Repo {
             .envs(self.t.drctl_env())
             .env_remove("DRCTL_PASSPHRASE_FILE")
             .env("HOME", self.t.dir.path());
-        cmd.output().expect("run drctl")
+        cmd
     }
 
     /// `drctl backup files PATH -o json`: the exit code and the snapshot manifest printed.
