@@ -1,7 +1,8 @@
 //! Corruption campaign: every object kind of docs/FORMAT.md (`config`, `keys/`, `snapshots/`,
 //! `index/`, data packs and tree packs under `data/`) damaged in each way storage damages
 //! things: one bit flipped in the header, the middle and the trailer, truncated to half,
-//! deleted, and swapped with another object of its kind. Each injection starts from a
+//! deleted, and swapped with another object of its kind; and, in `config`, a bit of the
+//! repository id, a chunker size and the compression level. Each injection starts from a
 //! pristine copy of a local-disk repository holding two snapshots (the second reuses the
 //! first's files and adds its own, so each data pack holds files of known snapshots).
 //!
@@ -16,9 +17,9 @@
 //! Two damages cannot be detected by design (FORMAT.md: snapshot and key names are random and
 //! verify nothing) and are tallied apart, checked only for doing no further harm: a deleted
 //! snapshot manifest (indistinguishable from `forget`) and two key files swapped (each still
-//! opens for its own user key). Two swapped snapshot manifests are a KNOWN DEFECT reported to
-//! the lead: each id then restores the other's files, exit 0, and check passes; the campaign
-//! counts it and asserts only that no data is lost.
+//! opens for its own user key). Defects the campaign found are listed in [`KNOWN_DEFECTS`]:
+//! an injection they explain is counted and named in the tally instead of failing the test
+//! (anything else it does still fails); delete an entry once its defect is fixed.
 //!
 //! ```sh
 //! cargo test -p drctl --test corruption_campaign -- --nocapture   # prints every injection
@@ -47,6 +48,8 @@ enum Damage {
     Truncate,
     Delete,
     Swap,
+    /// One bit of the byte after the first occurrence of this text (a value in `config`).
+    FlipAfter(&'static str),
 }
 
 const DAMAGES: [Damage; 6] = [
@@ -68,6 +71,8 @@ enum Loss {
     Files(Vec<&'static str>),
     /// Its manifest or listing: exit 1 or 3, nothing wrong written.
     Whole,
+    /// Nothing, or the whole repository refused (exit 1): a value in `config` changed.
+    NoneOrRefused,
     /// Depends on how far drctl can reconstruct (a damaged index file): either identical
     /// with exit 0, or exit 3 naming what is lost.
     Either,
@@ -343,6 +348,20 @@ impl Lab {
                 },
             ));
         }
+        // Bits of config's values that keep it valid JSON: the repository id, a chunker
+        // size, the compression level.
+        for text in [r#""id": ""#, r#""min": "#, r#""level": "#] {
+            out.push((
+                "config",
+                self.root().join("config"),
+                Damage::FlipAfter(text),
+                Expect {
+                    check_exit: 1,
+                    names: vec!["config".into()],
+                    losses: [Loss::NoneOrRefused, Loss::NoneOrRefused],
+                },
+            ));
+        }
         out
     }
 
@@ -374,6 +393,16 @@ impl Lab {
             Damage::FlipHeader => flip(|_| 10),
             Damage::FlipMiddle => flip(|n| n / 2),
             Damage::FlipTrailer => flip(|n| n - 3),
+            Damage::FlipAfter(text) => {
+                let mut bytes = std::fs::read(object).unwrap();
+                let at = bytes
+                    .windows(text.len())
+                    .position(|w| w == text.as_bytes())
+                    .unwrap_or_else(|| panic!("{text:?} not in {}", object.display()))
+                    + text.len();
+                bytes[at] ^= 0x01;
+                std::fs::write(object, bytes).unwrap();
+            }
             Damage::Truncate => {
                 let len = std::fs::metadata(object).unwrap().len();
                 std::fs::OpenOptions::new()
@@ -440,6 +469,12 @@ impl Lab {
                     findings.push(format!(
                         "unaffected snapshot {i} failed to restore (exit {code:?}): {said}"
                     ));
+                }
+                findings.extend(exit_0_ok());
+            }
+            Loss::NoneOrRefused => {
+                if !matches!(code, Some(0) | Some(1)) {
+                    findings.push(format!("restore of snapshot {i} exited {code:?}: {said}"));
                 }
                 findings.extend(exit_0_ok());
             }
@@ -588,6 +623,17 @@ const KNOWN_DEFECTS: &[KnownDefect] = &[
                bytes): `repo check --read-data` passes; FORMAT.md calls such a name damage",
         kind: "index",
         damages: &[Damage::Swap],
+        signatures: &["check exited Some(0)"],
+    },
+    KnownDefect {
+        what: "config is plaintext with no checksum: a bit flipped in its id, a chunker size or \
+               the compression level (still valid JSON) passes `repo check --read-data`",
+        kind: "config",
+        damages: &[
+            Damage::FlipAfter(r#""id": ""#),
+            Damage::FlipAfter(r#""min": "#),
+            Damage::FlipAfter(r#""level": "#),
+        ],
         signatures: &["check exited Some(0)"],
     },
     KnownDefect {
