@@ -14,11 +14,13 @@
 //!   unrelated sibling of the restore target);
 //! - the next run of the same operation succeeds, and leaves the same guarantees.
 //!
-//! Delays: a clean run of the operation is timed first; the first fifth of the rounds kill
-//! within the first 15 ms (start-up, opening the repository), the rest at stratified uniform
-//! fractions of the clean run's duration (up to 105 %, so a few kills land after the end).
-//! Each operation prints a tally line (`kill campaign <op>: N kills (M mid-run), S survived,
-//! F findings`); the test fails on any finding, listing them all.
+//! Delays: clean runs of the operation are timed first (the fastest of three counts); the
+//! first fifth of the rounds kill within the first 15 ms (start-up, opening the repository),
+//! the rest at stratified uniform fractions of the clean run's duration (up to 105 %, so a
+//! few kills land after the end). Each operation prints a tally line (`kill campaign <op>: N
+//! kills (M mid-run), S survived, F findings, L stale locks …`); the test fails on any
+//! finding, listing them all. The seed differs per operation unless `LIFEBOAT_KILL_SEED` is
+//! set (each operation then mixes in its own salt).
 //!
 //! ```sh
 //! cargo test -p drctl --test kill_campaign                      # 20 kills per operation
@@ -228,6 +230,9 @@ struct Lab {
     latest: Option<String>,
     /// How often a lock of a killed process had to be removed with `repo unlock`.
     unlocks: std::cell::Cell<usize>,
+    /// Rounds whose next restore left the killed one's temporary files in the target, and
+    /// how many (FORMAT.md says a killed restore may leave them; nothing removes them).
+    leftovers: (usize, usize),
     /// Where `restore files` writes (the operation under test, not verification).
     restore_target: PathBuf,
     /// Files and directories nothing may change: the source, and a sibling of the target.
@@ -258,6 +263,7 @@ impl Lab {
             kept: BTreeSet::new(),
             latest: None,
             unlocks: std::cell::Cell::new(0),
+            leftovers: (0, 0),
             outside,
             findings: Vec::new(),
         }
@@ -540,7 +546,8 @@ impl Lab {
                 problems.push(format!("{when}: the next restore differs from the source: {d}"));
             }
             if temporaries > 0 {
-                eprintln!("{when}: {temporaries} restore temporaries left in the target (documented)");
+                self.leftovers.0 += 1;
+                self.leftovers.1 += temporaries;
             }
         }
         self.verify(
@@ -607,16 +614,21 @@ fn campaign(op: Op, salt: u64) {
     let mut rng = Rng((seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
     let mut lab = setup(op);
 
-    // A clean run, timed, and checked as every round's next run is.
-    lab.reset();
-    let (code, out, clean) = lab.run_to_end();
-    assert_eq!(
-        code,
-        Some(0),
-        "a clean run of {} failed: {}",
-        op.name(),
-        stderr(&out)
-    );
+    // Clean runs, timed (the fastest of three: the machine is shared, and a slow sample
+    // would put kills after the end), and checked as every round's next run is.
+    let mut clean = Duration::MAX;
+    for _ in 0..3 {
+        lab.reset();
+        let (code, out, took) = lab.run_to_end();
+        assert_eq!(
+            code,
+            Some(0),
+            "a clean run of {} failed: {}",
+            op.name(),
+            stderr(&out)
+        );
+        clean = clean.min(took);
+    }
     eprintln!("kill campaign {}: a clean run takes {clean:?}", op.name());
 
     let early = rounds.div_ceil(5);
@@ -644,6 +656,15 @@ fn campaign(op: Op, salt: u64) {
         lab.findings.len(),
         lab.unlocks.get()
     );
+    if lab.leftovers.0 > 0 {
+        eprintln!(
+            "kill campaign {}: in {} rounds the next restore left {} temporary files \
+             (.lifeboat-restore-*) of the killed one in the target",
+            op.name(),
+            lab.leftovers.0,
+            lab.leftovers.1
+        );
+    }
     assert!(
         STALE_LOCKS_NEED_UNLOCK || lab.unlocks.get() == 0,
         "kill campaign {}: a lock of a killed process blocked later operations {} times",
