@@ -36,9 +36,6 @@ use files_support::*;
 use lifeboat_tests::repos::{Backend, make_identity};
 use serde_json::Value;
 
-/// A restored or backed-up tree: every entry by path bytes.
-type Tree = BTreeMap<Vec<u8>, Entry>;
-
 /// How an object is damaged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Damage {
@@ -524,40 +521,6 @@ impl Lab {
         std::fs::remove_dir_all(&target).ok();
         findings
     }
-}
-
-/// How a restored tree differs from its source, if it does.
-fn tree_difference(want: &Tree, got: &Tree) -> Option<String> {
-    let w: BTreeSet<&Vec<u8>> = want.keys().collect();
-    let g: BTreeSet<&Vec<u8>> = got.keys().collect();
-    if w != g {
-        return Some(format!(
-            "names differ: missing {:?}, extra {:?}",
-            w.difference(&g)
-                .map(|p| String::from_utf8_lossy(p))
-                .collect::<Vec<_>>(),
-            g.difference(&w)
-                .map(|p| String::from_utf8_lossy(p))
-                .collect::<Vec<_>>()
-        ));
-    }
-    want.iter().find_map(|(p, a)| {
-        let b = &got[p];
-        let strip = |e: &Entry| Entry {
-            blocks: 0,
-            ..e.clone()
-        };
-        (strip(a) != strip(b) || a.blocks.abs_diff(b.blocks) > ALLOCATION_SLACK)
-            .then(|| format!("{:?} differs", String::from_utf8_lossy(p)))
-    })
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    if to.exists() {
-        std::fs::remove_dir_all(to).unwrap();
-    }
-    let ok = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
-    assert!(ok.success());
 }
 
 /// A defect the campaign found, reported to the lead and not asserted until fixed: an

@@ -47,9 +47,6 @@ use rustix::process::{Pid, Signal, kill_process_group};
 /// once locks of dead local holders are ignored, to make the campaign assert it.
 const STALE_LOCKS_NEED_UNLOCK: bool = true;
 
-/// A restored or backed-up tree: every entry by path bytes.
-type Tree = BTreeMap<Vec<u8>, Entry>;
-
 /// xorshift64*: the seeded sequence of kill delays.
 struct Rng(u64);
 
@@ -157,37 +154,6 @@ fn mutate(src: &Path, generation: usize, replace_big: bool) {
     }
 }
 
-/// How a restored tree differs from its source (names, then entries), if it does.
-fn tree_difference(want: &Tree, got: &Tree) -> Option<String> {
-    let names = |t: &Tree| -> BTreeSet<String> {
-        t.keys()
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-            .collect()
-    };
-    let (w, g) = (names(want), names(got));
-    if w != g {
-        return Some(format!(
-            "missing {:?}, extra {:?}",
-            w.difference(&g).collect::<Vec<_>>(),
-            g.difference(&w).collect::<Vec<_>>()
-        ));
-    }
-    for (path, a) in want {
-        let b = &got[path];
-        let strip = |e: &Entry| Entry {
-            blocks: 0,
-            ..e.clone()
-        };
-        if strip(a) != strip(b) || a.blocks.abs_diff(b.blocks) > ALLOCATION_SLACK {
-            return Some(format!(
-                "{:?} differs: source {a:?}, restored {b:?}",
-                String::from_utf8_lossy(path)
-            ));
-        }
-    }
-    None
-}
-
 /// A tree without restore temporaries (`.lifeboat-restore-*`, which FORMAT.md documents a
 /// killed restore may leave), and how many there were.
 fn without_temporaries(tree: Tree) -> (Tree, usize) {
@@ -203,14 +169,6 @@ fn without_temporaries(tree: Tree) -> (Tree, usize) {
         .collect();
     let removed = before - kept.len();
     (kept, removed)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    if to.exists() {
-        std::fs::remove_dir_all(to).unwrap();
-    }
-    let ok = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
-    assert!(ok.success(), "cp -a {} {}", from.display(), to.display());
 }
 
 /// A repository, its source, and what every snapshot must restore to.
