@@ -4,6 +4,7 @@
 //! of files outside a restore target.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -74,6 +75,15 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.command(who, args).output().expect("run drctl")
+    }
+
+    /// drctl with this repository's environment, to spawn (or run) as the caller likes.
+    pub fn command<I, S>(&self, who: As, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let bin = drctl_bin();
         let mut cmd = match who {
             As::Me => Command::new(&bin),
@@ -94,7 +104,7 @@ impl Repo {
             .envs(self.t.drctl_env())
             .env_remove("DRCTL_PASSPHRASE_FILE")
             .env("HOME", self.t.dir.path());
-        cmd.output().expect("run drctl")
+        cmd
     }
 
     /// `drctl backup files PATH -o json`: the exit code and the snapshot manifest printed.
@@ -134,4 +144,47 @@ impl Repo {
 /// The snapshot id in a printed manifest (`latest` if it holds none, as older drctl printed).
 pub fn snapshot_id(manifest: &serde_json::Value) -> String {
     manifest["id"].as_str().unwrap_or("latest").to_string()
+}
+
+/// A restored or backed-up tree: every entry by path bytes (as [`tree`] records it).
+pub type Tree = BTreeMap<Vec<u8>, Entry>;
+
+/// How a restored tree differs from its source (names, then entries), if it does.
+pub fn tree_difference(want: &Tree, got: &Tree) -> Option<String> {
+    let names = |t: &Tree| -> BTreeSet<String> {
+        t.keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect()
+    };
+    let (w, g) = (names(want), names(got));
+    if w != g {
+        return Some(format!(
+            "missing {:?}, extra {:?}",
+            w.difference(&g).collect::<Vec<_>>(),
+            g.difference(&w).collect::<Vec<_>>()
+        ));
+    }
+    for (path, a) in want {
+        let b = &got[path];
+        let strip = |e: &Entry| Entry {
+            blocks: 0,
+            ..e.clone()
+        };
+        if strip(a) != strip(b) || a.blocks.abs_diff(b.blocks) > ALLOCATION_SLACK {
+            return Some(format!(
+                "{:?} differs: source {a:?}, restored {b:?}",
+                String::from_utf8_lossy(path)
+            ));
+        }
+    }
+    None
+}
+
+/// Replaces `to` with a copy of the directory `from` (`cp -a`).
+pub fn copy_dir(from: &Path, to: &Path) {
+    if to.exists() {
+        std::fs::remove_dir_all(to).unwrap();
+    }
+    let ok = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(ok.success(), "cp -a {} {}", from.display(), to.display());
 }
