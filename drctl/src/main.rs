@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod hint;
 mod kube;
 mod open;
 mod output;
@@ -51,6 +52,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(hint) = hint::for_error(&e) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -20,7 +20,7 @@ const REPACK_BELOW_USED: f64 = 0.8;
 const PACKS_PER_INDEX_FILE: usize = 5000;
 
 /// What prune will do.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PrunePlan {
     /// Packs kept as they are.
     pub keep: usize,
@@ -177,4 +177,99 @@ async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
     }
     repo.remove_stale_locks().await?;
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::BlobKind;
+    use crate::pack::PackedBlob;
+
+    fn pack(n: u8, kind: BlobKind, lengths: &[u32]) -> IndexPack {
+        let mut offset = 0;
+        let blobs = lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &length)| {
+                let b = PackedBlob {
+                    id: BlobId::of(&[n, i as u8]),
+                    offset,
+                    length,
+                    raw_length: length * 2,
+                };
+                offset += length;
+                b
+            })
+            .collect();
+        IndexPack {
+            id: PackId::of(&[n]),
+            kind,
+            size: u64::from(lengths.iter().sum::<u32>()) + 200,
+            blobs,
+        }
+    }
+
+    /// A repository after some forgets: a pack still fully used, one mostly used, one half
+    /// used, one no longer used at all, a tree pack half used, and a pack an interrupted
+    /// backup left without an index entry. The whole plan is asserted.
+    #[test]
+    fn golden_plan_keeps_repacks_and_deletes_by_use() {
+        let files = [
+            IndexFile {
+                packs: vec![
+                    pack(1, BlobKind::Data, &[1000, 1000, 1000, 1000]),
+                    pack(2, BlobKind::Data, &[1200, 1200, 1200, 400]),
+                ],
+            },
+            IndexFile {
+                packs: vec![
+                    pack(3, BlobKind::Data, &[1000, 1000, 1000, 1000]),
+                    pack(4, BlobKind::Data, &[1000, 1000, 1000]),
+                    pack(5, BlobKind::Tree, &[1000, 1000]),
+                ],
+            },
+        ];
+        let index = Index::from_files(&files);
+        let used: HashSet<BlobId> = [
+            (1, 0),
+            (1, 1),
+            (1, 2),
+            (1, 3),
+            (2, 0),
+            (2, 1),
+            (2, 2),
+            (3, 1),
+            (3, 3),
+            (5, 0),
+        ]
+        .into_iter()
+        .map(|(p, b)| BlobId::of(&[p, b]))
+        .collect();
+        let mut stored: HashMap<String, u64> = files
+            .iter()
+            .flat_map(|f| &f.packs)
+            .map(|p| (pack_key(&p.id), p.size))
+            .collect();
+        let orphan = pack_key(&PackId::of(&[0xee]));
+        stored.insert(orphan.clone(), 5000);
+
+        assert_eq!(
+            plan_prune(&index, &used, &stored),
+            PrunePlan {
+                // Pack 1 is fully used; pack 2 is 90 % used, above the 80 % repack threshold.
+                keep: 2,
+                // Half of pack 3 and of tree pack 5 is used: their used blobs are copied.
+                repack: vec![PackId::of(&[3]), PackId::of(&[5])],
+                delete: vec![PackId::of(&[4])],
+                unindexed: vec![orphan],
+                used_blobs: 10,
+                unused_blobs: 7,
+                freed_bytes: 4200 + 3200 + 2200 + 5000,
+                repack_bytes: 2000 + 1000,
+            }
+        );
+        // With nothing used, every indexed pack goes.
+        let plan = plan_prune(&index, &HashSet::new(), &stored);
+        assert_eq!((plan.keep, plan.repack.len(), plan.delete.len()), (0, 0, 5));
+    }
 }

@@ -78,7 +78,7 @@ impl Config {
                 config.version
             )));
         }
-        config.chunker.validate().map_err(bad)?;
+        config.chunker.validate().map_err(|e| bad(e.to_string()))?;
         Ok(config)
     }
 

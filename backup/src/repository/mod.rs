@@ -5,15 +5,17 @@
 
 mod config;
 mod error;
+mod indexed;
 mod keys;
 mod lock;
 pub(crate) mod objects;
 
 pub use config::{Config, InitOptions};
-pub use error::RepoError;
+pub use error::{RepoError, StoreFailure};
+pub use indexed::IndexedRepository;
 pub use keys::KeyInfo;
 pub use lock::hostname;
-pub use lock::{LockGuard, LockInfo, LockKind};
+pub use lock::{LockGuard, LockInfo, LockKind, LockTimings};
 
 use std::sync::Arc;
 
@@ -30,13 +32,16 @@ use crate::store::Store;
 /// How many metadata objects (snapshots, index files) are fetched at once.
 const METADATA_FETCH_CONCURRENCY: usize = 16;
 
-/// An open repository: config read, key unwrapped.
+/// An open repository: config read, key unwrapped. Reading snapshot content needs its index
+/// too: [`Repository::indexed`] loads it and gives an [`IndexedRepository`]. Cheap to clone.
+#[derive(Clone)]
 pub struct Repository {
     store: Arc<dyn ObjectStore>,
     url: String,
     config: Config,
     key: Arc<RepoKey>,
     key_id: String,
+    lock_timings: LockTimings,
 }
 
 impl Repository {
@@ -66,7 +71,7 @@ impl Repository {
         if recipients.is_empty() {
             return Err(RepoError::NoRecipients);
         }
-        options.chunker.validate().map_err(RepoError::InvalidOptions)?;
+        options.chunker.validate()?;
         let probe = objects::Objects::new(store.clone(), url);
         if probe.exists("config").await? {
             return Err(RepoError::AlreadyExists { url: url.to_string() });
@@ -79,6 +84,7 @@ impl Repository {
             config,
             key: Arc::new(key),
             key_id: String::new(),
+            lock_timings: LockTimings::default(),
         };
         for r in recipients {
             let id = repo.add_key(r).await?;
@@ -122,7 +128,15 @@ impl Repository {
             config,
             key: Arc::new(key),
             key_id,
+            lock_timings: LockTimings::default(),
         })
+    }
+
+    /// The same repository with other lock timings (tests shorten them; stores where a
+    /// refresh can take minutes lengthen them).
+    pub fn with_lock_timings(mut self, timings: LockTimings) -> Self {
+        self.lock_timings = timings;
+        self
     }
 
     pub(crate) fn objects(&self) -> objects::Objects {
@@ -167,10 +181,17 @@ impl Repository {
             .await
     }
 
-    /// Loads the whole index into memory.
-    pub async fn load_index(&self) -> Result<Index, RepoError> {
+    /// Loads the whole index into memory: what reading snapshot content, and writing with
+    /// deduplication, needs.
+    pub async fn indexed(&self) -> Result<IndexedRepository, RepoError> {
         let files = self.index_files().await?;
-        Ok(Index::from_files(files.iter().map(|(_, f)| f)))
+        Ok(self.with_index(Index::from_files(files.iter().map(|(_, f)| f))))
+    }
+
+    /// This repository with `index`, as loaded from its index files (check and prune read the
+    /// files themselves, since they need them too).
+    pub fn with_index(&self, index: Index) -> IndexedRepository {
+        IndexedRepository::new(self.clone(), index)
     }
 
     /// Every snapshot, oldest first.
@@ -220,7 +241,25 @@ impl Repository {
         }
     }
 
-    /// Writes a snapshot manifest: the last step of a backup.
+    /// Reads one snapshot manifest by its full id.
+    pub async fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot, RepoError> {
+        let mut snap: Snapshot = match self.objects().get_json(&self.key, &snapshot_key(id)).await {
+            Err(RepoError::NotFound { .. }) => {
+                return Err(RepoError::SnapshotNotFound {
+                    id: id.to_hex(),
+                    url: self.url.clone(),
+                });
+            }
+            other => other?,
+        };
+        snap.id = Some(*id);
+        Ok(snap)
+    }
+
+    /// Writes a snapshot manifest: the last step of a backup. Sources never call it: the
+    /// engine does, in [`Repository::backup`] (public only until the Kubernetes objects
+    /// source runs through it too).
+    #[doc(hidden)]
     pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId, RepoError> {
         let id = SnapshotId::random();
         self.objects()
@@ -229,8 +268,21 @@ impl Repository {
         Ok(id)
     }
 
-    /// Deletes a snapshot manifest (its data stays until `prune`).
-    pub async fn delete_snapshot(&self, id: &SnapshotId) -> Result<(), RepoError> {
+    /// Deletes snapshot manifests under a shared lock, which is released whatever happens
+    /// (a failed delete does not leave it to lapse). Their data stays until `prune`. Ids that
+    /// are already gone are not an error.
+    pub async fn forget_snapshots(&self, ids: &[SnapshotId]) -> Result<(), RepoError> {
+        self.while_locked(LockKind::Shared, "forget", async {
+            for id in ids {
+                self.delete_snapshot_locked(id).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a snapshot manifest; the caller holds a lock.
+    pub(crate) async fn delete_snapshot_locked(&self, id: &SnapshotId) -> Result<(), RepoError> {
         self.objects().delete(&snapshot_key(id)).await
     }
 

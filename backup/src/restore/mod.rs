@@ -5,10 +5,12 @@ mod body;
 mod output;
 mod plan;
 mod safe_path;
+mod sink;
 
 use output::BlobWriter;
 pub use plan::{RestorePlan, plan_restore};
 pub use safe_path::{DirMaker, safe_relative};
+pub use sink::{Sink, SnapshotReader};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -79,7 +81,8 @@ async fn run(
 ) -> Result<RestoreReport, RepoError> {
     std::fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
     let target = target.canonicalize().map_err(|e| RepoError::io(target, e))?;
-    let index = repo.load_index().await?;
+    let indexed = repo.indexed().await?;
+    let index = indexed.index();
     let nodes = BlobReader::new(repo, &index).read_tree(&snapshot.tree).await?;
     let plan = plan_restore(&nodes, &index, &options.include).map_err(RepoError::InvalidOptions)?;
     let mut report = RestoreReport {

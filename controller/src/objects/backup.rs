@@ -12,8 +12,8 @@ use kube::api::{Api, DynamicObject, ListParams};
 use lifeboat_backup::blob::BlobKind;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::repository::LockKind;
-use lifeboat_backup::session::{BlobSink, Session};
-use lifeboat_backup::snapshot::{Node, Snapshot, Summary};
+use lifeboat_backup::session::BlobSink;
+use lifeboat_backup::snapshot::{KubernetesObjects, Node, Snapshot, SnapshotDetails, Summary};
 use lifeboat_backup::{RepoError, Repository};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::discover::{ResourceRecord, discover};
 use super::filter::{NamespaceFilter, ObjectFilter, ResourceFilter};
 use super::skip::{SkipContext, skipped_object, skipped_resource};
-use super::{BACKUP_TAG, ObjectsError, RESOURCES_PATH, SNAPSHOT_KIND, object_path};
+use super::{BACKUP_TAG, ObjectsError, RESOURCES_PATH, object_path};
 use crate::crd::{BackupSpec, ItemMessage};
 
 /// Objects per list page.
@@ -117,8 +117,7 @@ pub async fn backup_objects(
     let ctx = Arc::new(skip_context(client, &taken).await?);
 
     let work = async {
-        let index = Arc::new(repo.load_index().await?);
-        let session = Session::start(repo, index);
+        let session = repo.indexed().await?.start_session();
         let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(256);
         let shared = session.shared().clone();
         let writer = tokio::task::spawn_blocking(move || store_objects(shared, rx));
@@ -179,15 +178,14 @@ pub async fn backup_objects(
             id: None,
             time,
             hostname: lifeboat_backup::repository::hostname(),
-            kind: SNAPSHOT_KIND.to_string(),
+            details: SnapshotDetails::Kubernetes(KubernetesObjects {
+                cluster_id: cluster_id.clone(),
+                backup: request.name.clone(),
+                items,
+            }),
             source: format!("kubernetes:{cluster_id}"),
             paths: Vec::new(),
             tags,
-            meta: BTreeMap::from([
-                ("cluster_id".to_string(), cluster_id.clone()),
-                ("backup".to_string(), request.name.clone()),
-                ("items".to_string(), items.to_string()),
-            ]),
             parent: None,
             tree,
             summary: Summary {

@@ -344,6 +344,12 @@ pub struct ForgetArgs {
     /// Keep the newest snapshot of each of the last N months that have one.
     #[arg(long, default_value_t = 0)]
     pub keep_monthly: u32,
+    /// Keep every snapshot made within this long before the newest one (`7d`, `36h`).
+    #[arg(long, value_parser = parse_duration)]
+    pub keep_within: Option<chrono::Duration>,
+    /// Keep every snapshot with this tag (`key=value`, or `key` for any value); repeatable.
+    #[arg(long = "keep-tag")]
+    pub keep_tags: Vec<String>,
     /// Print what would be removed without removing it.
     #[arg(long)]
     pub dry_run: bool,
@@ -354,6 +360,10 @@ pub struct ForgetArgs {
 pub struct Pending {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
     pub args: Vec<String>,
+}
+
+fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+    lifeboat_backup::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {

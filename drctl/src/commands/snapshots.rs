@@ -1,7 +1,7 @@
 //! `drctl snapshots` and `drctl forget`.
 
 use anyhow::Result;
-use lifeboat_backup::maintenance::forget::{RetentionPolicy, plan_forget};
+use lifeboat_backup::maintenance::forget::{RetentionPolicy, forget as apply_forget};
 
 use crate::cli::{ForgetArgs, GlobalArgs, KeyArgs, RepoArgs};
 use crate::open;
@@ -32,7 +32,7 @@ pub async fn list(repo: &RepoArgs, key: &KeyArgs, g: &GlobalArgs) -> Result<u8> 
                     r.id[..8.min(r.id.len())].to_string(),
                     s.time.format("%Y-%m-%d %H:%M:%S").to_string(),
                     s.hostname.clone(),
-                    s.kind.clone(),
+                    s.kind().to_string(),
                     s.paths.join(","),
                     s.summary.files.to_string(),
                     bytes(s.summary.bytes),
@@ -60,20 +60,10 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
         keep_daily: args.keep_daily,
         keep_weekly: args.keep_weekly,
         keep_monthly: args.keep_monthly,
+        keep_within: args.keep_within.and_then(|d| d.to_std().ok()),
+        keep_tags: args.keep_tags.clone(),
     };
-    let lock = r
-        .lock(lifeboat_backup::repository::LockKind::Shared, "forget")
-        .await?;
-    let snaps = r.snapshots().await?;
-    let plan = plan_forget(&snaps, &policy).map_err(anyhow::Error::msg)?;
-    if !args.dry_run {
-        for group in &plan {
-            for id in &group.remove {
-                r.delete_snapshot(id).await?;
-            }
-        }
-    }
-    lock.release().await?;
+    let plan = apply_forget(&r, &policy, args.dry_run).await?;
     output::print(g.format, &plan, |groups| {
         let mut s = String::new();
         if args.dry_run {

@@ -18,7 +18,7 @@ use crate::progress::Progress;
 use crate::read::BlobReader;
 use crate::repository::{LockKind, RepoError, Repository};
 use crate::session::{BlobSink, Session, SessionShared};
-use crate::snapshot::{Node, NodeKind, Snapshot, Summary};
+use crate::snapshot::{Node, NodeKind, Snapshot, SnapshotDetails, Summary};
 
 /// Options for a file backup.
 #[derive(Debug, Clone, Default)]
@@ -78,13 +78,13 @@ async fn run(
     progress: Arc<Progress>,
     started: Instant,
 ) -> Result<Snapshot, RepoError> {
-    let index = Arc::new(repo.load_index().await?);
+    let index = repo.indexed().await?.index().clone();
     let hostname = crate::repository::hostname();
     let parent = repo
         .snapshots()
         .await?
         .into_iter()
-        .rfind(|s| s.kind == "files" && s.source == source && s.hostname == hostname);
+        .rfind(|s| s.details == SnapshotDetails::Files && s.source == source && s.hostname == hostname);
 
     let walk_roots = roots.to_vec();
     let (mut nodes, mut warnings) = tokio::task::spawn_blocking(move || walk(&walk_roots))
@@ -161,11 +161,10 @@ async fn run(
         id: None,
         time,
         hostname,
-        kind: "files".to_string(),
+        details: SnapshotDetails::Files,
         source: source.to_string(),
         paths: roots.iter().map(|p| p.display().to_string()).collect(),
         tags: options.tags.clone(),
-        meta: Default::default(),
         parent: parent.and_then(|p| p.id),
         tree,
         summary: Summary {

@@ -127,10 +127,10 @@ pub async fn restore_objects(
     options: &RestoreOptions,
     progress: Arc<Progress>,
 ) -> Result<RestoreOutcome, ObjectsError> {
-    if snapshot.kind != SNAPSHOT_KIND {
+    if snapshot.kind() != SNAPSHOT_KIND {
         return Err(ObjectsError::WrongKind {
             id: snapshot.id.map(|i| i.to_hex()).unwrap_or_default(),
-            kind: snapshot.kind.clone(),
+            kind: snapshot.kind().to_string(),
         });
     }
     let work = restore_locked(client, repo, snapshot, options, progress);
@@ -145,8 +145,9 @@ async fn restore_locked(
     options: &RestoreOptions,
     progress: Arc<Progress>,
 ) -> Result<RestoreOutcome, ObjectsError> {
-    let index = repo.load_index().await?;
-    let reader = BlobReader::new(repo, &index);
+    let indexed = repo.indexed().await?;
+    let index = indexed.index().clone();
+    let reader = indexed.reader();
     let nodes = reader.read_tree(&snapshot.tree).await?;
     let table = nodes
         .iter()

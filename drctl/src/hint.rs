@@ -1,0 +1,73 @@
+//! What to type next, for errors the libraries report by meaning: the libraries never name a
+//! flag or a command, since the controller reports the same errors in resource statuses.
+
+use lifeboat_backup::RepoError;
+use lifeboat_backup::maintenance::forget::ForgetError;
+use lifeboat_controller::objects::ObjectsError;
+use lifeboat_etcd::EtcdError;
+
+/// The hint for the first error in `e`'s chain that has one.
+pub fn for_error(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|cause| {
+        if let Some(r) = cause.downcast_ref::<RepoError>() {
+            return repo(r);
+        }
+        if let Some(f) = cause.downcast_ref::<ForgetError>() {
+            return match f {
+                ForgetError::NoRule => Some(
+                    "pass at least one --keep-* option (--keep-last, --keep-daily, --keep-within, --keep-tag…)"
+                        .to_string(),
+                ),
+                ForgetError::Repo(r) => repo(r),
+            };
+        }
+        if let Some(x) = cause.downcast_ref::<EtcdError>() {
+            return etcd(x);
+        }
+        if let Some(o) = cause.downcast_ref::<ObjectsError>() {
+            return objects(o);
+        }
+        None
+    })
+}
+
+fn repo(e: &RepoError) -> Option<String> {
+    Some(match e {
+        RepoError::NotARepository { url } => format!("create one with `drctl repo init --repo {url}`"),
+        RepoError::NoRecipients => "pass --recipient AGE_OR_SSH_PUBLIC_KEY or --passphrase-file FILE".to_string(),
+        RepoError::NoKeyGiven { .. } => {
+            "pass --identity FILE (or set DRCTL_IDENTITY) or --passphrase-file FILE".to_string()
+        }
+        RepoError::SnapshotNotFound { url, .. } => format!("list them with `drctl snapshots --repo {url}`"),
+        RepoError::MissingBlob { .. } | RepoError::PackUnreadable { .. } => {
+            "run `drctl repo check` to see what is damaged".to_string()
+        }
+        RepoError::KeyNotFound { .. } => "list them with `drctl repo key list`".to_string(),
+        RepoError::LastKey { .. } => "add another with `drctl repo key add` first".to_string(),
+        _ => return None,
+    })
+}
+
+fn etcd(e: &EtcdError) -> Option<String> {
+    Some(match e {
+        EtcdError::NoEndpoints => "pass --endpoints https://HOST:2379[,…]".to_string(),
+        EtcdError::OutputExists { .. } => "pass --force to replace it".to_string(),
+        EtcdError::NotEtcd { .. } | EtcdError::NoSnapshot { .. } => {
+            "list etcd snapshots with `drctl etcd snapshots`".to_string()
+        }
+        EtcdError::NotFull { .. } => "pass --latest or --to-revision N to restore a point of its chain".to_string(),
+        EtcdError::Repo(r) => return repo(r),
+        _ => return None,
+    })
+}
+
+fn objects(e: &ObjectsError) -> Option<String> {
+    Some(match e {
+        ObjectsError::WrongKind { .. } | ObjectsError::NoSnapshotOfBackup { .. } => {
+            "list the backups with `drctl backup list --repo …`".to_string()
+        }
+        ObjectsError::NothingToRestore => "pass --from-backup NAME or --from-snapshot ID".to_string(),
+        ObjectsError::Repo(r) => return repo(r),
+        _ => return None,
+    })
+}
