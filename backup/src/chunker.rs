@@ -166,6 +166,8 @@ mod tests {
             avg: 20,
             max: 30,
         };
-        assert!(bad.validate().unwrap_err().contains("min"));
+        let err = bad.validate().unwrap_err();
+        assert_eq!(err.params, bad);
+        assert!(err.to_string().contains("min=10"));
     }
 }

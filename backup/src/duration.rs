@@ -56,7 +56,13 @@ mod tests {
         assert_eq!(parse_duration("2d12h"), Ok(Duration::hours(60)));
         assert_eq!(parse_duration("10s"), Ok(Duration::seconds(10)));
         for bad in ["", "10", "h", "5x", "1.5h"] {
-            assert_eq!(parse_duration(bad), Err(DurationError { input: bad.to_string() }), "{bad}");
+            assert_eq!(
+                parse_duration(bad),
+                Err(DurationError {
+                    input: bad.to_string()
+                }),
+                "{bad}"
+            );
         }
     }
 }

@@ -43,7 +43,11 @@ pub fn mirror(progress: &Progress, status: Option<&StatusProgress>) {
 }
 
 /// Waits until Backup `name` is Completed, PartiallyFailed or Failed; returns it as it then is.
-pub async fn backup_finished(api: &Api<Backup>, name: &str, progress: Arc<Progress>) -> Result<Backup, WaitError> {
+pub async fn backup_finished(
+    api: &Api<Backup>,
+    name: &str,
+    progress: Arc<Progress>,
+) -> Result<Backup, WaitError> {
     let finished = await_condition(api.clone(), name, move |b: Option<&Backup>| {
         let Some(b) = b else { return true };
         let status = b.status.as_ref();
@@ -55,7 +59,11 @@ pub async fn backup_finished(api: &Api<Backup>, name: &str, progress: Arc<Progre
 }
 
 /// Waits until Restore `name` is Completed, PartiallyFailed or Failed; returns it as it then is.
-pub async fn restore_finished(api: &Api<Restore>, name: &str, progress: Arc<Progress>) -> Result<Restore, WaitError> {
+pub async fn restore_finished(
+    api: &Api<Restore>,
+    name: &str,
+    progress: Arc<Progress>,
+) -> Result<Restore, WaitError> {
     let finished = await_condition(api.clone(), name, move |r: Option<&Restore>| {
         let Some(r) = r else { return true };
         let status = r.status.as_ref();
@@ -66,7 +74,11 @@ pub async fn restore_finished(api: &Api<Restore>, name: &str, progress: Arc<Prog
     done("Restore", name, finished)
 }
 
-fn done<K>(kind: &'static str, name: &str, finished: Result<Option<K>, kube::runtime::wait::Error>) -> Result<K, WaitError> {
+fn done<K>(
+    kind: &'static str,
+    name: &str,
+    finished: Result<Option<K>, kube::runtime::wait::Error>,
+) -> Result<K, WaitError> {
     match finished {
         Ok(Some(k)) => Ok(k),
         Ok(None) => Err(WaitError::Deleted {

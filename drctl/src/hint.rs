@@ -34,7 +34,9 @@ pub fn for_error(e: &anyhow::Error) -> Option<String> {
 fn repo(e: &RepoError) -> Option<String> {
     Some(match e {
         RepoError::NotARepository { url } => format!("create one with `drctl repo init --repo {url}`"),
-        RepoError::NoRecipients => "pass --recipient AGE_OR_SSH_PUBLIC_KEY or --passphrase-file FILE".to_string(),
+        RepoError::NoRecipients => {
+            "pass --recipient AGE_OR_SSH_PUBLIC_KEY or --passphrase-file FILE".to_string()
+        }
         RepoError::NoKeyGiven { .. } => {
             "pass --identity FILE (or set DRCTL_IDENTITY) or --passphrase-file FILE".to_string()
         }
@@ -55,7 +57,9 @@ fn etcd(e: &EtcdError) -> Option<String> {
         EtcdError::NotEtcd { .. } | EtcdError::NoSnapshot { .. } => {
             "list etcd snapshots with `drctl etcd snapshots`".to_string()
         }
-        EtcdError::NotFull { .. } => "pass --latest or --to-revision N to restore a point of its chain".to_string(),
+        EtcdError::NotFull { .. } => {
+            "pass --latest or --to-revision N to restore a point of its chain".to_string()
+        }
         EtcdError::Repo(r) => return repo(r),
         _ => return None,
     })

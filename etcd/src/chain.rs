@@ -217,11 +217,17 @@ mod tests {
         );
         assert!(matches!(
             plan(&all[2], RestorePoint::Revision(150)),
-            Err(EtcdError::RevisionBeforeFull { revision: 150, full: 200 })
+            Err(EtcdError::RevisionBeforeFull {
+                revision: 150,
+                full: 200
+            })
         ));
         assert!(matches!(
             plan(&all[2], RestorePoint::Revision(261)),
-            Err(EtcdError::RevisionAfterLatest { revision: 261, latest: 260 })
+            Err(EtcdError::RevisionAfterLatest {
+                revision: 261,
+                latest: 260
+            })
         ));
         // The older chain is separate.
         let (old, old_deltas) = chain(&all, &all[1]).expect("old chain");
@@ -233,6 +239,9 @@ mod tests {
         let all = vec![full(3, 200), delta(5, 3, 4, 221, 240)];
         assert!(matches!(chain(&all, &all[0]), Err(EtcdError::ChainGap { .. })));
         let orphan = vec![delta(5, 3, 4, 221, 240)];
-        assert!(matches!(chain(&orphan, &orphan[0]), Err(EtcdError::MissingFull { .. })));
+        assert!(matches!(
+            chain(&orphan, &orphan[0]),
+            Err(EtcdError::MissingFull { .. })
+        ));
     }
 }

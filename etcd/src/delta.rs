@@ -107,7 +107,9 @@ impl Source for DeltaBatch {
             })?;
             listing.push(b'\n');
         }
-        let stored = writer.store_stream(std::io::Cursor::new(listing), ETCD_CHUNKS).await?;
+        let stored = writer
+            .store_stream(std::io::Cursor::new(listing), ETCD_CHUNKS)
+            .await?;
         let size = stored.size;
         let node: Node = stored.node(DELTA_PATH, writer.time());
         let base = self.base.id.ok_or_else(|| EtcdError::CorruptDelta {
@@ -143,7 +145,10 @@ mod tests {
         assert_eq!(good.key_bytes().expect("decodes"), b"\x00\xffkey");
         let mut listing = serde_json::to_vec(&good).expect("json");
         listing.push(b'\n');
-        assert_eq!(DeltaEvent::parse_listing(&listing, "d").expect("parses"), vec![good.clone()]);
+        assert_eq!(
+            DeltaEvent::parse_listing(&listing, "d").expect("parses"),
+            vec![good.clone()]
+        );
 
         let bad = DeltaEvent {
             key: "not base64!".to_string(),

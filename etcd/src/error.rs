@@ -73,7 +73,9 @@ pub enum EtcdError {
         full: i64,
     },
     /// The revision asked for is after the chain's newest delta.
-    #[error("revision {revision} is after the newest delta (revision {latest}); the latest point is {latest}")]
+    #[error(
+        "revision {revision} is after the newest delta (revision {latest}); the latest point is {latest}"
+    )]
     RevisionAfterLatest {
         /// Asked for.
         revision: i64,

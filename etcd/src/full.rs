@@ -59,7 +59,12 @@ impl Source for FullSnapshot {
         let mut tail: Vec<u8> = Vec::with_capacity(64);
         let mut revision = self.member.revision;
         let streamed = async {
-            let mut stream = self.member.client.snapshot().await.map_err(|e| fail(e.to_string()))?;
+            let mut stream = self
+                .member
+                .client
+                .snapshot()
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             while let Some(resp) = stream.message().await.map_err(|e| fail(e.to_string()))? {
                 if let Some(h) = resp.header() {
                     revision = revision.max(h.revision());

@@ -119,13 +119,14 @@ impl Sink for Replay<'_> {
         for delta in &self.deltas {
             let id = delta.id.map(|i| i.to_hex()).unwrap_or_default();
             let nodes = repo.tree(delta).await?;
-            let node = nodes
-                .iter()
-                .find(|n| n.path == DELTA_PATH)
-                .ok_or_else(|| EtcdError::CorruptDelta {
-                    delta: id.clone(),
-                    problem: format!("has no {DELTA_PATH}"),
-                })?;
+            let node =
+                nodes
+                    .iter()
+                    .find(|n| n.path == DELTA_PATH)
+                    .ok_or_else(|| EtcdError::CorruptDelta {
+                        delta: id.clone(),
+                        problem: format!("has no {DELTA_PATH}"),
+                    })?;
             let listing = repo.reader().read_stream(&node.chunks).await?;
             let events = DeltaEvent::parse_listing(&listing, &id)?;
             // One transaction per source revision keeps multi-key transactions atomic.

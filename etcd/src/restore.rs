@@ -31,7 +31,10 @@ impl DatabaseFile {
 }
 
 /// The full snapshot's database node.
-pub(crate) fn db_node<'a>(reader: &'a SnapshotReader<'_>, id: &str) -> Result<&'a lifeboat_backup::snapshot::Node, EtcdError> {
+pub(crate) fn db_node<'a>(
+    reader: &'a SnapshotReader<'_>,
+    id: &str,
+) -> Result<&'a lifeboat_backup::snapshot::Node, EtcdError> {
     reader.node(DB_PATH).ok_or_else(|| {
         EtcdError::Repo(lifeboat_backup::RepoError::Corrupt {
             object: format!("snapshot {id}"),
@@ -70,7 +73,12 @@ impl Sink for DatabaseFile {
 
 /// Writes the database of the full etcd `snapshot` to `output`, verifying etcd's integrity
 /// trailer; returns its size. Refuses to replace an existing file unless `force`.
-pub async fn restore_etcd(repo: &Repository, snapshot: &Snapshot, output: &Path, force: bool) -> Result<u64, EtcdError> {
+pub async fn restore_etcd(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    output: &Path,
+    force: bool,
+) -> Result<u64, EtcdError> {
     let sink = DatabaseFile {
         path: output.to_path_buf(),
         force,

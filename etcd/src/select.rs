@@ -11,7 +11,12 @@ pub async fn etcd_snapshots(repo: &Repository) -> Result<Vec<Snapshot>, RepoErro
         .snapshots()
         .await?
         .into_iter()
-        .filter(|s| matches!(s.details, SnapshotDetails::EtcdFull(_) | SnapshotDetails::EtcdDelta(_)))
+        .filter(|s| {
+            matches!(
+                s.details,
+                SnapshotDetails::EtcdFull(_) | SnapshotDetails::EtcdDelta(_)
+            )
+        })
         .collect())
 }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::{Result, ensure};
 use lifeboat_backup::archiver::Writer;
-use lifeboat_backup::{BackupOptions, Repository, Source, Written};
 use lifeboat_backup::crypto::{UserKey, UserRecipient};
 use lifeboat_backup::index::Index;
 use lifeboat_backup::maintenance::{check, forget, prune};
@@ -16,6 +15,7 @@ use lifeboat_backup::repository::{InitOptions, LockKind, LockTimings, RepoError,
 use lifeboat_backup::restore::{RestoreOptions, restore_files};
 use lifeboat_backup::snapshot::{Node, NodeKind, Snapshot, SnapshotDetails, Summary};
 use lifeboat_backup::sources::files::{FilesOptions, backup_files};
+use lifeboat_backup::{BackupOptions, Repository, Source, Written};
 use lifeboat_tests::repos::{Backend, TestRepo, make_identity};
 use object_store::ObjectStoreExt;
 
@@ -458,7 +458,9 @@ impl Source for CraftedTree {
 }
 
 async fn hostile_snapshot(repo: &Repository, nodes: Vec<Node>) -> Result<Snapshot> {
-    Ok(repo.backup(&mut CraftedTree(nodes), &BackupOptions::default()).await?)
+    Ok(repo
+        .backup(&mut CraftedTree(nodes), &BackupOptions::default())
+        .await?)
 }
 
 #[tokio::test]
@@ -771,7 +773,10 @@ async fn a_backup_whose_lock_cannot_be_refreshed_stops_before_the_lock_lapses() 
         .with_lock_timings(timings);
     let started = std::time::Instant::now();
     let err = repo
-        .backup(&mut Slow(std::time::Duration::from_secs(30)), &BackupOptions::default())
+        .backup(
+            &mut Slow(std::time::Duration::from_secs(30)),
+            &BackupOptions::default(),
+        )
         .await
         .err()
         .ok_or_else(|| anyhow::anyhow!("the backup finished without its lock"))?;
@@ -797,10 +802,9 @@ async fn forget_releases_its_lock_when_a_delete_fails() -> Result<()> {
     let repo = init(&t).await?;
     backup(&repo, &data).await?;
     backup(&repo, &data).await?;
-    let faulty: Arc<dyn object_store::ObjectStore> = Arc::new(lifeboat_tests::faults::FailingStore::failing_deletes(
-        t.store().object_store().clone(),
-        "snapshots/",
-    ));
+    let faulty: Arc<dyn object_store::ObjectStore> = Arc::new(
+        lifeboat_tests::faults::FailingStore::failing_deletes(t.store().object_store().clone(), "snapshots/"),
+    );
     let repo = Repository::open_with(faulty, &t.url, &[t.user_key()]).await?;
     let policy = forget::RetentionPolicy {
         keep_last: 1,
@@ -811,7 +815,10 @@ async fn forget_releases_its_lock_when_a_delete_fails() -> Result<()> {
         matches!(&err, Some(forget::ForgetError::Repo(RepoError::Store { .. }))),
         "{err:?}"
     );
-    ensure!(repo.list("locks/").await?.is_empty(), "the failed forget left its lock to lapse");
+    ensure!(
+        repo.list("locks/").await?.is_empty(),
+        "the failed forget left its lock to lapse"
+    );
     ensure!(repo.snapshots().await?.len() == 2);
     Ok(())
 }

@@ -226,8 +226,6 @@ async fn bad_endpoints_certificates_and_outputs_get_clear_errors() -> Result<()>
         "{err:?}"
     );
     restore_etcd(&repo, &snap, &out, true).await?;
-    ensure!(lifeboat_etcd::verify_trailer(&std::fs::read(
-        &out
-    )?));
+    ensure!(lifeboat_etcd::verify_trailer(&std::fs::read(&out)?));
     Ok(())
 }

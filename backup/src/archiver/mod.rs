@@ -42,7 +42,11 @@ impl Repository {
     /// no snapshot is written, uploads stop, the lock is released in the background. The
     /// manifest is written last, after every pack and index file it needs, so a snapshot
     /// that exists is complete.
-    pub async fn backup<S: Source>(&self, source: &mut S, options: &BackupOptions) -> Result<Snapshot, S::Error> {
+    pub async fn backup<S: Source>(
+        &self,
+        source: &mut S,
+        options: &BackupOptions,
+    ) -> Result<Snapshot, S::Error> {
         let started = Instant::now();
         let time = Utc::now();
         let purpose = source.purpose();

@@ -130,7 +130,10 @@ impl ItemUpload {
 
 /// The item writer. Nodes carry no time of their own (the snapshot has it), so an unchanged
 /// item's tree line is byte-identical in the next backup and the tree deduplicates too.
-fn store_items(shared: Arc<SessionShared>, mut rx: mpsc::Receiver<(String, Vec<u8>)>) -> Result<Vec<Node>, RepoError> {
+fn store_items(
+    shared: Arc<SessionShared>,
+    mut rx: mpsc::Receiver<(String, Vec<u8>)>,
+) -> Result<Vec<Node>, RepoError> {
     let time = DateTime::UNIX_EPOCH;
     let mut sink = BlobSink::new(shared, BlobKind::Data);
     let mut nodes = Vec::new();

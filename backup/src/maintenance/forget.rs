@@ -92,7 +92,10 @@ type Rule = (&'static str, u32, fn(&DateTime<Utc>) -> String);
 
 /// Applies `policy` to each group of `snapshots` (host, kind and source, as restic groups by
 /// host and paths).
-pub fn plan_forget(snapshots: &[Snapshot], policy: &RetentionPolicy) -> Result<Vec<ForgetGroup>, ForgetError> {
+pub fn plan_forget(
+    snapshots: &[Snapshot],
+    policy: &RetentionPolicy,
+) -> Result<Vec<ForgetGroup>, ForgetError> {
     let candidates = snapshots
         .iter()
         .filter_map(|s| {
@@ -108,7 +111,10 @@ pub fn plan_forget(snapshots: &[Snapshot], policy: &RetentionPolicy) -> Result<V
 }
 
 /// Applies `policy` to each group of `candidates`; groups come out sorted by name.
-pub fn plan_retention(candidates: Vec<Candidate<'_>>, policy: &RetentionPolicy) -> Result<Vec<ForgetGroup>, ForgetError> {
+pub fn plan_retention(
+    candidates: Vec<Candidate<'_>>,
+    policy: &RetentionPolicy,
+) -> Result<Vec<ForgetGroup>, ForgetError> {
     if policy.is_empty() {
         return Err(ForgetError::NoRule);
     }
@@ -117,13 +123,17 @@ pub fn plan_retention(candidates: Vec<Candidate<'_>>, policy: &RetentionPolicy) 
         groups.entry(c.group.clone()).or_default().push(c);
     }
     let rules: [Rule; 4] = [
-        ("hourly", policy.keep_hourly, |t| t.format("%Y-%m-%d %H").to_string()),
+        ("hourly", policy.keep_hourly, |t| {
+            t.format("%Y-%m-%d %H").to_string()
+        }),
         ("daily", policy.keep_daily, |t| t.format("%Y-%m-%d").to_string()),
         ("weekly", policy.keep_weekly, |t| {
             let w = t.iso_week();
             format!("{}-W{}", w.year(), w.week())
         }),
-        ("monthly", policy.keep_monthly, |t| format!("{}-{}", t.year(), t.month())),
+        ("monthly", policy.keep_monthly, |t| {
+            format!("{}-{}", t.year(), t.month())
+        }),
     ];
     let within = policy
         .keep_within
@@ -193,7 +203,11 @@ fn has_tag(tags: &BTreeMap<String, String>, wanted: &str) -> bool {
 /// `forget`: plans with `policy` over every snapshot and, unless `dry_run`, deletes the
 /// snapshots it removes. Listing and deleting happen under one shared lock, released
 /// whatever happens (a failed delete does not leave it to lapse). Data goes with `prune`.
-pub async fn forget(repo: &Repository, policy: &RetentionPolicy, dry_run: bool) -> Result<Vec<ForgetGroup>, ForgetError> {
+pub async fn forget(
+    repo: &Repository,
+    policy: &RetentionPolicy,
+    dry_run: bool,
+) -> Result<Vec<ForgetGroup>, ForgetError> {
     if policy.is_empty() {
         return Err(ForgetError::NoRule);
     }
@@ -374,8 +388,8 @@ mod tests {
                         (10, vec!["tag"]),
                     ],
                     vec![
-                        33, 32, 31, 30, 28, 26, 25, 24, 23, 22, 21, 19, 18, 17, 16, 15, 14, 13, 12, 11, 9, 8, 7, 6,
-                        5, 4, 3, 2, 1, 0
+                        33, 32, 31, 30, 28, 26, 25, 24, 23, 22, 21, 19, 18, 17, 16, 15, 14, 13, 12, 11, 9, 8,
+                        7, 6, 5, 4, 3, 2, 1, 0
                     ],
                 ),
             ]

@@ -217,7 +217,10 @@ fn transient_cause(e: &(dyn std::error::Error + 'static)) -> bool {
         if let Some(http) = c.downcast_ref::<HttpError>()
             && matches!(
                 http.kind(),
-                HttpErrorKind::Connect | HttpErrorKind::Request | HttpErrorKind::Timeout | HttpErrorKind::Interrupted
+                HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted
             )
         {
             return true;
@@ -236,7 +239,10 @@ fn transient_cause(e: &(dyn std::error::Error + 'static)) -> bool {
             return true;
         }
         let text = c.to_string();
-        if ["status code: 5", "status code: 429"].iter().any(|s| text.contains(s)) {
+        if ["status code: 5", "status code: 429"]
+            .iter()
+            .any(|s| text.contains(s))
+        {
             return true;
         }
         cause = c.source();

@@ -161,7 +161,8 @@ impl Repository {
             hostname: hostname(),
             pid: std::process::id(),
             created: now,
-            expires: now + chrono::Duration::from_std(timings.ttl).unwrap_or_else(|_| chrono::Duration::minutes(30)),
+            expires: now
+                + chrono::Duration::from_std(timings.ttl).unwrap_or_else(|_| chrono::Duration::minutes(30)),
         };
         fn encode(i: &LockInfo) -> Vec<u8> {
             serde_json::to_vec(i).unwrap_or_default()

@@ -83,8 +83,8 @@ async fn run(
     let target = target.canonicalize().map_err(|e| RepoError::io(target, e))?;
     let indexed = repo.indexed().await?;
     let index = indexed.index();
-    let nodes = BlobReader::new(repo, &index).read_tree(&snapshot.tree).await?;
-    let plan = plan_restore(&nodes, &index, &options.include).map_err(RepoError::InvalidOptions)?;
+    let nodes = BlobReader::new(repo, index).read_tree(&snapshot.tree).await?;
+    let plan = plan_restore(&nodes, index, &options.include).map_err(RepoError::InvalidOptions)?;
     let mut report = RestoreReport {
         errors: plan.refused.clone(),
         ..RestoreReport::default()

@@ -114,7 +114,6 @@ impl Session {
         write_stream(&self.shared, source, params)
     }
 
-
     /// Waits for every pack to be uploaded and indexed. After this returns, everything the
     /// session wrote is durable and a snapshot may reference it.
     pub async fn finish(mut self) -> Result<SessionStats, RepoError> {

@@ -213,16 +213,17 @@ impl SnapshotDetails {
 
     /// Reads a stored `kind` and `meta`.
     pub fn from_wire(kind: String, meta: BTreeMap<String, String>) -> Result<Self, DetailsError> {
-        let m = Meta { kind: &kind, meta: &meta };
+        let m = Meta {
+            kind: &kind,
+            meta: &meta,
+        };
         let details = match kind.as_str() {
             FILES => Self::Files,
             ETCD => match meta.get("type").map(String::as_str) {
                 Some("full") => Self::EtcdFull(EtcdFull::from_meta(&m)?),
                 Some("delta") => Self::EtcdDelta(EtcdDelta::from_meta(&m)?),
                 other => {
-                    return Err(m.error(format!(
-                        "type {other:?} is neither \"full\" nor \"delta\""
-                    )));
+                    return Err(m.error(format!("type {other:?} is neither \"full\" nor \"delta\"")));
                 }
             },
             KUBERNETES => Self::Kubernetes(KubernetesObjects::from_meta(&m)?),

@@ -7,14 +7,22 @@ use crate::crd::{BackupPhase, RestorePhase};
 impl BackupPhase {
     /// The phase of a backup that finished with `errors` items not stored.
     pub fn of_finished(errors: usize) -> Self {
-        if errors == 0 { Self::Completed } else { Self::PartiallyFailed }
+        if errors == 0 {
+            Self::Completed
+        } else {
+            Self::PartiallyFailed
+        }
     }
 }
 
 impl RestorePhase {
     /// The phase of a restore that finished with `errors` items not restored.
     pub fn of_finished(errors: usize) -> Self {
-        if errors == 0 { Self::Completed } else { Self::PartiallyFailed }
+        if errors == 0 {
+            Self::Completed
+        } else {
+            Self::PartiallyFailed
+        }
     }
 }
 

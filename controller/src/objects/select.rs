@@ -38,7 +38,11 @@ pub async fn snapshot_to_restore(
 /// Forgets every snapshot of Backup `name` under one lock (their data goes with the next
 /// prune); returns their ids.
 pub async fn forget_backup(repo: &Repository, name: &str) -> Result<Vec<SnapshotId>, ObjectsError> {
-    let ids: Vec<SnapshotId> = backup_snapshots(repo, name).await?.iter().filter_map(|s| s.id).collect();
+    let ids: Vec<SnapshotId> = backup_snapshots(repo, name)
+        .await?
+        .iter()
+        .filter_map(|s| s.id)
+        .collect();
     repo.forget_snapshots(&ids).await?;
     Ok(ids)
 }

@@ -80,7 +80,9 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
                             SnapshotDetails::EtcdFull(f) => {
                                 ("full", f.cluster_id.clone(), f.revision, f.endpoint.clone())
                             }
-                            SnapshotDetails::EtcdDelta(d) => ("delta", d.cluster_id.clone(), d.last_revision, String::new()),
+                            SnapshotDetails::EtcdDelta(d) => {
+                                ("delta", d.cluster_id.clone(), d.last_revision, String::new())
+                            }
                             _ => ("?", String::new(), 0, String::new()),
                         };
                         vec![
@@ -167,7 +169,15 @@ async fn watch_deltas(
             full.short()
         );
     };
-    let outcome = watch(r, endpoints, &options, stopped, Arc::new(Progress::default()), restarted).await?;
+    let outcome = watch(
+        r,
+        endpoints,
+        &options,
+        stopped,
+        Arc::new(Progress::default()),
+        restarted,
+    )
+    .await?;
     if let DeltaOutcome::Stopped {
         deltas,
         last_revision,

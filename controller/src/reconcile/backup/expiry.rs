@@ -23,7 +23,10 @@ mod tests {
         assert_eq!(parse_ttl("720h"), Ok(Duration::hours(720)));
         assert_eq!(parse_ttl("2d"), Ok(Duration::days(2)));
         for bad in ["", "10", "h", "5x", "1.5h"] {
-            assert!(parse_ttl(bad).unwrap_err().to_string().contains("spec.ttl"), "{bad}");
+            assert!(
+                parse_ttl(bad).unwrap_err().to_string().contains("spec.ttl"),
+                "{bad}"
+            );
         }
     }
 }

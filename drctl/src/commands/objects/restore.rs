@@ -59,7 +59,8 @@ pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
     match decide(&args.mode, &target).await? {
         Mode::Direct(repo) => {
             let snapshot =
-                snapshot_to_restore(&repo, args.from_snapshot.as_deref(), args.from_backup.as_deref()).await?;
+                snapshot_to_restore(&repo, args.from_snapshot.as_deref(), args.from_backup.as_deref())
+                    .await?;
             let mut options = RestoreOptions::from_spec(&spec)?;
             options.parallelism = args.parallelism.max(1);
             let progress = Arc::new(Progress::default());
