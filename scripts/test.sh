@@ -15,5 +15,15 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo deny (licenses, bans, sources)"
+cargo deny --locked check --hide-inclusion-graph licenses bans sources
+# The RustSec database comes from GitHub, which CI cannot reach: check advisories only
+# against a copy fetched earlier (`cargo deny fetch`), and say so when there is none.
+if [ -d "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs" ]; then
+  echo "== cargo deny (advisories, database as fetched earlier)"
+  cargo deny --locked check --disable-fetch --hide-inclusion-graph advisories
+else
+  echo "SKIPPED cargo deny advisories: no RustSec database in ${CARGO_HOME:-$HOME/.cargo}/advisory-dbs (needs github.com: run \`cargo deny fetch\` where it is reachable)"
+fi
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast

@@ -13,6 +13,7 @@ pub mod archiver;
 pub mod blob;
 mod bufread;
 pub mod chunker;
+pub mod copy;
 pub mod crypto;
 pub mod duration;
 pub mod index;

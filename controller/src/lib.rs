@@ -30,3 +30,8 @@ pub const DEFAULT_NAMESPACE: &str = "lifeboat-system";
 pub const BACKUP_FINALIZER: &str = "lifeboat.dev/snapshot-cleanup";
 /// Label on Backups a Schedule created, naming the Schedule.
 pub const SCHEDULE_LABEL: &str = "lifeboat.dev/schedule";
+/// Label on Backups that backup sync created from a repository (value `true`); such Backups
+/// are never run, only restored from.
+pub const SYNCED_LABEL: &str = "lifeboat.dev/synced";
+/// Label on synced Backups naming the BackupRepository they were found in.
+pub const SYNCED_FROM_LABEL: &str = "lifeboat.dev/synced-from";

@@ -1,5 +1,10 @@
 //! Prometheus metrics. Labels are small fixed sets (`&'static str` kinds and results) plus the
-//! Schedule's namespace and name; never error text, never anything from a Secret.
+//! Schedule's (or BackupReplication's and its destination's) namespace and name; never error
+//! text, never anything from a Secret.
+
+mod replication;
+
+pub use replication::{DestinationLabels, ReplicationMetrics};
 
 use std::sync::Mutex;
 
@@ -37,6 +42,11 @@ pub struct ScheduleLabels {
 
 type HistogramFamily = Family<ResultLabels, Histogram, fn() -> Histogram>;
 
+/// The `operation` label's values.
+pub const OPERATIONS: [&str; 2] = ["backup", "restore"];
+/// The `result` values `lifeboat_failures_total` counts.
+pub const FAILED_RESULTS: [&str; 2] = ["Failed", "PartiallyFailed"];
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.5, 2.0, 14))
 }
@@ -58,6 +68,8 @@ pub struct Metrics {
     pub last_success: Family<ScheduleLabels, Gauge>,
     /// 1 while this process holds the Lease.
     pub leader: Gauge,
+    /// Per replication destination: bytes, snapshots, errors, newest snapshot, lag.
+    pub replication: ReplicationMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -106,7 +118,19 @@ impl Metrics {
             "1 while this controller holds the leader Lease",
             leader.clone(),
         );
+        // Series of the fixed label sets exist from the start, at 0: a counter series born at
+        // 1 shows no `increase()`, so alerts would miss the first failure after a restart.
+        for operation in OPERATIONS {
+            let _ = attempts.get_or_create(&OpLabels { operation });
+            let _ = items.get_or_create(&OpLabels { operation });
+            let _ = bytes.get_or_create(&OpLabels { operation });
+            for result in FAILED_RESULTS {
+                let _ = failures.get_or_create(&ResultLabels { operation, result });
+            }
+        }
+        let replication = ReplicationMetrics::register(&mut registry);
         Self {
+            replication,
             registry: Mutex::new(registry),
             attempts,
             failures,

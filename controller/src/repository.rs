@@ -94,6 +94,20 @@ fn text(s: &Secret, key: &str) -> Option<String> {
 /// Opens the repository `repo` describes.
 pub async fn open_repository(client: &Client, repo: &BackupRepository) -> Result<Repository, AccessError> {
     let namespace = repo.metadata.namespace.clone().unwrap_or_default();
+    let store = open_store(client, repo).await?;
+    let key = user_key(client, &namespace, &repo.spec.key_secret).await?;
+    Repository::open(&store, &[key])
+        .await
+        .map_err(|e| AccessError::Repository {
+            url: repo.spec.url.clone(),
+            message: e.to_string(),
+        })
+}
+
+/// Opens the store `repo` points at, with the credentials from its Secret, without opening a
+/// repository there (a replication destination may hold none yet).
+pub async fn open_store(client: &Client, repo: &BackupRepository) -> Result<Store, AccessError> {
+    let namespace = repo.metadata.namespace.clone().unwrap_or_default();
     let spec = &repo.spec;
     let mut options = StoreOptions {
         s3_endpoint: spec.s3_endpoint.clone(),
@@ -117,15 +131,10 @@ pub async fn open_repository(client: &Client, repo: &BackupRepository) -> Result
             });
         }
     }
-    let key = user_key(client, &namespace, &spec.key_secret).await?;
-    let fail = |message: String| AccessError::Repository {
+    Store::open(&spec.url, &options).map_err(|e| AccessError::Repository {
         url: spec.url.clone(),
-        message,
-    };
-    let store = Store::open(&spec.url, &options).map_err(|e| fail(e.to_string()))?;
-    Repository::open(&store, &[key])
-        .await
-        .map_err(|e| fail(e.to_string()))
+        message: e.to_string(),
+    })
 }
 
 /// The user key in the key Secret: `identity` (age identity) or `passphrase`.

@@ -37,3 +37,28 @@ fn unbuilt_groups_say_so_and_fail() {
         assert!(err.contains("not built yet") && err.contains(group), "{err}");
     }
 }
+
+/// `drctl restore files --help` says what a restore brings back beyond content, and what
+/// only root gets back: an operator deciding whether to run it as root needs to know.
+#[test]
+fn restore_files_help_names_xattrs_acls_and_what_needs_root() {
+    let out = Command::cargo_bin("drctl")
+        .unwrap()
+        .args(["restore", "files", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for said in [
+        "extended attributes",
+        "POSIX ACLs",
+        "system.posix_acl_access",
+        "set-user-ID",
+        "hard links",
+        "sparse",
+        "trusted.*",
+        "Exit code 3",
+    ] {
+        assert!(help.contains(said), "{said:?} missing from:\n{help}");
+    }
+}

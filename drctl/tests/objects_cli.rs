@@ -111,6 +111,15 @@ async fn direct_backup_and_restore_with_no_controller() {
     let list: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(list[0]["tags"]["backup"], "nightly");
     assert!(list[0]["summary"]["files"].as_u64().unwrap() >= 13, "{list}");
+    // The same from a laptop with no cluster at all: --repo never contacts one.
+    let mut offline = env.with_repo(&["backup", "list", "-o", "json"]);
+    offline.env("KUBECONFIG", "/nonexistent/kubeconfig");
+    let offline = run(offline).await;
+    assert!(offline.status.success(), "{}", text(&offline));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&offline.stdout).unwrap(),
+        list
+    );
 
     let mapping = format!("{src}:{dst}");
     let dry = run(env.with_repo(&[
@@ -309,4 +318,193 @@ fn crds_are_printed_as_yaml() {
     for kind in ["BackupRepository", "Backup", "Schedule", "Restore"] {
         assert!(text.contains(&format!("kind: {kind}\n")), "{kind} missing");
     }
+}
+
+/// Registers the aggregated API `v1beta1.GROUP`, served by a Service that does not exist.
+async fn register_unavailable_api(cluster: &TestCluster, group: &str, ns: &str) -> String {
+    use kube::api::{ApiResource, DynamicObject};
+    let ar = ApiResource {
+        group: "apiregistration.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "apiregistration.k8s.io/v1".into(),
+        kind: "APIService".into(),
+        plural: "apiservices".into(),
+    };
+    let api: Api<DynamicObject> = Api::all_with(cluster.client(), &ar);
+    let name = format!("v1beta1.{group}");
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
+        "spec": {"group": group, "version": "v1beta1", "insecureSkipTLSVerify": true,
+                 "groupPriorityMinimum": 100, "versionPriority": 10,
+                 "service": {"namespace": ns, "name": "no-such-backend", "port": 443}}}))
+    .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    lifeboat_tests::poll::eventually("the APIService to be judged unavailable", 60, || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let o = api.get(&name).await.ok()?;
+            o.data["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Available" && c["status"] == "False")
+                .then_some(())
+        }
+    })
+    .await;
+    name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_api_groups_are_printed_and_node_port_conflicts_are_existing_objects() {
+    let cluster = TestCluster::start().await.unwrap();
+    let env = setup(&cluster).await;
+    let ns = cluster.namespace("cli-aggr").await.unwrap();
+    configmaps(&cluster, &ns, 2).await;
+    let port = 30000 + (std::process::id() % 2700) as u16;
+    let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"type": "NodePort", "selector": {"app": "web"},
+                 "ports": [{"port": 80, "nodePort": port}]}}))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(cluster.client(), &ns)
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
+    let group = format!("cli{}.lifeboat-test.dev", std::process::id());
+    let apiservice = register_unavailable_api(&cluster, &group, &ns).await;
+
+    let started = std::time::Instant::now();
+    let out = run(env.with_repo(&[
+        "backup",
+        "create",
+        "aggr",
+        "--include-namespaces",
+        &ns,
+        "-o",
+        "json",
+    ]))
+    .await;
+    let took = started.elapsed();
+    let _ = Api::<kube::api::DynamicObject>::all_with(
+        cluster.client(),
+        &kube::api::ApiResource {
+            group: "apiregistration.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiregistration.k8s.io/v1".into(),
+            kind: "APIService".into(),
+            plural: "apiservices".into(),
+        },
+    )
+    .delete(&apiservice, &Default::default())
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains(&format!(
+            "skipped API group: {group}/v1beta1: API group not backed up"
+        )),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["phase"], "Completed", "{report}");
+    assert_eq!(
+        report["skippedApiGroups"][0]["item"],
+        format!("{group}/v1beta1"),
+        "{report}"
+    );
+
+    // Restoring into the namespace where the NodePort Service still holds its port: the
+    // Service is an existing object (left alone), and the restore succeeds.
+    let restored = run(env.with_repo(&[
+        "restore",
+        "create",
+        "--from-backup",
+        "aggr",
+        "--include-namespaces",
+        &ns,
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(restored.status.code(), Some(0), "{}", text(&restored));
+    let report: serde_json::Value = serde_json::from_slice(&restored.stdout).unwrap();
+    assert_eq!(report["errors"], json!([]), "{report}");
+    assert_eq!(report["summary"]["created"], 0, "{report}");
+}
+
+/// A group this cluster serves itself (a CRD's) that cannot be discovered is data that could not
+/// be saved: the backup finishes PartiallyFailed (exit 3), naming the group and its CRD.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undiscoverable_crd_group_fails_the_backup_partially_naming_it() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let cluster = TestCluster::start().await.unwrap();
+    let Some(faults) = cluster.faults() else {
+        eprintln!("SKIPPED: breaking one group's discovery needs the in-process test server");
+        return;
+    };
+    let env = setup(&cluster).await;
+    let ns = cluster.namespace("cli-crdgone").await.unwrap();
+    configmaps(&cluster, &ns, 1).await;
+    let group = format!("gone{}.lifeboat-test.dev", std::process::id());
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": format!("gizmos.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .unwrap();
+    Api::<CustomResourceDefinition>::all(cluster.client())
+        .create(&PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let gizmos = kube::api::ApiResource {
+        group: group.clone(),
+        version: "v1".into(),
+        api_version: format!("{group}/v1"),
+        kind: "Gizmo".into(),
+        plural: "gizmos".into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(cluster.client(), &ns, &gizmos);
+    let gizmo: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{group}/v1"), "kind": "Gizmo", "metadata": {"name": "g"}}))
+    .unwrap();
+    let mut created = false;
+    for _ in 0..100 {
+        if api.create(&PostParams::default(), &gizmo).await.is_ok() {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(created, "the CRD was not served in time");
+    faults.fail_matching(503, 100_000, Some("GET"), &format!("/apis/{group}/"));
+
+    let out = run(env.with_repo(&[
+        "backup",
+        "create",
+        "crd-gone",
+        "--include-namespaces",
+        &ns,
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["phase"], "PartiallyFailed", "{report}");
+    let errors = report["errors"].as_array().cloned().unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e["item"] == format!("{group}/v1")
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("gizmos.{group}")))),
+        "an error names the group and its CRD: {report}"
+    );
+    assert_eq!(report["skippedApiGroups"], json!([]), "{report}");
+    // The rest was still backed up.
+    assert!(report["itemsBackedUp"].as_u64().unwrap_or(0) >= 1, "{report}");
 }

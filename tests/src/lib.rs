@@ -15,6 +15,8 @@
 pub mod bench;
 pub mod csi;
 pub mod faults;
+pub mod files;
+pub mod helm;
 pub mod kube;
 pub mod poll;
 pub mod process;

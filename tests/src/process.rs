@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::HarnessError;
@@ -216,4 +216,18 @@ fn describe(cmd: &Command) -> String {
         .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The standard output of a command that must have succeeded; panics with its exit code,
+/// stdout and stderr otherwise (for tests that run drctl and read what it printed).
+#[allow(clippy::unwrap_used)] // harness code: a test that cannot go on should panic loudly
+pub fn succeeded(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }

@@ -3,7 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use lifeboat_backup::Repository;
+use lifeboat_backup::blob::BlobKind;
 use lifeboat_backup::crypto::{UserKey, UserRecipient};
+use lifeboat_backup::index::Index;
+use lifeboat_backup::repository::RepoError;
+use lifeboat_backup::session::{BlobSink, Session};
+use lifeboat_backup::snapshot::{Node, NodeKind, Snapshot, SnapshotDetails, Summary};
 use lifeboat_backup::store::{Secret, Store, StoreOptions};
 use tempfile::TempDir;
 
@@ -18,6 +24,8 @@ pub enum Backend {
     Rgw,
     /// A fresh container on the run's Azurite.
     Azurite,
+    /// A fresh bucket on the run's Ceph RGW created with S3 Object Lock enabled.
+    RgwObjectLock,
 }
 
 /// A test repository location plus an age identity that may open it.
@@ -48,9 +56,13 @@ impl TestRepo {
                 std::fs::create_dir(&repo).map_err(|e| HarnessError::io("create repo dir", e))?;
                 (repo.display().to_string(), StoreOptions::default())
             }
-            Backend::Rgw => {
+            Backend::Rgw | Backend::RgwObjectLock => {
                 let rgw = crate::ceph()?.rgw();
-                let bucket = rgw.new_bucket("repo")?;
+                let bucket = if backend == Backend::Rgw {
+                    rgw.new_bucket("repo")?
+                } else {
+                    rgw.new_object_lock_bucket("locked")?
+                };
                 (
                     format!("s3://{bucket}/lifeboat"),
                     StoreOptions {
@@ -130,7 +142,51 @@ impl TestRepo {
                     .unwrap_or_default(),
             ));
         }
+        if self.options.azure_endpoint.is_some() {
+            env.extend(crate::azurite().map(|a| a.env()).unwrap_or_default());
+        }
         env
+    }
+
+    /// Arguments and environment for `drctl repo copy --to` this repository (its credentials
+    /// through the `DRCTL_TO_*` variables, so they may differ from the source's).
+    pub fn copy_destination(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let mut args = vec!["--to".to_string(), self.url.clone()];
+        let mut env = Vec::new();
+        if let Some(e) = &self.options.s3_endpoint {
+            args.extend(["--to-s3-endpoint".to_string(), e.clone()]);
+            if let Some(r) = &self.options.s3_region {
+                args.extend(["--to-s3-region".to_string(), r.clone()]);
+            }
+            env.push((
+                "DRCTL_TO_AWS_ACCESS_KEY_ID".to_string(),
+                self.options.access_key_id.clone().unwrap_or_default(),
+            ));
+            env.push((
+                "DRCTL_TO_AWS_SECRET_ACCESS_KEY".to_string(),
+                self.options
+                    .secret_access_key
+                    .as_ref()
+                    .map(|s| s.expose().to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+        if let Some(e) = &self.options.azure_endpoint {
+            args.extend(["--to-azure-endpoint".to_string(), e.clone()]);
+            env.push((
+                "DRCTL_TO_AZURE_STORAGE_ACCOUNT_NAME".to_string(),
+                self.options.azure_account.clone().unwrap_or_default(),
+            ));
+            env.push((
+                "DRCTL_TO_AZURE_STORAGE_ACCOUNT_KEY".to_string(),
+                self.options
+                    .azure_access_key
+                    .as_ref()
+                    .map(|s| s.expose().to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+        (args, env)
     }
 }
 
@@ -145,4 +201,49 @@ pub fn make_identity(dir: &Path, name: &str) -> Result<(PathBuf, String), Harnes
         .unwrap_or_default()
         .to_string();
     Ok((path, public))
+}
+
+/// Writes a `files` snapshot whose tree is exactly `nodes`, in that order, through the engine's
+/// own lower-level API, as someone holding the repository key could (hostile and damaged trees
+/// for tests). With `content`, every file node gets it as its one chunk.
+pub async fn write_snapshot(
+    repo: &Repository,
+    mut nodes: Vec<Node>,
+    content: Option<Vec<u8>>,
+) -> Result<Snapshot, RepoError> {
+    let session = Session::start(repo, std::sync::Arc::new(Index::default()));
+    let shared = session.shared().clone();
+    let (tree, session) = tokio::task::spawn_blocking(move || {
+        let written = || -> Result<_, RepoError> {
+            if let Some(content) = content {
+                let mut sink = BlobSink::new(shared, BlobKind::Data);
+                let id = sink.put(&content)?;
+                sink.finish()?;
+                for n in nodes.iter_mut().filter(|n| n.kind == NodeKind::File) {
+                    n.chunks = vec![id];
+                    n.size = content.len() as u64;
+                }
+            }
+            session.write_tree(&nodes)
+        };
+        (written(), session)
+    })
+    .await
+    .map_err(|e| RepoError::Task(e.to_string()))?;
+    let tree = tree?;
+    session.finish().await?;
+    let mut snap = Snapshot {
+        id: None,
+        time: chrono::Utc::now(),
+        hostname: "forger".into(),
+        details: SnapshotDetails::Files,
+        source: "files:/forged".into(),
+        paths: vec![],
+        tags: Default::default(),
+        parent: None,
+        tree,
+        summary: Summary::default(),
+    };
+    snap.id = Some(repo.save_snapshot(&snap).await?);
+    Ok(snap)
 }

@@ -1,4 +1,5 @@
-//! The one S3 call `object_store` does not offer: creating a bucket.
+//! The one S3 call `object_store` does not offer: creating a bucket (optionally with S3 Object
+//! Lock enabled, which RGW only allows at creation).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,7 +12,7 @@ use crate::services::ceph::Rgw;
 
 /// Creates `name` on RGW with a presigned `PUT /bucket`, sent over plain HTTP/1.1 on loopback
 /// (a synchronous call, so it is safe inside and outside async tests alike).
-pub(crate) fn create_bucket(rgw: &Rgw, name: &str) -> Result<(), HarnessError> {
+pub(crate) fn create_bucket(rgw: &Rgw, name: &str, object_lock: bool) -> Result<(), HarnessError> {
     let fail = |reason: String| HarnessError::Start {
         service: "radosgw".to_string(),
         reason,
@@ -22,7 +23,17 @@ pub(crate) fn create_bucket(rgw: &Rgw, name: &str) -> Result<(), HarnessError> {
     let bucket = Bucket::new(endpoint, UrlStyle::Path, name.to_string(), rgw.region.clone())
         .map_err(|e| fail(format!("bad bucket name {name}: {e}")))?;
     let creds = Credentials::new(rgw.access_key.clone(), rgw.secret_key.clone());
-    let url = bucket.create_bucket(&creds).sign(Duration::from_secs(300));
+    let mut action = bucket.create_bucket(&creds);
+    let lock_header = "x-amz-bucket-object-lock-enabled";
+    if object_lock {
+        action.headers_mut().insert(lock_header, "true");
+    }
+    let url = action.sign(Duration::from_secs(300));
+    let extra = if object_lock {
+        format!("{lock_header}: true\r\n")
+    } else {
+        String::new()
+    };
     let host = url.host_str().unwrap_or("127.0.0.1");
     let port = url.port().unwrap_or(80);
     let path = match url.query() {
@@ -36,7 +47,7 @@ pub(crate) fn create_bucket(rgw: &Rgw, name: &str) -> Result<(), HarnessError> {
         .map_err(|e| fail(format!("set timeout: {e}")))?;
     write!(
         stream,
-        "PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| fail(format!("send CreateBucket: {e}")))?;
     let mut response = String::new();

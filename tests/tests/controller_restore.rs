@@ -8,7 +8,7 @@ mod controller_support;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
-use lifeboat_controller::crd::{Backup, BackupPhase, BackupSpec, Restore, RestorePhase, RestoreSpec};
+use lifeboat_controller::crd::{Restore, RestorePhase, RestoreSpec};
 
 use controller_support::*;
 
@@ -33,28 +33,7 @@ async fn a_restore_puts_objects_into_a_mapped_namespace_and_a_dry_run_changes_no
         .await
         .expect("target namespace");
     let ctl = env.controller("a").await;
-    let backups: Api<Backup> = env.api();
-    let b = Backup::new(
-        "source",
-        BackupSpec {
-            repository: REPO.into(),
-            included_namespaces: vec![env.ns.clone()],
-            included_resources: vec!["configmaps".into()],
-            ..BackupSpec::default()
-        },
-    );
-    backups
-        .create(&PostParams::default(), &b)
-        .await
-        .expect("create Backup");
-    eventually("the Backup to complete", 60, || {
-        let backups = backups.clone();
-        async move {
-            let s = backups.get("source").await.ok()?.status?;
-            (s.phase == BackupPhase::Completed).then_some(())
-        }
-    })
-    .await;
+    env.backup_config_maps("source").await;
 
     let restores: Api<Restore> = env.api();
     let dry = Restore::new(
@@ -171,28 +150,7 @@ async fn objects_the_server_rejects_are_listed_and_the_rest_restored() {
         .await
         .expect("target namespace");
     let ctl = env.controller("a").await;
-    let backups: Api<Backup> = env.api();
-    let b = Backup::new(
-        "source",
-        BackupSpec {
-            repository: REPO.into(),
-            included_namespaces: vec![env.ns.clone()],
-            included_resources: vec!["configmaps".into()],
-            ..BackupSpec::default()
-        },
-    );
-    backups
-        .create(&PostParams::default(), &b)
-        .await
-        .expect("create Backup");
-    eventually("the Backup to complete", 60, || {
-        let backups = backups.clone();
-        async move {
-            let s = backups.get("source").await.ok()?.status?;
-            (s.phase == BackupPhase::Completed).then_some(())
-        }
-    })
-    .await;
+    env.backup_config_maps("source").await;
     // The server refuses the first ConfigMap created in the target namespace.
     faults.fail_matching(403, 1, Some("POST"), &format!("/namespaces/{target}/configmaps"));
     let restores: Api<Restore> = env.api();

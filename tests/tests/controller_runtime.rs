@@ -76,7 +76,7 @@ async fn only_the_leader_reconciles_and_a_successor_takes_over() {
         "{leader_metrics}"
     );
     assert!(
-        !follower_metrics.contains(r#"lifeboat_attempts_total{operation="backup"}"#),
+        follower_metrics.contains(r#"lifeboat_attempts_total{operation="backup"} 0"#),
         "the follower reconciled: {follower_metrics}"
     );
     assert!(

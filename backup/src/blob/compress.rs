@@ -25,13 +25,13 @@ const MIN_GAIN: f64 = 0.97;
 const MAX_BLOCK: usize = 128 * 1024;
 
 /// Encodes `data` as one zstd frame: compressed when that helps, raw blocks otherwise.
+///
+/// A large chunk is stored raw without a full compression pass only when samples from its
+/// start, middle and end all fail to shrink: a chunk that begins in random data and ends in a
+/// run of zeros (the edge of a sparse file's hole, a partly filled disk image) still compresses.
 pub fn compress(data: &[u8], compression: Compression) -> Vec<u8> {
-    if data.len() >= 2 * SAMPLE {
-        let sample = &data[..SAMPLE];
-        let probe = zstd::bulk::compress(sample, 1).map(|c| c.len()).unwrap_or(SAMPLE);
-        if probe as f64 / SAMPLE as f64 > MIN_GAIN {
-            return raw_frame(data);
-        }
+    if data.len() >= 2 * SAMPLE && !any_sample_shrinks(data) {
+        return raw_frame(data);
     }
     match zstd::bulk::compress(data, compression.level) {
         Ok(c) if c.len() < data.len() => c,
@@ -39,9 +39,33 @@ pub fn compress(data: &[u8], compression: Compression) -> Vec<u8> {
     }
 }
 
+/// Whether a level-1 probe of any of three `SAMPLE`-byte windows (start, middle, end) of
+/// `data` shrinks below `MIN_GAIN`; `data` must hold at least `SAMPLE` bytes.
+fn any_sample_shrinks(data: &[u8]) -> bool {
+    let last = data.len() - SAMPLE;
+    [0, last / 2, last].into_iter().any(|at| {
+        let sample = &data[at..at + SAMPLE];
+        let probe = zstd::bulk::compress(sample, 1).map(|c| c.len()).unwrap_or(SAMPLE);
+        probe as f64 / SAMPLE as f64 <= MIN_GAIN
+    })
+}
+
 /// Decodes a frame made by [`compress`]; `raw_len` is the expected size.
 pub fn decompress(frame: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
-    let out = zstd::bulk::decompress(frame, raw_len)?;
+    thread_local! {
+        static DECODER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let out = DECODER.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(dec) => dec.decompress(frame, raw_len),
+            None => zstd::bulk::decompress(frame, raw_len),
+        }
+    })?;
     if out.len() != raw_len {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -221,6 +245,20 @@ mod tests {
         let random: Vec<u8> = (0..300_000).map(|_| rand::random::<u8>()).collect();
         let c = compress(&random, Compression::default());
         assert_eq!(c, raw_frame(&random));
+    }
+
+    #[test]
+    fn a_chunk_that_starts_random_and_ends_in_zeros_is_compressed() {
+        // The edge of a sparse file's hole: 128 KiB of random data, then 4 MiB of zeros.
+        let mut data: Vec<u8> = (0..128 * 1024).map(|_| rand::random::<u8>()).collect();
+        data.resize(data.len() + 4 * 1024 * 1024, 0);
+        let c = compress(&data, Compression::default());
+        assert!(c.len() < 160 * 1024, "stored {} bytes", c.len());
+        assert_eq!(decompress(&c, data.len()).unwrap(), data);
+        // Zeros first, random data last: the same.
+        data.reverse();
+        let c = compress(&data, Compression::default());
+        assert!(c.len() < 160 * 1024, "stored {} bytes", c.len());
     }
 
     #[test]

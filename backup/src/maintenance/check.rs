@@ -12,7 +12,7 @@ use crate::pack::pack_key;
 use crate::progress::Progress;
 use crate::read::BlobReader;
 use crate::repository::{RepoError, Repository};
-use crate::snapshot::NodeKind;
+use crate::snapshot::{NodeKind, tree_damage};
 
 /// Packs verified at once with `--read-data`.
 const PACKS_IN_FLIGHT: usize = 3;
@@ -28,7 +28,8 @@ pub struct CheckReport {
     pub packs_read: usize,
     /// Damaged or missing packs, with why.
     pub damaged_packs: BTreeMap<String, String>,
-    /// Per damaged snapshot id: the files (or `tree`) that cannot be restored.
+    /// Per damaged snapshot id: the files that cannot be restored, and `tree: …` lines for a
+    /// tree that cannot be read or is damaged (a name listed twice, an unsafe path).
     pub affected: BTreeMap<String, Vec<String>>,
     /// Other problems.
     pub errors: Vec<String>,
@@ -143,6 +144,11 @@ pub async fn check(
         } else {
             match reader.read_tree(&snap.tree).await {
                 Ok(nodes) => {
+                    // A tree that lists a name twice (or something under a non-directory)
+                    // is damaged: restores refuse those entries.
+                    for damage in tree_damage(&nodes) {
+                        files_hit.push(format!("tree: {}", damage.why));
+                    }
                     for node in nodes.iter().filter(|n| n.kind == NodeKind::File) {
                         if let Some(why) = node.chunks.iter().find_map(bad_blob) {
                             files_hit.push(format!("{}: chunk {why}", node.path));

@@ -15,7 +15,8 @@ use chrono::{DateTime, Datelike, Utc};
 
 use crate::blob::SnapshotId;
 use crate::repository::{LockKind, RepoError, Repository};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, snapshot_key};
+use crate::store::object_lock::Retention;
 
 /// How many snapshots to keep, per rule. A snapshot is kept when any rule keeps it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -200,27 +201,42 @@ fn has_tag(tags: &BTreeMap<String, String>, wanted: &str) -> bool {
     }
 }
 
-/// `forget`: plans with `policy` over every snapshot and, unless `dry_run`, deletes the
-/// snapshots it removes. Listing and deleting happen under one shared lock, released
-/// whatever happens (a failed delete does not leave it to lapse). Data goes with `prune`.
+/// Applies `policy` under a shared lock, which is released whatever happens (a failed
+/// delete does not leave it to lapse): plans with [`plan_forget`], then deletes the manifests
+/// it removes (their data stays until `prune`). Manifests S3 Object Lock still retains are
+/// kept and listed in [`Forgotten::held`]; a later forget removes them. With `dry_run`,
+/// only plans. Refuses a policy without rules ([`ForgetError::NoRule`]).
 pub async fn forget(
     repo: &Repository,
     policy: &RetentionPolicy,
     dry_run: bool,
-) -> Result<Vec<ForgetGroup>, ForgetError> {
+) -> Result<Forgotten, ForgetError> {
     if policy.is_empty() {
         return Err(ForgetError::NoRule);
     }
     repo.while_locked(LockKind::Shared, "forget", async {
-        let plan = plan_forget(&repo.snapshots().await?, policy)?;
+        let groups = plan_forget(&repo.snapshots().await?, policy)?;
+        let removing = groups.iter().flat_map(|g| g.remove.iter().map(snapshot_key));
+        let held = repo.retained(removing, Utc::now()).await?;
         if !dry_run {
-            for id in plan.iter().flat_map(|g| &g.remove) {
-                repo.delete_snapshot_locked(id).await?;
+            for id in groups.iter().flat_map(|g| &g.remove) {
+                if !held.contains_key(&snapshot_key(id)) {
+                    repo.delete_snapshot_locked(id).await?;
+                }
             }
         }
-        Ok(plan)
+        Ok(Forgotten { groups, held })
     })
     .await
+}
+
+/// What [`forget`] did (or, in a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    /// The plan, per group.
+    pub groups: Vec<ForgetGroup>,
+    /// Manifests the plan removes that S3 Object Lock retains (by object key): kept.
+    pub held: BTreeMap<String, Retention>,
 }
 
 #[cfg(test)]

@@ -4,5 +4,6 @@
 
 pub mod check;
 pub mod forget;
+pub mod object_lock;
 pub mod prune;
 pub mod stats;

@@ -2,9 +2,15 @@
 //! `--dry-run` prints); applying it under an exclusive lock keeps every step crash-safe:
 //! new packs and a new index are written before old index files go, and packs are deleted
 //! last, so an interruption leaves only unreferenced garbage for the next prune.
+//!
+//! On a bucket with S3 Object Lock, objects still retained are never deleted: the plan keeps
+//! them (`held`, with the date they may go) and so does every pack a retained index file
+//! lists, since deleting those would leave that index naming packs that are gone.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use crate::blob::{BlobId, BlobKind, Id, PackId};
 use crate::index::{Index, IndexFile, IndexPack};
@@ -38,10 +44,20 @@ pub struct PrunePlan {
     pub freed_bytes: u64,
     /// Raw bytes copied by repacking.
     pub repack_bytes: u64,
+    /// Objects that would go but S3 Object Lock retains, with the time they may be deleted
+    /// (a prune after that removes them). Index files listed here are kept too.
+    pub held: BTreeMap<String, DateTime<Utc>>,
 }
 
-/// Decides, per pack, keep / repack / delete. Pure: tests drive it with hand-made indexes.
-pub fn plan_prune(index: &Index, used: &HashSet<BlobId>, stored: &HashMap<String, u64>) -> PrunePlan {
+/// Decides, per pack, keep / repack / delete. `held` names objects (pack keys) that cannot
+/// be deleted before the given time: such packs are kept whatever they hold. Pure: tests
+/// drive it with hand-made indexes.
+pub fn plan_prune(
+    index: &Index,
+    used: &HashSet<BlobId>,
+    stored: &HashMap<String, u64>,
+    held: &BTreeMap<String, DateTime<Utc>>,
+) -> PrunePlan {
     let mut per_pack: HashMap<PackId, (u64, u64, usize, usize)> = HashMap::new();
     for b in index.blobs() {
         let e = per_pack.entry(b.pack).or_default();
@@ -58,10 +74,15 @@ pub fn plan_prune(index: &Index, used: &HashSet<BlobId>, stored: &HashMap<String
         let (used_b, unused_b, used_n, unused_n) = per_pack.get(&pack.id).copied().unwrap_or_default();
         plan.used_blobs += used_n;
         plan.unused_blobs += unused_n;
-        if used_n == 0 {
+        let key = pack_key(&pack.id);
+        let sparse = unused_n > 0 && (used_b as f64) < REPACK_BELOW_USED * (used_b + unused_b) as f64;
+        if let Some(until) = held.get(&key).filter(|_| used_n == 0 || sparse) {
+            plan.held.insert(key, *until);
+            plan.keep += 1;
+        } else if used_n == 0 {
             plan.delete.push(pack.id);
             plan.freed_bytes += pack.size;
-        } else if unused_n > 0 && (used_b as f64) < REPACK_BELOW_USED * (used_b + unused_b) as f64 {
+        } else if sparse {
             plan.repack.push(pack.id);
             plan.freed_bytes += pack.size;
             plan.repack_bytes += used_b;
@@ -71,7 +92,9 @@ pub fn plan_prune(index: &Index, used: &HashSet<BlobId>, stored: &HashMap<String
     }
     let indexed: HashSet<String> = index.packs().iter().map(|p| pack_key(&p.id)).collect();
     for (key, size) in stored {
-        if !indexed.contains(key) {
+        if let Some(until) = held.get(key).filter(|_| !indexed.contains(key)) {
+            plan.held.insert(key.clone(), *until);
+        } else if !indexed.contains(key) {
             plan.unindexed.push(key.clone());
             plan.freed_bytes += size;
         }
@@ -106,7 +129,14 @@ async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
     let index = Index::from_files(files.iter().map(|(_, f)| f));
     let used = used_blobs(repo, &index).await?;
     let stored: HashMap<String, u64> = repo.list("data/").await?.into_iter().collect();
-    let plan = plan_prune(&index, &used, &stored);
+    let plan = plan_prune(&index, &used, &stored, &BTreeMap::new());
+    let held = held_by_object_lock(repo, &plan, &files).await?;
+    let mut plan = plan_prune(&index, &used, &stored, &held);
+    for (key, _) in &files {
+        if let Some(until) = held.get(key) {
+            plan.held.insert(key.clone(), *until);
+        }
+    }
     if dry_run {
         return Ok(plan);
     }
@@ -163,9 +193,12 @@ async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
             .await?;
     }
 
-    // 3. Old index files, now superseded (the repack session's new ones are not in `files`).
+    // 3. Old index files, now superseded (the repack session's new ones are not in `files`),
+    //    except those object lock retains.
     for (key, _) in &files {
-        repo.objects().delete(key).await?;
+        if !plan.held.contains_key(key) {
+            repo.objects().delete(key).await?;
+        }
     }
 
     // 4. Packs, last.
@@ -175,8 +208,39 @@ async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
     for key in &plan.unindexed {
         repo.objects().delete(key).await?;
     }
-    repo.remove_stale_locks().await?;
+    repo.remove_expired_locks().await?;
     Ok(plan)
+}
+
+/// What object lock keeps from a first plan: retained packs it would remove, retained index
+/// files, and every pack a retained index file lists (held until that file's date).
+async fn held_by_object_lock(
+    repo: &Repository,
+    plan: &PrunePlan,
+    files: &[(String, IndexFile)],
+) -> Result<BTreeMap<String, DateTime<Utc>>, RepoError> {
+    if !repo.object_lock_enabled().await? {
+        return Ok(BTreeMap::new());
+    }
+    let candidates = plan
+        .repack
+        .iter()
+        .chain(&plan.delete)
+        .map(pack_key)
+        .chain(plan.unindexed.iter().cloned())
+        .chain(files.iter().map(|(k, _)| k.clone()));
+    let retained = repo.retained(candidates, Utc::now()).await?;
+    let mut held: BTreeMap<String, DateTime<Utc>> =
+        retained.iter().map(|(k, r)| (k.clone(), r.until)).collect();
+    for (key, file) in files {
+        if let Some(r) = retained.get(key) {
+            for p in &file.packs {
+                let until = held.entry(pack_key(&p.id)).or_insert(r.until);
+                *until = (*until).max(r.until);
+            }
+        }
+    }
+    Ok(held)
 }
 
 #[cfg(test)]
@@ -184,6 +248,7 @@ mod tests {
     use super::*;
     use crate::blob::BlobKind;
     use crate::pack::PackedBlob;
+    use chrono::TimeZone;
 
     fn pack(n: u8, kind: BlobKind, lengths: &[u32]) -> IndexPack {
         let mut offset = 0;
@@ -254,7 +319,7 @@ mod tests {
         stored.insert(orphan.clone(), 5000);
 
         assert_eq!(
-            plan_prune(&index, &used, &stored),
+            plan_prune(&index, &used, &stored, &BTreeMap::new()),
             PrunePlan {
                 // Pack 1 is fully used; pack 2 is 90 % used, above the 80 % repack threshold.
                 keep: 2,
@@ -266,10 +331,60 @@ mod tests {
                 unused_blobs: 7,
                 freed_bytes: 4200 + 3200 + 2200 + 5000,
                 repack_bytes: 2000 + 1000,
+                held: BTreeMap::new(),
             }
         );
         // With nothing used, every indexed pack goes.
-        let plan = plan_prune(&index, &HashSet::new(), &stored);
+        let plan = plan_prune(&index, &HashSet::new(), &stored, &BTreeMap::new());
         assert_eq!((plan.keep, plan.repack.len(), plan.delete.len()), (0, 0, 5));
+    }
+
+    #[test]
+    fn locked_packs_are_held_not_deleted() {
+        let blob = |n: u8| PackedBlob {
+            id: BlobId::of(&[n]),
+            offset: 0,
+            length: 10,
+            raw_length: 10,
+        };
+        let pack = |n: u8, blobs: Vec<PackedBlob>| IndexPack {
+            id: PackId::of(&[n, 0xee]),
+            kind: BlobKind::Data,
+            size: 100,
+            blobs,
+        };
+        let file = IndexFile {
+            packs: vec![
+                pack(1, vec![blob(1)]),
+                pack(2, vec![blob(2)]),
+                pack(3, vec![blob(3)]),
+            ],
+        };
+        let index = Index::from_files([&file]);
+        let stored: HashMap<String, u64> = file
+            .packs
+            .iter()
+            .map(|p| (pack_key(&p.id), 100))
+            .chain([("data/ff/orphan".to_string(), 5)])
+            .collect();
+        let used: HashSet<BlobId> = [BlobId::of(&[1])].into();
+        let until = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let unlocked = plan_prune(&index, &used, &stored, &BTreeMap::new());
+        assert_eq!(unlocked.delete.len(), 2);
+        assert_eq!(unlocked.unindexed, ["data/ff/orphan"]);
+
+        let held: BTreeMap<String, DateTime<Utc>> = [
+            (pack_key(&PackId::of(&[2, 0xee])), until),
+            ("data/ff/orphan".to_string(), until),
+            // A used pack being locked changes nothing.
+            (pack_key(&PackId::of(&[1, 0xee])), until),
+        ]
+        .into();
+        let plan = plan_prune(&index, &used, &stored, &held);
+        assert_eq!(plan.delete, [PackId::of(&[3, 0xee])]);
+        assert!(plan.unindexed.is_empty());
+        assert_eq!(plan.held.len(), 2, "{:?}", plan.held);
+        assert_eq!(plan.keep, 2);
+        assert_eq!(plan.freed_bytes, 100);
     }
 }

@@ -13,7 +13,8 @@ use crate::pack::DEFAULT_PACK_SIZE;
 pub struct Config {
     /// Always `lifeboat-repository`.
     pub format: String,
-    /// Format version (1).
+    /// Format version: 2 since tree listings may hold raw (non-UTF-8) names, hard-link and
+    /// extended-attribute fields; 1 before. Both are read.
     pub version: u32,
     /// Random repository id.
     pub id: String,
@@ -39,7 +40,11 @@ pub struct InitOptions {
 }
 
 const FORMAT: &str = "lifeboat-repository";
-const VERSION: u32 = 1;
+/// The version new repositories get.
+const VERSION: u32 = 2;
+/// The oldest version still read (and written to: a format 1 repository takes format 2
+/// tree nodes, which only readers of format 2 understand).
+const OLDEST_VERSION: u32 = 1;
 
 impl Config {
     pub(crate) fn new(key: &RepoKey, options: InitOptions) -> Self {
@@ -72,9 +77,9 @@ impl Config {
         if config.format != FORMAT {
             return Err(bad(format!("format {:?} is not {FORMAT:?}", config.format)));
         }
-        if config.version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&config.version) {
             return Err(bad(format!(
-                "format version {} is not supported by this drctl (supports {VERSION}); upgrade drctl",
+                "format version {} is not supported by this drctl (supports {OLDEST_VERSION} to {VERSION}); upgrade drctl",
                 config.version
             )));
         }

@@ -22,6 +22,16 @@ pub enum RepoError {
         /// The URL.
         url: String,
     },
+    /// `init` where other data lives.
+    #[error(
+        "{url} is not empty ({found} is there) and holds no repository; nothing was written. Create the repository in an empty directory or prefix"
+    )]
+    NotEmpty {
+        /// The URL.
+        url: String,
+        /// One object found there.
+        found: String,
+    },
     /// `init` without any user key.
     #[error("no user key given to wrap the repository key for; nothing was written")]
     NoRecipients,
@@ -116,12 +126,14 @@ pub enum RepoError {
         why: String,
     },
     /// Someone else holds a conflicting lock.
-    #[error("{url} is locked: {holder}. Wait for it to finish; a crashed holder's lock expires at {expires}")]
+    #[error("{url} is locked by {holder}. {advice} Left alone, the lock lapses at {expires}.")]
     Locked {
         /// The URL.
         url: String,
-        /// Who holds it.
+        /// Who holds it: pid, host, operation, age.
         holder: String,
+        /// What to do: wait, or how to remove it.
+        advice: String,
         /// When it expires.
         expires: String,
     },
@@ -159,6 +171,16 @@ pub enum RepoError {
         path: String,
         /// The OS error.
         message: String,
+    },
+    /// S3 Object Lock retains the object: it cannot be deleted yet.
+    #[error("{key} in {url} is locked (S3 Object Lock) until {until}; it can be removed after that")]
+    Retained {
+        /// The object key.
+        key: String,
+        /// The repository URL.
+        url: String,
+        /// When its retention ends.
+        until: chrono::DateTime<chrono::Utc>,
     },
     /// A background task failed to run.
     #[error("internal task failed: {0}")]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use super::holder::{HolderState, ThisHost, describe, holder_state, process_start};
 use super::objects::Objects;
 use super::{RepoError, Repository};
 use crate::blob::Id;
@@ -61,6 +62,25 @@ pub struct LockInfo {
     pub created: DateTime<Utc>,
     /// When it lapses unless refreshed.
     pub expires: DateTime<Utc>,
+    /// The holder's boot (`/proc/sys/kernel/random/boot_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The holder's PID namespace (`/proc/self/ns/pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_namespace: Option<String>,
+    /// When the holding process started (clock ticks after boot), so a reused pid is told
+    /// apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_start: Option<u64>,
+}
+
+/// What `repo unlock` did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct UnlockReport {
+    /// Locks removed, each described with why it could go.
+    pub removed: Vec<String>,
+    /// Locks left in place, each described with why.
+    pub kept: Vec<String>,
 }
 
 /// A held lock; refreshed in the background until [`LockGuard::release`] or drop.
@@ -155,14 +175,20 @@ impl Repository {
         let timings = self.lock_timings;
         let key = format!("locks/{}", Id::random().to_hex()[..24].to_owned());
         let purpose = purpose.to_string();
+        let host = ThisHost::current();
+        let pid = std::process::id();
+        let started = process_start(pid);
         let info = move |now: DateTime<Utc>| LockInfo {
             kind,
             purpose: purpose.clone(),
-            hostname: hostname(),
-            pid: std::process::id(),
+            hostname: host.hostname.clone(),
+            pid,
             created: now,
             expires: now
                 + chrono::Duration::from_std(timings.ttl).unwrap_or_else(|_| chrono::Duration::minutes(30)),
+            boot_id: host.boot_id.clone(),
+            pid_namespace: host.pid_namespace.clone(),
+            process_start: started,
         };
         fn encode(i: &LockInfo) -> Vec<u8> {
             serde_json::to_vec(i).unwrap_or_default()
@@ -189,12 +215,23 @@ impl Repository {
             }
             if kind == LockKind::Exclusive || theirs.kind == LockKind::Exclusive {
                 objects.delete(&key).await?;
+                let advice = match holder_state(&theirs, &ThisHost::current(), process_start) {
+                    HolderState::Running => "Wait for it to finish.".to_string(),
+                    HolderState::Gone(why) => format!(
+                        "Its holder is gone ({why}): remove the lock with `drctl repo unlock --repo {}`.",
+                        self.url
+                    ),
+                    HolderState::Unknown(why) => format!(
+                        "If that process is gone (killed, or its node lost), remove the lock with \
+                         `drctl repo unlock` on {} (it checks), or after making sure with \
+                         `drctl repo unlock --remove-all` ({why}); otherwise wait for it to finish.",
+                        theirs.hostname
+                    ),
+                };
                 return Err(RepoError::Locked {
                     url: self.url.clone(),
-                    holder: format!(
-                        "{:?} lock for {} held by pid {} on {} since {}",
-                        theirs.kind, theirs.purpose, theirs.pid, theirs.hostname, theirs.created
-                    ),
+                    holder: describe(&theirs, now),
+                    advice,
                     expires: theirs.expires.to_rfc3339(),
                 });
             }
@@ -241,8 +278,9 @@ impl Repository {
         })
     }
 
-    /// Deletes locks whose holders stopped refreshing them.
-    pub async fn remove_stale_locks(&self) -> Result<usize, RepoError> {
+    /// Deletes locks whose holders stopped refreshing them (prune, holding the exclusive
+    /// lock, tidies up so).
+    pub(crate) async fn remove_expired_locks(&self) -> Result<usize, RepoError> {
         let objects = self.objects();
         let now = Utc::now();
         let mut removed = 0;
@@ -259,14 +297,50 @@ impl Repository {
         Ok(removed)
     }
 
-    /// Deletes every lock, live or not. For operators who have confirmed the holders are gone
-    /// (the process was killed, the node died) and cannot wait for the locks to expire.
-    pub async fn remove_all_locks(&self) -> Result<usize, RepoError> {
+    /// `repo unlock`: deletes every lock that has expired, whose content is unreadable, or whose
+    /// holder ran on this host and is no longer running (killed, crashed, or the host
+    /// rebooted). With `remove_all`, every other lock too: only for operators who have made
+    /// sure the holders are gone, since a live holder's work is then unprotected.
+    pub async fn unlock(&self, remove_all: bool) -> Result<UnlockReport, RepoError> {
         let objects = self.objects();
-        let keys = objects.list_keys("locks/").await?;
-        for key in &keys {
-            objects.delete(key).await?;
+        let now = Utc::now();
+        let here = ThisHost::current();
+        let mut report = UnlockReport::default();
+        for key in objects.list_keys("locks/").await? {
+            let bytes = match objects.get(&key).await {
+                Ok(b) => b,
+                Err(RepoError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let (described, why_removable) = match serde_json::from_slice::<LockInfo>(&bytes) {
+                Err(e) => (key.clone(), Ok(format!("unreadable: {e}"))),
+                Ok(lock) => {
+                    let why = if lock.expires < now {
+                        Ok("expired".to_string())
+                    } else {
+                        match holder_state(&lock, &here, process_start) {
+                            HolderState::Gone(why) => Ok(why),
+                            HolderState::Running => Err("its holder is running".to_string()),
+                            HolderState::Unknown(why) => Err(why),
+                        }
+                    };
+                    (describe(&lock, now), why)
+                }
+            };
+            match why_removable {
+                Ok(why) => {
+                    objects.delete(&key).await?;
+                    report.removed.push(format!("{described}: {why}"));
+                }
+                Err(why) if remove_all => {
+                    objects.delete(&key).await?;
+                    report
+                        .removed
+                        .push(format!("{described}: removed with --remove-all although {why}"));
+                }
+                Err(why) => report.kept.push(format!("{described}: {why}")),
+            }
         }
-        Ok(keys.len())
+        Ok(report)
     }
 }

@@ -5,17 +5,19 @@
 
 mod config;
 mod error;
+pub mod holder;
 mod indexed;
 mod keys;
 mod lock;
 pub(crate) mod objects;
+mod retention;
 
 pub use config::{Config, InitOptions};
 pub use error::{RepoError, StoreFailure};
 pub use indexed::IndexedRepository;
 pub use keys::KeyInfo;
 pub use lock::hostname;
-pub use lock::{LockGuard, LockInfo, LockKind, LockTimings};
+pub use lock::{LockGuard, LockInfo, LockKind, LockTimings, UnlockReport};
 
 use std::sync::Arc;
 
@@ -27,7 +29,7 @@ use crate::blob::SnapshotId;
 use crate::crypto::{RepoKey, UserKey, UserRecipient};
 use crate::index::{Index, IndexFile};
 use crate::snapshot::{Snapshot, snapshot_key};
-use crate::store::Store;
+use crate::store::{ObjectLock, Store};
 
 /// How many metadata objects (snapshots, index files) are fetched at once.
 const METADATA_FETCH_CONCURRENCY: usize = 16;
@@ -42,6 +44,8 @@ pub struct Repository {
     key: Arc<RepoKey>,
     key_id: String,
     lock_timings: LockTimings,
+    /// S3 Object Lock on the repository's bucket, when the store has the feature.
+    lock: Option<Arc<ObjectLock>>,
 }
 
 impl Repository {
@@ -52,13 +56,15 @@ impl Repository {
         recipients: &[UserRecipient],
         options: InitOptions,
     ) -> Result<Self, RepoError> {
-        Self::init_with(
+        let mut repo = Self::init_with(
             store.object_store().clone(),
             &store.location().to_string(),
             recipients,
             options,
         )
-        .await
+        .await?;
+        repo.lock = store.object_lock().cloned();
+        Ok(repo)
     }
 
     /// [`Repository::init`] on any object store (tests inject faulty ones).
@@ -76,6 +82,20 @@ impl Repository {
         if probe.exists("config").await? {
             return Err(RepoError::AlreadyExists { url: url.to_string() });
         }
+        // Something else lives here: a repository would mix with it, and `prune` would one
+        // day delete what it does not recognise. (Keys alone are what an interrupted init
+        // leaves; they open nothing without a config.)
+        let mut listing = store.list(None);
+        while let Some(item) = listing.next().await {
+            let found = item.map_err(|e| RepoError::store("list", "", url, e))?;
+            if !found.location.as_ref().starts_with("keys/") {
+                return Err(RepoError::NotEmpty {
+                    url: url.to_string(),
+                    found: found.location.to_string(),
+                });
+            }
+        }
+        drop(listing);
         let key = RepoKey::generate();
         let config = Config::new(&key, options);
         let mut repo = Self {
@@ -85,6 +105,7 @@ impl Repository {
             key: Arc::new(key),
             key_id: String::new(),
             lock_timings: LockTimings::default(),
+            lock: None,
         };
         for r in recipients {
             let id = repo.add_key(r).await?;
@@ -101,7 +122,10 @@ impl Repository {
 
     /// Opens the repository at `store` with the first of `keys` that unwraps a repository key.
     pub async fn open(store: &Store, keys: &[UserKey]) -> Result<Self, RepoError> {
-        Self::open_with(store.object_store().clone(), &store.location().to_string(), keys).await
+        let mut repo =
+            Self::open_with(store.object_store().clone(), &store.location().to_string(), keys).await?;
+        repo.lock = store.object_lock().cloned();
+        Ok(repo)
     }
 
     /// [`Repository::open`] on any object store.
@@ -129,6 +153,7 @@ impl Repository {
             key: Arc::new(key),
             key_id,
             lock_timings: LockTimings::default(),
+            lock: None,
         })
     }
 
@@ -137,6 +162,25 @@ impl Repository {
     pub fn with_lock_timings(mut self, timings: LockTimings) -> Self {
         self.lock_timings = timings;
         self
+    }
+
+    /// The same repository in another store (a replica that `copy` writes): same config and
+    /// key, opened without unwrapping a key file there.
+    pub(crate) fn replica(&self, store: &Store) -> Self {
+        Self {
+            store: store.object_store().clone(),
+            url: store.location().to_string(),
+            config: self.config.clone(),
+            key: self.key.clone(),
+            key_id: self.key_id.clone(),
+            lock_timings: self.lock_timings,
+            lock: store.object_lock().cloned(),
+        }
+    }
+
+    /// S3 Object Lock requests for this repository's bucket, if its store has the feature.
+    pub fn object_lock(&self) -> Option<&Arc<ObjectLock>> {
+        self.lock.as_ref()
     }
 
     pub(crate) fn objects(&self) -> objects::Objects {
@@ -270,7 +314,8 @@ impl Repository {
 
     /// Deletes snapshot manifests under a shared lock, which is released whatever happens
     /// (a failed delete does not leave it to lapse). Their data stays until `prune`. Ids that
-    /// are already gone are not an error.
+    /// are already gone are not an error. Refuses with [`RepoError::Retained`] at the first
+    /// manifest S3 Object Lock still retains.
     pub async fn forget_snapshots(&self, ids: &[SnapshotId]) -> Result<(), RepoError> {
         self.while_locked(LockKind::Shared, "forget", async {
             for id in ids {
@@ -281,9 +326,22 @@ impl Repository {
         .await
     }
 
-    /// Deletes a snapshot manifest; the caller holds a lock.
+    /// Deletes a snapshot manifest (its data stays until `prune`); the caller holds a lock.
+    /// Refuses with [`RepoError::Retained`] while S3 Object Lock retains it.
     pub(crate) async fn delete_snapshot_locked(&self, id: &SnapshotId) -> Result<(), RepoError> {
-        self.objects().delete(&snapshot_key(id)).await
+        let key = snapshot_key(id);
+        if let Some(r) = self
+            .retained([key.clone()], chrono::Utc::now())
+            .await?
+            .remove(&key)
+        {
+            return Err(RepoError::Retained {
+                key,
+                url: self.url.clone(),
+                until: r.until,
+            });
+        }
+        self.objects().delete(&key).await
     }
 
     /// Lists object keys under a prefix with their sizes.

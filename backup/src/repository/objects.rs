@@ -76,15 +76,16 @@ impl Objects {
     /// Writes an object that must not exist yet. An existing object under a content-derived
     /// name holds the same bytes, so that is success, not an error.
     pub(crate) async fn put_new(&self, key: &str, bytes: Bytes) -> Result<(), RepoError> {
+        self.put_new_payload(key, PutPayload::from(bytes)).await
+    }
+
+    /// [`Self::put_new`] of a payload in parts (an HTTP body's chunks, not concatenated).
+    pub(crate) async fn put_new_payload(&self, key: &str, payload: PutPayload) -> Result<(), RepoError> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        match self
-            .store
-            .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), opts)
-            .await
-        {
+        match self.store.put_opts(&ObjectPath::from(key), payload, opts).await {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(self.err("write", key, e)),
         }
@@ -104,6 +105,21 @@ impl Objects {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err("delete", key, e)),
         }
+    }
+
+    /// The names at the top level: "folders" (common prefixes) and objects, one listing.
+    pub(crate) async fn list_top(&self) -> Result<Vec<String>, RepoError> {
+        let listed = self
+            .store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| self.err("list", "", e))?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .map(|p| format!("{p}/"))
+            .chain(listed.objects.iter().map(|m| m.location.to_string()))
+            .collect())
     }
 
     pub(crate) async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, RepoError> {

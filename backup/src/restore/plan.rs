@@ -1,16 +1,17 @@
 //! The restore plan: plain data, computed from the tree and the index, that the executor
 //! carries out and tests assert on.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobSetBuilder};
+use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use super::safe_path::safe_relative;
 use crate::blob::PackId;
 use crate::index::Index;
 use crate::pack::PackedBlob;
-use crate::snapshot::{Node, NodeKind};
+use crate::snapshot::{Node, NodeKind, parent_of, safe_relative, tree_damage};
 
 /// One blob to decode, and every (file, offset) it goes to.
 #[derive(Debug, Clone)]
@@ -21,60 +22,158 @@ pub struct PlannedBlob {
     pub targets: Vec<(usize, u64)>,
 }
 
+/// What the executor makes of one tree node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A directory, created if missing; its metadata is applied after everything below it.
+    Dir,
+    /// A regular file, written under a temporary name and renamed into place.
+    File,
+    /// Another name of the file restored as node `to` (same device and inode at backup):
+    /// linked to it, not written again.
+    HardLink {
+        /// The node restored with the content.
+        to: usize,
+    },
+    /// A symbolic link, created under a temporary name and renamed into place.
+    Symlink,
+}
+
+/// One node to restore.
+#[derive(Debug, Clone)]
+pub struct PlannedEntry {
+    /// Index of the node in the tree.
+    pub node: usize,
+    /// Its path under the target, checked to stay there.
+    pub path: PathBuf,
+    /// What to make.
+    pub kind: EntryKind,
+}
+
 /// What a restore will do.
 #[derive(Debug, Clone, Default)]
 pub struct RestorePlan {
-    /// Nodes to restore (index into the tree) with their safe relative paths, in tree order.
-    pub entries: Vec<(usize, PathBuf)>,
+    /// Nodes to restore, in tree order: those selected, and the directories above them that
+    /// the tree lists (so they get their recorded mode, owner and times).
+    pub entries: Vec<PlannedEntry>,
     /// Blobs to fetch, grouped by pack, in the order they lie in it.
     pub packs: BTreeMap<PackId, Vec<PlannedBlob>>,
     /// Files that cannot be restored because a chunk is not in the index, with why.
     pub missing: BTreeMap<usize, String>,
-    /// Paths refused as unsafe, with why.
+    /// Entries refused because the tree is damaged there (unsafe path, a name listed twice, a
+    /// path under something that is not a directory), each with why. Nothing is written
+    /// through them.
     pub refused: Vec<String>,
     /// Bytes to write.
     pub bytes: u64,
 }
 
+fn include_globs(include: &[String]) -> Result<Option<GlobSet>, String> {
+    if include.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for pattern in include {
+        let g = Glob::new(pattern.trim_start_matches('/'))
+            .map_err(|e| format!("--include {pattern:?} is not a valid glob: {e}"))?;
+        b.add(g);
+    }
+    Ok(Some(b.build().map_err(|e| format!("--include: {e}"))?))
+}
+
+/// True when `path` or a directory above it matches.
+fn included(globs: &GlobSet, path: &[u8]) -> bool {
+    let mut end = 0;
+    loop {
+        let next = path[end..].iter().position(|b| *b == b'/').map(|i| end + i);
+        let prefix = &path[..next.unwrap_or(path.len())];
+        if globs.is_match(Path::new(OsStr::from_bytes(prefix))) {
+            return true;
+        }
+        match next {
+            Some(i) => end = i + 1,
+            None => return false,
+        }
+    }
+}
+
 /// Plans restoring `nodes`, filtered by `include` globs.
 pub fn plan_restore(nodes: &[Node], index: &Index, include: &[String]) -> Result<RestorePlan, String> {
-    let globs = if include.is_empty() {
-        None
-    } else {
-        let mut b = GlobSetBuilder::new();
-        for pattern in include {
-            let g = Glob::new(pattern.trim_start_matches('/'))
-                .map_err(|e| format!("--include {pattern:?} is not a valid glob: {e}"))?;
-            b.add(g);
-        }
-        Some(b.build().map_err(|e| format!("--include: {e}"))?)
-    };
+    let globs = include_globs(include)?;
     let mut plan = RestorePlan::default();
-    let mut by_blob: HashMap<(PackId, u32), usize> = HashMap::new();
-    for (i, node) in nodes.iter().enumerate() {
-        if let Some(globs) = &globs {
-            // A path is included when it or any directory above it matches.
-            let mut prefix = String::new();
-            let matched = node.path.split('/').any(|part| {
-                if !prefix.is_empty() {
-                    prefix.push('/');
-                }
-                prefix.push_str(part);
-                globs.is_match(&prefix)
-            });
-            if !matched {
-                continue;
-            }
+
+    let damaged: HashMap<usize, String> = tree_damage(nodes)
+        .into_iter()
+        .filter(|d| d.refuses_restore())
+        .map(|d| (d.node, d.why))
+        .collect();
+    // Paths nothing may be restored through: every damaged entry's.
+    let blocked: HashSet<&[u8]> = damaged.keys().map(|&i| nodes[i].path_bytes()).collect();
+    let listed: HashMap<&[u8], usize> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !damaged.contains_key(i))
+        .map(|(i, n)| (n.path_bytes(), i))
+        .collect();
+
+    let mut wanted: BTreeSet<usize> = BTreeSet::new();
+    'nodes: for (i, node) in nodes.iter().enumerate() {
+        if let Some(globs) = &globs
+            && !included(globs, node.path_bytes())
+        {
+            continue;
         }
-        let rel = match safe_relative(&node.path) {
-            Ok(r) => r,
+        if let Some(why) = damaged.get(&i) {
+            plan.refused.push(format!("{}: refused: {why}", node.path));
+            continue;
+        }
+        let mut above = Vec::new();
+        let mut path = node.path_bytes();
+        while let Some(parent) = parent_of(path) {
+            if blocked.contains(parent) {
+                plan.refused.push(format!(
+                    "{}: refused: it lies under {:?}, which is refused",
+                    node.path,
+                    String::from_utf8_lossy(parent)
+                ));
+                continue 'nodes;
+            }
+            above.extend(listed.get(parent).copied());
+            path = parent;
+        }
+        wanted.insert(i);
+        wanted.extend(above);
+    }
+
+    let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut by_blob: HashMap<(PackId, u32), usize> = HashMap::new();
+    for i in wanted {
+        let node = &nodes[i];
+        let path = match safe_relative(node.path_bytes()) {
+            Ok(p) => p,
             Err(why) => {
-                plan.refused.push(format!("refused: {why}"));
+                // tree_damage refused these already; kept as a second line of defence.
+                plan.refused
+                    .push(format!("{}: refused: unsafe path {why}", node.path));
                 continue;
             }
         };
-        plan.entries.push((i, rel));
-        if node.kind != NodeKind::File {
+        let kind = match node.kind {
+            NodeKind::Dir => EntryKind::Dir,
+            NodeKind::Symlink => EntryKind::Symlink,
+            NodeKind::File if node.nlink > 1 && node.inode != 0 => {
+                match first_name.get(&(node.dev, node.inode)) {
+                    Some(&to) => EntryKind::HardLink { to },
+                    None => {
+                        first_name.insert((node.dev, node.inode), i);
+                        EntryKind::File
+                    }
+                }
+            }
+            NodeKind::File => EntryKind::File,
+        };
+        plan.entries.push(PlannedEntry { node: i, path, kind });
+        if kind != EntryKind::File {
             continue;
         }
         let mut offset = 0u64;
@@ -104,4 +203,63 @@ pub fn plan_restore(nodes: &[Node], index: &Index, include: &[String]) -> Result
         blobs.sort_by_key(|b| b.entry.offset);
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(path: &[u8], kind: NodeKind) -> Node {
+        let mut n = Node::with_path(path, kind);
+        if kind == NodeKind::Symlink {
+            n.set_target_bytes(b"/etc/passwd");
+        }
+        n
+    }
+
+    #[test]
+    fn duplicates_are_refused_with_everything_below_them() {
+        let nodes = vec![
+            node(b"d", NodeKind::Dir),
+            node(b"d/x", NodeKind::Symlink),
+            node(b"d/x", NodeKind::File),
+            node(b"d/x/y", NodeKind::File),
+            node(b"d/z", NodeKind::File),
+        ];
+        let plan = plan_restore(&nodes, &Index::default(), &[]).unwrap();
+        let restored: Vec<usize> = plan.entries.iter().map(|e| e.node).collect();
+        assert_eq!(restored, vec![0, 4]);
+        assert_eq!(plan.refused.len(), 3, "{:?}", plan.refused);
+        assert!(plan.refused.iter().all(|r| r.contains("refused")));
+    }
+
+    #[test]
+    fn parents_of_included_paths_and_hard_links_are_planned() {
+        let mut a = node(b"top/deep/a", NodeKind::File);
+        let mut b = node(b"top/deep/b", NodeKind::File);
+        for n in [&mut a, &mut b] {
+            (n.dev, n.inode, n.nlink) = (1, 42, 2);
+        }
+        let nodes = vec![
+            node(b"other", NodeKind::File),
+            node(b"top", NodeKind::Dir),
+            node(b"top/deep", NodeKind::Dir),
+            a,
+            b,
+            node(b"top/deep/c\xff", NodeKind::File),
+        ];
+        let plan = plan_restore(&nodes, &Index::default(), &["top/deep/[ab]".to_string()]).unwrap();
+        let kinds: Vec<(usize, EntryKind)> = plan.entries.iter().map(|e| (e.node, e.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (1, EntryKind::Dir),
+                (2, EntryKind::Dir),
+                (3, EntryKind::File),
+                (4, EntryKind::HardLink { to: 3 }),
+            ]
+        );
+        let plan = plan_restore(&nodes, &Index::default(), &["top/deep/c?".to_string()]).unwrap();
+        assert_eq!(plan.entries.last().map(|e| e.node), Some(5));
+    }
 }

@@ -2,6 +2,7 @@
 //! A snapshot object is written last, after everything it references is stored and indexed,
 //! so a snapshot that is visible is always complete.
 
+mod damage;
 mod details;
 mod manifest;
 mod tree;
@@ -9,7 +10,10 @@ mod tree;
 pub use details::{
     DetailsError, ETCD, EtcdDelta, EtcdFull, FILES, KUBERNETES, KubernetesObjects, SnapshotDetails,
 };
-pub use tree::{Node, NodeKind};
+
+pub(crate) use damage::parent_of;
+pub use damage::{DamageKind, TreeDamage, safe_relative, tree_damage};
+pub use tree::{Node, NodeKind, Xattr};
 
 use std::collections::BTreeMap;
 
@@ -64,9 +68,23 @@ pub struct Summary {
     pub new_blobs: u64,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
-    /// Items skipped, each with why (unreadable files, vanished files…).
+    /// Things saved incompletely, each with why (an extended attribute that could not be
+    /// read, an object a source could not fetch).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Paths that were asked for but are not in the snapshot (unreadable, vanished mid-walk,
+    /// a kind of file that is not backed up), each with why. A snapshot with any is partial.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedPath>,
+}
+
+/// A path a backup could not save.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedPath {
+    /// The absolute path (U+FFFD for bytes that are not UTF-8).
+    pub path: String,
+    /// Why: the OS error or the reason it was left out.
+    pub error: String,
 }
 
 impl Snapshot {

@@ -1,13 +1,26 @@
-//! Tree listings: one JSON line per file, directory or symlink, sorted by path. Stored as
-//! content-defined chunks like file data, so an unchanged part of a large tree deduplicates.
+//! Tree listings: one JSON line per file, directory or symlink, sorted by path bytes. Stored
+//! as content-defined chunks like file data, so an unchanged part of a large tree deduplicates.
+//!
+//! Names and symlink targets are bytes on Unix. A path or target that is valid UTF-8 is
+//! written as a JSON string (`path`, `target`); one that is not is written base64-encoded
+//! under `path_raw` / `target_raw` instead, so nothing is ever changed on the way through
+//! (format 2; format 1 trees have only the string forms and read the same way).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::blob::BlobId;
 
 /// What a node is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeKind {
     /// A regular file (or a stream from a non-file source).
+    #[default]
     File,
     /// A directory.
     Dir,
@@ -15,41 +28,61 @@ pub enum NodeKind {
     Symlink,
 }
 
+/// One extended attribute (`user.*`, `trusted.*`, `security.*`, and POSIX ACLs as
+/// `system.posix_acl_access` / `system.posix_acl_default`), value as the kernel returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xattr {
+    /// Its name, with its namespace prefix.
+    pub name: String,
+    /// Its value, raw bytes.
+    pub value: Vec<u8>,
+}
+
 /// One entry of a tree listing.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
-    /// Relative path, `/`-separated, no leading slash, never `..`.
+    /// Relative path, `/`-separated, no leading slash, never `..`. When the path is not UTF-8
+    /// this is only a readable rendering (U+FFFD for bad bytes); `path_raw` holds the truth.
     pub path: String,
+    /// The path's exact bytes when they are not UTF-8; `None` when `path` is exact.
+    pub path_raw: Option<Vec<u8>>,
     /// What it is.
-    #[serde(rename = "type")]
     pub kind: NodeKind,
-    /// Unix permission bits.
-    #[serde(default)]
+    /// Permission bits including set-user-ID (0o4000), set-group-ID (0o2000) and sticky
+    /// (0o1000); never the file type bits.
     pub mode: u32,
     /// Owner.
-    #[serde(default)]
     pub uid: u32,
     /// Group.
-    #[serde(default)]
     pub gid: u32,
     /// Modification time, ns since the epoch.
-    #[serde(default)]
     pub mtime_ns: i64,
     /// Change time, ns since the epoch (detects changes that keep mtime).
-    #[serde(default)]
     pub ctime_ns: i64,
-    /// Inode number (detects replaced files).
-    #[serde(default)]
+    /// Inode number (detects replaced files; with `dev`, identifies hard links).
     pub inode: u64,
-    /// Content size.
-    #[serde(default)]
+    /// Device number of the filesystem holding it; recorded for files with `nlink` > 1.
+    pub dev: u64,
+    /// Hard link count at backup time; recorded when > 1.
+    pub nlink: u64,
+    /// Content size (the logical size: holes included).
     pub size: u64,
     /// Content chunks, in order (files).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chunks: Vec<BlobId>,
-    /// Link target (symlinks).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Link target (symlinks); a readable rendering when `target_raw` is set.
     pub target: Option<String>,
+    /// The target's exact bytes when they are not UTF-8.
+    pub target_raw: Option<Vec<u8>>,
+    /// Extended attributes and POSIX ACLs, in the order listed.
+    pub xattrs: Vec<Xattr>,
+}
+
+/// Splits bytes into the text form and, when that would lose something, the raw form.
+fn text_or_raw(bytes: &[u8]) -> (String, Option<Vec<u8>>) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_string(), None),
+        Err(_) => (String::from_utf8_lossy(bytes).into_owned(), Some(bytes.to_vec())),
+    }
 }
 
 impl Node {
@@ -60,15 +93,50 @@ impl Node {
             path: path.to_string(),
             kind: NodeKind::File,
             mode: 0o600,
-            uid: 0,
-            gid: 0,
             mtime_ns: time.timestamp_nanos_opt().unwrap_or(0),
-            ctime_ns: 0,
-            inode: 0,
             size,
             chunks,
-            target: None,
+            ..Self::default()
         }
+    }
+
+    /// A node of `kind` at `path` (exact bytes), everything else zero or empty.
+    pub fn with_path(path: &[u8], kind: NodeKind) -> Self {
+        let mut node = Self {
+            kind,
+            ..Self::default()
+        };
+        node.set_path_bytes(path);
+        node
+    }
+
+    /// The path's exact bytes.
+    pub fn path_bytes(&self) -> &[u8] {
+        self.path_raw.as_deref().unwrap_or(self.path.as_bytes())
+    }
+
+    /// The path as a (relative) filesystem path, exact.
+    pub fn fs_path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(self.path_bytes()))
+    }
+
+    /// Sets the path from its exact bytes.
+    pub fn set_path_bytes(&mut self, bytes: &[u8]) {
+        (self.path, self.path_raw) = text_or_raw(bytes);
+    }
+
+    /// The symlink target's exact bytes.
+    pub fn target_bytes(&self) -> Option<&[u8]> {
+        self.target_raw
+            .as_deref()
+            .or(self.target.as_deref().map(str::as_bytes))
+    }
+
+    /// Sets the symlink target from its exact bytes.
+    pub fn set_target_bytes(&mut self, bytes: &[u8]) {
+        let (text, raw) = text_or_raw(bytes);
+        self.target = Some(text);
+        self.target_raw = raw;
     }
 
     /// True when `other` (from the parent snapshot) describes the same unchanged file, so its
@@ -81,5 +149,207 @@ impl Node {
             && self.ctime_ns == other.ctime_ns
             && self.inode == other.inode
             && (self.size == 0 || !other.chunks.is_empty())
+    }
+}
+
+/// The JSON form of a node, borrowed for writing.
+#[derive(serde::Serialize)]
+struct NodeOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_raw: Option<String>,
+    #[serde(rename = "type")]
+    kind: NodeKind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    inode: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    dev: u64,
+    #[serde(skip_serializing_if = "at_most_one")]
+    nlink: u64,
+    size: u64,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    chunks: &'a [BlobId],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_raw: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    xattrs: Vec<XattrJson>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn at_most_one(n: &u64) -> bool {
+    *n <= 1
+}
+
+/// The JSON form of a node, as read (format 1 or 2).
+#[derive(serde::Deserialize)]
+struct NodeIn {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    path_raw: Option<String>,
+    #[serde(rename = "type")]
+    kind: NodeKind,
+    #[serde(default)]
+    mode: u32,
+    #[serde(default)]
+    uid: u32,
+    #[serde(default)]
+    gid: u32,
+    #[serde(default)]
+    mtime_ns: i64,
+    #[serde(default)]
+    ctime_ns: i64,
+    #[serde(default)]
+    inode: u64,
+    #[serde(default)]
+    dev: u64,
+    #[serde(default)]
+    nlink: u64,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    chunks: Vec<BlobId>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    target_raw: Option<String>,
+    #[serde(default)]
+    xattrs: Vec<XattrJson>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct XattrJson {
+    name: String,
+    /// Base64 (standard alphabet, padded).
+    value: String,
+}
+
+impl serde::Serialize for Node {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        NodeOut {
+            path: self.path_raw.is_none().then_some(self.path.as_str()),
+            path_raw: self.path_raw.as_ref().map(|b| BASE64.encode(b)),
+            kind: self.kind,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+            inode: self.inode,
+            dev: self.dev,
+            nlink: self.nlink,
+            size: self.size,
+            chunks: &self.chunks,
+            target: self.target.as_deref().filter(|_| self.target_raw.is_none()),
+            target_raw: self.target_raw.as_ref().map(|b| BASE64.encode(b)),
+            xattrs: self
+                .xattrs
+                .iter()
+                .map(|x| XattrJson {
+                    name: x.name.clone(),
+                    value: BASE64.encode(&x.value),
+                })
+                .collect(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Node {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let n = NodeIn::deserialize(d)?;
+        let raw = |field: &str, b64: &str| {
+            BASE64
+                .decode(b64)
+                .map_err(|e| D::Error::custom(format!("{field} is not base64: {e}")))
+        };
+        let mut node = Node {
+            kind: n.kind,
+            mode: n.mode,
+            uid: n.uid,
+            gid: n.gid,
+            mtime_ns: n.mtime_ns,
+            ctime_ns: n.ctime_ns,
+            inode: n.inode,
+            dev: n.dev,
+            nlink: n.nlink,
+            size: n.size,
+            chunks: n.chunks,
+            ..Node::default()
+        };
+        match (n.path, n.path_raw) {
+            (_, Some(b64)) => node.set_path_bytes(&raw("path_raw", &b64)?),
+            (Some(path), None) => node.path = path,
+            (None, None) => return Err(D::Error::missing_field("path")),
+        }
+        match (n.target, n.target_raw) {
+            (_, Some(b64)) => node.set_target_bytes(&raw("target_raw", &b64)?),
+            (target, None) => node.target = target,
+        }
+        for x in n.xattrs {
+            let value = raw("xattr value", &x.value)?;
+            node.xattrs.push(Xattr { name: x.name, value });
+        }
+        Ok(node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_utf8_names_and_targets_round_trip_byte_for_byte() {
+        let mut node = Node::with_path(b"data/caf\xe9", NodeKind::Symlink);
+        node.mode = 0o777;
+        node.set_target_bytes(b"../\xff\xfe");
+        let json = serde_json::to_string(&node).unwrap();
+        assert!(!json.contains("\"path\""), "{json}");
+        assert!(json.contains("\"path_raw\":\"ZGF0YS9jYWbp\""), "{json}");
+        let back: Node = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.path_bytes(), b"data/caf\xe9");
+        assert_eq!(back.target_bytes(), Some(&b"../\xff\xfe"[..]));
+        assert_eq!(back, node);
+    }
+
+    #[test]
+    fn format_1_nodes_read_unchanged() {
+        let line = r#"{"path":"data/x","type":"file","mode":420,"uid":0,"gid":0,"mtime_ns":5,"ctime_ns":6,"inode":7,"size":0}"#;
+        let node: Node = serde_json::from_str(line).unwrap();
+        assert_eq!(node.path_bytes(), b"data/x");
+        assert!(node.path_raw.is_none() && node.nlink == 0 && node.xattrs.is_empty());
+        // UTF-8 paths are still written in the format 1 form.
+        assert_eq!(serde_json::to_string(&node).unwrap(), line);
+        // A node with neither form of path is refused, not given an empty one.
+        assert!(serde_json::from_str::<Node>(r#"{"type":"file"}"#).is_err());
+    }
+
+    #[test]
+    fn xattrs_and_hard_link_fields_round_trip() {
+        let node = Node {
+            path: "a".into(),
+            dev: 2049,
+            nlink: 3,
+            inode: 12,
+            xattrs: vec![Xattr {
+                name: "system.posix_acl_access".into(),
+                value: vec![2, 0, 0, 0, 1, 0, 6, 0],
+            }],
+            ..Node::default()
+        };
+        let json = serde_json::to_string(&node).unwrap();
+        assert!(json.contains(r#""dev":2049,"nlink":3"#), "{json}");
+        assert_eq!(serde_json::from_str::<Node>(&json).unwrap(), node);
     }
 }

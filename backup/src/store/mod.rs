@@ -7,6 +7,7 @@
 
 mod local;
 mod location;
+pub mod object_lock;
 mod options;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use object_store::prefix::PrefixStore;
 
 pub use local::LocalStore;
 pub use location::{Location, LocationError};
+pub use object_lock::{LockMode, LockSettings, LockSupport, ObjectLock, Retention};
 pub use options::{Secret, StoreOptions};
 
 /// Why a store could not be opened.
@@ -53,6 +55,7 @@ pub enum StoreError {
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
     location: Location,
+    lock: Option<Arc<ObjectLock>>,
 }
 
 impl Store {
@@ -60,7 +63,32 @@ impl Store {
     pub fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
         let location = Location::parse(url)?;
         let inner = build(&location, options)?;
-        Ok(Self { inner, location })
+        let lock = ObjectLock::for_location(&location, options).map(Arc::new);
+        Ok(Self {
+            inner,
+            location,
+            lock,
+        })
+    }
+
+    /// Like [`Store::open`], but first creates a local repository directory that does not
+    /// exist yet (private: mode 0700), as `repo init` does. Cloud locations are opened as
+    /// they are: buckets and containers are not created.
+    pub fn create(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        if let Location::Local { path } = Location::parse(url)?
+            && !path.exists()
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&path)
+                .map_err(|e| StoreError::LocalDir {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+        }
+        Self::open(url, options)
     }
 
     /// The underlying `object_store` handle, keys relative to the repository root.
@@ -71,6 +99,39 @@ impl Store {
     /// Where this store points.
     pub fn location(&self) -> &Location {
         &self.location
+    }
+
+    /// S3 Object Lock requests for this store: `None` for stores without the feature (local
+    /// disk, Azure Blob and GCS in this version) or S3 without static credentials.
+    pub fn object_lock(&self) -> Option<&Arc<ObjectLock>> {
+        self.lock.as_ref()
+    }
+
+    /// Whether objects written here can be locked, and if not, why (for status and `check`).
+    pub async fn lock_support(&self) -> LockSupport {
+        match (&self.lock, &self.location) {
+            (Some(lock), _) => match lock.support().await {
+                Ok(s) => s.clone(),
+                Err(e) => LockSupport::Unsupported(e.to_string()),
+            },
+            (None, Location::S3 { .. }) => LockSupport::Unsupported(
+                "object lock needs static S3 credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+                    .to_string(),
+            ),
+            (None, other) => LockSupport::Unsupported(format!(
+                "{} stores have no object lock in Lifeboat (S3 only)",
+                scheme(other)
+            )),
+        }
+    }
+}
+
+fn scheme(location: &Location) -> &'static str {
+    match location {
+        Location::Local { .. } => "local disk",
+        Location::S3 { .. } => "S3",
+        Location::Gcs { .. } => "GCS",
+        Location::Azure { .. } => "Azure Blob",
     }
 }
 

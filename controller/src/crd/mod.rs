@@ -3,12 +3,17 @@
 
 mod backup;
 mod common;
+mod replication;
 mod repository;
 mod restore;
 mod schedule;
 
 pub use backup::{Backup, BackupPhase, BackupSpec, BackupStatus, ClusterScoped, DeletionPolicy, EtcdSource};
 pub use common::{Condition, ItemMessage, Progress, SecretKeyRef};
+pub use replication::{
+    BackupReplication, BackupReplicationSpec, BackupReplicationStatus, DestinationStatus, ObjectLockMode,
+    ObjectLockSpec, ReplicationDestination, ReplicationPhase,
+};
 pub use repository::{AccessMode, BackupRepository, BackupRepositorySpec, BackupRepositoryStatus};
 pub use restore::{
     ExistingResourcePolicy, Restore, RestorePhase, RestoreSpec, RestoreStatus, RestoreSummary,
@@ -28,6 +33,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         Backup::crd(),
         Schedule::crd(),
         Restore::crd(),
+        BackupReplication::crd(),
     ]
 }
 

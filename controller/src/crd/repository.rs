@@ -44,6 +44,21 @@ pub struct BackupRepositorySpec {
     /// ReadOnly repositories are only restored from (a replica, another cluster's backups).
     #[serde(default)]
     pub access_mode: AccessMode,
+    /// Backup sync: create a read-only Backup (label `lifeboat.dev/synced`) for every object
+    /// backup found in the repository that this namespace has no Backup of, as Velero does, so
+    /// a cluster that never ran them can list and restore them. On by default for ReadOnly
+    /// repositories; for ReadWrite ones it is opt-in, since there a Backup deleted with
+    /// `deletionPolicy: Retain` would come back at the next sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_sync: Option<bool>,
+}
+
+impl BackupRepositorySpec {
+    /// Whether backup sync runs for this repository.
+    pub fn syncs_backups(&self) -> bool {
+        self.backup_sync
+            .unwrap_or(self.access_mode == AccessMode::ReadOnly)
+    }
 }
 
 /// Whether backups may be written.
@@ -72,6 +87,12 @@ pub struct BackupRepositoryStatus {
     /// Snapshots it held at the last check.
     #[serde(default)]
     pub snapshots: u64,
+    /// Backups created by backup sync so far (`kubectl get backups -l lifeboat.dev/synced`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_backups: Option<u64>,
+    /// Whether the store locks objects (S3 Object Lock), or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<String>,
     /// What went wrong and the fix, or a summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -74,6 +74,15 @@ impl ResourceFilter {
         let hit = |g: &GlobSet| g.is_match(plural) || g.is_match(&key);
         self.include.as_ref().is_none_or(hit) && !self.exclude.as_ref().is_some_and(hit)
     }
+
+    /// True when the exclusions name the resource `plural` of `group` (what selected
+    /// objects need comes along whatever the inclusions say, unless excluded by name).
+    pub fn excludes(&self, plural: &str, group: &str) -> bool {
+        let key = super::resource_key(plural, group);
+        self.exclude
+            .as_ref()
+            .is_some_and(|g| g.is_match(plural) || g.is_match(&key))
+    }
 }
 
 /// Everything that decides whether an object is taken.

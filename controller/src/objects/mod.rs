@@ -7,16 +7,17 @@
 //! tree line in the next backup and nothing else.
 
 mod backup;
-mod discover;
+pub mod discover;
 mod error;
 mod filter;
+pub mod needs;
 mod phase;
 pub mod restore;
 mod select;
 mod skip;
 
 pub use backup::{BackupOutcome, BackupRequest, backup_objects};
-pub use discover::{ResourceRecord, discover};
+pub use discover::{Discovered, DiscoveryDeadlines, ResourceRecord, UnavailableGroup, discover};
 pub use error::ObjectsError;
 pub use filter::{NamespaceFilter, ObjectFilter, ResourceFilter};
 pub use restore::{RestoreOptions, RestoreOutcome, restore_objects};

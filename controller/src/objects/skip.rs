@@ -60,6 +60,11 @@ pub fn skipped_object(plural: &str, group: &str, obj: &Value, ctx: &SkipContext)
         ("", "serviceaccounts") if name == "default" => {
             Some("created in every namespace by the cluster".to_string())
         }
+        ("apiregistration.k8s.io", "apiservices")
+            if meta["labels"]["kube-aggregator.kubernetes.io/automanaged"].is_string() =>
+        {
+            Some("registered by the API server itself for its own and CRD groups".to_string())
+        }
         _ => None,
     }
 }
@@ -105,6 +110,11 @@ mod tests {
         let token = json!({"metadata": {"name": "t", "namespace": "a"}, "type": "kubernetes.io/service-account-token"});
         assert!(skipped_object("secrets", "", &token, &ctx).is_some());
         assert!(skipped_resource("events", "").is_some());
+        let local = json!({"metadata": {"name": "v1.apps", "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}}});
+        assert!(skipped_object("apiservices", "apiregistration.k8s.io", &local, &ctx).is_some());
+        let aggregated =
+            json!({"metadata": {"name": "v1beta1.metrics.k8s.io"}, "spec": {"service": {"name": "m"}}});
+        assert!(skipped_object("apiservices", "apiregistration.k8s.io", &aggregated, &ctx).is_none());
         assert!(skipped_resource("configmaps", "").is_none());
     }
 }

@@ -1,11 +1,13 @@
-//! The controllers for the four kinds, run together for one leadership term. Each reconciler
+//! The controllers for the five kinds, run together for one leadership term. Each reconciler
 //! reads the object, computes its next step with a pure `plan` function, applies it, and
 //! writes status with a merge patch on the status subresource.
 
 pub mod backup;
+pub mod backup_sync;
 pub mod context;
 mod finalizer;
 mod outcome;
+pub mod replication;
 pub mod repository;
 pub mod restore;
 mod runs;
@@ -17,7 +19,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -26,7 +28,7 @@ pub use context::Context;
 pub use runs::Runs;
 
 use crate::SCHEDULE_LABEL;
-use crate::crd::{Backup, BackupRepository, Restore, Schedule};
+use crate::crd::{Backup, BackupReplication, BackupRepository, Restore, Schedule};
 use crate::http::Health;
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -52,7 +54,7 @@ fn log_result<T: std::fmt::Debug, E: std::fmt::Display>(kind: &'static str, r: R
     }
 }
 
-/// Runs the four controllers until `stop` turns true; then aborts the backups and restores
+/// Runs the five controllers until `stop` turns true; then aborts the backups and restores
 /// still running here (the next leader resumes them).
 pub async fn run_controllers(ctx: Arc<Context>, health: Arc<Health>, stop: watch::Receiver<bool>) {
     let client = ctx.client.clone();
@@ -82,7 +84,20 @@ pub async fn run_controllers(ctx: Arc<Context>, health: Arc<Health>, stop: watch
         })
         .graceful_shutdown_on(stopped(stop.clone()));
     let repositories = Controller::new(api::<BackupRepository>(&client, ns), wc.clone())
+        .with_config(cfg.clone())
+        .graceful_shutdown_on(stopped(stop.clone()));
+    // Every Backup seen finished makes each replication look whether it is due (its plan
+    // compares the newest finished Backup into its source with its last copy).
+    let backups_finished = watcher(api::<Backup>(&client, ns), wc.clone())
+        .applied_objects()
+        .filter_map(|b| async move {
+            b.ok()
+                .filter(|b| b.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+                .map(|_| ())
+        });
+    let replications = Controller::new(api::<BackupReplication>(&client, ns), wc.clone())
         .with_config(cfg)
+        .reconcile_all_on(backups_finished)
         .graceful_shutdown_on(stopped(stop.clone()));
 
     // Ready once every kind can be listed (CRDs installed, RBAC in place).
@@ -93,17 +108,22 @@ pub async fn run_controllers(ctx: Arc<Context>, health: Arc<Health>, stop: watch
             let lp = kube::api::ListParams::default().limit(1);
             loop {
                 let ns = ns.as_deref();
-                let (b, r, s, br) = (
+                let (b, r, s, br, bp) = (
                     api::<Backup>(&client, ns),
                     api::<Restore>(&client, ns),
                     api::<Schedule>(&client, ns),
                     api::<BackupRepository>(&client, ns),
+                    api::<BackupReplication>(&client, ns),
                 );
-                let listed = futures::join!(b.list(&lp), r.list(&lp), s.list(&lp), br.list(&lp));
-                match (listed.0, listed.1, listed.2, listed.3) {
-                    (Ok(_), Ok(_), Ok(_), Ok(_)) => break,
-                    (a, b, c, d) => {
-                        let e = [a.err(), b.err(), c.err(), d.err()].into_iter().flatten().next();
+                let listed =
+                    futures::join!(b.list(&lp), r.list(&lp), s.list(&lp), br.list(&lp), bp.list(&lp));
+                match (listed.0, listed.1, listed.2, listed.3, listed.4) {
+                    (Ok(_), Ok(_), Ok(_), Ok(_), Ok(_)) => break,
+                    (a, b, c, d, e) => {
+                        let e = [a.err(), b.err(), c.err(), d.err(), e.err()]
+                            .into_iter()
+                            .flatten()
+                            .next();
                         if let Some(e) = e {
                             tracing::warn!("cannot list Lifeboat resources (CRDs installed? RBAC?): {e}");
                         }
@@ -130,6 +150,9 @@ pub async fn run_controllers(ctx: Arc<Context>, health: Arc<Health>, stop: watch
         repositories
             .run(repository::reconcile, context::error_policy, ctx.clone())
             .for_each(|r| async move { log_result("BackupRepository", r) }),
+        replications
+            .run(replication::reconcile, context::error_policy, ctx.clone())
+            .for_each(|r| async move { log_result("BackupReplication", r) }),
     );
     synced.abort();
     health.set_synced(false);

@@ -1,4 +1,5 @@
-//! The BackupRepository controller: open it periodically and report what was found.
+//! The BackupRepository controller: open it periodically, report what was found (snapshots,
+//! object lock), and run backup sync.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,11 +8,12 @@ use chrono::Utc;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
+use super::backup_sync;
 use super::context::Context;
 use super::status::write_status;
-use crate::crd::{BackupRepository, Condition};
+use crate::crd::{Backup, BackupRepository, Condition};
 use crate::error::{Error, Result};
-use crate::repository::open_repository;
+use crate::repository::{open_repository, open_store};
 
 /// Reconciles one BackupRepository: a check now, the next one after the check interval.
 pub async fn reconcile(repo: Arc<BackupRepository>, ctx: Arc<Context>) -> Result<Action> {
@@ -45,15 +47,28 @@ pub async fn reconcile(repo: Arc<BackupRepository>, ctx: Arc<Context>) -> Result
                 url: repo.spec.url.clone(),
                 message: e.to_string(),
             })?;
-        Ok::<_, crate::repository::AccessError>((opened.config().id.clone(), snapshots.len() as u64))
+        let lock = open_store(&ctx.client, &repo).await?.lock_support().await;
+        Ok::<_, crate::repository::AccessError>((opened.config().id.clone(), snapshots, lock))
     }
     .await;
     match checked {
-        Ok((id, count)) => {
+        Ok((id, snapshots, lock)) => {
+            let count = snapshots.len() as u64;
             status.reachable = true;
             status.repository_id = Some(id);
             status.snapshots = count;
+            status.object_lock = Some(lock.to_string());
             status.message = Some(format!("{count} snapshots"));
+            if repo.spec.syncs_backups() {
+                let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+                let objects: Vec<_> = snapshots
+                    .into_iter()
+                    .filter(|s| s.kind() == crate::objects::SNAPSHOT_KIND)
+                    .collect();
+                let plan = backup_sync::plan_sync(&objects, &backup_sync::existing(&backups).await?);
+                let synced = backup_sync::apply_sync(&backups, &name, &repo.spec.url, &plan).await?;
+                status.synced_backups = Some(status.synced_backups.unwrap_or(0) + synced);
+            }
             Condition::set(
                 &mut status.conditions,
                 Condition::new("Ready", true, "Reachable", ""),

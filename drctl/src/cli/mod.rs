@@ -109,6 +109,36 @@ pub enum Command {
     Failover(Pending),
     /// Run a failover drill and measure RPO and RTO.
     Drill(Pending),
+    /// Print a shell completion script.
+    #[command(long_about = COMPLETION_HELP)]
+    Completion(CompletionArgs),
+    /// Print drctl's man page, or write one page per command into a directory.
+    Man(ManArgs),
+}
+
+const COMPLETION_HELP: &str = "Print a shell completion script for drctl, as `kubectl completion` does.
+
+  bash:        source <(drctl completion bash)        # in ~/.bashrc
+               drctl completion bash > /etc/bash_completion.d/drctl
+  zsh:         drctl completion zsh > \"${fpath[1]}/_drctl\"
+  fish:        drctl completion fish > ~/.config/fish/completions/drctl.fish
+  powershell:  drctl completion powershell | Out-String | Invoke-Expression";
+
+/// `drctl completion SHELL`
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `drctl man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write drctl.1 and a page per command (drctl-repo-init.1, …) into this directory,
+    /// e.g. /usr/local/share/man/man1, instead of printing drctl.1.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// `drctl repo …`
@@ -148,16 +178,25 @@ pub enum RepoCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
-    /// Remove locks left by crashed processes (expired ones; with --all, every lock).
+    /// Remove locks left by processes that are gone.
+    ///
+    /// Removes expired locks, and locks whose holder ran on this host and no longer runs
+    /// (killed, crashed, host rebooted). Locks held on other hosts or in other containers stay
+    /// unless --remove-all is given.
     Unlock {
         #[command(flatten)]
         repo: RepoArgs,
         #[command(flatten)]
         key: KeyArgs,
-        /// Also remove live locks: only after making sure their holders are gone.
-        #[arg(long)]
-        all: bool,
+        /// Also remove locks whose holders cannot be checked from here (other hosts, other
+        /// containers) and live ones. Only after making sure those processes are gone: a
+        /// prune running beside an unprotected backup deletes data the backup needs.
+        #[arg(long, alias = "all")]
+        remove_all: bool,
     },
+    /// Copy snapshots into another store (another cloud): a complete repository the same
+    /// keys open. Incremental and resumable; run it again after an interruption.
+    Copy(Box<CopyArgs>),
     /// Delete data no snapshot references (takes an exclusive lock).
     Prune {
         #[command(flatten)]
@@ -168,6 +207,64 @@ pub enum RepoCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// `drctl repo copy`. The destination's credentials come from the usual variables
+/// (`AWS_*`, `AZURE_STORAGE_*`), or from `DRCTL_TO_AWS_ACCESS_KEY_ID`,
+/// `DRCTL_TO_AWS_SECRET_ACCESS_KEY`, `DRCTL_TO_AZURE_STORAGE_ACCOUNT_NAME` and
+/// `DRCTL_TO_AZURE_STORAGE_ACCOUNT_KEY` when they differ from the source's.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Destination: a path, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix.
+    #[arg(long)]
+    pub to: String,
+    /// S3 endpoint of the destination (RGW, MinIO), when it differs from the source's.
+    #[arg(long, env = "DRCTL_TO_S3_ENDPOINT")]
+    pub to_s3_endpoint: Option<String>,
+    /// S3 region of the destination.
+    #[arg(long)]
+    pub to_s3_region: Option<String>,
+    /// Azure Blob endpoint of the destination (Azurite, sovereign clouds).
+    #[arg(long, env = "DRCTL_TO_AZURE_ENDPOINT")]
+    pub to_azure_endpoint: Option<String>,
+    /// Copy these snapshots: ids, unique prefixes, or `latest`.
+    #[arg(long, num_args = 1.., conflicts_with_all = ["tags", "all"])]
+    pub snapshots: Vec<String>,
+    /// Copy the snapshots carrying this tag (key=value; repeated, all must match).
+    #[arg(long = "tag", value_parser = parse_tag, conflicts_with = "all")]
+    pub tags: Vec<(String, String)>,
+    /// Copy every snapshot (the default).
+    #[arg(long)]
+    pub all: bool,
+    /// Packs transferred at once.
+    #[arg(long, default_value_t = lifeboat_backup::copy::DEFAULT_PARALLELISM)]
+    pub parallel: usize,
+    /// Bandwidth limit for all transfers together, per second: 50MiB, 10M, 800KiB.
+    #[arg(long, value_parser = lifeboat_backup::copy::parse_rate)]
+    pub bandwidth: Option<u64>,
+    /// Write every copied object with S3 Object Lock in this mode (the bucket must have been
+    /// created with object lock enabled).
+    #[arg(long, value_enum, requires = "lock_days")]
+    pub lock_mode: Option<LockModeArg>,
+    /// Days each copied object stays locked.
+    #[arg(long, requires = "lock_mode")]
+    pub lock_days: Option<u32>,
+    /// Print the plan (what the destination lacks) without copying.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `--lock-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LockModeArg {
+    /// Users with s3:BypassGovernanceRetention may still remove the lock.
+    Governance,
+    /// Nobody can delete a copied object before its date.
+    Compliance,
 }
 
 /// `drctl repo key …`
@@ -240,7 +337,23 @@ pub enum RestoreCommand {
     Create(Box<RestoreCreateArgs>),
     /// Show one Restore: phase, counts, every error.
     Describe(RestoreRefArgs),
-    /// Restore a files snapshot into a directory.
+    /// Restore a files snapshot into a directory
+    ///
+    /// Restores file content (sparse files stay sparse), directories, symlinks (targets byte
+    /// for byte) and hard links (as hard links, among the paths restored), names exactly as
+    /// backed up (including names that are not UTF-8), and each entry's mode (with set-user-ID,
+    /// set-group-ID and sticky bits), modification time, extended attributes and POSIX ACLs
+    /// (system.posix_acl_access / system.posix_acl_default) where the target filesystem
+    /// supports them. Run as root, owners (uid/gid) and trusted.* / security.* attributes
+    /// (file capabilities, SELinux labels) are restored too; otherwise files belong to the
+    /// user running the restore, and those attributes are skipped with a warning.
+    ///
+    /// Nothing outside --target is ever written: symlinks already in the target are never
+    /// followed, existing files, hard links and symlinks where the snapshot has a file are
+    /// replaced (written under a temporary name, then renamed over), never written into, and
+    /// entries of a damaged snapshot (a name listed twice) are refused. Exit code 3 when
+    /// anything could not be restored; every such path is listed.
+    #[command(verbatim_doc_comment)]
     Files {
         #[command(flatten)]
         repo: RepoArgs,

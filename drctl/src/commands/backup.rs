@@ -7,9 +7,9 @@ use lifeboat_backup::progress::Progress;
 use lifeboat_backup::sources::files::{FilesOptions, backup_files};
 
 use crate::cli::{BackupCommand, GlobalArgs};
-use crate::open;
 use crate::output::{self, bytes};
 use crate::progress::Bar;
+use crate::{exit, open};
 
 pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
     match cmd {
@@ -34,6 +34,9 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
             let bar = Bar::start(&progress, "backup", g.quiet);
             let snap = backup_files(&r, &paths, &options, progress).await?;
             drop(bar);
+            for skipped in &snap.summary.skipped {
+                eprintln!("not saved: {}: {}", skipped.path, skipped.error);
+            }
             for w in &snap.summary.warnings {
                 eprintln!("warning: {w}");
             }
@@ -48,8 +51,29 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
                 s.duration_ms as f64 / 1000.0
             );
             let id = snap.id.map(|i| i.to_hex()).unwrap_or_default();
-            output::print(g.format, &snap, |_| format!("{id}\n"))?;
-            Ok(0)
+            /// The manifest with its id, which the manifest itself does not hold.
+            #[derive(serde::Serialize)]
+            struct WithId<'a> {
+                id: &'a str,
+                #[serde(flatten)]
+                snapshot: &'a lifeboat_backup::snapshot::Snapshot,
+            }
+            let printed = WithId {
+                id: &id,
+                snapshot: &snap,
+            };
+            output::print(g.format, &printed, |_| format!("{id}\n"))?;
+            if s.skipped.is_empty() && s.warnings.is_empty() {
+                Ok(0)
+            } else {
+                eprintln!(
+                    "snapshot {} is partial: {} path(s) not saved, {} warning(s) (listed above and in its summary)",
+                    &id[..8.min(id.len())],
+                    s.skipped.len(),
+                    s.warnings.len()
+                );
+                Ok(exit::PARTIAL)
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! One function per command: call the library, print the result.
 
 mod backup;
+mod completion;
+mod copy;
 mod etcd;
 mod objects;
 mod repo;
@@ -27,6 +29,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Cluster(_) => not_built("cluster", "federation, not yet scheduled"),
         Command::Failover(_) => not_built("failover", "federation, not yet scheduled"),
         Command::Drill(_) => not_built("drill", "federation, not yet scheduled"),
+        Command::Completion(args) => completion::script(args.shell),
+        Command::Man(args) => completion::man(args.dir.as_deref()),
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use lifeboat_backup::Repository;
 use lifeboat_backup::blob::Compression;
 use lifeboat_backup::crypto::UserRecipient;
-use lifeboat_backup::maintenance::{check, prune, stats};
+use lifeboat_backup::maintenance::{check, object_lock, prune, stats};
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::repository::InitOptions;
 
@@ -30,7 +30,7 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
             if let Some(p) = &passphrase_file {
                 users.push(UserRecipient::passphrase_file(p)?);
             }
-            let store = open::store(&repo)?;
+            let store = open::store_for_init(&repo)?;
             let options = InitOptions {
                 compression: Compression {
                     level: compression_level,
@@ -42,13 +42,27 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
             Ok(0)
         }
         RepoCommand::Key(cmd) => key(cmd, g).await,
+        RepoCommand::Copy(args) => super::copy::run(&args, g).await,
         RepoCommand::Check { repo, key, read_data } => {
             let r = open::repository(&repo, &key).await?;
             let progress = Arc::new(Progress::default());
             let bar = Bar::start(&progress, "check", g.quiet || !read_data);
             let report = check::check(&r, read_data, progress).await?;
+            let lock = object_lock::report(&r).await?;
             drop(bar);
-            output::print(g.format, &report, |rep| {
+            #[derive(serde::Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Checked<'a> {
+                #[serde(flatten)]
+                report: &'a check::CheckReport,
+                object_lock: &'a object_lock::LockReport,
+            }
+            let checked = Checked {
+                report: &report,
+                object_lock: &lock,
+            };
+            output::print(g.format, &checked, |c| {
+                let rep = c.report;
                 let mut s = format!(
                     "{} snapshots, {} packs ({} read){}\n",
                     rep.snapshots,
@@ -75,6 +89,7 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
                 for e in &rep.errors {
                     s.push_str(&format!("error: {e}\n"));
                 }
+                s.push_str(&lock_text(c.object_lock));
                 s.push_str(if rep.ok() {
                     "no errors found\n"
                 } else {
@@ -105,22 +120,56 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
             })?;
             Ok(0)
         }
-        RepoCommand::Unlock { repo, key, all } => {
+        RepoCommand::Unlock {
+            repo,
+            key,
+            remove_all,
+        } => {
             let r = open::repository(&repo, &key).await?;
-            let removed = if all {
-                r.remove_all_locks().await?
-            } else {
-                r.remove_stale_locks().await?
-            };
-            eprintln!("removed {removed} lock(s)");
+            if remove_all {
+                eprintln!(
+                    "warning: --remove-all removes every lock, including those of processes that may still run \
+                     on other hosts; a prune started now can delete data a running backup still needs"
+                );
+            }
+            let report = r.unlock(remove_all).await?;
+            output::print(g.format, &report, |rep| {
+                let mut s = String::new();
+                for l in &rep.removed {
+                    s.push_str(&format!("removed: {l}\n"));
+                }
+                for l in &rep.kept {
+                    s.push_str(&format!("kept: {l}\n"));
+                }
+                s
+            })?;
+            eprintln!(
+                "removed {} lock(s){}",
+                report.removed.len(),
+                if report.kept.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", kept {} (their holders may still run; --remove-all removes them once you are sure they do not)",
+                        report.kept.len()
+                    )
+                }
+            );
             Ok(0)
         }
         RepoCommand::Prune { repo, key, dry_run } => {
             let r = open::repository(&repo, &key).await?;
             let plan = prune::prune(&r, dry_run).await?;
             output::print(g.format, &plan, |p| {
+                let mut held = String::new();
+                if let Some(until) = p.held.values().max() {
+                    held = format!(
+                        "{} objects kept because S3 Object Lock retains them (the last until {until}); a later prune removes them\n",
+                        p.held.len()
+                    );
+                }
                 format!(
-                    "{}{} blobs used, {} unused\n{} packs kept, {} repacked ({}), {} deleted, {} unindexed deleted\n{} freed\n",
+                    "{}{} blobs used, {} unused\n{} packs kept, {} repacked ({}), {} deleted, {} unindexed deleted\n{held}{} freed\n",
                     if dry_run { "dry run: nothing changed\n" } else { "" },
                     p.used_blobs,
                     p.unused_blobs,
@@ -180,4 +229,27 @@ async fn key(cmd: KeyCommand, g: &GlobalArgs) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The object lock lines of `repo check`.
+fn lock_text(l: &object_lock::LockReport) -> String {
+    if !l.support.enabled() {
+        return format!("{}\n", l.support);
+    }
+    let mut s = format!("{}: {} of {} objects locked", l.support, l.locked, l.objects);
+    if let (Some(a), Some(b)) = (l.earliest_expiry, l.latest_expiry) {
+        s.push_str(&format!(
+            ", until {} … {}",
+            a.format("%Y-%m-%d %H:%M"),
+            b.format("%Y-%m-%d %H:%M")
+        ));
+    }
+    s.push('\n');
+    for (kind, n) in &l.unlocked {
+        s.push_str(&format!("  not locked: {n} {kind} objects\n"));
+    }
+    for snap in &l.unlocked_snapshots {
+        s.push_str(&format!("  not locked: {snap}\n"));
+    }
+    s
 }

@@ -40,6 +40,9 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
                 for e in &rep.errors {
                     s.push_str(&format!("not restored: {e}\n"));
                 }
+                for w in &rep.warnings {
+                    s.push_str(&format!("warning: {w}\n"));
+                }
                 s
             })?;
             Ok(if report.errors.is_empty() {

@@ -63,7 +63,15 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
         keep_within: args.keep_within.and_then(|d| d.to_std().ok()),
         keep_tags: args.keep_tags.clone(),
     };
-    let plan = apply_forget(&r, &policy, args.dry_run).await?;
+    let forgotten = apply_forget(&r, &policy, args.dry_run).await?;
+    // S3 Object Lock may retain some of them: those stay, and are named.
+    for (key, retention) in &forgotten.held {
+        eprintln!(
+            "{key} is locked ({}) until {}: kept; a later forget removes it",
+            retention.mode, retention.until
+        );
+    }
+    let plan = forgotten.groups;
     output::print(g.format, &plan, |groups| {
         let mut s = String::new();
         if args.dry_run {

@@ -6,68 +6,12 @@
 //! changes (one random file rewritten, one log file grown) and both tools back up again, then
 //! restore the latest snapshot.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lifeboat_tests::bench::{Measure, timed};
-use lifeboat_tests::repos::make_identity;
-
-const FILE: usize = 8 << 20;
-
-fn make_dataset(dir: &Path) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let mut urandom = std::fs::File::open("/dev/urandom").expect("urandom");
-    for i in 0..64 {
-        let mut buf = vec![0u8; FILE];
-        urandom.read_exact(&mut buf).expect("read urandom");
-        std::fs::write(dir.join(format!("random-{i:02}.bin")), &buf).expect("write");
-    }
-    let levels = ["info", "info", "info", "debug", "warn", "error"];
-    let paths = [
-        "/api/v1/pods",
-        "/api/v1/namespaces/default/secrets",
-        "/apis/apps/v1/deployments",
-        "/healthz",
-    ];
-    let mut seq: u64 = 0x1234_5678;
-    for i in 0..64 {
-        let mut out = Vec::with_capacity(FILE + 512);
-        while out.len() < FILE {
-            seq = seq
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let r = seq >> 33;
-            writeln!(
-                out,
-                "{{\"ts\":\"2026-11-25T{:02}:{:02}:{:02}.{:03}Z\",\"level\":\"{}\",\"req\":\"{:016x}\",\"method\":\"GET\",\"path\":\"{}\",\"status\":{},\"latency_ms\":{},\"node\":\"worker-{}\"}}",
-                (r >> 3) % 24, (r >> 8) % 60, (r >> 14) % 60, r % 1000,
-                levels[(r % 6) as usize], seq, paths[(r % 4) as usize],
-                if r.is_multiple_of(17) { 500 } else { 200 }, r % 250, r % 12
-            )
-            .expect("format");
-        }
-        out.truncate(FILE);
-        std::fs::write(dir.join(format!("logs-{i:02}.jsonl")), &out).expect("write");
-    }
-}
-
-/// Changes about 1 %: one random file rewritten, 2 MiB appended to one log.
-fn change_one_percent(dir: &Path) {
-    let mut buf = vec![0u8; FILE];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .expect("urandom");
-    std::fs::write(dir.join("random-07.bin"), &buf).expect("write");
-    let mut log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.join("logs-03.jsonl"))
-        .expect("open log");
-    let line = b"{\"ts\":\"2026-11-26T00:00:00.000Z\",\"level\":\"info\",\"msg\":\"appended after the first backup\"}\n";
-    for _ in 0..(2 << 20) / line.len() {
-        log.write_all(line).expect("append");
-    }
-}
+use lifeboat_tests::bench::{
+    BenchData, Measure, change_one_percent, drctl_bin, make_dataset, remove_bucket, timed,
+};
 
 fn dir_size(path: &Path) -> u64 {
     let mut total = 0;
@@ -106,46 +50,20 @@ fn bucket_size(bucket: &str) -> u64 {
     v["usage"]["rgw.main"]["size"].as_u64().unwrap_or(0)
 }
 
-/// Deletes a bench bucket and its ~1.2 GB: the test cluster's OSD holds 4 GiB, so a few runs
-/// against one held `testenv` would fill it (RGW then blocks every write).
-fn remove_bucket(bucket: &str) {
-    let out = Command::new("radosgw-admin")
-        .arg("-c")
-        .arg(lifeboat_tests::ceph().expect("ceph").conf())
-        .args([
-            "bucket",
-            "rm",
-            "--bucket",
-            bucket,
-            "--purge-objects",
-            "--bypass-gc",
-        ])
-        .output()
-        .expect("radosgw-admin");
-    if !out.status.success() {
-        eprintln!(
-            "could not remove bucket {bucket}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
 fn main() {
     // `BENCH_GENERATE=DIR` only writes the dataset (for profiling one tool by hand).
     if let Some(dir) = std::env::var_os("BENCH_GENERATE") {
         make_dataset(Path::new(&dir));
         return;
     }
-    let drctl = std::env::var("DRCTL_BIN").unwrap_or_else(|_| "target/release/drctl".to_string());
+    let drctl = drctl_bin();
     let with_rgw = std::env::var("BENCH_SKIP_RGW").is_err();
-    let work = tempfile::Builder::new()
-        .prefix("lifeboat-bench-")
-        .tempdir()
-        .expect("tempdir");
-    let data = work.path().join("data");
-    eprintln!("generating 1 GiB dataset in {}", data.display());
-    make_dataset(&data);
-    let (identity, recipient) = make_identity(work.path(), "bench").expect("identity");
+    let BenchData {
+        work,
+        data,
+        identity,
+        recipient,
+    } = BenchData::generate("lifeboat-bench-");
 
     let mut targets = vec![Target {
         name: "local",

@@ -2,22 +2,44 @@
 //! `cargo run -p lifeboat-tests --bin kube-testserver` prints `export KUBECONFIG=…` and serves
 //! until Ctrl-C or SIGTERM.
 //!
-//! Given kube-apiserver's `--secure-port=N`, it serves on that port and ignores the other
+//! Given kube-apiserver's `--secure-port=N`, it serves on that port, takes Service addresses
+//! from `--service-cluster-ip-range` and `--service-node-port-range`, and ignores the other
 //! flags: the suite uses that to stand it in for kube-apiserver when checking the
 //! `KUBEBUILDER_ASSETS` start-up path on machines that have no kube-apiserver.
 
 use std::process::ExitCode;
 
+use lifeboat_tests::kube::AddressRanges;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let port = std::env::args().find_map(|a| {
-        a.strip_prefix("--secure-port=")
-            .and_then(|p| p.parse::<u16>().ok())
-    });
+    let flag = |name: &str| {
+        let prefix = format!("--{name}=");
+        std::env::args().find_map(|a| a.strip_prefix(&prefix).map(String::from))
+    };
+    let port = flag("secure-port").and_then(|p| p.parse::<u16>().ok());
+    let mut ranges = AddressRanges::default();
+    if let Some(cidr) = flag("service-cluster-ip-range") {
+        match AddressRanges::parse_cidr(&cidr) {
+            Some(c) => ranges.service_cidr = c,
+            None => {
+                eprintln!("--service-cluster-ip-range={cidr}: not an IPv4 CIDR between /12 and /30");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(p) = flag("service-node-port-range") {
+        match AddressRanges::parse_ports(&p) {
+            Some(r) => ranges.node_ports = r,
+            None => {
+                eprintln!("--service-node-port-range={p}: not a port range like 30000-32767");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let _keep = match port {
-        Some(port) => match lifeboat_tests::kube::TestServer::start_on(port).await {
+        Some(port) => match lifeboat_tests::kube::TestServer::start_configured(port, ranges).await {
             Ok(s) => Keep::Server(s),
             Err(e) => {
                 eprintln!("{e}");

@@ -1,5 +1,7 @@
 //! CustomResourceDefinitions: validating them, their status, and the resource types they add.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::names;
@@ -122,6 +124,14 @@ pub fn types(crd: &Value) -> Vec<ResourceType> {
     let spec = &crd["spec"];
     let n = accepted_names(crd);
     let name = crd["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let schema_of = |v: &Value| {
+        let s = &v["schema"]["openAPIV3Schema"];
+        s.is_object().then(|| Arc::new(s.clone()))
+    };
+    let storage_schema = spec["versions"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["storage"] == json!(true)))
+        .and_then(schema_of);
     spec["versions"]
         .as_array()
         .map(|vs| {
@@ -143,6 +153,8 @@ pub fn types(crd: &Value) -> Vec<ResourceType> {
                     fields: Vec::new(),
                     crd: Some(name.clone()),
                     scale: ScalePaths::from_crd(&v["subresources"]["scale"]),
+                    schema: schema_of(v),
+                    storage_schema: storage_schema.clone(),
                 })
                 .collect()
         })

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use super::aggregator::Aggregated;
 use super::registry::{Registry, ResourceType};
 
 /// What `/version` reports: a Kubernetes 1.30 server.
@@ -40,15 +41,16 @@ fn group_doc(group: &str, versions: &[String]) -> Value {
     })
 }
 
-/// `/apis`: every group and its versions.
-pub fn groups(reg: &Registry) -> Value {
-    let groups: Vec<Value> = reg.groups().iter().map(|(g, vs)| group_doc(g, vs)).collect();
+/// `/apis`: every served group (see [`aggregator::served_groups`](super::aggregator::served_groups))
+/// and its versions.
+pub fn groups(served: &[(String, Vec<String>)]) -> Value {
+    let groups: Vec<Value> = served.iter().map(|(g, vs)| group_doc(g, vs)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/apis/GROUP`.
-pub fn group(reg: &Registry, name: &str) -> Option<Value> {
-    reg.groups().iter().find(|(g, _)| g == name).map(|(g, vs)| {
+pub fn group(served: &[(String, Vec<String>)], name: &str) -> Option<Value> {
+    served.iter().find(|(g, _)| g == name).map(|(g, vs)| {
         let mut d = group_doc(g, vs);
         d["kind"] = json!("APIGroup");
         d["apiVersion"] = json!("v1");
@@ -181,10 +183,15 @@ fn aggregated_resource(r: &ResourceType) -> Value {
     d
 }
 
-fn aggregated_group(reg: &Registry, group: &str, versions: &[String]) -> Value {
+fn aggregated_group(reg: &Registry, group: &str, versions: &[String], stale: &[Aggregated]) -> Value {
     let versions: Vec<Value> = versions
         .iter()
         .map(|v| {
+            // An aggregated API whose server does not answer is listed, without resources,
+            // as "Stale".
+            if stale.iter().any(|a| a.group == group && &a.version == v) {
+                return json!({"version": v, "resources": [], "freshness": "Stale"});
+            }
             let resources: Vec<Value> = reg
                 .all()
                 .filter(|r| r.group == group && &r.version == v)
@@ -201,13 +208,18 @@ fn aggregated_group(reg: &Registry, group: &str, versions: &[String]) -> Value {
 }
 
 /// Aggregated discovery: `/api` (`core`) or `/apis` as one APIGroupDiscoveryList.
-pub fn aggregated(reg: &Registry, core: bool) -> Value {
+pub fn aggregated(
+    reg: &Registry,
+    core: bool,
+    served: &[(String, Vec<String>)],
+    stale: &[Aggregated],
+) -> Value {
     let items: Vec<Value> = if core {
-        vec![aggregated_group(reg, "", &["v1".to_string()])]
+        vec![aggregated_group(reg, "", &["v1".to_string()], stale)]
     } else {
-        reg.groups()
+        served
             .iter()
-            .map(|(g, vs)| aggregated_group(reg, g, vs))
+            .map(|(g, vs)| aggregated_group(reg, g, vs, stale))
             .collect()
     };
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})

@@ -146,6 +146,20 @@ impl Faults {
         }
     }
 
+    /// Makes the aggregated API `group/version` hang: its APIService reports Available (its
+    /// server accepted the availability check) but every request under
+    /// `/apis/GROUP/VERSION` gets no answer until the client gives up, or 504 after the
+    /// 60 s request timeout: a backend that accepts connections and never answers.
+    pub fn hang_api(&self, group_version: &str) {
+        let Some((group, version)) = group_version.split_once('/') else {
+            return;
+        };
+        if let Ok(mut s) = self.store.lock() {
+            s.hanging_apis.insert((group.to_string(), version.to_string()));
+            super::hooks::refresh_apiservice(&mut s, group, version);
+        }
+    }
+
     /// Cuts the cluster off: open connections are closed and new ones refused until
     /// [`heal`](Self::heal).
     pub fn partition(&self) {

@@ -2,10 +2,9 @@
 //! deleted (background propagation), `Foreground` deletion waits for dependents, and
 //! `Orphan` deletion releases them.
 
-use std::collections::HashSet;
-
 use serde_json::{Value, json};
 
+use super::index::owner_uids;
 use super::names;
 use super::registry::ResourceType;
 use super::store::{EventKind, Key, Store};
@@ -13,20 +12,8 @@ use super::store::{EventKind, Key, Store};
 /// The finalizer that holds an owner until its dependents are gone.
 pub const FOREGROUND: &str = "foregroundDeletion";
 
-fn owner_uids(o: &Value) -> Vec<&str> {
-    o["metadata"]["ownerReferences"]
-        .as_array()
-        .map(|refs| refs.iter().filter_map(|r| r["uid"].as_str()).collect())
-        .unwrap_or_default()
-}
-
 fn dependents(store: &Store, uid: &str) -> Vec<Key> {
-    store
-        .objects
-        .iter()
-        .filter(|(_, o)| owner_uids(o).contains(&uid))
-        .map(|(k, _)| k.clone())
-        .collect()
+    store.index.dependents_of(uid)
 }
 
 fn type_of(store: &Store, key: &Key) -> Option<ResourceType> {
@@ -115,34 +102,34 @@ pub fn before_delete(store: &mut Store, policy: Propagation, key: &Key, mut old:
 }
 
 /// One collection pass: deletes one orphaned dependent or releases one foreground owner.
-/// Returns whether it changed anything (the caller loops until it did not).
+/// Returns whether it changed anything (the caller loops until it did not). Only objects the
+/// index marks as candidates are looked at, so a pass costs what the last change touched.
 pub fn sweep(store: &mut Store) -> bool {
-    let uids: HashSet<String> = store
-        .objects
-        .values()
-        .filter_map(|o| o["metadata"]["uid"].as_str().map(String::from))
-        .collect();
-    let orphan = store.objects.iter().find(|(_, o)| {
+    while let Some(k) = store.index.next_gc_candidate() {
+        let Some(o) = store.objects.get(&k) else {
+            continue;
+        };
         let owners = owner_uids(o);
-        !owners.is_empty()
+        let orphan = !owners.is_empty()
             && o["metadata"]["deletionTimestamp"].is_null()
-            && owners.iter().all(|u| !uids.contains(*u))
-    });
-    if let Some((k, o)) = orphan.map(|(k, o)| (k.clone(), o.clone()))
-        && let Some(rt) = type_of(store, &k)
-    {
-        store.delete_key(&rt, k, o, Propagation::Background);
-        return true;
+            && owners.iter().all(|u| !store.index.has_uid(u));
+        if orphan && let Some(rt) = type_of(store, &k) {
+            let o = o.clone();
+            store.delete_key(&rt, k, o, Propagation::Background);
+            return true;
+        }
     }
-    let released = store.objects.iter().find(|(_, o)| {
-        let fins = o["metadata"]["finalizers"].as_array();
-        fins.is_some_and(|f| f.contains(&json!(FOREGROUND)))
-            && !o["metadata"]["deletionTimestamp"].is_null()
-            && o["metadata"]["uid"]
-                .as_str()
-                .is_some_and(|u| !store.objects.values().any(|d| owner_uids(d).contains(&u)))
+    let released = store.index.deleting.iter().find(|k| {
+        store.objects.get(*k).is_some_and(|o| {
+            let fins = o["metadata"]["finalizers"].as_array();
+            fins.is_some_and(|f| f.contains(&json!(FOREGROUND)))
+                && o["metadata"]["uid"]
+                    .as_str()
+                    .is_some_and(|u| !store.index.has_dependents(u))
+        })
     });
-    if let Some((k, mut o)) = released.map(|(k, o)| (k.clone(), o.clone())) {
+    let released = released.and_then(|k| store.objects.get(k).map(|o| (k.clone(), o.clone())));
+    if let Some((k, mut o)) = released {
         let fins: Vec<Value> = o["metadata"]["finalizers"]
             .as_array()
             .map(|f| f.iter().filter(|f| **f != json!(FOREGROUND)).cloned().collect())

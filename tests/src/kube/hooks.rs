@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::aggregator;
 use super::crd;
 use super::gc::{self, Propagation};
 use super::managed::Write;
@@ -18,7 +19,7 @@ fn is(rt: &ResourceType, group: &str, plural: &str) -> bool {
 
 /// Defaults and validation on create.
 pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
-    custom_schema(store, rt, obj)?;
+    custom_schema(rt, obj)?;
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
     if is(rt, "", "secrets") && obj["type"].is_null() {
         obj["type"] = json!("Opaque");
@@ -35,6 +36,8 @@ pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Resul
         service_defaults(store, rt, &name, obj)?;
     } else if is(rt, "", "persistentvolumeclaims") || is(rt, "", "persistentvolumes") || is(rt, "", "pods") {
         obj["status"] = json!({"phase": "Pending"});
+    } else if is(rt, "apiregistration.k8s.io", "apiservices") {
+        obj["status"] = apiservice_status(store, obj);
     } else if is(rt, "apiextensions.k8s.io", "customresourcedefinitions") {
         let errs = crd::validate(obj);
         if !errs.is_empty() {
@@ -53,30 +56,21 @@ pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Resul
     Ok(())
 }
 
-/// Prunes, defaults and validates a custom resource by its CRD version's schema.
-fn custom_schema(store: &Store, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
-    let Some(crd_name) = &rt.crd else {
+/// Prunes, defaults and validates a custom resource by its CRD version's schema, then prunes
+/// it by the storage version's schema, as it is stored at that version.
+fn custom_schema(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+    if rt.crd.is_none() {
         return Ok(());
-    };
-    let key: Key = (
-        "apiextensions.k8s.io".into(),
-        "customresourcedefinitions".into(),
-        String::new(),
-        crd_name.clone(),
-    );
-    let schema = store
-        .objects
-        .get(&key)
-        .and_then(|crd| {
-            crd["spec"]["versions"]
-                .as_array()?
-                .iter()
-                .find(|v| v["name"] == json!(rt.version))
-                .map(|v| v["schema"]["openAPIV3Schema"].clone())
-        })
-        .unwrap_or(Value::Null);
-    let errs = schema::apply(obj, &schema);
+    }
+    let errs = rt
+        .schema
+        .as_deref()
+        .map(|s| schema::apply(obj, s))
+        .unwrap_or_default();
     if errs.is_empty() {
+        if let Some(s) = &rt.storage_schema {
+            schema::prune(obj, s);
+        }
         return Ok(());
     }
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
@@ -114,7 +108,7 @@ pub fn after_create(store: &mut Store, rt: &ResourceType, obj: &Value) {
 
 /// Immutable fields and server-maintained status on update.
 pub fn on_update(store: &mut Store, rt: &ResourceType, old: &Value, new: &mut Value) -> Result<(), ApiError> {
-    custom_schema(store, rt, new)?;
+    custom_schema(rt, new)?;
     if is(rt, "", "secrets") && new["type"].is_null() {
         new["type"] = json!("Opaque");
     }
@@ -129,6 +123,11 @@ pub fn on_update(store: &mut Store, rt: &ResourceType, old: &Value, new: &mut Va
                 new["spec"][f] = old["spec"][f].clone();
             }
         }
+        let name = new["metadata"]["name"].as_str().unwrap_or("").to_string();
+        store.addresses.assign(rt, &name, new, Some(old))?;
+    } else if is(rt, "apiregistration.k8s.io", "apiservices") {
+        // The availability controller owns the status.
+        new["status"] = apiservice_status(store, new);
     } else if is(rt, "", "namespaces") && new["spec"]["finalizers"].is_null() {
         // Only the namespace controller empties spec.finalizers (through /finalize).
         new["spec"]["finalizers"] = old["spec"]["finalizers"].clone();
@@ -177,21 +176,13 @@ fn service_defaults(
         spec["sessionAffinity"] = json!("None");
     }
     if !external {
-        if spec["clusterIP"].as_str().is_none_or(str::is_empty) {
-            // 10.96.0.0/12, the default service range; .1 is the `kubernetes` service.
-            let n = store.next_ip;
-            store.next_ip += 1;
-            spec["clusterIP"] = json!(format!(
-                "10.{}.{}.{}",
-                96 + (n >> 16) % 16,
-                (n >> 8) & 0xff,
-                n & 0xff
-            ));
-        }
-        spec["clusterIPs"] = json!([spec["clusterIP"].clone()]);
         spec["ipFamilies"] = json!(["IPv4"]);
         spec["ipFamilyPolicy"] = json!("SingleStack");
         spec["internalTrafficPolicy"] = json!("Cluster");
+    }
+    store.addresses.assign(rt, name, obj, None)?;
+    if !external && obj["spec"]["clusterIP"] == json!("None") {
+        obj["spec"]["clusterIPs"] = json!(["None"]);
     }
     obj["status"] = json!({"loadBalancer": {}});
     Ok(())
@@ -200,11 +191,25 @@ fn service_defaults(
 /// Deletes what a terminating namespace or CRD contains.
 pub fn cascade(store: &mut Store, key: &Key, obj: &Value) {
     let victims: Vec<(Key, Value)> = if key.0.is_empty() && key.1 == "namespaces" {
-        store
-            .objects
-            .iter()
-            .filter(|(k, _)| k.2 == key.3)
-            .map(|(k, o)| (k.clone(), o.clone()))
+        // Keys start with the type, then the namespace: one range per stored type.
+        let mut types: Vec<(String, String)> = store
+            .registry
+            .all()
+            .filter(|r| r.namespaced)
+            .map(|r| (r.storage_group.clone(), r.plural.clone()))
+            .collect();
+        types.sort();
+        types.dedup();
+        types
+            .into_iter()
+            .flat_map(|(g, p)| {
+                let start: Key = (g.clone(), p.clone(), key.3.clone(), String::new());
+                store
+                    .objects
+                    .range(start..)
+                    .take_while(move |(k, _)| k.0 == g && k.1 == p && k.2 == key.3)
+                    .map(|(k, o)| (k.clone(), o.clone()))
+            })
             .collect()
     } else {
         let group = obj["spec"]["group"].as_str().unwrap_or("");
@@ -228,7 +233,29 @@ pub fn cascade(store: &mut Store, key: &Key, obj: &Value) {
     }
 }
 
-/// Registers (or unregisters) the resource types of CRD `name`.
+fn apiservice_status(store: &Store, obj: &Value) -> Value {
+    let gv = (
+        obj["spec"]["group"].as_str().unwrap_or("").to_string(),
+        obj["spec"]["version"].as_str().unwrap_or("").to_string(),
+    );
+    aggregator::status(store, obj, store.hanging_apis.contains(&gv))
+}
+
+/// Recomputes the status of the APIService for `group/version`, if it exists.
+pub fn refresh_apiservice(store: &mut Store, group: &str, version: &str) {
+    let key: Key = (
+        "apiregistration.k8s.io".into(),
+        "apiservices".into(),
+        String::new(),
+        format!("{version}.{group}"),
+    );
+    if let Some(mut obj) = store.objects.get(&key).cloned() {
+        obj["status"] = apiservice_status(store, &obj);
+        store.commit(key, obj, EventKind::Modified);
+    }
+}
+
+/// Registers (or unregisters) the resource types of CRD `name`, and their APIServices.
 pub fn sync_crd(store: &mut Store, name: &str) {
     let key: Key = (
         "apiextensions.k8s.io".into(),
@@ -238,6 +265,9 @@ pub fn sync_crd(store: &mut Store, name: &str) {
     );
     let types = store.objects.get(&key).map(crd::types).unwrap_or_default();
     store.registry.set_custom(name, types);
+    if let Some((_, group)) = name.split_once('.') {
+        aggregator::sync_crd_group(store, group);
+    }
 }
 
 /// Finishes deletions whose content is gone: namespaces and CRDs.
@@ -248,12 +278,13 @@ pub fn reap(store: &mut Store) {
         }
         let mut done: Option<(Key, Value)> = None;
         for (k, o) in store
-            .objects
+            .index
+            .deleting
             .iter()
-            .filter(|(_, o)| !o["metadata"]["deletionTimestamp"].is_null())
+            .filter_map(|k| store.objects.get(k).map(|o| (k, o)))
         {
             if k.0.is_empty() && k.1 == "namespaces" {
-                let empty = !store.objects.keys().any(|c| c.2 == k.3);
+                let empty = store.index.namespace_empty(&k.3);
                 if empty && o["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
                     let mut n = o.clone();
                     n["spec"]["finalizers"] = json!([]);
@@ -271,7 +302,7 @@ pub fn reap(store: &mut Store) {
             } else if k.0 == "apiextensions.k8s.io" && k.1 == "customresourcedefinitions" {
                 let group = o["spec"]["group"].as_str().unwrap_or("");
                 let plural = o["spec"]["names"]["plural"].as_str().unwrap_or("");
-                let empty = !store.objects.keys().any(|c| c.0 == group && c.1 == plural);
+                let empty = store.index.type_empty(group, plural);
                 let fins = o["metadata"]["finalizers"]
                     .as_array()
                     .cloned()

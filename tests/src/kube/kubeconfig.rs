@@ -60,12 +60,17 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A client for the cluster a kubeconfig file names.
-pub async fn client(path: &Path) -> Result<kube::Client, KubeTestError> {
+/// The client configuration for the cluster a kubeconfig file names.
+pub async fn config(path: &Path) -> Result<kube::Config, KubeTestError> {
     install_crypto_provider();
     let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| KubeTestError::Client(e.to_string()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+    kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
-        .map_err(|e| KubeTestError::Client(e.to_string()))?;
+        .map_err(|e| KubeTestError::Client(e.to_string()))
+}
+
+/// A client for the cluster a kubeconfig file names.
+pub async fn client(path: &Path) -> Result<kube::Client, KubeTestError> {
+    let cfg = config(path).await?;
     kube::Client::try_from(cfg).map_err(|e| KubeTestError::Client(e.to_string()))
 }

@@ -21,6 +21,9 @@
 //! # Ok(()) }
 //! ```
 
+mod addresses;
+mod admission;
+mod aggregator;
 mod crd;
 mod delete;
 mod discovery;
@@ -28,6 +31,7 @@ mod events;
 mod faults;
 mod gc;
 mod hooks;
+mod index;
 pub mod kubeconfig;
 mod managed;
 mod names;
@@ -49,6 +53,7 @@ mod watch;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+pub use addresses::AddressRanges;
 pub use faults::Faults;
 pub use server::TestServer;
 pub use status::ApiError;
@@ -84,9 +89,9 @@ impl KubeTestError {
 #[derive(Debug)]
 enum Backend {
     InProcess(TestServer),
-    /// Held for its drop, which stops etcd and kube-apiserver.
+    /// Stops etcd and kube-apiserver when dropped.
     Envtest {
-        _env: real::Envtest,
+        env: real::Envtest,
     },
     Existing,
 }
@@ -127,11 +132,33 @@ impl TestCluster {
         }
     }
 
+    /// Like [`start`](Self::start), giving Services addresses from `ranges` (kube-apiserver's
+    /// `--service-cluster-ip-range` and `--service-node-port-range`): a fresh API server with
+    /// those flags. `None` for an existing cluster, whose ranges a test cannot choose.
+    pub async fn start_with_ranges(ranges: AddressRanges) -> Result<Option<Self>, KubeTestError> {
+        if env_true("USE_EXISTING_CLUSTER") {
+            return Ok(None);
+        }
+        match std::env::var_os("KUBEBUILDER_ASSETS").filter(|v| !v.is_empty()) {
+            Some(dir) => {
+                let tmp = tempdir()?;
+                let (env, path) = real::start_envtest_with(Path::new(&dir), tmp.path(), &ranges).await?;
+                let client = kubeconfig::client(&path).await?;
+                Ok(Some(Self::new(Backend::Envtest { env }, client, Some(path), tmp)))
+            }
+            None => Self::in_process_with(ranges).await.map(Some),
+        }
+    }
+
     /// Always the in-process test server, whatever the environment says (for tests of the
     /// test server itself or of several clusters with faults).
     pub async fn in_process() -> Result<Self, KubeTestError> {
+        Self::in_process_with(AddressRanges::default()).await
+    }
+
+    async fn in_process_with(ranges: AddressRanges) -> Result<Self, KubeTestError> {
         let dir = tempdir()?;
-        let server = TestServer::start().await?;
+        let server = TestServer::start_configured(0, ranges).await?;
         // The server accepts anyone, but kubectl asks for a password over HTTPS without a token.
         let auth = kubeconfig::Auth::Token("lifeboat-test".into());
         let trust = match server.ca_pem() {
@@ -147,7 +174,7 @@ impl TestCluster {
         let dir = tempdir()?;
         let (env, path) = real::start_envtest(assets, dir.path()).await?;
         let client = kubeconfig::client(&path).await?;
-        Ok(Self::new(Backend::Envtest { _env: env }, client, Some(path), dir))
+        Ok(Self::new(Backend::Envtest { env }, client, Some(path), dir))
     }
 
     async fn existing() -> Result<Self, KubeTestError> {
@@ -176,6 +203,22 @@ impl TestCluster {
         self.client.clone()
     }
 
+    /// A client that hands back 429, 503 and 504 answers instead of retrying them (kube's
+    /// default client retries them for minutes), for tests that look at those answers.
+    pub async fn client_without_retries(&self) -> Result<kube::Client, KubeTestError> {
+        let mut cfg = match &self.kubeconfig {
+            Some(path) => kubeconfig::config(path).await?,
+            None => {
+                kubeconfig::install_crypto_provider();
+                kube::Config::infer()
+                    .await
+                    .map_err(|e| KubeTestError::Client(e.to_string()))?
+            }
+        };
+        cfg.default_retry = false;
+        kube::Client::try_from(cfg).map_err(|e| KubeTestError::Client(e.to_string()))
+    }
+
     /// A kubeconfig file for this cluster (for kubectl or code that reads one): the generated
     /// one, or for an existing cluster the user's (`KUBECONFIG`, else `~/.kube/config`);
     /// `None` when an existing cluster was reached without such a file (in-cluster config).
@@ -188,6 +231,21 @@ impl TestCluster {
         match &self.backend {
             Backend::InProcess(s) => Some(s.faults()),
             _ => None,
+        }
+    }
+
+    /// Compacts the cluster's storage at its current revision, so every earlier
+    /// resourceVersion is gone (watches from one get 410 Expired): the test server forgets
+    /// its history, an envtest etcd is compacted. `false` for an existing cluster, whose etcd
+    /// a test cannot reach.
+    pub async fn compact(&self) -> Result<bool, KubeTestError> {
+        match &self.backend {
+            Backend::InProcess(s) => {
+                s.faults().compact();
+                Ok(true)
+            }
+            Backend::Envtest { env } => env.compact().await.map(|()| true),
+            Backend::Existing => Ok(false),
         }
     }
 

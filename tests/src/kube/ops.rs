@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::admission::{self, Operation, Phase};
 use super::events;
 use super::hooks;
 use super::managed::{self, Write};
@@ -108,11 +109,9 @@ impl Store {
         };
         match self.objects.get(&Store::key(ns_rt, None, ns)) {
             None => Err(ApiError::not_found(ns_rt, ns)),
-            Some(n) if !n["metadata"]["deletionTimestamp"].is_null() => Err(ApiError::forbidden(
-                rt,
-                name,
-                &format!("unable to create new content in namespace {ns} because it is being terminated"),
-            )),
+            Some(n) if !n["metadata"]["deletionTimestamp"].is_null() => {
+                Err(ApiError::namespace_terminating(rt, name, ns))
+            }
             Some(_) => Ok(()),
         }
     }
@@ -167,10 +166,8 @@ impl Store {
         if rt.namespaced {
             self.require_live_namespace(rt, ns.unwrap_or(""), &name)?;
         }
+        admission::check(self, rt, ns, &body, Operation::Create, Phase::Mutating)?;
         let key = Store::key(rt, ns, &name);
-        if self.objects.contains_key(&key) {
-            return Err(ApiError::already_exists(rt, &name));
-        }
         let m = &mut body["metadata"];
         m["name"] = json!(name);
         m["uid"] = json!(names::uuid());
@@ -195,7 +192,13 @@ impl Store {
         }
         body["apiVersion"] = json!(rt.api_version());
         body["kind"] = json!(rt.kind);
+        // As kube-apiserver does: defaults, allocation (Service addresses) and validation come
+        // before storage, so a create whose name is taken can fail for those reasons first.
         hooks::on_create(self, rt, &mut body)?;
+        admission::check(self, rt, ns, &body, Operation::Create, Phase::Validating)?;
+        if self.objects.contains_key(&key) {
+            return Err(ApiError::already_exists(rt, &name));
+        }
         if let Some(m) = body["metadata"].as_object_mut() {
             m.remove("managedFields");
         }
@@ -331,7 +334,13 @@ impl Store {
                 ));
             }
         }
+        if part == Part::Main {
+            admission::check(self, rt, ns, &new, Operation::Update, Phase::Mutating)?;
+        }
         hooks::on_update(self, rt, &old, &mut new)?;
+        if part == Part::Main {
+            admission::check(self, rt, ns, &new, Operation::Update, Phase::Validating)?;
+        }
         if rt.generation && spec_part(rt, &old) != spec_part(rt, &new) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
             new["metadata"]["generation"] = json!(g + 1);

@@ -1,6 +1,9 @@
 //! The resource types the server serves: a table of built-ins plus the ones CRDs define.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
 
 use super::scale::ScalePaths;
 
@@ -49,6 +52,12 @@ pub struct ResourceType {
     pub crd: Option<String>,
     /// The `scale` subresource, if any.
     pub scale: Option<ScalePaths>,
+    /// For a CRD version: its `openAPIV3Schema`, by which objects read or written at this
+    /// version are pruned.
+    pub schema: Option<Arc<Value>>,
+    /// For a CRD version: the storage version's schema, by which objects are pruned again
+    /// when stored (conversion `None` only rewrites `apiVersion`).
+    pub storage_schema: Option<Arc<Value>>,
 }
 
 impl ResourceType {
@@ -122,6 +131,11 @@ const BUILTINS: &[Builtin] = &[
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"], true, false),
     ("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", false, &["pc"], false, false),
     ("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false, false),
+    ("apiregistration.k8s.io", "v1", "apiservices", "APIService", false, &[], true, false),
+    ("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", false, &[], false, true),
+    ("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", false, &[], false, true),
+    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", false, &[], true, true),
+    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", false, &[], false, true),
     ("events.k8s.io", "v1", "events", "Event", true, &["ev"], false, false),
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, &["crd", "crds"], true, true),
 ];
@@ -192,6 +206,35 @@ fn builtin(b: &Builtin) -> ResourceType {
         scale: ((group == "apps" && matches!(plural, "deployments" | "statefulsets" | "replicasets"))
             || (group.is_empty() && plural == "replicationcontrollers"))
             .then(ScalePaths::workload),
+        schema: None,
+        storage_schema: None,
+    }
+}
+
+/// Kubernetes' version priority (`k8s.io/apimachinery` `CompareKubeAwareVersionStrings`):
+/// GA before beta before alpha, higher numbers first, then anything else by name. A group's
+/// preferred version is the first in this order.
+pub fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parse(v: &str) -> Option<(u8, u64, u64)> {
+        let rest = v.strip_prefix('v')?;
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let major: u64 = rest[..digits].parse().ok()?;
+        let tail = &rest[digits..];
+        if tail.is_empty() {
+            return Some((3, major, 0));
+        }
+        for (word, rank) in [("beta", 2), ("alpha", 1)] {
+            if let Some(n) = tail.strip_prefix(word) {
+                return Some((rank, major, n.parse().ok()?));
+            }
+        }
+        None
+    }
+    match (parse(a), parse(b)) {
+        (Some(x), Some(y)) => y.cmp(&x),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(b),
     }
 }
 
@@ -230,7 +273,8 @@ impl Registry {
             .find(|r| r.group == group && r.plural == plural)
     }
 
-    /// Groups and their versions, in a stable order (core excluded).
+    /// Groups and their versions, in a stable order (core excluded); each group's versions
+    /// in priority order, the preferred one first.
     pub fn groups(&self) -> Vec<(String, Vec<String>)> {
         let mut out: Vec<(String, Vec<String>)> = Vec::new();
         for r in self.all().filter(|r| !r.group.is_empty()) {
@@ -243,6 +287,9 @@ impl Registry {
                 None => out.push((r.group.clone(), vec![r.version.clone()])),
             }
         }
+        for (_, versions) in &mut out {
+            versions.sort_by(|a, b| version_order(a, b));
+        }
         out
     }
 
@@ -253,5 +300,20 @@ impl Registry {
         } else {
             self.custom.insert(crd.to_string(), types);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_sort_like_kubernetes() {
+        let mut v = vec!["v1alpha1", "foo", "v1beta1", "v2", "v1", "v10beta3", "v1beta2"];
+        v.sort_by(|a, b| version_order(a, b));
+        assert_eq!(
+            v,
+            ["v2", "v1", "v10beta3", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
     }
 }

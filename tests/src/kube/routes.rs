@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::Method;
 use serde_json::Value;
 
+use super::aggregator;
 use super::delete::Deleted;
 use super::discovery;
 use super::managed::{self, Write};
@@ -41,35 +42,59 @@ pub(crate) enum Reply {
     Watch(Box<WatchParams>),
     /// JSON with a particular media type (aggregated discovery).
     Typed(&'static str, Value),
+    /// A body that is not JSON (the aggregator's proxy errors are plain text).
+    Raw(u16, &'static str, String),
+    /// No answer until the client gives up or the request times out (a hanging backend).
+    Hang,
 }
 
 pub(crate) fn dispatch(shared: &Shared, req: &Req) -> Result<Reply, ApiError> {
     let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     let mut store = shared.store.lock().map_err(|_| ApiError::injected(500))?;
-    let reg = &store.registry;
     let get = req.method == Method::GET;
     let found = |v: Option<Value>| {
         v.map(|v| Reply::Json(200, v))
             .ok_or_else(|| ApiError::no_route(&req.path))
     };
+    if let ["apis", g, v, ..] = segs.as_slice() {
+        if store.hanging_apis.contains(&(g.to_string(), v.to_string())) {
+            return Ok(Reply::Hang);
+        }
+        if aggregator::serving(&store, g, v) {
+            // The aggregator's proxy, for an API whose server is unavailable.
+            return Ok(Reply::Raw(
+                503,
+                "text/plain; charset=utf-8",
+                "service unavailable\n".into(),
+            ));
+        }
+    }
+    let served = || aggregator::served_groups(&store);
+    let reg = &store.registry;
     match segs.as_slice() {
         ["version"] if get => Ok(Reply::Json(200, discovery::version())),
         ["healthz" | "readyz" | "livez"] if get => Ok(Reply::Text("ok".into())),
         ["api"] if get && discovery::wants_aggregated(&req.accept) => Ok(Reply::Typed(
             discovery::AGGREGATED,
-            discovery::aggregated(reg, true),
+            discovery::aggregated(reg, true, &[], &[]),
         )),
-        ["apis"] if get && discovery::wants_aggregated(&req.accept) => Ok(Reply::Typed(
-            discovery::AGGREGATED,
-            discovery::aggregated(reg, false),
-        )),
+        ["apis"] if get && discovery::wants_aggregated(&req.accept) => {
+            let stale: Vec<_> = aggregator::aggregated(&store)
+                .into_iter()
+                .filter(|a| !store.hanging_apis.contains(&(a.group.clone(), a.version.clone())))
+                .collect();
+            Ok(Reply::Typed(
+                discovery::AGGREGATED,
+                discovery::aggregated(reg, false, &served(), &stale),
+            ))
+        }
         ["api"] if get => Ok(Reply::Json(
             200,
             discovery::core_versions(&shared.addr.to_string()),
         )),
-        ["apis"] if get => Ok(Reply::Json(200, discovery::groups(reg))),
+        ["apis"] if get => Ok(Reply::Json(200, discovery::groups(&served()))),
         ["api", v] if get => found(discovery::resources(reg, "", v)),
-        ["apis", g] if get => found(discovery::group(reg, g)),
+        ["apis", g] if get => found(discovery::group(&served(), g)),
         ["apis", g, v] if get => found(discovery::resources(reg, g, v)),
         ["api", v, rest @ ..] if !rest.is_empty() => resource(&mut store, req, "", v, rest),
         ["apis", g, v, rest @ ..] if !rest.is_empty() => resource(&mut store, req, g, v, rest),
@@ -188,7 +213,18 @@ fn resource(
                         v.parse::<u64>()
                             .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))?,
                     ),
-                    _ => None,
+                    (_, "" | "0") => None,
+                    (_, v) => {
+                        // Not older than `v`: the server waited for it (see `server::handle`);
+                        // still not there is "Too large resource version".
+                        let v = v
+                            .parse::<u64>()
+                            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))?;
+                        if v > store.current_rv() {
+                            return Err(ApiError::too_large_resource_version(v, store.current_rv()));
+                        }
+                        None
+                    }
                 };
                 store
                     .list(rt, &filter, limit, cont, at)

@@ -147,6 +147,12 @@ pub fn apply(obj: &mut Value, schema: &Value) -> Errors {
     errs
 }
 
+/// Prunes and defaults `obj` by `schema` and ignores what does not validate: what a real
+/// server does to an object it reads or converts (validation happens on writes only).
+pub fn prune(obj: &mut Value, schema: &Value) {
+    let _ = apply(obj, schema);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

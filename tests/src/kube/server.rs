@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::KubeTestError;
+use super::addresses::{AddressRanges, Addresses};
 use super::faults::{FaultState, Faults};
 use super::routes::{Reply, Req, dispatch};
 use super::status::ApiError;
@@ -27,6 +28,9 @@ use super::tls::{self, ServerTls};
 use super::watch::{self as watching, WatchParams};
 
 type Body = BoxBody<Bytes, std::io::Error>;
+
+/// kube-apiserver's `--request-timeout` default.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) struct Shared {
     pub(crate) store: Arc<Mutex<Store>>,
@@ -60,20 +64,23 @@ impl TestServer {
 
     /// Like [`start`](Self::start) on a given loopback port (0 for any).
     pub async fn start_on(port: u16) -> Result<Self, KubeTestError> {
-        Self::start_with_port(Some(tls::generate()?), port).await
+        Self::start_configured(port, AddressRanges::default()).await
+    }
+
+    /// Like [`start`](Self::start) on a given loopback port (0 for any), giving Services
+    /// addresses from `ranges` (kube-apiserver's `--service-cluster-ip-range` and
+    /// `--service-node-port-range`).
+    pub async fn start_configured(port: u16, ranges: AddressRanges) -> Result<Self, KubeTestError> {
+        Self::spawn(Some(tls::generate()?), port, ranges)
     }
 
     async fn start_with(tls: Option<ServerTls>) -> Result<Self, KubeTestError> {
-        Self::start_with_port(tls, 0).await
-    }
-
-    async fn start_with_port(tls: Option<ServerTls>, port: u16) -> Result<Self, KubeTestError> {
-        Self::spawn(tls, port)
+        Self::spawn(tls, 0, AddressRanges::default())
     }
 
     /// Binds, then serves from a thread of its own with its own runtime: a test that blocks
     /// its runtime (running a CLI and waiting for it, say) must not stall "the cluster".
-    fn spawn(tls: Option<ServerTls>, port: u16) -> Result<Self, KubeTestError> {
+    fn spawn(tls: Option<ServerTls>, port: u16, ranges: AddressRanges) -> Result<Self, KubeTestError> {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port))
             .map_err(|e| KubeTestError::io("bind the test API server", e))?;
         listener
@@ -82,7 +89,7 @@ impl TestServer {
         let addr = listener
             .local_addr()
             .map_err(|e| KubeTestError::io("read the test API server's address", e))?;
-        let store = Arc::new(Mutex::new(Store::new()));
+        let store = Arc::new(Mutex::new(Store::new(Addresses::new(ranges))));
         let faults = Arc::new(FaultState::default());
         let shared = Arc::new(Shared {
             store: store.clone(),
@@ -289,6 +296,22 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    // A list not older than a version the server has not reached waits for it, as the
+    // watch cache does (then answers 504 if it is still ahead).
+    let wanted = query
+        .get("resourceVersion")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|v| *v > 0);
+    let exact = query.get("resourceVersionMatch").map(String::as_str) == Some("Exact");
+    let watching =
+        query.get("watch").is_some_and(|w| w == "true" || w == "1") || parts.uri.path().contains("/watch/");
+    if let Some(v) = wanted
+        && parts.method == http::Method::GET
+        && !exact
+        && !watching
+    {
+        watching::wait_for_rv(&shared.store, v).await;
+    }
     let req = Req {
         accept,
         user_agent,
@@ -302,7 +325,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         Ok(Reply::Json(code, v)) => json_response(code, &v),
         Ok(Reply::Typed(media, v)) => full(200, media, serde_json::to_vec(&v).unwrap_or_default()),
         Ok(Reply::Text(t)) => full(200, "text/plain", t.into_bytes()),
+        Ok(Reply::Raw(code, media, text)) => full(code, media, text.into_bytes()),
         Ok(Reply::Watch(p)) => start_watch(&shared, *p),
+        Ok(Reply::Hang) => {
+            // Until the client gives up, or kube-apiserver's default request timeout (60 s).
+            tokio::time::sleep(REQUEST_TIMEOUT).await;
+            error_response(&ApiError::request_timeout())
+        }
         Err(e) => error_response(&e),
     })
 }

@@ -127,6 +127,32 @@ impl ApiError {
         Self::new(500, "", message)
     }
 
+    /// 500 InternalError, as `errors.NewInternalError` words it (the Service allocators'
+    /// "range is full", a webhook that cannot be called).
+    pub fn internal_error(cause: impl Into<String>) -> Self {
+        let cause = cause.into();
+        Self::new(500, "InternalError", format!("Internal error occurred: {cause}"))
+            .with_details(json!({ "causes": [{ "message": cause }] }))
+    }
+
+    /// 403 from the NamespaceLifecycle admission plugin: a create in a namespace that is
+    /// being deleted, with the `NamespaceTerminating` cause clients look for.
+    pub fn namespace_terminating(rt: &ResourceType, name: &str, ns: &str) -> Self {
+        let mut e = Self::forbidden(
+            rt,
+            name,
+            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+        );
+        if let Some(d) = e.details.as_mut() {
+            d["causes"] = json!([{
+                "reason": "NamespaceTerminating",
+                "message": format!("namespace {ns} is being terminated"),
+                "field": "metadata.namespace",
+            }]);
+        }
+        e
+    }
+
     /// 403: refused by policy (e.g. new content in a terminating namespace).
     pub fn forbidden(rt: &ResourceType, name: &str, why: &str) -> Self {
         Self::new(
@@ -159,6 +185,16 @@ impl ApiError {
             "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
             "retryAfterSeconds": 1,
         }))
+    }
+
+    /// 504: the request ran past the server's request timeout.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            504,
+            "Timeout",
+            "Timeout: request did not complete within requested timeout - context deadline exceeded",
+        )
+        .with_details(json!({}))
     }
 
     /// 415: unsupported patch content type.

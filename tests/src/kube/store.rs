@@ -2,13 +2,17 @@
 //! the event history that watches replay.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use super::addresses::Addresses;
 use super::events;
+use super::index::Index;
 use super::registry::{Registry, ResourceType};
+use super::schema;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 
@@ -89,12 +93,18 @@ pub struct Store {
     /// Watches from a resourceVersion below this get 410 Gone.
     history_start: u64,
     tx: broadcast::Sender<Arc<Event>>,
-    pub(crate) next_ip: u32,
+    /// Lookups the server's controllers need after each change.
+    pub(crate) index: Index,
+    /// Service cluster IPs and node ports in use.
+    pub(crate) addresses: Addresses,
+    /// Aggregated group versions whose requests hang (a fault).
+    pub(crate) hanging_apis: std::collections::BTreeSet<(String, String)>,
 }
 
 impl Store {
-    /// A store with the namespaces every cluster has.
-    pub fn new() -> Self {
+    /// A store with the namespaces every cluster has, allocating Service addresses from
+    /// `addresses`.
+    pub fn new(addresses: Addresses) -> Self {
         let (tx, _) = broadcast::channel(4096);
         let mut s = Self {
             registry: Registry::default(),
@@ -103,7 +113,9 @@ impl Store {
             history: VecDeque::new(),
             history_start: 0,
             tx,
-            next_ip: 10,
+            index: Index::default(),
+            addresses,
+            hanging_apis: Default::default(),
         };
         if let Some(rt) = s.registry.builtin("", "namespaces").cloned() {
             for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -113,10 +125,13 @@ impl Store {
             }
         }
         if let Some(rt) = s.registry.builtin("", "services").cloned() {
+            // The API server's own Service holds the first address of the range.
+            let ip = s.addresses.first_ip();
             let body = json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                              "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}});
+                              "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}});
             let _ = s.create(&rt, Some("default"), body, &super::managed::Write::system());
         }
+        super::aggregator::register_local(&mut s);
         // Like a real server that has been up a while: the start of time is not watchable.
         s.history.clear();
         s.history_start = s.rv;
@@ -146,7 +161,9 @@ impl Store {
         )
     }
 
-    /// `obj` as served at `rt`'s version.
+    /// `obj` as served at `rt`'s version: a custom resource read at a version other than the
+    /// one it was written at loses the fields that version's schema does not declare, as a
+    /// real server prunes after converting (CRD conversion `None` only rewrites apiVersion).
     pub fn render(rt: &ResourceType, obj: &Value) -> Value {
         let mut o = if events::is_view(&rt.group) {
             events::to_v1(obj)
@@ -155,6 +172,9 @@ impl Store {
         };
         o["apiVersion"] = json!(rt.api_version());
         o["kind"] = json!(rt.kind);
+        if let Some(s) = &rt.schema {
+            schema::prune(&mut o, s);
+        }
         o
     }
 
@@ -167,6 +187,22 @@ impl Store {
         } else {
             self.objects.insert(key.clone(), obj.clone())
         };
+        if let Some(o) = &old {
+            self.index.remove(&key, o);
+            if key.0.is_empty() && key.1 == "services" {
+                self.addresses.release(o);
+            }
+        }
+        if kind == EventKind::Deleted {
+            if let Some(uid) = obj["metadata"]["uid"].as_str() {
+                self.index.owner_gone(uid);
+            }
+        } else {
+            self.index.add(&key, &obj);
+            if key.0.is_empty() && key.1 == "services" {
+                self.addresses.hold(&obj);
+            }
+        }
         let ev = Arc::new(Event {
             rv: self.rv,
             key,
@@ -199,9 +235,34 @@ impl Store {
         rt: &'a ResourceType,
         filter: &'a Filter,
     ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+        self.of_type(rt, None).filter(move |(k, o)| filter.matches(k, o))
+    }
+
+    /// The stored objects of stored type `group/plural`, in key order.
+    pub(crate) fn objects_of<'a>(
+        &'a self,
+        group: &'a str,
+        plural: &'a str,
+    ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+        let start: Key = (
+            group.to_string(),
+            plural.to_string(),
+            String::new(),
+            String::new(),
+        );
         self.objects
-            .iter()
-            .filter(move |(k, o)| k.0 == rt.storage_group && k.1 == rt.plural && filter.matches(k, o))
+            .range(start..)
+            .take_while(move |(k, _)| k.0 == group && k.1 == plural)
+    }
+
+    /// The stored objects of `rt`'s type, in key order, after `(namespace, name)` if given:
+    /// a range of the map, since keys start with the type.
+    fn of_type<'a>(
+        &'a self,
+        rt: &'a ResourceType,
+        after: Option<(&str, &str)>,
+    ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+        type_range(&self.objects, rt, after)
     }
 
     /// A list response, paginated with `limit` and an opaque `continue` token. Pages after
@@ -236,30 +297,29 @@ impl Store {
                 self.history_start
             )));
         }
-        let snapshot = self.snapshot_at(list_rv);
-        let objects = snapshot.as_ref().unwrap_or(&self.objects);
+        let after = after.as_ref().map(|(ns, name)| (ns.as_str(), name.as_str()));
+        let snapshot = self.snapshot_at(rt, list_rv, after);
         let mut items = Vec::new();
         let mut remaining = 0usize;
-        let mut last: Option<&Key> = None;
-        let selected = objects
-            .iter()
-            .filter(|(k, o)| k.0 == rt.storage_group && k.1 == rt.plural && filter.matches(k, o));
-        for (k, o) in selected {
-            if let Some((ns, name)) = &after
-                && (&k.2, &k.3) <= (ns, name)
-            {
-                continue;
+        let mut last: Option<Key> = None;
+        let mut take = |k: &Key, o: &Value| {
+            if !filter.matches(k, o) {
+                return;
             }
             if limit.is_some_and(|l| items.len() >= l) {
                 remaining += 1;
-                continue;
+                return;
             }
-            last = Some(k);
+            last = Some(k.clone());
             items.push(Self::render(rt, o));
+        };
+        match &snapshot {
+            Some(objects) => objects.iter().for_each(|(k, o)| take(k, o)),
+            None => self.of_type(rt, after).for_each(|(k, o)| take(k, o)),
         }
         let mut meta = json!({ "resourceVersion": list_rv.to_string() });
         if remaining > 0
-            && let Some(k) = last
+            && let Some(k) = &last
         {
             meta["continue"] = json!(encode_continue(list_rv, &k.2, &k.3));
             // Real servers cannot count what a selector would keep, so they leave it out.
@@ -275,21 +335,37 @@ impl Store {
         }))
     }
 
-    /// The objects as they were at `rv` (`None`: that is now), undoing later history.
-    fn snapshot_at(&self, rv: u64) -> Option<BTreeMap<Key, Value>> {
+    /// The objects of `rt`'s type after `after` as they were at `rv` (`None`: that is now),
+    /// undoing the later history of that type only.
+    fn snapshot_at(
+        &self,
+        rt: &ResourceType,
+        rv: u64,
+        after: Option<(&str, &str)>,
+    ) -> Option<BTreeMap<Key, Value>> {
         if rv >= self.rv {
             return None;
         }
-        let mut objects = self.objects.clone();
-        for e in self.history.iter().rev().take_while(|e| e.rv > rv) {
-            match (&e.kind, &e.old) {
-                (EventKind::Added, _) => {
-                    objects.remove(&e.key);
-                }
-                (_, Some(old)) => {
-                    objects.insert(e.key.clone(), old.clone());
-                }
-                (_, None) => {}
+        // The state at `rv` of every key of this type changed since: the first later event
+        // of a key says what it was before (absent for an ADDED).
+        let mut before: BTreeMap<&Key, Option<&Value>> = BTreeMap::new();
+        for e in self.history.iter().filter(|e| e.rv > rv) {
+            if e.key.0 == rt.storage_group && e.key.1 == rt.plural {
+                before.entry(&e.key).or_insert(match e.kind {
+                    EventKind::Added => None,
+                    _ => e.old.as_ref(),
+                });
+            }
+        }
+        let mut objects: BTreeMap<Key, Value> = self
+            .of_type(rt, after)
+            .filter(|(k, _)| !before.contains_key(k))
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .collect();
+        for (k, o) in before {
+            let later = after.is_none_or(|(ns, name)| (k.2.as_str(), k.3.as_str()) > (ns, name));
+            if let (Some(o), true) = (o, later) {
+                objects.insert(k.clone(), o.clone());
             }
         }
         Some(objects)
@@ -336,8 +412,39 @@ impl Store {
 
 impl Default for Store {
     fn default() -> Self {
-        Self::new()
+        Self::new(Addresses::default())
     }
+}
+
+/// The objects of `rt`'s stored type in `objects`, in key order, strictly after
+/// `(namespace, name)` if given.
+fn type_range<'a>(
+    objects: &'a BTreeMap<Key, Value>,
+    rt: &'a ResourceType,
+    after: Option<(&str, &str)>,
+) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+    let start: Key = match after {
+        Some((ns, name)) => (
+            rt.storage_group.clone(),
+            rt.plural.clone(),
+            ns.to_string(),
+            name.to_string(),
+        ),
+        None => (
+            rt.storage_group.clone(),
+            rt.plural.clone(),
+            String::new(),
+            String::new(),
+        ),
+    };
+    let lower = if after.is_some() {
+        Bound::Excluded(start)
+    } else {
+        Bound::Included(start)
+    };
+    objects
+        .range((lower, Bound::Unbounded))
+        .take_while(move |(k, _)| k.0 == rt.storage_group && k.1 == rt.plural)
 }
 
 fn encode_continue(rv: u64, ns: &str, name: &str) -> String {

@@ -82,6 +82,23 @@ pub fn error_line(e: &ApiError) -> Bytes {
     line(&json!({"type": "ERROR", "object": e.to_status()}))
 }
 
+/// How long the watch cache waits for a resourceVersion it has not reached (`blockTimeout`).
+pub const FRESH_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits up to [`FRESH_WAIT`] until the store has reached `rv`; whether it did.
+pub async fn wait_for_rv(store: &Mutex<Store>, rv: u64) -> bool {
+    let deadline = tokio::time::Instant::now() + FRESH_WAIT;
+    loop {
+        if store.lock().map(|s| s.current_rv() >= rv).unwrap_or(true) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Streams the watch `p` into `tx` until timeout, client disconnect or an injected drop.
 pub async fn run(
     store: Arc<Mutex<Store>>,
@@ -90,9 +107,25 @@ pub async fn run(
     bookmark_every: Duration,
     tx: mpsc::Sender<Chunk>,
 ) {
+    // A streaming list (`sendInitialEvents`) at a version the server has not reached waits
+    // up to 3 s for it, then fails with "Too large resource version"; it never gets 410.
+    // A plain watch from a future version is accepted at once and quietly waits for it.
+    if p.send_initial
+        && let Some(wanted) = p.from
+        && !wait_for_rv(&store, wanted).await
+    {
+        let current = store.lock().map(|s| s.current_rv()).unwrap_or(0);
+        let _ = tx
+            .send(Ok(error_line(&ApiError::too_large_resource_version(
+                wanted, current,
+            ))))
+            .await;
+        return;
+    }
+    let from = if p.send_initial { None } else { p.from };
     let start = match store.lock() {
         Ok(s) => s
-            .watch(&p.rt, &p.filter, p.from)
+            .watch(&p.rt, &p.filter, from)
             .map(|(i, rx)| (i, rx, s.current_rv())),
         Err(_) => return,
     };
@@ -103,7 +136,7 @@ pub async fn run(
             return;
         }
     };
-    let mut last = p.from.unwrap_or(now);
+    let mut last = from.unwrap_or(now);
     for e in &initial {
         last = last.max(e.rv);
         if let Some(l) = render(&p, e)
@@ -112,7 +145,7 @@ pub async fn run(
             return;
         }
     }
-    if p.from.is_none() && p.send_initial && p.bookmarks {
+    if p.send_initial && p.bookmarks {
         let _ = tx.send(Ok(bookmark(&p, last, true))).await;
     }
     let mut drops = faults.drop_watches.subscribe();
@@ -122,11 +155,8 @@ pub async fn run(
     let deadline = p.timeout.unwrap_or(Duration::from_secs(1800));
     let timeout = tokio::time::sleep(deadline);
     tokio::pin!(timeout);
-    // A resourceVersion the server has not reached: like the watch cache, wait up to 3 s for
-    // it, then end with a "Too large resource version" error.
-    let mut ahead = p.from.filter(|f| *f > now);
-    let fresh = tokio::time::sleep(Duration::from_secs(3));
-    tokio::pin!(fresh);
+    // A version the server has not reached: no events and no bookmarks until it passes it.
+    let mut ahead = from.filter(|f| *f > now);
     loop {
         let out = tokio::select! {
             r = rx.recv() => match r {
@@ -151,12 +181,6 @@ pub async fn run(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = &mut fresh, if ahead.is_some() => {
-                let current = store.lock().map(|s| s.current_rv()).unwrap_or(now);
-                let wanted = ahead.unwrap_or(current);
-                let _ = tx.send(Ok(error_line(&ApiError::too_large_resource_version(wanted, current)))).await;
-                return;
-            }
             _ = ticks.tick(), if p.bookmarks && ahead.is_none() => Ok(bookmark(&p, last, false)),
             _ = &mut timeout => return,
             _ = drops.changed() => Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected fault: watch dropped")),

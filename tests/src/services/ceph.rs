@@ -370,7 +370,15 @@ impl Rgw {
     /// Creates a fresh bucket for one test and returns its name.
     pub fn new_bucket(&self, prefix: &str) -> Result<String, HarnessError> {
         let name = unique_name(prefix).to_lowercase();
-        crate::s3::create_bucket(self, &name)?;
+        crate::s3::create_bucket(self, &name, false)?;
+        Ok(name)
+    }
+
+    /// Creates a fresh bucket with S3 Object Lock enabled (and so versioning, which object lock
+    /// needs) and returns its name.
+    pub fn new_object_lock_bucket(&self, prefix: &str) -> Result<String, HarnessError> {
+        let name = unique_name(prefix).to_lowercase();
+        crate::s3::create_bucket(self, &name, true)?;
         Ok(name)
     }
 }

@@ -14,7 +14,9 @@ use kube::{Client, ResourceExt};
 use lifeboat_backup::Repository;
 use lifeboat_backup::repository::InitOptions;
 use lifeboat_controller::Config;
-use lifeboat_controller::crd::{self, BackupRepository, BackupRepositorySpec, SecretKeyRef};
+use lifeboat_controller::crd::{
+    self, Backup, BackupPhase, BackupRepository, BackupRepositorySpec, BackupSpec, SecretKeyRef,
+};
 use lifeboat_controller::http::{self, Health};
 use lifeboat_controller::metrics::Metrics;
 use lifeboat_tests::kube::TestCluster;
@@ -64,13 +66,51 @@ impl Env {
 
     /// Starts a controller with settings adjusted by `tune`.
     pub async fn controller_with(&self, identity: &str, tune: impl FnOnce(&mut Config)) -> RunningController {
+        self.controller_through(self.client(), identity, tune).await
+    }
+
+    /// Starts a controller that reaches the cluster through `client` (a wrapper around
+    /// [`Env::client`] that records or alters requests).
+    pub async fn controller_through(
+        &self,
+        client: Client,
+        identity: &str,
+        tune: impl FnOnce(&mut Config),
+    ) -> RunningController {
         let mut config = Config::new(Some(self.ns.clone()), identity.to_string());
         config.watch_namespace = Some(self.ns.clone());
         config.lease_duration = Duration::from_secs(3);
         config.progress_interval = Duration::from_millis(200);
         config.repository_check_interval = Duration::from_secs(2);
         tune(&mut config);
-        RunningController::start(self.client(), config).await
+        RunningController::start(client, config).await
+    }
+
+    /// Backs up the namespace's ConfigMaps into [`REPO`] as Backup `name`, and waits until
+    /// it is Completed.
+    pub async fn backup_config_maps(&self, name: &str) {
+        let backups: Api<Backup> = self.api();
+        let b = Backup::new(
+            name,
+            BackupSpec {
+                repository: REPO.into(),
+                included_namespaces: vec![self.ns.clone()],
+                included_resources: vec!["configmaps".into()],
+                ..BackupSpec::default()
+            },
+        );
+        backups
+            .create(&PostParams::default(), &b)
+            .await
+            .expect("create Backup");
+        eventually(&format!("Backup {name} to complete"), 60, || {
+            let backups = backups.clone();
+            async move {
+                let s = backups.get(name).await.ok()?.status?;
+                (s.phase == BackupPhase::Completed).then_some(())
+            }
+        })
+        .await;
     }
 
     /// Creates ConfigMaps `cm-0…` in the namespace.

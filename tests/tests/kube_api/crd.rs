@@ -320,3 +320,75 @@ async fn aggregated_discovery_matches_the_classic_one() {
         assert_eq!(kinds(group), kinds(other), "group {:?}", group.name());
     }
 }
+
+#[tokio::test]
+async fn a_multi_version_crd_prunes_each_version_by_its_own_schema() {
+    let (c, ns) = cluster_ns("multiver").await;
+    let group = format!(
+        "t{}.lifeboat-test.dev",
+        lifeboat_tests::unique_name("mv").replace(['-', '_'], "")
+    );
+    let spec_with = |legacy: bool| {
+        let mut props = json!({"size": {"type": "integer"}});
+        if legacy {
+            props["legacyMode"] = json!({"type": "boolean"});
+        }
+        json!({"openAPIV3Schema": {"type": "object", "properties": {
+            "spec": {"type": "object", "properties": props}}}})
+    };
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": format!("gadgets.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "conversion": {"strategy": "None"},
+            "versions": [
+                {"name": "v1alpha1", "served": true, "storage": true, "schema": spec_with(true)},
+                {"name": "v1beta1", "served": true, "storage": false, "schema": spec_with(false)}]}
+    }))
+    .expect("crd");
+    install_crd(c.client(), &crd).await;
+    let at = |version: &str| ApiResource {
+        group: group.clone(),
+        version: version.into(),
+        api_version: format!("{group}/{version}"),
+        kind: "Gadget".into(),
+        plural: "gadgets".into(),
+    };
+    let alpha: Api<DynamicObject> = Api::namespaced_with(c.client(), &ns, &at("v1alpha1"));
+    let beta: Api<DynamicObject> = Api::namespaced_with(c.client(), &ns, &at("v1beta1"));
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{group}/v1alpha1"), "kind": "Gadget",
+        "metadata": {"name": "g1"}, "spec": {"size": 3, "legacyMode": true}}))
+    .expect("object");
+    eventually("the CRD to be served", 30, || {
+        let alpha = alpha.clone();
+        async move { alpha.list(&ListParams::default()).await.ok().map(|_| ()) }
+    })
+    .await;
+    alpha
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect("create at the storage version");
+    // The preferred version (v1beta1 outranks v1alpha1) does not declare legacyMode: read
+    // there, it is pruned; read at the storage version, it is there.
+    let d = discover(c.client()).await;
+    assert_eq!(d.get(&group).and_then(|g| g.preferred_version()), Some("v1beta1"));
+    let via_beta = beta.get("g1").await.expect("get at v1beta1");
+    assert_eq!(via_beta.data["spec"], json!({"size": 3}));
+    let via_alpha = alpha.get("g1").await.expect("get at v1alpha1");
+    assert_eq!(via_alpha.data["spec"], json!({"size": 3, "legacyMode": true}));
+    // Written at v1beta1, a field only v1alpha1 has is dropped.
+    let obj2: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{group}/v1beta1"), "kind": "Gadget",
+        "metadata": {"name": "g2"}, "spec": {"size": 1, "legacyMode": true}}))
+    .expect("object");
+    beta.create(&PostParams::default(), &obj2)
+        .await
+        .expect("create at v1beta1");
+    let g2 = alpha.get("g2").await.expect("get at v1alpha1");
+    assert_eq!(g2.data["spec"], json!({"size": 1}));
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client());
+    let _ = crds
+        .delete(&format!("gadgets.{group}"), &DeleteParams::default())
+        .await;
+}

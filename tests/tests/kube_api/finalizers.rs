@@ -87,6 +87,26 @@ async fn a_terminating_namespace_stays_while_its_content_is_held() {
     let still = nss.get(&ns).await.expect("the namespace is still there");
     assert!(still.metadata.deletion_timestamp.is_some());
     api.get("held").await.expect("its content is still there");
+    // New content is refused by the NamespaceLifecycle admission plugin: 403 with the
+    // NamespaceTerminating cause (clients tell it from an RBAC refusal by that cause).
+    let refused = match api.create(&PostParams::default(), &cm("late", json!({}))).await {
+        Err(kube::Error::Api(s)) => s,
+        other => panic!("expected a 403, got {other:?}"),
+    };
+    assert_eq!((refused.code, refused.reason.as_str()), (403, "Forbidden"));
+    assert!(
+        refused.message.contains(&format!(
+            "unable to create new content in namespace {ns} because it is being terminated"
+        )),
+        "{refused:?}"
+    );
+    let causes = refused.details.map(|d| d.causes).unwrap_or_default();
+    assert!(
+        causes
+            .iter()
+            .any(|c| c.reason == "NamespaceTerminating" && c.field == "metadata.namespace"),
+        "{causes:?}"
+    );
     // Release the content so the namespace can go (on backends with a namespace controller).
     api.patch(
         "held",

@@ -9,6 +9,8 @@
 //!
 //! Every test works in namespaces of its own, so tests can share a real cluster.
 
+mod addresses;
+mod aggregation;
 mod common;
 mod crd;
 mod crud;

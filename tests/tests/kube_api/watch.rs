@@ -101,18 +101,40 @@ async fn watch_follows_live_changes_with_a_label_selector() {
 async fn watch_from_a_compacted_version_is_gone() {
     let (c, ns) = cluster_ns("gone").await;
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
-    // "1" is long compacted (or outside the watch cache) on any server that has run a while.
-    let result = api.watch(&WatchParams::default().timeout(10), "1").await;
-    let first = match result {
-        Err(kube::Error::Api(s)) => s.code,
+    let before = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
+    create_cm(&api, "after-the-list", json!({"test": "gone"})).await;
+    // Compact the storage past `before`, as etcd's periodic compaction would.
+    if !c.compact().await.expect("compact the cluster's storage") {
+        return skip(
+            "watch_from_a_compacted_version_is_gone",
+            "an existing cluster's etcd cannot be compacted from a test",
+        );
+    }
+    // Served from etcd or from the watch cache, a compacted version is an ERROR event with a
+    // 410 Expired Status (or, on some versions, a 410 answer to the request itself).
+    let wp = WatchParams::default().timeout(30);
+    let first = match api.watch(&wp, &before).await {
+        Err(kube::Error::Api(s)) => (s.code, s.reason.clone()),
         Err(e) => panic!("unexpected error {e}"),
-        Ok(stream) => match Box::pin(stream).try_next().await {
-            Ok(Some(WatchEvent::Error(s))) => s.code,
-            Err(kube::Error::Api(s)) => s.code,
-            other => panic!("expected a 410, got {other:?}"),
-        },
+        Ok(stream) => {
+            let mut stream = Box::pin(stream);
+            loop {
+                match tokio::time::timeout(Duration::from_secs(30), stream.try_next()).await {
+                    Ok(Ok(Some(WatchEvent::Error(s)))) => break (s.code, s.reason.clone()),
+                    Ok(Ok(Some(WatchEvent::Bookmark(_)))) => continue,
+                    Ok(Err(kube::Error::Api(s))) => break (s.code, s.reason.clone()),
+                    other => panic!("expected a 410 for a compacted version, got {other:?}"),
+                }
+            }
+        }
     };
-    assert_eq!(first, 410);
+    assert_eq!(first, (410, "Expired".to_string()));
 }
 
 #[tokio::test]
@@ -159,19 +181,78 @@ async fn bookmarks_when_asked() {
     assert!(!bookmark.metadata.resource_version.is_empty());
 }
 
-#[tokio::test]
-async fn watch_from_a_future_resource_version_fails_as_too_large() {
-    let (c, ns) = cluster_ns("watchahead").await;
-    let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
-    let rv: u64 = api
-        .list(&ListParams::default())
+/// The namespace's ConfigMaps list's resourceVersion.
+async fn list_rv(api: &Api<ConfigMap>) -> u64 {
+    api.list(&ListParams::default())
         .await
         .expect("list")
         .metadata
         .resource_version
         .and_then(|v| v.parse().ok())
-        .expect("numeric rv");
-    // After a short wait for the server to catch up, a "Too large resource version" 504.
-    let events = collect(&api, &WatchParams::default(), &(rv + 10_000_000).to_string(), 1).await;
+        .expect("numeric rv")
+}
+
+#[tokio::test]
+async fn watch_from_a_future_resource_version_waits_for_it() {
+    let (c, ns) = cluster_ns("watchahead").await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
+    let rv = list_rv(&api).await;
+    // A plain watch ahead of the server is accepted at once (no 504, no 410, as the watch
+    // cache does): it sees nothing, not even changes made meanwhile, until the server passes
+    // that version, and ends at its timeout.
+    let wp = WatchParams::default().labels("test=ahead").timeout(4);
+    let watcher = {
+        let api = api.clone();
+        let from = (rv + 10_000_000).to_string();
+        tokio::spawn(async move { collect(&api, &wp, &from, 1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    create_cm(&api, "before-that-version", json!({"test": "ahead"})).await;
+    assert_eq!(watcher.await.expect("watch task"), pairs(&[]));
+}
+
+#[tokio::test]
+async fn list_at_a_future_resource_version_fails_as_too_large() {
+    let (c, ns) = cluster_ns("listahead").await;
+    let client = c.client_without_retries().await.expect("client");
+    let api: Api<ConfigMap> = Api::namespaced(client, &ns);
+    let rv = list_rv(&api).await;
+    // Not older than a version the server has not reached: it waits a few seconds for it,
+    // then answers 504 with the ResourceVersionTooLarge cause clients retry on.
+    let wanted = (rv + 10_000_000).to_string();
+    let lp = ListParams::default()
+        .at(&wanted)
+        .matching(kube::api::VersionMatch::NotOlderThan);
+    let started = std::time::Instant::now();
+    let err = match api.list(&lp).await {
+        Err(kube::Error::Api(s)) => s,
+        other => panic!("expected a 504, got {other:?}"),
+    };
+    assert_eq!((err.code, err.reason.as_str()), (504, "Timeout"), "{err:?}");
+    assert!(err.message.contains("Too large resource version"), "{err:?}");
+    let causes = err.details.map(|d| d.causes).unwrap_or_default();
+    assert!(
+        causes.iter().any(|c| c.reason == "ResourceVersionTooLarge"),
+        "{causes:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the server waits for the version before giving up"
+    );
+}
+
+#[tokio::test]
+async fn streaming_list_from_a_future_resource_version_fails_as_too_large() {
+    let (c, ns) = cluster_ns("streamahead").await;
+    if c.is_real() {
+        return skip(
+            "streaming_list_from_a_future_resource_version_fails_as_too_large",
+            "sendInitialEvents needs the WatchList feature gate, off by default before Kubernetes 1.34",
+        );
+    }
+    let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
+    let rv = list_rv(&api).await;
+    let wp = WatchParams::streaming_lists().timeout(20);
+    let events = collect(&api, &wp, &(rv + 10_000_000).to_string(), 1).await;
     assert_eq!(events, pairs(&[("ERROR", "504")]));
 }

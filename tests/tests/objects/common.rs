@@ -132,3 +132,127 @@ pub async fn get(client: &Client, ar: &ApiResource, ns: &str, name: &str) -> Opt
         .expect("get")
         .map(|o| serde_json::to_value(o).expect("json"))
 }
+
+/// A group name of the test's own (`t<id>.lifeboat-test.dev`).
+pub fn test_group(prefix: &str) -> String {
+    let id: String = lifeboat_tests::unique_name(prefix)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    format!("t{id}.lifeboat-test.dev")
+}
+
+pub fn apiservices() -> ApiResource {
+    ar("apiregistration.k8s.io", "v1", "APIService", "apiservices")
+}
+
+/// Registers the aggregated API `v1beta1.GROUP`, served by a Service that does not exist in
+/// `ns`: its discovery answers 503 on any API server.
+pub async fn register_unavailable_api(client: &Client, group: &str, ns: &str) -> String {
+    let name = format!("v1beta1.{group}");
+    create(
+        client,
+        &apiservices(),
+        None,
+        json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+            "metadata": {"name": name},
+            "spec": {"group": group, "version": "v1beta1", "insecureSkipTLSVerify": true,
+                     "groupPriorityMinimum": 100, "versionPriority": 10,
+                     "service": {"namespace": ns, "name": "no-such-backend", "port": 443}}}),
+    )
+    .await;
+    // The availability controller takes a moment on a real server.
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &apiservices());
+    lifeboat_tests::poll::eventually("the APIService to be judged unavailable", 60, || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let o = api.get(&name).await.ok()?;
+            let conds = o.data["status"]["conditions"].as_array()?.clone();
+            conds
+                .iter()
+                .any(|c| c["type"] == "Available" && c["status"] == "False")
+                .then_some(())
+        }
+    })
+    .await;
+    name
+}
+
+pub async fn unregister_api(client: &Client, name: &str) {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &apiservices());
+    let _ = api.delete(name, &Default::default()).await;
+}
+
+/// Backs up with explicit discovery deadlines.
+pub async fn backup_request(client: &Client, repo: &Repository, request: &BackupRequest) -> BackupOutcome {
+    backup_objects(client, repo, request, Arc::new(Progress::default()))
+        .await
+        .expect("backup runs")
+}
+
+/// A namespaced CRD `PLURAL.GROUP` (kind `KIND`) from its `versions`; waits until served.
+pub async fn custom_crd(client: &Client, group: &str, plural: &str, kind: &str, versions: Value) {
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
+            "versions": versions}
+    }))
+    .expect("valid CRD");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.create(&PostParams::default(), &crd)
+        .await
+        .expect("create CRD");
+    let version = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.storage)
+        .map(|v| v.name.clone())
+        .expect("a storage version");
+    let res = ar(group, &version, kind, plural);
+    let objs: Api<DynamicObject> = Api::all_with(client.clone(), &res);
+    lifeboat_tests::poll::eventually("the CRD to be served", 30, || {
+        let objs = objs.clone();
+        async move { objs.list(&Default::default()).await.ok().map(|_| ()) }
+    })
+    .await;
+}
+
+pub async fn delete_crd_named(client: &Client, name: &str) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let _ = api.delete(name, &Default::default()).await;
+    lifeboat_tests::poll::eventually("the CRD to be gone", 60, || {
+        let api = api.clone();
+        async move {
+            api.get_opt(name)
+                .await
+                .ok()
+                .and_then(|o| o.is_none().then_some(()))
+        }
+    })
+    .await;
+}
+
+/// Fetches a cluster-scoped object's JSON, if it exists.
+pub async fn get_cluster(client: &Client, ar: &ApiResource, name: &str) -> Option<Value> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+    api.get_opt(name)
+        .await
+        .expect("get")
+        .map(|o| serde_json::to_value(o).expect("json"))
+}
+
+/// The paths of a snapshot's objects.
+pub async fn snapshot_paths(repo: &Repository, snapshot: &Snapshot) -> Vec<String> {
+    repo.indexed()
+        .await
+        .expect("index")
+        .tree(snapshot)
+        .await
+        .expect("tree")
+        .into_iter()
+        .map(|n| n.path)
+        .collect()
+}

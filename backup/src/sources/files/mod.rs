@@ -1,10 +1,13 @@
 //! Backing up files and directories.
 
 mod walk;
+mod xattrs;
 
-pub use walk::walk;
+pub use walk::{Walked, walk};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +21,7 @@ use crate::progress::Progress;
 use crate::read::BlobReader;
 use crate::repository::{LockKind, RepoError, Repository};
 use crate::session::{BlobSink, Session, SessionShared};
-use crate::snapshot::{Node, NodeKind, Snapshot, SnapshotDetails, Summary};
+use crate::snapshot::{Node, NodeKind, SkippedPath, Snapshot, SnapshotDetails, Summary};
 
 /// Options for a file backup.
 #[derive(Debug, Clone, Default)]
@@ -31,7 +34,9 @@ pub struct FilesOptions {
     pub workers: usize,
 }
 
-/// Backs up `paths` into `repo`; returns the new snapshot.
+/// Backs up `paths` into `repo`; returns the new snapshot. Paths that cannot be read are
+/// left out and listed in its `summary.skipped` (the snapshot is then partial); the store
+/// failing is an error, and then no snapshot is written.
 pub async fn backup_files(
     repo: &Repository,
     paths: &[PathBuf],
@@ -87,7 +92,11 @@ async fn run(
         .rfind(|s| s.details == SnapshotDetails::Files && s.source == source && s.hostname == hostname);
 
     let walk_roots = roots.to_vec();
-    let (mut nodes, mut warnings) = tokio::task::spawn_blocking(move || walk(&walk_roots))
+    let Walked {
+        mut nodes,
+        mut skipped,
+        warnings,
+    } = tokio::task::spawn_blocking(move || walk(&walk_roots))
         .await
         .map_err(|e| RepoError::Task(e.to_string()))?;
 
@@ -97,12 +106,8 @@ async fn run(
         reuse_unchanged(&mut nodes, &old);
     }
 
-    let to_read: Vec<usize> = nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.kind == NodeKind::File && n.chunks.is_empty() && n.size > 0)
-        .map(|(i, _)| i)
-        .collect();
+    // Each inode is read once, however many names (hard links) it has.
+    let (to_read, same_inode) = files_to_read(&nodes);
     progress.add_total(to_read.iter().map(|&i| nodes[i].size).sum(), to_read.len() as u64);
 
     let session = Session::start(repo, index);
@@ -114,7 +119,7 @@ async fn run(
     };
     let jobs: Vec<(usize, PathBuf)> = to_read
         .iter()
-        .map(|&i| (i, PathBuf::from("/").join(&nodes[i].path)))
+        .map(|&i| (i, Path::new("/").join(OsStr::from_bytes(nodes[i].path_bytes()))))
         .collect();
     let work_progress = progress.clone();
     let results = tokio::task::spawn_blocking(move || read_files(&shared, &jobs, workers, &work_progress))
@@ -129,8 +134,8 @@ async fn run(
                 nodes[i].chunks = chunks;
                 nodes[i].size = size;
             }
-            Err(FileError::Skip(w)) => {
-                warnings.push(w);
+            Err(FileError::Skip(path, error)) => {
+                skipped.push(SkippedPath { path, error });
                 failed[i] = true;
             }
             Err(FileError::Fatal(e)) => {
@@ -143,10 +148,22 @@ async fn run(
         // store's answer, so prefer it.
         return Err(session.finish().await.err().unwrap_or(e));
     }
+    for (other, first) in same_inode {
+        if failed[first] {
+            failed[other] = true;
+            skipped.push(SkippedPath {
+                path: format!("/{}", nodes[other].path),
+                error: format!("a hard link to /{}, which could not be read", nodes[first].path),
+            });
+        } else {
+            nodes[other].chunks = nodes[first].chunks.clone();
+            nodes[other].size = nodes[first].size;
+        }
+    }
     let mut keep = failed.iter().map(|f| !f);
     nodes.retain(|_| keep.next().unwrap_or(true));
 
-    let files_read = to_read.len() as u64 - failed.iter().filter(|f| **f).count() as u64;
+    let files_read = to_read.iter().filter(|&&i| !failed[i]).count() as u64;
     let tree_nodes = nodes;
     let (tree, tree_nodes, session) = tokio::task::spawn_blocking(move || {
         let tree = session.write_tree(&tree_nodes);
@@ -177,6 +194,7 @@ async fn run(
             new_blobs: stats.new_blobs,
             duration_ms: started.elapsed().as_millis() as u64,
             warnings,
+            skipped,
         },
     };
     let id: SnapshotId = repo.save_snapshot(&snapshot).await?;
@@ -184,23 +202,45 @@ async fn run(
     Ok(snapshot)
 }
 
+/// The files whose content must be read (new or changed, not empty), and for every further
+/// name of an inode already in that list, (that name, the first name).
+fn files_to_read(nodes: &[Node]) -> (Vec<usize>, Vec<(usize, usize)>) {
+    let mut to_read = Vec::new();
+    let mut same_inode = Vec::new();
+    let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if n.kind != NodeKind::File || !n.chunks.is_empty() || n.size == 0 {
+            continue;
+        }
+        if n.nlink > 1 {
+            if let Some(&first) = first_name.get(&(n.dev, n.inode)) {
+                same_inode.push((i, first));
+                continue;
+            }
+            first_name.insert((n.dev, n.inode), i);
+        }
+        to_read.push(i);
+    }
+    (to_read, same_inode)
+}
+
 /// Copies chunk lists from the parent for files whose metadata says they did not change.
 /// Both lists are sorted by path, so this is one merge pass.
 fn reuse_unchanged(nodes: &mut [Node], old: &[Node]) {
     let mut j = 0;
     for node in nodes.iter_mut() {
-        while j < old.len() && old[j].path < node.path {
+        while j < old.len() && old[j].path_bytes() < node.path_bytes() {
             j += 1;
         }
-        if j < old.len() && old[j].path == node.path && node.unchanged_since(&old[j]) {
+        if j < old.len() && old[j].path_bytes() == node.path_bytes() && node.unchanged_since(&old[j]) {
             node.chunks = old[j].chunks.clone();
         }
     }
 }
 
 enum FileError {
-    /// This file is skipped with a warning (unreadable, vanished).
-    Skip(String),
+    /// This file is left out of the snapshot (unreadable, vanished): its path, and why.
+    Skip(String, String),
     /// The backup cannot continue (the store failed).
     Fatal(RepoError),
 }
@@ -255,6 +295,34 @@ fn read_files(
     results
 }
 
+/// Opens a file the walk listed as regular, for reading, if it still is one. Between the
+/// walk and the read the name may have been replaced: by a symlink (followed, a backup run as
+/// root would store whatever it points at under this name), or by a FIFO or device (opening a
+/// FIFO would wait for a writer forever). So the name is opened without following a symlink
+/// (`O_NOFOLLOW`: `ELOOP`) and without waiting (`O_NONBLOCK`, which regular files ignore),
+/// and the handle must be a regular file.
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::other("replaced by a symlink after it was listed; not followed")
+            } else {
+                e
+            }
+        })?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(std::io::Error::other(format!(
+            "no longer a regular file (now {kind:?}) after it was listed"
+        )));
+    }
+    Ok(file)
+}
+
 /// Files up to this size are read whole into a reused buffer and chunked in place, which
 /// saves a copy per chunk; larger ones stream through the chunker.
 const WHOLE_FILE_LIMIT: u64 = 32 * 1024 * 1024;
@@ -266,8 +334,9 @@ fn read_one(
     path: &Path,
     progress: &Progress,
 ) -> Result<(Vec<BlobId>, u64), FileError> {
-    let skip = |what: &str, e: std::io::Error| FileError::Skip(format!("{}: {what}{e}", path.display()));
-    let mut file = std::fs::File::open(path).map_err(|e| skip("", e))?;
+    let skip =
+        |what: &str, e: std::io::Error| FileError::Skip(path.display().to_string(), format!("{what}{e}"));
+    let mut file = open_regular(path).map_err(|e| skip("", e))?;
     let size = file.metadata().map_err(|e| skip("", e))?.len();
     let mut chunks = Vec::new();
     let mut total = 0u64;
@@ -289,4 +358,39 @@ fn read_one(
     }
     progress.add_done(0, 1);
     Ok((chunks, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_regular;
+
+    /// A name the walk saw as a file but that is now a symlink, a FIFO or a directory is not
+    /// read through (and a FIFO does not hang the backup); a file still is.
+    #[test]
+    fn only_regular_files_are_opened_for_reading() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"content").expect("write");
+        assert!(open_regular(&file).is_ok());
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        let err = open_regular(&link).expect_err("a symlink was followed");
+        assert!(err.to_string().contains("symlink"), "{err}");
+
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .expect("mkfifo");
+        let err = open_regular(&fifo).expect_err("a FIFO was opened for reading");
+        assert!(err.to_string().contains("no longer a regular file"), "{err}");
+
+        let err = open_regular(dir.path()).expect_err("a directory was opened");
+        assert!(err.to_string().contains("no longer a regular file"), "{err}");
+    }
 }

@@ -1,77 +1,92 @@
-//! Listing the files to back up, with the metadata that decides whether they changed.
+//! Listing the files to back up, with the metadata that decides whether they changed and
+//! what a restore needs to put them back exactly (owner, set-id bits, hard links, extended
+//! attributes). Names are taken as the bytes they are.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::snapshot::{Node, NodeKind};
+use super::xattrs::XattrReader;
+use crate::snapshot::{Node, NodeKind, SkippedPath};
 
-/// Walks `roots` (absolute paths) without following symlinks; returns nodes sorted by path,
-/// and a warning per entry that could not be read.
-pub fn walk(roots: &[PathBuf]) -> (Vec<Node>, Vec<String>) {
-    let mut nodes = Vec::new();
-    let mut warnings = Vec::new();
+/// What a walk found.
+#[derive(Debug, Default)]
+pub struct Walked {
+    /// Every entry, sorted by path bytes.
+    pub nodes: Vec<Node>,
+    /// Entries that could not be listed, each with why.
+    pub skipped: Vec<SkippedPath>,
+    /// Entries listed with something missing (an unreadable extended attribute).
+    pub warnings: Vec<String>,
+}
+
+impl Walked {
+    fn skip(&mut self, path: &Path, error: impl std::fmt::Display) {
+        self.skipped.push(SkippedPath {
+            path: path.display().to_string(),
+            error: error.to_string(),
+        });
+    }
+}
+
+/// Walks `roots` (absolute paths) without following symlinks.
+pub fn walk(roots: &[PathBuf]) -> Walked {
+    let mut out = Walked::default();
+    let mut xattrs = XattrReader::default();
     let mut stack: Vec<PathBuf> = roots.to_vec();
     while let Some(path) = stack.pop() {
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) => {
-                warnings.push(format!("{}: {e}", path.display()));
+                out.skip(&path, e);
                 continue;
             }
         };
-        let Some(node) = node_for(&path, &meta, &mut warnings) else {
+        let Some(mut node) = node_for(&path, &meta, &mut out) else {
             continue;
         };
+        match xattrs.read(&path) {
+            Ok(list) => node.xattrs = list,
+            Err(e) => out
+                .warnings
+                .push(format!("{}: extended attributes not saved: {e}", path.display())),
+        }
         if node.kind == NodeKind::Dir {
             match std::fs::read_dir(&path) {
                 Ok(entries) => {
                     for entry in entries {
                         match entry {
                             Ok(e) => stack.push(e.path()),
-                            Err(e) => warnings.push(format!("{}: {e}", path.display())),
+                            Err(e) => out.skip(&path, format_args!("cannot list some entries: {e}")),
                         }
                     }
                 }
-                Err(e) => warnings.push(format!("{}: cannot list: {e}", path.display())),
+                Err(e) => out.skip(&path, format_args!("cannot list its entries: {e}")),
             }
         }
-        nodes.push(node);
+        out.nodes.push(node);
     }
-    nodes.sort_by(|a, b| a.path.cmp(&b.path));
-    nodes.dedup_by(|a, b| a.path == b.path);
-    (nodes, warnings)
+    out.nodes.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
+    out.nodes.dedup_by(|a, b| a.path_bytes() == b.path_bytes());
+    out
 }
 
-fn node_for(path: &Path, meta: &std::fs::Metadata, warnings: &mut Vec<String>) -> Option<Node> {
-    let rel = match path.to_str() {
-        Some(s) => s.trim_start_matches('/').to_string(),
-        None => {
-            warnings.push(format!("{}: skipped: the name is not UTF-8", path.display()));
-            return None;
-        }
-    };
+fn node_for(path: &Path, meta: &std::fs::Metadata, out: &mut Walked) -> Option<Node> {
     let ft = meta.file_type();
-    let (kind, target) = if ft.is_file() {
-        (NodeKind::File, None)
+    let kind = if ft.is_file() {
+        NodeKind::File
     } else if ft.is_dir() {
-        (NodeKind::Dir, None)
+        NodeKind::Dir
     } else if ft.is_symlink() {
-        match std::fs::read_link(path) {
-            Ok(t) => (NodeKind::Symlink, Some(t.to_string_lossy().into_owned())),
-            Err(e) => {
-                warnings.push(format!("{}: cannot read link: {e}", path.display()));
-                return None;
-            }
-        }
+        NodeKind::Symlink
     } else {
-        warnings.push(format!(
-            "{}: skipped: not a file, directory or symlink",
-            path.display()
-        ));
+        out.skip(
+            path,
+            "not backed up: a socket, FIFO or device node (only files, directories and symlinks are)",
+        );
         return None;
     };
-    Some(Node {
-        path: rel,
+    let mut node = Node {
         kind,
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
@@ -80,7 +95,55 @@ fn node_for(path: &Path, meta: &std::fs::Metadata, warnings: &mut Vec<String>) -
         ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
         inode: meta.ino(),
         size: if kind == NodeKind::File { meta.len() } else { 0 },
-        chunks: Vec::new(),
-        target,
-    })
+        ..Node::default()
+    };
+    if kind == NodeKind::File && meta.nlink() > 1 {
+        node.dev = meta.dev();
+        node.nlink = meta.nlink();
+    }
+    let bytes = path.as_os_str().as_bytes();
+    node.set_path_bytes(bytes.strip_prefix(b"/").unwrap_or(bytes));
+    if kind == NodeKind::Symlink {
+        match std::fs::read_link(path) {
+            Ok(t) => node.set_target_bytes(t.as_os_str().as_bytes()),
+            Err(e) => {
+                out.skip(path, format_args!("cannot read the link: {e}"));
+                return None;
+            }
+        }
+    }
+    Some(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A path that vanished between being listed and being looked at is named, not dropped.
+    #[test]
+    fn vanished_and_special_entries_are_listed_as_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kept"), b"x").unwrap();
+        let socket = std::os::unix::net::UnixListener::bind(dir.path().join("socket")).unwrap();
+        let gone = dir.path().join("gone");
+        let walked = walk(&[dir.path().to_path_buf(), gone.clone()]);
+        let skipped: Vec<&str> = walked.skipped.iter().map(|s| s.path.as_str()).collect();
+        assert!(skipped.contains(&gone.to_str().unwrap()), "{skipped:?}");
+        assert!(skipped.iter().any(|p| p.ends_with("/socket")), "{skipped:?}");
+        assert!(walked.nodes.iter().any(|n| n.path.ends_with("/kept")));
+        drop(socket);
+    }
+
+    #[test]
+    fn names_are_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        std::fs::create_dir(&odd).unwrap();
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"\xff"), odd.join("l")).unwrap();
+        let walked = walk(&[dir.path().to_path_buf()]);
+        assert!(walked.skipped.is_empty(), "{:?}", walked.skipped);
+        let link = walked.nodes.iter().find(|n| n.kind == NodeKind::Symlink).unwrap();
+        assert!(link.path_bytes().ends_with(b"/caf\xe9/l"));
+        assert_eq!(link.target_bytes(), Some(&b"\xff"[..]));
+    }
 }

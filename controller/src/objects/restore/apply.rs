@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, DynamicObject, PostParams};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::compare::{changed_fields, is_subset};
 use super::plan::{PlanItem, RestorePlan};
@@ -50,6 +51,8 @@ pub struct Applier {
     mapping: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
     namespaces_done: Mutex<HashSet<String>>,
+    /// Target namespaces found Terminating: nothing can be created in them.
+    terminating: Mutex<HashSet<String>>,
 }
 
 impl Applier {
@@ -63,6 +66,7 @@ impl Applier {
             mapping: options.namespace_mapping.clone(),
             labels: options.labels.clone(),
             namespaces_done: Mutex::new(HashSet::new()),
+            terminating: Mutex::new(HashSet::new()),
         }
     }
 
@@ -84,127 +88,219 @@ impl Applier {
         let rewrite = Rewrite {
             namespace_mapping: &self.mapping,
             labels: &self.labels,
+            restore_status: self.restore_status,
         };
         let (desired, status) = prepare(value, record, &rewrite);
+        let want = Desired {
+            body: &desired,
+            status: status.as_ref(),
+        };
         let api = self.api(record, item.namespace.as_deref());
+        if let Some(ns) = item.namespace.as_deref().filter(|ns| self.is_terminating(ns)) {
+            // Only existing objects can still be updated there.
+            return match api.get_opt(&item.name).await.map_err(explain)? {
+                Some(existing) if self.dry_run => Ok(self.compare(&want, &existing)),
+                Some(_) => self.existing_object(&api, item, &want).await,
+                None => Err(terminating(ns, item)),
+            };
+        }
         if self.dry_run {
             return match api.get_opt(&item.name).await.map_err(explain)? {
                 None => Ok(Applied::Created),
-                Some(existing) => Ok(self.compare(&desired, &existing)),
+                Some(existing) => Ok(self.compare(&want, &existing)),
             };
         }
-        let obj: DynamicObject =
-            serde_json::from_value(desired.clone()).map_err(|e| format!("not a valid object: {e}"))?;
-        match api.create(&PostParams::default(), &obj).await {
-            Ok(created) => {
-                if self.restore_status
-                    && let Some(status) = status
-                {
-                    self.write_status(&api, &created, status).await?;
+        match self.create(&api, &desired).await {
+            Ok(()) => {
+                if let Some(status) = &status {
+                    self.write_status(&api, &item.name, status)
+                        .await
+                        .map_err(|e| format!("created, but its status could not be written: {e}"))?;
                 }
                 Ok(Applied::Created)
             }
-            Err(kube::Error::Api(e)) if e.code == 409 => self.existing_object(&api, item, &desired).await,
+            Err(kube::Error::Api(e)) if e.code == 409 => self.existing_object(&api, item, &want).await,
+            // The API server checks a fixed node port before it finds the name taken: the
+            // Service may be there already, holding that very port.
+            Err(kube::Error::Api(e))
+                if e.code == 422 && e.message.contains("provided port is already allocated") =>
+            {
+                match api.get_opt(&item.name).await.map_err(explain)? {
+                    Some(_) => self.existing_object(&api, item, &want).await,
+                    None => Err(format!(
+                        "the API server rejected it: {}; another Service holds that node port: free it, \
+                         or restore into another namespace with --namespace-mapping (a copy gives up its node ports)",
+                        e.message
+                    )),
+                }
+            }
+            Err(kube::Error::Api(e)) if is_namespace_terminating(&e) => {
+                let ns = item.namespace.clone().unwrap_or_default();
+                self.terminating
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(ns.clone());
+                Err(terminating(&ns, item))
+            }
             Err(e) => Err(explain(e)),
         }
     }
 
-    fn compare(&self, desired: &Value, existing: &DynamicObject) -> Applied {
+    /// POSTs `body` as it is (no round trip through a typed object), reading nothing of the
+    /// answer but its status: a restore creates many objects, and each conversion costs.
+    async fn create(&self, api: &Api<DynamicObject>, body: &Value) -> Result<(), kube::Error> {
+        let bytes = serde_json::to_vec(body).map_err(kube::Error::SerdeError)?;
+        let req = kube::core::Request::new(api.resource_url())
+            .create(&PostParams::default(), bytes)
+            .map_err(kube::Error::BuildRequest)?;
+        self.client
+            .request::<serde::de::IgnoredAny>(req)
+            .await
+            .map(|_| ())
+    }
+
+    fn is_terminating(&self, ns: &str) -> bool {
+        self.terminating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(ns)
+    }
+
+    /// What the existing object is, given what the backup wants: unchanged if every field
+    /// the backup sets (with `restoreStatus`, status too) matches.
+    fn compare(&self, want: &Desired<'_>, existing: &DynamicObject) -> Applied {
         let existing = serde_json::to_value(existing).unwrap_or(Value::Null);
-        if is_subset(desired, &existing) {
+        let full = want.full();
+        if is_subset(&full, &existing) {
             Applied::Unchanged
         } else if self.existing == ExistingResourcePolicy::Update {
-            Applied::Updated(changed_fields(desired, &existing))
+            Applied::Updated(changed_fields(&full, &existing))
         } else {
             Applied::SkippedExisting
         }
     }
 
-    /// The object exists: leave it, or make it match, as the policy says. A concurrent
-    /// writer (409 on update) gets one more try with a fresh copy.
+    /// The object exists: leave it, or make it match, as the policy says (the object, then
+    /// its status through the status subresource). A concurrent writer (409 on update) gets
+    /// one more try with a fresh copy.
     async fn existing_object(
         &self,
         api: &Api<DynamicObject>,
         item: &PlanItem,
-        desired: &Value,
+        want: &Desired<'_>,
     ) -> Result<Applied, String> {
         for _ in 0..2 {
             let existing = api.get(&item.name).await.map_err(explain)?;
-            let verdict = self.compare(desired, &existing);
+            let verdict = self.compare(want, &existing);
             let Applied::Updated(_) = &verdict else {
                 return Ok(verdict);
             };
-            let mut update = desired.clone();
-            update["metadata"]["resourceVersion"] =
-                Value::String(existing.metadata.resource_version.clone().unwrap_or_default());
-            let obj: DynamicObject =
-                serde_json::from_value(update).map_err(|e| format!("not a valid object: {e}"))?;
-            match api.replace(&item.name, &PostParams::default(), &obj).await {
-                Ok(_) => return Ok(verdict),
-                Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                Err(e) => return Err(explain(e)),
+            if self.dry_run {
+                return Ok(verdict);
             }
+            let current = serde_json::to_value(&existing).unwrap_or(Value::Null);
+            let mut latest = current;
+            if !is_subset(want.body, &latest) {
+                let mut update = want.body.clone();
+                update["metadata"]["resourceVersion"] =
+                    Value::String(existing.metadata.resource_version.clone().unwrap_or_default());
+                let obj: DynamicObject =
+                    serde_json::from_value(update).map_err(|e| format!("not a valid object: {e}"))?;
+                match api.replace(&item.name, &PostParams::default(), &obj).await {
+                    Ok(updated) => latest = serde_json::to_value(&updated).unwrap_or(Value::Null),
+                    Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                    Err(e) => return Err(explain(e)),
+                }
+            }
+            if let Some(status) = want.status
+                && !is_subset(&json!({"status": status}), &latest)
+            {
+                self.write_status(api, &item.name, status)
+                    .await
+                    .map_err(|e| format!("updated, but its status could not be written: {e}"))?;
+            }
+            return Ok(verdict);
         }
         Err("it kept changing while being updated (409 Conflict twice); run the restore again".to_string())
     }
 
-    async fn write_status(
-        &self,
-        api: &Api<DynamicObject>,
-        created: &DynamicObject,
-        status: Value,
-    ) -> Result<(), String> {
-        let mut with_status = created.clone();
-        with_status.data["status"] = status;
-        let name = created.metadata.name.clone().unwrap_or_default();
-        api.replace_status(&name, &PostParams::default(), &with_status)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("created, but its status could not be written: {}", explain(e)))
+    /// Writes `status` through the status subresource: the object as it is now, with the
+    /// backup's status, replaced (the `update` verb on `*/status`, which the chart's restore
+    /// rule grants; a merge patch would need `patch` on every resource). A concurrent writer
+    /// (409) gets one more try with a fresh copy.
+    async fn write_status(&self, api: &Api<DynamicObject>, name: &str, status: &Value) -> Result<(), String> {
+        for _ in 0..2 {
+            let mut current = api.get(name).await.map_err(explain)?;
+            current.data["status"] = status.clone();
+            match api.replace_status(name, &PostParams::default(), &current).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => return Err(explain(e)),
+            }
+        }
+        Err(
+            "it kept changing while its status was written (409 Conflict twice); run the restore again"
+                .to_string(),
+        )
     }
 
     /// Creates the namespaces objects will land in that neither exist nor were restored.
     pub async fn ensure_namespaces(&self, plan: &RestorePlan, outcome: &Mutex<RestoreOutcome>) {
+        let fresh: Vec<&String> = plan
+            .namespaces
+            .iter()
+            .filter(|ns| {
+                self.namespaces_done
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((*ns).clone())
+            })
+            .collect();
+        futures::stream::iter(fresh)
+            .for_each_concurrent(32, |ns| self.ensure_namespace(ns, outcome))
+            .await;
+    }
+
+    /// Creates namespace `ns` unless it exists; notes it if it is Terminating.
+    async fn ensure_namespace(&self, ns: &str, outcome: &Mutex<RestoreOutcome>) {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
-        for ns in &plan.namespaces {
-            if !self
-                .namespaces_done
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(ns.clone())
-            {
-                continue;
-            }
-            match api.get_opt(ns).await {
-                Ok(Some(_)) => continue,
-                Ok(None) if self.dry_run => {
-                    outcome
+        match api.get_opt(ns).await {
+            Ok(Some(existing)) => {
+                if existing.metadata.deletion_timestamp.is_some() {
+                    self.terminating
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .changes
-                        .push(format!("create namespaces/{ns}"));
-                    continue;
+                        .insert(ns.to_string());
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    push_error(outcome, format!("namespaces/{ns}"), explain(e));
-                    continue;
-                }
+                return;
             }
-            let mut obj = k8s_openapi::api::core::v1::Namespace::default();
-            obj.metadata.name = Some(ns.clone());
-            if !self.labels.is_empty() {
-                obj.metadata.labels = Some(self.labels.clone());
+            Ok(None) if self.dry_run => {
+                outcome
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .changes
+                    .push(format!("create namespaces/{ns}"));
+                return;
             }
-            match api.create(&PostParams::default(), &obj).await {
-                Ok(_) => {
-                    let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
-                    o.summary.created += 1;
-                    o.changes.push(format!("create namespaces/{ns}"));
-                }
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => push_error(outcome, format!("namespaces/{ns}"), explain(e)),
+            Ok(None) => {}
+            Err(e) => {
+                push_error(outcome, format!("namespaces/{ns}"), explain(e));
+                return;
             }
+        }
+        let mut obj = k8s_openapi::api::core::v1::Namespace::default();
+        obj.metadata.name = Some(ns.to_string());
+        if !self.labels.is_empty() {
+            obj.metadata.labels = Some(self.labels.clone());
+        }
+        match api.create(&PostParams::default(), &obj).await {
+            Ok(_) => {
+                let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
+                o.summary.created += 1;
+                o.changes.push(format!("create namespaces/{ns}"));
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => push_error(outcome, format!("namespaces/{ns}"), explain(e)),
         }
     }
 
@@ -242,6 +338,47 @@ impl Applier {
     }
 }
 
+/// What the backup wants an object to be.
+struct Desired<'a> {
+    /// The object to create or replace.
+    body: &'a Value,
+    /// Its status, written through the status subresource afterwards.
+    status: Option<&'a Value>,
+}
+
+impl Desired<'_> {
+    /// The object as it should read back, status included.
+    fn full(&self) -> Value {
+        let mut full = self.body.clone();
+        if let Some(s) = self.status {
+            full["status"] = s.clone();
+        }
+        full
+    }
+}
+
+/// Whether the API server refused a create because the namespace is being deleted (the
+/// NamespaceLifecycle admission plugin's 403 with the `NamespaceTerminating` cause).
+fn is_namespace_terminating(e: &kube::core::Status) -> bool {
+    e.code == 403
+        && (e
+            .details
+            .as_ref()
+            .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+            || e.message.contains("because it is being terminated"))
+}
+
+/// The error for an object whose target namespace is being deleted.
+fn terminating(ns: &str, item: &PlanItem) -> String {
+    let from = item.source.namespace.as_deref().unwrap_or(ns);
+    format!(
+        "namespace {ns} is being deleted (Terminating): the API server refuses new objects in it \
+         until the deletion finishes; wait until the namespace is gone and restore again, or \
+         restore into another namespace with --namespace-mapping {from}:NEW-NAME \
+         (spec.namespaceMapping)"
+    )
+}
+
 fn push_error(outcome: &Mutex<RestoreOutcome>, item: String, message: String) {
     outcome
         .lock()
@@ -254,6 +391,11 @@ fn push_error(outcome: &Mutex<RestoreOutcome>, item: String, message: String) {
 pub fn explain(e: kube::Error) -> String {
     match e {
         kube::Error::Api(ae) => match ae.code {
+            403 if is_namespace_terminating(&ae) => format!(
+                "forbidden: {}; the namespace is being deleted: wait until it is gone, or restore \
+                 into another namespace with --namespace-mapping",
+                ae.message
+            ),
             403 => format!(
                 "forbidden: {}; grant the restoring identity create/update on this resource",
                 ae.message

@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use lifeboat_backup::blob::BlobId;
 use lifeboat_backup::snapshot::Node;
+use serde_json::Value;
 
 use super::RestoreOptions;
 use crate::objects::discover::ResourceRecord;
+use crate::objects::needs::{Needs, dependency_order, is_builtin_group};
 use crate::objects::{ObjectPath, ObjectsError};
 
 /// Restore stages, in order: each one's objects are created (in parallel) before the next
@@ -35,8 +37,12 @@ pub enum Stage {
     Workloads,
     /// Every other built-in resource.
     Other,
-    /// Custom resources, last, once their CRDs are served.
+    /// Custom resources, once their CRDs are served.
     Custom,
+    /// Admission control (Validating/MutatingWebhookConfigurations, ValidatingAdmissionPolicies
+    /// and their bindings), after everything else: the objects were admitted once already, and
+    /// in a disaster a webhook's server is down and would refuse them.
+    AdmissionControl,
 }
 
 /// The stage a resource belongs to.
@@ -53,16 +59,10 @@ pub fn stage_of(group: &str, plural: &str) -> Stage {
         ("rbac.authorization.k8s.io", _) => Stage::Rbac,
         ("", "services") => Stage::Services,
         ("apps", _) | ("batch", _) | ("", "pods" | "replicationcontrollers") => Stage::Workloads,
+        ("admissionregistration.k8s.io", _) => Stage::AdmissionControl,
         (g, _) if is_builtin_group(g) => Stage::Other,
         _ => Stage::Custom,
     }
-}
-
-/// Groups served by Kubernetes itself rather than by CRDs or aggregated APIs.
-fn is_builtin_group(group: &str) -> bool {
-    group.is_empty()
-        || group.ends_with(".k8s.io")
-        || matches!(group, "apps" | "batch" | "policy" | "autoscaling" | "extensions")
 }
 
 /// One object to restore.
@@ -122,11 +122,77 @@ pub fn valid_namespace(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-/// Computes the plan.
+/// What a restore narrowed to some namespaces takes from the cluster scope besides their
+/// Namespace objects and the CRDs of their custom resources (both known from paths): the
+/// PersistentVolumes bound to their claims and the StorageClasses of both, which only the
+/// objects' content says. See [`dependency_sources`] and [`dependencies`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dependencies {
+    /// PersistentVolume names.
+    pub volumes: BTreeSet<String>,
+    /// StorageClass names.
+    pub storage_classes: BTreeSet<String>,
+}
+
+/// The objects whose content decides [`Dependencies`]: the selected namespaces'
+/// PersistentVolumeClaims and every PersistentVolume, unless volumes and classes are restored
+/// wholesale anyway.
+pub fn dependency_sources(
+    nodes: &[Node],
+    resources: &HashMap<String, ResourceRecord>,
+    options: &RestoreOptions,
+) -> Vec<(ObjectPath, BlobId)> {
+    let wholesale =
+        |group: &str, plural: &str| options.cluster_scoped && options.resources.matches(plural, group);
+    if wholesale("", "persistentvolumes") && wholesale("storage.k8s.io", "storageclasses") {
+        return Vec::new();
+    }
+    nodes
+        .iter()
+        .filter_map(|n| Some((ObjectPath::parse(&n.path)?, n.chunks.first().copied()?)))
+        .filter(|(p, _)| {
+            resources.get(&p.key).is_some_and(|r| {
+                r.group.is_empty()
+                    && match (&p.namespace, r.plural.as_str()) {
+                        (Some(ns), "persistentvolumeclaims") => options.namespaces.matches(ns),
+                        (None, "persistentvolumes") => true,
+                        _ => false,
+                    }
+            })
+        })
+        .collect()
+}
+
+/// [`Dependencies`] from the content of the [`dependency_sources`]: volumes bound to the
+/// claims, classes named by the claims and those volumes.
+pub fn dependencies(claims: &[Value], volumes: &[Value]) -> Dependencies {
+    let mut needs = Needs::default();
+    for c in claims {
+        needs.note("", "persistentvolumeclaims", c);
+    }
+    let mut out = Dependencies::default();
+    for v in volumes {
+        if needs.needs("", "persistentvolumes", v) {
+            needs.note("", "persistentvolumes", v);
+            if let Some(name) = v["metadata"]["name"].as_str() {
+                out.volumes.insert(name.to_string());
+            }
+        }
+    }
+    out.storage_classes = needs.storage_classes;
+    out
+}
+
+/// Computes the plan. Besides the selected objects, a restore takes what they need, as a
+/// backup does, whatever the resource filter's inclusions say (but not what it excludes by
+/// name): the Namespace objects they live in, the CRDs of their custom resources, and the
+/// volumes and classes in `deps`. Cluster-scoped objects are otherwise taken only when
+/// `cluster_scoped` (no namespace filter) and the resource filter names them.
 pub fn plan(
     nodes: &[Node],
     resources: &HashMap<String, ResourceRecord>,
     options: &RestoreOptions,
+    deps: &Dependencies,
 ) -> Result<RestorePlan, ObjectsError> {
     for (from, to) in &options.namespace_mapping {
         if !valid_namespace(to) {
@@ -143,26 +209,59 @@ pub fn plan(
             .cloned()
             .unwrap_or_else(|| ns.to_string())
     };
+    let parsed: Vec<(ObjectPath, &ResourceRecord, BlobId)> = nodes
+        .iter()
+        .filter_map(|n| {
+            let path = ObjectPath::parse(&n.path)?;
+            let record = resources.get(&path.key)?;
+            Some((path, record, n.chunks.first().copied()?))
+        })
+        .collect();
+    // The selected namespaced objects: their namespaces and the CRDs of their custom resources.
+    let selected: Vec<&(ObjectPath, &ResourceRecord, BlobId)> = parsed
+        .iter()
+        .filter(|(p, r, _)| {
+            p.namespace
+                .as_deref()
+                .is_some_and(|ns| options.namespaces.matches(ns))
+                && options.resources.matches(&r.plural, &r.group)
+        })
+        .collect();
+    let crds: BTreeSet<&str> = selected
+        .iter()
+        .filter(|(_, r, _)| !is_builtin_group(&r.group))
+        .map(|(p, _, _)| p.key.as_str())
+        .collect();
+    let holding: BTreeSet<&str> = selected
+        .iter()
+        .filter_map(|(p, _, _)| p.namespace.as_deref())
+        .collect();
+    let needed = |path: &ObjectPath, record: &ResourceRecord| {
+        if options.resources.excludes(&record.plural, &record.group) {
+            return false;
+        }
+        match (record.group.as_str(), record.plural.as_str()) {
+            ("", "namespaces") => holding.contains(path.name.as_str()),
+            ("apiextensions.k8s.io", "customresourcedefinitions") => crds.contains(path.name.as_str()),
+            ("", "persistentvolumes") => deps.volumes.contains(&path.name),
+            ("storage.k8s.io", "storageclasses") => deps.storage_classes.contains(&path.name),
+            _ => false,
+        }
+    };
     let mut stages: BTreeMap<Stage, Vec<PlanItem>> = BTreeMap::new();
     let mut namespaces = BTreeSet::new();
     let mut filtered = 0;
-    for node in nodes {
-        let Some(path) = ObjectPath::parse(&node.path) else {
-            continue;
-        };
-        let Some(record) = resources.get(&path.key) else {
-            continue;
-        };
-        let Some(blob) = node.chunks.first().copied() else {
-            continue;
-        };
+    for (path, record, blob) in parsed.iter().cloned() {
         let is_namespace = record.group.is_empty() && record.plural == "namespaces";
-        let covered_ns = match (&path.namespace, is_namespace) {
-            (Some(ns), _) => options.namespaces.matches(ns),
-            (None, true) => options.namespaces.matches(&path.name),
-            (None, false) => options.cluster_scoped,
+        let named = options.resources.matches(&record.plural, &record.group);
+        let dependency = dependency_order(&record.group, &record.plural).is_some();
+        let covered = match (&path.namespace, is_namespace) {
+            (Some(ns), _) => options.namespaces.matches(ns) && named,
+            (None, true) => options.namespaces.matches(&path.name) && (named || needed(&path, record)),
+            (None, false) if options.cluster_scoped && named => true,
+            (None, false) => dependency && needed(&path, record),
         };
-        if !covered_ns || !options.resources.matches(&record.plural, &record.group) {
+        if !covered {
             filtered += 1;
             continue;
         }
@@ -205,6 +304,160 @@ mod tests {
         assert!(stage_of("", "services") < stage_of("apps", "deployments"));
         assert!(stage_of("apps", "deployments") < stage_of("networking.k8s.io", "ingresses"));
         assert_eq!(stage_of("example.com", "widgets"), Stage::Custom);
+    }
+
+    fn record(group: &str, plural: &str, namespaced: bool) -> ResourceRecord {
+        ResourceRecord {
+            group: group.to_string(),
+            version: "v1".to_string(),
+            kind: "K".to_string(),
+            plural: plural.to_string(),
+            namespaced,
+            status_subresource: false,
+        }
+    }
+
+    fn node(path: &str) -> Node {
+        Node::stream(
+            path,
+            1,
+            vec![BlobId::of(path.as_bytes())],
+            chrono::DateTime::UNIX_EPOCH,
+        )
+    }
+
+    fn listing() -> (Vec<Node>, HashMap<String, ResourceRecord>) {
+        let records = [
+            record("", "namespaces", false),
+            record("", "configmaps", true),
+            record("", "persistentvolumeclaims", true),
+            record("", "persistentvolumes", false),
+            record("storage.k8s.io", "storageclasses", false),
+            record("apiextensions.k8s.io", "customresourcedefinitions", false),
+            record("example.com", "widgets", true),
+            record("example.com", "gadgets", true),
+            record("rbac.authorization.k8s.io", "clusterroles", false),
+            record(
+                "admissionregistration.k8s.io",
+                "validatingwebhookconfigurations",
+                false,
+            ),
+            record(
+                "admissionregistration.k8s.io",
+                "mutatingwebhookconfigurations",
+                false,
+            ),
+            record(
+                "admissionregistration.k8s.io",
+                "validatingadmissionpolicybindings",
+                false,
+            ),
+        ];
+        let nodes = [
+            "resources/namespaces/cluster/shop-1.json",
+            "resources/namespaces/cluster/other.json",
+            "resources/configmaps/namespaces/shop-1/c.json",
+            "resources/configmaps/namespaces/other/c.json",
+            "resources/persistentvolumeclaims/namespaces/shop-1/data.json",
+            "resources/persistentvolumes/cluster/pv-shop.json",
+            "resources/persistentvolumes/cluster/pv-other.json",
+            "resources/storageclasses.storage.k8s.io/cluster/fast.json",
+            "resources/storageclasses.storage.k8s.io/cluster/slow.json",
+            "resources/customresourcedefinitions.apiextensions.k8s.io/cluster/widgets.example.com.json",
+            "resources/customresourcedefinitions.apiextensions.k8s.io/cluster/gadgets.example.com.json",
+            "resources/widgets.example.com/namespaces/shop-1/w.json",
+            "resources/gadgets.example.com/namespaces/other/g.json",
+            "resources/clusterroles.rbac.authorization.k8s.io/cluster/admin.json",
+            "resources/validatingwebhookconfigurations.admissionregistration.k8s.io/cluster/guard.json",
+            "resources/mutatingwebhookconfigurations.admissionregistration.k8s.io/cluster/inject.json",
+            "resources/validatingadmissionpolicybindings.admissionregistration.k8s.io/cluster/b.json",
+        ]
+        .map(node)
+        .to_vec();
+        (nodes, records.into_iter().map(|r| (r.key(), r)).collect())
+    }
+
+    fn planned(plan: &RestorePlan) -> Vec<(Stage, String)> {
+        plan.stages
+            .iter()
+            .flat_map(|(s, items)| items.iter().map(move |i| (*s, i.display())))
+            .collect()
+    }
+
+    #[test]
+    fn admission_control_comes_after_every_other_stage() {
+        let (nodes, records) = listing();
+        let full = plan(
+            &nodes,
+            &records,
+            &RestoreOptions::default(),
+            &Dependencies::default(),
+        )
+        .expect("plan");
+        let stages: Vec<Stage> = full.stages.iter().map(|(s, _)| *s).collect();
+        assert_eq!(stages.last(), Some(&Stage::AdmissionControl));
+        let last = &full.stages[full.stages.len() - 1].1;
+        let names: Vec<String> = last.iter().map(PlanItem::display).collect();
+        assert_eq!(
+            names,
+            [
+                "validatingwebhookconfigurations.admissionregistration.k8s.io/guard",
+                "mutatingwebhookconfigurations.admissionregistration.k8s.io/inject",
+                "validatingadmissionpolicybindings.admissionregistration.k8s.io/b",
+            ]
+        );
+        assert!(Stage::Custom < Stage::AdmissionControl);
+    }
+
+    #[test]
+    fn selected_namespaces_bring_what_they_need() {
+        let (nodes, records) = listing();
+        let options = RestoreOptions {
+            namespaces: crate::objects::NamespaceFilter::new(&["shop-*".to_string()], &[]).expect("filter"),
+            cluster_scoped: false,
+            ..RestoreOptions::default()
+        };
+        let sources = dependency_sources(&nodes, &records, &options);
+        let paths: Vec<String> = sources.iter().map(|(p, _)| p.display()).collect();
+        assert_eq!(
+            paths,
+            [
+                "persistentvolumeclaims/shop-1/data",
+                "persistentvolumes/pv-shop",
+                "persistentvolumes/pv-other"
+            ]
+        );
+        let claim = serde_json::json!({"metadata": {"name": "data", "namespace": "shop-1"}, "spec": {"storageClassName": "fast"}});
+        let volumes = [
+            serde_json::json!({"metadata": {"name": "pv-shop"}, "spec": {"claimRef": {"namespace": "shop-1", "name": "data"}, "storageClassName": "fast"}}),
+            serde_json::json!({"metadata": {"name": "pv-other"}, "spec": {"claimRef": {"namespace": "other", "name": "x"}, "storageClassName": "slow"}}),
+        ];
+        let deps = dependencies(&[claim], &volumes);
+        let narrowed = plan(&nodes, &records, &options, &deps).expect("plan");
+        let items: Vec<String> = planned(&narrowed).into_iter().map(|(_, d)| d).collect();
+        assert_eq!(
+            items,
+            [
+                "customresourcedefinitions.apiextensions.k8s.io/widgets.example.com",
+                "namespaces/shop-1",
+                "storageclasses.storage.k8s.io/fast",
+                "persistentvolumes/pv-shop",
+                "persistentvolumeclaims/shop-1/data",
+                "configmaps/shop-1/c",
+                "widgets.example.com/shop-1/w",
+            ]
+        );
+        // Excluded by name, a dependency stays out.
+        let options = RestoreOptions {
+            resources: crate::objects::ResourceFilter::new(
+                &[],
+                &["customresourcedefinitions.apiextensions.k8s.io".to_string()],
+            )
+            .expect("filter"),
+            ..options
+        };
+        let without = plan(&nodes, &records, &options, &deps).expect("plan");
+        assert!(!planned(&without).iter().any(|(s, _)| *s == Stage::Crds));
     }
 
     #[test]

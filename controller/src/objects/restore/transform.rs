@@ -20,6 +20,9 @@ const SERVER_METADATA: &[&str] = &[
     "ownerReferences",
 ];
 
+/// The label kube-apiserver sets on every Namespace to its name.
+const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 /// What to change while restoring.
 #[derive(Debug, Clone)]
 pub struct Rewrite<'a> {
@@ -27,10 +30,14 @@ pub struct Rewrite<'a> {
     pub namespace_mapping: &'a BTreeMap<String, String>,
     /// Labels to add.
     pub labels: &'a BTreeMap<String, String>,
+    /// Keep `status` (`restoreStatus`).
+    pub restore_status: bool,
 }
 
-/// The object to create and, separately, the status to write afterwards (when the
-/// resource has a status subresource, `status` in a create is ignored by the server).
+/// The object to create and, separately, the status to write afterwards through the status
+/// subresource (where there is one, `status` in a create or update is ignored by the
+/// server). Without `restore_status` the status goes; with it, a resource without a status
+/// subresource keeps `status` in the object itself, where the server takes it.
 pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -> (Value, Option<Value>) {
     let map = |ns: &str| {
         rewrite
@@ -39,7 +46,12 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
             .cloned()
             .unwrap_or_else(|| ns.to_string())
     };
-    let status = obj.as_object_mut().and_then(|o| o.remove("status"));
+    let in_body = rewrite.restore_status && !record.status_subresource;
+    let status = if in_body {
+        None
+    } else {
+        obj.as_object_mut().and_then(|o| o.remove("status"))
+    };
     let moved = obj["metadata"]["namespace"]
         .as_str()
         .is_some_and(|ns| rewrite.namespace_mapping.contains_key(ns));
@@ -54,6 +66,12 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
             && record.plural == "namespaces"
             && let Some(name) = meta.get("name").and_then(Value::as_str).map(map)
         {
+            // The API server keeps this label equal to the name; a mapped copy carries its new one.
+            if let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut)
+                && labels.contains_key(NAME_LABEL)
+            {
+                labels.insert(NAME_LABEL.to_string(), Value::String(name.clone()));
+            }
             meta.insert("name".to_string(), Value::String(name));
         }
         if !rewrite.labels.is_empty() {
@@ -88,7 +106,7 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
         }
         _ => {}
     }
-    let status = status.filter(|_| record.status_subresource);
+    let status = status.filter(|_| rewrite.restore_status && record.status_subresource);
     (obj, status)
 }
 
@@ -164,6 +182,7 @@ mod tests {
         let rw = Rewrite {
             namespace_mapping: &mapping,
             labels: &labels,
+            restore_status: true,
         };
         let obj = json!({"metadata": {"name": "x", "namespace": "a", "uid": "u", "resourceVersion": "9",
             "creationTimestamp": "t", "managedFields": []}, "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"]},
@@ -199,6 +218,7 @@ mod tests {
         let same = Rewrite {
             namespace_mapping: &BTreeMap::new(),
             labels: &labels,
+            restore_status: false,
         };
         let (out, _) = prepare(np, &record("", "services"), &same);
         assert_eq!(
@@ -217,8 +237,37 @@ mod tests {
             json!([{"name": "data"}])
         );
 
-        let ns = json!({"metadata": {"name": "a"}});
+        let ns =
+            json!({"metadata": {"name": "a", "labels": {"kubernetes.io/metadata.name": "a", "team": "x"}}});
         let (out, _) = prepare(ns, &record("", "namespaces"), &rw);
         assert_eq!(out["metadata"]["name"], "b");
+        assert_eq!(out["metadata"]["labels"]["kubernetes.io/metadata.name"], "b");
+        assert_eq!(out["metadata"]["labels"]["team"], "x");
+    }
+
+    #[test]
+    fn status_goes_in_the_body_where_there_is_no_status_subresource() {
+        let none = BTreeMap::new();
+        let with = |restore_status| Rewrite {
+            namespace_mapping: &none,
+            labels: &none,
+            restore_status,
+        };
+        let obj =
+            json!({"metadata": {"name": "w", "namespace": "a"}, "spec": {"x": 1}, "status": {"ready": true}});
+        let mut plain = record("example.com", "widgets");
+        plain.status_subresource = false;
+        let (out, status) = prepare(obj.clone(), &plain, &with(true));
+        assert_eq!(out["status"], json!({"ready": true}));
+        assert_eq!(status, None);
+        let (out, status) = prepare(obj.clone(), &plain, &with(false));
+        assert!(out.get("status").is_none());
+        assert_eq!(status, None);
+        let sub = record("example.com", "widgets");
+        let (out, status) = prepare(obj.clone(), &sub, &with(true));
+        assert!(out.get("status").is_none());
+        assert_eq!(status, Some(json!({"ready": true})));
+        let (_, status) = prepare(obj, &sub, &with(false));
+        assert_eq!(status, None);
     }
 }

@@ -69,6 +69,9 @@ async fn forget(ctx: &Context, backup: &Backup) -> Cleanup {
         Ok(()) => Cleanup::Done(format!(
             "snapshot {id} forgotten; its data goes with the next prune"
         )),
+        Err(e @ lifeboat_backup::RepoError::Retained { .. }) => {
+            Cleanup::Abandon(format!("snapshot {id} left in place: {e}"))
+        }
         Err(e) => Cleanup::Retry(format!("forget snapshot {id}: {e}")),
     }
 }

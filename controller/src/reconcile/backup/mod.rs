@@ -54,6 +54,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action>
         phase: status.phase,
         attempts: status.attempts,
         expiration: parse_time(status.expiration.as_ref()),
+        synced: backup.labels().contains_key(crate::SYNCED_LABEL),
     };
     let now = Utc::now();
     match next_step(&view, now) {

@@ -24,6 +24,8 @@ pub struct BackupView {
     pub attempts: u32,
     /// When its TTL runs out.
     pub expiration: Option<DateTime<Utc>>,
+    /// Created by backup sync from a snapshot: never run, only restored from.
+    pub synced: bool,
 }
 
 /// What to do next.
@@ -69,6 +71,8 @@ pub fn next_step(v: &BackupView, now: DateTime<Utc>) -> BackupStep {
         return BackupStep::AddFinalizer;
     }
     match v.phase {
+        // Backup sync writes its status; there is nothing to run.
+        BackupPhase::New | BackupPhase::InProgress if v.synced => BackupStep::Idle { until: None },
         BackupPhase::New => BackupStep::Start {
             attempt: v.attempts + 1,
         },
@@ -106,7 +110,17 @@ mod tests {
             phase,
             attempts: 0,
             expiration: None,
+            synced: false,
         }
+    }
+
+    #[test]
+    fn a_synced_backup_is_never_run() {
+        let mut v = view(BackupPhase::New);
+        v.synced = true;
+        assert_eq!(next_step(&v, at(0)), BackupStep::Idle { until: None });
+        v.has_finalizer = false;
+        assert_eq!(next_step(&v, at(0)), BackupStep::AddFinalizer);
     }
 
     #[test]

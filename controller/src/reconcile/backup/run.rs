@@ -26,6 +26,10 @@ struct Stored {
     bytes: u64,
     warnings: Vec<ItemMessage>,
     errors: Vec<ItemMessage>,
+    /// Aggregated API group versions left out (their server is unavailable).
+    skipped_groups: Vec<ItemMessage>,
+    /// Group versions of this cluster that could not be read.
+    unreadable_groups: Vec<String>,
 }
 
 async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Result<Stored, Failure> {
@@ -57,6 +61,8 @@ async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Res
                 bytes: snap.summary.new_bytes,
                 warnings: Vec::new(),
                 errors: Vec::new(),
+                skipped_groups: Vec::new(),
+                unreadable_groups: Vec::new(),
             })
         }
         (None, Some(request)) => {
@@ -68,9 +74,46 @@ async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Res
                 bytes: out.snapshot.summary.new_bytes,
                 warnings: out.warnings,
                 errors: out.errors,
+                skipped_groups: out.skipped_groups,
+                unreadable_groups: out.unreadable_groups,
             })
         }
         (None, None) => Err(Failure::Failed("nothing to back up".to_string())),
+    }
+}
+
+/// The condition type saying whether every API group could be discovered.
+pub const API_GROUPS_DISCOVERED: &str = "APIGroupsDiscovered";
+
+/// `APIGroupsDiscovered`: False when an aggregated API was skipped (its server is down) or a
+/// group the API server serves could not be read (then its objects are in `errors` too).
+fn discovery_condition(skipped_groups: &[ItemMessage], unreadable: &[String]) -> Condition {
+    let skipped: Vec<&str> = skipped_groups.iter().map(|g| g.item.as_str()).collect();
+    match (skipped.is_empty(), unreadable.is_empty()) {
+        (true, true) => Condition::new(API_GROUPS_DISCOVERED, true, "AllDiscovered", ""),
+        (false, true) => Condition::new(
+            API_GROUPS_DISCOVERED,
+            false,
+            "AggregatedAPIUnavailable",
+            format!(
+                "not backed up, their aggregated API server is unavailable (see status.warnings): {}",
+                skipped.join(", ")
+            ),
+        ),
+        _ => Condition::new(
+            API_GROUPS_DISCOVERED,
+            false,
+            "APIGroupUnavailable",
+            format!(
+                "could not be read (see status.errors and status.warnings): {}",
+                unreadable
+                    .iter()
+                    .map(String::as_str)
+                    .chain(skipped.iter().copied())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
     }
 }
 
@@ -128,7 +171,11 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
                     stored.errors.len()
                 )
             });
-            done.warnings = capped(stored.warnings);
+            Condition::set(
+                &mut done.conditions,
+                discovery_condition(&stored.skipped_groups, &stored.unreadable_groups),
+            );
+            done.warnings = capped(stored.skipped_groups.into_iter().chain(stored.warnings).collect());
             done.errors = capped(stored.errors);
             Condition::set(&mut done.conditions, Condition::new("Valid", true, "Valid", ""));
             if stored.items == 0 && backup.spec.etcd.is_none() {

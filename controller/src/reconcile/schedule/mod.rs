@@ -1,9 +1,9 @@
 //! The Schedule controller: apply [`plan::next_step`] one step at a time, keep the status
 //! (last/next run, last success) current, and requeue at the next run.
 
-mod cron;
+pub(crate) mod cron;
 pub mod plan;
-mod retention;
+pub(crate) mod retention;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -9,7 +9,8 @@ use lifeboat_backup::maintenance::forget::{Candidate, RetentionPolicy, plan_rete
 use super::plan::ScheduledBackup;
 use crate::crd::{BackupPhase, Retention};
 
-fn policy(r: &Retention) -> RetentionPolicy {
+/// The engine's retention policy for a CRD `Retention`.
+pub(crate) fn policy(r: &Retention) -> RetentionPolicy {
     RetentionPolicy {
         keep_last: r.keep_last.unwrap_or(0),
         keep_hourly: r.keep_hourly.unwrap_or(0),

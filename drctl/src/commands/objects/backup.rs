@@ -14,7 +14,7 @@ use lifeboat_controller::objects::{
 use lifeboat_controller::wait::backup_finished;
 use serde::Serialize;
 
-use super::{Mode, age, decide, print_items};
+use super::{Mode, Resolved, age, decide, print_items, resolve};
 use crate::cli::{BackupCreateArgs, BackupRefArgs, ClusterScopedArg, GlobalArgs};
 use crate::exit;
 use crate::kube::connect;
@@ -31,6 +31,8 @@ struct DirectBackup {
     items_backed_up: u64,
     items_skipped: u64,
     bytes_added: u64,
+    /// Aggregated API group versions not backed up because their server is unavailable.
+    skipped_api_groups: Vec<ItemMessage>,
     warnings: Vec<ItemMessage>,
     errors: Vec<ItemMessage>,
 }
@@ -65,6 +67,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             let outcome = backup_objects(&target.client, &repo, &request, progress).await?;
             drop(bar);
             let phase = outcome.phase();
+            print_items("skipped API group", &outcome.skipped_groups);
             print_items("warning", &outcome.warnings);
             print_items("error", &outcome.errors);
             let s = &outcome.snapshot.summary;
@@ -89,6 +92,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
                 items_backed_up: outcome.items,
                 items_skipped: outcome.skipped,
                 bytes_added: s.new_bytes,
+                skipped_api_groups: outcome.skipped_groups,
                 warnings: outcome.warnings,
                 errors: outcome.errors,
             };
@@ -124,6 +128,9 @@ fn finish(b: &Backup, g: &GlobalArgs) -> Result<u8> {
     let status = b.status.clone().unwrap_or_default();
     print_items("warning", &status.warnings);
     print_items("error", &status.errors);
+    for c in status.conditions.iter().filter(|c| c.status == "False") {
+        eprintln!("condition {} is False ({}): {}", c.type_, c.reason, c.message);
+    }
     if let Some(m) = &status.message {
         eprintln!("{m}");
     }
@@ -165,13 +172,12 @@ fn snapshot_rows(snaps: &[Snapshot]) -> String {
 
 /// `drctl backup list`.
 pub async fn list(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
-    let target = connect(g).await?;
-    match decide(&args.mode, &target).await? {
-        Mode::Direct(repo) => {
+    match resolve(&args.mode, g).await? {
+        Resolved::Direct(repo) => {
             let snaps = object_snapshots(&repo, args.name.as_deref()).await?;
             output::print(g.format, &snaps, |s| snapshot_rows(s))?;
         }
-        Mode::Controller => {
+        Resolved::Controller(target) => {
             let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
             let list = api.list(&Default::default()).await.context("list Backups")?;
             output::print(g.format, &list.items, |items| {
@@ -208,9 +214,8 @@ pub async fn describe(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
     let Some(name) = &args.name else {
         bail!("which Backup? pass its name");
     };
-    let target = connect(g).await?;
-    match decide(&args.mode, &target).await? {
-        Mode::Direct(repo) => {
+    match resolve(&args.mode, g).await? {
+        Resolved::Direct(repo) => {
             let snaps = backup_snapshots(&repo, name).await?;
             output::print(g.format, &snaps[0], |s| {
                 let mut out = snapshot_rows(std::slice::from_ref(s));
@@ -220,7 +225,7 @@ pub async fn describe(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
                 out
             })?;
         }
-        Mode::Controller => {
+        Resolved::Controller(target) => {
             let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
             let b = api
                 .get(name)
@@ -237,15 +242,14 @@ pub async fn delete(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
     let Some(name) = &args.name else {
         bail!("which Backup? pass its name");
     };
-    let target = connect(g).await?;
-    match decide(&args.mode, &target).await? {
-        Mode::Direct(repo) => {
+    match resolve(&args.mode, g).await? {
+        Resolved::Direct(repo) => {
             for id in forget_backup(&repo, name).await? {
                 eprintln!("forgot snapshot {} of {name}", id.to_hex());
             }
             eprintln!("run `drctl repo prune` to free the space");
         }
-        Mode::Controller => {
+        Resolved::Controller(target) => {
             let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
             api.delete(name, &DeleteParams::default())
                 .await

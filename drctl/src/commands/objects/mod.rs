@@ -49,6 +49,34 @@ pub async fn decide(mode: &ModeArgs, target: &Target) -> Result<Mode> {
     )))
 }
 
+/// Who does the work of a command that reads or forgets snapshots: with `--repo` it needs no
+/// cluster at all (a laptop during a disaster), so none is contacted.
+pub enum Resolved {
+    /// drctl, against this repository.
+    Direct(Box<Repository>),
+    /// The controller, through this cluster.
+    Controller(Target),
+}
+
+/// Decides like [`decide`], connecting to a cluster only when `--repo` is not given.
+pub async fn resolve(mode: &ModeArgs, g: &crate::cli::GlobalArgs) -> Result<Resolved> {
+    if let Some(url) = &mode.repo {
+        let repo_args = RepoArgs {
+            repo: url.clone(),
+            s3_endpoint: mode.s3_endpoint.clone(),
+            s3_region: mode.s3_region.clone(),
+        };
+        return Ok(Resolved::Direct(Box::new(
+            open::repository(&repo_args, &mode.key).await?,
+        )));
+    }
+    let target = crate::kube::connect(g).await?;
+    Ok(match decide(mode, &target).await? {
+        Mode::Direct(repo) => Resolved::Direct(repo),
+        Mode::Controller => Resolved::Controller(target),
+    })
+}
+
 /// Explains a failed write of a Lifeboat resource; a 404 means the CRDs are not installed.
 pub fn resource_error(e: kube::Error, what: String) -> anyhow::Error {
     match &e {

@@ -1,31 +1,30 @@
 //! Backing up objects: discover, list every resource type in pages (several types at once),
 //! leave out what must not be restored, and store each object as one blob.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod list;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use futures::StreamExt;
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, ListParams};
 use lifeboat_backup::blob::BlobKind;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::repository::LockKind;
 use lifeboat_backup::session::BlobSink;
 use lifeboat_backup::snapshot::{KubernetesObjects, Node, Snapshot, SnapshotDetails, Summary};
 use lifeboat_backup::{RepoError, Repository};
-use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::discover::{ResourceRecord, discover};
+use self::list::{Lists, PAGE_SIZE, Take, Tally};
+use super::discover::{DiscoveryDeadlines, ResourceRecord, discover};
 use super::filter::{NamespaceFilter, ObjectFilter, ResourceFilter};
-use super::skip::{SkipContext, skipped_object, skipped_resource};
-use super::{BACKUP_TAG, ObjectsError, RESOURCES_PATH, object_path};
+use super::needs::{Needs, dependency_order};
+use super::skip::{SkipContext, skipped_resource};
+use super::{BACKUP_TAG, ObjectsError, RESOURCES_PATH};
 use crate::crd::{BackupSpec, ItemMessage};
-
-/// Objects per list page.
-const PAGE_SIZE: u32 = 500;
 
 /// What to back up.
 #[derive(Debug, Clone)]
@@ -38,6 +37,8 @@ pub struct BackupRequest {
     pub tags: BTreeMap<String, String>,
     /// Resource types listed at once.
     pub parallelism: usize,
+    /// How long each discovery request may take.
+    pub discovery: DiscoveryDeadlines,
 }
 
 impl BackupRequest {
@@ -53,6 +54,7 @@ impl BackupRequest {
             },
             tags: spec.tags.clone(),
             parallelism: 8,
+            discovery: DiscoveryDeadlines::default(),
         })
     }
 }
@@ -68,21 +70,33 @@ pub struct BackupOutcome {
     pub skipped: u64,
     /// Skips and other notes, per resource type.
     pub warnings: Vec<ItemMessage>,
-    /// Resource types or objects that could not be read.
+    /// Resource types or objects that could not be read (the backup is PartiallyFailed).
     pub errors: Vec<ItemMessage>,
+    /// Aggregated API group versions left out because their server is unavailable, each
+    /// with why (`metrics.k8s.io/v1beta1`): their objects are kept by that server, so the
+    /// backup is not failed for them.
+    pub skipped_groups: Vec<ItemMessage>,
+    /// Group versions the API server serves itself (built-in, CRDs) that could not be
+    /// discovered: their objects are missing, and each is in `errors` too.
+    pub unreadable_groups: Vec<String>,
 }
 
-/// Per-resource tallies.
-#[derive(Default)]
-struct Tally {
-    stored: u64,
-    skipped: u64,
-    example: Option<String>,
-    error: Option<String>,
+impl BackupOutcome {
+    /// Skipped API groups first, then the other warnings: everything a person should read.
+    pub fn all_warnings(&self) -> Vec<ItemMessage> {
+        self.skipped_groups
+            .iter()
+            .chain(&self.warnings)
+            .cloned()
+            .collect()
+    }
 }
 
 /// Backs up the objects `request` selects into `repo`. Objects that cannot be read are
 /// reported in the outcome and do not stop the others; the snapshot is written last.
+///
+/// Order: the selected types first (with the label selector); then what they need, listed
+/// without it: Namespace objects, bound PersistentVolumes and CRDs; then StorageClasses.
 pub async fn backup_objects(
     client: &Client,
     repo: &Repository,
@@ -91,11 +105,38 @@ pub async fn backup_objects(
 ) -> Result<BackupOutcome, ObjectsError> {
     let started = Instant::now();
     let time = Utc::now();
-    let resources = discover(client).await?;
-    let mut warnings = Vec::new();
+    let discovered = discover(client, request.discovery).await?;
+    let mut warnings: Vec<ItemMessage> = discovered
+        .notes
+        .iter()
+        .map(|n| ItemMessage {
+            item: "discovery".to_string(),
+            message: n.clone(),
+        })
+        .collect();
+    let mut errors = Vec::new();
+    let mut skipped_groups = Vec::new();
+    let mut unreadable_groups = Vec::new();
+    for u in &discovered.unavailable {
+        let m = ItemMessage {
+            item: u.group_version.clone(),
+            message: u.message(),
+        };
+        if u.loses_data() {
+            unreadable_groups.push(u.group_version.clone());
+            errors.push(m);
+        } else {
+            skipped_groups.push(m);
+        }
+    }
+    let filter = &request.filter;
     let mut taken = Vec::new();
-    for r in resources {
-        if !request.filter.resources.matches(&r.plural, &r.group) {
+    for r in discovered.resources {
+        let dependency = dependency_order(&r.group, &r.plural).is_some();
+        // What selected objects need comes along unless excluded by name.
+        let wanted = filter.resources.matches(&r.plural, &r.group)
+            || (dependency && !filter.resources.excludes(&r.plural, &r.group));
+        if !wanted {
             continue;
         }
         if let Some(why) = skipped_resource(&r.plural, &r.group) {
@@ -105,10 +146,7 @@ pub async fn backup_objects(
             });
             continue;
         }
-        if !r.namespaced
-            && !request.filter.all_cluster_scoped()
-            && !needed_cluster_scoped(&r, &request.filter)
-        {
+        if !r.namespaced && !dependency && !filter.all_cluster_scoped() {
             continue;
         }
         taken.push(r);
@@ -124,31 +162,35 @@ pub async fn backup_objects(
 
         let table = serde_json::to_vec_pretty(&taken).map_err(|e| ObjectsError::Invalid(e.to_string()))?;
         let _ = tx.send((RESOURCES_PATH.to_string(), table)).await;
-        // CRDs wanted only for what the selected namespaces hold go last, once it is known
-        // which custom resource types had objects.
-        let narrowed = !request.filter.all_cluster_scoped();
-        let (later, first): (Vec<&ResourceRecord>, Vec<&ResourceRecord>) =
-            taken.iter().partition(|r| narrowed && is_crd(r));
+        let order = |r: &ResourceRecord| dependency_order(&r.group, &r.plural);
+        let selected: Vec<&ResourceRecord> = taken.iter().filter(|r| order(r).is_none()).collect();
         let lists = Lists {
             client,
-            filter: &request.filter,
+            filter,
             ctx: &ctx,
             tx: &tx,
             progress: &progress,
             parallelism: request.parallelism.max(1),
+            aggregated: &discovered.aggregated,
         };
-        let mut tallies = lists.run(&first, &HashSet::new()).await;
-        let used: HashSet<String> = tallies
-            .iter()
-            .filter(|(_, t)| t.stored > 0)
-            .map(|(k, _)| k.clone())
-            .collect();
-        tallies.extend(lists.run(&later, &used).await);
+        let mut needs = Needs::default();
+        let mut tallies: Vec<(String, Tally)> = Vec::new();
+        let mut collect = |results: Vec<(String, Tally, Needs)>, needs: &mut Needs| {
+            for (key, tally, n) in results {
+                needs.merge(n);
+                tallies.push((key, tally));
+            }
+        };
+        collect(lists.run(&selected, Take::Selected).await, &mut needs);
+        for stage in [0, 1] {
+            let deps: Vec<&ResourceRecord> = taken.iter().filter(|r| order(r) == Some(stage)).collect();
+            let found = lists.run(&deps, Take::Dependencies(&needs)).await;
+            collect(found, &mut needs);
+        }
         drop(tx);
         let mut nodes = writer.await.map_err(|e| RepoError::Task(e.to_string()))??;
         nodes.sort_by(|a, b| a.path.cmp(&b.path));
 
-        let mut errors = Vec::new();
         let (mut items, mut skipped) = (0, 0);
         for (key, t) in tallies {
             items += t.stored;
@@ -157,6 +199,12 @@ pub async fn backup_objects(
                 errors.push(ItemMessage {
                     item: key.clone(),
                     message: e,
+                });
+            }
+            if let Some(w) = t.warning {
+                skipped_groups.push(ItemMessage {
+                    item: key.clone(),
+                    message: w,
                 });
             }
             if t.skipped > 0 {
@@ -196,8 +244,9 @@ pub async fn backup_objects(
                 stored_bytes: stats.stored_bytes,
                 new_blobs: stats.new_blobs,
                 duration_ms: started.elapsed().as_millis() as u64,
-                warnings: warnings
+                warnings: skipped_groups
                     .iter()
+                    .chain(&warnings)
                     .map(|w| format!("{}: {}", w.item, w.message))
                     .collect(),
                 ..Summary::default()
@@ -210,89 +259,12 @@ pub async fn backup_objects(
             skipped,
             warnings,
             errors,
+            skipped_groups,
+            unreadable_groups,
         })
     };
     repo.while_locked(LockKind::Shared, "kubernetes objects backup", work)
         .await
-}
-
-/// In `Auto` mode with a namespace filter, the cluster-scoped types the namespaced objects
-/// need: their Namespaces, the PersistentVolumes bound to their claims, and CRDs.
-fn needed_cluster_scoped(r: &ResourceRecord, _filter: &ObjectFilter) -> bool {
-    matches!(
-        (r.group.as_str(), r.plural.as_str()),
-        ("", "namespaces")
-            | ("", "persistentvolumes")
-            | ("apiextensions.k8s.io", "customresourcedefinitions")
-    )
-}
-
-/// Lists resource types, several at once, into the writer.
-struct Lists<'a> {
-    client: &'a Client,
-    filter: &'a ObjectFilter,
-    ctx: &'a SkipContext,
-    tx: &'a mpsc::Sender<(String, Vec<u8>)>,
-    progress: &'a Progress,
-    parallelism: usize,
-}
-
-impl Lists<'_> {
-    async fn run(&self, records: &[&ResourceRecord], needed_crds: &HashSet<String>) -> Vec<(String, Tally)> {
-        let scope = Scope {
-            filter: self.filter,
-            ctx: self.ctx,
-            needed_crds,
-        };
-        futures::stream::iter(records)
-            .map(|r| {
-                let scope = &scope;
-                async move {
-                    let tally = backup_resource(self.client, r, scope, self.tx, self.progress).await;
-                    (r.key(), tally)
-                }
-            })
-            .buffer_unordered(self.parallelism)
-            .collect()
-            .await
-    }
-}
-
-fn is_crd(r: &ResourceRecord) -> bool {
-    r.group == "apiextensions.k8s.io" && r.plural == "customresourcedefinitions"
-}
-
-/// What decides whether one object of a resource is taken.
-struct Scope<'a> {
-    filter: &'a ObjectFilter,
-    ctx: &'a SkipContext,
-    /// `plural.group` of custom resource types that had objects in the selection.
-    needed_crds: &'a HashSet<String>,
-}
-
-/// Whether a cluster-scoped object is needed by the selected namespaces (narrowed `Auto`).
-fn cluster_object_needed(r: &ResourceRecord, obj: &Value, scope: &Scope<'_>) -> bool {
-    let filter = scope.filter;
-    if filter.all_cluster_scoped() {
-        return true;
-    }
-    match (r.group.as_str(), r.plural.as_str()) {
-        ("", "namespaces") => obj["metadata"]["name"]
-            .as_str()
-            .is_some_and(|n| filter.namespaces.matches(n)),
-        ("", "persistentvolumes") => obj["spec"]["claimRef"]["namespace"]
-            .as_str()
-            .is_some_and(|n| filter.namespaces.matches(n)),
-        ("apiextensions.k8s.io", "customresourcedefinitions") => {
-            let key = format!(
-                "{}.{}",
-                obj["spec"]["names"]["plural"].as_str().unwrap_or_default(),
-                obj["spec"]["group"].as_str().unwrap_or_default()
-            );
-            scope.needed_crds.contains(&key)
-        }
-        _ => false,
-    }
 }
 
 /// The cluster's identity: the uid of `kube-system`, which lives as long as the cluster.
@@ -342,99 +314,6 @@ async fn skip_context(client: &Client, taken: &[ResourceRecord]) -> Result<SkipC
         if token.is_none() {
             return Ok(ctx);
         }
-    }
-}
-
-/// Lists one resource type page by page and sends its objects to the writer.
-async fn backup_resource(
-    client: &Client,
-    r: &ResourceRecord,
-    scope: &Scope<'_>,
-    tx: &mpsc::Sender<(String, Vec<u8>)>,
-    progress: &Progress,
-) -> Tally {
-    let ar = r.api_resource();
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    let key = r.key();
-    let mut tally = Tally::default();
-    let mut token: Option<String> = None;
-    let mut restarted = false;
-    loop {
-        let mut params = ListParams::default().limit(PAGE_SIZE);
-        if let Some(sel) = &scope.filter.label_selector {
-            params = params.labels(sel);
-        }
-        if let Some(t) = &token {
-            params = params.continue_token(t);
-        }
-        let page = match api.list(&params).await {
-            Ok(page) => page,
-            // The continue token expired (410 Gone) mid-listing: list again from the start.
-            Err(kube::Error::Api(e)) if e.code == 410 && !restarted => {
-                restarted = true;
-                token = None;
-                tally = Tally::default();
-                continue;
-            }
-            Err(e) => {
-                tally.error = Some(format!("could not list {key}: {e}"));
-                return tally;
-            }
-        };
-        progress.add_total(0, page.items.len() as u64);
-        for obj in page.items {
-            let mut value = match serde_json::to_value(&obj) {
-                Ok(v) => v,
-                Err(e) => {
-                    tally.error = Some(format!("could not encode an object: {e}"));
-                    continue;
-                }
-            };
-            progress.add_done(0, 1);
-            let ns = value["metadata"]["namespace"].as_str().map(str::to_string);
-            let name = value["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            if let Some(ns) = &ns
-                && !scope.filter.namespaces.matches(ns)
-            {
-                continue;
-            }
-            if !r.namespaced && !cluster_object_needed(r, &value, scope) {
-                continue;
-            }
-            if let Some(why) = skipped_object(&r.plural, &r.group, &value, scope.ctx) {
-                tally.skipped += 1;
-                tally
-                    .example
-                    .get_or_insert_with(|| format!("{}: {why}", ns_name(ns.as_deref(), &name)));
-                continue;
-            }
-            value["apiVersion"] = Value::String(r.api_version());
-            value["kind"] = Value::String(r.kind.clone());
-            if let Some(meta) = value["metadata"].as_object_mut() {
-                // Server bookkeeping that changes without the object changing; restores drop it.
-                meta.remove("managedFields");
-            }
-            let Ok(bytes) = serde_json::to_vec(&value) else {
-                continue;
-            };
-            let path = object_path(&key, ns.as_deref(), &name);
-            if tx.send((path, bytes)).await.is_err() {
-                tally.error = Some("the repository writer stopped".to_string());
-                return tally;
-            }
-            tally.stored += 1;
-        }
-        token = page.metadata.continue_.filter(|t| !t.is_empty());
-        if token.is_none() {
-            return tally;
-        }
-    }
-}
-
-fn ns_name(ns: Option<&str>, name: &str) -> String {
-    match ns {
-        Some(ns) => format!("{ns}/{name}"),
-        None => name.to_string(),
     }
 }
 

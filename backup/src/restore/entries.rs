@@ -1,0 +1,206 @@
+//! The restore's entries before and after their content arrives: directories and temporary
+//! files made first (so blobs can land in any order), then every file, hard link and
+//! symlink given its metadata and renamed into place, then directories' metadata, deepest
+//! first.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use super::RestoreReport;
+use super::apply::{
+    MetaNotes, Privileges, apply_to_fd, apply_to_symlink, create_temp, discard, link_temp, open_temp,
+    put_in_place, symlink_temp,
+};
+use super::error::EntryError;
+use super::handles::Dirs;
+use super::output::FileSlot;
+use super::plan::{EntryKind, PlannedEntry, RestorePlan};
+use crate::snapshot::Node;
+
+/// Mode of a directory while the restore fills it; its recorded mode comes at the end.
+const DIR_WHILE_RESTORING: u32 = 0o700;
+/// Mode (less the umask) of a directory the tree does not list (above a backed-up path).
+const DIR_UNLISTED: u32 = 0o777;
+
+fn parent(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
+}
+
+fn name(path: &Path) -> &std::ffi::OsStr {
+    path.file_name().unwrap_or_default()
+}
+
+/// Makes every directory of the plan, and every file as an empty temporary file of its full
+/// size; returns the files' slots by node index. Entries that fail are added to `failed`
+/// with their error in `report`.
+pub(super) fn prepare(
+    nodes: &[Node],
+    plan: &RestorePlan,
+    dirs: &Dirs,
+    failed: &mut BTreeSet<usize>,
+    report: &mut RestoreReport,
+) -> Vec<Option<FileSlot>> {
+    let mut slots: Vec<Option<FileSlot>> = (0..nodes.len()).map(|_| None).collect();
+    for e in &plan.entries {
+        if failed.contains(&e.node) {
+            continue;
+        }
+        let shown = dirs.shown(&e.path);
+        let made = match e.kind {
+            EntryKind::Dir => dirs.make(&e.path, DIR_WHILE_RESTORING).map(|_| ()),
+            EntryKind::File => dirs.make(parent(&e.path), DIR_UNLISTED).and_then(|dir| {
+                let temp = create_temp(&dir, nodes[e.node].size)
+                    .map_err(|err| EntryError::os(&shown, "create", err))?;
+                slots[e.node] = Some(FileSlot {
+                    dir: parent(&e.path).to_path_buf(),
+                    temp,
+                    shown,
+                });
+                Ok(())
+            }),
+            EntryKind::HardLink { .. } | EntryKind::Symlink => {
+                dirs.make(parent(&e.path), DIR_UNLISTED).map(|_| ())
+            }
+        };
+        if let Err(err) = made {
+            report.errors.push(err.to_string());
+            failed.insert(e.node);
+        }
+    }
+    slots
+}
+
+/// Removes the temporary file of a file that failed.
+pub(super) fn discard_file(dirs: &Dirs, slot: &FileSlot) {
+    if let Ok(dir) = dirs.get(&slot.dir) {
+        discard(&dir, &slot.temp.name);
+    }
+}
+
+/// Puts every file, hard link and symlink in place with its metadata, then gives directories
+/// theirs. Files in `failed` are skipped (their temporary files already removed), and so are
+/// their other names.
+pub(super) fn finish(
+    nodes: &[Node],
+    plan: &RestorePlan,
+    dirs: &Dirs,
+    slots: &[Option<FileSlot>],
+    failed: &BTreeSet<usize>,
+    report: &mut RestoreReport,
+) {
+    let privileges = Privileges::of_process();
+    let mut notes = MetaNotes::default();
+    let mut links: HashMap<usize, Vec<&PlannedEntry>> = HashMap::new();
+    for e in &plan.entries {
+        if let EntryKind::HardLink { to } = e.kind
+            && !failed.contains(&e.node)
+        {
+            links.entry(to).or_default().push(e);
+        }
+    }
+    for e in plan.entries.iter().filter(|e| e.kind == EntryKind::File) {
+        let others = links.remove(&e.node).unwrap_or_default();
+        let slot = match &slots[e.node] {
+            Some(slot) if !failed.contains(&e.node) => slot,
+            _ => {
+                for other in others {
+                    report.errors.push(
+                        EntryError::LinkSourceFailed {
+                            path: dirs.shown(&other.path),
+                            to: dirs.shown(&e.path),
+                        }
+                        .to_string(),
+                    );
+                }
+                continue;
+            }
+        };
+        let done = finish_file(dirs, slot, &nodes[e.node], privileges, &mut notes);
+        let Ok(dir) = done else {
+            report.errors.extend(done.err().map(|err| err.to_string()));
+            continue;
+        };
+        for other in others {
+            let shown = dirs.shown(&other.path);
+            let linked = dirs.get(parent(&other.path)).and_then(|to_dir| {
+                let temp = link_temp(&dir, &slot.temp.name, &to_dir)
+                    .map_err(|err| EntryError::os(&shown, "link", err))?;
+                put_in_place(&to_dir, &temp, name(&other.path), "file", &shown)
+            });
+            match linked {
+                Ok(()) => report.files += 1,
+                Err(err) => report.errors.push(err.to_string()),
+            }
+        }
+        match put_in_place(&dir, &slot.temp.name, name(&e.path), "file", &slot.shown) {
+            Ok(()) => report.files += 1,
+            Err(err) => report.errors.push(err.to_string()),
+        }
+    }
+
+    for e in plan.entries.iter().filter(|e| e.kind == EntryKind::Symlink) {
+        if failed.contains(&e.node) {
+            continue;
+        }
+        let shown = dirs.shown(&e.path);
+        let node = &nodes[e.node];
+        let made = dirs.get(parent(&e.path)).and_then(|dir| {
+            let temp = symlink_temp(&dir, node.target_bytes().unwrap_or_default())
+                .map_err(|err| EntryError::os(&shown, "create symlink", err))?;
+            apply_to_symlink(&dir, &temp, node, privileges, &shown, &mut notes);
+            put_in_place(&dir, &temp, name(&e.path), "symlink", &shown)
+        });
+        match made {
+            Ok(()) => report.symlinks += 1,
+            Err(err) => report.errors.push(err.to_string()),
+        }
+    }
+
+    let mut dir_entries: Vec<&PlannedEntry> = plan
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Dir && !failed.contains(&e.node))
+        .collect();
+    dir_entries.sort_by_key(|e| std::cmp::Reverse(e.path.components().count()));
+    for e in dir_entries {
+        match dirs.get(&e.path) {
+            Ok(fd) => {
+                apply_to_fd(
+                    fd.as_fd(),
+                    &nodes[e.node],
+                    privileges,
+                    &dirs.shown(&e.path),
+                    &mut notes,
+                );
+                report.dirs += 1;
+            }
+            Err(err) => report.errors.push(err.to_string()),
+        }
+    }
+
+    report.errors.extend(notes.errors);
+    if notes.xattrs_need_root > 0 {
+        report.warnings.push(format!(
+            "{} extended attributes in the trusted. and security. namespaces were not restored: \
+             setting them needs root",
+            notes.xattrs_need_root
+        ));
+    }
+}
+
+/// Gives a file its metadata through its own handle; returns its directory's handle, for
+/// putting it in place.
+fn finish_file(
+    dirs: &Dirs,
+    slot: &FileSlot,
+    node: &Node,
+    privileges: Privileges,
+    notes: &mut MetaNotes,
+) -> Result<std::sync::Arc<std::os::fd::OwnedFd>, EntryError> {
+    let dir = dirs.get(&slot.dir)?;
+    // Not discarded on failure: whatever holds the name now is not the restore's.
+    let fd = open_temp(&dir, &slot.temp, rustix::fs::OFlags::RDONLY, &slot.shown)?;
+    apply_to_fd(fd.as_fd(), node, privileges, &slot.shown, notes);
+    Ok(dir)
+}

@@ -1,0 +1,322 @@
+//! Restoring into a cluster where things are already there or going away: a Service still
+//! holding its node port, a namespace being deleted, status to compare and write.
+
+use std::collections::BTreeMap;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use lifeboat_controller::crd::{BackupSpec, ExistingResourcePolicy, RestoreSpec};
+use serde_json::json;
+
+use crate::common::*;
+
+fn services() -> kube::api::ApiResource {
+    ar("", "v1", "Service", "services")
+}
+
+/// A node port unlikely to be taken on a shared cluster.
+fn some_node_port() -> u16 {
+    let name = lifeboat_tests::unique_name("port");
+    let h = name
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    30000 + (h % 2700) as u16
+}
+
+#[tokio::test]
+async fn a_service_still_holding_its_node_port_is_an_existing_object() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let ns = cluster.namespace("objs-np").await.expect("namespace");
+    let port = some_node_port();
+    create(
+        &client,
+        &services(),
+        Some(&ns),
+        json!({"metadata": {"name": "web", "labels": {"tier": "front"}},
+               "spec": {"type": "NodePort", "selector": {"app": "web"},
+                        "ports": [{"port": 80, "targetPort": 8080, "nodePort": port}]}}),
+    )
+    .await;
+    let (_t, repo) = repository().await;
+    let outcome = backup(
+        &client,
+        &repo,
+        "np",
+        BackupSpec {
+            included_namespaces: vec![ns.clone()],
+            included_resources: vec!["services".to_string()],
+            ..BackupSpec::default()
+        },
+    )
+    .await;
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    let in_place = RestoreSpec {
+        included_namespaces: vec![ns.clone()],
+        included_resources: vec!["services".to_string()],
+        excluded_resources: vec!["namespaces".to_string()],
+        ..RestoreSpec::default()
+    };
+    // The Service is still there, holding the port: policy none leaves it alone.
+    let again = restore(&client, &repo, &outcome.snapshot, in_place.clone()).await;
+    assert!(again.errors.is_empty(), "{:?}", again.errors);
+    assert_eq!(
+        again.summary.unchanged + again.summary.skipped_existing,
+        1,
+        "{:?}",
+        again.summary
+    );
+    // Changed meanwhile, policy update puts it back, keeping the port.
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &services());
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "changed"}}})),
+    )
+    .await
+    .expect("patch");
+    let skipped = restore(&client, &repo, &outcome.snapshot, in_place.clone()).await;
+    assert!(skipped.errors.is_empty(), "{:?}", skipped.errors);
+    assert_eq!(skipped.summary.skipped_existing, 1, "{:?}", skipped.summary);
+    let updated = restore(
+        &client,
+        &repo,
+        &outcome.snapshot,
+        RestoreSpec {
+            existing_resource_policy: ExistingResourcePolicy::Update,
+            ..in_place
+        },
+    )
+    .await;
+    assert!(updated.errors.is_empty(), "{:?}", updated.errors);
+    assert_eq!(updated.summary.updated, 1, "{:?}", updated.summary);
+    let svc = get(&client, &services(), &ns, "web").await.expect("service");
+    assert_eq!(svc["metadata"]["labels"]["tier"], "front");
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], port);
+}
+
+#[tokio::test]
+async fn a_terminating_namespace_is_named_as_the_problem() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let ns = cluster.namespace("objs-term").await.expect("namespace");
+    for i in 0..3 {
+        create(
+            &client,
+            &configmaps(),
+            Some(&ns),
+            json!({"metadata": {"name": format!("c{i}"), "labels": {"app": "term"}}}),
+        )
+        .await;
+    }
+    // Something holds the namespace in Terminating.
+    create(
+        &client,
+        &configmaps(),
+        Some(&ns),
+        json!({"metadata": {"name": "held", "finalizers": ["lifeboat-test.dev/hold"]}}),
+    )
+    .await;
+    let (_t, repo) = repository().await;
+    let outcome = backup(
+        &client,
+        &repo,
+        "term",
+        BackupSpec {
+            included_namespaces: vec![ns.clone()],
+            label_selector: Some("app=term".to_string()),
+            ..BackupSpec::default()
+        },
+    )
+    .await;
+    let cms: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &configmaps());
+    let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    nss.delete(&ns, &Default::default())
+        .await
+        .expect("delete namespace");
+    // A bare API server (envtest) has no namespace controller to empty it: do its part.
+    for i in 0..3 {
+        let _ = cms.delete(&format!("c{i}"), &Default::default()).await;
+    }
+    lifeboat_tests::poll::eventually("its other objects to go", 60, || {
+        let cms = cms.clone();
+        async move {
+            cms.get_opt("c0")
+                .await
+                .ok()
+                .and_then(|o| o.is_none().then_some(()))
+        }
+    })
+    .await;
+    let restored = restore(
+        &client,
+        &repo,
+        &outcome.snapshot,
+        RestoreSpec {
+            included_namespaces: vec![ns.clone()],
+            ..RestoreSpec::default()
+        },
+    )
+    .await;
+    let failed: Vec<&str> = restored.errors.iter().map(|e| e.item.as_str()).collect();
+    assert!(
+        (0..3).all(|i| failed.contains(&format!("configmaps/{ns}/c{i}").as_str())),
+        "{:?}",
+        restored.errors
+    );
+    for e in &restored.errors {
+        assert!(
+            e.message
+                .contains(&format!("namespace {ns} is being deleted (Terminating)"))
+                && e.message.contains("--namespace-mapping"),
+            "{e:?}"
+        );
+        assert!(!e.message.contains("grant"), "no permission advice: {e:?}");
+    }
+    // Release it, so a real cluster can finish deleting it.
+    let _ = cms
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn status_is_restored_with_or_without_a_status_subresource() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let src = cluster.namespace("objs-status").await.expect("namespace");
+    let dst = cluster.namespace("objs-status-dst").await.expect("namespace");
+    let group = test_group("st");
+    let open = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    let schema = json!({"openAPIV3Schema": {"type": "object", "properties": {"spec": open, "status": open}}});
+    // Plain: status is part of the object. Sub: status is a subresource.
+    custom_crd(
+        &client,
+        &group,
+        "plains",
+        "Plain",
+        json!([{"name": "v1", "served": true, "storage": true, "schema": schema}]),
+    )
+    .await;
+    custom_crd(
+        &client,
+        &group,
+        "subs",
+        "Sub",
+        json!([{"name": "v1", "served": true, "storage": true, "schema": schema,
+                "subresources": {"status": {}}}]),
+    )
+    .await;
+    let plains = ar(&group, "v1", "Plain", "plains");
+    let subs = ar(&group, "v1", "Sub", "subs");
+    create(
+        &client,
+        &plains,
+        Some(&src),
+        json!({"apiVersion": format!("{group}/v1"), "kind": "Plain", "metadata": {"name": "p"},
+               "spec": {"a": 1}, "status": {"phase": "Ready"}}),
+    )
+    .await;
+    let sub = create(
+        &client,
+        &subs,
+        Some(&src),
+        json!({"apiVersion": format!("{group}/v1"), "kind": "Sub", "metadata": {"name": "s"}, "spec": {"a": 1}}),
+    )
+    .await;
+    let sub_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &src, &subs);
+    let mut with_status = sub.clone();
+    with_status.data["status"] = json!({"phase": "Ready"});
+    sub_api
+        .replace_status("s", &Default::default(), &with_status)
+        .await
+        .expect("write status");
+    let (_t, repo) = repository().await;
+    let outcome = backup(
+        &client,
+        &repo,
+        "status",
+        BackupSpec {
+            included_namespaces: vec![src.clone()],
+            ..BackupSpec::default()
+        },
+    )
+    .await;
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    let to_dst = RestoreSpec {
+        namespace_mapping: BTreeMap::from([(src.clone(), dst.clone())]),
+        included_resources: vec![format!("plains.{group}"), format!("subs.{group}")],
+        excluded_resources: vec!["namespaces".to_string()],
+        restore_status: true,
+        ..RestoreSpec::default()
+    };
+    let first = restore(&client, &repo, &outcome.snapshot, to_dst.clone()).await;
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    assert_eq!(first.summary.created, 2, "{:?}", first.summary);
+    for (res, name) in [(&plains, "p"), (&subs, "s")] {
+        let o = get(&client, res, &dst, name).await.expect("restored");
+        assert_eq!(o["status"]["phase"], "Ready", "{name}: {o}");
+    }
+    // Status changed in the cluster: policy update compares and writes it back.
+    let dst_plains: Api<DynamicObject> = Api::namespaced_with(client.clone(), &dst, &plains);
+    dst_plains
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Broken"}})),
+        )
+        .await
+        .expect("patch plain status");
+    let dst_subs: Api<DynamicObject> = Api::namespaced_with(client.clone(), &dst, &subs);
+    dst_subs
+        .patch_status(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Broken"}})),
+        )
+        .await
+        .expect("patch sub status");
+    let none = restore(&client, &repo, &outcome.snapshot, to_dst.clone()).await;
+    assert_eq!(none.summary.skipped_existing, 2, "{:?}", none.summary);
+    let update = RestoreSpec {
+        existing_resource_policy: ExistingResourcePolicy::Update,
+        ..to_dst
+    };
+    let dry = restore(
+        &client,
+        &repo,
+        &outcome.snapshot,
+        RestoreSpec {
+            dry_run: true,
+            ..update.clone()
+        },
+    )
+    .await;
+    assert_eq!(dry.summary.updated, 2, "{:?}", dry.summary);
+    assert!(
+        dry.changes
+            .iter()
+            .all(|c| c.contains("/status/phase: \"Broken\" → \"Ready\"")),
+        "{:?}",
+        dry.changes
+    );
+    let fixed = restore(&client, &repo, &outcome.snapshot, update.clone()).await;
+    assert!(fixed.errors.is_empty(), "{:?}", fixed.errors);
+    assert_eq!(fixed.summary.updated, 2, "{:?}", fixed.summary);
+    for (res, name) in [(&plains, "p"), (&subs, "s")] {
+        let o = get(&client, res, &dst, name).await.expect("restored");
+        assert_eq!(o["status"]["phase"], "Ready", "{name}: {o}");
+    }
+    let again = restore(&client, &repo, &outcome.snapshot, update).await;
+    // The two objects, and the two CRDs they brought along.
+    assert_eq!(
+        (again.summary.unchanged, again.summary.updated),
+        (4, 0),
+        "{:?}",
+        again.summary
+    );
+    delete_crd_named(&client, &format!("plains.{group}")).await;
+    delete_crd_named(&client, &format!("subs.{group}")).await;
+}
