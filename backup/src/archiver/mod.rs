@@ -68,8 +68,10 @@ impl Repository {
                 // When the store failed, that is the cause: a worker only saw the uploader stop.
                 Err(e) => return Err(session.finish().await.err().map_or(e, S::Error::from)),
             };
-            if !nodes.is_sorted_by(|a, b| a.path <= b.path) {
-                nodes.sort_by(|a, b| a.path.cmp(&b.path));
+            // Tree listings are sorted by the bytes of each path (docs/FORMAT.md), which for a
+            // name that is not UTF-8 is not the order of its lossy `path`.
+            if !nodes.is_sorted_by(|a, b| a.path_bytes() <= b.path_bytes()) {
+                nodes.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
             }
             let (tree, session) = write_tree_blocking(session, nodes).await?;
             let stats = session.finish().await?;

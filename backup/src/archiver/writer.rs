@@ -12,7 +12,7 @@ use crate::blob::BlobKind;
 use crate::chunker::ChunkerParams;
 use crate::progress::Progress;
 use crate::repository::{IndexedRepository, RepoError};
-use crate::session::{BlobSink, Session, write_stream};
+use crate::session::{BlobSink, Session, SessionShared, write_stream};
 use crate::snapshot::{Node, Snapshot};
 
 /// A source's handle on the backup in progress (see [`crate::sources::Source::write`]).
@@ -96,6 +96,12 @@ impl<'a> Writer<'a> {
             .await
             .map_err(|e| RepoError::Task(e.to_string()))??;
         Ok(StoredStream { chunks, size })
+    }
+
+    /// The session's state, for sources inside the engine that run their own reader threads
+    /// over [`BlobSink`]s and need the chunker's seed (files).
+    pub(crate) fn shared(&self) -> &Arc<SessionShared> {
+        self.session.shared()
     }
 
     /// Stores many small items (Kubernetes objects), one blob each, from any number of tasks:

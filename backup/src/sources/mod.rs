@@ -54,7 +54,7 @@ pub trait Source {
 #[derive(Debug, Clone)]
 pub struct Written {
     /// The tree: every file, directory and symlink with its content's chunk ids. The engine
-    /// sorts it by path if it is not.
+    /// sorts it by path bytes if it is not.
     pub nodes: Vec<Node>,
     /// What the snapshot holds, typed per kind.
     pub details: SnapshotDetails,

@@ -11,17 +11,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use chrono::Utc;
-
-use crate::blob::{BlobId, BlobKind, SnapshotId};
+use crate::archiver::{BackupOptions, Writer};
+use crate::blob::{BlobId, BlobKind};
 use crate::chunker::{Chunker, chunk_slice};
 use crate::progress::Progress;
-use crate::read::BlobReader;
-use crate::repository::{LockKind, RepoError, Repository};
-use crate::session::{BlobSink, Session, SessionShared};
+use crate::repository::{IndexedRepository, RepoError, Repository};
+use crate::session::{BlobSink, SessionShared};
 use crate::snapshot::{Node, NodeKind, SkippedPath, Snapshot, SnapshotDetails, Summary};
+use crate::sources::{Source, Written};
 
 /// Options for a file backup.
 #[derive(Debug, Clone, Default)]
@@ -36,30 +34,24 @@ pub struct FilesOptions {
 
 /// Backs up `paths` into `repo`; returns the new snapshot. Paths that cannot be read are
 /// left out and listed in its `summary.skipped` (the snapshot is then partial); the store
-/// failing is an error, and then no snapshot is written.
+/// failing is an error, and then no snapshot is written. The lifecycle around the walk and
+/// the reads (lock, index, session, tree, manifest) is [`Repository::backup`]'s.
 pub async fn backup_files(
     repo: &Repository,
     paths: &[PathBuf],
     options: &FilesOptions,
     progress: Arc<Progress>,
 ) -> Result<Snapshot, RepoError> {
-    let started = Instant::now();
-    let time = Utc::now();
-    let roots = absolute_roots(paths)?;
-    let source = format!(
-        "files:{}",
-        roots
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    repo.while_locked(
-        LockKind::Shared,
-        "backup",
-        run(repo, &roots, &source, time, options, progress, started),
-    )
-    .await
+    let mut source = FilesSource {
+        roots: absolute_roots(paths)?,
+        force_full: options.force_full,
+        workers: options.workers,
+    };
+    let options = BackupOptions {
+        tags: options.tags.clone(),
+        progress,
+    };
+    repo.backup(&mut source, &options).await
 }
 
 fn absolute_roots(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RepoError> {
@@ -74,132 +66,121 @@ fn absolute_roots(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RepoError> {
     Ok(roots)
 }
 
-async fn run(
-    repo: &Repository,
-    roots: &[PathBuf],
-    source: &str,
-    time: chrono::DateTime<Utc>,
-    options: &FilesOptions,
-    progress: Arc<Progress>,
-    started: Instant,
-) -> Result<Snapshot, RepoError> {
-    let index = repo.indexed().await?.index().clone();
-    let hostname = crate::repository::hostname();
-    let parent = repo
-        .snapshots()
-        .await?
-        .into_iter()
-        .rfind(|s| s.details == SnapshotDetails::Files && s.source == source && s.hostname == hostname);
+/// Files and directories under absolute, sorted `roots` on this machine.
+struct FilesSource {
+    roots: Vec<PathBuf>,
+    /// Read every file even if the parent has it unchanged.
+    force_full: bool,
+    /// Reader threads (0: one per core).
+    workers: usize,
+}
 
-    let walk_roots = roots.to_vec();
-    let Walked {
-        mut nodes,
-        mut skipped,
-        warnings,
-    } = tokio::task::spawn_blocking(move || walk(&walk_roots))
-        .await
-        .map_err(|e| RepoError::Task(e.to_string()))?;
+impl Source for FilesSource {
+    type Error = RepoError;
 
-    if let (Some(parent), false) = (&parent, options.force_full) {
-        let reader = BlobReader::new(repo, &index);
-        let old = reader.read_tree(&parent.tree).await?;
-        reuse_unchanged(&mut nodes, &old);
+    /// `files:` and the roots, comma-separated.
+    fn source_id(&self) -> String {
+        let roots: Vec<String> = self.roots.iter().map(|p| p.display().to_string()).collect();
+        format!("files:{}", roots.join(","))
     }
 
-    // Each inode is read once, however many names (hard links) it has.
-    let (to_read, same_inode) = files_to_read(&nodes);
-    progress.add_total(to_read.iter().map(|&i| nodes[i].size).sum(), to_read.len() as u64);
+    fn purpose(&self) -> &'static str {
+        "backup"
+    }
 
-    let session = Session::start(repo, index);
-    let shared = session.shared().clone();
-    let workers = if options.workers == 0 {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    } else {
-        options.workers
-    };
-    let jobs: Vec<(usize, PathBuf)> = to_read
-        .iter()
-        .map(|&i| (i, Path::new("/").join(OsStr::from_bytes(nodes[i].path_bytes()))))
-        .collect();
-    let work_progress = progress.clone();
-    let results = tokio::task::spawn_blocking(move || read_files(&shared, &jobs, workers, &work_progress))
-        .await
-        .map_err(|e| RepoError::Task(e.to_string()))?;
+    /// The newest files snapshot of the same roots from this host.
+    async fn parent(&self, repo: &IndexedRepository) -> Result<Option<Snapshot>, RepoError> {
+        let source = self.source_id();
+        let hostname = crate::repository::hostname();
+        Ok(repo
+            .snapshots()
+            .await?
+            .into_iter()
+            .rfind(|s| s.details == SnapshotDetails::Files && s.source == source && s.hostname == hostname))
+    }
 
-    let mut failed = vec![false; nodes.len()];
-    let mut fatal = None;
-    for (i, result) in results {
-        match result {
-            Ok((chunks, size)) => {
-                nodes[i].chunks = chunks;
-                nodes[i].size = size;
-            }
-            Err(FileError::Skip(path, error)) => {
-                skipped.push(SkippedPath { path, error });
-                failed[i] = true;
-            }
-            Err(FileError::Fatal(e)) => {
-                fatal.get_or_insert(e);
-            }
+    /// Walks the roots, takes the chunk lists of files the parent has unchanged, and reads
+    /// the rest on `workers` threads, each inode once.
+    async fn write(&mut self, writer: &Writer<'_>) -> Result<Written, RepoError> {
+        let walk_roots = self.roots.clone();
+        let Walked {
+            mut nodes,
+            mut skipped,
+            warnings,
+        } = tokio::task::spawn_blocking(move || walk(&walk_roots))
+            .await
+            .map_err(|e| RepoError::Task(e.to_string()))?;
+
+        if !self.force_full
+            && let Some(old) = writer.parent_tree().await?
+        {
+            reuse_unchanged(&mut nodes, &old);
         }
-    }
-    if let Some(e) = fatal {
-        // A worker saw the uploader stop; the uploader's own error names the object and the
-        // store's answer, so prefer it.
-        return Err(session.finish().await.err().unwrap_or(e));
-    }
-    for (other, first) in same_inode {
-        if failed[first] {
-            failed[other] = true;
-            skipped.push(SkippedPath {
-                path: format!("/{}", nodes[other].path),
-                error: format!("a hard link to /{}, which could not be read", nodes[first].path),
-            });
+
+        // Each inode is read once, however many names (hard links) it has.
+        let (to_read, same_inode) = files_to_read(&nodes);
+        let progress = writer.progress().clone();
+        progress.add_total(to_read.iter().map(|&i| nodes[i].size).sum(), to_read.len() as u64);
+
+        let shared = writer.shared().clone();
+        let workers = if self.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
-            nodes[other].chunks = nodes[first].chunks.clone();
-            nodes[other].size = nodes[first].size;
+            self.workers
+        };
+        let jobs: Vec<(usize, PathBuf)> = to_read
+            .iter()
+            .map(|&i| (i, Path::new("/").join(OsStr::from_bytes(nodes[i].path_bytes()))))
+            .collect();
+        let results = tokio::task::spawn_blocking(move || read_files(&shared, &jobs, workers, &progress))
+            .await
+            .map_err(|e| RepoError::Task(e.to_string()))?;
+
+        let mut failed = vec![false; nodes.len()];
+        for (i, result) in results {
+            match result {
+                Ok((chunks, size)) => {
+                    nodes[i].chunks = chunks;
+                    nodes[i].size = size;
+                }
+                Err(FileError::Skip(path, error)) => {
+                    skipped.push(SkippedPath { path, error });
+                    failed[i] = true;
+                }
+                // The engine prefers the uploader's own error, which names the object and
+                // the store's answer, to what a worker saw.
+                Err(FileError::Fatal(e)) => return Err(e),
+            }
         }
-    }
-    let mut keep = failed.iter().map(|f| !f);
-    nodes.retain(|_| keep.next().unwrap_or(true));
+        for (other, first) in same_inode {
+            if failed[first] {
+                failed[other] = true;
+                skipped.push(SkippedPath {
+                    path: format!("/{}", nodes[other].path),
+                    error: format!("a hard link to /{}, which could not be read", nodes[first].path),
+                });
+            } else {
+                nodes[other].chunks = nodes[first].chunks.clone();
+                nodes[other].size = nodes[first].size;
+            }
+        }
+        let mut keep = failed.iter().map(|f| !f);
+        nodes.retain(|_| keep.next().unwrap_or(true));
 
-    let files_read = to_read.iter().filter(|&&i| !failed[i]).count() as u64;
-    let tree_nodes = nodes;
-    let (tree, tree_nodes, session) = tokio::task::spawn_blocking(move || {
-        let tree = session.write_tree(&tree_nodes);
-        (tree, tree_nodes, session)
-    })
-    .await
-    .map_err(|e| RepoError::Task(e.to_string()))?;
-    let tree = tree?;
-    let stats = session.finish().await?;
-
-    let mut snapshot = Snapshot {
-        id: None,
-        time,
-        hostname,
-        details: SnapshotDetails::Files,
-        source: source.to_string(),
-        paths: roots.iter().map(|p| p.display().to_string()).collect(),
-        tags: options.tags.clone(),
-        parent: parent.and_then(|p| p.id),
-        tree,
-        summary: Summary {
-            files: tree_nodes.iter().filter(|n| n.kind == NodeKind::File).count() as u64,
-            dirs: tree_nodes.iter().filter(|n| n.kind == NodeKind::Dir).count() as u64,
-            bytes: tree_nodes.iter().map(|n| n.size).sum(),
+        let files_read = to_read.iter().filter(|&&i| !failed[i]).count() as u64;
+        let summary = Summary {
             files_read,
-            new_bytes: stats.new_bytes,
-            stored_bytes: stats.stored_bytes,
-            new_blobs: stats.new_blobs,
-            duration_ms: started.elapsed().as_millis() as u64,
             warnings,
             skipped,
-        },
-    };
-    let id: SnapshotId = repo.save_snapshot(&snapshot).await?;
-    snapshot.id = Some(id);
-    Ok(snapshot)
+            ..Summary::of_tree(&nodes)
+        };
+        Ok(Written {
+            nodes,
+            details: SnapshotDetails::Files,
+            paths: self.roots.iter().map(|p| p.display().to_string()).collect(),
+            summary,
+        })
+    }
 }
 
 /// The files whose content must be read (new or changed, not empty), and for every further
