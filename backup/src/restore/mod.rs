@@ -28,7 +28,7 @@ use std::sync::Arc;
 use crate::index::Index;
 use crate::progress::Progress;
 use crate::read::BlobReader;
-use crate::repository::{LockKind, RepoError, Repository};
+use crate::repository::{RepoError, Repository};
 use crate::snapshot::{Node, Snapshot};
 
 /// Options for a restore.
@@ -57,7 +57,8 @@ pub struct RestoreReport {
     pub warnings: Vec<String>,
 }
 
-/// Restores `snapshot` under `target`.
+/// Restores `snapshot` under `target`. The lifecycle around it (lock, index, tree) is
+/// [`Repository::restore`]'s.
 pub async fn restore_files(
     repo: &Repository,
     snapshot: &Snapshot,
@@ -65,27 +66,52 @@ pub async fn restore_files(
     options: &RestoreOptions,
     progress: Arc<Progress>,
 ) -> Result<RestoreReport, RepoError> {
-    repo.while_locked(
-        LockKind::Shared,
-        "restore",
-        run(repo, snapshot, target, options, progress),
-    )
-    .await
+    let sink = DirectorySink {
+        target,
+        options,
+        progress,
+    };
+    repo.restore(snapshot, sink).await
+}
+
+/// A directory receiving a snapshot's files.
+struct DirectorySink<'a> {
+    target: &'a Path,
+    options: &'a RestoreOptions,
+    progress: Arc<Progress>,
+}
+
+impl Sink for DirectorySink<'_> {
+    type Output = RestoreReport;
+    type Error = RepoError;
+
+    fn purpose(&self) -> &'static str {
+        "restore"
+    }
+
+    /// Every kind: a snapshot's tree is files whatever its source (an etcd snapshot restores
+    /// as its database file).
+    fn accepts(&self, _snapshot: &Snapshot) -> Result<(), RepoError> {
+        Ok(())
+    }
+
+    async fn restore(self, reader: &SnapshotReader<'_>) -> Result<RestoreReport, RepoError> {
+        run(reader, self.target, self.options, self.progress).await
+    }
 }
 
 async fn run(
-    repo: &Repository,
-    snapshot: &Snapshot,
+    reader: &SnapshotReader<'_>,
     target: &Path,
     options: &RestoreOptions,
     progress: Arc<Progress>,
 ) -> Result<RestoreReport, RepoError> {
     std::fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
     let target = target.canonicalize().map_err(|e| RepoError::io(target, e))?;
-    let indexed = repo.indexed().await?;
-    let index = indexed.index();
-    let nodes = BlobReader::new(repo, index).read_tree(&snapshot.tree).await?;
-    let plan = plan_restore(&nodes, index, &options.include).map_err(RepoError::InvalidOptions)?;
+    let repo = reader.repository();
+    let index = repo.index();
+    let nodes = reader.nodes();
+    let plan = plan_restore(nodes, index, &options.include).map_err(RepoError::InvalidOptions)?;
     let mut report = RestoreReport {
         errors: plan.refused.clone(),
         ..RestoreReport::default()
@@ -98,7 +124,7 @@ async fn run(
         report.errors.push(format!("{}: {why}", nodes[*i].path));
     }
     // Directories, then empty files at their full size, so blobs can land in any order.
-    let slots = Arc::new(entries::prepare(&nodes, &plan, &dirs, &mut failed, &mut report));
+    let slots = Arc::new(entries::prepare(nodes, &plan, &dirs, &mut failed, &mut report));
 
     let outputs = packs::Outputs {
         dirs: dirs.clone(),
@@ -120,7 +146,7 @@ async fn run(
     }
 
     // Metadata last: files (renamed into place once complete), symlinks, then directories.
-    entries::finish(&nodes, &plan, &dirs, &slots, &failed, &mut report);
+    entries::finish(nodes, &plan, &dirs, &slots, &failed, &mut report);
     Ok(report)
 }
 
