@@ -9,6 +9,7 @@
 pub mod config;
 pub mod crd;
 pub mod error;
+pub mod fence;
 pub mod http;
 pub mod leader;
 pub mod metrics;

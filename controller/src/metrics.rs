@@ -165,6 +165,14 @@ impl Metrics {
         self.bytes.get_or_create(&OpLabels { operation }).inc_by(bytes);
     }
 
+    /// Lets another part of the process (federation's agent) register its own metrics under
+    /// the same `lifeboat_` prefix, served on the same `/metrics`.
+    pub fn register_with(&self, register: impl FnOnce(&mut Registry)) {
+        if let Ok(mut registry) = self.registry.lock() {
+            register(&mut registry);
+        }
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

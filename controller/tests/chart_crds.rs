@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! UPDATE_CRDS=1 cargo test -p lifeboat-controller --test chart_crds
-//! # or: drctl crds > charts/lifeboat/crds/lifeboat.dev.yaml
+//! # (`drctl crds` prints these and the federation CRDs of charts/lifeboat/crds/federation.lifeboat.dev.yaml)
 //! ```
 
 use std::path::PathBuf;

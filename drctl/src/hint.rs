@@ -41,6 +41,17 @@ fn repo(e: &RepoError) -> Option<String> {
             "pass --identity FILE (or set DRCTL_IDENTITY) or --passphrase-file FILE".to_string()
         }
         RepoError::SnapshotNotFound { url, .. } => format!("list them with `drctl snapshots --repo {url}`"),
+        RepoError::NoMatchingSnapshot { url, .. } => {
+            format!("list the snapshots with `drctl snapshots --repo {url}`")
+        }
+        RepoError::WrongSnapshotKind { kind, .. } => match kind.as_str() {
+            "etcd" => "restore it with `drctl etcd restore`".to_string(),
+            "kubernetes" => "restore it with `drctl restore create --from-snapshot`".to_string(),
+            _ => "give the id of a snapshot of the right kind (`drctl snapshots` lists them)".to_string(),
+        },
+        RepoError::DamagedIndex { url, .. } => {
+            format!("rebuild the index from the packs with `drctl repo repair index --repo {url}`")
+        }
         RepoError::MissingBlob { .. } | RepoError::PackUnreadable { .. } => {
             "run `drctl repo check` to see what is damaged".to_string()
         }

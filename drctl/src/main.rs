@@ -29,15 +29,30 @@ fn tune_allocator() {
 
 /// Exit codes scripts can rely on.
 pub mod exit {
+    /// The command line is wrong (clap's own errors, a missing key, an option that asks for
+    /// nothing, an invalid pattern): nothing was done.
+    pub const USAGE: u8 = 2;
     /// The command ran but found problems or could not do everything (check errors, partial
     /// restore); details are printed.
     pub const PARTIAL: u8 = 3;
-    /// A command group that is not built yet (sysexits' EX_UNAVAILABLE).
-    pub const NOT_BUILT: u8 = 69;
+}
+
+/// Diagnostics on stderr: warnings (a stray object skipped, …) by default; more when
+/// `RUST_LOG` asks (`RUST_LOG=debug`, `RUST_LOG=lifeboat_backup=trace`, …).
+fn init_logging() {
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    let _ = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(filter) => builder.with_env_filter(filter).try_init(),
+        Err(_) => builder
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .without_time()
+            .try_init(),
+    };
 }
 
 fn main() -> ExitCode {
     tune_allocator();
+    init_logging();
     // kube links rustls with ring and object_store with aws-lc-rs: pick one for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = cli::Cli::parse();
@@ -55,7 +70,32 @@ fn main() -> ExitCode {
             if let Some(hint) = hint::for_error(&e) {
                 eprintln!("hint: {hint}");
             }
-            ExitCode::FAILURE
+            ExitCode::from(error_code(&e))
         }
     }
+}
+
+/// A usage error found after parsing: exit 2, like clap's own.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// 2 for errors in what the user asked (README: exit codes), 1 for everything else.
+fn error_code(e: &anyhow::Error) -> u8 {
+    use lifeboat_backup::RepoError;
+    let usage = e.chain().any(|cause| {
+        cause.is::<UsageError>()
+            || matches!(
+                cause.downcast_ref::<RepoError>(),
+                Some(RepoError::NoKeyGiven { .. } | RepoError::NoRecipients | RepoError::InvalidInclude(_))
+            )
+    });
+    if usage { exit::USAGE } else { 1 }
 }

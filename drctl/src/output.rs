@@ -1,18 +1,32 @@
-//! Printing results as a table, JSON or YAML (`-o`).
+//! Printing results as a table, JSON or YAML (`-o`). Everything drctl prints on standard
+//! output goes through [`write`], so no command panics when the reader goes away.
 
-use anyhow::Result;
+use std::io::Write;
+
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::Output;
 
 /// Prints `value` as JSON or YAML, or calls `table` for people.
 pub fn print<T: Serialize>(format: Output, value: &T, table: impl FnOnce(&T) -> String) -> Result<()> {
-    match format {
-        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        Output::Yaml => print!("{}", serde_yaml::to_string(value)?),
-        Output::Table => print!("{}", table(value)),
+    let text = match format {
+        Output::Json => format!("{}\n", serde_json::to_string_pretty(value)?),
+        Output::Yaml => serde_yaml::to_string(value)?,
+        Output::Table => table(value),
+    };
+    write(text.as_bytes())
+}
+
+/// Writes `bytes` to standard output and flushes. A reader that stopped early (`| head`:
+/// EPIPE) is not an error, the output is simply no longer wanted; any other failure (a full
+/// disk: ENOSPC) is, naming standard output.
+pub fn write(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("write to standard output"),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Aligns rows under a header.

@@ -369,3 +369,522 @@ fn a_killed_holders_lock_is_named_and_repo_unlock_removes_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("removed 1 lock(s)"));
     succeeded(drctl(d).args(["forget", "--keep-last", "1"]).output().unwrap());
 }
+
+/// Exit code, stdout and stderr of a finished command.
+fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A repository with one snapshot of `n` files of 10 MiB of random data (so several packs
+/// and, past 4 packs, several index files); returns the snapshot id.
+fn repo_with_random_files(d: &Path, public: &str, n: usize) -> String {
+    succeeded(
+        drctl(d)
+            .args(["repo", "init", "--recipient", public])
+            .output()
+            .unwrap(),
+    );
+    let src = d.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut random = std::fs::File::open("/dev/urandom").unwrap();
+    for i in 0..n {
+        let mut buf = vec![0u8; 10 << 20];
+        std::io::Read::read_exact(&mut random, &mut buf).unwrap();
+        std::fs::write(src.join(format!("f{i}")), &buf).unwrap();
+    }
+    let id = succeeded(drctl(d).args(["backup", "files"]).arg(&src).output().unwrap());
+    id.trim().to_string()
+}
+
+/// Stored objects under `repo/<dir>` (not the `<name>#<digits>` files they are written through).
+fn objects(d: &Path, dir: &str) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = walk(&d.join("repo").join(dir))
+        .into_iter()
+        .filter(|p| p.is_file() && !p.to_string_lossy().contains('#'))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Restores `snap` into `d/<target>` and compares every file with `d/src`.
+fn restores_exactly(d: &Path, snap: &str, target: &str) {
+    let target = d.join(target);
+    let (code, out, err) = run(drctl(d).args(["restore", "files", snap, "--target"]).arg(&target));
+    assert_eq!(code, Some(0), "restore: {out}{err}");
+    let src = d.join("src");
+    let back = target.join(src.strip_prefix("/").unwrap());
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        assert!(
+            std::fs::read(&p).unwrap() == std::fs::read(back.join(p.file_name().unwrap())).unwrap(),
+            "{} differs after restore",
+            p.display()
+        );
+    }
+}
+
+/// Defect 1: with an index file gone, `repo check` names `repo repair index`, `repo prune`
+/// deletes nothing (the unindexed packs hold the snapshot's data), and `repo repair index`
+/// rebuilds the index from the packs' trailers, after which restore and prune work.
+#[test]
+fn prune_never_deletes_packs_a_snapshot_needs_and_repair_index_rebuilds_the_index() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    let snap = repo_with_random_files(d, &public, 12);
+    let index = objects(d, "index");
+    assert!(index.len() >= 2, "{index:?}");
+    let packs = objects(d, "data");
+    let oldest = index
+        .iter()
+        .min_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+        .unwrap();
+    std::fs::remove_file(oldest).unwrap();
+
+    let (code, out, err) = run(drctl(d).args(["repo", "check"]));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("drctl repo repair index"), "{out}");
+    for dry_run in [true, false] {
+        let (code, out, err) = run(drctl(d)
+            .args(["repo", "prune"])
+            .args(dry_run.then_some("--dry-run")));
+        assert_eq!(code, Some(1), "prune: {out}{err}");
+        assert!(
+            err.contains("prune refused, nothing was deleted") && err.contains("drctl repo repair index"),
+            "{err}"
+        );
+        assert_eq!(objects(d, "data"), packs, "prune deleted packs");
+    }
+
+    let (code, out, err) = run(drctl(d).args(["repo", "repair", "index"]));
+    assert_eq!(code, Some(0), "repair: {out}{err}");
+    assert!(out.contains(&format!("{} packs indexed", packs.len())), "{out}");
+    let check = succeeded(drctl(d).args(["repo", "check", "--read-data"]).output().unwrap());
+    assert!(check.contains("no errors found"), "{check}");
+    restores_exactly(d, &snap, "out1");
+    let pruned = succeeded(drctl(d).args(["repo", "prune"]).output().unwrap());
+    assert!(pruned.contains("0 deleted, 0 unindexed deleted"), "{pruned}");
+    restores_exactly(d, &snap, "out2");
+}
+
+/// Defect 5: a truncated index file makes check exit 3 naming the fix (not 1), other
+/// commands name it too, and `repo repair index` replaces it.
+#[test]
+fn a_damaged_index_file_is_named_and_repair_index_replaces_it() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    let snap = repo_with_random_files(d, &public, 2);
+    for f in objects(d, "index") {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(500)
+            .unwrap();
+    }
+    let (code, out, err) = run(drctl(d).args(["repo", "check"]));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        out.contains("is damaged") && out.contains("drctl repo repair index"),
+        "{out}"
+    );
+    for args in [
+        &["repo", "prune", "--dry-run"][..],
+        &["backup", "files", "/dev/null"][..],
+    ] {
+        let (code, out, err) = run(drctl(d).args(args));
+        assert_eq!(code, Some(1), "{args:?}: {out}{err}");
+        assert!(err.contains("drctl repo repair index"), "{args:?}: {err}");
+    }
+    let (code, out, err) = run(drctl(d).args(["repo", "repair", "index"]));
+    assert_eq!(code, Some(0), "repair: {out}{err}");
+    assert!(out.contains("damaged index file index/"), "{out}");
+    let check = succeeded(drctl(d).args(["repo", "check", "--read-data"]).output().unwrap());
+    assert!(check.contains("no errors found"), "{check}");
+    restores_exactly(d, &snap, "out");
+}
+
+/// Defect 6: a lost data pack is named by check with the fix; prune refuses; after `repo
+/// repair index` drops it, the next backup (not --force) stores the lost blobs again, which
+/// heals the old snapshot too (same blobs).
+#[test]
+fn a_lost_pack_is_named_and_the_next_backup_after_repair_stores_its_blobs_again() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    let old = repo_with_random_files(d, &public, 3);
+    let packs = objects(d, "data");
+    let (code, out, err) = run(drctl(d).args(["repo", "stats", "-o", "json"]));
+    assert_eq!(code, Some(0), "{err}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(packs.len() >= 2, "{stats}");
+    // The largest pack holds file data.
+    let lost = packs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    std::fs::remove_file(lost).unwrap();
+    let lost_name = lost.file_name().unwrap().to_string_lossy().into_owned();
+
+    let (code, out, err) = run(drctl(d).args(["repo", "check"]));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "damaged pack data/{}/{lost_name}: missing",
+            &lost_name[..2]
+        )) && out.contains("drctl repo repair index"),
+        "{out}"
+    );
+    let (code, out, err) = run(drctl(d).args(["repo", "prune"]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("missing from storage") && err.contains("repair index"),
+        "{err}"
+    );
+
+    let (code, out, err) = run(drctl(d).args(["repo", "repair", "index"]));
+    assert_eq!(code, Some(3), "repair: {out}{err}");
+    assert!(
+        out.contains(&lost_name) && out.contains("dropped from the index"),
+        "{out}"
+    );
+    // Until the lost blobs are stored again (or the damaged snapshot forgotten), prune still
+    // refuses: a snapshot whose data is gone cannot say what it needs.
+    let (code, out, err) = run(drctl(d).args(["repo", "prune"]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("no pack holds") && err.contains("drctl repo check"),
+        "{err}"
+    );
+
+    let (code, out, err) = run(drctl(d)
+        .args(["backup", "files", "-o", "json"])
+        .arg(d.join("src")));
+    assert_eq!(code, Some(0), "{err}");
+    let manifest: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        manifest["summary"]["new_bytes"].as_u64().unwrap() > 0,
+        "{manifest}"
+    );
+    let snap = manifest["id"].as_str().unwrap().to_string();
+    restores_exactly(d, &snap, "out");
+    let check = succeeded(drctl(d).args(["repo", "check", "--read-data"]).output().unwrap());
+    assert!(check.contains("no errors found"), "{check}");
+    restores_exactly(d, &old, "out-old");
+    succeeded(drctl(d).args(["repo", "prune"]).output().unwrap());
+    restores_exactly(d, &snap, "out2");
+}
+
+fn init(d: &Path, public: &str) {
+    succeeded(
+        drctl(d)
+            .args(["repo", "init", "--recipient", public])
+            .output()
+            .unwrap(),
+    );
+}
+
+/// `backup files -o json` run in `cwd`: the manifest printed.
+fn backup_json(d: &Path, cwd: &Path, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let (code, out, err) = run(drctl(d)
+        .current_dir(cwd)
+        .args(["backup", "files", "-o", "json"])
+        .args(args));
+    assert_eq!(code, Some(0), "backup {args:?}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Defect 2: source paths are normalised lexically (absolute, no `.`, `..`, `//` or trailing
+/// `/`), so `./data/`, `data//sub/..` and `data` are one source (one retention group, one
+/// parent chain), `data/..` backs up the directory above, and check passes.
+#[test]
+fn source_paths_are_normalised() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    let data = d.join("data").display().to_string();
+    let first = backup_json(d, d, &["./data/".as_ref()]);
+    assert_eq!(first["paths"], serde_json::json!([data]), "{first}");
+    assert_eq!(first["source"], format!("files:{data}"));
+    let second = backup_json(d, d, &["data//sub/../".as_ref()]);
+    assert_eq!(second["paths"], serde_json::json!([data]), "{second}");
+    assert_eq!(
+        second["parent"], first["id"],
+        "a trailing slash started a new group"
+    );
+    assert_eq!(second["summary"]["files_read"], 0, "{second}");
+    let above = backup_json(d, &d.join("data/sub"), &["../..".as_ref()]);
+    assert_eq!(
+        above["paths"],
+        serde_json::json!([d.display().to_string()]),
+        "{above}"
+    );
+    let check = succeeded(drctl(d).args(["repo", "check"]).output().unwrap());
+    assert!(check.contains("no errors found"), "{check}");
+    let target = d.join("out");
+    let (code, out, err) = run(drctl(d)
+        .args(["restore", "files", above["id"].as_str().unwrap(), "--target"])
+        .arg(&target)
+        .args(["--include", "**/data/a.txt"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let back = target.join(d.join("data/a.txt").strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read_to_string(back).unwrap(), "hello\n".repeat(1000));
+}
+
+/// Defect 3: `latest` is the newest files snapshot (of --host, with --path when given),
+/// never a snapshot of another host or path; no match is an error naming what was sought.
+#[test]
+fn restore_latest_is_the_newest_matching_files_snapshot() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    std::fs::create_dir_all(d.join("other")).unwrap();
+    std::fs::write(d.join("other/o.txt"), "other\n").unwrap();
+    let a = backup_json(
+        d,
+        d,
+        &["--host".as_ref(), "node-a".as_ref(), d.join("data").as_os_str()],
+    );
+    let b = backup_json(
+        d,
+        d,
+        &["--host".as_ref(), "node-b".as_ref(), d.join("other").as_os_str()],
+    );
+    assert_eq!(b["hostname"], "node-b");
+    let restore = |target: &str, extra: &[&str]| {
+        let t = d.join(target);
+        let (code, out, err) = run(drctl(d)
+            .args(["restore", "files", "latest", "--target"])
+            .arg(&t)
+            .args(extra));
+        (code, format!("{out}{err}"), t)
+    };
+    // Plain latest: b. With --host node-a, or --path data: a.
+    let (code, out, t) = restore("t1", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        t.join(d.join("other/o.txt").strip_prefix("/").unwrap()).exists(),
+        "{out}"
+    );
+    let data = d.join("data").display().to_string();
+    for extra in [
+        &["--host", "node-a"][..],
+        &["--path", &data],
+        &["--path", &format!("{data}/")],
+    ] {
+        let (code, out, t) = restore(&format!("t{}", extra[1].len()), extra);
+        assert_eq!(code, Some(0), "{extra:?}: {out}");
+        assert!(
+            t.join(d.join("data/a.txt").strip_prefix("/").unwrap()).exists(),
+            "{extra:?} did not restore snapshot {}: {out}",
+            a["id"]
+        );
+    }
+    let (code, out, _) = restore("t9", &["--host", "node-c"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("no files snapshot of host node-c"), "{out}");
+}
+
+/// [`drctl`] as a std `Command`, whose stdout can be any file.
+fn std_drctl(d: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(drctl_bin());
+    c.env("DRCTL_REPO", d.join("repo"))
+        .env("DRCTL_IDENTITY", d.join("me.age"))
+        .env_remove("DRCTL_PASSPHRASE_FILE")
+        .arg("--quiet");
+    c
+}
+
+/// Defect 10: a reader that goes away (`| head`) ends drctl quietly; a full disk on stdout
+/// is an error naming standard output. Never a panic.
+#[test]
+fn a_closed_or_full_stdout_is_not_a_panic() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    for _ in 0..3 {
+        succeeded(
+            drctl(d)
+                .args(["backup", "files"])
+                .arg(d.join("data"))
+                .output()
+                .unwrap(),
+        );
+    }
+    let commands: [&[&str]; 4] = [
+        &["snapshots", "-o", "json"],
+        &["forget", "--keep-last", "1", "--dry-run", "-o", "json"],
+        &["repo", "check", "-o", "yaml"],
+        &["completion", "bash"],
+    ];
+    for args in commands {
+        // The reader is gone before drctl writes.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std_drctl(d).args(args).stdout(writer).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = std_drctl(d).args(args).stdout(full).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("write to standard output") && err.contains("No space left on device"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// Defect 11: `--host` fixes the host name (CronJob pods get a new one each run), so the
+/// parent is found; `forget --group-by paths` applies retention across host names.
+#[test]
+fn a_fixed_host_keeps_parents_and_group_by_ignores_host_names() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    let data = d.join("data");
+    let first = backup_json(d, d, &["--host".as_ref(), "cron".as_ref(), data.as_os_str()]);
+    let second = backup_json(d, d, &["--host".as_ref(), "cron".as_ref(), data.as_os_str()]);
+    assert_eq!(second["parent"], first["id"]);
+    assert_eq!(second["summary"]["files_read"], 0);
+    backup_json(d, d, &["--host".as_ref(), "pod-x1".as_ref(), data.as_os_str()]);
+    backup_json(d, d, &["--host".as_ref(), "pod-x2".as_ref(), data.as_os_str()]);
+    let by_host = succeeded(
+        drctl(d)
+            .args(["forget", "--keep-last", "1", "--dry-run"])
+            .output()
+            .unwrap(),
+    );
+    // By host: only cron's older snapshot goes; each pod's one snapshot is its group's last.
+    assert_eq!(by_host.matches("remove ").count(), 1, "{by_host}");
+    succeeded(
+        drctl(d)
+            .args(["forget", "--keep-last", "1", "--group-by", "paths"])
+            .output()
+            .unwrap(),
+    );
+    let left: serde_json::Value = serde_json::from_str(&succeeded(
+        drctl(d).args(["snapshots", "-o", "json"]).output().unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+    assert_eq!(left[0]["hostname"], "pod-x2");
+    let (code, _, err) = run(drctl(d).args(["forget", "--keep-last", "1", "--group-by", "color"]));
+    assert_eq!(code, Some(2), "{err}");
+}
+
+/// Defect 12: two directories whose names differ only in bytes that are not UTF-8 are two
+/// sources (two retention groups), not one.
+#[test]
+fn sources_that_differ_in_non_utf8_bytes_are_separate_groups() {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    let e9 = d.join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    let e8 = d.join(std::ffi::OsStr::from_bytes(b"caf\xe8"));
+    for p in [&e9, &e8] {
+        std::fs::create_dir(p).unwrap();
+        std::fs::write(p.join("x"), p.as_os_str().as_bytes()).unwrap();
+    }
+    let a = backup_json(d, d, &[e9.as_os_str()]);
+    let b = backup_json(d, d, &[e8.as_os_str()]);
+    assert_ne!(a["source"], b["source"]);
+    assert_ne!(a["paths"], b["paths"]);
+    let again = backup_json(d, d, &[e9.as_os_str()]);
+    assert_eq!(again["parent"], a["id"]);
+    succeeded(drctl(d).args(["forget", "--keep-last", "1"]).output().unwrap());
+    let left: serde_json::Value = serde_json::from_str(&succeeded(
+        drctl(d).args(["snapshots", "-o", "json"]).output().unwrap(),
+    ))
+    .unwrap();
+    let ids: Vec<&str> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{left}");
+    assert!(
+        ids.contains(&b["id"].as_str().unwrap()),
+        "caf\\xe8's only snapshot was forgotten"
+    );
+}
+
+/// Defects 14 and 29: an --include that matches nothing is named and the restore exits 3; an
+/// invalid glob, a missing key and forget without a --keep-* option are usage errors: exit 2.
+#[test]
+fn unmatched_includes_are_named_and_usage_errors_exit_2() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    let snap = succeeded(
+        drctl(d)
+            .args(["backup", "files"])
+            .arg(d.join("data"))
+            .output()
+            .unwrap(),
+    );
+    let snap = snap.trim();
+    let data = d.join("data").display().to_string();
+    let (code, out, err) = run(drctl(d)
+        .args(["restore", "files", snap, "--target"])
+        .arg(d.join("t"))
+        .args(["--include", "plain", "--include", &format!("{data}/sub")]));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("--include \"plain\" matches nothing"), "{out}");
+    assert!(!out.contains("sub\" matches nothing"), "{out}");
+    assert!(d.join("t").join(&data[1..]).join("sub/b.bin").exists());
+
+    let (code, _, err) = run(drctl(d)
+        .args(["restore", "files", snap, "--target"])
+        .arg(d.join("t2"))
+        .args(["--include", "data/[a"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("\"data/[a\" is not a valid glob"), "{err}");
+    let (code, _, err) = run(drctl(d).args(["forget"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--keep"), "{err}");
+    let (code, _, err) = run(drctl(d).args(["snapshots"]).env_remove("DRCTL_IDENTITY"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--identity"), "{err}");
+}
+
+/// Defect 4 (part): a stray file among the key files or the snapshots (an interrupted rsync's
+/// temporary, a README) does not lock everyone out of the repository.
+#[test]
+fn stray_files_in_keys_and_snapshots_do_not_block_the_repository() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    init(d, &public);
+    let snap = succeeded(
+        drctl(d)
+            .args(["backup", "files"])
+            .arg(d.join("data"))
+            .output()
+            .unwrap(),
+    );
+    std::fs::write(d.join("repo/keys/README"), "hi\n").unwrap();
+    std::fs::write(d.join("repo/snapshots/README"), "hi\n").unwrap();
+    let listed = succeeded(drctl(d).args(["snapshots", "-o", "json"]).output().unwrap());
+    assert!(listed.contains(snap.trim()), "{listed}");
+    succeeded(
+        drctl(d)
+            .args(["backup", "files"])
+            .arg(d.join("data"))
+            .output()
+            .unwrap(),
+    );
+    let (code, out, err) = run(drctl(d)
+        .args(["restore", "files", snap.trim(), "--target"])
+        .arg(d.join("t")));
+    assert_eq!(code, Some(0), "{out}{err}");
+    succeeded(drctl(d).args(["forget", "--keep-last", "1"]).output().unwrap());
+    succeeded(drctl(d).args(["repo", "prune"]).output().unwrap());
+}

@@ -183,3 +183,98 @@ fn sparse_files_are_stored_and_restored_small() {
         .unwrap();
     assert!(kib <= 132, "du says {kib} KiB");
 }
+
+/// Defect 17: modification times outside 1677–2262 (beyond 64-bit nanoseconds) come back
+/// exactly, not wrapped around to 1901.
+#[test]
+fn times_outside_64_bit_nanoseconds_restore_exactly() {
+    let repo = Repo::new(Backend::Local);
+    let src = tempfile::tempdir().unwrap();
+    let data = src.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // 2300-01-01, 1600-01-01 and 9999-12-31, as far as the filesystem keeps them (ext4:
+    // 1901–2446); 2300 is within every filesystem's range that Linux has today.
+    let asked = [
+        (10_413_792_000i64, 5i64),
+        (-11_676_096_000, 7),
+        (253_402_214_400, 0),
+    ];
+    let mut times = Vec::new();
+    for (i, (secs, nanos)) in asked.iter().enumerate() {
+        let f = data.join(format!("t{i}"));
+        std::fs::write(&f, b"x").unwrap();
+        set_mtime(&f, *secs, *nanos);
+        let m = std::fs::metadata(&f).unwrap();
+        times.push((m.mtime(), m.mtime_nsec()));
+    }
+    assert_eq!(times[0], asked[0], "the filesystem cannot hold 2300");
+    let (code, manifest, err) = repo.backup(As::Me, &data);
+    assert_eq!(code, Some(0), "backup: {err}");
+    let target = repo.path("target");
+    let (code, out) = repo.restore(As::Me, &snapshot_id(&manifest), &target, &[]);
+    assert_eq!(code, Some(0), "restore: {out}");
+    for (i, (secs, nanos)) in times.iter().enumerate() {
+        let m = std::fs::metadata(restored(&target, &data).join(format!("t{i}"))).unwrap();
+        assert_eq!((m.mtime(), m.mtime_nsec()), (*secs, *nanos), "t{i}");
+    }
+}
+
+/// Defect 16: files whose size says 0 but that have content (/proc, /sys) are read to the
+/// end, as restic does.
+#[test]
+fn files_that_report_size_zero_are_read_to_the_end() {
+    let repo = Repo::new(Backend::Local);
+    let proc_file = std::path::Path::new("/proc/version");
+    assert_eq!(std::fs::metadata(proc_file).unwrap().len(), 0);
+    let want = std::fs::read(proc_file).unwrap();
+    assert!(!want.is_empty());
+    let (code, manifest, err) = repo.backup(As::Me, proc_file);
+    assert!(matches!(code, Some(0 | 3)), "backup: {err}");
+    assert_eq!(
+        manifest["summary"]["bytes"].as_u64(),
+        Some(want.len() as u64),
+        "{manifest}"
+    );
+    let target = repo.path("target");
+    let (code, out) = repo.restore(As::Me, &snapshot_id(&manifest), &target, &[]);
+    assert_eq!(code, Some(0), "restore: {out}");
+    assert_eq!(std::fs::read(restored(&target, proc_file)).unwrap(), want);
+}
+
+/// Defect 15: a file that changes while it is read (here: appended to throughout) is named
+/// in a warning and the backup exits 3 (partial), not 0 with torn content.
+#[test]
+fn a_file_changed_while_it_is_read_is_named_and_the_backup_is_partial() {
+    let repo = Repo::new(Backend::Local);
+    let src = tempfile::tempdir().unwrap();
+    let data = src.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let growing = data.join("growing.log");
+    let mut big = vec![0u8; 64 << 20];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut big).unwrap();
+    std::fs::write(&growing, &big).unwrap();
+    std::fs::write(data.join("quiet"), b"still\n").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, growing) = (stop.clone(), growing.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&growing).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::io::Write::write_all(&mut f, b"line\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let (code, manifest, err) = repo.backup(As::Me, &data);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(code, Some(3), "backup: {err}");
+    let name = growing.display().to_string();
+    assert!(
+        err.contains(&format!("{name}: changed while it was read")),
+        "{err}"
+    );
+    let warnings = manifest["summary"]["warnings"].to_string();
+    assert!(warnings.contains("changed while it was read"), "{manifest}");
+    assert!(!warnings.contains("data/quiet"), "{manifest}");
+}

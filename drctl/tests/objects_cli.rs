@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
 use lifeboat_controller::crd::Backup;
-use lifeboat_tests::kube::TestCluster;
+use lifeboat_tests::kube::{TestCluster, apiservice};
 use serde_json::json;
 
 struct Env {
@@ -320,41 +320,6 @@ fn crds_are_printed_as_yaml() {
     }
 }
 
-/// Registers the aggregated API `v1beta1.GROUP`, served by a Service that does not exist.
-async fn register_unavailable_api(cluster: &TestCluster, group: &str, ns: &str) -> String {
-    use kube::api::{ApiResource, DynamicObject};
-    let ar = ApiResource {
-        group: "apiregistration.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "apiregistration.k8s.io/v1".into(),
-        kind: "APIService".into(),
-        plural: "apiservices".into(),
-    };
-    let api: Api<DynamicObject> = Api::all_with(cluster.client(), &ar);
-    let name = format!("v1beta1.{group}");
-    let obj: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
-        "spec": {"group": group, "version": "v1beta1", "insecureSkipTLSVerify": true,
-                 "groupPriorityMinimum": 100, "versionPriority": 10,
-                 "service": {"namespace": ns, "name": "no-such-backend", "port": 443}}}))
-    .unwrap();
-    api.create(&PostParams::default(), &obj).await.unwrap();
-    lifeboat_tests::poll::eventually("the APIService to be judged unavailable", 60, || {
-        let api = api.clone();
-        let name = name.clone();
-        async move {
-            let o = api.get(&name).await.ok()?;
-            o.data["status"]["conditions"]
-                .as_array()?
-                .iter()
-                .any(|c| c["type"] == "Available" && c["status"] == "False")
-                .then_some(())
-        }
-    })
-    .await;
-    name
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skipped_api_groups_are_printed_and_node_port_conflicts_are_existing_objects() {
     let cluster = TestCluster::start().await.unwrap();
@@ -372,7 +337,7 @@ async fn skipped_api_groups_are_printed_and_node_port_conflicts_are_existing_obj
         .await
         .unwrap();
     let group = format!("cli{}.lifeboat-test.dev", std::process::id());
-    let apiservice = register_unavailable_api(&cluster, &group, &ns).await;
+    let apiservice = apiservice::register_unavailable(&cluster.client(), &group, &ns).await;
 
     let started = std::time::Instant::now();
     let out = run(env.with_repo(&[
@@ -386,18 +351,7 @@ async fn skipped_api_groups_are_printed_and_node_port_conflicts_are_existing_obj
     ]))
     .await;
     let took = started.elapsed();
-    let _ = Api::<kube::api::DynamicObject>::all_with(
-        cluster.client(),
-        &kube::api::ApiResource {
-            group: "apiregistration.k8s.io".into(),
-            version: "v1".into(),
-            api_version: "apiregistration.k8s.io/v1".into(),
-            kind: "APIService".into(),
-            plural: "apiservices".into(),
-        },
-    )
-    .delete(&apiservice, &Default::default())
-    .await;
+    apiservice::unregister(&cluster.client(), &apiservice).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();

@@ -121,5 +121,13 @@ pub async fn snapshot_etcd(
     progress: Arc<Progress>,
 ) -> Result<Snapshot, EtcdError> {
     let mut source = FullSnapshot::connect(endpoints).await?;
-    repo.backup(&mut source, &BackupOptions { tags, progress }).await
+    repo.backup(
+        &mut source,
+        &BackupOptions {
+            tags,
+            host: None,
+            progress,
+        },
+    )
+    .await
 }

@@ -115,6 +115,7 @@ pub async fn stream_deltas(
         async move {
             let options = BackupOptions {
                 tags: BTreeMap::new(),
+                host: None,
                 progress: Arc::new(Progress::default()),
             };
             repo.backup(&mut source, &options).await

@@ -17,6 +17,7 @@ use lifeboat_controller::BACKUP_FINALIZER;
 use lifeboat_controller::crd::{
     Backup, BackupPhase, BackupRepository, BackupRepositorySpec, BackupSpec, EtcdSource, SecretKeyRef,
 };
+use lifeboat_tests::kube::apiservice;
 use lifeboat_tests::services::etcd::Etcd;
 use serde_json::json;
 
@@ -440,45 +441,14 @@ async fn an_unavailable_aggregated_api_is_a_warning_and_a_condition() {
     let env = env("ctl-aggr").await;
     env.config_maps(2).await;
     let group = format!("ctl{}.lifeboat-test.dev", std::process::id());
-    let apiservices = kube::api::ApiResource {
-        group: "apiregistration.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "apiregistration.k8s.io/v1".into(),
-        kind: "APIService".into(),
-        plural: "apiservices".into(),
-    };
-    let registry: Api<kube::api::DynamicObject> = Api::all_with(env.cluster.client(), &apiservices);
-    let name = format!("v1beta1.{group}");
-    let obj: kube::api::DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
-        "spec": {"group": group, "version": "v1beta1", "insecureSkipTLSVerify": true,
-                 "groupPriorityMinimum": 100, "versionPriority": 10,
-                 "service": {"namespace": env.ns, "name": "no-such-backend", "port": 443}}}))
-    .expect("APIService");
-    registry
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect("register the APIService");
-    eventually("the APIService to be judged unavailable", 60, || {
-        let registry = registry.clone();
-        let name = name.clone();
-        async move {
-            let o = registry.get(&name).await.ok()?;
-            o.data["status"]["conditions"]
-                .as_array()?
-                .iter()
-                .any(|c| c["type"] == "Available" && c["status"] == "False")
-                .then_some(())
-        }
-    })
-    .await;
+    let name = apiservice::register_unavailable(&env.cluster.client(), &group, &env.ns).await;
     let ctl = env.controller("a").await;
     let api: Api<Backup> = env.api();
     api.create(&PostParams::default(), &objects_backup("aggr", &env.ns))
         .await
         .expect("create Backup");
     let b = finished(&api, "aggr", 90).await;
-    let _ = registry.delete(&name, &Default::default()).await;
+    apiservice::unregister(&env.cluster.client(), &name).await;
     let status = b.status.expect("status");
     assert_eq!(status.phase, BackupPhase::Completed, "{status:?}");
     let gv = format!("{group}/v1beta1");

@@ -30,6 +30,8 @@ use crate::sources::{Source, Written};
 pub struct BackupOptions {
     /// User tags (`--tag k=v`; the Kubernetes objects source adds `backup=<name>`).
     pub tags: BTreeMap<String, String>,
+    /// The host name to record (restic's `--host`); `None`: this machine's.
+    pub host: Option<String>,
     /// Counters the source updates as it works (drctl's bar, a resource's status).
     pub progress: Arc<Progress>,
 }
@@ -78,7 +80,7 @@ impl Repository {
             let mut snapshot = Snapshot {
                 id: None,
                 time,
-                hostname: hostname(),
+                hostname: options.host.clone().unwrap_or_else(hostname),
                 details,
                 source: source.source_id(),
                 paths,

@@ -65,6 +65,12 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Whether the index lists `blob` (a parent's chunk whose pack `repo repair index` found
+    /// lost is not, and is stored anew).
+    pub fn is_indexed(&self, blob: &crate::blob::BlobId) -> bool {
+        self.repo.index().contains(blob)
+    }
+
     /// The repository's chunk sizes for file data.
     pub fn chunker(&self) -> ChunkerParams {
         self.repo.config().chunker

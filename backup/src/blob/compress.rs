@@ -52,20 +52,7 @@ fn any_sample_shrinks(data: &[u8]) -> bool {
 
 /// Decodes a frame made by [`compress`]; `raw_len` is the expected size.
 pub fn decompress(frame: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
-    thread_local! {
-        static DECODER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    let out = DECODER.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new()?);
-        }
-        match d.as_mut() {
-            Some(dec) => dec.decompress(frame, raw_len),
-            None => zstd::bulk::decompress(frame, raw_len),
-        }
-    })?;
+    let out = with_decoder(|d| d.decompress(frame, raw_len))?;
     if out.len() != raw_len {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -73,6 +60,27 @@ pub fn decompress(frame: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
         ));
     }
     Ok(out)
+}
+
+/// Runs `f` with this thread's zstd decoder (a fresh context per frame cost an allocation and
+/// its page faults every time).
+fn with_decoder<T>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    thread_local! {
+        static DECODER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    DECODER.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(dec) => f(dec),
+            None => Err(std::io::Error::other("no zstd decoder")),
+        }
+    })
 }
 
 /// Decodes a frame made by [`compress`] into `out`, which must be exactly the content's
@@ -99,7 +107,7 @@ pub fn decompress_into(frame: &[u8], out: &mut [u8]) -> std::io::Result<()> {
         return Ok(());
     }
     // Content longer than `out` fails in zstd ("destination buffer is too small").
-    let got = zstd::bulk::decompress_to_buffer(frame, out)?;
+    let got = with_decoder(|d| d.decompress_to_buffer(frame, out))?;
     if got != expected {
         return Err(wrong(got));
     }

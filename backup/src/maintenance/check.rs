@@ -33,8 +33,12 @@ pub struct CheckReport {
     pub affected: BTreeMap<String, Vec<String>>,
     /// Other problems.
     pub errors: Vec<String>,
-    /// Packs in storage that no index lists (left by an interrupted backup; prune removes them).
+    /// Packs in storage that no index lists (left by an interrupted backup, which prune
+    /// removes; or listed by an index file that is lost or damaged, which `repo repair index`
+    /// recovers).
     pub unindexed_packs: usize,
+    /// What to do about what was found, one line per fix (empty when nothing is wrong).
+    pub advice: Vec<String>,
 }
 
 impl CheckReport {
@@ -51,11 +55,12 @@ pub async fn check(
     read_data: bool,
     progress: Arc<Progress>,
 ) -> Result<CheckReport, RepoError> {
-    let files = repo.index_files().await?;
+    let (files, damaged_files) = repo.index_files_checked().await?;
     let index = Index::from_files(files.iter().map(|(_, f)| f));
     let stored: HashMap<String, u64> = repo.list("data/").await?.into_iter().collect();
     let mut report = CheckReport {
         packs: index.packs().len(),
+        errors: damaged_files.iter().map(|e| e.to_string()).collect(),
         ..CheckReport::default()
     };
     let mut damaged: BTreeSet<PackId> = BTreeSet::new();
@@ -162,5 +167,61 @@ pub async fn check(
             report.affected.insert(sid.to_hex(), files_hit);
         }
     }
+    report.advice = advice(repo, &report, !damaged_files.is_empty());
     Ok(report)
+}
+
+/// The fixes for what `check` found, restic's procedure: rebuild the index from the packs'
+/// own trailers (recovers lost or damaged index files, drops packs that are gone), then back
+/// up again so blobs that were lost are stored anew.
+fn advice(repo: &Repository, report: &CheckReport, damaged_index: bool) -> Vec<String> {
+    let url = repo.url();
+    let missing_pack = report
+        .damaged_packs
+        .values()
+        .any(|why| why.starts_with("missing"));
+    let unindexed_needed = report.unindexed_packs > 0
+        && report
+            .affected
+            .values()
+            .flatten()
+            .any(|line| line.contains("not in the index"));
+    let mut advice = Vec::new();
+    if damaged_index || missing_pack || unindexed_needed {
+        advice.push(format!(
+            "run `drctl repo repair index --repo {url}`: it rebuilds the index from the packs' own \
+             blob lists{}{}{}",
+            if damaged_index {
+                ", replacing the damaged index files"
+            } else {
+                ""
+            },
+            if unindexed_needed {
+                ", indexing the packs no index lists"
+            } else {
+                ""
+            },
+            if missing_pack {
+                ", and drops the packs that are missing"
+            } else {
+                ""
+            },
+        ));
+    }
+    if !report.damaged_packs.is_empty() || (!report.affected.is_empty() && !unindexed_needed) {
+        advice.push(
+            "data in damaged or missing packs is lost unless a replica (`drctl repo copy`) has \
+             those packs: copy them back into data/, or, after `repo repair index`, back up the \
+             sources again so their blobs are stored anew, then forget the damaged snapshots"
+                .to_string(),
+        );
+    }
+    if report.unindexed_packs > 0 && !unindexed_needed && !damaged_index {
+        advice.push(format!(
+            "{} pack(s) no index lists and no snapshot needs (from interrupted backups): \
+             `drctl repo prune --repo {url}` removes them",
+            report.unindexed_packs
+        ));
+    }
+    advice
 }

@@ -91,11 +91,60 @@ pub struct Candidate<'a> {
 /// A bucket rule's name, count, and the time bucket it keeps one snapshot of.
 type Rule = (&'static str, u32, fn(&DateTime<Utc>) -> String);
 
+/// What makes snapshots one retention group besides their kind (restic's `--group-by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupBy {
+    /// The host that made them.
+    pub host: bool,
+    /// What they back up (`source`: for files, the paths).
+    pub paths: bool,
+    /// Their tags.
+    pub tags: bool,
+}
+
+impl Default for GroupBy {
+    /// Host and paths, as restic.
+    fn default() -> Self {
+        Self {
+            host: true,
+            paths: true,
+            tags: false,
+        }
+    }
+}
+
+impl GroupBy {
+    /// The group's name: `[hostname ]kind[ source][ [k=v,…]]`.
+    fn key(&self, s: &Snapshot) -> String {
+        let mut key = s.kind().to_string();
+        if self.host {
+            key = format!("{} {key}", s.hostname);
+        }
+        if self.paths {
+            key = format!("{key} {}", s.source);
+        }
+        if self.tags {
+            let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            key = format!("{key} [{}]", tags.join(","));
+        }
+        key
+    }
+}
+
 /// Applies `policy` to each group of `snapshots` (host, kind and source, as restic groups by
 /// host and paths).
 pub fn plan_forget(
     snapshots: &[Snapshot],
     policy: &RetentionPolicy,
+) -> Result<Vec<ForgetGroup>, ForgetError> {
+    plan_forget_grouped(snapshots, policy, GroupBy::default())
+}
+
+/// Applies `policy` to each group of `snapshots`, grouped by kind and what `group_by` names.
+pub fn plan_forget_grouped(
+    snapshots: &[Snapshot],
+    policy: &RetentionPolicy,
+    group_by: GroupBy,
 ) -> Result<Vec<ForgetGroup>, ForgetError> {
     let candidates = snapshots
         .iter()
@@ -103,7 +152,7 @@ pub fn plan_forget(
             Some(Candidate {
                 id: s.id?,
                 time: s.time,
-                group: format!("{} {} {}", s.hostname, s.kind(), s.source),
+                group: group_by.key(s),
                 tags: &s.tags,
             })
         })
@@ -202,20 +251,21 @@ fn has_tag(tags: &BTreeMap<String, String>, wanted: &str) -> bool {
 }
 
 /// Applies `policy` under a shared lock, which is released whatever happens (a failed
-/// delete does not leave it to lapse): plans with [`plan_forget`], then deletes the manifests
+/// delete does not leave it to lapse): plans with [`plan_forget_grouped`], then deletes the manifests
 /// it removes (their data stays until `prune`). Manifests S3 Object Lock still retains are
 /// kept and listed in [`Forgotten::held`]; a later forget removes them. With `dry_run`,
 /// only plans. Refuses a policy without rules ([`ForgetError::NoRule`]).
 pub async fn forget(
     repo: &Repository,
     policy: &RetentionPolicy,
+    group_by: GroupBy,
     dry_run: bool,
 ) -> Result<Forgotten, ForgetError> {
     if policy.is_empty() {
         return Err(ForgetError::NoRule);
     }
     repo.while_locked(LockKind::Shared, "forget", async {
-        let groups = plan_forget(&repo.snapshots().await?, policy)?;
+        let groups = plan_forget_grouped(&repo.snapshots().await?, policy, group_by)?;
         let removing = groups.iter().flat_map(|g| g.remove.iter().map(snapshot_key));
         let held = repo.retained(removing, Utc::now()).await?;
         if !dry_run {
@@ -244,6 +294,31 @@ mod tests {
     use super::*;
     use crate::snapshot::{SnapshotDetails, Summary};
     use chrono::TimeZone;
+
+    /// CronJob pods get a new host name each run: grouping by paths alone keeps the policy
+    /// working across them.
+    #[test]
+    fn group_by_chooses_what_makes_a_group() {
+        let mut snaps: Vec<Snapshot> = (0..4).map(|n| at(n, 2026, 1, 1 + u32::from(n), 0)).collect();
+        for (n, s) in snaps.iter_mut().enumerate() {
+            s.hostname = format!("pod-{n}");
+        }
+        let policy = RetentionPolicy {
+            keep_last: 1,
+            ..RetentionPolicy::default()
+        };
+        let by_host = plan_forget(&snaps, &policy).unwrap();
+        assert_eq!(by_host.len(), 4);
+        assert!(by_host.iter().all(|g| g.remove.is_empty()));
+        let by_paths = GroupBy {
+            host: false,
+            ..GroupBy::default()
+        };
+        let plan = plan_forget_grouped(&snaps, &policy, by_paths).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].remove.len(), 3);
+        assert_eq!(plan[0].keep[0].0, snaps[3].id.unwrap());
+    }
 
     fn at(n: u8, y: i32, m: u32, d: u32, h: u32) -> Snapshot {
         Snapshot {

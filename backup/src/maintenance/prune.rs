@@ -103,12 +103,17 @@ pub fn plan_prune(
     plan
 }
 
-/// Every blob the snapshots reference (tree blobs and file chunks).
+/// Every blob the snapshots reference (tree blobs and file chunks). A tree whose blobs are
+/// not all in the index is not read: its tree blobs are in the set, its chunks cannot be
+/// known (prune then refuses while packs no index lists may hold them).
 pub async fn used_blobs(repo: &Repository, index: &Index) -> Result<HashSet<BlobId>, RepoError> {
     let reader = BlobReader::new(repo, index);
     let mut used = HashSet::new();
     for snap in repo.snapshots().await? {
         used.extend(snap.tree.iter().copied());
+        if !snap.tree.iter().all(|id| index.contains(id)) {
+            continue;
+        }
         for node in reader.read_tree(&snap.tree).await? {
             if node.kind == NodeKind::File {
                 used.extend(node.chunks);
@@ -129,6 +134,7 @@ async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
     let index = Index::from_files(files.iter().map(|(_, f)| f));
     let used = used_blobs(repo, &index).await?;
     let stored: HashMap<String, u64> = repo.list("data/").await?.into_iter().collect();
+    refuse_unless_index_matches_storage(repo, &index, &used, &stored).await?;
     let plan = plan_prune(&index, &used, &stored, &BTreeMap::new());
     let held = held_by_object_lock(repo, &plan, &files).await?;
     let mut plan = plan_prune(&index, &used, &stored, &held);
@@ -210,6 +216,76 @@ async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
     }
     repo.remove_expired_locks().await?;
     Ok(plan)
+}
+
+/// Prune trusts the index to say what storage holds. It refuses, naming the fix, when the
+/// index lists packs storage no longer has (the blobs they held must be stored again first),
+/// and when snapshots need blobs the index lacks while packs no index lists (a lost or
+/// damaged index file, an interrupted backup) hold them: deleting those packs as
+/// "unindexed" would destroy data. Unindexed packs are only read in that case (their
+/// trailers list their blobs); one that cannot be read holds nothing restorable.
+async fn refuse_unless_index_matches_storage(
+    repo: &Repository,
+    index: &Index,
+    used: &HashSet<BlobId>,
+    stored: &HashMap<String, u64>,
+) -> Result<(), RepoError> {
+    let repair = format!(
+        "run `drctl repo repair index --repo {}`, then prune again",
+        repo.url()
+    );
+    let missing_packs: Vec<String> = index
+        .packs()
+        .iter()
+        .map(|p| pack_key(&p.id))
+        .filter(|k| !stored.contains_key(k))
+        .collect();
+    if let Some(first) = missing_packs.first() {
+        return Err(RepoError::PruneRefused {
+            reason: format!(
+                "{} pack(s) the index lists are missing from storage (first: {first}); {repair} \
+                 (the next backup then stores their blobs again where the source still has them; \
+                 `drctl repo check` names the snapshots that lost data)",
+                missing_packs.len()
+            ),
+        });
+    }
+    let unindexed_needed: HashSet<BlobId> = used.iter().filter(|id| !index.contains(id)).copied().collect();
+    if unindexed_needed.is_empty() {
+        return Ok(());
+    }
+    let indexed: HashSet<String> = index.packs().iter().map(|p| pack_key(&p.id)).collect();
+    for key in stored.keys().filter(|k| !indexed.contains(*k)) {
+        let Some(id) = key.rsplit('/').next().and_then(|h| h.parse::<PackId>().ok()) else {
+            continue;
+        };
+        let Ok(open) = BlobReader::open_pack(repo, &id).await else {
+            continue;
+        };
+        let holds = open
+            .trailer()
+            .is_ok_and(|(_, blobs)| blobs.iter().any(|b| unindexed_needed.contains(&b.id)));
+        if holds {
+            return Err(RepoError::PruneRefused {
+                reason: format!(
+                    "snapshots need {} blob(s) the index does not list, and pack {key}, which no \
+                     index lists, holds some of them (an index file is missing or damaged); {repair}",
+                    unindexed_needed.len()
+                ),
+            });
+        }
+    }
+    // No pack holds them: their data is lost. A snapshot whose tree is lost cannot say which
+    // chunks it needs, so nothing is deleted until the damaged snapshots are dealt with.
+    Err(RepoError::PruneRefused {
+        reason: format!(
+            "snapshots need {} blob(s) that no pack holds (data was lost); `drctl repo check --repo {url}` \
+             names the damaged snapshots: back up their sources again (that stores the blobs \
+             anew where the source still has them) or forget those snapshots, then prune again",
+            unindexed_needed.len(),
+            url = repo.url()
+        ),
+    })
 }
 
 /// What object lock keeps from a first plan: retained packs it would remove, retained index

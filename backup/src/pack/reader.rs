@@ -11,6 +11,17 @@ pub enum PackError {
     /// Decryption failed: the pack was altered or is not ours.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// The pack's own blob list does not record a blob where the index puts it: the object
+    /// is another pack, or the index is wrong about it.
+    #[error(
+        "pack {key}: its own blob list does not record blob {blob} where the index puts it (another pack stored under this name, or a damaged index; `drctl repo check` tells which)"
+    )]
+    NotThePack {
+        /// The pack's object key.
+        key: String,
+        /// The blob.
+        blob: BlobId,
+    },
     /// The pack's bytes do not hash to its name.
     #[error("pack {key}: content does not match its name (corrupted in storage)")]
     WrongHash {
@@ -100,25 +111,26 @@ impl OpenPack {
 
     /// The blob list recorded in the pack itself (for rebuilding an index).
     pub fn trailer(&self) -> Result<(BlobKind, Vec<PackedBlob>), PackError> {
-        let bad = |message: &str| PackError::Trailer {
+        find_trailer(&self.plaintext).map_err(|message| PackError::Trailer {
             key: self.key.clone(),
-            message: message.to_string(),
-        };
-        // The trailer is the last frame: scan back for a skippable-frame header whose length
-        // reaches exactly to the end of the plaintext.
-        let p = &self.plaintext;
-        let mut pos = p.len().checked_sub(8).ok_or_else(|| bad("pack too short"))?;
-        loop {
-            if p[pos..pos + 4] == 0x184D_2A5Bu32.to_le_bytes() {
-                let len = u32::from_le_bytes([p[pos + 4], p[pos + 5], p[pos + 6], p[pos + 7]]) as usize;
-                if pos + 8 + len == p.len() {
-                    let t: Trailer =
-                        serde_json::from_slice(&p[pos + 8..]).map_err(|e| bad(&e.to_string()))?;
-                    return Ok((t.kind, t.blobs));
-                }
+            message,
+        })
+    }
+}
+
+/// The blob list at the end of a pack's plaintext (or of any tail of it that holds the list):
+/// the last frame, a skippable frame whose length reaches exactly to the end.
+pub(super) fn find_trailer(p: &[u8]) -> Result<(BlobKind, Vec<PackedBlob>), String> {
+    let mut pos = p.len().checked_sub(8).ok_or("pack too short")?;
+    loop {
+        if p[pos..pos + 4] == 0x184D_2A5Bu32.to_le_bytes() {
+            let len = u32::from_le_bytes([p[pos + 4], p[pos + 5], p[pos + 6], p[pos + 7]]) as usize;
+            if pos + 8 + len == p.len() {
+                let t: Trailer = serde_json::from_slice(&p[pos + 8..]).map_err(|e| e.to_string())?;
+                return Ok((t.kind, t.blobs));
             }
-            pos = pos.checked_sub(1).ok_or_else(|| bad("no trailer frame"))?;
         }
+        pos = pos.checked_sub(1).ok_or("no trailer frame")?;
     }
 }
 

@@ -103,11 +103,46 @@ pub enum RepoError {
         /// The URL.
         url: String,
     },
+    /// `latest` matched no snapshot of the kind, host and paths asked for.
+    #[error("no {what} in {url}")]
+    NoMatchingSnapshot {
+        /// The filter, in words.
+        what: String,
+        /// The URL.
+        url: String,
+    },
+    /// A snapshot of another kind than the command restores.
+    #[error("snapshot {id} is of kind {kind}, not {wanted}")]
+    WrongSnapshotKind {
+        /// The snapshot (short id).
+        id: String,
+        /// Its kind.
+        kind: String,
+        /// The kind the command restores.
+        wanted: String,
+    },
     /// A snapshot prefix matched several.
     #[error("snapshot prefix {prefix} matches several snapshots; give more digits")]
     AmbiguousSnapshot {
         /// The prefix.
         prefix: String,
+    },
+    /// An index file that does not decrypt or parse.
+    #[error("index file {key} in {url} is damaged ({message}); the index can be rebuilt from the packs")]
+    DamagedIndex {
+        /// The index file's key.
+        key: String,
+        /// The repository URL.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Prune would delete data snapshots need, or work from an index that does not match
+    /// storage; nothing was deleted.
+    #[error("prune refused, nothing was deleted: {reason}")]
+    PruneRefused {
+        /// What is wrong and the fix.
+        reason: String,
     },
     /// A blob a snapshot needs is not in the index.
     #[error("blob {blob} is not in the index of {url}: the repository is damaged")]
@@ -164,6 +199,19 @@ pub enum RepoError {
         /// The URL.
         url: String,
     },
+    /// A backup source given as a directory (`link/`, `link/.`) that is a symbolic link: the
+    /// backup would store only the link.
+    #[error(
+        "{path} is a symbolic link to {target}, given as a directory: a backup stores a link as a \
+         link, so it would hold no file of that directory; pass {target} to back up the directory \
+         (or {path} without the trailing `/` to keep just the link)"
+    )]
+    SourceIsSymlink {
+        /// The source as recorded (absolute, normalised).
+        path: String,
+        /// Where the link leads (resolved).
+        target: String,
+    },
     /// Local I/O failed (reading files to back up, writing restored files).
     #[error("{path}: {message}")]
     Io {
@@ -182,6 +230,9 @@ pub enum RepoError {
         /// When its retention ends.
         until: chrono::DateTime<chrono::Utc>,
     },
+    /// A restore's `--include` pattern is not a glob.
+    #[error(transparent)]
+    InvalidInclude(#[from] crate::restore::InvalidInclude),
     /// A background task failed to run.
     #[error("internal task failed: {0}")]
     Task(String),

@@ -31,7 +31,19 @@ pub(super) async fn unlock(
     for name in &names {
         let ciphertext = objects.get(name).await?;
         for user_key in keys {
-            if let Some(text) = user_key.unwrap(&ciphertext, name)? {
+            // An object that is not an age file (a stray README, an rsync temporary, a damaged
+            // key) opens nothing: the others may still open the repository.
+            let unwrapped = match user_key.unwrap(&ciphertext, name) {
+                Ok(unwrapped) => unwrapped,
+                Err(e) => {
+                    tracing::warn!(
+                        "{name} in {} is not a readable key file, skipped: {e}",
+                        objects.url()
+                    );
+                    break;
+                }
+            };
+            if let Some(text) = unwrapped {
                 let text = String::from_utf8_lossy(&text);
                 let repo_key = RepoKey::from_identity_file_text(&text, name)?;
                 if repo_key.recipient() != config.recipient {

@@ -99,6 +99,7 @@ impl LockGuard {
     pub async fn release(mut self) -> Result<(), RepoError> {
         self.refresher.abort();
         self.released = true;
+        tracing::debug!(lock = %self.key, "lock released");
         self.objects.delete(&self.key).await
     }
 
@@ -268,6 +269,7 @@ impl Repository {
                 }
             }
         });
+        tracing::debug!(repository = %self.url, lock = %key, ?kind, "lock taken");
         Ok(LockGuard {
             objects,
             key,

@@ -34,6 +34,40 @@ use crate::store::{ObjectLock, Store};
 /// How many metadata objects (snapshots, index files) are fetched at once.
 const METADATA_FETCH_CONCURRENCY: usize = 16;
 
+/// Which snapshots `latest` may pick: one kind, optionally one host and snapshots holding
+/// every one of some paths (restic's `--host` / `--path`).
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// `files`, `etcd`, `kubernetes`.
+    pub kind: String,
+    /// Only snapshots this host made.
+    pub host: Option<String>,
+    /// Only snapshots whose `paths` include all of these (absolute, normalised).
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// Whether `snap` passes.
+    pub fn matches(&self, snap: &Snapshot) -> bool {
+        snap.kind() == self.kind
+            && self.host.as_ref().is_none_or(|h| *h == snap.hostname)
+            && self.paths.iter().all(|p| snap.paths.contains(p))
+    }
+}
+
+impl std::fmt::Display for SnapshotFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} snapshot", self.kind)?;
+        if let Some(h) = &self.host {
+            write!(f, " of host {h}")?;
+        }
+        if !self.paths.is_empty() {
+            write!(f, " with paths {}", self.paths.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// An open repository: config read, key unwrapped. Reading snapshot content needs its index
 /// too: [`Repository::indexed`] loads it and gives an [`IndexedRepository`]. Cheap to clone.
 #[derive(Clone)]
@@ -146,6 +180,7 @@ impl Repository {
             return Err(RepoError::NoKeyGiven { url: url.to_string() });
         }
         let (key, key_id) = keys::unlock(&objects, &config, keys).await?;
+        tracing::debug!(repository = url, key_file = %key_id, "repository opened");
         Ok(Self {
             store,
             url: url.to_string(),
@@ -212,17 +247,44 @@ impl Repository {
         &self.store
     }
 
-    /// Reads every index file: the keys of the objects and their contents.
+    /// Reads every index file: the keys of the objects and their contents. A damaged index
+    /// file (fails to decrypt or parse) is [`RepoError::DamagedIndex`], which names the fix.
     pub async fn index_files(&self) -> Result<Vec<(String, IndexFile)>, RepoError> {
+        let (files, mut damaged) = self.index_files_checked().await?;
+        match damaged.pop() {
+            Some(e) => Err(e),
+            None => Ok(files),
+        }
+    }
+
+    /// Reads every index file, setting damaged ones aside ([`RepoError::DamagedIndex`] each)
+    /// instead of failing: for `repo check` and `repo repair index`. The store failing is
+    /// still an error.
+    pub async fn index_files_checked(&self) -> Result<(Vec<(String, IndexFile)>, Vec<RepoError>), RepoError> {
         let keys = self.objects().list_keys("index/").await?;
-        futures::stream::iter(keys)
+        let read: Vec<(String, Result<IndexFile, RepoError>)> = futures::stream::iter(keys)
             .map(|k| async move {
-                let file: IndexFile = self.objects().get_json(&self.key, &k).await?;
-                Ok::<_, RepoError>((k, file))
+                let file = self.objects().get_json(&self.key, &k).await;
+                (k, file)
             })
             .buffer_unordered(METADATA_FETCH_CONCURRENCY)
-            .try_collect()
-            .await
+            .collect()
+            .await;
+        let (mut files, mut damaged) = (Vec::new(), Vec::new());
+        for (key, file) in read {
+            match file {
+                Ok(f) => files.push((key, f)),
+                Err(e @ (RepoError::Crypto(_) | RepoError::Corrupt { .. })) => {
+                    damaged.push(RepoError::DamagedIndex {
+                        key,
+                        url: self.url.clone(),
+                        message: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((files, damaged))
     }
 
     /// Loads the whole index into memory: what reading snapshot content, and writing with
@@ -238,9 +300,20 @@ impl Repository {
         IndexedRepository::new(self.clone(), index)
     }
 
-    /// Every snapshot, oldest first.
+    /// Every snapshot, oldest first. Objects under `snapshots/` whose name is not a snapshot
+    /// id (a stray README, an rsync temporary file) are not snapshots and are skipped.
     pub async fn snapshots(&self) -> Result<Vec<Snapshot>, RepoError> {
-        let keys = self.objects().list_keys("snapshots/").await?;
+        let mut keys = self.objects().list_keys("snapshots/").await?;
+        keys.retain(|k| {
+            let is_id = k.trim_start_matches("snapshots/").parse::<SnapshotId>().is_ok();
+            if !is_id {
+                tracing::warn!(
+                    "{k} in {} is not a snapshot (its name is not an id), skipped",
+                    self.url
+                );
+            }
+            is_id
+        });
         let mut snaps: Vec<Snapshot> = futures::stream::iter(keys)
             .map(|k| async move {
                 let id: SnapshotId =
@@ -300,6 +373,35 @@ impl Repository {
         Ok(snap)
     }
 
+    /// Finds a snapshot of one kind: `latest` is the newest that `filter` matches (restic's
+    /// `latest` with `--host` / `--path`); an id or prefix must name a snapshot of
+    /// `filter.kind`, else [`RepoError::WrongSnapshotKind`].
+    pub async fn find_snapshot_matching(
+        &self,
+        id_or_prefix: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<Snapshot, RepoError> {
+        if id_or_prefix != "latest" {
+            let snap = self.find_snapshot(id_or_prefix).await?;
+            if snap.kind() != filter.kind {
+                return Err(RepoError::WrongSnapshotKind {
+                    id: snap.id.map(|i| i.short()).unwrap_or_default(),
+                    kind: snap.kind().to_string(),
+                    wanted: filter.kind.clone(),
+                });
+            }
+            return Ok(snap);
+        }
+        self.snapshots()
+            .await?
+            .into_iter()
+            .rfind(|s| filter.matches(s))
+            .ok_or_else(|| RepoError::NoMatchingSnapshot {
+                what: filter.to_string(),
+                url: self.url.clone(),
+            })
+    }
+
     /// Writes a snapshot manifest: the last step of a backup. Sources never call it: the
     /// engine does, in [`Repository::backup`] (public only until the Kubernetes objects
     /// source runs through it too).
@@ -309,6 +411,7 @@ impl Repository {
         self.objects()
             .put_json(&self.key, &snapshot_key(&id), snapshot)
             .await?;
+        tracing::debug!(repository = %self.url, snapshot = %id, "snapshot saved");
         Ok(id)
     }
 

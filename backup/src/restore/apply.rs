@@ -178,7 +178,12 @@ fn mtime(node: &Node) -> Timestamps {
             tv_nsec: rustix::fs::UTIME_OMIT,
         },
         last_modification: Timespec {
-            tv_sec: node.mtime_ns.div_euclid(1_000_000_000),
+            // Beyond what the kernel's 64-bit seconds hold (±292 billion years): the nearest.
+            tv_sec: i64::try_from(node.mtime_ns.div_euclid(1_000_000_000)).unwrap_or(if node.mtime_ns < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            }),
             tv_nsec: node.mtime_ns.rem_euclid(1_000_000_000) as _,
         },
     }

@@ -18,7 +18,7 @@ mod plan;
 mod sink;
 
 pub use error::EntryError;
-pub use plan::{EntryKind, PlannedBlob, PlannedEntry, RestorePlan, plan_restore};
+pub use plan::{EntryKind, InvalidInclude, PlannedBlob, PlannedEntry, RestorePlan, plan_restore};
 pub use sink::{Sink, SnapshotReader};
 
 use std::collections::BTreeSet;
@@ -111,11 +111,18 @@ async fn run(
     let repo = reader.repository();
     let index = repo.index();
     let nodes = reader.nodes();
-    let plan = plan_restore(nodes, index, &options.include).map_err(RepoError::InvalidOptions)?;
+    let plan = plan_restore(nodes, index, &options.include)?;
     let mut report = RestoreReport {
         errors: plan.refused.clone(),
         ..RestoreReport::default()
     };
+    for pattern in &plan.unmatched {
+        report.errors.push(format!(
+            "--include {pattern:?} matches nothing in the snapshot (patterns match stored paths: \
+             absolute, without the leading /, e.g. {:?})",
+            nodes.first().map_or("tmp/data", |n| n.path.as_str())
+        ));
+    }
     progress.add_total(plan.bytes, plan.packs.len() as u64);
 
     let dirs = Arc::new(handles::Dirs::open(&target).map_err(|e| RepoError::io(&target, e))?);

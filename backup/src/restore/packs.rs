@@ -12,7 +12,8 @@ use super::handles::Dirs;
 use super::output::{BlobWriter, FileSlot};
 use super::plan::{PlannedBlob, RestorePlan};
 use crate::aligned::Placed;
-use crate::blob::decompress_into;
+use crate::blob::BlobId;
+use crate::crypto::RepoKey;
 use crate::pack::{PackStream, pack_key};
 use crate::progress::Progress;
 use crate::repository::{RepoError, Repository};
@@ -22,8 +23,8 @@ use crate::repository::{RepoError, Repository};
 /// 2 took 2.0–2.3 s, 3 took 1.9–2.0 s, 4 took 1.8–1.9 s, 6 no less than 4.
 const PACKS_IN_FLIGHT: usize = 4;
 
-/// One worker's decoding buffers: the current frame, and the blob decoded from it, placed
-/// for direct writes.
+/// One worker's decoding buffers: the current compressed frame, and the blob decoded from it
+/// (or decrypted straight into it, for raw frames), placed for direct writes.
 #[derive(Default)]
 struct Scratch {
     frame: Vec<u8>,
@@ -64,17 +65,18 @@ pub(super) async fn write_packs(
                 let key = pack_key(pack_id);
                 let result = match repo.objects().get_body(&key).await {
                     Ok(body) => {
-                        let (blobs, id, repo_key) = (blobs.clone(), *pack_id, repo.key().clone());
+                        let (blobs, repo_key) = (blobs.clone(), repo.key().clone());
                         let progress = progress.clone();
                         let (tx, input) = body::channel();
                         let decode = tokio::task::spawn_blocking(move || {
-                            let mut stream = PackStream::open(&repo_key, &id, &key, input)?;
+                            let mut stream = PackStream::open(&repo_key, &key, input)?;
                             let mut scratch = scratches
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
                                 .pop()
                                 .unwrap_or_default();
                             let out = PackOutput {
+                                key: &repo_key,
                                 slots: &slots,
                                 skip: &skip,
                                 progress: &progress,
@@ -85,7 +87,8 @@ pub(super) async fn write_packs(
                             drop(writer);
                             scratches.lock().unwrap_or_else(|p| p.into_inner()).push(scratch);
                             // Only now is the pack known to be the one the index named.
-                            stream.finish()?;
+                            let used: Vec<_> = blobs.iter().map(|b| b.entry).collect();
+                            stream.finish(&used)?;
                             written.fetch_add(bytes, Ordering::Relaxed);
                             Ok(failed)
                         });
@@ -116,6 +119,9 @@ pub(super) async fn write_packs(
 
 /// Where a pack's blobs go.
 struct PackOutput<'a> {
+    /// Checks each blob against its id (keyed BLAKE3 under the repository's chunk-id key):
+    /// the one check that a writer without the repository key cannot satisfy.
+    key: &'a RepoKey,
     slots: &'a [Option<FileSlot>],
     skip: &'a BTreeSet<usize>,
     progress: &'a Progress,
@@ -144,15 +150,17 @@ impl PackOutput<'_> {
             let Some(&(_, first_offset, _)) = targets.first() else {
                 continue;
             };
-            let decoded = stream.frame(&b.entry, &mut scratch.frame).and_then(|frame| {
-                // Placed for the first target's offset: its whole blocks need no more copies.
-                let out = scratch.placed.slot(b.entry.raw_length as usize, first_offset);
-                decompress_into(frame, out)
-                    .map(|()| &*out)
-                    .map_err(|e| stream.blob_error(&b.entry, e.to_string()))
-            });
+            // Placed for the first target's offset: its whole blocks need no more copies.
+            let out = scratch.placed.slot(b.entry.raw_length as usize, first_offset);
+            // Verified before any byte of it is written: a blob that decodes cleanly but is
+            // not the one its id names (a forged or mixed-up pack) fails its files.
+            let decoded = match stream.decode_into(&b.entry, &mut scratch.frame, out) {
+                Ok(()) if BlobId::keyed(self.key.chunk_id_key(), out) == b.entry.id => Ok(()),
+                Ok(()) => Err(stream.blob_error(&b.entry, "content does not match its id".to_string())),
+                Err(e) => Err(e),
+            };
             let data = match decoded {
-                Ok(data) => data,
+                Ok(()) => &*out,
                 Err(e) => {
                     failures.extend(targets.iter().map(|(file, _, _)| (*file, e.to_string())));
                     continue;

@@ -66,40 +66,68 @@ pub struct RestorePlan {
     pub refused: Vec<String>,
     /// Bytes to write.
     pub bytes: u64,
+    /// `include` patterns that matched no path of the snapshot.
+    pub unmatched: Vec<String>,
 }
 
-fn include_globs(include: &[String]) -> Result<Option<GlobSet>, String> {
+/// An `--include` pattern that is not a glob.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "--include {pattern:?} is not a valid glob: {message} (syntax: * ? [abc] {{a,b}} and ** for any depth)"
+)]
+pub struct InvalidInclude {
+    /// The pattern as given.
+    pub pattern: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn include_globs(include: &[String]) -> Result<Option<GlobSet>, InvalidInclude> {
     if include.is_empty() {
         return Ok(None);
     }
     let mut b = GlobSetBuilder::new();
     for pattern in include {
-        let g = Glob::new(pattern.trim_start_matches('/'))
-            .map_err(|e| format!("--include {pattern:?} is not a valid glob: {e}"))?;
-        b.add(g);
+        let invalid = |e: globset::Error| InvalidInclude {
+            pattern: pattern.clone(),
+            message: e.kind().to_string(),
+        };
+        b.add(Glob::new(pattern.trim_start_matches('/')).map_err(invalid)?);
     }
-    Ok(Some(b.build().map_err(|e| format!("--include: {e}"))?))
+    let set = b.build().map_err(|e| InvalidInclude {
+        pattern: include.join(" "),
+        message: e.kind().to_string(),
+    })?;
+    Ok(Some(set))
 }
 
-/// True when `path` or a directory above it matches.
-fn included(globs: &GlobSet, path: &[u8]) -> bool {
+/// True when `path` or a directory above it matches; marks in `hits` each pattern that
+/// matches any of them.
+fn included(globs: &GlobSet, path: &[u8], hits: &mut [bool]) -> bool {
     let mut end = 0;
+    let mut any = false;
     loop {
         let next = path[end..].iter().position(|b| *b == b'/').map(|i| end + i);
         let prefix = &path[..next.unwrap_or(path.len())];
-        if globs.is_match(Path::new(OsStr::from_bytes(prefix))) {
-            return true;
+        for p in globs.matches(Path::new(OsStr::from_bytes(prefix))) {
+            hits[p] = true;
+            any = true;
         }
         match next {
             Some(i) => end = i + 1,
-            None => return false,
+            None => return any,
         }
     }
 }
 
 /// Plans restoring `nodes`, filtered by `include` globs.
-pub fn plan_restore(nodes: &[Node], index: &Index, include: &[String]) -> Result<RestorePlan, String> {
+pub fn plan_restore(
+    nodes: &[Node],
+    index: &Index,
+    include: &[String],
+) -> Result<RestorePlan, InvalidInclude> {
     let globs = include_globs(include)?;
+    let mut hits = vec![false; include.len()];
     let mut plan = RestorePlan::default();
 
     let damaged: HashMap<usize, String> = tree_damage(nodes)
@@ -119,7 +147,7 @@ pub fn plan_restore(nodes: &[Node], index: &Index, include: &[String]) -> Result
     let mut wanted: BTreeSet<usize> = BTreeSet::new();
     'nodes: for (i, node) in nodes.iter().enumerate() {
         if let Some(globs) = &globs
-            && !included(globs, node.path_bytes())
+            && !included(globs, node.path_bytes(), &mut hits)
         {
             continue;
         }
@@ -202,6 +230,12 @@ pub fn plan_restore(nodes: &[Node], index: &Index, include: &[String]) -> Result
     for blobs in plan.packs.values_mut() {
         blobs.sort_by_key(|b| b.entry.offset);
     }
+    plan.unmatched = include
+        .iter()
+        .zip(hits)
+        .filter(|(_, hit)| !hit)
+        .map(|(p, _)| p.clone())
+        .collect();
     Ok(plan)
 }
 
@@ -215,6 +249,21 @@ mod tests {
             n.set_target_bytes(b"/etc/passwd");
         }
         n
+    }
+
+    #[test]
+    fn include_patterns_that_match_nothing_are_named() {
+        let nodes = vec![
+            node(b"tmp", NodeKind::Dir),
+            node(b"tmp/t", NodeKind::Dir),
+            node(b"tmp/t/plain", NodeKind::File),
+        ];
+        let include = ["tmp".to_string(), "tmp/t/plain".to_string(), "plain".to_string()];
+        let plan = plan_restore(&nodes, &Index::default(), &include).unwrap();
+        assert_eq!(plan.unmatched, ["plain"]);
+        assert_eq!(plan.entries.len(), 3);
+        let err = plan_restore(&nodes, &Index::default(), &["a[".to_string()]).unwrap_err();
+        assert_eq!(err.pattern, "a[");
     }
 
     #[test]

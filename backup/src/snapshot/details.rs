@@ -199,6 +199,17 @@ impl SnapshotDetails {
         }
     }
 
+    /// The cluster a snapshot of a cluster comes from (etcd: its cluster id; Kubernetes
+    /// objects: the uid of its `kube-system` namespace); `None` for files and unknown kinds.
+    pub fn cluster_id(&self) -> Option<&str> {
+        match self {
+            Self::EtcdFull(d) => Some(&d.cluster_id),
+            Self::EtcdDelta(d) => Some(&d.cluster_id),
+            Self::Kubernetes(d) => Some(&d.cluster_id),
+            Self::Files | Self::Other { .. } => None,
+        }
+    }
+
     /// The `kind` and `meta` stored for it.
     pub fn to_wire(&self) -> (String, BTreeMap<String, String>) {
         let meta = match self {

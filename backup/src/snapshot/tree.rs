@@ -55,10 +55,11 @@ pub struct Node {
     pub uid: u32,
     /// Group.
     pub gid: u32,
-    /// Modification time, ns since the epoch.
-    pub mtime_ns: i64,
+    /// Modification time, ns since the epoch. 128 bits: 64 hold only 1677–2262, and files
+    /// carry times outside that (`touch -d 2300-01-01`).
+    pub mtime_ns: i128,
     /// Change time, ns since the epoch (detects changes that keep mtime).
-    pub ctime_ns: i64,
+    pub ctime_ns: i128,
     /// Inode number (detects replaced files; with `dev`, identifies hard links).
     pub inode: u64,
     /// Device number of the filesystem holding it; recorded for files with `nlink` > 1.
@@ -93,7 +94,7 @@ impl Node {
             path: path.to_string(),
             kind: NodeKind::File,
             mode: 0o600,
-            mtime_ns: time.timestamp_nanos_opt().unwrap_or(0),
+            mtime_ns: time.timestamp_nanos_opt().map_or(0, i128::from),
             size,
             chunks,
             ..Self::default()
@@ -164,8 +165,8 @@ struct NodeOut<'a> {
     mode: u32,
     uid: u32,
     gid: u32,
-    mtime_ns: i64,
-    ctime_ns: i64,
+    mtime_ns: i128,
+    ctime_ns: i128,
     inode: u64,
     #[serde(skip_serializing_if = "is_zero")]
     dev: u64,
@@ -206,9 +207,9 @@ struct NodeIn {
     #[serde(default)]
     gid: u32,
     #[serde(default)]
-    mtime_ns: i64,
+    mtime_ns: i128,
     #[serde(default)]
-    ctime_ns: i64,
+    ctime_ns: i128,
     #[serde(default)]
     inode: u64,
     #[serde(default)]
@@ -333,6 +334,27 @@ mod tests {
         assert_eq!(serde_json::to_string(&node).unwrap(), line);
         // A node with neither form of path is refused, not given an empty one.
         assert!(serde_json::from_str::<Node>(r#"{"type":"file"}"#).is_err());
+    }
+
+    /// Times outside 1677–2262 do not fit 64-bit nanoseconds; they are written as the
+    /// JSON integer they are and read back exactly.
+    #[test]
+    fn times_beyond_64_bit_nanoseconds_round_trip() {
+        // 2300-01-01T00:00:00Z and 1600-01-01T00:00:00Z, plus some nanoseconds.
+        for secs in [10_413_792_000i128, -11_676_096_000] {
+            let node = Node {
+                path: "a".into(),
+                mtime_ns: secs * 1_000_000_000 + 123,
+                ctime_ns: secs * 1_000_000_000,
+                ..Node::default()
+            };
+            let json = serde_json::to_string(&node).unwrap();
+            assert!(
+                json.contains(&format!("\"mtime_ns\":{}", node.mtime_ns)),
+                "{json}"
+            );
+            assert_eq!(serde_json::from_str::<Node>(&json).unwrap(), node);
+        }
     }
 
     #[test]

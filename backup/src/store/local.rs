@@ -11,6 +11,13 @@
 //!
 //! Publishing is the same as `LocalFileSystem`'s: write `<key>#<digits>` (which its listings
 //! skip), fsync, hard-link (create-only) or rename (overwrite) into place, fsync the directory.
+//!
+//! `LocalFileSystem` refuses `PutMode::Update` (compare-and-swap); this store does it under an
+//! exclusive `flock` on the object's directory: the current file's ETag (the same inode, mtime
+//! and size tag `LocalFileSystem` reports) must equal the one given, else `Precondition`. Every
+//! process on the machine that updates through this store serialises on that lock, which is
+//! what federation's fencing leases need from a local repository. (A directory shared over NFS
+//! gives no such guarantee between machines: use an object store there.)
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -68,6 +75,19 @@ enum DirectError {
 #[async_trait]
 impl ObjectStore for LocalStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        if let PutMode::Update(version) = &opts.mode {
+            if !opts.attributes.is_empty() {
+                return self.fs.put_opts(location, payload, opts).await;
+            }
+            let path = self.fs.path_to_filesystem(location)?;
+            let expected = version.e_tag.clone();
+            let location = location.to_string();
+            return tokio::task::spawn_blocking(move || {
+                update(&path, &location, &payload, expected.as_deref())
+            })
+            .await
+            .map_err(|e| generic(std::io::Error::other(e.to_string())))?;
+        }
         let plain_mode = matches!(opts.mode, PutMode::Create | PutMode::Overwrite);
         if payload.content_length() < DIRECT_MIN
             || !plain_mode
@@ -254,6 +274,91 @@ fn write_aligned(file: &File, payload: &PutPayload) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Compare-and-swap of one object: under an exclusive lock on its directory, replaces it only
+/// if its current ETag is `expected`.
+fn update(path: &FsPath, location: &str, payload: &PutPayload, expected: Option<&str>) -> Result<PutResult> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let precondition = |message: String| object_store::Error::Precondition {
+        path: location.to_string(),
+        source: message.into(),
+    };
+    let Some(expected) = expected else {
+        return Err(object_store::Error::Generic {
+            store: "LocalStore",
+            source: "PutMode::Update needs the ETag the object was read with".into(),
+        });
+    };
+    let parent = path.parent().unwrap_or(FsPath::new("/"));
+    let dir = match File::open(parent) {
+        Ok(d) => d,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(precondition(format!("{location} does not exist")));
+        }
+        Err(e) => return Err(generic(e)),
+    };
+    // SAFETY: flock on a descriptor this function owns; the lock goes with `dir` when it drops.
+    #[allow(unsafe_code)]
+    let locked = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) };
+    if locked != 0 {
+        return Err(generic(std::io::Error::last_os_error()));
+    }
+    let current = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(precondition(format!("{location} does not exist")));
+        }
+        Err(e) => return Err(generic(e)),
+    };
+    if file_system_etag(&current).trim_matches('"') != expected.trim_matches('"') {
+        return Err(precondition(format!(
+            "{location} changed since it was read (ETag {} is no longer current)",
+            expected
+        )));
+    }
+    let (mut file, staging) = loop {
+        let n = u64::from(std::process::id()) << 32 | STAGING_ID.fetch_add(1, Ordering::Relaxed);
+        let mut staging = path.as_os_str().to_owned();
+        staging.push(format!("#{n}"));
+        let staging = PathBuf::from(staging);
+        match OpenOptions::new().write(true).create_new(true).open(&staging) {
+            Ok(f) => break (f, staging),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(generic(e)),
+        }
+    };
+    let written = payload
+        .iter()
+        .try_for_each(|part| file.write_all(part))
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&staging, path))
+        .and_then(|()| sync_dir(parent));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&staging);
+        return Err(generic(e));
+    }
+    let meta = std::fs::metadata(path).map_err(generic)?;
+    drop(dir);
+    Ok(PutResult {
+        e_tag: Some(file_system_etag(&meta)),
+        version: None,
+        extensions: Default::default(),
+    })
+}
+
+/// The ETag `LocalFileSystem` reports for a file (`head`, `get`, `list`): quoted
+/// `inode-mtime_micros-size` in hex.
+fn file_system_etag(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let micros = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default()
+        .as_micros();
+    format!("\"{:x}-{:x}-{:x}\"", meta.ino(), micros, meta.len())
+}
+
 fn sync_dir(dir: &FsPath) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -329,5 +434,89 @@ mod tests {
     #[tokio::test]
     async fn small_objects_take_the_plain_path() {
         round_trip(10_000).await;
+    }
+
+    #[tokio::test]
+    async fn update_is_compare_and_swap() {
+        use object_store::{PutMode, UpdateVersion};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(LocalFileSystem::new_with_prefix(dir.path()).expect("fs"));
+        let key = Path::from("federation/fence/app");
+        let update = |e_tag: Option<String>| PutOptions {
+            mode: PutMode::Update(UpdateVersion { e_tag, version: None }),
+            ..Default::default()
+        };
+        // Absent: an update is a precondition failure, not a create.
+        let absent = store
+            .put_opts(&key, "x".into(), update(Some("\"1-2-3\"".into())))
+            .await;
+        assert!(
+            matches!(absent, Err(object_store::Error::Precondition { .. })),
+            "{absent:?}"
+        );
+        store.put(&key, "v1".into()).await.expect("create");
+        let v1 = store.head(&key).await.expect("head").e_tag;
+        let r = store
+            .put_opts(&key, "v2".into(), update(v1.clone()))
+            .await
+            .expect("update v1→v2");
+        // The returned tag is what head reports, so it can be used for the next update.
+        assert_eq!(r.e_tag, store.head(&key).await.expect("head").e_tag);
+        let stale = store.put_opts(&key, "v3".into(), update(v1)).await;
+        assert!(
+            matches!(stale, Err(object_store::Error::Precondition { .. })),
+            "{stale:?}"
+        );
+        let now = store.get(&key).await.expect("get").bytes().await.expect("bytes");
+        assert_eq!(&now[..], b"v2");
+        let none = store.put_opts(&key, "v3".into(), update(None)).await;
+        assert!(
+            matches!(none, Err(object_store::Error::Generic { .. })),
+            "{none:?}"
+        );
+        let listed: Vec<_> = futures::StreamExt::collect::<Vec<_>>(store.list(None)).await;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_updates_lose_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = std::sync::Arc::new(LocalStore::new(
+            LocalFileSystem::new_with_prefix(dir.path()).expect("fs"),
+        ));
+        let key = Path::from("counter");
+        store.put(&key, "0".into()).await.expect("create");
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, key) = (store.clone(), key.clone());
+                tokio::spawn(async move {
+                    let mut done = 0;
+                    while done < 10 {
+                        let got = store.get(&key).await.expect("get");
+                        let version = object_store::UpdateVersion {
+                            e_tag: got.meta.e_tag.clone(),
+                            version: None,
+                        };
+                        let n: u64 = String::from_utf8_lossy(&got.bytes().await.expect("bytes"))
+                            .parse()
+                            .expect("number");
+                        let opts = PutOptions {
+                            mode: PutMode::Update(version),
+                            ..Default::default()
+                        };
+                        match store.put_opts(&key, (n + 1).to_string().into(), opts).await {
+                            Ok(_) => done += 1,
+                            Err(object_store::Error::Precondition { .. }) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let end = store.get(&key).await.expect("get").bytes().await.expect("bytes");
+        assert_eq!(&end[..], b"80", "every successful update counted once");
     }
 }

@@ -19,3 +19,16 @@ app.kubernetes.io/name: lifeboat
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: controller
 {{- end -}}
+
+{{- define "lifeboat.federation.labels" -}}
+app.kubernetes.io/name: lifeboat
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: federation
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end -}}
+
+{{- define "lifeboat.federation.selector" -}}
+app.kubernetes.io/name: lifeboat
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: federation
+{{- end -}}

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
+mod federation;
 mod objects;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use federation::*;
 pub use objects::*;
 
 /// Keep Kubernetes clusters' data alive through disasters.
@@ -104,11 +106,18 @@ pub enum Command {
     #[command(subcommand)]
     Etcd(EtcdCommand),
     /// Register clusters and watch their health.
-    Cluster(Pending),
-    /// Plan and run a failover to another cluster.
-    Failover(Pending),
-    /// Run a failover drill and measure RPO and RTO.
-    Drill(Pending),
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Fail a plan's applications over to another cluster (unplanned: newest recovery point).
+    Failover(Box<FailoverArgs>),
+    /// Move a plan's applications back to its primary (planned: no data loss).
+    Failback(Box<FailbackArgs>),
+    /// Move a plan's applications to another cluster (planned: no data loss).
+    Relocate(Box<RelocateArgs>),
+    /// Rehearse a failover in isolation and measure RPO and RTO.
+    Drill(Box<DrillArgs>),
+    /// List the federation's audit log of DR actions.
+    Audit(Box<AuditArgs>),
     /// Print a shell completion script.
     #[command(long_about = COMPLETION_HELP)]
     Completion(CompletionArgs),
@@ -197,7 +206,13 @@ pub enum RepoCommand {
     /// Copy snapshots into another store (another cloud): a complete repository the same
     /// keys open. Incremental and resumable; run it again after an interruption.
     Copy(Box<CopyArgs>),
+    /// Repair the repository's metadata.
+    #[command(subcommand)]
+    Repair(RepairCommand),
     /// Delete data no snapshot references (takes an exclusive lock).
+    ///
+    /// Refuses, deleting nothing, while the index lists packs that storage lacks or while
+    /// packs no index lists hold blobs snapshots need: run `drctl repo repair index` first.
     Prune {
         #[command(flatten)]
         repo: RepoArgs,
@@ -206,6 +221,27 @@ pub enum RepoCommand {
         /// Print the plan without changing anything.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+/// `drctl repo repair …`
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild the index from the packs in storage (as restic's `repair index`).
+    ///
+    /// Every pack ends in a list of the blobs it holds. Packs that no readable index file
+    /// lists (a lost or damaged index file, an interrupted backup) are read and indexed;
+    /// entries of packs missing from storage are dropped, so the next backup stores those
+    /// blobs again where the source still has them. New index files are written before the
+    /// old ones are deleted. Takes an exclusive lock.
+    Index {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Read every pack's blob list, not only those of packs no index lists correctly.
+        #[arg(long)]
+        read_all_packs: bool,
     },
 }
 
@@ -327,11 +363,17 @@ pub enum BackupCommand {
         /// Read every file, even those unchanged since the last snapshot.
         #[arg(long)]
         force: bool,
+        /// Host name to record instead of this machine's (as restic's --host): retention
+        /// groups and the parent snapshot go by it. Give a fixed name where the host name
+        /// changes each run (Kubernetes CronJob pods).
+        #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        host: Option<String>,
     },
 }
 
 /// `drctl restore …`
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run; boxing buys nothing
 pub enum RestoreCommand {
     /// Restore Kubernetes objects from a Backup or snapshot.
     Create(Box<RestoreCreateArgs>),
@@ -359,12 +401,24 @@ pub enum RestoreCommand {
         repo: RepoArgs,
         #[command(flatten)]
         key: KeyArgs,
-        /// Snapshot id, unique prefix, or `latest`.
+        /// Snapshot id, unique prefix, or `latest`: the newest files snapshot (of --host,
+        /// holding every --path, when given).
         snapshot: String,
         /// Directory to restore into (created if missing).
         #[arg(long)]
         target: PathBuf,
-        /// Only restore paths matching this glob (repeatable).
+        /// With `latest`: only snapshots made on this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// With `latest`: only snapshots that backed up this path (repeatable: all of them).
+        #[arg(long = "path")]
+        paths: Vec<PathBuf>,
+        /// Only restore paths matching this glob (repeatable), with the directories above them.
+        /// Patterns match paths as stored: absolute, without the leading `/` (a leading `/` in
+        /// a pattern is ignored), so `/srv/app/conf` or `srv/app/conf` for that directory and
+        /// everything in it, `srv/app/**/*.log`, `srv/{a,b}/x`. `*` and `?` match any
+        /// characters, `/` included; `[abc]` one of them. A pattern that matches nothing is
+        /// named and the restore exits 3; one that is not a glob exits 2.
         #[arg(long)]
         include: Vec<String>,
     },
@@ -466,13 +520,28 @@ pub struct ForgetArgs {
     /// Print what would be removed without removing it.
     #[arg(long)]
     pub dry_run: bool,
+    /// What makes snapshots one group that the policy applies to, besides their kind: any of
+    /// host, paths, tags, comma-separated (restic's --group-by). Leave host out when the host
+    /// name changes each run (Kubernetes CronJob pods), or back up with a fixed --host.
+    #[arg(long, default_value = "host,paths", value_parser = parse_group_by)]
+    pub group_by: lifeboat_backup::maintenance::forget::GroupBy,
 }
 
-/// A command group's not-yet-parsed arguments.
-#[derive(Debug, Args)]
-pub struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
+fn parse_group_by(s: &str) -> Result<lifeboat_backup::maintenance::forget::GroupBy, String> {
+    let mut g = lifeboat_backup::maintenance::forget::GroupBy {
+        host: false,
+        paths: false,
+        tags: false,
+    };
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "host" => g.host = true,
+            "paths" => g.paths = true,
+            "tags" => g.tags = true,
+            other => return Err(format!("{other:?} is not one of host, paths, tags")),
+        }
+    }
+    Ok(g)
 }
 
 fn parse_duration(s: &str) -> Result<chrono::Duration, String> {

@@ -23,12 +23,14 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
             paths,
             tags,
             force,
+            host,
         } => {
             let r = open::repository(&repo, &key).await?;
             let options = FilesOptions {
                 tags: tags.into_iter().collect(),
                 force_full: force,
                 workers: 0,
+                host,
             };
             let progress = Arc::new(Progress::default());
             let bar = Bar::start(&progress, "backup", g.quiet);

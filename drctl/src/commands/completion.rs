@@ -1,7 +1,6 @@
 //! Shell completions and man pages, generated from the command line's clap definition
 //! (`clap_complete`, `clap_mangen`), so they always match the commands drctl has.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -34,10 +33,7 @@ pub fn man(dir: Option<&Path>) -> Result<u8> {
     }
 }
 
-/// Writes to stdout; a reader that stops early (`| head`) is not an error.
 fn print(bytes: &[u8]) -> Result<u8> {
-    match std::io::stdout().lock().write_all(bytes) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("write to standard output"),
-        _ => Ok(0),
-    }
+    crate::output::write(bytes)?;
+    Ok(0)
 }

@@ -4,6 +4,7 @@ mod backup;
 mod completion;
 mod copy;
 mod etcd;
+mod federation;
 mod objects;
 mod repo;
 mod restore;
@@ -12,7 +13,6 @@ mod snapshots;
 use anyhow::Result;
 
 use crate::cli::{Cli, Command};
-use crate::exit;
 
 /// Runs the parsed command; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8> {
@@ -26,24 +26,23 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Schedule(cmd) => objects::schedule::run(&cmd, g).await,
         Command::Crds(args) => crds(&args),
         Command::Etcd(cmd) => etcd::run(cmd, g).await,
-        Command::Cluster(_) => not_built("cluster", "federation, not yet scheduled"),
-        Command::Failover(_) => not_built("failover", "federation, not yet scheduled"),
-        Command::Drill(_) => not_built("drill", "federation, not yet scheduled"),
+        Command::Cluster(cmd) => federation::cluster(&cmd, g).await,
+        Command::Failover(args) => federation::failover(&args, g).await,
+        Command::Failback(args) => federation::failback(&args, g).await,
+        Command::Relocate(args) => federation::relocate(&args, g).await,
+        Command::Drill(args) => federation::drill(&args, g).await,
+        Command::Audit(args) => federation::audit(&args, g).await,
         Command::Completion(args) => completion::script(args.shell),
         Command::Man(args) => completion::man(args.dir.as_deref()),
     }
 }
 
 fn crds(args: &crate::cli::CrdsArgs) -> Result<u8> {
-    let yaml = lifeboat_controller::crd::to_yaml()?;
+    let mut yaml = lifeboat_controller::crd::to_yaml()?;
+    yaml.push_str(&lifeboat_federation::crd::to_yaml()?);
     match &args.write {
         Some(path) => std::fs::write(path, yaml)?,
-        None => print!("{yaml}"),
+        None => crate::output::write(yaml.as_bytes())?,
     }
     Ok(0)
-}
-
-fn not_built(group: &str, arrives_with: &str) -> Result<u8> {
-    eprintln!("drctl {group}: not built yet (arrives with {arrives_with}); nothing was done");
-    Ok(exit::NOT_BUILT)
 }

@@ -6,11 +6,11 @@ use anyhow::{Result, bail};
 use lifeboat_backup::Repository;
 use lifeboat_backup::blob::Compression;
 use lifeboat_backup::crypto::UserRecipient;
-use lifeboat_backup::maintenance::{check, object_lock, prune, stats};
+use lifeboat_backup::maintenance::{check, object_lock, prune, repair, stats};
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::repository::InitOptions;
 
-use crate::cli::{GlobalArgs, KeyCommand, RepoCommand};
+use crate::cli::{GlobalArgs, KeyCommand, RepairCommand, RepoCommand};
 use crate::output::{self, bytes, table};
 use crate::progress::Bar;
 use crate::{exit, open};
@@ -69,10 +69,7 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
                     rep.packs,
                     rep.packs_read,
                     if rep.unindexed_packs > 0 {
-                        format!(
-                            ", {} unindexed packs (from interrupted backups; `repo prune` removes them)",
-                            rep.unindexed_packs
-                        )
+                        format!(", {} packs no index lists", rep.unindexed_packs)
                     } else {
                         String::new()
                     }
@@ -88,6 +85,9 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
                 }
                 for e in &rep.errors {
                     s.push_str(&format!("error: {e}\n"));
+                }
+                for a in &rep.advice {
+                    s.push_str(&format!("fix: {a}\n"));
                 }
                 s.push_str(&lock_text(c.object_lock));
                 s.push_str(if rep.ok() {
@@ -157,6 +157,49 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
             );
             Ok(0)
         }
+        RepoCommand::Repair(RepairCommand::Index {
+            repo,
+            key,
+            read_all_packs,
+        }) => {
+            let r = open::repository(&repo, &key).await?;
+            let progress = Arc::new(Progress::default());
+            let bar = Bar::start(&progress, "repair index", g.quiet);
+            let report = repair::repair_index(&r, read_all_packs, progress).await?;
+            drop(bar);
+            output::print(g.format, &report, |rep| {
+                let mut s = String::new();
+                for (file, why) in &rep.damaged_index_files {
+                    s.push_str(&format!("damaged index file {file} replaced: {why}\n"));
+                }
+                for pack in &rep.missing_packs {
+                    s.push_str(&format!(
+                        "pack {pack} is missing from storage: dropped from the index\n"
+                    ));
+                }
+                for (pack, why) in &rep.unreadable_packs {
+                    s.push_str(&format!("pack {pack} cannot be read, not indexed: {why}\n"));
+                }
+                s.push_str(&format!(
+                    "{} packs indexed ({} read), {} index files written, {} removed\n",
+                    rep.packs, rep.packs_read, rep.index_files_written, rep.index_files_removed
+                ));
+                if !rep.missing_packs.is_empty() || !rep.unreadable_packs.is_empty() {
+                    s.push_str(
+                        "blobs of missing or unreadable packs are lost: back up the sources again (they are \
+                         stored anew), then run `drctl repo check` to see which snapshots remain damaged\n",
+                    );
+                }
+                s
+            })?;
+            Ok(
+                if report.unreadable_packs.is_empty() && report.missing_packs.is_empty() {
+                    0
+                } else {
+                    exit::PARTIAL
+                },
+            )
+        }
         RepoCommand::Prune { repo, key, dry_run } => {
             let r = open::repository(&repo, &key).await?;
             let plan = prune::prune(&r, dry_run).await?;
@@ -201,7 +244,7 @@ async fn key(cmd: KeyCommand, g: &GlobalArgs) -> Result<u8> {
             };
             let r = open::repository(&repo, &key).await?;
             let id = r.add_key(&new).await?;
-            println!("{id}");
+            output::write(format!("{id}\n").as_bytes())?;
             Ok(0)
         }
         KeyCommand::List { repo, key } => {

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use lifeboat_backup::progress::Progress;
+use lifeboat_backup::repository::SnapshotFilter;
 use lifeboat_backup::restore::{RestoreOptions, restore_files};
+use lifeboat_backup::sources::files::{path_text, source_path};
 
 use crate::cli::{GlobalArgs, RestoreCommand};
 use crate::output::{self, bytes};
@@ -21,9 +23,19 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
             snapshot,
             target,
             include,
+            host,
+            paths,
         } => {
+            let filter = SnapshotFilter {
+                kind: "files".to_string(),
+                host,
+                paths: paths
+                    .iter()
+                    .map(|p| source_path(p).map(|p| path_text(&p)))
+                    .collect::<Result<_, _>>()?,
+            };
             let r = open::repository(&repo, &key).await?;
-            let snap = r.find_snapshot(&snapshot).await?;
+            let snap = r.find_snapshot_matching(&snapshot, &filter).await?;
             let progress = Arc::new(Progress::default());
             let bar = Bar::start(&progress, "restore", g.quiet);
             let report = restore_files(&r, &snap, &target, &RestoreOptions { include }, progress).await?;

@@ -53,7 +53,6 @@ pub async fn list(repo: &RepoArgs, key: &KeyArgs, g: &GlobalArgs) -> Result<u8> 
 }
 
 pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
-    let r = open::repository(&args.repo, &args.key).await?;
     let policy = RetentionPolicy {
         keep_last: args.keep_last,
         keep_hourly: args.keep_hourly,
@@ -63,7 +62,15 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
         keep_within: args.keep_within.and_then(|d| d.to_std().ok()),
         keep_tags: args.keep_tags.clone(),
     };
-    let forgotten = apply_forget(&r, &policy, args.dry_run).await?;
+    if policy.is_empty() {
+        return Err(crate::UsageError(
+            "no --keep-* option given; refusing to forget every snapshot (give e.g. --keep-last 7)"
+                .to_string(),
+        )
+        .into());
+    }
+    let r = open::repository(&args.repo, &args.key).await?;
+    let forgotten = apply_forget(&r, &policy, args.group_by, args.dry_run).await?;
     // S3 Object Lock may retain some of them: those stay, and are named.
     for (key, retention) in &forgotten.held {
         eprintln!(

@@ -24,6 +24,7 @@
 mod addresses;
 mod admission;
 mod aggregator;
+pub mod apiservice;
 mod crd;
 mod delete;
 mod discovery;

@@ -261,9 +261,11 @@ fn components_follow_their_switches() -> Result<()> {
         let monitoring = values["monitoring"]["enabled"] == json!(true);
         let kinds = case.kinds();
         let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
-        // The CRDs ship with every release: drctl and controllers elsewhere need them.
+        // The CRDs ship with every release: drctl and controllers elsewhere need them — the
+        // controller's and the federation's.
         ensure!(
-            count("CustomResourceDefinition") == lifeboat_controller::crd::all().len(),
+            count("CustomResourceDefinition")
+                == lifeboat_controller::crd::all().len() + lifeboat_federation::crd::all().len(),
             "CRDs: {kinds:?}"
         );
         let has_controller = case

@@ -142,48 +142,6 @@ pub fn test_group(prefix: &str) -> String {
     format!("t{id}.lifeboat-test.dev")
 }
 
-pub fn apiservices() -> ApiResource {
-    ar("apiregistration.k8s.io", "v1", "APIService", "apiservices")
-}
-
-/// Registers the aggregated API `v1beta1.GROUP`, served by a Service that does not exist in
-/// `ns`: its discovery answers 503 on any API server.
-pub async fn register_unavailable_api(client: &Client, group: &str, ns: &str) -> String {
-    let name = format!("v1beta1.{group}");
-    create(
-        client,
-        &apiservices(),
-        None,
-        json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-            "metadata": {"name": name},
-            "spec": {"group": group, "version": "v1beta1", "insecureSkipTLSVerify": true,
-                     "groupPriorityMinimum": 100, "versionPriority": 10,
-                     "service": {"namespace": ns, "name": "no-such-backend", "port": 443}}}),
-    )
-    .await;
-    // The availability controller takes a moment on a real server.
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &apiservices());
-    lifeboat_tests::poll::eventually("the APIService to be judged unavailable", 60, || {
-        let api = api.clone();
-        let name = name.clone();
-        async move {
-            let o = api.get(&name).await.ok()?;
-            let conds = o.data["status"]["conditions"].as_array()?.clone();
-            conds
-                .iter()
-                .any(|c| c["type"] == "Available" && c["status"] == "False")
-                .then_some(())
-        }
-    })
-    .await;
-    name
-}
-
-pub async fn unregister_api(client: &Client, name: &str) {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &apiservices());
-    let _ = api.delete(name, &Default::default()).await;
-}
-
 /// Backs up with explicit discovery deadlines.
 pub async fn backup_request(client: &Client, repo: &Repository, request: &BackupRequest) -> BackupOutcome {
     backup_objects(client, repo, request, Arc::new(Progress::default()))

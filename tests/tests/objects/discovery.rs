@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use lifeboat_controller::crd::{BackupSpec, RestoreSpec};
 use lifeboat_controller::objects::{BackupRequest, DiscoveryDeadlines};
+use lifeboat_tests::kube::apiservice;
 use serde_json::json;
 
 use crate::common::*;
@@ -28,7 +29,7 @@ async fn an_aggregated_api_whose_server_is_down_is_skipped_and_recorded() {
     )
     .await;
     let group = test_group("aggr");
-    let apiservice = register_unavailable_api(&client, &group, &ns).await;
+    let apiservice = apiservice::register_unavailable(&client, &group, &ns).await;
     let (_t, repo) = repository().await;
     let started = Instant::now();
     let outcome = backup(
@@ -43,7 +44,7 @@ async fn an_aggregated_api_whose_server_is_down_is_skipped_and_recorded() {
     )
     .await;
     let took = started.elapsed();
-    unregister_api(&client, &apiservice).await;
+    apiservice::unregister(&client, &apiservice).await;
     assert!(took < Duration::from_secs(30), "the backup took {took:?}");
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
     let gv = format!("{group}/v1beta1");
@@ -100,7 +101,7 @@ async fn a_hanging_aggregated_api_costs_only_its_deadline() {
     )
     .await;
     let group = test_group("hang");
-    let apiservice = register_unavailable_api(&client, &group, &ns).await;
+    let apiservice = apiservice::register_unavailable(&client, &group, &ns).await;
     faults.hang_api(&format!("{group}/v1beta1"));
     let (_t, repo) = repository().await;
     let mut request = BackupRequest::from_spec(
@@ -125,7 +126,7 @@ async fn a_hanging_aggregated_api_costs_only_its_deadline() {
         .expect("recorded as skipped");
     assert!(skipped.message.contains("no answer within 2 s"), "{skipped:?}");
     assert!(outcome.items >= 1);
-    unregister_api(&client, &apiservice).await;
+    apiservice::unregister(&client, &apiservice).await;
 }
 
 #[tokio::test]

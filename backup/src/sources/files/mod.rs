@@ -30,6 +30,10 @@ pub struct FilesOptions {
     pub force_full: bool,
     /// Worker threads (0: one per core).
     pub workers: usize,
+    /// The host name to record (restic's `--host`): retention groups and the parent snapshot
+    /// go by it, so pods whose host names change each run (CronJobs) give one fixed name.
+    /// `None`: this machine's host name.
+    pub host: Option<String>,
 }
 
 /// Backs up `paths` into `repo`; returns the new snapshot. Paths that cannot be read are
@@ -42,13 +46,16 @@ pub async fn backup_files(
     options: &FilesOptions,
     progress: Arc<Progress>,
 ) -> Result<Snapshot, RepoError> {
+    let host = options.host.clone().unwrap_or_else(crate::repository::hostname);
     let mut source = FilesSource {
         roots: absolute_roots(paths)?,
+        host: host.clone(),
         force_full: options.force_full,
         workers: options.workers,
     };
     let options = BackupOptions {
         tags: options.tags.clone(),
+        host: Some(host),
         progress,
     };
     repo.backup(&mut source, &options).await
@@ -57,8 +64,18 @@ pub async fn backup_files(
 fn absolute_roots(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RepoError> {
     let mut roots = Vec::new();
     for p in paths {
-        let abs = std::path::absolute(p).map_err(|e| RepoError::io(p, e))?;
-        std::fs::symlink_metadata(&abs).map_err(|e| RepoError::io(p, e))?;
+        let abs = source_path(p).map_err(|e| RepoError::io(p, e))?;
+        let meta = std::fs::symlink_metadata(&abs).map_err(|e| RepoError::io(p, e))?;
+        // `link/` or `link/.` asks for the directory, but lexical normalisation (as restic's)
+        // leaves the link itself: refuse rather than store an empty backup of it.
+        let given = p.as_os_str().as_bytes();
+        if meta.file_type().is_symlink() && (given.ends_with(b"/") || given.ends_with(b"/.")) {
+            let target = std::fs::canonicalize(&abs).map_err(|e| RepoError::io(p, e))?;
+            return Err(RepoError::SourceIsSymlink {
+                path: abs.display().to_string(),
+                target: target.display().to_string(),
+            });
+        }
         roots.push(abs);
     }
     roots.sort();
@@ -66,9 +83,53 @@ fn absolute_roots(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RepoError> {
     Ok(roots)
 }
 
-/// Files and directories under absolute, sorted `roots` on this machine.
+/// `path` as a snapshot records it: made absolute against the working directory, then
+/// normalised lexically (see [`normalize`]); `./src/` run in `/tmp/y` is `/tmp/y/src`.
+pub fn source_path(path: &Path) -> std::io::Result<PathBuf> {
+    Ok(normalize(&std::path::absolute(path)?))
+}
+
+/// How a snapshot's `paths` and `source` write an absolute path: as it is when it is UTF-8,
+/// else `base64:` and its exact bytes in base64 (no absolute path starts that way), so two
+/// paths that differ only in bytes that are not UTF-8 stay two retention groups.
+pub fn path_text(path: &Path) -> String {
+    let bytes = path.as_os_str().as_bytes();
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => {
+            use base64::Engine;
+            format!(
+                "base64:{}",
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            )
+        }
+    }
+}
+
+/// An absolute path in its one lexical form, as Go's `filepath.Clean` (restic) makes it: no
+/// `.`, `..`, empty components or trailing `/` (`/tmp/y/src/sub/../` is `/tmp/y/src`; `..`
+/// of `/` is `/`). Lexical like restic's: `..` after a symlink names the link's parent, not
+/// its target's.
+fn normalize(abs: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(name) => out.push(name),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// Files and directories under absolute, normalised, sorted `roots` on this machine.
 struct FilesSource {
     roots: Vec<PathBuf>,
+    /// The host name recorded; the parent is the newest snapshot of the same roots from it.
+    host: String,
     /// Read every file even if the parent has it unchanged.
     force_full: bool,
     /// Reader threads (0: one per core).
@@ -78,9 +139,9 @@ struct FilesSource {
 impl Source for FilesSource {
     type Error = RepoError;
 
-    /// `files:` and the roots, comma-separated.
+    /// `files:` and the roots ([`path_text`]), comma-separated.
     fn source_id(&self) -> String {
-        let roots: Vec<String> = self.roots.iter().map(|p| p.display().to_string()).collect();
+        let roots: Vec<String> = self.roots.iter().map(|p| path_text(p)).collect();
         format!("files:{}", roots.join(","))
     }
 
@@ -88,37 +149,38 @@ impl Source for FilesSource {
         "backup"
     }
 
-    /// The newest files snapshot of the same roots from this host.
+    /// The newest files snapshot of the same roots from the same host.
     async fn parent(&self, repo: &IndexedRepository) -> Result<Option<Snapshot>, RepoError> {
         let source = self.source_id();
-        let hostname = crate::repository::hostname();
         Ok(repo
             .snapshots()
             .await?
             .into_iter()
-            .rfind(|s| s.details == SnapshotDetails::Files && s.source == source && s.hostname == hostname))
+            .rfind(|s| s.details == SnapshotDetails::Files && s.source == source && s.hostname == self.host))
     }
 
-    /// Walks the roots, takes the chunk lists of files the parent has unchanged, and reads
-    /// the rest on `workers` threads, each inode once.
+    /// Walks the roots, takes the chunk lists of files the parent has unchanged (and whose
+    /// chunks the index still lists), and reads the rest on `workers` threads, each inode
+    /// once.
     async fn write(&mut self, writer: &Writer<'_>) -> Result<Written, RepoError> {
         let walk_roots = self.roots.clone();
         let Walked {
             mut nodes,
             mut skipped,
-            warnings,
+            mut warnings,
         } = tokio::task::spawn_blocking(move || walk(&walk_roots))
             .await
             .map_err(|e| RepoError::Task(e.to_string()))?;
 
+        let mut reused = vec![false; nodes.len()];
         if !self.force_full
             && let Some(old) = writer.parent_tree().await?
         {
-            reuse_unchanged(&mut nodes, &old);
+            reused = reuse_unchanged(&mut nodes, &old, |c| writer.is_indexed(c));
         }
 
         // Each inode is read once, however many names (hard links) it has.
-        let (to_read, same_inode) = files_to_read(&nodes);
+        let (to_read, same_inode) = files_to_read(&nodes, &reused);
         let progress = writer.progress().clone();
         progress.add_total(to_read.iter().map(|&i| nodes[i].size).sum(), to_read.len() as u64);
 
@@ -139,9 +201,10 @@ impl Source for FilesSource {
         let mut failed = vec![false; nodes.len()];
         for (i, result) in results {
             match result {
-                Ok((chunks, size)) => {
-                    nodes[i].chunks = chunks;
-                    nodes[i].size = size;
+                Ok(read) => {
+                    nodes[i].chunks = read.chunks;
+                    nodes[i].size = read.size;
+                    warnings.extend(read.warning);
                 }
                 Err(FileError::Skip(path, error)) => {
                     skipped.push(SkippedPath { path, error });
@@ -177,20 +240,21 @@ impl Source for FilesSource {
         Ok(Written {
             nodes,
             details: SnapshotDetails::Files,
-            paths: self.roots.iter().map(|p| p.display().to_string()).collect(),
+            paths: self.roots.iter().map(|p| path_text(p)).collect(),
             summary,
         })
     }
 }
 
-/// The files whose content must be read (new or changed, not empty), and for every further
-/// name of an inode already in that list, (that name, the first name).
-fn files_to_read(nodes: &[Node]) -> (Vec<usize>, Vec<(usize, usize)>) {
+/// The files whose content must be read (all but those `reused` from the parent), and for
+/// every further name of an inode already in that list, (that name, the first name). Files
+/// whose size is 0 are read too: /proc and /sys files say 0 and have content.
+fn files_to_read(nodes: &[Node], reused: &[bool]) -> (Vec<usize>, Vec<(usize, usize)>) {
     let mut to_read = Vec::new();
     let mut same_inode = Vec::new();
     let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
-        if n.kind != NodeKind::File || !n.chunks.is_empty() || n.size == 0 {
+        if n.kind != NodeKind::File || reused.get(i).copied().unwrap_or(false) {
             continue;
         }
         if n.nlink > 1 {
@@ -205,18 +269,27 @@ fn files_to_read(nodes: &[Node]) -> (Vec<usize>, Vec<(usize, usize)>) {
     (to_read, same_inode)
 }
 
-/// Copies chunk lists from the parent for files whose metadata says they did not change.
-/// Both lists are sorted by path, so this is one merge pass.
-fn reuse_unchanged(nodes: &mut [Node], old: &[Node]) {
+/// Copies chunk lists from the parent for files whose metadata says they did not change and
+/// whose every chunk the index still lists (after `repo repair index` dropped a lost pack,
+/// the file is read again and its lost blobs are stored anew). Both lists are sorted by path,
+/// so this is one merge pass. Returns which nodes were reused.
+fn reuse_unchanged(nodes: &mut [Node], old: &[Node], indexed: impl Fn(&BlobId) -> bool) -> Vec<bool> {
+    let mut reused = vec![false; nodes.len()];
     let mut j = 0;
-    for node in nodes.iter_mut() {
+    for (i, node) in nodes.iter_mut().enumerate() {
         while j < old.len() && old[j].path_bytes() < node.path_bytes() {
             j += 1;
         }
-        if j < old.len() && old[j].path_bytes() == node.path_bytes() && node.unchanged_since(&old[j]) {
+        if j < old.len()
+            && old[j].path_bytes() == node.path_bytes()
+            && node.unchanged_since(&old[j])
+            && old[j].chunks.iter().all(&indexed)
+        {
             node.chunks = old[j].chunks.clone();
+            reused[i] = true;
         }
     }
+    reused
 }
 
 enum FileError {
@@ -226,7 +299,16 @@ enum FileError {
     Fatal(RepoError),
 }
 
-type FileResult = (usize, Result<(Vec<BlobId>, u64), FileError>);
+/// A file's content as stored.
+struct ReadFile {
+    chunks: Vec<BlobId>,
+    /// Bytes read (to end of file, whatever its size said).
+    size: u64,
+    /// Set when the file changed while it was read: what was stored may be torn.
+    warning: Option<String>,
+}
+
+type FileResult = (usize, Result<ReadFile, FileError>);
 
 fn read_files(
     shared: &Arc<SessionShared>,
@@ -314,11 +396,12 @@ fn read_one(
     shared: &SessionShared,
     path: &Path,
     progress: &Progress,
-) -> Result<(Vec<BlobId>, u64), FileError> {
+) -> Result<ReadFile, FileError> {
     let skip =
         |what: &str, e: std::io::Error| FileError::Skip(path.display().to_string(), format!("{what}{e}"));
     let mut file = open_regular(path).map_err(|e| skip("", e))?;
-    let size = file.metadata().map_err(|e| skip("", e))?.len();
+    let before = file.metadata().map_err(|e| skip("", e))?;
+    let size = before.len();
     let mut chunks = Vec::new();
     let mut total = 0u64;
     if size <= WHOLE_FILE_LIMIT {
@@ -330,7 +413,7 @@ fn read_one(
             progress.add_done(chunk.len() as u64, 0);
         }
     } else {
-        for chunk in Chunker::new(file, shared.chunker, shared.seed) {
+        for chunk in Chunker::new(&mut file, shared.chunker, shared.seed) {
             let chunk = chunk.map_err(|e| skip("read failed: ", e))?;
             total += chunk.len() as u64;
             chunks.push(sink.put(&chunk).map_err(FileError::Fatal)?);
@@ -338,12 +421,85 @@ fn read_one(
         }
     }
     progress.add_done(0, 1);
-    Ok((chunks, total))
+    let after = file.metadata().map_err(|e| skip("", e))?;
+    Ok(ReadFile {
+        chunks,
+        size: total,
+        warning: changed_while_read(&before, &after).map(|what| {
+            format!(
+                "{}: changed while it was read ({what}); the saved content may mix old and new data: back it up again once it is quiet",
+                path.display()
+            )
+        }),
+    })
+}
+
+/// How a file's status differs after reading it from before (size, modification or change
+/// time), if it does; the file changed during the read.
+fn changed_while_read(before: &std::fs::Metadata, after: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if before.len() != after.len() {
+        Some(format!("size {} became {}", before.len(), after.len()))
+    } else if (before.mtime(), before.mtime_nsec()) != (after.mtime(), after.mtime_nsec()) {
+        Some("its modification time changed".to_string())
+    } else if (before.ctime(), before.ctime_nsec()) != (after.ctime(), after.ctime_nsec()) {
+        Some("its status change time changed".to_string())
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::open_regular;
+    use super::{absolute_roots, normalize, open_regular};
+    use crate::repository::RepoError;
+    use std::path::Path;
+    use std::path::PathBuf;
+
+    #[test]
+    fn paths_that_are_not_utf8_keep_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let e9 = super::path_text(Path::new(std::ffi::OsStr::from_bytes(b"/tmp/l/caf\xe9")));
+        let e8 = super::path_text(Path::new(std::ffi::OsStr::from_bytes(b"/tmp/l/caf\xe8")));
+        assert_ne!(e9, e8);
+        assert_eq!(e9, "base64:L3RtcC9sL2NhZuk=");
+        assert_eq!(super::path_text(Path::new("/tmp/l/café")), "/tmp/l/café");
+    }
+
+    /// `link/` and `link/.` for a symlinked directory are refused naming the directory to
+    /// pass (normalised, they would back up only the link); `link` alone is the link.
+    #[test]
+    fn a_symlinked_directory_given_as_a_directory_is_refused_naming_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("realdir");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("f"), b"data").unwrap();
+        let link = dir.path().join("linkdir");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        for given in [format!("{}/", link.display()), format!("{}/.", link.display())] {
+            let e = absolute_roots(&[PathBuf::from(&given)]).unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, RepoError::SourceIsSymlink { .. }), "{given}: {text}");
+            let real = std::fs::canonicalize(&real).unwrap();
+            assert!(text.contains(&format!("pass {}", real.display())), "{text}");
+        }
+        assert_eq!(absolute_roots(std::slice::from_ref(&link)).unwrap(), vec![link]);
+    }
+
+    #[test]
+    fn source_paths_are_normalized_lexically() {
+        for (given, clean) in [
+            ("/tmp/y/src/", "/tmp/y/src"),
+            ("/tmp/y/./src//", "/tmp/y/src"),
+            ("/tmp/y/src/sub/../", "/tmp/y/src"),
+            ("/tmp/y/src/..", "/tmp/y"),
+            ("/..", "/"),
+            ("/", "/"),
+            ("//", "/"),
+        ] {
+            assert_eq!(normalize(Path::new(given)), Path::new(clean), "{given}");
+        }
+    }
 
     /// A name the walk saw as a file but that is now a symlink, a FIFO or a directory is not
     /// read through (and a FIFO does not hang the backup); a file still is.

@@ -42,6 +42,9 @@ pub fn walk(roots: &[PathBuf]) -> Walked {
                 continue;
             }
         };
+        // `/` itself has no node: its path would be empty (see docs/FORMAT.md, Trees); what
+        // is in it is listed as usual.
+        let root_dir = path.as_os_str().as_bytes() == b"/";
         let Some(mut node) = node_for(&path, &meta, &mut out) else {
             continue;
         };
@@ -64,7 +67,9 @@ pub fn walk(roots: &[PathBuf]) -> Walked {
                 Err(e) => out.skip(&path, format_args!("cannot list its entries: {e}")),
             }
         }
-        out.nodes.push(node);
+        if !root_dir {
+            out.nodes.push(node);
+        }
     }
     out.nodes.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
     out.nodes.dedup_by(|a, b| a.path_bytes() == b.path_bytes());
@@ -91,8 +96,8 @@ fn node_for(path: &Path, meta: &std::fs::Metadata, out: &mut Walked) -> Option<N
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
         gid: meta.gid(),
-        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
         inode: meta.ino(),
         size: if kind == NodeKind::File { meta.len() } else { 0 },
         ..Node::default()

@@ -165,7 +165,14 @@ pub async fn backup_objects(
     let mut tags = request.tags.clone();
     tags.insert(BACKUP_TAG.to_string(), request.name.clone());
     let snapshot = repo
-        .backup(&mut source, &BackupOptions { tags, progress })
+        .backup(
+            &mut source,
+            &BackupOptions {
+                tags,
+                host: None,
+                progress,
+            },
+        )
         .await?;
     let Report {
         items,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::compare::{changed_fields, is_subset};
 use super::plan::{PlanItem, RestorePlan};
-use super::transform::{Rewrite, prepare};
+use super::transform::{Rewrite, map_storage_class, prepare};
 use super::{RestoreOptions, RestoreOutcome};
 use crate::crd::{ExistingResourcePolicy, ItemMessage};
 use crate::objects::discover::ResourceRecord;
@@ -50,6 +50,7 @@ pub struct Applier {
     dry_run: bool,
     mapping: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
+    storage_classes: BTreeMap<String, String>,
     namespaces_done: Mutex<HashSet<String>>,
     /// Target namespaces found Terminating: nothing can be created in them.
     terminating: Mutex<HashSet<String>>,
@@ -65,6 +66,7 @@ impl Applier {
             dry_run: options.dry_run,
             mapping: options.namespace_mapping.clone(),
             labels: options.labels.clone(),
+            storage_classes: options.storage_class_mapping.clone(),
             namespaces_done: Mutex::new(HashSet::new()),
             terminating: Mutex::new(HashSet::new()),
         }
@@ -90,7 +92,8 @@ impl Applier {
             labels: &self.labels,
             restore_status: self.restore_status,
         };
-        let (desired, status) = prepare(value, record, &rewrite);
+        let (mut desired, status) = prepare(value, record, &rewrite);
+        map_storage_class(&mut desired, record, &self.storage_classes);
         let want = Desired {
             body: &desired,
             status: status.as_ref(),

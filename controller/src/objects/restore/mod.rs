@@ -45,6 +45,9 @@ pub struct RestoreOptions {
     pub restore_status: bool,
     /// Labels added to every object.
     pub labels: BTreeMap<String, String>,
+    /// StorageClass in the backup → StorageClass in the target cluster, for
+    /// PersistentVolumeClaims and PersistentVolumes (Velero's change-storage-class).
+    pub storage_class_mapping: BTreeMap<String, String>,
     /// Change nothing; report what would change.
     pub dry_run: bool,
     /// Creates in flight.
@@ -61,6 +64,7 @@ impl Default for RestoreOptions {
             existing: ExistingResourcePolicy::None,
             restore_status: false,
             labels: BTreeMap::new(),
+            storage_class_mapping: BTreeMap::new(),
             dry_run: false,
             parallelism: 32,
         }

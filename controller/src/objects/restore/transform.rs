@@ -110,6 +110,35 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
     (obj, status)
 }
 
+/// Renames the StorageClass of a PersistentVolumeClaim or PersistentVolume per `mapping`
+/// (the class a cluster in another region or cloud offers instead); other objects and
+/// unmapped classes are left as they are.
+pub fn map_storage_class(obj: &mut Value, record: &ResourceRecord, mapping: &BTreeMap<String, String>) {
+    if mapping.is_empty()
+        || !record.group.is_empty()
+        || !matches!(
+            record.plural.as_str(),
+            "persistentvolumeclaims" | "persistentvolumes"
+        )
+    {
+        return;
+    }
+    if let Some(to) = obj["spec"]["storageClassName"]
+        .as_str()
+        .and_then(|c| mapping.get(c))
+    {
+        obj["spec"]["storageClassName"] = Value::String(to.clone());
+    }
+    // The beta annotation some old claims still carry wins over the field on old servers.
+    let beta = "volume.beta.kubernetes.io/storage-class";
+    if let Some(to) = obj["metadata"]["annotations"][beta]
+        .as_str()
+        .and_then(|c| mapping.get(c))
+    {
+        obj["metadata"]["annotations"][beta] = Value::String(to.clone());
+    }
+}
+
 /// Pods lose what tied them to their old cluster: the node they ran on (let the scheduler
 /// choose) and the projected service-account token volume, which the API server's admission
 /// adds afresh (a restored copy names a token that no longer exists).
@@ -269,5 +298,24 @@ mod tests {
         assert_eq!(status, Some(json!({"ready": true})));
         let (_, status) = prepare(obj, &sub, &with(false));
         assert_eq!(status, None);
+    }
+
+    #[test]
+    fn storage_classes_are_mapped_on_claims_and_volumes_only() {
+        let mapping = BTreeMap::from([("fast-eu".to_string(), "fast-us".to_string())]);
+        let mut pvc = json!({"metadata": {"name": "d", "annotations": {"volume.beta.kubernetes.io/storage-class": "fast-eu"}},
+            "spec": {"storageClassName": "fast-eu"}});
+        map_storage_class(&mut pvc, &record("", "persistentvolumeclaims"), &mapping);
+        assert_eq!(pvc["spec"]["storageClassName"], "fast-us");
+        assert_eq!(
+            pvc["metadata"]["annotations"]["volume.beta.kubernetes.io/storage-class"],
+            "fast-us"
+        );
+        let mut pv = json!({"metadata": {"name": "v"}, "spec": {"storageClassName": "slow"}});
+        map_storage_class(&mut pv, &record("", "persistentvolumes"), &mapping);
+        assert_eq!(pv["spec"]["storageClassName"], "slow", "unmapped classes stay");
+        let mut other = json!({"metadata": {"name": "x"}, "spec": {"storageClassName": "fast-eu"}});
+        map_storage_class(&mut other, &record("example.com", "widgets"), &mapping);
+        assert_eq!(other["spec"]["storageClassName"], "fast-eu");
     }
 }

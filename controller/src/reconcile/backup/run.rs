@@ -18,6 +18,29 @@ use crate::reconcile::runs::{progress_status, run_reporting};
 use crate::reconcile::status::write_status;
 use crate::repository::{get_repository, open_repository};
 
+/// Refuses a backup that would include an application this cluster was fenced off (see
+/// [`crate::fence`]).
+fn refuse_if_fenced(
+    repo_obj: &crate::crd::BackupRepository,
+    namespace: &str,
+    filter: &crate::objects::NamespaceFilter,
+) -> Result<(), Failure> {
+    let name = format!("{namespace}/{}", repo_obj.name_any());
+    for mark in crate::fence::FenceMark::from_annotations(repo_obj.annotations()) {
+        match mark {
+            Ok(m) if m.blocks(filter) => return Err(Failure::Invalid(m.refusal(&name))),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Failure::Invalid(format!(
+                    "BackupRepository {name} carries an unreadable fencing mark ({e}); backups are \
+                     refused until it is fixed or removed"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What a successful run stored.
 struct Stored {
     snapshot_id: String,
@@ -47,6 +70,9 @@ async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Res
              repository or set its spec.accessMode to ReadWrite",
             spec.repository
         )));
+    }
+    if let Some(request) = &request {
+        refuse_if_fenced(&repo_obj, &namespace, &request.filter.namespaces)?;
     }
     let repo = open_repository(&ctx.client, &repo_obj).await?;
     match (&spec.etcd, request) {

@@ -1,0 +1,100 @@
+//! The mark federation leaves on a BackupRepository when this cluster has lost an
+//! application's fencing lease (another cluster took the application over): backups of the
+//! application's namespaces into that repository are refused until the mark is removed (by
+//! a failback or relocate that returns the lease here). The backup engine and the controller
+//! know nothing else of federation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::objects::NamespaceFilter;
+
+/// Annotation key prefix: `fenced.lifeboat.dev/<plan>.<application>`, one per application.
+pub const ANNOTATION_PREFIX: &str = "fenced.lifeboat.dev/";
+
+/// The annotation's value (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceMark {
+    /// The failover plan.
+    pub plan: String,
+    /// The application.
+    pub application: String,
+    /// Its namespaces: backups that include any of them are refused.
+    pub namespaces: Vec<String>,
+    /// The cluster that holds the application now.
+    pub holder: String,
+    /// The epoch it holds it at.
+    pub epoch: u64,
+}
+
+impl FenceMark {
+    /// The annotation key of this mark.
+    pub fn annotation(&self) -> String {
+        format!("{ANNOTATION_PREFIX}{}.{}", self.plan, self.application)
+    }
+
+    /// The marks among an object's annotations (unreadable ones block everything: a mark is
+    /// never ignored because it could not be parsed).
+    pub fn from_annotations(
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<Result<Self, String>> {
+        annotations
+            .iter()
+            .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX))
+            .map(|(k, v)| serde_json::from_str(v).map_err(|e| format!("{k}: {e}")))
+            .collect()
+    }
+
+    /// Whether a backup of the namespaces `filter` selects would include this application.
+    pub fn blocks(&self, filter: &NamespaceFilter) -> bool {
+        self.namespaces.iter().any(|ns| filter.matches(ns))
+    }
+
+    /// Why a backup is refused, and the fix.
+    pub fn refusal(&self, repository: &str) -> String {
+        format!(
+            "BackupRepository {repository} is fenced for application {}/{} (namespaces {}): cluster {} \
+             took it over at epoch {}, so this cluster must not back it up. Fail the application back \
+             here (`drctl failback --plan {}`) or exclude its namespaces",
+            self.plan,
+            self.application,
+            self.namespaces.join(", "),
+            self.holder,
+            self.epoch,
+            self.plan
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_block_backups_that_include_the_application() {
+        let mark = FenceMark {
+            plan: "p".into(),
+            application: "shop".into(),
+            namespaces: vec!["shop".into()],
+            holder: "c2".into(),
+            epoch: 3,
+        };
+        let all = NamespaceFilter::new(&[], &[]).expect("filter");
+        let other = NamespaceFilter::new(&["billing".into()], &[]).expect("filter");
+        let globbed = NamespaceFilter::new(&["sh*".into()], &[]).expect("filter");
+        assert!(mark.blocks(&all));
+        assert!(!mark.blocks(&other));
+        assert!(mark.blocks(&globbed));
+        let annotations = [
+            (mark.annotation(), serde_json::to_string(&mark).expect("json")),
+            ("fenced.lifeboat.dev/p.bad".to_string(), "{".to_string()),
+            ("other".to_string(), "x".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let found = FenceMark::from_annotations(&annotations);
+        assert_eq!(found.len(), 2);
+        assert!(found.iter().any(|m| m.as_ref() == Ok(&mark)));
+        assert!(found.iter().any(Result::is_err));
+        assert!(mark.refusal("ns/r").contains("drctl failback --plan p"));
+    }
+}

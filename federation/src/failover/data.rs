@@ -1,0 +1,320 @@
+//! Moving an application's data: the last backup of a planned move, the restore of objects
+//! from a recovery point, the drill's verification against the recovery point's catalog,
+//! and the slot where volume data plugs in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use kube::Client;
+use kube::api::{Api, DynamicObject};
+use lifeboat_backup::Repository;
+use lifeboat_backup::progress::Progress;
+use lifeboat_backup::snapshot::Snapshot;
+use lifeboat_controller::crd::{ClusterScoped, ExistingResourcePolicy};
+use lifeboat_controller::objects::{
+    BackupRequest, DiscoveryDeadlines, NamespaceFilter, ObjectFilter, ObjectPath, RESOURCES_PATH,
+    ResourceFilter, ResourceRecord, RestoreOptions, backup_objects, restore_objects,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::crd::Application;
+
+/// Tag naming the plan on snapshots a run takes.
+pub const PLAN_TAG: &str = "lifeboat.dev/plan";
+/// Tag naming the application.
+pub const APPLICATION_TAG: &str = "lifeboat.dev/application";
+/// Tag naming the run.
+pub const RUN_TAG: &str = "lifeboat.dev/run";
+/// Label on every object a run restored.
+pub const RESTORED_BY: &str = "lifeboat.dev/restored-by";
+
+/// Restores volume data (the PV data mover of issue 18 implements it; until then nothing
+/// does, and plans say volumes are not restored).
+pub trait VolumeData: Send + Sync {
+    /// Restores the volumes of `application`'s claims from `snapshot` into the target.
+    fn restore<'a>(
+        &'a self,
+        client: &'a Client,
+        repo: &'a Repository,
+        snapshot: &'a Snapshot,
+        application: &'a Application,
+        namespace_mapping: &'a BTreeMap<String, String>,
+    ) -> BoxFuture<'a, Result<Value, String>>;
+}
+
+/// The final backup of a planned move.
+pub async fn final_backup(
+    client: &Client,
+    repo: &Repository,
+    plan: &str,
+    run: &str,
+    app: &Application,
+    progress: Arc<Progress>,
+) -> Result<Snapshot, String> {
+    let mut tags = app.snapshot_tags.clone();
+    tags.insert(PLAN_TAG.to_string(), plan.to_string());
+    tags.insert(APPLICATION_TAG.to_string(), app.name.clone());
+    tags.insert(RUN_TAG.to_string(), run.to_string());
+    let request = BackupRequest {
+        name: format!("{run}-{}", app.name),
+        filter: ObjectFilter {
+            namespaces: NamespaceFilter::new(&app.namespaces, &[]).map_err(|e| e.to_string())?,
+            resources: ResourceFilter::default(),
+            cluster_scoped: ClusterScoped::Auto,
+            label_selector: app.selector.clone(),
+        },
+        tags,
+        parallelism: 8,
+        discovery: DiscoveryDeadlines::default(),
+    };
+    let outcome = backup_objects(client, repo, &request, progress)
+        .await
+        .map_err(|e| format!("final backup: {e}"))?;
+    if !outcome.errors.is_empty() {
+        let first: Vec<String> = outcome
+            .errors
+            .iter()
+            .take(5)
+            .map(|e| format!("{}: {}", e.item, e.message))
+            .collect();
+        return Err(format!(
+            "final backup could not read {} item(s): {}",
+            outcome.errors.len(),
+            first.join("; ")
+        ));
+    }
+    Ok(outcome.snapshot)
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Restored {
+    /// The snapshot restored.
+    pub snapshot: String,
+    /// Objects created.
+    pub created: u64,
+    /// Objects replaced.
+    pub updated: u64,
+    /// Objects already as backed up.
+    pub unchanged: u64,
+    /// Objects left alone (existing, policy none).
+    pub skipped: u64,
+}
+
+/// Restores `app`'s objects from `snapshot`.
+#[allow(clippy::too_many_arguments)]
+pub async fn restore(
+    client: &Client,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    app: &Application,
+    namespace_mapping: &BTreeMap<String, String>,
+    storage_class_mapping: &BTreeMap<String, String>,
+    drill: bool,
+    run: &str,
+    progress: Arc<Progress>,
+) -> Result<Restored, String> {
+    let excluded: Vec<String> = if drill {
+        vec!["*.lifeboat.dev".to_string()]
+    } else {
+        Vec::new()
+    };
+    let options = RestoreOptions {
+        namespaces: NamespaceFilter::new(&app.namespaces, &[]).map_err(|e| e.to_string())?,
+        resources: ResourceFilter::new(&[], &excluded).map_err(|e| e.to_string())?,
+        cluster_scoped: false,
+        namespace_mapping: namespace_mapping.clone(),
+        existing: if drill {
+            ExistingResourcePolicy::None
+        } else {
+            ExistingResourcePolicy::Update
+        },
+        labels: BTreeMap::from([(RESTORED_BY.to_string(), run.to_string())]),
+        storage_class_mapping: storage_class_mapping.clone(),
+        ..RestoreOptions::default()
+    };
+    let outcome = restore_objects(client, repo, snapshot, &options, progress)
+        .await
+        .map_err(|e| format!("restore: {e}"))?;
+    let s = &outcome.summary;
+    let id = snapshot.id.map(|i| i.to_hex()).unwrap_or_default();
+    if s.created + s.updated + s.unchanged + s.skipped_existing == 0 && outcome.errors.is_empty() {
+        return Err(format!(
+            "recovery point {} holds no objects in namespaces {}; check the application's namespaces and \
+             snapshotTags",
+            &id[..id.len().min(12)],
+            app.namespaces.join(", ")
+        ));
+    }
+    if !outcome.errors.is_empty() {
+        let first: Vec<String> = outcome
+            .errors
+            .iter()
+            .take(5)
+            .map(|e| format!("{}: {}", e.item, e.message))
+            .collect();
+        return Err(format!(
+            "{} object(s) could not be restored: {}",
+            outcome.errors.len(),
+            first.join("; ")
+        ));
+    }
+    Ok(Restored {
+        snapshot: id,
+        created: s.created,
+        updated: s.updated,
+        unchanged: s.unchanged,
+        skipped: s.skipped_existing,
+    })
+}
+
+/// What a drill's verification found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    /// Objects of the application in the recovery point.
+    pub expected: u64,
+    /// Of those, found on the target.
+    pub found: u64,
+    /// Missing ones (the first 20).
+    pub missing: Vec<String>,
+    /// ConfigMaps and Secrets whose data was compared byte for byte.
+    pub data_compared: u64,
+    /// Those whose data differs (the first 20).
+    pub data_mismatches: Vec<String>,
+    /// Volumes whose data was compared with the catalog (0 until the PV data mover exists).
+    pub volumes_compared: u64,
+}
+
+impl Verification {
+    /// Everything matched.
+    pub fn ok(&self) -> bool {
+        self.expected == self.found && self.data_mismatches.is_empty()
+    }
+}
+
+/// Compares what the target holds with `app`'s objects in `snapshot`: every object present
+/// (under its mapped namespace), and the data of every ConfigMap and Secret identical.
+pub async fn verify(
+    client: &Client,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    app: &Application,
+    namespace_mapping: &BTreeMap<String, String>,
+) -> Result<Verification, String> {
+    let repo = repo.indexed().await.map_err(|e| format!("load index: {e}"))?;
+    let index = repo.index();
+    let reader = repo.reader();
+    let nodes = repo
+        .tree(snapshot)
+        .await
+        .map_err(|e| format!("read the recovery point: {e}"))?;
+    let table = nodes
+        .iter()
+        .find(|n| n.path == RESOURCES_PATH)
+        .ok_or_else(|| format!("the recovery point has no {RESOURCES_PATH}"))?;
+    let records: Vec<ResourceRecord> = serde_json::from_slice(
+        &reader
+            .read_stream(&table.chunks)
+            .await
+            .map_err(|e| format!("read {RESOURCES_PATH}: {e}"))?,
+    )
+    .map_err(|e| format!("{RESOURCES_PATH}: {e}"))?;
+    let records: HashMap<String, ResourceRecord> = records.into_iter().map(|r| (r.key(), r)).collect();
+    let mut expected = Vec::new();
+    for n in &nodes {
+        let Some(path) = ObjectPath::parse(&n.path) else {
+            continue;
+        };
+        let Some(ns) = &path.namespace else { continue };
+        if !app.namespaces.contains(ns) || path.key.ends_with(".lifeboat.dev") {
+            continue;
+        }
+        let Some(record) = records.get(&path.key) else {
+            continue;
+        };
+        expected.push((path.clone(), record.clone(), n.chunks.clone()));
+    }
+    let mut v = Verification {
+        expected: expected.len() as u64,
+        ..Verification::default()
+    };
+    // Present on the target? 32 reads in flight (owned values: a stream of references in a
+    // spawned future trips rustc's higher-ranked Send check).
+    let lookups: Vec<(ObjectPath, Api<DynamicObject>)> = expected
+        .iter()
+        .map(|(path, record, _)| {
+            let ns = path.namespace.clone().unwrap_or_default();
+            let ns = namespace_mapping.get(&ns).cloned().unwrap_or(ns);
+            (
+                path.clone(),
+                Api::namespaced_with(client.clone(), &ns, &record.api_resource()),
+            )
+        })
+        .collect();
+    let looked: Vec<(ObjectPath, Result<Option<DynamicObject>, kube::Error>)> =
+        futures::stream::iter(lookups)
+            .map(get_one)
+            .buffer_unordered(32)
+            .collect()
+            .await;
+    let mut live: BTreeMap<ObjectPath, DynamicObject> = BTreeMap::new();
+    for (path, got) in looked {
+        match got {
+            Ok(Some(obj)) => {
+                v.found += 1;
+                live.insert(path, obj);
+            }
+            Ok(None) => {
+                if v.missing.len() < 20 {
+                    v.missing.push(path.display());
+                }
+            }
+            Err(e) => return Err(format!("read {} on the target: {e}", path.display())),
+        }
+    }
+    // Data of ConfigMaps and Secrets, read from the repository pack by pack.
+    let mut with_data: Vec<&(ObjectPath, ResourceRecord, Vec<lifeboat_backup::blob::BlobId>)> = expected
+        .iter()
+        .filter(|(p, _, _)| matches!(p.key.as_str(), "configmaps" | "secrets") && live.contains_key(p))
+        .collect();
+    with_data.sort_by_key(|(_, _, chunks)| chunks.first().and_then(|c| index.get(c)).map(|l| l.pack));
+    for (path, _, chunks) in with_data {
+        let bytes = reader
+            .read_stream(chunks)
+            .await
+            .map_err(|e| format!("read {} from the repository: {e}", path.display()))?;
+        let backed: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let restored = live.get(path).map(|o| &o.data).cloned().unwrap_or(Value::Null);
+        v.data_compared += 1;
+        let same = ["data", "binaryData"]
+            .iter()
+            .all(|f| digest(&backed[f]) == digest(&restored[f]));
+        if !same && v.data_mismatches.len() < 20 {
+            v.data_mismatches.push(path.display());
+        }
+    }
+    Ok(v)
+}
+
+async fn get_one(
+    (path, api): (ObjectPath, Api<DynamicObject>),
+) -> (ObjectPath, Result<Option<DynamicObject>, kube::Error>) {
+    let got = api.get_opt(&path.name).await;
+    (path, got)
+}
+
+/// BLAKE3 of a JSON value's canonical text (object keys sorted, as serde_json's map is).
+fn digest(v: &Value) -> String {
+    let normal = match v {
+        Value::Null => Value::Object(Default::default()),
+        other => other.clone(),
+    };
+    blake3::hash(serde_json::to_string(&normal).unwrap_or_default().as_bytes())
+        .to_hex()
+        .to_string()
+}

@@ -1,0 +1,130 @@
+//! Failover, failback, relocate and drills: one engine. A run is planned by a pure function
+//! from the request and what was observed ([`plan::plan`]), recorded as an explicit state
+//! machine ([`machine::RunRecord`]) in every repository of the plan, and applied step by step
+//! by a small executor ([`execute::run`]) that records every transition, so an interrupted
+//! run resumes where it stopped; every step is idempotent.
+
+pub mod data;
+pub mod execute;
+pub mod machine;
+pub mod observe;
+pub mod plan;
+pub mod ready;
+pub mod steps;
+pub mod traffic;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use lifeboat_backup::Repository;
+use lifeboat_backup::progress::Progress;
+
+pub use execute::{Event, RunStore, run, start};
+pub use machine::{Next, Phase, RunRecord, StepRecord, StepState};
+pub use observe::observe;
+pub use plan::{Observed, Plan, PlanError, Request};
+pub use steps::{Kind, RecoveryPointRef, Step};
+
+use crate::clusters::{ClusterRecord, Connector};
+use crate::state::StateStore;
+
+/// Why a run could not start or continue.
+#[derive(Debug, thiserror::Error)]
+pub enum FailoverError {
+    /// The federation state failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The fencing lease could not be read or moved.
+    #[error(transparent)]
+    Fence(#[from] crate::fence::FenceError),
+    /// No plan could be made.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A run record cannot be continued.
+    #[error(transparent)]
+    Resume(#[from] machine::ResumeError),
+    /// Another process wrote the run meanwhile.
+    #[error("run {run} was changed by {owner} while this process ran it; it stops here (see `drctl audit`)")]
+    TakenOver {
+        /// The run.
+        run: String,
+        /// Who wrote it.
+        owner: String,
+    },
+    /// A run of the plan is already in progress.
+    #[error(
+        "{kind} run {run} of plan {plan} is in progress (step {step}); resume it with `drctl {kind} --plan \
+         {plan} --resume`, or wait for it"
+    )]
+    InProgress {
+        /// Its kind.
+        kind: String,
+        /// Its id.
+        run: String,
+        /// The plan.
+        plan: String,
+        /// The step it is at.
+        step: String,
+    },
+    /// The run named does not exist.
+    #[error("no run {0} in the federation state; list runs with `drctl audit`")]
+    NoRun(String),
+}
+
+/// The key of a plan's stored copy.
+pub fn plan_key(name: &str) -> String {
+    crate::state::key(&["plans", name])
+}
+
+/// Stores the plan a run uses in every repository, so a later run (or a resume from another
+/// machine) can name it instead of carrying the file.
+pub async fn store_plan(
+    state: &StateStore,
+    fp: &crate::crd::FailoverPlan,
+) -> Result<(), crate::state::StateError> {
+    use kube::ResourceExt;
+    state
+        .overwrite_all(&plan_key(&fp.name_any()), fp)
+        .await
+        .map(|_| ())
+}
+
+/// A plan stored by an earlier run.
+pub async fn stored_plan(
+    state: &StateStore,
+    name: &str,
+) -> Result<Option<crate::crd::FailoverPlan>, crate::state::StateError> {
+    Ok(state.read_values(&plan_key(name)).await?.into_iter().next())
+}
+
+/// What a run works with: the federation state, the repositories that could be opened, a
+/// way to reach each cluster, and where progress goes.
+pub struct Env {
+    /// The federation state (every repository of the plan that could be opened).
+    pub state: StateStore,
+    /// Repositories by URL.
+    pub repositories: BTreeMap<String, Arc<Repository>>,
+    /// How clusters are reached.
+    pub connector: Connector,
+    /// The registered clusters by name.
+    pub records: BTreeMap<String, ClusterRecord>,
+    /// Who runs it (`drctl@host`, `agent@cluster`), for records, audit and observations.
+    pub actor: String,
+    /// The volume data mover, once there is one.
+    pub volumes: Option<Arc<dyn data::VolumeData>>,
+    /// Objects restored and backed up, for a progress bar.
+    pub items: Arc<Progress>,
+    /// Step events, for printing.
+    pub events: Arc<dyn Fn(&Event) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("state", &self.state)
+            .field("repositories", &self.repositories.keys().collect::<Vec<_>>())
+            .field("connector", &self.connector)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}

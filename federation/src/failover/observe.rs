@@ -1,0 +1,268 @@
+//! Gathering what a plan depends on: every cluster probed from here (and the observation
+//! recorded, so this machine is one of the observers), the fencing leases, the namespaces on
+//! the candidate targets, and each application's newest recovery point.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+
+use super::Env;
+use super::plan::{ClusterView, Observed, RecoveryPoint};
+use super::steps::Kind;
+use crate::crd::{Application, FailoverPlan};
+use crate::fence::{self, FenceLease};
+use crate::health::{self, ProbeOptions, Verdict};
+
+/// Whether a snapshot may be restored as `app`'s recovery point: it carries the
+/// application's tags, and it was taken by the cluster that held the application at the time
+/// (per the fencing lease's history; the plan's primary before any term). A snapshot a
+/// fenced cluster wrote after losing the lease is never used.
+pub fn eligible(
+    time: DateTime<Utc>,
+    cluster_id: Option<&str>,
+    tags: &BTreeMap<String, String>,
+    app: &Application,
+    lease: Option<&FenceLease>,
+    ids: &BTreeMap<String, String>,
+    primary: &str,
+) -> bool {
+    if !app.snapshot_tags.iter().all(|(k, v)| tags.get(k) == Some(v)) {
+        return false;
+    }
+    if ids.is_empty() {
+        // No cluster ids are known: cannot tell who took it.
+        return true;
+    }
+    let Some(taker) = cluster_id.and_then(|id| ids.get(id)) else {
+        return false;
+    };
+    let holder = lease.and_then(|l| l.holder_at(time)).unwrap_or(primary);
+    taker == holder
+}
+
+/// Observes everything `fp` needs for a run of `kind`.
+pub async fn observe(env: &Env, fp: &FailoverPlan, kind: Kind) -> Result<Observed, super::FailoverError> {
+    let now = Utc::now();
+    let policy = fp.spec.health.policy();
+    let plan_name = fp.name_any();
+
+    // Leases first: they say who the source is, whose failures need confirming.
+    let mut leases = BTreeMap::new();
+    let mut holders = BTreeMap::new();
+    for app in &fp.spec.applications {
+        let view = fence::read(&env.state, &plan_name, &app.name).await?;
+        holders.insert(
+            app.name.clone(),
+            view.newest.as_ref().map(|l| (l.holder.clone(), l.epoch)),
+        );
+        leases.insert(app.name.clone(), view.newest);
+    }
+    let sources: BTreeSet<String> = holders
+        .values()
+        .map(|h| {
+            h.clone()
+                .map(|(c, _)| c)
+                .unwrap_or_else(|| fp.spec.primary.clone())
+        })
+        .collect();
+
+    let mut probes = Vec::new();
+    for name in fp.clusters().into_iter().map(str::to_string) {
+        let is_source = sources.contains(&name);
+        probes.push(async move {
+            let name = name.as_str();
+            let Some(record) = env.records.get(name) else {
+                return (
+                    name.to_string(),
+                    ClusterView {
+                        registered: false,
+                        reachable: false,
+                        verdict: Verdict::Unknown,
+                        ceph: false,
+                    },
+                    None,
+                );
+            };
+            let client = env.connector.connect(record).await.ok();
+            // A failing source is probed until this observer's own count confirms it, so
+            // one run of drctl is one full observer.
+            let attempts = if kind == Kind::Failover && is_source {
+                policy.failure_threshold.max(1)
+            } else {
+                1
+            };
+            let mut last = None;
+            for n in 0..attempts {
+                if n > 0 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                let result = health::probe(client.as_ref(), record, &ProbeOptions::default()).await;
+                let ok = result.ok();
+                let recorded =
+                    health::observe_and_record(&env.state, name, &env.actor, result, &policy).await;
+                last = Some((ok, recorded));
+                if ok {
+                    break;
+                }
+            }
+            let (reachable, verdict) = match last {
+                Some((ok, Ok((_, verdict)))) => (ok, verdict),
+                Some((ok, Err(_))) => (ok, Verdict::Unknown),
+                None => (false, Verdict::Unknown),
+            };
+            let namespaces = match (&client, reachable) {
+                (Some(c), true) => Api::<Namespace>::all(c.clone())
+                    .list(&ListParams::default())
+                    .await
+                    .ok()
+                    .map(|l| l.items.iter().map(|n| n.name_any()).collect::<BTreeSet<_>>()),
+                _ => None,
+            };
+            (
+                name.to_string(),
+                ClusterView {
+                    registered: true,
+                    reachable,
+                    verdict,
+                    ceph: record.ceph.is_some(),
+                },
+                namespaces,
+            )
+        });
+    }
+    let mut clusters = BTreeMap::new();
+    let mut namespaces = BTreeMap::new();
+    for (name, view, ns) in join_all(probes).await {
+        if let Some(ns) = ns {
+            namespaces.insert(name.clone(), ns);
+        }
+        clusters.insert(name, view);
+    }
+
+    let mut recovery_points = BTreeMap::new();
+    if !kind.planned() {
+        let ids: BTreeMap<String, String> = env
+            .records
+            .values()
+            .filter_map(|r| r.cluster_id.clone().map(|id| (id, r.name.clone())))
+            .collect();
+        let mut per_repo = Vec::new();
+        for (url, repo) in &env.repositories {
+            if let Ok(snaps) = lifeboat_controller::objects::object_snapshots(repo, None).await {
+                per_repo.push((url.clone(), snaps));
+            }
+        }
+        for app in &fp.spec.applications {
+            let lease = leases.get(&app.name).cloned().flatten();
+            let best = per_repo
+                .iter()
+                .flat_map(|(url, snaps)| snaps.iter().map(move |s| (url, s)))
+                .filter(|(_, s)| {
+                    eligible(
+                        s.time,
+                        s.details.cluster_id(),
+                        &s.tags,
+                        app,
+                        lease.as_ref(),
+                        &ids,
+                        &fp.spec.primary,
+                    )
+                })
+                .max_by_key(|(_, s)| s.time)
+                .map(|(url, s)| RecoveryPoint {
+                    id: s.id.map(|i| i.to_hex()).unwrap_or_default(),
+                    repository: url.clone(),
+                    time: s.time,
+                    cluster: s.details.cluster_id().and_then(|id| ids.get(id)).cloned(),
+                });
+            recovery_points.insert(app.name.clone(), best);
+        }
+    }
+    Ok(Observed {
+        now,
+        clusters,
+        holders,
+        recovery_points,
+        namespaces,
+        volumes: env.volumes.is_some(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).expect("time")
+    }
+
+    #[test]
+    fn only_the_holder_at_the_time_makes_recovery_points() {
+        let app = Application {
+            name: "shop".into(),
+            namespaces: vec!["shop".into()],
+            ..Application::default()
+        };
+        let ids = BTreeMap::from([
+            ("uid-1".to_string(), "c1".to_string()),
+            ("uid-2".to_string(), "c2".to_string()),
+        ]);
+        let none = BTreeMap::new();
+        // Before any failover: the primary's backups count, the standby's do not.
+        assert!(eligible(at(0), Some("uid-1"), &none, &app, None, &ids, "c1"));
+        assert!(!eligible(at(0), Some("uid-2"), &none, &app, None, &ids, "c1"));
+        // After c2 took over at t=100: c1's later backups (it came back, fenced) are refused.
+        let lease = FenceLease::initial("p", "shop", "c1", at(0)).taken_over("c2", at(100), "failover");
+        assert!(eligible(
+            at(50),
+            Some("uid-1"),
+            &none,
+            &app,
+            Some(&lease),
+            &ids,
+            "c1"
+        ));
+        assert!(!eligible(
+            at(150),
+            Some("uid-1"),
+            &none,
+            &app,
+            Some(&lease),
+            &ids,
+            "c1"
+        ));
+        assert!(eligible(
+            at(150),
+            Some("uid-2"),
+            &none,
+            &app,
+            Some(&lease),
+            &ids,
+            "c1"
+        ));
+        // Unknown clusters never count once ids are known; with no ids at all, anything does.
+        assert!(!eligible(
+            at(150),
+            Some("uid-9"),
+            &none,
+            &app,
+            Some(&lease),
+            &ids,
+            "c1"
+        ));
+        assert!(eligible(at(150), None, &none, &app, None, &BTreeMap::new(), "c1"));
+        // Tags narrow further.
+        let tagged = Application {
+            snapshot_tags: BTreeMap::from([("app".to_string(), "shop".to_string())]),
+            ..app.clone()
+        };
+        assert!(!eligible(at(0), Some("uid-1"), &none, &tagged, None, &ids, "c1"));
+        let tags = BTreeMap::from([("app".to_string(), "shop".to_string())]);
+        assert!(eligible(at(0), Some("uid-1"), &tags, &tagged, None, &ids, "c1"));
+    }
+}
