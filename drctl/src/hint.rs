@@ -1,10 +1,26 @@
 //! What to type next, for errors the libraries report by meaning: the libraries never name a
 //! flag or a command, since the controller reports the same errors in resource statuses.
 
+use std::collections::BTreeSet;
+
 use lifeboat_backup::RepoError;
 use lifeboat_backup::maintenance::forget::ForgetError;
+use lifeboat_backup::pack::PackError;
 use lifeboat_controller::objects::ObjectsError;
 use lifeboat_etcd::EtcdError;
+
+/// What finds every pack whose blobs are not what their ids name.
+const READ_DATA: &str = "run `drctl repo check --read-data` to find every damaged or forged pack";
+
+/// The hint after a restore that found damaged or forged packs (by object key) in `url`.
+pub fn damaged_packs(packs: &BTreeSet<String>, url: &str) -> String {
+    let list: Vec<&str> = packs.iter().map(String::as_str).collect();
+    format!(
+        "{} of {url} did not match the ids of their blobs ({}); {READ_DATA}",
+        if list.len() == 1 { "a pack" } else { "packs" },
+        list.join(", ")
+    )
+}
 
 /// The hint for the first error in `e`'s chain that has one.
 pub fn for_error(e: &anyhow::Error) -> Option<String> {
@@ -55,6 +71,7 @@ fn repo(e: &RepoError) -> Option<String> {
         RepoError::MissingBlob { .. } | RepoError::PackUnreadable { .. } => {
             "run `drctl repo check` to see what is damaged".to_string()
         }
+        RepoError::Pack(PackError::BlobMismatch { .. }) => READ_DATA.to_string(),
         RepoError::KeyNotFound { .. } => "list them with `drctl repo key list`".to_string(),
         RepoError::LastKey { .. } => "add another with `drctl repo key add` first".to_string(),
         _ => return None,

@@ -55,6 +55,11 @@ pub struct RestoreReport {
     /// Things left out by choice, each with why (attributes only root may set).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Object keys of packs found damaged or forged (a blob that is not the content its id
+    /// names, a frame that does not decode): the files with blobs in them are in `errors`.
+    /// Checking the repository with all data read finds every such pack.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub damaged_packs: BTreeSet<String>,
 }
 
 /// Restores `snapshot` under `target`. The lifecycle around it (lock, index, tree) is
@@ -140,7 +145,8 @@ async fn run(
     };
     let (bytes, pack_failures) = packs::write_packs(repo, &plan, &outputs, &progress).await;
     report.bytes = bytes;
-    for (file, why) in pack_failures {
+    report.damaged_packs = pack_failures.damaged;
+    for (file, why) in pack_failures.files {
         if failed.insert(file) {
             report
                 .errors

@@ -103,9 +103,11 @@ impl SnapshotReader<'_> {
 
     /// The content of many single-blob items (Kubernetes objects), each with the caller's
     /// `T`, as their packs arrive: each pack is fetched once, `packs_at_once` at a time, and
-    /// only those packs are in memory. Blobs are not re-hashed (age authenticated the pack;
-    /// `repo check --read-data` re-hashes). A blob that is not indexed, or whose pack cannot be
-    /// read, comes back as that item's error; the others are unaffected.
+    /// only those packs are in memory. Every blob is checked against its id before it is
+    /// handed out (age proves a pack was not altered, not who wrote it: anyone with the
+    /// public recipient can encrypt one). A blob that is not indexed, whose pack cannot be
+    /// read, or that is not the content its id names ([`crate::pack::PackError::BlobMismatch`]
+    /// inside [`RepoError::Pack`]) comes back as that item's error; the others are unaffected.
     pub fn read_items<T: 'static>(
         &self,
         items: Vec<(T, BlobId)>,
@@ -132,11 +134,9 @@ impl SnapshotReader<'_> {
                     .into_iter()
                     .map(|(item, blob)| {
                         let content = match (&open, self.repo.index().get(&blob)) {
-                            // age authenticated every byte of the pack; `repo check
-                            // --read-data` re-hashes blobs, a restore need not.
-                            (Ok(open), Some(loc)) => {
-                                open.blob_unverified(&loc.entry).map_err(RepoError::from)
-                            }
+                            (Ok(open), Some(loc)) => open
+                                .blob(&loc.entry, self.repo.key().chunk_id_key())
+                                .map_err(RepoError::from),
                             (Err(e), _) => Err(RepoError::PackUnreadable {
                                 pack: pack.to_hex(),
                                 why: e.to_string(),

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use kube::Client;
 use lifeboat_backup::blob::BlobId;
+use lifeboat_backup::pack::PackError;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_backup::{RepoError, Repository, Sink, SnapshotReader};
@@ -236,6 +237,10 @@ async fn restore_from(
                 Err(RepoError::PackUnreadable { why, .. }) => {
                     Err(format!("its pack could not be read: {why}"))
                 }
+                // Not the content its id names: none of it is applied.
+                Err(RepoError::Pack(e @ PackError::BlobMismatch { .. })) => Err(format!(
+                    "{e}; run `drctl repo check --read-data` to find every damaged or forged pack"
+                )),
                 Err(e) => Err(e.to_string()),
             };
             std::future::ready(Some((item, value)))
