@@ -4,13 +4,39 @@
 use std::collections::BTreeSet;
 
 use lifeboat_backup::RepoError;
+use lifeboat_backup::maintenance::check::CheckAdvice;
 use lifeboat_backup::maintenance::forget::ForgetError;
+use lifeboat_backup::maintenance::prune::PruneRefusal;
 use lifeboat_backup::pack::PackError;
+use lifeboat_backup::repository::LockAdvice;
 use lifeboat_controller::objects::ObjectsError;
 use lifeboat_etcd::EtcdError;
 
 /// What finds every pack whose blobs are not what their ids name.
 const READ_DATA: &str = "run `drctl repo check --read-data` to find every damaged or forged pack";
+
+/// One fix `repo check` found, with the drctl command that applies it.
+pub fn check_advice(advice: &CheckAdvice, url: &str) -> String {
+    match advice {
+        CheckAdvice::RepairIndex {
+            damaged_index,
+            unindexed_needed,
+            missing_pack,
+        } => format!(
+            "run `drctl repo repair index --repo {url}`: {}",
+            CheckAdvice::repair_effect(*damaged_index, *unindexed_needed, *missing_pack)
+        ),
+        CheckAdvice::RecoverLostData => "data in damaged or missing packs is lost unless a replica \
+             (`drctl repo copy`) has those packs: copy them back into data/, or, after `drctl repo \
+             repair index`, back up the sources again so their blobs are stored anew, then `drctl \
+             forget` the damaged snapshots"
+            .to_string(),
+        CheckAdvice::PruneUnindexed { packs } => format!(
+            "{packs} pack(s) no index lists and no snapshot needs (from interrupted backups): \
+             `drctl repo prune --repo {url}` removes them"
+        ),
+    }
+}
 
 /// The hint after a restore that found damaged or forged packs (by object key) in `url`.
 pub fn damaged_packs(packs: &BTreeSet<String>, url: &str) -> String {
@@ -72,6 +98,25 @@ fn repo(e: &RepoError) -> Option<String> {
             "run `drctl repo check` to see what is damaged".to_string()
         }
         RepoError::Pack(PackError::BlobMismatch { .. }) => READ_DATA.to_string(),
+        RepoError::Pack(PackError::NotThePack { .. }) => "run `drctl repo check` to see which".to_string(),
+        RepoError::PruneRefused { url, reason } => match reason {
+            PruneRefusal::MissingPacks { .. } | PruneRefusal::UnindexedPackHoldsNeeded { .. } => format!(
+                "run `drctl repo repair index --repo {url}`, then `drctl repo prune` again \
+                 (`drctl repo check --repo {url}` names any snapshots that lost data)"
+            ),
+            PruneRefusal::LostBlobs { .. } => format!(
+                "`drctl repo check --repo {url}` names the damaged snapshots; back up their sources \
+                 again or `drctl forget` them, then prune again"
+            ),
+        },
+        RepoError::Locked { url, advice, .. } => match advice {
+            LockAdvice::Wait => return None,
+            LockAdvice::HolderGone { .. } => format!("remove the lock with `drctl repo unlock --repo {url}`"),
+            LockAdvice::HolderUnknown { host, .. } => format!(
+                "if its holder is gone, run `drctl repo unlock --repo {url}` on {host} (it checks), or, \
+                 after making sure, `drctl repo unlock --remove-all --repo {url}`"
+            ),
+        },
         RepoError::KeyNotFound { .. } => "list them with `drctl repo key list`".to_string(),
         RepoError::LastKey { .. } => "add another with `drctl repo key add` first".to_string(),
         _ => return None,

@@ -218,6 +218,46 @@ async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
     Ok(plan)
 }
 
+/// Why prune refused to run; nothing was deleted. The messages say what to do in words; drctl
+/// adds its commands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PruneRefusal {
+    /// The index lists packs storage no longer has.
+    #[error(
+        "{count} pack(s) the index lists are missing from storage (first: {first}); rebuild the \
+         index from the packs, then prune again (the next backup then stores their blobs again \
+         where the source still has them; a check names the snapshots that lost data)"
+    )]
+    MissingPacks {
+        /// How many.
+        count: usize,
+        /// The first one's object key.
+        first: String,
+    },
+    /// Snapshots need blobs the index lacks, and a pack no index lists holds some of them.
+    #[error(
+        "snapshots need {needed} blob(s) the index does not list, and pack {pack}, which no index \
+         lists, holds some of them (an index file is missing or damaged); rebuild the index from \
+         the packs, then prune again"
+    )]
+    UnindexedPackHoldsNeeded {
+        /// Blobs needed and not indexed.
+        needed: usize,
+        /// A pack holding some of them (object key).
+        pack: String,
+    },
+    /// Snapshots need blobs no pack holds: their data was lost.
+    #[error(
+        "snapshots need {needed} blob(s) that no pack holds (data was lost); a check names the \
+         damaged snapshots: back up their sources again (that stores the blobs anew where the \
+         source still has them) or forget those snapshots, then prune again"
+    )]
+    LostBlobs {
+        /// Blobs needed that no pack holds.
+        needed: usize,
+    },
+}
+
 /// Prune trusts the index to say what storage holds. It refuses, naming the fix, when the
 /// index lists packs storage no longer has (the blobs they held must be stored again first),
 /// and when snapshots need blobs the index lacks while packs no index lists (a lost or
@@ -230,10 +270,6 @@ async fn refuse_unless_index_matches_storage(
     used: &HashSet<BlobId>,
     stored: &HashMap<String, u64>,
 ) -> Result<(), RepoError> {
-    let repair = format!(
-        "run `drctl repo repair index --repo {}`, then prune again",
-        repo.url()
-    );
     let missing_packs: Vec<String> = index
         .packs()
         .iter()
@@ -242,12 +278,11 @@ async fn refuse_unless_index_matches_storage(
         .collect();
     if let Some(first) = missing_packs.first() {
         return Err(RepoError::PruneRefused {
-            reason: format!(
-                "{} pack(s) the index lists are missing from storage (first: {first}); {repair} \
-                 (the next backup then stores their blobs again where the source still has them; \
-                 `drctl repo check` names the snapshots that lost data)",
-                missing_packs.len()
-            ),
+            url: repo.url().to_string(),
+            reason: PruneRefusal::MissingPacks {
+                count: missing_packs.len(),
+                first: first.clone(),
+            },
         });
     }
     let unindexed_needed: HashSet<BlobId> = used.iter().filter(|id| !index.contains(id)).copied().collect();
@@ -267,24 +302,21 @@ async fn refuse_unless_index_matches_storage(
             .is_ok_and(|(_, blobs)| blobs.iter().any(|b| unindexed_needed.contains(&b.id)));
         if holds {
             return Err(RepoError::PruneRefused {
-                reason: format!(
-                    "snapshots need {} blob(s) the index does not list, and pack {key}, which no \
-                     index lists, holds some of them (an index file is missing or damaged); {repair}",
-                    unindexed_needed.len()
-                ),
+                url: repo.url().to_string(),
+                reason: PruneRefusal::UnindexedPackHoldsNeeded {
+                    needed: unindexed_needed.len(),
+                    pack: key.clone(),
+                },
             });
         }
     }
     // No pack holds them: their data is lost. A snapshot whose tree is lost cannot say which
     // chunks it needs, so nothing is deleted until the damaged snapshots are dealt with.
     Err(RepoError::PruneRefused {
-        reason: format!(
-            "snapshots need {} blob(s) that no pack holds (data was lost); `drctl repo check --repo {url}` \
-             names the damaged snapshots: back up their sources again (that stores the blobs \
-             anew where the source still has them) or forget those snapshots, then prune again",
-            unindexed_needed.len(),
-            url = repo.url()
-        ),
+        url: repo.url().to_string(),
+        reason: PruneRefusal::LostBlobs {
+            needed: unindexed_needed.len(),
+        },
     })
 }
 

@@ -14,7 +14,7 @@ pub enum PackError {
     /// The pack's own blob list does not record a blob where the index puts it: the object
     /// is another pack, or the index is wrong about it.
     #[error(
-        "pack {key}: its own blob list does not record blob {blob} where the index puts it (another pack stored under this name, or a damaged index; `drctl repo check` tells which)"
+        "pack {key}: its own blob list does not record blob {blob} where the index puts it (another pack stored under this name, or a damaged index; a check of the repository tells which)"
     )]
     NotThePack {
         /// The pack's object key.

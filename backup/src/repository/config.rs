@@ -79,7 +79,7 @@ impl Config {
         }
         if !(OLDEST_VERSION..=VERSION).contains(&config.version) {
             return Err(bad(format!(
-                "format version {} is not supported by this drctl (supports {OLDEST_VERSION} to {VERSION}); upgrade drctl",
+                "format version {} is not supported by this version of Lifeboat (supports {OLDEST_VERSION} to {VERSION}); upgrade it",
                 config.version
             )));
         }

@@ -141,8 +141,10 @@ pub enum RepoError {
     /// storage; nothing was deleted.
     #[error("prune refused, nothing was deleted: {reason}")]
     PruneRefused {
-        /// What is wrong and the fix.
-        reason: String,
+        /// The repository URL.
+        url: String,
+        /// What is wrong, and what to do in words.
+        reason: crate::maintenance::prune::PruneRefusal,
     },
     /// A blob a snapshot needs is not in the index.
     #[error("blob {blob} is not in the index of {url}: the repository is damaged")]
@@ -167,8 +169,8 @@ pub enum RepoError {
         url: String,
         /// Who holds it: pid, host, operation, age.
         holder: String,
-        /// What to do: wait, or how to remove it.
-        advice: String,
+        /// What to do: wait, or remove it.
+        advice: LockAdvice,
         /// When it expires.
         expires: String,
     },
@@ -369,6 +371,44 @@ impl RepoError {
         Self::Io {
             path: path.display().to_string(),
             message: e.to_string(),
+        }
+    }
+}
+
+/// What to do about a lock someone else holds (part of [`RepoError::Locked`]). In words:
+/// drctl adds the commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockAdvice {
+    /// Its holder is running: wait.
+    Wait,
+    /// Its holder is gone (this host can tell): the lock can be removed.
+    HolderGone {
+        /// How that is known.
+        why: String,
+    },
+    /// Its holder runs elsewhere and cannot be checked from here.
+    HolderUnknown {
+        /// The holder's host.
+        host: String,
+        /// Why it cannot be checked.
+        why: String,
+    },
+}
+
+impl std::fmt::Display for LockAdvice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Wait => f.write_str("Wait for it to finish."),
+            Self::HolderGone { why } => write!(
+                f,
+                "Its holder is gone ({why}): the lock can be removed (unlocking checks this again)."
+            ),
+            Self::HolderUnknown { host, why } => write!(
+                f,
+                "If that process is gone (killed, or its node lost), remove the lock by unlocking on \
+                 {host} (which checks), or, after making sure, by removing every lock ({why}); \
+                 otherwise wait for it to finish."
+            ),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use super::error::LockAdvice;
 use super::holder::{HolderState, ThisHost, describe, holder_state, process_start};
 use super::objects::Objects;
 use super::{RepoError, Repository};
@@ -217,17 +218,12 @@ impl Repository {
             if kind == LockKind::Exclusive || theirs.kind == LockKind::Exclusive {
                 objects.delete(&key).await?;
                 let advice = match holder_state(&theirs, &ThisHost::current(), process_start) {
-                    HolderState::Running => "Wait for it to finish.".to_string(),
-                    HolderState::Gone(why) => format!(
-                        "Its holder is gone ({why}): remove the lock with `drctl repo unlock --repo {}`.",
-                        self.url
-                    ),
-                    HolderState::Unknown(why) => format!(
-                        "If that process is gone (killed, or its node lost), remove the lock with \
-                         `drctl repo unlock` on {} (it checks), or after making sure with \
-                         `drctl repo unlock --remove-all` ({why}); otherwise wait for it to finish.",
-                        theirs.hostname
-                    ),
+                    HolderState::Running => LockAdvice::Wait,
+                    HolderState::Gone(why) => LockAdvice::HolderGone { why },
+                    HolderState::Unknown(why) => LockAdvice::HolderUnknown {
+                        host: theirs.hostname.clone(),
+                        why,
+                    },
                 };
                 return Err(RepoError::Locked {
                     url: self.url.clone(),

@@ -13,7 +13,7 @@ pub(crate) mod objects;
 mod retention;
 
 pub use config::{Config, InitOptions};
-pub use error::{RepoError, StoreFailure};
+pub use error::{LockAdvice, RepoError, StoreFailure};
 pub use indexed::IndexedRepository;
 pub use keys::KeyInfo;
 pub use lock::hostname;

@@ -123,7 +123,7 @@ async fn run(
     };
     for pattern in &plan.unmatched {
         report.errors.push(format!(
-            "--include {pattern:?} matches nothing in the snapshot (patterns match stored paths: \
+            "include pattern {pattern:?} matches nothing in the snapshot (patterns match stored paths: \
              absolute, without the leading /, e.g. {:?})",
             nodes.first().map_or("tmp/data", |n| n.path.as_str())
         ));

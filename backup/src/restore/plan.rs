@@ -73,7 +73,7 @@ pub struct RestorePlan {
 /// An `--include` pattern that is not a glob.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "--include {pattern:?} is not a valid glob: {message} (syntax: * ? [abc] {{a,b}} and ** for any depth)"
+    "include pattern {pattern:?} is not a valid glob: {message} (syntax: * ? [abc] {{a,b}} and ** for any depth)"
 )]
 pub struct InvalidInclude {
     /// The pattern as given.
