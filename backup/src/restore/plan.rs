@@ -311,6 +311,9 @@ mod tests {
         let plan = plan_restore(&nodes, &Index::default(), &["top/deep/c?".to_string()]).unwrap();
         assert_eq!(plan.entries.last().map(|e| e.node), Some(5));
     }
+    /// Per pack, its blobs in read order with the (node, offset) places each goes to.
+    type PlannedPacks = Vec<(PackId, Vec<(crate::blob::BlobId, Vec<(usize, u64)>)>)>;
+
     /// A realistic tree: a config and its backup copy sharing both chunks (deduplicated
     /// across two packs), an empty file, a log whose second chunk the index lost, a database
     /// with a second hard-linked name, and a symlink. The whole plan is asserted, then the
@@ -399,7 +402,7 @@ mod tests {
             ]
         );
         // Each pack read front to back, each blob decoded once for every place it goes.
-        let packs: Vec<(PackId, Vec<(BlobId, Vec<(usize, u64)>)>)> = plan
+        let packs: PlannedPacks = plan
             .packs
             .iter()
             .map(|(p, blobs)| {
@@ -435,7 +438,7 @@ mod tests {
             entries,
             vec![(0, EntryKind::Dir), (1, EntryKind::Dir), (2, EntryKind::File)]
         );
-        let packs: Vec<(PackId, Vec<(BlobId, Vec<(usize, u64)>)>)> = plan
+        let packs: PlannedPacks = plan
             .packs
             .iter()
             .map(|(p, blobs)| {
