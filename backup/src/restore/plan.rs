@@ -314,6 +314,18 @@ mod tests {
     /// Per pack, its blobs in read order with the (node, offset) places each goes to.
     type PlannedPacks = Vec<(PackId, Vec<(crate::blob::BlobId, Vec<(usize, u64)>)>)>;
 
+    fn planned_packs(plan: &RestorePlan) -> PlannedPacks {
+        plan.packs
+            .iter()
+            .map(|(p, blobs)| {
+                (
+                    *p,
+                    blobs.iter().map(|b| (b.entry.id, b.targets.clone())).collect(),
+                )
+            })
+            .collect()
+    }
+
     /// A realistic tree: a config and its backup copy sharing both chunks (deduplicated
     /// across two packs), an empty file, a log whose second chunk the index lost, a database
     /// with a second hard-linked name, and a symlink. The whole plan is asserted, then the
@@ -402,16 +414,7 @@ mod tests {
             ]
         );
         // Each pack read front to back, each blob decoded once for every place it goes.
-        let packs: PlannedPacks = plan
-            .packs
-            .iter()
-            .map(|(p, blobs)| {
-                (
-                    *p,
-                    blobs.iter().map(|b| (b.entry.id, b.targets.clone())).collect(),
-                )
-            })
-            .collect();
+        let packs = planned_packs(&plan);
         let mut expected = vec![
             (
                 pack_a,
@@ -438,16 +441,7 @@ mod tests {
             entries,
             vec![(0, EntryKind::Dir), (1, EntryKind::Dir), (2, EntryKind::File)]
         );
-        let packs: PlannedPacks = plan
-            .packs
-            .iter()
-            .map(|(p, blobs)| {
-                (
-                    *p,
-                    blobs.iter().map(|b| (b.entry.id, b.targets.clone())).collect(),
-                )
-            })
-            .collect();
+        let packs = planned_packs(&plan);
         let mut expected = vec![
             (pack_a, vec![(chunk(1), vec![(2, 0)])]),
             (pack_b, vec![(chunk(2), vec![(2, 100)])]),
