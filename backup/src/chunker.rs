@@ -41,7 +41,7 @@ impl ChunkerParams {
     };
 
     /// Checks the bounds FastCDC accepts, naming the fix.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ChunkerError> {
         let ok = (64..=1 << 20).contains(&self.min)
             && (256..=4 << 20).contains(&self.avg)
             && (1024..=16 << 20).contains(&self.max)
@@ -50,13 +50,23 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(format!(
-                "chunk sizes min={} avg={} max={} are out of range: need 64 B ≤ min ≤ 1 MiB, \
-                 256 B ≤ avg ≤ 4 MiB, 1 KiB ≤ max ≤ 16 MiB and min ≤ avg ≤ max",
-                self.min, self.avg, self.max
-            ))
+            Err(ChunkerError { params: *self })
         }
     }
+}
+
+/// Chunk sizes outside what FastCDC accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "chunk sizes min={} avg={} max={} are out of range: need 64 B ≤ min ≤ 1 MiB, \
+     256 B ≤ avg ≤ 4 MiB, 1 KiB ≤ max ≤ 16 MiB and min ≤ avg ≤ max",
+    params.min,
+    params.avg,
+    params.max
+)]
+pub struct ChunkerError {
+    /// The sizes given.
+    pub params: ChunkerParams,
 }
 
 /// Splits an in-memory buffer into chunks without copying them.
@@ -156,6 +166,8 @@ mod tests {
             avg: 20,
             max: 30,
         };
-        assert!(bad.validate().unwrap_err().contains("min"));
+        let err = bad.validate().unwrap_err();
+        assert_eq!(err.params, bad);
+        assert!(err.to_string().contains("min=10"));
     }
 }

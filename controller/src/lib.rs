@@ -17,6 +17,7 @@ pub mod objects;
 pub mod reconcile;
 pub mod repository;
 mod run;
+pub mod wait;
 
 pub use config::Config;
 pub use error::Error;

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod hint;
 mod kube;
 mod open;
 mod output;
@@ -66,6 +67,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(hint) = hint::for_error(&e) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::from(error_code(&e))
         }
     }

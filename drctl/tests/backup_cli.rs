@@ -838,7 +838,7 @@ fn unmatched_includes_are_named_and_usage_errors_exit_2() {
         .arg(d.join("t"))
         .args(["--include", "plain", "--include", &format!("{data}/sub")]));
     assert_eq!(code, Some(3), "{out}{err}");
-    assert!(out.contains("--include \"plain\" matches nothing"), "{out}");
+    assert!(out.contains("include pattern \"plain\" matches nothing"), "{out}");
     assert!(!out.contains("sub\" matches nothing"), "{out}");
     assert!(d.join("t").join(&data[1..]).join("sub/b.bin").exists());
 

@@ -1,10 +1,12 @@
 //! A pack written by someone without the repository key — encrypted to the repository's
 //! public recipient (anyone can), named by its own BLAKE3, listed by a new index — claims to
-//! hold a file's blob but holds other bytes. Restore refuses that blob (exit 3) and writes
-//! none of the forged bytes; `repo check --read-data` reports it.
+//! hold a blob but holds other bytes. Every restore refuses that blob (exit 3) and uses none
+//! of the forged bytes: the files restore writes none of them, the Kubernetes objects restore
+//! creates no object from them; `repo check --read-data` reports the pack.
 //!
 //! Built with the stock tools a forger has (`age`, `zstd`), as docs/FORMAT.md describes the
-//! objects.
+//! objects. (The tests unwrap the repository key too, but only to find which blob to forge
+//! and, for the objects test, to copy the other blobs' frames unchanged.)
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
 
 mod files_support;
@@ -13,6 +15,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use files_support::*;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::PostParams;
+use lifeboat_tests::kube::TestCluster;
 use lifeboat_tests::repos::Backend;
 use serde_json::{Value, json};
 
@@ -59,20 +65,11 @@ fn put_named(dir: &Path, fan_out: bool, bytes: &[u8]) -> String {
     id
 }
 
-#[test]
-fn a_forged_blob_under_a_real_id_is_refused_by_restore_and_found_by_check() {
-    let repo = Repo::new(Backend::Local);
-    let root = repo.path("repo");
-    let src = repo.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("config.yaml"), "replicas: 3\nimage: app:1.4.2\n").unwrap();
-    let (code, _, err) = repo.backup(As::Me, &src);
-    assert_eq!(code, Some(0), "{err}");
-
-    // The repository key, unwrapped with the user's identity (FORMAT.md, recovery step 1),
-    // only to read which blob ids the index lists: the forged objects are written without it.
+/// The repository key, unwrapped with the test identity (FORMAT.md, recovery step 1), into a
+/// file `age -i` takes.
+fn unwrap_key(repo: &Repo) -> std::path::PathBuf {
     let key_file = repo.path("repo.key");
-    let unwrapped = objects(&root, "keys").iter().any(|k| {
+    let unwrapped = objects(&repo.path("repo"), "keys").iter().any(|k| {
         Command::new("age")
             .args(["-d", "-i"])
             .arg(&repo.t.identity)
@@ -84,16 +81,68 @@ fn a_forged_blob_under_a_real_id_is_refused_by_restore_and_found_by_check() {
             .success()
     });
     assert!(unwrapped, "no keys/ object opens with the test identity");
+    key_file
+}
+
+/// Every pack every index file lists (`{"id", "kind", "size", "blobs": [...]}`).
+fn read_index(root: &Path, key_file: &Path) -> Vec<Value> {
     let mut packs: Vec<Value> = Vec::new();
-    for index in objects(&root, "index") {
+    for index in objects(root, "index") {
         let plain = pipe(
-            Command::new("age").arg("-d").arg("-i").arg(&key_file),
+            Command::new("age").arg("-d").arg("-i").arg(key_file),
             &std::fs::read(&index).unwrap(),
         );
         let json: Value =
             serde_json::from_slice(&pipe(Command::new("zstd").args(["-d", "-c"]), &plain)).unwrap();
         packs.extend(json["packs"].as_array().unwrap().iter().cloned());
     }
+    packs
+}
+
+/// Replaces every index file with one listing `packs`, encrypted to `recipient`.
+fn write_index(root: &Path, recipient: &str, packs: &[Value]) {
+    for index in objects(root, "index") {
+        std::fs::remove_file(index).unwrap();
+    }
+    let index = pipe(
+        Command::new("age").args(["-r", recipient]),
+        &pipe(
+            Command::new("zstd").args(["-q", "-c"]),
+            &serde_json::to_vec(&json!({"packs": packs})).unwrap(),
+        ),
+    );
+    put_named(&root.join("index"), false, &index);
+}
+
+/// A pack's plaintext: `frames` one after another, then the trailer listing them (a zstd
+/// skippable frame, FORMAT.md). Returns it with the blob entries at their new offsets.
+fn pack_plaintext(kind: &str, frames: &[(Value, Vec<u8>, usize)]) -> (Vec<u8>, Vec<Value>) {
+    let mut plain = Vec::new();
+    let mut entries = Vec::new();
+    for (id, frame, raw_length) in frames {
+        entries
+            .push(json!({"id": id, "offset": plain.len(), "length": frame.len(), "raw_length": raw_length}));
+        plain.extend_from_slice(frame);
+    }
+    let trailer = serde_json::to_vec(&json!({"kind": kind, "blobs": entries})).unwrap();
+    plain.extend_from_slice(&0x184D_2A5Bu32.to_le_bytes());
+    plain.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
+    plain.extend_from_slice(&trailer);
+    (plain, entries)
+}
+
+#[test]
+fn a_forged_blob_under_a_real_id_is_refused_by_restore_and_found_by_check() {
+    let repo = Repo::new(Backend::Local);
+    let root = repo.path("repo");
+    let src = repo.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("config.yaml"), "replicas: 3\nimage: app:1.4.2\n").unwrap();
+    let (code, _, err) = repo.backup(As::Me, &src);
+    assert_eq!(code, Some(0), "{err}");
+
+    let key_file = unwrap_key(&repo);
+    let packs = read_index(&root, &key_file);
     let data = packs.iter().find(|p| p["kind"] == "data").expect("a data pack");
     assert_eq!(
         data["blobs"].as_array().unwrap().len(),
@@ -120,22 +169,15 @@ fn a_forged_blob_under_a_real_id_is_refused_by_restore_and_found_by_check() {
     std::fs::remove_file(root.join("data").join(&real[..2]).join(real)).unwrap();
     let mut listed: Vec<Value> = packs.iter().filter(|p| p["kind"] != "data").cloned().collect();
     listed.push(json!({"id": pack_id, "kind": "data", "size": pack.len(), "blobs": [entry]}));
-    for index in objects(&root, "index") {
-        std::fs::remove_file(index).unwrap();
-    }
-    let index = pipe(
-        Command::new("age").args(["-r", recipient]),
-        &pipe(
-            Command::new("zstd").args(["-q", "-c"]),
-            &serde_json::to_vec(&json!({"packs": listed})).unwrap(),
-        ),
-    );
-    put_named(&root.join("index"), false, &index);
+    write_index(&root, recipient, &listed);
 
     let target = repo.path("target");
     let (code, out) = repo.restore(As::Me, "latest", &target, &[]);
     assert_eq!(code, Some(3), "a forged blob must fail the restore:\n{out}");
+    // Named: the blob, the pack, and the command that finds every such pack.
     assert!(out.contains("does not match its id"), "{out}");
+    assert!(out.contains(&blob_id) && out.contains(&pack_id), "{out}");
+    assert!(out.contains("drctl repo check --read-data"), "{out}");
     let restored = walk_bytes(&target);
     assert!(
         !restored.windows(b"evil".len()).any(|w| w == b"evil"),
@@ -144,6 +186,159 @@ fn a_forged_blob_under_a_real_id_is_refused_by_restore_and_found_by_check() {
 
     let check = repo.drctl(As::Me, ["repo", "check", "--read-data"]);
     assert_eq!(check.status.code(), Some(3), "check: {}", stderr(&check));
+}
+
+/// The same forgery against a backup of Kubernetes objects: the ConfigMap `cm-1` is replaced,
+/// in a pack holding the other objects' real frames, by one whose data says `evil`. The
+/// objects restore creates the others, refuses `cm-1` naming the blob, the pack and the fix,
+/// and exits 3; nothing with the forged data reaches the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_object_is_refused_by_the_objects_restore() {
+    let cluster = TestCluster::start().await.unwrap();
+    let repo = Repo::new(Backend::Local);
+    let root = repo.path("repo");
+    let kubeconfig = cluster
+        .kubeconfig_path()
+        .expect("a kubeconfig file")
+        .to_path_buf();
+    let src = cluster.namespace("forged-src").await.unwrap();
+    let dst = cluster.namespace("forged-dst").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), &src);
+    for i in 0..3 {
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}}),
+        )
+        .unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let drctl = |args: Vec<String>| {
+        let mut cmd = Command::new(drctl_bin());
+        cmd.arg("--quiet")
+            .args(args)
+            .envs(repo.t.drctl_env())
+            .env("KUBECONFIG", &kubeconfig);
+        async move {
+            tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let backup = drctl(args(&[
+        "backup",
+        "create",
+        "nightly",
+        "--include-namespaces",
+        &src,
+    ]))
+    .await;
+    assert!(backup.status.success(), "backup: {}", stderr(&backup));
+
+    // Find the pack and blob of cm-1 (the test reads them with the key; the forger need not).
+    let key_file = unwrap_key(&repo);
+    let mut packs = read_index(&root, &key_file);
+    let decrypt = |id: &str| {
+        let path = root.join("data").join(&id[..2]).join(id);
+        pipe(
+            Command::new("age").arg("-d").arg("-i").arg(&key_file),
+            &std::fs::read(path).unwrap(),
+        )
+    };
+    let mut found = None;
+    'packs: for (p, pack) in packs.iter().enumerate() {
+        let plain = decrypt(pack["id"].as_str().unwrap());
+        for (b, blob) in pack["blobs"].as_array().unwrap().iter().enumerate() {
+            let (offset, length) = (
+                blob["offset"].as_u64().unwrap() as usize,
+                blob["length"].as_u64().unwrap() as usize,
+            );
+            let raw = pipe(
+                Command::new("zstd").args(["-d", "-c"]),
+                &plain[offset..offset + length],
+            );
+            let Ok(object) = serde_json::from_slice::<Value>(&raw) else {
+                continue;
+            };
+            if object["kind"] == "ConfigMap" && object["metadata"]["name"] == "cm-1" {
+                found = Some((p, b, plain, object));
+                break 'packs;
+            }
+        }
+    }
+    let (p, b, plain, mut object) = found.expect("the backup holds cm-1");
+    let blob_id = packs[p]["blobs"][b]["id"].as_str().unwrap().to_string();
+
+    // The forgery: the same pack, but cm-1's frame holds other data under the same blob id.
+    object["data"]["i"] = json!("evil");
+    let forged = serde_json::to_vec(&object).unwrap();
+    let frames: Vec<(Value, Vec<u8>, usize)> = packs[p]["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if i == b {
+                let frame = pipe(Command::new("zstd").args(["-q", "-c"]), &forged);
+                (e["id"].clone(), frame, forged.len())
+            } else {
+                let (offset, length) = (
+                    e["offset"].as_u64().unwrap() as usize,
+                    e["length"].as_u64().unwrap() as usize,
+                );
+                (
+                    e["id"].clone(),
+                    plain[offset..offset + length].to_vec(),
+                    e["raw_length"].as_u64().unwrap() as usize,
+                )
+            }
+        })
+        .collect();
+    let kind = packs[p]["kind"].as_str().unwrap().to_string();
+    let (plain, entries) = pack_plaintext(&kind, &frames);
+    let config: Value = serde_json::from_slice(&std::fs::read(root.join("config")).unwrap()).unwrap();
+    let recipient = config["recipient"].as_str().unwrap();
+    let pack = pipe(Command::new("age").args(["-r", recipient]), &plain);
+    let pack_id = put_named(&root.join("data"), true, &pack);
+    let real = packs[p]["id"].as_str().unwrap().to_string();
+    std::fs::remove_file(root.join("data").join(&real[..2]).join(&real)).unwrap();
+    packs[p] = json!({"id": pack_id, "kind": kind, "size": pack.len(), "blobs": entries});
+    write_index(&root, recipient, &packs);
+
+    let mapping = format!("{src}:{dst}");
+    let restored = drctl(args(&[
+        "restore",
+        "create",
+        "--from-backup",
+        "nightly",
+        "--namespace-mapping",
+        &mapping,
+    ]))
+    .await;
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&restored.stdout),
+        stderr(&restored)
+    );
+    assert_eq!(
+        restored.status.code(),
+        Some(3),
+        "a forged object must fail the restore:\n{out}"
+    );
+    assert!(
+        out.contains("cm-1") && out.contains("does not match its id"),
+        "{out}"
+    );
+    assert!(out.contains(&blob_id) && out.contains(&pack_id), "{out}");
+    assert!(out.contains("drctl repo check --read-data"), "{out}");
+    let restored: Api<ConfigMap> = Api::namespaced(cluster.client(), &dst);
+    assert!(
+        restored.get_opt("cm-1").await.unwrap().is_none(),
+        "the forged ConfigMap was created"
+    );
+    for i in [0, 2] {
+        let cm = restored.get(&format!("cm-{i}")).await.unwrap();
+        assert_eq!(cm.data.unwrap()["i"], i.to_string(), "cm-{i}");
+    }
 }
 
 /// The bytes of every regular file under `dir`, concatenated.

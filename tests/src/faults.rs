@@ -13,13 +13,15 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
-/// Wraps a store; writes under `prefix` fail once `allowed` of them have succeeded.
+/// Wraps a store; writes (or deletes) under `prefix` fail once `allowed` of them have
+/// succeeded, with the error object_store reports for an HTTP 503 that outlasted its retries.
 #[derive(Debug)]
 pub struct FailingStore {
     inner: Arc<dyn ObjectStore>,
     prefix: String,
     allowed: usize,
     writes: AtomicUsize,
+    deletes: bool,
 }
 
 impl FailingStore {
@@ -30,17 +32,34 @@ impl FailingStore {
             prefix: prefix.to_string(),
             allowed,
             writes: AtomicUsize::new(0),
+            deletes: false,
+        }
+    }
+
+    /// Fails every delete under `prefix` (writes pass).
+    pub fn failing_deletes(inner: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        Self {
+            deletes: true,
+            ..Self::new(inner, prefix, 0)
+        }
+    }
+
+    fn injected(location: &Path) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "FailingStore",
+            source: format!(
+                "Error performing PUT {location}, after 10 retries - Server returned non-2xx status code: 503 Service Unavailable: injected failure"
+            )
+            .into(),
         }
     }
 
     fn check(&self, location: &Path) -> Result<()> {
-        if location.as_ref().starts_with(&self.prefix)
+        if !self.deletes
+            && location.as_ref().starts_with(&self.prefix)
             && self.writes.fetch_add(1, Ordering::SeqCst) >= self.allowed
         {
-            return Err(object_store::Error::Generic {
-                store: "FailingStore",
-                source: "injected failure: 503 Service Unavailable".into(),
-            });
+            return Err(Self::injected(location));
         }
         Ok(())
     }
@@ -73,7 +92,20 @@ impl ObjectStore for FailingStore {
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
+        if !self.deletes {
+            return self.inner.delete_stream(locations);
+        }
+        use futures::StreamExt;
+        let prefix = self.prefix.clone();
+        let inner = self.inner.clone();
+        locations
+            .flat_map(move |location| match location {
+                Ok(path) if path.as_ref().starts_with(&prefix) => {
+                    futures::stream::once(futures::future::ready(Err(Self::injected(&path)))).boxed()
+                }
+                other => inner.delete_stream(futures::stream::once(futures::future::ready(other)).boxed()),
+            })
+            .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {

@@ -9,7 +9,7 @@ use lifeboat_backup::crypto::{UserKey, UserRecipient};
 use lifeboat_backup::index::Index;
 use lifeboat_backup::repository::RepoError;
 use lifeboat_backup::session::{BlobSink, Session};
-use lifeboat_backup::snapshot::{Node, NodeKind, Snapshot, Summary};
+use lifeboat_backup::snapshot::{Node, NodeKind, Snapshot, SnapshotDetails, Summary};
 use lifeboat_backup::store::{Secret, Store, StoreOptions};
 use tempfile::TempDir;
 
@@ -236,11 +236,10 @@ pub async fn write_snapshot(
         id: None,
         time: chrono::Utc::now(),
         hostname: "forger".into(),
-        kind: "files".into(),
+        details: SnapshotDetails::Files,
         source: "files:/forged".into(),
         paths: vec![],
         tags: Default::default(),
-        meta: Default::default(),
         parent: None,
         tree,
         summary: Summary::default(),

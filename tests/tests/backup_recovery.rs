@@ -124,7 +124,7 @@ async fn killed_backup(backend: Backend) -> Result<()> {
     );
     let report = check::check(&repo, true, Arc::new(Progress::default())).await?;
     ensure!(report.ok(), "{report:?}");
-    ensure!(repo.load_index().await?.blob_count() > 0);
+    ensure!(repo.indexed().await?.index().blob_count() > 0);
 
     // The dead process's lock would expire in 30 minutes; clear it as an operator would after
     // confirming the holder is gone.

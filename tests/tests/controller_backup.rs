@@ -398,7 +398,7 @@ async fn an_etcd_backup_snapshots_a_real_etcd_over_mutual_tls() {
         .find_snapshot(s.snapshot_id.as_deref().expect("id"))
         .await
         .expect("snapshot");
-    assert_eq!(snap.kind, "etcd");
+    assert_eq!(snap.kind(), "etcd");
     assert_eq!(snap.tags.get("backup").map(String::as_str), Some("etcd"));
     assert!(s.bytes_added > 0);
     ctl.stop().await;

@@ -10,8 +10,10 @@ use anyhow::{Result, bail, ensure};
 use etcd_client::Client;
 use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
-use lifeboat_backup::sources::etcd::{
-    DeltaOptions, DeltaOutcome, EtcdEndpoints, RestorePoint, restore_etcd_at, snapshot_etcd, stream_deltas,
+use lifeboat_backup::snapshot::SnapshotDetails;
+use lifeboat_etcd::{
+    DeltaOptions, DeltaOutcome, EtcdEndpoints, EtcdError, RestorePoint, restore_etcd_at, snapshot_etcd,
+    stream_deltas,
 };
 use lifeboat_tests::Etcd;
 use lifeboat_tests::repos::{Backend, TestRepo};
@@ -163,19 +165,20 @@ async fn deltas_restore_to_a_mid_chain_revision_and_resume_after_a_kill() -> Res
     // Points outside the chain are refused with the range that exists.
     let err = restore_etcd_at(&repo, &full, RestorePoint::Revision(1), &t.path("x.db"), false)
         .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    ensure!(err.contains("before this chain's full snapshot"), "{err}");
+        .err();
+    ensure!(
+        matches!(err, Some(EtcdError::RevisionBeforeFull { revision: 1, .. })),
+        "{err:?}"
+    );
 
     // A delta whose full snapshot is gone cannot be restored, and says why.
     let delta = repo
         .snapshots()
         .await?
         .into_iter()
-        .rfind(|s| s.meta.get("type").map(String::as_str) == Some("delta"))
+        .rfind(|s| matches!(s.details, SnapshotDetails::EtcdDelta(_)))
         .ok_or_else(|| anyhow::anyhow!("no delta"))?;
-    repo.delete_snapshot(&full.id.ok_or_else(|| anyhow::anyhow!("no id"))?)
+    repo.forget_snapshots(&[full.id.ok_or_else(|| anyhow::anyhow!("no id"))?])
         .await?;
     let orphan = t.path("orphan.db");
     let err = restore_etcd_at(&repo, &delta, RestorePoint::Snapshot, &orphan, false)
@@ -229,7 +232,7 @@ async fn compaction_under_a_delta_stream_forces_a_full_snapshot() -> Result<()> 
         "compacted at {compact_revision}, expected {rev}"
     );
     let snap = repo.find_snapshot(&full.to_hex()).await?;
-    ensure!(snap.meta["type"] == "full");
+    ensure!(matches!(snap.details, SnapshotDetails::EtcdFull(_)));
     let db = t.path("new-full.db");
     restore_etcd_at(&repo, &snap, RestorePoint::Snapshot, &db, false).await?;
     assert_db_holds(&db, &state).await?;

@@ -9,9 +9,17 @@ use anyhow::{Context, Result, ensure};
 use etcd_client::{Client, Compare, Txn, TxnOp};
 use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
-use lifeboat_backup::sources::etcd::{EtcdEndpoints, EtcdTlsFiles, restore_etcd, snapshot_etcd};
+use lifeboat_backup::snapshot::{EtcdFull, Snapshot, SnapshotDetails};
+use lifeboat_etcd::{EtcdEndpoints, EtcdError, EtcdTlsFiles, restore_etcd, snapshot_etcd};
 use lifeboat_tests::Etcd;
 use lifeboat_tests::repos::{Backend, TestRepo};
+
+fn full(s: &Snapshot) -> Result<&EtcdFull> {
+    match &s.details {
+        SnapshotDetails::EtcdFull(f) => Ok(f),
+        other => anyhow::bail!("not a full etcd snapshot: {other:?}"),
+    }
+}
 
 fn endpoints(etcd: &Etcd) -> EtcdEndpoints {
     EtcdEndpoints {
@@ -115,7 +123,7 @@ async fn full_snapshots(tls: bool) -> Result<()> {
     let progress = || Arc::new(Progress::default());
     let first = snapshot_etcd(&repo, &endpoints(&etcd), BTreeMap::new(), progress()).await?;
     ensure!(
-        first.kind == "etcd" && first.summary.bytes > 100 << 20,
+        first.kind() == "etcd" && first.summary.bytes > 100 << 20,
         "{:?}",
         first.summary
     );
@@ -129,8 +137,7 @@ async fn full_snapshots(tls: bool) -> Result<()> {
         "second snapshot stored {:.1}% of the first",
         ratio * 100.0
     );
-    let rev1: i64 = first.meta["revision"].parse()?;
-    let rev2: i64 = second.meta["revision"].parse()?;
+    let (rev1, rev2) = (full(&first)?.revision, full(&second)?.revision);
     ensure!(rev2 > rev1, "revisions {rev1} then {rev2}");
 
     // Both restore to databases etcd accepts, holding exactly the keys of their time.
@@ -208,23 +215,17 @@ async fn bad_endpoints_certificates_and_outputs_get_clear_errors() -> Result<()>
         tls: endpoints(&etcd).tls,
     };
     let snap = snapshot_etcd(&repo, &mixed, BTreeMap::new(), progress()).await?;
-    ensure!(snap.meta["endpoint"] == etcd.endpoint());
+    ensure!(full(&snap)?.endpoint == etcd.endpoint());
 
     // An existing output file is never overwritten without force.
     let out = t.path("existing.db");
     std::fs::write(&out, b"precious")?;
-    let err = restore_etcd(&repo, &snap, &out, false)
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = restore_etcd(&repo, &snap, &out, false).await.err();
     ensure!(
-        err.contains("--force") && std::fs::read(&out)? == b"precious",
-        "{err}"
+        matches!(err, Some(EtcdError::OutputExists { .. })) && std::fs::read(&out)? == b"precious",
+        "{err:?}"
     );
     restore_etcd(&repo, &snap, &out, true).await?;
-    ensure!(lifeboat_backup::sources::etcd::verify_trailer(&std::fs::read(
-        &out
-    )?));
+    ensure!(lifeboat_etcd::verify_trailer(&std::fs::read(&out)?));
     Ok(())
 }

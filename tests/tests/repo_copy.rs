@@ -143,7 +143,7 @@ async fn copies_between_every_pair_of_store_kinds_and_restores_identical_data() 
             );
             std::fs::remove_file(&extra)?;
             // Forget the second snapshot at the source so the next destination starts alike.
-            repo.delete_snapshot(&second.id.context("id")?).await?;
+            repo.forget_snapshots(&[second.id.context("id")?]).await?;
         }
     }
     Ok(())
@@ -180,7 +180,7 @@ async fn copies_only_the_selected_snapshots_and_refuses_another_repository() -> 
     assert_checks(&copied).await?;
     // The index at the destination covers exactly the packs stored there.
     let stored = copied.list("data/").await?.len();
-    ensure!(copied.load_index().await?.packs().len() == stored);
+    ensure!(copied.indexed().await?.index().packs().len() == stored);
 
     // A destination holding another repository is refused, and nothing is written there.
     let other = TestRepo::new(Backend::Local)?;
@@ -239,10 +239,10 @@ async fn copies_only_the_selected_snapshots_and_refuses_another_repository() -> 
 /// A data pack snapshot `snap` needs (each test's snapshots hold disjoint data, so the pack
 /// belongs to that snapshot alone).
 async fn a_data_pack(repo: &Repository, snap: &Snapshot) -> Result<String> {
-    let index = repo.load_index().await?;
-    let reader = lifeboat_backup::read::BlobReader::new(repo, &index);
-    let chunks: Vec<_> = reader
-        .read_tree(&snap.tree)
+    let indexed = repo.indexed().await?;
+    let index = indexed.index();
+    let chunks: Vec<_> = indexed
+        .tree(snap)
         .await?
         .into_iter()
         .flat_map(|n| n.chunks)
@@ -362,7 +362,7 @@ async fn object_lock_on_rgw_keeps_copies_from_early_deletion_and_prune_plans_aro
 
     // forget refuses a retained snapshot, naming it and the date.
     let err = copied
-        .delete_snapshot(&snap_b.id.context("id")?)
+        .forget_snapshots(&[snap_b.id.context("id")?])
         .await
         .expect_err("deleting a locked snapshot");
     ensure!(matches!(err, RepoError::Retained { .. }), "{err}");

@@ -224,7 +224,7 @@ impl<'a> PlanBuilder<'a> {
             }
             Some(&there) => Err(format!(
                 "pack {key} at the destination is {there} bytes, the source's is {size}: the destination's \
-                 copy is damaged; run `drctl repo check` there and delete that object"
+                 copy is damaged; check the destination repository and delete that object"
             )),
         };
         self.decided.insert(pack, decision.clone());
@@ -250,7 +250,7 @@ impl<'a> PlanBuilder<'a> {
                     self.skip(
                         id,
                         format!(
-                            "blob {} is not in the source's index (the source is damaged; run `drctl repo check` on it)",
+                            "blob {} is not in the source's index (the source is damaged; check it)",
                             blob.short()
                         ),
                     );
@@ -400,14 +400,13 @@ mod tests {
             id: Some(SnapshotId::of(&[n])),
             time: at(h),
             hostname: "h".into(),
-            kind: "files".into(),
+            details: crate::snapshot::SnapshotDetails::Files,
             source: "s".into(),
             paths: vec![],
             tags: tag
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .into_iter()
                 .collect(),
-            meta: Default::default(),
             parent: None,
             tree: vec![],
             summary: Default::default(),

@@ -37,8 +37,8 @@ pub struct CheckReport {
     /// removes; or listed by an index file that is lost or damaged, which `repo repair index`
     /// recovers).
     pub unindexed_packs: usize,
-    /// What to do about what was found, one line per fix (empty when nothing is wrong).
-    pub advice: Vec<String>,
+    /// What to do about what was found, one fix each (empty when nothing is wrong).
+    pub advice: Vec<CheckAdvice>,
 }
 
 impl CheckReport {
@@ -167,15 +167,14 @@ pub async fn check(
             report.affected.insert(sid.to_hex(), files_hit);
         }
     }
-    report.advice = advice(repo, &report, !damaged_files.is_empty());
+    report.advice = advice(&report, !damaged_files.is_empty());
     Ok(report)
 }
 
 /// The fixes for what `check` found, restic's procedure: rebuild the index from the packs'
 /// own trailers (recovers lost or damaged index files, drops packs that are gone), then back
 /// up again so blobs that were lost are stored anew.
-fn advice(repo: &Repository, report: &CheckReport, damaged_index: bool) -> Vec<String> {
-    let url = repo.url();
+fn advice(report: &CheckReport, damaged_index: bool) -> Vec<CheckAdvice> {
     let missing_pack = report
         .damaged_packs
         .values()
@@ -188,9 +187,51 @@ fn advice(repo: &Repository, report: &CheckReport, damaged_index: bool) -> Vec<S
             .any(|line| line.contains("not in the index"));
     let mut advice = Vec::new();
     if damaged_index || missing_pack || unindexed_needed {
-        advice.push(format!(
-            "run `drctl repo repair index --repo {url}`: it rebuilds the index from the packs' own \
-             blob lists{}{}{}",
+        advice.push(CheckAdvice::RepairIndex {
+            damaged_index,
+            unindexed_needed,
+            missing_pack,
+        });
+    }
+    if !report.damaged_packs.is_empty() || (!report.affected.is_empty() && !unindexed_needed) {
+        advice.push(CheckAdvice::RecoverLostData);
+    }
+    if report.unindexed_packs > 0 && !unindexed_needed && !damaged_index {
+        advice.push(CheckAdvice::PruneUnindexed {
+            packs: report.unindexed_packs,
+        });
+    }
+    advice
+}
+
+/// One fix for what `check` found. The messages say it in words; drctl names its commands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "fix", rename_all = "snake_case")]
+pub enum CheckAdvice {
+    /// Rebuild the index from the packs' own blob lists (restic's `repair index`).
+    RepairIndex {
+        /// It replaces damaged index files.
+        damaged_index: bool,
+        /// It indexes packs no index lists that hold blobs snapshots need.
+        unindexed_needed: bool,
+        /// It drops packs that are missing from storage.
+        missing_pack: bool,
+    },
+    /// Data in damaged or missing packs is lost unless a replica has those packs.
+    RecoverLostData,
+    /// Packs no index lists and no snapshot needs (from interrupted backups): prune removes
+    /// them.
+    PruneUnindexed {
+        /// How many.
+        packs: usize,
+    },
+}
+
+impl CheckAdvice {
+    /// What the index repair does, for [`CheckAdvice::RepairIndex`]: `it rebuilds the index …`.
+    pub fn repair_effect(damaged_index: bool, unindexed_needed: bool, missing_pack: bool) -> String {
+        format!(
+            "it rebuilds the index from the packs' own blob lists{}{}{}",
             if damaged_index {
                 ", replacing the damaged index files"
             } else {
@@ -206,22 +247,32 @@ fn advice(repo: &Repository, report: &CheckReport, damaged_index: bool) -> Vec<S
             } else {
                 ""
             },
-        ));
+        )
     }
-    if !report.damaged_packs.is_empty() || (!report.affected.is_empty() && !unindexed_needed) {
-        advice.push(
-            "data in damaged or missing packs is lost unless a replica (`drctl repo copy`) has \
-             those packs: copy them back into data/, or, after `repo repair index`, back up the \
-             sources again so their blobs are stored anew, then forget the damaged snapshots"
-                .to_string(),
-        );
+}
+
+impl std::fmt::Display for CheckAdvice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::RepairIndex {
+                damaged_index,
+                unindexed_needed,
+                missing_pack,
+            } => write!(
+                f,
+                "repair the index: {}",
+                Self::repair_effect(*damaged_index, *unindexed_needed, *missing_pack)
+            ),
+            Self::RecoverLostData => f.write_str(
+                "data in damaged or missing packs is lost unless a replica has those packs: copy \
+                 them back into data/, or, after repairing the index, back up the sources again so \
+                 their blobs are stored anew, then forget the damaged snapshots",
+            ),
+            Self::PruneUnindexed { packs } => write!(
+                f,
+                "{packs} pack(s) no index lists and no snapshot needs (from interrupted backups): \
+                 prune removes them"
+            ),
+        }
     }
-    if report.unindexed_packs > 0 && !unindexed_needed && !damaged_index {
-        advice.push(format!(
-            "{} pack(s) no index lists and no snapshot needs (from interrupted backups): \
-             `drctl repo prune --repo {url}` removes them",
-            report.unindexed_packs
-        ));
-    }
-    advice
 }

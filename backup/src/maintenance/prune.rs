@@ -26,7 +26,7 @@ const REPACK_BELOW_USED: f64 = 0.8;
 const PACKS_PER_INDEX_FILE: usize = 5000;
 
 /// What prune will do.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PrunePlan {
     /// Packs kept as they are.
     pub keep: usize,
@@ -218,6 +218,46 @@ async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
     Ok(plan)
 }
 
+/// Why prune refused to run; nothing was deleted. The messages say what to do in words; drctl
+/// adds its commands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PruneRefusal {
+    /// The index lists packs storage no longer has.
+    #[error(
+        "{count} pack(s) the index lists are missing from storage (first: {first}); rebuild the \
+         index from the packs, then prune again (the next backup then stores their blobs again \
+         where the source still has them; a check names the snapshots that lost data)"
+    )]
+    MissingPacks {
+        /// How many.
+        count: usize,
+        /// The first one's object key.
+        first: String,
+    },
+    /// Snapshots need blobs the index lacks, and a pack no index lists holds some of them.
+    #[error(
+        "snapshots need {needed} blob(s) the index does not list, and pack {pack}, which no index \
+         lists, holds some of them (an index file is missing or damaged); rebuild the index from \
+         the packs, then prune again"
+    )]
+    UnindexedPackHoldsNeeded {
+        /// Blobs needed and not indexed.
+        needed: usize,
+        /// A pack holding some of them (object key).
+        pack: String,
+    },
+    /// Snapshots need blobs no pack holds: their data was lost.
+    #[error(
+        "snapshots need {needed} blob(s) that no pack holds (data was lost); a check names the \
+         damaged snapshots: back up their sources again (that stores the blobs anew where the \
+         source still has them) or forget those snapshots, then prune again"
+    )]
+    LostBlobs {
+        /// Blobs needed that no pack holds.
+        needed: usize,
+    },
+}
+
 /// Prune trusts the index to say what storage holds. It refuses, naming the fix, when the
 /// index lists packs storage no longer has (the blobs they held must be stored again first),
 /// and when snapshots need blobs the index lacks while packs no index lists (a lost or
@@ -230,10 +270,6 @@ async fn refuse_unless_index_matches_storage(
     used: &HashSet<BlobId>,
     stored: &HashMap<String, u64>,
 ) -> Result<(), RepoError> {
-    let repair = format!(
-        "run `drctl repo repair index --repo {}`, then prune again",
-        repo.url()
-    );
     let missing_packs: Vec<String> = index
         .packs()
         .iter()
@@ -242,12 +278,11 @@ async fn refuse_unless_index_matches_storage(
         .collect();
     if let Some(first) = missing_packs.first() {
         return Err(RepoError::PruneRefused {
-            reason: format!(
-                "{} pack(s) the index lists are missing from storage (first: {first}); {repair} \
-                 (the next backup then stores their blobs again where the source still has them; \
-                 `drctl repo check` names the snapshots that lost data)",
-                missing_packs.len()
-            ),
+            url: repo.url().to_string(),
+            reason: PruneRefusal::MissingPacks {
+                count: missing_packs.len(),
+                first: first.clone(),
+            },
         });
     }
     let unindexed_needed: HashSet<BlobId> = used.iter().filter(|id| !index.contains(id)).copied().collect();
@@ -267,24 +302,21 @@ async fn refuse_unless_index_matches_storage(
             .is_ok_and(|(_, blobs)| blobs.iter().any(|b| unindexed_needed.contains(&b.id)));
         if holds {
             return Err(RepoError::PruneRefused {
-                reason: format!(
-                    "snapshots need {} blob(s) the index does not list, and pack {key}, which no \
-                     index lists, holds some of them (an index file is missing or damaged); {repair}",
-                    unindexed_needed.len()
-                ),
+                url: repo.url().to_string(),
+                reason: PruneRefusal::UnindexedPackHoldsNeeded {
+                    needed: unindexed_needed.len(),
+                    pack: key.clone(),
+                },
             });
         }
     }
     // No pack holds them: their data is lost. A snapshot whose tree is lost cannot say which
     // chunks it needs, so nothing is deleted until the damaged snapshots are dealt with.
     Err(RepoError::PruneRefused {
-        reason: format!(
-            "snapshots need {} blob(s) that no pack holds (data was lost); `drctl repo check --repo {url}` \
-             names the damaged snapshots: back up their sources again (that stores the blobs \
-             anew where the source still has them) or forget those snapshots, then prune again",
-            unindexed_needed.len(),
-            url = repo.url()
-        ),
+        url: repo.url().to_string(),
+        reason: PruneRefusal::LostBlobs {
+            needed: unindexed_needed.len(),
+        },
     })
 }
 
@@ -325,6 +357,95 @@ mod tests {
     use crate::blob::BlobKind;
     use crate::pack::PackedBlob;
     use chrono::TimeZone;
+
+    fn pack(n: u8, kind: BlobKind, lengths: &[u32]) -> IndexPack {
+        let mut offset = 0;
+        let blobs = lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &length)| {
+                let b = PackedBlob {
+                    id: BlobId::of(&[n, i as u8]),
+                    offset,
+                    length,
+                    raw_length: length * 2,
+                };
+                offset += length;
+                b
+            })
+            .collect();
+        IndexPack {
+            id: PackId::of(&[n]),
+            kind,
+            size: u64::from(lengths.iter().sum::<u32>()) + 200,
+            blobs,
+        }
+    }
+
+    /// A repository after some forgets: a pack still fully used, one mostly used, one half
+    /// used, one no longer used at all, a tree pack half used, and a pack an interrupted
+    /// backup left without an index entry. The whole plan is asserted.
+    #[test]
+    fn golden_plan_keeps_repacks_and_deletes_by_use() {
+        let files = [
+            IndexFile {
+                packs: vec![
+                    pack(1, BlobKind::Data, &[1000, 1000, 1000, 1000]),
+                    pack(2, BlobKind::Data, &[1200, 1200, 1200, 400]),
+                ],
+            },
+            IndexFile {
+                packs: vec![
+                    pack(3, BlobKind::Data, &[1000, 1000, 1000, 1000]),
+                    pack(4, BlobKind::Data, &[1000, 1000, 1000]),
+                    pack(5, BlobKind::Tree, &[1000, 1000]),
+                ],
+            },
+        ];
+        let index = Index::from_files(&files);
+        let used: HashSet<BlobId> = [
+            (1, 0),
+            (1, 1),
+            (1, 2),
+            (1, 3),
+            (2, 0),
+            (2, 1),
+            (2, 2),
+            (3, 1),
+            (3, 3),
+            (5, 0),
+        ]
+        .into_iter()
+        .map(|(p, b)| BlobId::of(&[p, b]))
+        .collect();
+        let mut stored: HashMap<String, u64> = files
+            .iter()
+            .flat_map(|f| &f.packs)
+            .map(|p| (pack_key(&p.id), p.size))
+            .collect();
+        let orphan = pack_key(&PackId::of(&[0xee]));
+        stored.insert(orphan.clone(), 5000);
+
+        assert_eq!(
+            plan_prune(&index, &used, &stored, &BTreeMap::new()),
+            PrunePlan {
+                // Pack 1 is fully used; pack 2 is 90 % used, above the 80 % repack threshold.
+                keep: 2,
+                // Half of pack 3 and of tree pack 5 is used: their used blobs are copied.
+                repack: vec![PackId::of(&[3]), PackId::of(&[5])],
+                delete: vec![PackId::of(&[4])],
+                unindexed: vec![orphan],
+                used_blobs: 10,
+                unused_blobs: 7,
+                freed_bytes: 4200 + 3200 + 2200 + 5000,
+                repack_bytes: 2000 + 1000,
+                held: BTreeMap::new(),
+            }
+        );
+        // With nothing used, every indexed pack goes.
+        let plan = plan_prune(&index, &HashSet::new(), &stored, &BTreeMap::new());
+        assert_eq!((plan.keep, plan.repack.len(), plan.delete.len()), (0, 0, 5));
+    }
 
     #[test]
     fn locked_packs_are_held_not_deleted() {

@@ -14,9 +14,23 @@ pub enum PackError {
     /// The pack's own blob list does not record a blob where the index puts it: the object
     /// is another pack, or the index is wrong about it.
     #[error(
-        "pack {key}: its own blob list does not record blob {blob} where the index puts it (another pack stored under this name, or a damaged index; `drctl repo check` tells which)"
+        "pack {key}: its own blob list does not record blob {blob} where the index puts it (another pack stored under this name, or a damaged index; a check of the repository tells which)"
     )]
     NotThePack {
+        /// The pack's object key.
+        key: String,
+        /// The blob.
+        blob: BlobId,
+    },
+    /// A blob decoded cleanly but is not the content its id names (keyed BLAKE3 under the
+    /// repository's chunk-id key). Age does not prove who wrote a pack: anyone with the
+    /// repository's public recipient can encrypt one, name it by its hash and list it in an
+    /// index. Only this check needs the repository key, so every read for a restore makes it.
+    #[error(
+        "pack {key}: blob {blob} does not match its id: the pack is damaged, or was written by \
+         someone without the repository key; none of its bytes were used"
+    )]
+    BlobMismatch {
         /// The pack's object key.
         key: String,
         /// The blob.
@@ -72,23 +86,22 @@ impl OpenPack {
         })
     }
 
-    /// One blob's content, verified against its id.
+    /// One blob's content, verified against its id ([`PackError::BlobMismatch`] if it is not
+    /// the content the id names). There is no unverified read: age authenticates the pack's
+    /// bytes, not its author.
     pub fn blob(&self, entry: &PackedBlob, chunk_id_key: &[u8; 32]) -> Result<Vec<u8>, PackError> {
-        let data = self.blob_unverified(entry)?;
+        let data = self.decode(entry)?;
         if BlobId::keyed(chunk_id_key, &data) != entry.id {
-            return Err(PackError::Blob {
+            return Err(PackError::BlobMismatch {
                 key: self.key.clone(),
                 blob: entry.id,
-                message: "content does not match its id".to_string(),
             });
         }
         Ok(data)
     }
 
-    /// One blob's content without re-hashing it. Safe where speed matters (restore): age has
-    /// already authenticated every byte of the pack, and a wrong offset fails the zstd frame
-    /// or length check. `repo check --read-data` still verifies ids.
-    pub fn blob_unverified(&self, entry: &PackedBlob) -> Result<Vec<u8>, PackError> {
+    /// One blob's content, decoded but not yet checked against its id.
+    fn decode(&self, entry: &PackedBlob) -> Result<Vec<u8>, PackError> {
         let frame = self.frame(entry)?;
         decompress(frame, entry.raw_length as usize).map_err(|e| self.bad_blob(entry, e.to_string()))
     }

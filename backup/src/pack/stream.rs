@@ -253,7 +253,15 @@ impl<R: BufRead> PackStream<R> {
         }
     }
 
-    /// An error about one blob of this pack.
+    /// A blob of this pack that decoded but is not the content its id names.
+    pub fn blob_mismatch(&self, entry: &PackedBlob) -> PackError {
+        PackError::BlobMismatch {
+            key: self.key.clone(),
+            blob: entry.id,
+        }
+    }
+
+    /// A blob that could not be decoded, with what went wrong.
     pub fn blob_error(&self, entry: &PackedBlob, message: String) -> PackError {
         PackError::Blob {
             key: self.key.clone(),

@@ -79,11 +79,11 @@ impl Config {
         }
         if !(OLDEST_VERSION..=VERSION).contains(&config.version) {
             return Err(bad(format!(
-                "format version {} is not supported by this drctl (supports {OLDEST_VERSION} to {VERSION}); upgrade drctl",
+                "format version {} is not supported by this version of Lifeboat (supports {OLDEST_VERSION} to {VERSION}); upgrade it",
                 config.version
             )));
         }
-        config.chunker.validate().map_err(bad)?;
+        config.chunker.validate().map_err(|e| bad(e.to_string()))?;
         Ok(config)
     }
 

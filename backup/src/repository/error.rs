@@ -1,6 +1,9 @@
-//! Repository errors: each names the repository or object involved and, where there is one,
-//! the fix.
+//! Repository errors: each names the repository or object involved, keeps the meaning of
+//! what went wrong (an object store's answer stays a [`StoreFailure`], not text), and says the
+//! fix where the library knows one. Front ends add their own hints: the library never names a
+//! command-line flag.
 
+use crate::chunker::ChunkerError;
 use crate::crypto::CryptoError;
 use crate::pack::PackError;
 
@@ -8,9 +11,7 @@ use crate::pack::PackError;
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     /// No `config` at the URL.
-    #[error(
-        "{url} is not a Lifeboat repository (no config object); create one with `drctl repo init --repo {url}`"
-    )]
+    #[error("{url} is not a Lifeboat repository (no config object)")]
     NotARepository {
         /// The URL.
         url: String,
@@ -32,12 +33,10 @@ pub enum RepoError {
         found: String,
     },
     /// `init` without any user key.
-    #[error("no user key given: pass --recipient AGE_OR_SSH_PUBLIC_KEY or --passphrase-file FILE")]
+    #[error("no user key given to wrap the repository key for; nothing was written")]
     NoRecipients,
     /// Opening without any key source.
-    #[error(
-        "no key given to open {url}: pass --identity FILE (or set DRCTL_IDENTITY) or --passphrase-file FILE"
-    )]
+    #[error("no key given to open {url}")]
     NoKeyGiven {
         /// The URL.
         url: String,
@@ -54,8 +53,11 @@ pub enum RepoError {
         /// How many `keys/` entries exist.
         key_count: usize,
     },
-    /// Bad init options.
+    /// Chunk sizes FastCDC cannot use.
     #[error("invalid repository options: {0}")]
+    Chunker(#[from] ChunkerError),
+    /// Bad options for an operation (a restore's include pattern).
+    #[error("{0}")]
     InvalidOptions(String),
     /// An object that should exist does not.
     #[error("object {key} not found in {url}")]
@@ -65,7 +67,7 @@ pub enum RepoError {
         /// The repository URL.
         url: String,
     },
-    /// The object store failed (after retries).
+    /// The object store refused or failed (after its own retries).
     #[error("{op} {key} in {url}: {message}")]
     Store {
         /// What was being done.
@@ -74,6 +76,8 @@ pub enum RepoError {
         key: String,
         /// The repository URL.
         url: String,
+        /// What kind of failure it was.
+        failure: StoreFailure,
         /// What the store said.
         message: String,
     },
@@ -92,7 +96,7 @@ pub enum RepoError {
     #[error(transparent)]
     Pack(#[from] PackError),
     /// A snapshot id matched nothing.
-    #[error("no snapshot {id} in {url}; list them with `drctl snapshots --repo {url}`")]
+    #[error("no snapshot {id} in {url}")]
     SnapshotNotFound {
         /// What was asked for.
         id: String,
@@ -100,7 +104,7 @@ pub enum RepoError {
         url: String,
     },
     /// `latest` matched no snapshot of the kind, host and paths asked for.
-    #[error("no {what} in {url}; list the snapshots with `drctl snapshots --repo {url}`")]
+    #[error("no {what} in {url}")]
     NoMatchingSnapshot {
         /// The filter, in words.
         what: String,
@@ -108,10 +112,7 @@ pub enum RepoError {
         url: String,
     },
     /// A snapshot of another kind than the command restores.
-    #[error(
-        "snapshot {id} is of kind {kind}, not {wanted}; {}",
-        restore_hint(.kind)
-    )]
+    #[error("snapshot {id} is of kind {kind}, not {wanted}")]
     WrongSnapshotKind {
         /// The snapshot (short id).
         id: String,
@@ -127,9 +128,7 @@ pub enum RepoError {
         prefix: String,
     },
     /// An index file that does not decrypt or parse.
-    #[error(
-        "index file {key} in {url} is damaged ({message}); rebuild the index from the packs with `drctl repo repair index --repo {url}`"
-    )]
+    #[error("index file {key} in {url} is damaged ({message}); the index can be rebuilt from the packs")]
     DamagedIndex {
         /// The index file's key.
         key: String,
@@ -142,16 +141,26 @@ pub enum RepoError {
     /// storage; nothing was deleted.
     #[error("prune refused, nothing was deleted: {reason}")]
     PruneRefused {
-        /// What is wrong and the fix.
-        reason: String,
+        /// The repository URL.
+        url: String,
+        /// What is wrong, and what to do in words.
+        reason: crate::maintenance::prune::PruneRefusal,
     },
     /// A blob a snapshot needs is not in the index.
-    #[error("blob {blob} is not in the index of {url} (the repository is damaged; run `drctl repo check`)")]
+    #[error("blob {blob} is not in the index of {url}: the repository is damaged")]
     MissingBlob {
         /// The blob id.
         blob: String,
         /// The URL.
         url: String,
+    },
+    /// A pack could not be fetched or opened; every blob in it is unreadable.
+    #[error("pack {pack} could not be read: {why}")]
+    PackUnreadable {
+        /// The pack id.
+        pack: String,
+        /// What went wrong.
+        why: String,
     },
     /// Someone else holds a conflicting lock.
     #[error("{url} is locked by {holder}. {advice} Left alone, the lock lapses at {expires}.")]
@@ -160,14 +169,38 @@ pub enum RepoError {
         url: String,
         /// Who holds it: pid, host, operation, age.
         holder: String,
-        /// What to do: wait, or how to remove it.
-        advice: String,
+        /// What to do: wait, or remove it.
+        advice: LockAdvice,
         /// When it expires.
         expires: String,
     },
-    /// A key operation that would lock everyone out.
-    #[error("{0}")]
-    KeyRefused(String),
+    /// The lock could not be refreshed in time: the operation was stopped before the lock
+    /// lapsed, since a prune could then delete what it was writing or reading.
+    #[error(
+        "stopped: the lock on {url} could not be refreshed ({why}); nothing more was written, and no snapshot refers to what was"
+    )]
+    LockLost {
+        /// The URL.
+        url: String,
+        /// The store's answer to the last refresh.
+        why: String,
+    },
+    /// A user key id matched nothing.
+    #[error("no key {id} in {url}")]
+    KeyNotFound {
+        /// The key id asked for.
+        id: String,
+        /// The URL.
+        url: String,
+    },
+    /// Removing the last user key would lock everyone out.
+    #[error("key {id} is the only key of {url}; add another key before removing it")]
+    LastKey {
+        /// The key id.
+        id: String,
+        /// The URL.
+        url: String,
+    },
     /// A backup source given as a directory (`link/`, `link/.`) that is a symbolic link: the
     /// backup would store only the link.
     #[error(
@@ -207,6 +240,91 @@ pub enum RepoError {
     Task(String),
 }
 
+/// What an object store's failure means, as object_store classifies it (plus whether trying
+/// again later may succeed), so callers decide on meaning rather than on text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum StoreFailure {
+    /// A create-only write found the object there.
+    AlreadyExists,
+    /// A conditional write's condition did not hold (someone else changed the object).
+    Precondition,
+    /// A conditional read found the object unchanged.
+    NotModified,
+    /// The credentials may not do this.
+    PermissionDenied,
+    /// The credentials were not accepted.
+    Unauthenticated,
+    /// The store does not support the operation.
+    NotSupported,
+    /// The network or the service failed (connection, timeout, 5xx, throttling) even after
+    /// the store's retries: trying again later may succeed.
+    Transient,
+    /// Anything else (a bad path, a local I/O error).
+    Other,
+}
+
+impl StoreFailure {
+    /// Classifies an object store error (other than not-found, which is [`RepoError::NotFound`]).
+    pub fn of(e: &object_store::Error) -> Self {
+        use object_store::Error as E;
+        match e {
+            E::AlreadyExists { .. } => Self::AlreadyExists,
+            E::Precondition { .. } => Self::Precondition,
+            E::NotModified { .. } => Self::NotModified,
+            E::PermissionDenied { .. } => Self::PermissionDenied,
+            E::Unauthenticated { .. } => Self::Unauthenticated,
+            E::NotSupported { .. } | E::NotImplemented { .. } => Self::NotSupported,
+            E::JoinError { .. } => Self::Transient,
+            other if transient_cause(other) => Self::Transient,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Whether an error's causes say the network or the service failed. object_store keeps the
+/// HTTP status of a failed request in a private type, so a server error is recognised by the
+/// status its message quotes ("status code: 503"); connection failures and timeouts by the
+/// public `HttpError` kind or the OS error kind.
+fn transient_cause(e: &(dyn std::error::Error + 'static)) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(http) = c.downcast_ref::<HttpError>()
+            && matches!(
+                http.kind(),
+                HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted
+            )
+        {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            return true;
+        }
+        let text = c.to_string();
+        if ["status code: 5", "status code: 429"]
+            .iter()
+            .any(|s| text.contains(s))
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 impl RepoError {
     pub(crate) fn store(op: &'static str, key: &str, url: &str, e: object_store::Error) -> Self {
         match e {
@@ -218,9 +336,35 @@ impl RepoError {
                 op,
                 key: key.to_string(),
                 url: url.to_string(),
+                failure: StoreFailure::of(&other),
                 message: store_message(&other),
             },
         }
+    }
+
+    /// The store's classification, for store failures.
+    pub fn store_failure(&self) -> Option<StoreFailure> {
+        match self {
+            Self::Store { failure, .. } => Some(*failure),
+            _ => None,
+        }
+    }
+
+    /// True when trying again later may succeed: the store (or the network to it) failed
+    /// transiently, or the operation lost its lock to such a failure.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Store {
+                failure: StoreFailure::Transient,
+                ..
+            } | Self::LockLost { .. }
+        )
+    }
+
+    /// True when an object (or snapshot) asked for does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. } | Self::SnapshotNotFound { .. })
     }
 
     pub(crate) fn io(path: &std::path::Path, e: std::io::Error) -> Self {
@@ -231,12 +375,41 @@ impl RepoError {
     }
 }
 
-/// How a snapshot of `kind` is restored.
-fn restore_hint(kind: &str) -> &'static str {
-    match kind {
-        "etcd" => "restore it with `drctl etcd restore`",
-        "kubernetes" => "restore it with `drctl restore create --from-snapshot`",
-        _ => "give the id of a snapshot of the right kind (`drctl snapshots` lists them)",
+/// What to do about a lock someone else holds (part of [`RepoError::Locked`]). In words:
+/// drctl adds the commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockAdvice {
+    /// Its holder is running: wait.
+    Wait,
+    /// Its holder is gone (this host can tell): the lock can be removed.
+    HolderGone {
+        /// How that is known.
+        why: String,
+    },
+    /// Its holder runs elsewhere and cannot be checked from here.
+    HolderUnknown {
+        /// The holder's host.
+        host: String,
+        /// Why it cannot be checked.
+        why: String,
+    },
+}
+
+impl std::fmt::Display for LockAdvice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Wait => f.write_str("Wait for it to finish."),
+            Self::HolderGone { why } => write!(
+                f,
+                "Its holder is gone ({why}): the lock can be removed (unlocking checks this again)."
+            ),
+            Self::HolderUnknown { host, why } => write!(
+                f,
+                "If that process is gone (killed, or its node lost), remove the lock by unlocking on \
+                 {host} (which checks), or, after making sure, by removing every lock ({why}); \
+                 otherwise wait for it to finish."
+            ),
+        }
     }
 }
 

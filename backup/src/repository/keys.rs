@@ -103,16 +103,16 @@ impl Repository {
     pub async fn remove_key(&self, id: &str) -> Result<(), RepoError> {
         let keys = self.list_keys().await?;
         if !keys.iter().any(|k| k.id == id) {
-            return Err(RepoError::KeyRefused(format!(
-                "no key {id} in {}; list them with `drctl repo key list`",
-                self.url
-            )));
+            return Err(RepoError::KeyNotFound {
+                id: id.to_string(),
+                url: self.url.clone(),
+            });
         }
         if keys.len() == 1 {
-            return Err(RepoError::KeyRefused(format!(
-                "key {id} is the only key of {}; add another with `drctl repo key add` first",
-                self.url
-            )));
+            return Err(RepoError::LastKey {
+                id: id.to_string(),
+                url: self.url.clone(),
+            });
         }
         self.objects().delete(&format!("keys/{id}")).await
     }

@@ -6,16 +6,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 
+use super::error::LockAdvice;
 use super::holder::{HolderState, ThisHost, describe, holder_state, process_start};
 use super::objects::Objects;
 use super::{RepoError, Repository};
 use crate::blob::Id;
 
-/// How long a lock lives without a refresh.
-const TTL: Duration = Duration::from_secs(30 * 60);
-/// How often a live holder refreshes.
-const REFRESH: Duration = Duration::from_secs(5 * 60);
+/// How a holder keeps its lock alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockTimings {
+    /// How long a lock lives without a refresh (30 minutes).
+    pub ttl: Duration,
+    /// How often a live holder refreshes (every 5 minutes).
+    pub refresh: Duration,
+    /// How soon a failed refresh is tried again (30 seconds). Once the next try would come
+    /// later than `refresh` before the lock lapses, the holder gives up and its operation is
+    /// stopped ([`RepoError::LockLost`]): past that point another process may take an
+    /// exclusive lock (prune) and delete what the operation relies on.
+    pub retry: Duration,
+}
+
+impl Default for LockTimings {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(30 * 60),
+            refresh: Duration::from_secs(5 * 60),
+            retry: Duration::from_secs(30),
+        }
+    }
+}
 
 /// Shared or exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -67,22 +88,55 @@ pub struct UnlockReport {
 pub struct LockGuard {
     objects: Objects,
     key: String,
+    url: String,
     refresher: tokio::task::JoinHandle<()>,
+    /// Set (with the store's answer) when the lock could not be refreshed in time.
+    lost: watch::Receiver<Option<String>>,
+    released: bool,
 }
 
 impl LockGuard {
     /// Deletes the lock object.
-    pub async fn release(self) -> Result<(), RepoError> {
+    pub async fn release(mut self) -> Result<(), RepoError> {
         self.refresher.abort();
+        self.released = true;
         tracing::debug!(lock = %self.key, "lock released");
         self.objects.delete(&self.key).await
+    }
+
+    /// Resolves when the lock could not be refreshed before it would lapse, with the error
+    /// that says why; never resolves while refreshes succeed.
+    pub async fn lost(&self) -> RepoError {
+        let mut lost = self.lost.clone();
+        loop {
+            if let Some(why) = lost.borrow_and_update().clone() {
+                return RepoError::LockLost {
+                    url: self.url.clone(),
+                    why,
+                };
+            }
+            if lost.changed().await.is_err() {
+                // The refresher stopped without losing the lock (released or dropped).
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        // Stop refreshing; an unreleased lock then lapses after its TTL.
         self.refresher.abort();
+        if self.released {
+            return;
+        }
+        // Dropped without a release (the operation was cancelled): delete the lock in the
+        // background if a runtime is still running; otherwise it lapses after its TTL.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (objects, key) = (self.objects.clone(), self.key.clone());
+            runtime.spawn(async move {
+                let _ = objects.delete(&key).await;
+            });
+        }
     }
 }
 
@@ -94,9 +148,10 @@ pub fn hostname() -> String {
 }
 
 impl Repository {
-    /// Runs `work` under a lock and releases it afterwards, whatever `work` returned. The
-    /// operation's own error wins over a failed release (which only leaves a lock that
-    /// lapses after its TTL).
+    /// Runs `work` under a lock and releases it afterwards, whatever `work` returned. If the
+    /// lock cannot be refreshed in time, `work` is dropped (cancelled at its next await) and
+    /// the result is [`RepoError::LockLost`]. The operation's own error wins over a failed
+    /// release (which only leaves a lock that lapses after its TTL).
     pub async fn while_locked<T, E: From<RepoError>>(
         &self,
         kind: LockKind,
@@ -104,7 +159,10 @@ impl Repository {
         work: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
         let lock = self.lock(kind, purpose).await?;
-        let result = work.await;
+        let result = tokio::select! {
+            result = work => result,
+            lost = lock.lost() => Err(lost.into()),
+        };
         let released = lock.release().await;
         match (result, released) {
             (Err(e), _) => Err(e),
@@ -116,6 +174,7 @@ impl Repository {
     /// Takes a lock, or fails naming the holder of a conflicting one.
     pub async fn lock(&self, kind: LockKind, purpose: &str) -> Result<LockGuard, RepoError> {
         let objects = self.objects();
+        let timings = self.lock_timings;
         let key = format!("locks/{}", Id::random().to_hex()[..24].to_owned());
         let purpose = purpose.to_string();
         let host = ThisHost::current();
@@ -127,7 +186,8 @@ impl Repository {
             hostname: host.hostname.clone(),
             pid,
             created: now,
-            expires: now + chrono::Duration::from_std(TTL).unwrap_or_else(|_| chrono::Duration::minutes(30)),
+            expires: now
+                + chrono::Duration::from_std(timings.ttl).unwrap_or_else(|_| chrono::Duration::minutes(30)),
             boot_id: host.boot_id.clone(),
             pid_namespace: host.pid_namespace.clone(),
             process_start: started,
@@ -158,17 +218,12 @@ impl Repository {
             if kind == LockKind::Exclusive || theirs.kind == LockKind::Exclusive {
                 objects.delete(&key).await?;
                 let advice = match holder_state(&theirs, &ThisHost::current(), process_start) {
-                    HolderState::Running => "Wait for it to finish.".to_string(),
-                    HolderState::Gone(why) => format!(
-                        "Its holder is gone ({why}): remove the lock with `drctl repo unlock --repo {}`.",
-                        self.url
-                    ),
-                    HolderState::Unknown(why) => format!(
-                        "If that process is gone (killed, or its node lost), remove the lock with \
-                         `drctl repo unlock` on {} (it checks), or after making sure with \
-                         `drctl repo unlock --remove-all` ({why}); otherwise wait for it to finish.",
-                        theirs.hostname
-                    ),
+                    HolderState::Running => LockAdvice::Wait,
+                    HolderState::Gone(why) => LockAdvice::HolderGone { why },
+                    HolderState::Unknown(why) => LockAdvice::HolderUnknown {
+                        host: theirs.hostname.clone(),
+                        why,
+                    },
                 };
                 return Err(RepoError::Locked {
                     url: self.url.clone(),
@@ -182,20 +237,42 @@ impl Repository {
         let refresh_objects = objects.clone();
         let refresh_key = key.clone();
         let created = info(Utc::now()).created;
+        let (lost_tx, lost) = watch::channel(None);
         let refresher = tokio::spawn(async move {
             let objects = Arc::new(refresh_objects);
+            let mut refreshed = tokio::time::Instant::now();
             loop {
-                tokio::time::sleep(REFRESH).await;
-                let mut i = info(Utc::now());
-                i.created = created;
-                let _ = objects.put_overwrite(&refresh_key, encode(&i).into()).await;
+                tokio::time::sleep_until(refreshed + timings.refresh).await;
+                // Retry a failed refresh until the next try would come too close to the lapse.
+                let give_up = refreshed + timings.ttl.saturating_sub(timings.refresh);
+                loop {
+                    let mut i = info(Utc::now());
+                    i.created = created;
+                    match objects.put_overwrite(&refresh_key, encode(&i).into()).await {
+                        Ok(()) => {
+                            refreshed = tokio::time::Instant::now();
+                            break;
+                        }
+                        Err(e) if tokio::time::Instant::now() + timings.retry >= give_up => {
+                            let _ = lost_tx.send(Some(e.to_string()));
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!("could not refresh lock {refresh_key} (trying again): {e}");
+                            tokio::time::sleep(timings.retry).await;
+                        }
+                    }
+                }
             }
         });
         tracing::debug!(repository = %self.url, lock = %key, ?kind, "lock taken");
         Ok(LockGuard {
             objects,
             key,
+            url: self.url.clone(),
             refresher,
+            lost,
+            released: false,
         })
     }
 

@@ -6,16 +6,18 @@
 mod config;
 mod error;
 pub mod holder;
+mod indexed;
 mod keys;
 mod lock;
 pub(crate) mod objects;
 mod retention;
 
 pub use config::{Config, InitOptions};
-pub use error::RepoError;
+pub use error::{LockAdvice, RepoError, StoreFailure};
+pub use indexed::IndexedRepository;
 pub use keys::KeyInfo;
 pub use lock::hostname;
-pub use lock::{LockGuard, LockInfo, LockKind, UnlockReport};
+pub use lock::{LockGuard, LockInfo, LockKind, LockTimings, UnlockReport};
 
 use std::sync::Arc;
 
@@ -47,7 +49,7 @@ pub struct SnapshotFilter {
 impl SnapshotFilter {
     /// Whether `snap` passes.
     pub fn matches(&self, snap: &Snapshot) -> bool {
-        snap.kind == self.kind
+        snap.kind() == self.kind
             && self.host.as_ref().is_none_or(|h| *h == snap.hostname)
             && self.paths.iter().all(|p| snap.paths.contains(p))
     }
@@ -66,13 +68,16 @@ impl std::fmt::Display for SnapshotFilter {
     }
 }
 
-/// An open repository: config read, key unwrapped.
+/// An open repository: config read, key unwrapped. Reading snapshot content needs its index
+/// too: [`Repository::indexed`] loads it and gives an [`IndexedRepository`]. Cheap to clone.
+#[derive(Clone)]
 pub struct Repository {
     store: Arc<dyn ObjectStore>,
     url: String,
     config: Config,
     key: Arc<RepoKey>,
     key_id: String,
+    lock_timings: LockTimings,
     /// S3 Object Lock on the repository's bucket, when the store has the feature.
     lock: Option<Arc<ObjectLock>>,
 }
@@ -106,7 +111,7 @@ impl Repository {
         if recipients.is_empty() {
             return Err(RepoError::NoRecipients);
         }
-        options.chunker.validate().map_err(RepoError::InvalidOptions)?;
+        options.chunker.validate()?;
         let probe = objects::Objects::new(store.clone(), url);
         if probe.exists("config").await? {
             return Err(RepoError::AlreadyExists { url: url.to_string() });
@@ -133,6 +138,7 @@ impl Repository {
             config,
             key: Arc::new(key),
             key_id: String::new(),
+            lock_timings: LockTimings::default(),
             lock: None,
         };
         for r in recipients {
@@ -181,8 +187,16 @@ impl Repository {
             config,
             key: Arc::new(key),
             key_id,
+            lock_timings: LockTimings::default(),
             lock: None,
         })
+    }
+
+    /// The same repository with other lock timings (tests shorten them; stores where a
+    /// refresh can take minutes lengthen them).
+    pub fn with_lock_timings(mut self, timings: LockTimings) -> Self {
+        self.lock_timings = timings;
+        self
     }
 
     /// The same repository in another store (a replica that `copy` writes): same config and
@@ -194,6 +208,7 @@ impl Repository {
             config: self.config.clone(),
             key: self.key.clone(),
             key_id: self.key_id.clone(),
+            lock_timings: self.lock_timings,
             lock: store.object_lock().cloned(),
         }
     }
@@ -272,10 +287,17 @@ impl Repository {
         Ok((files, damaged))
     }
 
-    /// Loads the whole index into memory.
-    pub async fn load_index(&self) -> Result<Index, RepoError> {
+    /// Loads the whole index into memory: what reading snapshot content, and writing with
+    /// deduplication, needs.
+    pub async fn indexed(&self) -> Result<IndexedRepository, RepoError> {
         let files = self.index_files().await?;
-        Ok(Index::from_files(files.iter().map(|(_, f)| f)))
+        Ok(self.with_index(Index::from_files(files.iter().map(|(_, f)| f))))
+    }
+
+    /// This repository with `index`, as loaded from its index files (check and prune read the
+    /// files themselves, since they need them too).
+    pub fn with_index(&self, index: Index) -> IndexedRepository {
+        IndexedRepository::new(self.clone(), index)
     }
 
     /// Every snapshot, oldest first. Objects under `snapshots/` whose name is not a snapshot
@@ -336,6 +358,21 @@ impl Repository {
         }
     }
 
+    /// Reads one snapshot manifest by its full id.
+    pub async fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot, RepoError> {
+        let mut snap: Snapshot = match self.objects().get_json(&self.key, &snapshot_key(id)).await {
+            Err(RepoError::NotFound { .. }) => {
+                return Err(RepoError::SnapshotNotFound {
+                    id: id.to_hex(),
+                    url: self.url.clone(),
+                });
+            }
+            other => other?,
+        };
+        snap.id = Some(*id);
+        Ok(snap)
+    }
+
     /// Finds a snapshot of one kind: `latest` is the newest that `filter` matches (restic's
     /// `latest` with `--host` / `--path`); an id or prefix must name a snapshot of
     /// `filter.kind`, else [`RepoError::WrongSnapshotKind`].
@@ -346,10 +383,10 @@ impl Repository {
     ) -> Result<Snapshot, RepoError> {
         if id_or_prefix != "latest" {
             let snap = self.find_snapshot(id_or_prefix).await?;
-            if snap.kind != filter.kind {
+            if snap.kind() != filter.kind {
                 return Err(RepoError::WrongSnapshotKind {
                     id: snap.id.map(|i| i.short()).unwrap_or_default(),
-                    kind: snap.kind,
+                    kind: snap.kind().to_string(),
                     wanted: filter.kind.clone(),
                 });
             }
@@ -365,7 +402,10 @@ impl Repository {
             })
     }
 
-    /// Writes a snapshot manifest: the last step of a backup.
+    /// Writes a snapshot manifest: the last step of a backup. Sources never call it: the
+    /// engine does, in [`Repository::backup`] (public only until the Kubernetes objects
+    /// source runs through it too).
+    #[doc(hidden)]
     pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId, RepoError> {
         let id = SnapshotId::random();
         self.objects()
@@ -375,9 +415,23 @@ impl Repository {
         Ok(id)
     }
 
-    /// Deletes a snapshot manifest (its data stays until `prune`). Refuses with
-    /// [`RepoError::Retained`] while S3 Object Lock retains it.
-    pub async fn delete_snapshot(&self, id: &SnapshotId) -> Result<(), RepoError> {
+    /// Deletes snapshot manifests under a shared lock, which is released whatever happens
+    /// (a failed delete does not leave it to lapse). Their data stays until `prune`. Ids that
+    /// are already gone are not an error. Refuses with [`RepoError::Retained`] at the first
+    /// manifest S3 Object Lock still retains.
+    pub async fn forget_snapshots(&self, ids: &[SnapshotId]) -> Result<(), RepoError> {
+        self.while_locked(LockKind::Shared, "forget", async {
+            for id in ids {
+                self.delete_snapshot_locked(id).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a snapshot manifest (its data stays until `prune`); the caller holds a lock.
+    /// Refuses with [`RepoError::Retained`] while S3 Object Lock retains it.
+    pub(crate) async fn delete_snapshot_locked(&self, id: &SnapshotId) -> Result<(), RepoError> {
         let key = snapshot_key(id);
         if let Some(r) = self
             .retained([key.clone()], chrono::Utc::now())

@@ -7,17 +7,30 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
-use super::{RepoError, Repository};
+use super::{RepoError, Repository, StoreFailure};
 use crate::store::object_lock::{LockError, Retention};
 
 /// Retention lookups in flight at once.
 const LOOKUPS_IN_FLIGHT: usize = 32;
 
 fn lock_error(url: &str, e: LockError) -> RepoError {
+    let failure = match &e {
+        // Not sent, or no answer: the network.
+        LockError::Request { .. } => StoreFailure::Transient,
+        LockError::Refused { status, .. } => match status {
+            401 => StoreFailure::Unauthenticated,
+            403 => StoreFailure::PermissionDenied,
+            412 => StoreFailure::Precondition,
+            501 => StoreFailure::NotSupported,
+            408 | 429 | 500..=599 => StoreFailure::Transient,
+            _ => StoreFailure::Other,
+        },
+    };
     RepoError::Store {
         op: "read object lock state",
         key: String::new(),
         url: url.to_string(),
+        failure,
         message: e.to_string(),
     }
 }

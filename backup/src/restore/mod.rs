@@ -15,9 +15,11 @@ mod handles;
 mod output;
 mod packs;
 mod plan;
+mod sink;
 
 pub use error::EntryError;
 pub use plan::{EntryKind, InvalidInclude, PlannedBlob, PlannedEntry, RestorePlan, plan_restore};
+pub use sink::{Sink, SnapshotReader};
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use crate::index::Index;
 use crate::progress::Progress;
 use crate::read::BlobReader;
-use crate::repository::{LockKind, RepoError, Repository};
+use crate::repository::{RepoError, Repository};
 use crate::snapshot::{Node, Snapshot};
 
 /// Options for a restore.
@@ -53,9 +55,15 @@ pub struct RestoreReport {
     /// Things left out by choice, each with why (attributes only root may set).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Object keys of packs found damaged or forged (a blob that is not the content its id
+    /// names, a frame that does not decode): the files with blobs in them are in `errors`.
+    /// Checking the repository with all data read finds every such pack.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub damaged_packs: BTreeSet<String>,
 }
 
-/// Restores `snapshot` under `target`.
+/// Restores `snapshot` under `target`. The lifecycle around it (lock, index, tree) is
+/// [`Repository::restore`]'s.
 pub async fn restore_files(
     repo: &Repository,
     snapshot: &Snapshot,
@@ -63,33 +71,59 @@ pub async fn restore_files(
     options: &RestoreOptions,
     progress: Arc<Progress>,
 ) -> Result<RestoreReport, RepoError> {
-    repo.while_locked(
-        LockKind::Shared,
-        "restore",
-        run(repo, snapshot, target, options, progress),
-    )
-    .await
+    let sink = DirectorySink {
+        target,
+        options,
+        progress,
+    };
+    repo.restore(snapshot, sink).await
+}
+
+/// A directory receiving a snapshot's files.
+struct DirectorySink<'a> {
+    target: &'a Path,
+    options: &'a RestoreOptions,
+    progress: Arc<Progress>,
+}
+
+impl Sink for DirectorySink<'_> {
+    type Output = RestoreReport;
+    type Error = RepoError;
+
+    fn purpose(&self) -> &'static str {
+        "restore"
+    }
+
+    /// Every kind: a snapshot's tree is files whatever its source (an etcd snapshot restores
+    /// as its database file).
+    fn accepts(&self, _snapshot: &Snapshot) -> Result<(), RepoError> {
+        Ok(())
+    }
+
+    async fn restore(self, reader: &SnapshotReader<'_>) -> Result<RestoreReport, RepoError> {
+        run(reader, self.target, self.options, self.progress).await
+    }
 }
 
 async fn run(
-    repo: &Repository,
-    snapshot: &Snapshot,
+    reader: &SnapshotReader<'_>,
     target: &Path,
     options: &RestoreOptions,
     progress: Arc<Progress>,
 ) -> Result<RestoreReport, RepoError> {
     std::fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
     let target = target.canonicalize().map_err(|e| RepoError::io(target, e))?;
-    let index = repo.load_index().await?;
-    let nodes = BlobReader::new(repo, &index).read_tree(&snapshot.tree).await?;
-    let plan = plan_restore(&nodes, &index, &options.include)?;
+    let repo = reader.repository();
+    let index = repo.index();
+    let nodes = reader.nodes();
+    let plan = plan_restore(nodes, index, &options.include)?;
     let mut report = RestoreReport {
         errors: plan.refused.clone(),
         ..RestoreReport::default()
     };
     for pattern in &plan.unmatched {
         report.errors.push(format!(
-            "--include {pattern:?} matches nothing in the snapshot (patterns match stored paths: \
+            "include pattern {pattern:?} matches nothing in the snapshot (patterns match stored paths: \
              absolute, without the leading /, e.g. {:?})",
             nodes.first().map_or("tmp/data", |n| n.path.as_str())
         ));
@@ -102,7 +136,7 @@ async fn run(
         report.errors.push(format!("{}: {why}", nodes[*i].path));
     }
     // Directories, then empty files at their full size, so blobs can land in any order.
-    let slots = Arc::new(entries::prepare(&nodes, &plan, &dirs, &mut failed, &mut report));
+    let slots = Arc::new(entries::prepare(nodes, &plan, &dirs, &mut failed, &mut report));
 
     let outputs = packs::Outputs {
         dirs: dirs.clone(),
@@ -111,7 +145,8 @@ async fn run(
     };
     let (bytes, pack_failures) = packs::write_packs(repo, &plan, &outputs, &progress).await;
     report.bytes = bytes;
-    for (file, why) in pack_failures {
+    report.damaged_packs = pack_failures.damaged;
+    for (file, why) in pack_failures.files {
         if failed.insert(file) {
             report
                 .errors
@@ -124,7 +159,7 @@ async fn run(
     }
 
     // Metadata last: files (renamed into place once complete), symlinks, then directories.
-    entries::finish(&nodes, &plan, &dirs, &slots, &failed, &mut report);
+    entries::finish(nodes, &plan, &dirs, &slots, &failed, &mut report);
     Ok(report)
 }
 

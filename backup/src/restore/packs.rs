@@ -41,16 +41,26 @@ pub(super) struct Outputs {
     pub(super) skip: Arc<BTreeSet<usize>>,
 }
 
-/// Fetches every pack of `plan` and writes its blobs. Returns the bytes written and the
-/// files that failed, with why; a pack that cannot be fetched or fails its check fails every
-/// file with a blob in it.
+/// What [`write_packs`] could not do.
+#[derive(Default)]
+pub(super) struct PackFailures {
+    /// Files that failed, with why.
+    pub(super) files: Vec<(usize, String)>,
+    /// Keys of packs whose content is damaged or forged (a blob not matching its id, a frame
+    /// that does not decode, a blob list that does not match the index).
+    pub(super) damaged: BTreeSet<String>,
+}
+
+/// Fetches every pack of `plan` and writes its blobs. Returns the bytes written and what
+/// failed; a pack that cannot be fetched or fails its check fails every file with a blob in
+/// it.
 pub(super) async fn write_packs(
     repo: &Repository,
     plan: &RestorePlan,
     outputs: &Outputs,
     progress: &Arc<Progress>,
-) -> (u64, Vec<(usize, String)>) {
-    let failures: Arc<Mutex<Vec<(usize, String)>>> = Arc::new(Mutex::new(Vec::new()));
+) -> (u64, PackFailures) {
+    let failures: Arc<Mutex<PackFailures>> = Arc::new(Mutex::new(PackFailures::default()));
     let written = Arc::new(AtomicU64::new(0));
     let direct = Arc::new(AtomicBool::new(true));
     // Decoding buffers of finished packs, for the next ones (fresh ones would be faulted in
@@ -63,6 +73,7 @@ pub(super) async fn write_packs(
             let (direct, scratches) = (direct.clone(), scratches.clone());
             async move {
                 let key = pack_key(pack_id);
+                let pack = key.clone();
                 let result = match repo.objects().get_body(&key).await {
                     Ok(body) => {
                         let (blobs, repo_key) = (blobs.clone(), repo.key().clone());
@@ -82,7 +93,7 @@ pub(super) async fn write_packs(
                                 progress: &progress,
                             };
                             let mut writer = BlobWriter::new(&dirs, &direct);
-                            let (failed, bytes) =
+                            let (failed, bytes, damaged) =
                                 out.write_blobs(&mut stream, &blobs, &mut writer, &mut scratch);
                             drop(writer);
                             scratches.lock().unwrap_or_else(|p| p.into_inner()).push(scratch);
@@ -90,7 +101,7 @@ pub(super) async fn write_packs(
                             let used: Vec<_> = blobs.iter().map(|b| b.entry).collect();
                             stream.finish(&used)?;
                             written.fetch_add(bytes, Ordering::Relaxed);
-                            Ok(failed)
+                            Ok((failed, damaged))
                         });
                         let ((), decoded) = tokio::join!(body::forward(body, tx), decode);
                         decoded.unwrap_or_else(|e| Err(RepoError::Task(e.to_string())))
@@ -99,13 +110,23 @@ pub(super) async fn write_packs(
                 };
                 let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
                 match result {
-                    Ok(per_file) => f.extend(per_file),
+                    Ok((per_file, damaged)) => {
+                        f.files.extend(per_file);
+                        if damaged {
+                            f.damaged.insert(pack);
+                        }
+                    }
                     // The whole pack is unreadable: every file with a blob in it is affected.
-                    Err(e) => f.extend(
-                        blobs
-                            .iter()
-                            .flat_map(|b| b.targets.iter().map(|(file, _)| (*file, e.to_string()))),
-                    ),
+                    Err(e) => {
+                        if matches!(e, RepoError::Pack(_)) {
+                            f.damaged.insert(pack);
+                        }
+                        f.files.extend(
+                            blobs
+                                .iter()
+                                .flat_map(|b| b.targets.iter().map(|(file, _)| (*file, e.to_string()))),
+                        );
+                    }
                 }
                 progress.add_done(0, 1);
             }
@@ -130,16 +151,17 @@ struct PackOutput<'a> {
 impl PackOutput<'_> {
     /// Decodes each planned blob of a pack, in pack order, and writes it wherever it goes. A
     /// bad blob or a failed write affects only the files involved; they are returned with the
-    /// reason, and with the bytes written.
+    /// reason, with the bytes written, and whether any blob was bad (the pack is damaged).
     fn write_blobs<R: std::io::BufRead>(
         &self,
         stream: &mut PackStream<R>,
         blobs: &[PlannedBlob],
         writer: &mut BlobWriter<'_>,
         scratch: &mut Scratch,
-    ) -> (Vec<(usize, String)>, u64) {
+    ) -> (Vec<(usize, String)>, u64, bool) {
         let mut failures = Vec::new();
         let mut written = 0;
+        let mut damaged = false;
         for b in blobs {
             let targets: Vec<(usize, u64, &FileSlot)> = b
                 .targets
@@ -156,12 +178,13 @@ impl PackOutput<'_> {
             // not the one its id names (a forged or mixed-up pack) fails its files.
             let decoded = match stream.decode_into(&b.entry, &mut scratch.frame, out) {
                 Ok(()) if BlobId::keyed(self.key.chunk_id_key(), out) == b.entry.id => Ok(()),
-                Ok(()) => Err(stream.blob_error(&b.entry, "content does not match its id".to_string())),
+                Ok(()) => Err(stream.blob_mismatch(&b.entry)),
                 Err(e) => Err(e),
             };
             let data = match decoded {
                 Ok(()) => &*out,
                 Err(e) => {
+                    damaged = true;
                     failures.extend(targets.iter().map(|(file, _, _)| (*file, e.to_string())));
                     continue;
                 }
@@ -177,6 +200,6 @@ impl PackOutput<'_> {
                 }
             }
         }
-        (failures, written)
+        (failures, written, damaged)
     }
 }

@@ -73,7 +73,7 @@ pub struct RestorePlan {
 /// An `--include` pattern that is not a glob.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "--include {pattern:?} is not a valid glob: {message} (syntax: * ? [abc] {{a,b}} and ** for any depth)"
+    "include pattern {pattern:?} is not a valid glob: {message} (syntax: * ? [abc] {{a,b}} and ** for any depth)"
 )]
 pub struct InvalidInclude {
     /// The pattern as given.
@@ -310,5 +310,145 @@ mod tests {
         );
         let plan = plan_restore(&nodes, &Index::default(), &["top/deep/c?".to_string()]).unwrap();
         assert_eq!(plan.entries.last().map(|e| e.node), Some(5));
+    }
+    /// Per pack, its blobs in read order with the (node, offset) places each goes to.
+    type PlannedPacks = Vec<(PackId, Vec<(crate::blob::BlobId, Vec<(usize, u64)>)>)>;
+
+    fn planned_packs(plan: &RestorePlan) -> PlannedPacks {
+        plan.packs
+            .iter()
+            .map(|(p, blobs)| {
+                (
+                    *p,
+                    blobs.iter().map(|b| (b.entry.id, b.targets.clone())).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// A realistic tree: a config and its backup copy sharing both chunks (deduplicated
+    /// across two packs), an empty file, a log whose second chunk the index lost, a database
+    /// with a second hard-linked name, and a symlink. The whole plan is asserted, then the
+    /// plan of an `include` that selects one file (its directories come along).
+    #[test]
+    fn golden_plan_for_a_small_server() {
+        use crate::blob::{BlobId, BlobKind};
+        use crate::index::{IndexFile, IndexPack};
+
+        let chunk = |n: u8| BlobId::of(&[n]);
+        let (pack_a, pack_b) = (PackId::of(b"a"), PackId::of(b"b"));
+        let blob = |n: u8, offset: u32, raw_length: u32| PackedBlob {
+            id: chunk(n),
+            offset,
+            length: raw_length / 2,
+            raw_length,
+        };
+        // Pack A: chunks 3 then 1; pack B: chunks 5 then 2 (not in path order, as parallel
+        // writers leave them). Chunk 4 is in no pack.
+        let index = Index::from_files(&[IndexFile {
+            packs: vec![
+                IndexPack {
+                    id: pack_a,
+                    kind: BlobKind::Data,
+                    size: 1000,
+                    blobs: vec![blob(3, 0, 300), blob(1, 150, 100)],
+                },
+                IndexPack {
+                    id: pack_b,
+                    kind: BlobKind::Data,
+                    size: 1000,
+                    blobs: vec![blob(5, 0, 500), blob(2, 250, 60)],
+                },
+            ],
+        }]);
+        let file = |path: &[u8], chunks: &[u8]| {
+            let mut n = node(path, NodeKind::File);
+            n.chunks = chunks.iter().map(|&c| chunk(c)).collect();
+            n.size = chunks
+                .iter()
+                .map(|&c| index.get(&chunk(c)).map_or(40, |l| u64::from(l.entry.raw_length)))
+                .sum();
+            n
+        };
+        let mut db = file(b"var/lib/db", &[5]);
+        let mut db_link = file(b"var/lib/db.link", &[5]);
+        for n in [&mut db, &mut db_link] {
+            (n.dev, n.inode, n.nlink) = (8, 77, 2);
+        }
+        let nodes = vec![
+            node(b"etc", NodeKind::Dir),                 // 0
+            node(b"etc/app", NodeKind::Dir),             // 1
+            file(b"etc/app/config.yaml", &[1, 2]),       // 2
+            file(b"etc/app/config.yaml.bak", &[1, 2]),   // 3
+            file(b"etc/app/empty", &[]),                 // 4
+            node(b"etc/app/current", NodeKind::Symlink), // 5
+            node(b"var", NodeKind::Dir),                 // 6
+            node(b"var/lib", NodeKind::Dir),             // 7
+            db,                                          // 8
+            db_link,                                     // 9
+            node(b"var/log", NodeKind::Dir),             // 10
+            file(b"var/log/app.log", &[3, 4]),           // 11
+        ];
+
+        let plan = plan_restore(&nodes, &index, &[]).unwrap();
+        let entries: Vec<(usize, &str, EntryKind)> = plan
+            .entries
+            .iter()
+            .map(|e| (e.node, e.path.to_str().unwrap(), e.kind))
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                (0, "etc", EntryKind::Dir),
+                (1, "etc/app", EntryKind::Dir),
+                (2, "etc/app/config.yaml", EntryKind::File),
+                (3, "etc/app/config.yaml.bak", EntryKind::File),
+                (4, "etc/app/empty", EntryKind::File),
+                (5, "etc/app/current", EntryKind::Symlink),
+                (6, "var", EntryKind::Dir),
+                (7, "var/lib", EntryKind::Dir),
+                (8, "var/lib/db", EntryKind::File),
+                (9, "var/lib/db.link", EntryKind::HardLink { to: 8 }),
+                (10, "var/log", EntryKind::Dir),
+                (11, "var/log/app.log", EntryKind::File),
+            ]
+        );
+        // Each pack read front to back, each blob decoded once for every place it goes.
+        let packs = planned_packs(&plan);
+        let mut expected = vec![
+            (
+                pack_a,
+                vec![(chunk(3), vec![(11, 0)]), (chunk(1), vec![(2, 0), (3, 0)])],
+            ),
+            (
+                pack_b,
+                vec![(chunk(5), vec![(8, 0)]), (chunk(2), vec![(2, 100), (3, 100)])],
+            ),
+        ];
+        expected.sort_by_key(|(p, _)| *p);
+        assert_eq!(packs, expected);
+        assert_eq!(
+            plan.missing,
+            BTreeMap::from([(11, format!("chunk {} is not in the index", chunk(4).short()))])
+        );
+        assert!(plan.refused.is_empty() && plan.unmatched.is_empty());
+        // Every file's size, the hard link's once: 160 + 160 + 0 + 500 + (300 + 40).
+        assert_eq!(plan.bytes, 1160);
+
+        let plan = plan_restore(&nodes, &index, &["etc/app/*.yaml".to_string()]).unwrap();
+        let entries: Vec<(usize, EntryKind)> = plan.entries.iter().map(|e| (e.node, e.kind)).collect();
+        assert_eq!(
+            entries,
+            vec![(0, EntryKind::Dir), (1, EntryKind::Dir), (2, EntryKind::File)]
+        );
+        let packs = planned_packs(&plan);
+        let mut expected = vec![
+            (pack_a, vec![(chunk(1), vec![(2, 0)])]),
+            (pack_b, vec![(chunk(2), vec![(2, 100)])]),
+        ];
+        expected.sort_by_key(|(p, _)| *p);
+        assert_eq!(packs, expected);
+        assert!(plan.missing.is_empty());
+        assert_eq!(plan.bytes, 160);
     }
 }

@@ -3,7 +3,13 @@
 //! so a snapshot that is visible is always complete.
 
 mod damage;
+mod details;
+mod manifest;
 mod tree;
+
+pub use details::{
+    DetailsError, ETCD, EtcdDelta, EtcdFull, FILES, KUBERNETES, KubernetesObjects, SnapshotDetails,
+};
 
 pub(crate) use damage::parent_of;
 pub use damage::{DamageKind, TreeDamage, safe_relative, tree_damage};
@@ -15,31 +21,27 @@ use chrono::{DateTime, Utc};
 
 use crate::blob::{BlobId, SnapshotId};
 
-/// A snapshot manifest (`snapshots/<id>`, JSON inside zstd inside age).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// A snapshot manifest (`snapshots/<id>`, JSON inside zstd inside age). Stored with the
+/// layout of `manifest.rs`: `details` as the `kind` string and `meta` map every version wrote.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     /// Its id (the object name; not stored inside).
-    #[serde(skip)]
     pub id: Option<SnapshotId>,
     /// When the backup started.
     pub time: DateTime<Utc>,
     /// Which machine made it.
     pub hostname: String,
-    /// What kind of source fed it: `files`, later `etcd`, `kubernetes`, `volume`.
-    pub kind: String,
+    /// What kind of source fed it and what that source records about itself (for etcd: the
+    /// cluster, member and revision), typed per kind.
+    pub details: SnapshotDetails,
     /// What was backed up, as retention groups it (e.g. the sorted absolute paths).
     pub source: String,
-    /// The paths given, for files.
-    #[serde(default)]
+    /// The paths given, for files; the member's endpoint for etcd.
     pub paths: Vec<String>,
     /// User tags (`--tag k=v`).
-    #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    /// Facts the source records about itself (for etcd: cluster id, revision, member).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub meta: BTreeMap<String, String>,
-    /// The snapshot whose unchanged files were reused.
-    #[serde(default)]
+    /// The snapshot this one continues: whose unchanged files were reused (files), or the
+    /// previous link of a delta chain (etcd deltas).
     pub parent: Option<SnapshotId>,
     /// Tree blobs, in order: their concatenation is the JSON-lines tree listing.
     pub tree: Vec<BlobId>,
@@ -83,6 +85,13 @@ pub struct SkippedPath {
     pub path: String,
     /// Why: the OS error or the reason it was left out.
     pub error: String,
+}
+
+impl Snapshot {
+    /// The stored `kind`: `files`, `etcd`, `kubernetes`, or an unknown kind as stored.
+    pub fn kind(&self) -> &str {
+        self.details.kind()
+    }
 }
 
 /// The object key of a snapshot.

@@ -20,10 +20,19 @@ pub enum ObjectsError {
     /// The request itself is wrong; the message names the field and the fix.
     #[error("{0}")]
     Invalid(String),
+    /// The repository holds no snapshot of the Backup.
+    #[error("no snapshot of Backup {name} in {url}")]
+    NoSnapshotOfBackup {
+        /// The Backup's name.
+        name: String,
+        /// The repository.
+        url: String,
+    },
+    /// A restore named neither a snapshot nor a Backup.
+    #[error("nothing to restore from: name a Backup or a snapshot id")]
+    NothingToRestore,
     /// The snapshot is not an object backup.
-    #[error(
-        "snapshot {id} is a {kind} snapshot, not a Kubernetes objects backup; pick one listed by `drctl backup list --repo …`"
-    )]
+    #[error("snapshot {id} is a {kind} snapshot, not a Kubernetes objects backup")]
     WrongKind {
         /// The snapshot.
         id: String,

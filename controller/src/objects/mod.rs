@@ -11,7 +11,9 @@ pub mod discover;
 mod error;
 mod filter;
 pub mod needs;
+mod phase;
 pub mod restore;
+mod select;
 mod skip;
 
 pub use backup::{BackupOutcome, BackupRequest, backup_objects};
@@ -19,6 +21,7 @@ pub use discover::{Discovered, DiscoveryDeadlines, ResourceRecord, UnavailableGr
 pub use error::ObjectsError;
 pub use filter::{NamespaceFilter, ObjectFilter, ResourceFilter};
 pub use restore::{RestoreOptions, RestoreOutcome, restore_objects};
+pub use select::{backup_snapshots, forget_backup, snapshot_to_restore};
 
 /// `Snapshot::kind` of object backups.
 pub const SNAPSHOT_KIND: &str = "kubernetes";
@@ -37,7 +40,7 @@ pub async fn object_snapshots(
         .snapshots()
         .await?
         .into_iter()
-        .filter(|s| s.kind == SNAPSHOT_KIND)
+        .filter(|s| s.kind() == SNAPSHOT_KIND)
         .filter(|s| name.is_none_or(|n| s.tags.get(BACKUP_TAG).map(String::as_str) == Some(n)))
         .collect();
     snaps.sort_by_key(|s| std::cmp::Reverse(s.time));

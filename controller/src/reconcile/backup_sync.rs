@@ -191,13 +191,18 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use lifeboat_backup::blob::SnapshotId;
+    use lifeboat_backup::snapshot::{KubernetesObjects, SnapshotDetails};
 
     fn snap(n: u8, hour: u32, backup: Option<&str>) -> Snapshot {
         Snapshot {
             id: Some(SnapshotId::of(&[n])),
             time: Utc.with_ymd_and_hms(2026, 11, 1, hour, 0, 0).unwrap(),
             hostname: "other-cluster".into(),
-            kind: crate::objects::SNAPSHOT_KIND.into(),
+            details: SnapshotDetails::Kubernetes(KubernetesObjects {
+                cluster_id: "x".into(),
+                backup: backup.unwrap_or_default().into(),
+                items: 0,
+            }),
             source: "kubernetes:x".into(),
             paths: vec![],
             tags: backup
@@ -205,7 +210,6 @@ mod tests {
                 .into_iter()
                 .chain([("env".to_string(), "prod".to_string())])
                 .collect(),
-            meta: Default::default(),
             parent: None,
             tree: vec![],
             summary: Default::default(),

@@ -32,7 +32,9 @@ impl From<AccessError> for Failure {
 impl From<ObjectsError> for Failure {
     fn from(e: ObjectsError) -> Self {
         match e {
-            ObjectsError::Invalid(_) => Self::Invalid(e.to_string()),
+            ObjectsError::Invalid(_)
+            | ObjectsError::NothingToRestore
+            | ObjectsError::NoSnapshotOfBackup { .. } => Self::Invalid(e.to_string()),
             _ => Self::Failed(e.to_string()),
         }
     }

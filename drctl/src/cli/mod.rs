@@ -511,6 +511,12 @@ pub struct ForgetArgs {
     /// Keep the newest snapshot of each of the last N months that have one.
     #[arg(long, default_value_t = 0)]
     pub keep_monthly: u32,
+    /// Keep every snapshot made within this long before the newest one (`7d`, `36h`).
+    #[arg(long, value_parser = parse_duration)]
+    pub keep_within: Option<chrono::Duration>,
+    /// Keep every snapshot with this tag (`key=value`, or `key` for any value); repeatable.
+    #[arg(long = "keep-tag")]
+    pub keep_tags: Vec<String>,
     /// Print what would be removed without removing it.
     #[arg(long)]
     pub dry_run: bool,
@@ -536,6 +542,10 @@ fn parse_group_by(s: &str) -> Result<lifeboat_backup::maintenance::forget::Group
         }
     }
     Ok(g)
+}
+
+fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+    lifeboat_backup::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use lifeboat_backup::progress::Progress;
-use lifeboat_backup::sources::etcd::{
-    DeltaOptions, DeltaOutcome, EtcdEndpoints, EtcdTlsFiles, RestorePoint, restore_etcd_at, snapshot_etcd,
-    stream_deltas,
+use lifeboat_backup::snapshot::SnapshotDetails;
+use lifeboat_etcd::{
+    DeltaOptions, DeltaOutcome, EtcdEndpoints, EtcdTlsFiles, RestorePoint, etcd_snapshots, find_snapshot,
+    restore_etcd_at, snapshot_etcd, watch,
 };
 
 use crate::cli::{EtcdCommand, GlobalArgs};
@@ -40,10 +41,14 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
             let snap = snapshot_etcd(&r, &endpoints, tags.into_iter().collect(), progress).await?;
             drop(bar);
             let s = &snap.summary;
+            let (endpoint, revision) = match &snap.details {
+                SnapshotDetails::EtcdFull(f) => (f.endpoint.as_str(), f.revision.to_string()),
+                _ => ("?", "?".to_string()),
+            };
             eprintln!(
                 "etcd snapshot of {} at revision {}: {}, {} new, {} stored in {:.1}s",
-                snap.meta.get("endpoint").map_or("?", String::as_str),
-                snap.meta.get("revision").map_or("?", String::as_str),
+                endpoint,
+                revision,
                 bytes(s.bytes),
                 bytes(s.new_bytes),
                 bytes(s.stored_bytes),
@@ -58,12 +63,7 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
         }
         EtcdCommand::Snapshots { repo, repo_key } => {
             let r = open::repository(&repo, &repo_key).await?;
-            let snaps: Vec<_> = r
-                .snapshots()
-                .await?
-                .into_iter()
-                .filter(|s| s.kind == "etcd")
-                .collect();
+            let snaps = etcd_snapshots(&r).await?;
             let rows: Vec<serde_json::Value> = snaps
                 .iter()
                 .map(|s| {
@@ -76,15 +76,23 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
                 let cells: Vec<Vec<String>> = snaps
                     .iter()
                     .map(|s| {
-                        let meta = |k: &str| s.meta.get(k).cloned().unwrap_or_default();
+                        let (kind, cluster, revision, member) = match &s.details {
+                            SnapshotDetails::EtcdFull(f) => {
+                                ("full", f.cluster_id.clone(), f.revision, f.endpoint.clone())
+                            }
+                            SnapshotDetails::EtcdDelta(d) => {
+                                ("delta", d.cluster_id.clone(), d.last_revision, String::new())
+                            }
+                            _ => ("?", String::new(), 0, String::new()),
+                        };
                         vec![
                             s.id.map(|i| i.short()).unwrap_or_default(),
                             s.time.format("%Y-%m-%d %H:%M:%S").to_string(),
-                            meta("type"),
-                            meta("cluster_id"),
-                            meta("revision"),
+                            kind.to_string(),
+                            cluster,
+                            revision.to_string(),
                             bytes(s.summary.bytes),
-                            meta("endpoint"),
+                            member,
                         ]
                     })
                     .collect();
@@ -105,15 +113,7 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
             force,
         } => {
             let r = open::repository(&repo, &repo_key).await?;
-            let snap = if snapshot == "latest" {
-                r.snapshots()
-                    .await?
-                    .into_iter()
-                    .rfind(|s| s.kind == "etcd")
-                    .ok_or_else(|| anyhow::anyhow!("no etcd snapshot in {}", r.url()))?
-            } else {
-                r.find_snapshot(&snapshot).await?
-            };
+            let snap = find_snapshot(&r, &snapshot).await?;
             let point = match (to_revision, latest) {
                 (Some(r), _) => RestorePoint::Revision(r),
                 (None, true) => RestorePoint::Latest,
@@ -162,33 +162,28 @@ async fn watch_deltas(
         }
         let _ = stop.send(true);
     });
-    loop {
-        eprintln!("watching etcd; a delta is stored every {interval}s while changes arrive (Ctrl-C stops)");
-        match stream_deltas(
-            r,
-            endpoints,
-            &options,
-            stopped.clone(),
-            Arc::new(Progress::default()),
-        )
-        .await?
-        {
-            DeltaOutcome::Stopped {
-                deltas,
-                last_revision,
-            } => {
-                eprintln!("stopped: {deltas} deltas stored, up to revision {last_revision}");
-                return Ok(0);
-            }
-            DeltaOutcome::NewFull {
-                compact_revision,
-                full,
-            } => {
-                eprintln!(
-                    "etcd compacted revision {compact_revision} before the chain caught up: took a new full snapshot {} and continue from it",
-                    full.short()
-                );
-            }
-        }
+    eprintln!("watching etcd; a delta is stored every {interval}s while changes arrive (Ctrl-C stops)");
+    let restarted = |compact_revision: i64, full: lifeboat_backup::blob::SnapshotId| {
+        eprintln!(
+            "etcd compacted revision {compact_revision} before the chain caught up: took a new full snapshot {} and continue from it",
+            full.short()
+        );
+    };
+    let outcome = watch(
+        r,
+        endpoints,
+        &options,
+        stopped,
+        Arc::new(Progress::default()),
+        restarted,
+    )
+    .await?;
+    if let DeltaOutcome::Stopped {
+        deltas,
+        last_revision,
+    } = outcome
+    {
+        eprintln!("stopped: {deltas} deltas stored, up to revision {last_revision}");
     }
+    Ok(0)
 }

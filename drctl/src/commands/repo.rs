@@ -49,6 +49,7 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
             let bar = Bar::start(&progress, "check", g.quiet || !read_data);
             let report = check::check(&r, read_data, progress).await?;
             let lock = object_lock::report(&r).await?;
+            let url = r.url().to_string();
             drop(bar);
             #[derive(serde::Serialize)]
             #[serde(rename_all = "camelCase")]
@@ -87,7 +88,7 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
                     s.push_str(&format!("error: {e}\n"));
                 }
                 for a in &rep.advice {
-                    s.push_str(&format!("fix: {a}\n"));
+                    s.push_str(&format!("fix: {}\n", crate::hint::check_advice(a, &url)));
                 }
                 s.push_str(&lock_text(c.object_lock));
                 s.push_str(if rep.ok() {

@@ -57,6 +57,12 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
                 }
                 s
             })?;
+            if !report.damaged_packs.is_empty() {
+                eprintln!(
+                    "hint: {}",
+                    crate::hint::damaged_packs(&report.damaged_packs, &repo.repo)
+                );
+            }
             Ok(if report.errors.is_empty() {
                 0
             } else {

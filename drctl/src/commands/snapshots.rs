@@ -1,8 +1,7 @@
 //! `drctl snapshots` and `drctl forget`.
 
 use anyhow::Result;
-use lifeboat_backup::maintenance::forget::{RetentionPolicy, plan_forget_grouped};
-use lifeboat_backup::snapshot::snapshot_key;
+use lifeboat_backup::maintenance::forget::{RetentionPolicy, forget as apply_forget};
 
 use crate::cli::{ForgetArgs, GlobalArgs, KeyArgs, RepoArgs};
 use crate::open;
@@ -33,7 +32,7 @@ pub async fn list(repo: &RepoArgs, key: &KeyArgs, g: &GlobalArgs) -> Result<u8> 
                     r.id[..8.min(r.id.len())].to_string(),
                     s.time.format("%Y-%m-%d %H:%M:%S").to_string(),
                     s.hostname.clone(),
-                    s.kind.clone(),
+                    s.kind().to_string(),
                     s.paths.join(","),
                     s.summary.files.to_string(),
                     bytes(s.summary.bytes),
@@ -60,8 +59,10 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
         keep_daily: args.keep_daily,
         keep_weekly: args.keep_weekly,
         keep_monthly: args.keep_monthly,
+        keep_within: args.keep_within.and_then(|d| d.to_std().ok()),
+        keep_tags: args.keep_tags.clone(),
     };
-    if policy == RetentionPolicy::default() {
+    if policy.is_empty() {
         return Err(crate::UsageError(
             "no --keep-* option given; refusing to forget every snapshot (give e.g. --keep-last 7)"
                 .to_string(),
@@ -69,32 +70,15 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
         .into());
     }
     let r = open::repository(&args.repo, &args.key).await?;
-    let lock = r
-        .lock(lifeboat_backup::repository::LockKind::Shared, "forget")
-        .await?;
-    let snaps = r.snapshots().await?;
-    let plan = plan_forget_grouped(&snaps, &policy, args.group_by).map_err(anyhow::Error::msg)?;
+    let forgotten = apply_forget(&r, &policy, args.group_by, args.dry_run).await?;
     // S3 Object Lock may retain some of them: those stay, and are named.
-    let removing = plan.iter().flat_map(|g| g.remove.iter().map(snapshot_key));
-    let held = r.retained(removing, chrono::Utc::now()).await?;
-    for (key, retention) in &held {
+    for (key, retention) in &forgotten.held {
         eprintln!(
             "{key} is locked ({}) until {}: kept; a later forget removes it",
             retention.mode, retention.until
         );
     }
-    if !args.dry_run {
-        for group in &plan {
-            for id in group
-                .remove
-                .iter()
-                .filter(|id| !held.contains_key(&snapshot_key(id)))
-            {
-                r.delete_snapshot(id).await?;
-            }
-        }
-    }
-    lock.release().await?;
+    let plan = forgotten.groups;
     output::print(g.format, &plan, |groups| {
         let mut s = String::new();
         if args.dry_run {

@@ -11,7 +11,6 @@ use kube::Client;
 use kube::api::{Api, DynamicObject};
 use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
-use lifeboat_backup::read::BlobReader;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_controller::crd::{ClusterScoped, ExistingResourcePolicy};
 use lifeboat_controller::objects::{
@@ -207,10 +206,11 @@ pub async fn verify(
     app: &Application,
     namespace_mapping: &BTreeMap<String, String>,
 ) -> Result<Verification, String> {
-    let index = repo.load_index().await.map_err(|e| format!("load index: {e}"))?;
-    let reader = BlobReader::new(repo, &index);
-    let nodes = reader
-        .read_tree(&snapshot.tree)
+    let repo = repo.indexed().await.map_err(|e| format!("load index: {e}"))?;
+    let index = repo.index();
+    let reader = repo.reader();
+    let nodes = repo
+        .tree(snapshot)
         .await
         .map_err(|e| format!("read the recovery point: {e}"))?;
     let table = nodes

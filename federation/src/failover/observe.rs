@@ -165,7 +165,7 @@ pub async fn observe(env: &Env, fp: &FailoverPlan, kind: Kind) -> Result<Observe
                 .filter(|(_, s)| {
                     eligible(
                         s.time,
-                        s.meta.get("cluster_id").map(String::as_str),
+                        s.details.cluster_id(),
                         &s.tags,
                         app,
                         lease.as_ref(),
@@ -178,7 +178,7 @@ pub async fn observe(env: &Env, fp: &FailoverPlan, kind: Kind) -> Result<Observe
                     id: s.id.map(|i| i.to_hex()).unwrap_or_default(),
                     repository: url.clone(),
                     time: s.time,
-                    cluster: s.meta.get("cluster_id").and_then(|id| ids.get(id)).cloned(),
+                    cluster: s.details.cluster_id().and_then(|id| ids.get(id)).cloned(),
                 });
             recovery_points.insert(app.name.clone(), best);
         }

@@ -168,7 +168,7 @@ async fn newest_backup(
         .map_err(|e| format!("unreachable: {e}"))?;
     let ours = snaps
         .iter()
-        .find(|s| record.cluster_id.is_none() || s.meta.get("cluster_id") == record.cluster_id.as_ref());
+        .find(|s| record.cluster_id.is_none() || s.details.cluster_id() == record.cluster_id.as_deref());
     let Some(s) = ours else {
         return Err("no object backup of this cluster".to_string());
     };

@@ -204,10 +204,10 @@ pub async fn get_cluster(client: &Client, ar: &ApiResource, name: &str) -> Optio
 
 /// The paths of a snapshot's objects.
 pub async fn snapshot_paths(repo: &Repository, snapshot: &Snapshot) -> Vec<String> {
-    let index = repo.load_index().await.expect("index");
-    let reader = lifeboat_backup::read::BlobReader::new(repo, &index);
-    reader
-        .read_tree(&snapshot.tree)
+    repo.indexed()
+        .await
+        .expect("index")
+        .tree(snapshot)
         .await
         .expect("tree")
         .into_iter()

@@ -11,17 +11,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use chrono::Utc;
-
-use crate::blob::{BlobId, BlobKind, SnapshotId};
+use crate::archiver::{BackupOptions, Writer};
+use crate::blob::{BlobId, BlobKind};
 use crate::chunker::{Chunker, chunk_slice};
 use crate::progress::Progress;
-use crate::read::BlobReader;
-use crate::repository::{LockKind, RepoError, Repository};
-use crate::session::{BlobSink, Session, SessionShared};
-use crate::snapshot::{Node, NodeKind, SkippedPath, Snapshot, Summary};
+use crate::repository::{IndexedRepository, RepoError, Repository};
+use crate::session::{BlobSink, SessionShared};
+use crate::snapshot::{Node, NodeKind, SkippedPath, Snapshot, SnapshotDetails, Summary};
+use crate::sources::{Source, Written};
 
 /// Options for a file backup.
 #[derive(Debug, Clone, Default)]
@@ -40,26 +38,27 @@ pub struct FilesOptions {
 
 /// Backs up `paths` into `repo`; returns the new snapshot. Paths that cannot be read are
 /// left out and listed in its `summary.skipped` (the snapshot is then partial); the store
-/// failing is an error, and then no snapshot is written.
+/// failing is an error, and then no snapshot is written. The lifecycle around the walk and
+/// the reads (lock, index, session, tree, manifest) is [`Repository::backup`]'s.
 pub async fn backup_files(
     repo: &Repository,
     paths: &[PathBuf],
     options: &FilesOptions,
     progress: Arc<Progress>,
 ) -> Result<Snapshot, RepoError> {
-    let started = Instant::now();
-    let time = Utc::now();
-    let roots = absolute_roots(paths)?;
-    let source = format!(
-        "files:{}",
-        roots.iter().map(|p| path_text(p)).collect::<Vec<_>>().join(",")
-    );
-    repo.while_locked(
-        LockKind::Shared,
-        "backup",
-        run(repo, &roots, &source, time, options, progress, started),
-    )
-    .await
+    let host = options.host.clone().unwrap_or_else(crate::repository::hostname);
+    let mut source = FilesSource {
+        roots: absolute_roots(paths)?,
+        host: host.clone(),
+        force_full: options.force_full,
+        workers: options.workers,
+    };
+    let options = BackupOptions {
+        tags: options.tags.clone(),
+        host: Some(host),
+        progress,
+    };
+    repo.backup(&mut source, &options).await
 }
 
 fn absolute_roots(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RepoError> {
@@ -126,136 +125,125 @@ fn normalize(abs: &Path) -> PathBuf {
     out
 }
 
-async fn run(
-    repo: &Repository,
-    roots: &[PathBuf],
-    source: &str,
-    time: chrono::DateTime<Utc>,
-    options: &FilesOptions,
-    progress: Arc<Progress>,
-    started: Instant,
-) -> Result<Snapshot, RepoError> {
-    let index = Arc::new(repo.load_index().await?);
-    let hostname = options.host.clone().unwrap_or_else(crate::repository::hostname);
-    let parent = repo
-        .snapshots()
-        .await?
-        .into_iter()
-        .rfind(|s| s.kind == "files" && s.source == source && s.hostname == hostname);
+/// Files and directories under absolute, normalised, sorted `roots` on this machine.
+struct FilesSource {
+    roots: Vec<PathBuf>,
+    /// The host name recorded; the parent is the newest snapshot of the same roots from it.
+    host: String,
+    /// Read every file even if the parent has it unchanged.
+    force_full: bool,
+    /// Reader threads (0: one per core).
+    workers: usize,
+}
 
-    let walk_roots = roots.to_vec();
-    let Walked {
-        mut nodes,
-        mut skipped,
-        warnings,
-    } = tokio::task::spawn_blocking(move || walk(&walk_roots))
-        .await
-        .map_err(|e| RepoError::Task(e.to_string()))?;
+impl Source for FilesSource {
+    type Error = RepoError;
 
-    let mut reused = vec![false; nodes.len()];
-    if let (Some(parent), false) = (&parent, options.force_full) {
-        let reader = BlobReader::new(repo, &index);
-        let old = reader.read_tree(&parent.tree).await?;
-        reused = reuse_unchanged(&mut nodes, &old, &index);
+    /// `files:` and the roots ([`path_text`]), comma-separated.
+    fn source_id(&self) -> String {
+        let roots: Vec<String> = self.roots.iter().map(|p| path_text(p)).collect();
+        format!("files:{}", roots.join(","))
     }
 
-    // Each inode is read once, however many names (hard links) it has.
-    let (to_read, same_inode) = files_to_read(&nodes, &reused);
-    progress.add_total(to_read.iter().map(|&i| nodes[i].size).sum(), to_read.len() as u64);
+    fn purpose(&self) -> &'static str {
+        "backup"
+    }
 
-    let session = Session::start(repo, index);
-    let shared = session.shared().clone();
-    let workers = if options.workers == 0 {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    } else {
-        options.workers
-    };
-    let jobs: Vec<(usize, PathBuf)> = to_read
-        .iter()
-        .map(|&i| (i, Path::new("/").join(OsStr::from_bytes(nodes[i].path_bytes()))))
-        .collect();
-    let work_progress = progress.clone();
-    let results = tokio::task::spawn_blocking(move || read_files(&shared, &jobs, workers, &work_progress))
-        .await
-        .map_err(|e| RepoError::Task(e.to_string()))?;
+    /// The newest files snapshot of the same roots from the same host.
+    async fn parent(&self, repo: &IndexedRepository) -> Result<Option<Snapshot>, RepoError> {
+        let source = self.source_id();
+        Ok(repo
+            .snapshots()
+            .await?
+            .into_iter()
+            .rfind(|s| s.details == SnapshotDetails::Files && s.source == source && s.hostname == self.host))
+    }
 
-    let mut failed = vec![false; nodes.len()];
-    let mut fatal = None;
-    let mut warnings = warnings;
-    for (i, result) in results {
-        match result {
-            Ok(read) => {
-                nodes[i].chunks = read.chunks;
-                nodes[i].size = read.size;
-                warnings.extend(read.warning);
-            }
-            Err(FileError::Skip(path, error)) => {
-                skipped.push(SkippedPath { path, error });
-                failed[i] = true;
-            }
-            Err(FileError::Fatal(e)) => {
-                fatal.get_or_insert(e);
-            }
+    /// Walks the roots, takes the chunk lists of files the parent has unchanged (and whose
+    /// chunks the index still lists), and reads the rest on `workers` threads, each inode
+    /// once.
+    async fn write(&mut self, writer: &Writer<'_>) -> Result<Written, RepoError> {
+        let walk_roots = self.roots.clone();
+        let Walked {
+            mut nodes,
+            mut skipped,
+            mut warnings,
+        } = tokio::task::spawn_blocking(move || walk(&walk_roots))
+            .await
+            .map_err(|e| RepoError::Task(e.to_string()))?;
+
+        let mut reused = vec![false; nodes.len()];
+        if !self.force_full
+            && let Some(old) = writer.parent_tree().await?
+        {
+            reused = reuse_unchanged(&mut nodes, &old, |c| writer.is_indexed(c));
         }
-    }
-    if let Some(e) = fatal {
-        // A worker saw the uploader stop; the uploader's own error names the object and the
-        // store's answer, so prefer it.
-        return Err(session.finish().await.err().unwrap_or(e));
-    }
-    for (other, first) in same_inode {
-        if failed[first] {
-            failed[other] = true;
-            skipped.push(SkippedPath {
-                path: format!("/{}", nodes[other].path),
-                error: format!("a hard link to /{}, which could not be read", nodes[first].path),
-            });
+
+        // Each inode is read once, however many names (hard links) it has.
+        let (to_read, same_inode) = files_to_read(&nodes, &reused);
+        let progress = writer.progress().clone();
+        progress.add_total(to_read.iter().map(|&i| nodes[i].size).sum(), to_read.len() as u64);
+
+        let shared = writer.shared().clone();
+        let workers = if self.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
-            nodes[other].chunks = nodes[first].chunks.clone();
-            nodes[other].size = nodes[first].size;
+            self.workers
+        };
+        let jobs: Vec<(usize, PathBuf)> = to_read
+            .iter()
+            .map(|&i| (i, Path::new("/").join(OsStr::from_bytes(nodes[i].path_bytes()))))
+            .collect();
+        let results = tokio::task::spawn_blocking(move || read_files(&shared, &jobs, workers, &progress))
+            .await
+            .map_err(|e| RepoError::Task(e.to_string()))?;
+
+        let mut failed = vec![false; nodes.len()];
+        for (i, result) in results {
+            match result {
+                Ok(read) => {
+                    nodes[i].chunks = read.chunks;
+                    nodes[i].size = read.size;
+                    warnings.extend(read.warning);
+                }
+                Err(FileError::Skip(path, error)) => {
+                    skipped.push(SkippedPath { path, error });
+                    failed[i] = true;
+                }
+                // The engine prefers the uploader's own error, which names the object and
+                // the store's answer, to what a worker saw.
+                Err(FileError::Fatal(e)) => return Err(e),
+            }
         }
-    }
-    let mut keep = failed.iter().map(|f| !f);
-    nodes.retain(|_| keep.next().unwrap_or(true));
+        for (other, first) in same_inode {
+            if failed[first] {
+                failed[other] = true;
+                skipped.push(SkippedPath {
+                    path: format!("/{}", nodes[other].path),
+                    error: format!("a hard link to /{}, which could not be read", nodes[first].path),
+                });
+            } else {
+                nodes[other].chunks = nodes[first].chunks.clone();
+                nodes[other].size = nodes[first].size;
+            }
+        }
+        let mut keep = failed.iter().map(|f| !f);
+        nodes.retain(|_| keep.next().unwrap_or(true));
 
-    let files_read = to_read.iter().filter(|&&i| !failed[i]).count() as u64;
-    let tree_nodes = nodes;
-    let (tree, tree_nodes, session) = tokio::task::spawn_blocking(move || {
-        let tree = session.write_tree(&tree_nodes);
-        (tree, tree_nodes, session)
-    })
-    .await
-    .map_err(|e| RepoError::Task(e.to_string()))?;
-    let tree = tree?;
-    let stats = session.finish().await?;
-
-    let mut snapshot = Snapshot {
-        id: None,
-        time,
-        hostname,
-        kind: "files".to_string(),
-        source: source.to_string(),
-        paths: roots.iter().map(|p| path_text(p)).collect(),
-        tags: options.tags.clone(),
-        meta: Default::default(),
-        parent: parent.and_then(|p| p.id),
-        tree,
-        summary: Summary {
-            files: tree_nodes.iter().filter(|n| n.kind == NodeKind::File).count() as u64,
-            dirs: tree_nodes.iter().filter(|n| n.kind == NodeKind::Dir).count() as u64,
-            bytes: tree_nodes.iter().map(|n| n.size).sum(),
+        let files_read = to_read.iter().filter(|&&i| !failed[i]).count() as u64;
+        let summary = Summary {
             files_read,
-            new_bytes: stats.new_bytes,
-            stored_bytes: stats.stored_bytes,
-            new_blobs: stats.new_blobs,
-            duration_ms: started.elapsed().as_millis() as u64,
             warnings,
             skipped,
-        },
-    };
-    let id: SnapshotId = repo.save_snapshot(&snapshot).await?;
-    snapshot.id = Some(id);
-    Ok(snapshot)
+            ..Summary::of_tree(&nodes)
+        };
+        Ok(Written {
+            nodes,
+            details: SnapshotDetails::Files,
+            paths: self.roots.iter().map(|p| path_text(p)).collect(),
+            summary,
+        })
+    }
 }
 
 /// The files whose content must be read (all but those `reused` from the parent), and for
@@ -285,7 +273,7 @@ fn files_to_read(nodes: &[Node], reused: &[bool]) -> (Vec<usize>, Vec<(usize, us
 /// whose every chunk the index still lists (after `repo repair index` dropped a lost pack,
 /// the file is read again and its lost blobs are stored anew). Both lists are sorted by path,
 /// so this is one merge pass. Returns which nodes were reused.
-fn reuse_unchanged(nodes: &mut [Node], old: &[Node], index: &crate::index::Index) -> Vec<bool> {
+fn reuse_unchanged(nodes: &mut [Node], old: &[Node], indexed: impl Fn(&BlobId) -> bool) -> Vec<bool> {
     let mut reused = vec![false; nodes.len()];
     let mut j = 0;
     for (i, node) in nodes.iter_mut().enumerate() {
@@ -295,7 +283,7 @@ fn reuse_unchanged(nodes: &mut [Node], old: &[Node], index: &crate::index::Index
         if j < old.len()
             && old[j].path_bytes() == node.path_bytes()
             && node.unchanged_since(&old[j])
-            && old[j].chunks.iter().all(|c| index.contains(c))
+            && old[j].chunks.iter().all(&indexed)
         {
             node.chunks = old[j].chunks.clone();
             reused[i] = true;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
+use lifeboat_backup::archiver::ItemUpload;
 use lifeboat_backup::progress::Progress;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::super::discover::ResourceRecord;
 use super::super::filter::ObjectFilter;
@@ -53,7 +53,7 @@ pub struct Lists<'a> {
     pub client: &'a Client,
     pub filter: &'a ObjectFilter,
     pub ctx: &'a SkipContext,
-    pub tx: &'a mpsc::Sender<(String, Vec<u8>)>,
+    pub upload: &'a ItemUpload,
     pub progress: &'a Progress,
     pub parallelism: usize,
     /// Keys of types served by aggregated APIs.
@@ -227,7 +227,7 @@ impl Lists<'_> {
                     continue;
                 };
                 let path = object_path(&key, ns.as_deref(), &name);
-                if self.tx.send((path, bytes)).await.is_err() {
+                if !self.upload.send(path, bytes).await {
                     tally.error = Some("the repository writer stopped".to_string());
                     return (tally, needs);
                 }

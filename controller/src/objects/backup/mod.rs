@@ -3,27 +3,22 @@
 
 mod list;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
 
-use chrono::Utc;
 use kube::Client;
 use kube::api::{Api, ListParams};
-use lifeboat_backup::blob::BlobKind;
+use lifeboat_backup::archiver::Writer;
 use lifeboat_backup::progress::Progress;
-use lifeboat_backup::repository::LockKind;
-use lifeboat_backup::session::{BlobSink, Session};
-use lifeboat_backup::snapshot::{Node, Snapshot, Summary};
-use lifeboat_backup::{RepoError, Repository};
-use tokio::sync::mpsc;
+use lifeboat_backup::snapshot::{KubernetesObjects, Snapshot, SnapshotDetails, Summary};
+use lifeboat_backup::{BackupOptions, Repository, Source, Written};
 
 use self::list::{Lists, PAGE_SIZE, Take, Tally};
 use super::discover::{DiscoveryDeadlines, ResourceRecord, discover};
 use super::filter::{NamespaceFilter, ObjectFilter, ResourceFilter};
 use super::needs::{Needs, dependency_order};
 use super::skip::{SkipContext, skipped_resource};
-use super::{BACKUP_TAG, ObjectsError, RESOURCES_PATH, SNAPSHOT_KIND};
+use super::{BACKUP_TAG, ObjectsError, RESOURCES_PATH};
 use crate::crd::{BackupSpec, ItemMessage};
 
 /// What to back up.
@@ -103,8 +98,6 @@ pub async fn backup_objects(
     request: &BackupRequest,
     progress: Arc<Progress>,
 ) -> Result<BackupOutcome, ObjectsError> {
-    let started = Instant::now();
-    let time = Utc::now();
     let discovered = discover(client, request.discovery).await?;
     let mut warnings: Vec<ItemMessage> = discovered
         .notes
@@ -152,27 +145,101 @@ pub async fn backup_objects(
         taken.push(r);
     }
     let cluster_id = cluster_id(client).await;
-    let ctx = Arc::new(skip_context(client, &taken).await?);
+    let ctx = skip_context(client, &taken).await?;
 
-    let work = async {
-        let index = Arc::new(repo.load_index().await?);
-        let session = Session::start(repo, index);
-        let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(256);
-        let shared = session.shared().clone();
-        let writer = tokio::task::spawn_blocking(move || store_objects(shared, rx));
+    let mut source = ObjectsSource {
+        client,
+        request,
+        taken: &taken,
+        aggregated: &discovered.aggregated,
+        ctx: &ctx,
+        cluster_id,
+        report: Report {
+            items: 0,
+            skipped: 0,
+            warnings,
+            errors,
+            skipped_groups,
+        },
+    };
+    let mut tags = request.tags.clone();
+    tags.insert(BACKUP_TAG.to_string(), request.name.clone());
+    let snapshot = repo
+        .backup(
+            &mut source,
+            &BackupOptions {
+                tags,
+                host: None,
+                progress,
+            },
+        )
+        .await?;
+    let Report {
+        items,
+        skipped,
+        warnings,
+        errors,
+        skipped_groups,
+    } = source.report;
+    Ok(BackupOutcome {
+        snapshot,
+        items,
+        skipped,
+        warnings,
+        errors,
+        skipped_groups,
+        unreadable_groups,
+    })
+}
 
-        let table = serde_json::to_vec_pretty(&taken).map_err(|e| ObjectsError::Invalid(e.to_string()))?;
-        let _ = tx.send((RESOURCES_PATH.to_string(), table)).await;
+/// What the listing found beyond the snapshot itself.
+struct Report {
+    items: u64,
+    skipped: u64,
+    warnings: Vec<ItemMessage>,
+    errors: Vec<ItemMessage>,
+    skipped_groups: Vec<ItemMessage>,
+}
+
+/// The Kubernetes objects source: the discovered types `taken`, listed in dependency order,
+/// one blob per object. The lifecycle around it is [`Repository::backup`]'s.
+struct ObjectsSource<'a> {
+    client: &'a Client,
+    request: &'a BackupRequest,
+    taken: &'a [ResourceRecord],
+    aggregated: &'a HashSet<String>,
+    ctx: &'a SkipContext,
+    cluster_id: String,
+    /// Discovery's notes going in; the listing's tallies added by `write`.
+    report: Report,
+}
+
+impl Source for ObjectsSource<'_> {
+    type Error = ObjectsError;
+
+    fn source_id(&self) -> String {
+        format!("kubernetes:{}", self.cluster_id)
+    }
+
+    fn purpose(&self) -> &'static str {
+        "kubernetes objects backup"
+    }
+
+    async fn write(&mut self, writer: &Writer<'_>) -> Result<Written, ObjectsError> {
+        let upload = writer.items();
+        let table =
+            serde_json::to_vec_pretty(self.taken).map_err(|e| ObjectsError::Invalid(e.to_string()))?;
+        upload.send(RESOURCES_PATH.to_string(), table).await;
         let order = |r: &ResourceRecord| dependency_order(&r.group, &r.plural);
-        let selected: Vec<&ResourceRecord> = taken.iter().filter(|r| order(r).is_none()).collect();
+        let selected: Vec<&ResourceRecord> = self.taken.iter().filter(|r| order(r).is_none()).collect();
         let lists = Lists {
-            client,
-            filter,
-            ctx: &ctx,
-            tx: &tx,
-            progress: &progress,
-            parallelism: request.parallelism.max(1),
-            aggregated: &discovered.aggregated,
+            client: self.client,
+            filter: &self.request.filter,
+            ctx: self.ctx,
+            upload: &upload,
+            progress: writer.progress(),
+            parallelism: self.request.parallelism.max(1),
+            aggregated: self.aggregated,
         };
         let mut needs = Needs::default();
         let mut tallies: Vec<(String, Tally)> = Vec::new();
@@ -184,89 +251,59 @@ pub async fn backup_objects(
         };
         collect(lists.run(&selected, Take::Selected).await, &mut needs);
         for stage in [0, 1] {
-            let deps: Vec<&ResourceRecord> = taken.iter().filter(|r| order(r) == Some(stage)).collect();
+            let deps: Vec<&ResourceRecord> = self.taken.iter().filter(|r| order(r) == Some(stage)).collect();
             let found = lists.run(&deps, Take::Dependencies(&needs)).await;
             collect(found, &mut needs);
         }
-        drop(tx);
-        let mut nodes = writer.await.map_err(|e| RepoError::Task(e.to_string()))??;
-        nodes.sort_by(|a, b| a.path.cmp(&b.path));
+        let nodes = upload.finish().await?;
 
-        let (mut items, mut skipped) = (0, 0);
+        let report = &mut self.report;
         for (key, t) in tallies {
-            items += t.stored;
-            skipped += t.skipped;
+            report.items += t.stored;
+            report.skipped += t.skipped;
             if let Some(e) = t.error {
-                errors.push(ItemMessage {
+                report.errors.push(ItemMessage {
                     item: key.clone(),
                     message: e,
                 });
             }
             if let Some(w) = t.warning {
-                skipped_groups.push(ItemMessage {
+                report.skipped_groups.push(ItemMessage {
                     item: key.clone(),
                     message: w,
                 });
             }
             if t.skipped > 0 {
-                warnings.push(ItemMessage {
+                report.warnings.push(ItemMessage {
                     item: key,
                     message: format!("{} skipped, e.g. {}", t.skipped, t.example.unwrap_or_default()),
                 });
             }
         }
-        let bytes = nodes.iter().map(|n| n.size).sum();
-        let (tree, session) = tokio::task::spawn_blocking(move || (session.write_tree(&nodes), session))
-            .await
-            .map_err(|e| RepoError::Task(e.to_string()))?;
-        let tree = tree?;
-        let stats = session.finish().await?;
-        let mut tags = request.tags.clone();
-        tags.insert(BACKUP_TAG.to_string(), request.name.clone());
-        let mut snapshot = Snapshot {
-            id: None,
-            time,
-            hostname: lifeboat_backup::repository::hostname(),
-            kind: SNAPSHOT_KIND.to_string(),
-            source: format!("kubernetes:{cluster_id}"),
-            paths: Vec::new(),
-            tags,
-            meta: BTreeMap::from([
-                ("cluster_id".to_string(), cluster_id.clone()),
-                ("backup".to_string(), request.name.clone()),
-                ("items".to_string(), items.to_string()),
-            ]),
-            parent: None,
-            tree,
-            summary: Summary {
-                files: items,
-                bytes,
-                files_read: items,
-                new_bytes: stats.new_bytes,
-                stored_bytes: stats.stored_bytes,
-                new_blobs: stats.new_blobs,
-                duration_ms: started.elapsed().as_millis() as u64,
-                warnings: skipped_groups
-                    .iter()
-                    .chain(&warnings)
-                    .map(|w| format!("{}: {}", w.item, w.message))
-                    .collect(),
-                ..Summary::default()
-            },
+        let items = report.items;
+        let summary = Summary {
+            files: items,
+            bytes: nodes.iter().map(|n| n.size).sum(),
+            files_read: items,
+            warnings: report
+                .skipped_groups
+                .iter()
+                .chain(&report.warnings)
+                .map(|w| format!("{}: {}", w.item, w.message))
+                .collect(),
+            ..Summary::default()
         };
-        snapshot.id = Some(repo.save_snapshot(&snapshot).await?);
-        Ok::<_, ObjectsError>(BackupOutcome {
-            snapshot,
-            items,
-            skipped,
-            warnings,
-            errors,
-            skipped_groups,
-            unreadable_groups,
+        Ok(Written {
+            nodes,
+            details: SnapshotDetails::Kubernetes(KubernetesObjects {
+                cluster_id: self.cluster_id.clone(),
+                backup: self.request.name.clone(),
+                items,
+            }),
+            paths: Vec::new(),
+            summary,
         })
-    };
-    repo.while_locked(LockKind::Shared, "kubernetes objects backup", work)
-        .await
+    }
 }
 
 /// The cluster's identity: the uid of `kube-system`, which lives as long as the cluster.
@@ -317,26 +354,4 @@ async fn skip_context(client: &Client, taken: &[ResourceRecord]) -> Result<SkipC
             return Ok(ctx);
         }
     }
-}
-
-/// The writer: one blob per object, deduplicated against the repository.
-fn store_objects(
-    shared: Arc<lifeboat_backup::session::SessionShared>,
-    mut rx: mpsc::Receiver<(String, Vec<u8>)>,
-) -> Result<Vec<Node>, ObjectsError> {
-    // Nodes carry no time of their own (the snapshot has it), so an unchanged object's
-    // tree line is byte-identical in the next backup and the tree deduplicates too.
-    let time = chrono::DateTime::UNIX_EPOCH;
-    let mut sink = BlobSink::new(shared, BlobKind::Data);
-    let mut nodes = Vec::new();
-    let mut seen: HashMap<String, ()> = HashMap::new();
-    while let Some((path, bytes)) = rx.blocking_recv() {
-        if seen.insert(path.clone(), ()).is_some() {
-            continue;
-        }
-        let id = sink.put(&bytes)?;
-        nodes.push(Node::stream(&path, bytes.len() as u64, vec![id], time));
-    }
-    sink.finish()?;
-    Ok(nodes)
 }

@@ -11,12 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use kube::Client;
-use lifeboat_backup::Repository;
-use lifeboat_backup::blob::PackId;
+use lifeboat_backup::blob::BlobId;
+use lifeboat_backup::pack::PackError;
 use lifeboat_backup::progress::Progress;
-use lifeboat_backup::read::BlobReader;
-use lifeboat_backup::repository::LockKind;
 use lifeboat_backup::snapshot::Snapshot;
+use lifeboat_backup::{RepoError, Repository, Sink, SnapshotReader};
 use serde_json::Value;
 
 pub use apply::Applied;
@@ -126,7 +125,9 @@ impl RestoreOutcome {
     }
 }
 
-/// Restores `snapshot` into the cluster behind `client`.
+/// Restores `snapshot` into the cluster behind `client`. The lifecycle around it (kind
+/// check, lock, index, tree) is [`Repository::restore`]'s; this reads only through the
+/// [`SnapshotReader`].
 pub async fn restore_objects(
     client: &Client,
     repo: &Repository,
@@ -134,39 +135,62 @@ pub async fn restore_objects(
     options: &RestoreOptions,
     progress: Arc<Progress>,
 ) -> Result<RestoreOutcome, ObjectsError> {
-    if snapshot.kind != SNAPSHOT_KIND {
-        return Err(ObjectsError::WrongKind {
-            id: snapshot.id.map(|i| i.to_hex()).unwrap_or_default(),
-            kind: snapshot.kind.clone(),
-        });
-    }
-    let work = restore_locked(client, repo, snapshot, options, progress);
-    repo.while_locked(LockKind::Shared, "kubernetes objects restore", work)
-        .await
+    let sink = ObjectsSink {
+        client,
+        options,
+        progress,
+    };
+    repo.restore(snapshot, sink).await
 }
 
-async fn restore_locked(
-    client: &Client,
-    repo: &Repository,
-    snapshot: &Snapshot,
-    options: &RestoreOptions,
+/// A cluster receiving a Kubernetes objects snapshot.
+struct ObjectsSink<'a> {
+    client: &'a Client,
+    options: &'a RestoreOptions,
     progress: Arc<Progress>,
+}
+
+impl Sink for ObjectsSink<'_> {
+    type Output = RestoreOutcome;
+    type Error = ObjectsError;
+
+    fn purpose(&self) -> &'static str {
+        "kubernetes objects restore"
+    }
+
+    fn accepts(&self, snapshot: &Snapshot) -> Result<(), ObjectsError> {
+        if snapshot.kind() != SNAPSHOT_KIND {
+            return Err(ObjectsError::WrongKind {
+                id: snapshot.id.map(|i| i.to_hex()).unwrap_or_default(),
+                kind: snapshot.kind().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn restore(self, reader: &SnapshotReader<'_>) -> Result<RestoreOutcome, ObjectsError> {
+        restore_from(self.client, reader, self.options, &self.progress).await
+    }
+}
+
+async fn restore_from(
+    client: &Client,
+    reader: &SnapshotReader<'_>,
+    options: &RestoreOptions,
+    progress: &Progress,
 ) -> Result<RestoreOutcome, ObjectsError> {
-    let index = repo.load_index().await?;
-    let reader = BlobReader::new(repo, &index);
-    let nodes = reader.read_tree(&snapshot.tree).await?;
-    let table = nodes
-        .iter()
-        .find(|n| n.path == RESOURCES_PATH)
+    let nodes = reader.nodes();
+    let table = reader
+        .node(RESOURCES_PATH)
         .ok_or_else(|| ObjectsError::Invalid(format!("snapshot has no {RESOURCES_PATH}; it is damaged")))?;
-    let records: Vec<ResourceRecord> = serde_json::from_slice(&reader.read_stream(&table.chunks).await?)
+    let records: Vec<ResourceRecord> = serde_json::from_slice(&reader.read(table).await?)
         .map_err(|e| ObjectsError::Invalid(format!("{RESOURCES_PATH} is unreadable: {e}")))?;
     let records: HashMap<String, ResourceRecord> = records.into_iter().map(|r| (r.key(), r)).collect();
     // A restore narrowed to some namespaces takes the volumes bound to their claims and the
     // classes of both: read those objects first (claims and volumes are few).
     let (mut claims, mut volumes) = (Vec::new(), Vec::new());
-    for (path, blob) in plan::dependency_sources(&nodes, &records, options) {
-        let Ok(value) = serde_json::from_slice::<Value>(&reader.read_stream(&[blob]).await?) else {
+    for (path, blob) in plan::dependency_sources(nodes, &records, options) {
+        let Ok(value) = serde_json::from_slice::<Value>(&reader.read_blobs(&[blob]).await?) else {
             continue;
         };
         match path.namespace {
@@ -175,8 +199,7 @@ async fn restore_locked(
         }
     }
     let deps = plan::dependencies(&claims, &volumes);
-    let plan = plan::plan(&nodes, &records, options, &deps)?;
-    drop(nodes);
+    let plan = plan::plan(nodes, &records, options, &deps)?;
     progress.add_total(0, plan.len() as u64);
 
     let outcome = Mutex::new(RestoreOutcome::default());
@@ -190,53 +213,43 @@ async fn restore_locked(
         }
         let created_crds = Mutex::new(Vec::new());
         // Fetch each pack once, two at a time, and create its objects with `parallelism`
-        // requests in flight: memory holds a couple of packs, not the whole stage.
-        let mut by_pack: BTreeMap<PackId, Vec<&PlanItem>> = BTreeMap::new();
-        for item in items {
-            match index.get(&item.blob) {
-                Some(loc) => by_pack.entry(loc.pack).or_default().push(item),
-                None => outcome
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .errors
-                    .push(ItemMessage {
-                        item: item.display(),
-                        message: format!(
-                            "its data (blob {}) is missing from the repository; run `drctl repo check`",
-                            item.blob.to_hex()
-                        ),
-                    }),
-            }
-        }
-        // Each object is decoded only when its turn comes: memory holds the packs (16 MiB
-        // each, two fetched ahead), not a pack's worth of decoded objects.
-        let index = &index;
-        let decoded = futures::stream::iter(by_pack)
-            .map(|(pack, items)| async move { (BlobReader::open_pack(repo, &pack).await, items) })
-            .buffered(2)
-            .flat_map(|(open, items)| {
-                futures::stream::iter(items.into_iter().map(move |item| {
-                    let value = match &open {
-                        Ok(open) => index
-                            .get(&item.blob)
-                            .ok_or_else(|| "blob not indexed".to_string())
-                            // age authenticated every byte of the pack; `repo check
-                            // --read-data` re-hashes blobs, a restore need not.
-                            .and_then(|loc| open.blob_unverified(&loc.entry).map_err(|e| e.to_string()))
-                            .and_then(|bytes| {
-                                serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string())
-                            }),
-                        Err(e) => Err(format!("its pack could not be read: {e}")),
-                    };
-                    (item, value)
-                }))
-            });
+        // requests in flight: memory holds a couple of packs, not the whole stage. Each object
+        // is decoded only when its turn comes.
+        let wanted: Vec<(usize, BlobId)> = items.iter().map(|i| i.blob).enumerate().collect();
+        let decoded = reader.read_items(wanted, 2).filter_map(|(i, content)| {
+            let item = &items[i];
+            let value = match content {
+                Ok(bytes) => serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string()),
+                Err(RepoError::MissingBlob { .. }) => {
+                    outcome
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .errors
+                        .push(ItemMessage {
+                            item: item.display(),
+                            message: format!(
+                                "its data (blob {}) is missing from the repository; run `drctl repo check`",
+                                item.blob.to_hex()
+                            ),
+                        });
+                    return std::future::ready(None);
+                }
+                Err(RepoError::PackUnreadable { why, .. }) => {
+                    Err(format!("its pack could not be read: {why}"))
+                }
+                // Not the content its id names: none of it is applied.
+                Err(RepoError::Pack(e @ PackError::BlobMismatch { .. })) => Err(format!(
+                    "{e}; run `drctl repo check --read-data` to find every damaged or forged pack"
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            std::future::ready(Some((item, value)))
+        });
         decoded
             .for_each_concurrent(options.parallelism.max(1), |(item, value)| {
                 let applier = &applier;
                 let records = &records;
                 let outcome = &outcome;
-                let progress = &progress;
                 let created_crds = &created_crds;
                 async move {
                     let result = match (value, records.get(&item.source.key)) {

@@ -460,6 +460,76 @@ mod tests {
         assert!(!planned(&without).iter().any(|(s, _)| *s == Stage::Crds));
     }
 
+    /// A whole cluster restored with one namespace renamed: every object in its stage, in
+    /// backup order within a stage, under its mapped namespace (the Namespace itself renamed),
+    /// admission control last; nothing filtered.
+    #[test]
+    fn golden_plan_of_a_whole_cluster_with_a_namespace_renamed() {
+        let (nodes, records) = listing();
+        let options = RestoreOptions {
+            namespace_mapping: BTreeMap::from([("shop-1".to_string(), "shop-restore".to_string())]),
+            ..RestoreOptions::default()
+        };
+        let full = plan(&nodes, &records, &options, &Dependencies::default()).expect("plan");
+        let expected: Vec<(Stage, &str)> = vec![
+            (
+                Stage::Crds,
+                "customresourcedefinitions.apiextensions.k8s.io/widgets.example.com",
+            ),
+            (
+                Stage::Crds,
+                "customresourcedefinitions.apiextensions.k8s.io/gadgets.example.com",
+            ),
+            (Stage::Namespaces, "namespaces/shop-restore"),
+            (Stage::Namespaces, "namespaces/other"),
+            (Stage::StorageClasses, "storageclasses.storage.k8s.io/fast"),
+            (Stage::StorageClasses, "storageclasses.storage.k8s.io/slow"),
+            (Stage::PersistentVolumes, "persistentvolumes/pv-shop"),
+            (Stage::PersistentVolumes, "persistentvolumes/pv-other"),
+            (
+                Stage::PersistentVolumeClaims,
+                "persistentvolumeclaims/shop-restore/data",
+            ),
+            (Stage::Config, "configmaps/shop-restore/c"),
+            (Stage::Config, "configmaps/other/c"),
+            (Stage::Rbac, "clusterroles.rbac.authorization.k8s.io/admin"),
+            (Stage::Custom, "widgets.example.com/shop-restore/w"),
+            (Stage::Custom, "gadgets.example.com/other/g"),
+            (
+                Stage::AdmissionControl,
+                "validatingwebhookconfigurations.admissionregistration.k8s.io/guard",
+            ),
+            (
+                Stage::AdmissionControl,
+                "mutatingwebhookconfigurations.admissionregistration.k8s.io/inject",
+            ),
+            (
+                Stage::AdmissionControl,
+                "validatingadmissionpolicybindings.admissionregistration.k8s.io/b",
+            ),
+        ];
+        let got = planned(&full);
+        let got: Vec<(Stage, &str)> = got.iter().map(|(s, d)| (*s, d.as_str())).collect();
+        assert_eq!(got, expected);
+        assert_eq!(
+            full.namespaces,
+            BTreeSet::from(["other".to_string(), "shop-restore".to_string()])
+        );
+        assert_eq!(full.filtered, 0);
+        // Each item keeps its backup path and blob; only where it goes changes.
+        let widget = &full
+            .stages
+            .iter()
+            .find(|(s, _)| *s == Stage::Custom)
+            .expect("custom")
+            .1[0];
+        assert_eq!(widget.source.namespace.as_deref(), Some("shop-1"));
+        assert_eq!(
+            widget.blob,
+            BlobId::of(b"resources/widgets.example.com/namespaces/shop-1/w.json")
+        );
+    }
+
     #[test]
     fn namespace_names_are_checked() {
         assert!(valid_namespace("team-a"));

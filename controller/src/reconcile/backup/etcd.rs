@@ -9,7 +9,7 @@ use kube::{Api, Client};
 use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
-use lifeboat_backup::sources::etcd::{EtcdEndpoints, EtcdTlsFiles, snapshot_etcd};
+use lifeboat_etcd::{EtcdEndpoints, EtcdTlsFiles, snapshot_etcd};
 
 use crate::crd::EtcdSource;
 use crate::reconcile::outcome::Failure;

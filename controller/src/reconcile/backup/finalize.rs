@@ -65,7 +65,7 @@ async fn forget(ctx: &Context, backup: &Backup) -> Cleanup {
     let Some(sid) = snapshot.id else {
         return Cleanup::Done(format!("snapshot {id} has no id"));
     };
-    match repo.delete_snapshot(&sid).await {
+    match repo.forget_snapshots(&[sid]).await {
         Ok(()) => Cleanup::Done(format!(
             "snapshot {id} forgotten; its data goes with the next prune"
         )),

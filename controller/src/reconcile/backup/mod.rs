@@ -13,7 +13,7 @@ use chrono::Utc;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
-pub use expiry::parse_ttl;
+pub use expiry::{TtlError, parse_ttl};
 use plan::{BackupStep, BackupView, next_step};
 
 use super::context::Context;
@@ -74,7 +74,8 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action>
             if let Some(ttl) = &backup.spec.ttl {
                 match parse_ttl(ttl) {
                     Ok(d) => running.expiration = Some((now + d).to_rfc3339()),
-                    Err(message) => {
+                    Err(e) => {
+                        let message = e.to_string();
                         let mut failed = status.clone();
                         failed.phase = BackupPhase::Failed;
                         Condition::set(

@@ -181,11 +181,7 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
     done.progress = Some(progress_status(&progress));
     let (result_label, items, bytes) = match result {
         Ok(stored) => {
-            done.phase = if stored.errors.is_empty() {
-                BackupPhase::Completed
-            } else {
-                BackupPhase::PartiallyFailed
-            };
+            done.phase = BackupPhase::of_finished(stored.errors.len());
             done.snapshot_id = Some(stored.snapshot_id);
             done.items_backed_up = stored.items;
             done.items_skipped = stored.skipped;

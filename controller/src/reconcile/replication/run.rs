@@ -110,19 +110,21 @@ async fn copy_to(
             replica.snapshots().await.map_err(|e| failed(e.to_string()))?,
             &spec.snapshot_tags,
         );
-        let plan = plan_forget(&there, &policy(r)).map_err(Failure::Invalid)?;
+        let plan = plan_forget(&there, &policy(r)).map_err(|e| Failure::Invalid(e.to_string()))?;
         let removing: Vec<SnapshotId> = plan.into_iter().flat_map(|g| g.remove).collect();
         let held = replica
             .retained(removing.iter().map(snapshot_key), Utc::now())
             .await
             .map_err(|e| failed(e.to_string()))?;
-        for id in removing.iter().filter(|id| !held.contains_key(&snapshot_key(id))) {
-            replica
-                .delete_snapshot(id)
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-            forgotten += 1;
-        }
+        let deletable: Vec<SnapshotId> = removing
+            .into_iter()
+            .filter(|id| !held.contains_key(&snapshot_key(id)))
+            .collect();
+        replica
+            .forget_snapshots(&deletable)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        forgotten = deletable.len() as u64;
         if forgotten > 0 {
             prune::prune(&replica, false)
                 .await

@@ -113,11 +113,7 @@ pub async fn run(ctx: Arc<Context>, restore: Arc<Restore>, running: RestoreStatu
             done.items_restored = items;
             done.items_skipped = s.skipped_existing + s.unchanged;
             done.items_failed = out.errors.len() as u64;
-            done.phase = if out.errors.is_empty() {
-                RestorePhase::Completed
-            } else {
-                RestorePhase::PartiallyFailed
-            };
+            done.phase = out.phase();
             done.message = (!out.errors.is_empty()).then(|| {
                 format!(
                     "{} items could not be restored; each is listed in status.errors",

@@ -1,11 +1,10 @@
 //! Which of a Schedule's Backups retention removes, by the same rules as `drctl forget`
 //! (`lifeboat_backup::maintenance::forget`), applied to the Backups' scheduled times.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use lifeboat_backup::blob::SnapshotId;
-use lifeboat_backup::maintenance::forget::{RetentionPolicy, plan_forget};
-use lifeboat_backup::snapshot::{Snapshot, Summary};
+use lifeboat_backup::maintenance::forget::{Candidate, RetentionPolicy, plan_retention};
 
 use super::plan::ScheduledBackup;
 use crate::crd::{BackupPhase, Retention};
@@ -18,6 +17,7 @@ pub(crate) fn policy(r: &Retention) -> RetentionPolicy {
         keep_daily: r.keep_daily.unwrap_or(0),
         keep_weekly: r.keep_weekly.unwrap_or(0),
         keep_monthly: r.keep_monthly.unwrap_or(0),
+        ..RetentionPolicy::default()
     }
 }
 
@@ -26,7 +26,7 @@ pub(crate) fn policy(r: &Retention) -> RetentionPolicy {
 /// latest failure stays visible. Running Backups are never touched. No rule, no pruning.
 pub fn beyond_retention(backups: &[ScheduledBackup], retention: &Retention) -> Vec<String> {
     let policy = policy(retention);
-    if policy == RetentionPolicy::default() {
+    if policy.is_empty() {
         return Vec::new();
     }
     let with_snapshot: Vec<&ScheduledBackup> = backups
@@ -34,27 +34,21 @@ pub fn beyond_retention(backups: &[ScheduledBackup], retention: &Retention) -> V
         .filter(|b| matches!(b.phase, BackupPhase::Completed | BackupPhase::PartiallyFailed))
         .collect();
     let mut by_id: HashMap<SnapshotId, String> = HashMap::new();
-    let snapshots: Vec<Snapshot> = with_snapshot
+    let no_tags = BTreeMap::new();
+    let candidates: Vec<Candidate<'_>> = with_snapshot
         .iter()
         .map(|b| {
             let id = SnapshotId::of(b.name.as_bytes());
             by_id.insert(id, b.name.clone());
-            Snapshot {
-                id: Some(id),
+            Candidate {
+                id,
                 time: b.scheduled + chrono::Duration::milliseconds(i64::from(b.attempt)),
-                hostname: String::new(),
-                kind: String::new(),
-                source: String::new(),
-                paths: Vec::new(),
-                tags: Default::default(),
-                meta: Default::default(),
-                parent: None,
-                tree: Vec::new(),
-                summary: Summary::default(),
+                group: String::new(),
+                tags: &no_tags,
             }
         })
         .collect();
-    let mut out: Vec<String> = plan_forget(&snapshots, &policy)
+    let mut out: Vec<String> = plan_retention(candidates, &policy)
         .unwrap_or_default()
         .into_iter()
         .flat_map(|g| g.remove)

@@ -1,19 +1,20 @@
 //! `drctl backup create|list|describe|delete` for Kubernetes objects.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_controller::crd::{Backup, BackupPhase, BackupSpec, ClusterScoped, ItemMessage};
-use lifeboat_controller::objects::{BACKUP_TAG, BackupRequest, backup_objects, object_snapshots};
+use lifeboat_controller::objects::{
+    BACKUP_TAG, BackupRequest, backup_objects, backup_snapshots, forget_backup, object_snapshots,
+};
+use lifeboat_controller::wait::backup_finished;
 use serde::Serialize;
 
-use super::{Mode, Resolved, age, decide, mirror, print_items, resolve};
+use super::{Mode, Resolved, age, decide, print_items, resolve};
 use crate::cli::{BackupCreateArgs, BackupRefArgs, ClusterScopedArg, GlobalArgs};
 use crate::exit;
 use crate::kube::connect;
@@ -65,11 +66,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             let bar = Bar::start_items(&progress, "backup", g.quiet);
             let outcome = backup_objects(&target.client, &repo, &request, progress).await?;
             drop(bar);
-            let phase = if outcome.errors.is_empty() {
-                BackupPhase::Completed
-            } else {
-                BackupPhase::PartiallyFailed
-            };
+            let phase = outcome.phase();
             print_items("skipped API group", &outcome.skipped_groups);
             print_items("warning", &outcome.warnings);
             print_items("error", &outcome.errors);
@@ -118,27 +115,12 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
                 })?;
                 return Ok(0);
             }
-            let done = wait(&api, &args.name, g.quiet).await?;
+            let progress = Arc::new(Progress::default());
+            let bar = Bar::start_items(&progress, "backup", g.quiet);
+            let done = backup_finished(&api, &args.name, progress).await?;
+            drop(bar);
             finish(&done, g)
         }
-    }
-}
-
-/// Follows a Backup until it finishes, drawing its progress.
-async fn wait(api: &Api<Backup>, name: &str, quiet: bool) -> Result<Backup> {
-    let progress = Arc::new(Progress::default());
-    let _bar = Bar::start_items(&progress, "backup", quiet);
-    loop {
-        let b = api
-            .get(name)
-            .await
-            .with_context(|| format!("read Backup {name}"))?;
-        let status = b.status.clone().unwrap_or_default();
-        mirror(&progress, status.progress.as_ref());
-        if status.phase.is_finished() {
-            return Ok(b);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -166,19 +148,6 @@ fn finish(b: &Backup, g: &GlobalArgs) -> Result<u8> {
         BackupPhase::PartiallyFailed => exit::PARTIAL,
         _ => 1,
     })
-}
-
-/// The snapshots of Backup `name`, newest first; an error naming the repository and how to
-/// list what it holds when there are none.
-pub async fn backup_snapshots(repo: &Repository, name: &str) -> Result<Vec<Snapshot>> {
-    let snaps = object_snapshots(repo, Some(name)).await?;
-    if snaps.is_empty() {
-        bail!(
-            "no snapshot of Backup {name} in {}; list them with `drctl backup list --repo …`",
-            repo.url()
-        );
-    }
-    Ok(snaps)
 }
 
 fn snapshot_rows(snaps: &[Snapshot]) -> String {
@@ -275,11 +244,8 @@ pub async fn delete(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
     };
     match resolve(&args.mode, g).await? {
         Resolved::Direct(repo) => {
-            for s in &backup_snapshots(&repo, name).await? {
-                if let Some(id) = &s.id {
-                    repo.delete_snapshot(id).await?;
-                    eprintln!("forgot snapshot {} of {name}", id.to_hex());
-                }
+            for id in forget_backup(&repo, name).await? {
+                eprintln!("forgot snapshot {} of {name}", id.to_hex());
             }
             eprintln!("run `drctl repo prune` to free the space");
         }

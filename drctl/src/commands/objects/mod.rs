@@ -6,13 +6,9 @@ pub mod backup;
 pub mod restore;
 pub mod schedule;
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-
 use anyhow::{Result, bail};
 use lifeboat_backup::Repository;
-use lifeboat_backup::progress::Progress;
-use lifeboat_controller::crd::{ItemMessage, Progress as StatusProgress};
+use lifeboat_controller::crd::ItemMessage;
 
 use crate::cli::{ModeArgs, RepoArgs};
 use crate::kube::{Target, controller_running};
@@ -89,14 +85,6 @@ pub fn resource_error(e: kube::Error, what: String) -> anyhow::Error {
              `drctl crds | kubectl apply -f -` (or the Helm chart), or run with --direct --repo URL"
         ),
         _ => anyhow::Error::new(e).context(what),
-    }
-}
-
-/// Feeds a progress bar from a resource's status.
-pub fn mirror(progress: &Arc<Progress>, status: Option<&StatusProgress>) {
-    if let Some(p) = status {
-        progress.total_items.store(p.total_items, Ordering::Relaxed);
-        progress.done_items.store(p.items_done, Ordering::Relaxed);
     }
 }
 

@@ -2,18 +2,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use kube::Api;
 use kube::api::PostParams;
 use lifeboat_backup::progress::Progress;
 use lifeboat_controller::crd::{ExistingResourcePolicy, Restore, RestorePhase, RestoreSpec, RestoreSummary};
-use lifeboat_controller::objects::{RestoreOptions, restore_objects};
+use lifeboat_controller::objects::{RestoreOptions, restore_objects, snapshot_to_restore};
+use lifeboat_controller::wait::restore_finished;
 use serde::Serialize;
 
-use super::backup::backup_snapshots;
-use super::{Mode, decide, mirror, print_items};
+use super::{Mode, decide, print_items};
 use crate::cli::{ExistingPolicyArg, GlobalArgs, RestoreCreateArgs, RestoreRefArgs};
 use crate::exit;
 use crate::kube::connect;
@@ -59,22 +58,16 @@ pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
     let spec = spec(args);
     match decide(&args.mode, &target).await? {
         Mode::Direct(repo) => {
-            let snapshot = match (&args.from_snapshot, &args.from_backup) {
-                (Some(id), _) => repo.find_snapshot(id).await?,
-                (None, Some(name)) => backup_snapshots(&repo, name).await?.swap_remove(0),
-                (None, None) => bail!("pass --from-backup NAME or --from-snapshot ID"),
-            };
+            let snapshot =
+                snapshot_to_restore(&repo, args.from_snapshot.as_deref(), args.from_backup.as_deref())
+                    .await?;
             let mut options = RestoreOptions::from_spec(&spec)?;
             options.parallelism = args.parallelism.max(1);
             let progress = Arc::new(Progress::default());
             let bar = Bar::start_items(&progress, "restore", g.quiet);
             let outcome = restore_objects(&target.client, &repo, &snapshot, &options, progress).await?;
             drop(bar);
-            let phase = if outcome.errors.is_empty() {
-                RestorePhase::Completed
-            } else {
-                RestorePhase::PartiallyFailed
-            };
+            let phase = outcome.phase();
             print_items("warning", &outcome.warnings);
             print_items("error", &outcome.errors);
             let s = &outcome.summary;
@@ -131,18 +124,7 @@ pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
             }
             let progress = Arc::new(Progress::default());
             let bar = Bar::start_items(&progress, "restore", g.quiet);
-            let done = loop {
-                let r = api
-                    .get(&name)
-                    .await
-                    .with_context(|| format!("read Restore {name}"))?;
-                let status = r.status.clone().unwrap_or_default();
-                mirror(&progress, status.progress.as_ref());
-                if status.phase.is_finished() {
-                    break r;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            };
+            let done = restore_finished(&api, &name, progress).await?;
             drop(bar);
             finish(&done, g)
         }

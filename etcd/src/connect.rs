@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
+use crate::EtcdError;
+
 /// Client certificate files, as kubeadm lays them out (`/etc/kubernetes/pki/etcd/…`).
 #[derive(Debug, Clone)]
 pub struct EtcdTlsFiles {
@@ -23,41 +25,6 @@ pub struct EtcdEndpoints {
     pub urls: Vec<String>,
     /// TLS material, for `https://` endpoints.
     pub tls: Option<EtcdTlsFiles>,
-}
-
-/// Why etcd could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum EtcdError {
-    /// No endpoints given.
-    #[error("no etcd endpoints given; pass --endpoints https://HOST:2379[,…]")]
-    NoEndpoints,
-    /// A TLS file could not be read.
-    #[error("etcd TLS file {path}: {message}")]
-    TlsFile {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// Every endpoint failed; each is listed with its reason.
-    #[error("no healthy etcd member: {0}")]
-    NoHealthyMember(String),
-    /// The snapshot stream failed.
-    #[error("etcd snapshot from {endpoint}: {message}")]
-    Snapshot {
-        /// The member streamed from.
-        endpoint: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// The snapshot's integrity hash did not match.
-    #[error(
-        "etcd snapshot from {endpoint} failed its integrity check (SHA-256 trailer mismatch); nothing was saved"
-    )]
-    Integrity {
-        /// The member streamed from.
-        endpoint: String,
-    },
 }
 
 /// A member chosen to snapshot from.

@@ -6,8 +6,7 @@ use std::path::Path;
 
 use tempfile::NamedTempFile;
 
-use super::verify_trailer_file;
-use crate::repository::RepoError;
+use crate::{EtcdError, verify_trailer_file};
 
 /// A database file being written.
 pub(crate) struct DbOutput<'a> {
@@ -17,12 +16,12 @@ pub(crate) struct DbOutput<'a> {
 
 impl<'a> DbOutput<'a> {
     /// Starts writing the database that will become `output`.
-    pub(crate) fn new(output: &'a Path) -> Result<Self, RepoError> {
+    pub(crate) fn new(output: &'a Path) -> Result<Self, EtcdError> {
         let dir = output
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let tmp = NamedTempFile::new_in(dir).map_err(|e| RepoError::io(dir, e))?;
+        let tmp = NamedTempFile::new_in(dir).map_err(|e| EtcdError::io(dir, e))?;
         Ok(Self { output, tmp })
     }
 
@@ -32,35 +31,32 @@ impl<'a> DbOutput<'a> {
     }
 
     /// Appends `data`.
-    pub(crate) fn append(&mut self, data: &[u8]) -> Result<(), RepoError> {
-        std::io::Write::write_all(&mut self.tmp, data).map_err(|e| RepoError::io(self.output, e))
+    pub(crate) fn append(&mut self, data: &[u8]) -> Result<(), EtcdError> {
+        std::io::Write::write_all(&mut self.tmp, data).map_err(|e| EtcdError::io(self.output, e))
     }
 
     /// Checks the trailer, syncs and moves the file to the output; `what` names the
     /// database in the error if the check fails. Returns its size.
-    pub(crate) async fn publish(self, what: String) -> Result<u64, RepoError> {
+    pub(crate) async fn publish(self, what: String) -> Result<u64, EtcdError> {
         let output = self.output;
         let mut file = self
             .tmp
             .as_file()
             .try_clone()
-            .map_err(|e| RepoError::io(output, e))?;
+            .map_err(|e| EtcdError::io(output, e))?;
         let intact = tokio::task::spawn_blocking(move || verify_trailer_file(&mut file))
             .await
-            .map_err(|e| RepoError::Task(e.to_string()))?
-            .map_err(|e| RepoError::io(output, e))?;
+            .map_err(|e| EtcdError::replay("check the database", e))?
+            .map_err(|e| EtcdError::io(output, e))?;
         if !intact {
-            return Err(RepoError::Corrupt {
-                object: what,
-                message: "fails etcd's SHA-256 integrity check".to_string(),
-            });
+            return Err(EtcdError::CorruptDatabase { what });
         }
         let file = self.tmp.as_file();
-        file.sync_all().map_err(|e| RepoError::io(output, e))?;
-        let size = file.metadata().map_err(|e| RepoError::io(output, e))?.len();
+        file.sync_all().map_err(|e| EtcdError::io(output, e))?;
+        let size = file.metadata().map_err(|e| EtcdError::io(output, e))?.len();
         self.tmp
             .persist(output)
-            .map_err(|e| RepoError::io(output, e.error))?;
+            .map_err(|e| EtcdError::io(output, e.error))?;
         Ok(size)
     }
 }

@@ -1,0 +1,245 @@
+//! What a snapshot says about its source, typed per kind.
+//!
+//! On storage a manifest keeps the layout every Lifeboat version wrote: a `kind` string and a
+//! `meta` map of strings (docs/FORMAT.md). [`SnapshotDetails`] is that pair read into a
+//! type, so a field that is missing or malformed is found once, when the manifest is read,
+//! instead of in each place that looks it up; and writing the type back gives exactly the
+//! pair older readers expect.
+//!
+//! Adding a kind of source: add a variant holding a struct, give the struct
+//! `to_meta`/`from_meta` (the table of its keys), and add one arm to [`SnapshotDetails::kind`],
+//! [`SnapshotDetails::to_wire`] and [`SnapshotDetails::from_wire`]. A kind this version does
+//! not know is kept as [`SnapshotDetails::Other`], so listing, retention and `forget` still
+//! work on repositories a newer version wrote.
+
+use std::collections::BTreeMap;
+
+use crate::blob::SnapshotId;
+
+/// `kind` of file snapshots.
+pub const FILES: &str = "files";
+/// `kind` of etcd snapshots (full and delta; `meta.type` tells them apart).
+pub const ETCD: &str = "etcd";
+/// `kind` of Kubernetes object snapshots.
+pub const KUBERNETES: &str = "kubernetes";
+
+/// The typed description of what a snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotDetails {
+    /// Files and directories (`kind: files`, no `meta`).
+    Files,
+    /// A whole etcd database (`kind: etcd`, `meta.type: full`).
+    EtcdFull(EtcdFull),
+    /// The changes etcd made after a full snapshot (`kind: etcd`, `meta.type: delta`).
+    EtcdDelta(EtcdDelta),
+    /// Kubernetes objects, one JSON file each (`kind: kubernetes`).
+    Kubernetes(KubernetesObjects),
+    /// A kind this version does not know (written by a newer one): kept as read.
+    Other {
+        /// Its `kind`.
+        kind: String,
+        /// Its `meta`, as stored.
+        meta: BTreeMap<String, String>,
+    },
+}
+
+/// A full etcd snapshot: which cluster and member, and the revision it reflects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdFull {
+    /// The cluster id, 16 hex digits (`meta.cluster_id`).
+    pub cluster_id: String,
+    /// The member streamed from, 16 hex digits (`meta.member_id`).
+    pub member_id: String,
+    /// The member's client URL (`meta.endpoint`).
+    pub endpoint: String,
+    /// The store revision the database holds (`meta.revision`).
+    pub revision: i64,
+}
+
+/// An etcd delta: a link of the chain that continues a full snapshot. The snapshot's `parent`
+/// is the previous link (the full snapshot for the first delta).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdDelta {
+    /// The cluster id, 16 hex digits (`meta.cluster_id`).
+    pub cluster_id: String,
+    /// The full snapshot the chain continues (`meta.base`).
+    pub base: SnapshotId,
+    /// The first revision the delta holds (`meta.first_revision`).
+    pub first_revision: i64,
+    /// The last revision it holds (`meta.last_revision`, also written as `meta.revision`).
+    pub last_revision: i64,
+    /// Changes (puts and deletes) in it (`meta.events`).
+    pub events: u64,
+}
+
+/// A backup of Kubernetes objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesObjects {
+    /// The cluster: the uid of its `kube-system` namespace, or `unknown` (`meta.cluster_id`).
+    pub cluster_id: String,
+    /// The Backup it was made for (`meta.backup`).
+    pub backup: String,
+    /// Objects stored (`meta.items`).
+    pub items: u64,
+}
+
+/// A manifest's `kind` and `meta` that do not make a valid description of that kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} snapshot metadata: {problem}")]
+pub struct DetailsError {
+    /// The manifest's `kind` (and `meta.type` for etcd).
+    pub kind: String,
+    /// Which key is missing or malformed.
+    pub problem: String,
+}
+
+/// Reads typed values out of a `meta` map, naming the key that is wrong.
+struct Meta<'a> {
+    kind: &'a str,
+    meta: &'a BTreeMap<String, String>,
+}
+
+impl Meta<'_> {
+    fn error(&self, problem: String) -> DetailsError {
+        DetailsError {
+            kind: self.kind.to_string(),
+            problem,
+        }
+    }
+
+    fn text(&self, key: &str) -> Result<String, DetailsError> {
+        self.meta
+            .get(key)
+            .cloned()
+            .ok_or_else(|| self.error(format!("no {key}")))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str) -> Result<T, DetailsError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let text = self.text(key)?;
+        text.parse()
+            .map_err(|e| self.error(format!("{key} {text:?} is not valid: {e}")))
+    }
+}
+
+impl EtcdFull {
+    fn to_meta(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("cluster_id".to_string(), self.cluster_id.clone()),
+            ("member_id".to_string(), self.member_id.clone()),
+            ("endpoint".to_string(), self.endpoint.clone()),
+            ("revision".to_string(), self.revision.to_string()),
+            ("type".to_string(), "full".to_string()),
+        ])
+    }
+
+    fn from_meta(m: &Meta<'_>) -> Result<Self, DetailsError> {
+        Ok(Self {
+            cluster_id: m.text("cluster_id")?,
+            member_id: m.text("member_id")?,
+            endpoint: m.text("endpoint")?,
+            revision: m.parse("revision")?,
+        })
+    }
+}
+
+impl EtcdDelta {
+    fn to_meta(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("type".to_string(), "delta".to_string()),
+            ("cluster_id".to_string(), self.cluster_id.clone()),
+            ("base".to_string(), self.base.to_hex()),
+            ("first_revision".to_string(), self.first_revision.to_string()),
+            ("last_revision".to_string(), self.last_revision.to_string()),
+            // Readers before typed metadata looked for `revision` on every etcd snapshot.
+            ("revision".to_string(), self.last_revision.to_string()),
+            ("events".to_string(), self.events.to_string()),
+        ])
+    }
+
+    fn from_meta(m: &Meta<'_>) -> Result<Self, DetailsError> {
+        Ok(Self {
+            cluster_id: m.text("cluster_id")?,
+            base: m.parse("base")?,
+            first_revision: m.parse("first_revision")?,
+            last_revision: m.parse("last_revision")?,
+            events: m.parse("events")?,
+        })
+    }
+}
+
+impl KubernetesObjects {
+    fn to_meta(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("cluster_id".to_string(), self.cluster_id.clone()),
+            ("backup".to_string(), self.backup.clone()),
+            ("items".to_string(), self.items.to_string()),
+        ])
+    }
+
+    fn from_meta(m: &Meta<'_>) -> Result<Self, DetailsError> {
+        Ok(Self {
+            cluster_id: m.text("cluster_id")?,
+            backup: m.text("backup")?,
+            items: m.parse("items")?,
+        })
+    }
+}
+
+impl SnapshotDetails {
+    /// The manifest's `kind`: `files`, `etcd`, `kubernetes`, or an unknown kind as stored.
+    pub fn kind(&self) -> &str {
+        match self {
+            Self::Files => FILES,
+            Self::EtcdFull(_) | Self::EtcdDelta(_) => ETCD,
+            Self::Kubernetes(_) => KUBERNETES,
+            Self::Other { kind, .. } => kind,
+        }
+    }
+
+    /// The cluster a snapshot of a cluster comes from (etcd: its cluster id; Kubernetes
+    /// objects: the uid of its `kube-system` namespace); `None` for files and unknown kinds.
+    pub fn cluster_id(&self) -> Option<&str> {
+        match self {
+            Self::EtcdFull(d) => Some(&d.cluster_id),
+            Self::EtcdDelta(d) => Some(&d.cluster_id),
+            Self::Kubernetes(d) => Some(&d.cluster_id),
+            Self::Files | Self::Other { .. } => None,
+        }
+    }
+
+    /// The `kind` and `meta` stored for it.
+    pub fn to_wire(&self) -> (String, BTreeMap<String, String>) {
+        let meta = match self {
+            Self::Files => BTreeMap::new(),
+            Self::EtcdFull(d) => d.to_meta(),
+            Self::EtcdDelta(d) => d.to_meta(),
+            Self::Kubernetes(d) => d.to_meta(),
+            Self::Other { meta, .. } => meta.clone(),
+        };
+        (self.kind().to_string(), meta)
+    }
+
+    /// Reads a stored `kind` and `meta`.
+    pub fn from_wire(kind: String, meta: BTreeMap<String, String>) -> Result<Self, DetailsError> {
+        let m = Meta {
+            kind: &kind,
+            meta: &meta,
+        };
+        let details = match kind.as_str() {
+            FILES => Self::Files,
+            ETCD => match meta.get("type").map(String::as_str) {
+                Some("full") => Self::EtcdFull(EtcdFull::from_meta(&m)?),
+                Some("delta") => Self::EtcdDelta(EtcdDelta::from_meta(&m)?),
+                other => {
+                    return Err(m.error(format!("type {other:?} is neither \"full\" nor \"delta\"")));
+                }
+            },
+            KUBERNETES => Self::Kubernetes(KubernetesObjects::from_meta(&m)?),
+            _ => Self::Other { kind, meta },
+        };
+        Ok(details)
+    }
+}

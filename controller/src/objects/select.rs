@@ -1,0 +1,48 @@
+//! Finding the snapshots of a Backup in its repository, as drctl (no controller) and the
+//! controller both need them: when the cluster that held the Backup resource is gone, the
+//! snapshot's `backup` tag is the record.
+
+use lifeboat_backup::Repository;
+use lifeboat_backup::blob::SnapshotId;
+use lifeboat_backup::snapshot::Snapshot;
+
+use super::{ObjectsError, object_snapshots};
+
+/// The snapshots of Backup `name`, newest first; an error naming the repository when there
+/// are none.
+pub async fn backup_snapshots(repo: &Repository, name: &str) -> Result<Vec<Snapshot>, ObjectsError> {
+    let snaps = object_snapshots(repo, Some(name)).await?;
+    if snaps.is_empty() {
+        return Err(ObjectsError::NoSnapshotOfBackup {
+            name: name.to_string(),
+            url: repo.url().to_string(),
+        });
+    }
+    Ok(snaps)
+}
+
+/// The snapshot a restore reads: `from_snapshot` (a full id or unique prefix) when given,
+/// otherwise the newest snapshot of Backup `from_backup`.
+pub async fn snapshot_to_restore(
+    repo: &Repository,
+    from_snapshot: Option<&str>,
+    from_backup: Option<&str>,
+) -> Result<Snapshot, ObjectsError> {
+    match (from_snapshot, from_backup) {
+        (Some(id), _) => Ok(repo.find_snapshot(id).await?),
+        (None, Some(name)) => Ok(backup_snapshots(repo, name).await?.swap_remove(0)),
+        (None, None) => Err(ObjectsError::NothingToRestore),
+    }
+}
+
+/// Forgets every snapshot of Backup `name` under one lock (their data goes with the next
+/// prune); returns their ids.
+pub async fn forget_backup(repo: &Repository, name: &str) -> Result<Vec<SnapshotId>, ObjectsError> {
+    let ids: Vec<SnapshotId> = backup_snapshots(repo, name)
+        .await?
+        .iter()
+        .filter_map(|s| s.id)
+        .collect();
+    repo.forget_snapshots(&ids).await?;
+    Ok(ids)
+}

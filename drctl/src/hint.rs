@@ -1,0 +1,150 @@
+//! What to type next, for errors the libraries report by meaning: the libraries never name a
+//! flag or a command, since the controller reports the same errors in resource statuses.
+
+use std::collections::BTreeSet;
+
+use lifeboat_backup::RepoError;
+use lifeboat_backup::maintenance::check::CheckAdvice;
+use lifeboat_backup::maintenance::forget::ForgetError;
+use lifeboat_backup::maintenance::prune::PruneRefusal;
+use lifeboat_backup::pack::PackError;
+use lifeboat_backup::repository::LockAdvice;
+use lifeboat_controller::objects::ObjectsError;
+use lifeboat_etcd::EtcdError;
+
+/// What finds every pack whose blobs are not what their ids name.
+const READ_DATA: &str = "run `drctl repo check --read-data` to find every damaged or forged pack";
+
+/// One fix `repo check` found, with the drctl command that applies it.
+pub fn check_advice(advice: &CheckAdvice, url: &str) -> String {
+    match advice {
+        CheckAdvice::RepairIndex {
+            damaged_index,
+            unindexed_needed,
+            missing_pack,
+        } => format!(
+            "run `drctl repo repair index --repo {url}`: {}",
+            CheckAdvice::repair_effect(*damaged_index, *unindexed_needed, *missing_pack)
+        ),
+        CheckAdvice::RecoverLostData => "data in damaged or missing packs is lost unless a replica \
+             (`drctl repo copy`) has those packs: copy them back into data/, or, after `drctl repo \
+             repair index`, back up the sources again so their blobs are stored anew, then `drctl \
+             forget` the damaged snapshots"
+            .to_string(),
+        CheckAdvice::PruneUnindexed { packs } => format!(
+            "{packs} pack(s) no index lists and no snapshot needs (from interrupted backups): \
+             `drctl repo prune --repo {url}` removes them"
+        ),
+    }
+}
+
+/// The hint after a restore that found damaged or forged packs (by object key) in `url`.
+pub fn damaged_packs(packs: &BTreeSet<String>, url: &str) -> String {
+    let list: Vec<&str> = packs.iter().map(String::as_str).collect();
+    format!(
+        "{} of {url} did not match the ids of their blobs ({}); {READ_DATA}",
+        if list.len() == 1 { "a pack" } else { "packs" },
+        list.join(", ")
+    )
+}
+
+/// The hint for the first error in `e`'s chain that has one.
+pub fn for_error(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|cause| {
+        if let Some(r) = cause.downcast_ref::<RepoError>() {
+            return repo(r);
+        }
+        if let Some(f) = cause.downcast_ref::<ForgetError>() {
+            return match f {
+                ForgetError::NoRule => Some(
+                    "pass at least one --keep-* option (--keep-last, --keep-daily, --keep-within, --keep-tag…)"
+                        .to_string(),
+                ),
+                ForgetError::Repo(r) => repo(r),
+            };
+        }
+        if let Some(x) = cause.downcast_ref::<EtcdError>() {
+            return etcd(x);
+        }
+        if let Some(o) = cause.downcast_ref::<ObjectsError>() {
+            return objects(o);
+        }
+        None
+    })
+}
+
+fn repo(e: &RepoError) -> Option<String> {
+    Some(match e {
+        RepoError::NotARepository { url } => format!("create one with `drctl repo init --repo {url}`"),
+        RepoError::NoRecipients => {
+            "pass --recipient AGE_OR_SSH_PUBLIC_KEY or --passphrase-file FILE".to_string()
+        }
+        RepoError::NoKeyGiven { .. } => {
+            "pass --identity FILE (or set DRCTL_IDENTITY) or --passphrase-file FILE".to_string()
+        }
+        RepoError::SnapshotNotFound { url, .. } => format!("list them with `drctl snapshots --repo {url}`"),
+        RepoError::NoMatchingSnapshot { url, .. } => {
+            format!("list the snapshots with `drctl snapshots --repo {url}`")
+        }
+        RepoError::WrongSnapshotKind { kind, .. } => match kind.as_str() {
+            "etcd" => "restore it with `drctl etcd restore`".to_string(),
+            "kubernetes" => "restore it with `drctl restore create --from-snapshot`".to_string(),
+            _ => "give the id of a snapshot of the right kind (`drctl snapshots` lists them)".to_string(),
+        },
+        RepoError::DamagedIndex { url, .. } => {
+            format!("rebuild the index from the packs with `drctl repo repair index --repo {url}`")
+        }
+        RepoError::MissingBlob { .. } | RepoError::PackUnreadable { .. } => {
+            "run `drctl repo check` to see what is damaged".to_string()
+        }
+        RepoError::Pack(PackError::BlobMismatch { .. }) => READ_DATA.to_string(),
+        RepoError::Pack(PackError::NotThePack { .. }) => "run `drctl repo check` to see which".to_string(),
+        RepoError::PruneRefused { url, reason } => match reason {
+            PruneRefusal::MissingPacks { .. } | PruneRefusal::UnindexedPackHoldsNeeded { .. } => format!(
+                "run `drctl repo repair index --repo {url}`, then `drctl repo prune` again \
+                 (`drctl repo check --repo {url}` names any snapshots that lost data)"
+            ),
+            PruneRefusal::LostBlobs { .. } => format!(
+                "`drctl repo check --repo {url}` names the damaged snapshots; back up their sources \
+                 again or `drctl forget` them, then prune again"
+            ),
+        },
+        RepoError::Locked { url, advice, .. } => match advice {
+            LockAdvice::Wait => return None,
+            LockAdvice::HolderGone { .. } => format!("remove the lock with `drctl repo unlock --repo {url}`"),
+            LockAdvice::HolderUnknown { host, .. } => format!(
+                "if its holder is gone, run `drctl repo unlock --repo {url}` on {host} (it checks), or, \
+                 after making sure, `drctl repo unlock --remove-all --repo {url}`"
+            ),
+        },
+        RepoError::KeyNotFound { .. } => "list them with `drctl repo key list`".to_string(),
+        RepoError::LastKey { .. } => "add another with `drctl repo key add` first".to_string(),
+        _ => return None,
+    })
+}
+
+fn etcd(e: &EtcdError) -> Option<String> {
+    Some(match e {
+        EtcdError::NoEndpoints => "pass --endpoints https://HOST:2379[,…]".to_string(),
+        EtcdError::OutputExists { .. } => "pass --force to replace it".to_string(),
+        EtcdError::NotEtcd { .. } | EtcdError::NoSnapshot { .. } => {
+            "list etcd snapshots with `drctl etcd snapshots`".to_string()
+        }
+        EtcdError::NotFull { .. } => {
+            "pass --latest or --to-revision N to restore a point of its chain".to_string()
+        }
+        EtcdError::Repo(r) => return repo(r),
+        _ => return None,
+    })
+}
+
+fn objects(e: &ObjectsError) -> Option<String> {
+    Some(match e {
+        ObjectsError::WrongKind { .. } | ObjectsError::NoSnapshotOfBackup { .. } => {
+            "list the backups with `drctl backup list --repo …`".to_string()
+        }
+        ObjectsError::NothingToRestore => "pass --from-backup NAME or --from-snapshot ID".to_string(),
+        ObjectsError::Repo(r) => return repo(r),
+        _ => return None,
+    })
+}
