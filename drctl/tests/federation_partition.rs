@@ -11,7 +11,8 @@
 //! newest recovery point, the readiness gates waited on (the test plays the Deployment
 //! controller, 2 s late) → the link heals → the old primary's agent reads the higher epoch and
 //! fences it: workloads to zero, BackupRepository marked, its controller refuses the next
-//! Backup, all in the audit log.
+//! Backup, all in the audit log → fail back: what c2 wrote comes home, the mark is lifted and
+//! backups run again.
 //!
 //! Needs root and `ip netns`; skips with the reason otherwise.
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
@@ -391,7 +392,7 @@ async fn partitioned_primary_is_confirmed_failed_failed_over_and_stays_fenced_af
     for (step, state, secs) in timeline(&r) {
         eprintln!("  {step:<24} {state:<12} {secs:>6.2} s");
     }
-    let (rpo, rto) = rpo_rto(&r, APP);
+    let (rpo, rto) = rpo_rto(&r);
     eprintln!("  RPO {rpo:.2} s (recovery point's age at the start), RTO {rto:.2} s (start → ready)");
     assert!(
         rto >= 2.0,
@@ -523,6 +524,58 @@ async fn partitioned_primary_is_confirmed_failed_failed_over_and_stays_fenced_af
         .unwrap_or_else(|| panic!("c1's agent recorded its fencing: {log}"));
     assert_eq!(enforced["epoch"].as_u64(), Some(epoch), "{enforced}");
     assert_eq!(enforced["to"], "c2");
+
+    // Fail back: what was written on c2 meanwhile comes home, c1 holds the lease again (its
+    // agent stops fencing it, its controller backs it up again) and c2 is stopped.
+    config_map(&c2.client, "written-on-c2", "while failed over").await;
+    let back = drctl
+        .run(None, &["failback", "--plan", &plan_arg, "-o", "json", "--repo", &repo])
+        .await;
+    assert!(back.status.success(), "{}", text(&back));
+    let b = json_of(&back);
+    assert_eq!(b["phase"], "Succeeded", "{b}");
+    let (_, rto_back) = rpo_rto(&b);
+    eprintln!("failback c2 → c1: RTO {rto_back:.2} s; steps:");
+    for (step, state, secs) in timeline(&b) {
+        eprintln!("  {step:<24} {state:<12} {secs:>6.2} s");
+    }
+    let home: Api<ConfigMap> = Api::namespaced(c1.client.clone(), APP);
+    assert!(home.get("written-on-c2").await.is_ok(), "no data loss on the way home");
+    let d = deployments.get("web").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(2), "started again at home");
+    let unmarked = repos.get("default").await.unwrap();
+    assert!(
+        !unmarked
+            .annotations()
+            .keys()
+            .any(|k| k.starts_with("fenced.lifeboat.dev/")),
+        "the failback lifted the mark: {:?}",
+        unmarked.annotations()
+    );
+    let b: Backup = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup",
+        "metadata": {"name": "after-failback"},
+        "spec": {"repository": "default", "includedNamespaces": [APP]}
+    }))
+    .unwrap();
+    backups.create(&PostParams::default(), &b).await.unwrap();
+    eventually("the controller to back the application up again", 60, || {
+        let backups = backups.clone();
+        async move {
+            let s = backups.get("after-failback").await.ok()?.status?;
+            assert_ne!(s.phase, BackupPhase::Failed, "{:?}", s.message);
+            (s.phase == BackupPhase::Completed).then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let d = deployments.get("web").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(2), "c1's agent holds the lease again, fences nothing");
+    let away = Api::<Deployment>::namespaced(c2.client.clone(), APP)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(away.spec.unwrap().replicas, Some(0), "c2 is stopped");
 
     let _ = stop_controller.send(());
     let _ = stop_agent.send(());

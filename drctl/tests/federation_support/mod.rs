@@ -380,19 +380,24 @@ pub fn timeline(run: &Value) -> Vec<(String, String, f64)> {
     out
 }
 
-/// A run's RPO (age, at the run's start, of the recovery point it restored from) and RTO (run
-/// start → every readiness gate passed), in seconds, from its record.
-pub fn rpo_rto(run: &Value, application: &str) -> (f64, f64) {
-    let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+/// A run's RPO (age, at the run's start, of the recovery point it restored; 0 for a planned
+/// run's final backup, taken after the start with the source quiesced) and RTO (run start →
+/// every readiness gate passed), in seconds, from its record.
+pub fn rpo_rto(run: &Value) -> (f64, f64) {
+    let time = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("no time: {v}"))).unwrap()
+    };
+    let step = |name: &str| {
+        run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"].to_string().contains(name))
+            .unwrap_or_else(|| panic!("no {name} step: {run}"))
+    };
     let started = time(&run["started"]);
-    let point = time(&run["plan"]["recoveryPoints"][application]["time"]);
-    let ready = run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"].to_string().contains("waitReady"))
-        .map(|s| time(&s["finished"]))
-        .unwrap_or_else(|| panic!("no waitReady step: {run}"));
+    let point = time(&step("restoreObjects")["output"]["time"]);
+    let ready = time(&step("waitReady")["finished"]);
     let secs = |d: chrono::TimeDelta| d.num_milliseconds() as f64 / 1000.0;
-    (secs(started - point), secs(ready - started))
+    (secs(started - point).max(0.0), secs(ready - started))
 }
