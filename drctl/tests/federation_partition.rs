@@ -232,6 +232,7 @@ async fn partitioned_primary_is_confirmed_failed_failed_over_and_stays_fenced_af
     let drctl = Drctl {
         identity: identity.clone(),
         home: dir.path().to_path_buf(),
+        env: Vec::new(),
     };
     let k1 = c1.kubeconfig.to_str().unwrap().to_string();
     let k2 = c2.kubeconfig.to_str().unwrap().to_string();
@@ -520,16 +521,23 @@ async fn partitioned_primary_is_confirmed_failed_failed_over_and_stays_fenced_af
     );
     let enforced = entries
         .iter()
-        .find(|a| a["action"] == "fence" && a["from"] == "c1")
+        .find(|a| a["action"] == "fence" && a["outcome"] == "enforced" && a["from"] == "c1")
         .unwrap_or_else(|| panic!("c1's agent recorded its fencing: {log}"));
     assert_eq!(enforced["epoch"].as_u64(), Some(epoch), "{enforced}");
     assert_eq!(enforced["to"], "c2");
+    assert!(
+        enforced["actor"].as_str().is_some_and(|a| a.contains("c1")),
+        "recorded by c1's own agent: {enforced}"
+    );
 
     // Fail back: what was written on c2 meanwhile comes home, c1 holds the lease again (its
     // agent stops fencing it, its controller backs it up again) and c2 is stopped.
     config_map(&c2.client, "written-on-c2", "while failed over").await;
     let back = drctl
-        .run(None, &["failback", "--plan", &plan_arg, "-o", "json", "--repo", &repo])
+        .run(
+            None,
+            &["failback", "--plan", &plan_arg, "-o", "json", "--repo", &repo],
+        )
         .await;
     assert!(back.status.success(), "{}", text(&back));
     let b = json_of(&back);
@@ -540,7 +548,10 @@ async fn partitioned_primary_is_confirmed_failed_failed_over_and_stays_fenced_af
         eprintln!("  {step:<24} {state:<12} {secs:>6.2} s");
     }
     let home: Api<ConfigMap> = Api::namespaced(c1.client.clone(), APP);
-    assert!(home.get("written-on-c2").await.is_ok(), "no data loss on the way home");
+    assert!(
+        home.get("written-on-c2").await.is_ok(),
+        "no data loss on the way home"
+    );
     let d = deployments.get("web").await.unwrap();
     assert_eq!(d.spec.unwrap().replicas, Some(2), "started again at home");
     let unmarked = repos.get("default").await.unwrap();
@@ -570,7 +581,11 @@ async fn partitioned_primary_is_confirmed_failed_failed_over_and_stays_fenced_af
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let d = deployments.get("web").await.unwrap();
-    assert_eq!(d.spec.unwrap().replicas, Some(2), "c1's agent holds the lease again, fences nothing");
+    assert_eq!(
+        d.spec.unwrap().replicas,
+        Some(2),
+        "c1's agent holds the lease again, fences nothing"
+    );
     let away = Api::<Deployment>::namespaced(c2.client.clone(), APP)
         .get("web")
         .await

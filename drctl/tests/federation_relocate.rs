@@ -23,9 +23,13 @@ async fn put(client: &Client, ns: &str, name: &str, value: &str) {
     let cm: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": name}, "data": {"v": value}})).unwrap();
     if api.get_opt(name).await.unwrap().is_some() {
-        api.patch(name, &PatchParams::default(), &Patch::Merge(json!({"data": {"v": value}})))
-            .await
-            .unwrap();
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"v": value}})),
+        )
+        .await
+        .unwrap();
     } else {
         api.create(&PostParams::default(), &cm).await.unwrap();
     }
@@ -85,6 +89,7 @@ async fn relocate_loses_nothing_and_failback_brings_it_home() {
     let drctl = Drctl {
         identity,
         home: dir.path().to_path_buf(),
+        env: Vec::new(),
     };
     let init = drctl
         .run(None, &["repo", "init", "--recipient", &public, "--repo", &repo])
@@ -102,7 +107,17 @@ async fn relocate_loses_nothing_and_failback_brings_it_home() {
         let added = drctl
             .run(
                 None,
-                &["--kubeconfig", k, "cluster", "add", name, "--role", role, "--repo", &repo],
+                &[
+                    "--kubeconfig",
+                    k,
+                    "cluster",
+                    "add",
+                    name,
+                    "--role",
+                    role,
+                    "--repo",
+                    &repo,
+                ],
             )
             .await;
         assert!(added.status.success(), "{}", text(&added));
@@ -128,7 +143,14 @@ async fn relocate_loses_nothing_and_failback_brings_it_home() {
         .run(
             None,
             &[
-                "--kubeconfig", &k1, "backup", "create", "scheduled", "--include-namespaces", &ns, "--repo",
+                "--kubeconfig",
+                &k1,
+                "backup",
+                "create",
+                "scheduled",
+                "--include-namespaces",
+                &ns,
+                "--repo",
                 &repo,
             ],
         )
@@ -157,16 +179,33 @@ spec:
         .run(None, &["relocate", "--plan", plan_arg, "--to", "c9"])
         .await;
     assert_eq!(nowhere.status.code(), Some(1), "{}", text(&nowhere));
-    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("c9"), "{}", text(&nowhere));
+    assert!(
+        String::from_utf8_lossy(&nowhere.stderr).contains("c9"),
+        "{}",
+        text(&nowhere)
+    );
     let home = drctl.run(None, &["failback", "--plan", plan_arg]).await;
     assert_eq!(home.status.code(), Some(1), "{}", text(&home));
-    assert!(String::from_utf8_lossy(&home.stderr).contains("c1"), "{}", text(&home));
+    assert!(
+        String::from_utf8_lossy(&home.stderr).contains("c1"),
+        "{}",
+        text(&home)
+    );
 
     // The dry run: quiesce and the final backup come before the fence and the restore.
     let dry = drctl
         .run(
             None,
-            &["relocate", "--plan", plan_arg, "--to", "c2", "--dry-run", "-o", "json"],
+            &[
+                "relocate",
+                "--plan",
+                plan_arg,
+                "--to",
+                "c2",
+                "--dry-run",
+                "-o",
+                "json",
+            ],
         )
         .await;
     assert!(dry.status.success(), "{}", text(&dry));
@@ -196,7 +235,10 @@ spec:
     }
     put(&c1.client(), &ns, "cm-0", "changed just before").await;
     let moved = drctl
-        .run(None, &["relocate", "--plan", plan_arg, "--to", "c2", "-o", "json"])
+        .run(
+            None,
+            &["relocate", "--plan", plan_arg, "--to", "c2", "-o", "json"],
+        )
         .await;
     assert!(moved.status.success(), "{}", text(&moved));
     let r = json_of(&moved);
@@ -230,8 +272,14 @@ spec:
         .find(|s| s["step"].to_string().contains("restoreObjects"))
         .map(|s| s["output"]["restored"]["snapshot"].as_str().unwrap().to_string())
         .unwrap();
-    assert_eq!(restored, final_backup, "the final backup is what is restored: {r}");
-    assert!(rpo == 0.0, "a planned relocate restores a backup taken after quiescing: {r}");
+    assert_eq!(
+        restored, final_backup,
+        "the final backup is what is restored: {r}"
+    );
+    assert!(
+        rpo == 0.0,
+        "a planned relocate restores a backup taken after quiescing: {r}"
+    );
 
     // No data loss: every object, including those written just before, as last written.
     for i in 0..40 {
@@ -240,16 +288,26 @@ spec:
         } else {
             i.to_string()
         };
-        assert_eq!(value(&c2.client(), &ns, &format!("cm-{i}")).await, Some(want), "cm-{i}");
+        assert_eq!(
+            value(&c2.client(), &ns, &format!("cm-{i}")).await,
+            Some(want),
+            "cm-{i}"
+        );
     }
     for i in 0..5 {
         assert_eq!(
-            value(&c2.client(), &ns, &format!("just-before-{i}")).await.as_deref(),
+            value(&c2.client(), &ns, &format!("just-before-{i}"))
+                .await
+                .as_deref(),
             Some("late"),
             "just-before-{i} was written just before the relocate"
         );
     }
-    assert_eq!(replicas(&c2.client(), &ns).await, (Some(2), Some(2)), "ready on c2");
+    assert_eq!(
+        replicas(&c2.client(), &ns).await,
+        (Some(2), Some(2)),
+        "ready on c2"
+    );
     let (spec, _) = replicas(&c1.client(), &ns).await;
     assert_eq!(spec, Some(0), "the source is quiesced and fenced");
     let relocate_epoch = fence_epoch(&r);
@@ -277,7 +335,10 @@ spec:
         value(&c1.client(), &ns, "written-on-c2").await.as_deref(),
         Some("while relocated")
     );
-    assert_eq!(value(&c1.client(), &ns, "cm-1").await.as_deref(), Some("changed on c2"));
+    assert_eq!(
+        value(&c1.client(), &ns, "cm-1").await.as_deref(),
+        Some("changed on c2")
+    );
     assert_eq!(
         value(&c1.client(), &ns, "just-before-4").await.as_deref(),
         Some("late")
@@ -294,7 +355,8 @@ spec:
         .await
         .unwrap();
     assert!(
-        !web.annotations().contains_key("lifeboat.dev/scaled-down-replicas"),
+        !web.annotations()
+            .contains_key("lifeboat.dev/scaled-down-replicas"),
         "started again, the note is gone: {:?}",
         web.annotations()
     );

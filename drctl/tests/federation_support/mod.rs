@@ -61,13 +61,17 @@ pub struct Net {
 }
 
 impl Net {
-    /// A fresh set of names and subnets, unique to this process.
+    /// A fresh set of names and subnets, unique to this process (two per process, for tests
+    /// that run side by side).
     pub fn new() -> Self {
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(n < 2, "at most two sets of namespaces per test binary");
         let pid = std::process::id();
         Self {
-            tag: format!("lb{}", pid % 100_000),
-            // 20 /24s per process, inside 10.231.0.0/16.
-            base: (pid % 12) * 20,
+            tag: format!("lb{}{n}", pid % 10_000),
+            // 20 /24s per set, inside 10.231.0.0/16.
+            base: (pid % 6) * 40 + n * 20,
             next: 0,
             namespaces: Vec::new(),
         }
@@ -296,6 +300,8 @@ pub fn play_deployment_controller(client: kube::Client, delay: Duration) -> toki
 pub struct Drctl {
     pub identity: PathBuf,
     pub home: PathBuf,
+    /// More environment (the repository's endpoint and credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Drctl {
@@ -313,6 +319,7 @@ impl Drctl {
             .env_remove("DRCTL_REPO")
             .env("HOME", &self.home)
             .env("DRCTL_IDENTITY", &self.identity)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--quiet")
             .args(args)
             .stdin(Stdio::null());
