@@ -5,6 +5,8 @@
 //! the readiness gates are waited on, not skipped.
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
 
+mod federation_support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -161,6 +163,66 @@ spec:
     let path = dir.join("plan.yaml");
     std::fs::write(&path, plan).unwrap();
     path
+}
+
+/// The HTML report as a browser shows it: headless Chromium (no host name resolves) renders
+/// the page; its DOM has the result, both targets met, one timeline row and one table row per
+/// step, and the verification; the screenshot is kept in the target directory.
+async fn open_in_chromium(reports: &Path, r: &Value) {
+    let chromium = match federation_support::chromium() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("SKIPPED the Chromium check of the drill report: {why}");
+            return;
+        }
+    };
+    let page = reports.join("report.html");
+    let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("drill-report.png");
+    let (dom, png) = tokio::task::spawn_blocking(move || {
+        let dom = federation_support::headless(&chromium, &page, &png, (1280, 1000));
+        (dom, png)
+    })
+    .await
+    .unwrap();
+    let steps = r["steps"].as_array().unwrap().len();
+    assert!(
+        dom.contains("<span id=\"result\" class=\"badge ok\">Succeeded</span>"),
+        "{dom}"
+    );
+    for card in ["rpo", "rto"] {
+        let at = dom
+            .find(&format!("id=\"{card}\""))
+            .unwrap_or_else(|| panic!("{card} card: {dom}"));
+        assert!(
+            dom[at..]
+                .split("</div></div>")
+                .next()
+                .unwrap()
+                .contains("badge met"),
+            "{card} met: {dom}"
+        );
+    }
+    assert_eq!(
+        dom.matches("class=\"row step\"").count(),
+        steps,
+        "one timeline row per step: {dom}"
+    );
+    let table = &dom[dom.find("id=\"steps\"").unwrap()..];
+    assert_eq!(
+        table.split("</table>").next().unwrap().matches("<tr>").count(),
+        steps + 1,
+        "a header and one row per step"
+    );
+    assert!(dom.contains("objects present"), "{dom}");
+    assert!(dom.contains(r["run"].as_str().unwrap()), "the run is named");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(federation_support::png_size(&bytes), (1280, 1000));
+    assert!(
+        bytes.len() > 20_000,
+        "the screenshot shows the page ({} bytes; a blank one is a few kB)",
+        bytes.len()
+    );
+    eprintln!("drill report screenshot: {}", png.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,6 +413,7 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
         html.contains("RPO") && html.contains("RTO") && !html.contains("<script src"),
         "self-contained"
     );
+    open_in_chromium(&reports, &r).await;
     // Teardown deletes the drill's namespaces (the namespace controller finishes it).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

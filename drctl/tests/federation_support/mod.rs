@@ -408,3 +408,64 @@ pub fn rpo_rto(run: &Value) -> (f64, f64) {
     let secs = |d: chrono::TimeDelta| d.num_milliseconds() as f64 / 1000.0;
     (secs(started - point).max(0.0), secs(ready - started))
 }
+
+/// Debian's `chromium` (or another Chromium on PATH), or why there is none.
+pub fn chromium() -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    Err("no chromium on PATH (`apt-get install chromium`; scripts/install-deps.sh installs it)".into())
+}
+
+/// Opens `page` (a local file) in headless Chromium with every host name unresolvable (a
+/// self-contained page needs none, and nothing may leave the machine): returns the DOM as
+/// Chromium built it, and saves a `width`×`height` screenshot at `png`.
+pub fn headless(chromium: &Path, page: &Path, png: &Path, (width, height): (u32, u32)) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", page.display());
+    let run = |extra: &[String]| {
+        let out = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-extensions",
+                "--disable-sync",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chromium {extra:?}: {}", text(&out));
+        out
+    };
+    let dom = run(&["--dump-dom".to_string()]);
+    run(&[
+        format!("--screenshot={}", png.display()),
+        format!("--window-size={width},{height}"),
+    ]);
+    String::from_utf8(dom.stdout).unwrap()
+}
+
+/// A PNG's width and height, from its IHDR chunk (the PNG specification, section 11.2.2).
+pub fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert!(
+        bytes.len() > 24 && bytes.starts_with(b"\x89PNG\r\n\x1a\n") && &bytes[12..16] == b"IHDR",
+        "not a PNG"
+    );
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (be(&bytes[16..20]), be(&bytes[20..24]))
+}
