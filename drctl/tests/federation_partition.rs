@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use federation_support::{
-    Drctl, HostCluster, Net, cannot_partition, eventually, json_of, play_deployment_controller, ready_node,
-    rpo_rto, set_link, text, timeline,
+    Drctl, HostCluster, Net, cannot_partition, config_map, eventually, json_of, play_deployment_controller,
+    ready_node, rpo_rto, set_link, text, timeline,
 };
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -71,32 +71,10 @@ async fn create_namespace(client: &Client, name: &str) {
         .unwrap();
 }
 
-async fn config_map(client: &Client, name: &str, value: &str) {
-    let cm: ConfigMap =
-        serde_json::from_value(json!({"metadata": {"name": name}, "data": {"v": value}})).unwrap();
-    Api::<ConfigMap>::namespaced(client.clone(), APP)
-        .create(&PostParams::default(), &cm)
-        .await
-        .unwrap();
-}
-
 /// The application: `n` ConfigMaps and a Deployment of 2 replicas in namespace `shop`.
 async fn application(client: &Client, n: usize) {
     create_namespace(client, APP).await;
-    for i in 0..n {
-        config_map(client, &format!("cm-{i}"), &i.to_string()).await;
-    }
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "web"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
-    }))
-    .unwrap();
-    Api::<Deployment>::namespaced(client.clone(), APP)
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
+    federation_support::application(client, APP, n).await;
 }
 
 fn plan_text(repo: &str) -> String {
@@ -234,8 +212,6 @@ async fn partitioned_primary_is_confirmed_failed_failed_over_and_stays_fenced_af
         home: dir.path().to_path_buf(),
         env: Vec::new(),
     };
-    let k1 = c1.kubeconfig.to_str().unwrap().to_string();
-    let k2 = c2.kubeconfig.to_str().unwrap().to_string();
     let init = drctl
         .run(None, &["repo", "init", "--recipient", &public, "--repo", &repo])
         .await;
@@ -246,28 +222,9 @@ async fn partitioned_primary_is_confirmed_failed_failed_over_and_stays_fenced_af
         play_deployment_controller(c1.client.clone(), Duration::from_secs(1)),
         play_deployment_controller(c2.client.clone(), Duration::from_secs(2)),
     ];
-    for (name, k, role) in [("c1", &k1, "primary"), ("c2", &k2, "standby")] {
-        let added = drctl
-            .run(
-                None,
-                &[
-                    "--kubeconfig",
-                    k,
-                    "cluster",
-                    "add",
-                    name,
-                    "--role",
-                    role,
-                    "--region",
-                    name,
-                    "--cloud",
-                    "netns",
-                    "--repo",
-                    &repo,
-                ],
-            )
-            .await;
-        assert!(added.status.success(), "{}", text(&added));
+    for (c, role) in [(&c1, "primary"), (&c2, "standby")] {
+        let extra = ["--region", &c.name, "--cloud", "netns", "--repo", &repo];
+        drctl.register(&c.name, &c.kubeconfig, role, &extra).await;
     }
     let plan = plan_text(&repo);
     let plan_file = dir.path().join("plan.yaml");
@@ -278,30 +235,10 @@ async fn partitioned_primary_is_confirmed_failed_failed_over_and_stays_fenced_af
 
     // The application on c1 and two backups: the newest holds `late`, written after the first.
     application(&c1.client, 30).await;
-    let backup = |name: &'static str| {
-        let (drctl, k1, repo) = (&drctl, k1.clone(), repo.clone());
-        async move {
-            let b = drctl
-                .run(
-                    None,
-                    &[
-                        "--kubeconfig",
-                        &k1,
-                        "backup",
-                        "create",
-                        name,
-                        "--include-namespaces",
-                        APP,
-                        "--repo",
-                        &repo,
-                    ],
-                )
-                .await;
-            assert!(b.status.success(), "{}", text(&b));
-        }
-    };
+    let on_repo = ["--repo", repo.as_str()];
+    let backup = |name: &'static str| drctl.backup(&c1.kubeconfig, name, APP, &on_repo);
     backup("first").await;
-    config_map(&c1.client, "late", "written after the first backup").await;
+    config_map(&c1.client, APP, "late", "written after the first backup").await;
     backup("second").await;
 
     // Before the cut: healthy from the laptop and from the standby's network.
@@ -532,7 +469,7 @@ async fn partitioned_primary_is_confirmed_failed_failed_over_and_stays_fenced_af
 
     // Fail back: what was written on c2 meanwhile comes home, c1 holds the lease again (its
     // agent stops fencing it, its controller backs it up again) and c2 is stopped.
-    config_map(&c2.client, "written-on-c2", "while failed over").await;
+    config_map(&c2.client, APP, "written-on-c2", "while failed over").await;
     let back = drctl
         .run(
             None,

@@ -13,25 +13,21 @@ use std::time::Duration;
 use federation_support::{Drctl, json_of, play_deployment_controller, ready_node, rpo_rto, text, timeline};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use lifeboat_tests::kube::TestCluster;
 use serde_json::{Value, json};
 
+/// Creates or changes ConfigMap `name`'s `data.v`.
 async fn put(client: &Client, ns: &str, name: &str, value: &str) {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let cm: ConfigMap =
-        serde_json::from_value(json!({"metadata": {"name": name}, "data": {"v": value}})).unwrap();
     if api.get_opt(name).await.unwrap().is_some() {
-        api.patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"v": value}})),
-        )
-        .await
-        .unwrap();
+        let change = json!({"data": {"v": value}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(change))
+            .await
+            .unwrap();
     } else {
-        api.create(&PostParams::default(), &cm).await.unwrap();
+        federation_support::config_map(client, ns, name, value).await;
     }
 }
 
@@ -101,61 +97,15 @@ async fn relocate_loses_nothing_and_failback_brings_it_home() {
         play_deployment_controller(c1.client(), Duration::from_millis(1500)),
         play_deployment_controller(c2.client(), Duration::from_millis(1500)),
     ];
-    let k1 = c1.kubeconfig_path().unwrap().to_str().unwrap().to_string();
-    let k2 = c2.kubeconfig_path().unwrap().to_str().unwrap().to_string();
-    for (name, k, role) in [("c1", &k1, "primary"), ("c2", &k2, "standby")] {
-        let added = drctl
-            .run(
-                None,
-                &[
-                    "--kubeconfig",
-                    k,
-                    "cluster",
-                    "add",
-                    name,
-                    "--role",
-                    role,
-                    "--repo",
-                    &repo,
-                ],
-            )
-            .await;
-        assert!(added.status.success(), "{}", text(&added));
-    }
+    let k1 = c1.kubeconfig_path().unwrap();
+    let k2 = c2.kubeconfig_path().unwrap();
+    drctl.register("c1", k1, "primary", &["--repo", &repo]).await;
+    drctl.register("c2", k2, "standby", &["--repo", &repo]).await;
 
     // The application on c1, and the scheduled backup of it.
     let ns = c1.namespace("shop").await.unwrap();
-    for i in 0..40 {
-        put(&c1.client(), &ns, &format!("cm-{i}"), &i.to_string()).await;
-    }
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "web"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
-    }))
-    .unwrap();
-    Api::<Deployment>::namespaced(c1.client(), &ns)
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
-    let scheduled = drctl
-        .run(
-            None,
-            &[
-                "--kubeconfig",
-                &k1,
-                "backup",
-                "create",
-                "scheduled",
-                "--include-namespaces",
-                &ns,
-                "--repo",
-                &repo,
-            ],
-        )
-        .await;
-    assert!(scheduled.status.success(), "{}", text(&scheduled));
+    federation_support::application(&c1.client(), &ns, 40).await;
+    drctl.backup(k1, "scheduled", &ns, &["--repo", &repo]).await;
     let plan = format!(
         "apiVersion: lifeboat.dev/v1alpha1
 kind: FailoverPlan

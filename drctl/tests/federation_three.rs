@@ -27,15 +27,6 @@ use serde_json::{Value, json};
 
 const OBJECTS: usize = 100;
 
-async fn put(client: &kube::Client, name: &str, value: &str) {
-    let cm: ConfigMap =
-        serde_json::from_value(json!({"metadata": {"name": name}, "data": {"v": value}})).unwrap();
-    Api::<ConfigMap>::namespaced(client.clone(), "shop")
-        .create(&PostParams::default(), &cm)
-        .await
-        .unwrap();
-}
-
 fn verdict(status: &Value, cluster: &str) -> String {
     status
         .as_array()
@@ -83,26 +74,8 @@ async fn three_clusters_fail_over_twice(backend: Backend) {
         ("standby", "us-east", "gcp"),
         ("standby", "ap-south", "azure"),
     ]) {
-        let k = c.kubeconfig.to_str().unwrap();
-        let added = drctl
-            .run(
-                None,
-                &[
-                    "--kubeconfig",
-                    k,
-                    "cluster",
-                    "add",
-                    &c.name,
-                    "--role",
-                    role,
-                    "--region",
-                    region,
-                    "--cloud",
-                    cloud,
-                ],
-            )
-            .await;
-        assert!(added.status.success(), "{}", text(&added));
+        let extra = ["--region", region, "--cloud", cloud];
+        drctl.register(&c.name, &c.kubeconfig, role, &extra).await;
     }
     let endpoint = match backend {
         Backend::Azurite => format!("azureEndpoint: {}", t.options.azure_endpoint.clone().unwrap()),
@@ -135,41 +108,8 @@ spec:
         .create(&PostParams::default(), &ns)
         .await
         .unwrap();
-    for i in 0..OBJECTS {
-        put(a, &format!("cm-{i}"), &i.to_string()).await;
-    }
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "web"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
-    }))
-    .unwrap();
-    Api::<Deployment>::namespaced(a.clone(), "shop")
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
-    let backup = |k: &std::path::Path, name: &'static str| {
-        let (drctl, k) = (&drctl, k.to_str().unwrap().to_string());
-        async move {
-            let b = drctl
-                .run(
-                    None,
-                    &[
-                        "--kubeconfig",
-                        &k,
-                        "backup",
-                        "create",
-                        name,
-                        "--include-namespaces",
-                        "shop",
-                    ],
-                )
-                .await;
-            assert!(b.status.success(), "{}", text(&b));
-        }
-    };
-    backup(&clusters[0].kubeconfig, "on-a").await;
+    federation_support::application(a, "shop", OBJECTS).await;
+    drctl.backup(&clusters[0].kubeconfig, "on-a", "shop", &[]).await;
 
     let mut epochs = Vec::new();
     let mut extra = 0;
@@ -254,9 +194,10 @@ spec:
             // Life goes on at b, and b's backup is the next recovery point.
             extra = 10;
             for j in 0..extra {
-                put(&target.client, &format!("written-on-b-{j}"), "b").await;
+                federation_support::config_map(&target.client, "shop", &format!("written-on-b-{j}"), "b")
+                    .await;
             }
-            backup(&target.kubeconfig, "on-b").await;
+            drctl.backup(&target.kubeconfig, "on-b", "shop", &[]).await;
         }
     }
     assert_eq!(epochs.len(), 2);

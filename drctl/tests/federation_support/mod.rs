@@ -469,3 +469,64 @@ pub fn png_size(bytes: &[u8]) -> (u32, u32) {
     let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
     (be(&bytes[16..20]), be(&bytes[20..24]))
 }
+
+/// The application's workload: Deployment `web` with 2 replicas.
+pub fn web_deployment() -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
+    }))
+    .unwrap()
+}
+
+/// Creates ConfigMap `name` in `namespace` with `data.v = value`.
+pub async fn config_map(client: &kube::Client, namespace: &str, name: &str, value: &str) {
+    let cm: k8s_openapi::api::core::v1::ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": name}, "data": {"v": value}})).unwrap();
+    Api::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+}
+
+/// The application in `namespace` (which exists): `n` ConfigMaps `cm-<i>` and [`web_deployment`].
+pub async fn application(client: &kube::Client, namespace: &str, n: usize) {
+    for i in 0..n {
+        config_map(client, namespace, &format!("cm-{i}"), &i.to_string()).await;
+    }
+    Api::<Deployment>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &web_deployment())
+        .await
+        .unwrap();
+}
+
+impl Drctl {
+    /// `drctl --kubeconfig K cluster add NAME --role ROLE EXTRA…`, which must succeed.
+    pub async fn register(&self, name: &str, kubeconfig: &Path, role: &str, extra: &[&str]) {
+        let k = kubeconfig.to_str().unwrap();
+        let mut args = vec!["--kubeconfig", k, "cluster", "add", name, "--role", role];
+        args.extend_from_slice(extra);
+        let added = self.run(None, &args).await;
+        assert!(added.status.success(), "{}", text(&added));
+    }
+
+    /// `drctl --kubeconfig K backup create NAME --include-namespaces NS EXTRA…`, which must
+    /// succeed.
+    pub async fn backup(&self, kubeconfig: &Path, name: &str, namespace: &str, extra: &[&str]) {
+        let k = kubeconfig.to_str().unwrap();
+        let mut args = vec![
+            "--kubeconfig",
+            k,
+            "backup",
+            "create",
+            name,
+            "--include-namespaces",
+            namespace,
+        ];
+        args.extend_from_slice(extra);
+        let b = self.run(None, &args).await;
+        assert!(b.status.success(), "{}", text(&b));
+    }
+}
