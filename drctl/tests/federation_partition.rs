@@ -430,6 +430,30 @@ async fn partitioned_primary_is_confirmed_failed_failed_over_and_stays_fenced_af
     .await;
     let why = refused.message.unwrap_or_default();
     assert!(why.contains("fenced") && why.contains("c2"), "{why}");
+    // So does drctl, run by hand against it.
+    let by_hand = drctl
+        .run(
+            None,
+            &[
+                "--kubeconfig",
+                c1.kubeconfig.to_str().unwrap(),
+                "backup",
+                "create",
+                "by-hand",
+                "--include-namespaces",
+                APP,
+                "--repo",
+                &repo,
+            ],
+        )
+        .await;
+    assert_eq!(by_hand.status.code(), Some(1), "{}", text(&by_hand));
+    let why = String::from_utf8_lossy(&by_hand.stderr);
+    assert!(
+        why.contains("fenced") && why.contains("drctl failback"),
+        "{}",
+        text(&by_hand)
+    );
     let snapshots = drctl
         .run(None, &["snapshots", "-o", "json", "--repo", &repo])
         .await;
