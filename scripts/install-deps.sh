@@ -2,8 +2,8 @@
 # Installs what Lifeboat's build and test suite need on a Debian bookworm machine:
 # the real services the tests start (etcd, Ceph with RGW, nfs-ganesha), the C libraries the
 # build links (librados, librbd), protoc for gRPC code, the anchors benchmarks compare
-# against (restic, etcdctl, the rbd CLI), and the ecosystem's tools CI runs (helm, kubectl,
-# cargo-deny). Idempotent; silent when everything is present.
+# against (restic, etcdctl, the rbd CLI), the ecosystem's tools CI runs (helm, kubectl,
+# cargo-deny), and headless Chromium for the drill report. Idempotent; silent when everything is present.
 set -euo pipefail
 
 packages=(
@@ -20,6 +20,8 @@ packages=(
   openssl age zstd restic util-linux procps time acl b3sum jq unzip
   # CSI node tests: filesystems made and grown on RBD images
   e2fsprogs xfsprogs
+  # federation tests: clusters in network namespaces (ip netns), the drill report in a browser
+  iproute2 chromium
 )
 
 sudo_cmd=()

@@ -65,6 +65,42 @@ impl FenceMark {
     }
 }
 
+/// Why a backup of the namespaces `filter` selects into the repository at `url` must be
+/// refused on the cluster behind `client` (`None`: it may go ahead): the fencing marks on
+/// every BackupRepository there over that URL (a cluster without Lifeboat's CRDs has none).
+/// For backups made without the controller (`drctl backup create --repo`), which must obey
+/// the same marks.
+pub async fn refusal_on_cluster(
+    client: &kube::Client,
+    url: &str,
+    filter: &NamespaceFilter,
+) -> Result<Option<String>, kube::Error> {
+    use kube::ResourceExt;
+    let api: kube::Api<crate::crd::BackupRepository> = kube::Api::all(client.clone());
+    let list = match api.list(&Default::default()).await {
+        Ok(l) => l,
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let same = |u: &str| u.trim().trim_end_matches('/') == url.trim().trim_end_matches('/');
+    for r in list.items.iter().filter(|r| same(&r.spec.url)) {
+        let name = format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any());
+        for mark in FenceMark::from_annotations(r.annotations()) {
+            match mark {
+                Ok(m) if m.blocks(filter) => return Ok(Some(m.refusal(&name))),
+                Ok(_) => {}
+                Err(e) => {
+                    return Ok(Some(format!(
+                        "BackupRepository {name} carries an unreadable fencing mark ({e}); backups are \
+                         refused until it is fixed or removed"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,18 +5,19 @@
 //! the readiness gates are waited on, not skipped.
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
 
-use std::collections::HashMap;
+mod federation_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+use federation_support::{json_of, play_deployment_controller, ready_node, text};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::{Api, ResourceExt};
 use lifeboat_tests::kube::TestCluster;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 struct Env {
     repo: PathBuf,
@@ -46,92 +47,9 @@ async fn run(mut c: Command) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn json_of(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
-}
-
-/// Plays the Deployment controller: a Deployment whose available replicas fall short of its
-/// spec becomes available `delay` after this task first sees it.
-fn play_deployment_controller(clusters: Vec<kube::Client>, delay: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut seen: HashMap<(usize, String, String), Instant> = HashMap::new();
-        loop {
-            for (i, c) in clusters.iter().enumerate() {
-                let all: Api<Deployment> = Api::all(c.clone());
-                let Ok(list) = all.list(&Default::default()).await else {
-                    continue;
-                };
-                for d in list.items {
-                    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                    let have = d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
-                    let ns = d.namespace().unwrap_or_default();
-                    let key = (i, ns.clone(), d.name_any());
-                    if want == have {
-                        seen.remove(&key);
-                        continue;
-                    }
-                    let first = *seen.entry(key).or_insert_with(Instant::now);
-                    if first.elapsed() < delay {
-                        continue;
-                    }
-                    let api: Api<Deployment> = Api::namespaced(c.clone(), &ns);
-                    let status = json!({"status": {"replicas": want, "readyReplicas": want,
-                        "availableReplicas": want, "updatedReplicas": want,
-                        "observedGeneration": d.metadata.generation}});
-                    let _ = api
-                        .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&status))
-                        .await;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-}
-
-/// Plays the kubelet: a Ready node with an internal address (health probes require one).
-async fn ready_node(c: &TestCluster, name: &str, address: &str) {
-    let api: Api<Node> = Api::all(c.client());
-    let node: Node = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    api.create(&PostParams::default(), &node).await.unwrap();
-    let status = json!({"status": {
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-            "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-        "addresses": [{"type": "InternalIP", "address": address}]}});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-}
-
 async fn application(c1: &TestCluster, n: usize) -> String {
     let ns = c1.namespace("shop").await.unwrap();
-    let cms: Api<ConfigMap> = Api::namespaced(c1.client(), &ns);
-    for i in 0..n {
-        let cm: ConfigMap = serde_json::from_value(
-            json!({"metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}}),
-        )
-        .unwrap();
-        cms.create(&PostParams::default(), &cm).await.unwrap();
-    }
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "web"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
-    }))
-    .unwrap();
-    Api::<Deployment>::namespaced(c1.client(), &ns)
-        .create(&PostParams::default(), &d)
-        .await
-        .unwrap();
+    federation_support::application(&c1.client(), &ns, n).await;
     ns
 }
 
@@ -163,6 +81,66 @@ spec:
     path
 }
 
+/// The HTML report as a browser shows it: headless Chromium (no host name resolves) renders
+/// the page; its DOM has the result, both targets met, one timeline row and one table row per
+/// step, and the verification; the screenshot is kept in the target directory.
+async fn open_in_chromium(reports: &Path, r: &Value) {
+    let chromium = match federation_support::chromium() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("SKIPPED the Chromium check of the drill report: {why}");
+            return;
+        }
+    };
+    let page = reports.join("report.html");
+    let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("drill-report.png");
+    let (dom, png) = tokio::task::spawn_blocking(move || {
+        let dom = federation_support::headless(&chromium, &page, &png, (1280, 1000));
+        (dom, png)
+    })
+    .await
+    .unwrap();
+    let steps = r["steps"].as_array().unwrap().len();
+    assert!(
+        dom.contains("<span id=\"result\" class=\"badge ok\">Succeeded</span>"),
+        "{dom}"
+    );
+    for card in ["rpo", "rto"] {
+        let at = dom
+            .find(&format!("id=\"{card}\""))
+            .unwrap_or_else(|| panic!("{card} card: {dom}"));
+        assert!(
+            dom[at..]
+                .split("</div></div>")
+                .next()
+                .unwrap()
+                .contains("badge met"),
+            "{card} met: {dom}"
+        );
+    }
+    assert_eq!(
+        dom.matches("class=\"row step\"").count(),
+        steps,
+        "one timeline row per step: {dom}"
+    );
+    let table = &dom[dom.find("id=\"steps\"").unwrap()..];
+    assert_eq!(
+        table.split("</table>").next().unwrap().matches("<tr>").count(),
+        steps + 1,
+        "a header and one row per step"
+    );
+    assert!(dom.contains("objects present"), "{dom}");
+    assert!(dom.contains(r["run"].as_str().unwrap()), "the run is named");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(federation_support::png_size(&bytes), (1280, 1000));
+    assert!(
+        bytes.len() > 20_000,
+        "the screenshot shows the page ({} bytes; a blank one is a few kB)",
+        bytes.len()
+    );
+    eprintln!("drill report screenshot: {}", png.display());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() {
     let c1 = TestCluster::in_process().await.unwrap();
@@ -176,9 +154,12 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
     let env = Env { repo, identity, dir };
     let init = run(env.drctl(None, &["repo", "init", "--recipient", &public])).await;
     assert!(init.status.success(), "{}", text(&init));
-    ready_node(&c1, "node-1", "10.0.1.1").await;
-    ready_node(&c2, "node-1", "10.0.2.1").await;
-    let controller = play_deployment_controller(vec![c1.client(), c2.client()], Duration::from_secs(1));
+    ready_node(&c1.client(), "node-1", "10.0.1.1").await;
+    ready_node(&c2.client(), "node-1", "10.0.2.1").await;
+    let controllers = [
+        play_deployment_controller(c1.client(), Duration::from_secs(1)),
+        play_deployment_controller(c2.client(), Duration::from_secs(1)),
+    ];
 
     // Registry: two clusters, the kubeconfig never printed.
     for (name, k, role, region) in [
@@ -351,6 +332,7 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
         html.contains("RPO") && html.contains("RTO") && !html.contains("<script src"),
         "self-contained"
     );
+    open_in_chromium(&reports, &r).await;
     // Teardown deletes the drill's namespaces (the namespace controller finishes it).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -394,7 +376,7 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
     let cms: Api<ConfigMap> = Api::namespaced(c2.client(), &ns);
     for i in 0..50 {
         let cm = cms.get(&format!("cm-{i}")).await.unwrap();
-        assert_eq!(cm.data.unwrap()["i"], i.to_string());
+        assert_eq!(cm.data.unwrap()["v"], i.to_string());
     }
     let old = Api::<Deployment>::namespaced(c1.client(), &ns)
         .get("web")
@@ -436,5 +418,7 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
     for want in ["cluster-add", "drill", "failover"] {
         assert!(actions.contains(&want), "{want} in {actions:?}");
     }
-    controller.abort();
+    for c in controllers {
+        c.abort();
+    }
 }

@@ -59,6 +59,10 @@ pub enum ClusterCommand {
         /// Observers that must agree.
         #[arg(long, default_value_t = 2)]
         confirmations: u32,
+        /// Record the probes as this observer (default `drctl@HOST`): one name per vantage
+        /// point, e.g. a bastion in the standby's network and a laptop elsewhere.
+        #[arg(long, value_parser = parse_observer)]
+        observer: Option<String>,
     },
     /// Unregister a cluster (and remove what `add --kubeconfig-secret` installed elsewhere).
     Remove {
@@ -190,6 +194,20 @@ pub struct AuditArgs {
     /// Only records newer than this (`30m`, `24h`, `7d`).
     #[arg(long)]
     pub since: Option<String>,
+}
+
+fn parse_observer(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '@'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not an observer name: use letters, digits, '-', '.', '_' and '@', like drctl@bastion-us-east"
+        ))
+    }
 }
 
 fn parse_assignment(s: &str) -> Result<(String, PathBuf), String> {

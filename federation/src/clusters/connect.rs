@@ -27,23 +27,56 @@ pub struct ConnectError {
     pub message: String,
 }
 
+/// Why a kubeconfig gave no client.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    /// The file could not be read or parsed.
+    #[error("read kubeconfig {path}: {source}; pass a kubeconfig file kubectl can use")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: kube::config::KubeconfigError,
+    },
+    /// The context (or the current one) is missing or incomplete.
+    #[error("use kubeconfig{}: {source}", context.as_deref().map(|c| format!(" context {c:?}")).unwrap_or_default())]
+    Context {
+        /// The context asked for (`None`: the current one).
+        context: Option<String>,
+        /// Why.
+        source: kube::config::KubeconfigError,
+    },
+    /// The configuration could not make a client (TLS material, proxy).
+    #[error("build a client: {0}")]
+    Client(#[source] kube::Error),
+}
+
 /// Builds a client from a kubeconfig file and context, with fail-fast timeouts.
-pub async fn connect_kubeconfig(path: &Path, context: Option<&str>) -> Result<(Client, Config), String> {
-    let kc = Kubeconfig::read_from(path).map_err(|e| format!("read kubeconfig {}: {e}", path.display()))?;
+pub async fn connect_kubeconfig(
+    path: &Path,
+    context: Option<&str>,
+) -> Result<(Client, Config), KubeconfigError> {
+    let kc = Kubeconfig::read_from(path).map_err(|source| KubeconfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
     from_kubeconfig(kc, context).await
 }
 
-async fn from_kubeconfig(kc: Kubeconfig, context: Option<&str>) -> Result<(Client, Config), String> {
+async fn from_kubeconfig(kc: Kubeconfig, context: Option<&str>) -> Result<(Client, Config), KubeconfigError> {
     let options = KubeConfigOptions {
         context: context.map(str::to_string),
         ..KubeConfigOptions::default()
     };
     let mut config = Config::from_custom_kubeconfig(kc, &options)
         .await
-        .map_err(|e| format!("use kubeconfig: {e}"))?;
+        .map_err(|source| KubeconfigError::Context {
+            context: context.map(str::to_string),
+            source,
+        })?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);
-    let client = Client::try_from(config.clone()).map_err(|e| format!("build a client: {e}"))?;
+    let client = Client::try_from(config.clone()).map_err(KubeconfigError::Client)?;
     Ok((client, config))
 }
 
@@ -117,7 +150,7 @@ impl Connector {
                 connect_kubeconfig(&path, record.context.as_deref())
                     .await
                     .map(|(c, _)| c)
-                    .map_err(fail)
+                    .map_err(|e| fail(e.to_string()))
             }
             Self::Secrets {
                 client,
@@ -162,7 +195,7 @@ impl Connector {
                 from_kubeconfig(kc, record.context.as_deref())
                     .await
                     .map(|(c, _)| c)
-                    .map_err(fail)
+                    .map_err(|e| fail(e.to_string()))
             }
         }
     }

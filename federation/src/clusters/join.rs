@@ -14,33 +14,80 @@ use kube::{Api, Client};
 use super::{ClusterRecord, KubeconfigSecret};
 use crate::crd::{Cluster, ClusterSpec};
 
+/// Why a cluster could not be joined to (or removed from) another's agent.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The kubeconfig names no current context and none was given.
+    #[error("the kubeconfig has no current context; pass --context")]
+    NoCurrentContext,
+    /// The context asked for is not in the file.
+    #[error("the kubeconfig has no context {0:?}; `kubectl config get-contexts` lists those it has")]
+    NoContext(String),
+    /// The context has no body.
+    #[error("context {0:?} is empty; fix the kubeconfig or pass another --context")]
+    EmptyContext(String),
+    /// The context names a cluster the file does not hold.
+    #[error("context {context:?} names cluster {cluster:?}, which is not in the file")]
+    MissingCluster {
+        /// The context.
+        context: String,
+        /// The cluster it names.
+        cluster: String,
+    },
+    /// The reduced kubeconfig or a resource could not be encoded.
+    #[error("encode {what}: {message}")]
+    Encode {
+        /// What.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The API server refused a read, write or delete.
+    #[error("{action}: {source}")]
+    Api {
+        /// What was done (`write Secret ns/name`).
+        action: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
+}
+
+fn api(action: String) -> impl FnOnce(kube::Error) -> JoinError {
+    move |source| JoinError::Api { action, source }
+}
+
+fn encode(what: &'static str) -> impl FnOnce(serde_json::Error) -> JoinError {
+    move |e| JoinError::Encode {
+        what,
+        message: e.to_string(),
+    }
+}
+
 /// The kubeconfig with only `context` (or the current one), its cluster and its user, as
 /// YAML: what a Secret may hold without leaking the operator's other credentials.
-pub fn minify(kc: &Kubeconfig, context: Option<&str>) -> Result<String, String> {
+pub fn minify(kc: &Kubeconfig, context: Option<&str>) -> Result<String, JoinError> {
     let wanted = context
         .map(str::to_string)
         .or_else(|| kc.current_context.clone())
-        .ok_or_else(|| "the kubeconfig has no current context; pass --context".to_string())?;
+        .ok_or(JoinError::NoCurrentContext)?;
     let ctx = kc
         .contexts
         .iter()
         .find(|c| c.name == wanted)
         .cloned()
-        .ok_or_else(|| format!("the kubeconfig has no context {wanted:?}"))?;
+        .ok_or_else(|| JoinError::NoContext(wanted.clone()))?;
     let inner = ctx
         .context
         .clone()
-        .ok_or_else(|| format!("context {wanted:?} is empty"))?;
+        .ok_or_else(|| JoinError::EmptyContext(wanted.clone()))?;
     let cluster = kc
         .clusters
         .iter()
         .find(|c| c.name == inner.cluster)
         .cloned()
-        .ok_or_else(|| {
-            format!(
-                "context {wanted:?} names cluster {:?}, which is not in the file",
-                inner.cluster
-            )
+        .ok_or_else(|| JoinError::MissingCluster {
+            context: wanted.clone(),
+            cluster: inner.cluster.clone(),
         })?;
     let users: Vec<_> = kc
         .auth_infos
@@ -55,7 +102,10 @@ pub fn minify(kc: &Kubeconfig, context: Option<&str>) -> Result<String, String> 
         current_context: Some(wanted),
         ..Kubeconfig::default()
     };
-    serde_yaml::to_string(&small).map_err(|e| e.to_string())
+    serde_yaml::to_string(&small).map_err(|e| JoinError::Encode {
+        what: "the kubeconfig",
+        message: e.to_string(),
+    })
 }
 
 fn params() -> PatchParams {
@@ -71,7 +121,7 @@ pub async fn install(
     record: &ClusterRecord,
     secret: &KubeconfigSecret,
     kubeconfig_yaml: &str,
-) -> Result<(), String> {
+) -> Result<(), JoinError> {
     let key = secret.key.clone().unwrap_or_else(|| "kubeconfig".to_string());
     let mut s = Secret::default();
     s.metadata.name = Some(secret.name.clone());
@@ -85,13 +135,13 @@ pub async fn install(
         key,
         ByteString(kubeconfig_yaml.as_bytes().to_vec()),
     )]));
-    let mut value = serde_json::to_value(&s).map_err(|e| e.to_string())?;
+    let mut value = serde_json::to_value(&s).map_err(encode("the Secret"))?;
     value["apiVersion"] = "v1".into();
     value["kind"] = "Secret".into();
     Api::<Secret>::namespaced(client.clone(), namespace)
         .patch(&secret.name, &params(), &Patch::Apply(&value))
         .await
-        .map_err(|e| format!("write Secret {namespace}/{}: {e}", secret.name))?;
+        .map_err(api(format!("write Secret {namespace}/{}", secret.name)))?;
     apply_cluster(client, namespace, record, Some(secret)).await
 }
 
@@ -101,7 +151,7 @@ pub async fn apply_cluster(
     namespace: &str,
     record: &ClusterRecord,
     secret: Option<&KubeconfigSecret>,
-) -> Result<(), String> {
+) -> Result<(), JoinError> {
     let mut c = Cluster::new(
         &record.name,
         ClusterSpec {
@@ -114,7 +164,7 @@ pub async fn apply_cluster(
         },
     );
     c.metadata.namespace = Some(namespace.to_string());
-    let mut value = serde_json::to_value(&c).map_err(|e| e.to_string())?;
+    let mut value = serde_json::to_value(&c).map_err(encode("the Cluster"))?;
     if let Some(m) = value.as_object_mut() {
         m.remove("status");
     }
@@ -122,30 +172,30 @@ pub async fn apply_cluster(
         .patch(&record.name, &params(), &Patch::Apply(&value))
         .await
         .map(|_| ())
-        .map_err(|e| format!("write Cluster {namespace}/{}: {e}", record.name))
+        .map_err(api(format!("write Cluster {namespace}/{}", record.name)))
 }
 
 /// Removes `name`'s Cluster resource (and the Secret it names) from the cluster behind
 /// `client`.
-pub async fn uninstall(client: &Client, namespace: &str, name: &str) -> Result<(), String> {
-    let api: Api<Cluster> = Api::namespaced(client.clone(), namespace);
-    let existing = api
+pub async fn uninstall(client: &Client, namespace: &str, name: &str) -> Result<(), JoinError> {
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), namespace);
+    let existing = clusters
         .get_opt(name)
         .await
-        .map_err(|e| format!("read Cluster {namespace}/{name}: {e}"))?;
+        .map_err(api(format!("read Cluster {namespace}/{name}")))?;
     if let Some(c) = existing {
         if let Some(s) = &c.spec.kubeconfig_secret {
             let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
             match secrets.delete(&s.name, &Default::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(format!("delete Secret {namespace}/{}: {e}", s.name)),
+                Err(e) => return Err(api(format!("delete Secret {namespace}/{}", s.name))(e)),
             }
         }
-        match api.delete(name, &Default::default()).await {
+        match clusters.delete(name, &Default::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(format!("delete Cluster {namespace}/{name}: {e}")),
+            Err(e) => return Err(api(format!("delete Cluster {namespace}/{name}"))(e)),
         }
     }
     Ok(())
@@ -186,6 +236,7 @@ contexts:
         assert!(
             minify(&kc, Some("zz"))
                 .expect_err("absent")
+                .to_string()
                 .contains("no context")
         );
     }

@@ -6,7 +6,8 @@
 mod connect;
 pub mod join;
 
-pub use connect::{ConnectError, Connector, connect_kubeconfig};
+pub use connect::{ConnectError, Connector, KubeconfigError, connect_kubeconfig};
+pub use join::JoinError;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -92,8 +93,19 @@ pub fn record_key(name: &str) -> String {
     key(&["clusters", name])
 }
 
+/// A name that is not a DNS label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{name:?} is not a valid name: use 1-63 lowercase letters, digits and '-', starting and ending with a \
+     letter or digit"
+)]
+pub struct NameError {
+    /// The name given.
+    pub name: String,
+}
+
 /// Checks a cluster name: a DNS label, as it becomes part of object keys and annotations.
-pub fn valid_name(name: &str) -> Result<(), String> {
+pub fn valid_name(name: &str) -> Result<(), NameError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -104,10 +116,9 @@ pub fn valid_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{name:?} is not a valid name: use 1-63 lowercase letters, digits and '-', starting and ending \
-             with a letter or digit"
-        ))
+        Err(NameError {
+            name: name.to_string(),
+        })
     }
 }
 
@@ -176,7 +187,7 @@ mod tests {
         assert!(valid_name("eu-west-1").is_ok());
         for bad in ["", "EU", "a_b", "-a", "a-", &"x".repeat(64), "a/b", "a.b"] {
             let e = valid_name(bad).expect_err(bad);
-            assert!(e.contains("lowercase"), "{e}");
+            assert!(e.to_string().contains("lowercase"), "{e}");
         }
     }
 }

@@ -813,7 +813,7 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 &cluster,
             )
             .await
-            .map_err(permanent)?;
+            .map_err(|e| permanent(e.to_string()))?;
             Ok(Outcome::Done(
                 Some(
                     gates
@@ -849,7 +849,7 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 epoch: epoch_of(record, &first_app),
                 namespace_mapping: &record.plan.namespace_mapping,
             };
-            let done = traffic::switch(h, &s).await.map_err(retry)?;
+            let done = traffic::switch(h, &s).await.map_err(|e| retry(e.to_string()))?;
             Ok(Outcome::Done(Some(done), Value::Null))
         }
         Step::Unfence {

@@ -195,7 +195,7 @@ pub enum PlanError {
         /// The name.
         namespace: String,
         /// Why.
-        why: String,
+        why: crate::clusters::NameError,
     },
 }
 

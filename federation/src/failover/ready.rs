@@ -24,6 +24,61 @@ pub struct Gate {
     pub detail: String,
 }
 
+/// Why the readiness gates did not open.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadyError {
+    /// The target's API refused a list.
+    #[error("list {kind} in {namespace}: {source}")]
+    List {
+        /// `Deployments`, `StatefulSets`, `PersistentVolumeClaims`.
+        kind: &'static str,
+        /// The namespace.
+        namespace: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
+    /// No HTTP client could be built (TLS roots).
+    #[error("HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// An HTTP check could not be sent.
+    #[error("GET {url}: {source}")]
+    Http {
+        /// The URL (with `{target}` filled in).
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// An HTTP check answered with the wrong status.
+    #[error("GET {url}: {code}")]
+    HttpStatus {
+        /// The URL.
+        url: String,
+        /// The status it answered.
+        code: u16,
+    },
+    /// Gates still closed at the deadline; each waiting item (or the error seen last).
+    #[error(
+        "not ready after {seconds} s: {}{}; raise spec.readiness.timeoutSeconds or fix what is waiting",
+        waiting.iter().take(10).cloned().collect::<Vec<_>>().join("; "),
+        if waiting.len() > 10 { format!(" (and {} more)", waiting.len() - 10) } else { String::new() }
+    )]
+    Timeout {
+        /// `spec.readiness.timeoutSeconds`.
+        seconds: u64,
+        /// What was still waiting.
+        waiting: Vec<String>,
+    },
+}
+
+fn list_error(kind: &'static str, namespace: &str) -> impl FnOnce(kube::Error) -> ReadyError {
+    let namespace = namespace.to_string();
+    move |source| ReadyError::List {
+        kind,
+        namespace,
+        source,
+    }
+}
+
 fn params(selector: Option<&str>) -> ListParams {
     match selector {
         Some(s) if !s.is_empty() => ListParams::default().labels(s),
@@ -36,7 +91,7 @@ async fn workloads_pending(
     client: &Client,
     namespaces: &[String],
     selector: Option<&str>,
-) -> Result<(usize, Vec<String>), String> {
+) -> Result<(usize, Vec<String>), ReadyError> {
     let mut total = 0;
     let mut pending = Vec::new();
     for ns in namespaces {
@@ -44,7 +99,7 @@ async fn workloads_pending(
         for x in d
             .list(&params(selector))
             .await
-            .map_err(|e| format!("list Deployments in {ns}: {e}"))?
+            .map_err(list_error("Deployments", ns))?
             .items
         {
             total += 1;
@@ -61,7 +116,7 @@ async fn workloads_pending(
         for x in s
             .list(&params(selector))
             .await
-            .map_err(|e| format!("list StatefulSets in {ns}: {e}"))?
+            .map_err(list_error("StatefulSets", ns))?
             .items
         {
             total += 1;
@@ -81,7 +136,7 @@ async fn claims_pending(
     client: &Client,
     namespaces: &[String],
     selector: Option<&str>,
-) -> Result<(usize, Vec<String>), String> {
+) -> Result<(usize, Vec<String>), ReadyError> {
     let mut total = 0;
     let mut pending = Vec::new();
     for ns in namespaces {
@@ -89,7 +144,7 @@ async fn claims_pending(
         for c in api
             .list(&params(selector))
             .await
-            .map_err(|e| format!("list PersistentVolumeClaims in {ns}: {e}"))?
+            .map_err(list_error("PersistentVolumeClaims", ns))?
             .items
         {
             total += 1;
@@ -110,13 +165,12 @@ async fn claims_pending(
     Ok((total, pending))
 }
 
-async fn http_ok(http: &reqwest::Client, check: &HttpCheck, target: &str) -> Result<(), String> {
+async fn http_ok(http: &reqwest::Client, check: &HttpCheck, target: &str) -> Result<(), ReadyError> {
     let url = check.url.replace("{target}", target);
-    let resp = http
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
+    let resp = match http.get(&url).send().await {
+        Ok(r) => r,
+        Err(source) => return Err(ReadyError::Http { url, source }),
+    };
     let code = resp.status().as_u16();
     let ok = match check.expect_status {
         Some(want) => code == want,
@@ -125,7 +179,7 @@ async fn http_ok(http: &reqwest::Client, check: &HttpCheck, target: &str) -> Res
     if ok {
         Ok(())
     } else {
-        Err(format!("GET {url}: {code}"))
+        Err(ReadyError::HttpStatus { url, code })
     }
 }
 
@@ -137,13 +191,13 @@ pub async fn wait(
     selector: Option<&str>,
     readiness: &Readiness,
     target: &str,
-) -> Result<Vec<Gate>, String> {
+) -> Result<Vec<Gate>, ReadyError> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(readiness.timeout_seconds.max(1));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
+        .map_err(ReadyError::HttpClient)?;
     let mut gates: Vec<Gate> = Vec::new();
     let opened = |gates: &Vec<Gate>, name: &str| gates.iter().any(|g| g.gate == name);
     loop {
@@ -156,7 +210,7 @@ pub async fn wait(
                     detail: format!("{total} Deployments and StatefulSets available"),
                 }),
                 Ok((_, p)) => waiting.extend(p),
-                Err(e) => waiting.push(e),
+                Err(e) => waiting.push(e.to_string()),
             }
         }
         if readiness.volume_claims && !opened(&gates, "volumeClaims") {
@@ -167,7 +221,7 @@ pub async fn wait(
                     detail: format!("{total} PersistentVolumeClaims Bound"),
                 }),
                 Ok((_, p)) => waiting.extend(p),
-                Err(e) => waiting.push(e),
+                Err(e) => waiting.push(e.to_string()),
             }
         }
         for check in &readiness.http {
@@ -180,24 +234,17 @@ pub async fn wait(
                     after_seconds: started.elapsed().as_secs_f64(),
                     detail: "answered".into(),
                 }),
-                Err(e) => waiting.push(e),
+                Err(e) => waiting.push(e.to_string()),
             }
         }
         if waiting.is_empty() {
             return Ok(gates);
         }
         if Instant::now() >= deadline {
-            let shown: Vec<String> = waiting.iter().take(10).cloned().collect();
-            return Err(format!(
-                "not ready after {} s: {}{}",
-                readiness.timeout_seconds,
-                shown.join("; "),
-                if waiting.len() > 10 {
-                    format!(" (and {} more)", waiting.len() - 10)
-                } else {
-                    String::new()
-                }
-            ));
+            return Err(ReadyError::Timeout {
+                seconds: readiness.timeout_seconds,
+                waiting,
+            });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

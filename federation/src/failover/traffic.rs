@@ -32,6 +32,77 @@ pub struct Switch<'a> {
     pub namespace_mapping: &'a std::collections::BTreeMap<String, String>,
 }
 
+/// Why a traffic hook failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrafficError {
+    /// The external-dns annotation could not be set on the target's Service.
+    #[error("annotate Service {namespace}/{service} on {cluster}: {source}")]
+    Annotate {
+        /// The Service's namespace on the target.
+        namespace: String,
+        /// The Service.
+        service: String,
+        /// The target.
+        cluster: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
+    /// No HTTP client could be built.
+    #[error("HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// The webhook could not be called.
+    #[error("POST {url}: {source}")]
+    Webhook {
+        /// The webhook.
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// The webhook answered with an error status.
+    #[error("POST {url}: {code}")]
+    WebhookStatus {
+        /// The webhook.
+        url: String,
+        /// Its answer.
+        code: reqwest::StatusCode,
+    },
+    /// `command: []`.
+    #[error("hook {0}: empty command; give the program and its arguments")]
+    EmptyCommand(String),
+    /// The command did not finish in time.
+    #[error("{program} did not finish within {seconds} s")]
+    Timeout {
+        /// The program.
+        program: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// The command could not be started.
+    #[error("run {program}: {source}")]
+    Start {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The command failed.
+    #[error("{program} exited with {status}: {stderr}")]
+    Failed {
+        /// The program.
+        program: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its standard error, trimmed.
+        stderr: String,
+    },
+    /// The hook names neither external-dns, a webhook nor a command.
+    #[error("hook {0} sets no action: give externalDns, webhook or command")]
+    NoAction(String),
+}
+
+/// How long a hook's command may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
 fn params() -> PatchParams {
     PatchParams {
         field_manager: Some("lifeboat-federation".to_string()),
@@ -40,7 +111,7 @@ fn params() -> PatchParams {
 }
 
 /// Runs one hook; returns what it did.
-pub async fn switch(hook: &TrafficHook, s: &Switch<'_>) -> Result<String, String> {
+pub async fn switch(hook: &TrafficHook, s: &Switch<'_>) -> Result<String, TrafficError> {
     if let Some(dns) = &hook.external_dns {
         let target_ns = s
             .namespace_mapping
@@ -51,7 +122,12 @@ pub async fn switch(hook: &TrafficHook, s: &Switch<'_>) -> Result<String, String
         Api::<Service>::namespaced(s.to.1.clone(), &target_ns)
             .patch(&dns.service, &params(), &Patch::Merge(&on))
             .await
-            .map_err(|e| format!("annotate Service {target_ns}/{} on {}: {e}", dns.service, s.to.0))?;
+            .map_err(|source| TrafficError::Annotate {
+                namespace: target_ns.clone(),
+                service: dns.service.clone(),
+                cluster: s.to.0.to_string(),
+                source,
+            })?;
         let mut done = format!(
             "{} → Service {target_ns}/{} on {}",
             dns.hostname, dns.service, s.to.0
@@ -81,23 +157,29 @@ pub async fn switch(hook: &TrafficHook, s: &Switch<'_>) -> Result<String, String
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(TrafficError::HttpClient)?;
         let resp = http
             .post(&w.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(serde_json::to_vec(&body).unwrap_or_default())
             .send()
             .await
-            .map_err(|e| format!("POST {}: {e}", w.url))?;
+            .map_err(|source| TrafficError::Webhook {
+                url: w.url.clone(),
+                source,
+            })?;
         let code = resp.status();
         if !code.is_success() {
-            return Err(format!("POST {}: {code}", w.url));
+            return Err(TrafficError::WebhookStatus {
+                url: w.url.clone(),
+                code,
+            });
         }
         return Ok(format!("POST {}: {code}", w.url));
     }
     if let Some(cmd) = &hook.command {
         let Some((program, args)) = cmd.split_first() else {
-            return Err("empty command".to_string());
+            return Err(TrafficError::EmptyCommand(hook.name.clone()));
         };
         let out = tokio::process::Command::new(program)
             .args(args)
@@ -109,18 +191,24 @@ pub async fn switch(hook: &TrafficHook, s: &Switch<'_>) -> Result<String, String
             .env("LIFEBOAT_EPOCH", s.epoch.to_string())
             .kill_on_drop(true)
             .output();
-        let out = tokio::time::timeout(Duration::from_secs(300), out)
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, out)
             .await
-            .map_err(|_| format!("{program} did not finish within 300 s"))?
-            .map_err(|e| format!("run {program}: {e}"))?;
+            .map_err(|_| TrafficError::Timeout {
+                program: program.clone(),
+                seconds: COMMAND_TIMEOUT.as_secs(),
+            })?
+            .map_err(|source| TrafficError::Start {
+                program: program.clone(),
+                source,
+            })?;
         if !out.status.success() {
-            return Err(format!(
-                "{program} exited with {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(TrafficError::Failed {
+                program: program.clone(),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         return Ok(format!("{program} succeeded"));
     }
-    Err(format!("hook {} sets no action", hook.name))
+    Err(TrafficError::NoAction(hook.name.clone()))
 }

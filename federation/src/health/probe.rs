@@ -38,10 +38,55 @@ impl std::fmt::Debug for ProbeOptions {
     }
 }
 
-fn check(name: &str, critical: bool, started: Instant, result: Result<String, String>) -> Check {
+/// Why one check of a probe failed; the message is what the check reports.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// `/readyz` answered something other than `ok`.
+    #[error("readyz answered {0:?}")]
+    NotReady(String),
+    /// `/readyz` could not be asked.
+    #[error("readyz: {0}")]
+    Readyz(#[source] kube::Error),
+    /// `/readyz` did not answer in time.
+    #[error("readyz: no answer within {0} s")]
+    ReadyzTimeout(u64),
+    /// The request could not even be built.
+    #[error("readyz: {0}")]
+    Request(#[source] http::Error),
+    /// Nodes could not be listed.
+    #[error("list nodes: {0}")]
+    ListNodes(#[source] kube::Error),
+    /// No node is Ready.
+    #[error("no Ready node ({total} nodes)")]
+    NoReadyNode {
+        /// Nodes listed.
+        total: usize,
+    },
+    /// The controller's Lease could not be read.
+    #[error("read Lease {namespace}/{}: {source}", lifeboat_controller::LEASE_NAME)]
+    ReadLease {
+        /// Lifeboat's namespace there.
+        namespace: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
+    /// No controller ever ran there.
+    #[error("no Lease {0}/{lease}: the controller is not running", lease = lifeboat_controller::LEASE_NAME)]
+    NoLease(String),
+    /// The controller stopped renewing its Lease.
+    #[error("Lease {0}/{lease} has lapsed: no controller is leading", lease = lifeboat_controller::LEASE_NAME)]
+    LeaseLapsed(String),
+}
+
+fn check<E: std::fmt::Display>(
+    name: &str,
+    critical: bool,
+    started: Instant,
+    result: Result<String, E>,
+) -> Check {
     let (ok, message) = match result {
         Ok(m) => (true, m),
-        Err(m) => (false, m),
+        Err(e) => (false, e.to_string()),
     };
     Check {
         name: name.to_string(),
@@ -89,33 +134,33 @@ pub async fn probe(client: Option<&Client>, record: &ClusterRecord, options: &Pr
         && let Some(ceph) = &record.ceph
     {
         let t = Instant::now();
-        let r = blocklist::reachable(ceph)
-            .await
-            .map(|()| "reachable".to_string())
-            .map_err(|e| e.to_string());
+        let r = blocklist::reachable(ceph).await.map(|()| "reachable".to_string());
         checks.push(check("ceph", false, t, r));
     }
     ProbeResult { checks }
 }
 
-async fn readyz(client: &Client) -> Result<String, String> {
+/// How long `/readyz` may take.
+const READYZ_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn readyz(client: &Client) -> Result<String, CheckError> {
     let req = http::Request::get("/readyz")
         .body(Vec::new())
-        .map_err(|e| e.to_string())?;
-    match tokio::time::timeout(Duration::from_secs(10), client.request_text(req)).await {
+        .map_err(CheckError::Request)?;
+    match tokio::time::timeout(READYZ_TIMEOUT, client.request_text(req)).await {
         Ok(Ok(body)) if body.trim() == "ok" => Ok("readyz ok".to_string()),
-        Ok(Ok(body)) => Err(format!("readyz answered {:?}", body.trim())),
-        Ok(Err(e)) => Err(format!("readyz: {e}")),
-        Err(_) => Err("readyz: no answer within 10 s".to_string()),
+        Ok(Ok(body)) => Err(CheckError::NotReady(body.trim().to_string())),
+        Ok(Err(e)) => Err(CheckError::Readyz(e)),
+        Err(_) => Err(CheckError::ReadyzTimeout(READYZ_TIMEOUT.as_secs())),
     }
 }
 
-async fn nodes(client: &Client) -> Result<String, String> {
+async fn nodes(client: &Client) -> Result<String, CheckError> {
     let api: Api<Node> = Api::all(client.clone());
     let list = api
         .list(&ListParams::default())
         .await
-        .map_err(|e| format!("list nodes: {e}"))?;
+        .map_err(CheckError::ListNodes)?;
     let total = list.items.len();
     let ready = list
         .items
@@ -128,33 +173,28 @@ async fn nodes(client: &Client) -> Result<String, String> {
         })
         .count();
     if ready == 0 {
-        return Err(format!("no Ready node ({total} nodes)"));
+        return Err(CheckError::NoReadyNode { total });
     }
     Ok(format!("{ready}/{total} nodes Ready"))
 }
 
-async fn controller_lease(client: &Client, namespace: &str) -> Result<String, String> {
+async fn controller_lease(client: &Client, namespace: &str) -> Result<String, CheckError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let lease = api
         .get_opt(lifeboat_controller::LEASE_NAME)
         .await
-        .map_err(|e| format!("read Lease {namespace}/{}: {e}", lifeboat_controller::LEASE_NAME))?
-        .ok_or_else(|| {
-            format!(
-                "no Lease {namespace}/{}: the controller is not running",
-                lifeboat_controller::LEASE_NAME
-            )
-        })?;
+        .map_err(|source| CheckError::ReadLease {
+            namespace: namespace.to_string(),
+            source,
+        })?
+        .ok_or_else(|| CheckError::NoLease(namespace.to_string()))?;
     let view = LeaseView::from(&lease);
     match view.held_until(Utc::now()) {
         Some(_) => Ok(format!(
             "held by {}",
             view.holder.unwrap_or_else(|| "?".to_string())
         )),
-        None => Err(format!(
-            "Lease {namespace}/{} has lapsed: no controller is leading",
-            lifeboat_controller::LEASE_NAME
-        )),
+        None => Err(CheckError::LeaseLapsed(namespace.to_string())),
     }
 }
 

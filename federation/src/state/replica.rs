@@ -136,13 +136,36 @@ impl Replica {
     }
 
     /// Replaces `key` only if it is still at `version` (`If-Match`).
+    ///
+    /// Ceph RGW 16 (Pacific) compares `If-Match` on a PUT with the stored ETag *without* its
+    /// quotes, so the quoted ETag S3 hands back (and `object_store` sends) always fails with
+    /// 412; it does honour the bare one (and refuses a stale bare one). So a refused quoted
+    /// ETag is tried once more bare: still a compare-and-swap, one more request only on a
+    /// conflict.
     pub async fn update<T: Serialize>(
         &self,
         key: &str,
         value: &T,
         version: &Version,
     ) -> Result<Cas, StateError> {
-        self.put_mode(key, value, PutMode::Update(version.update())).await
+        let first = self
+            .put_mode(key, value, PutMode::Update(version.update()))
+            .await?;
+        let bare = version
+            .e_tag
+            .as_deref()
+            .and_then(|t| t.strip_prefix('"'))
+            .and_then(|t| t.strip_suffix('"'));
+        match (first, bare) {
+            (Cas::Conflict, Some(bare)) => {
+                let unquoted = UpdateVersion {
+                    e_tag: Some(bare.to_string()),
+                    version: version.version.clone(),
+                };
+                self.put_mode(key, value, PutMode::Update(unquoted)).await
+            }
+            (first, _) => Ok(first),
+        }
     }
 
     /// Writes `key` whatever is there: only for objects with one writer (an observer's own

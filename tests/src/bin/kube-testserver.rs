@@ -6,10 +6,18 @@
 //! from `--service-cluster-ip-range` and `--service-node-port-range`, and ignores the other
 //! flags: the suite uses that to stand it in for kube-apiserver when checking the
 //! `KUBEBUILDER_ASSETS` start-up path on machines that have no kube-apiserver.
+//!
+//! To play one host of several (run inside a network namespace with `ip netns exec`):
+//! `--bind-address=IP` (kube-apiserver's; `0.0.0.0` for every address), `--tls-san=IP,…`
+//! (k3s's: more names in the serving certificate), `--advertise-address=IP` (the address in
+//! the kubeconfig) and `--write-kubeconfig=PATH` (k3s's: a kubeconfig with a bearer token and
+//! the CA, written once the port listens).
 
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::process::ExitCode;
 
-use lifeboat_tests::kube::AddressRanges;
+use lifeboat_tests::kube::{AddressRanges, kubeconfig};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
@@ -38,9 +46,38 @@ async fn main() -> ExitCode {
             }
         }
     }
+    let bind = match flag("bind-address").map(|a| a.parse::<IpAddr>()) {
+        None => Ipv4Addr::LOCALHOST.into(),
+        Some(Ok(ip)) => ip,
+        Some(Err(e)) => {
+            eprintln!("--bind-address: {e}: give an IP address such as 0.0.0.0");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sans: Vec<String> = flag("tls-san")
+        .map(|s| s.split(',').filter(|n| !n.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
     let _keep = match port {
-        Some(port) => match lifeboat_tests::kube::TestServer::start_configured(port, ranges).await {
-            Ok(s) => Keep::Server(s),
+        Some(port) => match lifeboat_tests::kube::TestServer::start_bound(bind, port, ranges, &sans) {
+            Ok(s) => {
+                if let Some(path) = flag("write-kubeconfig") {
+                    let host = flag("advertise-address").unwrap_or_else(|| bind.to_string());
+                    let trust = match s.ca_pem() {
+                        Some(pem) => kubeconfig::Trust::Ca(pem.to_string()),
+                        None => kubeconfig::Trust::None,
+                    };
+                    let auth = kubeconfig::Auth::Token("lifeboat-test".into());
+                    // The port it got (the flag may say 0).
+                    let url = s.url();
+                    let got = url.rsplit(':').next().unwrap_or_default();
+                    let server = format!("https://{host}:{got}");
+                    if let Err(e) = kubeconfig::write_to(Path::new(&path), &server, &auth, &trust) {
+                        eprintln!("--write-kubeconfig: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                Keep::Server(s)
+            }
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;

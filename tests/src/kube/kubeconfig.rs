@@ -28,6 +28,14 @@ pub enum Trust {
 
 /// Writes `DIR/kubeconfig` for `server`.
 pub fn write(dir: &Path, server: &str, auth: &Auth, trust: &Trust) -> Result<PathBuf, KubeTestError> {
+    let path = dir.join("kubeconfig");
+    write_to(&path, server, auth, trust)?;
+    Ok(path)
+}
+
+/// Writes a kubeconfig for `server` at `path`, whole or not at all (written beside it, then
+/// renamed), so a process waiting for the file never reads half of it.
+pub fn write_to(path: &Path, server: &str, auth: &Auth, trust: &Trust) -> Result<(), KubeTestError> {
     let mut cluster = json!({ "server": server });
     match trust {
         Trust::None => {}
@@ -47,10 +55,11 @@ pub fn write(dir: &Path, server: &str, auth: &Auth, trust: &Trust) -> Result<Pat
         "contexts": [{ "name": "lifeboat-test", "context": { "cluster": "lifeboat-test", "user": "lifeboat-test" } }],
         "current-context": "lifeboat-test",
     });
-    let path = dir.join("kubeconfig");
     let text = serde_json::to_string_pretty(&doc).map_err(|e| KubeTestError::Client(e.to_string()))?;
-    std::fs::write(&path, text).map_err(|e| KubeTestError::io(format!("write {}", path.display()), e))?;
-    Ok(path)
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text)
+        .map_err(|e| KubeTestError::io(format!("write {}", partial.display()), e))?;
+    std::fs::rename(&partial, path).map_err(|e| KubeTestError::io(format!("rename to {}", path.display()), e))
 }
 
 /// Selects rustls' ring provider for the process: both ring (kube) and aws-lc-rs

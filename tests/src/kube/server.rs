@@ -2,7 +2,7 @@
 //! to discovery, the store and watches.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,17 +71,34 @@ impl TestServer {
     /// addresses from `ranges` (kube-apiserver's `--service-cluster-ip-range` and
     /// `--service-node-port-range`).
     pub async fn start_configured(port: u16, ranges: AddressRanges) -> Result<Self, KubeTestError> {
-        Self::spawn(Some(tls::generate()?), port, ranges)
+        Self::spawn(Some(tls::generate()?), Ipv4Addr::LOCALHOST.into(), port, ranges)
+    }
+
+    /// Like [`start_configured`](Self::start_configured), listening on `bind` (kube-apiserver's
+    /// `--bind-address`; `0.0.0.0` for every address, as inside a network namespace that
+    /// plays a host) with a serving certificate that also names `sans`.
+    pub fn start_bound(
+        bind: IpAddr,
+        port: u16,
+        ranges: AddressRanges,
+        sans: &[String],
+    ) -> Result<Self, KubeTestError> {
+        Self::spawn(Some(tls::generate_for(sans)?), bind, port, ranges)
     }
 
     async fn start_with(tls: Option<ServerTls>) -> Result<Self, KubeTestError> {
-        Self::spawn(tls, 0, AddressRanges::default())
+        Self::spawn(tls, Ipv4Addr::LOCALHOST.into(), 0, AddressRanges::default())
     }
 
     /// Binds, then serves from a thread of its own with its own runtime: a test that blocks
     /// its runtime (running a CLI and waiting for it, say) must not stall "the cluster".
-    fn spawn(tls: Option<ServerTls>, port: u16, ranges: AddressRanges) -> Result<Self, KubeTestError> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+    fn spawn(
+        tls: Option<ServerTls>,
+        bind: IpAddr,
+        port: u16,
+        ranges: AddressRanges,
+    ) -> Result<Self, KubeTestError> {
+        let listener = std::net::TcpListener::bind((bind, port))
             .map_err(|e| KubeTestError::io("bind the test API server", e))?;
         listener
             .set_nonblocking(true)

@@ -31,8 +31,15 @@ fn tls_err(e: impl std::fmt::Display) -> KubeTestError {
     KubeTestError::Client(format!("test server TLS: {e}"))
 }
 
-/// A fresh CA and serving certificate; nothing is written to disk.
+/// A fresh CA and serving certificate for `127.0.0.1` and `localhost`; nothing is written
+/// to disk.
 pub fn generate() -> Result<ServerTls, KubeTestError> {
+    generate_for(&[])
+}
+
+/// Like [`generate`], the serving certificate also naming `extra` (IP addresses or DNS
+/// names, as k3s's `--tls-san`).
+pub fn generate_for(extra: &[String]) -> Result<ServerTls, KubeTestError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -46,8 +53,15 @@ pub fn generate() -> Result<ServerTls, KubeTestError> {
     let ca =
         CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(tls_err)?).map_err(tls_err)?;
     let key = KeyPair::generate().map_err(tls_err)?;
-    let mut params =
-        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).map_err(tls_err)?;
+    let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    names.extend(
+        extra
+            .iter()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let mut params = CertificateParams::new(names).map_err(tls_err)?;
     params
         .distinguished_name
         .push(DnType::CommonName, "kube-apiserver");

@@ -31,13 +31,19 @@ pub async fn run(cmd: &ClusterCommand, g: &GlobalArgs) -> Result<u8> {
             interval,
             failure_threshold,
             confirmations,
+            observer,
         } => {
             let policy = Policy {
                 failure_threshold: *failure_threshold,
                 confirmations: *confirmations,
                 ..Policy::default()
             };
-            status(g, fed, name.as_deref(), *probes, *interval, policy).await
+            let probes = Probes {
+                count: *probes,
+                interval: *interval,
+                observer: observer.clone(),
+            };
+            status(g, fed, name.as_deref(), &probes, policy).await
         }
         ClusterCommand::Remove { name, fed } => remove(g, fed, name).await,
     }
@@ -190,15 +196,22 @@ struct StatusRow {
     checks: Vec<health::Check>,
 }
 
+/// How `cluster status` probes: how often, and as which observer.
+struct Probes {
+    count: u32,
+    interval: u64,
+    observer: Option<String>,
+}
+
 async fn status(
     g: &GlobalArgs,
     fed: &crate::cli::FederationArgs,
     only: Option<&str>,
-    probes: u32,
-    interval: u64,
+    probes: &Probes,
     policy: Policy,
 ) -> Result<u8> {
     let env = env_from_flags(g, fed).await?;
+    let observer = probes.observer.clone().unwrap_or_else(|| env.actor.clone());
     if let Some(n) = only
         && !env.records.contains_key(n)
     {
@@ -212,14 +225,13 @@ async fn status(
             ..ProbeOptions::default()
         };
         let mut last = None;
-        for n in 0..probes.max(1) {
+        for n in 0..probes.count.max(1) {
             if n > 0 {
-                tokio::time::sleep(Duration::from_secs(interval)).await;
+                tokio::time::sleep(Duration::from_secs(probes.interval)).await;
             }
             let result = health::probe(client.as_ref(), record, &options).await;
-            last = Some(
-                health::observe_and_record(&env.state, &record.name, &env.actor, result, &policy).await?,
-            );
+            last =
+                Some(health::observe_and_record(&env.state, &record.name, &observer, result, &policy).await?);
         }
         let Some((obs, verdict)) = last else { continue };
         let all = health::observations(&env.state, &record.name).await?;

@@ -62,6 +62,21 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
     match decide(&args.mode, &target).await? {
         Mode::Direct(repo) => {
             let request = BackupRequest::from_spec(&args.name, &spec)?;
+            // A cluster fenced off an application (another took it over) must not back it up
+            // into the shared repository, whoever runs the backup.
+            let filter = &request.filter.namespaces;
+            match lifeboat_controller::fence::refusal_on_cluster(&target.client, repo.url(), filter).await {
+                Ok(None) => {}
+                Ok(Some(why)) => bail!("{why}"),
+                // Someone allowed to back up but not to list BackupRepositories: the controller
+                // still enforces the marks on its own backups.
+                Err(kube::Error::Api(e)) if e.code == 403 => eprintln!(
+                    "warning: cannot read the BackupRepositories' fencing marks ({}); backing up without \
+                     checking whether this cluster was fenced off",
+                    e.message
+                ),
+                Err(e) => return Err(e).context("read the BackupRepositories' fencing marks"),
+            }
             let progress = Arc::new(Progress::default());
             let bar = Bar::start_items(&progress, "backup", g.quiet);
             let outcome = backup_objects(&target.client, &repo, &request, progress).await?;
