@@ -11,7 +11,7 @@ use crate::index::Index;
 use crate::pack::pack_key;
 use crate::progress::Progress;
 use crate::read::BlobReader;
-use crate::repository::{RepoError, Repository};
+use crate::repository::{LockKind, RepoError, Repository};
 use crate::snapshot::{NodeKind, tree_damage};
 
 /// Packs verified at once with `--read-data`.
@@ -37,6 +37,14 @@ pub struct CheckReport {
     /// removes; or listed by an index file that is lost or damaged, which `repo repair index`
     /// recovers).
     pub unindexed_packs: usize,
+    /// Snapshot objects that cannot be read (damaged, or encrypted to another key), with
+    /// why: every command skips them; `drctl forget ID` removes them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub damaged_snapshots: BTreeMap<String, String>,
+    /// Objects in `keys/`, `data/`, `index/` or `snapshots/` whose names are not ids: not
+    /// Lifeboat's (a README, an rsync temporary file). Skipped by every command, never deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stray_objects: Vec<String>,
     /// What to do about what was found, one line per fix (empty when nothing is wrong).
     pub advice: Vec<String>,
 }
@@ -44,17 +52,29 @@ pub struct CheckReport {
 impl CheckReport {
     /// True when everything checked out.
     pub fn ok(&self) -> bool {
-        self.damaged_packs.is_empty() && self.affected.is_empty() && self.errors.is_empty()
+        self.damaged_packs.is_empty()
+            && self.affected.is_empty()
+            && self.errors.is_empty()
+            && self.damaged_snapshots.is_empty()
+            && self.stray_objects.is_empty()
     }
 }
 
 /// Checks structure (every referenced pack exists with the right size, every snapshot's
-/// blobs are indexed); with `read_data`, downloads every pack and verifies every blob.
+/// blobs are indexed, every file's size is what its chunks hold); with `read_data`,
+/// downloads every pack and verifies every blob against its id. Under a shared lock, as
+/// restic's check: a concurrent prune (exclusive) would make packs vanish mid-check and be
+/// reported as damage.
 pub async fn check(
     repo: &Repository,
     read_data: bool,
     progress: Arc<Progress>,
 ) -> Result<CheckReport, RepoError> {
+    repo.while_locked(LockKind::Shared, "check", run(repo, read_data, progress))
+        .await
+}
+
+async fn run(repo: &Repository, read_data: bool, progress: Arc<Progress>) -> Result<CheckReport, RepoError> {
     let (files, damaged_files) = repo.index_files_checked().await?;
     let index = Index::from_files(files.iter().map(|(_, f)| f));
     let stored: HashMap<String, u64> = repo.list("data/").await?.into_iter().collect();
@@ -133,8 +153,10 @@ pub async fn check(
         }
     }
 
-    let snapshots = repo.snapshots().await?;
-    report.snapshots = snapshots.len();
+    let (snapshots, damaged_snapshots) = repo.snapshots_checked().await?;
+    report.snapshots = snapshots.len() + damaged_snapshots.len();
+    report.damaged_snapshots = damaged_snapshots.into_iter().collect();
+    report.stray_objects = repo.stray_objects().await?;
     let reader = BlobReader::new(repo, &index);
     let bad_blob = |id: &BlobId| match index.get(id) {
         None => Some("not in the index".to_string()),
@@ -157,6 +179,19 @@ pub async fn check(
                     for node in nodes.iter().filter(|n| n.kind == NodeKind::File) {
                         if let Some(why) = node.chunks.iter().find_map(bad_blob) {
                             files_hit.push(format!("{}: chunk {why}", node.path));
+                            continue;
+                        }
+                        let held: u64 = node
+                            .chunks
+                            .iter()
+                            .filter_map(|id| index.get(id))
+                            .map(|loc| u64::from(loc.entry.raw_length))
+                            .sum();
+                        if held != node.size {
+                            files_hit.push(format!(
+                                "{}: size {} bytes in the tree, but its chunks hold {held} (damaged tree; restore refuses this file)",
+                                node.path, node.size
+                            ));
                         }
                     }
                 }
@@ -186,8 +221,13 @@ fn advice(repo: &Repository, report: &CheckReport, damaged_index: bool) -> Vec<S
             .values()
             .flatten()
             .any(|line| line.contains("not in the index"));
+    let present_but_damaged = report
+        .damaged_packs
+        .values()
+        .any(|why| !why.starts_with("missing"));
     let mut advice = Vec::new();
-    if damaged_index || missing_pack || unindexed_needed {
+    // Reading every pack also does all a plain repair does: one fix, not two.
+    if (damaged_index || missing_pack || unindexed_needed) && !present_but_damaged {
         advice.push(format!(
             "run `drctl repo repair index --repo {url}`: it rebuilds the index from the packs' own \
              blob lists{}{}{}",
@@ -208,10 +248,36 @@ fn advice(repo: &Repository, report: &CheckReport, damaged_index: bool) -> Vec<S
             },
         ));
     }
+    if present_but_damaged {
+        advice.push(format!(
+            "run `drctl repo repair index --read-all-packs --repo {url}`: it reads every pack, \
+             verifies every blob against its id and indexes only the blobs that are intact, so \
+             the damaged ones are stored anew by the next backup"
+        ));
+    }
+    if !report.damaged_snapshots.is_empty() {
+        advice.push(format!(
+            "snapshot objects that cannot be read are skipped by every command; remove them with \
+             `drctl forget --repo {url} {}`",
+            report
+                .damaged_snapshots
+                .keys()
+                .map(|k| k.trim_start_matches("snapshots/"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    if !report.stray_objects.is_empty() {
+        advice.push(
+            "the stray objects are not Lifeboat's (their names are not ids): Lifeboat skips and \
+             never deletes them; move them out of the repository"
+                .to_string(),
+        );
+    }
     if !report.damaged_packs.is_empty() || (!report.affected.is_empty() && !unindexed_needed) {
         advice.push(
             "data in damaged or missing packs is lost unless a replica (`drctl repo copy`) has \
-             those packs: copy them back into data/, or, after `repo repair index`, back up the \
+             those packs: copy them back into data/, or, after the repair above, back up the \
              sources again so their blobs are stored anew, then forget the damaged snapshots"
                 .to_string(),
         );

@@ -138,6 +138,21 @@ pub enum RepoError {
         /// What is wrong with it.
         message: String,
     },
+    /// A snapshot object that does not decrypt or parse, where every snapshot must be read.
+    #[error(
+        "snapshot {key} in {url} cannot be read ({message}); prune needs every snapshot's blob list, so nothing was deleted: \
+         remove it with `drctl forget --repo {url} {id}` (`drctl repo check` lists every such snapshot)"
+    )]
+    DamagedSnapshot {
+        /// The snapshot object's key.
+        key: String,
+        /// Its id.
+        id: String,
+        /// The repository URL.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Prune would delete data snapshots need, or work from an index that does not match
     /// storage; nothing was deleted.
     #[error("prune refused, nothing was deleted: {reason}")]

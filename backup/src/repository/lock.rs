@@ -103,6 +103,10 @@ impl Repository {
         purpose: &str,
         work: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
+        if !self.locking {
+            // `--no-lock` (read-only commands on a repository that cannot be written).
+            return work.await;
+        }
         let lock = self.lock(kind, purpose).await?;
         let result = work.await;
         let released = lock.release().await;
@@ -149,8 +153,16 @@ impl Repository {
             let Ok(bytes) = objects.get(&other).await else {
                 continue;
             };
-            let Ok(theirs) = serde_json::from_slice::<LockInfo>(&bytes) else {
-                continue;
+            let theirs = match serde_json::from_slice::<LockInfo>(&bytes) {
+                Ok(theirs) => theirs,
+                Err(e) => {
+                    tracing::warn!(
+                        "{other} in {} is not a readable lock ({e}), ignored; `drctl repo unlock --repo {}` removes it",
+                        self.url,
+                        self.url
+                    );
+                    continue;
+                }
             };
             if theirs.expires < now {
                 continue;
