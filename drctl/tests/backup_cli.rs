@@ -980,7 +980,9 @@ fn stray_files_in_keys_data_and_index_are_skipped_never_deleted_and_checked() {
         d.join("repo/data/README"),
         pack_dir.join(".xyz.AbC123"),
         d.join("repo/index/README"),
+        d.join("repo/locks/README"),
     ];
+    std::fs::create_dir_all(d.join("repo/locks")).unwrap();
     for s in &strays {
         std::fs::write(s, "not Lifeboat's\n").unwrap();
     }
@@ -1020,6 +1022,8 @@ fn stray_files_in_keys_data_and_index_are_skipped_never_deleted_and_checked() {
     let (code, out, err) = run(drctl(d).args(["repo", "prune"]));
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("0 unindexed deleted"), "{out}");
+    let (code, out, err) = run(drctl(d).args(["repo", "unlock", "--remove-all"]));
+    assert_eq!(code, Some(0), "{out}{err}");
     for s in &strays {
         assert_eq!(
             std::fs::read_to_string(s).unwrap(),
@@ -1370,7 +1374,7 @@ fn a_read_only_repository_is_read_with_no_lock() {
         .args(["restore", "files", snap.trim(), "--target"])
         .arg(d.join("t0")));
     assert_eq!(code, Some(1), "{out}{err}");
-    assert!(err.contains("locks/"), "{err}");
+    assert!(err.contains("locks/") && err.contains("--no-lock"), "{err}");
     for args in [
         &["snapshots", "--no-lock"][..],
         &["snapshots"][..],

@@ -41,7 +41,7 @@ pub struct CheckReport {
     /// why: every command skips them; `drctl forget ID` removes them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub damaged_snapshots: BTreeMap<String, String>,
-    /// Objects in `keys/`, `data/`, `index/` or `snapshots/` whose names are not ids: not
+    /// Objects in `keys/`, `data/`, `index/`, `snapshots/` or `locks/` whose names are not ids: not
     /// Lifeboat's (a README, an rsync temporary file). Skipped by every command, never deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stray_objects: Vec<String>,

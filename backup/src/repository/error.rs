@@ -180,6 +180,17 @@ pub enum RepoError {
         /// When it expires.
         expires: String,
     },
+    /// The lock object could not be written (a read-only mount or bucket, no permission).
+    #[error(
+        "cannot take a lock in {url}: {message}; if the repository is read-only, read-only commands \
+         (restore files, repo check) work without a lock with --no-lock"
+    )]
+    LockNotWritten {
+        /// The URL.
+        url: String,
+        /// Why the write failed.
+        message: String,
+    },
     /// A key operation that would lock everyone out.
     #[error("{0}")]
     KeyRefused(String),

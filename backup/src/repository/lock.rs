@@ -141,12 +141,16 @@ impl Repository {
         }
         objects
             .put_overwrite(&key, encode(&info(Utc::now())).into())
-            .await?;
+            .await
+            .map_err(|e| RepoError::LockNotWritten {
+                url: self.url.clone(),
+                message: e.to_string(),
+            })?;
 
         // With ours visible, look for others: whoever sees a conflict backs off, so two
         // racing takers may both fail, but never both succeed.
         let now = Utc::now();
-        for other in objects.list_keys("locks/").await? {
+        for other in self.lock_keys().await? {
             if other == key {
                 continue;
             }
@@ -217,7 +221,7 @@ impl Repository {
         let objects = self.objects();
         let now = Utc::now();
         let mut removed = 0;
-        for key in objects.list_keys("locks/").await? {
+        for key in self.lock_keys().await? {
             let Ok(bytes) = objects.get(&key).await else {
                 continue;
             };
@@ -239,7 +243,7 @@ impl Repository {
         let now = Utc::now();
         let here = ThisHost::current();
         let mut report = UnlockReport::default();
-        for key in objects.list_keys("locks/").await? {
+        for key in self.lock_keys().await? {
             let bytes = match objects.get(&key).await {
                 Ok(b) => b,
                 Err(RepoError::NotFound { .. }) => continue,

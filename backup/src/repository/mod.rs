@@ -352,7 +352,15 @@ impl Repository {
         Ok((snaps, damaged))
     }
 
-    /// Objects in the id-named directories (`keys/`, `data/`, `index/`, `snapshots/`) whose
+    /// The lock objects' keys (`locks/<24 hex>`); anything else there is skipped with a
+    /// warning (never read as a lock, never removed by `repo unlock` or prune).
+    pub(crate) async fn lock_keys(&self) -> Result<Vec<String>, RepoError> {
+        let mut keys = self.objects().list_keys("locks/").await?;
+        names::keep_valid(&mut keys, &self.url);
+        Ok(keys)
+    }
+
+    /// Objects in the id-named directories (`keys/`, `data/`, `index/`, `snapshots/`, `locks/`) whose
     /// names are not ids for their directory: not Lifeboat's (a README, an rsync temporary
     /// file). Every command skips them; `repo check` lists them.
     pub async fn stray_objects(&self) -> Result<Vec<String>, RepoError> {

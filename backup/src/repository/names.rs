@@ -1,11 +1,11 @@
 //! Which object names are Lifeboat's (docs/FORMAT.md, "Layout"): `keys/<16 hex>`,
 //! `data/<2 hex>/<64 hex>` (the directory is the name's first two digits), `index/<64 hex>`,
-//! `snapshots/<64 hex>`, lower-case hex. Anything else in those directories — a README, an
+//! `snapshots/<64 hex>`, `locks/<24 hex>`, lower-case hex. Anything else in those directories — a README, an
 //! interrupted rsync's `.name.XXXXXX` temporary — is someone else's: commands skip it with a
 //! warning naming it, never delete it, and `repo check` lists it.
 
 /// The directories whose objects are named by ids.
-pub(crate) const ID_DIRS: [&str; 4] = ["keys/", "data/", "index/", "snapshots/"];
+pub(crate) const ID_DIRS: [&str; 5] = ["keys/", "data/", "index/", "snapshots/", "locks/"];
 
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -16,6 +16,9 @@ fn is_hex(s: &str, len: usize) -> bool {
 pub(crate) fn is_valid(key: &str) -> bool {
     if let Some(id) = key.strip_prefix("keys/") {
         return is_hex(id, 16);
+    }
+    if let Some(id) = key.strip_prefix("locks/") {
+        return is_hex(id, 24);
     }
     if let Some(rest) = key.strip_prefix("data/") {
         return rest
@@ -55,6 +58,7 @@ mod tests {
         assert!(is_valid(&format!("index/{h}")));
         assert!(is_valid(&format!("snapshots/{h}")));
         assert!(is_valid("keys/0123456789abcdef"));
+        assert!(is_valid("locks/0123456789abcdef01234567"));
         assert!(is_valid("config"));
         for bad in [
             format!("data/00/{h}"),
@@ -66,6 +70,7 @@ mod tests {
             format!("snapshots/{h}x"),
             "keys/README".to_string(),
             "keys/0123456789ABCDEF".to_string(),
+            "locks/README".to_string(),
         ] {
             assert!(!is_valid(&bad), "{bad}");
         }
