@@ -902,6 +902,37 @@ fn warnings_on_a_pipe_are_plain_text() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("snapshots/README"), "no warning: {err}");
     assert!(!err.contains('\x1b'), "colour codes on a pipe: {err:?}");
+
+    // On a terminal (util-linux `script` gives one) colours stay, unless NO_COLOR is set.
+    let on_a_terminal = |no_color: bool| {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec"])
+            .arg(format!("{} --quiet snapshots > /dev/null", drctl_bin().display()))
+            .arg("/dev/null")
+            .env("DRCTL_REPO", d.join("repo"))
+            .env("DRCTL_IDENTITY", d.join("me.age"));
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        c.output()
+    };
+    match on_a_terminal(false) {
+        Ok(out) if out.status.success() => {
+            let tty = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                tty.contains("snapshots/README") && tty.contains('\x1b'),
+                "{tty:?}"
+            );
+            let plain = String::from_utf8_lossy(&on_a_terminal(true).unwrap().stdout).into_owned();
+            assert!(
+                plain.contains("snapshots/README") && !plain.contains('\x1b'),
+                "NO_COLOR: {plain:?}"
+            );
+        }
+        other => eprintln!("skipped the terminal half: `script` did not run: {other:?}"),
+    }
 }
 
 /// New-user pass (i): `--help` (and `--version`) to a full disk is exit 1 with a message, as

@@ -96,6 +96,13 @@ fn include_globs(include: &[String]) -> Result<Option<GlobSet>, InvalidInclude> 
         // below" (restic, rsync), which matching a directory already gives: without it,
         // `dir/` would match nothing, silently. `/` alone is the whole snapshot.
         let glob = match pattern.trim_start_matches('/').trim_end_matches('/') {
+            // An empty pattern is a mistake (an unset variable), not "everything".
+            _ if pattern.is_empty() => {
+                return Err(InvalidInclude {
+                    pattern: pattern.clone(),
+                    message: "empty pattern".to_string(),
+                });
+            }
             "" => "**",
             glob => glob,
         };
@@ -302,6 +309,8 @@ mod tests {
         assert_eq!(plan.entries.len(), 3, "tmp/u is not below tmp/t/");
         let all = plan_restore(&nodes, &Index::default(), &["/".to_string()]).unwrap();
         assert_eq!(all.entries.len(), 4);
+        let empty = plan_restore(&nodes, &Index::default(), &[String::new()]).unwrap_err();
+        assert_eq!(empty.message, "empty pattern");
     }
 
     #[test]

@@ -119,6 +119,13 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
 
 /// `forget ID...`: removes the named snapshots (restic's `forget ID`), damaged ones too.
 async fn forget_ids(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
+    if args.ids.iter().any(|id| id.is_empty()) {
+        return Err(crate::UsageError(
+            "an empty snapshot id names no snapshot (an unset variable?); give ids or unique prefixes"
+                .to_string(),
+        )
+        .into());
+    }
     let r = open::repository(&args.repo, &args.key).await?;
     let lock = r
         .lock(lifeboat_backup::repository::LockKind::Shared, "forget")
