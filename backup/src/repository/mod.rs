@@ -523,16 +523,7 @@ impl Repository {
             .map_err(|e| RepoError::store("list", prefix, &self.url, e))?;
         Ok(listed
             .into_iter()
-            .filter(|(k, _)| {
-                let valid = names::is_valid(k);
-                if !valid {
-                    tracing::warn!(
-                        "{k} in {} is not a Lifeboat object (its name is not an id for its directory), skipped",
-                        self.url
-                    );
-                }
-                valid
-            })
+            .filter(|(k, _)| names::valid_or_warn(k, &self.url))
             .collect())
     }
 }

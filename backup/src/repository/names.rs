@@ -34,17 +34,20 @@ pub(crate) fn is_valid(key: &str) -> bool {
     true
 }
 
+/// Whether `key` is valid ([`is_valid`]); if not, warns naming it and `url`.
+pub(crate) fn valid_or_warn(key: &str, url: &str) -> bool {
+    let valid = is_valid(key);
+    if !valid {
+        tracing::warn!(
+            "{key} in {url} is not a Lifeboat object (its name is not an id for its directory), skipped"
+        );
+    }
+    valid
+}
+
 /// Keeps the valid names of `keys`, warning about each other one (naming it and `url`).
 pub(crate) fn keep_valid(keys: &mut Vec<String>, url: &str) {
-    keys.retain(|k| {
-        let valid = is_valid(k);
-        if !valid {
-            tracing::warn!(
-                "{k} in {url} is not a Lifeboat object (its name is not an id for its directory), skipped"
-            );
-        }
-        valid
-    });
+    keys.retain(|k| valid_or_warn(k, url));
 }
 
 #[cfg(test)]
