@@ -26,6 +26,19 @@ pub fn check_advice(advice: &CheckAdvice, url: &str) -> String {
             "run `drctl repo repair index --repo {url}`: {}",
             CheckAdvice::repair_effect(*damaged_index, *unindexed_needed, *missing_pack)
         ),
+        CheckAdvice::RepairIndexReadingAllPacks => format!(
+            "run `drctl repo repair index --read-all-packs --repo {url}`: it reads every pack, \
+             verifies every blob against its id and indexes only the blobs that are intact, so \
+             the damaged ones are stored anew by the next backup"
+        ),
+        CheckAdvice::ForgetUnreadableSnapshots { ids } => format!(
+            "snapshot objects that cannot be read are skipped by every command; remove them with \
+             `drctl forget --repo {url} {}`",
+            ids.join(" ")
+        ),
+        CheckAdvice::MoveStrayObjects => "the stray objects are not Lifeboat's (their names are not \
+             ids): Lifeboat skips and never deletes them; move them out of the repository"
+            .to_string(),
         CheckAdvice::RecoverLostData => "data in damaged or missing packs is lost unless a replica \
              (`drctl repo copy`) has those packs: copy them back into data/, or, after `drctl repo \
              repair index`, back up the sources again so their blobs are stored anew, then `drctl \
@@ -117,8 +130,18 @@ fn repo(e: &RepoError) -> Option<String> {
                  after making sure, `drctl repo unlock --remove-all --repo {url}`"
             ),
         },
+        RepoError::DamagedSnapshot { url, id, .. } => format!(
+            "remove it with `drctl forget --repo {url} {id}` (`drctl repo check` lists every such snapshot)"
+        ),
         RepoError::KeyNotFound { .. } => "list them with `drctl repo key list`".to_string(),
         RepoError::LastKey { .. } => "add another with `drctl repo key add` first".to_string(),
+        RepoError::KeyInUse { url, .. } => format!(
+            "check that another key opens the repository (`drctl repo key list --repo {url} \
+             --identity OTHER`), then remove it with --force"
+        ),
+        RepoError::LockNotWritten { .. } => "if the repository is read-only, `drctl restore files` \
+             and `drctl repo check` read it without a lock with --no-lock"
+            .to_string(),
         _ => return None,
     })
 }

@@ -38,9 +38,15 @@ pub mod exit {
 }
 
 /// Diagnostics on stderr: warnings (a stray object skipped, …) by default; more when
-/// `RUST_LOG` asks (`RUST_LOG=debug`, `RUST_LOG=lifeboat_backup=trace`, …).
+/// `RUST_LOG` asks (`RUST_LOG=debug`, `RUST_LOG=lifeboat_backup=trace`, …). Coloured only
+/// when stderr is a terminal and `NO_COLOR` is unset or empty (no-color.org), so logs and
+/// pipes get plain text.
 fn init_logging() {
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let _ = match tracing_subscriber::EnvFilter::try_from_default_env() {
         Ok(filter) => builder.with_env_filter(filter).try_init(),
         Err(_) => builder
@@ -55,7 +61,10 @@ fn main() -> ExitCode {
     init_logging();
     // kube links rustls with ring and object_store with aws-lc-rs: pick one for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_failed(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -73,6 +82,24 @@ fn main() -> ExitCode {
             ExitCode::from(error_code(&e))
         }
     }
+}
+
+/// What clap could not turn into a command: `--help` and `--version` (printed through the one
+/// stdout writer, so a full disk is exit 1 with a message, not a silent 0), or a usage error
+/// (exit 2, clap's message on stderr).
+fn parse_failed(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        return match output::write(e.render().to_string().as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let _ = e.print();
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(exit::USAGE))
 }
 
 /// A usage error found after parsing: exit 2, like clap's own.

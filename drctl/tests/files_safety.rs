@@ -223,3 +223,35 @@ fn a_backup_that_cannot_read_everything_is_partial_and_says_what_it_lacks() {
         b"fine\n"
     );
 }
+
+/// New-user pass (22): a tree whose file claims more (or fewer) bytes than its chunks hold is
+/// damaged: `repo check` names the file, restore refuses it (exit 3) and writes the rest.
+#[test]
+fn a_file_whose_size_its_chunks_do_not_hold_is_refused_and_checked() {
+    let repo = Repo::new(Backend::Local);
+    let mut long = node("long", NodeKind::File, 0o644, None);
+    long.size = 1 << 20;
+    let mut short = node("short", NodeKind::File, 0o644, None);
+    short.size = 3;
+    let nodes = vec![long, short, node("fine", NodeKind::File, 0o644, None)];
+    let id = forge_snapshot(&repo, nodes, b"forged content\n");
+    let target = repo.path("target");
+    let (code, out) = repo.restore(As::Me, &id, &target, &[]);
+    assert_eq!(code, Some(3), "{out}");
+    for name in ["long", "short"] {
+        assert!(
+            out.contains(&format!("{name}: refused: the tree gives its size as")),
+            "{name}: {out}"
+        );
+        assert!(!target.join(name).exists(), "{name} was restored");
+    }
+    assert_eq!(std::fs::read(target.join("fine")).unwrap(), b"forged content\n");
+
+    let check = repo.drctl(As::Me, ["repo", "check"]);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("long: size 1048576 bytes in the tree, but its chunks hold 15") && text.contains(&id),
+        "{text}"
+    );
+}

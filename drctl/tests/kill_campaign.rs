@@ -41,11 +41,11 @@ use files_support::*;
 use lifeboat_tests::repos::Backend;
 use rustix::process::{Pid, Signal, kill_process_group};
 
-/// KNOWN DEFECT (reported to the lead; see [`Lab::unstuck`]): a lock left by a process killed
-/// on this host blocks conflicting operations until `drctl repo unlock`. While true, the
-/// campaign runs `repo unlock` when drctl says the holder is gone, and counts it; set to false
-/// once locks of dead local holders are ignored, to make the campaign assert it.
-const STALE_LOCKS_NEED_UNLOCK: bool = true;
+/// Whether a lock left by a process killed on this host may block conflicting operations until
+/// `drctl repo unlock` (it did before stale locks of dead local holders were removed by the
+/// next lock taker). While true, the campaign runs `repo unlock` when drctl says the holder is
+/// gone, and counts it; false (now) makes the campaign assert that no unlock was needed.
+const STALE_LOCKS_NEED_UNLOCK: bool = false;
 
 /// xorshift64*: the seeded sequence of kill delays.
 struct Rng(u64);
@@ -238,10 +238,9 @@ impl Lab {
     /// Runs `run`; if it fails on a lock whose holder drctl itself says is gone, counts that,
     /// runs `drctl repo unlock` and runs it again.
     ///
-    /// KNOWN DEFECT (reported, not asserted): a lock left by a process killed on this host
-    /// blocks every later operation that conflicts with it (restore, backup, prune, repair)
-    /// until `drctl repo unlock`, although drctl's error says the holder is gone. The tally
-    /// prints how often this was needed; with [`STALE_LOCKS_NEED_UNLOCK`] false it fails.
+    /// A lock left by a process killed on this host must not block what comes next (the next
+    /// lock taker removes it as stale). The tally prints how often an unlock was needed; with
+    /// [`STALE_LOCKS_NEED_UNLOCK`] false any is a failure.
     fn unstuck(&self, mut run: impl FnMut() -> Output) -> Output {
         let out = run();
         if out.status.success() || !stderr(&out).contains("Its holder is gone") {

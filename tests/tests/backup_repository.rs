@@ -246,13 +246,22 @@ async fn keys_can_be_added_and_removed_without_rewriting_data() -> Result<()> {
     ensure!(by_pass.snapshots().await?.len() == 1);
     let keys = by_pass.list_keys().await?;
     ensure!(keys.len() == 2, "{keys:?}");
-    by_pass.remove_key(repo.key_id()).await?;
+    // The key in use is not removed without --force (its holder may have no other).
+    let own = repo
+        .remove_key(repo.key_id(), false)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    ensure!(own.contains("--force"), "{own}");
+    ensure!(open(&t).await.is_ok(), "the refused removal removed the key");
+    by_pass.remove_key(repo.key_id(), false).await?;
     ensure!(
         open(&t).await.is_err(),
         "the removed key still opens the repository"
     );
     let last = by_pass
-        .remove_key(&id2)
+        .remove_key(&id2, true)
         .await
         .err()
         .map(|e| e.to_string())

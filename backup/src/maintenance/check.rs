@@ -11,7 +11,7 @@ use crate::index::Index;
 use crate::pack::pack_key;
 use crate::progress::Progress;
 use crate::read::BlobReader;
-use crate::repository::{RepoError, Repository};
+use crate::repository::{LockKind, RepoError, Repository};
 use crate::snapshot::{NodeKind, tree_damage};
 
 /// Packs verified at once with `--read-data`.
@@ -37,6 +37,14 @@ pub struct CheckReport {
     /// removes; or listed by an index file that is lost or damaged, which `repo repair index`
     /// recovers).
     pub unindexed_packs: usize,
+    /// Snapshot objects that cannot be read (damaged, or encrypted to another key), with
+    /// why: every command skips them; `drctl forget ID` removes them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub damaged_snapshots: BTreeMap<String, String>,
+    /// Objects in `keys/`, `data/`, `index/`, `snapshots/` or `locks/` whose names are not ids: not
+    /// Lifeboat's (a README, an rsync temporary file). Skipped by every command, never deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stray_objects: Vec<String>,
     /// What to do about what was found, one fix each (empty when nothing is wrong).
     pub advice: Vec<CheckAdvice>,
 }
@@ -44,17 +52,29 @@ pub struct CheckReport {
 impl CheckReport {
     /// True when everything checked out.
     pub fn ok(&self) -> bool {
-        self.damaged_packs.is_empty() && self.affected.is_empty() && self.errors.is_empty()
+        self.damaged_packs.is_empty()
+            && self.affected.is_empty()
+            && self.errors.is_empty()
+            && self.damaged_snapshots.is_empty()
+            && self.stray_objects.is_empty()
     }
 }
 
 /// Checks structure (every referenced pack exists with the right size, every snapshot's
-/// blobs are indexed); with `read_data`, downloads every pack and verifies every blob.
+/// blobs are indexed, every file's size is what its chunks hold); with `read_data`,
+/// downloads every pack and verifies every blob against its id. Under a shared lock, as
+/// restic's check: a concurrent prune (exclusive) would make packs vanish mid-check and be
+/// reported as damage.
 pub async fn check(
     repo: &Repository,
     read_data: bool,
     progress: Arc<Progress>,
 ) -> Result<CheckReport, RepoError> {
+    repo.while_locked(LockKind::Shared, "check", run(repo, read_data, progress))
+        .await
+}
+
+async fn run(repo: &Repository, read_data: bool, progress: Arc<Progress>) -> Result<CheckReport, RepoError> {
     let (files, damaged_files) = repo.index_files_checked().await?;
     let index = Index::from_files(files.iter().map(|(_, f)| f));
     let stored: HashMap<String, u64> = repo.list("data/").await?.into_iter().collect();
@@ -133,8 +153,10 @@ pub async fn check(
         }
     }
 
-    let snapshots = repo.snapshots().await?;
-    report.snapshots = snapshots.len();
+    let (snapshots, damaged_snapshots) = repo.snapshots_checked().await?;
+    report.snapshots = snapshots.len() + damaged_snapshots.len();
+    report.damaged_snapshots = damaged_snapshots.into_iter().collect();
+    report.stray_objects = repo.stray_objects().await?;
     let reader = BlobReader::new(repo, &index);
     let bad_blob = |id: &BlobId| match index.get(id) {
         None => Some("not in the index".to_string()),
@@ -157,6 +179,19 @@ pub async fn check(
                     for node in nodes.iter().filter(|n| n.kind == NodeKind::File) {
                         if let Some(why) = node.chunks.iter().find_map(bad_blob) {
                             files_hit.push(format!("{}: chunk {why}", node.path));
+                            continue;
+                        }
+                        let held: u64 = node
+                            .chunks
+                            .iter()
+                            .filter_map(|id| index.get(id))
+                            .map(|loc| u64::from(loc.entry.raw_length))
+                            .sum();
+                        if held != node.size {
+                            files_hit.push(format!(
+                                "{}: size {} bytes in the tree, but its chunks hold {held} (damaged tree; restore refuses this file)",
+                                node.path, node.size
+                            ));
                         }
                     }
                 }
@@ -185,13 +220,33 @@ fn advice(report: &CheckReport, damaged_index: bool) -> Vec<CheckAdvice> {
             .values()
             .flatten()
             .any(|line| line.contains("not in the index"));
+    let present_but_damaged = report
+        .damaged_packs
+        .values()
+        .any(|why| !why.starts_with("missing"));
     let mut advice = Vec::new();
-    if damaged_index || missing_pack || unindexed_needed {
+    // Reading every pack also does all a plain repair does: one fix, not two.
+    if (damaged_index || missing_pack || unindexed_needed) && !present_but_damaged {
         advice.push(CheckAdvice::RepairIndex {
             damaged_index,
             unindexed_needed,
             missing_pack,
         });
+    }
+    if present_but_damaged {
+        advice.push(CheckAdvice::RepairIndexReadingAllPacks);
+    }
+    if !report.damaged_snapshots.is_empty() {
+        advice.push(CheckAdvice::ForgetUnreadableSnapshots {
+            ids: report
+                .damaged_snapshots
+                .keys()
+                .map(|k| k.trim_start_matches("snapshots/").to_string())
+                .collect(),
+        });
+    }
+    if !report.stray_objects.is_empty() {
+        advice.push(CheckAdvice::MoveStrayObjects);
     }
     if !report.damaged_packs.is_empty() || (!report.affected.is_empty() && !unindexed_needed) {
         advice.push(CheckAdvice::RecoverLostData);
@@ -217,6 +272,17 @@ pub enum CheckAdvice {
         /// It drops packs that are missing from storage.
         missing_pack: bool,
     },
+    /// Read every pack, verify every blob against its id and index only intact blobs, so the
+    /// next backup stores damaged ones anew (a pack damaged in place, same size).
+    RepairIndexReadingAllPacks,
+    /// Snapshot objects that cannot be read: every command skips them; forget them by id.
+    ForgetUnreadableSnapshots {
+        /// Their ids.
+        ids: Vec<String>,
+    },
+    /// Objects whose names are not ids are not Lifeboat's: skipped, never deleted; move them
+    /// out of the repository.
+    MoveStrayObjects,
     /// Data in damaged or missing packs is lost unless a replica has those packs.
     RecoverLostData,
     /// Packs no index lists and no snapshot needs (from interrupted backups): prune removes
@@ -262,6 +328,19 @@ impl std::fmt::Display for CheckAdvice {
                 f,
                 "repair the index: {}",
                 Self::repair_effect(*damaged_index, *unindexed_needed, *missing_pack)
+            ),
+            Self::RepairIndexReadingAllPacks => f.write_str(
+                "repair the index reading every pack: it verifies every blob against its id and \
+                 indexes only the intact ones, so the next backup stores the damaged ones anew",
+            ),
+            Self::ForgetUnreadableSnapshots { ids } => write!(
+                f,
+                "snapshot objects that cannot be read are skipped; forget them by id: {}",
+                ids.join(" ")
+            ),
+            Self::MoveStrayObjects => f.write_str(
+                "the stray objects are not Lifeboat's (their names are not ids): they are skipped \
+                 and never deleted; move them out of the repository",
             ),
             Self::RecoverLostData => f.write_str(
                 "data in damaged or missing packs is lost unless a replica has those packs: copy \

@@ -109,7 +109,7 @@ pub fn plan_prune(
 pub async fn used_blobs(repo: &Repository, index: &Index) -> Result<HashSet<BlobId>, RepoError> {
     let reader = BlobReader::new(repo, index);
     let mut used = HashSet::new();
-    for snap in repo.snapshots().await? {
+    for snap in repo.snapshots_strict().await? {
         used.extend(snap.tree.iter().copied());
         if !snap.tree.iter().all(|id| index.contains(id)) {
             continue;

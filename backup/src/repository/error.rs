@@ -137,6 +137,20 @@ pub enum RepoError {
         /// What is wrong with it.
         message: String,
     },
+    /// A snapshot object that does not decrypt or parse, where every snapshot must be read.
+    #[error(
+        "snapshot {key} in {url} cannot be read ({message}); prune needs every snapshot's blob list, so nothing was deleted"
+    )]
+    DamagedSnapshot {
+        /// The snapshot object's key.
+        key: String,
+        /// Its id.
+        id: String,
+        /// The repository URL.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Prune would delete data snapshots need, or work from an index that does not match
     /// storage; nothing was deleted.
     #[error("prune refused, nothing was deleted: {reason}")]
@@ -196,6 +210,23 @@ pub enum RepoError {
     /// Removing the last user key would lock everyone out.
     #[error("key {id} is the only key of {url}; add another key before removing it")]
     LastKey {
+        /// The key id.
+        id: String,
+        /// The URL.
+        url: String,
+    },
+    /// The lock object could not be written (a read-only mount or bucket, no permission).
+    /// Read-only operations can run without a lock.
+    #[error("cannot take a lock in {url}: {message}")]
+    LockNotWritten {
+        /// The URL.
+        url: String,
+        /// Why the write failed.
+        message: String,
+    },
+    /// Removing the key that opened the repository for this operation, without `force`.
+    #[error("key {id} is the key that opened {url}: removing it may lock you out")]
+    KeyInUse {
         /// The key id.
         id: String,
         /// The URL.

@@ -27,7 +27,8 @@ pub(super) async fn unlock(
     config: &Config,
     keys: &[UserKey],
 ) -> Result<(RepoKey, String), RepoError> {
-    let names = objects.list_keys("keys/").await?;
+    let mut names = objects.list_keys("keys/").await?;
+    super::names::keep_valid(&mut names, objects.url());
     for name in &names {
         let ciphertext = objects.get(name).await?;
         for user_key in keys {
@@ -86,6 +87,13 @@ impl Repository {
         let mut out = Vec::new();
         for meta in metas {
             let name = meta.location.to_string();
+            if !super::names::is_valid(&name) {
+                tracing::warn!(
+                    "{name} in {} is not a key file (its name is not a key id), skipped",
+                    self.url
+                );
+                continue;
+            }
             let bytes = self.objects().get(&name).await?;
             let id = name.trim_start_matches("keys/").to_string();
             out.push(KeyInfo {
@@ -99,8 +107,9 @@ impl Repository {
         Ok(out)
     }
 
-    /// Removes a user key. Refuses to remove the last one, which would lock everyone out.
-    pub async fn remove_key(&self, id: &str) -> Result<(), RepoError> {
+    /// Removes a user key. Refuses to remove the last one, which would lock everyone out, and
+    /// the one that opened this session unless `force` (its holder may have no other).
+    pub async fn remove_key(&self, id: &str, force: bool) -> Result<(), RepoError> {
         let keys = self.list_keys().await?;
         if !keys.iter().any(|k| k.id == id) {
             return Err(RepoError::KeyNotFound {
@@ -110,6 +119,12 @@ impl Repository {
         }
         if keys.len() == 1 {
             return Err(RepoError::LastKey {
+                id: id.to_string(),
+                url: self.url.clone(),
+            });
+        }
+        if id == self.key_id && !force {
+            return Err(RepoError::KeyInUse {
                 id: id.to_string(),
                 url: self.url.clone(),
             });

@@ -158,6 +158,10 @@ impl Repository {
         purpose: &str,
         work: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
+        if !self.locking {
+            // `--no-lock` (read-only commands on a repository that cannot be written).
+            return work.await;
+        }
         let lock = self.lock(kind, purpose).await?;
         let result = tokio::select! {
             result = work => result,
@@ -197,27 +201,61 @@ impl Repository {
         }
         objects
             .put_overwrite(&key, encode(&info(Utc::now())).into())
-            .await?;
+            .await
+            .map_err(|e| RepoError::LockNotWritten {
+                url: self.url.clone(),
+                message: e.to_string(),
+            })?;
 
         // With ours visible, look for others: whoever sees a conflict backs off, so two
         // racing takers may both fail, but never both succeed.
         let now = Utc::now();
-        for other in objects.list_keys("locks/").await? {
+        for other in self.lock_keys().await? {
             if other == key {
                 continue;
             }
             let Ok(bytes) = objects.get(&other).await else {
                 continue;
             };
-            let Ok(theirs) = serde_json::from_slice::<LockInfo>(&bytes) else {
-                continue;
+            let theirs = match serde_json::from_slice::<LockInfo>(&bytes) {
+                Ok(theirs) => theirs,
+                Err(e) => {
+                    tracing::warn!(
+                        "{other} in {} is not a readable lock ({e}), ignored; unlocking the repository removes it",
+                        self.url
+                    );
+                    continue;
+                }
             };
             if theirs.expires < now {
                 continue;
             }
             if kind == LockKind::Exclusive || theirs.kind == LockKind::Exclusive {
+                let here = ThisHost::current();
+                let state = holder_state(&theirs, &here, process_start);
+                let same_boot = theirs.boot_id.is_some() && theirs.boot_id == here.boot_id;
+                if let (HolderState::Gone(why), true) = (&state, same_boot) {
+                    // A holder this very kernel can prove dead (same boot and pid namespace,
+                    // process gone or replaced) protects nothing: its lock is stale, as restic
+                    // treats one. Remove it and go on rather than block until it expires. A
+                    // different boot id alone proves nothing (another machine may share the
+                    // host name), so that case still waits for an unlock.
+                    match objects.delete(&other).await {
+                        Ok(()) | Err(RepoError::NotFound { .. }) => {
+                            tracing::warn!(
+                                "removed a stale lock {other} in {}: {} ({why})",
+                                self.url,
+                                describe(&theirs, now)
+                            );
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!("could not remove the stale lock {other} in {}: {e}", self.url);
+                        }
+                    }
+                }
                 objects.delete(&key).await?;
-                let advice = match holder_state(&theirs, &ThisHost::current(), process_start) {
+                let advice = match state {
                     HolderState::Running => LockAdvice::Wait,
                     HolderState::Gone(why) => LockAdvice::HolderGone { why },
                     HolderState::Unknown(why) => LockAdvice::HolderUnknown {
@@ -282,7 +320,7 @@ impl Repository {
         let objects = self.objects();
         let now = Utc::now();
         let mut removed = 0;
-        for key in objects.list_keys("locks/").await? {
+        for key in self.lock_keys().await? {
             let Ok(bytes) = objects.get(&key).await else {
                 continue;
             };
@@ -304,7 +342,7 @@ impl Repository {
         let now = Utc::now();
         let here = ThisHost::current();
         let mut report = UnlockReport::default();
-        for key in objects.list_keys("locks/").await? {
+        for key in self.lock_keys().await? {
             let bytes = match objects.get(&key).await {
                 Ok(b) => b,
                 Err(RepoError::NotFound { .. }) => continue,

@@ -9,6 +9,7 @@ pub mod holder;
 mod indexed;
 mod keys;
 mod lock;
+mod names;
 pub(crate) mod objects;
 mod retention;
 
@@ -80,6 +81,9 @@ pub struct Repository {
     lock_timings: LockTimings,
     /// S3 Object Lock on the repository's bucket, when the store has the feature.
     lock: Option<Arc<ObjectLock>>,
+    /// Whether operations take repository locks (`locks/`); off only for read-only commands
+    /// given `--no-lock` ([`Repository::without_locks`]).
+    locking: bool,
 }
 
 impl Repository {
@@ -140,6 +144,7 @@ impl Repository {
             key_id: String::new(),
             lock_timings: LockTimings::default(),
             lock: None,
+            locking: true,
         };
         for r in recipients {
             let id = repo.add_key(r).await?;
@@ -189,6 +194,7 @@ impl Repository {
             key_id,
             lock_timings: LockTimings::default(),
             lock: None,
+            locking: true,
         })
     }
 
@@ -210,7 +216,17 @@ impl Repository {
             key_id: self.key_id.clone(),
             lock_timings: self.lock_timings,
             lock: store.object_lock().cloned(),
+            locking: self.locking,
         }
+    }
+
+    /// This repository, with operations that would take a lock (restore, check) running
+    /// without one: restic's `--no-lock`, for a repository that cannot be written (a read-only
+    /// mount, a bucket this user may only read). Nothing then stops a concurrent `prune` from
+    /// deleting what such a read uses; only for commands that write nothing to the repository.
+    pub fn without_locks(mut self) -> Self {
+        self.locking = false;
+        self
     }
 
     /// S3 Object Lock requests for this repository's bucket, if its store has the feature.
@@ -261,7 +277,8 @@ impl Repository {
     /// instead of failing: for `repo check` and `repo repair index`. The store failing is
     /// still an error.
     pub async fn index_files_checked(&self) -> Result<(Vec<(String, IndexFile)>, Vec<RepoError>), RepoError> {
-        let keys = self.objects().list_keys("index/").await?;
+        let mut keys = self.objects().list_keys("index/").await?;
+        names::keep_valid(&mut keys, &self.url);
         let read: Vec<(String, Result<IndexFile, RepoError>)> = futures::stream::iter(keys)
             .map(|k| async move {
                 let file = self.objects().get_json(&self.key, &k).await;
@@ -301,37 +318,135 @@ impl Repository {
     }
 
     /// Every snapshot, oldest first. Objects under `snapshots/` whose name is not a snapshot
-    /// id (a stray README, an rsync temporary file) are not snapshots and are skipped.
+    /// id (a stray README, an rsync temporary file) are not snapshots and are skipped; so is a
+    /// validly named one that does not decrypt or parse (damaged, or encrypted to another
+    /// repository's key), with a warning naming it and `drctl repo check`: one bad object
+    /// must not hide every other snapshot.
     pub async fn snapshots(&self) -> Result<Vec<Snapshot>, RepoError> {
+        let (snaps, damaged) = self.snapshots_checked().await?;
+        for (key, why) in damaged {
+            tracing::warn!(
+                "{key} in {} cannot be read, skipped (a repository check reports it): {why}",
+                self.url
+            );
+        }
+        Ok(snaps)
+    }
+
+    /// Every readable snapshot, oldest first, and the validly named snapshot objects that
+    /// cannot be read (do not decrypt with this repository's key, or do not parse), each with
+    /// why. The store failing is still an error.
+    pub async fn snapshots_checked(&self) -> Result<(Vec<Snapshot>, Vec<(String, String)>), RepoError> {
         let mut keys = self.objects().list_keys("snapshots/").await?;
-        keys.retain(|k| {
-            let is_id = k.trim_start_matches("snapshots/").parse::<SnapshotId>().is_ok();
-            if !is_id {
-                tracing::warn!(
-                    "{k} in {} is not a snapshot (its name is not an id), skipped",
-                    self.url
-                );
-            }
-            is_id
-        });
-        let mut snaps: Vec<Snapshot> = futures::stream::iter(keys)
+        names::keep_valid(&mut keys, &self.url);
+        let read: Vec<(String, Result<Snapshot, RepoError>)> = futures::stream::iter(keys)
             .map(|k| async move {
-                let id: SnapshotId =
-                    k.trim_start_matches("snapshots/")
-                        .parse()
-                        .map_err(|_| RepoError::Corrupt {
-                            object: k.clone(),
-                            message: "name is not a snapshot id".to_string(),
-                        })?;
-                let mut snap: Snapshot = self.objects().get_json(&self.key, &k).await?;
-                snap.id = Some(id);
-                Ok::<_, RepoError>(snap)
+                let snap = async {
+                    let id: SnapshotId =
+                        k.trim_start_matches("snapshots/")
+                            .parse()
+                            .map_err(|_| RepoError::Corrupt {
+                                object: k.clone(),
+                                message: "name is not a snapshot id".to_string(),
+                            })?;
+                    let mut snap: Snapshot = self.objects().get_json(&self.key, &k).await?;
+                    snap.id = Some(id);
+                    Ok::<_, RepoError>(snap)
+                }
+                .await;
+                (k, snap)
             })
             .buffer_unordered(METADATA_FETCH_CONCURRENCY)
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
+        let (mut snaps, mut damaged) = (Vec::new(), Vec::new());
+        for (key, snap) in read {
+            match snap {
+                Ok(snap) => snaps.push(snap),
+                Err(e @ (RepoError::Crypto(_) | RepoError::Corrupt { .. })) => {
+                    damaged.push((key, e.to_string()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
         snaps.sort_by_key(|s| s.time);
-        Ok(snaps)
+        damaged.sort();
+        Ok((snaps, damaged))
+    }
+
+    /// The lock objects' keys (`locks/<24 hex>`); anything else there is skipped with a
+    /// warning (never read as a lock, never removed by `repo unlock` or prune).
+    pub(crate) async fn lock_keys(&self) -> Result<Vec<String>, RepoError> {
+        let mut keys = self.objects().list_keys("locks/").await?;
+        names::keep_valid(&mut keys, &self.url);
+        Ok(keys)
+    }
+
+    /// Objects in the id-named directories (`keys/`, `data/`, `index/`, `snapshots/`, `locks/`) whose
+    /// names are not ids for their directory: not Lifeboat's (a README, an rsync temporary
+    /// file). Every command skips them; `repo check` lists them.
+    pub async fn stray_objects(&self) -> Result<Vec<String>, RepoError> {
+        let mut stray = Vec::new();
+        for dir in names::ID_DIRS {
+            let keys = self.objects().list_keys(dir).await?;
+            stray.extend(keys.into_iter().filter(|k| !names::is_valid(k)));
+        }
+        stray.sort();
+        Ok(stray)
+    }
+
+    /// Resolves snapshot ids or unique prefixes among every validly named snapshot object,
+    /// readable or not (so `forget ID` removes a damaged one too), in the order given,
+    /// without duplicates. Fails on the first that matches none or several.
+    pub async fn resolve_snapshot_ids(
+        &self,
+        ids_or_prefixes: &[String],
+    ) -> Result<Vec<SnapshotId>, RepoError> {
+        let mut keys = self.objects().list_keys("snapshots/").await?;
+        names::keep_valid(&mut keys, &self.url);
+        let all: Vec<SnapshotId> = keys
+            .iter()
+            .filter_map(|k| k.trim_start_matches("snapshots/").parse().ok())
+            .collect();
+        let mut out: Vec<SnapshotId> = Vec::new();
+        for prefix in ids_or_prefixes {
+            let mut found = all.iter().filter(|id| id.to_hex().starts_with(prefix.as_str()));
+            match (found.next(), found.next()) {
+                (Some(id), None) if !prefix.is_empty() => {
+                    if !out.contains(id) {
+                        out.push(*id);
+                    }
+                }
+                (Some(_), Some(_)) => {
+                    return Err(RepoError::AmbiguousSnapshot {
+                        prefix: prefix.clone(),
+                    });
+                }
+                _ => {
+                    return Err(RepoError::SnapshotNotFound {
+                        id: prefix.clone(),
+                        url: self.url.clone(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every snapshot, oldest first; one that cannot be read is an error
+    /// ([`RepoError::DamagedSnapshot`], naming it and the fix). For prune, which must know
+    /// every blob every snapshot uses before it deletes anything.
+    pub async fn snapshots_strict(&self) -> Result<Vec<Snapshot>, RepoError> {
+        let (snaps, mut damaged) = self.snapshots_checked().await?;
+        match damaged.pop() {
+            Some((key, message)) => Err(RepoError::DamagedSnapshot {
+                id: key.trim_start_matches("snapshots/").to_string(),
+                key,
+                url: self.url.clone(),
+                message,
+            }),
+            None => Ok(snaps),
+        }
     }
 
     /// Finds a snapshot by full id or unique prefix (`latest` for the newest).
@@ -447,14 +562,22 @@ impl Repository {
         self.objects().delete(&key).await
     }
 
-    /// Lists object keys under a prefix with their sizes.
+    /// Lists object keys under a prefix with their sizes. In the id-named directories
+    /// (`data/`, `index/`, …) objects whose names are not ids are skipped with a warning
+    /// naming them (see [`Repository::stray_objects`]): no command reads, counts or deletes
+    /// what is not Lifeboat's.
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, RepoError> {
         let p = ObjectPath::from(prefix.trim_end_matches('/'));
-        self.store
+        let listed: Vec<(String, u64)> = self
+            .store
             .list(Some(&p))
             .map_ok(|m| (m.location.to_string(), m.size))
             .try_collect()
             .await
-            .map_err(|e| RepoError::store("list", prefix, &self.url, e))
+            .map_err(|e| RepoError::store("list", prefix, &self.url, e))?;
+        Ok(listed
+            .into_iter()
+            .filter(|(k, _)| names::valid_or_warn(k, &self.url))
+            .collect())
     }
 }

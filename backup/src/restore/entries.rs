@@ -80,7 +80,8 @@ pub(super) fn discard_file(dirs: &Dirs, slot: &FileSlot) {
 
 /// Puts every file, hard link and symlink in place with its metadata, then gives directories
 /// theirs. Files in `failed` are skipped (their temporary files already removed), and so are
-/// their other names.
+/// their other names. `report.bytes` becomes the size of the files put in place (each inode
+/// once): bytes written into a file that then failed were not restored.
 pub(super) fn finish(
     nodes: &[Node],
     plan: &RestorePlan,
@@ -91,6 +92,7 @@ pub(super) fn finish(
 ) {
     let privileges = Privileges::of_process();
     let mut notes = MetaNotes::default();
+    report.bytes = 0;
     let mut links: HashMap<usize, Vec<&PlannedEntry>> = HashMap::new();
     for e in &plan.entries {
         if let EntryKind::HardLink { to } = e.kind
@@ -134,7 +136,10 @@ pub(super) fn finish(
             }
         }
         match put_in_place(&dir, &slot.temp.name, name(&e.path), "file", &slot.shown) {
-            Ok(()) => report.files += 1,
+            Ok(()) => {
+                report.files += 1;
+                report.bytes += nodes[e.node].size;
+            }
             Err(err) => report.errors.push(err.to_string()),
         }
     }

@@ -92,7 +92,21 @@ fn include_globs(include: &[String]) -> Result<Option<GlobSet>, InvalidInclude> 
             pattern: pattern.clone(),
             message: e.kind().to_string(),
         };
-        b.add(Glob::new(pattern.trim_start_matches('/')).map_err(invalid)?);
+        // Stored paths have no leading `/`; a trailing `/` means "this directory and
+        // below" (restic, rsync), which matching a directory already gives: without it,
+        // `dir/` would match nothing, silently. `/` alone is the whole snapshot.
+        let glob = match pattern.trim_start_matches('/').trim_end_matches('/') {
+            // An empty pattern is a mistake (an unset variable), not "everything".
+            _ if pattern.is_empty() => {
+                return Err(InvalidInclude {
+                    pattern: pattern.clone(),
+                    message: "empty pattern".to_string(),
+                });
+            }
+            "" => "**",
+            glob => glob,
+        };
+        b.add(Glob::new(glob).map_err(invalid)?);
     }
     let set = b.build().map_err(|e| InvalidInclude {
         pattern: include.join(" "),
@@ -224,6 +238,17 @@ pub fn plan_restore(
             }
             offset += u64::from(loc.entry.raw_length);
         }
+        // A file's chunks are its content: a size they do not add up to is a damaged (or
+        // forged) tree, and the restored file would be silently short or padded.
+        if !plan.missing.contains_key(&i) && offset != node.size {
+            plan.missing.insert(
+                i,
+                format!(
+                    "refused: the tree gives its size as {} bytes but its chunks hold {offset} (damaged tree; a repository check reports it)",
+                    node.size
+                ),
+            );
+        }
         plan.bytes += node.size;
     }
     // The executor reads each pack front to back.
@@ -264,6 +289,28 @@ mod tests {
         assert_eq!(plan.entries.len(), 3);
         let err = plan_restore(&nodes, &Index::default(), &["a[".to_string()]).unwrap_err();
         assert_eq!(err.pattern, "a[");
+    }
+
+    #[test]
+    fn a_trailing_slash_means_the_directory_and_below() {
+        let nodes = vec![
+            node(b"tmp", NodeKind::Dir),
+            node(b"tmp/t", NodeKind::Dir),
+            node(b"tmp/t/plain", NodeKind::File),
+            node(b"tmp/u", NodeKind::File),
+        ];
+        for pattern in ["tmp/t/", "/tmp/t//", "tmp/*/"] {
+            let plan = plan_restore(&nodes, &Index::default(), &[pattern.to_string()]).unwrap();
+            assert!(plan.unmatched.is_empty(), "{pattern}");
+            let restored: Vec<usize> = plan.entries.iter().map(|e| e.node).collect();
+            assert!(restored.contains(&2), "{pattern}: {restored:?}");
+        }
+        let plan = plan_restore(&nodes, &Index::default(), &["tmp/t/".to_string()]).unwrap();
+        assert_eq!(plan.entries.len(), 3, "tmp/u is not below tmp/t/");
+        let all = plan_restore(&nodes, &Index::default(), &["/".to_string()]).unwrap();
+        assert_eq!(all.entries.len(), 4);
+        let empty = plan_restore(&nodes, &Index::default(), &[String::new()]).unwrap_err();
+        assert_eq!(empty.message, "empty pattern");
     }
 
     #[test]

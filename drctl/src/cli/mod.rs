@@ -91,8 +91,12 @@ pub enum Command {
         repo: RepoArgs,
         #[command(flatten)]
         key: KeyArgs,
+        /// Accepted as restic accepts it: listing snapshots takes no lock, so it works on a
+        /// read-only repository without this flag.
+        #[arg(long)]
+        no_lock: bool,
     },
-    /// Remove snapshots by a retention policy (data goes with `repo prune`).
+    /// Remove snapshots by a retention policy, or by id (data goes with `repo prune`).
     Forget(ForgetArgs),
     /// Restore from a snapshot.
     #[command(subcommand)]
@@ -179,6 +183,11 @@ pub enum RepoCommand {
         /// Download and verify every pack.
         #[arg(long)]
         read_data: bool,
+        /// Take no repository lock (restic's --no-lock), for a repository that cannot be
+        /// written: a read-only mount or bucket. A prune running meanwhile may then delete
+        /// what this reads.
+        #[arg(long)]
+        no_lock: bool,
     },
     /// Sizes and counts.
     Stats {
@@ -326,7 +335,8 @@ pub enum KeyCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
-    /// Remove a user key (never the last one).
+    /// Remove a user key: never the last one, nor the one given to this command unless
+    /// --force (check first that another key opens the repository).
     Remove {
         #[command(flatten)]
         repo: RepoArgs,
@@ -334,6 +344,10 @@ pub enum KeyCommand {
         key: KeyArgs,
         /// The key id, from `repo key list`.
         id: String,
+        /// Remove the key that opened the repository for this command too (another key must
+        /// remain).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -407,10 +421,12 @@ pub enum RestoreCommand {
         /// Directory to restore into (created if missing).
         #[arg(long)]
         target: PathBuf,
-        /// With `latest`: only snapshots made on this host.
+        /// With `latest` only: only snapshots made on this host. Refused (exit 2) with a
+        /// snapshot id, which names one snapshot already.
         #[arg(long)]
         host: Option<String>,
-        /// With `latest`: only snapshots that backed up this path (repeatable: all of them).
+        /// With `latest` only: only snapshots that backed up this path (repeatable: all of
+        /// them). Refused (exit 2) with a snapshot id.
         #[arg(long = "path")]
         paths: Vec<PathBuf>,
         /// Only restore paths matching this glob (repeatable), with the directories above them.
@@ -418,9 +434,15 @@ pub enum RestoreCommand {
         /// a pattern is ignored), so `/srv/app/conf` or `srv/app/conf` for that directory and
         /// everything in it, `srv/app/**/*.log`, `srv/{a,b}/x`. `*` and `?` match any
         /// characters, `/` included; `[abc]` one of them. A pattern that matches nothing is
-        /// named and the restore exits 3; one that is not a glob exits 2.
+        /// named and the restore exits 3; one that is not a glob exits 2. A trailing `/`
+        /// (`srv/app/`) means that directory and everything below it, as in restic and rsync.
         #[arg(long)]
         include: Vec<String>,
+        /// Take no repository lock (restic's --no-lock), for a repository that cannot be
+        /// written: a read-only mount or bucket. A prune running meanwhile may then delete
+        /// what this reads.
+        #[arg(long)]
+        no_lock: bool,
     },
 }
 
@@ -496,6 +518,10 @@ pub struct ForgetArgs {
     pub repo: RepoArgs,
     #[command(flatten)]
     pub key: KeyArgs,
+    /// Snapshots to remove, by id or unique prefix (restic's `forget ID...`), instead of a
+    /// --keep-* policy; damaged snapshot objects that `repo check` names are removed so too.
+    #[arg(value_name = "SNAPSHOT", conflicts_with_all = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly"])]
+    pub ids: Vec<String>,
     /// Keep the N most recent snapshots.
     #[arg(long, default_value_t = 0)]
     pub keep_last: u32,

@@ -20,7 +20,11 @@ pub async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Repo(cmd) => repo::run(cmd, g).await,
         Command::Backup(cmd) => backup::run(cmd, g).await,
-        Command::Snapshots { repo, key } => snapshots::list(&repo, &key, g).await,
+        Command::Snapshots {
+            repo,
+            key,
+            no_lock: _,
+        } => snapshots::list(&repo, &key, g).await,
         Command::Forget(args) => snapshots::forget(&args, g).await,
         Command::Restore(cmd) => restore::run(cmd, g).await,
         Command::Schedule(cmd) => objects::schedule::run(&cmd, g).await,

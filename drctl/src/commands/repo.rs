@@ -43,8 +43,16 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
         }
         RepoCommand::Key(cmd) => key(cmd, g).await,
         RepoCommand::Copy(args) => super::copy::run(&args, g).await,
-        RepoCommand::Check { repo, key, read_data } => {
-            let r = open::repository(&repo, &key).await?;
+        RepoCommand::Check {
+            repo,
+            key,
+            read_data,
+            no_lock,
+        } => {
+            let mut r = open::repository(&repo, &key).await?;
+            if no_lock {
+                r = r.without_locks();
+            }
             let progress = Arc::new(Progress::default());
             let bar = Bar::start(&progress, "check", g.quiet || !read_data);
             let report = check::check(&r, read_data, progress).await?;
@@ -83,6 +91,14 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
                     for f in files {
                         s.push_str(&format!("  {f}\n"));
                     }
+                }
+                for (snap, why) in &rep.damaged_snapshots {
+                    s.push_str(&format!("damaged snapshot {snap}: {why}\n"));
+                }
+                for stray in &rep.stray_objects {
+                    s.push_str(&format!(
+                        "stray object {stray}: not Lifeboat's (its name is not an id)\n"
+                    ));
                 }
                 for e in &rep.errors {
                     s.push_str(&format!("error: {e}\n"));
@@ -181,20 +197,32 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
                 for (pack, why) in &rep.unreadable_packs {
                     s.push_str(&format!("pack {pack} cannot be read, not indexed: {why}\n"));
                 }
+                for (pack, blobs) in &rep.bad_blobs {
+                    for b in blobs {
+                        s.push_str(&format!("pack {pack}: blob {b}: not indexed\n"));
+                    }
+                }
                 s.push_str(&format!(
                     "{} packs indexed ({} read), {} index files written, {} removed\n",
                     rep.packs, rep.packs_read, rep.index_files_written, rep.index_files_removed
                 ));
-                if !rep.missing_packs.is_empty() || !rep.unreadable_packs.is_empty() {
+                if !rep.missing_packs.is_empty()
+                    || !rep.unreadable_packs.is_empty()
+                    || !rep.bad_blobs.is_empty()
+                {
                     s.push_str(
-                        "blobs of missing or unreadable packs are lost: back up the sources again (they are \
-                         stored anew), then run `drctl repo check` to see which snapshots remain damaged\n",
+                        "blobs of missing or unreadable packs, and blobs that do not match their ids, are lost: \
+                         back up the sources again (they are stored anew), then run `drctl repo check` to see \
+                         which snapshots remain damaged\n",
                     );
                 }
                 s
             })?;
             Ok(
-                if report.unreadable_packs.is_empty() && report.missing_packs.is_empty() {
+                if report.unreadable_packs.is_empty()
+                    && report.missing_packs.is_empty()
+                    && report.bad_blobs.is_empty()
+                {
                     0
                 } else {
                     exit::PARTIAL
@@ -266,9 +294,9 @@ async fn key(cmd: KeyCommand, g: &GlobalArgs) -> Result<u8> {
             })?;
             Ok(0)
         }
-        KeyCommand::Remove { repo, key, id } => {
+        KeyCommand::Remove { repo, key, id, force } => {
             let r = open::repository(&repo, &key).await?;
-            r.remove_key(&id).await?;
+            r.remove_key(&id, force).await?;
             eprintln!("removed key {id}");
             Ok(0)
         }

@@ -25,7 +25,15 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
             include,
             host,
             paths,
+            no_lock,
         } => {
+            if snapshot != "latest" && (host.is_some() || !paths.is_empty()) {
+                return Err(crate::UsageError(format!(
+                    "--host and --path choose among snapshots for `latest`; snapshot {snapshot:?} names one \
+                     already, so they would be ignored: give the id alone, or `latest` with them"
+                ))
+                .into());
+            }
             let filter = SnapshotFilter {
                 kind: "files".to_string(),
                 host,
@@ -34,7 +42,10 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
                     .map(|p| source_path(p).map(|p| path_text(&p)))
                     .collect::<Result<_, _>>()?,
             };
-            let r = open::repository(&repo, &key).await?;
+            let mut r = open::repository(&repo, &key).await?;
+            if no_lock {
+                r = r.without_locks();
+            }
             let snap = r.find_snapshot_matching(&snapshot, &filter).await?;
             let progress = Arc::new(Progress::default());
             let bar = Bar::start(&progress, "restore", g.quiet);

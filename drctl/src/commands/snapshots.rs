@@ -53,6 +53,9 @@ pub async fn list(repo: &RepoArgs, key: &KeyArgs, g: &GlobalArgs) -> Result<u8> 
 }
 
 pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
+    if !args.ids.is_empty() {
+        return forget_ids(args, g).await;
+    }
     let policy = RetentionPolicy {
         keep_last: args.keep_last,
         keep_hourly: args.keep_hourly,
@@ -64,7 +67,7 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
     };
     if policy.is_empty() {
         return Err(crate::UsageError(
-            "no --keep-* option given; refusing to forget every snapshot (give e.g. --keep-last 7)"
+            "no --keep-* option and no snapshot id given; refusing to forget every snapshot (give e.g. --keep-last 7, or the ids to remove)"
                 .to_string(),
         )
         .into());
@@ -92,6 +95,43 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
             for id in &grp.remove {
                 s.push_str(&format!("  remove {}\n", id.short()));
             }
+        }
+        s
+    })?;
+    Ok(0)
+}
+
+/// `forget ID...`: removes the named snapshots (restic's `forget ID`), damaged ones too.
+async fn forget_ids(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
+    if args.ids.iter().any(|id| id.is_empty()) {
+        return Err(crate::UsageError(
+            "an empty snapshot id names no snapshot (an unset variable?); give ids or unique prefixes"
+                .to_string(),
+        )
+        .into());
+    }
+    let r = open::repository(&args.repo, &args.key).await?;
+    let ids = r.resolve_snapshot_ids(&args.ids).await?;
+    if !args.dry_run {
+        r.forget_snapshots(&ids).await?;
+    }
+    let ids: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();
+    #[derive(serde::Serialize)]
+    struct Forgotten {
+        dry_run: bool,
+        remove: Vec<String>,
+    }
+    let done = Forgotten {
+        dry_run: args.dry_run,
+        remove: ids,
+    };
+    output::print(g.format, &done, |f| {
+        let mut s = String::new();
+        if f.dry_run {
+            s.push_str("dry run: nothing removed\n");
+        }
+        for id in &f.remove {
+            s.push_str(&format!("remove {id}\n"));
         }
         s
     })?;
