@@ -369,6 +369,7 @@ fn a_killed_holders_lock_is_removed_as_stale_and_others_need_unlock() {
     // (another machine may share the name): it blocks, naming the holder and the fix.
     let mut other_boot = dead.clone();
     other_boot["boot_id"] = serde_json::json!("00000000-0000-0000-0000-000000000000");
+    std::fs::create_dir_all(d.join("repo/locks")).unwrap();
     std::fs::write(
         d.join("repo/locks/abcdef0123456789abcdef02"),
         other_boot.to_string(),
@@ -1352,7 +1353,7 @@ fn check_takes_a_lock_and_unreadable_locks_are_named() {
     let (code, out, err) = run(drctl(d).args(["repo", "check"]));
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
-        err.contains("locks/76543210fedcba9876543210") && err.contains("drctl repo unlock"),
+        err.contains("locks/76543210fedcba9876543210") && err.contains("unlocking the repository removes it"),
         "{err}"
     );
     let (code, out, err) = run(drctl(d).args(["repo", "unlock"]));
