@@ -488,8 +488,8 @@ fn prune_never_deletes_packs_a_snapshot_needs_and_repair_index_rebuilds_the_inde
     restores_exactly(d, &snap, "out2");
 }
 
-/// Defect 5: a truncated index file makes check exit 3 naming the fix (not 1), other
-/// commands name it too, and `repo repair index` replaces it.
+/// Defect 5: a truncated index file makes check exit 3 naming the fix (not 1), prune refuses
+/// naming it, a backup names it and goes on, and `repo repair index` replaces it.
 #[test]
 fn a_damaged_index_file_is_named_and_repair_index_replaces_it() {
     let (dir, public) = setup();
@@ -509,20 +509,71 @@ fn a_damaged_index_file_is_named_and_repair_index_replaces_it() {
         out.contains("is damaged") && out.contains("drctl repo repair index"),
         "{out}"
     );
-    for args in [
-        &["repo", "prune", "--dry-run"][..],
-        &["backup", "files", "/dev/null"][..],
-    ] {
-        let (code, out, err) = run(drctl(d).args(args));
-        assert_eq!(code, Some(1), "{args:?}: {out}{err}");
-        assert!(err.contains("drctl repo repair index"), "{args:?}: {err}");
-    }
+    // Prune needs every index file, so it refuses; a backup reads what the other index files
+    // list, names the damaged one, and stores anew what only it listed.
+    let (code, out, err) = run(drctl(d).args(["repo", "prune", "--dry-run"]));
+    assert_eq!(code, Some(1), "prune: {out}{err}");
+    assert!(err.contains("drctl repo repair index"), "prune: {err}");
+    std::fs::write(d.join("extra.txt"), "one more file").unwrap();
+    let (code, out, err) = run(drctl(d).args(["backup", "files"]).arg(d.join("extra.txt")));
+    assert_eq!(code, Some(0), "backup: {out}{err}");
+    assert!(
+        err.contains("index file index/") && err.contains("is damaged"),
+        "backup: {err}"
+    );
     let (code, out, err) = run(drctl(d).args(["repo", "repair", "index"]));
     assert_eq!(code, Some(0), "repair: {out}{err}");
     assert!(out.contains("damaged index file index/"), "{out}");
     let check = succeeded(drctl(d).args(["repo", "check", "--read-data"]).output().unwrap());
     assert!(check.contains("no errors found"), "{check}");
     restores_exactly(d, &snap, "out");
+}
+
+/// A damaged index file does not stop the restore of a snapshot the other index files cover:
+/// it is named in a warning and read around. The snapshot whose tree only it listed cannot be
+/// listed (exit 1, naming the missing blob and `repo check`).
+#[test]
+fn a_damaged_index_file_does_not_block_snapshots_other_index_files_cover() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    let first = repo_with_random_files(d, &public, 1);
+    let first_index = objects(d, "index");
+    assert_eq!(first_index.len(), 1);
+    std::fs::write(d.join("src/f0"), b"changed").unwrap();
+    let second = succeeded(
+        drctl(d)
+            .args(["backup", "files"])
+            .arg(d.join("src"))
+            .output()
+            .unwrap(),
+    );
+    let second = second.trim().to_string();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&first_index[0])
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let name = first_index[0].file_name().unwrap().to_string_lossy().into_owned();
+
+    let (code, out, err) = run(drctl(d)
+        .args(["restore", "files", &second, "--target"])
+        .arg(d.join("out")));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        err.contains(&format!("index file index/{name}")) && err.contains("is damaged"),
+        "{err}"
+    );
+    restores_exactly(d, &second, "out2");
+
+    let (code, out, err) = run(drctl(d)
+        .args(["restore", "files", &first, "--target"])
+        .arg(d.join("out3")));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("is not in the index") && err.contains("drctl repo check"),
+        "{err}"
+    );
 }
 
 /// Defect 6: a lost data pack is named by check with the fix; prune refuses; after `repo

@@ -564,9 +564,10 @@ const KNOWN_DEFECTS: &[KnownDefect] = &[
         ],
     },
     KnownDefect {
-        what: "a damaged or missing index file makes every restore exit 1 (also of snapshots \
-               whose packs another index file lists), instead of restoring what is indexed (or \
-               reading the packs' own blob lists) and listing what is lost, exit 3",
+        what: "a damaged or missing index file that listed a snapshot's tree makes that \
+               snapshot's restore exit 1 (its files cannot even be listed) instead of reading \
+               the packs' own blob lists and listing what is lost, exit 3 (snapshots the other \
+               index files cover restore, with a warning naming the damaged file)",
         kind: "index",
         damages: &[
             Damage::FlipHeader,

@@ -305,9 +305,15 @@ impl Repository {
     }
 
     /// Loads the whole index into memory: what reading snapshot content, and writing with
-    /// deduplication, needs.
+    /// deduplication, needs. A damaged index file is set aside with a warning naming it: what
+    /// the other files index can still be restored (a file needing a blob only it listed is
+    /// reported by the restore as not restorable), and a backup stores such blobs anew. Prune
+    /// and copy read the index files strictly instead ([`Repository::index_files`]).
     pub async fn indexed(&self) -> Result<IndexedRepository, RepoError> {
-        let files = self.index_files().await?;
+        let (files, damaged) = self.index_files_checked().await?;
+        for e in &damaged {
+            tracing::warn!("{e}; read without it (a repository check names the fix)");
+        }
         Ok(self.with_index(Index::from_files(files.iter().map(|(_, f)| f))))
     }
 
