@@ -529,6 +529,36 @@ fn a_damaged_index_file_is_named_and_repair_index_replaces_it() {
     restores_exactly(d, &snap, "out");
 }
 
+/// Temporary files an interrupted (killed) restore left in the directories it restores are
+/// removed by the next restore into them, which says so; other names, directories and what a
+/// leftover symlink points to are left alone.
+#[test]
+fn a_rerun_restore_removes_what_an_interrupted_one_left() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    let snap = repo_with_random_files(d, &public, 1);
+    restores_exactly(d, &snap, "out");
+    let restored = d.join("out").join(d.join("src").strip_prefix("/").unwrap());
+    let outside = d.join("outside.txt");
+    std::fs::write(&outside, "not the restore's").unwrap();
+    std::fs::write(restored.join(".lifeboat-restore-0123456789abcdef"), "half a file").unwrap();
+    std::os::unix::fs::symlink(&outside, restored.join(".lifeboat-restore-fedcba9876543210")).unwrap();
+    std::fs::write(restored.join(".lifeboat-restore-keep"), "not a temporary name").unwrap();
+    std::fs::create_dir(restored.join(".lifeboat-restore-aaaaaaaaaaaaaaaa")).unwrap();
+
+    let (code, out, err) = run(drctl(d)
+        .args(["restore", "files", &snap, "--target"])
+        .arg(d.join("out")));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("removed 2 temporary file(s)"), "{out}{err}");
+    assert!(!restored.join(".lifeboat-restore-0123456789abcdef").exists());
+    assert!(std::fs::symlink_metadata(restored.join(".lifeboat-restore-fedcba9876543210")).is_err());
+    assert!(restored.join(".lifeboat-restore-keep").exists());
+    assert!(restored.join(".lifeboat-restore-aaaaaaaaaaaaaaaa").is_dir());
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "not the restore's");
+    restores_exactly(d, &snap, "out");
+}
+
 /// A damaged index file does not stop the restore of a snapshot the other index files cover:
 /// it is named in a warning and read around. The snapshot whose tree only it listed cannot be
 /// listed (exit 1, naming the missing blob and `repo check`).

@@ -4,13 +4,15 @@
 //! first.
 
 use std::collections::{BTreeSet, HashMap};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType};
 
 use super::RestoreReport;
 use super::apply::{
-    MetaNotes, Privileges, apply_to_fd, apply_to_symlink, create_temp, discard, link_temp, open_temp,
-    put_in_place, symlink_temp,
+    MetaNotes, Privileges, TEMP_PREFIX, apply_to_fd, apply_to_symlink, create_temp, discard, link_temp,
+    open_temp, put_in_place, symlink_temp,
 };
 use super::error::EntryError;
 use super::handles::Dirs;
@@ -168,9 +170,14 @@ pub(super) fn finish(
         .filter(|e| e.kind == EntryKind::Dir && !failed.contains(&e.node))
         .collect();
     dir_entries.sort_by_key(|e| std::cmp::Reverse(e.path.components().count()));
+    let mut stale_temps = 0;
     for e in dir_entries {
         match dirs.get(&e.path) {
             Ok(fd) => {
+                // Every file of this restore is in place by now: what still has a temporary
+                // name was left by an interrupted restore. Removed before the directory's
+                // times are set, since removing changes them.
+                stale_temps += remove_stale_temps(&fd);
                 apply_to_fd(
                     fd.as_fd(),
                     &nodes[e.node],
@@ -185,6 +192,12 @@ pub(super) fn finish(
     }
 
     report.errors.extend(notes.errors);
+    if stale_temps > 0 {
+        report.warnings.push(format!(
+            "removed {stale_temps} temporary file(s) ({TEMP_PREFIX}…) an interrupted restore had \
+             left in the restored directories"
+        ));
+    }
     if notes.xattrs_need_root > 0 {
         report.warnings.push(format!(
             "{} extended attributes in the trusted. and security. namespaces were not restored: \
@@ -192,6 +205,28 @@ pub(super) fn finish(
             notes.xattrs_need_root
         ));
     }
+}
+
+/// Removes the regular files and symlinks named `TEMP_PREFIX` + 16 hex digits in `dir` (never
+/// a directory, never another name); returns how many. Errors only leave them in place.
+fn remove_stale_temps(dir: &OwnedFd) -> usize {
+    let Ok(mut listing) = rustix::fs::Dir::read_from(dir) else {
+        return 0;
+    };
+    let mut stale = Vec::new();
+    while let Some(Ok(entry)) = listing.next() {
+        let name = entry.file_name().to_bytes();
+        let is_temp = name
+            .strip_prefix(TEMP_PREFIX.as_bytes())
+            .is_some_and(|hex| hex.len() == 16 && hex.iter().all(u8::is_ascii_hexdigit));
+        if is_temp && matches!(entry.file_type(), FileType::RegularFile | FileType::Symlink) {
+            stale.push(entry.file_name().to_owned());
+        }
+    }
+    stale
+        .iter()
+        .filter(|name| rustix::fs::unlinkat(dir, name.as_c_str(), AtFlags::empty()).is_ok())
+        .count()
 }
 
 /// Gives a file its metadata through its own handle; returns its directory's handle, for
