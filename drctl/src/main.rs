@@ -72,7 +72,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            done = commands::run(cli) => Ok(done),
+            signal = interrupted() => Err(signal),
+        }
+    });
+    let done = match outcome {
+        Ok(done) => done,
+        Err((signal, code)) => {
+            // The operation was dropped where it stood (as a kill would stop it; a crash
+            // leaves repositories consistent), so its locks' guards started deleting them:
+            // let that finish, then exit without waiting for blocking work.
+            runtime.block_on(lifeboat_backup::repository::finish_dropped_releases(
+                std::time::Duration::from_secs(5),
+            ));
+            eprintln!("interrupted by {signal}: stopped; locks this command held are released");
+            std::process::exit(i32::from(code));
+        }
+    };
+    match done {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -81,6 +100,20 @@ fn main() -> ExitCode {
             }
             ExitCode::from(error_code(&e))
         }
+    }
+}
+
+/// Resolves when SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends a pod) arrives: the
+/// signal's name and the exit code shells use for it (128 + its number).
+async fn interrupted() -> (&'static str, u8) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => ("SIGINT", 130),
+        _ = term.recv() => ("SIGTERM", 143),
     }
 }
 

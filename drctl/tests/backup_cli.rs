@@ -529,6 +529,60 @@ fn a_damaged_index_file_is_named_and_repair_index_replaces_it() {
     restores_exactly(d, &snap, "out");
 }
 
+/// Sends `signal` (`-INT`, `-TERM`) to `child` once a lock file appears, and returns its exit
+/// code.
+fn interrupt_once_locked(d: &Path, mut child: std::process::Child, signal: &str) -> Option<i32> {
+    let started = std::time::Instant::now();
+    while lock_files(d).is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "it ended before it could be interrupted"
+        );
+        assert!(started.elapsed().as_secs() < 60, "no lock appeared");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let sent = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    child.wait().unwrap().code()
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM (what Kubernetes sends a pod) stop a backup and a restore with
+/// the shells' codes 130 and 143, releasing their locks (a prune on another host is then not
+/// blocked until the lock expires), and the repository checks clean.
+#[test]
+fn sigint_and_sigterm_release_the_lock() {
+    let (dir, public) = setup();
+    let d = dir.path();
+    let snap = repo_with_random_files(d, &public, 12);
+    std::fs::write(d.join("src/more"), vec![7u8; 64 << 20]).unwrap();
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(drctl_bin())
+            .args(args)
+            .env("DRCTL_REPO", d.join("repo"))
+            .env("DRCTL_IDENTITY", d.join("me.age"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let src = d.join("src").display().to_string();
+    let backup = spawn(&["--quiet", "backup", "files", "--force", &src]);
+    assert_eq!(interrupt_once_locked(d, backup, "-INT"), Some(130));
+    assert!(lock_files(d).is_empty(), "SIGINT left {:?}", lock_files(d));
+    let target = d.join("out").display().to_string();
+    let restore = spawn(&["--quiet", "restore", "files", &snap, "--target", &target]);
+    assert_eq!(interrupt_once_locked(d, restore, "-TERM"), Some(143));
+    assert!(lock_files(d).is_empty(), "SIGTERM left {:?}", lock_files(d));
+    let check = succeeded(drctl(d).args(["repo", "check"]).output().unwrap());
+    assert!(check.contains("no errors found"), "{check}");
+    std::fs::remove_file(d.join("src/more")).unwrap();
+    restores_exactly(d, &snap, "out");
+}
+
 /// Temporary files an interrupted (killed) restore left in the directories it restores are
 /// removed by the next restore into them, which says so; other names, directories and what a
 /// leftover symlink points to are left alone.

@@ -84,6 +84,19 @@ pub struct UnlockReport {
     pub kept: Vec<String>,
 }
 
+/// Deletions of locks whose guards were dropped (cancelled operations) still running, so a
+/// process that ends on a signal can wait for them ([`finish_dropped_releases`]).
+static DROPPED_RELEASES: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits up to `within` for the deletions of locks whose guards were dropped: a process
+/// stopping on SIGINT/SIGTERM drops its operation, then calls this before it exits, so its
+/// locks do not stay behind until their TTL.
+pub async fn finish_dropped_releases(within: std::time::Duration) {
+    let handles = std::mem::take(&mut *DROPPED_RELEASES.lock().unwrap_or_else(|p| p.into_inner()));
+    let _ = tokio::time::timeout(within, futures::future::join_all(handles)).await;
+}
+
 /// A held lock; refreshed in the background until [`LockGuard::release`] or drop.
 pub struct LockGuard {
     objects: Objects,
@@ -133,9 +146,12 @@ impl Drop for LockGuard {
         // background if a runtime is still running; otherwise it lapses after its TTL.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (objects, key) = (self.objects.clone(), self.key.clone());
-            runtime.spawn(async move {
+            let deletion = runtime.spawn(async move {
                 let _ = objects.delete(&key).await;
             });
+            let mut pending = DROPPED_RELEASES.lock().unwrap_or_else(|p| p.into_inner());
+            pending.retain(|h| !h.is_finished());
+            pending.push(deletion);
         }
     }
 }

@@ -18,7 +18,7 @@ pub use error::{LockAdvice, RepoError, StoreFailure};
 pub use indexed::IndexedRepository;
 pub use keys::KeyInfo;
 pub use lock::hostname;
-pub use lock::{LockGuard, LockInfo, LockKind, LockTimings, UnlockReport};
+pub use lock::{LockGuard, LockInfo, LockKind, LockTimings, UnlockReport, finish_dropped_releases};
 
 use std::sync::Arc;
 
