@@ -103,17 +103,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves when SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends a pod) arrives: the
-/// signal's name and the exit code shells use for it (128 + its number).
+/// Set by a command that stops gracefully on SIGINT/SIGTERM itself (`etcd snapshot --watch`
+/// stores its last delta first): [`interrupted`] then leaves those signals to it.
+pub static COMMAND_HANDLES_SIGNALS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Resolves when SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends a pod) arrives, unless the
+/// running command handles them itself: the signal's name and the exit code shells use for it
+/// (128 + its number).
 async fn interrupted() -> (&'static str, u8) {
+    use std::sync::atomic::Ordering;
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = int.recv() => ("SIGINT", 130),
-        _ = term.recv() => ("SIGTERM", 143),
+    loop {
+        let got = tokio::select! {
+            _ = int.recv() => ("SIGINT", 130),
+            _ = term.recv() => ("SIGTERM", 143),
+        };
+        if !COMMAND_HANDLES_SIGNALS.load(Ordering::SeqCst) {
+            return got;
+        }
     }
 }
 

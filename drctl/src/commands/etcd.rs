@@ -146,6 +146,7 @@ async fn watch_deltas(
         max_deltas: None,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    crate::COMMAND_HANDLES_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let terminated = async {
