@@ -207,7 +207,9 @@ async fn replication_follows_each_backup_and_a_fresh_cluster_syncs_and_restores_
     let s = r.status.expect("status");
     assert_eq!(s.destinations[0].snapshots, 2, "rgw keeps both: {s:?}");
     assert_eq!(s.destinations[1].snapshots, 1, "disk keeps the last one: {s:?}");
-    assert_eq!(s.destinations[1].snapshots_forgotten, 1, "{s:?}");
+    // `snapshots_forgotten` counts the last run only: a second reconcile (seen on a loaded
+    // machine) finds nothing left to forget and reports 0, so the repository itself is what
+    // is checked below.
     let disk_repo = Repository::open(&disk.store(), &[env.repo.user_key()])
         .await
         .expect("open the disk copy");
