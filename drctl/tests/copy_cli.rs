@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use lifeboat_tests::faults::SeededRng;
 use lifeboat_tests::process::succeeded;
 use lifeboat_tests::repos::{Backend, TestRepo};
 use serde_json::Value;
@@ -28,21 +29,11 @@ fn json(out: Output) -> Value {
     serde_json::from_str(&succeeded(out)).unwrap()
 }
 
-/// xorshift64*: a seeded sequence of kill delays, printed so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 fn write_random(path: &Path, seed: u64, bytes: usize) {
-    let mut rng = Rng(seed | 1);
-    let data: Vec<u8> = (0..bytes / 8).flat_map(|_| rng.next().to_le_bytes()).collect();
+    let mut rng = SeededRng(seed | 1);
+    let data: Vec<u8> = (0..bytes / 8)
+        .flat_map(|_| rng.next_u64().to_le_bytes())
+        .collect();
     std::fs::write(path, data).unwrap();
 }
 
@@ -58,7 +49,7 @@ fn copy_killed_at_random_moments_resumes_and_no_snapshot_is_visible_before_its_d
                 .as_nanos() as u64
         });
     eprintln!("kill delays seeded with COPY_KILL_SEED={seed}");
-    let mut rng = Rng(seed | 1);
+    let mut rng = SeededRng(seed | 1);
 
     let src = TestRepo::new(Backend::Local).unwrap();
     let dst = TestRepo::new(Backend::Rgw).unwrap();
@@ -118,7 +109,7 @@ fn copy_killed_at_random_moments_resumes_and_no_snapshot_is_visible_before_its_d
         backup(3 + round, 8);
         let source_packs = source_packs();
         // A round's copy sends 8 MiB at 6 MiB/s (plus the backlog of earlier rounds).
-        let delay = Duration::from_millis(rng.next() % 1600);
+        let delay = Duration::from_millis(rng.next_u64() % 1600);
         let started = Instant::now();
         let mut child = copy(&["--bandwidth", "6MiB"])
             .stdout(Stdio::null())

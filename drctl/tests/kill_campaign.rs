@@ -38,6 +38,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use files_support::*;
+use lifeboat_tests::faults::SeededRng;
 use lifeboat_tests::repos::Backend;
 use rustix::process::{Pid, Signal, kill_process_group};
 
@@ -46,23 +47,6 @@ use rustix::process::{Pid, Signal, kill_process_group};
 /// next lock taker). While true, the campaign runs `repo unlock` when drctl says the holder is
 /// gone, and counts it; false (now) makes the campaign assert that no unlock was needed.
 const STALE_LOCKS_NEED_UNLOCK: bool = false;
-
-/// xorshift64*: the seeded sequence of kill delays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// `LIFEBOAT_KILL_SEED`, or one from the clock (printed either way).
 fn seed() -> u64 {
@@ -568,7 +552,7 @@ fn campaign(op: Op, salt: u64) {
         "kill campaign {}: LIFEBOAT_KILL_SEED={seed} LIFEBOAT_KILL_ROUNDS={rounds}",
         op.name()
     );
-    let mut rng = Rng((seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
+    let mut rng = SeededRng((seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
     let mut lab = setup(op);
 
     // Clean runs, timed (the fastest of three: the machine is shared, and a slow sample
@@ -593,7 +577,7 @@ fn campaign(op: Op, salt: u64) {
     let mut findings = Vec::new();
     for round in 0..rounds {
         let delay = if round < early {
-            Duration::from_micros(rng.next() % 15_000)
+            Duration::from_micros(rng.next_u64() % 15_000)
         } else {
             let fraction = ((round - early) as f64 + rng.unit()) / (rounds - early) as f64;
             clean.mul_f64(fraction * 1.05)

@@ -1,5 +1,5 @@
 //! An object store that fails on purpose, for testing what the engine does when storage
-//! breaks mid-operation.
+//! breaks mid-operation; and the seeded generator the kill campaigns draw their moments from.
 
 use std::fmt;
 use std::sync::Arc;
@@ -186,5 +186,25 @@ impl FlakyProxy {
 impl Drop for FlakyProxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// xorshift64* (Vigna, "An experimental exploration of Marsaglia's xorshift generators"): a
+/// seeded sequence for fault campaigns (kill delays, random data), printed so a failure can be
+/// replayed. The seed must not be 0.
+pub struct SeededRng(pub u64);
+
+impl SeededRng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
