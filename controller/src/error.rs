@@ -1,7 +1,7 @@
 //! Errors of the controller runtime. Each says what was being done to which object; problems
 //! a user must fix end up in the object's status instead of here.
 
-use crate::objects::ObjectsError;
+use crate::kube_objects::ObjectsError;
 use crate::repository::AccessError;
 
 /// A failure the controller retries (or, at start-up, reports and exits with).

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::objects::NamespaceFilter;
+use crate::kube_objects::NamespaceFilter;
 
 /// Annotation key prefix: `fenced.lifeboat.dev/<plan>.<application>`, one per application.
 pub const ANNOTATION_PREFIX: &str = "fenced.lifeboat.dev/";

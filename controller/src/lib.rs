@@ -2,8 +2,8 @@
 //! with retention and restores; the backup and restore of Kubernetes objects; and the
 //! operator that reconciles them.
 //!
-//! Every step is a plan computed from observed state by a plain function (`objects::restore::plan`,
-//! `reconcile::schedule::plan::next_step`…) and applied by a small executor, so the controller and
+//! Every step is a plan computed from observed state by a plain function (`kube_objects::restore::objects_plan`,
+//! `reconcile::schedule::next_step::next_step`…) and applied by a small executor, so the controller and
 //! `drctl --direct` do the same thing in the same way.
 
 pub mod config;
@@ -11,17 +11,17 @@ pub mod crd;
 pub mod error;
 pub mod fence;
 pub mod http;
+pub mod kube_objects;
 pub mod leader;
 pub mod metrics;
-pub mod objects;
+mod process;
 pub mod reconcile;
 pub mod repository;
-mod run;
 pub mod wait;
 
 pub use config::Config;
 pub use error::Error;
-pub use run::run;
+pub use process::run;
 
 /// The Lease the elected controller holds; drctl reads it to tell whether a controller runs.
 pub const LEASE_NAME: &str = "lifeboat-controller";

@@ -9,7 +9,7 @@ use lifeboat_backup::maintenance::forget::ForgetError;
 use lifeboat_backup::maintenance::prune::PruneRefusal;
 use lifeboat_backup::pack::PackError;
 use lifeboat_backup::repository::LockAdvice;
-use lifeboat_controller::objects::ObjectsError;
+use lifeboat_controller::kube_objects::ObjectsError;
 use lifeboat_etcd::EtcdError;
 
 /// What finds every pack whose blobs are not what their ids name.

@@ -6,7 +6,7 @@
 //! with kubeconfigs and repository access can run a whole failover from a laptop, and the
 //! agent in each cluster ([`agent`]) runs the continuous parts — health probes, fencing,
 //! scheduled drills — without needing any other cluster. Runs are data: a pure
-//! [`failover::plan::plan`], an explicit state machine ([`failover::machine`]) and a small
+//! [`failover::run_plan::plan`], an explicit state machine ([`failover::machine`]) and a small
 //! executor ([`failover::execute`]).
 //!
 //! The crate depends on `lifeboat-controller` (object backup and restore, the CRD types, the

@@ -12,7 +12,7 @@ mod error;
 mod ffi;
 mod group;
 mod image;
-mod objects;
+mod rados_objects;
 
 pub use cluster::{Cluster, Pool};
 pub use error::RbdError;

@@ -15,7 +15,7 @@ use lifeboat_backup::progress::Progress;
 use lifeboat_backup::restore::{RestoreOptions, restore_files};
 use lifeboat_backup::snapshot::{EtcdDelta, EtcdFull, KubernetesObjects, Snapshot, SnapshotDetails};
 use lifeboat_backup::store::{Store, StoreOptions};
-use lifeboat_controller::objects::{RestoreOptions as ObjectsRestoreOptions, restore_objects};
+use lifeboat_controller::kube_objects::{RestoreOptions as ObjectsRestoreOptions, restore_objects};
 use lifeboat_etcd::{RestorePoint, restore_etcd_at};
 use lifeboat_tests::Etcd;
 use lifeboat_tests::kube::TestCluster;

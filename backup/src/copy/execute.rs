@@ -16,7 +16,7 @@ use crate::blob::{Id, PackId, SnapshotId};
 use crate::index::{IndexFile, IndexPack, index_key};
 use crate::pack::pack_key;
 use crate::progress::Progress;
-use crate::repository::objects::{open_json, seal_json};
+use crate::repository::object_io::{open_json, seal_json};
 use crate::repository::{LockGuard, LockKind, Repository};
 use crate::snapshot::{Snapshot, snapshot_key};
 use crate::store::ObjectLock;

@@ -24,14 +24,16 @@
 //! depends on an unlocked object.
 
 mod bandwidth;
+mod copy_plan;
 mod execute;
-mod plan;
 mod survey;
 mod transfer;
 
 pub use bandwidth::{Bandwidth, parse_rate};
+pub use copy_plan::{
+    CopyPlan, DestinationState, PackSizes, PackTransfer, PlanBuilder, Selection, SnapshotCopy,
+};
 pub use execute::execute;
-pub use plan::{CopyPlan, DestinationState, PackSizes, PackTransfer, PlanBuilder, Selection, SnapshotCopy};
 pub use survey::{Prepared, prepare};
 
 use std::collections::BTreeMap;

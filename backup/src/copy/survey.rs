@@ -7,12 +7,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use super::plan::{CopyPlan, DestinationState, PackSizes, PlanBuilder};
+use super::copy_plan::{CopyPlan, DestinationState, PackSizes, PlanBuilder};
 use super::{CopyError, CopyOptions};
 use crate::blob::{BlobId, PackId, SnapshotId};
 use crate::index::{Index, IndexPack};
 use crate::read::BlobReader;
-use crate::repository::objects::Objects;
+use crate::repository::object_io::Objects;
 use crate::repository::{Config, LockGuard, LockKind, RepoError, Repository};
 use crate::snapshot::NodeKind;
 use crate::store::{Location, Store};

@@ -12,7 +12,7 @@ use crate::blob::PackId;
 use crate::pack::pack_key;
 use crate::progress::Progress;
 use crate::repository::RepoError;
-use crate::repository::objects::Objects;
+use crate::repository::object_io::Objects;
 use crate::store::ObjectLock;
 use crate::store::object_lock::{LockError, Retention};
 

@@ -193,7 +193,7 @@ async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
         let file = IndexFile {
             packs: batch.to_vec(),
         };
-        let bytes = crate::repository::objects::seal_json(repo.key(), "index", &file)?;
+        let bytes = crate::repository::object_io::seal_json(repo.key(), "index", &file)?;
         repo.objects()
             .put_new(&crate::index::index_key(&Id::of(&bytes)), bytes.into())
             .await?;

@@ -152,7 +152,7 @@ async fn run(
         let file = IndexFile {
             packs: batch.to_vec(),
         };
-        let bytes = crate::repository::objects::seal_json(repo.key(), "index", &file)?;
+        let bytes = crate::repository::object_io::seal_json(repo.key(), "index", &file)?;
         let key = index_key(&Id::of(&bytes));
         repo.objects().put_new(&key, bytes.into()).await?;
         written.push(key);

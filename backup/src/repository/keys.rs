@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 
-use super::objects::Objects;
+use super::object_io::Objects;
 use super::{Config, RepoError, Repository};
 use crate::blob::Id;
 use crate::crypto::{KeyType, RepoKey, UserKey, UserRecipient};

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::error::LockAdvice;
 use super::holder::{HolderState, ThisHost, describe, holder_state, process_start};
-use super::objects::Objects;
+use super::object_io::Objects;
 use super::{RepoError, Repository};
 use crate::blob::Id;
 

@@ -10,7 +10,7 @@ mod indexed;
 mod keys;
 mod lock;
 mod names;
-pub(crate) mod objects;
+pub(crate) mod object_io;
 mod retention;
 
 pub use config::{Config, InitOptions};
@@ -116,7 +116,7 @@ impl Repository {
             return Err(RepoError::NoRecipients);
         }
         options.chunker.validate()?;
-        let probe = objects::Objects::new(store.clone(), url);
+        let probe = object_io::Objects::new(store.clone(), url);
         if probe.exists("config").await? {
             return Err(RepoError::AlreadyExists { url: url.to_string() });
         }
@@ -173,7 +173,7 @@ impl Repository {
         url: &str,
         keys: &[UserKey],
     ) -> Result<Self, RepoError> {
-        let objects = objects::Objects::new(store.clone(), url);
+        let objects = object_io::Objects::new(store.clone(), url);
         let config = match objects.get("config").await {
             Ok(bytes) => Config::from_json(&bytes, url)?,
             Err(RepoError::NotFound { .. }) => {
@@ -234,8 +234,8 @@ impl Repository {
         self.lock.as_ref()
     }
 
-    pub(crate) fn objects(&self) -> objects::Objects {
-        objects::Objects::new(self.store.clone(), &self.url)
+    pub(crate) fn objects(&self) -> object_io::Objects {
+        object_io::Objects::new(self.store.clone(), &self.url)
     }
 
     /// The repository's URL, for messages.

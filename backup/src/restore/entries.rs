@@ -15,9 +15,9 @@ use super::apply::{
     open_temp, put_in_place, symlink_temp,
 };
 use super::error::EntryError;
+use super::files_plan::{EntryKind, PlannedEntry, RestorePlan};
 use super::handles::Dirs;
 use super::output::FileSlot;
-use super::plan::{EntryKind, PlannedEntry, RestorePlan};
 use crate::snapshot::Node;
 
 /// Mode of a directory while the restore fills it; its recorded mode comes at the end.

@@ -11,14 +11,14 @@ mod apply;
 mod body;
 mod entries;
 mod error;
+mod files_plan;
 mod handles;
 mod output;
 mod packs;
-mod plan;
 mod sink;
 
 pub use error::EntryError;
-pub use plan::{EntryKind, InvalidInclude, PlannedBlob, PlannedEntry, RestorePlan, plan_restore};
+pub use files_plan::{EntryKind, InvalidInclude, PlannedBlob, PlannedEntry, RestorePlan, plan_restore};
 pub use sink::{Sink, SnapshotReader};
 
 use std::collections::BTreeSet;

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 
 use super::body;
+use super::files_plan::{PlannedBlob, RestorePlan};
 use super::handles::Dirs;
 use super::output::{BlobWriter, FileSlot};
-use super::plan::{PlannedBlob, RestorePlan};
 use crate::aligned::Placed;
 use crate::blob::BlobId;
 use crate::crypto::RepoKey;

@@ -11,7 +11,7 @@ use crate::crypto::RepoKey;
 use crate::index::{IndexFile, IndexPack, index_key};
 use crate::pack::{SealedPack, pack_key};
 use crate::repository::RepoError;
-use crate::repository::objects::Objects;
+use crate::repository::object_io::Objects;
 
 /// Uploads in flight at once: enough to hide latency to S3, few enough to bound memory.
 const UPLOADS_IN_FLIGHT: usize = 3;
@@ -73,6 +73,6 @@ pub(crate) async fn write_index(
     packs: Vec<IndexPack>,
 ) -> Result<(), RepoError> {
     let file = IndexFile { packs };
-    let bytes = crate::repository::objects::seal_json(key, "index", &file)?;
+    let bytes = crate::repository::object_io::seal_json(key, "index", &file)?;
     objects.put_new(&index_key(&Id::of(&bytes)), bytes.into()).await
 }

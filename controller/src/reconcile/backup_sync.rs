@@ -18,7 +18,7 @@ use super::outcome::{MAX_ITEMS_IN_STATUS, capped};
 use super::status::write_status;
 use crate::crd::{Backup, BackupPhase, BackupSpec, BackupStatus, DeletionPolicy, ItemMessage};
 use crate::error::{Error, Result};
-use crate::objects::BACKUP_TAG;
+use crate::kube_objects::BACKUP_TAG;
 use crate::{SYNCED_FROM_LABEL, SYNCED_LABEL};
 
 /// A Backup to create (or whose status to complete) from a snapshot.

@@ -10,7 +10,7 @@ use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use super::runs::Runs;
+use super::in_flight::Runs;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;

@@ -6,11 +6,11 @@ pub mod backup;
 pub mod backup_sync;
 pub mod context;
 mod finalizer;
+mod in_flight;
 mod outcome;
 pub mod replication;
 pub mod repository;
 pub mod restore;
-mod runs;
 pub mod schedule;
 pub mod status;
 
@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 pub use context::Context;
-pub use runs::Runs;
+pub use in_flight::Runs;
 
 use crate::SCHEDULE_LABEL;
 use crate::crd::{Backup, BackupReplication, BackupRepository, Restore, Schedule};

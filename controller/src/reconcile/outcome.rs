@@ -1,7 +1,7 @@
 //! How a run that could not finish is classified, and the limits on what goes into status.
 
 use crate::crd::ItemMessage;
-use crate::objects::ObjectsError;
+use crate::kube_objects::ObjectsError;
 use crate::repository::AccessError;
 
 /// Item messages kept in a status (the rest are counted in a last entry), so one status

@@ -63,7 +63,7 @@ pub async fn reconcile(repo: Arc<BackupRepository>, ctx: Arc<Context>) -> Result
                 let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
                 let objects: Vec<_> = snapshots
                     .into_iter()
-                    .filter(|s| s.kind() == crate::objects::SNAPSHOT_KIND)
+                    .filter(|s| s.kind() == crate::kube_objects::SNAPSHOT_KIND)
                     .collect();
                 let plan = backup_sync::plan_sync(&objects, &backup_sync::existing(&backups).await?);
                 let synced = backup_sync::apply_sync(&backups, &name, &repo.spec.url, &plan).await?;

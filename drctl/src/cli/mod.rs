@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 mod federation;
-mod objects;
+mod kube_objects;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use federation::*;
-pub use objects::*;
+pub use kube_objects::*;
 
 /// Keep Kubernetes clusters' data alive through disasters.
 #[derive(Debug, Parser)]

@@ -13,10 +13,10 @@ use crate::{exit, open};
 
 pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
     match cmd {
-        BackupCommand::Create(args) => super::objects::backup::create(&args, g).await,
-        BackupCommand::List(args) => super::objects::backup::list(&args, g).await,
-        BackupCommand::Describe(args) => super::objects::backup::describe(&args, g).await,
-        BackupCommand::Delete(args) => super::objects::backup::delete(&args, g).await,
+        BackupCommand::Create(args) => super::kube_objects::backup::create(&args, g).await,
+        BackupCommand::List(args) => super::kube_objects::backup::list(&args, g).await,
+        BackupCommand::Describe(args) => super::kube_objects::backup::describe(&args, g).await,
+        BackupCommand::Delete(args) => super::kube_objects::backup::delete(&args, g).await,
         BackupCommand::Files {
             repo,
             key,

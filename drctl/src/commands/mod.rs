@@ -5,7 +5,7 @@ mod completion;
 mod copy;
 mod etcd;
 mod federation;
-mod objects;
+mod kube_objects;
 mod repo;
 mod restore;
 mod snapshots;
@@ -27,7 +27,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         } => snapshots::list(&repo, &key, g).await,
         Command::Forget(args) => snapshots::forget(&args, g).await,
         Command::Restore(cmd) => restore::run(cmd, g).await,
-        Command::Schedule(cmd) => objects::schedule::run(&cmd, g).await,
+        Command::Schedule(cmd) => kube_objects::schedule::run(&cmd, g).await,
         Command::Crds(args) => crds(&args),
         Command::Etcd(cmd) => etcd::run(cmd, g).await,
         Command::Cluster(cmd) => federation::cluster(&cmd, g).await,

@@ -15,8 +15,8 @@ use crate::{exit, open};
 
 pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
     match cmd {
-        RestoreCommand::Create(args) => super::objects::restore::create(&args, g).await,
-        RestoreCommand::Describe(args) => super::objects::restore::describe(&args, g).await,
+        RestoreCommand::Create(args) => super::kube_objects::restore::create(&args, g).await,
+        RestoreCommand::Describe(args) => super::kube_objects::restore::describe(&args, g).await,
         RestoreCommand::Files {
             repo,
             key,

@@ -3,12 +3,12 @@
 
 mod cluster;
 mod drill;
-mod plan;
+mod failover_plan;
 mod validate;
 
 pub use cluster::{CheckStatus, Cluster, ClusterSpec, ClusterStatus, ObserverStatus};
 pub use drill::{Drill, DrillSpec, DrillStatus, DrillSummary};
-pub use plan::{
+pub use failover_plan::{
     Application, ExternalDnsHook, FailoverPlan, FailoverPlanSpec, HealthSpec, HttpCheck, PlanRepository,
     Readiness, TargetMapping, TrafficHook, WebhookHook,
 };

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use kube::ResourceExt;
 
-use super::plan::FailoverPlan;
+use super::failover_plan::FailoverPlan;
 use crate::clusters::valid_name;
 
 /// Why a plan cannot be used.

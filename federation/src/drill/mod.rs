@@ -33,7 +33,7 @@ pub async fn plan(env: &Env, fp: &FailoverPlan, request: &DrillRequest) -> Resul
         force: false,
         namespace_suffix: request.namespace_suffix.clone(),
     };
-    Ok(failover::plan::plan(&r, fp, &observed)?)
+    Ok(failover::run_plan::plan(&r, fp, &observed)?)
 }
 
 /// Runs a planned drill to the end (teardown included) and stores its report.

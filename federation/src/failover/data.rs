@@ -13,7 +13,7 @@ use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_controller::crd::{ClusterScoped, ExistingResourcePolicy};
-use lifeboat_controller::objects::{
+use lifeboat_controller::kube_objects::{
     BackupRequest, DiscoveryDeadlines, NamespaceFilter, ObjectFilter, ObjectPath, RESOURCES_PATH,
     ResourceFilter, ResourceRecord, RestoreOptions, backup_objects, restore_objects,
 };

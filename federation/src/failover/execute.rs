@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::machine::{MAX_ATTEMPTS, Next, Phase, RunRecord, StepState};
-use super::plan::Plan;
+use super::run_plan::Plan;
 use super::steps::{Kind, RecoveryPointRef, Step};
 use super::{Env, FailoverError, data, ready, traffic};
 use crate::audit::{self, AuditRecord};

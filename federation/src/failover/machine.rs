@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::plan::Plan;
+use super::run_plan::Plan;
 use super::steps::Step;
 use crate::crd::FailoverPlanSpec;
 

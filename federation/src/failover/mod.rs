@@ -8,8 +8,8 @@ pub mod data;
 pub mod execute;
 pub mod machine;
 pub mod observe;
-pub mod plan;
 pub mod ready;
+pub mod run_plan;
 pub mod steps;
 pub mod traffic;
 
@@ -22,7 +22,7 @@ use lifeboat_backup::progress::Progress;
 pub use execute::{Event, RunStore, run, start};
 pub use machine::{Next, Phase, RunRecord, StepRecord, StepState};
 pub use observe::observe;
-pub use plan::{Observed, Plan, PlanError, Request};
+pub use run_plan::{Observed, Plan, PlanError, Request};
 pub use steps::{Kind, RecoveryPointRef, Step};
 
 use crate::clusters::{ClusterRecord, Connector};

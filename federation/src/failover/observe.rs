@@ -12,7 +12,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 use super::Env;
-use super::plan::{ClusterView, Observed, RecoveryPoint};
+use super::run_plan::{ClusterView, Observed, RecoveryPoint};
 use super::steps::Kind;
 use crate::crd::{Application, FailoverPlan};
 use crate::fence::{self, FenceLease};
@@ -153,7 +153,7 @@ pub async fn observe(env: &Env, fp: &FailoverPlan, kind: Kind) -> Result<Observe
             .collect();
         let mut per_repo = Vec::new();
         for (url, repo) in &env.repositories {
-            if let Ok(snaps) = lifeboat_controller::objects::object_snapshots(repo, None).await {
+            if let Ok(snaps) = lifeboat_controller::kube_objects::object_snapshots(repo, None).await {
                 per_repo.push((url.clone(), snaps));
             }
         }

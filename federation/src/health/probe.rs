@@ -203,7 +203,7 @@ async fn newest_backup(
     record: &ClusterRecord,
     rpo: Option<Duration>,
 ) -> Result<String, String> {
-    let snaps = lifeboat_controller::objects::object_snapshots(repo, None)
+    let snaps = lifeboat_controller::kube_objects::object_snapshots(repo, None)
         .await
         .map_err(|e| format!("unreachable: {e}"))?;
     let ours = snaps

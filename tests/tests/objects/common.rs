@@ -9,7 +9,7 @@ use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_controller::crd::{BackupSpec, RestoreSpec};
-use lifeboat_controller::objects::{
+use lifeboat_controller::kube_objects::{
     BackupOutcome, BackupRequest, RestoreOptions, RestoreOutcome, backup_objects, restore_objects,
 };
 use lifeboat_tests::kube::TestCluster;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lifeboat_controller::crd::{BackupSpec, RestoreSpec};
-use lifeboat_controller::objects::{BackupRequest, DiscoveryDeadlines};
+use lifeboat_controller::kube_objects::{BackupRequest, DiscoveryDeadlines};
 use lifeboat_tests::kube::apiservice;
 use serde_json::json;
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use lifeboat_controller::crd::{BackupSpec, RestoreSpec};
-use lifeboat_controller::objects::{RestoreOptions, restore_objects};
+use lifeboat_controller::kube_objects::{RestoreOptions, restore_objects};
 use serde_json::json;
 
 use crate::common::*;
@@ -127,7 +127,7 @@ async fn a_backup_that_matches_nothing_says_so_and_bad_globs_name_the_field() {
     )
     .await;
     assert_eq!(outcome.items, 0);
-    let bad = lifeboat_controller::objects::BackupRequest::from_spec(
+    let bad = lifeboat_controller::kube_objects::BackupRequest::from_spec(
         "b",
         &BackupSpec {
             excluded_resources: vec!["[oops".to_string()],

@@ -1,10 +1,10 @@
 //! The Backup controller: finalizer, start (or resume) a run, TTL expiry, deletion.
 
 mod etcd;
+mod execute;
 mod expiry;
 mod finalize;
-pub mod plan;
-mod run;
+pub mod next_step;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 pub use expiry::{TtlError, parse_ttl};
-use plan::{BackupStep, BackupView, next_step};
+use next_step::{BackupStep, BackupView, next_step};
 
 use super::context::Context;
 use super::finalizer;
@@ -92,7 +92,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action>
             // Status first: a controller that dies after this line resumes the run.
             write_status(&api, &name, Some(&status), &running).await?;
             ctx.runs
-                .start(key, run::run(ctx.clone(), backup.clone(), running));
+                .start(key, execute::run(ctx.clone(), backup.clone(), running));
             Ok(Action::requeue(
                 ctx.config.progress_interval.max(Duration::from_secs(1)) * 2,
             ))

@@ -2,8 +2,8 @@
 //! destination after each finished Backup into the source and on the schedule, in a run of its
 //! own (`run.rs`); the decision is `plan.rs`.
 
-pub mod plan;
-mod run;
+mod execute;
+pub mod next_step;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use super::status::write_status;
 use crate::crd::{Backup, BackupReplication, BackupReplicationStatus, Condition, ReplicationPhase};
 use crate::error::{Error, Result};
 use crate::metrics::DestinationLabels;
-use plan::{ReplicationStep, ReplicationView, next_step, validate};
+use next_step::{ReplicationStep, ReplicationView, next_step, validate};
 
 fn run_key(r: &BackupReplication) -> String {
     format!(
@@ -135,7 +135,7 @@ pub async fn reconcile(replication: Arc<BackupReplication>, ctx: Arc<Context>) -
             write_status(&api, &name, Some(&status), &running).await?;
             tracing::info!(replication = %name, namespace = %namespace, "copying: {reason}");
             ctx.runs
-                .start(key, run::run(ctx.clone(), replication.clone(), running));
+                .start(key, execute::run(ctx.clone(), replication.clone(), running));
             Ok(Action::requeue(poll))
         }
         ReplicationStep::Wait { until } => {

@@ -1,7 +1,7 @@
 //! The Restore controller.
 
-pub mod plan;
-mod run;
+mod execute;
+pub mod next_step;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use chrono::Utc;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
-use plan::{RestoreStep, next_step};
+use next_step::{RestoreStep, next_step};
 
 use super::context::Context;
 use super::status::write_status;
@@ -35,7 +35,7 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
             running.message = None;
             write_status(&api, &name, Some(&status), &running).await?;
             ctx.runs
-                .start(key, run::run(ctx.clone(), restore.clone(), running));
+                .start(key, execute::run(ctx.clone(), restore.clone(), running));
             Ok(recheck)
         }
         RestoreStep::Running => Ok(recheck),

@@ -2,7 +2,7 @@
 //! (last/next run, last success) current, and requeue at the next run.
 
 pub(crate) mod cron;
-pub mod plan;
+pub mod next_step;
 pub(crate) mod retention;
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
 pub use cron::{CronSchedule, InvalidField};
-use plan::{Observed, ScheduledBackup, Step, derived_status, next_step};
+use next_step::{Observed, ScheduledBackup, Step, derived_status, next_step};
 
 use super::context::Context;
 use super::status::write_status;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use lifeboat_backup::blob::SnapshotId;
 use lifeboat_backup::maintenance::forget::{Candidate, RetentionPolicy, plan_retention};
 
-use super::plan::ScheduledBackup;
+use super::next_step::ScheduledBackup;
 use crate::crd::{BackupPhase, Retention};
 
 /// The engine's retention policy for a CRD `Retention`.

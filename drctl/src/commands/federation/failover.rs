@@ -96,7 +96,7 @@ async fn go(args: &PlanArgs, g: &GlobalArgs, kind: Kind, to: Option<String>, for
             force,
             namespace_suffix: None,
         };
-        let plan = failover::plan::plan(&request, &fp, &observed)?;
+        let plan = failover::run_plan::plan(&request, &fp, &observed)?;
         if args.dry_run {
             output::print(g.format, &plan, plan_table)?;
             return Ok(0);

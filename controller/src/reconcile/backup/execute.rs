@@ -11,10 +11,10 @@ use lifeboat_backup::progress::Progress;
 
 use super::etcd::backup_etcd;
 use crate::crd::{AccessMode, Backup, BackupPhase, BackupStatus, Condition, ItemMessage};
-use crate::objects::{BACKUP_TAG, BackupRequest, backup_objects};
+use crate::kube_objects::{BACKUP_TAG, BackupRequest, backup_objects};
 use crate::reconcile::context::Context;
+use crate::reconcile::in_flight::{progress_status, run_reporting};
 use crate::reconcile::outcome::{Failure, capped};
-use crate::reconcile::runs::{progress_status, run_reporting};
 use crate::reconcile::status::write_status;
 use crate::repository::{get_repository, open_repository};
 
@@ -23,7 +23,7 @@ use crate::repository::{get_repository, open_repository};
 fn refuse_if_fenced(
     repo_obj: &crate::crd::BackupRepository,
     namespace: &str,
-    filter: &crate::objects::NamespaceFilter,
+    filter: &crate::kube_objects::NamespaceFilter,
 ) -> Result<(), Failure> {
     let name = format!("{namespace}/{}", repo_obj.name_any());
     for mark in crate::fence::FenceMark::from_annotations(repo_obj.annotations()) {

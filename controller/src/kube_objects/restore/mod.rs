@@ -3,7 +3,7 @@
 
 mod apply;
 pub mod compare;
-pub mod plan;
+pub mod objects_plan;
 pub mod transform;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,7 +19,7 @@ use lifeboat_backup::{RepoError, Repository, Sink, SnapshotReader};
 use serde_json::Value;
 
 pub use apply::Applied;
-use plan::{PlanItem, Stage};
+use objects_plan::{PlanItem, Stage};
 
 use super::discover::ResourceRecord;
 use super::filter::{NamespaceFilter, ResourceFilter};
@@ -189,7 +189,7 @@ async fn restore_from(
     // A restore narrowed to some namespaces takes the volumes bound to their claims and the
     // classes of both: read those objects first (claims and volumes are few).
     let (mut claims, mut volumes) = (Vec::new(), Vec::new());
-    for (path, blob) in plan::dependency_sources(nodes, &records, options) {
+    for (path, blob) in objects_plan::dependency_sources(nodes, &records, options) {
         let Ok(value) = serde_json::from_slice::<Value>(&reader.read_blobs(&[blob]).await?) else {
             continue;
         };
@@ -198,8 +198,8 @@ async fn restore_from(
             None => volumes.push(value),
         }
     }
-    let deps = plan::dependencies(&claims, &volumes);
-    let plan = plan::plan(nodes, &records, options, &deps)?;
+    let deps = objects_plan::dependencies(&claims, &volumes);
+    let plan = objects_plan::plan(nodes, &records, options, &deps)?;
     progress.add_total(0, plan.len() as u64);
 
     let outcome = Mutex::new(RestoreOutcome::default());

@@ -8,7 +8,7 @@ use kube::api::{DeleteParams, PostParams};
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_controller::crd::{Backup, BackupPhase, BackupSpec, ClusterScoped, ItemMessage};
-use lifeboat_controller::objects::{
+use lifeboat_controller::kube_objects::{
     BACKUP_TAG, BackupRequest, backup_objects, backup_snapshots, forget_backup, object_snapshots,
 };
 use lifeboat_controller::wait::backup_finished;

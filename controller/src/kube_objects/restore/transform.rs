@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::objects::discover::ResourceRecord;
+use crate::kube_objects::discover::ResourceRecord;
 
 /// Metadata the API server sets; sending it back would fail or lie.
 const SERVER_METADATA: &[&str] = &[

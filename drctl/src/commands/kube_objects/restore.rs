@@ -8,7 +8,7 @@ use kube::Api;
 use kube::api::PostParams;
 use lifeboat_backup::progress::Progress;
 use lifeboat_controller::crd::{ExistingResourcePolicy, Restore, RestorePhase, RestoreSpec, RestoreSummary};
-use lifeboat_controller::objects::{RestoreOptions, restore_objects, snapshot_to_restore};
+use lifeboat_controller::kube_objects::{RestoreOptions, restore_objects, snapshot_to_restore};
 use lifeboat_controller::wait::restore_finished;
 use serde::Serialize;
 

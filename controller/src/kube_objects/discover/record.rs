@@ -35,7 +35,7 @@ impl ResourceRecord {
 
     /// Directory name in the snapshot.
     pub fn key(&self) -> String {
-        crate::objects::resource_key(&self.plural, &self.group)
+        crate::kube_objects::resource_key(&self.plural, &self.group)
     }
 
     /// The client's description of it.

@@ -9,10 +9,10 @@ use kube::{Api, Resource, ResourceExt};
 use lifeboat_backup::progress::Progress;
 
 use crate::crd::{Backup, Condition, Restore, RestorePhase, RestoreStatus};
-use crate::objects::{RestoreOptions, RestoreOutcome, restore_objects};
+use crate::kube_objects::{RestoreOptions, RestoreOutcome, restore_objects};
 use crate::reconcile::context::Context;
+use crate::reconcile::in_flight::{progress_status, run_reporting};
 use crate::reconcile::outcome::{Failure, MAX_ITEMS_IN_STATUS, capped};
-use crate::reconcile::runs::{progress_status, run_reporting};
 use crate::reconcile::status::write_status;
 use crate::repository::{get_repository, open_repository};
 

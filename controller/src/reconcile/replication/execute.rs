@@ -21,8 +21,8 @@ use crate::crd::{
 };
 use crate::metrics::DestinationLabels;
 use crate::reconcile::context::Context;
+use crate::reconcile::in_flight::run_reporting;
 use crate::reconcile::outcome::Failure;
-use crate::reconcile::runs::run_reporting;
 use crate::reconcile::schedule::retention::policy;
 use crate::reconcile::status::write_status;
 use crate::repository::{get_repository, open_repository, open_store};

@@ -9,9 +9,9 @@ use lifeboat_backup::snapshot::Node;
 use serde_json::Value;
 
 use super::RestoreOptions;
-use crate::objects::discover::ResourceRecord;
-use crate::objects::needs::{Needs, dependency_order, is_builtin_group};
-use crate::objects::{ObjectPath, ObjectsError};
+use crate::kube_objects::discover::ResourceRecord;
+use crate::kube_objects::needs::{Needs, dependency_order, is_builtin_group};
+use crate::kube_objects::{ObjectPath, ObjectsError};
 
 /// Restore stages, in order: each one's objects are created (in parallel) before the next
 /// stage starts, so what an object refers to exists first.
@@ -413,7 +413,8 @@ mod tests {
     fn selected_namespaces_bring_what_they_need() {
         let (nodes, records) = listing();
         let options = RestoreOptions {
-            namespaces: crate::objects::NamespaceFilter::new(&["shop-*".to_string()], &[]).expect("filter"),
+            namespaces: crate::kube_objects::NamespaceFilter::new(&["shop-*".to_string()], &[])
+                .expect("filter"),
             cluster_scoped: false,
             ..RestoreOptions::default()
         };
@@ -449,7 +450,7 @@ mod tests {
         );
         // Excluded by name, a dependency stays out.
         let options = RestoreOptions {
-            resources: crate::objects::ResourceFilter::new(
+            resources: crate::kube_objects::ResourceFilter::new(
                 &[],
                 &["customresourcedefinitions.apiextensions.k8s.io".to_string()],
             )

@@ -11,11 +11,11 @@ use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
 
 use super::compare::{changed_fields, is_subset};
-use super::plan::{PlanItem, RestorePlan};
+use super::objects_plan::{PlanItem, RestorePlan};
 use super::transform::{Rewrite, map_storage_class, prepare};
 use super::{RestoreOptions, RestoreOutcome};
 use crate::crd::{ExistingResourcePolicy, ItemMessage};
-use crate::objects::discover::ResourceRecord;
+use crate::kube_objects::discover::ResourceRecord;
 
 /// What happened to one object.
 #[derive(Debug, Clone, PartialEq, Eq)]

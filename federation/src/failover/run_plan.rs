@@ -577,5 +577,5 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
 }
 
 #[cfg(test)]
-#[path = "plan_tests.rs"]
+#[path = "run_plan_tests.rs"]
 mod tests;
