@@ -6,6 +6,7 @@ pub mod backup;
 pub mod backup_sync;
 pub mod context;
 mod finalizer;
+mod finish;
 mod in_flight;
 mod outcome;
 pub mod replication;

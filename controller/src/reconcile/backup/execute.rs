@@ -3,9 +3,7 @@
 //! not hold a reconcile worker.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use chrono::Utc;
 use kube::{Api, Resource, ResourceExt};
 use lifeboat_backup::progress::Progress;
 
@@ -13,9 +11,9 @@ use super::etcd::backup_etcd;
 use crate::crd::{AccessMode, Backup, BackupPhase, BackupStatus, Condition, ItemMessage};
 use crate::kube_objects::{BACKUP_TAG, BackupRequest, backup_objects};
 use crate::reconcile::context::Context;
-use crate::reconcile::in_flight::{progress_status, run_reporting};
+use crate::reconcile::finish::{Finished, Run, RunKind, Succeeded};
+use crate::reconcile::in_flight::run_reporting;
 use crate::reconcile::outcome::{Failure, capped};
-use crate::reconcile::status::write_status;
 use crate::repository::{get_repository, open_repository};
 
 /// Refuses a backup that would include an application this cluster was fenced off (see
@@ -149,18 +147,11 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
     let namespace = backup.namespace().unwrap_or_default();
     let api: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
     let reference = backup.object_ref(&());
-    let started = Instant::now();
-    ctx.metrics.started("backup");
-    ctx.event(
-        &reference,
-        false,
-        "BackupStarted",
-        format!(
-            "attempt {} into repository {}",
-            running.attempts, backup.spec.repository
-        ),
-    )
-    .await;
+    let note = format!(
+        "attempt {} into repository {}",
+        running.attempts, backup.spec.repository
+    );
+    let run = Run::start(&ctx, &api, (&name, &namespace), &reference, RunKind::Backup, note).await;
 
     let progress = Arc::new(Progress::default());
     let (result, current) = {
@@ -176,104 +167,68 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
         )
         .await
     };
+    let attempt = current.attempts;
+    let etcd = backup.spec.etcd.is_some();
+    run.finish(
+        current,
+        &progress,
+        result,
+        |message| format!("attempt {attempt} interrupted: {message}; retrying"),
+        |done, stored| stored_status(done, stored, etcd),
+    )
+    .await;
+}
 
-    let mut done = current.clone();
-    done.progress = Some(progress_status(&progress));
-    let (result_label, items, bytes) = match result {
-        Ok(stored) => {
-            done.phase = BackupPhase::of_finished(stored.errors.len());
-            done.snapshot_id = Some(stored.snapshot_id);
-            done.items_backed_up = stored.items;
-            done.items_skipped = stored.skipped;
-            done.bytes_added = stored.bytes;
-            done.error_count = stored.errors.len() as u64;
-            done.message = (!stored.errors.is_empty()).then(|| {
-                format!(
-                    "{} items could not be backed up; each is listed in status.errors",
-                    stored.errors.len()
-                )
-            });
-            Condition::set(
-                &mut done.conditions,
-                discovery_condition(&stored.skipped_groups, &stored.unreadable_groups),
-            );
-            done.warnings = capped(stored.skipped_groups.into_iter().chain(stored.warnings).collect());
-            done.errors = capped(stored.errors);
-            Condition::set(&mut done.conditions, Condition::new("Valid", true, "Valid", ""));
-            if stored.items == 0 && backup.spec.etcd.is_none() {
-                // Not a failure (the namespaces may be empty on purpose), but never silent.
-                let hint = "the backup matched no objects: check spec.includedNamespaces, \
-                            spec.includedResources and spec.labelSelector";
-                Condition::set(
-                    &mut done.conditions,
-                    Condition::new("MatchedObjects", false, "NothingMatched", hint),
-                );
-                done.message = Some(hint.to_string());
-            } else {
-                Condition::set(
-                    &mut done.conditions,
-                    Condition::new("MatchedObjects", true, "Matched", ""),
-                );
-            }
-            let label = if done.phase == BackupPhase::Completed {
-                "Completed"
-            } else {
-                "PartiallyFailed"
-            };
-            (label, stored.items, stored.bytes)
-        }
-        Err(Failure::Transient(message)) => {
-            // Leave it InProgress: the next reconcile starts another attempt.
-            tracing::warn!(backup = %name, namespace = %namespace, "backup attempt interrupted: {message}");
-            let mut next = current.clone();
-            next.message = Some(format!(
-                "attempt {} interrupted: {message}; retrying",
-                current.attempts
-            ));
-            let _ = write_status(&api, &name, Some(&current), &next).await;
-            return;
-        }
-        Err(Failure::Invalid(message)) => {
-            done.phase = BackupPhase::Failed;
-            Condition::set(
-                &mut done.conditions,
-                Condition::new("Valid", false, "Invalid", &message),
-            );
-            done.message = Some(message);
-            ("Failed", 0, 0)
-        }
-        Err(Failure::Failed(message)) => {
-            done.phase = BackupPhase::Failed;
-            done.message = Some(message);
-            ("Failed", 0, 0)
-        }
-    };
-    done.completion_time = Some(Utc::now().to_rfc3339());
-    for _ in 0..5 {
-        match write_status(&api, &name, Some(&current), &done).await {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::warn!("{e}");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-        }
-    }
-    ctx.metrics.finished(
-        "backup",
-        result_label,
-        started.elapsed().as_secs_f64(),
-        items,
-        bytes,
+/// Puts what a successful run stored into `done` (an etcd backup, `etcd`, has no objects to
+/// match).
+fn stored_status(done: &mut BackupStatus, stored: Stored, etcd: bool) -> Succeeded {
+    done.phase = BackupPhase::of_finished(stored.errors.len());
+    done.snapshot_id = Some(stored.snapshot_id);
+    done.items_backed_up = stored.items;
+    done.items_skipped = stored.skipped;
+    done.bytes_added = stored.bytes;
+    done.error_count = stored.errors.len() as u64;
+    done.message = (!stored.errors.is_empty()).then(|| {
+        format!(
+            "{} items could not be backed up; each is listed in status.errors",
+            stored.errors.len()
+        )
+    });
+    Condition::set(
+        &mut done.conditions,
+        discovery_condition(&stored.skipped_groups, &stored.unreadable_groups),
     );
-    let note = match &done.message {
-        Some(m) => format!("{result_label}: {m}"),
-        None => format!(
-            "{result_label}: {items} items in snapshot {}",
+    done.warnings = capped(stored.skipped_groups.into_iter().chain(stored.warnings).collect());
+    done.errors = capped(stored.errors);
+    Condition::set(&mut done.conditions, Condition::new("Valid", true, "Valid", ""));
+    if stored.items == 0 && !etcd {
+        // Not a failure (the namespaces may be empty on purpose), but never silent.
+        let hint = "the backup matched no objects: check spec.includedNamespaces, \
+                    spec.includedResources and spec.labelSelector";
+        Condition::set(
+            &mut done.conditions,
+            Condition::new("MatchedObjects", false, "NothingMatched", hint),
+        );
+        done.message = Some(hint.to_string());
+    } else {
+        Condition::set(
+            &mut done.conditions,
+            Condition::new("MatchedObjects", true, "Matched", ""),
+        );
+    }
+    let finished = if done.phase == BackupPhase::Completed {
+        Finished::Completed
+    } else {
+        Finished::PartiallyFailed
+    };
+    Succeeded {
+        finished,
+        items: stored.items,
+        bytes: stored.bytes,
+        note: format!(
+            "{} items in snapshot {}",
+            stored.items,
             done.snapshot_id.as_deref().unwrap_or("")
         ),
-    };
-    let warning = result_label != "Completed";
-    ctx.event(&reference, warning, &format!("Backup{result_label}"), note)
-        .await;
-    tracing::info!(backup = %name, namespace = %namespace, result = result_label, items, "backup finished");
+    }
 }

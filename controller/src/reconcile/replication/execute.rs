@@ -21,6 +21,7 @@ use crate::crd::{
 };
 use crate::metrics::DestinationLabels;
 use crate::reconcile::context::Context;
+use crate::reconcile::finish::write_final_status;
 use crate::reconcile::in_flight::run_reporting;
 use crate::reconcile::outcome::Failure;
 use crate::reconcile::schedule::retention::policy;
@@ -297,7 +298,5 @@ async fn finish(
         }
         Some(m) => ctx.event(reference, true, "ReplicationFailed", m).await,
     }
-    if let Err(e) = write_status(api, name, Some(&old), &status).await {
-        tracing::warn!("replication {name}: {e}");
-    }
+    write_final_status(api, name, &old, &status).await;
 }

@@ -2,18 +2,16 @@
 //! failed item and, for a dry run, the changes it would make.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use chrono::Utc;
 use kube::{Api, Resource, ResourceExt};
 use lifeboat_backup::progress::Progress;
 
 use crate::crd::{Backup, Condition, Restore, RestorePhase, RestoreStatus};
 use crate::kube_objects::{RestoreOptions, RestoreOutcome, restore_objects};
 use crate::reconcile::context::Context;
-use crate::reconcile::in_flight::{progress_status, run_reporting};
+use crate::reconcile::finish::{Finished, Run, RunKind, Succeeded};
+use crate::reconcile::in_flight::run_reporting;
 use crate::reconcile::outcome::{Failure, MAX_ITEMS_IN_STATUS, capped};
-use crate::reconcile::status::write_status;
 use crate::repository::{get_repository, open_repository};
 
 async fn execute(
@@ -82,10 +80,16 @@ pub async fn run(ctx: Arc<Context>, restore: Arc<Restore>, running: RestoreStatu
     let namespace = restore.namespace().unwrap_or_default();
     let api: Api<Restore> = Api::namespaced(ctx.client.clone(), &namespace);
     let reference = restore.object_ref(&());
-    let started = Instant::now();
-    ctx.metrics.started("restore");
-    ctx.event(&reference, false, "RestoreStarted", "restore started".to_string())
-        .await;
+    let note = "restore started".to_string();
+    let run = Run::start(
+        &ctx,
+        &api,
+        (&name, &namespace),
+        &reference,
+        RunKind::Restore,
+        note,
+    )
+    .await;
 
     let progress = Arc::new(Progress::default());
     let (result, current) = {
@@ -101,80 +105,51 @@ pub async fn run(ctx: Arc<Context>, restore: Arc<Restore>, running: RestoreStatu
         )
         .await
     };
+    run.finish(
+        current,
+        &progress,
+        result,
+        |message| format!("interrupted: {message}; retrying"),
+        |done, (id, out)| restored_status(done, id, out),
+    )
+    .await;
+}
 
-    let mut done = current.clone();
-    done.progress = Some(progress_status(&progress));
-    let mut items = 0;
-    let label = match result {
-        Ok((id, out)) => {
-            let s = &out.summary;
-            items = s.created + s.updated;
-            done.snapshot_id = Some(id);
-            done.items_restored = items;
-            done.items_skipped = s.skipped_existing + s.unchanged;
-            done.items_failed = out.errors.len() as u64;
-            done.phase = out.phase();
-            done.message = (!out.errors.is_empty()).then(|| {
-                format!(
-                    "{} items could not be restored; each is listed in status.errors",
-                    out.errors.len()
-                )
-            });
-            done.errors = capped(out.errors);
-            done.warnings = capped(out.warnings);
-            let mut changes = out.changes;
-            if changes.len() > MAX_ITEMS_IN_STATUS {
-                let more = changes.len() - MAX_ITEMS_IN_STATUS;
-                changes.truncate(MAX_ITEMS_IN_STATUS);
-                changes.push(format!("… {more} more not shown"));
-            }
-            done.changes = changes;
-            done.summary = Some(out.summary);
-            Condition::set(&mut done.conditions, Condition::new("Valid", true, "Valid", ""));
-            if done.phase == RestorePhase::Completed {
-                "Completed"
-            } else {
-                "PartiallyFailed"
-            }
-        }
-        Err(Failure::Transient(message)) => {
-            tracing::warn!(restore = %name, namespace = %namespace, "restore attempt interrupted: {message}");
-            let mut next = current.clone();
-            next.message = Some(format!("interrupted: {message}; retrying"));
-            let _ = write_status(&api, &name, Some(&current), &next).await;
-            return;
-        }
-        Err(Failure::Invalid(message)) => {
-            done.phase = RestorePhase::Failed;
-            Condition::set(
-                &mut done.conditions,
-                Condition::new("Valid", false, "Invalid", &message),
-            );
-            done.message = Some(message);
-            "Failed"
-        }
-        Err(Failure::Failed(message)) => {
-            done.phase = RestorePhase::Failed;
-            done.message = Some(message);
-            "Failed"
-        }
-    };
-    done.completion_time = Some(Utc::now().to_rfc3339());
-    for _ in 0..5 {
-        match write_status(&api, &name, Some(&current), &done).await {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::warn!("{e}");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-        }
+/// Puts what a successful restore of snapshot `id` did into `done`.
+fn restored_status(done: &mut RestoreStatus, id: String, out: RestoreOutcome) -> Succeeded {
+    let s = &out.summary;
+    let items = s.created + s.updated;
+    done.snapshot_id = Some(id);
+    done.items_restored = items;
+    done.items_skipped = s.skipped_existing + s.unchanged;
+    done.items_failed = out.errors.len() as u64;
+    done.phase = out.phase();
+    done.message = (!out.errors.is_empty()).then(|| {
+        format!(
+            "{} items could not be restored; each is listed in status.errors",
+            out.errors.len()
+        )
+    });
+    done.errors = capped(out.errors);
+    done.warnings = capped(out.warnings);
+    let mut changes = out.changes;
+    if changes.len() > MAX_ITEMS_IN_STATUS {
+        let more = changes.len() - MAX_ITEMS_IN_STATUS;
+        changes.truncate(MAX_ITEMS_IN_STATUS);
+        changes.push(format!("… {more} more not shown"));
     }
-    ctx.metrics
-        .finished("restore", label, started.elapsed().as_secs_f64(), items, 0);
-    let note = match &done.message {
-        Some(m) => format!("{label}: {m}"),
-        None => format!("{label}: {items} items restored"),
+    done.changes = changes;
+    done.summary = Some(out.summary);
+    Condition::set(&mut done.conditions, Condition::new("Valid", true, "Valid", ""));
+    let finished = if done.phase == RestorePhase::Completed {
+        Finished::Completed
+    } else {
+        Finished::PartiallyFailed
     };
-    ctx.event(&reference, label != "Completed", &format!("Restore{label}"), note)
-        .await;
+    Succeeded {
+        finished,
+        items,
+        bytes: 0,
+        note: format!("{items} items restored"),
+    }
 }
