@@ -48,21 +48,59 @@ impl FenceMark {
     pub fn blocks(&self, filter: &NamespaceFilter) -> bool {
         self.namespaces.iter().any(|ns| filter.matches(ns))
     }
+}
 
-    /// Why a backup is refused, and the fix.
-    pub fn refusal(&self, repository: &str) -> String {
-        format!(
-            "BackupRepository {repository} is fenced for application {}/{} (namespaces {}): cluster {} \
-             took it over at epoch {}, so this cluster must not back it up. Fail the application back \
-             here (`drctl failback --plan {}`) or exclude its namespaces",
-            self.plan,
-            self.application,
-            self.namespaces.join(", "),
-            self.holder,
-            self.epoch,
-            self.plan
-        )
-    }
+/// Why a backup into a fenced BackupRepository is refused. Names no command: drctl's hint
+/// and the Backup's status word what to do (fail the application back here, or leave its
+/// namespaces out).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FenceRefusal {
+    /// The backup would include an application another cluster took over.
+    #[error(
+        "BackupRepository {repository} is fenced for application {}/{} (namespaces {}): cluster {} \
+         took it over at epoch {}, so this cluster must not back it up; fail the application back \
+         here (a failback of plan {}) or leave its namespaces out of the backup",
+        .mark.plan, .mark.application, .mark.namespaces.join(", "), .mark.holder, .mark.epoch, .mark.plan
+    )]
+    Fenced {
+        /// `namespace/name` of the BackupRepository.
+        repository: String,
+        /// The mark that blocks the backup.
+        mark: FenceMark,
+    },
+    /// A mark could not be read: it blocks every backup.
+    #[error(
+        "BackupRepository {repository} carries an unreadable fencing mark ({why}); backups are \
+         refused until it is fixed or removed"
+    )]
+    UnreadableMark {
+        /// `namespace/name` of the BackupRepository.
+        repository: String,
+        /// The annotation and the parse error.
+        why: String,
+    },
+}
+
+/// Why a backup of the namespaces `filter` selects must be refused by the marks among the
+/// `annotations` of BackupRepository `repository` (`namespace/name`); `None`: it may go ahead.
+pub fn refusal(
+    repository: &str,
+    annotations: &std::collections::BTreeMap<String, String>,
+    filter: &NamespaceFilter,
+) -> Option<FenceRefusal> {
+    FenceMark::from_annotations(annotations)
+        .into_iter()
+        .find_map(|mark| match mark {
+            Ok(m) if m.blocks(filter) => Some(FenceRefusal::Fenced {
+                repository: repository.to_string(),
+                mark: m,
+            }),
+            Ok(_) => None,
+            Err(why) => Some(FenceRefusal::UnreadableMark {
+                repository: repository.to_string(),
+                why,
+            }),
+        })
 }
 
 /// Why a backup of the namespaces `filter` selects into the repository at `url` must be
@@ -74,7 +112,7 @@ pub async fn refusal_on_cluster(
     client: &kube::Client,
     url: &str,
     filter: &NamespaceFilter,
-) -> Result<Option<String>, kube::Error> {
+) -> Result<Option<FenceRefusal>, kube::Error> {
     use kube::ResourceExt;
     let api: kube::Api<crate::crd::BackupRepository> = kube::Api::all(client.clone());
     let list = match api.list(&Default::default()).await {
@@ -85,17 +123,8 @@ pub async fn refusal_on_cluster(
     let same = |u: &str| u.trim().trim_end_matches('/') == url.trim().trim_end_matches('/');
     for r in list.items.iter().filter(|r| same(&r.spec.url)) {
         let name = format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any());
-        for mark in FenceMark::from_annotations(r.annotations()) {
-            match mark {
-                Ok(m) if m.blocks(filter) => return Ok(Some(m.refusal(&name))),
-                Ok(_) => {}
-                Err(e) => {
-                    return Ok(Some(format!(
-                        "BackupRepository {name} carries an unreadable fencing mark ({e}); backups are \
-                         refused until it is fixed or removed"
-                    )));
-                }
-            }
+        if let Some(refused) = refusal(&name, r.annotations(), filter) {
+            return Ok(Some(refused));
         }
     }
     Ok(None)
@@ -131,6 +160,28 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert!(found.iter().any(|m| m.as_ref() == Ok(&mark)));
         assert!(found.iter().any(Result::is_err));
-        assert!(mark.refusal("ns/r").contains("drctl failback --plan p"));
+        let refused = refusal("ns/r", &annotations, &globbed).expect("refused");
+        assert!(
+            matches!(&refused, FenceRefusal::Fenced { mark: m, .. } if *m == mark)
+                || matches!(&refused, FenceRefusal::UnreadableMark { .. }),
+            "{refused}"
+        );
+        let only_good = [(mark.annotation(), serde_json::to_string(&mark).expect("json"))]
+            .into_iter()
+            .collect();
+        let refused = refusal("ns/r", &only_good, &globbed).expect("refused");
+        assert_eq!(
+            refused,
+            FenceRefusal::Fenced {
+                repository: "ns/r".into(),
+                mark: mark.clone()
+            }
+        );
+        let text = refused.to_string();
+        assert!(
+            text.contains("failback of plan p") && !text.contains("drctl"),
+            "{text}"
+        );
+        assert_eq!(refusal("ns/r", &only_good, &other), None);
     }
 }

@@ -9,8 +9,13 @@ use lifeboat_backup::maintenance::forget::ForgetError;
 use lifeboat_backup::maintenance::prune::PruneRefusal;
 use lifeboat_backup::pack::PackError;
 use lifeboat_backup::repository::LockAdvice;
+use lifeboat_controller::fence::FenceRefusal;
 use lifeboat_controller::kube_objects::ObjectsError;
 use lifeboat_etcd::EtcdError;
+use lifeboat_federation::advice::Advice;
+use lifeboat_federation::clusters::ConnectError;
+use lifeboat_federation::failover::{FailoverError, PlanError};
+use lifeboat_federation::fence::FenceError;
 
 /// What finds every pack whose blobs are not what their ids name.
 const READ_DATA: &str = "run `drctl repo check --read-data` to find every damaged or forged pack";
@@ -82,7 +87,25 @@ pub fn for_error(e: &anyhow::Error) -> Option<String> {
         if let Some(o) = cause.downcast_ref::<ObjectsError>() {
             return objects(o);
         }
-        None
+        if let Some(FenceRefusal::Fenced { mark, .. }) = cause.downcast_ref::<FenceRefusal>() {
+            return Some(format!(
+                "fail the application back to this cluster with `drctl failback --plan {}`, or leave \
+                 its namespaces out (--exclude-namespaces)",
+                mark.plan
+            ));
+        }
+        let advice = if let Some(f) = cause.downcast_ref::<FailoverError>() {
+            f.advice()
+        } else if let Some(p) = cause.downcast_ref::<PlanError>() {
+            p.advice()
+        } else if let Some(f) = cause.downcast_ref::<FenceError>() {
+            f.advice()
+        } else if let Some(c) = cause.downcast_ref::<ConnectError>() {
+            c.advice.clone()
+        } else {
+            None
+        };
+        advice.map(|a| federation(&a))
     })
 }
 
@@ -170,4 +193,91 @@ fn objects(e: &ObjectsError) -> Option<String> {
         ObjectsError::Repo(r) => return repo(r),
         _ => return None,
     })
+}
+
+/// A federation library's advice as the drctl command that follows it.
+pub fn federation(advice: &Advice) -> String {
+    match advice {
+        Advice::ReviewRuns => "see who ran what with `drctl audit`, then try again".to_string(),
+        Advice::ResumeRun { kind, plan } => format!("resume it with `drctl {kind} --plan {plan} --resume`"),
+        Advice::RelocateOrForce { plan } => format!(
+            "for a planned move use `drctl relocate --plan {plan} --to TARGET` (no data loss); to fail \
+             over anyway pass --force (the source will be fenced)"
+        ),
+        Advice::RelocateTo { plan, to } => format!("use `drctl relocate --plan {plan} --to {to}`"),
+        Advice::FailOver { plan } => {
+            format!("use `drctl failover --plan {plan}` (restores the newest recovery point)")
+        }
+        Advice::BackUpApplication => "back it up (a Schedule on its cluster, or `drctl backup create \
+             --include-namespaces …`) and try again"
+            .to_string(),
+        Advice::RegisterClusters { clusters } => {
+            let add: Vec<String> = clusters
+                .iter()
+                .map(|c| format!("`drctl cluster add {c}`"))
+                .collect();
+            format!("register them: {}", add.join(", "))
+        }
+        Advice::StoreKubeconfig { cluster, secret } => format!(
+            "register it with `drctl cluster add {cluster} --kubeconfig-secret {}`",
+            secret.as_deref().unwrap_or("NAME")
+        ),
+        Advice::GiveKubeconfig { cluster, context } => {
+            format!("pass --kubeconfig-for {cluster}=FILE, or --kubeconfig FILE with context {context}")
+        }
+        Advice::DrillBesideTheApplications => {
+            "pass --namespace-suffix -drill (or another target with --to)".to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lifeboat_controller::fence::FenceMark;
+
+    use super::*;
+
+    #[test]
+    fn library_errors_get_the_drctl_command_here() {
+        let unreachable = anyhow::Error::new(PlanError::SourceUnreachable {
+            cluster: "c1".into(),
+            plan: "shop".into(),
+        })
+        .context("plan the relocation");
+        assert_eq!(
+            for_error(&unreachable).as_deref(),
+            Some("use `drctl failover --plan shop` (restores the newest recovery point)")
+        );
+        let in_progress = anyhow::Error::new(FailoverError::InProgress {
+            kind: "failback".into(),
+            run: "r1".into(),
+            plan: "shop".into(),
+            step: "restoreObjects".into(),
+        });
+        assert_eq!(
+            for_error(&in_progress).as_deref(),
+            Some("resume it with `drctl failback --plan shop --resume`")
+        );
+        let fenced = anyhow::Error::new(FenceRefusal::Fenced {
+            repository: "lifeboat/r".into(),
+            mark: FenceMark {
+                plan: "shop".into(),
+                application: "web".into(),
+                namespaces: vec!["web".into()],
+                holder: "c2".into(),
+                epoch: 4,
+            },
+        });
+        let hint = for_error(&fenced).unwrap_or_default();
+        assert!(hint.contains("`drctl failback --plan shop`"), "{hint}");
+        let unregistered = anyhow::Error::new(PlanError::NoTarget {
+            plan: "shop".into(),
+            tried: "c2: not registered; c3: unreachable from here".into(),
+            unregistered: vec!["c2".into()],
+        });
+        assert_eq!(
+            for_error(&unregistered).as_deref(),
+            Some("register them: `drctl cluster add c2`")
+        );
+    }
 }

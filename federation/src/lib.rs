@@ -14,6 +14,7 @@
 //! knows the fencing mark federation leaves on a BackupRepository
 //! (`lifeboat_controller::fence`).
 
+pub mod advice;
 pub mod agent;
 pub mod audit;
 pub mod clusters;

@@ -11,6 +11,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 use super::ClusterRecord;
+use crate::advice::Advice;
 
 /// How long a connection to an API server may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,8 +24,10 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ConnectError {
     /// The cluster.
     pub cluster: String,
-    /// What is wrong and the fix.
+    /// What is wrong.
     pub message: String,
+    /// What to do about it, if the operator can.
+    pub advice: Option<crate::advice::Advice>,
 }
 
 /// Why a kubeconfig gave no client.
@@ -124,6 +127,12 @@ impl Connector {
         let fail = |message: String| ConnectError {
             cluster: record.name.clone(),
             message,
+            advice: None,
+        };
+        let advise = |message: String, advice: Advice| ConnectError {
+            cluster: record.name.clone(),
+            message,
+            advice: Some(advice),
         };
         match self {
             Self::Local { default, overrides } => {
@@ -140,12 +149,13 @@ impl Connector {
                     .or_else(|| default.clone())
                     .or_else(default_kubeconfig)
                     .ok_or_else(|| {
-                        fail(format!(
-                            "no kubeconfig for it: pass --kubeconfig-for {}=FILE or --kubeconfig FILE with \
-                             context {}",
-                            record.name,
-                            record.context.as_deref().unwrap_or(&record.name)
-                        ))
+                        advise(
+                            "no kubeconfig for it (no file given, none recorded, no default)".to_string(),
+                            Advice::GiveKubeconfig {
+                                cluster: record.name.clone(),
+                                context: record.context.clone().unwrap_or_else(|| record.name.clone()),
+                            },
+                        )
                     })?;
                 connect_kubeconfig(&path, record.context.as_deref())
                     .await
@@ -163,11 +173,13 @@ impl Connector {
                     return Ok(c.clone());
                 }
                 let Some(s) = &record.kubeconfig_secret else {
-                    return Err(fail(format!(
-                        "its record names no kubeconfig Secret; register it with `drctl cluster add {} \
-                         --kubeconfig-secret NAME`",
-                        record.name
-                    )));
+                    return Err(advise(
+                        "its record names no kubeconfig Secret".to_string(),
+                        Advice::StoreKubeconfig {
+                            cluster: record.name.clone(),
+                            secret: None,
+                        },
+                    ));
                 };
                 let key = s.key.as_deref().unwrap_or("kubeconfig");
                 let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -176,11 +188,16 @@ impl Connector {
                     .await
                     .map_err(|e| fail(format!("read Secret {namespace}/{}: {e}", s.name)))?
                     .ok_or_else(|| {
-                        fail(format!(
-                            "Secret {namespace}/{} (its kubeconfig) not found in this cluster; create it \
-                             with `drctl cluster add {} --kubeconfig-secret {}`",
-                            s.name, record.name, s.name
-                        ))
+                        advise(
+                            format!(
+                                "Secret {namespace}/{} (its kubeconfig) not found in this cluster",
+                                s.name
+                            ),
+                            Advice::StoreKubeconfig {
+                                cluster: record.name.clone(),
+                                secret: Some(s.name.clone()),
+                            },
+                        )
                     })?;
                 let bytes = secret
                     .data

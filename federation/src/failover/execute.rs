@@ -416,7 +416,7 @@ impl Clients {
         }
         let record = env.records.get(cluster).ok_or_else(|| {
             permanent(format!(
-                "cluster {cluster} is not registered; `drctl cluster add {cluster}`"
+                "cluster {cluster} is not registered in the federation; register it and resume the run"
             ))
         })?;
         let c = env

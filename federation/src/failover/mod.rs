@@ -25,6 +25,7 @@ pub use observe::observe;
 pub use run_plan::{Observed, Plan, PlanError, Request};
 pub use steps::{Kind, RecoveryPointRef, Step};
 
+use crate::advice::Advice;
 use crate::clusters::{ClusterRecord, Connector};
 use crate::state::StateStore;
 
@@ -44,7 +45,7 @@ pub enum FailoverError {
     #[error(transparent)]
     Resume(#[from] machine::ResumeError),
     /// Another process wrote the run meanwhile.
-    #[error("run {run} was changed by {owner} while this process ran it; it stops here (see `drctl audit`)")]
+    #[error("run {run} was changed by {owner} while this process ran it; it stops here")]
     TakenOver {
         /// The run.
         run: String,
@@ -52,10 +53,7 @@ pub enum FailoverError {
         owner: String,
     },
     /// A run of the plan is already in progress.
-    #[error(
-        "{kind} run {run} of plan {plan} is in progress (step {step}); resume it with `drctl {kind} --plan \
-         {plan} --resume`, or wait for it"
-    )]
+    #[error("{kind} run {run} of plan {plan} is in progress (step {step}); resume it, or wait for it")]
     InProgress {
         /// Its kind.
         kind: String,
@@ -67,8 +65,24 @@ pub enum FailoverError {
         step: String,
     },
     /// The run named does not exist.
-    #[error("no run {0} in the federation state; list runs with `drctl audit`")]
+    #[error("no run {0} in the federation state")]
     NoRun(String),
+}
+
+impl FailoverError {
+    /// What the operator can do about it, if anything.
+    pub fn advice(&self) -> Option<Advice> {
+        match self {
+            Self::Fence(e) => e.advice(),
+            Self::Plan(e) => e.advice(),
+            Self::TakenOver { .. } | Self::NoRun(_) => Some(Advice::ReviewRuns),
+            Self::InProgress { kind, plan, .. } => Some(Advice::ResumeRun {
+                kind: kind.clone(),
+                plan: plan.clone(),
+            }),
+            Self::State(_) | Self::Resume(_) => None,
+        }
+    }
 }
 
 /// The key of a plan's stored copy.

@@ -9,6 +9,7 @@ use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
 use super::steps::{Kind, RecoveryPointRef, Step};
+use crate::advice::Advice;
 use crate::clusters::valid_name;
 use crate::crd::FailoverPlan;
 use crate::health::Verdict;
@@ -127,8 +128,8 @@ pub enum PlanError {
     },
     /// Failover from a holder that is not confirmed failed.
     #[error(
-        "{cluster} is not confirmed failed ({phase}: {why}). For a planned move use `drctl relocate \
-         --plan {plan} --to TARGET` (no data loss); to fail over anyway pass --force (it will be fenced)"
+        "{cluster} is not confirmed failed ({phase}: {why}); a planned move of plan {plan} (relocate) loses \
+         no data, a forced failover fences {cluster}"
     )]
     SourceNotFailed {
         /// The holder.
@@ -142,8 +143,8 @@ pub enum PlanError {
     },
     /// A planned move needs the source.
     #[error(
-        "{cluster} cannot be reached, so it cannot be quiesced and backed up one last time; use \
-         `drctl failover --plan {plan}` (restores the newest recovery point)"
+        "{cluster} cannot be reached, so it cannot be quiesced and backed up one last time; a failover \
+         of plan {plan} restores the newest recovery point instead"
     )]
     SourceUnreachable {
         /// The source.
@@ -166,12 +167,33 @@ pub enum PlanError {
         plan: String,
         /// Each candidate and why not.
         tried: String,
+        /// The candidates not registered in the federation.
+        unregistered: Vec<String>,
+    },
+    /// The target is not registered in the federation.
+    #[error("{cluster} cannot take over: it is not registered in the federation")]
+    NotRegistered {
+        /// The target.
+        cluster: String,
+    },
+    /// A drill into the cluster that runs the applications, into their own namespaces.
+    #[error("{cluster} runs the applications; a drill into it restores only into namespaces of its own")]
+    DrillIntoHolder {
+        /// The target.
+        cluster: String,
+    },
+    /// A failback names a target other than the plan's primary.
+    #[error("{cluster} cannot take over: a failback goes to the plan's primary {primary}")]
+    NotThePrimary {
+        /// The target asked for.
+        cluster: String,
+        /// The plan.
+        plan: String,
+        /// The plan's primary.
+        primary: String,
     },
     /// An application has no usable backup.
-    #[error(
-        "application {application} has no recovery point: {why}. Back it up (a Schedule on its cluster, \
-         or `drctl backup create --include-namespaces …`) and try again"
-    )]
+    #[error("application {application} has no recovery point: {why}; back it up and try again")]
     NoRecoveryPoint {
         /// The application.
         application: String,
@@ -179,10 +201,7 @@ pub enum PlanError {
         why: String,
     },
     /// A drill would restore into existing namespaces.
-    #[error(
-        "a drill restores in isolation, but {cluster} already has namespace(s) {namespaces}; pass \
-         --namespace-suffix -drill (or another target with --to)"
-    )]
+    #[error("a drill restores in isolation, but {cluster} already has namespace(s) {namespaces}")]
     NamespacesExist {
         /// The target.
         cluster: String,
@@ -197,6 +216,29 @@ pub enum PlanError {
         /// Why.
         why: crate::clusters::NameError,
     },
+}
+
+impl PlanError {
+    /// What the operator can do about it, if anything.
+    pub fn advice(&self) -> Option<Advice> {
+        Some(match self {
+            Self::SourceNotFailed { plan, .. } => Advice::RelocateOrForce { plan: plan.clone() },
+            Self::SourceUnreachable { plan, .. } => Advice::FailOver { plan: plan.clone() },
+            Self::NoRecoveryPoint { .. } => Advice::BackUpApplication,
+            Self::NotRegistered { cluster } => Advice::RegisterClusters {
+                clusters: vec![cluster.clone()],
+            },
+            Self::NoTarget { unregistered, .. } if !unregistered.is_empty() => Advice::RegisterClusters {
+                clusters: unregistered.clone(),
+            },
+            Self::NotThePrimary { cluster, plan, .. } => Advice::RelocateTo {
+                plan: plan.clone(),
+                to: cluster.clone(),
+            },
+            Self::NamespacesExist { .. } | Self::DrillIntoHolder { .. } => Advice::DrillBesideTheApplications,
+            _ => return None,
+        })
+    }
 }
 
 /// Plans a run of `plan` per `request` given `observed`.
@@ -244,7 +286,7 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
     let usable = |c: &str| -> Result<(), String> {
         match view(c) {
             None => Err("not observed".to_string()),
-            Some(v) if !v.registered => Err("not registered (`drctl cluster add`)".to_string()),
+            Some(v) if !v.registered => Err("not registered".to_string()),
             Some(v) if !v.reachable => Err("unreachable from here".to_string()),
             Some(v) if matches!(v.verdict, Verdict::Failed { .. }) => Err("confirmed failed".to_string()),
             Some(_) => Ok(()),
@@ -254,12 +296,10 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
     // The target.
     let to = match (kind, &request.to) {
         (Kind::Failback, Some(t)) if *t != spec.primary => {
-            return Err(PlanError::TargetUnavailable {
+            return Err(PlanError::NotThePrimary {
                 cluster: t.clone(),
-                why: format!(
-                    "failback goes to the plan's primary {}; use `drctl relocate --to {t}`",
-                    spec.primary
-                ),
+                plan: name.clone(),
+                primary: spec.primary.clone(),
             });
         }
         (Kind::Failback, _) => spec.primary.clone(),
@@ -274,6 +314,13 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
             let mut tried = Vec::new();
             let order = spec.standbys.iter().chain(std::iter::once(&spec.primary));
             let mut chosen = None;
+            let order_unregistered = || {
+                let order = spec.standbys.iter().chain(std::iter::once(&spec.primary));
+                order
+                    .filter(|c| view(c).is_some_and(|v| !v.registered))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
             for c in order {
                 let holds = from_set.contains(c);
                 if holds && !(kind == Kind::Drill && request.namespace_suffix.is_some()) {
@@ -288,6 +335,7 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
                 }
             }
             chosen.ok_or_else(|| PlanError::NoTarget {
+                unregistered: order_unregistered(),
                 plan: name.clone(),
                 tried: if tried.is_empty() {
                     "every other cluster holds the applications".to_string()
@@ -297,6 +345,9 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
             })?
         }
     };
+    if view(&to).is_some_and(|v| !v.registered) {
+        return Err(PlanError::NotRegistered { cluster: to.clone() });
+    }
     usable(&to).map_err(|why| PlanError::TargetUnavailable {
         cluster: to.clone(),
         why,
@@ -312,10 +363,7 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
         });
     }
     if kind == Kind::Drill && from_set.contains(&to) && request.namespace_suffix.is_none() {
-        return Err(PlanError::TargetUnavailable {
-            cluster: to.clone(),
-            why: "it runs the applications; drill into it only with --namespace-suffix".to_string(),
-        });
+        return Err(PlanError::DrillIntoHolder { cluster: to.clone() });
     }
 
     // The source's state decides between failover and a planned move.

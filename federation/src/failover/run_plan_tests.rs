@@ -172,7 +172,11 @@ fn a_failover_from_a_cluster_not_confirmed_failed_is_refused_unless_forced() {
     let e = plan(&request(Kind::Failover, None), &fp, &o).expect_err("one observer is not enough");
     assert!(matches!(e, PlanError::SourceNotFailed { .. }), "{e}");
     assert!(
-        e.to_string().contains("--force") && e.to_string().contains("relocate"),
+        e.to_string().contains("relocate") && e.to_string().contains("forced"),
+        "{e}"
+    );
+    assert!(
+        matches!(e.advice(), Some(crate::advice::Advice::RelocateOrForce { .. })),
         "{e}"
     );
     let forced = Request {
@@ -213,10 +217,24 @@ fn a_drill_fences_nothing_switches_no_traffic_and_tears_down() {
     o.namespaces
         .insert("c2".into(), BTreeSet::from(["shop-drill".to_string()]));
     let e = plan(&r, &fp, &o).expect_err("clash");
-    assert!(e.to_string().contains("--namespace-suffix"), "{e}");
+    assert!(
+        e.to_string().contains("already has namespace(s) shop-drill"),
+        "{e}"
+    );
+    assert_eq!(
+        e.advice(),
+        Some(crate::advice::Advice::DrillBesideTheApplications)
+    );
     // Without a suffix into the holder itself: refused.
     let e = plan(&request(Kind::Drill, Some("c1")), &fp, &o).expect_err("holder");
-    assert!(e.to_string().contains("--namespace-suffix"), "{e}");
+    assert!(
+        matches!(&e, PlanError::DrillIntoHolder { cluster } if cluster == "c1"),
+        "{e}"
+    );
+    assert_eq!(
+        e.advice(),
+        Some(crate::advice::Advice::DrillBesideTheApplications)
+    );
 }
 
 #[test]
@@ -270,7 +288,8 @@ fn bad_requests_name_the_fix() {
     let mut o = observed(None);
     o.recovery_points.insert("shop".into(), None);
     let e = plan(&request(Kind::Failover, None), &fp, &o).expect_err("no backup");
-    assert!(e.to_string().contains("drctl backup create"), "{e}");
+    assert!(e.to_string().contains("back it up and try again"), "{e}");
+    assert_eq!(e.advice(), Some(crate::advice::Advice::BackUpApplication));
     // A recovery point older than the RPO is used, with a warning.
     let mut o = observed(None);
     if let Some(Some(rp)) = o.recovery_points.get_mut("shop") {
@@ -282,4 +301,50 @@ fn bad_requests_name_the_fix() {
         "{:?}",
         p.warnings
     );
+}
+
+#[test]
+fn errors_carry_advice_and_name_no_command() {
+    let fp = plan_of_three();
+    // A failback goes to the primary only: relocate to anywhere else.
+    let e = plan(
+        &request(Kind::Failback, Some("c3")),
+        &fp,
+        &observed(Some(("c2", 2))),
+    )
+    .expect_err("not primary");
+    assert!(
+        matches!(&e, PlanError::NotThePrimary { cluster, .. } if cluster == "c3"),
+        "{e}"
+    );
+    assert!(
+        matches!(e.advice(), Some(crate::advice::Advice::RelocateTo { ref to, .. }) if to == "c3"),
+        "{e}"
+    );
+    // A target the federation does not know: register it.
+    let mut o = observed(None);
+    if let Some(v) = o.clusters.get_mut("c2") {
+        v.registered = false;
+    }
+    let e = plan(&request(Kind::Failover, Some("c2")), &fp, &o).expect_err("unregistered");
+    assert_eq!(
+        e.advice(),
+        Some(crate::advice::Advice::RegisterClusters {
+            clusters: vec!["c2".into()]
+        })
+    );
+    for e in [
+        e,
+        plan(
+            &request(Kind::Failback, Some("c3")),
+            &fp,
+            &observed(Some(("c2", 2))),
+        )
+        .expect_err("x"),
+    ] {
+        assert!(
+            !e.to_string().contains("drctl") && !e.to_string().contains("--"),
+            "{e}"
+        );
+    }
 }

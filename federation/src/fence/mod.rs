@@ -24,7 +24,7 @@ pub enum FenceError {
     /// Others kept writing the lease while this take-over retried.
     #[error(
         "the fencing lease of {plan}/{application} kept changing while taking it over ({attempts} \
-         attempts): another failover is running; check `drctl audit` and try again"
+         attempts): another failover is running; try again when it is over"
     )]
     Contended {
         /// The plan.
@@ -34,6 +34,16 @@ pub enum FenceError {
         /// Attempts made.
         attempts: usize,
     },
+}
+
+impl FenceError {
+    /// What the operator can do about it, if anything.
+    pub fn advice(&self) -> Option<crate::advice::Advice> {
+        match self {
+            Self::Contended { .. } => Some(crate::advice::Advice::ReviewRuns),
+            Self::State(_) => None,
+        }
+    }
 }
 
 /// The lease's key.

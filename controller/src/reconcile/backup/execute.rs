@@ -24,19 +24,10 @@ fn refuse_if_fenced(
     filter: &crate::kube_objects::NamespaceFilter,
 ) -> Result<(), Failure> {
     let name = format!("{namespace}/{}", repo_obj.name_any());
-    for mark in crate::fence::FenceMark::from_annotations(repo_obj.annotations()) {
-        match mark {
-            Ok(m) if m.blocks(filter) => return Err(Failure::Invalid(m.refusal(&name))),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(Failure::Invalid(format!(
-                    "BackupRepository {name} carries an unreadable fencing mark ({e}); backups are \
-                     refused until it is fixed or removed"
-                )));
-            }
-        }
+    match crate::fence::refusal(&name, repo_obj.annotations(), filter) {
+        Some(refused) => Err(Failure::Invalid(refused.to_string())),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// What a successful run stored.

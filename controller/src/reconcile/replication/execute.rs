@@ -241,7 +241,7 @@ pub async fn run(ctx: Arc<Context>, replication: Arc<BackupReplication>, running
                         .take(20)
                         .collect();
                     let message = format!(
-                        "{} snapshots not copied; damaged in the source (run `drctl repo check --read-data` on it): {}",
+                        "{} snapshots not copied; damaged in the source (a check of the source repository that reads all data names every damaged pack): {}",
                         r.skipped.len(),
                         why.join("; ")
                     );

@@ -67,7 +67,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             let filter = &request.filter.namespaces;
             match lifeboat_controller::fence::refusal_on_cluster(&target.client, repo.url(), filter).await {
                 Ok(None) => {}
-                Ok(Some(why)) => bail!("{why}"),
+                Ok(Some(refused)) => return Err(refused.into()),
                 // Someone allowed to back up but not to list BackupRepositories: the controller
                 // still enforces the marks on its own backups.
                 Err(kube::Error::Api(e)) if e.code == 403 => eprintln!(
