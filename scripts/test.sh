@@ -32,6 +32,13 @@ cargo test --workspace --locked --no-fail-fast
 # backup_recovery; the GCS conformance test needs a real bucket; csi_groups'
 # a_driver_killed_mid_group_snapshot_finishes_on_retry is a known open defect (its doc says
 # how to run it).
+# The multi-cluster partition tests cut links between network namespaces: root and iproute2.
+if [ "$(id -u)" = 0 ] && ip netns list >/dev/null 2>&1; then
+  echo "== network-namespace tests (federation_partition, federation_three)"
+  cargo test -p drctl --test federation_partition --test federation_three --locked -- --ignored
+else
+  echo "ignored federation_partition, federation_three: they need root and \`ip netns\` (iproute2)"
+fi
 if [ -n "${LIFEBOAT_TEST_GCS_URL:-}" ]; then
   echo "== GCS conformance (LIFEBOAT_TEST_GCS_URL)"
   cargo test -p lifeboat-tests --test object_stores --locked -- --ignored --exact gcs_store_conforms

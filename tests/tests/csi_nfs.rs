@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use lifeboat_csi::proto::volume_content_source::{SnapshotSource, Type as Src, VolumeSource};
 use lifeboat_csi::proto::*;
 use lifeboat_tests::csi::{CsiDriver, DriverOptions, code, mount_cap};
@@ -483,49 +483,53 @@ async fn a_timed_out_nfs_call_does_not_poison_the_next() -> Result<()> {
 async fn a_second_operation_on_a_busy_volume_is_aborted() -> Result<()> {
     let e = env("csi-nfs-inflight", vec![]).await?;
     let mut c = e.driver.clients().await?.controller;
-    let v = c
-        .create_volume(e.req("busy", "delete"))
-        .await?
-        .into_inner()
-        .volume
-        .context("v")?;
-    {
-        use std::io::Write;
-        let chunk = vec![1u8; 1 << 20];
-        let mut f = std::fs::File::create(e.local(&v).join("big.bin"))?;
-        for _ in 0..256 {
-            f.write_all(&chunk)?;
+    // A slow snapshot (a copy of `mib` MiB) holds the volume; a delete meanwhile is ABORTED.
+    // Timing decides whether the delete lands while the copy runs: a copy that finished
+    // first is tried again with a bigger volume, and never passes unchecked.
+    for (attempt, mib) in [(1, 256), (2, 512), (3, 1024)] {
+        let v = c
+            .create_volume(e.req(&format!("busy-{attempt}"), "delete"))
+            .await?
+            .into_inner()
+            .volume
+            .context("v")?;
+        {
+            use std::io::Write;
+            let chunk = vec![1u8; 1 << 20];
+            let mut f = std::fs::File::create(e.local(&v).join("big.bin"))?;
+            for _ in 0..mib {
+                f.write_all(&chunk)?;
+            }
         }
+        let mut slow = c.clone();
+        let snap_req = CreateSnapshotRequest {
+            source_volume_id: v.volume_id.clone(),
+            name: format!("slow-{attempt}"),
+            ..Default::default()
+        };
+        let snapshot = tokio::spawn(async move { slow.create_snapshot(snap_req).await });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let del = DeleteVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            secrets: HashMap::new(),
+        };
+        let r = c.delete_volume(del.clone()).await;
+        let finished_first = snapshot.is_finished();
+        let snap = snapshot.await??.into_inner().snapshot.context("snapshot")?;
+        c.delete_snapshot(DeleteSnapshotRequest {
+            snapshot_id: snap.snapshot_id,
+            secrets: HashMap::new(),
+        })
+        .await?;
+        c.delete_volume(del).await?;
+        ensure!(!e.local(&v).exists());
+        if !finished_first {
+            ensure!(code(r) == Code::Aborted);
+            return Ok(());
+        }
+        eprintln!("attempt {attempt}: the snapshot of {mib} MiB finished within 100 ms; again, bigger");
     }
-    // A slow snapshot (a 256 MiB copy) holds the volume; a delete meanwhile is ABORTED.
-    let mut slow = c.clone();
-    let snap_req = CreateSnapshotRequest {
-        source_volume_id: v.volume_id.clone(),
-        name: "slow".into(),
-        ..Default::default()
-    };
-    let snapshot = tokio::spawn(async move { slow.create_snapshot(snap_req).await });
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let del = DeleteVolumeRequest {
-        volume_id: v.volume_id.clone(),
-        secrets: HashMap::new(),
-    };
-    let r = c.delete_volume(del.clone()).await;
-    let finished_first = snapshot.is_finished();
-    let snap = snapshot.await??.into_inner().snapshot.context("snapshot")?;
-    if finished_first {
-        eprintln!("SKIPPED the ABORTED check: the snapshot finished within 100 ms");
-    } else {
-        ensure!(code(r) == Code::Aborted);
-    }
-    c.delete_snapshot(DeleteSnapshotRequest {
-        snapshot_id: snap.snapshot_id,
-        secrets: HashMap::new(),
-    })
-    .await?;
-    c.delete_volume(del).await?;
-    ensure!(!e.local(&v).exists());
-    Ok(())
+    bail!("a 1 GiB snapshot finished within 100 ms three times: the ABORTED check never ran")
 }
 
 /// Every id a hand-made PersistentVolume could carry that names something the driver did not

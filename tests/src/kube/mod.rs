@@ -97,6 +97,18 @@ enum Backend {
     Existing,
 }
 
+/// Fails a test that this build expected its backend to support (see `tests/build.rs`: a test
+/// a backend cannot run is `#[ignore]`d there, so the runner counts it as ignored, never as a
+/// silent pass). Reaching this means the environment at run time is not the one the tests were
+/// built for, or the backend lacks what the test needs: say which, loudly.
+pub fn unsupported(test: &str, why: &str) -> ! {
+    panic!(
+        "{test} cannot run here: {why}. This build expected the backend to support it (cfg \
+         kube_backend, from USE_EXISTING_CLUSTER / KUBEBUILDER_ASSETS at build time): rebuild with the \
+         environment you run with, or run it where it is supported"
+    )
+}
+
 /// One Kubernetes cluster for a test: the in-process server or a real API server.
 pub struct TestCluster {
     backend: Backend,

@@ -115,9 +115,13 @@ async fn small_ranges() -> Option<TestCluster> {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    kube_backend = "existing",
+    ignore = "an existing cluster's service range cannot be chosen"
+)]
 async fn cluster_ips_run_out_like_kube_apiserver() {
     let Some(c) = small_ranges().await else {
-        return skip(
+        unsupported(
             "cluster_ips_run_out_like_kube_apiserver",
             "an existing cluster's service range cannot be chosen",
         );
@@ -173,9 +177,13 @@ async fn cluster_ips_run_out_like_kube_apiserver() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    kube_backend = "existing",
+    ignore = "an existing cluster's node port range cannot be chosen"
+)]
 async fn node_ports_run_out_like_kube_apiserver() {
     let Some(c) = small_ranges().await else {
-        return skip(
+        unsupported(
             "node_ports_run_out_like_kube_apiserver",
             "an existing cluster's node port range cannot be chosen",
         );

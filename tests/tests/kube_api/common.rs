@@ -42,10 +42,7 @@ pub async fn create_cm(api: &Api<ConfigMap>, name: &str, labels: serde_json::Val
         .expect("create ConfigMap")
 }
 
-/// Prints why a test is skipped on this backend.
-pub fn skip(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: {why}");
-}
+pub use lifeboat_tests::kube::unsupported;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 

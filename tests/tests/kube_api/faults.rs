@@ -10,19 +10,23 @@ use serde_json::json;
 
 use crate::common::*;
 
-macro_rules! faults_or_skip {
+macro_rules! faults_or_fail {
     ($c:expr, $test:literal) => {
         match $c.faults() {
             Some(f) => f,
-            None => return skip($test, "fault injection needs the in-process test server"),
+            None => unsupported($test, "fault injection needs the in-process test server"),
         }
     };
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(kube_backend = "in_process"),
+    ignore = "fault injection needs the in-process test server"
+)]
 async fn added_latency_slows_requests() {
     let (c, ns) = cluster_ns("latency").await;
-    let faults = faults_or_skip!(c, "added_latency_slows_requests");
+    let faults = faults_or_fail!(c, "added_latency_slows_requests");
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
     create_cm(&api, "l", json!({})).await;
     faults.set_latency(Duration::from_millis(300));
@@ -33,9 +37,13 @@ async fn added_latency_slows_requests() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(kube_backend = "in_process"),
+    ignore = "fault injection needs the in-process test server"
+)]
 async fn injected_429s_are_retried_by_the_client() {
     let (c, ns) = cluster_ns("throttle").await;
-    let faults = faults_or_skip!(c, "injected_429s_are_retried_by_the_client");
+    let faults = faults_or_fail!(c, "injected_429s_are_retried_by_the_client");
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
     create_cm(&api, "t", json!({})).await;
     faults.fail_next(429, 2);
@@ -45,9 +53,13 @@ async fn injected_429s_are_retried_by_the_client() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(kube_backend = "in_process"),
+    ignore = "fault injection needs the in-process test server"
+)]
 async fn injected_500_reaches_the_caller() {
     let (c, ns) = cluster_ns("fail").await;
-    let faults = faults_or_skip!(c, "injected_500_reaches_the_caller");
+    let faults = faults_or_fail!(c, "injected_500_reaches_the_caller");
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
     create_cm(&api, "f", json!({})).await;
     faults.fail_next(500, 1);
@@ -87,9 +99,13 @@ async fn a_partitioned_cluster_refuses_connections_until_healed() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(kube_backend = "in_process"),
+    ignore = "fault injection needs the in-process test server"
+)]
 async fn injected_failures_can_target_one_kind_of_request() {
     let (c, ns) = cluster_ns("targeted").await;
-    let faults = faults_or_skip!(c, "injected_failures_can_target_one_kind_of_request");
+    let faults = faults_or_fail!(c, "injected_failures_can_target_one_kind_of_request");
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
     create_cm(&api, "t", json!({})).await;
     faults.fail_matching(500, 1, Some("POST"), "/configmaps");

@@ -36,10 +36,14 @@ async fn finalizers_hold_deletion_until_removed() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    kube_backend = "envtest",
+    ignore = "no namespace controller runs beside a bare kube-apiserver"
+)]
 async fn namespace_deletion_removes_its_objects() {
     let c = cluster().await;
     if !c.has_controllers() {
-        return skip(
+        unsupported(
             "namespace_deletion_removes_its_objects",
             "no namespace controller runs beside a bare kube-apiserver",
         );

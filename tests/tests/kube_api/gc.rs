@@ -23,10 +23,14 @@ async fn owner_and_dependent(api: &Api<ConfigMap>, owner: &str, dependent: &str)
 }
 
 #[tokio::test]
+#[cfg_attr(
+    kube_backend = "envtest",
+    ignore = "no garbage collector runs beside a bare kube-apiserver"
+)]
 async fn garbage_collection_follows_the_propagation_policy() {
     let c = cluster().await;
     if !c.has_controllers() {
-        return skip(
+        unsupported(
             "garbage_collection_follows_the_propagation_policy",
             "no garbage collector runs beside a bare kube-apiserver",
         );
@@ -65,10 +69,14 @@ async fn garbage_collection_follows_the_propagation_policy() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    kube_backend = "envtest",
+    ignore = "no service-account controller runs beside a bare kube-apiserver"
+)]
 async fn new_namespaces_get_a_default_service_account() {
     let c = cluster().await;
     if !c.has_controllers() {
-        return skip(
+        unsupported(
             "new_namespaces_get_a_default_service_account",
             "no service-account controller runs beside a bare kube-apiserver",
         );

@@ -98,6 +98,10 @@ async fn watch_follows_live_changes_with_a_label_selector() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    kube_backend = "existing",
+    ignore = "an existing cluster's etcd cannot be compacted from a test"
+)]
 async fn watch_from_a_compacted_version_is_gone() {
     let (c, ns) = cluster_ns("gone").await;
     let api: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
@@ -111,7 +115,7 @@ async fn watch_from_a_compacted_version_is_gone() {
     create_cm(&api, "after-the-list", json!({"test": "gone"})).await;
     // Compact the storage past `before`, as etcd's periodic compaction would.
     if !c.compact().await.expect("compact the cluster's storage") {
-        return skip(
+        unsupported(
             "watch_from_a_compacted_version_is_gone",
             "an existing cluster's etcd cannot be compacted from a test",
         );
@@ -138,10 +142,14 @@ async fn watch_from_a_compacted_version_is_gone() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(kube_backend = "in_process"),
+    ignore = "a real server sends bookmarks about once a minute"
+)]
 async fn bookmarks_when_asked() {
     let (c, ns) = cluster_ns("bookmark").await;
     if c.is_real() {
-        return skip(
+        unsupported(
             "bookmarks_when_asked",
             "a real server sends bookmarks about once a minute",
         );
@@ -242,10 +250,14 @@ async fn list_at_a_future_resource_version_fails_as_too_large() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(kube_backend = "in_process"),
+    ignore = "sendInitialEvents needs the WatchList feature gate, off by default before Kubernetes 1.34"
+)]
 async fn streaming_list_from_a_future_resource_version_fails_as_too_large() {
     let (c, ns) = cluster_ns("streamahead").await;
     if c.is_real() {
-        return skip(
+        unsupported(
             "streaming_list_from_a_future_resource_version_fails_as_too_large",
             "sendInitialEvents needs the WatchList feature gate, off by default before Kubernetes 1.34",
         );

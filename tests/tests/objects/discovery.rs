@@ -12,9 +12,7 @@ use serde_json::json;
 
 use crate::common::*;
 
-fn skip(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: {why}");
-}
+use lifeboat_tests::kube::unsupported;
 
 #[tokio::test]
 async fn an_aggregated_api_whose_server_is_down_is_skipped_and_recorded() {
@@ -83,10 +81,14 @@ async fn an_aggregated_api_whose_server_is_down_is_skipped_and_recorded() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(kube_backend = "in_process"),
+    ignore = "making an aggregated API hang needs the in-process test server"
+)]
 async fn a_hanging_aggregated_api_costs_only_its_deadline() {
     let cluster = cluster().await;
     let Some(faults) = cluster.faults() else {
-        return skip(
+        unsupported(
             "a_hanging_aggregated_api_costs_only_its_deadline",
             "making an aggregated API hang needs the in-process test server",
         );
@@ -130,10 +132,14 @@ async fn a_hanging_aggregated_api_costs_only_its_deadline() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(kube_backend = "in_process"),
+    ignore = "breaking the discovery of one group needs the in-process test server"
+)]
 async fn a_crd_group_that_cannot_be_discovered_fails_the_backup_partially() {
     let cluster = cluster().await;
     let Some(faults) = cluster.faults() else {
-        return skip(
+        unsupported(
             "a_crd_group_that_cannot_be_discovered_fails_the_backup_partially",
             "breaking the discovery of one group needs the in-process test server",
         );
