@@ -1,6 +1,7 @@
 //! The CSI Node service: map, format and mount at the staging path, bind-mount into pods,
 //! report usage and grow filesystems.
 
+mod errors;
 pub mod exec;
 pub mod mapper;
 pub mod nfs_mount;
@@ -20,6 +21,8 @@ use crate::proto::node_service_capability::rpc::Type as Cap;
 use crate::proto::volume_capability::AccessType;
 use crate::proto::*;
 use crate::secrets::Credentials;
+pub use errors::NodeOpError;
+use errors::on_volume;
 use exec::{device_size, fs_stats, is_mounted, run, status};
 use mapper::MapRequest;
 use state::StageRecord;
@@ -417,62 +420,64 @@ impl Node for NodeService {
         &self,
         request: Request<NodeStageVolumeRequest>,
     ) -> std::result::Result<Response<NodeStageVolumeResponse>, Status> {
-        reply(
-            "NodeStageVolume",
-            self.stage(request.into_inner())
-                .await
-                .map(|()| NodeStageVolumeResponse {}),
-        )
+        let req = request.into_inner();
+        let id = req.volume_id.clone();
+        let r = self.stage(req).await.map(|()| NodeStageVolumeResponse {});
+        reply("NodeStageVolume", on_volume("NodeStageVolume", id, r))
     }
 
     async fn node_unstage_volume(
         &self,
         request: Request<NodeUnstageVolumeRequest>,
     ) -> std::result::Result<Response<NodeUnstageVolumeResponse>, Status> {
-        reply(
-            "NodeUnstageVolume",
-            self.unstage(request.into_inner())
-                .await
-                .map(|()| NodeUnstageVolumeResponse {}),
-        )
+        let req = request.into_inner();
+        let id = req.volume_id.clone();
+        let r = self.unstage(req).await.map(|()| NodeUnstageVolumeResponse {});
+        reply("NodeUnstageVolume", on_volume("NodeUnstageVolume", id, r))
     }
 
     async fn node_publish_volume(
         &self,
         request: Request<NodePublishVolumeRequest>,
     ) -> std::result::Result<Response<NodePublishVolumeResponse>, Status> {
-        reply(
-            "NodePublishVolume",
-            self.publish(request.into_inner())
-                .await
-                .map(|()| NodePublishVolumeResponse {}),
-        )
+        let req = request.into_inner();
+        let id = req.volume_id.clone();
+        let r = self.publish(req).await.map(|()| NodePublishVolumeResponse {});
+        reply("NodePublishVolume", on_volume("NodePublishVolume", id, r))
     }
 
     async fn node_unpublish_volume(
         &self,
         request: Request<NodeUnpublishVolumeRequest>,
     ) -> std::result::Result<Response<NodeUnpublishVolumeResponse>, Status> {
-        reply(
-            "NodeUnpublishVolume",
-            self.unpublish(request.into_inner())
-                .await
-                .map(|()| NodeUnpublishVolumeResponse {}),
-        )
+        let req = request.into_inner();
+        let id = req.volume_id.clone();
+        let r = self.unpublish(req).await.map(|()| NodeUnpublishVolumeResponse {});
+        reply("NodeUnpublishVolume", on_volume("NodeUnpublishVolume", id, r))
     }
 
     async fn node_get_volume_stats(
         &self,
         request: Request<NodeGetVolumeStatsRequest>,
     ) -> std::result::Result<Response<NodeGetVolumeStatsResponse>, Status> {
-        reply("NodeGetVolumeStats", self.stats(request.into_inner()).await)
+        let req = request.into_inner();
+        let id = req.volume_id.clone();
+        reply(
+            "NodeGetVolumeStats",
+            on_volume("NodeGetVolumeStats", id, self.stats(req).await),
+        )
     }
 
     async fn node_expand_volume(
         &self,
         request: Request<NodeExpandVolumeRequest>,
     ) -> std::result::Result<Response<NodeExpandVolumeResponse>, Status> {
-        reply("NodeExpandVolume", self.expand(request.into_inner()).await)
+        let req = request.into_inner();
+        let id = req.volume_id.clone();
+        reply(
+            "NodeExpandVolume",
+            on_volume("NodeExpandVolume", id, self.expand(req).await),
+        )
     }
 
     async fn node_get_capabilities(
