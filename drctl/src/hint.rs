@@ -14,8 +14,10 @@ use lifeboat_controller::kube_objects::ObjectsError;
 use lifeboat_etcd::EtcdError;
 use lifeboat_federation::advice::Advice;
 use lifeboat_federation::clusters::ConnectError;
+use lifeboat_federation::clusters::join::JoinError;
 use lifeboat_federation::failover::{FailoverError, PlanError};
 use lifeboat_federation::fence::FenceError;
+use lifeboat_federation::state::StateError;
 
 /// What finds every pack whose blobs are not what their ids name.
 const READ_DATA: &str = "run `drctl repo check --read-data` to find every damaged or forged pack";
@@ -102,6 +104,10 @@ pub fn for_error(e: &anyhow::Error) -> Option<String> {
             f.advice()
         } else if let Some(c) = cause.downcast_ref::<ConnectError>() {
             c.advice.clone()
+        } else if let Some(j) = cause.downcast_ref::<JoinError>() {
+            j.advice()
+        } else if let Some(s) = cause.downcast_ref::<StateError>() {
+            s.advice()
         } else {
             None
         };
@@ -228,6 +234,11 @@ pub fn federation(advice: &Advice) -> String {
         Advice::DrillBesideTheApplications => {
             "pass --namespace-suffix -drill (or another target with --to)".to_string()
         }
+        Advice::NameTarget => "pass --to CLUSTER".to_string(),
+        Advice::NameContext => "pass --context NAME (`kubectl config get-contexts` lists them)".to_string(),
+        Advice::NameStateRepositories => {
+            "pass --repo URL (repeatable) or name the repositories in the plan".to_string()
+        }
     }
 }
 
@@ -279,5 +290,12 @@ mod tests {
             for_error(&unregistered).as_deref(),
             Some("register them: `drctl cluster add c2`")
         );
+        let no_state = anyhow::Error::new(FailoverError::State(StateError::NoRepository));
+        assert_eq!(
+            for_error(&no_state).as_deref(),
+            Some("pass --repo URL (repeatable) or name the repositories in the plan")
+        );
+        let no_target = anyhow::Error::new(PlanError::RelocateWithoutTarget { plan: "shop".into() });
+        assert_eq!(for_error(&no_target).as_deref(), Some("pass --to CLUSTER"));
     }
 }

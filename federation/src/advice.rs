@@ -56,4 +56,10 @@ pub enum Advice {
     },
     /// Drill into namespaces of their own (a suffix), or into another target cluster.
     DrillBesideTheApplications,
+    /// Name the target cluster of a relocation.
+    NameTarget,
+    /// Name the kubeconfig context to use.
+    NameContext,
+    /// Name the repositories that hold the federation state (or list them in the plan).
+    NameStateRepositories,
 }

@@ -18,13 +18,13 @@ use crate::crd::{Cluster, ClusterSpec};
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
     /// The kubeconfig names no current context and none was given.
-    #[error("the kubeconfig has no current context; pass --context")]
+    #[error("the kubeconfig has no current context")]
     NoCurrentContext,
     /// The context asked for is not in the file.
     #[error("the kubeconfig has no context {0:?}; `kubectl config get-contexts` lists those it has")]
     NoContext(String),
     /// The context has no body.
-    #[error("context {0:?} is empty; fix the kubeconfig or pass another --context")]
+    #[error("context {0:?} is empty; fix the kubeconfig or use another context")]
     EmptyContext(String),
     /// The context names a cluster the file does not hold.
     #[error("context {context:?} names cluster {cluster:?}, which is not in the file")]
@@ -50,6 +50,14 @@ pub enum JoinError {
         /// The API's answer.
         source: kube::Error,
     },
+}
+
+impl JoinError {
+    /// What the operator can do about it, if anything.
+    pub fn advice(&self) -> Option<crate::advice::Advice> {
+        matches!(self, Self::NoCurrentContext | Self::EmptyContext(_))
+            .then_some(crate::advice::Advice::NameContext)
+    }
 }
 
 fn api(action: String) -> impl FnOnce(kube::Error) -> JoinError {

@@ -80,7 +80,8 @@ impl FailoverError {
                 kind: kind.clone(),
                 plan: plan.clone(),
             }),
-            Self::State(_) | Self::Resume(_) => None,
+            Self::State(e) => e.advice(),
+            Self::Resume(_) => None,
         }
     }
 }

@@ -176,6 +176,12 @@ pub enum PlanError {
         /// The target.
         cluster: String,
     },
+    /// A relocation names no target cluster.
+    #[error("a relocation of plan {plan} needs a target cluster")]
+    RelocateWithoutTarget {
+        /// The plan.
+        plan: String,
+    },
     /// A drill into the cluster that runs the applications, into their own namespaces.
     #[error("{cluster} runs the applications; a drill into it restores only into namespaces of its own")]
     DrillIntoHolder {
@@ -235,6 +241,7 @@ impl PlanError {
                 plan: plan.clone(),
                 to: cluster.clone(),
             },
+            Self::RelocateWithoutTarget { .. } => Advice::NameTarget,
             Self::NamespacesExist { .. } | Self::DrillIntoHolder { .. } => Advice::DrillBesideTheApplications,
             _ => return None,
         })
@@ -305,10 +312,7 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
         (Kind::Failback, _) => spec.primary.clone(),
         (_, Some(t)) => t.clone(),
         (Kind::Relocate, None) => {
-            return Err(PlanError::TargetUnavailable {
-                cluster: String::new(),
-                why: "relocate needs --to CLUSTER".to_string(),
-            });
+            return Err(PlanError::RelocateWithoutTarget { plan: name.clone() });
         }
         (_, None) => {
             let mut tried = Vec::new();
@@ -389,7 +393,7 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
                 }
                 if !failed {
                     warnings.push(format!(
-                        "{h} is not confirmed failed: failing over because of --force"
+                        "{h} is not confirmed failed: failing over because the run is forced"
                     ));
                 }
             }

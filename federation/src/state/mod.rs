@@ -62,10 +62,15 @@ pub enum StateError {
     #[error("no repository of the federation could be reached: {0}")]
     Unreachable(String),
     /// No repository is configured.
-    #[error(
-        "no repository given for the federation state: pass --repo (repeatable) or name them in the plan"
-    )]
+    #[error("no repository given for the federation state")]
     NoRepository,
+}
+
+impl StateError {
+    /// What the operator can do about it, if anything.
+    pub fn advice(&self) -> Option<crate::advice::Advice> {
+        matches!(self, Self::NoRepository).then_some(crate::advice::Advice::NameStateRepositories)
+    }
 }
 
 /// What writing every copy did.
