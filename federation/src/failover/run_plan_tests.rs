@@ -185,7 +185,7 @@ fn a_failover_from_a_cluster_not_confirmed_failed_is_refused_unless_forced() {
     };
     let p = plan(&forced, &fp, &o).expect("forced");
     assert!(
-        p.warnings.iter().any(|w| w.contains("--force")),
+        p.warnings.iter().any(|w| w.contains("the run is forced")),
         "{:?}",
         p.warnings
     );
