@@ -12,6 +12,14 @@ use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOp
 use super::RepoError;
 use crate::crypto::RepoKey;
 
+/// What [`Objects::get_content`] returns.
+pub(crate) enum Content {
+    /// A local repository's file, opened for reading from its start.
+    File(std::fs::File),
+    /// A remote object's body, chunk by chunk.
+    Chunks(BoxStream<'static, Result<Bytes, RepoError>>),
+}
+
 #[derive(Clone)]
 pub(crate) struct Objects {
     store: Arc<dyn ObjectStore>,
@@ -71,6 +79,29 @@ impl Objects {
             .into_stream()
             .map_err(move |e| objects.err("read", &key, e))
             .boxed())
+    }
+
+    /// An object's content for a reader that consumes it front to back: a local repository's
+    /// file itself (read in place: no copy of the whole object into a zeroed buffer first, and
+    /// decoding starts with its first bytes), or a remote object's chunks as they arrive.
+    pub(crate) async fn get_content(&self, key: &str) -> Result<Content, RepoError> {
+        let result = self
+            .store
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(|e| self.err("read", key, e))?;
+        let whole = result.range.start == 0 && result.range.end == result.meta.size;
+        if let (GetResultPayload::File(file, path), true) = (&result.payload, whole) {
+            let file = file.try_clone().map_err(|e| RepoError::io(path, e))?;
+            return Ok(Content::File(file));
+        }
+        let (objects, key) = (self.clone(), key.to_string());
+        Ok(Content::Chunks(
+            result
+                .into_stream()
+                .map_err(move |e| objects.err("read", &key, e))
+                .boxed(),
+        ))
     }
 
     /// Writes an object that must not exist yet. An existing object under a content-derived
