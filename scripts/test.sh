@@ -29,9 +29,7 @@ echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast
 # Ignored tests (`#[ignore = "why"]`) run where what they need is given, and are otherwise
 # counted as ignored by the test runner: `child_backup` is run by its parent test in
-# backup_recovery; the GCS conformance test needs a real bucket; csi_groups'
-# a_driver_killed_mid_group_snapshot_finishes_on_retry is a known open defect (its doc says
-# how to run it).
+# backup_recovery; the GCS conformance test needs a real bucket.
 if [ -n "${LIFEBOAT_TEST_GCS_URL:-}" ]; then
   echo "== GCS conformance (LIFEBOAT_TEST_GCS_URL)"
   cargo test -p lifeboat-tests --test object_stores --locked -- --ignored --exact gcs_store_conforms
