@@ -76,7 +76,9 @@ fn touched_segments(extents: &[Extent], size: u64, segment_size: u64) -> Vec<u64
     let mut out: Vec<u64> = Vec::new();
     for e in extents.iter().filter(|e| e.length > 0) {
         let first = e.offset / segment_size;
-        let end = (e.offset.saturating_add(e.length)).div_ceil(segment_size).min(last);
+        let end = (e.offset.saturating_add(e.length))
+            .div_ceil(segment_size)
+            .min(last);
         for s in first..end {
             if out.last() != Some(&s) {
                 out.push(s);
@@ -156,7 +158,8 @@ pub fn data_runs(data: &[u8]) -> Vec<(usize, usize)> {
 fn is_zero(data: &[u8]) -> bool {
     // OR-folding fixed blocks lets the compiler vectorise; stop at the first non-zero block.
     let mut blocks = data.chunks_exact(64);
-    (&mut blocks).all(|b| b.iter().fold(0u8, |acc, x| acc | x) == 0) && blocks.remainder().iter().all(|b| *b == 0)
+    (&mut blocks).all(|b| b.iter().fold(0u8, |acc, x| acc | x) == 0)
+        && blocks.remainder().iter().all(|b| *b == 0)
 }
 
 /// Joins read and reused segments, in segment order, into a volume node's extents and chunks.
@@ -205,7 +208,11 @@ mod tests {
     #[test]
     fn full_plan_reads_only_segments_with_allocated_extents() {
         let size = 10 * SEG + 100;
-        let plan = full_plan(&[ext(0, 10), ext(SEG - 1, 2), ext(7 * SEG, 1), ext(10 * SEG, 100)], size, SEG);
+        let plan = full_plan(
+            &[ext(0, 10), ext(SEG - 1, 2), ext(7 * SEG, 1), ext(10 * SEG, 100)],
+            size,
+            SEG,
+        );
         assert_eq!(plan.read, vec![0, 1, 7, 10]);
         assert_eq!(plan.read_bytes(size, SEG), 3 * SEG + 100);
         assert!(full_plan(&[], size, SEG).read.is_empty());
@@ -214,8 +221,12 @@ mod tests {
     #[test]
     fn incremental_plan_reads_changed_and_reuses_the_rest() {
         let size = 8 * SEG;
-        let p = parent(&[(0, 4096), (SEG, 65536), (SEG + SEG / 2, 10), (5 * SEG, SEG)], size);
-        let plan = incremental_plan(&[ext(SEG + 7, 1), ext(6 * SEG, 4)], &p, size, SEG, |_| true).expect("plan");
+        let p = parent(
+            &[(0, 4096), (SEG, 65536), (SEG + SEG / 2, 10), (5 * SEG, SEG)],
+            size,
+        );
+        let plan =
+            incremental_plan(&[ext(SEG + 7, 1), ext(6 * SEG, 4)], &p, size, SEG, |_| true).expect("plan");
         assert_eq!(plan.read, vec![1, 6]);
         assert_eq!(plan.reused.keys().copied().collect::<Vec<_>>(), vec![0, 5]);
         assert_eq!(plan.reused[&5].chunks, vec![blob(4)]);

@@ -81,7 +81,9 @@ pub async fn backup_volume(
         let (pool, image) = (pool.to_string(), image.to_string());
         blocking(move || {
             let p = cluster.pool(&pool)?;
-            let id = p.image_id(&image)?.ok_or(VolumeError::ImageNotFound { pool, image })?;
+            let id = p
+                .image_id(&image)?
+                .ok_or(VolumeError::ImageNotFound { pool, image })?;
             Ok::<_, VolumeError>((cluster_fsid(&cluster)?, id))
         })
         .await?
@@ -121,7 +123,8 @@ pub async fn backup_volume(
         }
         Err(e) => {
             if let Some(made) = keep {
-                let (cluster, pool, image) = (source.cluster.clone(), source.pool.clone(), source.image.clone());
+                let (cluster, pool, image) =
+                    (source.cluster.clone(), source.pool.clone(), source.image.clone());
                 let removed = blocking(move || {
                     let p = cluster.pool(&pool)?;
                     let mut img = p.open(&image, None)?;
@@ -152,7 +155,10 @@ async fn retire_snapshots(source: &RbdVolume, keep: Option<String>) -> Vec<Strin
         for s in img.snapshots()? {
             if s.name.starts_with(&prefix) && Some(&s.name) != keep.as_ref() {
                 if let Err(e) = img.remove_snapshot(&s.name) {
-                    warnings.push(format!("old base snapshot {pool}/{image}@{} not removed: {e}", s.name));
+                    warnings.push(format!(
+                        "old base snapshot {pool}/{image}@{} not removed: {e}",
+                        s.name
+                    ));
                 }
             }
         }

@@ -4,9 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::{NodeKind, Snapshot, SnapshotDetails};
 use lifeboat_backup::{RepoError, Repository, Sink, SnapshotReader};
-use lifeboat_backup::progress::Progress;
 use lifeboat_rbd::{Cluster, ImageOptions};
 use tokio::sync::mpsc;
 
@@ -71,7 +71,9 @@ impl Sink for RbdImageSink {
             .iter()
             .find(|n| n.kind == NodeKind::Volume)
             .ok_or_else(|| damaged("the tree holds no volume node".to_string()))?;
-        let extents = node.volume_extents().map_err(|why| damaged(format!("damaged volume layout: {why}")))?;
+        let extents = node
+            .volume_extents()
+            .map_err(|why| damaged(format!("damaged volume layout: {why}")))?;
         // Every chunk's place in the volume, from the index's lengths; a layout its chunks do
         // not fill is refused before anything is created.
         let index = reader.repository().index();
@@ -119,7 +121,12 @@ impl Sink for RbdImageSink {
 impl RbdImageSink {
     /// Creates the target image, refusing (or with `force`, replacing) an existing one.
     async fn create_image(&self, size: u64) -> Result<(), VolumeError> {
-        let (cluster, pool, image, force) = (self.cluster.clone(), self.pool.clone(), self.image.clone(), self.force);
+        let (cluster, pool, image, force) = (
+            self.cluster.clone(),
+            self.pool.clone(),
+            self.image.clone(),
+            self.force,
+        );
         blocking(move || {
             let p = cluster.pool(&pool)?;
             if p.image_id(&image)?.is_some() {
@@ -135,7 +142,11 @@ impl RbdImageSink {
     }
 
     /// Streams the chunks pack by pack to writer threads, each with its own image handle.
-    async fn write(&self, reader: &SnapshotReader<'_>, items: Vec<((u64, u64), lifeboat_backup::blob::BlobId)>) -> Result<(), VolumeError> {
+    async fn write(
+        &self,
+        reader: &SnapshotReader<'_>,
+        items: Vec<((u64, u64), lifeboat_backup::blob::BlobId)>,
+    ) -> Result<(), VolumeError> {
         let (tx, rx) = mpsc::channel::<(u64, Vec<u8>)>(QUEUED_WRITES);
         let rx = Arc::new(Mutex::new(rx));
         let workers: Vec<_> = (0..if self.workers == 0 { 4 } else { self.workers })
@@ -191,6 +202,10 @@ impl RbdImageSink {
 
 /// Restores volume snapshot `snapshot` of `repo` into the new image `pool/image` (see
 /// [`RbdImageSink`]).
-pub async fn restore_volume(repo: &Repository, snapshot: &Snapshot, sink: RbdImageSink) -> Result<VolumeRestored, VolumeError> {
+pub async fn restore_volume(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    sink: RbdImageSink,
+) -> Result<VolumeRestored, VolumeError> {
     repo.restore(snapshot, sink).await
 }

@@ -10,11 +10,15 @@ use std::sync::{Arc, Mutex};
 use lifeboat_backup::archiver::Writer;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::session::BlobSink;
-use lifeboat_backup::snapshot::{Node, NodeKind, Snapshot, SnapshotDetails, Summary, VolumeExtent, VolumeImage};
+use lifeboat_backup::snapshot::{
+    Node, NodeKind, Snapshot, SnapshotDetails, Summary, VolumeExtent, VolumeImage,
+};
 use lifeboat_backup::{IndexedRepository, Source, Written};
 use lifeboat_rbd::Cluster;
 
-use crate::layout::{ReadMode, ReadPlan, SegmentContent, assemble, data_runs, full_plan, incremental_plan, segment_len};
+use crate::layout::{
+    ReadMode, ReadPlan, SegmentContent, assemble, data_runs, full_plan, incremental_plan, segment_len,
+};
 use crate::{VOLUME_CHUNKS, VOLUME_PATH, VolumeError, blocking};
 
 /// The smallest segment: RBD's default object size. Images with larger objects use theirs.
@@ -72,7 +76,11 @@ impl Source for RbdVolume {
             Some(SnapshotDetails::Volume(d)) => Some(d.clone()),
             _ => None,
         };
-        let name = format!("{}{}", self.snap_prefix, writer.time().format("%Y%m%dT%H%M%S%.6fZ"));
+        let name = format!(
+            "{}{}",
+            self.snap_prefix,
+            writer.time().format("%Y%m%dT%H%M%S%.6fZ")
+        );
         let keep = base.as_ref().map(|b| b.rbd_snapshot.clone());
         let (snap_id, existing, object_size, size) = {
             let this = self.handle();
@@ -87,12 +95,18 @@ impl Source for RbdVolume {
             let why = if self.force_full {
                 Some("a full read was asked for".to_string())
             } else if b.image_id != self.image_id {
-                Some(format!("the image was re-created (id {} → {})", b.image_id, self.image_id))
+                Some(format!(
+                    "the image was re-created (id {} → {})",
+                    b.image_id, self.image_id
+                ))
             } else if b.size != size {
                 Some(format!("the image was resized ({} → {size} bytes)", b.size))
             } else if b.segment_size != segment_size {
                 Some("the segment size changed".to_string())
-            } else if !existing.iter().any(|s| s.name == b.rbd_snapshot && s.id == b.rbd_snapshot_id) {
+            } else if !existing
+                .iter()
+                .any(|s| s.name == b.rbd_snapshot && s.id == b.rbd_snapshot_id)
+            {
                 Some(format!("the base RBD snapshot {} is gone", b.rbd_snapshot))
             } else {
                 None
@@ -121,7 +135,10 @@ impl Source for RbdVolume {
                 Ok::<_, VolumeError>(img.changed_extents(from.as_deref())?)
             })
             .await?;
-            match parent_node.as_ref().map(|p| incremental_plan(&diff, p, size, segment_size, |b| writer.is_indexed(b))) {
+            match parent_node
+                .as_ref()
+                .map(|p| incremental_plan(&diff, p, size, segment_size, |b| writer.is_indexed(b)))
+            {
                 Some(Ok(plan)) => (plan, ReadMode::Incremental),
                 other => {
                     if let Some(Err(why)) = other {
@@ -220,7 +237,11 @@ impl RbdVolumeRef {
     /// Removes this repository's RBD snapshots of the image other than `keep` (left by a
     /// backup that was killed), creates snapshot `name`, and returns its id, the image's
     /// snapshots before, the object size and the image size at the snapshot.
-    fn snapshot_image(&self, keep: Option<&str>, name: &str) -> Result<(u64, Vec<lifeboat_rbd::Snapshot>, u64, u64), VolumeError> {
+    fn snapshot_image(
+        &self,
+        keep: Option<&str>,
+        name: &str,
+    ) -> Result<(u64, Vec<lifeboat_rbd::Snapshot>, u64, u64), VolumeError> {
         let pool = self.cluster.pool(&self.pool)?;
         let mut img = pool.open(&self.image, None).map_err(|e| {
             if e.is_not_found() {
@@ -273,7 +294,10 @@ impl ReadJob {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(VolumeError::Task("a read worker panicked".to_string()))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(VolumeError::Task("a read worker panicked".to_string())))
+                })
                 .collect()
         });
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
@@ -322,7 +346,9 @@ impl ReadJob {
                     });
                     content.chunks.extend(ids);
                 }
-                done.lock().unwrap_or_else(|p| p.into_inner()).insert(segment, content);
+                done.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(segment, content);
                 self.progress.add_done(len as u64, 0);
             }
             sink.finish()?;

@@ -194,7 +194,11 @@ async fn run(repo: &Repository, read_data: bool, progress: Arc<Progress>) -> Res
                             .map(|loc| u64::from(loc.entry.raw_length))
                             .sum();
                         if held != node.stored_length() {
-                            let what = if node.kind == NodeKind::Volume { "extents of" } else { "size" };
+                            let what = if node.kind == NodeKind::Volume {
+                                "extents of"
+                            } else {
+                                "size"
+                            };
                             files_hit.push(format!(
                                 "{}: {what} {} bytes in the tree, but its chunks hold {held} (damaged tree; restore refuses this file)",
                                 node.path,

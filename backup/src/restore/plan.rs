@@ -223,7 +223,10 @@ pub fn plan_restore(
         // a volume image, whose holes are left unwritten in the sparse file.
         let layout: Vec<(u64, u64, &[BlobId])> = if node.kind == NodeKind::Volume {
             match node.volume_extents() {
-                Ok(extents) => extents.into_iter().map(|(e, c)| (e.offset, e.length, c)).collect(),
+                Ok(extents) => extents
+                    .into_iter()
+                    .map(|(e, c)| (e.offset, e.length, c))
+                    .collect(),
                 Err(why) => {
                     plan.missing
                         .insert(i, format!("refused: damaged volume layout: {why}"));
