@@ -158,7 +158,7 @@ pub fn data_runs(data: &[u8]) -> Vec<(usize, usize)> {
 fn is_zero(data: &[u8]) -> bool {
     // OR-folding fixed blocks lets the compiler vectorise; stop at the first non-zero block.
     let mut blocks = data.chunks_exact(64);
-    (&mut blocks).all(|b| b.iter().fold(0u8, |acc, x| acc | x) == 0)
+    blocks.by_ref().all(|b| b.iter().fold(0u8, |acc, x| acc | x) == 0)
         && blocks.remainder().iter().all(|b| *b == 0)
 }
 

@@ -153,13 +153,14 @@ async fn retire_snapshots(source: &RbdVolume, keep: Option<String>) -> Vec<Strin
         let mut img = p.open(&image, None)?;
         let mut warnings = Vec::new();
         for s in img.snapshots()? {
-            if s.name.starts_with(&prefix) && Some(&s.name) != keep.as_ref() {
-                if let Err(e) = img.remove_snapshot(&s.name) {
-                    warnings.push(format!(
-                        "old base snapshot {pool}/{image}@{} not removed: {e}",
-                        s.name
-                    ));
-                }
+            if s.name.starts_with(&prefix)
+                && Some(&s.name) != keep.as_ref()
+                && let Err(e) = img.remove_snapshot(&s.name)
+            {
+                warnings.push(format!(
+                    "old base snapshot {pool}/{image}@{} not removed: {e}",
+                    s.name
+                ));
             }
         }
         Ok::<_, VolumeError>(warnings)

@@ -451,4 +451,52 @@ mod tests {
         assert!(json.contains(r#""dev":2049,"nlink":3"#), "{json}");
         assert_eq!(serde_json::from_str::<Node>(&json).unwrap(), node);
     }
+
+    #[test]
+    fn volume_nodes_round_trip_and_their_layout_is_checked() {
+        let id = |n: u8| -> BlobId { format!("{n:02x}").repeat(32).parse().unwrap() };
+        let mut node = Node::with_path(b"volume.img", NodeKind::Volume);
+        node.size = 1 << 30;
+        node.chunks = vec![id(1), id(2), id(3)];
+        node.extents = vec![
+            VolumeExtent {
+                offset: 0,
+                length: 4096,
+                chunks: 1,
+            },
+            VolumeExtent {
+                offset: 8 << 20,
+                length: 300_000,
+                chunks: 2,
+            },
+        ];
+        let json = serde_json::to_string(&node).unwrap();
+        assert!(
+            json.contains(r#""type":"volume""#)
+                && json.contains(r#""extents":[{"offset":0,"length":4096,"chunks":1}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Node>(&json).unwrap(), node);
+        let layout = node.volume_extents().unwrap();
+        assert_eq!(layout[1].1, &[id(2), id(3)]);
+        assert_eq!(node.stored_length(), 304_096);
+
+        let mut overlapping = node.clone();
+        overlapping.extents[1].offset = 100;
+        assert!(overlapping.volume_extents().unwrap_err().contains("overlaps"));
+        let mut past_end = node.clone();
+        past_end.extents[1].offset = (1 << 30) - 10;
+        assert!(
+            past_end
+                .volume_extents()
+                .unwrap_err()
+                .contains("passes the volume size")
+        );
+        let mut short = node.clone();
+        short.chunks.pop();
+        assert!(short.volume_extents().is_err());
+        let mut extra = node;
+        extra.chunks.push(id(4));
+        assert!(extra.volume_extents().unwrap_err().contains("extents use 3"));
+    }
 }
