@@ -28,7 +28,7 @@ pub enum NodeKind {
     Symlink,
     /// A block volume image (an RBD image, a raw device): `size` bytes, of which only the
     /// `extents` hold data and the rest reads as zeros (holes). `chunks` is every extent's
-    /// chunks in extent order (format 3).
+    /// chunks in extent order (docs/FORMAT.md, "Volume nodes").
     Volume,
 }
 
