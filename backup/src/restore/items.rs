@@ -13,10 +13,22 @@ use super::body;
 use crate::blob::{BlobId, PackId};
 use crate::crypto::RepoKey;
 use crate::pack::{PackError, PackStream, PackedBlob, pack_key};
+use crate::repository::objects::Streamed;
 use crate::repository::{RepoError, Repository};
 
 /// Decoded blobs of one pack waiting for the consumer; the decoder pauses beyond.
 const BLOBS_WAITING: usize = 64;
+
+/// Read-ahead of a local pack file.
+const FILE_BUFFER: usize = 256 * 1024;
+
+/// Where a pack's bytes come from.
+enum Input {
+    /// A local repository's file, read in place.
+    File(std::io::BufReader<std::fs::File>),
+    /// A remote object's body, handed over by its download.
+    Body(body::BodyReader),
+}
 
 /// One blob of a pack as decoded: its content, or why it could not be read.
 pub(super) type Decoded = Result<Vec<u8>, RepoError>;
@@ -43,32 +55,37 @@ pub(super) async fn decode_pack<'a>(
         pack: pack.to_hex(),
         why,
     };
-    let body = match repo.objects().get_body(&key).await {
-        Ok(body) => body,
+    let input = match repo.objects().get_streamed(&key).await {
+        Ok(Streamed::File(file)) => Input::File(std::io::BufReader::with_capacity(FILE_BUFFER, file)),
+        Ok(Streamed::Chunks(body)) => {
+            let (body_tx, input) = body::channel();
+            tokio::spawn(body::forward(body, body_tx));
+            Input::Body(input)
+        }
         Err(e) => {
             let why = e.to_string();
             let failed: Vec<Decoded> = entries.iter().map(|_| Err(unreadable(why.clone()))).collect();
             return futures::stream::iter(failed).left_stream();
         }
     };
-    let (body_tx, input) = body::channel();
-    tokio::spawn(body::forward(body, body_tx));
     let (tx, rx) = mpsc::channel(BLOBS_WAITING);
     let repo_key = repo.key().clone();
     let decoder = tokio::task::spawn_blocking(move || {
-        let stream = match PackStream::open(&repo_key, &key, input) {
-            Ok(stream) => stream,
-            Err(e) => {
-                let why = e.to_string();
-                for _ in &entries {
-                    if tx.blocking_send(Err(unreadable(why.clone()))).is_err() {
-                        break;
-                    }
-                }
-                return None;
-            }
+        let opened = match input {
+            Input::File(file) => PackStream::open(&repo_key, &key, file)
+                .map(|stream| decode_entries(stream, &repo_key, &entries, &tx)),
+            Input::Body(body) => PackStream::open(&repo_key, &key, body)
+                .map(|stream| decode_entries(stream, &repo_key, &entries, &tx)),
         };
-        decode_entries(stream, &repo_key, &entries, &tx)
+        opened.unwrap_or_else(|e| {
+            let why = e.to_string();
+            for _ in &entries {
+                if tx.blocking_send(Err(unreadable(why.clone()))).is_err() {
+                    break;
+                }
+            }
+            None
+        })
     });
     // Once every blob is out: the pack's own blob list, checked by the decoder.
     let checked = async move {
