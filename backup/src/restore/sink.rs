@@ -144,9 +144,16 @@ impl SnapshotReader<'_> {
         self.repo.reader().read_stream(&node.chunks).await
     }
 
-    /// The content of blobs in order (an item a tree node does not describe alone).
+    /// The content of blobs in order (an item a tree node does not describe alone), read as
+    /// [`Self::read_items`] reads: a small item costs a few decoded blobs of memory, not the
+    /// packs it lies in.
     pub async fn read_blobs(&self, chunks: &[BlobId]) -> Result<Vec<u8>, RepoError> {
-        self.repo.reader().read_stream(chunks).await
+        let mut parts: Vec<Vec<u8>> = vec![Vec::new(); chunks.len()];
+        let mut read = std::pin::pin!(self.read_items(chunks.iter().copied().enumerate(), 1));
+        while let Some((i, content)) = read.next().await {
+            parts[i] = content?;
+        }
+        Ok(parts.concat())
     }
 
     /// Writes a file's content into `file` from offset 0, a pack at a time (memory stays
