@@ -886,7 +886,10 @@ impl Items {
     }
 
     fn path(i: usize) -> String {
-        format!("resources/configmaps/namespaces/ns-{:03}/item-{i:06}.json", i / 200)
+        format!(
+            "resources/configmaps/namespaces/ns-{:03}/item-{i:06}.json",
+            i / 200
+        )
     }
 }
 
@@ -974,22 +977,37 @@ async fn a_long_tree_streams_node_by_node_and_items_come_back_whole_by_pack() ->
     let repo = init(&t).await?;
     let count = 30_000;
     let snap = repo.backup(&mut Items(count), &BackupOptions::default()).await?;
-    ensure!(snap.tree.len() > 1, "the tree should span several chunks: {}", snap.tree.len());
+    ensure!(
+        snap.tree.len() > 1,
+        "the tree should span several chunks: {}",
+        snap.tree.len()
+    );
     let (streamed, whole, read) = repo.restore(&snap, ItemsSink).await?;
     ensure!(streamed.len() == count, "{} nodes streamed", streamed.len());
     ensure!(streamed == whole, "the streamed tree differs from the whole tree");
-    ensure!(read.len() == count + 1, "{} of {} items came back", read.len(), count + 1);
+    ensure!(
+        read.len() == count + 1,
+        "{} of {} items came back",
+        read.len(),
+        count + 1
+    );
     let mut seen = vec![false; count];
     for (i, content) in read {
         if i == usize::MAX {
             let why = content.err().unwrap_or_default();
-            ensure!(why.contains("not in the index") || why.contains("missing"), "{why}");
+            ensure!(
+                why.contains("not in the index") || why.contains("missing"),
+                "{why}"
+            );
             continue;
         }
         let n: usize = whole[i]["resources/configmaps/namespaces/ns-000/item-".len()..][..6].parse()?;
         ensure!(!seen[i], "item {i} came back twice");
         seen[i] = true;
-        ensure!(content.as_deref() == Ok(&Items::content(n)[..]), "item {n} differs: {content:?}");
+        ensure!(
+            content.as_deref() == Ok(&Items::content(n)[..]),
+            "item {n} differs: {content:?}"
+        );
     }
     ensure!(seen.iter().all(|s| *s), "an item never came back");
     Ok(())

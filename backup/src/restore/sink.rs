@@ -97,7 +97,10 @@ impl SnapshotReader<'_> {
     pub async fn for_each_node(&self, mut each: impl FnMut(Node)) -> Result<(), RepoError> {
         let tree = &self.snapshot.tree;
         let corrupt = |message: String| RepoError::Corrupt {
-            object: format!("tree of snapshot {}", self.snapshot.id.map(|i| i.to_hex()).unwrap_or_default()),
+            object: format!(
+                "tree of snapshot {}",
+                self.snapshot.id.map(|i| i.to_hex()).unwrap_or_default()
+            ),
             message,
         };
         let mut line: Vec<u8> = Vec::new();
@@ -128,7 +131,11 @@ impl SnapshotReader<'_> {
             }
         }
         if next != tree.len() {
-            return Err(corrupt(format!("{} of its {} chunks were read", next, tree.len())));
+            return Err(corrupt(format!(
+                "{} of its {} chunks were read",
+                next,
+                tree.len()
+            )));
         }
         take_lines(b"\n", &mut line)
     }

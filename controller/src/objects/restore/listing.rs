@@ -105,7 +105,12 @@ mod tests {
         let shown: Vec<String> = listing.objects.iter().map(Listed::display).collect();
         assert_eq!(
             shown,
-            ["configmaps/shop/a", "configmaps/shop/b", "configmaps/web/c", "namespaces/shop"]
+            [
+                "configmaps/shop/a",
+                "configmaps/shop/b",
+                "configmaps/web/c",
+                "namespaces/shop"
+            ]
         );
         let [a, b, c, ns] = &listing.objects[..] else {
             panic!("four objects");
@@ -116,9 +121,6 @@ mod tests {
             b.namespace.as_ref().expect("ns")
         ));
         assert!(ns.namespace.is_none());
-        assert_eq!(
-            a.blob,
-            BlobId::of(b"resources/configmaps/namespaces/shop/a.json")
-        );
+        assert_eq!(a.blob, BlobId::of(b"resources/configmaps/namespaces/shop/a.json"));
     }
 }
