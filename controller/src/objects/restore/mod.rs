@@ -206,18 +206,19 @@ async fn restore_from(
     // A restore narrowed to some namespaces takes the volumes bound to their claims and the
     // classes of both: read those objects first (claims and volumes are few).
     let (mut claims, mut volumes) = (Vec::new(), Vec::new());
-    let sources = plan::dependency_sources(&listing.objects, &records, options);
-    let mut read = std::pin::pin!(reader.read_items(sources.into_iter().map(|l| (l, l.blob)), 2));
-    while let Some((listed, content)) = read.next().await {
-        let Ok(value) = serde_json::from_slice::<Value>(&content?) else {
-            continue;
-        };
-        match listed.namespace {
-            Some(_) => claims.push(value),
-            None => volumes.push(value),
+    {
+        let sources = plan::dependency_sources(&listing.objects, &records, options);
+        let mut read = std::pin::pin!(reader.read_items(sources.into_iter().map(|l| (l, l.blob)), 2));
+        while let Some((listed, content)) = read.next().await {
+            let Ok(value) = serde_json::from_slice::<Value>(&content?) else {
+                continue;
+            };
+            match listed.namespace {
+                Some(_) => claims.push(value),
+                None => volumes.push(value),
+            }
         }
     }
-    drop(read);
     let deps = plan::dependencies(&claims, &volumes);
     let plan = plan::plan(&listing.objects, &records, options, &deps)?;
     progress.add_total(0, plan.len() as u64);
