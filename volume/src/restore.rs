@@ -68,6 +68,7 @@ impl Sink for RbdImageSink {
         let damaged = |why: String| VolumeError::Damaged { id: id.clone(), why };
         let node = reader
             .nodes()
+            .await?
             .iter()
             .find(|n| n.kind == NodeKind::Volume)
             .ok_or_else(|| damaged("the tree holds no volume node".to_string()))?;

@@ -12,14 +12,6 @@ use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutOp
 use super::RepoError;
 use crate::crypto::RepoKey;
 
-/// What [`Objects::get_content`] returns.
-pub(crate) enum Content {
-    /// A local repository's file, opened for reading from its start.
-    File(std::fs::File),
-    /// A remote object's body, chunk by chunk.
-    Chunks(BoxStream<'static, Result<Bytes, RepoError>>),
-}
-
 #[derive(Clone)]
 pub(crate) struct Objects {
     store: Arc<dyn ObjectStore>,
@@ -81,22 +73,21 @@ impl Objects {
             .boxed())
     }
 
-    /// An object's content for a reader that consumes it front to back: a local repository's
-    /// file itself (read in place: no copy of the whole object into a zeroed buffer first, and
-    /// decoding starts with its first bytes), or a remote object's chunks as they arrive.
-    pub(crate) async fn get_content(&self, key: &str) -> Result<Content, RepoError> {
+    /// An object's content for a blocking reader that consumes it front to back without
+    /// holding it: a local repository's file itself (read in place), or a remote object's
+    /// chunks as they arrive. [`Self::get_body`] reads a local file whole instead.
+    pub(crate) async fn get_streamed(&self, key: &str) -> Result<Streamed, RepoError> {
         let result = self
             .store
             .get(&ObjectPath::from(key))
             .await
             .map_err(|e| self.err("read", key, e))?;
         let whole = result.range.start == 0 && result.range.end == result.meta.size;
-        if let (GetResultPayload::File(file, path), true) = (&result.payload, whole) {
-            let file = file.try_clone().map_err(|e| RepoError::io(path, e))?;
-            return Ok(Content::File(file));
+        if whole && let GetResultPayload::File(file, _) = result.payload {
+            return Ok(Streamed::File(file));
         }
         let (objects, key) = (self.clone(), key.to_string());
-        Ok(Content::Chunks(
+        Ok(Streamed::Chunks(
             result
                 .into_stream()
                 .map_err(move |e| objects.err("read", &key, e))
@@ -213,4 +204,12 @@ pub(crate) fn open_json<T: serde::de::DeserializeOwned>(
     let compressed = key.decrypt(bytes, name)?;
     let json = zstd::stream::decode_all(&compressed[..]).map_err(|e| bad(format!("zstd: {e}")))?;
     serde_json::from_slice(&json).map_err(|e| bad(format!("JSON: {e}")))
+}
+
+/// See [`Objects::get_streamed`].
+pub(crate) enum Streamed {
+    /// A local file, open at its start.
+    File(std::fs::File),
+    /// A remote object's body.
+    Chunks(BoxStream<'static, Result<Bytes, RepoError>>),
 }

@@ -17,7 +17,7 @@ use crate::blob::BlobId;
 use crate::crypto::RepoKey;
 use crate::pack::{PackStream, pack_key};
 use crate::progress::Progress;
-use crate::repository::objects::Content;
+use crate::repository::objects::Streamed;
 use crate::repository::{RepoError, Repository};
 
 /// Packs fetched at once during a restore. Each holds a few body chunks and its decoding
@@ -79,18 +79,18 @@ pub(super) async fn write_packs(
             async move {
                 let key = pack_key(pack_id);
                 let pack = key.clone();
-                let result = match repo.objects().get_content(&key).await {
+                let result = match repo.objects().get_streamed(&key).await {
                     Ok(content) => {
                         let (blobs, repo_key) = (blobs.clone(), repo.key().clone());
                         let progress = progress.clone();
                         // A local pack is decoded straight from its file; a remote one from
                         // its body's chunks as they arrive.
                         let (input, download): (Box<dyn BufRead + Send>, _) = match content {
-                            Content::File(file) => (
+                            Streamed::File(file) => (
                                 Box::new(std::io::BufReader::with_capacity(FILE_BUFFER, file)),
                                 None,
                             ),
-                            Content::Chunks(chunks) => {
+                            Streamed::Chunks(chunks) => {
                                 let (tx, input) = body::channel();
                                 (Box::new(input), Some(body::forward(chunks, tx)))
                             }
