@@ -29,9 +29,7 @@ echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast
 # Ignored tests (`#[ignore = "why"]`) run where what they need is given, and are otherwise
 # counted as ignored by the test runner: `child_backup` is run by its parent test in
-# backup_recovery; the GCS conformance test needs a real bucket; csi_groups'
-# a_driver_killed_mid_group_snapshot_finishes_on_retry is a known open defect (its doc says
-# how to run it).
+# backup_recovery; the GCS conformance test needs a real bucket.
 # The multi-cluster partition tests cut links between network namespaces: root and iproute2.
 if [ "$(id -u)" = 0 ] && ip netns list >/dev/null 2>&1; then
   echo "== network-namespace tests (federation_partition, federation_three)"

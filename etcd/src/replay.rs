@@ -108,7 +108,7 @@ impl Sink for Replay<'_> {
         {
             let id = reader.snapshot().id.map(|i| i.to_hex()).unwrap_or_default();
             let db = DbOutput::new(&base_db)?;
-            reader.read_to(db_node(reader, &id)?, db.file()).await?;
+            reader.read_to(db_node(reader, &id).await?, db.file()).await?;
             db.publish(format!("the database of snapshot {id}")).await?;
         }
         let mut etcd = ReplayEtcd::start(work.path(), &base_db).await?;

@@ -31,11 +31,11 @@ impl DatabaseFile {
 }
 
 /// The full snapshot's database node.
-pub(crate) fn db_node<'a>(
+pub(crate) async fn db_node<'a>(
     reader: &'a SnapshotReader<'_>,
     id: &str,
 ) -> Result<&'a lifeboat_backup::snapshot::Node, EtcdError> {
-    reader.node(DB_PATH).ok_or_else(|| {
+    reader.node(DB_PATH).await?.ok_or_else(|| {
         EtcdError::Repo(lifeboat_backup::RepoError::Corrupt {
             object: format!("snapshot {id}"),
             message: format!("has no {DB_PATH}"),
@@ -66,7 +66,7 @@ impl Sink for DatabaseFile {
     async fn restore(self, reader: &SnapshotReader<'_>) -> Result<u64, EtcdError> {
         let id = reader.snapshot().id.map(|i| i.to_hex()).unwrap_or_default();
         let db = DbOutput::new(&self.path)?;
-        reader.read_to(db_node(reader, &id)?, db.file()).await?;
+        reader.read_to(db_node(reader, &id).await?, db.file()).await?;
         db.publish(format!("the database of snapshot {id}")).await
     }
 }

@@ -32,6 +32,13 @@ pub struct rbd_image_info_t {
 }
 
 #[repr(C)]
+pub struct rbd_image_watcher_t {
+    pub addr: *mut c_char,
+    pub id: i64,
+    pub cookie: u64,
+}
+
+#[repr(C)]
 pub struct rbd_snap_info_t {
     pub id: u64,
     pub size: u64,
@@ -126,6 +133,12 @@ unsafe extern "C" {
 
     pub fn rbd_snap_list(image: rbd_image_t, snaps: *mut rbd_snap_info_t, max: *mut c_int) -> c_int;
     pub fn rbd_snap_list_end(snaps: *mut rbd_snap_info_t);
+    pub fn rbd_watchers_list(
+        image: rbd_image_t,
+        watchers: *mut rbd_image_watcher_t,
+        max: *mut usize,
+    ) -> c_int;
+    pub fn rbd_watchers_list_cleanup(watchers: *mut rbd_image_watcher_t, count: usize);
     pub fn rbd_snap_create(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_remove(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_protect(image: rbd_image_t, snapname: *const c_char) -> c_int;

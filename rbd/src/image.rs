@@ -140,7 +140,7 @@ pub struct Extent {
 
 /// An open image. Closed on drop.
 pub struct Image<'p> {
-    raw: ffi::rbd_image_t,
+    pub(crate) raw: ffi::rbd_image_t,
     pool: &'p Pool,
     name: String,
 }
@@ -176,7 +176,7 @@ impl<'p> Image<'p> {
         })
     }
 
-    fn spec(&self) -> String {
+    pub(crate) fn spec(&self) -> String {
         self.pool.spec(&self.name)
     }
 

@@ -13,8 +13,10 @@ mod ffi;
 mod group;
 mod image;
 mod rados_objects;
+mod watchers;
 
 pub use cluster::{Cluster, Pool};
 pub use error::RbdError;
 pub use group::{GroupImage, GroupSnapshot, SnapshotNamespace};
 pub use image::{Extent, Image, ImageInfo, ImageOptions, Snapshot, SnapshotRef, features};
+pub use watchers::Watcher;

@@ -874,3 +874,141 @@ async fn latest_of_a_kind_skips_newer_snapshots_of_other_kinds() -> Result<()> {
     ensure!(err.contains("no files snapshot of host elsewhere"), "{err}");
     Ok(())
 }
+
+/// Many small items, one blob each, as the Kubernetes objects source writes them; every
+/// seventh has the content of the one before it (equal objects share a blob).
+struct Items(usize);
+
+impl Items {
+    fn content(i: usize) -> Vec<u8> {
+        let i = if i % 7 == 6 { i - 1 } else { i };
+        format!("{{\"item\":{i},\"padding\":\"{}\"}}", "x".repeat(i % 300)).into_bytes()
+    }
+
+    fn path(i: usize) -> String {
+        format!(
+            "resources/configmaps/namespaces/ns-{:03}/item-{i:06}.json",
+            i / 200
+        )
+    }
+}
+
+impl Source for Items {
+    type Error = RepoError;
+
+    fn source_id(&self) -> String {
+        "items:test".to_string()
+    }
+
+    fn purpose(&self) -> &'static str {
+        "backup"
+    }
+
+    async fn write(&mut self, writer: &Writer<'_>) -> Result<Written, RepoError> {
+        let upload = writer.items();
+        for i in 0..self.0 {
+            if !upload.send(Self::path(i), Self::content(i)).await {
+                break;
+            }
+        }
+        let nodes = upload.finish().await?;
+        Ok(Written {
+            summary: Summary::of_tree(&nodes),
+            nodes,
+            details: SnapshotDetails::Files,
+            paths: vec![],
+        })
+    }
+}
+
+/// Reads a snapshot the way the objects restore does: the tree a node at a time, the items
+/// by pack. Returns the streamed paths, the whole tree's paths, and each item's content by
+/// its number (a `None` for a blob that could not be read, with why).
+struct ItemsSink;
+
+type ItemsRead = (Vec<String>, Vec<String>, Vec<(usize, Result<Vec<u8>, String>)>);
+
+impl lifeboat_backup::Sink for ItemsSink {
+    type Output = ItemsRead;
+    type Error = RepoError;
+
+    fn purpose(&self) -> &'static str {
+        "restore"
+    }
+
+    fn accepts(&self, _snapshot: &Snapshot) -> Result<(), RepoError> {
+        Ok(())
+    }
+
+    async fn restore(self, reader: &lifeboat_backup::SnapshotReader<'_>) -> Result<ItemsRead, RepoError> {
+        use futures::StreamExt;
+        let mut streamed = Vec::new();
+        reader.for_each_node(|n| streamed.push(n.path)).await?;
+        let whole: Vec<String> = reader.nodes().await?.iter().map(|n| n.path.clone()).collect();
+        let mut wanted: Vec<(usize, lifeboat_backup::blob::BlobId)> = reader
+            .nodes()
+            .await?
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i, n.chunks[0]))
+            .collect();
+        // An item whose blob the repository never had.
+        wanted.push((usize::MAX, lifeboat_backup::blob::BlobId::of(b"never stored")));
+        let read = reader
+            .read_items(wanted, 2)
+            .map(|(i, r)| (i, r.map_err(|e| e.to_string())))
+            .collect()
+            .await;
+        ensure_no_damage(reader)?;
+        Ok((streamed, whole, read))
+    }
+}
+
+fn ensure_no_damage(reader: &lifeboat_backup::SnapshotReader<'_>) -> Result<(), RepoError> {
+    match reader.damaged_packs().first() {
+        Some(why) => Err(RepoError::Task(format!("a pack failed its final check: {why}"))),
+        None => Ok(()),
+    }
+}
+
+#[tokio::test]
+async fn a_long_tree_streams_node_by_node_and_items_come_back_whole_by_pack() -> Result<()> {
+    let t = TestRepo::new(Backend::Local)?;
+    let repo = init(&t).await?;
+    let count = 30_000;
+    let snap = repo.backup(&mut Items(count), &BackupOptions::default()).await?;
+    ensure!(
+        snap.tree.len() > 1,
+        "the tree should span several chunks: {}",
+        snap.tree.len()
+    );
+    let (streamed, whole, read) = repo.restore(&snap, ItemsSink).await?;
+    ensure!(streamed.len() == count, "{} nodes streamed", streamed.len());
+    ensure!(streamed == whole, "the streamed tree differs from the whole tree");
+    ensure!(
+        read.len() == count + 1,
+        "{} of {} items came back",
+        read.len(),
+        count + 1
+    );
+    let mut seen = vec![false; count];
+    for (i, content) in read {
+        if i == usize::MAX {
+            let why = content.err().unwrap_or_default();
+            ensure!(
+                why.contains("not in the index") || why.contains("missing"),
+                "{why}"
+            );
+            continue;
+        }
+        let n: usize = whole[i]["resources/configmaps/namespaces/ns-000/item-".len()..][..6].parse()?;
+        ensure!(!seen[i], "item {i} came back twice");
+        seen[i] = true;
+        ensure!(
+            content.as_deref() == Ok(&Items::content(n)[..]),
+            "item {n} differs: {content:?}"
+        );
+    }
+    ensure!(seen.iter().all(|s| *s), "an item never came back");
+    Ok(())
+}

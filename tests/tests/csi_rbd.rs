@@ -612,3 +612,36 @@ async fn snapshot_restore_and_clone_keep_the_data() -> Result<()> {
     ensure!(e.images()?.is_empty(), "left: {:?}", e.images()?);
     Ok(())
 }
+
+/// A volume some client has open is not deleted: DeleteVolume answers FAILED_PRECONDITION
+/// naming the watcher (so an operator can find the node or client), and succeeds once the
+/// client closes the image.
+#[tokio::test]
+async fn a_volume_open_in_a_client_is_refused_naming_its_watcher() -> Result<()> {
+    let e = env("csi-busy").await?;
+    let mut c = e.driver.clients().await?.controller;
+    let v = c
+        .create_volume(e.create_req("pvc-busy", 4 * MIB))
+        .await?
+        .into_inner()
+        .volume
+        .context("volume")?;
+    let cluster = lifeboat_tests::ceph()?.connect()?;
+    let pool = cluster.pool(&e.pool)?;
+    let image = pool.open(&v.volume_context["imageName"], None)?;
+    let own = image.watchers()?;
+    ensure!(own.len() == 1, "a read-write open holds one watch: {own:?}");
+    let refused = c.delete_volume(e.delete_req(&v.volume_id)).await;
+    let status = refused.err().context("deleted while open")?;
+    ensure!(status.code() == Code::FailedPrecondition, "{status:?}");
+    let expected = format!("watched by {}", own[0]);
+    ensure!(
+        status.message().contains(&expected),
+        "{} lacks {expected}",
+        status.message()
+    );
+    drop(image);
+    c.delete_volume(e.delete_req(&v.volume_id)).await?;
+    ensure!(e.images()?.is_empty(), "left: {:?}", e.images()?);
+    Ok(())
+}

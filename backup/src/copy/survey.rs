@@ -14,7 +14,6 @@ use crate::index::{Index, IndexPack};
 use crate::read::BlobReader;
 use crate::repository::object_io::Objects;
 use crate::repository::{Config, LockGuard, LockKind, RepoError, Repository};
-use crate::snapshot::NodeKind;
 use crate::store::{Location, Store};
 
 /// A surveyed copy: the plan, and what the executor needs to carry it out.
@@ -264,7 +263,7 @@ async fn survey(
 async fn needed_blobs(reader: &BlobReader<'_>, tree: &[BlobId]) -> Result<Vec<BlobId>, RepoError> {
     let mut blobs: Vec<BlobId> = tree.to_vec();
     for node in reader.read_tree(tree).await? {
-        if node.kind == NodeKind::File {
+        if node.has_content() {
             blobs.extend(node.chunks);
         }
     }

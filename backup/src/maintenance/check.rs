@@ -176,7 +176,13 @@ async fn run(repo: &Repository, read_data: bool, progress: Arc<Progress>) -> Res
                     for damage in tree_damage(&nodes) {
                         files_hit.push(format!("tree: {}", damage.why));
                     }
-                    for node in nodes.iter().filter(|n| n.kind == NodeKind::File) {
+                    for node in nodes.iter().filter(|n| n.has_content()) {
+                        if node.kind == NodeKind::Volume
+                            && let Err(why) = node.volume_extents()
+                        {
+                            files_hit.push(format!("{}: damaged volume layout: {why}", node.path));
+                            continue;
+                        }
                         if let Some(why) = node.chunks.iter().find_map(bad_blob) {
                             files_hit.push(format!("{}: chunk {why}", node.path));
                             continue;
@@ -187,10 +193,16 @@ async fn run(repo: &Repository, read_data: bool, progress: Arc<Progress>) -> Res
                             .filter_map(|id| index.get(id))
                             .map(|loc| u64::from(loc.entry.raw_length))
                             .sum();
-                        if held != node.size {
+                        if held != node.stored_length() {
+                            let what = if node.kind == NodeKind::Volume {
+                                "extents of"
+                            } else {
+                                "size"
+                            };
                             files_hit.push(format!(
-                                "{}: size {} bytes in the tree, but its chunks hold {held} (damaged tree; restore refuses this file)",
-                                node.path, node.size
+                                "{}: {what} {} bytes in the tree, but its chunks hold {held} (damaged tree; restore refuses this file)",
+                                node.path,
+                                node.stored_length()
                             ));
                         }
                     }

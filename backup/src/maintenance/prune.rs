@@ -18,7 +18,6 @@ use crate::pack::pack_key;
 use crate::read::BlobReader;
 use crate::repository::{LockKind, RepoError, Repository};
 use crate::session::{BlobSink, Session};
-use crate::snapshot::NodeKind;
 
 /// Packs with less than this share of their bytes still used are repacked.
 const REPACK_BELOW_USED: f64 = 0.8;
@@ -115,7 +114,7 @@ pub async fn used_blobs(repo: &Repository, index: &Index) -> Result<HashSet<Blob
             continue;
         }
         for node in reader.read_tree(&snap.tree).await? {
-            if node.kind == NodeKind::File {
+            if node.has_content() {
                 used.extend(node.chunks);
             }
         }

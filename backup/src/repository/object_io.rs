@@ -73,6 +73,28 @@ impl Objects {
             .boxed())
     }
 
+    /// An object's content for a blocking reader that consumes it front to back without
+    /// holding it: a local repository's file itself (read in place), or a remote object's
+    /// chunks as they arrive. [`Self::get_body`] reads a local file whole instead.
+    pub(crate) async fn get_streamed(&self, key: &str) -> Result<Streamed, RepoError> {
+        let result = self
+            .store
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(|e| self.err("read", key, e))?;
+        let whole = result.range.start == 0 && result.range.end == result.meta.size;
+        if whole && let GetResultPayload::File(file, _) = result.payload {
+            return Ok(Streamed::File(file));
+        }
+        let (objects, key) = (self.clone(), key.to_string());
+        Ok(Streamed::Chunks(
+            result
+                .into_stream()
+                .map_err(move |e| objects.err("read", &key, e))
+                .boxed(),
+        ))
+    }
+
     /// Writes an object that must not exist yet. An existing object under a content-derived
     /// name holds the same bytes, so that is success, not an error.
     pub(crate) async fn put_new(&self, key: &str, bytes: Bytes) -> Result<(), RepoError> {
@@ -182,4 +204,12 @@ pub(crate) fn open_json<T: serde::de::DeserializeOwned>(
     let compressed = key.decrypt(bytes, name)?;
     let json = zstd::stream::decode_all(&compressed[..]).map_err(|e| bad(format!("zstd: {e}")))?;
     serde_json::from_slice(&json).map_err(|e| bad(format!("JSON: {e}")))
+}
+
+/// See [`Objects::get_streamed`].
+pub(crate) enum Streamed {
+    /// A local file, open at its start.
+    File(std::fs::File),
+    /// A remote object's body.
+    Chunks(BoxStream<'static, Result<Bytes, RepoError>>),
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use crate::blob::PackId;
+use crate::blob::{BlobId, PackId};
 use crate::index::Index;
 use crate::pack::PackedBlob;
 use crate::snapshot::{Node, NodeKind, parent_of, safe_relative, tree_damage};
@@ -212,42 +212,62 @@ pub fn plan_restore(
                     }
                 }
             }
-            NodeKind::File => EntryKind::File,
+            // A volume image restores as a sparse file of its size (`dd` it onto a device).
+            NodeKind::File | NodeKind::Volume => EntryKind::File,
         };
         plan.entries.push(PlannedEntry { node: i, path, kind });
         if kind != EntryKind::File {
             continue;
         }
-        let mut offset = 0u64;
-        for id in &node.chunks {
-            let Some(loc) = index.get(id) else {
-                plan.missing
-                    .insert(i, format!("chunk {} is not in the index", id.short()));
-                break;
-            };
-            let slot = *by_blob.entry((loc.pack, loc.entry.offset)).or_insert_with(|| {
-                let blobs = plan.packs.entry(loc.pack).or_default();
-                blobs.push(PlannedBlob {
-                    entry: loc.entry,
-                    targets: Vec::new(),
-                });
-                blobs.len() - 1
-            });
-            if let Some(blobs) = plan.packs.get_mut(&loc.pack) {
-                blobs[slot].targets.push((i, offset));
+        // Where each chunk goes: one after another for a file; from each extent's offset for
+        // a volume image, whose holes are left unwritten in the sparse file.
+        let layout: Vec<(u64, u64, &[BlobId])> = if node.kind == NodeKind::Volume {
+            match node.volume_extents() {
+                Ok(extents) => extents
+                    .into_iter()
+                    .map(|(e, c)| (e.offset, e.length, c))
+                    .collect(),
+                Err(why) => {
+                    plan.missing
+                        .insert(i, format!("refused: damaged volume layout: {why}"));
+                    continue;
+                }
             }
-            offset += u64::from(loc.entry.raw_length);
-        }
-        // A file's chunks are its content: a size they do not add up to is a damaged (or
-        // forged) tree, and the restored file would be silently short or padded.
-        if !plan.missing.contains_key(&i) && offset != node.size {
-            plan.missing.insert(
-                i,
-                format!(
-                    "refused: the tree gives its size as {} bytes but its chunks hold {offset} (damaged tree; a repository check reports it)",
-                    node.size
-                ),
-            );
+        } else {
+            vec![(0, node.size, node.chunks.as_slice())]
+        };
+        'runs: for (start, length, chunks) in layout {
+            let mut offset = start;
+            for id in chunks {
+                let Some(loc) = index.get(id) else {
+                    plan.missing
+                        .insert(i, format!("chunk {} is not in the index", id.short()));
+                    break 'runs;
+                };
+                let slot = *by_blob.entry((loc.pack, loc.entry.offset)).or_insert_with(|| {
+                    let blobs = plan.packs.entry(loc.pack).or_default();
+                    blobs.push(PlannedBlob {
+                        entry: loc.entry,
+                        targets: Vec::new(),
+                    });
+                    blobs.len() - 1
+                });
+                if let Some(blobs) = plan.packs.get_mut(&loc.pack) {
+                    blobs[slot].targets.push((i, offset));
+                }
+                offset += u64::from(loc.entry.raw_length);
+            }
+            // A file's chunks are its content: a size they do not add up to is a damaged (or
+            // forged) tree, and the restored file would be silently short or padded.
+            if !plan.missing.contains_key(&i) && offset - start != length {
+                plan.missing.insert(
+                    i,
+                    format!(
+                        "refused: the tree gives a length of {length} bytes at offset {start} but its chunks hold {} (damaged tree; a repository check reports it)",
+                        offset - start
+                    ),
+                );
+            }
         }
         plan.bytes += node.size;
     }

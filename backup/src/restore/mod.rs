@@ -13,6 +13,7 @@ mod entries;
 mod error;
 mod files_plan;
 mod handles;
+mod items;
 mod output;
 mod packs;
 mod sink;
@@ -115,7 +116,7 @@ async fn run(
     let target = target.canonicalize().map_err(|e| RepoError::io(target, e))?;
     let repo = reader.repository();
     let index = repo.index();
-    let nodes = reader.nodes();
+    let nodes = reader.nodes().await?;
     let plan = plan_restore(nodes, index, &options.include)?;
     let mut report = RestoreReport {
         errors: plan.refused.clone(),

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::SessionShared;
 use crate::blob::{BlobId, BlobKind, compress};
+use crate::chunker::{ChunkerParams, chunk_slice};
 use crate::pack::PackWriter;
 use crate::repository::RepoError;
 
@@ -55,6 +56,14 @@ impl BlobSink {
             self.flush()?;
         }
         Ok(id)
+    }
+
+    /// Splits `data` into content-defined chunks with `params` (seeded like every other chunk
+    /// of the repository) and stores each; returns their ids in order. For sources that read
+    /// their content in bounded pieces themselves (a volume's segments).
+    pub fn put_chunked(&mut self, data: &[u8], params: ChunkerParams) -> Result<Vec<BlobId>, RepoError> {
+        let seed = self.shared.seed;
+        chunk_slice(data, params, seed).map(|c| self.put(c)).collect()
     }
 
     /// Seals and hands over the open pack, if any.

@@ -22,6 +22,8 @@ pub const FILES: &str = "files";
 pub const ETCD: &str = "etcd";
 /// `kind` of Kubernetes object snapshots.
 pub const KUBERNETES: &str = "kubernetes";
+/// `kind` of block volume snapshots (one [`crate::snapshot::NodeKind::Volume`] node).
+pub const VOLUME: &str = "volume";
 
 /// The typed description of what a snapshot holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub enum SnapshotDetails {
     EtcdDelta(EtcdDelta),
     /// Kubernetes objects, one JSON file each (`kind: kubernetes`).
     Kubernetes(KubernetesObjects),
+    /// One block volume image (`kind: volume`).
+    Volume(VolumeImage),
     /// A kind this version does not know (written by a newer one): kept as read.
     Other {
         /// Its `kind`.
@@ -81,6 +85,35 @@ pub struct KubernetesObjects {
     pub backup: String,
     /// Objects stored (`meta.items`).
     pub items: u64,
+}
+
+/// A backup of one RBD image: where it lives, the RBD snapshot it was read from (kept as the
+/// base of the next backup's changed-block diff), and how it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeImage {
+    /// The Ceph cluster's fsid (`meta.cluster_fsid`).
+    pub cluster_fsid: String,
+    /// The pool (`meta.pool`).
+    pub pool: String,
+    /// The image name (`meta.image`).
+    pub image: String,
+    /// librbd's id of the image, which a re-created image of the same name does not share
+    /// (`meta.image_id`).
+    pub image_id: String,
+    /// The RBD snapshot read (`meta.rbd_snapshot`).
+    pub rbd_snapshot: String,
+    /// Its snapshot id, so a snapshot re-created under the same name is never taken for it
+    /// (`meta.rbd_snapshot_id`).
+    pub rbd_snapshot_id: u64,
+    /// The volume's size in bytes (`meta.size`).
+    pub size: u64,
+    /// The unit re-read around a change and reused when unchanged, bytes (`meta.segment_size`).
+    pub segment_size: u64,
+    /// `full` (every allocated extent read) or `incremental` (only the extents changed since
+    /// the parent's RBD snapshot) (`meta.read`).
+    pub read: String,
+    /// Bytes read from the image (`meta.read_bytes`).
+    pub read_bytes: u64,
 }
 
 /// A manifest's `kind` and `meta` that do not make a valid description of that kind.
@@ -188,6 +221,39 @@ impl KubernetesObjects {
     }
 }
 
+impl VolumeImage {
+    fn to_meta(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("type".to_string(), "rbd".to_string()),
+            ("cluster_fsid".to_string(), self.cluster_fsid.clone()),
+            ("pool".to_string(), self.pool.clone()),
+            ("image".to_string(), self.image.clone()),
+            ("image_id".to_string(), self.image_id.clone()),
+            ("rbd_snapshot".to_string(), self.rbd_snapshot.clone()),
+            ("rbd_snapshot_id".to_string(), self.rbd_snapshot_id.to_string()),
+            ("size".to_string(), self.size.to_string()),
+            ("segment_size".to_string(), self.segment_size.to_string()),
+            ("read".to_string(), self.read.clone()),
+            ("read_bytes".to_string(), self.read_bytes.to_string()),
+        ])
+    }
+
+    fn from_meta(m: &Meta<'_>) -> Result<Self, DetailsError> {
+        Ok(Self {
+            cluster_fsid: m.text("cluster_fsid")?,
+            pool: m.text("pool")?,
+            image: m.text("image")?,
+            image_id: m.text("image_id")?,
+            rbd_snapshot: m.text("rbd_snapshot")?,
+            rbd_snapshot_id: m.parse("rbd_snapshot_id")?,
+            size: m.parse("size")?,
+            segment_size: m.parse("segment_size")?,
+            read: m.text("read")?,
+            read_bytes: m.parse("read_bytes")?,
+        })
+    }
+}
+
 impl SnapshotDetails {
     /// The manifest's `kind`: `files`, `etcd`, `kubernetes`, or an unknown kind as stored.
     pub fn kind(&self) -> &str {
@@ -195,6 +261,7 @@ impl SnapshotDetails {
             Self::Files => FILES,
             Self::EtcdFull(_) | Self::EtcdDelta(_) => ETCD,
             Self::Kubernetes(_) => KUBERNETES,
+            Self::Volume(_) => VOLUME,
             Self::Other { kind, .. } => kind,
         }
     }
@@ -206,7 +273,8 @@ impl SnapshotDetails {
             Self::EtcdFull(d) => Some(&d.cluster_id),
             Self::EtcdDelta(d) => Some(&d.cluster_id),
             Self::Kubernetes(d) => Some(&d.cluster_id),
-            Self::Files | Self::Other { .. } => None,
+            // A Ceph fsid names no Kubernetes cluster.
+            Self::Files | Self::Volume(_) | Self::Other { .. } => None,
         }
     }
 
@@ -217,6 +285,7 @@ impl SnapshotDetails {
             Self::EtcdFull(d) => d.to_meta(),
             Self::EtcdDelta(d) => d.to_meta(),
             Self::Kubernetes(d) => d.to_meta(),
+            Self::Volume(d) => d.to_meta(),
             Self::Other { meta, .. } => meta.clone(),
         };
         (self.kind().to_string(), meta)
@@ -238,6 +307,7 @@ impl SnapshotDetails {
                 }
             },
             KUBERNETES => Self::Kubernetes(KubernetesObjects::from_meta(&m)?),
+            VOLUME => Self::Volume(VolumeImage::from_meta(&m)?),
             _ => Self::Other { kind, meta },
         };
         Ok(details)

@@ -85,7 +85,7 @@ impl<'de> serde::Deserialize<'de> for Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{EtcdDelta, EtcdFull, KubernetesObjects};
+    use crate::snapshot::{EtcdDelta, EtcdFull, KubernetesObjects, VolumeImage};
 
     /// Manifests as the code before typed metadata wrote them (docs/FORMAT.md), one per kind:
     /// each reads into its variant and writes back to the same JSON value.
@@ -135,10 +135,27 @@ mod tests {
             ),
             (
                 format!(
-                    r#"{{"time":"2026-11-25T20:08:16Z","hostname":"node-1","kind":"volume","source":"volume:pvc-1","paths":[],"tags":{{}},"meta":{{"pool":"rbd"}},"parent":null,"tree":[],{summary}}}"#
+                    r#"{{"time":"2026-11-25T20:08:16Z","hostname":"node-1","kind":"volume","source":"rbd:f1/rbd/pvc-1","paths":["rbd/pvc-1"],"tags":{{}},"meta":{{"cluster_fsid":"f1","image":"pvc-1","image_id":"10ab","pool":"rbd","rbd_snapshot":"lifeboat.0123.20261125T200816Z","rbd_snapshot_id":"7","read":"incremental","read_bytes":"4194304","segment_size":"4194304","size":"1073741824","type":"rbd"}},"parent":null,"tree":[],{summary}}}"#
+                ),
+                SnapshotDetails::Volume(VolumeImage {
+                    cluster_fsid: "f1".into(),
+                    pool: "rbd".into(),
+                    image: "pvc-1".into(),
+                    image_id: "10ab".into(),
+                    rbd_snapshot: "lifeboat.0123.20261125T200816Z".into(),
+                    rbd_snapshot_id: 7,
+                    size: 1 << 30,
+                    segment_size: 4 << 20,
+                    read: "incremental".into(),
+                    read_bytes: 4 << 20,
+                }),
+            ),
+            (
+                format!(
+                    r#"{{"time":"2026-11-25T20:08:16Z","hostname":"node-1","kind":"vm-disk","source":"vm:pvc-1","paths":[],"tags":{{}},"meta":{{"pool":"rbd"}},"parent":null,"tree":[],{summary}}}"#
                 ),
                 SnapshotDetails::Other {
-                    kind: "volume".into(),
+                    kind: "vm-disk".into(),
                     meta: BTreeMap::from([("pool".to_string(), "rbd".to_string())]),
                 },
             ),

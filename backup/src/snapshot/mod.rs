@@ -8,12 +8,13 @@ mod manifest;
 mod tree;
 
 pub use details::{
-    DetailsError, ETCD, EtcdDelta, EtcdFull, FILES, KUBERNETES, KubernetesObjects, SnapshotDetails,
+    DetailsError, ETCD, EtcdDelta, EtcdFull, FILES, KUBERNETES, KubernetesObjects, SnapshotDetails, VOLUME,
+    VolumeImage,
 };
 
 pub(crate) use damage::parent_of;
 pub use damage::{DamageKind, TreeDamage, safe_relative, tree_damage};
-pub use tree::{Node, NodeKind, Xattr};
+pub use tree::{Node, NodeKind, VolumeExtent, Xattr};
 
 use std::collections::BTreeMap;
 

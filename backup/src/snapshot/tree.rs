@@ -26,6 +26,24 @@ pub enum NodeKind {
     Dir,
     /// A symbolic link.
     Symlink,
+    /// A block volume image (an RBD image, a raw device): `size` bytes, of which only the
+    /// `extents` hold data and the rest reads as zeros (holes). `chunks` is every extent's
+    /// chunks in extent order (docs/FORMAT.md, "Volume nodes").
+    Volume,
+}
+
+/// One stored range of a [`NodeKind::Volume`] node: `length` bytes at byte `offset` of the
+/// volume, held by the next `chunks` of the node's chunk list. Extents are sorted by offset,
+/// never overlap, never pass the volume's size, and their chunk counts add up to the node's
+/// chunk list; whatever no extent covers is a hole (zeros, never written on restore).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeExtent {
+    /// Byte offset in the volume.
+    pub offset: u64,
+    /// Length in bytes (the chunks' raw lengths add up to it).
+    pub length: u64,
+    /// How many of the node's chunks hold it, taken in order after the previous extent's.
+    pub chunks: u32,
 }
 
 /// One extended attribute (`user.*`, `trusted.*`, `security.*`, and POSIX ACLs as
@@ -76,6 +94,8 @@ pub struct Node {
     pub target_raw: Option<Vec<u8>>,
     /// Extended attributes and POSIX ACLs, in the order listed.
     pub xattrs: Vec<Xattr>,
+    /// Where the chunks go in a [`NodeKind::Volume`]; empty for every other kind.
+    pub extents: Vec<VolumeExtent>,
 }
 
 /// Splits bytes into the text form and, when that would lose something, the raw form.
@@ -140,6 +160,57 @@ impl Node {
         self.target_raw = raw;
     }
 
+    /// True for nodes whose `chunks` hold content (files and volumes): what prune keeps,
+    /// check verifies and copy transfers.
+    pub fn has_content(&self) -> bool {
+        matches!(self.kind, NodeKind::File | NodeKind::Volume)
+    }
+
+    /// The bytes the chunks hold: `size` for a file, the extents' lengths for a volume
+    /// (holes hold nothing).
+    pub fn stored_length(&self) -> u64 {
+        match self.kind {
+            NodeKind::Volume => self.extents.iter().map(|e| e.length).sum(),
+            _ => self.size,
+        }
+    }
+
+    /// A volume's extents with their chunks, after checking the layout [`VolumeExtent`]
+    /// promises (sorted, not overlapping, inside `size`, chunk counts adding up); the error
+    /// says which rule an extent breaks.
+    pub fn volume_extents(&self) -> Result<Vec<(VolumeExtent, &[BlobId])>, String> {
+        let mut out = Vec::with_capacity(self.extents.len());
+        let mut next_chunk = 0usize;
+        let mut end = 0u64;
+        for (i, e) in self.extents.iter().enumerate() {
+            let stop = e
+                .offset
+                .checked_add(e.length)
+                .filter(|s| *s <= self.size)
+                .ok_or_else(|| format!("extent {i} at {} passes the volume size {}", e.offset, self.size))?;
+            if e.offset < end {
+                return Err(format!("extent {i} at {} overlaps the one before it", e.offset));
+            }
+            if e.length == 0 || e.chunks == 0 {
+                return Err(format!("extent {i} at {} is empty", e.offset));
+            }
+            let chunks = self
+                .chunks
+                .get(next_chunk..next_chunk + e.chunks as usize)
+                .ok_or_else(|| format!("extent {i} at {} names chunks the node does not list", e.offset))?;
+            out.push((*e, chunks));
+            next_chunk += e.chunks as usize;
+            end = stop;
+        }
+        if next_chunk != self.chunks.len() {
+            return Err(format!(
+                "{} chunks listed, but the extents use {next_chunk}",
+                self.chunks.len()
+            ));
+        }
+        Ok(out)
+    }
+
     /// True when `other` (from the parent snapshot) describes the same unchanged file, so its
     /// chunk list can be reused without reading the file.
     pub fn unchanged_since(&self, other: &Node) -> bool {
@@ -181,6 +252,8 @@ struct NodeOut<'a> {
     target_raw: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     xattrs: Vec<XattrJson>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    extents: &'a [VolumeExtent],
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -226,6 +299,8 @@ struct NodeIn {
     target_raw: Option<String>,
     #[serde(default)]
     xattrs: Vec<XattrJson>,
+    #[serde(default)]
+    extents: Vec<VolumeExtent>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -261,6 +336,7 @@ impl serde::Serialize for Node {
                     value: BASE64.encode(&x.value),
                 })
                 .collect(),
+            extents: &self.extents,
         }
         .serialize(s)
     }
@@ -287,6 +363,7 @@ impl<'de> serde::Deserialize<'de> for Node {
             nlink: n.nlink,
             size: n.size,
             chunks: n.chunks,
+            extents: n.extents,
             ..Node::default()
         };
         match (n.path, n.path_raw) {
@@ -373,5 +450,53 @@ mod tests {
         let json = serde_json::to_string(&node).unwrap();
         assert!(json.contains(r#""dev":2049,"nlink":3"#), "{json}");
         assert_eq!(serde_json::from_str::<Node>(&json).unwrap(), node);
+    }
+
+    #[test]
+    fn volume_nodes_round_trip_and_their_layout_is_checked() {
+        let id = |n: u8| -> BlobId { format!("{n:02x}").repeat(32).parse().unwrap() };
+        let mut node = Node::with_path(b"volume.img", NodeKind::Volume);
+        node.size = 1 << 30;
+        node.chunks = vec![id(1), id(2), id(3)];
+        node.extents = vec![
+            VolumeExtent {
+                offset: 0,
+                length: 4096,
+                chunks: 1,
+            },
+            VolumeExtent {
+                offset: 8 << 20,
+                length: 300_000,
+                chunks: 2,
+            },
+        ];
+        let json = serde_json::to_string(&node).unwrap();
+        assert!(
+            json.contains(r#""type":"volume""#)
+                && json.contains(r#""extents":[{"offset":0,"length":4096,"chunks":1}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Node>(&json).unwrap(), node);
+        let layout = node.volume_extents().unwrap();
+        assert_eq!(layout[1].1, &[id(2), id(3)]);
+        assert_eq!(node.stored_length(), 304_096);
+
+        let mut overlapping = node.clone();
+        overlapping.extents[1].offset = 100;
+        assert!(overlapping.volume_extents().unwrap_err().contains("overlaps"));
+        let mut past_end = node.clone();
+        past_end.extents[1].offset = (1 << 30) - 10;
+        assert!(
+            past_end
+                .volume_extents()
+                .unwrap_err()
+                .contains("passes the volume size")
+        );
+        let mut short = node.clone();
+        short.chunks.pop();
+        assert!(short.volume_extents().is_err());
+        let mut extra = node;
+        extra.chunks.push(id(4));
+        assert!(extra.volume_extents().unwrap_err().contains("extents use 3"));
     }
 }

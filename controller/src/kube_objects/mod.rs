@@ -78,22 +78,24 @@ pub struct ObjectPath {
 impl ObjectPath {
     /// Parses `resources/…`; `None` for other files of the snapshot.
     pub fn parse(path: &str) -> Option<Self> {
-        let rest = path.strip_prefix("resources/")?;
-        let parts: Vec<&str> = rest.split('/').collect();
-        let name = |file: &str| file.strip_suffix(".json").map(str::to_string);
-        match parts.as_slice() {
-            [key, "namespaces", ns, file] => Some(Self {
-                key: key.to_string(),
-                namespace: Some(ns.to_string()),
-                name: name(file)?,
-            }),
-            [key, "cluster", file] => Some(Self {
-                key: key.to_string(),
-                namespace: None,
-                name: name(file)?,
-            }),
-            _ => None,
-        }
+        let (key, namespace, name) = Self::split(path)?;
+        Some(Self {
+            key: key.to_string(),
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        })
+    }
+
+    /// [`Self::parse`] without copying: `(key, namespace, name)`, borrowed from `path`.
+    pub fn split(path: &str) -> Option<(&str, Option<&str>, &str)> {
+        let mut parts = path.strip_prefix("resources/")?.split('/');
+        let (key, scope) = (parts.next()?, parts.next()?);
+        let (namespace, file) = match (scope, parts.next(), parts.next(), parts.next()) {
+            ("namespaces", Some(ns), Some(file), None) => (Some(ns), file),
+            ("cluster", Some(file), None, None) => (None, file),
+            _ => return None,
+        };
+        Some((key, namespace, file.strip_suffix(".json")?))
     }
 
     /// `resource/namespace/name` for messages.

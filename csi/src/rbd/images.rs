@@ -464,10 +464,28 @@ pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<bool> {
     match pool.remove_image(image) {
         Ok(()) => Ok(true),
         Err(e) if e.is_not_found() => Ok(true),
-        Err(e) if e.is_busy() => Err(CsiError::FailedPrecondition(format!(
-            "volume {pool_name}/{image} is in use (mapped, or has clones)"
+        Err(e) if e.is_busy() => Err(CsiError::FailedPrecondition(busy_message(
+            &pool, pool_name, image,
         ))),
         Err(e) => Err(err(e)),
+    }
+}
+
+/// Why librbd refuses to remove an image that is busy: who watches it. A watch of a client that
+/// ended without closing the image (a crashed node plugin or driver) lapses by itself, so the
+/// CO's retry succeeds; a mapped volume stays busy until it is unmapped.
+fn busy_message(pool: &Pool, pool_name: &str, image: &str) -> String {
+    // Read-only opens take no watch: the list holds only other clients.
+    let watchers = pool.open_read_only(image, None).and_then(|img| img.watchers());
+    match watchers {
+        Ok(w) if !w.is_empty() => format!(
+            "volume {pool_name}/{image} is in use: watched by {} (mapped on a node, or open in a \
+             client; the watch of a client that ended without closing it lapses within the OSDs' \
+             osd_client_watch_timeout, 30 s by default)",
+            w.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ),
+        Ok(_) => format!("volume {pool_name}/{image} is in use (being migrated, or has clones)"),
+        Err(e) => format!("volume {pool_name}/{image} is in use (its watchers could not be listed: {e})"),
     }
 }
 

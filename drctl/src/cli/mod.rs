@@ -109,6 +109,9 @@ pub enum Command {
     /// Snapshot and restore etcd.
     #[command(subcommand)]
     Etcd(EtcdCommand),
+    /// Back up and restore Ceph RBD volumes directly (no Kubernetes needed).
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Register clusters and watch their health.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -508,6 +511,71 @@ pub enum EtcdCommand {
         /// Replace the output file if it exists.
         #[arg(long)]
         force: bool,
+    },
+}
+
+/// How to reach Ceph: the files the `rbd` CLI reads. The key stays in the keyring file
+/// ceph.conf names; it is never passed on the command line nor logged.
+#[derive(Debug, Args)]
+pub struct CephArgs {
+    /// ceph.conf naming the monitors and the keyring.
+    #[arg(long, env = "CEPH_CONF", default_value = "/etc/ceph/ceph.conf")]
+    pub ceph_conf: PathBuf,
+    /// cephx user id, without `client.` (as `rbd --id`).
+    #[arg(long, env = "CEPH_ID", default_value = "admin")]
+    pub ceph_id: String,
+}
+
+/// `drctl volume …`
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Back up an RBD image: the first backup reads its allocated extents, later ones only the
+    /// extents changed since the previous backup's RBD snapshot; prints the snapshot id.
+    Backup {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        repo_key: KeyArgs,
+        #[command(flatten)]
+        ceph: CephArgs,
+        /// The pool holding the image.
+        #[arg(long)]
+        pool: String,
+        /// The image.
+        #[arg(long)]
+        image: String,
+        /// Read every allocated extent even when an incremental is possible.
+        #[arg(long)]
+        full: bool,
+        /// Reader threads.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Tag the snapshot (key=value, repeatable).
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+    },
+    /// Restore a volume snapshot into a new RBD image, written sparsely through librbd.
+    Restore {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        repo_key: KeyArgs,
+        #[command(flatten)]
+        ceph: CephArgs,
+        /// Snapshot id or unique prefix (`drctl snapshots` lists them).
+        snapshot: String,
+        /// The pool to create the image in.
+        #[arg(long)]
+        pool: String,
+        /// The new image's name.
+        #[arg(long)]
+        image: String,
+        /// Replace an existing image of that name (it must have no snapshots).
+        #[arg(long)]
+        force: bool,
+        /// Writer threads.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
     },
 }
 

@@ -9,6 +9,7 @@ mod kube_objects;
 mod repo;
 mod restore;
 mod snapshots;
+mod volume;
 
 use anyhow::Result;
 
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Schedule(cmd) => kube_objects::schedule::run(&cmd, g).await,
         Command::Crds(args) => crds(&args),
         Command::Etcd(cmd) => etcd::run(cmd, g).await,
+        Command::Volume(cmd) => volume::run(cmd, g).await,
         Command::Cluster(cmd) => federation::cluster(&cmd, g).await,
         Command::Failover(args) => federation::failover(&args, g).await,
         Command::Failback(args) => federation::failback(&args, g).await,

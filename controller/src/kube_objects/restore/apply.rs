@@ -84,7 +84,7 @@ impl Applier {
     pub async fn apply(
         &self,
         record: &ResourceRecord,
-        item: &PlanItem,
+        item: &PlanItem<'_>,
         value: Value,
     ) -> Result<Applied, String> {
         let rewrite = Rewrite {
@@ -101,14 +101,14 @@ impl Applier {
         let api = self.api(record, item.namespace.as_deref());
         if let Some(ns) = item.namespace.as_deref().filter(|ns| self.is_terminating(ns)) {
             // Only existing objects can still be updated there.
-            return match api.get_opt(&item.name).await.map_err(explain)? {
+            return match api.get_opt(item.name()).await.map_err(explain)? {
                 Some(existing) if self.dry_run => Ok(self.compare(&want, &existing)),
                 Some(_) => self.existing_object(&api, item, &want).await,
                 None => Err(terminating(ns, item)),
             };
         }
         if self.dry_run {
-            return match api.get_opt(&item.name).await.map_err(explain)? {
+            return match api.get_opt(item.name()).await.map_err(explain)? {
                 None => Ok(Applied::Created),
                 Some(existing) => Ok(self.compare(&want, &existing)),
             };
@@ -116,7 +116,7 @@ impl Applier {
         match self.create(&api, &desired).await {
             Ok(()) => {
                 if let Some(status) = &status {
-                    self.write_status(&api, &item.name, status)
+                    self.write_status(&api, item.name(), status)
                         .await
                         .map_err(|e| format!("created, but its status could not be written: {e}"))?;
                 }
@@ -128,7 +128,7 @@ impl Applier {
             Err(kube::Error::Api(e))
                 if e.code == 422 && e.message.contains("provided port is already allocated") =>
             {
-                match api.get_opt(&item.name).await.map_err(explain)? {
+                match api.get_opt(item.name()).await.map_err(explain)? {
                     Some(_) => self.existing_object(&api, item, &want).await,
                     None => Err(format!(
                         "the API server rejected it: {}; another Service holds that node port: free it, \
@@ -138,7 +138,7 @@ impl Applier {
                 }
             }
             Err(kube::Error::Api(e)) if is_namespace_terminating(&e) => {
-                let ns = item.namespace.clone().unwrap_or_default();
+                let ns = item.namespace.as_deref().unwrap_or_default().to_string();
                 self.terminating
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -189,11 +189,11 @@ impl Applier {
     async fn existing_object(
         &self,
         api: &Api<DynamicObject>,
-        item: &PlanItem,
+        item: &PlanItem<'_>,
         want: &Desired<'_>,
     ) -> Result<Applied, String> {
         for _ in 0..2 {
-            let existing = api.get(&item.name).await.map_err(explain)?;
+            let existing = api.get(item.name()).await.map_err(explain)?;
             let verdict = self.compare(want, &existing);
             let Applied::Updated(_) = &verdict else {
                 return Ok(verdict);
@@ -209,7 +209,7 @@ impl Applier {
                     Value::String(existing.metadata.resource_version.clone().unwrap_or_default());
                 let obj: DynamicObject =
                     serde_json::from_value(update).map_err(|e| format!("not a valid object: {e}"))?;
-                match api.replace(&item.name, &PostParams::default(), &obj).await {
+                match api.replace(item.name(), &PostParams::default(), &obj).await {
                     Ok(updated) => latest = serde_json::to_value(&updated).unwrap_or(Value::Null),
                     Err(kube::Error::Api(e)) if e.code == 409 => continue,
                     Err(e) => return Err(explain(e)),
@@ -218,7 +218,7 @@ impl Applier {
             if let Some(status) = want.status
                 && !is_subset(&json!({"status": status}), &latest)
             {
-                self.write_status(api, &item.name, status)
+                self.write_status(api, item.name(), status)
                     .await
                     .map_err(|e| format!("updated, but its status could not be written: {e}"))?;
             }
@@ -248,7 +248,7 @@ impl Applier {
     }
 
     /// Creates the namespaces objects will land in that neither exist nor were restored.
-    pub async fn ensure_namespaces(&self, plan: &RestorePlan, outcome: &Mutex<RestoreOutcome>) {
+    pub async fn ensure_namespaces(&self, plan: &RestorePlan<'_>, outcome: &Mutex<RestoreOutcome>) {
         let fresh: Vec<&String> = plan
             .namespaces
             .iter()
@@ -372,7 +372,7 @@ fn is_namespace_terminating(e: &kube::core::Status) -> bool {
 }
 
 /// The error for an object whose target namespace is being deleted.
-fn terminating(ns: &str, item: &PlanItem) -> String {
+fn terminating(ns: &str, item: &PlanItem<'_>) -> String {
     let from = item.source.namespace.as_deref().unwrap_or(ns);
     format!(
         "namespace {ns} is being deleted (Terminating): the API server refuses new objects in it \

@@ -1,8 +1,9 @@
-//! Restoring objects: plan ([`plan::plan`]), then apply stage by stage with a bounded number
+//! Restoring objects: plan ([`objects_plan::plan`]), then apply stage by stage with a bounded number
 //! of creates in flight, reporting every object that fails and carrying on.
 
 mod apply;
 pub mod compare;
+pub mod listing;
 pub mod objects_plan;
 pub mod transform;
 
@@ -11,7 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use kube::Client;
-use lifeboat_backup::blob::BlobId;
 use lifeboat_backup::pack::PackError;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
@@ -19,6 +19,7 @@ use lifeboat_backup::{RepoError, Repository, Sink, SnapshotReader};
 use serde_json::Value;
 
 pub use apply::Applied;
+use listing::Listing;
 use objects_plan::{PlanItem, Stage};
 
 use super::discover::ResourceRecord;
@@ -98,13 +99,14 @@ pub struct RestoreOutcome {
     pub errors: Vec<ItemMessage>,
     /// Notes that did not fail anything.
     pub warnings: Vec<ItemMessage>,
-    /// Each change made or, for a dry run, that would be made: `create …`, `update …` with
-    /// the fields that differ.
+    /// For a dry run, each change that would be made: `create …`, `update …` with the fields
+    /// that differ, `skip …`; for a restore, each update and skip made (its creates are only
+    /// counted, in `summary`).
     pub changes: Vec<String>,
 }
 
 impl RestoreOutcome {
-    fn record(&mut self, item: &PlanItem, result: Result<Applied, String>) {
+    fn record(&mut self, item: &PlanItem<'_>, result: Result<Applied, String>, dry_run: bool) {
         match result {
             Ok(applied) => {
                 match &applied {
@@ -113,7 +115,10 @@ impl RestoreOutcome {
                     Applied::Unchanged => self.summary.unchanged += 1,
                     Applied::SkippedExisting => self.summary.skipped_existing += 1,
                 }
-                if let Some(line) = applied.describe(&item.display()) {
+                // A restore's creates are counted, not listed: a line per object would grow
+                // its memory with the backup (a dry run lists them: that is what it is for).
+                let listed = dry_run || !matches!(applied, Applied::Created);
+                if let Some(line) = applied.describe(&item.display()).filter(|_| listed) {
                     self.changes.push(line);
                 }
             }
@@ -179,31 +184,47 @@ async fn restore_from(
     options: &RestoreOptions,
     progress: &Progress,
 ) -> Result<RestoreOutcome, ObjectsError> {
-    let nodes = reader.nodes();
-    let table = reader
-        .node(RESOURCES_PATH)
+    // The tree is read a node at a time into a compact listing: a backup of 100,000 objects
+    // has a tree of 100,000 nodes, and the restore holds every object until it is done.
+    let mut listing = Listing::default();
+    let mut table = None;
+    reader
+        .for_each_node(|node| {
+            if node.path == RESOURCES_PATH {
+                table = Some(node.chunks);
+            } else {
+                listing.push(&node);
+            }
+        })
+        .await?;
+    listing.objects.shrink_to_fit();
+    let table = table
         .ok_or_else(|| ObjectsError::Invalid(format!("snapshot has no {RESOURCES_PATH}; it is damaged")))?;
-    let records: Vec<ResourceRecord> = serde_json::from_slice(&reader.read(table).await?)
+    let records: Vec<ResourceRecord> = serde_json::from_slice(&reader.read_blobs(&table).await?)
         .map_err(|e| ObjectsError::Invalid(format!("{RESOURCES_PATH} is unreadable: {e}")))?;
     let records: HashMap<String, ResourceRecord> = records.into_iter().map(|r| (r.key(), r)).collect();
     // A restore narrowed to some namespaces takes the volumes bound to their claims and the
     // classes of both: read those objects first (claims and volumes are few).
     let (mut claims, mut volumes) = (Vec::new(), Vec::new());
-    for (path, blob) in objects_plan::dependency_sources(nodes, &records, options) {
-        let Ok(value) = serde_json::from_slice::<Value>(&reader.read_blobs(&[blob]).await?) else {
-            continue;
-        };
-        match path.namespace {
-            Some(_) => claims.push(value),
-            None => volumes.push(value),
+    {
+        let sources = objects_plan::dependency_sources(&listing.objects, &records, options);
+        let mut read = std::pin::pin!(reader.read_items(sources.into_iter().map(|l| (l, l.blob)), 2));
+        while let Some((listed, content)) = read.next().await {
+            let Ok(value) = serde_json::from_slice::<Value>(&content?) else {
+                continue;
+            };
+            match listed.namespace {
+                Some(_) => claims.push(value),
+                None => volumes.push(value),
+            }
         }
     }
     let deps = objects_plan::dependencies(&claims, &volumes);
-    let plan = objects_plan::plan(nodes, &records, options, &deps)?;
+    let plan = objects_plan::plan(&listing.objects, &records, options, &deps)?;
     progress.add_total(0, plan.len() as u64);
 
     let outcome = Mutex::new(RestoreOutcome::default());
-    outcome.lock().unwrap_or_else(|p| p.into_inner()).summary.filtered = plan.filtered;
+    lock(&outcome).summary.filtered = plan.filtered;
     let applier = apply::Applier::new(client.clone(), options);
     let mut namespaces_ensured = false;
     for (stage, items) in &plan.stages {
@@ -212,26 +233,21 @@ async fn restore_from(
             applier.ensure_namespaces(&plan, &outcome).await;
         }
         let created_crds = Mutex::new(Vec::new());
-        // Fetch each pack once, two at a time, and create its objects with `parallelism`
-        // requests in flight: memory holds a couple of packs, not the whole stage. Each object
-        // is decoded only when its turn comes.
-        let wanted: Vec<(usize, BlobId)> = items.iter().map(|i| i.blob).enumerate().collect();
-        let decoded = reader.read_items(wanted, 2).filter_map(|(i, content)| {
-            let item = &items[i];
+        // Each pack is fetched once per stage, two at a time, and decoded as it downloads,
+        // with `parallelism` creates in flight: memory holds a few decoded objects ahead of
+        // the creates, never a pack. Each object is parsed only when its turn comes.
+        let wanted = items.iter().map(|i| (i, i.blob()));
+        let decoded = reader.read_items(wanted, 2).filter_map(|(item, content)| {
             let value = match content {
                 Ok(bytes) => serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string()),
                 Err(RepoError::MissingBlob { .. }) => {
-                    outcome
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .errors
-                        .push(ItemMessage {
-                            item: item.display(),
-                            message: format!(
-                                "its data (blob {}) is missing from the repository; run `drctl repo check`",
-                                item.blob.to_hex()
-                            ),
-                        });
+                    lock(&outcome).errors.push(ItemMessage {
+                        item: item.display(),
+                        message: format!(
+                            "its data (blob {}) is missing from the repository; run `drctl repo check`",
+                            item.blob().to_hex()
+                        ),
+                    });
                     return std::future::ready(None);
                 }
                 Err(RepoError::PackUnreadable { why, .. }) => {
@@ -252,21 +268,15 @@ async fn restore_from(
                 let outcome = &outcome;
                 let created_crds = &created_crds;
                 async move {
-                    let result = match (value, records.get(&item.source.key)) {
+                    let result = match (value, records.get(&*item.source.key)) {
                         (Ok(value), Some(record)) => applier.apply(record, item, value).await,
                         (Err(e), _) => Err(format!("could not read it from the repository: {e}")),
                         (_, None) => Err("its resource type is not in the backup's table".to_string()),
                     };
                     if *stage == Stage::Crds && matches!(result, Ok(Applied::Created)) {
-                        created_crds
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(item.name.clone());
+                        lock(created_crds).push(item.name().to_string());
                     }
-                    outcome
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .record(item, result);
+                    lock(outcome).record(item, result, options.dry_run);
                     progress.add_done(0, 1);
                 }
             })
@@ -274,15 +284,25 @@ async fn restore_from(
         if *stage == Stage::Crds {
             let names = created_crds.into_inner().unwrap_or_else(|p| p.into_inner());
             for warning in applier.wait_established(&names).await {
-                outcome
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .warnings
-                    .push(warning);
+                lock(&outcome).warnings.push(warning);
             }
         }
     }
     let mut outcome = outcome.into_inner().unwrap_or_else(|p| p.into_inner());
+    for why in reader.damaged_packs() {
+        outcome.warnings.push(ItemMessage {
+            item: "repository".to_string(),
+            message: format!(
+                "{why}; every object read from it matched its id and was restored, but the pack \
+                 is not what the index says: run `drctl repo check --read-data`"
+            ),
+        });
+    }
     outcome.changes.sort();
     Ok(outcome)
+}
+
+/// The guarded value, even when another holder panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

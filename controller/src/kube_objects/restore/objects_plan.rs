@@ -3,15 +3,16 @@
 //! executor will do.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use lifeboat_backup::blob::BlobId;
-use lifeboat_backup::snapshot::Node;
 use serde_json::Value;
 
 use super::RestoreOptions;
+use super::listing::Listed;
+use crate::kube_objects::ObjectsError;
 use crate::kube_objects::discover::ResourceRecord;
 use crate::kube_objects::needs::{Needs, dependency_order, is_builtin_group};
-use crate::kube_objects::{ObjectPath, ObjectsError};
 
 /// Restore stages, in order: each one's objects are created (in parallel) before the next
 /// stage starts, so what an object refers to exists first.
@@ -65,41 +66,50 @@ pub fn stage_of(group: &str, plural: &str) -> Stage {
     }
 }
 
-/// One object to restore.
+/// One object to restore: an object of the backup's [`Listing`](super::listing::Listing),
+/// borrowed, and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanItem {
-    /// Where it was in the backup.
-    pub source: ObjectPath,
-    /// Its blob.
-    pub blob: BlobId,
-    /// The namespace it goes to (after mapping).
-    pub namespace: Option<String>,
-    /// The name it gets (a Namespace's name is mapped too).
-    pub name: String,
+pub struct PlanItem<'a> {
+    /// The object in the backup.
+    pub source: &'a Listed,
+    /// The namespace it goes to (after mapping), shared by the objects going there.
+    pub namespace: Option<Arc<str>>,
+    /// Its new name, when it gets one (a mapped Namespace).
+    pub renamed: Option<Arc<str>>,
 }
 
-impl PlanItem {
+impl PlanItem<'_> {
+    /// The name it gets.
+    pub fn name(&self) -> &str {
+        self.renamed.as_deref().unwrap_or(&self.source.name)
+    }
+
+    /// Its blob.
+    pub fn blob(&self) -> BlobId {
+        self.source.blob
+    }
+
     /// `resource/namespace/name` as restored, for messages.
     pub fn display(&self) -> String {
         match &self.namespace {
-            Some(ns) => format!("{}/{}/{}", self.source.key, ns, self.name),
-            None => format!("{}/{}", self.source.key, self.name),
+            Some(ns) => format!("{}/{}/{}", self.source.key, ns, self.name()),
+            None => format!("{}/{}", self.source.key, self.name()),
         }
     }
 }
 
-/// The whole plan.
+/// The whole plan, borrowing the listing it was made from.
 #[derive(Debug, Clone, Default)]
-pub struct RestorePlan {
+pub struct RestorePlan<'a> {
     /// Stages in order, each with its objects.
-    pub stages: Vec<(Stage, Vec<PlanItem>)>,
+    pub stages: Vec<(Stage, Vec<PlanItem<'a>>)>,
     /// Namespaces the restored objects live in (created if missing).
     pub namespaces: BTreeSet<String>,
     /// Objects left out by the filters.
     pub filtered: u64,
 }
 
-impl RestorePlan {
+impl RestorePlan<'_> {
     /// Objects to restore.
     pub fn len(&self) -> usize {
         self.stages.iter().map(|(_, items)| items.len()).sum()
@@ -137,23 +147,22 @@ pub struct Dependencies {
 /// The objects whose content decides [`Dependencies`]: the selected namespaces'
 /// PersistentVolumeClaims and every PersistentVolume, unless volumes and classes are restored
 /// wholesale anyway.
-pub fn dependency_sources(
-    nodes: &[Node],
+pub fn dependency_sources<'a>(
+    listing: &'a [Listed],
     resources: &HashMap<String, ResourceRecord>,
     options: &RestoreOptions,
-) -> Vec<(ObjectPath, BlobId)> {
+) -> Vec<&'a Listed> {
     let wholesale =
         |group: &str, plural: &str| options.cluster_scoped && options.resources.matches(plural, group);
     if wholesale("", "persistentvolumes") && wholesale("storage.k8s.io", "storageclasses") {
         return Vec::new();
     }
-    nodes
+    listing
         .iter()
-        .filter_map(|n| Some((ObjectPath::parse(&n.path)?, n.chunks.first().copied()?)))
-        .filter(|(p, _)| {
-            resources.get(&p.key).is_some_and(|r| {
+        .filter(|l| {
+            resources.get(&*l.key).is_some_and(|r| {
                 r.group.is_empty()
-                    && match (&p.namespace, r.plural.as_str()) {
+                    && match (l.namespace.as_deref(), r.plural.as_str()) {
                         (Some(ns), "persistentvolumeclaims") => options.namespaces.matches(ns),
                         (None, "persistentvolumes") => true,
                         _ => false,
@@ -188,12 +197,12 @@ pub fn dependencies(claims: &[Value], volumes: &[Value]) -> Dependencies {
 /// name): the Namespace objects they live in, the CRDs of their custom resources, and the
 /// volumes and classes in `deps`. Cluster-scoped objects are otherwise taken only when
 /// `cluster_scoped` (no namespace filter) and the resource filter names them.
-pub fn plan(
-    nodes: &[Node],
+pub fn plan<'a>(
+    listing: &'a [Listed],
     resources: &HashMap<String, ResourceRecord>,
     options: &RestoreOptions,
     deps: &Dependencies,
-) -> Result<RestorePlan, ObjectsError> {
+) -> Result<RestorePlan<'a>, ObjectsError> {
     for (from, to) in &options.namespace_mapping {
         if !valid_namespace(to) {
             return Err(ObjectsError::Invalid(format!(
@@ -202,90 +211,83 @@ pub fn plan(
             )));
         }
     }
-    let map_ns = |ns: &str| {
-        options
-            .namespace_mapping
-            .get(ns)
-            .cloned()
-            .unwrap_or_else(|| ns.to_string())
+    // Each namespace's name after mapping, made once and shared by its objects.
+    let mut mapped: HashMap<&'a str, Arc<str>> = HashMap::new();
+    let mut map_ns = |ns: &'a str| -> Arc<str> {
+        mapped
+            .entry(ns)
+            .or_insert_with(|| Arc::from(options.namespace_mapping.get(ns).map_or(ns, String::as_str)))
+            .clone()
     };
-    let parsed: Vec<(ObjectPath, &ResourceRecord, BlobId)> = nodes
-        .iter()
-        .filter_map(|n| {
-            let path = ObjectPath::parse(&n.path)?;
-            let record = resources.get(&path.key)?;
-            Some((path, record, n.chunks.first().copied()?))
-        })
-        .collect();
+    let known = || listing.iter().filter_map(|l| Some((l, resources.get(&*l.key)?)));
     // The selected namespaced objects: their namespaces and the CRDs of their custom resources.
-    let selected: Vec<&(ObjectPath, &ResourceRecord, BlobId)> = parsed
-        .iter()
-        .filter(|(p, r, _)| {
-            p.namespace
+    let selected = || {
+        known().filter(|(l, r)| {
+            l.namespace
                 .as_deref()
                 .is_some_and(|ns| options.namespaces.matches(ns))
                 && options.resources.matches(&r.plural, &r.group)
         })
+    };
+    let crds: BTreeSet<&str> = selected()
+        .filter(|(_, r)| !is_builtin_group(&r.group))
+        .map(|(l, _)| &*l.key)
         .collect();
-    let crds: BTreeSet<&str> = selected
-        .iter()
-        .filter(|(_, r, _)| !is_builtin_group(&r.group))
-        .map(|(p, _, _)| p.key.as_str())
-        .collect();
-    let holding: BTreeSet<&str> = selected
-        .iter()
-        .filter_map(|(p, _, _)| p.namespace.as_deref())
-        .collect();
-    let needed = |path: &ObjectPath, record: &ResourceRecord| {
+    let holding: BTreeSet<&str> = selected().filter_map(|(l, _)| l.namespace.as_deref()).collect();
+    let needed = |l: &Listed, record: &ResourceRecord| {
         if options.resources.excludes(&record.plural, &record.group) {
             return false;
         }
         match (record.group.as_str(), record.plural.as_str()) {
-            ("", "namespaces") => holding.contains(path.name.as_str()),
-            ("apiextensions.k8s.io", "customresourcedefinitions") => crds.contains(path.name.as_str()),
-            ("", "persistentvolumes") => deps.volumes.contains(&path.name),
-            ("storage.k8s.io", "storageclasses") => deps.storage_classes.contains(&path.name),
+            ("", "namespaces") => holding.contains(&*l.name),
+            ("apiextensions.k8s.io", "customresourcedefinitions") => crds.contains(&*l.name),
+            ("", "persistentvolumes") => deps.volumes.contains(&*l.name),
+            ("storage.k8s.io", "storageclasses") => deps.storage_classes.contains(&*l.name),
             _ => false,
         }
     };
-    let mut stages: BTreeMap<Stage, Vec<PlanItem>> = BTreeMap::new();
+    let mut stages: BTreeMap<Stage, Vec<PlanItem<'a>>> = BTreeMap::new();
     let mut namespaces = BTreeSet::new();
     let mut filtered = 0;
-    for (path, record, blob) in parsed.iter().cloned() {
+    for (l, record) in known() {
         let is_namespace = record.group.is_empty() && record.plural == "namespaces";
         let named = options.resources.matches(&record.plural, &record.group);
         let dependency = dependency_order(&record.group, &record.plural).is_some();
-        let covered = match (&path.namespace, is_namespace) {
+        let covered = match (l.namespace.as_deref(), is_namespace) {
             (Some(ns), _) => options.namespaces.matches(ns) && named,
-            (None, true) => options.namespaces.matches(&path.name) && (named || needed(&path, record)),
+            (None, true) => options.namespaces.matches(&l.name) && (named || needed(l, record)),
             (None, false) if options.cluster_scoped && named => true,
-            (None, false) => dependency && needed(&path, record),
+            (None, false) => dependency && needed(l, record),
         };
         if !covered {
             filtered += 1;
             continue;
         }
-        let namespace = path.namespace.as_deref().map(map_ns);
-        let name = if is_namespace {
-            map_ns(&path.name)
-        } else {
-            path.name.clone()
-        };
-        if let Some(ns) = &namespace {
-            namespaces.insert(ns.clone());
+        let namespace = l.namespace.as_deref().map(&mut map_ns);
+        let renamed = Some(&*l.name)
+            .filter(|_| is_namespace)
+            .map(&mut map_ns)
+            .filter(|n| **n != *l.name);
+        if let Some(ns) = &namespace
+            && !namespaces.contains(&**ns)
+        {
+            namespaces.insert(ns.to_string());
         }
         stages
             .entry(stage_of(&record.group, &record.plural))
             .or_default()
             .push(PlanItem {
-                source: path,
-                blob,
+                source: l,
                 namespace,
-                name,
+                renamed,
             });
     }
+    let mut stages: Vec<(Stage, Vec<PlanItem<'a>>)> = stages.into_iter().collect();
+    for (_, items) in &mut stages {
+        items.shrink_to_fit();
+    }
     Ok(RestorePlan {
-        stages: stages.into_iter().collect(),
+        stages,
         namespaces,
         filtered,
     })
@@ -294,6 +296,8 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube_objects::restore::listing::Listing;
+    use lifeboat_backup::snapshot::Node;
 
     #[test]
     fn stages_follow_dependencies() {
@@ -326,7 +330,7 @@ mod tests {
         )
     }
 
-    fn listing() -> (Vec<Node>, HashMap<String, ResourceRecord>) {
+    fn listing() -> (Vec<Listed>, HashMap<String, ResourceRecord>) {
         let records = [
             record("", "namespaces", false),
             record("", "configmaps", true),
@@ -372,8 +376,8 @@ mod tests {
             "resources/mutatingwebhookconfigurations.admissionregistration.k8s.io/cluster/inject.json",
             "resources/validatingadmissionpolicybindings.admissionregistration.k8s.io/cluster/b.json",
         ]
-        .map(node)
-        .to_vec();
+        .map(node);
+        let nodes = Listing::of(&nodes).objects;
         (nodes, records.into_iter().map(|r| (r.key(), r)).collect())
     }
 
@@ -419,7 +423,7 @@ mod tests {
             ..RestoreOptions::default()
         };
         let sources = dependency_sources(&nodes, &records, &options);
-        let paths: Vec<String> = sources.iter().map(|(p, _)| p.display()).collect();
+        let paths: Vec<String> = sources.iter().map(|l| l.display()).collect();
         assert_eq!(
             paths,
             [
@@ -526,7 +530,7 @@ mod tests {
             .1[0];
         assert_eq!(widget.source.namespace.as_deref(), Some("shop-1"));
         assert_eq!(
-            widget.blob,
+            widget.blob(),
             BlobId::of(b"resources/widgets.example.com/namespaces/shop-1/w.json")
         );
     }

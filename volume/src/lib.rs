@@ -1,0 +1,190 @@
+//! Lifeboat's PV data source: Ceph RBD images backed up with changed-block incrementals.
+//!
+//! A backup snapshots the image (`lifeboat.<repository id>.<time>`), reads every allocated
+//! segment the first time and afterwards only the segments `rbd_diff_iterate2` reports changed
+//! since the parent's RBD snapshot, and stores the data runs as content-defined chunks of one
+//! sparse [`NodeKind::Volume`](lifeboat_backup::snapshot::NodeKind::Volume) node: any snapshot
+//! holds the whole volume (untouched segments reuse the parent's chunks), holes stay holes.
+//! Exactly one RBD snapshot per image and repository is kept as the next diff's base; a base
+//! that is missing, re-created or from a re-created image means a full read, never a wrong
+//! incremental. A restore writes the extents into a new image through librbd, holes
+//! unwritten. Layout: docs/FORMAT.md ("Volume nodes"); design: docs/volumes.md.
+//!
+//! The engine knows nothing of Ceph: this crate is one [`lifeboat_backup::Source`] and one
+//! [`lifeboat_backup::Sink`] beside it, as `lifeboat-etcd` is.
+
+mod error;
+pub mod layout;
+mod restore;
+mod source;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use lifeboat_backup::chunker::ChunkerParams;
+use lifeboat_backup::progress::Progress;
+use lifeboat_backup::snapshot::Snapshot;
+use lifeboat_backup::{BackupOptions, Repository};
+use lifeboat_rbd::Cluster;
+
+pub use error::VolumeError;
+pub use restore::{RbdImageSink, VolumeRestored, restore_volume};
+pub use source::RbdVolume;
+
+/// The tree path of a volume snapshot's one node (a directory restore writes this sparse file).
+pub const VOLUME_PATH: &str = "volume.img";
+
+/// Chunk sizes of volume data: smaller than files' 1 MiB average so a block change rewrites
+/// little, large enough that a 1 TiB volume stays about four million index entries.
+pub const VOLUME_CHUNKS: ChunkerParams = ChunkerParams {
+    min: 64 * 1024,
+    avg: 256 * 1024,
+    max: 1024 * 1024,
+};
+
+/// How a volume backup runs.
+#[derive(Debug, Clone, Default)]
+pub struct VolumeBackupOptions {
+    /// Tags for the snapshot.
+    pub tags: BTreeMap<String, String>,
+    /// Counters for a progress bar (bytes read of bytes to read).
+    pub progress: Arc<Progress>,
+    /// Reader threads (0: 4).
+    pub workers: usize,
+    /// Read every allocated extent even when an incremental is possible.
+    pub force_full: bool,
+}
+
+/// A finished volume backup.
+#[derive(Debug, Clone)]
+pub struct VolumeBackup {
+    /// The snapshot saved.
+    pub snapshot: Snapshot,
+    /// Why every allocated extent was read, when it was.
+    pub full_reason: Option<String>,
+    /// Old base snapshots that could not be removed (the next backup retries).
+    pub warnings: Vec<String>,
+}
+
+/// Backs up RBD image `pool/image` of `cluster` into `repo` as a new snapshot (see the crate
+/// documentation). On failure the RBD snapshot it made is removed again; a backup killed
+/// before that leaves one, which the next backup of the image removes.
+pub async fn backup_volume(
+    repo: &Repository,
+    cluster: &Cluster,
+    pool: &str,
+    image: &str,
+    options: &VolumeBackupOptions,
+) -> Result<VolumeBackup, VolumeError> {
+    let (fsid, image_id) = {
+        let cluster = cluster.clone();
+        let (pool, image) = (pool.to_string(), image.to_string());
+        blocking(move || {
+            let p = cluster.pool(&pool)?;
+            let id = p
+                .image_id(&image)?
+                .ok_or(VolumeError::ImageNotFound { pool, image })?;
+            Ok::<_, VolumeError>((cluster_fsid(&cluster)?, id))
+        })
+        .await?
+    };
+    let repo_id = &repo.config().id;
+    let mut source = RbdVolume {
+        cluster: cluster.clone(),
+        pool: pool.to_string(),
+        image: image.to_string(),
+        fsid,
+        image_id,
+        snap_prefix: format!("lifeboat.{}.", &repo_id[..repo_id.len().min(12)]),
+        workers: if options.workers == 0 { 4 } else { options.workers },
+        force_full: options.force_full,
+        created: None,
+        full_reason: None,
+    };
+    let result = repo
+        .backup(
+            &mut source,
+            &BackupOptions {
+                tags: options.tags.clone(),
+                host: None,
+                progress: options.progress.clone(),
+            },
+        )
+        .await;
+    let keep = source.created.clone();
+    match result {
+        Ok(snapshot) => {
+            let warnings = retire_snapshots(&source, keep).await;
+            Ok(VolumeBackup {
+                snapshot,
+                full_reason: source.full_reason,
+                warnings,
+            })
+        }
+        Err(e) => {
+            if let Some(made) = keep {
+                let (cluster, pool, image) =
+                    (source.cluster.clone(), source.pool.clone(), source.image.clone());
+                let removed = blocking(move || {
+                    let p = cluster.pool(&pool)?;
+                    let mut img = p.open(&image, None)?;
+                    Ok::<_, VolumeError>(img.remove_snapshot(&made)?)
+                })
+                .await;
+                if let Err(why) = removed {
+                    tracing::warn!(error = %why, "could not remove the RBD snapshot of the failed backup; the next backup removes it");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Removes this repository's RBD snapshots of the image other than `keep` (the new base).
+async fn retire_snapshots(source: &RbdVolume, keep: Option<String>) -> Vec<String> {
+    let (cluster, pool, image, prefix) = (
+        source.cluster.clone(),
+        source.pool.clone(),
+        source.image.clone(),
+        source.snap_prefix.clone(),
+    );
+    let retired = blocking(move || {
+        let p = cluster.pool(&pool)?;
+        let mut img = p.open(&image, None)?;
+        let mut warnings = Vec::new();
+        for s in img.snapshots()? {
+            if s.name.starts_with(&prefix)
+                && Some(&s.name) != keep.as_ref()
+                && let Err(e) = img.remove_snapshot(&s.name)
+            {
+                warnings.push(format!(
+                    "old base snapshot {pool}/{image}@{} not removed: {e}",
+                    s.name
+                ));
+            }
+        }
+        Ok::<_, VolumeError>(warnings)
+    })
+    .await;
+    retired.unwrap_or_else(|e| vec![format!("old base snapshots not removed: {e}")])
+}
+
+/// The cluster's fsid (`ceph fsid`), which names it in source ids.
+fn cluster_fsid(cluster: &Cluster) -> Result<String, VolumeError> {
+    let out = cluster.mon_command(&serde_json::json!({"prefix": "fsid", "format": "json"}))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out).map_err(|e| VolumeError::Task(format!("ceph fsid reply: {e}")))?;
+    v["fsid"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| VolumeError::Task("ceph fsid reply has no fsid".to_string()))
+}
+
+/// Runs a blocking librbd call off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, VolumeError> + Send + 'static,
+) -> Result<T, VolumeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| VolumeError::Task(e.to_string()))?
+}
