@@ -11,6 +11,8 @@ pub type rbd_image_t = *mut c_void;
 pub type rbd_image_options_t = *mut c_void;
 pub type librbd_progress_fn_t = Option<unsafe extern "C" fn(u64, u64, *mut c_void) -> c_int>;
 pub type diff_cb_t = unsafe extern "C" fn(u64, size_t, c_int, *mut c_void) -> c_int;
+pub type rbd_completion_t = *mut c_void;
+pub type rbd_callback_t = Option<unsafe extern "C" fn(rbd_completion_t, *mut c_void)>;
 
 pub const RBD_MAX_IMAGE_NAME_SIZE: usize = 96;
 pub const RBD_MAX_BLOCK_NAME_SIZE: usize = 24;
@@ -139,6 +141,21 @@ unsafe extern "C" {
         max: *mut usize,
     ) -> c_int;
     pub fn rbd_watchers_list_cleanup(watchers: *mut rbd_image_watcher_t, count: usize);
+    pub fn rbd_aio_create_completion(
+        cb_arg: *mut c_void,
+        complete_cb: rbd_callback_t,
+        c: *mut rbd_completion_t,
+    ) -> c_int;
+    pub fn rbd_aio_write(
+        image: rbd_image_t,
+        off: u64,
+        len: size_t,
+        buf: *const c_char,
+        c: rbd_completion_t,
+    ) -> c_int;
+    pub fn rbd_aio_wait_for_complete(c: rbd_completion_t) -> c_int;
+    pub fn rbd_aio_get_return_value(c: rbd_completion_t) -> ssize_t;
+    pub fn rbd_aio_release(c: rbd_completion_t);
     pub fn rbd_snap_create(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_remove(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_protect(image: rbd_image_t, snapname: *const c_char) -> c_int;

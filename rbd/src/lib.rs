@@ -6,6 +6,7 @@
 //!
 //! All calls block; async callers run them on `tokio::task::spawn_blocking`.
 
+mod aio;
 mod cls;
 mod cluster;
 mod error;
@@ -15,6 +16,7 @@ mod image;
 mod rados_objects;
 mod watchers;
 
+pub use aio::AioWriter;
 pub use cluster::{Cluster, Pool};
 pub use error::RbdError;
 pub use group::{GroupImage, GroupSnapshot, SnapshotNamespace};

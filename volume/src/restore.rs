@@ -1,20 +1,20 @@
 //! Restoring a volume snapshot into a new RBD image: only the extents are written (holes stay
 //! unallocated), each pack is fetched once, and several threads write at once.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::{NodeKind, Snapshot, SnapshotDetails};
 use lifeboat_backup::{RepoError, Repository, Sink, SnapshotReader};
-use lifeboat_rbd::{Cluster, ImageOptions};
+use lifeboat_rbd::{AioWriter, Cluster, ImageOptions};
 use tokio::sync::mpsc;
 
 use crate::{VolumeError, blocking};
 
 /// Packs fetched at once while restoring.
 const PACKS_AT_ONCE: usize = 4;
-/// Pieces waiting for the writer threads.
+/// Pieces waiting for the writer.
 const QUEUED_WRITES: usize = 32;
 
 /// Where a volume snapshot is restored: a new RBD image (or, with `force`, one replacing an
@@ -28,7 +28,7 @@ pub struct RbdImageSink {
     pub image: String,
     /// Replace an existing image of that name (it must have no snapshots).
     pub force: bool,
-    /// Writer threads (0: 4).
+    /// Write parallelism: `4 × workers` writes in flight through one image handle (0: 4).
     pub workers: usize,
     /// Counters for a progress bar (bytes written of bytes to write).
     pub progress: Arc<Progress>,
@@ -142,33 +142,32 @@ impl RbdImageSink {
         .await
     }
 
-    /// Streams the chunks pack by pack to writer threads, each with its own image handle.
+    /// Streams the chunks pack by pack to one writer thread, which writes them through one
+    /// image handle with `4 × workers` librbd aio writes in flight ([`AioWriter`]): handles
+    /// of their own would pass the image's exclusive lock back and forth on every write.
     async fn write(
         &self,
         reader: &SnapshotReader<'_>,
         items: Vec<((u64, u64), lifeboat_backup::blob::BlobId)>,
     ) -> Result<(), VolumeError> {
-        let (tx, rx) = mpsc::channel::<(u64, Vec<u8>)>(QUEUED_WRITES);
-        let rx = Arc::new(Mutex::new(rx));
-        let workers: Vec<_> = (0..if self.workers == 0 { 4 } else { self.workers })
-            .map(|_| {
-                let (cluster, pool, image) = (self.cluster.clone(), self.pool.clone(), self.image.clone());
-                let rx = rx.clone();
-                let progress = self.progress.clone();
-                tokio::task::spawn_blocking(move || -> Result<(), VolumeError> {
-                    let p = cluster.pool(&pool)?;
-                    let mut img = p.open(&image, None)?;
-                    loop {
-                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
-                        let Some((offset, data)) = next else { break };
-                        img.write_at(offset, &data)?;
-                        progress.add_done(data.len() as u64, 0);
-                    }
-                    img.flush()?;
-                    Ok(())
-                })
+        let (tx, mut rx) = mpsc::channel::<(u64, Vec<u8>)>(QUEUED_WRITES);
+        let depth = 4 * if self.workers == 0 { 4 } else { self.workers };
+        let writer = {
+            let (cluster, pool, image) = (self.cluster.clone(), self.pool.clone(), self.image.clone());
+            let progress = self.progress.clone();
+            tokio::task::spawn_blocking(move || -> Result<(), VolumeError> {
+                let p = cluster.pool(&pool)?;
+                let mut img = p.open(&image, None)?;
+                let mut writes = AioWriter::new(&mut img, depth);
+                while let Some((offset, data)) = rx.blocking_recv() {
+                    let len = data.len() as u64;
+                    writes.write(offset, data)?;
+                    progress.add_done(len, 0);
+                }
+                writes.finish()?;
+                Ok(())
             })
-            .collect();
+        };
         let mut fed: Result<(), VolumeError> = Ok(());
         let mut stream = std::pin::pin!(reader.read_items(items, PACKS_AT_ONCE));
         while let Some(((offset, len), content)) = stream.next().await {
@@ -187,17 +186,12 @@ impl RbdImageSink {
                 break;
             }
             if tx.send((offset, data)).await.is_err() {
-                break; // a writer failed; its error is below
+                break; // the writer failed; its error is below
             }
         }
         drop(tx);
-        for w in workers {
-            let done = w.await.map_err(|e| VolumeError::Task(e.to_string()))?;
-            if fed.is_ok() {
-                fed = done;
-            }
-        }
-        fed
+        let written = writer.await.map_err(|e| VolumeError::Task(e.to_string()))?;
+        fed.and(written)
     }
 }
 

@@ -260,11 +260,15 @@ pub fn plan_restore(
             // A file's chunks are its content: a size they do not add up to is a damaged (or
             // forged) tree, and the restored file would be silently short or padded.
             if !plan.missing.contains_key(&i) && offset - start != length {
+                let held = offset - start;
+                let claim = match node.kind {
+                    NodeKind::Volume => format!("a length of {length} bytes at offset {start}"),
+                    _ => format!("its size as {length} bytes"),
+                };
                 plan.missing.insert(
                     i,
                     format!(
-                        "refused: the tree gives a length of {length} bytes at offset {start} but its chunks hold {} (damaged tree; a repository check reports it)",
-                        offset - start
+                        "refused: the tree gives {claim} but its chunks hold {held} (damaged tree; a repository check reports it)"
                     ),
                 );
             }

@@ -573,7 +573,7 @@ pub enum VolumeCommand {
         /// Replace an existing image of that name (it must have no snapshots).
         #[arg(long)]
         force: bool,
-        /// Writer threads.
+        /// Write parallelism: 4 × this many writes in flight through one image handle.
         #[arg(long, default_value_t = 4)]
         workers: usize,
     },
