@@ -9,6 +9,63 @@ use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 
 use crate::repository::RepoError;
+use crate::repository::object_io::Streamed;
+
+/// Read-ahead of a local pack file being decoded (the decoder asks for age's 64 KiB chunks).
+const FILE_BUFFER: usize = 256 * 1024;
+
+/// A pack's bytes for its blocking decoder.
+pub(super) enum PackInput {
+    /// A local repository's file, read in place.
+    File(std::io::BufReader<std::fs::File>),
+    /// A remote object's body, handed over by its download.
+    Body(BodyReader),
+}
+
+/// The decoder's input for a fetched pack, and the download that feeds it (none for a local
+/// file): the caller runs the download beside the decoder.
+pub(super) fn pack_input(
+    streamed: Streamed,
+) -> (
+    PackInput,
+    Option<impl std::future::Future<Output = ()> + Send + 'static>,
+) {
+    match streamed {
+        Streamed::File(file) => (
+            PackInput::File(std::io::BufReader::with_capacity(FILE_BUFFER, file)),
+            None,
+        ),
+        Streamed::Chunks(chunks) => {
+            let (tx, input) = channel();
+            (PackInput::Body(input), Some(forward(chunks, tx)))
+        }
+    }
+}
+
+impl BufRead for PackInput {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        match self {
+            Self::File(f) => f.fill_buf(),
+            Self::Body(b) => b.fill_buf(),
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        match self {
+            Self::File(f) => f.consume(n),
+            Self::Body(b) => b.consume(n),
+        }
+    }
+}
+
+impl Read for PackInput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::File(f) => f.read(buf),
+            Self::Body(b) => b.read(buf),
+        }
+    }
+}
 
 /// Chunks of one body waiting for its decoder; the download pauses (TCP backpressure) beyond.
 const CHUNKS_WAITING: usize = 64;

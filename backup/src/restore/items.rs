@@ -13,22 +13,10 @@ use super::body;
 use crate::blob::{BlobId, PackId};
 use crate::crypto::RepoKey;
 use crate::pack::{PackError, PackStream, PackedBlob, pack_key};
-use crate::repository::object_io::Streamed;
 use crate::repository::{RepoError, Repository};
 
 /// Decoded blobs of one pack waiting for the consumer; the decoder pauses beyond.
 const BLOBS_WAITING: usize = 64;
-
-/// Read-ahead of a local pack file.
-const FILE_BUFFER: usize = 256 * 1024;
-
-/// Where a pack's bytes come from.
-enum Input {
-    /// A local repository's file, read in place.
-    File(std::io::BufReader<std::fs::File>),
-    /// A remote object's body, handed over by its download.
-    Body(body::BodyReader),
-}
 
 /// One blob of a pack as decoded: its content, or why it could not be read.
 pub(super) type Decoded = Result<Vec<u8>, RepoError>;
@@ -56,11 +44,12 @@ pub(super) async fn decode_pack<'a>(
         why,
     };
     let input = match repo.objects().get_streamed(&key).await {
-        Ok(Streamed::File(file)) => Input::File(std::io::BufReader::with_capacity(FILE_BUFFER, file)),
-        Ok(Streamed::Chunks(body)) => {
-            let (body_tx, input) = body::channel();
-            tokio::spawn(body::forward(body, body_tx));
-            Input::Body(input)
+        Ok(streamed) => {
+            let (input, download) = body::pack_input(streamed);
+            if let Some(download) = download {
+                tokio::spawn(download);
+            }
+            input
         }
         Err(e) => {
             let why = e.to_string();
@@ -71,12 +60,8 @@ pub(super) async fn decode_pack<'a>(
     let (tx, rx) = mpsc::channel(BLOBS_WAITING);
     let repo_key = repo.key().clone();
     let decoder = tokio::task::spawn_blocking(move || {
-        let opened = match input {
-            Input::File(file) => PackStream::open(&repo_key, &key, file)
-                .map(|stream| decode_entries(stream, &repo_key, &entries, &tx)),
-            Input::Body(body) => PackStream::open(&repo_key, &key, body)
-                .map(|stream| decode_entries(stream, &repo_key, &entries, &tx)),
-        };
+        let opened = PackStream::open(&repo_key, &key, input)
+            .map(|stream| decode_entries(stream, &repo_key, &entries, &tx));
         opened.unwrap_or_else(|e| {
             let why = e.to_string();
             for _ in &entries {

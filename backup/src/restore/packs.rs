@@ -2,7 +2,6 @@
 //! written wherever they go.
 
 use std::collections::BTreeSet;
-use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,16 +16,12 @@ use crate::blob::BlobId;
 use crate::crypto::RepoKey;
 use crate::pack::{PackStream, pack_key};
 use crate::progress::Progress;
-use crate::repository::object_io::Streamed;
 use crate::repository::{RepoError, Repository};
 
 /// Packs fetched at once during a restore. Each holds a few body chunks and its decoding
 /// buffers (about twice its largest blob), ~13 MiB RSS each here. Restoring 1 GiB from RGW:
 /// 2 took 2.0–2.3 s, 3 took 1.9–2.0 s, 4 took 1.8–1.9 s, 6 no less than 4.
 const PACKS_IN_FLIGHT: usize = 4;
-
-/// Read buffer of a local pack file being decoded (the decoder asks for age's 64 KiB chunks).
-const FILE_BUFFER: usize = 256 * 1024;
 
 /// One worker's decoding buffers: the current compressed frame, and the blob decoded from it
 /// (or decrypted straight into it, for raw frames), placed for direct writes.
@@ -85,16 +80,7 @@ pub(super) async fn write_packs(
                         let progress = progress.clone();
                         // A local pack is decoded straight from its file; a remote one from
                         // its body's chunks as they arrive.
-                        let (input, download): (Box<dyn BufRead + Send>, _) = match content {
-                            Streamed::File(file) => (
-                                Box::new(std::io::BufReader::with_capacity(FILE_BUFFER, file)),
-                                None,
-                            ),
-                            Streamed::Chunks(chunks) => {
-                                let (tx, input) = body::channel();
-                                (Box::new(input), Some(body::forward(chunks, tx)))
-                            }
-                        };
+                        let (input, download) = body::pack_input(content);
                         let decode = tokio::task::spawn_blocking(move || {
                             let mut stream = PackStream::open(&repo_key, &key, input)?;
                             let mut scratch = scratches
