@@ -36,11 +36,16 @@ impl FenceMark {
     /// never ignored because it could not be parsed).
     pub fn from_annotations(
         annotations: &std::collections::BTreeMap<String, String>,
-    ) -> Vec<Result<Self, String>> {
+    ) -> Vec<Result<Self, UnreadableMark>> {
         annotations
             .iter()
             .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX))
-            .map(|(k, v)| serde_json::from_str(v).map_err(|e| format!("{k}: {e}")))
+            .map(|(k, v)| {
+                serde_json::from_str(v).map_err(|e| UnreadableMark {
+                    annotation: k.clone(),
+                    why: e.to_string(),
+                })
+            })
             .collect()
     }
 
@@ -48,6 +53,16 @@ impl FenceMark {
     pub fn blocks(&self, filter: &NamespaceFilter) -> bool {
         self.namespaces.iter().any(|ns| filter.matches(ns))
     }
+}
+
+/// A fencing mark whose annotation does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{annotation}: {why}")]
+pub struct UnreadableMark {
+    /// The annotation's key.
+    pub annotation: String,
+    /// The JSON parser's message.
+    pub why: String,
 }
 
 /// Why a backup into a fenced BackupRepository is refused. Names no command: drctl's hint
@@ -77,7 +92,7 @@ pub enum FenceRefusal {
         /// `namespace/name` of the BackupRepository.
         repository: String,
         /// The annotation and the parse error.
-        why: String,
+        why: UnreadableMark,
     },
 }
 

@@ -10,7 +10,7 @@ use lifeboat_backup::maintenance::prune::PruneRefusal;
 use lifeboat_backup::pack::PackError;
 use lifeboat_backup::repository::LockAdvice;
 use lifeboat_controller::fence::FenceRefusal;
-use lifeboat_controller::kube_objects::ObjectsError;
+use lifeboat_controller::kube_objects::{ObjectsError, RepositoryAdvice};
 use lifeboat_etcd::EtcdError;
 use lifeboat_federation::advice::Advice;
 use lifeboat_federation::clusters::ConnectError;
@@ -18,6 +18,7 @@ use lifeboat_federation::clusters::join::JoinError;
 use lifeboat_federation::failover::{FailoverError, PlanError};
 use lifeboat_federation::fence::FenceError;
 use lifeboat_federation::state::StateError;
+use lifeboat_volume::VolumeError;
 
 /// What finds every pack whose blobs are not what their ids name.
 const READ_DATA: &str = "run `drctl repo check --read-data` to find every damaged or forged pack";
@@ -68,6 +69,14 @@ pub fn damaged_packs(packs: &BTreeSet<String>, url: &str) -> String {
     )
 }
 
+/// The hint for a check an objects restore's damage calls for.
+pub fn repository_advice(advice: RepositoryAdvice, url: &str) -> String {
+    match advice {
+        RepositoryAdvice::Check => format!("run `drctl repo check --repo {url}` to see what else is damaged"),
+        RepositoryAdvice::CheckReadingData => format!("{READ_DATA} (`--repo {url}`)"),
+    }
+}
+
 /// The hint for the first error in `e`'s chain that has one.
 pub fn for_error(e: &anyhow::Error) -> Option<String> {
     e.chain().find_map(|cause| {
@@ -85,6 +94,9 @@ pub fn for_error(e: &anyhow::Error) -> Option<String> {
         }
         if let Some(x) = cause.downcast_ref::<EtcdError>() {
             return etcd(x);
+        }
+        if let Some(v) = cause.downcast_ref::<VolumeError>() {
+            return volume(v);
         }
         if let Some(o) = cause.downcast_ref::<ObjectsError>() {
             return objects(o);
@@ -113,6 +125,18 @@ pub fn for_error(e: &anyhow::Error) -> Option<String> {
         };
         advice.map(|a| federation(&a))
     })
+}
+
+fn volume(e: &VolumeError) -> Option<String> {
+    match e {
+        VolumeError::Repository(r) => repo(r),
+        VolumeError::TargetExists { .. } => Some("pass --force to overwrite the image".to_string()),
+        VolumeError::NotAVolume { .. } => Some(
+            "`drctl snapshots` lists the snapshots with their kinds: give one of kind `volume`".to_string(),
+        ),
+        VolumeError::Damaged { .. } => Some(READ_DATA.to_string()),
+        _ => None,
+    }
 }
 
 fn repo(e: &RepoError) -> Option<String> {

@@ -21,8 +21,17 @@ pub mod features {
     /// Lets a flattened clone drop its parent's snapshots.
     pub const DEEP_FLATTEN: u64 = 1 << 5;
 
-    /// Parses the comma-separated names StorageClasses use (`layering,exclusive-lock`).
-    pub fn parse(list: &str) -> Result<u64, String> {
+    /// An image feature name this library does not know.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error(
+        "unknown RBD image feature {0:?}; known: layering, exclusive-lock, object-map, fast-diff, \
+         deep-flatten"
+    )]
+    pub struct UnknownFeature(pub String);
+
+    /// Parses the comma-separated names StorageClasses use (`layering,exclusive-lock`) into
+    /// feature bits.
+    pub fn parse(list: &str) -> Result<u64, UnknownFeature> {
         list.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -33,12 +42,7 @@ pub mod features {
                     "object-map" => OBJECT_MAP,
                     "fast-diff" => FAST_DIFF,
                     "deep-flatten" => DEEP_FLATTEN,
-                    other => {
-                        return Err(format!(
-                            "unknown RBD image feature {other:?}; known: layering, \
-                             exclusive-lock, object-map, fast-diff, deep-flatten"
-                        ));
-                    }
+                    other => return Err(UnknownFeature(other.to_string())),
                 };
                 Ok(acc | bit)
             })

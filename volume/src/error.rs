@@ -22,7 +22,7 @@ pub enum VolumeError {
     },
     /// The restore target exists and replacing it was not asked for.
     #[error(
-        "RBD image {pool}/{image} already exists and was left as it is; restore into a new image name, or pass --force to overwrite it"
+        "RBD image {pool}/{image} already exists and was left as it is; restore into a new image name, or ask for it to be overwritten"
     )]
     TargetExists {
         /// The pool.
@@ -31,7 +31,7 @@ pub enum VolumeError {
         image: String,
     },
     /// The snapshot given to a volume restore holds something else.
-    #[error("snapshot {id} is a {kind} snapshot, not a volume; list volume snapshots with `drctl snapshots`")]
+    #[error("snapshot {id} is a {kind} snapshot, not a volume")]
     NotAVolume {
         /// The snapshot.
         id: String,
@@ -39,7 +39,7 @@ pub enum VolumeError {
         kind: String,
     },
     /// The snapshot's volume node is damaged (a forged or corrupted tree).
-    #[error("snapshot {id}: {why}; run `drctl repo check --read-data`")]
+    #[error("snapshot {id}: {why}")]
     Damaged {
         /// The snapshot.
         id: String,

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use lifeboat_backup::blob::BlobId;
-use lifeboat_backup::snapshot::{Node, VolumeExtent};
+use lifeboat_backup::snapshot::{Node, VolumeExtent, VolumeLayoutError};
 use lifeboat_rbd::Extent;
 
 /// Zero detection unit inside a segment: a whole granule of zeros is a hole (never stored,
@@ -98,6 +98,18 @@ pub fn full_plan(allocated: &[Extent], size: u64, segment_size: u64) -> ReadPlan
     }
 }
 
+/// Why a parent's volume node cannot be reused by an incremental read (it is then read in
+/// full).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReusable {
+    /// Its extents break the layout rules (a damaged tree).
+    #[error(transparent)]
+    Layout(#[from] VolumeLayoutError),
+    /// An extent crosses a segment boundary (written with another segment size).
+    #[error("extent at {0} crosses a segment boundary")]
+    CrossesSegment(u64),
+}
+
 /// The plan of an incremental read: segments `changed` touches are read; the parent's other
 /// segments are kept when `indexed` says all their chunks are still in the repository, and
 /// read again when not. `Err` names why the parent's node cannot be reused at all (then read
@@ -108,7 +120,7 @@ pub fn incremental_plan(
     size: u64,
     segment_size: u64,
     indexed: impl Fn(&BlobId) -> bool,
-) -> Result<ReadPlan, String> {
+) -> Result<ReadPlan, NotReusable> {
     let mut plan = ReadPlan {
         read: touched_segments(changed, size, segment_size),
         reused: BTreeMap::new(),
@@ -117,7 +129,7 @@ pub fn incremental_plan(
     for (extent, chunks) in parent.volume_extents()? {
         let segment = extent.offset / segment_size;
         if (extent.offset + extent.length).div_ceil(segment_size) != segment + 1 {
-            return Err(format!("extent at {} crosses a segment boundary", extent.offset));
+            return Err(NotReusable::CrossesSegment(extent.offset));
         }
         let content = by_segment.entry(segment).or_default();
         content.extents.push(extent);

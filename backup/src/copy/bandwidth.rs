@@ -49,8 +49,30 @@ impl Bandwidth {
     }
 }
 
-/// Parses a rate: `52428800`, `50MiB`, `50Mi`, `50M` (10⁶), `1.5GiB`, `800KiB/s`.
-pub fn parse_rate(text: &str) -> Result<u64, String> {
+/// A bandwidth limit that does not parse; each names the text and the accepted form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    /// The number part does not parse.
+    #[error("bandwidth {0:?} is not a number with an optional unit (e.g. 50MiB)")]
+    NotANumber(String),
+    /// The unit is not one of B, KiB, MiB, GiB, K, M, G (with optional `/s`).
+    #[error(
+        "bandwidth {text:?}: unknown unit {unit:?}; use B, KiB, MiB, GiB (or K, M, G for powers of 1000)"
+    )]
+    UnknownUnit {
+        /// The text given.
+        text: String,
+        /// Its unit.
+        unit: String,
+    },
+    /// Less than one byte per second (zero would never finish).
+    #[error("bandwidth {0:?} must be at least 1 byte per second")]
+    TooLow(String),
+}
+
+/// Parses a rate in bytes per second: `52428800`, `50MiB`, `50Mi`, `50M` (10⁶), `1.5GiB`,
+/// `800KiB/s`.
+pub fn parse_rate(text: &str) -> Result<u64, RateError> {
     let t = text.trim().trim_end_matches("/s").trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -58,7 +80,7 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     let (number, unit) = t.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("bandwidth {text:?} is not a number with an optional unit (e.g. 50MiB)"))?;
+        .map_err(|_| RateError::NotANumber(text.to_string()))?;
     let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -68,15 +90,16 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
         "g" | "gb" => 1e9,
         "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
         other => {
-            return Err(format!(
-                "bandwidth {text:?}: unknown unit {other:?}; use B, KiB, MiB, GiB (or K, M, G for powers of 1000)"
-            ));
+            return Err(RateError::UnknownUnit {
+                text: text.to_string(),
+                unit: other.to_string(),
+            });
         }
     };
     let bytes = value * factor;
     // NaN fails this too.
     if bytes.is_nan() || bytes < 1.0 {
-        return Err(format!("bandwidth {text:?} must be at least 1 byte per second"));
+        return Err(RateError::TooLow(text.to_string()));
     }
     Ok(bytes as u64)
 }
@@ -92,8 +115,13 @@ mod tests {
         assert_eq!(parse_rate("50Mi").unwrap(), 50 << 20);
         assert_eq!(parse_rate("10M").unwrap(), 10_000_000);
         assert_eq!(parse_rate("1.5GiB/s").unwrap(), 3 << 29);
-        assert!(parse_rate("fast").unwrap_err().contains("50MiB"));
-        assert!(parse_rate("10 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_rate("fast").unwrap_err().to_string().contains("50MiB"));
+        assert!(
+            parse_rate("10 parsecs")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit")
+        );
         assert!(parse_rate("0").is_err());
     }
 

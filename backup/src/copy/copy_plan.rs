@@ -36,10 +36,24 @@ pub enum Selection {
     Ids(Vec<SnapshotId>),
 }
 
+/// A snapshot named for a copy that the source does not hold exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    /// An empty id was given.
+    #[error("an empty snapshot id was given; pass an id, a unique prefix of one, or latest")]
+    Empty,
+    /// No snapshot has this id or prefix.
+    #[error("no snapshot {0} in the source")]
+    NotFound(String),
+    /// Several snapshots start with this prefix.
+    #[error("snapshot prefix {0} matches several snapshots; give more digits")]
+    Ambiguous(String),
+}
+
 impl Selection {
     /// The ids of the snapshots selected from `snapshots`; an error names a snapshot id that
     /// matches nothing or several.
-    pub fn select(&self, snapshots: &[Snapshot]) -> Result<Vec<SnapshotId>, String> {
+    pub fn select(&self, snapshots: &[Snapshot]) -> Result<Vec<SnapshotId>, SelectError> {
         let ids = |it: &mut dyn Iterator<Item = &Snapshot>| it.filter_map(|s| s.id).collect::<Vec<_>>();
         match self {
             Self::All => Ok(ids(&mut snapshots.iter())),
@@ -56,10 +70,7 @@ impl Selection {
                 let mut out = Vec::new();
                 for w in wanted {
                     if w.is_empty() {
-                        return Err(
-                            "an empty snapshot id was given; pass an id, a unique prefix of one, or latest"
-                                .to_string(),
-                        );
+                        return Err(SelectError::Empty);
                     }
                     let found: Vec<SnapshotId> = if w == "latest" {
                         snapshots
@@ -77,12 +88,8 @@ impl Selection {
                     };
                     match found.as_slice() {
                         [id] => out.push(*id),
-                        [] => return Err(format!("no snapshot {w} in the source")),
-                        _ => {
-                            return Err(format!(
-                                "snapshot prefix {w} matches several snapshots; give more digits"
-                            ));
-                        }
+                        [] => return Err(SelectError::NotFound(w.clone())),
+                        _ => return Err(SelectError::Ambiguous(w.clone())),
                     }
                 }
                 out.sort();
@@ -437,11 +444,12 @@ mod tests {
         let err = Selection::Snapshots(vec!["zz".into()])
             .select(&snaps)
             .unwrap_err();
-        assert!(err.contains("no snapshot zz"), "{err}");
+        assert_eq!(err, SelectError::NotFound("zz".into()));
+        assert!(err.to_string().contains("no snapshot zz"), "{err}");
         // An empty id would match every snapshot as a prefix; it is refused instead.
         let err = Selection::Snapshots(vec![String::new()])
             .select(&snaps)
             .unwrap_err();
-        assert!(err.contains("empty snapshot id"), "{err}");
+        assert_eq!(err, SelectError::Empty);
     }
 }

@@ -29,7 +29,8 @@ mod execute;
 mod survey;
 mod transfer;
 
-pub use bandwidth::{Bandwidth, parse_rate};
+pub use bandwidth::{Bandwidth, RateError, parse_rate};
+pub use copy_plan::SelectError;
 pub use copy_plan::{
     CopyPlan, DestinationState, PackSizes, PackTransfer, PlanBuilder, Selection, SnapshotCopy,
 };
@@ -107,9 +108,9 @@ pub enum CopyError {
         /// The URL.
         url: String,
     },
-    /// A selected snapshot does not exist.
-    #[error("{0}")]
-    Selection(String),
+    /// A selected snapshot does not exist, or a prefix names several.
+    #[error(transparent)]
+    Selection(#[from] SelectError),
     /// Object lock was asked for where it cannot be had.
     #[error(
         "object lock was requested for {destination}, but {support}; drop the lock settings or use an S3 bucket created with object lock enabled"

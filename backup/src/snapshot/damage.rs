@@ -44,32 +44,58 @@ impl TreeDamage {
     }
 }
 
+/// A tree path that could lead a restore outside its target; shown as the path (lossy UTF-8,
+/// quoted) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafePath {
+    /// The path is empty.
+    #[error("empty path")]
+    Empty,
+    /// The path starts at the root.
+    #[error("{0:?}: absolute path")]
+    Absolute(String),
+    /// The path holds a NUL byte.
+    #[error("{0:?}: NUL byte")]
+    Nul(String),
+    /// A component is empty, `.` or `..`.
+    #[error("{path:?}: component {component:?}")]
+    Component {
+        /// The path.
+        path: String,
+        /// The component.
+        component: String,
+    },
+    /// The standard library's parser found more than plain names.
+    #[error("{0:?}: not a plain relative path")]
+    NotPlain(String),
+}
+
 /// Turns a tree path into a relative path, refusing anything that could leave the target:
 /// absolute paths, `..`, `.`, empty components, NUL bytes.
-pub fn safe_relative(path: &[u8]) -> Result<PathBuf, String> {
-    let shown = String::from_utf8_lossy(path);
+pub fn safe_relative(path: &[u8]) -> Result<PathBuf, UnsafePath> {
+    let shown = || String::from_utf8_lossy(path).into_owned();
     if path.is_empty() {
-        return Err("empty path".to_string());
+        return Err(UnsafePath::Empty);
     }
     if path.starts_with(b"/") {
-        return Err(format!("{shown:?}: absolute path"));
+        return Err(UnsafePath::Absolute(shown()));
     }
     if path.contains(&0) {
-        return Err(format!("{shown:?}: NUL byte"));
+        return Err(UnsafePath::Nul(shown()));
     }
     let mut out = PathBuf::new();
     for part in path.split(|b| *b == b'/') {
         if part.is_empty() || part == b"." || part == b".." {
-            return Err(format!(
-                "{shown:?}: component {:?}",
-                String::from_utf8_lossy(part)
-            ));
+            return Err(UnsafePath::Component {
+                path: shown(),
+                component: String::from_utf8_lossy(part).into_owned(),
+            });
         }
         out.push(OsStr::from_bytes(part));
     }
     // Belt and braces: the std parser must agree that only normal components remain.
     if !out.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(format!("{shown:?}: not a plain relative path"));
+        return Err(UnsafePath::NotPlain(shown()));
     }
     Ok(out)
 }

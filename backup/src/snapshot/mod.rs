@@ -13,8 +13,8 @@ pub use details::{
 };
 
 pub(crate) use damage::parent_of;
-pub use damage::{DamageKind, TreeDamage, safe_relative, tree_damage};
-pub use tree::{Node, NodeKind, VolumeExtent, Xattr};
+pub use damage::{DamageKind, TreeDamage, UnsafePath, safe_relative, tree_damage};
+pub use tree::{Node, NodeKind, VolumeExtent, VolumeLayoutError, Xattr};
 
 use std::collections::BTreeMap;
 

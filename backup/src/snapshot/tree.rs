@@ -15,6 +15,54 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::blob::BlobId;
 
+/// A volume node whose extents break the layout [`VolumeExtent`] promises (a damaged or forged
+/// tree); each names the extent (its index and byte offset).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VolumeLayoutError {
+    /// The extent ends past the volume's size.
+    #[error("extent {extent} at {offset} passes the volume size {size}")]
+    PastEnd {
+        /// Its index.
+        extent: usize,
+        /// Its offset in bytes.
+        offset: u64,
+        /// The volume's size in bytes.
+        size: u64,
+    },
+    /// The extent starts before the previous one ends.
+    #[error("extent {extent} at {offset} overlaps the one before it")]
+    Overlaps {
+        /// Its index.
+        extent: usize,
+        /// Its offset in bytes.
+        offset: u64,
+    },
+    /// The extent holds no bytes or no chunks.
+    #[error("extent {extent} at {offset} is empty")]
+    Empty {
+        /// Its index.
+        extent: usize,
+        /// Its offset in bytes.
+        offset: u64,
+    },
+    /// The extent names chunks past the node's list.
+    #[error("extent {extent} at {offset} names chunks the node does not list")]
+    ChunksMissing {
+        /// Its index.
+        extent: usize,
+        /// Its offset in bytes.
+        offset: u64,
+    },
+    /// The node lists more chunks than its extents use.
+    #[error("{listed} chunks listed, but the extents use {used}")]
+    ChunkCount {
+        /// Chunks the node lists.
+        listed: usize,
+        /// Chunks its extents use.
+        used: usize,
+    },
+}
+
 /// What a node is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -178,35 +226,46 @@ impl Node {
     /// A volume's extents with their chunks, after checking the layout [`VolumeExtent`]
     /// promises (sorted, not overlapping, inside `size`, chunk counts adding up); the error
     /// says which rule an extent breaks.
-    pub fn volume_extents(&self) -> Result<Vec<(VolumeExtent, &[BlobId])>, String> {
+    pub fn volume_extents(&self) -> Result<Vec<(VolumeExtent, &[BlobId])>, VolumeLayoutError> {
         let mut out = Vec::with_capacity(self.extents.len());
         let mut next_chunk = 0usize;
         let mut end = 0u64;
         for (i, e) in self.extents.iter().enumerate() {
-            let stop = e
-                .offset
-                .checked_add(e.length)
-                .filter(|s| *s <= self.size)
-                .ok_or_else(|| format!("extent {i} at {} passes the volume size {}", e.offset, self.size))?;
+            let stop = e.offset.checked_add(e.length).filter(|s| *s <= self.size).ok_or(
+                VolumeLayoutError::PastEnd {
+                    extent: i,
+                    offset: e.offset,
+                    size: self.size,
+                },
+            )?;
             if e.offset < end {
-                return Err(format!("extent {i} at {} overlaps the one before it", e.offset));
+                return Err(VolumeLayoutError::Overlaps {
+                    extent: i,
+                    offset: e.offset,
+                });
             }
             if e.length == 0 || e.chunks == 0 {
-                return Err(format!("extent {i} at {} is empty", e.offset));
+                return Err(VolumeLayoutError::Empty {
+                    extent: i,
+                    offset: e.offset,
+                });
             }
             let chunks = self
                 .chunks
                 .get(next_chunk..next_chunk + e.chunks as usize)
-                .ok_or_else(|| format!("extent {i} at {} names chunks the node does not list", e.offset))?;
+                .ok_or(VolumeLayoutError::ChunksMissing {
+                    extent: i,
+                    offset: e.offset,
+                })?;
             out.push((*e, chunks));
             next_chunk += e.chunks as usize;
             end = stop;
         }
         if next_chunk != self.chunks.len() {
-            return Err(format!(
-                "{} chunks listed, but the extents use {next_chunk}",
-                self.chunks.len()
-            ));
+            return Err(VolumeLayoutError::ChunkCount {
+                listed: self.chunks.len(),
+                used: next_chunk,
+            });
         }
         Ok(out)
     }
@@ -483,20 +542,30 @@ mod tests {
 
         let mut overlapping = node.clone();
         overlapping.extents[1].offset = 100;
-        assert!(overlapping.volume_extents().unwrap_err().contains("overlaps"));
-        let mut past_end = node.clone();
-        past_end.extents[1].offset = (1 << 30) - 10;
         assert!(
-            past_end
+            overlapping
                 .volume_extents()
                 .unwrap_err()
-                .contains("passes the volume size")
+                .to_string()
+                .contains("overlaps")
         );
+        let mut past_end = node.clone();
+        past_end.extents[1].offset = (1 << 30) - 10;
+        assert!(matches!(
+            past_end.volume_extents().unwrap_err(),
+            VolumeLayoutError::PastEnd { extent: 1, .. }
+        ));
         let mut short = node.clone();
         short.chunks.pop();
         assert!(short.volume_extents().is_err());
         let mut extra = node;
         extra.chunks.push(id(4));
-        assert!(extra.volume_extents().unwrap_err().contains("extents use 3"));
+        assert!(
+            extra
+                .volume_extents()
+                .unwrap_err()
+                .to_string()
+                .contains("extents use 3")
+        );
     }
 }

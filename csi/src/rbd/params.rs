@@ -56,7 +56,7 @@ impl RbdParams {
             check_name("dataPool", d)?;
         }
         let feats = get("imageFeatures").unwrap_or(DEFAULT_FEATURES);
-        features::parse(feats).map_err(invalid)?;
+        features::parse(feats).map_err(|e| invalid(e.to_string()))?;
         let fs_type = get("csi.storage.k8s.io/fstype")
             .or(get("fsType"))
             .unwrap_or("ext4");
@@ -82,7 +82,7 @@ impl RbdParams {
     /// librbd options for a new image or clone.
     pub fn image_options(&self) -> Result<ImageOptions> {
         Ok(ImageOptions {
-            features: Some(features::parse(&self.features).map_err(invalid)?),
+            features: Some(features::parse(&self.features).map_err(|e| invalid(e.to_string()))?),
             order: None,
             data_pool: self.data_pool.clone(),
         })

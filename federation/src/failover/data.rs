@@ -9,13 +9,13 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use kube::Client;
 use kube::api::{Api, DynamicObject};
-use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
+use lifeboat_backup::{RepoError, Repository};
 use lifeboat_controller::crd::{ClusterScoped, ExistingResourcePolicy};
 use lifeboat_controller::kube_objects::{
-    BackupRequest, DiscoveryDeadlines, NamespaceFilter, ObjectFilter, ObjectPath, RESOURCES_PATH,
-    ResourceFilter, ResourceRecord, RestoreOptions, backup_objects, restore_objects,
+    BackupRequest, DiscoveryDeadlines, NamespaceFilter, ObjectFilter, ObjectPath, ObjectsError,
+    RESOURCES_PATH, ResourceFilter, ResourceRecord, RestoreOptions, backup_objects, restore_objects,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,6 +31,87 @@ pub const RUN_TAG: &str = "lifeboat.dev/run";
 /// Label on every object a run restored.
 pub const RESTORED_BY: &str = "lifeboat.dev/restored-by";
 
+/// Why moving an application's data failed, naming the step and keeping the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The application's namespaces do not make a filter.
+    #[error("the application's namespaces: {0}")]
+    Filter(#[source] ObjectsError),
+    /// The final backup failed.
+    #[error("final backup: {0}")]
+    Backup(#[source] ObjectsError),
+    /// The final backup could not read some objects: a partial backup is no recovery point.
+    #[error("final backup could not read {count} item(s): {first}")]
+    BackupIncomplete {
+        /// Items that failed.
+        count: usize,
+        /// The first few, each `item: why`, joined by `; `.
+        first: String,
+    },
+    /// The restore failed.
+    #[error("restore: {0}")]
+    Restore(#[source] ObjectsError),
+    /// The recovery point holds none of the application's objects.
+    #[error(
+        "recovery point {snapshot} holds no objects in namespaces {namespaces}; check the application's \
+         namespaces and snapshotTags"
+    )]
+    EmptyRecoveryPoint {
+        /// The snapshot id (12 hex digits).
+        snapshot: String,
+        /// The application's namespaces, joined by `, `.
+        namespaces: String,
+    },
+    /// Objects could not be restored.
+    #[error("{count} object(s) could not be restored: {first}")]
+    RestoreIncomplete {
+        /// Objects that failed.
+        count: usize,
+        /// The first few, each `item: why`, joined by `; `.
+        first: String,
+    },
+    /// The repository could not give what verification needs.
+    #[error("{what}: {source}")]
+    Repository {
+        /// What was being read.
+        what: String,
+        /// Why it failed.
+        source: RepoError,
+    },
+    /// The recovery point's catalog of objects is missing or does not parse.
+    #[error("the recovery point's {RESOURCES_PATH}: {0}")]
+    Catalog(String),
+    /// A backed-up object does not parse.
+    #[error("{path}: {source}")]
+    Object {
+        /// The object.
+        path: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The target cluster could not be read.
+    #[error("read {path} on the target: {source}")]
+    Target {
+        /// The object.
+        path: String,
+        /// Why.
+        source: kube::Error,
+    },
+    /// The volume data mover failed.
+    #[error("volumes: {0}")]
+    Volumes(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The first five of `errors` as `item: why`, joined by `; `.
+fn first_five(errors: &[lifeboat_controller::crd::ItemMessage]) -> String {
+    let first: Vec<String> = errors
+        .iter()
+        .take(5)
+        .map(|e| format!("{}: {}", e.item, e.message))
+        .collect();
+    first.join("; ")
+}
+
 /// Restores volume data (the PV data mover of issue 18 implements it; until then nothing
 /// does, and plans say volumes are not restored).
 pub trait VolumeData: Send + Sync {
@@ -42,7 +123,7 @@ pub trait VolumeData: Send + Sync {
         snapshot: &'a Snapshot,
         application: &'a Application,
         namespace_mapping: &'a BTreeMap<String, String>,
-    ) -> BoxFuture<'a, Result<Value, String>>;
+    ) -> BoxFuture<'a, Result<Value, DataError>>;
 }
 
 /// The final backup of a planned move.
@@ -53,7 +134,7 @@ pub async fn final_backup(
     run: &str,
     app: &Application,
     progress: Arc<Progress>,
-) -> Result<Snapshot, String> {
+) -> Result<Snapshot, DataError> {
     let mut tags = app.snapshot_tags.clone();
     tags.insert(PLAN_TAG.to_string(), plan.to_string());
     tags.insert(APPLICATION_TAG.to_string(), app.name.clone());
@@ -61,7 +142,7 @@ pub async fn final_backup(
     let request = BackupRequest {
         name: format!("{run}-{}", app.name),
         filter: ObjectFilter {
-            namespaces: NamespaceFilter::new(&app.namespaces, &[]).map_err(|e| e.to_string())?,
+            namespaces: NamespaceFilter::new(&app.namespaces, &[]).map_err(DataError::Filter)?,
             resources: ResourceFilter::default(),
             cluster_scoped: ClusterScoped::Auto,
             label_selector: app.selector.clone(),
@@ -72,19 +153,12 @@ pub async fn final_backup(
     };
     let outcome = backup_objects(client, repo, &request, progress)
         .await
-        .map_err(|e| format!("final backup: {e}"))?;
+        .map_err(DataError::Backup)?;
     if !outcome.errors.is_empty() {
-        let first: Vec<String> = outcome
-            .errors
-            .iter()
-            .take(5)
-            .map(|e| format!("{}: {}", e.item, e.message))
-            .collect();
-        return Err(format!(
-            "final backup could not read {} item(s): {}",
-            outcome.errors.len(),
-            first.join("; ")
-        ));
+        return Err(DataError::BackupIncomplete {
+            count: outcome.errors.len(),
+            first: first_five(&outcome.errors),
+        });
     }
     Ok(outcome.snapshot)
 }
@@ -117,15 +191,15 @@ pub async fn restore(
     drill: bool,
     run: &str,
     progress: Arc<Progress>,
-) -> Result<Restored, String> {
+) -> Result<Restored, DataError> {
     let excluded: Vec<String> = if drill {
         vec!["*.lifeboat.dev".to_string()]
     } else {
         Vec::new()
     };
     let options = RestoreOptions {
-        namespaces: NamespaceFilter::new(&app.namespaces, &[]).map_err(|e| e.to_string())?,
-        resources: ResourceFilter::new(&[], &excluded).map_err(|e| e.to_string())?,
+        namespaces: NamespaceFilter::new(&app.namespaces, &[]).map_err(DataError::Filter)?,
+        resources: ResourceFilter::new(&[], &excluded).map_err(DataError::Filter)?,
         cluster_scoped: false,
         namespace_mapping: namespace_mapping.clone(),
         existing: if drill {
@@ -139,29 +213,20 @@ pub async fn restore(
     };
     let outcome = restore_objects(client, repo, snapshot, &options, progress)
         .await
-        .map_err(|e| format!("restore: {e}"))?;
+        .map_err(DataError::Restore)?;
     let s = &outcome.summary;
     let id = snapshot.id.map(|i| i.to_hex()).unwrap_or_default();
     if s.created + s.updated + s.unchanged + s.skipped_existing == 0 && outcome.errors.is_empty() {
-        return Err(format!(
-            "recovery point {} holds no objects in namespaces {}; check the application's namespaces and \
-             snapshotTags",
-            &id[..id.len().min(12)],
-            app.namespaces.join(", ")
-        ));
+        return Err(DataError::EmptyRecoveryPoint {
+            snapshot: id[..id.len().min(12)].to_string(),
+            namespaces: app.namespaces.join(", "),
+        });
     }
     if !outcome.errors.is_empty() {
-        let first: Vec<String> = outcome
-            .errors
-            .iter()
-            .take(5)
-            .map(|e| format!("{}: {}", e.item, e.message))
-            .collect();
-        return Err(format!(
-            "{} object(s) could not be restored: {}",
-            outcome.errors.len(),
-            first.join("; ")
-        ));
+        return Err(DataError::RestoreIncomplete {
+            count: outcome.errors.len(),
+            first: first_five(&outcome.errors),
+        });
     }
     Ok(Restored {
         snapshot: id,
@@ -205,25 +270,29 @@ pub async fn verify(
     snapshot: &Snapshot,
     app: &Application,
     namespace_mapping: &BTreeMap<String, String>,
-) -> Result<Verification, String> {
-    let repo = repo.indexed().await.map_err(|e| format!("load index: {e}"))?;
+) -> Result<Verification, DataError> {
+    let read = |what: &str| {
+        let what = what.to_string();
+        move |source| DataError::Repository { what, source }
+    };
+    let repo = repo.indexed().await.map_err(read("load the index"))?;
     let index = repo.index();
     let reader = repo.reader();
     let nodes = repo
         .tree(snapshot)
         .await
-        .map_err(|e| format!("read the recovery point: {e}"))?;
+        .map_err(read("read the recovery point"))?;
     let table = nodes
         .iter()
         .find(|n| n.path == RESOURCES_PATH)
-        .ok_or_else(|| format!("the recovery point has no {RESOURCES_PATH}"))?;
+        .ok_or_else(|| DataError::Catalog("missing".to_string()))?;
     let records: Vec<ResourceRecord> = serde_json::from_slice(
         &reader
             .read_stream(&table.chunks)
             .await
-            .map_err(|e| format!("read {RESOURCES_PATH}: {e}"))?,
+            .map_err(read(&format!("read {RESOURCES_PATH}")))?,
     )
-    .map_err(|e| format!("{RESOURCES_PATH}: {e}"))?;
+    .map_err(|e| DataError::Catalog(e.to_string()))?;
     let records: HashMap<String, ResourceRecord> = records.into_iter().map(|r| (r.key(), r)).collect();
     let mut expected = Vec::new();
     for n in &nodes {
@@ -274,7 +343,12 @@ pub async fn verify(
                     v.missing.push(path.display());
                 }
             }
-            Err(e) => return Err(format!("read {} on the target: {e}", path.display())),
+            Err(source) => {
+                return Err(DataError::Target {
+                    path: path.display(),
+                    source,
+                });
+            }
         }
     }
     // Data of ConfigMaps and Secrets, read from the repository pack by pack.
@@ -287,8 +361,11 @@ pub async fn verify(
         let bytes = reader
             .read_stream(chunks)
             .await
-            .map_err(|e| format!("read {} from the repository: {e}", path.display()))?;
-        let backed: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(read(&format!("read {} from the repository", path.display())))?;
+        let backed: Value = serde_json::from_slice(&bytes).map_err(|source| DataError::Object {
+            path: path.display(),
+            source,
+        })?;
         let restored = live.get(path).map(|o| &o.data).cloned().unwrap_or(Value::Null);
         v.data_compared += 1;
         let same = ["data", "binaryData"]

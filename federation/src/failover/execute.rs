@@ -582,7 +582,7 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             let (url, repo) = first_repository(env, record)?;
             let snap = data::final_backup(&client, &repo, &plan_name, &record.id, app, env.items.clone())
                 .await
-                .map_err(retry)?;
+                .map_err(|e| retry(e.to_string()))?;
             let id = snap.id.map(|i| i.to_hex()).unwrap_or_default();
             Ok(Outcome::Done(
                 Some(format!("snapshot {} in {url}", &id[..id.len().min(12)])),
@@ -747,7 +747,7 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 env.items.clone(),
             )
             .await
-            .map_err(retry)?;
+            .map_err(|e| retry(e.to_string()))?;
             Ok(Outcome::Done(
                 Some(format!(
                     "{} created, {} updated, {} unchanged from {}",
@@ -775,7 +775,7 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             let out = mover
                 .restore(&client, &repo, &snapshot, app, &record.plan.namespace_mapping)
                 .await
-                .map_err(retry)?;
+                .map_err(|e| retry(e.to_string()))?;
             Ok(Outcome::Done(None, out))
         }
         Step::StartWorkloads {
@@ -903,7 +903,7 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 .collect();
             let v = data::verify(&client, &repo, &snapshot, app, &mapping)
                 .await
-                .map_err(retry)?;
+                .map_err(|e| retry(e.to_string()))?;
             let summary = format!(
                 "{}/{} objects present, {} ConfigMaps/Secrets compared, {} differ",
                 v.found,

@@ -7,7 +7,7 @@ pub mod listing;
 pub mod objects_plan;
 pub mod transform;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -103,6 +103,19 @@ pub struct RestoreOutcome {
     /// that differ, `skip …`; for a restore, each update and skip made (its creates are only
     /// counted, in `summary`).
     pub changes: Vec<String>,
+    /// The checks the repository needs because this restore met damage in it; empty when it
+    /// met none. The caller words them (drctl names its commands).
+    pub repository_advice: BTreeSet<RepositoryAdvice>,
+}
+
+/// A check of the repository that a restore's damage calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RepositoryAdvice {
+    /// Blobs the snapshot needs are missing: check the index against the packs.
+    Check,
+    /// A pack is not what its id or the index says (damaged or forged): check every pack's
+    /// content, which finds every such pack.
+    CheckReadingData,
 }
 
 impl RestoreOutcome {
@@ -241,10 +254,12 @@ async fn restore_from(
             let value = match content {
                 Ok(bytes) => serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string()),
                 Err(RepoError::MissingBlob { .. }) => {
-                    lock(&outcome).errors.push(ItemMessage {
+                    let mut outcome = lock(&outcome);
+                    outcome.repository_advice.insert(RepositoryAdvice::Check);
+                    outcome.errors.push(ItemMessage {
                         item: item.display(),
                         message: format!(
-                            "its data (blob {}) is missing from the repository; run `drctl repo check`",
+                            "its data (blob {}) is missing from the repository",
                             item.blob().to_hex()
                         ),
                     });
@@ -254,9 +269,12 @@ async fn restore_from(
                     Err(format!("its pack could not be read: {why}"))
                 }
                 // Not the content its id names: none of it is applied.
-                Err(RepoError::Pack(e @ PackError::BlobMismatch { .. })) => Err(format!(
-                    "{e}; run `drctl repo check --read-data` to find every damaged or forged pack"
-                )),
+                Err(RepoError::Pack(e @ PackError::BlobMismatch { .. })) => {
+                    lock(&outcome)
+                        .repository_advice
+                        .insert(RepositoryAdvice::CheckReadingData);
+                    Err(e.to_string())
+                }
                 Err(e) => Err(e.to_string()),
             };
             std::future::ready(Some((item, value)))
@@ -290,11 +308,14 @@ async fn restore_from(
     }
     let mut outcome = outcome.into_inner().unwrap_or_else(|p| p.into_inner());
     for why in reader.damaged_packs() {
+        outcome
+            .repository_advice
+            .insert(RepositoryAdvice::CheckReadingData);
         outcome.warnings.push(ItemMessage {
             item: "repository".to_string(),
             message: format!(
                 "{why}; every object read from it matched its id and was restored, but the pack \
-                 is not what the index says: run `drctl repo check --read-data`"
+                 is not what the index says"
             ),
         });
     }

@@ -97,7 +97,7 @@ async fn copy_to(
             .as_deref()
             .map(copy::parse_rate)
             .transpose()
-            .map_err(Failure::Invalid)?,
+            .map_err(|e| Failure::Invalid(format!("spec.bandwidthLimit: {e}")))?,
         object_lock: lock,
     };
     let report = copy::copy(&source, &store, &options, progress)

@@ -17,7 +17,7 @@ use super::status::write_status;
 use crate::crd::{Backup, BackupReplication, BackupReplicationStatus, Condition, ReplicationPhase};
 use crate::error::{Error, Result};
 use crate::metrics::DestinationLabels;
-use next_step::{ReplicationStep, ReplicationView, next_step, validate};
+use next_step::{InvalidReplication, ReplicationStep, ReplicationView, next_step, validate};
 
 fn run_key(r: &BackupReplication) -> String {
     format!(
@@ -81,7 +81,7 @@ pub async fn reconcile(replication: Arc<BackupReplication>, ctx: Arc<Context>) -
     let now = Utc::now();
     let schedule = match validate(&replication.spec) {
         Ok(s) => s,
-        Err(message) => {
+        Err(InvalidReplication(message)) => {
             let mut invalid = status.clone();
             invalid.phase = ReplicationPhase::Invalid;
             Condition::set(

@@ -88,8 +88,18 @@ pub fn next_step(v: &ReplicationView, now: DateTime<Utc>) -> ReplicationStep {
     ReplicationStep::Wait { until }
 }
 
+/// A BackupReplication spec that the API server's schema let through but cannot run; the
+/// message names the field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidReplication(pub String);
+
 /// Checks what the API server's schema cannot: each problem names the field and the fix.
-pub fn validate(spec: &BackupReplicationSpec) -> Result<Option<CronSchedule>, String> {
+pub fn validate(spec: &BackupReplicationSpec) -> Result<Option<CronSchedule>, InvalidReplication> {
+    validate_fields(spec).map_err(InvalidReplication)
+}
+
+fn validate_fields(spec: &BackupReplicationSpec) -> Result<Option<CronSchedule>, String> {
     if spec.destinations.is_empty() {
         return Err("spec.destinations is empty; name at least one BackupRepository to copy to".to_string());
     }
@@ -212,23 +222,23 @@ mod tests {
             source_repository: "primary".into(),
             ..Default::default()
         };
-        assert!(validate(&spec).unwrap_err().contains("spec.destinations"));
+        assert!(validate(&spec).unwrap_err().0.contains("spec.destinations"));
         spec.destinations = vec![dest("a", "primary")];
-        assert!(validate(&spec).unwrap_err().contains("source repository"));
+        assert!(validate(&spec).unwrap_err().0.contains("source repository"));
         spec.destinations = vec![dest("a", "dr"), dest("a", "dr2")];
-        assert!(validate(&spec).unwrap_err().contains("used twice"));
+        assert!(validate(&spec).unwrap_err().0.contains("used twice"));
         spec.destinations = vec![dest("a", "dr")];
         spec.bandwidth_limit = Some("lots".into());
-        assert!(validate(&spec).unwrap_err().contains("spec.bandwidthLimit"));
+        assert!(validate(&spec).unwrap_err().0.contains("spec.bandwidthLimit"));
         spec.bandwidth_limit = Some("50Mi".into());
         spec.schedule = Some("every day".into());
-        assert!(validate(&spec).unwrap_err().contains("spec.schedule"));
+        assert!(validate(&spec).unwrap_err().0.contains("spec.schedule"));
         spec.schedule = Some("@hourly".into());
         spec.destinations[0].object_lock = Some(ObjectLockSpec {
             retention_days: 0,
             ..Default::default()
         });
-        assert!(validate(&spec).unwrap_err().contains("retentionDays"));
+        assert!(validate(&spec).unwrap_err().0.contains("retentionDays"));
         spec.destinations[0].object_lock = None;
         assert!(validate(&spec).unwrap().is_some());
     }

@@ -7,7 +7,7 @@ use kube::{Api, Resource, ResourceExt};
 use lifeboat_backup::progress::Progress;
 
 use crate::crd::{Backup, Condition, Restore, RestorePhase, RestoreStatus};
-use crate::kube_objects::{RestoreOptions, RestoreOutcome, restore_objects};
+use crate::kube_objects::{RepositoryAdvice, RestoreOptions, RestoreOutcome, restore_objects};
 use crate::reconcile::context::Context;
 use crate::reconcile::finish::{Finished, Run, RunKind, Succeeded};
 use crate::reconcile::in_flight::run_reporting;
@@ -124,9 +124,19 @@ fn restored_status(done: &mut RestoreStatus, id: String, out: RestoreOutcome) ->
     done.items_skipped = s.skipped_existing + s.unchanged;
     done.items_failed = out.errors.len() as u64;
     done.phase = out.phase();
-    done.message = (!out.errors.is_empty()).then(|| {
+    let check = if out
+        .repository_advice
+        .contains(&RepositoryAdvice::CheckReadingData)
+    {
+        "; the repository holds damaged or forged packs: check it reading every pack"
+    } else if out.repository_advice.contains(&RepositoryAdvice::Check) {
+        "; the repository lacks data the snapshot needs: check it"
+    } else {
+        ""
+    };
+    done.message = (!out.errors.is_empty() || !check.is_empty()).then(|| {
         format!(
-            "{} items could not be restored; each is listed in status.errors",
+            "{} items could not be restored; each is listed in status.errors{check}",
             out.errors.len()
         )
     });

@@ -70,6 +70,9 @@ pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
             let phase = outcome.phase();
             print_items("warning", &outcome.warnings);
             print_items("error", &outcome.errors);
+            for advice in &outcome.repository_advice {
+                eprintln!("hint: {}", crate::hint::repository_advice(*advice, repo.url()));
+            }
             let s = &outcome.summary;
             eprintln!(
                 "{}{} created, {} updated, {} unchanged, {} skipped (exist), {} filtered, {} failed",
