@@ -100,6 +100,7 @@ pub async fn backup_volume(
         force_full: options.force_full,
         created: None,
         full_reason: None,
+        retiring: None,
     };
     let result = repo
         .backup(
@@ -112,9 +113,15 @@ pub async fn backup_volume(
         )
         .await;
     let keep = source.created.clone();
+    let retired = match source.retiring.take() {
+        Some(retiring) => retiring
+            .await
+            .unwrap_or_else(|e| vec![format!("old base snapshots not removed: {e}")]),
+        None => Vec::new(),
+    };
     match result {
         Ok(snapshot) => {
-            let warnings = retire_snapshots(&source, keep).await;
+            let warnings = retired;
             Ok(VolumeBackup {
                 snapshot,
                 full_reason: source.full_reason,
@@ -138,35 +145,6 @@ pub async fn backup_volume(
             Err(e)
         }
     }
-}
-
-/// Removes this repository's RBD snapshots of the image other than `keep` (the new base).
-async fn retire_snapshots(source: &RbdVolume, keep: Option<String>) -> Vec<String> {
-    let (cluster, pool, image, prefix) = (
-        source.cluster.clone(),
-        source.pool.clone(),
-        source.image.clone(),
-        source.snap_prefix.clone(),
-    );
-    let retired = blocking(move || {
-        let p = cluster.pool(&pool)?;
-        let mut img = p.open(&image, None)?;
-        let mut warnings = Vec::new();
-        for s in img.snapshots()? {
-            if s.name.starts_with(&prefix)
-                && Some(&s.name) != keep.as_ref()
-                && let Err(e) = img.remove_snapshot(&s.name)
-            {
-                warnings.push(format!(
-                    "old base snapshot {pool}/{image}@{} not removed: {e}",
-                    s.name
-                ));
-            }
-        }
-        Ok::<_, VolumeError>(warnings)
-    })
-    .await;
-    retired.unwrap_or_else(|e| vec![format!("old base snapshots not removed: {e}")])
 }
 
 /// The cluster's fsid (`ceph fsid`), which names it in source ids.

@@ -26,8 +26,8 @@ const MIN_SEGMENT: u64 = 4 << 20;
 /// The largest segment (RBD allows 32 MiB objects).
 const MAX_SEGMENT: u64 = 32 << 20;
 
-/// One RBD image to back up. Built by [`crate::backup_volume`], which also retires the old
-/// base snapshot after the backup is saved.
+/// One RBD image to back up. Built by [`crate::backup_volume`], which waits for the old base
+/// snapshots' removal (started once the changed extents are known) before it returns.
 pub struct RbdVolume {
     pub(crate) cluster: Cluster,
     pub(crate) pool: String,
@@ -43,6 +43,11 @@ pub struct RbdVolume {
     pub(crate) created: Option<String>,
     /// Why the read was full, when it was (for the caller's report).
     pub(crate) full_reason: Option<String>,
+    /// The removal of this repository's older RBD snapshots of the image, started as soon as
+    /// the new one is diffed (they are not needed after that): each is a monitor update that
+    /// waits for Ceph's next paxos proposal (up to `paxos_propose_interval`, 1 s by default), so
+    /// it runs beside the read instead of after it. Its result: warnings for those left.
+    pub(crate) retiring: Option<tokio::task::JoinHandle<Vec<String>>>,
 }
 
 impl RbdVolume {
@@ -165,6 +170,13 @@ impl Source for RbdVolume {
         if let Some(why) = &self.full_reason {
             tracing::info!(pool = %self.pool, image = %self.image, reason = %why, "full read");
         }
+        // The new snapshot is the next base whatever happens now: if this backup fails it is
+        // removed too, and the next backup reads in full (never a wrong incremental).
+        self.retiring = Some(tokio::task::spawn_blocking({
+            let this = self.handle();
+            let keep = name.clone();
+            move || this.retire_snapshots(&keep)
+        }));
 
         let read_bytes = plan.read_bytes(size, segment_size);
         let progress = writer.progress().clone();
@@ -234,6 +246,30 @@ struct RbdVolumeRef {
 }
 
 impl RbdVolumeRef {
+    /// Removes this repository's RBD snapshots of the image other than `keep` (the new
+    /// base); returns a warning for each that could not be removed.
+    fn retire_snapshots(&self, keep: &str) -> Vec<String> {
+        let (pool, image) = (&self.pool, &self.image);
+        let retired = (|| {
+            let p = self.cluster.pool(pool)?;
+            let mut img = p.open(image, None)?;
+            let mut warnings = Vec::new();
+            for s in img.snapshots()? {
+                if s.name.starts_with(&self.snap_prefix)
+                    && s.name != keep
+                    && let Err(e) = img.remove_snapshot(&s.name)
+                {
+                    warnings.push(format!(
+                        "old base snapshot {pool}/{image}@{} not removed: {e}",
+                        s.name
+                    ));
+                }
+            }
+            Ok::<_, VolumeError>(warnings)
+        })();
+        retired.unwrap_or_else(|e| vec![format!("old base snapshots not removed: {e}")])
+    }
+
     /// Removes this repository's RBD snapshots of the image other than `keep` (left by a
     /// backup that was killed), creates snapshot `name`, and returns its id, the image's
     /// snapshots before, the object size and the image size at the snapshot.
