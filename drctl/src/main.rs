@@ -1,6 +1,16 @@
 //! `drctl`: the operator's CLI. A thin layer over the Lifeboat libraries — parse, call, print —
 //! so it works with no controller running, as it must when the controller's cluster is gone.
 
+/// Writes a line to standard error like `eprintln!`, but never panics: a closed or broken
+/// stderr (`2>&-`, a terminal that went away mid-restore) must not turn finished work into a
+/// panic and exit code 101. Defined before the modules so that all of them see it.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod commands;
 mod hint;
@@ -68,7 +78,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            note!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -87,16 +97,16 @@ fn main() -> ExitCode {
             runtime.block_on(lifeboat_backup::repository::finish_dropped_releases(
                 std::time::Duration::from_secs(5),
             ));
-            eprintln!("interrupted by {signal}: stopped; locks this command held are released");
+            note!("interrupted by {signal}: stopped; locks this command held are released");
             std::process::exit(i32::from(code));
         }
     };
     match done {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            note!("error: {e:#}");
             if let Some(hint) = hint::for_error(&e) {
-                eprintln!("hint: {hint}");
+                note!("hint: {hint}");
             }
             ExitCode::from(error_code(&e))
         }
@@ -137,7 +147,7 @@ fn parse_failed(e: &clap::Error) -> ExitCode {
         return match output::write(e.render().to_string().as_bytes()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("error: {err:#}");
+                note!("error: {err:#}");
                 ExitCode::FAILURE
             }
         };

@@ -67,3 +67,38 @@ fn restore_files_help_names_xattrs_acls_and_what_needs_root() {
         assert!(help.contains(said), "{said:?} missing from:\n{help}");
     }
 }
+
+/// A standard error (or output) that cannot be written — closed, or a full device — must not
+/// turn a command's result into a panic (exit 101): the messages are lost, the exit code still
+/// says what happened.
+#[test]
+fn closed_stderr_and_stdout_keep_the_exit_code() {
+    let drctl = assert_cmd::cargo::cargo_bin("drctl");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-repository");
+    for (redirect, what) in [
+        ("2>&-", "stderr closed"),
+        ("2>/dev/full", "stderr full"),
+        (">/dev/full 2>/dev/full", "stdout and stderr full"),
+    ] {
+        // An error (no repository there): exit 1, printed nowhere.
+        let script = format!("\"$0\" snapshots --repo \"$1\" {redirect}; echo $?");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .arg(&drctl)
+            .arg(&missing)
+            .output()
+            .expect("sh");
+        let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(code, "1", "with {what}: exit {code}");
+        // A usage error: exit 2.
+        let script = format!("\"$0\" snapshots --no-such-flag {redirect}; echo $?");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .arg(&drctl)
+            .output()
+            .expect("sh");
+        let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(code, "2", "with {what}: exit {code}");
+    }
+}

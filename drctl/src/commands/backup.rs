@@ -37,13 +37,13 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
             let snap = backup_files(&r, &paths, &options, progress).await?;
             drop(bar);
             for skipped in &snap.summary.skipped {
-                eprintln!("not saved: {}: {}", skipped.path, skipped.error);
+                note!("not saved: {}: {}", skipped.path, skipped.error);
             }
             for w in &snap.summary.warnings {
-                eprintln!("warning: {w}");
+                note!("warning: {w}");
             }
             let s = &snap.summary;
-            eprintln!(
+            note!(
                 "{} files ({}), {} read, {} new, {} stored in {:.1}s",
                 s.files,
                 bytes(s.bytes),
@@ -68,7 +68,7 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
             if s.skipped.is_empty() && s.warnings.is_empty() {
                 Ok(0)
             } else {
-                eprintln!(
+                note!(
                     "snapshot {} is partial: {} path(s) not saved, {} warning(s) (listed above and in its summary)",
                     &id[..8.min(id.len())],
                     s.skipped.len(),

@@ -45,7 +45,7 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
                 SnapshotDetails::EtcdFull(f) => (f.endpoint.as_str(), f.revision.to_string()),
                 _ => ("?", "?".to_string()),
             };
-            eprintln!(
+            note!(
                 "etcd snapshot of {} at revision {}: {}, {} new, {} stored in {:.1}s",
                 endpoint,
                 revision,
@@ -120,7 +120,7 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
                 (None, false) => RestorePoint::Snapshot,
             };
             let summary = restore_etcd_at(&r, &snap, point, &out, force).await?;
-            eprintln!(
+            note!(
                 "wrote {} ({}, source revision {}, {} deltas replayed); restore it with `etcdctl snapshot restore {}` on each member (docs/etcd-recovery.md)",
                 out.display(),
                 bytes(summary.bytes),
@@ -163,9 +163,9 @@ async fn watch_deltas(
         }
         let _ = stop.send(true);
     });
-    eprintln!("watching etcd; a delta is stored every {interval}s while changes arrive (Ctrl-C stops)");
+    note!("watching etcd; a delta is stored every {interval}s while changes arrive (Ctrl-C stops)");
     let restarted = |compact_revision: i64, full: lifeboat_backup::blob::SnapshotId| {
-        eprintln!(
+        note!(
             "etcd compacted revision {compact_revision} before the chain caught up: took a new full snapshot {} and continue from it",
             full.short()
         );
@@ -184,7 +184,7 @@ async fn watch_deltas(
         last_revision,
     } = outcome
     {
-        eprintln!("stopped: {deltas} deltas stored, up to revision {last_revision}");
+        note!("stopped: {deltas} deltas stored, up to revision {last_revision}");
     }
     Ok(0)
 }

@@ -144,7 +144,7 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
         } => {
             let r = open::repository(&repo, &key).await?;
             if remove_all {
-                eprintln!(
+                note!(
                     "warning: --remove-all removes every lock, including those of processes that may still run \
                      on other hosts; a prune started now can delete data a running backup still needs"
                 );
@@ -160,7 +160,7 @@ pub async fn run(cmd: RepoCommand, g: &GlobalArgs) -> Result<u8> {
                 }
                 s
             })?;
-            eprintln!(
+            note!(
                 "removed {} lock(s){}",
                 report.removed.len(),
                 if report.kept.is_empty() {
@@ -297,7 +297,7 @@ async fn key(cmd: KeyCommand, g: &GlobalArgs) -> Result<u8> {
         KeyCommand::Remove { repo, key, id, force } => {
             let r = open::repository(&repo, &key).await?;
             r.remove_key(&id, force).await?;
-            eprintln!("removed key {id}");
+            note!("removed key {id}");
             Ok(0)
         }
     }

@@ -69,7 +69,7 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
                 s
             })?;
             if !report.damaged_packs.is_empty() {
-                eprintln!(
+                note!(
                     "hint: {}",
                     crate::hint::damaged_packs(&report.damaged_packs, &repo.repo)
                 );

@@ -76,9 +76,10 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
     let forgotten = apply_forget(&r, &policy, args.group_by, args.dry_run).await?;
     // S3 Object Lock may retain some of them: those stay, and are named.
     for (key, retention) in &forgotten.held {
-        eprintln!(
+        note!(
             "{key} is locked ({}) until {}: kept; a later forget removes it",
-            retention.mode, retention.until
+            retention.mode,
+            retention.until
         );
     }
     let plan = forgotten.groups;

@@ -46,7 +46,7 @@ pub async fn run(cmd: VolumeCommand, g: &GlobalArgs) -> Result<u8> {
             let snap = &done.snapshot;
             let s = &snap.summary;
             if let SnapshotDetails::Volume(v) = &snap.details {
-                eprintln!(
+                note!(
                     "volume {pool}/{image} ({}): {} read ({}), {} of data, {} new, {} stored in {:.1}s",
                     bytes(v.size),
                     v.read,
@@ -58,10 +58,10 @@ pub async fn run(cmd: VolumeCommand, g: &GlobalArgs) -> Result<u8> {
                 );
             }
             if let Some(why) = &done.full_reason {
-                eprintln!("full read: {why}");
+                note!("full read: {why}");
             }
             for w in &done.warnings {
-                eprintln!("warning: {w}");
+                note!("warning: {w}");
             }
             let id = snap.id.map(|i| i.to_hex()).unwrap_or_default();
             output::print(g.format, snap, |_| format!("{id}\n"))?;
@@ -92,7 +92,7 @@ pub async fn run(cmd: VolumeCommand, g: &GlobalArgs) -> Result<u8> {
             };
             let done = restore_volume(&r, &snap, sink).await?;
             drop(bar);
-            eprintln!(
+            note!(
                 "restored {} into {pool}/{image}: {} image, {} written in {} extents (holes left unallocated)",
                 snap.id.map(|i| i.short()).unwrap_or_default(),
                 bytes(done.size),

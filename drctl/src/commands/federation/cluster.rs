@@ -126,14 +126,14 @@ async fn add(args: &ClusterAddArgs, g: &GlobalArgs) -> Result<u8> {
     };
     let report = clusters::put(&env.state, &record).await?;
     for (url, why) in &report.failed {
-        eprintln!("warning: not registered in {url}: {why}");
+        note!("warning: not registered in {url}: {why}");
     }
     if let Some(secret) = &secret {
         let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
         let mine = join::minify(&kc, g.context.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
         for other in env.records.values().filter(|r| r.name != record.name) {
             let Ok(theirs) = env.connector.connect(other).await else {
-                eprintln!(
+                note!(
                     "warning: {} is unreachable from here: install the Secret there later",
                     other.name
                 );
@@ -141,7 +141,7 @@ async fn add(args: &ClusterAddArgs, g: &GlobalArgs) -> Result<u8> {
             };
             if let Err(e) = join::install(&theirs, &other.controller_namespace, &record, secret, &mine).await
             {
-                eprintln!("warning: {}: {e}", other.name);
+                note!("warning: {}: {e}", other.name);
             }
             // And the other way round, if we hold its kubeconfig here.
             let (Some(their_secret), Some(path)) = (&other.kubeconfig_secret, &other.kubeconfig_path) else {
@@ -162,7 +162,7 @@ async fn add(args: &ClusterAddArgs, g: &GlobalArgs) -> Result<u8> {
             )
             .await
             {
-                eprintln!("warning: {}: {e}", record.name);
+                note!("warning: {}: {e}", record.name);
             }
         }
     }
@@ -310,7 +310,7 @@ async fn remove(g: &GlobalArgs, fed: &crate::cli::FederationArgs, name: &str) ->
         if let Ok(client) = env.connector.connect(other).await
             && let Err(e) = join::uninstall(&client, &other.controller_namespace, name).await
         {
-            eprintln!("warning: {}: {e}", other.name);
+            note!("warning: {}: {e}", other.name);
         }
     }
     clusters::remove(&env.state, name).await?;
@@ -322,6 +322,6 @@ async fn remove(g: &GlobalArgs, fed: &crate::cli::FederationArgs, name: &str) ->
     );
     a.from = Some(record.name.clone());
     audit::append(&env.state, &a).await?;
-    println!("removed {name}");
+    crate::output::write(format!("removed {name}\n").as_bytes())?;
     Ok(0)
 }

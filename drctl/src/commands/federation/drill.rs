@@ -70,7 +70,7 @@ pub async fn drill(args: &DrillArgs, g: &GlobalArgs) -> Result<u8> {
         return Ok(0);
     }
     if g.format == Output::Table {
-        eprint!("{}", plan_table(&plan));
+        note!("{}", plan_table(&plan).trim_end());
     }
     let bar = Bar::start_items(&env.items, "objects", g.quiet);
     let (_, report) = drill::run(&env, &fp, plan).await?;
@@ -89,7 +89,7 @@ pub async fn drill(args: &DrillArgs, g: &GlobalArgs) -> Result<u8> {
     write("report.html", render::html(&report))?;
     output::print(g.format, &report, table)?;
     if g.format == Output::Table {
-        println!("report: {}/report.{{json,md,html}}", dir.display());
+        output::write(format!("report: {}/report.{{json,md,html}}\n", dir.display()).as_bytes())?;
     }
     Ok(if report.success { 0 } else { exit::PARTIAL })
 }

@@ -86,7 +86,7 @@ async fn go(args: &PlanArgs, g: &GlobalArgs, kind: Kind, to: Option<String>, for
     let (fp, env) = plan_env(g, &args.fed, &args.plan).await?;
     let (record, mut store) = if args.resume {
         let (record, store) = execute::resume(&env, &fp.name_any(), kind).await?;
-        eprintln!("resuming {} at revision {}", record.id, record.revision);
+        note!("resuming {} at revision {}", record.id, record.revision);
         (record, store)
     } else {
         let observed = failover::observe(&env, &fp, kind).await?;
@@ -102,7 +102,7 @@ async fn go(args: &PlanArgs, g: &GlobalArgs, kind: Kind, to: Option<String>, for
             return Ok(0);
         }
         if g.format == Output::Table {
-            eprint!("{}", plan_table(&plan));
+            note!("{}", plan_table(&plan).trim_end());
         }
         failover::start(&env, &fp, plan).await?
     };
@@ -113,7 +113,7 @@ async fn go(args: &PlanArgs, g: &GlobalArgs, kind: Kind, to: Option<String>, for
     if record.phase == Phase::Succeeded {
         Ok(0)
     } else {
-        eprintln!(
+        note!(
             "the run stopped; fix the cause above, then `drctl {} --plan {} --resume` continues it",
             kind.as_str(),
             args.plan

@@ -76,7 +76,7 @@ async fn open_repositories(
         }
     }
     for f in &failures {
-        eprintln!("warning: repository {f}");
+        note!("warning: repository {f}");
     }
     if out.is_empty() {
         bail!(
@@ -105,7 +105,7 @@ fn printer(quiet: bool) -> Arc<dyn Fn(&Event) + Send + Sync> {
                 } else {
                     String::new()
                 };
-                eprintln!("[{}/{}] {title}{again} …", index + 1, total);
+                note!("[{}/{}] {title}{again} …", index + 1, total);
             }
             Event::Ended {
                 index,
@@ -121,7 +121,7 @@ fn printer(quiet: bool) -> Arc<dyn Fn(&Event) + Send + Sync> {
                     StepState::Failed => "FAILED",
                     StepState::Pending | StepState::Running => "?",
                 };
-                eprintln!(
+                note!(
                     "[{}/{}] {title}: {word} in {seconds:.1} s{}",
                     index + 1,
                     total,

@@ -70,7 +70,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
                 Ok(Some(refused)) => return Err(refused.into()),
                 // Someone allowed to back up but not to list BackupRepositories: the controller
                 // still enforces the marks on its own backups.
-                Err(kube::Error::Api(e)) if e.code == 403 => eprintln!(
+                Err(kube::Error::Api(e)) if e.code == 403 => note!(
                     "warning: cannot read the BackupRepositories' fencing marks ({}); backing up without \
                      checking whether this cluster was fenced off",
                     e.message
@@ -86,7 +86,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             print_items("warning", &outcome.warnings);
             print_items("error", &outcome.errors);
             let s = &outcome.snapshot.summary;
-            eprintln!(
+            note!(
                 "{}: {} objects, {} skipped, {} new, {} stored in {:.1}s",
                 args.name,
                 outcome.items,
@@ -96,9 +96,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
                 s.duration_ms as f64 / 1000.0
             );
             if outcome.items == 0 {
-                eprintln!(
-                    "warning: the backup matched no objects; check --include-namespaces and --selector"
-                );
+                note!("warning: the backup matched no objects; check --include-namespaces and --selector");
             }
             let report = DirectBackup {
                 name: args.name.clone(),
@@ -144,10 +142,10 @@ fn finish(b: &Backup, g: &GlobalArgs) -> Result<u8> {
     print_items("warning", &status.warnings);
     print_items("error", &status.errors);
     for c in status.conditions.iter().filter(|c| c.status == "False") {
-        eprintln!("condition {} is False ({}): {}", c.type_, c.reason, c.message);
+        note!("condition {} is False ({}): {}", c.type_, c.reason, c.message);
     }
     if let Some(m) = &status.message {
-        eprintln!("{m}");
+        note!("{m}");
     }
     output::print(g.format, b, |b| {
         format!(
@@ -260,16 +258,16 @@ pub async fn delete(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
     match resolve(&args.mode, g).await? {
         Resolved::Direct(repo) => {
             for id in forget_backup(&repo, name).await? {
-                eprintln!("forgot snapshot {} of {name}", id.to_hex());
+                note!("forgot snapshot {} of {name}", id.to_hex());
             }
-            eprintln!("run `drctl repo prune` to free the space");
+            note!("run `drctl repo prune` to free the space");
         }
         Resolved::Controller(target) => {
             let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
             api.delete(name, &DeleteParams::default())
                 .await
                 .with_context(|| format!("delete Backup {}/{name}", target.namespace))?;
-            eprintln!("backup.lifeboat.dev/{name} deleted (its snapshot follows its deletion policy)");
+            note!("backup.lifeboat.dev/{name} deleted (its snapshot follows its deletion policy)");
         }
     }
     Ok(0)

@@ -91,7 +91,7 @@ pub fn resource_error(e: kube::Error, what: String) -> anyhow::Error {
 /// Prints warnings and errors to stderr, one per line.
 pub fn print_items(label: &str, items: &[ItemMessage]) {
     for i in items {
-        eprintln!("{label}: {}: {}", i.item, i.message);
+        note!("{label}: {}: {}", i.item, i.message);
     }
 }
 

@@ -71,10 +71,10 @@ pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
             print_items("warning", &outcome.warnings);
             print_items("error", &outcome.errors);
             for advice in &outcome.repository_advice {
-                eprintln!("hint: {}", crate::hint::repository_advice(*advice, repo.url()));
+                note!("hint: {}", crate::hint::repository_advice(*advice, repo.url()));
             }
             let s = &outcome.summary;
-            eprintln!(
+            note!(
                 "{}{} created, {} updated, {} unchanged, {} skipped (exist), {} filtered, {} failed",
                 if args.dry_run { "dry run: would have " } else { "" },
                 s.created,
@@ -139,7 +139,7 @@ fn finish(r: &Restore, g: &GlobalArgs) -> Result<u8> {
     print_items("warning", &status.warnings);
     print_items("error", &status.errors);
     if let Some(m) = &status.message {
-        eprintln!("{m}");
+        note!("{m}");
     }
     output::print(g.format, r, |r| {
         let mut out = format!(

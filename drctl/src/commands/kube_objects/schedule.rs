@@ -64,7 +64,7 @@ pub async fn run(cmd: &ScheduleCommand, g: &GlobalArgs) -> Result<u8> {
             )
             .await
             .with_context(|| format!("update Schedule {}/{name}", target.namespace))?;
-            eprintln!(
+            note!(
                 "schedule.lifeboat.dev/{name} {}",
                 if paused { "paused" } else { "unpaused" }
             );
