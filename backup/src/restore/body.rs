@@ -67,60 +67,94 @@ impl Read for PackInput {
     }
 }
 
-/// Chunks of one body waiting for its decoder; the download pauses (TCP backpressure) beyond.
-const CHUNKS_WAITING: usize = 64;
+/// Batches of one body's chunks waiting for its decoder; the download pauses (TCP
+/// backpressure) beyond.
+const BATCHES_WAITING: usize = 4;
+/// A body's chunks (each a socket read, often 16 KiB) are handed over in batches of about
+/// this many bytes: one at a time, a download ahead of its decoder was woken for every chunk
+/// the decoder took from the full channel, two thread switches per 16 KiB.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Some consecutive chunks of a body, or the download's failure after them.
+type Batch = (Vec<Bytes>, Option<RepoError>);
 
 /// Starts a hand-over: feed the body with [`forward`], read it with the [`BodyReader`].
-pub(super) fn channel() -> (mpsc::Sender<Result<Bytes, RepoError>>, BodyReader) {
-    let (tx, rx) = mpsc::channel(CHUNKS_WAITING);
+pub(super) fn channel() -> (mpsc::Sender<Batch>, BodyReader) {
+    let (tx, rx) = mpsc::channel(BATCHES_WAITING);
     (
         tx,
         BodyReader {
             rx,
-            current: Bytes::new(),
+            chunks: std::collections::VecDeque::new(),
+            failure: None,
             failed: None,
         },
     )
 }
 
-/// Sends the body's chunks until it ends, fails, or the reader is gone.
-pub(super) async fn forward(
-    mut body: BoxStream<'static, Result<Bytes, RepoError>>,
-    tx: mpsc::Sender<Result<Bytes, RepoError>>,
-) {
-    while let Some(chunk) = body.next().await {
-        let failed = chunk.is_err();
-        if tx.send(chunk).await.is_err() || failed {
-            return;
+/// Sends the body's chunks, in batches of about [`BATCH_BYTES`], until it ends, fails, or the
+/// reader is gone.
+pub(super) async fn forward(mut body: BoxStream<'static, Result<Bytes, RepoError>>, tx: mpsc::Sender<Batch>) {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    loop {
+        let (ended, failure) = match body.next().await {
+            Some(Ok(chunk)) => {
+                bytes += chunk.len();
+                batch.push(chunk);
+                (false, None)
+            }
+            Some(Err(e)) => (true, Some(e)),
+            None => (true, None),
+        };
+        if ended || bytes >= BATCH_BYTES {
+            let sent = tx.send((std::mem::take(&mut batch), failure)).await;
+            if sent.is_err() || ended {
+                return;
+            }
+            bytes = 0;
         }
     }
 }
 
 /// The blocking end: a `BufRead` over the chunks as they arrive.
 pub(super) struct BodyReader {
-    rx: mpsc::Receiver<Result<Bytes, RepoError>>,
-    current: Bytes,
-    /// The download's error, once it failed; reported again on every later read.
+    rx: mpsc::Receiver<Batch>,
+    /// The current batch's chunks not yet read.
+    chunks: std::collections::VecDeque<Bytes>,
+    /// The download's failure, reported once the chunks before it are read.
+    failure: Option<RepoError>,
+    /// The download's error, once it was reported; reported again on every later read.
     failed: Option<String>,
 }
 
 impl BufRead for BodyReader {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        while self.current.is_empty() {
+        while self.chunks.front().is_none_or(Bytes::is_empty) {
+            if self.chunks.pop_front().is_some() {
+                continue;
+            }
+            if let Some(e) = self.failure.take() {
+                self.failed = Some(e.to_string());
+            }
             if let Some(why) = &self.failed {
                 return Err(std::io::Error::other(why.clone()));
             }
             match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(e)) => self.failed = Some(e.to_string()),
+                Some((chunks, failure)) => {
+                    self.chunks = chunks.into();
+                    self.failure = failure;
+                }
                 None => return Ok(&[]),
             }
         }
-        Ok(&self.current)
+        Ok(self.chunks.front().map_or(&[], |c| &c[..]))
     }
 
     fn consume(&mut self, n: usize) {
-        self.current.advance(n.min(self.current.len()));
+        if let Some(chunk) = self.chunks.front_mut() {
+            chunk.advance(n.min(chunk.len()));
+        }
     }
 }
 
