@@ -386,9 +386,9 @@ impl Repository {
                 }
                 Err(why) if remove_all => {
                     objects.delete(&key).await?;
-                    report
-                        .removed
-                        .push(format!("{described}: removed with --remove-all although {why}"));
+                    report.removed.push(format!(
+                        "{described}: removed although {why} (removing every lock was asked for)"
+                    ));
                 }
                 Err(why) => report.kept.push(format!("{described}: {why}")),
             }
