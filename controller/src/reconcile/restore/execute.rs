@@ -124,22 +124,22 @@ fn restored_status(done: &mut RestoreStatus, id: String, out: RestoreOutcome) ->
     done.items_skipped = s.skipped_existing + s.unchanged;
     done.items_failed = out.errors.len() as u64;
     done.phase = out.phase();
-    let check = if out
+    let mut message = Vec::new();
+    if !out.errors.is_empty() {
+        message.push(format!(
+            "{} items could not be restored; each is listed in status.errors",
+            out.errors.len()
+        ));
+    }
+    if out
         .repository_advice
         .contains(&RepositoryAdvice::CheckReadingData)
     {
-        "; the repository holds damaged or forged packs: check it reading every pack"
+        message.push("the repository holds damaged or forged packs: check it reading every pack".to_string());
     } else if out.repository_advice.contains(&RepositoryAdvice::Check) {
-        "; the repository lacks data the snapshot needs: check it"
-    } else {
-        ""
-    };
-    done.message = (!out.errors.is_empty() || !check.is_empty()).then(|| {
-        format!(
-            "{} items could not be restored; each is listed in status.errors{check}",
-            out.errors.len()
-        )
-    });
+        message.push("the repository lacks data the snapshot needs: check it".to_string());
+    }
+    done.message = (!message.is_empty()).then(|| message.join("; "));
     done.errors = capped(out.errors);
     done.warnings = capped(out.warnings);
     let mut changes = out.changes;
