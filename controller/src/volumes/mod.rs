@@ -3,10 +3,16 @@
 //! The engine and the volume crate know nothing of Kubernetes; this module is where the two
 //! meet. Design: docs/volumes.md.
 
+pub mod catalog;
+pub mod ceph;
 pub mod handle;
 pub mod plan;
 mod selector;
+mod take;
 
+pub use catalog::{CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome};
+pub use ceph::CephAccess;
 pub use handle::{CsiVolume, RbdImage, classify};
 pub use plan::{ClaimPlan, Decision, RbdTake, SecretRef, VolumeSelector, plan_volumes};
 pub use selector::LabelSelector;
+pub use take::{CLAIM_TAG, VolumeRequest, backup_with_volumes, read_plans, take_volumes};
