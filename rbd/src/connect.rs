@@ -80,7 +80,7 @@ impl Cluster {
             .open(&conf)
             .map_err(|e| io("create config in", e))?;
         let text = format!(
-            "[global]\nmon host = {}\nkey = {key}\nauth client required = cephx\nlog to stderr = false\nerr to stderr = false\n",
+            "[global]\nmon host = {}\nkey = {key}\nauth client required = cephx\nclient mount timeout = 30\nlog to stderr = false\nerr to stderr = false\n",
             monitors.join(",")
         );
         let written = f.write_all(text.as_bytes());

@@ -2,10 +2,13 @@
 //! stored as `lifeboat/volumes.json` in the tree of the Backup's objects snapshot (format:
 //! docs/FORMAT.md, "Volume catalog"), so the recovery point names its volume snapshots.
 
+use lifeboat_backup::snapshot::Snapshot;
+use lifeboat_backup::{Repository, Sink, SnapshotReader};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{ClaimPlan, Decision};
 use crate::crd::ItemMessage;
+use crate::kube_objects::{ObjectsError, SNAPSHOT_KIND};
 
 /// Where the catalog lives in the objects snapshot's tree.
 pub const CATALOG_PATH: &str = "lifeboat/volumes.json";
@@ -127,5 +130,51 @@ impl VolumeCatalog {
                 ),
             })
             .collect()
+    }
+}
+
+/// Reads the catalog out of an objects snapshot; `None` for a snapshot made without volume
+/// data (before catalogs existed, or of another kind).
+pub async fn read_catalog(
+    repo: &Repository,
+    snapshot: &Snapshot,
+) -> Result<Option<VolumeCatalog>, ObjectsError> {
+    if snapshot.kind() != SNAPSHOT_KIND {
+        return Ok(None);
+    }
+    repo.restore(snapshot, CatalogReader).await
+}
+
+/// A sink that reads only [`CATALOG_PATH`].
+struct CatalogReader;
+
+impl Sink for CatalogReader {
+    type Output = Option<VolumeCatalog>;
+    type Error = ObjectsError;
+
+    fn purpose(&self) -> &'static str {
+        "read volume catalog"
+    }
+
+    fn accepts(&self, _snapshot: &Snapshot) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    async fn restore(self, reader: &SnapshotReader<'_>) -> Result<Self::Output, Self::Error> {
+        let mut chunks = None;
+        reader
+            .for_each_node(|node| {
+                if node.path == CATALOG_PATH {
+                    chunks = Some(node.chunks);
+                }
+            })
+            .await?;
+        let Some(chunks) = chunks else {
+            return Ok(None);
+        };
+        let bytes = reader.read_blobs(&chunks).await?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ObjectsError::Invalid(format!("{CATALOG_PATH} is unreadable: {e}")))
     }
 }

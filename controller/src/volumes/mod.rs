@@ -10,7 +10,7 @@ pub mod plan;
 mod selector;
 mod take;
 
-pub use catalog::{CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome};
+pub use catalog::{CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome, read_catalog};
 pub use ceph::CephAccess;
 pub use handle::{CsiVolume, RbdImage, classify};
 pub use plan::{ClaimPlan, Decision, RbdTake, SecretRef, VolumeSelector, plan_volumes};

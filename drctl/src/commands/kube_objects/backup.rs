@@ -14,7 +14,7 @@ use lifeboat_controller::kube_objects::{
     BACKUP_TAG, BackupRequest, backup_snapshots, forget_backup, object_snapshots,
 };
 use lifeboat_controller::volumes::{
-    CatalogEntry, CephAccess, VolumeOutcome, VolumeRequest, backup_with_volumes,
+    CatalogEntry, CephAccess, VolumeOutcome, VolumeRequest, backup_with_volumes, read_catalog,
 };
 use lifeboat_controller::wait::backup_finished;
 use serde::Serialize;
@@ -250,6 +250,48 @@ fn snapshot_rows(snaps: &[Snapshot]) -> String {
     )
 }
 
+/// The volume catalog as a table.
+fn volume_rows(volumes: &[CatalogEntry]) -> String {
+    let rows: Vec<Vec<String>> = volumes
+        .iter()
+        .map(|v| {
+            let image = match (&v.pool, &v.image) {
+                (Some(p), Some(i)) => format!("{p}/{i}"),
+                _ => "-".to_string(),
+            };
+            vec![
+                format!("{}/{}", v.namespace, v.claim),
+                format!("{:?}", v.outcome),
+                v.driver.clone().unwrap_or_else(|| "-".to_string()),
+                image,
+                v.size.map_or("-".to_string(), bytes),
+                v.read.clone().unwrap_or_else(|| "-".to_string()),
+                v.snapshot_id
+                    .as_deref()
+                    .map_or("-".to_string(), |s| s.chars().take(12).collect()),
+                if v.outcome == VolumeOutcome::BackedUp {
+                    v.time.clone().unwrap_or_default()
+                } else {
+                    v.reason.clone().unwrap_or_default()
+                },
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "CLAIM",
+            "OUTCOME",
+            "DRIVER",
+            "IMAGE",
+            "SIZE",
+            "READ",
+            "SNAPSHOT",
+            "TIME / REASON",
+        ],
+        &rows,
+    )
+}
+
 /// `drctl backup list`.
 pub async fn list(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
     match resolve(&args.mode, g).await? {
@@ -297,10 +339,19 @@ pub async fn describe(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
     match resolve(&args.mode, g).await? {
         Resolved::Direct(repo) => {
             let snaps = backup_snapshots(&repo, name).await?;
-            output::print(g.format, &snaps[0], |s| {
-                let mut out = snapshot_rows(std::slice::from_ref(s));
-                for w in &s.summary.warnings {
+            let snap = &snaps[0];
+            let volumes = read_catalog(&repo, snap).await?.unwrap_or_default().volumes;
+            // The snapshot as `backup list` shows it, plus its volume catalog.
+            let mut shown = serde_json::to_value(snap)?;
+            shown["volumes"] = serde_json::to_value(&volumes)?;
+            output::print(g.format, &shown, |_| {
+                let mut out = snapshot_rows(std::slice::from_ref(snap));
+                for w in &snap.summary.warnings {
                     out.push_str(&format!("warning: {w}\n"));
+                }
+                if !volumes.is_empty() {
+                    out.push('\n');
+                    out.push_str(&volume_rows(&volumes));
                 }
                 out
             })?;

@@ -1,0 +1,522 @@
+//! `drctl backup create --direct` with volume data, against the Kubernetes API test server
+//! and the harness's real Ceph: two claims bound to lifeboat-csi RBD images holding known
+//! data and one of another driver. The catalog in the objects snapshot names both images'
+//! volume snapshots, which `drctl volume restore` turns back into the same bytes; the other
+//! claim is reported naming its driver (exit 3); a second backup is incremental; the cephx
+//! key from the StorageClass's Secret never appears in any output.
+#![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use lifeboat_rbd::{ImageOptions, Pool, features};
+use lifeboat_tests::kube::TestCluster;
+use serde_json::{Value, json};
+
+const SIZE: u64 = 32 << 20;
+
+struct Env {
+    kubeconfig: PathBuf,
+    repo: PathBuf,
+    identity: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn drctl(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("drctl").unwrap();
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("DRCTL_REPO")
+            .env_remove("CEPH_CONF")
+            .env("RUST_LOG", "debug")
+            .env("DRCTL_IDENTITY", &self.identity)
+            .env("TMPDIR", self.dir.path())
+            .arg("--quiet")
+            .args(args)
+            .arg("--repo")
+            .arg(&self.repo);
+        c
+    }
+}
+
+async fn run(mut c: Command) -> Output {
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Seeded pseudo-random bytes.
+fn random(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = lifeboat_tests::faults::SeededRng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        out.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// An image of [`SIZE`] with data at a few places and holes between; returns its bytes.
+fn make_image(pool: &Pool, name: &str, seed: u64) -> Vec<u8> {
+    let options = ImageOptions {
+        features: Some(features::parse("layering,exclusive-lock,object-map,fast-diff").unwrap()),
+        ..Default::default()
+    };
+    pool.create_image(name, SIZE, &options).unwrap();
+    let mut expected = vec![0u8; SIZE as usize];
+    let mut img = pool.open(name, None).unwrap();
+    for (i, offset) in [0u64, 5 << 20, 17 << 20, SIZE - (1 << 20)].iter().enumerate() {
+        let data = random(seed * 10 + i as u64, 700 * 1024);
+        let len = data.len().min((SIZE - offset) as usize);
+        img.write_at(*offset, &data[..len]).unwrap();
+        expected[*offset as usize..*offset as usize + len].copy_from_slice(&data[..len]);
+    }
+    img.flush().unwrap();
+    expected
+}
+
+fn read_image(pool: &Pool, image: &str) -> Vec<u8> {
+    let img = pool.open_read_only(image, None).unwrap();
+    let size = img.info().unwrap().size as usize;
+    let mut out = vec![0u8; size];
+    let mut done = 0;
+    while done < size {
+        let n = img
+            .read_at(done as u64, &mut out[done..(done + (4 << 20)).min(size)])
+            .unwrap();
+        assert!(n > 0);
+        done += n;
+    }
+    out
+}
+
+fn object<K: serde::de::DeserializeOwned>(v: Value) -> K {
+    serde_json::from_value(v).unwrap()
+}
+
+/// Creates a PV of `driver` with `handle` and a claim bound to it (status set as the
+/// PV controller would).
+async fn bound_claim(
+    cluster: &TestCluster,
+    ns: &str,
+    claim: &str,
+    pv: &str,
+    class: &str,
+    driver: &str,
+    handle: &str,
+) {
+    let pvs: Api<PersistentVolume> = Api::all(cluster.client());
+    pvs.create(
+        &PostParams::default(),
+        &object(json!({
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "32Mi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Delete",
+                "storageClassName": class,
+                "claimRef": {"namespace": ns, "name": claim},
+                "csi": {"driver": driver, "volumeHandle": handle, "fsType": "ext4"},
+            },
+        })),
+    )
+    .await
+    .unwrap();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client(), ns);
+    claims
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "metadata": {"name": claim, "labels": {"app": "shop"}},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "32Mi"}},
+                    "storageClassName": class,
+                    "volumeName": pv,
+                },
+            })),
+        )
+        .await
+        .unwrap();
+    claims
+        .patch_status(
+            claim,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Bound", "capacity": {"storage": "32Mi"}}})),
+        )
+        .await
+        .unwrap();
+}
+
+struct Setup {
+    env: Env,
+    ns: String,
+    pool_name: String,
+    images: Vec<(String, Vec<u8>)>,
+    key: String,
+}
+
+async fn setup(cluster: &TestCluster) -> Setup {
+    let ceph = lifeboat_tests::ceph().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, public) = lifeboat_tests::repos::make_identity(dir.path(), "me").unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let env = Env {
+        kubeconfig: cluster
+            .kubeconfig_path()
+            .map(Path::to_path_buf)
+            .expect("a kubeconfig file"),
+        repo,
+        identity,
+        dir,
+    };
+    let init = run(env.drctl(&["repo", "init", "--recipient", &public])).await;
+    assert!(init.status.success(), "{}", text(&init));
+
+    let pool_name = ceph.new_pool("k8svol").unwrap();
+    let pool = ceph.connect().unwrap().pool(&pool_name).unwrap();
+    let images: Vec<(String, Vec<u8>)> = (1..=2u64)
+        .map(|i| {
+            let name = format!("csi-vol-{:032x}", 0xabc0 + i);
+            let bytes = make_image(&pool, &name, i);
+            (name, bytes)
+        })
+        .collect();
+
+    let ns = cluster.namespace("vols").await.unwrap();
+    let system = cluster.namespace("lbsys").await.unwrap();
+    let key = ceph.admin_key().unwrap();
+    let secrets: Api<Secret> = Api::namespaced(cluster.client(), &system);
+    secrets
+        .create(&PostParams::default(), &ceph_secret("admin", &key))
+        .await
+        .unwrap();
+    let config = json!({"rbd": [{"clusterID": "harness", "monitors": [ceph.mon_addr()]}]}).to_string();
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), &system);
+    cms.create(
+        &PostParams::default(),
+        &object(json!({"metadata": {"name": "lifeboat-csi-config"}, "data": {"config.json": config}})),
+    )
+    .await
+    .unwrap();
+    let classes: Api<StorageClass> = Api::all(cluster.client());
+    let rbd_class = format!("{ns}-rbd");
+    let other_class = format!("{ns}-gp3");
+    for (name, provisioner, params) in [
+        (
+            &rbd_class,
+            "csi.lifeboat.dev",
+            json!({"clusterID": "harness", "pool": pool_name,
+                   "csi.storage.k8s.io/provisioner-secret-name": "ceph-provisioner",
+                   "csi.storage.k8s.io/provisioner-secret-namespace": system}),
+        ),
+        (&other_class, "ebs.csi.aws.com", json!({"type": "gp3"})),
+    ] {
+        classes
+            .create(
+                &PostParams::default(),
+                &object(
+                    json!({"metadata": {"name": name}, "provisioner": provisioner, "parameters": params}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    for (i, (image, _)) in images.iter().enumerate() {
+        let handle = format!("rbd:harness:{pool_name}:{image}");
+        let claim = format!("data-{i}");
+        bound_claim(
+            cluster,
+            &ns,
+            &claim,
+            &format!("{ns}-pv-{i}"),
+            &rbd_class,
+            "csi.lifeboat.dev",
+            &handle,
+        )
+        .await;
+    }
+    bound_claim(
+        cluster,
+        &ns,
+        "cache",
+        &format!("{ns}-pv-ebs"),
+        &other_class,
+        "ebs.csi.aws.com",
+        "vol-0a1b2c3d",
+    )
+    .await;
+    Setup {
+        env,
+        ns,
+        pool_name,
+        images,
+        key,
+    }
+}
+
+/// A Secret as ceph-csi's provisioner secrets hold the cephx user and key.
+fn ceph_secret(user: &str, key: &str) -> Secret {
+    let data = [("userID", user), ("userKey", key)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.as_bytes().to_vec())))
+        .collect();
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("ceph-provisioner".to_string()),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+fn volume<'a>(volumes: &'a Value, claim: &str) -> &'a Value {
+    volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["claim"] == claim)
+        .unwrap_or_else(|| panic!("no {claim} in {volumes}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbd_claims_are_backed_up_with_the_objects_and_restore_exactly() {
+    let cluster = TestCluster::start().await.unwrap();
+    let s = setup(&cluster).await;
+    let env = &s.env;
+
+    let out = run(env.drctl(&[
+        "backup",
+        "create",
+        "nightly",
+        "--include-namespaces",
+        &s.ns,
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the ebs claim makes it PartiallyFailed: {}",
+        text(&out)
+    );
+    let all = text(&out);
+    assert!(
+        !all.contains(&s.key),
+        "the cephx key leaked into the output: {all}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains(&format!("persistentvolumeclaims/{}/cache", s.ns))
+            && stderr.contains("ebs.csi.aws.com"),
+        "the claim not taken is named with its driver: {stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["phase"], "PartiallyFailed", "{report}");
+    let volumes = &report["volumes"];
+    assert_eq!(volumes.as_array().unwrap().len(), 3, "{volumes}");
+    let cache = volume(volumes, "cache");
+    assert_eq!(cache["outcome"], "NotBackedUp");
+    assert_eq!(cache["driver"], "ebs.csi.aws.com");
+
+    // The catalog is in the objects snapshot: `describe` reads it back from the repository.
+    let described = run(env.drctl(&["backup", "describe", "nightly", "-o", "json"])).await;
+    assert!(described.status.success(), "{}", text(&described));
+    let described: Value = serde_json::from_slice(&described.stdout).unwrap();
+    assert_eq!(
+        &described["volumes"], volumes,
+        "describe shows the stored catalog"
+    );
+
+    let ceph = lifeboat_tests::ceph().unwrap();
+    let pool = ceph.connect().unwrap().pool(&s.pool_name).unwrap();
+    let mut first = Vec::new();
+    for (i, (image, bytes)) in s.images.iter().enumerate() {
+        let v = volume(volumes, &format!("data-{i}"));
+        assert_eq!(v["outcome"], "BackedUp", "{v}");
+        assert_eq!(v["driver"], "csi.lifeboat.dev");
+        assert_eq!(
+            (v["pool"].as_str(), v["image"].as_str()),
+            (Some(s.pool_name.as_str()), Some(image.as_str()))
+        );
+        assert_eq!(v["size"], SIZE);
+        assert_eq!(v["read"], "full");
+        assert!(v["time"].as_str().is_some_and(|t| t.starts_with("20")), "{v}");
+        let id = v["snapshotId"].as_str().unwrap().to_string();
+        let restored = format!("restored-{i}");
+        let mut restore = env.drctl(&[
+            "volume",
+            "restore",
+            &id,
+            "--pool",
+            &s.pool_name,
+            "--image",
+            &restored,
+        ]);
+        restore.env("CEPH_CONF", ceph.conf()).env("CEPH_ID", "admin");
+        let done = run(restore).await;
+        assert!(done.status.success(), "{}", text(&done));
+        assert!(
+            read_image(&pool, &restored) == *bytes,
+            "{restored} differs from {image}"
+        );
+        first.push(id);
+    }
+    // The objects are there too: the claims and their volumes.
+    let listed = run(env.drctl(&["backup", "list", "-o", "json"])).await;
+    let list: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["tags"]["backup"] == "nightly"),
+        "{list}"
+    );
+
+    // Change one image; the next backup reads only what changed since the first.
+    {
+        let mut img = pool.open(&s.images[0].0, None).unwrap();
+        img.write_at(9 << 20, &random(77, 64 * 1024)).unwrap();
+        img.flush().unwrap();
+    }
+    let again = run(env.drctl(&[
+        "backup",
+        "create",
+        "nightly-2",
+        "--include-namespaces",
+        &s.ns,
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(again.status.code(), Some(3), "{}", text(&again));
+    assert!(!text(&again).contains(&s.key));
+    let report: Value = serde_json::from_slice(&again.stdout).unwrap();
+    for (i, earlier) in first.iter().enumerate() {
+        let v = volume(&report["volumes"], &format!("data-{i}"));
+        assert_eq!(v["read"], "incremental", "{v}");
+        assert_ne!(v["snapshotId"].as_str(), Some(earlier.as_str()));
+    }
+    let changed = volume(&report["volumes"], "data-0")["snapshotId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut restore = env.drctl(&[
+        "volume",
+        "restore",
+        &changed,
+        "--pool",
+        &s.pool_name,
+        "--image",
+        "restored-incr",
+    ]);
+    restore.env("CEPH_CONF", ceph.conf()).env("CEPH_ID", "admin");
+    let done = run(restore).await;
+    assert!(done.status.success(), "{}", text(&done));
+    assert!(read_image(&pool, "restored-incr") == read_image(&pool, &s.images[0].0));
+
+    // Leaving the other driver's class out of the selection makes the backup complete.
+    let other = format!("{}-gp3", s.ns);
+    let narrowed = run(env.drctl(&[
+        "backup",
+        "create",
+        "nightly-3",
+        "--include-namespaces",
+        &s.ns,
+        "--volume-exclude-storage-class",
+        &other,
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert!(narrowed.status.success(), "{}", text(&narrowed));
+    let report: Value = serde_json::from_slice(&narrowed.stdout).unwrap();
+    assert_eq!(volume(&report["volumes"], "cache")["outcome"], "Excluded");
+    // Deleting a Backup forgets its volume snapshots too.
+    let deleted = run(env.drctl(&["backup", "delete", "nightly"])).await;
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    let snaps = run(env.drctl(&["snapshots", "-o", "json"])).await;
+    let snaps: Value = serde_json::from_slice(&snaps.stdout).unwrap();
+    for id in &first {
+        assert!(
+            !snaps.as_array().unwrap().iter().any(|s| s["id"] == id.as_str()),
+            "{id} still listed"
+        );
+    }
+    assert!(
+        snaps
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == changed.as_str()),
+        "nightly-2's stay"
+    );
+    // No scratch config with the key is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("lifeboat-ceph-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    ceph.delete_pool(&s.pool_name).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_fails_the_volumes_without_showing_the_key() {
+    let cluster = TestCluster::start().await.unwrap();
+    let s = setup(&cluster).await;
+    let system_secret: Api<Secret> =
+        Api::namespaced(cluster.client(), &secret_namespace(&cluster, &s.ns).await);
+    let wrong = "QVFBd3JvbmdrZXl3cm9uZ2tleXdyb25na2V5d3Jvbmc9PQ==";
+    let mut secret = system_secret.get("ceph-provisioner").await.unwrap();
+    secret.data = ceph_secret("admin", wrong).data;
+    system_secret
+        .replace("ceph-provisioner", &PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let out = run(s.env.drctl(&[
+        "backup",
+        "create",
+        "nightly",
+        "--include-namespaces",
+        &s.ns,
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let all = text(&out);
+    assert!(!all.contains(wrong) && !all.contains(&s.key), "{all}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = volume(&report["volumes"], "data-0");
+    assert_eq!(v["outcome"], "Failed", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("ceph-provisioner"),
+        "names the Secret: {v}"
+    );
+    lifeboat_tests::ceph().unwrap().delete_pool(&s.pool_name).unwrap();
+}
+
+/// The namespace of the StorageClass's provisioner Secret.
+async fn secret_namespace(cluster: &TestCluster, ns: &str) -> String {
+    let classes: Api<StorageClass> = Api::all(cluster.client());
+    let class = classes.get(&format!("{ns}-rbd")).await.unwrap();
+    class.parameters.unwrap()["csi.storage.k8s.io/provisioner-secret-namespace"].clone()
+}
