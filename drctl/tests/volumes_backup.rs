@@ -16,6 +16,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use lifeboat_rbd::{ImageOptions, Pool, features};
 use lifeboat_tests::kube::TestCluster;
+use lifeboat_tests::volumes::{read_image, seeded_bytes as random};
 use serde_json::{Value, json};
 
 const SIZE: u64 = 32 << 20;
@@ -44,6 +45,17 @@ impl Env {
     }
 }
 
+impl Env {
+    /// `drctl volume restore` with the harness's ceph.conf: the Kubernetes-free path.
+    async fn restore_volume(&self, snapshot: &str, pool: &str, image: &str) {
+        let ceph = lifeboat_tests::ceph().unwrap();
+        let mut restore = self.drctl(&["volume", "restore", snapshot, "--pool", pool, "--image", image]);
+        restore.env("CEPH_CONF", ceph.conf()).env("CEPH_ID", "admin");
+        let done = run(restore).await;
+        assert!(done.status.success(), "{}", text(&done));
+    }
+}
+
 async fn run(mut c: Command) -> Output {
     tokio::task::spawn_blocking(move || c.output().unwrap())
         .await
@@ -57,17 +69,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// Seeded pseudo-random bytes.
-fn random(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = lifeboat_tests::faults::SeededRng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        out.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// An image of [`SIZE`] with data at a few places and holes between; returns its bytes.
@@ -87,21 +88,6 @@ fn make_image(pool: &Pool, name: &str, seed: u64) -> Vec<u8> {
     }
     img.flush().unwrap();
     expected
-}
-
-fn read_image(pool: &Pool, image: &str) -> Vec<u8> {
-    let img = pool.open_read_only(image, None).unwrap();
-    let size = img.info().unwrap().size as usize;
-    let mut out = vec![0u8; size];
-    let mut done = 0;
-    while done < size {
-        let n = img
-            .read_at(done as u64, &mut out[done..(done + (4 << 20)).min(size)])
-            .unwrap();
-        assert!(n > 0);
-        done += n;
-    }
-    out
 }
 
 fn object<K: serde::de::DeserializeOwned>(v: Value) -> K {
@@ -286,6 +272,23 @@ fn ceph_secret(user: &str, key: &str) -> Secret {
     }
 }
 
+impl Setup {
+    /// `drctl backup create NAME --include-namespaces <ns> -o json` plus `extra`.
+    fn backup(&self, name: &str, extra: &[&str]) -> Command {
+        let mut args = vec![
+            "backup",
+            "create",
+            name,
+            "--include-namespaces",
+            &self.ns,
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        self.env.drctl(&args)
+    }
+}
+
 fn volume<'a>(volumes: &'a Value, claim: &str) -> &'a Value {
     volumes
         .as_array()
@@ -301,16 +304,7 @@ async fn rbd_claims_are_backed_up_with_the_objects_and_restore_exactly() {
     let s = setup(&cluster).await;
     let env = &s.env;
 
-    let out = run(env.drctl(&[
-        "backup",
-        "create",
-        "nightly",
-        "--include-namespaces",
-        &s.ns,
-        "-o",
-        "json",
-    ]))
-    .await;
+    let out = run(s.backup("nightly", &[])).await;
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -361,18 +355,7 @@ async fn rbd_claims_are_backed_up_with_the_objects_and_restore_exactly() {
         assert!(v["time"].as_str().is_some_and(|t| t.starts_with("20")), "{v}");
         let id = v["snapshotId"].as_str().unwrap().to_string();
         let restored = format!("restored-{i}");
-        let mut restore = env.drctl(&[
-            "volume",
-            "restore",
-            &id,
-            "--pool",
-            &s.pool_name,
-            "--image",
-            &restored,
-        ]);
-        restore.env("CEPH_CONF", ceph.conf()).env("CEPH_ID", "admin");
-        let done = run(restore).await;
-        assert!(done.status.success(), "{}", text(&done));
+        env.restore_volume(&id, &s.pool_name, &restored).await;
         assert!(
             read_image(&pool, &restored) == *bytes,
             "{restored} differs from {image}"
@@ -396,16 +379,7 @@ async fn rbd_claims_are_backed_up_with_the_objects_and_restore_exactly() {
         img.write_at(9 << 20, &random(77, 64 * 1024)).unwrap();
         img.flush().unwrap();
     }
-    let again = run(env.drctl(&[
-        "backup",
-        "create",
-        "nightly-2",
-        "--include-namespaces",
-        &s.ns,
-        "-o",
-        "json",
-    ]))
-    .await;
+    let again = run(s.backup("nightly-2", &[])).await;
     assert_eq!(again.status.code(), Some(3), "{}", text(&again));
     assert!(!text(&again).contains(&s.key));
     let report: Value = serde_json::from_slice(&again.stdout).unwrap();
@@ -418,34 +392,12 @@ async fn rbd_claims_are_backed_up_with_the_objects_and_restore_exactly() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut restore = env.drctl(&[
-        "volume",
-        "restore",
-        &changed,
-        "--pool",
-        &s.pool_name,
-        "--image",
-        "restored-incr",
-    ]);
-    restore.env("CEPH_CONF", ceph.conf()).env("CEPH_ID", "admin");
-    let done = run(restore).await;
-    assert!(done.status.success(), "{}", text(&done));
+    env.restore_volume(&changed, &s.pool_name, "restored-incr").await;
     assert!(read_image(&pool, "restored-incr") == read_image(&pool, &s.images[0].0));
 
     // Leaving the other driver's class out of the selection makes the backup complete.
     let other = format!("{}-gp3", s.ns);
-    let narrowed = run(env.drctl(&[
-        "backup",
-        "create",
-        "nightly-3",
-        "--include-namespaces",
-        &s.ns,
-        "--volume-exclude-storage-class",
-        &other,
-        "-o",
-        "json",
-    ]))
-    .await;
+    let narrowed = run(s.backup("nightly-3", &["--volume-exclude-storage-class", &other])).await;
     assert!(narrowed.status.success(), "{}", text(&narrowed));
     let report: Value = serde_json::from_slice(&narrowed.stdout).unwrap();
     assert_eq!(volume(&report["volumes"], "cache")["outcome"], "Excluded");
@@ -491,16 +443,7 @@ async fn a_wrong_key_fails_the_volumes_without_showing_the_key() {
         .replace("ceph-provisioner", &PostParams::default(), &secret)
         .await
         .unwrap();
-    let out = run(s.env.drctl(&[
-        "backup",
-        "create",
-        "nightly",
-        "--include-namespaces",
-        &s.ns,
-        "-o",
-        "json",
-    ]))
-    .await;
+    let out = run(s.backup("nightly", &[])).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let all = text(&out);
     assert!(!all.contains(wrong) && !all.contains(&s.key), "{all}");
