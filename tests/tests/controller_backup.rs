@@ -470,3 +470,84 @@ async fn an_unavailable_aggregated_api_is_a_warning_and_a_condition() {
     assert!(cond.message.contains(&gv), "{cond:?}");
     ctl.stop().await;
 }
+
+/// A claim bound to a volume of a driver Lifeboat cannot read, in the Backup's namespace.
+async fn foreign_claim(env: &Env) {
+    let pv = format!("{}-ebs", env.ns);
+    let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(env.client());
+    let volume = serde_json::from_value(json!({
+        "metadata": {"name": pv},
+        "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "gp3",
+            "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-0a1b2c3d"},
+        },
+    }))
+    .expect("a PV");
+    pvs.create(&PostParams::default(), &volume)
+        .await
+        .expect("create PV");
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = env.api();
+    let claim = serde_json::from_value(json!({
+        "metadata": {"name": "cache"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+            "storageClassName": "gp3", "volumeName": pv,
+        },
+    }))
+    .expect("a PVC");
+    claims
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("create PVC");
+    claims
+        .patch_status(
+            "cache",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+        )
+        .await
+        .expect("bind PVC");
+}
+
+#[tokio::test]
+async fn a_claim_whose_data_cannot_be_taken_is_reported_and_partially_fails() {
+    let env = env("ctl-vols").await;
+    foreign_claim(&env).await;
+    let ctl = env.controller("a").await;
+    let api: Api<Backup> = env.api();
+    api.create(&PostParams::default(), &objects_backup("with-volumes", &env.ns))
+        .await
+        .expect("create Backup");
+    let b = finished(&api, "with-volumes", 60).await;
+    let status = b.status.clone().expect("status");
+    assert_eq!(status.phase, BackupPhase::PartiallyFailed, "{status:?}");
+    let item = format!("persistentvolumeclaims/{}/cache", env.ns);
+    assert!(
+        status
+            .errors
+            .iter()
+            .any(|e| e.item == item && e.message.contains("ebs.csi.aws.com")),
+        "{status:?}"
+    );
+    assert_eq!(status.volumes.len(), 1, "{status:?}");
+    assert_eq!(status.volumes[0].claim, "cache");
+    assert_eq!(status.volumes[0].driver.as_deref(), Some("ebs.csi.aws.com"));
+
+    // Leaving its StorageClass out of spec.volumes is a choice, not a failure.
+    let mut spec = objects_backup("x", &env.ns).spec;
+    spec.volumes = Some(lifeboat_controller::crd::VolumeSelection {
+        excluded_storage_classes: vec!["gp*".to_string()],
+        ..Default::default()
+    });
+    api.create(&PostParams::default(), &Backup::new("objects-only", spec))
+        .await
+        .expect("create Backup");
+    let b = finished(&api, "objects-only", 60).await;
+    let status = b.status.clone().expect("status");
+    assert_eq!(status.phase, BackupPhase::Completed, "{status:?}");
+    assert!(
+        status.volumes.is_empty(),
+        "excluded claims are in the catalog only: {status:?}"
+    );
+    ctl.stop().await;
+}

@@ -201,6 +201,10 @@ pub struct BackupStatus {
     /// The repository snapshot holding it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    /// What became of each selected claim's volume data: its volume snapshot, or why it was
+    /// not taken (claims the selection left out are only in the snapshot's catalog).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::volumes::CatalogEntry>,
     /// Bytes new to the repository.
     #[serde(default)]
     pub bytes_added: u64,

@@ -14,7 +14,7 @@ use crate::kube_objects::{ObjectsError, SNAPSHOT_KIND};
 pub const CATALOG_PATH: &str = "lifeboat/volumes.json";
 
 /// What became of one claim's data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum VolumeOutcome {
     /// A volume snapshot holds it (`snapshotId`).
     BackedUp,
@@ -27,7 +27,7 @@ pub enum VolumeOutcome {
 }
 
 /// One claim in the catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CatalogEntry {
     /// The claim's namespace.
