@@ -98,8 +98,17 @@ impl Lines {
 
     /// Adds a line counting bytes for `what` and returns its counters.
     pub fn add(&self, what: &str) -> Arc<Progress> {
+        self.add_line(what, false)
+    }
+
+    /// Adds a line counting items (Kubernetes objects) for `what`.
+    pub fn add_items(&self, what: &str) -> Arc<Progress> {
+        self.add_line(what, true)
+    }
+
+    fn add_line(&self, what: &str, items: bool) -> Arc<Progress> {
         let progress = Arc::new(Progress::default());
-        let bar = Bar::draw(&progress, what, self.quiet, false, Some(&self.multi));
+        let bar = Bar::draw(&progress, what, self.quiet, items, Some(&self.multi));
         self.bars.lock().unwrap_or_else(|p| p.into_inner()).push(bar);
         progress
     }

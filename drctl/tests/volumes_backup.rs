@@ -1,7 +1,8 @@
 //! `drctl backup create --direct` with volume data, against the Kubernetes API test server
-//! and the harness's real Ceph: two claims bound to lifeboat-csi RBD images holding known
-//! data and one of another driver. The catalog in the objects snapshot names both images'
-//! volume snapshots, which `drctl volume restore` turns back into the same bytes; the other
+//! and the harness's real Ceph: two claims bound to lifeboat-csi RBD images and one to a
+//! ceph-csi (Rook) image, holding known data, and one of another driver. The catalog in the
+//! objects snapshot names the three images' volume snapshots, which `drctl volume restore`
+//! turns back into the same bytes; the other
 //! claim is reported naming its driver (exit 3); a second backup is incremental; the cephx
 //! key from the StorageClass's Secret never appears in any output.
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
@@ -94,17 +95,9 @@ fn object<K: serde::de::DeserializeOwned>(v: Value) -> K {
     serde_json::from_value(v).unwrap()
 }
 
-/// Creates a PV of `driver` with `handle` and a claim bound to it (status set as the
+/// Creates a PV with the CSI source `csi` and a claim bound to it (status set as the
 /// PV controller would).
-async fn bound_claim(
-    cluster: &TestCluster,
-    ns: &str,
-    claim: &str,
-    pv: &str,
-    class: &str,
-    driver: &str,
-    handle: &str,
-) {
+async fn bound_claim(cluster: &TestCluster, ns: &str, claim: &str, pv: &str, class: &str, csi: Value) {
     let pvs: Api<PersistentVolume> = Api::all(cluster.client());
     pvs.create(
         &PostParams::default(),
@@ -116,7 +109,7 @@ async fn bound_claim(
                 "persistentVolumeReclaimPolicy": "Delete",
                 "storageClassName": class,
                 "claimRef": {"namespace": ns, "name": claim},
-                "csi": {"driver": driver, "volumeHandle": handle, "fsType": "ext4"},
+                "csi": csi,
             },
         })),
     )
@@ -176,10 +169,18 @@ async fn setup(cluster: &TestCluster) -> Setup {
 
     let pool_name = ceph.new_pool("k8svol").unwrap();
     let pool = ceph.connect().unwrap().pool(&pool_name).unwrap();
-    let images: Vec<(String, Vec<u8>)> = (1..=2u64)
-        .map(|i| {
-            let name = format!("csi-vol-{:032x}", 0xabc0 + i);
-            let bytes = make_image(&pool, &name, i);
+    // Two lifeboat-csi images and one ceph-csi (Rook) image.
+    let uuid = "b0285c97-a0ce-11eb-8c66-0242ac110002";
+    let names = [
+        format!("csi-vol-{:032x}", 0xabc1),
+        format!("csi-vol-{:032x}", 0xabc2),
+        format!("csi-vol-{uuid}"),
+    ];
+    let images: Vec<(String, Vec<u8>)> = names
+        .into_iter()
+        .zip(1u64..)
+        .map(|(name, seed)| {
+            let bytes = make_image(&pool, &name, seed);
             (name, bytes)
         })
         .collect();
@@ -200,10 +201,28 @@ async fn setup(cluster: &TestCluster) -> Setup {
     )
     .await
     .unwrap();
+    // Rook's ConfigMap for ceph-csi: a list, under its own key.
+    let rook = json!([{"clusterID": "rook-ceph", "monitors": [ceph.mon_addr()]}]).to_string();
+    cms.create(
+        &PostParams::default(),
+        &object(
+            json!({"metadata": {"name": "rook-ceph-csi-config"}, "data": {"csi-cluster-config-json": rook}}),
+        ),
+    )
+    .await
+    .unwrap();
     let classes: Api<StorageClass> = Api::all(cluster.client());
     let rbd_class = format!("{ns}-rbd");
     let other_class = format!("{ns}-gp3");
+    let rook_class = format!("{ns}-rook");
     for (name, provisioner, params) in [
+        (
+            &rook_class,
+            "rook-ceph.rbd.csi.ceph.com",
+            json!({"clusterID": "rook-ceph", "pool": pool_name, "imageFeatures": "layering",
+                   "csi.storage.k8s.io/provisioner-secret-name": "ceph-provisioner",
+                   "csi.storage.k8s.io/provisioner-secret-namespace": system}),
+        ),
         (
             &rbd_class,
             "csi.lifeboat.dev",
@@ -223,7 +242,7 @@ async fn setup(cluster: &TestCluster) -> Setup {
             .await
             .unwrap();
     }
-    for (i, (image, _)) in images.iter().enumerate() {
+    for (i, (image, _)) in images.iter().enumerate().take(2) {
         let handle = format!("rbd:harness:{pool_name}:{image}");
         let claim = format!("data-{i}");
         bound_claim(
@@ -232,19 +251,26 @@ async fn setup(cluster: &TestCluster) -> Setup {
             &claim,
             &format!("{ns}-pv-{i}"),
             &rbd_class,
-            "csi.lifeboat.dev",
-            &handle,
+            json!({"driver": "csi.lifeboat.dev", "volumeHandle": handle, "volumeAttributes": {}}),
         )
         .await;
     }
     bound_claim(
         cluster,
         &ns,
+        "data-2",
+        &format!("{ns}-pv-rook"),
+        &rook_class,
+        json!({"driver": "rook-ceph.rbd.csi.ceph.com", "volumeHandle": format!("0001-0009-rook-ceph-0000000000000002-{uuid}"), "volumeAttributes": {"clusterID": "rook-ceph", "pool": pool_name, "imageName": images[2].0, "journalPool": pool_name}}),
+    )
+    .await;
+    bound_claim(
+        cluster,
+        &ns,
         "cache",
         &format!("{ns}-pv-ebs"),
         &other_class,
-        "ebs.csi.aws.com",
-        "vol-0a1b2c3d",
+        json!({"driver": "ebs.csi.aws.com", "volumeHandle": "vol-0a1b2c3d", "volumeAttributes": {}}),
     )
     .await;
     Setup {
@@ -325,7 +351,7 @@ async fn rbd_claims_are_backed_up_with_the_objects_and_restore_exactly() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["phase"], "PartiallyFailed", "{report}");
     let volumes = &report["volumes"];
-    assert_eq!(volumes.as_array().unwrap().len(), 3, "{volumes}");
+    assert_eq!(volumes.as_array().unwrap().len(), 4, "{volumes}");
     let cache = volume(volumes, "cache");
     assert_eq!(cache["outcome"], "NotBackedUp");
     assert_eq!(cache["driver"], "ebs.csi.aws.com");
@@ -345,7 +371,12 @@ async fn rbd_claims_are_backed_up_with_the_objects_and_restore_exactly() {
     for (i, (image, bytes)) in s.images.iter().enumerate() {
         let v = volume(volumes, &format!("data-{i}"));
         assert_eq!(v["outcome"], "BackedUp", "{v}");
-        assert_eq!(v["driver"], "csi.lifeboat.dev");
+        let driver = if i < 2 {
+            "csi.lifeboat.dev"
+        } else {
+            "rook-ceph.rbd.csi.ceph.com"
+        };
+        assert_eq!(v["driver"], driver);
         assert_eq!(
             (v["pool"].as_str(), v["image"].as_str()),
             (Some(s.pool_name.as_str()), Some(image.as_str()))

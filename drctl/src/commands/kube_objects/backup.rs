@@ -134,15 +134,14 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
                 parallelism: args.volumes.volume_parallelism,
                 workers: 0,
             };
+            // One line for the objects and one per volume, drawn together.
             let lines = Lines::new(g.quiet);
-            let progress = Arc::new(Progress::default());
-            let bar = Bar::start_items(&progress, "backup", g.quiet);
+            let progress = lines.add_items("objects");
             let outcome =
                 backup_with_volumes(&target.client, &repo, &request, &volumes, progress, &|claim| {
                     lines.add(&format!("volume {claim}"))
                 })
                 .await?;
-            drop(bar);
             drop(lines);
             let phase = outcome.phase();
             print_volumes(&outcome.volumes);
@@ -184,6 +183,12 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             })
         }
         Mode::Controller => {
+            if args.volumes.ceph_conf.is_some() {
+                bail!(
+                    "--ceph-conf is read by drctl itself: use it with --direct (the controller \
+                     reads the StorageClasses' secrets)"
+                );
+            }
             let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
             let backup = Backup::new(&args.name, spec);
             api.create(&PostParams::default(), &backup).await.map_err(|e| {
