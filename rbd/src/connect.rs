@@ -97,3 +97,27 @@ impl Cluster {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_refused_before_anything_is_written_and_never_echoes_the_key() {
+        let dir = std::env::temp_dir();
+        let mons = vec!["127.0.0.1:6789".to_string()];
+        let cases: [(&str, &[String], &str); 4] = [
+            ("admin", &[], "QUJDREVGRw=="),
+            ("admin", &["10.0.0.1:6789\nkey = x".to_string()], "QUJDREVGRw=="),
+            ("ad min", &mons, "QUJDREVGRw=="),
+            ("admin", &mons, "secret-but-not-base64\nmon host = evil"),
+        ];
+        for (user, monitors, key) in cases {
+            let e = match Cluster::connect_with_key(&dir, user, monitors, key) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{user:?} {monitors:?} connected"),
+            };
+            assert!(!e.contains("QUJD") && !e.contains("secret-but"), "{e}");
+        }
+    }
+}
