@@ -95,8 +95,10 @@ async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Res
                 parallelism: 4,
                 workers: 0,
             };
+            // Every volume's bytes add up in the one status.progress.
+            let volume_progress = progress.clone();
             let out = backup_with_volumes(&ctx.client, &repo, &request, &volumes, progress, &|_| {
-                Arc::new(Progress::default())
+                volume_progress.clone()
             })
             .await?;
             Ok(Stored {
