@@ -11,16 +11,17 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
-use lifeboat_rbd::{ImageOptions, Pool, features};
+use kube::api::PostParams;
 use lifeboat_tests::kube::TestCluster;
-use lifeboat_tests::volumes::{read_image, seeded_bytes as random};
+use lifeboat_tests::volumes::{
+    bound_claim, ceph_secret, make_image, object, read_image, seeded_bytes as random,
+};
 use serde_json::{Value, json};
 
-const SIZE: u64 = 32 << 20;
+const SIZE: u64 = lifeboat_tests::volumes::IMAGE_SIZE;
 
 struct Env {
     kubeconfig: PathBuf,
@@ -70,75 +71,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// An image of [`SIZE`] with data at a few places and holes between; returns its bytes.
-fn make_image(pool: &Pool, name: &str, seed: u64) -> Vec<u8> {
-    let options = ImageOptions {
-        features: Some(features::parse("layering,exclusive-lock,object-map,fast-diff").unwrap()),
-        ..Default::default()
-    };
-    pool.create_image(name, SIZE, &options).unwrap();
-    let mut expected = vec![0u8; SIZE as usize];
-    let mut img = pool.open(name, None).unwrap();
-    for (i, offset) in [0u64, 5 << 20, 17 << 20, SIZE - (1 << 20)].iter().enumerate() {
-        let data = random(seed * 10 + i as u64, 700 * 1024);
-        let len = data.len().min((SIZE - offset) as usize);
-        img.write_at(*offset, &data[..len]).unwrap();
-        expected[*offset as usize..*offset as usize + len].copy_from_slice(&data[..len]);
-    }
-    img.flush().unwrap();
-    expected
-}
-
-fn object<K: serde::de::DeserializeOwned>(v: Value) -> K {
-    serde_json::from_value(v).unwrap()
-}
-
-/// Creates a PV with the CSI source `csi` and a claim bound to it (status set as the
-/// PV controller would).
-async fn bound_claim(cluster: &TestCluster, ns: &str, claim: &str, pv: &str, class: &str, csi: Value) {
-    let pvs: Api<PersistentVolume> = Api::all(cluster.client());
-    pvs.create(
-        &PostParams::default(),
-        &object(json!({
-            "metadata": {"name": pv},
-            "spec": {
-                "capacity": {"storage": "32Mi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Delete",
-                "storageClassName": class,
-                "claimRef": {"namespace": ns, "name": claim},
-                "csi": csi,
-            },
-        })),
-    )
-    .await
-    .unwrap();
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client(), ns);
-    claims
-        .create(
-            &PostParams::default(),
-            &object(json!({
-                "metadata": {"name": claim, "labels": {"app": "shop"}},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": "32Mi"}},
-                    "storageClassName": class,
-                    "volumeName": pv,
-                },
-            })),
-        )
-        .await
-        .unwrap();
-    claims
-        .patch_status(
-            claim,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": "Bound", "capacity": {"storage": "32Mi"}}})),
-        )
-        .await
-        .unwrap();
 }
 
 struct Setup {
@@ -246,7 +178,7 @@ async fn setup(cluster: &TestCluster) -> Setup {
         let handle = format!("rbd:harness:{pool_name}:{image}");
         let claim = format!("data-{i}");
         bound_claim(
-            cluster,
+            &cluster.client(),
             &ns,
             &claim,
             &format!("{ns}-pv-{i}"),
@@ -256,7 +188,7 @@ async fn setup(cluster: &TestCluster) -> Setup {
         .await;
     }
     bound_claim(
-        cluster,
+        &cluster.client(),
         &ns,
         "data-2",
         &format!("{ns}-pv-rook"),
@@ -265,7 +197,7 @@ async fn setup(cluster: &TestCluster) -> Setup {
     )
     .await;
     bound_claim(
-        cluster,
+        &cluster.client(),
         &ns,
         "cache",
         &format!("{ns}-pv-ebs"),
@@ -279,22 +211,6 @@ async fn setup(cluster: &TestCluster) -> Setup {
         pool_name,
         images,
         key,
-    }
-}
-
-/// A Secret as ceph-csi's provisioner secrets hold the cephx user and key.
-fn ceph_secret(user: &str, key: &str) -> Secret {
-    let data = [("userID", user), ("userKey", key)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.as_bytes().to_vec())))
-        .collect();
-    Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("ceph-provisioner".to_string()),
-            ..Default::default()
-        },
-        data: Some(data),
-        ..Default::default()
     }
 }
 
