@@ -20,7 +20,8 @@ pub const PROVISIONER_SECRET_NAME: &str = "csi.storage.k8s.io/provisioner-secret
 /// … and its namespace.
 pub const PROVISIONER_SECRET_NAMESPACE: &str = "csi.storage.k8s.io/provisioner-secret-namespace";
 
-/// Include/exclude globs over names, reported under `field`.
+/// Include/exclude globs over names, errors naming `spec.volumes.included<What>` or
+/// `…excluded<What>`.
 #[derive(Debug, Clone, Default)]
 struct NameFilter {
     include: Option<GlobSet>,
@@ -28,10 +29,10 @@ struct NameFilter {
 }
 
 impl NameFilter {
-    fn new(field: &str, include: &[String], exclude: &[String]) -> Result<Self, ObjectsError> {
+    fn new(what: &str, include: &[String], exclude: &[String]) -> Result<Self, ObjectsError> {
         Ok(Self {
-            include: globs(&format!("{field}.included…"), include)?,
-            exclude: globs(&format!("{field}.excluded…"), exclude)?,
+            include: globs(&format!("spec.volumes.included{what}"), include)?,
+            exclude: globs(&format!("spec.volumes.excluded{what}"), exclude)?,
         })
     }
 
@@ -66,14 +67,10 @@ impl VolumeSelector {
         Ok(Self {
             enabled: s.enabled,
             backup_namespaces,
-            namespaces: NameFilter::new(
-                "spec.volumes (namespaces)",
-                &s.included_namespaces,
-                &s.excluded_namespaces,
-            )?,
+            namespaces: NameFilter::new("Namespaces", &s.included_namespaces, &s.excluded_namespaces)?,
             labels,
             classes: NameFilter::new(
-                "spec.volumes (storage classes)",
+                "StorageClasses",
                 &s.included_storage_classes,
                 &s.excluded_storage_classes,
             )?,

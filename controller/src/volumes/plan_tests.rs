@@ -259,5 +259,5 @@ fn bad_selection_names_the_field() {
     let e = VolumeSelector::new(NamespaceFilter::default(), Some(&bad))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("storage classes"), "{e}");
+    assert!(e.contains("spec.volumes.includedStorageClasses"), "{e}");
 }
