@@ -17,6 +17,7 @@ pub mod metrics;
 mod process;
 pub mod reconcile;
 pub mod repository;
+pub mod volumes;
 pub mod wait;
 
 pub use config::Config;

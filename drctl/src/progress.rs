@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use lifeboat_backup::progress::Progress;
 
 /// Draws `progress` until dropped.
@@ -16,22 +16,31 @@ pub struct Bar {
 impl Bar {
     /// Starts drawing when stderr is a terminal and `quiet` is off.
     pub fn start(progress: &Arc<Progress>, what: &str, quiet: bool) -> Self {
-        Self::draw(progress, what, quiet, false)
+        Self::draw(progress, what, quiet, false, None)
     }
 
     /// Like [`Bar::start`], counting items (Kubernetes objects) instead of bytes.
     pub fn start_items(progress: &Arc<Progress>, what: &str, quiet: bool) -> Self {
-        Self::draw(progress, what, quiet, true)
+        Self::draw(progress, what, quiet, true, None)
     }
 
-    fn draw(progress: &Arc<Progress>, what: &str, quiet: bool, items: bool) -> Self {
+    fn draw(
+        progress: &Arc<Progress>,
+        what: &str,
+        quiet: bool,
+        items: bool,
+        multi: Option<&MultiProgress>,
+    ) -> Self {
         if quiet || !std::io::stderr().is_terminal() {
             return Self {
                 task: None,
                 bar: None,
             };
         }
-        let bar = ProgressBar::new(0);
+        let bar = match multi {
+            Some(m) => m.add(ProgressBar::new(0)),
+            None => ProgressBar::new(0),
+        };
         let template = if items {
             "{msg} [{bar:30}] {pos}/{len} objects {per_sec} eta {eta}"
         } else {
@@ -67,5 +76,40 @@ impl Drop for Bar {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
+    }
+}
+
+/// Several bars, one line each, drawn together (the volumes of a backup).
+pub struct Lines {
+    multi: MultiProgress,
+    quiet: bool,
+    bars: std::sync::Mutex<Vec<Bar>>,
+}
+
+impl Lines {
+    /// No lines yet; nothing is drawn when `quiet` or stderr is not a terminal.
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            multi: MultiProgress::new(),
+            quiet,
+            bars: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Adds a line counting bytes for `what` and returns its counters.
+    pub fn add(&self, what: &str) -> Arc<Progress> {
+        self.add_line(what, false)
+    }
+
+    /// Adds a line counting items (Kubernetes objects) for `what`.
+    pub fn add_items(&self, what: &str) -> Arc<Progress> {
+        self.add_line(what, true)
+    }
+
+    fn add_line(&self, what: &str, items: bool) -> Arc<Progress> {
+        let progress = Arc::new(Progress::default());
+        let bar = Bar::draw(&progress, what, self.quiet, items, Some(&self.multi));
+        self.bars.lock().unwrap_or_else(|p| p.into_inner()).push(bar);
+        progress
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lifeboat_rbd::{ImageOptions, Pool, features};
+use lifeboat_tests::volumes::{read_image, seeded_bytes as random};
 
 const BLOCK: usize = 64 * 1024;
 
@@ -107,21 +108,6 @@ fn write_image(pool: &Pool, image: &str, data: &[u8], before: Option<&[u8]>) {
     img.flush().unwrap();
 }
 
-fn read_image(pool: &Pool, image: &str) -> Vec<u8> {
-    let img = pool.open_read_only(image, None).unwrap();
-    let size = img.info().unwrap().size as usize;
-    let mut out = vec![0u8; size];
-    let mut done = 0;
-    while done < size {
-        let n = img
-            .read_at(done as u64, &mut out[done..(done + (4 << 20)).min(size)])
-            .unwrap();
-        assert!(n > 0);
-        done += n;
-    }
-    out
-}
-
 fn allocated(pool: &Pool, image: &str) -> u64 {
     let img = pool.open_read_only(image, None).unwrap();
     img.changed_extents(None)
@@ -151,17 +137,6 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Seeded pseudo-random bytes (incompressible, so dedup and not compression is measured).
-fn random(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = lifeboat_tests::faults::SeededRng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        out.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// An ext4 filesystem image of `size_mib`, made from a directory of mixed files.

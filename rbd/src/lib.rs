@@ -9,6 +9,7 @@
 mod aio;
 mod cls;
 mod cluster;
+mod connect;
 mod error;
 mod ffi;
 mod group;

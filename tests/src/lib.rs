@@ -24,6 +24,7 @@ pub mod repos;
 mod s3;
 pub mod services;
 pub mod shared;
+pub mod volumes;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

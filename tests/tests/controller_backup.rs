@@ -470,3 +470,168 @@ async fn an_unavailable_aggregated_api_is_a_warning_and_a_condition() {
     assert!(cond.message.contains(&gv), "{cond:?}");
     ctl.stop().await;
 }
+
+/// A claim bound to a volume of a driver Lifeboat cannot read, in the Backup's namespace.
+async fn foreign_claim(env: &Env) {
+    let pv = format!("{}-ebs", env.ns);
+    let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(env.client());
+    let volume = serde_json::from_value(json!({
+        "metadata": {"name": pv},
+        "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "gp3",
+            "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-0a1b2c3d"},
+        },
+    }))
+    .expect("a PV");
+    pvs.create(&PostParams::default(), &volume)
+        .await
+        .expect("create PV");
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = env.api();
+    let claim = serde_json::from_value(json!({
+        "metadata": {"name": "cache"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+            "storageClassName": "gp3", "volumeName": pv,
+        },
+    }))
+    .expect("a PVC");
+    claims
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("create PVC");
+    claims
+        .patch_status(
+            "cache",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+        )
+        .await
+        .expect("bind PVC");
+}
+
+#[tokio::test]
+async fn a_claim_whose_data_cannot_be_taken_is_reported_and_partially_fails() {
+    let env = env("ctl-vols").await;
+    foreign_claim(&env).await;
+    let ctl = env.controller("a").await;
+    let api: Api<Backup> = env.api();
+    api.create(&PostParams::default(), &objects_backup("with-volumes", &env.ns))
+        .await
+        .expect("create Backup");
+    let b = finished(&api, "with-volumes", 60).await;
+    let status = b.status.clone().expect("status");
+    assert_eq!(status.phase, BackupPhase::PartiallyFailed, "{status:?}");
+    let item = format!("persistentvolumeclaims/{}/cache", env.ns);
+    assert!(
+        status
+            .errors
+            .iter()
+            .any(|e| e.item == item && e.message.contains("ebs.csi.aws.com")),
+        "{status:?}"
+    );
+    assert_eq!(status.volumes.len(), 1, "{status:?}");
+    assert_eq!(status.volumes[0].claim, "cache");
+    assert_eq!(status.volumes[0].driver.as_deref(), Some("ebs.csi.aws.com"));
+
+    // Leaving its StorageClass out of spec.volumes is a choice, not a failure.
+    let mut spec = objects_backup("x", &env.ns).spec;
+    spec.volumes = Some(lifeboat_controller::crd::VolumeSelection {
+        excluded_storage_classes: vec!["gp*".to_string()],
+        ..Default::default()
+    });
+    api.create(&PostParams::default(), &Backup::new("objects-only", spec))
+        .await
+        .expect("create Backup");
+    let b = finished(&api, "objects-only", 60).await;
+    let status = b.status.clone().expect("status");
+    assert_eq!(status.phase, BackupPhase::Completed, "{status:?}");
+    assert!(
+        status.volumes.is_empty(),
+        "excluded claims are in the catalog only: {status:?}"
+    );
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn a_backup_takes_the_data_of_an_rbd_claim_from_the_storage_class_secret() {
+    use lifeboat_backup::snapshot::SnapshotDetails;
+    use lifeboat_tests::volumes::{bound_claim, ceph_secret, make_image, object};
+
+    let env = env("ctl-rbd").await;
+    let ceph = lifeboat_tests::ceph().expect("Ceph from the harness");
+    let pool_name = ceph.new_pool("ctlvol").expect("a pool");
+    let pool = ceph
+        .connect()
+        .expect("connect")
+        .pool(&pool_name)
+        .expect("open pool");
+    let image = format!("csi-vol-{:032x}", 0xc0ffee);
+    make_image(&pool, &image, 7);
+    let key = ceph.admin_key().expect("admin key");
+    let secrets: Api<Secret> = env.api();
+    secrets
+        .create(&PostParams::default(), &ceph_secret("admin", &key))
+        .await
+        .expect("create Secret");
+    let config = json!({"rbd": [{"clusterID": "harness", "monitors": [ceph.mon_addr()]}]}).to_string();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = env.api();
+    cms.create(
+        &PostParams::default(),
+        &object(json!({"metadata": {"name": "lifeboat-csi-config"}, "data": {"config.json": config}})),
+    )
+    .await
+    .expect("create ConfigMap");
+    let class = format!("{}-rbd", env.ns);
+    let classes: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(env.client());
+    classes
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "metadata": {"name": class}, "provisioner": "csi.lifeboat.dev",
+                "parameters": {"clusterID": "harness", "pool": pool_name,
+                               "csi.storage.k8s.io/provisioner-secret-name": "ceph-provisioner",
+                               "csi.storage.k8s.io/provisioner-secret-namespace": env.ns},
+            })),
+        )
+        .await
+        .expect("create StorageClass");
+    let handle = format!("rbd:harness:{pool_name}:{image}");
+    bound_claim(
+        &env.client(),
+        &env.ns,
+        "db",
+        &format!("{}-pv", env.ns),
+        &class,
+        json!({"driver": "csi.lifeboat.dev", "volumeHandle": handle}),
+    )
+    .await;
+
+    let ctl = env.controller("a").await;
+    let api: Api<Backup> = env.api();
+    api.create(&PostParams::default(), &objects_backup("with-data", &env.ns))
+        .await
+        .expect("create Backup");
+    let b = finished(&api, "with-data", 120).await;
+    let status = b.status.clone().expect("status");
+    assert_eq!(status.phase, BackupPhase::Completed, "{status:?}");
+    let shown = serde_json::to_string(&b).expect("json");
+    assert!(!shown.contains(&key), "the cephx key is in the Backup: {shown}");
+    assert_eq!(status.volumes.len(), 1, "{status:?}");
+    let v = &status.volumes[0];
+    assert_eq!(v.image.as_deref(), Some(image.as_str()), "{v:?}");
+    assert_eq!(v.read.as_deref(), Some("full"));
+    let id = v.snapshot_id.clone().expect("a volume snapshot");
+
+    let repo = env.open().await;
+    let snap = repo
+        .find_snapshot(&id)
+        .await
+        .expect("the volume snapshot is in the repository");
+    assert!(matches!(&snap.details, SnapshotDetails::Volume(d) if d.image == image && d.pool == pool_name));
+    assert_eq!(
+        snap.tags.get("persistentvolumeclaim").map(String::as_str),
+        Some(format!("{}/db", env.ns).as_str())
+    );
+    ctl.stop().await;
+    ceph.delete_pool(&pool_name).expect("delete pool");
+}

@@ -59,6 +59,53 @@ pub struct BackupSpec {
     /// Tags recorded on the snapshot.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Which PersistentVolumeClaims' data is taken (default: every bound claim in the
+    /// backup's namespaces). See docs/volumes.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<VolumeSelection>,
+}
+
+/// Which claims' volume data a backup takes, narrowing the backup's namespaces. Claims left
+/// out here are recorded as excluded; claims selected whose data cannot be taken (another
+/// driver, unbound, NFS for now) make the backup PartiallyFailed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSelection {
+    /// Take volume data at all (`false`: objects only, every claim recorded as excluded).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Namespaces whose claims are taken (globs; empty means all the backup covers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included_namespaces: Vec<String>,
+    /// Namespaces whose claims are left out (globs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_namespaces: Vec<String>,
+    /// Only claims matching this label selector (`app=db,tier!=cache`, `backup in (yes)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+    /// StorageClasses whose claims are taken (globs; empty means all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included_storage_classes: Vec<String>,
+    /// StorageClasses whose claims are left out (globs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_storage_classes: Vec<String>,
+}
+
+impl Default for VolumeSelection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            included_namespaces: Vec::new(),
+            excluded_namespaces: Vec::new(),
+            label_selector: None,
+            included_storage_classes: Vec::new(),
+            excluded_storage_classes: Vec::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Whether cluster-scoped objects are backed up.
@@ -154,6 +201,10 @@ pub struct BackupStatus {
     /// The repository snapshot holding it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    /// What became of each selected claim's volume data: its volume snapshot, or why it was
+    /// not taken (claims the selection left out are only in the snapshot's catalog).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::volumes::CatalogEntry>,
     /// Bytes new to the repository.
     #[serde(default)]
     pub bytes_added: u64,

@@ -79,4 +79,15 @@ pub struct Progress {
     pub total_items: u64,
     /// Items done.
     pub items_done: u64,
+    /// Bytes to read (volume data of a Backup, an etcd snapshot), summed over what runs at
+    /// once; grows as each volume's read is planned.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub total_bytes: u64,
+    /// Bytes read so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes_done: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

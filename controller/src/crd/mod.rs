@@ -8,7 +8,9 @@ mod repository;
 mod restore;
 mod schedule;
 
-pub use backup::{Backup, BackupPhase, BackupSpec, BackupStatus, ClusterScoped, DeletionPolicy, EtcdSource};
+pub use backup::{
+    Backup, BackupPhase, BackupSpec, BackupStatus, ClusterScoped, DeletionPolicy, EtcdSource, VolumeSelection,
+};
 pub use common::{Condition, ItemMessage, Progress, SecretKeyRef};
 pub use replication::{
     BackupReplication, BackupReplicationSpec, BackupReplicationStatus, DestinationStatus, ObjectLockMode,

@@ -6,7 +6,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use super::ObjectsError;
 use crate::crd::ClusterScoped;
 
-fn globs(field: &str, patterns: &[String]) -> Result<Option<GlobSet>, ObjectsError> {
+pub(crate) fn globs(field: &str, patterns: &[String]) -> Result<Option<GlobSet>, ObjectsError> {
     if patterns.is_empty() {
         return Ok(None);
     }

@@ -9,7 +9,7 @@
 mod backup;
 pub mod discover;
 mod error;
-mod filter;
+pub(crate) mod filter;
 pub mod needs;
 mod phase;
 pub mod restore;

@@ -4,9 +4,9 @@
 
 use lifeboat_backup::Repository;
 use lifeboat_backup::blob::SnapshotId;
-use lifeboat_backup::snapshot::Snapshot;
+use lifeboat_backup::snapshot::{Snapshot, SnapshotDetails};
 
-use super::{ObjectsError, object_snapshots};
+use super::{BACKUP_TAG, ObjectsError, object_snapshots};
 
 /// The snapshots of Backup `name`, newest first; an error naming the repository when there
 /// are none.
@@ -36,13 +36,25 @@ pub async fn snapshot_to_restore(
 }
 
 /// Forgets every snapshot of Backup `name` under one lock (their data goes with the next
-/// prune); returns their ids.
+/// prune), the volume snapshots taken for it (tagged with its name) too; returns their ids.
+///
+/// Volume snapshots of a run whose objects snapshot was never written (the objects backup
+/// failed after the volumes) are found by their tag alone.
 pub async fn forget_backup(repo: &Repository, name: &str) -> Result<Vec<SnapshotId>, ObjectsError> {
-    let ids: Vec<SnapshotId> = backup_snapshots(repo, name)
+    let volumes: Vec<SnapshotId> = repo
+        .snapshots()
         .await?
         .iter()
+        .filter(|s| matches!(s.details, SnapshotDetails::Volume(_)))
+        .filter(|s| s.tags.get(BACKUP_TAG).map(String::as_str) == Some(name))
         .filter_map(|s| s.id)
         .collect();
+    let mut ids: Vec<SnapshotId> = match backup_snapshots(repo, name).await {
+        Ok(snaps) => snaps.iter().filter_map(|s| s.id).collect(),
+        Err(ObjectsError::NoSnapshotOfBackup { .. }) if !volumes.is_empty() => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    ids.extend(volumes);
     repo.forget_snapshots(&ids).await?;
     Ok(ids)
 }

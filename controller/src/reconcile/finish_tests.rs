@@ -9,6 +9,7 @@ fn progress(done: u64, total: u64) -> ProgressStatus {
     ProgressStatus {
         total_items: total,
         items_done: done,
+        ..ProgressStatus::default()
     }
 }
 

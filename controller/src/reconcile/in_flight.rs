@@ -97,9 +97,12 @@ where
 /// The counters of a run as its resource's status shows them.
 pub fn progress_status(p: &Progress) -> ProgressStatus {
     let (done, total) = p.items();
+    let (bytes_done, total_bytes) = p.bytes();
     ProgressStatus {
         total_items: total,
         items_done: done,
+        total_bytes,
+        bytes_done,
     }
 }
 

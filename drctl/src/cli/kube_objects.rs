@@ -71,6 +71,39 @@ pub struct BackupCreateArgs {
     /// Wait for the controller to finish it (direct runs always wait).
     #[arg(long)]
     pub wait: bool,
+    #[command(flatten)]
+    pub volumes: VolumeArgs,
+}
+
+/// Which claims' volume data a backup takes (`spec.volumes`); by default every bound claim
+/// in the backup's namespaces.
+#[derive(Debug, Clone, Args)]
+pub struct VolumeArgs {
+    /// Take no volume data (objects only).
+    #[arg(long, conflicts_with = "volumes")]
+    pub no_volumes: bool,
+    /// Take volume data (the default; for scripts that want to say so).
+    #[arg(long)]
+    pub volumes: bool,
+    /// Only claims matching this label selector (`app=db`).
+    #[arg(long)]
+    pub volume_selector: Option<String>,
+    /// Only claims of these StorageClasses (globs, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub volume_include_storage_class: Vec<String>,
+    /// Leave out claims of these StorageClasses (globs, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub volume_exclude_storage_class: Vec<String>,
+    /// Volumes backed up at once (--direct).
+    #[arg(long, default_value_t = 4)]
+    pub volume_parallelism: usize,
+    /// ceph.conf (monitors and keyring) to reach every RBD image with, instead of the CSI
+    /// drivers' ConfigMaps and the StorageClasses' secrets (--direct).
+    #[arg(long)]
+    pub ceph_conf: Option<PathBuf>,
+    /// cephx user for --ceph-conf, without `client.`.
+    #[arg(long, default_value = "admin", requires = "ceph_conf")]
+    pub ceph_id: String,
 }
 
 /// `--cluster-scoped`.

@@ -150,6 +150,7 @@ pub async fn final_backup(
         tags,
         parallelism: 8,
         discovery: DiscoveryDeadlines::default(),
+        files: Vec::new(),
     };
     let outcome = backup_objects(client, repo, &request, progress)
         .await

@@ -34,6 +34,8 @@ pub struct BackupRequest {
     pub parallelism: usize,
     /// How long each discovery request may take.
     pub discovery: DiscoveryDeadlines,
+    /// Extra files stored in the snapshot's tree, `(path, content)` (the volume catalog).
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 impl BackupRequest {
@@ -50,6 +52,7 @@ impl BackupRequest {
             tags: spec.tags.clone(),
             parallelism: 8,
             discovery: DiscoveryDeadlines::default(),
+            files: Vec::new(),
         })
     }
 }
@@ -74,6 +77,8 @@ pub struct BackupOutcome {
     /// Group versions the API server serves itself (built-in, CRDs) that could not be
     /// discovered: their objects are missing, and each is in `errors` too.
     pub unreadable_groups: Vec<String>,
+    /// What became of each claim's volume data (empty when volumes were not taken).
+    pub volumes: Vec<crate::volumes::CatalogEntry>,
 }
 
 impl BackupOutcome {
@@ -189,6 +194,7 @@ pub async fn backup_objects(
         errors,
         skipped_groups,
         unreadable_groups,
+        volumes: Vec::new(),
     })
 }
 
@@ -230,6 +236,9 @@ impl Source for ObjectsSource<'_> {
         let table =
             serde_json::to_vec_pretty(self.taken).map_err(|e| ObjectsError::Invalid(e.to_string()))?;
         upload.send(RESOURCES_PATH.to_string(), table).await;
+        for (path, content) in &self.request.files {
+            upload.send(path.clone(), content.clone()).await;
+        }
         let order = |r: &ResourceRecord| dependency_order(&r.group, &r.plural);
         let selected: Vec<&ResourceRecord> = self.taken.iter().filter(|r| order(r).is_none()).collect();
         let lists = Lists {

@@ -9,12 +9,13 @@ use lifeboat_backup::progress::Progress;
 
 use super::etcd::backup_etcd;
 use crate::crd::{AccessMode, Backup, BackupPhase, BackupStatus, Condition, ItemMessage};
-use crate::kube_objects::{BACKUP_TAG, BackupRequest, backup_objects};
+use crate::kube_objects::{BACKUP_TAG, BackupRequest};
 use crate::reconcile::context::Context;
 use crate::reconcile::finish::{Finished, Run, RunKind, Succeeded};
 use crate::reconcile::in_flight::run_reporting;
 use crate::reconcile::outcome::{Failure, capped};
 use crate::repository::{get_repository, open_repository};
+use crate::volumes::{CatalogEntry, CephAccess, VolumeOutcome, VolumeRequest, backup_with_volumes};
 
 /// Refuses a backup that would include an application this cluster was fenced off (see
 /// [`crate::fence`]).
@@ -42,6 +43,8 @@ struct Stored {
     skipped_groups: Vec<ItemMessage>,
     /// Group versions of this cluster that could not be read.
     unreadable_groups: Vec<String>,
+    /// What became of each claim's volume data.
+    volumes: Vec<CatalogEntry>,
 }
 
 async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Result<Stored, Failure> {
@@ -78,10 +81,26 @@ async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Res
                 errors: Vec::new(),
                 skipped_groups: Vec::new(),
                 unreadable_groups: Vec::new(),
+                volumes: Vec::new(),
             })
         }
         (None, Some(request)) => {
-            let out = backup_objects(&ctx.client, &repo, &request, progress).await?;
+            // Ceph keys from the claims' Secrets go through a short-lived file under /tmp
+            // (the chart mounts a memory-backed emptyDir there).
+            let volumes = VolumeRequest {
+                selection: spec.volumes.clone(),
+                access: CephAccess::FromCluster {
+                    dir: std::env::temp_dir(),
+                },
+                parallelism: 4,
+                workers: 0,
+            };
+            // Every volume's bytes add up in the one status.progress.
+            let volume_progress = progress.clone();
+            let out = backup_with_volumes(&ctx.client, &repo, &request, &volumes, progress, &|_| {
+                volume_progress.clone()
+            })
+            .await?;
             Ok(Stored {
                 snapshot_id: out.snapshot.id.map(|i| i.to_hex()).unwrap_or_default(),
                 items: out.items,
@@ -91,6 +110,7 @@ async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Res
                 errors: out.errors,
                 skipped_groups: out.skipped_groups,
                 unreadable_groups: out.unreadable_groups,
+                volumes: out.volumes,
             })
         }
         (None, None) => Err(Failure::Failed("nothing to back up".to_string())),
@@ -170,6 +190,9 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
     .await;
 }
 
+/// Claims listed in `status.volumes` at most (the catalog in the snapshot has them all).
+const MAX_VOLUMES_IN_STATUS: usize = 500;
+
 /// Puts what a successful run stored into `done` (an etcd backup, `etcd`, has no objects to
 /// match).
 fn stored_status(done: &mut BackupStatus, stored: Stored, etcd: bool) -> Succeeded {
@@ -191,6 +214,14 @@ fn stored_status(done: &mut BackupStatus, stored: Stored, etcd: bool) -> Succeed
     );
     done.warnings = capped(stored.skipped_groups.into_iter().chain(stored.warnings).collect());
     done.errors = capped(stored.errors);
+    // The claims selection left out are in the catalog only: a Backup of a whole cluster
+    // with volumes off would otherwise list every claim here.
+    done.volumes = stored
+        .volumes
+        .into_iter()
+        .filter(|v| v.outcome != VolumeOutcome::Excluded)
+        .take(MAX_VOLUMES_IN_STATUS)
+        .collect();
     Condition::set(&mut done.conditions, Condition::new("Valid", true, "Valid", ""));
     if stored.items == 0 && !etcd {
         // Not a failure (the namespaces may be empty on purpose), but never silent.

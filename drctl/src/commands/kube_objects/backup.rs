@@ -7,9 +7,14 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
-use lifeboat_controller::crd::{Backup, BackupPhase, BackupSpec, ClusterScoped, ItemMessage};
+use lifeboat_controller::crd::{
+    Backup, BackupPhase, BackupSpec, ClusterScoped, ItemMessage, VolumeSelection,
+};
 use lifeboat_controller::kube_objects::{
-    BACKUP_TAG, BackupRequest, backup_objects, backup_snapshots, forget_backup, object_snapshots,
+    BACKUP_TAG, BackupRequest, backup_snapshots, forget_backup, object_snapshots,
+};
+use lifeboat_controller::volumes::{
+    CatalogEntry, CephAccess, VolumeOutcome, VolumeRequest, backup_with_volumes, read_catalog,
 };
 use lifeboat_controller::wait::backup_finished;
 use serde::Serialize;
@@ -19,7 +24,7 @@ use crate::cli::{BackupCreateArgs, BackupRefArgs, ClusterScopedArg, GlobalArgs};
 use crate::exit;
 use crate::kube::connect;
 use crate::output::{self, bytes};
-use crate::progress::Bar;
+use crate::progress::{Bar, Lines};
 
 /// What a direct backup did, for `-o json|yaml`.
 #[derive(Debug, Serialize)]
@@ -35,6 +40,8 @@ struct DirectBackup {
     skipped_api_groups: Vec<ItemMessage>,
     warnings: Vec<ItemMessage>,
     errors: Vec<ItemMessage>,
+    /// What became of each claim's volume data.
+    volumes: Vec<CatalogEntry>,
 }
 
 fn spec(args: &BackupCreateArgs) -> BackupSpec {
@@ -51,7 +58,43 @@ fn spec(args: &BackupCreateArgs) -> BackupSpec {
         },
         label_selector: args.selector.clone(),
         ttl: args.ttl.clone(),
+        volumes: volume_selection(args),
         ..BackupSpec::default()
+    }
+}
+
+/// `spec.volumes` from the flags; none when they say nothing (every bound claim).
+fn volume_selection(args: &BackupCreateArgs) -> Option<VolumeSelection> {
+    let v = &args.volumes;
+    let selection = VolumeSelection {
+        enabled: !v.no_volumes,
+        label_selector: v.volume_selector.clone(),
+        included_storage_classes: v.volume_include_storage_class.clone(),
+        excluded_storage_classes: v.volume_exclude_storage_class.clone(),
+        ..VolumeSelection::default()
+    };
+    (selection != VolumeSelection::default()).then_some(selection)
+}
+
+/// One line per claim whose data was taken or left out by the selection (the ones that
+/// could not be taken are among the errors).
+fn print_volumes(volumes: &[CatalogEntry]) {
+    for v in volumes {
+        let claim = format!("{}/{}", v.namespace, v.claim);
+        match v.outcome {
+            VolumeOutcome::BackedUp => eprintln!(
+                "volume {claim}: {}/{} ({}), {} read, snapshot {}",
+                v.pool.as_deref().unwrap_or("?"),
+                v.image.as_deref().unwrap_or("?"),
+                bytes(v.size.unwrap_or(0)),
+                v.read.as_deref().unwrap_or("?"),
+                v.snapshot_id.as_deref().map_or("-", |s| &s[..s.len().min(12)]),
+            ),
+            VolumeOutcome::Excluded => {
+                eprintln!("volume {claim}: excluded: {}", v.reason.as_deref().unwrap_or(""))
+            }
+            VolumeOutcome::NotBackedUp | VolumeOutcome::Failed => {}
+        }
     }
 }
 
@@ -77,11 +120,31 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
                 ),
                 Err(e) => return Err(e).context("read the BackupRepositories' fencing marks"),
             }
-            let progress = Arc::new(Progress::default());
-            let bar = Bar::start_items(&progress, "backup", g.quiet);
-            let outcome = backup_objects(&target.client, &repo, &request, progress).await?;
-            drop(bar);
+            let volumes = VolumeRequest {
+                selection: spec.volumes.clone(),
+                access: match &args.volumes.ceph_conf {
+                    Some(path) => CephAccess::Conf {
+                        path: path.clone(),
+                        user: args.volumes.ceph_id.clone(),
+                    },
+                    None => CephAccess::FromCluster {
+                        dir: std::env::temp_dir(),
+                    },
+                },
+                parallelism: args.volumes.volume_parallelism,
+                workers: 0,
+            };
+            // One line for the objects and one per volume, drawn together.
+            let lines = Lines::new(g.quiet);
+            let progress = lines.add_items("objects");
+            let outcome =
+                backup_with_volumes(&target.client, &repo, &request, &volumes, progress, &|claim| {
+                    lines.add(&format!("volume {claim}"))
+                })
+                .await?;
+            drop(lines);
             let phase = outcome.phase();
+            print_volumes(&outcome.volumes);
             print_items("skipped API group", &outcome.skipped_groups);
             print_items("warning", &outcome.warnings);
             print_items("error", &outcome.errors);
@@ -108,6 +171,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
                 skipped_api_groups: outcome.skipped_groups,
                 warnings: outcome.warnings,
                 errors: outcome.errors,
+                volumes: outcome.volumes,
             };
             output::print(g.format, &report, |r| format!("{}\n", r.snapshot_id))?;
             Ok(if phase == BackupPhase::Completed {
@@ -117,6 +181,12 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             })
         }
         Mode::Controller => {
+            if args.volumes.ceph_conf.is_some() {
+                bail!(
+                    "--ceph-conf is read by drctl itself: use it with --direct (the controller \
+                     reads the StorageClasses' secrets)"
+                );
+            }
             let api: Api<Backup> = Api::namespaced(target.client.clone(), &target.namespace);
             let backup = Backup::new(&args.name, spec);
             api.create(&PostParams::default(), &backup).await.map_err(|e| {
@@ -183,6 +253,48 @@ fn snapshot_rows(snaps: &[Snapshot]) -> String {
     )
 }
 
+/// The volume catalog as a table.
+fn volume_rows(volumes: &[CatalogEntry]) -> String {
+    let rows: Vec<Vec<String>> = volumes
+        .iter()
+        .map(|v| {
+            let image = match (&v.pool, &v.image) {
+                (Some(p), Some(i)) => format!("{p}/{i}"),
+                _ => "-".to_string(),
+            };
+            vec![
+                format!("{}/{}", v.namespace, v.claim),
+                format!("{:?}", v.outcome),
+                v.driver.clone().unwrap_or_else(|| "-".to_string()),
+                image,
+                v.size.map_or("-".to_string(), bytes),
+                v.read.clone().unwrap_or_else(|| "-".to_string()),
+                v.snapshot_id
+                    .as_deref()
+                    .map_or("-".to_string(), |s| s.chars().take(12).collect()),
+                if v.outcome == VolumeOutcome::BackedUp {
+                    v.time.clone().unwrap_or_default()
+                } else {
+                    v.reason.clone().unwrap_or_default()
+                },
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "CLAIM",
+            "OUTCOME",
+            "DRIVER",
+            "IMAGE",
+            "SIZE",
+            "READ",
+            "SNAPSHOT",
+            "TIME / REASON",
+        ],
+        &rows,
+    )
+}
+
 /// `drctl backup list`.
 pub async fn list(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
     match resolve(&args.mode, g).await? {
@@ -230,10 +342,19 @@ pub async fn describe(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
     match resolve(&args.mode, g).await? {
         Resolved::Direct(repo) => {
             let snaps = backup_snapshots(&repo, name).await?;
-            output::print(g.format, &snaps[0], |s| {
-                let mut out = snapshot_rows(std::slice::from_ref(s));
-                for w in &s.summary.warnings {
+            let snap = &snaps[0];
+            let volumes = read_catalog(&repo, snap).await?.unwrap_or_default().volumes;
+            // The snapshot as `backup list` shows it, plus its volume catalog.
+            let mut shown = serde_json::to_value(snap)?;
+            shown["volumes"] = serde_json::to_value(&volumes)?;
+            output::print(g.format, &shown, |_| {
+                let mut out = snapshot_rows(std::slice::from_ref(snap));
+                for w in &snap.summary.warnings {
                     out.push_str(&format!("warning: {w}\n"));
+                }
+                if !volumes.is_empty() {
+                    out.push('\n');
+                    out.push_str(&volume_rows(&volumes));
                 }
                 out
             })?;

@@ -1,0 +1,180 @@
+//! The volume catalog: for every claim a backup considered, what became of its data. It is
+//! stored as `lifeboat/volumes.json` in the tree of the Backup's objects snapshot (format:
+//! docs/FORMAT.md, "Volume catalog"), so the recovery point names its volume snapshots.
+
+use lifeboat_backup::snapshot::Snapshot;
+use lifeboat_backup::{Repository, Sink, SnapshotReader};
+use serde::{Deserialize, Serialize};
+
+use super::plan::{ClaimPlan, Decision};
+use crate::crd::ItemMessage;
+use crate::kube_objects::{ObjectsError, SNAPSHOT_KIND};
+
+/// Where the catalog lives in the objects snapshot's tree.
+pub const CATALOG_PATH: &str = "lifeboat/volumes.json";
+
+/// What became of one claim's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum VolumeOutcome {
+    /// A volume snapshot holds it (`snapshotId`).
+    BackedUp,
+    /// Left out by the Backup's selection.
+    Excluded,
+    /// Selected, but Lifeboat cannot take it (another driver, unbound, NFS for now).
+    NotBackedUp,
+    /// Selected and attempted, but the backup of it failed (`reason`).
+    Failed,
+}
+
+/// One claim in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogEntry {
+    /// The claim's namespace.
+    pub namespace: String,
+    /// The claim's name.
+    pub claim: String,
+    /// The PersistentVolume it was bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume: Option<String>,
+    /// Its StorageClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// The CSI driver (`in-tree:<type>` for other sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// What became of it.
+    pub outcome: VolumeOutcome,
+    /// Why it was not backed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The CSI clusterID of an RBD image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// Its pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Its image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The volume snapshot (64 hex digits) holding its data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    /// The volume's size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// `full` or `incremental` (what was read from the image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<String>,
+    /// When the volume snapshot was taken (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+}
+
+impl CatalogEntry {
+    /// The entry of a planned claim before anything is read: excluded or not backed up with
+    /// why; an RBD claim starts as `Failed` until its snapshot is filled in.
+    pub fn planned(plan: &ClaimPlan) -> Self {
+        let (outcome, reason, image) = match &plan.decision {
+            Decision::Rbd(t) => (
+                VolumeOutcome::Failed,
+                Some("not attempted".to_string()),
+                Some(&t.image),
+            ),
+            Decision::Excluded(why) => (VolumeOutcome::Excluded, Some(why.clone()), None),
+            Decision::NotTaken(why) => (VolumeOutcome::NotBackedUp, Some(why.clone()), None),
+        };
+        Self {
+            namespace: plan.namespace.clone(),
+            claim: plan.claim.clone(),
+            persistent_volume: plan.volume.clone(),
+            storage_class: plan.storage_class.clone(),
+            driver: plan.driver.clone(),
+            outcome,
+            reason,
+            cluster_id: image.map(|i| i.cluster_id.clone()),
+            pool: image.map(|i| i.pool.clone()),
+            image: image.map(|i| i.image.clone()),
+            snapshot_id: None,
+            size: None,
+            read: None,
+            time: None,
+        }
+    }
+
+    /// `persistentvolumeclaims/<namespace>/<claim>`, as object errors name items.
+    pub fn item(&self) -> String {
+        format!("persistentvolumeclaims/{}/{}", self.namespace, self.claim)
+    }
+}
+
+/// Every claim the backup considered, sorted by namespace and name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeCatalog {
+    /// The claims.
+    pub volumes: Vec<CatalogEntry>,
+}
+
+impl VolumeCatalog {
+    /// Claims selected but not backed up, as errors (the backup is PartiallyFailed).
+    pub fn errors(&self) -> Vec<ItemMessage> {
+        self.volumes
+            .iter()
+            .filter(|e| matches!(e.outcome, VolumeOutcome::NotBackedUp | VolumeOutcome::Failed))
+            .map(|e| ItemMessage {
+                item: e.item(),
+                message: format!(
+                    "volume data not backed up: {}",
+                    e.reason.as_deref().unwrap_or("unknown reason")
+                ),
+            })
+            .collect()
+    }
+}
+
+/// Reads the catalog out of an objects snapshot; `None` for a snapshot made without volume
+/// data (before catalogs existed, or of another kind).
+pub async fn read_catalog(
+    repo: &Repository,
+    snapshot: &Snapshot,
+) -> Result<Option<VolumeCatalog>, ObjectsError> {
+    if snapshot.kind() != SNAPSHOT_KIND {
+        return Ok(None);
+    }
+    repo.restore(snapshot, CatalogReader).await
+}
+
+/// A sink that reads only [`CATALOG_PATH`].
+struct CatalogReader;
+
+impl Sink for CatalogReader {
+    type Output = Option<VolumeCatalog>;
+    type Error = ObjectsError;
+
+    fn purpose(&self) -> &'static str {
+        "read volume catalog"
+    }
+
+    fn accepts(&self, _snapshot: &Snapshot) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    async fn restore(self, reader: &SnapshotReader<'_>) -> Result<Self::Output, Self::Error> {
+        let mut chunks = None;
+        reader
+            .for_each_node(|node| {
+                if node.path == CATALOG_PATH {
+                    chunks = Some(node.chunks);
+                }
+            })
+            .await?;
+        let Some(chunks) = chunks else {
+            return Ok(None);
+        };
+        let bytes = reader.read_blobs(&chunks).await?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ObjectsError::Invalid(format!("{CATALOG_PATH} is unreadable: {e}")))
+    }
+}

@@ -1,0 +1,18 @@
+//! Volume data in Kubernetes backups: which claims' data a Backup takes ([`plan`]), and the
+//! Kubernetes glue that reads their credentials and runs `lifeboat-volume` on each RBD image.
+//! The engine and the volume crate know nothing of Kubernetes; this module is where the two
+//! meet. Design: docs/volumes.md.
+
+pub mod catalog;
+pub mod ceph;
+pub mod handle;
+pub mod plan;
+mod selector;
+mod take;
+
+pub use catalog::{CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome, read_catalog};
+pub use ceph::CephAccess;
+pub use handle::{CsiVolume, RbdImage, classify};
+pub use plan::{ClaimPlan, Decision, RbdTake, SecretRef, VolumeSelector, plan_volumes};
+pub use selector::LabelSelector;
+pub use take::{CLAIM_TAG, VolumeRequest, backup_with_volumes, read_plans, take_volumes};

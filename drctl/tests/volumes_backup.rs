@@ -1,0 +1,412 @@
+//! `drctl backup create --direct` with volume data, against the Kubernetes API test server
+//! and the harness's real Ceph: two claims bound to lifeboat-csi RBD images and one to a
+//! ceph-csi (Rook) image, holding known data, and one of another driver. The catalog in the
+//! objects snapshot names the three images' volume snapshots, which `drctl volume restore`
+//! turns back into the same bytes; the other
+//! claim is reported naming its driver (exit 3); a second backup is incremental; the cephx
+//! key from the StorageClass's Secret never appears in any output.
+#![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Api;
+use kube::api::PostParams;
+use lifeboat_tests::kube::TestCluster;
+use lifeboat_tests::volumes::{
+    bound_claim, ceph_secret, make_image, object, read_image, seeded_bytes as random,
+};
+use serde_json::{Value, json};
+
+const SIZE: u64 = lifeboat_tests::volumes::IMAGE_SIZE;
+
+struct Env {
+    kubeconfig: PathBuf,
+    repo: PathBuf,
+    identity: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn drctl(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("drctl").unwrap();
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("DRCTL_REPO")
+            .env_remove("CEPH_CONF")
+            .env("RUST_LOG", "debug")
+            .env("DRCTL_IDENTITY", &self.identity)
+            .env("TMPDIR", self.dir.path())
+            .arg("--quiet")
+            .args(args)
+            .arg("--repo")
+            .arg(&self.repo);
+        c
+    }
+}
+
+impl Env {
+    /// `drctl volume restore` with the harness's ceph.conf: the Kubernetes-free path.
+    async fn restore_volume(&self, snapshot: &str, pool: &str, image: &str) {
+        let ceph = lifeboat_tests::ceph().unwrap();
+        let mut restore = self.drctl(&["volume", "restore", snapshot, "--pool", pool, "--image", image]);
+        restore.env("CEPH_CONF", ceph.conf()).env("CEPH_ID", "admin");
+        let done = run(restore).await;
+        assert!(done.status.success(), "{}", text(&done));
+    }
+}
+
+async fn run(mut c: Command) -> Output {
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Setup {
+    env: Env,
+    ns: String,
+    pool_name: String,
+    images: Vec<(String, Vec<u8>)>,
+    key: String,
+}
+
+async fn setup(cluster: &TestCluster) -> Setup {
+    let ceph = lifeboat_tests::ceph().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, public) = lifeboat_tests::repos::make_identity(dir.path(), "me").unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let env = Env {
+        kubeconfig: cluster
+            .kubeconfig_path()
+            .map(Path::to_path_buf)
+            .expect("a kubeconfig file"),
+        repo,
+        identity,
+        dir,
+    };
+    let init = run(env.drctl(&["repo", "init", "--recipient", &public])).await;
+    assert!(init.status.success(), "{}", text(&init));
+
+    let pool_name = ceph.new_pool("k8svol").unwrap();
+    let pool = ceph.connect().unwrap().pool(&pool_name).unwrap();
+    // Two lifeboat-csi images and one ceph-csi (Rook) image.
+    let uuid = "b0285c97-a0ce-11eb-8c66-0242ac110002";
+    let names = [
+        format!("csi-vol-{:032x}", 0xabc1),
+        format!("csi-vol-{:032x}", 0xabc2),
+        format!("csi-vol-{uuid}"),
+    ];
+    let images: Vec<(String, Vec<u8>)> = names
+        .into_iter()
+        .zip(1u64..)
+        .map(|(name, seed)| {
+            let bytes = make_image(&pool, &name, seed);
+            (name, bytes)
+        })
+        .collect();
+
+    let ns = cluster.namespace("vols").await.unwrap();
+    let system = cluster.namespace("lbsys").await.unwrap();
+    let key = ceph.admin_key().unwrap();
+    let secrets: Api<Secret> = Api::namespaced(cluster.client(), &system);
+    secrets
+        .create(&PostParams::default(), &ceph_secret("admin", &key))
+        .await
+        .unwrap();
+    let config = json!({"rbd": [{"clusterID": "harness", "monitors": [ceph.mon_addr()]}]}).to_string();
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), &system);
+    cms.create(
+        &PostParams::default(),
+        &object(json!({"metadata": {"name": "lifeboat-csi-config"}, "data": {"config.json": config}})),
+    )
+    .await
+    .unwrap();
+    // Rook's ConfigMap for ceph-csi: a list, under its own key.
+    let rook = json!([{"clusterID": "rook-ceph", "monitors": [ceph.mon_addr()]}]).to_string();
+    cms.create(
+        &PostParams::default(),
+        &object(
+            json!({"metadata": {"name": "rook-ceph-csi-config"}, "data": {"csi-cluster-config-json": rook}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let classes: Api<StorageClass> = Api::all(cluster.client());
+    let rbd_class = format!("{ns}-rbd");
+    let other_class = format!("{ns}-gp3");
+    let rook_class = format!("{ns}-rook");
+    for (name, provisioner, params) in [
+        (
+            &rook_class,
+            "rook-ceph.rbd.csi.ceph.com",
+            json!({"clusterID": "rook-ceph", "pool": pool_name, "imageFeatures": "layering",
+                   "csi.storage.k8s.io/provisioner-secret-name": "ceph-provisioner",
+                   "csi.storage.k8s.io/provisioner-secret-namespace": system}),
+        ),
+        (
+            &rbd_class,
+            "csi.lifeboat.dev",
+            json!({"clusterID": "harness", "pool": pool_name,
+                   "csi.storage.k8s.io/provisioner-secret-name": "ceph-provisioner",
+                   "csi.storage.k8s.io/provisioner-secret-namespace": system}),
+        ),
+        (&other_class, "ebs.csi.aws.com", json!({"type": "gp3"})),
+    ] {
+        classes
+            .create(
+                &PostParams::default(),
+                &object(
+                    json!({"metadata": {"name": name}, "provisioner": provisioner, "parameters": params}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    for (i, (image, _)) in images.iter().enumerate().take(2) {
+        let handle = format!("rbd:harness:{pool_name}:{image}");
+        let claim = format!("data-{i}");
+        bound_claim(
+            &cluster.client(),
+            &ns,
+            &claim,
+            &format!("{ns}-pv-{i}"),
+            &rbd_class,
+            json!({"driver": "csi.lifeboat.dev", "volumeHandle": handle, "volumeAttributes": {}}),
+        )
+        .await;
+    }
+    bound_claim(
+        &cluster.client(),
+        &ns,
+        "data-2",
+        &format!("{ns}-pv-rook"),
+        &rook_class,
+        json!({"driver": "rook-ceph.rbd.csi.ceph.com", "volumeHandle": format!("0001-0009-rook-ceph-0000000000000002-{uuid}"), "volumeAttributes": {"clusterID": "rook-ceph", "pool": pool_name, "imageName": images[2].0, "journalPool": pool_name}}),
+    )
+    .await;
+    bound_claim(
+        &cluster.client(),
+        &ns,
+        "cache",
+        &format!("{ns}-pv-ebs"),
+        &other_class,
+        json!({"driver": "ebs.csi.aws.com", "volumeHandle": "vol-0a1b2c3d", "volumeAttributes": {}}),
+    )
+    .await;
+    Setup {
+        env,
+        ns,
+        pool_name,
+        images,
+        key,
+    }
+}
+
+impl Setup {
+    /// `drctl backup create NAME --include-namespaces <ns> -o json` plus `extra`.
+    fn backup(&self, name: &str, extra: &[&str]) -> Command {
+        let mut args = vec![
+            "backup",
+            "create",
+            name,
+            "--include-namespaces",
+            &self.ns,
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        self.env.drctl(&args)
+    }
+}
+
+fn volume<'a>(volumes: &'a Value, claim: &str) -> &'a Value {
+    volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["claim"] == claim)
+        .unwrap_or_else(|| panic!("no {claim} in {volumes}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbd_claims_are_backed_up_with_the_objects_and_restore_exactly() {
+    let cluster = TestCluster::start().await.unwrap();
+    let s = setup(&cluster).await;
+    let env = &s.env;
+
+    let out = run(s.backup("nightly", &[])).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the ebs claim makes it PartiallyFailed: {}",
+        text(&out)
+    );
+    let all = text(&out);
+    assert!(
+        !all.contains(&s.key),
+        "the cephx key leaked into the output: {all}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains(&format!("persistentvolumeclaims/{}/cache", s.ns))
+            && stderr.contains("ebs.csi.aws.com"),
+        "the claim not taken is named with its driver: {stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["phase"], "PartiallyFailed", "{report}");
+    let volumes = &report["volumes"];
+    assert_eq!(volumes.as_array().unwrap().len(), 4, "{volumes}");
+    let cache = volume(volumes, "cache");
+    assert_eq!(cache["outcome"], "NotBackedUp");
+    assert_eq!(cache["driver"], "ebs.csi.aws.com");
+
+    // The catalog is in the objects snapshot: `describe` reads it back from the repository.
+    let described = run(env.drctl(&["backup", "describe", "nightly", "-o", "json"])).await;
+    assert!(described.status.success(), "{}", text(&described));
+    let described: Value = serde_json::from_slice(&described.stdout).unwrap();
+    assert_eq!(
+        &described["volumes"], volumes,
+        "describe shows the stored catalog"
+    );
+
+    let ceph = lifeboat_tests::ceph().unwrap();
+    let pool = ceph.connect().unwrap().pool(&s.pool_name).unwrap();
+    let mut first = Vec::new();
+    for (i, (image, bytes)) in s.images.iter().enumerate() {
+        let v = volume(volumes, &format!("data-{i}"));
+        assert_eq!(v["outcome"], "BackedUp", "{v}");
+        let driver = if i < 2 {
+            "csi.lifeboat.dev"
+        } else {
+            "rook-ceph.rbd.csi.ceph.com"
+        };
+        assert_eq!(v["driver"], driver);
+        assert_eq!(
+            (v["pool"].as_str(), v["image"].as_str()),
+            (Some(s.pool_name.as_str()), Some(image.as_str()))
+        );
+        assert_eq!(v["size"], SIZE);
+        assert_eq!(v["read"], "full");
+        assert!(v["time"].as_str().is_some_and(|t| t.starts_with("20")), "{v}");
+        let id = v["snapshotId"].as_str().unwrap().to_string();
+        let restored = format!("restored-{i}");
+        env.restore_volume(&id, &s.pool_name, &restored).await;
+        assert!(
+            read_image(&pool, &restored) == *bytes,
+            "{restored} differs from {image}"
+        );
+        first.push(id);
+    }
+    // The objects are there too: the claims and their volumes.
+    let listed = run(env.drctl(&["backup", "list", "-o", "json"])).await;
+    let list: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["tags"]["backup"] == "nightly"),
+        "{list}"
+    );
+
+    // Change one image; the next backup reads only what changed since the first.
+    {
+        let mut img = pool.open(&s.images[0].0, None).unwrap();
+        img.write_at(9 << 20, &random(77, 64 * 1024)).unwrap();
+        img.flush().unwrap();
+    }
+    let again = run(s.backup("nightly-2", &[])).await;
+    assert_eq!(again.status.code(), Some(3), "{}", text(&again));
+    assert!(!text(&again).contains(&s.key));
+    let report: Value = serde_json::from_slice(&again.stdout).unwrap();
+    for (i, earlier) in first.iter().enumerate() {
+        let v = volume(&report["volumes"], &format!("data-{i}"));
+        assert_eq!(v["read"], "incremental", "{v}");
+        assert_ne!(v["snapshotId"].as_str(), Some(earlier.as_str()));
+    }
+    let changed = volume(&report["volumes"], "data-0")["snapshotId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.restore_volume(&changed, &s.pool_name, "restored-incr").await;
+    assert!(read_image(&pool, "restored-incr") == read_image(&pool, &s.images[0].0));
+
+    // Leaving the other driver's class out of the selection makes the backup complete.
+    let other = format!("{}-gp3", s.ns);
+    let narrowed = run(s.backup("nightly-3", &["--volume-exclude-storage-class", &other])).await;
+    assert!(narrowed.status.success(), "{}", text(&narrowed));
+    let report: Value = serde_json::from_slice(&narrowed.stdout).unwrap();
+    assert_eq!(volume(&report["volumes"], "cache")["outcome"], "Excluded");
+    // Deleting a Backup forgets its volume snapshots too.
+    let deleted = run(env.drctl(&["backup", "delete", "nightly"])).await;
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    let snaps = run(env.drctl(&["snapshots", "-o", "json"])).await;
+    let snaps: Value = serde_json::from_slice(&snaps.stdout).unwrap();
+    for id in &first {
+        assert!(
+            !snaps.as_array().unwrap().iter().any(|s| s["id"] == id.as_str()),
+            "{id} still listed"
+        );
+    }
+    assert!(
+        snaps
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == changed.as_str()),
+        "nightly-2's stay"
+    );
+    // No scratch config with the key is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("lifeboat-ceph-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    ceph.delete_pool(&s.pool_name).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_fails_the_volumes_without_showing_the_key() {
+    let cluster = TestCluster::start().await.unwrap();
+    let s = setup(&cluster).await;
+    let system_secret: Api<Secret> =
+        Api::namespaced(cluster.client(), &secret_namespace(&cluster, &s.ns).await);
+    let wrong = "QVFBd3JvbmdrZXl3cm9uZ2tleXdyb25na2V5d3Jvbmc9PQ==";
+    let mut secret = system_secret.get("ceph-provisioner").await.unwrap();
+    secret.data = ceph_secret("admin", wrong).data;
+    system_secret
+        .replace("ceph-provisioner", &PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let out = run(s.backup("nightly", &[])).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let all = text(&out);
+    assert!(!all.contains(wrong) && !all.contains(&s.key), "{all}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = volume(&report["volumes"], "data-0");
+    assert_eq!(v["outcome"], "Failed", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("ceph-provisioner"),
+        "names the Secret: {v}"
+    );
+    lifeboat_tests::ceph().unwrap().delete_pool(&s.pool_name).unwrap();
+}
+
+/// The namespace of the StorageClass's provisioner Secret.
+async fn secret_namespace(cluster: &TestCluster, ns: &str) -> String {
+    let classes: Api<StorageClass> = Api::all(cluster.client());
+    let class = classes.get(&format!("{ns}-rbd")).await.unwrap();
+    class.parameters.unwrap()["csi.storage.k8s.io/provisioner-secret-namespace"].clone()
+}
