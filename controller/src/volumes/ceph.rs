@@ -189,8 +189,11 @@ impl Connections {
             CephAccess::Conf { path, user } => {
                 let (path, user) = (path.clone(), user.clone());
                 return blocking(move || {
-                    Cluster::connect(&user, &path)
-                        .map_err(|e| AccessError(format!("{e} (check --ceph-conf and --ceph-id)")))
+                    Cluster::connect(&user, &path).map_err(|e| {
+                        AccessError(format!(
+                            "{e} (the keyring this configuration names must hold the user's key)"
+                        ))
+                    })
                 })
                 .await;
             }
