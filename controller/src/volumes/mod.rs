@@ -14,5 +14,5 @@ pub use catalog::{CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome, read
 pub use ceph::CephAccess;
 pub use handle::{CsiVolume, RbdImage, classify};
 pub use plan::{ClaimPlan, Decision, RbdTake, SecretRef, VolumeSelector, plan_volumes};
-pub use selector::LabelSelector;
+pub use selector::{LabelSelector, SelectorError};
 pub use take::{CLAIM_TAG, VolumeRequest, backup_with_volumes, read_plans, take_volumes};

@@ -265,7 +265,8 @@ pub async fn ready_node(client: &kube::Client, name: &str, address: &str) {
 /// from its spec gets them `delay` after this task first sees it (scaled to zero: none).
 pub fn play_deployment_controller(client: kube::Client, delay: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut seen: HashMap<(String, String), Instant> = HashMap::new();
+        // When each Deployment was first seen wanting its current replica count.
+        let mut seen: HashMap<(String, String), (i32, Instant)> = HashMap::new();
         loop {
             let all: Api<Deployment> = Api::all(client.clone());
             if let Ok(list) = all.list(&Default::default()).await {
@@ -278,17 +279,25 @@ pub fn play_deployment_controller(client: kube::Client, delay: Duration) -> toki
                         seen.remove(&key);
                         continue;
                     }
-                    let first = *seen.entry(key).or_insert_with(Instant::now);
-                    if first.elapsed() < delay {
+                    // A new target restarts the delay: an entry left from the scale-up just
+                    // before (patched, not yet seen settled) must not make a quiesce instant.
+                    let entry = seen.entry(key.clone()).or_insert((want, Instant::now()));
+                    if entry.0 != want {
+                        *entry = (want, Instant::now());
+                    }
+                    if entry.1.elapsed() < delay {
                         continue;
                     }
                     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
                     let status = json!({"status": {"replicas": want, "readyReplicas": want,
                         "availableReplicas": want, "updatedReplicas": want,
                         "observedGeneration": d.metadata.generation}});
-                    let _ = api
+                    let patched = api
                         .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&status))
                         .await;
+                    if patched.is_ok() {
+                        seen.remove(&key);
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
