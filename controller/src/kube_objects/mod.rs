@@ -16,6 +16,7 @@ pub mod restore;
 mod select;
 mod skip;
 
+pub(crate) use backup::for_each_page;
 pub use backup::{BackupOutcome, BackupRequest, backup_objects};
 pub use discover::{Discovered, DiscoveryDeadlines, ResourceRecord, UnavailableGroup, discover};
 pub use error::ObjectsError;

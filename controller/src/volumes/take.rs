@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::SnapshotDetails;
@@ -21,7 +21,9 @@ use super::catalog::{CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome};
 use super::ceph::{CephAccess, Connections};
 use super::plan::{ClaimPlan, Decision, VolumeSelector, plan_volumes};
 use crate::crd::VolumeSelection;
-use crate::kube_objects::{BACKUP_TAG, BackupOutcome, BackupRequest, ObjectsError, backup_objects};
+use crate::kube_objects::{
+    BACKUP_TAG, BackupOutcome, BackupRequest, ObjectsError, backup_objects, for_each_page,
+};
 
 /// The snapshot tag naming the claim (`namespace/name`) a volume snapshot was taken for.
 pub const CLAIM_TAG: &str = "persistentvolumeclaim";
@@ -78,22 +80,8 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut params = ListParams::default().limit(500);
-        if let Some(t) = &token {
-            params = params.continue_token(t);
-        }
-        let page = api
-            .list(&params)
-            .await
-            .map_err(|e| ObjectsError::kube(format!("list {what}"), e))?;
-        out.extend(page.items);
-        token = page.metadata.continue_.filter(|t| !t.is_empty());
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    for_each_page(&api, what, |page| out.extend(page)).await?;
+    Ok(out)
 }
 
 /// Backs up every planned RBD image, `volumes.parallelism` at once, and returns the catalog

@@ -22,6 +22,34 @@ use crate::crd::ClusterScoped;
 /// Objects per list page.
 pub const PAGE_SIZE: u32 = 500;
 
+/// Lists every object `api` reaches, a page of [`PAGE_SIZE`] at a time, handing each page to
+/// `each`; `what` names the type in the error (`list {what}: …`).
+pub(crate) async fn for_each_page<K>(
+    api: &Api<K>,
+    what: &str,
+    mut each: impl FnMut(Vec<K>),
+) -> Result<(), super::super::ObjectsError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let page = api
+            .list(&params)
+            .await
+            .map_err(|e| super::super::ObjectsError::kube(format!("list {what}"), e))?;
+        each(page.items);
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            return Ok(());
+        }
+    }
+}
+
 /// How long one page of an aggregated API may take: its server may hang.
 const AGGREGATED_PAGE_DEADLINE: Duration = Duration::from_secs(60);
 

@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use lifeboat_backup::archiver::Writer;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::{KubernetesObjects, Snapshot, SnapshotDetails, Summary};
 use lifeboat_backup::{BackupOptions, Repository, Source, Written};
 
-use self::list::{Lists, PAGE_SIZE, Take, Tally};
+pub(crate) use self::list::for_each_page;
+use self::list::{Lists, Take, Tally};
 use super::discover::{DiscoveryDeadlines, ResourceRecord, discover};
 use super::filter::{NamespaceFilter, ObjectFilter, ResourceFilter};
 use super::needs::{Needs, dependency_order};
@@ -334,17 +335,8 @@ async fn skip_context(client: &Client, taken: &[ResourceRecord]) -> Result<SkipC
         return Ok(ctx);
     }
     let api: Api<k8s_openapi::api::core::v1::Service> = Api::all(client.clone());
-    let mut token: Option<String> = None;
-    loop {
-        let mut params = ListParams::default().limit(PAGE_SIZE);
-        if let Some(t) = &token {
-            params = params.continue_token(t);
-        }
-        let list = api
-            .list(&params)
-            .await
-            .map_err(|e| ObjectsError::kube("list services", e))?;
-        for svc in list.items {
+    for_each_page(&api, "services", |services| {
+        for svc in services {
             if svc
                 .spec
                 .as_ref()
@@ -358,9 +350,7 @@ async fn skip_context(client: &Client, taken: &[ResourceRecord]) -> Result<SkipC
                 ));
             }
         }
-        token = list.metadata.continue_.filter(|t| !t.is_empty());
-        if token.is_none() {
-            return Ok(ctx);
-        }
-    }
+    })
+    .await?;
+    Ok(ctx)
 }
