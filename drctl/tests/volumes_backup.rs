@@ -410,3 +410,126 @@ async fn secret_namespace(cluster: &TestCluster, ns: &str) -> String {
     let class = classes.get(&format!("{ns}-rbd")).await.unwrap();
     class.parameters.unwrap()["csi.storage.k8s.io/provisioner-secret-namespace"].clone()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_writes_each_claims_data_into_the_mapped_class() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let cluster = TestCluster::start().await.unwrap();
+    let s = setup(&cluster).await;
+    let env = &s.env;
+    let backed = run(s.backup("nightly", &[])).await;
+    assert_eq!(backed.status.code(), Some(3), "{}", text(&backed));
+
+    // The cluster it goes back into offers another class, in another pool.
+    let ceph = lifeboat_tests::ceph().unwrap();
+    let dr_pool = ceph.new_pool("k8sdr").unwrap();
+    let system = secret_namespace(&cluster, &s.ns).await;
+    let dr_class = format!("{}-dr", s.ns);
+    let classes: Api<StorageClass> = Api::all(cluster.client());
+    classes
+        .create(
+            &PostParams::default(),
+            &object(
+                json!({"metadata": {"name": dr_class}, "provisioner": "csi.lifeboat.dev",
+                "reclaimPolicy": "Delete",
+                "parameters": {"clusterID": "harness", "pool": dr_pool, "imageFeatures": "layering",
+                    "csi.storage.k8s.io/provisioner-secret-name": "ceph-provisioner",
+                    "csi.storage.k8s.io/provisioner-secret-namespace": system,
+                    "csi.storage.k8s.io/node-stage-secret-name": "ceph-provisioner",
+                    "csi.storage.k8s.io/node-stage-secret-namespace": system}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let copy = format!("{}-copy", s.ns);
+    let restore = |mapping: String, extra: &[&str]| {
+        let mut args = vec![
+            "restore".to_string(),
+            "create".to_string(),
+            "--from-backup".to_string(),
+            "nightly".to_string(),
+            "--include-namespaces".to_string(),
+            s.ns.clone(),
+            "--namespace-mapping".to_string(),
+            format!("{}:{copy}", s.ns),
+            "--storage-class-mapping".to_string(),
+            mapping,
+            "-o".to_string(),
+            "json".to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        env.drctl(&args)
+    };
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client(), &copy);
+
+    // A class the target lacks is refused before anything is written, naming it.
+    let missing = format!("{}-nowhere", s.ns);
+    let refused = run(restore(format!("{}-rbd:{missing}", s.ns), &[])).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("StorageClass {missing} does not exist"))
+            && stderr.contains("--storage-class-mapping"),
+        "{stderr}"
+    );
+    assert!(
+        claims
+            .list(&Default::default())
+            .await
+            .map(|l| l.items.is_empty())
+            .unwrap_or(true),
+        "nothing restored"
+    );
+    let dr = ceph.connect().unwrap().pool(&dr_pool).unwrap();
+    assert!(dr.list_images().unwrap().is_empty(), "no image written");
+
+    // Both drivers' claims (lifeboat-csi and Rook) go into the lifeboat-csi class of the other pool.
+    let mapping = format!("{0}-rbd:{dr_class},{0}-rook:{dr_class}", s.ns);
+    let done = run(restore(mapping.clone(), &[])).await;
+    assert!(done.status.success(), "{}", text(&done));
+    assert!(
+        !text(&done).contains(&s.key),
+        "the cephx key leaked: {}",
+        text(&done)
+    );
+    let report: Value = serde_json::from_slice(&done.stdout).unwrap();
+    let pvs: Api<PersistentVolume> = Api::all(cluster.client());
+    for (i, (_, bytes)) in s.images.iter().enumerate() {
+        let name = format!("data-{i}");
+        let v = volume(&report["volumes"], &name);
+        assert_eq!(v["outcome"], "Restored", "{v}");
+        let claim = claims.get(&name).await.unwrap();
+        let spec = claim.spec.unwrap();
+        assert_eq!(spec.storage_class_name.as_deref(), Some(dr_class.as_str()));
+        let pv_name = spec.volume_name.unwrap();
+        assert_eq!(v["persistentVolume"], pv_name.as_str());
+        let pv = pvs.get(&pv_name).await.unwrap();
+        let pv_spec = pv.spec.unwrap();
+        let claim_ref = pv_spec.claim_ref.unwrap();
+        assert_eq!(
+            (claim_ref.namespace.as_deref(), claim_ref.name.as_deref()),
+            (Some(copy.as_str()), Some(name.as_str()))
+        );
+        let csi = pv_spec.csi.unwrap();
+        let image = v["image"].as_str().unwrap();
+        assert_eq!(csi.volume_handle, format!("rbd:harness:{dr_pool}:{image}"));
+        assert!(
+            read_image(&dr, image) == *bytes,
+            "{name}: {image} differs from the backup"
+        );
+    }
+    // The claim of the other driver comes back as an object, bound as before.
+    let cache = claims.get("cache").await.unwrap();
+    assert_eq!(cache.spec.unwrap().volume_name, Some(format!("{}-pv-ebs", s.ns)));
+
+    // Run again: the claims exist, so their data is left alone and nothing new is written.
+    let images_before = dr.list_images().unwrap().len();
+    let again = run(restore(mapping, &[])).await;
+    assert!(again.status.success(), "{}", text(&again));
+    let report: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(volume(&report["volumes"], "data-0")["outcome"], "Skipped");
+    assert_eq!(dr.list_images().unwrap().len(), images_before);
+    ceph.delete_pool(&dr_pool).unwrap();
+    ceph.delete_pool(&s.pool_name).unwrap();
+}

@@ -28,6 +28,8 @@ pub struct RbdImageSink {
     pub image: String,
     /// Replace an existing image of that name (it must have no snapshots).
     pub force: bool,
+    /// The new image's features and data pool (default: the cluster's).
+    pub options: ImageOptions,
     /// Write parallelism: `4 × workers` writes in flight through one image handle (0: 4).
     pub workers: usize,
     /// Counters for a progress bar (bytes written of bytes to write).
@@ -122,11 +124,12 @@ impl Sink for RbdImageSink {
 impl RbdImageSink {
     /// Creates the target image, refusing (or with `force`, replacing) an existing one.
     async fn create_image(&self, size: u64) -> Result<(), VolumeError> {
-        let (cluster, pool, image, force) = (
+        let (cluster, pool, image, force, options) = (
             self.cluster.clone(),
             self.pool.clone(),
             self.image.clone(),
             self.force,
+            self.options.clone(),
         );
         blocking(move || {
             let p = cluster.pool(&pool)?;
@@ -136,7 +139,7 @@ impl RbdImageSink {
                 }
                 p.remove_image(&image)?;
             }
-            p.create_image(&image, size, &ImageOptions::default())?;
+            p.create_image(&image, size, &options)?;
             Ok(())
         })
         .await

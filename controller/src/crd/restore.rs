@@ -59,6 +59,16 @@ pub struct RestoreSpec {
     /// Labels added to every restored object.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// StorageClass in the backup → StorageClass in this cluster, for claims and their
+    /// volumes, and for where restored volume data is written: the class's parameters and
+    /// provisioner Secret name the Ceph cluster and pool (Velero's change-storage-class).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_class_mapping: BTreeMap<String, String>,
+    /// Restore the claims' volume data (default true): every claim the backup holds the data
+    /// of gets a new RBD image with that data and a PersistentVolume bound to it. False: the
+    /// claims and their volumes come back as objects only (Velero's `restorePVs`).
+    #[serde(default, rename = "restorePVs", skip_serializing_if = "Option::is_none")]
+    pub restore_pvs: Option<bool>,
     /// Compute what would change and report it, changing nothing.
     #[serde(default)]
     pub dry_run: bool,
@@ -154,6 +164,10 @@ pub struct RestoreStatus {
     /// The snapshot restored from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    /// What became of each claim's volume data (at most 500 claims; errors and warnings name
+    /// every failure).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::volumes::RestoredVolume>,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

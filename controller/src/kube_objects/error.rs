@@ -31,6 +31,13 @@ pub enum ObjectsError {
     /// A restore named neither a snapshot nor a Backup.
     #[error("nothing to restore from: name a Backup or a snapshot id")]
     NothingToRestore,
+    /// Volume data has nowhere to go in the target cluster: each entry names a StorageClass,
+    /// why, and the claims needing it. Nothing was written.
+    #[error(
+        "volume data cannot be restored, so nothing was restored: {}",
+        .0.join("; ")
+    )]
+    VolumeTargets(Vec<String>),
     /// The snapshot is not an object backup.
     #[error("snapshot {id} is a {kind} snapshot, not a Kubernetes objects backup")]
     WrongKind {

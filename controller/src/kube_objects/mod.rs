@@ -21,7 +21,7 @@ pub use backup::{BackupOutcome, BackupRequest, backup_objects};
 pub use discover::{Discovered, DiscoveryDeadlines, ResourceRecord, UnavailableGroup, discover};
 pub use error::ObjectsError;
 pub use filter::{NamespaceFilter, ObjectFilter, ResourceFilter};
-pub use restore::{RepositoryAdvice, RestoreOptions, RestoreOutcome, restore_objects};
+pub use restore::{RepositoryAdvice, RestoreOptions, RestoreOutcome, VolumeBinding, restore_objects};
 pub use select::{backup_snapshots, forget_backup, snapshot_to_restore};
 
 /// `Snapshot::kind` of object backups.

@@ -7,6 +7,9 @@ use crate::repository::AccessError;
 /// Item messages kept in a status (the rest are counted in a last entry), so one status
 /// stays far below the API server's object size limit.
 pub const MAX_ITEMS_IN_STATUS: usize = 200;
+/// Claims listed in a Backup's or Restore's `status.volumes` at most (a backup's catalog in
+/// its snapshot has them all; errors name every failed one).
+pub const MAX_VOLUMES_IN_STATUS: usize = 500;
 
 /// Why a run did not produce a result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +37,8 @@ impl From<ObjectsError> for Failure {
         match e {
             ObjectsError::Invalid(_)
             | ObjectsError::NothingToRestore
-            | ObjectsError::NoSnapshotOfBackup { .. } => Self::Invalid(e.to_string()),
+            | ObjectsError::NoSnapshotOfBackup { .. }
+            | ObjectsError::VolumeTargets(_) => Self::Invalid(e.to_string()),
             _ => Self::Failed(e.to_string()),
         }
     }

@@ -2,13 +2,18 @@
 //! stored as `lifeboat/volumes.json` in the tree of the Backup's objects snapshot (format:
 //! docs/FORMAT.md, "Volume catalog"), so the recovery point names its volume snapshots.
 
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use lifeboat_backup::blob::BlobId;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_backup::{Repository, Sink, SnapshotReader};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{ClaimPlan, Decision};
+use super::restore_plan::BackupVolumes;
 use crate::crd::ItemMessage;
-use crate::kube_objects::{ObjectsError, SNAPSHOT_KIND};
+use crate::kube_objects::{ObjectPath, ObjectsError, SNAPSHOT_KIND, resource_key};
 
 /// Where the catalog lives in the objects snapshot's tree.
 pub const CATALOG_PATH: &str = "lifeboat/volumes.json";
@@ -139,17 +144,38 @@ pub async fn read_catalog(
     repo: &Repository,
     snapshot: &Snapshot,
 ) -> Result<Option<VolumeCatalog>, ObjectsError> {
+    Ok(read_backup_volumes_with(repo, snapshot, false)
+        .await?
+        .map(|b| b.catalog))
+}
+
+/// Reads the catalog and the claim objects of its backed-up entries (what a restore of the
+/// volume data needs); `None` as for [`read_catalog`].
+pub async fn read_backup_volumes(
+    repo: &Repository,
+    snapshot: &Snapshot,
+) -> Result<Option<BackupVolumes>, ObjectsError> {
+    read_backup_volumes_with(repo, snapshot, true).await
+}
+
+async fn read_backup_volumes_with(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    claims: bool,
+) -> Result<Option<BackupVolumes>, ObjectsError> {
     if snapshot.kind() != SNAPSHOT_KIND {
         return Ok(None);
     }
-    repo.restore(snapshot, CatalogReader).await
+    repo.restore(snapshot, CatalogReader { claims }).await
 }
 
-/// A sink that reads only [`CATALOG_PATH`].
-struct CatalogReader;
+/// A sink that reads only [`CATALOG_PATH`] and, when asked, the claims it names.
+struct CatalogReader {
+    claims: bool,
+}
 
 impl Sink for CatalogReader {
-    type Output = Option<VolumeCatalog>;
+    type Output = Option<BackupVolumes>;
     type Error = ObjectsError;
 
     fn purpose(&self) -> &'static str {
@@ -161,11 +187,19 @@ impl Sink for CatalogReader {
     }
 
     async fn restore(self, reader: &SnapshotReader<'_>) -> Result<Self::Output, Self::Error> {
+        let claims_key = resource_key("persistentvolumeclaims", "");
         let mut chunks = None;
+        // Claims are few: their paths and first chunks, until the catalog says which matter.
+        let mut claim_blobs: HashMap<(String, String), Vec<BlobId>> = HashMap::new();
         reader
             .for_each_node(|node| {
                 if node.path == CATALOG_PATH {
                     chunks = Some(node.chunks);
+                } else if self.claims
+                    && let Some((key, Some(ns), name)) = ObjectPath::split(&node.path)
+                    && key == claims_key
+                {
+                    claim_blobs.insert((ns.to_string(), name.to_string()), node.chunks);
                 }
             })
             .await?;
@@ -173,8 +207,27 @@ impl Sink for CatalogReader {
             return Ok(None);
         };
         let bytes = reader.read_blobs(&chunks).await?;
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ObjectsError::Invalid(format!("{CATALOG_PATH} is unreadable: {e}")))
+        let catalog: VolumeCatalog = serde_json::from_slice(&bytes)
+            .map_err(|e| ObjectsError::Invalid(format!("{CATALOG_PATH} is unreadable: {e}")))?;
+        let mut claims = BTreeMap::new();
+        for entry in catalog
+            .volumes
+            .iter()
+            .filter(|e| e.outcome == VolumeOutcome::BackedUp)
+        {
+            let key = (entry.namespace.clone(), entry.claim.clone());
+            let Some(blobs) = claim_blobs.get(&key) else {
+                continue;
+            };
+            let claim: PersistentVolumeClaim = serde_json::from_slice(&reader.read_blobs(blobs).await?)
+                .map_err(|e| {
+                    ObjectsError::Invalid(format!(
+                        "the backup's claim {}/{} is unreadable: {e}",
+                        key.0, key.1
+                    ))
+                })?;
+            claims.insert(key, claim);
+        }
+        Ok(Some(BackupVolumes { catalog, claims }))
     }
 }

@@ -1,5 +1,6 @@
-//! Volume data in Kubernetes backups: which claims' data a Backup takes ([`plan`]), and the
-//! Kubernetes glue that reads their credentials and runs `lifeboat-volume` on each RBD image.
+//! Volume data in Kubernetes backups: which claims' data a Backup takes ([`plan`]), where a
+//! restore writes it ([`restore_plan`]), and the Kubernetes glue that reads their credentials
+//! and runs `lifeboat-volume` on each RBD image.
 //! The engine and the volume crate know nothing of Kubernetes; this module is where the two
 //! meet. Design: docs/volumes.md.
 
@@ -7,12 +8,18 @@ pub mod catalog;
 pub mod ceph;
 pub mod handle;
 pub mod plan;
+mod restore;
+pub mod restore_plan;
 mod selector;
 mod take;
 
-pub use catalog::{CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome, read_catalog};
+pub use catalog::{
+    CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome, read_backup_volumes, read_catalog,
+};
 pub use ceph::CephAccess;
 pub use handle::{CsiVolume, RbdImage, classify};
 pub use plan::{ClaimPlan, Decision, RbdTake, SecretRef, VolumeSelector, plan_volumes};
+pub use restore::{RestoredOutcome, RestoredVolume, VolumeRestoreRequest, restore_with_volumes};
+pub use restore_plan::{BackupVolumes, RestoreAction, TargetCluster, VolumeRestorePlan, plan_volume_restore};
 pub use selector::{LabelSelector, SelectorError};
 pub use take::{CLAIM_TAG, VolumeRequest, backup_with_volumes, read_plans, take_volumes};

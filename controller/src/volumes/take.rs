@@ -75,7 +75,7 @@ pub async fn read_plans(client: &Client, selector: &VolumeSelector) -> Result<Ve
     Ok(plan_volumes(selector, &claims, &pvs, &classes))
 }
 
-async fn list_all<K>(api: Api<K>, what: &str) -> Result<Vec<K>, ObjectsError>
+pub(super) async fn list_all<K>(api: Api<K>, what: &str) -> Result<Vec<K>, ObjectsError>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {

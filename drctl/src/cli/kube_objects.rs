@@ -97,6 +97,14 @@ pub struct VolumeArgs {
     /// Volumes backed up at once (--direct).
     #[arg(long, default_value_t = 4)]
     pub volume_parallelism: usize,
+    #[command(flatten)]
+    pub ceph: VolumeCephArgs,
+}
+
+/// How drctl itself reaches Ceph for volume data (--direct); by default through the CSI
+/// drivers' ConfigMaps and the StorageClasses' secrets, as the controller does.
+#[derive(Debug, Clone, Args)]
+pub struct VolumeCephArgs {
     /// ceph.conf (monitors and keyring) to reach every RBD image with, instead of the CSI
     /// drivers' ConfigMaps and the StorageClasses' secrets (--direct).
     #[arg(long)]
@@ -104,6 +112,20 @@ pub struct VolumeArgs {
     /// cephx user for --ceph-conf, without `client.`.
     #[arg(long, default_value = "admin", requires = "ceph_conf")]
     pub ceph_id: String,
+}
+
+/// Whether and how a restore writes volume data (`spec.restorePVs`).
+#[derive(Debug, Clone, Args)]
+pub struct RestoreVolumeArgs {
+    /// Restore no volume data: claims and volumes come back as objects only, bound as in the
+    /// backup (Velero's --restore-volumes=false).
+    #[arg(long)]
+    pub no_volumes: bool,
+    /// Volumes written at once (--direct).
+    #[arg(long, default_value_t = 4)]
+    pub volume_parallelism: usize,
+    #[command(flatten)]
+    pub ceph: VolumeCephArgs,
 }
 
 /// `--cluster-scoped`.
@@ -153,6 +175,12 @@ pub struct RestoreCreateArgs {
     /// Namespace mapping `old:new`, comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = parse_mapping)]
     pub namespace_mapping: Vec<(String, String)>,
+    /// StorageClass mapping `old:new`, comma-separated: the class claims and volumes get, and
+    /// whose parameters and provisioner Secret say where their data is written.
+    #[arg(long, value_delimiter = ',', value_parser = parse_mapping)]
+    pub storage_class_mapping: Vec<(String, String)>,
+    #[command(flatten)]
+    pub volumes: RestoreVolumeArgs,
     /// What to do with objects that already exist.
     #[arg(long, value_enum, default_value_t = ExistingPolicyArg::None)]
     pub existing_resource_policy: ExistingPolicyArg,

@@ -87,6 +87,7 @@ pub async fn run(cmd: VolumeCommand, g: &GlobalArgs) -> Result<u8> {
                 pool: pool.clone(),
                 image: image.clone(),
                 force,
+                options: Default::default(),
                 workers,
                 progress,
             };

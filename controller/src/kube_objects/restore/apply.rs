@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::compare::{changed_fields, is_subset};
 use super::objects_plan::{PlanItem, RestorePlan};
-use super::transform::{Rewrite, map_storage_class, prepare};
-use super::{RestoreOptions, RestoreOutcome};
+use super::transform::{Rewrite, bind_claim, map_storage_class, prepare};
+use super::{RestoreOptions, RestoreOutcome, VolumeBinding};
 use crate::crd::{ExistingResourcePolicy, ItemMessage};
 use crate::kube_objects::discover::ResourceRecord;
 
@@ -51,6 +51,7 @@ pub struct Applier {
     mapping: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
     storage_classes: BTreeMap<String, String>,
+    volume_bindings: BTreeMap<(String, String), VolumeBinding>,
     namespaces_done: Mutex<HashSet<String>>,
     /// Target namespaces found Terminating: nothing can be created in them.
     terminating: Mutex<HashSet<String>>,
@@ -67,6 +68,7 @@ impl Applier {
             mapping: options.namespace_mapping.clone(),
             labels: options.labels.clone(),
             storage_classes: options.storage_class_mapping.clone(),
+            volume_bindings: options.volume_bindings.clone(),
             namespaces_done: Mutex::new(HashSet::new()),
             terminating: Mutex::new(HashSet::new()),
         }
@@ -94,6 +96,15 @@ impl Applier {
         };
         let (mut desired, status) = prepare(value, record, &rewrite);
         map_storage_class(&mut desired, record, &self.storage_classes);
+        if record.group.is_empty()
+            && record.plural == "persistentvolumeclaims"
+            && let Some(ns) = item.source.namespace.as_deref()
+            && let Some(binding) = self
+                .volume_bindings
+                .get(&(ns.to_string(), item.name().to_string()))
+        {
+            bind_claim(&mut desired, &binding.volume);
+        }
         let want = Desired {
             body: &desired,
             status: status.as_ref(),

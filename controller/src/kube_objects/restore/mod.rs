@@ -50,6 +50,10 @@ pub struct RestoreOptions {
     /// StorageClass in the backup → StorageClass in the target cluster, for
     /// PersistentVolumeClaims and PersistentVolumes (Velero's change-storage-class).
     pub storage_class_mapping: BTreeMap<String, String>,
+    /// Claims whose volume data was restored into a new PersistentVolume: (namespace in the
+    /// backup, claim) → that volume's name. Each such claim is created bound to it
+    /// (`spec.volumeName`), and the volume it had in the backup is not restored.
+    pub volume_bindings: BTreeMap<(String, String), VolumeBinding>,
     /// Change nothing; report what would change.
     pub dry_run: bool,
     /// Creates in flight.
@@ -67,10 +71,20 @@ impl Default for RestoreOptions {
             restore_status: false,
             labels: BTreeMap::new(),
             storage_class_mapping: BTreeMap::new(),
+            volume_bindings: BTreeMap::new(),
             dry_run: false,
             parallelism: 32,
         }
     }
+}
+
+/// A claim's new volume, holding its restored data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeBinding {
+    /// The new PersistentVolume the claim is created bound to.
+    pub volume: String,
+    /// The PersistentVolume it was bound to in the backup, which is not restored.
+    pub replaces: Option<String>,
 }
 
 impl RestoreOptions {
@@ -84,6 +98,7 @@ impl RestoreOptions {
             existing: spec.existing_resource_policy,
             restore_status: spec.restore_status,
             labels: spec.labels.clone(),
+            storage_class_mapping: spec.storage_class_mapping.clone(),
             dry_run: spec.dry_run,
             ..Self::default()
         })
@@ -106,6 +121,9 @@ pub struct RestoreOutcome {
     /// The checks the repository needs because this restore met damage in it; empty when it
     /// met none. The caller words them (drctl names its commands).
     pub repository_advice: BTreeSet<RepositoryAdvice>,
+    /// What became of each claim's volume data (empty when the backup has none, or the
+    /// restore leaves it out).
+    pub volumes: Vec<crate::volumes::RestoredVolume>,
 }
 
 /// A check of the repository that a restore's damage calls for.

@@ -246,10 +246,23 @@ pub fn plan<'a>(
             _ => false,
         }
     };
+    // Volumes whose claims get their data back in new volumes are not restored themselves.
+    let replaced: BTreeSet<&str> = options
+        .volume_bindings
+        .values()
+        .filter_map(|b| b.replaces.as_deref())
+        .collect();
     let mut stages: BTreeMap<Stage, Vec<PlanItem<'a>>> = BTreeMap::new();
     let mut namespaces = BTreeSet::new();
     let mut filtered = 0;
     for (l, record) in known() {
+        if l.namespace.is_none()
+            && record.group.is_empty()
+            && record.plural == "persistentvolumes"
+            && replaced.contains(&*l.name)
+        {
+            continue;
+        }
         let is_namespace = record.group.is_empty() && record.plural == "namespaces";
         let named = options.resources.matches(&record.plural, &record.group);
         let dependency = dependency_order(&record.group, &record.plural).is_some();

@@ -139,6 +139,28 @@ pub fn map_storage_class(obj: &mut Value, record: &ResourceRecord, mapping: &BTr
     }
 }
 
+/// Binds a PersistentVolumeClaim to `volume`, the new PersistentVolume holding its restored
+/// data: `spec.volumeName` names it (the PersistentVolume's `claimRef` names the claim, so the
+/// PV controller binds the two and nothing is provisioned), and what tied the claim to its
+/// old volume goes: the bind annotations, the node a `WaitForFirstConsumer` class had chosen,
+/// and the data source it was first filled from (its data is already there).
+pub fn bind_claim(obj: &mut Value, volume: &str) {
+    if let Some(spec) = obj["spec"].as_object_mut() {
+        spec.insert("volumeName".to_string(), Value::String(volume.to_string()));
+        spec.remove("dataSource");
+        spec.remove("dataSourceRef");
+    }
+    if let Some(annotations) = obj["metadata"]["annotations"].as_object_mut() {
+        for a in [
+            "pv.kubernetes.io/bind-completed",
+            "pv.kubernetes.io/bound-by-controller",
+            "volume.kubernetes.io/selected-node",
+        ] {
+            annotations.remove(a);
+        }
+    }
+}
+
 /// Pods lose what tied them to their old cluster: the node they ran on (let the scheduler
 /// choose) and the projected service-account token volume, which the API server's admission
 /// adds afresh (a restored copy names a token that no longer exists).
@@ -298,6 +320,23 @@ mod tests {
         assert_eq!(status, Some(json!({"ready": true})));
         let (_, status) = prepare(obj, &sub, &with(false));
         assert_eq!(status, None);
+    }
+
+    #[test]
+    fn a_bound_claim_names_its_new_volume_and_forgets_the_old() {
+        let mut pvc = json!({
+            "metadata": {"name": "data", "annotations": {
+                "pv.kubernetes.io/bind-completed": "yes",
+                "volume.kubernetes.io/selected-node": "node-7",
+                "team": "db"}},
+            "spec": {"volumeName": "pvc-old", "storageClassName": "fast",
+                     "dataSource": {"kind": "VolumeSnapshot", "name": "s"}}
+        });
+        bind_claim(&mut pvc, "pvc-new");
+        assert_eq!(pvc["spec"]["volumeName"], "pvc-new");
+        assert_eq!(pvc["spec"]["storageClassName"], "fast");
+        assert!(pvc["spec"].get("dataSource").is_none());
+        assert_eq!(pvc["metadata"]["annotations"], json!({"team": "db"}));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::kube_objects::{BACKUP_TAG, BackupRequest};
 use crate::reconcile::context::Context;
 use crate::reconcile::finish::{Finished, Run, RunKind, Succeeded};
 use crate::reconcile::in_flight::run_reporting;
-use crate::reconcile::outcome::{Failure, capped};
+use crate::reconcile::outcome::{Failure, MAX_VOLUMES_IN_STATUS, capped};
 use crate::repository::{get_repository, open_repository};
 use crate::volumes::{CatalogEntry, CephAccess, VolumeOutcome, VolumeRequest, backup_with_volumes};
 
@@ -189,9 +189,6 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
     )
     .await;
 }
-
-/// Claims listed in `status.volumes` at most (the catalog in the snapshot has them all).
-const MAX_VOLUMES_IN_STATUS: usize = 500;
 
 /// Puts what a successful run stored into `done` (an etcd backup, `etcd`, has no objects to
 /// match).

@@ -7,12 +7,13 @@ use kube::{Api, Resource, ResourceExt};
 use lifeboat_backup::progress::Progress;
 
 use crate::crd::{Backup, Condition, Restore, RestorePhase, RestoreStatus};
-use crate::kube_objects::{RepositoryAdvice, RestoreOptions, RestoreOutcome, restore_objects};
+use crate::kube_objects::{RepositoryAdvice, RestoreOptions, RestoreOutcome};
 use crate::reconcile::context::Context;
 use crate::reconcile::finish::{Finished, Run, RunKind, Succeeded};
 use crate::reconcile::in_flight::run_reporting;
-use crate::reconcile::outcome::{Failure, MAX_ITEMS_IN_STATUS, capped};
+use crate::reconcile::outcome::{Failure, MAX_ITEMS_IN_STATUS, MAX_VOLUMES_IN_STATUS, capped};
 use crate::repository::{get_repository, open_repository};
+use crate::volumes::{CephAccess, VolumeRestoreRequest, restore_with_volumes};
 
 async fn execute(
     ctx: &Context,
@@ -70,7 +71,28 @@ async fn execute(
         ))
     })?;
     let id = snapshot.id.map(|i| i.to_hex()).unwrap_or(snapshot_id);
-    let outcome = restore_objects(&ctx.client, &repo, &snapshot, &options, progress).await?;
+    // Ceph keys from the target classes' Secrets go through a short-lived file under /tmp
+    // (the chart mounts a memory-backed emptyDir there), as for backups.
+    let volumes = VolumeRestoreRequest {
+        enabled: spec.restore_pvs.unwrap_or(true),
+        access: CephAccess::FromCluster {
+            dir: std::env::temp_dir(),
+        },
+        parallelism: 4,
+        workers: 0,
+    };
+    // Every volume's bytes add up in the one status.progress.
+    let volume_progress = progress.clone();
+    let outcome = restore_with_volumes(
+        &ctx.client,
+        &repo,
+        &snapshot,
+        &options,
+        &volumes,
+        progress,
+        &|_| volume_progress.clone(),
+    )
+    .await?;
     Ok((id, outcome))
 }
 
@@ -150,6 +172,7 @@ fn restored_status(done: &mut RestoreStatus, id: String, out: RestoreOutcome) ->
     }
     done.changes = changes;
     done.summary = Some(out.summary);
+    done.volumes = out.volumes.into_iter().take(MAX_VOLUMES_IN_STATUS).collect();
     Condition::set(&mut done.conditions, Condition::new("Valid", true, "Valid", ""));
     let finished = if done.phase == RestorePhase::Completed {
         Finished::Completed

@@ -14,7 +14,7 @@ use lifeboat_controller::kube_objects::{
     BACKUP_TAG, BackupRequest, backup_snapshots, forget_backup, object_snapshots,
 };
 use lifeboat_controller::volumes::{
-    CatalogEntry, CephAccess, VolumeOutcome, VolumeRequest, backup_with_volumes, read_catalog,
+    CatalogEntry, VolumeOutcome, VolumeRequest, backup_with_volumes, read_catalog,
 };
 use lifeboat_controller::wait::backup_finished;
 use serde::Serialize;
@@ -122,15 +122,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             }
             let volumes = VolumeRequest {
                 selection: spec.volumes.clone(),
-                access: match &args.volumes.ceph_conf {
-                    Some(path) => CephAccess::Conf {
-                        path: path.clone(),
-                        user: args.volumes.ceph_id.clone(),
-                    },
-                    None => CephAccess::FromCluster {
-                        dir: std::env::temp_dir(),
-                    },
-                },
+                access: super::ceph_access(&args.volumes.ceph),
                 parallelism: args.volumes.volume_parallelism,
                 workers: 0,
             };
@@ -181,7 +173,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             })
         }
         Mode::Controller => {
-            if args.volumes.ceph_conf.is_some() {
+            if args.volumes.ceph.ceph_conf.is_some() {
                 bail!(
                     "--ceph-conf is read by drctl itself: use it with --direct (the controller \
                      reads the StorageClasses' secrets)"

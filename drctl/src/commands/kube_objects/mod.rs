@@ -9,10 +9,25 @@ pub mod schedule;
 use anyhow::{Result, bail};
 use lifeboat_backup::Repository;
 use lifeboat_controller::crd::ItemMessage;
+use lifeboat_controller::volumes::CephAccess;
 
-use crate::cli::{ModeArgs, RepoArgs};
+use crate::cli::{ModeArgs, RepoArgs, VolumeCephArgs};
 use crate::kube::{Target, controller_running};
 use crate::open;
+
+/// How drctl reaches Ceph for volume data: the operator's ceph.conf, else the cluster's CSI
+/// ConfigMaps and Secrets (keys through a short-lived file in `$TMPDIR`).
+pub fn ceph_access(args: &VolumeCephArgs) -> CephAccess {
+    match &args.ceph_conf {
+        Some(path) => CephAccess::Conf {
+            path: path.clone(),
+            user: args.ceph_id.clone(),
+        },
+        None => CephAccess::FromCluster {
+            dir: std::env::temp_dir(),
+        },
+    }
+}
 
 /// Who does the work.
 pub enum Mode {

@@ -8,7 +8,10 @@ use kube::Api;
 use kube::api::PostParams;
 use lifeboat_backup::progress::Progress;
 use lifeboat_controller::crd::{ExistingResourcePolicy, Restore, RestorePhase, RestoreSpec, RestoreSummary};
-use lifeboat_controller::kube_objects::{RestoreOptions, restore_objects, snapshot_to_restore};
+use lifeboat_controller::kube_objects::{RestoreOptions, snapshot_to_restore};
+use lifeboat_controller::volumes::{
+    RestoredOutcome, RestoredVolume, VolumeRestoreRequest, restore_with_volumes,
+};
 use lifeboat_controller::wait::restore_finished;
 use serde::Serialize;
 
@@ -17,7 +20,8 @@ use crate::cli::{ExistingPolicyArg, GlobalArgs, RestoreCreateArgs, RestoreRefArg
 use crate::exit;
 use crate::kube::connect;
 use crate::output;
-use crate::progress::Bar;
+use crate::output::bytes;
+use crate::progress::{Bar, Lines};
 
 /// What a direct restore did, for `-o json|yaml`.
 #[derive(Debug, Serialize)]
@@ -30,6 +34,7 @@ struct DirectRestore {
     changes: Vec<String>,
     errors: Vec<lifeboat_controller::crd::ItemMessage>,
     warnings: Vec<lifeboat_controller::crd::ItemMessage>,
+    volumes: Vec<RestoredVolume>,
 }
 
 fn spec(args: &RestoreCreateArgs) -> RestoreSpec {
@@ -47,8 +52,37 @@ fn spec(args: &RestoreCreateArgs) -> RestoreSpec {
         },
         restore_status: args.restore_status,
         labels: args.labels.iter().cloned().collect(),
+        storage_class_mapping: args.storage_class_mapping.iter().cloned().collect(),
+        restore_pvs: args.volumes.no_volumes.then_some(false),
         dry_run: args.dry_run,
         ..RestoreSpec::default()
+    }
+}
+
+/// One line per claim whose data was written (failures and skips are among the errors and
+/// warnings).
+fn print_volumes(volumes: &[RestoredVolume]) {
+    for v in volumes {
+        let claim = format!("{}/{}", v.namespace, v.claim);
+        let into = format!(
+            "{}/{} as PersistentVolume {} (StorageClass {})",
+            v.pool.as_deref().unwrap_or("?"),
+            v.image.as_deref().unwrap_or("?"),
+            v.persistent_volume.as_deref().unwrap_or("?"),
+            v.storage_class.as_deref().unwrap_or("?"),
+        );
+        match v.outcome {
+            RestoredOutcome::Restored => note!(
+                "volume {claim}: {} written into {into}",
+                bytes(v.written.unwrap_or(0))
+            ),
+            RestoredOutcome::Planned => note!("volume {claim}: would be written into {into}"),
+            RestoredOutcome::Reused => note!(
+                "volume {claim}: bound to PersistentVolume {}, written by an earlier run",
+                v.persistent_volume.as_deref().unwrap_or("?")
+            ),
+            RestoredOutcome::Skipped | RestoredOutcome::Failed => {}
+        }
     }
 }
 
@@ -63,11 +97,28 @@ pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
                     .await?;
             let mut options = RestoreOptions::from_spec(&spec)?;
             options.parallelism = args.parallelism.max(1);
-            let progress = Arc::new(Progress::default());
-            let bar = Bar::start_items(&progress, "restore", g.quiet);
-            let outcome = restore_objects(&target.client, &repo, &snapshot, &options, progress).await?;
-            drop(bar);
+            let volumes = VolumeRestoreRequest {
+                enabled: !args.volumes.no_volumes,
+                access: super::ceph_access(&args.volumes.ceph),
+                parallelism: args.volumes.volume_parallelism,
+                workers: 0,
+            };
+            // One line per volume written, then one for the objects, drawn together.
+            let lines = Lines::new(g.quiet);
+            let progress: Arc<Progress> = lines.add_items("objects");
+            let outcome = restore_with_volumes(
+                &target.client,
+                &repo,
+                &snapshot,
+                &options,
+                &volumes,
+                progress,
+                &|claim| lines.add(&format!("volume {claim}")),
+            )
+            .await?;
+            drop(lines);
             let phase = outcome.phase();
+            print_volumes(&outcome.volumes);
             print_items("warning", &outcome.warnings);
             print_items("error", &outcome.errors);
             for advice in &outcome.repository_advice {
@@ -92,6 +143,7 @@ pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
                 changes: outcome.changes,
                 errors: outcome.errors,
                 warnings: outcome.warnings,
+                volumes: outcome.volumes,
             };
             output::print(g.format, &report, |r| {
                 if r.dry_run {
@@ -107,6 +159,12 @@ pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
             })
         }
         Mode::Controller => {
+            if args.volumes.ceph.ceph_conf.is_some() {
+                anyhow::bail!(
+                    "--ceph-conf is read by drctl itself: use it with --direct (the controller \
+                     reads the StorageClasses' secrets)"
+                );
+            }
             let name = args.name.clone().unwrap_or_else(|| {
                 format!(
                     "{}-{}",

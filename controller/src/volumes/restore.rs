@@ -1,0 +1,359 @@
+//! A restore with its volume data: read the backup's volume catalog and claims, plan where
+//! each claim's data goes ([`plan_volume_restore`], which refuses before anything is written
+//! when a target StorageClass is missing), write each RBD image with `lifeboat-volume` (a
+//! bounded number at once) and create its PersistentVolume, then restore the objects with each
+//! claim bound to its new volume. Volumes go first, so a workload restored with its claim
+//! starts on its data.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use lifeboat_backup::Repository;
+use lifeboat_backup::progress::Progress;
+use lifeboat_backup::snapshot::Snapshot;
+use lifeboat_volume::{RbdImageSink, restore_volume};
+use serde::{Deserialize, Serialize};
+
+use super::catalog::read_backup_volumes;
+use super::ceph::{CephAccess, Connections};
+use super::restore_plan::{
+    RESTORED_FROM, RestoreAction, TargetCluster, VolumeRestorePlan, VolumeWrite, plan_volume_restore,
+};
+use super::take::list_all;
+use crate::crd::ItemMessage;
+use crate::kube_objects::{ObjectsError, RestoreOptions, RestoreOutcome, VolumeBinding, restore_objects};
+
+/// How a restore's volume data is written.
+#[derive(Debug, Clone)]
+pub struct VolumeRestoreRequest {
+    /// Restore volume data at all (`spec.restorePVs`); off, claims come back as objects only.
+    pub enabled: bool,
+    /// How Ceph is reached.
+    pub access: CephAccess,
+    /// Volumes written at once (0: 4).
+    pub parallelism: usize,
+    /// Writer threads per volume (0: the volume crate's default).
+    pub workers: usize,
+}
+
+/// What became of one claim's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum RestoredOutcome {
+    /// Written into a new image, with a PersistentVolume bound to the claim.
+    Restored,
+    /// An earlier run of this restore had written it; the claim is bound to that volume.
+    Reused,
+    /// A dry run: it would be written.
+    Planned,
+    /// Left alone (`reason`), e.g. the claim exists.
+    Skipped,
+    /// Not restored (`reason`); the claim is restored as an object, bound as in the backup.
+    Failed,
+}
+
+/// One claim's data in a restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoredVolume {
+    /// The claim's namespace in this cluster.
+    pub namespace: String,
+    /// The claim.
+    pub claim: String,
+    /// What became of its data.
+    pub outcome: RestoredOutcome,
+    /// The volume snapshot it comes from.
+    pub snapshot_id: String,
+    /// The StorageClass it went into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Its new PersistentVolume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume: Option<String>,
+    /// The pool of its new image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Its new image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Bytes written (holes are not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<u64>,
+    /// Why it was skipped or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl RestoredVolume {
+    fn of(plan: &VolumeRestorePlan, outcome: RestoredOutcome) -> Self {
+        let write = match &plan.action {
+            RestoreAction::Write(w) => Some(w),
+            _ => None,
+        };
+        let reason = match &plan.action {
+            RestoreAction::Skip(why) | RestoreAction::Fail(why) => Some(why.clone()),
+            _ => None,
+        };
+        Self {
+            namespace: plan.target_namespace.clone(),
+            claim: plan.claim.clone(),
+            outcome,
+            snapshot_id: plan.snapshot_id.clone(),
+            storage_class: plan.storage_class.clone(),
+            persistent_volume: match &plan.action {
+                RestoreAction::Write(w) => w.volume.metadata.name.clone(),
+                RestoreAction::Reuse(v) => Some(v.clone()),
+                _ => None,
+            },
+            pool: write.map(|w| w.pool.clone()),
+            image: write.map(|w| w.image.clone()),
+            written: None,
+            reason,
+        }
+    }
+}
+
+/// Restores `snapshot`'s objects and, unless `volumes.enabled` is off, its claims' volume
+/// data first. `volume_progress` gives the counters of one claim (`namespace/name` in this
+/// cluster), for a progress line per volume. Claims whose data could not be written are in
+/// the outcome's errors and come back bound as in the backup.
+pub async fn restore_with_volumes(
+    client: &Client,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    options: &RestoreOptions,
+    volumes: &VolumeRestoreRequest,
+    progress: Arc<Progress>,
+    volume_progress: &(dyn Fn(&str) -> Arc<Progress> + Sync),
+) -> Result<RestoreOutcome, ObjectsError> {
+    let backup = match volumes.enabled {
+        true => read_backup_volumes(repo, snapshot).await?,
+        false => None,
+    };
+    let Some(backup) = backup else {
+        return restore_objects(client, repo, snapshot, options, progress).await;
+    };
+    let target = read_target(client).await?;
+    let plans = plan_volume_restore(&backup, options, &target)?;
+    let entries = if options.dry_run {
+        plans
+            .iter()
+            .map(|p| match &p.action {
+                RestoreAction::Write(_) => RestoredVolume::of(p, RestoredOutcome::Planned),
+                _ => RestoredVolume::of(p, outcome_of(&p.action)),
+            })
+            .collect()
+    } else {
+        write_volumes(client, repo, &plans, volumes, volume_progress).await
+    };
+    let mut with_bindings = options.clone();
+    for (plan, entry) in plans.iter().zip(&entries) {
+        if let (Some(volume), true) = (
+            &entry.persistent_volume,
+            matches!(
+                entry.outcome,
+                RestoredOutcome::Restored | RestoredOutcome::Reused | RestoredOutcome::Planned
+            ),
+        ) {
+            with_bindings.volume_bindings.insert(
+                (plan.namespace.clone(), plan.claim.clone()),
+                VolumeBinding {
+                    volume: volume.clone(),
+                    replaces: plan.original_volume.clone(),
+                },
+            );
+        }
+    }
+    let mut outcome = restore_objects(client, repo, snapshot, &with_bindings, progress).await?;
+    for (plan, entry) in plans.iter().zip(&entries) {
+        let message = |why: &Option<String>| ItemMessage {
+            item: plan.item(),
+            message: format!(
+                "volume data not restored: {}",
+                why.as_deref().unwrap_or("unknown reason")
+            ),
+        };
+        match entry.outcome {
+            RestoredOutcome::Failed => outcome.errors.push(message(&entry.reason)),
+            RestoredOutcome::Skipped => outcome.warnings.push(message(&entry.reason)),
+            RestoredOutcome::Planned => outcome.changes.push(format!(
+                "write volume data of {} from volume snapshot {} into {}/{} (StorageClass {}), \
+                 create persistentvolumes/{}",
+                plan.key(),
+                plan.snapshot_id,
+                entry.pool.as_deref().unwrap_or("?"),
+                entry.image.as_deref().unwrap_or("?"),
+                entry.storage_class.as_deref().unwrap_or("?"),
+                entry.persistent_volume.as_deref().unwrap_or("?"),
+            )),
+            RestoredOutcome::Restored | RestoredOutcome::Reused => {}
+        }
+    }
+    outcome.changes.sort();
+    outcome.volumes = entries;
+    Ok(outcome)
+}
+
+fn outcome_of(action: &RestoreAction) -> RestoredOutcome {
+    match action {
+        RestoreAction::Write(_) => RestoredOutcome::Restored,
+        RestoreAction::Reuse(_) => RestoredOutcome::Reused,
+        RestoreAction::Skip(_) => RestoredOutcome::Skipped,
+        RestoreAction::Fail(_) => RestoredOutcome::Failed,
+    }
+}
+
+/// The target cluster's StorageClasses, claims and volumes.
+async fn read_target(client: &Client) -> Result<TargetCluster, ObjectsError> {
+    let classes: Vec<StorageClass> =
+        list_all(Api::all(client.clone()), "storageclasses.storage.k8s.io").await?;
+    let claims: Vec<PersistentVolumeClaim> =
+        list_all(Api::all(client.clone()), "persistentvolumeclaims").await?;
+    let volumes: Vec<PersistentVolume> = list_all(Api::all(client.clone()), "persistentvolumes").await?;
+    Ok(TargetCluster {
+        classes: classes
+            .into_iter()
+            .filter_map(|c| Some((c.metadata.name.clone()?, c)))
+            .collect(),
+        claims: claims
+            .into_iter()
+            .filter_map(|c| Some((c.metadata.namespace?, c.metadata.name?)))
+            .collect(),
+        volumes: volumes
+            .into_iter()
+            .filter_map(|v| Some((v.metadata.name.clone()?, v)))
+            .collect(),
+    })
+}
+
+/// Writes every planned image, `volumes.parallelism` at once, and creates its volume; the
+/// entries say what became of each plan (same order).
+async fn write_volumes(
+    client: &Client,
+    repo: &Repository,
+    plans: &[VolumeRestorePlan],
+    volumes: &VolumeRestoreRequest,
+    volume_progress: &(dyn Fn(&str) -> Arc<Progress> + Sync),
+) -> Vec<RestoredVolume> {
+    let mut entries: Vec<RestoredVolume> = plans
+        .iter()
+        .map(|p| RestoredVolume::of(p, outcome_of(&p.action)))
+        .collect();
+    let fail = |entry: &mut RestoredVolume, why: String| {
+        entry.outcome = RestoredOutcome::Failed;
+        entry.reason = Some(why);
+    };
+    let mut jobs = Vec::new();
+    if plans.iter().any(|p| matches!(p.action, RestoreAction::Write(_))) {
+        match Connections::new(client, volumes.access.clone()).await {
+            Ok(mut conns) => {
+                for (i, plan) in plans.iter().enumerate() {
+                    let RestoreAction::Write(write) = &plan.action else {
+                        continue;
+                    };
+                    match conns.get(client, &write.cluster_id, write.secret.as_ref()).await {
+                        Ok(cluster) => jobs.push((i, cluster, write)),
+                        Err(e) => fail(&mut entries[i], e.0),
+                    }
+                }
+            }
+            Err(e) => {
+                for (i, plan) in plans.iter().enumerate() {
+                    if matches!(plan.action, RestoreAction::Write(_)) {
+                        fail(&mut entries[i], e.0.clone());
+                    }
+                }
+            }
+        }
+    }
+    let parallelism = if volumes.parallelism == 0 {
+        4
+    } else {
+        volumes.parallelism
+    };
+    let done: Vec<_> = futures::stream::iter(jobs)
+        .map(|(i, cluster, write)| async move {
+            let plan = &plans[i];
+            let result = write_one(
+                client,
+                repo,
+                plan,
+                cluster,
+                write,
+                volumes,
+                volume_progress(&plan.key()),
+            )
+            .await;
+            (i, result)
+        })
+        .buffer_unordered(parallelism)
+        .collect()
+        .await;
+    for (i, result) in done {
+        match result {
+            Ok(written) => entries[i].written = Some(written),
+            Err(why) => fail(&mut entries[i], why),
+        }
+    }
+    entries
+}
+
+/// Writes one image and creates its volume; the image is removed again when the volume
+/// cannot be made. Returns the bytes written.
+async fn write_one(
+    client: &Client,
+    repo: &Repository,
+    plan: &VolumeRestorePlan,
+    cluster: lifeboat_rbd::Cluster,
+    write: &VolumeWrite,
+    volumes: &VolumeRestoreRequest,
+    progress: Arc<Progress>,
+) -> Result<u64, String> {
+    let snapshot = repo
+        .find_snapshot(&plan.snapshot_id)
+        .await
+        .map_err(|e| format!("volume snapshot {}: {e}", plan.snapshot_id))?;
+    let sink = RbdImageSink {
+        cluster: cluster.clone(),
+        pool: write.pool.clone(),
+        image: write.image.clone(),
+        // The name is this restore's own (a hash of the snapshot, namespace and claim), and no
+        // volume names it yet (the plan checked): an image there is an earlier run's, cut short.
+        force: true,
+        options: write.image_options.clone(),
+        workers: volumes.workers,
+        progress,
+    };
+    let done = restore_volume(repo, &snapshot, sink)
+        .await
+        .map_err(|e| format!("writing {}/{}: {e}", write.pool, write.image))?;
+    let api: Api<PersistentVolume> = Api::all(client.clone());
+    let name = write.volume.metadata.name.clone().unwrap_or_default();
+    let created = match api.create(&PostParams::default(), &write.volume).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => match api.get_opt(&name).await {
+            Ok(Some(v))
+                if v.metadata.annotations.as_ref().and_then(|a| a.get(RESTORED_FROM))
+                    == Some(&plan.snapshot_id) =>
+            {
+                Ok(())
+            }
+            _ => Err(format!(
+                "PersistentVolume {name} exists and is not this restore's"
+            )),
+        },
+        Err(e) => Err(format!("create PersistentVolume {name}: {e}")),
+    };
+    if let Err(why) = created {
+        let (pool, image) = (write.pool.clone(), write.image.clone());
+        let removed = tokio::task::spawn_blocking(move || cluster.pool(&pool)?.remove_image(&image)).await;
+        if !matches!(removed, Ok(Ok(_))) {
+            tracing::warn!(pool = %write.pool, image = %write.image, "could not remove the restored image after its volume failed");
+        }
+        return Err(why);
+    }
+    Ok(done.written)
+}

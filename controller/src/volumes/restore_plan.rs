@@ -1,0 +1,534 @@
+//! Where a restore puts each claim's volume data: a pure function of the backup's volume
+//! catalog and claims, the restore's options, and the target cluster's StorageClasses, claims
+//! and volumes (the executor in [`super::restore`] acts on it).
+//!
+//! Each claim the backup holds the data of gets a new RBD image, written from its volume
+//! snapshot, and a PersistentVolume for that image, pre-bound to the claim (`claimRef`); the
+//! claim is then restored with `spec.volumeName` naming it. Where to write comes from the
+//! target StorageClass (the backup's, or its mapping) as the CSI driver would read it:
+//! `clusterID`, `pool`, `dataPool`, `imageFeatures` and the provisioner Secret. Names are
+//! derived from the volume snapshot, target namespace and claim, so a restore run again after
+//! a crash writes the same image and finds the volume it made.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{
+    CSIPersistentVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim,
+    PersistentVolumeSpec, SecretReference,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use lifeboat_rbd::{ImageOptions, features};
+
+use super::catalog::{VolumeCatalog, VolumeOutcome};
+use super::handle::{CEPH_CSI_RBD_DRIVER, LIFEBOAT_DRIVER};
+use super::plan::{PROVISIONER_SECRET_NAME, PROVISIONER_SECRET_NAMESPACE, SecretRef};
+use crate::kube_objects::{ObjectsError, RestoreOptions};
+
+/// The annotation on a restored PersistentVolume naming the volume snapshot it holds.
+pub const RESTORED_FROM: &str = "lifeboat.dev/restored-from";
+/// lifeboat-csi's image features when a StorageClass names none (as csi/src/rbd/params.rs).
+const LIFEBOAT_FEATURES: &str = "layering,exclusive-lock,object-map,fast-diff,deep-flatten";
+/// ceph-csi's: it asks StorageClasses for `imageFeatures`, and `layering` maps on every kernel.
+const CEPH_CSI_FEATURES: &str = "layering";
+
+/// The backup's side: its volume catalog and the claims it names, by (namespace, name).
+#[derive(Debug, Clone, Default)]
+pub struct BackupVolumes {
+    /// The catalog.
+    pub catalog: VolumeCatalog,
+    /// The claim objects of the catalog's backed-up entries.
+    pub claims: BTreeMap<(String, String), PersistentVolumeClaim>,
+}
+
+/// The target cluster's side.
+#[derive(Debug, Clone, Default)]
+pub struct TargetCluster {
+    /// StorageClasses by name.
+    pub classes: BTreeMap<String, StorageClass>,
+    /// Existing claims, (namespace, name).
+    pub claims: BTreeSet<(String, String)>,
+    /// Existing PersistentVolumes by name.
+    pub volumes: BTreeMap<String, PersistentVolume>,
+}
+
+/// An RBD image to create and fill from a volume snapshot, and the volume to create for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeWrite {
+    /// The CSI `clusterID` whose monitors the image goes to.
+    pub cluster_id: String,
+    /// The pool.
+    pub pool: String,
+    /// The new image.
+    pub image: String,
+    /// Its features and data pool.
+    pub image_options: ImageOptions,
+    /// The Secret with the cephx user and key (the class's provisioner secret).
+    pub secret: Option<SecretRef>,
+    /// The PersistentVolume to create once the data is written.
+    pub volume: PersistentVolume,
+}
+
+/// What happens to one claim's data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RestoreAction {
+    /// Write it into a new image, then create the volume.
+    Write(Box<VolumeWrite>),
+    /// An earlier run of this restore wrote it and made this volume, which no claim has bound
+    /// yet: bind the claim to it.
+    Reuse(String),
+    /// Leave it alone (a warning); why.
+    Skip(String),
+    /// It cannot be restored (an error); why.
+    Fail(String),
+}
+
+/// One claim whose data the backup holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeRestorePlan {
+    /// The claim's namespace in the backup.
+    pub namespace: String,
+    /// Its namespace in the target cluster.
+    pub target_namespace: String,
+    /// The claim.
+    pub claim: String,
+    /// The volume snapshot holding its data.
+    pub snapshot_id: String,
+    /// The StorageClass it is restored into.
+    pub storage_class: Option<String>,
+    /// The PersistentVolume it was bound to in the backup.
+    pub original_volume: Option<String>,
+    /// What happens.
+    pub action: RestoreAction,
+}
+
+impl VolumeRestorePlan {
+    /// `namespace/claim` in the target cluster.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.target_namespace, self.claim)
+    }
+
+    /// `persistentvolumeclaims/<namespace>/<claim>` (target namespace), as restore items are named.
+    pub fn item(&self) -> String {
+        format!("persistentvolumeclaims/{}", self.key())
+    }
+}
+
+/// Plans every claim of `backup` the restore selects. Errors, before anything is written,
+/// when a target StorageClass is missing or is not one Lifeboat can write RBD images for
+/// (each such class named, with the claims needing it).
+pub fn plan_volume_restore(
+    backup: &BackupVolumes,
+    options: &RestoreOptions,
+    target: &TargetCluster,
+) -> Result<Vec<VolumeRestorePlan>, ObjectsError> {
+    if !options.resources.matches("persistentvolumeclaims", "") {
+        return Ok(Vec::new());
+    }
+    let mut plans = Vec::new();
+    let mut refused: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for entry in &backup.catalog.volumes {
+        let Some(snapshot_id) = entry.snapshot_id.clone() else {
+            continue;
+        };
+        if entry.outcome != VolumeOutcome::BackedUp || !options.namespaces.matches(&entry.namespace) {
+            continue;
+        }
+        let target_namespace = options
+            .namespace_mapping
+            .get(&entry.namespace)
+            .cloned()
+            .unwrap_or_else(|| entry.namespace.clone());
+        let class = entry
+            .storage_class
+            .as_ref()
+            .map(|c| options.storage_class_mapping.get(c).unwrap_or(c).clone());
+        let mut plan = VolumeRestorePlan {
+            namespace: entry.namespace.clone(),
+            target_namespace,
+            claim: entry.claim.clone(),
+            snapshot_id,
+            storage_class: class.clone(),
+            original_volume: entry.persistent_volume.clone(),
+            action: RestoreAction::Skip(String::new()),
+        };
+        let claim = backup.claims.get(&(entry.namespace.clone(), entry.claim.clone()));
+        plan.action = match (claim, &class) {
+            (None, _) => {
+                RestoreAction::Fail("the backup holds its volume data but not the claim itself".to_string())
+            }
+            (Some(_), None) => RestoreAction::Fail(
+                "it has no StorageClass to say where its data goes: map none here, so restore its \
+                 volume snapshot into an image by hand and bind a PersistentVolume to it"
+                    .to_string(),
+            ),
+            (Some(claim), Some(class_name)) => match writer_for(target.classes.get(class_name)) {
+                Err(why) => {
+                    let from = entry.storage_class.as_deref().filter(|c| *c != class_name);
+                    refused
+                        .entry(class_name.clone())
+                        .or_insert_with(|| (why.clone(), Vec::new()))
+                        .1
+                        .push(plan.key());
+                    if let Some(from) = from {
+                        let reason = &mut refused.get_mut(class_name).expect("just inserted").0;
+                        if !reason.contains("mapped from") {
+                            reason.push_str(&format!(" (mapped from {from})"));
+                        }
+                    }
+                    RestoreAction::Fail(why)
+                }
+                Ok(writer) => decide(&plan, claim, class_name, &writer, target),
+            },
+        };
+        plans.push(plan);
+    }
+    if !refused.is_empty() {
+        let each: Vec<String> = refused
+            .iter()
+            .map(|(class, (why, claims))| {
+                format!("StorageClass {class} {why}, needed by {}", claims.join(", "))
+            })
+            .collect();
+        return Err(ObjectsError::VolumeTargets(each));
+    }
+    Ok(plans)
+}
+
+/// How a StorageClass's volumes are made.
+#[derive(Debug, Clone)]
+struct Writer<'a> {
+    class: &'a StorageClass,
+    kind: DriverKind,
+    cluster_id: String,
+    pool: String,
+    image_options: ImageOptions,
+    features: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DriverKind {
+    Lifeboat,
+    CephCsi,
+}
+
+/// Reads where a class writes RBD images; `Err` says why it cannot (words after the class's name).
+fn writer_for(class: Option<&StorageClass>) -> Result<Writer<'_>, String> {
+    let class = class.ok_or_else(|| {
+        "does not exist in this cluster: create it, or map the backup's class to one that exists".to_string()
+    })?;
+    let provisioner = class.provisioner.as_str();
+    let params = class.parameters.clone().unwrap_or_default();
+    let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let kind = if provisioner == LIFEBOAT_DRIVER || provisioner.ends_with(".lifeboat.dev") {
+        if get("backend") == Some("nfs") || get("pool").is_none() && get("server").is_some() {
+            return Err(format!(
+                "(provisioner {provisioner}) makes NFS volumes, which volume data is not restored into yet"
+            ));
+        }
+        DriverKind::Lifeboat
+    } else if provisioner == CEPH_CSI_RBD_DRIVER || provisioner.ends_with(".rbd.csi.ceph.com") {
+        if let Some(ns) = get("radosNamespace") {
+            return Err(format!(
+                "(provisioner {provisioner}) writes into RADOS namespace {ns}, which is not supported yet"
+            ));
+        }
+        DriverKind::CephCsi
+    } else {
+        return Err(format!(
+            "has provisioner {provisioner}, not an RBD driver Lifeboat writes volumes for \
+             (csi.lifeboat.dev or ceph-csi's rbd.csi.ceph.com)"
+        ));
+    };
+    let (Some(cluster_id), Some(pool)) = (get("clusterID"), get("pool")) else {
+        return Err(format!(
+            "(provisioner {provisioner}) has no clusterID and pool parameters"
+        ));
+    };
+    let default = match kind {
+        DriverKind::Lifeboat => LIFEBOAT_FEATURES,
+        DriverKind::CephCsi => CEPH_CSI_FEATURES,
+    };
+    let features = get("imageFeatures").unwrap_or(default).to_string();
+    let bits = features::parse(&features)
+        .map_err(|e| format!("has imageFeatures that librbd does not know: {e}"))?;
+    Ok(Writer {
+        class,
+        kind,
+        cluster_id: cluster_id.to_string(),
+        pool: pool.to_string(),
+        image_options: ImageOptions {
+            features: Some(bits),
+            order: None,
+            data_pool: get("dataPool").map(str::to_string),
+        },
+        features,
+    })
+}
+
+/// The action for a claim whose class can take it, given what the target cluster holds.
+fn decide(
+    plan: &VolumeRestorePlan,
+    claim: &PersistentVolumeClaim,
+    class_name: &str,
+    writer: &Writer<'_>,
+    target: &TargetCluster,
+) -> RestoreAction {
+    if target
+        .claims
+        .contains(&(plan.target_namespace.clone(), plan.claim.clone()))
+    {
+        return RestoreAction::Skip(
+            "the claim exists in this cluster; its volume and data are left as they are".to_string(),
+        );
+    }
+    let names = Names::of(&plan.snapshot_id, &plan.target_namespace, &plan.claim);
+    if let Some(existing) = target.volumes.get(&names.volume) {
+        let ours = existing
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RESTORED_FROM))
+            .is_some_and(|s| *s == plan.snapshot_id);
+        let bound = existing
+            .spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .is_some_and(|r| r.uid.is_some());
+        return if ours && !bound {
+            RestoreAction::Reuse(names.volume)
+        } else {
+            RestoreAction::Fail(format!(
+                "PersistentVolume {} from an earlier restore of this data exists and was bound to \
+                 a claim since deleted: delete it (and, if its reclaim policy is Retain, its image) \
+                 to restore the data again",
+                names.volume
+            ))
+        };
+    }
+    let image = match writer.kind {
+        DriverKind::Lifeboat => format!("csi-vol-{}", names.hash),
+        DriverKind::CephCsi => format!("csi-vol-{}", names.uuid),
+    };
+    let volume = persistent_volume(plan, claim, class_name, writer, &names.volume, &image);
+    let secret = writer
+        .class
+        .parameters
+        .as_ref()
+        .and_then(|p| secret_param(p, "provisioner", plan, &names.volume));
+    RestoreAction::Write(Box::new(VolumeWrite {
+        cluster_id: writer.cluster_id.clone(),
+        pool: writer.pool.clone(),
+        image,
+        image_options: writer.image_options.clone(),
+        secret,
+        volume,
+    }))
+}
+
+/// The names a claim's restored data gets.
+struct Names {
+    /// 32 hex digits.
+    hash: String,
+    /// The same as a UUID.
+    uuid: String,
+    /// `pvc-<uuid>`, as external-provisioner names volumes.
+    volume: String,
+}
+
+impl Names {
+    fn of(snapshot_id: &str, namespace: &str, claim: &str) -> Self {
+        let digest =
+            blake3::hash(format!("lifeboat restore\0{snapshot_id}\0{namespace}\0{claim}").as_bytes());
+        let hash = digest.to_hex()[..32].to_string();
+        let uuid = format!(
+            "{}-{}-{}-{}-{}",
+            &hash[..8],
+            &hash[8..12],
+            &hash[12..16],
+            &hash[16..20],
+            &hash[20..32]
+        );
+        Self {
+            volume: format!("pvc-{uuid}"),
+            hash,
+            uuid,
+        }
+    }
+}
+
+/// A CSI secret the class names by `csi.storage.k8s.io/<which>-secret-name`/`-namespace`,
+/// with external-provisioner's templates expanded.
+fn secret_param(
+    params: &BTreeMap<String, String>,
+    which: &str,
+    plan: &VolumeRestorePlan,
+    volume: &str,
+) -> Option<SecretRef> {
+    let expand = |s: &str| {
+        s.replace("${pvc.namespace}", &plan.target_namespace)
+            .replace("${pvc.name}", &plan.claim)
+            .replace("${pv.name}", volume)
+    };
+    let (name, namespace) = if which == "provisioner" {
+        (
+            PROVISIONER_SECRET_NAME.to_string(),
+            PROVISIONER_SECRET_NAMESPACE.to_string(),
+        )
+    } else {
+        (
+            format!("csi.storage.k8s.io/{which}-secret-name"),
+            format!("csi.storage.k8s.io/{which}-secret-namespace"),
+        )
+    };
+    Some(SecretRef {
+        namespace: expand(params.get(&namespace)?),
+        name: expand(params.get(&name)?),
+    })
+}
+
+fn secret_reference(r: Option<SecretRef>) -> Option<SecretReference> {
+    r.map(|r| SecretReference {
+        name: Some(r.name),
+        namespace: Some(r.namespace),
+    })
+}
+
+/// The PersistentVolume of a restored image, as the class's driver would have made it, bound
+/// ahead to the claim in its target namespace.
+fn persistent_volume(
+    plan: &VolumeRestorePlan,
+    claim: &PersistentVolumeClaim,
+    class_name: &str,
+    writer: &Writer<'_>,
+    name: &str,
+    image: &str,
+) -> PersistentVolume {
+    let class = writer.class;
+    let params = class.parameters.clone().unwrap_or_default();
+    let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let spec = claim.spec.clone().unwrap_or_default();
+    let fs_type = get("csi.storage.k8s.io/fstype")
+        .or(get("fsType"))
+        .unwrap_or("ext4")
+        .to_string();
+    let mut attributes = BTreeMap::from([
+        ("clusterID".to_string(), writer.cluster_id.clone()),
+        ("pool".to_string(), writer.pool.clone()),
+    ]);
+    let (handle, reclaim) = match writer.kind {
+        DriverKind::Lifeboat => {
+            attributes.insert("backend".to_string(), "rbd".to_string());
+            attributes.insert("imageName".to_string(), image.to_string());
+            attributes.insert("fsType".to_string(), fs_type.clone());
+            attributes.insert(
+                "mountOptions".to_string(),
+                get("mountOptions").unwrap_or("").to_string(),
+            );
+            (
+                format!("rbd:{}:{}:{image}", writer.cluster_id, writer.pool),
+                class
+                    .reclaim_policy
+                    .clone()
+                    .unwrap_or_else(|| "Delete".to_string()),
+            )
+        }
+        // ceph-csi's static volumes (docs/static-pvc.md): the handle is the image, and the
+        // driver never deletes them, so the volume is Retain.
+        DriverKind::CephCsi => {
+            attributes.insert("staticVolume".to_string(), "true".to_string());
+            attributes.insert("imageFeatures".to_string(), writer.features.clone());
+            (image.to_string(), "Retain".to_string())
+        }
+    };
+    let mut annotations = BTreeMap::from([
+        (
+            "pv.kubernetes.io/provisioned-by".to_string(),
+            class.provisioner.clone(),
+        ),
+        (RESTORED_FROM.to_string(), plan.snapshot_id.clone()),
+    ]);
+    if let Some(s) = secret_param(&params, "provisioner", plan, name) {
+        annotations.insert(
+            "volume.kubernetes.io/provisioner-deletion-secret-name".to_string(),
+            s.name,
+        );
+        annotations.insert(
+            "volume.kubernetes.io/provisioner-deletion-secret-namespace".to_string(),
+            s.namespace,
+        );
+    }
+    PersistentVolume {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeSpec {
+            access_modes: spec
+                .access_modes
+                .clone()
+                .or_else(|| Some(vec!["ReadWriteOnce".to_string()])),
+            volume_mode: spec.volume_mode.clone(),
+            capacity: Some(BTreeMap::from([("storage".to_string(), capacity_of(claim))])),
+            storage_class_name: Some(class_name.to_string()),
+            persistent_volume_reclaim_policy: Some(reclaim),
+            mount_options: class.mount_options.clone(),
+            claim_ref: Some(ObjectReference {
+                api_version: Some("v1".to_string()),
+                kind: Some("PersistentVolumeClaim".to_string()),
+                namespace: Some(plan.target_namespace.clone()),
+                name: Some(plan.claim.clone()),
+                ..ObjectReference::default()
+            }),
+            csi: Some(CSIPersistentVolumeSource {
+                driver: class.provisioner.clone(),
+                volume_handle: handle,
+                fs_type: (spec.volume_mode.as_deref() != Some("Block")).then_some(fs_type),
+                volume_attributes: Some(attributes),
+                node_stage_secret_ref: secret_reference(secret_param(&params, "node-stage", plan, name)),
+                node_publish_secret_ref: secret_reference(secret_param(&params, "node-publish", plan, name)),
+                controller_publish_secret_ref: secret_reference(secret_param(
+                    &params,
+                    "controller-publish",
+                    plan,
+                    name,
+                )),
+                controller_expand_secret_ref: secret_reference(secret_param(
+                    &params,
+                    "controller-expand",
+                    plan,
+                    name,
+                )),
+                ..CSIPersistentVolumeSource::default()
+            }),
+            ..PersistentVolumeSpec::default()
+        }),
+        ..PersistentVolume::default()
+    }
+}
+
+/// The volume's capacity: what the claim had bound when it was backed up (`status.capacity`,
+/// the size the driver gave its image, which the restored image has), else its request.
+fn capacity_of(claim: &PersistentVolumeClaim) -> Quantity {
+    let bound = claim
+        .status
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| c.get("storage"));
+    let requested = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"));
+    bound
+        .or(requested)
+        .cloned()
+        .unwrap_or_else(|| Quantity("1Gi".to_string()))
+}
+
+#[cfg(test)]
+#[path = "restore_plan_tests.rs"]
+mod tests;

@@ -1,0 +1,323 @@
+//! Where restored volume data goes, for lifeboat-csi and ceph-csi (Rook) target classes,
+//! mapped and missing classes, and target clusters holding the claim or an earlier run's volume.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::kube_objects::{NamespaceFilter, ResourceFilter};
+use crate::volumes::catalog::CatalogEntry;
+
+const SNAP: &str = "5f0c6a1e0b6f3c2d9a8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c";
+
+fn entry(ns: &str, claim: &str, class: &str, outcome: VolumeOutcome) -> CatalogEntry {
+    CatalogEntry {
+        namespace: ns.into(),
+        claim: claim.into(),
+        persistent_volume: Some(format!("pv-{claim}")),
+        storage_class: Some(class.into()),
+        driver: Some("csi.lifeboat.dev".into()),
+        outcome,
+        reason: None,
+        cluster_id: Some("ceph-a".into()),
+        pool: Some("kube".into()),
+        image: Some(format!("csi-vol-{:032x}", 1)),
+        snapshot_id: (outcome == VolumeOutcome::BackedUp).then(|| SNAP.to_string()),
+        size: Some(1 << 30),
+        read: Some("full".into()),
+        time: None,
+    }
+}
+
+fn claim(ns: &str, name: &str, class: &str, mode: &str) -> PersistentVolumeClaim {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": ns, "name": name},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+            "storageClassName": class,
+            "volumeName": format!("pv-{name}"),
+            "volumeMode": mode,
+        },
+        "status": {"phase": "Bound", "capacity": {"storage": "1025Mi"}},
+    }))
+    .unwrap()
+}
+
+fn class(name: &str, provisioner: &str, parameters: Value) -> StorageClass {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "provisioner": provisioner,
+        "parameters": parameters,
+        "reclaimPolicy": "Delete",
+        "mountOptions": ["discard"],
+    }))
+    .unwrap()
+}
+
+fn backup(entries: Vec<CatalogEntry>, modes: &[(&str, &str)]) -> BackupVolumes {
+    let claims = entries
+        .iter()
+        .map(|e| {
+            let mode = modes
+                .iter()
+                .find(|(c, _)| *c == e.claim)
+                .map_or("Filesystem", |(_, m)| m);
+            (
+                (e.namespace.clone(), e.claim.clone()),
+                claim(&e.namespace, &e.claim, e.storage_class.as_deref().unwrap(), mode),
+            )
+        })
+        .collect();
+    BackupVolumes {
+        catalog: VolumeCatalog { volumes: entries },
+        claims,
+    }
+}
+
+fn target(classes: Vec<StorageClass>) -> TargetCluster {
+    TargetCluster {
+        classes: classes
+            .into_iter()
+            .map(|c| (c.metadata.name.clone().unwrap(), c))
+            .collect(),
+        ..TargetCluster::default()
+    }
+}
+
+fn lifeboat_class(name: &str, pool: &str) -> StorageClass {
+    class(
+        name,
+        "csi.lifeboat.dev",
+        json!({
+            "clusterID": "ceph-b", "pool": pool, "imageFeatures": "layering,exclusive-lock",
+            "csi.storage.k8s.io/provisioner-secret-name": "rbd-${pvc.namespace}",
+            "csi.storage.k8s.io/provisioner-secret-namespace": "lifeboat",
+            "csi.storage.k8s.io/node-stage-secret-name": "rbd-node",
+            "csi.storage.k8s.io/node-stage-secret-namespace": "lifeboat",
+            "csi.storage.k8s.io/fstype": "xfs",
+        }),
+    )
+}
+
+fn options(mapping: &[(&str, &str)]) -> RestoreOptions {
+    RestoreOptions {
+        storage_class_mapping: mapping
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        namespace_mapping: [("shop".to_string(), "shop-dr".to_string())].into(),
+        ..RestoreOptions::default()
+    }
+}
+
+fn write(plan: &VolumeRestorePlan) -> &VolumeWrite {
+    match &plan.action {
+        RestoreAction::Write(w) => w,
+        other => panic!("not a write: {other:?}"),
+    }
+}
+
+#[test]
+fn a_mapped_lifeboat_class_says_where_to_write_and_how_to_bind() {
+    let b = backup(
+        vec![
+            entry("shop", "data", "fast", VolumeOutcome::BackedUp),
+            entry("shop", "raw", "fast", VolumeOutcome::BackedUp),
+            entry("shop", "cache", "gp3", VolumeOutcome::NotBackedUp),
+        ],
+        &[("raw", "Block")],
+    );
+    let t = target(vec![lifeboat_class("fast-b", "dr")]);
+    let plans = plan_volume_restore(&b, &options(&[("fast", "fast-b")]), &t).unwrap();
+    assert_eq!(plans.len(), 2, "only backed-up claims: {plans:?}");
+    let p = &plans[0];
+    assert_eq!(
+        (p.target_namespace.as_str(), p.claim.as_str()),
+        ("shop-dr", "data")
+    );
+    assert_eq!(p.storage_class.as_deref(), Some("fast-b"));
+    assert_eq!(p.original_volume.as_deref(), Some("pv-data"));
+    let w = write(p);
+    assert_eq!((w.cluster_id.as_str(), w.pool.as_str()), ("ceph-b", "dr"));
+    assert!(
+        w.image.starts_with("csi-vol-") && w.image.len() == 40,
+        "a name lifeboat-csi accepts: {}",
+        w.image
+    );
+    assert_eq!(
+        w.image_options.features,
+        Some(features::LAYERING | features::EXCLUSIVE_LOCK)
+    );
+    assert_eq!(
+        w.secret,
+        Some(SecretRef {
+            namespace: "lifeboat".into(),
+            name: "rbd-shop-dr".into()
+        }),
+        "templates expand to the claim's new namespace"
+    );
+    let pv = serde_json::to_value(&w.volume).unwrap();
+    let name = pv["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("pvc-") && name.len() == 40, "{name}");
+    assert_eq!(pv["metadata"]["annotations"][RESTORED_FROM], SNAP);
+    assert_eq!(
+        pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"],
+        "csi.lifeboat.dev"
+    );
+    assert_eq!(
+        pv["metadata"]["annotations"]["volume.kubernetes.io/provisioner-deletion-secret-name"],
+        "rbd-shop-dr"
+    );
+    let spec = &pv["spec"];
+    assert_eq!(
+        spec["claimRef"],
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "shop-dr", "name": "data"})
+    );
+    assert_eq!(spec["storageClassName"], "fast-b");
+    assert_eq!(spec["capacity"]["storage"], "1025Mi", "what the claim had bound");
+    assert_eq!(spec["persistentVolumeReclaimPolicy"], "Delete");
+    assert_eq!(spec["mountOptions"], json!(["discard"]));
+    assert_eq!(spec["accessModes"], json!(["ReadWriteOnce"]));
+    let csi = &spec["csi"];
+    assert_eq!(csi["driver"], "csi.lifeboat.dev");
+    assert_eq!(csi["volumeHandle"], format!("rbd:ceph-b:dr:{}", w.image));
+    assert_eq!(csi["fsType"], "xfs");
+    assert_eq!(csi["volumeAttributes"]["imageName"], w.image.as_str());
+    assert_eq!(
+        csi["nodeStageSecretRef"],
+        json!({"name": "rbd-node", "namespace": "lifeboat"})
+    );
+    // A block claim's volume is a block volume, with no filesystem.
+    let raw = serde_json::to_value(&write(&plans[1]).volume).unwrap();
+    assert_eq!(raw["spec"]["volumeMode"], "Block");
+    assert!(raw["spec"]["csi"].get("fsType").is_none(), "{raw}");
+    // The same restore planned again makes the same names; another claim gets others.
+    let again = plan_volume_restore(&b, &options(&[("fast", "fast-b")]), &t).unwrap();
+    assert_eq!(write(&again[0]).image, w.image);
+    assert_ne!(write(&plans[1]).image, w.image);
+}
+
+#[test]
+fn ceph_csi_classes_get_static_volumes() {
+    let b = backup(vec![entry("shop", "data", "fast", VolumeOutcome::BackedUp)], &[]);
+    let rook = class(
+        "fast",
+        "rook-ceph.rbd.csi.ceph.com",
+        json!({"clusterID": "rook-ceph", "pool": "replicapool", "imageFeatures": "layering",
+               "csi.storage.k8s.io/node-stage-secret-name": "rook-csi-rbd-node",
+               "csi.storage.k8s.io/node-stage-secret-namespace": "rook-ceph"}),
+    );
+    let plans = plan_volume_restore(&b, &options(&[]), &target(vec![rook])).unwrap();
+    let w = write(&plans[0]);
+    let pv = serde_json::to_value(&w.volume).unwrap();
+    let csi = &pv["spec"]["csi"];
+    assert_eq!(
+        csi["volumeHandle"],
+        w.image.as_str(),
+        "static: the handle is the image"
+    );
+    assert_eq!(csi["volumeAttributes"]["staticVolume"], "true");
+    assert_eq!(csi["volumeAttributes"]["clusterID"], "rook-ceph");
+    assert_eq!(csi["volumeAttributes"]["pool"], "replicapool");
+    assert_eq!(
+        pv["spec"]["persistentVolumeReclaimPolicy"], "Retain",
+        "ceph-csi never deletes static volumes"
+    );
+    assert_eq!(
+        w.secret, None,
+        "no provisioner secret named: the connection says so"
+    );
+}
+
+#[test]
+fn missing_and_unusable_classes_are_refused_naming_them() {
+    let b = backup(
+        vec![
+            entry("shop", "data", "fast", VolumeOutcome::BackedUp),
+            entry("shop", "logs", "fast", VolumeOutcome::BackedUp),
+            entry("shop", "tmp", "slow", VolumeOutcome::BackedUp),
+        ],
+        &[],
+    );
+    let ebs = class("slow", "ebs.csi.aws.com", json!({"type": "gp3"}));
+    let err = plan_volume_restore(&b, &options(&[("fast", "fast-b")]), &target(vec![ebs]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("StorageClass fast-b does not exist")
+            && err.contains("mapped from fast")
+            && err.contains("shop-dr/data, shop-dr/logs"),
+        "{err}"
+    );
+    assert!(
+        err.contains("StorageClass slow has provisioner ebs.csi.aws.com"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was restored"), "{err}");
+    let nfs = class(
+        "fast",
+        "csi.lifeboat.dev",
+        json!({"backend": "nfs", "server": "10.0.0.5"}),
+    );
+    let only_fast = backup(vec![entry("shop", "data", "fast", VolumeOutcome::BackedUp)], &[]);
+    let err = plan_volume_restore(&only_fast, &options(&[]), &target(vec![nfs]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NFS"), "{err}");
+}
+
+#[test]
+fn what_the_target_holds_decides_skip_reuse_or_fail() {
+    let b = backup(vec![entry("shop", "data", "fast", VolumeOutcome::BackedUp)], &[]);
+    let mut t = target(vec![lifeboat_class("fast", "kube")]);
+    let planned = plan_volume_restore(&b, &options(&[]), &t).unwrap();
+    let mut volume = write(&planned[0]).volume.clone();
+    let name = volume.metadata.name.clone().unwrap();
+
+    // The claim is there: its data is left alone.
+    t.claims.insert(("shop-dr".into(), "data".into()));
+    let plans = plan_volume_restore(&b, &options(&[]), &t).unwrap();
+    assert!(matches!(&plans[0].action, RestoreAction::Skip(w) if w.contains("exists")));
+    t.claims.clear();
+
+    // An earlier run made the volume and stopped before the claim: reuse it.
+    t.volumes.insert(name.clone(), volume.clone());
+    let plans = plan_volume_restore(&b, &options(&[]), &t).unwrap();
+    assert_eq!(plans[0].action, RestoreAction::Reuse(name.clone()));
+
+    // It was bound to a claim since deleted: say what to delete.
+    if let Some(r) = volume.spec.as_mut().and_then(|s| s.claim_ref.as_mut()) {
+        r.uid = Some("old-uid".into());
+    }
+    t.volumes.insert(name.clone(), volume);
+    let plans = plan_volume_restore(&b, &options(&[]), &t).unwrap();
+    assert!(
+        matches!(&plans[0].action, RestoreAction::Fail(w) if w.contains(&name) && w.contains("delete it")),
+        "{plans:?}"
+    );
+}
+
+#[test]
+fn the_restores_selection_applies() {
+    let b = backup(
+        vec![
+            entry("shop", "data", "fast", VolumeOutcome::BackedUp),
+            entry("blog", "data", "fast", VolumeOutcome::BackedUp),
+        ],
+        &[],
+    );
+    let t = target(vec![lifeboat_class("fast", "kube")]);
+    let mut o = options(&[]);
+    o.namespaces = NamespaceFilter::new(&["blog".into()], &[]).unwrap();
+    let plans = plan_volume_restore(&b, &o, &t).unwrap();
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0].target_namespace, "blog");
+    o.resources = ResourceFilter::new(&[], &["persistentvolumeclaims".into()]).unwrap();
+    assert!(plan_volume_restore(&b, &o, &t).unwrap().is_empty());
+    // A claim the backup has data of but no object for is an error, not a silent skip.
+    let mut no_object = b.clone();
+    no_object.claims.clear();
+    let plans = plan_volume_restore(&no_object, &options(&[]), &t).unwrap();
+    assert!(plans.iter().all(|p| matches!(p.action, RestoreAction::Fail(_))));
+}
