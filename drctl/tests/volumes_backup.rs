@@ -486,6 +486,23 @@ async fn restore_writes_each_claims_data_into_the_mapped_class() {
 
     // Both drivers' claims (lifeboat-csi and Rook) go into the lifeboat-csi class of the other pool.
     let mapping = format!("{0}-rbd:{dr_class},{0}-rook:{dr_class}", s.ns);
+    // A dry run says what it would write, and writes nothing.
+    let dry = run(restore(mapping.clone(), &["--dry-run"])).await;
+    assert!(dry.status.success(), "{}", text(&dry));
+    let report: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let writes: Vec<&Value> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c.as_str().unwrap().starts_with("write volume data of"))
+        .collect();
+    assert_eq!(writes.len(), 3, "{report}");
+    assert_eq!(volume(&report["volumes"], "data-1")["outcome"], "Planned");
+    assert!(dr.list_images().unwrap().is_empty(), "a dry run wrote an image");
+    assert!(
+        claims.list(&Default::default()).await.map(|l| l.items.is_empty()).unwrap_or(true),
+        "a dry run created claims"
+    );
     let done = run(restore(mapping.clone(), &[])).await;
     assert!(done.status.success(), "{}", text(&done));
     assert!(
