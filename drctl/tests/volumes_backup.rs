@@ -500,7 +500,11 @@ async fn restore_writes_each_claims_data_into_the_mapped_class() {
     assert_eq!(volume(&report["volumes"], "data-1")["outcome"], "Planned");
     assert!(dr.list_images().unwrap().is_empty(), "a dry run wrote an image");
     assert!(
-        claims.list(&Default::default()).await.map(|l| l.items.is_empty()).unwrap_or(true),
+        claims
+            .list(&Default::default())
+            .await
+            .map(|l| l.items.is_empty())
+            .unwrap_or(true),
         "a dry run created claims"
     );
     let done = run(restore(mapping.clone(), &[])).await;

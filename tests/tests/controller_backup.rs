@@ -632,6 +632,23 @@ async fn a_backup_takes_the_data_of_an_rbd_claim_from_the_storage_class_secret()
         snap.tags.get("persistentvolumeclaim").map(String::as_str),
         Some(format!("{}/db", env.ns).as_str())
     );
+
+    // Deleting the Backup (as retention does) forgets its volume snapshot with its objects.
+    let objects = status.snapshot_id.clone().expect("an objects snapshot");
+    api.delete("with-data", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("Backup with-data to be gone", 60, || {
+        let api = api.clone();
+        async move { api.get_opt("with-data").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let repo = env.open().await;
+    assert!(repo.find_snapshot(&objects).await.is_err(), "objects snapshot remains");
+    assert!(
+        repo.find_snapshot(&id).await.is_err(),
+        "the Backup's volume snapshot remains after it was deleted"
+    );
     ctl.stop().await;
     ceph.delete_pool(&pool_name).expect("delete pool");
 }

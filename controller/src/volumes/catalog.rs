@@ -2,10 +2,11 @@
 //! stored as `lifeboat/volumes.json` in the tree of the Backup's objects snapshot (format:
 //! docs/FORMAT.md, "Volume catalog"), so the recovery point names its volume snapshots.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use lifeboat_backup::blob::BlobId;
+use lifeboat_backup::blob::SnapshotId;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_backup::{Repository, Sink, SnapshotReader};
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,29 @@ pub async fn read_catalog(
     Ok(read_backup_volumes_with(repo, snapshot, false)
         .await?
         .map(|b| b.catalog))
+}
+
+/// The volume snapshots an objects snapshot's catalog names that the repository still holds
+/// (what forgetting the Backup forgets with it); none for a snapshot without a catalog.
+pub async fn cataloged_volume_snapshots(
+    repo: &Repository,
+    snapshot: &Snapshot,
+) -> Result<Vec<SnapshotId>, ObjectsError> {
+    let Some(catalog) = read_catalog(repo, snapshot).await? else {
+        return Ok(Vec::new());
+    };
+    let named: HashSet<&str> = catalog
+        .volumes
+        .iter()
+        .filter_map(|e| e.snapshot_id.as_deref())
+        .collect();
+    Ok(repo
+        .snapshots()
+        .await?
+        .iter()
+        .filter_map(|s| s.id)
+        .filter(|id| named.contains(id.to_hex().as_str()))
+        .collect())
 }
 
 /// Reads the catalog and the claim objects of its backed-up entries (what a restore of the

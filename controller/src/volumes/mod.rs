@@ -14,7 +14,8 @@ mod selector;
 mod take;
 
 pub use catalog::{
-    CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome, read_backup_volumes, read_catalog,
+    CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome, cataloged_volume_snapshots,
+    read_backup_volumes, read_catalog,
 };
 pub use ceph::CephAccess;
 pub use handle::{CsiVolume, RbdImage, classify};

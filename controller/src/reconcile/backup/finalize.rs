@@ -15,6 +15,7 @@ use crate::reconcile::context::Context;
 use crate::reconcile::finalizer;
 use crate::reconcile::status::write_status;
 use crate::repository::{AccessError, get_repository, open_repository};
+use crate::volumes::cataloged_volume_snapshots;
 
 /// How long cleanup is retried while the repository cannot be reached.
 pub const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::minutes(5);
@@ -65,9 +66,24 @@ async fn forget(ctx: &Context, backup: &Backup) -> Cleanup {
     let Some(sid) = snapshot.id else {
         return Cleanup::Done(format!("snapshot {id} has no id"));
     };
-    match repo.forget_snapshots(&[sid]).await {
+    // The volume snapshots its catalog names go with it (each restores on its own: no other
+    // snapshot needs them). A catalog that cannot be read leaves them, and says so.
+    let (volumes, left) = match cataloged_volume_snapshots(&repo, &snapshot).await {
+        Ok(v) => (v, String::new()),
+        Err(e) => (
+            Vec::new(),
+            format!("; its volume snapshots are left in place, as its volume catalog is unreadable ({e})"),
+        ),
+    };
+    let mut ids = vec![sid];
+    ids.extend(volumes.iter().copied());
+    match repo.forget_snapshots(&ids).await {
         Ok(()) => Cleanup::Done(format!(
-            "snapshot {id} forgotten; its data goes with the next prune"
+            "snapshot {id}{} forgotten; its data goes with the next prune{left}",
+            match volumes.len() {
+                0 => String::new(),
+                n => format!(" and its {n} volume snapshots"),
+            }
         )),
         Err(e @ lifeboat_backup::RepoError::Retained { .. }) => {
             Cleanup::Abandon(format!("snapshot {id} left in place: {e}"))
