@@ -220,7 +220,8 @@ fn objects(e: &ObjectsError) -> Option<String> {
             "list the backups with `drctl backup list --repo …`".to_string()
         }
         ObjectsError::NothingToRestore => "pass --from-backup NAME or --from-snapshot ID".to_string(),
-        ObjectsError::VolumeTargets(_) => "map the backup's StorageClasses to this cluster's with              --storage-class-mapping OLD:NEW, or restore the objects alone with --no-volumes"
+        ObjectsError::VolumeTargets(_) => "map the backup's StorageClasses to this cluster's with \
+             --storage-class-mapping OLD:NEW, or restore the objects alone with --no-volumes"
             .to_string(),
         ObjectsError::Repo(r) => return repo(r),
         _ => return None,

@@ -469,7 +469,13 @@ async fn restore_writes_each_claims_data_into_the_mapped_class() {
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains(&format!("StorageClass {missing} does not exist"))
+        stderr.contains(&format!(
+            "StorageClass {missing} (mapped from {}-rbd) does not exist",
+            s.ns
+        )) && stderr
+            .lines()
+            .filter(|l| l.starts_with("hint:") || l.starts_with("error:"))
+            .all(|l| !l.contains("  "))
             && stderr.contains("--storage-class-mapping"),
         "{stderr}"
     );
@@ -539,6 +545,12 @@ async fn restore_writes_each_claims_data_into_the_mapped_class() {
             read_image(&dr, image) == *bytes,
             "{name}: {image} differs from the backup"
         );
+        // lifeboat-csi owns it: the driver's completion record names the volume.
+        let owned = dr
+            .peek_image_metadata(image, "lifeboat.csi.volume")
+            .unwrap()
+            .unwrap();
+        assert!(owned.contains(&pv_name), "{owned}");
     }
     // The claim of the other driver comes back as an object, bound as before.
     let cache = claims.get("cache").await.unwrap();
@@ -546,11 +558,35 @@ async fn restore_writes_each_claims_data_into_the_mapped_class() {
 
     // Run again: the claims exist, so their data is left alone and nothing new is written.
     let images_before = dr.list_images().unwrap().len();
-    let again = run(restore(mapping, &[])).await;
+    let again = run(restore(mapping.clone(), &[])).await;
     assert!(again.status.success(), "{}", text(&again));
     let report: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(volume(&report["volumes"], "data-0")["outcome"], "Skipped");
     assert_eq!(dr.list_images().unwrap().len(), images_before);
+
+    // The claim and its volume deleted, the image kept (as with Retain): a rerun never writes
+    // over that finished image, and does not bring the claim back bound to the backup's volume.
+    let pv_name = claims
+        .get("data-0")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .volume_name
+        .unwrap();
+    claims.delete("data-0", &Default::default()).await.unwrap();
+    pvs.delete(&pv_name, &Default::default()).await.unwrap();
+    let rerun = run(restore(mapping, &[])).await;
+    assert_eq!(rerun.status.code(), Some(3), "{}", text(&rerun));
+    let report: Value = serde_json::from_slice(&rerun.stdout).unwrap();
+    let v = volume(&report["volumes"], "data-0");
+    assert_eq!(v["outcome"], "Failed", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("exists"), "{v}");
+    assert!(claims.get_opt("data-0").await.unwrap().is_none(), "withheld");
+    assert!(
+        read_image(&dr, v["image"].as_str().unwrap()) == s.images[0].1,
+        "the finished image was written over"
+    );
     ceph.delete_pool(&dr_pool).unwrap();
     ceph.delete_pool(&s.pool_name).unwrap();
 }

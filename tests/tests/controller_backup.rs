@@ -644,7 +644,10 @@ async fn a_backup_takes_the_data_of_an_rbd_claim_from_the_storage_class_secret()
     })
     .await;
     let repo = env.open().await;
-    assert!(repo.find_snapshot(&objects).await.is_err(), "objects snapshot remains");
+    assert!(
+        repo.find_snapshot(&objects).await.is_err(),
+        "objects snapshot remains"
+    );
     assert!(
         repo.find_snapshot(&id).await.is_err(),
         "the Backup's volume snapshot remains after it was deleted"

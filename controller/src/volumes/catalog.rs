@@ -211,19 +211,30 @@ impl Sink for CatalogReader {
     }
 
     async fn restore(self, reader: &SnapshotReader<'_>) -> Result<Self::Output, Self::Error> {
-        let claims_key = resource_key("persistentvolumeclaims", "");
+        let (claims_key, volumes_key) = (
+            resource_key("persistentvolumeclaims", ""),
+            resource_key("persistentvolumes", ""),
+        );
         let mut chunks = None;
-        // Claims are few: their paths and first chunks, until the catalog says which matter.
+        // Claims and volumes are few: their paths and chunks, until the catalog says which matter.
         let mut claim_blobs: HashMap<(String, String), Vec<BlobId>> = HashMap::new();
+        let mut volume_blobs: HashMap<String, Vec<BlobId>> = HashMap::new();
         reader
             .for_each_node(|node| {
                 if node.path == CATALOG_PATH {
                     chunks = Some(node.chunks);
                 } else if self.claims
-                    && let Some((key, Some(ns), name)) = ObjectPath::split(&node.path)
-                    && key == claims_key
+                    && let Some((key, ns, name)) = ObjectPath::split(&node.path)
                 {
-                    claim_blobs.insert((ns.to_string(), name.to_string()), node.chunks);
+                    match ns {
+                        Some(ns) if key == claims_key => {
+                            claim_blobs.insert((ns.to_string(), name.to_string()), node.chunks);
+                        }
+                        None if key == volumes_key => {
+                            volume_blobs.insert(name.to_string(), node.chunks);
+                        }
+                        _ => {}
+                    }
                 }
             })
             .await?;
@@ -233,7 +244,7 @@ impl Sink for CatalogReader {
         let bytes = reader.read_blobs(&chunks).await?;
         let catalog: VolumeCatalog = serde_json::from_slice(&bytes)
             .map_err(|e| ObjectsError::Invalid(format!("{CATALOG_PATH} is unreadable: {e}")))?;
-        let mut claims = BTreeMap::new();
+        let (mut claims, mut volumes) = (BTreeMap::new(), BTreeMap::new());
         for entry in catalog
             .volumes
             .iter()
@@ -251,7 +262,18 @@ impl Sink for CatalogReader {
                     ))
                 })?;
             claims.insert(key, claim);
+            // The volume only tells its filesystem: one that cannot be read tells nothing.
+            if let Some(pv) = &entry.persistent_volume
+                && let Some(blobs) = volume_blobs.get(pv)
+                && let Ok(volume) = serde_json::from_slice(&reader.read_blobs(blobs).await?)
+            {
+                volumes.insert(pv.clone(), volume);
+            }
         }
-        Ok(Some(BackupVolumes { catalog, claims }))
+        Ok(Some(BackupVolumes {
+            catalog,
+            claims,
+            volumes,
+        }))
     }
 }

@@ -8,13 +8,14 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
+use lifeboat_rbd::Cluster;
 use lifeboat_volume::{RbdImageSink, restore_volume};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,7 @@ use super::restore_plan::{
 };
 use super::take::list_all;
 use crate::crd::ItemMessage;
+use crate::kube_objects::restore::objects_plan::check_options;
 use crate::kube_objects::{ObjectsError, RestoreOptions, RestoreOutcome, VolumeBinding, restore_objects};
 
 /// How a restore's volume data is written.
@@ -136,6 +138,8 @@ pub async fn restore_with_volumes(
     let Some(backup) = backup else {
         return restore_objects(client, repo, snapshot, options, progress).await;
     };
+    // What would stop the objects restore stops it before any data is written.
+    check_options(options)?;
     let target = read_target(client).await?;
     let plans = plan_volume_restore(&backup, options, &target)?;
     let entries = if options.dry_run {
@@ -149,23 +153,22 @@ pub async fn restore_with_volumes(
     } else {
         write_volumes(client, repo, &plans, volumes, volume_progress).await
     };
+    // Every claim handled here is bound to its new volume or withheld, and never comes back
+    // bound to its backed-up volume: in a cluster sharing the Ceph cluster, that volume names
+    // the production image (which deleting the claim would delete).
     let mut with_bindings = options.clone();
     for (plan, entry) in plans.iter().zip(&entries) {
-        if let (Some(volume), true) = (
-            &entry.persistent_volume,
-            matches!(
-                entry.outcome,
-                RestoredOutcome::Restored | RestoredOutcome::Reused | RestoredOutcome::Planned
-            ),
-        ) {
-            with_bindings.volume_bindings.insert(
-                (plan.namespace.clone(), plan.claim.clone()),
-                VolumeBinding {
-                    volume: volume.clone(),
-                    replaces: plan.original_volume.clone(),
-                },
-            );
-        }
+        let written = matches!(
+            entry.outcome,
+            RestoredOutcome::Restored | RestoredOutcome::Reused | RestoredOutcome::Planned
+        );
+        with_bindings.volume_bindings.insert(
+            (plan.namespace.clone(), plan.claim.clone()),
+            VolumeBinding {
+                volume: entry.persistent_volume.clone().filter(|_| written),
+                replaces: plan.original_volume.clone(),
+            },
+        );
     }
     let mut outcome = restore_objects(client, repo, snapshot, &with_bindings, progress).await?;
     for (plan, entry) in plans.iter().zip(&entries) {
@@ -208,12 +211,20 @@ fn outcome_of(action: &RestoreAction) -> RestoredOutcome {
 
 /// The target cluster's StorageClasses, claims and volumes.
 async fn read_target(client: &Client) -> Result<TargetCluster, ObjectsError> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let uid = namespaces
+        .get_opt("kube-system")
+        .await
+        .map_err(|e| ObjectsError::kube("read Namespace kube-system", e))?
+        .and_then(|n| n.metadata.uid)
+        .unwrap_or_default();
     let classes: Vec<StorageClass> =
         list_all(Api::all(client.clone()), "storageclasses.storage.k8s.io").await?;
     let claims: Vec<PersistentVolumeClaim> =
         list_all(Api::all(client.clone()), "persistentvolumeclaims").await?;
     let volumes: Vec<PersistentVolume> = list_all(Api::all(client.clone()), "persistentvolumes").await?;
     Ok(TargetCluster {
+        uid,
         classes: classes
             .into_iter()
             .filter_map(|c| Some((c.metadata.name.clone()?, c)))
@@ -301,27 +312,45 @@ async fn write_volumes(
     entries
 }
 
-/// Writes one image and creates its volume; the image is removed again when the volume
-/// cannot be made. Returns the bytes written.
+/// Writes one image, marks it complete, and creates its volume; the image is removed again
+/// when the volume is surely not made. Returns the bytes written.
 async fn write_one(
     client: &Client,
     repo: &Repository,
     plan: &VolumeRestorePlan,
-    cluster: lifeboat_rbd::Cluster,
+    cluster: Cluster,
     write: &VolumeWrite,
     volumes: &VolumeRestoreRequest,
     progress: Arc<Progress>,
 ) -> Result<u64, String> {
+    let at = format!("{}/{}", write.pool, write.image);
     let snapshot = repo
         .find_snapshot(&plan.snapshot_id)
         .await
         .map_err(|e| format!("volume snapshot {}: {e}", plan.snapshot_id))?;
+    // The name is this restore's own (the cluster, snapshot, namespace and claim), and no
+    // volume names it (the plan checked). An image there without the completion mark is an
+    // earlier run's, cut short, and is replaced; one with it is finished data someone may
+    // have used since (its volume deleted, the image kept), and is left alone.
+    let finished = {
+        let (cluster, pool, image) = (cluster.clone(), write.pool.clone(), write.image.clone());
+        blocking(move || {
+            let mark = cluster.pool(&pool)?.peek_image_metadata(&image, RESTORED_FROM)?;
+            Ok(mark.is_some())
+        })
+        .await
+        .map_err(|e| format!("look for an earlier {at}: {e}"))?
+    };
+    if finished {
+        return Err(format!(
+            "image {at} exists, holding an earlier restore of this data that no PersistentVolume \
+             names: remove it to restore again, or bind a PersistentVolume to it by hand"
+        ));
+    }
     let sink = RbdImageSink {
         cluster: cluster.clone(),
         pool: write.pool.clone(),
         image: write.image.clone(),
-        // The name is this restore's own (a hash of the snapshot, namespace and claim), and no
-        // volume names it yet (the plan checked): an image there is an earlier run's, cut short.
         force: true,
         options: write.image_options.clone(),
         workers: volumes.workers,
@@ -329,31 +358,64 @@ async fn write_one(
     };
     let done = restore_volume(repo, &snapshot, sink)
         .await
-        .map_err(|e| format!("writing {}/{}: {e}", write.pool, write.image))?;
+        .map_err(|e| format!("writing {at}: {e}"))?;
+    let marked = {
+        let (cluster, pool, image) = (cluster.clone(), write.pool.clone(), write.image.clone());
+        let marks = write.complete.clone();
+        blocking(move || {
+            let pool = cluster.pool(&pool)?;
+            let mut img = pool.open(&image, None)?;
+            for (key, value) in &marks {
+                img.set_metadata(key, value)?;
+            }
+            Ok(())
+        })
+        .await
+    };
+    if let Err(e) = marked {
+        remove_image(&cluster, write).await;
+        return Err(format!("marking {at} complete: {e}"));
+    }
     let api: Api<PersistentVolume> = Api::all(client.clone());
     let name = write.volume.metadata.name.clone().unwrap_or_default();
-    let created = match api.create(&PostParams::default(), &write.volume).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => match api.get_opt(&name).await {
-            Ok(Some(v))
-                if v.metadata.annotations.as_ref().and_then(|a| a.get(RESTORED_FROM))
-                    == Some(&plan.snapshot_id) =>
-            {
-                Ok(())
-            }
-            _ => Err(format!(
-                "PersistentVolume {name} exists and is not this restore's"
-            )),
-        },
-        Err(e) => Err(format!("create PersistentVolume {name}: {e}")),
+    let Err(e) = api.create(&PostParams::default(), &write.volume).await else {
+        return Ok(done.written);
     };
-    if let Err(why) = created {
-        let (pool, image) = (write.pool.clone(), write.image.clone());
-        let removed = tokio::task::spawn_blocking(move || cluster.pool(&pool)?.remove_image(&image)).await;
-        if !matches!(removed, Ok(Ok(_))) {
-            tracing::warn!(pool = %write.pool, image = %write.image, "could not remove the restored image after its volume failed");
+    // The create may have happened all the same (a 409 on a retry, a timeout): look.
+    match api.get_opt(&name).await {
+        Ok(Some(v))
+            if v.metadata.annotations.as_ref().and_then(|a| a.get(RESTORED_FROM))
+                == Some(&plan.snapshot_id) =>
+        {
+            Ok(done.written)
         }
-        return Err(why);
+        Ok(found) => {
+            remove_image(&cluster, write).await;
+            Err(match found {
+                Some(_) => format!("PersistentVolume {name} exists and is not this restore's"),
+                None => format!("create PersistentVolume {name}: {e}"),
+            })
+        }
+        // Unknown: the image stays, marked, and a rerun says what to do with it.
+        Err(read) => Err(format!(
+            "create PersistentVolume {name}: {e}; whether it exists is unknown ({read})"
+        )),
     }
-    Ok(done.written)
+}
+
+async fn remove_image(cluster: &Cluster, write: &VolumeWrite) {
+    let (cluster, pool, image) = (cluster.clone(), write.pool.clone(), write.image.clone());
+    if let Err(e) = blocking(move || cluster.pool(&pool)?.remove_image(&image)).await {
+        tracing::warn!(pool = %write.pool, image = %write.image, error = %e, "could not remove a restored image whose volume was not made");
+    }
+}
+
+/// Runs librbd calls off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, lifeboat_rbd::RbdError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("task: {e}")),
+    }
 }

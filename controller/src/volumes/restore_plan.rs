@@ -7,8 +7,9 @@
 //! claim is then restored with `spec.volumeName` naming it. Where to write comes from the
 //! target StorageClass (the backup's, or its mapping) as the CSI driver would read it:
 //! `clusterID`, `pool`, `dataPool`, `imageFeatures` and the provisioner Secret. Names are
-//! derived from the volume snapshot, target namespace and claim, so a restore run again after
-//! a crash writes the same image and finds the volume it made.
+//! derived from the target cluster, volume snapshot, target namespace and claim, so a restore
+//! run again after a crash writes the same image and finds the volume it made, and a restore
+//! into another cluster sharing the Ceph cluster never meets this one's images.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,14 +21,20 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use lifeboat_rbd::{ImageOptions, features};
+use sha2::{Digest, Sha256};
 
 use super::catalog::{VolumeCatalog, VolumeOutcome};
 use super::handle::{CEPH_CSI_RBD_DRIVER, LIFEBOAT_DRIVER};
 use super::plan::{PROVISIONER_SECRET_NAME, PROVISIONER_SECRET_NAMESPACE, SecretRef};
 use crate::kube_objects::{ObjectsError, RestoreOptions};
 
-/// The annotation on a restored PersistentVolume naming the volume snapshot it holds.
+/// The annotation on a restored PersistentVolume, and the RBD image metadata key written once
+/// its image holds all its data, naming the volume snapshot restored.
 pub const RESTORED_FROM: &str = "lifeboat.dev/restored-from";
+/// lifeboat-csi's image metadata key saying the driver owns a volume's image (written last,
+/// `{"name": <CreateVolume name>, "params": …}`, csi/src/rbd/images.rs `COMPLETE`): with it,
+/// the driver deletes, expands and snapshots the restored volume as one it made.
+pub const LIFEBOAT_CSI_COMPLETE: &str = "lifeboat.csi.volume";
 /// lifeboat-csi's image features when a StorageClass names none (as csi/src/rbd/params.rs).
 const LIFEBOAT_FEATURES: &str = "layering,exclusive-lock,object-map,fast-diff,deep-flatten";
 /// ceph-csi's: it asks StorageClasses for `imageFeatures`, and `layering` maps on every kernel.
@@ -40,11 +47,16 @@ pub struct BackupVolumes {
     pub catalog: VolumeCatalog,
     /// The claim objects of the catalog's backed-up entries.
     pub claims: BTreeMap<(String, String), PersistentVolumeClaim>,
+    /// The PersistentVolumes they were bound to, by name (their filesystem type).
+    pub volumes: BTreeMap<String, PersistentVolume>,
 }
 
 /// The target cluster's side.
 #[derive(Debug, Clone, Default)]
 pub struct TargetCluster {
+    /// What tells this cluster from others sharing a Ceph cluster (the `kube-system`
+    /// Namespace's uid, as Velero and kubeadm identify clusters).
+    pub uid: String,
     /// StorageClasses by name.
     pub classes: BTreeMap<String, StorageClass>,
     /// Existing claims, (namespace, name).
@@ -66,6 +78,9 @@ pub struct VolumeWrite {
     pub image_options: ImageOptions,
     /// The Secret with the cephx user and key (the class's provisioner secret).
     pub secret: Option<SecretRef>,
+    /// Metadata written on the image once all its data is in, last: [`RESTORED_FROM`], and
+    /// for lifeboat-csi [`LIFEBOAT_CSI_COMPLETE`].
+    pub complete: Vec<(String, String)>,
     /// The PersistentVolume to create once the data is written.
     pub volume: PersistentVolume,
 }
@@ -99,6 +114,8 @@ pub struct VolumeRestorePlan {
     pub storage_class: Option<String>,
     /// The PersistentVolume it was bound to in the backup.
     pub original_volume: Option<String>,
+    /// The image's size in bytes, as backed up.
+    pub size: Option<u64>,
     /// What happens.
     pub action: RestoreAction,
 }
@@ -117,17 +134,21 @@ impl VolumeRestorePlan {
 
 /// Plans every claim of `backup` the restore selects. Errors, before anything is written,
 /// when a target StorageClass is missing or is not one Lifeboat can write RBD images for
-/// (each such class named, with the claims needing it).
+/// (each such class named, with the claims needing it). A restore that leaves out claims or
+/// volumes (its resource filter) writes no data.
 pub fn plan_volume_restore(
     backup: &BackupVolumes,
     options: &RestoreOptions,
     target: &TargetCluster,
 ) -> Result<Vec<VolumeRestorePlan>, ObjectsError> {
-    if !options.resources.matches("persistentvolumeclaims", "") {
+    if !options.resources.matches("persistentvolumeclaims", "")
+        || options.resources.excludes("persistentvolumes", "")
+    {
         return Ok(Vec::new());
     }
     let mut plans = Vec::new();
-    let mut refused: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    // Class → (why not, what it was mapped from, claims needing it).
+    let mut refused: BTreeMap<String, (String, Option<String>, Vec<String>)> = BTreeMap::new();
     for entry in &backup.catalog.volumes {
         let Some(snapshot_id) = entry.snapshot_id.clone() else {
             continue;
@@ -151,35 +172,43 @@ pub fn plan_volume_restore(
             snapshot_id,
             storage_class: class.clone(),
             original_volume: entry.persistent_volume.clone(),
+            size: entry.size,
             action: RestoreAction::Skip(String::new()),
         };
         let claim = backup.claims.get(&(entry.namespace.clone(), entry.claim.clone()));
+        let exists = target
+            .claims
+            .contains(&(plan.target_namespace.clone(), plan.claim.clone()));
         plan.action = match (claim, &class) {
+            _ if exists => RestoreAction::Skip(
+                "the claim exists in this cluster; its volume and data are left as they are".to_string(),
+            ),
             (None, _) => {
                 RestoreAction::Fail("the backup holds its volume data but not the claim itself".to_string())
             }
             (Some(_), None) => RestoreAction::Fail(
-                "it has no StorageClass to say where its data goes: map none here, so restore its \
+                "it had no StorageClass, so nothing says where its data goes here; restore its \
                  volume snapshot into an image by hand and bind a PersistentVolume to it"
                     .to_string(),
             ),
             (Some(claim), Some(class_name)) => match writer_for(target.classes.get(class_name)) {
                 Err(why) => {
-                    let from = entry.storage_class.as_deref().filter(|c| *c != class_name);
+                    let from = entry.storage_class.clone().filter(|c| c != class_name);
                     refused
                         .entry(class_name.clone())
-                        .or_insert_with(|| (why.clone(), Vec::new()))
-                        .1
+                        .or_insert_with(|| (why.clone(), from, Vec::new()))
+                        .2
                         .push(plan.key());
-                    if let Some(from) = from {
-                        let reason = &mut refused.get_mut(class_name).expect("just inserted").0;
-                        if !reason.contains("mapped from") {
-                            reason.push_str(&format!(" (mapped from {from})"));
-                        }
-                    }
                     RestoreAction::Fail(why)
                 }
-                Ok(writer) => decide(&plan, claim, class_name, &writer, target),
+                Ok(writer) => {
+                    let fs_type = plan
+                        .original_volume
+                        .as_ref()
+                        .and_then(|v| backup.volumes.get(v))
+                        .and_then(|v| v.spec.as_ref()?.csi.as_ref()?.fs_type.clone());
+                    decide(&plan, claim, class_name, &writer, fs_type, target)
+                }
             },
         };
         plans.push(plan);
@@ -187,8 +216,15 @@ pub fn plan_volume_restore(
     if !refused.is_empty() {
         let each: Vec<String> = refused
             .iter()
-            .map(|(class, (why, claims))| {
-                format!("StorageClass {class} {why}, needed by {}", claims.join(", "))
+            .map(|(class, (why, from, claims))| {
+                let mapped = from
+                    .as_ref()
+                    .map(|f| format!(" (mapped from {f})"))
+                    .unwrap_or_default();
+                format!(
+                    "StorageClass {class}{mapped} {why}; needed by {}",
+                    claims.join(", ")
+                )
             })
             .collect();
         return Err(ObjectsError::VolumeTargets(each));
@@ -241,6 +277,11 @@ fn writer_for(class: Option<&StorageClass>) -> Result<Writer<'_>, String> {
              (csi.lifeboat.dev or ceph-csi's rbd.csi.ceph.com)"
         ));
     };
+    if get("encrypted") == Some("true") {
+        return Err(format!(
+            "(provisioner {provisioner}) encrypts its volumes, which restored data is not written into yet"
+        ));
+    }
     let (Some(cluster_id), Some(pool)) = (get("clusterID"), get("pool")) else {
         return Err(format!(
             "(provisioner {provisioner}) has no clusterID and pool parameters"
@@ -267,23 +308,22 @@ fn writer_for(class: Option<&StorageClass>) -> Result<Writer<'_>, String> {
     })
 }
 
-/// The action for a claim whose class can take it, given what the target cluster holds.
+/// The action for a claim whose class can take it and which the target does not hold,
+/// given the volumes the target holds. `fs_type` is the backed-up volume's filesystem.
 fn decide(
     plan: &VolumeRestorePlan,
     claim: &PersistentVolumeClaim,
     class_name: &str,
     writer: &Writer<'_>,
+    fs_type: Option<String>,
     target: &TargetCluster,
 ) -> RestoreAction {
-    if target
-        .claims
-        .contains(&(plan.target_namespace.clone(), plan.claim.clone()))
-    {
-        return RestoreAction::Skip(
-            "the claim exists in this cluster; its volume and data are left as they are".to_string(),
-        );
-    }
-    let names = Names::of(&plan.snapshot_id, &plan.target_namespace, &plan.claim);
+    let names = Names::of(
+        &target.uid,
+        &plan.snapshot_id,
+        &plan.target_namespace,
+        &plan.claim,
+    );
     if let Some(existing) = target.volumes.get(&names.volume) {
         let ours = existing
             .metadata
@@ -307,11 +347,23 @@ fn decide(
             ))
         };
     }
+    let mut complete = vec![(RESTORED_FROM.to_string(), plan.snapshot_id.clone())];
     let image = match writer.kind {
-        DriverKind::Lifeboat => format!("csi-vol-{}", names.hash),
+        DriverKind::Lifeboat => {
+            // As lifeboat-csi names the image of a CreateVolume called after the volume.
+            complete.push((
+                LIFEBOAT_CSI_COMPLETE.to_string(),
+                serde_json::json!({
+                    "name": names.volume,
+                    "params": format!("restored-from={}", plan.snapshot_id),
+                })
+                .to_string(),
+            ));
+            format!("csi-vol-{}", hex16(&names.volume))
+        }
         DriverKind::CephCsi => format!("csi-vol-{}", names.uuid),
     };
-    let volume = persistent_volume(plan, claim, class_name, writer, &names.volume, &image);
+    let volume = persistent_volume(plan, claim, class_name, writer, fs_type, &names.volume, &image);
     let secret = writer
         .class
         .parameters
@@ -323,36 +375,42 @@ fn decide(
         image,
         image_options: writer.image_options.clone(),
         secret,
+        complete,
         volume,
     }))
 }
 
+/// The first 16 bytes of SHA-256 of `text`, as 32 lowercase hex digits.
+fn hex16(text: &str) -> String {
+    Sha256::digest(text.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The names a claim's restored data gets.
 struct Names {
-    /// 32 hex digits.
-    hash: String,
-    /// The same as a UUID.
+    /// A UUID made from the cluster, snapshot, namespace and claim.
     uuid: String,
     /// `pvc-<uuid>`, as external-provisioner names volumes.
     volume: String,
 }
 
 impl Names {
-    fn of(snapshot_id: &str, namespace: &str, claim: &str) -> Self {
-        let digest =
-            blake3::hash(format!("lifeboat restore\0{snapshot_id}\0{namespace}\0{claim}").as_bytes());
-        let hash = digest.to_hex()[..32].to_string();
+    fn of(cluster: &str, snapshot_id: &str, namespace: &str, claim: &str) -> Self {
+        let h = hex16(&format!(
+            "lifeboat restore\0{cluster}\0{snapshot_id}\0{namespace}\0{claim}"
+        ));
         let uuid = format!(
             "{}-{}-{}-{}-{}",
-            &hash[..8],
-            &hash[8..12],
-            &hash[12..16],
-            &hash[16..20],
-            &hash[20..32]
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
         );
         Self {
             volume: format!("pvc-{uuid}"),
-            hash,
             uuid,
         }
     }
@@ -402,6 +460,7 @@ fn persistent_volume(
     claim: &PersistentVolumeClaim,
     class_name: &str,
     writer: &Writer<'_>,
+    fs_type: Option<String>,
     name: &str,
     image: &str,
 ) -> PersistentVolume {
@@ -409,10 +468,13 @@ fn persistent_volume(
     let params = class.parameters.clone().unwrap_or_default();
     let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let spec = claim.spec.clone().unwrap_or_default();
-    let fs_type = get("csi.storage.k8s.io/fstype")
-        .or(get("fsType"))
-        .unwrap_or("ext4")
-        .to_string();
+    // The filesystem the data holds, as the backed-up volume said; else the class's.
+    let fs_type = fs_type.filter(|f| !f.is_empty()).unwrap_or_else(|| {
+        get("csi.storage.k8s.io/fstype")
+            .or(get("fsType"))
+            .unwrap_or("ext4")
+            .to_string()
+    });
     let mut attributes = BTreeMap::from([
         ("clusterID".to_string(), writer.cluster_id.clone()),
         ("pool".to_string(), writer.pool.clone()),
@@ -471,7 +533,10 @@ fn persistent_volume(
                 .clone()
                 .or_else(|| Some(vec!["ReadWriteOnce".to_string()])),
             volume_mode: spec.volume_mode.clone(),
-            capacity: Some(BTreeMap::from([("storage".to_string(), capacity_of(claim))])),
+            capacity: Some(BTreeMap::from([(
+                "storage".to_string(),
+                capacity_of(plan, claim),
+            )])),
             storage_class_name: Some(class_name.to_string()),
             persistent_volume_reclaim_policy: Some(reclaim),
             mount_options: class.mount_options.clone(),
@@ -509,9 +574,12 @@ fn persistent_volume(
     }
 }
 
-/// The volume's capacity: what the claim had bound when it was backed up (`status.capacity`,
-/// the size the driver gave its image, which the restored image has), else its request.
-fn capacity_of(claim: &PersistentVolumeClaim) -> Quantity {
+/// The volume's capacity: the image's size as backed up (what the restored image has), else
+/// what the claim had bound then (`status.capacity`), else its request.
+fn capacity_of(plan: &VolumeRestorePlan, claim: &PersistentVolumeClaim) -> Quantity {
+    if let Some(size) = plan.size {
+        return Quantity(size.to_string());
+    }
     let bound = claim
         .status
         .as_ref()

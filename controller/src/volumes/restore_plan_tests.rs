@@ -72,11 +72,13 @@ fn backup(entries: Vec<CatalogEntry>, modes: &[(&str, &str)]) -> BackupVolumes {
     BackupVolumes {
         catalog: VolumeCatalog { volumes: entries },
         claims,
+        volumes: BTreeMap::new(),
     }
 }
 
 fn target(classes: Vec<StorageClass>) -> TargetCluster {
     TargetCluster {
+        uid: "0c1a5e2d-cluster-b".into(),
         classes: classes
             .into_iter()
             .map(|c| (c.metadata.name.clone().unwrap(), c))
@@ -140,10 +142,22 @@ fn a_mapped_lifeboat_class_says_where_to_write_and_how_to_bind() {
     assert_eq!(p.original_volume.as_deref(), Some("pv-data"));
     let w = write(p);
     assert_eq!((w.cluster_id.as_str(), w.pool.as_str()), ("ceph-b", "dr"));
-    assert!(
-        w.image.starts_with("csi-vol-") && w.image.len() == 40,
-        "a name lifeboat-csi accepts: {}",
-        w.image
+    let pv_name = w.volume.metadata.name.clone().unwrap();
+    assert_eq!(
+        w.image,
+        format!("csi-vol-{}", hex16(&pv_name)),
+        "lifeboat-csi's image for a CreateVolume named after the volume"
+    );
+    assert_eq!(
+        w.complete,
+        vec![
+            (RESTORED_FROM.to_string(), SNAP.to_string()),
+            (
+                LIFEBOAT_CSI_COMPLETE.to_string(),
+                json!({"name": pv_name, "params": format!("restored-from={SNAP}")}).to_string()
+            )
+        ],
+        "lifeboat-csi owns it once complete"
     );
     assert_eq!(
         w.image_options.features,
@@ -175,7 +189,11 @@ fn a_mapped_lifeboat_class_says_where_to_write_and_how_to_bind() {
         json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "shop-dr", "name": "data"})
     );
     assert_eq!(spec["storageClassName"], "fast-b");
-    assert_eq!(spec["capacity"]["storage"], "1025Mi", "what the claim had bound");
+    assert_eq!(
+        spec["capacity"]["storage"],
+        (1u64 << 30).to_string(),
+        "the image's size as backed up"
+    );
     assert_eq!(spec["persistentVolumeReclaimPolicy"], "Delete");
     assert_eq!(spec["mountOptions"], json!(["discard"]));
     assert_eq!(spec["accessModes"], json!(["ReadWriteOnce"]));
@@ -192,10 +210,32 @@ fn a_mapped_lifeboat_class_says_where_to_write_and_how_to_bind() {
     let raw = serde_json::to_value(&write(&plans[1]).volume).unwrap();
     assert_eq!(raw["spec"]["volumeMode"], "Block");
     assert!(raw["spec"]["csi"].get("fsType").is_none(), "{raw}");
-    // The same restore planned again makes the same names; another claim gets others.
+    // The same restore planned again makes the same names; another claim, or another cluster
+    // sharing the Ceph cluster, gets others.
     let again = plan_volume_restore(&b, &options(&[("fast", "fast-b")]), &t).unwrap();
     assert_eq!(write(&again[0]).image, w.image);
     assert_ne!(write(&plans[1]).image, w.image);
+    let mut other = t.clone();
+    other.uid = "another-cluster".into();
+    let elsewhere = plan_volume_restore(&b, &options(&[("fast", "fast-b")]), &other).unwrap();
+    assert_ne!(write(&elsewhere[0]).image, w.image);
+    assert_ne!(write(&elsewhere[0]).volume.metadata.name, w.volume.metadata.name);
+}
+
+#[test]
+fn the_filesystem_is_the_backed_up_volumes() {
+    let mut b = backup(vec![entry("shop", "data", "fast", VolumeOutcome::BackedUp)], &[]);
+    let pv: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": "pv-data"},
+        "spec": {"csi": {"driver": "csi.lifeboat.dev", "volumeHandle": "h", "fsType": "ext4"}}
+    }))
+    .unwrap();
+    b.volumes.insert("pv-data".into(), pv);
+    // The target class says xfs; the data is ext4.
+    let t = target(vec![lifeboat_class("fast", "kube")]);
+    let plans = plan_volume_restore(&b, &options(&[]), &t).unwrap();
+    let pv = serde_json::to_value(&write(&plans[0]).volume).unwrap();
+    assert_eq!(pv["spec"]["csi"]["fsType"], "ext4");
 }
 
 #[test]
@@ -245,8 +285,7 @@ fn missing_and_unusable_classes_are_refused_naming_them() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("StorageClass fast-b does not exist")
-            && err.contains("mapped from fast")
+        err.contains("StorageClass fast-b (mapped from fast) does not exist")
             && err.contains("shop-dr/data, shop-dr/logs"),
         "{err}"
     );
@@ -255,12 +294,26 @@ fn missing_and_unusable_classes_are_refused_naming_them() {
         "{err}"
     );
     assert!(err.contains("nothing was restored"), "{err}");
+    let only_fast = backup(vec![entry("shop", "data", "fast", VolumeOutcome::BackedUp)], &[]);
+    let encrypted = class(
+        "fast",
+        "rbd.csi.ceph.com",
+        json!({"clusterID": "c", "pool": "p", "encrypted": "true"}),
+    );
+    let err = plan_volume_restore(&only_fast, &options(&[]), &target(vec![encrypted]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("encrypts"), "{err}");
+    // A claim that exists is left alone, whatever its class: nothing is refused for it.
+    let mut holding = target(vec![]);
+    holding.claims.insert(("shop-dr".into(), "data".into()));
+    let plans = plan_volume_restore(&only_fast, &options(&[]), &holding).unwrap();
+    assert!(matches!(&plans[0].action, RestoreAction::Skip(_)), "{plans:?}");
     let nfs = class(
         "fast",
         "csi.lifeboat.dev",
         json!({"backend": "nfs", "server": "10.0.0.5"}),
     );
-    let only_fast = backup(vec![entry("shop", "data", "fast", VolumeOutcome::BackedUp)], &[]);
     let err = plan_volume_restore(&only_fast, &options(&[]), &target(vec![nfs]))
         .unwrap_err()
         .to_string();
@@ -315,6 +368,11 @@ fn the_restores_selection_applies() {
     assert_eq!(plans[0].target_namespace, "blog");
     o.resources = ResourceFilter::new(&[], &["persistentvolumeclaims".into()]).unwrap();
     assert!(plan_volume_restore(&b, &o, &t).unwrap().is_empty());
+    o.resources = ResourceFilter::new(&[], &["persistentvolumes".into()]).unwrap();
+    assert!(
+        plan_volume_restore(&b, &o, &t).unwrap().is_empty(),
+        "no volumes restored: no data written"
+    );
     // A claim the backup has data of but no object for is an error, not a silent skip.
     let mut no_object = b.clone();
     no_object.claims.clear();

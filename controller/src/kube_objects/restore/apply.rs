@@ -99,11 +99,12 @@ impl Applier {
         if record.group.is_empty()
             && record.plural == "persistentvolumeclaims"
             && let Some(ns) = item.source.namespace.as_deref()
-            && let Some(binding) = self
+            && let Some(volume) = self
                 .volume_bindings
                 .get(&(ns.to_string(), item.name().to_string()))
+                .and_then(|b| b.volume.as_deref())
         {
-            bind_claim(&mut desired, &binding.volume);
+            bind_claim(&mut desired, volume);
         }
         let want = Desired {
             body: &desired,

@@ -50,9 +50,9 @@ pub struct RestoreOptions {
     /// StorageClass in the backup → StorageClass in the target cluster, for
     /// PersistentVolumeClaims and PersistentVolumes (Velero's change-storage-class).
     pub storage_class_mapping: BTreeMap<String, String>,
-    /// Claims whose volume data was restored into a new PersistentVolume: (namespace in the
-    /// backup, claim) → that volume's name. Each such claim is created bound to it
-    /// (`spec.volumeName`), and the volume it had in the backup is not restored.
+    /// Claims whose volume data the volume restore handled: (namespace in the backup, claim)
+    /// → their new volume. Each such claim is created bound to it (`spec.volumeName`), or not
+    /// at all, and the volume it had in the backup is not restored.
     pub volume_bindings: BTreeMap<(String, String), VolumeBinding>,
     /// Change nothing; report what would change.
     pub dry_run: bool,
@@ -78,12 +78,14 @@ impl Default for RestoreOptions {
     }
 }
 
-/// A claim's new volume, holding its restored data.
+/// What the volume restore did with a claim whose data the backup holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeBinding {
-    /// The new PersistentVolume the claim is created bound to.
-    pub volume: String,
-    /// The PersistentVolume it was bound to in the backup, which is not restored.
+    /// The new PersistentVolume holding its data, which the claim is created bound to; `None`:
+    /// the claim is not restored (its data could not be written, or it exists already).
+    pub volume: Option<String>,
+    /// The PersistentVolume it was bound to in the backup, which is not restored: it names
+    /// the backed-up image, which a restored claim must never be bound to (nor delete).
     pub replaces: Option<String>,
 }
 

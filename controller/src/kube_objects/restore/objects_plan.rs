@@ -192,6 +192,20 @@ pub fn dependencies(claims: &[Value], volumes: &[Value]) -> Dependencies {
     out
 }
 
+/// Checks what can be checked of the options before anything is read or written: every
+/// namespace mapping names a valid namespace.
+pub fn check_options(options: &RestoreOptions) -> Result<(), ObjectsError> {
+    for (from, to) in &options.namespace_mapping {
+        if !valid_namespace(to) {
+            return Err(ObjectsError::Invalid(format!(
+                "namespace mapping {from}:{to}: `{to}` is not a valid namespace name \
+                 (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Computes the plan. Besides the selected objects, a restore takes what they need, as a
 /// backup does, whatever the resource filter's inclusions say (but not what it excludes by
 /// name): the Namespace objects they live in, the CRDs of their custom resources, and the
@@ -203,14 +217,7 @@ pub fn plan<'a>(
     options: &RestoreOptions,
     deps: &Dependencies,
 ) -> Result<RestorePlan<'a>, ObjectsError> {
-    for (from, to) in &options.namespace_mapping {
-        if !valid_namespace(to) {
-            return Err(ObjectsError::Invalid(format!(
-                "namespace mapping {from}:{to}: `{to}` is not a valid namespace name \
-                 (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit)"
-            )));
-        }
-    }
+    check_options(options)?;
     // Each namespace's name after mapping, made once and shared by its objects.
     let mut mapped: HashMap<&'a str, Arc<str>> = HashMap::new();
     let mut map_ns = |ns: &'a str| -> Arc<str> {
@@ -242,25 +249,39 @@ pub fn plan<'a>(
             ("", "namespaces") => holding.contains(&*l.name),
             ("apiextensions.k8s.io", "customresourcedefinitions") => crds.contains(&*l.name),
             ("", "persistentvolumes") => deps.volumes.contains(&*l.name),
-            ("storage.k8s.io", "storageclasses") => deps.storage_classes.contains(&*l.name),
+            // A class mapped to another is not brought along: the target has its own.
+            ("storage.k8s.io", "storageclasses") => {
+                deps.storage_classes.contains(&*l.name)
+                    && !options.storage_class_mapping.contains_key(&*l.name)
+            }
             _ => false,
         }
     };
-    // Volumes whose claims get their data back in new volumes are not restored themselves.
+    // Volumes whose claims' data the volume restore handled are not restored themselves, nor
+    // are the claims it withheld (their data could not be written, or they exist).
     let replaced: BTreeSet<&str> = options
         .volume_bindings
         .values()
         .filter_map(|b| b.replaces.as_deref())
         .collect();
+    let withheld = |l: &Listed| {
+        l.namespace.as_deref().is_some_and(|ns| {
+            options
+                .volume_bindings
+                .get(&(ns.to_string(), l.name.to_string()))
+                .is_some_and(|b| b.volume.is_none())
+        })
+    };
     let mut stages: BTreeMap<Stage, Vec<PlanItem<'a>>> = BTreeMap::new();
     let mut namespaces = BTreeSet::new();
     let mut filtered = 0;
     for (l, record) in known() {
-        if l.namespace.is_none()
-            && record.group.is_empty()
-            && record.plural == "persistentvolumes"
-            && replaced.contains(&*l.name)
-        {
+        let handled = match (l.namespace.is_some(), record.plural.as_str()) {
+            (false, "persistentvolumes") => replaced.contains(&*l.name),
+            (true, "persistentvolumeclaims") => withheld(l),
+            _ => false,
+        };
+        if record.group.is_empty() && handled {
             continue;
         }
         let is_namespace = record.group.is_empty() && record.plural == "namespaces";
@@ -476,6 +497,45 @@ mod tests {
         };
         let without = plan(&nodes, &records, &options, &deps).expect("plan");
         assert!(!planned(&without).iter().any(|(s, _)| *s == Stage::Crds));
+
+        // The claim's data restored into a new volume of a mapped class: neither its old
+        // volume nor the class it was mapped away from comes along.
+        let options = RestoreOptions {
+            storage_class_mapping: BTreeMap::from([("fast".to_string(), "dr-fast".to_string())]),
+            volume_bindings: BTreeMap::from([(
+                ("shop-1".to_string(), "data".to_string()),
+                super::super::VolumeBinding {
+                    volume: Some("pvc-new".to_string()),
+                    replaces: Some("pv-shop".to_string()),
+                },
+            )]),
+            resources: crate::kube_objects::ResourceFilter::default(),
+            ..options
+        };
+        let items: Vec<String> = planned(&plan(&nodes, &records, &options, &deps).expect("plan"))
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
+        assert!(
+            items.contains(&"persistentvolumeclaims/shop-1/data".to_string())
+                && !items
+                    .iter()
+                    .any(|i| i.starts_with("persistentvolumes/") || i.starts_with("storageclasses")),
+            "{items:?}"
+        );
+        // A claim whose data could not be written is withheld, with its old volume.
+        let mut withheld = options.clone();
+        if let Some(b) = withheld.volume_bindings.values_mut().next() {
+            b.volume = None;
+        }
+        let items: Vec<String> = planned(&plan(&nodes, &records, &withheld, &deps).expect("plan"))
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
+        assert!(
+            !items.iter().any(|i| i.starts_with("persistentvolume")),
+            "{items:?}"
+        );
     }
 
     /// A whole cluster restored with one namespace renamed: every object in its stage, in
