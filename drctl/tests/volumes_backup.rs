@@ -401,6 +401,29 @@ async fn a_wrong_key_fails_the_volumes_without_showing_the_key() {
         v["reason"].as_str().unwrap().contains("ceph-provisioner"),
         "names the Secret: {v}"
     );
+
+    // A Secret named for the backup (`--ceph-secret`, `spec.volumes.cephSecret`) is used for
+    // every image instead of the classes' secrets.
+    let own: Api<Secret> = Api::namespaced(cluster.client(), &s.ns);
+    let mut good = ceph_secret("admin", &s.key);
+    good.metadata.name = Some("backup-ceph".to_string());
+    own.create(&PostParams::default(), &good).await.unwrap();
+    let out = run(s.backup(
+        "nightly-own-secret",
+        &["--namespace", &s.ns, "--ceph-secret", "backup-ceph"],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(3), "only the ebs claim: {}", text(&out));
+    let all = text(&out);
+    assert!(!all.contains(wrong) && !all.contains(&s.key), "{all}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for claim in ["data-0", "data-1", "data-2"] {
+        assert_eq!(
+            volume(&report["volumes"], claim)["outcome"],
+            "BackedUp",
+            "{report}"
+        );
+    }
     lifeboat_tests::ceph().unwrap().delete_pool(&s.pool_name).unwrap();
 }
 

@@ -89,6 +89,11 @@ pub struct VolumeSelection {
     /// StorageClasses whose claims are left out (globs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded_storage_classes: Vec<String>,
+    /// A Secret in the Backup's namespace with the cephx user and key (`userID`/`userKey`, or
+    /// `adminID`/`adminKey`) to read every RBD image with, instead of each StorageClass's
+    /// provisioner Secret (default: the BackupRepository's `cephSecret`, else those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceph_secret: Option<String>,
 }
 
 impl Default for VolumeSelection {
@@ -100,6 +105,7 @@ impl Default for VolumeSelection {
             label_selector: None,
             included_storage_classes: Vec::new(),
             excluded_storage_classes: Vec::new(),
+            ceph_secret: None,
         }
     }
 }

@@ -51,6 +51,12 @@ pub struct BackupRepositorySpec {
     /// `deletionPolicy: Retain` would come back at the next sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_sync: Option<bool>,
+    /// A Secret in this namespace with the cephx user and key (`userID`/`userKey`, or
+    /// `adminID`/`adminKey`) that Backups into this repository read RBD volume data with,
+    /// unless the Backup names its own (`spec.volumes.cephSecret`); default: each
+    /// StorageClass's provisioner Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceph_secret: Option<String>,
 }
 
 impl BackupRepositorySpec {

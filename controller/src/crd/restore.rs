@@ -69,6 +69,10 @@ pub struct RestoreSpec {
     /// claims and their volumes come back as objects only (Velero's `restorePVs`).
     #[serde(default, rename = "restorePVs", skip_serializing_if = "Option::is_none")]
     pub restore_pvs: Option<bool>,
+    /// A Secret in the Restore's namespace with the cephx user and key to write restored
+    /// volume data with, instead of each target StorageClass's provisioner Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceph_secret: Option<String>,
     /// Compute what would change and report it, changing nothing.
     #[serde(default)]
     pub dry_run: bool,

@@ -208,7 +208,8 @@ impl Connections {
         let Some(secret) = secret else {
             return Err(AccessError(format!(
                 "no Secret names the cephx key for clusterID {cluster_id:?}: set the StorageClass's \
-                 csi.storage.k8s.io/provisioner-secret-name/-namespace, or pass --ceph-conf"
+                 csi.storage.k8s.io/provisioner-secret-name/-namespace, or name a Secret with the \
+                 key for the backup or restore (cephSecret), or give a ceph.conf"
             )));
         };
         let api: Api<Secret> = Api::namespaced(client.clone(), &secret.namespace);

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::read_backup_volumes;
 use super::ceph::{CephAccess, Connections};
+use super::plan::SecretRef;
 use super::restore_plan::{
     RESTORED_FROM, RestoreAction, TargetCluster, VolumeRestorePlan, VolumeWrite, plan_volume_restore,
 };
@@ -36,6 +37,8 @@ pub struct VolumeRestoreRequest {
     pub enabled: bool,
     /// How Ceph is reached.
     pub access: CephAccess,
+    /// The Secret to write every image with, instead of each target class's provisioner Secret.
+    pub secret: Option<SecretRef>,
     /// Volumes written at once (0: 4).
     pub parallelism: usize,
     /// Writer threads per volume (0: the volume crate's default).
@@ -265,7 +268,8 @@ async fn write_volumes(
                     let RestoreAction::Write(write) = &plan.action else {
                         continue;
                     };
-                    match conns.get(client, &write.cluster_id, write.secret.as_ref()).await {
+                    let secret = volumes.secret.as_ref().or(write.secret.as_ref());
+                    match conns.get(client, &write.cluster_id, secret).await {
                         Ok(cluster) => jobs.push((i, cluster, write)),
                         Err(e) => fail(&mut entries[i], e.0),
                     }

@@ -19,7 +19,7 @@ use lifeboat_volume::{VolumeBackupOptions, backup_volume};
 
 use super::catalog::{CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome};
 use super::ceph::{CephAccess, Connections};
-use super::plan::{ClaimPlan, Decision, VolumeSelector, plan_volumes};
+use super::plan::{ClaimPlan, Decision, SecretRef, VolumeSelector, plan_volumes};
 use crate::crd::VolumeSelection;
 use crate::kube_objects::{
     BACKUP_TAG, BackupOutcome, BackupRequest, ObjectsError, backup_objects, for_each_page,
@@ -35,6 +35,8 @@ pub struct VolumeRequest {
     pub selection: Option<VolumeSelection>,
     /// How Ceph is reached.
     pub access: CephAccess,
+    /// The Secret to read every image with, instead of each claim's (see [`ClaimPlan`]).
+    pub secret: Option<SecretRef>,
     /// Volumes backed up at once (0: 4).
     pub parallelism: usize,
     /// Reader threads per volume (0: the volume crate's default).
@@ -104,10 +106,8 @@ pub async fn take_volumes(
                     let Decision::Rbd(take) = &plan.decision else {
                         continue;
                     };
-                    match conns
-                        .get(client, &take.image.cluster_id, take.secret.as_ref())
-                        .await
-                    {
+                    let secret = volumes.secret.as_ref().or(take.secret.as_ref());
+                    match conns.get(client, &take.image.cluster_id, secret).await {
                         Ok(cluster) => jobs.push((i, cluster, take.image.clone())),
                         Err(e) => entries[i].reason = Some(e.0),
                     }

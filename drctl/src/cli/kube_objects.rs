@@ -112,6 +112,10 @@ pub struct VolumeCephArgs {
     /// cephx user for --ceph-conf, without `client.`.
     #[arg(long, default_value = "admin", requires = "ceph_conf")]
     pub ceph_id: String,
+    /// A Secret in --namespace with the cephx user and key (`userID`/`userKey`) to use for
+    /// every RBD image instead of the StorageClasses' provisioner Secrets (`cephSecret`).
+    #[arg(long, conflicts_with = "ceph_conf")]
+    pub ceph_secret: Option<String>,
 }
 
 /// Whether and how a restore writes volume data (`spec.restorePVs`).

@@ -15,7 +15,9 @@ use crate::reconcile::finish::{Finished, Run, RunKind, Succeeded};
 use crate::reconcile::in_flight::run_reporting;
 use crate::reconcile::outcome::{Failure, MAX_VOLUMES_IN_STATUS, capped};
 use crate::repository::{get_repository, open_repository};
-use crate::volumes::{CatalogEntry, CephAccess, VolumeOutcome, VolumeRequest, backup_with_volumes};
+use crate::volumes::{
+    CatalogEntry, CephAccess, SecretRef, VolumeOutcome, VolumeRequest, backup_with_volumes,
+};
 
 /// Refuses a backup that would include an application this cluster was fenced off (see
 /// [`crate::fence`]).
@@ -92,6 +94,16 @@ async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Res
                 access: CephAccess::FromCluster {
                     dir: std::env::temp_dir(),
                 },
+                // The Backup's Secret, else its repository's (both in its namespace).
+                secret: spec
+                    .volumes
+                    .as_ref()
+                    .and_then(|v| v.ceph_secret.clone())
+                    .or_else(|| repo_obj.spec.ceph_secret.clone())
+                    .map(|name| SecretRef {
+                        namespace: namespace.clone(),
+                        name,
+                    }),
                 parallelism: 4,
                 workers: 0,
             };

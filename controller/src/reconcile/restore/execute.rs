@@ -13,7 +13,7 @@ use crate::reconcile::finish::{Finished, Run, RunKind, Succeeded};
 use crate::reconcile::in_flight::run_reporting;
 use crate::reconcile::outcome::{Failure, MAX_ITEMS_IN_STATUS, MAX_VOLUMES_IN_STATUS, capped};
 use crate::repository::{get_repository, open_repository};
-use crate::volumes::{CephAccess, VolumeRestoreRequest, restore_with_volumes};
+use crate::volumes::{CephAccess, SecretRef, VolumeRestoreRequest, restore_with_volumes};
 
 async fn execute(
     ctx: &Context,
@@ -78,6 +78,10 @@ async fn execute(
         access: CephAccess::FromCluster {
             dir: std::env::temp_dir(),
         },
+        secret: spec.ceph_secret.clone().map(|name| SecretRef {
+            namespace: namespace.clone(),
+            name,
+        }),
         parallelism: 4,
         workers: 0,
     };

@@ -71,6 +71,7 @@ fn volume_selection(args: &BackupCreateArgs) -> Option<VolumeSelection> {
         label_selector: v.volume_selector.clone(),
         included_storage_classes: v.volume_include_storage_class.clone(),
         excluded_storage_classes: v.volume_exclude_storage_class.clone(),
+        ceph_secret: v.ceph.ceph_secret.clone(),
         ..VolumeSelection::default()
     };
     (selection != VolumeSelection::default()).then_some(selection)
@@ -82,7 +83,7 @@ fn print_volumes(volumes: &[CatalogEntry]) {
     for v in volumes {
         let claim = format!("{}/{}", v.namespace, v.claim);
         match v.outcome {
-            VolumeOutcome::BackedUp => eprintln!(
+            VolumeOutcome::BackedUp => note!(
                 "volume {claim}: {}/{} ({}), {} read, snapshot {}",
                 v.pool.as_deref().unwrap_or("?"),
                 v.image.as_deref().unwrap_or("?"),
@@ -91,7 +92,7 @@ fn print_volumes(volumes: &[CatalogEntry]) {
                 v.snapshot_id.as_deref().map_or("-", |s| &s[..s.len().min(12)]),
             ),
             VolumeOutcome::Excluded => {
-                eprintln!("volume {claim}: excluded: {}", v.reason.as_deref().unwrap_or(""))
+                note!("volume {claim}: excluded: {}", v.reason.as_deref().unwrap_or(""))
             }
             VolumeOutcome::NotBackedUp | VolumeOutcome::Failed => {}
         }
@@ -123,6 +124,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             let volumes = VolumeRequest {
                 selection: spec.volumes.clone(),
                 access: super::ceph_access(&args.volumes.ceph),
+                secret: super::ceph_secret(&args.volumes.ceph, &target.namespace),
                 parallelism: args.volumes.volume_parallelism,
                 workers: 0,
             };

@@ -9,7 +9,7 @@ pub mod schedule;
 use anyhow::{Result, bail};
 use lifeboat_backup::Repository;
 use lifeboat_controller::crd::ItemMessage;
-use lifeboat_controller::volumes::CephAccess;
+use lifeboat_controller::volumes::{CephAccess, SecretRef};
 
 use crate::cli::{ModeArgs, RepoArgs, VolumeCephArgs};
 use crate::kube::{Target, controller_running};
@@ -27,6 +27,14 @@ pub fn ceph_access(args: &VolumeCephArgs) -> CephAccess {
             dir: std::env::temp_dir(),
         },
     }
+}
+
+/// `--ceph-secret NAME`, a Secret in the target namespace.
+pub fn ceph_secret(args: &VolumeCephArgs, namespace: &str) -> Option<SecretRef> {
+    args.ceph_secret.as_ref().map(|name| SecretRef {
+        namespace: namespace.to_string(),
+        name: name.clone(),
+    })
 }
 
 /// Who does the work.

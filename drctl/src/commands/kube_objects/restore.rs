@@ -54,6 +54,7 @@ fn spec(args: &RestoreCreateArgs) -> RestoreSpec {
         labels: args.labels.iter().cloned().collect(),
         storage_class_mapping: args.storage_class_mapping.iter().cloned().collect(),
         restore_pvs: args.volumes.no_volumes.then_some(false),
+        ceph_secret: args.volumes.ceph.ceph_secret.clone(),
         dry_run: args.dry_run,
         ..RestoreSpec::default()
     }
@@ -100,6 +101,7 @@ pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
             let volumes = VolumeRestoreRequest {
                 enabled: !args.volumes.no_volumes,
                 access: super::ceph_access(&args.volumes.ceph),
+                secret: super::ceph_secret(&args.volumes.ceph, &target.namespace),
                 parallelism: args.volumes.volume_parallelism,
                 workers: 0,
             };
