@@ -633,6 +633,62 @@ async fn a_backup_takes_the_data_of_an_rbd_claim_from_the_storage_class_secret()
         Some(format!("{}/db", env.ns).as_str())
     );
 
+    assert!(
+        status.volume_progress.is_empty(),
+        "cleared once complete: {status:?}"
+    );
+
+    // A Restore into another namespace writes the claim's data into a new image of the
+    // class and binds the restored claim to a new volume for it.
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use lifeboat_controller::crd::{Restore, RestorePhase, RestoreSpec};
+    use lifeboat_controller::volumes::RestoredOutcome;
+    let copy = format!("{}-copy", env.ns);
+    let restores: Api<Restore> = env.api();
+    let restore = Restore::new(
+        "with-data",
+        RestoreSpec {
+            backup_name: Some("with-data".into()),
+            included_namespaces: vec![env.ns.clone()],
+            namespace_mapping: [(env.ns.clone(), copy.clone())].into(),
+            ..RestoreSpec::default()
+        },
+    );
+    restores
+        .create(&PostParams::default(), &restore)
+        .await
+        .expect("create Restore");
+    let done = eventually("Restore with-data to finish", 120, || {
+        let api = restores.clone();
+        async move {
+            let r = api.get("with-data").await.ok()?;
+            r.status.filter(|s| s.phase.is_finished())
+        }
+    })
+    .await;
+    assert_eq!(done.phase, RestorePhase::Completed, "{done:?}");
+    assert!(done.volume_progress.is_empty(), "{done:?}");
+    assert_eq!(done.volumes.len(), 1, "{done:?}");
+    let v = &done.volumes[0];
+    assert_eq!(v.outcome, RestoredOutcome::Restored, "{v:?}");
+    let claim: Api<PersistentVolumeClaim> = Api::namespaced(env.client(), &copy);
+    let bound = claim.get("db").await.expect("the restored claim");
+    let volume = bound
+        .spec
+        .and_then(|s| s.volume_name)
+        .expect("bound to its new volume");
+    assert_eq!(Some(&volume), v.persistent_volume.as_ref());
+    let pv: Api<PersistentVolume> = Api::all(env.client());
+    pv.get(&volume).await.expect("the new volume");
+    let restored = v.image.clone().expect("its image");
+    assert!(
+        lifeboat_tests::volumes::read_image(&pool, &restored)
+            == lifeboat_tests::volumes::read_image(&pool, &image),
+        "{restored} differs from {image}"
+    );
+    let shown = serde_json::to_string(&done).expect("json");
+    assert!(!shown.contains(&key), "the cephx key is in the Restore: {shown}");
+
     // Deleting the Backup (as retention does) forgets its volume snapshot with its objects.
     let objects = status.snapshot_id.clone().expect("an objects snapshot");
     api.delete("with-data", &DeleteParams::default())

@@ -217,6 +217,10 @@ pub struct BackupStatus {
     /// How far it has got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// While it runs: each claim whose volume data is being read or was read (at most 500);
+    /// cleared when it completes (`volumes` then says what became of each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_progress: Vec<super::common::VolumeProgress>,
     /// Why it failed, or what it is waiting for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -88,6 +88,20 @@ pub struct Progress {
     pub bytes_done: u64,
 }
 
+/// How far one claim's volume data has got while a Backup or Restore runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeProgress {
+    /// `namespace/claim`.
+    pub claim: String,
+    /// Bytes to read (backup) or write (restore), known once its plan is made.
+    pub total_bytes: u64,
+    /// Bytes done.
+    pub bytes_done: u64,
+    /// Whether it is finished.
+    pub done: bool,
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }

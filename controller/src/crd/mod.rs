@@ -11,7 +11,7 @@ mod schedule;
 pub use backup::{
     Backup, BackupPhase, BackupSpec, BackupStatus, ClusterScoped, DeletionPolicy, EtcdSource, VolumeSelection,
 };
-pub use common::{Condition, ItemMessage, Progress, SecretKeyRef};
+pub use common::{Condition, ItemMessage, Progress, SecretKeyRef, VolumeProgress};
 pub use replication::{
     BackupReplication, BackupReplicationSpec, BackupReplicationStatus, DestinationStatus, ObjectLockMode,
     ObjectLockSpec, ReplicationDestination, ReplicationPhase,

@@ -165,6 +165,10 @@ pub struct RestoreStatus {
     /// How far it has got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// While it runs: each claim whose volume data is being written or was written (at most
+    /// 500); cleared when it completes (`volumes` then says what became of each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_progress: Vec<super::common::VolumeProgress>,
     /// The snapshot restored from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,

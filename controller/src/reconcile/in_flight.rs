@@ -11,9 +11,59 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::AbortHandle;
 
-use super::outcome::Failure;
+use super::outcome::{Failure, MAX_VOLUMES_IN_STATUS};
 use super::status::write_status;
-use crate::crd::Progress as ProgressStatus;
+use crate::crd::{Progress as ProgressStatus, VolumeProgress};
+
+/// The counters of each volume a run moves, by claim (`namespace/name`), for a status's
+/// `volumeProgress`; the run's `progress` adds their bytes up.
+#[derive(Debug, Default, Clone)]
+pub struct VolumeBoard {
+    volumes: Arc<Mutex<Vec<(String, Arc<Progress>)>>>,
+}
+
+impl VolumeBoard {
+    /// New counters for `claim`.
+    pub fn track(&self, claim: &str) -> Arc<Progress> {
+        let progress = Arc::new(Progress::default());
+        if let Ok(mut v) = self.volumes.lock() {
+            v.push((claim.to_string(), progress.clone()));
+        }
+        progress
+    }
+
+    /// Each claim's progress (at most [`MAX_VOLUMES_IN_STATUS`]), and the bytes of all.
+    pub fn status(&self) -> (Vec<VolumeProgress>, u64, u64) {
+        let Ok(v) = self.volumes.lock() else {
+            return (Vec::new(), 0, 0);
+        };
+        let (mut done, mut total) = (0, 0);
+        let mut out = Vec::new();
+        for (claim, p) in v.iter() {
+            let (bytes_done, total_bytes) = p.bytes();
+            let (items_done, items) = p.items();
+            done += bytes_done;
+            total += total_bytes;
+            if out.len() < MAX_VOLUMES_IN_STATUS {
+                out.push(VolumeProgress {
+                    claim: claim.clone(),
+                    total_bytes,
+                    bytes_done,
+                    done: items > 0 && items_done >= items,
+                });
+            }
+        }
+        (out, done, total)
+    }
+
+    /// Copies the volumes into a status: their list, and their bytes added to `progress`.
+    pub fn report(&self, progress: &mut ProgressStatus, volumes: &mut Vec<VolumeProgress>) {
+        let (list, done, total) = self.status();
+        progress.bytes_done += done;
+        progress.total_bytes += total;
+        *volumes = list;
+    }
+}
 
 /// Runs in flight, by key (`kind/namespace/name/uid`).
 #[derive(Debug, Default, Clone)]
@@ -144,5 +194,48 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_board_lists_each_volume_and_adds_their_bytes_to_the_run() {
+        let board = VolumeBoard::default();
+        let db = board.track("shop/db");
+        let logs = board.track("shop/logs");
+        db.add_total(100, 1);
+        db.add_done(40, 0);
+        logs.add_total(10, 1);
+        logs.add_done(10, 1);
+        let mut progress = ProgressStatus {
+            total_items: 5,
+            items_done: 2,
+            total_bytes: 0,
+            bytes_done: 0,
+        };
+        let mut volumes = Vec::new();
+        board.report(&mut progress, &mut volumes);
+        assert_eq!((progress.bytes_done, progress.total_bytes), (50, 110));
+        assert_eq!((progress.items_done, progress.total_items), (2, 5));
+        assert_eq!(
+            volumes,
+            vec![
+                VolumeProgress {
+                    claim: "shop/db".into(),
+                    total_bytes: 100,
+                    bytes_done: 40,
+                    done: false
+                },
+                VolumeProgress {
+                    claim: "shop/logs".into(),
+                    total_bytes: 10,
+                    bytes_done: 10,
+                    done: true
+                },
+            ]
+        );
     }
 }

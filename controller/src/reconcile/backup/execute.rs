@@ -12,7 +12,7 @@ use crate::crd::{AccessMode, Backup, BackupPhase, BackupStatus, Condition, ItemM
 use crate::kube_objects::{BACKUP_TAG, BackupRequest};
 use crate::reconcile::context::Context;
 use crate::reconcile::finish::{Finished, Run, RunKind, Succeeded};
-use crate::reconcile::in_flight::run_reporting;
+use crate::reconcile::in_flight::{VolumeBoard, run_reporting};
 use crate::reconcile::outcome::{Failure, MAX_VOLUMES_IN_STATUS, capped};
 use crate::repository::{get_repository, open_repository};
 use crate::volumes::{
@@ -49,7 +49,12 @@ struct Stored {
     volumes: Vec<CatalogEntry>,
 }
 
-async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Result<Stored, Failure> {
+async fn execute(
+    ctx: &Context,
+    backup: &Backup,
+    progress: Arc<Progress>,
+    board: VolumeBoard,
+) -> Result<Stored, Failure> {
     let name = backup.name_any();
     let namespace = backup.namespace().unwrap_or_default();
     let spec = &backup.spec;
@@ -107,10 +112,9 @@ async fn execute(ctx: &Context, backup: &Backup, progress: Arc<Progress>) -> Res
                 parallelism: 4,
                 workers: 0,
             };
-            // Every volume's bytes add up in the one status.progress.
-            let volume_progress = progress.clone();
-            let out = backup_with_volumes(&ctx.client, &repo, &request, &volumes, progress, &|_| {
-                volume_progress.clone()
+            // Each volume's counters go to status.volumeProgress, and add up in status.progress.
+            let out = backup_with_volumes(&ctx.client, &repo, &request, &volumes, progress, &|claim| {
+                board.track(claim)
             })
             .await?;
             Ok(Stored {
@@ -179,14 +183,19 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
     let progress = Arc::new(Progress::default());
     let (result, current) = {
         let (run_ctx, run_backup, run_progress) = (ctx.clone(), backup.clone(), progress.clone());
+        let board = VolumeBoard::default();
+        let run_board = board.clone();
         run_reporting(
             &api,
             &name,
             ctx.config.progress_interval,
             running.clone(),
             &progress,
-            |s, p| s.progress = Some(p),
-            move || async move { execute(&run_ctx, &run_backup, run_progress).await },
+            |s, mut p| {
+                board.report(&mut p, &mut s.volume_progress);
+                s.progress = Some(p);
+            },
+            move || async move { execute(&run_ctx, &run_backup, run_progress, run_board).await },
         )
         .await
     };
@@ -225,6 +234,7 @@ fn stored_status(done: &mut BackupStatus, stored: Stored, etcd: bool) -> Succeed
     done.errors = capped(stored.errors);
     // The claims selection left out are in the catalog only: a Backup of a whole cluster
     // with volumes off would otherwise list every claim here.
+    done.volume_progress = Vec::new();
     done.volumes = stored
         .volumes
         .into_iter()

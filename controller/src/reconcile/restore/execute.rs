@@ -10,7 +10,7 @@ use crate::crd::{Backup, Condition, Restore, RestorePhase, RestoreStatus};
 use crate::kube_objects::{RepositoryAdvice, RestoreOptions, RestoreOutcome};
 use crate::reconcile::context::Context;
 use crate::reconcile::finish::{Finished, Run, RunKind, Succeeded};
-use crate::reconcile::in_flight::run_reporting;
+use crate::reconcile::in_flight::{VolumeBoard, run_reporting};
 use crate::reconcile::outcome::{Failure, MAX_ITEMS_IN_STATUS, MAX_VOLUMES_IN_STATUS, capped};
 use crate::repository::{get_repository, open_repository};
 use crate::volumes::{CephAccess, SecretRef, VolumeRestoreRequest, restore_with_volumes};
@@ -19,6 +19,7 @@ async fn execute(
     ctx: &Context,
     restore: &Restore,
     progress: Arc<Progress>,
+    board: VolumeBoard,
 ) -> Result<(String, RestoreOutcome), Failure> {
     let namespace = restore.namespace().unwrap_or_default();
     let spec = &restore.spec;
@@ -85,8 +86,7 @@ async fn execute(
         parallelism: 4,
         workers: 0,
     };
-    // Every volume's bytes add up in the one status.progress.
-    let volume_progress = progress.clone();
+    // Each volume's counters go to status.volumeProgress, and add up in status.progress.
     let outcome = restore_with_volumes(
         &ctx.client,
         &repo,
@@ -94,7 +94,7 @@ async fn execute(
         &options,
         &volumes,
         progress,
-        &|_| volume_progress.clone(),
+        &|claim| board.track(claim),
     )
     .await?;
     Ok((id, outcome))
@@ -120,14 +120,19 @@ pub async fn run(ctx: Arc<Context>, restore: Arc<Restore>, running: RestoreStatu
     let progress = Arc::new(Progress::default());
     let (result, current) = {
         let (run_ctx, run_restore, run_progress) = (ctx.clone(), restore.clone(), progress.clone());
+        let board = VolumeBoard::default();
+        let run_board = board.clone();
         run_reporting(
             &api,
             &name,
             ctx.config.progress_interval,
             running.clone(),
             &progress,
-            |s, p| s.progress = Some(p),
-            move || async move { execute(&run_ctx, &run_restore, run_progress).await },
+            |s, mut p| {
+                board.report(&mut p, &mut s.volume_progress);
+                s.progress = Some(p);
+            },
+            move || async move { execute(&run_ctx, &run_restore, run_progress, run_board).await },
         )
         .await
     };
@@ -176,6 +181,7 @@ fn restored_status(done: &mut RestoreStatus, id: String, out: RestoreOutcome) ->
     }
     done.changes = changes;
     done.summary = Some(out.summary);
+    done.volume_progress = Vec::new();
     done.volumes = out.volumes.into_iter().take(MAX_VOLUMES_IN_STATUS).collect();
     Condition::set(&mut done.conditions, Condition::new("Valid", true, "Valid", ""));
     let finished = if done.phase == RestorePhase::Completed {
