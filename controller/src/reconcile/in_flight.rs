@@ -19,8 +19,11 @@ use crate::crd::{Progress as ProgressStatus, VolumeProgress};
 /// `volumeProgress`; the run's `progress` adds their bytes up.
 #[derive(Debug, Default, Clone)]
 pub struct VolumeBoard {
-    volumes: Arc<Mutex<Vec<(String, Arc<Progress>)>>>,
+    volumes: Arc<Mutex<Vec<Tracked>>>,
 }
+
+/// One claim (`namespace/name`) and its counters.
+type Tracked = (String, Arc<Progress>);
 
 impl VolumeBoard {
     /// New counters for `claim`.
