@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod ceph;
 pub mod handle;
+pub mod hooks;
 pub mod plan;
 mod restore;
 pub mod restore_plan;
