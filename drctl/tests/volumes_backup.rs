@@ -575,9 +575,20 @@ async fn restore_writes_each_claims_data_into_the_mapped_class() {
             .unwrap();
         assert!(owned.contains(&pv_name), "{owned}");
     }
-    // The claim of the other driver comes back as an object, bound as before.
+    // The claim of the other driver comes back unbound, to be provisioned anew: its volume
+    // (reclaim policy Delete, no data in the backup) is not recreated, as a copy would name
+    // (and could delete) the disk the original uses.
     let cache = claims.get("cache").await.unwrap();
-    assert_eq!(cache.spec.unwrap().volume_name, Some(format!("{}-pv-ebs", s.ns)));
+    assert_eq!(cache.spec.unwrap().volume_name, None);
+    let ebs = format!("persistentvolumes/{}-pv-ebs", s.ns);
+    assert!(
+        report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["item"] == ebs.as_str() && w["message"].as_str().unwrap().contains("Delete")),
+        "{report}"
+    );
 
     // Run again: the claims exist, so their data is left alone and nothing new is written.
     let images_before = dr.list_images().unwrap().len();

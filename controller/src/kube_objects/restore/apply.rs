@@ -1,7 +1,7 @@
 //! The executor's single step: put one prepared object into the cluster, honouring the
 //! existing-resource policy, and say what happened in words a person can act on.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::compare::{changed_fields, is_subset};
 use super::objects_plan::{PlanItem, RestorePlan};
-use super::transform::{Rewrite, bind_claim, map_storage_class, prepare};
+use super::transform::{Rewrite, bind_claim, map_storage_class, prepare, unbind_claim};
 use super::{RestoreOptions, RestoreOutcome, VolumeBinding};
 use crate::crd::{ExistingResourcePolicy, ItemMessage};
 use crate::kube_objects::discover::ResourceRecord;
@@ -52,6 +52,9 @@ pub struct Applier {
     labels: BTreeMap<String, String>,
     storage_classes: BTreeMap<String, String>,
     volume_bindings: BTreeMap<(String, String), VolumeBinding>,
+    /// Volumes not restored (see `objects_plan::volumes_without_data`): claims bound to them
+    /// are restored unbound.
+    without_data: BTreeSet<String>,
     namespaces_done: Mutex<HashSet<String>>,
     /// Target namespaces found Terminating: nothing can be created in them.
     terminating: Mutex<HashSet<String>>,
@@ -59,7 +62,11 @@ pub struct Applier {
 
 impl Applier {
     /// An applier for `options`.
-    pub fn new(client: Client, options: &RestoreOptions) -> Self {
+    pub fn new(
+        client: Client,
+        options: &RestoreOptions,
+        without_data: &BTreeMap<String, Option<(String, String)>>,
+    ) -> Self {
         Self {
             client,
             existing: options.existing,
@@ -69,6 +76,7 @@ impl Applier {
             labels: options.labels.clone(),
             storage_classes: options.storage_class_mapping.clone(),
             volume_bindings: options.volume_bindings.clone(),
+            without_data: without_data.keys().cloned().collect(),
             namespaces_done: Mutex::new(HashSet::new()),
             terminating: Mutex::new(HashSet::new()),
         }
@@ -105,6 +113,13 @@ impl Applier {
                 .and_then(|b| b.volume.as_deref())
         {
             bind_claim(&mut desired, volume);
+        } else if record.group.is_empty()
+            && record.plural == "persistentvolumeclaims"
+            && desired["spec"]["volumeName"]
+                .as_str()
+                .is_some_and(|v| self.without_data.contains(v))
+        {
+            unbind_claim(&mut desired);
         }
         let want = Desired {
             body: &desired,

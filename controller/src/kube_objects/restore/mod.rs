@@ -252,13 +252,37 @@ async fn restore_from(
             }
         }
     }
-    let deps = objects_plan::dependencies(&claims, &volumes);
+    let mut deps = objects_plan::dependencies(&claims, &volumes);
+    deps.without_data = objects_plan::volumes_without_data(&volumes, options);
     let plan = objects_plan::plan(&listing.objects, &records, options, &deps)?;
     progress.add_total(0, plan.len() as u64);
 
     let outcome = Mutex::new(RestoreOutcome::default());
     lock(&outcome).summary.filtered = plan.filtered;
-    let applier = apply::Applier::new(client.clone(), options);
+    let all_volumes = options.cluster_scoped && options.resources.matches("persistentvolumes", "");
+    for (volume, claim) in deps
+        .without_data
+        .iter()
+        .filter(|(v, _)| all_volumes || deps.volumes.contains(*v))
+    {
+        let restored = claim
+            .as_ref()
+            .filter(|(ns, _)| options.namespaces.matches(ns))
+            .map(|(ns, c)| {
+                let ns = options.namespace_mapping.get(ns).unwrap_or(ns);
+                format!("; its claim {ns}/{c} is restored unbound, for its class to provision anew (empty)")
+            })
+            .unwrap_or_default();
+        lock(&outcome).warnings.push(ItemMessage {
+            item: format!("persistentvolumes/{volume}"),
+            message: format!(
+                "not restored: the backup holds no data of it and its reclaim policy is Delete, so \
+                 a copy would name (and on its claim's deletion delete) the volume the original \
+                 uses{restored}"
+            ),
+        });
+    }
+    let applier = apply::Applier::new(client.clone(), options, &deps.without_data);
     let mut namespaces_ensured = false;
     for (stage, items) in &plan.stages {
         if *stage > Stage::Namespaces && !namespaces_ensured {

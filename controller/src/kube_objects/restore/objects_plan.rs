@@ -142,10 +142,14 @@ pub struct Dependencies {
     pub volumes: BTreeSet<String>,
     /// StorageClass names.
     pub storage_classes: BTreeSet<String>,
+    /// PersistentVolumes not restored because the backup holds no data of them and their
+    /// reclaim policy is `Delete` (see [`volumes_without_data`]), with the claim each was
+    /// bound to.
+    pub without_data: BTreeMap<String, Option<(String, String)>>,
 }
 
-/// The objects whose content decides [`Dependencies`]: the selected namespaces'
-/// PersistentVolumeClaims and every PersistentVolume, unless volumes and classes are restored
+/// The objects whose content decides [`Dependencies`]: every PersistentVolume, and the
+/// selected namespaces' PersistentVolumeClaims unless volumes and classes are restored
 /// wholesale anyway.
 pub fn dependency_sources<'a>(
     listing: &'a [Listed],
@@ -154,16 +158,17 @@ pub fn dependency_sources<'a>(
 ) -> Vec<&'a Listed> {
     let wholesale =
         |group: &str, plural: &str| options.cluster_scoped && options.resources.matches(plural, group);
-    if wholesale("", "persistentvolumes") && wholesale("storage.k8s.io", "storageclasses") {
-        return Vec::new();
-    }
+    let claims_needed =
+        !(wholesale("", "persistentvolumes") && wholesale("storage.k8s.io", "storageclasses"));
     listing
         .iter()
         .filter(|l| {
             resources.get(&*l.key).is_some_and(|r| {
                 r.group.is_empty()
                     && match (l.namespace.as_deref(), r.plural.as_str()) {
-                        (Some(ns), "persistentvolumeclaims") => options.namespaces.matches(ns),
+                        (Some(ns), "persistentvolumeclaims") => {
+                            claims_needed && options.namespaces.matches(ns)
+                        }
                         (None, "persistentvolumes") => true,
                         _ => false,
                     }
@@ -204,6 +209,35 @@ pub fn check_options(options: &RestoreOptions) -> Result<(), ObjectsError> {
         }
     }
     Ok(())
+}
+
+/// The PersistentVolumes a restore must not recreate: reclaim policy `Delete`, and no data of
+/// them restored (no volume binding replaces them). Recreated, such a volume names the image
+/// or disk it was made for — in a cluster sharing the storage, the one the original still uses
+/// — and deleting its claim would delete that (Velero skips them likewise). Their claims are
+/// restored unbound, for their class to provision anew. Each maps to the claim it was bound to.
+pub fn volumes_without_data(
+    volumes: &[Value],
+    options: &RestoreOptions,
+) -> BTreeMap<String, Option<(String, String)>> {
+    let replaced: BTreeSet<&str> = options
+        .volume_bindings
+        .values()
+        .filter_map(|b| b.replaces.as_deref())
+        .collect();
+    volumes
+        .iter()
+        .filter(|v| v["spec"]["persistentVolumeReclaimPolicy"].as_str() == Some("Delete"))
+        .filter_map(|v| {
+            let name = v["metadata"]["name"].as_str()?;
+            let claim = &v["spec"]["claimRef"];
+            let bound = match (claim["namespace"].as_str(), claim["name"].as_str()) {
+                (Some(ns), Some(c)) => Some((ns.to_string(), c.to_string())),
+                _ => None,
+            };
+            (!replaced.contains(name)).then(|| (name.to_string(), bound))
+        })
+        .collect()
 }
 
 /// Computes the plan. Besides the selected objects, a restore takes what they need, as a
@@ -277,7 +311,9 @@ pub fn plan<'a>(
     let mut filtered = 0;
     for (l, record) in known() {
         let handled = match (l.namespace.is_some(), record.plural.as_str()) {
-            (false, "persistentvolumes") => replaced.contains(&*l.name),
+            (false, "persistentvolumes") => {
+                replaced.contains(&*l.name) || deps.without_data.contains_key(&*l.name)
+            }
             (true, "persistentvolumeclaims") => withheld(l),
             _ => false,
         };
@@ -521,6 +557,38 @@ mod tests {
                 && !items
                     .iter()
                     .any(|i| i.starts_with("persistentvolumes/") || i.starts_with("storageclasses")),
+            "{items:?}"
+        );
+        // A volume of reclaim policy Delete whose data the backup lacks is not recreated.
+        let deleting = [
+            serde_json::json!({"metadata": {"name": "pv-shop"}, "spec": {"persistentVolumeReclaimPolicy": "Delete", "claimRef": {"namespace": "shop-1", "name": "data"}}}),
+            serde_json::json!({"metadata": {"name": "pv-other"}, "spec": {"persistentVolumeReclaimPolicy": "Retain"}}),
+        ];
+        let mut no_bindings = options.clone();
+        no_bindings.volume_bindings.clear();
+        let without = volumes_without_data(&deleting, &no_bindings);
+        assert_eq!(
+            without,
+            BTreeMap::from([(
+                "pv-shop".to_string(),
+                Some(("shop-1".to_string(), "data".to_string()))
+            )])
+        );
+        assert!(
+            volumes_without_data(&deleting, &options).is_empty(),
+            "a volume whose data is restored is replaced, not dropped"
+        );
+        let deps_without = Dependencies {
+            without_data: without,
+            ..deps.clone()
+        };
+        let items: Vec<String> = planned(&plan(&nodes, &records, &no_bindings, &deps_without).expect("plan"))
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
+        assert!(
+            items.contains(&"persistentvolumeclaims/shop-1/data".to_string())
+                && !items.contains(&"persistentvolumes/pv-shop".to_string()),
             "{items:?}"
         );
         // A claim whose data could not be written is withheld, with its old volume.

@@ -150,6 +150,20 @@ pub fn bind_claim(obj: &mut Value, volume: &str) {
         spec.remove("dataSource");
         spec.remove("dataSourceRef");
     }
+    forget_binding(obj);
+}
+
+/// Unbinds a PersistentVolumeClaim whose volume is not restored: no `spec.volumeName`, no bind
+/// annotations or chosen node, so its class provisions a new (empty) volume for it.
+pub fn unbind_claim(obj: &mut Value) {
+    if let Some(spec) = obj["spec"].as_object_mut() {
+        spec.remove("volumeName");
+    }
+    forget_binding(obj);
+}
+
+/// Drops the annotations that record a claim's binding and the node its volume was made for.
+fn forget_binding(obj: &mut Value) {
     if let Some(annotations) = obj["metadata"]["annotations"].as_object_mut() {
         for a in [
             "pv.kubernetes.io/bind-completed",
@@ -332,11 +346,16 @@ mod tests {
             "spec": {"volumeName": "pvc-old", "storageClassName": "fast",
                      "dataSource": {"kind": "VolumeSnapshot", "name": "s"}}
         });
+        let mut unbound = pvc.clone();
         bind_claim(&mut pvc, "pvc-new");
         assert_eq!(pvc["spec"]["volumeName"], "pvc-new");
         assert_eq!(pvc["spec"]["storageClassName"], "fast");
         assert!(pvc["spec"].get("dataSource").is_none());
         assert_eq!(pvc["metadata"]["annotations"], json!({"team": "db"}));
+        unbind_claim(&mut unbound);
+        assert!(unbound["spec"].get("volumeName").is_none());
+        assert_eq!(unbound["spec"]["storageClassName"], "fast");
+        assert_eq!(unbound["metadata"]["annotations"], json!({"team": "db"}));
     }
 
     #[test]
