@@ -137,6 +137,7 @@ pub async fn take_volumes(
                 progress: volume_progress(&key),
                 workers: volumes.workers,
                 force_full: false,
+                at: None,
             };
             (
                 i,
