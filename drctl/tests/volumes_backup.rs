@@ -309,6 +309,29 @@ async fn rbd_claims_are_backed_up_with_the_objects_and_restore_exactly() {
         );
         first.push(id);
     }
+    // The two lifeboat-csi images (one clusterID and Secret) share one group snapshot; the
+    // Rook one, reached through another clusterID, is on its own.
+    let point = |volumes: &Value, i: usize| volume(volumes, &format!("data-{i}"))["groupSnapshot"].clone();
+    let first_point = point(volumes, 0);
+    assert!(
+        first_point.as_str().is_some_and(|p| p.contains('@')) && point(volumes, 1) == first_point,
+        "{volumes}"
+    );
+    assert!(point(volumes, 2).is_null(), "{volumes}");
+    assert!(
+        !volumes.to_string().contains("not in the group snapshot"),
+        "{volumes}"
+    );
+    let groups = ceph
+        .rbd_cmd()
+        .args(["group", "ls", &s.pool_name])
+        .output()
+        .unwrap();
+    assert!(
+        groups.status.success() && groups.stdout.iter().all(u8::is_ascii_whitespace),
+        "RBD groups left: {}",
+        String::from_utf8_lossy(&groups.stdout)
+    );
     // The objects are there too: the claims and their volumes.
     let listed = run(env.drctl(&["backup", "list", "-o", "json"])).await;
     let list: Value = serde_json::from_slice(&listed.stdout).unwrap();
@@ -335,6 +358,12 @@ async fn rbd_claims_are_backed_up_with_the_objects_and_restore_exactly() {
         assert_eq!(v["read"], "incremental", "{v}");
         assert_ne!(v["snapshotId"].as_str(), Some(earlier.as_str()));
     }
+    let second_point = point(&report["volumes"], 0);
+    assert!(
+        second_point.is_string() && second_point != first_point,
+        "{report}"
+    );
+    assert_eq!(point(&report["volumes"], 1), second_point);
     let changed = volume(&report["volumes"], "data-0")["snapshotId"]
         .as_str()
         .unwrap()

@@ -46,6 +46,27 @@ pub enum VolumeError {
         /// What is wrong.
         why: String,
     },
+    /// The image is in an RBD group of someone else's (an image is in one group at a time).
+    #[error("RBD image {pool}/{image} is in RBD group {group}; an image can be in one group at a time")]
+    InGroup {
+        /// The pool.
+        pool: String,
+        /// The image.
+        image: String,
+        /// The group it is in.
+        group: String,
+    },
+    /// The recovery point given to a backup is of another image, or of an earlier image of
+    /// that name.
+    #[error("the group snapshot point given for RBD image {pool}/{image} is not of this image ({why})")]
+    WrongPoint {
+        /// The pool.
+        pool: String,
+        /// The image.
+        image: String,
+        /// What differs.
+        why: String,
+    },
     /// A worker thread or task failed.
     #[error("volume worker failed: {0}")]
     Task(String),

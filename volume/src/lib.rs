@@ -14,6 +14,7 @@
 //! [`lifeboat_backup::Sink`] beside it, as `lifeboat-etcd` is.
 
 mod error;
+mod group;
 pub mod layout;
 mod restore;
 mod source;
@@ -21,6 +22,7 @@ mod source;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use lifeboat_backup::chunker::ChunkerParams;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
@@ -28,11 +30,16 @@ use lifeboat_backup::{BackupOptions, Repository};
 use lifeboat_rbd::Cluster;
 
 pub use error::VolumeError;
+pub use group::{GroupPoint, PointInfo, TakenAt, snapshot_together};
 pub use restore::{RbdImageSink, VolumeRestored, restore_volume};
 pub use source::RbdVolume;
 
 /// The tree path of a volume snapshot's one node (a directory restore writes this sparse file).
 pub const VOLUME_PATH: &str = "volume.img";
+
+/// The snapshot tag naming the RBD group snapshot (`pool/group@snapshot`) a volume snapshot
+/// was read at, when it was.
+pub const GROUP_SNAPSHOT_TAG: &str = "rbd-group-snapshot";
 
 /// Chunk sizes of volume data: smaller than files' 1 MiB average so a block change rewrites
 /// little, large enough that a 1 TiB volume stays about four million index entries.
@@ -53,6 +60,9 @@ pub struct VolumeBackupOptions {
     pub workers: usize,
     /// Read every allocated extent even when an incremental is possible.
     pub force_full: bool,
+    /// Read at this image's member of a group snapshot ([`snapshot_together`]) instead of
+    /// snapshotting the image.
+    pub at: Option<TakenAt>,
 }
 
 /// A finished volume backup.
@@ -64,6 +74,8 @@ pub struct VolumeBackup {
     pub full_reason: Option<String>,
     /// Old base snapshots that could not be removed (the next backup retries).
     pub warnings: Vec<String>,
+    /// The recovery point read, when the backup was given one.
+    pub point: Option<PointInfo>,
 }
 
 /// Backs up RBD image `pool/image` of `cluster` into `repo` as a new snapshot (see the crate
@@ -88,17 +100,38 @@ pub async fn backup_volume(
         })
         .await?
     };
-    let repo_id = &repo.config().id;
+    if let Some(at) = &options.at {
+        let why = if at.pool != pool || at.image != image {
+            Some(format!("it is of {}/{}", at.pool, at.image))
+        } else if at.image_id != image_id {
+            Some("the image was re-created since".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(VolumeError::WrongPoint {
+                pool: pool.to_string(),
+                image: image.to_string(),
+                why,
+            });
+        }
+    }
+    let mut tags = options.tags.clone();
+    if let Some(at) = &options.at {
+        tags.insert(GROUP_SNAPSHOT_TAG.to_string(), at.point.name.clone());
+    }
     let mut source = RbdVolume {
         cluster: cluster.clone(),
         pool: pool.to_string(),
         image: image.to_string(),
         fsid,
         image_id,
-        snap_prefix: format!("lifeboat.{}.", &repo_id[..repo_id.len().min(12)]),
+        snap_prefix: snap_prefix(repo),
         workers: if options.workers == 0 { 4 } else { options.workers },
         force_full: options.force_full,
-        created: None,
+        at: options.at.clone(),
+        // A point's pre-base is this backup's: removed again if it fails.
+        created: options.at.as_ref().map(|a| a.base.clone()),
         full_reason: None,
         retiring: None,
     };
@@ -106,7 +139,7 @@ pub async fn backup_volume(
         .backup(
             &mut source,
             &BackupOptions {
-                tags: options.tags.clone(),
+                tags,
                 host: None,
                 progress: options.progress.clone(),
             },
@@ -126,6 +159,7 @@ pub async fn backup_volume(
                 snapshot,
                 full_reason: source.full_reason,
                 warnings,
+                point: options.at.as_ref().map(|a| a.point.clone()),
             })
         }
         Err(e) => {
@@ -145,6 +179,17 @@ pub async fn backup_volume(
             Err(e)
         }
     }
+}
+
+/// RBD snapshots (and groups) this repository makes are named `<prefix><time>`.
+pub(crate) fn snap_prefix(repo: &Repository) -> String {
+    let repo_id = &repo.config().id;
+    format!("lifeboat.{}.", &repo_id[..repo_id.len().min(12)])
+}
+
+/// The name of the RBD snapshot (or group) a backup at `time` makes.
+pub(crate) fn snap_name(prefix: &str, time: DateTime<Utc>) -> String {
+    format!("{prefix}{}", time.format("%Y%m%dT%H%M%S%.6fZ"))
 }
 
 /// The cluster's fsid (`ceph fsid`), which names it in source ids.

@@ -1,7 +1,9 @@
 //! The RBD volume source: snapshot the image, read the allocated (first backup) or changed
 //! (later ones, `rbd_diff_iterate2` from the parent's RBD snapshot) segments on several
 //! threads, chunk their data runs into the repository, and keep the parent's chunks for
-//! every untouched segment.
+//! every untouched segment. Given a group snapshot point ([`crate::TakenAt`]) it reads the
+//! image's member snapshot instead, diffing from the parent's base to it, and keeps the
+//! point's pre-base as the next base.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,12 +16,12 @@ use lifeboat_backup::snapshot::{
     Node, NodeKind, Snapshot, SnapshotDetails, Summary, VolumeExtent, VolumeImage,
 };
 use lifeboat_backup::{IndexedRepository, Source, Written};
-use lifeboat_rbd::Cluster;
+use lifeboat_rbd::{Cluster, Image, Pool, RbdError};
 
 use crate::layout::{
     ReadMode, ReadPlan, SegmentContent, assemble, data_runs, full_plan, incremental_plan, segment_len,
 };
-use crate::{VOLUME_CHUNKS, VOLUME_PATH, VolumeError, blocking};
+use crate::{TakenAt, VOLUME_CHUNKS, VOLUME_PATH, VolumeError, blocking, snap_name};
 
 /// The smallest segment: RBD's default object size. Images with larger objects use theirs.
 const MIN_SEGMENT: u64 = 4 << 20;
@@ -39,6 +41,8 @@ pub struct RbdVolume {
     pub(crate) workers: usize,
     /// Read everything even when an incremental is possible.
     pub(crate) force_full: bool,
+    /// Read at this group snapshot member instead of snapshotting the image.
+    pub(crate) at: Option<TakenAt>,
     /// The RBD snapshot this backup made (removed again if the backup fails).
     pub(crate) created: Option<String>,
     /// Why the read was full, when it was (for the caller's report).
@@ -81,16 +85,31 @@ impl Source for RbdVolume {
             Some(SnapshotDetails::Volume(d)) => Some(d.clone()),
             _ => None,
         };
-        let name = format!(
-            "{}{}",
-            self.snap_prefix,
-            writer.time().format("%Y%m%dT%H%M%S%.6fZ")
-        );
         let keep = base.as_ref().map(|b| b.rbd_snapshot.clone());
-        let (snap_id, existing, object_size, size) = {
-            let this = self.handle();
-            let name = name.clone();
-            blocking(move || this.snapshot_image(keep.as_deref(), &name)).await?
+        // `name` is the next base; `read_at` the snapshot read (the same one without a point).
+        let (name, read_at, snap_id, existing, object_size, size) = match self.at.clone() {
+            None => {
+                let name = snap_name(&self.snap_prefix, writer.time());
+                let this = self.handle();
+                let made = name.clone();
+                let (id, existing, object_size, size) =
+                    blocking(move || this.snapshot_image(keep.as_deref(), &made)).await?;
+                (name.clone(), ReadAt::Name(name), id, existing, object_size, size)
+            }
+            Some(at) => {
+                let this = self.handle();
+                let pre_base = at.base.clone();
+                let (existing, object_size) =
+                    blocking(move || this.prepare_at(keep.as_deref(), &pre_base)).await?;
+                (
+                    at.base,
+                    ReadAt::Id(at.member_id),
+                    at.base_id,
+                    existing,
+                    object_size,
+                    at.size,
+                )
+            }
         };
         self.created = Some(name.clone());
         let segment_size = Self::segment_size(object_size);
@@ -113,6 +132,15 @@ impl Source for RbdVolume {
                 .any(|s| s.name == b.rbd_snapshot && s.id == b.rbd_snapshot_id)
             {
                 Some(format!("the base RBD snapshot {} is gone", b.rbd_snapshot))
+            } else if !existing
+                .iter()
+                .any(|s| s.name == b.rbd_snapshot && s.size == b.size)
+            {
+                // A group point's pre-base is taken a moment before the point read.
+                Some(format!(
+                    "the base RBD snapshot {} is not of the size read",
+                    b.rbd_snapshot
+                ))
             } else {
                 None
             };
@@ -132,11 +160,11 @@ impl Source for RbdVolume {
         };
         let (plan, mode) = {
             let this = self.handle();
-            let snap = name.clone();
+            let snap = read_at.clone();
             let from = usable.clone();
             let diff = blocking(move || {
                 let pool = this.cluster.pool(&this.pool)?;
-                let img = pool.open_read_only(&this.image, Some(&snap))?;
+                let img = open_at(&pool, &this.image, &snap)?;
                 Ok::<_, VolumeError>(img.changed_extents(from.as_deref())?)
             })
             .await?;
@@ -153,10 +181,10 @@ impl Source for RbdVolume {
                     }
                     let allocated = if usable.is_some() {
                         let this = self.handle();
-                        let snap = name.clone();
+                        let snap = read_at.clone();
                         blocking(move || {
                             let pool = this.cluster.pool(&this.pool)?;
-                            let img = pool.open_read_only(&this.image, Some(&snap))?;
+                            let img = open_at(&pool, &this.image, &snap)?;
                             Ok::<_, VolumeError>(img.changed_extents(None)?)
                         })
                         .await?
@@ -185,7 +213,7 @@ impl Source for RbdVolume {
         let sinks: Vec<BlobSink> = (0..self.workers.max(1)).map(|_| writer.sink()).collect();
         let job = ReadJob {
             volume: self.handle(),
-            snapshot: name.clone(),
+            snapshot: read_at,
             segments: read,
             size,
             segment_size,
@@ -236,6 +264,34 @@ impl RbdVolume {
     }
 }
 
+/// The snapshot a backup reads: its own user snapshot, or a group snapshot member (by id).
+#[derive(Debug, Clone)]
+enum ReadAt {
+    Name(String),
+    Id(u64),
+}
+
+impl std::fmt::Display for ReadAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadAt::Name(name) => f.write_str(name),
+            ReadAt::Id(id) => write!(f, "group snapshot member {id}"),
+        }
+    }
+}
+
+/// Opens `image` read-only at snapshot `at`.
+fn open_at<'p>(pool: &'p Pool, image: &str, at: &ReadAt) -> Result<Image<'p>, RbdError> {
+    match at {
+        ReadAt::Name(name) => pool.open_read_only(image, Some(name)),
+        ReadAt::Id(id) => {
+            let mut img = pool.open_read_only(image, None)?;
+            img.set_snapshot_by_id(*id)?;
+            Ok(img)
+        }
+    }
+}
+
 /// The parts of [`RbdVolume`] a blocking task needs.
 #[derive(Clone)]
 struct RbdVolumeRef {
@@ -270,6 +326,52 @@ impl RbdVolumeRef {
         retired.unwrap_or_else(|e| vec![format!("old base snapshots not removed: {e}")])
     }
 
+    /// For a backup at a group point: removes this repository's RBD snapshots of the image
+    /// other than `keep` and the point's `pre_base`; returns the image's snapshots and object
+    /// size.
+    fn prepare_at(
+        &self,
+        keep: Option<&str>,
+        pre_base: &str,
+    ) -> Result<(Vec<lifeboat_rbd::Snapshot>, u64), VolumeError> {
+        let pool = self.cluster.pool(&self.pool)?;
+        let mut img = self.open(&pool)?;
+        let before = img.snapshots()?;
+        self.remove_strays(&mut img, &before, &[keep, Some(pre_base)])?;
+        Ok((before, img.info()?.object_size))
+    }
+
+    fn open<'p>(&self, pool: &'p Pool) -> Result<Image<'p>, VolumeError> {
+        pool.open(&self.image, None).map_err(|e| {
+            if e.is_not_found() {
+                VolumeError::ImageNotFound {
+                    pool: self.pool.clone(),
+                    image: self.image.clone(),
+                }
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    /// Removes this repository's RBD snapshots in `snaps` other than `keep` (left by a backup
+    /// that was killed).
+    fn remove_strays(
+        &self,
+        img: &mut Image<'_>,
+        snaps: &[lifeboat_rbd::Snapshot],
+        keep: &[Option<&str>],
+    ) -> Result<(), VolumeError> {
+        for stray in snaps
+            .iter()
+            .filter(|s| s.name.starts_with(&self.snap_prefix) && !keep.contains(&Some(s.name.as_str())))
+        {
+            tracing::info!(pool = %self.pool, image = %self.image, snapshot = %stray.name, "removing a stray RBD snapshot of an unfinished backup");
+            img.remove_snapshot(&stray.name)?;
+        }
+        Ok(())
+    }
+
     /// Removes this repository's RBD snapshots of the image other than `keep` (left by a
     /// backup that was killed), creates snapshot `name`, and returns its id, the image's
     /// snapshots before, the object size and the image size at the snapshot.
@@ -279,24 +381,9 @@ impl RbdVolumeRef {
         name: &str,
     ) -> Result<(u64, Vec<lifeboat_rbd::Snapshot>, u64, u64), VolumeError> {
         let pool = self.cluster.pool(&self.pool)?;
-        let mut img = pool.open(&self.image, None).map_err(|e| {
-            if e.is_not_found() {
-                VolumeError::ImageNotFound {
-                    pool: self.pool.clone(),
-                    image: self.image.clone(),
-                }
-            } else {
-                e.into()
-            }
-        })?;
+        let mut img = self.open(&pool)?;
         let before = img.snapshots()?;
-        for stray in before
-            .iter()
-            .filter(|s| s.name.starts_with(&self.snap_prefix) && Some(s.name.as_str()) != keep)
-        {
-            tracing::info!(pool = %self.pool, image = %self.image, snapshot = %stray.name, "removing a stray RBD snapshot of an unfinished backup");
-            img.remove_snapshot(&stray.name)?;
-        }
+        self.remove_strays(&mut img, &before, &[keep])?;
         img.create_snapshot(name)?;
         let after = img.snapshots()?;
         let made = after
@@ -311,7 +398,7 @@ impl RbdVolumeRef {
 /// Reads segments of one RBD snapshot on several threads and stores their data runs.
 struct ReadJob {
     volume: RbdVolumeRef,
-    snapshot: String,
+    snapshot: ReadAt,
     segments: Vec<u64>,
     size: u64,
     segment_size: u64,
@@ -349,7 +436,7 @@ impl ReadJob {
     ) -> Result<(), VolumeError> {
         let result = (|| {
             let pool = self.volume.cluster.pool(&self.volume.pool)?;
-            let img = pool.open_read_only(&self.volume.image, Some(&self.snapshot))?;
+            let img = open_at(&pool, &self.volume.image, &self.snapshot)?;
             let mut buf = vec![0u8; self.segment_size as usize];
             while !failed.load(Ordering::Relaxed) {
                 let Some(&segment) = self.segments.get(next.fetch_add(1, Ordering::Relaxed)) else {

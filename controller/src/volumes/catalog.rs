@@ -75,6 +75,10 @@ pub struct CatalogEntry {
     /// When the volume snapshot was taken (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
+    /// The RBD group snapshot (`pool/group@snapshot`) the image was read at: entries naming
+    /// the same one share one recovery point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_snapshot: Option<String>,
 }
 
 impl CatalogEntry {
@@ -105,6 +109,7 @@ impl CatalogEntry {
             size: None,
             read: None,
             time: None,
+            group_snapshot: None,
         }
     }
 

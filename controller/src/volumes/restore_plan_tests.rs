@@ -26,6 +26,7 @@ fn entry(ns: &str, claim: &str, class: &str, outcome: VolumeOutcome) -> CatalogE
         size: Some(1 << 30),
         read: Some("full".into()),
         time: None,
+        group_snapshot: None,
     }
 }
 

@@ -1,8 +1,9 @@
 //! A Backup with its volume data: plan the claims, back up each RBD image with
 //! `lifeboat-volume` (a bounded number at once), then back up the objects with the volume
 //! catalog in their snapshot's tree. Volumes go first so the catalog can name their
-//! snapshots, and the objects are read right after the images' snapshots, as close to one
-//! recovery point as separate snapshots get (group snapshots: docs/volumes.md).
+//! snapshots, and the objects are read right after the images' snapshots. The images reached
+//! through one connection (clusterID and Secret) are snapshotted at one instant first, with an
+//! RBD group snapshot (docs/volumes.md, "One recovery point for several images").
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,10 +16,12 @@ use kube::api::Api;
 use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::SnapshotDetails;
-use lifeboat_volume::{VolumeBackupOptions, backup_volume};
+use lifeboat_rbd::Cluster;
+use lifeboat_volume::{GroupPoint, TakenAt, VolumeBackupOptions, backup_volume, snapshot_together};
 
 use super::catalog::{CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome};
 use super::ceph::{CephAccess, Connections};
+use super::handle::RbdImage;
 use super::plan::{ClaimPlan, Decision, SecretRef, VolumeSelector, plan_volumes};
 use crate::crd::VolumeSelection;
 use crate::kube_objects::{
@@ -108,7 +111,12 @@ pub async fn take_volumes(
                     };
                     let secret = volumes.secret.as_ref().or(take.secret.as_ref());
                     match conns.get(client, &take.image.cluster_id, secret).await {
-                        Ok(cluster) => jobs.push((i, cluster, take.image.clone())),
+                        Ok(cluster) => jobs.push(Job {
+                            index: i,
+                            cluster,
+                            image: take.image.clone(),
+                            connection: (take.image.cluster_id.clone(), secret.cloned()),
+                        }),
                         Err(e) => entries[i].reason = Some(e.0),
                     }
                 }
@@ -125,8 +133,16 @@ pub async fn take_volumes(
     } else {
         volumes.parallelism
     };
+    let points = take_points(repo, &jobs).await;
+    let taken = &points;
     let done: Vec<_> = futures::stream::iter(jobs)
-        .map(|(i, cluster, image)| async move {
+        .map(|job| async move {
+            let Job {
+                index: i,
+                cluster,
+                image,
+                ..
+            } = job;
             let key = plans[i].key();
             let tags = BTreeMap::from([
                 (BACKUP_TAG.to_string(), backup.to_string()),
@@ -137,6 +153,7 @@ pub async fn take_volumes(
                 progress: volume_progress(&key),
                 workers: volumes.workers,
                 force_full: false,
+                at: taken.at(i),
             };
             (
                 i,
@@ -146,13 +163,19 @@ pub async fn take_volumes(
         .buffer_unordered(parallelism)
         .collect()
         .await;
+    let notes = points.notes.clone();
+    for w in points.release().await {
+        tracing::warn!(backup, "{w}");
+    }
     for (i, result) in done {
         let entry = &mut entries[i];
         match result {
             Ok(done) => {
                 let snap = &done.snapshot;
                 entry.outcome = VolumeOutcome::BackedUp;
-                entry.reason = done.full_reason.clone().map(|why| format!("full read: {why}"));
+                let full = done.full_reason.clone().map(|why| format!("full read: {why}"));
+                entry.reason = join_reasons(notes.get(&i).cloned(), full);
+                entry.group_snapshot = done.point.as_ref().map(|p| p.name.clone());
                 entry.snapshot_id = snap.id.map(|id| id.to_hex());
                 entry.time = Some(snap.time.to_rfc3339());
                 if let SnapshotDetails::Volume(v) = &snap.details {
@@ -164,13 +187,115 @@ pub async fn take_volumes(
                 }
             }
             Err(e) => {
-                entry.reason = Some(format!(
+                let failed = format!(
                     "volume backup of {}/{} failed: {e}",
                     entry.pool.as_deref().unwrap_or("?"),
                     entry.image.as_deref().unwrap_or("?")
-                ))
+                );
+                entry.reason = join_reasons(notes.get(&i).cloned(), Some(failed));
             }
         }
     }
     VolumeCatalog { volumes: entries }
+}
+
+/// One RBD image to back up: the claim's index in the plans and how Ceph is reached.
+struct Job {
+    index: usize,
+    cluster: Cluster,
+    image: RbdImage,
+    connection: Connection,
+}
+
+/// clusterID and Secret: images sharing them share a connection, hence a group point.
+type Connection = (String, Option<SecretRef>);
+
+/// The recovery points of one Backup's images: one per connection of two images or more.
+struct Points {
+    points: Vec<GroupPoint>,
+    at: BTreeMap<usize, TakenAt>,
+    /// Why an image of such a connection is not in its point, by claim index.
+    notes: BTreeMap<usize, String>,
+}
+
+impl Points {
+    fn at(&self, index: usize) -> Option<TakenAt> {
+        self.at.get(&index).cloned()
+    }
+
+    /// Removes the group snapshots; returns what could not be removed.
+    async fn release(self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for point in self.points {
+            warnings.extend(point.release().await);
+        }
+        warnings
+    }
+}
+
+/// Snapshots together the images of each connection holding two or more; an image left out
+/// (or a whole connection, when the group snapshot cannot be taken) is backed up on its own.
+async fn take_points(repo: &Repository, jobs: &[Job]) -> Points {
+    let mut by_connection: Vec<(&Connection, Vec<&Job>)> = Vec::new();
+    for job in jobs {
+        match by_connection.iter_mut().find(|(c, _)| **c == job.connection) {
+            Some((_, members)) => members.push(job),
+            None => by_connection.push((&job.connection, vec![job])),
+        }
+    }
+    let mut out = Points {
+        points: Vec::new(),
+        at: BTreeMap::new(),
+        notes: BTreeMap::new(),
+    };
+    for (_, members) in by_connection.into_iter().filter(|(_, m)| m.len() >= 2) {
+        let images: Vec<(String, String)> = members
+            .iter()
+            .map(|j| (j.image.pool.clone(), j.image.image.clone()))
+            .collect();
+        match snapshot_together(repo, &members[0].cluster, &images).await {
+            Ok(point) => {
+                for job in &members {
+                    let (pool, image) = (&job.image.pool, &job.image.image);
+                    match point.at(pool, image) {
+                        Some(at) => {
+                            out.at.insert(job.index, at);
+                        }
+                        None => {
+                            let spec = format!("{pool}/{image} ");
+                            let why = point
+                                .warnings()
+                                .iter()
+                                .find(|w| w.starts_with(&spec))
+                                .cloned()
+                                .unwrap_or_else(|| format!("{pool}/{image} not in the group snapshot"));
+                            out.notes.insert(job.index, why);
+                        }
+                    }
+                }
+                out.points.push(point);
+            }
+            Err(e) => {
+                for job in &members {
+                    let note = format!(
+                        "{}/{} not in the group snapshot: {e}",
+                        job.image.pool, job.image.image
+                    );
+                    out.notes.insert(job.index, note);
+                }
+            }
+        }
+    }
+    for note in out.notes.values() {
+        tracing::warn!("{note}");
+    }
+    out
+}
+
+/// `first; second`, either alone, or none.
+fn join_reasons(first: Option<String>, second: Option<String>) -> Option<String> {
+    match (first, second) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    }
 }

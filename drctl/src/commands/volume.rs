@@ -39,6 +39,7 @@ pub async fn run(cmd: VolumeCommand, g: &GlobalArgs) -> Result<u8> {
                     progress,
                     workers,
                     force_full: full,
+                    at: None,
                 },
             )
             .await?;
