@@ -456,6 +456,65 @@ async fn a_wrong_key_fails_the_volumes_without_showing_the_key() {
     lifeboat_tests::ceph().unwrap().delete_pool(&s.pool_name).unwrap();
 }
 
+/// A running pod with Velero hook annotations mounting the Rook claim: its hooks run around
+/// the snapshots (the API test server cannot exec, so the `Fail` pre hook is an error and the
+/// `Continue` post hook a warning, both naming the pod), and its image, alone on its
+/// connection, is still snapshotted through a group point inside the hooks' window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_hooks_run_around_the_point_and_their_failures_are_reported() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Patch, PatchParams};
+    let cluster = TestCluster::start().await.unwrap();
+    let s = setup(&cluster).await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), &s.ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "db-0", "annotations": {
+            "pre.hook.backup.velero.io/command": "[\"/sbin/fsfreeze\", \"--freeze\", \"/data\"]",
+            "pre.hook.backup.velero.io/timeout": "5s",
+            "post.hook.backup.velero.io/command": "[\"/sbin/fsfreeze\", \"--unfreeze\", \"/data\"]",
+            "post.hook.backup.velero.io/on-error": "Continue",
+        }},
+        "spec": {
+            "containers": [{"name": "db", "image": "postgres:16"}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-2"}}],
+        },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    pods.patch_status(
+        "db-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .unwrap();
+
+    let out = run(s.backup("hooked", &[])).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let item = format!("pods/{}/db-0", s.ns);
+    let named = |list: &str, phase: &str| {
+        report[list].as_array().unwrap().iter().any(|e| {
+            e["item"] == item.as_str()
+                && e["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{phase} hook \"/sbin/fsfreeze --"))
+        })
+    };
+    assert!(named("errors", "pre"), "{report}");
+    assert!(named("warnings", "post"), "{report}");
+    assert!(!named("errors", "post"), "{report}");
+    // The data is still taken, and the Rook image alone on its connection is at a point.
+    let rook = volume(&report["volumes"], "data-2");
+    assert_eq!(rook["outcome"], "BackedUp", "{rook}");
+    assert!(
+        rook["groupSnapshot"].as_str().is_some_and(|p| p.contains('@')),
+        "{rook}"
+    );
+    lifeboat_tests::ceph().unwrap().delete_pool(&s.pool_name).unwrap();
+}
+
 /// The namespace of the StorageClass's provisioner Secret.
 async fn secret_namespace(cluster: &TestCluster, ns: &str) -> String {
     let classes: Api<StorageClass> = Api::all(cluster.client());

@@ -41,7 +41,7 @@ async fn failed_hooks_are_errors_or_warnings_as_their_pods_say() {
         p.status = Some(serde_json::from_value(json!({"phase": "Running"})).expect("status"));
     }
     let claims = BTreeSet::from([(ns.clone(), "data".to_string())]);
-    let (hooks, errors) = plan_hooks(&listed, &claims, HookPhase::Pre);
+    let (hooks, errors) = plan_hooks(&listed, &claims);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(hooks.len(), 2);
 

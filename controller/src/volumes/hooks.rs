@@ -10,8 +10,13 @@
 //! - `…/timeout`: how long it may run (`30s`, `1m`; default 30 s);
 //! - `…/on-error`: `Fail` (default: the backup is PartiallyFailed) or `Continue` (a warning).
 //!
-//! Only running pods that mount a claim whose data the backup takes are hooked. Commands run
-//! through the API server's `exec` (`pods/exec`), as `kubectl exec` does.
+//! Only running pods that mount a claim whose data the backup takes are hooked. A pod's pre and
+//! post hooks are planned together: if either's annotations cannot be read, neither runs (an
+//! error), so nothing is frozen that would not be thawed; every planned post hook runs, whether
+//! its pre hook succeeded or not. Commands run through the API server's `exec` (`pods/exec`),
+//! as `kubectl exec` does; a command still running at its timeout is abandoned (the API cannot
+//! kill it), and the hook fails. Unlike Velero, a failed `Fail` hook does not stop its pod's
+//! volumes from being taken: the backup is PartiallyFailed, naming the pod.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -85,14 +90,18 @@ impl Hook {
     }
 }
 
-/// The hooks of `phase` for the running pods among `pods` that mount one of `claims`
-/// (namespace, claim), and an error for each pod whose annotations cannot be read (its hook
-/// is not run).
-pub fn plan_hooks(
-    pods: &[Pod],
-    claims: &BTreeSet<(String, String)>,
-    phase: HookPhase,
-) -> (Vec<Hook>, Vec<ItemMessage>) {
+/// One pod's hooks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodHooks {
+    /// Run before the snapshots.
+    pub pre: Option<Hook>,
+    /// Run after them.
+    pub post: Option<Hook>,
+}
+
+/// The hooks of the running pods among `pods` that mount one of `claims` (namespace, claim),
+/// and an error for each pod whose annotations cannot be read (none of its hooks run).
+pub fn plan_hooks(pods: &[Pod], claims: &BTreeSet<(String, String)>) -> (Vec<PodHooks>, Vec<ItemMessage>) {
     let (mut hooks, mut errors) = (Vec::new(), Vec::new());
     for pod in pods {
         let (Some(ns), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) else {
@@ -114,19 +123,36 @@ pub fn plan_hooks(
             .and_then(|s| s.containers.first())
             .map(|c| c.name.clone())
             .unwrap_or_default();
-        match hook_of(&annotations, phase, first) {
-            Ok(Some((container, command, timeout, on_error))) => hooks.push(Hook {
+        let containers: Vec<&str> = spec
+            .map(|s| s.containers.iter().map(|c| c.name.as_str()).collect())
+            .unwrap_or_default();
+        let hook = |phase: HookPhase| -> Result<Option<Hook>, String> {
+            let Some((container, command, timeout, on_error)) = hook_of(&annotations, phase, first.clone())?
+            else {
+                return Ok(None);
+            };
+            if !containers.contains(&container.as_str()) {
+                return Err(format!(
+                    "the {} hook's container {container:?} is not one of the pod's ({})",
+                    phase.prefix(),
+                    containers.join(", ")
+                ));
+            }
+            Ok(Some(Hook {
                 namespace: ns.clone(),
                 pod: name.clone(),
                 container,
                 command,
                 timeout,
                 on_error,
-            }),
-            Ok(None) => {}
-            Err(why) => errors.push(ItemMessage {
+            }))
+        };
+        match (hook(HookPhase::Pre), hook(HookPhase::Post)) {
+            (Ok(None), Ok(None)) => {}
+            (Ok(pre), Ok(post)) => hooks.push(PodHooks { pre, post }),
+            (Err(why), _) | (_, Err(why)) => errors.push(ItemMessage {
                 item: format!("pods/{ns}/{name}"),
-                message: format!("{} hook not run: {why}", phase.prefix()),
+                message: format!("hooks not run (neither pre nor post): {why}"),
             }),
         }
     }
@@ -185,9 +211,14 @@ pub struct HookOutcome {
     pub warnings: Vec<ItemMessage>,
 }
 
-/// Runs `hooks` ([`HOOKS_AT_ONCE`] at once), each until it exits or its timeout.
-pub async fn run_hooks(client: &Client, hooks: &[Hook], phase: HookPhase) -> HookOutcome {
-    let results: Vec<(&Hook, Result<(), String>)> = futures::stream::iter(hooks)
+/// Runs the `phase` hooks of `hooks` ([`HOOKS_AT_ONCE`] at once), each until it exits or its
+/// timeout.
+pub async fn run_hooks(client: &Client, hooks: &[PodHooks], phase: HookPhase) -> HookOutcome {
+    let of_phase = hooks.iter().filter_map(|h| match phase {
+        HookPhase::Pre => h.pre.as_ref(),
+        HookPhase::Post => h.post.as_ref(),
+    });
+    let results: Vec<(&Hook, Result<(), String>)> = futures::stream::iter(of_phase)
         .map(|hook| async move { (hook, run_one(client, hook).await) })
         .buffer_unordered(HOOKS_AT_ONCE)
         .collect()
@@ -229,17 +260,7 @@ async fn run_one(client: &Client, hook: &Hook) -> Result<(), String> {
         let status = process.take_status();
         let (mut stdout, mut stderr) = (process.stdout(), process.stderr());
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let read_out = async {
-            if let Some(s) = stdout.as_mut() {
-                let _ = s.read_to_end(&mut out).await;
-            }
-        };
-        let read_err = async {
-            if let Some(s) = stderr.as_mut() {
-                let _ = s.read_to_end(&mut err).await;
-            }
-        };
-        tokio::join!(read_out, read_err);
+        tokio::join!(tail(stdout.as_mut(), &mut out), tail(stderr.as_mut(), &mut err));
         let status = match status {
             Some(s) => s.await,
             None => None,
@@ -258,6 +279,23 @@ async fn run_one(client: &Client, hook: &Hook) -> Result<(), String> {
     match tokio::time::timeout(hook.timeout, run).await {
         Ok(result) => result,
         Err(_) => Err(format!("it did not finish within {:?}", hook.timeout)),
+    }
+}
+
+/// Reads `stream` to its end, keeping only its last [`OUTPUT_SHOWN`] bytes in `kept`.
+async fn tail(stream: Option<&mut (impl tokio::io::AsyncRead + Unpin)>, kept: &mut Vec<u8>) {
+    let Some(stream) = stream else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > OUTPUT_SHOWN {
+            kept.drain(..kept.len() - OUTPUT_SHOWN);
+        }
     }
 }
 
@@ -342,7 +380,8 @@ mod tests {
                        "post.hook.backup.velero.io/command": "x"}),
             ),
         ];
-        let (pre, errors) = plan_hooks(&pods, &claims, HookPhase::Pre);
+        let (planned, errors) = plan_hooks(&pods, &claims);
+        let pre: Vec<Hook> = planned.iter().filter_map(|h| h.pre.clone()).collect();
         assert_eq!(
             pre,
             vec![
@@ -364,16 +403,47 @@ mod tests {
                 },
             ]
         );
+        // db-3's pre and post are both unreadable: one error, neither runs.
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].item, "pods/shop/db-3");
         assert!(
             errors[0].message.contains("pre.hook.backup.velero.io/command"),
             "{errors:?}"
         );
-        let (post, errors) = plan_hooks(&pods, &claims, HookPhase::Post);
+        let post: Vec<Hook> = planned.iter().filter_map(|h| h.post.clone()).collect();
         assert_eq!(post.len(), 1);
         assert_eq!(post[0].command[1], "--unfreeze");
-        assert!(errors[0].message.contains("on-error"), "{errors:?}");
+        // A good pre hook with an unreadable post one: nothing runs (never frozen, never thawed).
+        let half = pod(
+            "db-4",
+            "Running",
+            "data",
+            json!({"pre.hook.backup.velero.io/command": "[\"/sbin/fsfreeze\", \"--freeze\", \"/d\"]",
+                   "post.hook.backup.velero.io/command": "[\"/sbin/fsfreeze\", \"--unfreeze\", \"/d\"]",
+                   "post.hook.backup.velero.io/timeout": "soon"}),
+        );
+        let (planned, errors) = plan_hooks(&[half], &claims);
+        assert!(planned.is_empty(), "{planned:?}");
+        assert!(
+            errors[0].message.contains("post.hook.backup.velero.io/timeout"),
+            "{errors:?}"
+        );
+        // A container the pod does not have: an error naming the pod's, nothing runs.
+        let misnamed = pod(
+            "db-5",
+            "Running",
+            "data",
+            json!({"pre.hook.backup.lifeboat.dev/command": "/flush.sh",
+                   "pre.hook.backup.lifeboat.dev/container": "dbb"}),
+        );
+        let (planned, errors) = plan_hooks(&[misnamed], &claims);
+        assert!(planned.is_empty(), "{planned:?}");
+        assert!(
+            errors[0]
+                .message
+                .contains("\"dbb\" is not one of the pod's (db, sidecar)"),
+            "{errors:?}"
+        );
     }
 
     #[test]

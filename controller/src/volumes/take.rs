@@ -5,11 +5,11 @@
 //! through one connection (clusterID and Secret) are snapshotted at one instant first, with an
 //! RBD group snapshot (docs/volumes.md, "One recovery point for several images").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
 use kube::api::Api;
@@ -22,8 +22,9 @@ use lifeboat_volume::{GroupPoint, TakenAt, VolumeBackupOptions, backup_volume, s
 use super::catalog::{CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome};
 use super::ceph::{CephAccess, Connections};
 use super::handle::RbdImage;
+use super::hooks::{HookOutcome, HookPhase, PodHooks, plan_hooks, run_hooks};
 use super::plan::{ClaimPlan, Decision, SecretRef, VolumeSelector, plan_volumes};
-use crate::crd::VolumeSelection;
+use crate::crd::{ItemMessage, VolumeSelection};
 use crate::kube_objects::{
     BACKUP_TAG, BackupOutcome, BackupRequest, ObjectsError, backup_objects, for_each_page,
 };
@@ -60,12 +61,14 @@ pub async fn backup_with_volumes(
 ) -> Result<BackupOutcome, ObjectsError> {
     let selector = VolumeSelector::new(request.filter.namespaces.clone(), volumes.selection.as_ref())?;
     let plans = read_plans(client, &selector).await?;
-    let catalog = take_volumes(client, repo, &request.name, &plans, volumes, volume_progress).await;
+    let (catalog, hooks) = take_volumes(client, repo, &request.name, &plans, volumes, volume_progress).await;
     let json = serde_json::to_vec_pretty(&catalog).map_err(|e| ObjectsError::Invalid(e.to_string()))?;
     let mut with_catalog = request.clone();
     with_catalog.files.push((CATALOG_PATH.to_string(), json));
     let mut outcome = backup_objects(client, repo, &with_catalog, progress).await?;
     outcome.errors.extend(catalog.errors());
+    outcome.errors.extend(hooks.errors);
+    outcome.warnings.extend(hooks.warnings);
     outcome.volumes = catalog.volumes;
     Ok(outcome)
 }
@@ -90,8 +93,12 @@ where
 }
 
 /// Backs up every planned RBD image, `volumes.parallelism` at once, and returns the catalog
-/// of every planned claim. A claim whose cluster cannot be reached or whose backup fails is
-/// `Failed` with why; the others go on.
+/// of every planned claim and what the pods' backup hooks gave. A claim whose cluster cannot
+/// be reached or whose backup fails is `Failed` with why; the others go on.
+///
+/// Order: the pods' pre hooks; the snapshots (one group point per connection, see
+/// [`take_points`]); the post hooks; then the reads. With hooks, every connection is snapshotted
+/// through a point, even of one image, so no snapshot is taken after the post hooks.
 pub async fn take_volumes(
     client: &Client,
     repo: &Repository,
@@ -99,7 +106,7 @@ pub async fn take_volumes(
     plans: &[ClaimPlan],
     volumes: &VolumeRequest,
     volume_progress: &(dyn Fn(&str) -> Arc<Progress> + Sync),
-) -> VolumeCatalog {
+) -> (VolumeCatalog, HookOutcome) {
     let mut entries: Vec<CatalogEntry> = plans.iter().map(CatalogEntry::planned).collect();
     let mut jobs = Vec::new();
     if plans.iter().any(|p| matches!(p.decision, Decision::Rbd(_))) {
@@ -133,7 +140,14 @@ pub async fn take_volumes(
     } else {
         volumes.parallelism
     };
-    let points = take_points(repo, &jobs).await;
+    let (hooks, mut hooked) = plan_pod_hooks(client, plans, &jobs).await;
+    let pre = run_hooks(client, &hooks, HookPhase::Pre).await;
+    let points = take_points(repo, &jobs, if hooks.is_empty() { 2 } else { 1 }).await;
+    let post = run_hooks(client, &hooks, HookPhase::Post).await;
+    for outcome in [pre, post] {
+        hooked.errors.extend(outcome.errors);
+        hooked.warnings.extend(outcome.warnings);
+    }
     let taken = &points;
     let done: Vec<_> = futures::stream::iter(jobs)
         .map(|job| async move {
@@ -196,7 +210,32 @@ pub async fn take_volumes(
             }
         }
     }
-    VolumeCatalog { volumes: entries }
+    (VolumeCatalog { volumes: entries }, hooked)
+}
+
+/// The backup hooks of the running pods mounting the claims of `jobs`, and an error for each
+/// pod whose hook annotations cannot be read; a cluster whose pods cannot be listed is an
+/// error too (the volumes are still taken).
+async fn plan_pod_hooks(client: &Client, plans: &[ClaimPlan], jobs: &[Job]) -> (Vec<PodHooks>, HookOutcome) {
+    let claims: BTreeSet<(String, String)> = jobs
+        .iter()
+        .map(|j| (plans[j.index].namespace.clone(), plans[j.index].claim.clone()))
+        .collect();
+    let namespaces: BTreeSet<&String> = claims.iter().map(|(ns, _)| ns).collect();
+    let mut pods = Vec::new();
+    let mut out = HookOutcome::default();
+    for ns in namespaces {
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        if let Err(e) = for_each_page(&api, "pods", |page| pods.extend(page)).await {
+            out.errors.push(ItemMessage {
+                item: format!("pods/{ns}"),
+                message: format!("backup hooks not run: {e}"),
+            });
+        }
+    }
+    let (hooks, errors) = plan_hooks(&pods, &claims);
+    out.errors.extend(errors);
+    (hooks, out)
 }
 
 /// One RBD image to back up: the claim's index in the plans and how Ceph is reached.
@@ -233,9 +272,10 @@ impl Points {
     }
 }
 
-/// Snapshots together the images of each connection holding two or more; an image left out
-/// (or a whole connection, when the group snapshot cannot be taken) is backed up on its own.
-async fn take_points(repo: &Repository, jobs: &[Job]) -> Points {
+/// Snapshots together the images of each connection holding `min_images` or more; an image
+/// left out (or a whole connection, when the group snapshot cannot be taken) is backed up on
+/// its own.
+async fn take_points(repo: &Repository, jobs: &[Job], min_images: usize) -> Points {
     let mut by_connection: Vec<(&Connection, Vec<&Job>)> = Vec::new();
     for job in jobs {
         match by_connection.iter_mut().find(|(c, _)| **c == job.connection) {
@@ -248,7 +288,7 @@ async fn take_points(repo: &Repository, jobs: &[Job]) -> Points {
         at: BTreeMap::new(),
         notes: BTreeMap::new(),
     };
-    for (_, members) in by_connection.into_iter().filter(|(_, m)| m.len() >= 2) {
+    for (_, members) in by_connection.into_iter().filter(|(_, m)| m.len() >= min_images) {
         let images: Vec<(String, String)> = members
             .iter()
             .map(|j| (j.image.pool.clone(), j.image.image.clone()))
