@@ -10,12 +10,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Api;
-use lifeboat_backup::progress::Progress;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::context::Context;
-use super::in_flight::progress_status;
 use super::outcome::Failure;
 use super::status::write_status;
 use crate::crd::{
@@ -86,7 +84,8 @@ pub trait RunStatus: Clone + PartialEq + Serialize {
     fn set_message(&mut self, message: Option<String>);
     /// `status.conditions`.
     fn conditions_mut(&mut self) -> &mut Vec<Condition>;
-    /// Sets `status.progress`.
+    /// Sets `status.progress` and clears `status.volumeProgress` (the list is of a run in
+    /// progress).
     fn set_progress(&mut self, progress: ProgressStatus);
     /// Sets `status.completionTime` (RFC 3339).
     fn set_completion_time(&mut self, time: String);
@@ -107,6 +106,7 @@ impl RunStatus for BackupStatus {
     }
     fn set_progress(&mut self, progress: ProgressStatus) {
         self.progress = Some(progress);
+        self.volume_progress = Vec::new();
     }
     fn set_completion_time(&mut self, time: String) {
         self.completion_time = Some(time);
@@ -128,6 +128,7 @@ impl RunStatus for RestoreStatus {
     }
     fn set_progress(&mut self, progress: ProgressStatus) {
         self.progress = Some(progress);
+        self.volume_progress = Vec::new();
     }
     fn set_completion_time(&mut self, time: String) {
         self.completion_time = Some(time);
@@ -292,20 +293,13 @@ where
     pub async fn finish<S: RunStatus, T>(
         self,
         current: S,
-        progress: &Progress,
+        progress: ProgressStatus,
         result: Result<T, Failure>,
         interrupted: impl FnOnce(&str) -> String,
         apply: impl FnOnce(&mut S, T) -> Succeeded,
     ) {
         let now = Utc::now().to_rfc3339();
-        let end = ending(
-            &current,
-            progress_status(progress),
-            result,
-            now,
-            interrupted,
-            apply,
-        );
+        let end = ending(&current, progress, result, now, interrupted, apply);
         let (status, finished, items, bytes, note) = match end {
             Ending::Interrupted(next) => {
                 tracing::warn!(

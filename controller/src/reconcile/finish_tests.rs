@@ -1,7 +1,7 @@
 //! The end of a run, as whole statuses: each failure class and a success, for both kinds.
 
 use super::*;
-use crate::crd::{BackupPhase, BackupStatus, Condition, RestorePhase, RestoreStatus};
+use crate::crd::{BackupPhase, BackupStatus, Condition, RestorePhase, RestoreStatus, VolumeProgress};
 
 const NOW: &str = "2026-12-01T04:00:00+00:00";
 
@@ -98,6 +98,12 @@ fn a_failed_run_fails_without_touching_valid() {
     let current = RestoreStatus {
         phase: RestorePhase::InProgress,
         conditions: vec![Condition::new("Valid", true, "Valid", "")],
+        volume_progress: vec![VolumeProgress {
+            claim: "shop/db".into(),
+            total_bytes: 100,
+            bytes_done: 40,
+            done: false,
+        }],
         ..Default::default()
     };
     let end = ending(
@@ -113,7 +119,9 @@ fn a_failed_run_fails_without_touching_valid() {
         message: Some("pack 1f2e… is damaged".into()),
         completion_time: Some(NOW.into()),
         progress: Some(progress(4, 9)),
-        ..current
+        // The per-volume list is of a run in progress: an ended run has none.
+        volume_progress: Vec::new(),
+        ..current.clone()
     };
     assert_eq!(
         end,

@@ -59,6 +59,16 @@ impl VolumeBoard {
         (out, done, total)
     }
 
+    /// The run's final counters: `progress`'s, with the volumes' bytes added (the list is
+    /// cleared at the end of a run).
+    pub fn final_progress(&self, progress: &Progress) -> ProgressStatus {
+        let mut out = progress_status(progress);
+        let (_, done, total) = self.status();
+        out.bytes_done += done;
+        out.total_bytes += total;
+        out
+    }
+
     /// Copies the volumes into a status: their list, and their bytes added to `progress`.
     pub fn report(&self, progress: &mut ProgressStatus, volumes: &mut Vec<VolumeProgress>) {
         let (list, done, total) = self.status();
@@ -221,6 +231,13 @@ mod tests {
         };
         let mut volumes = Vec::new();
         board.report(&mut progress, &mut volumes);
+        // At the end, the run's own counters plus every volume's bytes.
+        let objects = Progress::default();
+        objects.add_total(7, 3);
+        objects.add_done(7, 3);
+        let end = board.final_progress(&objects);
+        assert_eq!((end.bytes_done, end.total_bytes), (57, 117));
+        assert_eq!((end.items_done, end.total_items), (3, 3));
         assert_eq!((progress.bytes_done, progress.total_bytes), (50, 110));
         assert_eq!((progress.items_done, progress.total_items), (2, 5));
         assert_eq!(

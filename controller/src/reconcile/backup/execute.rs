@@ -181,9 +181,9 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
     let run = Run::start(&ctx, &api, (&name, &namespace), &reference, RunKind::Backup, note).await;
 
     let progress = Arc::new(Progress::default());
+    let board = VolumeBoard::default();
     let (result, current) = {
         let (run_ctx, run_backup, run_progress) = (ctx.clone(), backup.clone(), progress.clone());
-        let board = VolumeBoard::default();
         let run_board = board.clone();
         run_reporting(
             &api,
@@ -203,7 +203,7 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
     let etcd = backup.spec.etcd.is_some();
     run.finish(
         current,
-        &progress,
+        board.final_progress(&progress),
         result,
         |message| format!("attempt {attempt} interrupted: {message}; retrying"),
         |done, stored| stored_status(done, stored, etcd),

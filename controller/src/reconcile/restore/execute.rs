@@ -118,9 +118,9 @@ pub async fn run(ctx: Arc<Context>, restore: Arc<Restore>, running: RestoreStatu
     .await;
 
     let progress = Arc::new(Progress::default());
+    let board = VolumeBoard::default();
     let (result, current) = {
         let (run_ctx, run_restore, run_progress) = (ctx.clone(), restore.clone(), progress.clone());
-        let board = VolumeBoard::default();
         let run_board = board.clone();
         run_reporting(
             &api,
@@ -138,7 +138,7 @@ pub async fn run(ctx: Arc<Context>, restore: Arc<Restore>, running: RestoreStatu
     };
     run.finish(
         current,
-        &progress,
+        board.final_progress(&progress),
         result,
         |message| format!("interrupted: {message}; retrying"),
         |done, (id, out)| restored_status(done, id, out),
