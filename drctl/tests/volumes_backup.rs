@@ -280,6 +280,24 @@ async fn rbd_claims_are_backed_up_with_the_objects_and_restore_exactly() {
         &described["volumes"], volumes,
         "describe shows the stored catalog"
     );
+    // And the recovery point: the volumes snapshotted, then the objects read, at a
+    // resourceVersion of the API server.
+    let point = &described["point"];
+    let at = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(point[k].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{k}: {e}: {point}"))
+    };
+    assert!(at("volumesAt") <= at("objectsFrom"), "{point}");
+    assert!(
+        point["resourceVersion"].as_str().is_some_and(|v| !v.is_empty()),
+        "{point}"
+    );
+    let table = run(env.drctl(&["backup", "describe", "nightly"])).await;
+    assert!(
+        text(&table).contains("recovery point: volumes snapshotted by"),
+        "{}",
+        text(&table)
+    );
 
     let ceph = lifeboat_tests::ceph().unwrap();
     let pool = ceph.connect().unwrap().pool(&s.pool_name).unwrap();
@@ -310,14 +328,18 @@ async fn rbd_claims_are_backed_up_with_the_objects_and_restore_exactly() {
         first.push(id);
     }
     // The two lifeboat-csi images (one clusterID and Secret) share one group snapshot; the
-    // Rook one, reached through another clusterID, is on its own.
+    // Rook one, reached through another clusterID, has one of its own (so it too is
+    // snapshotted before the objects are read).
     let point = |volumes: &Value, i: usize| volume(volumes, &format!("data-{i}"))["groupSnapshot"].clone();
     let first_point = point(volumes, 0);
     assert!(
         first_point.as_str().is_some_and(|p| p.contains('@')) && point(volumes, 1) == first_point,
         "{volumes}"
     );
-    assert!(point(volumes, 2).is_null(), "{volumes}");
+    assert!(
+        point(volumes, 2).as_str().is_some_and(|p| p.contains('@')) && point(volumes, 2) != first_point,
+        "{volumes}"
+    );
     assert!(
         !volumes.to_string().contains("not in the group snapshot"),
         "{volumes}"
@@ -662,6 +684,11 @@ async fn restore_writes_each_claims_data_into_the_mapped_class() {
             .unwrap()
             .unwrap();
         assert!(owned.contains(&pv_name), "{owned}");
+        // And the restore's own mark, which a rerun reads as "finished".
+        let mark = dr
+            .peek_image_metadata(image, "lifeboat.dev/restored-from")
+            .unwrap();
+        assert_eq!(mark.as_deref(), v["snapshotId"].as_str(), "{v}");
     }
     // The claim of the other driver comes back unbound, to be provisioned anew: its volume
     // (reclaim policy Delete, no data in the backup) is not recreated, as a copy would name
@@ -678,12 +705,17 @@ async fn restore_writes_each_claims_data_into_the_mapped_class() {
         "{report}"
     );
 
-    // Run again: the claims exist, so their data is left alone and nothing new is written.
+    // Run again (as a retried Restore does): the claims exist, bound to the volumes this
+    // restore made, so they are reported as its own work, and nothing new is written.
     let images_before = dr.list_images().unwrap().len();
     let again = run(restore(mapping.clone(), &[])).await;
     assert!(again.status.success(), "{}", text(&again));
     let report: Value = serde_json::from_slice(&again.stdout).unwrap();
-    assert_eq!(volume(&report["volumes"], "data-0")["outcome"], "Skipped");
+    assert_eq!(
+        volume(&report["volumes"], "data-0")["outcome"],
+        "Reused",
+        "{report}"
+    );
     assert_eq!(dr.list_images().unwrap().len(), images_before);
 
     // The claim and its volume deleted, the image kept (as with Retain): a rerun never writes
@@ -705,6 +737,25 @@ async fn restore_writes_each_claims_data_into_the_mapped_class() {
     assert_eq!(v["outcome"], "Failed", "{v}");
     assert!(v["reason"].as_str().unwrap().contains("exists"), "{v}");
     assert!(claims.get_opt("data-0").await.unwrap().is_none(), "withheld");
+    // Nor its volume: no PersistentVolume names the withheld claim (the backup's would name
+    // the source image).
+    let naming: Vec<String> = pvs
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|pv| {
+            pv.spec
+                .as_ref()
+                .and_then(|s| s.claim_ref.as_ref())
+                .is_some_and(|r| {
+                    r.namespace.as_deref() == Some(copy.as_str()) && r.name.as_deref() == Some("data-0")
+                })
+        })
+        .filter_map(|pv| pv.metadata.name)
+        .collect();
+    assert!(naming.is_empty(), "{naming:?}");
     assert!(
         read_image(&dr, v["image"].as_str().unwrap()) == s.images[0].1,
         "the finished image was written over"

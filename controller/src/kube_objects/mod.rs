@@ -17,7 +17,7 @@ mod select;
 mod skip;
 
 pub(crate) use backup::for_each_page;
-pub use backup::{BackupOutcome, BackupRequest, backup_objects};
+pub use backup::{BackupOutcome, BackupRequest, LateFiles, backup_objects, backup_objects_with_late_files};
 pub use discover::{Discovered, DiscoveryDeadlines, ResourceRecord, UnavailableGroup, discover};
 pub use error::ObjectsError;
 pub use filter::{NamespaceFilter, ObjectFilter, ResourceFilter};

@@ -119,12 +119,33 @@ impl CatalogEntry {
     }
 }
 
-/// Every claim the backup considered, sorted by namespace and name.
+/// Every claim the backup considered, sorted by namespace and name, and when its parts were
+/// taken.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeCatalog {
     /// The claims.
     pub volumes: Vec<CatalogEntry>,
+    /// When the volumes and the objects were taken; absent in catalogs written before it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point: Option<RecoveryPoint>,
+}
+
+/// The instants one Backup's parts were taken at: its volumes' snapshots, then its objects,
+/// read right after while the volumes' data is still being read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryPoint {
+    /// When every volume snapshot had been taken (RFC 3339); absent when no volume was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes_at: Option<String>,
+    /// When the objects began to be read (RFC 3339).
+    pub objects_from: String,
+    /// The API server's `resourceVersion` of a list made then: on kube-apiservers storing in
+    /// etcd, the etcd revision the objects were read from (or after); absent if the list
+    /// failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
 }
 
 impl VolumeCatalog {

@@ -234,7 +234,10 @@ async fn read_target(client: &Client) -> Result<TargetCluster, ObjectsError> {
             .collect(),
         claims: claims
             .into_iter()
-            .filter_map(|c| Some((c.metadata.namespace?, c.metadata.name?)))
+            .filter_map(|c| {
+                let bound = c.spec.and_then(|s| s.volume_name).filter(|v| !v.is_empty());
+                Some(((c.metadata.namespace?, c.metadata.name?), bound))
+            })
             .collect(),
         volumes: volumes
             .into_iter()

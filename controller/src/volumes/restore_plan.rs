@@ -11,7 +11,7 @@
 //! run again after a crash writes the same image and finds the volume it made, and a restore
 //! into another cluster sharing the Ceph cluster never meets this one's images.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     CSIPersistentVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim,
@@ -59,8 +59,9 @@ pub struct TargetCluster {
     pub uid: String,
     /// StorageClasses by name.
     pub classes: BTreeMap<String, StorageClass>,
-    /// Existing claims, (namespace, name).
-    pub claims: BTreeSet<(String, String)>,
+    /// Existing claims, (namespace, name), with the PersistentVolume each names
+    /// (`spec.volumeName`), if any.
+    pub claims: BTreeMap<(String, String), Option<String>>,
     /// Existing PersistentVolumes by name.
     pub volumes: BTreeMap<String, PersistentVolume>,
 }
@@ -78,8 +79,9 @@ pub struct VolumeWrite {
     pub image_options: ImageOptions,
     /// The Secret with the cephx user and key (the class's provisioner secret).
     pub secret: Option<SecretRef>,
-    /// Metadata written on the image once all its data is in, last: [`RESTORED_FROM`], and
-    /// for lifeboat-csi [`LIFEBOAT_CSI_COMPLETE`].
+    /// Metadata written on the image once all its data is in, in order: for lifeboat-csi
+    /// [`LIFEBOAT_CSI_COMPLETE`], then [`RESTORED_FROM`], always last (the executor takes an
+    /// image holding it as finished).
     pub complete: Vec<(String, String)>,
     /// The PersistentVolume to create once the data is written.
     pub volume: PersistentVolume,
@@ -176,11 +178,23 @@ pub fn plan_volume_restore(
             action: RestoreAction::Skip(String::new()),
         };
         let claim = backup.claims.get(&(entry.namespace.clone(), entry.claim.clone()));
-        let exists = target
+        let existing = target
             .claims
-            .contains(&(plan.target_namespace.clone(), plan.claim.clone()));
+            .get(&(plan.target_namespace.clone(), plan.claim.clone()));
         plan.action = match (claim, &class) {
-            _ if exists => RestoreAction::Skip(
+            _ if existing.is_some_and(|bound| ours_bound(&plan, bound.as_deref(), target)) => {
+                // An earlier run of this restore (a retried Restore) made both.
+                RestoreAction::Reuse(
+                    Names::of(
+                        &target.uid,
+                        &plan.snapshot_id,
+                        &plan.target_namespace,
+                        &plan.claim,
+                    )
+                    .volume,
+                )
+            }
+            _ if existing.is_some() => RestoreAction::Skip(
                 "the claim exists in this cluster; its volume and data are left as they are".to_string(),
             ),
             (None, _) => {
@@ -247,6 +261,25 @@ struct Writer<'a> {
 enum DriverKind {
     Lifeboat,
     CephCsi,
+}
+
+/// Whether an existing claim of `plan`'s name is bound to the volume an earlier run of this
+/// restore made: it names the volume this restore would make, and that volume carries this
+/// volume snapshot's [`RESTORED_FROM`].
+fn ours_bound(plan: &VolumeRestorePlan, bound: Option<&str>, target: &TargetCluster) -> bool {
+    let name = Names::of(
+        &target.uid,
+        &plan.snapshot_id,
+        &plan.target_namespace,
+        &plan.claim,
+    )
+    .volume;
+    bound == Some(name.as_str())
+        && target
+            .volumes
+            .get(&name)
+            .and_then(|v| v.metadata.annotations.as_ref()?.get(RESTORED_FROM))
+            .is_some_and(|s| *s == plan.snapshot_id)
 }
 
 /// Reads where a class writes RBD images; `Err` says why it cannot (words after the class's name).
@@ -340,14 +373,17 @@ fn decide(
             RestoreAction::Reuse(names.volume)
         } else {
             RestoreAction::Fail(format!(
-                "PersistentVolume {} from an earlier restore of this data exists and was bound to \
-                 a claim since deleted: delete it (and, if its reclaim policy is Retain, its image) \
-                 to restore the data again",
+                "PersistentVolume {} from an earlier restore of this data exists and is bound, or \
+                 was bound to a claim since deleted: delete it (and, if its reclaim policy is \
+                 Retain, its image) to restore the data again",
                 names.volume
             ))
         };
     }
-    let mut complete = vec![(RESTORED_FROM.to_string(), plan.snapshot_id.clone())];
+    // The executor reads RESTORED_FROM as "this image is finished": it goes last, so a crash
+    // between the marks leaves an image a rerun replaces, never one it refuses as finished
+    // without the driver's mark.
+    let mut complete = Vec::new();
     let image = match writer.kind {
         DriverKind::Lifeboat => {
             // As lifeboat-csi names the image of a CreateVolume called after the volume.
@@ -363,6 +399,7 @@ fn decide(
         }
         DriverKind::CephCsi => format!("csi-vol-{}", names.uuid),
     };
+    complete.push((RESTORED_FROM.to_string(), plan.snapshot_id.clone()));
     let volume = persistent_volume(plan, claim, class_name, writer, fs_type, &names.volume, &image);
     let secret = writer
         .class

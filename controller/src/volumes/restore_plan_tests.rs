@@ -71,7 +71,10 @@ fn backup(entries: Vec<CatalogEntry>, modes: &[(&str, &str)]) -> BackupVolumes {
         })
         .collect();
     BackupVolumes {
-        catalog: VolumeCatalog { volumes: entries },
+        catalog: VolumeCatalog {
+            volumes: entries,
+            point: None,
+        },
         claims,
         volumes: BTreeMap::new(),
     }
@@ -152,13 +155,13 @@ fn a_mapped_lifeboat_class_says_where_to_write_and_how_to_bind() {
     assert_eq!(
         w.complete,
         vec![
-            (RESTORED_FROM.to_string(), SNAP.to_string()),
             (
                 LIFEBOAT_CSI_COMPLETE.to_string(),
                 json!({"name": pv_name, "params": format!("restored-from={SNAP}")}).to_string()
-            )
+            ),
+            (RESTORED_FROM.to_string(), SNAP.to_string()),
         ],
-        "lifeboat-csi owns it once complete"
+        "lifeboat-csi owns it once complete; the restore's own mark, read as finished, last"
     );
     assert_eq!(
         w.image_options.features,
@@ -307,7 +310,7 @@ fn missing_and_unusable_classes_are_refused_naming_them() {
     assert!(err.contains("encrypts"), "{err}");
     // A claim that exists is left alone, whatever its class: nothing is refused for it.
     let mut holding = target(vec![]);
-    holding.claims.insert(("shop-dr".into(), "data".into()));
+    holding.claims.insert(("shop-dr".into(), "data".into()), None);
     let plans = plan_volume_restore(&only_fast, &options(&[]), &holding).unwrap();
     assert!(matches!(&plans[0].action, RestoreAction::Skip(_)), "{plans:?}");
     let nfs = class(
@@ -330,10 +333,30 @@ fn what_the_target_holds_decides_skip_reuse_or_fail() {
     let name = volume.metadata.name.clone().unwrap();
 
     // The claim is there: its data is left alone.
-    t.claims.insert(("shop-dr".into(), "data".into()));
+    t.claims
+        .insert(("shop-dr".into(), "data".into()), Some("pvc-other".into()));
+    let plans = plan_volume_restore(&b, &options(&[]), &t).unwrap();
+    assert!(matches!(&plans[0].action, RestoreAction::Skip(w) if w.contains("exists")));
+
+    // A retried restore: the claim is the earlier run's, bound to the volume it made (whose
+    // claimRef has its uid): that is this restore's own work, reused, not skipped.
+    let mut bound = volume.clone();
+    if let Some(r) = bound.spec.as_mut().and_then(|s| s.claim_ref.as_mut()) {
+        r.uid = Some("claim-uid".into());
+    }
+    t.volumes.insert(name.clone(), bound);
+    t.claims
+        .insert(("shop-dr".into(), "data".into()), Some(name.clone()));
+    let plans = plan_volume_restore(&b, &options(&[]), &t).unwrap();
+    assert_eq!(plans[0].action, RestoreAction::Reuse(name.clone()));
+    // A claim naming that volume that is not this restore's (no mark): left alone.
+    let mut foreign = volume.clone();
+    foreign.metadata.annotations = None;
+    t.volumes.insert(name.clone(), foreign);
     let plans = plan_volume_restore(&b, &options(&[]), &t).unwrap();
     assert!(matches!(&plans[0].action, RestoreAction::Skip(w) if w.contains("exists")));
     t.claims.clear();
+    t.volumes.clear();
 
     // An earlier run made the volume and stopped before the claim: reuse it.
     t.volumes.insert(name.clone(), volume.clone());

@@ -1,32 +1,37 @@
-//! A Backup with its volume data: plan the claims, back up each RBD image with
-//! `lifeboat-volume` (a bounded number at once), then back up the objects with the volume
-//! catalog in their snapshot's tree. Volumes go first so the catalog can name their
-//! snapshots, and the objects are read right after the images' snapshots. The images reached
-//! through one connection (clusterID and Secret) are snapshotted at one instant first, with an
-//! RBD group snapshot (docs/volumes.md, "One recovery point for several images").
+//! A Backup with its volume data: plan the claims, snapshot the RBD images, then read the
+//! objects while each image's data is read with `lifeboat-volume` (a bounded number at once);
+//! the objects' snapshot is written last, with the volume catalog naming the volume snapshots
+//! in its tree. The images reached through one connection (clusterID and Secret) are
+//! snapshotted at one instant, with an RBD group snapshot (docs/volumes.md, "One recovery
+//! point for several images"), and the objects are read right after: what the cluster said
+//! about the volumes is of the moment their data was taken, not of the end of a long read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::SnapshotDetails;
 use lifeboat_rbd::Cluster;
 use lifeboat_volume::{GroupPoint, TakenAt, VolumeBackupOptions, backup_volume, snapshot_together};
+use tokio::sync::oneshot;
 
-use super::catalog::{CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome};
+use super::catalog::{CATALOG_PATH, CatalogEntry, RecoveryPoint, VolumeCatalog, VolumeOutcome};
 use super::ceph::{CephAccess, Connections};
 use super::handle::RbdImage;
 use super::hooks::{HookOutcome, HookPhase, PodHooks, plan_hooks, run_hooks};
 use super::plan::{ClaimPlan, Decision, SecretRef, VolumeSelector, plan_volumes};
 use crate::crd::{ItemMessage, VolumeSelection};
 use crate::kube_objects::{
-    BACKUP_TAG, BackupOutcome, BackupRequest, ObjectsError, backup_objects, for_each_page,
+    BACKUP_TAG, BackupOutcome, BackupRequest, LateFiles, ObjectsError, backup_objects_with_late_files,
+    for_each_page,
 };
 
 /// The snapshot tag naming the claim (`namespace/name`) a volume snapshot was taken for.
@@ -61,16 +66,65 @@ pub async fn backup_with_volumes(
 ) -> Result<BackupOutcome, ObjectsError> {
     let selector = VolumeSelector::new(request.filter.namespaces.clone(), volumes.selection.as_ref())?;
     let plans = read_plans(client, &selector).await?;
-    let (catalog, hooks) = take_volumes(client, repo, &request.name, &plans, volumes, volume_progress).await;
-    let json = serde_json::to_vec_pretty(&catalog).map_err(|e| ObjectsError::Invalid(e.to_string()))?;
-    let mut with_catalog = request.clone();
-    with_catalog.files.push((CATALOG_PATH.to_string(), json));
-    let mut outcome = backup_objects(client, repo, &with_catalog, progress).await?;
+    // The volumes' snapshots, then the objects read while the volumes' data is; the catalog,
+    // complete once the data is read, goes into the objects' snapshot last.
+    let (snapshotted, volumes_at) = oneshot::channel::<Option<DateTime<Utc>>>();
+    let (done, catalog) = oneshot::channel::<VolumeCatalog>();
+    let volumes_side = async {
+        let (catalog, hooks) = take_volumes(
+            client,
+            repo,
+            &request.name,
+            &plans,
+            volumes,
+            volume_progress,
+            |at| {
+                let _ = snapshotted.send(at);
+            },
+        )
+        .await;
+        // The objects' side may have failed and gone: its error is the backup's.
+        let _ = done.send(catalog.clone());
+        (catalog, hooks)
+    };
+    let objects_side = async {
+        let volumes_at = volumes_at.await.ok().flatten();
+        let point = RecoveryPoint {
+            volumes_at: volumes_at.map(|t| t.to_rfc3339()),
+            objects_from: Utc::now().to_rfc3339(),
+            resource_version: resource_version(client).await,
+        };
+        let late: LateFiles<'_> = Box::pin(async move {
+            let mut catalog = catalog
+                .await
+                .map_err(|_| ObjectsError::Invalid("the volume catalog was never completed".to_string()))?;
+            catalog.point = Some(point);
+            let json =
+                serde_json::to_vec_pretty(&catalog).map_err(|e| ObjectsError::Invalid(e.to_string()))?;
+            Ok(vec![(CATALOG_PATH.to_string(), json)])
+        });
+        backup_objects_with_late_files(client, repo, request, progress, late).await
+    };
+    let ((catalog, hooks), outcome) = tokio::join!(volumes_side, objects_side);
+    let mut outcome = outcome?;
     outcome.errors.extend(catalog.errors());
     outcome.errors.extend(hooks.errors);
     outcome.warnings.extend(hooks.warnings);
     outcome.volumes = catalog.volumes;
     Ok(outcome)
+}
+
+/// The API server's current `resourceVersion` (a one-item list of Namespaces, read from
+/// storage): on kube-apiservers storing in etcd, its revision. `None` if the list fails.
+async fn resource_version(client: &Client) -> Option<String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(list) => list.metadata.resource_version.filter(|v| !v.is_empty()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the resourceVersion of the objects' read");
+            None
+        }
+    }
 }
 
 /// Lists claims, volumes and classes and plans every claim in the backup's namespaces.
@@ -96,9 +150,11 @@ where
 /// of every planned claim and what the pods' backup hooks gave. A claim whose cluster cannot
 /// be reached or whose backup fails is `Failed` with why; the others go on.
 ///
-/// Order: the pods' pre hooks; the snapshots (one group point per connection, see
-/// [`take_points`]); the post hooks; then the reads. With hooks, every connection is snapshotted
-/// through a point, even of one image, so no snapshot is taken after the post hooks.
+/// Order: the pods' pre hooks; the snapshots (one group point per connection, even of one
+/// image, see [`take_points`]); the post hooks; `snapshotted` (with when the snapshots were
+/// all taken, `None` if no image is read); then the reads. So every snapshot is taken before
+/// the post hooks and before the objects are read; only an image that cannot join a group
+/// (its entry's `reason` says why) is snapshotted when its own read begins.
 pub async fn take_volumes(
     client: &Client,
     repo: &Repository,
@@ -106,6 +162,7 @@ pub async fn take_volumes(
     plans: &[ClaimPlan],
     volumes: &VolumeRequest,
     volume_progress: &(dyn Fn(&str) -> Arc<Progress> + Sync),
+    snapshotted: impl FnOnce(Option<DateTime<Utc>>),
 ) -> (VolumeCatalog, HookOutcome) {
     let mut entries: Vec<CatalogEntry> = plans.iter().map(CatalogEntry::planned).collect();
     let mut jobs = Vec::new();
@@ -142,8 +199,10 @@ pub async fn take_volumes(
     };
     let (hooks, mut hooked) = plan_pod_hooks(client, plans, &jobs).await;
     let pre = run_hooks(client, &hooks, HookPhase::Pre).await;
-    let points = take_points(repo, &jobs, if hooks.is_empty() { 2 } else { 1 }).await;
+    let points = take_points(repo, &jobs, 1).await;
+    let at = Utc::now();
     let post = run_hooks(client, &hooks, HookPhase::Post).await;
+    snapshotted((!jobs.is_empty()).then_some(at));
     for outcome in [pre, post] {
         hooked.errors.extend(outcome.errors);
         hooked.warnings.extend(outcome.warnings);
@@ -210,7 +269,13 @@ pub async fn take_volumes(
             }
         }
     }
-    (VolumeCatalog { volumes: entries }, hooked)
+    (
+        VolumeCatalog {
+            volumes: entries,
+            point: None,
+        },
+        hooked,
+    )
 }
 
 /// The backup hooks of the running pods mounting the claims of `jobs`, and an error for each

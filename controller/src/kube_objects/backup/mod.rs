@@ -4,6 +4,8 @@
 mod list;
 
 use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use kube::Client;
@@ -93,6 +95,11 @@ impl BackupOutcome {
     }
 }
 
+/// Files whose content is known only once the objects have been listed (the volume catalog,
+/// complete once the volumes' data is read), as `(path, content)`: awaited after the last
+/// list, before the snapshot is written. An error fails the backup.
+pub type LateFiles<'a> = Pin<Box<dyn Future<Output = Result<Vec<(String, Vec<u8>)>, ObjectsError>> + 'a>>;
+
 /// Backs up the objects `request` selects into `repo`. Objects that cannot be read are
 /// reported in the outcome and do not stop the others; the snapshot is written last.
 ///
@@ -103,6 +110,19 @@ pub async fn backup_objects(
     repo: &Repository,
     request: &BackupRequest,
     progress: Arc<Progress>,
+) -> Result<BackupOutcome, ObjectsError> {
+    let none: LateFiles<'_> = Box::pin(std::future::ready(Ok(Vec::new())));
+    backup_objects_with_late_files(client, repo, request, progress, none).await
+}
+
+/// [`backup_objects`], storing `late`'s files too: the objects are read while `late` is
+/// still being worked out, and the snapshot waits for it.
+pub async fn backup_objects_with_late_files(
+    client: &Client,
+    repo: &Repository,
+    request: &BackupRequest,
+    progress: Arc<Progress>,
+    late: LateFiles<'_>,
 ) -> Result<BackupOutcome, ObjectsError> {
     let discovered = discover(client, request.discovery).await?;
     let mut warnings: Vec<ItemMessage> = discovered
@@ -160,6 +180,7 @@ pub async fn backup_objects(
         aggregated: &discovered.aggregated,
         ctx: &ctx,
         cluster_id,
+        late: Some(late),
         report: Report {
             items: 0,
             skipped: 0,
@@ -217,6 +238,8 @@ struct ObjectsSource<'a> {
     aggregated: &'a HashSet<String>,
     ctx: &'a SkipContext,
     cluster_id: String,
+    /// Files stored after the lists (taken by the first `write`).
+    late: Option<LateFiles<'a>>,
     /// Discovery's notes going in; the listing's tallies added by `write`.
     report: Report,
 }
@@ -264,6 +287,11 @@ impl Source for ObjectsSource<'_> {
             let deps: Vec<&ResourceRecord> = self.taken.iter().filter(|r| order(r) == Some(stage)).collect();
             let found = lists.run(&deps, Take::Dependencies(&needs)).await;
             collect(found, &mut needs);
+        }
+        if let Some(late) = self.late.take() {
+            for (path, content) in late.await? {
+                upload.send(path, content).await;
+            }
         }
         let nodes = upload.finish().await?;
 

@@ -337,14 +337,27 @@ pub async fn describe(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
         Resolved::Direct(repo) => {
             let snaps = backup_snapshots(&repo, name).await?;
             let snap = &snaps[0];
-            let volumes = read_catalog(&repo, snap).await?.unwrap_or_default().volumes;
-            // The snapshot as `backup list` shows it, plus its volume catalog.
+            let catalog = read_catalog(&repo, snap).await?.unwrap_or_default();
+            let (volumes, point) = (catalog.volumes, catalog.point);
+            // The snapshot as `backup list` shows it, plus its volume catalog and point.
             let mut shown = serde_json::to_value(snap)?;
             shown["volumes"] = serde_json::to_value(&volumes)?;
+            if let Some(point) = &point {
+                shown["point"] = serde_json::to_value(point)?;
+            }
             output::print(g.format, &shown, |_| {
                 let mut out = snapshot_rows(std::slice::from_ref(snap));
                 for w in &snap.summary.warnings {
                     out.push_str(&format!("warning: {w}\n"));
+                }
+                if let Some(p) = &point {
+                    out.push_str(&format!(
+                        "recovery point: volumes snapshotted by {}, objects read from {} \
+                         (resourceVersion {})\n",
+                        p.volumes_at.as_deref().unwrap_or("-"),
+                        p.objects_from,
+                        p.resource_version.as_deref().unwrap_or("unknown"),
+                    ));
                 }
                 if !volumes.is_empty() {
                     out.push('\n');
