@@ -16,6 +16,7 @@
 mod error;
 mod group;
 pub mod layout;
+pub mod nfs;
 mod restore;
 mod source;
 
