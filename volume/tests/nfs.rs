@@ -323,3 +323,36 @@ async fn a_file_vanished_between_listing_and_read_is_reported() -> Result<()> {
     );
     Ok(())
 }
+
+/// Many small files: each is read whole and stored on its worker's blob writer; the
+/// incremental reads none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_files_and_an_incremental_that_reads_none() -> Result<()> {
+    let nfs = lifeboat_tests::nfs()?;
+    let dir = nfs.new_dir("nfsmany")?;
+    for d in 0..20 {
+        std::fs::create_dir(dir.local.join(format!("d{d}")))?;
+        for f in 0..100 {
+            let text = format!("file {d} {f} ").repeat(100);
+            std::fs::write(dir.local.join(format!("d{d}/f{f}")), text)?;
+        }
+    }
+    let (_t, repo) = new_repo().await?;
+    let location = NfsLocation::new(&dir.server, &dir.share, &dir.name)?;
+    let mut read = Vec::new();
+    for run in ["full", "incremental"] {
+        let started = std::time::Instant::now();
+        let snap = backup_nfs(&repo, &location, &NfsBackupOptions::default()).await?;
+        let s = &snap.summary;
+        println!(
+            "{run}: {} files, read {} in {:?}",
+            s.files,
+            s.files_read,
+            started.elapsed()
+        );
+        ensure!(s.files == 2000 && s.dirs == 20 && s.skipped.is_empty(), "{s:?}");
+        read.push(s.files_read);
+    }
+    ensure!(read == [2000, 0], "{read:?}");
+    Ok(())
+}

@@ -5,8 +5,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use lifeboat_backup::archiver::Writer;
+use lifeboat_backup::RepoError;
+use lifeboat_backup::archiver::{StreamUpload, Writer};
 use lifeboat_backup::blob::BlobId;
+use lifeboat_backup::session::BlobSink;
 use lifeboat_backup::snapshot::{Node, NodeKind, SkippedPath, Snapshot, SnapshotDetails, Summary};
 use lifeboat_backup::{IndexedRepository, Source, Written};
 use nfs3_client::nfs3_types::nfs3::{fattr3, nfs_fh3, nfsstat3};
@@ -90,23 +92,31 @@ impl Source for NfsSource {
         let run = clients.into_iter().map(|mut client| {
             let (queue, results, progress) = (&queue, &results, &progress);
             async move {
+                let mut sink = Some(writer.sink());
+                let mut outcome = Ok(());
                 loop {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
                     let Some(i) = next else { break };
                     let node = &nodes_ref[i];
-                    let read = read_file(&mut client, writer, &handles_ref[i], node, progress).await;
-                    match read {
+                    match read_file(&mut client, writer, &mut sink, &handles_ref[i], node, progress).await {
                         Ok(r) => results.lock().unwrap_or_else(|p| p.into_inner()).push((i, r)),
                         Err(e) => {
                             // Stop the other workers too: the connection or the store failed.
                             queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                            client.close().await;
-                            return Err(e);
+                            outcome = Err(e);
+                            break;
                         }
                     }
                 }
                 client.close().await;
-                Ok(())
+                if let Some(sink) = sink.take() {
+                    let finished = tokio::task::spawn_blocking(move || sink.finish())
+                        .await
+                        .map_err(|e| RepoError::Task(e.to_string()))
+                        .and_then(|r| r);
+                    outcome = outcome.and(finished.map_err(NfsError::from));
+                }
+                outcome
             }
         });
         for done in futures::future::join_all(run).await {
@@ -173,17 +183,26 @@ struct ReadFile {
     warning: Option<String>,
 }
 
+/// Files up to this size (one READ) are read whole into memory and chunked in one go on the
+/// worker's own blob writer, which saves a chunker and its threads per small file; larger
+/// ones (and files that grow past it while read) stream through the engine's chunker, which
+/// compresses and encrypts on several threads. The chunks are the same either way.
+const WHOLE_FILE_LIMIT: usize = 1024 * 1024;
+
 /// Reads one file to its end into the chunker. `Ok(Err(why))`: the file is left out (it
 /// vanished, or the server refused the read); `Err`: the connection or the store failed.
+/// `sink` is the worker's blob writer for files read whole (`None` only after a failure).
 async fn read_file(
     client: &mut Client,
     writer: &Writer<'_>,
+    sink: &mut Option<BlobSink>,
     fh: &nfs_fh3,
     node: &Node,
     progress: &lifeboat_backup::progress::Progress,
 ) -> Result<Result<ReadFile, String>, NfsError> {
     let path = shown(node.path_bytes());
-    let mut upload = writer.stream(writer.chunker());
+    let mut whole: Option<Vec<u8>> = (node.size as usize <= WHOLE_FILE_LIMIT).then(Vec::new);
+    let mut upload = None;
     let mut offset = 0u64;
     let mut last_attr: Option<fattr3> = None;
     let refused = loop {
@@ -191,23 +210,58 @@ async fn read_file(
             Ok(Ok(read)) => read,
             Ok(Err(status)) => break Some(status),
             Err(e) => {
-                let _ = upload.finish().await;
+                if let Some(u) = upload {
+                    let _ = StreamUpload::finish(u).await;
+                }
                 return Err(e);
             }
         };
         last_attr = attr.or(last_attr);
         let len = data.len() as u64;
         offset += len;
-        if len > 0 && !upload.send(Bytes::from(data)).await {
-            break None; // the writer stopped; `finish` says why
-        }
         progress.add_done(len, 0);
+        match &mut whole {
+            Some(buf) if buf.len() + data.len() <= WHOLE_FILE_LIMIT => buf.extend_from_slice(&data),
+            _ => {
+                let u = upload.get_or_insert_with(|| writer.stream(writer.chunker()));
+                if let Some(buf) = whole.take().filter(|b| !b.is_empty())
+                    && !u.send(Bytes::from(buf)).await
+                {
+                    break None; // the writer stopped; `finish` says why
+                }
+                if len > 0 && !u.send(Bytes::from(data)).await {
+                    break None;
+                }
+            }
+        }
         if eof || len == 0 {
             break None;
         }
     };
     // The chunks of a file left out stay indexed for a later backup, or go with `prune`.
-    let stored = upload.finish().await?;
+    let (chunks, size) = match upload {
+        Some(u) => {
+            let stored = u.finish().await?;
+            (stored.chunks, stored.size)
+        }
+        None if refused.is_some() => (Vec::new(), 0),
+        None => {
+            let buf = whole.unwrap_or_default();
+            let size = buf.len() as u64;
+            let Some(mut blobs) = sink.take() else {
+                return Err(RepoError::Task("the blob writer failed earlier".to_string()).into());
+            };
+            let params = writer.chunker();
+            let (blobs, put) = tokio::task::spawn_blocking(move || {
+                let put = blobs.put_chunked(&buf, params);
+                (blobs, put)
+            })
+            .await
+            .map_err(|e| RepoError::Task(e.to_string()))?;
+            *sink = Some(blobs);
+            (put?, size)
+        }
+    };
     if let Some(status) = refused {
         return Ok(Err(why_unread(status)));
     }
@@ -218,8 +272,8 @@ async fn read_file(
         )
     });
     Ok(Ok(ReadFile {
-        chunks: stored.chunks,
-        size: stored.size,
+        chunks,
+        size,
         warning,
     }))
 }
