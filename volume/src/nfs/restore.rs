@@ -95,16 +95,8 @@ impl Run {
         target: nfs_fh3,
         progress: &Progress,
     ) -> Result<(), NfsError> {
-        // Refused entries, and everything below them.
-        let mut refused: BTreeSet<usize> = BTreeSet::new();
-        let mut refused_dirs: Vec<Vec<u8>> = Vec::new();
-        for d in tree_damage(nodes).into_iter().filter(|d| d.refuses_restore()) {
-            self.report
-                .errors
-                .push(format!("{}: not restored: {}", nodes[d.node].path, d.why));
-            refused.insert(d.node);
-            refused_dirs.push(nodes[d.node].path_bytes().to_vec());
-        }
+        let (refused, why) = refused_entries(nodes);
+        self.report.errors.extend(why);
 
         let mut dirs: HashMap<Vec<u8>, nfs_fh3> = HashMap::new();
         dirs.insert(Vec::new(), target);
@@ -114,16 +106,6 @@ impl Run {
         for (i, node) in nodes.iter().enumerate() {
             let path = node.path_bytes();
             if refused.contains(&i) {
-                continue;
-            }
-            if refused_dirs
-                .iter()
-                .any(|r| path.starts_with(r) && path.get(r.len()) == Some(&b'/'))
-            {
-                self.report.errors.push(format!(
-                    "{}: not restored: it lies under a refused entry",
-                    node.path
-                ));
                 continue;
             }
             let (parent, name) = split(path);
@@ -368,6 +350,36 @@ impl Run {
     }
 }
 
+/// The entries a restore must not make, with why for each: those [`tree_damage`] refuses
+/// (a path with `..`, `.`, an empty component or NUL, an absolute path, a name listed twice,
+/// something under a non-directory, a symlink without a target) and everything below them.
+/// Only what passes is ever created, so nothing is written outside the target.
+fn refused_entries(nodes: &[Node]) -> (BTreeSet<usize>, Vec<String>) {
+    let mut refused = BTreeSet::new();
+    let mut why = Vec::new();
+    let mut tops: Vec<&[u8]> = Vec::new();
+    for d in tree_damage(nodes).into_iter().filter(|d| d.refuses_restore()) {
+        why.push(format!("{}: not restored: {}", nodes[d.node].path, d.why));
+        refused.insert(d.node);
+        tops.push(nodes[d.node].path_bytes());
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let path = node.path_bytes();
+        if !refused.contains(&i)
+            && tops
+                .iter()
+                .any(|t| path.starts_with(t) && path.get(t.len()) == Some(&b'/'))
+        {
+            why.push(format!(
+                "{}: not restored: it lies under a refused entry",
+                node.path
+            ));
+            refused.insert(i);
+        }
+    }
+    (refused, why)
+}
+
 /// A path's directory and last name.
 fn split(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|b| *b == b'/') {
@@ -409,6 +421,30 @@ fn data_runs(data: &[u8]) -> Vec<(usize, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A forged tree cannot make a restore leave its target: `..`, absolute paths and what
+    /// lies under a file are refused, with what is below them; plain entries pass.
+    #[test]
+    fn entries_that_would_leave_the_target_are_refused() {
+        let node = |p: &[u8], kind| Node::with_path(p, kind);
+        let nodes = vec![
+            node(b"../escape", NodeKind::File),
+            node(b"/etc/passwd", NodeKind::File),
+            node(b"a", NodeKind::File),
+            node(b"a/b", NodeKind::File),
+            node(b"d", NodeKind::Dir),
+            node(b"d/..", NodeKind::Dir),
+            node(b"d/../x", NodeKind::File),
+            node(b"d/ok", NodeKind::File),
+        ];
+        let (refused, why) = refused_entries(&nodes);
+        let kept: Vec<&str> = (0..nodes.len())
+            .filter(|i| !refused.contains(i))
+            .map(|i| nodes[i].path.as_str())
+            .collect();
+        assert_eq!(kept, vec!["a", "d", "d/ok"], "{why:?}");
+        assert_eq!(why.len(), 5, "{why:?}");
+    }
 
     #[test]
     fn zero_blocks_are_holes() {
