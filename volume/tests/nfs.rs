@@ -2,8 +2,10 @@
 //! real nfs-ganesha: a full backup of a directory (a file of several MiB, a symlink, a
 //! subdirectory, a set-user-ID file owned by someone else), an incremental after one file
 //! changed that reads only that file, restores of both snapshots into fresh directories over
-//! NFS compared with the originals, and a file that vanished between the listing and its
-//! read reported as skipped.
+//! NFS compared with the originals (a sparse file's hole left unwritten), a restore over
+//! the restored tree that replaces a planted symlink instead of following it, a restore
+//! target behind a symlink refused, a file that vanished between the listing and its read
+//! and a FIFO reported as skipped, and 2000 small files whose incremental reads none.
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -277,6 +279,20 @@ async fn incremental_reads_only_changed_files_and_restores_exactly() -> Result<(
         !std::fs::symlink_metadata(r2.join("small.txt"))?
             .file_type()
             .is_symlink()
+    );
+
+    // A restore target reached through a symlink is refused, not followed.
+    let outside = tempfile::tempdir()?;
+    std::os::unix::fs::symlink(outside.path(), dir.local.join("evil"))?;
+    let through = NfsLocation::new(&dir.server, &dir.share, &format!("{}/evil/r", dir.name))?;
+    let refused = restore_nfs(&repo, &second, &through, Arc::new(Progress::default())).await;
+    ensure!(
+        matches!(refused, Err(lifeboat_volume::nfs::NfsError::NotADirectory { .. })),
+        "{refused:?}"
+    );
+    ensure!(
+        std::fs::read_dir(outside.path())?.next().is_none(),
+        "wrote through the symlink"
     );
     Ok(())
 }
