@@ -10,12 +10,16 @@
 //! incremental. A restore writes the extents into a new image through librbd, holes
 //! unwritten. Layout: docs/FORMAT.md ("Volume nodes"); design: docs/volumes.md.
 //!
+//! NFS volumes are backed up file by file through a userspace NFSv3 client, and restored the
+//! same way: see [`nfs`] and docs/volumes.md ("NFS volumes").
+//!
 //! The engine knows nothing of Ceph: this crate is one [`lifeboat_backup::Source`] and one
 //! [`lifeboat_backup::Sink`] beside it, as `lifeboat-etcd` is.
 
 mod error;
 mod group;
 pub mod layout;
+pub mod nfs;
 mod restore;
 mod source;
 
