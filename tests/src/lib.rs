@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub use services::azurite::{Azurite, azurite};
 pub use services::ceph::{Ceph, Rgw, ceph};
 pub use services::etcd::{Etcd, EtcdTls};
-pub use services::nfs::{Nfs, NfsDir, nfs};
+pub use services::nfs::{Nfs, NfsDir, nfs, write_over_nfs};
 
 /// Why a test service could not be started or used.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -41,42 +41,9 @@ async fn new_repo() -> Result<(TestRepo, Repository)> {
     Ok((t, repo))
 }
 
-/// Writes `data` at `offset` into the existing file `path` (relative to the export) through
-/// NFS, as a client changing part of a file would: the server's attribute cache sees the
-/// change (a write behind its back on its disk would not be seen for a while).
+/// Writes through NFS, so the server's attribute cache sees the change.
 async fn write_over_nfs(server: &str, export: &str, path: &str, offset: u64, data: &[u8]) -> Result<()> {
-    use nfs3_client::nfs3_types::nfs3::{self, Nfs3Result, diropargs3, filename3};
-    use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
-    use nfs3_client::nfs3_types::xdr_codec::Opaque;
-    let mut conn =
-        nfs3_client::Nfs3ConnectionBuilder::new(nfs3_client::tokio::TokioConnector, server, export)
-            .credential(opaque_auth::auth_unix(&auth_unix::default()))
-            .mount()
-            .await?;
-    let mut fh = conn.root_nfs_fh3();
-    for part in path.split('/') {
-        let what = diropargs3 {
-            dir: fh,
-            name: filename3(Opaque::owned(part.as_bytes().to_vec())),
-        };
-        match conn.lookup(&nfs3::LOOKUP3args { what }).await? {
-            Nfs3Result::Ok(ok) => fh = ok.object,
-            Nfs3Result::Err((s, _)) => anyhow::bail!("lookup {part}: {s}"),
-        }
-    }
-    let args = nfs3::WRITE3args {
-        file: fh,
-        offset,
-        count: data.len() as u32,
-        stable: nfs3::stable_how::FILE_SYNC,
-        data: Opaque::borrowed(data),
-    };
-    match conn.write(&args).await? {
-        Nfs3Result::Ok(w) => ensure!(w.count as usize == data.len(), "short write"),
-        Nfs3Result::Err((s, _)) => anyhow::bail!("write: {s}"),
-    }
-    let _ = conn.unmount().await;
-    Ok(())
+    Ok(lifeboat_tests::write_over_nfs(server, export, path, offset, data).await?)
 }
 
 /// What a restore must reproduce of one entry: kind, mode, owner, group, mtime, and content

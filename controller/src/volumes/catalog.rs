@@ -11,6 +11,7 @@ use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_backup::{Repository, Sink, SnapshotReader};
 use serde::{Deserialize, Serialize};
 
+use super::handle::NfsDir;
 use super::plan::{ClaimPlan, Decision};
 use super::restore_plan::BackupVolumes;
 use crate::crd::ItemMessage;
@@ -79,20 +80,22 @@ pub struct CatalogEntry {
     /// the same one share one recovery point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_snapshot: Option<String>,
+    /// The lifeboat-csi NFS directory backed up, file by file (its volume snapshot is a
+    /// files snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<NfsDir>,
 }
 
 impl CatalogEntry {
     /// The entry of a planned claim before anything is read: excluded or not backed up with
     /// why; an RBD claim starts as `Failed` until its snapshot is filled in.
     pub fn planned(plan: &ClaimPlan) -> Self {
-        let (outcome, reason, image) = match &plan.decision {
-            Decision::Rbd(t) => (
-                VolumeOutcome::Failed,
-                Some("not attempted".to_string()),
-                Some(&t.image),
-            ),
-            Decision::Excluded(why) => (VolumeOutcome::Excluded, Some(why.clone()), None),
-            Decision::NotTaken(why) => (VolumeOutcome::NotBackedUp, Some(why.clone()), None),
+        let attempted = (VolumeOutcome::Failed, Some("not attempted".to_string()));
+        let ((outcome, reason), image, nfs) = match &plan.decision {
+            Decision::Rbd(t) => (attempted, Some(&t.image), None),
+            Decision::Nfs(d) => (attempted, None, Some(d.clone())),
+            Decision::Excluded(why) => ((VolumeOutcome::Excluded, Some(why.clone())), None, None),
+            Decision::NotTaken(why) => ((VolumeOutcome::NotBackedUp, Some(why.clone())), None, None),
         };
         Self {
             namespace: plan.namespace.clone(),
@@ -110,6 +113,7 @@ impl CatalogEntry {
             read: None,
             time: None,
             group_snapshot: None,
+            nfs,
         }
     }
 

@@ -28,13 +28,39 @@ pub struct RbdImage {
     pub image: String,
 }
 
+/// A lifeboat-csi NFS volume: a directory of an export.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NfsDir {
+    /// The NFS server (StorageClass `server`).
+    pub server: String,
+    /// The exported path (StorageClass `share`), absolute.
+    pub share: String,
+    /// The volume's directory below the share (`[baseDir/]vol-<32 hex>`).
+    pub dir: String,
+}
+
+impl NfsDir {
+    /// `server:/share/dir`, as catalogs and messages name it.
+    pub fn display(&self) -> String {
+        format!(
+            "{}:{}/{}",
+            self.server,
+            self.share.trim_end_matches('/'),
+            self.dir
+        )
+    }
+}
+
 /// What a CSI volume is, as far as a backup is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CsiVolume {
     /// An RBD image Lifeboat can read.
     Rbd(RbdImage),
-    /// A lifeboat-csi NFS directory (`server:share/dir`).
-    Nfs(String),
+    /// A lifeboat-csi NFS directory.
+    Nfs(NfsDir),
     /// Something this backup cannot take; the text says why.
     Unsupported(String),
 }
@@ -62,7 +88,13 @@ fn lifeboat(driver: &str, handle: &str) -> CsiVolume {
                 image: image.to_string(),
             })
         }
-        ["nfs", server, share, dir, _] => CsiVolume::Nfs(format!("{server}:{share}/{dir}")),
+        ["nfs", server, share, dir, _] if !server.is_empty() && share.starts_with('/') && !dir.is_empty() => {
+            CsiVolume::Nfs(NfsDir {
+                server: server.to_string(),
+                share: share.to_string(),
+                dir: dir.to_string(),
+            })
+        }
         _ => CsiVolume::Unsupported(format!(
             "volume handle {handle:?} of {driver} is not an RBD or NFS volume id"
         )),
@@ -152,7 +184,7 @@ mod tests {
         );
         assert!(matches!(
             classify(LIFEBOAT_DRIVER, "nfs:10.0.0.5:/exports:k8s/vol-ab:delete", &BTreeMap::new()),
-            CsiVolume::Nfs(p) if p == "10.0.0.5:/exports/k8s/vol-ab"
+            CsiVolume::Nfs(p) if p.display() == "10.0.0.5:/exports/k8s/vol-ab"
         ));
         assert!(matches!(
             classify(LIFEBOAT_DRIVER, "rbd:a:../etc:x", &BTreeMap::new()),

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Secret
 use k8s_openapi::api::storage::v1::StorageClass;
 use serde::Serialize;
 
-use super::handle::{CsiVolume, RbdImage, classify};
+use super::handle::{CsiVolume, NfsDir, RbdImage, classify};
 use super::selector::LabelSelector;
 use crate::crd::VolumeSelection;
 use crate::kube_objects::filter::globs;
@@ -110,6 +110,8 @@ pub struct RbdTake {
 pub enum Decision {
     /// Backed up from this RBD image.
     Rbd(RbdTake),
+    /// Backed up from this lifeboat-csi NFS directory, file by file.
+    Nfs(NfsDir),
     /// Left out by the Backup's selection (not a failure); why.
     Excluded(String),
     /// Selected but cannot be taken (the backup is PartiallyFailed); why, naming the driver.
@@ -264,10 +266,7 @@ fn decide(
                 .or_else(|| csi.controller_expand_secret_ref.as_ref().and_then(secret_ref))
                 .or_else(|| csi.node_stage_secret_ref.as_ref().and_then(secret_ref)),
         }),
-        CsiVolume::Nfs(dir) => Decision::NotTaken(format!(
-            "NFS volume {dir} of {}: not yet backed up (NFS file-level backup is not built)",
-            csi.driver
-        )),
+        CsiVolume::Nfs(dir) => Decision::Nfs(dir),
         CsiVolume::Unsupported(why) => Decision::NotTaken(why),
     }
 }

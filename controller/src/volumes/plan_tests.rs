@@ -144,6 +144,7 @@ fn golden(plans: &[ClaimPlan]) -> String {
                         .as_ref()
                         .map_or("-".to_string(), |s| format!("{}/{}", s.namespace, s.name))
                 ),
+                Decision::Nfs(d) => format!("nfs {}", d.display()),
                 Decision::Excluded(why) => format!("excluded: {why}"),
                 Decision::NotTaken(why) => format!("NOT TAKEN: {why}"),
             };
@@ -171,7 +172,7 @@ rook/data [rook-ceph.rbd.csi.ceph.com] rbd rook-ceph/replicapool/csi-vol-b0285c9
 rook/gone [-] NOT TAKEN: bound to PersistentVolume pvc-missing, which does not exist
 shop/cache [ebs.csi.aws.com] NOT TAKEN: CSI driver ebs.csi.aws.com is not one Lifeboat reads volumes of
 shop/db [csi.lifeboat.dev] rbd ceph-a/kube/csi-vol-0123456789abcdef0123456789abcdef secret lifeboat-system/ceph-admin
-shop/files [csi.lifeboat.dev] NOT TAKEN: NFS volume 10.0.0.5:/exports/k8s/vol-0123456789abcdef0123456789abcdef of csi.lifeboat.dev: not yet backed up (NFS file-level backup is not built)
+shop/files [csi.lifeboat.dev] nfs 10.0.0.5:/exports/k8s/vol-0123456789abcdef0123456789abcdef
 shop/legacy [in-tree:hostPath] NOT TAKEN: PersistentVolume pv-host is an in-tree hostPath volume; only CSI volumes of lifeboat-csi and ceph-csi (RBD) are backed up
 shop/pending [-] NOT TAKEN: the claim is not bound (phase Pending): no volume to back up
 ";

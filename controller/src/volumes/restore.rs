@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
+use futures::future::Either;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
@@ -16,12 +17,14 @@ use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_rbd::Cluster;
+use lifeboat_volume::nfs::{NfsLocation, restore_nfs};
 use lifeboat_volume::{RbdImageSink, restore_volume};
 use serde::{Deserialize, Serialize};
 
 use super::catalog::read_backup_volumes;
 use super::ceph::{CephAccess, Connections};
 use super::plan::SecretRef;
+use super::restore_nfs::NfsWrite;
 use super::restore_plan::{
     RESTORED_FROM, RestoreAction, TargetCluster, VolumeRestorePlan, VolumeWrite, plan_volume_restore,
 };
@@ -84,6 +87,9 @@ pub struct RestoredVolume {
     /// Its new image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Its new NFS directory (`server:/share/dir`), for an NFS volume's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<String>,
     /// Bytes written (holes are not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written: Option<u64>,
@@ -110,11 +116,16 @@ impl RestoredVolume {
             storage_class: plan.storage_class.clone(),
             persistent_volume: match &plan.action {
                 RestoreAction::Write(w) => w.volume.metadata.name.clone(),
+                RestoreAction::WriteNfs(w) => w.volume.metadata.name.clone(),
                 RestoreAction::Reuse(v) => Some(v.clone()),
                 _ => None,
             },
             pool: write.map(|w| w.pool.clone()),
             image: write.map(|w| w.image.clone()),
+            nfs: match &plan.action {
+                RestoreAction::WriteNfs(w) => Some(w.location.display()),
+                _ => None,
+            },
             written: None,
             reason,
         }
@@ -149,7 +160,9 @@ pub async fn restore_with_volumes(
         plans
             .iter()
             .map(|p| match &p.action {
-                RestoreAction::Write(_) => RestoredVolume::of(p, RestoredOutcome::Planned),
+                RestoreAction::Write(_) | RestoreAction::WriteNfs(_) => {
+                    RestoredVolume::of(p, RestoredOutcome::Planned)
+                }
                 _ => RestoredVolume::of(p, outcome_of(&p.action)),
             })
             .collect()
@@ -186,12 +199,15 @@ pub async fn restore_with_volumes(
             RestoredOutcome::Failed => outcome.errors.push(message(&entry.reason)),
             RestoredOutcome::Skipped => outcome.warnings.push(message(&entry.reason)),
             RestoredOutcome::Planned => outcome.changes.push(format!(
-                "write volume data of {} from volume snapshot {} into {}/{} (StorageClass {}), \
+                "write volume data of {} from volume snapshot {} into {} (StorageClass {}), \
                  create persistentvolumes/{}",
                 plan.key(),
                 plan.snapshot_id,
-                entry.pool.as_deref().unwrap_or("?"),
-                entry.image.as_deref().unwrap_or("?"),
+                entry.nfs.clone().unwrap_or_else(|| format!(
+                    "{}/{}",
+                    entry.pool.as_deref().unwrap_or("?"),
+                    entry.image.as_deref().unwrap_or("?")
+                )),
                 entry.storage_class.as_deref().unwrap_or("?"),
                 entry.persistent_volume.as_deref().unwrap_or("?"),
             )),
@@ -205,7 +221,7 @@ pub async fn restore_with_volumes(
 
 fn outcome_of(action: &RestoreAction) -> RestoredOutcome {
     match action {
-        RestoreAction::Write(_) => RestoredOutcome::Restored,
+        RestoreAction::Write(_) | RestoreAction::WriteNfs(_) => RestoredOutcome::Restored,
         RestoreAction::Reuse(_) => RestoredOutcome::Reused,
         RestoreAction::Skip(_) => RestoredOutcome::Skipped,
         RestoreAction::Fail(_) => RestoredOutcome::Failed,
@@ -292,21 +308,41 @@ async fn write_volumes(
     } else {
         volumes.parallelism
     };
-    let done: Vec<_> = futures::stream::iter(jobs)
-        .map(|(i, cluster, write)| async move {
+    // NFS volumes' files, beside the images.
+    let nfs = futures::stream::iter(
+        plans
+            .iter()
+            .enumerate()
+            .filter_map(|(i, plan)| match &plan.action {
+                RestoreAction::WriteNfs(w) => Some((i, w)),
+                _ => None,
+            }),
+    )
+    .map(|(i, write)| {
+        Either::Right(async move {
             let plan = &plans[i];
-            let result = write_one(
-                client,
-                repo,
-                plan,
-                cluster,
-                write,
-                volumes,
-                volume_progress(&plan.key()),
-            )
-            .await;
+            let result = write_nfs(client, repo, plan, write, volume_progress(&plan.key())).await;
             (i, result)
         })
+    });
+    let done: Vec<_> = futures::stream::iter(jobs)
+        .map(|(i, cluster, write)| {
+            Either::Left(async move {
+                let plan = &plans[i];
+                let result = write_one(
+                    client,
+                    repo,
+                    plan,
+                    cluster,
+                    write,
+                    volumes,
+                    volume_progress(&plan.key()),
+                )
+                .await;
+                (i, result)
+            })
+        })
+        .chain(nfs)
         .buffer_unordered(parallelism)
         .collect()
         .await;
@@ -383,30 +419,84 @@ async fn write_one(
         remove_image(&cluster, write).await;
         return Err(format!("marking {at} complete: {e}"));
     }
+    match create_volume(client, plan, &write.volume).await {
+        Ok(()) => Ok(done.written),
+        Err(Uncreated::Surely(why)) => {
+            remove_image(&cluster, write).await;
+            Err(why)
+        }
+        // Unknown: the image stays, marked, and a rerun says what to do with it.
+        Err(Uncreated::Unknown(why)) => Err(why),
+    }
+}
+
+/// Why a PersistentVolume was not created.
+enum Uncreated {
+    /// It surely was not (what was written for it may be removed).
+    Surely(String),
+    /// Whether it was is unknown.
+    Unknown(String),
+}
+
+/// Creates `volume`; a create that failed but happened all the same (a 409 on a retry, a
+/// timeout) is found by its [`RESTORED_FROM`] mark.
+async fn create_volume(
+    client: &Client,
+    plan: &VolumeRestorePlan,
+    volume: &PersistentVolume,
+) -> Result<(), Uncreated> {
     let api: Api<PersistentVolume> = Api::all(client.clone());
-    let name = write.volume.metadata.name.clone().unwrap_or_default();
-    let Err(e) = api.create(&PostParams::default(), &write.volume).await else {
-        return Ok(done.written);
+    let name = volume.metadata.name.clone().unwrap_or_default();
+    let Err(e) = api.create(&PostParams::default(), volume).await else {
+        return Ok(());
     };
-    // The create may have happened all the same (a 409 on a retry, a timeout): look.
     match api.get_opt(&name).await {
         Ok(Some(v))
             if v.metadata.annotations.as_ref().and_then(|a| a.get(RESTORED_FROM))
                 == Some(&plan.snapshot_id) =>
         {
-            Ok(done.written)
+            Ok(())
         }
-        Ok(found) => {
-            remove_image(&cluster, write).await;
-            Err(match found {
-                Some(_) => format!("PersistentVolume {name} exists and is not this restore's"),
-                None => format!("create PersistentVolume {name}: {e}"),
-            })
-        }
-        // Unknown: the image stays, marked, and a rerun says what to do with it.
-        Err(read) => Err(format!(
+        Ok(Some(_)) => Err(Uncreated::Surely(format!(
+            "PersistentVolume {name} exists and is not this restore's"
+        ))),
+        Ok(None) => Err(Uncreated::Surely(format!("create PersistentVolume {name}: {e}"))),
+        Err(read) => Err(Uncreated::Unknown(format!(
             "create PersistentVolume {name}: {e}; whether it exists is unknown ({read})"
-        )),
+        ))),
+    }
+}
+
+/// Writes an NFS volume's files into its new directory (made here; a rerun after a crash
+/// writes them again over an earlier run's), then creates its volume. A directory whose
+/// files could not all be written gets no volume, and is left for the rerun. Returns the
+/// bytes written.
+async fn write_nfs(
+    client: &Client,
+    repo: &Repository,
+    plan: &VolumeRestorePlan,
+    write: &NfsWrite,
+    progress: Arc<Progress>,
+) -> Result<u64, String> {
+    let at = write.location.display();
+    let snapshot = repo
+        .find_snapshot(&plan.snapshot_id)
+        .await
+        .map_err(|e| format!("volume snapshot {}: {e}", plan.snapshot_id))?;
+    let dir = &write.location;
+    let location = NfsLocation::new(&dir.server, &dir.share, &dir.dir).map_err(|e| format!("{at}: {e}"))?;
+    let report = restore_nfs(repo, &snapshot, &location, progress)
+        .await
+        .map_err(|e| format!("writing NFS directory {at}: {e}"))?;
+    if let Some(first) = report.errors.first() {
+        return Err(format!(
+            "writing NFS directory {at}: {} entries could not be written, e.g. {first}",
+            report.errors.len()
+        ));
+    }
+    match create_volume(client, plan, &write.volume).await {
+        Ok(()) => Ok(report.bytes),
+        Err(Uncreated::Surely(why) | Uncreated::Unknown(why)) => Err(why),
     }
 }
 

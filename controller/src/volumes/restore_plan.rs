@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use super::catalog::{VolumeCatalog, VolumeOutcome};
 use super::handle::{CEPH_CSI_RBD_DRIVER, LIFEBOAT_DRIVER};
 use super::plan::{PROVISIONER_SECRET_NAME, PROVISIONER_SECRET_NAMESPACE, SecretRef};
+use super::restore_nfs::{NfsWrite, nfs_class, nfs_write};
 use crate::kube_objects::{ObjectsError, RestoreOptions};
 
 /// The annotation on a restored PersistentVolume, and the RBD image metadata key written once
@@ -92,6 +93,8 @@ pub struct VolumeWrite {
 pub enum RestoreAction {
     /// Write it into a new image, then create the volume.
     Write(Box<VolumeWrite>),
+    /// Write its files into a new directory of an NFS export, then create the volume.
+    WriteNfs(Box<NfsWrite>),
     /// An earlier run of this restore wrote it and made this volume, which no claim has bound
     /// yet: bind the claim to it.
     Reuse(String),
@@ -205,6 +208,34 @@ pub fn plan_volume_restore(
                  volume snapshot into an image by hand and bind a PersistentVolume to it"
                     .to_string(),
             ),
+            (Some(claim), Some(class_name)) if entry.nfs.is_some() => {
+                match nfs_class(target.classes.get(class_name)) {
+                    Err(why) => {
+                        let from = entry.storage_class.clone().filter(|c| c != class_name);
+                        refused
+                            .entry(class_name.clone())
+                            .or_insert_with(|| (why.clone(), from, Vec::new()))
+                            .2
+                            .push(plan.key());
+                        RestoreAction::Fail(why)
+                    }
+                    Ok(class) => earlier_volume(&plan, target).unwrap_or_else(|| {
+                        let names = Names::of(
+                            &target.uid,
+                            &plan.snapshot_id,
+                            &plan.target_namespace,
+                            &plan.claim,
+                        );
+                        RestoreAction::WriteNfs(Box::new(nfs_write(
+                            &plan,
+                            claim,
+                            class_name,
+                            &class,
+                            &names.volume,
+                        )))
+                    }),
+                }
+            }
             (Some(claim), Some(class_name)) => match writer_for(target.classes.get(class_name)) {
                 Err(why) => {
                     let from = entry.storage_class.clone().filter(|c| c != class_name);
@@ -293,7 +324,7 @@ fn writer_for(class: Option<&StorageClass>) -> Result<Writer<'_>, String> {
     let kind = if provisioner == LIFEBOAT_DRIVER || provisioner.ends_with(".lifeboat.dev") {
         if get("backend") == Some("nfs") || get("pool").is_none() && get("server").is_some() {
             return Err(format!(
-                "(provisioner {provisioner}) makes NFS volumes, which volume data is not restored into yet"
+                "(provisioner {provisioner}) makes NFS volumes: an RBD image's data is restored into an RBD class of lifeboat-csi or ceph-csi"
             ));
         }
         DriverKind::Lifeboat
@@ -341,6 +372,40 @@ fn writer_for(class: Option<&StorageClass>) -> Result<Writer<'_>, String> {
     })
 }
 
+/// What to do when the volume this restore would make exists: it is this restore's own
+/// (the volume snapshot's mark) and unbound, so reuse it; or say what to delete. `None`
+/// when there is none.
+fn earlier_volume(plan: &VolumeRestorePlan, target: &TargetCluster) -> Option<RestoreAction> {
+    let names = Names::of(
+        &target.uid,
+        &plan.snapshot_id,
+        &plan.target_namespace,
+        &plan.claim,
+    );
+    let existing = target.volumes.get(&names.volume)?;
+    let ours = existing
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RESTORED_FROM))
+        .is_some_and(|s| *s == plan.snapshot_id);
+    let bound = existing
+        .spec
+        .as_ref()
+        .and_then(|s| s.claim_ref.as_ref())
+        .is_some_and(|r| r.uid.is_some());
+    Some(if ours && !bound {
+        RestoreAction::Reuse(names.volume)
+    } else {
+        RestoreAction::Fail(format!(
+            "PersistentVolume {} from an earlier restore of this data exists and is bound, or \
+             was bound to a claim since deleted: delete it (and, if its reclaim policy is \
+             Retain, its image or directory) to restore the data again",
+            names.volume
+        ))
+    })
+}
+
 /// The action for a claim whose class can take it and which the target does not hold,
 /// given the volumes the target holds. `fs_type` is the backed-up volume's filesystem.
 fn decide(
@@ -351,35 +416,15 @@ fn decide(
     fs_type: Option<String>,
     target: &TargetCluster,
 ) -> RestoreAction {
+    if let Some(action) = earlier_volume(plan, target) {
+        return action;
+    }
     let names = Names::of(
         &target.uid,
         &plan.snapshot_id,
         &plan.target_namespace,
         &plan.claim,
     );
-    if let Some(existing) = target.volumes.get(&names.volume) {
-        let ours = existing
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(RESTORED_FROM))
-            .is_some_and(|s| *s == plan.snapshot_id);
-        let bound = existing
-            .spec
-            .as_ref()
-            .and_then(|s| s.claim_ref.as_ref())
-            .is_some_and(|r| r.uid.is_some());
-        return if ours && !bound {
-            RestoreAction::Reuse(names.volume)
-        } else {
-            RestoreAction::Fail(format!(
-                "PersistentVolume {} from an earlier restore of this data exists and is bound, or \
-                 was bound to a claim since deleted: delete it (and, if its reclaim policy is \
-                 Retain, its image) to restore the data again",
-                names.volume
-            ))
-        };
-    }
     // The executor reads RESTORED_FROM as "this image is finished": it goes last, so a crash
     // between the marks leaves an image a rerun replaces, never one it refuses as finished
     // without the driver's mark.
@@ -418,7 +463,7 @@ fn decide(
 }
 
 /// The first 16 bytes of SHA-256 of `text`, as 32 lowercase hex digits.
-fn hex16(text: &str) -> String {
+pub(super) fn hex16(text: &str) -> String {
     Sha256::digest(text.as_bytes())[..16]
         .iter()
         .map(|b| format!("{b:02x}"))

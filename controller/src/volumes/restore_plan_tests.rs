@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::kube_objects::{NamespaceFilter, ResourceFilter};
 use crate::volumes::catalog::CatalogEntry;
+use crate::volumes::handle::NfsDir;
 
 const SNAP: &str = "5f0c6a1e0b6f3c2d9a8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c";
 
@@ -27,6 +28,7 @@ fn entry(ns: &str, claim: &str, class: &str, outcome: VolumeOutcome) -> CatalogE
         read: Some("full".into()),
         time: None,
         group_snapshot: None,
+        nfs: None,
     }
 }
 
@@ -402,4 +404,90 @@ fn the_restores_selection_applies() {
     no_object.claims.clear();
     let plans = plan_volume_restore(&no_object, &options(&[]), &t).unwrap();
     assert!(plans.iter().all(|p| matches!(p.action, RestoreAction::Fail(_))));
+}
+
+#[test]
+fn nfs_files_go_into_a_new_directory_of_an_nfs_class_as_a_static_volume() {
+    let mut files = entry("shop", "files", "nfs-a", VolumeOutcome::BackedUp);
+    (files.cluster_id, files.pool, files.image) = (None, None, None);
+    files.nfs = Some(NfsDir {
+        server: "10.0.0.5".into(),
+        share: "/exports".into(),
+        dir: format!("k8s/vol-{:032x}", 7),
+    });
+    let b = backup(vec![files], &[]);
+    let nfs_b = class(
+        "nfs-b",
+        "csi.lifeboat.dev",
+        json!({"backend": "nfs", "server": "10.1.0.9", "share": "/srv/dr", "baseDir": "/restored/",
+               "mountOptions": "nfsvers=4.1"}),
+    );
+    let plans = plan_volume_restore(&b, &options(&[("nfs-a", "nfs-b")]), &target(vec![nfs_b])).unwrap();
+    let RestoreAction::WriteNfs(w) = &plans[0].action else {
+        panic!("not an NFS write: {plans:?}");
+    };
+    let pv_name = w.volume.metadata.name.clone().unwrap();
+    let dir = format!("restored/vol-{}", hex16(&pv_name));
+    assert_eq!(
+        w.location,
+        NfsDir {
+            server: "10.1.0.9".into(),
+            share: "/srv/dr".into(),
+            dir: dir.clone()
+        },
+        "the directory the driver would make for a volume of that name"
+    );
+    let pv = serde_json::to_value(&w.volume).unwrap();
+    assert_eq!(
+        pv["spec"]["csi"]["volumeHandle"],
+        format!("nfs:10.1.0.9:/srv/dr:{dir}:retain").as_str()
+    );
+    assert_eq!(pv["spec"]["csi"]["volumeAttributes"]["subDir"], dir.as_str());
+    assert_eq!(
+        pv["spec"]["csi"]["volumeAttributes"]["mountOptions"],
+        "nfsvers=4.1"
+    );
+    assert_eq!(
+        pv["spec"]["persistentVolumeReclaimPolicy"], "Retain",
+        "the driver has no record of it"
+    );
+    assert_eq!(
+        pv["spec"]["capacity"]["storage"], "1025Mi",
+        "the claim's, not the files' bytes"
+    );
+    assert_eq!(pv["spec"]["claimRef"]["namespace"], "shop-dr");
+    assert_eq!(pv["metadata"]["annotations"][RESTORED_FROM], SNAP);
+
+    // NFS files into an RBD class, and RBD data into an NFS class, are refused before anything.
+    let err = plan_volume_restore(
+        &b,
+        &options(&[("nfs-a", "fast")]),
+        &target(vec![lifeboat_class("fast", "kube")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("StorageClass fast (mapped from nfs-a)") && err.contains("is not an NFS class"),
+        "{err}"
+    );
+    let rbd = backup(vec![entry("shop", "data", "fast", VolumeOutcome::BackedUp)], &[]);
+    let nfs_fast = class(
+        "fast",
+        "csi.lifeboat.dev",
+        json!({"backend": "nfs", "server": "10.1.0.9", "share": "/srv/dr"}),
+    );
+    let err = plan_volume_restore(&rbd, &options(&[]), &target(vec![nfs_fast]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("makes NFS volumes"), "{err}");
+    // A baseDir that climbs out is refused.
+    let climbing = class(
+        "nfs-b",
+        "csi.lifeboat.dev",
+        json!({"backend": "nfs", "server": "10.1.0.9", "share": "/srv/dr", "baseDir": "a/../.."}),
+    );
+    let err = plan_volume_restore(&b, &options(&[("nfs-a", "nfs-b")]), &target(vec![climbing]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("baseDir"), "{err}");
 }

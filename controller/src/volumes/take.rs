@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use futures::future::Either;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -18,14 +19,18 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
+use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_backup::snapshot::SnapshotDetails;
 use lifeboat_rbd::Cluster;
-use lifeboat_volume::{GroupPoint, TakenAt, VolumeBackupOptions, backup_volume, snapshot_together};
+use lifeboat_volume::nfs::{NfsBackupOptions, NfsError, NfsLocation, backup_nfs};
+use lifeboat_volume::{
+    GroupPoint, TakenAt, VolumeBackup, VolumeBackupOptions, VolumeError, backup_volume, snapshot_together,
+};
 use tokio::sync::oneshot;
 
 use super::catalog::{CATALOG_PATH, CatalogEntry, RecoveryPoint, VolumeCatalog, VolumeOutcome};
 use super::ceph::{CephAccess, Connections};
-use super::handle::RbdImage;
+use super::handle::{NfsDir, RbdImage};
 use super::hooks::{HookOutcome, HookPhase, PodHooks, plan_hooks, run_hooks};
 use super::plan::{ClaimPlan, Decision, SecretRef, VolumeSelector, plan_volumes};
 use crate::crd::{ItemMessage, VolumeSelection};
@@ -208,31 +213,60 @@ pub async fn take_volumes(
         hooked.warnings.extend(outcome.warnings);
     }
     let taken = &points;
-    let done: Vec<_> = futures::stream::iter(jobs)
-        .map(|job| async move {
-            let Job {
-                index: i,
-                cluster,
-                image,
-                ..
-            } = job;
-            let key = plans[i].key();
-            let tags = BTreeMap::from([
-                (BACKUP_TAG.to_string(), backup.to_string()),
-                (CLAIM_TAG.to_string(), key.clone()),
-            ]);
-            let options = VolumeBackupOptions {
-                tags,
-                progress: volume_progress(&key),
-                workers: volumes.workers,
-                force_full: false,
-                at: taken.at(i),
-            };
-            (
-                i,
-                backup_volume(repo, &cluster, &image.pool, &image.image, &options).await,
-            )
+    let nfs_jobs: Vec<(usize, NfsDir)> = plans
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match &p.decision {
+            Decision::Nfs(d) => Some((i, d.clone())),
+            _ => None,
         })
+        .collect();
+    let tags = |key: &str| {
+        BTreeMap::from([
+            (BACKUP_TAG.to_string(), backup.to_string()),
+            (CLAIM_TAG.to_string(), key.to_string()),
+        ])
+    };
+    // NFS directories are read live, file by file, beside the images (they have no snapshot).
+    let nfs = futures::stream::iter(nfs_jobs).map(|(i, dir)| {
+        Either::Right(async move {
+            let key = plans[i].key();
+            let options = NfsBackupOptions {
+                tags: tags(&key),
+                progress: volume_progress(&key),
+                ..NfsBackupOptions::default()
+            };
+            let result = match NfsLocation::new(&dir.server, &dir.share, &dir.dir) {
+                Ok(location) => backup_nfs(repo, &location, &options).await,
+                Err(e) => Err(e),
+            };
+            (i, Taken::Nfs(result))
+        })
+    });
+    let done: Vec<_> = futures::stream::iter(jobs)
+        .map(|job| {
+            Either::Left(async move {
+                let Job {
+                    index: i,
+                    cluster,
+                    image,
+                    ..
+                } = job;
+                let key = plans[i].key();
+                let options = VolumeBackupOptions {
+                    tags: tags(&key),
+                    progress: volume_progress(&key),
+                    workers: volumes.workers,
+                    force_full: false,
+                    at: taken.at(i),
+                };
+                (
+                    i,
+                    Taken::Rbd(backup_volume(repo, &cluster, &image.pool, &image.image, &options).await),
+                )
+            })
+        })
+        .chain(nfs)
         .buffer_unordered(parallelism)
         .collect()
         .await;
@@ -242,6 +276,13 @@ pub async fn take_volumes(
     }
     for (i, result) in done {
         let entry = &mut entries[i];
+        let result = match result {
+            Taken::Rbd(result) => result,
+            Taken::Nfs(result) => {
+                hooked.errors.extend(nfs_taken(entry, result));
+                continue;
+            }
+        };
         match result {
             Ok(done) => {
                 let snap = &done.snapshot;
@@ -276,6 +317,53 @@ pub async fn take_volumes(
         },
         hooked,
     )
+}
+
+/// What reading one volume gave.
+enum Taken {
+    /// An RBD image's volume backup.
+    Rbd(Result<VolumeBackup, VolumeError>),
+    /// An NFS directory's files snapshot.
+    Nfs(Result<Snapshot, NfsError>),
+}
+
+/// Fills in an NFS claim's entry from its backup; returns an error item when files could not
+/// be read (the snapshot is kept: it holds the rest, and the backup is PartiallyFailed).
+fn nfs_taken(entry: &mut CatalogEntry, result: Result<Snapshot, NfsError>) -> Option<ItemMessage> {
+    let at = entry
+        .nfs
+        .as_ref()
+        .map_or_else(|| "?".to_string(), NfsDir::display);
+    let snap = match result {
+        Ok(snap) => snap,
+        Err(e) => {
+            entry.reason = Some(format!("volume backup of NFS directory {at} failed: {e}"));
+            return None;
+        }
+    };
+    entry.outcome = VolumeOutcome::BackedUp;
+    entry.reason = None;
+    entry.snapshot_id = snap.id.map(|id| id.to_hex());
+    entry.time = Some(snap.time.to_rfc3339());
+    entry.size = Some(snap.summary.bytes);
+    entry.read = Some(
+        match snap.parent {
+            Some(_) => "incremental",
+            None => "full",
+        }
+        .to_string(),
+    );
+    let skipped = &snap.summary.skipped;
+    let first = skipped.first()?;
+    Some(ItemMessage {
+        item: entry.item(),
+        message: format!(
+            "volume data partly backed up: {} entries of NFS directory {at} could not be read, e.g. {}: {}",
+            skipped.len(),
+            first.path,
+            first.error
+        ),
+    })
 }
 
 /// The backup hooks of the running pods mounting the claims of `jobs`, and an error for each

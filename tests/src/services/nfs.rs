@@ -192,3 +192,55 @@ EXPORT {{
         export = export.display(),
     )
 }
+
+/// Writes `data` at `offset` into the existing file `path` (relative to `export`) on
+/// `server` through NFSv3, as a client changing part of a file would: nfs-ganesha caches
+/// attributes, so a write behind its back on its disk is not seen for a while.
+pub async fn write_over_nfs(
+    server: &str,
+    export: &str,
+    path: &str,
+    offset: u64,
+    data: &[u8],
+) -> Result<(), HarnessError> {
+    use nfs3_client::nfs3_types::nfs3::{self, Nfs3Result, diropargs3, filename3};
+    use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
+    use nfs3_client::nfs3_types::xdr_codec::Opaque;
+    let failed = |what: String| HarnessError::Io {
+        what: format!("write {path} over NFS"),
+        message: what,
+    };
+    let mut conn =
+        nfs3_client::Nfs3ConnectionBuilder::new(nfs3_client::tokio::TokioConnector, server, export)
+            .credential(opaque_auth::auth_unix(&auth_unix::default()))
+            .mount()
+            .await
+            .map_err(|e| failed(format!("mount: {e}")))?;
+    let mut fh = conn.root_nfs_fh3();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        let what = diropargs3 {
+            dir: fh,
+            name: filename3(Opaque::owned(part.as_bytes().to_vec())),
+        };
+        match conn.lookup(&nfs3::LOOKUP3args { what }).await {
+            Ok(Nfs3Result::Ok(ok)) => fh = ok.object,
+            Ok(Nfs3Result::Err((s, _))) => return Err(failed(format!("lookup {part}: {s:?}"))),
+            Err(e) => return Err(failed(format!("lookup {part}: {e}"))),
+        }
+    }
+    let args = nfs3::WRITE3args {
+        file: fh,
+        offset,
+        count: data.len() as u32,
+        stable: nfs3::stable_how::FILE_SYNC,
+        data: Opaque::borrowed(data),
+    };
+    match conn.write(&args).await {
+        Ok(Nfs3Result::Ok(w)) if w.count as usize == data.len() => {}
+        Ok(Nfs3Result::Ok(_)) => return Err(failed("short write".to_string())),
+        Ok(Nfs3Result::Err((s, _))) => return Err(failed(format!("{s:?}"))),
+        Err(e) => return Err(failed(e.to_string())),
+    }
+    let _ = conn.unmount().await;
+    Ok(())
+}

@@ -65,10 +65,15 @@ fn spec(args: &RestoreCreateArgs) -> RestoreSpec {
 fn print_volumes(volumes: &[RestoredVolume]) {
     for v in volumes {
         let claim = format!("{}/{}", v.namespace, v.claim);
+        let at = v.nfs.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{}",
+                v.pool.as_deref().unwrap_or("?"),
+                v.image.as_deref().unwrap_or("?")
+            )
+        });
         let into = format!(
-            "{}/{} as PersistentVolume {} (StorageClass {})",
-            v.pool.as_deref().unwrap_or("?"),
-            v.image.as_deref().unwrap_or("?"),
+            "{at} as PersistentVolume {} (StorageClass {})",
             v.persistent_volume.as_deref().unwrap_or("?"),
             v.storage_class.as_deref().unwrap_or("?"),
         );
