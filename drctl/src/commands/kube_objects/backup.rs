@@ -252,8 +252,9 @@ fn volume_rows(volumes: &[CatalogEntry]) -> String {
     let rows: Vec<Vec<String>> = volumes
         .iter()
         .map(|v| {
-            let image = match (&v.pool, &v.image) {
-                (Some(p), Some(i)) => format!("{p}/{i}"),
+            let image = match (&v.pool, &v.image, &v.nfs) {
+                (Some(p), Some(i), _) => format!("{p}/{i}"),
+                (_, _, Some(dir)) => dir.display(),
                 _ => "-".to_string(),
             };
             vec![
@@ -279,7 +280,7 @@ fn volume_rows(volumes: &[CatalogEntry]) -> String {
             "CLAIM",
             "OUTCOME",
             "DRIVER",
-            "IMAGE",
+            "IMAGE / DIRECTORY",
             "SIZE",
             "READ",
             "SNAPSHOT",
