@@ -1,7 +1,7 @@
 //! A restore with its volume data: read the backup's volume catalog and claims, plan where
 //! each claim's data goes ([`plan_volume_restore`], which refuses before anything is written
-//! when a target StorageClass is missing), write each RBD image with `lifeboat-volume` (a
-//! bounded number at once) and create its PersistentVolume, then restore the objects with each
+//! when a target StorageClass is missing), write each RBD image or NFS directory with
+//! `lifeboat-volume` (a bounded number at once) and create its PersistentVolume, then restore the objects with each
 //! claim bound to its new volume. Volumes go first, so a workload restored with its claim
 //! starts on its data.
 
