@@ -269,4 +269,28 @@ async fn nfs_claims_are_backed_up_file_by_file_and_restore_into_a_mapped_class()
         "Reused",
         "{report}"
     );
+
+    // The application uses the directory; then its claim and volume are deleted, the directory
+    // kept (Retain). A rerun never writes the backup's files over that finished directory.
+    std::fs::write(restored.join("conf/app.yaml"), b"replicas: 9\n").unwrap();
+    claims.delete("files", &Default::default()).await.unwrap();
+    Api::<PersistentVolume>::all(cluster.client())
+        .delete(&pv_name, &Default::default())
+        .await
+        .unwrap();
+    let rerun = run(restore(&[])).await;
+    assert_eq!(rerun.status.code(), Some(3), "{}", text(&rerun));
+    let report: Value = serde_json::from_slice(&rerun.stdout).unwrap();
+    let v = volume(&report["volumes"], "files");
+    assert_eq!(v["outcome"], "Failed", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains(".lifeboat-restored-from"),
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read(restored.join("conf/app.yaml")).unwrap(),
+        b"replicas: 9\n",
+        "the used directory was written over"
+    );
+    assert!(claims.get_opt("files").await.unwrap().is_none(), "withheld");
 }

@@ -117,6 +117,15 @@ impl CatalogEntry {
         }
     }
 
+    /// Where its data was: `pool/image`, an NFS volume's `server:/share/dir`, or `-`.
+    pub fn location(&self) -> String {
+        match (&self.pool, &self.image, &self.nfs) {
+            (Some(p), Some(i), _) => format!("{p}/{i}"),
+            (_, _, Some(dir)) => dir.display(),
+            _ => "-".to_string(),
+        }
+    }
+
     /// `persistentvolumeclaims/<namespace>/<claim>`, as object errors name items.
     pub fn item(&self) -> String {
         format!("persistentvolumeclaims/{}/{}", self.namespace, self.claim)

@@ -17,7 +17,7 @@ use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_rbd::Cluster;
-use lifeboat_volume::nfs::{NfsLocation, restore_nfs};
+use lifeboat_volume::nfs::{NfsLocation, read_restore_mark, restore_nfs, write_restore_mark};
 use lifeboat_volume::{RbdImageSink, restore_volume};
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +96,9 @@ pub struct RestoredVolume {
     /// Why it was skipped or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What was restored with a note (an NFS server refusing an owner: root squashing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl RestoredVolume {
@@ -128,6 +131,7 @@ impl RestoredVolume {
             },
             written: None,
             reason,
+            warnings: Vec::new(),
         }
     }
 }
@@ -211,7 +215,15 @@ pub async fn restore_with_volumes(
                 entry.storage_class.as_deref().unwrap_or("?"),
                 entry.persistent_volume.as_deref().unwrap_or("?"),
             )),
-            RestoredOutcome::Restored | RestoredOutcome::Reused => {}
+            RestoredOutcome::Restored => {
+                outcome
+                    .warnings
+                    .extend(entry.warnings.iter().map(|w| ItemMessage {
+                        item: plan.item(),
+                        message: format!("volume data restored with a note: {w}"),
+                    }));
+            }
+            RestoredOutcome::Reused => {}
         }
     }
     outcome.changes.sort();
@@ -348,7 +360,10 @@ async fn write_volumes(
         .await;
     for (i, result) in done {
         match result {
-            Ok(written) => entries[i].written = Some(written),
+            Ok((written, warnings)) => {
+                entries[i].written = Some(written);
+                entries[i].warnings = warnings;
+            }
             Err(why) => fail(&mut entries[i], why),
         }
     }
@@ -356,7 +371,7 @@ async fn write_volumes(
 }
 
 /// Writes one image, marks it complete, and creates its volume; the image is removed again
-/// when the volume is surely not made. Returns the bytes written.
+/// when the volume is surely not made. Returns the bytes written (and no notes).
 async fn write_one(
     client: &Client,
     repo: &Repository,
@@ -365,7 +380,7 @@ async fn write_one(
     write: &VolumeWrite,
     volumes: &VolumeRestoreRequest,
     progress: Arc<Progress>,
-) -> Result<u64, String> {
+) -> Result<(u64, Vec<String>), String> {
     let at = format!("{}/{}", write.pool, write.image);
     let snapshot = repo
         .find_snapshot(&plan.snapshot_id)
@@ -420,7 +435,7 @@ async fn write_one(
         return Err(format!("marking {at} complete: {e}"));
     }
     match create_volume(client, plan, &write.volume).await {
-        Ok(()) => Ok(done.written),
+        Ok(()) => Ok((done.written, Vec::new())),
         Err(Uncreated::Surely(why)) => {
             remove_image(&cluster, write).await;
             Err(why)
@@ -468,16 +483,17 @@ async fn create_volume(
 }
 
 /// Writes an NFS volume's files into its new directory (made here; a rerun after a crash
-/// writes them again over an earlier run's), then creates its volume. A directory whose
-/// files could not all be written gets no volume, and is left for the rerun. Returns the
-/// bytes written.
+/// writes them again over an earlier run's), marks it complete, then creates its volume. A
+/// directory whose files could not all be written gets no volume and no mark, and is left for
+/// the rerun; one with the mark is refused. Returns the bytes written and the engine's
+/// notes (attributes the server refused).
 async fn write_nfs(
     client: &Client,
     repo: &Repository,
     plan: &VolumeRestorePlan,
     write: &NfsWrite,
     progress: Arc<Progress>,
-) -> Result<u64, String> {
+) -> Result<(u64, Vec<String>), String> {
     let at = write.location.display();
     let snapshot = repo
         .find_snapshot(&plan.snapshot_id)
@@ -485,6 +501,19 @@ async fn write_nfs(
         .map_err(|e| format!("volume snapshot {}: {e}", plan.snapshot_id))?;
     let dir = &write.location;
     let location = NfsLocation::new(&dir.server, &dir.share, &dir.dir).map_err(|e| format!("{at}: {e}"))?;
+    // As for images: a directory holding the mark is finished data someone may have used
+    // since (its volume deleted, the directory kept), and is never written over.
+    let mark = read_restore_mark(&location)
+        .await
+        .map_err(|e| format!("look for an earlier {at}: {e}"))?;
+    if mark.is_some() {
+        return Err(format!(
+            "NFS directory {at} exists, holding an earlier restore of this data that no \
+             PersistentVolume names: remove it (and the file .{}.lifeboat-restored-from beside \
+             it) to restore again, or bind a PersistentVolume to it by hand",
+            dir.dir.rsplit('/').next().unwrap_or(&dir.dir)
+        ));
+    }
     let report = restore_nfs(repo, &snapshot, &location, progress)
         .await
         .map_err(|e| format!("writing NFS directory {at}: {e}"))?;
@@ -494,8 +523,11 @@ async fn write_nfs(
             report.errors.len()
         ));
     }
+    write_restore_mark(&location, &plan.snapshot_id)
+        .await
+        .map_err(|e| format!("marking {at} complete: {e}"))?;
     match create_volume(client, plan, &write.volume).await {
-        Ok(()) => Ok(report.bytes),
+        Ok(()) => Ok((report.bytes, report.warnings)),
         Err(Uncreated::Surely(why) | Uncreated::Unknown(why)) => Err(why),
     }
 }

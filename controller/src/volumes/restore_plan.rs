@@ -258,6 +258,28 @@ pub fn plan_volume_restore(
         };
         plans.push(plan);
     }
+    // Two claims of the backup mapped onto one claim here (`a:t,b:t`, both holding `data`):
+    // one claim object can be bound to one volume only, so which data it got would be chance.
+    let mut targets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for plan in &plans {
+        targets
+            .entry(plan.key())
+            .or_default()
+            .push(format!("{}/{}", plan.namespace, plan.claim));
+    }
+    let collisions: Vec<String> = targets
+        .iter()
+        .filter(|(_, from)| from.len() > 1)
+        .map(|(to, from)| format!("{} all map to claim {to}", from.join(", ")))
+        .collect();
+    if !collisions.is_empty() {
+        return Err(ObjectsError::Invalid(format!(
+            "the namespace mapping restores several claims holding volume data into one: {}; \
+             map their namespaces to different ones, or restore them one at a time with \
+             --include-namespaces; nothing was restored",
+            collisions.join("; ")
+        )));
+    }
     if !refused.is_empty() {
         let each: Vec<String> = refused
             .iter()

@@ -491,3 +491,27 @@ fn nfs_files_go_into_a_new_directory_of_an_nfs_class_as_a_static_volume() {
         .to_string();
     assert!(err.contains("baseDir"), "{err}");
 }
+
+#[test]
+fn two_claims_mapped_onto_one_are_refused_before_anything() {
+    let b = backup(
+        vec![
+            entry("shop", "data", "fast", VolumeOutcome::BackedUp),
+            entry("web", "data", "fast", VolumeOutcome::BackedUp),
+        ],
+        &[],
+    );
+    let mut opts = options(&[]);
+    opts.namespace_mapping = [
+        ("shop".to_string(), "dr".to_string()),
+        ("web".to_string(), "dr".to_string()),
+    ]
+    .into();
+    let err = plan_volume_restore(&b, &opts, &target(vec![lifeboat_class("fast", "kube")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("shop/data, web/data all map to claim dr/data") && err.contains("nothing was restored"),
+        "{err}"
+    );
+}

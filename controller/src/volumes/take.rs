@@ -279,7 +279,9 @@ pub async fn take_volumes(
         let result = match result {
             Taken::Rbd(result) => result,
             Taken::Nfs(result) => {
-                hooked.errors.extend(nfs_taken(entry, result));
+                let (errors, warnings) = nfs_taken(entry, result);
+                hooked.errors.extend(errors);
+                hooked.warnings.extend(warnings);
                 continue;
             }
         };
@@ -327,9 +329,14 @@ enum Taken {
     Nfs(Result<Snapshot, NfsError>),
 }
 
-/// Fills in an NFS claim's entry from its backup; returns an error item when files could not
-/// be read (the snapshot is kept: it holds the rest, and the backup is PartiallyFailed).
-fn nfs_taken(entry: &mut CatalogEntry, result: Result<Snapshot, NfsError>) -> Option<ItemMessage> {
+/// Fills in an NFS claim's entry from its backup; returns an error item when entries could
+/// not be read (the snapshot is kept: it holds the rest, and the backup is PartiallyFailed)
+/// and a warning for each file saved with a note (one that changed while it was read may
+/// mix old and new data: NFS is read live).
+fn nfs_taken(
+    entry: &mut CatalogEntry,
+    result: Result<Snapshot, NfsError>,
+) -> (Vec<ItemMessage>, Vec<ItemMessage>) {
     let at = entry
         .nfs
         .as_ref()
@@ -338,7 +345,7 @@ fn nfs_taken(entry: &mut CatalogEntry, result: Result<Snapshot, NfsError>) -> Op
         Ok(snap) => snap,
         Err(e) => {
             entry.reason = Some(format!("volume backup of NFS directory {at} failed: {e}"));
-            return None;
+            return (Vec::new(), Vec::new());
         }
     };
     entry.outcome = VolumeOutcome::BackedUp;
@@ -353,17 +360,30 @@ fn nfs_taken(entry: &mut CatalogEntry, result: Result<Snapshot, NfsError>) -> Op
         }
         .to_string(),
     );
-    let skipped = &snap.summary.skipped;
-    let first = skipped.first()?;
-    Some(ItemMessage {
+    let item = |message: String| ItemMessage {
         item: entry.item(),
-        message: format!(
-            "volume data partly backed up: {} entries of NFS directory {at} could not be read, e.g. {}: {}",
-            skipped.len(),
-            first.path,
-            first.error
-        ),
-    })
+        message,
+    };
+    let skipped = &snap.summary.skipped;
+    let errors = skipped
+        .first()
+        .map(|first| {
+            item(format!(
+                "volume data partly backed up: {} entries of NFS directory {at} could not be read, e.g. {}: {}",
+                skipped.len(),
+                first.path,
+                first.error
+            ))
+        })
+        .into_iter()
+        .collect();
+    let warnings = snap
+        .summary
+        .warnings
+        .iter()
+        .map(|w| item(format!("NFS directory {at}: {w}")))
+        .collect();
+    (errors, warnings)
 }
 
 /// The backup hooks of the running pods mounting the claims of `jobs`, and an error for each
@@ -490,5 +510,75 @@ fn join_reasons(first: Option<String>, second: Option<String>) -> Option<String>
     match (first, second) {
         (Some(a), Some(b)) => Some(format!("{a}; {b}")),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use lifeboat_backup::snapshot::{SkippedPath, Summary};
+
+    use super::*;
+
+    fn entry() -> CatalogEntry {
+        let mut e = CatalogEntry::planned(&ClaimPlan {
+            namespace: "shop".into(),
+            claim: "files".into(),
+            volume: Some("pv-files".into()),
+            storage_class: Some("nfs".into()),
+            driver: Some("csi.lifeboat.dev".into()),
+            decision: Decision::Nfs(NfsDir {
+                server: "10.0.0.5".into(),
+                share: "/exports".into(),
+                dir: "k8s/vol-ab".into(),
+            }),
+        });
+        e.reason = Some("not attempted".into());
+        e
+    }
+
+    #[test]
+    fn an_nfs_backups_skips_are_errors_and_its_notes_warnings() {
+        let snap = Snapshot {
+            id: None,
+            time: Utc::now(),
+            hostname: "h".into(),
+            details: SnapshotDetails::Files,
+            source: "nfs:10.0.0.5:/exports/k8s/vol-ab".into(),
+            paths: Vec::new(),
+            tags: BTreeMap::new(),
+            parent: None,
+            tree: Vec::new(),
+            summary: Summary {
+                bytes: 300,
+                skipped: vec![SkippedPath {
+                    path: "/fifo".into(),
+                    error: "a FIFO is not backed up".into(),
+                }],
+                warnings: vec!["/big: changed while it was read".into()],
+                ..Summary::default()
+            },
+        };
+        let mut e = entry();
+        let (errors, warnings) = nfs_taken(&mut e, Ok(snap));
+        assert_eq!(
+            (e.outcome, e.read.as_deref(), e.size),
+            (VolumeOutcome::BackedUp, Some("full"), Some(300))
+        );
+        assert_eq!(e.reason, None);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].item == "persistentvolumeclaims/shop/files"
+                && errors[0]
+                    .message
+                    .contains("1 entries of NFS directory 10.0.0.5:/exports/k8s/vol-ab")
+                && errors[0].message.contains("/fifo"),
+            "{errors:?}"
+        );
+        assert!(
+            warnings.len() == 1 && warnings[0].message.contains("/big: changed while it was read"),
+            "{warnings:?}"
+        );
     }
 }

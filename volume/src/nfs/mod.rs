@@ -17,6 +17,7 @@
 
 mod client;
 mod error;
+mod mark;
 mod restore;
 mod source;
 mod walk;
@@ -30,6 +31,7 @@ use lifeboat_backup::snapshot::{Node, Snapshot};
 use lifeboat_backup::{BackupOptions, Repository};
 
 pub use error::NfsError;
+pub use mark::{read_restore_mark, write_restore_mark};
 pub use restore::NfsSink;
 pub use source::NfsSource;
 

@@ -55,7 +55,7 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
     let moved = obj["metadata"]["namespace"]
         .as_str()
         .is_some_and(|ns| rewrite.namespace_mapping.contains_key(ns));
-    if let Some(meta) = obj["metadata"].as_object_mut() {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         for field in SERVER_METADATA {
             meta.remove(*field);
         }
@@ -86,7 +86,7 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
     match (record.group.as_str(), record.plural.as_str()) {
         ("", "services") => reset_cluster_ip(&mut obj, moved),
         ("", "persistentvolumes") => {
-            if let Some(claim) = obj["spec"]["claimRef"].as_object_mut() {
+            if let Some(claim) = obj.pointer_mut("/spec/claimRef").and_then(Value::as_object_mut) {
                 claim.remove("uid");
                 claim.remove("resourceVersion");
                 if let Some(ns) = claim.get("namespace").and_then(Value::as_str).map(map) {
@@ -96,7 +96,7 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
         }
         ("", "pods") => strip_pod_bindings(&mut obj),
         ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
-            if let Some(subjects) = obj["subjects"].as_array_mut() {
+            if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {
                 for s in subjects {
                     if let Some(ns) = s["namespace"].as_str().map(map) {
                         s["namespace"] = Value::String(ns);
@@ -145,7 +145,7 @@ pub fn map_storage_class(obj: &mut Value, record: &ResourceRecord, mapping: &BTr
 /// old volume goes: the bind annotations, the node a `WaitForFirstConsumer` class had chosen,
 /// and the data source it was first filled from (its data is already there).
 pub fn bind_claim(obj: &mut Value, volume: &str) {
-    if let Some(spec) = obj["spec"].as_object_mut() {
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
         spec.insert("volumeName".to_string(), Value::String(volume.to_string()));
         spec.remove("dataSource");
         spec.remove("dataSourceRef");
@@ -156,15 +156,21 @@ pub fn bind_claim(obj: &mut Value, volume: &str) {
 /// Unbinds a PersistentVolumeClaim whose volume is not restored: no `spec.volumeName`, no bind
 /// annotations or chosen node, so its class provisions a new (empty) volume for it.
 pub fn unbind_claim(obj: &mut Value) {
-    if let Some(spec) = obj["spec"].as_object_mut() {
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
         spec.remove("volumeName");
     }
     forget_binding(obj);
 }
 
 /// Drops the annotations that record a claim's binding and the node its volume was made for.
+/// Reads through `get_mut`/`pointer_mut`, never `obj["…"]` for a mutable borrow: serde_json's
+/// `IndexMut` inserts a missing key as `null`, and a restored object would then differ from
+/// its backup (`metadata.annotations: null`), so a rerun never finds it unchanged.
 fn forget_binding(obj: &mut Value) {
-    if let Some(annotations) = obj["metadata"]["annotations"].as_object_mut() {
+    if let Some(annotations) = obj
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
         for a in [
             "pv.kubernetes.io/bind-completed",
             "pv.kubernetes.io/bound-by-controller",
@@ -179,7 +185,7 @@ fn forget_binding(obj: &mut Value) {
 /// choose) and the projected service-account token volume, which the API server's admission
 /// adds afresh (a restored copy names a token that no longer exists).
 fn strip_pod_bindings(obj: &mut Value) {
-    let Some(spec) = obj["spec"].as_object_mut() else {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
     spec.remove("nodeName");
@@ -205,7 +211,7 @@ fn strip_pod_bindings(obj: &mut Value) {
 /// copy restored into another namespace also gives up its node ports, which the original
 /// still holds.
 fn reset_cluster_ip(obj: &mut Value, copy: bool) {
-    let Some(spec) = obj["spec"].as_object_mut() else {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
     if copy && let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
@@ -356,6 +362,43 @@ mod tests {
         assert!(unbound["spec"].get("volumeName").is_none());
         assert_eq!(unbound["spec"]["storageClassName"], "fast");
         assert_eq!(unbound["metadata"]["annotations"], json!({"team": "db"}));
+    }
+
+    #[test]
+    fn absent_fields_stay_absent() {
+        // serde_json's IndexMut would insert them as null: the restored object would then
+        // differ from its backup, and a rerun never converge.
+        let bare = json!({"metadata": {"name": "data"}});
+        let mut claim = json!({"metadata": {"name": "data"}, "spec": {"volumeName": "pvc-old"}});
+        bind_claim(&mut claim, "pvc-new");
+        assert_eq!(
+            claim,
+            json!({"metadata": {"name": "data"}, "spec": {"volumeName": "pvc-new"}})
+        );
+        for plural in ["persistentvolumeclaims", "persistentvolumes", "pods", "services"] {
+            let mut obj = bare.clone();
+            unbind_claim(&mut obj);
+            let map = BTreeMap::new();
+            let rw = Rewrite {
+                namespace_mapping: &map,
+                labels: &map,
+                restore_status: false,
+            };
+            let (out, _) = prepare(obj, &record("", plural), &rw);
+            assert_eq!(out, bare, "{plural}");
+        }
+        let map = BTreeMap::new();
+        let rw = Rewrite {
+            namespace_mapping: &map,
+            labels: &map,
+            restore_status: false,
+        };
+        let (out, _) = prepare(
+            bare.clone(),
+            &record("rbac.authorization.k8s.io", "rolebindings"),
+            &rw,
+        );
+        assert_eq!(out, bare);
     }
 
     #[test]

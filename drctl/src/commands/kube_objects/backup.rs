@@ -84,9 +84,8 @@ fn print_volumes(volumes: &[CatalogEntry]) {
         let claim = format!("{}/{}", v.namespace, v.claim);
         match v.outcome {
             VolumeOutcome::BackedUp => note!(
-                "volume {claim}: {}/{} ({}), {} read, snapshot {}",
-                v.pool.as_deref().unwrap_or("?"),
-                v.image.as_deref().unwrap_or("?"),
+                "volume {claim}: {} ({}), {} read, snapshot {}",
+                v.location(),
                 bytes(v.size.unwrap_or(0)),
                 v.read.as_deref().unwrap_or("?"),
                 v.snapshot_id.as_deref().map_or("-", |s| &s[..s.len().min(12)]),
@@ -252,11 +251,7 @@ fn volume_rows(volumes: &[CatalogEntry]) -> String {
     let rows: Vec<Vec<String>> = volumes
         .iter()
         .map(|v| {
-            let image = match (&v.pool, &v.image, &v.nfs) {
-                (Some(p), Some(i), _) => format!("{p}/{i}"),
-                (_, _, Some(dir)) => dir.display(),
-                _ => "-".to_string(),
-            };
+            let image = v.location();
             vec![
                 format!("{}/{}", v.namespace, v.claim),
                 format!("{:?}", v.outcome),
@@ -352,10 +347,12 @@ pub async fn describe(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
                     out.push_str(&format!("warning: {w}\n"));
                 }
                 if let Some(p) = &point {
+                    let volumes = match &p.volumes_at {
+                        Some(at) => format!("volumes snapshotted by {at}, "),
+                        None => "no volume snapshot, ".to_string(),
+                    };
                     out.push_str(&format!(
-                        "recovery point: volumes snapshotted by {}, objects read from {} \
-                         (resourceVersion {})\n",
-                        p.volumes_at.as_deref().unwrap_or("-"),
+                        "recovery point: {volumes}objects read from {} (resourceVersion {})\n",
                         p.objects_from,
                         p.resource_version.as_deref().unwrap_or("unknown"),
                     ));
