@@ -314,14 +314,23 @@ impl Run {
     /// What the server refuses is a warning.
     async fn finish(&mut self, made: &Made, node: &Node, with_mode: bool) -> Result<(), NfsError> {
         let path = shown(node.path_bytes());
+        // The size on its own: a file ending in a hole is whole only once it is set, and a
+        // server refusing the owner (root squashing) must not leave it short.
+        if node.kind == NodeKind::File {
+            let size = sattr3 {
+                size: Nfs3Option::Some(node.size),
+                ..Default::default()
+            };
+            if let Err(s) = self.client.setattr(&made.fh, size, &path).await? {
+                self.report.errors.push(format!(
+                    "{path}: size {} not set (its end may be missing): {s}",
+                    node.size
+                ));
+            }
+        }
         let owner = sattr3 {
             uid: Nfs3Option::Some(node.uid),
             gid: Nfs3Option::Some(node.gid),
-            size: if node.kind == NodeKind::File {
-                Nfs3Option::Some(node.size)
-            } else {
-                Nfs3Option::None
-            },
             ..Default::default()
         };
         if let Err(s) = self.client.setattr(&made.fh, owner, &path).await? {
