@@ -6,6 +6,9 @@
 //! How to add one: docs/sources.md.
 
 pub mod files;
+mod reuse;
+
+pub use self::reuse::{files_to_read, reuse_unchanged};
 
 use crate::archiver::Writer;
 use crate::repository::{IndexedRepository, RepoError};

@@ -1,7 +1,7 @@
 //! The NFS backup source: list the directory, take the parent's chunks for unchanged files,
 //! read the rest on several connections into the engine's chunker.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -9,7 +9,8 @@ use lifeboat_backup::RepoError;
 use lifeboat_backup::archiver::{StreamUpload, Writer};
 use lifeboat_backup::blob::BlobId;
 use lifeboat_backup::session::BlobSink;
-use lifeboat_backup::snapshot::{Node, NodeKind, SkippedPath, Snapshot, SnapshotDetails, Summary};
+use lifeboat_backup::snapshot::{Node, SkippedPath, Snapshot, SnapshotDetails, Summary};
+use lifeboat_backup::sources::{files_to_read, reuse_unchanged};
 use lifeboat_backup::{IndexedRepository, Source, Written};
 use nfs3_client::nfs3_types::nfs3::{fattr3, nfs_fh3, nfsstat3};
 
@@ -304,52 +305,10 @@ fn changed_while_read(node: &Node, after: &fattr3) -> Option<String> {
     }
 }
 
-/// The files whose content must be read (all but those `reused` from the parent), and for
-/// every further name of a (fsid, fileid) already in that list, (that name, the first name).
-fn files_to_read(nodes: &[Node], reused: &[bool]) -> (Vec<usize>, Vec<(usize, usize)>) {
-    let mut to_read = Vec::new();
-    let mut same_inode = Vec::new();
-    let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
-    for (i, n) in nodes.iter().enumerate() {
-        if n.kind != NodeKind::File || reused.get(i).copied().unwrap_or(false) {
-            continue;
-        }
-        if n.nlink > 1 {
-            if let Some(&first) = first_name.get(&(n.dev, n.inode)) {
-                same_inode.push((i, first));
-                continue;
-            }
-            first_name.insert((n.dev, n.inode), i);
-        }
-        to_read.push(i);
-    }
-    (to_read, same_inode)
-}
-
-/// Copies chunk lists from the parent for files whose path, size, mtime, ctime and fileid
-/// are the parent's and whose every chunk the index still lists. Both lists are sorted by
-/// path: one merge pass. Returns which nodes were reused.
-fn reuse_unchanged(nodes: &mut [Node], old: &[Node], indexed: impl Fn(&BlobId) -> bool) -> Vec<bool> {
-    let mut reused = vec![false; nodes.len()];
-    let mut j = 0;
-    for (i, node) in nodes.iter_mut().enumerate() {
-        while j < old.len() && old[j].path_bytes() < node.path_bytes() {
-            j += 1;
-        }
-        if j < old.len()
-            && old[j].path_bytes() == node.path_bytes()
-            && node.unchanged_since(&old[j])
-            && old[j].chunks.iter().all(&indexed)
-        {
-            node.chunks = old[j].chunks.clone();
-            reused[i] = true;
-        }
-    }
-    reused
-}
-
 #[cfg(test)]
 mod tests {
+    use lifeboat_backup::snapshot::NodeKind;
+
     use super::*;
 
     fn file(path: &str, size: u64, mtime: i128, inode: u64) -> Node {

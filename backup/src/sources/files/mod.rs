@@ -5,7 +5,7 @@ mod xattrs;
 
 pub use walk::{Walked, walk};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -18,8 +18,8 @@ use crate::chunker::{Chunker, chunk_slice};
 use crate::progress::Progress;
 use crate::repository::{IndexedRepository, RepoError, Repository};
 use crate::session::{BlobSink, SessionShared};
-use crate::snapshot::{Node, NodeKind, SkippedPath, Snapshot, SnapshotDetails, Summary};
-use crate::sources::{Source, Written};
+use crate::snapshot::{SkippedPath, Snapshot, SnapshotDetails, Summary};
+use crate::sources::{Source, Written, files_to_read, reuse_unchanged};
 
 /// Options for a file backup.
 #[derive(Debug, Clone, Default)]
@@ -244,52 +244,6 @@ impl Source for FilesSource {
             summary,
         })
     }
-}
-
-/// The files whose content must be read (all but those `reused` from the parent), and for
-/// every further name of an inode already in that list, (that name, the first name). Files
-/// whose size is 0 are read too: /proc and /sys files say 0 and have content.
-fn files_to_read(nodes: &[Node], reused: &[bool]) -> (Vec<usize>, Vec<(usize, usize)>) {
-    let mut to_read = Vec::new();
-    let mut same_inode = Vec::new();
-    let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
-    for (i, n) in nodes.iter().enumerate() {
-        if n.kind != NodeKind::File || reused.get(i).copied().unwrap_or(false) {
-            continue;
-        }
-        if n.nlink > 1 {
-            if let Some(&first) = first_name.get(&(n.dev, n.inode)) {
-                same_inode.push((i, first));
-                continue;
-            }
-            first_name.insert((n.dev, n.inode), i);
-        }
-        to_read.push(i);
-    }
-    (to_read, same_inode)
-}
-
-/// Copies chunk lists from the parent for files whose metadata says they did not change and
-/// whose every chunk the index still lists (after `repo repair index` dropped a lost pack,
-/// the file is read again and its lost blobs are stored anew). Both lists are sorted by path,
-/// so this is one merge pass. Returns which nodes were reused.
-fn reuse_unchanged(nodes: &mut [Node], old: &[Node], indexed: impl Fn(&BlobId) -> bool) -> Vec<bool> {
-    let mut reused = vec![false; nodes.len()];
-    let mut j = 0;
-    for (i, node) in nodes.iter_mut().enumerate() {
-        while j < old.len() && old[j].path_bytes() < node.path_bytes() {
-            j += 1;
-        }
-        if j < old.len()
-            && old[j].path_bytes() == node.path_bytes()
-            && node.unchanged_since(&old[j])
-            && old[j].chunks.iter().all(&indexed)
-        {
-            node.chunks = old[j].chunks.clone();
-            reused[i] = true;
-        }
-    }
-    reused
 }
 
 enum FileError {
