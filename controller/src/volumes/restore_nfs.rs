@@ -11,11 +11,10 @@ use k8s_openapi::api::core::v1::{
     CSIPersistentVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::handle::{LIFEBOAT_DRIVER, NfsDir};
-use super::restore_plan::{RESTORED_FROM, VolumeRestorePlan, hex16};
+use super::restore_plan::{RESTORED_FROM, VolumeRestorePlan, claim_capacity, hex16};
 
 /// A directory to create and fill from a files volume snapshot, and the volume to create for it.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +122,7 @@ pub(super) fn nfs_write(
                 .clone()
                 .or_else(|| Some(vec!["ReadWriteMany".to_string()])),
             volume_mode: Some("Filesystem".to_string()),
+            // The claim's: an NFS directory has no size of its own.
             capacity: Some(BTreeMap::from([("storage".to_string(), claim_capacity(claim))])),
             storage_class_name: Some(class_name.to_string()),
             persistent_volume_reclaim_policy: Some("Retain".to_string()),
@@ -148,24 +148,4 @@ pub(super) fn nfs_write(
         ..PersistentVolume::default()
     };
     NfsWrite { location, volume }
-}
-
-/// What the claim had bound (`status.capacity`), else its request, else 1Gi: an NFS
-/// directory has no size of its own.
-fn claim_capacity(claim: &PersistentVolumeClaim) -> Quantity {
-    let bound = claim
-        .status
-        .as_ref()
-        .and_then(|s| s.capacity.as_ref())
-        .and_then(|c| c.get("storage"));
-    let requested = claim
-        .spec
-        .as_ref()
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"));
-    bound
-        .or(requested)
-        .cloned()
-        .unwrap_or_else(|| Quantity("1Gi".to_string()))
 }

@@ -187,15 +187,7 @@ pub fn plan_volume_restore(
         plan.action = match (claim, &class) {
             _ if existing.is_some_and(|bound| ours_bound(&plan, bound.as_deref(), target)) => {
                 // An earlier run of this restore (a retried Restore) made both.
-                RestoreAction::Reuse(
-                    Names::of(
-                        &target.uid,
-                        &plan.snapshot_id,
-                        &plan.target_namespace,
-                        &plan.claim,
-                    )
-                    .volume,
-                )
+                RestoreAction::Reuse(Names::of_plan(&plan, &target.uid).volume)
             }
             _ if existing.is_some() => RestoreAction::Skip(
                 "the claim exists in this cluster; its volume and data are left as they are".to_string(),
@@ -208,36 +200,30 @@ pub fn plan_volume_restore(
                  volume snapshot into an image by hand and bind a PersistentVolume to it"
                     .to_string(),
             ),
-            (Some(claim), Some(class_name)) if entry.nfs.is_some() => {
-                match nfs_class(target.classes.get(class_name)) {
-                    Err(why) => {
-                        let from = entry.storage_class.clone().filter(|c| c != class_name);
-                        refused
-                            .entry(class_name.clone())
-                            .or_insert_with(|| (why.clone(), from, Vec::new()))
-                            .2
-                            .push(plan.key());
-                        RestoreAction::Fail(why)
-                    }
-                    Ok(class) => earlier_volume(&plan, target).unwrap_or_else(|| {
-                        let names = Names::of(
-                            &target.uid,
-                            &plan.snapshot_id,
-                            &plan.target_namespace,
-                            &plan.claim,
-                        );
-                        RestoreAction::WriteNfs(Box::new(nfs_write(
-                            &plan,
-                            claim,
-                            class_name,
-                            &class,
-                            &names.volume,
-                        )))
-                    }),
-                }
-            }
-            (Some(claim), Some(class_name)) => match writer_for(target.classes.get(class_name)) {
-                Err(why) => {
+            (Some(claim), Some(class_name)) => {
+                let class = target.classes.get(class_name);
+                // Where the data can go: an NFS volume's files into an NFS class, an image's
+                // blocks into an RBD class; `Err` says why the class cannot take it.
+                let decided = if entry.nfs.is_some() {
+                    nfs_class(class).map(|class| {
+                        earlier_volume(&plan, target).unwrap_or_else(|| {
+                            let name = Names::of_plan(&plan, &target.uid).volume;
+                            RestoreAction::WriteNfs(Box::new(nfs_write(
+                                &plan, claim, class_name, &class, &name,
+                            )))
+                        })
+                    })
+                } else {
+                    writer_for(class).map(|writer| {
+                        let fs_type = plan
+                            .original_volume
+                            .as_ref()
+                            .and_then(|v| backup.volumes.get(v))
+                            .and_then(|v| v.spec.as_ref()?.csi.as_ref()?.fs_type.clone());
+                        decide(&plan, claim, class_name, &writer, fs_type, target)
+                    })
+                };
+                decided.unwrap_or_else(|why| {
                     let from = entry.storage_class.clone().filter(|c| c != class_name);
                     refused
                         .entry(class_name.clone())
@@ -245,16 +231,8 @@ pub fn plan_volume_restore(
                         .2
                         .push(plan.key());
                     RestoreAction::Fail(why)
-                }
-                Ok(writer) => {
-                    let fs_type = plan
-                        .original_volume
-                        .as_ref()
-                        .and_then(|v| backup.volumes.get(v))
-                        .and_then(|v| v.spec.as_ref()?.csi.as_ref()?.fs_type.clone());
-                    decide(&plan, claim, class_name, &writer, fs_type, target)
-                }
-            },
+                })
+            }
         };
         plans.push(plan);
     }
@@ -320,13 +298,7 @@ enum DriverKind {
 /// restore made: it names the volume this restore would make, and that volume carries this
 /// volume snapshot's [`RESTORED_FROM`].
 fn ours_bound(plan: &VolumeRestorePlan, bound: Option<&str>, target: &TargetCluster) -> bool {
-    let name = Names::of(
-        &target.uid,
-        &plan.snapshot_id,
-        &plan.target_namespace,
-        &plan.claim,
-    )
-    .volume;
+    let name = Names::of_plan(plan, &target.uid).volume;
     bound == Some(name.as_str())
         && target
             .volumes
@@ -398,12 +370,7 @@ fn writer_for(class: Option<&StorageClass>) -> Result<Writer<'_>, String> {
 /// (the volume snapshot's mark) and unbound, so reuse it; or say what to delete. `None`
 /// when there is none.
 fn earlier_volume(plan: &VolumeRestorePlan, target: &TargetCluster) -> Option<RestoreAction> {
-    let names = Names::of(
-        &target.uid,
-        &plan.snapshot_id,
-        &plan.target_namespace,
-        &plan.claim,
-    );
+    let names = Names::of_plan(plan, &target.uid);
     let existing = target.volumes.get(&names.volume)?;
     let ours = existing
         .metadata
@@ -441,12 +408,7 @@ fn decide(
     if let Some(action) = earlier_volume(plan, target) {
         return action;
     }
-    let names = Names::of(
-        &target.uid,
-        &plan.snapshot_id,
-        &plan.target_namespace,
-        &plan.claim,
-    );
+    let names = Names::of_plan(plan, &target.uid);
     // The executor reads RESTORED_FROM as "this image is finished": it goes last, so a crash
     // between the marks leaves an image a rerun replaces, never one it refuses as finished
     // without the driver's mark.
@@ -501,6 +463,11 @@ struct Names {
 }
 
 impl Names {
+    /// The names of `plan`'s claim restored into the cluster `cluster`.
+    fn of_plan(plan: &VolumeRestorePlan, cluster: &str) -> Self {
+        Self::of(cluster, &plan.snapshot_id, &plan.target_namespace, &plan.claim)
+    }
+
     fn of(cluster: &str, snapshot_id: &str, namespace: &str, claim: &str) -> Self {
         let h = hex16(&format!(
             "lifeboat restore\0{cluster}\0{snapshot_id}\0{namespace}\0{claim}"
@@ -681,9 +648,14 @@ fn persistent_volume(
 /// The volume's capacity: the image's size as backed up (what the restored image has), else
 /// what the claim had bound then (`status.capacity`), else its request.
 fn capacity_of(plan: &VolumeRestorePlan, claim: &PersistentVolumeClaim) -> Quantity {
-    if let Some(size) = plan.size {
-        return Quantity(size.to_string());
+    match plan.size {
+        Some(size) => Quantity(size.to_string()),
+        None => claim_capacity(claim),
     }
+}
+
+/// What the claim had bound (`status.capacity`), else its request, else 1Gi.
+pub(super) fn claim_capacity(claim: &PersistentVolumeClaim) -> Quantity {
     let bound = claim
         .status
         .as_ref()
