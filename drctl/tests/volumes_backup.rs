@@ -7,8 +7,7 @@
 //! key from the StorageClass's Secret never appears in any output.
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+mod volumes_support;
 
 use assert_cmd::Command;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -20,32 +19,9 @@ use lifeboat_tests::volumes::{
     bound_claim, ceph_secret, make_image, object, read_image, seeded_bytes as random,
 };
 use serde_json::{Value, json};
+use volumes_support::{Env, run, text, volume};
 
 const SIZE: u64 = lifeboat_tests::volumes::IMAGE_SIZE;
-
-struct Env {
-    kubeconfig: PathBuf,
-    repo: PathBuf,
-    identity: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn drctl(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("drctl").unwrap();
-        c.env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("DRCTL_REPO")
-            .env_remove("CEPH_CONF")
-            .env("RUST_LOG", "debug")
-            .env("DRCTL_IDENTITY", &self.identity)
-            .env("TMPDIR", self.dir.path())
-            .arg("--quiet")
-            .args(args)
-            .arg("--repo")
-            .arg(&self.repo);
-        c
-    }
-}
 
 impl Env {
     /// `drctl volume restore` with the harness's ceph.conf: the Kubernetes-free path.
@@ -58,21 +34,6 @@ impl Env {
     }
 }
 
-async fn run(mut c: Command) -> Output {
-    tokio::task::spawn_blocking(move || c.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 struct Setup {
     env: Env,
     ns: String,
@@ -83,21 +44,7 @@ struct Setup {
 
 async fn setup(cluster: &TestCluster) -> Setup {
     let ceph = lifeboat_tests::ceph().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (identity, public) = lifeboat_tests::repos::make_identity(dir.path(), "me").unwrap();
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let env = Env {
-        kubeconfig: cluster
-            .kubeconfig_path()
-            .map(Path::to_path_buf)
-            .expect("a kubeconfig file"),
-        repo,
-        identity,
-        dir,
-    };
-    let init = run(env.drctl(&["repo", "init", "--recipient", &public])).await;
-    assert!(init.status.success(), "{}", text(&init));
+    let env = Env::new(cluster).await;
 
     let pool_name = ceph.new_pool("k8svol").unwrap();
     let pool = ceph.connect().unwrap().pool(&pool_name).unwrap();
@@ -229,15 +176,6 @@ impl Setup {
         args.extend_from_slice(extra);
         self.env.drctl(&args)
     }
-}
-
-fn volume<'a>(volumes: &'a Value, claim: &str) -> &'a Value {
-    volumes
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["claim"] == claim)
-        .unwrap_or_else(|| panic!("no {claim} in {volumes}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

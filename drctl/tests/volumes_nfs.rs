@@ -5,11 +5,11 @@
 //! class writes the files into a new directory there, bound to the restored claim.
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+mod volumes_support;
 
-use assert_cmd::Command;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
@@ -17,53 +17,7 @@ use kube::api::PostParams;
 use lifeboat_tests::kube::TestCluster;
 use lifeboat_tests::volumes::{bound_claim, object, seeded_bytes};
 use serde_json::{Value, json};
-
-struct Env {
-    kubeconfig: PathBuf,
-    repo: PathBuf,
-    identity: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn drctl(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("drctl").unwrap();
-        c.env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("DRCTL_REPO")
-            .env_remove("CEPH_CONF")
-            .env("DRCTL_IDENTITY", &self.identity)
-            .env("TMPDIR", self.dir.path())
-            .arg("--quiet")
-            .args(args)
-            .arg("--repo")
-            .arg(&self.repo);
-        c
-    }
-}
-
-async fn run(mut c: Command) -> Output {
-    tokio::task::spawn_blocking(move || c.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn volume<'a>(volumes: &'a Value, claim: &str) -> &'a Value {
-    volumes
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["claim"] == claim)
-        .unwrap_or_else(|| panic!("no {claim} in {volumes}"))
-}
+use volumes_support::{Env, run, text, volume};
 
 /// An NFS StorageClass of lifeboat-csi whose volumes go under `base` of the harness's export.
 async fn nfs_class(cluster: &TestCluster, name: &str, nfs: &lifeboat_tests::NfsDir, base: &str) {
@@ -111,21 +65,7 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>, u32)> {
 async fn nfs_claims_are_backed_up_file_by_file_and_restore_into_a_mapped_class() {
     let cluster = TestCluster::start().await.unwrap();
     let nfs = lifeboat_tests::nfs().unwrap().new_dir("k8snfs").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (identity, public) = lifeboat_tests::repos::make_identity(dir.path(), "me").unwrap();
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let env = Env {
-        kubeconfig: cluster
-            .kubeconfig_path()
-            .map(Path::to_path_buf)
-            .expect("a kubeconfig file"),
-        repo,
-        identity,
-        dir,
-    };
-    let init = run(env.drctl(&["repo", "init", "--recipient", &public])).await;
-    assert!(init.status.success(), "{}", text(&init));
+    let env = Env::new(&cluster).await;
 
     // A volume directory as lifeboat-csi makes them, holding known files.
     let leaf = format!("vol-{:032x}", 0x5eed);
