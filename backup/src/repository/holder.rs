@@ -37,11 +37,24 @@ fn read_trimmed(path: &str) -> Option<String> {
 
 /// When process `pid` started (clock ticks after boot, field 22 of `/proc/<pid>/stat`), or
 /// `None` when no such process runs.
+///
+/// A zombie (state `Z`: it has exited and its parent has not reaped it yet, as when a shell
+/// and its child are killed together and nothing waits for the child) or a dying process
+/// (`X`) no longer runs, although `/proc/<pid>` is still there.
 pub fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    start_of_running(&stat)
+}
+
+/// The start time in a `/proc/<pid>/stat` line (proc(5)), or `None` when the line is
+/// malformed or describes a process that has exited (state `Z` or `X`).
+fn start_of_running(stat: &str) -> Option<u64> {
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(fields.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Whether a lock's holder still runs, as far as this host can tell.
@@ -195,6 +208,34 @@ mod tests {
             holder_state(&old_format, &here(), |_| None),
             HolderState::Unknown(_)
         ));
+    }
+
+    #[test]
+    fn an_exited_process_not_yet_reaped_is_not_running() {
+        let line = |state: &str| {
+            format!("4147 (drctl (x) y) {state} 1 4147 4147 0 -1 4194560 1 0 0 0 3 1 0 0 20 0 9 0 777 1 2")
+        };
+        assert_eq!(start_of_running(&line("S")), Some(777));
+        assert_eq!(start_of_running(&line("R")), Some(777));
+        assert_eq!(start_of_running(&line("Z")), None);
+        assert_eq!(start_of_running(&line("X")), None);
+        assert_eq!(start_of_running("4147 (drctl"), None);
+
+        // A real zombie: killed and not waited for.
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        assert!(process_start(pid).is_some());
+        child.kill().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process_start(pid).is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "still a zombie"
+        );
+        assert_eq!(process_start(pid), None);
+        child.wait().unwrap();
     }
 
     #[test]
