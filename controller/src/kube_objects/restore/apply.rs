@@ -129,7 +129,7 @@ impl Applier {
         if let Some(ns) = item.namespace.as_deref().filter(|ns| self.is_terminating(ns)) {
             // Only existing objects can still be updated there.
             return match api.get_opt(item.name()).await.map_err(explain)? {
-                Some(existing) if self.dry_run => Ok(self.compare(&want, &existing)),
+                Some(existing) if self.dry_run => Ok(self.compare(item, &want, &existing)),
                 Some(_) => self.existing_object(&api, item, &want).await,
                 None => Err(terminating(ns, item)),
             };
@@ -137,7 +137,7 @@ impl Applier {
         if self.dry_run {
             return match api.get_opt(item.name()).await.map_err(explain)? {
                 None => Ok(Applied::Created),
-                Some(existing) => Ok(self.compare(&want, &existing)),
+                Some(existing) => Ok(self.compare(item, &want, &existing)),
             };
         }
         match self.create(&api, &desired).await {
@@ -197,13 +197,14 @@ impl Applier {
     }
 
     /// What the existing object is, given what the backup wants: unchanged if every field
-    /// the backup sets (with `restoreStatus`, status too) matches.
-    fn compare(&self, want: &Desired<'_>, existing: &DynamicObject) -> Applied {
+    /// the backup sets (with `restoreStatus`, status too) matches. An object only brought
+    /// along ([`PlanItem::brought_along`]) is the target's own when it exists: never updated.
+    fn compare(&self, item: &PlanItem<'_>, want: &Desired<'_>, existing: &DynamicObject) -> Applied {
         let existing = serde_json::to_value(existing).unwrap_or(Value::Null);
         let full = want.full();
         if is_subset(&full, &existing) {
             Applied::Unchanged
-        } else if self.existing == ExistingResourcePolicy::Update {
+        } else if self.existing == ExistingResourcePolicy::Update && !item.brought_along {
             Applied::Updated(changed_fields(&full, &existing))
         } else {
             Applied::SkippedExisting
@@ -221,7 +222,7 @@ impl Applier {
     ) -> Result<Applied, String> {
         for _ in 0..2 {
             let existing = api.get(item.name()).await.map_err(explain)?;
-            let verdict = self.compare(want, &existing);
+            let verdict = self.compare(item, want, &existing);
             let Applied::Updated(_) = &verdict else {
                 return Ok(verdict);
             };

@@ -76,6 +76,12 @@ pub struct PlanItem<'a> {
     pub namespace: Option<Arc<str>>,
     /// Its new name, when it gets one (a mapped Namespace).
     pub renamed: Option<Arc<str>>,
+    /// Restored only because selected objects need it (a StorageClass or PersistentVolume
+    /// of a claim, a CRD, a Namespace the resource filter leaves out), not because the
+    /// restore selects it: created when missing, and an existing one is the target's own,
+    /// left as it is whatever the existing-resource policy (a failover must not rewrite the
+    /// target's StorageClass with the source's pool, which is immutable anyway).
+    pub brought_along: bool,
 }
 
 impl PlanItem<'_> {
@@ -323,11 +329,15 @@ pub fn plan<'a>(
         let is_namespace = record.group.is_empty() && record.plural == "namespaces";
         let named = options.resources.matches(&record.plural, &record.group);
         let dependency = dependency_order(&record.group, &record.plural).is_some();
-        let covered = match (l.namespace.as_deref(), is_namespace) {
-            (Some(ns), _) => options.namespaces.matches(ns) && named,
-            (None, true) => options.namespaces.matches(&l.name) && (named || needed(l, record)),
-            (None, false) if options.cluster_scoped && named => true,
-            (None, false) => dependency && needed(l, record),
+        // Covered, and whether only as something the selected objects need.
+        let (covered, brought_along) = match (l.namespace.as_deref(), is_namespace) {
+            (Some(ns), _) => (options.namespaces.matches(ns) && named, false),
+            (None, true) => (
+                options.namespaces.matches(&l.name) && (named || needed(l, record)),
+                !named,
+            ),
+            (None, false) if options.cluster_scoped && named => (true, false),
+            (None, false) => (dependency && needed(l, record), true),
         };
         if !covered {
             filtered += 1;
@@ -350,6 +360,7 @@ pub fn plan<'a>(
                 source: l,
                 namespace,
                 renamed,
+                brought_along,
             });
     }
     let mut stages: Vec<(Stage, Vec<PlanItem<'a>>)> = stages.into_iter().collect();
@@ -520,6 +531,20 @@ mod tests {
                 "persistentvolumeclaims/shop-1/data",
                 "configmaps/shop-1/c",
                 "widgets.example.com/shop-1/w",
+            ]
+        );
+        // What the selected objects only need is the target's own where it exists.
+        let along: Vec<String> = narrowed
+            .stages
+            .iter()
+            .flat_map(|(_, items)| items.iter().filter(|i| i.brought_along).map(PlanItem::display))
+            .collect();
+        assert_eq!(
+            along,
+            [
+                "customresourcedefinitions.apiextensions.k8s.io/widgets.example.com",
+                "storageclasses.storage.k8s.io/fast",
+                "persistentvolumes/pv-shop",
             ]
         );
         // Excluded by name, a dependency stays out.
