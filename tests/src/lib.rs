@@ -18,6 +18,7 @@ pub mod faults;
 pub mod files;
 pub mod helm;
 pub mod kube;
+pub mod players;
 pub mod poll;
 pub mod process;
 pub mod repos;

@@ -67,16 +67,29 @@ pub fn object<K: serde::de::DeserializeOwned>(v: Value) -> K {
     serde_json::from_value(v).unwrap()
 }
 
-/// Creates a PV with the CSI source `csi` and a claim bound to it (status set as the
+/// Creates a 32 MiB PV with the CSI source `csi` and a claim bound to it (status set as the
 /// PV controller would).
 pub async fn bound_claim(client: &kube::Client, ns: &str, claim: &str, pv: &str, class: &str, csi: Value) {
+    bound_claim_of(client, ns, claim, pv, class, csi, "32Mi").await;
+}
+
+/// [`bound_claim`] of `size` (a Kubernetes quantity, `2Gi`).
+pub async fn bound_claim_of(
+    client: &kube::Client,
+    ns: &str,
+    claim: &str,
+    pv: &str,
+    class: &str,
+    csi: Value,
+    size: &str,
+) {
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     pvs.create(
         &PostParams::default(),
         &object(json!({
             "metadata": {"name": pv},
             "spec": {
-                "capacity": {"storage": "32Mi"},
+                "capacity": {"storage": size},
                 "accessModes": ["ReadWriteOnce"],
                 "persistentVolumeReclaimPolicy": "Delete",
                 "storageClassName": class,
@@ -95,7 +108,7 @@ pub async fn bound_claim(client: &kube::Client, ns: &str, claim: &str, pv: &str,
                 "metadata": {"name": claim, "labels": {"app": "shop"}},
                 "spec": {
                     "accessModes": ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": "32Mi"}},
+                    "resources": {"requests": {"storage": size}},
                     "storageClassName": class,
                     "volumeName": pv,
                 },
@@ -107,7 +120,7 @@ pub async fn bound_claim(client: &kube::Client, ns: &str, claim: &str, pv: &str,
         .patch_status(
             claim,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": "Bound", "capacity": {"storage": "32Mi"}}})),
+            &Patch::Merge(json!({"status": {"phase": "Bound", "capacity": {"storage": size}}})),
         )
         .await
         .unwrap();
@@ -127,4 +140,43 @@ pub fn ceph_secret(user: &str, key: &str) -> Secret {
         data: Some(data),
         ..Default::default()
     }
+}
+
+/// What an installed lifeboat-csi leaves in `cluster` for RBD: its ConfigMap naming the
+/// harness's monitors under clusterID `harness`, the provisioner Secret with the admin key (in
+/// a new namespace), and StorageClass `class` writing into `pool`.
+pub async fn install_lifeboat_csi(cluster: &crate::kube::TestCluster, class: &str, pool: &str) {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let ceph = crate::ceph().unwrap();
+    let system = cluster.namespace("lbsys").await.unwrap();
+    Api::<Secret>::namespaced(cluster.client(), &system)
+        .create(
+            &PostParams::default(),
+            &ceph_secret("admin", &ceph.admin_key().unwrap()),
+        )
+        .await
+        .unwrap();
+    let config = json!({"rbd": [{"clusterID": "harness", "monitors": [ceph.mon_addr()]}]}).to_string();
+    Api::<ConfigMap>::namespaced(cluster.client(), &system)
+        .create(
+            &PostParams::default(),
+            &object(json!({"metadata": {"name": "lifeboat-csi-config"}, "data": {"config.json": config}})),
+        )
+        .await
+        .unwrap();
+    Api::<StorageClass>::all(cluster.client())
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "metadata": {"name": class},
+                "provisioner": "csi.lifeboat.dev",
+                "reclaimPolicy": "Delete",
+                "parameters": {"clusterID": "harness", "pool": pool,
+                    "csi.storage.k8s.io/provisioner-secret-name": "ceph-provisioner",
+                    "csi.storage.k8s.io/provisioner-secret-namespace": system},
+            })),
+        )
+        .await
+        .unwrap();
 }

@@ -128,6 +128,26 @@ pub struct PlanArgs {
     /// Continue the interrupted run of this plan instead of starting one.
     #[arg(long, conflicts_with = "dry_run")]
     pub resume: bool,
+    #[command(flatten)]
+    pub volumes: RunVolumeArgs,
+}
+
+/// Whether and how a run moves the claims' volume data (RBD images, NFS directories).
+#[derive(Debug, Clone, Args)]
+pub struct RunVolumeArgs {
+    /// Move no volume data: claims come back bound as in the backup, or provisioned empty.
+    #[arg(long)]
+    pub no_volumes: bool,
+    /// Volumes moved at once.
+    #[arg(long, default_value_t = 4)]
+    pub volume_parallelism: usize,
+    /// ceph.conf (monitors and keyring) to reach every RBD image with, instead of each
+    /// cluster's CSI driver ConfigMaps and StorageClass Secrets.
+    #[arg(long)]
+    pub ceph_conf: Option<PathBuf>,
+    /// cephx user for --ceph-conf, without `client.`.
+    #[arg(long, default_value = "admin", requires = "ceph_conf")]
+    pub ceph_id: String,
 }
 
 /// `drctl failover`.
@@ -181,6 +201,8 @@ pub struct DrillArgs {
     /// Directory for report.json, report.md and report.html (default: ./drill-<run>).
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub volumes: RunVolumeArgs,
 }
 
 /// `drctl audit`.

@@ -3,20 +3,21 @@
 //! network namespace, reached from the test's (the "laptop's") namespace through a veth pair
 //! on a private /30 (`10.231.x.y`), and optionally from another cluster's namespace through a
 //! direct link. Cutting a cluster's links partitions it; only addresses inside namespaces the
-//! test made ever carry traffic. Plus the parts of a cluster the API test server does not
-//! run: the kubelet's Ready node and the Deployment controller's status.
+//! test made ever carry traffic. The parts of a cluster the API test server does not run (the
+//! kubelet's Ready node, the Deployment controller's status) are `lifeboat_tests::players`.
 #![allow(clippy::unwrap_used, dead_code)] // test support: a setup that fails should panic loudly
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node};
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, ResourceExt};
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+#[allow(unused_imports)] // each test binary uses some
+pub use lifeboat_tests::players::{
+    application, config_map, play_deployment_controller, play_volume_binder, ready_node, web_deployment,
+};
+use serde_json::Value;
 
 /// Why partition tests cannot run here (`None`: they can): they need root and iproute2's
 /// `ip netns`.
@@ -247,64 +248,6 @@ impl Drop for HostCluster {
     }
 }
 
-/// Plays the kubelet: a Ready node with an internal address (health probes require one).
-pub async fn ready_node(client: &kube::Client, name: &str, address: &str) {
-    let api: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    api.create(&PostParams::default(), &node).await.unwrap();
-    let status = json!({"status": {
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-            "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-        "addresses": [{"type": "InternalIP", "address": address}]}});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-}
-
-/// Plays one cluster's Deployment controller: a Deployment whose available replicas differ
-/// from its spec gets them `delay` after this task first sees it (scaled to zero: none).
-pub fn play_deployment_controller(client: kube::Client, delay: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        // When each Deployment was first seen wanting its current replica count.
-        let mut seen: HashMap<(String, String), (i32, Instant)> = HashMap::new();
-        loop {
-            let all: Api<Deployment> = Api::all(client.clone());
-            if let Ok(list) = all.list(&Default::default()).await {
-                for d in list.items {
-                    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                    let have = d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
-                    let ns = d.namespace().unwrap_or_default();
-                    let key = (ns.clone(), d.name_any());
-                    if want == have {
-                        seen.remove(&key);
-                        continue;
-                    }
-                    // A new target restarts the delay: an entry left from the scale-up just
-                    // before (patched, not yet seen settled) must not make a quiesce instant.
-                    let entry = seen.entry(key.clone()).or_insert((want, Instant::now()));
-                    if entry.0 != want {
-                        *entry = (want, Instant::now());
-                    }
-                    if entry.1.elapsed() < delay {
-                        continue;
-                    }
-                    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-                    let status = json!({"status": {"replicas": want, "readyReplicas": want,
-                        "availableReplicas": want, "updatedReplicas": want,
-                        "observedGeneration": d.metadata.generation}});
-                    let patched = api
-                        .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&status))
-                        .await;
-                    if patched.is_ok() {
-                        seen.remove(&key);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-}
-
 /// drctl with the test's repository key and nothing from the user's environment.
 pub struct Drctl {
     pub identity: PathBuf,
@@ -477,38 +420,6 @@ pub fn png_size(bytes: &[u8]) -> (u32, u32) {
     );
     let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
     (be(&bytes[16..20]), be(&bytes[20..24]))
-}
-
-/// The application's workload: Deployment `web` with 2 replicas.
-pub fn web_deployment() -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"name": "web"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
-    }))
-    .unwrap()
-}
-
-/// Creates ConfigMap `name` in `namespace` with `data.v = value`.
-pub async fn config_map(client: &kube::Client, namespace: &str, name: &str, value: &str) {
-    let cm: k8s_openapi::api::core::v1::ConfigMap =
-        serde_json::from_value(json!({"metadata": {"name": name}, "data": {"v": value}})).unwrap();
-    Api::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &cm)
-        .await
-        .unwrap();
-}
-
-/// The application in `namespace` (which exists): `n` ConfigMaps `cm-<i>` and [`web_deployment`].
-pub async fn application(client: &kube::Client, namespace: &str, n: usize) {
-    for i in 0..n {
-        config_map(client, namespace, &format!("cm-{i}"), &i.to_string()).await;
-    }
-    Api::<Deployment>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &web_deployment())
-        .await
-        .unwrap();
 }
 
 impl Drctl {

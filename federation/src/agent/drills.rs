@@ -12,6 +12,7 @@ use kube::{Api, ResourceExt};
 use lifeboat_backup::progress::Progress;
 use lifeboat_controller::crd::Condition;
 use lifeboat_controller::reconcile::schedule::CronSchedule;
+use lifeboat_controller::volumes::CephAccess;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -19,6 +20,7 @@ use super::{Agent, event, pause};
 use crate::crd::{Drill, DrillStatus, DrillSummary, FailoverPlan};
 use crate::drill::{self, DrillRequest};
 use crate::failover::Env;
+use crate::failover::data::VolumeMover;
 
 pub(super) async fn run(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
     let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
@@ -208,7 +210,15 @@ async fn one(agent: &Agent, d: &Drill, started: DateTime<Utc>) -> DrillSummary {
         repositories: repos,
         connector: agent.connector(),
         actor: agent.actor.clone(),
-        volumes: None,
+        // Ceph keys from the target classes' Secrets go through a short-lived file under
+        // /tmp (a memory-backed emptyDir in the chart), as for a Restore.
+        volumes: Some(VolumeMover {
+            access: CephAccess::FromCluster {
+                dir: std::env::temp_dir(),
+            },
+            secret: None,
+            parallelism: 4,
+        }),
         items: Arc::new(Progress::default()),
         events: Arc::new(|_| {}),
     };

@@ -85,15 +85,7 @@ pub fn markdown(r: &DrillReport) -> String {
     if !r.verification.is_empty() {
         let _ = writeln!(s, "\n## Verification\n");
         for (app, v) in &r.verification {
-            let _ = writeln!(
-                s,
-                "- {app}: {}/{} objects present; {} ConfigMaps/Secrets compared, {} differ; {} volumes compared",
-                v.found,
-                v.expected,
-                v.data_compared,
-                v.data_mismatches.len(),
-                v.volumes_compared
-            );
+            let _ = writeln!(s, "- {app}: {}", v.summary());
         }
     }
     if !r.warnings.is_empty() {
@@ -230,16 +222,7 @@ pub fn html(r: &DrillReport) -> String {
     if !r.verification.is_empty() {
         let _ = write!(s, "<h2>Verification</h2><ul id=\"verification\">");
         for (app, v) in &r.verification {
-            let _ = write!(
-                s,
-                "<li>{}: {}/{} objects present; {} ConfigMaps/Secrets compared, {} differ; {} volumes compared</li>",
-                esc(app),
-                v.found,
-                v.expected,
-                v.data_compared,
-                v.data_mismatches.len(),
-                v.volumes_compared
-            );
+            let _ = write!(s, "<li>{}: {}</li>", esc(app), esc(&v.summary()));
         }
         let _ = write!(s, "</ul>");
     }

@@ -1,12 +1,13 @@
-//! Moving an application's data: the last backup of a planned move, the restore of objects
-//! from a recovery point, the drill's verification against the recovery point's catalog,
-//! and the slot where volume data plugs in.
+//! Moving an application's data: the last backup of a planned move and the restore from a
+//! recovery point, each with its claims' volume data when a [`VolumeMover`] is given (the
+//! same `backup_with_volumes` / `restore_with_volumes` a Backup and a Restore use), and the
+//! drill's verification against the recovery point's catalog.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Client;
 use kube::api::{Api, DynamicObject};
 use lifeboat_backup::progress::Progress;
@@ -16,6 +17,12 @@ use lifeboat_controller::crd::{ClusterScoped, ExistingResourcePolicy};
 use lifeboat_controller::kube_objects::{
     BackupRequest, DiscoveryDeadlines, NamespaceFilter, ObjectFilter, ObjectPath, ObjectsError,
     RESOURCES_PATH, ResourceFilter, ResourceRecord, RestoreOptions, backup_objects, restore_objects,
+};
+use lifeboat_controller::volumes::catalog::VolumeOutcome;
+use lifeboat_controller::volumes::restore_plan::RESTORED_FROM;
+use lifeboat_controller::volumes::{
+    CephAccess, RestoredOutcome, RestoredVolume, SecretRef, VolumeRequest, VolumeRestoreRequest,
+    backup_with_volumes, read_catalog, restore_with_volumes,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -97,9 +104,6 @@ pub enum DataError {
         /// Why.
         source: kube::Error,
     },
-    /// The volume data mover failed.
-    #[error("volumes: {0}")]
-    Volumes(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The first five of `errors` as `item: why`, joined by `; `.
@@ -112,27 +116,51 @@ fn first_five(errors: &[lifeboat_controller::crd::ItemMessage]) -> String {
     first.join("; ")
 }
 
-/// Restores volume data (the PV data mover of issue 18 implements it; until then nothing
-/// does, and plans say volumes are not restored).
-pub trait VolumeData: Send + Sync {
-    /// Restores the volumes of `application`'s claims from `snapshot` into the target.
-    fn restore<'a>(
-        &'a self,
-        client: &'a Client,
-        repo: &'a Repository,
-        snapshot: &'a Snapshot,
-        application: &'a Application,
-        namespace_mapping: &'a BTreeMap<String, String>,
-    ) -> BoxFuture<'a, Result<Value, DataError>>;
+/// How a run moves the claims' volume data (RBD images, NFS directories), as a Backup and a
+/// Restore do: Ceph reached through `access`, with `secret` instead of each StorageClass's
+/// provisioner Secret when set.
+#[derive(Debug, Clone)]
+pub struct VolumeMover {
+    /// How Ceph is reached.
+    pub access: CephAccess,
+    /// The Secret to read and write every image with (`None`: each StorageClass's).
+    pub secret: Option<SecretRef>,
+    /// Volumes moved at once (0: 4).
+    pub parallelism: usize,
 }
 
-/// The final backup of a planned move.
+impl VolumeMover {
+    fn backup_request(&self) -> VolumeRequest {
+        VolumeRequest {
+            selection: None,
+            access: self.access.clone(),
+            secret: self.secret.clone(),
+            parallelism: self.parallelism,
+            workers: 0,
+        }
+    }
+
+    fn restore_request(&self) -> VolumeRestoreRequest {
+        VolumeRestoreRequest {
+            enabled: true,
+            access: self.access.clone(),
+            secret: self.secret.clone(),
+            parallelism: self.parallelism,
+            workers: 0,
+        }
+    }
+}
+
+/// The final backup of a planned move, with the data of every bound claim in the
+/// application's namespaces when `volumes` is given: a claim whose data cannot be taken
+/// (another CSI driver's) makes it incomplete, so the move stops before anything is lost.
 pub async fn final_backup(
     client: &Client,
     repo: &Repository,
     plan: &str,
     run: &str,
     app: &Application,
+    volumes: Option<&VolumeMover>,
     progress: Arc<Progress>,
 ) -> Result<Snapshot, DataError> {
     let mut tags = app.snapshot_tags.clone();
@@ -152,9 +180,17 @@ pub async fn final_backup(
         discovery: DiscoveryDeadlines::default(),
         files: Vec::new(),
     };
-    let outcome = backup_objects(client, repo, &request, progress)
-        .await
-        .map_err(DataError::Backup)?;
+    let outcome = match volumes {
+        Some(mover) => {
+            let each = progress.clone();
+            backup_with_volumes(client, repo, &request, &mover.backup_request(), progress, &|_| {
+                each.clone()
+            })
+            .await
+        }
+        None => backup_objects(client, repo, &request, progress).await,
+    }
+    .map_err(DataError::Backup)?;
     if !outcome.errors.is_empty() {
         return Err(DataError::BackupIncomplete {
             count: outcome.errors.len(),
@@ -178,9 +214,26 @@ pub struct Restored {
     pub unchanged: u64,
     /// Objects left alone (existing, policy none).
     pub skipped: u64,
+    /// What became of each claim's volume data (empty when the recovery point has none or
+    /// no volume mover was given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<RestoredVolume>,
 }
 
-/// Restores `app`'s objects from `snapshot`.
+impl Restored {
+    /// Volumes whose data is in place from the recovery point (written now, or by an
+    /// earlier attempt of the same run).
+    pub fn volumes_in_place(&self) -> u64 {
+        self.volumes
+            .iter()
+            .filter(|v| matches!(v.outcome, RestoredOutcome::Restored | RestoredOutcome::Reused))
+            .count() as u64
+    }
+}
+
+/// Restores `app`'s objects from `snapshot` and, when `volumes` is given, its claims' volume
+/// data first (each claim then comes back bound to its new volume). A claim whose data could
+/// not be written makes the restore incomplete.
 #[allow(clippy::too_many_arguments)]
 pub async fn restore(
     client: &Client,
@@ -191,6 +244,7 @@ pub async fn restore(
     storage_class_mapping: &BTreeMap<String, String>,
     drill: bool,
     run: &str,
+    volumes: Option<&VolumeMover>,
     progress: Arc<Progress>,
 ) -> Result<Restored, DataError> {
     let excluded: Vec<String> = if drill {
@@ -212,9 +266,23 @@ pub async fn restore(
         storage_class_mapping: storage_class_mapping.clone(),
         ..RestoreOptions::default()
     };
-    let outcome = restore_objects(client, repo, snapshot, &options, progress)
-        .await
-        .map_err(DataError::Restore)?;
+    let outcome = match volumes {
+        Some(mover) => {
+            let each = progress.clone();
+            restore_with_volumes(
+                client,
+                repo,
+                snapshot,
+                &options,
+                &mover.restore_request(),
+                progress,
+                &|_| each.clone(),
+            )
+            .await
+        }
+        None => restore_objects(client, repo, snapshot, &options, progress).await,
+    }
+    .map_err(DataError::Restore)?;
     let s = &outcome.summary;
     let id = snapshot.id.map(|i| i.to_hex()).unwrap_or_default();
     if s.created + s.updated + s.unchanged + s.skipped_existing == 0 && outcome.errors.is_empty() {
@@ -235,6 +303,7 @@ pub async fn restore(
         updated: s.updated,
         unchanged: s.unchanged,
         skipped: s.skipped_existing,
+        volumes: outcome.volumes,
     })
 }
 
@@ -252,26 +321,53 @@ pub struct Verification {
     pub data_compared: u64,
     /// Those whose data differs (the first 20).
     pub data_mismatches: Vec<String>,
-    /// Volumes whose data was compared with the catalog (0 until the PV data mover exists).
-    pub volumes_compared: u64,
+    /// Claims of the application with data in the recovery point's volume catalog.
+    #[serde(default)]
+    pub volumes_expected: u64,
+    /// Of those, bound on the target to a volume written from the volume snapshot the
+    /// catalog names (checked only when the run restored volume data).
+    #[serde(default)]
+    pub volumes_restored: u64,
+    /// Those that are not, each `namespace/claim: why` (the first 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mismatches: Vec<String>,
 }
 
 impl Verification {
     /// Everything matched.
     pub fn ok(&self) -> bool {
-        self.expected == self.found && self.data_mismatches.is_empty()
+        self.expected == self.found && self.data_mismatches.is_empty() && self.volume_mismatches.is_empty()
+    }
+
+    /// One line: `50/50 objects present, 48 ConfigMaps/Secrets compared, 0 differ, 1/1
+    /// volumes restored from the recovery point`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}/{} objects present, {} ConfigMaps/Secrets compared, {} differ, {}/{} volumes restored \
+             from the recovery point",
+            self.found,
+            self.expected,
+            self.data_compared,
+            self.data_mismatches.len(),
+            self.volumes_restored,
+            self.volumes_expected
+        )
     }
 }
 
 /// Compares what the target holds with `app`'s objects in `snapshot`: every object present
-/// (under its mapped namespace), and the data of every ConfigMap and Secret identical.
+/// (under its mapped namespace), the data of every ConfigMap and Secret identical, and, when
+/// the run restored volume data (`volumes`), every claim the recovery point holds data of
+/// bound to a volume written from the volume snapshot its catalog names.
 pub async fn verify(
     client: &Client,
     repo: &Repository,
     snapshot: &Snapshot,
     app: &Application,
     namespace_mapping: &BTreeMap<String, String>,
+    volumes: bool,
 ) -> Result<Verification, DataError> {
+    let mut v = verify_volumes(client, repo, snapshot, app, namespace_mapping, volumes).await?;
     let read = |what: &str| {
         let what = what.to_string();
         move |source| DataError::Repository { what, source }
@@ -309,10 +405,7 @@ pub async fn verify(
         };
         expected.push((path.clone(), record.clone(), n.chunks.clone()));
     }
-    let mut v = Verification {
-        expected: expected.len() as u64,
-        ..Verification::default()
-    };
+    v.expected = expected.len() as u64;
     // Present on the target? 32 reads in flight (owned values: a stream of references in a
     // spawned future trips rustc's higher-ranked Send check).
     let lookups: Vec<(ObjectPath, Api<DynamicObject>)> = expected
@@ -395,4 +488,73 @@ fn digest(v: &Value) -> String {
     blake3::hash(serde_json::to_string(&normal).unwrap_or_default().as_bytes())
         .to_hex()
         .to_string()
+}
+
+/// The volume side of [`verify`]: `volumes_expected` from the recovery point's catalog and,
+/// when `check`, each claim's binding on the target against it.
+async fn verify_volumes(
+    client: &Client,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    app: &Application,
+    namespace_mapping: &BTreeMap<String, String>,
+    check: bool,
+) -> Result<Verification, DataError> {
+    let mut v = Verification::default();
+    let catalog = read_catalog(repo, snapshot)
+        .await
+        .map_err(|e| DataError::Catalog(e.to_string()))?;
+    let entries = catalog.map(|c| c.volumes).unwrap_or_default();
+    for entry in entries
+        .iter()
+        .filter(|e| e.outcome == VolumeOutcome::BackedUp && app.namespaces.contains(&e.namespace))
+    {
+        let Some(wanted) = &entry.snapshot_id else {
+            continue;
+        };
+        v.volumes_expected += 1;
+        if !check {
+            continue;
+        }
+        let ns = namespace_mapping
+            .get(&entry.namespace)
+            .cloned()
+            .unwrap_or_else(|| entry.namespace.clone());
+        let key = format!("{ns}/{}", entry.claim);
+        let claim = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+            .get_opt(&entry.claim)
+            .await
+            .map_err(|source| DataError::Target {
+                path: format!("persistentvolumeclaims/{key}"),
+                source,
+            })?;
+        let bound = claim.and_then(|c| c.spec).and_then(|s| s.volume_name);
+        let problem = match bound {
+            None => Some("the claim is missing or bound to no volume".to_string()),
+            Some(pv) => {
+                let volume = Api::<PersistentVolume>::all(client.clone())
+                    .get_opt(&pv)
+                    .await
+                    .map_err(|source| DataError::Target {
+                        path: format!("persistentvolumes/{pv}"),
+                        source,
+                    })?;
+                let from =
+                    volume.and_then(|p| p.metadata.annotations.and_then(|mut a| a.remove(RESTORED_FROM)));
+                match from {
+                    Some(f) if &f == wanted => None,
+                    Some(f) => Some(format!(
+                        "bound to {pv}, restored from volume snapshot {f:.12}, not {wanted:.12}"
+                    )),
+                    None => Some(format!("bound to {pv}, which no restore wrote")),
+                }
+            }
+        };
+        match problem {
+            None => v.volumes_restored += 1,
+            Some(why) if v.volume_mismatches.len() < 20 => v.volume_mismatches.push(format!("{key}: {why}")),
+            Some(_) => {}
+        }
+    }
+    Ok(v)
 }

@@ -456,8 +456,8 @@ fn plan_urls(record: &RunRecord) -> Vec<String> {
     record.spec.repositories.iter().map(|r| r.url.clone()).collect()
 }
 
-/// The recovery point the plan restores `application`'s objects from (volumes and
-/// verification use the same one); the final backup when the plan names none.
+/// The recovery point the plan restores `application` from (verification uses the same
+/// one); the final backup when the plan names none.
 fn restored_point(record: &RunRecord, application: &str) -> RecoveryPointRef {
     record
         .steps
@@ -580,9 +580,17 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             let app = application(record, &a)?;
             let client = clients.get(env, &cluster).await?;
             let (url, repo) = first_repository(env, record)?;
-            let snap = data::final_backup(&client, &repo, &plan_name, &record.id, app, env.items.clone())
-                .await
-                .map_err(|e| retry(e.to_string()))?;
+            let snap = data::final_backup(
+                &client,
+                &repo,
+                &plan_name,
+                &record.id,
+                app,
+                env.volumes.as_ref(),
+                env.items.clone(),
+            )
+            .await
+            .map_err(|e| retry(e.to_string()))?;
             let id = snap.id.map(|i| i.to_hex()).unwrap_or_default();
             Ok(Outcome::Done(
                 Some(format!("snapshot {} in {url}", &id[..id.len().min(12)])),
@@ -731,7 +739,18 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             namespace_mapping,
             storage_class_mapping,
             drill,
+            volumes,
         } => {
+            let mover = match (volumes, &env.volumes) {
+                (false, _) => None,
+                (true, Some(mover)) => Some(mover),
+                (true, None) => {
+                    return Err(permanent(
+                        "this run's plan restores volume data, and this drctl was started with \
+                         --no-volumes: resume without it",
+                    ));
+                }
+            };
             let app = application(record, &a)?;
             let client = clients.get(env, &cluster).await?;
             let (repo, snapshot) = recovery_snapshot(env, record, &a, &recovery_point).await?;
@@ -744,13 +763,18 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 &storage_class_mapping,
                 drill,
                 &record.id,
+                mover,
                 env.items.clone(),
             )
             .await
             .map_err(|e| retry(e.to_string()))?;
+            let volumes = match restored.volumes.len() {
+                0 => String::new(),
+                n => format!(", {}/{n} volumes written", restored.volumes_in_place()),
+            };
             Ok(Outcome::Done(
                 Some(format!(
-                    "{} created, {} updated, {} unchanged from {}",
+                    "{} created, {} updated, {} unchanged from {}{volumes}",
                     restored.created,
                     restored.updated,
                     restored.unchanged,
@@ -758,25 +782,6 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 )),
                 json!({"restored": restored, "time": snapshot.time}),
             ))
-        }
-        Step::RestoreVolumes {
-            application: a,
-            cluster,
-        } => {
-            let Some(mover) = env.volumes.clone() else {
-                return Ok(Outcome::Skipped(
-                    "no PV data mover installed (issue 18)".to_string(),
-                ));
-            };
-            let app = application(record, &a)?;
-            let client = clients.get(env, &cluster).await?;
-            let rp = restored_point(record, &a);
-            let (repo, snapshot) = recovery_snapshot(env, record, &a, &rp).await?;
-            let out = mover
-                .restore(&client, &repo, &snapshot, app, &record.plan.namespace_mapping)
-                .await
-                .map_err(|e| retry(e.to_string()))?;
-            Ok(Outcome::Done(None, out))
         }
         Step::StartWorkloads {
             cluster,
@@ -901,21 +906,19 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                     )
                 })
                 .collect();
-            let v = data::verify(&client, &repo, &snapshot, app, &mapping)
+            let restored_volumes = record.steps.iter().any(
+                |s| matches!(&s.step, Step::RestoreObjects { application: x, volumes: true, .. } if *x == a),
+            );
+            let v = data::verify(&client, &repo, &snapshot, app, &mapping, restored_volumes)
                 .await
                 .map_err(|e| retry(e.to_string()))?;
-            let summary = format!(
-                "{}/{} objects present, {} ConfigMaps/Secrets compared, {} differ",
-                v.found,
-                v.expected,
-                v.data_compared,
-                v.data_mismatches.len()
-            );
+            let summary = v.summary();
             if !v.ok() {
                 return Err(permanent(format!(
-                    "{summary}; missing: {}; differing: {}",
+                    "{summary}; missing: {}; differing: {}; volumes: {}",
                     v.missing.join(", "),
-                    v.data_mismatches.join(", ")
+                    v.data_mismatches.join(", "),
+                    v.volume_mismatches.join(", ")
                 )));
             }
             Ok(Outcome::Done(Some(summary), json!({"verification": v})))

@@ -125,8 +125,8 @@ pub struct Env {
     pub records: BTreeMap<String, ClusterRecord>,
     /// Who runs it (`drctl@host`, `agent@cluster`), for records, audit and observations.
     pub actor: String,
-    /// The volume data mover, once there is one.
-    pub volumes: Option<Arc<dyn data::VolumeData>>,
+    /// How volume data moves (`None`: objects only, claims come back without their data).
+    pub volumes: Option<data::VolumeMover>,
     /// Objects restored and backed up, for a progress bar.
     pub items: Arc<Progress>,
     /// Step events, for printing.

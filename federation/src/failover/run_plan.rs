@@ -71,7 +71,7 @@ pub struct Observed {
     pub recovery_points: BTreeMap<String, Option<RecoveryPoint>>,
     /// Namespaces that exist on each reachable cluster.
     pub namespaces: BTreeMap<String, BTreeSet<String>>,
-    /// Whether volume data can be restored (the PV data mover is installed).
+    /// Whether the run moves volume data (not with `--no-volumes`).
     pub volumes: bool,
 }
 
@@ -478,8 +478,8 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
     }
     if !observed.volumes {
         warnings.push(
-            "volume data is not restored: the PV data mover (issue 18) is not installed; claims are \
-             recreated and provisioned empty"
+            "volume data is not restored (--no-volumes): claims are recreated bound as in the backup, \
+             or provisioned empty"
                 .to_string(),
         );
     }
@@ -568,13 +568,8 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
                 .collect(),
             storage_class_mapping: mapping.storage_class_mapping.clone(),
             drill: kind == Kind::Drill,
+            volumes: observed.volumes,
         });
-        if observed.volumes {
-            steps.push(Step::RestoreVolumes {
-                application: app.name.clone(),
-                cluster: to.clone(),
-            });
-        }
         steps.push(Step::StartWorkloads {
             cluster: to.clone(),
             application: app.name.clone(),

@@ -87,7 +87,6 @@ fn names(p: &Plan) -> Vec<&'static str> {
             Step::Blocklist { .. } => "blocklist",
             Step::Unblocklist { .. } => "unblocklist",
             Step::RestoreObjects { .. } => "restoreObjects",
-            Step::RestoreVolumes { .. } => "restoreVolumes",
             Step::StartWorkloads { .. } => "startWorkloads",
             Step::WaitReady { .. } => "waitReady",
             Step::SwitchTraffic { .. } => "switchTraffic",

@@ -123,13 +123,10 @@ pub enum Step {
         /// A drill: leave out Lifeboat's own resources (its Schedules must not start
         /// backing the copy up) and never touch existing objects.
         drill: bool,
-    },
-    /// Restore the application's volume data.
-    RestoreVolumes {
-        /// The application.
-        application: String,
-        /// The target.
-        cluster: String,
+        /// Write the claims' volume data first (into new images or NFS directories of the
+        /// target's StorageClasses), each claim then bound to its new volume.
+        #[serde(default)]
+        volumes: bool,
     },
     /// Scale workloads that Lifeboat scaled down back to their recorded replicas.
     StartWorkloads {
@@ -202,11 +199,14 @@ impl Step {
             Step::Blocklist { cluster } => format!("blocklist {cluster}'s RBD clients"),
             Step::Unblocklist { cluster } => format!("lift the blocklist of {cluster}"),
             Step::RestoreObjects {
-                application, cluster, ..
-            } => format!("restore {application} objects on {cluster}"),
-            Step::RestoreVolumes { application, cluster } => {
-                format!("restore {application} volumes on {cluster}")
-            }
+                application,
+                cluster,
+                volumes,
+                ..
+            } => match volumes {
+                true => format!("restore {application} objects and volume data on {cluster}"),
+                false => format!("restore {application} objects on {cluster}"),
+            },
             Step::StartWorkloads {
                 cluster, application, ..
             } => format!("start {application} on {cluster}"),

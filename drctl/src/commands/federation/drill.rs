@@ -59,7 +59,7 @@ fn table(r: &DrillReport) -> String {
 
 /// `drctl drill`.
 pub async fn drill(args: &DrillArgs, g: &GlobalArgs) -> Result<u8> {
-    let (fp, env) = plan_env(g, &args.fed, &args.plan).await?;
+    let (fp, env) = plan_env(g, &args.fed, &args.volumes, &args.plan).await?;
     let request = DrillRequest {
         to: args.to.clone(),
         namespace_suffix: args.namespace_suffix.clone(),

@@ -83,7 +83,7 @@ fn summary(r: &RunRecord) -> String {
 }
 
 async fn go(args: &PlanArgs, g: &GlobalArgs, kind: Kind, to: Option<String>, force: bool) -> Result<u8> {
-    let (fp, env) = plan_env(g, &args.fed, &args.plan).await?;
+    let (fp, env) = plan_env(g, &args.fed, &args.volumes, &args.plan).await?;
     let (record, mut store) = if args.resume {
         let (record, store) = execute::resume(&env, &fp.name_any(), kind).await?;
         note!("resuming {} at revision {}", record.id, record.revision);

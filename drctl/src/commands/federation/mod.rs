@@ -19,12 +19,14 @@ use anyhow::{Context, Result, bail};
 use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::store::{Location, Store, StoreOptions};
+use lifeboat_controller::volumes::CephAccess;
 use lifeboat_federation::clusters::{self, Connector};
 use lifeboat_federation::crd::{FailoverPlan, PlanRepository};
+use lifeboat_federation::failover::data::VolumeMover;
 use lifeboat_federation::failover::{Env, Event, StepState};
 use lifeboat_federation::state::{Replica, StateStore};
 
-use crate::cli::{FederationArgs, GlobalArgs};
+use crate::cli::{FederationArgs, GlobalArgs, RunVolumeArgs};
 use crate::open;
 
 /// The repositories `--repo` names, as plan entries.
@@ -132,8 +134,35 @@ fn printer(quiet: bool) -> Arc<dyn Fn(&Event) + Send + Sync> {
     })
 }
 
-/// The engine's environment over `repos`.
-async fn env(g: &GlobalArgs, fed: &FederationArgs, repos: BTreeMap<String, Arc<Repository>>) -> Result<Env> {
+/// How a run moves volume data: the operator's ceph.conf, else each cluster's CSI driver
+/// ConfigMaps and StorageClass Secrets (keys through a short-lived file in `$TMPDIR`), as
+/// `drctl restore create --direct` does; `None` with --no-volumes.
+fn volume_mover(args: &RunVolumeArgs) -> Option<VolumeMover> {
+    if args.no_volumes {
+        return None;
+    }
+    Some(VolumeMover {
+        access: match &args.ceph_conf {
+            Some(path) => CephAccess::Conf {
+                path: path.clone(),
+                user: args.ceph_id.clone(),
+            },
+            None => CephAccess::FromCluster {
+                dir: std::env::temp_dir(),
+            },
+        },
+        secret: None,
+        parallelism: args.volume_parallelism.max(1),
+    })
+}
+
+/// The engine's environment over `repos`, moving volume data with `volumes`.
+async fn env(
+    g: &GlobalArgs,
+    fed: &FederationArgs,
+    repos: BTreeMap<String, Arc<Repository>>,
+    volumes: Option<VolumeMover>,
+) -> Result<Env> {
     let state = StateStore::new(repos.values().map(|r| Replica::new(r)).collect())?;
     let records = clusters::list(&state)
         .await
@@ -150,7 +179,7 @@ async fn env(g: &GlobalArgs, fed: &FederationArgs, repos: BTreeMap<String, Arc<R
         },
         records,
         actor: lifeboat_federation::audit::actor("drctl"),
-        volumes: None,
+        volumes,
         items: Arc::new(Progress::default()),
         events: printer(g.quiet),
     })
@@ -159,12 +188,17 @@ async fn env(g: &GlobalArgs, fed: &FederationArgs, repos: BTreeMap<String, Arc<R
 /// An environment over `--repo`.
 async fn env_from_flags(g: &GlobalArgs, fed: &FederationArgs) -> Result<Env> {
     let repos = open_repositories(&flag_repositories(fed), fed).await?;
-    env(g, fed, repos).await
+    env(g, fed, repos, None).await
 }
 
 /// Loads `--plan` (a file, or a plan stored in `--repo`'s repositories) and builds the
 /// environment over its repositories.
-async fn plan_env(g: &GlobalArgs, fed: &FederationArgs, plan: &str) -> Result<(FailoverPlan, Env)> {
+async fn plan_env(
+    g: &GlobalArgs,
+    fed: &FederationArgs,
+    volumes: &RunVolumeArgs,
+    plan: &str,
+) -> Result<(FailoverPlan, Env)> {
     let path = Path::new(plan);
     if path.is_file() {
         let fp = FailoverPlan::load(path)?;
@@ -175,7 +209,7 @@ async fn plan_env(g: &GlobalArgs, fed: &FederationArgs, plan: &str) -> Result<(F
             }
         }
         let repos = open_repositories(&list, fed).await?;
-        let env = env(g, fed, repos).await?;
+        let env = env(g, fed, repos, volume_mover(volumes)).await?;
         return Ok((fp, env));
     }
     if plan.contains('/') || plan.ends_with(".yaml") || plan.ends_with(".yml") || plan.ends_with(".json") {
@@ -196,5 +230,5 @@ async fn plan_env(g: &GlobalArgs, fed: &FederationArgs, plan: &str) -> Result<(F
         }
     }
     let repos = open_repositories(&list, fed).await?;
-    Ok((fp, self::env(g, fed, repos).await?))
+    Ok((fp, self::env(g, fed, repos, volume_mover(volumes)).await?))
 }

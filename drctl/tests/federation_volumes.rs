@@ -1,0 +1,244 @@
+//! Federation runs with volume data, against two API test servers and the harness's real
+//! Ceph: a claim on c1 bound to a lifeboat-csi RBD image in one pool; c2's StorageClass of the
+//! same name writes into another pool. `drctl drill` restores the claim with its data into
+//! a new image of c2's pool, bound to a new PersistentVolume, and its verification checks the
+//! binding against the recovery point's catalog; `drctl relocate` then takes a final
+//! incremental backup of the image as changed after the scheduled backup, and c2's claim
+//! holds exactly those bytes. The test plays the Deployment and PersistentVolume controllers.
+#![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
+
+mod federation_support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use federation_support::{Drctl, json_of, play_deployment_controller, play_volume_binder, ready_node, text};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use kube::{Api, Client};
+use lifeboat_rbd::Pool;
+use lifeboat_tests::kube::TestCluster;
+use lifeboat_tests::volumes::{bound_claim, install_lifeboat_csi, make_image, read_image, seeded_bytes};
+use serde_json::{Value, json};
+
+const CLASS: &str = "fast";
+
+/// The images of `pool`.
+fn images(pool: &Pool) -> BTreeSet<String> {
+    pool.list_images().unwrap().into_iter().collect()
+}
+
+/// The one image of `pool` not in `before`.
+fn new_image(pool: &Pool, before: &BTreeSet<String>) -> String {
+    let added: Vec<String> = images(pool).difference(before).cloned().collect();
+    assert_eq!(added.len(), 1, "one image written: {added:?}");
+    added[0].clone()
+}
+
+/// The claim `ns/data` on `client`: bound, to a volume restored from a volume snapshot, on
+/// an image of `pool_name`; returns that image.
+async fn restored_claim(client: &Client, ns: &str, pool_name: &str) -> String {
+    let claim = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .get("data")
+        .await
+        .unwrap();
+    let pv = claim.spec.unwrap().volume_name.expect("bound to a volume");
+    let pv: Value = serde_json::to_value(
+        Api::<PersistentVolume>::all(client.clone())
+            .get(&pv)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        pv["metadata"]["annotations"]["lifeboat.dev/restored-from"].is_string(),
+        "{pv}"
+    );
+    let handle = pv["spec"]["csi"]["volumeHandle"].as_str().unwrap();
+    let prefix = format!("rbd:harness:{pool_name}:");
+    handle
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{handle} is an image of {pool_name}"))
+        .to_string()
+}
+
+fn write_plan(dir: &Path, ns: &str, repo: &str) -> String {
+    let plan = format!(
+        "apiVersion: lifeboat.dev/v1alpha1
+kind: FailoverPlan
+metadata: {{name: shop}}
+spec:
+  applications: [{{name: shop, namespaces: [{ns}]}}]
+  primary: c1
+  standbys: [c2]
+  repositories: [{{url: {repo}}}]
+  rpoSeconds: 300
+  rtoSeconds: 120
+  readiness: {{timeoutSeconds: 60, workloads: true, volumeClaims: true}}
+"
+    );
+    let path = dir.join("plan.yaml");
+    std::fs::write(&path, plan).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_and_relocate_move_the_claims_data() {
+    let ceph = lifeboat_tests::ceph().unwrap();
+    let c1 = TestCluster::in_process().await.unwrap();
+    let c2 = TestCluster::in_process().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, public) = lifeboat_tests::repos::make_identity(dir.path(), "me").unwrap();
+    let repo_dir = dir.path().join("repo");
+    std::fs::create_dir(&repo_dir).unwrap();
+    let repo = repo_dir.to_str().unwrap().to_string();
+    let drctl = Drctl {
+        identity,
+        home: dir.path().to_path_buf(),
+        env: vec![("TMPDIR".to_string(), dir.path().display().to_string())],
+    };
+    let init = drctl
+        .run(None, &["repo", "init", "--recipient", &public, "--repo", &repo])
+        .await;
+    assert!(init.status.success(), "{}", text(&init));
+    ready_node(&c1.client(), "node-1", "10.0.1.1").await;
+    ready_node(&c2.client(), "node-1", "10.0.2.1").await;
+    let _players = [
+        play_deployment_controller(c1.client(), Duration::from_millis(500)),
+        play_deployment_controller(c2.client(), Duration::from_millis(500)),
+        play_volume_binder(c2.client(), Duration::from_millis(500)),
+    ];
+    let k1 = c1.kubeconfig_path().unwrap();
+    let k2 = c2.kubeconfig_path().unwrap();
+    drctl.register("c1", k1, "primary", &["--repo", &repo]).await;
+    drctl.register("c2", k2, "standby", &["--repo", &repo]).await;
+
+    // c1: the application with a claim on an image of `source`; c2 writes into `target`.
+    let (source_name, target_name) = (ceph.new_pool("fedsrc").unwrap(), ceph.new_pool("feddst").unwrap());
+    let rados = ceph.connect().unwrap();
+    let (source, target) = (
+        rados.pool(&source_name).unwrap(),
+        rados.pool(&target_name).unwrap(),
+    );
+    install_lifeboat_csi(&c1, CLASS, &source_name).await;
+    install_lifeboat_csi(&c2, CLASS, &target_name).await;
+    let image = format!("csi-vol-{:032x}", 0xfed1);
+    let backed_up = make_image(&source, &image, 7);
+    let ns = c1.namespace("shop").await.unwrap();
+    federation_support::application(&c1.client(), &ns, 5).await;
+    bound_claim(
+        &c1.client(),
+        &ns,
+        "data",
+        &format!("{ns}-pv"),
+        CLASS,
+        json!({"driver": "csi.lifeboat.dev", "volumeHandle": format!("rbd:harness:{source_name}:{image}"),
+               "volumeAttributes": {}}),
+    )
+    .await;
+    drctl.backup(k1, "scheduled", &ns, &["--repo", &repo]).await;
+    let plan = write_plan(dir.path(), &ns, &repo);
+
+    // The drill's plan says volume data moves with the objects.
+    let dry = drctl
+        .run(
+            None,
+            &["drill", "--plan", &plan, "--to", "c2", "--dry-run", "-o", "json"],
+        )
+        .await;
+    assert!(dry.status.success(), "{}", text(&dry));
+    let shown = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(!shown.contains("volume data is not restored"), "{shown}");
+    let no_volumes = drctl
+        .run(
+            None,
+            &[
+                "drill",
+                "--plan",
+                &plan,
+                "--to",
+                "c2",
+                "--dry-run",
+                "--no-volumes",
+                "-o",
+                "json",
+            ],
+        )
+        .await;
+    assert!(
+        String::from_utf8_lossy(&no_volumes.stdout).contains("volume data is not restored"),
+        "{}",
+        text(&no_volumes)
+    );
+
+    // The drill: the claim's data in a new image of c2's pool, checked against the catalog.
+    let before = images(&target);
+    let reports = dir.path().join("drill");
+    let drilled = drctl
+        .run(
+            None,
+            &[
+                "drill",
+                "--plan",
+                &plan,
+                "--to",
+                "c2",
+                "--namespace-suffix",
+                "-drill",
+                "--report-dir",
+                reports.to_str().unwrap(),
+                "-o",
+                "json",
+            ],
+        )
+        .await;
+    assert!(drilled.status.success(), "{}", text(&drilled));
+    let r = json_of(&drilled);
+    assert_eq!(r["success"], true, "{r}");
+    let v = &r["verification"][0][1];
+    assert_eq!(
+        (v["volumesExpected"].as_u64(), v["volumesRestored"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    let drill_image = new_image(&target, &before);
+    assert!(
+        read_image(&target, &drill_image) == backed_up,
+        "the drill's copy holds the backed-up bytes"
+    );
+    let md = std::fs::read_to_string(reports.join("report.md")).unwrap();
+    assert!(
+        md.contains("1/1 volumes restored from the recovery point"),
+        "{md}"
+    );
+    // No CSI driver runs here to delete the released volume's image, as it would in a cluster.
+    target.remove_image(&drill_image).unwrap();
+
+    // After the scheduled backup the application writes to its volume; a relocate loses none
+    // of it: the final backup reads the change, and c2's claim holds the image as it is now.
+    let changed = {
+        let mut img = source.open(&image, None).unwrap();
+        let fresh = seeded_bytes(99, 256 * 1024);
+        img.write_at(3 << 20, &fresh).unwrap();
+        img.flush().unwrap();
+        let mut now = backed_up.clone();
+        now[3 << 20..(3 << 20) + fresh.len()].copy_from_slice(&fresh);
+        now
+    };
+    let before = images(&target);
+    let moved = drctl
+        .run(None, &["relocate", "--plan", &plan, "--to", "c2", "-o", "json"])
+        .await;
+    assert!(moved.status.success(), "{}", text(&moved));
+    let relocated = restored_claim(&c2.client(), &ns, &target_name).await;
+    assert_eq!(relocated, new_image(&target, &before));
+    assert!(
+        read_image(&target, &relocated) == changed,
+        "c2's claim holds what was written after the scheduled backup"
+    );
+    let all = format!("{}{}", text(&drilled), text(&moved));
+    assert!(
+        !all.contains(&ceph.admin_key().unwrap()),
+        "the cephx key stays out of every output"
+    );
+}
