@@ -4,7 +4,9 @@
 //! a new image of c2's pool, bound to a new PersistentVolume, and its verification checks the
 //! binding against the recovery point's catalog; `drctl relocate` then takes a final
 //! incremental backup of the image as changed after the scheduled backup, and c2's claim
-//! holds exactly those bytes. The test plays the Deployment and PersistentVolume controllers.
+//! holds exactly those bytes. A claim on a lifeboat-csi NFS directory (real nfs-ganesha) goes
+//! along; the drill's teardown names its copy, which reclaim policy Retain keeps. The test plays
+//! the Deployment and PersistentVolume controllers.
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
 
 mod federation_support;
@@ -15,13 +17,30 @@ use std::time::Duration;
 
 use federation_support::{Drctl, json_of, play_deployment_controller, play_volume_binder, ready_node, text};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::PostParams;
 use kube::{Api, Client};
 use lifeboat_rbd::Pool;
 use lifeboat_tests::kube::TestCluster;
-use lifeboat_tests::volumes::{bound_claim, install_lifeboat_csi, make_image, read_image, seeded_bytes};
+use lifeboat_tests::volumes::{
+    bound_claim, install_lifeboat_csi, make_image, object, read_image, seeded_bytes,
+};
 use serde_json::{Value, json};
 
 const CLASS: &str = "fast";
+const NFS_CLASS: &str = "shared";
+
+/// lifeboat-csi's NFS StorageClass [`NFS_CLASS`], its volumes under `base` of `nfs`'s export.
+async fn install_nfs_class(cluster: &TestCluster, nfs: &lifeboat_tests::NfsDir, base: &str) {
+    let params = json!({"backend": "nfs", "server": nfs.server, "share": nfs.share, "baseDir": base});
+    Api::<StorageClass>::all(cluster.client())
+        .create(
+            &PostParams::default(),
+            &object(json!({"metadata": {"name": NFS_CLASS}, "provisioner": "csi.lifeboat.dev", "parameters": params})),
+        )
+        .await
+        .unwrap();
+}
 
 /// The images of `pool`.
 fn images(pool: &Pool) -> BTreeSet<String> {
@@ -136,6 +155,28 @@ async fn drill_and_relocate_move_the_claims_data() {
                "volumeAttributes": {}}),
     )
     .await;
+    // And a directory of the NFS export, as lifeboat-csi makes them.
+    let nfs = lifeboat_tests::nfs().unwrap().new_dir("fednfs").unwrap();
+    install_nfs_class(&c1, &nfs, &format!("{}/c1", nfs.name)).await;
+    install_nfs_class(&c2, &nfs, &format!("{}/c2", nfs.name)).await;
+    let leaf = format!("vol-{:032x}", 0xfed2);
+    std::fs::create_dir_all(nfs.local.join("c1").join(&leaf)).unwrap();
+    std::fs::write(
+        nfs.local.join("c1").join(&leaf).join("orders.db"),
+        seeded_bytes(3, 1 << 20),
+    )
+    .unwrap();
+    bound_claim(
+        &c1.client(),
+        &ns,
+        "files",
+        &format!("{ns}-pv-files"),
+        NFS_CLASS,
+        json!({"driver": "csi.lifeboat.dev",
+               "volumeHandle": format!("nfs:{}:{}:{}/c1/{leaf}:delete", nfs.server, nfs.share, nfs.name),
+               "volumeAttributes": {}}),
+    )
+    .await;
     drctl.backup(k1, "scheduled", &ns, &["--repo", &repo]).await;
     let plan = write_plan(dir.path(), &ns, &repo);
 
@@ -198,8 +239,36 @@ async fn drill_and_relocate_move_the_claims_data() {
     let v = &r["verification"][0][1];
     assert_eq!(
         (v["volumesExpected"].as_u64(), v["volumesRestored"].as_u64()),
-        (Some(1), Some(1)),
+        (Some(2), Some(2)),
         "{r}"
+    );
+    let teardown = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["title"].as_str().unwrap().starts_with("tear down"))
+        .unwrap();
+    assert!(
+        teardown["message"]
+            .as_str()
+            .unwrap()
+            .contains("kept 1 volume(s) with reclaim policy Retain"),
+        "the NFS copy is named: {teardown}"
+    );
+    // (Beside it, the hidden mark naming the volume snapshot it holds.)
+    let copies: Vec<String> = std::fs::read_dir(nfs.local.join("c2"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(
+        copies.len(),
+        1,
+        "one NFS directory written on c2's side: {copies:?}"
+    );
+    assert_eq!(
+        std::fs::read(nfs.local.join("c2").join(&copies[0]).join("orders.db")).unwrap(),
+        seeded_bytes(3, 1 << 20)
     );
     let drill_image = new_image(&target, &before);
     assert!(
@@ -208,7 +277,7 @@ async fn drill_and_relocate_move_the_claims_data() {
     );
     let md = std::fs::read_to_string(reports.join("report.md")).unwrap();
     assert!(
-        md.contains("1/1 volumes restored from the recovery point"),
+        md.contains("2/2 volumes restored from the recovery point"),
         "{md}"
     );
     // No CSI driver runs here to delete the released volume's image, as it would in a cluster.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use chrono::Utc;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume};
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
@@ -930,7 +930,7 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 .unwrap_or_default();
             let doomed: Vec<String> = namespaces.into_iter().filter(|n| created.contains(n)).collect();
             let client = clients.get(env, &cluster).await?;
-            let api: Api<Namespace> = Api::all(client);
+            let api: Api<Namespace> = Api::all(client.clone());
             for n in &doomed {
                 match api.delete(n, &DeleteParams::default()).await {
                     Ok(_) => {}
@@ -938,12 +938,54 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                     Err(e) => return Err(retry(format!("delete namespace {n} on {cluster}: {e}"))),
                 }
             }
+            // Volumes the run wrote: with reclaim policy Delete the CSI driver deletes them as
+            // their claims go; Retain ones (NFS directories, ceph-csi static images) stay.
+            let retained = retained_volumes(&client, record).await;
+            let mut message = format!("deleted namespace(s) {}", doomed.join(", "));
+            if !retained.is_empty() {
+                message.push_str(&format!(
+                    "; kept {} volume(s) with reclaim policy Retain, whose data stays until deleted by \
+                     hand: {}",
+                    retained.len(),
+                    retained.join(", ")
+                ));
+            }
             Ok(Outcome::Done(
-                Some(format!("deleted namespace(s) {}", doomed.join(", "))),
-                json!({"deleted": doomed}),
+                Some(message),
+                json!({"deleted": doomed, "retained": retained}),
             ))
         }
     }
+}
+
+/// The PersistentVolumes the run's restores wrote that have reclaim policy `Retain` (those
+/// that cannot be read count as kept: better named twice than forgotten).
+async fn retained_volumes(client: &Client, record: &RunRecord) -> Vec<String> {
+    let written: Vec<String> = record
+        .steps
+        .iter()
+        .filter(|s| matches!(s.step, Step::RestoreObjects { .. }) && s.state == StepState::Done)
+        .flat_map(|s| {
+            s.output["restored"]["volumes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|v| v["persistentVolume"].as_str().map(str::to_string))
+        .collect();
+    let api: Api<PersistentVolume> = Api::all(client.clone());
+    let mut kept = Vec::new();
+    for pv in written {
+        let policy = match api.get_opt(&pv).await {
+            Ok(Some(v)) => v.spec.and_then(|s| s.persistent_volume_reclaim_policy),
+            Ok(None) => continue,
+            Err(_) => Some("Retain".to_string()),
+        };
+        if policy.as_deref() == Some("Retain") {
+            kept.push(pv);
+        }
+    }
+    kept
 }
 
 /// The repository and snapshot of a recovery point (a replica holding the same snapshot
