@@ -101,7 +101,7 @@ async fn timed(cmd: Command, env: &[(String, String)]) -> (Measure, String) {
 
 fn row(name: &str, m: &Measure, note: &str) {
     println!(
-        "| {name:<44} | {:>8.2} | {:>8.2} | {:>8.0} | {note}",
+        "| {name:<50} | {:>8.2} | {:>8.2} | {:>8.0} | {note}",
         m.wall, m.cpu, m.rss_mib
     );
 }
@@ -258,10 +258,10 @@ spec:
 
     println!("\nDrill benchmark: 1,000 objects and a 2 GiB RBD volume (1 GiB of data), c1 → c2\n");
     println!(
-        "| {:<44} | {:>8} | {:>8} | {:>8} | note",
+        "| {:<50} | {:>8} | {:>8} | {:>8} | note",
         "step", "wall s", "CPU s", "RSS MiB"
     );
-    println!("|{:-<46}|{:->10}|{:->10}|{:->10}|------", "", "", "", "");
+    println!("|{:-<52}|{:->10}|{:->10}|{:->10}|------", "", "", "", "");
     row("backup, first (objects + full read of the image)", &full, "");
     row("backup after 1 % changed (incremental read)", &incremental, "");
     row("backup of the objects alone (unchanged)", &objects_only, "");
