@@ -242,6 +242,12 @@ async fn drill_and_relocate_move_the_claims_data() {
         (Some(2), Some(2)),
         "{r}"
     );
+    assert_eq!(
+        v["volumesDataChecked"].as_u64(),
+        Some(1),
+        "the RBD copy was read back and matched chunk for chunk: {r}"
+    );
+    assert!(v["volumeBytesChecked"].as_u64().unwrap() >= 4 * 700 * 1024, "{r}");
     let teardown = r["steps"]
         .as_array()
         .unwrap()

@@ -22,6 +22,7 @@ pub mod layout;
 pub mod nfs;
 mod restore;
 mod source;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use error::VolumeError;
 pub use group::{GroupPoint, PointInfo, TakenAt, snapshot_together};
 pub use restore::{RbdImageSink, VolumeRestored, restore_volume};
 pub use source::RbdVolume;
+pub use verify::{ImageCheck, verify_image};
 
 /// The tree path of a volume snapshot's one node (a directory restore writes this sparse file).
 pub const VOLUME_PATH: &str = "volume.img";

@@ -909,7 +909,8 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             let restored_volumes = record.steps.iter().any(
                 |s| matches!(&s.step, Step::RestoreObjects { application: x, volumes: true, .. } if *x == a),
             );
-            let v = data::verify(&client, &repo, &snapshot, app, &mapping, restored_volumes)
+            let mover = env.volumes.as_ref().filter(|_| restored_volumes);
+            let v = data::verify(&client, &repo, &snapshot, app, &mapping, mover)
                 .await
                 .map_err(|e| retry(e.to_string()))?;
             let summary = v.summary();

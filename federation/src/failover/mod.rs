@@ -12,6 +12,7 @@ pub mod ready;
 pub mod run_plan;
 pub mod steps;
 pub mod traffic;
+pub mod volume_check;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
