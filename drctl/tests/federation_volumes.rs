@@ -5,8 +5,10 @@
 //! binding against the recovery point's catalog; `drctl relocate` then takes a final
 //! incremental backup of the image as changed after the scheduled backup, and c2's claim
 //! holds exactly those bytes. A claim on a lifeboat-csi NFS directory (real nfs-ganesha) goes
-//! along; the drill's teardown names its copy, which reclaim policy Retain keeps. The test plays
-//! the Deployment and PersistentVolume controllers.
+//! along; the drill's teardown names its copy, which reclaim policy Retain keeps. A failback
+//! into c1, which still has the claims on their old volumes, is refused naming them; once they
+//! are deleted, `--resume` brings c2's data home. The test plays the Deployment and
+//! PersistentVolume controllers.
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
 
 mod federation_support;
@@ -125,6 +127,7 @@ async fn drill_and_relocate_move_the_claims_data() {
     let _players = [
         play_deployment_controller(c1.client(), Duration::from_millis(500)),
         play_deployment_controller(c2.client(), Duration::from_millis(500)),
+        play_volume_binder(c1.client(), Duration::from_millis(500)),
         play_volume_binder(c2.client(), Duration::from_millis(500)),
     ];
     let k1 = c1.kubeconfig_path().unwrap();
@@ -311,7 +314,56 @@ async fn drill_and_relocate_move_the_claims_data() {
         read_image(&target, &relocated) == changed,
         "c2's claim holds what was written after the scheduled backup"
     );
-    let all = format!("{}{}", text(&drilled), text(&moved));
+
+    // Life goes on at c2; failback brings it home. c1 still has the claims, bound to the
+    // volumes from before the relocate: the restore refuses to start the application on that
+    // data, naming the claims and the fix, and --resume continues once they are deleted.
+    let on_c2 = {
+        let mut img = target.open(&relocated, None).unwrap();
+        let fresh = seeded_bytes(123, 128 * 1024);
+        img.write_at(9 << 20, &fresh).unwrap();
+        img.flush().unwrap();
+        let mut now = changed.clone();
+        now[9 << 20..(9 << 20) + fresh.len()].copy_from_slice(&fresh);
+        now
+    };
+    let refused = drctl.run(None, &["failback", "--plan", &plan]).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(
+        said.contains("already exist on the target") && said.contains(&format!("{ns}/data")),
+        "--quiet still prints the cause, naming the claim: {said}"
+    );
+    let wrong = drctl
+        .run(None, &["failback", "--plan", &plan, "--resume", "--no-volumes"])
+        .await;
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("planned with volume data"),
+        "a resume may not drop the volume data the run was planned with: {}",
+        text(&wrong)
+    );
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(c1.client(), &ns);
+    for claim in ["data", "files"] {
+        claims.delete(claim, &Default::default()).await.unwrap();
+    }
+    let before = images(&source);
+    let home = drctl.run(None, &["failback", "--plan", &plan, "--resume"]).await;
+    assert!(home.status.success(), "{}", text(&home));
+    let back = restored_claim(&c1.client(), &ns, &source_name).await;
+    assert_eq!(back, new_image(&source, &before));
+    assert!(
+        read_image(&source, &back) == on_c2,
+        "c1's claim holds what was written on c2"
+    );
+
+    let all = format!(
+        "{}{}{}{}",
+        text(&drilled),
+        text(&moved),
+        text(&refused),
+        text(&home)
+    );
     assert!(
         !all.contains(&ceph.admin_key().unwrap()),
         "the cephx key stays out of every output"

@@ -93,6 +93,18 @@ pub enum DataError {
         /// Why.
         source: serde_json::Error,
     },
+    /// Claims the target already had kept their volumes, whose data predates the recovery
+    /// point.
+    #[error(
+        "claims {claims} already exist on the target, bound to volumes holding the data they had \
+         before, so the recovery point's data was not written into them: delete those claims on \
+         the target (with reclaim policy Delete their volumes go too; copy what matters first) and \
+         run again with --resume"
+    )]
+    StaleVolumes {
+        /// `namespace/claim`, joined by `, `.
+        claims: String,
+    },
     /// Volume data could not be checked (Ceph unreachable, the image unreadable).
     #[error("volumes: {0}")]
     Volumes(String),
@@ -295,6 +307,19 @@ pub async fn restore(
         return Err(DataError::RestoreIncomplete {
             count: outcome.errors.len(),
             first: first_five(&outcome.errors),
+        });
+    }
+    // A claim the target already has keeps its volume: in a failback or a second relocate
+    // that is the data from before the move, which the application must not start on.
+    let stale: Vec<String> = outcome
+        .volumes
+        .iter()
+        .filter(|v| v.outcome == RestoredOutcome::Skipped)
+        .map(|v| format!("{}/{}", v.namespace, v.claim))
+        .collect();
+    if !stale.is_empty() {
+        return Err(DataError::StaleVolumes {
+            claims: stale.join(", "),
         });
     }
     Ok(Restored {

@@ -247,6 +247,30 @@ pub async fn resume(env: &Env, plan: &str, kind: Kind) -> Result<(RunRecord, Run
     let Some((mut record, mut store)) = find_active(env, plan, kind).await? else {
         return Err(FailoverError::NoRun(format!("in progress for plan {plan}")));
     };
+    // Checked before any step runs: the final backup and the restore must agree.
+    let restores = |with: bool| {
+        record
+            .steps
+            .iter()
+            .any(|s| matches!(s.step, Step::RestoreObjects { volumes, .. } if volumes == with))
+    };
+    match (restores(true), restores(false), env.volumes.is_some()) {
+        (true, _, false) => {
+            return Err(FailoverError::VolumesDiffer {
+                run: record.id.clone(),
+                planned: "with",
+                fix: "without --no-volumes",
+            });
+        }
+        (_, true, true) => {
+            return Err(FailoverError::VolumesDiffer {
+                run: record.id.clone(),
+                planned: "without",
+                fix: "with --no-volumes",
+            });
+        }
+        _ => {}
+    }
     record.resume(&env.actor, Utc::now())?;
     store.save(&record).await?;
     Ok((record, store))
@@ -767,7 +791,11 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 env.items.clone(),
             )
             .await
-            .map_err(|e| retry(e.to_string()))?;
+            .map_err(|e| match e {
+                // Trying again changes nothing until the operator deletes the claims.
+                data::DataError::StaleVolumes { .. } => permanent(e.to_string()),
+                e => retry(e.to_string()),
+            })?;
             let volumes = match restored.volumes.len() {
                 0 => String::new(),
                 n => format!(", {}/{n} volumes written", restored.volumes_in_place()),

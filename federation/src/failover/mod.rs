@@ -68,6 +68,19 @@ pub enum FailoverError {
     /// The run named does not exist.
     #[error("no run {0} in the federation state")]
     NoRun(String),
+    /// A resume asked to move volume data differently from how the run was planned.
+    #[error(
+        "run {run} was planned {planned} volume data; resume it {fix} (mixing would restore claims \
+         without the data the final backup took, or the other way round)"
+    )]
+    VolumesDiffer {
+        /// The run.
+        run: String,
+        /// `with` or `without`.
+        planned: &'static str,
+        /// What to pass instead.
+        fix: &'static str,
+    },
 }
 
 impl FailoverError {
@@ -82,7 +95,7 @@ impl FailoverError {
                 plan: plan.clone(),
             }),
             Self::State(e) => e.advice(),
-            Self::Resume(_) => None,
+            Self::Resume(_) | Self::VolumesDiffer { .. } => None,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use kube::ResourceExt;
-use lifeboat_federation::failover::{self, Kind, Phase, Plan, Request, RunRecord, execute};
+use lifeboat_federation::failover::{self, Kind, Phase, Plan, Request, RunRecord, StepState, execute};
 
 use super::plan_env;
 use crate::cli::{FailbackArgs, FailoverArgs, GlobalArgs, Output, PlanArgs, RelocateArgs};
@@ -113,8 +113,16 @@ async fn go(args: &PlanArgs, g: &GlobalArgs, kind: Kind, to: Option<String>, for
     if record.phase == Phase::Succeeded {
         Ok(0)
     } else {
+        // The cause, even with --quiet (which hides the step lines above).
+        if let Some(failed) = record.steps.iter().find(|s| s.state == StepState::Failed) {
+            eprintln!(
+                "error: {} failed: {}",
+                failed.step.title(),
+                failed.message.as_deref().unwrap_or("no reason recorded")
+            );
+        }
         note!(
-            "the run stopped; fix the cause above, then `drctl {} --plan {} --resume` continues it",
+            "the run stopped; fix the cause, then `drctl {} --plan {} --resume` continues it",
             kind.as_str(),
             args.plan
         );
