@@ -43,6 +43,38 @@ fn federation_groups_refuse_unknown_subcommands_as_usage_errors() {
     }
 }
 
+/// Volume flags of federation runs that cannot mean anything are usage errors (exit 2)
+/// naming the flag: no volume moved at a time, a ceph.conf for a run moving no volumes.
+#[test]
+fn federation_volume_flags_that_contradict_are_usage_errors() {
+    for (args, flag) in [
+        (
+            &["drill", "--plan", "p.yaml", "--volume-parallelism", "0"][..],
+            "--volume-parallelism",
+        ),
+        (
+            &[
+                "failover",
+                "--plan",
+                "p.yaml",
+                "--no-volumes",
+                "--ceph-conf",
+                "c.conf",
+            ][..],
+            "--ceph-conf",
+        ),
+        (
+            &["relocate", "--plan", "p.yaml", "--to", "c2", "--ceph-id", "x"][..],
+            "--ceph-id",
+        ),
+    ] {
+        let out = Command::cargo_bin("drctl").unwrap().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+}
+
 /// `drctl restore files --help` says what a restore brings back beyond content, and what
 /// only root gets back: an operator deciding whether to run it as root needs to know.
 #[test]

@@ -264,6 +264,10 @@ async fn drill_and_relocate_move_the_claims_data() {
             .contains("kept 1 volume(s) with reclaim policy Retain"),
         "the NFS copy is named: {teardown}"
     );
+    assert!(
+        teardown["message"].as_str().unwrap().contains("NFS directory"),
+        "the NFS copy is named: {teardown}"
+    );
     // (Beside it, the hidden mark naming the volume snapshot it holds.)
     let copies: Vec<String> = std::fs::read_dir(nfs.local.join("c2"))
         .unwrap()

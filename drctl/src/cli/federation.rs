@@ -135,15 +135,16 @@ pub struct PlanArgs {
 /// Whether and how a run moves the claims' volume data (RBD images, NFS directories).
 #[derive(Debug, Clone, Args)]
 pub struct RunVolumeArgs {
-    /// Move no volume data: claims come back bound as in the backup, or provisioned empty.
+    /// Move no volume data: claims come back without it (unbound, so the target's
+    /// StorageClass provisions them empty).
     #[arg(long)]
     pub no_volumes: bool,
-    /// Volumes moved at once.
-    #[arg(long, default_value_t = 4)]
+    /// Volumes moved at once (at least 1).
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub volume_parallelism: usize,
     /// ceph.conf (monitors and keyring) to reach every RBD image with, instead of each
     /// cluster's CSI driver ConfigMaps and StorageClass Secrets.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_volumes")]
     pub ceph_conf: Option<PathBuf>,
     /// cephx user for --ceph-conf, without `client.`.
     #[arg(long, default_value = "admin", requires = "ceph_conf")]

@@ -349,6 +349,9 @@ pub struct Verification {
     /// Claims of the application with data in the recovery point's volume catalog.
     #[serde(default)]
     pub volumes_expected: u64,
+    /// Whether the run restored volume data, so the fields below were checked.
+    #[serde(default)]
+    pub volumes_checked: bool,
     /// Of those, bound on the target to a volume written from the volume snapshot the
     /// catalog names (checked only when the run restored volume data).
     #[serde(default)]
@@ -376,15 +379,23 @@ impl Verification {
     /// volumes restored from the recovery point (1 read back, 1024.0 MiB, matching)`.
     pub fn summary(&self) -> String {
         let mut line = format!(
-            "{}/{} objects present, {} ConfigMaps/Secrets compared, {} differ, {}/{} volumes restored \
-             from the recovery point",
+            "{}/{} objects present, {} ConfigMaps/Secrets compared, {} differ, ",
             self.found,
             self.expected,
             self.data_compared,
             self.data_mismatches.len(),
-            self.volumes_restored,
-            self.volumes_expected
         );
+        if self.volumes_checked || self.volumes_expected == 0 {
+            line.push_str(&format!(
+                "{}/{} volumes restored from the recovery point",
+                self.volumes_restored, self.volumes_expected
+            ));
+        } else {
+            line.push_str(&format!(
+                "{} volumes in the recovery point, not restored by this run",
+                self.volumes_expected
+            ));
+        }
         if self.volumes_data_checked > 0 {
             line.push_str(&format!(
                 " ({} read back, {:.1} MiB, matching)",

@@ -987,10 +987,12 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
     }
 }
 
-/// The PersistentVolumes the run's restores wrote that have reclaim policy `Retain` (those
-/// that cannot be read count as kept: better named twice than forgotten).
+/// The PersistentVolumes the run's restores wrote that have reclaim policy `Retain`, each
+/// with where its data is (those that cannot be read count as kept: better named twice than
+/// forgotten).
 async fn retained_volumes(client: &Client, record: &RunRecord) -> Vec<String> {
-    let written: Vec<String> = record
+    // Each PersistentVolume with where its data is (an NFS directory, an RBD image).
+    let written: Vec<(String, Option<String>)> = record
         .steps
         .iter()
         .filter(|s| matches!(s.step, Step::RestoreObjects { .. }) && s.state == StepState::Done)
@@ -1000,18 +1002,29 @@ async fn retained_volumes(client: &Client, record: &RunRecord) -> Vec<String> {
                 .cloned()
                 .unwrap_or_default()
         })
-        .filter_map(|v| v["persistentVolume"].as_str().map(str::to_string))
+        .filter_map(|v| {
+            let pv = v["persistentVolume"].as_str()?.to_string();
+            let data = match (v["nfs"].as_str(), v["pool"].as_str(), v["image"].as_str()) {
+                (Some(dir), _, _) => Some(format!("NFS directory {dir}")),
+                (None, Some(pool), Some(image)) => Some(format!("RBD image {pool}/{image}")),
+                _ => None,
+            };
+            Some((pv, data))
+        })
         .collect();
     let api: Api<PersistentVolume> = Api::all(client.clone());
     let mut kept = Vec::new();
-    for pv in written {
+    for (pv, data) in written {
         let policy = match api.get_opt(&pv).await {
             Ok(Some(v)) => v.spec.and_then(|s| s.persistent_volume_reclaim_policy),
             Ok(None) => continue,
             Err(_) => Some("Retain".to_string()),
         };
         if policy.as_deref() == Some("Retain") {
-            kept.push(pv);
+            kept.push(match data {
+                Some(d) => format!("{pv} ({d})"),
+                None => pv,
+            });
         }
     }
     kept

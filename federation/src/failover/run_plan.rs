@@ -478,8 +478,8 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
     }
     if !observed.volumes {
         warnings.push(
-            "volume data is not restored (--no-volumes): claims are recreated bound as in the backup, \
-             or provisioned empty"
+            "volume data is not restored (--no-volumes): claims come back without it, unbound, and \
+             the target's StorageClass provisions them empty"
                 .to_string(),
         );
     }

@@ -31,7 +31,10 @@ pub async fn verify_volumes(
     namespace_mapping: &BTreeMap<String, String>,
     mover: Option<&VolumeMover>,
 ) -> Result<Verification, DataError> {
-    let mut v = Verification::default();
+    let mut v = Verification {
+        volumes_checked: mover.is_some(),
+        ..Verification::default()
+    };
     let catalog = read_catalog(repo, snapshot)
         .await
         .map_err(|e| DataError::Catalog(e.to_string()))?;
