@@ -183,6 +183,39 @@ async fn drill_and_relocate_move_the_claims_data() {
     drctl.backup(k1, "scheduled", &ns, &["--repo", &repo]).await;
     let plan = write_plan(dir.path(), &ns, &repo);
 
+    // A planned move whose volume data cannot land (the mapped class is missing on c2) is
+    // refused at preflight, before anything on c1 is stopped.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&plan)
+            .unwrap()
+            .replace("name: shop}", "name: shopbad}")
+            .replace(
+                "standbys: [c2]",
+                "standbys: [c2]\n  targets: {c2: {storageClassMapping: {fast: nosuch}}}",
+            ),
+    )
+    .unwrap();
+    let refused = drctl
+        .run(None, &["relocate", "--plan", bad.to_str().unwrap(), "--to", "c2"])
+        .await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(
+        said.contains("nothing was stopped") && said.contains("StorageClass nosuch does not exist"),
+        "{said}"
+    );
+    let web = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(c1.client(), &ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        web.spec.unwrap().replicas,
+        Some(2),
+        "c1 still runs the application"
+    );
+
     // The drill's plan says volume data moves with the objects.
     let dry = drctl
         .run(

@@ -564,6 +564,17 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 )));
             }
             let created: Vec<&String> = namespaces.iter().filter(|n| !existing.contains(n)).collect();
+            // A planned move checks its volume data can move before it stops anything.
+            if env.volumes.is_some() {
+                let blocked = planned_move_blockers(env, record, clients, &cluster).await?;
+                if !blocked.is_empty() {
+                    return Err(permanent(format!(
+                        "nothing was stopped: volume data cannot move: {}; pass --no-volumes to move \
+                         objects only (claims come back empty)",
+                        blocked.join("; ")
+                    )));
+                }
+            }
             Ok(Outcome::Done(
                 Some(format!(
                     "{cluster} answers; {} of {} namespaces are new",
@@ -985,6 +996,46 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             ))
         }
     }
+}
+
+/// For each application a planned move takes a final backup of: what stands in the way of its
+/// volume data moving from the source to `target` (see [`super::volume_preflight`]).
+async fn planned_move_blockers(
+    env: &Env,
+    record: &RunRecord,
+    clients: &mut Clients,
+    target: &str,
+) -> Result<Vec<String>, Failure> {
+    let mut out = Vec::new();
+    for s in &record.steps {
+        let Step::FinalBackup {
+            cluster,
+            application: a,
+        } = &s.step
+        else {
+            continue;
+        };
+        let app = application(record, a)?;
+        let mapping = record
+            .steps
+            .iter()
+            .find_map(|r| match &r.step {
+                Step::RestoreObjects {
+                    application: x,
+                    storage_class_mapping,
+                    ..
+                } if x == a => Some(storage_class_mapping.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let source = clients.get(env, cluster).await?;
+        let target = clients.get(env, target).await?;
+        let found = super::volume_preflight::problems(&source, &target, app, &mapping)
+            .await
+            .map_err(retry)?;
+        out.extend(found.into_iter().map(|p| format!("{a}: {p}")));
+    }
+    Ok(out)
 }
 
 /// The PersistentVolumes the run's restores wrote that have reclaim policy `Retain`, each

@@ -13,6 +13,7 @@ pub mod run_plan;
 pub mod steps;
 pub mod traffic;
 pub mod volume_check;
+pub mod volume_preflight;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
