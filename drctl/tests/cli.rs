@@ -75,6 +75,36 @@ fn federation_volume_flags_that_contradict_are_usage_errors() {
     }
 }
 
+/// A `--ceph-conf` that cannot be read is named, with the fix, before any plan, cluster or
+/// repository is read (exit 1).
+#[test]
+fn an_unreadable_ceph_conf_is_named_before_anything_runs() {
+    for args in [
+        &[
+            "drill",
+            "--plan",
+            "missing-plan.yaml",
+            "--ceph-conf",
+            "/nonexistent/ceph.conf",
+        ][..],
+        &[
+            "failover",
+            "--plan",
+            "missing-plan.yaml",
+            "--ceph-conf",
+            "/nonexistent/ceph.conf",
+        ][..],
+    ] {
+        let out = Command::cargo_bin("drctl").unwrap().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("--ceph-conf /nonexistent/ceph.conf") && err.contains("readable ceph.conf"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// `drctl restore files --help` says what a restore brings back beyond content, and what
 /// only root gets back: an operator deciding whether to run it as root needs to know.
 #[test]

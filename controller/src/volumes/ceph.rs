@@ -232,8 +232,17 @@ impl Connections {
         let key = key_from_secret(&data, secret)?;
         let named = format!("Secret {}/{}", secret.namespace, secret.name);
         blocking(move || {
-            Cluster::connect_with_key(&dir, &key.user, &mons, &key.key)
-                .map_err(|e| AccessError(format!("{e} (user and key from {named})")))
+            Cluster::connect_with_key(&dir, &key.user, &mons, &key.key).map_err(|e| {
+                // librados answers a key the monitors refuse the same way as monitors that do
+                // not answer: it retries until its timeout.
+                let hint = match e.to_string().contains("ETIMEDOUT") {
+                    true => {
+                        "; a wrong key for the user times out too, so check the key as well as the monitors"
+                    }
+                    false => "",
+                };
+                AccessError(format!("{e} (user and key from {named}{hint})"))
+            })
         })
         .await
     }

@@ -19,7 +19,6 @@ use anyhow::{Context, Result, bail};
 use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::store::{Location, Store, StoreOptions};
-use lifeboat_controller::volumes::CephAccess;
 use lifeboat_federation::clusters::{self, Connector};
 use lifeboat_federation::crd::{FailoverPlan, PlanRepository};
 use lifeboat_federation::failover::data::VolumeMover;
@@ -137,23 +136,15 @@ fn printer(quiet: bool) -> Arc<dyn Fn(&Event) + Send + Sync> {
 /// How a run moves volume data: the operator's ceph.conf, else each cluster's CSI driver
 /// ConfigMaps and StorageClass Secrets (keys through a short-lived file in `$TMPDIR`), as
 /// `drctl restore create --direct` does; `None` with --no-volumes.
-fn volume_mover(args: &RunVolumeArgs) -> Option<VolumeMover> {
+fn volume_mover(args: &RunVolumeArgs) -> Result<Option<VolumeMover>> {
     if args.no_volumes {
-        return None;
+        return Ok(None);
     }
-    Some(VolumeMover {
-        access: match &args.ceph_conf {
-            Some(path) => CephAccess::Conf {
-                path: path.clone(),
-                user: args.ceph_id.clone(),
-            },
-            None => CephAccess::FromCluster {
-                dir: std::env::temp_dir(),
-            },
-        },
+    Ok(Some(VolumeMover {
+        access: crate::commands::kube_objects::access(args.ceph_conf.as_deref(), &args.ceph_id)?,
         secret: None,
         parallelism: args.volume_parallelism.max(1),
-    })
+    }))
 }
 
 /// The engine's environment over `repos`, moving volume data with `volumes`.
@@ -199,6 +190,8 @@ async fn plan_env(
     volumes: &RunVolumeArgs,
     plan: &str,
 ) -> Result<(FailoverPlan, Env)> {
+    // Bad volume flags are named before the plan or any cluster is read.
+    let mover = volume_mover(volumes)?;
     let path = Path::new(plan);
     if path.is_file() {
         let fp = FailoverPlan::load(path)?;
@@ -209,7 +202,7 @@ async fn plan_env(
             }
         }
         let repos = open_repositories(&list, fed).await?;
-        let env = env(g, fed, repos, volume_mover(volumes)).await?;
+        let env = env(g, fed, repos, mover).await?;
         return Ok((fp, env));
     }
     if plan.contains('/') || plan.ends_with(".yaml") || plan.ends_with(".yml") || plan.ends_with(".json") {
@@ -230,5 +223,5 @@ async fn plan_env(
         }
     }
     let repos = open_repositories(&list, fed).await?;
-    Ok((fp, self::env(g, fed, repos, volume_mover(volumes)).await?))
+    Ok((fp, self::env(g, fed, repos, mover).await?))
 }

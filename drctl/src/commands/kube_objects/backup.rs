@@ -122,7 +122,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             }
             let volumes = VolumeRequest {
                 selection: spec.volumes.clone(),
-                access: super::ceph_access(&args.volumes.ceph),
+                access: super::ceph_access(&args.volumes.ceph)?,
                 secret: super::ceph_secret(&args.volumes.ceph, &target.namespace),
                 parallelism: args.volumes.volume_parallelism,
                 workers: 0,

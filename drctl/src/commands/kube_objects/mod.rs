@@ -17,15 +17,29 @@ use crate::open;
 
 /// How drctl reaches Ceph for volume data: the operator's ceph.conf, else the cluster's CSI
 /// ConfigMaps and Secrets (keys through a short-lived file in `$TMPDIR`).
-pub fn ceph_access(args: &VolumeCephArgs) -> CephAccess {
-    match &args.ceph_conf {
-        Some(path) => CephAccess::Conf {
-            path: path.clone(),
-            user: args.ceph_id.clone(),
-        },
-        None => CephAccess::FromCluster {
+pub fn ceph_access(args: &VolumeCephArgs) -> Result<CephAccess> {
+    access(args.ceph_conf.as_deref(), &args.ceph_id)
+}
+
+/// [`CephAccess`] from `--ceph-conf` (checked now, before anything is written) and
+/// `--ceph-id`, else through the cluster's CSI configuration.
+pub fn access(ceph_conf: Option<&std::path::Path>, ceph_id: &str) -> Result<CephAccess> {
+    match ceph_conf {
+        Some(path) => {
+            if let Err(e) = std::fs::File::open(path) {
+                bail!(
+                    "--ceph-conf {}: {e}; give a readable ceph.conf naming the monitors and the keyring",
+                    path.display()
+                );
+            }
+            Ok(CephAccess::Conf {
+                path: path.to_path_buf(),
+                user: ceph_id.to_string(),
+            })
+        }
+        None => Ok(CephAccess::FromCluster {
             dir: std::env::temp_dir(),
-        },
+        }),
     }
 }
 

@@ -105,7 +105,7 @@ pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
             options.parallelism = args.parallelism.max(1);
             let volumes = VolumeRestoreRequest {
                 enabled: !args.volumes.no_volumes,
-                access: super::ceph_access(&args.volumes.ceph),
+                access: super::ceph_access(&args.volumes.ceph)?,
                 secret: super::ceph_secret(&args.volumes.ceph, &target.namespace),
                 parallelism: args.volumes.volume_parallelism,
                 workers: 0,
