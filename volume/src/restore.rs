@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
+use lifeboat_backup::blob::BlobId;
 use lifeboat_backup::progress::Progress;
-use lifeboat_backup::snapshot::{NodeKind, Snapshot, SnapshotDetails};
-use lifeboat_backup::{RepoError, Repository, Sink, SnapshotReader};
+use lifeboat_backup::snapshot::{NodeKind, Snapshot, SnapshotDetails, VolumeExtent};
+use lifeboat_backup::{IndexedRepository, RepoError, Repository, Sink, SnapshotReader};
 use lifeboat_rbd::{AioWriter, Cluster, ImageOptions};
 use tokio::sync::mpsc;
 
@@ -77,30 +78,8 @@ impl Sink for RbdImageSink {
         let extents = node
             .volume_extents()
             .map_err(|why| damaged(format!("damaged volume layout: {why}")))?;
-        // Every chunk's place in the volume, from the index's lengths; a layout its chunks do
-        // not fill is refused before anything is created.
-        let index = reader.repository().index();
-        let mut items = Vec::with_capacity(node.chunks.len());
-        for (extent, chunks) in &extents {
-            let mut offset = extent.offset;
-            for id in *chunks {
-                let loc = index.get(id).ok_or_else(|| RepoError::MissingBlob {
-                    blob: id.to_hex(),
-                    url: reader.repository().url().to_string(),
-                })?;
-                let len = u64::from(loc.entry.raw_length);
-                items.push(((offset, len), *id));
-                offset += len;
-            }
-            if offset != extent.offset + extent.length {
-                return Err(damaged(format!(
-                    "the extent at {} is {} bytes but its chunks hold {}",
-                    extent.offset,
-                    extent.length,
-                    offset - extent.offset
-                )));
-            }
-        }
+        // A layout its chunks do not fill is refused before anything is created.
+        let items = chunk_places(reader.repository(), &extents, &id)?;
         let written: u64 = extents.iter().map(|(e, _)| e.length).sum();
         self.progress.add_total(written, 1);
         self.create_image(node.size).await?;
@@ -119,6 +98,44 @@ impl Sink for RbdImageSink {
             extents: extents.len() as u64,
         })
     }
+}
+
+/// A chunk's place in a volume, `((offset, length), id)`: offset and length in bytes.
+pub(crate) type ChunkPlace = ((u64, u64), BlobId);
+
+/// Every chunk of a volume node's `extents` with its place in the volume, from the index's
+/// lengths. Errors: a chunk missing from the index; chunks that do not fill their extent
+/// exactly (snapshot `id` is damaged).
+pub(crate) fn chunk_places(
+    repo: &IndexedRepository,
+    extents: &[(VolumeExtent, &[BlobId])],
+    id: &str,
+) -> Result<Vec<ChunkPlace>, VolumeError> {
+    let mut items = Vec::with_capacity(extents.iter().map(|(_, c)| c.len()).sum());
+    for (extent, chunks) in extents {
+        let mut offset = extent.offset;
+        for chunk in *chunks {
+            let loc = repo.index().get(chunk).ok_or_else(|| RepoError::MissingBlob {
+                blob: chunk.to_hex(),
+                url: repo.url().to_string(),
+            })?;
+            let len = u64::from(loc.entry.raw_length);
+            items.push(((offset, len), *chunk));
+            offset += len;
+        }
+        if offset != extent.offset + extent.length {
+            return Err(VolumeError::Damaged {
+                id: id.to_string(),
+                why: format!(
+                    "the extent at {} is {} bytes but its chunks hold {}",
+                    extent.offset,
+                    extent.length,
+                    offset - extent.offset
+                ),
+            });
+        }
+    }
+    Ok(items)
 }
 
 impl RbdImageSink {
@@ -148,11 +165,7 @@ impl RbdImageSink {
     /// Streams the chunks pack by pack to one writer thread, which writes them through one
     /// image handle with `4 × workers` librbd aio writes in flight ([`AioWriter`]): handles
     /// of their own would pass the image's exclusive lock back and forth on every write.
-    async fn write(
-        &self,
-        reader: &SnapshotReader<'_>,
-        items: Vec<((u64, u64), lifeboat_backup::blob::BlobId)>,
-    ) -> Result<(), VolumeError> {
+    async fn write(&self, reader: &SnapshotReader<'_>, items: Vec<ChunkPlace>) -> Result<(), VolumeError> {
         let (tx, mut rx) = mpsc::channel::<(u64, Vec<u8>)>(QUEUED_WRITES);
         let depth = 4 * if self.workers == 0 { 4 } else { self.workers };
         let writer = {

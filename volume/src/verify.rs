@@ -5,9 +5,9 @@
 //! Holes are not read: an image restored by [`crate::restore_volume`] is new, and a new image
 //! reads zeros where nothing was written.
 
+use lifeboat_backup::Repository;
 use lifeboat_backup::blob::BlobId;
 use lifeboat_backup::snapshot::{NodeKind, Snapshot};
-use lifeboat_backup::{RepoError, Repository};
 use lifeboat_rbd::Cluster;
 
 use crate::{VolumeError, blocking};
@@ -40,8 +40,8 @@ impl ImageCheck {
 /// Reads back every chunk's range of `pool/image` and compares it with volume snapshot
 /// `snapshot` of `repo` (its tree and the index only; no pack is read).
 ///
-/// Errors: the snapshot is not a volume, its layout is damaged, a chunk is missing from the
-/// index, or the image cannot be opened or read.
+/// Errors: the snapshot is not a volume, its layout is damaged (chunks that do not fill their
+/// extents included), a chunk is missing from the index, or the image cannot be opened or read.
 pub async fn verify_image(
     repo: &Repository,
     snapshot: &Snapshot,
@@ -63,19 +63,7 @@ pub async fn verify_image(
     let extents = node
         .volume_extents()
         .map_err(|why| damaged(format!("damaged volume layout: {why}")))?;
-    let mut items: Vec<(u64, u64, BlobId)> = Vec::with_capacity(node.chunks.len());
-    for (extent, chunks) in &extents {
-        let mut offset = extent.offset;
-        for chunk in *chunks {
-            let loc = indexed.index().get(chunk).ok_or_else(|| RepoError::MissingBlob {
-                blob: chunk.to_hex(),
-                url: repo.url().to_string(),
-            })?;
-            let len = u64::from(loc.entry.raw_length);
-            items.push((offset, len, *chunk));
-            offset += len;
-        }
-    }
+    let items = crate::restore::chunk_places(&indexed, &extents, &id)?;
     let expected_size = node.size;
     let key = repo.key().clone();
     let (cluster, pool, image) = (cluster.clone(), pool.to_string(), image.to_string());
@@ -88,7 +76,7 @@ pub async fn verify_image(
             ..ImageCheck::default()
         };
         let mut buf = Vec::new();
-        for (offset, len, chunk) in items {
+        for ((offset, len), chunk) in items {
             if offset + len > size {
                 check.mismatched += 1;
                 if check.mismatches.len() < NAMED {
