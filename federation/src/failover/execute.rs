@@ -1047,19 +1047,15 @@ async fn retained_volumes(client: &Client, record: &RunRecord) -> Vec<String> {
         .steps
         .iter()
         .filter(|s| matches!(s.step, Step::RestoreObjects { .. }) && s.state == StepState::Done)
-        .flat_map(|s| {
-            s.output["restored"]["volumes"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
+        .filter_map(|s| serde_json::from_value::<data::Restored>(s.output["restored"].clone()).ok())
+        .flat_map(|r| r.volumes)
         .filter_map(|v| {
-            let pv = v["persistentVolume"].as_str()?.to_string();
-            let data = match (v["nfs"].as_str(), v["pool"].as_str(), v["image"].as_str()) {
+            let data = match (&v.nfs, &v.pool, &v.image) {
                 (Some(dir), _, _) => Some(format!("NFS directory {dir}")),
                 (None, Some(pool), Some(image)) => Some(format!("RBD image {pool}/{image}")),
                 _ => None,
             };
+            let pv = v.persistent_volume?;
             Some((pv, data))
         })
         .collect();
