@@ -1,7 +1,9 @@
 //! The planned directions: `drctl relocate` (quiesce the source, final incremental backup,
 //! fence it, restore on the target, start, wait ready, unfence) loses nothing — objects
 //! written and changed just before it, in no scheduled backup, are on the target — and
-//! `drctl failback` brings the application, with what was written meanwhile, home to the
+//! a move whose final backup fails restarts the source (nothing was fenced), and its
+//! `--resume` stops and backs it up again; `drctl failback` brings the application, with
+//! what was written meanwhile, home to the
 //! plan's primary. Two API test servers on loopback; the test plays the Deployment
 //! controller (1.5 s late), so the readiness gates and the quiesce are waited on.
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
@@ -184,10 +186,41 @@ spec:
         put(&c1.client(), &ns, &format!("just-before-{i}"), "late").await;
     }
     put(&c1.client(), &ns, "cm-0", "changed just before").await;
-    let moved = drctl
+
+    // A move whose final backup cannot be taken (c1 answers every ConfigMap read with 500)
+    // fails before the lease moves, and starts the application on c1 again: nothing was
+    // fenced or moved, so the application is not left down.
+    let faults = c1.faults().unwrap();
+    faults.fail_matching(500, 100_000, Some("GET"), "/configmaps");
+    let failed = drctl
         .run(
             None,
             &["relocate", "--plan", plan_arg, "--to", "c2", "-o", "json"],
+        )
+        .await;
+    faults.clear_failures();
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    assert!(
+        text(&failed).contains("runs on c1 again"),
+        "the restart is reported: {}",
+        text(&failed)
+    );
+    federation_support::eventually("web running on c1 again", 30, || async {
+        (replicas(&c1.client(), &ns).await == (Some(2), Some(2))).then_some(())
+    })
+    .await;
+    assert!(
+        value(&c2.client(), &ns, "cm-0").await.is_none(),
+        "nothing was restored on c2"
+    );
+    // The application writes again; the resumed move stops it and backs it up once more.
+    put(&c1.client(), &ns, "after-restart", "late too").await;
+    let moved = drctl
+        .run(
+            None,
+            &[
+                "relocate", "--plan", plan_arg, "--to", "c2", "--resume", "-o", "json",
+            ],
         )
         .await;
     assert!(moved.status.success(), "{}", text(&moved));
@@ -253,6 +286,11 @@ spec:
             "just-before-{i} was written just before the relocate"
         );
     }
+    assert_eq!(
+        value(&c2.client(), &ns, "after-restart").await.as_deref(),
+        Some("late too"),
+        "written after the failed move restarted c1: the resumed move backed it up again"
+    );
     assert_eq!(
         replicas(&c2.client(), &ns).await,
         (Some(2), Some(2)),

@@ -5,7 +5,8 @@
 //! binding against the recovery point's catalog; `drctl relocate` then takes a final
 //! incremental backup of the image as changed after the scheduled backup, and c2's claim
 //! holds exactly those bytes. A claim on a lifeboat-csi NFS directory (real nfs-ganesha) goes
-//! along; the drill's teardown names its copy, which reclaim policy Retain keeps. A failback
+//! along. The drill's teardown removes what it wrote (both copies, RBD image and NFS
+//! directory), so a second drill of the same recovery point runs as the first. A failback
 //! into c1, which still has the claims on their old volumes, is refused naming them; once they
 //! are deleted, `--resume` brings c2's data home. The test plays the Deployment and
 //! PersistentVolume controllers.
@@ -81,6 +82,33 @@ async fn restored_claim(client: &Client, ns: &str, pool_name: &str) -> String {
         .strip_prefix(&prefix)
         .unwrap_or_else(|| panic!("{handle} is an image of {pool_name}"))
         .to_string()
+}
+
+/// The drill's teardown step says it removed both volumes and kept none.
+fn assert_teardown_removed_both(r: &Value) {
+    let teardown = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["title"].as_str().unwrap().starts_with("tear down"))
+        .unwrap();
+    let message = teardown["message"].as_str().unwrap();
+    assert!(
+        message.contains("removed 2 volume(s) the drill wrote") && !message.contains("kept"),
+        "{teardown}"
+    );
+}
+
+/// The names in `dir`, hidden ones included, sorted; none when it does not exist.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 fn write_plan(dir: &Path, ns: &str, repo: &str) -> String {
@@ -280,54 +308,65 @@ async fn drill_and_relocate_move_the_claims_data() {
     );
     assert_eq!(
         v["volumesDataChecked"].as_u64(),
-        Some(1),
-        "the RBD copy was read back and matched chunk for chunk: {r}"
-    );
-    assert!(v["volumeBytesChecked"].as_u64().unwrap() >= 4 * 700 * 1024, "{r}");
-    let teardown = r["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["title"].as_str().unwrap().starts_with("tear down"))
-        .unwrap();
-    assert!(
-        teardown["message"]
-            .as_str()
-            .unwrap()
-            .contains("kept 1 volume(s) with reclaim policy Retain"),
-        "the NFS copy is named: {teardown}"
+        Some(2),
+        "the RBD and NFS copies were read back and matched chunk for chunk: {r}"
     );
     assert!(
-        teardown["message"].as_str().unwrap().contains("NFS directory"),
-        "the NFS copy is named: {teardown}"
+        v["volumeBytesChecked"].as_u64().unwrap() >= 4 * 700 * 1024 + (1 << 20),
+        "{r}"
     );
-    // (Beside it, the hidden mark naming the volume snapshot it holds.)
-    let copies: Vec<String> = std::fs::read_dir(nfs.local.join("c2"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
+    // The teardown removes what the drill wrote: with the namespace gone, each claim's new
+    // volume goes with its data (the RBD image; the NFS directory and its mark, which reclaim
+    // policy Retain would otherwise keep for ever).
+    assert_teardown_removed_both(&r);
+    assert_eq!(images(&target), before, "the drill's image is removed");
     assert_eq!(
-        copies.len(),
-        1,
-        "one NFS directory written on c2's side: {copies:?}"
-    );
-    assert_eq!(
-        std::fs::read(nfs.local.join("c2").join(&copies[0]).join("orders.db")).unwrap(),
-        seeded_bytes(3, 1 << 20)
-    );
-    let drill_image = new_image(&target, &before);
-    assert!(
-        read_image(&target, &drill_image) == backed_up,
-        "the drill's copy holds the backed-up bytes"
+        listing(&nfs.local.join("c2")),
+        Vec::<String>::new(),
+        "the drill's NFS directory and its mark are removed"
     );
     let md = std::fs::read_to_string(reports.join("report.md")).unwrap();
     assert!(
         md.contains("2/2 volumes restored from the recovery point"),
         "{md}"
     );
-    // No CSI driver runs here to delete the released volume's image, as it would in a cluster.
-    target.remove_image(&drill_image).unwrap();
+    // So the same recovery point drills again (the scheduled drill's case): the restore's
+    // names are the same, and nothing of the first drill stands in their way.
+    let again = drctl
+        .run(
+            None,
+            &[
+                "drill",
+                "--plan",
+                &plan,
+                "--to",
+                "c2",
+                "--namespace-suffix",
+                "-drill",
+                "-o",
+                "json",
+            ],
+        )
+        .await;
+    assert!(again.status.success(), "{}", text(&again));
+    let r = json_of(&again);
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(
+        r["verification"][0][1]["volumesDataChecked"].as_u64(),
+        Some(2),
+        "{r}"
+    );
+    assert_teardown_removed_both(&r);
+    assert_eq!(images(&target), before);
+    assert!(
+        Api::<PersistentVolume>::all(c2.client())
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no PersistentVolume of either drill is left on c2"
+    );
 
     // After the scheduled backup the application writes to its volume; a relocate loses none
     // of it: the final backup reads the change, and c2's claim holds the image as it is now.

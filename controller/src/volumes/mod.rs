@@ -9,6 +9,7 @@ pub mod ceph;
 pub mod handle;
 pub mod hooks;
 pub mod plan;
+mod remove;
 mod restore;
 mod restore_nfs;
 pub mod restore_plan;
@@ -22,6 +23,7 @@ pub use catalog::{
 pub use ceph::CephAccess;
 pub use handle::{CsiVolume, RbdImage, classify};
 pub use plan::{ClaimPlan, Decision, RbdTake, SecretRef, VolumeSelector, plan_volumes};
+pub use remove::{RemovalOutcome, RestoredRef, VolumeRemoval, remove_restored_volumes};
 pub use restore::{RestoredOutcome, RestoredVolume, VolumeRestoreRequest, restore_with_volumes};
 pub use restore_nfs::NfsWrite;
 pub use restore_plan::{BackupVolumes, RestoreAction, TargetCluster, VolumeRestorePlan, plan_volume_restore};

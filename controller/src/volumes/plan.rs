@@ -271,7 +271,7 @@ fn decide(
     }
 }
 
-fn secret_ref(r: &SecretReference) -> Option<SecretRef> {
+pub(super) fn secret_ref(r: &SecretReference) -> Option<SecretRef> {
     Some(SecretRef {
         namespace: r.namespace.clone()?,
         name: r.name.clone()?,

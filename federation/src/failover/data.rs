@@ -356,8 +356,8 @@ pub struct Verification {
     /// catalog names (checked only when the run restored volume data).
     #[serde(default)]
     pub volumes_restored: u64,
-    /// Of those, RBD images read back whole and matching the volume snapshot chunk for chunk
-    /// (NFS directories are not read back).
+    /// Of those, RBD images and NFS directories read back whole and matching the volume
+    /// snapshot chunk for chunk (and, for NFS, entry for entry).
     #[serde(default)]
     pub volumes_data_checked: u64,
     /// Bytes read back from them.

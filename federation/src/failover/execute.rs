@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use chrono::Utc;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume};
-use kube::api::{DeleteParams, ListParams};
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use kube::api::ListParams;
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::machine::{MAX_ATTEMPTS, Next, Phase, RunRecord, StepState};
 use super::run_plan::Plan;
 use super::steps::{Kind, RecoveryPointRef, Step};
-use super::{Env, FailoverError, data, ready, traffic};
+use super::{Env, FailoverError, data, ready, teardown, traffic};
 use crate::audit::{self, AuditRecord};
 use crate::crd::{Application, FailoverPlan};
 use crate::fence::{self, blocklist, enforce};
@@ -963,6 +963,47 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             }
             Ok(Outcome::Done(Some(summary), json!({"verification": v})))
         }
+        Step::RestartSource {
+            cluster,
+            application: a,
+        } => {
+            let failed = record.steps.iter().any(|s| s.state == StepState::Failed);
+            let done = |f: &dyn Fn(&Step) -> bool| {
+                record
+                    .steps
+                    .iter()
+                    .any(|s| f(&s.step) && s.state == StepState::Done)
+            };
+            if !failed {
+                return Ok(Outcome::Skipped("the move did not fail".to_string()));
+            }
+            if done(&|s| matches!(s, Step::Fence { application: x, .. } if *x == a)) {
+                return Ok(Outcome::Skipped(format!(
+                    "the lease of {a} has moved: {cluster} stays stopped; fix the cause and --resume to finish the move"
+                )));
+            }
+            if !done(&|s| matches!(s, Step::Quiesce { application: x, .. } if *x == a)) {
+                return Ok(Outcome::Skipped(format!("{a} was not stopped on {cluster}")));
+            }
+            let app = application(record, &a)?;
+            let client = clients.get(env, &cluster).await?;
+            let scope = enforce::Scope {
+                cluster: &cluster,
+                namespaces: &app.namespaces,
+                selector: app.selector.as_deref(),
+            };
+            let changes = enforce::start(&client, &scope)
+                .await
+                .map_err(|e| retry(e.to_string()))?;
+            Ok(Outcome::Done(
+                Some(format!(
+                    "the move failed before the lease moved: {a} runs on {cluster} again ({} change(s)); \
+                     nothing was fenced or moved; fix the cause and --resume, which stops it and backs it up again",
+                    changes.len()
+                )),
+                json!({"restarted": true, "changes": changes}),
+            ))
+        }
         Step::Teardown { cluster, namespaces } => {
             let created: Vec<String> = record
                 .output_of(|s| matches!(s, Step::Preflight { .. }))
@@ -970,30 +1011,18 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 .unwrap_or_default();
             let doomed: Vec<String> = namespaces.into_iter().filter(|n| created.contains(n)).collect();
             let client = clients.get(env, &cluster).await?;
-            let api: Api<Namespace> = Api::all(client.clone());
-            for n in &doomed {
-                match api.delete(n, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(retry(format!("delete namespace {n} on {cluster}: {e}"))),
-                }
-            }
-            // Volumes the run wrote: with reclaim policy Delete the CSI driver deletes them as
-            // their claims go; Retain ones (NFS directories, ceph-csi static images) stay.
-            let retained = retained_volumes(&client, record).await;
-            let mut message = format!("deleted namespace(s) {}", doomed.join(", "));
-            if !retained.is_empty() {
-                message.push_str(&format!(
-                    "; kept {} volume(s) with reclaim policy Retain, whose data stays until deleted by \
-                     hand: {}",
-                    retained.len(),
-                    retained.join(", ")
-                ));
-            }
-            Ok(Outcome::Done(
-                Some(message),
-                json!({"deleted": doomed, "retained": retained}),
-            ))
+            let written = teardown::written_volumes(record);
+            let (message, output) = teardown::tear_down(
+                &client,
+                &cluster,
+                &doomed,
+                &written,
+                env.volumes.as_ref(),
+                teardown::CLAIMS_GONE_WITHIN,
+            )
+            .await
+            .map_err(retry)?;
+            Ok(Outcome::Done(Some(message), output))
         }
     }
 }
@@ -1036,45 +1065,6 @@ async fn planned_move_blockers(
         out.extend(found.into_iter().map(|p| format!("{a}: {p}")));
     }
     Ok(out)
-}
-
-/// The PersistentVolumes the run's restores wrote that have reclaim policy `Retain`, each
-/// with where its data is (those that cannot be read count as kept: better named twice than
-/// forgotten).
-async fn retained_volumes(client: &Client, record: &RunRecord) -> Vec<String> {
-    // Each PersistentVolume with where its data is (an NFS directory, an RBD image).
-    let written: Vec<(String, Option<String>)> = record
-        .steps
-        .iter()
-        .filter(|s| matches!(s.step, Step::RestoreObjects { .. }) && s.state == StepState::Done)
-        .filter_map(|s| serde_json::from_value::<data::Restored>(s.output["restored"].clone()).ok())
-        .flat_map(|r| r.volumes)
-        .filter_map(|v| {
-            let data = match (&v.nfs, &v.pool, &v.image) {
-                (Some(dir), _, _) => Some(format!("NFS directory {dir}")),
-                (None, Some(pool), Some(image)) => Some(format!("RBD image {pool}/{image}")),
-                _ => None,
-            };
-            let pv = v.persistent_volume?;
-            Some((pv, data))
-        })
-        .collect();
-    let api: Api<PersistentVolume> = Api::all(client.clone());
-    let mut kept = Vec::new();
-    for (pv, data) in written {
-        let policy = match api.get_opt(&pv).await {
-            Ok(Some(v)) => v.spec.and_then(|s| s.persistent_volume_reclaim_policy),
-            Ok(None) => continue,
-            Err(_) => Some("Retain".to_string()),
-        };
-        if policy.as_deref() == Some("Retain") {
-            kept.push(match data {
-                Some(d) => format!("{pv} ({d})"),
-                None => pv,
-            });
-        }
-    }
-    kept
 }
 
 /// The repository and snapshot of a recovery point (a replica holding the same snapshot

@@ -178,7 +178,7 @@ impl RunRecord {
                 StepState::Done | StepState::Skipped => continue,
                 StepState::Failed if s.attempts >= MAX_ATTEMPTS => failed = true,
                 _ if failed => {
-                    if matches!(s.step, Step::Teardown { .. }) {
+                    if s.step.runs_after_failure() {
                         return Next::Run(i);
                     }
                 }
@@ -267,8 +267,29 @@ impl RunRecord {
             }
             Phase::Failed => {}
         }
+        // A source started again after the failure must be stopped and backed up again: its
+        // application has written since the final backup.
+        let restarted: Vec<String> = self
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Done)
+            .filter_map(|s| match &s.step {
+                Step::RestartSource { application, .. } if s.output["restarted"] == true => {
+                    Some(application.clone())
+                }
+                _ => None,
+            })
+            .collect();
         for s in &mut self.steps {
-            if s.state == StepState::Failed {
+            let redo = match &s.step {
+                Step::Quiesce { application, .. } | Step::FinalBackup { application, .. } => {
+                    restarted.contains(application)
+                }
+                // It decides when it runs, so it is armed again for the resumed run.
+                Step::RestartSource { .. } => true,
+                _ => false,
+            };
+            if s.state == StepState::Failed || redo {
                 s.state = StepState::Pending;
                 s.attempts = 0;
             }
@@ -393,6 +414,63 @@ mod tests {
         r.begin(2, at(3));
         r.done(2, None, Value::Null, at(4));
         assert_eq!(r.next(), Next::Finish(Phase::Failed));
+    }
+
+    fn pending(step: Step) -> StepRecord {
+        StepRecord {
+            step,
+            state: StepState::Pending,
+            attempts: 0,
+            started: None,
+            finished: None,
+            message: None,
+            output: Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_failed_move_restarts_its_source_and_a_resume_stops_and_backs_it_up_again() {
+        let app = || "shop".to_string();
+        let mut r = record();
+        r.steps = vec![
+            pending(Step::Quiesce {
+                cluster: "c1".into(),
+                application: app(),
+            }),
+            pending(Step::FinalBackup {
+                cluster: "c1".into(),
+                application: app(),
+            }),
+            pending(Step::Fence {
+                application: app(),
+                from: Some("c1".into()),
+                to: "c2".into(),
+            }),
+            pending(Step::RestartSource {
+                cluster: "c1".into(),
+                application: app(),
+            }),
+        ];
+        r.begin(0, at(1));
+        r.done(0, None, Value::Null, at(2));
+        r.begin(1, at(3));
+        r.fail(1, "repository unreachable".into(), true, at(4));
+        assert_eq!(r.next(), Next::Run(3), "the restart runs; the fence does not");
+        r.begin(3, at(5));
+        r.done(3, None, serde_json::json!({"restarted": true}), at(6));
+        assert_eq!(r.next(), Next::Finish(Phase::Failed));
+        r.finish(Phase::Failed, at(7));
+        r.resume("me", at(8)).expect("resumes");
+        assert_eq!(
+            r.next(),
+            Next::Run(0),
+            "the source ran again since its final backup: quiesce and back up again"
+        );
+        assert!(
+            r.steps
+                .iter()
+                .all(|s| s.state == StepState::Pending || matches!(s.step, Step::Fence { .. }))
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod observe;
 pub mod ready;
 pub mod run_plan;
 pub mod steps;
+pub mod teardown;
 pub mod traffic;
 pub mod volume_check;
 pub mod volume_preflight;

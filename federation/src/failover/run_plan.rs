@@ -608,6 +608,15 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
                 application: app.name.clone(),
             });
         }
+        if kind.planned() {
+            for app in &spec.applications {
+                let (h, _) = &holders[&app.name];
+                steps.push(Step::RestartSource {
+                    cluster: h.clone(),
+                    application: app.name.clone(),
+                });
+            }
+        }
     }
     Ok(Plan {
         kind,

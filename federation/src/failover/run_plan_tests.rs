@@ -93,6 +93,7 @@ fn names(p: &Plan) -> Vec<&'static str> {
             Step::Unfence { .. } => "unfence",
             Step::Verify { .. } => "verify",
             Step::Teardown { .. } => "teardown",
+            Step::RestartSource { .. } => "restartSource",
         })
         .collect()
 }
@@ -254,8 +255,10 @@ fn a_relocate_quiesces_and_backs_up_last_and_needs_the_source() {
             "startWorkloads",
             "waitReady",
             "switchTraffic",
-            "unfence"
-        ]
+            "unfence",
+            "restartSource"
+        ],
+        "restartSource runs only if the move fails before the lease moves"
     );
     assert!(
         p.steps.iter().any(|s| matches!(

@@ -169,12 +169,21 @@ pub enum Step {
         /// The application.
         application: String,
     },
-    /// Drills: delete the namespaces the drill created.
+    /// Drills: delete the namespaces the drill created, and the volumes written into them.
     Teardown {
         /// The target.
         cluster: String,
         /// The namespaces.
         namespaces: Vec<String>,
+    },
+    /// Planned moves, only when the run failed before the application's lease moved: start
+    /// the application again on the source its quiesce stopped, so a move that cannot finish
+    /// leaves it running where it was (nothing was fenced, nothing restored elsewhere).
+    RestartSource {
+        /// The source.
+        cluster: String,
+        /// The application.
+        application: String,
     },
 }
 
@@ -217,7 +226,16 @@ impl Step {
             Step::Unfence { cluster, application } => format!("unfence {application} on {cluster}"),
             Step::Verify { cluster, application } => format!("verify {application} on {cluster}"),
             Step::Teardown { cluster, .. } => format!("tear down on {cluster}"),
+            Step::RestartSource { cluster, application } => {
+                format!("restart {application} on {cluster} if the move failed before fencing")
+            }
         }
+    }
+
+    /// Steps that undo or clean up, run even after a step failed for good: a drill's
+    /// teardown, a planned move's restart of its source.
+    pub fn runs_after_failure(&self) -> bool {
+        matches!(self, Step::Teardown { .. } | Step::RestartSource { .. })
     }
 
     /// Steps that count towards RTO end with the application ready.

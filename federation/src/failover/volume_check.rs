@@ -1,7 +1,8 @@
 //! The volume side of a drill's verification: each claim the recovery point holds data of
 //! is bound on the target to a volume written from the volume snapshot the catalog names,
-//! and each such RBD image is read back and compared with that snapshot chunk for chunk
-//! (`lifeboat_volume::verify_image`: no pack is read).
+//! and each such RBD image or NFS directory is read back and compared with that snapshot
+//! chunk for chunk (`lifeboat_volume::verify_image`, `lifeboat_volume::nfs::verify_dir`: no
+//! pack is read).
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,10 @@ use lifeboat_backup::Repository;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_controller::volumes::catalog::VolumeOutcome;
 use lifeboat_controller::volumes::ceph::Connections;
+use lifeboat_controller::volumes::handle::NfsDir;
 use lifeboat_controller::volumes::restore_plan::RESTORED_FROM;
 use lifeboat_controller::volumes::{CsiVolume, SecretRef, classify, read_catalog};
+use lifeboat_volume::nfs::NfsLocation;
 
 use super::data::{DataError, Verification, VolumeMover};
 use crate::crd::Application;
@@ -56,10 +59,12 @@ pub async fn verify_volumes(
         let key = format!("{ns}/{}", entry.claim);
         let problem = match bound_volume(client, &ns, &entry.claim).await? {
             Err(why) => Some(why),
-            Ok(pv) => match (binding_problem(&pv, wanted), rbd_image(&pv)) {
+            Ok(pv) => match (binding_problem(&pv, wanted), data_of(&pv)) {
                 (Some(why), _) => Some(why),
                 (None, None) => None,
-                (None, Some(image)) => {
+                (None, Some(CsiVolume::Nfs(dir))) => check_dir(repo, wanted, &dir, &mut v).await?,
+                (None, Some(CsiVolume::Unsupported(_))) => None,
+                (None, Some(CsiVolume::Rbd(image))) => {
                     let conns = match &mut connections {
                         Some(c) => c,
                         None => connections.insert(
@@ -125,14 +130,50 @@ fn binding_problem(pv: &PersistentVolume, wanted: &str) -> Option<String> {
     }
 }
 
-/// The RBD image behind `pv` (lifeboat-csi or ceph-csi), if it is one.
-fn rbd_image(pv: &PersistentVolume) -> Option<lifeboat_controller::volumes::RbdImage> {
+/// Where `pv`'s data is (an RBD image of lifeboat-csi or ceph-csi, an NFS directory), if it
+/// is a CSI volume.
+fn data_of(pv: &PersistentVolume) -> Option<CsiVolume> {
     let csi = pv.spec.as_ref()?.csi.as_ref()?;
     let attributes = csi.volume_attributes.clone().unwrap_or_default();
-    match classify(&csi.driver, &csi.volume_handle, &attributes) {
-        CsiVolume::Rbd(image) => Some(image),
-        CsiVolume::Nfs(_) | CsiVolume::Unsupported(_) => None,
+    Some(classify(&csi.driver, &csi.volume_handle, &attributes))
+}
+
+/// Finds volume snapshot `wanted` in `repo`.
+async fn volume_snapshot(repo: &Repository, wanted: &str) -> Result<Snapshot, DataError> {
+    repo.find_snapshot(wanted)
+        .await
+        .map_err(|source| DataError::Repository {
+            what: format!("find volume snapshot {wanted:.12}"),
+            source,
+        })
+}
+
+/// Reads NFS directory `dir` back and compares it with files snapshot `wanted`; counts it in
+/// `v` when it matches, else says how it differs.
+async fn check_dir(
+    repo: &Repository,
+    wanted: &str,
+    dir: &NfsDir,
+    v: &mut Verification,
+) -> Result<Option<String>, DataError> {
+    let snapshot = volume_snapshot(repo, wanted).await?;
+    let location = NfsLocation::new(&dir.server, &dir.share, &dir.dir)
+        .map_err(|e| DataError::Volumes(format!("NFS directory {}: {e}", dir.display())))?;
+    let check = lifeboat_volume::nfs::verify_dir(repo, &snapshot, &location)
+        .await
+        .map_err(|e| DataError::Volumes(format!("read back NFS directory {}: {e}", dir.display())))?;
+    if !check.ok() {
+        return Ok(Some(format!(
+            "NFS directory {}: {} of {} entries differ from the volume snapshot ({})",
+            dir.display(),
+            check.mismatched,
+            check.entries,
+            check.mismatches.join("; ")
+        )));
     }
+    v.volumes_data_checked += 1;
+    v.volume_bytes_checked += check.bytes;
+    Ok(None)
 }
 
 /// Reads `image` back and compares it with volume snapshot `wanted`; counts it in `v` when it
@@ -161,13 +202,7 @@ async fn check_image(
         .get(client, &image.cluster_id, secret.as_ref())
         .await
         .map_err(|e| DataError::Volumes(e.to_string()))?;
-    let snapshot = repo
-        .find_snapshot(wanted)
-        .await
-        .map_err(|source| DataError::Repository {
-            what: format!("find volume snapshot {wanted:.12}"),
-            source,
-        })?;
+    let snapshot = volume_snapshot(repo, wanted).await?;
     let check = lifeboat_volume::verify_image(repo, &snapshot, &cluster, &image.pool, &image.image)
         .await
         .map_err(|e| {

@@ -127,6 +127,13 @@ impl Faults {
         });
     }
 
+    /// Forgets every failure still to be injected.
+    pub fn clear_failures(&self) {
+        if let Ok(mut f) = self.state.failures.lock() {
+            f.clear();
+        }
+    }
+
     fn push(&self, rule: FailRule) {
         if let Ok(mut f) = self.state.failures.lock() {
             f.push_back(rule);

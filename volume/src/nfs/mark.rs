@@ -99,6 +99,77 @@ async fn write(client: &mut Client, parent: &NfsLocation, name: &str, text: &str
     }
 }
 
+/// What [`remove_restored_dir`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoredRemoval {
+    /// The directory (if still there) and its mark were removed.
+    Removed,
+    /// Neither the directory nor a mark is there: nothing to remove.
+    Absent,
+    /// The directory is there without a mark: not known to be a restore's, so not removed.
+    Unmarked,
+    /// The mark names another volume snapshot (this text): nothing was removed.
+    OtherRestore(String),
+}
+
+/// Removes the directory a restore of `snapshot_id` wrote at `location`, and then its
+/// completion mark — only when the mark names `snapshot_id`, so data that is not that
+/// restore's is never touched. Symlinks inside are removed as links, never followed. A removal
+/// cut short leaves the mark, so running it again finishes the job.
+///
+/// Errors: the export unreachable, or an entry that could not be removed (the status and path).
+pub async fn remove_restored_dir(
+    location: &NfsLocation,
+    snapshot_id: &str,
+) -> Result<RestoredRemoval, NfsError> {
+    let Some((parent, name)) = mark_of(location) else {
+        return Ok(RestoredRemoval::Unmarked);
+    };
+    let mut client = Client::connect(&location.server, &location.export).await?;
+    let result = remove(&mut client, location, &parent, &name, snapshot_id).await;
+    client.close().await;
+    result
+}
+
+async fn remove(
+    client: &mut Client,
+    location: &NfsLocation,
+    parent: &NfsLocation,
+    mark: &str,
+    snapshot_id: &str,
+) -> Result<RestoredRemoval, NfsError> {
+    let name = location.path.rsplit('/').next().unwrap_or(&location.path);
+    let path = location.display();
+    match read(client, parent, mark).await? {
+        None => {
+            let dir = match resolve_dir(client, parent, false).await {
+                Ok(dir) => dir,
+                Err(NfsError::Status {
+                    status: nfsstat3::NFS3ERR_NOENT,
+                    ..
+                }) => return Ok(RestoredRemoval::Absent),
+                Err(e) => return Err(e),
+            };
+            return match client.lookup(&dir, name.as_bytes(), &path).await? {
+                Ok(_) => Ok(RestoredRemoval::Unmarked),
+                Err(nfsstat3::NFS3ERR_NOENT) => Ok(RestoredRemoval::Absent),
+                Err(s) => Err(status(location, "LOOKUP", &path, s)),
+            };
+        }
+        Some(text) if text != snapshot_id => return Ok(RestoredRemoval::OtherRestore(text)),
+        Some(_) => {}
+    }
+    let dir = resolve_dir(client, parent, false).await?;
+    if let Err(s) = client.remove_tree(&dir, name.as_bytes(), &path).await? {
+        return Err(status(location, "REMOVE", &path, s));
+    }
+    let mark_path = format!("{}/{mark}", parent.display());
+    match client.remove(&dir, mark.as_bytes(), &mark_path).await? {
+        Ok(()) | Err(nfsstat3::NFS3ERR_NOENT) => Ok(RestoredRemoval::Removed),
+        Err(s) => Err(status(parent, "REMOVE", &mark_path, s)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,13 +13,15 @@
 //! parent's keeps the parent's chunks unread, so an incremental reads only changed files.
 //!
 //! A restore ([`restore_nfs`], [`NfsSink`]) writes a snapshot's tree into a directory of an
-//! export (see [`NfsSink`]).
+//! export (see [`NfsSink`]); [`verify_dir`] reads one back against the snapshot, and
+//! [`remove_restored_dir`] removes one a restore wrote.
 
 mod client;
 mod error;
 mod mark;
 mod restore;
 mod source;
+mod verify;
 mod walk;
 
 use std::collections::BTreeMap;
@@ -31,9 +33,10 @@ use lifeboat_backup::snapshot::{Node, Snapshot};
 use lifeboat_backup::{BackupOptions, Repository};
 
 pub use error::NfsError;
-pub use mark::{read_restore_mark, write_restore_mark};
+pub use mark::{RestoredRemoval, read_restore_mark, remove_restored_dir, write_restore_mark};
 pub use restore::NfsSink;
 pub use source::NfsSource;
+pub use verify::{DirCheck, verify_dir};
 
 /// A directory of an NFS export: what a backup reads and a restore writes into.
 #[derive(Debug, Clone, PartialEq, Eq)]
