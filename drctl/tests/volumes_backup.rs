@@ -561,6 +561,51 @@ async fn restore_writes_each_claims_data_into_the_mapped_class() {
     let dr = ceph.connect().unwrap().pool(&dr_pool).unwrap();
     assert!(dr.list_images().unwrap().is_empty(), "no image written");
 
+    // A class whose pool is not in Ceph: each claim's data fails, naming the pool, the class
+    // and the fix (and the errno once); the claims come back as objects only.
+    let ghost_class = format!("{}-ghost", s.ns);
+    let ghost_pool = format!("nosuch-{}", s.ns);
+    classes
+        .create(
+            &PostParams::default(),
+            &object(
+                json!({"metadata": {"name": ghost_class}, "provisioner": "csi.lifeboat.dev",
+                "reclaimPolicy": "Delete",
+                "parameters": {"clusterID": "harness", "pool": ghost_pool,
+                    "csi.storage.k8s.io/provisioner-secret-name": "ceph-provisioner",
+                    "csi.storage.k8s.io/provisioner-secret-namespace": system}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let ghost_ns = format!("{}-ghost", s.ns);
+    let ghost = run(env.drctl(&[
+        "restore",
+        "create",
+        "--from-backup",
+        "nightly",
+        "--include-namespaces",
+        &s.ns,
+        "--namespace-mapping",
+        &format!("{}:{ghost_ns}", s.ns),
+        "--storage-class-mapping",
+        &format!("{0}-rbd:{ghost_class},{0}-rook:{ghost_class}", s.ns),
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(ghost.status.code(), Some(3), "{}", text(&ghost));
+    let report: Value = serde_json::from_slice(&ghost.stdout).unwrap();
+    let v = volume(&report["volumes"], "data-0");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert_eq!(v["outcome"], "Failed", "{v}");
+    assert!(
+        reason.starts_with(&format!(
+            "pool {ghost_pool} does not exist in Ceph cluster harness, which StorageClass {ghost_class} names: create it"
+        )),
+        "{v}"
+    );
+
     // Both drivers' claims (lifeboat-csi and Rook) go into the lifeboat-csi class of the other pool.
     let mapping = format!("{0}-rbd:{dr_class},{0}-rook:{dr_class}", s.ns);
     // A dry run says what it would write, and writes nothing.

@@ -61,8 +61,14 @@ impl RbdError {
     }
 }
 
+/// `No such file or directory (errno 2)`: the C library's text once, with the number
+/// (`std::io::Error` would add its own ` (os error 2)`).
 fn errno_text(errno: i32) -> String {
-    format!("{} (errno {errno})", std::io::Error::from_raw_os_error(errno))
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    let text = text
+        .strip_suffix(&format!(" (os error {errno})"))
+        .unwrap_or(&text);
+    format!("{text} (errno {errno})")
 }
 
 /// Turns a C return code into a result, keeping the context for the message.
@@ -75,5 +81,23 @@ pub(crate) fn check(ret: i64, op: &'static str, target: impl FnOnce() -> String)
         })
     } else {
         Ok(ret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_errno_is_said_once() {
+        let e = RbdError::Ceph {
+            op: "open pool",
+            target: "nosuch".to_string(),
+            errno: libc::ENOENT,
+        };
+        assert_eq!(
+            e.to_string(),
+            "open pool nosuch: No such file or directory (errno 2)"
+        );
     }
 }

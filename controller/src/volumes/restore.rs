@@ -392,12 +392,17 @@ async fn write_one(
     // have used since (its volume deleted, the image kept), and is left alone.
     let finished = {
         let (cluster, pool, image) = (cluster.clone(), write.pool.clone(), write.image.clone());
-        blocking(move || {
+        let found = tokio::task::spawn_blocking(move || {
             let mark = cluster.pool(&pool)?.peek_image_metadata(&image, RESTORED_FROM)?;
-            Ok(mark.is_some())
+            Ok::<_, lifeboat_rbd::RbdError>(mark.is_some())
         })
         .await
-        .map_err(|e| format!("look for an earlier {at}: {e}"))?
+        .map_err(|e| format!("look for an earlier {at}: task: {e}"))?;
+        match found {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => return Err(missing_pool(plan, write)),
+            Err(e) => return Err(format!("look for an earlier {at}: {e}")),
+        }
     };
     if finished {
         return Err(format!(
@@ -530,6 +535,18 @@ async fn write_nfs(
         Ok(()) => Ok((report.bytes, report.warnings)),
         Err(Uncreated::Surely(why) | Uncreated::Unknown(why)) => Err(why),
     }
+}
+
+/// What to say when the pool a StorageClass names is not in its Ceph cluster.
+fn missing_pool(plan: &VolumeRestorePlan, write: &VolumeWrite) -> String {
+    format!(
+        "pool {} does not exist in Ceph cluster {}, which StorageClass {} names: create it \
+         (`ceph osd pool create {0}` then `rbd pool init {0}`) or map the claim's class to one \
+         whose pool exists",
+        write.pool,
+        write.cluster_id,
+        plan.storage_class.as_deref().unwrap_or("(none)")
+    )
 }
 
 async fn remove_image(cluster: &Cluster, write: &VolumeWrite) {
