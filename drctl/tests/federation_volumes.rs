@@ -343,6 +343,8 @@ async fn drill_and_relocate_move_the_claims_data() {
                 "c2",
                 "--namespace-suffix",
                 "-drill",
+                "--report-dir",
+                dir.path().join("again").to_str().unwrap(),
                 "-o",
                 "json",
             ],

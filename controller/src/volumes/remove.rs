@@ -7,7 +7,8 @@
 //! [`RESTORED_FROM`] mark naming the volume snapshot, its claim must be gone (nothing mounts
 //! it any more), and the image's metadata or the directory's completion mark must name the
 //! same snapshot. The data goes first and the PersistentVolume last, so a removal cut short
-//! is finished by running it again.
+//! between the two is finished by running it again. (An RBD removal cut short inside librbd
+//! can leave a name without a header, which is then kept and named: remove it with `rbd rm`.)
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Client;

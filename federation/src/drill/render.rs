@@ -164,7 +164,12 @@ pub fn html(r: &DrillReport) -> String {
         s,
         "<div class=\"cards\">{}{}</div>",
         card("rpo", "RPO", "age of the recovery point", &r.rpo),
-        card("rto", "RTO", "start → application ready", &r.rto)
+        card(
+            "rto",
+            "RTO",
+            "start → application ready, less the volume read-back",
+            &r.rto
+        )
     );
     let _ = write!(s, "<h2>Timeline</h2><div class=\"timeline\">");
     for st in &r.steps {

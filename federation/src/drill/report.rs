@@ -168,7 +168,7 @@ impl DrillReport {
             .map(|r| r.age_seconds)
             .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
         let rpo = Target::new(record.plan.rpo_seconds, rpo_measured);
-        let rto = Target::new(record.plan.rto_seconds, ready.map(secs));
+        let rto = Target::new(record.plan.rto_seconds, record.recovery_seconds());
         let completed = record.phase == Phase::Succeeded;
         Self {
             run: record.id.clone(),

@@ -378,24 +378,30 @@ impl Verification {
     /// One line: `50/50 objects present, 48 ConfigMaps/Secrets compared, 0 differ, 1/1
     /// volumes restored from the recovery point (1 read back, 1024.0 MiB, matching)`.
     pub fn summary(&self) -> String {
-        let mut line = format!(
-            "{}/{} objects present, {} ConfigMaps/Secrets compared, {} differ, ",
+        format!(
+            "{}/{} objects present, {} ConfigMaps/Secrets compared, {} differ, {}",
             self.found,
             self.expected,
             self.data_compared,
             self.data_mismatches.len(),
-        );
-        if self.volumes_checked || self.volumes_expected == 0 {
-            line.push_str(&format!(
+            self.volume_summary()
+        )
+    }
+
+    /// The volume part of [`Self::summary`]: `1/1 volumes restored from the recovery point
+    /// (1 read back, 1024.0 MiB, matching)`.
+    pub fn volume_summary(&self) -> String {
+        let mut line = if self.volumes_checked || self.volumes_expected == 0 {
+            format!(
                 "{}/{} volumes restored from the recovery point",
                 self.volumes_restored, self.volumes_expected
-            ));
+            )
         } else {
-            line.push_str(&format!(
+            format!(
                 "{} volumes in the recovery point, not restored by this run",
                 self.volumes_expected
-            ));
-        }
+            )
+        };
         if self.volumes_data_checked > 0 {
             line.push_str(&format!(
                 " ({} read back, {:.1} MiB, matching)",
@@ -404,6 +410,17 @@ impl Verification {
             ));
         }
         line
+    }
+
+    /// Takes the volume fields from `read_back` (a check made before the workloads started),
+    /// keeping this one's objects.
+    pub fn take_volumes(&mut self, read_back: Verification) {
+        self.volumes_expected = read_back.volumes_expected;
+        self.volumes_checked = read_back.volumes_checked;
+        self.volumes_restored = read_back.volumes_restored;
+        self.volumes_data_checked = read_back.volumes_data_checked;
+        self.volume_bytes_checked = read_back.volume_bytes_checked;
+        self.volume_mismatches = read_back.volume_mismatches;
     }
 }
 

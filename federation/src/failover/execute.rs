@@ -922,6 +922,31 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 json!({"changes": changes}),
             ))
         }
+        Step::VerifyVolumes {
+            cluster,
+            application: a,
+        } => {
+            let Some(mover) = env.volumes.as_ref() else {
+                return Ok(Outcome::Skipped("this run moves no volume data".to_string()));
+            };
+            let app = application(record, &a)?;
+            let client = clients.get(env, &cluster).await?;
+            let rp = restored_point(record, &a);
+            let (repo, snapshot) = recovery_snapshot(env, record, &a, &rp).await?;
+            let mapping = namespace_mapping(record, app);
+            let v =
+                super::volume_check::verify_volumes(&client, &repo, &snapshot, app, &mapping, Some(mover))
+                    .await
+                    .map_err(|e| retry(e.to_string()))?;
+            let summary = v.volume_summary();
+            if !v.ok() {
+                return Err(permanent(format!(
+                    "{summary}; volumes: {}",
+                    v.volume_mismatches.join(", ")
+                )));
+            }
+            Ok(Outcome::Done(Some(summary), json!({"verification": v})))
+        }
         Step::Verify {
             cluster,
             application: a,
@@ -930,28 +955,25 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             let client = clients.get(env, &cluster).await?;
             let rp = restored_point(record, &a);
             let (repo, snapshot) = recovery_snapshot(env, record, &a, &rp).await?;
-            let mapping: BTreeMap<String, String> = app
-                .namespaces
-                .iter()
-                .map(|n| {
-                    (
-                        n.clone(),
-                        record
-                            .plan
-                            .namespace_mapping
-                            .get(n)
-                            .cloned()
-                            .unwrap_or_else(|| n.clone()),
-                    )
-                })
-                .collect();
+            let mapping = namespace_mapping(record, app);
+            // Volume data read back before the workloads started is taken as it was found
+            // then; a run planned without that step reads it back now.
+            let read_back: Option<data::Verification> = record
+                .output_of(|s| matches!(s, Step::VerifyVolumes { application: x, .. } if *x == a))
+                .and_then(|o| serde_json::from_value(o["verification"].clone()).ok());
             let restored_volumes = record.steps.iter().any(
                 |s| matches!(&s.step, Step::RestoreObjects { application: x, volumes: true, .. } if *x == a),
             );
-            let mover = env.volumes.as_ref().filter(|_| restored_volumes);
-            let v = data::verify(&client, &repo, &snapshot, app, &mapping, mover)
+            let mover = env
+                .volumes
+                .as_ref()
+                .filter(|_| restored_volumes && read_back.is_none());
+            let mut v = data::verify(&client, &repo, &snapshot, app, &mapping, mover)
                 .await
                 .map_err(|e| retry(e.to_string()))?;
+            if let Some(r) = read_back {
+                v.take_volumes(r);
+            }
             let summary = v.summary();
             if !v.ok() {
                 return Err(permanent(format!(
@@ -967,23 +989,42 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             cluster,
             application: a,
         } => {
-            let failed = record.steps.iter().any(|s| s.state == StepState::Failed);
-            let done = |f: &dyn Fn(&Step) -> bool| {
-                record
-                    .steps
-                    .iter()
-                    .any(|s| f(&s.step) && s.state == StepState::Done)
-            };
-            if !failed {
+            if !record.steps.iter().any(|s| s.state == StepState::Failed) {
                 return Ok(Outcome::Skipped("the move did not fail".to_string()));
             }
-            if done(&|s| matches!(s, Step::Fence { application: x, .. } if *x == a)) {
-                return Ok(Outcome::Skipped(format!(
-                    "the lease of {a} has moved: {cluster} stays stopped; fix the cause and --resume to finish the move"
+            // A quiesce that scaled down and then timed out waiting counts: it stopped things.
+            let quiesced = record.steps.iter().any(|s| {
+                matches!(&s.step, Step::Quiesce { application: x, .. } if *x == a) && s.attempts > 0
+            });
+            if !quiesced {
+                return Ok(Outcome::Skipped(format!("{a} was not stopped on {cluster}")));
+            }
+            // The lease decides, not the fence step's state: a fence step can fail after
+            // the lease moved. Every copy must say the source still holds it.
+            let kept_down = |why: String| {
+                Outcome::Skipped(format!(
+                    "{why}: {a} stays stopped on {cluster}; --resume to finish the move, or, once \
+                     sure {cluster} holds the lease, scale its workloads back up by hand (the \
+                     lifeboat.dev/scaled-down-replicas annotation records each one's replicas)"
+                ))
+            };
+            let view = match fence::read(&env.state, &plan_name, &a).await {
+                Ok(v) => v,
+                Err(e) => return Ok(kept_down(format!("the lease could not be read ({e})"))),
+            };
+            if !view.unreachable.is_empty() {
+                let urls: Vec<&str> = view.unreachable.iter().map(|(u, _)| u.as_str()).collect();
+                return Ok(kept_down(format!(
+                    "the lease's copies in {} could not be read",
+                    urls.join(", ")
                 )));
             }
-            if !done(&|s| matches!(s, Step::Quiesce { application: x, .. } if *x == a)) {
-                return Ok(Outcome::Skipped(format!("{a} was not stopped on {cluster}")));
+            // No lease anywhere: none was ever taken over (a take-over writes one), so the
+            // source the plan found holding the application still does.
+            match view.newest.as_ref().map(|l| l.holder.as_str()) {
+                Some(h) if h == cluster => {}
+                None => {}
+                Some(h) => return Ok(kept_down(format!("{h} holds the lease of {a} now"))),
             }
             let app = application(record, &a)?;
             let client = clients.get(env, &cluster).await?;
@@ -997,8 +1038,9 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 .map_err(|e| retry(e.to_string()))?;
             Ok(Outcome::Done(
                 Some(format!(
-                    "the move failed before the lease moved: {a} runs on {cluster} again ({} change(s)); \
-                     nothing was fenced or moved; fix the cause and --resume, which stops it and backs it up again",
+                    "the move failed while {cluster} still held the lease: {a} runs on {cluster} again \
+                     ({} change(s)); nothing was fenced or moved; fix the cause and --resume, which \
+                     stops it and backs it up again",
                     changes.len()
                 )),
                 json!({"restarted": true, "changes": changes}),
@@ -1011,12 +1053,10 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 .unwrap_or_default();
             let doomed: Vec<String> = namespaces.into_iter().filter(|n| created.contains(n)).collect();
             let client = clients.get(env, &cluster).await?;
-            let written = teardown::written_volumes(record);
             let (message, output) = teardown::tear_down(
                 &client,
                 &cluster,
                 &doomed,
-                &written,
                 env.volumes.as_ref(),
                 teardown::CLAIMS_GONE_WITHIN,
             )
@@ -1025,6 +1065,24 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
             Ok(Outcome::Done(Some(message), output))
         }
     }
+}
+
+/// Each of `app`'s namespaces → its name on the target.
+fn namespace_mapping(record: &RunRecord, app: &Application) -> BTreeMap<String, String> {
+    app.namespaces
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                record
+                    .plan
+                    .namespace_mapping
+                    .get(n)
+                    .cloned()
+                    .unwrap_or_else(|| n.clone()),
+            )
+        })
+        .collect()
 }
 
 /// For each application a planned move takes a final backup of: what stands in the way of its

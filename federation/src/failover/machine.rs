@@ -166,8 +166,9 @@ impl RunRecord {
         }
     }
 
-    /// The next thing to do. After a step failed for good only a drill's teardown still
-    /// runs (a drill never leaves its copy behind), then the run fails.
+    /// The next thing to do. After a step failed for good only the steps that clean up or
+    /// undo still run ([`Step::runs_after_failure`]: a drill's teardown, a planned move's
+    /// restart of its source), then the run fails.
     pub fn next(&self) -> Next {
         if self.phase != Phase::Running {
             return Next::Finish(self.phase);
@@ -267,16 +268,15 @@ impl RunRecord {
             }
             Phase::Failed => {}
         }
-        // A source started again after the failure must be stopped and backed up again: its
-        // application has written since the final backup.
+        // A source that may have been started again after the failure (its restart ran, or
+        // began and was cut short) must be stopped and backed up again: its application may
+        // have written since the final backup.
         let restarted: Vec<String> = self
             .steps
             .iter()
-            .filter(|s| s.state == StepState::Done)
+            .filter(|s| s.attempts > 0 && s.state != StepState::Skipped)
             .filter_map(|s| match &s.step {
-                Step::RestartSource { application, .. } if s.output["restarted"] == true => {
-                    Some(application.clone())
-                }
+                Step::RestartSource { application, .. } => Some(application.clone()),
                 _ => None,
             })
             .collect();
@@ -308,6 +308,20 @@ impl RunRecord {
             return None;
         }
         waits.iter().filter_map(|s| s.finished).max()
+    }
+
+    /// The measured RTO in seconds: from the start to [`Self::ready_at`], leaving out the
+    /// time a drill spent reading volume data back before the workloads started
+    /// ([`Step::VerifyVolumes`]), which a failover does not spend. `None` until ready.
+    pub fn recovery_seconds(&self) -> Option<f64> {
+        let ready = self.ready_at()?;
+        let checking: i64 = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s.step, Step::VerifyVolumes { .. }))
+            .filter_map(|s| Some((s.finished?.min(ready) - s.started?).num_milliseconds().max(0)))
+            .sum();
+        Some(((ready - self.started).num_milliseconds() - checking).max(0) as f64 / 1000.0)
     }
 
     /// The output of the last finished step matching `f`.
@@ -370,6 +384,22 @@ mod tests {
         r.done(1, Some("ready".into()), Value::Null, at(9));
         assert_eq!(r.next(), Next::Finish(Phase::Succeeded));
         assert_eq!(r.ready_at(), Some(at(9)));
+        assert_eq!(r.recovery_seconds(), Some(9.0));
+        // A drill's read-back of volume data before the start is not part of the RTO.
+        let mut d = r.clone();
+        d.steps.insert(
+            0,
+            StepRecord {
+                started: Some(at(2)),
+                finished: Some(at(5)),
+                state: StepState::Done,
+                ..pending(Step::VerifyVolumes {
+                    cluster: "c2".into(),
+                    application: "shop".into(),
+                })
+            },
+        );
+        assert_eq!(d.recovery_seconds(), Some(6.0));
         assert_eq!(r.revision, 4);
     }
 
@@ -471,6 +501,22 @@ mod tests {
                 .iter()
                 .all(|s| s.state == StepState::Pending || matches!(s.step, Step::Fence { .. }))
         );
+
+        // A restart cut short (it may have started some workloads) counts as a restart; one
+        // that decided not to restart (skipped) does not.
+        for (state, redo) in [(StepState::Failed, true), (StepState::Skipped, false)] {
+            let mut q = r.clone();
+            for s in &mut q.steps {
+                s.state = StepState::Done;
+                s.attempts = 1;
+            }
+            q.steps[1].state = StepState::Failed;
+            q.steps[3].state = state;
+            q.finish(Phase::Failed, at(9));
+            q.resume("me", at(10)).expect("resumes");
+            assert_eq!(q.steps[0].state == StepState::Pending, redo, "{state:?}");
+            assert_eq!(q.steps[3].state, StepState::Pending, "the restart is armed again");
+        }
     }
 
     #[test]

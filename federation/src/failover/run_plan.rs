@@ -570,6 +570,12 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
             drill: kind == Kind::Drill,
             volumes: observed.volumes,
         });
+        if kind == Kind::Drill && observed.volumes {
+            steps.push(Step::VerifyVolumes {
+                cluster: to.clone(),
+                application: app.name.clone(),
+            });
+        }
         steps.push(Step::StartWorkloads {
             cluster: to.clone(),
             application: app.name.clone(),

@@ -91,6 +91,7 @@ fn names(p: &Plan) -> Vec<&'static str> {
             Step::WaitReady { .. } => "waitReady",
             Step::SwitchTraffic { .. } => "switchTraffic",
             Step::Unfence { .. } => "unfence",
+            Step::VerifyVolumes { .. } => "verifyVolumes",
             Step::Verify { .. } => "verify",
             Step::Teardown { .. } => "teardown",
             Step::RestartSource { .. } => "restartSource",
@@ -213,6 +214,21 @@ fn a_drill_fences_nothing_switches_no_traffic_and_tears_down() {
         ]
     );
     assert_eq!(p.namespace_mapping["shop"], "shop-drill");
+    // With volume data, it is read back before anything starts on it.
+    o.volumes = true;
+    assert_eq!(
+        names(&plan(&r, &fp, &o).expect("plan")),
+        [
+            "preflight",
+            "restoreObjects",
+            "verifyVolumes",
+            "startWorkloads",
+            "waitReady",
+            "verify",
+            "teardown"
+        ]
+    );
+    o.volumes = false;
     // The drill namespace already exists there: refused, naming the fix.
     o.namespaces
         .insert("c2".into(), BTreeSet::from(["shop-drill".to_string()]));

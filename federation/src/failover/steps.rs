@@ -162,6 +162,16 @@ pub enum Step {
         /// The application.
         application: String,
     },
+    /// Drills with volume data: before any workload starts on it (a database writes as it
+    /// starts, a filesystem as it mounts), check each restored claim is bound to a volume
+    /// written from the recovery point and read its data back against the volume snapshot.
+    /// Its time is left out of the measured RTO: a failover does not do it.
+    VerifyVolumes {
+        /// The target.
+        cluster: String,
+        /// The application.
+        application: String,
+    },
     /// Drills: compare what was restored with the recovery point.
     Verify {
         /// The target.
@@ -224,6 +234,9 @@ impl Step {
             } => format!("wait for {application} ready on {cluster}"),
             Step::SwitchTraffic { hook, to, .. } => format!("switch traffic ({hook}) to {to}"),
             Step::Unfence { cluster, application } => format!("unfence {application} on {cluster}"),
+            Step::VerifyVolumes { cluster, application } => {
+                format!("read back {application} volume data on {cluster}")
+            }
             Step::Verify { cluster, application } => format!("verify {application} on {cluster}"),
             Step::Teardown { cluster, .. } => format!("tear down on {cluster}"),
             Step::RestartSource { cluster, application } => {

@@ -1,77 +1,34 @@
-//! A drill's teardown: delete the namespaces the drill created, then everything its
-//! restores wrote into them — each claim's new PersistentVolume with its RBD image or NFS
+//! A drill's teardown: delete the namespaces the drill created, then everything restores
+//! wrote for claims in them — each claim's new PersistentVolume with its RBD image or NFS
 //! directory — once the claims are gone (see `lifeboat_controller::volumes::remove`). A
 //! drill leaves nothing behind, so a scheduled drill neither fills the target's storage nor
 //! finds its last run's volumes in the way of the next one.
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
 use kube::api::DeleteParams;
-use kube::{Api, Client};
-use lifeboat_controller::volumes::{
-    RemovalOutcome, RestoredOutcome, RestoredRef, VolumeRemoval, remove_restored_volumes,
-};
+use kube::{Api, Client, ResourceExt};
+use lifeboat_controller::volumes::restore_plan::RESTORED_FROM;
+use lifeboat_controller::volumes::{RemovalOutcome, RestoredRef, VolumeRemoval, remove_restored_volumes};
 use serde_json::{Value, json};
 
-use super::data::{Restored, VolumeMover};
-use super::machine::{RunRecord, StepState};
-use super::steps::Step;
+use super::data::VolumeMover;
 
 /// How long the teardown waits for the deleted namespaces' claims to go (their pods stop
 /// first, and the claims' protection finalizers wait for them) before it names what it kept.
 pub const CLAIMS_GONE_WITHIN: Duration = Duration::from_secs(180);
 
-/// A volume a restore step of the run wrote, with its claim in the target cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
-    /// The claim's namespace.
-    pub namespace: String,
-    /// The claim.
-    pub claim: String,
-    /// The volume and the snapshot written into it.
-    pub volume: RestoredRef,
-}
-
-/// The volumes the run's finished restore steps wrote or reused (each once).
-pub fn written_volumes(record: &RunRecord) -> Vec<Written> {
-    let mut out: Vec<Written> = Vec::new();
-    let restored = record
-        .steps
-        .iter()
-        .filter(|s| matches!(s.step, Step::RestoreObjects { .. }) && s.state == StepState::Done)
-        .filter_map(|s| serde_json::from_value::<Restored>(s.output["restored"].clone()).ok());
-    for v in restored.flat_map(|r| r.volumes) {
-        if !matches!(v.outcome, RestoredOutcome::Restored | RestoredOutcome::Reused) {
-            continue;
-        }
-        let Some(pv) = v.persistent_volume else {
-            continue;
-        };
-        if out.iter().any(|w| w.volume.persistent_volume == pv) {
-            continue;
-        }
-        out.push(Written {
-            namespace: v.namespace,
-            claim: v.claim,
-            volume: RestoredRef {
-                persistent_volume: pv,
-                snapshot_id: v.snapshot_id,
-            },
-        });
-    }
-    out
-}
-
 /// Deletes `doomed` (the namespaces the drill created) on `client`'s cluster, then removes
-/// the volumes written into them. Returns the step's message and output (`deleted`,
-/// `volumes`: one [`VolumeRemoval`] each, `kept`: those left, described). `Err` only when a
-/// namespace could not be deleted (worth a retry).
+/// the volumes restores wrote for claims in them: every PersistentVolume whose `claimRef`
+/// names one of them and which carries a restore's mark — those of a restore step that
+/// failed halfway included. Returns the step's message and output (`deleted`, `volumes`: one
+/// [`VolumeRemoval`] each, `kept`: those left, described). `Err` when a namespace could not
+/// be deleted or the volumes not listed (worth a retry).
 pub async fn tear_down(
     client: &Client,
     cluster: &str,
     doomed: &[String],
-    written: &[Written],
     mover: Option<&VolumeMover>,
     claims_within: Duration,
 ) -> Result<(String, Value), String> {
@@ -84,15 +41,14 @@ pub async fn tear_down(
             Err(e) => return Err(format!("delete namespace {n} on {cluster}: {e}")),
         }
     }
-    let ours: Vec<&Written> = written.iter().filter(|w| doomed.contains(&w.namespace)).collect();
+    let ours = restored_into(client, doomed)
+        .await
+        .map_err(|e| format!("list PersistentVolumes on {cluster}: {e}"))?;
     let mut removals = Vec::new();
     if !ours.is_empty() {
-        let claims: Vec<(String, String)> = ours
-            .iter()
-            .map(|w| (w.namespace.clone(), w.claim.clone()))
-            .collect();
+        let claims: Vec<(String, String)> = ours.iter().map(|(c, _)| c.clone()).collect();
         wait_claims_gone(client, &claims, claims_within).await;
-        let refs: Vec<RestoredRef> = ours.iter().map(|w| w.volume.clone()).collect();
+        let refs: Vec<RestoredRef> = ours.into_iter().map(|(_, r)| r).collect();
         removals = match mover {
             Some(m) => remove_restored_volumes(client, &m.access, m.secret.as_ref(), &refs).await,
             None => refs
@@ -109,9 +65,48 @@ pub async fn tear_down(
     Ok(summarise(doomed, removals))
 }
 
+/// The PersistentVolumes a restore wrote (they carry [`RESTORED_FROM`]) for claims in
+/// `namespaces`: each claim (`namespace`, `name`) with the volume.
+async fn restored_into(
+    client: &Client,
+    namespaces: &[String],
+) -> Result<Vec<((String, String), RestoredRef)>, kube::Error> {
+    if namespaces.is_empty() {
+        return Ok(Vec::new());
+    }
+    let api: Api<PersistentVolume> = Api::all(client.clone());
+    let mut out = Vec::new();
+    for pv in api.list(&Default::default()).await?.items {
+        let Some(from) = pv.annotations().get(RESTORED_FROM).cloned() else {
+            continue;
+        };
+        let Some(claim) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else {
+            continue;
+        };
+        let (Some(ns), Some(name)) = (claim.namespace.clone(), claim.name.clone()) else {
+            continue;
+        };
+        if !namespaces.contains(&ns) {
+            continue;
+        }
+        out.push((
+            (ns, name),
+            RestoredRef {
+                persistent_volume: pv.name_any(),
+                snapshot_id: from,
+            },
+        ));
+    }
+    Ok(out)
+}
+
 /// The step's message and output.
 fn summarise(doomed: &[String], removals: Vec<VolumeRemoval>) -> (String, Value) {
-    let mut message = format!("deleted namespace(s) {}", doomed.join(", "));
+    let mut message = if doomed.is_empty() {
+        "the drill created no namespace: nothing to delete".to_string()
+    } else {
+        format!("deleted namespace(s) {}", doomed.join(", "))
+    };
     let removed = removals
         .iter()
         .filter(|r| r.outcome != RemovalOutcome::Kept)
@@ -200,5 +195,7 @@ mod tests {
     fn no_volumes_no_volume_words() {
         let (message, _) = summarise(&["a".to_string(), "b".to_string()], Vec::new());
         assert_eq!(message, "deleted namespace(s) a, b");
+        let (message, _) = summarise(&[], Vec::new());
+        assert_eq!(message, "the drill created no namespace: nothing to delete");
     }
 }

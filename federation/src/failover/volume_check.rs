@@ -177,8 +177,8 @@ async fn check_dir(
 }
 
 /// Reads `image` back and compares it with volume snapshot `wanted`; counts it in `v` when it
-/// matches, else says how it differs. The key comes from the Secret the restore named on the
-/// volume (its deletion secret), else the mover's.
+/// matches, else says how it differs. The key is the one the restore wrote with: the
+/// mover's Secret, else the one the restore named on the volume (its deletion secret).
 #[allow(clippy::too_many_arguments)]
 async fn check_image(
     client: &Client,
@@ -191,13 +191,17 @@ async fn check_image(
     v: &mut Verification,
 ) -> Result<Option<String>, DataError> {
     let annotation = |k: &str| pv.metadata.annotations.as_ref().and_then(|a| a.get(k)).cloned();
-    let secret = match (
-        annotation("volume.kubernetes.io/provisioner-deletion-secret-name"),
-        annotation("volume.kubernetes.io/provisioner-deletion-secret-namespace"),
-    ) {
-        (Some(name), Some(namespace)) => Some(SecretRef { namespace, name }),
-        _ => mover.secret.clone(),
-    };
+    // The key the restore wrote with: the mover's, else the class's (the volume's deletion
+    // secret).
+    let secret = mover.secret.clone().or_else(|| {
+        match (
+            annotation("volume.kubernetes.io/provisioner-deletion-secret-name"),
+            annotation("volume.kubernetes.io/provisioner-deletion-secret-namespace"),
+        ) {
+            (Some(name), Some(namespace)) => Some(SecretRef { namespace, name }),
+            _ => None,
+        }
+    });
     let cluster = connections
         .get(client, &image.cluster_id, secret.as_ref())
         .await

@@ -74,6 +74,11 @@ fn summary(r: &RunRecord) -> String {
     );
     if let Some(ready) = r.ready_at() {
         s.push_str(&format!("; ready {:.1} s after the start", secs(ready)));
+        if let Some(rto) = r.recovery_seconds().filter(|rto| *rto < secs(ready) - 0.05) {
+            s.push_str(&format!(
+                " (RTO {rto:.1} s: the read-back of volume data is left out)"
+            ));
+        }
     }
     if let Some(end) = r.finished {
         s.push_str(&format!("; finished after {:.1} s", secs(end)));
