@@ -1,11 +1,12 @@
 //! The planned directions: `drctl relocate` (quiesce the source, final incremental backup,
 //! fence it, restore on the target, start, wait ready, unfence) loses nothing — objects
-//! written and changed just before it, in no scheduled backup, are on the target — and
-//! a move whose final backup fails restarts the source (nothing was fenced), and its
-//! `--resume` stops and backs it up again; `drctl failback` brings the application, with
-//! what was written meanwhile, home to the
-//! plan's primary. Two API test servers on loopback; the test plays the Deployment
-//! controller (1.5 s late), so the readiness gates and the quiesce are waited on.
+//! written and changed just before it, in no scheduled backup, are on the target. A move
+//! whose final backup fails restarts the source (nothing was fenced), and its `--resume`
+//! stops and backs it up again. `drctl failback` brings the application, with what was
+//! written meanwhile, home to the plan's primary, after a first attempt whose restore failed
+//! once the lease had moved, which leaves the source stopped. Two API test servers on
+//! loopback; the test plays the Deployment controller (1.5 s late), so the readiness gates
+//! and the quiesce are waited on.
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic loudly
 
 mod federation_support;
@@ -303,8 +304,24 @@ spec:
     // Life goes on at c2; then failback brings it home with what was written there.
     put(&c2.client(), &ns, "written-on-c2", "while relocated").await;
     put(&c2.client(), &ns, "cm-1", "changed on c2").await;
-    let back = drctl
+    // A failback whose restore fails at home (c1 answers ConfigMap calls with 500) fails
+    // after the lease moved to c1: c2 is not started again (that would be two holders), and
+    // the run says so; --resume finishes it once c1 answers.
+    let faults = c1.faults().unwrap();
+    faults.fail_matching(500, 100_000, None, "/configmaps");
+    let stuck = drctl
         .run(None, &["failback", "--plan", plan_arg, "-o", "json"])
+        .await;
+    faults.clear_failures();
+    assert_eq!(stuck.status.code(), Some(1), "{}", text(&stuck));
+    assert!(
+        text(&stuck).contains("c1 holds the lease of shop now: shop stays stopped on c2"),
+        "{}",
+        text(&stuck)
+    );
+    assert_eq!(replicas(&c2.client(), &ns).await.0, Some(0), "c2 stays stopped");
+    let back = drctl
+        .run(None, &["failback", "--plan", plan_arg, "--resume", "-o", "json"])
         .await;
     assert!(back.status.success(), "{}", text(&back));
     let b = json_of(&back);

@@ -22,6 +22,10 @@ use crate::fence::{self, blocklist, enforce};
 use crate::state::{Cas, StateError, StateStore, Version, key};
 use lifeboat_controller::fence::FenceMark;
 
+/// How often a running step's record is saved with a fresh heartbeat (well inside
+/// [`super::machine::STALE_AFTER_SECS`]).
+const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A step starting or ending, for progress output.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -295,7 +299,9 @@ pub async fn run(env: &Env, mut record: RunRecord, store: &mut RunStore) -> Resu
             attempt: record.steps[i].attempts,
         });
         let t = Instant::now();
-        let outcome = apply(env, &record, i, &mut clients).await;
+        let (outcome, heartbeat, revision) = apply_beating(env, &record, i, &mut clients, store).await;
+        record.heartbeat = record.heartbeat.max(heartbeat);
+        record.revision = record.revision.max(revision);
         let now = Utc::now();
         match outcome {
             Ok(Outcome::Done(message, output)) => record.done(i, message, output, now),
@@ -322,6 +328,36 @@ pub async fn run(env: &Env, mut record: RunRecord, store: &mut RunStore) -> Resu
             seconds: t.elapsed().as_secs_f64(),
         });
     }
+}
+
+/// Applies step `i` and, while it runs (a restore of large volumes, a readiness wait), saves
+/// a copy of the record with a fresh heartbeat every [`HEARTBEAT_EVERY`], so a `--resume`
+/// elsewhere does not take a live run over. Returns the outcome, and the copy's heartbeat
+/// and revision.
+async fn apply_beating(
+    env: &Env,
+    record: &RunRecord,
+    i: usize,
+    clients: &mut Clients,
+    store: &mut RunStore,
+) -> (Result<Outcome, Failure>, chrono::DateTime<Utc>, u64) {
+    let mut beat = record.clone();
+    let step = apply(env, record, i, clients);
+    tokio::pin!(step);
+    let start = tokio::time::Instant::now() + HEARTBEAT_EVERY;
+    let mut tick = tokio::time::interval_at(start, HEARTBEAT_EVERY);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut step => break outcome,
+            _ = tick.tick() => {
+                beat.beat(Utc::now());
+                if let Err(e) = store.save(&beat).await {
+                    tracing::warn!(run = %beat.id, error = %e, "could not record the run's heartbeat");
+                }
+            }
+        }
+    };
+    (outcome, beat.heartbeat, beat.revision)
 }
 
 async fn finish(
@@ -401,26 +437,26 @@ fn capitalise(s: &str) -> String {
     }
 }
 
-/// How a step ended.
-enum Outcome {
+/// How a step ended: done (a message, an output), or skipped (why).
+pub(super) enum Outcome {
     Done(Option<String>, Value),
     Skipped(String),
 }
 
 /// A failed step: retried unless `permanent`.
-struct Failure {
+pub(super) struct Failure {
     message: String,
     permanent: bool,
 }
 
-fn retry(message: impl Into<String>) -> Failure {
+pub(super) fn retry(message: impl Into<String>) -> Failure {
     Failure {
         message: message.into(),
         permanent: false,
     }
 }
 
-fn permanent(message: impl Into<String>) -> Failure {
+pub(super) fn permanent(message: impl Into<String>) -> Failure {
     Failure {
         message: message.into(),
         permanent: true,
@@ -429,12 +465,12 @@ fn permanent(message: impl Into<String>) -> Failure {
 
 /// Clients by cluster, connected on first use.
 #[derive(Default)]
-struct Clients {
+pub(super) struct Clients {
     by_name: HashMap<String, Client>,
 }
 
 impl Clients {
-    async fn get(&mut self, env: &Env, cluster: &str) -> Result<Client, Failure> {
+    pub(super) async fn get(&mut self, env: &Env, cluster: &str) -> Result<Client, Failure> {
         if let Some(c) = self.by_name.get(cluster) {
             return Ok(c.clone());
         }
@@ -453,7 +489,7 @@ impl Clients {
     }
 }
 
-fn application<'a>(record: &'a RunRecord, name: &str) -> Result<&'a Application, Failure> {
+pub(super) fn application<'a>(record: &'a RunRecord, name: &str) -> Result<&'a Application, Failure> {
     record
         .spec
         .applications
@@ -482,7 +518,7 @@ fn plan_urls(record: &RunRecord) -> Vec<String> {
 
 /// The recovery point the plan restores `application` from (verification uses the same
 /// one); the final backup when the plan names none.
-fn restored_point(record: &RunRecord, application: &str) -> RecoveryPointRef {
+pub(super) fn restored_point(record: &RunRecord, application: &str) -> RecoveryPointRef {
     record
         .steps
         .iter()
@@ -922,129 +958,14 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
                 json!({"changes": changes}),
             ))
         }
-        Step::VerifyVolumes {
-            cluster,
-            application: a,
-        } => {
-            let Some(mover) = env.volumes.as_ref() else {
-                return Ok(Outcome::Skipped("this run moves no volume data".to_string()));
-            };
-            let app = application(record, &a)?;
-            let client = clients.get(env, &cluster).await?;
-            let rp = restored_point(record, &a);
-            let (repo, snapshot) = recovery_snapshot(env, record, &a, &rp).await?;
-            let mapping = namespace_mapping(record, app);
-            let v =
-                super::volume_check::verify_volumes(&client, &repo, &snapshot, app, &mapping, Some(mover))
-                    .await
-                    .map_err(|e| retry(e.to_string()))?;
-            let summary = v.volume_summary();
-            if !v.ok() {
-                return Err(permanent(format!(
-                    "{summary}; volumes: {}",
-                    v.volume_mismatches.join(", ")
-                )));
-            }
-            Ok(Outcome::Done(Some(summary), json!({"verification": v})))
+        Step::VerifyVolumes { cluster, application } => {
+            super::verify::volumes(env, record, clients, &cluster, &application).await
         }
-        Step::Verify {
-            cluster,
-            application: a,
-        } => {
-            let app = application(record, &a)?;
-            let client = clients.get(env, &cluster).await?;
-            let rp = restored_point(record, &a);
-            let (repo, snapshot) = recovery_snapshot(env, record, &a, &rp).await?;
-            let mapping = namespace_mapping(record, app);
-            // Volume data read back before the workloads started is taken as it was found
-            // then; a run planned without that step reads it back now.
-            let read_back: Option<data::Verification> = record
-                .output_of(|s| matches!(s, Step::VerifyVolumes { application: x, .. } if *x == a))
-                .and_then(|o| serde_json::from_value(o["verification"].clone()).ok());
-            let restored_volumes = record.steps.iter().any(
-                |s| matches!(&s.step, Step::RestoreObjects { application: x, volumes: true, .. } if *x == a),
-            );
-            let mover = env
-                .volumes
-                .as_ref()
-                .filter(|_| restored_volumes && read_back.is_none());
-            let mut v = data::verify(&client, &repo, &snapshot, app, &mapping, mover)
-                .await
-                .map_err(|e| retry(e.to_string()))?;
-            if let Some(r) = read_back {
-                v.take_volumes(r);
-            }
-            let summary = v.summary();
-            if !v.ok() {
-                return Err(permanent(format!(
-                    "{summary}; missing: {}; differing: {}; volumes: {}",
-                    v.missing.join(", "),
-                    v.data_mismatches.join(", "),
-                    v.volume_mismatches.join(", ")
-                )));
-            }
-            Ok(Outcome::Done(Some(summary), json!({"verification": v})))
+        Step::Verify { cluster, application } => {
+            super::verify::objects(env, record, clients, &cluster, &application).await
         }
-        Step::RestartSource {
-            cluster,
-            application: a,
-        } => {
-            if !record.steps.iter().any(|s| s.state == StepState::Failed) {
-                return Ok(Outcome::Skipped("the move did not fail".to_string()));
-            }
-            // A quiesce that scaled down and then timed out waiting counts: it stopped things.
-            let quiesced = record.steps.iter().any(|s| {
-                matches!(&s.step, Step::Quiesce { application: x, .. } if *x == a) && s.attempts > 0
-            });
-            if !quiesced {
-                return Ok(Outcome::Skipped(format!("{a} was not stopped on {cluster}")));
-            }
-            // The lease decides, not the fence step's state: a fence step can fail after
-            // the lease moved. Every copy must say the source still holds it.
-            let kept_down = |why: String| {
-                Outcome::Skipped(format!(
-                    "{why}: {a} stays stopped on {cluster}; --resume to finish the move, or, once \
-                     sure {cluster} holds the lease, scale its workloads back up by hand (the \
-                     lifeboat.dev/scaled-down-replicas annotation records each one's replicas)"
-                ))
-            };
-            let view = match fence::read(&env.state, &plan_name, &a).await {
-                Ok(v) => v,
-                Err(e) => return Ok(kept_down(format!("the lease could not be read ({e})"))),
-            };
-            if !view.unreachable.is_empty() {
-                let urls: Vec<&str> = view.unreachable.iter().map(|(u, _)| u.as_str()).collect();
-                return Ok(kept_down(format!(
-                    "the lease's copies in {} could not be read",
-                    urls.join(", ")
-                )));
-            }
-            // No lease anywhere: none was ever taken over (a take-over writes one), so the
-            // source the plan found holding the application still does.
-            match view.newest.as_ref().map(|l| l.holder.as_str()) {
-                Some(h) if h == cluster => {}
-                None => {}
-                Some(h) => return Ok(kept_down(format!("{h} holds the lease of {a} now"))),
-            }
-            let app = application(record, &a)?;
-            let client = clients.get(env, &cluster).await?;
-            let scope = enforce::Scope {
-                cluster: &cluster,
-                namespaces: &app.namespaces,
-                selector: app.selector.as_deref(),
-            };
-            let changes = enforce::start(&client, &scope)
-                .await
-                .map_err(|e| retry(e.to_string()))?;
-            Ok(Outcome::Done(
-                Some(format!(
-                    "the move failed while {cluster} still held the lease: {a} runs on {cluster} again \
-                     ({} change(s)); nothing was fenced or moved; fix the cause and --resume, which \
-                     stops it and backs it up again",
-                    changes.len()
-                )),
-                json!({"restarted": true, "changes": changes}),
-            ))
+        Step::RestartSource { cluster, application } => {
+            super::restart::restart_source(env, record, clients, &cluster, &application).await
         }
         Step::Teardown { cluster, namespaces } => {
             let created: Vec<String> = record
@@ -1068,7 +989,7 @@ async fn apply(env: &Env, record: &RunRecord, i: usize, clients: &mut Clients) -
 }
 
 /// Each of `app`'s namespaces → its name on the target.
-fn namespace_mapping(record: &RunRecord, app: &Application) -> BTreeMap<String, String> {
+pub(super) fn namespace_mapping(record: &RunRecord, app: &Application) -> BTreeMap<String, String> {
     app.namespaces
         .iter()
         .map(|n| {
@@ -1127,7 +1048,7 @@ async fn planned_move_blockers(
 
 /// The repository and snapshot of a recovery point (a replica holding the same snapshot
 /// id serves if the chosen repository cannot be reached).
-async fn recovery_snapshot(
+pub(super) async fn recovery_snapshot(
     env: &Env,
     record: &RunRecord,
     application: &str,

@@ -194,6 +194,12 @@ impl RunRecord {
         self.revision += 1;
     }
 
+    /// The owner is alive at `now` (recorded while a long step runs, so nobody takes a live
+    /// run over: see [`STALE_AFTER_SECS`]).
+    pub fn beat(&mut self, now: DateTime<Utc>) {
+        self.touch(now);
+    }
+
     /// Step `i` starts.
     pub fn begin(&mut self, i: usize, now: DateTime<Utc>) {
         if let Some(s) = self.steps.get_mut(i) {

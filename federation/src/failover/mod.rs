@@ -9,10 +9,12 @@ pub mod execute;
 pub mod machine;
 pub mod observe;
 pub mod ready;
+mod restart;
 pub mod run_plan;
 pub mod steps;
 pub mod teardown;
 pub mod traffic;
+mod verify;
 pub mod volume_check;
 pub mod volume_preflight;
 
