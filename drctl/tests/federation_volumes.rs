@@ -278,25 +278,28 @@ async fn drill_and_relocate_move_the_claims_data() {
 
     // The drill: the claim's data in a new image of c2's pool, checked against the catalog.
     let before = images(&target);
-    let reports = dir.path().join("drill");
-    let drilled = drctl
-        .run(
-            None,
-            &[
+    let drill = |reports: std::path::PathBuf| {
+        let (drctl, plan) = (&drctl, &plan);
+        async move {
+            let reports = reports.to_str().unwrap().to_string();
+            let args = [
                 "drill",
                 "--plan",
-                &plan,
+                plan,
                 "--to",
                 "c2",
                 "--namespace-suffix",
                 "-drill",
                 "--report-dir",
-                reports.to_str().unwrap(),
+                &reports,
                 "-o",
                 "json",
-            ],
-        )
-        .await;
+            ];
+            drctl.run(None, &args).await
+        }
+    };
+    let reports = dir.path().join("drill");
+    let drilled = drill(reports.clone()).await;
     assert!(drilled.status.success(), "{}", text(&drilled));
     let r = json_of(&drilled);
     assert_eq!(r["success"], true, "{r}");
@@ -332,24 +335,7 @@ async fn drill_and_relocate_move_the_claims_data() {
     );
     // So the same recovery point drills again (the scheduled drill's case): the restore's
     // names are the same, and nothing of the first drill stands in their way.
-    let again = drctl
-        .run(
-            None,
-            &[
-                "drill",
-                "--plan",
-                &plan,
-                "--to",
-                "c2",
-                "--namespace-suffix",
-                "-drill",
-                "--report-dir",
-                dir.path().join("again").to_str().unwrap(),
-                "-o",
-                "json",
-            ],
-        )
-        .await;
+    let again = drill(dir.path().join("again")).await;
     assert!(again.status.success(), "{}", text(&again));
     let r = json_of(&again);
     assert_eq!(r["success"], true, "{r}");

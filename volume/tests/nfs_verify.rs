@@ -16,26 +16,13 @@ use lifeboat_volume::nfs::{
     write_restore_mark,
 };
 
-/// Deterministic bytes that do not compress or deduplicate.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_directory_is_read_back_and_removed_only_when_marked() -> Result<()> {
     let nfs = lifeboat_tests::nfs()?;
     let dir = nfs.new_dir("nfsverify")?;
     let original = dir.local.join("original");
     std::fs::create_dir_all(original.join("sub"))?;
-    let big = noise(11, 3 * 1024 * 1024 + 777);
+    let big = lifeboat_tests::volumes::seeded_bytes(11, 3 * 1024 * 1024 + 777);
     std::fs::write(original.join("orders.db"), &big)?;
     std::fs::write(original.join("sub").join("small"), b"small file")?;
     std::fs::write(original.join("empty"), b"")?;
