@@ -45,7 +45,7 @@ pub fn markdown(r: &DrillReport) -> String {
     );
     let _ = writeln!(
         s,
-        "| RTO (start → ready) | {} | {} | {} |\n",
+        "| RTO (start → ready, less the volume read-back) | {} | {} | {} |\n",
         objective(&r.rto),
         seconds(r.rto.measured_seconds),
         verdict(&r.rto)

@@ -299,7 +299,7 @@ pub async fn run(env: &Env, mut record: RunRecord, store: &mut RunStore) -> Resu
             attempt: record.steps[i].attempts,
         });
         let t = Instant::now();
-        let (outcome, heartbeat, revision) = apply_beating(env, &record, i, &mut clients, store).await;
+        let (outcome, heartbeat, revision) = apply_beating(env, &record, i, &mut clients, store).await?;
         record.heartbeat = record.heartbeat.max(heartbeat);
         record.revision = record.revision.max(revision);
         let now = Utc::now();
@@ -333,14 +333,15 @@ pub async fn run(env: &Env, mut record: RunRecord, store: &mut RunStore) -> Resu
 /// Applies step `i` and, while it runs (a restore of large volumes, a readiness wait), saves
 /// a copy of the record with a fresh heartbeat every [`HEARTBEAT_EVERY`], so a `--resume`
 /// elsewhere does not take a live run over. Returns the outcome, and the copy's heartbeat
-/// and revision.
+/// and revision. A heartbeat that finds the run taken over stops the step there
+/// ([`FailoverError::TakenOver`]): two owners must not run one step side by side.
 async fn apply_beating(
     env: &Env,
     record: &RunRecord,
     i: usize,
     clients: &mut Clients,
     store: &mut RunStore,
-) -> (Result<Outcome, Failure>, chrono::DateTime<Utc>, u64) {
+) -> Result<(Result<Outcome, Failure>, chrono::DateTime<Utc>, u64), FailoverError> {
     let mut beat = record.clone();
     let step = apply(env, record, i, clients);
     tokio::pin!(step);
@@ -351,13 +352,15 @@ async fn apply_beating(
             outcome = &mut step => break outcome,
             _ = tick.tick() => {
                 beat.beat(Utc::now());
-                if let Err(e) = store.save(&beat).await {
-                    tracing::warn!(run = %beat.id, error = %e, "could not record the run's heartbeat");
+                match store.save(&beat).await {
+                    Ok(()) => {}
+                    Err(e @ FailoverError::TakenOver { .. }) => return Err(e),
+                    Err(e) => tracing::warn!(run = %beat.id, error = %e, "could not record the run's heartbeat"),
                 }
             }
         }
     };
-    (outcome, beat.heartbeat, beat.revision)
+    Ok((outcome, beat.heartbeat, beat.revision))
 }
 
 async fn finish(

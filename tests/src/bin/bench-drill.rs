@@ -76,7 +76,6 @@ fn change_one_percent(pool: &Pool, image: &str) {
     img.flush().expect("flush");
 }
 
-/// BLAKE3 of the whole image (holes as zeros).
 /// Runs `cmd` timed, off the runtime's threads (the API servers live in this process).
 async fn timed(cmd: Command, env: &[(String, String)]) -> (Measure, String) {
     let env = env.to_vec();
