@@ -271,6 +271,18 @@ fn decide(
     }
 }
 
+/// The Secret external-provisioner recorded on a volume for deleting it (annotations
+/// `volume.kubernetes.io/provisioner-deletion-secret-name` and `-namespace`), as a restore
+/// records the class's provisioner Secret there.
+pub fn deletion_secret(pv: &PersistentVolume) -> Option<SecretRef> {
+    let a = pv.metadata.annotations.as_ref()?;
+    let get = |k: &str| a.get(k).filter(|v| !v.is_empty()).cloned();
+    Some(SecretRef {
+        name: get("volume.kubernetes.io/provisioner-deletion-secret-name")?,
+        namespace: get("volume.kubernetes.io/provisioner-deletion-secret-namespace")?,
+    })
+}
+
 pub(super) fn secret_ref(r: &SecretReference) -> Option<SecretRef> {
     Some(SecretRef {
         namespace: r.namespace.clone()?,

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ceph::{CephAccess, Connections};
 use super::handle::{CsiVolume, RbdImage, classify};
-use super::plan::{SecretRef, secret_ref};
+use super::plan::{SecretRef, deletion_secret, secret_ref};
+use super::restore::blocking;
 use super::restore_plan::RESTORED_FROM;
 
 /// A volume a restore made: its PersistentVolume and the volume snapshot written into it.
@@ -200,13 +201,8 @@ async fn live_claim(client: &Client, pv: &PersistentVolume) -> Result<Option<Str
 /// The Secret a volume names for its deletion (external-provisioner's annotations), else for
 /// controller expansion or node staging.
 fn volume_secret(pv: &PersistentVolume) -> Option<SecretRef> {
-    let a = pv.metadata.annotations.as_ref();
-    let get = |k: &str| a.and_then(|a| a.get(k)).filter(|v| !v.is_empty()).cloned();
-    if let (Some(name), Some(namespace)) = (
-        get("volume.kubernetes.io/provisioner-deletion-secret-name"),
-        get("volume.kubernetes.io/provisioner-deletion-secret-namespace"),
-    ) {
-        return Some(SecretRef { namespace, name });
+    if let Some(s) = deletion_secret(pv) {
+        return Some(s);
     }
     let csi = pv.spec.as_ref()?.csi.as_ref()?;
     csi.controller_expand_secret_ref
@@ -223,38 +219,34 @@ async fn remove_image(
     snapshot_id: String,
 ) -> Result<(), String> {
     let at = format!("{}/{}", image.pool, image.image);
-    let result =
-        tokio::task::spawn_blocking(move || -> Result<Result<(), String>, lifeboat_rbd::RbdError> {
-            let pool = cluster.pool(&image.pool)?;
-            if pool.image_id(&image.image)?.is_none() {
-                return Ok(Ok(()));
+    // The inner `Err` says why the image was kept; the outer one, that Ceph failed.
+    blocking(move || {
+        let pool = cluster.pool(&image.pool)?;
+        if pool.image_id(&image.image)?.is_none() {
+            return Ok(Ok(()));
+        }
+        match pool.peek_image_metadata(&image.image, RESTORED_FROM)? {
+            Some(mark) if mark == snapshot_id => {}
+            Some(other) => {
+                return Ok(Err(format!(
+                    "the image's {RESTORED_FROM} metadata names volume snapshot {other}: not removed"
+                )));
             }
-            match pool.peek_image_metadata(&image.image, RESTORED_FROM)? {
-                Some(mark) if mark == snapshot_id => {}
-                Some(other) => {
-                    return Ok(Err(format!(
-                        "the image's {RESTORED_FROM} metadata names volume snapshot {other}: not removed"
-                    )));
-                }
-                None => {
-                    return Ok(Err(format!(
-                        "the image has no {RESTORED_FROM} metadata: not removed"
-                    )));
-                }
+            None => {
+                return Ok(Err(format!(
+                    "the image has no {RESTORED_FROM} metadata: not removed"
+                )));
             }
-            match pool.remove_image(&image.image) {
-                Ok(()) => Ok(Ok(())),
-                Err(e) if e.is_not_found() => Ok(Ok(())),
-                Err(e) if e.is_busy() => Ok(Err(format!(
-                    "the image is still in use (mapped on a node, or has snapshots): {e}"
-                ))),
-                Err(e) => Err(e),
-            }
-        })
-        .await
-        .map_err(|e| format!("remove image {at}: task: {e}"))?;
-    match result {
-        Ok(r) => r,
-        Err(e) => Err(e.to_string()),
-    }
+        }
+        match pool.remove_image(&image.image) {
+            Ok(()) => Ok(Ok(())),
+            Err(e) if e.is_not_found() => Ok(Ok(())),
+            Err(e) if e.is_busy() => Ok(Err(format!(
+                "the image is still in use (mapped on a node, or has snapshots): {e}"
+            ))),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    .map_err(|e| format!("remove image {at}: {e}"))?
 }

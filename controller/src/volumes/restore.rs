@@ -557,7 +557,7 @@ async fn remove_image(cluster: &Cluster, write: &VolumeWrite) {
 }
 
 /// Runs librbd calls off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, lifeboat_rbd::RbdError> + Send + 'static,
 ) -> Result<T, String> {
     match tokio::task::spawn_blocking(f).await {

@@ -65,6 +65,21 @@ pub struct StepRecord {
     pub output: Value,
 }
 
+impl StepRecord {
+    /// `step`, not started yet.
+    pub fn pending(step: Step) -> Self {
+        Self {
+            step,
+            state: StepState::Pending,
+            attempts: 0,
+            started: None,
+            finished: None,
+            message: None,
+            output: Value::Null,
+        }
+    }
+}
+
 /// `federation/runs/<id>`: a run and its progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -141,15 +156,7 @@ impl RunRecord {
         let steps = plan
             .steps
             .iter()
-            .map(|s| StepRecord {
-                step: s.clone(),
-                state: StepState::Pending,
-                attempts: 0,
-                started: None,
-                finished: None,
-                message: None,
-                output: Value::Null,
-            })
+            .map(|s| StepRecord::pending(s.clone()))
             .collect();
         Self {
             id,
@@ -399,7 +406,7 @@ mod tests {
                 started: Some(at(2)),
                 finished: Some(at(5)),
                 state: StepState::Done,
-                ..pending(Step::VerifyVolumes {
+                ..StepRecord::pending(Step::VerifyVolumes {
                     cluster: "c2".into(),
                     application: "shop".into(),
                 })
@@ -432,18 +439,10 @@ mod tests {
     #[test]
     fn a_failed_drill_still_tears_down() {
         let mut r = record();
-        r.steps.push(StepRecord {
-            step: Step::Teardown {
-                cluster: "c2".into(),
-                namespaces: vec!["a-drill".into()],
-            },
-            state: StepState::Pending,
-            attempts: 0,
-            started: None,
-            finished: None,
-            message: None,
-            output: Value::Null,
-        });
+        r.steps.push(StepRecord::pending(Step::Teardown {
+            cluster: "c2".into(),
+            namespaces: vec!["a-drill".into()],
+        }));
         r.begin(0, at(1));
         r.fail(0, "target gone".into(), true, at(2));
         assert_eq!(r.next(), Next::Run(2), "teardown runs, the wait does not");
@@ -452,37 +451,25 @@ mod tests {
         assert_eq!(r.next(), Next::Finish(Phase::Failed));
     }
 
-    fn pending(step: Step) -> StepRecord {
-        StepRecord {
-            step,
-            state: StepState::Pending,
-            attempts: 0,
-            started: None,
-            finished: None,
-            message: None,
-            output: Value::Null,
-        }
-    }
-
     #[test]
     fn a_failed_move_restarts_its_source_and_a_resume_stops_and_backs_it_up_again() {
         let app = || "shop".to_string();
         let mut r = record();
         r.steps = vec![
-            pending(Step::Quiesce {
+            StepRecord::pending(Step::Quiesce {
                 cluster: "c1".into(),
                 application: app(),
             }),
-            pending(Step::FinalBackup {
+            StepRecord::pending(Step::FinalBackup {
                 cluster: "c1".into(),
                 application: app(),
             }),
-            pending(Step::Fence {
+            StepRecord::pending(Step::Fence {
                 application: app(),
                 from: Some("c1".into()),
                 to: "c2".into(),
             }),
-            pending(Step::RestartSource {
+            StepRecord::pending(Step::RestartSource {
                 cluster: "c1".into(),
                 application: app(),
             }),

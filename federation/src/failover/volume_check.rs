@@ -14,8 +14,9 @@ use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_controller::volumes::catalog::VolumeOutcome;
 use lifeboat_controller::volumes::ceph::Connections;
 use lifeboat_controller::volumes::handle::NfsDir;
+use lifeboat_controller::volumes::plan::deletion_secret;
 use lifeboat_controller::volumes::restore_plan::RESTORED_FROM;
-use lifeboat_controller::volumes::{CsiVolume, SecretRef, classify, read_catalog};
+use lifeboat_controller::volumes::{CsiVolume, classify, read_catalog};
 use lifeboat_volume::nfs::NfsLocation;
 
 use super::data::{DataError, Verification, VolumeMover};
@@ -190,18 +191,9 @@ async fn check_image(
     connections: &mut Connections,
     v: &mut Verification,
 ) -> Result<Option<String>, DataError> {
-    let annotation = |k: &str| pv.metadata.annotations.as_ref().and_then(|a| a.get(k)).cloned();
     // The key the restore wrote with: the mover's, else the class's (the volume's deletion
     // secret).
-    let secret = mover.secret.clone().or_else(|| {
-        match (
-            annotation("volume.kubernetes.io/provisioner-deletion-secret-name"),
-            annotation("volume.kubernetes.io/provisioner-deletion-secret-namespace"),
-        ) {
-            (Some(name), Some(namespace)) => Some(SecretRef { namespace, name }),
-            _ => None,
-        }
-    });
+    let secret = mover.secret.clone().or_else(|| deletion_secret(pv));
     let cluster = connections
         .get(client, &image.cluster_id, secret.as_ref())
         .await
