@@ -1,5 +1,7 @@
 //! An object store that fails on purpose, for testing what the engine does when storage
-//! breaks mid-operation; and the seeded generator the kill campaigns draw their moments from.
+//! breaks mid-operation; and the seeded generator the kill and fault campaigns draw their
+//! moments from. Faults on the wire (HTTP errors, resets, truncated answers) are
+//! [`crate::fault_proxy`]'s.
 
 use std::fmt;
 use std::sync::Arc;
@@ -118,74 +120,6 @@ impl ObjectStore for FailingStore {
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         self.inner.copy_opts(from, to, options).await
-    }
-}
-
-/// A TCP proxy on 127.0.0.1 in front of an HTTP object store that answers `503 Slow Down` to
-/// the first `failures` PUT requests that open a connection, then passes everything through.
-/// It exercises the client's real retry path (HTTP status, backoff, reconnect), which a
-/// trait-level wrapper cannot.
-pub struct FlakyProxy {
-    /// `http://127.0.0.1:PORT`, to use as the S3 endpoint.
-    pub endpoint: String,
-    failed: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FlakyProxy {
-    /// Starts a proxy to `upstream` (`host:port`) that fails `failures` PUTs.
-    pub async fn start(upstream: &str, failures: usize) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
-        let failed = Arc::new(AtomicUsize::new(0));
-        let counter = failed.clone();
-        let upstream = upstream.to_string();
-        let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let counter = counter.clone();
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    let mut head = [0u8; 8];
-                    let Ok(n) = client.peek(&mut head).await else {
-                        return;
-                    };
-                    let is_put = head[..n].starts_with(b"PUT ");
-                    if is_put && counter.fetch_add(1, Ordering::SeqCst) < failures {
-                        use tokio::io::AsyncWriteExt;
-                        let body = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>injected by FlakyProxy</Message></Error>";
-                        let response = format!(
-                            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                        let _ = client.write_all(response.as_bytes()).await;
-                        let _ = client.shutdown().await;
-                        return;
-                    }
-                    if is_put {
-                        counter.fetch_sub(1, Ordering::SeqCst);
-                    }
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
-        Ok(Self {
-            endpoint,
-            failed,
-            task,
-        })
-    }
-
-    /// PUT connections refused so far.
-    pub fn refused(&self) -> usize {
-        self.failed.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for FlakyProxy {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod csi;
+pub mod fault_proxy;
 pub mod faults;
 pub mod files;
 pub mod helm;

@@ -669,37 +669,35 @@ async fn files_larger_than_memory_buffers_stream_through_the_chunker() -> Result
 
 #[tokio::test]
 async fn rgw_throttling_is_retried_then_reported_with_the_object_key() -> Result<()> {
-    use lifeboat_tests::faults::FlakyProxy;
+    use lifeboat_tests::fault_proxy::{Dialect, Fault, FaultConfig, FaultProxy};
     let t = TestRepo::new(Backend::Rgw)?;
     make_data(&t.path("data"))?;
     init(&t).await?;
-    let upstream = t
-        .options
-        .s3_endpoint
-        .clone()
-        .unwrap_or_default()
-        .trim_start_matches("http://")
-        .to_string();
+    let upstream = t.options.s3_endpoint.clone().unwrap_or_default();
+    // 503 Slow Down to PUTs only, `limit` of them.
+    let throttle = |limit| FaultConfig {
+        kinds: vec![Fault::Throttle],
+        methods: Some(vec!["PUT".to_string()]),
+        limit,
+        ..FaultConfig::new(1, Dialect::S3, 1.0)
+    };
 
     // A few 503s: retried with backoff, and the backup succeeds.
-    let proxy = FlakyProxy::start(&upstream, 3).await?;
+    let proxy = FaultProxy::in_front_of(&upstream, throttle(Some(3))).await?;
     let mut options = t.options.clone();
-    options.s3_endpoint = Some(proxy.endpoint.clone());
+    options.s3_endpoint = Some(proxy.endpoint());
     // One request per connection, so the proxy sees every PUT.
     options.idle_connections_per_host = Some(0);
     let store = lifeboat_backup::store::Store::open(&t.url, &options)?;
     let repo = Repository::open(&store, &[t.user_key()]).await?;
     backup(&repo, &t.path("data")).await?;
-    ensure!(
-        proxy.refused() >= 3,
-        "the proxy refused only {} PUTs",
-        proxy.refused()
-    );
+    let refused = proxy.tally().injected_of(Fault::Throttle);
+    ensure!(refused == 3, "the proxy refused {refused} PUTs, not 3");
     drop(proxy);
 
     // Endless 503s: a clear error naming an object and the store's answer, and no snapshot.
-    let proxy = FlakyProxy::start(&upstream, usize::MAX / 2).await?;
-    options.s3_endpoint = Some(proxy.endpoint.clone());
+    let proxy = FaultProxy::in_front_of(&upstream, throttle(None)).await?;
+    options.s3_endpoint = Some(proxy.endpoint());
     options.max_retries = 2;
     let store = lifeboat_backup::store::Store::open(&t.url, &options)?;
     let repo = Repository::open(&store, &[t.user_key()]).await?;

@@ -75,7 +75,10 @@ impl Repository {
             if !nodes.is_sorted_by(|a, b| a.path_bytes() <= b.path_bytes()) {
                 nodes.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
             }
-            let (tree, session) = write_tree_blocking(session, nodes).await?;
+            let tree = match write_tree_blocking(&session, nodes).await {
+                Ok(tree) => tree,
+                Err(e) => return Err(session.abandon(e).await.into()),
+            };
             let stats = session.finish().await?;
             let mut snapshot = Snapshot {
                 id: None,
@@ -102,14 +105,13 @@ impl Repository {
     }
 }
 
-/// Chunks the tree listing on a blocking thread; hands the session back.
+/// Chunks the tree listing on a blocking thread.
 async fn write_tree_blocking(
-    session: Session,
+    session: &Session,
     nodes: Vec<Node>,
-) -> Result<(Vec<crate::blob::BlobId>, Session), RepoError> {
+) -> Result<Vec<crate::blob::BlobId>, RepoError> {
     let shared = session.shared().clone();
-    let tree = tokio::task::spawn_blocking(move || write_tree(&shared, &nodes))
+    tokio::task::spawn_blocking(move || write_tree(&shared, &nodes))
         .await
-        .map_err(|e| RepoError::Task(e.to_string()))??;
-    Ok((tree, session))
+        .map_err(|e| RepoError::Task(e.to_string()))?
 }

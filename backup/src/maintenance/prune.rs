@@ -164,7 +164,7 @@ async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
                 .collect();
             let shared = session.shared().clone();
             let chunk_key = *repo.key().chunk_id_key();
-            tokio::task::spawn_blocking(move || {
+            let copied = tokio::task::spawn_blocking(move || {
                 let mut sink = BlobSink::new(shared, kind);
                 for e in &entries {
                     sink.put(&open.blob(e, &chunk_key)?)?;
@@ -172,7 +172,11 @@ async fn run(repo: &Repository, dry_run: bool) -> Result<PrunePlan, RepoError> {
                 sink.finish()
             })
             .await
-            .map_err(|e| RepoError::Task(e.to_string()))??;
+            .map_err(|e| RepoError::Task(e.to_string()))
+            .and_then(|copied| copied);
+            if let Err(e) = copied {
+                return Err(session.abandon(e).await);
+            }
         }
         session.finish().await?;
     }

@@ -81,6 +81,11 @@ pub enum RepoError {
         /// What the store said.
         message: String,
     },
+    /// A worker could not hand a sealed pack over because the session's uploader had
+    /// stopped after an upload failed. The session replaces it with that upload's own error
+    /// (naming the object and the store's answer) when it ends ([`crate::session::Session::abandon`]).
+    #[error("a pack could not be queued: the uploader stopped after an upload failed")]
+    UploaderStopped,
     /// An object's content is not what the format says.
     #[error("{object}: {message}")]
     Corrupt {
@@ -350,6 +355,21 @@ fn transient_cause(e: &(dyn std::error::Error + 'static)) -> bool {
             .any(|s| text.contains(s))
         {
             return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Whether a request failed because its connection broke after it went out (reset, closed,
+/// timed out): the kinds object_store retries only for requests it knows to be idempotent, so
+/// a create-only write or a delete comes back with them unretried.
+pub(crate) fn interrupted(e: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(http) = c.downcast_ref::<HttpError>() {
+            return matches!(http.kind(), HttpErrorKind::Interrupted | HttpErrorKind::Timeout);
         }
         cause = c.source();
     }

@@ -30,7 +30,7 @@ use crate::blob::SnapshotId;
 use crate::crypto::{RepoKey, UserKey, UserRecipient};
 use crate::index::{Index, IndexFile};
 use crate::snapshot::{Snapshot, snapshot_key};
-use crate::store::{ObjectLock, Store};
+use crate::store::{ObjectLock, Store, StoreOptions};
 
 /// How many metadata objects (snapshots, index files) are fetched at once.
 const METADATA_FETCH_CONCURRENCY: usize = 16;
@@ -84,6 +84,9 @@ pub struct Repository {
     /// Whether operations take repository locks (`locks/`); off only for read-only commands
     /// given `--no-lock` ([`Repository::without_locks`]).
     locking: bool,
+    /// Attempts for a write or delete whose connection broke mid-request
+    /// ([`StoreOptions::max_retries`]; see `Objects`).
+    retries: usize,
 }
 
 impl Repository {
@@ -94,11 +97,12 @@ impl Repository {
         recipients: &[UserRecipient],
         options: InitOptions,
     ) -> Result<Self, RepoError> {
-        let mut repo = Self::init_with(
+        let mut repo = Self::init_in(
             store.object_store().clone(),
             &store.location().to_string(),
             recipients,
             options,
+            store.max_retries(),
         )
         .await?;
         repo.lock = store.object_lock().cloned();
@@ -111,6 +115,23 @@ impl Repository {
         url: &str,
         recipients: &[UserRecipient],
         options: InitOptions,
+    ) -> Result<Self, RepoError> {
+        Self::init_in(
+            store,
+            url,
+            recipients,
+            options,
+            StoreOptions::default().max_retries,
+        )
+        .await
+    }
+
+    async fn init_in(
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+        recipients: &[UserRecipient],
+        options: InitOptions,
+        retries: usize,
     ) -> Result<Self, RepoError> {
         if recipients.is_empty() {
             return Err(RepoError::NoRecipients);
@@ -145,6 +166,7 @@ impl Repository {
             lock_timings: LockTimings::default(),
             lock: None,
             locking: true,
+            retries,
         };
         for r in recipients {
             let id = repo.add_key(r).await?;
@@ -161,8 +183,13 @@ impl Repository {
 
     /// Opens the repository at `store` with the first of `keys` that unwraps a repository key.
     pub async fn open(store: &Store, keys: &[UserKey]) -> Result<Self, RepoError> {
-        let mut repo =
-            Self::open_with(store.object_store().clone(), &store.location().to_string(), keys).await?;
+        let mut repo = Self::open_in(
+            store.object_store().clone(),
+            &store.location().to_string(),
+            keys,
+            store.max_retries(),
+        )
+        .await?;
         repo.lock = store.object_lock().cloned();
         Ok(repo)
     }
@@ -173,7 +200,16 @@ impl Repository {
         url: &str,
         keys: &[UserKey],
     ) -> Result<Self, RepoError> {
-        let objects = object_io::Objects::new(store.clone(), url);
+        Self::open_in(store, url, keys, StoreOptions::default().max_retries).await
+    }
+
+    async fn open_in(
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+        keys: &[UserKey],
+        retries: usize,
+    ) -> Result<Self, RepoError> {
+        let objects = object_io::Objects::new(store.clone(), url).with_retries(retries);
         let config = match objects.get("config").await {
             Ok(bytes) => Config::from_json(&bytes, url)?,
             Err(RepoError::NotFound { .. }) => {
@@ -195,6 +231,7 @@ impl Repository {
             lock_timings: LockTimings::default(),
             lock: None,
             locking: true,
+            retries,
         })
     }
 
@@ -217,6 +254,7 @@ impl Repository {
             lock_timings: self.lock_timings,
             lock: store.object_lock().cloned(),
             locking: self.locking,
+            retries: store.max_retries(),
         }
     }
 
@@ -235,7 +273,7 @@ impl Repository {
     }
 
     pub(crate) fn objects(&self) -> object_io::Objects {
-        object_io::Objects::new(self.store.clone(), &self.url)
+        object_io::Objects::new(self.store.clone(), &self.url).with_retries(self.retries)
     }
 
     /// The repository's URL, for messages.

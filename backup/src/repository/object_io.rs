@@ -2,6 +2,7 @@
 //! writes for everything but locks, and encrypted JSON (JSON → zstd → age).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -16,13 +17,64 @@ use crate::crypto::RepoKey;
 pub(crate) struct Objects {
     store: Arc<dyn ObjectStore>,
     url: String,
+    /// Attempts for a write or delete whose connection broke mid-request.
+    retries: usize,
 }
 
+/// The first pause before a write or delete is sent again, doubled each time up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 impl Objects {
+    /// Objects of the store at `url`, a broken write or delete tried again up to
+    /// [`StoreOptions::max_retries`](crate::store::StoreOptions) times by default.
     pub(crate) fn new(store: Arc<dyn ObjectStore>, url: &str) -> Self {
         Self {
             store,
             url: url.to_string(),
+            retries: crate::store::StoreOptions::default().max_retries,
+        }
+    }
+
+    /// The same objects, a write or delete whose connection broke tried again up to `retries`
+    /// times.
+    pub(crate) fn with_retries(mut self, retries: usize) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Runs `attempt` (a write or delete that is safe to repeat) again while its connection
+    /// breaks mid-request: reset, closed or timed out after the request went out. The HTTP
+    /// client retries such a request only when its method says it is idempotent, and a
+    /// create-only PUT or a batch-delete POST does not say so, though every write and delete
+    /// here may be repeated (a create finding its object there is success, and so is a delete
+    /// finding it gone). Server errors and throttling were already retried by the client.
+    async fn repeatable<T, F>(
+        &self,
+        op: &'static str,
+        key: &str,
+        mut attempt: impl FnMut() -> F,
+    ) -> Result<T, object_store::Error>
+    where
+        F: std::future::Future<Output = Result<T, object_store::Error>>,
+    {
+        let mut backoff = FIRST_BACKOFF;
+        let mut tries = 0;
+        loop {
+            match attempt().await {
+                Err(e) if tries < self.retries && super::error::interrupted(&e) => {
+                    tries += 1;
+                    tracing::debug!(
+                        "{op} {key} in {}: connection broke ({e}); trying again in {backoff:?} ({tries} of {})",
+                        self.url,
+                        self.retries
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                other => return other,
+            }
         }
     }
 
@@ -107,7 +159,9 @@ impl Objects {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        match self.store.put_opts(&ObjectPath::from(key), payload, opts).await {
+        let path = ObjectPath::from(key);
+        let put = || self.store.put_opts(&path, payload.clone(), opts.clone());
+        match self.repeatable("write", key, put).await {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(self.err("write", key, e)),
         }
@@ -115,15 +169,16 @@ impl Objects {
 
     /// Writes or replaces a small mutable object (locks only).
     pub(crate) async fn put_overwrite(&self, key: &str, bytes: Bytes) -> Result<(), RepoError> {
-        self.store
-            .put(&ObjectPath::from(key), PutPayload::from(bytes))
+        let (path, payload) = (ObjectPath::from(key), PutPayload::from(bytes));
+        self.repeatable("write", key, || self.store.put(&path, payload.clone()))
             .await
             .map(|_| ())
             .map_err(|e| self.err("write", key, e))
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<(), RepoError> {
-        match self.store.delete(&ObjectPath::from(key)).await {
+        let path = ObjectPath::from(key);
+        match self.repeatable("delete", key, || self.store.delete(&path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err("delete", key, e)),
         }

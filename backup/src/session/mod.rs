@@ -114,6 +114,13 @@ impl Session {
         write_stream(&self.shared, source, params)
     }
 
+    /// The error to report for `e`, a failure while this session was open, ending the
+    /// session: the uploader's own error when an upload failed (a worker then saw only the
+    /// uploader stop, [`RepoError::UploaderStopped`], which names no object), else `e`.
+    pub async fn abandon(self, e: RepoError) -> RepoError {
+        self.finish().await.err().unwrap_or(e)
+    }
+
     /// Waits for every pack to be uploaded and indexed. After this returns, everything the
     /// session wrote is durable and a snapshot may reference it.
     pub async fn finish(mut self) -> Result<SessionStats, RepoError> {

@@ -76,7 +76,7 @@ impl BlobSink {
             self.shared
                 .tx
                 .blocking_send(sealed)
-                .map_err(|_| RepoError::Task("the uploader stopped (an upload failed)".to_string()))?;
+                .map_err(|_| RepoError::UploaderStopped)?;
         }
         Ok(())
     }

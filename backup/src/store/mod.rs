@@ -56,6 +56,7 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     location: Location,
     lock: Option<Arc<ObjectLock>>,
+    max_retries: usize,
 }
 
 impl Store {
@@ -68,6 +69,7 @@ impl Store {
             inner,
             location,
             lock,
+            max_retries: options.max_retries,
         })
     }
 
@@ -94,6 +96,13 @@ impl Store {
     /// The underlying `object_store` handle, keys relative to the repository root.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.inner
+    }
+
+    /// [`StoreOptions::max_retries`] it was opened with: the repository also spends them on
+    /// writes and deletes whose connection broke mid-request, which the HTTP client does not
+    /// retry itself.
+    pub fn max_retries(&self) -> usize {
+        self.max_retries
     }
 
     /// Where this store points.
