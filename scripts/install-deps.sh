@@ -3,7 +3,7 @@
 # the real services the tests start (etcd, Ceph with RGW, nfs-ganesha), the C libraries the
 # build links (librados, librbd), protoc for gRPC code, the anchors benchmarks compare
 # against (restic, etcdctl, the rbd CLI), the ecosystem's tools CI runs (helm, kubectl,
-# cargo-deny), and headless Chromium for the drill report. Idempotent; silent when everything is present.
+# cargo-deny, cargo-fuzz), and headless Chromium for the drill report. Idempotent; silent when everything is present.
 set -euo pipefail
 
 packages=(
@@ -89,4 +89,13 @@ if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]
   echo "install-deps: compiling cargo-deny $cargo_deny_version (about 4 minutes)" >&2
   env -u CARGO_TARGET_DIR CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
     cargo install --locked --quiet "cargo-deny@$cargo_deny_version"
+fi
+
+# cargo-fuzz for scripts/fuzz.sh (libFuzzer targets in fuzz/; on stable Rust with
+# `--sanitizer none`). Compiled the same way, in about a minute.
+cargo_fuzz_version=0.13.1
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $cargo_fuzz_version" ]; then
+  echo "install-deps: compiling cargo-fuzz $cargo_fuzz_version (about a minute)" >&2
+  env -u CARGO_TARGET_DIR CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    cargo install --locked --quiet "cargo-fuzz@$cargo_fuzz_version"
 fi

@@ -129,15 +129,9 @@ impl<'a> BlobReader<'a> {
     /// A snapshot's whole tree listing.
     pub async fn read_tree(&self, tree: &[BlobId]) -> Result<Vec<Node>, RepoError> {
         let listing = self.read_stream(tree).await?;
-        listing
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|line| {
-                serde_json::from_slice(line).map_err(|e| RepoError::Corrupt {
-                    object: format!("tree of snapshot ({} blobs)", tree.len()),
-                    message: e.to_string(),
-                })
-            })
-            .collect()
+        Node::parse_listing(&listing).map_err(|e| RepoError::Corrupt {
+            object: format!("tree of snapshot ({} blobs)", tree.len()),
+            message: e.to_string(),
+        })
     }
 }

@@ -228,6 +228,59 @@ fn a_forged_blob_under_a_real_id_is_refused_by_restore_and_found_by_check() {
     );
 }
 
+/// An index (anyone can write one) that claims a 4 GB frame for a real blob. Found by the
+/// `pack` fuzz target's kind of input: the restore sized its frame buffer from the claim and
+/// zero-filled 4 GB before reading. Now the entry is refused before anything is allocated for
+/// it: the restore fails that file (exit 3), and `repo check` names the index entry without
+/// reading any pack.
+#[test]
+#[allow(unsafe_code)] // getrusage: the children's peak memory
+fn an_index_claiming_an_impossible_length_is_refused_before_allocating() {
+    let repo = Repo::new(Backend::Local);
+    let root = repo.path("repo");
+    let src = repo.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // Compressible, so its frame is a compressed one, read whole before decoding.
+    std::fs::write(src.join("a.txt"), "replicas: 3\n".repeat(500)).unwrap();
+    let (code, _, err) = repo.backup(As::Me, &src);
+    assert_eq!(code, Some(0), "{err}");
+
+    let key_file = unwrap_key(&repo);
+    let mut packs = read_index(&root, &key_file);
+    let data = packs
+        .iter_mut()
+        .find(|p| p["kind"] == "data")
+        .expect("a data pack");
+    let pack_id = data["id"].as_str().unwrap().to_string();
+    data["blobs"][0]["length"] = json!(4_000_000_000u32);
+    let config: Value = serde_json::from_slice(&std::fs::read(root.join("config")).unwrap()).unwrap();
+    write_index(&root, config["recipient"].as_str().unwrap(), &packs);
+
+    let target = repo.path("target");
+    let (code, out) = repo.restore(As::Me, "latest", &target, &[]);
+    assert_eq!(code, Some(3), "{out}");
+    // The file is not restored; the pack, whose own list disagrees with the index, is named.
+    assert!(out.contains("a.txt") && out.contains(&pack_id), "{out}");
+    // Peak memory of the largest child so far (the backup, the restore): the claim would
+    // have taken 4 GB.
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) },
+        0
+    );
+    let peak_kib = unsafe { usage.assume_init() }.ru_maxrss;
+    assert!(peak_kib < 512 * 1024, "a child peaked at {peak_kib} KiB");
+
+    let check = repo.drctl(As::Me, ["repo", "check"]);
+    let said = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert_eq!(check.status.code(), Some(3), "check: {said}{}", stderr(&check));
+    assert!(
+        said.contains(&pack_id) && said.contains("more than any blob"),
+        "{said}"
+    );
+}
+
 /// The same forgery against a backup of Kubernetes objects: the ConfigMap `cm-1` is replaced,
 /// in a pack holding the other objects' real frames, by one whose data says `evil`. The
 /// objects restore creates the others, refuses `cm-1` naming the blob, the pack and the fix,

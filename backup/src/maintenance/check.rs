@@ -102,6 +102,20 @@ async fn run(repo: &Repository, read_data: bool, progress: Arc<Progress>) -> Res
             Some(_) => {}
         }
     }
+    // An entry no writer makes (a forged or damaged index): readers refuse its blob.
+    for pack in files.iter().flat_map(|(_, f)| f.packs.iter()) {
+        if let Some((blob, why)) = pack
+            .blobs
+            .iter()
+            .find_map(|b| Some((b.id, b.impossible_length()?)))
+        {
+            report.damaged_packs.insert(
+                pack_key(&pack.id),
+                format!("the index lists blob {} that {why}", blob.short()),
+            );
+            damaged.insert(pack.id);
+        }
+    }
     let indexed: BTreeSet<String> = index.packs().iter().map(|p| pack_key(&p.id)).collect();
     report.unindexed_packs = stored.keys().filter(|k| !indexed.contains(*k)).count();
 

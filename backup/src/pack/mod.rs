@@ -26,6 +26,38 @@ pub struct PackedBlob {
     pub raw_length: u32,
 }
 
+/// The largest blob a repository holds, in bytes: content-defined chunks are at most 16 MiB,
+/// and what is stored whole (a Kubernetes object, a snapshot's catalog) is far smaller (etcd
+/// refuses objects over 1.5 MiB by default). Writers refuse more; readers refuse an index or
+/// pack entry claiming more before allocating for it, since anyone holding the repository's
+/// public recipient can write an index that claims 4 GiB.
+pub const MAX_BLOB_LENGTH: u32 = 128 * 1024 * 1024;
+
+/// The largest frame a blob of [`MAX_BLOB_LENGTH`] bytes can take: zstd's worst-case bound
+/// (`ZSTD_compressBound`: the input plus 1/256 of it, plus a header), which also covers a
+/// frame of raw blocks (3 bytes per 128 KiB block).
+pub const MAX_FRAME_LENGTH: u32 = MAX_BLOB_LENGTH + MAX_BLOB_LENGTH / 256 + 1024;
+
+impl PackedBlob {
+    /// Why this entry cannot be a blob this format writes (a length past
+    /// [`MAX_BLOB_LENGTH`] or [`MAX_FRAME_LENGTH`]), or `None` when it can.
+    pub fn impossible_length(&self) -> Option<String> {
+        if self.raw_length > MAX_BLOB_LENGTH {
+            Some(format!(
+                "claims {} bytes, more than any blob ({MAX_BLOB_LENGTH})",
+                self.raw_length
+            ))
+        } else if self.length > MAX_FRAME_LENGTH {
+            Some(format!(
+                "claims a {}-byte frame, more than any blob's ({MAX_FRAME_LENGTH})",
+                self.length
+            ))
+        } else {
+            None
+        }
+    }
+}
+
 /// The object key of a pack: `data/<first two hex digits>/<id>`, spreading packs over
 /// prefixes the way S3 likes.
 pub fn pack_key(id: &PackId) -> String {

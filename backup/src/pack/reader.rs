@@ -102,6 +102,9 @@ impl OpenPack {
 
     /// One blob's content, decoded but not yet checked against its id.
     fn decode(&self, entry: &PackedBlob) -> Result<Vec<u8>, PackError> {
+        if let Some(why) = entry.impossible_length() {
+            return Err(self.bad_blob(entry, why));
+        }
         let frame = self.frame(entry)?;
         decompress(frame, entry.raw_length as usize).map_err(|e| self.bad_blob(entry, e.to_string()))
     }

@@ -168,10 +168,14 @@ impl<R: BufRead> PackStream<R> {
         decompress_into(&frame[..length], out).map_err(|e| self.blob_error(entry, e.to_string()))
     }
 
-    /// Checks that `entry` is ahead of the stream and reads up to its frame.
+    /// Checks that `entry` is ahead of the stream and a possible blob, and reads up to its
+    /// frame.
     fn skip_to(&mut self, entry: &PackedBlob) -> Result<(), PackError> {
         if let Some(why) = &self.broken {
             return Err(self.blob_error(entry, why.clone()));
+        }
+        if let Some(why) = entry.impossible_length() {
+            return Err(self.blob_error(entry, why));
         }
         let offset = u64::from(entry.offset);
         if offset < self.pos {

@@ -86,6 +86,16 @@ pub enum RepoError {
     /// (naming the object and the store's answer) when it ends ([`crate::session::Session::abandon`]).
     #[error("a pack could not be queued: the uploader stopped after an upload failed")]
     UploaderStopped,
+    /// Something to store whole (not chunked) is larger than any blob may be
+    /// ([`crate::pack::MAX_BLOB_LENGTH`]): readers would refuse it.
+    #[error(
+        "cannot store {length} bytes as one blob: the repository format allows at most {} (store it as a chunked file instead)",
+        crate::pack::MAX_BLOB_LENGTH
+    )]
+    BlobTooLarge {
+        /// Its length in bytes.
+        length: usize,
+    },
     /// An object's content is not what the format says.
     #[error("{object}: {message}")]
     Corrupt {

@@ -106,14 +106,18 @@ fn decode_entries<R: std::io::BufRead>(
     for (i, entry) in entries.iter().enumerate() {
         let decoded = match kept.take() {
             Some((offset, decoded)) if offset == entry.offset => decoded,
-            _ => {
-                let mut out = vec![0u8; entry.raw_length as usize];
-                match stream.decode_into(entry, &mut frame, &mut out) {
-                    Ok(()) if BlobId::keyed(repo_key.chunk_id_key(), &out) == entry.id => Ok(out),
-                    Ok(()) => Err(RepoError::Pack(stream.blob_mismatch(entry))),
-                    Err(e) => Err(RepoError::Pack(e)),
+            // `out` is sized from the index: an impossible length is refused before allocating.
+            _ => match entry.impossible_length() {
+                Some(why) => Err(RepoError::Pack(stream.blob_error(entry, why))),
+                None => {
+                    let mut out = vec![0u8; entry.raw_length as usize];
+                    match stream.decode_into(entry, &mut frame, &mut out) {
+                        Ok(()) if BlobId::keyed(repo_key.chunk_id_key(), &out) == entry.id => Ok(out),
+                        Ok(()) => Err(RepoError::Pack(stream.blob_mismatch(entry))),
+                        Err(e) => Err(RepoError::Pack(e)),
+                    }
                 }
-            }
+            },
         };
         if entries.get(i + 1).is_some_and(|next| next.offset == entry.offset) {
             let again = match &decoded {

@@ -177,6 +177,13 @@ impl PackOutput<'_> {
             let Some(&(_, first_offset, _)) = targets.first() else {
                 continue;
             };
+            // Sized from the index, so an impossible length is refused before allocating.
+            if let Some(why) = b.entry.impossible_length() {
+                damaged = true;
+                let e = stream.blob_error(&b.entry, why);
+                failures.extend(targets.iter().map(|(file, _, _)| (*file, e.to_string())));
+                continue;
+            }
             // Placed for the first target's offset: its whole blocks need no more copies.
             let out = scratch.placed.slot(b.entry.raw_length as usize, first_offset);
             // Verified before any byte of it is written: a blob that decodes cleanly but is

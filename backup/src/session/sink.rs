@@ -28,7 +28,11 @@ impl BlobSink {
     }
 
     /// Stores `data` unless the repository (or this session) has it; returns its id.
+    /// [`RepoError::BlobTooLarge`] past [`crate::pack::MAX_BLOB_LENGTH`].
     pub fn put(&mut self, data: &[u8]) -> Result<BlobId, RepoError> {
+        if data.len() > crate::pack::MAX_BLOB_LENGTH as usize {
+            return Err(RepoError::BlobTooLarge { length: data.len() });
+        }
         let id = BlobId::keyed(self.shared.key.chunk_id_key(), data);
         if self.shared.index.contains(&id) {
             return Ok(id);

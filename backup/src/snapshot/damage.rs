@@ -28,7 +28,8 @@ pub enum DamageKind {
     UnsafePath,
     /// A name listed more than once in one directory.
     Duplicate,
-    /// An entry whose parent the tree lists as something other than a directory.
+    /// An entry below something the tree lists as other than a directory (its parent, or an
+    /// ancestor further up when the parent is not listed).
     UnderNonDirectory,
     /// A symlink without a target.
     NoTarget,
@@ -105,6 +106,21 @@ pub(crate) fn parent_of(path: &[u8]) -> Option<&[u8]> {
     path.iter().rposition(|b| *b == b'/').map(|i| &path[..i])
 }
 
+/// The nearest node listed above `path` (its parent, or further up when the parent is not
+/// listed) that is not a directory: a restore would have to write through it.
+fn non_directory_above(nodes: &[Node], by_path: &HashMap<&[u8], Vec<usize>>, path: &[u8]) -> Option<usize> {
+    let mut above = parent_of(path);
+    while let Some(ancestor) = above {
+        if let Some(&[a]) = by_path.get(ancestor).map(Vec::as_slice)
+            && nodes[a].kind != NodeKind::Dir
+        {
+            return Some(a);
+        }
+        above = parent_of(ancestor);
+    }
+    None
+}
+
 /// Every damaged entry of `nodes`, in listing order.
 pub fn tree_damage(nodes: &[Node]) -> Vec<TreeDamage> {
     let mut damage = Vec::new();
@@ -134,10 +150,7 @@ pub fn tree_damage(nodes: &[Node]) -> Vec<TreeDamage> {
             });
             continue;
         }
-        if let Some(parent) = parent_of(path)
-            && let Some(&[p]) = by_path.get(parent).map(Vec::as_slice)
-            && nodes[p].kind != NodeKind::Dir
-        {
+        if let Some(p) = non_directory_above(nodes, &by_path, path) {
             damage.push(TreeDamage {
                 node: i,
                 kind: DamageKind::UnderNonDirectory,
@@ -218,5 +231,27 @@ mod tests {
         assert_eq!(damaged, vec![1, 2, 4, 6]);
         let fine = vec![node(b"a", NodeKind::Dir), node(b"a/x", NodeKind::File)];
         assert!(tree_damage(&fine).is_empty());
+    }
+
+    /// Found by the `tree` fuzz target: `data` a file, `data/sub` not listed, `data/sub/x`
+    /// listed. Only the parent was looked at, so the entry was planned under a file (or a
+    /// symlink) two levels up.
+    #[test]
+    fn an_entry_below_a_file_further_up_is_damage() {
+        for kind in [NodeKind::File, NodeKind::Symlink] {
+            let nodes = vec![
+                node(b"data", kind),
+                node(b"data/sub/deeper/x", NodeKind::File),
+                node(b"other", NodeKind::Dir),
+                node(b"other/unlisted/y", NodeKind::File),
+            ];
+            let damage = tree_damage(&nodes);
+            assert_eq!(damage.len(), 1, "{damage:?}");
+            assert_eq!(
+                (damage[0].node, damage[0].kind),
+                (1, DamageKind::UnderNonDirectory)
+            );
+            assert!(damage[0].why.contains("\"data\""), "{}", damage[0].why);
+        }
     }
 }

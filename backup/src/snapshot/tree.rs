@@ -155,6 +155,17 @@ fn text_or_raw(bytes: &[u8]) -> (String, Option<Vec<u8>>) {
 }
 
 impl Node {
+    /// Parses a tree listing: one JSON node per line (empty lines skipped), as
+    /// docs/FORMAT.md describes. The bytes are untrusted (anyone with the repository's public
+    /// recipient can write a tree); the nodes still need [`super::tree_damage`] before use.
+    pub fn parse_listing(listing: &[u8]) -> Result<Vec<Node>, serde_json::Error> {
+        listing
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(serde_json::from_slice)
+            .collect()
+    }
+
     /// A private (0600) file node for a stream source (an etcd database, a delta listing),
     /// which has no inode or owner of its own.
     pub fn stream(path: &str, size: u64, chunks: Vec<BlobId>, time: chrono::DateTime<chrono::Utc>) -> Self {

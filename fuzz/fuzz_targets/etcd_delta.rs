@@ -1,0 +1,20 @@
+//! An etcd delta's event listing (JSON lines with base64 keys and values) as stored in the
+//! repository: parsed, with every key and value decoded; and the same bytes as a database
+//! file's trailer check. A listing that parses has keys and values that decode.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use lifeboat_etcd::DeltaEvent;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(events) = DeltaEvent::parse_listing(data, "fuzz") {
+        for event in &events {
+            assert!(event.key_bytes().is_ok(), "a parsed event's key does not decode");
+            assert!(
+                event.value_bytes().is_ok(),
+                "a parsed event's value does not decode"
+            );
+        }
+    }
+    let _ = lifeboat_etcd::verify_trailer(data);
+});
