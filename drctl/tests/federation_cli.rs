@@ -271,6 +271,36 @@ async fn register_drill_and_fail_over_between_two_clusters_with_no_controller() 
             .is_some_and(|s| s.len() == 64),
         "{p}"
     );
+    // Another application's backup of the same cluster, newer: it does not hold `shop`'s
+    // namespace, so it is not shop's recovery point (the plan sets no snapshotTags; it was).
+    let web = c1.namespace("web").await.unwrap();
+    federation_support::application(&c1.client(), &web, 3).await;
+    let other = run(env.drctl(
+        Some(&k1),
+        &["backup", "create", "web", "--include-namespaces", &web],
+    ))
+    .await;
+    assert!(other.status.success(), "{}", text(&other));
+    let again = run(env.drctl(
+        None,
+        &[
+            "drill",
+            "--plan",
+            plan_arg,
+            "--to",
+            "c2",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    ))
+    .await;
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(
+        json_of(&again)["recoveryPoints"]["shop"]["id"],
+        p["recoveryPoints"]["shop"]["id"],
+        "the newer backup of namespace {web} became shop's recovery point"
+    );
     let c2_namespaces = |c: kube::Client| async move {
         Api::<Namespace>::all(c)
             .list(&Default::default())

@@ -11,6 +11,10 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
+use lifeboat_backup::IndexedRepository;
+use lifeboat_backup::snapshot::{Node, Snapshot};
+use lifeboat_controller::kube_objects::ObjectPath;
+
 use super::Env;
 use super::run_plan::{ClusterView, Observed, RecoveryPoint};
 use super::steps::Kind;
@@ -43,6 +47,58 @@ pub fn eligible(
     };
     let holder = lease.and_then(|l| l.holder_at(time)).unwrap_or(primary);
     taker == holder
+}
+
+/// How many of an application's newest eligible snapshots are read to find one holding it.
+const COVERAGE_CANDIDATES: usize = 20;
+
+/// Whether a snapshot's object listing holds every namespace of `app`: the Namespace object
+/// of each (a backup of a namespace always takes it, whatever its selector).
+pub fn holds_namespaces(nodes: &[Node], app: &Application) -> bool {
+    let present: BTreeSet<&str> = nodes
+        .iter()
+        .filter_map(|n| ObjectPath::split(&n.path))
+        .filter(|(key, namespace, _)| *key == "namespaces" && namespace.is_none())
+        .map(|(_, _, name)| name)
+        .collect();
+    app.namespaces.iter().all(|ns| present.contains(ns.as_str()))
+}
+
+/// The repositories' indexes, loaded once per observation, for reading snapshot trees.
+#[derive(Default)]
+struct Trees {
+    indexed: BTreeMap<String, Option<IndexedRepository>>,
+}
+
+impl Trees {
+    /// Whether snapshot `s` of the repository at `url` holds `app` ([`holds_namespaces`]);
+    /// `false` when its tree cannot be read (named in the log: the next candidate is tried).
+    async fn covers(&mut self, env: &Env, url: &str, s: &Snapshot, app: &Application) -> bool {
+        if !self.indexed.contains_key(url) {
+            let loaded = match env.repositories.get(url) {
+                Some(repo) => repo
+                    .indexed()
+                    .await
+                    .map_err(|e| tracing::warn!("{url}: {e}"))
+                    .ok(),
+                None => None,
+            };
+            self.indexed.insert(url.to_string(), loaded);
+        }
+        let Some(Some(repo)) = self.indexed.get(url) else {
+            return false;
+        };
+        match repo.tree(s).await {
+            Ok(nodes) => holds_namespaces(&nodes, app),
+            Err(e) => {
+                tracing::warn!(
+                    "read snapshot {} in {url}: {e}",
+                    s.id.map(|i| i.short()).unwrap_or_default()
+                );
+                false
+            }
+        }
+    }
 }
 
 /// Observes everything `fp` needs for a run of `kind`.
@@ -157,9 +213,10 @@ pub async fn observe(env: &Env, fp: &FailoverPlan, kind: Kind) -> Result<Observe
                 per_repo.push((url.clone(), snaps));
             }
         }
+        let mut trees = Trees::default();
         for app in &fp.spec.applications {
             let lease = leases.get(&app.name).cloned().flatten();
-            let best = per_repo
+            let mut candidates: Vec<(&String, &Snapshot)> = per_repo
                 .iter()
                 .flat_map(|(url, snaps)| snaps.iter().map(move |s| (url, s)))
                 .filter(|(_, s)| {
@@ -173,13 +230,22 @@ pub async fn observe(env: &Env, fp: &FailoverPlan, kind: Kind) -> Result<Observe
                         &fp.spec.primary,
                     )
                 })
-                .max_by_key(|(_, s)| s.time)
-                .map(|(url, s)| RecoveryPoint {
-                    id: s.id.map(|i| i.to_hex()).unwrap_or_default(),
-                    repository: url.clone(),
-                    time: s.time,
-                    cluster: s.details.cluster_id().and_then(|id| ids.get(id)).cloned(),
-                });
+                .collect();
+            candidates.sort_by_key(|(_, s)| std::cmp::Reverse(s.time));
+            // The newest that holds the application: a backup of the same cluster's other
+            // namespaces (another application's Schedule) is not its recovery point.
+            let mut best = None;
+            for (url, s) in candidates.into_iter().take(COVERAGE_CANDIDATES) {
+                if trees.covers(env, url, s, app).await {
+                    best = Some(RecoveryPoint {
+                        id: s.id.map(|i| i.to_hex()).unwrap_or_default(),
+                        repository: url.clone(),
+                        time: s.time,
+                        cluster: s.details.cluster_id().and_then(|id| ids.get(id)).cloned(),
+                    });
+                    break;
+                }
+            }
             recovery_points.insert(app.name.clone(), best);
         }
     }
@@ -264,5 +330,28 @@ mod tests {
         assert!(!eligible(at(0), Some("uid-1"), &none, &tagged, None, &ids, "c1"));
         let tags = BTreeMap::from([("app".to_string(), "shop".to_string())]);
         assert!(eligible(at(0), Some("uid-1"), &tags, &tagged, None, &ids, "c1"));
+    }
+
+    #[test]
+    fn a_snapshot_of_other_namespaces_does_not_hold_the_application() {
+        let node = |path: &str| Node::stream(path, 1, Vec::new(), at(0));
+        let app = Application {
+            name: "shop".into(),
+            namespaces: vec!["shop".into(), "shop-db".into()],
+            ..Application::default()
+        };
+        let web = [
+            node("resources/namespaces/cluster/web.json"),
+            node("resources/configmaps/namespaces/shop/leaked.json"),
+        ];
+        assert!(!holds_namespaces(&web, &app));
+        let part = [node("resources/namespaces/cluster/shop.json")];
+        assert!(!holds_namespaces(&part, &app));
+        let whole = [
+            node("lifeboat/resources.json"),
+            node("resources/namespaces/cluster/shop-db.json"),
+            node("resources/namespaces/cluster/shop.json"),
+        ];
+        assert!(holds_namespaces(&whole, &app));
     }
 }

@@ -459,8 +459,10 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
                 return Err(PlanError::NoRecoveryPoint {
                     application: app.name.clone(),
                     why: format!(
-                        "no object snapshot of it by its holder {} in the plan's repositories",
-                        holders.get(&app.name).map(|(h, _)| h.as_str()).unwrap_or("?")
+                        "no object snapshot by its holder {} in the plan's repositories holds its \
+                         namespaces ({})",
+                        holders.get(&app.name).map(|(h, _)| h.as_str()).unwrap_or("?"),
+                        app.namespaces.join(", ")
                     ),
                 });
             };
