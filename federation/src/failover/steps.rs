@@ -54,9 +54,11 @@ pub enum RecoveryPointRef {
     FinalBackup,
 }
 
-/// One step. Each is idempotent: running it again after a crash does no harm.
+/// One step. Each is idempotent: running it again after a crash does no harm. Stored and
+/// printed in camelCase like every other field of a run (records written before this read
+/// their snake_case fields through the aliases).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "step")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "step")]
 pub enum Step {
     /// Check the target answers, and (drills) that the namespaces it restores into are free.
     Preflight {
@@ -115,10 +117,13 @@ pub enum Step {
         /// The target.
         cluster: String,
         /// Which recovery point.
+        #[serde(alias = "recovery_point")]
         recovery_point: RecoveryPointRef,
         /// Namespace on the primary → on the target.
+        #[serde(alias = "namespace_mapping")]
         namespace_mapping: BTreeMap<String, String>,
         /// StorageClass on the primary → on the target.
+        #[serde(alias = "storage_class_mapping")]
         storage_class_mapping: BTreeMap<String, String>,
         /// A drill: leave out Lifeboat's own resources (its Schedules must not start
         /// backing the copy up) and never touch existing objects.
@@ -254,5 +259,36 @@ impl Step {
     /// Steps that count towards RTO end with the application ready.
     pub fn ends_recovery(&self) -> bool {
         matches!(self, Step::WaitReady { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_camel_case_and_read_records_written_in_snake_case() {
+        let step = Step::RestoreObjects {
+            application: "shop".into(),
+            cluster: "c2".into(),
+            recovery_point: RecoveryPointRef::FinalBackup,
+            namespace_mapping: BTreeMap::from([("shop".into(), "shop-drill".into())]),
+            storage_class_mapping: BTreeMap::from([("fast".into(), "standard".into())]),
+            drill: true,
+            volumes: false,
+        };
+        let json = serde_json::to_value(&step).expect("serialize");
+        for field in ["recoveryPoint", "namespaceMapping", "storageClassMapping"] {
+            assert!(json.get(field).is_some(), "{field} missing: {json}");
+        }
+        assert_eq!(json["step"], "restoreObjects");
+        let old = serde_json::json!({
+            "step": "restoreObjects", "application": "shop", "cluster": "c2",
+            "recovery_point": {"from": "finalBackup"},
+            "namespace_mapping": {"shop": "shop-drill"},
+            "storage_class_mapping": {"fast": "standard"},
+            "drill": true
+        });
+        assert_eq!(serde_json::from_value::<Step>(old).expect("old record"), step);
     }
 }
