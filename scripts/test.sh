@@ -28,8 +28,10 @@ fi
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast
 # Every fuzz target for a few seconds (regressions replayed first); longer runs: docs/testing.md.
+# Unoptimised (LIFEBOAT_FUZZ_PROFILE=dev): its build takes less than half the time, which is
+# most of so short a run.
 echo "== fuzzing (scripts/fuzz.sh, ${LIFEBOAT_FUZZ_SECONDS:-8} s per target)"
-scripts/fuzz.sh "${LIFEBOAT_FUZZ_SECONDS:-8}"
+LIFEBOAT_FUZZ_PROFILE=${LIFEBOAT_FUZZ_PROFILE:-dev} scripts/fuzz.sh "${LIFEBOAT_FUZZ_SECONDS:-8}"
 # Ignored tests (`#[ignore = "why"]`) run where what they need is given, and are otherwise
 # counted as ignored by the test runner: `child_backup` is run by its parent test in
 # backup_recovery; the GCS conformance test needs a real bucket.
