@@ -17,6 +17,12 @@ use super::{RestoreOptions, RestoreOutcome, VolumeBinding};
 use crate::crd::{ExistingResourcePolicy, ItemMessage};
 use crate::kube_objects::discover::ResourceRecord;
 
+/// Creates of one object answered 409 `Conflict` (not `AlreadyExists`) before the restore
+/// reports it failed.
+const CREATE_CONFLICT_ATTEMPTS: u32 = 5;
+/// Pause after the first such answer; the n-th waits n times as long.
+const CREATE_CONFLICT_PAUSE: Duration = Duration::from_millis(50);
+
 /// What happened to one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -140,7 +146,30 @@ impl Applier {
                 Some(existing) => Ok(self.compare(item, &want, &existing)),
             };
         }
-        match self.create(&api, &desired).await {
+        let mut conflicts = 0;
+        let created = loop {
+            match self.create(&api, &desired).await {
+                // A 409 that is not AlreadyExists (a Conflict: the create lost a race inside
+                // the API server, e.g. on a ResourceQuota's usage) created nothing: unless the
+                // object is there after all, create it again.
+                Err(kube::Error::Api(e)) if e.code == 409 && e.reason != "AlreadyExists" => {
+                    if api.get_opt(item.name()).await.map_err(explain)?.is_some() {
+                        break Err(kube::Error::Api(e));
+                    }
+                    conflicts += 1;
+                    if conflicts >= CREATE_CONFLICT_ATTEMPTS {
+                        return Err(format!(
+                            "the API server answered {} {} to each of {CREATE_CONFLICT_ATTEMPTS} creates ({}) and \
+                             the object does not exist; run the restore again",
+                            e.code, e.reason, e.message
+                        ));
+                    }
+                    tokio::time::sleep(CREATE_CONFLICT_PAUSE * conflicts).await;
+                }
+                other => break other,
+            }
+        };
+        match created {
             Ok(()) => {
                 if let Some(status) = &status {
                     self.write_status(&api, item.name(), status)
