@@ -1,9 +1,11 @@
-//! Fault injection for one test server: latency, injected 429/5xx answers, dropped watch
-//! streams, compacted history and network partitions.
+//! Fault injection for one test server: latency, injected 409/429/5xx answers, dropped watch
+//! streams, compacted history (at once or at a chosen request) and network partitions; and a
+//! log of the requests seen, so a test can tell what its faults hit and how clients reacted.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -20,6 +22,11 @@ pub(crate) struct FaultState {
     pub(crate) partitioned: watch::Sender<bool>,
     /// Whether the listener is open (it lags `partitioned` by a scheduling round).
     listening: std::sync::atomic::AtomicBool,
+    /// Watch streams ended by [`Faults::drop_watches`].
+    pub(crate) watches_dropped: AtomicU64,
+    /// Whether requests are recorded in `log`.
+    logging: AtomicBool,
+    log: Mutex<Vec<SeenRequest>>,
 }
 
 impl Default for FaultState {
@@ -30,6 +37,9 @@ impl Default for FaultState {
             drop_watches: watch::channel(0).0,
             partitioned: watch::channel(false).0,
             listening: std::sync::atomic::AtomicBool::new(true),
+            watches_dropped: AtomicU64::new(0),
+            logging: AtomicBool::new(false),
+            log: Mutex::new(Vec::new()),
         }
     }
 }
@@ -54,37 +64,114 @@ impl FaultState {
         self.latency.lock().map(|l| *l).unwrap_or_default()
     }
 
-    /// The injected status code for a request, if a queued rule matches it.
-    pub(crate) fn take_failure(&self, method: &str, path: &str) -> Option<u16> {
+    /// The fault for a request (`target`: its path and query), if a queued rule matches it.
+    pub(crate) fn take_failure(&self, method: &str, target: &str) -> Option<Injected> {
+        self.take_rule(method, target)
+    }
+
+    /// Records an answered request when logging is on.
+    pub(crate) fn record(
+        &self,
+        method: &str,
+        target: &str,
+        name: Option<String>,
+        injected: Option<Injected>,
+        code: u16,
+    ) {
+        if self.logging()
+            && let Ok(mut log) = self.log.lock()
+        {
+            log.push(SeenRequest {
+                at: Instant::now(),
+                method: method.to_string(),
+                target: target.to_string(),
+                name,
+                injected,
+                code,
+            });
+        }
+    }
+
+    /// Whether requests are being recorded.
+    pub(crate) fn logging(&self) -> bool {
+        self.logging.load(Ordering::SeqCst)
+    }
+
+    /// Every matching rule sees the request: one still skipping counts it, and the first
+    /// with nothing left to skip fires.
+    fn take_rule(&self, method: &str, target: &str) -> Option<Injected> {
         let mut rules = self.failures.lock().ok()?;
-        let i = rules.iter().position(|r| r.matches(method, path))?;
+        let mut fired = None;
+        for (i, rule) in rules.iter_mut().enumerate() {
+            if !rule.matches(method, target) {
+                continue;
+            }
+            if rule.skip > 0 {
+                rule.skip -= 1;
+            } else if fired.is_none() {
+                fired = Some(i);
+            }
+        }
+        let i = fired?;
         let rule = rules.get_mut(i)?;
         rule.count -= 1;
-        let code = rule.code;
+        let fault = rule.fault;
         if rule.count == 0 {
             rules.remove(i);
         }
-        Some(code)
+        Some(fault)
     }
+}
+
+/// What a matching request meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injected {
+    /// An answer with this HTTP code and the `Status` kube-apiserver sends with it (409
+    /// `Conflict` naming the object, 429 `TooManyRequests` with `Retry-After`…); the request
+    /// is not carried out.
+    Answer(u16),
+    /// The history is compacted just before the request is carried out, so a continue token
+    /// or a watch's resourceVersion it carries is too old (410 `Expired`).
+    Compact,
+}
+
+/// A request the server saw while [`Faults::record_requests`] was on.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    /// When it was answered (a watch: when its stream started).
+    pub at: Instant,
+    /// Its HTTP method.
+    pub method: String,
+    /// Its path, with the query if it had one.
+    pub target: String,
+    /// The name of the object a create (POST) carries, so a retried create can be told
+    /// from the next one.
+    pub name: Option<String>,
+    /// The fault it met, if any.
+    pub injected: Option<Injected>,
+    /// The HTTP status it was answered with.
+    pub code: u16,
 }
 
 /// Which requests an injected failure hits.
 #[derive(Debug, Clone)]
 struct FailRule {
-    code: u16,
+    fault: Injected,
+    /// Matching requests let through before the first fault.
+    skip: usize,
     count: usize,
     method: Option<String>,
     path_contains: Option<String>,
 }
 
 impl FailRule {
-    fn matches(&self, method: &str, path: &str) -> bool {
+    fn matches(&self, method: &str, target: &str) -> bool {
         self.count > 0
             && self
                 .method
                 .as_deref()
                 .is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && self.path_contains.as_deref().is_none_or(|p| path.contains(p))
+            && self.path_contains.as_deref().is_none_or(|p| target.contains(p))
     }
 }
 
@@ -105,10 +192,14 @@ impl Faults {
         }
     }
 
-    /// Answers the next `count` requests with HTTP `code` (429, 500, 503…) and a `Status`.
+    /// Answers the next `count` requests with HTTP `code` (409, 429, 500, 503…) and the
+    /// `Status` kube-apiserver sends with it: 409 is a `Conflict` naming the object ("the
+    /// object has been modified"), 429 `TooManyRequests` with `details.retryAfterSeconds` and
+    /// a `Retry-After` header (1 s), 500 an `InternalError`.
     pub fn fail_next(&self, code: u16, count: usize) {
         self.push(FailRule {
-            code,
+            fault: Injected::Answer(code),
+            skip: 0,
             count,
             method: None,
             path_contains: None,
@@ -116,15 +207,73 @@ impl Faults {
     }
 
     /// Like [`fail_next`](Self::fail_next), but only for requests with HTTP `method` (any
-    /// when `None`) whose path contains `path_contains` (e.g. `"/configmaps"`), so a test can
-    /// break one call of the code under test and leave the rest working.
+    /// when `None`) whose path (with its query: `"continue="`, `"watch="` match too) contains
+    /// `path_contains` (e.g. `"/configmaps"`), so a test can break one call of the code under
+    /// test and leave the rest working.
     pub fn fail_matching(&self, code: u16, count: usize, method: Option<&str>, path_contains: &str) {
+        self.fail_matching_after(code, 0, count, method, path_contains);
+    }
+
+    /// Like [`fail_matching`](Self::fail_matching), but lets the first `skip` matching
+    /// requests through: the fault lands at a chosen point of an operation.
+    pub fn fail_matching_after(
+        &self,
+        code: u16,
+        skip: usize,
+        count: usize,
+        method: Option<&str>,
+        path_contains: &str,
+    ) {
         self.push(FailRule {
-            code,
+            fault: Injected::Answer(code),
+            skip,
             count,
             method: method.map(String::from),
             path_contains: Some(path_contains.to_string()),
         });
+    }
+
+    /// [`compact`](Self::compact)s the history just before the matching request after the
+    /// first `skip` is carried out (matching as [`fail_matching`](Self::fail_matching)
+    /// does): a list page continuing a listing, or a watch resuming from a resourceVersion,
+    /// then gets the real 410 `Expired`.
+    pub fn compact_at(&self, skip: usize, method: Option<&str>, path_contains: &str) {
+        self.push(FailRule {
+            fault: Injected::Compact,
+            skip,
+            count: 1,
+            method: method.map(String::from),
+            path_contains: Some(path_contains.to_string()),
+        });
+    }
+
+    /// How many injected failures (and compactions at a request) are still to come.
+    pub fn pending_failures(&self) -> usize {
+        self.state
+            .failures
+            .lock()
+            .map(|f| f.iter().map(|r| r.count).sum())
+            .unwrap_or(0)
+    }
+
+    /// Starts (`true`) or stops recording every request in [`seen`](Self::seen); starting
+    /// forgets what was recorded before.
+    pub fn record_requests(&self, on: bool) {
+        if on && let Ok(mut log) = self.state.log.lock() {
+            log.clear();
+        }
+        self.state.logging.store(on, Ordering::SeqCst);
+    }
+
+    /// The requests recorded since [`record_requests`](Self::record_requests)`(true)`, in
+    /// the order they arrived.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.state.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// How many watch streams [`drop_watches`](Self::drop_watches) has broken so far.
+    pub fn watches_dropped(&self) -> u64 {
+        self.state.watches_dropped.load(Ordering::SeqCst)
     }
 
     /// Forgets every failure still to be injected.
@@ -148,9 +297,7 @@ impl Faults {
     /// Forgets the watch history, so a watch resuming from any earlier resourceVersion gets
     /// 410 Gone (as after etcd compaction).
     pub fn compact(&self) {
-        if let Ok(mut s) = self.store.lock() {
-            s.compact();
-        }
+        compact(&self.store);
     }
 
     /// Makes the aggregated API `group/version` hang: its APIService reports Available (its
@@ -178,5 +325,12 @@ impl Faults {
     pub fn heal(&self) {
         self.state.partitioned.send_replace(false);
         self.state.wait_listening(true);
+    }
+}
+
+/// Compacts `store`'s history (see [`Faults::compact`]).
+pub(crate) fn compact(store: &Mutex<Store>) {
+    if let Ok(mut s) = store.lock() {
+        s.compact();
     }
 }

@@ -55,7 +55,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub use addresses::AddressRanges;
-pub use faults::Faults;
+pub use faults::{Faults, Injected, SeenRequest};
 pub use server::TestServer;
 pub use status::ApiError;
 

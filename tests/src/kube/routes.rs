@@ -50,7 +50,7 @@ pub(crate) enum Reply {
 
 pub(crate) fn dispatch(shared: &Shared, req: &Req) -> Result<Reply, ApiError> {
     let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
-    let mut store = shared.store.lock().map_err(|_| ApiError::injected(500))?;
+    let mut store = shared.store.lock().map_err(|_| ApiError::injected(500, None))?;
     let get = req.method == Method::GET;
     let found = |v: Option<Value>| {
         v.map(|v| Reply::Json(200, v))

@@ -20,7 +20,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::KubeTestError;
 use super::addresses::{AddressRanges, Addresses};
-use super::faults::{FaultState, Faults};
+use super::faults::{FaultState, Faults, Injected};
+use super::registry::ResourceType;
 use super::routes::{Reply, Req, dispatch};
 use super::status::ApiError;
 use super::store::Store;
@@ -254,16 +255,88 @@ fn json_response(code: u16, v: &Value) -> Response<Body> {
     )
 }
 
+/// An error's `Status`, with `Retry-After` from its `details.retryAfterSeconds` for 429 and
+/// 503, as kube-apiserver's error writer sets it (1 s when the details give none).
 fn error_response(e: &ApiError) -> Response<Body> {
     let mut r = json_response(e.code, &e.to_status());
     if matches!(e.code, 429 | 503) {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        let after = e
+            .details
+            .as_ref()
+            .and_then(|d| d["retryAfterSeconds"].as_u64())
+            .filter(|s| *s > 0)
+            .unwrap_or(1);
+        if let Ok(v) = header::HeaderValue::from_str(&after.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
     }
     r
 }
 
+/// The resource type and object name a request addresses (the name from the body for a
+/// create), so an injected 409 names them as a real `Conflict` does.
+fn injected_target(store: &Store, path: &str, body: &[u8]) -> Option<(ResourceType, String)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest: &[&str] = match parts.as_slice() {
+        ["api", _version, rest @ ..] => rest,
+        ["apis", _group, _version, rest @ ..] => rest,
+        _ => return None,
+    };
+    let (group, version) = match parts.as_slice() {
+        ["api", v, ..] => ("", *v),
+        ["apis", g, v, ..] => (*g, *v),
+        _ => return None,
+    };
+    let rest = match rest {
+        ["namespaces", _ns, more @ ..] if !more.is_empty() && !matches!(more, ["status" | "finalize"]) => {
+            more
+        }
+        r => r,
+    };
+    let (plural, name) = match rest {
+        [plural] => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            (*plural, v["metadata"]["name"].as_str()?.to_string())
+        }
+        [plural, name, ..] => (*plural, (*name).to_string()),
+        _ => return None,
+    };
+    let rt = store.registry.lookup(group, version, plural)?.clone();
+    Some((rt, name))
+}
+
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+    let method = req.method().as_str().to_string();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    let mut note = Noted::default();
+    let answer = answer(&shared, req, &target, &mut note).await;
+    if let Ok(r) = &answer {
+        shared
+            .faults
+            .record(&method, &target, note.name, note.injected, r.status().as_u16());
+    }
+    answer
+}
+
+/// What [`answer`] notes of a request for the request log.
+#[derive(Default)]
+struct Noted {
+    /// The fault it met.
+    injected: Option<Injected>,
+    /// The object a create names in its body.
+    name: Option<String>,
+}
+
+/// Answers one request, noting what the request log keeps in `note`.
+async fn answer(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    target: &str,
+    note: &mut Noted,
+) -> Result<Response<Body>, std::io::Error> {
     if *shared.faults.partitioned.borrow() {
         // An error from the service makes hyper drop the connection without an answer.
         return Err(std::io::Error::new(
@@ -275,12 +348,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if let Some(code) = shared
-        .faults
-        .take_failure(req.method().as_str(), req.uri().path())
-    {
-        return Ok(error_response(&ApiError::injected(code)));
-    }
+    let injected = shared.faults.take_failure(req.method().as_str(), target);
+    note.injected = injected;
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
@@ -290,6 +359,23 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             ))));
         }
     };
+    if parts.method == http::Method::POST && shared.faults.logging() {
+        note.name = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["metadata"]["name"].as_str().map(String::from));
+    }
+    match injected {
+        Some(Injected::Answer(code)) => {
+            let rt = shared
+                .store
+                .lock()
+                .ok()
+                .and_then(|s| injected_target(&s, parts.uri.path(), &body));
+            return Ok(error_response(&ApiError::injected(code, rt.as_ref())));
+        }
+        Some(Injected::Compact) => super::faults::compact(&shared.store),
+        None => {}
+    }
     let query: HashMap<String, String> = parts
         .uri
         .query()
@@ -338,12 +424,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         content_type,
         body,
     };
-    Ok(match dispatch(&shared, &req) {
+    Ok(match dispatch(shared, &req) {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
         Ok(Reply::Typed(media, v)) => full(200, media, serde_json::to_vec(&v).unwrap_or_default()),
         Ok(Reply::Text(t)) => full(200, "text/plain", t.into_bytes()),
         Ok(Reply::Raw(code, media, text)) => full(code, media, text.into_bytes()),
-        Ok(Reply::Watch(p)) => start_watch(&shared, *p),
+        Ok(Reply::Watch(p)) => start_watch(shared, *p),
         Ok(Reply::Hang) => {
             // Until the client gives up, or kube-apiserver's default request timeout (60 s).
             tokio::time::sleep(REQUEST_TIMEOUT).await;

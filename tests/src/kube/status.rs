@@ -202,17 +202,51 @@ impl ApiError {
         Self::new(415, "UnsupportedMediaType", message)
     }
 
-    /// An injected fault (429 or 5xx).
-    pub fn injected(code: u16) -> Self {
-        let reason = match code {
-            429 => "TooManyRequests",
-            500 => "InternalError",
-            503 => "ServiceUnavailable",
-            504 => "Timeout",
-            _ => "InternalError",
-        };
-        Self::new(code, reason, format!("injected fault: HTTP {code}"))
-            .with_details(json!({ "retryAfterSeconds": 1 }))
+    /// An injected fault, answered as kube-apiserver answers that code: 409 `Conflict`
+    /// naming the object `target` (resource type and name, when the request names one), 429
+    /// `TooManyRequests` with `retryAfterSeconds` (the server adds `Retry-After`), 500
+    /// `InternalError` with its cause, 503 `ServiceUnavailable`, 504 `Timeout`, 410 `Expired`.
+    pub fn injected(code: u16, target: Option<&(ResourceType, String)>) -> Self {
+        let cause = "injected fault";
+        match code {
+            409 => match target {
+                Some((rt, name)) => Self::conflict(
+                    rt,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ),
+                None => Self::new(
+                    409,
+                    "Conflict",
+                    "Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again",
+                ),
+            },
+            410 => Self::expired(format!("too old resource version ({cause})")),
+            429 => Self::new(
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+            )
+            .with_details(json!({ "retryAfterSeconds": 1 })),
+            503 => Self::new(
+                503,
+                "ServiceUnavailable",
+                format!("the server is currently unable to handle the request ({cause})"),
+            )
+            .with_details(json!({ "retryAfterSeconds": 1 })),
+            504 => Self::new(
+                504,
+                "Timeout",
+                format!("Timeout: request did not complete within the allotted timeout ({cause})"),
+            )
+            .with_details(json!({ "retryAfterSeconds": 1 })),
+            _ => Self::new(
+                code,
+                "InternalError",
+                format!("Internal error occurred: {cause}: HTTP {code}"),
+            )
+            .with_details(json!({ "causes": [{ "message": format!("{cause}: HTTP {code}") }] })),
+        }
     }
 
     /// The `Status` object for this error.

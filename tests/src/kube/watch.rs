@@ -183,7 +183,10 @@ pub async fn run(
             },
             _ = ticks.tick(), if p.bookmarks && ahead.is_none() => Ok(bookmark(&p, last, false)),
             _ = &mut timeout => return,
-            _ = drops.changed() => Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected fault: watch dropped")),
+            _ = drops.changed() => {
+                faults.watches_dropped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected fault: watch dropped"))
+            }
             _ = tx.closed() => return,
         };
         let abort = out.is_err();
