@@ -320,3 +320,63 @@ async fn status_is_restored_with_or_without_a_status_subresource() {
     delete_crd_named(&client, &format!("plains.{group}")).await;
     delete_crd_named(&client, &format!("subs.{group}")).await;
 }
+
+/// A namespace create answered 409 `Conflict` (not `AlreadyExists`: the API server created
+/// nothing) is tried again; it was taken for "the namespace exists", and every object of the
+/// mapped namespace then failed with NotFound.
+#[tokio::test]
+async fn a_namespace_create_that_conflicts_is_tried_again() {
+    let cluster = cluster().await;
+    let Some(faults) = cluster.faults() else {
+        lifeboat_tests::kube::unsupported(
+            "a_namespace_create_that_conflicts_is_tried_again",
+            "injecting a 409 Conflict needs the in-process test server",
+        );
+    };
+    let client = cluster.client();
+    let ns = cluster.namespace("objs-nsc").await.expect("namespace");
+    let configmaps = ar("", "v1", "ConfigMap", "configmaps");
+    for i in 0..3 {
+        create(
+            &client,
+            &configmaps,
+            Some(&ns),
+            json!({"metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}}),
+        )
+        .await;
+    }
+    let (_t, repo) = repository().await;
+    let outcome = backup(
+        &client,
+        &repo,
+        "nsc",
+        BackupSpec {
+            included_namespaces: vec![ns.clone()],
+            included_resources: vec!["configmaps".to_string()],
+            ..BackupSpec::default()
+        },
+    )
+    .await;
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    let target = lifeboat_tests::unique_name("objs-nsc-to");
+    faults.fail_matching(409, 2, Some("POST"), "/api/v1/namespaces");
+    let restored = restore(
+        &client,
+        &repo,
+        &outcome.snapshot,
+        RestoreSpec {
+            included_namespaces: vec![ns.clone()],
+            namespace_mapping: BTreeMap::from([(ns.clone(), target.clone())]),
+            ..RestoreSpec::default()
+        },
+    )
+    .await;
+    faults.clear_failures();
+    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+    for i in 0..3 {
+        let cm = get(&client, &configmaps, &target, &format!("cm-{i}")).await;
+        assert_eq!(cm.expect("restored")["data"]["i"], i.to_string());
+    }
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(&target, &Default::default()).await;
+}

@@ -353,14 +353,25 @@ impl Applier {
         if !self.labels.is_empty() {
             obj.metadata.labels = Some(self.labels.clone());
         }
-        match api.create(&PostParams::default(), &obj).await {
-            Ok(_) => {
-                let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
-                o.summary.created += 1;
-                o.changes.push(format!("create namespaces/{ns}"));
+        let mut conflicts = 0;
+        loop {
+            match api.create(&PostParams::default(), &obj).await {
+                Ok(_) => {
+                    let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
+                    o.summary.created += 1;
+                    o.changes.push(format!("create namespaces/{ns}"));
+                }
+                // Made meanwhile (by a concurrent restore, or an earlier attempt).
+                Err(kube::Error::Api(e)) if e.code == 409 && e.reason == "AlreadyExists" => {}
+                // A Conflict created nothing (as for objects, see `apply`): try again.
+                Err(kube::Error::Api(e)) if e.code == 409 && conflicts + 1 < CREATE_CONFLICT_ATTEMPTS => {
+                    conflicts += 1;
+                    tokio::time::sleep(CREATE_CONFLICT_PAUSE * conflicts).await;
+                    continue;
+                }
+                Err(e) => push_error(outcome, format!("namespaces/{ns}"), explain(e)),
             }
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => push_error(outcome, format!("namespaces/{ns}"), explain(e)),
+            return;
         }
     }
 
