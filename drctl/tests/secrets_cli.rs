@@ -11,6 +11,7 @@
 use std::process::Command;
 
 use lifeboat_tests::repos::{Backend, TestRepo};
+use lifeboat_tests::secret_scan::{Capture, SecretValue, scan};
 
 /// A wrong S3 secret or Azure key given by mistake: a secret too.
 const WRONG_SECRET: &str = "Wr0ngSecretGivenByMistake9f3c1a7e";
@@ -159,28 +160,22 @@ fn assert_no_secret(backend: &str, runs: &[Run], secrets: &[String]) {
         .sum();
     // The check means something only if the logs were really on.
     assert!(logged > 0, "{backend}: RUST_LOG=trace printed no log line");
-    let mut hits = Vec::new();
-    for r in runs {
-        for s in secrets {
-            if r.text.contains(s.as_str()) {
-                let line = r
-                    .text
-                    .lines()
-                    .find(|l| l.contains(s.as_str()))
-                    .unwrap_or_default();
-                hits.push(format!(
-                    "{backend} / {}: {}",
-                    r.what,
-                    line.replace(s.as_str(), "<SECRET>")
-                ));
-            }
-        }
-    }
+    // Every form of every secret: as is, base64 (whole or inside a larger value), the bytes
+    // as `Debug` prints them, hex, percent-encoded.
+    let captures: Vec<Capture> = runs
+        .iter()
+        .map(|r| Capture::new(format!("{backend} / {}", r.what), r.text.clone()))
+        .collect();
+    let secrets: Vec<SecretValue> = secrets
+        .iter()
+        .map(|s| SecretValue::new("secret", s.clone()))
+        .collect();
+    let report = scan(&captures, &secrets);
+    let hits: Vec<String> = report.hits.iter().map(ToString::to_string).collect();
     eprintln!(
-        "{backend}: {} runs, {logged} log lines, {} secrets looked for, {} hits",
+        "{backend}: {} runs, {logged} log lines; {}",
         runs.len(),
-        secrets.len(),
-        hits.len()
+        report.summary(captures.len(), secrets.len())
     );
     assert!(hits.is_empty(), "secrets printed:\n{}", hits.join("\n"));
 }

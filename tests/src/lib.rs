@@ -24,6 +24,7 @@ pub mod poll;
 pub mod process;
 pub mod repos;
 mod s3;
+pub mod secret_scan;
 pub mod services;
 pub mod shared;
 pub mod volumes;
