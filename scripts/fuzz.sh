@@ -6,7 +6,8 @@
 #   scripts/fuzz.sh [SECONDS-PER-TARGET] [TARGET...]     (default 15 s, every target)
 #
 # On stable Rust it builds with `--sanitizer none`: coverage-guided, finding panics, integer
-# overflow (debug assertions are on), allocations over -malloc_limit_mb, memory over
+# overflow (debug assertions are on), any single allocation over 1 GiB (the fuzz crate's own
+# allocator aborts: libFuzzer's -malloc_limit_mb needs a sanitizer), memory over
 # -rss_limit_mb and inputs slower than -timeout. With a nightly toolchain,
 # LIFEBOAT_FUZZ_TOOLCHAIN=nightly LIFEBOAT_FUZZ_SANITIZER=address adds AddressSanitizer (for the
 # FFI below the Rust code). A long run is one command: `scripts/fuzz.sh 3600 tree`. A crash
@@ -32,7 +33,12 @@ fi
 if [ $# -gt 0 ]; then
   targets=("$@")
 else
-  mapfile -t targets < <(cargo "${toolchain[@]}" fuzz list)
+  list=$(cargo "${toolchain[@]}" fuzz list)
+  mapfile -t targets <<<"$list"
+  if [ -z "$list" ]; then
+    echo "fuzz.sh: cargo fuzz list named no target" >&2
+    exit 1
+  fi
 fi
 
 echo "== cargo fuzz build (sanitizer: $sanitizer, profile: ${LIFEBOAT_FUZZ_PROFILE:-release})"
@@ -44,7 +50,8 @@ if ! cargo "${toolchain[@]}" fuzz build "${profile[@]}" --sanitizer "$sanitizer"
 fi
 
 # libFuzzer options: a wall-clock budget, 2 GiB of memory, no single allocation over 1 GiB
-# (a length field an attacker controls must not size an allocation), 10 s per input.
+# (a length field an attacker controls must not size an allocation; enforced by the fuzz
+# crate's allocator without a sanitizer), 10 s per input.
 options=(-max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10
   -print_final_stats=1)
 status=0
@@ -64,14 +71,15 @@ for target in "${targets[@]}"; do
   if [ "$outcome" = ok ]; then
     if ! cargo "${toolchain[@]}" fuzz run "${profile[@]}" --sanitizer "$sanitizer" --debug-assertions "$target" "corpus/$target" "seeds/$target" \
       -- "${options[@]}" >"$log" 2>&1; then
-      artifact=$(grep -o "artifact_prefix='[^']*'; Test unit written to [^ ]*" "$log" | sed 's/.*written to //' | tail -n 1)
+      artifact=$(grep -o "artifact_prefix='[^']*'; Test unit written to [^ ]*" "$log" | sed 's/.*written to //' | tail -n 1 || true)
       outcome="CRASH ${artifact:-see the log above}"
       tail -n 40 "$log" >&2
       status=1
     fi
   fi
-  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
-  rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
+  # (No stats after a regression or a fuzzer killed from outside.)
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1 || true)
+  rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1 || true)
   entries=$(find "corpus/$target" -type f | wc -l)
   results+=("$(printf '%-16s %12s %10s %8s  %s' "$target" "${runs:--}" "${rate:--}" "$entries" "$outcome")")
   rm -f "$log"

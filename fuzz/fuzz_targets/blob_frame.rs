@@ -6,6 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use lifeboat_backup::blob::{decompress, decompress_into, raw_frame_parts};
+use lifeboat_fuzz as _;
 
 fuzz_target!(|data: &[u8]| {
     let Some((claimed, frame)) = data.split_first_chunk::<4>() else {

@@ -12,6 +12,7 @@ use lifeboat_csi::ids::{GroupSnapshotId, SnapshotId, VolumeId};
 use lifeboat_csi::nfs::NfsParams;
 use lifeboat_csi::rbd::params::RbdParams;
 use lifeboat_csi::rbd::qos::Qos;
+use lifeboat_fuzz as _;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIGroupList, APIResourceLi
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use libfuzzer_sys::fuzz_target;
 use lifeboat_controller::kube_objects::discover::{AggregatedApi, CrdVersions, plan, records_from};
+use lifeboat_fuzz as _;
 
 #[derive(serde::Deserialize)]
 struct Input {

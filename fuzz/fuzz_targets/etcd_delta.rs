@@ -5,6 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use lifeboat_etcd::DeltaEvent;
+use lifeboat_fuzz as _;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(events) = DeltaEvent::parse_listing(data, "fuzz") {

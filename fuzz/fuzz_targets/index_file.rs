@@ -4,6 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use lifeboat_backup::index::{Index, IndexFile};
+use lifeboat_fuzz as _;
 
 fuzz_target!(|json: &[u8]| {
     let Ok(file) = serde_json::from_slice::<IndexFile>(json) else {

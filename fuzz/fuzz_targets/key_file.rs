@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use age::secrecy::ExposeSecret;
 use libfuzzer_sys::fuzz_target;
 use lifeboat_backup::crypto::{KeyType, RepoKey, UserKey, UserRecipient};
+use lifeboat_fuzz as _;
 
 struct User {
     key: UserKey,

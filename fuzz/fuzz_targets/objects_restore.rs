@@ -16,6 +16,7 @@ use lifeboat_controller::kube_objects::restore::listing::Listing;
 use lifeboat_controller::kube_objects::restore::objects_plan::{dependencies, dependency_sources, plan};
 use lifeboat_controller::kube_objects::restore::transform::{Rewrite, map_storage_class, prepare};
 use lifeboat_controller::kube_objects::{ResourceRecord, RestoreOptions};
+use lifeboat_fuzz as _;
 use serde_json::Value;
 
 #[derive(serde::Deserialize)]

@@ -8,6 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use lifeboat_backup::blob::Id;
 use lifeboat_backup::snapshot::{Snapshot, SnapshotDetails};
 use lifeboat_etcd::{RestorePoint, chain, plan_restore};
+use lifeboat_fuzz as _;
 
 fuzz_target!(|data: &[u8]| {
     let mut snapshots: Vec<Snapshot> = Vec::new();

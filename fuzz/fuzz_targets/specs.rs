@@ -19,6 +19,7 @@ use lifeboat_controller::reconcile::backup::parse_ttl;
 use lifeboat_controller::reconcile::schedule::CronSchedule;
 use lifeboat_controller::volumes::LabelSelector;
 use lifeboat_federation::crd::FailoverPlan;
+use lifeboat_fuzz as _;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

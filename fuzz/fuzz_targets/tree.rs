@@ -12,6 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use lifeboat_backup::index::Index;
 use lifeboat_backup::restore::{EntryKind, plan_restore};
 use lifeboat_backup::snapshot::{Node, safe_relative, tree_damage};
+use lifeboat_fuzz as _;
 
 fuzz_target!(|listing: &[u8]| {
     let Ok(nodes) = Node::parse_listing(listing) else {

@@ -102,18 +102,24 @@ async fn run(repo: &Repository, read_data: bool, progress: Arc<Progress>) -> Res
             Some(_) => {}
         }
     }
-    // An entry no writer makes (a forged or damaged index): readers refuse its blob.
-    for pack in files.iter().flat_map(|(_, f)| f.packs.iter()) {
-        if let Some((blob, why)) = pack
-            .blobs
-            .iter()
-            .find_map(|b| Some((b.id, b.impossible_length()?)))
-        {
-            report.damaged_packs.insert(
-                pack_key(&pack.id),
-                format!("the index lists blob {} that {why}", blob.short()),
-            );
-            damaged.insert(pack.id);
+    // An entry no writer makes (a forged or damaged index): readers refuse its blob, so the
+    // pack's files cannot be restored until the index is rebuilt from the packs themselves.
+    let mut impossible_entries = false;
+    for (key, file) in &files {
+        for pack in &file.packs {
+            if let Some((blob, why)) = pack
+                .blobs
+                .iter()
+                .find_map(|b| Some((b.id, b.impossible_length()?)))
+            {
+                report.errors.push(format!(
+                    "{key} lists blob {} of pack {} that {why}",
+                    blob.short(),
+                    pack_key(&pack.id)
+                ));
+                damaged.insert(pack.id);
+                impossible_entries = true;
+            }
         }
     }
     let indexed: BTreeSet<String> = index.packs().iter().map(|p| pack_key(&p.id)).collect();
@@ -228,14 +234,14 @@ async fn run(repo: &Repository, read_data: bool, progress: Arc<Progress>) -> Res
             report.affected.insert(sid.to_hex(), files_hit);
         }
     }
-    report.advice = advice(&report, !damaged_files.is_empty());
+    report.advice = advice(&report, !damaged_files.is_empty(), impossible_entries);
     Ok(report)
 }
 
 /// The fixes for what `check` found, restic's procedure: rebuild the index from the packs'
 /// own trailers (recovers lost or damaged index files, drops packs that are gone), then back
 /// up again so blobs that were lost are stored anew.
-fn advice(report: &CheckReport, damaged_index: bool) -> Vec<CheckAdvice> {
+fn advice(report: &CheckReport, damaged_index: bool, impossible_entries: bool) -> Vec<CheckAdvice> {
     let missing_pack = report
         .damaged_packs
         .values()
@@ -246,10 +252,12 @@ fn advice(report: &CheckReport, damaged_index: bool) -> Vec<CheckAdvice> {
             .values()
             .flatten()
             .any(|line| line.contains("not in the index"));
-    let present_but_damaged = report
-        .damaged_packs
-        .values()
-        .any(|why| !why.starts_with("missing"));
+    // Index entries no writer makes are rebuilt from the packs' own lists, as for damage.
+    let present_but_damaged = impossible_entries
+        || report
+            .damaged_packs
+            .values()
+            .any(|why| !why.starts_with("missing"));
     let mut advice = Vec::new();
     // Reading every pack also does all a plain repair does: one fix, not two.
     if (damaged_index || missing_pack || unindexed_needed) && !present_but_damaged {

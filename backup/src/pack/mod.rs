@@ -33,24 +33,28 @@ pub struct PackedBlob {
 /// public recipient can write an index that claims 4 GiB.
 pub const MAX_BLOB_LENGTH: u32 = 128 * 1024 * 1024;
 
-/// The largest frame a blob of [`MAX_BLOB_LENGTH`] bytes can take: zstd's worst-case bound
+/// The largest zstd frame a blob of `raw_length` bytes can take: zstd's worst-case bound
 /// (`ZSTD_compressBound`: the input plus 1/256 of it, plus a header), which also covers a
-/// frame of raw blocks (3 bytes per 128 KiB block).
-pub const MAX_FRAME_LENGTH: u32 = MAX_BLOB_LENGTH + MAX_BLOB_LENGTH / 256 + 1024;
+/// frame of raw blocks (13 header bytes and 3 per 128 KiB block).
+pub fn max_frame_length(raw_length: u32) -> u64 {
+    u64::from(raw_length) + u64::from(raw_length) / 256 + 1024
+}
 
 impl PackedBlob {
-    /// Why this entry cannot be a blob this format writes (a length past
-    /// [`MAX_BLOB_LENGTH`] or [`MAX_FRAME_LENGTH`]), or `None` when it can.
+    /// Why this entry cannot be a blob this format writes (more than [`MAX_BLOB_LENGTH`]
+    /// bytes, or a frame longer than [`max_frame_length`] of them), or `None` when it can.
     pub fn impossible_length(&self) -> Option<String> {
         if self.raw_length > MAX_BLOB_LENGTH {
             Some(format!(
                 "claims {} bytes, more than any blob ({MAX_BLOB_LENGTH})",
                 self.raw_length
             ))
-        } else if self.length > MAX_FRAME_LENGTH {
+        } else if u64::from(self.length) > max_frame_length(self.raw_length) {
             Some(format!(
-                "claims a {}-byte frame, more than any blob's ({MAX_FRAME_LENGTH})",
-                self.length
+                "claims a {}-byte frame for {} bytes, more than any blob's frame ({})",
+                self.length,
+                self.raw_length,
+                max_frame_length(self.raw_length)
             ))
         } else {
             None

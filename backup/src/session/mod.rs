@@ -115,10 +115,15 @@ impl Session {
     }
 
     /// The error to report for `e`, a failure while this session was open, ending the
-    /// session: the uploader's own error when an upload failed (a worker then saw only the
-    /// uploader stop, [`RepoError::UploaderStopped`], which names no object), else `e`.
+    /// session (what was queued is still uploaded, or fails): when `e` is
+    /// [`RepoError::UploaderStopped`] (a worker saw only the uploader stop, which names no
+    /// object), the uploader's own error; else `e`.
     pub async fn abandon(self, e: RepoError) -> RepoError {
-        self.finish().await.err().unwrap_or(e)
+        let finished = self.finish().await;
+        match (e, finished) {
+            (RepoError::UploaderStopped, Err(cause)) => cause,
+            (e, _) => e,
+        }
     }
 
     /// Waits for every pack to be uploaded and indexed. After this returns, everything the

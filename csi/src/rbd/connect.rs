@@ -99,7 +99,8 @@ impl Connections {
             .cloned()
     }
 
-    /// Writes a ceph.conf with monitors and key; removed when the returned guard drops.
+    /// Writes a ceph.conf with monitors and key (librados and rbd-fuse give up on monitors that
+    /// do not answer, or refuse the key, after 30 s); removed when the returned guard drops.
     pub fn write_conf(&self, monitors: &[String], creds: &Credentials) -> Result<TempConf> {
         write_conf(&self.dir, &self.counter, monitors, creds)
     }
@@ -158,7 +159,7 @@ fn write_conf(
         .open(&path)
         .map_err(|e| io("create config", e))?;
     let text = zeroize::Zeroizing::new(format!(
-        "[global]\nmon host = {}\nkey = {}\nauth client required = cephx\nlog to stderr = false\nerr to stderr = false\n",
+        "[global]\nmon host = {}\nkey = {}\nauth client required = cephx\nclient mount timeout = 30\nlog to stderr = false\nerr to stderr = false\n",
         monitors.join(","),
         creds.key()
     ));

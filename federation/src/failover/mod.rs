@@ -72,6 +72,22 @@ pub enum FailoverError {
     /// The run named does not exist.
     #[error("no run {0} in the federation state")]
     NoRun(String),
+    /// A candidate recovery point could not be read to tell whether it holds an application.
+    #[error(
+        "read snapshot {snapshot} in {repository} to tell whether it holds application {application}: \
+         {source}; nothing was changed: run again once the repository answers"
+    )]
+    RecoveryPointUnreadable {
+        /// The application.
+        application: String,
+        /// The snapshot (hex id).
+        snapshot: String,
+        /// The repository's URL.
+        repository: String,
+        /// What the repository said.
+        #[source]
+        source: lifeboat_backup::RepoError,
+    },
     /// A resume asked to move volume data differently from how the run was planned.
     #[error(
         "run {run} was planned {planned} volume data; resume it {fix} (mixing would restore claims \
@@ -99,7 +115,7 @@ impl FailoverError {
                 plan: plan.clone(),
             }),
             Self::State(e) => e.advice(),
-            Self::Resume(_) | Self::VolumesDiffer { .. } => None,
+            Self::Resume(_) | Self::VolumesDiffer { .. } | Self::RecoveryPointUnreadable { .. } => None,
         }
     }
 }

@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
-use lifeboat_backup::IndexedRepository;
 use lifeboat_backup::snapshot::{Node, Snapshot};
+use lifeboat_backup::{IndexedRepository, RepoError};
 use lifeboat_controller::kube_objects::ObjectPath;
 
 use super::Env;
@@ -49,8 +49,9 @@ pub fn eligible(
     taker == holder
 }
 
-/// How many of an application's newest eligible snapshots are read to find one holding it.
-const COVERAGE_CANDIDATES: usize = 20;
+/// How many of an application's newest eligible snapshots are read, at most, to find one
+/// holding it (when none does, the error says so).
+pub const COVERAGE_CANDIDATES: usize = 200;
 
 /// Whether a snapshot's object listing holds every namespace of `app`: the Namespace object
 /// of each (a backup of a namespace always takes it, whatever its selector).
@@ -67,35 +68,47 @@ pub fn holds_namespaces(nodes: &[Node], app: &Application) -> bool {
 /// The repositories' indexes, loaded once per observation, for reading snapshot trees.
 #[derive(Default)]
 struct Trees {
-    indexed: BTreeMap<String, Option<IndexedRepository>>,
+    indexed: BTreeMap<String, IndexedRepository>,
 }
 
 impl Trees {
-    /// Whether snapshot `s` of the repository at `url` holds `app` ([`holds_namespaces`]);
-    /// `false` when its tree cannot be read (named in the log: the next candidate is tried).
-    async fn covers(&mut self, env: &Env, url: &str, s: &Snapshot, app: &Application) -> bool {
+    /// Whether snapshot `s` of the repository at `url` holds `app` ([`holds_namespaces`]).
+    /// A damaged snapshot (its tree unreadable for what the repository holds) does not, and
+    /// is named in the log; a repository that does not answer is an error, so that a passing
+    /// outage never makes an older snapshot the recovery point.
+    async fn covers(
+        &mut self,
+        env: &Env,
+        url: &str,
+        s: &Snapshot,
+        app: &Application,
+    ) -> Result<bool, super::FailoverError> {
+        let unreadable = |source: RepoError| super::FailoverError::RecoveryPointUnreadable {
+            application: app.name.clone(),
+            snapshot: s.id.map(|i| i.to_hex()).unwrap_or_default(),
+            repository: url.to_string(),
+            source,
+        };
         if !self.indexed.contains_key(url) {
-            let loaded = match env.repositories.get(url) {
-                Some(repo) => repo
-                    .indexed()
-                    .await
-                    .map_err(|e| tracing::warn!("{url}: {e}"))
-                    .ok(),
-                None => None,
+            let Some(repo) = env.repositories.get(url) else {
+                return Ok(false);
             };
+            let loaded = repo.indexed().await.map_err(unreadable)?;
             self.indexed.insert(url.to_string(), loaded);
         }
-        let Some(Some(repo)) = self.indexed.get(url) else {
-            return false;
+        let Some(repo) = self.indexed.get(url) else {
+            return Ok(false);
         };
         match repo.tree(s).await {
-            Ok(nodes) => holds_namespaces(&nodes, app),
+            Ok(nodes) => Ok(holds_namespaces(&nodes, app)),
+            Err(e @ (RepoError::Store { .. } | RepoError::Io { .. })) => Err(unreadable(e)),
             Err(e) => {
                 tracing::warn!(
-                    "read snapshot {} in {url}: {e}",
-                    s.id.map(|i| i.short()).unwrap_or_default()
+                    "snapshot {} in {url} is damaged, so not a recovery point of {}: {e}",
+                    s.id.map(|i| i.short()).unwrap_or_default(),
+                    app.name
                 );
-                false
+                Ok(false)
             }
         }
     }
@@ -236,7 +249,7 @@ pub async fn observe(env: &Env, fp: &FailoverPlan, kind: Kind) -> Result<Observe
             // namespaces (another application's Schedule) is not its recovery point.
             let mut best = None;
             for (url, s) in candidates.into_iter().take(COVERAGE_CANDIDATES) {
-                if trees.covers(env, url, s, app).await {
+                if trees.covers(env, url, s, app).await? {
                     best = Some(RecoveryPoint {
                         id: s.id.map(|i| i.to_hex()).unwrap_or_default(),
                         repository: url.clone(),

@@ -460,9 +460,10 @@ pub fn plan(request: &Request, fp: &FailoverPlan, observed: &Observed) -> Result
                     application: app.name.clone(),
                     why: format!(
                         "no object snapshot by its holder {} in the plan's repositories holds its \
-                         namespaces ({})",
+                         namespaces ({}; the newest {} eligible snapshots were read)",
                         holders.get(&app.name).map(|(h, _)| h.as_str()).unwrap_or("?"),
-                        app.namespaces.join(", ")
+                        app.namespaces.join(", "),
+                        super::observe::COVERAGE_CANDIDATES
                     ),
                 });
             };
