@@ -39,15 +39,7 @@ fn write_random(path: &Path, seed: u64, bytes: usize) {
 
 #[test]
 fn copy_killed_at_random_moments_resumes_and_no_snapshot_is_visible_before_its_data() {
-    let seed: u64 = std::env::var("COPY_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = SeededRng::seed_from_env("COPY_KILL_SEED");
     eprintln!("kill delays seeded with COPY_KILL_SEED={seed}");
     let mut rng = SeededRng(seed | 1);
 

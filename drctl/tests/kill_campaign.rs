@@ -48,19 +48,6 @@ use rustix::process::{Pid, Signal, kill_process_group};
 /// gone, and counts it; false (now) makes the campaign assert that no unlock was needed.
 const STALE_LOCKS_NEED_UNLOCK: bool = false;
 
-/// `LIFEBOAT_KILL_SEED`, or one from the clock (printed either way).
-fn seed() -> u64 {
-    std::env::var("LIFEBOAT_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
-}
-
 /// `LIFEBOAT_KILL_ROUNDS` (kills per operation), 20 by default.
 fn rounds() -> usize {
     std::env::var("LIFEBOAT_KILL_ROUNDS")
@@ -546,7 +533,7 @@ fn setup(op: Op) -> Lab {
 
 /// Runs the campaign for `op`; prints its tally and fails on any finding.
 fn campaign(op: Op, salt: u64) {
-    let seed = seed();
+    let seed = SeededRng::seed_from_env("LIFEBOAT_KILL_SEED");
     let rounds = rounds();
     eprintln!(
         "kill campaign {}: LIFEBOAT_KILL_SEED={seed} LIFEBOAT_KILL_ROUNDS={rounds}",

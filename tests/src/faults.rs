@@ -129,6 +129,20 @@ impl ObjectStore for FailingStore {
 pub struct SeededRng(pub u64);
 
 impl SeededRng {
+    /// The seed a campaign runs with: the value of the environment variable `var` when it
+    /// holds a number (to replay a run whose seed was printed), else the clock's nanoseconds.
+    pub fn seed_from_env(var: &str) -> u64 {
+        std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            })
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;

@@ -164,19 +164,6 @@ struct Row {
     secs: f64,
 }
 
-/// The seed: `LIFEBOAT_KUBE_FAULT_SEED`, else the clock.
-fn seed() -> u64 {
-    std::env::var("LIFEBOAT_KUBE_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
-}
-
 fn pick<'a, T>(rng: &mut SeededRng, items: &'a [T]) -> &'a T {
     &items[(rng.next_u64() % items.len() as u64) as usize]
 }
@@ -1073,7 +1060,7 @@ fn print_tally(seed: u64, rows: &[Row], secs: f64) {
 )]
 async fn kubernetes_faults_lose_and_duplicate_nothing() {
     let started = Instant::now();
-    let seed = seed();
+    let seed = SeededRng::seed_from_env("LIFEBOAT_KUBE_FAULT_SEED");
     eprintln!("kube faults: LIFEBOAT_KUBE_FAULT_SEED={seed}");
     let mut rng = SeededRng(seed | 1);
     let w = world().await;

@@ -46,19 +46,6 @@ use lifeboat_tests::repos::{Backend, TestRepo};
 /// The longest any one operation may take before it counts as a hang.
 const OP_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// `LIFEBOAT_FAULT_SEED`, or one from the clock (printed either way).
-fn seed() -> u64 {
-    std::env::var("LIFEBOAT_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
-}
-
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -157,7 +144,7 @@ struct Lab {
 
 impl Lab {
     async fn new(backend: Backend, salt: u64) -> Result<Self> {
-        let seed = seed();
+        let seed = SeededRng::seed_from_env("LIFEBOAT_FAULT_SEED");
         let rate: f64 = env_or("LIFEBOAT_FAULT_RATE", 0.15);
         let (name, dialect) = match backend {
             Backend::Azurite => ("azurite", Dialect::Azure),
