@@ -119,13 +119,7 @@ fn assert_clean(what: &str, runs: &[Run], extra: Vec<Capture>, secrets: &[Secret
         report.summary(captures.len(), secrets.len()),
         trace
     );
-    let hits: Vec<String> = report.hits.iter().take(60).map(ToString::to_string).collect();
-    assert!(
-        report.hits.is_empty(),
-        "{what}: {} secret(s) shown:\n{}",
-        report.hits.len(),
-        hits.join("\n")
-    );
+    report.assert_clean(what);
 }
 
 async fn secret(client: &kube::Client, ns: &str, name: &str, data: &[(&str, &str)]) {

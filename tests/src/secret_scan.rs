@@ -128,6 +128,18 @@ impl Report {
             self.hits.len()
         )
     }
+
+    /// Fails the test when a secret was found, listing the first 60 hits; `what` names the
+    /// campaign.
+    pub fn assert_clean(&self, what: &str) {
+        let hits: Vec<String> = self.hits.iter().take(60).map(ToString::to_string).collect();
+        assert!(
+            self.hits.is_empty(),
+            "{what}: {} secret(s) shown:\n{}",
+            self.hits.len(),
+            hits.join("\n")
+        );
+    }
 }
 
 /// Searches every capture for every form of every secret.

@@ -101,13 +101,7 @@ fn assert_clean(what: &str, captures: &[Capture], secrets: &[SecretValue]) {
     for c in captures {
         eprintln!("  {}: {} lines", c.source, c.text.lines().count());
     }
-    let hits: Vec<String> = report.hits.iter().take(60).map(ToString::to_string).collect();
-    assert!(
-        report.hits.is_empty(),
-        "{what}: {} secret(s) shown:\n{}",
-        report.hits.len(),
-        hits.join("\n")
-    );
+    report.assert_clean(what);
 }
 
 // ---- the controller ---------------------------------------------------------------------------
