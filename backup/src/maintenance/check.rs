@@ -75,6 +75,10 @@ pub async fn check(
 }
 
 async fn run(repo: &Repository, read_data: bool, progress: Arc<Progress>) -> Result<CheckReport, RepoError> {
+    // Snapshots first: a backup writes its index files before its snapshot, so every snapshot
+    // listed now has its blobs in the index loaded next. Listed after the index, a snapshot a
+    // concurrent backup (shared lock) saved in between would be "damaged": tree not indexed.
+    let (snapshots, damaged_snapshots) = repo.snapshots_checked().await?;
     let (files, damaged_files) = repo.index_files_checked().await?;
     let index = Index::from_files(files.iter().map(|(_, f)| f));
     let stored: HashMap<String, u64> = repo.list("data/").await?.into_iter().collect();
@@ -173,7 +177,6 @@ async fn run(repo: &Repository, read_data: bool, progress: Arc<Progress>) -> Res
         }
     }
 
-    let (snapshots, damaged_snapshots) = repo.snapshots_checked().await?;
     report.snapshots = snapshots.len() + damaged_snapshots.len();
     report.damaged_snapshots = damaged_snapshots.into_iter().collect();
     report.stray_objects = repo.stray_objects().await?;
