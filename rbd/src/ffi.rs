@@ -77,6 +77,7 @@ pub const RBD_GROUP_IMAGE_STATE_ATTACHED: c_int = 0;
 pub const RBD_GROUP_SNAP_STATE_COMPLETE: c_int = 1;
 pub const RBD_SNAP_NAMESPACE_TYPE_USER: c_int = 0;
 pub const RBD_SNAP_NAMESPACE_TYPE_GROUP: c_int = 1;
+pub const RBD_SNAP_NAMESPACE_TYPE_TRASH: c_int = 2;
 
 #[repr(C)]
 pub struct rbd_image_spec_t {
@@ -158,6 +159,7 @@ unsafe extern "C" {
     pub fn rbd_aio_release(c: rbd_completion_t);
     pub fn rbd_snap_create(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_remove(image: rbd_image_t, snapname: *const c_char) -> c_int;
+    pub fn rbd_snap_remove_by_id(image: rbd_image_t, snap_id: u64) -> c_int;
     pub fn rbd_snap_protect(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_unprotect(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_is_protected(

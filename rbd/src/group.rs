@@ -198,7 +198,10 @@ pub enum SnapshotNamespace {
         /// The group snapshot's name.
         snapshot: String,
     },
-    /// Trash, mirror or a namespace newer than this binding.
+    /// A removed snapshot librbd keeps until its last clone goes (clone v2), or whose removal
+    /// was interrupted between moving it here and deleting it.
+    Trash,
+    /// Mirror or a namespace newer than this binding.
     Other,
 }
 
@@ -232,6 +235,7 @@ pub(crate) fn group_namespace(image: ffi::rbd_image_t, snap_id: u64) -> Result<S
             unsafe { ffi::rbd_snap_group_namespace_cleanup(&mut ns, size) };
             Ok(out)
         }
+        ffi::RBD_SNAP_NAMESPACE_TYPE_TRASH => Ok(SnapshotNamespace::Trash),
         _ => Ok(SnapshotNamespace::Other),
     }
 }

@@ -356,6 +356,17 @@ impl<'p> Image<'p> {
         .map(|_| ())
     }
 
+    /// Removes snapshot `snap_id` of any namespace (a trash-namespace one has no name to
+    /// remove it by). Fails with `EBUSY` while clones depend on it.
+    pub fn remove_snapshot_by_id(&mut self, snap_id: u64) -> Result<(), RbdError> {
+        // SAFETY: live handle.
+        let ret = unsafe { ffi::rbd_snap_remove_by_id(self.raw, snap_id) };
+        check(ret.into(), "remove snapshot", || {
+            format!("{} snapshot id {snap_id}", self.spec())
+        })
+        .map(|_| ())
+    }
+
     /// Switches this handle to read snapshot `snap_id` (of any namespace, e.g. a group
     /// snapshot member), as `rbd_open` with a snapshot name does for user snapshots.
     pub fn set_snapshot_by_id(&mut self, snap_id: u64) -> Result<(), RbdError> {

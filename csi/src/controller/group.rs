@@ -11,6 +11,7 @@ use crate::controller::errors::GroupSnapshotError;
 use crate::controller::rbd::{snapshot_message, timestamp};
 use crate::error::{CsiError, reply};
 use crate::ids::{GroupSnapshotId, VolumeId};
+use crate::inflight::to_completion;
 use crate::proto::group_controller_server::GroupController;
 use crate::proto::group_controller_service_capability::rpc::Type as Cap;
 use crate::proto::*;
@@ -275,24 +276,32 @@ impl GroupController for GroupControllerService {
         &self,
         request: Request<CreateVolumeGroupSnapshotRequest>,
     ) -> Reply<CreateVolumeGroupSnapshotResponse> {
-        let r = self.create(request.into_inner()).await;
-        reply(
-            "CreateVolumeGroupSnapshot",
-            r.map(|g| CreateVolumeGroupSnapshotResponse {
-                group_snapshot: Some(g),
-            }),
-        )
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("CreateVolumeGroupSnapshot", async move {
+            let r = this.create(req).await;
+            reply(
+                "CreateVolumeGroupSnapshot",
+                r.map(|g| CreateVolumeGroupSnapshotResponse {
+                    group_snapshot: Some(g),
+                }),
+            )
+        })
+        .await
     }
 
     async fn delete_volume_group_snapshot(
         &self,
         request: Request<DeleteVolumeGroupSnapshotRequest>,
     ) -> Reply<DeleteVolumeGroupSnapshotResponse> {
-        let r = self.delete(request.into_inner()).await;
-        reply(
-            "DeleteVolumeGroupSnapshot",
-            r.map(|()| DeleteVolumeGroupSnapshotResponse {}),
-        )
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("DeleteVolumeGroupSnapshot", async move {
+            let r = this.delete(req).await;
+            reply(
+                "DeleteVolumeGroupSnapshot",
+                r.map(|()| DeleteVolumeGroupSnapshotResponse {}),
+            )
+        })
+        .await
     }
 
     async fn get_volume_group_snapshot(

@@ -22,6 +22,7 @@ use tonic::{Request, Response, Status};
 use crate::driver::Driver;
 use crate::error::{CsiError, Result, invalid, reply};
 use crate::ids::VolumeId;
+use crate::inflight::to_completion;
 use crate::proto::controller_server::Controller;
 use crate::proto::controller_service_capability::rpc::Type as Cap;
 use crate::proto::*;
@@ -441,12 +442,20 @@ type Reply<T> = std::result::Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl Controller for ControllerService {
     async fn create_volume(&self, request: Request<CreateVolumeRequest>) -> Reply<CreateVolumeResponse> {
-        reply("CreateVolume", self.create(request.into_inner()).await)
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("CreateVolume", async move {
+            reply("CreateVolume", this.create(req).await)
+        })
+        .await
     }
 
     async fn delete_volume(&self, request: Request<DeleteVolumeRequest>) -> Reply<DeleteVolumeResponse> {
-        let r = self.delete(request.into_inner()).await;
-        reply("DeleteVolume", r.map(|()| DeleteVolumeResponse {}))
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("DeleteVolume", async move {
+            let r = this.delete(req).await;
+            reply("DeleteVolume", r.map(|()| DeleteVolumeResponse {}))
+        })
+        .await
     }
 
     async fn controller_publish_volume(
@@ -501,20 +510,22 @@ impl Controller for ControllerService {
         &self,
         request: Request<CreateSnapshotRequest>,
     ) -> Reply<CreateSnapshotResponse> {
-        reply(
-            "CreateSnapshot",
-            self.create_snapshot_impl(request.into_inner()).await,
-        )
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("CreateSnapshot", async move {
+            reply("CreateSnapshot", this.create_snapshot_impl(req).await)
+        })
+        .await
     }
 
     async fn delete_snapshot(
         &self,
         request: Request<DeleteSnapshotRequest>,
     ) -> Reply<DeleteSnapshotResponse> {
-        reply(
-            "DeleteSnapshot",
-            self.delete_snapshot_impl(request.into_inner()).await,
-        )
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("DeleteSnapshot", async move {
+            reply("DeleteSnapshot", this.delete_snapshot_impl(req).await)
+        })
+        .await
     }
 
     async fn list_snapshots(&self, request: Request<ListSnapshotsRequest>) -> Reply<ListSnapshotsResponse> {
@@ -528,7 +539,11 @@ impl Controller for ControllerService {
         &self,
         request: Request<ControllerExpandVolumeRequest>,
     ) -> Reply<ControllerExpandVolumeResponse> {
-        reply("ControllerExpandVolume", self.expand(request.into_inner()).await)
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("ControllerExpandVolume", async move {
+            reply("ControllerExpandVolume", this.expand(req).await)
+        })
+        .await
     }
 
     async fn controller_get_volume(
@@ -542,11 +557,15 @@ impl Controller for ControllerService {
         &self,
         request: Request<ControllerModifyVolumeRequest>,
     ) -> Reply<ControllerModifyVolumeResponse> {
-        let r = self.modify(request.into_inner()).await;
-        reply(
-            "ControllerModifyVolume",
-            r.map(|()| ControllerModifyVolumeResponse {}),
-        )
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("ControllerModifyVolume", async move {
+            let r = this.modify(req).await;
+            reply(
+                "ControllerModifyVolume",
+                r.map(|()| ControllerModifyVolumeResponse {}),
+            )
+        })
+        .await
     }
 }
 

@@ -164,10 +164,84 @@ pub async fn unmap(m: &Mapped) -> Result<()> {
     Ok(())
 }
 
+/// Undoes what an interrupted [`map`] of `pool/image` may have left when no stage record says
+/// what was mapped (the driver was killed between mapping and writing the record): the kernel
+/// RBD devices of that image (from `rbd device list`), or the rbd-fuse mount in `fuse_dir` and
+/// the loop device on its image file. Nothing mapped is fine.
+pub async fn unmap_leftovers(kind: MapperKind, pool: &str, image: &str, fuse_dir: &Path) -> Result<()> {
+    match kind {
+        MapperKind::Krbd | MapperKind::Auto => {
+            let listed = run("rbd", &["device", "list", "--format", "json"]).await?;
+            for device in krbd_devices(&listed, pool, image)? {
+                tracing::info!(
+                    pool,
+                    image,
+                    device,
+                    "unmapping a device an interrupted stage left"
+                );
+                unmap(&Mapped {
+                    kind: MapperKind::Krbd,
+                    device,
+                    fuse_dir: None,
+                    backing: None,
+                })
+                .await?;
+            }
+            Ok(())
+        }
+        MapperKind::Fuse => {
+            if !fuse_dir.exists() {
+                return Ok(());
+            }
+            tracing::info!(pool, image, dir = %fuse_dir.display(), "removing an rbd-fuse mapping an interrupted stage left");
+            unmap(&Mapped {
+                kind: MapperKind::Fuse,
+                device: String::new(),
+                fuse_dir: Some(fuse_dir.to_path_buf()),
+                backing: Some(fuse_dir.join(image).to_string_lossy().into_owned()),
+            })
+            .await
+        }
+    }
+}
+
+/// Devices mapping `pool/image` (not a snapshot of it) in `rbd device list --format json`
+/// output: `[{"pool": …, "name": …, "snap": "-", "device": "/dev/rbd0", …}]`.
+fn krbd_devices(listed: &str, pool: &str, image: &str) -> Result<Vec<String>> {
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(if listed.trim().is_empty() { "[]" } else { listed }).map_err(|e| {
+            CsiError::Internal(format!("unexpected `rbd device list` output ({e}): {listed}"))
+        })?;
+    Ok(entries
+        .iter()
+        .filter(|d| d["pool"] == pool && d["name"] == image && d["snap"].as_str().is_none_or(|s| s == "-"))
+        .filter_map(|d| d["device"].as_str().map(str::to_string))
+        .collect())
+}
+
 /// Makes the block device notice the image grew.
 pub async fn refresh_size(m: &Mapped) -> Result<()> {
     if m.kind == MapperKind::Fuse {
         run("losetup", &["-c", &m.device]).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_devices_of_one_image_are_found_in_the_device_list() {
+        let listed = r#"[{"id":"0","pool":"rbd","namespace":"","name":"csi-vol-a","snap":"-","device":"/dev/rbd0"},
+            {"id":"1","pool":"rbd","namespace":"","name":"csi-vol-a","snap":"s1","device":"/dev/rbd1"},
+            {"id":"2","pool":"other","namespace":"","name":"csi-vol-a","snap":"-","device":"/dev/rbd2"},
+            {"id":"3","pool":"rbd","namespace":"","name":"csi-vol-b","snap":"-","device":"/dev/rbd3"}]"#;
+        assert_eq!(
+            krbd_devices(listed, "rbd", "csi-vol-a").ok(),
+            Some(vec!["/dev/rbd0".to_string()])
+        );
+        assert_eq!(krbd_devices("[]", "rbd", "x").ok(), Some(vec![]));
+        assert!(krbd_devices("rbd: not json", "rbd", "x").is_err());
+    }
 }

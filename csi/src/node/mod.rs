@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::driver::Driver;
 use crate::error::{CsiError, Result, invalid, reply};
 use crate::ids::VolumeId;
+use crate::inflight::to_completion;
 use crate::proto::node_server::Node;
 use crate::proto::node_service_capability::rpc::Type as Cap;
 use crate::proto::volume_capability::AccessType;
@@ -23,7 +24,7 @@ use crate::proto::*;
 use crate::secrets::Credentials;
 pub use errors::NodeOpError;
 use errors::on_volume;
-use exec::{device_size, fs_stats, is_mounted, run, status};
+use exec::{device_size, fs_stats, is_mounted, mounts_at, run, status};
 use mapper::MapRequest;
 use state::StageRecord;
 
@@ -85,8 +86,11 @@ impl NodeService {
                 let cmd = nfs_mount::command(&v, &opts, &flags, &staging);
                 std::fs::create_dir_all(&staging)
                     .map_err(|e| CsiError::Internal(format!("create staging: {e}")))?;
-                let args: Vec<&str> = cmd[1..].iter().map(String::as_str).collect();
-                run(&cmd[0], &args).await?;
+                let export = &cmd[cmd.len() - 2];
+                if !already_mounted(&staging, export)? {
+                    let args: Vec<&str> = cmd[1..].iter().map(String::as_str).collect();
+                    run(&cmd[0], &args).await?;
+                }
                 state::save(
                     self.state_dir(),
                     &StageRecord {
@@ -136,7 +140,12 @@ impl NodeService {
                         if let Some(o) = req.volume_context.get("mountOptions").filter(|o| !o.is_empty()) {
                             opts.extend(o.split(',').map(str::to_string));
                         }
-                        if let Err(e) = format_and_mount(&mapped.device, &fs, &opts, &staging).await {
+                        let mounted = match already_mounted(&staging, &mapped.device) {
+                            Ok(true) => Ok(()),
+                            Ok(false) => format_and_mount(&mapped.device, &fs, &opts, &staging).await,
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = mounted {
                             let _ = mapper::unmap(&mapped).await;
                             return Err(e);
                         }
@@ -164,11 +173,21 @@ impl NodeService {
         if is_mounted(&staging)? {
             run("umount", &[&path_str(&staging)]).await?;
         }
-        if let Some(rec) = state::load(self.state_dir(), volume_id)? {
-            if let Some(m) = &rec.mapped {
-                mapper::unmap(m).await?;
+        match state::load(self.state_dir(), volume_id)? {
+            Some(rec) => {
+                if let Some(m) = &rec.mapped {
+                    mapper::unmap(m).await?;
+                }
+                state::remove(self.state_dir(), volume_id)?;
             }
-            state::remove(self.state_dir(), volume_id)?;
+            // No record: a stage may have been killed after mapping, before writing one.
+            None => {
+                if let Ok(VolumeId::Rbd(v)) = VolumeId::parse(volume_id) {
+                    let fuse_dir = state::fuse_dir(self.state_dir(), volume_id);
+                    let kind = self.driver.settings.mapper.resolve();
+                    mapper::unmap_leftovers(kind, &v.pool, &v.image, &fuse_dir).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -190,7 +209,12 @@ impl NodeService {
         let _guard = self.driver.inflight.claim(volume_id.to_string())?;
         let rec = state::load(self.state_dir(), volume_id)?
             .ok_or_else(|| CsiError::FailedPrecondition(format!("volume {volume_id} is not staged")))?;
-        if is_mounted(&target)? {
+        // Mounted already: by an earlier call, or by one killed between the bind mount and
+        // the read-only remount, which is finished here.
+        if let Some(m) = mounts_at(&target)?.last() {
+            if req.readonly && !m.read_only {
+                run("mount", &["-o", "remount,bind,ro", &path_str(&target)]).await?;
+            }
             return Ok(());
         }
         let source = match access {
@@ -306,7 +330,29 @@ impl NodeService {
         let Some(m) = &rec.mapped else {
             return Ok(NodeExpandVolumeResponse { capacity_bytes: 0 });
         };
-        mapper::refresh_size(m).await?;
+        // The device can show the old size for a moment after ControllerExpandVolume (seen
+        // with rbd-fuse right after a driver restart); growing the filesystem to it and
+        // answering that capacity would report an expansion that did not happen.
+        let required = req
+            .capacity_range
+            .as_ref()
+            .map_or(0, |c| c.required_bytes.max(0) as u64);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            mapper::refresh_size(m).await?;
+            let size = device_size(&m.device).await?;
+            if size >= required {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(CsiError::Unavailable(format!(
+                    "device {} of volume {volume_id} shows {size} bytes, less than the {required} \
+                     bytes asked for: the image's new size has not reached this node yet; retry",
+                    m.device
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
         if !rec.block {
             match rec.fs_type.as_str() {
                 "xfs" => run("xfs_growfs", &[&path_str(&rec.staging)]).await.map(|_| ())?,
@@ -317,6 +363,25 @@ impl NodeService {
             capacity_bytes: device_size(&m.device).await? as i64,
         })
     }
+}
+
+/// True if `source` (a device or NFS export) is mounted on `staging` already: an earlier
+/// stage was killed after mounting, before writing its record, and mounting again would stack
+/// a second mount. Something else mounted there is FAILED_PRECONDITION.
+fn already_mounted(staging: &Path, source: &str) -> Result<bool> {
+    let here = mounts_at(staging)?;
+    if here.is_empty() {
+        return Ok(false);
+    }
+    if here.iter().any(|m| m.source == source) {
+        tracing::info!(staging = %staging.display(), source, "already mounted by an interrupted stage; keeping it");
+        return Ok(true);
+    }
+    Err(CsiError::FailedPrecondition(format!(
+        "staging path {} has {} mounted, not this volume's {source}; unmount it",
+        staging.display(),
+        here[0].source
+    )))
 }
 
 /// Formats the device if it holds no filesystem yet, then mounts it.
@@ -420,40 +485,52 @@ impl Node for NodeService {
         &self,
         request: Request<NodeStageVolumeRequest>,
     ) -> std::result::Result<Response<NodeStageVolumeResponse>, Status> {
-        let req = request.into_inner();
-        let id = req.volume_id.clone();
-        let r = self.stage(req).await.map(|()| NodeStageVolumeResponse {});
-        reply("NodeStageVolume", on_volume("NodeStageVolume", id, r))
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("NodeStageVolume", async move {
+            let id = req.volume_id.clone();
+            let r = this.stage(req).await.map(|()| NodeStageVolumeResponse {});
+            reply("NodeStageVolume", on_volume("NodeStageVolume", id, r))
+        })
+        .await
     }
 
     async fn node_unstage_volume(
         &self,
         request: Request<NodeUnstageVolumeRequest>,
     ) -> std::result::Result<Response<NodeUnstageVolumeResponse>, Status> {
-        let req = request.into_inner();
-        let id = req.volume_id.clone();
-        let r = self.unstage(req).await.map(|()| NodeUnstageVolumeResponse {});
-        reply("NodeUnstageVolume", on_volume("NodeUnstageVolume", id, r))
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("NodeUnstageVolume", async move {
+            let id = req.volume_id.clone();
+            let r = this.unstage(req).await.map(|()| NodeUnstageVolumeResponse {});
+            reply("NodeUnstageVolume", on_volume("NodeUnstageVolume", id, r))
+        })
+        .await
     }
 
     async fn node_publish_volume(
         &self,
         request: Request<NodePublishVolumeRequest>,
     ) -> std::result::Result<Response<NodePublishVolumeResponse>, Status> {
-        let req = request.into_inner();
-        let id = req.volume_id.clone();
-        let r = self.publish(req).await.map(|()| NodePublishVolumeResponse {});
-        reply("NodePublishVolume", on_volume("NodePublishVolume", id, r))
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("NodePublishVolume", async move {
+            let id = req.volume_id.clone();
+            let r = this.publish(req).await.map(|()| NodePublishVolumeResponse {});
+            reply("NodePublishVolume", on_volume("NodePublishVolume", id, r))
+        })
+        .await
     }
 
     async fn node_unpublish_volume(
         &self,
         request: Request<NodeUnpublishVolumeRequest>,
     ) -> std::result::Result<Response<NodeUnpublishVolumeResponse>, Status> {
-        let req = request.into_inner();
-        let id = req.volume_id.clone();
-        let r = self.unpublish(req).await.map(|()| NodeUnpublishVolumeResponse {});
-        reply("NodeUnpublishVolume", on_volume("NodeUnpublishVolume", id, r))
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("NodeUnpublishVolume", async move {
+            let id = req.volume_id.clone();
+            let r = this.unpublish(req).await.map(|()| NodeUnpublishVolumeResponse {});
+            reply("NodeUnpublishVolume", on_volume("NodeUnpublishVolume", id, r))
+        })
+        .await
     }
 
     async fn node_get_volume_stats(
@@ -472,12 +549,15 @@ impl Node for NodeService {
         &self,
         request: Request<NodeExpandVolumeRequest>,
     ) -> std::result::Result<Response<NodeExpandVolumeResponse>, Status> {
-        let req = request.into_inner();
-        let id = req.volume_id.clone();
-        reply(
-            "NodeExpandVolume",
-            on_volume("NodeExpandVolume", id, self.expand(req).await),
-        )
+        let (this, req) = (self.clone(), request.into_inner());
+        to_completion("NodeExpandVolume", async move {
+            let id = req.volume_id.clone();
+            reply(
+                "NodeExpandVolume",
+                on_volume("NodeExpandVolume", id, this.expand(req).await),
+            )
+        })
+        .await
     }
 
     async fn node_get_capabilities(

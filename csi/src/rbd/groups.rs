@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CsiError, Result};
 use crate::ids::{GroupSnapshotId, RBD_GROUP_PREFIX, RBD_GROUP_SNAP_PREFIX};
-use crate::rbd::images::{SnapInfo, claimed_elsewhere, get_snapshot};
+use crate::rbd::images::{SnapInfo, claimed_elsewhere, get_snapshot, sweep_trash};
 
 /// What a group snapshot name stands for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,9 +91,12 @@ pub fn create(cluster: &Cluster, id: &GroupSnapshotId, record: &GroupRecord) -> 
         .map_err(err)?
         .into_iter()
         .find(|s| s.name == snap);
-    if !existing.as_ref().is_some_and(|s| s.complete) {
+    // Complete in librbd's eyes but missing a member snapshot: a delete was interrupted
+    // between removing member snapshots and the group snapshot itself.
+    let whole = existing.as_ref().is_some_and(|s| s.complete) && members(cluster, id, record)?.is_some();
+    if !whole {
         if existing.is_some() {
-            tracing::warn!(group = %id, "removing a group snapshot left incomplete by an interrupted create");
+            tracing::warn!(group = %id, "removing a group snapshot left incomplete by an interrupted create or delete");
             remove_group_snapshot(&pool, &id.group, &snap)?;
         }
         for spec in &record.volumes {
@@ -111,7 +114,11 @@ pub fn create(cluster: &Cluster, id: &GroupSnapshotId, record: &GroupRecord) -> 
             Err(e) => return Err(err(e)),
         }
     }
-    members(cluster, id, record)
+    members(cluster, id, record)?.ok_or_else(|| {
+        CsiError::Internal(format!(
+            "group snapshot {id} lost a member snapshot while it was being taken; retry"
+        ))
+    })
 }
 
 /// Adds an image to the group; an image another (finished) CSI group snapshot left behind is
@@ -175,22 +182,24 @@ fn remove_group_snapshot(pool: &Pool, group: &str, snap: &str) -> Result<()> {
     }
 }
 
-fn members(cluster: &Cluster, id: &GroupSnapshotId, record: &GroupRecord) -> Result<Vec<SnapInfo>> {
+/// Each member's snapshot of group snapshot `id`, in record order; `None` if any is missing
+/// (librbd removes member snapshots before the group snapshot, so a killed delete leaves a
+/// "complete" group snapshot without some of them).
+fn members(cluster: &Cluster, id: &GroupSnapshotId, record: &GroupRecord) -> Result<Option<Vec<SnapInfo>>> {
     let snap = id.snapshot_name();
-    record
-        .volumes
-        .iter()
-        .map(|spec| {
-            let (p, image) = split_spec(spec)?;
-            get_snapshot(cluster, p, image, &snap)?.ok_or_else(|| {
-                CsiError::Internal(format!("group snapshot {id} has no member snapshot of {spec}"))
-            })
-        })
-        .collect()
+    let mut found = Vec::with_capacity(record.volumes.len());
+    for spec in &record.volumes {
+        let (p, image) = split_spec(spec)?;
+        match get_snapshot(cluster, p, image, &snap)? {
+            Some(s) => found.push(s),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(found))
 }
 
-/// The record and members of group snapshot `id`; `None` if it does not exist (or its
-/// creation has not finished).
+/// The record and members of group snapshot `id`; `None` if it does not exist, its creation
+/// has not finished, or its deletion has begun (a member snapshot is gone).
 pub fn get(cluster: &Cluster, id: &GroupSnapshotId) -> Result<Option<(GroupRecord, Vec<SnapInfo>)>> {
     let pool = match cluster.pool(&id.pool) {
         Ok(p) => p,
@@ -209,21 +218,20 @@ pub fn get(cluster: &Cluster, id: &GroupSnapshotId) -> Result<Option<(GroupRecor
     if !complete {
         return Ok(None);
     }
-    let members = members(cluster, id, &record)?;
-    Ok(Some((record, members)))
+    Ok(members(cluster, id, &record)?.map(|members| (record, members)))
 }
 
-/// Removes group snapshot `id`: its member snapshots, the group, then the record. Absent is
-/// fine.
+/// Removes group snapshot `id`: its member snapshots (and any an interrupted removal left in a
+/// member's trash namespace), the group, then the record. Absent is fine.
 pub fn delete(cluster: &Cluster, id: &GroupSnapshotId) -> Result<()> {
     let pool = match cluster.pool(&id.pool) {
         Ok(p) => p,
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(err(e)),
     };
-    if read_record(&pool, &id.group)?.is_none() {
+    let Some(record) = read_record(&pool, &id.group)? else {
         return Ok(());
-    }
+    };
     match pool.group_snapshots(&id.group) {
         Ok(snaps) => {
             for s in snaps {
@@ -232,6 +240,20 @@ pub fn delete(cluster: &Cluster, id: &GroupSnapshotId) -> Result<()> {
         }
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(err(e)),
+    }
+    // A member snapshot whose removal a crash cut short is in its image's trash namespace.
+    for spec in &record.volumes {
+        let (p, image) = split_spec(spec)?;
+        let image_pool = match cluster.pool(p) {
+            Ok(ip) => ip,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(err(e)),
+        };
+        match image_pool.open(image, None) {
+            Ok(mut img) => sweep_trash(&mut img)?,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(err(e)),
+        }
     }
     match pool.remove_group(&id.group) {
         Ok(()) => {}

@@ -112,7 +112,7 @@ pub fn create(cluster: &Cluster, plan: &CreatePlan) -> Result<u64> {
     if pool.image_id(&image).map_err(err)?.is_some() {
         match pool.open(&image, None) {
             Ok(img) => {
-                if img.metadata(COMPLETE).map_err(err)?.is_some() {
+                if is_complete(&img)? {
                     return existing(&img, plan, &fingerprint);
                 }
                 // Left by an interrupted create: make it again from scratch.
@@ -358,20 +358,48 @@ fn remove_leftover(pool: &Pool, image: &str) -> Result<()> {
     }
 }
 
-/// Unprotects (if needed) and removes a snapshot; absent is fine, children are FAILED_PRECONDITION.
+/// Unprotects (if needed) and removes a snapshot, then what an interrupted removal left (see
+/// [`sweep_trash`]); absent is fine, children are FAILED_PRECONDITION.
 pub fn remove_snapshot(pool: &Pool, image: &str, snap: &str) -> Result<()> {
     let mut img = match pool.open(image, None) {
         Ok(i) => i,
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(err(e)),
     };
+    remove_named_snapshot(&mut img, pool.name(), image, snap)?;
+    sweep_trash(&mut img)
+}
+
+/// Removes the trash-namespace snapshots of an image this driver made. librbd removes a
+/// snapshot by moving it to the trash namespace, then deleting it; a removal killed in
+/// between leaves it there, nameless and holding its data, and retries no longer find it by
+/// name. The driver never removes a snapshot that has clones (it refuses), so a trash
+/// snapshot is such a leftover; one with clones made outside the driver is left (EBUSY).
+pub fn sweep_trash(img: &mut Image<'_>) -> Result<()> {
+    for s in img.snapshots().map_err(err)? {
+        if img.snapshot_namespace(s.id).map_err(err)? != SnapshotNamespace::Trash {
+            continue;
+        }
+        match img.remove_snapshot_by_id(s.id) {
+            Ok(()) => tracing::warn!(
+                image = img.name(),
+                snap_id = s.id,
+                "removed a snapshot an interrupted removal left in the trash namespace"
+            ),
+            Err(e) if e.is_busy() || e.is_not_found() => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
+}
+
+fn remove_named_snapshot(img: &mut Image<'_>, pool: &str, image: &str, snap: &str) -> Result<()> {
     match img.is_snapshot_protected(snap) {
         Ok(true) => match img.unprotect_snapshot(snap) {
             Ok(()) => {}
             Err(e) if e.is_busy() => {
                 return Err(CsiError::FailedPrecondition(format!(
-                    "snapshot {snap} of {}/{image} still has clones",
-                    pool.name()
+                    "snapshot {snap} of {pool}/{image} still has clones"
                 )));
             }
             Err(e) => return Err(err(e)),
@@ -398,14 +426,53 @@ pub fn delete_snapshot(pool: &Pool, image: &str, snap: &str) -> Result<()> {
     Ok(())
 }
 
+/// Finishes a removal a crash cut short, if `image` is one: librbd deletes the header (and
+/// with it the [`COMPLETE`] marker) before the id object and the pool directory's entry, so a
+/// killed DeleteVolume can leave a name `rbd ls` lists but nobody can open, which a retry
+/// would otherwise take for an image that is not the driver's. `rbd_remove` finishes it.
+/// True if there was one.
+fn finish_interrupted_removal(pool: &Pool, image: &str) -> Result<bool> {
+    let header_gone = match pool.image_id(image).map_err(err)? {
+        None => true,
+        Some(id) => pool
+            .read_object(&format!("rbd_header.{id}"), 1)
+            .map_err(err)?
+            .is_none(),
+    };
+    if !header_gone || !pool.list_images().map_err(err)?.iter().any(|n| n == image) {
+        return Ok(false);
+    }
+    tracing::warn!(
+        pool = pool.name(),
+        image,
+        "finishing the removal of a volume an interrupted DeleteVolume left half-removed"
+    );
+    match pool.remove_image(image) {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(true),
+        Err(e) => Err(err(e)),
+    }
+}
+
 /// True if `image` is a volume this driver finished creating: its [`COMPLETE`] marker names a
 /// request whose image is `image`. Read without opening the image.
 fn is_ours(pool: &Pool, image: &str) -> Result<bool> {
-    let Some(record) = pool.peek_image_metadata(image, COMPLETE).map_err(err)? else {
-        return Ok(false);
-    };
-    let record: serde_json::Value = serde_json::from_str(&record).unwrap_or_default();
-    Ok(record["name"].as_str().is_some_and(|n| image_name(n) == image))
+    let record = pool.peek_image_metadata(image, COMPLETE).map_err(err)?;
+    Ok(record.is_some_and(|r| marks(&r, image)))
+}
+
+/// True if `img`'s [`COMPLETE`] marker was written by its own create. librbd copies image
+/// metadata into clones, so a clone a crash left half-made carries its parent's marker,
+/// which names the parent's request, not this image's.
+fn is_complete(img: &Image<'_>) -> Result<bool> {
+    let record = img.metadata(COMPLETE).map_err(err)?;
+    Ok(record.is_some_and(|r| marks(&r, img.name())))
+}
+
+/// True if marker `record` names a request whose image is `image`.
+fn marks(record: &str, image: &str) -> bool {
+    let record: serde_json::Value = serde_json::from_str(record).unwrap_or_default();
+    record["name"].as_str().is_some_and(|n| image_name(n) == image)
 }
 
 /// Removes a volume's image if the driver created it (see [`is_ours`]); `Ok(false)` when it is
@@ -418,7 +485,7 @@ pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<bool> {
         Err(e) => return Err(err(e)),
     };
     if !is_ours(&pool, image)? {
-        return Ok(false);
+        return finish_interrupted_removal(&pool, image);
     }
     // The common case (no snapshots) costs one call; snapshots make librbd refuse, and only
     // then are they looked at.
@@ -436,7 +503,8 @@ pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<bool> {
         Err(e) => return Err(err(e)),
     }
     let snaps = match pool.open(image, None) {
-        Ok(img) => {
+        Ok(mut img) => {
+            sweep_trash(&mut img)?;
             for s in img.snapshots().map_err(err)? {
                 if let SnapshotNamespace::Group { group, snapshot, .. } =
                     img.snapshot_namespace(s.id).map_err(err)?
@@ -493,7 +561,7 @@ fn busy_message(pool: &Pool, pool_name: &str, image: &str) -> String {
 pub fn size(cluster: &Cluster, pool_name: &str, image: &str) -> Result<u64> {
     let pool = cluster.pool(pool_name).map_err(err)?;
     let img = pool.open_read_only(image, None).map_err(err)?;
-    if img.metadata(COMPLETE).map_err(err)?.is_none() {
+    if !is_complete(&img)? {
         return Err(CsiError::NotFound(format!(
             "volume {pool_name}/{image} is not complete"
         )));
@@ -527,7 +595,7 @@ pub fn list(cluster: &Cluster, pool_name: &str) -> Result<Vec<(String, u64)>> {
     for n in names {
         match pool.open_read_only(&n, None) {
             Ok(img) => {
-                if img.metadata(COMPLETE).map_err(err)?.is_some() {
+                if is_complete(&img)? {
                     out.push((n, img.info().map_err(err)?.size));
                 }
             }
@@ -703,7 +771,7 @@ pub fn list_snapshots(cluster: &Cluster, pool_name: &str, image: Option<&str>) -
 pub fn set_qos(cluster: &Cluster, pool_name: &str, image: &str, qos: &Qos) -> Result<()> {
     let pool = cluster.pool(pool_name).map_err(err)?;
     let mut img = pool.open(image, None).map_err(err)?;
-    if img.metadata(COMPLETE).map_err(err)?.is_none() {
+    if !is_complete(&img)? {
         return Err(CsiError::NotFound(format!(
             "volume {pool_name}/{image} is not complete"
         )));
@@ -736,4 +804,18 @@ pub fn pool_available(cluster: &Cluster, pool_name: &str) -> Result<u64> {
         .find(|(n, _)| n == pool_name)
         .map(|(_, a)| a)
         .ok_or_else(|| CsiError::NotFound(format!("pool {pool_name} not in ceph df")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_counts_only_on_the_image_its_request_names() {
+        let record = serde_json::json!({"name": "pvc-1", "params": "p"}).to_string();
+        assert!(marks(&record, &image_name("pvc-1")));
+        // A clone carries its parent's marker: it names the parent, not the clone.
+        assert!(!marks(&record, &image_name("pvc-2")));
+        assert!(!marks("{not json", &image_name("pvc-1")));
+    }
 }
