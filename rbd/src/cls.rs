@@ -6,8 +6,9 @@
 //! lock round trip on the first write. A provisioner that only needs to know whether a name
 //! is taken, or to stamp an image it has just created, would pay that several times per
 //! volume; profiling the CSI driver under 16 parallel creates showed most of its CPU there.
-//! The class methods used here (`get_id`, `metadata_get`, `metadata_set`) are the ones librbd
-//! itself calls, with Ceph's encoding (little-endian `u32` length before every string).
+//! The class methods used here (`get_id`, `dir_get_id`, `dir_remove_image`, `metadata_get`,
+//! `metadata_set`) are the ones librbd itself calls, with Ceph's encoding (little-endian `u32` length before every
+//! string).
 #![allow(unsafe_code)]
 
 use crate::cluster::{Pool, cstring};
@@ -24,6 +25,47 @@ impl Pool {
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The id the pool's image directory (`rbd_directory`, what `rbd ls` lists) records for
+    /// `name`, or `None` when it has no entry: one class call, without listing the pool.
+    pub fn directory_id(&self, name: &str) -> Result<Option<String>, RbdError> {
+        let mut input = Vec::new();
+        encode_string(&mut input, name.as_bytes());
+        match self.exec(
+            "rbd_directory",
+            "dir_get_id",
+            &input,
+            "look up image in directory",
+            name,
+        ) {
+            Ok(out) => decode_string(&out)
+                .map(Some)
+                .ok_or_else(|| self.bad_reply("look up image in directory", name)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the directory entry `name` → `id` and the image's id object: what is left of an
+    /// image whose removal stopped after its header was deleted (librbd's own remove answers
+    /// ENOENT for it). Absent is fine.
+    pub fn remove_directory_entry(&self, name: &str, id: &str) -> Result<(), RbdError> {
+        let mut input = Vec::new();
+        encode_string(&mut input, name.as_bytes());
+        encode_string(&mut input, id.as_bytes());
+        match self.exec(
+            "rbd_directory",
+            "dir_remove_image",
+            &input,
+            "remove image from directory",
+            name,
+        ) {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        self.remove_object(&format!("rbd_id.{name}"))
     }
 
     /// Reads one image metadata value without opening the image: two small reads (the id

@@ -13,6 +13,7 @@
 mod csi_fault_support;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -20,25 +21,34 @@ use anyhow::{Context, Result, bail, ensure};
 use csi_fault_support::*;
 use lifeboat_csi::proto::*;
 use lifeboat_tests::csi::{Clients, DriverOptions, RbdEnv};
+use lifeboat_tests::faults::SeededRng;
 
-/// Every campaign below at once, each on its own pool and driver: most of their time is spent
-/// waiting for a killed driver's watch on an image to lapse (30 s), so they overlap instead of
-/// queueing behind the test harness's threads. Every failing campaign is reported.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+/// Every campaign below at once, one per killed RPC (the node's in one), each on its own pool
+/// and driver: most of their time is spent waiting for a killed driver's watch on an image
+/// to lapse (30 s), so they overlap instead of queueing behind the test harness's threads. The campaigns call the rbd CLI and librbd
+/// directly (blocking), so there are more worker threads than campaigns, keeping kill moments
+/// close to the drawn ones. Every failing campaign is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn csi_rpcs_killed_at_random_moments() -> Result<()> {
-    let campaigns = [
-        ("snapshots", tokio::spawn(snapshot_rpcs())),
-        (
-            "restore, expand, delete",
-            tokio::spawn(restore_expand_and_delete_rpcs()),
-        ),
-        ("group snapshots", tokio::spawn(group_snapshot_rpcs())),
-        (
-            "restore from a group member",
-            tokio::spawn(restore_from_group_member()),
-        ),
-        ("node", tokio::spawn(node_rpcs())),
-    ];
+    let mut campaigns = Vec::new();
+    for kill in ["CreateSnapshot", "DeleteSnapshot"] {
+        campaigns.push((kill, tokio::spawn(snapshot_rpcs(kill))));
+    }
+    for kill in [
+        "CreateVolume from a snapshot",
+        "ControllerExpandVolume",
+        "DeleteVolume",
+    ] {
+        campaigns.push((kill, tokio::spawn(restore_expand_and_delete_rpcs(kill))));
+    }
+    for kill in [
+        "CreateVolumeGroupSnapshot",
+        "DeleteVolumeGroupSnapshot",
+        "CreateVolume from a group member",
+    ] {
+        campaigns.push((kill, tokio::spawn(group_rpcs(kill))));
+    }
+    campaigns.push(("node RPCs", tokio::spawn(node_rpcs())));
     let mut failed = Vec::new();
     for (name, campaign) in campaigns {
         if let Err(e) = campaign.await.context(name)? {
@@ -49,44 +59,56 @@ async fn csi_rpcs_killed_at_random_moments() -> Result<()> {
     Ok(())
 }
 
-/// CreateSnapshot and DeleteSnapshot, each killed at random moments; the pool holds exactly
-/// the snapshots (and their name records) the calls made after each phase, and nothing at
-/// the end.
-async fn snapshot_rpcs() -> Result<()> {
+/// A pool name part for the RPC a campaign kills (`CreateVolume from a snapshot` →
+/// `createvolume-from-a-snapshot`).
+fn short(kill: &str) -> String {
+    kill.to_lowercase().replace(' ', "-")
+}
+
+/// `call` killed at a random moment of `span` when `faulted` (see [`killed`]), else run
+/// unfaulted with the CO's retries; its answer.
+async fn maybe_killed<T, F, Fut>(
+    faulted: bool,
+    (e, tally, rng): (&mut RbdEnv, &mut Tally, &mut SeededRng),
+    rpc: &'static str,
+    span: Duration,
+    call: F,
+) -> Result<T>
+where
+    T: Send + 'static,
+    F: Fn(Clients) -> Fut,
+    Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>> + Send + 'static,
+{
+    if faulted {
+        killed(e, tally, rpc, draw(rng, span), call).await
+    } else {
+        Ok(retry(e, rpc, rpc.starts_with("Delete"), &call).await?.0)
+    }
+}
+
+/// Snapshots of a written volume taken, then deleted; `kill` (CreateSnapshot or
+/// DeleteSnapshot) is killed, the other runs unfaulted. The pool holds exactly the snapshots
+/// (and their name records) the calls made after each phase, and nothing at the end.
+async fn snapshot_rpcs(kill: &'static str) -> Result<()> {
     let (seed, mut rng) = seed();
     let n = rounds();
-    let mut e = env("csi-fault-snap").await?;
+    let mut e = env(&format!("csi-fault-{}", short(kill))).await?;
     let mut tally = Tally::default();
-    let src = e
-        .driver
-        .clients()
-        .await?
-        .controller
-        .create_volume(e.create_req(&named(&e, "source"), 16 * MIB))
-        .await?
-        .into_inner()
-        .volume
-        .context("volume")?;
-    write_pattern(&e.pool, &src.volume_context["imageName"], 7)?;
+    let (src, _) = source(&e, 7).await?;
     let mut made = Made::default();
     made.volumes.insert("source".into(), vec![]);
 
-    let snap_req = |e: &RbdEnv, name: &str| CreateSnapshotRequest {
-        source_volume_id: src.volume_id.clone(),
-        name: named(e, name),
-        secrets: e.secrets.clone(),
-        parameters: HashMap::new(),
-    };
+    let snap_req = |e: &RbdEnv, name: &str| snapshot_req(e, &src.volume_id, name);
     let call = rpc!(controller.create_snapshot, snap_req(&e, "snap-0"));
     let (first, span) = timed(&mut e, "CreateSnapshot", call).await?;
     let mut snapshots = vec![first.snapshot.context("snapshot")?];
     for i in 1..=n {
         let req = snap_req(&e, &format!("snap-{i}"));
-        let answer = killed(
-            &mut e,
-            &mut tally,
+        let answer = maybe_killed(
+            kill == "CreateSnapshot",
+            (&mut e, &mut tally, &mut rng),
             "CreateSnapshot",
-            draw(&mut rng, span),
+            span,
             rpc!(controller.create_snapshot, req),
         )
         .await?;
@@ -112,11 +134,11 @@ async fn snapshot_rpcs() -> Result<()> {
     let (_, span) = timed(&mut e, "DeleteSnapshot", call).await?;
     for snap in &snapshots[1..] {
         let req = delete_snap(&e, &snap.snapshot_id);
-        killed(
-            &mut e,
-            &mut tally,
+        maybe_killed(
+            kill == "DeleteSnapshot",
+            (&mut e, &mut tally, &mut rng),
             "DeleteSnapshot",
-            draw(&mut rng, span),
+            span,
             rpc!(controller.delete_snapshot, req),
         )
         .await?;
@@ -132,38 +154,24 @@ async fn snapshot_rpcs() -> Result<()> {
     )
     .await?;
     Made::default().check(&e.pool, "at the end")?;
-    tally.print("CSI snapshot RPCs killed", seed);
+    tally.print(&format!("CSI {kill} killed"), seed);
     Ok(())
 }
 
-/// CreateVolume from a snapshot, ControllerExpandVolume and DeleteVolume, each killed at
-/// random moments; restored volumes hold the snapshot's data, the expanded one keeps its own,
-/// and the pool holds exactly what the calls made after each phase and nothing at the end.
-async fn restore_expand_and_delete_rpcs() -> Result<()> {
+/// Volumes restored from a snapshot, the source expanded, the restored volumes deleted; `kill`
+/// (CreateVolume from a snapshot, ControllerExpandVolume or DeleteVolume) is killed, the
+/// others run unfaulted. Restored volumes hold the snapshot's data, the expanded one keeps its
+/// own, and the pool holds exactly what the calls made after each phase and nothing at the end.
+async fn restore_expand_and_delete_rpcs(kill: &'static str) -> Result<()> {
     let (seed, mut rng) = seed();
     let n = rounds();
-    let mut e = env("csi-fault-vol").await?;
+    let mut e = env(&format!("csi-fault-{}", short(kill))).await?;
     let mut tally = Tally::default();
-    let src = e
-        .driver
-        .clients()
-        .await?
-        .controller
-        .create_volume(e.create_req(&named(&e, "source"), 16 * MIB))
-        .await?
-        .into_inner()
-        .volume
-        .context("volume")?;
-    let data = write_pattern(&e.pool, &src.volume_context["imageName"], 7)?;
+    let (src, data) = source(&e, 7).await?;
     let mut made = Made::default();
     made.volumes.insert("source".into(), vec![]);
 
-    let snap_req = |e: &RbdEnv, name: &str| CreateSnapshotRequest {
-        source_volume_id: src.volume_id.clone(),
-        name: named(e, name),
-        secrets: e.secrets.clone(),
-        parameters: HashMap::new(),
-    };
+    let snap_req = |e: &RbdEnv, name: &str| snapshot_req(e, &src.volume_id, name);
     let snapshot = e
         .driver
         .clients()
@@ -182,11 +190,11 @@ async fn restore_expand_and_delete_rpcs() -> Result<()> {
     let mut restored = vec![first.volume.context("volume")?];
     for i in 1..=n {
         let req = restore_req(&e, i);
-        let answer = killed(
-            &mut e,
-            &mut tally,
+        let answer = maybe_killed(
+            kill == "CreateVolume from a snapshot",
+            (&mut e, &mut tally, &mut rng),
             "CreateVolume from a snapshot",
-            draw(&mut rng, span),
+            span,
             rpc!(controller.create_volume, req),
         )
         .await?;
@@ -215,11 +223,11 @@ async fn restore_expand_and_delete_rpcs() -> Result<()> {
     for i in 1..=n {
         let mib = 20 + 4 * i as i64;
         let req = expand_req(&e, mib);
-        let answer = killed(
-            &mut e,
-            &mut tally,
+        let answer = maybe_killed(
+            kill == "ControllerExpandVolume",
+            (&mut e, &mut tally, &mut rng),
             "ControllerExpandVolume",
-            draw(&mut rng, span),
+            span,
             rpc!(controller.controller_expand_volume, req),
         )
         .await?;
@@ -245,11 +253,11 @@ async fn restore_expand_and_delete_rpcs() -> Result<()> {
     let (_, span) = timed(&mut e, "DeleteVolume", call).await?;
     for v in &restored[1..] {
         let req = e.delete_req(&v.volume_id);
-        killed(
-            &mut e,
-            &mut tally,
+        maybe_killed(
+            kill == "DeleteVolume",
+            (&mut e, &mut tally, &mut rng),
             "DeleteVolume",
-            draw(&mut rng, span),
+            span,
             rpc!(controller.delete_volume, req),
         )
         .await?;
@@ -264,40 +272,19 @@ async fn restore_expand_and_delete_rpcs() -> Result<()> {
     )
     .await?;
     Made::default().check(&e.pool, "at the end")?;
-    tally.print("CSI restore, expand and delete RPCs killed", seed);
+    tally.print(&format!("CSI {kill} killed"), seed);
     Ok(())
 }
 
-/// CreateVolumeGroupSnapshot and DeleteVolumeGroupSnapshot, each killed at random moments;
-/// the pool holds exactly the groups, records and member snapshots of the live group
-/// snapshots.
-async fn group_snapshot_rpcs() -> Result<()> {
-    group_campaign("csi-fault-group", true).await
-}
-
-/// CreateVolume from a group member (a copy: Pacific cannot clone from a group snapshot)
-/// killed at random moments; the restored volumes hold their member's data.
-async fn restore_from_group_member() -> Result<()> {
-    group_campaign("csi-fault-member", false).await
-}
-
-/// Group snapshots of two written volumes, volumes restored from their members, all deleted;
-/// `kill_groups` kills the group snapshot RPCs, else the restores (separate tests, so their
-/// waits for dead clients' watches to lapse overlap).
-async fn group_campaign(prefix: &str, kill_groups: bool) -> Result<()> {
+/// Group snapshots of two written volumes, volumes restored from their members (a copy:
+/// Pacific cannot clone from a group snapshot) holding their member's data, all deleted; the
+/// pool holds exactly the groups, records and member snapshots of the live group snapshots
+/// after each phase. `kill` is killed, the other RPCs run unfaulted.
+async fn group_rpcs(kill: &'static str) -> Result<()> {
     let (seed, mut rng) = seed();
     let n = rounds();
-    let mut e = env(prefix).await?;
+    let mut e = env(&format!("csi-fault-{}", short(kill))).await?;
     let mut tally = Tally::default();
-    macro_rules! maybe_killed {
-        ($faulted:expr, $rpc:literal, $span:expr, $call:expr) => {
-            if $faulted {
-                killed(&mut e, &mut tally, $rpc, draw(&mut rng, $span), $call).await?
-            } else {
-                retry(&e, $rpc, $rpc.starts_with("Delete"), &$call).await?.0
-            }
-        };
-    }
     let mut made = Made::default();
     let (mut ids, mut data) = (vec![], vec![]);
     for i in 0..2 {
@@ -328,12 +315,14 @@ async fn group_campaign(prefix: &str, kill_groups: bool) -> Result<()> {
     let mut groups = vec![first.group_snapshot.context("group snapshot")?];
     for i in 1..=n {
         let req = group_req(&e, &format!("group-{i}"));
-        let answer = maybe_killed!(
-            kill_groups,
+        let answer = maybe_killed(
+            kill == "CreateVolumeGroupSnapshot",
+            (&mut e, &mut tally, &mut rng),
             "CreateVolumeGroupSnapshot",
             span,
-            rpc!(group.create_volume_group_snapshot, req)
-        );
+            rpc!(group.create_volume_group_snapshot, req),
+        )
+        .await?;
         groups.push(answer.group_snapshot.context("group snapshot")?);
     }
     for (i, g) in groups.iter().enumerate() {
@@ -365,12 +354,14 @@ async fn group_campaign(prefix: &str, kill_groups: bool) -> Result<()> {
     let mut restored = vec![first.volume.context("volume")?];
     for i in 1..=n {
         let req = restore_req(&e, i)?;
-        let answer = maybe_killed!(
-            !kill_groups,
+        let answer = maybe_killed(
+            kill == "CreateVolume from a group member",
+            (&mut e, &mut tally, &mut rng),
             "CreateVolume from a group member",
             span,
-            rpc!(controller.create_volume, req)
-        );
+            rpc!(controller.create_volume, req),
+        )
+        .await?;
         restored.push(answer.volume.context("volume")?);
     }
     for (i, v) in restored.iter().enumerate() {
@@ -392,12 +383,14 @@ async fn group_campaign(prefix: &str, kill_groups: bool) -> Result<()> {
     let (_, span) = timed(&mut e, "DeleteVolumeGroupSnapshot", call).await?;
     for g in &groups[1..] {
         let req = delete_req(&e, g);
-        maybe_killed!(
-            kill_groups,
+        maybe_killed(
+            kill == "DeleteVolumeGroupSnapshot",
+            (&mut e, &mut tally, &mut rng),
             "DeleteVolumeGroupSnapshot",
             span,
-            rpc!(group.delete_volume_group_snapshot, req)
-        );
+            rpc!(group.delete_volume_group_snapshot, req),
+        )
+        .await?;
     }
     made.groups.clear();
     made.check(&e.pool, "after DeleteVolumeGroupSnapshot")?;
@@ -412,7 +405,7 @@ async fn group_campaign(prefix: &str, kill_groups: bool) -> Result<()> {
         .await?;
     }
     Made::default().check(&e.pool, "at the end")?;
-    tally.print(&format!("CSI group RPCs killed ({prefix})"), seed);
+    tally.print(&format!("CSI {kill} killed"), seed);
     Ok(())
 }
 

@@ -117,6 +117,14 @@ impl GroupControllerService {
             .inflight
             .claim(format!("group/{}", req.name))
             .map_err(in_flight)?;
+        // DeleteVolumeGroupSnapshot claims the id: a create retry must not retake a group
+        // snapshot a delete is removing.
+        let _id_guard = self
+            .controller
+            .driver
+            .inflight
+            .claim(id.to_string())
+            .map_err(in_flight)?;
         let _volume_guards = req
             .source_volume_ids
             .iter()

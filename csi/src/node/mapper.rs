@@ -58,6 +58,8 @@ pub struct MapRequest<'a> {
     pub conf: &'a TempConf,
     /// Directory for the fuse mount.
     pub fuse_dir: PathBuf,
+    /// Devices other staged volumes' records hold (never reused or unmapped for this one).
+    pub in_use: &'a [String],
 }
 
 /// Maps the image with `kind` (already resolved).
@@ -65,8 +67,19 @@ pub async fn map(kind: MapperKind, req: &MapRequest<'_>) -> Result<Mapped> {
     let conf = req.conf.0.to_string_lossy().to_string();
     match kind {
         MapperKind::Krbd | MapperKind::Auto => {
-            let spec = format!("{}/{}", req.pool, req.image);
-            let device = run("rbd", &["map", &spec, "-c", &conf, "--id", req.user]).await?;
+            // A stage killed after `rbd map` left the image mapped: use that device (mapping
+            // again would give a second one and leave the first, and its watch, behind).
+            let listed = run("rbd", &["device", "list", "--format", "json"]).await?;
+            let mapped = krbd_devices(&listed, req.pool, req.image)?
+                .into_iter()
+                .find(|d| !req.in_use.contains(d));
+            let device = match mapped {
+                Some(d) => d,
+                None => {
+                    let spec = format!("{}/{}", req.pool, req.image);
+                    run("rbd", &["map", &spec, "-c", &conf, "--id", req.user]).await?
+                }
+            };
             Ok(Mapped {
                 kind: MapperKind::Krbd,
                 device,
@@ -166,13 +179,23 @@ pub async fn unmap(m: &Mapped) -> Result<()> {
 
 /// Undoes what an interrupted [`map`] of `pool/image` may have left when no stage record says
 /// what was mapped (the driver was killed between mapping and writing the record): the kernel
-/// RBD devices of that image (from `rbd device list`), or the rbd-fuse mount in `fuse_dir` and
-/// the loop device on its image file. Nothing mapped is fine.
-pub async fn unmap_leftovers(kind: MapperKind, pool: &str, image: &str, fuse_dir: &Path) -> Result<()> {
+/// RBD devices of that image (from `rbd device list`) that no other stage record holds
+/// (`in_use`), or the rbd-fuse mount in `fuse_dir` and the loop device on its image file.
+/// Nothing mapped is fine.
+pub async fn unmap_leftovers(
+    kind: MapperKind,
+    pool: &str,
+    image: &str,
+    fuse_dir: &Path,
+    in_use: &[String],
+) -> Result<()> {
     match kind {
         MapperKind::Krbd | MapperKind::Auto => {
             let listed = run("rbd", &["device", "list", "--format", "json"]).await?;
-            for device in krbd_devices(&listed, pool, image)? {
+            for device in krbd_devices(&listed, pool, image)?
+                .into_iter()
+                .filter(|d| !in_use.contains(d))
+            {
                 tracing::info!(
                     pool,
                     image,

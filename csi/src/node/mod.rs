@@ -121,6 +121,7 @@ impl NodeService {
                         user: &creds.user,
                         conf: &conf,
                         fuse_dir: state::fuse_dir(self.state_dir(), volume_id),
+                        in_use: &state::devices_in_use(self.state_dir(), volume_id)?,
                     },
                 )
                 .await?;
@@ -185,7 +186,8 @@ impl NodeService {
                 if let Ok(VolumeId::Rbd(v)) = VolumeId::parse(volume_id) {
                     let fuse_dir = state::fuse_dir(self.state_dir(), volume_id);
                     let kind = self.driver.settings.mapper.resolve();
-                    mapper::unmap_leftovers(kind, &v.pool, &v.image, &fuse_dir).await?;
+                    let in_use = state::devices_in_use(self.state_dir(), volume_id)?;
+                    mapper::unmap_leftovers(kind, &v.pool, &v.image, &fuse_dir, &in_use).await?;
                 }
             }
         }
@@ -319,6 +321,7 @@ impl NodeService {
     async fn expand(&self, req: NodeExpandVolumeRequest) -> Result<NodeExpandVolumeResponse> {
         let volume_id = required("volume_id", &req.volume_id)?;
         let path = PathBuf::from(required("volume_path", &req.volume_path)?);
+        let _guard = self.driver.inflight.claim(volume_id.to_string())?;
         if !path.exists() {
             return Err(CsiError::NotFound(format!(
                 "volume path {} does not exist",

@@ -12,7 +12,7 @@ use lifeboat_rbd::{Cluster, Image, Pool, RbdError, SnapshotNamespace, SnapshotRe
 use crate::error::{CsiError, Result};
 use crate::ids::{RBD_GROUP_SNAP_PREFIX, RBD_IMAGE_PREFIX, RBD_SNAP_PREFIX, hashed_name, name_hash};
 use crate::rbd::params::{CloneMode, RbdParams};
-use crate::rbd::qos::Qos;
+use crate::rbd::qos::{KEYS, Qos};
 
 /// Metadata key written last by a successful create, in one write: the CO's request name and
 /// the parameters fingerprint, as JSON `{"name": …, "params": …}`.
@@ -172,6 +172,13 @@ pub fn create(cluster: &Cluster, plan: &CreatePlan) -> Result<u64> {
         Source::GroupMember { .. } => plan.size.max(source_size),
         Source::Snapshot { .. } | Source::Volume { .. } => {
             let mut img = pool.open(&image, None).map_err(err)?;
+            // librbd copies image metadata into clones: limits the source had and this
+            // volume's request does not set are not this volume's.
+            for (_, option, _) in KEYS {
+                if !plan.qos.0.iter().any(|(o, _)| *o == option) {
+                    img.remove_metadata(&Qos::metadata_key(option)).map_err(err)?;
+                }
+            }
             let current = img.info().map_err(err)?.size;
             if current < plan.size {
                 img.resize(plan.size, false).map_err(err)?;
@@ -439,7 +446,7 @@ fn finish_interrupted_removal(pool: &Pool, image: &str) -> Result<bool> {
             .map_err(err)?
             .is_none(),
     };
-    if !header_gone || !pool.list_images().map_err(err)?.iter().any(|n| n == image) {
+    if !header_gone || pool.directory_id(image).map_err(err)?.is_none() {
         return Ok(false);
     }
     tracing::warn!(
@@ -448,10 +455,15 @@ fn finish_interrupted_removal(pool: &Pool, image: &str) -> Result<bool> {
         "finishing the removal of a volume an interrupted DeleteVolume left half-removed"
     );
     match pool.remove_image(image) {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(true),
-        Err(e) => Err(err(e)),
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(err(e)),
     }
+    // librbd answers ENOENT for a name whose header is gone and can leave it listed.
+    if let Some(id) = pool.directory_id(image).map_err(err)? {
+        pool.remove_directory_entry(image, &id).map_err(err)?;
+    }
+    Ok(true)
 }
 
 /// True if `image` is a volume this driver finished creating: its [`COMPLETE`] marker names a

@@ -58,6 +58,33 @@ pub fn from_snapshot(e: &RbdEnv, short: &str, bytes: i64, snapshot_id: &str) -> 
     }
 }
 
+/// Creates the 16 MiB volume `source` and writes [`write_pattern`]'s data (`seed`) into it;
+/// the volume and the data.
+pub async fn source(e: &RbdEnv, seed: u8) -> Result<(Volume, Vec<u8>)> {
+    let volume = e
+        .driver
+        .clients()
+        .await?
+        .controller
+        .create_volume(e.create_req(&named(e, "source"), 16 * MIB))
+        .await?
+        .into_inner()
+        .volume
+        .context("volume")?;
+    let data = write_pattern(&e.pool, &volume.volume_context["imageName"], seed)?;
+    Ok((volume, data))
+}
+
+/// CreateSnapshot `short` of volume `volume_id`.
+pub fn snapshot_req(e: &RbdEnv, volume_id: &str, short: &str) -> CreateSnapshotRequest {
+    CreateSnapshotRequest {
+        source_volume_id: volume_id.into(),
+        name: named(e, short),
+        secrets: e.secrets.clone(),
+        parameters: Default::default(),
+    }
+}
+
 /// Distinct data at offsets 0, 5 MiB and 13 MiB of an image.
 pub fn write_pattern(pool: &str, image: &str, seed: u8) -> Result<Vec<u8>> {
     let data: Vec<u8> = (0..MIB as usize).map(|i| (i * 31) as u8 ^ seed).collect();
@@ -240,7 +267,8 @@ pub fn retryable(code: Code, delete: bool) -> bool {
         || (delete && code == Code::FailedPrecondition)
 }
 
-/// Calls until the driver answers other than [`retryable`], for up to 3 minutes.
+/// Calls until the driver answers other than [`retryable`], for up to 3 minutes (each call
+/// at most 2).
 pub async fn retry<T, F, Fut>(e: &RbdEnv, rpc: &str, delete: bool, call: &F) -> Result<(T, usize)>
 where
     F: Fn(Clients) -> Fut,
@@ -250,7 +278,11 @@ where
     let mut tries = 0;
     loop {
         tries += 1;
-        match call(e.driver.clients().await?).await {
+        // A call the driver never answers fails the test instead of hanging it.
+        let answer = tokio::time::timeout(Duration::from_secs(120), call(e.driver.clients().await?))
+            .await
+            .map_err(|_| anyhow::anyhow!("{rpc}: no answer in 120 s\ndriver log:\n{}", e.driver.log()))?;
+        match answer {
             Ok(r) => return Ok((r.into_inner(), tries - 1)),
             Err(s) if retryable(s.code(), delete) && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(if s.code() == Code::Aborted {
