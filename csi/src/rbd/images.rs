@@ -436,7 +436,8 @@ pub fn delete_snapshot(pool: &Pool, image: &str, snap: &str) -> Result<()> {
 /// Finishes a removal a crash cut short, if `image` is one: librbd deletes the header (and
 /// with it the [`COMPLETE`] marker) before the id object and the pool directory's entry, so a
 /// killed DeleteVolume can leave a name `rbd ls` lists but nobody can open, which a retry
-/// would otherwise take for an image that is not the driver's. `rbd_remove` finishes it.
+/// would otherwise take for an image that is not the driver's. `rbd_remove` finishes it; where
+/// librbd answers ENOENT instead, the directory entry and id object are removed directly.
 /// True if there was one.
 fn finish_interrupted_removal(pool: &Pool, image: &str) -> Result<bool> {
     let header_gone = match pool.image_id(image).map_err(err)? {
