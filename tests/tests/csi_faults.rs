@@ -25,9 +25,10 @@ use lifeboat_tests::faults::SeededRng;
 
 /// Every campaign below at once, one per killed RPC (the node's in one), each on its own pool
 /// and driver: most of their time is spent waiting for a killed driver's watch on an image
-/// to lapse (30 s), so they overlap instead of queueing behind the test harness's threads. The campaigns call the rbd CLI and librbd
-/// directly (blocking), so there are more worker threads than campaigns, keeping kill moments
-/// close to the drawn ones. Every failing campaign is reported.
+/// to lapse (30 s), so they overlap instead of queueing behind the test harness's threads.
+/// The campaigns call the rbd CLI and librbd directly (blocking), so the runtime has almost
+/// a worker thread per campaign, keeping kill moments close to the drawn ones. Every failing
+/// campaign is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn csi_rpcs_killed_at_random_moments() -> Result<()> {
     let mut campaigns = Vec::new();
