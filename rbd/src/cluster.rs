@@ -151,6 +151,12 @@ impl Pool {
 
     /// Names of the images in this pool.
     pub fn list_images(&self) -> Result<Vec<String>, RbdError> {
+        Ok(self.list_image_ids()?.into_iter().map(|(_, name)| name).collect())
+    }
+
+    /// `(id, name)` of every image `rbd ls` lists: the pool directory's images, and images a
+    /// remove left in the trash as "removing" (under the name they had).
+    pub fn list_image_ids(&self) -> Result<Vec<(String, String)>, RbdError> {
         let mut capacity: usize = 64;
         loop {
             let mut specs: Vec<crate::ffi::rbd_image_spec_t> = Vec::with_capacity(capacity);
@@ -165,18 +171,17 @@ impl Pool {
             check(ret.into(), "list images", || self.name.clone())?;
             // SAFETY: librbd initialised the first `count` entries.
             unsafe { specs.set_len(count) };
-            let names = specs
-                .iter()
-                .map(|s| {
-                    // SAFETY: each entry's name is a NUL-terminated string owned by librbd.
-                    unsafe { std::ffi::CStr::from_ptr(s.name) }
-                        .to_string_lossy()
-                        .into_owned()
-                })
-                .collect();
+            let text = |p: *const libc::c_char| {
+                // SAFETY: each entry's id and name are NUL-terminated strings owned by librbd
+                // until the cleanup below.
+                unsafe { std::ffi::CStr::from_ptr(p) }
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            let specs_out = specs.iter().map(|s| (text(s.id), text(s.name))).collect();
             // SAFETY: releases exactly the entries librbd filled in.
             unsafe { crate::ffi::rbd_image_spec_list_cleanup(specs.as_mut_ptr(), count) };
-            return Ok(names);
+            return Ok(specs_out);
         }
     }
 

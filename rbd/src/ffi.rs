@@ -85,8 +85,30 @@ pub struct rbd_image_spec_t {
     pub name: *mut c_char,
 }
 
+pub const RBD_TRASH_IMAGE_SOURCE_USER: c_int = 0;
+pub const RBD_TRASH_IMAGE_SOURCE_MIRRORING: c_int = 1;
+pub const RBD_TRASH_IMAGE_SOURCE_MIGRATION: c_int = 2;
+pub const RBD_TRASH_IMAGE_SOURCE_REMOVING: c_int = 3;
+pub const RBD_TRASH_IMAGE_SOURCE_USER_PARENT: c_int = 4;
+
+#[repr(C)]
+pub struct rbd_trash_image_info_t {
+    pub id: *mut c_char,
+    pub name: *mut c_char,
+    pub source: c_int,
+    pub deletion_time: libc::time_t,
+    pub deferment_end_time: libc::time_t,
+}
+
 #[link(name = "rbd")]
 unsafe extern "C" {
+    pub fn rbd_trash_list(
+        io: rados_ioctx_t,
+        trash_entries: *mut rbd_trash_image_info_t,
+        num_entries: *mut size_t,
+    ) -> c_int;
+    pub fn rbd_trash_list_cleanup(trash_entries: *mut rbd_trash_image_info_t, num_entries: size_t);
+    pub fn rbd_trash_remove(io: rados_ioctx_t, id: *const c_char, force: bool) -> c_int;
     pub fn rbd_image_options_create(opts: *mut rbd_image_options_t);
     pub fn rbd_image_options_destroy(opts: rbd_image_options_t);
     pub fn rbd_image_options_set_string(

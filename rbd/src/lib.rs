@@ -15,6 +15,7 @@ mod ffi;
 mod group;
 mod image;
 mod rados_objects;
+mod trash;
 mod watchers;
 
 pub use aio::AioWriter;
@@ -22,4 +23,5 @@ pub use cluster::{Cluster, Pool};
 pub use error::RbdError;
 pub use group::{GroupImage, GroupSnapshot, SnapshotNamespace};
 pub use image::{Extent, Image, ImageInfo, ImageOptions, Snapshot, SnapshotRef, features};
+pub use trash::{TrashEntry, TrashSource};
 pub use watchers::Watcher;

@@ -433,38 +433,76 @@ pub fn delete_snapshot(pool: &Pool, image: &str, snap: &str) -> Result<()> {
     Ok(())
 }
 
-/// Finishes a removal a crash cut short, if `image` is one: librbd deletes the header (and
-/// with it the [`COMPLETE`] marker) before the id object and the pool directory's entry, so a
-/// killed DeleteVolume can leave a name `rbd ls` lists but nobody can open, which a retry
-/// would otherwise take for an image that is not the driver's. `rbd_remove` finishes it; where
-/// librbd answers ENOENT instead, the directory entry and id object are removed directly.
-/// True if there was one.
+/// Finishes a removal a crash cut short, if `image` is one; true if there was one. librbd
+/// removes an image in steps, and a killed DeleteVolume can stop between any two; a retry
+/// would otherwise take what is left for an image that is not the driver's, answer success,
+/// and leave its data in the pool:
+/// - after the header (and with it the [`COMPLETE`] marker) is deleted but before the id
+///   object and the pool directory's entry: `rbd_remove` finishes it, and where librbd
+///   answers ENOENT instead, the directory entry and id object are removed directly;
+/// - after the image was moved to the trash as "removing" (librbd's own remove goes through
+///   the trash): the name is gone from the directory, `rbd ls` still lists it under its id,
+///   the trash listings leave it out, and only a forced trash remove finishes it. Someone
+///   already asked for it to be removed, so finishing is safe. Until the killed client's
+///   watch lapses librbd answers EBUSY: UNAVAILABLE, and the CO's retry finishes it.
 fn finish_interrupted_removal(pool: &Pool, image: &str) -> Result<bool> {
-    let header_gone = match pool.image_id(image).map_err(err)? {
-        None => true,
-        Some(id) => pool
-            .read_object(&format!("rbd_header.{id}"), 1)
-            .map_err(err)?
-            .is_none(),
-    };
-    if !header_gone || pool.directory_id(image).map_err(err)?.is_none() {
-        return Ok(false);
+    let listed_id = pool.directory_id(image).map_err(err)?;
+    if let Some(id) = &listed_id {
+        let header_gone = match pool.image_id(image).map_err(err)? {
+            None => true,
+            Some(id) => pool
+                .read_object(&format!("rbd_header.{id}"), 1)
+                .map_err(err)?
+                .is_none(),
+        };
+        if !header_gone {
+            return Ok(false);
+        }
+        tracing::warn!(
+            pool = pool.name(),
+            image,
+            "finishing the removal of a volume an interrupted DeleteVolume left half-removed"
+        );
+        match pool.remove_image(image) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(err(e)),
+        }
+        // librbd answers ENOENT for a name whose header is gone and can leave it listed.
+        if pool.directory_id(image).map_err(err)?.is_some() {
+            pool.remove_directory_entry(image, id).map_err(err)?;
+        }
+        return Ok(true);
     }
-    tracing::warn!(
-        pool = pool.name(),
-        image,
-        "finishing the removal of a volume an interrupted DeleteVolume left half-removed"
-    );
-    match pool.remove_image(image) {
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(err(e)),
+    let removing: Vec<String> = pool
+        .list_image_ids()
+        .map_err(err)?
+        .into_iter()
+        .filter(|(_, name)| name == image)
+        .map(|(id, _)| id)
+        .collect();
+    for id in &removing {
+        tracing::warn!(
+            pool = pool.name(),
+            image,
+            id,
+            "finishing the removal of a volume an interrupted DeleteVolume left in the RBD trash"
+        );
+        match pool.trash_remove(id, true) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) if e.is_busy() => {
+                return Err(CsiError::Unavailable(format!(
+                    "the half-removed volume {}/{image} (in the RBD trash as {id}) is still watched \
+                     by the client whose removal was interrupted; retry once its watch lapses \
+                     (osd_client_watch_timeout, 30 s by default)",
+                    pool.name()
+                )));
+            }
+            Err(e) => return Err(err(e)),
+        }
     }
-    // librbd answers ENOENT for a name whose header is gone and can leave it listed.
-    if let Some(id) = pool.directory_id(image).map_err(err)? {
-        pool.remove_directory_entry(image, &id).map_err(err)?;
-    }
-    Ok(true)
+    Ok(!removing.is_empty())
 }
 
 /// True if `image` is a volume this driver finished creating: its [`COMPLETE`] marker names a
