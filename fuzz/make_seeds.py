@@ -112,6 +112,9 @@ def main():
     # etcd_delta
     ev = lambda rev, put, k, v: json.dumps({"rev": rev, "put": put, "key": base64.b64encode(k).decode(),
                                             "value": base64.b64encode(v).decode()})
+    # etcd_delta/compacted.db (kept, not written here) is `etcdctl snapshot save` of an etcd
+    # 3.4 after `put /a`, `put /b`, `del /a` and `compact 4 --physical`: revision 4, which
+    # lives only in bucket `meta` once compaction removed the tombstone.
     write("etcd_delta", "events", "\n".join([ev(101, True, b"/registry/a", b"1"), ev(102, False, b"/registry/b", b"")]) + "\n")
 
     # csi_ids

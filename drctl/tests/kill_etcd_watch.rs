@@ -26,9 +26,8 @@
 //! Restores are checked on two verifier threads, each against a copy of the repository taken
 //! when the check was due, so the rounds need not wait for them. The tally line says how many
 //! kills landed before the full snapshot was stored and how many after; the test fails on any
-//! finding, listing them all, except a defect already found and reported, counted apart and
-//! named in the tally until fixed ([`FULL_SNAPSHOT_REVISION_LAGS`]: a full snapshot restored on
-//! its own can hold a revision or two more than it records). A restore whose private replay
+//! finding, listing them all (a full snapshot restored on its own must hold exactly etcd's
+//! state at the revision it records: it once held a few later writes). A restore whose private replay
 //! etcd exits at start (seen once in a dozen campaigns, beside the other verifier's etcd
 //! starting) is tried once more on the same repository copy and counted in the tally. The
 //! seed is printed; `LIFEBOAT_KILL_SEED` replays it (with the same salt mixing as
@@ -61,18 +60,6 @@ fn rounds() -> usize {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20)
 }
-
-/// A defect this campaign found in shipped code, counted apart (named in the tally) while true;
-/// false makes every occurrence a finding again. A full snapshot records as its revision the
-/// one etcd's status call answered before the snapshot was streamed (etcd 3.4's snapshot
-/// stream carries no revision; `lifeboat_etcd::FullSnapshot`), so when etcd changes in between,
-/// the database holds later revisions than `meta.revision` says: a full snapshot restored on
-/// its own (its chain has no delta yet) is etcd's state at a later revision than reported, and
-/// `--to-revision` points between the two mix states. Restoring to a delta is exact (replaying
-/// from the recorded revision re-applies the changes the database already holds, in order).
-/// Only a restore whose keys and values equal etcd's at a revision at most 64 after the
-/// recorded one is counted apart; any other difference stays a finding.
-const FULL_SNAPSHOT_REVISION_LAGS: bool = true;
 
 /// How long a watcher may take to store its full snapshot, or to stop on SIGTERM.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -493,9 +480,6 @@ fn latest_revision(repo: &Path, identity: &Path) -> Result<(i64, usize), String>
 struct Tally {
     /// Restores compared key by key.
     compared: usize,
-    /// Full snapshots restored alone (no delta yet) that matched etcd only at a later revision
-    /// than recorded ([`FULL_SNAPSHOT_REVISION_LAGS`]): (recorded, matched).
-    lagging: Vec<(i64, i64)>,
     /// Restores that failed because the private replay etcd exited at start, and then passed
     /// on a second try of the same restore of the same repository copy.
     replay_start_retried: usize,
@@ -551,15 +535,6 @@ fn compare(job: &Job, identity: &Path, endpoint: &str, tally: &Mutex<Tally>) -> 
     let Some(difference) = state_difference(&want, &got) else {
         return Ok(());
     };
-    if deltas == 0 && FULL_SNAPSHOT_REVISION_LAGS {
-        // The known defect: the database is etcd's state at a later revision than recorded.
-        for later in revision + 1..=revision + 64 {
-            if state(endpoint, Some(later)).is_ok_and(|s| s == got) {
-                tally.lock().unwrap().lagging.push((revision, later));
-                return Ok(());
-            }
-        }
-    }
     Err(format!(
         "the latest recovery point (revision {revision}, {deltas} deltas) restores differently: {difference}"
     ))
@@ -724,15 +699,12 @@ fn etcd_watch_killed_at_random_moments() {
     }
     findings.extend(tally.findings);
     findings.extend(write_failures);
-    let lag = tally.lagging.iter().map(|(r, l)| l - r).max().unwrap_or(0);
     eprintln!(
         "kill campaign etcd snapshot --watch: {rounds} kills ({mid_run} mid-run; {before_full} before the full snapshot was stored, \
-         {after_full} while streaming deltas), {survived} survived, {} findings, {} full snapshots restored alone hold a later \
-         revision than recorded (known defect, up to {lag} revisions later; FULL_SNAPSHOT_REVISION_LAGS), {} restores retried \
+         {after_full} while streaming deltas), {survived} survived, {} findings, {} restores retried \
          after the private replay etcd exited at start; {} restores compared key by key, {writes} writes during the campaign, \
          {:.1} s (LIFEBOAT_KILL_SEED={seed})",
         findings.len(),
-        tally.lagging.len(),
         tally.replay_start_retried,
         tally.compared,
         started.elapsed().as_secs_f64()

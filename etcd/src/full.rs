@@ -10,6 +10,7 @@ use lifeboat_backup::snapshot::{EtcdFull, Snapshot, SnapshotDetails, Summary};
 use lifeboat_backup::{BackupOptions, Repository, Source, Written, archiver::Writer};
 use sha2::Digest;
 
+use crate::bolt::RevisionScanner;
 use crate::connect::{EtcdEndpoints, Member};
 use crate::{DB_PATH, ETCD_CHUNKS, EtcdError};
 
@@ -35,6 +36,44 @@ impl FullSnapshot {
     }
 }
 
+impl FullSnapshot {
+    /// The revision the streamed database holds, read from its pages; checked to lie between
+    /// the revisions etcd's status answered before and after the stream. Where it cannot be
+    /// read (a database format this reader does not know), the revision before the stream,
+    /// with a warning: the database may then hold a few revisions more than recorded.
+    async fn revision(&mut self, scanner: &RevisionScanner) -> i64 {
+        let before = self.member.revision;
+        let status = self.member.client.status();
+        let after = match tokio::time::timeout(std::time::Duration::from_secs(5), status).await {
+            Ok(Ok(s)) => s.header().map_or(i64::MAX, |h| h.revision()),
+            _ => i64::MAX,
+        };
+        match scanner.revision() {
+            Ok(r) if (before..=after).contains(&r) => r,
+            Ok(r) => {
+                tracing::warn!(
+                    endpoint = self.member.endpoint,
+                    read = r,
+                    before,
+                    after,
+                    "the revision read from the etcd snapshot lies outside what etcd answered \
+                     around it; recording the revision before the snapshot"
+                );
+                before
+            }
+            Err(e) => {
+                tracing::warn!(
+                    endpoint = self.member.endpoint,
+                    before,
+                    "{e}; recording the revision before the snapshot, which the database may \
+                     exceed by the writes made while it was streamed"
+                );
+                before
+            }
+        }
+    }
+}
+
 impl Source for FullSnapshot {
     type Error = EtcdError;
 
@@ -57,7 +96,7 @@ impl Source for FullSnapshot {
         let mut upload = writer.stream(ETCD_CHUNKS);
         let mut hasher = sha2::Sha256::new();
         let mut tail: Vec<u8> = Vec::with_capacity(64);
-        let mut revision = self.member.revision;
+        let mut scanner = RevisionScanner::new();
         let streamed = async {
             let mut stream = self
                 .member
@@ -66,10 +105,8 @@ impl Source for FullSnapshot {
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             while let Some(resp) = stream.message().await.map_err(|e| fail(e.to_string()))? {
-                if let Some(h) = resp.header() {
-                    revision = revision.max(h.revision());
-                }
                 let blob = resp.blob();
+                scanner.feed(blob);
                 // Everything but the final 32 bytes feeds the hash; those are the expected digest.
                 tail.extend_from_slice(blob);
                 if tail.len() > 32 {
@@ -91,6 +128,7 @@ impl Source for FullSnapshot {
         if tail.len() != 32 || hasher.finalize().as_slice() != tail.as_slice() {
             return Err(EtcdError::Integrity { endpoint });
         }
+        let revision = self.revision(&scanner).await;
         let size = stored.size;
         progress.add_done(0, 1);
         Ok(Written {

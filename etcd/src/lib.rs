@@ -10,6 +10,7 @@
 //! scattered 4 KiB pages: consecutive snapshots of a slowly changing database then share
 //! almost all chunks.
 
+mod bolt;
 mod chain;
 mod connect;
 mod delta;
@@ -21,6 +22,7 @@ mod restore;
 mod select;
 mod watch;
 
+pub use bolt::{BoltError, RevisionScanner};
 pub use chain::{RestorePlan, chain, plan_restore};
 pub use connect::{EtcdEndpoints, EtcdTlsFiles};
 pub use delta::{DeltaBatch, DeltaEvent};
