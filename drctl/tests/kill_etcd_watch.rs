@@ -372,8 +372,9 @@ impl Lab {
         }
     }
 
-    /// A run that must succeed: waits for its full snapshot, lets it stream for `stream`, stops
-    /// it with SIGTERM and requires exit 0 with a full snapshot and at least one delta stored.
+    /// A run that must succeed: waits for its full snapshot, lets it stream for `stream` (and
+    /// until its first delta is stored), stops it with SIGTERM and requires exit 0 with a full
+    /// snapshot and at least one delta stored.
     /// Returns (time to the full snapshot, time to the first delta if seen while streaming).
     fn clean_run(&self, stream: Duration) -> Result<(Duration, Option<Duration>), String> {
         let before = self.stored();
@@ -394,10 +395,20 @@ impl Lab {
                 return Err(format!("{e}: {}", said()));
             }
         };
+        // Streams for `stream`, and on until a delta is stored (at most 10 s more): the watch
+        // starts after the full snapshot is stored, later as the repository grows, and the
+        // full snapshot holds every write before it, so a delta needs writes after the watch
+        // began.
         let mut first_delta = None;
-        while started.elapsed() < full + stream {
+        loop {
             if first_delta.is_none() && self.stored().len() > before.len() + 1 {
                 first_delta = Some(started.elapsed());
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= full + stream
+                && (first_delta.is_some() || elapsed >= full + stream + Duration::from_secs(10))
+            {
+                break;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
