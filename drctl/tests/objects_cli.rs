@@ -468,3 +468,78 @@ async fn an_undiscoverable_crd_group_fails_the_backup_partially_naming_it() {
     // The rest was still backed up.
     assert!(report["itemsBackedUp"].as_u64().unwrap_or(0) >= 1, "{report}");
 }
+
+/// `--etcd-endpoints` takes a full etcd snapshot in the same recovery point as the objects:
+/// the report and `backup describe` name it, `drctl etcd restore` restores it, and deleting
+/// the Backup forgets it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_backup_with_etcd_is_one_recovery_point() {
+    let cluster = TestCluster::start().await.unwrap();
+    let env = setup(&cluster).await;
+    let ns = cluster.namespace("cli-etcd").await.unwrap();
+    configmaps(&cluster, &ns, 3).await;
+    let etcd = lifeboat_tests::Etcd::start().unwrap();
+    let mut put = etcd.etcdctl();
+    put.args(["put", "/registry/demo", "hello"]);
+    assert!(put.status().unwrap().success());
+
+    // The Secret flag is the controller's: refused with --direct, naming the files instead.
+    let refused = run(env.with_repo(&[
+        "backup",
+        "create",
+        "point",
+        "--include-namespaces",
+        &ns,
+        "--etcd-endpoints",
+        &etcd.endpoint(),
+        "--etcd-tls-secret",
+        "etcd-client",
+    ]))
+    .await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("--etcd-cacert"), "{}", text(&refused));
+
+    let out = run(env.with_repo(&[
+        "backup",
+        "create",
+        "point",
+        "--include-namespaces",
+        &ns,
+        "--etcd-endpoints",
+        &etcd.endpoint(),
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = report["etcd"]["snapshotId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(id.len(), 64, "{report}");
+    assert!(report["etcd"]["revision"].as_i64().unwrap() >= 2, "{report}");
+
+    let described = run(env.with_repo(&["backup", "describe", "point"])).await;
+    assert!(described.status.success(), "{}", text(&described));
+    assert!(
+        text(&described).contains(&format!("etcd: snapshot {id} at revision")),
+        "{}",
+        text(&described)
+    );
+
+    let db = env.repo.with_extension("etcd.db");
+    let restored = run(env.with_repo(&["etcd", "restore", &id, "--output", db.to_str().unwrap()])).await;
+    assert!(restored.status.success(), "{}", text(&restored));
+    assert!(lifeboat_etcd::verify_trailer(&std::fs::read(&db).unwrap()));
+
+    let deleted = run(env.with_repo(&["backup", "delete", "point"])).await;
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    let left = run(env.with_repo(&["etcd", "snapshots", "-o", "json"])).await;
+    assert!(left.status.success(), "{}", text(&left));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&left.stdout).unwrap(),
+        json!([]),
+        "the etcd snapshot outlived its Backup"
+    );
+}

@@ -405,6 +405,107 @@ async fn an_etcd_backup_snapshots_a_real_etcd_over_mutual_tls() {
 }
 
 #[tokio::test]
+async fn an_etcd_backup_with_namespaces_is_one_recovery_point_forgotten_together() {
+    let env = env("ctl-etcd-point").await;
+    env.config_maps(2).await;
+    let etcd = Etcd::start().expect("etcd starts (needs the etcd package)");
+    let mut put = etcd.etcdctl();
+    put.args(["put", "/registry/demo", "hello"]);
+    assert!(put.status().expect("etcdctl").success());
+    let ctl = env.controller("a").await;
+    let api: Api<Backup> = env.api();
+    let with_etcd = |name: &str, endpoint: String| {
+        let mut b = objects_backup(name, &env.ns);
+        b.spec.etcd = Some(EtcdSource {
+            endpoints: vec![endpoint],
+            tls_secret: None,
+        });
+        b
+    };
+    api.create(&PostParams::default(), &with_etcd("point", etcd.endpoint()))
+        .await
+        .expect("create");
+    let s = finished(&api, "point", 90).await.status.expect("status");
+    assert_eq!(s.phase, BackupPhase::Completed, "{s:?}");
+    assert!(s.items_backed_up >= 2, "{s:?}");
+
+    // The objects' snapshot's catalog names the etcd snapshot taken with it.
+    let repo = env.open().await;
+    let objects = repo
+        .find_snapshot(s.snapshot_id.as_deref().expect("id"))
+        .await
+        .expect("objects snapshot");
+    let catalog = lifeboat_controller::volumes::read_catalog(&repo, &objects)
+        .await
+        .expect("catalog read")
+        .expect("a catalog");
+    let point = catalog.point.expect("a recovery point");
+    let taken = point.etcd.expect("the recovery point names its etcd snapshot");
+    let snap = repo
+        .find_snapshot(&taken.snapshot_id)
+        .await
+        .expect("etcd snapshot");
+    assert_eq!(snap.kind(), "etcd");
+    assert_eq!(snap.tags.get("backup").map(String::as_str), Some("point"));
+    match &snap.details {
+        lifeboat_backup::snapshot::SnapshotDetails::EtcdFull(f) => {
+            assert_eq!(f.revision, taken.revision);
+            assert!(f.revision >= 2, "the put is in it: {f:?}");
+        }
+        other => panic!("not a full etcd snapshot: {other:?}"),
+    }
+    assert!(
+        taken.taken_at >= point.objects_from,
+        "{taken:?} {:?}",
+        point.objects_from
+    );
+
+    // An etcd that cannot be reached fails the Backup, and nothing of it is kept.
+    api.create(
+        &PostParams::default(),
+        &with_etcd("no-etcd", "http://127.0.0.1:1".to_string()),
+    )
+    .await
+    .expect("create");
+    let failed = finished(&api, "no-etcd", 120).await.status.expect("status");
+    assert_eq!(failed.phase, BackupPhase::Failed, "{failed:?}");
+    let said = format!("{failed:?}");
+    assert!(said.contains("etcd") && said.contains("127.0.0.1:1"), "{said}");
+    let kept: Vec<_> = env
+        .open()
+        .await
+        .snapshots()
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|s| s.tags.get("backup").map(String::as_str) == Some("no-etcd"))
+        .collect();
+    assert!(kept.is_empty(), "a failed backup kept {kept:?}");
+
+    // Deleting the Backup forgets both snapshots.
+    api.delete("point", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the Backup to be deleted", 60, || {
+        let api = api.clone();
+        async move { api.get_opt("point").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let repo = env.open().await;
+    assert!(
+        repo.find_snapshot(&taken.snapshot_id).await.is_err(),
+        "etcd snapshot kept"
+    );
+    assert!(
+        repo.find_snapshot(s.snapshot_id.as_deref().expect("id"))
+            .await
+            .is_err(),
+        "objects snapshot kept"
+    );
+    ctl.stop().await;
+}
+
+#[tokio::test]
 async fn a_backup_past_its_ttl_is_deleted_with_its_snapshot() {
     let env = env("ctl-ttl").await;
     env.config_maps(1).await;

@@ -53,7 +53,11 @@ pub struct BackupSpec {
     /// What deleting this Backup does to its snapshot in the repository.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
-    /// Back up an etcd cluster instead of Kubernetes objects.
+    /// Back up an etcd cluster: alone (no `includedNamespaces`), or, with `includedNamespaces`
+    /// (`["*"]` for all), in the same recovery point as those namespaces' objects and volume
+    /// data — the etcd
+    /// snapshot is started right after the volumes' group snapshot, beside the objects' read,
+    /// and the volume catalog's `point.etcd` names it (forgotten with the Backup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdSource>,
     /// Tags recorded on the snapshot.
@@ -207,6 +211,10 @@ pub struct BackupStatus {
     /// The repository snapshot holding it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    /// The etcd snapshot taken in the same recovery point (`spec.etcd` with
+    /// `includedNamespaces`): its id, the revision its database holds, when it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<crate::volumes::EtcdPoint>,
     /// What became of each selected claim's volume data: its volume snapshot, or why it was
     /// not taken (claims the selection left out are only in the snapshot's catalog).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -38,6 +38,10 @@ pub enum ObjectsError {
         .0.join("; ")
     )]
     VolumeTargets(Vec<String>),
+    /// The etcd snapshot a Backup takes beside its objects failed; no objects snapshot was
+    /// written.
+    #[error("the recovery point's etcd snapshot: {0}")]
+    Etcd(#[from] lifeboat_etcd::EtcdError),
     /// The snapshot is not an object backup.
     #[error("snapshot {id} is a {kind} snapshot, not a Kubernetes objects backup")]
     WrongKind {

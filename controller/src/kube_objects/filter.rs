@@ -32,8 +32,14 @@ pub struct NamespaceFilter {
 }
 
 impl NamespaceFilter {
-    /// Builds it; an empty include list means every namespace.
+    /// Builds it; an empty include list, or one holding `*`, means every namespace (and
+    /// does not narrow cluster-scoped `Auto`).
     pub fn new(include: &[String], exclude: &[String]) -> Result<Self, ObjectsError> {
+        let include = if include.iter().any(|g| g == "*") {
+            &[]
+        } else {
+            include
+        };
         Ok(Self {
             include: globs("includedNamespaces", include)?,
             exclude: globs("excludedNamespaces", exclude)?,
@@ -126,6 +132,14 @@ mod tests {
         assert!(!f.matches("team-tmp"));
         assert!(!f.matches("kube-system"));
         assert!(NamespaceFilter::new(&[], &[]).expect("valid").matches("anything"));
+    }
+
+    #[test]
+    fn a_star_includes_every_namespace_without_narrowing() {
+        let all = NamespaceFilter::new(&s(&["*"]), &[]).expect("valid");
+        assert!(all.matches("kube-system") && !all.is_narrowed());
+        let but = NamespaceFilter::new(&s(&["*"]), &s(&["tmp"])).expect("valid");
+        assert!(!but.matches("tmp") && but.is_narrowed());
     }
 
     #[test]

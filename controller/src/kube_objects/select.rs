@@ -36,25 +36,31 @@ pub async fn snapshot_to_restore(
 }
 
 /// Forgets every snapshot of Backup `name` under one lock (their data goes with the next
-/// prune), the volume snapshots taken for it (tagged with its name) too; returns their ids.
+/// prune), the volume and etcd snapshots taken for it (tagged with its name) too; returns
+/// their ids.
 ///
-/// Volume snapshots of a run whose objects snapshot was never written (the objects backup
-/// failed after the volumes) are found by their tag alone.
+/// Volume and etcd snapshots of a run whose objects snapshot was never written (the objects
+/// backup failed after them), or of an etcd-only Backup, are found by their tag alone.
 pub async fn forget_backup(repo: &Repository, name: &str) -> Result<Vec<SnapshotId>, ObjectsError> {
-    let volumes: Vec<SnapshotId> = repo
+    let tagged: Vec<SnapshotId> = repo
         .snapshots()
         .await?
         .iter()
-        .filter(|s| matches!(s.details, SnapshotDetails::Volume(_)))
+        .filter(|s| {
+            matches!(
+                s.details,
+                SnapshotDetails::Volume(_) | SnapshotDetails::EtcdFull(_)
+            )
+        })
         .filter(|s| s.tags.get(BACKUP_TAG).map(String::as_str) == Some(name))
         .filter_map(|s| s.id)
         .collect();
     let mut ids: Vec<SnapshotId> = match backup_snapshots(repo, name).await {
         Ok(snaps) => snaps.iter().filter_map(|s| s.id).collect(),
-        Err(ObjectsError::NoSnapshotOfBackup { .. }) if !volumes.is_empty() => Vec::new(),
+        Err(ObjectsError::NoSnapshotOfBackup { .. }) if !tagged.is_empty() => Vec::new(),
         Err(e) => return Err(e),
     };
-    ids.extend(volumes);
+    ids.extend(tagged);
     repo.forget_snapshots(&ids).await?;
     Ok(ids)
 }

@@ -159,6 +159,22 @@ pub struct RecoveryPoint {
     /// failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_version: Option<String>,
+    /// The etcd snapshot taken with them, when the Backup names an etcd cluster too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdPoint>,
+}
+
+/// The etcd snapshot of a recovery point: started right after the volumes' snapshots, beside
+/// the objects' read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdPoint {
+    /// The etcd snapshot's id (64 hex digits), restored with `drctl etcd restore`.
+    pub snapshot_id: String,
+    /// The revision its database holds.
+    pub revision: i64,
+    /// When it was taken (RFC 3339).
+    pub taken_at: String,
 }
 
 impl VolumeCatalog {
@@ -189,9 +205,10 @@ pub async fn read_catalog(
         .map(|b| b.catalog))
 }
 
-/// The volume snapshots an objects snapshot's catalog names that the repository still holds
-/// (what forgetting the Backup forgets with it); none for a snapshot without a catalog.
-pub async fn cataloged_volume_snapshots(
+/// The volume and etcd snapshots an objects snapshot's catalog names that the repository
+/// still holds (what forgetting the Backup forgets with it); none for a snapshot without a
+/// catalog.
+pub async fn cataloged_snapshots(
     repo: &Repository,
     snapshot: &Snapshot,
 ) -> Result<Vec<SnapshotId>, ObjectsError> {
@@ -202,6 +219,13 @@ pub async fn cataloged_volume_snapshots(
         .volumes
         .iter()
         .filter_map(|e| e.snapshot_id.as_deref())
+        .chain(
+            catalog
+                .point
+                .iter()
+                .flat_map(|p| &p.etcd)
+                .map(|e| e.snapshot_id.as_str()),
+        )
         .collect();
     Ok(repo
         .snapshots()

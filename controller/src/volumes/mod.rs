@@ -17,7 +17,7 @@ mod selector;
 mod take;
 
 pub use catalog::{
-    CATALOG_PATH, CatalogEntry, VolumeCatalog, VolumeOutcome, cataloged_volume_snapshots,
+    CATALOG_PATH, CatalogEntry, EtcdPoint, RecoveryPoint, VolumeCatalog, VolumeOutcome, cataloged_snapshots,
     read_backup_volumes, read_catalog,
 };
 pub use ceph::CephAccess;

@@ -18,9 +18,11 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use lifeboat_backup::Repository;
+use lifeboat_backup::blob::SnapshotId;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_backup::snapshot::SnapshotDetails;
+use lifeboat_etcd::{EtcdEndpoints, snapshot_etcd};
 use lifeboat_rbd::Cluster;
 use lifeboat_volume::nfs::{NfsBackupOptions, NfsError, NfsLocation, backup_nfs};
 use lifeboat_volume::{
@@ -28,7 +30,7 @@ use lifeboat_volume::{
 };
 use tokio::sync::oneshot;
 
-use super::catalog::{CATALOG_PATH, CatalogEntry, RecoveryPoint, VolumeCatalog, VolumeOutcome};
+use super::catalog::{CATALOG_PATH, CatalogEntry, EtcdPoint, RecoveryPoint, VolumeCatalog, VolumeOutcome};
 use super::ceph::{CephAccess, Connections};
 use super::handle::{NfsDir, RbdImage};
 use super::hooks::{HookOutcome, HookPhase, PodHooks, plan_hooks, run_hooks};
@@ -60,12 +62,15 @@ pub struct VolumeRequest {
 /// Backs up the objects `request` selects and the data of the claims `volumes` selects;
 /// claims whose data is not taken are in the outcome's `errors` (PartiallyFailed) unless
 /// the selection left them out. `volume_progress` gives the counters of one claim
-/// (`namespace/name`), for a progress line per volume.
+/// (`namespace/name`), for a progress line per volume. With `etcd`, a full snapshot of that
+/// etcd cluster is taken too, started with the objects' read, and the catalog's recovery
+/// point names it; if it fails, the backup fails and no objects snapshot is written.
 pub async fn backup_with_volumes(
     client: &Client,
     repo: &Repository,
     request: &BackupRequest,
     volumes: &VolumeRequest,
+    etcd: Option<&EtcdEndpoints>,
     progress: Arc<Progress>,
     volume_progress: &(dyn Fn(&str) -> Arc<Progress> + Sync),
 ) -> Result<BackupOutcome, ObjectsError> {
@@ -92,31 +97,79 @@ pub async fn backup_with_volumes(
         let _ = done.send(catalog.clone());
         (catalog, hooks)
     };
+    let (etcd_done, etcd_taken) = oneshot::channel::<Result<Snapshot, ObjectsError>>();
+    let etcd_taken_point = std::sync::Mutex::new(None::<EtcdPoint>);
     let objects_side = async {
         let volumes_at = volumes_at.await.ok().flatten();
-        let point = RecoveryPoint {
+        let mut point = RecoveryPoint {
             volumes_at: volumes_at.map(|t| t.to_rfc3339()),
             objects_from: Utc::now().to_rfc3339(),
             resource_version: resource_version(client).await,
+            etcd: None,
+        };
+        let etcd_side = async {
+            if let Some(endpoints) = etcd {
+                let mut tags = request.tags.clone();
+                tags.insert(BACKUP_TAG.to_string(), request.name.clone());
+                let taken = snapshot_etcd(repo, endpoints, tags, Arc::new(Progress::default())).await;
+                if let Ok(snap) = &taken
+                    && let Ok(mut taken_point) = etcd_taken_point.lock()
+                {
+                    *taken_point = Some(etcd_point(snap));
+                }
+                let _ = etcd_done.send(taken.map_err(ObjectsError::from));
+            }
         };
         let late: LateFiles<'_> = Box::pin(async move {
             let mut catalog = catalog
                 .await
                 .map_err(|_| ObjectsError::Invalid("the volume catalog was never completed".to_string()))?;
+            if etcd.is_some() {
+                let snap = etcd_taken
+                    .await
+                    .map_err(|_| ObjectsError::Invalid("the etcd snapshot never finished".to_string()))??;
+                point.etcd = Some(etcd_point(&snap));
+            }
             catalog.point = Some(point);
             let json =
                 serde_json::to_vec_pretty(&catalog).map_err(|e| ObjectsError::Invalid(e.to_string()))?;
             Ok(vec![(CATALOG_PATH.to_string(), json)])
         });
-        backup_objects_with_late_files(client, repo, request, progress, late).await
+        let ((), outcome) = tokio::join!(
+            etcd_side,
+            backup_objects_with_late_files(client, repo, request, progress, late)
+        );
+        outcome
     };
     let ((catalog, hooks), outcome) = tokio::join!(volumes_side, objects_side);
+    let etcd_point = etcd_taken_point.lock().ok().and_then(|p| p.clone());
+    // An etcd snapshot whose objects' snapshot failed belongs to no recovery point.
+    if let (Err(e), Some(orphan)) = (&outcome, &etcd_point)
+        && let Ok(id) = orphan.snapshot_id.parse::<SnapshotId>()
+        && let Err(forget) = repo.forget_snapshots(&[id]).await
+    {
+        tracing::warn!(snapshot = %orphan.snapshot_id, error = %forget, backup_error = %e,
+            "could not forget the etcd snapshot of a failed backup; `drctl forget` it");
+    }
     let mut outcome = outcome?;
+    outcome.etcd = etcd_point;
     outcome.errors.extend(catalog.errors());
     outcome.errors.extend(hooks.errors);
     outcome.warnings.extend(hooks.warnings);
     outcome.volumes = catalog.volumes;
     Ok(outcome)
+}
+
+/// What the recovery point records of its etcd snapshot.
+fn etcd_point(snap: &Snapshot) -> EtcdPoint {
+    EtcdPoint {
+        snapshot_id: snap.id.map(|i| i.to_hex()).unwrap_or_default(),
+        revision: match &snap.details {
+            SnapshotDetails::EtcdFull(f) => f.revision,
+            _ => 0,
+        },
+        taken_at: snap.time.to_rfc3339(),
+    }
 }
 
 /// The API server's current `resourceVersion` (a one-item list of Namespaces, read from

@@ -73,6 +73,30 @@ pub struct BackupCreateArgs {
     pub wait: bool,
     #[command(flatten)]
     pub volumes: VolumeArgs,
+    #[command(flatten)]
+    pub etcd: BackupEtcdArgs,
+}
+
+/// An etcd cluster taken in the same recovery point as the objects and volumes (`spec.etcd`
+/// with `includedNamespaces`; without `--include-namespaces`, every namespace).
+#[derive(Debug, Clone, Args)]
+pub struct BackupEtcdArgs {
+    /// Also take a full snapshot of this etcd cluster, in the same recovery point (client
+    /// URLs, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Secret in the namespace with `ca.crt`, `tls.crt` and `tls.key` for etcd (controller runs).
+    #[arg(long, requires = "etcd_endpoints")]
+    pub etcd_tls_secret: Option<String>,
+    /// CA certificate of etcd's server certificates (--direct).
+    #[arg(long, requires = "etcd_endpoints")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// Client certificate for etcd (--direct; kubeadm: /etc/kubernetes/pki/etcd/healthcheck-client.crt).
+    #[arg(long, requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key for etcd (--direct).
+    #[arg(long, requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
 }
 
 /// Which claims' volume data a backup takes (`spec.volumes`); by default every bound claim

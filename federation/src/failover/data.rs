@@ -195,9 +195,15 @@ pub async fn final_backup(
     let outcome = match volumes {
         Some(mover) => {
             let each = progress.clone();
-            backup_with_volumes(client, repo, &request, &mover.backup_request(), progress, &|_| {
-                each.clone()
-            })
+            backup_with_volumes(
+                client,
+                repo,
+                &request,
+                &mover.backup_request(),
+                None,
+                progress,
+                &|_| each.clone(),
+            )
             .await
         }
         None => backup_objects(client, repo, &request, progress).await,

@@ -82,6 +82,8 @@ pub struct BackupOutcome {
     pub unreadable_groups: Vec<String>,
     /// What became of each claim's volume data (empty when volumes were not taken).
     pub volumes: Vec<crate::volumes::CatalogEntry>,
+    /// The etcd snapshot taken in the same recovery point, when one was asked for.
+    pub etcd: Option<crate::volumes::EtcdPoint>,
 }
 
 impl BackupOutcome {
@@ -217,6 +219,7 @@ pub async fn backup_objects_with_late_files(
         skipped_groups,
         unreadable_groups,
         volumes: Vec::new(),
+        etcd: None,
     })
 }
 

@@ -1,5 +1,6 @@
-//! An etcd-source Backup: endpoints from the spec, mutual-TLS material from a Secret written
-//! to a private temporary directory (mode 0700) that lives only as long as the run.
+//! The etcd of a Backup (alone, or beside its objects and volumes): endpoints from the spec,
+//! mutual-TLS material from a Secret written to a private temporary directory (mode 0700)
+//! that lives only as long as the run.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use lifeboat_backup::Repository;
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_etcd::{EtcdEndpoints, EtcdTlsFiles, snapshot_etcd};
+use tempfile::TempDir;
 
 use crate::crd::EtcdSource;
 use crate::reconcile::outcome::Failure;
@@ -23,6 +25,19 @@ pub async fn backup_etcd(
     tags: BTreeMap<String, String>,
     progress: Arc<Progress>,
 ) -> Result<Snapshot, Failure> {
+    let (endpoints, _tls_dir) = etcd_endpoints(client, namespace, source).await?;
+    snapshot_etcd(repo, &endpoints, tags, progress)
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))
+}
+
+/// The endpoints `source` names, with its TLS Secret's files written to a private directory
+/// that is removed when the returned handle is dropped (keep it for as long as they are used).
+pub async fn etcd_endpoints(
+    client: &Client,
+    namespace: &str,
+    source: &EtcdSource,
+) -> Result<(EtcdEndpoints, TempDir), Failure> {
     if source.endpoints.is_empty() {
         return Err(Failure::Invalid(
             "spec.etcd.endpoints is empty; list the etcd client URLs (https://HOST:2379)".to_string(),
@@ -40,9 +55,7 @@ pub async fn backup_etcd(
         urls: source.endpoints.clone(),
         tls,
     };
-    snapshot_etcd(repo, &endpoints, tags, progress)
-        .await
-        .map_err(|e| Failure::Failed(e.to_string()))
+    Ok((endpoints, dir))
 }
 
 async fn tls_files(

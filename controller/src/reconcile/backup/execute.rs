@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kube::{Api, Resource, ResourceExt};
 use lifeboat_backup::progress::Progress;
 
-use super::etcd::backup_etcd;
+use super::etcd::{backup_etcd, etcd_endpoints};
 use crate::crd::{AccessMode, Backup, BackupPhase, BackupStatus, Condition, ItemMessage};
 use crate::kube_objects::{BACKUP_TAG, BackupRequest};
 use crate::reconcile::context::Context;
@@ -16,7 +16,7 @@ use crate::reconcile::in_flight::{VolumeBoard, run_reporting};
 use crate::reconcile::outcome::{Failure, MAX_VOLUMES_IN_STATUS, capped};
 use crate::repository::{get_repository, open_repository};
 use crate::volumes::{
-    CatalogEntry, CephAccess, SecretRef, VolumeOutcome, VolumeRequest, backup_with_volumes,
+    CatalogEntry, CephAccess, EtcdPoint, SecretRef, VolumeOutcome, VolumeRequest, backup_with_volumes,
 };
 
 /// Refuses a backup that would include an application this cluster was fenced off (see
@@ -47,6 +47,8 @@ struct Stored {
     unreadable_groups: Vec<String>,
     /// What became of each claim's volume data.
     volumes: Vec<CatalogEntry>,
+    /// The etcd snapshot taken in the same recovery point.
+    etcd: Option<EtcdPoint>,
 }
 
 async fn execute(
@@ -58,9 +60,10 @@ async fn execute(
     let name = backup.name_any();
     let namespace = backup.namespace().unwrap_or_default();
     let spec = &backup.spec;
+    // An etcd Backup that names namespaces too takes them in the same recovery point.
     let request = match &spec.etcd {
-        None => Some(BackupRequest::from_spec(&name, spec)?),
-        Some(_) => None,
+        Some(_) if spec.included_namespaces.is_empty() => None,
+        _ => Some(BackupRequest::from_spec(&name, spec)?),
     };
     let repo_obj = get_repository(&ctx.client, &namespace, &spec.repository).await?;
     if repo_obj.spec.access_mode == AccessMode::ReadOnly {
@@ -75,7 +78,7 @@ async fn execute(
     }
     let repo = open_repository(&ctx.client, &repo_obj).await?;
     match (&spec.etcd, request) {
-        (Some(source), _) => {
+        (Some(source), None) => {
             let mut tags = spec.tags.clone();
             tags.insert(BACKUP_TAG.to_string(), name.clone());
             let snap = backup_etcd(&ctx.client, &namespace, source, &repo, tags, progress).await?;
@@ -89,9 +92,14 @@ async fn execute(
                 skipped_groups: Vec::new(),
                 unreadable_groups: Vec::new(),
                 volumes: Vec::new(),
+                etcd: None,
             })
         }
-        (None, Some(request)) => {
+        (etcd, Some(request)) => {
+            let etcd = match etcd {
+                Some(source) => Some(etcd_endpoints(&ctx.client, &namespace, source).await?),
+                None => None,
+            };
             // Ceph keys from the claims' Secrets go through a short-lived file under /tmp
             // (the chart mounts a memory-backed emptyDir there).
             let volumes = VolumeRequest {
@@ -113,7 +121,8 @@ async fn execute(
                 workers: 0,
             };
             // Each volume's counters go to status.volumeProgress, and add up in status.progress.
-            let out = backup_with_volumes(&ctx.client, &repo, &request, &volumes, progress, &|claim| {
+            let etcd = etcd.as_ref().map(|(endpoints, _tls_dir)| endpoints);
+            let out = backup_with_volumes(&ctx.client, &repo, &request, &volumes, etcd, progress, &|claim| {
                 board.track(claim)
             })
             .await?;
@@ -127,6 +136,7 @@ async fn execute(
                 skipped_groups: out.skipped_groups,
                 unreadable_groups: out.unreadable_groups,
                 volumes: out.volumes,
+                etcd: out.etcd,
             })
         }
         (None, None) => Err(Failure::Failed("nothing to back up".to_string())),
@@ -200,7 +210,8 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
         .await
     };
     let attempt = current.attempts;
-    let etcd = backup.spec.etcd.is_some();
+    // An etcd-only Backup has no objects to match.
+    let etcd = backup.spec.etcd.is_some() && backup.spec.included_namespaces.is_empty();
     run.finish(
         current,
         board.final_progress(&progress),
@@ -216,6 +227,7 @@ pub async fn run(ctx: Arc<Context>, backup: Arc<Backup>, running: BackupStatus) 
 fn stored_status(done: &mut BackupStatus, stored: Stored, etcd: bool) -> Succeeded {
     done.phase = BackupPhase::of_finished(stored.errors.len());
     done.snapshot_id = Some(stored.snapshot_id);
+    done.etcd = stored.etcd;
     done.items_backed_up = stored.items;
     done.items_skipped = stored.skipped;
     done.bytes_added = stored.bytes;

@@ -15,7 +15,7 @@ use crate::reconcile::context::Context;
 use crate::reconcile::finalizer;
 use crate::reconcile::status::write_status;
 use crate::repository::{AccessError, get_repository, open_repository};
-use crate::volumes::cataloged_volume_snapshots;
+use crate::volumes::cataloged_snapshots;
 
 /// How long cleanup is retried while the repository cannot be reached.
 pub const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::minutes(5);
@@ -68,7 +68,7 @@ async fn forget(ctx: &Context, backup: &Backup) -> Cleanup {
     };
     // The volume snapshots its catalog names go with it (each restores on its own: no other
     // snapshot needs them). A catalog that cannot be read leaves them, and says so.
-    let (volumes, left) = match cataloged_volume_snapshots(&repo, &snapshot).await {
+    let (volumes, left) = match cataloged_snapshots(&repo, &snapshot).await {
         Ok(v) => (v, String::new()),
         Err(e) => (
             Vec::new(),

@@ -8,19 +8,20 @@ use kube::api::{DeleteParams, PostParams};
 use lifeboat_backup::progress::Progress;
 use lifeboat_backup::snapshot::Snapshot;
 use lifeboat_controller::crd::{
-    Backup, BackupPhase, BackupSpec, ClusterScoped, ItemMessage, VolumeSelection,
+    Backup, BackupPhase, BackupSpec, ClusterScoped, EtcdSource, ItemMessage, SecretKeyRef, VolumeSelection,
 };
 use lifeboat_controller::kube_objects::{
     BACKUP_TAG, BackupRequest, backup_snapshots, forget_backup, object_snapshots,
 };
 use lifeboat_controller::volumes::{
-    CatalogEntry, VolumeOutcome, VolumeRequest, backup_with_volumes, read_catalog,
+    CatalogEntry, EtcdPoint, VolumeOutcome, VolumeRequest, backup_with_volumes, read_catalog,
 };
 use lifeboat_controller::wait::backup_finished;
+use lifeboat_etcd::{EtcdEndpoints, EtcdTlsFiles};
 use serde::Serialize;
 
 use super::{Mode, Resolved, age, decide, print_items, resolve};
-use crate::cli::{BackupCreateArgs, BackupRefArgs, ClusterScopedArg, GlobalArgs};
+use crate::cli::{BackupCreateArgs, BackupEtcdArgs, BackupRefArgs, ClusterScopedArg, GlobalArgs};
 use crate::exit;
 use crate::kube::connect;
 use crate::output::{self, bytes};
@@ -42,12 +43,29 @@ struct DirectBackup {
     errors: Vec<ItemMessage>,
     /// What became of each claim's volume data.
     volumes: Vec<CatalogEntry>,
+    /// The etcd snapshot taken in the same recovery point (`--etcd-endpoints`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcd: Option<EtcdPoint>,
 }
 
 fn spec(args: &BackupCreateArgs) -> BackupSpec {
+    let etcd = (!args.etcd.etcd_endpoints.is_empty()).then(|| EtcdSource {
+        endpoints: args.etcd.etcd_endpoints.clone(),
+        tls_secret: args
+            .etcd
+            .etcd_tls_secret
+            .clone()
+            .map(|name| SecretKeyRef { name, key: None }),
+    });
+    // `spec.etcd` without namespaces is an etcd-only Backup: `*` keeps every namespace.
+    let included_namespaces = match (&etcd, args.selection.include_namespaces.is_empty()) {
+        (Some(_), true) => vec!["*".to_string()],
+        _ => args.selection.include_namespaces.clone(),
+    };
     BackupSpec {
         repository: args.repository.clone(),
-        included_namespaces: args.selection.include_namespaces.clone(),
+        included_namespaces,
+        etcd,
         excluded_namespaces: args.selection.exclude_namespaces.clone(),
         included_resources: args.selection.include_resources.clone(),
         excluded_resources: args.selection.exclude_resources.clone(),
@@ -61,6 +79,32 @@ fn spec(args: &BackupCreateArgs) -> BackupSpec {
         volumes: volume_selection(args),
         ..BackupSpec::default()
     }
+}
+
+/// The etcd endpoints of a direct run, TLS files included; none without `--etcd-endpoints`.
+fn direct_etcd(args: &BackupEtcdArgs) -> Result<Option<EtcdEndpoints>> {
+    if args.etcd_endpoints.is_empty() {
+        return Ok(None);
+    }
+    if args.etcd_tls_secret.is_some() {
+        bail!(
+            "--etcd-tls-secret is read by the controller: with --direct give the files \
+             (--etcd-cacert, --etcd-cert, --etcd-key)"
+        );
+    }
+    let tls = match (&args.etcd_cacert, &args.etcd_cert, &args.etcd_key) {
+        (Some(ca), cert, key) => Some(EtcdTlsFiles {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (None, None, None) => None,
+        (None, _, _) => bail!("--etcd-cert and --etcd-key need --etcd-cacert to verify the etcd server"),
+    };
+    Ok(Some(EtcdEndpoints {
+        urls: args.etcd_endpoints.clone(),
+        tls,
+    }))
 }
 
 /// `spec.volumes` from the flags; none when they say nothing (every bound claim).
@@ -120,6 +164,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
                 ),
                 Err(e) => return Err(e).context("read the BackupRepositories' fencing marks"),
             }
+            let etcd = direct_etcd(&args.etcd)?;
             let volumes = VolumeRequest {
                 selection: spec.volumes.clone(),
                 access: super::ceph_access(&args.volumes.ceph)?,
@@ -130,11 +175,16 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             // One line for the objects and one per volume, drawn together.
             let lines = Lines::new(g.quiet);
             let progress = lines.add_items("objects");
-            let outcome =
-                backup_with_volumes(&target.client, &repo, &request, &volumes, progress, &|claim| {
-                    lines.add(&format!("volume {claim}"))
-                })
-                .await?;
+            let outcome = backup_with_volumes(
+                &target.client,
+                &repo,
+                &request,
+                &volumes,
+                etcd.as_ref(),
+                progress,
+                &|claim| lines.add(&format!("volume {claim}")),
+            )
+            .await?;
             drop(lines);
             let phase = outcome.phase();
             print_volumes(&outcome.volumes);
@@ -151,6 +201,13 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
                 bytes(s.stored_bytes),
                 s.duration_ms as f64 / 1000.0
             );
+            if let Some(e) = &outcome.etcd {
+                note!(
+                    "etcd snapshot {} at revision {}, in the same recovery point",
+                    e.snapshot_id,
+                    e.revision
+                );
+            }
             if outcome.items == 0 {
                 note!("warning: the backup matched no objects; check --include-namespaces and --selector");
             }
@@ -165,6 +222,7 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
                 warnings: outcome.warnings,
                 errors: outcome.errors,
                 volumes: outcome.volumes,
+                etcd: outcome.etcd,
             };
             output::print(g.format, &report, |r| format!("{}\n", r.snapshot_id))?;
             Ok(if phase == BackupPhase::Completed {
@@ -174,6 +232,13 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
             })
         }
         Mode::Controller => {
+            let e = &args.etcd;
+            if e.etcd_cacert.is_some() || e.etcd_cert.is_some() {
+                bail!(
+                    "--etcd-cacert, --etcd-cert and --etcd-key are read by drctl itself: use them \
+                     with --direct, or give the controller a Secret with --etcd-tls-secret"
+                );
+            }
             if args.volumes.ceph.ceph_conf.is_some() {
                 bail!(
                     "--ceph-conf is read by drctl itself: use it with --direct (the controller \
@@ -356,6 +421,12 @@ pub async fn describe(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
                         p.objects_from,
                         p.resource_version.as_deref().unwrap_or("unknown"),
                     ));
+                    if let Some(e) = &p.etcd {
+                        out.push_str(&format!(
+                            "etcd: snapshot {} at revision {}, taken {} (drctl etcd restore {} --output FILE)\n",
+                            e.snapshot_id, e.revision, e.taken_at, e.snapshot_id
+                        ));
+                    }
                 }
                 if !volumes.is_empty() {
                     out.push('\n');
@@ -397,4 +468,48 @@ pub async fn delete(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{BackupCommand, Cli, Command};
+
+    fn create_spec(flags: &[&str]) -> BackupSpec {
+        let cli = Cli::try_parse_from([&["drctl", "backup", "create", "b"], flags].concat()).expect("parses");
+        match cli.command {
+            Command::Backup(BackupCommand::Create(args)) => spec(&args),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn etcd_endpoints_make_one_recovery_point_with_every_namespace_by_default() {
+        let all = create_spec(&["--etcd-endpoints", "http://a:2379,http://b:2379"]);
+        let etcd = all.etcd.expect("spec.etcd");
+        assert_eq!(etcd.endpoints, ["http://a:2379", "http://b:2379"]);
+        // Without namespaces, spec.etcd alone would be an etcd-only Backup.
+        assert_eq!(all.included_namespaces, ["*"]);
+        let some = create_spec(&[
+            "--etcd-endpoints",
+            "http://a:2379",
+            "--include-namespaces",
+            "shop",
+        ]);
+        assert_eq!(some.included_namespaces, ["shop"]);
+        let secret = create_spec(&[
+            "--etcd-endpoints",
+            "http://a:2379",
+            "--etcd-tls-secret",
+            "etcd-client",
+        ]);
+        assert_eq!(
+            secret.etcd.and_then(|e| e.tls_secret).map(|s| s.name).as_deref(),
+            Some("etcd-client")
+        );
+        assert!(create_spec(&[]).etcd.is_none());
+        assert!(Cli::try_parse_from(["drctl", "backup", "create", "b", "--etcd-tls-secret", "s"]).is_err());
+    }
 }
