@@ -19,6 +19,7 @@ mod trash;
 mod watchers;
 
 pub use aio::AioWriter;
+pub use cls::TrashState;
 pub use cluster::{Cluster, Pool};
 pub use error::RbdError;
 pub use group::{GroupImage, GroupSnapshot, SnapshotNamespace};

@@ -483,14 +483,18 @@ async fn an_etcd_backup_with_namespaces_is_one_recovery_point_forgotten_together
     assert!(kept.is_empty(), "a failed backup kept {kept:?}");
 
     // Deleting the Backup forgets both snapshots.
-    api.delete("point", &DeleteParams::default())
-        .await
-        .expect("delete");
-    eventually("the Backup to be deleted", 60, || {
+    let deleted = |name: &'static str| {
         let api = api.clone();
-        async move { api.get_opt("point").await.ok()?.is_none().then_some(()) }
-    })
-    .await;
+        async move {
+            api.delete(name, &DeleteParams::default()).await.expect("delete");
+            eventually("the Backup to be deleted", 60, || {
+                let api = api.clone();
+                async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
+            })
+            .await;
+        }
+    };
+    deleted("point").await;
     let repo = env.open().await;
     assert!(
         repo.find_snapshot(&taken.snapshot_id).await.is_err(),
@@ -498,6 +502,48 @@ async fn an_etcd_backup_with_namespaces_is_one_recovery_point_forgotten_together
     );
     assert!(
         repo.find_snapshot(s.snapshot_id.as_deref().expect("id"))
+            .await
+            .is_err(),
+        "objects snapshot kept"
+    );
+
+    // A watcher that chained deltas on a Backup's etcd snapshot (the newest full one of its
+    // cluster) keeps it past the Backup: forgetting it would lose the chain.
+    api.create(&PostParams::default(), &with_etcd("based", etcd.endpoint()))
+        .await
+        .expect("create");
+    let based = finished(&api, "based", 90).await.status.expect("status");
+    assert_eq!(based.phase, BackupPhase::Completed, "{based:?}");
+    let full = based.etcd.expect("status.etcd").snapshot_id;
+    let mut put = etcd.etcdctl();
+    put.args(["put", "/registry/after", "backup"]);
+    assert!(put.status().expect("etcdctl").success());
+    let (_stop, never) = tokio::sync::watch::channel(false);
+    let options = lifeboat_etcd::DeltaOptions {
+        interval: Duration::from_millis(200),
+        max_deltas: Some(1),
+        ..Default::default()
+    };
+    let endpoints = lifeboat_etcd::EtcdEndpoints {
+        urls: vec![etcd.endpoint()],
+        tls: None,
+    };
+    let repo = env.open().await;
+    let streamed = lifeboat_etcd::stream_deltas(&repo, &endpoints, &options, never, Default::default())
+        .await
+        .expect("a delta");
+    assert!(
+        matches!(streamed, lifeboat_etcd::DeltaOutcome::Stopped { deltas: 1, .. }),
+        "{streamed:?}"
+    );
+    deleted("based").await;
+    let repo = env.open().await;
+    assert!(
+        repo.find_snapshot(&full).await.is_ok(),
+        "the base of a delta chain was forgotten with its Backup"
+    );
+    assert!(
+        repo.find_snapshot(based.snapshot_id.as_deref().expect("id"))
             .await
             .is_err(),
         "objects snapshot kept"

@@ -2,13 +2,14 @@
 //! remove is killed after moving the image to the trash as "removing": `rbd ls` (and
 //! [`Pool::list_image_ids`](lifeboat_rbd::Pool::list_image_ids)) still list it under its
 //! name and id, the trash listings leave it out, nobody can open it, and a forced trash
-//! remove finishes it once the killed client's watch is gone.
+//! remove finishes it once the killed client's watch is gone (after finishing the move, when
+//! the entry is still marked as being moved).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use lifeboat_rbd::{ImageOptions, TrashSource, features};
+use lifeboat_rbd::{ImageOptions, TrashSource, TrashState, features};
 
 fn run(mut cmd: Command, what: &str) -> Result<String> {
     let out = cmd.output().with_context(|| what.to_string())?;
@@ -26,14 +27,14 @@ fn a_killed_remove_is_listed_by_id_and_finished_by_a_forced_trash_remove() -> Re
     let pool_name = ceph.new_pool("rbd-trash")?;
     let cluster = ceph.connect()?;
     let pool = cluster.pool(&pool_name)?;
-    // 4 KiB objects and no object map: librbd's remove deletes all 32768 possible data
+    // 4 KiB objects and no object map: librbd's remove deletes all 65536 possible data
     // objects one by one, which leaves time to kill it while the image is in the trash.
     let opts = ImageOptions {
         features: Some(features::parse("layering").map_err(anyhow::Error::msg)?),
         order: Some(12),
         ..Default::default()
     };
-    pool.create_image("victim", 128 << 20, &opts)?;
+    pool.create_image("victim", 256 << 20, &opts)?;
     pool.create_image("bystander", 1 << 20, &opts)?;
     // A user's trash entry, listed with its source.
     pool.create_image("deferred", 1 << 20, &opts)?;
@@ -70,7 +71,7 @@ fn a_killed_remove_is_listed_by_id_and_finished_by_a_forced_trash_remove() -> Re
         std::thread::sleep(Duration::from_millis(5));
     };
     // Into the deletion of its data objects, where the removing client watches it.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(100));
     ensure!(
         child.try_wait()?.is_none(),
         "rbd rm finished before it was killed"
@@ -84,6 +85,25 @@ fn a_killed_remove_is_listed_by_id_and_finished_by_a_forced_trash_remove() -> Re
     ensure!(
         pool.trash_list()? == user,
         "the trash listing shows the removing entry"
+    );
+    // A kill before the move's last step leaves the entry marked as being moved, which every
+    // trash remove refuses; put it in that state, and finish the move as the CSI driver does.
+    pool.trash_set_state(&id, TrashState::Moving, TrashState::Removing)
+        .or_else(|_| pool.trash_set_state(&id, TrashState::Moving, TrashState::Normal))?;
+    let refused = pool
+        .trash_remove(&id, true)
+        .expect_err("a moving entry is refused");
+    ensure!(
+        refused.errno() == Some(libc::EUCLEAN) || refused.is_busy(),
+        "{refused}"
+    );
+    pool.trash_finish_move(&id)?;
+    // Idempotent once moved; refused for an entry being removed.
+    pool.trash_finish_move(&id)?;
+    pool.trash_set_state(&id, TrashState::Removing, TrashState::Normal)?;
+    ensure!(
+        pool.trash_finish_move(&id).is_err(),
+        "finished the move of an entry being removed"
     );
     match pool.trash_remove(&id, true) {
         Ok(()) => {}

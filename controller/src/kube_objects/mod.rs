@@ -22,7 +22,7 @@ pub use discover::{Discovered, DiscoveryDeadlines, ResourceRecord, UnavailableGr
 pub use error::ObjectsError;
 pub use filter::{NamespaceFilter, ObjectFilter, ResourceFilter};
 pub use restore::{RepositoryAdvice, RestoreOptions, RestoreOutcome, VolumeBinding, restore_objects};
-pub use select::{backup_snapshots, forget_backup, snapshot_to_restore};
+pub use select::{backup_snapshots, chain_bases, forget_backup, snapshot_to_restore};
 
 /// `Snapshot::kind` of object backups.
 pub const SNAPSHOT_KIND: &str = "kubernetes";

@@ -8,6 +8,20 @@ use lifeboat_backup::snapshot::{Snapshot, SnapshotDetails};
 
 use super::{BACKUP_TAG, ObjectsError, object_snapshots};
 
+/// The etcd full snapshots some delta chain is built on (`drctl etcd snapshot --watch`
+/// chains on the newest full snapshot of its cluster, which may be one a Backup took):
+/// forgetting one would make every delta of its chain unrestorable, so forgetting a Backup
+/// keeps them.
+pub fn chain_bases(snapshots: &[Snapshot]) -> std::collections::HashSet<SnapshotId> {
+    snapshots
+        .iter()
+        .filter_map(|s| match &s.details {
+            SnapshotDetails::EtcdDelta(d) => Some(d.base),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The snapshots of Backup `name`, newest first; an error naming the repository when there
 /// are none.
 pub async fn backup_snapshots(repo: &Repository, name: &str) -> Result<Vec<Snapshot>, ObjectsError> {
@@ -40,11 +54,12 @@ pub async fn snapshot_to_restore(
 /// their ids.
 ///
 /// Volume and etcd snapshots of a run whose objects snapshot was never written (the objects
-/// backup failed after them), or of an etcd-only Backup, are found by their tag alone.
+/// backup failed after them), or of an etcd-only Backup, are found by their tag alone. An etcd
+/// full snapshot a delta chain is built on is kept ([`chain_bases`]).
 pub async fn forget_backup(repo: &Repository, name: &str) -> Result<Vec<SnapshotId>, ObjectsError> {
-    let tagged: Vec<SnapshotId> = repo
-        .snapshots()
-        .await?
+    let all = repo.snapshots().await?;
+    let bases = chain_bases(&all);
+    let tagged: Vec<SnapshotId> = all
         .iter()
         .filter(|s| {
             matches!(
@@ -54,6 +69,7 @@ pub async fn forget_backup(repo: &Repository, name: &str) -> Result<Vec<Snapshot
         })
         .filter(|s| s.tags.get(BACKUP_TAG).map(String::as_str) == Some(name))
         .filter_map(|s| s.id)
+        .filter(|id| !bases.contains(id))
         .collect();
     let mut ids: Vec<SnapshotId> = match backup_snapshots(repo, name).await {
         Ok(snaps) => snaps.iter().filter_map(|s| s.id).collect(),

@@ -15,7 +15,7 @@ use super::handle::NfsDir;
 use super::plan::{ClaimPlan, Decision};
 use super::restore_plan::BackupVolumes;
 use crate::crd::ItemMessage;
-use crate::kube_objects::{ObjectPath, ObjectsError, SNAPSHOT_KIND, resource_key};
+use crate::kube_objects::{ObjectPath, ObjectsError, SNAPSHOT_KIND, chain_bases, resource_key};
 
 /// Where the catalog lives in the objects snapshot's tree.
 pub const CATALOG_PATH: &str = "lifeboat/volumes.json";
@@ -206,8 +206,8 @@ pub async fn read_catalog(
 }
 
 /// The volume and etcd snapshots an objects snapshot's catalog names that the repository
-/// still holds (what forgetting the Backup forgets with it); none for a snapshot without a
-/// catalog.
+/// still holds (what forgetting the Backup forgets with it), but for an etcd snapshot a delta
+/// chain is built on ([`chain_bases`]); none for a snapshot without a catalog.
 pub async fn cataloged_snapshots(
     repo: &Repository,
     snapshot: &Snapshot,
@@ -227,12 +227,12 @@ pub async fn cataloged_snapshots(
                 .map(|e| e.snapshot_id.as_str()),
         )
         .collect();
-    Ok(repo
-        .snapshots()
-        .await?
+    let all = repo.snapshots().await?;
+    let bases = chain_bases(&all);
+    Ok(all
         .iter()
         .filter_map(|s| s.id)
-        .filter(|id| named.contains(id.to_hex().as_str()))
+        .filter(|id| named.contains(id.to_hex().as_str()) && !bases.contains(id))
         .collect())
 }
 

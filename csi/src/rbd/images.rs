@@ -437,25 +437,26 @@ pub fn delete_snapshot(pool: &Pool, image: &str, snap: &str) -> Result<()> {
 /// removes an image in steps, and a killed DeleteVolume can stop between any two; a retry
 /// would otherwise take what is left for an image that is not the driver's, answer success,
 /// and leave its data in the pool:
-/// - after the header (and with it the [`COMPLETE`] marker) is deleted but before the id
-///   object and the pool directory's entry: `rbd_remove` finishes it, and where librbd
-///   answers ENOENT instead, the directory entry and id object are removed directly;
+/// - while the pool directory still lists it but its id object or header (and with it the
+///   [`COMPLETE`] marker) is gone: `rbd_remove` finishes it, and where librbd answers ENOENT
+///   instead, the directory entry and id object are removed directly;
 /// - after the image was moved to the trash as "removing" (librbd's own remove goes through
 ///   the trash): the name is gone from the directory, `rbd ls` still lists it under its id,
-///   the trash listings leave it out, and only a forced trash remove finishes it. Someone
-///   already asked for it to be removed, so finishing is safe. Until the killed client's
-///   watch lapses librbd answers EBUSY: UNAVAILABLE, and the CO's retry finishes it.
+///   the trash listings leave it out, and only a forced trash remove finishes it (after
+///   finishing the move, when the kill came before its last step). Someone already asked
+///   for it to be removed, so finishing is safe. Until the killed client's watch lapses
+///   librbd answers EBUSY: UNAVAILABLE, and the CO's retry finishes it.
 fn finish_interrupted_removal(pool: &Pool, image: &str) -> Result<bool> {
     let listed_id = pool.directory_id(image).map_err(err)?;
     if let Some(id) = &listed_id {
-        let header_gone = match pool.image_id(image).map_err(err)? {
-            None => true,
-            Some(id) => pool
+        // A whole image has its id object and its header; a removal (or a move to the trash)
+        // deletes one, then the other, then the directory entry.
+        let half_removed = pool.image_id(image).map_err(err)?.is_none()
+            || pool
                 .read_object(&format!("rbd_header.{id}"), 1)
                 .map_err(err)?
-                .is_none(),
-        };
-        if !header_gone {
+                .is_none();
+        if !half_removed {
             return Ok(false);
         }
         tracing::warn!(
@@ -488,7 +489,16 @@ fn finish_interrupted_removal(pool: &Pool, image: &str) -> Result<bool> {
             id,
             "finishing the removal of a volume an interrupted DeleteVolume left in the RBD trash"
         );
-        match pool.trash_remove(id, true) {
+        let mut removed = pool.trash_remove(id, true);
+        // Killed before the move's last step: the entry is still marked as being moved, which
+        // every trash remove refuses (EUCLEAN in Ceph 16). Finish the move, then remove.
+        if let Err(e) = &removed
+            && (e.errno() == Some(libc::EUCLEAN) || e.is_busy())
+            && pool.trash_finish_move(id).is_ok()
+        {
+            removed = pool.trash_remove(id, true);
+        }
+        match removed {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) if e.is_busy() => {

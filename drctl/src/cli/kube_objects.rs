@@ -92,10 +92,10 @@ pub struct BackupEtcdArgs {
     #[arg(long, requires = "etcd_endpoints")]
     pub etcd_cacert: Option<PathBuf>,
     /// Client certificate for etcd (--direct; kubeadm: /etc/kubernetes/pki/etcd/healthcheck-client.crt).
-    #[arg(long, requires = "etcd_key")]
+    #[arg(long, requires_all = ["etcd_key", "etcd_endpoints"])]
     pub etcd_cert: Option<PathBuf>,
     /// Client key for etcd (--direct).
-    #[arg(long, requires = "etcd_cert")]
+    #[arg(long, requires_all = ["etcd_cert", "etcd_endpoints"])]
     pub etcd_key: Option<PathBuf>,
 }
 

@@ -95,7 +95,9 @@ impl RestoreOptions {
         Ok(Self {
             namespaces: NamespaceFilter::new(&spec.included_namespaces, &spec.excluded_namespaces)?,
             resources: ResourceFilter::new(&spec.included_resources, &spec.excluded_resources)?,
-            cluster_scoped: spec.included_namespaces.is_empty(),
+            // `*` is every namespace, as in a Backup (see `NamespaceFilter::new`).
+            cluster_scoped: spec.included_namespaces.is_empty()
+                || spec.included_namespaces.iter().any(|n| n == "*"),
             namespace_mapping: spec.namespace_mapping.clone(),
             existing: spec.existing_resource_policy,
             restore_status: spec.restore_status,

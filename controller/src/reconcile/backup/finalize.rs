@@ -11,6 +11,7 @@ use kube::{Api, Resource, ResourceExt};
 use crate::BACKUP_FINALIZER;
 use crate::crd::{AccessMode, Backup, Condition, DeletionPolicy};
 use crate::error::Result;
+use crate::kube_objects::chain_bases;
 use crate::reconcile::context::Context;
 use crate::reconcile::finalizer;
 use crate::reconcile::status::write_status;
@@ -66,6 +67,18 @@ async fn forget(ctx: &Context, backup: &Backup) -> Cleanup {
     let Some(sid) = snapshot.id else {
         return Cleanup::Done(format!("snapshot {id} has no id"));
     };
+    // An etcd-only Backup's full snapshot that `drctl etcd snapshot --watch` built a delta
+    // chain on stays: forgetting it would lose the whole chain.
+    match repo.snapshots().await {
+        Ok(all) if chain_bases(&all).contains(&sid) => {
+            return Cleanup::Done(format!(
+                "snapshot {id} left in place: etcd delta snapshots are built on it (forget them first, \
+                 then the snapshot with `drctl forget`)"
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return Cleanup::Retry(e.to_string()),
+    }
     // The volume snapshots its catalog names go with it (each restores on its own: no other
     // snapshot needs them). A catalog that cannot be read leaves them, and says so.
     let (volumes, left) = match cataloged_snapshots(&repo, &snapshot).await {
