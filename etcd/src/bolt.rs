@@ -20,7 +20,9 @@
 //! matches its place in the file.
 //!
 //! Memory: about 40 bytes per branch or leaf page (a 2 GiB database of 4 KiB pages: ~20 MiB),
-//! plus the page run being read (at most [`MAX_RUN`]).
+//! plus the page runs being read (at most [`MAX_OPEN_RUNS`] × [`MAX_RUN`]). Where the revision
+//! cannot be read (a root bucket split over branch pages, a big-endian database, a last leaf
+//! over [`MAX_RUN`]), the caller falls back to etcd's status, with a warning.
 
 use std::collections::HashMap;
 
@@ -36,10 +38,13 @@ const LEAF: u16 = 0x02;
 const BUCKET_ELEMENT: u32 = 0x01;
 /// A leaf or branch page element's size.
 const ELEMENT: usize = 16;
-/// The longest page run (a page and its overflow) read whole; longer ones are not summarised.
-const MAX_RUN: usize = 64 << 20;
-/// How many page runs may be open at once (a stale header inside another run opens a second).
-const MAX_OPEN_RUNS: usize = 16;
+/// The longest page run (a page and its overflow) read whole; longer ones are not summarised
+/// (etcd refuses requests over `--max-request-bytes`, 1.5 MiB by default, so a leaf this long
+/// is rare; if the last leaf of bucket `key` is one, the revision is not read).
+const MAX_RUN: usize = 16 << 20;
+/// How many page runs may be open at once (a stale header inside another run opens a second);
+/// with [`MAX_RUN`], at most 128 MiB buffered whatever the stream holds.
+const MAX_OPEN_RUNS: usize = 8;
 /// How deep a B+tree walk may go before the file is taken for damaged.
 const MAX_DEPTH: usize = 64;
 
