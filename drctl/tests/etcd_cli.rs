@@ -60,6 +60,22 @@ fn snapshot_list_and_restore_with_mutual_tls() {
     assert_eq!(v[0]["id"], id.as_str());
     assert_eq!(v[0]["meta"]["endpoint"], etcd.endpoint().as_str());
 
+    // `-o json` prints the snapshot with its id, as the listing does.
+    let json = drctl()
+        .args(["etcd", "snapshot", "-o", "json", "--endpoints", &etcd.endpoint()])
+        .arg("--cacert")
+        .arg(&tls.ca)
+        .arg("--cert")
+        .arg(&tls.cert)
+        .arg("--key")
+        .arg(&tls.key)
+        .output()
+        .unwrap();
+    assert!(json.status.success(), "{}", String::from_utf8_lossy(&json.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(shown["id"].as_str().map(str::len), Some(64), "{shown}");
+    assert_eq!(shown["meta"]["type"], "full", "{shown}");
+
     let db = dir.path().join("restored.db");
     let out = drctl()
         .args(["etcd", "restore", "latest", "--output"])

@@ -55,7 +55,10 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
                 s.duration_ms as f64 / 1000.0
             );
             let id = snap.id.map(|i| i.to_hex()).unwrap_or_default();
-            output::print(g.format, &snap, |_| format!("{id}\n"))?;
+            // As `etcd snapshots` lists it: the stored form, with its id.
+            let mut shown = serde_json::to_value(&snap)?;
+            shown["id"] = serde_json::Value::String(id.clone());
+            output::print(g.format, &shown, |_| format!("{id}\n"))?;
             if watch {
                 return watch_deltas(&r, &endpoints, interval, max_delta_mib).await;
             }
