@@ -171,13 +171,6 @@ impl Pool {
             check(ret.into(), "list images", || self.name.clone())?;
             // SAFETY: librbd initialised the first `count` entries.
             unsafe { specs.set_len(count) };
-            let text = |p: *const libc::c_char| {
-                // SAFETY: each entry's id and name are NUL-terminated strings owned by librbd
-                // until the cleanup below.
-                unsafe { std::ffi::CStr::from_ptr(p) }
-                    .to_string_lossy()
-                    .into_owned()
-            };
             let specs_out = specs.iter().map(|s| (text(s.id), text(s.name))).collect();
             // SAFETY: releases exactly the entries librbd filled in.
             unsafe { crate::ffi::rbd_image_spec_list_cleanup(specs.as_mut_ptr(), count) };
@@ -227,6 +220,19 @@ impl Pool {
         })
         .map(|_| ())
     }
+}
+
+/// A string librbd handed out (empty for null), copied. The caller copies every string of a
+/// listing before the listing's cleanup call.
+pub(crate) fn text(p: *const libc::c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: librbd hands out NUL-terminated strings it owns until the matching cleanup call,
+    // which every caller makes only after copying them here.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub(crate) fn cstring(what: &'static str, name: &str) -> Result<CString, RbdError> {

@@ -9,9 +9,7 @@
 //! from being removed (`ENOTEMPTY`) until the group snapshot is removed.
 #![allow(unsafe_code)]
 
-use std::ffi::CStr;
-
-use crate::cluster::{Pool, cstring};
+use crate::cluster::{Pool, cstring, text};
 use crate::error::{RbdError, check};
 use crate::ffi;
 
@@ -33,15 +31,6 @@ pub struct GroupSnapshot {
     pub name: String,
     /// False when a crash interrupted its creation: some members may lack their snapshot.
     pub complete: bool,
-}
-
-fn text(p: *const libc::c_char) -> String {
-    if p.is_null() {
-        return String::new();
-    }
-    // SAFETY: librbd hands out NUL-terminated strings it owns until the matching cleanup call,
-    // which every caller makes only after copying them here.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
 impl Pool {

@@ -7,9 +7,7 @@
 //! forced trash remove by id finishes (verified against Ceph 16, `tests/tests/rbd_trash.rs`).
 #![allow(unsafe_code)]
 
-use std::ffi::CStr;
-
-use crate::cluster::{Pool, cstring};
+use crate::cluster::{Pool, cstring, text};
 use crate::error::{RbdError, check};
 use crate::ffi;
 
@@ -52,15 +50,6 @@ pub struct TrashEntry {
     pub name: String,
     /// Why it is there.
     pub source: TrashSource,
-}
-
-fn text(p: *const libc::c_char) -> String {
-    if p.is_null() {
-        return String::new();
-    }
-    // SAFETY: librbd hands out NUL-terminated strings it owns until the list's cleanup call,
-    // made only after every entry is copied.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
 impl Pool {

@@ -10,16 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use lifeboat_rbd::{ImageOptions, TrashSource, TrashState, features};
-
-fn run(mut cmd: Command, what: &str) -> Result<String> {
-    let out = cmd.output().with_context(|| what.to_string())?;
-    ensure!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use lifeboat_tests::files::run;
 
 #[test]
 fn a_killed_remove_is_listed_by_id_and_finished_by_a_forced_trash_remove() -> Result<()> {
@@ -40,7 +31,7 @@ fn a_killed_remove_is_listed_by_id_and_finished_by_a_forced_trash_remove() -> Re
     pool.create_image("deferred", 1 << 20, &opts)?;
     let mut mv = ceph.rbd_cmd();
     mv.args(["trash", "mv", &format!("{pool_name}/deferred")]);
-    run(mv, "rbd trash mv")?;
+    run(&mut mv);
     let user = pool.trash_list()?;
     ensure!(
         user.len() == 1 && user[0].name == "deferred" && user[0].source == TrashSource::User,
@@ -133,7 +124,7 @@ fn blocklist_watchers(ceph: &lifeboat_tests::Ceph, pool: &str, id: &str) -> Resu
         .arg("-c")
         .arg(ceph.conf())
         .args(["-p", pool, "listwatchers", &format!("rbd_header.{id}")]);
-    for line in run(watchers, "rados listwatchers")?.lines() {
+    for line in run(&mut watchers).lines() {
         // "watcher=127.0.0.1:0/123456 client.4321 cookie=…"
         let addr = line
             .split_whitespace()
@@ -141,7 +132,7 @@ fn blocklist_watchers(ceph: &lifeboat_tests::Ceph, pool: &str, id: &str) -> Resu
             .with_context(|| format!("watcher line {line:?}"))?;
         let mut block = ceph.ceph_cmd();
         block.args(["osd", "blocklist", "add", addr]);
-        run(block, "ceph osd blocklist add")?;
+        run(&mut block);
     }
     Ok(())
 }
