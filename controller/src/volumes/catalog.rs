@@ -205,12 +205,14 @@ pub async fn read_catalog(
         .map(|b| b.catalog))
 }
 
-/// The volume and etcd snapshots an objects snapshot's catalog names that the repository
-/// still holds (what forgetting the Backup forgets with it), but for an etcd snapshot a delta
-/// chain is built on ([`chain_bases`]); none for a snapshot without a catalog.
+/// The volume and etcd snapshots an objects snapshot's catalog names that are among `listed`
+/// (the repository's snapshots: what forgetting the Backup forgets with it), but for an etcd
+/// snapshot a delta chain is built on ([`chain_bases`]); none for a snapshot without a
+/// catalog.
 pub async fn cataloged_snapshots(
     repo: &Repository,
     snapshot: &Snapshot,
+    listed: &[Snapshot],
 ) -> Result<Vec<SnapshotId>, ObjectsError> {
     let Some(catalog) = read_catalog(repo, snapshot).await? else {
         return Ok(Vec::new());
@@ -227,9 +229,8 @@ pub async fn cataloged_snapshots(
                 .map(|e| e.snapshot_id.as_str()),
         )
         .collect();
-    let all = repo.snapshots().await?;
-    let bases = chain_bases(&all);
-    Ok(all
+    let bases = chain_bases(listed);
+    Ok(listed
         .iter()
         .filter_map(|s| s.id)
         .filter(|id| named.contains(id.to_hex().as_str()) && !bases.contains(id))

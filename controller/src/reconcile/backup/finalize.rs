@@ -69,19 +69,19 @@ async fn forget(ctx: &Context, backup: &Backup) -> Cleanup {
     };
     // An etcd-only Backup's full snapshot that `drctl etcd snapshot --watch` built a delta
     // chain on stays: forgetting it would lose the whole chain.
-    match repo.snapshots().await {
-        Ok(all) if chain_bases(&all).contains(&sid) => {
-            return Cleanup::Done(format!(
-                "snapshot {id} left in place: etcd delta snapshots are built on it (forget them first, \
-                 then the snapshot with `drctl forget`)"
-            ));
-        }
-        Ok(_) => {}
+    let listed = match repo.snapshots().await {
+        Ok(all) => all,
         Err(e) => return Cleanup::Retry(e.to_string()),
+    };
+    if chain_bases(&listed).contains(&sid) {
+        return Cleanup::Done(format!(
+            "snapshot {id} left in place: etcd delta snapshots are built on it (forget them first, \
+             then the snapshot with `drctl forget`)"
+        ));
     }
-    // The volume snapshots its catalog names go with it (each restores on its own: no other
-    // snapshot needs them). A catalog that cannot be read leaves them, and says so.
-    let (volumes, left) = match cataloged_snapshots(&repo, &snapshot).await {
+    // The volume (and etcd) snapshots its catalog names go with it (each restores on its own:
+    // no other snapshot needs them). A catalog that cannot be read leaves them, and says so.
+    let (volumes, left) = match cataloged_snapshots(&repo, &snapshot, &listed).await {
         Ok(v) => (v, String::new()),
         Err(e) => (
             Vec::new(),
