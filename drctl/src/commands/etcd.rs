@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use lifeboat_backup::progress::Progress;
-use lifeboat_backup::snapshot::SnapshotDetails;
+use lifeboat_backup::snapshot::{Snapshot, SnapshotDetails};
 use lifeboat_etcd::{
     DeltaOptions, DeltaOutcome, EtcdEndpoints, EtcdTlsFiles, RestorePoint, etcd_snapshots, find_snapshot,
     restore_etcd_at, snapshot_etcd, watch,
@@ -55,10 +55,7 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
                 s.duration_ms as f64 / 1000.0
             );
             let id = snap.id.map(|i| i.to_hex()).unwrap_or_default();
-            // As `etcd snapshots` lists it: the stored form, with its id.
-            let mut shown = serde_json::to_value(&snap)?;
-            shown["id"] = serde_json::Value::String(id.clone());
-            output::print(g.format, &shown, |_| format!("{id}\n"))?;
+            output::print(g.format, &with_id(&snap), |_| format!("{id}\n"))?;
             if watch {
                 return watch_deltas(&r, &endpoints, interval, max_delta_mib).await;
             }
@@ -67,14 +64,7 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
         EtcdCommand::Snapshots { repo, repo_key } => {
             let r = open::repository(&repo, &repo_key).await?;
             let snaps = etcd_snapshots(&r).await?;
-            let rows: Vec<serde_json::Value> = snaps
-                .iter()
-                .map(|s| {
-                    let mut v = serde_json::to_value(s).unwrap_or_default();
-                    v["id"] = serde_json::Value::String(s.id.map(|i| i.to_hex()).unwrap_or_default());
-                    v
-                })
-                .collect();
+            let rows: Vec<serde_json::Value> = snaps.iter().map(with_id).collect();
             output::print(g.format, &rows, |_| {
                 let cells: Vec<Vec<String>> = snaps
                     .iter()
@@ -190,4 +180,11 @@ async fn watch_deltas(
         note!("stopped: {deltas} deltas stored, up to revision {last_revision}");
     }
     Ok(0)
+}
+
+/// A snapshot as `-o json|yaml` shows it: its stored form, with its id.
+fn with_id(snap: &Snapshot) -> serde_json::Value {
+    let mut v = serde_json::to_value(snap).unwrap_or_default();
+    v["id"] = serde_json::Value::String(snap.id.map(|i| i.to_hex()).unwrap_or_default());
+    v
 }
