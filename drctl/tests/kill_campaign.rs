@@ -345,9 +345,9 @@ impl Lab {
         let out = self.drctl(args);
         if !out.status.success() {
             problems.push(format!(
-                "{when}: `drctl {}` exited {:?}: {}{}",
+                "{when}: `drctl {}` ended with {}: {}{}",
                 args.join(" "),
-                out.status.code(),
+                out.status,
                 String::from_utf8_lossy(&out.stdout),
                 stderr(&out)
             ));

@@ -357,9 +357,9 @@ impl Lab {
         let out = self.drctl(&args);
         if !out.status.success() {
             problems.push(format!(
-                "{when}: `drctl {}` exited {:?}: {}{}",
+                "{when}: `drctl {}` ended with {}: {}{}",
                 args.join(" "),
-                out.status.code(),
+                out.status,
                 String::from_utf8_lossy(&out.stdout),
                 stderr(&out)
             ));
@@ -506,8 +506,8 @@ impl Lab {
         let out = run.out;
         if !out.status.success() {
             problems.push(format!(
-                "{next}: the backup exited {:?}: {}",
-                out.status.code(),
+                "{next}: the backup ended with {}: {}",
+                out.status,
                 stderr(&out)
             ));
             return;
@@ -564,8 +564,8 @@ fn restore_compare(
         .unwrap();
     if !out.status.success() {
         return Err(format!(
-            "restore of snapshot {id} exited {:?}: {}",
-            out.status.code(),
+            "restore of snapshot {id} ended with {}: {}",
+            out.status,
             stderr(&out)
         ));
     }

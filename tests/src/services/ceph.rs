@@ -396,7 +396,9 @@ auth service required = cephx
 auth client required = cephx
 run dir = {d}/run
 log file = {d}/log/$name.log
-admin socket = {d}/run/$name.asok
+# No `admin socket` here: daemons get Ceph's own ($run_dir/$cluster-$name.asok), clients none
+# (Ceph's client default). One path for every client.admin made concurrent drctl, rbd and
+# ceph processes bind, ping and unlink each other's socket.
 keyring = {d}/keyrings/$name.keyring
 mon data = {d}/mon-$id
 osd data = {d}/osd-$id
