@@ -7,44 +7,51 @@ use std::sync::Arc;
 
 use crate::error::{RbdError, check};
 use crate::image::{Image, ImageOptions, SnapshotRef};
-
-/// A librados cluster handle.
-///
-/// librados handles are documented as thread-safe; the `ceph` crate only marks them `Sync`,
-/// so this wrapper adds `Send` to let async code move them across tasks.
-struct Handle(ceph::ceph::Rados);
-
-// SAFETY: a `rados_t` may be used from any thread (librados is thread-safe); the handle is
-// only shut down in `Drop`, which runs once, after every `Pool` holding an `Arc` is gone.
-unsafe impl Send for Handle {}
+use crate::rados::{IoCtx, RadosHandle};
 
 /// A connected Ceph cluster. Cheap to clone; the connection closes with the last clone.
 #[derive(Clone)]
 pub struct Cluster {
-    handle: Arc<Handle>,
+    handle: Arc<RadosHandle>,
 }
 
 impl Cluster {
     /// Connects as `user` (without the `client.` prefix) using a `ceph.conf` that names the
     /// monitors and the keyring.
+    ///
+    /// Connecting gives up after 60 s unless the file sets `client_mount_timeout` (librados'
+    /// default is 300 s); operations wait for the cluster unless the file sets
+    /// `rados_osd_op_timeout`/`rados_mon_op_timeout`, and a timed-out object-map update does
+    /// not invalidate the map. A failed connect shuts its handle down (no librados thread is
+    /// left). Errors name the step (`read config`, `connect`) and the errno text
+    /// (`Connection timed out (errno 110)`).
     pub fn connect(user: &str, config: &Path) -> Result<Self, RbdError> {
-        let config_text = config.display().to_string();
-        let rados = ceph::ceph::connect_to_ceph(user, &config_text).map_err(|e| RbdError::Connect {
+        let handle = RadosHandle::connect(user, config).map_err(|message| RbdError::Connect {
             user: user.to_string(),
-            config: config_text.clone(),
-            message: e.to_string(),
+            config: config.display().to_string(),
+            message,
         })?;
         Ok(Self {
-            handle: Arc::new(Handle(rados)),
+            handle: Arc::new(handle),
+        })
+    }
+
+    /// The value in force of config option `option` (e.g. `rados_osd_op_timeout`, in
+    /// seconds), as set by Lifeboat's defaults, the config file or the monitors.
+    pub fn config(&self, option: &str) -> Result<String, RbdError> {
+        self.handle.config(option).map_err(|errno| RbdError::Ceph {
+            op: "get config option",
+            target: option.to_string(),
+            errno,
         })
     }
 
     /// Opens an I/O context on `pool`.
     pub fn pool(&self, pool: &str) -> Result<Pool, RbdError> {
-        let ioctx = self.handle.0.get_rados_ioctx(pool).map_err(|e| RbdError::Ceph {
+        let ioctx = self.handle.ioctx(pool).map_err(|errno| RbdError::Ceph {
             op: "open pool",
             target: pool.to_string(),
-            errno: radoserr_errno(&e),
+            errno,
         })?;
         Ok(Pool {
             ioctx,
@@ -55,10 +62,10 @@ impl Cluster {
 
     /// Names of all pools in the cluster.
     pub fn pools(&self) -> Result<Vec<String>, RbdError> {
-        self.handle.0.rados_pools().map_err(|e| RbdError::Ceph {
+        self.handle.pool_list().map_err(|errno| RbdError::Ceph {
             op: "list pools",
             target: "cluster".to_string(),
-            errno: radoserr_errno(&e),
+            errno,
         })
     }
 
@@ -79,30 +86,20 @@ impl Cluster {
     /// Sends a monitor command (a JSON object, as the `ceph` CLI does) and returns its
     /// output, e.g. `{"prefix": "df", "format": "json"}` for pool capacity.
     pub fn mon_command(&self, command: &serde_json::Value) -> Result<Vec<u8>, RbdError> {
-        let (out, _status) = self
-            .handle
-            .0
-            .ceph_mon_command_without_data(command)
-            .map_err(|e| RbdError::Ceph {
+        self.handle
+            .mon_command(&command.to_string())
+            .map_err(|(errno, _status)| RbdError::Ceph {
                 op: "mon command",
                 target: command["prefix"].as_str().unwrap_or("?").to_string(),
-                errno: radoserr_errno(&e),
-            })?;
-        Ok(out)
-    }
-}
-
-pub(crate) fn radoserr_errno(e: &ceph::error::RadosError) -> i32 {
-    match e {
-        ceph::error::RadosError::ApiError(errno) => *errno as i32,
-        _ => libc::EIO,
+                errno,
+            })
     }
 }
 
 /// An I/O context on one pool: the place images live.
 pub struct Pool {
     // Field order matters: the ioctx must be destroyed before the cluster handle.
-    ioctx: ceph::ceph::IoCtx,
+    ioctx: IoCtx,
     name: String,
     _cluster: Cluster,
 }
@@ -119,12 +116,12 @@ impl Pool {
         unsafe { crate::ffi::rados_ioctx_get_id(self.raw()) }
     }
 
-    pub(crate) fn ioctx(&self) -> &ceph::ceph::IoCtx {
+    pub(crate) fn ioctx(&self) -> &IoCtx {
         &self.ioctx
     }
 
     pub(crate) fn raw(&self) -> crate::ffi::rados_ioctx_t {
-        *self.ioctx.inner()
+        self.ioctx.raw()
     }
 
     pub(crate) fn spec(&self, image: &str) -> String {

@@ -63,7 +63,7 @@ impl RbdError {
 
 /// `No such file or directory (errno 2)`: the C library's text once, with the number
 /// (`std::io::Error` would add its own ` (os error 2)`).
-fn errno_text(errno: i32) -> String {
+pub(crate) fn errno_text(errno: i32) -> String {
     let text = std::io::Error::from_raw_os_error(errno).to_string();
     let text = text
         .strip_suffix(&format!(" (os error {errno})"))

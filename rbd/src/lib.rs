@@ -14,6 +14,7 @@ mod error;
 mod ffi;
 mod group;
 mod image;
+mod rados;
 mod rados_objects;
 mod trash;
 mod watchers;

@@ -235,7 +235,7 @@ impl Connections {
             Cluster::connect_with_key(&dir, &key.user, &mons, &key.key).map_err(|e| {
                 // librados answers a key the monitors refuse the same way as monitors that do
                 // not answer: it retries until its timeout.
-                let hint = match e.to_string().contains("ETIMEDOUT") {
+                let hint = match e.to_string().contains("timed out") {
                     true => {
                         "; a wrong key for the user times out too, so check the key as well as the monitors"
                     }
