@@ -13,6 +13,7 @@ macro_rules! note {
 
 mod cli;
 mod commands;
+mod crash;
 mod hint;
 mod kube;
 mod open;
@@ -68,6 +69,7 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     tune_allocator();
+    crash::install();
     init_logging();
     // kube links rustls with ring and object_store with aws-lc-rs: pick one for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -367,3 +367,54 @@ fn kill_9_mid_backup_leaves_no_snapshot_and_no_stray_rbd_snapshot() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(read_image(&pool, "busy-restored") == data);
 }
+
+/// An abort (librados/librbd end the process with `abort()` on an uncaught C++ exception)
+/// prints the aborting thread and a backtrace before the process ends by SIGABRT. drctl is
+/// aborted from outside while it waits on a monitor that never answers.
+#[test]
+fn an_abort_prints_the_thread_and_a_backtrace() {
+    let env = Env::new("vol-abort");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let key = run(Command::new("ceph-authtool").arg("--gen-print-key"));
+    let conf = env.dir.path().join("dead.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nmon host = 127.0.0.1:{port}\nkey = {}\nclient mount timeout = 120\nlog to stderr = false\n",
+            key.trim()
+        ),
+    )
+    .unwrap();
+    let mut c = env.command();
+    c.env("CEPH_CONF", &conf)
+        .args(["volume", "backup", "--pool", &env.pool, "--image", "none"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    // The repository is opened, then the connect waits on the silent monitor.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    run(Command::new("kill").args(["-ABRT", &child.id().to_string()]));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{}: {stderr}",
+        out.status
+    );
+    assert!(stderr.contains("drctl aborted (SIGABRT) in thread "), "{stderr}");
+    assert!(
+        stderr.contains("please report it with this backtrace"),
+        "{stderr}"
+    );
+    // Frames, with drctl's own symbols resolved on whichever thread took the signal.
+    assert!(
+        stderr.contains("  0: ") && stderr.contains("crash::on_abort"),
+        "{stderr}"
+    );
+}
