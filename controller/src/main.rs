@@ -56,6 +56,7 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    lifeboat_rbd::report_aborts("lifeboat-controller");
     // Both ring (kube) and aws-lc-rs (object_store) are linked; pick one before any TLS.
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()

@@ -13,7 +13,6 @@ macro_rules! note {
 
 mod cli;
 mod commands;
-mod crash;
 mod hint;
 mod kube;
 mod open;
@@ -69,7 +68,7 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    crash::install();
+    lifeboat_rbd::report_aborts("drctl");
     init_logging();
     // kube links rustls with ring and object_store with aws-lc-rs: pick one for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();

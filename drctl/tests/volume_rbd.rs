@@ -414,7 +414,7 @@ fn an_abort_prints_the_thread_and_a_backtrace() {
     );
     // Frames, with drctl's own symbols resolved on whichever thread took the signal.
     assert!(
-        stderr.contains("  0: ") && stderr.contains("crash::on_abort"),
+        stderr.contains("  0: ") && stderr.contains("abort::on_abort"),
         "{stderr}"
     );
 }

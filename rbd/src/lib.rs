@@ -6,6 +6,7 @@
 //!
 //! All calls block; async callers run them on `tokio::task::spawn_blocking`.
 
+mod abort;
 mod aio;
 mod cls;
 mod cluster;
@@ -19,6 +20,7 @@ mod rados_objects;
 mod trash;
 mod watchers;
 
+pub use abort::report_aborts;
 pub use aio::AioWriter;
 pub use cls::TrashState;
 pub use cluster::{Cluster, Pool};

@@ -1,23 +1,28 @@
 //! A backtrace on stderr when the process aborts.
 //!
-//! drctl links librados and librbd, whose C++ code ends the process with `abort()` on an
-//! uncaught exception (`terminate called after throwing …`) and prints nothing more: no
-//! frame, no thread. [`install`] adds a `SIGABRT` handler that prints the aborting thread's
-//! name and backtrace (C++ frames by their exported symbols), so the report names where it
-//! happened; the abort then goes on as before (exit by `SIGABRT`, a core where enabled).
+//! librados and librbd end the process with `abort()` on an uncaught C++ exception
+//! (`terminate called after throwing …`) and print nothing more: no frame, no thread.
+//! [`report_aborts`] adds a `SIGABRT` handler that prints the aborting thread's name and
+//! backtrace (C++ frames by their exported symbols), so the report names where it happened;
+//! the process then ends by `SIGABRT` as before (a core where enabled). drctl, the controller
+//! and lifeboat-csi install it first thing in `main`.
 
 #![allow(unsafe_code)]
 
 use std::io::Write;
+use std::sync::OnceLock;
+
+/// The program name the report starts with.
+static PROGRAM: OnceLock<&'static str> = OnceLock::new();
 
 /// Seconds the handler may take before `SIGALRM` ends the process: resolving symbols
 /// allocates, and an abort raised inside malloc (heap damage) would deadlock it.
 const HANDLER_DEADLINE_S: libc::c_uint = 30;
 
-/// Installs the `SIGABRT` handler (once, at start, before any thread exists). It is reset to
-/// the default on entry (`SA_RESETHAND`), so a second abort, or `abort()` going on after the
-/// handler returns, ends the process as usual.
-pub fn install() {
+/// Installs the `SIGABRT` handler for `program` (`"drctl"`, …), once, at start. It is reset
+/// to the default on entry (`SA_RESETHAND`), so a second abort ends the process at once.
+pub fn report_aborts(program: &'static str) {
+    let _ = PROGRAM.set(program);
     // SAFETY: a zeroed sigaction is valid; the handler is an `extern "C"` fn with the
     // one-argument signature `sa_sigaction` is called with when SA_SIGINFO is not set.
     unsafe {
@@ -29,8 +34,8 @@ pub fn install() {
     }
 }
 
-/// The calling thread's kernel name (`io_context_pool`, `tokio-runtime-w`, …), read without
-/// allocating.
+/// The calling thread's kernel name (`io_context_pool`, `tokio-runtime-w`, …): C++ threads
+/// have no Rust name.
 fn thread_name() -> String {
     let mut buf = [0u8; 17];
     // SAFETY: PR_GET_NAME writes at most 16 bytes and a NUL into the 17-byte buffer.
@@ -46,11 +51,12 @@ extern "C" fn on_abort(_signal: libc::c_int) {
     // SAFETY: alarm only arms a timer; its default action ends the process if this hangs.
     unsafe { libc::alarm(HANDLER_DEADLINE_S) };
     let name = thread_name();
+    let program = PROGRAM.get().copied().unwrap_or("this process");
     let trace = std::backtrace::Backtrace::force_capture();
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
-        "drctl aborted (SIGABRT) in thread {name}; this is a bug, please report it with this backtrace:\n{trace}"
+        "{program} aborted (SIGABRT) in thread {name}; this is a bug, please report it with this backtrace:\n{trace}"
     );
     let _ = err.flush();
     drop(err);
