@@ -29,9 +29,9 @@ use crate::error::errno_text;
 ///
 /// Operation timeouts themselves stay librados' (none: an operation waits for the cluster).
 /// With them set (60/120 s) the kill campaign's backups aborted inside librados twice in
-/// three runs (`std::system_error` in an `io_context_pool` thread), against once in about
-/// thirty without; a file that wants them sets `rados_osd_op_timeout` and
-/// `rados_mon_op_timeout` itself.
+/// three runs (`std::system_error` in an `io_context_pool` thread), against none in a dozen
+/// here without (and once in a CI run); a file that wants them sets `rados_osd_op_timeout`
+/// and `rados_mon_op_timeout` itself.
 ///
 /// A value set through the API outranks the file and the monitors' central config (`ceph
 /// config set client …`), so only the file chooses other values: one that differs from
