@@ -15,6 +15,7 @@ use std::ptr;
 
 use ceph::rados::{self as sys, rados_ioctx_t, rados_t};
 
+use crate::cluster::cstring;
 use crate::error::errno_text;
 
 /// Options Lifeboat sets where the config file left librados' own default: `(option,
@@ -65,8 +66,9 @@ impl Drop for RadosHandle {
     }
 }
 
-fn c(what: &str, s: &str) -> Result<CString, String> {
-    CString::new(s).map_err(|_| format!("the {what} {s:?} contains a NUL byte"))
+/// A C string for the connect path's text errors.
+fn c(what: &'static str, s: &str) -> Result<CString, String> {
+    cstring(what, s).map_err(|e| e.to_string())
 }
 
 impl RadosHandle {

@@ -18,27 +18,6 @@ use lifeboat_csi::proto::*;
 use lifeboat_tests::csi::{Clients, RbdEnv};
 use tonic::{Code, Status};
 
-/// `ceph osd pause` until dropped (even when a test fails: a paused cluster would stall every
-/// later test).
-struct Paused;
-
-impl Paused {
-    fn new() -> Result<Self> {
-        let mut c = lifeboat_tests::ceph()?.ceph_cmd();
-        c.args(["osd", "pause"]);
-        cli(c, "ceph osd pause")?;
-        Ok(Self)
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        if let Ok(ceph) = lifeboat_tests::ceph() {
-            let _ = ceph.ceph_cmd().args(["osd", "unpause"]).output();
-        }
-    }
-}
-
 /// A call with a CO's deadline (`grpc-timeout`, as external-provisioner's `--timeout`).
 macro_rules! with_deadline {
     ($client:ident . $method:ident, $req:expr, $deadline:expr) => {{
@@ -71,7 +50,7 @@ where
     F: Fn(Clients) -> Fut,
     Fut: Future<Output = Result<tonic::Response<T>, Status>>,
 {
-    let pause = Paused::new()?;
+    let pause = lifeboat_tests::ceph()?.pause_osds()?;
     // tonic's server ends a call past its grpc-timeout (CANCELLED or DEADLINE_EXCEEDED); a
     // client that stops waiting resets the stream instead: both drop the handler's future.
     match tokio::time::timeout(CO_TIMEOUT * 2, call(e.driver.clients().await?)).await {

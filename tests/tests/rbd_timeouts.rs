@@ -15,29 +15,6 @@ fn threads() -> Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
 }
 
-/// `ceph osd pause` until dropped, even when the test fails.
-struct Paused;
-
-impl Paused {
-    fn new(ceph: &lifeboat_tests::Ceph) -> Result<Self> {
-        let out = ceph.ceph_cmd().args(["osd", "pause"]).output()?;
-        ensure!(
-            out.status.success(),
-            "ceph osd pause: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(Self)
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        if let Ok(ceph) = lifeboat_tests::ceph() {
-            let _ = ceph.ceph_cmd().args(["osd", "unpause"]).output();
-        }
-    }
-}
-
 #[test]
 fn connections_fail_cleanly_and_operations_time_out() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -121,7 +98,7 @@ fn connections_fail_cleanly_and_operations_time_out() -> Result<()> {
     let pool = cluster.pool(&pool_name)?;
     pool.write_object("probe", b"written before the pause")?;
     let (failed, took) = {
-        let _paused = Paused::new(ceph)?;
+        let _paused = ceph.pause_osds()?;
         let late = Cluster::connect("admin", &short)?;
         let late_pool = late.pool(&pool_name)?;
         let started = Instant::now();

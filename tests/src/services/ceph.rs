@@ -324,6 +324,13 @@ impl Ceph {
         &self.rgw
     }
 
+    /// `ceph osd pause` (clients stop sending reads and writes) until the guard is dropped,
+    /// also when a test fails: a paused cluster would stall every later test.
+    pub fn pause_osds(&self) -> Result<OsdsPaused, HarnessError> {
+        run("ceph osd pause", self.ceph_cmd().args(["osd", "pause"]))?;
+        Ok(OsdsPaused)
+    }
+
     /// Connects through librados as client.admin.
     pub fn connect(&self) -> Result<lifeboat_rbd::Cluster, HarnessError> {
         lifeboat_rbd::Cluster::connect("admin", &self.conf).map_err(|e| HarnessError::Start {
@@ -380,6 +387,17 @@ impl Rgw {
         let name = unique_name(prefix).to_lowercase();
         crate::s3::create_bucket(self, &name, true)?;
         Ok(name)
+    }
+}
+
+/// The OSDs are paused while this lives ([`Ceph::pause_osds`]).
+pub struct OsdsPaused;
+
+impl Drop for OsdsPaused {
+    fn drop(&mut self) {
+        if let Ok(ceph) = ceph() {
+            let _ = ceph.ceph_cmd().args(["osd", "unpause"]).output();
+        }
     }
 }
 
