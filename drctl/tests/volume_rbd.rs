@@ -374,21 +374,7 @@ fn kill_9_mid_backup_leaves_no_snapshot_and_no_stray_rbd_snapshot() {
 #[test]
 fn an_abort_prints_the_thread_and_a_backtrace() {
     let env = Env::new("vol-abort");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let key = run(Command::new("ceph-authtool").arg("--gen-print-key"));
-    let conf = env.dir.path().join("dead.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[global]\nmon host = 127.0.0.1:{port}\nkey = {}\nclient mount timeout = 120\nlog to stderr = false\n",
-            key.trim()
-        ),
-    )
-    .unwrap();
+    let conf = lifeboat_tests::unreachable_conf(env.dir.path(), 120).unwrap();
     let mut c = env.command();
     c.env("CEPH_CONF", &conf)
         .args(["volume", "backup", "--pool", &env.pool, "--image", "none"])

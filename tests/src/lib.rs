@@ -32,7 +32,7 @@ pub mod volumes;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use services::azurite::{Azurite, azurite};
-pub use services::ceph::{Ceph, OsdsPaused, Rgw, ceph};
+pub use services::ceph::{Ceph, OsdsPaused, Rgw, ceph, unreachable_conf};
 pub use services::etcd::{Etcd, EtcdTls};
 pub use services::nfs::{Nfs, NfsDir, nfs, write_over_nfs};
 

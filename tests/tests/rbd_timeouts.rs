@@ -4,7 +4,6 @@
 //! with the OSDs paused an operation then fails with `ETIMEDOUT` instead of waiting forever.
 //! A test binary of its own: the pause stops the whole shared cluster.
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -21,20 +20,7 @@ fn connections_fail_cleanly_and_operations_time_out() -> Result<()> {
 
     // 1. No monitor at the address: the connect gives up after the config's mount timeout,
     //    names the step, and shuts its half-made handle down (its threads are gone).
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    // A well-formed cephx key (librados refuses a malformed one before it tries to connect).
-    let key = std::process::Command::new("ceph-authtool")
-        .arg("--gen-print-key")
-        .output()
-        .context("ceph-authtool --gen-print-key")?;
-    let key = String::from_utf8(key.stdout)?.trim().to_string();
-    let dead = dir.path().join("dead.conf");
-    std::fs::write(
-        &dead,
-        format!(
-            "[global]\nmon host = 127.0.0.1:{port}\nkey = {key}\nclient mount timeout = 2\nlog to stderr = false\nerr to stderr = false\n"
-        ),
-    )?;
+    let dead = lifeboat_tests::unreachable_conf(dir.path(), 2)?;
     let before = threads()?;
     let started = Instant::now();
     let refused = match Cluster::connect("admin", &dead) {

@@ -390,6 +390,27 @@ impl Rgw {
     }
 }
 
+/// Writes `dir/unreachable.conf`: a monitor address nothing listens on, a well-formed cephx
+/// key (librados refuses a malformed one before it tries to connect) and
+/// `client mount timeout = mount_timeout_s`, so a connect waits that long and fails.
+pub fn unreachable_conf(dir: &Path, mount_timeout_s: u32) -> Result<PathBuf, HarnessError> {
+    let port = free_port()?;
+    let key = run(
+        "ceph-authtool",
+        Command::new("ceph-authtool").arg("--gen-print-key"),
+    )?;
+    let path = dir.join("unreachable.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "[global]\nmon host = 127.0.0.1:{port}\nkey = {}\nclient mount timeout = {mount_timeout_s}\nlog to stderr = false\nerr to stderr = false\n",
+            key.trim()
+        ),
+    )
+    .map_err(|e| HarnessError::io("write unreachable.conf", e))?;
+    Ok(path)
+}
+
 /// The OSDs are paused while this lives ([`Ceph::pause_osds`]).
 pub struct OsdsPaused;
 
