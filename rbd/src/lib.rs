@@ -28,4 +28,4 @@ pub use error::RbdError;
 pub use group::{GroupImage, GroupSnapshot, SnapshotNamespace};
 pub use image::{Extent, Image, ImageInfo, ImageOptions, Snapshot, SnapshotRef, features};
 pub use trash::{TrashEntry, TrashSource};
-pub use watchers::Watcher;
+pub use watchers::{Locker, Watcher};

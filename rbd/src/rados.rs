@@ -267,4 +267,61 @@ impl IoCtx {
         let ret = unsafe { sys::rados_remove(self.0, name.as_ptr()) };
         if ret < 0 { Err(-ret) } else { Ok(()) }
     }
+
+    /// Holders of advisory lock `lock` on object `name` (`cls_lock`, what `rados lock info`
+    /// shows) as `(client, cookie, address)`; `Err(errno)` (`ENOENT`: no such object).
+    pub(crate) fn lockers(&self, name: &CStr, lock: &CStr) -> Result<Vec<(String, String, String)>, i32> {
+        let mut cap = 256usize;
+        loop {
+            let (mut tag, mut clients, mut cookies, mut addrs) =
+                (vec![0u8; cap], vec![0u8; cap], vec![0u8; cap], vec![0u8; cap]);
+            let (mut tag_len, mut clients_len, mut cookies_len, mut addrs_len) = (cap, cap, cap, cap);
+            let mut exclusive = 0;
+            // SAFETY: live context; every buffer is writable for the length passed beside it,
+            // and librados writes at most that much (or answers ERANGE with the lengths needed).
+            let ret = unsafe {
+                sys::rados_list_lockers(
+                    self.0,
+                    name.as_ptr(),
+                    lock.as_ptr(),
+                    &mut exclusive,
+                    tag.as_mut_ptr().cast(),
+                    &mut tag_len,
+                    clients.as_mut_ptr().cast(),
+                    &mut clients_len,
+                    cookies.as_mut_ptr().cast(),
+                    &mut cookies_len,
+                    addrs.as_mut_ptr().cast(),
+                    &mut addrs_len,
+                )
+            };
+            if ret == -(libc::ERANGE as isize) {
+                cap = [tag_len, clients_len, cookies_len, addrs_len, cap * 2]
+                    .into_iter()
+                    .max()
+                    .unwrap_or(cap * 2);
+                continue;
+            }
+            if ret < 0 {
+                return Err(i32::try_from(-ret).unwrap_or(libc::EIO));
+            }
+            let field = |buf: &[u8], len: usize| -> Vec<String> {
+                buf[..len.min(buf.len())]
+                    .split(|b| *b == 0)
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            };
+            let (clients, cookies, addrs) = (
+                field(&clients, clients_len),
+                field(&cookies, cookies_len),
+                field(&addrs, addrs_len),
+            );
+            return Ok((0..ret as usize)
+                .map(|i| {
+                    let at = |v: &Vec<String>| v.get(i).cloned().unwrap_or_default();
+                    (at(&clients), at(&cookies), at(&addrs))
+                })
+                .collect());
+        }
+    }
 }

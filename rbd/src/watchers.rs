@@ -1,11 +1,14 @@
 //! Who has an image open: its watchers (`rbd status`). A mapped image, a client writing to it,
 //! or a client that ended without closing it (its watch lapses after the OSDs'
 //! `osd_client_watch_timeout`, 30 s by default) each hold one; librbd refuses to remove an
-//! image while any does (`EBUSY`).
+//! image while any does (`EBUSY`). And who holds its exclusive lock: the `rbd_lock` advisory
+//! lock on its header (`rbd lock ls`), which a writer takes and a crashed one leaves behind
+//! until another client breaks it (once the holder's watch has lapsed).
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
 
+use crate::cluster::{Pool, cstring};
 use crate::error::{RbdError, check};
 use crate::ffi;
 use crate::image::Image;
@@ -56,6 +59,48 @@ impl Image<'_> {
             // SAFETY: frees the addresses librbd allocated for these `count` entries, once.
             unsafe { ffi::rbd_watchers_list_cleanup(buf.as_mut_ptr(), count) };
             return Ok(watchers);
+        }
+    }
+}
+
+/// One holder of an image's exclusive lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locker {
+    /// The holder's entity name (`client.4204`).
+    pub client: String,
+    /// The lock cookie (`auto 140691518863520`).
+    pub cookie: String,
+    /// The holder's address (`127.0.0.1:0/2420385409`).
+    pub address: String,
+}
+
+impl std::fmt::Display for Locker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {}", self.client, self.address)
+    }
+}
+
+impl Pool {
+    /// Holders of the exclusive lock of the image with id `id` (one at most in practice; none
+    /// when unlocked or when the image has no header), read from its header object without
+    /// opening the image.
+    pub fn image_lockers(&self, id: &str) -> Result<Vec<Locker>, RbdError> {
+        let header = cstring("image id", &format!("rbd_header.{id}"))?;
+        match self.ioctx().lockers(&header, c"rbd_lock") {
+            Ok(l) => Ok(l
+                .into_iter()
+                .map(|(client, cookie, address)| Locker {
+                    client,
+                    cookie,
+                    address,
+                })
+                .collect()),
+            Err(libc::ENOENT) => Ok(Vec::new()),
+            Err(errno) => Err(RbdError::Ceph {
+                op: "list exclusive lock holders",
+                target: self.spec(id),
+                errno,
+            }),
         }
     }
 }

@@ -7,7 +7,9 @@
 //! `csi_osd_pause` pauses the OSDs instead.
 //!
 //! `LIFEBOAT_CSI_FAULT_SEED` replays a campaign (the seed is printed);
-//! `LIFEBOAT_CSI_FAULT_ROUNDS` sets the kills per RPC (4 by default, as CI runs it).
+//! `LIFEBOAT_CSI_FAULT_ROUNDS` sets the kills per RPC (4 by default, as CI runs it);
+//! `LIFEBOAT_CSI_FAULT_ONLY` runs only the campaigns whose killed RPC contains it
+//! (`LIFEBOAT_CSI_FAULT_ONLY="CreateVolume from a snapshot"`, `node`).
 
 #[macro_use]
 mod csi_fault_support;
@@ -31,25 +33,42 @@ use lifeboat_tests::faults::SeededRng;
 /// campaign is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn csi_rpcs_killed_at_random_moments() -> Result<()> {
+    let only = std::env::var("LIFEBOAT_CSI_FAULT_ONLY").unwrap_or_default();
+    let wanted = |kill: &str| kill.contains(only.as_str());
     let mut campaigns = Vec::new();
-    for kill in ["CreateSnapshot", "DeleteSnapshot"] {
+    for kill in ["CreateSnapshot", "DeleteSnapshot"]
+        .into_iter()
+        .filter(|k| wanted(k))
+    {
         campaigns.push((kill, tokio::spawn(snapshot_rpcs(kill))));
     }
     for kill in [
         "CreateVolume from a snapshot",
         "ControllerExpandVolume",
         "DeleteVolume",
-    ] {
+    ]
+    .into_iter()
+    .filter(|k| wanted(k))
+    {
         campaigns.push((kill, tokio::spawn(restore_expand_and_delete_rpcs(kill))));
     }
     for kill in [
         "CreateVolumeGroupSnapshot",
         "DeleteVolumeGroupSnapshot",
         "CreateVolume from a group member",
-    ] {
+    ]
+    .into_iter()
+    .filter(|k| wanted(k))
+    {
         campaigns.push((kill, tokio::spawn(group_rpcs(kill))));
     }
-    campaigns.push(("node RPCs", tokio::spawn(node_rpcs())));
+    if wanted("node RPCs") {
+        campaigns.push(("node RPCs", tokio::spawn(node_rpcs())));
+    }
+    ensure!(
+        !campaigns.is_empty(),
+        "LIFEBOAT_CSI_FAULT_ONLY={only:?} names no campaign"
+    );
     let mut failed = Vec::new();
     for (name, campaign) in campaigns {
         if let Err(e) = campaign.await.context(name)? {

@@ -615,10 +615,14 @@ async fn snapshot_restore_and_clone_keep_the_data() -> Result<()> {
 
 /// A volume some client has open is not deleted: DeleteVolume answers FAILED_PRECONDITION
 /// naming the watcher (so an operator can find the node or client), and succeeds once the
-/// client closes the image.
+/// client closes the image. A client holding the exclusive lock without giving it up (as
+/// `rbd-nbd --exclusive` or a VM with exclusive access does; here Ceph's own Python binding
+/// in another process) is named as the lock's holder too.
 #[tokio::test]
 async fn a_volume_open_in_a_client_is_refused_naming_its_watcher() -> Result<()> {
-    let e = env("csi-busy").await?;
+    let mut e = env("csi-busy").await?;
+    e.params
+        .insert("imageFeatures".into(), "layering,exclusive-lock".into());
     let mut c = e.driver.clients().await?.controller;
     let v = c
         .create_volume(e.create_req("pvc-busy", 4 * MIB))
@@ -626,22 +630,84 @@ async fn a_volume_open_in_a_client_is_refused_naming_its_watcher() -> Result<()>
         .into_inner()
         .volume
         .context("volume")?;
-    let cluster = lifeboat_tests::ceph()?.connect()?;
+    let image_name = &v.volume_context["imageName"];
+    let ceph = lifeboat_tests::ceph()?;
+    let cluster = ceph.connect()?;
     let pool = cluster.pool(&e.pool)?;
-    let image = pool.open(&v.volume_context["imageName"], None)?;
+    let image = pool.open(image_name, None)?;
     let own = image.watchers()?;
     ensure!(own.len() == 1, "a read-write open holds one watch: {own:?}");
     let refused = c.delete_volume(e.delete_req(&v.volume_id)).await;
     let status = refused.err().context("deleted while open")?;
     ensure!(status.code() == Code::FailedPrecondition, "{status:?}");
-    let expected = format!("watched by {}", own[0]);
-    ensure!(
-        status.message().contains(&expected),
-        "{} lacks {expected}",
-        status.message()
-    );
+    for expected in [
+        format!("watched by {}", own[0]),
+        "exclusive lock held by none".to_string(),
+    ] {
+        ensure!(
+            status.message().contains(&expected),
+            "{} lacks {expected}",
+            status.message()
+        );
+    }
     drop(image);
+
+    // Another process takes the exclusive lock and keeps it until its stdin closes.
+    let script = format!(
+        "import rados, rbd, sys\n\
+         c = rados.Rados(conffile={conf:?}); c.connect()\n\
+         img = rbd.Image(c.open_ioctx({pool:?}), {image_name:?})\n\
+         img.lock_acquire(rbd.RBD_LOCK_MODE_EXCLUSIVE)\n\
+         print('locked', flush=True)\n\
+         sys.stdin.read()\n\
+         img.close(); c.shutdown()\n",
+        conf = ceph.conf().display().to_string(),
+        pool = e.pool,
+    );
+    let mut holder = Killed(
+        std::process::Command::new("/usr/bin/python3")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("/usr/bin/python3 with Ceph's rados and rbd modules (python3-rbd)")?,
+    );
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.0.stdout.take().context("stdout")?),
+        &mut said,
+    )?;
+    ensure!(said.trim() == "locked", "the lock holder said {said:?}");
+    let watcher = pool
+        .open_read_only(image_name, None)?
+        .watchers()?
+        .pop()
+        .context("the lock holder's watch")?;
+    let refused = c.delete_volume(e.delete_req(&v.volume_id)).await;
+    let status = refused.err().context("deleted while exclusively locked")?;
+    ensure!(status.code() == Code::FailedPrecondition, "{status:?}");
+    let message = status.message();
+    let lock = format!("exclusive lock held by client.{} at ", watcher.client_id);
+    ensure!(
+        message.contains(&format!("watched by {watcher}"))
+            && message.contains(&lock)
+            && message[message.find(&lock).unwrap_or(0)..].contains(&watcher.address),
+        "{message} names not {watcher} as watcher and lock holder"
+    );
+    drop(holder.0.stdin.take());
+    ensure!(holder.0.wait()?.success(), "the lock holder failed");
     c.delete_volume(e.delete_req(&v.volume_id)).await?;
     ensure!(e.images()?.is_empty(), "left: {:?}", e.images()?);
     Ok(())
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves no
+/// writer behind.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

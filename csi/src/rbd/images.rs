@@ -358,8 +358,11 @@ fn remove_leftover(pool: &Pool, image: &str) -> Result<()> {
         // A crashed driver's watch on the header outlives it by the OSD watch timeout (30 s by
         // default): retryable, and the retry that comes after it removes the leftover.
         Err(e) if e.is_busy() => Err(CsiError::Unavailable(format!(
-            "the leftover {}/{image} of an interrupted create is still watched by a dead client; retry shortly",
-            pool.name()
+            "the leftover {}/{image} of an interrupted create is in use ({}); the watch of the \
+             driver that crashed making it lapses within the OSDs' osd_client_watch_timeout (30 s \
+             by default): retry shortly",
+            pool.name(),
+            holders(pool, image)
         ))),
         Err(e) => Err(err(e)),
     }
@@ -600,22 +603,45 @@ pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<bool> {
     }
 }
 
-/// Why librbd refuses to remove an image that is busy: who watches it. A watch of a client that
+/// Why librbd refuses to remove an image that is busy: who holds it. A watch of a client that
 /// ended without closing the image (a crashed node plugin or driver) lapses by itself, so the
 /// CO's retry succeeds; a mapped volume stays busy until it is unmapped.
 fn busy_message(pool: &Pool, pool_name: &str, image: &str) -> String {
-    // Read-only opens take no watch: the list holds only other clients.
-    let watchers = pool.open_read_only(image, None).and_then(|img| img.watchers());
-    match watchers {
-        Ok(w) if !w.is_empty() => format!(
-            "volume {pool_name}/{image} is in use: watched by {} (mapped on a node, or open in a \
-             client; the watch of a client that ended without closing it lapses within the OSDs' \
-             osd_client_watch_timeout, 30 s by default)",
-            w.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-        ),
-        Ok(_) => format!("volume {pool_name}/{image} is in use (being migrated, or has clones)"),
-        Err(e) => format!("volume {pool_name}/{image} is in use (its watchers could not be listed: {e})"),
+    format!(
+        "volume {pool_name}/{image} is in use ({}): mapped on a node, or open in a client; the \
+         watch of a client that ended without closing it lapses within the OSDs' \
+         osd_client_watch_timeout, 30 s by default",
+        holders(pool, image)
+    )
+}
+
+/// Who holds `image`, as `rbd status` and `rbd lock ls` would say: `watched by client.4188 at
+/// 127.0.0.1:0/39485; exclusive lock held by client.4188 at 127.0.0.1:0/39485`, each part
+/// `none` when nobody does, or why it could not be read. librbd refuses to remove an image
+/// while another client watches it, or holds its lock and is still watching.
+fn holders(pool: &Pool, image: &str) -> String {
+    fn join<T: ToString>(items: &[T]) -> String {
+        items
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
+    // Read-only opens take no watch: the list holds only other clients.
+    let watchers = match pool.open_read_only(image, None).and_then(|img| img.watchers()) {
+        Ok(w) if w.is_empty() => "watched by none".to_string(),
+        Ok(w) => format!("watched by {}", join(&w)),
+        Err(e) => format!("watchers unreadable: {e}"),
+    };
+    let lockers = pool
+        .image_id(image)
+        .and_then(|id| id.map_or(Ok(Vec::new()), |id| pool.image_lockers(&id)));
+    let lock = match lockers {
+        Ok(l) if l.is_empty() => "exclusive lock held by none".to_string(),
+        Ok(l) => format!("exclusive lock held by {}", join(&l)),
+        Err(e) => format!("exclusive lock holder unreadable: {e}"),
+    };
+    format!("{watchers}; {lock}")
 }
 
 /// Size of a volume created by this driver; NOT_FOUND if absent or not ours.

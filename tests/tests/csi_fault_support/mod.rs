@@ -303,9 +303,51 @@ where
                 }))
                 .await
             }
+            Err(s) if retryable(s.code(), delete) => bail!(
+                "{rpc}: still {s} after 180 s\npool {}:\n{}\ndriver log:\n{}",
+                e.pool,
+                pool_state(&e.pool),
+                e.driver.log()
+            ),
             Err(s) => bail!("{rpc}: {s}\ndriver log:\n{}", e.driver.log()),
         }
     }
+}
+
+/// What a retry that never succeeds needs to be explained: the pool's images with their
+/// watchers and exclusive lock holders, its trash (states included) and the OSD blocklist, as
+/// the `rbd` and `ceph` CLIs print them; a command that fails prints its error instead.
+pub fn pool_state(pool: &str) -> String {
+    let Ok(ceph) = lifeboat_tests::ceph() else {
+        return "(no test Ceph)".into();
+    };
+    let run = |mut c: Command| -> String {
+        match c.output() {
+            Ok(o) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => format!("{e}\n"),
+        }
+    };
+    let rbd = |args: &[&str]| {
+        let mut c = ceph.rbd_cmd();
+        c.args(args);
+        format!("$ rbd {}\n{}", args.join(" "), run(c))
+    };
+    let mut out = rbd(&["ls", "-l", pool]);
+    let mut ls = ceph.rbd_cmd();
+    ls.args(["ls", pool]);
+    for image in run(ls).lines().filter(|l| l.starts_with("csi-")) {
+        let spec = format!("{pool}/{image}");
+        out += &rbd(&["status", &spec]);
+        out += &rbd(&["lock", "ls", &spec]);
+    }
+    out += &rbd(&["trash", "ls", "--all", "--long", pool]);
+    let mut blocklist = ceph.ceph_cmd();
+    blocklist.args(["osd", "blocklist", "ls"]);
+    out + &format!("$ ceph osd blocklist ls\n{}", run(blocklist))
 }
 
 /// One round: starts `call` on a fresh connection, kills the driver after `delay`, restarts
