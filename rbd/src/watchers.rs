@@ -70,7 +70,7 @@ pub struct Locker {
     pub client: String,
     /// The lock cookie (`auto 140691518863520`).
     pub cookie: String,
-    /// The holder's address (`127.0.0.1:0/2420385409`).
+    /// The holder's address as `rbd lock ls` prints it (`127.0.0.1:0/2420385409`).
     pub address: String,
 }
 
@@ -92,7 +92,9 @@ impl Pool {
                 .map(|(client, cookie, address)| Locker {
                     client,
                     cookie,
-                    address,
+                    // librados tags the address with its protocol (`v1:`); `rbd lock ls` and the
+                    // watcher list print it bare.
+                    address: address.strip_prefix("v1:").map(str::to_string).unwrap_or(address),
                 })
                 .collect()),
             Err(libc::ENOENT) => Ok(Vec::new()),
