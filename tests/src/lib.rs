@@ -35,6 +35,7 @@ pub use services::azurite::{Azurite, azurite};
 pub use services::ceph::{Ceph, OsdsPaused, Rgw, ceph, unreachable_conf};
 pub use services::etcd::{Etcd, EtcdTls};
 pub use services::nfs::{Nfs, NfsDir, nfs, write_over_nfs};
+pub use services::stale_watches::StaleWatch;
 
 /// Why a test service could not be started or used.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -360,7 +360,9 @@ fn remove_leftover(pool: &Pool, image: &str) -> Result<()> {
         Err(e) if e.is_busy() => Err(CsiError::Unavailable(format!(
             "the leftover {}/{image} of an interrupted create is in use ({}); the watch of the \
              driver that crashed making it lapses within the OSDs' osd_client_watch_timeout (30 s \
-             by default): retry shortly",
+             by default): retry shortly (a watch listed long after its client is gone is one \
+             Ceph 16/17 failed to time out, tracker 58120: it goes once the OSD reloads the \
+             header, e.g. when the OSD restarts)",
             pool.name(),
             holders(pool, image)
         ))),

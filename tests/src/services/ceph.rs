@@ -331,6 +331,11 @@ impl Ceph {
         Ok(OsdsPaused)
     }
 
+    /// The daemons this cluster runs (mon, mgr, OSDs, RGW).
+    pub(crate) fn daemons(&self) -> &[Daemon] {
+        &self.daemons
+    }
+
     /// Connects through librados as client.admin.
     pub fn connect(&self) -> Result<lifeboat_rbd::Cluster, HarnessError> {
         lifeboat_rbd::Cluster::connect("admin", &self.conf).map_err(|e| HarnessError::Start {

@@ -4,3 +4,4 @@ pub mod azurite;
 pub mod ceph;
 pub mod etcd;
 pub mod nfs;
+pub mod stale_watches;
