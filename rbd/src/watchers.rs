@@ -1,9 +1,9 @@
 //! Who has an image open: its watchers (`rbd status`). A mapped image, a client writing to it,
 //! or a client that ended without closing it (its watch lapses after the OSDs'
 //! `osd_client_watch_timeout`, 30 s by default) each hold one; librbd refuses to remove an
-//! image while any does (`EBUSY`). And who holds its exclusive lock: the `rbd_lock` advisory
-//! lock on its header (`rbd lock ls`), which a writer takes and a crashed one leaves behind
-//! until another client breaks it (once the holder's watch has lapsed).
+//! image while any does (`EBUSY`). And who holds its lock: `rbd_lock` on its header (`rbd lock
+//! ls`), which the exclusive-lock feature's writer takes and a crashed one leaves behind until
+//! another client breaks it (once the holder's watch has lapsed).
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
@@ -63,7 +63,7 @@ impl Image<'_> {
     }
 }
 
-/// One holder of an image's exclusive lock.
+/// One holder of an image's lock (`rbd lock ls`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Locker {
     /// The holder's entity name (`client.4204`).
@@ -80,10 +80,22 @@ impl std::fmt::Display for Locker {
     }
 }
 
+/// `127.0.0.1:0/2420385409` of `v1:127.0.0.1:0/2420385409`.
+fn bare_address(address: &str) -> &str {
+    match address.split_once(':') {
+        Some(("v1" | "v2" | "any", rest)) => rest,
+        _ => address,
+    }
+}
+
 impl Pool {
-    /// Holders of the exclusive lock of the image with id `id` (one at most in practice; none
-    /// when unlocked or when the image has no header), read from its header object without
-    /// opening the image.
+    /// Holders of the lock `rbd_lock` on the header of the image with id `id`: the
+    /// exclusive-lock feature's holder (one at most), or those of advisory locks taken with
+    /// `rbd lock add` (several when shared). Empty when unlocked or when the image has no
+    /// header. Read from the header object without opening the image.
+    ///
+    /// # Errors
+    /// [`RbdError::Ceph`] with the errno when the OSD refuses the read.
     pub fn image_lockers(&self, id: &str) -> Result<Vec<Locker>, RbdError> {
         let header = cstring("image id", &format!("rbd_header.{id}"))?;
         match self.ioctx().lockers(&header, c"rbd_lock") {
@@ -92,17 +104,30 @@ impl Pool {
                 .map(|(client, cookie, address)| Locker {
                     client,
                     cookie,
-                    // librados tags the address with its protocol (`v1:`); `rbd lock ls` and the
-                    // watcher list print it bare.
-                    address: address.strip_prefix("v1:").map(str::to_string).unwrap_or(address),
+                    // librados tags the address with its type (`v1:`, `v2:`, `any:`); `rbd lock
+                    // ls` and the watcher list print it bare.
+                    address: bare_address(&address).to_string(),
                 })
                 .collect()),
             Err(libc::ENOENT) => Ok(Vec::new()),
             Err(errno) => Err(RbdError::Ceph {
-                op: "list exclusive lock holders",
+                op: "list lock holders",
                 target: self.spec(id),
                 errno,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bare_address;
+
+    #[test]
+    fn addresses_lose_their_type_tag_only() {
+        assert_eq!(bare_address("v1:127.0.0.1:0/24203"), "127.0.0.1:0/24203");
+        assert_eq!(bare_address("any:127.0.0.1:0/24203"), "127.0.0.1:0/24203");
+        assert_eq!(bare_address("127.0.0.1:0/24203"), "127.0.0.1:0/24203");
+        assert_eq!(bare_address("[::1]:0/24203"), "[::1]:0/24203");
     }
 }

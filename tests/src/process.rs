@@ -231,3 +231,14 @@ pub fn succeeded(out: Output) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves none
+/// behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use lifeboat_tests::process::KillOnDrop;
 
 /// Tries until the bug shows (about one try in five here); a Ceph without it passes with a
 /// note.
@@ -34,21 +35,22 @@ fn a_watch_kept_for_a_killed_client_is_found_and_cleared() -> Result<()> {
     let mut tries = 0;
     while found.is_empty() && tries < TRIES {
         tries += 1;
-        let mut client = Command::new("/usr/bin/python3")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("/usr/bin/python3 with Ceph's rados module (python3-rados)")?;
+        let mut client = KillOnDrop(
+            Command::new("/usr/bin/python3")
+                .args(["-c", &script])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("/usr/bin/python3 with Ceph's rados module (python3-rados)")?,
+        );
         let mut said = String::new();
-        BufReader::new(client.stdout.take().context("stdout")?).read_line(&mut said)?;
+        BufReader::new(client.0.stdout.take().context("stdout")?).read_line(&mut said)?;
         ensure!(said.trim() == "ready", "the client said {said:?}");
         {
             let _stopped = ceph.stop_osd_processes()?;
-            writeln!(client.stdin.as_mut().context("stdin")?, "watch")?;
+            writeln!(client.0.stdin.as_mut().context("stdin")?, "watch")?;
             std::thread::sleep(Duration::from_millis(300));
-            client.kill()?;
-            client.wait()?;
+            drop(client);
         }
         std::thread::sleep(Duration::from_secs(1));
         found = ceph.stale_watches(&pool, "watched")?;
@@ -67,6 +69,11 @@ fn a_watch_kept_for_a_killed_client_is_found_and_cleared() -> Result<()> {
             .arg(ceph.conf())
             .args(["-p", &pool, "listwatchers", "watched"])
             .output()?;
+        ensure!(
+            listed.status.success(),
+            "rados listwatchers: {}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
         let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
         if listed.trim().is_empty() {
             break;

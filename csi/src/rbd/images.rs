@@ -361,7 +361,7 @@ fn remove_leftover(pool: &Pool, image: &str) -> Result<()> {
             "the leftover {}/{image} of an interrupted create is in use ({}); the watch of the \
              driver that crashed making it lapses within the OSDs' osd_client_watch_timeout (30 s \
              by default): retry shortly (a watch listed long after its client is gone is one \
-             Ceph 16/17 failed to time out, tracker 58120: it goes once the OSD reloads the \
+             the OSD failed to time out, Ceph tracker 58120: it goes once the OSD reloads the \
              header, e.g. when the OSD restarts)",
             pool.name(),
             holders(pool, image)
@@ -609,17 +609,27 @@ pub fn delete(cluster: &Cluster, pool_name: &str, image: &str) -> Result<bool> {
 /// ended without closing the image (a crashed node plugin or driver) lapses by itself, so the
 /// CO's retry succeeds; a mapped volume stays busy until it is unmapped.
 fn busy_message(pool: &Pool, pool_name: &str, image: &str) -> String {
+    let holders = holders(pool, image);
+    if holders == NO_HOLDERS {
+        return format!(
+            "volume {pool_name}/{image} is in use ({holders}): it has snapshots or clones, or is \
+             being migrated"
+        );
+    }
     format!(
-        "volume {pool_name}/{image} is in use ({}): mapped on a node, or open in a client; the \
-         watch of a client that ended without closing it lapses within the OSDs' \
-         osd_client_watch_timeout, 30 s by default",
-        holders(pool, image)
+        "volume {pool_name}/{image} is in use ({holders}): mapped on a node, or open in a client; \
+         the watch of a client that ended without closing it lapses within the OSDs' \
+         osd_client_watch_timeout, 30 s by default"
     )
 }
 
+/// What [`holders`] says of an image nobody watches or locks.
+const NO_HOLDERS: &str = "watched by none; lock held by none";
+
 /// Who holds `image`, as `rbd status` and `rbd lock ls` would say: `watched by client.4188 at
-/// 127.0.0.1:0/39485; exclusive lock held by client.4188 at 127.0.0.1:0/39485`, each part
-/// `none` when nobody does, or why it could not be read. librbd refuses to remove an image
+/// 127.0.0.1:0/39485; lock held by client.4188 at 127.0.0.1:0/39485`, each part `none` when
+/// nobody does, or why it could not be read. The lock is `rbd_lock`: the exclusive-lock
+/// feature's, or advisory locks taken with `rbd lock add`. librbd refuses to remove an image
 /// while another client watches it, or holds its lock and is still watching.
 fn holders(pool: &Pool, image: &str) -> String {
     fn join<T: ToString>(items: &[T]) -> String {
@@ -639,9 +649,9 @@ fn holders(pool: &Pool, image: &str) -> String {
         .image_id(image)
         .and_then(|id| id.map_or(Ok(Vec::new()), |id| pool.image_lockers(&id)));
     let lock = match lockers {
-        Ok(l) if l.is_empty() => "exclusive lock held by none".to_string(),
-        Ok(l) => format!("exclusive lock held by {}", join(&l)),
-        Err(e) => format!("exclusive lock holder unreadable: {e}"),
+        Ok(l) if l.is_empty() => "lock held by none".to_string(),
+        Ok(l) => format!("lock held by {}", join(&l)),
+        Err(e) => format!("lock holders unreadable: {e}"),
     };
     format!("{watchers}; {lock}")
 }

@@ -52,10 +52,13 @@ pub fn ceph() -> Result<&'static Ceph, HarnessError> {
 impl Ceph {
     fn reuse_or_start(dir: &Path) -> Result<Self, HarnessError> {
         let state_file = dir.join("state.json");
-        if let Some(existing) = load_state::<Ceph>(&state_file)
-            && existing.healthy()
-        {
-            return Ok(existing);
+        if let Some(existing) = load_state::<Ceph>(&state_file) {
+            // A test killed while it held the OSDs stopped (`stop_osd_processes`) never
+            // continued them: a stopped OSD still looks alive and would stall every test.
+            existing.continue_osds();
+            if existing.healthy() {
+                return Ok(existing);
+            }
         }
         if let Some(stale) = load_state::<Ceph>(&state_file) {
             stale.daemons.iter().for_each(Daemon::stop);

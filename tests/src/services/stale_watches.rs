@@ -1,9 +1,9 @@
 //! Watches the test Ceph's OSD keeps for clients that are gone.
 //!
-//! Ceph 16 (and 17 before the fix) loses the timeout of a watch whose client dies while the
+//! Ceph 16.2.15 (what the tests run; fixed upstream by ceph/ceph pull request 50861) loses the timeout of a watch whose client dies while the
 //! watch op is being committed: the OSD records the watcher in the object's info on disk but,
 //! finding the client's session already reset, never builds the in-memory watch that would
-//! time it out (Ceph tracker 58120, fixed by ceph/ceph pull request 50861). `rados
+//! time it out (Ceph tracker 58120). `rados
 //! listwatchers` and librbd then list that watcher forever, so librbd refuses to remove the
 //! image ("image has watchers"). Seen here when a fault campaign kills the CSI driver while
 //! it opens an image it is creating. The watch goes once the OSD reloads the object (its
@@ -77,6 +77,17 @@ impl Ceph {
         Ok(guard)
     }
 
+    /// Continues OSD processes a killed test left stopped (SIGCONT; harmless to running ones).
+    pub(crate) fn continue_osds(&self) {
+        let pids: Vec<String> = self
+            .daemons()
+            .iter()
+            .filter(|d| d.name.starts_with("ceph-osd"))
+            .map(|d| d.pid.to_string())
+            .collect();
+        drop(OsdsStopped(pids));
+    }
+
     fn unheld_watches(&self, pool: &str, prefix: &str) -> Result<BTreeSet<StaleWatch>, HarnessError> {
         let mut held = BTreeSet::new();
         for osd in run("ceph", self.ceph_cmd().args(["osd", "ls"]))?.split_whitespace() {
@@ -85,13 +96,15 @@ impl Ceph {
                 self.ceph_cmd()
                     .args(["tell", &format!("osd.{osd}"), "dump_watchers"]),
             )?;
-            let dump: serde_json::Value =
-                serde_json::from_str(&dump).map_err(|e| harness(format!("osd.{osd} dump_watchers: {e}")))?;
-            for w in dump.as_array().into_iter().flatten() {
+            let bad = |what: &str| harness(format!("osd.{osd} dump_watchers: {what} in {dump}"));
+            let parsed: serde_json::Value = serde_json::from_str(&dump).map_err(|e| bad(&e.to_string()))?;
+            // `[{"object": "x", "entity_name": {"type": "client", "num": 7420}, "cookie": 1, …}]`
+            for w in parsed.as_array().ok_or_else(|| bad("no array"))? {
+                let num = w["entity_name"]["num"].as_u64();
                 held.insert(StaleWatch {
-                    object: w["object"].as_str().unwrap_or_default().to_string(),
-                    client: format!("client.{}", w["entity_name"]["num"]),
-                    cookie: w["cookie"].as_u64().unwrap_or_default(),
+                    object: w["object"].as_str().ok_or_else(|| bad("no object"))?.to_string(),
+                    client: format!("client.{}", num.ok_or_else(|| bad("no entity_name.num"))?),
+                    cookie: w["cookie"].as_u64().ok_or_else(|| bad("no cookie"))?,
                 });
             }
         }
@@ -105,15 +118,25 @@ impl Ceph {
                 continue; // removed since listed
             };
             // `watcher=127.0.0.1:0/2461669363 client.7355 cookie=868311712`
-            for line in watchers.lines() {
-                let mut parts = line.split_whitespace().skip(1);
-                let (Some(client), Some(cookie)) = (parts.next(), parts.next()) else {
-                    continue;
+            for line in watchers.lines().filter(|l| !l.trim().is_empty()) {
+                let parsed = match line.split_whitespace().collect::<Vec<_>>()[..] {
+                    [watcher, client, cookie]
+                        if watcher.starts_with("watcher=") && client.starts_with("client.") =>
+                    {
+                        cookie
+                            .strip_prefix("cookie=")
+                            .and_then(|c| c.parse().ok())
+                            .map(|cookie| (client, cookie))
+                    }
+                    _ => None,
                 };
+                let (client, cookie) = parsed.ok_or_else(|| {
+                    harness(format!("rados listwatchers {object}: unexpected line {line:?}"))
+                })?;
                 listed.insert(StaleWatch {
                     object: object.to_string(),
                     client: client.to_string(),
-                    cookie: cookie.trim_start_matches("cookie=").parse().unwrap_or_default(),
+                    cookie,
                 });
             }
         }

@@ -291,7 +291,14 @@ where
     loop {
         tries += 1;
         if Instant::now() > stale_check {
-            clear_stale_watches(&e.pool)?;
+            let pool = e.pool.clone();
+            // Blocking CLI calls and writes: off the runtime's worker threads, which the other
+            // campaigns' kill moments depend on.
+            match tokio::task::spawn_blocking(move || clear_stale_watches(&pool)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => println!("looking for stale watches in {}: {err:#}", e.pool),
+                Err(err) => println!("looking for stale watches in {}: {err}", e.pool),
+            }
             stale_check = Instant::now() + STALE_WATCH_CHECK;
         }
         // A call the driver never answers fails the test instead of hanging it.
