@@ -66,26 +66,22 @@ impl Ceph {
     /// Stops the OSD processes (SIGSTOP) until the guard is dropped (SIGCONT): their sockets
     /// stay open, so a client's ops queue up unread, as behind an OSD stalled on its disk.
     pub fn stop_osd_processes(&self) -> Result<OsdsStopped, HarnessError> {
-        let pids: Vec<String> = self
-            .daemons()
-            .iter()
-            .filter(|d| d.name.starts_with("ceph-osd"))
-            .map(|d| d.pid.to_string())
-            .collect();
-        let guard = OsdsStopped(pids);
+        let guard = OsdsStopped(self.osd_pids());
         run("kill", Command::new("kill").arg("-STOP").args(&guard.0))?;
         Ok(guard)
     }
 
     /// Continues OSD processes a killed test left stopped (SIGCONT; harmless to running ones).
     pub(crate) fn continue_osds(&self) {
-        let pids: Vec<String> = self
-            .daemons()
+        drop(OsdsStopped(self.osd_pids()));
+    }
+
+    fn osd_pids(&self) -> Vec<String> {
+        self.daemons()
             .iter()
             .filter(|d| d.name.starts_with("ceph-osd"))
             .map(|d| d.pid.to_string())
-            .collect();
-        drop(OsdsStopped(pids));
+            .collect()
     }
 
     fn unheld_watches(&self, pool: &str, prefix: &str) -> Result<BTreeSet<StaleWatch>, HarnessError> {
