@@ -44,7 +44,8 @@ impl Ceph {
 
     /// Makes the OSDs reload the object contexts of `pool` (each PG caches 64 by default):
     /// writes, then removes, 2,000 small objects `stale-watch-evict-N`. A stale watch is then
-    /// rebuilt from disk and times out within `osd_client_watch_timeout` (30 s).
+    /// rebuilt from disk and times out within `osd_client_watch_timeout` (30 s). An object
+    /// another client still watches stays loaded: call again once those watches have lapsed.
     pub fn reload_object_contexts(&self, pool: &str) -> Result<(), HarnessError> {
         let cluster = self.connect()?;
         let pool_handle = cluster
