@@ -352,7 +352,7 @@ fn clear_stale_watches(pool: &str) -> Result<()> {
 }
 
 /// What a retry that never succeeds needs to be explained: the pool's images with their
-/// watchers and exclusive lock holders, its trash (states included) and the OSD blocklist, as
+/// watchers and lock holders, its trash (`rbd trash ls --all --long`) and the OSD blocklist, as
 /// the `rbd` and `ceph` CLIs print them; a command that fails prints its error instead.
 pub fn pool_state(pool: &str) -> String {
     let Ok(ceph) = lifeboat_tests::ceph() else {
