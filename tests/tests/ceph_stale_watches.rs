@@ -70,9 +70,8 @@ fn a_watch_kept_for_a_killed_client_is_found_and_cleared() -> Result<()> {
             ceph.reload_object_contexts(&pool)?;
             reload = Instant::now() + Duration::from_secs(10);
         }
-        let listed = Command::new("rados")
-            .arg("-c")
-            .arg(ceph.conf())
+        let listed = ceph
+            .rados_cmd()
             .args(["-p", &pool, "listwatchers", "watched"])
             .output()?;
         ensure!(

@@ -5,7 +5,7 @@
 //! remove finishes it once the killed client's watch is gone (after finishing the move, when
 //! the entry is still marked as being moved).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -119,11 +119,8 @@ fn a_killed_remove_is_listed_by_id_and_finished_by_a_forced_trash_remove() -> Re
 
 /// Blocklists every client watching image `id`'s header.
 fn blocklist_watchers(ceph: &lifeboat_tests::Ceph, pool: &str, id: &str) -> Result<()> {
-    let mut watchers = Command::new("rados");
-    watchers
-        .arg("-c")
-        .arg(ceph.conf())
-        .args(["-p", pool, "listwatchers", &format!("rbd_header.{id}")]);
+    let mut watchers = ceph.rados_cmd();
+    watchers.args(["-p", pool, "listwatchers", &format!("rbd_header.{id}")]);
     for line in run(&mut watchers).lines() {
         // "watcher=127.0.0.1:0/123456 client.4321 cookie=…"
         let addr = line

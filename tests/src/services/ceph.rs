@@ -306,6 +306,11 @@ impl Ceph {
         self.daemon_cmd("rbd")
     }
 
+    /// A `rados` CLI command as client.admin against this cluster.
+    pub fn rados_cmd(&self) -> Command {
+        self.daemon_cmd("rados")
+    }
+
     /// The cluster's `ceph.conf` (client.admin's keyring is found through it).
     pub fn conf(&self) -> &Path {
         &self.conf

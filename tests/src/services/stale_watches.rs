@@ -1,9 +1,9 @@
 //! Watches the test Ceph's OSD keeps for clients that are gone.
 //!
-//! Ceph 16.2.15 (what the tests run; fixed upstream by ceph/ceph pull request 50861) loses the timeout of a watch whose client dies while the
-//! watch op is being committed: the OSD records the watcher in the object's info on disk but,
-//! finding the client's session already reset, never builds the in-memory watch that would
-//! time it out (Ceph tracker 58120). `rados
+//! Ceph 16.2.15 (what the tests run; fixed upstream by ceph/ceph pull request 50861) loses the
+//! timeout of a watch whose client dies while the watch op is being committed: the OSD records
+//! the watcher in the object's info on disk but, finding the client's session already reset,
+//! never builds the in-memory watch that would time it out (Ceph tracker 58120). `rados
 //! listwatchers` and librbd then list that watcher forever, so librbd refuses to remove the
 //! image ("image has watchers"). Seen here when a fault campaign kills the CSI driver while
 //! it opens an image it is creating. The watch goes once the OSD reloads the object (its
@@ -138,12 +138,6 @@ impl Ceph {
             }
         }
         Ok(listed.difference(&held).cloned().collect())
-    }
-
-    fn rados_cmd(&self) -> Command {
-        let mut cmd = Command::new("rados");
-        cmd.arg("-c").arg(self.conf());
-        cmd
     }
 }
 

@@ -184,8 +184,8 @@ pub fn inventory(pool: &str) -> Result<Inventory> {
         .iter()
         .map(|t| text(&t["name"]))
         .collect();
-    let mut rados = Command::new("rados");
-    rados.arg("-c").arg(ceph.conf()).args(["-p", pool, "ls"]);
+    let mut rados = ceph.rados_cmd();
+    rados.args(["-p", pool, "ls"]);
     inv.records = cli(rados, "rados ls")?
         .lines()
         .filter(|o| o.starts_with("lifeboat."))
