@@ -46,13 +46,20 @@ impl Cluster {
         })
     }
 
-    /// Opens an I/O context on `pool`.
+    /// Opens an I/O context on `pool`, written as the `rbd` CLI writes a pool spec: `POOL`
+    /// (the default RADOS namespace) or `POOL/NAMESPACE` (as ceph-csi's `radosNamespace`
+    /// places images). Errors: `ENOENT` for a pool that does not exist; a namespace that does
+    /// not exist shows on the first operation (`ENOENT` from librbd).
     pub fn pool(&self, pool: &str) -> Result<Pool, RbdError> {
-        let ioctx = self.handle.ioctx(pool).map_err(|errno| RbdError::Ceph {
-            op: "open pool",
-            target: pool.to_string(),
-            errno,
-        })?;
+        let (name, namespace) = split_pool_spec(pool);
+        let ioctx = self
+            .handle
+            .ioctx(name, namespace)
+            .map_err(|errno| RbdError::Ceph {
+                op: "open pool",
+                target: pool.to_string(),
+                errno,
+            })?;
         Ok(Pool {
             ioctx,
             name: pool.to_string(),
@@ -96,7 +103,17 @@ impl Cluster {
     }
 }
 
-/// An I/O context on one pool: the place images live.
+/// `(pool, RADOS namespace)` of a pool spec `POOL[/NAMESPACE]`; an empty namespace is the
+/// default one.
+pub fn split_pool_spec(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once('/') {
+        Some((pool, namespace)) if !namespace.is_empty() => (pool, Some(namespace)),
+        Some((pool, _)) => (pool, None),
+        None => (spec, None),
+    }
+}
+
+/// An I/O context on one pool (and RADOS namespace): the place images live.
 pub struct Pool {
     // Field order matters: the ioctx must be destroyed before the cluster handle.
     ioctx: IoCtx,
@@ -105,7 +122,7 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// The pool's name.
+    /// The pool spec it was opened with: `POOL` or `POOL/NAMESPACE`.
     pub fn name(&self) -> &str {
         &self.name
     }

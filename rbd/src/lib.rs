@@ -23,7 +23,7 @@ mod watchers;
 pub use abort::report_aborts;
 pub use aio::AioWriter;
 pub use cls::TrashState;
-pub use cluster::{Cluster, Pool};
+pub use cluster::{Cluster, Pool, split_pool_spec};
 pub use error::RbdError;
 pub use group::{GroupImage, GroupSnapshot, SnapshotNamespace};
 pub use image::{Extent, Image, ImageInfo, ImageOptions, Snapshot, SnapshotRef, features};

@@ -138,16 +138,25 @@ impl RadosHandle {
         }
     }
 
-    /// Opens an I/O context on `pool`; `Err(errno)` (`ENOENT`: no such pool).
-    pub(crate) fn ioctx(&self, pool: &str) -> Result<IoCtx, i32> {
+    /// Opens an I/O context on `pool`, in RADOS namespace `namespace` when given (the
+    /// default namespace otherwise); `Err(errno)` (`ENOENT`: no such pool).
+    pub(crate) fn ioctx(&self, pool: &str, namespace: Option<&str>) -> Result<IoCtx, i32> {
         let name = CString::new(pool).map_err(|_| libc::EINVAL)?;
+        let namespace = namespace
+            .map(|n| CString::new(n).map_err(|_| libc::EINVAL))
+            .transpose()?;
         let mut raw: rados_ioctx_t = ptr::null_mut();
         // SAFETY: live handle; librados writes the new context into `raw`.
         let ret = unsafe { sys::rados_ioctx_create(self.0, name.as_ptr(), &mut raw) };
         if ret < 0 || raw.is_null() {
             return Err(if ret < 0 { -ret } else { libc::EIO });
         }
-        Ok(IoCtx(raw))
+        let ioctx = IoCtx(raw);
+        if let Some(namespace) = &namespace {
+            // SAFETY: the context is live and not yet shared; librados copies the name.
+            unsafe { sys::rados_ioctx_set_namespace(ioctx.0, namespace.as_ptr()) };
+        }
+        Ok(ioctx)
     }
 
     /// Names of every pool; `Err(errno)`.
@@ -225,7 +234,8 @@ impl RadosHandle {
 pub(crate) struct IoCtx(rados_ioctx_t);
 
 // SAFETY: librados I/O contexts may be used from several threads for I/O; Lifeboat never
-// changes a context's state (snapshot, namespace, locator) after creating it.
+// changes a context's state (snapshot, namespace, locator) once it is shared (the namespace is
+// set in `RadosHandle::ioctx`, before it is returned).
 unsafe impl Send for IoCtx {}
 // SAFETY: as above.
 unsafe impl Sync for IoCtx {}

@@ -290,8 +290,15 @@ fn join(
         image: image.to_string(),
         group: other.clone(),
     };
-    let other_pool = match cluster.pool_name(other_pool_id)? {
-        Some(name) if other.starts_with(prefix) => cluster.pool(&name)?,
+    // librbd keeps a group in its images' RADOS namespace.
+    let other_pool = match (
+        cluster.pool_name(other_pool_id)?,
+        lifeboat_rbd::split_pool_spec(pool).1,
+    ) {
+        (Some(name), Some(namespace)) if other.starts_with(prefix) => {
+            cluster.pool(&format!("{name}/{namespace}"))?
+        }
+        (Some(name), None) if other.starts_with(prefix) => cluster.pool(&name)?,
         _ => return Err(in_group()),
     };
     if !other_pool.group_snapshots(&other)?.iter().any(|s| s.complete) {

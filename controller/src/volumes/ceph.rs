@@ -13,11 +13,12 @@ use kube::api::{Api, ListParams};
 use lifeboat_rbd::Cluster;
 use serde::Deserialize;
 
+use super::handle::{RbdImage, is_ceph_csi_rbd};
 use super::plan::SecretRef;
 
 /// ConfigMaps naming each `clusterID`'s monitors, with the key holding the JSON: lifeboat-csi's
 /// (charts/lifeboat, `{"rbd": [{"clusterID", "monitors"}]}`), ceph-csi's and Rook's
-/// (`[{"clusterID", "monitors"}]`).
+/// (`[{"clusterID", "monitors", "rbd": {"radosNamespace"}}]`).
 pub const MONITOR_CONFIG_MAPS: [(&str, &str); 3] = [
     ("lifeboat-csi-config", "config.json"),
     ("ceph-csi-config", "config.json"),
@@ -48,8 +49,20 @@ pub enum CephAccess {
 #[error("{0}")]
 pub struct AccessError(pub String);
 
-/// `clusterID` → monitors, from [`MONITOR_CONFIG_MAPS`] in any namespace.
-pub async fn monitors(client: &Client) -> Result<HashMap<String, Vec<String>>, AccessError> {
+/// One `clusterID` of a CSI driver's cluster config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The monitors, `host:port` each.
+    pub monitors: Vec<String>,
+    /// The RADOS namespace ceph-csi places this cluster's images in (its config's
+    /// `rbd.radosNamespace`, or the older top-level `radosNamespace`); `None` for the default
+    /// namespace and for lifeboat-csi, which has none.
+    pub rados_namespace: Option<String>,
+}
+
+/// `clusterID` → its config, from [`MONITOR_CONFIG_MAPS`] in any namespace (the first
+/// ConfigMap naming an id wins).
+pub async fn clusters(client: &Client) -> Result<HashMap<String, ClusterConfig>, AccessError> {
     let api: Api<ConfigMap> = Api::all(client.clone());
     let mut out = HashMap::new();
     for (name, key) in MONITOR_CONFIG_MAPS {
@@ -61,8 +74,8 @@ pub async fn monitors(client: &Client) -> Result<HashMap<String, Vec<String>>, A
             let Some(json) = cm.data.as_ref().and_then(|d| d.get(key)) else {
                 continue;
             };
-            for (id, mons) in parse_monitors(json) {
-                out.entry(id).or_insert(mons);
+            for (id, config) in parse_clusters(json) {
+                out.entry(id).or_insert(config);
             }
         }
     }
@@ -76,6 +89,19 @@ struct ClusterEntry {
     cluster_id: String,
     #[serde(default)]
     monitors: Vec<String>,
+    /// ceph-csi 3.0–3.4.
+    #[serde(default)]
+    rados_namespace: Option<String>,
+    /// ceph-csi 3.5 and later: `"rbd": {"radosNamespace": …}`.
+    #[serde(default)]
+    rbd: Option<RbdEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RbdEntry {
+    #[serde(default)]
+    rados_namespace: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -85,17 +111,31 @@ enum MonitorConfig {
     CephCsi(Vec<ClusterEntry>),
 }
 
-/// `clusterID` → monitors of one ConfigMap's JSON; unparseable text gives nothing.
-pub fn parse_monitors(json: &str) -> Vec<(String, Vec<String>)> {
-    let entries = match serde_json::from_str::<MonitorConfig>(json) {
-        Ok(MonitorConfig::Lifeboat { rbd }) => rbd,
-        Ok(MonitorConfig::CephCsi(list)) => list,
-        Err(_) => Vec::new(),
+/// `clusterID` → config of one ConfigMap's JSON (lifeboat-csi's `{"rbd": [...]}` or
+/// ceph-csi's and Rook's list); entries without monitors and unparseable text give nothing.
+pub fn parse_clusters(json: &str) -> Vec<(String, ClusterConfig)> {
+    let (entries, ceph_csi) = match serde_json::from_str::<MonitorConfig>(json) {
+        Ok(MonitorConfig::Lifeboat { rbd }) => (rbd, false),
+        Ok(MonitorConfig::CephCsi(list)) => (list, true),
+        Err(_) => (Vec::new(), false),
     };
     entries
         .into_iter()
         .filter(|e| !e.monitors.is_empty())
-        .map(|e| (e.cluster_id, e.monitors))
+        .map(|e| {
+            let rados_namespace = ceph_csi
+                .then(|| e.rbd.and_then(|r| r.rados_namespace).or(e.rados_namespace))
+                .flatten()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty());
+            (
+                e.cluster_id,
+                ClusterConfig {
+                    monitors: e.monitors,
+                    rados_namespace,
+                },
+            )
+        })
         .collect()
 }
 
@@ -145,22 +185,46 @@ pub fn key_from_secret(data: &BTreeMap<String, Vec<u8>>, name: &SecretRef) -> Re
 /// Connections opened so far, one per (clusterID, Secret).
 pub struct Connections {
     access: CephAccess,
-    monitors: HashMap<String, Vec<String>>,
+    clusters: HashMap<String, ClusterConfig>,
     open: HashMap<(String, Option<SecretRef>), Result<Cluster, AccessError>>,
 }
 
 impl Connections {
-    /// Reads the monitors (unless `access` is a `ceph.conf`).
+    /// Reads the drivers' cluster configs (unless `access` is a `ceph.conf`).
     pub async fn new(client: &Client, access: CephAccess) -> Result<Self, AccessError> {
-        let monitors = match &access {
+        let clusters = match &access {
             CephAccess::Conf { .. } => HashMap::new(),
-            CephAccess::FromCluster { .. } => monitors(client).await?,
+            CephAccess::FromCluster { .. } => clusters(client).await?,
         };
         Ok(Self {
             access,
-            monitors,
+            clusters,
             open: HashMap::new(),
         })
+    }
+
+    /// `image` of a volume of CSI `driver`, with its pool spec completed by
+    /// [`ceph_csi_pool`](Self::ceph_csi_pool) when the driver is ceph-csi's.
+    pub fn locate(&self, driver: &str, mut image: RbdImage) -> RbdImage {
+        if is_ceph_csi_rbd(driver) {
+            image.pool = self.ceph_csi_pool(&image.cluster_id, &image.pool);
+        }
+        image
+    }
+
+    /// The pool spec (`POOL` or `POOL/NAMESPACE`, see [`lifeboat_rbd::split_pool_spec`]) of
+    /// `pool` of ceph-csi's `cluster_id`: a pool spec that names a namespace is kept, else
+    /// the namespace ceph-csi's config gives that cluster is added. Only ceph-csi places
+    /// images in RADOS namespaces; lifeboat-csi's pools are used as they are.
+    pub fn ceph_csi_pool(&self, cluster_id: &str, pool: &str) -> String {
+        let namespace = self
+            .clusters
+            .get(cluster_id)
+            .and_then(|c| c.rados_namespace.as_deref());
+        match (lifeboat_rbd::split_pool_spec(pool), namespace) {
+            ((name, None), Some(namespace)) => format!("{name}/{namespace}"),
+            _ => pool.to_string(),
+        }
     }
 
     /// A connection to `cluster_id` with `secret`'s key (opened once, failures remembered).
@@ -199,7 +263,7 @@ impl Connections {
             }
             CephAccess::FromCluster { dir } => dir.clone(),
         };
-        let Some(mons) = self.monitors.get(cluster_id).cloned() else {
+        let Some(mons) = self.clusters.get(cluster_id).map(|c| c.monitors.clone()) else {
             return Err(AccessError(format!(
                 "no monitors for Ceph clusterID {cluster_id:?} in ConfigMaps {}; add it there or pass --ceph-conf",
                 MONITOR_CONFIG_MAPS.map(|(n, _)| n).join(", ")
@@ -264,15 +328,44 @@ mod tests {
     fn both_drivers_config_maps_name_monitors() {
         let lifeboat = r#"{"rbd":[{"clusterID":"ceph-a","monitors":["10.0.0.1:6789","10.0.0.2:6789"],"pools":["kube"]}],"nfs":[]}"#;
         assert_eq!(
-            parse_monitors(lifeboat),
+            parse_clusters(lifeboat),
             vec![(
                 "ceph-a".to_string(),
-                vec!["10.0.0.1:6789".to_string(), "10.0.0.2:6789".to_string()]
+                ClusterConfig {
+                    monitors: vec!["10.0.0.1:6789".to_string(), "10.0.0.2:6789".to_string()],
+                    rados_namespace: None,
+                }
             )]
         );
         let ceph_csi = r#"[{"clusterID":"rook-ceph","monitors":["v2:10.1.0.1:3300"],"cephFS":{}}]"#;
-        assert_eq!(parse_monitors(ceph_csi)[0].0, "rook-ceph");
-        assert!(parse_monitors("not json").is_empty());
+        assert_eq!(parse_clusters(ceph_csi)[0].0, "rook-ceph");
+        assert_eq!(parse_clusters(ceph_csi)[0].1.rados_namespace, None);
+        assert!(parse_clusters("not json").is_empty());
+    }
+
+    #[test]
+    fn ceph_csi_configs_name_rados_namespaces_both_ways() {
+        // ceph-csi 3.5 and later, and 3.0–3.4 (top level); an empty one is the default.
+        let new = r#"[{"clusterID":"a","monitors":["m:6789"],"rbd":{"radosNamespace":"tenant-a"}}]"#;
+        let old = r#"[{"clusterID":"b","monitors":["m:6789"],"radosNamespace":"tenant-b"}]"#;
+        let empty = r#"[{"clusterID":"c","monitors":["m:6789"],"rbd":{"radosNamespace":""}}]"#;
+        let ns = |json: &str| parse_clusters(json)[0].1.rados_namespace.clone();
+        assert_eq!(ns(new).as_deref(), Some("tenant-a"));
+        assert_eq!(ns(old).as_deref(), Some("tenant-b"));
+        assert_eq!(ns(empty), None);
+        // lifeboat-csi's config has no namespaces, whatever it holds.
+        let lifeboat = r#"{"rbd":[{"clusterID":"d","monitors":["m:6789"],"radosNamespace":"x"}]}"#;
+        assert_eq!(ns(lifeboat), None);
+        let conns = Connections {
+            access: CephAccess::FromCluster {
+                dir: "/nonexistent".into(),
+            },
+            clusters: parse_clusters(new).into_iter().collect(),
+            open: HashMap::new(),
+        };
+        assert_eq!(conns.ceph_csi_pool("a", "kube"), "kube/tenant-a");
+        assert_eq!(conns.ceph_csi_pool("a", "kube/other"), "kube/other");
+        assert_eq!(conns.ceph_csi_pool("z", "kube"), "kube");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - lifeboat-csi (`csi.lifeboat.dev`): `rbd:<clusterID>:<pool>:<image>` and
 //!   `nfs:<server>:<share>:<dir>:<onDelete>` (csi/src/ids.rs).
 //! - ceph-csi (`rbd.csi.ceph.com`, `<namespace>.rbd.csi.ceph.com` under Rook):
-//!   volumeAttributes `clusterID`, `pool`, `imageName` (and `radosNamespace`); the handle is
+//!   volumeAttributes `clusterID`, `pool`, `imageName` (and `radosNamespace`: the image's
+//!   pool is then `POOL/NAMESPACE`, the rbd CLI's pool spec); the handle is
 //!   `0001-<4 hex: len>-<clusterID>-<16 hex: pool id>-<uuid>` and the image `csi-vol-<uuid>`
 //!   when `imageName` is missing; static volumes (`staticVolume: "true"`) name the image in
 //!   the handle (ceph-csi docs/static-pvc.md).
@@ -22,7 +23,7 @@ pub const CEPH_CSI_RBD_DRIVER: &str = "rbd.csi.ceph.com";
 pub struct RbdImage {
     /// The CSI `clusterID` (key into the driver's cluster config for the monitors).
     pub cluster_id: String,
-    /// The pool.
+    /// The pool spec: `POOL`, or `POOL/NAMESPACE` for an image in a RADOS namespace.
     pub pool: String,
     /// The image.
     pub image: String,
@@ -65,12 +66,17 @@ pub enum CsiVolume {
     Unsupported(String),
 }
 
+/// Whether `driver` is ceph-csi's RBD driver (also under Rook's `<namespace>.` prefix).
+pub fn is_ceph_csi_rbd(driver: &str) -> bool {
+    driver == CEPH_CSI_RBD_DRIVER || driver.ends_with(".rbd.csi.ceph.com")
+}
+
 /// Reads a CSI volume source (`driver`, `volumeHandle`, `volumeAttributes`).
 pub fn classify(driver: &str, handle: &str, attributes: &BTreeMap<String, String>) -> CsiVolume {
     if driver == LIFEBOAT_DRIVER || driver.ends_with(".lifeboat.dev") {
         return lifeboat(driver, handle);
     }
-    if driver == CEPH_CSI_RBD_DRIVER || driver.ends_with(".rbd.csi.ceph.com") {
+    if is_ceph_csi_rbd(driver) {
         return ceph_csi(driver, handle, attributes);
     }
     CsiVolume::Unsupported(format!(
@@ -103,9 +109,10 @@ fn lifeboat(driver: &str, handle: &str) -> CsiVolume {
 
 fn ceph_csi(driver: &str, handle: &str, attributes: &BTreeMap<String, String>) -> CsiVolume {
     let attr = |k: &str| attributes.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    if let Some(ns) = attr("radosNamespace") {
+    let namespace = attr("radosNamespace");
+    if namespace.is_some_and(|n| !is_name(n)) {
         return CsiVolume::Unsupported(format!(
-            "{driver} volume in RADOS namespace {ns}: RADOS namespaces are not supported yet"
+            "{driver} volume {handle:?} names RADOS namespace {namespace:?}, which is not a valid name"
         ));
     }
     let composite = parse_ceph_csi_handle(handle);
@@ -130,7 +137,13 @@ fn ceph_csi(driver: &str, handle: &str, attributes: &BTreeMap<String, String>) -
     match image {
         Some(image) if is_name(&cluster_id) && is_name(pool) && is_name(&image) => CsiVolume::Rbd(RbdImage {
             cluster_id,
-            pool: pool.to_string(),
+            // The rbd CLI's pool spec; a volume without the attribute may still be in the
+            // namespace ceph-csi's cluster config gives its clusterID (added where that
+            // config is read: `Connections::ceph_csi_pool`).
+            pool: match namespace {
+                Some(ns) => format!("{pool}/{ns}"),
+                None => pool.to_string(),
+            },
             image,
         }),
         _ => CsiVolume::Unsupported(format!(
@@ -216,9 +229,15 @@ mod tests {
             classify(CEPH_CSI_RBD_DRIVER, "my-image", &stat),
             CsiVolume::Rbd(i) if i.image == "my-image" && i.pool == "rbd"
         ));
+        // A RADOS namespace: the rbd CLI's pool spec.
         let ns = attrs(&[("clusterID", "c1"), ("pool", "rbd"), ("radosNamespace", "tenant")]);
+        assert!(matches!(
+            classify(CEPH_CSI_RBD_DRIVER, h, &ns),
+            CsiVolume::Rbd(i) if i.pool == "rbd/tenant"
+        ));
+        let bad = attrs(&[("clusterID", "c1"), ("pool", "rbd"), ("radosNamespace", "a/b")]);
         assert!(
-            matches!(classify(CEPH_CSI_RBD_DRIVER, h, &ns), CsiVolume::Unsupported(w) if w.contains("RADOS namespace"))
+            matches!(classify(CEPH_CSI_RBD_DRIVER, h, &bad), CsiVolume::Unsupported(w) if w.contains("RADOS namespace"))
         );
         assert!(
             matches!(classify(CEPH_CSI_RBD_DRIVER, h, &BTreeMap::new()), CsiVolume::Unsupported(w) if w.contains("pool"))

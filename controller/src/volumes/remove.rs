@@ -147,6 +147,7 @@ async fn remove_one(
             let Some(conns) = conns.as_mut() else {
                 return Err("no Ceph connection".to_string());
             };
+            let image = conns.locate(&csi.driver, image);
             let cluster = conns
                 .get(client, &image.cluster_id, secret.as_ref())
                 .await

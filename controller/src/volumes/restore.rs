@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::read_backup_volumes;
 use super::ceph::{CephAccess, Connections};
+use super::handle::is_ceph_csi_rbd;
 use super::plan::SecretRef;
 use super::restore_nfs::NfsWrite;
 use super::restore_plan::{
@@ -300,6 +301,19 @@ async fn write_volumes(
                         continue;
                     };
                     let secret = volumes.secret.as_ref().or(write.secret.as_ref());
+                    // ceph-csi places images in the RADOS namespace its config gives the
+                    // cluster, and looks for them there: write them there.
+                    let mut write = write.clone();
+                    let driver = write
+                        .volume
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.csi.as_ref())
+                        .map(|c| c.driver.as_str());
+                    if driver.is_some_and(is_ceph_csi_rbd) {
+                        write.pool = conns.ceph_csi_pool(&write.cluster_id, &write.pool);
+                        entries[i].pool = Some(write.pool.clone());
+                    }
                     match conns.get(client, &write.cluster_id, secret).await {
                         Ok(cluster) => jobs.push((i, cluster, write)),
                         Err(e) => fail(&mut entries[i], e.0),
@@ -346,7 +360,7 @@ async fn write_volumes(
                     repo,
                     plan,
                     cluster,
-                    write,
+                    &write,
                     volumes,
                     volume_progress(&plan.key()),
                 )

@@ -232,11 +232,14 @@ pub async fn take_volumes(
                         continue;
                     };
                     let secret = volumes.secret.as_ref().or(take.secret.as_ref());
+                    let image = conns.locate(plan.driver.as_deref().unwrap_or_default(), take.image.clone());
+                    // The catalog names where the data was read (with its RADOS namespace).
+                    entries[i].pool = Some(image.pool.clone());
                     match conns.get(client, &take.image.cluster_id, secret).await {
                         Ok(cluster) => jobs.push(Job {
                             index: i,
                             cluster,
-                            image: take.image.clone(),
+                            image,
                             connection: (take.image.cluster_id.clone(), secret.cloned()),
                         }),
                         Err(e) => entries[i].reason = Some(e.0),
@@ -498,15 +501,20 @@ impl Points {
     }
 }
 
-/// Snapshots together the images of each connection holding `min_images` or more; an image
+/// Snapshots together the images of each connection and RADOS namespace (librbd keeps a
+/// group's images in its namespace) holding `min_images` or more; an image
 /// left out (or a whole connection, when the group snapshot cannot be taken) is backed up on
 /// its own.
 async fn take_points(repo: &Repository, jobs: &[Job], min_images: usize) -> Points {
-    let mut by_connection: Vec<(&Connection, Vec<&Job>)> = Vec::new();
+    // librbd keeps a group and its images in one RADOS namespace (it refuses others with
+    // EINVAL), so each namespace of a connection gets its own point.
+    type GroupKey<'a> = (&'a Connection, Option<&'a str>);
+    let mut by_connection: Vec<(GroupKey, Vec<&Job>)> = Vec::new();
     for job in jobs {
-        match by_connection.iter_mut().find(|(c, _)| **c == job.connection) {
+        let key = (&job.connection, lifeboat_rbd::split_pool_spec(&job.image.pool).1);
+        match by_connection.iter_mut().find(|(k, _)| *k == key) {
             Some((_, members)) => members.push(job),
-            None => by_connection.push((&job.connection, vec![job])),
+            None => by_connection.push((key, vec![job])),
         }
     }
     let mut out = Points {

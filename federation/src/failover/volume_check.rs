@@ -194,6 +194,13 @@ async fn check_image(
     // The key the restore wrote with: the mover's, else the class's (the volume's deletion
     // secret).
     let secret = mover.secret.clone().or_else(|| deletion_secret(pv));
+    // A ceph-csi image is in the RADOS namespace its cluster config gives, as restored.
+    let driver = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.csi.as_ref())
+        .map(|c| c.driver.clone());
+    let image = connections.locate(driver.as_deref().unwrap_or_default(), image);
     let cluster = connections
         .get(client, &image.cluster_id, secret.as_ref())
         .await
