@@ -692,3 +692,55 @@ async fn a_volume_open_in_a_client_is_refused_naming_its_watcher() -> Result<()>
     ensure!(e.images()?.is_empty(), "left: {:?}", e.images()?);
     Ok(())
 }
+
+/// A cluster whose monitors do not answer holds up only its own calls: the driver once
+/// connected to Ceph one cluster at a time, so a CreateVolume for a healthy cluster waited
+/// out another's 30 s connect attempt.
+#[tokio::test]
+async fn a_cluster_that_does_not_answer_does_not_hold_up_another() -> Result<()> {
+    let e = RbdEnv::start(
+        env!("CARGO_BIN_EXE_csi-driver"),
+        "csi-gates",
+        DriverOptions {
+            mode: "controller",
+            ..Default::default()
+        },
+        |config| {
+            let mut dead = config["rbd"][0].clone();
+            dead["clusterID"] = "dead".into();
+            dead["monitors"] = serde_json::json!(["127.0.0.1:1"]);
+            if let Some(list) = config["rbd"].as_array_mut() {
+                list.push(dead);
+            }
+        },
+    )
+    .await?;
+    let clients = e.driver.clients().await?;
+    let mut stuck = clients.controller.clone();
+    let mut dead = e.create_req("pvc-dead", MIB);
+    dead.parameters.insert("clusterID".into(), "dead".into());
+    let hanging = tokio::spawn(async move { stuck.create_volume(dead).await });
+    // Let the dead cluster's connect start first.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut c = clients.controller.clone();
+    let v = c
+        .create_volume(e.create_req("pvc-alive", MIB))
+        .await?
+        .into_inner()
+        .volume
+        .context("volume")?;
+    ensure!(
+        !hanging.is_finished(),
+        "the dead cluster's create is still connecting when the healthy one is done"
+    );
+    let answer = hanging.await?.err().context("the dead cluster's create fails")?;
+    ensure!(
+        answer.code() == Code::Unavailable
+            && answer.message().contains("127.0.0.1:1")
+            && answer.message().contains("check the user and key"),
+        "a cluster whose monitors do not answer is UNAVAILABLE, naming them and the other cause \
+         of a timeout (a refused key): {answer:?}"
+    );
+    c.delete_volume(e.delete_req(&v.volume_id)).await?;
+    Ok(())
+}

@@ -22,9 +22,10 @@ use crate::secrets::Credentials;
 pub struct Connections {
     dir: PathBuf,
     cache: Arc<Mutex<HashMap<String, Cluster>>>,
-    // One connect at a time per key would be nicer; a global lock keeps it simple and
-    // librados connects take tens of milliseconds.
-    connecting: Arc<tokio::sync::Mutex<()>>,
+    /// One connect at a time per cache key: a burst for one cluster pays for one handshake,
+    /// while a connect that hangs (monitors down, a key the monitors refuse: up to 30 s) holds
+    /// up only the calls with the same monitors and credentials.
+    connecting: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     counter: Arc<AtomicU64>,
 }
 
@@ -45,10 +46,28 @@ impl Connections {
         if let Some(c) = self.lookup(&key) {
             return Ok(c);
         }
-        let _one = self.connecting.lock().await;
-        if let Some(c) = self.lookup(&key) {
-            return Ok(c);
+        let gate = self
+            .connecting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let held = gate.lock().await;
+        let result = match self.lookup(&key) {
+            Some(c) => Ok(c),
+            None => self.connect(&key, monitors, creds).await,
+        };
+        // The gate is only needed while a connect runs; drop it once nobody waits on it.
+        drop(held);
+        let mut gates = self.connecting.lock().unwrap_or_else(|p| p.into_inner());
+        if gates.get(&key).is_some_and(|g| Arc::strong_count(g) <= 2) {
+            gates.remove(&key);
         }
+        result
+    }
+
+    async fn connect(&self, key: &str, monitors: &[String], creds: &Credentials) -> Result<Cluster> {
         let conf = self.write_conf(monitors, creds)?;
         let user = creds.user.clone();
         let conf_path = conf.0.clone();
@@ -58,20 +77,27 @@ impl Connections {
         )
         .await;
         drop(conf);
+        // librados answers a key the monitors refuse as it does monitors that do not answer:
+        // it retries until its timeout (`handle_auth_bad_method` in its log meanwhile).
+        let refused_key_too = "; a key the monitors refuse times out the same way, so check the user and key in \
+             the secret as well as the monitors";
         let cluster = match connected {
             Err(_) => {
                 return Err(CsiError::Unavailable(format!(
-                    "connect to Ceph monitors {monitors:?}: timed out"
+                    "connect to Ceph monitors {monitors:?} as {}: timed out{refused_key_too}",
+                    creds.user
                 )));
             }
             Ok(Err(e)) => return Err(CsiError::Internal(format!("connect task: {e}"))),
             Ok(Ok(Err(e))) => {
+                let timed_out = e.errno() == Some(libc::ETIMEDOUT);
                 return Err(CsiError::Unavailable(format!(
-                    "connect to Ceph monitors {monitors:?} as {}: {}",
+                    "connect to Ceph monitors {monitors:?} as {}: {}{}",
                     creds.user,
                     e.errno().map_or("connection failed".to_string(), |n| {
                         std::io::Error::from_raw_os_error(n).to_string()
-                    })
+                    }),
+                    if timed_out { refused_key_too } else { "" }
                 )));
             }
             Ok(Ok(Ok(c))) => c,
@@ -79,7 +105,7 @@ impl Connections {
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, cluster.clone());
+            .insert(key.to_string(), cluster.clone());
         Ok(cluster)
     }
 
