@@ -186,6 +186,17 @@ fn bad_input_gets_clear_errors_and_exit_codes() {
     // forget without a policy refuses.
     let out = drctl(d).args(["forget"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--keep"));
+    // So does a zero --keep-within, which once forgot every snapshot, the newest too.
+    for zero in ["0s", "0h0m"] {
+        let out = drctl(d).args(["forget", "--keep-within", zero]).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--keep-within"));
+    }
     // A missing path to back up is named.
     let out = drctl(d)
         .args(["backup", "files"])
@@ -584,32 +595,54 @@ fn sigint_and_sigterm_release_the_lock() {
 }
 
 /// Temporary files an interrupted (killed) restore left in the directories it restores are
-/// removed by the next restore into them, which says so; other names, directories and what a
-/// leftover symlink points to are left alone.
+/// removed by the next restore into them, which says so; other names (a user's file that
+/// only looks like one: no check digits), directories and what a leftover symlink points to
+/// are left alone, and so is every file the snapshot itself holds, whatever its name (such
+/// files were once deleted after being restored, exit 0).
 #[test]
 fn a_rerun_restore_removes_what_an_interrupted_one_left() {
+    use lifeboat_backup::restore::temporary_name;
     let (dir, public) = setup();
     let d = dir.path();
+    // The snapshot holds a file named as a restore's temporary, check digits and all.
+    let kept = temporary_name(7);
+    std::fs::create_dir_all(d.join("src")).unwrap();
+    std::fs::write(d.join("src").join(&kept), "precious").unwrap();
     let snap = repo_with_random_files(d, &public, 1);
     restores_exactly(d, &snap, "out");
     let restored = d.join("out").join(d.join("src").strip_prefix("/").unwrap());
     let outside = d.join("outside.txt");
     std::fs::write(&outside, "not the restore's").unwrap();
-    std::fs::write(restored.join(".lifeboat-restore-0123456789abcdef"), "half a file").unwrap();
-    std::os::unix::fs::symlink(&outside, restored.join(".lifeboat-restore-fedcba9876543210")).unwrap();
+    let (left, link) = (temporary_name(1), temporary_name(2));
+    std::fs::write(restored.join(&left), "half a file").unwrap();
+    std::os::unix::fs::symlink(&outside, restored.join(&link)).unwrap();
     std::fs::write(restored.join(".lifeboat-restore-keep"), "not a temporary name").unwrap();
-    std::fs::create_dir(restored.join(".lifeboat-restore-aaaaaaaaaaaaaaaa")).unwrap();
+    std::fs::write(
+        restored.join(".lifeboat-restore-0123456789abcdef"),
+        "a user's file",
+    )
+    .unwrap();
+    std::fs::create_dir(restored.join(temporary_name(3))).unwrap();
 
     let (code, out, err) = run(drctl(d)
         .args(["restore", "files", &snap, "--target"])
         .arg(d.join("out")));
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("removed 2 temporary file(s)"), "{out}{err}");
-    assert!(!restored.join(".lifeboat-restore-0123456789abcdef").exists());
-    assert!(std::fs::symlink_metadata(restored.join(".lifeboat-restore-fedcba9876543210")).is_err());
+    assert!(
+        out.contains("left 1 file(s) named like an earlier release's restore temporaries"),
+        "{out}{err}"
+    );
+    assert!(!restored.join(&left).exists());
+    assert!(std::fs::symlink_metadata(restored.join(&link)).is_err());
     assert!(restored.join(".lifeboat-restore-keep").exists());
-    assert!(restored.join(".lifeboat-restore-aaaaaaaaaaaaaaaa").is_dir());
+    assert!(restored.join(".lifeboat-restore-0123456789abcdef").exists());
+    assert!(restored.join(temporary_name(3)).is_dir());
+    assert_eq!(std::fs::read_to_string(restored.join(&kept)).unwrap(), "precious");
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "not the restore's");
+    std::fs::remove_file(restored.join(".lifeboat-restore-keep")).unwrap();
+    std::fs::remove_file(restored.join(".lifeboat-restore-0123456789abcdef")).unwrap();
+    std::fs::remove_dir(restored.join(temporary_name(3))).unwrap();
     restores_exactly(d, &snap, "out");
 }
 

@@ -819,6 +819,33 @@ async fn forget_releases_its_lock_when_a_delete_fails() -> Result<()> {
     Ok(())
 }
 
+/// A backup whose work is done is not reported failed because its lock could not be
+/// removed afterwards: the snapshot is written, the result is the snapshot, and the lock left
+/// behind is the only trace (it lapses, or `repo unlock` removes it once this process ends).
+#[tokio::test]
+async fn a_lock_that_cannot_be_removed_does_not_fail_a_finished_backup() -> Result<()> {
+    let t = TestRepo::new(Backend::Local)?;
+    let data = t.path("data");
+    make_data(&data)?;
+    init(&t).await?;
+    let faulty: Arc<dyn object_store::ObjectStore> = Arc::new(
+        lifeboat_tests::faults::FailingStore::failing_deletes(t.store().object_store().clone(), "locks/"),
+    );
+    let repo = Repository::open_with(faulty, &t.url, &[t.user_key()]).await?;
+    let snapshot = backup(&repo, &data).await?;
+    let repo = open(&t).await?;
+    let stored = repo.snapshots().await?;
+    ensure!(
+        stored.len() == 1 && stored[0].id == snapshot.id,
+        "the backup's snapshot is the one stored: {stored:?}"
+    );
+    ensure!(
+        repo.list("locks/").await?.len() == 1,
+        "the lock that could not be removed is still there"
+    );
+    Ok(())
+}
+
 /// Defect 3: `latest` for a files restore is the newest *files* snapshot, even when an etcd
 /// snapshot is newer; an etcd snapshot named by id is refused with the command that restores
 /// it (by drctl), not restored as an empty tree.

@@ -36,12 +36,8 @@ pub async fn execute(
 ) -> Result<CopyReport, CopyError> {
     let mut locks = prepared.take_locks();
     let result = run(source, prepared, options, progress, &mut locks).await;
-    let released = release(locks).await;
-    match (result, released) {
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(e)) => Err(e.into()),
-        (Ok(report), Ok(())) => Ok(report),
-    }
+    release(locks).await;
+    result
 }
 
 /// Extends the retention of what a new snapshot reuses at the destination, once per object.

@@ -36,8 +36,9 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Releases the locks without copying (after a dry run).
-    pub async fn release(self) -> Result<(), RepoError> {
+    /// Releases the locks without copying (after a dry run); a lock that cannot be removed is
+    /// warned about ([`LockGuard::release_or_warn`]).
+    pub async fn release(self) {
         release(self.locks).await
     }
 
@@ -46,11 +47,11 @@ impl Prepared {
     }
 }
 
-pub(super) async fn release(locks: Vec<LockGuard>) -> Result<(), RepoError> {
+/// Releases every lock, warning about any that cannot be removed.
+pub(super) async fn release(locks: Vec<LockGuard>) {
     for lock in locks {
-        lock.release().await?;
+        lock.release_or_warn().await;
     }
-    Ok(())
 }
 
 /// Surveys `source` and `destination` and plans the copy. Holds shared locks on both (the
@@ -136,7 +137,7 @@ pub async fn prepare(
         }
         Err(e) => {
             // The survey's error wins; a lock left behind lapses after its TTL.
-            let _ = release(locks).await;
+            release(locks).await;
             Err(e)
         }
     }

@@ -40,14 +40,15 @@ pub struct RetentionPolicy {
 }
 
 impl RetentionPolicy {
-    /// True when no rule keeps anything (applying it would forget every snapshot).
+    /// True when no rule keeps anything (applying it would forget every snapshot); a zero
+    /// `keep_within` is no rule either (as restic reads `--keep-within 0h`).
     pub fn is_empty(&self) -> bool {
         self.keep_last == 0
             && self.keep_hourly == 0
             && self.keep_daily == 0
             && self.keep_weekly == 0
             && self.keep_monthly == 0
-            && self.keep_within.is_none()
+            && self.keep_within.is_none_or(|d| d.is_zero())
             && self.keep_tags.is_empty()
     }
 }
@@ -297,6 +298,20 @@ mod tests {
 
     /// CronJob pods get a new host name each run: grouping by paths alone keeps the policy
     /// working across them.
+    #[test]
+    fn a_zero_keep_within_is_no_rule() {
+        let zero = RetentionPolicy {
+            keep_within: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        assert!(zero.is_empty(), "it would forget every snapshot, the newest too");
+        let hour = RetentionPolicy {
+            keep_within: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        };
+        assert!(!hour.is_empty());
+    }
+
     #[test]
     fn group_by_chooses_what_makes_a_group() {
         let mut snaps: Vec<Snapshot> = (0..4).map(|n| at(n, 2026, 1, 1 + u32::from(n), 0)).collect();

@@ -117,6 +117,19 @@ impl LockGuard {
         self.objects.delete(&self.key).await
     }
 
+    /// Deletes the lock object at the end of an operation whose outcome does not depend on
+    /// it: a failure is logged as a warning naming the lock, which then lapses after its TTL
+    /// or goes with `repo unlock` once this process has ended.
+    pub async fn release_or_warn(self) {
+        let (key, url) = (self.key.clone(), self.url.clone());
+        if let Err(e) = self.release().await {
+            tracing::warn!(
+                "could not remove the lock {key} of {url} when done ({e}); it lapses after its time \
+                 to live, or unlocking the repository removes it once this process has ended"
+            );
+        }
+    }
+
     /// Resolves when the lock could not be refreshed before it would lapse, with the error
     /// that says why; never resolves while refreshes succeed.
     pub async fn lost(&self) -> RepoError {
@@ -166,8 +179,8 @@ pub fn hostname() -> String {
 impl Repository {
     /// Runs `work` under a lock and releases it afterwards, whatever `work` returned. If the
     /// lock cannot be refreshed in time, `work` is dropped (cancelled at its next await) and
-    /// the result is [`RepoError::LockLost`]. The operation's own error wins over a failed
-    /// release (which only leaves a lock that lapses after its TTL).
+    /// the result is [`RepoError::LockLost`]. A release that fails does not change the result
+    /// (the operation is done, or failed, either way): see [`LockGuard::release_or_warn`].
     pub async fn while_locked<T, E: From<RepoError>>(
         &self,
         kind: LockKind,
@@ -183,12 +196,8 @@ impl Repository {
             result = work => result,
             lost = lock.lost() => Err(lost.into()),
         };
-        let released = lock.release().await;
-        match (result, released) {
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(e.into()),
-            (Ok(v), Ok(())) => Ok(v),
-        }
+        lock.release_or_warn().await;
+        result
     }
 
     /// Takes a lock, or fails naming the holder of a conflicting one.

@@ -34,7 +34,51 @@ pub(super) struct TempFile {
 pub(crate) const TEMP_PREFIX: &str = ".lifeboat-restore-";
 
 fn temp_name() -> OsString {
-    OsString::from(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()))
+    temporary_name(rand::random::<u32>())
+}
+
+/// The temporary name a restore gives a file while writing it, from 32 random bits:
+/// `.lifeboat-restore-` + those bits as 8 hex digits + the first 4 bytes of BLAKE3 of
+/// `lifeboat restore temporary` followed by the bits (little-endian) as 8 hex digits
+/// (docs/FORMAT.md). The check digits let a later restore tell its leftovers from a user's
+/// file that merely looks like one ([`is_temporary_name`]).
+pub fn temporary_name(random: u32) -> OsString {
+    OsString::from(format!("{TEMP_PREFIX}{random:08x}{:08x}", temp_check(random)))
+}
+
+fn temp_check(random: u32) -> u32 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"lifeboat restore temporary");
+    h.update(&random.to_le_bytes());
+    let b = h.finalize();
+    u32::from_be_bytes([b.as_bytes()[0], b.as_bytes()[1], b.as_bytes()[2], b.as_bytes()[3]])
+}
+
+/// Whether `name` has the shape of a temporary name, `TEMP_PREFIX` + 16 hex digits: what
+/// releases before check digits wrote (such files are now reported, not removed), and the
+/// first test of [`is_temporary_name`].
+pub(crate) fn is_older_temporary_name(name: &[u8]) -> bool {
+    name.strip_prefix(TEMP_PREFIX.as_bytes())
+        .is_some_and(|hex| hex.len() == 16 && hex.iter().all(u8::is_ascii_hexdigit))
+}
+
+/// Whether `name` is one [`temporary_name`] makes.
+pub(crate) fn is_temporary_name(name: &[u8]) -> bool {
+    if !is_older_temporary_name(name) {
+        return false;
+    }
+    // 16 hex digits after the prefix (checked above): lowercase, as written.
+    let hex = &name[TEMP_PREFIX.len()..];
+    let parse = |h: &[u8]| {
+        std::str::from_utf8(h)
+            .ok()
+            .filter(|h| !h.bytes().any(|b| b.is_ascii_uppercase()))
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+    };
+    match (parse(&hex[..8]), parse(&hex[8..])) {
+        (Some(random), Some(check)) => temp_check(random) == check,
+        _ => false,
+    }
 }
 
 /// Creates an empty private file of `size` bytes (a hole: blobs of zeros are never written,
@@ -280,5 +324,28 @@ pub(super) fn apply_to_symlink(
     }
     if let Err(e) = rustix::fs::utimensat(dir, name, &mtime(node), AtFlags::SYMLINK_NOFOLLOW) {
         notes.errors.push(fail("set times", e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_carry_check_digits() {
+        for random in [0, 1, 0xdead_beef, u32::MAX] {
+            let name = temporary_name(random);
+            assert!(is_temporary_name(name.as_bytes()), "{name:?}");
+            assert_eq!(name.len(), TEMP_PREFIX.len() + 16);
+        }
+        // A user's file that looks like one, and near misses.
+        for other in [
+            ".lifeboat-restore-0123456789abcdef",
+            ".lifeboat-restore-keep",
+            ".lifeboat-restore-",
+            "lifeboat-restore-0000000000000000",
+        ] {
+            assert!(!is_temporary_name(other.as_bytes()), "{other}");
+        }
     }
 }

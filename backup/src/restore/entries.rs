@@ -3,16 +3,18 @@
 //! symlink given its metadata and renamed into place, then directories' metadata, deepest
 //! first.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType};
 
 use super::RestoreReport;
 use super::apply::{
-    MetaNotes, Privileges, TEMP_PREFIX, apply_to_fd, apply_to_symlink, create_temp, discard, link_temp,
-    open_temp, put_in_place, symlink_temp,
+    MetaNotes, Privileges, TEMP_PREFIX, apply_to_fd, apply_to_symlink, create_temp, discard,
+    is_older_temporary_name, is_temporary_name, link_temp, open_temp, put_in_place, symlink_temp,
 };
 use super::error::EntryError;
 use super::files_plan::{EntryKind, PlannedEntry, RestorePlan};
@@ -170,14 +172,21 @@ pub(super) fn finish(
         .filter(|e| e.kind == EntryKind::Dir && !failed.contains(&e.node))
         .collect();
     dir_entries.sort_by_key(|e| std::cmp::Reverse(e.path.components().count()));
-    let mut stale_temps = 0;
+    // What the snapshot puts in each directory: never removed as a leftover, whatever its name.
+    let mut planned: HashMap<&Path, HashSet<&OsStr>> = HashMap::new();
+    for e in &plan.entries {
+        planned.entry(parent(&e.path)).or_default().insert(name(&e.path));
+    }
+    let (mut stale_temps, mut older_temps) = (0, 0);
     for e in dir_entries {
         match dirs.get(&e.path) {
             Ok(fd) => {
                 // Every file of this restore is in place by now: what still has a temporary
                 // name was left by an interrupted restore. Removed before the directory's
                 // times are set, since removing changes them.
-                stale_temps += remove_stale_temps(&fd);
+                let (removed, older) = remove_stale_temps(&fd, planned.get(e.path.as_path()));
+                stale_temps += removed;
+                older_temps += older;
                 apply_to_fd(
                     fd.as_fd(),
                     &nodes[e.node],
@@ -192,6 +201,13 @@ pub(super) fn finish(
     }
 
     report.errors.extend(notes.errors);
+    if older_temps > 0 {
+        report.warnings.push(format!(
+            "left {older_temps} file(s) named like an earlier release's restore temporaries \
+             ({TEMP_PREFIX} + 16 hex digits, without check digits) in the restored directories: \
+             delete them unless someone else made them"
+        ));
+    }
     if stale_temps > 0 {
         report.warnings.push(format!(
             "removed {stale_temps} temporary file(s) ({TEMP_PREFIX}…) an interrupted restore had \
@@ -207,26 +223,33 @@ pub(super) fn finish(
     }
 }
 
-/// Removes the regular files and symlinks named `TEMP_PREFIX` + 16 hex digits in `dir` (never
-/// a directory, never another name); returns how many. Errors only leave them in place.
-fn remove_stale_temps(dir: &OwnedFd) -> usize {
+/// Removes the regular files and symlinks in `dir` named as a restore names its temporary
+/// files ([`super::apply::temporary_name`], check digits included), but for the names the
+/// snapshot itself puts there (`planned`); never a directory, never another name. Returns how
+/// many, and how many names look like an earlier release's temporaries (no check digits),
+/// which are left. Errors only leave them in place.
+fn remove_stale_temps(dir: &OwnedFd, planned: Option<&HashSet<&OsStr>>) -> (usize, usize) {
     let Ok(mut listing) = rustix::fs::Dir::read_from(dir) else {
-        return 0;
+        return (0, 0);
     };
     let mut stale = Vec::new();
+    let mut older = 0;
     while let Some(Ok(entry)) = listing.next() {
         let name = entry.file_name().to_bytes();
-        let is_temp = name
-            .strip_prefix(TEMP_PREFIX.as_bytes())
-            .is_some_and(|hex| hex.len() == 16 && hex.iter().all(u8::is_ascii_hexdigit));
+        let ours = planned.is_some_and(|p| p.contains(OsStr::from_bytes(name)));
+        let is_temp = !ours && is_temporary_name(name);
+        if !ours && !is_temp && is_older_temporary_name(name) {
+            older += 1;
+        }
         if is_temp && matches!(entry.file_type(), FileType::RegularFile | FileType::Symlink) {
             stale.push(entry.file_name().to_owned());
         }
     }
-    stale
+    let removed = stale
         .iter()
         .filter(|name| rustix::fs::unlinkat(dir, name.as_c_str(), AtFlags::empty()).is_ok())
-        .count()
+        .count();
+    (removed, older)
 }
 
 /// Gives a file its metadata through its own handle; returns its directory's handle, for

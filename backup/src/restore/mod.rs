@@ -18,6 +18,7 @@ mod output;
 mod packs;
 mod sink;
 
+pub use apply::temporary_name;
 pub use error::EntryError;
 pub use files_plan::{EntryKind, InvalidInclude, PlannedBlob, PlannedEntry, RestorePlan, plan_restore};
 pub use sink::{Sink, SnapshotReader};

@@ -40,7 +40,7 @@ pub async fn run(args: &CopyArgs, g: &GlobalArgs) -> Result<u8> {
     let prepared = copy::prepare(&source, &destination, &options).await?;
     if args.dry_run {
         let plan = prepared.plan.clone();
-        prepared.release().await?;
+        prepared.release().await;
         output::print(g.format, &plan, plan_text)?;
         return Ok(0);
     }

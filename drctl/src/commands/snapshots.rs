@@ -67,7 +67,8 @@ pub async fn forget(args: &ForgetArgs, g: &GlobalArgs) -> Result<u8> {
     };
     if policy.is_empty() {
         return Err(crate::UsageError(
-            "no --keep-* option and no snapshot id given; refusing to forget every snapshot (give e.g. --keep-last 7, or the ids to remove)"
+            "no --keep-* option that keeps anything (a zero --keep-within keeps nothing) and no snapshot id \
+             given; refusing to forget every snapshot (give e.g. --keep-last 7, or the ids to remove)"
                 .to_string(),
         )
         .into());

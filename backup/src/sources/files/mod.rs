@@ -1,9 +1,12 @@
 //! Backing up files and directories.
 
+mod open;
 mod walk;
 mod xattrs;
 
 pub use walk::{Walked, walk};
+
+use open::Anchors;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -163,6 +166,9 @@ impl Source for FilesSource {
     /// chunks the index still lists), and reads the rest on `workers` threads, each inode
     /// once.
     async fn write(&mut self, writer: &Writer<'_>) -> Result<Written, RepoError> {
+        // Each root's directory is resolved now, once; the reads below resolve nothing
+        // through a symlink from there (see `open`).
+        let anchors = Anchors::open(&self.roots);
         let walk_roots = self.roots.clone();
         let Walked {
             mut nodes,
@@ -194,9 +200,10 @@ impl Source for FilesSource {
             .iter()
             .map(|&i| (i, Path::new("/").join(OsStr::from_bytes(nodes[i].path_bytes()))))
             .collect();
-        let results = tokio::task::spawn_blocking(move || read_files(&shared, &jobs, workers, &progress))
-            .await
-            .map_err(|e| RepoError::Task(e.to_string()))?;
+        let results =
+            tokio::task::spawn_blocking(move || read_files(&shared, &anchors, &jobs, workers, &progress))
+                .await
+                .map_err(|e| RepoError::Task(e.to_string()))?;
 
         let mut failed = vec![false; nodes.len()];
         for (i, result) in results {
@@ -256,9 +263,10 @@ enum FileError {
 /// A file's content as stored.
 struct ReadFile {
     chunks: Vec<BlobId>,
-    /// Bytes read (to end of file, whatever its size said).
+    /// Bytes read: to its end, whatever its size said, but at most [`PAST_SIZE_LIMIT`] past it.
     size: u64,
-    /// Set when the file changed while it was read: what was stored may be torn.
+    /// Set when the file changed while it was read (what was stored may be torn), or held
+    /// more than that limit (what was stored is cut there).
     warning: Option<String>,
 }
 
@@ -266,6 +274,7 @@ type FileResult = (usize, Result<ReadFile, FileError>);
 
 fn read_files(
     shared: &Arc<SessionShared>,
+    anchors: &Anchors,
     jobs: &[(usize, PathBuf)],
     workers: usize,
     progress: &Progress,
@@ -282,7 +291,7 @@ fn read_files(
                     let Some((node_index, path)) = jobs.get(n) else {
                         break;
                     };
-                    let result = read_one(&mut sink, &mut buf, shared, path, progress);
+                    let result = read_one(&mut sink, &mut buf, shared, anchors, path, progress);
                     let fatal = matches!(result, Err(FileError::Fatal(_)));
                     results
                         .lock()
@@ -312,80 +321,117 @@ fn read_files(
     results
 }
 
-/// Opens a file the walk listed as regular, for reading, if it still is one. Between the
-/// walk and the read the name may have been replaced: by a symlink (followed, a backup run as
-/// root would store whatever it points at under this name), or by a FIFO or device (opening a
-/// FIFO would wait for a writer forever). So the name is opened without following a symlink
-/// (`O_NOFOLLOW`: `ELOOP`) and without waiting (`O_NONBLOCK`, which regular files ignore),
-/// and the handle must be a regular file.
-fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                std::io::Error::other("replaced by a symlink after it was listed; not followed")
-            } else {
-                e
-            }
-        })?;
-    let kind = file.metadata()?.file_type();
-    if !kind.is_file() {
-        return Err(std::io::Error::other(format!(
-            "no longer a regular file (now {kind:?}) after it was listed"
-        )));
-    }
-    Ok(file)
-}
-
 /// Files up to this size are read whole into a reused buffer and chunked in place, which
 /// saves a copy per chunk; larger ones stream through the chunker.
 const WHOLE_FILE_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// How far past its size a file is read into that buffer: far enough for the pseudo-files
+/// whose size says 0 but that hold a few kilobytes (`/proc/version`, `/proc/PID/status`),
+/// which are read to their end as restic reads them. What is longer streams on.
+const IN_MEMORY_MARGIN: u64 = 1024 * 1024;
+
+/// How far past the size it had when opened a file is read at all. Beyond it the file is cut
+/// and reported: `/proc/PID/pagemap` says 0 and holds ~256 GB, and a file appended to faster
+/// than it is read never ends.
+const PAST_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 fn read_one(
     sink: &mut BlobSink,
     buf: &mut Vec<u8>,
     shared: &SessionShared,
+    anchors: &Anchors,
     path: &Path,
     progress: &Progress,
 ) -> Result<ReadFile, FileError> {
+    use std::io::Read;
     let skip =
         |what: &str, e: std::io::Error| FileError::Skip(path.display().to_string(), format!("{what}{e}"));
-    let mut file = open_regular(path).map_err(|e| skip("", e))?;
+    let mut file = anchors.open_regular(path).map_err(|e| skip("", e))?;
     let before = file.metadata().map_err(|e| skip("", e))?;
     let size = before.len();
+    let limit = size.saturating_add(PAST_SIZE_LIMIT);
     let mut chunks = Vec::new();
     let mut total = 0u64;
+    let mut put = |chunk: &[u8]| -> Result<(), FileError> {
+        total += chunk.len() as u64;
+        chunks.push(sink.put(chunk).map_err(FileError::Fatal)?);
+        progress.add_done(chunk.len() as u64, 0);
+        Ok(())
+    };
+    // Memory holds at most the size said plus a margin; a file that turns out longer goes on
+    // through the chunker (the same cut points as chunking it whole), up to `limit`.
+    let mut whole = false;
+    buf.clear();
     if size <= WHOLE_FILE_LIMIT {
-        buf.clear();
-        std::io::Read::read_to_end(&mut file, buf).map_err(|e| skip("read failed: ", e))?;
+        let want = size + IN_MEMORY_MARGIN;
+        // At most WHOLE_FILE_LIMIT + IN_MEMORY_MARGIN, which fits in `usize`.
+        buf.reserve_exact(usize::try_from(want).unwrap_or(0));
+        (&mut file)
+            .take(want)
+            .read_to_end(buf)
+            .map_err(|e| skip("read failed: ", e))?;
+        whole = (buf.len() as u64) < want;
+    }
+    if whole {
         for chunk in chunk_slice(buf, shared.chunker, shared.seed) {
-            total += chunk.len() as u64;
-            chunks.push(sink.put(chunk).map_err(FileError::Fatal)?);
-            progress.add_done(chunk.len() as u64, 0);
+            put(chunk)?;
         }
     } else {
-        for chunk in Chunker::new(&mut file, shared.chunker, shared.seed) {
-            let chunk = chunk.map_err(|e| skip("read failed: ", e))?;
-            total += chunk.len() as u64;
-            chunks.push(sink.put(&chunk).map_err(FileError::Fatal)?);
-            progress.add_done(chunk.len() as u64, 0);
+        let stream = std::io::Cursor::new(&buf[..]).chain(&mut file).take(limit);
+        for chunk in Chunker::new(stream, shared.chunker, shared.seed) {
+            put(&chunk.map_err(|e| skip("read failed: ", e))?)?;
         }
     }
+    let cut = if total == limit {
+        more_beyond(&mut file)
+    } else {
+        Ok(false)
+    };
     progress.add_done(0, 1);
     let after = file.metadata().map_err(|e| skip("", e))?;
+    let changed = changed_while_read(&before, &after);
+    let past = PAST_SIZE_LIMIT >> 20;
+    let warning = match (cut, changed) {
+        (Ok(true), Some(what)) => Some(format!(
+            "{}: changed while it was read ({what}) and still had more {past} MiB past its size \
+             when opened: only its first {limit} bytes are saved, and they may mix old and new \
+             data: back it up again once it is quiet",
+            path.display()
+        )),
+        (Ok(true), None) => Some(format!(
+            "{}: holds more than {past} MiB past the {size} bytes its size says (a pseudo-file, \
+             as under /proc?): only its first {limit} bytes are saved",
+            path.display()
+        )),
+        (Err(e), _) => Some(format!(
+            "{}: could not tell whether it ends after {limit} bytes, {past} MiB past its size \
+             ({e}): only those are saved",
+            path.display()
+        )),
+        (Ok(false), Some(what)) => Some(format!(
+            "{}: changed while it was read ({what}); the saved content may mix old and new data: back it up again once it is quiet",
+            path.display()
+        )),
+        (Ok(false), None) => None,
+    };
     Ok(ReadFile {
         chunks,
         size: total,
-        warning: changed_while_read(&before, &after).map(|what| {
-            format!(
-                "{}: changed while it was read ({what}); the saved content may mix old and new data: back it up again once it is quiet",
-                path.display()
-            )
-        }),
+        warning,
     })
+}
+
+/// Whether `file`, read up to [`PAST_SIZE_LIMIT`] past its size, has more. One small read (a multiple of 8 bytes, which
+/// `/proc/PID/pagemap` insists on).
+fn more_beyond(file: &mut std::fs::File) -> std::io::Result<bool> {
+    let mut probe = [0u8; 64];
+    loop {
+        match std::io::Read::read(file, &mut probe) {
+            Ok(n) => return Ok(n > 0),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// How a file's status differs after reading it from before (size, modification or change
@@ -405,7 +451,7 @@ fn changed_while_read(before: &std::fs::Metadata, after: &std::fs::Metadata) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::{absolute_roots, normalize, open_regular};
+    use super::{absolute_roots, normalize};
     use crate::repository::RepoError;
     use std::path::Path;
     use std::path::PathBuf;
@@ -453,35 +499,5 @@ mod tests {
         ] {
             assert_eq!(normalize(Path::new(given)), Path::new(clean), "{given}");
         }
-    }
-
-    /// A name the walk saw as a file but that is now a symlink, a FIFO or a directory is not
-    /// read through (and a FIFO does not hang the backup); a file still is.
-    #[test]
-    fn only_regular_files_are_opened_for_reading() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("file");
-        std::fs::write(&file, b"content").expect("write");
-        assert!(open_regular(&file).is_ok());
-
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&file, &link).expect("symlink");
-        let err = open_regular(&link).expect_err("a symlink was followed");
-        assert!(err.to_string().contains("symlink"), "{err}");
-
-        let fifo = dir.path().join("fifo");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_bits_truncate(0o600),
-            0,
-        )
-        .expect("mkfifo");
-        let err = open_regular(&fifo).expect_err("a FIFO was opened for reading");
-        assert!(err.to_string().contains("no longer a regular file"), "{err}");
-
-        let err = open_regular(dir.path()).expect_err("a directory was opened");
-        assert!(err.to_string().contains("no longer a regular file"), "{err}");
     }
 }
