@@ -43,7 +43,16 @@ pub async fn connect(g: &GlobalArgs) -> Result<Target> {
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
+    let url = config.cluster_url.clone();
     let client = Client::try_from(config).context("build the Kubernetes client")?;
+    // One clear error for a server that cannot be reached, before any command's own calls.
+    if let Err(e) = client.apiserver_version().await
+        && !matches!(&e, kube::Error::Api(_))
+    {
+        anyhow::bail!(
+            "cannot reach the Kubernetes API server at {url}: {e}; check --context, --kubeconfig and the network"
+        );
+    }
     Ok(Target { client, namespace })
 }
 

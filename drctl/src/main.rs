@@ -47,7 +47,8 @@ pub mod exit {
     pub const PARTIAL: u8 = 3;
 }
 
-/// Diagnostics on stderr: warnings (a stray object skipped, …) by default; more when
+/// Diagnostics on stderr: warnings (a stray object skipped, …) by default, but none of the
+/// Kubernetes client's own (drctl reports what failed); more when
 /// `RUST_LOG` asks (`RUST_LOG=debug`, `RUST_LOG=lifeboat_backup=trace`, …). Coloured only
 /// when stderr is a terminal and `NO_COLOR` is unset or empty (no-color.org), so logs and
 /// pipes get plain text.
@@ -60,7 +61,9 @@ fn init_logging() {
     let _ = match tracing_subscriber::EnvFilter::try_from_default_env() {
         Ok(filter) => builder.with_env_filter(filter).try_init(),
         Err(_) => builder
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            // kube's client logs every failed request at ERROR; drctl's own error names the
+            // failure once (thousands of such lines once buried it).
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,kube_client=off"))
             .without_time()
             .try_init(),
     };
@@ -177,6 +180,10 @@ fn error_code(e: &anyhow::Error) -> u8 {
             || matches!(
                 cause.downcast_ref::<RepoError>(),
                 Some(RepoError::NoKeyGiven { .. } | RepoError::NoRecipients | RepoError::InvalidInclude(_))
+            )
+            || matches!(
+                cause.downcast_ref::<lifeboat_controller::kube_objects::ObjectsError>(),
+                Some(lifeboat_controller::kube_objects::ObjectsError::UnknownResource { .. })
             )
     });
     if usage { exit::USAGE } else { 1 }

@@ -467,6 +467,42 @@ async fn an_undiscoverable_crd_group_fails_the_backup_partially_naming_it() {
     assert_eq!(report["skippedApiGroups"], json!([]), "{report}");
     // The rest was still backed up.
     assert!(report["itemsBackedUp"].as_u64().unwrap_or(0) >= 1, "{report}");
+    // The snapshot says it is partial wherever it is listed, and a restore of it says so.
+    let listed = run(env.with_repo(&["backup", "list", "crd-gone"])).await;
+    let table = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        table.contains("PHASE") && table.contains("PartiallyFailed"),
+        "{}",
+        text(&listed)
+    );
+    let described = run(env.with_repo(&["backup", "describe", "crd-gone", "-o", "json"])).await;
+    let described: serde_json::Value = serde_json::from_slice(&described.stdout).unwrap();
+    assert_eq!(described["phase"], "PartiallyFailed", "{described}");
+    let described = run(env.with_repo(&["backup", "describe", "crd-gone"])).await;
+    assert!(
+        String::from_utf8_lossy(&described.stdout).contains(&format!("error: {group}/v1: ")),
+        "{}",
+        text(&described)
+    );
+    let restored = run(env.with_repo(&[
+        "restore",
+        "create",
+        "--from-backup",
+        "crd-gone",
+        "--namespace-mapping",
+        &format!("{ns}:{ns}-copy"),
+        "--dry-run",
+    ]))
+    .await;
+    assert!(
+        String::from_utf8_lossy(&restored.stderr).contains("is partial"),
+        "{}",
+        text(&restored)
+    );
+    // A label selector the API server would refuse is a usage error before anything is read.
+    let bad = run(env.with_repo(&["backup", "create", "bad-sel", "--selector", "env in (a"])).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains("labelSelector"), "{}", text(&bad));
 }
 
 /// `--etcd-endpoints` takes a full etcd snapshot in the same recovery point as the objects:

@@ -20,6 +20,18 @@ pub enum ObjectsError {
     /// The request itself is wrong; the message names the field and the fix.
     #[error("{0}")]
     Invalid(String),
+    /// An included resource name names no resource type (kubectl's names: plural,
+    /// singular, kind, short name, optionally `.group`).
+    #[error(
+        "{field}: no resource type named {name:?} here; use a name `kubectl api-resources` lists \
+         (plural, singular, kind or short name, optionally with .group) or a glob"
+    )]
+    UnknownResource {
+        /// The field (`includedResources`).
+        field: &'static str,
+        /// The name given.
+        name: String,
+    },
     /// The repository holds no snapshot of the Backup.
     #[error("no snapshot of Backup {name} in {url}")]
     NoSnapshotOfBackup {

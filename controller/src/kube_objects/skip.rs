@@ -34,17 +34,13 @@ pub fn skipped_object(plural: &str, group: &str, obj: &Value, ctx: &SkipContext)
     let meta = &obj["metadata"];
     let name = meta["name"].as_str().unwrap_or_default();
     let ns = meta["namespace"].as_str().unwrap_or_default();
-    if let Some(owner) = controller_owner(meta)
-        && matches!(
-            (group, plural),
-            ("", "pods") | ("apps", "replicasets") | ("batch", "jobs") | ("apps", "controllerrevisions")
-        )
-    {
-        return Some(format!("owned by {owner}, which recreates it"));
-    }
     match (group, plural) {
         ("", "endpoints") if ctx.selector_services.contains(&format!("{ns}/{name}")) => {
             Some("generated from its Service's selector".to_string())
+        }
+        // The API server's own addresses: another cluster's would point its clients away.
+        ("", "endpoints") if ns == "default" && name == "kubernetes" => {
+            Some("the API server keeps its own addresses here".to_string())
         }
         ("discovery.k8s.io", "endpointslices")
             if meta["labels"]["endpointslice.kubernetes.io/managed-by"].is_string() =>
@@ -69,17 +65,13 @@ pub fn skipped_object(plural: &str, group: &str, obj: &Value, ctx: &SkipContext)
     }
 }
 
-/// `Kind name` of the controlling owner reference.
-fn controller_owner(meta: &Value) -> Option<String> {
-    meta["ownerReferences"].as_array()?.iter().find_map(|o| {
-        (o["controller"] == Value::Bool(true)).then(|| {
-            format!(
-                "{} {}",
-                o["kind"].as_str().unwrap_or("?"),
-                o["name"].as_str().unwrap_or("?")
-            )
-        })
-    })
+/// Types whose objects a controlling owner recreates: left out when the backup takes that
+/// owner (`backup::owners`), else kept as the only copy.
+pub fn recreated_by_owner(plural: &str, group: &str) -> bool {
+    matches!(
+        (group, plural),
+        ("", "pods") | ("apps", "replicasets") | ("batch", "jobs") | ("apps", "controllerrevisions")
+    )
 }
 
 #[cfg(test)]
@@ -89,13 +81,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn owned_pods_are_skipped_with_their_owner() {
-        let pod = json!({"metadata": {"name": "web-1", "namespace": "a",
-            "ownerReferences": [{"kind": "ReplicaSet", "name": "web-5d", "controller": true}]}});
-        let why = skipped_object("pods", "", &pod, &SkipContext::default()).expect("skipped");
-        assert!(why.contains("ReplicaSet web-5d"), "{why}");
-        let bare = json!({"metadata": {"name": "debug", "namespace": "a"}});
-        assert_eq!(skipped_object("pods", "", &bare, &SkipContext::default()), None);
+    fn owners_recreate_pods_replicasets_jobs_and_revisions() {
+        assert!(recreated_by_owner("pods", "") && recreated_by_owner("replicasets", "apps"));
+        assert!(recreated_by_owner("jobs", "batch") && recreated_by_owner("controllerrevisions", "apps"));
+        assert!(!recreated_by_owner("statefulsets", "apps") && !recreated_by_owner("configmaps", ""));
     }
 
     #[test]
@@ -107,6 +96,8 @@ mod tests {
         assert!(skipped_object("endpoints", "", &ep, &ctx).is_some());
         let manual = json!({"metadata": {"name": "external-db", "namespace": "a"}});
         assert!(skipped_object("endpoints", "", &manual, &ctx).is_none());
+        let apiserver = json!({"metadata": {"name": "kubernetes", "namespace": "default"}});
+        assert!(skipped_object("endpoints", "", &apiserver, &ctx).is_some());
         let token = json!({"metadata": {"name": "t", "namespace": "a"}, "type": "kubernetes.io/service-account-token"});
         assert!(skipped_object("secrets", "", &token, &ctx).is_some());
         assert!(skipped_resource("events", "").is_some());

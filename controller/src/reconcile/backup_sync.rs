@@ -46,7 +46,7 @@ pub struct SyncedBackup {
 }
 
 /// A name the API server accepts for a Backup (an RFC 1123 subdomain).
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name

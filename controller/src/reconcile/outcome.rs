@@ -36,6 +36,7 @@ impl From<ObjectsError> for Failure {
     fn from(e: ObjectsError) -> Self {
         match e {
             ObjectsError::Invalid(_)
+            | ObjectsError::UnknownResource { .. }
             | ObjectsError::NothingToRestore
             | ObjectsError::NoSnapshotOfBackup { .. }
             | ObjectsError::VolumeTargets(_) => Self::Invalid(e.to_string()),

@@ -39,10 +39,12 @@ pub struct SelectionArgs {
     /// Namespaces to leave out (globs, comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub exclude_namespaces: Vec<String>,
-    /// Resources to include, `plural` or `plural.group` (globs, comma-separated).
+    /// Resources to include, as kubectl names them (`deployments`, `deploy`, `Deployment`,
+    /// `deployments.apps`) or globs of `plural[.group]`, comma-separated; a name that names
+    /// no resource type is refused.
     #[arg(long, value_delimiter = ',')]
     pub include_resources: Vec<String>,
-    /// Resources to leave out (globs, comma-separated).
+    /// Resources to leave out, named as for --include-resources (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub exclude_resources: Vec<String>,
 }

@@ -24,6 +24,9 @@ pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Resul
     if is(rt, "", "secrets") && obj["type"].is_null() {
         obj["type"] = json!("Opaque");
     }
+    if is(rt, "batch", "jobs") {
+        job_selector(&name, obj).map_err(|errs| ApiError::invalid(rt, &name, &errs))?;
+    }
     let errs = validate::create(rt, obj);
     if !errs.is_empty() {
         return Err(ApiError::invalid(rt, &name, &errs));
@@ -52,6 +55,36 @@ pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Resul
         }
         obj["metadata"]["finalizers"] = json!(fins);
         obj["status"] = crd::status(obj, None);
+    }
+    Ok(())
+}
+
+/// A Job's selector, as kube-apiserver's Job strategy makes it: unless `manualSelector`,
+/// a selector given is refused ("`selector` not auto-generated") and one is generated from
+/// the Job's uid, with the labels it selects added to the pod template (v1.27+ names:
+/// `batch.kubernetes.io/controller-uid`, beside the older `controller-uid` and `job-name`).
+fn job_selector(name: &str, obj: &mut Value) -> Result<(), validate::Errors> {
+    if obj["spec"]["manualSelector"] == json!(true) {
+        return Ok(());
+    }
+    if !obj["spec"]["selector"].is_null() {
+        return Err(vec![(
+            "spec.selector".to_string(),
+            format!(
+                "Invalid value: {}: `selector` not auto-generated",
+                obj["spec"]["selector"]
+            ),
+        )]);
+    }
+    let uid = obj["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", uid.as_str()),
+        ("controller-uid", uid.as_str()),
+        ("batch.kubernetes.io/job-name", name),
+        ("job-name", name),
+    ] {
+        obj["spec"]["template"]["metadata"]["labels"][k] = json!(v);
     }
     Ok(())
 }

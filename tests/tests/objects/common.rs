@@ -112,6 +112,15 @@ pub async fn backup(client: &Client, repo: &Repository, name: &str, spec: Backup
         .expect("backup runs")
 }
 
+/// [`backup`] of namespace `ns`, everything else as a Backup's defaults.
+pub async fn backup_namespace(client: &Client, repo: &Repository, name: &str, ns: &str) -> BackupOutcome {
+    let spec = BackupSpec {
+        included_namespaces: vec![ns.to_string()],
+        ..BackupSpec::default()
+    };
+    backup(client, repo, name, spec).await
+}
+
 pub async fn restore(
     client: &Client,
     repo: &Repository,

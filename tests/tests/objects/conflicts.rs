@@ -234,16 +234,7 @@ async fn status_is_restored_with_or_without_a_status_subresource() {
         .await
         .expect("write status");
     let (_t, repo) = repository().await;
-    let outcome = backup(
-        &client,
-        &repo,
-        "status",
-        BackupSpec {
-            included_namespaces: vec![src.clone()],
-            ..BackupSpec::default()
-        },
-    )
-    .await;
+    let outcome = backup_namespace(&client, &repo, "status", &src).await;
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
     let to_dst = RestoreSpec {
         namespace_mapping: BTreeMap::from([(src.clone(), dst.clone())]),
@@ -379,4 +370,206 @@ async fn a_namespace_create_that_conflicts_is_tried_again() {
     }
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let _ = namespaces.delete(&target, &Default::default()).await;
+}
+
+/// Policy `update` makes an existing object match the backup, removing what was added since
+/// (a label, a ConfigMap key, a Deployment's `paused` and pod-template fields): it once
+/// compared only the fields the backup sets, called such objects "unchanged" and left the
+/// additions in place.
+#[tokio::test]
+async fn update_removes_what_was_added_since_the_backup() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let ns = cluster.namespace("objs-drift").await.expect("namespace");
+    let deployments = ar("apps", "v1", "Deployment", "deployments");
+    create(
+        &client,
+        &deployments,
+        Some(&ns),
+        json!({"metadata": {"name": "web", "labels": {"app": "web"}},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+    )
+    .await;
+    create(
+        &client,
+        &configmaps(),
+        Some(&ns),
+        json!({"metadata": {"name": "conf"}, "data": {"k": "v"}}),
+    )
+    .await;
+    let (_t, repo) = repository().await;
+    let outcome = backup(
+        &client,
+        &repo,
+        "drift",
+        BackupSpec {
+            included_namespaces: vec![ns.clone()],
+            included_resources: vec!["deployments".to_string(), "configmaps".to_string()],
+            ..BackupSpec::default()
+        },
+    )
+    .await;
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    let patch = |ar: &kube::api::ApiResource, name: &'static str, body: serde_json::Value| {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, ar);
+        async move {
+            api.patch(name, &PatchParams::default(), &Patch::Merge(body))
+                .await
+                .expect("patch");
+        }
+    };
+    patch(
+        &deployments,
+        "web",
+        json!({"metadata": {"labels": {"added": "x"}},
+               "spec": {"paused": true, "template": {"spec": {"hostNetwork": true, "nodeSelector": {"evil": "true"}}}}}),
+    )
+    .await;
+    patch(&configmaps(), "conf", json!({"data": {"extra": "y"}})).await;
+    let spec = |policy| RestoreSpec {
+        included_namespaces: vec![ns.clone()],
+        included_resources: vec!["deployments".to_string(), "configmaps".to_string()],
+        existing_resource_policy: policy,
+        ..RestoreSpec::default()
+    };
+    // Policy none: the drift is seen (not "unchanged") and left alone.
+    let left = restore(
+        &client,
+        &repo,
+        &outcome.snapshot,
+        spec(ExistingResourcePolicy::None),
+    )
+    .await;
+    assert_eq!(left.summary.skipped_existing, 2, "{:?}", left.summary);
+    let updated = restore(
+        &client,
+        &repo,
+        &outcome.snapshot,
+        spec(ExistingResourcePolicy::Update),
+    )
+    .await;
+    assert!(updated.errors.is_empty(), "{:?}", updated.errors);
+    assert_eq!(updated.summary.updated, 2, "{:?}", updated.summary);
+    let web = get(&client, &deployments, &ns, "web").await.expect("deployment");
+    assert!(web["metadata"]["labels"].get("added").is_none(), "{web}");
+    assert!(web["spec"].get("paused").is_none_or(|p| p == false), "{web}");
+    let pod = &web["spec"]["template"]["spec"];
+    assert!(
+        pod.get("hostNetwork").is_none_or(|h| h == false) && pod.get("nodeSelector").is_none(),
+        "{web}"
+    );
+    let conf = get(&client, &configmaps(), &ns, "conf").await.expect("configmap");
+    assert_eq!(conf["data"], json!({"k": "v"}));
+    // Now it matches: a rerun finds both unchanged.
+    let again = restore(
+        &client,
+        &repo,
+        &outcome.snapshot,
+        spec(ExistingResourcePolicy::Update),
+    )
+    .await;
+    assert!(
+        again.summary.updated == 0 && again.summary.unchanged >= 2,
+        "{:?}",
+        again.summary
+    );
+}
+
+/// A Service whose node port another Service now holds is restored with a node port the API
+/// server assigns, and a warning naming the port, when the API server had assigned it; the
+/// restore once failed it ("provided port is already allocated", exit 3), as after a restore
+/// of a copy had taken the port. A port the user set (kubectl apply's last-applied
+/// configuration names it; an outside load balancer may point at it) is kept, and the
+/// Service fails naming the fix.
+#[tokio::test]
+async fn a_service_whose_node_port_is_taken_gets_a_new_one_unless_set_by_its_user() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let ns = cluster.namespace("objs-npt").await.expect("namespace");
+    let other = cluster.namespace("objs-npt-other").await.expect("namespace");
+    let (port, fixed_port) = (some_node_port().wrapping_add(1), some_node_port().wrapping_add(2));
+    let service = |name: &str, port: u16, applied: bool| {
+        let mut s = json!({"metadata": {"name": name},
+               "spec": {"type": "NodePort", "selector": {"app": "web"},
+                        "ports": [{"port": 80, "targetPort": 8080, "nodePort": port}]}});
+        if applied {
+            s["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/last-applied-configuration":
+                json!({"spec": {"ports": [{"port": 80, "nodePort": port}]}}).to_string()});
+        }
+        s
+    };
+    create(&client, &services(), Some(&ns), service("web", port, false)).await;
+    create(
+        &client,
+        &services(),
+        Some(&ns),
+        service("fixed", fixed_port, true),
+    )
+    .await;
+    let (_t, repo) = repository().await;
+    let outcome = backup(
+        &client,
+        &repo,
+        "npt",
+        BackupSpec {
+            included_namespaces: vec![ns.clone()],
+            included_resources: vec!["services".to_string()],
+            ..BackupSpec::default()
+        },
+    )
+    .await;
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &services());
+    for name in ["web", "fixed"] {
+        api.delete(name, &Default::default()).await.expect("delete");
+    }
+    create(
+        &client,
+        &services(),
+        Some(&other),
+        service("squatter", port, false),
+    )
+    .await;
+    create(
+        &client,
+        &services(),
+        Some(&other),
+        service("squatter-2", fixed_port, false),
+    )
+    .await;
+    let restored = restore(
+        &client,
+        &repo,
+        &outcome.snapshot,
+        RestoreSpec {
+            included_namespaces: vec![ns.clone()],
+            included_resources: vec!["services".to_string()],
+            ..RestoreSpec::default()
+        },
+    )
+    .await;
+    let squatters: Api<DynamicObject> = Api::namespaced_with(client.clone(), &other, &services());
+    for name in ["squatter", "squatter-2"] {
+        let _ = squatters.delete(name, &Default::default()).await;
+    }
+    assert_eq!(restored.summary.created, 1, "{:?}", restored.summary);
+    assert!(
+        restored
+            .warnings
+            .iter()
+            .any(|w| w.message.contains(&port.to_string()) && w.message.contains("held by another Service")),
+        "{:?}",
+        restored.warnings
+    );
+    let web = get(&client, &services(), &ns, "web").await.expect("restored");
+    let new = web["spec"]["ports"][0]["nodePort"].as_u64().unwrap_or(0);
+    assert!(new != 0 && new != u64::from(port), "{web}");
+    assert_eq!(restored.errors.len(), 1, "{:?}", restored.errors);
+    assert!(
+        restored.errors[0].item.contains("fixed") && restored.errors[0].message.contains("sets explicitly"),
+        "{:?}",
+        restored.errors
+    );
 }

@@ -217,16 +217,7 @@ async fn custom_resources_are_backed_up_and_restored_at_their_storage_version() 
     )
     .await;
     let (_t, repo) = repository().await;
-    let outcome = backup(
-        &client,
-        &repo,
-        "stored",
-        BackupSpec {
-            included_namespaces: vec![src.clone()],
-            ..BackupSpec::default()
-        },
-    )
-    .await;
+    let outcome = backup_namespace(&client, &repo, "stored", &src).await;
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
     let restored = restore(
         &client,

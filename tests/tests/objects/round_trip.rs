@@ -253,10 +253,13 @@ async fn a_namespace_comes_back_under_a_new_name() {
     )
     .await
     .expect("patch");
+    // With the first restore's labels: `update` makes objects match what the restore
+    // writes, and a label it does not write would be removed.
     let update = RestoreSpec {
         namespace_mapping: BTreeMap::from([(src.clone(), dst.clone())]),
         existing_resource_policy: ExistingResourcePolicy::Update,
         included_resources: vec!["configmaps".to_string()],
+        labels: BTreeMap::from([("restored-by".to_string(), "lifeboat".to_string())]),
         ..RestoreSpec::default()
     };
     let dry = restore(
@@ -290,4 +293,54 @@ async fn a_namespace_comes_back_under_a_new_name() {
         "v0"
     );
     delete_crd(&client, &widgets).await;
+}
+
+/// A Job comes back: its generated selector (and the controller-uid labels it selects) named
+/// the old Job's uid, which kube-apiserver refuses in a create ("`selector` not
+/// auto-generated"), so every restored Job failed on a real server; the selector is now made
+/// anew for the new uid.
+#[tokio::test]
+async fn a_job_is_restored_with_a_selector_for_its_new_uid() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let src = cluster.namespace("objs-job").await.expect("namespace");
+    let jobs = ar("batch", "v1", "Job", "jobs");
+    let job = create(
+        &client,
+        &jobs,
+        Some(&src),
+        json!({"metadata": {"name": "migrate"},
+               "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                              "containers": [{"name": "c", "image": "busybox"}]}}}}),
+    )
+    .await;
+    let old_uid = job.metadata.uid.clone().unwrap_or_default();
+    let (_t, repo) = repository().await;
+    let outcome = backup_namespace(&client, &repo, "job", &src).await;
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    let dst = format!("{src}-dr");
+    let restored = restore(
+        &client,
+        &repo,
+        &outcome.snapshot,
+        RestoreSpec {
+            namespace_mapping: BTreeMap::from([(src.clone(), dst.clone())]),
+            ..RestoreSpec::default()
+        },
+    )
+    .await;
+    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+    let back = get(&client, &jobs, &dst, "migrate")
+        .await
+        .expect("the Job is restored");
+    let new_uid = back["metadata"]["uid"].as_str().unwrap_or_default();
+    assert_ne!(new_uid, old_uid);
+    assert_eq!(
+        back["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], new_uid,
+        "{back}"
+    );
+    assert_eq!(
+        back["spec"]["template"]["metadata"]["labels"]["controller-uid"], new_uid,
+        "{back}"
+    );
 }

@@ -319,3 +319,261 @@ async fn admission_webhooks_are_restored_after_what_they_guard() {
     );
     assert!(back.is_some(), "the webhook configuration is restored, last");
 }
+
+/// A listing that restarts after its continue token expired (410) forgets only what it sent
+/// itself: with cluster-scoped objects taken by a label selector, the Namespaces listing's
+/// second pass (the namespaces the selection needs) once forgot what the first pass took,
+/// sent those objects again and counted them twice.
+#[tokio::test]
+async fn a_restarted_listing_counts_each_object_once() {
+    let cluster = cluster().await;
+    let Some(faults) = cluster.faults() else {
+        lifeboat_tests::kube::unsupported(
+            "a_restarted_listing_counts_each_object_once",
+            "expiring a continue token at a chosen page needs the in-process test server",
+        );
+    };
+    let client = cluster.client();
+    let src = cluster.namespace("objs-410").await.expect("namespace");
+    let pick = src.clone();
+    let nss: Api<DynamicObject> = Api::all_with(client.clone(), &namespaces());
+    nss.patch(
+        &src,
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"labels": {"lifeboat-test/pick": pick}}})),
+    )
+    .await
+    .expect("label the namespace");
+    create(
+        &client,
+        &configmaps(),
+        Some(&src),
+        json!({"metadata": {"name": "picked", "labels": {"lifeboat-test/pick": pick}}}),
+    )
+    .await;
+    // More Namespaces than one list page (the backup's 500) holds, so the second pass continues.
+    let page = 500;
+    let have = nss
+        .list(&Default::default())
+        .await
+        .expect("list namespaces")
+        .items
+        .len();
+    let fillers: Vec<String> = (have..page + 5).map(|i| format!("{src}-f{i}")).collect();
+    futures::future::join_all(fillers.iter().map(|name| {
+        let nss = nss.clone();
+        let ns: DynamicObject = serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        )
+        .expect("namespace object");
+        async move {
+            nss.create(&Default::default(), &ns)
+                .await
+                .expect("create a namespace")
+        }
+    }))
+    .await;
+    let spec = BackupSpec {
+        included_namespaces: vec![src.clone()],
+        label_selector: Some(format!("lifeboat-test/pick={pick}")),
+        cluster_scoped: ClusterScoped::Include,
+        ..BackupSpec::default()
+    };
+    let (_t, repo) = repository().await;
+    let clean = backup(&client, &repo, "clean", spec.clone()).await;
+    faults.record_requests(true);
+    // The selector pass fits one page; the second pass's second page meets a compaction.
+    faults.compact_at(0, Some("GET"), "continue=");
+    let restarted = backup(&client, &repo, "restarted", spec).await;
+    let seen = faults.seen();
+    faults.record_requests(false);
+    faults.clear_failures();
+    for name in &fillers {
+        delete_namespace(&client, name).await;
+    }
+    delete_namespace(&client, &src).await;
+    assert!(
+        seen.iter()
+            .any(|r| r.code == 410 && r.target.contains("/namespaces?") && r.target.contains("continue=")),
+        "the Namespaces listing's second page was answered 410: {:?}",
+        seen.iter().map(|r| (&r.target, r.code)).collect::<Vec<_>>()
+    );
+    assert!(clean.errors.is_empty() && restarted.errors.is_empty());
+    assert_eq!(
+        restarted.items, clean.items,
+        "a restarted listing stores and counts what a clean one does"
+    );
+    let paths = snapshot_paths(&repo, &restarted.snapshot).await;
+    assert!(
+        paths.contains(&format!("resources/namespaces/cluster/{src}.json")),
+        "{paths:?}"
+    );
+}
+
+/// An owned Pod or ReplicaSet is left out only when the backup takes what recreates it: its
+/// owner, or an owner above it (restores drop owner references, so both would run). When the
+/// selection leaves every owner out (`--include-resources pods`, a label selector only the
+/// Pod matches), the Pod is the only copy and is kept; it was once left out all the same,
+/// "owned by ReplicaSet …, which recreates it", with the ReplicaSet not in the backup.
+#[tokio::test]
+async fn owned_objects_are_kept_when_their_owners_are_not_taken() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let ns = cluster.namespace("objs-owned").await.expect("namespace");
+    let pod_spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
+    let deploy = create(
+        &client,
+        &ar("apps", "v1", "Deployment", "deployments"),
+        Some(&ns),
+        json!({"metadata": {"name": "web", "labels": {"app": "web"}},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec}}}),
+    )
+    .await;
+    let owner = |kind: &str, name: &str, uid: Option<String>| json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid.unwrap_or_default(), "controller": true}]);
+    let rs = create(
+        &client,
+        &ar("apps", "v1", "ReplicaSet", "replicasets"),
+        Some(&ns),
+        json!({"metadata": {"name": "web-5d", "labels": {"app": "web", "pod-template-hash": "5d"},
+                            "ownerReferences": owner("Deployment", "web", deploy.metadata.uid.clone())},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec}}}),
+    )
+    .await;
+    create(
+        &client,
+        &ar("", "v1", "Pod", "pods"),
+        Some(&ns),
+        json!({"metadata": {"name": "web-5d-x1", "labels": {"app": "web", "pod-template-hash": "5d", "only": "pod"},
+                            "ownerReferences": owner("ReplicaSet", "web-5d", rs.metadata.uid.clone())},
+               "spec": pod_spec}),
+    )
+    .await;
+    let (_t, repo) = repository().await;
+    let pod = format!("resources/pods/namespaces/{ns}/web-5d-x1.json");
+    let replicaset = format!("resources/replicasets.apps/namespaces/{ns}/web-5d.json");
+    // (what, includedResources, labelSelector, pod kept, ReplicaSet kept)
+    type Case<'a> = (&'a str, &'a [&'a str], Option<&'a str>, bool, bool);
+    let cases: [Case; 6] = [
+        ("everything", &[], None, false, false),
+        ("pods only", &["pods"], None, true, false),
+        (
+            "pods and deployments",
+            &["pods", "deployments"],
+            None,
+            false,
+            false,
+        ),
+        (
+            "a selector only the pod matches",
+            &[],
+            Some("only=pod"),
+            true,
+            false,
+        ),
+        // The ReplicaSet, its Deployment not matching, is kept, and recreates the Pod.
+        (
+            "a selector the ReplicaSet matches too",
+            &[],
+            Some("pod-template-hash=5d"),
+            false,
+            true,
+        ),
+        ("a selector all three match", &[], Some("app=web"), false, false),
+    ];
+    for (what, include, selector, pod_kept, rs_kept) in cases {
+        let outcome = backup(
+            &client,
+            &repo,
+            "owned",
+            BackupSpec {
+                included_namespaces: vec![ns.clone()],
+                included_resources: include.iter().map(|s| s.to_string()).collect(),
+                label_selector: selector.map(str::to_string),
+                ..BackupSpec::default()
+            },
+        )
+        .await;
+        assert!(outcome.errors.is_empty(), "{what}: {:?}", outcome.errors);
+        let paths = snapshot_paths(&repo, &outcome.snapshot).await;
+        assert_eq!(
+            (paths.contains(&pod), paths.contains(&replicaset)),
+            (pod_kept, rs_kept),
+            "{what}: {paths:?} {:?}",
+            outcome.warnings
+        );
+    }
+    delete_namespace(&client, &ns).await;
+}
+
+/// A copy of a claim restored beside its original (`--namespace-mapping` in the same cluster)
+/// whose volume is bound to the original is restored unbound, with a warning, for its class to
+/// provision anew: it once named that volume and stayed Pending for ever, exit 0.
+#[tokio::test]
+async fn a_copy_of_a_claim_does_not_name_its_originals_volume() {
+    use k8s_openapi::api::core::v1::PersistentVolume;
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let src = cluster.namespace("objs-pvcopy").await.expect("namespace");
+    let pv = format!("{src}-pv");
+    lifeboat_tests::volumes::bound_claim(
+        &client,
+        &src,
+        "data",
+        &pv,
+        "standard",
+        json!({"driver": "ebs.csi.aws.com", "volumeHandle": "vol-0a1b2c3d"}),
+    )
+    .await;
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    pvs.patch(
+        &pv,
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"persistentVolumeReclaimPolicy": "Retain"}})),
+    )
+    .await
+    .expect("retain the volume");
+    let (_t, repo) = repository().await;
+    let outcome = backup_namespace(&client, &repo, "pvcopy", &src).await;
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    let dst = format!("{src}-copy");
+    let restored = restore(
+        &client,
+        &repo,
+        &outcome.snapshot,
+        RestoreSpec {
+            namespace_mapping: BTreeMap::from([(src.clone(), dst.clone())]),
+            ..RestoreSpec::default()
+        },
+    )
+    .await;
+    let copy = get(
+        &client,
+        &ar("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+        &dst,
+        "data",
+    )
+    .await;
+    let original = pvs.get(&pv).await.expect("the original volume");
+    delete_namespace(&client, &dst).await;
+    delete_namespace(&client, &src).await;
+    let _ = pvs.delete(&pv, &Default::default()).await;
+    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+    let copy = copy.expect("the copy of the claim");
+    assert!(copy["spec"].get("volumeName").is_none(), "{copy}");
+    assert!(
+        restored
+            .warnings
+            .iter()
+            .any(|w| w.message.contains(&pv) && w.message.contains(&format!("{src}/data"))),
+        "{:?}",
+        restored.warnings
+    );
+    let claim_ref = original.spec.and_then(|s| s.claim_ref).expect("still bound");
+    assert_eq!(
+        claim_ref.namespace.as_deref(),
+        Some(src.as_str()),
+        "the original keeps its volume"
+    );
+}

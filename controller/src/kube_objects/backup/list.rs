@@ -16,7 +16,8 @@ use super::super::discover::ResourceRecord;
 use super::super::filter::ObjectFilter;
 use super::super::needs::Needs;
 use super::super::object_path;
-use super::super::skip::{SkipContext, skipped_object};
+use super::super::skip::{SkipContext, recreated_by_owner, skipped_object};
+use super::owners::{OwnerRef, Owners};
 use crate::crd::ClusterScoped;
 
 /// Objects per list page.
@@ -86,6 +87,8 @@ pub struct Lists<'a> {
     pub parallelism: usize,
     /// Keys of types served by aggregated APIs.
     pub aggregated: &'a HashSet<String>,
+    /// Whether the backup takes what recreates an owned object.
+    pub owners: &'a Owners<'a>,
 }
 
 impl Lists<'_> {
@@ -175,6 +178,8 @@ impl Lists<'_> {
         let mut needs = Needs::default();
         let mut token: Option<String> = None;
         let mut restarted = false;
+        // What this listing added to `taken`, to forget on a restart.
+        let mut added: Vec<String> = Vec::new();
         loop {
             let mut params = ListParams::default().limit(PAGE_SIZE);
             if let Some(sel) = selector {
@@ -199,13 +204,17 @@ impl Lists<'_> {
             };
             let page = match page {
                 Ok(page) => page,
-                // The continue token expired (410 Gone) mid-listing: list again from the start.
+                // The continue token expired (410 Gone) mid-listing: list again from the start,
+                // forgetting what this listing sent (it is sent again, to the same path) but
+                // not what an earlier listing of the type took.
                 Err(kube::Error::Api(e)) if e.code == 410 && !restarted => {
                     restarted = true;
                     token = None;
                     tally = Tally::default();
                     needs = Needs::default();
-                    taken.clear();
+                    for id in added.drain(..) {
+                        taken.remove(&id);
+                    }
                     continue;
                 }
                 Err(e) if aggregated => {
@@ -239,7 +248,17 @@ impl Lists<'_> {
                 if taken.contains(&id) || !take(&value) {
                     continue;
                 }
-                if let Some(why) = skipped_object(&r.plural, &r.group, &value, self.ctx) {
+                let mut why = skipped_object(&r.plural, &r.group, &value, self.ctx);
+                if why.is_none()
+                    && recreated_by_owner(&r.plural, &r.group)
+                    && let Some(owner) = OwnerRef::of(&value["metadata"])
+                {
+                    let shown = format!("{} {}", owner.kind, owner.name);
+                    if self.owners.recreates(ns.as_deref(), owner).await {
+                        why = Some(format!("owned by {shown}, which recreates it"));
+                    }
+                }
+                if let Some(why) = why {
                     tally.skipped += 1;
                     tally.example.get_or_insert_with(|| format!("{id}: {why}"));
                     continue;
@@ -259,8 +278,8 @@ impl Lists<'_> {
                     tally.error = Some("the repository writer stopped".to_string());
                     return (tally, needs);
                 }
-                if remember {
-                    taken.insert(id);
+                if remember && taken.insert(id.clone()) {
+                    added.push(id);
                 }
                 tally.stored += 1;
             }

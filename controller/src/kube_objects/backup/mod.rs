@@ -2,6 +2,7 @@
 //! leave out what must not be restored, and store each object as one blob.
 
 mod list;
+mod owners;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -12,7 +13,7 @@ use kube::Client;
 use kube::api::Api;
 use lifeboat_backup::archiver::Writer;
 use lifeboat_backup::progress::Progress;
-use lifeboat_backup::snapshot::{KubernetesObjects, Snapshot, SnapshotDetails, Summary};
+use lifeboat_backup::snapshot::{KubernetesObjects, SkippedPath, Snapshot, SnapshotDetails, Summary};
 use lifeboat_backup::{BackupOptions, Repository, Source, Written};
 
 pub(crate) use self::list::for_each_page;
@@ -42,8 +43,20 @@ pub struct BackupRequest {
 }
 
 impl BackupRequest {
-    /// The request a Backup resource describes; bad globs are reported naming the field.
+    /// The request a Backup resource describes; bad globs and label selectors are reported
+    /// naming the field (a selector the API server would refuse would fail every list).
     pub fn from_spec(name: &str, spec: &BackupSpec) -> Result<Self, ObjectsError> {
+        // The name may become a Backup resource (synced from the repository by a controller).
+        if !crate::reconcile::backup_sync::valid_name(name) {
+            return Err(ObjectsError::Invalid(format!(
+                "backup name {name:?} is not a valid Kubernetes name: lowercase letters, digits, '-' \
+                 and '.', starting and ending with a letter or digit, at most 253 characters"
+            )));
+        }
+        if let Some(selector) = &spec.label_selector {
+            crate::volumes::LabelSelector::parse(selector)
+                .map_err(|e| ObjectsError::Invalid(format!("labelSelector {selector:?}: {e}")))?;
+        }
         Ok(Self {
             name: name.to_string(),
             filter: ObjectFilter {
@@ -150,7 +163,21 @@ pub async fn backup_objects_with_late_files(
             skipped_groups.push(m);
         }
     }
-    let filter = &request.filter;
+    // kubectl's names (`deploy`, `Deployment`) become the types they name; a name that
+    // names none is an error to include and a warning to exclude.
+    let all: Vec<&ResourceRecord> = discovered.resources.iter().collect();
+    let (resources, unknown) = request.filter.resources.resolve(&all)?;
+    // Each message names its field (includedResources, excludedResources).
+    warnings.extend(unknown.into_iter().map(|message| ItemMessage {
+        item: "resource filter".to_string(),
+        message,
+    }));
+    let filter = ObjectFilter {
+        resources,
+        ..request.filter.clone()
+    };
+    // Owners are looked up among every discovered type, not only those taken.
+    let owners = owners::Owners::new(client, &filter, &discovered.resources);
     let mut taken = Vec::new();
     for r in discovered.resources {
         let dependency = dependency_order(&r.group, &r.plural).is_some();
@@ -178,6 +205,8 @@ pub async fn backup_objects_with_late_files(
     let mut source = ObjectsSource {
         client,
         request,
+        filter: &filter,
+        owners: &owners,
         taken: &taken,
         aggregated: &discovered.aggregated,
         ctx: &ctx,
@@ -237,6 +266,9 @@ struct Report {
 struct ObjectsSource<'a> {
     client: &'a Client,
     request: &'a BackupRequest,
+    /// The request's filter, its resource names resolved against discovery.
+    filter: &'a ObjectFilter,
+    owners: &'a owners::Owners<'a>,
     taken: &'a [ResourceRecord],
     aggregated: &'a HashSet<String>,
     ctx: &'a SkipContext,
@@ -270,7 +302,8 @@ impl Source for ObjectsSource<'_> {
         let selected: Vec<&ResourceRecord> = self.taken.iter().filter(|r| order(r).is_none()).collect();
         let lists = Lists {
             client: self.client,
-            filter: &self.request.filter,
+            filter: self.filter,
+            owners: self.owners,
             ctx: self.ctx,
             upload: &upload,
             progress: writer.progress(),
@@ -331,6 +364,15 @@ impl Source for ObjectsSource<'_> {
                 .iter()
                 .chain(&report.warnings)
                 .map(|w| format!("{}: {}", w.item, w.message))
+                .collect(),
+            // What could not be read makes the snapshot partial, as listings then show it.
+            skipped: report
+                .errors
+                .iter()
+                .map(|e| SkippedPath {
+                    path: e.item.clone(),
+                    error: e.message.clone(),
+                })
                 .collect(),
             ..Summary::default()
         };

@@ -21,6 +21,13 @@ pub struct ResourceRecord {
     /// Whether `status` is a subresource (restored separately, on request).
     #[serde(default)]
     pub status_subresource: bool,
+    /// The singular name discovery gives (`deployment`), for resolving names users write;
+    /// not stored.
+    #[serde(skip)]
+    pub singular: String,
+    /// The short names discovery gives (`deploy`); not stored.
+    #[serde(skip)]
+    pub short_names: Vec<String>,
 }
 
 impl ResourceRecord {
@@ -70,6 +77,8 @@ pub fn records_from(list: &APIResourceList, group: &str, version: &str) -> Vec<R
                 .resources
                 .iter()
                 .any(|s| s.name == format!("{}/status", r.name)),
+            singular: r.singular_name.clone(),
+            short_names: r.short_names.clone().unwrap_or_default(),
         })
         .collect()
 }

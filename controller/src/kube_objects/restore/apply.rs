@@ -10,7 +10,7 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
 
-use super::compare::{changed_fields, is_subset};
+use super::compare::{changed_fields, extra_fields, is_subset};
 use super::objects_plan::{PlanItem, RestorePlan};
 use super::transform::{Rewrite, bind_claim, map_storage_class, prepare, unbind_claim};
 use super::{RestoreOptions, RestoreOutcome, VolumeBinding};
@@ -28,6 +28,8 @@ const CREATE_CONFLICT_PAUSE: Duration = Duration::from_millis(50);
 pub enum Applied {
     /// It was created (or would be, in a dry run).
     Created,
+    /// It was created, changed as the note says (a warning).
+    CreatedWithNote(String),
     /// It existed and was changed to match (these fields).
     Updated(Vec<String>),
     /// It existed and already matched.
@@ -41,6 +43,7 @@ impl Applied {
     pub fn describe(&self, item: &str) -> Option<String> {
         match self {
             Self::Created => Some(format!("create {item}")),
+            Self::CreatedWithNote(note) => Some(format!("create {item} ({note})")),
             Self::Updated(fields) => Some(format!("update {item}: {}", fields.join("; "))),
             Self::SkippedExisting => Some(format!("skip {item}: exists and differs (policy none)")),
             Self::Unchanged => None,
@@ -127,6 +130,7 @@ impl Applier {
         {
             unbind_claim(&mut desired);
         }
+        let note = self.unbind_if_held_elsewhere(record, item, &mut desired).await;
         let want = Desired {
             body: &desired,
             status: status.as_ref(),
@@ -140,9 +144,13 @@ impl Applier {
                 None => Err(terminating(ns, item)),
             };
         }
+        let made = || match note.clone() {
+            Some(note) => Applied::CreatedWithNote(note),
+            None => Applied::Created,
+        };
         if self.dry_run {
             return match api.get_opt(item.name()).await.map_err(explain)? {
-                None => Ok(Applied::Created),
+                None => Ok(made()),
                 Some(existing) => Ok(self.compare(item, &want, &existing)),
             };
         }
@@ -176,7 +184,7 @@ impl Applier {
                         .await
                         .map_err(|e| format!("created, but its status could not be written: {e}"))?;
                 }
-                Ok(Applied::Created)
+                Ok(made())
             }
             Err(kube::Error::Api(e)) if e.code == 409 => self.existing_object(&api, item, &want).await,
             // The API server checks a fixed node port before it finds the name taken: the
@@ -186,11 +194,42 @@ impl Applier {
             {
                 match api.get_opt(item.name()).await.map_err(explain)? {
                     Some(_) => self.existing_object(&api, item, &want).await,
-                    None => Err(format!(
-                        "the API server rejected it: {}; another Service holds that node port: free it, \
-                         or restore into another namespace with --namespace-mapping (a copy gives up its node ports)",
+                    // Another Service holds the port here. Ports the user set (kubectl
+                    // apply's last-applied configuration names them; a load balancer outside
+                    // may point at them) are kept, and the Service fails; ports the source's
+                    // API server had assigned are assigned anew, as Velero does.
+                    None if sets_node_ports(&desired) => Err(format!(
+                        "the API server rejected it: {}; another Service holds that node port, which \
+                         this Service sets explicitly: free it, or restore into another namespace \
+                         with --namespace-mapping (a copy gives up its node ports)",
                         e.message
                     )),
+                    None => {
+                        let mut fresh = desired.clone();
+                        let ports = strip_node_ports(&mut fresh);
+                        match self.create(&api, &fresh).await {
+                            Ok(()) => {}
+                            Err(kube::Error::Api(e2)) if e2.code == 409 => {
+                                return self.existing_object(&api, item, &want).await;
+                            }
+                            Err(e2) => {
+                                return Err(format!(
+                                    "the API server rejected it: {}; and without its node ports: {}",
+                                    e.message,
+                                    explain(e2)
+                                ));
+                            }
+                        }
+                        if let Some(status) = &status {
+                            self.write_status(&api, item.name(), status)
+                                .await
+                                .map_err(|e| format!("created, but its status could not be written: {e}"))?;
+                        }
+                        Ok(Applied::CreatedWithNote(format!(
+                            "node port(s) {ports}, which the API server had assigned, are held by another \
+                             Service in this cluster: restored with node ports it assigned anew"
+                        )))
+                    }
                 }
             }
             Err(kube::Error::Api(e)) if is_namespace_terminating(&e) => {
@@ -225,16 +264,53 @@ impl Applier {
             .contains(ns)
     }
 
+    /// A claim that names a PersistentVolume this cluster has bound to another claim (a copy
+    /// restored beside its original, `--namespace-mapping` in the same cluster) could never
+    /// bind: it is restored unbound, for its class to provision a new (empty) volume, and the
+    /// returned note says so.
+    async fn unbind_if_held_elsewhere(
+        &self,
+        record: &ResourceRecord,
+        item: &PlanItem<'_>,
+        desired: &mut Value,
+    ) -> Option<String> {
+        if !(record.group.is_empty() && record.plural == "persistentvolumeclaims") {
+            return None;
+        }
+        let volume = desired["spec"]["volumeName"].as_str()?.to_string();
+        let volumes: Api<DynamicObject> = Api::all_with(
+            self.client.clone(),
+            &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::PersistentVolume>(&()),
+        );
+        // A volume that cannot be read (no right to get PersistentVolumes: a namespace
+        // admin's restore) is left named, as before this check.
+        let pv = volumes.get_opt(&volume).await.ok()??;
+        let claim_ref = &pv.data["spec"]["claimRef"];
+        let (ns, name) = (claim_ref["namespace"].as_str()?, claim_ref["name"].as_str()?);
+        if Some(ns) == item.namespace.as_deref() && name == item.name() {
+            return None;
+        }
+        unbind_claim(desired);
+        Some(format!(
+            "PersistentVolume {volume} is bound to claim {ns}/{name} in this cluster: restored unbound, \
+             for its StorageClass to provision a new (empty) volume"
+        ))
+    }
+
     /// What the existing object is, given what the backup wants: unchanged if every field
-    /// the backup sets (with `restoreStatus`, status too) matches. An object only brought
+    /// the backup sets (with `restoreStatus`, status too) matches and the object has gained
+    /// no field where only users put them ([`extra_fields`]). An object only brought
     /// along ([`PlanItem::brought_along`]) is the target's own when it exists: never updated.
     fn compare(&self, item: &PlanItem<'_>, want: &Desired<'_>, existing: &DynamicObject) -> Applied {
         let existing = serde_json::to_value(existing).unwrap_or(Value::Null);
         let full = want.full();
-        if is_subset(&full, &existing) {
+        let extra = extra_fields(&item.source.key, &full, &existing);
+        if is_subset(&full, &existing) && extra.is_empty() {
             Applied::Unchanged
         } else if self.existing == ExistingResourcePolicy::Update && !item.brought_along {
-            Applied::Updated(changed_fields(&full, &existing))
+            let mut changes = changed_fields(&full, &existing);
+            changes.extend(extra);
+            Applied::Updated(changes)
         } else {
             Applied::SkippedExisting
         }
@@ -259,8 +335,10 @@ impl Applier {
                 return Ok(verdict);
             }
             let current = serde_json::to_value(&existing).unwrap_or(Value::Null);
+            let extras = extra_fields(&item.source.key, want.body, &current);
+            let only_extras = is_subset(&want.full(), &current);
             let mut latest = current;
-            if !is_subset(want.body, &latest) {
+            if !is_subset(want.body, &latest) || !extras.is_empty() {
                 let mut update = want.body.clone();
                 update["metadata"]["resourceVersion"] =
                     Value::String(existing.metadata.resource_version.clone().unwrap_or_default());
@@ -270,6 +348,11 @@ impl Applier {
                     Ok(updated) => latest = serde_json::to_value(&updated).unwrap_or(Value::Null),
                     Err(kube::Error::Api(e)) if e.code == 409 => continue,
                     Err(e) => return Err(explain(e)),
+                }
+                // Fields only the server puts back (a default the backup's older server did
+                // not have) were never the user's: the object matched.
+                if only_extras && extra_fields(&item.source.key, want.body, &latest) == extras {
+                    return Ok(Applied::Unchanged);
                 }
             }
             if let Some(status) = want.status
@@ -426,6 +509,34 @@ impl Desired<'_> {
         }
         full
     }
+}
+
+/// Whether a Service's node ports were set by its user rather than assigned by the API
+/// server: its `kubectl.kubernetes.io/last-applied-configuration` names one (as Velero tells
+/// them apart). Without that annotation they count as assigned.
+fn sets_node_ports(obj: &Value) -> bool {
+    obj.pointer("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration")
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .and_then(|applied| applied.pointer("/spec/ports").and_then(Value::as_array).cloned())
+        .is_some_and(|ports| {
+            ports
+                .iter()
+                .any(|p| p.get("nodePort").is_some_and(|n| !n.is_null()))
+        })
+}
+
+/// Removes a Service's node ports; returns them, comma-separated.
+fn strip_node_ports(obj: &mut Value) -> String {
+    let mut taken = Vec::new();
+    if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            if let Some(port) = p.remove("nodePort") {
+                taken.push(port.to_string());
+            }
+        }
+    }
+    taken.join(", ")
 }
 
 /// Whether the API server refused a create because the namespace is being deleted (the

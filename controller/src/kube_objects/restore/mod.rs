@@ -146,6 +146,13 @@ impl RestoreOutcome {
             Ok(applied) => {
                 match &applied {
                     Applied::Created => self.summary.created += 1,
+                    Applied::CreatedWithNote(note) => {
+                        self.summary.created += 1;
+                        self.warnings.push(ItemMessage {
+                            item: item.display(),
+                            message: note.clone(),
+                        });
+                    }
                     Applied::Updated(_) => self.summary.updated += 1,
                     Applied::Unchanged => self.summary.unchanged += 1,
                     Applied::SkippedExisting => self.summary.skipped_existing += 1,
@@ -213,12 +220,41 @@ impl Sink for ObjectsSink<'_> {
     }
 }
 
+/// `options` with its resource names resolved ([`ResourceFilter::resolve`]) against the
+/// backup's types and the target's, and the warnings that gives; the target is asked only
+/// when names are given.
+async fn resolve_resources(
+    client: &Client,
+    options: &RestoreOptions,
+    records: &HashMap<String, ResourceRecord>,
+) -> Result<(RestoreOptions, Vec<String>), ObjectsError> {
+    if !options.resources.names_types() {
+        return Ok((options.clone(), Vec::new()));
+    }
+    let target = super::discover(client, super::DiscoveryDeadlines::default()).await?;
+    let mut types: Vec<&ResourceRecord> = records.values().collect();
+    types.extend(target.resources.iter());
+    let (resources, unknown) = options.resources.resolve(&types)?;
+    Ok((
+        RestoreOptions {
+            resources,
+            ..options.clone()
+        },
+        unknown,
+    ))
+}
+
 async fn restore_from(
     client: &Client,
     reader: &SnapshotReader<'_>,
     options: &RestoreOptions,
     progress: &Progress,
 ) -> Result<RestoreOutcome, ObjectsError> {
+    // A server that cannot be reached fails the restore once, here, not each object.
+    client
+        .apiserver_version()
+        .await
+        .map_err(|e| ObjectsError::kube("reach the API server (GET /version)", e))?;
     // The tree is read a node at a time into a compact listing: a backup of 100,000 objects
     // has a tree of 100,000 nodes, and the restore holds every object until it is done.
     let mut listing = Listing::default();
@@ -238,6 +274,10 @@ async fn restore_from(
     let records: Vec<ResourceRecord> = serde_json::from_slice(&reader.read_blobs(&table).await?)
         .map_err(|e| ObjectsError::Invalid(format!("{RESOURCES_PATH} is unreadable: {e}")))?;
     let records: HashMap<String, ResourceRecord> = records.into_iter().map(|r| (r.key(), r)).collect();
+    // kubectl's names (`deploy`, `Deployment`) become the types they name, among the
+    // backup's and the target's (whose discovery knows short and singular names).
+    let (resolved, unknown) = resolve_resources(client, options, &records).await?;
+    let options = &resolved;
     // A restore narrowed to some namespaces takes the volumes bound to their claims and the
     // classes of both: read those objects first (claims and volumes are few).
     let (mut claims, mut volumes) = (Vec::new(), Vec::new());
@@ -261,6 +301,12 @@ async fn restore_from(
 
     let outcome = Mutex::new(RestoreOutcome::default());
     lock(&outcome).summary.filtered = plan.filtered;
+    lock(&outcome)
+        .warnings
+        .extend(unknown.into_iter().map(|message| ItemMessage {
+            item: "resource filter".to_string(),
+            message,
+        }));
     let all_volumes = options.cluster_scoped && options.resources.matches("persistentvolumes", "");
     for (volume, claim) in deps
         .without_data

@@ -399,6 +399,8 @@ mod tests {
             plural: plural.to_string(),
             namespaced,
             status_subresource: false,
+            singular: String::new(),
+            short_names: Vec::new(),
         }
     }
 

@@ -95,6 +95,7 @@ pub fn prepare(mut obj: Value, record: &ResourceRecord, rewrite: &Rewrite<'_>) -
             }
         }
         ("", "pods") => strip_pod_bindings(&mut obj),
+        ("batch", "jobs") => forget_job_selector(&mut obj),
         ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
             if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {
                 for s in subjects {
@@ -207,6 +208,28 @@ fn strip_pod_bindings(obj: &mut Value) {
     }
 }
 
+/// A Job's generated selector names its old uid, and kube-apiserver refuses a selector it did
+/// not generate ("`selector` not auto-generated"): unless `manualSelector`, the selector and
+/// the controller-uid labels it selects go, for the server to generate them anew (as Velero's
+/// Job restore action does).
+fn forget_job_selector(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("manualSelector") == Some(&Value::Bool(true)) {
+        return;
+    }
+    spec.remove("selector");
+    if let Some(labels) = spec
+        .get_mut("template")
+        .and_then(|t| t.pointer_mut("/metadata/labels"))
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove("controller-uid");
+        labels.remove("batch.kubernetes.io/controller-uid");
+    }
+}
+
 /// Services get a new cluster IP unless headless (`None`), as the old one may be taken. A
 /// copy restored into another namespace also gives up its node ports, which the original
 /// still holds.
@@ -243,6 +266,8 @@ mod tests {
             plural: plural.to_string(),
             namespaced: true,
             status_subresource: true,
+            singular: String::new(),
+            short_names: Vec::new(),
         }
     }
 

@@ -21,6 +21,7 @@ use lifeboat_etcd::{EtcdEndpoints, EtcdTlsFiles};
 use serde::Serialize;
 
 use super::{Mode, Resolved, age, decide, print_items, resolve};
+use crate::UsageError;
 use crate::cli::{BackupCreateArgs, BackupEtcdArgs, BackupRefArgs, ClusterScopedArg, GlobalArgs};
 use crate::exit;
 use crate::kube::connect;
@@ -148,7 +149,8 @@ pub async fn create(args: &BackupCreateArgs, g: &GlobalArgs) -> Result<u8> {
     let spec = spec(args);
     match decide(&args.mode, &target).await? {
         Mode::Direct(repo) => {
-            let request = BackupRequest::from_spec(&args.name, &spec)?;
+            let request =
+                BackupRequest::from_spec(&args.name, &spec).map_err(|e| UsageError(e.to_string()))?;
             // A cluster fenced off an application (another took it over) must not back it up
             // into the shared repository, whoever runs the backup.
             let filter = &request.filter.namespaces;
@@ -299,16 +301,30 @@ fn snapshot_rows(snaps: &[Snapshot]) -> String {
                 s.tags.get(BACKUP_TAG).cloned().unwrap_or_default(),
                 s.id.map(|i| i.to_hex()[..12].to_string()).unwrap_or_default(),
                 s.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                snapshot_phase(s).to_string(),
                 s.summary.files.to_string(),
                 bytes(s.summary.new_bytes),
+                s.summary.skipped.len().to_string(),
                 s.summary.warnings.len().to_string(),
             ]
         })
         .collect();
     output::table(
-        &["NAME", "SNAPSHOT", "TIME", "OBJECTS", "ADDED", "WARNINGS"],
+        &[
+            "NAME", "SNAPSHOT", "TIME", "PHASE", "OBJECTS", "ADDED", "ERRORS", "WARNINGS",
+        ],
         &rows,
     )
+}
+
+/// A direct backup's phase, as its snapshot records it: `PartiallyFailed` when some types
+/// could not be read (`summary.skipped`), else `Completed`.
+pub fn snapshot_phase(s: &Snapshot) -> &'static str {
+    if s.summary.skipped.is_empty() {
+        "Completed"
+    } else {
+        "PartiallyFailed"
+    }
 }
 
 /// The volume catalog as a table.
@@ -402,12 +418,16 @@ pub async fn describe(args: &BackupRefArgs, g: &GlobalArgs) -> Result<u8> {
             let (volumes, point) = (catalog.volumes, catalog.point);
             // The snapshot as `backup list` shows it, plus its volume catalog and point.
             let mut shown = serde_json::to_value(snap)?;
+            shown["phase"] = snapshot_phase(snap).into();
             shown["volumes"] = serde_json::to_value(&volumes)?;
             if let Some(point) = &point {
                 shown["point"] = serde_json::to_value(point)?;
             }
             output::print(g.format, &shown, |_| {
                 let mut out = snapshot_rows(std::slice::from_ref(snap));
+                for e in &snap.summary.skipped {
+                    out.push_str(&format!("error: {}: {}\n", e.path, e.error));
+                }
                 for w in &snap.summary.warnings {
                     out.push_str(&format!("warning: {w}\n"));
                 }

@@ -8,7 +8,7 @@ use kube::Api;
 use kube::api::PostParams;
 use lifeboat_backup::progress::Progress;
 use lifeboat_controller::crd::{ExistingResourcePolicy, Restore, RestorePhase, RestoreSpec, RestoreSummary};
-use lifeboat_controller::kube_objects::{RestoreOptions, snapshot_to_restore};
+use lifeboat_controller::kube_objects::{BACKUP_TAG, RestoreOptions, snapshot_to_restore};
 use lifeboat_controller::volumes::{
     RestoredOutcome, RestoredVolume, VolumeRestoreRequest, restore_with_volumes,
 };
@@ -16,6 +16,7 @@ use lifeboat_controller::wait::restore_finished;
 use serde::Serialize;
 
 use super::{Mode, decide, print_items};
+use crate::UsageError;
 use crate::cli::{ExistingPolicyArg, GlobalArgs, RestoreCreateArgs, RestoreRefArgs};
 use crate::exit;
 use crate::kube::connect;
@@ -98,10 +99,19 @@ pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
     let spec = spec(args);
     match decide(&args.mode, &target).await? {
         Mode::Direct(repo) => {
+            let mut options = RestoreOptions::from_spec(&spec).map_err(|e| UsageError(e.to_string()))?;
             let snapshot =
                 snapshot_to_restore(&repo, args.from_snapshot.as_deref(), args.from_backup.as_deref())
                     .await?;
-            let mut options = RestoreOptions::from_spec(&spec)?;
+            if !snapshot.summary.skipped.is_empty() {
+                note!(
+                    "warning: snapshot {} of backup {} is partial: {} resource type(s) could not be read \
+                     when it was taken (`drctl backup describe` names them); restoring what it holds",
+                    snapshot.id.map(|i| i.short()).unwrap_or_default(),
+                    snapshot.tags.get(BACKUP_TAG).map(String::as_str).unwrap_or("?"),
+                    snapshot.summary.skipped.len()
+                );
+            }
             options.parallelism = args.parallelism.max(1);
             let volumes = VolumeRestoreRequest {
                 enabled: !args.volumes.no_volumes,
