@@ -120,6 +120,53 @@ fn restore_as_an_unprivileged_user_is_exact_but_for_owners() {
     }
 }
 
+/// Device nodes come back as root with their device numbers, owners, modes, attributes and
+/// times; a restore without root names each as not made (exit 3, naming `CAP_MKNOD`) and
+/// restores everything else. (FIFOs and sockets are in every exact-restore test's dataset.)
+#[test]
+fn device_nodes_restore_as_root_and_are_named_without_it() {
+    let repo = Repo::new(Backend::Local);
+    let src = tempfile::tempdir().unwrap();
+    let data = src.path().join("data");
+    let devices = make_device_nodes(&data.join("dev"));
+    std::fs::write(data.join("plain"), b"plain\n").unwrap();
+    set_mtime(&data, T0 + 20, 4);
+    let (code, manifest, err) = repo.backup(As::Me, &data);
+    assert_eq!(code, Some(0), "backup: {err}");
+    let id = snapshot_id(&manifest);
+
+    let target = repo.path("as-root");
+    let (code, out) = repo.restore(As::Me, &id, &target, &[]);
+    assert_eq!(code, Some(0), "restore: {out}");
+    assert!(out.contains(", 2 FIFOs, sockets and device nodes"), "{out}");
+    assert_same_tree(&data, &restored(&target, &data));
+    let null_like = std::fs::symlink_metadata(restored(&target, &data).join("dev/null-like")).unwrap();
+    assert_eq!(
+        (
+            rustix::fs::major(null_like.rdev()),
+            rustix::fs::minor(null_like.rdev())
+        ),
+        (1, 3)
+    );
+
+    repo.hand_to_nobody();
+    let target = repo.path("as-nobody");
+    let (code, out) = repo.restore(As::Nobody, &id, &target, &[]);
+    assert_eq!(code, Some(3), "restore: {out}");
+    for name in devices {
+        assert!(
+            out.contains(&format!("dev/{name}: device node (")) && out.contains("CAP_MKNOD"),
+            "{name}: {out}"
+        );
+        assert!(!restored(&target, &data).join("dev").join(name).exists());
+    }
+    assert_eq!(
+        std::fs::read(restored(&target, &data).join("plain")).unwrap(),
+        b"plain\n"
+    );
+    assert_eq!(restore_leftovers(&target), Vec::<std::path::PathBuf>::new());
+}
+
 /// `--include` of one deep file: the directories made to hold it get their recorded mode,
 /// owner and times, not 0755 and the time of the restore.
 #[test]

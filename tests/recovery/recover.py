@@ -17,12 +17,15 @@ import base64
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 
 CHUNK_ID_CONTEXT = "lifeboat 2026-11 chunk id key v1"
 BLOCK = 4096
+# Node types made with mknod, and their file-type bits.
+SPECIAL = {"fifo": stat.S_IFIFO, "socket": stat.S_IFSOCK, "chardev": stat.S_IFCHR, "blockdev": stat.S_IFBLK}
 
 
 def fail(message):
@@ -170,6 +173,11 @@ def main():
             continue
         if node["type"] == "symlink":
             os.symlink(raw(node, "target"), path)
+            done.append((node, path))
+            continue
+        if node["type"] in SPECIAL:
+            # FIFOs, sockets and device nodes: no content; devices need root.
+            os.mknod(path, 0o600 | SPECIAL[node["type"]], node.get("rdev", 0))
             done.append((node, path))
             continue
         inode = (node.get("dev", 0), node["inode"])

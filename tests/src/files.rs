@@ -22,7 +22,8 @@ pub fn restored(target: &Path, original: &Path) -> PathBuf {
 /// Everything about one entry that a restore must reproduce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// `f`, `d` or `l`.
+    /// `f`, `d`, `l`, `p` (FIFO), `s` (socket), `c` or `b` (character or block device), as
+    /// `ls -l` shows them.
     pub kind: char,
     /// Permission bits with set-id and sticky bits.
     pub mode: u32,
@@ -42,6 +43,8 @@ pub struct Entry {
     pub content: Option<String>,
     /// Link target bytes (symlinks).
     pub target: Option<Vec<u8>>,
+    /// Which device (device nodes), `st_rdev`.
+    pub rdev: u64,
     /// Extended attributes, sorted by name.
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
@@ -65,10 +68,19 @@ pub fn xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
 pub fn entry(path: &Path) -> Entry {
     let m = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let ft = m.file_type();
+    use std::os::unix::fs::FileTypeExt;
     let kind = if ft.is_symlink() {
         'l'
     } else if ft.is_dir() {
         'd'
+    } else if ft.is_fifo() {
+        'p'
+    } else if ft.is_socket() {
+        's'
+    } else if ft.is_char_device() {
+        'c'
+    } else if ft.is_block_device() {
+        'b'
     } else {
         'f'
     };
@@ -83,6 +95,7 @@ pub fn entry(path: &Path) -> Entry {
         size: if kind == 'f' { m.len() } else { 0 },
         content: (kind == 'f').then(|| blake3::hash(&std::fs::read(path).unwrap()).to_hex().to_string()),
         target: (kind == 'l').then(|| std::fs::read_link(path).unwrap().as_os_str().as_bytes().to_vec()),
+        rdev: if matches!(kind, 'c' | 'b') { m.rdev() } else { 0 },
         xattrs: xattrs(path),
     }
 }
@@ -277,9 +290,9 @@ pub fn random(len: usize) -> Vec<u8> {
 
 /// A tree with every kind of thing a restore gets wrong, under `root` (created): set-id and
 /// sticky bits, other owners, names and a symlink target that are not UTF-8, three names for
-/// one inode, a 256 MiB file holding 128 KiB, several chunks, an empty file, user and trusted
-/// extended attributes, access and default ACLs (`setfacl`), an attribute on a symlink, and a
-/// distinct modification time on every entry. Run as root.
+/// one inode, a 256 MiB file holding 128 KiB, several chunks, an empty file, a FIFO and a
+/// socket, user and trusted extended attributes, access and default ACLs (`setfacl`), an
+/// attribute on a symlink, and a distinct modification time on every entry. Run as root.
 pub fn make_exact_dataset(root: &Path) {
     let p = |rel: &[u8]| root.join(name(rel));
     std::fs::create_dir_all(root).unwrap();
@@ -324,6 +337,14 @@ pub fn make_exact_dataset(root: &Path) {
     std::fs::write(root.join("empty"), b"").unwrap();
     chmod(&root.join("empty"), 0o600);
 
+    // A FIFO and a socket (what any user may make; device nodes: [`make_device_nodes`]).
+    make_node(&root.join("fifo"), rustix::fs::FileType::Fifo, 0);
+    lchown(&root.join("fifo"), 1234, 5678);
+    chmod(&root.join("fifo"), 0o640);
+    let listener = std::os::unix::net::UnixListener::bind(root.join("socket")).unwrap();
+    drop(listener); // its name stays: a socket file
+    chmod(&root.join("socket"), 0o770);
+
     // Extended attributes and ACLs (an access ACL on a file, a default ACL on a directory).
     let x = root.join("xattr.txt");
     std::fs::write(&x, b"attributes\n").unwrap();
@@ -363,6 +384,51 @@ pub fn make_exact_dataset(root: &Path) {
         };
         set_mtime(&path, T0 + i as i64 * 1000, 123_456_789);
     }
+}
+
+/// Makes a FIFO, socket or device node (`rdev` for devices) with mode 0600.
+pub fn make_node(path: &Path, kind: rustix::fs::FileType, rdev: u64) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        kind,
+        rustix::fs::Mode::from_bits_truncate(0o600),
+        rdev,
+    )
+    .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
+}
+
+/// Device nodes under `root` (created), as root: the character device 1:3 (what `/dev/null`
+/// is) with mode 0666 and another owner, and the block device 7:200 (a loop device number
+/// no test uses) with mode 0660 and an attribute, each with its own time. Returns their
+/// names.
+pub fn make_device_nodes(root: &Path) -> [&'static str; 2] {
+    std::fs::create_dir_all(root).unwrap();
+    let (chr, blk) = (root.join("null-like"), root.join("loop200"));
+    make_node(
+        &chr,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::makedev(1, 3),
+    );
+    lchown(&chr, 1234, 5678);
+    chmod(&chr, 0o666);
+    make_node(
+        &blk,
+        rustix::fs::FileType::BlockDevice,
+        rustix::fs::makedev(7, 200),
+    );
+    chmod(&blk, 0o660);
+    rustix::fs::setxattr(
+        &blk,
+        "trusted.lifeboat",
+        b"a device",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    set_mtime(&chr, T0 + 11, 1);
+    set_mtime(&blk, T0 + 12, 2);
+    set_mtime(root, T0 + 13, 3);
+    ["null-like", "loop200"]
 }
 
 /// A command's stderr as text.

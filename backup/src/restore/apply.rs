@@ -14,11 +14,11 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 
 use super::error::EntryError;
-use crate::snapshot::{Node, Xattr};
+use crate::snapshot::{Node, NodeKind, Xattr};
 
 /// A restored file's content under its temporary name, and the inode it is, so it is
 /// recognised when opened again.
@@ -187,6 +187,27 @@ pub(super) fn symlink_temp(dir: &OwnedFd, target: &[u8]) -> Result<OsString, Err
     }
 }
 
+/// Makes the FIFO, socket or device node `node` describes (mode 0600 until its metadata is
+/// applied) under a temporary name in `dir`. Device nodes need root (`CAP_MKNOD`): `EPERM`
+/// otherwise.
+pub(super) fn special_temp(dir: &OwnedFd, node: &Node) -> Result<OsString, Errno> {
+    let (kind, rdev) = match node.kind {
+        NodeKind::Fifo => (FileType::Fifo, 0),
+        NodeKind::Socket => (FileType::Socket, 0),
+        NodeKind::CharDevice => (FileType::CharacterDevice, node.rdev),
+        NodeKind::BlockDevice => (FileType::BlockDevice, node.rdev),
+        _ => return Err(Errno::INVAL),
+    };
+    loop {
+        let name = temp_name();
+        match rustix::fs::mknodat(dir, &name, kind, Mode::from_bits_truncate(0o600), rdev) {
+            Ok(()) => return Ok(name),
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// What applying metadata could not do.
 #[derive(Debug, Default)]
 pub(super) struct MetaNotes {
@@ -323,6 +344,79 @@ pub(super) fn apply_to_symlink(
         }
     }
     if let Err(e) = rustix::fs::utimensat(dir, name, &mtime(node), AtFlags::SYMLINK_NOFOLLOW) {
+        notes.errors.push(fail("set times", e));
+    }
+}
+
+/// Gives the FIFO, socket or device node the restore just made as `name` in `dir` its
+/// recorded owner, attributes, mode and times, in that order. None of these can be opened
+/// for writing metadata without side effects (opening a device opens the device; a FIFO
+/// waits for a writer), so the entry is opened with `O_PATH | O_NOFOLLOW`, checked to be the
+/// kind made, and changed through that handle's `/proc/self/fd` link, which names exactly
+/// that inode whatever happens to `name` meanwhile.
+pub(super) fn apply_to_special(
+    dir: &OwnedFd,
+    name: &OsStr,
+    node: &Node,
+    privileges: Privileges,
+    shown: &str,
+    notes: &mut MetaNotes,
+) {
+    let fail = |op: &str, e: Errno| format!("{shown}: {op}: {}", std::io::Error::from(e));
+    let fd = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
+            notes.errors.push(fail("open to set its metadata", e));
+            return;
+        }
+    };
+    let made = match node.kind {
+        NodeKind::Fifo => FileType::Fifo,
+        NodeKind::Socket => FileType::Socket,
+        NodeKind::CharDevice => FileType::CharacterDevice,
+        _ => FileType::BlockDevice,
+    };
+    match rustix::fs::fstat(&fd) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == made => {}
+        Ok(_) => {
+            notes
+                .errors
+                .push(format!("{shown}: replaced while it was restored"));
+            return;
+        }
+        Err(e) => {
+            notes.errors.push(fail("stat", e));
+            return;
+        }
+    }
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    if privileges.root
+        && let Err(e) = rustix::fs::chownat(
+            &fd,
+            "",
+            Some(Uid::from_raw(node.uid)),
+            Some(Gid::from_raw(node.gid)),
+            AtFlags::EMPTY_PATH,
+        )
+    {
+        notes.errors.push(fail("set owner", e));
+    }
+    for x in &node.xattrs {
+        if !privileges.may_set(x) {
+            notes.xattrs_need_root += 1;
+        } else if let Err(e) = rustix::fs::setxattr(&path, x.name.as_str(), &x.value, XattrFlags::empty()) {
+            notes.errors.push(xattr_error(shown, x, e));
+        }
+    }
+    if let Err(e) = rustix::fs::chmod(&path, Mode::from_bits_truncate(node.mode & 0o7777)) {
+        notes.errors.push(fail("set mode", e));
+    }
+    if let Err(e) = rustix::fs::utimensat(rustix::fs::CWD, &path, &mtime(node), AtFlags::empty()) {
         notes.errors.push(fail("set times", e));
     }
 }

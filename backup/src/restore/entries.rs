@@ -1,7 +1,7 @@
 //! The restore's entries before and after their content arrives: directories and temporary
-//! files made first (so blobs can land in any order), then every file, hard link and
-//! symlink given its metadata and renamed into place, then directories' metadata, deepest
-//! first.
+//! files made first (so blobs can land in any order), then every file, hard link, symlink,
+//! FIFO, socket and device node given its metadata and renamed into place, then directories'
+//! metadata, deepest first.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
@@ -10,17 +10,19 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType};
+use rustix::io::Errno;
 
 use super::RestoreReport;
 use super::apply::{
-    MetaNotes, Privileges, TEMP_PREFIX, apply_to_fd, apply_to_symlink, create_temp, discard,
-    is_older_temporary_name, is_temporary_name, link_temp, open_temp, put_in_place, symlink_temp,
+    MetaNotes, Privileges, TEMP_PREFIX, apply_to_fd, apply_to_special, apply_to_symlink, create_temp,
+    discard, is_older_temporary_name, is_temporary_name, link_temp, open_temp, put_in_place, special_temp,
+    symlink_temp,
 };
 use super::error::EntryError;
 use super::files_plan::{EntryKind, PlannedEntry, RestorePlan};
 use super::handles::Dirs;
 use super::output::FileSlot;
-use crate::snapshot::Node;
+use crate::snapshot::{Node, NodeKind};
 
 /// Mode of a directory while the restore fills it; its recorded mode comes at the end.
 const DIR_WHILE_RESTORING: u32 = 0o700;
@@ -63,7 +65,7 @@ pub(super) fn prepare(
                 });
                 Ok(())
             }),
-            EntryKind::HardLink { .. } | EntryKind::Symlink => {
+            EntryKind::HardLink { .. } | EntryKind::Symlink | EntryKind::Special => {
                 dirs.make(parent(&e.path), DIR_UNLISTED).map(|_| ())
             }
         };
@@ -166,6 +168,31 @@ pub(super) fn finish(
         }
     }
 
+    for e in plan.entries.iter().filter(|e| e.kind == EntryKind::Special) {
+        if failed.contains(&e.node) {
+            continue;
+        }
+        let shown = dirs.shown(&e.path);
+        let node = &nodes[e.node];
+        let made = dirs.get(parent(&e.path)).and_then(|dir| {
+            let temp = special_temp(&dir, node).map_err(|err| match err {
+                Errno::PERM if matches!(node.kind, NodeKind::CharDevice | NodeKind::BlockDevice) => {
+                    EntryError::DeviceNeedsRoot {
+                        path: shown.clone(),
+                        kind: node.kind.name(),
+                    }
+                }
+                err => EntryError::os(&shown, "create", err),
+            })?;
+            apply_to_special(&dir, &temp, node, privileges, &shown, &mut notes);
+            put_in_place(&dir, &temp, name(&e.path), node.kind.name(), &shown)
+        });
+        match made {
+            Ok(()) => report.special_files += 1,
+            Err(err) => report.errors.push(err.to_string()),
+        }
+    }
+
     let mut dir_entries: Vec<&PlannedEntry> = plan
         .entries
         .iter()
@@ -223,8 +250,8 @@ pub(super) fn finish(
     }
 }
 
-/// Removes the regular files and symlinks in `dir` named as a restore names its temporary
-/// files ([`super::apply::temporary_name`], check digits included), but for the names the
+/// Removes the entries in `dir` other than directories (files, symlinks, FIFOs, sockets,
+/// device nodes) named as a restore names its temporary files ([`super::apply::temporary_name`], check digits included), but for the names the
 /// snapshot itself puts there (`planned`); never a directory, never another name. Returns how
 /// many, and how many names look like an earlier release's temporaries (no check digits),
 /// which are left. Errors only leave them in place.
@@ -241,7 +268,7 @@ fn remove_stale_temps(dir: &OwnedFd, planned: Option<&HashSet<&OsStr>>) -> (usiz
         if !ours && !is_temp && is_older_temporary_name(name) {
             older += 1;
         }
-        if is_temp && matches!(entry.file_type(), FileType::RegularFile | FileType::Symlink) {
+        if is_temp && entry.file_type() != FileType::Directory {
             stale.push(entry.file_name().to_owned());
         }
     }

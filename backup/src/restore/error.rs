@@ -49,6 +49,17 @@ pub enum EntryError {
         /// The first name of the inode.
         to: String,
     },
+    /// A device node could not be made: that needs root (`CAP_MKNOD`), and a container may
+    /// be denied it even as root.
+    #[error(
+        "{path}: device node ({kind}) not made: making device nodes needs root (CAP_MKNOD), which this restore lacks; restore as root to have it"
+    )]
+    DeviceNeedsRoot {
+        /// The path in the target.
+        path: String,
+        /// `chardev` or `blockdev`.
+        kind: &'static str,
+    },
     /// A system call failed.
     #[error("{path}: {op}: {error}")]
     Os {

@@ -37,6 +37,9 @@ pub enum EntryKind {
     },
     /// A symbolic link, created under a temporary name and renamed into place.
     Symlink,
+    /// A FIFO, socket or device node, made with `mknod` under a temporary name and renamed
+    /// into place.
+    Special,
 }
 
 /// One node to restore.
@@ -203,6 +206,9 @@ pub fn plan_restore(
         let kind = match node.kind {
             NodeKind::Dir => EntryKind::Dir,
             NodeKind::Symlink => EntryKind::Symlink,
+            NodeKind::Fifo | NodeKind::Socket | NodeKind::CharDevice | NodeKind::BlockDevice => {
+                EntryKind::Special
+            }
             NodeKind::File if node.nlink > 1 && node.inode != 0 => {
                 match first_name.get(&(node.dev, node.inode)) {
                     Some(&to) => EntryKind::HardLink { to },

@@ -50,6 +50,8 @@ pub struct RestoreReport {
     pub dirs: u64,
     /// Symlinks created.
     pub symlinks: u64,
+    /// FIFOs, sockets and device nodes created.
+    pub special_files: u64,
     /// Bytes written.
     pub bytes: u64,
     /// Paths that could not be restored (or not completely), each with the reason.

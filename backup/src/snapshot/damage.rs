@@ -155,8 +155,10 @@ pub fn tree_damage(nodes: &[Node]) -> Vec<TreeDamage> {
                 node: i,
                 kind: DamageKind::UnderNonDirectory,
                 why: format!(
-                    "{:?} lies under {:?}, which is a {:?}, not a directory",
-                    node.path, nodes[p].path, nodes[p].kind
+                    "{:?} lies under {:?}, which is a {}, not a directory",
+                    node.path,
+                    nodes[p].path,
+                    nodes[p].kind.name()
                 ),
             });
             continue;

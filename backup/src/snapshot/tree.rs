@@ -1,4 +1,5 @@
-//! Tree listings: one JSON line per file, directory or symlink, sorted by path bytes. Stored
+//! Tree listings: one JSON line per file, directory, symlink or special file (FIFO, socket,
+//! device node), sorted by path bytes. Stored
 //! as content-defined chunks like file data, so an unchanged part of a large tree deduplicates.
 //!
 //! Names and symlink targets are bytes on Unix. A path or target that is valid UTF-8 is
@@ -78,6 +79,33 @@ pub enum NodeKind {
     /// `extents` hold data and the rest reads as zeros (holes). `chunks` is every extent's
     /// chunks in extent order (docs/FORMAT.md, "Volume nodes").
     Volume,
+    /// A named pipe (`mkfifo`): no content, recreated empty.
+    Fifo,
+    /// A Unix domain socket's name in the filesystem: no content; recreated as an unbound
+    /// socket inode (as `cp -a` and `rsync -a` do), which its program replaces when it listens.
+    Socket,
+    /// A character device node; `rdev` says which device.
+    #[serde(rename = "chardev")]
+    CharDevice,
+    /// A block device node; `rdev` says which device.
+    #[serde(rename = "blockdev")]
+    BlockDevice,
+}
+
+impl NodeKind {
+    /// The name the tree format and listings use (`file`, `chardev`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Dir => "dir",
+            Self::Symlink => "symlink",
+            Self::Volume => "volume",
+            Self::Fifo => "fifo",
+            Self::Socket => "socket",
+            Self::CharDevice => "chardev",
+            Self::BlockDevice => "blockdev",
+        }
+    }
 }
 
 /// One stored range of a [`NodeKind::Volume`] node: `length` bytes at byte `offset` of the
@@ -132,6 +160,9 @@ pub struct Node {
     pub dev: u64,
     /// Hard link count at backup time; recorded when > 1.
     pub nlink: u64,
+    /// Which device a [`NodeKind::CharDevice`] or [`NodeKind::BlockDevice`] node is: Linux's
+    /// `st_rdev` (major and minor as glibc's `makedev` packs them); 0 for every other kind.
+    pub rdev: u64,
     /// Content size (the logical size: holes included).
     pub size: u64,
     /// Content chunks, in order (files).
@@ -313,6 +344,8 @@ struct NodeOut<'a> {
     dev: u64,
     #[serde(skip_serializing_if = "at_most_one")]
     nlink: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    rdev: u64,
     size: u64,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     chunks: &'a [BlobId],
@@ -360,6 +393,8 @@ struct NodeIn {
     #[serde(default)]
     nlink: u64,
     #[serde(default)]
+    rdev: u64,
+    #[serde(default)]
     size: u64,
     #[serde(default)]
     chunks: Vec<BlobId>,
@@ -394,6 +429,7 @@ impl serde::Serialize for Node {
             inode: self.inode,
             dev: self.dev,
             nlink: self.nlink,
+            rdev: self.rdev,
             size: self.size,
             chunks: &self.chunks,
             target: self.target.as_deref().filter(|_| self.target_raw.is_none()),
@@ -431,6 +467,7 @@ impl<'de> serde::Deserialize<'de> for Node {
             inode: n.inode,
             dev: n.dev,
             nlink: n.nlink,
+            rdev: n.rdev,
             size: n.size,
             chunks: n.chunks,
             extents: n.extents,
@@ -456,6 +493,30 @@ impl<'de> serde::Deserialize<'de> for Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn special_files_round_trip_with_their_device_numbers() {
+        let mut dev = Node::with_path(b"dev/loop200", NodeKind::BlockDevice);
+        dev.rdev = 0x7c8;
+        let json = serde_json::to_string(&dev).unwrap();
+        assert!(
+            json.contains(r#""type":"blockdev""#) && json.contains(r#""rdev":1992"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Node>(&json).unwrap(), dev);
+        for (kind, name) in [
+            (NodeKind::Fifo, "fifo"),
+            (NodeKind::Socket, "socket"),
+            (NodeKind::CharDevice, "chardev"),
+        ] {
+            let json = serde_json::to_string(&Node::with_path(b"x", kind)).unwrap();
+            assert!(
+                json.contains(&format!(r#""type":"{name}""#)) && !json.contains(r#""rdev""#),
+                "{json}"
+            );
+            assert_eq!(kind.name(), name);
+        }
+    }
 
     #[test]
     fn non_utf8_names_and_targets_round_trip_byte_for_byte() {

@@ -399,7 +399,9 @@ pub enum RestoreCommand {
     /// Restore a files snapshot into a directory
     ///
     /// Restores file content (sparse files stay sparse), directories, symlinks (targets byte
-    /// for byte) and hard links (as hard links, among the paths restored), names exactly as
+    /// for byte), hard links (as hard links, among the paths restored), FIFOs, sockets (as
+    /// unbound socket files, like cp -a) and device nodes (as root only: otherwise each is
+    /// listed as not restored), names exactly as
     /// backed up (including names that are not UTF-8), and each entry's mode (with set-user-ID,
     /// set-group-ID and sticky bits), modification time, extended attributes and POSIX ACLs
     /// (system.posix_acl_access / system.posix_acl_default) where the target filesystem

@@ -52,8 +52,12 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
             let report = restore_files(&r, &snap, &target, &RestoreOptions { include }, progress).await?;
             drop(bar);
             output::print(g.format, &report, |rep| {
+                let special = match rep.special_files {
+                    0 => String::new(),
+                    n => format!(", {n} FIFOs, sockets and device nodes"),
+                };
                 let mut s = format!(
-                    "restored {} files, {} directories, {} symlinks ({}) into {}\n",
+                    "restored {} files, {} directories, {} symlinks{special} ({}) into {}\n",
                     rep.files,
                     rep.dirs,
                     rep.symlinks,

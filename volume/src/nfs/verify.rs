@@ -152,7 +152,12 @@ async fn compare(
             check.files += 1;
             compare_content(client, indexed, key, node, &fh, &path, check).await?;
         }
-        NodeKind::Volume => {}
+        // The NFS source records neither (special files are reported as not backed up).
+        NodeKind::Volume
+        | NodeKind::Fifo
+        | NodeKind::Socket
+        | NodeKind::CharDevice
+        | NodeKind::BlockDevice => {}
     }
     Ok(())
 }

@@ -77,6 +77,7 @@ pub fn walk(roots: &[PathBuf]) -> Walked {
 }
 
 fn node_for(path: &Path, meta: &std::fs::Metadata, out: &mut Walked) -> Option<Node> {
+    use std::os::unix::fs::FileTypeExt;
     let ft = meta.file_type();
     let kind = if ft.is_file() {
         NodeKind::File
@@ -84,11 +85,16 @@ fn node_for(path: &Path, meta: &std::fs::Metadata, out: &mut Walked) -> Option<N
         NodeKind::Dir
     } else if ft.is_symlink() {
         NodeKind::Symlink
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_socket() {
+        NodeKind::Socket
+    } else if ft.is_char_device() {
+        NodeKind::CharDevice
+    } else if ft.is_block_device() {
+        NodeKind::BlockDevice
     } else {
-        out.skip(
-            path,
-            "not backed up: a socket, FIFO or device node (only files, directories and symlinks are)",
-        );
+        out.skip(path, "not backed up: a file type Linux does not have");
         return None;
     };
     let mut node = Node {
@@ -100,6 +106,11 @@ fn node_for(path: &Path, meta: &std::fs::Metadata, out: &mut Walked) -> Option<N
         ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
         inode: meta.ino(),
         size: if kind == NodeKind::File { meta.len() } else { 0 },
+        rdev: if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
+            meta.rdev()
+        } else {
+            0
+        },
         ..Node::default()
     };
     if kind == NodeKind::File && meta.nlink() > 1 {
@@ -124,18 +135,35 @@ fn node_for(path: &Path, meta: &std::fs::Metadata, out: &mut Walked) -> Option<N
 mod tests {
     use super::*;
 
-    /// A path that vanished between being listed and being looked at is named, not dropped.
+    /// A path that vanished between being listed and being looked at is named, not dropped;
+    /// sockets and FIFOs are listed as what they are.
     #[test]
-    fn vanished_and_special_entries_are_listed_as_skipped() {
+    fn vanished_entries_are_skipped_and_special_files_listed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("kept"), b"x").unwrap();
         let socket = std::os::unix::net::UnixListener::bind(dir.path().join("socket")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_bits_truncate(0o640),
+            0,
+        )
+        .unwrap();
         let gone = dir.path().join("gone");
         let walked = walk(&[dir.path().to_path_buf(), gone.clone()]);
         let skipped: Vec<&str> = walked.skipped.iter().map(|s| s.path.as_str()).collect();
-        assert!(skipped.contains(&gone.to_str().unwrap()), "{skipped:?}");
-        assert!(skipped.iter().any(|p| p.ends_with("/socket")), "{skipped:?}");
-        assert!(walked.nodes.iter().any(|n| n.path.ends_with("/kept")));
+        assert_eq!(skipped, [gone.to_str().unwrap()]);
+        let kind = |name: &str| {
+            walked
+                .nodes
+                .iter()
+                .find(|n| n.path.ends_with(name))
+                .map(|n| (n.kind, n.size, n.rdev))
+        };
+        assert_eq!(kind("/kept"), Some((NodeKind::File, 1, 0)));
+        assert_eq!(kind("/socket"), Some((NodeKind::Socket, 0, 0)));
+        assert_eq!(kind("/fifo"), Some((NodeKind::Fifo, 0, 0)));
         drop(socket);
     }
 
