@@ -164,3 +164,139 @@ fn closed_stderr_and_stdout_keep_the_exit_code() {
         assert_eq!(code, "2", "with {what}: exit {code}");
     }
 }
+
+/// Numbers that cannot mean anything are usage errors (exit 2) naming the flag, before any
+/// repository, cluster or server is touched: a count of 0 where at least one is needed (the
+/// engine used to turn 0 into 1 or 4 without a word), a zstd level zstd does not have (99
+/// was recorded in the repository's config), a tag or host name holding a newline (it broke
+/// every table listing snapshots), and one tag or label key given twice with two values (one
+/// silently won).
+#[test]
+fn flags_that_cannot_mean_anything_are_usage_errors() {
+    let repo = ["--repo", "/nonexistent/lifeboat-repo"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            [
+                &["repo", "copy"][..],
+                &repo,
+                &["--to", "/tmp/b", "--parallel", "0"],
+            ]
+            .concat(),
+            "--parallel",
+        ),
+        (
+            vec!["repo", "init", "--repo", "/x", "--compression-level", "99"],
+            "zstd level",
+        ),
+        (
+            vec!["repo", "init", "--repo", "/x", "--compression-level", "fast"],
+            "whole number",
+        ),
+        (
+            [
+                &["volume", "backup"][..],
+                &repo,
+                &["--pool", "p", "--image", "i", "--workers", "0"],
+            ]
+            .concat(),
+            "--workers",
+        ),
+        (
+            [
+                &["volume", "restore", "abc"][..],
+                &repo,
+                &["--pool", "p", "--image", "i", "--workers", "0"],
+            ]
+            .concat(),
+            "--workers",
+        ),
+        (
+            [
+                &["etcd", "snapshot"][..],
+                &repo,
+                &["--endpoints", "http://127.0.0.1:1", "--watch", "--interval", "0"],
+            ]
+            .concat(),
+            "--interval",
+        ),
+        (
+            vec!["backup", "create", "b", "--direct", "--volume-parallelism", "0"],
+            "--volume-parallelism",
+        ),
+        (
+            vec![
+                "restore",
+                "create",
+                "r",
+                "--from-backup",
+                "b",
+                "--parallelism",
+                "0",
+            ],
+            "--parallelism",
+        ),
+        (vec!["cluster", "status", "--probes", "0"], "--probes"),
+        (
+            vec!["cluster", "status", "--confirmations", "0"],
+            "--confirmations",
+        ),
+        (
+            [&["backup", "files"][..], &repo, &["/tmp", "--tag", "a=b\nc"]].concat(),
+            "control character",
+        ),
+        (
+            [&["backup", "files"][..], &repo, &["/tmp", "--host", "web\n1"]].concat(),
+            "control character",
+        ),
+        (
+            [
+                &["backup", "files"][..],
+                &repo,
+                &["/tmp", "--tag", "env=prod", "--tag", "env=dev"],
+            ]
+            .concat(),
+            "give each key once",
+        ),
+    ];
+    let cases = cases.into_iter().chain([
+        (
+            vec![
+                "restore",
+                "create",
+                "r",
+                "--from-backup",
+                "b",
+                "--labels",
+                "a=1,a=2",
+            ],
+            "give each key once",
+        ),
+        (
+            vec![
+                "restore",
+                "create",
+                "r",
+                "--from-backup",
+                "b",
+                "--labels",
+                "bad key=x",
+            ],
+            "the key's name",
+        ),
+        (
+            vec!["restore", "create", "r", "--from-backup", "b", "--labels", "a=-x"],
+            "the value must be",
+        ),
+    ]);
+    for (args, named) in cases {
+        let out = Command::cargo_bin("drctl")
+            .unwrap()
+            .args(&args)
+            .env("LIFEBOAT_PASSPHRASE", "x")
+            .output()
+            .unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+}

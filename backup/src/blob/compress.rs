@@ -11,6 +11,14 @@ pub struct Compression {
     pub level: i32,
 }
 
+impl Compression {
+    /// The levels zstd takes (its `ZSTD_minCLevel()..=ZSTD_maxCLevel()`: -131072 to 22); a
+    /// level outside is refused by drctl rather than clamped by zstd.
+    pub fn levels() -> std::ops::RangeInclusive<i32> {
+        zstd::compression_level_range()
+    }
+}
+
 impl Default for Compression {
     fn default() -> Self {
         Self { level: 1 }

@@ -47,17 +47,17 @@ pub enum ClusterCommand {
         name: Option<String>,
         #[command(flatten)]
         fed: FederationArgs,
-        /// Probes per cluster.
-        #[arg(long, default_value_t = 1)]
+        /// Probes per cluster (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = crate::cli::at_least_one::<u32>)]
         probes: u32,
-        /// Seconds between probes.
-        #[arg(long, default_value_t = 2)]
+        /// Seconds between probes (at least 1).
+        #[arg(long, default_value_t = 2, value_parser = crate::cli::at_least_one::<u64>)]
         interval: u64,
-        /// Failed probes in a row one observer must see.
-        #[arg(long, default_value_t = 3)]
+        /// Failed probes in a row one observer must see (at least 1).
+        #[arg(long, default_value_t = 3, value_parser = crate::cli::at_least_one::<u32>)]
         failure_threshold: u32,
-        /// Observers that must agree.
-        #[arg(long, default_value_t = 2)]
+        /// Observers that must agree (at least 1).
+        #[arg(long, default_value_t = 2, value_parser = crate::cli::at_least_one::<u32>)]
         confirmations: u32,
         /// Record the probes as this observer (default `drctl@HOST`): one name per vantage
         /// point, e.g. a bastion in the standby's network and a laptop elsewhere.
@@ -140,7 +140,7 @@ pub struct RunVolumeArgs {
     #[arg(long)]
     pub no_volumes: bool,
     /// Volumes moved at once (at least 1).
-    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, default_value_t = 4, value_parser = crate::cli::at_least_one::<usize>)]
     pub volume_parallelism: usize,
     /// ceph.conf (monitors and keyring) to reach every RBD image with, instead of each
     /// cluster's CSI driver ConfigMaps and StorageClass Secrets.

@@ -120,8 +120,8 @@ pub struct VolumeArgs {
     /// Leave out claims of these StorageClasses (globs, comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub volume_exclude_storage_class: Vec<String>,
-    /// Volumes backed up at once (--direct).
-    #[arg(long, default_value_t = 4)]
+    /// Volumes backed up at once (--direct; at least 1).
+    #[arg(long, default_value_t = 4, value_parser = crate::cli::at_least_one::<usize>)]
     pub volume_parallelism: usize,
     #[command(flatten)]
     pub ceph: VolumeCephArgs,
@@ -151,8 +151,8 @@ pub struct RestoreVolumeArgs {
     /// backup (Velero's --restore-volumes=false).
     #[arg(long)]
     pub no_volumes: bool,
-    /// Volumes written at once (--direct).
-    #[arg(long, default_value_t = 4)]
+    /// Volumes written at once (--direct; at least 1).
+    #[arg(long, default_value_t = 4, value_parser = crate::cli::at_least_one::<usize>)]
     pub volume_parallelism: usize,
     #[command(flatten)]
     pub ceph: VolumeCephArgs,
@@ -223,8 +223,8 @@ pub struct RestoreCreateArgs {
     /// Print what would change, change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Creates in flight (direct mode).
-    #[arg(long, default_value_t = 32)]
+    /// Creates in flight (direct mode; at least 1).
+    #[arg(long, default_value_t = 32, value_parser = crate::cli::at_least_one::<usize>)]
     pub parallelism: usize,
     /// Wait for the controller to finish it (direct runs always wait).
     #[arg(long)]

@@ -170,8 +170,9 @@ pub enum RepoCommand {
         /// File whose first line is a passphrase that may open the repository.
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
-        /// zstd compression level.
-        #[arg(long, default_value_t = 1)]
+        /// zstd compression level: 1 (the default: fast) to 19 (smaller, slower), 20–22 (much
+        /// memory), or negative (faster than 1, larger); recorded in the repository's config.
+        #[arg(long, default_value_t = 1, value_parser = parse_compression_level)]
         compression_level: i32,
     },
     /// Manage the user keys that open the repository.
@@ -288,8 +289,8 @@ pub struct CopyArgs {
     /// Copy every snapshot (the default).
     #[arg(long)]
     pub all: bool,
-    /// Packs transferred at once.
-    #[arg(long, default_value_t = lifeboat_backup::copy::DEFAULT_PARALLELISM)]
+    /// Packs transferred at once (at least 1).
+    #[arg(long, default_value_t = lifeboat_backup::copy::DEFAULT_PARALLELISM, value_parser = at_least_one::<usize>)]
     pub parallel: usize,
     /// Bandwidth limit for all transfers together, per second: 50MiB, 10M, 800KiB.
     #[arg(long, value_parser = lifeboat_backup::copy::parse_rate)]
@@ -383,7 +384,7 @@ pub enum BackupCommand {
         /// Host name to record instead of this machine's (as restic's --host): retention
         /// groups and the parent snapshot go by it. Give a fixed name where the host name
         /// changes each run (Kubernetes CronJob pods).
-        #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        #[arg(long, value_parser = parse_host)]
         host: Option<String>,
     },
 }
@@ -479,11 +480,12 @@ pub enum EtcdCommand {
         /// SIGTERM); resumes an existing chain. A compaction gap starts a new full snapshot.
         #[arg(long)]
         watch: bool,
-        /// With --watch: store a delta at least this often (seconds): the recovery point.
-        #[arg(long, default_value_t = 10)]
+        /// With --watch: store a delta at least this often (seconds, at least 1): the recovery
+        /// point.
+        #[arg(long, default_value_t = 10, value_parser = at_least_one::<u64>)]
         interval: u64,
-        /// With --watch: store a delta once this many MiB of changes are buffered.
-        #[arg(long, default_value_t = 8)]
+        /// With --watch: store a delta once this many MiB of changes are buffered (at least 1).
+        #[arg(long, default_value_t = 8, value_parser = at_least_one::<usize>)]
         max_delta_mib: usize,
     },
     /// List etcd snapshots.
@@ -549,8 +551,8 @@ pub enum VolumeCommand {
         /// Read every allocated extent even when an incremental is possible.
         #[arg(long)]
         full: bool,
-        /// Reader threads.
-        #[arg(long, default_value_t = 4)]
+        /// Reader threads (at least 1).
+        #[arg(long, default_value_t = 4, value_parser = at_least_one::<usize>)]
         workers: usize,
         /// Tag the snapshot (key=value, repeatable).
         #[arg(long = "tag", value_parser = parse_tag)]
@@ -575,8 +577,9 @@ pub enum VolumeCommand {
         /// Replace an existing image of that name (it must have no snapshots).
         #[arg(long)]
         force: bool,
-        /// Write parallelism: 4 × this many writes in flight through one image handle.
-        #[arg(long, default_value_t = 4)]
+        /// Write parallelism: 4 × this many writes in flight through one image handle (at
+        /// least 1).
+        #[arg(long, default_value_t = 4, value_parser = at_least_one::<usize>)]
         workers: usize,
     },
 }
@@ -644,9 +647,67 @@ fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
     lifeboat_backup::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
+fn parse_compression_level(s: &str) -> Result<i32, String> {
+    let levels = lifeboat_backup::blob::Compression::levels();
+    let level: i32 = s.parse().map_err(|_| format!("{s:?} is not a whole number"))?;
+    if levels.contains(&level) {
+        Ok(level)
+    } else {
+        Err(format!(
+            "{level} is not a zstd level: give {} to {} (1 is fast, 19 is small)",
+            levels.start(),
+            levels.end()
+        ))
+    }
+}
+
 pub(crate) fn parse_tag(s: &str) -> Result<(String, String), String> {
+    if s.chars().any(char::is_control) {
+        return Err(format!(
+            "{s:?} holds a control character (a newline?): give key=value on one line"
+        ));
+    }
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("tag {s:?} must be key=value")),
+        _ => Err(format!("{s:?} must be key=value")),
+    }
+}
+
+/// `key=value` pairs as a map, refusing a key given twice with different values (one would
+/// silently win). `what` names the flag in the error (`--tag`).
+pub(crate) fn pairs_to_map(
+    what: &str,
+    pairs: &[(String, String)],
+) -> Result<std::collections::BTreeMap<String, String>, crate::UsageError> {
+    let mut map = std::collections::BTreeMap::new();
+    for (k, v) in pairs {
+        if let Some(earlier) = map.insert(k.clone(), v.clone())
+            && earlier != *v
+        {
+            return Err(crate::UsageError(format!(
+                "{what} gives {k:?} twice ({k}={earlier}, {k}={v}): give each key once"
+            )));
+        }
+    }
+    Ok(map)
+}
+
+/// A count or interval that must be at least 1 (`--workers`, `--parallel`, `--interval`…).
+pub(crate) fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(s: &str) -> Result<T, String> {
+    match s.parse::<T>() {
+        Ok(n) if n >= T::from(1) => Ok(n),
+        Ok(_) => Err(format!("{s} is too small: give at least 1")),
+        Err(_) => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
+}
+
+/// A host name to record: not empty, no control characters (it is printed in tables).
+fn parse_host(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("the host name is empty".to_string())
+    } else if s.chars().any(char::is_control) {
+        Err(format!("{s:?} holds a control character (a newline?)"))
+    } else {
+        Ok(s.to_string())
     }
 }

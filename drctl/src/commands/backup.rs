@@ -25,9 +25,10 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
             force,
             host,
         } => {
+            let tags = crate::cli::pairs_to_map("--tag", &tags)?;
             let r = open::repository(&repo, &key).await?;
             let options = FilesOptions {
-                tags: tags.into_iter().collect(),
+                tags,
                 force_full: force,
                 workers: 0,
                 host,

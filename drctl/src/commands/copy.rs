@@ -18,7 +18,7 @@ pub async fn run(args: &CopyArgs, g: &GlobalArgs) -> Result<u8> {
     let selection = if !args.snapshots.is_empty() {
         Selection::Snapshots(args.snapshots.clone())
     } else if !args.tags.is_empty() {
-        Selection::Tags(args.tags.iter().cloned().collect())
+        Selection::Tags(crate::cli::pairs_to_map("--tag", &args.tags)?)
     } else {
         Selection::All
     };

@@ -34,11 +34,12 @@ pub async fn run(cmd: EtcdCommand, g: &GlobalArgs) -> Result<u8> {
                 (None, None, None) => None,
                 (None, _, _) => bail!("--cert and --key need --cacert to verify the etcd server"),
             };
+            let tags = crate::cli::pairs_to_map("--tag", &tags)?;
             let r = open::repository(&repo, &repo_key).await?;
             let progress = Arc::new(Progress::default());
             let bar = Bar::start(&progress, "etcd snapshot", g.quiet);
             let endpoints = EtcdEndpoints { urls: endpoints, tls };
-            let snap = snapshot_etcd(&r, &endpoints, tags.into_iter().collect(), progress).await?;
+            let snap = snapshot_etcd(&r, &endpoints, tags, progress).await?;
             drop(bar);
             let s = &snap.summary;
             let (endpoint, revision) = match &snap.details {

@@ -25,6 +25,7 @@ pub async fn run(cmd: VolumeCommand, g: &GlobalArgs) -> Result<u8> {
             workers,
             tags,
         } => {
+            let tags = crate::cli::pairs_to_map("--tag", &tags)?;
             let r = open::repository(&repo, &repo_key).await?;
             let cluster = connect(&ceph).await?;
             let progress = Arc::new(Progress::default());
@@ -35,7 +36,7 @@ pub async fn run(cmd: VolumeCommand, g: &GlobalArgs) -> Result<u8> {
                 &pool,
                 &image,
                 &VolumeBackupOptions {
-                    tags: tags.into_iter().collect(),
+                    tags,
                     progress,
                     workers,
                     force_full: full,

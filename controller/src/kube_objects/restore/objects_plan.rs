@@ -204,8 +204,14 @@ pub fn dependencies(claims: &[Value], volumes: &[Value]) -> Dependencies {
 }
 
 /// Checks what can be checked of the options before anything is read or written: every
-/// namespace mapping names a valid namespace.
+/// namespace mapping names a valid namespace, every label to add is one the API server takes
+/// (else every object would be refused, one by one).
 pub fn check_options(options: &RestoreOptions) -> Result<(), ObjectsError> {
+    for (key, value) in &options.labels {
+        label_problem(key, value).map_or(Ok(()), |why| {
+            Err(ObjectsError::Invalid(format!("label {key}={value}: {why}")))
+        })?;
+    }
     for (from, to) in &options.namespace_mapping {
         if !valid_namespace(to) {
             return Err(ObjectsError::Invalid(format!(
@@ -215,6 +221,42 @@ pub fn check_options(options: &RestoreOptions) -> Result<(), ObjectsError> {
         }
     }
     Ok(())
+}
+
+/// Why `key=value` is not a Kubernetes label, as the API server's validation would say
+/// (`IsQualifiedName` for the key, `IsValidLabelValue` for the value), or `None`.
+pub fn label_problem(key: &str, value: &str) -> Option<String> {
+    // Names and values: at most 63 of [A-Za-z0-9-_.], beginning and ending alphanumeric.
+    let name_like = |s: &str| {
+        s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+    };
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix
+        && !crate::reconcile::backup_sync::valid_name(prefix)
+    {
+        return Some(format!(
+            "the key's prefix {prefix:?} is not a DNS subdomain (lowercase letters, digits, '-' and '.', at most 253)"
+        ));
+    }
+    if !name_like(name) {
+        return Some(format!(
+            "the key's name {name:?} must be 1 to 63 of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+        ));
+    }
+    if !value.is_empty() && !name_like(value) {
+        return Some(
+            "the value must be empty or at most 63 of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+                .to_string(),
+        );
+    }
+    None
 }
 
 /// The PersistentVolumes a restore must not recreate: reclaim policy `Delete`, and no data of
@@ -377,6 +419,31 @@ pub fn plan<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_checked_as_the_api_server_checks_them() {
+        for (k, v) in [
+            ("app", "web"),
+            ("app.kubernetes.io/name", "my_app-1.2"),
+            ("restored", ""),
+            ("x", &"a".repeat(63)),
+        ] {
+            assert_eq!(label_problem(k, v), None, "{k}={v}");
+        }
+        for (k, v) in [
+            ("", "x"),
+            ("-app", "x"),
+            ("app", "-x"),
+            ("app", "x y"),
+            ("app", "line\nbreak"),
+            ("Example.COM/app", "x"),
+            ("/app", "x"),
+            ("a/b/c", "x"),
+            ("app", &"a".repeat(64)),
+        ] {
+            assert!(label_problem(k, v).is_some(), "{k:?}={v:?} accepted");
+        }
+    }
     use crate::kube_objects::restore::listing::Listing;
     use lifeboat_backup::snapshot::Node;
 

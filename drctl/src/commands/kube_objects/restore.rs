@@ -38,8 +38,20 @@ struct DirectRestore {
     volumes: Vec<RestoredVolume>,
 }
 
-fn spec(args: &RestoreCreateArgs) -> RestoreSpec {
-    RestoreSpec {
+/// `--labels` as a map of labels the API server takes (else it would refuse every object).
+fn labels(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>, UsageError> {
+    let labels = crate::cli::pairs_to_map("--labels", pairs)?;
+    for (key, value) in &labels {
+        if let Some(why) = lifeboat_controller::kube_objects::restore::objects_plan::label_problem(key, value)
+        {
+            return Err(UsageError(format!("--labels {key}={value}: {why}")));
+        }
+    }
+    Ok(labels)
+}
+
+fn spec(args: &RestoreCreateArgs) -> Result<RestoreSpec, UsageError> {
+    Ok(RestoreSpec {
         backup_name: args.from_backup.clone(),
         snapshot_id: args.from_snapshot.clone(),
         included_namespaces: args.selection.include_namespaces.clone(),
@@ -52,13 +64,13 @@ fn spec(args: &RestoreCreateArgs) -> RestoreSpec {
             ExistingPolicyArg::Update => ExistingResourcePolicy::Update,
         },
         restore_status: args.restore_status,
-        labels: args.labels.iter().cloned().collect(),
+        labels: labels(&args.labels)?,
         storage_class_mapping: args.storage_class_mapping.iter().cloned().collect(),
         restore_pvs: args.volumes.no_volumes.then_some(false),
         ceph_secret: args.volumes.ceph.ceph_secret.clone(),
         dry_run: args.dry_run,
         ..RestoreSpec::default()
-    }
+    })
 }
 
 /// One line per claim whose data was written (failures and skips are among the errors and
@@ -95,8 +107,8 @@ fn print_volumes(volumes: &[RestoredVolume]) {
 
 /// `drctl restore create`.
 pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
+    let spec = spec(args)?;
     let target = connect(g).await?;
-    let spec = spec(args);
     match decide(&args.mode, &target).await? {
         Mode::Direct(repo) => {
             let mut options = RestoreOptions::from_spec(&spec).map_err(|e| UsageError(e.to_string()))?;
