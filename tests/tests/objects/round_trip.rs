@@ -344,3 +344,54 @@ async fn a_job_is_restored_with_a_selector_for_its_new_uid() {
         "{back}"
     );
 }
+
+/// A dry run into a namespace that does not exist lists its creation once: the backup's
+/// Namespace object (mapped) is one change, and the namespaces the objects need are not
+/// listed again because the dry run did not create it (it used to list it twice).
+#[tokio::test]
+async fn a_dry_run_lists_a_new_namespace_once() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let src = cluster.namespace("objs-dry").await.expect("namespace");
+    create(
+        &client,
+        &configmaps(),
+        Some(&src),
+        json!({"metadata": {"name": "settings"}, "data": {"k": "v"}}),
+    )
+    .await;
+    let (_t, repo) = repository().await;
+    let backup = backup_namespace(&client, &repo, "dry", &src).await;
+    assert!(backup.errors.is_empty(), "{:?}", backup.errors);
+    let dst = lifeboat_tests::unique_name("objs-dry-new");
+    let dry = restore(
+        &client,
+        &repo,
+        &backup.snapshot,
+        RestoreSpec {
+            namespace_mapping: BTreeMap::from([(src.clone(), dst.clone())]),
+            dry_run: true,
+            ..RestoreSpec::default()
+        },
+    )
+    .await;
+    assert!(dry.errors.is_empty(), "{:?}", dry.errors);
+    let namespace_lines: Vec<&String> = dry
+        .changes
+        .iter()
+        .filter(|c| c.ends_with(&format!("namespaces/{dst}")))
+        .collect();
+    assert_eq!(namespace_lines.len(), 1, "{:?}", dry.changes);
+    assert!(
+        dry.changes
+            .iter()
+            .any(|c| c.contains(&format!("configmaps/{dst}/settings"))),
+        "{:?}",
+        dry.changes
+    );
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    assert!(
+        namespaces.get_opt(&dst).await.expect("get").is_none(),
+        "the dry run created {dst}"
+    );
+}

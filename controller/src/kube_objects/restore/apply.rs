@@ -11,7 +11,7 @@ use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
 
 use super::compare::{changed_fields, extra_fields, is_subset};
-use super::objects_plan::{PlanItem, RestorePlan};
+use super::objects_plan::{PlanItem, RestorePlan, Stage};
 use super::transform::{Rewrite, bind_claim, map_storage_class, prepare, unbind_claim};
 use super::{RestoreOptions, RestoreOutcome, VolumeBinding};
 use crate::crd::{ExistingResourcePolicy, ItemMessage};
@@ -387,11 +387,20 @@ impl Applier {
         )
     }
 
-    /// Creates the namespaces objects will land in that neither exist nor were restored.
+    /// Creates the namespaces objects will land in that neither exist nor were restored. A dry
+    /// run created none of the plan's Namespace objects, but listed them already: those are
+    /// not listed again.
     pub async fn ensure_namespaces(&self, plan: &RestorePlan<'_>, outcome: &Mutex<RestoreOutcome>) {
+        let planned: HashSet<&str> = plan
+            .stages
+            .iter()
+            .filter(|(stage, _)| self.dry_run && *stage == Stage::Namespaces)
+            .flat_map(|(_, items)| items.iter().map(PlanItem::name))
+            .collect();
         let fresh: Vec<&String> = plan
             .namespaces
             .iter()
+            .filter(|ns| !planned.contains(ns.as_str()))
             .filter(|ns| {
                 self.namespaces_done
                     .lock()
