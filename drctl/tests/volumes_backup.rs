@@ -629,6 +629,24 @@ async fn restore_writes_each_claims_data_into_the_mapped_class() {
             .unwrap_or(true),
         "a dry run created claims"
     );
+    // kubectl's names select the claims' data as they select the claims (`pvc` used to
+    // restore the claim objects without their data); a selection without claims takes none.
+    for (resources, expected) in [("pvc", 3), ("PersistentVolumeClaim", 3), ("configmaps", 0)] {
+        let dry = run(restore(
+            mapping.clone(),
+            &["--dry-run", "--include-resources", resources],
+        ))
+        .await;
+        assert!(dry.status.success(), "{resources}: {}", text(&dry));
+        let report: Value = serde_json::from_slice(&dry.stdout).unwrap();
+        let writes = report["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c.as_str().unwrap().starts_with("write volume data of"))
+            .count();
+        assert_eq!(writes, expected, "{resources}: {report}");
+    }
     let done = run(restore(mapping.clone(), &[])).await;
     assert!(done.status.success(), "{}", text(&done));
     assert!(

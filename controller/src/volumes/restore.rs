@@ -32,6 +32,7 @@ use super::restore_plan::{
 use super::take::list_all;
 use crate::crd::ItemMessage;
 use crate::kube_objects::restore::objects_plan::check_options;
+use crate::kube_objects::restore::resolve_resource_names;
 use crate::kube_objects::{ObjectsError, RestoreOptions, RestoreOutcome, VolumeBinding, restore_objects};
 
 /// How a restore's volume data is written.
@@ -159,6 +160,9 @@ pub async fn restore_with_volumes(
     };
     // What would stop the objects restore stops it before any data is written.
     check_options(options)?;
+    // `--include-resources pvc` selects claims here as it does for the objects.
+    let resolved = resolve_resource_names(client, repo, snapshot, options).await?;
+    let options = &resolved;
     let target = read_target(client).await?;
     let plans = plan_volume_restore(&backup, options, &target)?;
     let entries = if options.dry_run {

@@ -206,6 +206,17 @@ impl Sink for ObjectsSink<'_> {
     }
 
     fn accepts(&self, snapshot: &Snapshot) -> Result<(), ObjectsError> {
+        Self::accepts_kind(snapshot)
+    }
+
+    async fn restore(self, reader: &SnapshotReader<'_>) -> Result<RestoreOutcome, ObjectsError> {
+        restore_from(self.client, reader, self.options, &self.progress).await
+    }
+}
+
+impl ObjectsSink<'_> {
+    /// Refuses snapshots of other kinds, naming the kind.
+    fn accepts_kind(snapshot: &Snapshot) -> Result<(), ObjectsError> {
         if snapshot.kind() != SNAPSHOT_KIND {
             return Err(ObjectsError::WrongKind {
                 id: snapshot.id.map(|i| i.to_hex()).unwrap_or_default(),
@@ -214,10 +225,66 @@ impl Sink for ObjectsSink<'_> {
         }
         Ok(())
     }
+}
 
-    async fn restore(self, reader: &SnapshotReader<'_>) -> Result<RestoreOutcome, ObjectsError> {
-        restore_from(self.client, reader, self.options, &self.progress).await
+/// `options` with the resource names it gives resolved as the objects restore resolves them
+/// (against `snapshot`'s recorded types and the target's), for deciding beforehand what else
+/// the selection takes: the volume restore writes the data of the claims it selects before
+/// any object is restored, and `pvc` must select `persistentvolumeclaims` there too. Options
+/// naming no types come back as they are, without reading anything. Errors: an included name
+/// that names no type ([`ObjectsError::UnknownResource`]), before anything is written.
+pub async fn resolve_resource_names(
+    client: &Client,
+    repo: &Repository,
+    snapshot: &Snapshot,
+    options: &RestoreOptions,
+) -> Result<RestoreOptions, ObjectsError> {
+    if !options.resources.names_types() {
+        return Ok(options.clone());
     }
+    let records = repo.restore(snapshot, RecordsReader).await?;
+    Ok(resolve_resources(client, options, &records).await?.0)
+}
+
+/// A sink that reads only the backup's table of resource types ([`RESOURCES_PATH`]).
+struct RecordsReader;
+
+impl Sink for RecordsReader {
+    type Output = HashMap<String, ResourceRecord>;
+    type Error = ObjectsError;
+
+    fn purpose(&self) -> &'static str {
+        "read the backup's resource types"
+    }
+
+    fn accepts(&self, snapshot: &Snapshot) -> Result<(), ObjectsError> {
+        ObjectsSink::accepts_kind(snapshot)
+    }
+
+    async fn restore(self, reader: &SnapshotReader<'_>) -> Result<Self::Output, ObjectsError> {
+        let mut table = None;
+        reader
+            .for_each_node(|node| {
+                if node.path == RESOURCES_PATH {
+                    table = Some(node.chunks);
+                }
+            })
+            .await?;
+        let table = table.ok_or_else(|| {
+            ObjectsError::Invalid(format!("snapshot has no {RESOURCES_PATH}; it is damaged"))
+        })?;
+        read_records(reader, &table).await
+    }
+}
+
+/// The backup's resource types, by key, from the blobs of [`RESOURCES_PATH`].
+async fn read_records(
+    reader: &SnapshotReader<'_>,
+    table: &[lifeboat_backup::blob::BlobId],
+) -> Result<HashMap<String, ResourceRecord>, ObjectsError> {
+    let records: Vec<ResourceRecord> = serde_json::from_slice(&reader.read_blobs(table).await?)
+        .map_err(|e| ObjectsError::Invalid(format!("{RESOURCES_PATH} is unreadable: {e}")))?;
+    Ok(records.into_iter().map(|r| (r.key(), r)).collect())
 }
 
 /// `options` with its resource names resolved ([`ResourceFilter::resolve`]) against the
@@ -271,9 +338,7 @@ async fn restore_from(
     listing.objects.shrink_to_fit();
     let table = table
         .ok_or_else(|| ObjectsError::Invalid(format!("snapshot has no {RESOURCES_PATH}; it is damaged")))?;
-    let records: Vec<ResourceRecord> = serde_json::from_slice(&reader.read_blobs(&table).await?)
-        .map_err(|e| ObjectsError::Invalid(format!("{RESOURCES_PATH} is unreadable: {e}")))?;
-    let records: HashMap<String, ResourceRecord> = records.into_iter().map(|r| (r.key(), r)).collect();
+    let records = read_records(reader, &table).await?;
     // kubectl's names (`deploy`, `Deployment`) become the types they name, among the
     // backup's and the target's (whose discovery knows short and singular names).
     let (resolved, unknown) = resolve_resources(client, options, &records).await?;
