@@ -120,8 +120,8 @@ fn restore_as_an_unprivileged_user_is_exact_but_for_owners() {
     }
 }
 
-/// Device nodes come back as root with their device numbers, owners, modes, attributes and
-/// times; a restore without root names each as not made (exit 3, naming `CAP_MKNOD`) and
+/// Device nodes come back as root with their device numbers, owners, modes, attributes,
+/// times and hard links; a restore without root names each as not made (exit 3, naming `CAP_MKNOD`) and
 /// restores everything else. (FIFOs and sockets are in every exact-restore test's dataset.)
 #[test]
 fn device_nodes_restore_as_root_and_are_named_without_it() {
@@ -138,7 +138,7 @@ fn device_nodes_restore_as_root_and_are_named_without_it() {
     let target = repo.path("as-root");
     let (code, out) = repo.restore(As::Me, &id, &target, &[]);
     assert_eq!(code, Some(0), "restore: {out}");
-    assert!(out.contains(", 2 FIFOs, sockets and device nodes"), "{out}");
+    assert!(out.contains(", 3 FIFOs, sockets and device nodes"), "{out}");
     assert_same_tree(&data, &restored(&target, &data));
     let null_like = std::fs::symlink_metadata(restored(&target, &data).join("dev/null-like")).unwrap();
     assert_eq!(
@@ -147,6 +147,12 @@ fn device_nodes_restore_as_root_and_are_named_without_it() {
             rustix::fs::minor(null_like.rdev())
         ),
         (1, 3)
+    );
+    let link = std::fs::symlink_metadata(restored(&target, &data).join("dev/null-like.link")).unwrap();
+    assert_eq!(
+        (link.ino(), link.nlink()),
+        (null_like.ino(), 2),
+        "the hard link came back as a copy"
     );
 
     repo.hand_to_nobody();
@@ -160,6 +166,10 @@ fn device_nodes_restore_as_root_and_are_named_without_it() {
         );
         assert!(!restored(&target, &data).join("dev").join(name).exists());
     }
+    assert!(
+        out.contains("null-like.link: not restored: it is a hard link to"),
+        "{out}"
+    );
     assert_eq!(
         std::fs::read(restored(&target, &data).join("plain")).unwrap(),
         b"plain\n"

@@ -155,8 +155,11 @@ fn existing_links(who: As, backend: Backend) {
             .file_type()
             .is_symlink()
     );
-    assert!(
-        out.contains("sub: is a symlink; nothing is restored through it"),
+    // Once, not once for the directory and once more for each entry below it.
+    assert_eq!(
+        out.matches("sub: is a symlink; nothing is restored through it")
+            .count(),
+        1,
         "{out}"
     );
 }
@@ -261,4 +264,25 @@ fn a_file_whose_size_its_chunks_do_not_hold_is_refused_and_checked() {
         text.contains("long: size 1048576 bytes in the tree, but its chunks hold 15") && text.contains(&id),
         "{text}"
     );
+}
+
+/// A target that exists and is not a directory (a file, a FIFO) is refused naming it and
+/// what to give instead, and is left as it was.
+#[test]
+fn a_target_that_is_not_a_directory_is_refused() {
+    let repo = Repo::new(Backend::Local);
+    let data = repo.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("f"), b"f\n").unwrap();
+    let (code, manifest, err) = repo.backup(As::Me, &data);
+    assert_eq!(code, Some(0), "{err}");
+    let file = repo.path("a-file");
+    std::fs::write(&file, b"keep\n").unwrap();
+    let (code, out) = repo.restore(As::Me, &snapshot_id(&manifest), &file, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("exists and is not a directory: give a directory"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep\n");
 }

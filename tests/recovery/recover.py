@@ -175,16 +175,16 @@ def main():
             os.symlink(raw(node, "target"), path)
             done.append((node, path))
             continue
+        inode = (node.get("dev", 0), node["inode"])
+        if node.get("nlink", 0) > 1 and inode in first_name:
+            os.link(first_name[inode], path)  # another name of a file (or FIFO…) already made
+            continue
+        first_name[inode] = path
         if node["type"] in SPECIAL:
             # FIFOs, sockets and device nodes: no content; devices need root.
             os.mknod(path, 0o600 | SPECIAL[node["type"]], node.get("rdev", 0))
             done.append((node, path))
             continue
-        inode = (node.get("dev", 0), node["inode"])
-        if node.get("nlink", 0) > 1 and inode in first_name:
-            os.link(first_name[inode], path)  # another name of a file already restored
-            continue
-        first_name[inode] = path
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
         os.ftruncate(fd, node["size"])
         at = 0

@@ -341,6 +341,7 @@ pub fn make_exact_dataset(root: &Path) {
     make_node(&root.join("fifo"), rustix::fs::FileType::Fifo, 0);
     lchown(&root.join("fifo"), 1234, 5678);
     chmod(&root.join("fifo"), 0o640);
+    std::fs::hard_link(root.join("fifo"), root.join("links/fifo-too")).unwrap(); // one pipe, two names
     let listener = std::os::unix::net::UnixListener::bind(root.join("socket")).unwrap();
     drop(listener); // its name stays: a socket file
     chmod(&root.join("socket"), 0o770);
@@ -399,7 +400,8 @@ pub fn make_node(path: &Path, kind: rustix::fs::FileType, rdev: u64) {
 }
 
 /// Device nodes under `root` (created), as root: the character device 1:3 (what `/dev/null`
-/// is) with mode 0666 and another owner, and the block device 7:200 (a loop device number
+/// is) with mode 0666, another owner and a second name (`null-like.link`, a hard link), and
+/// the block device 7:200 (a loop device number
 /// no test uses) with mode 0660 and an attribute, each with its own time. Returns their
 /// names.
 pub fn make_device_nodes(root: &Path) -> [&'static str; 2] {
@@ -412,6 +414,7 @@ pub fn make_device_nodes(root: &Path) -> [&'static str; 2] {
     );
     lchown(&chr, 1234, 5678);
     chmod(&chr, 0o666);
+    std::fs::hard_link(&chr, root.join("null-like.link")).unwrap();
     make_node(
         &blk,
         rustix::fs::FileType::BlockDevice,

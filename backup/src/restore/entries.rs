@@ -112,15 +112,7 @@ pub(super) fn finish(
         let slot = match &slots[e.node] {
             Some(slot) if !failed.contains(&e.node) => slot,
             _ => {
-                for other in others {
-                    report.errors.push(
-                        EntryError::LinkSourceFailed {
-                            path: dirs.shown(&other.path),
-                            to: dirs.shown(&e.path),
-                        }
-                        .to_string(),
-                    );
-                }
+                link_source_failed(dirs, &others, &dirs.shown(&e.path), report);
                 continue;
             }
         };
@@ -129,18 +121,7 @@ pub(super) fn finish(
             report.errors.extend(done.err().map(|err| err.to_string()));
             continue;
         };
-        for other in others {
-            let shown = dirs.shown(&other.path);
-            let linked = dirs.get(parent(&other.path)).and_then(|to_dir| {
-                let temp = link_temp(&dir, &slot.temp.name, &to_dir)
-                    .map_err(|err| EntryError::os(&shown, "link", err))?;
-                put_in_place(&to_dir, &temp, name(&other.path), "file", &shown)
-            });
-            match linked {
-                Ok(()) => report.files += 1,
-                Err(err) => report.errors.push(err.to_string()),
-            }
-        }
+        report.files += link_others(dirs, &dir, &slot.temp.name, &others, "file", report);
         match put_in_place(&dir, &slot.temp.name, name(&e.path), "file", &slot.shown) {
             Ok(()) => {
                 report.files += 1;
@@ -169,10 +150,12 @@ pub(super) fn finish(
     }
 
     for e in plan.entries.iter().filter(|e| e.kind == EntryKind::Special) {
+        let others = links.remove(&e.node).unwrap_or_default();
+        let shown = dirs.shown(&e.path);
         if failed.contains(&e.node) {
+            link_source_failed(dirs, &others, &shown, report);
             continue;
         }
-        let shown = dirs.shown(&e.path);
         let node = &nodes[e.node];
         let made = dirs.get(parent(&e.path)).and_then(|dir| {
             let temp = special_temp(&dir, node).map_err(|err| match err {
@@ -185,9 +168,18 @@ pub(super) fn finish(
                 err => EntryError::os(&shown, "create", err),
             })?;
             apply_to_special(&dir, &temp, node, privileges, &shown, &mut notes);
-            put_in_place(&dir, &temp, name(&e.path), node.kind.name(), &shown)
+            Ok((dir, temp))
         });
-        match made {
+        let (dir, temp) = match made {
+            Ok(made) => made,
+            Err(err) => {
+                report.errors.push(err.to_string());
+                link_source_failed(dirs, &others, &shown, report);
+                continue;
+            }
+        };
+        report.special_files += link_others(dirs, &dir, &temp, &others, node.kind.name(), report);
+        match put_in_place(&dir, &temp, name(&e.path), node.kind.name(), &shown) {
             Ok(()) => report.special_files += 1,
             Err(err) => report.errors.push(err.to_string()),
         }
@@ -247,6 +239,47 @@ pub(super) fn finish(
              setting them needs root",
             notes.xattrs_need_root
         ));
+    }
+}
+
+/// Gives the entry under the temporary name `temp` in `dir` its other names (`others`, hard
+/// links of one inode), each linked under a temporary name in its own directory and renamed
+/// into place; returns how many were put in place. `kind` names the entry in errors.
+fn link_others(
+    dirs: &Dirs,
+    dir: &OwnedFd,
+    temp: &OsStr,
+    others: &[&PlannedEntry],
+    kind: &'static str,
+    report: &mut RestoreReport,
+) -> u64 {
+    let mut linked = 0;
+    for other in others {
+        let shown = dirs.shown(&other.path);
+        let done = dirs.get(parent(&other.path)).and_then(|to_dir| {
+            let name_temp =
+                link_temp(dir, temp, &to_dir).map_err(|err| EntryError::os(&shown, "link", err))?;
+            put_in_place(&to_dir, &name_temp, name(&other.path), kind, &shown)
+        });
+        match done {
+            Ok(()) => linked += 1,
+            Err(err) => report.errors.push(err.to_string()),
+        }
+    }
+    linked
+}
+
+/// Reports each of `others` as not restored because the name they are links to (`to`, as
+/// shown) could not be.
+fn link_source_failed(dirs: &Dirs, others: &[&PlannedEntry], to: &str, report: &mut RestoreReport) {
+    for other in others {
+        report.errors.push(
+            EntryError::LinkSourceFailed {
+                path: dirs.shown(&other.path),
+                to: to.to_string(),
+            }
+            .to_string(),
+        );
     }
 }
 

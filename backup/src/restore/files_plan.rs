@@ -29,8 +29,8 @@ pub enum EntryKind {
     Dir,
     /// A regular file, written under a temporary name and renamed into place.
     File,
-    /// Another name of the file restored as node `to` (same device and inode at backup):
-    /// linked to it, not written again.
+    /// Another name of the file (or FIFO, socket, device node) restored as node `to` (same
+    /// device and inode at backup): linked to it, not made again.
     HardLink {
         /// The node restored with the content.
         to: usize,
@@ -206,17 +206,27 @@ pub fn plan_restore(
         let kind = match node.kind {
             NodeKind::Dir => EntryKind::Dir,
             NodeKind::Symlink => EntryKind::Symlink,
-            NodeKind::Fifo | NodeKind::Socket | NodeKind::CharDevice | NodeKind::BlockDevice => {
-                EntryKind::Special
-            }
-            NodeKind::File if node.nlink > 1 && node.inode != 0 => {
+            NodeKind::File
+            | NodeKind::Fifo
+            | NodeKind::Socket
+            | NodeKind::CharDevice
+            | NodeKind::BlockDevice
+                if node.nlink > 1 && node.inode != 0 =>
+            {
                 match first_name.get(&(node.dev, node.inode)) {
                     Some(&to) => EntryKind::HardLink { to },
                     None => {
                         first_name.insert((node.dev, node.inode), i);
-                        EntryKind::File
+                        if node.kind == NodeKind::File {
+                            EntryKind::File
+                        } else {
+                            EntryKind::Special
+                        }
                     }
                 }
+            }
+            NodeKind::Fifo | NodeKind::Socket | NodeKind::CharDevice | NodeKind::BlockDevice => {
+                EntryKind::Special
             }
             // A volume image restores as a sparse file of its size (`dd` it onto a device).
             NodeKind::File | NodeKind::Volume => EntryKind::File,

@@ -115,6 +115,15 @@ async fn run(
     options: &RestoreOptions,
     progress: Arc<Progress>,
 ) -> Result<RestoreReport, RepoError> {
+    if target.exists() && !target.is_dir() {
+        return Err(RepoError::io(
+            target,
+            std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "the restore target exists and is not a directory: give a directory (created when missing)",
+            ),
+        ));
+    }
     std::fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
     let target = target.canonicalize().map_err(|e| RepoError::io(target, e))?;
     let repo = reader.repository();
@@ -164,6 +173,10 @@ async fn run(
 
     // Metadata last: files (renamed into place once complete), symlinks, then directories.
     entries::finish(nodes, &plan, &dirs, &slots, &failed, &mut report);
+    // A directory that cannot be used fails itself and each entry below it with the same
+    // message (it names the directory): listed once.
+    let mut seen = std::collections::HashSet::new();
+    report.errors.retain(|e| seen.insert(e.clone()));
     Ok(report)
 }
 

@@ -113,7 +113,9 @@ fn node_for(path: &Path, meta: &std::fs::Metadata, out: &mut Walked) -> Option<N
         },
         ..Node::default()
     };
-    if kind == NodeKind::File && meta.nlink() > 1 {
+    // Hard links: files, and FIFOs, sockets and device nodes (two names of one FIFO are
+    // one pipe). Directories have no other names; symlinks' are not kept.
+    if !matches!(kind, NodeKind::Dir | NodeKind::Symlink) && meta.nlink() > 1 {
         node.dev = meta.dev();
         node.nlink = meta.nlink();
     }
