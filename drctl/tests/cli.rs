@@ -193,6 +193,10 @@ fn flags_that_cannot_mean_anything_are_usage_errors() {
             "whole number",
         ),
         (
+            vec!["repo", "init", "--repo", "/x", "--compression-level", "-131073"],
+            "zstd level",
+        ),
+        (
             [
                 &["volume", "backup"][..],
                 &repo,

@@ -47,13 +47,15 @@ pub struct SyncedBackup {
 
 /// A name the API server accepts for a Backup (an RFC 1123 subdomain).
 pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+    // Kubernetes' IsDNS1123Subdomain: dot-separated parts of [a-z0-9-], each beginning and
+    // ending with a letter or digit (so no empty part: `a..b`, `.a`, `a-.b` are refused).
+    name.len() <= 253
+        && name.split('.').all(|part| {
+            part.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+        })
 }
 
 /// Which Backups to create: for each Backup name among `snapshots` (object snapshots, any

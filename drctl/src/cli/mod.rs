@@ -171,8 +171,9 @@ pub enum RepoCommand {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
         /// zstd compression level: 1 (the default: fast) to 19 (smaller, slower), 20–22 (much
-        /// memory), or negative (faster than 1, larger); recorded in the repository's config.
-        #[arg(long, default_value_t = 1, value_parser = parse_compression_level)]
+        /// memory), negative (faster than 1, larger), or 0 (zstd's default, 3); recorded in
+        /// the repository's config.
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = parse_compression_level)]
         compression_level: i32,
     },
     /// Manage the user keys that open the repository.
@@ -706,7 +707,9 @@ fn parse_host(s: &str) -> Result<String, String> {
     if s.is_empty() {
         Err("the host name is empty".to_string())
     } else if s.chars().any(char::is_control) {
-        Err(format!("{s:?} holds a control character (a newline?)"))
+        Err(format!(
+            "{s:?} holds a control character (a newline?): give the host name on one line"
+        ))
     } else {
         Ok(s.to_string())
     }

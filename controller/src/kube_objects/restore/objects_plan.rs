@@ -425,6 +425,7 @@ mod tests {
         for (k, v) in [
             ("app", "web"),
             ("app.kubernetes.io/name", "my_app-1.2"),
+            ("a-b.c0/k", "v"),
             ("restored", ""),
             ("x", &"a".repeat(63)),
         ] {
@@ -438,6 +439,9 @@ mod tests {
             ("app", "line\nbreak"),
             ("Example.COM/app", "x"),
             ("/app", "x"),
+            ("a..com/k", "v"),
+            ("a.-b.com/k", "v"),
+            ("a-.com/k", "v"),
             ("a/b/c", "x"),
             ("app", &"a".repeat(64)),
         ] {
