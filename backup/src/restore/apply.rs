@@ -188,9 +188,9 @@ pub(super) fn symlink_temp(dir: &OwnedFd, target: &[u8]) -> Result<OsString, Err
 }
 
 /// Makes the FIFO, socket or device node `node` describes (mode 0600 until its metadata is
-/// applied) under a temporary name in `dir`. Device nodes need root (`CAP_MKNOD`): `EPERM`
-/// otherwise.
-pub(super) fn special_temp(dir: &OwnedFd, node: &Node) -> Result<OsString, Errno> {
+/// applied) under a temporary name in `dir`, and records which inode it is. Device nodes need
+/// root (`CAP_MKNOD`): `EPERM` otherwise.
+pub(super) fn special_temp(dir: &OwnedFd, node: &Node) -> Result<TempFile, Errno> {
     let (kind, rdev) = match node.kind {
         NodeKind::Fifo => (FileType::Fifo, 0),
         NodeKind::Socket => (FileType::Socket, 0),
@@ -201,10 +201,20 @@ pub(super) fn special_temp(dir: &OwnedFd, node: &Node) -> Result<OsString, Errno
     loop {
         let name = temp_name();
         match rustix::fs::mknodat(dir, &name, kind, Mode::from_bits_truncate(0o600), rdev) {
-            Ok(()) => return Ok(name),
+            Ok(()) => {}
             Err(Errno::EXIST) => continue,
             Err(e) => return Err(e),
         }
+        return match rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(TempFile {
+                name,
+                id: (st.st_dev, st.st_ino),
+            }),
+            Err(e) => {
+                discard(dir, &name);
+                Err(e)
+            }
+        };
     }
 }
 
@@ -348,52 +358,24 @@ pub(super) fn apply_to_symlink(
     }
 }
 
-/// Gives the FIFO, socket or device node the restore just made as `name` in `dir` its
+/// Gives the FIFO, socket or device node the restore just made (`temp` in `dir`) its
 /// recorded owner, attributes, mode and times, in that order. None of these can be opened
 /// for writing metadata without side effects (opening a device opens the device; a FIFO
 /// waits for a writer), so the entry is opened with `O_PATH | O_NOFOLLOW`, checked to be the
-/// kind made, and changed through that handle's `/proc/self/fd` link, which names exactly
-/// that inode whatever happens to `name` meanwhile.
+/// inode made, and changed through that handle (`fchownat(AT_EMPTY_PATH)`) and its
+/// `/proc/self/fd` link, which names exactly that inode whatever happens to the name
+/// meanwhile. Errors: [`EntryError::Replaced`] when the name no longer holds that inode
+/// (nothing is then put in place); failures of single changes go to `notes`.
 pub(super) fn apply_to_special(
     dir: &OwnedFd,
-    name: &OsStr,
+    temp: &TempFile,
     node: &Node,
     privileges: Privileges,
     shown: &str,
     notes: &mut MetaNotes,
-) {
+) -> Result<(), EntryError> {
+    let fd = open_temp(dir, temp, OFlags::PATH, shown)?;
     let fail = |op: &str, e: Errno| format!("{shown}: {op}: {}", std::io::Error::from(e));
-    let fd = match rustix::fs::openat(
-        dir,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(e) => {
-            notes.errors.push(fail("open to set its metadata", e));
-            return;
-        }
-    };
-    let made = match node.kind {
-        NodeKind::Fifo => FileType::Fifo,
-        NodeKind::Socket => FileType::Socket,
-        NodeKind::CharDevice => FileType::CharacterDevice,
-        _ => FileType::BlockDevice,
-    };
-    match rustix::fs::fstat(&fd) {
-        Ok(st) if FileType::from_raw_mode(st.st_mode) == made => {}
-        Ok(_) => {
-            notes
-                .errors
-                .push(format!("{shown}: replaced while it was restored"));
-            return;
-        }
-        Err(e) => {
-            notes.errors.push(fail("stat", e));
-            return;
-        }
-    }
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     if privileges.root
         && let Err(e) = rustix::fs::chownat(
@@ -419,6 +401,7 @@ pub(super) fn apply_to_special(
     if let Err(e) = rustix::fs::utimensat(rustix::fs::CWD, &path, &mtime(node), AtFlags::empty()) {
         notes.errors.push(fail("set times", e));
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -84,8 +84,8 @@ pub(super) fn discard_file(dirs: &Dirs, slot: &FileSlot) {
     }
 }
 
-/// Puts every file, hard link and symlink in place with its metadata, then gives directories
-/// theirs. Files in `failed` are skipped (their temporary files already removed), and so are
+/// Puts every file, hard link, symlink, FIFO, socket and device node in place with its
+/// metadata, then gives directories theirs. Files in `failed` are skipped (their temporary files already removed), and so are
 /// their other names. `report.bytes` becomes the size of the files put in place (each inode
 /// once): bytes written into a file that then failed were not restored.
 pub(super) fn finish(
@@ -116,10 +116,13 @@ pub(super) fn finish(
                 continue;
             }
         };
-        let done = finish_file(dirs, slot, &nodes[e.node], privileges, &mut notes);
-        let Ok(dir) = done else {
-            report.errors.extend(done.err().map(|err| err.to_string()));
-            continue;
+        let dir = match finish_file(dirs, slot, &nodes[e.node], privileges, &mut notes) {
+            Ok(dir) => dir,
+            Err(err) => {
+                report.errors.push(err.to_string());
+                link_source_failed(dirs, &others, &slot.shown, report);
+                continue;
+            }
         };
         report.files += link_others(dirs, &dir, &slot.temp.name, &others, "file", report);
         match put_in_place(&dir, &slot.temp.name, name(&e.path), "file", &slot.shown) {
@@ -167,8 +170,8 @@ pub(super) fn finish(
                 }
                 err => EntryError::os(&shown, "create", err),
             })?;
-            apply_to_special(&dir, &temp, node, privileges, &shown, &mut notes);
-            Ok((dir, temp))
+            apply_to_special(&dir, &temp, node, privileges, &shown, &mut notes)?;
+            Ok((dir, temp.name))
         });
         let (dir, temp) = match made {
             Ok(made) => made,

@@ -190,7 +190,7 @@ pub fn plan_restore(
         wanted.extend(above);
     }
 
-    let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut first_name: HashMap<(u64, u64, NodeKind), usize> = HashMap::new();
     let mut by_blob: HashMap<(PackId, u32), usize> = HashMap::new();
     for i in wanted {
         let node = &nodes[i];
@@ -213,10 +213,12 @@ pub fn plan_restore(
             | NodeKind::BlockDevice
                 if node.nlink > 1 && node.inode != 0 =>
             {
-                match first_name.get(&(node.dev, node.inode)) {
+                // Keyed by type too: in a damaged tree a file and a FIFO claiming one inode
+                // stay a file and a FIFO.
+                match first_name.get(&(node.dev, node.inode, node.kind)) {
                     Some(&to) => EntryKind::HardLink { to },
                     None => {
-                        first_name.insert((node.dev, node.inode), i);
+                        first_name.insert((node.dev, node.inode, node.kind), i);
                         if node.kind == NodeKind::File {
                             EntryKind::File
                         } else {
@@ -397,6 +399,30 @@ mod tests {
         );
         let plan = plan_restore(&nodes, &Index::default(), &["top/deep/c?".to_string()]).unwrap();
         assert_eq!(plan.entries.last().map(|e| e.node), Some(5));
+    }
+
+    /// Names of one FIFO are links to the first; a file claiming the same inode (a damaged
+    /// tree) stays a file, and is never made a link to the FIFO.
+    #[test]
+    fn hard_links_join_nodes_of_one_type_only() {
+        let mut nodes = vec![
+            node(b"a-fifo", NodeKind::Fifo),
+            node(b"b-file", NodeKind::File),
+            node(b"c-fifo", NodeKind::Fifo),
+        ];
+        for n in &mut nodes {
+            (n.dev, n.inode, n.nlink) = (1, 7, 2);
+        }
+        let plan = plan_restore(&nodes, &Index::default(), &[]).unwrap();
+        let kinds: Vec<(usize, EntryKind)> = plan.entries.iter().map(|e| (e.node, e.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (0, EntryKind::Special),
+                (1, EntryKind::File),
+                (2, EntryKind::HardLink { to: 0 }),
+            ]
+        );
     }
     /// Per pack, its blobs in read order with the (node, offset) places each goes to.
     type PlannedPacks = Vec<(PackId, Vec<(crate::blob::BlobId, Vec<(usize, u64)>)>)>;

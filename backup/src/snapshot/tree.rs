@@ -65,7 +65,7 @@ pub enum VolumeLayoutError {
 }
 
 /// What a node is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeKind {
     /// A regular file (or a stream from a non-file source).
