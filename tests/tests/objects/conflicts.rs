@@ -147,6 +147,30 @@ async fn a_terminating_namespace_is_named_as_the_problem() {
         }
     })
     .await;
+    // A dry run says the same (its Namespace object is in the backup: the dry run still
+    // looks the namespace up).
+    let dry = restore(
+        &client,
+        &repo,
+        &outcome.snapshot,
+        RestoreSpec {
+            included_namespaces: vec![ns.clone()],
+            dry_run: true,
+            ..RestoreSpec::default()
+        },
+    )
+    .await;
+    for i in 0..3 {
+        let item = format!("configmaps/{ns}/c{i}");
+        assert!(
+            dry.errors.iter().any(|e| e.item == item
+                && e.message
+                    .contains(&format!("namespace {ns} is being deleted (Terminating)"))),
+            "{item}: {:?} / {:?}",
+            dry.errors,
+            dry.changes
+        );
+    }
     let restored = restore(
         &client,
         &repo,

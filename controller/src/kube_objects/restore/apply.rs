@@ -387,9 +387,9 @@ impl Applier {
         )
     }
 
-    /// Creates the namespaces objects will land in that neither exist nor were restored. A dry
-    /// run created none of the plan's Namespace objects, but listed them already: those are
-    /// not listed again.
+    /// Creates the namespaces objects will land in that neither exist nor were restored, and
+    /// notes those that are Terminating. A dry run created none of the plan's Namespace
+    /// objects but listed them already: their creation is not listed again.
     pub async fn ensure_namespaces(&self, plan: &RestorePlan<'_>, outcome: &Mutex<RestoreOutcome>) {
         let planned: HashSet<&str> = plan
             .stages
@@ -400,7 +400,6 @@ impl Applier {
         let fresh: Vec<&String> = plan
             .namespaces
             .iter()
-            .filter(|ns| !planned.contains(ns.as_str()))
             .filter(|ns| {
                 self.namespaces_done
                     .lock()
@@ -409,12 +408,15 @@ impl Applier {
             })
             .collect();
         futures::stream::iter(fresh)
-            .for_each_concurrent(32, |ns| self.ensure_namespace(ns, outcome))
+            .for_each_concurrent(32, |ns| {
+                self.ensure_namespace(ns, planned.contains(ns.as_str()), outcome)
+            })
             .await;
     }
 
-    /// Creates namespace `ns` unless it exists; notes it if it is Terminating.
-    async fn ensure_namespace(&self, ns: &str, outcome: &Mutex<RestoreOutcome>) {
+    /// Creates namespace `ns` unless it exists; notes it if it is Terminating. A dry run lists
+    /// its creation unless `listed` (the plan's Namespace object listed it already).
+    async fn ensure_namespace(&self, ns: &str, listed: bool, outcome: &Mutex<RestoreOutcome>) {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
         match api.get_opt(ns).await {
             Ok(Some(existing)) => {
@@ -427,11 +429,13 @@ impl Applier {
                 return;
             }
             Ok(None) if self.dry_run => {
-                outcome
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .changes
-                    .push(format!("create namespaces/{ns}"));
+                if !listed {
+                    outcome
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .changes
+                        .push(format!("create namespaces/{ns}"));
+                }
                 return;
             }
             Ok(None) => {}
