@@ -513,7 +513,9 @@ async fn a_service_whose_node_port_is_taken_gets_a_new_one_unless_set_by_its_use
     let client = cluster.client();
     let ns = cluster.namespace("objs-npt").await.expect("namespace");
     let other = cluster.namespace("objs-npt-other").await.expect("namespace");
-    let (port, fixed_port) = (some_node_port().wrapping_add(1), some_node_port().wrapping_add(2));
+    // One draw: two could be one port (the second +2 equal to the first +1).
+    let base = some_node_port();
+    let (port, fixed_port) = (base.wrapping_add(1), base.wrapping_add(2));
     let service = |name: &str, port: u16, applied: bool| {
         let mut s = json!({"metadata": {"name": name},
                "spec": {"type": "NodePort", "selector": {"app": "web"},
