@@ -169,8 +169,8 @@ fn closed_stderr_and_stdout_keep_the_exit_code() {
 /// repository, cluster or server is touched: a count of 0 where at least one is needed (the
 /// engine used to turn 0 into 1 or 4 without a word), a zstd level zstd does not have (99
 /// was recorded in the repository's config), a tag or host name holding a newline (it broke
-/// every table listing snapshots), and one tag or label key given twice with two values (one
-/// silently won).
+/// every table listing snapshots) or a host name with spaces around it, and one tag or label
+/// key given twice with two values (one silently won).
 #[test]
 fn flags_that_cannot_mean_anything_are_usage_errors() {
     let repo = ["--repo", "/nonexistent/lifeboat-repo"];
@@ -250,6 +250,19 @@ fn flags_that_cannot_mean_anything_are_usage_errors() {
         ),
         (
             [&["backup", "files"][..], &repo, &["/tmp", "--host", "web\n1"]].concat(),
+            "control character",
+        ),
+        (
+            [&["backup", "files"][..], &repo, &["/tmp", "--host", " web1"]].concat(),
+            "spaces around it",
+        ),
+        (
+            [
+                &["restore", "files", "latest"][..],
+                &repo,
+                &["--target", "/tmp/t", "--host", "web\n1"],
+            ]
+            .concat(),
             "control character",
         ),
         (

@@ -121,8 +121,11 @@ fn restore_as_an_unprivileged_user_is_exact_but_for_owners() {
 }
 
 /// Device nodes come back as root with their device numbers, owners, modes, attributes,
-/// times and hard links; a restore without root names each as not made (exit 3, naming `CAP_MKNOD`) and
-/// restores everything else. (FIFOs and sockets are in every exact-restore test's dataset.)
+/// times and hard links; a restore without root names each as not made (exit 3, naming
+/// `CAP_MKNOD`) and restores everything else. (FIFOs and sockets are in every exact-restore
+/// test's dataset.) A device node given as the path to back up is saved as a node, and the
+/// backup says so and points at `drctl volume backup` (`drctl backup files /dev/sdb` reads
+/// like a disk backup).
 #[test]
 fn device_nodes_restore_as_root_and_are_named_without_it() {
     let repo = Repo::new(Backend::Local);
@@ -134,6 +137,13 @@ fn device_nodes_restore_as_root_and_are_named_without_it() {
     let (code, manifest, err) = repo.backup(As::Me, &data);
     assert_eq!(code, Some(0), "backup: {err}");
     let id = snapshot_id(&manifest);
+    let (code, _, err) = repo.backup(As::Me, &data.join("dev/null-like"));
+    assert_eq!(code, Some(0), "backup: {err}");
+    assert!(
+        err.contains("null-like is a character device: its device node is saved, not the data")
+            && err.contains("drctl volume backup"),
+        "{err}"
+    );
 
     let target = repo.path("as-root");
     let (code, out) = repo.restore(As::Me, &id, &target, &[]);

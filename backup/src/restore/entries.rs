@@ -85,9 +85,10 @@ pub(super) fn discard_file(dirs: &Dirs, slot: &FileSlot) {
 }
 
 /// Puts every file, hard link, symlink, FIFO, socket and device node in place with its
-/// metadata, then gives directories theirs. Files in `failed` are skipped (their temporary files already removed), and so are
-/// their other names. `report.bytes` becomes the size of the files put in place (each inode
-/// once): bytes written into a file that then failed were not restored.
+/// metadata, then gives directories theirs. Files in `failed` are skipped (their temporary
+/// files already removed), and so are their other names. `report.bytes` becomes the size of
+/// the files put in place (each inode once): bytes written into a file that then failed were
+/// not restored.
 pub(super) fn finish(
     nodes: &[Node],
     plan: &RestorePlan,

@@ -430,7 +430,7 @@ pub enum RestoreCommand {
         target: PathBuf,
         /// With `latest` only: only snapshots made on this host. Refused (exit 2) with a
         /// snapshot id, which names one snapshot already.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_host)]
         host: Option<String>,
         /// With `latest` only: only snapshots that backed up this path (repeatable: all of
         /// them). Refused (exit 2) with a snapshot id.
@@ -702,13 +702,19 @@ pub(crate) fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(s: &str
     }
 }
 
-/// A host name to record: not empty, no control characters (it is printed in tables).
+/// A host name to record or look for: not empty, no control characters (it is printed in
+/// tables), no spaces around it (`" h"` would be a host of its own that `h` never matches).
 fn parse_host(s: &str) -> Result<String, String> {
     if s.is_empty() {
         Err("the host name is empty".to_string())
     } else if s.chars().any(char::is_control) {
         Err(format!(
             "{s:?} holds a control character (a newline?): give the host name on one line"
+        ))
+    } else if s.trim() != s {
+        Err(format!(
+            "{s:?} has spaces around it: give the host name without them ({:?})",
+            s.trim()
         ))
     } else {
         Ok(s.to_string())

@@ -1,5 +1,7 @@
 //! `drctl backup …`
 
+use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -26,6 +28,7 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
             host,
         } => {
             let tags = crate::cli::pairs_to_map("--tag", &tags)?;
+            note_device_nodes(&paths);
             let r = open::repository(&repo, &key).await?;
             let options = FilesOptions {
                 tags,
@@ -78,5 +81,28 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
                 Ok(exit::PARTIAL)
             }
         }
+    }
+}
+
+/// A device node given as a path is saved as a node (type, major and minor, as tar does),
+/// never as the data behind it: say so, since `drctl backup files /dev/sdb` reads like a
+/// disk backup.
+fn note_device_nodes(paths: &[PathBuf]) {
+    for path in paths {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let kind = if meta.file_type().is_block_device() {
+            "a block device"
+        } else if meta.file_type().is_char_device() {
+            "a character device"
+        } else {
+            continue;
+        };
+        note!(
+            "{} is {kind}: its device node is saved, not the data on it; a Ceph RBD volume's \
+             data is backed up with `drctl volume backup --pool P --image I`",
+            path.display()
+        );
     }
 }
