@@ -80,3 +80,12 @@ pub fn unique_name(prefix: &str) -> String {
         NAME_COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A Service node port unlikely to be taken on a shared cluster: 30000–32699, hashed from a
+/// [`unique_name`], so each call (and each process) draws another.
+pub fn some_node_port() -> u16 {
+    let h = unique_name("port")
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    30000 + (h % 2700) as u16
+}

@@ -29,20 +29,11 @@ fn api_error<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> kube::core::Statu
     }
 }
 
-/// A node port unlikely to be taken on a shared cluster.
-fn some_node_port() -> u16 {
-    let name = lifeboat_tests::unique_name("port");
-    let h = name
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    30000 + (h % 2700) as u16
-}
-
 #[tokio::test]
 async fn a_taken_node_port_is_refused_before_the_name_is_checked() {
     let (c, ns) = cluster_ns("nodeport").await;
     let api: Api<Service> = Api::namespaced(c.client(), &ns);
-    let port = some_node_port();
+    let port = lifeboat_tests::some_node_port();
     let first = api
         .create(&PostParams::default(), &service("web", Some(port)))
         .await

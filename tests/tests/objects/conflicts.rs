@@ -13,21 +13,12 @@ fn services() -> kube::api::ApiResource {
     ar("", "v1", "Service", "services")
 }
 
-/// A node port unlikely to be taken on a shared cluster.
-fn some_node_port() -> u16 {
-    let name = lifeboat_tests::unique_name("port");
-    let h = name
-        .bytes()
-        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    30000 + (h % 2700) as u16
-}
-
 #[tokio::test]
 async fn a_service_still_holding_its_node_port_is_an_existing_object() {
     let cluster = cluster().await;
     let client = cluster.client();
     let ns = cluster.namespace("objs-np").await.expect("namespace");
-    let port = some_node_port();
+    let port = lifeboat_tests::some_node_port();
     create(
         &client,
         &services(),
@@ -514,7 +505,7 @@ async fn a_service_whose_node_port_is_taken_gets_a_new_one_unless_set_by_its_use
     let ns = cluster.namespace("objs-npt").await.expect("namespace");
     let other = cluster.namespace("objs-npt-other").await.expect("namespace");
     // One draw: two could be one port (the second +2 equal to the first +1).
-    let base = some_node_port();
+    let base = lifeboat_tests::some_node_port();
     let (port, fixed_port) = (base.wrapping_add(1), base.wrapping_add(2));
     let service = |name: &str, port: u16, applied: bool| {
         let mut s = json!({"metadata": {"name": name},
