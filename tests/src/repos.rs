@@ -240,7 +240,7 @@ pub async fn write_snapshot(
         id: None,
         time: chrono::Utc::now(),
         hostname: "forger".into(),
-        details: SnapshotDetails::Files,
+        details: SnapshotDetails::Files(Default::default()),
         source: "files:/forged".into(),
         paths: vec![],
         tags: Default::default(),

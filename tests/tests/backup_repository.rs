@@ -740,7 +740,7 @@ impl Source for Slow {
         tokio::time::sleep(self.0).await;
         Ok(Written {
             nodes: vec![],
-            details: SnapshotDetails::Files,
+            details: SnapshotDetails::Files(Default::default()),
             paths: vec![],
             summary: Summary::default(),
         })
@@ -940,7 +940,7 @@ impl Source for Items {
         Ok(Written {
             summary: Summary::of_tree(&nodes),
             nodes,
-            details: SnapshotDetails::Files,
+            details: SnapshotDetails::Files(Default::default()),
             paths: vec![],
         })
     }

@@ -93,10 +93,10 @@ async fn every_manifest_reads_into_its_kind_and_writes_back_as_the_old_drctl_lis
         );
     }
 
-    ensure!(find(&all, FILES_1)?.details == SnapshotDetails::Files);
+    ensure!(matches!(find(&all, FILES_1)?.details, SnapshotDetails::Files(_)));
     let files_2 = find(&all, FILES_2)?;
     ensure!(
-        files_2.details == SnapshotDetails::Files
+        matches!(files_2.details, SnapshotDetails::Files(_))
             && files_2.parent.map(|p| p.to_hex()) == Some(FILES_1.into())
     );
     let full = find(&all, ETCD_FULL)?;

@@ -407,7 +407,7 @@ mod tests {
             id: Some(SnapshotId::of(&[n])),
             time: at(h),
             hostname: "h".into(),
-            details: crate::snapshot::SnapshotDetails::Files,
+            details: crate::snapshot::SnapshotDetails::Files(Default::default()),
             source: "s".into(),
             paths: vec![],
             tags: tag

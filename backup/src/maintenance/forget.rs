@@ -340,7 +340,7 @@ mod tests {
             id: Some(SnapshotId::of(&[n])),
             time: Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap(),
             hostname: "h".into(),
-            details: SnapshotDetails::Files,
+            details: SnapshotDetails::Files(Default::default()),
             source: "files:/data".into(),
             paths: vec![],
             tags: Default::default(),

@@ -28,8 +28,8 @@ pub const VOLUME: &str = "volume";
 /// The typed description of what a snapshot holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotDetails {
-    /// Files and directories (`kind: files`, no `meta`).
-    Files,
+    /// Files and directories (`kind: files`); `meta` records what was left out, if anything.
+    Files(FilesBackup),
     /// A whole etcd database (`kind: etcd`, `meta.type: full`).
     EtcdFull(EtcdFull),
     /// The changes etcd made after a full snapshot (`kind: etcd`, `meta.type: delta`).
@@ -45,6 +45,17 @@ pub enum SnapshotDetails {
         /// Its `meta`, as stored.
         meta: BTreeMap<String, String>,
     },
+}
+
+/// What a files backup was asked to leave out; empty `meta` when nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilesBackup {
+    /// `--exclude` patterns, as given (`meta.excludes`: a JSON array of strings; absent when
+    /// none).
+    pub excludes: Vec<String>,
+    /// The backup stayed on its roots' filesystems (`meta.one_file_system`: `true`; absent
+    /// when not).
+    pub one_file_system: bool,
 }
 
 /// A full etcd snapshot: which cluster and member, and the revision it reflects.
@@ -157,6 +168,37 @@ impl Meta<'_> {
     }
 }
 
+impl FilesBackup {
+    fn to_meta(&self) -> BTreeMap<String, String> {
+        let mut meta = BTreeMap::new();
+        if !self.excludes.is_empty() {
+            // A JSON array of strings cannot fail to serialise.
+            let list = serde_json::to_string(&self.excludes).unwrap_or_default();
+            meta.insert("excludes".to_string(), list);
+        }
+        if self.one_file_system {
+            meta.insert("one_file_system".to_string(), "true".to_string());
+        }
+        meta
+    }
+
+    fn from_meta(m: &Meta<'_>) -> Result<Self, DetailsError> {
+        let excludes = match m.meta.get("excludes") {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| m.error(format!("excludes {text:?} is not a JSON array of strings: {e}")))?,
+        };
+        let one_file_system = match m.meta.get("one_file_system") {
+            None => false,
+            Some(_) => m.parse("one_file_system")?,
+        };
+        Ok(Self {
+            excludes,
+            one_file_system,
+        })
+    }
+}
+
 impl EtcdFull {
     fn to_meta(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
@@ -258,7 +300,7 @@ impl SnapshotDetails {
     /// The manifest's `kind`: `files`, `etcd`, `kubernetes`, or an unknown kind as stored.
     pub fn kind(&self) -> &str {
         match self {
-            Self::Files => FILES,
+            Self::Files(_) => FILES,
             Self::EtcdFull(_) | Self::EtcdDelta(_) => ETCD,
             Self::Kubernetes(_) => KUBERNETES,
             Self::Volume(_) => VOLUME,
@@ -274,14 +316,14 @@ impl SnapshotDetails {
             Self::EtcdDelta(d) => Some(&d.cluster_id),
             Self::Kubernetes(d) => Some(&d.cluster_id),
             // A Ceph fsid names no Kubernetes cluster.
-            Self::Files | Self::Volume(_) | Self::Other { .. } => None,
+            Self::Files(_) | Self::Volume(_) | Self::Other { .. } => None,
         }
     }
 
     /// The `kind` and `meta` stored for it.
     pub fn to_wire(&self) -> (String, BTreeMap<String, String>) {
         let meta = match self {
-            Self::Files => BTreeMap::new(),
+            Self::Files(d) => d.to_meta(),
             Self::EtcdFull(d) => d.to_meta(),
             Self::EtcdDelta(d) => d.to_meta(),
             Self::Kubernetes(d) => d.to_meta(),
@@ -298,7 +340,7 @@ impl SnapshotDetails {
             meta: &meta,
         };
         let details = match kind.as_str() {
-            FILES => Self::Files,
+            FILES => Self::Files(FilesBackup::from_meta(&m)?),
             ETCD => match meta.get("type").map(String::as_str) {
                 Some("full") => Self::EtcdFull(EtcdFull::from_meta(&m)?),
                 Some("delta") => Self::EtcdDelta(EtcdDelta::from_meta(&m)?),

@@ -85,7 +85,7 @@ impl<'de> serde::Deserialize<'de> for Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{EtcdDelta, EtcdFull, KubernetesObjects, VolumeImage};
+    use crate::snapshot::{EtcdDelta, EtcdFull, FilesBackup, KubernetesObjects, VolumeImage};
 
     /// Manifests as the code before typed metadata wrote them (docs/FORMAT.md), one per kind:
     /// each reads into its variant and writes back to the same JSON value.
@@ -98,7 +98,16 @@ mod tests {
                 format!(
                     r#"{{"time":"2026-11-25T20:08:16Z","hostname":"node-1","kind":"files","source":"files:/data","paths":["/data"],"tags":{{"env":"prod"}},"parent":null,"tree":[],{summary}}}"#
                 ),
-                SnapshotDetails::Files,
+                SnapshotDetails::Files(Default::default()),
+            ),
+            (
+                format!(
+                    r#"{{"time":"2026-12-04T19:08:16Z","hostname":"node-1","kind":"files","source":"files:/","paths":["/"],"tags":{{}},"meta":{{"excludes":"[\"*.tmp\",\"/var/cache\"]","one_file_system":"true"}},"parent":null,"tree":[],{summary}}}"#
+                ),
+                SnapshotDetails::Files(FilesBackup {
+                    excludes: vec!["*.tmp".into(), "/var/cache".into()],
+                    one_file_system: true,
+                }),
             ),
             (
                 format!(

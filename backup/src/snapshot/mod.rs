@@ -8,8 +8,8 @@ mod manifest;
 mod tree;
 
 pub use details::{
-    DetailsError, ETCD, EtcdDelta, EtcdFull, FILES, KUBERNETES, KubernetesObjects, SnapshotDetails, VOLUME,
-    VolumeImage,
+    DetailsError, ETCD, EtcdDelta, EtcdFull, FILES, FilesBackup, KUBERNETES, KubernetesObjects,
+    SnapshotDetails, VOLUME, VolumeImage,
 };
 
 pub(crate) use damage::parent_of;
@@ -57,6 +57,14 @@ pub struct Summary {
     pub files: u64,
     /// Directories in the snapshot.
     pub dirs: u64,
+    /// Symlinks in the snapshot (absent when 0, and in snapshots written before this was
+    /// counted).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub symlinks: u64,
+    /// FIFOs, sockets and device nodes in the snapshot (absent when 0, and in snapshots
+    /// written before this was counted).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub special_files: u64,
     /// Total bytes of file content.
     pub bytes: u64,
     /// Files read again (new or changed since the parent).
@@ -77,6 +85,18 @@ pub struct Summary {
     /// a kind of file that is not backed up), each with why. A snapshot with any is partial.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedPath>,
+    /// Entries an exclude pattern left out (an excluded directory counts once, with all it
+    /// held). Left out on purpose: the snapshot is not partial for them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub excluded: u64,
+    /// Mount points saved as empty directories because the backup stayed on its roots'
+    /// filesystems (`--one-file-system`), absolute paths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_filesystems: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A path a backup could not save.

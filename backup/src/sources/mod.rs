@@ -70,14 +70,22 @@ pub struct Written {
 }
 
 impl Summary {
-    /// Files, directories and bytes of a tree, every file counted as read (sources that read
-    /// everything they store); other counts zero.
+    /// Files, directories, symlinks, other special files and bytes of a tree, every file
+    /// counted as read (sources that read everything they store); other counts zero.
     pub fn of_tree(nodes: &[Node]) -> Self {
         use crate::snapshot::NodeKind;
-        let files = nodes.iter().filter(|n| n.kind == NodeKind::File).count() as u64;
+        let count = |kind: fn(NodeKind) -> bool| nodes.iter().filter(|n| kind(n.kind)).count() as u64;
+        let files = count(|k| k == NodeKind::File);
         Self {
             files,
-            dirs: nodes.iter().filter(|n| n.kind == NodeKind::Dir).count() as u64,
+            dirs: count(|k| k == NodeKind::Dir),
+            symlinks: count(|k| k == NodeKind::Symlink),
+            special_files: count(|k| {
+                matches!(
+                    k,
+                    NodeKind::Fifo | NodeKind::Socket | NodeKind::CharDevice | NodeKind::BlockDevice
+                )
+            }),
             bytes: nodes.iter().map(|n| n.size).sum(),
             files_read: files,
             ..Self::default()

@@ -605,7 +605,7 @@ mod tests {
             id: None,
             time: Utc::now(),
             hostname: "h".into(),
-            details: SnapshotDetails::Files,
+            details: SnapshotDetails::Files(Default::default()),
             source: "nfs:10.0.0.5:/exports/k8s/vol-ab".into(),
             paths: Vec::new(),
             tags: BTreeMap::new(),

@@ -387,6 +387,21 @@ pub enum BackupCommand {
         /// changes each run (Kubernetes CronJob pods).
         #[arg(long, value_parser = parse_host)]
         host: Option<String>,
+        /// Leave out paths matching PATTERN (repeatable), as restic's --exclude: matched
+        /// against each absolute path; * ? [abc] stay within one name, ** spans any depth; a
+        /// leading / anchors at the root (/var/cache), any other pattern matches at any depth
+        /// (*.tmp, node_modules, build/out); a trailing / matches directories only (cache/).
+        /// An excluded directory is left out with all it holds.
+        #[arg(long = "exclude", value_name = "PATTERN")]
+        excludes: Vec<String>,
+        /// Read exclude patterns from FILE (repeatable): one per line; blank lines and lines
+        /// starting with # are skipped.
+        #[arg(long = "exclude-file", value_name = "FILE")]
+        exclude_files: Vec<PathBuf>,
+        /// Stay on the filesystem of each path given: mount points below them (/proc, /sys,
+        /// a mounted volume) are saved as empty directories and listed.
+        #[arg(short = 'x', long)]
+        one_file_system: bool,
     },
 }
 

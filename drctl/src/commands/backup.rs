@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use lifeboat_backup::progress::Progress;
-use lifeboat_backup::sources::files::{FilesOptions, backup_files};
+use lifeboat_backup::sources::files::{Exclusions, FilesOptions, backup_files, patterns_in_file};
 
 use crate::cli::{BackupCommand, GlobalArgs};
 use crate::output::{self, bytes};
 use crate::progress::Bar;
-use crate::{exit, open};
+use crate::{UsageError, exit, open};
 
 pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
     match cmd {
@@ -26,8 +26,12 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
             tags,
             force,
             host,
+            excludes,
+            exclude_files,
+            one_file_system,
         } => {
             let tags = crate::cli::pairs_to_map("--tag", &tags)?;
+            let exclusions = exclusions(excludes, &exclude_files, one_file_system)?;
             note_device_nodes(&paths);
             let r = open::repository(&repo, &key).await?;
             let options = FilesOptions {
@@ -35,6 +39,7 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
                 force_full: force,
                 workers: 0,
                 host,
+                exclusions,
             };
             let progress = Arc::new(Progress::default());
             let bar = Bar::start(&progress, "backup", g.quiet);
@@ -47,10 +52,26 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
                 note!("warning: {w}");
             }
             let s = &snap.summary;
+            if !s.other_filesystems.is_empty() {
+                note!(
+                    "not entered (other filesystems, --one-file-system): {}",
+                    s.other_filesystems.join(", ")
+                );
+            }
             note!(
-                "{} files ({}), {} read, {} new, {} stored in {:.1}s",
+                "{} files ({}), {} directories, {} symlinks{}{}, {} read, {} new, {} stored in {:.1}s",
                 s.files,
                 bytes(s.bytes),
+                s.dirs,
+                s.symlinks,
+                match s.special_files {
+                    0 => String::new(),
+                    n => format!(", {n} FIFOs, sockets and device nodes"),
+                },
+                match s.excluded {
+                    0 => String::new(),
+                    n => format!(", {n} excluded"),
+                },
                 s.files_read,
                 bytes(s.new_bytes),
                 bytes(s.stored_bytes),
@@ -82,6 +103,23 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
             }
         }
     }
+}
+
+/// `--exclude` patterns and those of each `--exclude-file`, compiled; a pattern that cannot be
+/// used or a file that cannot be read is a usage error naming it.
+fn exclusions(mut patterns: Vec<String>, files: &[PathBuf], one_file_system: bool) -> Result<Exclusions> {
+    for file in files {
+        let text = std::fs::read(file)
+            .map_err(|e| UsageError(format!("--exclude-file {}: cannot be read: {e}", file.display())))?;
+        let text = String::from_utf8(text).map_err(|_| {
+            UsageError(format!(
+                "--exclude-file {}: is not UTF-8 text (patterns are UTF-8; ? matches any byte of a name)",
+                file.display()
+            ))
+        })?;
+        patterns.extend(patterns_in_file(&text));
+    }
+    Exclusions::new(&patterns, one_file_system).map_err(|e| UsageError(e.to_string()).into())
 }
 
 /// A device node given as a path is saved as a node (type, major and minor, as tar does),

@@ -52,7 +52,7 @@ impl Sink for NfsSink {
     /// Files snapshots (NFS and local files backups share the format).
     fn accepts(&self, snapshot: &Snapshot) -> Result<(), NfsError> {
         match &snapshot.details {
-            SnapshotDetails::Files => Ok(()),
+            SnapshotDetails::Files(_) => Ok(()),
             other => Err(NfsError::NotFiles {
                 id: snapshot.id.map(|i| i.short()).unwrap_or_default(),
                 kind: other.kind().to_string(),

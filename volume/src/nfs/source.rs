@@ -57,7 +57,7 @@ impl Source for NfsSource {
             .snapshots()
             .await?
             .into_iter()
-            .rfind(|s| s.details == SnapshotDetails::Files && s.source == source))
+            .rfind(|s| matches!(s.details, SnapshotDetails::Files(_)) && s.source == source))
     }
 
     async fn write(&mut self, writer: &Writer<'_>) -> Result<Written, NfsError> {
@@ -168,7 +168,7 @@ impl Source for NfsSource {
         };
         Ok(Written {
             nodes,
-            details: SnapshotDetails::Files,
+            details: SnapshotDetails::Files(Default::default()),
             paths: vec![loc.display()],
             summary,
         })

@@ -1,9 +1,11 @@
 //! Backing up files and directories.
 
+mod exclude;
 mod open;
 mod walk;
 mod xattrs;
 
+pub use exclude::{Exclusions, InvalidExclude, patterns_in_file};
 pub use walk::{Walked, walk};
 
 use open::Anchors;
@@ -21,7 +23,7 @@ use crate::chunker::{Chunker, chunk_slice};
 use crate::progress::Progress;
 use crate::repository::{IndexedRepository, RepoError, Repository};
 use crate::session::{BlobSink, SessionShared};
-use crate::snapshot::{SkippedPath, Snapshot, SnapshotDetails, Summary};
+use crate::snapshot::{FilesBackup, SkippedPath, Snapshot, SnapshotDetails, Summary};
 use crate::sources::{Source, Written, files_to_read, reuse_unchanged};
 
 /// Options for a file backup.
@@ -37,6 +39,8 @@ pub struct FilesOptions {
     /// go by it, so pods whose host names change each run (CronJobs) give one fixed name.
     /// `None`: this machine's host name.
     pub host: Option<String>,
+    /// What to leave out (`--exclude`, `--one-file-system`).
+    pub exclusions: Exclusions,
 }
 
 /// Backs up `paths` into `repo`; returns the new snapshot. Paths that cannot be read are
@@ -55,6 +59,7 @@ pub async fn backup_files(
         host: host.clone(),
         force_full: options.force_full,
         workers: options.workers,
+        exclusions: options.exclusions.clone(),
     };
     let options = BackupOptions {
         tags: options.tags.clone(),
@@ -137,6 +142,8 @@ struct FilesSource {
     force_full: bool,
     /// Reader threads (0: one per core).
     workers: usize,
+    /// What the walk leaves out.
+    exclusions: Exclusions,
 }
 
 impl Source for FilesSource {
@@ -155,11 +162,9 @@ impl Source for FilesSource {
     /// The newest files snapshot of the same roots from the same host.
     async fn parent(&self, repo: &IndexedRepository) -> Result<Option<Snapshot>, RepoError> {
         let source = self.source_id();
-        Ok(repo
-            .snapshots()
-            .await?
-            .into_iter()
-            .rfind(|s| s.details == SnapshotDetails::Files && s.source == source && s.hostname == self.host))
+        Ok(repo.snapshots().await?.into_iter().rfind(|s| {
+            matches!(s.details, SnapshotDetails::Files(_)) && s.source == source && s.hostname == self.host
+        }))
     }
 
     /// Walks the roots, takes the chunk lists of files the parent has unchanged (and whose
@@ -170,11 +175,14 @@ impl Source for FilesSource {
         // through a symlink from there (see `open`).
         let anchors = Anchors::open(&self.roots);
         let walk_roots = self.roots.clone();
+        let exclusions = self.exclusions.clone();
         let Walked {
             mut nodes,
             mut skipped,
             mut warnings,
-        } = tokio::task::spawn_blocking(move || walk(&walk_roots))
+            excluded,
+            other_filesystems,
+        } = tokio::task::spawn_blocking(move || walk(&walk_roots, &exclusions))
             .await
             .map_err(|e| RepoError::Task(e.to_string()))?;
 
@@ -242,11 +250,16 @@ impl Source for FilesSource {
             files_read,
             warnings,
             skipped,
+            excluded,
+            other_filesystems,
             ..Summary::of_tree(&nodes)
         };
         Ok(Written {
             nodes,
-            details: SnapshotDetails::Files,
+            details: SnapshotDetails::Files(FilesBackup {
+                excludes: self.exclusions.patterns().to_vec(),
+                one_file_system: self.exclusions.one_file_system,
+            }),
             paths: self.roots.iter().map(|p| path_text(p)).collect(),
             summary,
         })

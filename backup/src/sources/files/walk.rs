@@ -6,6 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::exclude::Exclusions;
 use super::xattrs::XattrReader;
 use crate::snapshot::{Node, NodeKind, SkippedPath};
 
@@ -18,6 +19,10 @@ pub struct Walked {
     pub skipped: Vec<SkippedPath>,
     /// Entries listed with something missing (an unreadable extended attribute).
     pub warnings: Vec<String>,
+    /// Entries left out by an exclude pattern (a directory counts once, with what is in it).
+    pub excluded: u64,
+    /// Mount points saved without their content (`--one-file-system`), absolute.
+    pub other_filesystems: Vec<String>,
 }
 
 impl Walked {
@@ -29,12 +34,14 @@ impl Walked {
     }
 }
 
-/// Walks `roots` (absolute paths) without following symlinks.
-pub fn walk(roots: &[PathBuf]) -> Walked {
+/// Walks `roots` (absolute paths) without following symlinks, leaving out what `exclusions`
+/// names.
+pub fn walk(roots: &[PathBuf], exclusions: &Exclusions) -> Walked {
     let mut out = Walked::default();
     let mut xattrs = XattrReader::default();
-    let mut stack: Vec<PathBuf> = roots.to_vec();
-    while let Some(path) = stack.pop() {
+    // Each entry with the device of the root it was found under (`None`: it is a root).
+    let mut stack: Vec<(PathBuf, Option<u64>)> = roots.iter().map(|r| (r.clone(), None)).collect();
+    while let Some((path, root_dev)) = stack.pop() {
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) => {
@@ -42,6 +49,14 @@ pub fn walk(roots: &[PathBuf]) -> Walked {
                 continue;
             }
         };
+        let excluded = match root_dev {
+            None => exclusions.excludes_root(&path, meta.is_dir()),
+            Some(_) => exclusions.excludes(&path, meta.is_dir()),
+        };
+        if excluded {
+            out.excluded += 1;
+            continue;
+        }
         // `/` itself has no node: its path would be empty (see docs/FORMAT.md, Trees); what
         // is in it is listed as usual.
         let root_dir = path.as_os_str().as_bytes() == b"/";
@@ -54,12 +69,15 @@ pub fn walk(roots: &[PathBuf]) -> Walked {
                 .warnings
                 .push(format!("{}: extended attributes not saved: {e}", path.display())),
         }
-        if node.kind == NodeKind::Dir {
+        let root_dev = root_dev.unwrap_or(meta.dev());
+        if node.kind == NodeKind::Dir && exclusions.one_file_system && meta.dev() != root_dev {
+            out.other_filesystems.push(path.display().to_string());
+        } else if node.kind == NodeKind::Dir {
             match std::fs::read_dir(&path) {
                 Ok(entries) => {
                     for entry in entries {
                         match entry {
-                            Ok(e) => stack.push(e.path()),
+                            Ok(e) => stack.push((e.path(), Some(root_dev))),
                             Err(e) => out.skip(&path, format_args!("cannot list some entries: {e}")),
                         }
                     }
@@ -73,6 +91,7 @@ pub fn walk(roots: &[PathBuf]) -> Walked {
     }
     out.nodes.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
     out.nodes.dedup_by(|a, b| a.path_bytes() == b.path_bytes());
+    out.other_filesystems.sort();
     out
 }
 
@@ -153,7 +172,7 @@ mod tests {
         )
         .unwrap();
         let gone = dir.path().join("gone");
-        let walked = walk(&[dir.path().to_path_buf(), gone.clone()]);
+        let walked = walk(&[dir.path().to_path_buf(), gone.clone()], &Exclusions::default());
         let skipped: Vec<&str> = walked.skipped.iter().map(|s| s.path.as_str()).collect();
         assert_eq!(skipped, [gone.to_str().unwrap()]);
         let kind = |name: &str| {
@@ -169,13 +188,50 @@ mod tests {
         drop(socket);
     }
 
+    /// Excluded entries are not listed, nor anything under an excluded directory; a file
+    /// named like a directories-only pattern is kept; a root inside an excluded directory is
+    /// left out.
+    #[test]
+    fn excluded_entries_and_what_they_hold_are_left_out_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["sub/cache/deep", "other", "node_modules/x"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for f in [
+            "keep.txt",
+            "a.tmp",
+            "sub/b.tmp",
+            "sub/cache/deep/f",
+            "other/cache",
+            "node_modules/x/y",
+        ] {
+            std::fs::write(root.join(f), b"x").unwrap();
+        }
+        let patterns = ["*.tmp", "cache/", "node_modules"].map(String::from);
+        let exclusions = Exclusions::new(&patterns, false).unwrap();
+        let walked = walk(&[root.to_path_buf()], &exclusions);
+        let prefix = root.as_os_str().as_bytes().len() - 1; // stored without the leading /
+        let listed: Vec<String> = walked
+            .nodes
+            .iter()
+            .map(|n| String::from_utf8_lossy(&n.path_bytes()[prefix..]).into_owned())
+            .collect();
+        assert_eq!(listed, ["", "/keep.txt", "/other", "/other/cache", "/sub"]);
+        assert_eq!(walked.excluded, 4, "a.tmp, sub/b.tmp, sub/cache, node_modules");
+        assert!(walked.skipped.is_empty() && walked.other_filesystems.is_empty());
+
+        let walked = walk(&[root.join("node_modules/x")], &exclusions);
+        assert_eq!((walked.nodes.len(), walked.excluded), (0, 1));
+    }
+
     #[test]
     fn names_are_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
         std::fs::create_dir(&odd).unwrap();
         std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"\xff"), odd.join("l")).unwrap();
-        let walked = walk(&[dir.path().to_path_buf()]);
+        let walked = walk(&[dir.path().to_path_buf()], &Exclusions::default());
         assert!(walked.skipped.is_empty(), "{:?}", walked.skipped);
         let link = walked.nodes.iter().find(|n| n.kind == NodeKind::Symlink).unwrap();
         assert!(link.path_bytes().ends_with(b"/caf\xe9/l"));

@@ -1,0 +1,221 @@
+//! What a file backup leaves out: `--exclude` patterns (restic's and rsync's habits) and
+//! `--one-file-system`.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+
+/// An `--exclude` pattern that cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "exclude pattern {pattern:?} {problem} (syntax: * and ? within a name, [abc], {{a,b}}, ** for any depth; a leading / anchors at the root, a trailing / matches directories only)"
+)]
+pub struct InvalidExclude {
+    /// The pattern as given.
+    pub pattern: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Paths a walk leaves out, and whether it stays on each root's filesystem.
+///
+/// A pattern is matched against the absolute path of each entry, component by component:
+/// `*`, `?` and `[…]` never match `/`, `**` matches any number of components. A pattern
+/// that starts with `/` matches from the root (`/var/cache` is that directory only); any
+/// other matches at any depth (`*.tmp` and `.cache` match in every directory, `build/out`
+/// wherever those two names follow each other), as restic's `--exclude` does. A trailing `/`
+/// matches directories only (`cache/`), as in rsync and `.gitignore`. An excluded directory
+/// is left out with everything in it; a root inside an excluded directory is left out too.
+#[derive(Debug, Clone, Default)]
+pub struct Exclusions {
+    any: Option<GlobSet>,
+    dirs: Option<GlobSet>,
+    patterns: Vec<String>,
+    /// Do not enter directories on another filesystem than their root's (restic's and tar's
+    /// `--one-file-system`): a mount point is saved as an empty directory.
+    pub one_file_system: bool,
+}
+
+impl Exclusions {
+    /// Compiles `patterns`. Errors: an empty pattern (an unset variable, not "nothing"), one
+    /// with a newline, one starting with `!` (restic's negation, which this does not have:
+    /// write `\!` for a name that starts with `!`), or one that is not a glob.
+    pub fn new(patterns: &[String], one_file_system: bool) -> Result<Self, InvalidExclude> {
+        let mut any = GlobSetBuilder::new();
+        let mut dirs = GlobSetBuilder::new();
+        let (mut any_count, mut dirs_count) = (0, 0);
+        for pattern in patterns {
+            let invalid = |problem: &str| InvalidExclude {
+                pattern: pattern.clone(),
+                problem: problem.to_string(),
+            };
+            if pattern.trim_matches('/').is_empty() {
+                return Err(invalid("is empty: it would match nothing, or everything"));
+            }
+            if pattern.contains(['\n', '\r']) {
+                return Err(invalid("holds a line break"));
+            }
+            if pattern.starts_with('!') {
+                return Err(invalid(
+                    "starts with ! (negation is not supported: back up the paths to keep instead; write \\! for a name that starts with !)",
+                ));
+            }
+            let dirs_only = pattern.ends_with('/');
+            let body = pattern.trim_end_matches('/');
+            let anchored = match body.strip_prefix('/') {
+                Some(rest) => format!("/{}", rest.trim_start_matches('/')),
+                None => format!("**/{body}"),
+            };
+            let glob = glob(&anchored).map_err(|e| invalid(&format!("is not a glob: {}", e.kind())))?;
+            if dirs_only {
+                dirs.add(glob);
+                dirs_count += 1;
+            } else {
+                any.add(glob);
+                any_count += 1;
+            }
+        }
+        let build = |b: GlobSetBuilder, count: usize| -> Result<Option<GlobSet>, InvalidExclude> {
+            if count == 0 {
+                return Ok(None);
+            }
+            b.build().map(Some).map_err(|e| InvalidExclude {
+                pattern: patterns.join(" "),
+                problem: format!("cannot be compiled: {}", e.kind()),
+            })
+        };
+        Ok(Self {
+            any: build(any, any_count)?,
+            dirs: build(dirs, dirs_count)?,
+            patterns: patterns.to_vec(),
+            one_file_system,
+        })
+    }
+
+    /// The patterns as given.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    /// True when an absolute `path` matches a pattern (`is_dir`: it is a directory).
+    pub fn excludes(&self, path: &Path, is_dir: bool) -> bool {
+        self.any.as_ref().is_some_and(|s| s.is_match(path))
+            || (is_dir && self.dirs.as_ref().is_some_and(|s| s.is_match(path)))
+    }
+
+    /// True when an absolute `path` or a directory above it matches (for roots: the walk
+    /// checks each entry it lists, so it never enters an excluded directory).
+    pub fn excludes_root(&self, path: &Path, is_dir: bool) -> bool {
+        let bytes = path.as_os_str().as_bytes();
+        let above = bytes
+            .iter()
+            .enumerate()
+            .filter(|&(i, b)| *b == b'/' && i > 0)
+            .any(|(i, _)| self.excludes(Path::new(OsStr::from_bytes(&bytes[..i])), true));
+        above || self.excludes(path, is_dir)
+    }
+}
+
+fn glob(pattern: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern).literal_separator(true).build()
+}
+
+/// The patterns of an `--exclude-file` (restic's format): one per line; blank lines and lines
+/// starting with `#` are skipped; spaces around a pattern are trimmed.
+pub fn patterns_in_file(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(patterns: &[&str]) -> Exclusions {
+        let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+        Exclusions::new(&patterns, false).unwrap()
+    }
+
+    fn file(e: &Exclusions, path: &str) -> bool {
+        e.excludes(Path::new(path), false)
+    }
+
+    #[test]
+    fn unanchored_patterns_match_at_any_depth_and_stars_stay_in_one_name() {
+        let e = ex(&["*.tmp", ".cache", "build/out"]);
+        assert!(file(&e, "/a.tmp"));
+        assert!(file(&e, "/home/u/src/x.tmp"));
+        assert!(
+            !file(&e, "/home/u/x.tmp/keep"),
+            "the walk never lists below an excluded dir"
+        );
+        assert!(!file(&e, "/home/u/x.tmpl"));
+        assert!(file(&e, "/home/u/.cache"));
+        assert!(!file(&e, "/home/u/.cache2"));
+        assert!(file(&e, "/srv/build/out"));
+        assert!(!file(&e, "/srv/build/x/out"));
+        let e = ex(&["src/*.o"]);
+        assert!(file(&e, "/p/src/a.o"));
+        assert!(!file(&e, "/p/src/sub/a.o"), "* does not cross /");
+        let e = ex(&["src/**/*.o"]);
+        assert!(file(&e, "/p/src/sub/deeper/a.o"));
+    }
+
+    #[test]
+    fn a_leading_slash_anchors_and_a_trailing_one_means_directories() {
+        let e = ex(&["/var/cache"]);
+        assert!(file(&e, "/var/cache"));
+        assert!(!file(&e, "/srv/var/cache"));
+        let e = ex(&["cache/"]);
+        assert!(!file(&e, "/srv/cache"), "a file named cache is kept");
+        assert!(e.excludes(Path::new("/srv/cache"), true));
+    }
+
+    #[test]
+    fn roots_inside_an_excluded_directory_are_excluded() {
+        let e = ex(&["node_modules"]);
+        assert!(e.excludes_root(Path::new("/p/node_modules/pkg/index.js"), false));
+        assert!(!e.excludes_root(Path::new("/p/src/index.js"), false));
+        let e = ex(&["cache/"]);
+        assert!(e.excludes_root(Path::new("/srv/cache/f"), false));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_matched_as_bytes() {
+        let e = ex(&["caf?"]);
+        assert!(e.excludes(Path::new(OsStr::from_bytes(b"/d/caf\xe9")), false));
+    }
+
+    #[test]
+    fn unusable_patterns_are_named() {
+        for (pattern, says) in [
+            ("", "is empty"),
+            ("/", "is empty"),
+            ("!keep", "negation is not supported"),
+            ("a\nb", "line break"),
+            ("[z-a", "is not a glob"),
+        ] {
+            let err = Exclusions::new(&[pattern.to_string()], false)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(says) && err.contains(&format!("{pattern:?}")),
+                "{err}"
+            );
+        }
+        assert!(file(&ex(&["\\!keep"]), "/d/!keep"));
+    }
+
+    #[test]
+    fn exclude_files_skip_comments_and_blank_lines() {
+        assert_eq!(
+            patterns_in_file("# caches\n*.tmp\n\n  /var/cache  \r\n#x\n"),
+            ["*.tmp", "/var/cache"]
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! What `drctl backup files` leaves out on request: `--exclude` / `--exclude-file` patterns
+//! (restic's habits) and `--one-file-system` (a real tmpfs mounted inside the data), checked
+//! by restoring the snapshot and comparing trees, and in the manifest's record.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod files_support;
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Command;
+
+use files_support::*;
+use lifeboat_tests::repos::Backend;
+
+/// `drctl backup files PATH -o json EXTRA…`: exit code, manifest, stderr.
+fn backup(repo: &Repo, path: &Path, extra: &[&OsStr]) -> (Option<i32>, serde_json::Value, String) {
+    let mut args: Vec<&OsStr> = vec![
+        "backup".as_ref(),
+        "files".as_ref(),
+        "-o".as_ref(),
+        "json".as_ref(),
+    ];
+    args.extend_from_slice(extra);
+    args.push(path.as_os_str());
+    let out = repo.drctl(As::Me, args);
+    let snap = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), snap, stderr(&out))
+}
+
+/// The relative paths under `root`, as text.
+fn names(root: &Path) -> BTreeSet<String> {
+    tree(root)
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect()
+}
+
+/// Patterns from the command line and from a file leave out matching entries and all an
+/// excluded directory holds, at any depth unless anchored, directories only with a trailing
+/// `/`; names that are not UTF-8 match as bytes. The count is printed and stored, the
+/// patterns are recorded in the manifest, the exit code is 0 (nothing asked for is missing),
+/// and the restore holds exactly the rest.
+#[test]
+fn excluded_paths_are_left_out_counted_and_recorded() {
+    let repo = Repo::new(Backend::Local);
+    let src = tempfile::tempdir().unwrap();
+    let data = src.path().join("data");
+    for d in ["sub/cache/deep", "other", "node_modules/pkg", "logs"] {
+        std::fs::create_dir_all(data.join(d)).unwrap();
+    }
+    for f in [
+        "keep.txt",
+        "a.tmp",
+        "sub/b.tmp",
+        "sub/cache/deep/f",
+        "other/cache",
+        "node_modules/pkg/index.js",
+        "logs/app.log",
+        "logs/keep.cfg",
+    ] {
+        std::fs::write(data.join(f), f.as_bytes()).unwrap();
+    }
+    std::fs::write(data.join(OsStr::from_bytes(b"caf\xe9.tmp")), b"latin-1 name").unwrap();
+    let list = repo.path("excludes.txt");
+    let anchored = format!("{}/logs/*.log", data.display());
+    std::fs::write(&list, format!("# caches are rebuilt\ncache/\n\n  {anchored}  \n")).unwrap();
+
+    let (code, manifest, err) = backup(
+        &repo,
+        &data,
+        &[
+            "--exclude".as_ref(),
+            "*.tmp".as_ref(),
+            "--exclude".as_ref(),
+            "node_modules".as_ref(),
+            "--exclude-file".as_ref(),
+            list.as_os_str(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    // a.tmp, sub/b.tmp, café.tmp, sub/cache, node_modules, logs/app.log
+    assert_eq!(manifest["summary"]["excluded"], 6, "{manifest:#}");
+    assert!(err.contains(", 6 excluded,"), "{err}");
+    let recorded: Vec<String> =
+        serde_json::from_str(manifest["meta"]["excludes"].as_str().expect("meta.excludes")).unwrap();
+    assert_eq!(recorded, ["*.tmp", "node_modules", "cache/", anchored.as_str()]);
+
+    let target = repo.path("target");
+    let (code, out) = repo.restore(As::Me, &snapshot_id(&manifest), &target, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let want: BTreeSet<String> = [
+        "",
+        "keep.txt",
+        "other",
+        "other/cache",
+        "sub",
+        "logs",
+        "logs/keep.cfg",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(names(&restored(&target, &data)), want);
+}
+
+/// A root inside an excluded directory is left out (as restic does), and a backup of nothing
+/// else says so by its counts; patterns that cannot be used and exclude files that cannot be
+/// read are usage errors (exit 2) naming them, before the repository is opened.
+#[test]
+fn unusable_patterns_are_refused_and_excluded_roots_left_out() {
+    let repo = Repo::new(Backend::Local);
+    let src = tempfile::tempdir().unwrap();
+    let deep = src.path().join("node_modules/pkg");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("index.js"), b"x").unwrap();
+    let (code, manifest, err) = backup(&repo, &deep, &["--exclude".as_ref(), "node_modules".as_ref()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        (&manifest["summary"]["files"], &manifest["summary"]["excluded"]),
+        (&serde_json::json!(0), &serde_json::json!(1))
+    );
+
+    let missing = repo.path("no-such-list");
+    for (args, says) in [
+        (vec!["--exclude", ""], "exclude pattern \"\" is empty"),
+        (vec!["--exclude", "!keep"], "negation is not supported"),
+        (vec!["--exclude", "[z-"], "is not a glob"),
+        (
+            vec!["--exclude-file", missing.to_str().unwrap()],
+            "--exclude-file",
+        ),
+    ] {
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        let (code, _, err) = backup(&repo, &deep, &args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// Unmounts on drop, also when the test fails.
+struct Mount<'a>(&'a Path);
+
+impl Drop for Mount<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0).status();
+    }
+}
+
+/// `--one-file-system` saves a mount point below the root as an empty directory, lists it,
+/// and records the choice; without it the mounted filesystem's files are saved. Needs root
+/// (CI and the test machines run as root) to mount a tmpfs.
+#[test]
+fn one_file_system_stops_at_mount_points() {
+    let repo = Repo::new(Backend::Local);
+    let src = tempfile::tempdir().unwrap();
+    let data = src.path().join("data");
+    let mnt = data.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::write(data.join("here.txt"), b"on the root's filesystem").unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "lifeboat-test"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount -t tmpfs needs root (CAP_SYS_ADMIN)");
+    let _mount = Mount(&mnt);
+    std::fs::create_dir(mnt.join("inner")).unwrap();
+    std::fs::write(mnt.join("inner/there.txt"), b"on the tmpfs").unwrap();
+
+    let (code, manifest, err) = backup(&repo, &data, &["-x".as_ref()]);
+    assert_eq!(code, Some(0), "{err}");
+    let shown = mnt.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "not entered (other filesystems, --one-file-system): {shown}"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        manifest["summary"]["other_filesystems"],
+        serde_json::json!([shown])
+    );
+    assert_eq!(manifest["meta"]["one_file_system"], "true");
+    let target = repo.path("one-fs");
+    let (code, out) = repo.restore(As::Me, &snapshot_id(&manifest), &target, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let want: BTreeSet<String> = ["", "here.txt", "mnt"].map(String::from).into();
+    assert_eq!(names(&restored(&target, &data)), want);
+
+    let (code, manifest, err) = backup(&repo, &data, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(manifest["summary"].get("other_filesystems").is_none() && manifest.get("meta").is_none());
+    let target = repo.path("all");
+    let (code, out) = repo.restore(As::Me, &snapshot_id(&manifest), &target, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(names(&restored(&target, &data)).contains("mnt/inner/there.txt"));
+}
