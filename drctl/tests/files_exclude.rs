@@ -39,7 +39,8 @@ fn names(root: &Path) -> BTreeSet<String> {
 
 /// Patterns from the command line and from a file leave out matching entries and all an
 /// excluded directory holds, at any depth unless anchored, directories only with a trailing
-/// `/`; names that are not UTF-8 match as bytes. The count is printed and stored, the
+/// `/`; names that are not UTF-8 match as bytes; `--exclude-caches` keeps a cache directory
+/// and its tag only. The count is printed and stored, the
 /// patterns are recorded in the manifest, the exit code is 0 (nothing asked for is missing),
 /// and the restore holds exactly the rest.
 #[test]
@@ -63,6 +64,13 @@ fn excluded_paths_are_left_out_counted_and_recorded() {
         std::fs::write(data.join(f), f.as_bytes()).unwrap();
     }
     std::fs::write(data.join(OsStr::from_bytes(b"caf\xe9.tmp")), b"latin-1 name").unwrap();
+    std::fs::create_dir_all(data.join("thumbs/x")).unwrap();
+    std::fs::write(
+        data.join("thumbs/CACHEDIR.TAG"),
+        b"Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
+    std::fs::write(data.join("thumbs/x/1.png"), b"png").unwrap();
     let list = repo.path("excludes.txt");
     let anchored = format!("{}/logs/*.log", data.display());
     std::fs::write(&list, format!("# caches are rebuilt\ncache/\n\n  {anchored}  \n")).unwrap();
@@ -77,12 +85,14 @@ fn excluded_paths_are_left_out_counted_and_recorded() {
             "node_modules".as_ref(),
             "--exclude-file".as_ref(),
             list.as_os_str(),
+            "--exclude-caches".as_ref(),
         ],
     );
     assert_eq!(code, Some(0), "{err}");
-    // a.tmp, sub/b.tmp, café.tmp, sub/cache, node_modules, logs/app.log
-    assert_eq!(manifest["summary"]["excluded"], 6, "{manifest:#}");
-    assert!(err.contains(", 6 excluded,"), "{err}");
+    // a.tmp, sub/b.tmp, café.tmp, sub/cache, node_modules, logs/app.log, thumbs/x
+    assert_eq!(manifest["summary"]["excluded"], 7, "{manifest:#}");
+    assert!(err.contains(", 7 excluded,"), "{err}");
+    assert_eq!(manifest["meta"]["exclude_caches"], "true");
     let recorded: Vec<String> =
         serde_json::from_str(manifest["meta"]["excludes"].as_str().expect("meta.excludes")).unwrap();
     assert_eq!(recorded, ["*.tmp", "node_modules", "cache/", anchored.as_str()]);
@@ -98,6 +108,8 @@ fn excluded_paths_are_left_out_counted_and_recorded() {
         "sub",
         "logs",
         "logs/keep.cfg",
+        "thumbs",
+        "thumbs/CACHEDIR.TAG",
     ]
     .map(String::from)
     .into();

@@ -56,6 +56,9 @@ pub struct FilesBackup {
     /// The backup stayed on its roots' filesystems (`meta.one_file_system`: `true`; absent
     /// when not).
     pub one_file_system: bool,
+    /// Cache directories' content was left out (`meta.exclude_caches`: `true`; absent when
+    /// not).
+    pub exclude_caches: bool,
 }
 
 /// A full etcd snapshot: which cluster and member, and the revision it reflects.
@@ -176,8 +179,13 @@ impl FilesBackup {
             let list = serde_json::to_string(&self.excludes).unwrap_or_default();
             meta.insert("excludes".to_string(), list);
         }
-        if self.one_file_system {
-            meta.insert("one_file_system".to_string(), "true".to_string());
+        for (key, set) in [
+            ("one_file_system", self.one_file_system),
+            ("exclude_caches", self.exclude_caches),
+        ] {
+            if set {
+                meta.insert(key.to_string(), "true".to_string());
+            }
         }
         meta
     }
@@ -188,13 +196,14 @@ impl FilesBackup {
             Some(text) => serde_json::from_str(text)
                 .map_err(|e| m.error(format!("excludes {text:?} is not a JSON array of strings: {e}")))?,
         };
-        let one_file_system = match m.meta.get("one_file_system") {
-            None => false,
-            Some(_) => m.parse("one_file_system")?,
+        let flag = |key: &str| match m.meta.get(key) {
+            None => Ok(false),
+            Some(_) => m.parse(key),
         };
         Ok(Self {
             excludes,
-            one_file_system,
+            one_file_system: flag("one_file_system")?,
+            exclude_caches: flag("exclude_caches")?,
         })
     }
 }

@@ -102,11 +102,12 @@ mod tests {
             ),
             (
                 format!(
-                    r#"{{"time":"2026-12-04T19:08:16Z","hostname":"node-1","kind":"files","source":"files:/","paths":["/"],"tags":{{}},"meta":{{"excludes":"[\"*.tmp\",\"/var/cache\"]","one_file_system":"true"}},"parent":null,"tree":[],{summary}}}"#
+                    r#"{{"time":"2026-12-04T19:08:16Z","hostname":"node-1","kind":"files","source":"files:/","paths":["/"],"tags":{{}},"meta":{{"exclude_caches":"true","excludes":"[\"*.tmp\",\"/var/cache\"]","one_file_system":"true"}},"parent":null,"tree":[],{summary}}}"#
                 ),
                 SnapshotDetails::Files(FilesBackup {
                     excludes: vec!["*.tmp".into(), "/var/cache".into()],
                     one_file_system: true,
+                    exclude_caches: true,
                 }),
             ),
             (

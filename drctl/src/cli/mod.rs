@@ -402,6 +402,12 @@ pub enum BackupCommand {
         /// a mounted volume) are saved as empty directories and listed.
         #[arg(short = 'x', long)]
         one_file_system: bool,
+        /// Leave out the content of cache directories, those holding a CACHEDIR.TAG file
+        /// that starts with the specification's signature (bford.info/cachedir): the
+        /// directory and its tag are saved, so a restored cache stays marked (as tar's
+        /// --exclude-caches).
+        #[arg(long)]
+        exclude_caches: bool,
     },
 }
 

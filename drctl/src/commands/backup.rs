@@ -29,9 +29,12 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
             excludes,
             exclude_files,
             one_file_system,
+            exclude_caches,
         } => {
             let tags = crate::cli::pairs_to_map("--tag", &tags)?;
-            let exclusions = exclusions(excludes, &exclude_files, one_file_system)?;
+            let mut exclusions = exclusions(excludes, &exclude_files)?;
+            exclusions.one_file_system = one_file_system;
+            exclusions.caches = exclude_caches;
             note_device_nodes(&paths);
             let r = open::repository(&repo, &key).await?;
             let options = FilesOptions {
@@ -107,7 +110,7 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
 
 /// `--exclude` patterns and those of each `--exclude-file`, compiled; a pattern that cannot be
 /// used or a file that cannot be read is a usage error naming it.
-fn exclusions(mut patterns: Vec<String>, files: &[PathBuf], one_file_system: bool) -> Result<Exclusions> {
+fn exclusions(mut patterns: Vec<String>, files: &[PathBuf]) -> Result<Exclusions> {
     for file in files {
         let text = std::fs::read(file)
             .map_err(|e| UsageError(format!("--exclude-file {}: cannot be read: {e}", file.display())))?;
@@ -119,7 +122,7 @@ fn exclusions(mut patterns: Vec<String>, files: &[PathBuf], one_file_system: boo
         })?;
         patterns.extend(patterns_in_file(&text));
     }
-    Exclusions::new(&patterns, one_file_system).map_err(|e| UsageError(e.to_string()).into())
+    Exclusions::new(&patterns).map_err(|e| UsageError(e.to_string()).into())
 }
 
 /// A device node given as a path is saved as a node (type, major and minor, as tar does),

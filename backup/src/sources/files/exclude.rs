@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
@@ -36,13 +37,17 @@ pub struct Exclusions {
     /// Do not enter directories on another filesystem than their root's (restic's and tar's
     /// `--one-file-system`): a mount point is saved as an empty directory.
     pub one_file_system: bool,
+    /// Leave out what cache directories hold ([`is_cache_directory`]) but the directory and
+    /// its `CACHEDIR.TAG`, as tar's `--exclude-caches` does and the specification asks (a
+    /// restored cache stays marked).
+    pub caches: bool,
 }
 
 impl Exclusions {
-    /// Compiles `patterns`. Errors: an empty pattern (an unset variable, not "nothing"), one
+    /// Compiles `patterns` (`one_file_system` and `caches` off: set them after). Errors: an empty pattern (an unset variable, not "nothing"), one
     /// with a newline, one starting with `!` (restic's negation, which this does not have:
     /// write `\!` for a name that starts with `!`), or one that is not a glob.
-    pub fn new(patterns: &[String], one_file_system: bool) -> Result<Self, InvalidExclude> {
+    pub fn new(patterns: &[String]) -> Result<Self, InvalidExclude> {
         let mut any = GlobSetBuilder::new();
         let mut dirs = GlobSetBuilder::new();
         let (mut any_count, mut dirs_count) = (0, 0);
@@ -90,7 +95,8 @@ impl Exclusions {
             any: build(any, any_count)?,
             dirs: build(dirs, dirs_count)?,
             patterns: patterns.to_vec(),
-            one_file_system,
+            one_file_system: false,
+            caches: false,
         })
     }
 
@@ -118,6 +124,28 @@ impl Exclusions {
     }
 }
 
+/// The name of the file that marks a cache directory (<https://bford.info/cachedir/>).
+pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+
+/// True when directory `dir` holds a regular file `CACHEDIR.TAG` that starts with the
+/// specification's 43-byte signature `Signature: 8a477f597d28d172789f06886806bc55` (a tag
+/// without it marks nothing). Read without following a symlink.
+pub fn is_cache_directory(dir: &Path) -> bool {
+    use std::io::Read;
+    const SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+    let tag = dir.join(CACHEDIR_TAG);
+    let is_file = std::fs::symlink_metadata(&tag).is_ok_and(|m| m.file_type().is_file());
+    let mut head = [0u8; SIGNATURE.len()];
+    is_file
+        && std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&tag)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok()
+        && head == SIGNATURE
+}
+
 fn glob(pattern: &str) -> Result<Glob, globset::Error> {
     GlobBuilder::new(pattern).literal_separator(true).build()
 }
@@ -138,7 +166,7 @@ mod tests {
 
     fn ex(patterns: &[&str]) -> Exclusions {
         let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
-        Exclusions::new(&patterns, false).unwrap()
+        Exclusions::new(&patterns).unwrap()
     }
 
     fn file(e: &Exclusions, path: &str) -> bool {
@@ -200,9 +228,7 @@ mod tests {
             ("a\nb", "line break"),
             ("[z-a", "is not a glob"),
         ] {
-            let err = Exclusions::new(&[pattern.to_string()], false)
-                .unwrap_err()
-                .to_string();
+            let err = Exclusions::new(&[pattern.to_string()]).unwrap_err().to_string();
             assert!(
                 err.contains(says) && err.contains(&format!("{pattern:?}")),
                 "{err}"

@@ -259,6 +259,7 @@ impl Source for FilesSource {
             details: SnapshotDetails::Files(FilesBackup {
                 excludes: self.exclusions.patterns().to_vec(),
                 one_file_system: self.exclusions.one_file_system,
+                exclude_caches: self.exclusions.caches,
             }),
             paths: self.roots.iter().map(|p| path_text(p)).collect(),
             summary,

@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::exclude::Exclusions;
+use super::exclude::{CACHEDIR_TAG, Exclusions, is_cache_directory};
 use super::xattrs::XattrReader;
 use crate::snapshot::{Node, NodeKind, SkippedPath};
 
@@ -73,10 +73,12 @@ pub fn walk(roots: &[PathBuf], exclusions: &Exclusions) -> Walked {
         if node.kind == NodeKind::Dir && exclusions.one_file_system && meta.dev() != root_dev {
             out.other_filesystems.push(path.display().to_string());
         } else if node.kind == NodeKind::Dir {
+            let cache = exclusions.caches && is_cache_directory(&path);
             match std::fs::read_dir(&path) {
                 Ok(entries) => {
                     for entry in entries {
                         match entry {
+                            Ok(e) if cache && e.file_name() != CACHEDIR_TAG => out.excluded += 1,
                             Ok(e) => stack.push((e.path(), Some(root_dev))),
                             Err(e) => out.skip(&path, format_args!("cannot list some entries: {e}")),
                         }
@@ -209,7 +211,7 @@ mod tests {
             std::fs::write(root.join(f), b"x").unwrap();
         }
         let patterns = ["*.tmp", "cache/", "node_modules"].map(String::from);
-        let exclusions = Exclusions::new(&patterns, false).unwrap();
+        let exclusions = Exclusions::new(&patterns).unwrap();
         let walked = walk(&[root.to_path_buf()], &exclusions);
         let prefix = root.as_os_str().as_bytes().len() - 1; // stored without the leading /
         let listed: Vec<String> = walked
@@ -223,6 +225,45 @@ mod tests {
 
         let walked = walk(&[root.join("node_modules/x")], &exclusions);
         assert_eq!((walked.nodes.len(), walked.excluded), (0, 1));
+    }
+
+    /// A cache directory keeps itself and its tag; a tag without the signature, or a
+    /// symlink named like one, marks nothing.
+    #[test]
+    fn cache_directories_keep_only_their_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["cache/sub", "fake", "linked"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let tag = b"Signature: 8a477f597d28d172789f06886806bc55\n# made by a test\n";
+        std::fs::write(root.join("cache/CACHEDIR.TAG"), tag).unwrap();
+        std::fs::write(root.join("cache/blob"), b"x").unwrap();
+        std::fs::write(root.join("fake/CACHEDIR.TAG"), b"Signature: wrong").unwrap();
+        std::os::unix::fs::symlink(root.join("cache/CACHEDIR.TAG"), root.join("linked/CACHEDIR.TAG"))
+            .unwrap();
+        let mut exclusions = Exclusions::default();
+        exclusions.caches = true;
+        let walked = walk(&[root.to_path_buf()], &exclusions);
+        let prefix = root.as_os_str().as_bytes().len() - 1;
+        let listed: Vec<String> = walked
+            .nodes
+            .iter()
+            .map(|n| String::from_utf8_lossy(&n.path_bytes()[prefix..]).into_owned())
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "",
+                "/cache",
+                "/cache/CACHEDIR.TAG",
+                "/fake",
+                "/fake/CACHEDIR.TAG",
+                "/linked",
+                "/linked/CACHEDIR.TAG"
+            ]
+        );
+        assert_eq!(walked.excluded, 2, "cache/blob and cache/sub");
     }
 
     #[test]
