@@ -12,6 +12,7 @@ pub mod error;
 pub mod fence;
 pub mod http;
 pub mod kube_objects;
+pub mod label_selector;
 pub mod leader;
 pub mod metrics;
 mod process;

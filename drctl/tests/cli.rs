@@ -304,6 +304,18 @@ fn flags_that_cannot_mean_anything_are_usage_errors() {
             vec!["restore", "create", "r", "--from-backup", "b", "--labels", "a=-x"],
             "the value must be",
         ),
+        (
+            vec![
+                "restore",
+                "create",
+                "r",
+                "--from-backup",
+                "b",
+                "--selector",
+                "app in (web",
+            ],
+            "label selector",
+        ),
     ]);
     for (args, named) in cases {
         let out = Command::cargo_bin("drctl")

@@ -53,6 +53,13 @@ pub struct RestoreSpec {
     /// What to do with objects that already exist.
     #[serde(default)]
     pub existing_resource_policy: ExistingResourcePolicy,
+    /// Label selector (`app=web,tier!=cache`, `env in (a,b)`, `!legacy`; Velero's
+    /// `labelSelector` as a string): only objects whose labels match are restored, with what
+    /// they need — their Namespace objects, the CRDs of their custom resources, the
+    /// PersistentVolumes bound to their claims and those StorageClasses — and volume data
+    /// only of matching claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
     /// Also restore the `status` of objects whose status is a subresource.
     #[serde(default)]
     pub restore_status: bool,

@@ -13,9 +13,9 @@ mod remove;
 mod restore;
 mod restore_nfs;
 pub mod restore_plan;
-mod selector;
 mod take;
 
+pub use crate::label_selector::{LabelSelector, SelectorError};
 pub use catalog::{
     CATALOG_PATH, CatalogEntry, EtcdPoint, RecoveryPoint, VolumeCatalog, VolumeOutcome, cataloged_snapshots,
     read_backup_volumes, read_catalog,
@@ -27,5 +27,4 @@ pub use remove::{RemovalOutcome, RestoredRef, VolumeRemoval, remove_restored_vol
 pub use restore::{RestoredOutcome, RestoredVolume, VolumeRestoreRequest, restore_with_volumes};
 pub use restore_nfs::NfsWrite;
 pub use restore_plan::{BackupVolumes, RestoreAction, TargetCluster, VolumeRestorePlan, plan_volume_restore};
-pub use selector::{LabelSelector, SelectorError};
 pub use take::{CLAIM_TAG, VolumeRequest, backup_with_volumes, read_plans, take_volumes};

@@ -10,10 +10,10 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use serde::Serialize;
 
 use super::handle::{CsiVolume, NfsDir, RbdImage, classify};
-use super::selector::LabelSelector;
 use crate::crd::VolumeSelection;
 use crate::kube_objects::filter::globs;
 use crate::kube_objects::{NamespaceFilter, ObjectsError};
+use crate::label_selector::LabelSelector;
 
 /// The StorageClass parameters naming the Secret CSI CreateVolume gets (external-provisioner).
 pub const PROVISIONER_SECRET_NAME: &str = "csi.storage.k8s.io/provisioner-secret-name";

@@ -161,6 +161,17 @@ pub fn plan_volume_restore(
         if entry.outcome != VolumeOutcome::BackedUp || !options.namespaces.matches(&entry.namespace) {
             continue;
         }
+        // A restore's label selector takes the data of the claims it restores, and no other.
+        if let Some(selector) = &options.label_selector {
+            let labels = backup
+                .claims
+                .get(&(entry.namespace.clone(), entry.claim.clone()))
+                .and_then(|c| c.metadata.labels.clone())
+                .unwrap_or_default();
+            if !selector.matches(&labels) {
+                continue;
+            }
+        }
         let target_namespace = options
             .namespace_mapping
             .get(&entry.namespace)

@@ -399,6 +399,18 @@ fn the_restores_selection_applies() {
         plan_volume_restore(&b, &o, &t).unwrap().is_empty(),
         "no volumes restored: no data written"
     );
+    // A label selector takes the data of the claims it matches only.
+    let mut labelled = b.clone();
+    for ((ns, _), claim) in labelled.claims.iter_mut() {
+        claim.metadata.labels = Some(BTreeMap::from([("app".to_string(), ns.clone())]));
+    }
+    let mut o = options(&[]);
+    o.label_selector = Some(crate::label_selector::LabelSelector::parse("app=shop").unwrap());
+    let plans = plan_volume_restore(&labelled, &o, &t).unwrap();
+    assert_eq!(
+        plans.iter().map(|p| p.namespace.as_str()).collect::<Vec<_>>(),
+        ["shop"]
+    );
     // A claim the backup has data of but no object for is an error, not a silent skip.
     let mut no_object = b.clone();
     no_object.claims.clear();

@@ -202,6 +202,12 @@ pub struct RestoreCreateArgs {
     pub mode: ModeArgs,
     #[command(flatten)]
     pub selection: SelectionArgs,
+    /// Label selector (`app=web,tier!=cache`, `env in (a,b)`, `!legacy`): only objects whose
+    /// labels match, with what they need (their Namespace objects, the CRDs of their custom
+    /// resources, the volumes bound to their claims and those classes); volume data only of
+    /// matching claims (Velero's --selector).
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
     /// Namespace mapping `old:new`, comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = parse_mapping)]
     pub namespace_mapping: Vec<(String, String)>,

@@ -215,6 +215,201 @@ async fn a_narrowed_restore_brings_the_crds_volumes_and_classes_its_namespaces_n
     delete_crd(&client, &widgets).await;
 }
 
+/// A restore's label selector (Velero's `--selector`) restores the matching objects,
+/// namespaced and cluster-scoped, with what they need though it is not labelled: the
+/// Namespace object (keeping its own labels), the CRD of a matching custom resource, the
+/// volume bound to a matching claim and its class. Nothing else comes back, and what was
+/// left out is counted as filtered. A selector that does not parse is refused, naming it.
+#[tokio::test]
+async fn a_label_selector_restores_the_matching_objects_and_what_they_need() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let src = cluster.namespace("objs-sel").await.expect("namespace");
+    let nss: Api<DynamicObject> = Api::all_with(client.clone(), &namespaces());
+    nss.patch(
+        &src,
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"labels": {"team": "shop"}}})),
+    )
+    .await
+    .expect("label the namespace");
+    // Labels no other test uses: the backup holds every cluster-scoped object of the server.
+    let (web, db) = (
+        lifeboat_tests::unique_name("web"),
+        lifeboat_tests::unique_name("db"),
+    );
+    let labels = |app: &str| json!({"app": app});
+    for (name, app) in [("web-config", &web), ("db-config", &db)] {
+        create(
+            &client,
+            &configmaps(),
+            Some(&src),
+            json!({"metadata": {"name": name, "labels": labels(app)}}),
+        )
+        .await;
+    }
+    let widgets = widget_crd(&client).await;
+    for (name, app) in [("w", &web), ("v", &db)] {
+        let widget = json!({"apiVersion": widgets.api_version, "kind": "Widget",
+            "metadata": {"name": name, "labels": labels(app)}, "spec": {"n": 1}});
+        create(&client, &widgets, Some(&src), widget).await;
+    }
+    let class = lifeboat_tests::unique_name("sel-class");
+    let scs = ar("storage.k8s.io", "v1", "StorageClass", "storageclasses");
+    let pvs = ar("", "v1", "PersistentVolume", "persistentvolumes");
+    let pvcs = ar("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims");
+    let roles = ar("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles");
+    create(
+        &client,
+        &scs,
+        None,
+        json!({"metadata": {"name": class}, "provisioner": "csi.lifeboat.dev"}),
+    )
+    .await;
+    let (web_pv, db_pv) = (
+        lifeboat_tests::unique_name("sel-pv"),
+        lifeboat_tests::unique_name("sel-pv"),
+    );
+    for (claim, pv, app) in [("data", &web_pv, &web), ("cache", &db_pv, &db)] {
+        create(
+            &client,
+            &pvcs,
+            Some(&src),
+            json!({"metadata": {"name": claim, "labels": labels(app)},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class,
+                "volumeName": pv, "resources": {"requests": {"storage": "1Gi"}}}}),
+        )
+        .await;
+        create(
+            &client,
+            &pvs,
+            None,
+            json!({"metadata": {"name": pv}, "spec": {"capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"], "storageClassName": class,
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": "/tmp/lifeboat-test"},
+                "claimRef": {"namespace": src, "name": claim}}}),
+        )
+        .await;
+    }
+    let (web_role, db_role) = (
+        lifeboat_tests::unique_name("sel-role"),
+        lifeboat_tests::unique_name("sel-role"),
+    );
+    for (role, app) in [(&web_role, &web), (&db_role, &db)] {
+        create(
+            &client,
+            &roles,
+            None,
+            json!({"metadata": {"name": role, "labels": labels(app)}, "rules": []}),
+        )
+        .await;
+    }
+    let (_t, repo) = repository().await;
+    let outcome = backup(
+        &client,
+        &repo,
+        "labelled",
+        BackupSpec {
+            included_namespaces: vec![src.clone()],
+            cluster_scoped: ClusterScoped::Include,
+            ..BackupSpec::default()
+        },
+    )
+    .await;
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    // The cluster loses what is cluster-scoped; the objects come back in another namespace.
+    delete_crd(&client, &widgets).await;
+    let cluster_api = |r: &kube::api::ApiResource| -> Api<DynamicObject> { Api::all_with(client.clone(), r) };
+    for (r, name) in [
+        (&pvs, &web_pv),
+        (&pvs, &db_pv),
+        (&scs, &class),
+        (&roles, &web_role),
+        (&roles, &db_role),
+    ] {
+        let _ = cluster_api(r).delete(name, &Default::default()).await;
+    }
+    let crds = ar(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+    );
+    let crd_name = format!("widgets.{}", widgets.group);
+    lifeboat_tests::poll::eventually("the CRD to be gone", 60, || {
+        let (client, crds, crd_name) = (client.clone(), crds.clone(), crd_name.clone());
+        async move {
+            get_cluster(&client, &crds, &crd_name)
+                .await
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    let bad = RestoreSpec {
+        label_selector: Some("app in (web".to_string()),
+        ..RestoreSpec::default()
+    };
+    let refused = lifeboat_controller::kube_objects::restore::RestoreOptions::from_spec(&bad)
+        .expect_err("an unclosed set is refused");
+    assert!(refused.to_string().contains("label selector"), "{refused}");
+
+    let dst = format!("{src}-sel");
+    let restored = restore(
+        &client,
+        &repo,
+        &outcome.snapshot,
+        RestoreSpec {
+            label_selector: Some(format!("app={web}")),
+            namespace_mapping: BTreeMap::from([(src.clone(), dst.clone())]),
+            ..RestoreSpec::default()
+        },
+    )
+    .await;
+    let found = (
+        get(&client, &configmaps(), &dst, "web-config").await.is_some(),
+        get(&client, &configmaps(), &dst, "db-config").await.is_some(),
+        get(&client, &widgets, &dst, "w").await.is_some(),
+        get(&client, &widgets, &dst, "v").await.is_some(),
+        get(&client, &pvcs, &dst, "data").await.is_some(),
+        get(&client, &pvcs, &dst, "cache").await.is_some(),
+    );
+    let cluster_found = (
+        get_cluster(&client, &pvs, &web_pv).await,
+        get_cluster(&client, &pvs, &db_pv).await.is_some(),
+        get_cluster(&client, &scs, &class).await.is_some(),
+        get_cluster(&client, &roles, &web_role).await.is_some(),
+        get_cluster(&client, &roles, &db_role).await.is_some(),
+    );
+    let copy = get_cluster(&client, &namespaces(), &dst).await;
+    for (r, name) in [(&pvs, &web_pv), (&scs, &class), (&roles, &web_role)] {
+        let _ = cluster_api(r).delete(name, &Default::default()).await;
+    }
+    delete_namespace(&client, &dst).await;
+    delete_crd(&client, &widgets).await;
+
+    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+    assert_eq!(
+        found,
+        (true, false, true, false, true, false),
+        "config, widget, claim: web only"
+    );
+    let (pv, db_pv_back, class_back, web_role_back, db_role_back) = cluster_found;
+    let pv = pv.expect("the matching claim's volume is brought along");
+    assert_eq!(pv["spec"]["claimRef"]["namespace"], dst.as_str());
+    assert!(!db_pv_back, "the other claim's volume stays out");
+    assert!(class_back, "the class of the matching claim comes along");
+    assert_eq!(
+        (web_role_back, db_role_back),
+        (true, false),
+        "cluster-scoped objects by their labels"
+    );
+    let copy = copy.expect("the namespace comes along");
+    assert_eq!(copy["metadata"]["labels"]["team"], "shop", "{copy}");
+    assert!(restored.summary.filtered >= 5, "{:?}", restored.summary);
+}
+
 #[tokio::test]
 async fn admission_webhooks_are_restored_after_what_they_guard() {
     let cluster = cluster().await;

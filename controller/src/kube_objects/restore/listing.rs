@@ -20,6 +20,9 @@ pub struct Listed {
     pub name: Box<str>,
     /// Its blob.
     pub blob: BlobId,
+    /// Kept only as something the restored objects may need (a Namespace, CRD,
+    /// PersistentVolume or StorageClass whose labels a restore's selector does not match).
+    pub unselected: bool,
 }
 
 impl Listed {
@@ -64,6 +67,7 @@ impl Listing {
             namespace,
             name: Box::from(name),
             blob,
+            unselected: false,
         });
     }
 

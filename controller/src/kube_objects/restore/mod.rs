@@ -2,6 +2,7 @@
 //! of creates in flight, reporting every object that fails and carrying on.
 
 mod apply;
+mod by_labels;
 pub mod compare;
 pub mod listing;
 pub mod objects_plan;
@@ -26,6 +27,7 @@ use super::discover::ResourceRecord;
 use super::filter::{NamespaceFilter, ResourceFilter};
 use super::{ObjectsError, RESOURCES_PATH, SNAPSHOT_KIND};
 use crate::crd::{ExistingResourcePolicy, ItemMessage, RestoreSpec, RestoreSummary};
+use crate::label_selector::LabelSelector;
 
 /// How to restore.
 #[derive(Debug, Clone)]
@@ -38,6 +40,8 @@ pub struct RestoreOptions {
     /// to some namespaces), only what the selected namespaces need: their Namespace objects,
     /// the CRDs of their custom resources, their bound PersistentVolumes and StorageClasses.
     pub cluster_scoped: bool,
+    /// Only objects whose labels match, with what they need (see `RestoreSpec::label_selector`).
+    pub label_selector: Option<LabelSelector>,
     /// Old namespace → new.
     pub namespace_mapping: BTreeMap<String, String>,
     /// What to do with objects that exist.
@@ -66,6 +70,7 @@ impl Default for RestoreOptions {
             namespaces: NamespaceFilter::default(),
             resources: ResourceFilter::default(),
             cluster_scoped: true,
+            label_selector: None,
             namespace_mapping: BTreeMap::new(),
             existing: ExistingResourcePolicy::None,
             restore_status: false,
@@ -98,6 +103,12 @@ impl RestoreOptions {
             // `*` is every namespace, as in a Backup (see `NamespaceFilter::new`).
             cluster_scoped: spec.included_namespaces.is_empty()
                 || spec.included_namespaces.iter().any(|n| n == "*"),
+            label_selector: spec
+                .label_selector
+                .as_deref()
+                .map(LabelSelector::parse)
+                .transpose()
+                .map_err(|e| ObjectsError::Invalid(format!("label selector: {e}")))?,
             namespace_mapping: spec.namespace_mapping.clone(),
             existing: spec.existing_resource_policy,
             restore_status: spec.restore_status,
@@ -343,6 +354,12 @@ async fn restore_from(
     // backup's and the target's (whose discovery knows short and singular names).
     let (resolved, unknown) = resolve_resources(client, options, &records).await?;
     let options = &resolved;
+    let unselected = match &options.label_selector {
+        Some(selector) => {
+            by_labels::keep_selected(reader, &mut listing.objects, &records, options, selector).await
+        }
+        None => 0,
+    };
     // A restore narrowed to some namespaces takes the volumes bound to their claims and the
     // classes of both: read those objects first (claims and volumes are few).
     let (mut claims, mut volumes) = (Vec::new(), Vec::new());
@@ -365,14 +382,16 @@ async fn restore_from(
     progress.add_total(0, plan.len() as u64);
 
     let outcome = Mutex::new(RestoreOutcome::default());
-    lock(&outcome).summary.filtered = plan.filtered;
+    lock(&outcome).summary.filtered = plan.filtered + unselected;
     lock(&outcome)
         .warnings
         .extend(unknown.into_iter().map(|message| ItemMessage {
             item: "resource filter".to_string(),
             message,
         }));
-    let all_volumes = options.cluster_scoped && options.resources.matches("persistentvolumes", "");
+    let all_volumes = options.cluster_scoped
+        && options.label_selector.is_none()
+        && options.resources.matches("persistentvolumes", "");
     for (volume, claim) in deps
         .without_data
         .iter()

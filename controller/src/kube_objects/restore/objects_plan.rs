@@ -162,8 +162,10 @@ pub fn dependency_sources<'a>(
     resources: &HashMap<String, ResourceRecord>,
     options: &RestoreOptions,
 ) -> Vec<&'a Listed> {
-    let wholesale =
-        |group: &str, plural: &str| options.cluster_scoped && options.resources.matches(plural, group);
+    // A label selector takes volumes and classes only as its claims need them.
+    let wholesale = |group: &str, plural: &str| {
+        options.cluster_scoped && options.label_selector.is_none() && options.resources.matches(plural, group)
+    };
     let claims_needed =
         !(wholesale("", "persistentvolumes") && wholesale("storage.k8s.io", "storageclasses"));
     listing
@@ -374,11 +376,12 @@ pub fn plan<'a>(
         // Covered, and whether only as something the selected objects need.
         let (covered, brought_along) = match (l.namespace.as_deref(), is_namespace) {
             (Some(ns), _) => (options.namespaces.matches(ns) && named, false),
+            // An object a label selector did not match comes only as something needed.
             (None, true) => (
-                options.namespaces.matches(&l.name) && (named || needed(l, record)),
-                !named,
+                options.namespaces.matches(&l.name) && ((named && !l.unselected) || needed(l, record)),
+                !named || l.unselected,
             ),
-            (None, false) if options.cluster_scoped && named => (true, false),
+            (None, false) if options.cluster_scoped && named && !l.unselected => (true, false),
             (None, false) => (dependency && needed(l, record), true),
         };
         if !covered {

@@ -58,6 +58,7 @@ fn spec(args: &RestoreCreateArgs) -> Result<RestoreSpec, UsageError> {
         excluded_namespaces: args.selection.exclude_namespaces.clone(),
         included_resources: args.selection.include_resources.clone(),
         excluded_resources: args.selection.exclude_resources.clone(),
+        label_selector: args.selector.clone(),
         namespace_mapping: args.namespace_mapping.iter().cloned().collect::<BTreeMap<_, _>>(),
         existing_resource_policy: match args.existing_resource_policy {
             ExistingPolicyArg::None => ExistingResourcePolicy::None,
@@ -108,10 +109,11 @@ fn print_volumes(volumes: &[RestoredVolume]) {
 /// `drctl restore create`.
 pub async fn create(args: &RestoreCreateArgs, g: &GlobalArgs) -> Result<u8> {
     let spec = spec(args)?;
+    // Checked before the cluster is reached, whichever runs the restore.
+    let mut options = RestoreOptions::from_spec(&spec).map_err(|e| UsageError(e.to_string()))?;
     let target = connect(g).await?;
     match decide(&args.mode, &target).await? {
         Mode::Direct(repo) => {
-            let mut options = RestoreOptions::from_spec(&spec).map_err(|e| UsageError(e.to_string()))?;
             let snapshot =
                 snapshot_to_restore(&repo, args.from_snapshot.as_deref(), args.from_backup.as_deref())
                     .await?;

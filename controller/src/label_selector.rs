@@ -1,5 +1,6 @@
 //! Kubernetes label selectors in their string form (`app=web,tier!=cache`, `env in (a,b)`,
-//! `!legacy`), matched locally: the volume planner decides over claims already read.
+//! `!legacy`), matched locally: the volume planner decides over claims already read, a
+//! restore over the objects of a backup.
 //! Grammar: k8s.io/apimachinery `labels.Parse`.
 
 use std::collections::BTreeMap;
