@@ -223,3 +223,27 @@ pub async fn snapshot_paths(repo: &Repository, snapshot: &Snapshot) -> Vec<Strin
         .map(|n| n.path)
         .collect()
 }
+
+/// A StorageClass `class` of lifeboat-csi.
+pub async fn storage_class(client: &Client, class: &str) {
+    let scs = ar("storage.k8s.io", "v1", "StorageClass", "storageclasses");
+    let sc = json!({"metadata": {"name": class}, "provisioner": "csi.lifeboat.dev"});
+    create(client, &scs, None, sc).await;
+}
+
+/// Claim `ns/claim` (with `labels`) bound to a new PersistentVolume `pv` (reclaim policy
+/// Retain, a hostPath) of class `class`.
+pub async fn bound_claim(client: &Client, ns: &str, claim: &str, pv: &str, class: &str, labels: Value) {
+    let pvcs = ar("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims");
+    let pvs = ar("", "v1", "PersistentVolume", "persistentvolumes");
+    let spec = json!({"accessModes": ["ReadWriteOnce"], "storageClassName": class,
+        "volumeName": pv, "resources": {"requests": {"storage": "1Gi"}}});
+    let pvc = json!({"metadata": {"name": claim, "labels": labels}, "spec": spec});
+    create(client, &pvcs, Some(ns), pvc).await;
+    let volume = json!({"metadata": {"name": pv}, "spec": {"capacity": {"storage": "1Gi"},
+        "accessModes": ["ReadWriteOnce"], "storageClassName": class,
+        "persistentVolumeReclaimPolicy": "Retain",
+        "hostPath": {"path": "/tmp/lifeboat-test"},
+        "claimRef": {"namespace": ns, "name": claim}}});
+    create(client, &pvs, None, volume).await;
+}

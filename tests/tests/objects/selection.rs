@@ -102,33 +102,8 @@ async fn a_narrowed_restore_brings_the_crds_volumes_and_classes_its_namespaces_n
     let scs = ar("storage.k8s.io", "v1", "StorageClass", "storageclasses");
     let pvs = ar("", "v1", "PersistentVolume", "persistentvolumes");
     let pvcs = ar("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims");
-    create(
-        &client,
-        &scs,
-        None,
-        json!({"metadata": {"name": class}, "provisioner": "csi.lifeboat.dev"}),
-    )
-    .await;
-    create(
-        &client,
-        &pvcs,
-        Some(&src),
-        json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
-            "storageClassName": class, "volumeName": pv_name,
-            "resources": {"requests": {"storage": "1Gi"}}}}),
-    )
-    .await;
-    create(
-        &client,
-        &pvs,
-        None,
-        json!({"metadata": {"name": pv_name}, "spec": {"capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"], "storageClassName": class,
-            "persistentVolumeReclaimPolicy": "Retain",
-            "hostPath": {"path": "/tmp/lifeboat-test"},
-            "claimRef": {"namespace": src, "name": "data"}}}),
-    )
-    .await;
+    storage_class(&client, &class).await;
+    bound_claim(&client, &src, "data", &pv_name, &class, json!({})).await;
     let (_t, repo) = repository().await;
     // A backup of both namespaces, restored for one of them.
     let outcome = backup(
@@ -259,38 +234,13 @@ async fn a_label_selector_restores_the_matching_objects_and_what_they_need() {
     let pvs = ar("", "v1", "PersistentVolume", "persistentvolumes");
     let pvcs = ar("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims");
     let roles = ar("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles");
-    create(
-        &client,
-        &scs,
-        None,
-        json!({"metadata": {"name": class}, "provisioner": "csi.lifeboat.dev"}),
-    )
-    .await;
+    storage_class(&client, &class).await;
     let (web_pv, db_pv) = (
         lifeboat_tests::unique_name("sel-pv"),
         lifeboat_tests::unique_name("sel-pv"),
     );
     for (claim, pv, app) in [("data", &web_pv, &web), ("cache", &db_pv, &db)] {
-        create(
-            &client,
-            &pvcs,
-            Some(&src),
-            json!({"metadata": {"name": claim, "labels": labels(app)},
-                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class,
-                "volumeName": pv, "resources": {"requests": {"storage": "1Gi"}}}}),
-        )
-        .await;
-        create(
-            &client,
-            &pvs,
-            None,
-            json!({"metadata": {"name": pv}, "spec": {"capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"], "storageClassName": class,
-                "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {"path": "/tmp/lifeboat-test"},
-                "claimRef": {"namespace": src, "name": claim}}}),
-        )
-        .await;
+        bound_claim(&client, &src, claim, pv, &class, labels(app)).await;
     }
     let (web_role, db_role) = (
         lifeboat_tests::unique_name("sel-role"),
