@@ -7,6 +7,7 @@ use super::aggregator;
 use super::crd;
 use super::gc::{self, Propagation};
 use super::managed::Write;
+use super::object_meta;
 use super::registry::ResourceType;
 use super::schema;
 use super::status::ApiError;
@@ -21,8 +22,11 @@ fn is(rt: &ResourceType, group: &str, plural: &str) -> bool {
 pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     custom_schema(rt, obj)?;
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-    if is(rt, "", "secrets") && obj["type"].is_null() {
-        obj["type"] = json!("Opaque");
+    if is(rt, "", "secrets") {
+        object_meta::fold_string_data(obj);
+        if obj["type"].is_null() {
+            obj["type"] = json!("Opaque");
+        }
     }
     if is(rt, "batch", "jobs") {
         job_selector(&name, obj).map_err(|errs| ApiError::invalid(rt, &name, &errs))?;
@@ -142,8 +146,11 @@ pub fn after_create(store: &mut Store, rt: &ResourceType, obj: &Value) {
 /// Immutable fields and server-maintained status on update.
 pub fn on_update(store: &mut Store, rt: &ResourceType, old: &Value, new: &mut Value) -> Result<(), ApiError> {
     custom_schema(rt, new)?;
-    if is(rt, "", "secrets") && new["type"].is_null() {
-        new["type"] = json!("Opaque");
+    if is(rt, "", "secrets") {
+        object_meta::fold_string_data(new);
+        if new["type"].is_null() {
+            new["type"] = json!("Opaque");
+        }
     }
     let errs = validate::update(rt, old, new);
     if !errs.is_empty() {

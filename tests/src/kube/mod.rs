@@ -36,6 +36,7 @@ mod index;
 pub mod kubeconfig;
 mod managed;
 mod names;
+mod object_meta;
 mod ops;
 mod patch;
 pub mod real;

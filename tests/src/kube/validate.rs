@@ -1,5 +1,6 @@
 //! The validation of built-in kinds that code creating or restoring objects runs into on a real
-//! server: required fields, selectors matching templates, and immutable fields on update.
+//! server: required fields, selectors matching templates, and immutable fields on update (and
+//! every kind's labels and annotations, in `object_meta`).
 //! Far from all of kube-apiserver's rules: the ones a backup/restore tool trips over.
 
 use serde_json::{Value, json};
@@ -84,9 +85,9 @@ const PV_FIELDS: &[&str] = &[
     "volumeAttributesClassName",
 ];
 
-/// Field errors for a new object of a built-in kind.
+/// Field errors for a new object: its metadata's (every kind), and a built-in kind's rules.
 pub fn create(rt: &ResourceType, obj: &Value) -> Errors {
-    let mut errs = Errors::new();
+    let mut errs = super::object_meta::validate(obj);
     if rt.crd.is_some() {
         return errs;
     }

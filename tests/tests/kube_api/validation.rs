@@ -1,10 +1,11 @@
 //! Validation a real server applies to built-in kinds, which creating or restoring objects
-//! runs into: required fields, selectors, immutable fields.
+//! runs into: required fields, selectors, immutable fields; labels and annotations of every
+//! kind; a Secret's `stringData` stored as `data`.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -80,4 +81,88 @@ async fn immutable_fields_cannot_change() {
     };
     let moved = Patch::Merge(json!({"spec": {"clusterIP": other, "clusterIPs": [other]}}));
     assert_eq!(code(svcs.patch("web", &pp, &moved).await).0, 422);
+}
+
+/// Labels that are not valid are refused (422, the field named) on create and on update,
+/// whatever the kind; annotation keys too.
+#[tokio::test]
+async fn labels_and_annotations_that_are_not_valid_are_refused() {
+    let (c, ns) = cluster_ns("labels").await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
+    for (name, meta) in [
+        ("key", json!({"labels": {"bad key": "x"}})),
+        ("value", json!({"labels": {"app": "-web"}})),
+        ("long", json!({"labels": {"app": "v".repeat(64)}})),
+        ("prefix", json!({"labels": {"Example.COM/app": "x"}})),
+        ("annotation", json!({"annotations": {"a b": "x"}})),
+    ] {
+        let mut metadata = meta.clone();
+        metadata["name"] = json!(name);
+        let refused = cms
+            .create(&PostParams::default(), &obj(json!({"metadata": metadata})))
+            .await;
+        let Err(kube::Error::Api(e)) = refused else {
+            panic!("{name}: {meta} was taken: {refused:?}");
+        };
+        assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{name}: {e:?}");
+        let field = if name == "annotation" {
+            "metadata.annotations"
+        } else {
+            "metadata.labels"
+        };
+        assert!(e.message.contains(field), "{name}: {}", e.message);
+    }
+    let good = obj(
+        json!({"metadata": {"name": "good", "labels": {"app.kubernetes.io/name": "web_1.2", "empty": ""}}}),
+    );
+    cms.create(&PostParams::default(), &good)
+        .await
+        .expect("valid labels");
+    let bad = Patch::Merge(json!({"metadata": {"labels": {"bad key": "x"}}}));
+    assert_eq!(
+        code(cms.patch("good", &PatchParams::default(), &bad).await).0,
+        422
+    );
+}
+
+/// A Secret's `stringData` is stored base64-encoded in `data` (replacing a key both hold)
+/// and never returned.
+#[tokio::test]
+async fn a_secrets_string_data_is_stored_as_data() {
+    let (c, ns) = cluster_ns("stringdata").await;
+    let secrets: Api<DynamicObject> = Api::namespaced_with(
+        c.client(),
+        &ns,
+        &ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
+    );
+    let json = |o: DynamicObject| serde_json::to_value(o).expect("JSON");
+    let made = secrets
+        .create(
+            &PostParams::default(),
+            &obj(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                "data": {"a": "b2xk", "keep": "eA=="}, "stringData": {"a": "new", "b": "two"}}),
+            ),
+        )
+        .await
+        .expect("create");
+    for got in [json(made), json(secrets.get("s").await.expect("get"))] {
+        assert_eq!(
+            got["data"],
+            json!({"a": "bmV3", "keep": "eA==", "b": "dHdv"}),
+            "{got}"
+        );
+        assert!(got.get("stringData").is_none(), "{got}");
+    }
+    let patched = secrets
+        .patch(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"keep": "y"}})),
+        )
+        .await
+        .map(json)
+        .expect("patch");
+    assert_eq!(patched["data"]["keep"], "eQ==", "{patched}");
+    assert!(patched.get("stringData").is_none(), "{patched}");
 }
