@@ -126,8 +126,12 @@ fn unusable_patterns_are_refused_and_excluded_roots_left_out() {
     let deep = src.path().join("node_modules/pkg");
     std::fs::create_dir_all(&deep).unwrap();
     std::fs::write(deep.join("index.js"), b"x").unwrap();
-    let (code, manifest, err) = backup(&repo, &deep, &["--exclude".as_ref(), "node_modules".as_ref()]);
+    let (code, manifest, err) = backup(&repo, &deep, &["--exclude".as_ref(), "./node_modules".as_ref()]);
     assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!("{} is excluded by an --exclude pattern", deep.display())),
+        "{err}"
+    );
     assert_eq!(
         (&manifest["summary"]["files"], &manifest["summary"]["excluded"]),
         (&serde_json::json!(0), &serde_json::json!(1))
@@ -199,6 +203,14 @@ fn one_file_system_stops_at_mount_points() {
     assert_eq!(code, Some(0), "{out}");
     let want: BTreeSet<String> = ["", "here.txt", "mnt"].map(String::from).into();
     assert_eq!(names(&restored(&target, &data)), want);
+    // The mount point given as a path of its own is entered, and not listed as left out.
+    let (code, manifest, err) = backup(&repo, &data, &["-x".as_ref(), mnt.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        manifest["summary"].get("other_filesystems").is_none(),
+        "{manifest:#}"
+    );
+    assert!(!err.contains("not entered"), "{err}");
 
     let (code, manifest, err) = backup(&repo, &data, &[]);
     assert_eq!(code, Some(0), "{err}");

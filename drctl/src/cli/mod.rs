@@ -390,8 +390,10 @@ pub enum BackupCommand {
         /// Leave out paths matching PATTERN (repeatable), as restic's --exclude: matched
         /// against each absolute path; * ? [abc] stay within one name, ** spans any depth; a
         /// leading / anchors at the root (/var/cache), any other pattern matches at any depth
-        /// (*.tmp, node_modules, build/out); a trailing / matches directories only (cache/).
-        /// An excluded directory is left out with all it holds.
+        /// (*.tmp, node_modules, build/out); a trailing / matches directories only (cache/);
+        /// {a,b} is either; ? and [abc] match one byte (for é, two bytes, use * or é itself).
+        /// Patterns are cleaned as paths are (./a is a). An excluded directory is left out
+        /// with all it holds.
         #[arg(long = "exclude", value_name = "PATTERN")]
         excludes: Vec<String>,
         /// Read exclude patterns from FILE (repeatable): one per line; blank lines and lines

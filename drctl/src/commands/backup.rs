@@ -36,6 +36,7 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
             exclusions.one_file_system = one_file_system;
             exclusions.caches = exclude_caches;
             note_device_nodes(&paths);
+            note_excluded_paths(&paths, &exclusions);
             let r = open::repository(&repo, &key).await?;
             let options = FilesOptions {
                 tags,
@@ -123,6 +124,23 @@ fn exclusions(mut patterns: Vec<String>, files: &[PathBuf]) -> Result<Exclusions
         patterns.extend(patterns_in_file(&text));
     }
     Exclusions::new(&patterns).map_err(|e| UsageError(e.to_string()).into())
+}
+
+/// A path given that a pattern excludes (or lies in an excluded directory) is not saved at
+/// all: say so, naming it, since the backup's counts alone do not.
+fn note_excluded_paths(paths: &[PathBuf], exclusions: &Exclusions) {
+    for path in paths {
+        let Ok(abs) = lifeboat_backup::sources::files::source_path(path) else {
+            continue;
+        };
+        let is_dir = std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir());
+        if exclusions.excludes_root(&abs, is_dir) {
+            note!(
+                "{} is excluded by an --exclude pattern: nothing of it is saved",
+                path.display()
+            );
+        }
+    }
 }
 
 /// A device node given as a path is saved as a node (type, major and minor, as tar does),

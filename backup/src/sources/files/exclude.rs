@@ -23,7 +23,9 @@ pub struct InvalidExclude {
 /// Paths a walk leaves out, and whether it stays on each root's filesystem.
 ///
 /// A pattern is matched against the absolute path of each entry, component by component:
-/// `*`, `?` and `[…]` never match `/`, `**` matches any number of components. A pattern
+/// `*`, `?` and `[…]` never match `/`, `**` matches any number of components; `?` and
+/// `[…]` match one byte, so a character outside ASCII (`é`, two bytes) needs `*` or itself
+/// (restic matches one character); `{a,b}` is either, and `[!x]` is "not x". A pattern
 /// that starts with `/` matches from the root (`/var/cache` is that directory only); any
 /// other matches at any depth (`*.tmp` and `.cache` match in every directory, `build/out`
 /// wherever those two names follow each other), as restic's `--exclude` does. A trailing `/`
@@ -44,9 +46,11 @@ pub struct Exclusions {
 }
 
 impl Exclusions {
-    /// Compiles `patterns` (`one_file_system` and `caches` off: set them after). Errors: an empty pattern (an unset variable, not "nothing"), one
-    /// with a newline, one starting with `!` (restic's negation, which this does not have:
-    /// write `\!` for a name that starts with `!`), or one that is not a glob.
+    /// Compiles `patterns` (`one_file_system` and `caches` off: set them after), each first
+    /// cleaned lexically as restic cleans them (`./a`, `a//b`, `a/./b` and `x/../a` are `a`).
+    /// Errors: an empty pattern (an unset variable, not "nothing"), one with a newline, one
+    /// starting with `!` (restic's negation, which this does not have: write `\!` for a name
+    /// that starts with `!`), or one that is not a glob.
     pub fn new(patterns: &[String]) -> Result<Self, InvalidExclude> {
         let mut any = GlobSetBuilder::new();
         let mut dirs = GlobSetBuilder::new();
@@ -56,7 +60,9 @@ impl Exclusions {
                 pattern: pattern.clone(),
                 problem: problem.to_string(),
             };
-            if pattern.trim_matches('/').is_empty() {
+            let is_anchored = pattern.starts_with('/');
+            let body = clean(pattern, is_anchored);
+            if body.is_empty() {
                 return Err(invalid("is empty: it would match nothing, or everything"));
             }
             if pattern.contains(['\n', '\r']) {
@@ -68,10 +74,9 @@ impl Exclusions {
                 ));
             }
             let dirs_only = pattern.ends_with('/');
-            let body = pattern.trim_end_matches('/');
-            let anchored = match body.strip_prefix('/') {
-                Some(rest) => format!("/{}", rest.trim_start_matches('/')),
-                None => format!("**/{body}"),
+            let anchored = match is_anchored {
+                true => format!("/{body}"),
+                false => format!("**/{body}"),
             };
             let glob = glob(&anchored).map_err(|e| invalid(&format!("is not a glob: {}", e.kind())))?;
             if dirs_only {
@@ -146,13 +151,34 @@ pub fn is_cache_directory(dir: &Path) -> bool {
         && head == SIGNATURE
 }
 
+/// `pattern` without empty and `.` components, each `..` taking the component before it
+/// away (at the root of an anchored pattern it is dropped, as `..` of `/` is `/`), as Go's
+/// `filepath.Clean` (restic) makes it; joined with `/`, no leading or trailing one.
+fn clean(pattern: &str, anchored: bool) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in pattern.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|p| *p != "..") => {
+                parts.pop();
+            }
+            ".." if anchored => {}
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
 fn glob(pattern: &str) -> Result<Glob, globset::Error> {
     GlobBuilder::new(pattern).literal_separator(true).build()
 }
 
 /// The patterns of an `--exclude-file` (restic's format): one per line; blank lines and lines
-/// starting with `#` are skipped; spaces around a pattern are trimmed.
+/// starting with `#` are skipped; spaces around a pattern and a leading byte-order mark are
+/// trimmed.
 pub fn patterns_in_file(text: &str) -> Vec<String> {
+    // A byte-order mark (editors on Windows write one) is not part of the first pattern.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -243,5 +269,26 @@ mod tests {
             patterns_in_file("# caches\n*.tmp\n\n  /var/cache  \r\n#x\n"),
             ["*.tmp", "/var/cache"]
         );
+        assert_eq!(patterns_in_file("\u{feff}*.tmp\n"), ["*.tmp"]);
+    }
+
+    /// Patterns are cleaned as restic cleans them: `./node_modules` in an exclude file means
+    /// `node_modules`.
+    #[test]
+    fn patterns_are_cleaned_lexically() {
+        for (pattern, path) in [
+            ("./cache", "/d/cache"),
+            ("x/../cache", "/d/cache"),
+            ("cache/.", "/d/cache"),
+            ("a/./cache", "/d/a/cache"),
+            ("a//cache", "/d/a/cache"),
+            ("a/b/../cache", "/d/a/cache"),
+        ] {
+            assert!(file(&ex(&[pattern]), path), "{pattern}");
+        }
+        let e = ex(&["/tmp//d/../d/./a"]);
+        assert!(file(&e, "/tmp/d/a") && !file(&e, "/x/tmp/d/a"));
+        assert!(file(&ex(&["/../a"]), "/a"));
+        assert!(Exclusions::new(&["./".to_string()]).is_err());
     }
 }

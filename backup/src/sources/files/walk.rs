@@ -93,6 +93,9 @@ pub fn walk(roots: &[PathBuf], exclusions: &Exclusions) -> Walked {
     }
     out.nodes.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
     out.nodes.dedup_by(|a, b| a.path_bytes() == b.path_bytes());
+    // A mount point that is also a root was entered as one.
+    out.other_filesystems
+        .retain(|p| !roots.iter().any(|r| r.as_os_str() == std::ffi::OsStr::new(p)));
     out.other_filesystems.sort();
     out
 }
