@@ -59,11 +59,11 @@ pub struct Summary {
     pub dirs: u64,
     /// Symlinks in the snapshot (absent when 0, and in snapshots written before this was
     /// counted).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "tree::is_zero")]
     pub symlinks: u64,
     /// FIFOs, sockets and device nodes in the snapshot (absent when 0, and in snapshots
     /// written before this was counted).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "tree::is_zero")]
     pub special_files: u64,
     /// Total bytes of file content.
     pub bytes: u64,
@@ -87,16 +87,12 @@ pub struct Summary {
     pub skipped: Vec<SkippedPath>,
     /// Entries an exclude pattern left out (an excluded directory counts once, with all it
     /// held). Left out on purpose: the snapshot is not partial for them.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "tree::is_zero")]
     pub excluded: u64,
     /// Mount points saved as empty directories because the backup stayed on its roots'
     /// filesystems (`--one-file-system`), absolute paths.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_filesystems: Vec<String>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// A path a backup could not save.

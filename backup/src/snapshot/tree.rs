@@ -359,7 +359,7 @@ struct NodeOut<'a> {
     extents: &'a [VolumeExtent],
 }
 
-fn is_zero(n: &u64) -> bool {
+pub(super) fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 

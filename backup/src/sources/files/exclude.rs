@@ -33,8 +33,9 @@ pub struct InvalidExclude {
 /// is left out with everything in it; a root inside an excluded directory is left out too.
 #[derive(Debug, Clone, Default)]
 pub struct Exclusions {
-    any: Option<GlobSet>,
-    dirs: Option<GlobSet>,
+    /// Patterns for any entry, and those for directories only (empty sets match nothing).
+    any: GlobSet,
+    dirs: GlobSet,
     patterns: Vec<String>,
     /// Do not enter directories on another filesystem than their root's (restic's and tar's
     /// `--one-file-system`): a mount point is saved as an empty directory.
@@ -54,7 +55,6 @@ impl Exclusions {
     pub fn new(patterns: &[String]) -> Result<Self, InvalidExclude> {
         let mut any = GlobSetBuilder::new();
         let mut dirs = GlobSetBuilder::new();
-        let (mut any_count, mut dirs_count) = (0, 0);
         for pattern in patterns {
             let invalid = |problem: &str| InvalidExclude {
                 pattern: pattern.clone(),
@@ -79,26 +79,20 @@ impl Exclusions {
                 false => format!("**/{body}"),
             };
             let glob = glob(&anchored).map_err(|e| invalid(&format!("is not a glob: {}", e.kind())))?;
-            if dirs_only {
-                dirs.add(glob);
-                dirs_count += 1;
-            } else {
-                any.add(glob);
-                any_count += 1;
-            }
+            match dirs_only {
+                true => dirs.add(glob),
+                false => any.add(glob),
+            };
         }
-        let build = |b: GlobSetBuilder, count: usize| -> Result<Option<GlobSet>, InvalidExclude> {
-            if count == 0 {
-                return Ok(None);
-            }
-            b.build().map(Some).map_err(|e| InvalidExclude {
+        let build = |b: GlobSetBuilder| {
+            b.build().map_err(|e| InvalidExclude {
                 pattern: patterns.join(" "),
                 problem: format!("cannot be compiled: {}", e.kind()),
             })
         };
         Ok(Self {
-            any: build(any, any_count)?,
-            dirs: build(dirs, dirs_count)?,
+            any: build(any)?,
+            dirs: build(dirs)?,
             patterns: patterns.to_vec(),
             one_file_system: false,
             caches: false,
@@ -112,8 +106,7 @@ impl Exclusions {
 
     /// True when an absolute `path` matches a pattern (`is_dir`: it is a directory).
     pub fn excludes(&self, path: &Path, is_dir: bool) -> bool {
-        self.any.as_ref().is_some_and(|s| s.is_match(path))
-            || (is_dir && self.dirs.as_ref().is_some_and(|s| s.is_match(path)))
+        self.any.is_match(path) || (is_dir && self.dirs.is_match(path))
     }
 
     /// True when an absolute `path` or a directory above it matches (for roots: the walk
