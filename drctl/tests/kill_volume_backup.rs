@@ -760,3 +760,29 @@ fn volume_backup_first_killed_at_random_moments() {
 fn volume_backup_incremental_killed_at_random_moments() {
     campaign(Op::Incremental, 12);
 }
+
+#[test]
+fn only_an_uncaught_cxx_exception_counts_as_a_librados_abort() {
+    use std::os::unix::process::ExitStatusExt;
+    let output = |raw: i32, stderr: &str| Output {
+        status: std::process::ExitStatus::from_raw(raw),
+        stdout: Vec::new(),
+        stderr: stderr.as_bytes().to_vec(),
+    };
+    let thrown = "terminate called after throwing an instance of 'std::system_error'\n  \
+                  what():  Invalid argument\ndrctl aborted (SIGABRT) in thread io_context_pool\n  0: …";
+    assert_eq!(
+        cxx_abort(&output(libc::SIGABRT, thrown)).as_deref(),
+        Some(
+            "terminate called after throwing an instance of 'std::system_error' /   what():  \
+             Invalid argument / drctl aborted (SIGABRT) in thread io_context_pool"
+        )
+    );
+    // Killed, or ended with an error, or aborted by Rust code: not librados'.
+    assert_eq!(cxx_abort(&output(libc::SIGKILL, thrown)), None);
+    assert_eq!(cxx_abort(&output(1 << 8, thrown)), None);
+    assert_eq!(
+        cxx_abort(&output(libc::SIGABRT, "drctl aborted (SIGABRT) in thread main")),
+        None
+    );
+}
