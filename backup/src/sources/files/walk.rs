@@ -2,6 +2,7 @@
 //! what a restore needs to put them back exactly (owner, set-id bits, hard links, extended
 //! attributes). Names are taken as the bytes they are.
 
+use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -35,13 +36,26 @@ impl Walked {
 }
 
 /// Walks `roots` (absolute paths) without following symlinks, leaving out what `exclusions`
-/// names.
+/// names. A root given twice, or inside another root, is walked once, as a root of its own:
+/// its entries are listed and counted once (the root's own exclusion rule and device apply).
 pub fn walk(roots: &[PathBuf], exclusions: &Exclusions) -> Walked {
     let mut out = Walked::default();
     let mut xattrs = XattrReader::default();
+    let mut roots: Vec<&PathBuf> = roots.iter().collect();
+    roots.sort();
+    roots.dedup();
+    // Roots that another root's walk reaches: left to their own walk there.
+    let nested: HashSet<&Path> = roots
+        .iter()
+        .filter(|r| roots.iter().any(|o| o != *r && r.starts_with(o)))
+        .map(|r| r.as_path())
+        .collect();
     // Each entry with the device of the root it was found under (`None`: it is a root).
-    let mut stack: Vec<(PathBuf, Option<u64>)> = roots.iter().map(|r| (r.clone(), None)).collect();
+    let mut stack: Vec<(PathBuf, Option<u64>)> = roots.iter().map(|r| ((*r).clone(), None)).collect();
     while let Some((path, root_dev)) = stack.pop() {
+        if root_dev.is_some() && nested.contains(path.as_path()) {
+            continue;
+        }
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) => {
@@ -228,6 +242,34 @@ mod tests {
 
         let walked = walk(&[root.join("node_modules/x")], &exclusions);
         assert_eq!((walked.nodes.len(), walked.excluded), (0, 1));
+    }
+
+    /// A root inside another root, or given twice, is listed and counted once.
+    #[test]
+    fn nested_and_repeated_roots_are_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("sub/deep")).unwrap();
+        for f in ["a.tmp", "sub/b.tmp", "sub/deep/c.tmp", "sub/deep/kept"] {
+            std::fs::write(root.join(f), b"x").unwrap();
+        }
+        std::fs::write(root.join("sub/gone"), b"x").unwrap();
+        let exclusions = Exclusions::new(&["*.tmp".to_string()]).unwrap();
+        let roots = [
+            root.join("sub"),
+            root.to_path_buf(),
+            root.join("sub/deep"),
+            root.join("sub"),
+        ];
+        let walked = walk(&roots, &exclusions);
+        assert_eq!(walked.excluded, 3, "a.tmp, sub/b.tmp, sub/deep/c.tmp, each once");
+        let prefix = root.as_os_str().as_bytes().len() - 1;
+        let listed: Vec<String> = walked
+            .nodes
+            .iter()
+            .map(|n| String::from_utf8_lossy(&n.path_bytes()[prefix..]).into_owned())
+            .collect();
+        assert_eq!(listed, ["", "/sub", "/sub/deep", "/sub/deep/kept", "/sub/gone"]);
     }
 
     /// A cache directory keeps itself and its tag; a tag without the signature, or a
