@@ -207,6 +207,16 @@ mod tests {
         drop(socket);
     }
 
+    /// The listed paths, relative to `root` (which lists as "").
+    fn listed_under(root: &Path, walked: &Walked) -> Vec<String> {
+        let prefix = root.as_os_str().as_bytes().len() - 1; // stored without the leading /
+        walked
+            .nodes
+            .iter()
+            .map(|n| String::from_utf8_lossy(&n.path_bytes()[prefix..]).into_owned())
+            .collect()
+    }
+
     /// Excluded entries are not listed, nor anything under an excluded directory; a file
     /// named like a directories-only pattern is kept; a root inside an excluded directory is
     /// left out.
@@ -230,12 +240,7 @@ mod tests {
         let patterns = ["*.tmp", "cache/", "node_modules"].map(String::from);
         let exclusions = Exclusions::new(&patterns).unwrap();
         let walked = walk(&[root.to_path_buf()], &exclusions);
-        let prefix = root.as_os_str().as_bytes().len() - 1; // stored without the leading /
-        let listed: Vec<String> = walked
-            .nodes
-            .iter()
-            .map(|n| String::from_utf8_lossy(&n.path_bytes()[prefix..]).into_owned())
-            .collect();
+        let listed = listed_under(root, &walked);
         assert_eq!(listed, ["", "/keep.txt", "/other", "/other/cache", "/sub"]);
         assert_eq!(walked.excluded, 4, "a.tmp, sub/b.tmp, sub/cache, node_modules");
         assert!(walked.skipped.is_empty() && walked.other_filesystems.is_empty());
@@ -263,12 +268,7 @@ mod tests {
         ];
         let walked = walk(&roots, &exclusions);
         assert_eq!(walked.excluded, 3, "a.tmp, sub/b.tmp, sub/deep/c.tmp, each once");
-        let prefix = root.as_os_str().as_bytes().len() - 1;
-        let listed: Vec<String> = walked
-            .nodes
-            .iter()
-            .map(|n| String::from_utf8_lossy(&n.path_bytes()[prefix..]).into_owned())
-            .collect();
+        let listed = listed_under(root, &walked);
         assert_eq!(listed, ["", "/sub", "/sub/deep", "/sub/deep/kept", "/sub/gone"]);
     }
 
@@ -290,12 +290,7 @@ mod tests {
         let mut exclusions = Exclusions::default();
         exclusions.caches = true;
         let walked = walk(&[root.to_path_buf()], &exclusions);
-        let prefix = root.as_os_str().as_bytes().len() - 1;
-        let listed: Vec<String> = walked
-            .nodes
-            .iter()
-            .map(|n| String::from_utf8_lossy(&n.path_bytes()[prefix..]).into_owned())
-            .collect();
+        let listed = listed_under(root, &walked);
         assert_eq!(
             listed,
             [
