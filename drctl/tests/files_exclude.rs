@@ -154,6 +154,117 @@ fn unusable_patterns_are_refused_and_excluded_roots_left_out() {
     }
 }
 
+/// `restore files --exclude` / `--exclude-file` leave entries out of a restore with backup's
+/// rules (absolute paths; a bare name at any depth, a trailing `/` for directories only), after
+/// `--include`; the count is printed; unusable patterns are usage errors (exit 2) before the
+/// target is touched.
+#[test]
+fn restore_leaves_out_what_exclude_matches_after_include() {
+    let repo = Repo::new(Backend::Local);
+    let src = tempfile::tempdir().unwrap();
+    let data = src.path().join("data");
+    for d in ["app/cache/deep", "app/conf", "logs"] {
+        std::fs::create_dir_all(data.join(d)).unwrap();
+    }
+    for f in [
+        "app/cache/deep/f",
+        "app/conf/a.yaml",
+        "app/conf/a.yaml.bak",
+        "app/run.pid",
+        "logs/x.log",
+        "top.txt",
+    ] {
+        std::fs::write(data.join(f), f.as_bytes()).unwrap();
+    }
+    // A file named like the directory-only pattern is kept.
+    std::fs::write(data.join("logs/cache"), b"a file called cache").unwrap();
+    let (code, manifest, err) = backup(&repo, &data, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let id = snapshot_id(&manifest);
+
+    let list = repo.path("restore-excludes.txt");
+    std::fs::write(&list, "# not worth restoring\n*.bak\n").unwrap();
+    let target = repo.path("excluded");
+    let (code, out) = repo.restore(
+        As::Me,
+        &id,
+        &target,
+        &[
+            "--exclude",
+            "cache/",
+            "--exclude",
+            &format!("{}/app/run.pid", data.display()),
+            "--exclude-file",
+            list.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("left out 5 entries matching --exclude"), "{out}");
+    let want: BTreeSet<String> = [
+        "",
+        "app",
+        "app/conf",
+        "app/conf/a.yaml",
+        "logs",
+        "logs/cache",
+        "logs/x.log",
+        "top.txt",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(names(&restored(&target, &data)), want);
+
+    // After --include: the included directory less what is excluded in it.
+    let stored = data.strip_prefix("/").unwrap().display().to_string();
+    let target = repo.path("included");
+    let (code, out) = repo.restore(
+        As::Me,
+        &id,
+        &target,
+        &[
+            "--include",
+            &format!("{stored}/app"),
+            "--exclude",
+            "conf",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let report = serde_json::Deserializer::from_str(&out)
+        .into_iter::<serde_json::Value>()
+        .next()
+        .expect("a JSON report")
+        .expect("a JSON report");
+    assert_eq!(report["excluded"], 3, "app/conf and its two files: {report:#}");
+    let want: BTreeSet<String> = [
+        "",
+        "app",
+        "app/cache",
+        "app/cache/deep",
+        "app/cache/deep/f",
+        "app/run.pid",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(names(&restored(&target, &data)), want);
+
+    let untouched = repo.path("untouched");
+    for (args, says) in [
+        (vec!["--exclude", ""], "exclude pattern \"\" is empty"),
+        (vec!["--exclude", "!keep"], "negation is not supported"),
+        (
+            vec!["--exclude-file", "/nonexistent/list"],
+            "--exclude-file /nonexistent/list",
+        ),
+    ] {
+        let (code, out) = repo.restore(As::Me, &id, &untouched, &args);
+        assert_eq!(code, Some(2), "{args:?}: {out}");
+        assert!(out.contains(says), "{args:?}: {out}");
+        assert!(!untouched.exists(), "{args:?}: the target was made");
+    }
+}
+
 /// Unmounts on drop, also when the test fails.
 struct Mount<'a>(&'a Path);
 

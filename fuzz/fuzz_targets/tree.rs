@@ -1,6 +1,6 @@
 //! A snapshot's tree listing (JSON lines, after age and zstd), which anyone holding the
 //! repository's public recipient can write: parsed, checked for damage, and planned for a
-//! restore with and without `--include`. The plan must never leave the target: every path is
+//! restore with and without `--include` and `--exclude`. The plan must never leave the target: every path is
 //! plain and relative, no path is planned twice, nothing is planned under a planned symlink or
 //! file, and a hard link names a file the plan writes.
 #![no_main]
@@ -12,6 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use lifeboat_backup::index::Index;
 use lifeboat_backup::restore::{EntryKind, plan_restore};
 use lifeboat_backup::snapshot::{Node, safe_relative, tree_damage};
+use lifeboat_backup::sources::files::Exclusions;
 use lifeboat_fuzz as _;
 
 fuzz_target!(|listing: &[u8]| {
@@ -24,8 +25,18 @@ fuzz_target!(|listing: &[u8]| {
         let _ = node.stored_length();
     }
     let index = Index::default();
-    for include in [&[][..], &["**/a*".to_string()][..], &["x/".to_string()][..]] {
-        let Ok(plan) = plan_restore(&nodes, &index, include) else {
+    let Ok(exclude) = Exclusions::new(&["b*".to_string(), "/x/y/".to_string()]) else {
+        return;
+    };
+    let (any_a, under_x) = (["**/a*".to_string()], ["x/".to_string()]);
+    let cases: [(&[String], Exclusions); 4] = [
+        (&[], Exclusions::default()),
+        (&any_a, Exclusions::default()),
+        (&under_x, exclude.clone()),
+        (&[], exclude),
+    ];
+    for (include, exclude) in &cases {
+        let Ok(plan) = plan_restore(&nodes, &index, include, exclude) else {
             continue;
         };
         let mut planned: HashMap<&Path, &EntryKind> = HashMap::new();

@@ -12,6 +12,7 @@ use crate::blob::{BlobId, PackId};
 use crate::index::Index;
 use crate::pack::PackedBlob;
 use crate::snapshot::{Node, NodeKind, parent_of, safe_relative, tree_damage};
+use crate::sources::files::Exclusions;
 
 /// One blob to decode, and every (file, offset) it goes to.
 #[derive(Debug, Clone)]
@@ -71,6 +72,8 @@ pub struct RestorePlan {
     pub bytes: u64,
     /// `include` patterns that matched no path of the snapshot.
     pub unmatched: Vec<String>,
+    /// Entries left out by `exclude` (an excluded directory and each entry below it).
+    pub excluded: u64,
 }
 
 /// An `--include` pattern that is not a glob.
@@ -137,13 +140,61 @@ fn included(globs: &GlobSet, path: &[u8], hits: &mut [bool]) -> bool {
     }
 }
 
-/// Plans restoring `nodes`, filtered by `include` globs.
+/// `--exclude` decisions for stored paths (relative, no leading `/`), each directory's
+/// remembered, so a tree of N entries costs about N pattern matches, not N × depth.
+struct Excluded<'a> {
+    rules: &'a Exclusions,
+    dirs: HashMap<&'a [u8], bool>,
+}
+
+impl<'a> Excluded<'a> {
+    /// True when `path` matches (`is_dir`: it is a directory) or a directory above it does.
+    /// Iterative: a forged tree's path may be thousands of components deep.
+    fn test(&mut self, path: &'a [u8], is_dir: bool) -> bool {
+        if self.rules.patterns().is_empty() {
+            return false;
+        }
+        let mut undecided = Vec::new();
+        let mut above = false;
+        let mut dir = parent_of(path);
+        while let Some(d) = dir {
+            if let Some(&known) = self.dirs.get(d) {
+                above = known;
+                break;
+            }
+            undecided.push(d);
+            dir = parent_of(d);
+        }
+        for d in undecided.into_iter().rev() {
+            above = above || self.rules.excludes(&absolute(d), true);
+            self.dirs.insert(d, above);
+        }
+        above || self.rules.excludes(&absolute(path), is_dir)
+    }
+}
+
+/// A stored path as the absolute path it was backed up from (`srv/a` is `/srv/a`).
+fn absolute(stored: &[u8]) -> PathBuf {
+    let mut bytes = Vec::with_capacity(stored.len() + 1);
+    bytes.push(b'/');
+    bytes.extend_from_slice(stored);
+    PathBuf::from(OsStr::from_bytes(&bytes))
+}
+
+/// Plans restoring `nodes`: those matching an `include` glob (all when there is none), less
+/// those `exclude` leaves out, with the directories above each listed so they get their
+/// recorded metadata. Errors: an `include` pattern that is not a glob.
 pub fn plan_restore(
     nodes: &[Node],
     index: &Index,
     include: &[String],
+    exclude: &Exclusions,
 ) -> Result<RestorePlan, InvalidInclude> {
     let globs = include_globs(include)?;
+    let mut excluded = Excluded {
+        rules: exclude,
+        dirs: HashMap::new(),
+    };
     let mut hits = vec![false; include.len()];
     let mut plan = RestorePlan::default();
 
@@ -166,6 +217,10 @@ pub fn plan_restore(
         if let Some(globs) = &globs
             && !included(globs, node.path_bytes(), &mut hits)
         {
+            continue;
+        }
+        if excluded.test(node.path_bytes(), node.kind == NodeKind::Dir) {
+            plan.excluded += 1;
             continue;
         }
         if let Some(why) = damaged.get(&i) {
@@ -310,6 +365,11 @@ pub fn plan_restore(
 mod tests {
     use super::*;
 
+    /// The plan with no `--exclude`.
+    fn plan_of(nodes: &[Node], index: &Index, include: &[String]) -> Result<RestorePlan, InvalidInclude> {
+        plan_restore(nodes, index, include, &Exclusions::default())
+    }
+
     fn node(path: &[u8], kind: NodeKind) -> Node {
         let mut n = Node::with_path(path, kind);
         if kind == NodeKind::Symlink {
@@ -326,10 +386,10 @@ mod tests {
             node(b"tmp/t/plain", NodeKind::File),
         ];
         let include = ["tmp".to_string(), "tmp/t/plain".to_string(), "plain".to_string()];
-        let plan = plan_restore(&nodes, &Index::default(), &include).unwrap();
+        let plan = plan_of(&nodes, &Index::default(), &include).unwrap();
         assert_eq!(plan.unmatched, ["plain"]);
         assert_eq!(plan.entries.len(), 3);
-        let err = plan_restore(&nodes, &Index::default(), &["a[".to_string()]).unwrap_err();
+        let err = plan_of(&nodes, &Index::default(), &["a[".to_string()]).unwrap_err();
         assert_eq!(err.pattern, "a[");
     }
 
@@ -342,16 +402,16 @@ mod tests {
             node(b"tmp/u", NodeKind::File),
         ];
         for pattern in ["tmp/t/", "/tmp/t//", "tmp/*/"] {
-            let plan = plan_restore(&nodes, &Index::default(), &[pattern.to_string()]).unwrap();
+            let plan = plan_of(&nodes, &Index::default(), &[pattern.to_string()]).unwrap();
             assert!(plan.unmatched.is_empty(), "{pattern}");
             let restored: Vec<usize> = plan.entries.iter().map(|e| e.node).collect();
             assert!(restored.contains(&2), "{pattern}: {restored:?}");
         }
-        let plan = plan_restore(&nodes, &Index::default(), &["tmp/t/".to_string()]).unwrap();
+        let plan = plan_of(&nodes, &Index::default(), &["tmp/t/".to_string()]).unwrap();
         assert_eq!(plan.entries.len(), 3, "tmp/u is not below tmp/t/");
-        let all = plan_restore(&nodes, &Index::default(), &["/".to_string()]).unwrap();
+        let all = plan_of(&nodes, &Index::default(), &["/".to_string()]).unwrap();
         assert_eq!(all.entries.len(), 4);
-        let empty = plan_restore(&nodes, &Index::default(), &[String::new()]).unwrap_err();
+        let empty = plan_of(&nodes, &Index::default(), &[String::new()]).unwrap_err();
         assert_eq!(empty.message, "empty pattern");
     }
 
@@ -364,7 +424,7 @@ mod tests {
             node(b"d/x/y", NodeKind::File),
             node(b"d/z", NodeKind::File),
         ];
-        let plan = plan_restore(&nodes, &Index::default(), &[]).unwrap();
+        let plan = plan_of(&nodes, &Index::default(), &[]).unwrap();
         let restored: Vec<usize> = plan.entries.iter().map(|e| e.node).collect();
         assert_eq!(restored, vec![0, 4]);
         assert_eq!(plan.refused.len(), 3, "{:?}", plan.refused);
@@ -386,7 +446,7 @@ mod tests {
             b,
             node(b"top/deep/c\xff", NodeKind::File),
         ];
-        let plan = plan_restore(&nodes, &Index::default(), &["top/deep/[ab]".to_string()]).unwrap();
+        let plan = plan_of(&nodes, &Index::default(), &["top/deep/[ab]".to_string()]).unwrap();
         let kinds: Vec<(usize, EntryKind)> = plan.entries.iter().map(|e| (e.node, e.kind)).collect();
         assert_eq!(
             kinds,
@@ -397,8 +457,64 @@ mod tests {
                 (4, EntryKind::HardLink { to: 3 }),
             ]
         );
-        let plan = plan_restore(&nodes, &Index::default(), &["top/deep/c?".to_string()]).unwrap();
+        let plan = plan_of(&nodes, &Index::default(), &["top/deep/c?".to_string()]).unwrap();
         assert_eq!(plan.entries.last().map(|e| e.node), Some(5));
+    }
+
+    /// `--exclude` takes entries (and all an excluded directory holds) out of what is restored,
+    /// after `--include`, with backup's pattern rules (absolute paths, a trailing `/` for
+    /// directories only); a hard link whose first name is excluded is restored with its
+    /// content under the name that is kept.
+    #[test]
+    fn excluded_entries_and_all_below_them_are_left_out_after_include() {
+        let mut first = node(b"srv/app/cache/linked", NodeKind::File);
+        let mut second = node(b"srv/app/linked", NodeKind::File);
+        for n in [&mut first, &mut second] {
+            (n.dev, n.inode, n.nlink) = (1, 9, 2);
+        }
+        let nodes = vec![
+            node(b"srv", NodeKind::Dir),
+            node(b"srv/app", NodeKind::Dir),
+            node(b"srv/app/cache", NodeKind::Dir),
+            node(b"srv/app/cache/deep", NodeKind::Dir),
+            node(b"srv/app/cache/deep/f", NodeKind::File),
+            first,
+            node(b"srv/app/conf", NodeKind::File),
+            second,
+            node(b"srv/app/run.tmp", NodeKind::File),
+            node(b"srv/logs", NodeKind::File),
+        ];
+        let exclude = |patterns: &[&str]| {
+            Exclusions::new(&patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>()).unwrap()
+        };
+        let restored = |plan: &RestorePlan| -> Vec<(usize, EntryKind)> {
+            plan.entries.iter().map(|e| (e.node, e.kind)).collect()
+        };
+        let plan = plan_restore(&nodes, &Index::default(), &[], &exclude(&["cache/", "*.tmp"])).unwrap();
+        assert_eq!(
+            restored(&plan),
+            vec![
+                (0, EntryKind::Dir),
+                (1, EntryKind::Dir),
+                (6, EntryKind::File),
+                (7, EntryKind::File),
+                (9, EntryKind::File),
+            ]
+        );
+        assert_eq!(plan.excluded, 5, "the directory, the 3 entries below it, run.tmp");
+        // After include: the included directory less a part of it; anchored patterns.
+        let include = ["srv/app".to_string()];
+        let plan = plan_restore(&nodes, &Index::default(), &include, &exclude(&["/srv/app/conf"])).unwrap();
+        assert!(plan.unmatched.is_empty());
+        let nodes_kept: Vec<usize> = plan.entries.iter().map(|e| e.node).collect();
+        assert_eq!(nodes_kept, vec![0, 1, 2, 3, 4, 5, 7, 8]);
+        assert_eq!(plan.excluded, 1);
+        // An anchored pattern matches from the root only (`/app` is not `/srv/app`); a bare
+        // name matches at any depth.
+        let plan = plan_restore(&nodes, &Index::default(), &[], &exclude(&["/app", "deep"])).unwrap();
+        assert_eq!(plan.excluded, 2, "srv/app/cache/deep and its file");
+        let none = plan_restore(&nodes, &Index::default(), &[], &Exclusions::default()).unwrap();
+        assert_eq!((none.entries.len(), none.excluded), (nodes.len(), 0));
     }
 
     /// Names of one FIFO are links to the first; a file claiming the same inode (a damaged
@@ -413,7 +529,7 @@ mod tests {
         for n in &mut nodes {
             (n.dev, n.inode, n.nlink) = (1, 7, 2);
         }
-        let plan = plan_restore(&nodes, &Index::default(), &[]).unwrap();
+        let plan = plan_of(&nodes, &Index::default(), &[]).unwrap();
         let kinds: Vec<(usize, EntryKind)> = plan.entries.iter().map(|e| (e.node, e.kind)).collect();
         assert_eq!(
             kinds,
@@ -503,7 +619,7 @@ mod tests {
             file(b"var/log/app.log", &[3, 4]),           // 11
         ];
 
-        let plan = plan_restore(&nodes, &index, &[]).unwrap();
+        let plan = plan_of(&nodes, &index, &[]).unwrap();
         let entries: Vec<(usize, &str, EntryKind)> = plan
             .entries
             .iter()
@@ -548,7 +664,7 @@ mod tests {
         // Every file's size, the hard link's once: 160 + 160 + 0 + 500 + (300 + 40).
         assert_eq!(plan.bytes, 1160);
 
-        let plan = plan_restore(&nodes, &index, &["etc/app/*.yaml".to_string()]).unwrap();
+        let plan = plan_of(&nodes, &index, &["etc/app/*.yaml".to_string()]).unwrap();
         let entries: Vec<(usize, EntryKind)> = plan.entries.iter().map(|e| (e.node, e.kind)).collect();
         assert_eq!(
             entries,

@@ -32,6 +32,7 @@ use crate::progress::Progress;
 use crate::read::BlobReader;
 use crate::repository::{RepoError, Repository};
 use crate::snapshot::{Node, Snapshot};
+use crate::sources::files::Exclusions;
 
 /// Options for a restore.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +40,10 @@ pub struct RestoreOptions {
     /// Glob patterns; when given, only matching paths (and everything under matching
     /// directories) are restored, with the directories above them.
     pub include: Vec<String>,
+    /// Paths left out (restic's `restore --exclude`), matched as a backup's `--exclude` is:
+    /// against the absolute path, an excluded directory with all it holds. Applied after
+    /// `include`, so it can take a part back out of an included directory.
+    pub exclude: Exclusions,
 }
 
 /// What a restore did, and what it could not do.
@@ -50,6 +55,9 @@ pub struct RestoreReport {
     pub dirs: u64,
     /// Symlinks created.
     pub symlinks: u64,
+    /// Entries left out by [`RestoreOptions::exclude`] (an excluded directory and each entry
+    /// below it count one each).
+    pub excluded: u64,
     /// FIFOs, sockets and device nodes created.
     pub special_files: u64,
     /// Bytes written.
@@ -129,9 +137,10 @@ async fn run(
     let repo = reader.repository();
     let index = repo.index();
     let nodes = reader.nodes().await?;
-    let plan = plan_restore(nodes, index, &options.include)?;
+    let plan = plan_restore(nodes, index, &options.include, &options.exclude)?;
     let mut report = RestoreReport {
         errors: plan.refused.clone(),
+        excluded: plan.excluded,
         ..RestoreReport::default()
     };
     for pattern in &plan.unmatched {

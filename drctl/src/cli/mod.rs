@@ -468,6 +468,16 @@ pub enum RestoreCommand {
         /// (`srv/app/`) means that directory and everything below it, as in restic and rsync.
         #[arg(long)]
         include: Vec<String>,
+        /// Leave out paths matching PATTERN (repeatable), as restic's restore --exclude, with
+        /// `backup files --exclude`'s rules: matched against the absolute path each entry was
+        /// backed up from (/srv/app/cache anchored, *.tmp or cache at any depth, cache/ for
+        /// directories only); an excluded directory is left out with all it holds. Applied
+        /// after --include, so it can take a part of an included directory back out.
+        #[arg(long = "exclude", value_name = "PATTERN")]
+        excludes: Vec<String>,
+        /// Read exclude patterns from FILE (repeatable), as `backup files --exclude-file`.
+        #[arg(long = "exclude-file", value_name = "FILE")]
+        exclude_files: Vec<PathBuf>,
         /// Take no repository lock (restic's --no-lock), for a repository that cannot be
         /// written: a read-only mount or bucket. A prune running meanwhile may then delete
         /// what this reads.

@@ -111,7 +111,7 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
 
 /// `--exclude` patterns and those of each `--exclude-file`, compiled; a pattern that cannot be
 /// used or a file that cannot be read is a usage error naming it.
-fn exclusions(mut patterns: Vec<String>, files: &[PathBuf]) -> Result<Exclusions> {
+pub(super) fn exclusions(mut patterns: Vec<String>, files: &[PathBuf]) -> Result<Exclusions> {
     for file in files {
         let text = std::fs::read(file)
             .map_err(|e| UsageError(format!("--exclude-file {}: cannot be read: {e}", file.display())))?;

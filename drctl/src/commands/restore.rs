@@ -23,6 +23,8 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
             snapshot,
             target,
             include,
+            excludes,
+            exclude_files,
             host,
             paths,
             no_lock,
@@ -42,6 +44,10 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
                     .map(|p| source_path(p).map(|p| path_text(&p)))
                     .collect::<Result<_, _>>()?,
             };
+            let options = RestoreOptions {
+                include,
+                exclude: super::backup::exclusions(excludes, &exclude_files)?,
+            };
             let mut r = open::repository(&repo, &key).await?;
             if no_lock {
                 r = r.without_locks();
@@ -49,7 +55,7 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
             let snap = r.find_snapshot_matching(&snapshot, &filter).await?;
             let progress = Arc::new(Progress::default());
             let bar = Bar::start(&progress, "restore", g.quiet);
-            let report = restore_files(&r, &snap, &target, &RestoreOptions { include }, progress).await?;
+            let report = restore_files(&r, &snap, &target, &options, progress).await?;
             drop(bar);
             output::print(g.format, &report, |rep| {
                 let special = match rep.special_files {
@@ -64,6 +70,9 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
                     bytes(rep.bytes),
                     target.display()
                 );
+                if rep.excluded > 0 {
+                    s.push_str(&format!("left out {} entries matching --exclude\n", rep.excluded));
+                }
                 for e in &rep.errors {
                     s.push_str(&format!("not restored: {e}\n"));
                 }
