@@ -72,7 +72,8 @@ pub struct RestorePlan {
     pub bytes: u64,
     /// `include` patterns that matched no path of the snapshot.
     pub unmatched: Vec<String>,
-    /// Entries left out by `exclude` (an excluded directory and each entry below it).
+    /// Entries left out by `exclude`, counted as a backup counts them: an excluded directory
+    /// once, with all it holds.
     pub excluded: u64,
 }
 
@@ -195,6 +196,7 @@ pub fn plan_restore(
         rules: exclude,
         dirs: HashMap::new(),
     };
+    let mut excluded_dirs: HashSet<&[u8]> = HashSet::new();
     let mut hits = vec![false; include.len()];
     let mut plan = RestorePlan::default();
 
@@ -220,7 +222,13 @@ pub fn plan_restore(
             continue;
         }
         if excluded.test(node.path_bytes(), node.kind == NodeKind::Dir) {
-            plan.excluded += 1;
+            // Counted as a backup counts: an excluded directory once, with all it holds.
+            if !parent_of(node.path_bytes()).is_some_and(|p| excluded_dirs.contains(p)) {
+                plan.excluded += 1;
+            }
+            if node.kind == NodeKind::Dir {
+                excluded_dirs.insert(node.path_bytes());
+            }
             continue;
         }
         if let Some(why) = damaged.get(&i) {
@@ -501,7 +509,10 @@ mod tests {
                 (9, EntryKind::File),
             ]
         );
-        assert_eq!(plan.excluded, 5, "the directory, the 3 entries below it, run.tmp");
+        assert_eq!(
+            plan.excluded, 2,
+            "the cache directory (once, with all it holds) and run.tmp"
+        );
         // After include: the included directory less a part of it; anchored patterns.
         let include = ["srv/app".to_string()];
         let plan = plan_restore(&nodes, &Index::default(), &include, &exclude(&["/srv/app/conf"])).unwrap();
@@ -512,7 +523,13 @@ mod tests {
         // An anchored pattern matches from the root only (`/app` is not `/srv/app`); a bare
         // name matches at any depth.
         let plan = plan_restore(&nodes, &Index::default(), &[], &exclude(&["/app", "deep"])).unwrap();
-        assert_eq!(plan.excluded, 2, "srv/app/cache/deep and its file");
+        assert_eq!(plan.excluded, 1, "srv/app/cache/deep, with its file");
+        // A file included under an excluded directory that is not: still left out, and
+        // counted, so the restore says why it is missing.
+        let include = ["srv/app/cache/deep/f".to_string()];
+        let plan = plan_restore(&nodes, &Index::default(), &include, &exclude(&["cache/"])).unwrap();
+        assert!(plan.entries.is_empty() && plan.unmatched.is_empty());
+        assert_eq!(plan.excluded, 1);
         let none = plan_restore(&nodes, &Index::default(), &[], &Exclusions::default()).unwrap();
         assert_eq!((none.entries.len(), none.excluded), (nodes.len(), 0));
     }

@@ -55,8 +55,8 @@ pub struct RestoreReport {
     pub dirs: u64,
     /// Symlinks created.
     pub symlinks: u64,
-    /// Entries left out by [`RestoreOptions::exclude`] (an excluded directory and each entry
-    /// below it count one each).
+    /// Entries left out by [`RestoreOptions::exclude`], counted as a backup counts them: an
+    /// excluded directory once, with all it holds.
     pub excluded: u64,
     /// FIFOs, sockets and device nodes created.
     pub special_files: u64,
