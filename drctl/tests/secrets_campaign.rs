@@ -73,15 +73,22 @@ async fn drctl(what: &str, env: &[(String, String)], args: &[&str]) -> Run {
     run
 }
 
+/// Fails unless `run` exited with `code`, showing a panic's message (if drctl panicked) and
+/// the last lines it printed.
 fn expect(run: &Run, code: i32) {
-    let tail: Vec<&str> = run.text.lines().rev().take(30).collect();
+    let lines: Vec<&str> = run.text.lines().collect();
+    let panic = lines
+        .iter()
+        .position(|l| l.contains("panicked at"))
+        .map(|at| lines[at..lines.len().min(at + 4)].join("\n"))
+        .unwrap_or_default();
+    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
     assert_eq!(
         run.code,
         Some(code),
-        "{}: exit {:?}, wanted {code}:\n{}",
+        "{}: exit {:?}, wanted {code}:\n{panic}\n…\n{tail}",
         run.what,
         run.code,
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
 }
 
