@@ -95,12 +95,21 @@ pub async fn map(kind: MapperKind, req: &MapRequest<'_>) -> Result<Mapped> {
             if !crate::node::exec::is_mounted(dir)? {
                 let d = dir.to_string_lossy().to_string();
                 let args = format!("--id {}", req.user);
-                run_env(
+                let started = run_env(
                     "rbd-fuse",
                     &["-c", &conf, "-p", req.pool, "-r", req.image, &d],
                     &[("CEPH_ARGS", &args)],
                 )
-                .await?;
+                .await;
+                // An rbd-fuse that a killed stage started (it outlives the driver) may mount
+                // this directory between the check above and this one's own start, which then
+                // refuses with "mountpoint is not empty": that mount is this image's, so use it.
+                if let Err(e) = started {
+                    if !crate::node::exec::is_mounted(dir)? {
+                        return Err(e);
+                    }
+                    tracing::info!(pool = req.pool, image = req.image, dir = %d, "using the rbd-fuse mount an interrupted stage made");
+                }
             }
             wait_for(&image_file).await?;
             let file = image_file.to_string_lossy().to_string();
