@@ -249,7 +249,20 @@ fn restore_leaves_out_what_exclude_matches_after_include() {
     .into();
     assert_eq!(names(&restored(&target, &data)), want);
 
+    // Excluding everything restores nothing, and says so.
+    let target = repo.path("nothing");
+    let (code, out) = repo.restore(As::Me, &id, &target, &["--exclude", data.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("left out 1 entry matching --exclude"), "{out}");
+    assert!(out.contains("nothing was restored"), "{out}");
+
     let untouched = repo.path("untouched");
+    let bad_list = repo.path("bad-excludes.txt");
+    std::fs::write(&bad_list, "# fine\n*.bak\n[z-\n").unwrap();
+    let bad_line = format!(
+        "--exclude-file {} line 3: exclude pattern \"[z-\"",
+        bad_list.display()
+    );
     for (args, says) in [
         (vec!["--exclude", ""], "exclude pattern \"\" is empty"),
         (vec!["--exclude", "!keep"], "negation is not supported"),
@@ -257,6 +270,7 @@ fn restore_leaves_out_what_exclude_matches_after_include() {
             vec!["--exclude-file", "/nonexistent/list"],
             "--exclude-file /nonexistent/list",
         ),
+        (vec!["--exclude-file", bad_list.to_str().unwrap()], &bad_line),
     ] {
         let (code, out) = repo.restore(As::Me, &id, &untouched, &args);
         assert_eq!(code, Some(2), "{args:?}: {out}");

@@ -471,8 +471,9 @@ pub enum RestoreCommand {
         /// Leave out paths matching PATTERN (repeatable), as restic's restore --exclude, with
         /// `backup files --exclude`'s rules: matched against the absolute path each entry was
         /// backed up from (/srv/app/cache anchored, *.tmp or cache at any depth, cache/ for
-        /// directories only); an excluded directory is left out with all it holds. Applied
-        /// after --include, so it can take a part of an included directory back out.
+        /// directories only); ? and [abc] match one byte (for é, use * or é itself). An
+        /// excluded directory is left out with all it holds. Applied after --include, so it
+        /// can take a part of an included directory back out.
         #[arg(long = "exclude", value_name = "PATTERN")]
         excludes: Vec<String>,
         /// Read exclude patterns from FILE (repeatable), as `backup files --exclude-file`.

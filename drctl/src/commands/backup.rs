@@ -121,7 +121,15 @@ pub(super) fn exclusions(mut patterns: Vec<String>, files: &[PathBuf]) -> Result
                 file.display()
             ))
         })?;
-        patterns.extend(patterns_in_file(&text));
+        // Each pattern is checked on its own first, so an unusable one is named with its line.
+        for (n, line) in text.lines().enumerate() {
+            for pattern in patterns_in_file(line) {
+                Exclusions::new(std::slice::from_ref(&pattern)).map_err(|e| {
+                    UsageError(format!("--exclude-file {} line {}: {e}", file.display(), n + 1))
+                })?;
+                patterns.push(pattern);
+            }
+        }
     }
     Exclusions::new(&patterns).map_err(|e| UsageError(e.to_string()).into())
 }

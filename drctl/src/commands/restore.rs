@@ -71,7 +71,14 @@ pub async fn run(cmd: RestoreCommand, g: &GlobalArgs) -> Result<u8> {
                     target.display()
                 );
                 if rep.excluded > 0 {
-                    s.push_str(&format!("left out {} entries matching --exclude\n", rep.excluded));
+                    let entries = if rep.excluded == 1 { "entry" } else { "entries" };
+                    s.push_str(&format!(
+                        "left out {} {entries} matching --exclude\n",
+                        rep.excluded
+                    ));
+                    if rep.files + rep.dirs + rep.symlinks + rep.special_files == 0 {
+                        s.push_str("warning: --exclude left out everything the snapshot holds: nothing was restored\n");
+                    }
                 }
                 for e in &rep.errors {
                     s.push_str(&format!("not restored: {e}\n"));

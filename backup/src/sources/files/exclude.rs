@@ -70,7 +70,7 @@ impl Exclusions {
             }
             if pattern.starts_with('!') {
                 return Err(invalid(
-                    "starts with ! (negation is not supported: back up the paths to keep instead; write \\! for a name that starts with !)",
+                    "starts with ! (negation is not supported: name what to keep instead, as paths to back up or a restore's --include; write \\! for a name that starts with !)",
                 ));
             }
             let dirs_only = pattern.ends_with('/');
