@@ -110,8 +110,11 @@ pub async fn run(cmd: BackupCommand, g: &GlobalArgs) -> Result<u8> {
 }
 
 /// `--exclude` patterns and those of each `--exclude-file`, compiled; a pattern that cannot be
-/// used or a file that cannot be read is a usage error naming it.
+/// used or a file that cannot be read is a usage error naming it (and, for a file's pattern,
+/// the file and line).
 pub(super) fn exclusions(mut patterns: Vec<String>, files: &[PathBuf]) -> Result<Exclusions> {
+    // Where each pattern came from: `None` for --exclude, else "--exclude-file F line N".
+    let mut origins: Vec<Option<String>> = vec![None; patterns.len()];
     for file in files {
         let text = std::fs::read(file)
             .map_err(|e| UsageError(format!("--exclude-file {}: cannot be read: {e}", file.display())))?;
@@ -121,17 +124,24 @@ pub(super) fn exclusions(mut patterns: Vec<String>, files: &[PathBuf]) -> Result
                 file.display()
             ))
         })?;
-        // Each pattern is checked on its own first, so an unusable one is named with its line.
         for (n, line) in text.lines().enumerate() {
             for pattern in patterns_in_file(line) {
-                Exclusions::new(std::slice::from_ref(&pattern)).map_err(|e| {
-                    UsageError(format!("--exclude-file {} line {}: {e}", file.display(), n + 1))
-                })?;
                 patterns.push(pattern);
+                origins.push(Some(format!("--exclude-file {} line {}", file.display(), n + 1)));
             }
         }
     }
-    Exclusions::new(&patterns).map_err(|e| UsageError(e.to_string()).into())
+    Exclusions::new(&patterns).map_err(|e| {
+        // The first pattern with the failing text is the one that failed (they compile in order).
+        let origin = patterns
+            .iter()
+            .position(|p| *p == e.pattern)
+            .and_then(|at| origins[at].as_deref());
+        match origin {
+            Some(origin) => UsageError(format!("{origin}: {e}")).into(),
+            None => UsageError(e.to_string()).into(),
+        }
+    })
 }
 
 /// A path given that a pattern excludes (or lies in an excluded directory) is not saved at
